@@ -1,0 +1,135 @@
+"""Typed configuration: one dataclass per concern, a comment on every default, and profiles."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """How one model is built and trained."""
+
+    image_size: int = 224  # input side in pixels; MobileNetV2's ImageNet weights expect 224
+    crop_head: bool = True  # crop to the head's bounding box before resizing (removes empty border)
+    dropout: float = 0.3  # dropout before the softmax head
+    learning_rate: float = 1e-3  # Adam step for the head / from-scratch phase
+    optimizer: str = "adam"  # "adam" or "sgd" (SGD uses momentum 0.9)
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    patience: int = 6  # epochs without val_loss improvement before stopping
+    # custom CNN only
+    width: int = 32  # filters of the first conv block; doubles per block
+    depth: int = 4  # number of conv blocks
+    # transfer models only
+    finetune_epochs: int = 12  # epochs of the second (fine-tuning) phase; 0 disables it
+    finetune_layers: int = 40  # top base layers unfrozen in fine-tuning (BatchNorm stays frozen)
+    finetune_learning_rate: float = 1e-4  # low step so fine-tuning does not wreck ImageNet features
+    label_smoothing: float = 0.05  # softens one-hot targets; helps calibration on noisy labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _default_models() -> dict[str, ModelConfig]:
+    return {
+        # A small CNN trained from scratch: 160 px keeps it quick on 2 CPU cores.
+        "custom_cnn": ModelConfig(image_size=160, learning_rate=2e-3, epochs=40, patience=8),
+        "mobilenetv2": ModelConfig(image_size=224, epochs=15, patience=4),
+    }
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: data handling plus one ModelConfig per model."""
+
+    seed: int = 42  # seeds splits, shuffling, augmentation and weight init
+    val_fraction: float = 0.15  # share of images held out for model selection
+    test_fraction: float = 0.15  # share held out for the one final test report
+    dedupe: bool = True  # keep exact and near duplicates inside one split (no leakage)
+    official_test: bool = False  # use the dataset's own Testing/ folder as the test split
+    batch_size: int = 32  # fits 2 cores and modest memory at 224 px
+    augment: bool = True  # flips, small rotations, zoom, contrast as Keras layers
+    class_weights: bool = True  # weight the loss by inverse class frequency
+    cache_features: bool = True  # frozen-base phase: compute base features once, train the head
+    max_images: int | None = None  # cap per class (smoke runs); None = all images
+    weights: str = "auto"  # transfer models: auto | imagenet | none | PATH
+    profile: str = "full"  # name of the profile these values came from
+    models: dict[str, ModelConfig] = field(default_factory=_default_models)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        models = _default_models()
+        for name, mc in (data.pop("models", None) or {}).items():
+            base = models.get(name, ModelConfig())
+            models[name] = dataclasses.replace(base, **_check_keys(ModelConfig, mc, name))
+        return cls(**data, models=models)
+
+
+def _check_keys(klass: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(klass)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown keys for model {where!r}: {sorted(unknown)}")
+    return values
+
+
+def profile(name: str) -> TrainConfig:
+    """Return the TrainConfig of a named profile: smoke, quick or full."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return TrainConfig.from_dict({**PROFILES[name], "profile": name})
+
+
+# Profiles override defaults. smoke: ~100 images, about a minute, for tests.
+# quick: the synthetic demo in a few minutes. full: the real run.
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "max_images": 25,
+        "batch_size": 16,
+        "models": {
+            "custom_cnn": {"image_size": 64, "epochs": 3, "patience": 3, "width": 8, "depth": 3},
+            "mobilenetv2": {"image_size": 96, "epochs": 2, "patience": 2,
+                            "finetune_epochs": 1, "finetune_layers": 10},
+        },
+    },
+    "quick": {
+        "max_images": 150,
+        "models": {
+            "custom_cnn": {"image_size": 128, "epochs": 12, "patience": 4, "width": 16},
+            "mobilenetv2": {"image_size": 160, "epochs": 6, "patience": 3,
+                            "finetune_epochs": 3, "finetune_layers": 30},
+        },
+    },
+    "full": {},
+}
+
+
+def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Load a JSON config file; its keys override `base` (default: the full profile)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ValueError(f"config file not found: {path}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
+    merged = (base or TrainConfig()).to_dict()
+    models = merged.pop("models")
+    for name, mc in (data.pop("models", None) or {}).items():
+        models[name] = {**models.get(name, {}), **mc}
+    merged.update(data)
+    merged["models"] = models
+    return TrainConfig.from_dict(merged)
