@@ -1,0 +1,1 @@
+"""Streamlit dashboard for brain-mri-xai: reads a run's artifacts, never trains."""

@@ -1,0 +1,485 @@
+"""Pure plotly figure builders: artifact dicts in, figures (or tables) out.
+
+Nothing here imports Streamlit or touches the file system, so every builder can be unit-tested
+with hand-made dicts in the formats of docs/architecture.md. Malformed input raises
+`FigureDataError` naming the offending value, which the pages turn into a readable message.
+Colours are left to the Streamlit plotly theme except for models and classes, which keep one
+colour each across every figure so a viewer can follow them from chart to chart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+MODEL_LABELS = {"custom_cnn": "Custom CNN", "mobilenetv2": "MobileNetV2"}
+MODEL_COLORS = {"custom_cnn": "#f97316", "mobilenetv2": "#2563eb"}
+# Colour-blind friendly qualitative palette (Okabe-Ito) for classes.
+CLASS_PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442"]
+_FALLBACK_MODEL_COLORS = ["#16a34a", "#9333ea", "#dc2626", "#0891b2"]
+
+
+class FigureDataError(ValueError):
+    """An artifact dict does not have the shape a figure needs."""
+
+
+def model_label(name: str) -> str:
+    """Human name of a model folder name (`mobilenetv2` -> `MobileNetV2`)."""
+    return MODEL_LABELS.get(name, name.replace("_", " "))
+
+
+def model_color(name: str, index: int = 0) -> str:
+    """Stable colour of a model; unknown models get a fallback by position."""
+    return MODEL_COLORS.get(name, _FALLBACK_MODEL_COLORS[index % len(_FALLBACK_MODEL_COLORS)])
+
+
+def class_color(index: int) -> str:
+    return CLASS_PALETTE[index % len(CLASS_PALETTE)]
+
+
+def _num(value: Any, what: str) -> float:
+    """A finite-or-NaN float from an artifact value; None becomes NaN (metric undefined)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise FigureDataError(f"{what} should be a number, got {value!r}")
+    return float(value)
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else (
+        f"{value:.{digits}f}")
+
+
+# --------------------------------------------------------------------------- confusion matrix
+
+
+def confusion_values(cm: Mapping[str, Any],
+                     normalise: bool = False) -> tuple[list[str], np.ndarray]:
+    """Validated labels and matrix (rows = true class); row-normalised to [0, 1] if asked.
+
+    A class without test images has an all-zero row; normalising keeps it at zero rather than
+    dividing by zero.
+    """
+    labels = cm.get("labels") if isinstance(cm, Mapping) else None
+    matrix = cm.get("matrix") if isinstance(cm, Mapping) else None
+    if not isinstance(labels, list) or not labels:
+        raise FigureDataError(f"confusion matrix needs a non-empty 'labels' list, got {labels!r}")
+    try:
+        arr = np.asarray(matrix, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise FigureDataError(f"confusion 'matrix' is not numeric: {exc}") from exc
+    if arr.shape != (len(labels), len(labels)):
+        raise FigureDataError(
+            f"confusion 'matrix' has shape {arr.shape}, expected {(len(labels), len(labels))} "
+            f"for labels {labels}")
+    if np.any(arr < 0) or not np.all(np.isfinite(arr)):
+        raise FigureDataError("confusion 'matrix' holds negative or non-finite counts")
+    if normalise:
+        sums = arr.sum(axis=1, keepdims=True)
+        arr = np.divide(arr, sums, out=np.zeros_like(arr), where=sums > 0)
+    return [str(label) for label in labels], arr
+
+
+def confusion_figure(cm: Mapping[str, Any], normalise: bool = False, title: str = "") -> go.Figure:
+    """Heatmap of a confusion matrix: counts, or each true-class row as fractions."""
+    labels, arr = confusion_values(cm, normalise)
+    text = [[f"{v:.0%}" if normalise else f"{int(round(v))}" for v in row] for row in arr]
+    fig = go.Figure(go.Heatmap(
+        z=arr, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues",
+        zmin=0, zmax=1 if normalise else None, showscale=False,
+        hovertemplate=("true %{y}<br>predicted %{x}<br>"
+                       + ("%{z:.1%} of the row" if normalise else "%{z} images")
+                       + "<extra></extra>"),
+    ))
+    fig.update_layout(title=title or None, height=380, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_xaxes(title="predicted", side="bottom", type="category")
+    # Rows in reading order (first class on top) as in a printed confusion matrix.
+    fig.update_yaxes(title="true", autorange="reversed", type="category")
+    return fig
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def per_class_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Precision, recall and F1 per class, one bar group per model, one panel per measure."""
+    measures = ["precision", "recall", "f1"]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=["Precision", "Recall", "F1"],
+                        shared_yaxes=True, horizontal_spacing=0.04)
+    for i, (name, m) in enumerate(metrics.items()):
+        per_class = m.get("per_class") if isinstance(m, Mapping) else None
+        if not isinstance(per_class, Mapping) or not per_class:
+            raise FigureDataError(f"metrics of {name!r} have no 'per_class' table")
+        classes = list(per_class)
+        for col, measure in enumerate(measures, start=1):
+            values = [_num(per_class[c].get(measure), f"{name} {c} {measure}") for c in classes]
+            support = [per_class[c].get("support", "?") for c in classes]
+            fig.add_trace(go.Bar(
+                x=classes, y=values, name=model_label(name), legendgroup=name,
+                showlegend=col == 1, marker_color=model_color(name, i), customdata=support,
+                hovertemplate=f"{model_label(name)}<br>%{{x}}: %{{y:.3f}}"
+                              "<br>support %{customdata}<extra></extra>",
+            ), row=1, col=col)
+    fig.update_yaxes(range=[0, 1.05])
+    fig.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def _ci(comparison: Mapping[str, Any] | None, model: str,
+        metric: str) -> tuple[float, float] | None:
+    ci = ((comparison or {}).get("ci") or {}).get(model) or {}
+    pair = ci.get(metric)
+    if pair is None:
+        return None
+    if not isinstance(pair, Sequence) or len(pair) != 2:
+        raise FigureDataError(f"confidence interval of {model} {metric} should be [lo, hi], "
+                              f"got {pair!r}")
+    return _num(pair[0], f"{model} {metric} CI low"), _num(pair[1], f"{model} {metric} CI high")
+
+
+HEADLINE_METRICS = [
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("macro_f1", "Macro F1"),
+    ("weighted_f1", "Weighted F1"),
+    ("roc_auc", "ROC AUC (macro)"),
+    ("pr_auc", "PR AUC (macro)"),
+    ("ece", "Calibration error (ECE, lower is better)"),
+]
+
+
+def _headline_value(metrics: Mapping[str, Any], key: str) -> float:
+    value = metrics.get(key)
+    # roc_auc / pr_auc may be a per-class dict with a "macro" entry.
+    if isinstance(value, Mapping):
+        value = value.get("macro", value.get("mean"))
+    return _num(value, key)
+
+
+def metrics_table(metrics: Mapping[str, Mapping[str, Any]],
+                  comparison: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Headline metrics (rows) per model (columns) as text, with 95% CIs where known."""
+    rows: dict[str, dict[str, str]] = {}
+    for key, label in HEADLINE_METRICS:
+        row = {}
+        for name, m in metrics.items():
+            value = _headline_value(m, key)
+            cell = _fmt(value)
+            ci = _ci(comparison, name, key)
+            if ci is not None and not math.isnan(value):
+                cell += f"  [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+            row[model_label(name)] = cell
+        rows[label] = row
+    tvn = {name: m.get("tumor_vs_no_tumor") or {} for name, m in metrics.items()}
+    for key, label in (("sensitivity", "Tumour sensitivity"),
+                       ("specificity", "Tumour specificity")):
+        rows[label] = {model_label(n): _fmt(_num(t.get(key), f"{n} {key}"))
+                       for n, t in tvn.items()}
+    rows["Test images"] = {model_label(n): str(m.get("n", "?")) for n, m in metrics.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def ci_figure(metrics: Mapping[str, Mapping[str, Any]],
+              comparison: Mapping[str, Any] | None = None) -> go.Figure:
+    """Accuracy and macro F1 per model as points with 95% confidence-interval whiskers."""
+    fig = go.Figure()
+    shown = [("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced acc."),
+             ("macro_f1", "Macro F1")]
+    for i, (name, m) in enumerate(metrics.items()):
+        xs, ys, plus, minus = [], [], [], []
+        for key, label in shown:
+            value = _headline_value(m, key)
+            if math.isnan(value):
+                continue
+            ci = _ci(comparison, name, key)
+            xs.append(label)
+            ys.append(value)
+            plus.append(max(ci[1] - value, 0.0) if ci else 0.0)
+            minus.append(max(value - ci[0], 0.0) if ci else 0.0)
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="markers", name=model_label(name),
+            marker=dict(size=12, color=model_color(name, i)),
+            error_y=dict(type="data", array=plus, arrayminus=minus, visible=True, thickness=2),
+            hovertemplate=f"{model_label(name)}<br>%{{x}} %{{y:.3f}}<extra></extra>",
+        ))
+    fig.update_layout(scattermode="group", height=320, yaxis_title="score (95% CI)",
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def tumour_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Tumour-vs-no-tumour sensitivity and specificity per model (the screening view)."""
+    fig = go.Figure()
+    for i, (name, m) in enumerate(metrics.items()):
+        tvn = m.get("tumor_vs_no_tumor")
+        if not isinstance(tvn, Mapping):
+            raise FigureDataError(f"metrics of {name!r} have no 'tumor_vs_no_tumor' block")
+        ys = [_num(tvn.get("sensitivity"), f"{name} sensitivity"),
+              _num(tvn.get("specificity"), f"{name} specificity")]
+        fig.add_trace(go.Bar(
+            x=["Sensitivity (tumour found)", "Specificity (no tumour cleared)"], y=ys,
+            name=model_label(name), marker_color=model_color(name, i),
+            text=[_fmt(y) for y in ys], textposition="outside",
+            hovertemplate=f"{model_label(name)}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
+        ))
+    fig.update_layout(barmode="group", height=320, yaxis=dict(range=[0, 1.12]),
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def _history_series(history: Mapping[str, Any], name: str) -> dict[str, list]:
+    epochs = history.get("epochs") if isinstance(history, Mapping) else None
+    if not isinstance(epochs, list) or not epochs:
+        raise FigureDataError(f"history of {name!r} has no 'epochs' list")
+    out: dict[str, list] = {k: [] for k in
+                            ("epoch", "phase", "loss", "val_loss", "accuracy", "val_accuracy")}
+    for i, row in enumerate(epochs):
+        if not isinstance(row, Mapping):
+            raise FigureDataError(f"history of {name!r}: epoch entry {i} is {row!r}")
+        out["epoch"].append(row.get("epoch", i + 1))
+        out["phase"].append(row.get("phase", "train"))
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            out[key].append(_num(row.get(key), f"{name} epoch {i + 1} {key}"))
+    return out
+
+
+def training_curves_figure(histories: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Loss and accuracy per epoch; solid = train, dashed = validation; star = best epoch."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Loss", "Accuracy"],
+                        horizontal_spacing=0.08)
+    for i, (name, hist) in enumerate(histories.items()):
+        s = _history_series(hist, name)
+        color = model_color(name, i)
+        label = model_label(name)
+        for col, key in ((1, "loss"), (2, "accuracy")):
+            for split, dash in (("", "solid"), ("val_", "dash")):
+                fig.add_trace(go.Scatter(
+                    x=s["epoch"], y=s[split + key], mode="lines+markers",
+                    name=f"{label} {'validation' if split else 'train'}",
+                    legendgroup=f"{name}{split}", showlegend=col == 1,
+                    line=dict(color=color, dash=dash), marker=dict(size=4),
+                    customdata=s["phase"],
+                    hovertemplate=f"{label} {'val' if split else 'train'} {key}"
+                                  "<br>epoch %{x} (%{customdata}): %{y:.3f}<extra></extra>",
+                ), row=1, col=col)
+        best = hist.get("best_epoch")
+        if best in s["epoch"]:
+            j = s["epoch"].index(best)
+            fig.add_trace(go.Scatter(
+                x=[best], y=[s["val_loss"][j]], mode="markers", name=f"{label} best epoch",
+                marker=dict(symbol="star", size=14, color=color), legendgroup=f"{name}best",
+                hovertemplate=f"{label} best epoch %{{x}}<extra></extra>",
+            ), row=1, col=1)
+        # The epoch where fine-tuning starts: curves often jump there, so mark it.
+        for j in range(1, len(s["phase"])):
+            if s["phase"][j] != s["phase"][j - 1]:
+                for col in (1, 2):
+                    fig.add_vline(x=s["epoch"][j] - 0.5, line=dict(color=color, dash="dot",
+                                                                   width=1), row=1, col=col)
+                fig.add_annotation(x=s["epoch"][j] - 0.5, y=1, yref="y domain", row=1, col=1,
+                                   text=f"{label}: {s['phase'][j]}", showarrow=False,
+                                   font=dict(size=10, color=color), xanchor="left")
+    fig.update_xaxes(title="epoch")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+# --------------------------------------------------------------------------- ROC / PR
+
+
+def _curve_figure(curves: Mapping[str, Mapping[str, Any]], kind: str) -> go.Figure:
+    names = list(curves)
+    if not names:
+        raise FigureDataError("no curves to draw")
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[model_label(n) for n in names],
+                        shared_yaxes=True, horizontal_spacing=0.05)
+    x_key, y_key, score = (("fpr", "tpr", "auc") if kind == "roc"
+                           else ("recall", "precision", "ap"))
+    class_order: list[str] = []
+    for col, name in enumerate(names, start=1):
+        block = curves[name].get(kind) if isinstance(curves[name], Mapping) else None
+        if not isinstance(block, Mapping) or not block:
+            raise FigureDataError(f"curves of {name!r} have no {kind!r} block")
+        for cls, c in block.items():
+            if cls not in class_order:
+                class_order.append(cls)
+            xs, ys = c.get(x_key), c.get(y_key)
+            if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
+                raise FigureDataError(
+                    f"{name} {kind} curve of {cls!r}: '{x_key}' and '{y_key}' must be lists of "
+                    f"equal length")
+            area = _num(c.get(score), f"{name} {cls} {score}")
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines", name=cls, legendgroup=cls, showlegend=col == 1,
+                line=dict(color=class_color(class_order.index(cls)),
+                          shape="hv" if kind == "pr" else "linear"),
+                hovertemplate=f"{model_label(name)} {cls} ({score.upper()} {_fmt(area)})"
+                              f"<br>{x_key} %{{x:.3f}}<br>{y_key} %{{y:.3f}}<extra></extra>",
+            ), row=1, col=col)
+        if kind == "roc":
+            fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                                     legendgroup="chance", showlegend=col == 1,
+                                     line=dict(color="gray", dash="dot"), hoverinfo="skip"),
+                          row=1, col=col)
+    fig.update_xaxes(title="false positive rate" if kind == "roc" else "recall", range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(title="true positive rate" if kind == "roc" else "precision", col=1)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def roc_figure(curves: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """One-vs-rest ROC curves per class, one panel per model, with the chance diagonal."""
+    return _curve_figure(curves, "roc")
+
+
+def pr_figure(curves: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """One-vs-rest precision-recall curves per class, one panel per model."""
+    return _curve_figure(curves, "pr")
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def reliability_points(reliability: Any, name: str = "model") -> list[dict[str, float]]:
+    """Non-empty reliability bins as dicts with `confidence`, `accuracy`, `count`."""
+    if isinstance(reliability, Mapping) and "bins" in reliability:
+        reliability = reliability["bins"]
+    if not isinstance(reliability, list):
+        raise FigureDataError(f"reliability of {name!r} should be a list of bins, "
+                              f"got {type(reliability).__name__}")
+    points = []
+    for i, b in enumerate(reliability):
+        if not isinstance(b, Mapping):
+            raise FigureDataError(f"reliability bin {i} of {name!r} is {b!r}")
+        count = _num(b.get("count", 0), f"{name} bin {i} count")
+        if count <= 0:
+            continue  # an empty bin has no accuracy to show
+        points.append({
+            "confidence": _num(b.get("confidence"), f"{name} bin {i} confidence"),
+            "accuracy": _num(b.get("accuracy"), f"{name} bin {i} accuracy"),
+            "count": count,
+        })
+    return points
+
+
+def reliability_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Reliability diagram: mean confidence vs accuracy per bin; the diagonal is perfect."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                             line=dict(color="gray", dash="dot"), hoverinfo="skip"))
+    for i, (name, m) in enumerate(metrics.items()):
+        pts = reliability_points(m.get("reliability"), name)
+        if not pts:
+            continue
+        counts = np.array([p["count"] for p in pts])
+        fig.add_trace(go.Scatter(
+            x=[p["confidence"] for p in pts], y=[p["accuracy"] for p in pts],
+            mode="lines+markers",
+            name=f"{model_label(name)} (ECE {_fmt(_num(m.get('ece'), f'{name} ece'))})",
+            line=dict(color=model_color(name, i)),
+            # Marker area follows the number of images in the bin.
+            marker=dict(size=6 + 18 * np.sqrt(counts / counts.max())),
+            customdata=counts,
+            hovertemplate=f"{model_label(name)}<br>confidence %{{x:.2f}}<br>accuracy %{{y:.2f}}"
+                          "<br>%{customdata:.0f} images<extra></extra>",
+        ))
+    fig.update_xaxes(title="mean predicted confidence", range=[0, 1])
+    fig.update_yaxes(title="observed accuracy", range=[0, 1.02])
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def probability_figure(probs: Mapping[str, Sequence[float]],
+                       class_names: Sequence[str]) -> go.Figure:
+    """Horizontal bars of each model's class probabilities for one image."""
+    fig = go.Figure()
+    for i, (name, p) in enumerate(probs.items()):
+        values = np.asarray(p, dtype=float).ravel()
+        if values.shape != (len(class_names),):
+            raise FigureDataError(f"{name} gives {values.shape[0]} probabilities for "
+                                  f"{len(class_names)} classes {list(class_names)}")
+        fig.add_trace(go.Bar(
+            y=list(class_names), x=values, orientation="h", name=model_label(name),
+            marker_color=model_color(name, i), text=[f"{v:.0%}" for v in values],
+            textposition="outside", cliponaxis=False,
+            hovertemplate=f"{model_label(name)}<br>%{{y}}: %{{x:.1%}}<extra></extra>",
+        ))
+    fig.update_xaxes(range=[0, 1.15], tickformat=".0%")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(barmode="group", height=90 + 45 * len(class_names),
+                      margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+# --------------------------------------------------------------------------- explanation quality
+
+
+def _expl_value(expl: Mapping[str, Any], key: str, name: str) -> float:
+    return _num(expl.get(key), f"{name} {key}")
+
+
+def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Pointing game hit rate and share of heatmap energy inside the tumour mask, per model."""
+    fig = go.Figure()
+    for i, (name, e) in enumerate(explanations.items()):
+        ys = [_expl_value(e, "pointing_game", name), _expl_value(e, "energy_in_mask", name)]
+        fig.add_trace(go.Bar(
+            x=["Pointing game (peak inside tumour)", "Energy inside tumour"], y=ys,
+            name=model_label(name), marker_color=model_color(name, i),
+            text=[_fmt(y) for y in ys], textposition="outside",
+        ))
+    fig.update_layout(barmode="group", height=320, yaxis=dict(range=[0, 1.12]),
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def faithfulness_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Deletion and insertion AUC of each model's heatmaps next to a random-ranking baseline."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
+        "Deletion AUC (lower is better)", "Insertion AUC (higher is better)"])
+    for col, key in ((1, "deletion_auc"), (2, "insertion_auc")):
+        for i, (name, e) in enumerate(explanations.items()):
+            ys = [_expl_value(e, key, name), _expl_value(e, key + "_random", name)]
+            fig.add_trace(go.Bar(
+                x=[f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>random"], y=ys,
+                marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
+                text=[_fmt(y) for y in ys], textposition="outside",
+                hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+            ), row=1, col=col)
+    fig.update_yaxes(range=[0, 1.12])
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def sanity_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Rank correlation between heatmaps of the trained and a weight-randomised model."""
+    names = list(explanations)
+    ys = [_expl_value(explanations[n], "sanity_rank_correlation", n) for n in names]
+    fig = go.Figure(go.Bar(
+        x=[model_label(n) for n in names], y=ys,
+        marker_color=[model_color(n, i) for i, n in enumerate(names)],
+        text=[_fmt(y) for y in ys], textposition="outside",
+        hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+    ))
+    fig.add_hline(y=0, line=dict(color="gray", width=1))
+    fig.update_layout(height=300, yaxis=dict(range=[-1.05, 1.12], title="Spearman correlation"),
+                      margin=dict(l=10, r=10, t=30, b=10))
+    return fig

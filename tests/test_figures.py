@@ -1,0 +1,220 @@
+"""Unit tests of dashboard.figures with hand-made dicts in the docs/architecture.md formats."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dashboard import figures as F
+
+CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
+
+
+def _metrics(acc: float) -> dict:
+    per_class = {c: {"precision": acc - 0.01 * i, "recall": acc - 0.02 * i, "f1": acc - 0.015 * i,
+                     "support": 10 + i} for i, c in enumerate(CLASSES)}
+    return {
+        "accuracy": acc, "balanced_accuracy": acc - 0.01, "macro_f1": acc - 0.02,
+        "weighted_f1": acc - 0.015, "per_class": per_class, "ece": 0.05,
+        "reliability": [
+            {"lower": 0.0, "upper": 0.5, "confidence": 0.4, "accuracy": 0.3, "count": 4},
+            {"lower": 0.5, "upper": 0.8, "confidence": 0.0, "accuracy": 0.0, "count": 0},
+            {"lower": 0.8, "upper": 1.0, "confidence": 0.9, "accuracy": 0.85, "count": 36},
+        ],
+        "roc_auc": 0.95, "pr_auc": {"macro": 0.9, "glioma": 0.88},
+        "tumor_vs_no_tumor": {"sensitivity": 0.97, "specificity": None},
+        "n": 46, "top_confusions": [],
+    }
+
+
+METRICS = {"custom_cnn": _metrics(0.8), "mobilenetv2": _metrics(0.9)}
+COMPARISON = {"models": ["custom_cnn", "mobilenetv2"], "n": 46,
+              "ci": {"custom_cnn": {"accuracy": [0.7, 0.88], "macro_f1": [0.65, 0.85]},
+                     "mobilenetv2": {"accuracy": [0.82, 0.95]}}}
+
+
+def _trace_values(fig, attr: str) -> list:
+    return [list(getattr(t, attr)) for t in fig.data]
+
+
+def test_confusion_counts_and_row_normalised():
+    cm = {"labels": ["a", "b", "c"], "matrix": [[3, 1, 0], [0, 0, 0], [2, 2, 4]]}
+    labels, counts = F.confusion_values(cm)
+    assert labels == ["a", "b", "c"]
+    assert counts.tolist() == [[3, 1, 0], [0, 0, 0], [2, 2, 4]]
+    _, norm = F.confusion_values(cm, normalise=True)
+    np.testing.assert_allclose(norm[0], [0.75, 0.25, 0])
+    np.testing.assert_allclose(norm[1], [0, 0, 0])  # class without images: zeros, not NaN
+    np.testing.assert_allclose(norm[2], [0.25, 0.25, 0.5])
+
+    fig = F.confusion_figure(cm, normalise=True, title="CNN")
+    heat = fig.data[0]
+    assert heat.type == "heatmap"
+    assert heat.text[0] == ["75%", "25%", "0%"]
+    assert fig.layout.yaxis.autorange == "reversed"
+    assert F.confusion_figure(cm).data[0].text[2] == ["2", "2", "4"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"labels": ["a", "b"], "matrix": [[1, 2, 3]]}, "shape"),
+    ({"labels": [], "matrix": []}, "labels"),
+    ({"labels": ["a"], "matrix": [["x"]]}, "not numeric"),
+    ({"labels": ["a"], "matrix": [[-1]]}, "negative"),
+    ([1, 2], "labels"),
+])
+def test_confusion_rejects_malformed(bad, message):
+    with pytest.raises(F.FigureDataError, match=message):
+        F.confusion_figure(bad)
+
+
+def test_per_class_figure_has_one_bar_per_model_and_measure():
+    fig = F.per_class_figure(METRICS)
+    assert len(fig.data) == 6  # 2 models x precision/recall/F1
+    assert list(fig.data[0].x) == CLASSES
+    assert fig.data[0].y[0] == pytest.approx(0.8)
+    assert [t.showlegend for t in fig.data].count(True) == 2
+    with pytest.raises(F.FigureDataError, match="per_class"):
+        F.per_class_figure({"m": {"accuracy": 1.0}})
+
+
+def test_metrics_table_shows_values_and_cis():
+    table = F.metrics_table(METRICS, COMPARISON)
+    assert list(table.columns) == ["Custom CNN", "MobileNetV2"]
+    assert table.loc["Accuracy", "Custom CNN"] == "0.800  [0.700, 0.880]"
+    assert table.loc["Macro F1", "MobileNetV2"] == "0.880"  # no CI given for it
+    assert table.loc["PR AUC (macro)", "Custom CNN"] == "0.900"  # dict with "macro"
+    assert table.loc["Tumour specificity", "Custom CNN"] == "n/a"  # None = undefined
+    assert table.loc["Test images", "MobileNetV2"] == "46"
+
+
+def test_ci_figure_error_bars_match_interval():
+    fig = F.ci_figure(METRICS, COMPARISON)
+    cnn = fig.data[0]
+    assert list(cnn.x) == ["Accuracy", "Balanced acc.", "Macro F1"]
+    assert cnn.error_y.array[0] == pytest.approx(0.08)
+    assert cnn.error_y.arrayminus[0] == pytest.approx(0.10)
+    assert cnn.error_y.array[1] == 0.0  # no CI known: no whisker, not a fake one
+    with pytest.raises(F.FigureDataError, match="CI|interval"):
+        F.ci_figure(METRICS, {"ci": {"custom_cnn": {"accuracy": [0.1]}}})
+
+
+def test_tumour_figure():
+    fig = F.tumour_figure(METRICS)
+    assert fig.data[1].y[0] == pytest.approx(0.97)
+    assert math.isnan(fig.data[1].y[1])
+    with pytest.raises(F.FigureDataError, match="tumor_vs_no_tumor"):
+        F.tumour_figure({"m": {}})
+
+
+def test_training_curves_marks_best_epoch_and_phase_change():
+    hist = {"epochs": [
+        {"epoch": 1, "phase": "head", "loss": 1.2, "accuracy": 0.5, "val_loss": 1.1,
+         "val_accuracy": 0.55},
+        {"epoch": 2, "phase": "head", "loss": 0.9, "accuracy": 0.6, "val_loss": 0.95,
+         "val_accuracy": 0.6},
+        {"epoch": 3, "phase": "finetune", "loss": 0.7, "accuracy": 0.7, "val_loss": 0.8,
+         "val_accuracy": 0.7},
+    ], "best_epoch": 3}
+    cnn = {"epochs": [{"epoch": 1, "phase": "train", "loss": 1.0, "accuracy": 0.4,
+                       "val_loss": 1.0, "val_accuracy": 0.4}], "best_epoch": 1}
+    fig = F.training_curves_figure({"custom_cnn": cnn, "mobilenetv2": hist})
+    names = [t.name for t in fig.data]
+    assert "MobileNetV2 validation" in names and "Custom CNN train" in names
+    star = next(t for t in fig.data if t.name == "MobileNetV2 best epoch")
+    assert list(star.x) == [3] and list(star.y) == [0.8]
+    # one dotted line per panel where fine-tuning starts
+    assert [s.x0 for s in fig.layout.shapes] == [2.5, 2.5]
+    assert "finetune" in fig.layout.annotations[-1].text
+    with pytest.raises(F.FigureDataError, match="epochs"):
+        F.training_curves_figure({"m": {"epochs": []}})
+    with pytest.raises(F.FigureDataError, match="val_loss"):
+        F.training_curves_figure({"m": {"epochs": [{"loss": 1, "val_loss": "x"}]}})
+
+
+def _curves() -> dict:
+    return {
+        "roc": {c: {"fpr": [0, 0.1, 1], "tpr": [0, 0.8, 1], "auc": 0.9} for c in CLASSES},
+        "pr": {c: {"precision": [1, 0.8, 0.5], "recall": [0, 0.7, 1], "ap": 0.8}
+               for c in CLASSES},
+    }
+
+
+def test_roc_and_pr_figures():
+    curves = {"custom_cnn": _curves(), "mobilenetv2": _curves()}
+    roc = F.roc_figure(curves)
+    # 4 classes + chance line per model
+    assert len(roc.data) == 10
+    assert [t.name for t in roc.data[:5]] == [*CLASSES, "chance"]
+    assert roc.data[0].line.color == roc.data[5].line.color  # class colour stable across panels
+    pr = F.pr_figure(curves)
+    assert len(pr.data) == 8 and pr.data[0].line.shape == "hv"
+    bad = {"m": {"roc": {"a": {"fpr": [0, 1], "tpr": [0], "auc": 0.5}}}}
+    with pytest.raises(F.FigureDataError, match="equal length"):
+        F.roc_figure(bad)
+    with pytest.raises(F.FigureDataError, match="'pr'"):
+        F.pr_figure({"m": {"roc": {}}})
+
+
+def test_reliability_skips_empty_bins():
+    pts = F.reliability_points(METRICS["custom_cnn"]["reliability"])
+    assert [p["count"] for p in pts] == [4, 36]
+    fig = F.reliability_figure(METRICS)
+    assert fig.data[0].name == "perfect calibration"
+    assert list(fig.data[1].x) == [0.4, 0.9]
+    assert "ECE 0.050" in fig.data[1].name
+    with pytest.raises(F.FigureDataError, match="list of bins"):
+        F.reliability_figure({"m": {"reliability": "oops"}})
+
+
+def test_probability_figure():
+    fig = F.probability_figure({"custom_cnn": [0.1, 0.2, 0.3, 0.4],
+                                "mobilenetv2": np.array([0.7, 0.1, 0.1, 0.1])}, CLASSES)
+    assert list(fig.data[1].x) == pytest.approx([0.7, 0.1, 0.1, 0.1])
+    assert list(fig.data[0].text) == ["10%", "20%", "30%", "40%"]
+    with pytest.raises(F.FigureDataError, match="3 probabilities for 4 classes"):
+        F.probability_figure({"m": [0.2, 0.3, 0.5]}, CLASSES)
+
+
+EXPL = {
+    "custom_cnn": {"pointing_game": 0.6, "energy_in_mask": 0.4, "deletion_auc": 0.2,
+                   "deletion_auc_random": 0.4, "insertion_auc": 0.7, "insertion_auc_random": 0.5,
+                   "sanity_rank_correlation": 0.1, "n": 20, "method": "gradcam",
+                   "layer": "gradcam_target"},
+    "mobilenetv2": {"pointing_game": None, "energy_in_mask": None, "deletion_auc": 0.3,
+                    "deletion_auc_random": 0.35, "insertion_auc": 0.8,
+                    "insertion_auc_random": 0.6, "sanity_rank_correlation": -0.2, "n": 20,
+                    "method": "gradcam", "layer": "out_relu"},
+}
+
+
+def test_explanation_quality_figures():
+    loc = F.localisation_figure(EXPL)
+    assert list(loc.data[0].y) == [0.6, 0.4]
+    assert all(math.isnan(v) for v in loc.data[1].y)  # no masks: shown as missing, not zero
+    faith = F.faithfulness_figure(EXPL)
+    assert list(faith.data[0].y) == [0.2, 0.4]
+    assert list(faith.data[3].y) == [0.8, 0.6]
+    sanity = F.sanity_figure(EXPL)
+    assert list(sanity.data[0].y) == [0.1, -0.2]
+    with pytest.raises(F.FigureDataError, match="deletion_auc"):
+        F.faithfulness_figure({"m": {"deletion_auc": "high"}})
+
+
+def test_figures_serialise_to_json():
+    """Streamlit sends figures as plotly JSON: every builder's output must serialise."""
+    figs = [F.confusion_figure({"labels": CLASSES, "matrix": np.eye(4).tolist()}),
+            F.per_class_figure(METRICS), F.ci_figure(METRICS, COMPARISON),
+            F.tumour_figure(METRICS), F.reliability_figure(METRICS),
+            F.roc_figure({"m": _curves()}), F.sanity_figure(EXPL)]
+    for fig in figs:
+        assert json.loads(fig.to_json())["data"]
+
+
+def test_model_label_and_colours():
+    assert F.model_label("mobilenetv2") == "MobileNetV2"
+    assert F.model_label("efficient_net") == "efficient net"
+    assert F.model_color("custom_cnn") != F.model_color("mobilenetv2")
+    assert F.model_color("x", 0) != F.model_color("y", 1)
