@@ -1,0 +1,289 @@
+"""Run folders: atomic writing, the self-describing manifest, and safe loading.
+
+A run is built in `runs/.tmp-<run_id>/` and renamed to `runs/<run_id>/` only when complete, then
+`latest` is replaced atomically, so a crash never leaves a half-written run that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+TMP_PREFIX = ".tmp-"
+
+
+class ArtifactError(ValueError):
+    """A run folder or one of its files is missing, damaged or of an unknown kind."""
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON via a temporary file and os.replace, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=_json_default)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, turning absence and damage into ArtifactError with a clear message."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"missing file {path}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"damaged file {path}: not valid JSON ({exc})") from exc
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def library_versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__}
+
+
+class RunWriter:
+    """Builds a run in a temporary folder; `finalize` makes it a complete run atomically."""
+
+    def __init__(self, artifacts_dir: str | Path, run_id: str | None = None,
+                 resume: bool = False) -> None:
+        self.artifacts_dir = Path(artifacts_dir)
+        self.runs_dir = self.artifacts_dir / "runs"
+        self.run_id = run_id or new_run_id()
+        self.tmp = self.runs_dir / f"{TMP_PREFIX}{self.run_id}"
+        if resume:
+            if not self.tmp.is_dir():
+                done = self.runs_dir / self.run_id
+                hint = " (that run is already complete)" if done.is_dir() else ""
+                raise ArtifactError(f"no interrupted run {self.run_id!r} in {self.runs_dir}{hint}")
+        else:
+            self.tmp.mkdir(parents=True, exist_ok=False)
+
+    @property
+    def final(self) -> Path:
+        return self.runs_dir / self.run_id
+
+    def model_dir(self, name: str) -> Path:
+        path = self.tmp / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_json(self, rel: str, obj: Any) -> Path:
+        path = self.tmp / rel
+        write_json_atomic(path, obj)
+        return path
+
+    def finalize(self, manifest: dict[str, Any], set_latest: bool = True) -> Path:
+        """Write the manifest, rename the folder into place, then point `latest` at it."""
+        manifest = {**manifest, "schema_version": SCHEMA_VERSION, "complete": True,
+                    "run_id": self.run_id}
+        for name in manifest.get("models", {}):
+            if not (self.tmp / name / "model.keras").is_file():
+                raise ArtifactError(
+                    f"cannot finalize run {self.run_id}: {name}/model.keras missing")
+        for leftover in self.tmp.glob("*/checkpoint*"):
+            leftover.unlink()
+        (self.tmp / "state.json").unlink(missing_ok=True)
+        write_json_atomic(self.tmp / "manifest.json", manifest)
+        os.replace(self.tmp, self.final)
+        if set_latest:
+            set_latest_run(self.artifacts_dir, self.run_id)
+        return self.final
+
+
+def set_latest_run(artifacts_dir: str | Path, run_id: str) -> None:
+    write_text_atomic(Path(artifacts_dir) / "latest", run_id + "\n")
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    path: Path
+    created: str
+    models: list[str]
+    data_dir: str
+
+
+def list_runs(artifacts_dir: str | Path) -> list[RunInfo]:
+    """Complete runs under `artifacts_dir/runs`, newest first. Damaged ones are skipped."""
+    runs_dir = Path(artifacts_dir) / "runs"
+    out: list[RunInfo] = []
+    if not runs_dir.is_dir():
+        return out
+    for path in runs_dir.iterdir():
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        try:
+            m = read_json(path / "manifest.json")
+        except ArtifactError:
+            continue
+        if not isinstance(m, dict) or not m.get("complete"):
+            continue
+        out.append(RunInfo(path.name, path, str(m.get("created", "")),
+                           list(m.get("models", {})), str(m.get("data", {}).get("dir", ""))))
+    out.sort(key=lambda r: (r.created, r.run_id), reverse=True)
+    return out
+
+
+def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
+    """Find a run folder from None/"latest", a run id, or a path to a run folder."""
+    artifacts_dir = Path(artifacts_dir)
+    if run in (None, "", "latest"):
+        latest = artifacts_dir / "latest"
+        if not latest.is_file():
+            raise ArtifactError(f"no runs yet: {latest} does not exist. Train one with "
+                                "`python -m pipeline run` (or `make demo`).")
+        run = latest.read_text().strip()
+        if not run:
+            raise ArtifactError(f"{latest} is empty")
+    candidate = Path(run)
+    if candidate.is_dir() and (candidate / "manifest.json").exists():
+        return candidate
+    by_id = artifacts_dir / "runs" / str(run)
+    if by_id.is_dir():
+        return by_id
+    known = ", ".join(r.run_id for r in list_runs(artifacts_dir)[:5]) or "none"
+    raise ArtifactError(f"run {run!r} not found in {artifacts_dir / 'runs'} (recent runs: {known})")
+
+
+class Run:
+    """A complete run folder: manifest, class names and models (loaded with safe_mode)."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id", self.path.name))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self.manifest["models"])
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(self.manifest["models"][name])
+        except KeyError as exc:
+            raise ArtifactError(f"run {self.run_id} has no model {name!r}; it has "
+                                f"{', '.join(self.model_names)}") from exc
+
+    @cached_property
+    def data_dir(self) -> Path | None:
+        d = self.manifest.get("data", {}).get("dir")
+        return Path(d) if d else None
+
+    def read_json(self, rel: str) -> Any:
+        return read_json(self.path / rel)
+
+    def load_model(self, name: str):  # -> keras.Model
+        """Load `<name>/model.keras` with safe_mode=True (no lambdas, no pickled code)."""
+        import keras
+
+        info = self.model_info(name)
+        path = self.path / info.get("file", f"{name}/model.keras")
+        if not path.is_file():
+            raise ArtifactError(f"model file missing: {path}")
+        try:
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # keras raises many types for damaged or unsafe files
+            raise ArtifactError(f"cannot load model {path}: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+
+def open_run(path: str | Path) -> Run:
+    """Open and validate a run folder (complete, known schema, models listed and present)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"run folder {path} does not exist")
+    manifest = read_json(path / "manifest.json")
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: not a JSON object")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ArtifactError(f"run {path.name} has manifest schema_version {version!r}; this "
+                            f"version of brain-mri-xai reads schema_version {SCHEMA_VERSION}")
+    if not manifest.get("complete"):
+        raise ArtifactError(f"run {path.name} is incomplete (interrupted?); resume it with "
+                            f"`python -m pipeline train --resume {path.name}`")
+    for key in ("class_names", "models"):
+        if not manifest.get(key):
+            raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: no {key!r}")
+    return Run(path, manifest)
+
+
+def remove_incomplete(artifacts_dir: str | Path, keep: str | None = None) -> list[str]:
+    """Delete interrupted run folders (except `keep`); returns the removed ids."""
+    removed = []
+    runs_dir = Path(artifacts_dir) / "runs"
+    for path in runs_dir.glob(f"{TMP_PREFIX}*"):
+        run_id = path.name[len(TMP_PREFIX):]
+        if run_id != keep:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(run_id)
+    return removed

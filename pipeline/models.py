@@ -1,0 +1,277 @@
+"""Model registry: builders that return flat functional Keras models taking raw 0-255 RGB pixels.
+
+Every model carries its own preprocessing (and augmentation, active only in training) as layers,
+so a saved `.keras` file needs nothing from outside but `images.prepare_image`. Transfer models are
+built *flat* (the head is attached to the backbone's output tensor, not to the backbone as one
+nested layer) because Grad-CAM tools cannot reach layers inside nested models
+(tf-keras-vis issues #63 and #71).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from pipeline.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+GRADCAM_LAYER_CUSTOM = "gradcam_target"
+
+
+class WeightsError(ValueError):
+    """Requested pretrained weights cannot be obtained."""
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """What a transfer model starts from, as recorded in the manifest."""
+
+    keras_arg: str | None  # value passed to keras.applications (None, "imagenet" or a path)
+    label: str  # "imagenet", "none" or the file name
+    sha256: str | None = None
+    warning: str | None = None
+
+
+@dataclass
+class BuiltModel:
+    """A built model plus the facts training and explanation need about it."""
+
+    model: keras.Model
+    name: str
+    gradcam_layer: str
+    weights: WeightsChoice
+    transfer: bool
+    base_output: str | None = None  # name of the backbone's last layer (transfer models)
+    head_input: str | None = None  # name of the first head layer after the backbone
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A keras.applications backbone usable through the transfer-learning code path."""
+
+    constructor: Callable[..., keras.Model]
+    preprocess: Callable[[keras.KerasTensor], keras.KerasTensor]
+    gradcam_layer: str
+    cache_file: str | None  # the file name Keras caches ImageNet no-top weights under
+
+
+def _scale_minus1_1(x: keras.KerasTensor) -> keras.KerasTensor:
+    # Equivalent to mobilenet_v2.preprocess_input, as a serialisable layer (no Lambda).
+    return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(x)
+
+
+def _identity(x: keras.KerasTensor) -> keras.KerasTensor:
+    # EfficientNet carries its own rescaling and normalisation layers.
+    return x
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenetv2": Backbone(
+        keras.applications.MobileNetV2, _scale_minus1_1, "out_relu",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    ),
+    "efficientnetb0": Backbone(
+        keras.applications.EfficientNetB0, _identity, "top_activation",
+        "efficientnetb0_notop.h5",
+    ),
+}
+
+DISPLAY_NAMES = {
+    "custom_cnn": "Custom CNN",
+    "mobilenetv2": "MobileNetV2",
+    "efficientnetb0": "EfficientNetB0",
+}
+
+MODEL_NAMES = ("custom_cnn", *BACKBONES)
+
+
+def display_name(name: str) -> str:
+    return DISPLAY_NAMES.get(name, name)
+
+
+def keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_weights(spec: str, model_name: str) -> WeightsChoice:
+    """Turn `--weights auto|imagenet|none|PATH` into what the backbone constructor gets.
+
+    `auto` never downloads: it uses the Keras cache or `$BRAIN_MRI_WEIGHTS`, else trains from
+    scratch with a loud warning. An explicit `imagenet` tries one download (20 s timeout) unless
+    `$BRAIN_MRI_OFFLINE` is set, then fails with a message saying how to provide the file.
+    """
+    if model_name not in BACKBONES:
+        return WeightsChoice(None, "none")
+    backbone = BACKBONES[model_name]
+    spec = (spec or "auto").strip()
+    if spec.lower() == "none":
+        return WeightsChoice(None, "none")
+    cached = keras_cache_dir() / backbone.cache_file if backbone.cache_file else None
+    env_path = os.environ.get("BRAIN_MRI_WEIGHTS") if model_name == "mobilenetv2" else None
+    how = (
+        f"copy the ImageNet no-top weights to {cached} (for MobileNetV2: "
+        "../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5), "
+        "or pass --weights PATH, or --weights none to train from scratch"
+    )
+    if spec.lower() in ("auto", "imagenet"):
+        if cached is not None and cached.is_file():
+            return WeightsChoice("imagenet", "imagenet", sha256_file(cached))
+        if env_path and Path(env_path).is_file():
+            return _file_weights(Path(env_path), label_prefix="imagenet:")
+        if spec.lower() == "auto":
+            msg = (f"No ImageNet weights for {display_name(model_name)} found; training it FROM "
+                   f"SCRATCH (expect much lower accuracy). To fix: {how}.")
+            log.warning(msg)
+            return WeightsChoice(None, "none", warning=msg)
+        if not os.environ.get("BRAIN_MRI_OFFLINE"):
+            try:
+                _try_download(model_name)
+                if cached is not None and cached.is_file():
+                    return WeightsChoice("imagenet", "imagenet", sha256_file(cached))
+            except Exception as exc:  # any network/IO failure means "not obtainable"
+                log.info("ImageNet weight download failed: %s", exc)
+        raise WeightsError(f"ImageNet weights for {display_name(model_name)} are not available "
+                           f"offline and could not be downloaded: {how}.")
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist; use auto, imagenet, none or a "
+                           "path to a .h5 / .weights.h5 file")
+    if not (path.name.endswith(".h5")):
+        raise WeightsError(f"weights file {path} must be a .h5 or .weights.h5 file")
+    return _file_weights(path)
+
+
+def _file_weights(path: Path, label_prefix: str = "") -> WeightsChoice:
+    return WeightsChoice(str(path.resolve()), f"{label_prefix}{path.name}", sha256_file(path))
+
+
+def _try_download(model_name: str) -> None:
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        BACKBONES[model_name].constructor(include_top=False, weights="imagenet",
+                                          input_shape=(224, 224, 3))
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def augmentation_block(x: keras.KerasTensor, seed: int) -> keras.KerasTensor:
+    """Flip, small rotation, zoom and contrast; active in training only."""
+    x = keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip")(x)
+    x = keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1, name="aug_rotate")(x)
+    x = keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2, name="aug_zoom")(x)
+    # RandomContrast expects values in [0, 255] here and clips to value_range.
+    x = keras.layers.RandomContrast(0.15, value_range=(0, 255), seed=seed + 3,
+                                    name="aug_contrast")(x)
+    return x
+
+
+def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
+                     augment: bool = True) -> BuiltModel:
+    """Our own CNN: conv blocks (conv-BN-ReLU, max-pool), widening by 2 per block, GAP head.
+
+    The first blocks use one conv each to stay cheap at high resolution on a CPU; the last two
+    use two convs, where the feature maps are small and most of the learning happens.
+    """
+    if cfg.depth < 2:
+        raise ValueError(f"custom_cnn depth must be >= 2, got {cfg.depth}")
+    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    x = augmentation_block(inputs, seed) if augment else inputs
+    x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess")(x)
+    width = cfg.width
+    for block in range(cfg.depth):
+        convs = 2 if block >= cfg.depth - 2 else 1
+        for c in range(convs):
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
+                                    name=f"block{block + 1}_conv{c + 1}")(x)
+            x = keras.layers.BatchNormalization(name=f"block{block + 1}_bn{c + 1}")(x)
+            last = block == cfg.depth - 1 and c == convs - 1
+            x = keras.layers.Activation(
+                "relu", name=GRADCAM_LAYER_CUSTOM if last else f"block{block + 1}_relu{c + 1}")(x)
+        if block < cfg.depth - 1:
+            x = keras.layers.MaxPooling2D(name=f"block{block + 1}_pool")(x)
+            rate = min(0.1 * block, 0.2)  # light dropout that grows with depth
+            x = keras.layers.SpatialDropout2D(rate, name=f"block{block + 1}_drop")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name="custom_cnn")
+    return BuiltModel(model, "custom_cnn", GRADCAM_LAYER_CUSTOM, WeightsChoice(None, "none"),
+                      transfer=False)
+
+
+def build_transfer(name: str, num_classes: int, cfg: ModelConfig, weights: WeightsChoice,
+                   seed: int = 42, augment: bool = True) -> BuiltModel:
+    """A keras.applications backbone, flat, with a GAP -> dropout -> softmax head."""
+    backbone = BACKBONES[name]
+    size = cfg.image_size
+    inputs = keras.Input((size, size, 3), name="image")
+    x = augmentation_block(inputs, seed) if augment else inputs
+    x = backbone.preprocess(x)
+    try:
+        base = backbone.constructor(include_top=False, weights=weights.keras_arg,
+                                    input_tensor=x, input_shape=(size, size, 3))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"could not load {weights.label} weights into {display_name(name)}: "
+                           f"{exc}") from exc
+    for layer in base.layers:
+        layer.trainable = False  # phase 1 trains the head only
+    h = keras.layers.GlobalAveragePooling2D(name="head_pool")(base.output)
+    h = keras.layers.Dropout(cfg.dropout, name="head_dropout")(h)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(h)
+    model = keras.Model(inputs, outputs, name=name)
+    return BuiltModel(model, name, backbone.gradcam_layer, weights, transfer=True,
+                      base_output=base.layers[-1].name, head_input="head_pool")
+
+
+def build_model(name: str, num_classes: int, cfg: ModelConfig, weights: str = "auto",
+                seed: int = 42, augment: bool = True) -> BuiltModel:
+    """Build a registered model by name (see MODEL_NAMES)."""
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {num_classes}")
+    keras.utils.set_random_seed(seed)
+    if name == "custom_cnn":
+        return build_custom_cnn(num_classes, cfg, seed, augment)
+    if name in BACKBONES:
+        return build_transfer(name, num_classes, cfg, resolve_weights(weights, name), seed, augment)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+
+
+def count_params(model: keras.Model) -> int:
+    return int(sum(int(keras.ops.size(w)) for w in model.weights))
+
+
+def split_point(model: keras.Model, min_top_layers: int) -> str:
+    """Name of the layer where the model can be cut into bottom and top with one tensor between.
+
+    The top part holds at least `min_top_layers` layers (those fine-tuned); the cut moves down
+    until a single tensor connects the parts (residual blocks cannot be cut in the middle).
+    """
+    names = [layer.name for layer in model.layers]
+    start = max(1, len(names) - max(1, min_top_layers) - 3)  # 3 head layers sit above the base
+    for i in range(start, 0, -1):
+        layer = model.layers[i]
+        if isinstance(layer.input, list):
+            continue
+        try:
+            keras.Model(layer.input, model.output)
+        except Exception:  # "graph disconnected": another tensor crosses the cut
+            continue
+        return layer.name
+    raise ValueError(f"no single-tensor cut found in {model.name} for {min_top_layers} layers")

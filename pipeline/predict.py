@@ -1,0 +1,102 @@
+"""Inference with a run's models: prepare images exactly as training did, then predict."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import images
+from pipeline.artifacts import Run
+
+
+@dataclass
+class Prediction:
+    """One image's result for one model."""
+
+    model: str
+    label: str
+    probs: dict[str, float]
+
+
+class Predictor:
+    """Loads a run's models once and predicts from any thread.
+
+    Keras models are called directly (`model(x, training=False)`), which is thread-safe for
+    inference; a per-model lock guards only the one-time graph tracing of the first call.
+    """
+
+    def __init__(self, run: Run, models: Sequence[str] | None = None) -> None:
+        self.run = run
+        self.class_names = run.class_names
+        names = list(models) if models else run.model_names
+        self.models = {name: run.load_model(name) for name in names}
+        self.info = {name: run.model_info(name) for name in names}
+        self._locks = {name: threading.Lock() for name in names}
+        self._warm: set[str] = set()
+
+    def image_size(self, model_name: str) -> int:
+        return int(self.info[model_name]["image_size"])
+
+    def prepare(self, model_name: str, img: np.ndarray) -> np.ndarray:
+        """Crop (if the model was trained so) and resize one H×W×3 uint8 image."""
+        info = self.info[model_name]
+        return images.prepare_image(img, int(info["image_size"]), crop=bool(info.get("crop_head")))
+
+    def predict_arrays(self, model_name: str, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Probabilities (N, C) for a batch of prepared images (N, S, S, 3), raw 0-255 pixels."""
+        size = self.image_size(model_name)
+        if x.ndim != 4 or x.shape[1:] != (size, size, 3):
+            raise ValueError(f"{model_name} expects a batch of shape (N, {size}, {size}, 3), "
+                             f"got {tuple(x.shape)}")
+        model = self.models[model_name]
+        out = []
+        for i in range(0, len(x), batch_size):
+            chunk = np.asarray(x[i:i + batch_size], dtype="float32")
+            if model_name not in self._warm:
+                with self._locks[model_name]:
+                    out.append(np.asarray(model(chunk, training=False)))
+                    self._warm.add(model_name)
+            else:
+                out.append(np.asarray(model(chunk, training=False)))
+        if not out:
+            return np.zeros((0, len(self.class_names)), dtype="float32")
+        return np.concatenate(out).astype("float32")
+
+    def predict_images(self, imgs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Per model, probabilities (N, C) for decoded images of any size."""
+        result = {}
+        for name in self.models:
+            x = np.stack([self.prepare(name, im) for im in imgs]) if imgs else np.zeros(
+                (0, self.image_size(name), self.image_size(name), 3), dtype="uint8")
+            result[name] = self.predict_arrays(name, x)
+        return result
+
+    def describe(self, probs: np.ndarray, model_name: str) -> Prediction:
+        return Prediction(model_name, self.class_names[int(np.argmax(probs))],
+                          {c: float(p) for c, p in zip(self.class_names, probs, strict=True)})
+
+
+def predict_files(predictor: Predictor, paths: Sequence[str | Path]
+                  ) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Predict files; returns (results, failures) where failures are (path, reason)."""
+    decoded, results, failures = [], [], []
+    for p in paths:
+        try:
+            decoded.append((str(p), images.read_image(p)))
+        except images.ImageError as exc:
+            failures.append((str(p), str(exc)))
+    if decoded:
+        probs = predictor.predict_images([im for _, im in decoded])
+        for i, (path, _) in enumerate(decoded):
+            row = {"path": path, "models": {}}
+            for name, pr in probs.items():
+                d = predictor.describe(pr[i], name)
+                row["models"][name] = {"label": d.label, "probs": d.probs}
+            labels = {m["label"] for m in row["models"].values()}
+            row["agree"] = len(labels) == 1
+            results.append(row)
+    return results, failures
