@@ -1,0 +1,124 @@
+"""Run folders: atomic finalisation, `latest`, and clear errors for damaged runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.artifacts import (
+    ArtifactError,
+    RunWriter,
+    list_runs,
+    open_run,
+    read_json,
+    resolve_run,
+    write_json_atomic,
+)
+from pipeline.config import ModelConfig
+from pipeline.models import build_model
+
+
+def _manifest() -> dict:
+    return {"created": "2026-01-01T00:00:00+00:00", "class_names": ["a", "b"],
+            "data": {"dir": "/x"},
+            "models": {"custom_cnn": {"image_size": 32, "crop_head": False,
+                                      "file": "custom_cnn/model.keras"}}}
+
+
+def _finished_run(artifacts: Path) -> Path:
+    w = RunWriter(artifacts)
+    model = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=2)).model
+    model.save(w.model_dir("custom_cnn") / "model.keras")
+    return w.finalize(_manifest())
+
+
+def test_run_is_invisible_until_finalized(tmp_path):
+    w = RunWriter(tmp_path)
+    w.write_json("splits.json", {"train": []})
+    assert list_runs(tmp_path) == []
+    assert not (tmp_path / "latest").exists()
+    with pytest.raises(ArtifactError, match="no runs yet"):
+        resolve_run(tmp_path)
+    with pytest.raises(ArtifactError, match="model.keras missing"):
+        w.finalize(_manifest())  # a run without its model file never becomes complete
+    assert list_runs(tmp_path) == []
+
+
+def test_finalize_sets_latest_and_loads_with_safe_mode(tmp_path):
+    run_dir = _finished_run(tmp_path)
+    assert (tmp_path / "latest").read_text().strip() == run_dir.name
+    assert resolve_run(tmp_path) == run_dir
+    assert resolve_run(tmp_path, run_dir.name) == run_dir
+    run = open_run(run_dir)
+    assert run.class_names == ["a", "b"] and run.model_names == ["custom_cnn"]
+    assert run.load_model("custom_cnn").output.shape[-1] == 2
+    assert [r.run_id for r in list_runs(tmp_path)] == [run_dir.name]
+    assert not list(run_dir.parent.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "manifest.json").write_text('{"schema_version": 1, "comp'), "not valid JSON"),
+    (lambda d: (d / "manifest.json").unlink(), "missing file"),
+    (lambda d: _edit(d, schema_version=99), "schema_version 99"),
+    (lambda d: _edit(d, complete=False), "incomplete"),
+    (lambda d: _edit(d, class_names=[]), "class_names"),
+])
+def test_damaged_manifest_is_reported(tmp_path, damage, message):
+    run_dir = _finished_run(tmp_path)
+    damage(run_dir)
+    with pytest.raises(ArtifactError, match=message):
+        open_run(run_dir)
+
+
+def _edit(run_dir: Path, **changes) -> None:
+    m = json.loads((run_dir / "manifest.json").read_text())
+    m.update(changes)
+    (run_dir / "manifest.json").write_text(json.dumps(m))
+
+
+def test_model_file_that_is_not_a_model(tmp_path):
+    run_dir = _finished_run(tmp_path)
+    (run_dir / "custom_cnn" / "model.keras").write_bytes(b"not a zip at all")
+    with pytest.raises(ArtifactError, match="cannot load model"):
+        open_run(run_dir).load_model("custom_cnn")
+    (run_dir / "custom_cnn" / "model.keras").unlink()
+    with pytest.raises(ArtifactError, match="model file missing"):
+        open_run(run_dir).load_model("custom_cnn")
+    with pytest.raises(ArtifactError, match="no model 'mobilenetv2'"):
+        open_run(run_dir).load_model("mobilenetv2")
+
+
+def test_lambda_layer_refused_by_safe_mode(tmp_path):
+    import keras
+
+    inp = keras.Input((32, 32, 3))
+    out = keras.layers.Lambda(lambda t: t * 2.0)(inp)
+    out = keras.layers.GlobalAveragePooling2D()(out)
+    out = keras.layers.Dense(2, activation="softmax")(out)
+    w = RunWriter(tmp_path)
+    keras.Model(inp, out).save(w.model_dir("custom_cnn") / "model.keras")
+    run_dir = w.finalize(_manifest())
+    with pytest.raises(ArtifactError, match="cannot load model"):
+        open_run(run_dir).load_model("custom_cnn")
+
+
+def test_unknown_run_lists_known_ones(tmp_path):
+    run_dir = _finished_run(tmp_path)
+    with pytest.raises(ArtifactError, match=run_dir.name):
+        resolve_run(tmp_path, "nope")
+
+
+def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    write_json_atomic(target, {"v": 1})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("pipeline.artifacts.os.fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_json_atomic(target, {"v": 2})
+    assert read_json(target) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temp file left behind

@@ -1,0 +1,127 @@
+"""Model builders and weight resolution: real (tiny) Keras models, real files, no network."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline.config import ModelConfig
+from pipeline.models import (
+    GRADCAM_LAYER_CUSTOM,
+    WeightsError,
+    build_model,
+    count_params,
+    resolve_weights,
+    split_point,
+)
+
+SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
+
+
+def _tiny(size: int = 64) -> ModelConfig:
+    return ModelConfig(image_size=size, width=8, depth=3)
+
+
+def test_custom_cnn_shape_and_gradcam_layer_in_top_level_graph():
+    built = build_model("custom_cnn", 4, _tiny())
+    model = built.model
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)).astype("float32")
+    probs = np.asarray(model(x, training=False))
+    assert probs.shape == (2, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    layer = model.get_layer(GRADCAM_LAYER_CUSTOM)  # top level, not nested
+    assert len(layer.output.shape) == 4
+    assert built.gradcam_layer == GRADCAM_LAYER_CUSTOM
+    assert count_params(model) > 1000
+
+
+@pytest.mark.slow
+def test_mobilenetv2_is_flat_and_round_trips_with_safe_mode(tmp_path):
+    built = build_model("mobilenetv2", 3, ModelConfig(image_size=96), weights="none")
+    model = built.model
+    # Flat: the Grad-CAM layer and the first conv are layers of the outer model itself.
+    names = {layer.name for layer in model.layers}
+    assert {"out_relu", "Conv1", "predictions"} <= names
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+    x = np.random.default_rng(1).integers(0, 256, (2, 96, 96, 3)).astype("float32")
+    before = np.asarray(model(x, training=False))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), before, atol=1e-5)
+
+
+def test_custom_cnn_round_trip_with_safe_mode(tmp_path):
+    model = build_model("custom_cnn", 2, _tiny()).model
+    x = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 3)).astype("float32")
+    model.save(tmp_path / "c.keras")
+    loaded = keras.saving.load_model(tmp_path / "c.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def test_weights_none_and_missing_file():
+    assert resolve_weights("none", "mobilenetv2").keras_arg is None
+    with pytest.raises(WeightsError, match="does not exist"):
+        resolve_weights("/nonexistent/w.h5", "mobilenetv2")
+    # The custom CNN never takes pretrained weights.
+    assert resolve_weights("imagenet", "custom_cnn").label == "none"
+
+
+def test_imagenet_missing_offline_gives_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache
+    monkeypatch.setenv("BRAIN_MRI_OFFLINE", "1")
+    monkeypatch.delenv("BRAIN_MRI_WEIGHTS", raising=False)
+    with pytest.raises(WeightsError, match="not available offline.*weights"):
+        resolve_weights("imagenet", "mobilenetv2")
+    auto = resolve_weights("auto", "mobilenetv2")
+    assert auto.keras_arg is None and auto.label == "none"
+    assert "FROM SCRATCH" in auto.warning
+
+
+def test_imagenet_found_in_keras_cache(tmp_path, monkeypatch):
+    src = SHARED_WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    if not src.is_file():
+        pytest.skip(f"shared weights not found at {src}")
+    (tmp_path / "models").mkdir()
+    shutil.copy(src, tmp_path / "models" / src.name)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    choice = resolve_weights("auto", "mobilenetv2")
+    assert choice.keras_arg == "imagenet" and choice.label == "imagenet"
+    assert choice.sha256 == "71e4c4ec4aa24c9c951b9265d6de42e1336dcf614c2214fa6a989208615e232c"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fname", [
+    "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5",
+    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+])
+def test_local_weights_file_loads_real_imagenet_values(fname):
+    path = SHARED_WEIGHTS / fname
+    if not path.is_file():
+        pytest.skip(f"shared weights not found at {path}")
+    built = build_model("mobilenetv2", 4, ModelConfig(image_size=96), weights=str(path))
+    assert built.weights.label == fname and len(built.weights.sha256) == 64
+    kernel = built.model.get_layer("Conv1").get_weights()[0]
+    random_init = build_model("mobilenetv2", 4, ModelConfig(image_size=96), weights="none")
+    # Pretrained first-layer filters differ from a fresh initialisation.
+    assert not np.allclose(kernel, random_init.model.get_layer("Conv1").get_weights()[0])
+
+
+@pytest.mark.slow
+def test_second_backbone_uses_the_same_code_path():
+    built = build_model("efficientnetb0", 4, ModelConfig(image_size=64), weights="none")
+    assert built.transfer and built.gradcam_layer == "top_activation"
+    assert built.model.output.shape[-1] == 4
+    cut = split_point(built.model, 20)
+    top = keras.Model(built.model.get_layer(cut).input, built.model.output)
+    assert len(top.layers) >= 20
+
+
+def test_unknown_model_and_bad_classes():
+    with pytest.raises(ValueError, match="unknown model 'vgg99'"):
+        build_model("vgg99", 4, _tiny())
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        build_model("custom_cnn", 1, _tiny())
