@@ -1,0 +1,389 @@
+"""Dashboard logic without Streamlit: data in, data out, so it can be tested and reused.
+
+Pages call these functions with objects the cached loaders in `dashboard.state` provide. Nothing
+here writes files; uploads stay in memory, and the only files read are inside a run folder or
+inside the run's own dataset folder (paths taken from the run's artifacts, never from the user).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dashboard.figures import model_label
+from pipeline.artifacts import ArtifactError, Run
+from pipeline.images import ImageError, decode_image, read_image
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "gif", "webp", "dcm"]
+MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Score-CAM (slower)",
+    "smoothgrad": "SmoothGrad (pixel saliency)",
+}
+PREDICTION_COLUMNS = ("path", "true", "predicted", "correct")
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+@dataclass
+class Upload:
+    """One uploaded (or sampled) file: either a decoded image or a friendly error."""
+
+    name: str
+    digest: str  # sha256 of the bytes: keys caches, so the same file is explained once
+    image: np.ndarray | None = None
+    error: str | None = None
+    true_label: str | None = None  # known for samples drawn from the test split
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None
+
+
+def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Upload:
+    """Decode one file in memory; any failure becomes a message instead of an exception."""
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        image = decode_image(data, name)
+    except ImageError as exc:
+        return Upload(name, digest, error=str(exc), true_label=true_label)
+    except Exception as exc:  # a decoder bug must cost one file, never the page
+        return Upload(name, digest, true_label=true_label,
+                      error=f"{name}: could not be read as an image ({type(exc).__name__})")
+    return Upload(name, digest, image=image, true_label=true_label)
+
+
+def decode_uploads(files: Iterable[tuple[str, bytes]]) -> list[Upload]:
+    """Decode several files; each keeps its place in the list whether it worked or not."""
+    return [decode_upload(name, data) for name, data in files]
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def agreement(probs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(N,) bool: all models predict the same class for the image."""
+    preds = [np.asarray(p).argmax(axis=1) for p in probs.values()]
+    if not preds:
+        return np.zeros(0, dtype=bool)
+    return np.all([p == preds[0] for p in preds], axis=0)
+
+
+def predictions_frame(names: Sequence[str], probs: Mapping[str, np.ndarray],
+                      class_names: Sequence[str],
+                      true_labels: Sequence[str | None] | None = None) -> pd.DataFrame:
+    """One row per image: each model's predicted class, confidence and probabilities."""
+    rows = []
+    agree = agreement(probs)
+    for i, name in enumerate(names):
+        row: dict[str, Any] = {"file": name}
+        if true_labels is not None:
+            row["true"] = true_labels[i] or ""
+        for model, p in probs.items():
+            k = int(np.argmax(p[i]))
+            row[f"{model}_predicted"] = class_names[k]
+            row[f"{model}_confidence"] = round(float(p[i][k]), 4)
+            for c, v in zip(class_names, p[i], strict=True):
+                row[f"{model}_p_{c}"] = round(float(v), 4)
+        row["models_agree"] = bool(agree[i])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")
+
+
+def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str]) -> str:
+    """Short text: what each model says about image i."""
+    parts = []
+    for model, p in probs.items():
+        k = int(np.argmax(p[i]))
+        parts.append(f"{model_label(model)}: **{class_names[k]}** ({p[i][k]:.0%})")
+    return " · ".join(parts)
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def prepare_batch(predictor: Any, model: str, images: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, S, S, 3) uint8: each image cropped and resized exactly as that model was trained."""
+    return np.stack([predictor.prepare(model, im) for im in images])
+
+
+def target_index(target: str | None, class_names: Sequence[str]) -> int | None:
+    """Class index for a target choice; None means each image's predicted class."""
+    if target is None:
+        return None
+    if target not in class_names:
+        raise ValueError(f"target class {target!r} is not one of {list(class_names)}")
+    return list(class_names).index(target)
+
+
+# --------------------------------------------------------------------------- run facts
+
+
+@dataclass
+class Problem:
+    """Something missing or damaged in a run, with how to fix it."""
+
+    what: str
+    fix: str
+    severity: str = "warning"  # "error" blocks a page, "warning" hides one section
+
+
+@dataclass
+class RunFacts:
+    run_id: str
+    created: str
+    data_dir: str
+    data_layout: str
+    n_images: Any
+    binary: bool
+    class_names: list[str]
+    splits: dict[str, Any]
+    models: dict[str, dict[str, Any]]
+    weights_warnings: list[str] = field(default_factory=list)
+    profile: str | None = None
+
+
+TRANSFER_HINTS = ("mobilenet", "efficientnet", "resnet", "vgg", "densenet", "inception")
+
+
+def weights_status(model: str, info: Mapping[str, Any]) -> str | None:
+    """'imagenet', 'none' or 'file' for a transfer model's starting weights; None otherwise.
+
+    The manifest records `weights` as "imagenet", "imagenet:<file>", "none" or a file label.
+    A model trained from scratch by design (the custom CNN) has no transfer weights to report.
+    """
+    if not any(h in model.lower() for h in TRANSFER_HINTS):
+        return None
+    w = str(info.get("weights") or "none").lower()
+    if w.startswith("imagenet"):
+        return "imagenet"
+    if w in ("none", "null", "scratch", ""):
+        return "none"
+    return "file"
+
+
+def run_facts(manifest: Mapping[str, Any]) -> RunFacts:
+    """The manifest's facts a viewer should see, with defaults for absent optional fields."""
+    data = manifest.get("data") or {}
+    splits = manifest.get("splits") or {}
+    models = {m: dict(info or {}) for m, info in (manifest.get("models") or {}).items()}
+    warnings = []
+    for m, info in models.items():
+        if weights_status(m, info) == "none":
+            warnings.append(f"{model_label(m)} was trained WITHOUT ImageNet weights (from "
+                            "scratch): expect lower accuracy than a transfer-learned model.")
+    config = manifest.get("config") or {}
+    return RunFacts(
+        run_id=str(manifest.get("run_id", "?")), created=str(manifest.get("created", "?")),
+        data_dir=str(data.get("dir", "?")), data_layout=str(data.get("layout", "?")),
+        n_images=data.get("n_images", "?"), binary=bool(data.get("binary", False)),
+        class_names=list(manifest.get("class_names") or []), splits=dict(splits),
+        models=models, weights_warnings=warnings, profile=config.get("profile"),
+    )
+
+
+def model_facts_frame(facts: RunFacts) -> pd.DataFrame:
+    """One row per model: input size, crop, starting weights, size, training time, epochs."""
+    rows = []
+    for m, info in facts.models.items():
+        secs = info.get("train_seconds")
+        rows.append({
+            "model": model_label(m),
+            "image size": f"{info.get('image_size', '?')} px",
+            "crop to head": "yes" if info.get("crop_head") else "no",
+            "started from": {"imagenet": "ImageNet weights", "none": "random (no ImageNet)",
+                             "file": f"weights file {info.get('weights')}",
+                             None: "random (trained from scratch by design)"}[
+                                 weights_status(m, info)],
+            "parameters": f"{info['params']:,}" if isinstance(info.get("params"), int) else "?",
+            "training time": format_seconds(secs),
+            "epochs run": info.get("epochs_run", "?"),
+            "best epoch": info.get("best_epoch", "?"),
+        })
+    return pd.DataFrame(rows)
+
+
+def format_seconds(secs: Any) -> str:
+    if not isinstance(secs, (int, float)) or math.isnan(secs):
+        return "?"
+    secs = float(secs)
+    if secs < 90:
+        return f"{secs:.0f} s"
+    if secs < 5400:
+        return f"{secs / 60:.1f} min"
+    return f"{secs / 3600:.1f} h"
+
+
+def split_sizes(facts: RunFacts) -> dict[str, Any]:
+    """train/val/test image counts (and the official test set when recorded)."""
+    out = {k: facts.splits.get(k) for k in ("train", "val", "test") if k in facts.splits}
+    official = facts.splits.get("official_test")
+    if isinstance(official, Mapping) and official.get("n") is not None:
+        out["official test"] = official.get("n")
+    return out
+
+
+EVAL_FILES = ("metrics.json", "confusion_matrix.json", "curves.json", "predictions.csv")
+
+
+def run_problems(run: Run) -> list[Problem]:
+    """Missing files of a run (by presence only; damage is reported when a file is read)."""
+    rid = run.run_id
+    problems = []
+    for m in run.model_names:
+        info = run.manifest["models"].get(m) or {}
+        model_file = run.path / str(info.get("file", f"{m}/model.keras"))
+        if not model_file.is_file():
+            problems.append(Problem(
+                f"{model_label(m)}: model file {model_file.name} is missing",
+                "retrain: `python -m pipeline run` (or `make demo` after deleting the run)",
+                "error"))
+        missing = [f for f in EVAL_FILES if not (run.path / m / f).is_file()]
+        if missing:
+            problems.append(Problem(
+                f"{model_label(m)}: no evaluation ({', '.join(missing)} missing)",
+                f"`python -m pipeline evaluate --run {rid}`"))
+        if not (run.path / m / "history.json").is_file():
+            problems.append(Problem(f"{model_label(m)}: history.json (training curves) is missing",
+                                    "it is written by training; retrain to get curves"))
+        if not (run.path / m / "explanations.json").is_file():
+            problems.append(Problem(
+                f"{model_label(m)}: explanations.json (explanation quality) is missing",
+                f"`python -m pipeline explain-eval --run {rid}`"))
+    if len(run.model_names) > 1 and not (run.path / "comparison.json").is_file():
+        problems.append(Problem("comparison.json (model comparison) is missing",
+                                f"`python -m pipeline evaluate --run {rid}`"))
+    return problems
+
+
+# --------------------------------------------------------------------------- predictions.csv
+
+
+def parse_predictions(text: str, class_names: Sequence[str], where: str) -> pd.DataFrame:
+    """Validated predictions.csv as a frame (`correct` as bool); ArtifactError if damaged."""
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={"path": str, "true": str,
+                                                      "predicted": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"damaged file {where}: {exc}") from exc
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ArtifactError(f"damaged file {where}: columns {missing} missing "
+                            f"(has {list(frame.columns)})")
+    unknown = sorted(set(frame["true"]).union(frame["predicted"]) - set(class_names))
+    if unknown:
+        raise ArtifactError(f"{where} names classes {unknown} that the run does not have "
+                            f"({list(class_names)})")
+    frame["correct"] = frame["correct"].astype(str).str.lower().isin(("1", "true"))
+    return frame
+
+
+def merge_predictions(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per test image: `path`, `true`, and per model `<m>_pred`, `<m>_conf`, `<m>_ok`."""
+    merged: pd.DataFrame | None = None
+    for m, f in frames.items():
+        probs = [c for c in f.columns if c.startswith("p_")]
+        part = pd.DataFrame({
+            "path": f["path"], "true": f["true"], f"{m}_pred": f["predicted"],
+            f"{m}_conf": f[probs].max(axis=1) if probs else np.nan, f"{m}_ok": f["correct"],
+        })
+        if merged is None:
+            merged = part
+        else:
+            merged = merged.merge(part.drop(columns="true"), on="path", how="inner")
+    return merged if merged is not None else pd.DataFrame(columns=["path", "true"])
+
+
+def filter_errors(merged: pd.DataFrame, models: Sequence[str], wrong_by: str,
+                  true_classes: Sequence[str] | None = None,
+                  predicted_classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows of `merge_predictions` output selected for the error gallery.
+
+    `wrong_by`: "any" (at least one model wrong), "all" (every model wrong), "disagree"
+    (models predict different classes), or a model name (that model wrong).
+    `predicted_classes` matches any model's prediction.
+    """
+    df = merged
+    oks = df[[f"{m}_ok" for m in models]]
+    if wrong_by == "any":
+        mask = ~oks.all(axis=1)
+    elif wrong_by == "all":
+        mask = ~oks.any(axis=1)
+    elif wrong_by == "disagree":
+        preds = df[[f"{m}_pred" for m in models]]
+        mask = preds.nunique(axis=1) > 1
+    elif wrong_by in models:
+        mask = ~df[f"{wrong_by}_ok"]
+    else:
+        raise ValueError(f"wrong_by must be any, all, disagree or one of {list(models)}; "
+                         f"got {wrong_by!r}")
+    if true_classes:
+        mask &= df["true"].isin(true_classes)
+    if predicted_classes:
+        pmask = np.zeros(len(df), dtype=bool)
+        for m in models:
+            pmask |= df[f"{m}_pred"].isin(predicted_classes).to_numpy()
+        mask &= pmask
+    return df[mask].reset_index(drop=True)
+
+
+def data_file(data_dir: str | Path | None, rel: str) -> Path | None:
+    """The dataset file `rel` if it exists inside `data_dir`; None otherwise.
+
+    `rel` comes from the run's own artifacts, but a crafted CSV could still say `../../etc`;
+    resolving and checking containment keeps every read inside the dataset folder.
+    """
+    if not data_dir:
+        return None
+    root = Path(data_dir).resolve()
+    try:
+        path = (root / rel).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[Upload]:
+    """Read dataset images as Uploads (error message in place of an unreadable file)."""
+    out = []
+    for rel in rels:
+        path = data_file(data_dir, rel)
+        name = Path(rel).name
+        if path is None:
+            out.append(Upload(name, "", error=f"{rel}: not found in the dataset folder {data_dir}"))
+            continue
+        try:
+            out.append(Upload(name, f"data:{rel}:{path.stat().st_mtime_ns}",
+                              image=read_image(path)))
+        except ImageError as exc:
+            out.append(Upload(name, "", error=str(exc)))
+    return out
+
+
+def test_entries(splits: Any) -> list[dict[str, str]]:
+    """The test entries of splits.json ({"path", "label"}), validated."""
+    if not isinstance(splits, Mapping):
+        raise ArtifactError("damaged splits.json: not a JSON object")
+    test = splits.get("test")
+    if not isinstance(test, list):
+        raise ArtifactError("damaged splits.json: no 'test' list")
+    return [e for e in test if isinstance(e, Mapping) and isinstance(e.get("path"), str)]

@@ -1,0 +1,61 @@
+"""About & model card: what the models are for, how they were made, and what they cannot do."""
+
+import json
+
+import streamlit as st
+
+from dashboard import core, state
+from dashboard import figures as F
+
+st.title("About & model card")
+st.error(state.DISCLAIMER, icon=":material/medical_information:")
+st.markdown(
+    """
+**What this is.** Two image classifiers for brain MRI slices — a small CNN trained from scratch
+and MobileNetV2 adapted from ImageNet by transfer learning — and tools that show *why* they decide
+(Grad-CAM family heatmaps) and *how far* those explanations can be trusted.
+
+**Intended use.** Teaching and research: comparing architectures, exploring failure modes,
+discussing explainability. **Not** screening, triage, diagnosis or any clinical decision.
+
+**Known limits.**
+- Trained on a public dataset of single 2-D slices of unknown scanners and protocols; real
+  clinical scans (3-D volumes, other sequences, other hospitals) look different.
+- The public dataset has duplicates and label noise; accuracy on it overstates real-world
+  performance even with de-duplicated splits.
+- A heatmap shows where a model's evidence came from, not where a tumour is. A confident
+  prediction with a heatmap on the skull or the image border is a warning sign.
+- Probabilities can be over-confident: see the reliability diagram on the Overview page.
+"""
+)
+
+run, problem = state.current_run()
+if run is None:
+    st.warning(problem, icon=":material/warning:")
+    st.stop()
+
+facts = core.run_facts(run.manifest)
+st.header(f"This run: `{facts.run_id}`")
+for warning in facts.weights_warnings:
+    st.warning(warning, icon=":material/warning:")
+st.markdown(
+    f"- **Data**: `{facts.data_dir}` ({facts.data_layout}), {facts.n_images} images, classes "
+    f"{', '.join(facts.class_names)}\n"
+    f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in core.split_sizes(facts).items())
+    + f" (strategy {facts.splits.get('strategy', '?')}, seed {facts.splits.get('seed', '?')})\n"
+    f"- **Created**: {facts.created} · code commit `{run.manifest.get('git_commit') or '?'}`")
+st.dataframe(core.model_facts_frame(facts), hide_index=True, key="about_models")
+
+problems = core.run_problems(run)
+st.subheader("Completeness")
+if problems:
+    for p in problems:
+        st.markdown(f"- :orange[{p.what}] — to fix: {p.fix}")
+else:
+    st.markdown(":green[All expected files are present.]")
+
+with st.expander("Library versions"):
+    st.json(run.manifest.get("versions") or {}, expanded=True)
+with st.expander("Training configuration"):
+    st.code(json.dumps(run.manifest.get("config") or {}, indent=2), language="json")
+st.caption("Models: " + ", ".join(F.model_label(m) for m in run.model_names))

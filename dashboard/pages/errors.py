@@ -1,0 +1,72 @@
+"""Error analysis: misclassified test images and model disagreements, with both heatmaps."""
+
+import streamlit as st
+
+from dashboard import core, state, views
+from dashboard import figures as F
+
+PAGE_SIZE = 6
+
+st.title("Error analysis")
+run = state.require_run()
+fix = state.evaluate_fix(run)
+frames = state.predictions(run, fix)
+if not frames:
+    st.stop()
+models = list(frames)
+merged = core.merge_predictions(frames)
+class_names = run.class_names
+
+counts = st.columns(len(models) + 2)
+for col, m in zip(counts, models, strict=False):
+    col.metric(f"{F.model_label(m)} errors", int((~merged[f"{m}_ok"]).sum()),
+               help=f"of {len(merged)} test images")
+if len(models) > 1:
+    counts[-2].metric("Both wrong", int((~merged[[f"{m}_ok" for m in models]].any(axis=1)).sum()))
+    counts[-1].metric("Models disagree", len(core.filter_errors(merged, models, "disagree")))
+
+views_options = ["any", "all", *models] + (["disagree"] if len(models) > 1 else [])
+labels = {"any": "wrong by any model", "all": "wrong by every model", "disagree":
+          "models disagree", **{m: f"wrong by {F.model_label(m)}" for m in models}}
+c1, c2, c3 = st.columns(3)
+wrong_by = c1.selectbox("Show images", views_options, format_func=labels.get, key="err_by")
+true_sel = c2.multiselect("True class", class_names, key="err_true",
+                          placeholder="all classes")
+pred_sel = c3.multiselect("Predicted class (by any model)", class_names, key="err_pred",
+                          placeholder="all classes")
+rows = core.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
+
+if rows.empty:
+    st.success("No test image matches these filters.", icon=":material/check_circle:")
+    st.stop()
+
+table_cols = ["path", "true"] + [c for m in models for c in (f"{m}_pred", f"{m}_conf")]
+with st.expander(f"Table of the {len(rows)} matching images"):
+    st.dataframe(rows[table_cols], hide_index=True, key="err_table")
+
+data_dir = run.data_dir
+if not (data_dir and data_dir.is_dir()):
+    st.info(f"The dataset folder `{data_dir}` is not reachable from this machine, so the images "
+            "and heatmaps cannot be shown; the table above lists them.", icon=":material/info:")
+    st.stop()
+
+predictor, explainers = state.models(run)
+if predictor is None:
+    st.stop()
+settings = views.controls(explainers, class_names, prefix="err", show_layers=False)
+n_pages = max(1, -(-len(rows) // PAGE_SIZE))
+page = st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="err_page")
+shown = rows.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+uploads = state.data_images(str(data_dir), tuple(shown["path"]))
+for up, (_, row) in zip(uploads, shown.iterrows(), strict=True):
+    up.name = row["path"]
+    up.true_label = row["true"]
+good = [u for u in uploads if u.ok]
+results = None
+if good:
+    with st.spinner(f"Explaining {len(good)} image(s)…"):
+        results = views.explain(run, predictor, explainers, uploads, settings)
+j = 0
+for i, up in enumerate(uploads):
+    views.image_card(i, up, j if up.ok else None, results, class_names, settings, prefix="err")
+    j += int(up.ok)

@@ -1,0 +1,118 @@
+"""Overview & comparison: the run's facts and both models' test metrics side by side."""
+
+import streamlit as st
+
+from dashboard import core, state
+from dashboard import figures as F
+
+
+def _show(build, *args, key: str, **kwargs) -> None:
+    """Draw a figure, or explain in its place why the data cannot be drawn."""
+    try:
+        fig = build(*args, **kwargs)
+    except F.FigureDataError as exc:
+        st.warning(f"Cannot draw this chart: {exc}. The file may come from another version; "
+                   "re-run the evaluation.", icon=":material/warning:")
+        return
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+st.title("Overview & comparison")
+run = state.require_run()
+facts = core.run_facts(run.manifest)
+fix = state.evaluate_fix(run)
+
+st.caption(f"Run `{facts.run_id}` · created {facts.created} · profile {facts.profile or '?'}")
+
+for warning in facts.weights_warnings:
+    st.warning(warning, icon=":material/warning:")
+
+problems = core.run_problems(run)
+if problems:
+    with st.expander(f":material/build: {len(problems)} thing(s) missing from this run",
+                     expanded=any(p.severity == "error" for p in problems)):
+        for p in problems:
+            st.markdown(f"- **{p.what}** — to fix: {p.fix}")
+
+cols = st.columns(5)
+cols[0].metric("Images in dataset", facts.n_images)
+for col, (name, n) in zip(cols[1:], core.split_sizes(facts).items(), strict=False):
+    col.metric(f"{name.capitalize()} images", n)
+st.caption(f"Data: `{facts.data_dir}` ({facts.data_layout} layout) · classes: "
+           + ", ".join(facts.class_names))
+st.dataframe(core.model_facts_frame(facts), hide_index=True, key="model_facts")
+
+st.header("Headline metrics")
+metrics = state.per_model_json(run, "metrics.json", fix)
+comparison = None
+if len(run.model_names) > 1:
+    comparison = state.section_json(run, "comparison.json", fix)
+if comparison:
+    verdict = comparison.get("verdict")
+    if verdict:
+        (st.success if comparison.get("significant") else st.info)(
+            verdict, icon=":material/balance:")
+    mc = comparison.get("mcnemar") or {}
+    if mc:
+        agree = comparison.get("agreement")
+        st.caption(
+            f"McNemar exact test on {comparison.get('n', '?')} paired test images: "
+            f"{mc.get('b', '?')} images only {F.model_label(comparison['models'][0])} got right, "
+            f"{mc.get('c', '?')} only {F.model_label(comparison['models'][1])} got right, "
+            f"p = {mc.get('p_value', float('nan')):.3g}. "
+            + (f"The models agree on {agree:.1%} of the images." if agree is not None else ""))
+if metrics:
+    left, right = st.columns([3, 2])
+    with left:
+        try:
+            st.dataframe(F.metrics_table(metrics, comparison), key="metrics_table")
+            st.caption("Values on the test split; brackets: 95% bootstrap confidence interval.")
+        except F.FigureDataError as exc:
+            st.warning(f"Cannot show the metrics table: {exc}", icon=":material/warning:")
+    with right:
+        _show(F.ci_figure, metrics, comparison, key="ci_fig")
+
+tabs = st.tabs(["Per class", "Confusion matrices", "Training curves", "ROC & PR",
+                "Calibration", "Tumour vs no tumour"])
+with tabs[0]:
+    if metrics:
+        _show(F.per_class_figure, metrics, key="per_class_fig")
+        st.caption("Precision: of the images called this class, how many were. Recall: of the "
+                   "images of this class, how many were found. F1 balances the two.")
+with tabs[1]:
+    mode = st.segmented_control("Show", ["Counts", "Row-normalised"], default="Counts",
+                                key="cm_mode")
+    cms = state.per_model_json(run, "confusion_matrix.json", fix)
+    cm_cols = st.columns(max(len(cms), 1))
+    for col, (m, cm) in zip(cm_cols, cms.items(), strict=False):
+        with col:
+            _show(F.confusion_figure, cm, normalise=mode == "Row-normalised",
+                  title=F.model_label(m), key=f"cm_{m}")
+    st.caption("Rows are the true class, columns the predicted class; the diagonal is correct.")
+with tabs[2]:
+    histories = state.per_model_json(
+        run, "history.json", "history.json is written by training; retrain the run")
+    if histories:
+        _show(F.training_curves_figure, histories, key="curves_fig")
+        st.caption("Solid: training split, dashed: validation split. The star marks the epoch "
+                   "whose weights were kept; a dotted line marks where fine-tuning starts.")
+with tabs[3]:
+    curves = state.per_model_json(run, "curves.json", fix)
+    if curves:
+        _show(F.roc_figure, curves, key="roc_fig")
+        _show(F.pr_figure, curves, key="pr_fig")
+        st.caption("One class against the rest. Curves hugging the top-left (ROC) or top-right "
+                   "(PR) corner separate that class well.")
+with tabs[4]:
+    if metrics:
+        _show(F.reliability_figure, metrics, key="reliability_fig")
+        st.caption("When a model says 90% it should be right 90% of the time: points on the "
+                   "diagonal. Below the diagonal = over-confident. Marker size = images in bin.")
+with tabs[5]:
+    if metrics:
+        if all(m.get("tumor_vs_no_tumor") for m in metrics.values()):
+            _show(F.tumour_figure, metrics, key="tumour_fig")
+            st.caption("Screening view: any tumour class counts as 'tumour'. Sensitivity = "
+                       "tumours flagged; specificity = tumour-free scans cleared.")
+        else:
+            st.info("This run has no `no_tumor` class, so there is no screening view.")

@@ -1,0 +1,97 @@
+"""Predict & explain: upload MRI slices (or draw test images), see both models' answers and why."""
+
+import hashlib
+
+import numpy as np
+import streamlit as st
+
+from dashboard import core, state, views
+from pipeline.artifacts import ArtifactError
+
+SAMPLES_KEY = "predict_samples"
+
+st.title("Predict & explain")
+st.warning(state.DISCLAIMER, icon=":material/medical_information:")
+run = state.require_run()
+
+predictor, explainers = state.models(run)
+if predictor is None:
+    st.stop()
+class_names = run.class_names
+
+upload_col, sample_col = st.columns([3, 2])
+with upload_col:
+    files = st.file_uploader(
+        "Upload MRI slices", type=core.UPLOAD_TYPES, accept_multiple_files=True, key="uploads",
+        help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm). Files stay in memory and are "
+             f"never stored. Up to {core.MAX_UPLOADS} files at once.")
+with sample_col:
+    data_dir = run.data_dir
+    try:
+        entries = core.test_entries(state.run_json(run, "splits.json"))
+    except ArtifactError as exc:
+        entries, why = [], str(exc)
+    else:
+        why = "" if data_dir and data_dir.is_dir() else (
+            f"the dataset folder `{data_dir}` is not reachable from this machine")
+    if entries and not why:
+        st.markdown("**…or draw images from the test split**")
+        c1, c2 = st.columns(2)
+        choice = c1.selectbox("Class", ["any class", *class_names], key="sample_class")
+        count = c2.number_input("How many", 1, 6, 2, key="sample_count")
+        b1, b2 = st.columns(2)
+        if b1.button("Draw test images", key="sample_draw", icon=":material/casino:"):
+            pool = [e for e in entries if choice == "any class" or e.get("label") == choice]
+            if pool:
+                picks = np.random.default_rng().choice(len(pool), min(count, len(pool)),
+                                                       replace=False)
+                st.session_state[SAMPLES_KEY] = [pool[int(k)] for k in picks]
+            else:
+                st.info(f"The test split has no '{choice}' image.")
+        if st.session_state.get(SAMPLES_KEY) and b2.button("Clear", key="sample_clear"):
+            st.session_state[SAMPLES_KEY] = []
+    else:
+        st.caption(f"Sample picker unavailable: {why or 'splits.json lists no test images'}.")
+
+items: list[core.Upload] = []
+samples = st.session_state.get(SAMPLES_KEY) or []
+if samples and data_dir:
+    loaded = state.data_images(str(data_dir), tuple(e["path"] for e in samples))
+    for entry, up in zip(samples, loaded, strict=True):
+        up.name = f"test sample {entry['path']}"
+        up.true_label = entry.get("label")
+        items.append(up)
+files = list(files or [])
+if len(files) > core.MAX_UPLOADS:
+    st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
+    files = files[:core.MAX_UPLOADS]
+for f in files:
+    data = f.getvalue()
+    items.append(state.decode_cached(f.name, hashlib.sha256(data).hexdigest(), data))
+
+if not items:
+    st.info("Upload one or more brain MRI slices above"
+            + (", or draw test images," if entries and not why else "")
+            + " to see both models' predictions and heatmaps.", icon=":material/upload:")
+    st.stop()
+
+settings = views.controls(explainers, class_names, prefix="predict")
+good = [u for u in items if u.ok]
+results = None
+if good:
+    with st.spinner(f"Explaining {len(good)} image(s) with {len(explainers)} model(s)…"):
+        results = views.explain(run, predictor, explainers, items, settings)
+    frame = core.predictions_frame([u.name for u in good], results.probs, class_names,
+                                   [u.true_label for u in good])
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    c1.caption(f"{len(good)} of {len(items)} file(s) analysed in {results.seconds:.2f} s · "
+               f"{int(frame['models_agree'].sum())} agreement(s).")
+    c2.download_button("Predictions CSV", core.to_csv_bytes(frame), file_name="predictions.csv",
+                       mime="text/csv", key="predict_csv", on_click="ignore",
+                       icon=":material/download:")
+
+j = 0
+for i, upload in enumerate(items):
+    views.image_card(i, upload, j if upload.ok else None, results, class_names, settings,
+                     prefix="predict")
+    j += int(upload.ok)

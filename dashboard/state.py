@@ -1,0 +1,295 @@
+"""Cached loading of runs, artifacts, models and explanations, plus the shared page chrome.
+
+All Streamlit caching lives here. Cache keys include a "stamp" (file modification times), so a
+re-evaluated or retrained run is picked up without restarting the server. Models are loaded once
+per process (`st.cache_resource`) and shared by every session; `Predictor` and `Explainer` are
+safe to call from several threads, which is how Streamlit runs concurrent sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import core
+from dashboard.figures import model_label
+from pipeline.artifacts import ArtifactError, Run, RunInfo, list_runs, open_run, read_json
+
+ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_KEY = "run_choice"
+DISCLAIMER = ("Research and teaching tool: **not a diagnostic device**. Predictions and heatmaps "
+              "must never be used for clinical decisions.")
+GENERIC_FIX = ("Pick another run in the sidebar, or train a fresh one with "
+               "`python -m pipeline run` (`make demo` does it for you).")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def artifacts_dir() -> Path:
+    """`$BRAIN_MRI_ARTIFACTS`, else `artifacts/` in the working directory or the repository."""
+    raw = os.environ.get(ARTIFACTS_ENV)
+    if raw:
+        return Path(raw).expanduser().resolve()
+    here = Path("artifacts").resolve()
+    return here if here.is_dir() else REPO_ROOT / "artifacts"
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def discover_runs(artifacts: str) -> list[RunInfo]:
+    """Complete runs, newest first (re-scanned at most every 10 s)."""
+    return list_runs(artifacts)
+
+
+def latest_id(artifacts: Path) -> str | None:
+    try:
+        return (artifacts / "latest").read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def run_choices(artifacts: Path) -> tuple[dict[str, Path], str | None]:
+    """Run id -> folder for the picker, and the id to select by default.
+
+    Only discovered folders are offered, so no user-typed path ever reaches the file system.
+    `latest` is offered even when its run is damaged (list_runs skips those), so the viewer
+    sees what is wrong with it instead of silently getting another run.
+    """
+    choices = {r.run_id: Path(r.path) for r in discover_runs(str(artifacts))}
+    latest = latest_id(artifacts)
+    if latest and latest not in choices:
+        folder = artifacts / "runs" / latest
+        if folder.parent == artifacts / "runs" and folder.name == latest:  # no "../" in latest
+            choices = {latest: folder, **choices}
+    default = latest if latest in choices else next(iter(choices), None)
+    return choices, default
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _open_run(path: str, stamp: int) -> Run:
+    return open_run(path)
+
+
+def selected_run_path() -> Path | None:
+    choices, default = run_choices(artifacts_dir())
+    rid = st.session_state.get(RUN_KEY) or default
+    return choices.get(rid) if rid else None
+
+
+def current_run() -> tuple[Run | None, str | None]:
+    """The selected run, or None and a message saying what is wrong and how to fix it."""
+    adir = artifacts_dir()
+    path = selected_run_path()
+    if path is None:
+        return None, (f"No trained run found in `{adir}`. Train one with `make demo` or "
+                      f"`python -m pipeline run --out {adir}`, or point `{ARTIFACTS_ENV}` at "
+                      "an artifacts folder that has one.")
+    try:
+        return _open_run(str(path), _mtime(path / "manifest.json")), None
+    except ArtifactError as exc:
+        return None, f"{exc}. {GENERIC_FIX}"
+
+
+def require_run() -> Run:
+    """The selected run; otherwise an error box and the page stops here."""
+    run, problem = current_run()
+    if run is None:
+        st.error(problem, icon=":material/error:")
+        st.stop()
+    return run
+
+
+# --------------------------------------------------------------------------- artifact files
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _read_json(path: str, stamp: int) -> Any:
+    return read_json(Path(path))
+
+
+def run_json(run: Run, rel: str) -> Any:
+    """A run's JSON file (cached until it changes); ArtifactError if missing or damaged."""
+    path = run.path / rel
+    return _read_json(str(path), _mtime(path))
+
+
+def section_json(run: Run, rel: str, fix: str, kind: type = dict) -> Any | None:
+    """Like `run_json`, but shows a warning with `fix` in place of the section on failure."""
+    try:
+        obj = run_json(run, rel)
+    except ArtifactError as exc:
+        st.warning(f"{exc}. To fix: {fix}", icon=":material/warning:")
+        return None
+    if not isinstance(obj, kind):
+        st.warning(f"damaged file {run.path / rel}: expected a JSON {kind.__name__}, got "
+                   f"{type(obj).__name__}. To fix: {fix}", icon=":material/warning:")
+        return None
+    return obj
+
+
+def evaluate_fix(run: Run) -> str:
+    return f"run `python -m pipeline evaluate --run {run.run_id}`"
+
+
+def per_model_json(run: Run, rel: str, fix: str) -> dict[str, dict]:
+    """`<model>/<rel>` for every model that has a readable one (warnings for the others)."""
+    out = {}
+    for m in run.model_names:
+        obj = section_json(run, f"{m}/{rel}", fix)
+        if obj is not None:
+            out[m] = obj
+    return out
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _read_predictions(path: str, stamp: int, classes: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"missing file {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"damaged file {path}: {exc}") from exc
+    return core.parse_predictions(text, classes, path)
+
+
+def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
+    out = {}
+    for m in run.model_names:
+        path = run.path / m / "predictions.csv"
+        try:
+            out[m] = _read_predictions(str(path), _mtime(path), tuple(run.class_names))
+        except ArtifactError as exc:
+            st.warning(f"{exc}. To fix: {fix}", icon=":material/warning:")
+    return out
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _models_stamp(run: Run) -> int:
+    stamps = [_mtime(run.path / "manifest.json")]
+    for m in run.model_names:
+        info = run.manifest["models"].get(m) or {}
+        stamps.append(_mtime(run.path / str(info.get("file", f"{m}/model.keras"))))
+    return hash(tuple(stamps))
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the models (once per server)…")
+def _load_models(path: str, stamp: int) -> tuple[Any, Any, dict[str, str]]:
+    """(Predictor, {model: Explainer}, {model: why it failed}) for a run, shared by sessions."""
+    # Imported here: TensorFlow takes seconds to import and pages without models never need it.
+    from pipeline.explain import Explainer
+    from pipeline.predict import Predictor
+
+    run = open_run(path)
+    failures: dict[str, str] = {}
+    try:
+        predictor = Predictor(run)
+    except ArtifactError:
+        # Find which model is broken so the others still work.
+        good = []
+        for m in run.model_names:
+            try:
+                run.load_model(m)
+                good.append(m)
+            except ArtifactError as exc:
+                failures[m] = str(exc)
+        if not good:
+            return None, {}, failures
+        predictor = Predictor(run, models=good)
+    explainers = {}
+    for m, model in predictor.models.items():
+        layer = (run.manifest["models"].get(m) or {}).get("gradcam_layer")
+        try:
+            explainers[m] = Explainer(model, layer=layer)
+        except ValueError:
+            # A recorded layer that no longer exists: fall back to the explainer's own default.
+            explainers[m] = Explainer(model)
+    return predictor, explainers, failures
+
+
+def models(run: Run) -> tuple[Any, dict[str, Any]]:
+    """Predictor and explainers of the run's loadable models; errors shown for broken ones."""
+    predictor, explainers, failures = _load_models(str(run.path), _models_stamp(run))
+    for m, why in failures.items():
+        st.error(f"{model_label(m)} cannot be used: {why}. To fix: retrain the run "
+                 "(`python -m pipeline run`) or pick another run.", icon=":material/error:")
+    return predictor, explainers
+
+
+def run_key(run: Run) -> str:
+    return f"{run.path}@{_models_stamp(run)}"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def predict_cached(key: str, digests: tuple[str, ...], _predictor: Any,
+                   _images: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Class probabilities of every model for images identified by their digests."""
+    return _predictor.predict_images(_images)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def explain_cached(key: str, model: str, digests: tuple[str, ...], method: str,
+                   target: int | None, layer: str | None, _explainer: Any,
+                   _batch: np.ndarray) -> Any:
+    """Heatmaps of one model for a prepared batch; cached so that opacity changes are free."""
+    return _explainer(_batch, method=method, target=target, layer=layer)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def decode_cached(name: str, digest: str, _data: bytes) -> core.Upload:
+    return core.decode_upload(name, _data)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def data_images(data_dir: str, rels: tuple[str, ...]) -> list[core.Upload]:
+    return core.load_data_images(data_dir, rels)
+
+
+# --------------------------------------------------------------------------- chrome
+
+
+def sidebar() -> None:
+    """Run picker and the selected run's key facts, in the sidebar of every page."""
+    adir = artifacts_dir()
+    choices, default = run_choices(adir)
+    with st.sidebar:
+        if not choices:
+            st.error(f"No runs in `{adir}`.", icon=":material/error:")
+        else:
+            ids = list(choices)
+            latest = latest_id(adir)
+            if st.session_state.get(RUN_KEY) not in ids:
+                st.session_state[RUN_KEY] = default
+            st.selectbox(
+                "Run", ids, key=RUN_KEY,
+                format_func=lambda r: f"{r} (latest)" if r == latest else r,
+                help=f"Runs found in {adir}. The newest complete run is marked latest.",
+            )
+            run, problem = current_run()
+            if run is None:
+                st.error(problem, icon=":material/error:")
+            else:
+                facts = core.run_facts(run.manifest)
+                sizes = core.split_sizes(facts)
+                st.caption(f"{facts.created[:16].replace('T', ' ')} · "
+                           f"{len(facts.class_names)} classes · "
+                           + " / ".join(f"{k} {v}" for k, v in sizes.items()))
+                for warning in facts.weights_warnings:
+                    st.badge("no ImageNet weights", icon=":material/warning:", color="orange")
+                    st.caption(warning)
+        st.divider()
+        st.caption(":material/info: " + DISCLAIMER)

@@ -1,0 +1,296 @@
+"""AppTest of every dashboard page against the session's smoke run, plus damaged runs.
+
+The smoke run (tests/conftest.py) is a real trained and evaluated run in a temporary artifacts
+folder; damaged variants are copies of it with one thing broken each.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+TIMEOUT = 240  # first model load + tracing on a busy 2-core machine
+PAGES = {
+    "overview": ("pages/overview.py", "Overview & comparison"),
+    "predict": ("pages/predict.py", "Predict & explain"),
+    "errors": ("pages/errors.py", "Error analysis"),
+    "quality": ("pages/quality.py", "Explanation quality"),
+    "about": ("pages/about.py", "About & model card"),
+}
+
+pytestmark = pytest.mark.slow
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def artifacts(smoke_run: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    adir = smoke_run.parent.parent
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(adir))
+    return adir
+
+
+def _app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(PAGES[page][0]).run()
+    return at
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def _test_image(smoke_run: Path, k: int = 0) -> tuple[str, bytes]:
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    entry = splits["test"][k]
+    path = Path(manifest["data"]["dir"]) / entry["path"]
+    return path.name, path.read_bytes()
+
+
+def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width`x`height` (a decompression bomb's calling card)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [c for img in at.image for c in img.captions]
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders(artifacts: Path, smoke_run: Path, page: str):
+    at = _app(page)
+    _ok(at)
+    assert [t.value for t in at.title] == [PAGES[page][1]]
+    # The run picker lists the smoke run and selects the `latest` one.
+    picker = at.selectbox(key="run_choice")
+    assert picker.value == smoke_run.name and smoke_run.name in picker.options[0]
+    assert "not a diagnostic device" in _texts(at.sidebar.caption)
+
+
+def test_overview_shows_both_models(artifacts: Path):
+    at = _app("overview")
+    _ok(at)
+    table = at.dataframe(key="metrics_table").value
+    assert list(table.columns) == ["Custom CNN", "MobileNetV2"]
+    assert table.loc["Accuracy"].str.match(r"^\d\.\d{3}").all()
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 8  # CI, per-class, 2 confusion, curves, ROC, PR, reliability, tumour
+    facts = at.dataframe(key="model_facts").value
+    assert facts["model"].tolist() == ["Custom CNN", "MobileNetV2"]
+    # counts <-> row-normalised toggle redraws without error
+    at.get_by_key("cm_mode").set_value("Row-normalised").run()
+    _ok(at)
+    assert not at.error
+
+
+def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Path):
+    at = _app("predict")
+    _ok(at)
+    assert at.info and "Upload" in at.info[0].value
+    name, data = _test_image(smoke_run)
+    at.file_uploader(key="uploads").set_value([
+        (name, data, "image/jpeg"), ("notes.jpg", b"this is not an image\n" * 10, "image/jpeg"),
+    ]).run()
+    _ok(at)
+    captions = _captions(at)
+    assert sum("Custom CNN ·" in c for c in captions) == 1
+    assert sum("MobileNetV2 ·" in c for c in captions) == 1
+    assert "notes.jpg" in _texts(at.warning)
+    assert at.get_by_key("predict_csv") is not None
+    assert at.get_by_key("predict_png_0_custom_cnn") is not None
+    # opacity only re-renders: no new explanation is computed
+    at.slider(key="predict_alpha").set_value(0.8).run()
+    _ok(at)
+    at.selectbox(key="predict_method").set_value("gradcam++").run()
+    at.selectbox(key="predict_target").set_value("no_tumor").run()
+    _ok(at)
+    captions = _captions(at)
+    assert any("Grad-CAM++ for 'no_tumor'" in c for c in captions), captions
+
+
+def _bad_and_odd_files(smoke_run: Path) -> list[tuple[str, bytes, bool | None]]:
+    """(name, bytes, expected ok) — None where either outcome is acceptable."""
+    _, data = _test_image(smoke_run, 1)
+    base = Image.open(io.BytesIO(data)).convert("RGB")
+    grey = base.convert("L")
+    rgba = base.convert("RGBA")
+    rgba.putalpha(200)
+    frames = [base, base.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    arr16 = (np.asarray(grey, dtype=np.uint16) * 257).astype(np.uint16)
+    return [
+        ("empty.png", b"", False),
+        ("random.jpg", np.random.default_rng(1).integers(0, 256, 4096, np.uint8).tobytes(), False),
+        ("text renamed.jpg", b"patient notes, not pixels\n" * 40, False),
+        ("truncated.jpg", _encode(base, "JPEG")[:300], False),
+        ("bomb.png", _png_header_only(60000, 60000), False),
+        ("one-pixel.png", _encode(Image.new("RGB", (1, 1)), "PNG"), False),
+        ("sixteen-bit.png", _encode(Image.fromarray(arr16), "PNG"), True),
+        ("rgba.png", _encode(rgba, "PNG"), True),
+        ("cmyk.jpg", _encode(base.convert("CMYK"), "JPEG"), True),
+        ("palette.png", _encode(base.convert("P"), "PNG"), True),
+        ("animated.gif", _encode(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+         True),
+        ("pages.tiff", _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]), True),
+        ("exif-rotated.jpg", _encode(base, "JPEG", exif=exif), True),
+        ("脑部 MRI é.png", _encode(grey, "PNG"), True),
+    ]
+
+
+def test_predict_batch_of_bad_files_each_gets_its_own_message(artifacts: Path, smoke_run: Path):
+    files = _bad_and_odd_files(smoke_run)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(
+        [(n, d, "application/octet-stream") for n, d, _ in files]).run()
+    _ok(at)
+    assert not at.error  # nothing page-level went wrong
+    warnings = _texts(at.warning)
+    captions = _captions(at)
+    n_good = 0
+    for name, _, expected in files:
+        failed = name in warnings
+        if expected is True:
+            assert not failed, f"{name} should decode: {warnings}"
+        elif expected is False:
+            assert failed, f"{name} should get a message in its place"
+        n_good += not failed
+    # every decodable file got both heatmaps
+    assert sum("Custom CNN ·" in c for c in captions) == n_good
+    assert sum("MobileNetV2 ·" in c for c in captions) == n_good
+    assert "Traceback" not in warnings
+
+
+def test_sample_picker_draws_test_images(artifacts: Path):
+    at = _app("predict")
+    at.selectbox(key="sample_class").set_value("glioma").run()
+    at.number_input(key="sample_count").set_value(2).run()
+    at.button(key="sample_draw").click().run()
+    _ok(at)
+    md = _texts(at.markdown)
+    assert md.count("true class: **glioma**") == 2
+    captions = _captions(at)
+    assert sum("MobileNetV2 ·" in c for c in captions) == 2
+    at.button(key="sample_clear").click().run()
+    _ok(at)
+    assert "true class" not in _texts(at.markdown)
+
+
+def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
+    at = _app("errors")
+    _ok(at)
+    for key in ("err_by", "err_true", "err_pred"):
+        assert at.get_by_key(key) is not None
+    n_rows = len(at.dataframe(key="err_table").value) if at.get_by_key("err_table") else 0
+    if n_rows:
+        captions = _captions(at)
+        assert sum("Custom CNN ·" in c for c in captions) == min(n_rows, 6)
+    at.multiselect(key="err_true").set_value(["no_tumor"]).run()
+    _ok(at)
+    if at.get_by_key("err_table"):
+        assert set(at.dataframe(key="err_table").value["true"]) == {"no_tumor"}
+
+
+def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_run: Path):
+    at = _app("quality")
+    _ok(at)
+    if not all((smoke_run / m / "explanations.json").is_file()
+               for m in ("custom_cnn", "mobilenetv2")):
+        assert "explain-eval" in _texts(at.warning)
+        return
+    assert len(at.get("plotly_chart")) >= 2
+    captions = _texts(at.caption)
+    assert "random" in captions and "randomised weights" in captions
+
+
+# --------------------------------------------------------------------------- damaged runs
+
+
+def _copy_run(smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    adir = tmp_path / "artifacts"
+    run = adir / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    (adir / "latest").write_text(smoke_run.name + "\n")
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(adir))
+    return run
+
+
+def test_missing_and_truncated_files_are_reported(smoke_run, tmp_path, monkeypatch):
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    (run / "custom_cnn" / "metrics.json").unlink()
+    text = (run / "comparison.json").read_text()
+    (run / "comparison.json").write_text(text[: len(text) // 2])
+    at = _app("overview")
+    _ok(at)
+    warnings = _texts(at.warning)
+    assert "metrics.json" in warnings and "pipeline evaluate --run" in warnings
+    assert "comparison.json" in warnings and "not valid JSON" in warnings
+    # the other model's metrics are still shown
+    assert list(at.dataframe(key="metrics_table").value.columns) == ["MobileNetV2"]
+
+
+def test_unknown_schema_version_is_explained_on_every_page(smoke_run, tmp_path, monkeypatch):
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    for page in PAGES:
+        at = _app(page)
+        _ok(at)
+        shown = _texts(at.error) + _texts(at.warning)
+        assert "schema_version 99" in shown, (page, shown)
+
+
+def test_model_file_that_is_not_a_model(smoke_run, tmp_path, monkeypatch):
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    (run / "mobilenetv2" / "model.keras").write_bytes(b"definitely not a keras zip")
+    at = _app("predict")
+    _ok(at)
+    assert "MobileNetV2 cannot be used" in _texts(at.error)
+    name, data = _test_image(smoke_run)
+    at.file_uploader(key="uploads").set_value([(name, data, "image/jpeg")]).run()
+    _ok(at)
+    captions = _captions(at)
+    assert sum("Custom CNN ·" in c for c in captions) == 1  # the good model still explains
+
+
+def test_no_runs_at_all(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(tmp_path / "empty"))
+    for page in PAGES:
+        at = _app(page)
+        _ok(at)
+        shown = _texts(at.error) + _texts(at.warning)
+        assert "No trained run" in shown or "No runs" in shown, (page, shown)

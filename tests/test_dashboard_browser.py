@@ -1,0 +1,119 @@
+"""Real-browser test: a Streamlit server on a free port, driven by Debian's chromium.
+
+Playwright never downloads a browser here; it drives /usr/bin/chromium. Without it the test is
+skipped locally, but fails under CI (where .ci/run installs it). Screenshots go to
+test-artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _need_chromium() -> None:
+    if CHROMIUM.is_file():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing under CI; .ci/run should have installed `chromium`")
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); CI installs it")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(smoke_run: Path, tmp_path: Path) -> Iterator[str]:
+    _need_chromium()
+    port = _free_port()
+    env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(smoke_run.parent.parent)}
+    log = (tmp_path / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("streamlit did not become healthy:\n"
+                            + (tmp_path / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _test_image(smoke_run: Path) -> Path:
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    return Path(manifest["data"]["dir"]) / splits["test"][0]["path"]
+
+
+def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server, wait_until="domcontentloaded")
+            expect(page.get_by_role("heading", name="Overview & comparison")).to_be_visible(
+                timeout=120_000)
+            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(SHOTS / "dashboard_overview.png"), full_page=True)
+
+            page.get_by_role("link", name="Predict & explain").click()
+            expect(page.get_by_role("heading", name="Predict & explain")).to_be_visible(
+                timeout=60_000)
+            page.locator("input[type=file]").set_input_files(str(_test_image(smoke_run)))
+            # Both models' overlays are captioned "<model> · <method> for '<class>'".
+            cnn = page.get_by_text("Custom CNN · Grad-CAM for", exact=False)
+            mnv2 = page.get_by_text("MobileNetV2 · Grad-CAM for", exact=False)
+            expect(cnn).to_be_visible(timeout=180_000)
+            expect(mnv2).to_be_visible(timeout=60_000)
+            images = page.locator("[data-testid=stImage] img")
+            expect(images).to_have_count(2, timeout=30_000)
+            for i in range(2):
+                # the overlay really loaded (not a broken image)
+                assert images.nth(i).evaluate("img => img.complete && img.naturalWidth") > 0
+            expect(page.get_by_text("not a diagnostic device").first).to_be_visible()
+            page.screenshot(path=str(SHOTS / "dashboard_predict.png"), full_page=True)
+        finally:
+            browser.close()

@@ -1,0 +1,188 @@
+"""Unit tests of dashboard.core: uploads, prediction tables, run facts, error filtering, paths."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dashboard import core
+from pipeline.artifacts import ArtifactError, open_run
+
+CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
+
+
+def _png(size=(40, 30), mode="RGB", fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, 128 if mode in ("L", "P") else (100, 50, 25)[: len(mode)] or 0).save(
+        buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_decode_uploads_keeps_order_and_reports_bad_files_in_place():
+    files = [("ok.png", _png()), ("empty.jpg", b""), ("text.jpg", b"hello, I am text\n" * 20),
+             ("random.bin", bytes(np.random.default_rng(0).integers(0, 256, 500, np.uint8))),
+             ("truncated.png", _png()[:60]), ("ünïcødé 脳.png", _png(mode="L"))]
+    ups = core.decode_uploads(files)
+    assert [u.name for u in ups] == [n for n, _ in files]
+    assert [u.ok for u in ups] == [True, False, False, False, False, True]
+    assert ups[0].image.shape == (30, 40, 3) and ups[0].image.dtype == np.uint8
+    for bad in ups[1:5]:
+        assert bad.error and bad.name in bad.error  # the message names the file
+        assert "Traceback" not in bad.error
+    assert ups[0].digest != ups[5].digest and len(ups[0].digest) == 64
+
+
+def test_decode_upload_turns_unexpected_exceptions_into_messages(monkeypatch):
+    def boom(data, name):
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(core, "decode_image", boom)
+    up = core.decode_upload("x.png", _png())
+    assert not up.ok and "could not be read" in up.error and "RuntimeError" in up.error
+
+
+def test_predictions_frame_and_agreement():
+    probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
+             "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
+    assert core.agreement(probs).tolist() == [True, False]
+    frame = core.predictions_frame(["a.png", "b.png"], probs, CLASSES, ["glioma", None])
+    assert frame["custom_cnn_predicted"].tolist() == ["glioma", "pituitary"]
+    assert frame["mobilenetv2_confidence"].tolist() == [0.6, 0.5]
+    assert frame["models_agree"].tolist() == [True, False]
+    assert frame["true"].tolist() == ["glioma", ""]
+    csv = core.to_csv_bytes(frame).decode()
+    assert csv.splitlines()[0].startswith("file,true,custom_cnn_predicted")
+    back = pd.read_csv(io.StringIO(csv))
+    assert back["custom_cnn_p_pituitary"].tolist() == [0.1, 0.4]
+    assert "**glioma** (70%)" in core.verdict_line(probs, 0, CLASSES)
+
+
+def test_target_index():
+    assert core.target_index(None, CLASSES) is None
+    assert core.target_index("no_tumor", CLASSES) == 2
+    with pytest.raises(ValueError, match="'cat'"):
+        core.target_index("cat", CLASSES)
+
+
+MANIFEST = {
+    "run_id": "r1", "created": "2026-11-22T22:15:00+00:00",
+    "data": {"dir": "/data/x", "layout": "sartaj", "n_images": 3264, "binary": False},
+    "splits": {"strategy": "dedup-stratified", "seed": 42, "train": 2200, "val": 400, "test": 500,
+               "official_test": {"n": 394, "leaking": 64}},
+    "class_names": CLASSES, "config": {"profile": "full"},
+    "models": {
+        "custom_cnn": {"image_size": 160, "crop_head": True, "weights": "none", "params": 123456,
+                       "train_seconds": 330.0, "best_epoch": 17, "epochs_run": 25},
+        "mobilenetv2": {"image_size": 224, "crop_head": True, "weights": "none", "params": 2300000,
+                        "train_seconds": 7300.0, "best_epoch": 5, "epochs_run": 9},
+    },
+}
+
+
+def test_run_facts_badge_only_for_transfer_models_without_imagenet():
+    facts = core.run_facts(MANIFEST)
+    assert len(facts.weights_warnings) == 1 and "MobileNetV2" in facts.weights_warnings[0]
+    assert core.split_sizes(facts) == {"train": 2200, "val": 400, "test": 500,
+                                       "official test": 394}
+    table = core.model_facts_frame(facts)
+    assert table["started from"].tolist() == ["random (trained from scratch by design)",
+                                              "random (no ImageNet)"]
+    assert table["training time"].tolist() == ["5.5 min", "2.0 h"]
+    assert table["parameters"].tolist() == ["123,456", "2,300,000"]
+    with_imagenet = json.loads(json.dumps(MANIFEST))
+    with_imagenet["models"]["mobilenetv2"]["weights"] = "imagenet:mobilenet.h5"
+    assert core.run_facts(with_imagenet).weights_warnings == []
+    assert core.weights_status("mobilenetv2", {"weights": "/w/custom.h5"}) == "file"
+    # A manifest missing optional blocks still gives facts, not a KeyError.
+    bare = core.run_facts({"class_names": ["a", "b"], "models": {"custom_cnn": {}}})
+    assert bare.n_images == "?" and core.split_sizes(bare) == {}
+
+
+def _pred_csv(rows):
+    head = "path,true,predicted," + ",".join(f"p_{c}" for c in CLASSES) + ",correct\n"
+    return head + "".join(rows)
+
+
+def test_parse_predictions_validates():
+    text = _pred_csv(["glioma/a.jpg,glioma,glioma,0.9,0.05,0.03,0.02,1\n",
+                      "no_tumor/b.jpg,no_tumor,glioma,0.6,0.1,0.2,0.1,0\n"])
+    frame = core.parse_predictions(text, CLASSES, "p.csv")
+    assert frame["correct"].tolist() == [True, False]
+    with pytest.raises(ArtifactError, match="columns"):
+        core.parse_predictions("path,true\nx,glioma\n", CLASSES, "p.csv")
+    with pytest.raises(ArtifactError, match="cat"):
+        core.parse_predictions(_pred_csv(["a,cat,glioma,1,0,0,0,0\n"]), CLASSES, "p.csv")
+    with pytest.raises(ArtifactError, match="damaged"):
+        core.parse_predictions("", CLASSES, "p.csv")
+
+
+def test_merge_and_filter_errors():
+    a = core.parse_predictions(_pred_csv([
+        "g1,glioma,glioma,0.9,0.05,0.03,0.02,1\n", "g2,glioma,meningioma,0.3,0.5,0.1,0.1,0\n",
+        "n1,no_tumor,glioma,0.5,0.1,0.3,0.1,0\n", "p1,pituitary,pituitary,0,0,0,1,1\n"]),
+        CLASSES, "a")
+    b = core.parse_predictions(_pred_csv([
+        "n1,no_tumor,glioma,0.6,0.1,0.2,0.1,0\n", "g1,glioma,no_tumor,0.2,0.1,0.6,0.1,0\n",
+        "g2,glioma,glioma,0.8,0.1,0.05,0.05,1\n", "p1,pituitary,pituitary,0,0,0,1,1\n"]),
+        CLASSES, "b")
+    merged = core.merge_predictions({"custom_cnn": a, "mobilenetv2": b})
+    assert len(merged) == 4
+    row = merged.set_index("path").loc["g1"]
+    assert row["custom_cnn_pred"] == "glioma" and row["mobilenetv2_pred"] == "no_tumor"
+    assert row["mobilenetv2_conf"] == pytest.approx(0.6)
+    models = ["custom_cnn", "mobilenetv2"]
+
+    def paths(**kw):
+        return sorted(core.filter_errors(merged, models, **kw)["path"])
+
+    assert paths(wrong_by="any") == ["g1", "g2", "n1"]
+    assert paths(wrong_by="all") == ["n1"]
+    assert paths(wrong_by="custom_cnn") == ["g2", "n1"]
+    assert paths(wrong_by="disagree") == ["g1", "g2"]
+    assert paths(wrong_by="any", true_classes=["glioma"]) == ["g1", "g2"]
+    assert paths(wrong_by="any", predicted_classes=["no_tumor"]) == ["g1"]
+    with pytest.raises(ValueError, match="wrong_by"):
+        core.filter_errors(merged, models, "sometimes")
+
+
+def test_data_file_stays_inside_the_dataset(tmp_path):
+    data = tmp_path / "data"
+    (data / "glioma").mkdir(parents=True)
+    (data / "glioma" / "a.png").write_bytes(_png())
+    (tmp_path / "secret.png").write_bytes(_png())
+    assert core.data_file(data, "glioma/a.png") == (data / "glioma" / "a.png").resolve()
+    assert core.data_file(data, "../secret.png") is None
+    assert core.data_file(data, str(tmp_path / "secret.png")) is None  # absolute path
+    assert core.data_file(data, "glioma/missing.png") is None
+    assert core.data_file(None, "glioma/a.png") is None
+    ups = core.load_data_images(data, ["glioma/a.png", "../secret.png"])
+    assert ups[0].ok and not ups[1].ok and "not found" in ups[1].error
+
+
+def test_test_entries():
+    entries = core.test_entries({"test": [{"path": "a.jpg", "label": "glioma"}, {"x": 1}]})
+    assert entries == [{"path": "a.jpg", "label": "glioma"}]
+    with pytest.raises(ArtifactError, match="test"):
+        core.test_entries({"train": []})
+    with pytest.raises(ArtifactError, match="object"):
+        core.test_entries([1, 2])
+
+
+def test_run_problems_lists_missing_files_with_fixes(tmp_path: Path):
+    run_dir = tmp_path / "runs" / "r1"
+    (run_dir / "custom_cnn").mkdir(parents=True)
+    (run_dir / "custom_cnn" / "model.keras").write_bytes(b"x")
+    (run_dir / "custom_cnn" / "metrics.json").write_text("{}")
+    manifest = {**MANIFEST, "schema_version": 1, "complete": True}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    problems = core.run_problems(open_run(run_dir))
+    text = "\n".join(f"{p.severity}: {p.what} -> {p.fix}" for p in problems)
+    assert "error: MobileNetV2: model file model.keras is missing" in text
+    assert "confusion_matrix.json" in text and "pipeline evaluate --run r1" in text
+    assert "explain-eval --run r1" in text and "comparison.json" in text
