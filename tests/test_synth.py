@@ -220,6 +220,25 @@ def test_glioma_is_irregular_and_mostly_in_one_hemisphere() -> None:
     assert np.median(circularity) < np.median(men_circ) - 0.08, (circularity, men_circ)
 
 
+def test_classes_are_not_separable_by_global_intensity_statistics() -> None:
+    """A model must look at the mass: whole-image histograms should be near chance (25 %)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, labels = [], []
+    for ci, label in enumerate(CLASSES):
+        for i in range(60):
+            img, _ = render_phantom(label, 96, np.random.default_rng((21, ci, i)))
+            hist = np.histogram(img, bins=16, range=(0, 256))[0] / img.size
+            features.append(np.r_[hist, img.mean() / 255, img.std() / 255])
+            labels.append(ci)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    accuracy = cross_val_score(clf, np.array(features), np.array(labels), cv=4).mean()
+    assert accuracy < 0.45, accuracy
+
+
 # ---------------------------------------------------------------- errors and overwrite
 
 
