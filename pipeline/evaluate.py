@@ -14,13 +14,16 @@ is not `no_tumor` (the same numbers a reader gets by collapsing the confusion ma
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -28,7 +31,9 @@ from scipy import stats
 from sklearn import metrics as skm
 
 NO_TUMOR = "no_tumor"
-DISPLAY_NAMES = {"custom_cnn": "Custom CNN", "mobilenetv2": "MobileNetV2"}
+# Same names as pipeline.models.DISPLAY_NAMES; repeated so the pure metrics need no Keras import.
+DISPLAY_NAMES = {"custom_cnn": "Custom CNN", "mobilenetv2": "MobileNetV2",
+                 "efficientnetb0": "EfficientNetB0"}
 ALPHA = 0.05  # significance level of the comparison verdict
 PROB_TOLERANCE = 1e-3  # softmax rows must sum to 1 within this (float32 rounding)
 
@@ -394,6 +399,10 @@ def mcnemar_exact(
             "test": "McNemar exact (two-sided binomial on discordant pairs)"}
 
 
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f} %"
+
+
 def verdict(
     name_a: str, acc_a: float, name_b: str, acc_b: float, p_value: float, n: int,
     alpha: float = ALPHA,
@@ -402,15 +411,15 @@ def verdict(
     da, db = display_name(name_a), display_name(name_b)
     level = f"{alpha * 100:g} %"
     if acc_a == acc_b:
-        return (f"{da} and {db} are equally accurate ({acc_a:.1%}) on these {n} images; "
+        return (f"{da} and {db} are equally accurate ({_pct(acc_a)}) on these {n} images; "
                 f"there is no difference to test (McNemar exact p = {p_value:.3g}).")
     (win, wacc), (lose, lacc) = sorted([(da, acc_a), (db, acc_b)], key=lambda t: -t[1])
-    head = f"{win} is more accurate ({wacc:.1%} vs {lacc:.1%} for {lose} on {n} images); "
+    head = f"{win} is more accurate ({_pct(wacc)} vs {_pct(lacc)} for {lose} on {n} images); "
     if p_value < alpha:
         return head + (f"the difference is significant at the {level} level "
                        f"(McNemar exact p = {p_value:.3g}).")
     return (head + f"the difference is not significant at the {level} level "
-            f"(McNemar exact p = {p_value:.3g}), so this test set cannot tell them apart.")
+            f"(McNemar exact p = {p_value:.3g}), so these images cannot tell them apart.")
 
 
 def compare(
@@ -546,3 +555,439 @@ def write_model_eval(
     write_json(model_dir / "curves.json", curves(y, p, class_names))
     write_json(model_dir / "metrics.json", met)
     return met
+
+
+# ---------------------------------------------------------------------------------------------
+# External label mapping (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+class EvaluationError(ValueError):
+    """A run or data folder that cannot be evaluated; the message names what is wrong."""
+
+
+BINARY_CLASSES = ["no_tumor", "tumor"]
+
+
+@dataclass
+class LabelPlan:
+    """How a data folder's labels are scored against a run's classes.
+
+    mode "direct": folder labels are run classes (images of other labels are skipped);
+    "binary": a yes/no folder scored against a multi-class run, whose probabilities collapse to
+    P(no_tumor) and P(tumour) = 1 - P(no_tumor); "tumour-types-as-tumor": a four-class folder
+    scored against a binary run, every tumour type counting as "tumor".
+    """
+
+    mode: str
+    class_names: list[str]  # the classes metrics are computed over
+    mapping: dict[str, str]  # folder label -> evaluation label; labels not in it are skipped
+    collapse: bool  # collapse the run's probabilities to [no_tumor, tumor]
+
+    def skipped(self, folder_labels: Sequence[str]) -> list[str]:
+        return sorted(set(folder_labels) - set(self.mapping))
+
+
+def map_external_labels(folder_labels: Sequence[str], run_classes: Sequence[str]) -> LabelPlan:
+    """Decide how images labelled `folder_labels` are scored by a run with `run_classes`."""
+    folder, run = set(folder_labels), list(run_classes)
+    if not folder:
+        raise EvaluationError("the data folder has no labelled images")
+    if "tumor" in folder and folder <= set(BINARY_CLASSES) and "tumor" not in run:
+        if NO_TUMOR not in run:
+            raise EvaluationError(
+                f"a yes/no folder needs a run that knows {NO_TUMOR!r}; this run's classes are "
+                f"{run}")
+        return LabelPlan("binary", list(BINARY_CLASSES), {c: c for c in folder}, collapse=True)
+    if sorted(run) == BINARY_CLASSES and folder - set(BINARY_CLASSES):
+        mapping = {c: (NO_TUMOR if c == NO_TUMOR else "tumor") for c in folder}
+        return LabelPlan("tumour-types-as-tumor", run, mapping, collapse=False)
+    mapping = {c: c for c in folder if c in run}
+    if not mapping:
+        raise EvaluationError(
+            f"the data folder's classes {sorted(folder)} do not overlap the run's classes {run}")
+    return LabelPlan("direct", run, mapping, collapse=False)
+
+
+def collapse_to_binary(probs: np.ndarray, class_names: Sequence[str]) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """Binary view of multi-class probabilities: ([P(no_tumor), P(tumour)], tumour call 0/1).
+
+    The tumour call is the arg-max rule of the module docstring (predicted class is not
+    no_tumor), so it matches `tumor_vs_no_tumor` of the same model on the same image.
+    """
+    nt = list(class_names).index(NO_TUMOR)
+    p = np.asarray(probs, dtype=np.float64)
+    p_no = p[:, nt]
+    return np.stack([p_no, 1.0 - p_no], axis=1), (p.argmax(axis=1) != nt).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating a run (test split or any other data folder)
+# ---------------------------------------------------------------------------------------------
+
+Progress = Callable[[str, int, int], None]
+PREDICT_CHUNK = 128  # images decoded and predicted at a time: bounded memory on any folder size
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+def _no_progress(desc: str, done: int, total: int) -> None:
+    return None
+
+
+def _predict_records(predictor: Any, model: str, records: Sequence[Any], progress: Progress
+                     ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """Probabilities for `records` in chunks; returns (probs, rel paths loaded, failures)."""
+    from pipeline import data
+
+    info = predictor.info[model]
+    size, crop = int(info["image_size"]), bool(info.get("crop_head", True))
+    labels = sorted({r.label for r in records})
+    out, rels, failed = [], [], []
+    desc = f"{display_name(model)}: predicting"
+    progress(desc, 0, len(records))
+    for start in range(0, len(records), PREDICT_CHUNK):
+        chunk = records[start:start + PREDICT_CHUNK]
+        arrays = data.load_arrays(chunk, labels, size, crop=crop)
+        failed += arrays.failed
+        if len(arrays.records):
+            out.append(predictor.predict_arrays(model, arrays.x))
+            rels += [r.rel for r in arrays.records]
+        progress(desc, min(start + PREDICT_CHUNK, len(records)), len(records))
+    n_classes = len(predictor.class_names)
+    probs = np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)
+    return probs, rels, failed
+
+
+def _renormalise(probs: np.ndarray) -> np.ndarray:
+    """float32 softmax rows can be off 1 by ~1e-7; make them sum to 1 exactly in float64."""
+    p = np.asarray(probs, dtype=np.float64)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _summary(met: dict[str, Any]) -> dict[str, Any]:
+    tvn = met.get("tumor_vs_no_tumor") or {}
+    return {"n": met["n"], "accuracy": met["accuracy"], "balanced_accuracy":
+            met["balanced_accuracy"], "macro_f1": met["macro_f1"], "roc_auc": met["roc_auc"],
+            "ece": met["ece"], "sensitivity": tvn.get("sensitivity"),
+            "specificity": tvn.get("specificity")}
+
+
+def _sha1(path: Path) -> str | None:
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def training_overlap(run: Any, records: Sequence[Any]) -> dict[str, Any]:
+    """Images of `records` that are byte-identical to a train/val image of the run.
+
+    Public datasets are often merged from each other (Nickparvar's includes Sartaj's), so an
+    "external" folder can contain the very images a model was trained on, inflating its score.
+    Only exact copies are found (SHA-1 of the file bytes: cheap, no decoding); re-encoded copies
+    are not, so a count of 0 is a lower bound, not a guarantee.
+    """
+    root = run.data_dir
+    try:
+        splits = run.read_json("splits.json")
+    except Exception as exc:  # missing/damaged splits: report, never fail the evaluation
+        return {"checked": False, "reason": f"splits.json unreadable: {exc}"}
+    if root is None or not root.is_dir():
+        return {"checked": False, "reason": f"the run's dataset folder {root} is not there"}
+    seen: set[str] = set()
+    for split in ("train", "val"):
+        for item in splits.get(split, []):
+            digest = _sha1(root.joinpath(*PurePosixPath(str(item["path"])).parts))
+            if digest:
+                seen.add(digest)
+    hits = [r.rel for r in records if _sha1(Path(r.path)) in seen]
+    return {"checked": True, "method": "SHA-1 of file bytes against the run's train+val images",
+            "n_exact": len(hits), "examples": hits[:20]}
+
+
+def evaluate_run(
+    run_dir: str | Path, data_dir: str | Path | None = None, name: str | None = None,
+    progress: Progress | None = None, data_root: str | Path | None = None,
+    n_boot: int = 2000, seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate every model of a run and write the evaluation files (docs/architecture.md).
+
+    Without `data_dir`: the run's own test split (splits.json), read from the manifest's data
+    folder or from `data_root` when the dataset has moved; files go to `<run>/<model>/` and
+    `<run>/comparison.json`. With `data_dir`: every image of that folder (any supported layout;
+    labels mapped by `map_external_labels`), files under `<run>/<model>/external/<name>/` and
+    `<run>/external/<name>/comparison.json`; nothing is retrained. Returns a summary dict.
+    """
+    from pipeline import artifacts, data
+    from pipeline.predict import Predictor
+
+    progress = progress or _no_progress
+    try:
+        run = artifacts.open_run(run_dir)
+    except artifacts.ArtifactError as exc:
+        raise EvaluationError(str(exc)) from exc
+    run_classes = run.class_names
+    if data_dir is None:
+        root = Path(data_root) if data_root is not None else run.data_dir
+        if root is None or not root.is_dir():
+            raise EvaluationError(
+                f"the run's dataset folder {root} is not there; pass the folder it moved to "
+                "(CLI: --data-root DIR)")
+        try:
+            test = data.splits_from_json(run.read_json("splits.json"), root).test
+        except artifacts.ArtifactError as exc:
+            raise EvaluationError(str(exc)) from exc
+        if not test:
+            raise EvaluationError(f"run {run.run_id} has an empty test split")
+        plan = LabelPlan("test", run_classes, {c: c for c in run_classes}, collapse=False)
+        records = test
+        source: dict[str, Any] = {"kind": "test", "data_dir": str(root), "split": "test"}
+        out_dirs = {m: run.path / m for m in run.model_names}
+        comparison_path = run.path / "comparison.json"
+    else:
+        if name is not None and (not _SAFE_NAME.match(name) or name in {".", ".."}):
+            raise EvaluationError(f"--name {name!r} must be letters, digits, '.', '_' or '-' "
+                                  "(at most 80, not starting with '.' or '-')")
+        ds = data.discover(data_dir)
+        plan = map_external_labels(ds.classes, run_classes)
+        if name is None:
+            name = re.sub(r"[^A-Za-z0-9._-]+", "-", ds.root.name).strip(".-_") or "external"
+        records = [r for r in ds.records if r.label in plan.mapping]
+        skipped = plan.skipped(ds.classes)
+        source = {"kind": "external", "name": name, "data_dir": str(ds.root),
+                  "layout": ds.layout, "folder_classes": ds.classes, "mode": plan.mode,
+                  "label_mapping": plan.mapping, "skipped_classes": {
+                      c: sum(1 for r in ds.records if r.label == c) for c in skipped}}
+        source["overlap_with_training"] = training_overlap(run, records)
+        out_dirs = {m: run.path / m / "external" / name for m in run.model_names}
+        comparison_path = run.path / "external" / name / "comparison.json"
+    source["run_id"] = run.run_id
+
+    predictor = Predictor(run)
+    label_of = {r.rel: plan.mapping[r.label] for r in records}
+    raw: dict[str, tuple[np.ndarray, list[str]]] = {}
+    failed: dict[str, str] = {}
+    for m in run.model_names:
+        probs, rels, bad = _predict_records(predictor, m, records, progress)
+        raw[m] = (probs, rels)
+        failed.update(dict(bad))
+    # An unreadable file fails for every model; keep the images every model scored, in order.
+    keep = [r.rel for r in records if r.rel not in failed]
+    if not keep:
+        raise EvaluationError(f"none of the {len(records)} images could be read, e.g. "
+                              f"{next(iter(failed.items()), ('', ''))}")
+    source.update(n_images=len(records), n_unreadable=len(failed),
+                  unreadable=sorted(failed)[:20])
+    eval_classes = plan.class_names
+    y = np.array([eval_classes.index(label_of[rel]) for rel in keep], dtype=np.int64)
+    probs_eval: dict[str, np.ndarray] = {}
+    preds_eval: dict[str, np.ndarray] = {}
+    summaries: dict[str, Any] = {}
+    for i, m in enumerate(run.model_names):
+        probs, rels = raw[m]
+        pos = {rel: k for k, rel in enumerate(rels)}
+        p = _renormalise(probs[[pos[rel] for rel in keep]])
+        if plan.collapse:
+            p, pred = collapse_to_binary(p, run_classes)
+        else:
+            pred = p.argmax(axis=1)
+        probs_eval[m], preds_eval[m] = p, pred
+        met = write_model_eval(out_dirs[m], keep, y, p, eval_classes, y_pred=pred, extra={
+            "model": m, "display_name": display_name(m), "source": source})
+        summaries[m] = _summary(met)
+        progress("writing evaluation files", i + 1, len(run.model_names))
+    comp = compare(y, probs_eval, eval_classes, paths=keep, y_pred=preds_eval, n_boot=n_boot,
+                   seed=seed)
+    comp["source"] = source
+    write_json(comparison_path, comp)
+    return {"run_id": run.run_id, "source": source, "n": int(len(y)), "models": summaries,
+            "verdict": comp["verdict"], "mcnemar": comp["mcnemar"], "ci": comp["ci"],
+            "files": {m: str(d) for m, d in out_dirs.items()},
+            "comparison": str(comparison_path)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation
+# ---------------------------------------------------------------------------------------------
+
+CV_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc", "ece",
+              "sensitivity", "specificity")
+
+
+def cv_folds(
+    labels: Sequence[str], groups: Sequence[int], k: int, seed: int = 42,
+    val_fraction: float = 0.15,
+) -> list[dict[str, np.ndarray]]:
+    """Stratified K-fold over duplicate groups: [{"train", "val", "test"}: index arrays].
+
+    The test folds partition the images (scikit-learn's StratifiedGroupKFold, so a duplicate
+    group never spans two folds); each fold's validation set (early stopping) is one inner
+    StratifiedGroupKFold fold of the remaining images, about `val_fraction` of them.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = np.asarray(labels)
+    g = np.asarray(groups)
+    if y.shape != g.shape:
+        raise ValueError(f"{len(y)} labels but {len(g)} groups")
+    if k < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {k}")
+    n_groups = len(np.unique(g))
+    if n_groups < k:
+        raise EvaluationError(f"{k} folds need at least {k} duplicate groups; the data has "
+                              f"{n_groups}")
+    if not 0 < val_fraction < 0.5:
+        raise ValueError(f"val_fraction must lie in (0, 0.5), got {val_fraction}")
+    inner_k = max(2, round(1 / val_fraction))
+    outer = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = []
+    for rest, test in outer.split(np.zeros(len(y)), y, g):
+        inner_k_here = min(inner_k, len(np.unique(g[rest])))
+        inner = StratifiedGroupKFold(n_splits=inner_k_here, shuffle=True, random_state=seed)
+        tr, va = next(inner.split(np.zeros(len(rest)), y[rest], g[rest]))
+        folds.append({"train": np.sort(rest[tr]), "val": np.sort(rest[va]), "test": np.sort(test)})
+    return folds
+
+
+def _mean_std(values: Sequence[float | None]) -> dict[str, Any]:
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    if not v.size:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def cross_validate(
+    run_dir: str | Path, folds: int, data_root: str | Path | None = None,
+    progress: Progress | None = None, say: Callable[[str], None] | None = None,
+    out_dir: str | Path | None = None, n_boot: int = 1000, models: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """K-fold cross-validation of a run's models with the run's config on the run's dataset.
+
+    Every fold is trained with `pipeline.train.train_one` (the same code as `train`) into a
+    complete run folder `<out>/runs/fold-<k>/` and evaluated with `evaluate_run` on its held-out
+    fold. `<out>/cv.json` holds per-fold metrics, mean ± sample std per model and a McNemar test
+    on the pooled out-of-fold predictions (each image is predicted by the model that did not
+    see it). `<out>` defaults to `<run>/cv/<timestamp>/`; `models` limits CV to some of the
+    run's models. Returns the cv.json object.
+    """
+    import time
+
+    from pipeline import artifacts, data
+    from pipeline.config import TrainConfig
+    from pipeline.train import train_one
+
+    progress = progress or _no_progress
+    say = say or (lambda msg: None)
+    try:
+        run = artifacts.open_run(run_dir)
+    except artifacts.ArtifactError as exc:
+        raise EvaluationError(str(exc)) from exc
+    root = Path(data_root) if data_root is not None else run.data_dir
+    if root is None or not root.is_dir():
+        raise EvaluationError(f"the run's dataset folder {root} is not there; pass the folder it "
+                              "moved to (CLI: --data-root DIR)")
+    cfg = TrainConfig.from_dict(run.manifest["config"])
+    unknown = sorted(set(models or []) - set(run.model_names))
+    if unknown:
+        raise EvaluationError(f"run {run.run_id} has no model(s) {unknown}; it has "
+                              f"{run.model_names}")
+    models = list(models) if models else run.model_names
+    ds = data.discover(root)
+    if ds.classes != run.class_names:
+        raise EvaluationError(f"{root} now has classes {ds.classes}, the run was trained on "
+                              f"{run.class_names}")
+    # All readable images (capped like the run), then the data layer's duplicate groups.
+    pool = data.make_splits(ds, seed=cfg.seed, val_fraction=0.0, test_fraction=0.0,
+                            dedupe=cfg.dedupe, max_per_class=cfg.max_images, progress=progress)
+    records = pool.train
+    if cfg.dedupe:
+        # data._group is the same grouping make_splits uses (exact SHA-1 + near pHash pairs);
+        # reused so CV folds and the run's own splits agree on what a duplicate is.
+        comps = data._group(records, data.hash_files(records)).component_of
+    else:
+        comps = list(range(len(records)))
+    labels = [r.label for r in records]
+    fold_idx = cv_folds(labels, comps, folds, seed=cfg.seed, val_fraction=cfg.val_fraction)
+
+    runs_root = (Path(out_dir) if out_dir is not None
+                 else run.path / "cv" / time.strftime("%Y%m%d-%H%M%S"))
+    if (runs_root / "cv.json").exists():
+        raise EvaluationError(f"{runs_root} already holds a cross-validation; choose another")
+    # Share train's decoded-array cache (artifacts/cache) when the run sits in an artifacts tree.
+    cache = run.path.parent.parent / "cache" if run.path.parent.name == "runs" else None
+    per_fold: list[dict[str, Any]] = []
+    oof_true: list[int] = []
+    oof_pred: dict[str, list[int]] = {m: [] for m in models}
+    oof_paths: list[str] = []
+    for k, idx in enumerate(fold_idx, 1):
+        splits = data.Splits(train=[records[i] for i in idx["train"]],
+                             val=[records[i] for i in idx["val"]],
+                             test=[records[i] for i in idx["test"]])
+        say(f"fold {k}/{folds}: {len(splits.train)} train / {len(splits.val)} val / "
+            f"{len(splits.test)} test images")
+        writer = artifacts.RunWriter(runs_root, run_id=f"fold-{k}")
+        writer.write_json("splits.json", data.splits_to_json(splits, ds.root))
+        state: dict[str, Any] = {}
+        infos = {m: train_one(m, cfg, ds.classes, splits, writer, state, cache, progress,
+                              say).info for m in models}
+        fold_dir = writer.finalize({
+            "created": artifacts.utc_now(), "git_commit": artifacts.git_commit(),
+            "data": {"dir": str(ds.root), "layout": ds.layout, "n_images": len(ds.records),
+                     "binary": ds.binary},
+            "splits": {"strategy": f"cv-fold {k}/{folds} (StratifiedGroupKFold)",
+                       "seed": cfg.seed, "train": len(splits.train), "val": len(splits.val),
+                       "test": len(splits.test)},
+            "class_names": ds.classes, "config": cfg.to_dict(),
+            "versions": artifacts.library_versions(), "models": infos,
+            "cv_of": run.run_id,
+        }, set_latest=False)
+        evaluate_run(fold_dir, progress=progress, n_boot=n_boot, seed=cfg.seed)
+        row: dict[str, Any] = {"fold": k, "run": str(fold_dir), "n_train": len(splits.train),
+                               "n_val": len(splits.val), "n_test": len(splits.test), "models": {}}
+        preds_by_path: dict[str, dict[str, str]] = {}
+        for m in models:
+            met = read_json_file(fold_dir / m / "metrics.json")
+            row["models"][m] = _summary(met) | {"weighted_f1": met["weighted_f1"]}
+            with open(fold_dir / m / "predictions.csv", newline="") as fh:
+                for r in csv.DictReader(fh):
+                    preds_by_path.setdefault(r["path"], {"true": r["true"]})[m] = r["predicted"]
+        for path, p in preds_by_path.items():
+            if all(m in p for m in models):
+                oof_paths.append(path)
+                oof_true.append(ds.classes.index(p["true"]))
+                for m in models:
+                    oof_pred[m].append(ds.classes.index(p[m]))
+        per_fold.append(row)
+        write_json(runs_root / "cv.partial.json", {"folds": per_fold})
+
+    summary = {m: {metric: _mean_std([f["models"][m].get(metric) for f in per_fold])
+                   for metric in CV_METRICS} for m in models}
+    y = np.array(oof_true, dtype=np.int64)
+    pooled: dict[str, Any] = {"n": int(len(y)), "accuracy": {
+        m: float(np.mean(np.array(oof_pred[m]) == y)) for m in models}}
+    if len(models) >= 2 and len(y):
+        a, b = models[0], models[1]
+        mc = mcnemar_exact(np.array(oof_pred[a]) == y, np.array(oof_pred[b]) == y)
+        pooled["mcnemar"] = mc
+        pooled["verdict"] = verdict(a, pooled["accuracy"][a], b, pooled["accuracy"][b],
+                                    mc["p_value"], len(y))
+    result = {
+        "run_id": run.run_id, "folds": folds, "seed": cfg.seed, "data_dir": str(ds.root),
+        "n_images": len(records), "models": models,
+        "method": "StratifiedGroupKFold over duplicate groups (exact + near duplicates never "
+                  "split across folds); validation = one inner group fold of the rest; "
+                  "std is the sample standard deviation over folds",
+        "per_fold": per_fold, "summary": summary, "pooled_out_of_fold": pooled,
+        "out_dir": str(runs_root),
+    }
+    write_json(runs_root / "cv.json", result)
+    (runs_root / "cv.partial.json").unlink(missing_ok=True)
+    return result
+
+
+def read_json_file(path: Path) -> Any:
+    """Read one of our JSON files (the evaluation writes them, so damage is a bug: fail loudly)."""
+    with open(path) as fh:
+        return json.load(fh)
