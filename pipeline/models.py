@@ -131,7 +131,9 @@ def resolve_weights(spec: str, model_name: str) -> WeightsChoice:
     )
     if spec.lower() in ("auto", "imagenet"):
         if cached is not None and cached.is_file():
-            return WeightsChoice("imagenet", "imagenet", sha256_file(cached))
+            # Pass the file itself: Keras would otherwise look for a size-specific file
+            # (e.g. the 96 px one) and try to download it. Conv weights do not depend on size.
+            return WeightsChoice(str(cached), "imagenet", sha256_file(cached))
         if env_path and Path(env_path).is_file():
             return _file_weights(Path(env_path), label_prefix="imagenet:")
         if spec.lower() == "auto":
@@ -143,7 +145,7 @@ def resolve_weights(spec: str, model_name: str) -> WeightsChoice:
             try:
                 _try_download(model_name)
                 if cached is not None and cached.is_file():
-                    return WeightsChoice("imagenet", "imagenet", sha256_file(cached))
+                    return WeightsChoice(str(cached), "imagenet", sha256_file(cached))
             except Exception as exc:  # any network/IO failure means "not obtainable"
                 log.info("ImageNet weight download failed: %s", exc)
         raise WeightsError(f"ImageNet weights for {display_name(model_name)} are not available "
@@ -227,7 +229,7 @@ def build_transfer(name: str, num_classes: int, cfg: ModelConfig, weights: Weigh
     try:
         base = backbone.constructor(include_top=False, weights=weights.keras_arg,
                                     input_tensor=x, input_shape=(size, size, 3))
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # Keras raises bare Exception for fetch failures
         raise WeightsError(f"could not load {weights.label} weights into {display_name(name)}: "
                            f"{exc}") from exc
     for layer in base.layers:

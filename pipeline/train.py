@@ -75,7 +75,7 @@ class EpochLog(keras.callbacks.Callback):
         }
         self.history.append(row)
         self.on_epoch(self.history)
-        self.progress(f"{self.label} [{self.phase}]", epoch + 1, self.total)
+        self.progress(f"{self.label}: {self.phase} epochs", epoch + 1, self.total)
         self.say(f"{self.label} {self.phase} epoch {epoch + 1}/{self.total}: "
                  f"loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
                  f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
@@ -195,9 +195,11 @@ def fit_transfer_cached(built: BuiltModel, mc: ModelConfig, cfg: TrainConfig,
     views = _augmented_views(model, train.x, n_views, cfg.seed)
     say(f"{built.name}: caching backbone activations at '{cut}' for {len(views)} views "
         f"of {len(train.y)} training images")
-    feats = [_predict_batches(bottom, v, 64, progress, f"{built.name} [features {k + 1}]")
+    feats = [_predict_batches(bottom, v, 64, progress,
+                              f"{built.name}: features, view {k + 1}/{len(views)}")
              for k, v in enumerate(views)]
-    feats_val = _predict_batches(bottom, val.x, 64, progress, f"{built.name} [features val]")
+    feats_val = _predict_batches(bottom, val.x, 64, progress,
+                                 f"{built.name}: features, validation")
     state["feature_seconds"] = round(time.perf_counter() - t0, 2)
     say(f"{built.name}: features cached in {state['feature_seconds']:.0f}s")
 

@@ -89,7 +89,7 @@ def test_imagenet_found_in_keras_cache(tmp_path, monkeypatch):
     shutil.copy(src, tmp_path / "models" / src.name)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     choice = resolve_weights("auto", "mobilenetv2")
-    assert choice.keras_arg == "imagenet" and choice.label == "imagenet"
+    assert choice.keras_arg == str(tmp_path / "models" / src.name) and choice.label == "imagenet"
     assert choice.sha256 == "71e4c4ec4aa24c9c951b9265d6de42e1336dcf614c2214fa6a989208615e232c"
 
 
