@@ -70,6 +70,73 @@ def _existing_dir(path: Path, what: str) -> Path:
 # --- data (audit, synth) ---
 
 @app.command()
+def audit(
+    data_dir: Path = typer.Argument(..., help="Dataset folder (Kaggle, Nickparvar, flat, yes/no)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Count images; find unreadable files, exact/near duplicates, leakage, label conflicts."""
+    from pipeline.data import DatasetError, discover
+    from pipeline.data import audit as run_audit
+
+    _existing_dir(data_dir, "data folder")
+    try:
+        ds = discover(data_dir)
+        with progress_bar(enabled=err.is_terminal) as update:
+            report = run_audit(ds, progress=update)
+    except DatasetError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(report)
+    else:
+        _print_audit(report)
+
+
+def _print_audit(r: dict) -> None:
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    out.print(f"[bold]{r['root']}[/]: layout {r['layout']}, {r['n_images']} images, "
+              f"classes {', '.join(r['classes'])}")
+    counts = Table(title="Images per split and class")
+    counts.add_column("split")
+    for c in r["classes"]:
+        counts.add_column(c, justify="right")
+    counts.add_column("total", justify="right")
+    for split, row in r["counts"].items():
+        counts.add_row(split, *(str(row.get(c, 0)) for c in r["classes"]), str(sum(row.values())))
+    out.print(counts)
+    sizes = ", ".join(f"{s['size']} ({s['count']})" for s in r["sizes"][:5])
+    out.print(f"sizes: {r['n_distinct_sizes']} distinct; most common {sizes}")
+    out.print("modes: " + ", ".join(f"{m} ({n})" for m, n in r["modes"].items()))
+    bad = r["unreadable"]
+    out.print(f"unreadable: {len(bad)}" + ("" if bad else " ✓"))
+    for rel in bad[:20]:
+        out.print(f"  [red]✗[/] {r['unreadable_reasons'][rel]}")
+    if len(bad) > 20:
+        out.print(f"  … and {len(bad) - 20} more (see --json)")
+    dup = Table(title="Duplicates")
+    dup.add_column("check")
+    dup.add_column("found", justify="right")
+    dup.add_row("exact duplicate groups (same bytes)", str(r["exact_duplicate_groups"]))
+    dup.add_row("  of which span Training/Testing", str(r["cross_split_duplicate_groups"]))
+    dup.add_row("test images with an exact copy in training", str(r["cross_split_duplicates"]))
+    dup.add_row("exact groups spanning classes (label conflicts)",
+                str(r["cross_class_duplicates"]))
+    dup.add_row("near-duplicate groups", str(r["near_duplicate_groups"]))
+    dup.add_row("test images with an exact or near copy in training",
+                str(r["cross_split_near_duplicates"]))
+    dup.add_row("near-duplicate groups spanning classes",
+                str(r["cross_class_near_duplicate_groups"]))
+    dup.add_row("largest duplicate group", str(r["largest_duplicate_group"]))
+    out.print(dup)
+    out.print(f"near duplicates: {r['near_duplicate_method']}")
+    for kind in ("cross_split", "cross_class"):
+        for group in r["examples"][kind][:3]:
+            out.print(f"  e.g. {kind.replace('_', '-')}: " + " = ".join(group[:4]))
+    out.print(f"done in {r['seconds']} s")
+
+
+@app.command()
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to create (Training/, Testing/, masks/)."),
     per_class: int = typer.Option(..., "--per-class", help="Images per class (train + test)."),

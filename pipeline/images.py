@@ -1,0 +1,346 @@
+"""Robust image decoding and geometric preparation, shared by training, the CLI and the dashboard.
+
+Every file or upload goes through `decode_image`, which either returns an H×W×3 uint8 RGB array or
+raises `ImageError` with a message naming the file and the problem. Pillow decodes the raster
+formats (JPEG, PNG, BMP, TIFF, GIF, WebP, PPM); pydicom decodes DICOM. No exception from a decoder
+escapes unwrapped: a corrupt upload must never take the dashboard or a training run down.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000  # refuse larger images from their header, before decoding (bomb guard)
+MIN_SIDE = 8  # smaller images carry no usable anatomy
+# Raster formats we accept. Limiting Pillow to these keeps it away from formats that shell out
+# (EPS calls Ghostscript) or that make no sense for MRI slices.
+PIL_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "DIB", "TIFF", "GIF", "WEBP", "PPM")
+_HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+# Never decode a truncated file silently into a half-grey image: Pillow must raise instead.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageError(ValueError):
+    """A file or upload that is not a usable image. The message names the file and the reason."""
+
+
+_FORMATS_READY: list[str] = []
+_FORMATS_LOCK = threading.Lock()
+
+
+def _pil_formats() -> list[str]:
+    """PIL_FORMATS whose plugins this Pillow has (Image.init registers all of them once)."""
+    with _FORMATS_LOCK:
+        if not _FORMATS_READY:
+            Image.init()
+            _FORMATS_READY.extend(f for f in PIL_FORMATS if f in Image.OPEN)
+        return list(_FORMATS_READY)
+
+
+def _label(name: str) -> str:
+    return name or "image"
+
+
+def _megapixels(n: int) -> str:
+    return f"{n / 1e6:g}"
+
+
+def _check_dims(width: int, height: int, label: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{label}: image too large: {width}×{height} exceeds "
+            f"{_megapixels(MAX_PIXELS)} megapixels"
+        )
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise ImageError(
+            f"{label}: {width}×{height} image is too small (minimum {MIN_SIDE}×{MIN_SIDE})"
+        )
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    if b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return printable >= 0.95 * max(len(text), 1)
+
+
+def _is_dicom(data: bytes, name: str) -> bool:
+    return data[128:132] == b"DICM" or name.lower().endswith(".dcm")
+
+
+def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Map the actual value range of a high-bit image to 0-255 (12-bit MRI in 16-bit files)."""
+    arr = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(arr)
+    if not finite.any():
+        return np.zeros(arr.shape, dtype=np.uint8)
+    lo, hi = float(arr[finite].min()), float(arr[finite].max())
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    out = (np.where(finite, arr, lo) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _to_rgb_array(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> H×W×3 uint8; alpha is composited on black."""
+    mode = im.mode
+    if mode in _HIGH_BIT_MODES:
+        gray = _scale_to_uint8(np.asarray(im))
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
+        mode == "P" and "transparency" in im.info
+    )
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint16)
+        rgb = (rgba[:, :, :3] * rgba[:, :, 3:4] + 127) // 255
+        return rgb.astype(np.uint8)
+    if mode in ("1", "L", "P;L"):
+        gray = np.asarray(im.convert("L"), dtype=np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def _explain_pillow_error(exc: Exception, fmt: str | None, label: str) -> ImageError:
+    text = str(exc)
+    kind = fmt or "image"
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
+        return ImageError(f"{label}: truncated {kind} ({text})")
+    if isinstance(exc, MemoryError):
+        return ImageError(f"{label}: not enough memory to decode this {kind}")
+    return ImageError(f"{label}: corrupt {kind} ({type(exc).__name__}: {text})")
+
+
+def _decode_pillow(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
+    try:
+        # The caller silences Pillow's DecompressionBombWarning: our own, lower cap follows.
+        im = Image.open(io.BytesIO(data), formats=_pil_formats())
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{label}: image too large: {exc}") from None
+    except UnidentifiedImageError:
+        if _looks_like_text(data):
+            raise ImageError(f"{label}: not an image (text?)") from None
+        raise ImageError(
+            f"{label}: not an image (unrecognised format; accepted: JPEG, PNG, BMP, TIFF, "
+            f"GIF, WebP, PPM, DICOM)"
+        ) from None
+    except Exception as exc:  # Pillow plugins raise many types on malformed headers
+        raise _explain_pillow_error(exc, None, label) from None
+    fmt = im.format
+    try:
+        width, height = im.size
+        _check_dims(width, height, label)
+        n_frames = int(getattr(im, "n_frames", 1) or 1)
+        if n_frames > 1:
+            im.seek(0)  # animated GIF / multi-page TIFF: first frame
+        info = {"format": fmt, "mode": im.mode, "width": width, "height": height,
+                "frames": n_frames}
+        im.load()
+        try:
+            oriented = ImageOps.exif_transpose(im)
+            if oriented is not None:
+                im = oriented
+        except Exception:  # a malformed EXIF block must not make a good image unreadable
+            pass
+        arr = _to_rgb_array(im)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise _explain_pillow_error(exc, fmt, label) from None
+    finally:
+        im.close()
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < MIN_SIDE or arr.shape[1] < MIN_SIDE:
+        raise ImageError(f"{label}: decoded to an unusable array of shape {arr.shape}")
+    return arr, info
+
+
+def _decode_dicom(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pragma: no cover - pydicom is in requirements.txt
+        raise ImageError(f"{label}: DICOM support needs pydicom (pip install pydicom)") from None
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:
+        raise ImageError(f"{label}: corrupt DICOM ({type(exc).__name__}: {exc})") from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ImageError(f"{label}: DICOM file has no pixel data")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except Exception:
+        raise ImageError(f"{label}: DICOM file has no valid Rows/Columns") from None
+    _check_dims(cols, rows, label)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    try:
+        arr = ds.pixel_array
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            arr = arr[0]
+        if photometric.startswith("MONOCHROME"):
+            arr = apply_modality_lut(arr, ds)  # rescale slope / intercept
+            if "WindowCenter" in ds or "VOILUTSequence" in ds:
+                arr = apply_voi_lut(arr, ds)  # the window the scanner recommends
+            gray = _scale_to_uint8(arr)
+            if photometric == "MONOCHROME1":  # bright means low signal: invert
+                gray = 255 - gray
+            rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        else:
+            if photometric.startswith("YBR"):
+                from pydicom.pixels import convert_color_space
+
+                arr = convert_color_space(arr, photometric, "RGB")
+            if arr.ndim != 3 or arr.shape[-1] != 3:
+                raise ImageError(
+                    f"{label}: unsupported DICOM pixel layout {arr.shape} ({photometric})"
+                )
+            rgb = arr.astype(np.uint8) if arr.dtype.itemsize == 1 else _scale_to_uint8(arr)
+    except ImageError:
+        raise
+    except Exception as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        hint = f" (transfer syntax {syntax.name})" if syntax is not None else ""
+        raise ImageError(
+            f"{label}: cannot decode DICOM pixel data{hint}: {type(exc).__name__}: {exc}"
+        ) from None
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    info = {"format": "DICOM", "mode": photometric, "width": cols, "height": rows, "frames": 1}
+    return rgb, info
+
+
+def decode_image_info(data: bytes, name: str = "") -> tuple[np.ndarray, dict[str, Any]]:
+    """Like `decode_image`, also returning the source's `format`, `mode`, `width`, `height`."""
+    label = _label(name)
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise ImageError(f"{label}: expected bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ImageError(f"{label}: empty file")
+    with warnings.catch_warnings():
+        # Pillow and pydicom warn about every odd EXIF block or VR; we report real failures.
+        warnings.simplefilter("ignore")
+        if _is_dicom(data, name):
+            return _decode_dicom(data, label)
+        return _decode_pillow(data, label)
+
+
+def decode_image(data: bytes, name: str = "") -> np.ndarray:
+    """Decode image bytes into an H×W×3 uint8 RGB array, or raise ImageError.
+
+    Grayscale is replicated to 3 channels, alpha composited on black, palettes expanded, 16-bit
+    and float images scaled by their actual value range, CMYK converted, EXIF orientation applied,
+    the first frame of animations and multi-page TIFFs taken, DICOM rescaled and windowed.
+    Refused: empty data, non-images, truncated files, images above MAX_PIXELS (checked from the
+    header before decoding) and images smaller than MIN_SIDE×MIN_SIDE.
+    """
+    return decode_image_info(data, name)[0]
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read and decode a file (see `decode_image`); a missing or unreadable file -> ImageError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, str(path))
+
+
+def _as_rgb_uint8(img: Any) -> np.ndarray:
+    if not isinstance(img, np.ndarray):
+        raise ImageError(f"expected a numpy array, got {type(img).__name__}")
+    shape = img.shape
+    if img.ndim == 3 and shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ImageError(f"expected an H×W×3 image array, got shape {shape}")
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise ImageError(f"expected a non-empty image array, got shape {shape}")
+    if img.dtype != np.uint8:
+        if not np.issubdtype(img.dtype, np.number) or np.issubdtype(img.dtype, np.complexfloating):
+            raise ImageError(f"expected a numeric image array, got dtype {img.dtype}")
+        img = np.clip(np.nan_to_num(img.astype(np.float64)), 0, 255).round().astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def crop_to_head(img: np.ndarray, margin: float = 0.02) -> np.ndarray:
+    """Crop to the bounding box of the largest bright blob (the head), plus a small margin.
+
+    Method: gray, 5×5 Gaussian blur, Otsu threshold (at least 10 so near-black noise never counts),
+    a morphological close to join the skull ring, then the largest external contour's bounding
+    box. When nothing sensible is found (blank or flat image, or the contour covers less than 10 %
+    of the image) the input comes back unchanged.
+    """
+    img = _as_rgb_uint8(img)
+    h, w = img.shape[:2]
+    if h < MIN_SIDE or w < MIN_SIDE:
+        return img
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    if int(gray.max()) - int(gray.min()) < 10:
+        return img
+    blur = cv2.GaussianBlur(gray, (5, 5), 0)
+    otsu, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    _, mask = cv2.threshold(blur, max(float(otsu) * 0.5, 10.0), 255, cv2.THRESH_BINARY)
+    k = max(3, (min(h, w) // 64) | 1)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return img
+    largest = max(contours, key=cv2.contourArea)
+    x, y, bw, bh = cv2.boundingRect(largest)
+    if bw * bh < 0.10 * h * w:
+        return img
+    pad = int(round(margin * max(h, w)))
+    x0, y0 = max(0, x - pad), max(0, y - pad)
+    x1, y1 = min(w, x + bw + pad), min(h, y + bh + pad)
+    return np.ascontiguousarray(img[y0:y1, x0:x1])
+
+
+def pad_to_square(img: np.ndarray) -> np.ndarray:
+    """Pad with black (centred) so both sides are equal; MRI backgrounds are black already."""
+    h, w = img.shape[:2]
+    if h == w:
+        return img
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return cv2.copyMakeBorder(img, top, side - h - top, left, side - w - left,
+                              cv2.BORDER_CONSTANT, value=(0, 0, 0))
+
+
+def prepare_image(img: np.ndarray, size: int, crop: bool = True) -> np.ndarray:
+    """Optional head crop, pad to square (keeps the aspect ratio), resize to size×size×3 uint8.
+
+    Every consumer (training, prediction, explanations, dashboard) calls this with the model's
+    `image_size` and `crop_head` from the manifest, so an image is prepared exactly as in training.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIDE:
+        raise ImageError(f"size must be an integer >= {MIN_SIDE}, got {size!r}")
+    img = _as_rgb_uint8(img)
+    if crop:
+        img = crop_to_head(img)
+    img = pad_to_square(img)
+    side = img.shape[0]
+    interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
+    out = cv2.resize(img, (int(size), int(size)), interpolation=interp)
+    return np.ascontiguousarray(out, dtype=np.uint8)

@@ -1,0 +1,613 @@
+"""data.py: layouts, label mapping, audit, duplicate-aware splits, arrays, tf.data, and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import data, images
+from pipeline.data import DatasetError
+
+# --------------------------------------------------------------------------- building datasets
+
+
+def shapes(seed: int, size: int = 96) -> np.ndarray:
+    """Random filled shapes on black: distinct seeds differ by ~126 of 256 pHash bits (min 86)."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size, 3), np.uint8)
+    for _ in range(7):
+        kind = rng.integers(3)
+        colour = tuple(int(v) for v in rng.integers(40, 256, 3))
+        p = tuple(int(v) for v in rng.integers(0, size, 2))
+        q = tuple(int(v) for v in rng.integers(0, size, 2))
+        if kind == 0:
+            cv2.rectangle(img, p, q, colour, -1)
+        elif kind == 1:
+            cv2.circle(img, p, int(rng.integers(5, size // 3)), colour, -1)
+        else:
+            cv2.line(img, p, q, colour, int(rng.integers(2, 6)))
+    return img
+
+
+def save(path: Path, arr: np.ndarray, quality: int = 95) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        Image.fromarray(arr).save(path, quality=quality)
+    else:
+        Image.fromarray(arr).save(path)
+    return path
+
+
+def near_copy(src: Path, dst: Path, kind: str) -> Path:
+    """A visually identical but byte-different copy."""
+    arr = np.asarray(Image.open(src).convert("RGB"))
+    if kind == "jpeg":
+        return save(dst, arr, quality=70)
+    if kind == "bright":
+        return save(dst, np.clip(arr.astype(int) + 1, 0, 255).astype(np.uint8))
+    if kind == "resize":
+        return save(dst, cv2.resize(arr, (80, 80), interpolation=cv2.INTER_AREA))
+    raise ValueError(kind)
+
+
+def plant(root: Path, src: str, dst: str, kind: str = "exact") -> None:
+    (root / dst).parent.mkdir(parents=True, exist_ok=True)
+    if kind == "exact":
+        shutil.copyfile(root / src, root / dst)
+    else:
+        near_copy(root / src, root / dst, kind)
+
+
+def build(root: Path, class_dirs: dict[str, int], splits: dict[str, float] | None = None,
+          seed: int = 0, ext: str = ".jpg") -> Path:
+    """class folder -> number of images; `splits` {folder: share} puts them in split folders."""
+    n = seed * 10_000
+    for cls, count in class_dirs.items():
+        for i in range(count):
+            n += 1
+            if splits:
+                names = list(splits)
+                cut = int(round(count * splits[names[0]]))
+                where = root / (names[0] if i < cut else names[1]) / cls
+            else:
+                where = root / cls
+            save(where / f"img{i:03d}{ext}", shapes(n))
+    return root
+
+
+@pytest.fixture
+def sartaj(tmp_path: Path) -> Path:
+    return build(tmp_path / "sartaj", {"glioma_tumor": 10, "meningioma_tumor": 10,
+                                       "no_tumor": 6, "pituitary_tumor": 8},
+                 splits={"Training": 0.7, "Testing": 0.3})
+
+
+def independent_hashes(paths) -> dict[Path, tuple[str, bytes]]:
+    """SHA-1 and pHash computed here, not through data.hash_files, to check its claims."""
+    out = {}
+    for p in paths:
+        raw = Path(p).read_bytes()
+        out[Path(p)] = (hashlib.sha1(raw).hexdigest(),
+                        data.perceptual_hash(images.decode_image(raw, str(p))))
+    return out
+
+
+def leaks(test_recs, other_recs) -> list[str]:
+    """Test images with an exact or near (pHash <= threshold) copy among other_recs."""
+    h = independent_hashes([r.path for r in (*test_recs, *other_recs)])
+    others = [h[Path(r.path)] for r in other_recs]
+    out = []
+    if not others:
+        return out
+    mat = np.frombuffer(b"".join(p for _, p in others), dtype=np.uint64).reshape(len(others), -1)
+    shas = {s for s, _ in others}
+    for r in test_recs:
+        sha, ph = h[Path(r.path)]
+        d = data.hamming_matrix(np.frombuffer(ph, dtype=np.uint64)[None, :], mat)[0]
+        if sha in shas or (d <= data.NEAR_DUPLICATE_THRESHOLD).any():
+            out.append(r.rel)
+    return out
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize(
+    ("name", "binary", "expected"),
+    [
+        ("glioma", False, "glioma"), ("Glioma_Tumor", False, "glioma"),
+        ("glioma-tumour", False, "glioma"), ("GLIOMA TUMORS", False, "glioma"),
+        ("meningioma_tumor", False, "meningioma"), ("Meningioma", False, "meningioma"),
+        ("pituitary", False, "pituitary"), ("pituitary_tumor", False, "pituitary"),
+        ("Pituitary-Tumour", False, "pituitary"),
+        ("notumor", False, "no_tumor"), ("no_tumor", False, "no_tumor"),
+        ("No Tumor", False, "no_tumor"), ("no-tumour", False, "no_tumor"),
+        ("no", False, "no_tumor"),
+        ("normal", False, "no_tumor"),
+        ("yes", False, None), ("tumor", False, None),
+        ("yes", True, "tumor"), ("YES", True, "tumor"), ("no", True, "no_tumor"),
+        ("glioma_tumor", True, "tumor"), ("notumor", True, "no_tumor"),
+        ("masks", False, None), ("Training", False, None), ("", False, None), ("cats", True, None),
+    ],
+)
+def test_canonical_label(name, binary, expected):
+    assert data.canonical_label(name, binary=binary) == expected
+
+
+@pytest.mark.parametrize(("name", "expected"), [("Training", "train"), ("train", "train"),
+                                                ("Testing", "test"), ("TEST", "test"),
+                                                ("Validation", "val"), ("glioma", None)])
+def test_canonical_split(name, expected):
+    assert data.canonical_split(name) == expected
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def test_discover_sartaj(sartaj: Path):
+    ds = data.discover(sartaj)
+    assert ds.layout == "sartaj" and not ds.binary
+    assert ds.classes == list(data.CANONICAL)
+    assert len(ds.records) == 34
+    assert [r.rel for r in ds.records] == sorted(r.rel for r in ds.records)
+    r = ds.records[0]
+    assert r.path.is_absolute() and r.path.is_file()
+    assert r.rel == "Testing/glioma_tumor/img007.jpg" and r.split == "test" and r.label == "glioma"
+    assert ds.counts() == {
+        "train": {"glioma": 7, "meningioma": 7, "no_tumor": 4, "pituitary": 6},
+        "test": {"glioma": 3, "meningioma": 3, "no_tumor": 2, "pituitary": 2},
+    }
+
+
+def test_discover_nickparvar_with_and_without_splits(tmp_path: Path):
+    classes = {"glioma": 3, "meningioma": 3, "notumor": 3, "pituitary": 3}
+    ds = data.discover(build(tmp_path / "a", classes, splits={"Training": 0.67, "Testing": 0.33}))
+    assert ds.layout == "nickparvar" and ds.classes == list(data.CANONICAL)
+    assert {r.split for r in ds.records} == {"train", "test"}
+    flat = data.discover(build(tmp_path / "b", classes))
+    assert flat.layout == "flat" and flat.classes == list(data.CANONICAL)
+    assert {r.split for r in flat.records} == {None}
+    assert flat.counts() == {"all": dict.fromkeys(data.CANONICAL, 3)}
+
+
+def test_discover_flat_with_odd_names(tmp_path: Path):
+    ds = data.discover(build(tmp_path, {"Glioma Tumour": 2, "PITUITARY": 2, "No-Tumor": 2},
+                             ext=".png"))
+    assert ds.layout == "flat" and ds.classes == ["glioma", "no_tumor", "pituitary"]
+
+
+def test_discover_binary(tmp_path: Path):
+    ds = data.discover(build(tmp_path / "a", {"yes": 4, "no": 3}))
+    assert ds.layout == "binary" and ds.binary and ds.classes == list(data.BINARY)
+    assert Counter(r.label for r in ds.records) == {"tumor": 4, "no_tumor": 3}
+    split = data.discover(build(tmp_path / "b", {"yes": 4, "no": 4},
+                                splits={"train": 0.5, "test": 0.5}))
+    assert split.layout == "binary" and {r.split for r in split.records} == {"train", "test"}
+
+
+def test_discover_merges_aliases_and_ignores_noise(tmp_path: Path):
+    root = build(tmp_path, {"glioma": 2, "glioma_tumor": 1, "no": 2})
+    save(root / "masks" / "glioma" / "m.png", shapes(1))  # synth writes masks/ at the root
+    save(root / ".hidden" / "x.jpg", shapes(2))
+    save(root / "glioma" / ".ipynb_checkpoints" / "y.jpg", shapes(3))
+    (root / "glioma" / "notes.txt").write_text("not an image")
+    (root / "glioma" / ".DS_Store").write_bytes(b"\0\0")
+    save(root / "glioma" / "UPPER.JPG", shapes(4))
+    save(root / "glioma" / "sub" / "deep.tiff", shapes(5))
+    save(root / "extras" / "z.jpg", shapes(6))
+    ds = data.discover(root)
+    rels = [r.rel for r in ds.records]
+    assert "glioma/UPPER.JPG" in rels and "glioma/sub/deep.tiff" in rels
+    assert not any(".hidden" in r or "masks" in r or "checkpoints" in r or r.endswith(".txt")
+                   for r in rels)
+    assert Counter(r.label for r in ds.records) == {"glioma": 5, "no_tumor": 2}
+    assert ds.ignored == ["extras"]
+
+
+def test_discover_descends_into_a_wrapper_folder(tmp_path: Path):
+    build(tmp_path / "archive" / "dataset", {"glioma": 2, "notumor": 2},
+          splits={"Training": 0.5, "Testing": 0.5})
+    ds = data.discover(tmp_path)
+    assert ds.root == (tmp_path / "archive" / "dataset").resolve()
+    assert ds.records[0].rel.startswith("Testing/")
+
+
+def test_discover_errors(tmp_path: Path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        data.discover(tmp_path / "nope")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(DatasetError, match="is not a folder"):
+        data.discover(tmp_path / "file.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="is empty"):
+        data.discover(tmp_path / "empty")
+    for d in ("cats", "dogs"):
+        save(tmp_path / "pets" / d / "a.jpg", shapes(1))
+    with pytest.raises(DatasetError, match=r"found folders cats/, dogs/") as info:
+        data.discover(tmp_path / "pets")
+    assert "glioma" in str(info.value)  # says what was expected
+    (tmp_path / "hollow" / "glioma").mkdir(parents=True)
+    (tmp_path / "hollow" / "glioma" / "a.txt").write_text("x")
+    with pytest.raises(DatasetError, match=r"hold no images.*\.jpg"):
+        data.discover(tmp_path / "hollow")
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@pytest.fixture
+def planted(sartaj: Path) -> Path:
+    """sartaj + corrupt files + exact/near copies across splits and across classes."""
+    (sartaj / "Training" / "glioma_tumor" / "zero.jpg").write_bytes(b"")
+    (sartaj / "Training" / "no_tumor" / "notes.jpg").write_text("a text file renamed .jpg\n" * 4)
+    good = (sartaj / "Training" / "pituitary_tumor" / "img000.jpg").read_bytes()
+    (sartaj / "Testing" / "pituitary_tumor" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    # exact copies Training -> Testing (a group of 3 spanning splits, one of 2)
+    plant(sartaj, "Training/glioma_tumor/img000.jpg", "Testing/glioma_tumor/copy_a.jpg")
+    plant(sartaj, "Training/glioma_tumor/img000.jpg", "Testing/glioma_tumor/copy_b.jpg")
+    plant(sartaj, "Training/meningioma_tumor/img001.jpg", "Testing/meningioma_tumor/copy.jpg")
+    # exact copy within Training but in another class: a label conflict
+    plant(sartaj, "Training/meningioma_tumor/img002.jpg", "Training/glioma_tumor/conflict.jpg")
+    # near copies Training -> Testing
+    plant(sartaj, "Training/no_tumor/img000.jpg", "Testing/no_tumor/near_jpeg.jpg", "jpeg")
+    plant(sartaj, "Training/pituitary_tumor/img001.jpg", "Testing/pituitary_tumor/near.png",
+          "bright")
+    plant(sartaj, "Training/glioma_tumor/img003.jpg", "Testing/glioma_tumor/near_small.png",
+          "resize")
+    return sartaj
+
+
+def test_audit_counts_corrupt_files_and_duplicates(planted: Path):
+    ds = data.discover(planted)
+    calls = []
+    report = data.audit(ds, progress=lambda d, done, total: calls.append((d, done, total)))
+    assert report["classes"] == list(data.CANONICAL)
+    assert report["n_images"] == 34 + 3 + 7
+    assert report["counts"]["test"]["glioma"] == 3 + 3
+    assert sorted(report["unreadable"]) == ["Testing/pituitary_tumor/cut.jpg",
+                                            "Training/glioma_tumor/zero.jpg",
+                                            "Training/no_tumor/notes.jpg"]
+    reasons = report["unreadable_reasons"]
+    assert "empty file" in reasons["Training/glioma_tumor/zero.jpg"]
+    assert "text?" in reasons["Training/no_tumor/notes.jpg"]
+    assert "truncated" in reasons["Testing/pituitary_tumor/cut.jpg"]
+    assert report["exact_duplicate_groups"] == 3
+    assert report["exact_duplicate_extra_files"] == 4
+    assert report["cross_split_duplicates"] == 3  # copy_a, copy_b, meningioma copy
+    assert report["cross_split_duplicate_groups"] == 2
+    assert report["cross_class_duplicates"] == 1
+    assert report["near_duplicate_groups"] == 3  # jpeg, bright, resize
+    assert report["cross_split_near_duplicates"] == 6
+    assert report["largest_duplicate_group"] == 3
+    assert report["cross_class_near_duplicate_groups"] == 1
+    assert report["near_duplicate_threshold"] == data.NEAR_DUPLICATE_THRESHOLD
+    assert "pHash" in report["near_duplicate_method"]
+    assert report["n_readable"] == 41 and report["modes"] == {"RGB": 41}
+    assert report["sizes"] == [{"size": "96x96", "count": 40}, {"size": "80x80", "count": 1}]
+    assert set(report["examples"]["cross_split"][0][:2]) == {
+        "Testing/glioma_tumor/copy_a.jpg", "Training/glioma_tumor/img000.jpg"}
+    json.dumps(report)  # JSON-ready
+    assert calls and calls[-1][1] == calls[-1][2]
+
+
+def test_audit_of_a_clean_flat_dataset(tmp_path: Path):
+    report = data.audit(data.discover(build(tmp_path, {"glioma": 5, "notumor": 5}, ext=".png")))
+    assert report["layout"] == "flat" and report["counts"] == {"all": {"glioma": 5,
+                                                                       "no_tumor": 5}}
+    assert report["unreadable"] == [] and report["exact_duplicate_groups"] == 0
+    assert report["near_duplicate_groups"] == 0 and report["cross_split_duplicates"] == 0
+
+
+def test_test_images_are_perceptually_distinct():
+    """The builder's images must not be near duplicates by accident (the tests rely on it)."""
+    hashes = [data.perceptual_hash(shapes(s)) for s in range(200)]
+    assert data.near_pairs(hashes, data.NEAR_DUPLICATE_THRESHOLD + 20) == []
+
+
+def test_near_pairs_blocks_agree_with_brute_force():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    base[20:] = base[:20] ^ (rng.random((20, 32)) < 0.05)  # 20 close pairs
+    hashes = [row.tobytes() for row in base]
+    small = data.near_pairs(hashes, 30, block=7)
+    big = data.near_pairs(hashes, 30, block=1000)
+    assert small == sorted(small) or sorted(small) == sorted(big)
+    assert sorted(small) == sorted(big)
+    brute = sorted((i, j, int(np.unpackbits(base[i] ^ base[j]).sum())) for i in range(40)
+                   for j in range(i + 1, 40) if np.unpackbits(base[i] ^ base[j]).sum() <= 30)
+    assert sorted(big) == brute and len(brute) >= 20
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@pytest.fixture
+def dupes(tmp_path: Path) -> Path:
+    """Flat 4-class dataset with 24 planted duplicate groups (exact and near, sizes 2-4)."""
+    root = build(tmp_path / "dupes", {"glioma": 30, "meningioma": 30, "notumor": 24,
+                                      "pituitary": 30})
+    kinds = ["exact", "jpeg", "bright", "resize"]
+    for g in range(24):
+        cls = ["glioma", "meningioma", "notumor", "pituitary"][g % 4]
+        for c in range(1 + g % 3):
+            plant(root, f"{cls}/img{g:03d}.jpg", f"{cls}/dup{g:03d}_{c}.png"
+                  if kinds[(g + c) % 4] != "exact" else f"{cls}/dup{g:03d}_{c}.jpg",
+                  kinds[(g + c) % 4])
+    return root
+
+
+def test_dedupe_guarantee_no_test_image_has_a_copy_in_train_or_val(dupes: Path):
+    ds = data.discover(dupes)
+    leaked_without_dedupe = 0
+    for seed in range(4):
+        s = data.make_splits(ds, seed=seed, dedupe=True)
+        assert leaks(s.test, s.train + s.val) == []
+        assert leaks(s.val, s.train) == []
+        assert s.info["duplicate_groups"] == 24 and s.info["largest_group"] == 4
+        plain = data.make_splits(ds, seed=seed, dedupe=False)
+        leaked_without_dedupe += len(leaks(plain.test, plain.train + plain.val))
+    assert leaked_without_dedupe > 0  # the check above can see a leak when there is one
+
+
+def test_official_test_reports_and_removes_leaks(planted: Path):
+    ds = data.discover(planted)
+    s = data.make_splits(ds, official_test=True, seed=3)
+    readable_test = [r for r in ds.records if r.split == "test"
+                     and r.rel != "Testing/pituitary_tumor/cut.jpg"]
+    assert sorted(r.rel for r in s.test) == sorted(r.rel for r in readable_test)
+    assert s.info["official_test_leaking"] == 6
+    assert s.info["official_test"] == {"n": len(readable_test), "leaking": 6, "leaking_exact": 3,
+                                       "dropped_duplicates_of_test": 5}
+    assert leaks(s.test, s.train + s.val) == []
+    assert all(r.split == "train" for r in s.train + s.val)
+    assert s.info["unreadable_excluded"] == 3
+    kept = data.make_splits(ds, official_test=True, seed=3, dedupe=False)
+    assert kept.info["official_test"]["dropped_duplicates_of_test"] == 0
+    assert kept.info["official_test_leaking"] == 6
+    assert len(leaks(kept.test, kept.train + kept.val)) == 6
+
+
+def test_official_test_needs_a_test_folder(tmp_path: Path):
+    ds = data.discover(build(tmp_path, {"glioma": 4, "notumor": 4}))
+    with pytest.raises(DatasetError, match="Testing"):
+        data.make_splits(ds, official_test=True)
+
+
+def test_splits_are_deterministic_and_seeded(dupes: Path):
+    ds = data.discover(dupes)
+    a, b = data.make_splits(ds, seed=7), data.make_splits(ds, seed=7)
+    assert (a.train, a.val, a.test) == (b.train, b.val, b.test)
+    assert a.info == b.info
+    c = data.make_splits(ds, seed=8)
+    assert [r.rel for r in c.test] != [r.rel for r in a.test]
+    everything = sorted(r.rel for r in a.train + a.val + a.test)
+    assert everything == sorted(r.rel for r in ds.records)  # a partition
+
+
+def test_splits_are_stratified(tmp_path: Path):
+    ds = data.discover(build(tmp_path, {"glioma": 60, "meningioma": 60, "notumor": 30,
+                                        "pituitary": 90}, ext=".png"))
+    s = data.make_splits(ds, seed=1, val_fraction=0.2, test_fraction=0.2)
+    total = Counter(r.label for r in ds.records)
+    for part, frac in ((s.train, 0.6), (s.val, 0.2), (s.test, 0.2)):
+        assert abs(len(part) - frac * 240) <= 2
+        got = Counter(r.label for r in part)
+        for cls, n in total.items():
+            assert abs(got[cls] / len(part) - n / 240) < 0.03, (cls, got)
+    assert s.info["counts"]["test"] == dict(Counter(r.label for r in s.test)) | {
+        k: 0 for k in ds.classes if k not in Counter(r.label for r in s.test)}
+
+
+def test_max_per_class_and_unreadable_exclusion(dupes: Path):
+    (dupes / "glioma" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (dupes / "notumor" / "zero.png").write_bytes(b"")
+    ds = data.discover(dupes)
+    s = data.make_splits(ds, max_per_class=12, seed=5)
+    n = Counter(r.label for r in s.train + s.val + s.test)
+    assert n == dict.fromkeys(data.CANONICAL, 12)
+    assert s.info["unreadable_excluded"] == 2
+    assert sorted(s.info["unreadable"]) == ["glioma/broken.jpg", "notumor/zero.png"]
+    assert data.make_splits(ds, max_per_class=12, seed=5).test == s.test
+    with pytest.raises(DatasetError):
+        data.make_splits(ds, val_fraction=0.6, test_fraction=0.5)
+    with pytest.raises(DatasetError):
+        data.make_splits(ds, max_per_class=0)
+
+
+def test_splits_json_roundtrip_and_validation(planted: Path):
+    ds = data.discover(planted)
+    s = data.make_splits(ds, official_test=True)
+    obj = json.loads(json.dumps(data.splits_to_json(s, ds.root)))
+    assert set(obj) >= {"train", "val", "test", "info"}
+    assert obj["test"][0].keys() == {"path", "label"}
+    back = data.splits_from_json(obj, ds.root)
+    assert (back.train, back.val, back.test) == (s.train, s.val, s.test)
+    assert back.info["official_test_leaking"] == s.info["official_test_leaking"]
+    with pytest.raises(DatasetError, match="lists under"):
+        data.splits_from_json({"train": []}, ds.root)
+    with pytest.raises(DatasetError, match="relative"):
+        data.splits_from_json({"train": [{"path": "../x.jpg", "label": "glioma"}], "val": [],
+                               "test": []}, ds.root)
+    with pytest.raises(DatasetError, match="bad entry"):
+        data.splits_from_json({"train": ["x"], "val": [], "test": []}, ds.root)
+    os.remove(s.test[0].path)
+    with pytest.raises(DatasetError, match="1 image.*missing"):
+        data.splits_from_json(obj, ds.root)
+    assert len(data.splits_from_json(obj, ds.root, check_exists=False).test) == len(s.test)
+
+
+def test_fingerprint_tracks_content_and_labels(sartaj: Path):
+    ds = data.discover(sartaj)
+    fp = data.fingerprint(ds)
+    assert len(fp) == 64 and data.fingerprint(data.discover(sartaj)) == fp
+    target = sartaj / "Training" / "glioma_tumor" / "img000.jpg"
+    save(target, shapes(999))  # new content
+    assert data.fingerprint(data.discover(sartaj)) != fp
+    fp2 = data.fingerprint(data.discover(sartaj))
+    shutil.move(target, sartaj / "Training" / "no_tumor" / "img000.jpg")  # relabelled
+    assert data.fingerprint(data.discover(sartaj)) != fp2
+
+
+# --------------------------------------------------------------------------- arrays and tf.data
+
+
+def test_load_arrays_shapes_failures_and_cache(planted: Path, tmp_path: Path, monkeypatch):
+    ds = data.discover(planted)
+    calls = []
+    arr = data.load_arrays(ds.records, ds.classes, 48, crop=True,
+                           progress=lambda d, done, total: calls.append(done),
+                           cache_dir=tmp_path / "cache")
+    assert arr.x.shape == (41, 48, 48, 3) and arr.x.dtype == np.uint8
+    assert arr.y.shape == (41,) and arr.y.dtype == np.int32
+    assert [ds.classes[k] for k in arr.y] == [r.label for r in arr.records]
+    assert sorted(rel for rel, _ in arr.failed) == [
+        "Testing/pituitary_tumor/cut.jpg", "Training/glioma_tumor/zero.jpg",
+        "Training/no_tumor/notes.jpg"]
+    assert calls[-1] == 44
+    good = next(i for i, r in enumerate(arr.records) if r.rel.endswith("img004.jpg"))
+    expected = images.prepare_image(images.read_image(arr.records[good].path), 48, crop=True)
+    assert np.array_equal(arr.x[good], expected)
+
+    def boom(path):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(images, "read_image", boom)
+    again = data.load_arrays(ds.records, ds.classes, 48, crop=True, cache_dir=tmp_path / "cache")
+    assert np.array_equal(again.x, arr.x) and np.array_equal(again.y, arr.y)
+    assert again.records == arr.records and again.failed == arr.failed
+    monkeypatch.undo()
+    other = data.load_arrays(ds.records[:5], ds.classes, 32, crop=False,
+                             cache_dir=tmp_path / "cache")
+    assert other.x.shape[1:] == (32, 32, 3)
+    with pytest.raises(DatasetError, match="not among the classes"):
+        data.load_arrays(ds.records, ["glioma"], 32)
+
+
+def test_load_arrays_of_nothing_and_of_only_broken(tmp_path: Path):
+    empty = data.load_arrays([], ["glioma"], 32)
+    assert empty.x.shape == (0, 32, 32, 3) and empty.y.shape == (0,)
+    bad = tmp_path / "glioma" / "x.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(b"nope")
+    rec = data.ImageRecord(path=bad, rel="glioma/x.jpg", label="glioma", split=None)
+    out = data.load_arrays([rec], ["glioma"], 32)
+    assert out.x.shape == (0, 32, 32, 3) and out.failed[0][0] == "glioma/x.jpg"
+
+
+def test_make_tf_dataset_batches_and_seeded_shuffle():
+    x = np.arange(10 * 8 * 8 * 3, dtype=np.uint32).reshape(10, 8, 8, 3).astype(np.uint8)
+    x[:, 0, 0, 0] = np.arange(10)
+    y = np.arange(10, dtype=np.int32) % 3
+    ds = data.make_tf_dataset(x, y, batch_size=4)
+    batches = list(ds.as_numpy_iterator())
+    assert [b[0].shape for b in batches] == [(4, 8, 8, 3), (4, 8, 8, 3), (2, 8, 8, 3)]
+    assert batches[0][0].dtype == np.float32 and batches[0][1].dtype == np.int32
+    assert batches[0][0].max() <= 255 and np.array_equal(batches[0][0][0], x[0].astype(np.float32))
+
+    def order(seed):
+        d = data.make_tf_dataset(x, y, batch_size=10, shuffle=True, seed=seed)
+        return [int(v) for v in next(iter(d))[0][:, 0, 0, 0].numpy()]
+
+    assert order(1) == order(1) and sorted(order(1)) == list(range(10))
+    assert order(1) != list(range(10)) or order(2) != list(range(10))
+    with pytest.raises(DatasetError):
+        data.make_tf_dataset(x, y[:5], batch_size=2)
+
+
+def test_augmentation_layers():
+    aug = data.augmentation(seed=3)
+    assert [layer.name for layer in aug.layers] == ["aug_flip", "aug_rotate", "aug_zoom",
+                                                    "aug_contrast"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    assert np.allclose(np.asarray(aug(x, training=False)), x)  # inactive at inference
+    out = np.asarray(aug(x, training=True))
+    assert out.shape == x.shape and not np.allclose(out, x)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_audit_json_and_summary(planted: Path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["audit", str(planted), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in ("classes", "counts", "unreadable", "exact_duplicate_groups",
+                "near_duplicate_groups", "cross_split_duplicates", "cross_class_duplicates",
+                "n_images"):
+        assert key in report
+    assert report["cross_split_duplicates"] == 3 and len(report["unreadable"]) == 3
+    human = runner.invoke(app, ["audit", str(planted)])
+    assert human.exit_code == 0, human.output
+    assert "exact duplicate groups" in human.stdout and "unreadable: 3" in human.stdout
+
+
+@pytest.mark.parametrize("kind", ["missing", "unmapped"])
+def test_cli_audit_bad_folder_is_one_line(tmp_path: Path, kind: str):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    target = tmp_path / "nope"
+    if kind == "unmapped":
+        save(target / "cats" / "a.jpg", shapes(1))
+    result = CliRunner().invoke(app, ["audit", str(target), "--json"])
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    message = result.output.strip()
+    assert message.startswith("error:") and "\n" not in message
+    assert "Traceback" not in result.output
+    assert ("does not exist" if kind == "missing" else "cats/") in message
+
+
+# --------------------------------------------------------------------------- the real data
+
+
+@pytest.fixture(scope="module")
+def real(real_data: Path):
+    ds = data.discover(real_data)
+    return ds, data.audit(ds)
+
+
+@pytest.mark.data
+def test_real_dataset_audit(real):
+    ds, report = real
+    assert ds.layout == "sartaj" and report["n_images"] == 3264
+    assert report["classes"] == list(data.CANONICAL)
+    assert report["counts"]["train"] == {"glioma": 826, "meningioma": 822, "no_tumor": 395,
+                                         "pituitary": 827}
+    assert report["counts"]["test"] == {"glioma": 100, "meningioma": 115, "no_tumor": 105,
+                                        "pituitary": 74}
+    assert report["unreadable"] == []
+    assert report["exact_duplicate_groups"] == 166  # byte identity: shared/README's figure
+    assert report["cross_split_duplicate_groups"] == 64
+    assert report["cross_split_duplicates"] > 0
+    assert report["near_duplicate_groups"] > 100
+    assert report["largest_duplicate_group"] < 50  # the threshold does not chain everything
+
+
+@pytest.mark.data
+def test_real_dataset_dedupe_splits_have_no_leaks(real):
+    ds, _ = real
+    infos = data.hash_files(ds.records)
+    s = data.make_splits(ds, seed=42)
+    train_sha = {infos[r.rel].sha1 for r in s.train + s.val}
+    assert not [r.rel for r in s.test if infos[r.rel].sha1 in train_sha]
+    assert abs(len(s.test) / 3264 - 0.15) < 0.01
+    o = data.make_splits(ds, seed=42, official_test=True)
+    assert len(o.test) == 394 and o.info["official_test"]["leaking_exact"] > 0
+    pool_sha = {infos[r.rel].sha1 for r in o.train + o.val}
+    assert not [r.rel for r in o.test if infos[r.rel].sha1 in pool_sha]

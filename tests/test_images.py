@@ -1,0 +1,435 @@
+"""images.py: every format and failure a user's folder or upload can throw at decode_image."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pipeline import images
+from pipeline.images import ImageError, crop_to_head, decode_image, prepare_image, read_image
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def pattern(w: int = 48, h: int = 32) -> np.ndarray:
+    """An RGB image whose four quadrants differ, so orientation and colour are checkable."""
+    a = np.zeros((h, w, 3), np.uint8)
+    a[: h // 2, : w // 2] = (255, 0, 0)
+    a[: h // 2, w // 2 :] = (0, 255, 0)
+    a[h // 2 :, : w // 2] = (0, 0, 255)
+    a[h // 2 :, w // 2 :] = (255, 255, 255)
+    return a
+
+
+def check_rgb(arr: np.ndarray, h: int, w: int) -> None:
+    assert isinstance(arr, np.ndarray)
+    assert arr.dtype == np.uint8
+    assert arr.shape == (h, w, 3)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+# --------------------------------------------------------------------------- formats that decode
+
+
+def test_rgb_png_and_jpeg_roundtrip():
+    a = pattern()
+    check_rgb(out := decode_image(encode(Image.fromarray(a), "PNG"), "a.png"), 32, 48)
+    assert np.array_equal(out, a)
+    out = decode_image(encode(Image.fromarray(a), "JPEG", quality=95), "a.jpg")
+    check_rgb(out, 32, 48)
+    assert np.abs(out.astype(int) - a).mean() < 8
+
+
+def test_grayscale_becomes_three_equal_channels():
+    g = (np.arange(32 * 40) % 256).astype(np.uint8).reshape(32, 40)
+    out = decode_image(encode(Image.fromarray(g, "L"), "PNG"))
+    check_rgb(out, 32, 40)
+    assert np.array_equal(out[:, :, 0], g)
+    assert np.array_equal(out[:, :, 0], out[:, :, 2])
+
+
+def test_one_bit_image():
+    bw = Image.fromarray((np.indices((16, 16)).sum(0) % 2 * 255).astype(np.uint8)).convert("1")
+    out = decode_image(encode(bw, "PNG"))
+    check_rgb(out, 16, 16)
+    assert set(np.unique(out)) == {0, 255}
+
+
+def test_rgba_is_composited_on_black():
+    rgba = np.zeros((10, 12, 4), np.uint8)
+    rgba[..., :3] = (200, 100, 50)
+    rgba[:, :4, 3] = 255  # opaque
+    rgba[:, 4:8, 3] = 128  # half
+    rgba[:, 8:, 3] = 0  # transparent
+    out = decode_image(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    check_rgb(out, 10, 12)
+    assert tuple(out[0, 0]) == (200, 100, 50)
+    assert np.allclose(out[0, 5], (100, 50, 25), atol=1)
+    assert tuple(out[0, 10]) == (0, 0, 0)
+
+
+def test_la_image_is_composited_on_black():
+    la = np.zeros((10, 10, 2), np.uint8)
+    la[..., 0] = 180
+    la[:, 5:, 1] = 255
+    out = decode_image(encode(Image.fromarray(la, "LA"), "PNG"))
+    assert out[0, 0, 0] == 0 and out[0, 9, 0] == 180
+
+
+def test_palette_png_with_and_without_transparency():
+    a = pattern()
+    pal = Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    out = decode_image(encode(pal, "PNG"))
+    check_rgb(out, 32, 48)
+    assert np.array_equal(out, a)
+    transparent_index = pal.getpixel((0, 0))  # the red quadrant becomes transparent
+    out = decode_image(encode(pal, "PNG", transparency=transparent_index))
+    assert tuple(out[0, 0]) == (0, 0, 0)
+    assert tuple(out[-1, -1]) == (255, 255, 255)
+
+
+def test_16bit_png_scaled_by_actual_range_not_by_shifting():
+    # 12-bit MRI in a 16-bit file: >>8 would squash 0..4095 into 0..15
+    ramp = np.linspace(0, 4095, 64 * 16).astype(np.uint16).reshape(16, 64)
+    out = decode_image(encode(Image.fromarray(ramp), "PNG"), "mri16.png")
+    check_rgb(out, 16, 64)
+    assert out.min() == 0 and out.max() == 255
+    expected = ramp / 4095 * 255  # full range, where >>8 would give at most 15
+    assert np.abs(out[:, :, 0] - expected).max() <= 1
+
+
+def test_16bit_tiff_and_constant_image():
+    ramp = np.linspace(1000, 3000, 32 * 32).astype(np.uint16).reshape(32, 32)
+    out = decode_image(encode(Image.fromarray(ramp), "TIFF"), "slice.tif")
+    check_rgb(out, 32, 32)
+    assert out.min() == 0 and out.max() == 255
+    flat = np.full((16, 16), 700, np.uint16)
+    out = decode_image(encode(Image.fromarray(flat), "PNG"))
+    assert out.max() == 0  # no range: black, not a crash or a division by zero
+
+
+def test_float_tiff():
+    f = np.linspace(-1.0, 1.0, 16 * 16, dtype=np.float32).reshape(16, 16)
+    out = decode_image(encode(Image.fromarray(f, "F"), "TIFF"))
+    check_rgb(out, 16, 16)
+    assert out.min() == 0 and out.max() == 255
+
+
+def test_cmyk_jpeg():
+    red = Image.fromarray(np.full((24, 24, 3), (220, 20, 20), np.uint8)).convert("CMYK")
+    out = decode_image(encode(red, "JPEG", quality=95), "cmyk.jpg")
+    check_rgb(out, 24, 24)
+    r, g, b = out[12, 12].astype(int)
+    assert r > 180 and g < 70 and b < 70
+
+
+def test_exif_orientation_is_applied():
+    a = pattern(48, 32)  # landscape, red top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    data = encode(Image.fromarray(a), "JPEG", quality=95, exif=exif.tobytes())
+    out = decode_image(data, "phone.jpg")
+    check_rgb(out, 48, 32)  # now portrait
+    expected = np.rot90(a, k=-1)  # clockwise
+    assert np.abs(out.astype(int) - expected).mean() < 10
+
+
+def test_animated_gif_takes_first_frame():
+    colours = ((255, 0, 0), (0, 0, 255))
+    frames = [Image.fromarray(np.full((20, 20, 3), c, np.uint8)) for c in colours]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = decode_image(buf.getvalue(), "anim.gif")
+    check_rgb(out, 20, 20)
+    assert out[10, 10, 0] > 200 and out[10, 10, 2] < 50
+
+
+def test_multipage_tiff_takes_first_page():
+    pages = [Image.fromarray(np.full((16, 24), v, np.uint8)) for v in (40, 200)]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    out = decode_image(buf.getvalue(), "stack.tiff")
+    check_rgb(out, 16, 24)
+    assert out[0, 0, 0] == 40
+
+
+def test_bmp_and_webp():
+    a = pattern()
+    assert np.array_equal(decode_image(encode(Image.fromarray(a), "BMP"), "a.bmp"), a)
+    check_rgb(decode_image(encode(Image.fromarray(a), "WEBP", lossless=True), "a.webp"), 32, 48)
+
+
+def test_decode_image_info_reports_source_mode_and_size():
+    arr, info = images.decode_image_info(encode(Image.fromarray(pattern()).convert("L"), "PNG"))
+    assert info["mode"] == "L" and info["format"] == "PNG"
+    assert (info["width"], info["height"]) == (48, 32)
+    check_rgb(arr, 32, 48)
+
+
+def test_bytearray_and_memoryview_accepted():
+    data = encode(Image.fromarray(pattern()), "PNG")
+    check_rgb(decode_image(bytearray(data)), 32, 48)
+    check_rgb(decode_image(memoryview(data)), 32, 48)
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def make_dicom(pixels: np.ndarray | None, photometric: str = "MONOCHROME2", **extra) -> bytes:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.PatientName = "Phantom^Test"
+    if pixels is not None:
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
+        ds.PixelRepresentation = 0
+        ds.PixelData = pixels.astype(np.uint16).tobytes()
+    for key, value in extra.items():
+        setattr(ds, key, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_dicom_with_rescale_is_decoded():
+    ramp = np.linspace(0, 4000, 24 * 32).astype(np.uint16).reshape(24, 32)
+    data = make_dicom(ramp, RescaleSlope=2, RescaleIntercept=-1024)
+    assert data[128:132] == b"DICM"
+    out = decode_image(data, "slice.dcm")
+    check_rgb(out, 24, 32)
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
+    assert np.all(np.diff(out[:, :, 0].ravel().astype(int)) >= 0)  # monotonic like the ramp
+
+
+def test_dicom_window_and_monochrome1():
+    ramp = np.linspace(0, 4000, 16 * 16).astype(np.uint16).reshape(16, 16)
+    windowed = decode_image(make_dicom(ramp, WindowCenter=1000, WindowWidth=500), "w.dcm")
+    # values far above the window saturate: most of the ramp ends up white
+    assert (windowed[:, :, 0] == 255).mean() > 0.5
+    inverted = decode_image(make_dicom(ramp, "MONOCHROME1"), "m1.dcm")
+    assert inverted[0, 0, 0] == 255 and inverted[-1, -1, 0] == 0
+
+
+def test_dicom_without_pixel_data_is_refused():
+    with pytest.raises(ImageError, match="no pixel data"):
+        decode_image(make_dicom(None), "report.dcm")
+
+
+def test_corrupt_dicom_is_refused():
+    data = make_dicom(np.zeros((16, 16), np.uint16))
+    with pytest.raises(ImageError, match="bad.dcm"):
+        decode_image(data[: len(data) - 300], "bad.dcm")
+
+
+# --------------------------------------------------------------------------- what must be refused
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "empty file"),
+        (b"just some notes, renamed to .jpg\n" * 5, r"not an image \(text\?\)"),
+        (bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), "not an image"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not an image"),
+    ],
+    ids=["empty", "text", "random", "eps-is-not-accepted"],
+)
+def test_non_images_are_refused(data, match):
+    with pytest.raises(ImageError, match=match) as info:
+        decode_image(data, "scan.jpg")
+    assert "scan.jpg" in str(info.value)
+
+
+def test_truncated_jpeg():
+    data = encode(Image.fromarray(pattern(200, 200)), "JPEG", quality=90)
+    with pytest.raises(ImageError, match="truncated JPEG"):
+        decode_image(data[: len(data) // 2], "cut.jpg")
+
+
+def test_truncated_png():
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(noise), "PNG")
+    for cut in (len(data) // 2, 60, 40):
+        with pytest.raises(ImageError, match="cut.png"):
+            decode_image(data[:cut], "cut.png")
+
+
+def test_bomb_header_refused_before_decoding():
+    # A 67-byte PNG whose header claims 40000×40000 pixels (1.6 gigapixels).
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+    with pytest.raises(ImageError, match="image too large") as info:
+        decode_image(data, "bomb.png")
+    assert "bomb.png" in str(info.value)
+
+
+def test_pixel_cap_uses_header(monkeypatch):
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    data = encode(Image.fromarray(pattern(48, 32)), "PNG")  # 1536 pixels
+    with pytest.raises(ImageError, match=r"image too large: 48×32 exceeds 0.001 megapixels"):
+        decode_image(data, "big.png")
+
+
+@pytest.mark.parametrize(("w", "h"), [(1, 1), (7, 100), (100, 7)])
+def test_tiny_images_refused(w, h):
+    data = encode(Image.fromarray(np.zeros((h, w, 3), np.uint8)), "PNG")
+    with pytest.raises(ImageError, match=f"{w}×{h} image is too small"):
+        decode_image(data, "dot.png")
+
+
+def test_non_bytes_input():
+    with pytest.raises(ImageError, match="expected bytes"):
+        decode_image("not bytes")  # type: ignore[arg-type]
+
+
+def test_read_image(tmp_path: Path):
+    p = tmp_path / "x.png"
+    p.write_bytes(encode(Image.fromarray(pattern()), "PNG"))
+    check_rgb(read_image(p), 32, 48)
+    check_rgb(read_image(str(p)), 32, 48)
+    with pytest.raises(ImageError, match="file not found") as info:
+        read_image(tmp_path / "missing.jpg")
+    assert "missing.jpg" in str(info.value)
+    with pytest.raises(ImageError, match="folder"):
+        read_image(tmp_path)
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    with pytest.raises(ImageError, match="zero.jpg: empty file"):
+        read_image(tmp_path / "zero.jpg")
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+SEEDS = {
+    "png": encode(Image.fromarray(pattern(24, 16)), "PNG"),
+    "jpeg": encode(Image.fromarray(pattern(24, 16)), "JPEG", quality=80),
+    "gray16": encode(Image.fromarray(np.arange(256, dtype=np.uint16).reshape(16, 16) * 16), "PNG"),
+}
+
+
+@st.composite
+def mutated(draw):
+    data = bytearray(SEEDS[draw(st.sampled_from(sorted(SEEDS)))])
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))
+        pos = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "flip" and data:
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "truncate":
+            data = data[:pos]
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "delete":
+            del data[pos:pos + draw(st.integers(1, 8))]
+    return bytes(data)
+
+
+@settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+@given(data=mutated())
+def test_mutated_bytes_decode_or_raise_image_error(data: bytes):
+    try:
+        out = decode_image(data, "fuzz.png")
+    except ImageError as exc:
+        assert "fuzz.png" in str(exc)
+        return
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+    assert out.shape[0] >= images.MIN_SIDE and out.shape[1] >= images.MIN_SIDE
+
+
+# --------------------------------------------------------------------------- crop and prepare
+
+
+def synthetic_head(canvas: int = 400, box: tuple[int, int, int, int] = (150, 120, 110, 80)):
+    import cv2
+
+    img = np.zeros((canvas, canvas, 3), np.uint8)
+    cx, cy, ax, ay = box
+    cv2.ellipse(img, (cx, cy), (ax, ay), 0, 0, 360, (150, 150, 150), -1)
+    cv2.ellipse(img, (cx, cy), (ax, ay), 0, 0, 360, (230, 230, 230), 6)  # skull ring
+    cv2.circle(img, (cx - 20, cy), 15, (40, 40, 40), -1)  # dark ventricle inside
+    return img
+
+
+def test_crop_to_head_returns_tighter_box():
+    img = synthetic_head()
+    out = crop_to_head(img)
+    h, w = out.shape[:2]
+    # ellipse is 220×160 (+3 px ring) plus a 2 % margin (8 px each side)
+    assert 220 <= w <= 250 and 160 <= h <= 190
+    assert out.mean() > img.mean() * 2  # mostly head now, not background
+
+
+def test_crop_to_head_keeps_unsuitable_images():
+    blank = np.zeros((100, 100, 3), np.uint8)
+    assert crop_to_head(blank) is not None and crop_to_head(blank).shape == (100, 100, 3)
+    speck = np.zeros((200, 200, 3), np.uint8)
+    speck[10:20, 10:20] = 255  # 0.25 % of the area: not a head
+    assert crop_to_head(speck).shape == (200, 200, 3)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert crop_to_head(noise).ndim == 3
+
+
+def test_prepare_image_shapes_and_dtype():
+    img = synthetic_head(300)
+    for crop in (True, False):
+        out = prepare_image(img, 96, crop=crop)
+        assert out.shape == (96, 96, 3) and out.dtype == np.uint8
+    upscale = prepare_image(np.full((20, 30, 3), 90, np.uint8), 64, crop=False)
+    assert upscale.shape == (64, 64, 3)
+    # a non-square image is padded (aspect kept), not stretched
+    wide = np.full((50, 100, 3), 200, np.uint8)
+    out = prepare_image(wide, 100, crop=False)
+    assert out[0, 50, 0] == 0 and out[50, 50, 0] == 200
+
+
+def test_prepare_image_accepts_gray_and_float():
+    gray = np.full((40, 40), 100, np.uint8)
+    assert prepare_image(gray, 32, crop=False).shape == (32, 32, 3)
+    f = np.full((40, 40, 3), 100.4, np.float32)
+    out = prepare_image(f, 32, crop=False)
+    assert out.dtype == np.uint8 and out[0, 0, 0] == 100
+    rgba = np.full((40, 40, 4), 50, np.uint8)
+    assert prepare_image(rgba, 32, crop=False).shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10, 2), np.uint8), np.zeros((4, 4, 4, 3), np.uint8),
+                                 np.zeros((0, 10, 3), np.uint8)])
+def test_prepare_image_names_bad_shape(bad):
+    with pytest.raises(ImageError, match=r"shape \(") as info:
+        prepare_image(bad, 32)
+    assert str(bad.shape) in str(info.value)
+
+
+def test_prepare_image_rejects_bad_size_and_type():
+    with pytest.raises(ImageError, match="size"):
+        prepare_image(np.zeros((20, 20, 3), np.uint8), 0)
+    with pytest.raises(ImageError, match="numpy array"):
+        prepare_image([[1, 2], [3, 4]], 32)  # type: ignore[arg-type]
