@@ -448,6 +448,47 @@ def evaluate(
     else:
         _print_eval_summary(summary)
 
+
+@app.command()
+def tune(
+    data: Path = typer.Option(..., "--data", help="dataset folder (any supported layout)"),
+    model: str = typer.Option(..., "--model", help="custom_cnn, mobilenetv2 or efficientnetb0"),
+    budget: int = typer.Option(8, "--budget", help="number of trials (configurations trained)"),
+    out: Path = typer.Option(Path("artifacts"), "--out",
+                             help="artifacts folder; results go to OUT/tune/MODEL-TIMESTAMP/"),
+    profile_name: str = typer.Option("quick", "--profile",
+                                     help="smoke | quick | full: epochs, image size, data cap"),
+    config: Path = typer.Option(None, "--config", help="JSON config overriding the profile"),
+    epochs: int = typer.Option(None, "--epochs", help="max epochs per trial (head phase)"),
+    weights: str = typer.Option(None, "--weights", help="auto | imagenet | none | PATH"),
+    algorithm: str = typer.Option("random", "--algorithm", help="random | bayesian (KerasTuner)"),
+    seed: int = typer.Option(None, "--seed", help="search seed (default: the config's seed)"),
+    as_json: bool = typer.Option(False, "--json", help="print results.json"),
+) -> None:
+    """Bounded hyper-parameter search, selected on validation accuracy (never the test split)."""
+    from pipeline.data import DatasetError
+    from pipeline.models import MODEL_NAMES, WeightsError
+    from pipeline.tune import TuneError, results_markdown
+    from pipeline.tune import tune as run_tune
+
+    _existing_dir(data, "data folder")
+    if model not in MODEL_NAMES:
+        fail(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if budget < 1:
+        fail(f"--budget must be at least 1 trial, got {budget}")
+    cfg = _build_config(profile_name, config, None, epochs, weights, None, [model])
+    try:
+        with progress_bar() as update:
+            result = run_tune(data, model, budget, out, cfg=cfg, algorithm=algorithm, seed=seed,
+                              progress=update, say=lambda m: err.print(m, highlight=False))
+    except (TuneError, DatasetError, WeightsError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result)
+    else:
+        sys.stdout.write(results_markdown(result))
+        sys.stdout.write(f"results: {result['out_dir']}\n")
+
 # --- explanations (explain, explain-eval) ---
 
 # --- benchmarks and figures (bench, figures) ---

@@ -248,3 +248,274 @@ def test_write_model_eval_files_are_consistent(tmp_path) -> None:
     assert set(curves["roc"]) == set(CLASSES)
     assert curves["roc"]["glioma"]["auc"] == pytest.approx(10 / 12)
     assert curves["pr"]["glioma"]["recall"][0] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# External label mapping and CV folds (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_map_external_labels() -> None:
+    plan = ev.map_external_labels(["no_tumor", "tumor"], CLASSES)
+    assert plan.mode == "binary" and plan.collapse and plan.class_names == ["no_tumor", "tumor"]
+    plan = ev.map_external_labels(["glioma", "no_tumor"], CLASSES)
+    assert plan.mode == "direct" and plan.class_names == CLASSES and not plan.collapse
+    plan = ev.map_external_labels(CLASSES, ["no_tumor", "tumor"])
+    assert plan.mode == "tumour-types-as-tumor"
+    assert plan.mapping == {"glioma": "tumor", "meningioma": "tumor", "no_tumor": "no_tumor",
+                            "pituitary": "tumor"}
+    plan = ev.map_external_labels(["glioma", "pituitary"], ["glioma", "meningioma"])
+    assert plan.mapping == {"glioma": "glioma"} and plan.skipped(["glioma", "pituitary"]) == [
+        "pituitary"]
+    with pytest.raises(ev.EvaluationError, match="do not overlap"):
+        ev.map_external_labels(["no_tumor", "pituitary"], ["glioma", "meningioma"])
+    with pytest.raises(ev.EvaluationError, match="needs a run that knows 'no_tumor'"):
+        ev.map_external_labels(["no_tumor", "tumor"], ["glioma", "meningioma"])
+
+
+def test_collapse_to_binary_matches_four_class_tumour_calls() -> None:
+    p2, call = ev.collapse_to_binary(PROBS, CLASSES)
+    assert p2.shape == (8, 2) and np.allclose(p2.sum(axis=1), 1)
+    assert np.allclose(p2[:, 0], PROBS[:, 2])
+    assert call.tolist() == [int(c != 2) for c in Y_PRED]
+    t = ev.tumor_vs_no_tumor(Y_TRUE, PROBS, CLASSES)
+    binary_truth = (Y_TRUE != 2).astype(int)
+    m = ev.classification_metrics(binary_truth, p2, ["no_tumor", "tumor"], y_pred=call)
+    assert m["per_class"]["tumor"]["recall"] == pytest.approx(t["sensitivity"])
+    assert m["per_class"]["no_tumor"]["recall"] == pytest.approx(t["specificity"])
+
+
+def test_cv_folds_keep_groups_together_and_stratify() -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    labels = np.array(CLASSES)[rng.integers(0, 4, n)]
+    groups = np.arange(n)
+    # 30 duplicate groups of 2-4 images (same label inside a group, like real copies)
+    for g in range(30):
+        members = rng.choice(n, size=rng.integers(2, 5), replace=False)
+        groups[members] = 1000 + g
+        labels[members] = labels[members[0]]
+    folds = ev.cv_folds(labels, groups, k=5, seed=1, val_fraction=0.15)
+    assert len(folds) == 5
+    tests = np.concatenate([f["test"] for f in folds])
+    assert sorted(tests.tolist()) == list(range(n))  # test folds partition the images
+    for f in folds:
+        tr, va, te = (set(f[s].tolist()) for s in ("train", "val", "test"))
+        assert not (tr & va or tr & te or va & te) and len(tr | va | te) == n
+        gs = {s: set(groups[f[s]].tolist()) for s in ("train", "val", "test")}
+        assert not (gs["train"] & gs["test"] or gs["val"] & gs["test"] or
+                    gs["train"] & gs["val"]), "a duplicate group spans two parts of a fold"
+        assert 0.08 < len(va) / (len(tr) + len(va)) < 0.25
+        for c in CLASSES:  # stratified: each class close to its overall share in every fold
+            assert abs(np.mean(labels[f["test"]] == c) - np.mean(labels == c)) < 0.08
+    with pytest.raises(ev.EvaluationError, match="at least 5 duplicate groups"):
+        ev.cv_folds(labels[:4], groups[:4], k=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# On a real (smoke) run
+# ---------------------------------------------------------------------------------------------
+
+
+def _csv_rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def run_copy(smoke_run, tmp_path_factory):
+    """A private copy of the session's smoke run, so external evaluations don't touch it."""
+    import shutil
+
+    dst = tmp_path_factory.mktemp("evalrun") / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, dst)
+    return dst
+
+
+@pytest.mark.slow
+def test_smoke_run_evaluation_files_are_consistent(smoke_run) -> None:
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    classes = manifest["class_names"]
+    n_test = len(splits["test"])
+    rows_by_model = {}
+    for m in manifest["models"]:
+        d = smoke_run / m
+        met = json.loads((d / "metrics.json").read_text())
+        cm = json.loads((d / "confusion_matrix.json").read_text())
+        curves = json.loads((d / "curves.json").read_text())
+        rows = _csv_rows(d / "predictions.csv")
+        rows_by_model[m] = rows
+        assert sum(map(sum, cm["matrix"])) == len(rows) == met["n"] == n_test
+        assert cm["labels"] == classes
+        assert {r["path"] for r in rows} == {t["path"] for t in splits["test"]}
+        for r in rows:
+            probs = [float(r[f"p_{c}"]) for c in classes]
+            assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+            assert r["predicted"] == classes[int(np.argmax(probs))]
+        # the matrix is the cross-tabulation of predictions.csv
+        for i, t in enumerate(classes):
+            for j, p in enumerate(classes):
+                assert cm["matrix"][i][j] == sum(r["true"] == t and r["predicted"] == p
+                                                 for r in rows)
+        assert met["accuracy"] == pytest.approx(np.mean([r["correct"] == "1" for r in rows]))
+        assert set(curves["roc"]) <= set(classes) and 0 <= met["ece"] <= 1
+        assert met["source"]["kind"] == "test"
+    comp = json.loads((smoke_run / "comparison.json").read_text())
+    a, b = manifest["models"]
+    assert comp["n"] == n_test and comp["models"] == [a, b]
+    by_path = {m: {r["path"]: r for r in rows} for m, rows in rows_by_model.items()}
+    paths = sorted(by_path[a])
+    ca = np.array([by_path[a][p]["correct"] == "1" for p in paths])
+    cb = np.array([by_path[b][p]["correct"] == "1" for p in paths])
+    assert comp["mcnemar"]["b"] == int(np.sum(ca & ~cb))
+    assert comp["mcnemar"]["c"] == int(np.sum(~ca & cb))
+    assert 0 <= comp["mcnemar"]["p_value"] <= 1
+    for m in (a, b):
+        lo, hi = comp["ci"][m]["accuracy"]
+        assert lo <= comp["table"][m]["accuracy"] <= hi
+        assert len(comp["ci"][m]["macro_f1"]) == 2
+    same = [by_path[a][p]["predicted"] == by_path[b][p]["predicted"] for p in paths]
+    assert comp["agreement"] == pytest.approx(np.mean(same))
+    assert len(comp["disagreements"]) == same.count(False)
+    assert ("significant at the 5 % level" in comp["verdict"]
+            or "equally accurate" in comp["verdict"])
+
+
+def _folder_from_test_split(run_dir, dst, names: dict[str, str]) -> list[tuple[str, str]]:
+    """Copy the run's (synthetic) test images into `dst/<names[label]>/`; returns (new, old)."""
+    import shutil
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    root = manifest["data"]["dir"]
+    pairs = []
+    for item in json.loads((run_dir / "splits.json").read_text())["test"]:
+        if item["label"] not in names:
+            continue
+        src = f"{root}/{item['path']}"
+        rel = f"{names[item['label']]}/{item['path'].replace('/', '_')}"
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst / rel)
+        pairs.append((rel, item["path"]))
+    return pairs
+
+
+@pytest.mark.slow
+def test_external_nickparvar_layout_reproduces_test_predictions(run_copy, tmp_path) -> None:
+    data = tmp_path / "nick"
+    nick = {"glioma": "Testing/glioma", "meningioma": "Testing/meningioma",
+            "no_tumor": "Testing/notumor", "pituitary": "Testing/pituitary"}
+    pairs = _folder_from_test_split(run_copy, data, nick)
+    summary = ev.evaluate_run(run_copy, data_dir=data, name="nick", n_boot=200)
+    assert summary["source"]["layout"] == "nickparvar" and summary["source"]["mode"] == "direct"
+    assert summary["n"] == len(pairs)
+    # the test images were not training images
+    assert summary["source"]["overlap_with_training"]["n_exact"] == 0
+    for m in json.loads((run_copy / "manifest.json").read_text())["models"]:
+        d = run_copy / m / "external" / "nick"
+        rows = _csv_rows(d / "predictions.csv")
+        cm = json.loads((d / "confusion_matrix.json").read_text())
+        met = json.loads((d / "metrics.json").read_text())
+        assert sum(map(sum, cm["matrix"])) == len(rows) == met["n"] == len(pairs)
+        # same images, same model, same preparation -> same probabilities as on the test split
+        test_rows = {r["path"]: r for r in _csv_rows(run_copy / m / "predictions.csv")}
+        for r in rows:
+            old = test_rows[dict(pairs)[r["path"]]]
+            assert r["true"] == old["true"] and r["predicted"] == old["predicted"]
+            assert float(r["p_glioma"]) == pytest.approx(float(old["p_glioma"]), abs=1e-5)
+    comp = json.loads((run_copy / "external" / "nick" / "comparison.json").read_text())
+    assert "p_value" in comp["mcnemar"] and comp["source"]["name"] == "nick"
+
+
+@pytest.mark.slow
+def test_external_binary_folder_matches_tumour_view(run_copy, tmp_path) -> None:
+    data = tmp_path / "yesno"
+    pairs = _folder_from_test_split(run_copy, data, {"glioma": "yes", "meningioma": "yes",
+                                                     "pituitary": "yes", "no_tumor": "no"})
+    ev.evaluate_run(run_copy, data_dir=data, name="yesno", n_boot=200)
+    for m in json.loads((run_copy / "manifest.json").read_text())["models"]:
+        d = run_copy / m / "external" / "yesno"
+        met = json.loads((d / "metrics.json").read_text())
+        rows = _csv_rows(d / "predictions.csv")
+        assert met["source"]["mode"] == "binary" and met["n"] == len(pairs) == len(rows)
+        assert list(rows[0])[3:5] == ["p_no_tumor", "p_tumor"]
+        assert json.loads((d / "confusion_matrix.json").read_text())["labels"] == [
+            "no_tumor", "tumor"]
+        # binary sensitivity/specificity equal the 4-class test-split screening view
+        four = json.loads((run_copy / m / "metrics.json").read_text())["tumor_vs_no_tumor"]
+        assert met["tumor_vs_no_tumor"]["sensitivity"] == pytest.approx(four["sensitivity"])
+        assert met["tumor_vs_no_tumor"]["specificity"] == pytest.approx(four["specificity"])
+        assert met["per_class"]["tumor"]["recall"] == pytest.approx(four["sensitivity"])
+
+
+@pytest.mark.slow
+def test_external_folder_with_some_classes(run_copy, tmp_path) -> None:
+    data = tmp_path / "two"
+    pairs = _folder_from_test_split(run_copy, data, {"glioma": "glioma", "no_tumor": "no_tumor"})
+    summary = ev.evaluate_run(run_copy, data_dir=data, name="two", n_boot=200)
+    assert summary["n"] == len(pairs)
+    met = json.loads((run_copy / "custom_cnn" / "external" / "two" / "metrics.json").read_text())
+    assert met["labels_evaluated"] == ["glioma", "no_tumor"]
+    cm = json.loads((run_copy / "custom_cnn" / "external" / "two" / "confusion_matrix.json")
+                    .read_text())
+    assert len(cm["matrix"]) == 4 and sum(cm["matrix"][1]) == sum(cm["matrix"][3]) == 0
+
+
+def test_evaluate_cli_errors(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["evaluate", "--artifacts", str(tmp_path)])
+    assert r.exit_code == 2 and "no runs yet" in r.output
+    r = runner.invoke(app, ["evaluate", "--artifacts", str(tmp_path), "--data",
+                            str(tmp_path / "missing")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = runner.invoke(app, ["evaluate", "--artifacts", str(tmp_path), "--folds", "1"])
+    assert r.exit_code == 2 and "--folds must be at least 2" in r.output
+
+
+@pytest.mark.slow
+def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    data = tmp_path / "flat"
+    _folder_from_test_split(run_copy, data, {"glioma": "glioma", "pituitary": "pituitary"})
+    runner = CliRunner()
+    r = runner.invoke(app, ["evaluate", "--run", str(run_copy), "--data", str(data), "--name",
+                            "../escape"])
+    assert r.exit_code == 2 and "--name" in r.output
+    r = runner.invoke(app, ["evaluate", "--run", str(run_copy), "--data", str(data), "--json",
+                            "--n-boot", "200"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert out["source"]["name"] == "flat" and out["source"]["layout"] == "flat"
+    assert (run_copy / "mobilenetv2" / "external" / "flat" / "predictions.csv").is_file()
+
+
+@pytest.mark.slow
+def test_cross_validation_folds_and_summary(run_copy, tmp_path) -> None:
+    result = ev.cross_validate(run_copy, 2, models=["custom_cnn"], out_dir=tmp_path / "cv",
+                               n_boot=100)
+    cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert cv == json.loads(json.dumps(result))
+    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2 and cv["models"] == ["custom_cnn"]
+    tests = []
+    for fold in cv["per_fold"]:
+        fold_dir = tmp_path / "cv" / "runs" / f"fold-{fold['fold']}"
+        sp = json.loads((fold_dir / "splits.json").read_text())
+        parts = {s: {t["path"] for t in sp[s]} for s in ("train", "val", "test")}
+        assert not (parts["train"] & parts["test"] or parts["val"] & parts["test"])
+        tests += sorted(parts["test"])
+        met = json.loads((fold_dir / "custom_cnn" / "metrics.json").read_text())
+        assert met["n"] == fold["n_test"] == len(parts["test"])
+        assert fold["models"]["custom_cnn"]["accuracy"] == met["accuracy"]
+    assert len(tests) == len(set(tests)) == cv["n_images"]  # every image tested exactly once
+    accs = [f["models"]["custom_cnn"]["accuracy"] for f in cv["per_fold"]]
+    s = cv["summary"]["custom_cnn"]["accuracy"]
+    assert s["mean"] == pytest.approx(np.mean(accs)) and s["std"] == pytest.approx(
+        np.std(accs, ddof=1))
+    assert cv["pooled_out_of_fold"]["n"] == cv["n_images"]
