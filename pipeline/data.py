@@ -479,6 +479,17 @@ def _group(records: Sequence[ImageRecord], infos: dict[str, HashInfo], near: boo
                    component_of=component_of, pairs=pairs)
 
 
+def duplicate_components(records: Sequence[ImageRecord],
+                         infos: dict[str, HashInfo] | None = None, near: bool = True) -> list[int]:
+    """Duplicate-group id per record (same id = exact or near copies, transitively).
+
+    The grouping `make_splits` uses with dedupe; for cross-validation folds and overlap checks.
+    Pass readable records (unreadable ones have no pHash and only group by identical bytes).
+    """
+    infos = infos if infos is not None else hash_files(records)
+    return _group(records, infos, near=near).component_of
+
+
 # ----------------------------------------------------------------------------- audit
 
 

@@ -358,6 +358,16 @@ def test_dedupe_guarantee_no_test_image_has_a_copy_in_train_or_val(dupes: Path):
     assert leaked_without_dedupe > 0  # the check above can see a leak when there is one
 
 
+def test_duplicate_components_is_the_split_grouping(dupes: Path):
+    ds = data.discover(dupes)
+    comp = data.duplicate_components(ds.records)
+    by_rel = dict(zip((r.rel for r in ds.records), comp, strict=True))
+    assert by_rel["glioma/img000.jpg"] == by_rel["glioma/dup000_0.jpg"]
+    assert by_rel["meningioma/img001.jpg"] == by_rel["meningioma/dup001_1.png"]
+    assert by_rel["glioma/img000.jpg"] != by_rel["glioma/img001.jpg"]
+    assert len(set(comp)) == len(ds.records) - sum(1 + g % 3 for g in range(24))
+
+
 def test_official_test_reports_and_removes_leaks(planted: Path):
     ds = data.discover(planted)
     s = data.make_splits(ds, official_test=True, seed=3)
