@@ -28,8 +28,27 @@ class CliError(Exception):
     """An expected failure: printed as one line, exit code 2, no traceback."""
 
 
+def one_line(text: object) -> str:
+    """User-controlled text (file names, decoder messages) as one printable line.
+
+    Control characters (a newline or a terminal escape sequence in a file name) are shown as
+    Python escapes, so one message stays one line and cannot drive the terminal.
+    """
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
+
+
+def shown(text: object) -> str:
+    """`one_line(text)` with rich markup escaped: a file called `[/].png` is printed, not parsed."""
+    from rich.markup import escape
+
+    return escape(one_line(text))
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -322,7 +341,9 @@ def predict(
         fail(str(exc))
     results, failures = predict_files(predictor, images_)
     for path, reason in failures:
-        err.print(f"[red]cannot read[/] {path}: {reason}", highlight=False, soft_wrap=True)
+        # ImageError messages already start with the file name; do not print it twice.
+        line = reason if reason.startswith(f"{path}: ") else f"{path}: {reason}"
+        err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
     if as_json:
         print_json({"run": predictor.run.run_id, "results": results,
                     "errors": [{"path": p, "error": r} for p, r in failures]})
@@ -331,7 +352,7 @@ def predict(
             parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})"
                      for m, v in row["models"].items()]
             flag = "" if row["agree"] else "  [models disagree]"
-            sys.stdout.write(f"{row['path']}\t" + "\t".join(parts) + flag + "\n")
+            sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
     if failures:
         raise typer.Exit(1)
 
@@ -675,6 +696,24 @@ def explain_eval_cmd(
 
 
 # --- benchmarks and figures (bench, figures) ---
+
+
+@app.command()
+def figures(
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    out: Path = typer.Option(Path("docs/figures"), "--out", help="where the PNGs and table go"),
+) -> None:
+    """Render the README's confusion matrices, training curves and results table from a run."""
+    from pipeline.artifacts import ArtifactError, open_run, resolve_run
+    from pipeline.report import make_figures
+
+    try:
+        run = open_run(resolve_run(artifacts_dir, run_))
+    except ArtifactError as exc:
+        fail(str(exc))
+    for path in make_figures(run, out):
+        sys.stdout.write(f"{path}\n")
 
 
 def main() -> None:

@@ -1,0 +1,30 @@
+"""README figures and results table from a real (smoke) run."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from pipeline.artifacts import open_run
+from pipeline.cli import app
+from pipeline.report import make_figures, results_table
+
+
+def test_figures_and_table_from_smoke_run(smoke_run, tmp_path):
+    run = open_run(smoke_run)
+    paths = make_figures(run, tmp_path)
+    names = {p.name for p in paths}
+    assert {"confusion_matrices.png", "training_curves.png", "results.md"} <= names
+    for p in paths:
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    table = results_table(run)
+    assert "| Custom CNN |" in table and "| MobileNetV2 |" in table
+    metrics = run.read_json("mobilenetv2/metrics.json")
+    assert f"{metrics['accuracy']:.3f}" in table
+
+
+def test_figures_cli_on_missing_run_is_one_clear_line(tmp_path):
+    result = CliRunner().invoke(app, ["figures", "--artifacts", str(tmp_path), "--out",
+                                      str(tmp_path / "f")])
+    assert result.exit_code == 2
+    assert "no runs yet" in result.output and "Traceback" not in result.output
