@@ -519,3 +519,30 @@ def test_cross_validation_folds_and_summary(run_copy, tmp_path) -> None:
     assert s["mean"] == pytest.approx(np.mean(accs)) and s["std"] == pytest.approx(
         np.std(accs, ddof=1))
     assert cv["pooled_out_of_fold"]["n"] == cv["n_images"]
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_external_evaluation_on_real_images(run_copy, real_data, tmp_path) -> None:
+    """Real JPEGs (any size, grayscale or RGB) in the Nickparvar layout, plus one broken file.
+
+    The run was trained on phantoms, so only the mechanics are checked, not the accuracy. The
+    real images are linked from a temporary folder, never copied into the repository.
+    """
+    data = tmp_path / "real-nick"
+    names = {"glioma_tumor": "glioma", "meningioma_tumor": "meningioma", "no_tumor": "notumor",
+             "pituitary_tumor": "pituitary"}
+    n = 0
+    for src_name, dst_name in names.items():
+        dst = data / "Testing" / dst_name
+        dst.mkdir(parents=True)
+        for f in sorted((real_data / "Testing" / src_name).iterdir())[:4]:
+            (dst / f.name).symlink_to(f)
+            n += 1
+    (data / "Testing" / "glioma" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    summary = ev.evaluate_run(run_copy, data_dir=data, name="real", n_boot=200)
+    assert summary["n"] == n and summary["source"]["n_unreadable"] == 1
+    assert summary["source"]["unreadable"] == ["Testing/glioma/broken.jpg"]
+    for m in summary["models"]:
+        rows = _csv_rows(run_copy / m / "external" / "real" / "predictions.csv")
+        assert len(rows) == n and all(r["path"] != "Testing/glioma/broken.jpg" for r in rows)
