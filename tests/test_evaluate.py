@@ -546,3 +546,19 @@ def test_external_evaluation_on_real_images(run_copy, real_data, tmp_path) -> No
     for m in summary["models"]:
         rows = _csv_rows(run_copy / m / "external" / "real" / "predictions.csv")
         assert len(rows) == n and all(r["path"] != "Testing/glioma/broken.jpg" for r in rows)
+
+
+@pytest.mark.slow
+def test_moved_dataset_needs_data_root(run_copy, synth_data, tmp_path) -> None:
+    import shutil
+
+    moved = tmp_path / "runs" / "moved"
+    shutil.copytree(run_copy, moved, ignore=shutil.ignore_patterns("external"))
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["data"]["dir"] = str(tmp_path / "gone")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ev.EvaluationError, match="--data-root"):
+        ev.evaluate_run(moved, n_boot=200)
+    summary = ev.evaluate_run(moved, data_root=synth_data, n_boot=200)
+    assert summary["n"] == len(json.loads((moved / "splits.json").read_text())["test"])
+    assert summary["source"]["data_dir"] == str(synth_data)
