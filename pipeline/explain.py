@@ -1068,3 +1068,80 @@ def explain_eval(
         write_json_atomic(run.path / name / "explanations.json", out)
         results[name] = out
     return results
+
+
+# --------------------------------------------------------------------------------------------
+# Latency: is the explainer close to the cost of one forward + backward pass?
+# --------------------------------------------------------------------------------------------
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(times))
+
+
+def gradcam_latency(
+    model: keras.Model,
+    layer: str | None = None,
+    repeats: int = 10,
+    warmup: int = 2,
+    naive_repeats: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Median milliseconds for one single-image Grad-CAM, three ways, plus the floor.
+
+    - `explainer_ms`: a warm `Explainer` (graph built once);
+    - `tf_keras_vis_per_request_ms`: what typical code does per request: construct tf-keras-vis
+      `Gradcam` (clone + ReplaceToLinear) and call it (`naive_repeats` times; 0 skips it);
+    - `floor_ms`: one compiled forward pass plus one backward pass to the input;
+    - `forward_ms`: one compiled forward pass.
+    `gradcam_ratio_to_floor` = explainer_ms / floor_ms.
+    """
+    shape = tuple(model.inputs[0].shape[1:])
+    x = np.random.default_rng(seed).integers(0, 256, (1, *shape)).astype(np.float32)
+    explainer = Explainer(model, layer)
+    xt = tf.constant(x)
+
+    @tf.function
+    def forward(v: Any) -> Any:
+        return model(v, training=False)
+
+    @tf.function
+    def forward_backward(v: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            probs = model(v, training=False)
+            top = tf.reduce_max(probs, axis=-1)
+        return tape.gradient(top, v)
+
+    out: dict[str, Any] = {
+        "model": model.name,
+        "layer": explainer.layer,
+        "input_shape": list(shape),
+        "repeats": repeats,
+        "explainer_ms": _median_ms(lambda: explainer(x), repeats, warmup),
+        "forward_ms": _median_ms(lambda: forward(xt).numpy(), repeats, warmup),
+        "floor_ms": _median_ms(lambda: forward_backward(xt).numpy(), repeats, warmup),
+        "tf_keras_vis_per_request_ms": None,
+    }
+    if naive_repeats > 0:
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        target = int(np.argmax(explainer.predict(x)[0]))
+
+        def naive() -> Any:
+            vis = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
+            return vis(CategoricalScore([target]), x, penultimate_layer=explainer.layer,
+                       seek_penultimate_conv_layer=False)
+
+        out["tf_keras_vis_per_request_ms"] = _median_ms(naive, naive_repeats, 1)
+    out["gradcam_ratio_to_floor"] = out["explainer_ms"] / out["floor_ms"]
+    return out
