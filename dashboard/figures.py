@@ -152,7 +152,7 @@ HEADLINE_METRICS = [
     ("weighted_f1", "Weighted F1"),
     ("roc_auc", "ROC AUC (macro)"),
     ("pr_auc", "PR AUC (macro)"),
-    ("ece", "Calibration error (ECE, lower is better)"),
+    ("ece", "ECE (lower = better)"),
 ]
 
 
@@ -258,8 +258,10 @@ def training_curves_figure(histories: Mapping[str, Mapping[str, Any]]) -> go.Fig
     """Loss and accuracy per epoch; solid = train, dashed = validation; star = best epoch."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["Loss", "Accuracy"],
                         horizontal_spacing=0.08)
+    last_epoch = 1
     for i, (name, hist) in enumerate(histories.items()):
         s = _history_series(hist, name)
+        last_epoch = max([last_epoch, *(e for e in s["epoch"] if isinstance(e, (int, float)))])
         color = model_color(name, i)
         label = model_label(name)
         for col, key in ((1, "loss"), (2, "accuracy")):
@@ -290,7 +292,8 @@ def training_curves_figure(histories: Mapping[str, Mapping[str, Any]]) -> go.Fig
                 fig.add_annotation(x=s["epoch"][j] - 0.5, y=1, yref="y domain", row=1, col=1,
                                    text=f"{label}: {s['phase'][j]}", showarrow=False,
                                    font=dict(size=10, color=color), xanchor="left")
-    fig.update_xaxes(title="epoch")
+    # Whole epochs only, about ten ticks at most.
+    fig.update_xaxes(title="epoch", tick0=1, dtick=max(1, math.ceil(last_epoch / 10)))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
                       legend=dict(orientation="h", y=-0.2))
     return fig

@@ -9,6 +9,8 @@ safe to call from several threads, which is how Streamlit runs concurrent sessio
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +220,10 @@ def _load_models(path: str, stamp: int) -> tuple[Any, Any, dict[str, str]]:
         except ValueError:
             # A recorded layer that no longer exists: fall back to the explainer's own default.
             explainers[m] = Explainer(model)
+        # Trace the compiled Grad-CAM graph now, inside the one-time loading spinner, so the
+        # first upload of every session is as fast as the next ones.
+        side = predictor.image_size(m)
+        explainers[m](np.zeros((1, side, side, 3), np.float32), method="gradcam")
     return predictor, explainers, failures
 
 
@@ -234,19 +240,40 @@ def run_key(run: Run) -> str:
     return f"{run.path}@{_models_stamp(run)}"
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def predict_cached(key: str, digests: tuple[str, ...], _predictor: Any,
-                   _images: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Class probabilities of every model for images identified by their digests."""
-    return _predictor.predict_images(_images)
+class ResultStore:
+    """A bounded, thread-safe LRU of per-image results shared by all sessions.
+
+    Hand-written because `st.cache_data` caches whole calls: adding one image to a batch would
+    recompute every image. Keyed per image, only new images are explained, in one batch call.
+    """
+
+    def __init__(self, max_items: int = 512) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Any | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def explain_cached(key: str, model: str, digests: tuple[str, ...], method: str,
-                   target: int | None, layer: str | None, _explainer: Any,
-                   _batch: np.ndarray) -> Any:
-    """Heatmaps of one model for a prepared batch; cached so that opacity changes are free."""
-    return _explainer(_batch, method=method, target=target, layer=layer)
+@st.cache_resource(show_spinner=False)
+def result_store() -> ResultStore:
+    """The process-wide store of explained images (one per server)."""
+    return ResultStore()
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -34,14 +34,29 @@ class Settings:
 
 
 @dataclass
-class Results:
-    """Everything needed to draw the cards of a batch of good images."""
+class ImageResult:
+    """One model's result for one image, as kept in the shared result store."""
 
-    probs: dict[str, np.ndarray]
-    prepared: dict[str, np.ndarray]
-    explanations: dict[str, Any]
+    prepared: np.ndarray  # (S, S, 3) uint8: what the model saw
+    heatmap: np.ndarray  # (S, S) float32 in [0, 1]
+    probs: np.ndarray  # (C,) class probabilities
+    target: int  # class the heatmap explains
+    method: str
+    layer: str | None
+
+
+@dataclass
+class Results:
+    """Per model, one ImageResult per good image (in order); errors for models that failed."""
+
+    per_model: dict[str, list[ImageResult]]
     errors: dict[str, str]
     seconds: float
+
+    @property
+    def probs(self) -> dict[str, np.ndarray]:
+        """(N, C) probabilities per model that produced results."""
+        return {m: np.stack([r.probs for r in rs]) for m, rs in self.per_model.items() if rs}
 
 
 def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str,
@@ -78,23 +93,37 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
 
 def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Sequence[core.Upload],
             settings: Settings) -> Results:
-    """Probabilities and heatmaps of every model for the good uploads (one batch per model)."""
+    """Probabilities and heatmaps of every model for the good uploads.
+
+    Results are kept per image in the shared store, so only images not seen before with these
+    settings are computed, in one batch call per model; the Grad-CAM pass also yields the class
+    probabilities, so no separate prediction pass is needed.
+    """
     good = [u for u in uploads if u.ok]
-    key = state.run_key(run)
-    digests = tuple(u.digest for u in good)
-    images = [u.image for u in good]
-    start = time.perf_counter()
-    probs = state.predict_cached(key, digests, predictor, images)
+    store = state.result_store()
+    run_key = state.run_key(run)
     target = core.target_index(settings.target, run.class_names)
-    prepared, explanations, errors = {}, {}, {}
+    start = time.perf_counter()
+    per_model: dict[str, list[ImageResult]] = {}
+    errors: dict[str, str] = {}
     for m, ex in explainers.items():
+        layer = settings.layers.get(m)
+        keys = [(run_key, m, u.digest, settings.method, target, layer) for u in good]
+        found = {k: store.get(k) for k in keys}
+        missing = [i for i, k in enumerate(keys) if found[k] is None]
         try:
-            prepared[m] = core.prepare_batch(predictor, m, images)
-            explanations[m] = state.explain_cached(
-                key, m, digests, settings.method, target, settings.layers.get(m), ex, prepared[m])
+            if missing:
+                batch = core.prepare_batch(predictor, m, [good[i].image for i in missing])
+                e = ex(batch, method=settings.method, target=target, layer=layer)
+                for j, i in enumerate(missing):
+                    found[keys[i]] = ImageResult(batch[j], e.heatmaps[j], e.probs[j],
+                                                 int(e.targets[j]), e.method, e.layer)
+                    store.put(keys[i], found[keys[i]])
         except Exception as exc:  # one model failing to explain must not hide the other
             errors[m] = f"{type(exc).__name__}: {exc}"
-    return Results(probs, prepared, explanations, errors, time.perf_counter() - start)
+            continue
+        per_model[m] = [found[k] for k in keys]
+    return Results(per_model, errors, time.perf_counter() - start)
 
 
 def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings) -> np.ndarray:
@@ -120,12 +149,17 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                        icon=":material/broken_image:")
             return
         probs = results.probs
+        if not probs:
+            st.error("No model could process this image: "
+                     + "; ".join(f"{F.model_label(m)}: {e}" for m, e in results.errors.items()),
+                     icon=":material/error:")
+            return
         agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
         st.badge("models agree" if agree else "models disagree",
                  icon=":material/check:" if agree else ":material/call_split:",
                  color="green" if agree else "orange")
         st.markdown(core.verdict_line(probs, j, class_names))
-        models = list(results.explanations) or list(probs)
+        models = [*results.per_model, *results.errors]
         cols = st.columns([1.3] + [1] * len(models))
         with cols[0]:
             st.plotly_chart(F.probability_figure({m: p[j] for m, p in probs.items()}, class_names),
@@ -137,14 +171,14 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     st.error(f"{F.model_label(m)} could not explain: {results.errors[m]}",
                              icon=":material/error:")
                     continue
-                ex = results.explanations[m]
-                img = overlay(results.prepared[m][j], ex.heatmaps[j], settings)
-                target = class_names[int(ex.targets[j])]
-                layer = f", layer {ex.layer}" if ex.layer else ""
-                method = core.METHOD_LABELS.get(ex.method, ex.method)
+                r = results.per_model[m][j]
+                img = overlay(r.prepared, r.heatmap, settings)
+                target = class_names[r.target]
+                layer = f", layer {r.layer}" if r.layer else ""
+                method = core.METHOD_LABELS.get(r.method, r.method)
                 st.image(img, width="stretch",
                          caption=f"{F.model_label(m)} · {method} for '{target}'{layer}")
                 st.download_button(
-                    "Overlay PNG", to_png(img), file_name=f"{stem}_{m}_{ex.method}.png",
+                    "Overlay PNG", to_png(img), file_name=f"{stem}_{m}_{r.method}.png",
                     mime="image/png", key=f"{prefix}_png_{i}_{m}", on_click="ignore",
                     icon=":material/download:")

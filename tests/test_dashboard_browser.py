@@ -92,7 +92,7 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 1700})
             page.goto(server, wait_until="domcontentloaded")
             expect(page.get_by_role("heading", name="Overview & comparison")).to_be_visible(
                 timeout=120_000)

@@ -8,7 +8,7 @@ from dashboard import core, state
 from dashboard import figures as F
 
 st.title("About & model card")
-st.error(state.DISCLAIMER, icon=":material/medical_information:")
+st.warning(state.DISCLAIMER, icon=":material/medical_information:")
 st.markdown(
     """
 **What this is.** Two image classifiers for brain MRI slices — a small CNN trained from scratch
@@ -21,8 +21,9 @@ discussing explainability. **Not** screening, triage, diagnosis or any clinical 
 **Known limits.**
 - Trained on a public dataset of single 2-D slices of unknown scanners and protocols; real
   clinical scans (3-D volumes, other sequences, other hospitals) look different.
-- The public dataset has duplicates and label noise; accuracy on it overstates real-world
-  performance even with de-duplicated splits.
+- The public dataset contains duplicate and near-duplicate images (the data audit counts them)
+  and its labels were not verified by this project; even with de-duplicated splits, accuracy on
+  it is likely to overstate performance on new scans.
 - A heatmap shows where a model's evidence came from, not where a tumour is. A confident
   prediction with a heatmap on the skull or the image border is a warning sign.
 - Probabilities can be over-confident: see the reliability diagram on the Overview page.

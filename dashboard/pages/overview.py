@@ -53,14 +53,17 @@ if comparison:
         (st.success if comparison.get("significant") else st.info)(
             verdict, icon=":material/balance:")
     mc = comparison.get("mcnemar") or {}
-    if mc:
+    pair = list(comparison.get("models") or run.model_names)[:2]
+    if isinstance(mc, dict) and mc and len(pair) == 2:
         agree = comparison.get("agreement")
+        p_value = mc.get("p_value")
         st.caption(
             f"McNemar exact test on {comparison.get('n', '?')} paired test images: "
-            f"{mc.get('b', '?')} images only {F.model_label(comparison['models'][0])} got right, "
-            f"{mc.get('c', '?')} only {F.model_label(comparison['models'][1])} got right, "
-            f"p = {mc.get('p_value', float('nan')):.3g}. "
-            + (f"The models agree on {agree:.1%} of the images." if agree is not None else ""))
+            f"{mc.get('b', '?')} images only {F.model_label(pair[0])} got right, "
+            f"{mc.get('c', '?')} only {F.model_label(pair[1])} got right"
+            + (f", p = {p_value:.3g}. " if isinstance(p_value, (int, float)) else ". ")
+            + (f"The models agree on {agree:.1%} of the images."
+               if isinstance(agree, (int, float)) else ""))
 if metrics:
     left, right = st.columns([3, 2])
     with left:

@@ -1,0 +1,73 @@
+"""Several sessions at once: shared cached models must give every caller its own right answer."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import state
+from pipeline.artifacts import open_run
+from pipeline.images import read_image
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _test_paths(smoke_run: Path, n: int) -> list[Path]:
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    test = json.loads((smoke_run / "splits.json").read_text())["test"]
+    return [Path(manifest["data"]["dir"]) / e["path"] for e in test[:n]]
+
+
+def test_cached_models_are_shared_and_thread_safe(smoke_run: Path):
+    run = open_run(smoke_run)
+    stamp = state._models_stamp(run)
+    predictor, explainers, failures = state._load_models(str(smoke_run), stamp)
+    assert failures == {}
+    again = state._load_models(str(smoke_run), stamp)
+    assert again[0] is predictor and again[1] is explainers  # loaded once per process
+
+    images = [read_image(p) for p in _test_paths(smoke_run, 6)]
+    assert len(images) >= 4
+
+    def work(i: int) -> tuple[int, dict, dict]:
+        probs = predictor.predict_images([images[i]])
+        maps = {m: ex(predictor.prepare(m, images[i])[None], method="gradcam").heatmaps[0]
+                for m, ex in explainers.items()}
+        return i, probs, maps
+
+    expected = {i: work(i) for i in range(len(images))}  # one at a time
+    jobs = [i for _ in range(3) for i in range(len(images))]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for i, probs, maps in pool.map(work, jobs):
+            _, want_probs, want_maps = expected[i]
+            for m in probs:
+                np.testing.assert_allclose(probs[m], want_probs[m], atol=1e-5)
+                np.testing.assert_allclose(maps[m], want_maps[m], atol=1e-4)
+    # distinct images really give distinct answers, so mixing them up would have been caught
+    assert not np.allclose(expected[0][2]["custom_cnn"], expected[1][2]["custom_cnn"])
+
+
+def _session(image: Path) -> list[str]:
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page("pages/predict.py").run()
+    at.file_uploader(key="uploads").set_value([(image.name, image.read_bytes(), "image/jpeg")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return [m.value for m in at.markdown if "Custom CNN:" in m.value]
+
+
+def test_concurrent_sessions_get_their_own_results(smoke_run: Path, monkeypatch):
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(smoke_run.parent.parent))
+    paths = _test_paths(smoke_run, 3)
+    alone = [_session(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        together = list(pool.map(_session, paths))
+    assert together == alone
+    assert all(len(v) == 1 for v in alone)
