@@ -263,6 +263,8 @@ class Explainer:
                 def forward(x: Any) -> Any:
                     return both([x], training=False)
 
+                # Trace now, under the lock, so threads never race on the first call.
+                forward.get_concrete_function()
                 self._forward = forward
                 # Score-CAM calls `model.predict`: Keras' predict prints a progress bar to
                 # stdout and sets up a data pipeline per call; the compiled forward does neither.
@@ -310,6 +312,7 @@ class Explainer:
                 cam = tf.image.resize(cam, size, method="bilinear")[..., 0]
                 return _minmax_per_sample(cam), probs, chosen
 
+            gradcam.get_concrete_function()  # trace once here, not in racing threads
             self._gradcam_fns[layer] = gradcam
             return gradcam
 
