@@ -576,3 +576,28 @@ def test_trained_model_points_at_the_tumour(trained_phantom_model: tuple) -> Non
     # the randomised model's heatmaps do not find the tumour
     rnd = E.explain_model(E.randomize_model(model, seed=1), x, y, masks, steps=2)
     assert rnd["pointing_game"] < res["pointing_game"]
+
+
+@pytest.mark.data
+def test_head_box_and_overlay_on_real_images(real_data: Path) -> None:
+    """On real JPEGs the crop is located exactly, a mask follows it, and overlays render."""
+    from pipeline import images
+
+    files = [sorted((real_data / "Training" / c).glob("*.jpg"))[0]
+             for c in ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")]
+    ex = E.Explainer(tiny_cnn(num_classes=4))
+    for f in files:
+        img = images.read_image(f)
+        x0, y0, x1, y1 = E.head_box(img)
+        assert np.array_equal(img[y0:y1, x0:x1], images.crop_to_head(img))
+        # a mask covering the left half of the crop stays (about) the left half after prepare
+        mask = np.zeros(img.shape[:2], np.uint8)
+        mask[y0:y1, x0 : x0 + (x1 - x0) // 2] = 1
+        pm = E.prepare_mask(mask, img, S, crop=True)
+        prepared = images.prepare_image(img, S, crop=True)
+        side = max(x1 - x0, y1 - y0)
+        share = ((x1 - x0) // 2) / side  # padding to square keeps the aspect ratio
+        assert abs(pm.mean() - share * (y1 - y0) / side) < 0.05
+        res = ex(prepared[None], method="gradcam")
+        overlay = E.render_overlay(img, res.heatmaps[0], outline_top_percent=10)
+        assert overlay.shape == img.shape
