@@ -114,7 +114,7 @@ def _print_audit(r: dict) -> None:
     from rich.table import Table
 
     out = Console(highlight=False)
-    out.print(f"[bold]{r['root']}[/]: layout {r['layout']}, {r['n_images']} images, "
+    out.print(f"[bold]{shown(r['root'])}[/]: layout {r['layout']}, {r['n_images']} images, "
               f"classes {', '.join(r['classes'])}")
     counts = Table(title="Images per split and class")
     counts.add_column("split")
@@ -130,7 +130,10 @@ def _print_audit(r: dict) -> None:
     bad = r["unreadable"]
     out.print(f"unreadable: {len(bad)}" + ("" if bad else " ✓"))
     for rel in bad[:20]:
-        out.print(f"  [red]✗[/] {r['unreadable_reasons'][rel]}")
+        # Reasons start with the bare file name; the relative path tells same-named files apart.
+        reason, name = r["unreadable_reasons"][rel], rel.rsplit("/", 1)[-1]
+        reason = reason[len(name) + 2:] if reason.startswith(f"{name}: ") else reason
+        out.print(f"  [red]✗[/] {shown(rel)}: {shown(reason)}", soft_wrap=True)
     if len(bad) > 20:
         out.print(f"  … and {len(bad) - 20} more (see --json)")
     dup = Table(title="Duplicates")
@@ -151,7 +154,7 @@ def _print_audit(r: dict) -> None:
     out.print(f"near duplicates: {r['near_duplicate_method']}")
     for kind in ("cross_split", "cross_class"):
         for group in r["examples"][kind][:3]:
-            out.print(f"  e.g. {kind.replace('_', '-')}: " + " = ".join(group[:4]))
+            out.print(f"  e.g. {kind.replace('_', '-')}: " + " = ".join(map(shown, group[:4])))
     out.print(f"done in {r['seconds']} s")
 
 
@@ -539,7 +542,7 @@ def explain(
     layer: str = typer.Option(None, "--layer", help="conv layer (default: the run's "
                               "gradcam_layer); one model only"),
     alpha: float = typer.Option(0.4, "--alpha", help="heatmap opacity 0..1"),
-    outline: float = typer.Option(None, "--outline", help="outline the top PCT %% of the map"),
+    outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
 ) -> None:
     """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats."""
