@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,18 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 TMP_PREFIX = ".tmp-"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def relative_to_project(path: str | Path) -> str | None:
+    """`path` relative to the project root (e.g. ../shared/data/x), or None on another drive."""
+    try:
+        return os.path.relpath(Path(path).resolve(), PROJECT_ROOT)
+    except ValueError:
+        return None
+# Bookkeeping that lets an interrupted run resume; removed once the run is in place.
+SCRATCH_FILES = ("state.json", "run.json")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class ArtifactError(ValueError):
@@ -83,6 +96,8 @@ def read_json(path: Path) -> Any:
         raise ArtifactError(f"missing file {path}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"damaged file {path}: not valid JSON ({exc})") from exc
+    except OSError as exc:  # a folder in its place, permissions, I/O errors
+        raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def git_commit() -> str | None:
@@ -110,7 +125,11 @@ class RunWriter:
                  resume: bool = False) -> None:
         self.artifacts_dir = Path(artifacts_dir)
         self.runs_dir = self.artifacts_dir / "runs"
-        self.run_id = run_id or new_run_id()
+        self.run_id = new_run_id() if run_id is None else run_id
+        if not _RUN_ID.fullmatch(self.run_id) or ".." in self.run_id:
+            # A run id becomes a folder name: never let it climb out of runs/.
+            raise ArtifactError(f"invalid run id {self.run_id!r}: use letters, digits, '_', "
+                                "'-' and '.' only (like 20261122-221500-1a2b3c)")
         self.tmp = self.runs_dir / f"{TMP_PREFIX}{self.run_id}"
         if resume:
             if not self.tmp.is_dir():
@@ -144,9 +163,11 @@ class RunWriter:
                     f"cannot finalize run {self.run_id}: {name}/model.keras missing")
         for leftover in self.tmp.glob("*/checkpoint*"):
             leftover.unlink()
-        (self.tmp / "state.json").unlink(missing_ok=True)
         write_json_atomic(self.tmp / "manifest.json", manifest)
         os.replace(self.tmp, self.final)
+        # Only now: until the rename, a crash must leave a run that can be resumed.
+        for name in SCRATCH_FILES:
+            (self.final / name).unlink(missing_ok=True)
         if set_latest:
             set_latest_run(self.artifacts_dir, self.run_id)
         return self.final
@@ -194,7 +215,10 @@ def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
         if not latest.is_file():
             raise ArtifactError(f"no runs yet: {latest} does not exist. Train one with "
                                 "`python -m pipeline run` (or `make demo`).")
-        run = latest.read_text().strip()
+        try:
+            run = latest.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{latest} is damaged ({exc}); it should hold a run id") from exc
         if not run:
             raise ArtifactError(f"{latest} is empty")
     candidate = Path(run)
@@ -235,8 +259,24 @@ class Run:
 
     @cached_property
     def data_dir(self) -> Path | None:
-        d = self.manifest.get("data", {}).get("dir")
-        return Path(d) if d else None
+        """The run's dataset folder, if reachable here (it may have moved with the project).
+
+        Tried in order: the recorded absolute path, the recorded path relative to the project
+        root (shipped runs), and `$BRAIN_MRI_DATA` when its folder name matches.
+        """
+        data = self.manifest.get("data", {})
+        candidates = []
+        if data.get("dir"):
+            candidates.append(Path(data["dir"]))
+        if data.get("dir_relative"):
+            candidates.append(PROJECT_ROOT / data["dir_relative"])
+        env = os.environ.get("BRAIN_MRI_DATA")
+        if env and data.get("dir") and Path(env).name == Path(data["dir"]).name:
+            candidates.append(Path(env))
+        for c in candidates:
+            if c.is_dir():
+                return c.resolve()
+        return None
 
     def read_json(self, rel: str) -> Any:
         return read_json(self.path / rel)
@@ -274,6 +314,13 @@ def open_run(path: str | Path) -> Run:
     for key in ("class_names", "models"):
         if not manifest.get(key):
             raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: no {key!r}")
+    names, models = manifest["class_names"], manifest["models"]
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+        raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: 'class_names' must be "
+                            f"a list of strings, got {names!r}")
+    if not isinstance(models, dict) or not all(isinstance(v, dict) for v in models.values()):
+        raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: 'models' must map "
+                            f"model names to objects, got {type(models).__name__}")
     return Run(path, manifest)
 
 

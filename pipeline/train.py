@@ -21,6 +21,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from pipeline import artifacts, data
 from pipeline.config import ModelConfig, TrainConfig
@@ -164,11 +165,18 @@ def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
     return views
 
 
-def _predict_batches(fn: keras.Model, x: np.ndarray, batch: int, progress: Progress, desc: str,
-                     dtype: str = "float16") -> np.ndarray:
+def compiled(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """Inference through one traced graph: about twice as fast as eager calls on a CPU."""
+    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
+    fn = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+    return lambda x: fn(tf.convert_to_tensor(x, tf.float32)).numpy()
+
+
+def _predict_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int,
+                     progress: Progress, desc: str, dtype: str = "float16") -> np.ndarray:
     out = []
     for i in range(0, len(x), batch):
-        out.append(np.asarray(fn(x[i:i + batch].astype("float32"), training=False)).astype(dtype))
+        out.append(fn(x[i:i + batch].astype("float32")).astype(dtype))
         progress(desc, min(i + batch, len(x)), len(x))
     return np.concatenate(out)
 
@@ -195,10 +203,11 @@ def fit_transfer_cached(built: BuiltModel, mc: ModelConfig, cfg: TrainConfig,
     views = _augmented_views(model, train.x, n_views, cfg.seed)
     say(f"{built.name}: caching backbone activations at '{cut}' for {len(views)} views "
         f"of {len(train.y)} training images")
-    feats = [_predict_batches(bottom, v, 64, progress,
+    bottom_fn = compiled(bottom)
+    feats = [_predict_batches(bottom_fn, v, 64, progress,
                               f"{built.name}: features, view {k + 1}/{len(views)}")
              for k, v in enumerate(views)]
-    feats_val = _predict_batches(bottom, val.x, 64, progress,
+    feats_val = _predict_batches(bottom_fn, val.x, 64, progress,
                                  f"{built.name}: features, validation")
     state["feature_seconds"] = round(time.perf_counter() - t0, 2)
     say(f"{built.name}: features cached in {state['feature_seconds']:.0f}s")
@@ -206,9 +215,10 @@ def fit_transfer_cached(built: BuiltModel, mc: ModelConfig, cfg: TrainConfig,
     done_phase = state.get("phase_done", [])
     if "head" not in done_phase:
         # Phase 1: the whole backbone frozen; the head learns on pooled features.
-        pooled_tr = [_predict_batches(pooled, f, 128, _noop_progress, "", "float32")
+        pooled_fn = compiled(pooled)
+        pooled_tr = [_predict_batches(pooled_fn, f, 128, _noop_progress, "", "float32")
                      for f in feats]
-        pooled_va = _predict_batches(pooled, feats_val, 128, _noop_progress, "", "float32")
+        pooled_va = _predict_batches(pooled_fn, feats_val, 128, _noop_progress, "", "float32")
         _compile(head, mc, mc.learning_rate, num_classes)
         start = state.get("phase_epoch", 0) if state.get("phase") == "head" else 0
         cb = EpochLog("head", history, mc.epochs, lambda h: checkpoint(h, "head"), progress,
@@ -296,20 +306,34 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     if built.weights.warning:
         say("WARNING: " + built.weights.warning)
     mdir = writer.model_dir(name)
-    ckpt = mdir / "checkpoint.weights.h5"
     mstate = state.setdefault("models", {}).setdefault(name, {})
     history: list[dict[str, Any]] = list(mstate.get("history", []))
+    # Runs interrupted before checkpoints were named in state.json used this fixed name.
+    ckpt = mdir / mstate.get("checkpoint", "checkpoint.weights.h5")
     if ckpt.is_file() and history:
-        built.model.load_weights(ckpt)
+        try:
+            built.model.load_weights(ckpt)
+        except Exception as exc:  # h5py/keras raise many types for a damaged file
+            raise artifacts.ArtifactError(
+                f"cannot resume {name} of run {writer.run_id}: checkpoint {ckpt} is damaged "
+                f"({type(exc).__name__}); start a new run") from exc
         say(f"{name}: resumed from epoch {len(history)} ({mstate.get('phase')})")
 
     def checkpoint(hist: list[dict[str, Any]], phase: str) -> None:
-        built.model.save_weights(ckpt)
+        # Crash safety: each checkpoint is a new file, and state.json (written atomically) names
+        # it only once it is complete, so a kill during save_weights leaves the previous
+        # checkpoint and the state describing it intact. Older files go after the switch.
+        path = mdir / f"checkpoint-{len(hist):04d}-{phase}.weights.h5"
+        built.model.save_weights(path)
+        mstate["checkpoint"] = path.name
         mstate["history"] = hist
         if mstate.get("phase") != phase:
             mstate["phase"], mstate["phase_epoch"] = phase, 0
         mstate["phase_epoch"] = sum(1 for h in hist if h["phase"] == phase)
         writer.write_json("state.json", state)
+        for old in mdir.glob("checkpoint*.weights.h5"):
+            if old.name != path.name:
+                old.unlink(missing_ok=True)
 
     if built.transfer and cfg.cache_features:
         fit_transfer_cached(built, mc, cfg, train, val, num_classes, history, mstate,
@@ -340,7 +364,8 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     mstate["done"] = True
     mstate["info"] = info
     writer.write_json("state.json", state)
-    ckpt.unlink(missing_ok=True)
+    for old in mdir.glob("checkpoint*.weights.h5"):
+        old.unlink(missing_ok=True)
     return ModelResult(info, history)
 
 
@@ -373,13 +398,31 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
                                   official_test=cfg.official_test, max_per_class=cfg.max_images,
                                   progress=progress)
         writer = artifacts.RunWriter(artifacts_dir)
+        # run.json goes last: its presence is what makes the run resumable.
+        writer.write_json("splits.json", data.splits_to_json(splits, ds.root))
         writer.write_json("run.json", {"config": cfg.to_dict(), "data_dir": str(ds.root),
                                        "models": models, "started": artifacts.utc_now()})
-        writer.write_json("splits.json", data.splits_to_json(splits, ds.root))
         state = {}
     say(f"run {writer.run_id}: {len(splits.train)} train / {len(splits.val)} val / "
         f"{len(splits.test)} test images, classes {', '.join(ds.classes)}")
     cache = Path(cache_dir) if cache_dir else artifacts_dir / "cache"
+    try:
+        return _train_and_finalize(cfg, ds, splits, writer, state, models, cache, progress, say)
+    except OSError as exc:  # disk full, permissions, ...: say what is safe and how to go on
+        where = f" ({exc.filename})" if exc.filename else ""
+        if writer.final.is_dir():
+            raise artifacts.ArtifactError(
+                f"run {writer.run_id} is complete in {writer.final} but `latest` could not be "
+                f"updated: {exc.strerror or exc}{where}") from exc
+        raise artifacts.ArtifactError(
+            f"run {writer.run_id} could not be written: {exc.strerror or exc}{where}. Earlier "
+            f"runs and `latest` are untouched; once fixed, continue it with "
+            f"`python -m pipeline train --resume {writer.run_id}`") from exc
+
+
+def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
+                        writer: artifacts.RunWriter, state: dict[str, Any], models: list[str],
+                        cache: Path, progress: Progress, say: Say) -> Path:
     infos: dict[str, Any] = {}
     for name in models:
         mstate = state.get("models", {}).get(name, {})
@@ -396,7 +439,8 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
     manifest = {
         "created": artifacts.utc_now(),
         "git_commit": artifacts.git_commit(),
-        "data": {"dir": str(ds.root), "layout": ds.layout, "fingerprint": data.fingerprint(ds),
+        "data": {"dir": str(ds.root), "dir_relative": artifacts.relative_to_project(ds.root),
+                 "layout": ds.layout, "fingerprint": data.fingerprint(ds),
                  "n_images": len(ds.records), "binary": ds.binary},
         "splits": split_info,
         "class_names": ds.classes,
@@ -404,5 +448,4 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
         "versions": artifacts.library_versions(),
         "models": infos,
     }
-    (writer.tmp / "run.json").unlink(missing_ok=True)
     return writer.finalize(manifest)
