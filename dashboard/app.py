@@ -1,9 +1,13 @@
 """Streamlit entry point: `streamlit run dashboard/app.py` (or `make demo`).
 
 Sets up the page, the sidebar run picker and the navigation; each page is a thin script in
-`dashboard/pages/` that draws with `dashboard.figures` and loads through `dashboard.state`.
+`dashboard/app_pages/` that draws with `dashboard.figures` and loads through `dashboard.state`.
+The folder is deliberately not called `pages/`: Streamlit would then also auto-discover it as a
+legacy multipage app, and a first visit straight to e.g. /quality would run that page without
+this script (no sidebar, no run picker).
 """
 
+import logging
 import sys
 from pathlib import Path
 
@@ -20,14 +24,21 @@ from dashboard import state  # noqa: E402
 st.set_page_config(page_title="Brain MRI XAI", page_icon=":material/neurology:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview & comparison", icon=":material/monitoring:",
+    st.Page("app_pages/overview.py", title="Overview & comparison", icon=":material/monitoring:",
             default=True),
-    st.Page("pages/predict.py", title="Predict & explain", icon=":material/image_search:"),
-    st.Page("pages/errors.py", title="Error analysis", icon=":material/rule:"),
-    st.Page("pages/quality.py", title="Explanation quality", icon=":material/fact_check:"),
-    st.Page("pages/about.py", title="About & model card", icon=":material/info:"),
+    st.Page("app_pages/predict.py", title="Predict & explain", icon=":material/image_search:"),
+    st.Page("app_pages/errors.py", title="Error analysis", icon=":material/rule:"),
+    st.Page("app_pages/quality.py", title="Explanation quality", icon=":material/fact_check:"),
+    st.Page("app_pages/about.py", title="About & model card", icon=":material/info:"),
 ]
 
 navigation = st.navigation(PAGES)
 state.sidebar()
-navigation.run()
+try:
+    navigation.run()
+except Exception as exc:  # last line of defence; st.stop/st.rerun are not Exceptions
+    # Expected problems (missing files, bad uploads) are handled where they occur; anything
+    # else is a bug. Show a readable message, keep the traceback for the server log.
+    logging.getLogger("dashboard").exception("page %r failed", navigation.title)
+    st.error(f"{state.UNEXPECTED} ({type(exc).__name__}: {exc}). The full details are in the "
+             "server log; the other pages still work.", icon=":material/bug_report:")

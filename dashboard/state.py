@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_KEY = "run_choice"
 DISCLAIMER = ("Research and teaching tool: **not a diagnostic device**. Predictions and heatmaps "
               "must never be used for clinical decisions.")
+UNEXPECTED = "This page hit an unexpected problem"
 GENERIC_FIX = ("Pick another run in the sidebar, or train a fresh one with "
                "`python -m pipeline run` (`make demo` does it for you).")
 

@@ -93,15 +93,16 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1700})
-            page.goto(server, wait_until="domcontentloaded")
-            expect(page.get_by_role("heading", name="Overview & comparison")).to_be_visible(
-                timeout=120_000)
-            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
-            page.screenshot(path=str(SHOTS / "dashboard_overview.png"), full_page=True)
-
-            page.get_by_role("link", name="Predict & explain").click()
+            # A deep link as the very first visit to a fresh server must still get the full app
+            # (sidebar, run picker), not a bare page.
+            page.goto(f"{server}/predict", wait_until="domcontentloaded")
             expect(page.get_by_role("heading", name="Predict & explain")).to_be_visible(
-                timeout=60_000)
+                timeout=120_000)
+            sidebar = page.locator("[data-testid=stSidebar]")
+            expect(sidebar.get_by_role("combobox", name="Run")).to_be_visible(timeout=30_000)
+            expect(sidebar.get_by_text("classes · train", exact=False)).to_be_visible()
+            expect(sidebar.get_by_text("not a diagnostic device")).to_be_visible()
+
             page.locator("input[type=file]").set_input_files(str(_test_image(smoke_run)))
             # Both models' overlays are captioned "<model> · <method> for '<class>'".
             cnn = page.get_by_text("Custom CNN · Grad-CAM for", exact=False)
@@ -113,7 +114,14 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             for i in range(2):
                 # the overlay really loaded (not a broken image)
                 assert images.nth(i).evaluate("img => img.complete && img.naturalWidth") > 0
-            expect(page.get_by_text("not a diagnostic device").first).to_be_visible()
-            page.screenshot(path=str(SHOTS / "dashboard_predict.png"), full_page=True)
+            page.get_by_text("models agree", exact=False).or_(
+                page.get_by_text("models disagree", exact=False)).first.wait_for()
+            page.screenshot(path=str(SHOTS / "dashboard_predict.png"))
+
+            page.get_by_role("link", name="Overview & comparison").click()
+            expect(page.get_by_role("heading", name="Overview & comparison")).to_be_visible(
+                timeout=60_000)
+            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(SHOTS / "dashboard_overview.png"))
         finally:
             browser.close()

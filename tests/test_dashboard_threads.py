@@ -56,10 +56,11 @@ def test_cached_models_are_shared_and_thread_safe(smoke_run: Path):
 def _session(image: Path) -> list[str]:
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=240)
     at.run()
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("app_pages/predict.py").run()
     at.file_uploader(key="uploads").set_value([(image.name, image.read_bytes(), "image/jpeg")])
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not any("unexpected problem" in e.value for e in at.error)
     return [m.value for m in at.markdown if "Custom CNN:" in m.value]
 
 

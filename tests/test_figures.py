@@ -178,21 +178,29 @@ def test_probability_figure():
         F.probability_figure({"m": [0.2, 0.3, 0.5]}, CLASSES)
 
 
+FRACTIONS = [0.0, 0.5, 1.0]
 EXPL = {
-    "custom_cnn": {"pointing_game": 0.6, "energy_in_mask": 0.4, "deletion_auc": 0.2,
-                   "deletion_auc_random": 0.4, "insertion_auc": 0.7, "insertion_auc_random": 0.5,
+    "custom_cnn": {"pointing_game": 0.6, "pointing_game_chance": 0.1, "energy_in_mask": 0.4,
+                   "energy_in_mask_chance": 0.1, "deletion_auc": 0.2, "deletion_auc_random": 0.4,
+                   "insertion_auc": 0.7, "insertion_auc_random": 0.5,
                    "sanity_rank_correlation": 0.1, "n": 20, "method": "gradcam",
-                   "layer": "gradcam_target"},
-    "mobilenetv2": {"pointing_game": None, "energy_in_mask": None, "deletion_auc": 0.3,
+                   "layer": "gradcam_target", "curve_fractions": FRACTIONS,
+                   "deletion_curve": [0.9, 0.2, 0.1], "deletion_curve_random": [0.9, 0.5, 0.1],
+                   "insertion_curve": [0.1, 0.8, 0.9], "insertion_curve_random": [0.1, 0.4, 0.9]},
+    "mobilenetv2": {"pointing_game": None, "pointing_game_chance": None, "energy_in_mask": None,
+                    "energy_in_mask_chance": None, "deletion_auc": 0.3,
                     "deletion_auc_random": 0.35, "insertion_auc": 0.8,
                     "insertion_auc_random": 0.6, "sanity_rank_correlation": -0.2, "n": 20,
-                    "method": "gradcam", "layer": "out_relu"},
+                    "method": "gradcam", "layer": "out_relu", "curve_fractions": FRACTIONS,
+                    "deletion_curve": [0.8, 0.3, 0.2], "deletion_curve_random": [0.8, 0.6, 0.2],
+                    "insertion_curve": [0.2, 0.7, 0.8], "insertion_curve_random": [0.2, 0.5, 0.8]},
 }
 
 
 def test_explanation_quality_figures():
     loc = F.localisation_figure(EXPL)
-    assert list(loc.data[0].y) == [0.6, 0.4]
+    assert list(loc.data[0].y) == [0.6, 0.1]  # pointing game beside its chance level
+    assert list(loc.data[2].y) == [0.4, 0.1]  # energy beside its chance level
     assert all(math.isnan(v) for v in loc.data[1].y)  # no masks: shown as missing, not zero
     faith = F.faithfulness_figure(EXPL)
     assert list(faith.data[0].y) == [0.2, 0.4]
@@ -203,12 +211,29 @@ def test_explanation_quality_figures():
         F.faithfulness_figure({"m": {"deletion_auc": "high"}})
 
 
+def test_faithfulness_curves():
+    assert F.has_curves(EXPL)
+    assert not F.has_curves({"m": {"deletion_auc": 0.2}})
+    fig = F.faithfulness_curves_figure(EXPL)
+    # per panel and model: heatmap (solid) and random (dotted)
+    assert len(fig.data) == 8
+    first = fig.data[0]
+    assert first.name == "Custom CNN heatmap" and list(first.y) == [0.9, 0.2, 0.1]
+    assert fig.data[1].line.dash == "dot" and list(fig.data[1].y) == [0.9, 0.5, 0.1]
+    insertion = [t for t in fig.data if t.xaxis == "x2"]
+    assert list(insertion[0].y) == [0.1, 0.8, 0.9]
+    bad = {"m": {**EXPL["custom_cnn"], "insertion_curve": [0.1, 0.2]}}
+    with pytest.raises(F.FigureDataError, match="insertion_curve"):
+        F.faithfulness_curves_figure(bad)
+
+
 def test_figures_serialise_to_json():
     """Streamlit sends figures as plotly JSON: every builder's output must serialise."""
     figs = [F.confusion_figure({"labels": CLASSES, "matrix": np.eye(4).tolist()}),
             F.per_class_figure(METRICS), F.ci_figure(METRICS, COMPARISON),
             F.tumour_figure(METRICS), F.reliability_figure(METRICS),
-            F.roc_figure({"m": _curves()}), F.sanity_figure(EXPL)]
+            F.roc_figure({"m": _curves()}), F.sanity_figure(EXPL),
+            F.faithfulness_curves_figure(EXPL), F.localisation_figure(EXPL)]
     for fig in figs:
         assert json.loads(fig.to_json())["data"]
 

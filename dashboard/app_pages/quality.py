@@ -8,8 +8,8 @@ from dashboard import state
 
 st.title("Explanation quality")
 run = state.require_run()
-st.caption("A heatmap can look convincing and still be wrong. These tests measure how much "
-           "the explanations can be trusted, on test images of this run.")
+st.caption("A heatmap can look convincing and still be wrong. These tests measure how far the "
+           "explanations of this run can be trusted, on images of its test split.")
 
 expl = state.per_model_json(run, "explanations.json",
                             f"run `python -m pipeline explain-eval --run {run.run_id}`")
@@ -17,8 +17,12 @@ if not expl:
     st.stop()
 
 summary = pd.DataFrame({F.model_label(m): {
-    "method": e.get("method", "?"), "layer": e.get("layer", "?"), "images": e.get("n", "?"),
-} for m, e in expl.items()})
+    "method": e.get("method", "?"), "layer": e.get("layer") or "-",
+    "images": e.get("n", "?"), "with a tumour mask": e.get("n_localisation", "?"),
+    "explained class": "true class" if e.get("target_mode", "true") == "true" else "predicted",
+    "model accuracy on them": (f"{e['accuracy']:.1%}" if isinstance(e.get("accuracy"), float)
+                               else "?"),
+} for m, e in expl.items()}).astype(str)
 st.dataframe(summary, key="quality_summary")
 
 
@@ -26,7 +30,7 @@ def _figure(build, key: str, meaning: str) -> None:
     try:
         st.plotly_chart(build(expl), key=key, config={"displaylogo": False})
     except F.FigureDataError as exc:
-        st.warning(f"Cannot draw this chart: {exc}. Re-run `explain-eval`.",
+        st.warning(f"Cannot draw this chart: {exc}. Re-run `python -m pipeline explain-eval`.",
                    icon=":material/warning:")
         return
     st.caption(meaning)
@@ -35,20 +39,33 @@ def _figure(build, key: str, meaning: str) -> None:
 st.subheader("Localisation")
 if any(e.get("pointing_game") is not None for e in expl.values()):
     _figure(F.localisation_figure, "quality_loc",
-            "Pointing game: share of images whose hottest pixel lies inside the tumour mask; "
-            "energy: share of the heatmap's total weight inside the mask (higher is better).")
+            "Does the heatmap point at the tumour? Pointing game: share of images whose hottest "
+            "pixel lies inside the tumour mask; energy: share of the heatmap's total weight "
+            "inside it. Grey bars are what a randomly placed heatmap would score.")
 else:
-    st.info("No tumour masks for this dataset, so localisation cannot be measured "
-            "(the synthetic phantoms have masks; the Kaggle images do not).")
+    reasons = {e.get("localisation_reason") for e in expl.values() if e.get("localisation_reason")}
+    st.info("Localisation cannot be measured for this run: "
+            + ("; ".join(sorted(reasons)) if reasons else "the dataset has no tumour masks")
+            + ". (The synthetic phantoms come with masks; the Kaggle images do not.)",
+            icon=":material/info:")
 
 st.subheader("Faithfulness: deletion and insertion")
-_figure(F.faithfulness_figure, "quality_faith",
-        "Deleting the pixels the heatmap ranks highest should make the prediction collapse faster "
-        "than deleting random pixels (lower deletion AUC), and inserting them first should "
-        "restore it faster (higher insertion AUC); grey bars are the random baseline.")
+_figure(F.faithfulness_curves_figure if F.has_curves(expl) else F.faithfulness_figure,
+        "quality_faith",
+        "Does the heatmap show what the model actually uses? Removing the pixels it ranks "
+        "highest should make the prediction fall faster than removing random ones (lower "
+        "deletion curve), and putting them back first should restore it faster (higher "
+        "insertion curve); dotted or grey = random heatmaps.")
 
 st.subheader("Sanity check: randomised weights")
 _figure(F.sanity_figure, "quality_sanity",
-        "Correlation between heatmaps of the trained model and of a copy with randomised "
-        "weights: near zero means the explanation really depends on what the model learned; "
-        "near one means it only reflects the image (an edge detector, not an explanation).")
+        "Does the heatmap depend on what the model learned? It is compared with the heatmap of "
+        "a copy whose weights were re-initialised: a correlation near 0 is good; near 1 means "
+        "the map only reflects the image itself (an edge detector, not an explanation).")
+
+rows = {m: e.get("rows") for m, e in expl.items() if isinstance(e.get("rows"), list)}
+if rows:
+    with st.expander("Per-image results"):
+        model = st.selectbox("Model", list(rows), format_func=F.model_label, key="quality_rows")
+        frame = pd.DataFrame(rows[model])
+        st.dataframe(frame, hide_index=True, key="quality_rows_table")
