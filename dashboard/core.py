@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -24,6 +25,9 @@ from pipeline.images import ImageError, decode_image, read_image
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "gif", "webp", "dcm"]
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
+# Decoded uploads are cached per server; a 50-megapixel TIFF would hold ~150 MB each. MRI slices
+# are far smaller (the Kaggle set is <= 1 k px), so only unusually large images are shrunk.
+MAX_SIDE = 2048
 METHOD_LABELS = {
     "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++",
@@ -61,7 +65,17 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
     except Exception as exc:  # a decoder bug must cost one file, never the page
         return Upload(name, digest, true_label=true_label,
                       error=f"{name}: could not be read as an image ({type(exc).__name__})")
-    return Upload(name, digest, image=image, true_label=true_label)
+    return Upload(name, digest, image=limit_size(image), true_label=true_label)
+
+
+def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Shrink (area interpolation) so the longer side is at most `max_side`; else unchanged."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def decode_uploads(files: Iterable[tuple[str, bytes]]) -> list[Upload]:

@@ -139,7 +139,18 @@ def test_overview_shows_both_models(artifacts: Path):
     assert not at.error
 
 
-def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Path):
+def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Path,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    from pipeline.explain import Explainer
+
+    calls: list[tuple[str, int]] = []
+    original = Explainer.__call__
+
+    def counting(self, images, *args, **kwargs):
+        calls.append((kwargs.get("method", "gradcam"), len(images)))
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "__call__", counting)
     at = _app("predict")
     _ok(at)
     assert at.info and "Upload" in at.info[0].value
@@ -154,10 +165,16 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     assert "notes.jpg" in _texts(at.warning)
     assert at.get_by_key("predict_csv") is not None
     assert at.get_by_key("predict_png_0_custom_cnn") is not None
-    # opacity only re-renders: no new explanation is computed
+    # one batch call per model for the new image (plus warm-up calls if models just loaded)
+    assert calls[-2:] == [("gradcam", 1), ("gradcam", 1)]
+    n_calls = len(calls)
+    # opacity and outline only re-render overlays: no new explanation is computed
     at.slider(key="predict_alpha").set_value(0.8).run()
+    at.toggle(key="predict_outline").set_value(True).run()
     _ok(at)
+    assert len(calls) == n_calls
     at.selectbox(key="predict_method").set_value("gradcam++").run()
+    assert calls[n_calls:] == [("gradcam++", 1), ("gradcam++", 1)]
     at.selectbox(key="predict_target").set_value("no_tumor").run()
     _ok(at)
     captions = _captions(at)

@@ -47,6 +47,16 @@ def test_decode_upload_turns_unexpected_exceptions_into_messages(monkeypatch):
     assert not up.ok and "could not be read" in up.error and "RuntimeError" in up.error
 
 
+def test_large_uploads_are_shrunk_small_ones_kept():
+    small = np.zeros((512, 400, 3), np.uint8)
+    assert core.limit_size(small) is small
+    big = np.full((3000, 1500, 3), 200, np.uint8)
+    out = core.limit_size(big, max_side=1000)
+    assert out.shape == (1000, 500, 3) and out.dtype == np.uint8 and int(out.mean()) == 200
+    up = core.decode_upload("huge.png", _png(size=(2600, 100)))
+    assert up.ok and up.image.shape == (round(100 * core.MAX_SIDE / 2600), core.MAX_SIDE, 3)
+
+
 def test_predictions_frame_and_agreement():
     probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
              "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
