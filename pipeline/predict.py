@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import images
-from pipeline.artifacts import Run
+from pipeline.artifacts import ArtifactError, Run
 
 
 @dataclass
@@ -33,8 +33,12 @@ class Predictor:
         self.run = run
         self.class_names = run.class_names
         names = list(models) if models else run.model_names
-        self.models = {name: run.load_model(name) for name in names}
         self.info = {name: run.model_info(name) for name in names}
+        for name in names:
+            _check_info(run, name, self.info[name])
+        self.models = {name: run.load_model(name) for name in names}
+        for name in names:
+            _check_model(run, name, self.models[name], int(self.info[name]["image_size"]))
         self._locks = {name: threading.Lock() for name in names}
         self._warm: set[str] = set()
 
@@ -78,6 +82,26 @@ class Predictor:
     def describe(self, probs: np.ndarray, model_name: str) -> Prediction:
         return Prediction(model_name, self.class_names[int(np.argmax(probs))],
                           {c: float(p) for c, p in zip(self.class_names, probs, strict=True)})
+
+
+def _check_info(run: Run, name: str, info: dict) -> None:
+    size = info.get("image_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < images.MIN_SIDE:
+        raise ArtifactError(f"damaged manifest of run {run.run_id}: {name} has no valid "
+                            f"image_size (got {size!r})")
+
+
+def _check_model(run: Run, name: str, model, size: int) -> None:
+    """Refuse a model that does not fit its manifest entry, before it can mislabel anything."""
+    in_shape = tuple(model.inputs[0].shape)[1:]
+    if len(in_shape) != 3 or in_shape[2] != 3 or any(
+            s is not None and s != size for s in in_shape[:2]):
+        raise ArtifactError(f"run {run.run_id}: {name} takes inputs of shape {in_shape} but its "
+                            f"manifest says image_size {size}")
+    n_out = model.outputs[0].shape[-1]
+    if n_out != len(run.class_names):
+        raise ArtifactError(f"run {run.run_id}: {name} predicts {n_out} classes but the manifest "
+                            f"lists {len(run.class_names)} class_names ({run.class_names})")
 
 
 def predict_files(predictor: Predictor, paths: Sequence[str | Path]
