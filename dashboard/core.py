@@ -121,12 +121,16 @@ def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str]) -> str:
-    """Short text: what each model says about image i."""
+def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str],
+                 true_label: str | None = None) -> str:
+    """Short text: what each model says about image i, marked right/wrong if the truth is known."""
     parts = []
     for model, p in probs.items():
         k = int(np.argmax(p[i]))
-        parts.append(f"{model_label(model)}: **{class_names[k]}** ({p[i][k]:.0%})")
+        mark = ""
+        if true_label:
+            mark = " :green[✓ right]" if class_names[k] == true_label else " :red[✗ wrong]"
+        parts.append(f"{model_label(model)}: **{class_names[k]}** ({p[i][k]:.0%}){mark}")
     return " · ".join(parts)
 
 

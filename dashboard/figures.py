@@ -455,9 +455,11 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
                 marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
                 text=[_fmt(y) for y in ys], textposition="outside",
                 hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+                cliponaxis=False,
             ), row=1, col=col)
-    fig.update_yaxes(range=[0, 1.12])
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=50, b=10))
+    # Scores are often a few percent: scale to the data (from zero) so they stay readable.
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 

@@ -158,7 +158,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         st.badge("models agree" if agree else "models disagree",
                  icon=":material/check:" if agree else ":material/call_split:",
                  color="green" if agree else "orange")
-        st.markdown(core.verdict_line(probs, j, class_names))
+        st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
         models = [*results.per_model, *results.errors]
         cols = st.columns([1.3] + [1] * len(models))
         with cols[0]:

@@ -71,6 +71,9 @@ def test_predictions_frame_and_agreement():
     back = pd.read_csv(io.StringIO(csv))
     assert back["custom_cnn_p_pituitary"].tolist() == [0.1, 0.4]
     assert "**glioma** (70%)" in core.verdict_line(probs, 0, CLASSES)
+    marked = core.verdict_line(probs, 1, CLASSES, true_label="pituitary")
+    assert marked.count("✓ right") == 1 and marked.count("✗ wrong") == 1
+    assert marked.index("✓") < marked.index("MobileNetV2")  # the CNN is the right one
 
 
 def test_target_index():

@@ -58,7 +58,7 @@ samples = st.session_state.get(SAMPLES_KEY) or []
 if samples and data_dir:
     loaded = state.data_images(str(data_dir), tuple(e["path"] for e in samples))
     for entry, up in zip(samples, loaded, strict=True):
-        up.name = f"test sample {entry['path']}"
+        up.name = f"{entry['path']} (test split)"
         up.true_label = entry.get("label")
         items.append(up)
 files = list(files or [])
