@@ -639,6 +639,8 @@ def explain_eval_cmd(
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
     steps: int = typer.Option(20, "--steps", help="deletion/insertion steps"),
     baseline: str = typer.Option("blur", "--baseline", help="removed pixels become: blur | black"),
+    layer: str = typer.Option(None, "--layer", help="conv layer to explain (default: each "
+                              "model's gradcam_layer from the manifest)"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
 ) -> None:
@@ -671,7 +673,7 @@ def explain_eval_cmd(
         with progress_bar() as update:
             results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
                                    max_images=max_images, progress=update, models=names,
-                                   steps=steps, baseline=baseline)
+                                   steps=steps, baseline=baseline, layer=layer)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     if as_json:

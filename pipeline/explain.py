@@ -967,6 +967,7 @@ def explain_eval(
     steps: int = 20,
     baseline: str = "blur",
     seed: int = 0,
+    layer: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Measure each model's explanations on the run's test split; write
     `<run>/<model>/explanations.json` and return {model: results}.
@@ -975,7 +976,8 @@ def explain_eval(
     relative paths; masks from `masks_dir` (default `<data_dir>/masks`) at the same relative
     paths, non-zero = tumour. Each image is explained for its TRUE class (as in the pointing game
     literature); localisation uses the images with a non-empty mask and is null, with a reason,
-    when there are none (real data).
+    when there are none (real data). `layer` overrides the manifest's `gradcam_layer` (it must
+    exist in every selected model).
     """
     from pipeline import images
     from pipeline.artifacts import open_run, read_json, utc_now, write_json_atomic
@@ -1042,10 +1044,12 @@ def explain_eval(
                 failed.append({"path": rec["path"], "error": f"mask: {exc}"})
                 masks.append(None)
         model = run.load_model(name)
-        layer = info.get("gradcam_layer") if method in LAYER_METHODS else None
-        if layer is not None and layer not in conv_layers(model):
-            layer = None  # recorded layer missing: fall back to the default rather than fail
-        res = explain_model(model, x, targets, masks, method=method, layer=layer, steps=steps,
+        use_layer = layer or info.get("gradcam_layer")
+        if layer is None and use_layer not in conv_layers(model):
+            use_layer = None  # recorded layer missing: fall back to the default rather than fail
+        if method not in LAYER_METHODS:
+            use_layer = None
+        res = explain_model(model, x, targets, masks, method=method, layer=use_layer, steps=steps,
                             baseline=baseline, seed=seed, progress=progress,
                             label=f"explain-eval {name}")
         for row, (rec, _, _) in zip(res["rows"], decoded, strict=True):

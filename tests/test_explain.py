@@ -501,6 +501,14 @@ def test_cli_explain_and_explain_eval(smoke_run: Path, tmp_path: Path) -> None:
     _check_explanations_json(data, 4)
     bad = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "resnet"])
     assert bad.exit_code == 2 and "resnet" in bad.output
+    bad = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "custom_cnn",
+                              "--max-images", "2", "--layer", "nope"])
+    assert bad.exit_code == 2 and "layer 'nope' not found" in bad.output
+    res = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "custom_cnn",
+                              "--max-images", "2", "--steps", "2", "--layer", "block2_relu2",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["custom_cnn"]["layer"] == "block2_relu2"
 
 
 # -------------------------------------------------------------- behaviour on phantoms
