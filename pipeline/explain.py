@@ -202,7 +202,9 @@ class Explainer:
         self.input_hw: tuple[int | None, int | None] = (shape[1], shape[2])
         self.num_classes = int(model.outputs[0].shape[-1])
         self.scorecam_max_channels = 32  # "fast" Score-CAM: only the 32 most varied channels
-        self.smooth_samples = 20  # SmoothGrad noisy copies (Smilkov et al. use 10-50)
+        # SmoothGrad noisy copies: Smilkov et al. use 10-50; 10 keeps one 224 px image near 4 s
+        # on 2 CPU cores (cost is linear in samples)
+        self.smooth_samples = 10
         self.smooth_noise = 0.2  # noise std as a share of each image's value range
         self._lock = threading.Lock()
         self._vis_lock = threading.Lock()
@@ -334,7 +336,8 @@ class Explainer:
                     obj = Scorecam(scores, clone=False)
                 else:
                     # Saliency only calls the model: give it the compiled forward so each of the
-                    # noisy samples is one graph call instead of an eager pass (~5x faster).
+                    # noisy samples is one graph call instead of an eager pass (measured 7.5 s vs
+                    # 19.7 s for 20 samples on MobileNetV2 at 224 px, 2 busy cores).
                     obj = Saliency(_CompiledModel(scores, self._forward), clone=False)
                 self._vis[method] = obj
             return obj
