@@ -202,11 +202,12 @@ def _load_models(path: str, stamp: int) -> tuple[Any, Any, dict[str, str]]:
     try:
         predictor = Predictor(run)
     except ArtifactError:
-        # Find which model is broken so the others still work.
+        # Find which model is broken (missing, damaged, or unlike its manifest entry) so the
+        # others still work. Costs extra loads, but only for a damaged run.
         good = []
         for m in run.model_names:
             try:
-                run.load_model(m)
+                Predictor(run, models=[m])
                 good.append(m)
             except ArtifactError as exc:
                 failures[m] = str(exc)

@@ -334,21 +334,35 @@ def test_missing_and_truncated_files_are_reported(smoke_run, tmp_path, monkeypat
     assert list(_frame(at, "MobileNetV2").columns) == ["MobileNetV2"]
 
 
-def test_unknown_schema_version_is_explained_on_every_page(smoke_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("damage, message", [
+    ("unknown schema", "schema_version 99"),
+    ("truncated manifest", "not valid JSON"),
+])
+def test_damaged_manifest_is_explained_on_every_page(smoke_run, tmp_path, monkeypatch, damage,
+                                                     message):
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["schema_version"] = 99
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    text = (run / "manifest.json").read_text()
+    if damage == "unknown schema":
+        (run / "manifest.json").write_text(json.dumps({**json.loads(text), "schema_version": 99}))
+    else:
+        # list_runs skips such a folder; `latest` still names it, so the viewer is told why
+        (run / "manifest.json").write_text(text[: len(text) // 3])
     for page in PAGES:
         at = _app(page)
         _ok(at)
         shown = _texts(at.error) + _texts(at.warning)
-        assert "schema_version 99" in shown, (page, shown)
+        assert message in shown and "Pick another run" in shown, (page, shown)
 
 
-def test_model_file_that_is_not_a_model(smoke_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("damage", ["not a model", "manifest disagrees"])
+def test_one_broken_model_leaves_the_other_working(smoke_run, tmp_path, monkeypatch, damage):
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
-    (run / "mobilenetv2" / "model.keras").write_bytes(b"definitely not a keras zip")
+    if damage == "not a model":
+        (run / "mobilenetv2" / "model.keras").write_bytes(b"definitely not a keras zip")
+    else:
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["models"]["mobilenetv2"]["image_size"] += 1  # unlike the model's input
+        (run / "manifest.json").write_text(json.dumps(manifest))
     at = _app("predict")
     _ok(at)
     assert "MobileNetV2 cannot be used" in _texts(at.error)
