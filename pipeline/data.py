@@ -315,9 +315,9 @@ def _hash_one(path: Path) -> HashInfo:
         if hit is not None:
             return hit
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return HashInfo(sha1="", size_bytes=0, error=f"cannot read: {exc.strerror or exc}")
+        data = images.read_file(path, path.name)  # regular files only: a FIFO would block
+    except images.ImageError as exc:
+        return HashInfo(sha1="", size_bytes=0, error=str(exc))
     sha1 = hashlib.sha1(data).hexdigest()
     try:
         arr, meta = images.decode_image_info(data, path.name)
@@ -376,9 +376,9 @@ def fingerprint(ds: Dataset, infos: dict[str, HashInfo] | None = None) -> str:
             sha1, size = info.sha1, info.size_bytes
         else:
             try:
-                data = Path(rec.path).read_bytes()
+                data = images.read_file(rec.path)
                 sha1, size = hashlib.sha1(data).hexdigest(), len(data)
-            except OSError:
+            except images.ImageError:
                 sha1, size = "missing", -1
         h.update(f"{rec.rel}\t{rec.label}\t{size}\t{sha1}\n".encode())
     return h.hexdigest()

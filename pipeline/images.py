@@ -9,6 +9,8 @@ escapes unwrapped: a corrupt upload must never take the dashboard or a training 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import threading
 import warnings
 from pathlib import Path
@@ -19,6 +21,8 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 50_000_000  # refuse larger images from their header, before decoding (bomb guard)
+# A 50-megapixel 16-bit RGB TIFF is 300 MB uncompressed; nothing usable is larger than this.
+MAX_FILE_BYTES = 512 * 1024 * 1024
 MIN_SIDE = 8  # smaller images carry no usable anatomy
 # Raster formats we accept. Limiting Pillow to these keeps it away from formats that shell out
 # (EPS calls Ghostscript) or that make no sense for MRI slices.
@@ -249,18 +253,48 @@ def decode_image(data: bytes, name: str = "") -> np.ndarray:
     return decode_image_info(data, name)[0]
 
 
+def read_file(path: str | Path, label: str | None = None) -> bytes:
+    """The bytes of a regular file, or ImageError (message starts with `label`, default path).
+
+    Only regular files are read: a FIFO named scan.png would block forever and /dev/zero never
+    ends. The file is opened non-blocking and checked with fstat on the open descriptor, so it
+    cannot be swapped for a pipe between the check and the read. Files above MAX_FILE_BYTES are
+    refused unread.
+    """
+    path = Path(path)
+    label = str(path) if label is None else label
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ImageError(f"{label}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{label}: is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{label}: is a folder, not an image")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{label}: not a regular file (a device, pipe or socket)")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{label}: file too large ({st.st_size / 1e6:.0f} MB; the limit is "
+                             f"{MAX_FILE_BYTES / 1e6:.0f} MB)")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # a file growing while read stays capped
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{label}: file too large (over {MAX_FILE_BYTES / 1e6:.0f} MB)")
+    return data
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read and decode a file (see `decode_image`); a missing or unreadable file -> ImageError."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image") from None
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, str(path))
+    return decode_image(read_file(path), str(path))
 
 
 def _as_rgb_uint8(img: Any) -> np.ndarray:
