@@ -1,0 +1,1257 @@
+"""Benchmarks (`python -m pipeline bench`): how fast the tool is on a CPU-only laptop.
+
+One invocation measures, on this machine, and writes one report (`<out>/<UTC date>[-quick].json`
+and `.md`):
+
+1. training: per model, our recipe (`pipeline.train`: decode once, feature caching, two phases)
+   against the naive recipe (tf.data reading and decoding files every epoch, every MobileNetV2
+   layer trainable from epoch 1, no caching), on the same train/val lists: wall time from raw
+   files to a target validation accuracy, and images/second per epoch;
+2. explanation latency on one image per method and model: our `Explainer`, tf-keras-vis `Gradcam`
+   constructed per request, and the floor (one forward + backward pass of the same model);
+3. prediction latency on one image and throughput on a batch;
+4. the dashboard in a real browser: cold start to first render, upload -> both heatmaps shown;
+5. peak RSS of each training and of the dashboard process.
+
+How it measures, and why:
+
+- Every training recipe runs in its own child process (fresh TensorFlow, nothing cached between
+  recipes). Its peak RSS is that child's own `ru_maxrss`, read with `os.wait4`;
+  `getrusage(RUSAGE_CHILDREN)` would give the maximum over *all* children so far.
+- Our recipe runs to its own end (early stopping or its epoch budget) so its memory and per-phase
+  speed are those of a real training; the naive recipe stops at the target. Both stop at the
+  wall-clock cap, which is checked at epoch ends. Time-to-target is the time of the first epoch
+  end with `val_accuracy >= target`, counted from the start of the recipe (after imports):
+  decoding, model building and feature caching are included.
+- Latencies run warm in this process, p50/p95 over repeated single-image calls. Our Grad-CAM,
+  the floor and the bare forward pass are timed round-robin, so load changes on a shared machine
+  hit all three alike.
+- The dashboard is a real Streamlit server driven by Debian's chromium through Playwright (as
+  in tests/test_dashboard_browser.py); each upload goes into a fresh session with a different
+  image, so no per-image result is reused.
+
+The child processes are started as `python -m pipeline.bench SPEC.json RESULT.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import PROJECT_ROOT, git_commit, write_json_atomic, write_text_atomic
+
+ProgressFn = Callable[[str, int, int], None]
+SayFn = Callable[[str], None]
+
+SCHEMA_VERSION = 1
+MODELS = ("custom_cnn", "mobilenetv2")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+# Validation-accuracy targets. Real data: MobileNetV2's 0.80 is the issue's example; the custom
+# CNN learns from scratch and gets a lower bar both recipes can reach in the time cap. Quick mode
+# trains for 1-3 epochs on a few dozen phantoms, where only a low bar is reachable at all.
+TARGETS_FULL = {"custom_cnn": 0.70, "mobilenetv2": 0.80}
+TARGETS_QUICK = {"custom_cnn": 0.35, "mobilenetv2": 0.35}
+# Issue targets for the headline figures (checked in the report, never in tests).
+GOALS = {
+    "training.mobilenetv2.speedup_vs_naive": (">=", 5.0),
+    "explain.<model>.gradcam_ratio_to_floor": ("<=", 1.5),
+    "dashboard.upload_to_heatmaps_s": ("<=", 2.0),
+}
+NAIVE_LEARNING_RATE = 1e-4  # full fine-tuning of MobileNetV2 with Adam, as tutorials do
+
+
+class BenchError(ValueError):
+    """Bad benchmark arguments or an unusable data folder / run."""
+
+
+@dataclass
+class BenchOptions:
+    """What one benchmark invocation does; `for_mode` fills the mode's defaults."""
+
+    out_dir: Path
+    quick: bool = False
+    data_dir: Path | None = None  # None in quick mode: synthetic phantoms in a temp folder
+    run_dir: Path | None = None  # existing run for latency/dashboard; None: train a short one
+    models: tuple[str, ...] = MODELS
+    targets: dict[str, float] = field(default_factory=dict)
+    max_minutes: float | None = None  # wall-clock cap per training recipe
+    naive_max_epochs: int | None = None
+    repeats: int | None = None  # single-image latency calls per method
+    uploads: int | None = None  # browser uploads timed
+    dashboard: bool = True
+    seed: int = 42
+    command: str = ""
+
+    def resolved(self) -> BenchOptions:
+        """A copy with every None replaced by the mode's default."""
+        quick = self.quick
+        targets = {**(TARGETS_QUICK if quick else TARGETS_FULL), **self.targets}
+        return BenchOptions(
+            out_dir=self.out_dir, quick=quick, data_dir=self.data_dir, run_dir=self.run_dir,
+            models=tuple(self.models), targets={m: targets[m] for m in self.models if m in targets},
+            max_minutes=self.max_minutes if self.max_minutes is not None else (
+                1.5 if quick else 40.0),
+            naive_max_epochs=self.naive_max_epochs or (3 if quick else 100),
+            repeats=self.repeats or (5 if quick else 30),
+            uploads=self.uploads or (3 if quick else 7),
+            dashboard=self.dashboard, seed=self.seed, command=self.command,
+        )
+
+
+# ============================================================================ small helpers
+
+
+def summarize_ms(times_ms: Sequence[float]) -> dict[str, Any]:
+    """p50, p95, mean and min of a list of milliseconds (rounded to 0.01 ms), plus n."""
+    arr = np.asarray(times_ms, dtype=float)
+    if arr.size == 0:
+        raise BenchError("no timings to summarise")
+    return {"p50": round(float(np.percentile(arr, 50)), 2),
+            "p95": round(float(np.percentile(arr, 95)), 2),
+            "mean": round(float(arr.mean()), 2), "min": round(float(arr.min()), 2),
+            "n": int(arr.size)}
+
+
+def _time_ms(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, Any]:
+    """Warm `fn` up, then summarize_ms over `repeats` timed calls."""
+    for _ in range(warmup):
+        fn()
+    return summarize_ms([_time_ms(fn) for _ in range(repeats)])
+
+
+def time_round_robin(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2
+                     ) -> dict[str, dict[str, Any]]:
+    """Time several functions interleaved (a, b, c, a, b, c, ...) so drifting load hits all."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(_time_ms(fn))
+    return {k: summarize_ms(v) for k, v in times.items()}
+
+
+def parse_targets(spec: str | None, models: Sequence[str]) -> dict[str, float]:
+    """`"mobilenetv2=0.8,custom_cnn=0.7"` -> {model: accuracy}; models must be benchmarked."""
+    out: dict[str, float] = {}
+    if not spec:
+        return out
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in models:
+            raise BenchError(f"bad --target entry {part!r}: use MODEL=ACCURACY with MODEL one of "
+                             f"{', '.join(models)}")
+        try:
+            acc = float(value)
+        except ValueError:
+            raise BenchError(f"bad --target accuracy {value.strip()!r} for {name}: "
+                             "expected a number in (0, 1]") from None
+        if not 0 < acc <= 1:
+            raise BenchError(f"--target accuracy for {name} must be in (0, 1], got {acc}")
+        out[name] = acc
+    return out
+
+
+def speedup(ours: dict[str, Any], naive: dict[str, Any]) -> dict[str, Any]:
+    """speedup_vs_naive = naive time-to-target / ours, or a lower bound, or null with a reason.
+
+    When the naive recipe never reached the target, its whole (capped) wall time is still less
+    than its unknown time-to-target, so wall / ours is a lower bound of the speed-up.
+    """
+    out: dict[str, Any] = {"speedup_vs_naive": None, "speedup_vs_naive_lower_bound": None,
+                           "naive_reached": bool(naive.get("reached")),
+                           "ours_reached": bool(ours.get("reached"))}
+    if ours.get("error") or naive.get("error"):
+        out["speedup_vs_naive_reason"] = "a recipe failed: " + "; ".join(
+            f"{k}: {r['error']}" for k, r in (("ours", ours), ("naive", naive)) if r.get("error"))
+        return out
+    t_ours = ours.get("time_to_target_s")
+    if not ours.get("reached") or not t_ours:
+        out["speedup_vs_naive_reason"] = (
+            f"our recipe did not reach val accuracy {ours.get('target')} (best "
+            f"{ours.get('best_val_accuracy')}, stopped: {ours.get('stopped')})")
+        return out
+    if naive.get("reached"):
+        out["speedup_vs_naive"] = round(naive["time_to_target_s"] / t_ours, 2)
+    else:
+        out["speedup_vs_naive_lower_bound"] = round(naive["wall_s"] / t_ours, 2)
+        out["speedup_vs_naive_reason"] = (
+            f"the naive recipe did not reach val accuracy {naive.get('target')} in "
+            f"{naive.get('wall_s')} s (best {naive.get('best_val_accuracy')}, stopped: "
+            f"{naive.get('stopped')}); the speed-up is at least the lower bound")
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_total_mb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_cpus() -> float | None:
+    """CPU quota of this container in cores (cgroup v2 cpu.max), None when unlimited/unknown."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else round(int(quota) / int(period), 2)
+
+
+def _chromium_version() -> str | None:
+    if not CHROMIUM.is_file():
+        return None
+    try:
+        out = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [ln for ln in out.stdout.splitlines() if ln.lower().startswith("chromium")]
+    return lines[0].strip() if lines else None
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def machine_facts() -> dict[str, Any]:
+    """Cores, CPU model, memory, load and library versions of the machine measured on."""
+    return {
+        "cpu_model": _cpu_model(),
+        "cores_logical": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "cgroup_cpu_limit": _cgroup_cpus(),
+        "memory_total_mb": _mem_total_mb(),
+        "gpu": "none used (tensorflow-cpu)",
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
+        "keras": _version("keras"),
+        "numpy": _version("numpy"),
+        "tf_keras_vis": _version("tf-keras-vis"),
+        "streamlit": _version("streamlit"),
+        "playwright": _version("playwright"),
+        "chromium": _chromium_version(),
+        "load_average_start": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def run_measured(cmd: Sequence[str], log_path: Path, timeout_s: float,
+                 env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a child process to its end; its exit code, wall time and own peak RSS (MB).
+
+    `os.wait4` returns the resource usage of that one child, unlike RUSAGE_CHILDREN.
+    A child still running after `timeout_s` is killed (`timed_out: true`).
+    """
+    t0 = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=PROJECT_ROOT)
+    timed_out = False
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - t0 > timeout_s:
+            timed_out = True
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.1)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait
+    return {"returncode": proc.returncode, "wall_s": round(time.monotonic() - t0, 2),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+            "timed_out": timed_out}
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# ============================================================================ training (child)
+
+
+class _Stop(Exception):
+    """Raised from an epoch-end hook to end our recipe at the wall-clock cap."""
+
+
+class EpochClock:
+    """Epoch-end bookkeeping shared by both recipes: elapsed time, target, cap."""
+
+    def __init__(self, target: float, max_seconds: float, n_train: int,
+                 stop_at_target: bool) -> None:
+        self.t0 = time.perf_counter()
+        self.target, self.max_seconds, self.n_train = target, max_seconds, n_train
+        self.stop_at_target = stop_at_target
+        self.epochs: list[dict[str, Any]] = []
+        self.reached_at: float | None = None
+        self.stopped = "recipe_end"
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def epoch_end(self, phase: str, seconds: float, accuracy: float, val_accuracy: float
+                  ) -> bool:
+        """Record one epoch; True when the recipe should stop (target when asked, or cap)."""
+        t = self.elapsed()
+        self.epochs.append({
+            "epoch": len(self.epochs) + 1, "phase": phase,
+            "accuracy": _round(accuracy), "val_accuracy": _round(val_accuracy),
+            "seconds": round(seconds, 2),
+            "images_per_s": round(self.n_train / seconds, 1) if seconds > 0 else None,
+            "elapsed_s": round(t, 2),
+        })
+        if self.reached_at is None and not math.isnan(val_accuracy) and \
+                val_accuracy >= self.target:
+            self.reached_at = t
+        if self.stop_at_target and self.reached_at is not None:
+            self.stopped = "target"
+            return True
+        if t > self.max_seconds:
+            self.stopped = "cap"
+            return True
+        return False
+
+    def summary(self) -> dict[str, Any]:
+        vals = [e["val_accuracy"] for e in self.epochs if e["val_accuracy"] is not None]
+        per_phase: dict[str, list[float]] = {}
+        for e in self.epochs:
+            if e["images_per_s"] is not None:
+                per_phase.setdefault(e["phase"], []).append(e["images_per_s"])
+        return {
+            "target": self.target,
+            "reached": self.reached_at is not None,
+            "time_to_target_s": round(self.reached_at, 2) if self.reached_at is not None else None,
+            "best_val_accuracy": max(vals) if vals else None,
+            "final_val_accuracy": vals[-1] if vals else None,
+            "epochs_run": len(self.epochs),
+            "images_per_s": {p: round(float(np.median(v)), 1) for p, v in per_phase.items()},
+            "stopped": self.stopped,
+            "wall_s": round(self.elapsed(), 2),
+            "epochs": self.epochs,
+        }
+
+
+def _round(v: float, digits: int = 4) -> float | None:
+    return None if v is None or math.isnan(v) else round(float(v), digits)
+
+
+def naive_file_dataset(paths: Sequence[str], labels: Sequence[int], size: int, batch_size: int,
+                       shuffle: bool, seed: int):  # -> tf.data.Dataset
+    """What `image_dataset_from_directory` does: read, decode and resize files on every epoch.
+
+    No cache, no head crop: exactly the work the naive recipe pays again each epoch.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)),
+                                             np.asarray(labels, dtype=np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+
+    def load(path: Any, label: Any) -> tuple[Any, Any]:
+        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        img = tf.image.resize(img, (size, size))  # bilinear, float32 in 0-255, like Keras
+        return img, label
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def train_recipe(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one recipe ("ours" or "naive") for one model as described by `spec` (see `_spec`)."""
+    import keras  # noqa: F401  (imported before the clock starts, like in real use)
+    import tensorflow as tf  # noqa: F401
+
+    from pipeline import data
+    from pipeline.artifacts import read_json
+    from pipeline.config import TrainConfig
+    from pipeline.models import build_model
+
+    cfg = TrainConfig.from_dict(spec["train_config"])
+    name, recipe = spec["model"], spec["recipe"]
+    mc = cfg.models[name]
+    classes = list(spec["classes"])
+    splits = data.splits_from_json(read_json(Path(spec["splits_file"])), spec["data_dir"])
+    clock = EpochClock(float(spec["target"]), float(spec["max_seconds"]), len(splits.train),
+                       stop_at_target=recipe == "naive")
+    out: dict[str, Any] = {"recipe": recipe, "model": name, "image_size": mc.image_size,
+                           "n_train": len(splits.train), "n_val": len(splits.val),
+                           "batch_size": cfg.batch_size}
+    if recipe == "ours":
+        out.update(_train_ours(name, cfg, mc, classes, splits, clock, build_model, data))
+    elif recipe == "naive":
+        out.update(_train_naive(name, cfg, mc, classes, splits, clock, spec, build_model))
+    else:
+        raise BenchError(f"unknown recipe {recipe!r}; expected ours or naive")
+    out.update(clock.summary())
+    return out
+
+
+def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
+                clock: EpochClock, build_model: Callable[..., Any], data: Any) -> dict[str, Any]:
+    from pipeline.train import fit_plain, fit_transfer_cached
+
+    # No disk cache: the recipe starts from raw files, as a first training does.
+    train = data.load_arrays(splits.train, classes, mc.image_size, crop=mc.crop_head)
+    val = data.load_arrays(splits.val, classes, mc.image_size, crop=mc.crop_head)
+    decode_s = clock.elapsed()
+    clock.n_train = len(train.y)
+    built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
+                        augment=cfg.augment)
+    history: list[dict[str, Any]] = []
+    state: dict[str, Any] = {}
+
+    def checkpoint(hist: list[dict[str, Any]], phase: str) -> None:
+        # Called after every epoch (and once between phases with no new epoch).
+        for row in hist[len(clock.epochs):]:
+            if clock.epoch_end(row["phase"], row["seconds"], row["accuracy"],
+                               row["val_accuracy"]):
+                raise _Stop
+
+    def quiet_progress(desc: str, done: int, total: int) -> None:
+        return None
+
+    cached = built.transfer and cfg.cache_features
+    fit = fit_transfer_cached if cached else fit_plain
+    with contextlib.suppress(_Stop):
+        fit(built, mc, cfg, train, val, len(classes), history, state, checkpoint,
+            quiet_progress, lambda m: None)
+    if cached:
+        from pipeline.train import AUG_VIEWS
+
+        how = (f"decode + head-crop once into memory; backbone activations cached at the cut "
+               f"point for {AUG_VIEWS if cfg.augment else 1} views; head on pooled features "
+               f"({mc.epochs} epochs max), then top {mc.finetune_layers} layers fine-tuned on "
+               f"cached activations ({mc.finetune_epochs} epochs max); early stopping")
+    else:
+        how = (f"decode + head-crop once into memory; ordinary fit ({mc.epochs} epochs max, "
+               "early stopping)")
+    return {"description": how, "crop_head": mc.crop_head, "weights": built.weights.label,
+            "decode_s": round(decode_s, 2), "feature_cache_s": state.get("feature_seconds"),
+            "failed_images": len(train.failed) + len(val.failed),
+            "learning_rate": mc.learning_rate}
+
+
+def _train_naive(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
+                 clock: EpochClock, spec: dict[str, Any],
+                 build_model: Callable[..., Any]) -> dict[str, Any]:
+    import keras
+
+    index = {c: i for i, c in enumerate(classes)}
+    ds_train = naive_file_dataset([r.path for r in splits.train],
+                                  [index[r.label] for r in splits.train], mc.image_size,
+                                  cfg.batch_size, shuffle=True, seed=cfg.seed)
+    ds_val = naive_file_dataset([r.path for r in splits.val],
+                                [index[r.label] for r in splits.val], mc.image_size,
+                                cfg.batch_size, shuffle=False, seed=cfg.seed)
+    built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
+                        augment=cfg.augment)
+    model = built.model
+    if built.transfer:
+        # Full fine-tuning from the first epoch, BatchNorm included, as most tutorials do.
+        for layer in model.layers:
+            layer.trainable = True
+        lr = NAIVE_LEARNING_RATE
+        how = ("tf.data from files: read + decode + resize every epoch, no cache, no crop; "
+               f"all layers trainable from epoch 1 (BatchNorm too); Adam {lr:g}; sparse "
+               "categorical cross-entropy; same augmentation layers")
+    else:
+        lr = mc.learning_rate  # same model and optimiser as ours: only the input pipeline differs
+        how = ("tf.data from files: read + decode + resize every epoch, no cache, no crop; "
+               f"same model, Adam {lr:g}, sparse categorical cross-entropy")
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+
+    class Hook(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            if clock.epoch_end("train", time.perf_counter() - self.t,
+                               float(logs.get("accuracy", math.nan)),
+                               float(logs.get("val_accuracy", math.nan))):
+                self.model.stop_training = True
+
+    model.fit(ds_train, validation_data=ds_val, epochs=int(spec["naive_max_epochs"]),
+              callbacks=[Hook()], verbose=0)
+    return {"description": how, "crop_head": False, "weights": built.weights.label,
+            "decode_s": None, "feature_cache_s": None, "failed_images": None,
+            "learning_rate": lr}
+
+
+def _worker_main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m pipeline.bench SPEC.json RESULT.json\n")
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    result = train_recipe(spec)
+    write_json_atomic(Path(argv[1]), result)
+    return 0
+
+
+# ============================================================================ training (parent)
+
+
+def _train_config(opts: BenchOptions) -> Any:
+    from pipeline.config import profile
+
+    cfg = profile("smoke" if opts.quick else "full")
+    cfg.seed = opts.seed
+    return cfg
+
+
+def training_benchmark(opts: BenchOptions, cfg: Any, classes: list[str], data_dir: Path,
+                       splits_file: Path, work: Path, tick: Callable[[str], None]
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both recipes for every model, each in a child process; (training, memory) sections."""
+    training: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+    max_s = float(opts.max_minutes) * 60
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
+    for name in opts.models:
+        results = {}
+        for recipe in ("ours", "naive"):
+            tick(f"training {name}: {recipe} recipe")
+            spec = {"recipe": recipe, "model": name, "train_config": cfg.to_dict(),
+                    "classes": classes, "data_dir": str(data_dir),
+                    "splits_file": str(splits_file), "target": opts.targets[name],
+                    "max_seconds": max_s, "naive_max_epochs": opts.naive_max_epochs}
+            spec_path = work / f"spec-{name}-{recipe}.json"
+            result_path = work / f"result-{name}-{recipe}.json"
+            log_path = work / f"log-{name}-{recipe}.txt"
+            write_json_atomic(spec_path, spec)
+            # The cap is checked at epoch ends; the hard limit only catches a hung child.
+            proc = run_measured([sys.executable, "-m", "pipeline.bench", str(spec_path),
+                                 str(result_path)], log_path, timeout_s=2 * max_s + 900, env=env)
+            if proc["returncode"] == 0 and result_path.is_file():
+                res = json.loads(result_path.read_text())
+            else:
+                why = "killed after the hard time limit" if proc["timed_out"] else \
+                    f"exit code {proc['returncode']}"
+                res = {"recipe": recipe, "model": name, "target": opts.targets[name],
+                       "reached": False, "time_to_target_s": None,
+                       "error": f"{why}: {_tail(log_path, 6)}"}
+            res["process_wall_s"] = proc["wall_s"]
+            res["peak_rss_mb"] = proc["peak_rss_mb"]
+            results[recipe] = res
+        training[name] = {"target_val_accuracy": opts.targets[name], **results,
+                          **speedup(results["ours"], results["naive"])}
+        memory[f"train_{name}_mb"] = results["ours"]["peak_rss_mb"]
+        memory[f"train_{name}_naive_mb"] = results["naive"]["peak_rss_mb"]
+    return training, memory
+
+
+# ============================================================================ latency (in process)
+
+
+def _floor_fn(model: Any, layer: str) -> Callable[[Any], Any]:
+    """One forward and one backward pass: d(top class score) / d(feature map of `layer`)."""
+    import keras
+    import tensorflow as tf
+
+    both = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
+    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def floor(x: Any) -> Any:
+        with tf.GradientTape() as tape:
+            fmap, probs = both(x, training=False)
+            top = tf.reduce_max(probs, axis=-1)
+        return tape.gradient(top, fmap)
+
+    return floor
+
+
+def explain_benchmark(run: Any, images_by_model: dict[str, np.ndarray], repeats: int,
+                      tick: Callable[[str], None]) -> dict[str, Any]:
+    """Single-image latency per method and model (see `explain_latency`)."""
+    out: dict[str, Any] = {}
+    for name, x in images_by_model.items():
+        tick(f"explanation latency: {name}")
+        out[name] = explain_latency(run.load_model(name), x,
+                                    run.model_info(name).get("gradcam_layer"), repeats)
+    return out
+
+
+def explain_latency(model: Any, x: np.ndarray, layer: str | None, repeats: int
+                    ) -> dict[str, Any]:
+    """One prepared image x (H, W, 3): our Explainer per method, tf-keras-vis Gradcam built per
+    request, the floor (forward + backward to the layer) and the bare forward pass, in ms."""
+    import tensorflow as tf
+
+    from pipeline.explain import METHODS, Explainer
+
+    explainer = Explainer(model, layer)
+    layer = explainer.layer
+    xn = x[None].astype(np.float32)
+    xt = tf.constant(xn)
+    floor = _floor_fn(model, layer)
+    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
+    forward = tf.function(lambda v: model(v, training=False), input_signature=[spec])
+    core = time_round_robin({
+        "gradcam": lambda: explainer(xn, method="gradcam"),
+        "floor": lambda: floor(xt).numpy(),
+        "forward": lambda: forward(xt).numpy(),
+    }, repeats=repeats)
+    methods = {"gradcam": core["gradcam"]}
+    slow_repeats = max(2, repeats // 4)  # Score-CAM / SmoothGrad cost 10-30 passes each
+    for method in METHODS:
+        if method != "gradcam":
+            n = slow_repeats if method in ("scorecam", "smoothgrad") else max(3, repeats // 2)
+            methods[method] = time_calls(lambda m=method: explainer(xn, method=m), n)
+    target = int(np.argmax(explainer.predict(xn)[0]))
+    per_request = time_calls(_tf_keras_vis_per_request(model, layer, xn, target),
+                             max(2, repeats // 4), warmup=1)
+    return {
+        "layer": layer, "input_shape": list(x.shape), "repeats": repeats,
+        "ours_ms": methods,
+        "tf_keras_vis_gradcam_per_request_ms": per_request,
+        "floor_ms": core["floor"],
+        "forward_ms": core["forward"],
+        "floor_definition": "tf.function: forward + gradient of the top softmax score w.r.t. "
+                            "the Grad-CAM layer output, one image",
+        "gradcam_ratio_to_floor": round(core["gradcam"]["p50"] / core["floor"]["p50"], 3),
+        "tf_keras_vis_ratio_to_floor": round(per_request["p50"] / core["floor"]["p50"], 2),
+        "speedup_vs_tf_keras_vis": round(per_request["p50"] / core["gradcam"]["p50"], 1),
+    }
+
+
+def _tf_keras_vis_per_request(model: Any, layer: str, x: np.ndarray, target: int
+                              ) -> Callable[[], Any]:
+    """What typical serving code does: build tf-keras-vis `Gradcam` (clone=True) per request."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    def request() -> Any:
+        vis = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
+        return vis(CategoricalScore([target]), x, penultimate_layer=layer,
+                   seek_penultimate_conv_layer=False)
+
+    return request
+
+
+def predict_benchmark(run: Any, raw_images: list[np.ndarray], repeats: int, quick: bool,
+                      tick: Callable[[str], None]) -> dict[str, Any]:
+    """One raw image -> probabilities (prepare + model) per model and for both; batch rate."""
+    from pipeline.predict import Predictor
+
+    tick("prediction latency")
+    predictor = Predictor(run)
+    img = raw_images[0]
+    batch = 32
+    out: dict[str, Any] = {"batch_size": batch}
+    for name in predictor.models:
+        one = time_calls(lambda n=name: predictor.predict_arrays(
+            n, predictor.prepare(n, img)[None]), repeats, warmup=2)
+        prepared = np.stack([predictor.prepare(name, raw_images[i % len(raw_images)])
+                             for i in range(batch)])
+        rate = time_calls(lambda n=name, p=prepared: predictor.predict_arrays(n, p, batch),
+                          2 if quick else 5, warmup=1)
+        out[name] = {"one_image_ms": one,
+                     "batch_ms": rate,
+                     "batch_images_per_s": round(batch / (rate["p50"] / 1000.0), 1)}
+    out["both_models_one_image_ms"] = time_calls(lambda: predictor.predict_images([img]),
+                                                 repeats, warmup=1)
+    return out
+
+
+# ============================================================================ dashboard
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _vm_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _dashboard_skip(reason: str, failed: bool = False) -> dict[str, Any]:
+    """The dashboard section when not measured: every key present, null, with the reason."""
+    return {"skipped": None if failed else reason, "error": reason if failed else None,
+            "cold_start_to_first_render_s": None, "upload_to_heatmaps_s": None,
+            "upload_to_heatmaps_reason": reason, "peak_rss_mb": None}
+
+
+def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int, work: Path,
+                        tick: Callable[[str], None], timeout_s: float = 300.0
+                        ) -> dict[str, Any]:
+    """Cold start and upload -> both heatmaps in chromium; peak RSS of the Streamlit process."""
+    if not CHROMIUM.is_file():
+        return _dashboard_skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return _dashboard_skip("playwright is not installed in this environment")
+    from pipeline.artifacts import open_run
+    from pipeline.models import display_name
+
+    run = open_run(run_dir)
+    captions = [f"{display_name(m)} · Grad-CAM for" for m in run.model_names]
+    # A private artifacts folder whose `latest` is this run, so the dashboard opens on it.
+    arts = work / "dashboard-artifacts"
+    (arts / "runs").mkdir(parents=True, exist_ok=True)
+    link = arts / "runs" / run_dir.name
+    if not link.exists():
+        link.symlink_to(run_dir.resolve(), target_is_directory=True)
+    (arts / "latest").write_text(run_dir.name + "\n")
+    files = [upload_files[i % len(upload_files)] for i in range(n_uploads)]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(arts)}
+    log_path = work / "streamlit.log"
+    out: dict[str, Any] = {"skipped": None, "error": None, "uploads": [],
+                           "server_explain_s": [], "n_models": len(captions),
+                           "upload_files": [p.name for p in files]}
+    tick("dashboard: cold start")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        t0 = time.perf_counter()  # browser already up: the cold start is the server's
+        with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run",
+                 str(PROJECT_ROOT / "dashboard" / "app.py"), "--server.port", str(port),
+                 "--server.address", "127.0.0.1", "--server.headless", "true",
+                 "--browser.gatherUsageStats", "false"],
+                cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(url, proc, t0 + timeout_s, log_path)
+            out["cold_start_to_health_s"] = round(time.perf_counter() - t0, 2)
+            page = browser.new_page(viewport={"width": 1400, "height": 1700})
+            _open_predict(page, url, timeout_s)
+            out["cold_start_to_first_render_s"] = round(time.perf_counter() - t0, 2)
+            for k, path in enumerate(files):
+                tick(f"dashboard: upload {k + 1}/{len(files)}")
+                if k:
+                    _open_predict(page, url, timeout_s)  # a fresh session per upload
+                t1 = time.perf_counter()
+                page.locator("input[type=file]").set_input_files(str(path))
+                for text in captions:
+                    page.get_by_text(text, exact=False).first.wait_for(
+                        state="visible", timeout=timeout_s * 1000)
+                page.wait_for_function(
+                    "n => { const im = [...document.querySelectorAll("
+                    "'[data-testid=stImage] img')]; return im.length >= n && "
+                    "im.every(i => i.complete && i.naturalWidth > 0); }",
+                    arg=len(captions), timeout=timeout_s * 1000)
+                out["uploads"].append(round(time.perf_counter() - t1, 3))
+                out["server_explain_s"].append(_analysed_seconds(page))
+            out["rss_after_uploads_mb"] = _vm_rss_mb(proc.pid)
+        finally:
+            browser.close()
+            proc.terminate()
+            deadline = time.monotonic() + 30
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.1)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+    ups = out["uploads"]
+    out["upload_to_heatmaps_s"] = round(float(np.median(ups)), 3)
+    out["upload_to_heatmaps_first_s"] = ups[0]
+    out["upload_to_heatmaps_p95_s"] = round(float(np.percentile(ups, 95)), 3)
+    out["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    out["definition"] = ("cold start: server launch -> Predict page with the file uploader "
+                         "rendered (models loaded) in an already running chromium; upload: "
+                         "set_input_files -> every model's Grad-CAM caption visible and all "
+                         "overlay images decoded, one fresh session and a different image "
+                         "each; server_explain_s: the page's own 'analysed in' figure (prepare "
+                         "+ explain, both models), the rest is Streamlit and browser")
+    return out
+
+
+def _analysed_seconds(page: Any) -> float | None:
+    """The page's own "analysed in X s" caption: the server-side share of an upload's time."""
+    import re
+
+    try:
+        text = page.get_by_text("analysed in", exact=False).first.inner_text(timeout=5000)
+    except Exception:  # playwright's TimeoutError; a diagnostic only, never fatal
+        return None
+    found = re.search(r"analysed in ([0-9.]+) s", text)
+    return float(found.group(1)) if found else None
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, deadline: float, log_path: Path) -> None:
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.perf_counter() > deadline:
+            raise BenchError(f"the dashboard did not start: {_tail(log_path)}")
+        time.sleep(0.2)
+
+
+def _open_predict(page: Any, url: str, timeout_s: float) -> None:
+    page.goto(f"{url}/predict", wait_until="domcontentloaded")
+    page.locator("[data-testid=stFileUploader]").first.wait_for(state="visible",
+                                                               timeout=timeout_s * 1000)
+
+
+# ============================================================================ orchestration
+
+
+@dataclass
+class BenchResult:
+    json_path: Path
+    md_path: Path
+    report: dict[str, Any]
+
+
+def _prepare_data(opts: BenchOptions, work: Path, say: SayFn) -> Path:
+    if opts.data_dir is not None:
+        if not Path(opts.data_dir).is_dir():
+            raise BenchError(f"data folder {opts.data_dir} does not exist")
+        return Path(opts.data_dir)
+    if not opts.quick:
+        raise BenchError("a full benchmark needs --data (the real dataset); --quick makes "
+                         "synthetic phantoms")
+    from pipeline.synth import generate
+
+    out = work / "phantoms"
+    say(f"generating synthetic phantoms in {out}")
+    generate(out, per_class=30, size=128, seed=opts.seed)
+    return out
+
+
+def _latency_run(opts: BenchOptions, cfg: Any, data_dir: Path, work: Path, say: SayFn) -> Path:
+    """A short run with the benchmarked models' real architecture and input size.
+
+    Latency and the dashboard depend on the architecture and input size, not on how well the
+    weights are trained, so one or two epochs on a few images per class suffice.
+    """
+    from pipeline.config import TrainConfig
+    from pipeline.train import train_run
+
+    short = TrainConfig.from_dict(cfg.to_dict())
+    short.max_images = 20 if opts.quick else 40
+    for mc in short.models.values():
+        mc.epochs, mc.patience, mc.finetune_epochs = 1, 1, 1
+    say("training a short run for the latency and dashboard parts")
+    with _quiet_tf_logger():
+        return train_run(short, data_dir, work / "latency-artifacts", list(opts.models),
+                         say=lambda m: None)
+
+
+@contextlib.contextmanager
+def _quiet_tf_logger() -> Iterator[None]:
+    """Hide TensorFlow's retracing warnings (many tiny fits on few images trigger them)."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _test_images(records: Sequence[Any], n: int) -> list[Any]:
+    """Up to n records spread over the classes (round-robin), in a stable order."""
+    by_label: dict[str, list[Any]] = {}
+    for r in records:
+        by_label.setdefault(r.label, []).append(r)
+    out: list[Any] = []
+    while len(out) < n and any(by_label.values()):
+        for label in sorted(by_label):
+            if by_label[label] and len(out) < n:
+                out.append(by_label[label].pop(0))
+    return out
+
+
+def _check_options(opts: BenchOptions) -> None:
+    bad = [m for m in opts.models if m not in MODELS]
+    if bad or not opts.models:
+        raise BenchError(f"unknown model {', '.join(bad) or '(none)'}; benchmark "
+                         f"{' and/or '.join(MODELS)}")
+    if opts.max_minutes is None or opts.max_minutes <= 0:
+        raise BenchError(f"--max-minutes must be positive, got {opts.max_minutes}")
+    if opts.run_dir is not None:
+        from pipeline.artifacts import open_run
+
+        given = open_run(opts.run_dir)
+        missing = [m for m in opts.models if m not in given.model_names]
+        if missing:
+            raise BenchError(f"run {given.run_id} has no {', '.join(missing)}; it has "
+                             f"{', '.join(given.model_names)}")
+
+
+def run_bench(opts: BenchOptions, progress: ProgressFn | None = None,
+              say: SayFn | None = None) -> BenchResult:
+    """Run every benchmark and write `<out>/<UTC date>[-quick].json` and `.md`."""
+    opts = opts.resolved()
+    say = say or (lambda m: None)
+    progress = progress or (lambda d, a, b: None)
+    _check_options(opts)
+    started = datetime.now(timezone.utc)
+    t_start = time.perf_counter()
+    steps = 2 * len(opts.models) + 4 + len(opts.models) + opts.uploads
+    done = [0]
+
+    def tick(what: str) -> None:
+        say(what)
+        progress("benchmark", min(done[0], steps), steps)
+        done[0] += 1
+
+    sections: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def section(name: str) -> Iterator[None]:
+        # Wall time and load per part: on a shared machine the load explains outliers.
+        load, t0 = [round(v, 2) for v in os.getloadavg()], time.perf_counter()
+        try:
+            yield
+        finally:
+            sections[name] = {"seconds": round(time.perf_counter() - t0, 1),
+                              "load_average_start": load}
+
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created": started.isoformat(timespec="seconds"),
+        "quick": opts.quick,
+        "command": opts.command or None,
+        "git_commit": git_commit(),
+        "machine": machine_facts(),
+        "goals": {k: f"{op} {v}" for k, (op, v) in GOALS.items()},
+    }
+    with tempfile.TemporaryDirectory(prefix="brain-mri-bench-") as tmp:
+        work = Path(tmp)
+        with section("data"):
+            tick("preparing data and splits")
+            ds, splits, splits_file, cfg = _data_and_splits(opts, work, say, report)
+        with section("training"):
+            training, memory = training_benchmark(opts, cfg, ds.classes, ds.root, splits_file,
+                                                  work, tick)
+        report["training"] = training
+        with section("latency_models"):
+            tick("models for latency")
+            run, picks, raw = _latency_inputs(opts, cfg, ds.root, splits, work, say, report)
+        with section("explain"):
+            per_model = {}
+            for name in opts.models:
+                info = run.model_info(name)
+                per_model[name] = _prepare(raw[0], info)
+            report["explain"] = explain_benchmark(run, per_model, opts.repeats, tick)
+        with section("predict"):
+            report["predict"] = predict_benchmark(run, raw, opts.repeats, opts.quick, tick)
+        with section("dashboard"):
+            report["dashboard"] = _dashboard_section(opts, run.path, picks, work, tick)
+        memory["dashboard_mb"] = report["dashboard"].get("peak_rss_mb")
+        if memory["dashboard_mb"] is None:
+            memory["dashboard_mb_reason"] = report["dashboard"]["upload_to_heatmaps_reason"]
+        memory["definition"] = ("peak RSS (ru_maxrss via os.wait4) of the child process: a "
+                                "whole training from raw files (ours) / until the target or "
+                                "cap (naive); the Streamlit server from start to after the "
+                                "timed uploads, both models loaded")
+        report["memory"] = memory
+    report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    report["sections"] = sections
+    report["duration_s"] = round(time.perf_counter() - t_start, 1)
+    report["goals_check"] = goals_check(report)
+    progress("benchmark", steps, steps)
+    stem = started.strftime("%Y-%m-%d") + ("-quick" if opts.quick else "")
+    out_dir = Path(opts.out_dir)
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    write_json_atomic(json_path, report)
+    write_text_atomic(md_path, to_markdown(report))
+    return BenchResult(json_path, md_path, report)
+
+
+def _prepare(raw: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    from pipeline import images
+
+    return images.prepare_image(raw, int(info["image_size"]), crop=bool(info.get("crop_head")))
+
+
+def _data_and_splits(opts: BenchOptions, work: Path, say: SayFn, report: dict[str, Any]
+                     ) -> tuple[Any, Any, Path, Any]:
+    """Dataset, the one split both recipes use (written to a file for the children), config."""
+    from pipeline import data
+
+    data_dir = _prepare_data(opts, work, say)
+    cfg = _train_config(opts)
+    ds = data.discover(data_dir)
+    splits = data.make_splits(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                              test_fraction=cfg.test_fraction, dedupe=cfg.dedupe,
+                              official_test=cfg.official_test, max_per_class=cfg.max_images)
+    splits_file = work / "splits.json"
+    write_json_atomic(splits_file, data.splits_to_json(splits, ds.root))
+    report["data"] = {
+        "dir": str(ds.root), "synthetic": opts.data_dir is None, "layout": ds.layout,
+        "classes": ds.classes, "n_images": len(ds.records), "train": len(splits.train),
+        "val": len(splits.val), "test": len(splits.test),
+        "split": f"make_splits seed {cfg.seed}, val {cfg.val_fraction}, test "
+                 f"{cfg.test_fraction}, dedupe {cfg.dedupe}, max_per_class {cfg.max_images}",
+    }
+    report["settings"] = {
+        "profile": cfg.profile, "targets_val_accuracy": opts.targets,
+        "max_minutes_per_recipe": opts.max_minutes,
+        "naive_max_epochs": opts.naive_max_epochs, "latency_repeats": opts.repeats,
+        "uploads": opts.uploads, "batch_size": cfg.batch_size,
+        "image_sizes": {m: cfg.models[m].image_size for m in opts.models},
+    }
+    return ds, splits, splits_file, cfg
+
+
+def _latency_inputs(opts: BenchOptions, cfg: Any, data_dir: Path, splits: Any, work: Path,
+                    say: SayFn, report: dict[str, Any]) -> tuple[Any, list[Any], list[Any]]:
+    """The run whose models are timed, and raw test images (decoded, any size) to feed them."""
+    from pipeline import images
+    from pipeline.artifacts import open_run
+
+    if opts.run_dir is not None:
+        run_dir = Path(opts.run_dir)
+        report["latency_models"] = {"source": "given run", "run": str(run_dir)}
+    else:
+        run_dir = _latency_run(opts, cfg, data_dir, work, say)
+        report["latency_models"] = {
+            "source": "short run trained by the benchmark (same architecture and input size "
+                      "as the benchmarked recipe; latency does not depend on training)",
+            "run": run_dir.name}
+    picks = _test_images(splits.test or splits.val, max(opts.uploads, 8))
+    if not picks:
+        raise BenchError("the split has no test or validation image to time predictions on")
+    raw = [images.read_image(r.path) for r in picks]
+    report["latency_models"]["image"] = picks[0].rel
+    return open_run(run_dir), picks, raw
+
+
+def _dashboard_section(opts: BenchOptions, run_dir: Path, picks: list[Any], work: Path,
+                       tick: Callable[[str], None]) -> dict[str, Any]:
+    if not opts.dashboard:
+        return _dashboard_skip("disabled with --no-dashboard")
+    try:
+        return dashboard_benchmark(run_dir, [Path(r.path) for r in picks], opts.uploads, work,
+                                   tick)
+    except Exception as exc:  # the browser part must not lose the other results
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return _dashboard_skip(f"failed: {type(exc).__name__}: {first}", failed=True)
+
+
+def goals_check(report: dict[str, Any]) -> dict[str, Any]:
+    """Each issue goal: the measured value, the goal and met (true/false/null when unmeasured)."""
+    out: dict[str, Any] = {}
+
+    def check(key: str, value: Any, op: str, goal: float) -> None:
+        met = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        out[key] = {"value": value, "goal": f"{op} {goal}", "met": met}
+
+    train = report.get("training", {}).get("mobilenetv2")
+    if train is not None:
+        value = train.get("speedup_vs_naive")
+        if value is None and train.get("speedup_vs_naive_lower_bound") is not None:
+            lb = train["speedup_vs_naive_lower_bound"]
+            out["training.mobilenetv2.speedup_vs_naive"] = {
+                "value": None, "lower_bound": lb, "goal": ">= 5.0",
+                "met": True if lb >= 5.0 else None}
+        else:
+            check("training.mobilenetv2.speedup_vs_naive", value, ">=", 5.0)
+    for name, ex in report.get("explain", {}).items():
+        check(f"explain.{name}.gradcam_ratio_to_floor", ex.get("gradcam_ratio_to_floor"),
+              "<=", 1.5)
+    check("dashboard.upload_to_heatmaps_s",
+          report.get("dashboard", {}).get("upload_to_heatmaps_s"), "<=", 2.0)
+    return out
+
+
+# ============================================================================ markdown
+
+
+def _f(value: Any, digits: int = 1, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def _ms(s: dict[str, Any] | None) -> str:
+    return "–" if not s else f"{s['p50']:.1f} / {s['p95']:.1f}"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The human-readable report: machine, one table per section, goals."""
+    m = report["machine"]
+    d = report.get("data", {})
+    lines = [
+        f"# Benchmark {report['created'][:10]}{' (quick)' if report['quick'] else ''}",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cores_usable']} usable cores "
+        f"({m['cores_logical']} logical), {_f(m['memory_total_mb'], 0)} MB RAM, no GPU; "
+        f"TensorFlow {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}. "
+        f"Load average at start {m['load_average_start']}, at end "
+        f"{m.get('load_average_end')} (a shared machine: other jobs were running when the "
+        "load exceeds the core count).",
+        "",
+        f"Data: {d.get('dir')} ({'synthetic phantoms' if d.get('synthetic') else d.get('layout')}"
+        f"), {d.get('train')} train / {d.get('val')} val images ({d.get('split')}). "
+        f"Commit {report.get('git_commit') or 'unknown'}; whole benchmark "
+        f"{_f(report.get('duration_s'), 0)} s. Command: `{report.get('command') or '–'}`.",
+        "",
+        "## Training: time from raw files to the target validation accuracy",
+        "",
+        "| model | recipe | target | reached | time to target (s) | best val acc | epochs | "
+        "images/s per epoch (median) | decode (s) | feature cache (s) | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, t in report.get("training", {}).items():
+        for recipe in ("ours", "naive"):
+            r = t[recipe]
+            ips = ", ".join(f"{p} {v:.0f}" for p, v in (r.get("images_per_s") or {}).items())
+            lines.append(
+                f"| {name} | {recipe} | {t['target_val_accuracy']} | {_f(r.get('reached'))} | "
+                f"{_f(r.get('time_to_target_s'))} | {_f(r.get('best_val_accuracy'), 3)} | "
+                f"{_f(r.get('epochs_run'))} | {ips or '–'} | {_f(r.get('decode_s'))} | "
+                f"{_f(r.get('feature_cache_s'))} | {_f(r.get('peak_rss_mb'), 0)} |")
+    lines.append("")
+    for name, t in report.get("training", {}).items():
+        if t.get("speedup_vs_naive") is not None:
+            lines.append(f"- **{name}: speed-up vs naive {t['speedup_vs_naive']:.2f}×** "
+                         "(naive time-to-target / ours)")
+        elif t.get("speedup_vs_naive_lower_bound") is not None:
+            lines.append(f"- **{name}: speed-up vs naive ≥ {t['speedup_vs_naive_lower_bound']:.2f}"
+                         f"× (lower bound)**: {t.get('speedup_vs_naive_reason')}")
+        else:
+            lines.append(f"- {name}: no speed-up figure: {t.get('speedup_vs_naive_reason')}")
+    for name, t in report.get("training", {}).items():
+        for recipe in ("ours", "naive"):
+            r = t[recipe]
+            lines.append(f"- {name} {recipe}: {r.get('description') or r.get('error')} "
+                         f"(weights {r.get('weights', '–')}, stopped: {r.get('stopped', '–')})")
+    lines += ["", "## Explanation latency, one image (ms, p50 / p95)", ""]
+    ex = report.get("explain", {})
+    if ex:
+        methods = list(next(iter(ex.values()))["ours_ms"])
+        lines.append("| model | layer | " + " | ".join(f"ours {x}" for x in methods)
+                     + " | tf-keras-vis Gradcam per request | floor (fwd+bwd) | forward | "
+                       "Grad-CAM / floor |")
+        lines.append("|---" * (len(methods) + 6) + "|")
+        for name, e in ex.items():
+            lines.append(
+                f"| {name} | {e['layer']} | "
+                + " | ".join(_ms(e["ours_ms"].get(x)) for x in methods)
+                + f" | {_ms(e['tf_keras_vis_gradcam_per_request_ms'])} | {_ms(e['floor_ms'])} | "
+                  f"{_ms(e['forward_ms'])} | **{e['gradcam_ratio_to_floor']:.2f}** |")
+    p = report.get("predict", {})
+    lines += ["", "## Prediction", "",
+              f"| model | one raw image → probabilities (ms, p50 / p95) | batch of "
+              f"{p.get('batch_size')} (ms, p50) | images/s |", "|---|---|---|---|"]
+    for name, v in p.items():
+        if isinstance(v, dict) and "one_image_ms" in v:
+            lines.append(f"| {name} | {_ms(v['one_image_ms'])} | {v['batch_ms']['p50']:.0f} | "
+                         f"{v['batch_images_per_s']:.0f} |")
+    if p.get("both_models_one_image_ms"):
+        lines.append(f"| both models | {_ms(p['both_models_one_image_ms'])} | – | – |")
+    dash = report.get("dashboard", {})
+    lines += ["", "## Dashboard (Streamlit in chromium via Playwright)", ""]
+    if dash.get("upload_to_heatmaps_s") is None:
+        lines.append(f"Not measured: {dash.get('upload_to_heatmaps_reason')}.")
+    else:
+        lines += [
+            f"- cold start to first render: **{dash['cold_start_to_first_render_s']:.1f} s** "
+            f"(health endpoint after {dash['cold_start_to_health_s']:.1f} s)",
+            f"- upload → both heatmaps visible: **p50 {dash['upload_to_heatmaps_s']:.2f} s**, "
+            f"p95 {dash['upload_to_heatmaps_p95_s']:.2f} s, first "
+            f"{dash['upload_to_heatmaps_first_s']:.2f} s over {len(dash['uploads'])} uploads "
+            f"({', '.join(f'{u:.2f}' for u in dash['uploads'])})",
+            "- of which the page's own 'analysed in' (prepare + explain, both models): "
+            + ", ".join(_f(v, 2) for v in dash.get("server_explain_s", [])) + " s",
+            f"- {dash['definition']}",
+        ]
+    mem = report.get("memory", {})
+    lines += ["", "## Memory (peak RSS, MB)", "", "| process | MB |", "|---|---|"]
+    for k, v in mem.items():
+        if k.endswith("_mb"):
+            lines.append(f"| {k[:-3]} | {_f(v, 0)} |")
+    lines += ["", f"{mem.get('definition', '')}", "", "## Goals", "",
+              "| figure | measured | goal | met |", "|---|---|---|---|"]
+    for k, g in report.get("goals_check", {}).items():
+        value = g["value"] if g["value"] is not None else (
+            f"≥ {g['lower_bound']}" if g.get("lower_bound") is not None else None)
+        lines.append(f"| `{k}` | {_f(value, 2)} | {g['goal']} | {_f(g['met'])} |")
+    lines += ["", "## Where the time went", "", "| part | seconds | load average at start |",
+              "|---|---|---|"]
+    for k, v in report.get("sections", {}).items():
+        lines.append(f"| {k} | {v['seconds']:.0f} | {v['load_average_start']} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

@@ -1,0 +1,275 @@
+"""Benchmarks: each measuring piece measures what it claims, and `bench --quick` writes a complete,
+well-formed report. No benchmark figure is asserted: figures belong in the report."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.bench import (
+    CHROMIUM,
+    MODELS,
+    BenchError,
+    EpochClock,
+    goals_check,
+    naive_file_dataset,
+    parse_targets,
+    run_measured,
+    speedup,
+    summarize_ms,
+    time_round_robin,
+    to_markdown,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ statistics and bookkeeping
+
+
+def test_summarize_ms_gives_percentiles_of_the_timings():
+    s = summarize_ms([float(v) for v in range(1, 101)])
+    assert s["p50"] == pytest.approx(50.5)
+    assert s["p95"] == pytest.approx(95.05)
+    assert s["min"] == 1.0 and s["n"] == 100 and s["mean"] == pytest.approx(50.5)
+    with pytest.raises(BenchError):
+        summarize_ms([])
+
+
+def test_round_robin_interleaves_calls_after_warmup():
+    calls: list[str] = []
+    res = time_round_robin({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                           repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4  # 1 warm-up round + 3 timed rounds, alternating
+    assert res["a"]["n"] == 3 and res["b"]["n"] == 3
+
+
+def test_parse_targets_accepts_models_and_rejects_the_rest():
+    assert parse_targets("mobilenetv2=0.8, custom_cnn=0.7", MODELS) == {
+        "mobilenetv2": 0.8, "custom_cnn": 0.7}
+    assert parse_targets(None, MODELS) == {}
+    for bad in ("resnet=0.5", "mobilenetv2", "mobilenetv2=high", "mobilenetv2=1.5",
+                "custom_cnn=0"):
+        with pytest.raises(BenchError, match="--target"):
+            parse_targets(bad, MODELS)
+    with pytest.raises(BenchError):  # a model that is not being benchmarked
+        parse_targets("custom_cnn=0.7", ("mobilenetv2",))
+
+
+def test_speedup_exact_lower_bound_and_missing():
+    ours = {"reached": True, "time_to_target_s": 10.0, "target": 0.8}
+    naive = {"reached": True, "time_to_target_s": 55.0, "wall_s": 60.0, "target": 0.8}
+    r = speedup(ours, naive)
+    assert r["speedup_vs_naive"] == 5.5 and r["speedup_vs_naive_lower_bound"] is None
+    assert r["naive_reached"] is True
+
+    capped = {"reached": False, "time_to_target_s": None, "wall_s": 120.0, "target": 0.8,
+              "best_val_accuracy": 0.7, "stopped": "cap"}
+    r = speedup(ours, capped)
+    assert r["speedup_vs_naive"] is None and r["speedup_vs_naive_lower_bound"] == 12.0
+    assert r["naive_reached"] is False and "lower bound" in r["speedup_vs_naive_reason"]
+
+    r = speedup({"reached": False, "time_to_target_s": None, "target": 0.8,
+                 "best_val_accuracy": 0.6, "stopped": "recipe_end"}, naive)
+    assert r["speedup_vs_naive"] is None and r["speedup_vs_naive_lower_bound"] is None
+    assert "our recipe did not reach" in r["speedup_vs_naive_reason"]
+
+    r = speedup(ours, {"error": "exit code 1: boom", "reached": False})
+    assert r["speedup_vs_naive"] is None and "boom" in r["speedup_vs_naive_reason"]
+
+
+def test_epoch_clock_stops_at_target_or_cap():
+    clock = EpochClock(target=0.5, max_seconds=1000, n_train=100, stop_at_target=True)
+    assert not clock.epoch_end("train", 2.0, 0.3, float("nan"))  # NaN never counts as reached
+    assert not clock.epoch_end("train", 2.0, 0.3, 0.4)
+    assert clock.epoch_end("train", 4.0, 0.6, 0.55)
+    s = clock.summary()
+    assert s["reached"] and s["stopped"] == "target" and s["epochs_run"] == 3
+    assert 0 <= s["time_to_target_s"] <= s["wall_s"]
+    assert s["images_per_s"] == {"train": 50.0}  # median of 50, 50, 25
+    assert s["best_val_accuracy"] == 0.55 and s["final_val_accuracy"] == 0.55
+
+    ours = EpochClock(target=0.5, max_seconds=1000, n_train=10, stop_at_target=False)
+    assert not ours.epoch_end("head", 1.0, 0.9, 0.9)  # ours keeps going past the target
+    assert ours.summary()["reached"]
+
+    capped = EpochClock(target=0.99, max_seconds=0.0, n_train=10, stop_at_target=False)
+    assert capped.epoch_end("head", 1.0, 0.1, 0.2)
+    assert capped.summary()["stopped"] == "cap" and not capped.summary()["reached"]
+
+
+# ------------------------------------------------------------------ measuring processes and data
+
+
+def test_run_measured_reports_each_childs_own_peak_rss(tmp_path):
+    big = run_measured([sys.executable, "-c",
+                        "import numpy as np; a = np.ones(300 * 2**20 // 8); print(a.sum())"],
+                       tmp_path / "big.log", timeout_s=120)
+    small = run_measured([sys.executable, "-c", "print('hi')"], tmp_path / "small.log",
+                         timeout_s=120)
+    assert big["returncode"] == 0 and small["returncode"] == 0
+    assert big["peak_rss_mb"] >= 300
+    # Per child, not the maximum over all children so far (what RUSAGE_CHILDREN would give).
+    assert small["peak_rss_mb"] < big["peak_rss_mb"] - 200
+    assert (tmp_path / "small.log").read_text().strip() == "hi"
+
+
+def test_run_measured_kills_a_hung_child(tmp_path):
+    r = run_measured([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "h.log",
+                     timeout_s=1)
+    assert r["timed_out"] and r["returncode"] != 0 and r["wall_s"] < 30
+
+
+def test_naive_dataset_decodes_the_files_again_every_epoch(tmp_path):
+    paths = []
+    for i, (value, fmt) in enumerate([(30, "PNG"), (120, "PNG"), (220, "JPEG")]):
+        p = tmp_path / f"img{i}.{fmt.lower()}"
+        Image.new("L" if i == 0 else "RGB", (40, 30), (value if i == 0 else (value,) * 3)).save(
+            p, fmt)
+        paths.append(p)
+    ds = naive_file_dataset(paths, [0, 1, 2], size=16, batch_size=2, shuffle=False, seed=0)
+    batches = list(ds.as_numpy_iterator())
+    assert [b[0].shape for b in batches] == [(2, 16, 16, 3), (1, 16, 16, 3)]
+    assert batches[0][0].dtype == np.float32
+    assert list(np.concatenate([b[1] for b in batches])) == [0, 1, 2]
+    means = [float(b.mean()) for b in np.concatenate([b[0] for b in batches])]
+    assert means == pytest.approx([30, 120, 220], abs=3)  # grayscale PNG became 3 channels
+
+    Image.new("RGB", (40, 30), (200, 200, 200)).save(paths[0], "PNG")  # change the file
+    again = next(ds.as_numpy_iterator())[0]
+    assert float(again[0].mean()) == pytest.approx(200, abs=3)  # read from disk, not cached
+
+
+def test_explain_latency_times_every_method_on_a_real_model():
+    from pipeline.bench import explain_latency
+    from pipeline.config import ModelConfig
+    from pipeline.explain import METHODS
+    from pipeline.models import build_model
+
+    built = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=2),
+                        weights="none")
+    x = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    r = explain_latency(built.model, x, None, repeats=3)
+    assert r["layer"] == "gradcam_target" and r["input_shape"] == [32, 32, 3]
+    assert set(r["ours_ms"]) == set(METHODS)
+    for s in [*r["ours_ms"].values(), r["floor_ms"], r["forward_ms"],
+              r["tf_keras_vis_gradcam_per_request_ms"]]:
+        assert 0 < s["p50"] <= s["p95"] and s["n"] >= 2
+    assert r["gradcam_ratio_to_floor"] == pytest.approx(
+        r["ours_ms"]["gradcam"]["p50"] / r["floor_ms"]["p50"], rel=1e-2)
+
+
+def test_goals_and_markdown_show_a_lower_bound_and_missing_parts():
+    report = {
+        "created": "2026-01-01T00:00:00+00:00", "quick": False,
+        "machine": {"cpu_model": "X", "cores_usable": 2, "cores_logical": 2,
+                    "memory_total_mb": 1000.0, "tensorflow": "2", "keras": "3", "python": "3",
+                    "load_average_start": [1, 1, 1]},
+        "training": {"mobilenetv2": {
+            "target_val_accuracy": 0.8, "speedup_vs_naive": None,
+            "speedup_vs_naive_lower_bound": 6.2, "speedup_vs_naive_reason": "naive capped",
+            "ours": {"reached": True, "time_to_target_s": 10.0, "images_per_s": {"head": 900.0}},
+            "naive": {"reached": False, "time_to_target_s": None, "images_per_s": {}}}},
+        "explain": {}, "predict": {},
+        "dashboard": {"upload_to_heatmaps_s": None,
+                      "upload_to_heatmaps_reason": "chromium missing"},
+        "memory": {"train_mobilenetv2_mb": 900.0, "dashboard_mb": None},
+    }
+    goals = goals_check(report)
+    assert goals["training.mobilenetv2.speedup_vs_naive"]["met"] is True  # lower bound >= 5
+    assert goals["dashboard.upload_to_heatmaps_s"]["met"] is None
+    report["goals_check"] = goals
+    md = to_markdown(report)
+    assert "≥ 6.20× (lower bound)" in md and "Not measured: chromium missing" in md
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_rejects_bad_input_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    cases = [
+        ([], "--data is required"),
+        (["--data", str(tmp_path / "missing")], "does not exist"),
+        (["--quick", "--model", "resnet"], "unknown --model"),
+        (["--quick", "--max-minutes", "0"], "--max-minutes must be positive"),
+        (["--quick", "--uploads", "0"], "--uploads must be at least 1"),
+        (["--quick", "--target", "mobilenetv2=2"], "must be in (0, 1]"),
+        (["--quick", "--run", "nope", "--artifacts", str(tmp_path)], "run 'nope' not found"),
+    ]
+    for args, message in cases:
+        r = runner.invoke(app, ["bench", "--out", str(tmp_path / "out"), *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert message in r.output and "Traceback" not in r.output, (args, r.output)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_a_complete_report(tmp_path):
+    repo_bench = ROOT / "artifacts" / "bench"
+    before = sorted(p.name for p in repo_bench.iterdir()) if repo_bench.is_dir() else []
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "bench", "--quick", "--out", str(out),
+         "--repeats", "3", "--uploads", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [json_path] = out.glob("*-quick.json")
+    [md_path] = out.glob("*-quick.md")
+    assert proc.stdout.split() == [str(json_path), str(md_path)]
+    r = json.loads(json_path.read_text())
+    assert r["quick"] is True and r["schema_version"] == 1
+
+    m = r["machine"]
+    assert m["cores_usable"] >= 1 and m["cpu_model"] and m["tensorflow"] and m["keras"]
+
+    for name in MODELS:
+        t = r["training"][name]
+        assert 0 < t["target_val_accuracy"] <= 1
+        for recipe in ("ours", "naive"):
+            run = t[recipe]
+            assert "error" not in run, run.get("error")
+            assert run["epochs"] and run["peak_rss_mb"] > 0 and run["wall_s"] > 0
+            assert all(e["images_per_s"] > 0 for e in run["epochs"])
+            assert run["reached"] == (run["time_to_target_s"] is not None)
+        assert "speedup_vs_naive" in t  # a value, or null with a lower bound or a reason
+        if t["speedup_vs_naive"] is None:
+            assert t["speedup_vs_naive_lower_bound"] is not None or t["speedup_vs_naive_reason"]
+        assert r["memory"][f"train_{name}_mb"] == t["ours"]["peak_rss_mb"]
+
+        e = r["explain"][name]
+        assert e["gradcam_ratio_to_floor"] > 0 and math.isfinite(e["gradcam_ratio_to_floor"])
+        assert e["floor_ms"]["p50"] > 0 and e["tf_keras_vis_gradcam_per_request_ms"]["p50"] > 0
+        p = r["predict"][name]
+        assert p["one_image_ms"]["p50"] > 0 and p["batch_images_per_s"] > 0
+
+    d = r["dashboard"]
+    assert "upload_to_heatmaps_s" in d and "dashboard_mb" in r["memory"]
+    if CHROMIUM.is_file():
+        assert d["error"] is None and d["skipped"] is None, d
+        assert len(d["uploads"]) == 2 and d["upload_to_heatmaps_s"] > 0
+        assert d["cold_start_to_first_render_s"] > 0 and r["memory"]["dashboard_mb"] > 0
+    else:
+        assert d["upload_to_heatmaps_s"] is None and d["skipped"]
+        assert r["memory"]["dashboard_mb_reason"]
+    assert set(r["goals_check"]) >= {"training.mobilenetv2.speedup_vs_naive",
+                                     "dashboard.upload_to_heatmaps_s",
+                                     *(f"explain.{n}.gradcam_ratio_to_floor" for n in MODELS)}
+
+    md = md_path.read_text()
+    for heading in ("## Training", "## Explanation latency", "## Prediction", "## Dashboard",
+                    "## Memory", "## Goals"):
+        assert heading in md
+    after = sorted(p.name for p in repo_bench.iterdir()) if repo_bench.is_dir() else []
+    assert after == before  # the test writes only into its tmp folder
