@@ -1,0 +1,303 @@
+"""Crash safety: training is SIGKILLed again and again, at seeded random moments and at exact
+points of the checkpoint and finalize code, and a full disk is simulated at finalize time.
+
+After every kill: `latest` is absent or names a run that `open_run` accepts, every folder that
+looks like a run is complete, no `.tmp-*` folder is listed, and `--resume` carries on.
+
+Exact kill points are reached with a small launcher (written into the test's temp folder) that
+wraps `os.replace` or `keras.Model.save_weights` and SIGKILLs its own process there; random
+moments come from a seeded RNG and the run's own progress files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.artifacts import TMP_PREFIX, ArtifactError, list_runs, open_run
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+EPOCHS = 6  # enough epochs that timed kills land inside training on a busy 2-core machine
+
+# Runs `python -m pipeline ...` with one fault injected: KILL_AT says where the process SIGKILLs
+# itself. Kept out of the package on purpose: production code has no test hooks.
+LAUNCHER = '''
+import os, signal, sys
+from pathlib import Path
+
+where = os.environ["KILL_AT"]
+real_replace = os.replace
+
+
+def die():
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def replace(src, dst, *args, **kwargs):
+    if where == "rename-run" and Path(src).name.startswith(".tmp-"):
+        die()
+    if where == "write-latest" and Path(dst).name == "latest":
+        die()
+    return real_replace(src, dst, *args, **kwargs)
+
+
+os.replace = replace
+
+if where.startswith("torn-checkpoint"):
+    import keras
+
+    real_save = keras.Model.save_weights
+    calls = {"n": 0}
+    nth = int(where.split(":")[1])
+
+    def torn_save(self, filepath, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == nth:  # half of a real checkpoint on disk, then the power goes
+            real_save(self, filepath, *args, **kwargs)
+            data = Path(filepath).read_bytes()
+            Path(filepath).write_bytes(data[: len(data) // 2])
+            die()
+        return real_save(self, filepath, *args, **kwargs)
+
+    keras.Model.save_weights = torn_save
+
+from pipeline.cli import main
+
+sys.argv = ["pipeline", *sys.argv[1:]]
+main()
+'''
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "BRAIN_MRI_OFFLINE": "1",
+            "PYTHONPATH": str(ROOT)}
+
+
+def _train_args(data: Path, out: Path, cfg: Path, resume: str | None) -> list[str]:
+    if resume:
+        return ["train", "--resume", resume, "--out", str(out), "--no-evaluate"]
+    return ["train", "--data", str(data), "--model", "custom_cnn", "--profile", "smoke",
+            "--config", str(cfg), "--out", str(out), "--no-evaluate"]
+
+
+def tmp_runs(out: Path) -> list[Path]:
+    return sorted((out / "runs").glob(f"{TMP_PREFIX}*"))
+
+
+def epochs_checkpointed(out: Path) -> int:
+    best = 0
+    for state in (out / "runs").glob(f"{TMP_PREFIX}*/state.json"):
+        try:
+            hist = json.loads(state.read_text())["models"]["custom_cnn"]["history"]
+        except (ValueError, KeyError, OSError):
+            continue
+        best = max(best, len(hist))
+    return best
+
+
+def check_invariants(out: Path, where: str) -> None:
+    """What must hold after any crash, whatever the moment."""
+    listed = list_runs(out)
+    assert not any(r.run_id.startswith(TMP_PREFIX) for r in listed), where
+    runs_dir = out / "runs"
+    if runs_dir.is_dir():
+        for folder in runs_dir.iterdir():
+            if folder.name.startswith("."):
+                continue  # a temp run; must not be listed (checked above)
+            run = open_run(folder)  # every visible run folder is a complete run
+            for name in run.model_names:
+                assert (folder / name / "model.keras").is_file(), (where, folder)
+    latest = out / "latest"
+    if latest.exists():
+        run_id = latest.read_text().strip()
+        assert run_id and not run_id.startswith(TMP_PREFIX), (where, run_id)
+        open_run(runs_dir / run_id)
+        assert run_id in {r.run_id for r in listed}, where
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture()
+def train_setup(synth_data: Path, tmp_path: Path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"models": {"custom_cnn": {"epochs": EPOCHS, "patience": EPOCHS}}}))
+    launcher = tmp_path / "launch_with_fault.py"
+    launcher.write_text(LAUNCHER)
+    return synth_data, tmp_path / "artifacts", cfg, launcher
+
+
+def test_repeated_kills_never_leave_a_fake_run_and_resume_finishes(train_setup):
+    data, out, cfg, launcher = train_setup
+    rng = random.Random(20261122)
+    resume: str | None = None
+    kills: dict[str, int] = {}  # moment -> epochs checkpointed when killed
+
+    def start(fault: str | None = None) -> subprocess.Popen:
+        args = _train_args(data, out, cfg, resume)
+        cmd = [sys.executable, str(launcher), *args] if fault else \
+            [sys.executable, "-m", "pipeline", *args]
+        env = {**_env(), "KILL_AT": fault} if fault else _env()
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    def after_kill(proc: subprocess.Popen, moment: str) -> None:
+        nonlocal resume
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, (moment, proc.returncode, stderr[-2000:])
+        kills[moment] = epochs_checkpointed(out)
+        check_invariants(out, moment)
+        with_run_json = [t for t in tmp_runs(out) if (t / "run.json").is_file()]
+        assert len(with_run_json) <= 1, with_run_json
+        if with_run_json:
+            resume = with_run_json[0].name[len(TMP_PREFIX):]
+
+    # 1. start-up: Python and TensorFlow still importing
+    proc = start()
+    time.sleep(rng.uniform(0.2, 3.0))
+    after_kill(proc, "start-up")
+
+    # 2. data loading / splitting / model building: right after the temp run folder appears
+    proc = start()
+    assert wait_for(lambda: any((t / "run.json").is_file() for t in tmp_runs(out)), 240, proc), \
+        proc.communicate()[1][-2000:]
+    time.sleep(rng.uniform(0.0, 1.0))
+    after_kill(proc, "data loading")
+
+    # 3. training: after a random number of checkpointed epochs, at a random point of the next
+    for _ in range(2):
+        target = epochs_checkpointed(out) + rng.randint(1, 2)
+        proc = start()
+        assert wait_for(lambda t=target: epochs_checkpointed(out) >= t, 300, proc), \
+            proc.communicate()[1][-2000:]
+        time.sleep(rng.uniform(0.0, 0.8))
+        after_kill(proc, f"training (epoch >= {target})")
+    assert resume is not None, "no resumable run after the training kills"
+
+    # 4. torn checkpoint: the process dies half-way through writing the next weights file
+    proc = start("torn-checkpoint:1")
+    proc.wait(timeout=300)
+    after_kill(proc, "torn checkpoint write")
+
+    # 5. the final rename: everything written, the temp folder not yet renamed into place
+    proc = start("rename-run")
+    proc.wait(timeout=300)
+    after_kill(proc, "before the run folder rename")
+    assert not list_runs(out) and not (out / "latest").exists()
+
+    # 6. resumed to completion
+    done = subprocess.run([sys.executable, "-m", "pipeline", *_train_args(data, out, cfg, resume)],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    check_invariants(out, "completed")
+    run = open_run(out / "runs" / resume)
+    assert (out / "latest").read_text().strip() == resume
+    hist = run.read_json("custom_cnn/history.json")["epochs"]
+    assert [h["epoch"] for h in hist] == list(range(1, len(hist) + 1)), hist  # no gap, no repeat
+    assert len(hist) == EPOCHS
+    # the timed kills really landed before the end of training, at different epochs
+    timed = [n for m, n in kills.items() if m.startswith("training")]
+    assert all(n < EPOCHS for n in timed) and len(set(timed)) == 2, kills
+    leftovers = {p.name for p in (out / "runs" / resume).rglob("*")}
+    assert not {"state.json", "run.json"} & leftovers
+    assert not any(n.startswith("checkpoint") for n in leftovers)
+    assert not tmp_runs(out)
+
+    # 7. a second, one-epoch run killed while `latest` is being replaced: the new run is
+    # complete (renamed before), and `latest` still names the last run it was set to
+    short = cfg.with_name("one-epoch.json")
+    short.write_text(json.dumps({"models": {"custom_cnn": {"epochs": 1}}}))
+    proc = subprocess.Popen([sys.executable, str(launcher), *_train_args(data, out, short, None)],
+                            cwd=ROOT, env={**_env(), "KILL_AT": "write-latest"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc.wait(timeout=600)
+    after_kill(proc, "write-latest")
+    assert (out / "latest").read_text().strip() == resume
+    assert len(list_runs(out)) == 2 and not tmp_runs(out)
+    assert len(kills) == 7, kills
+
+
+def test_disk_full_at_finalize_keeps_the_previous_run_and_resumes(train_setup, monkeypatch):
+    """In-process: `os.replace` fails with ENOSPC, first for the manifest, then for the rename."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    data, out, cfg, _ = train_setup
+    cfg.write_text(json.dumps({"models": {"custom_cnn": {"epochs": 1}}}))
+    runner = CliRunner()
+    ok = runner.invoke(app, _train_args(data, out, cfg, None))
+    assert ok.exit_code == 0, ok.output
+    previous = (out / "latest").read_text().strip()
+    previous_manifest = (out / "runs" / previous / "manifest.json").read_bytes()
+
+    real_replace = os.replace
+    for victim in ("manifest", "rename"):
+        def full_disk(src, dst, *args, victim=victim, **kwargs):
+            hit = (Path(dst).name == "manifest.json" if victim == "manifest"
+                   else Path(src).name.startswith(TMP_PREFIX))
+            if hit:
+                raise OSError(28, "No space left on device", str(dst))
+            return real_replace(src, dst, *args, **kwargs)
+
+        complete_before = [r.run_id for r in list_runs(out)]
+        monkeypatch.setattr(os, "replace", full_disk)
+        res = runner.invoke(app, _train_args(data, out, cfg, None))
+        monkeypatch.setattr(os, "replace", real_replace)
+        assert res.exit_code == 2, (victim, res.output, res.exception)
+        assert not isinstance(res.exception, OSError), victim  # reported, not a traceback
+        lines = [line for line in res.stderr.splitlines() if "error" in line]
+        assert len(lines) == 1 and "No space left on device" in lines[0], res.stderr
+        # the previous run and `latest` are untouched; the failed run is not listed
+        assert (out / "latest").read_text().strip() == previous
+        assert (out / "runs" / previous / "manifest.json").read_bytes() == previous_manifest
+        assert [r.run_id for r in list_runs(out)] == complete_before
+        check_invariants(out, f"disk full ({victim})")
+        (failed,) = tmp_runs(out)
+        failed_id = failed.name[len(TMP_PREFIX):]
+        assert f"--resume {failed_id}" in lines[0]
+        # space freed: the same run resumes and completes without retraining
+        res = runner.invoke(app, _train_args(data, out, cfg, failed_id))
+        assert res.exit_code == 0, (victim, res.output)
+        assert "train epoch" not in res.stderr  # the finished model was not trained again
+        assert (out / "latest").read_text().strip() == failed_id
+        open_run(out / "runs" / failed_id)
+        previous = failed_id
+        previous_manifest = (out / "runs" / previous / "manifest.json").read_bytes()
+    assert len(list_runs(out)) == 3
+
+
+def test_resume_refuses_ids_that_are_paths(train_setup):
+    from pipeline.artifacts import RunWriter
+
+    _, out, _, _ = train_setup
+    (out / "runs").mkdir(parents=True)
+    outside = out.parent / "outside"
+    (outside / "runs").mkdir(parents=True)
+    for bad in ("../outside", "../../outside/runs/x", "/etc", "a/b", "..", "x\ny"):
+        with pytest.raises(ArtifactError, match="run id"):
+            RunWriter(out, bad, resume=True)
+        with pytest.raises(ArtifactError, match="run id"):
+            RunWriter(out, bad)
+    assert not any(outside.rglob("*.tmp-*")) and list((out / "runs").iterdir()) == []
