@@ -111,9 +111,17 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             expect(mnv2).to_be_visible(timeout=60_000)
             images = page.locator("[data-testid=stImage] img")
             expect(images).to_have_count(2, timeout=30_000)
+            # Both overlays really load (not broken images); on a busy machine the PNGs may
+            # still be in flight when the captions appear, so wait for them.
+            page.wait_for_function(
+                """() => {
+                    const imgs = [...document.querySelectorAll('[data-testid=stImage] img')];
+                    return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth > 0);
+                }""",
+                timeout=30_000,
+            )
             for i in range(2):
-                # the overlay really loaded (not a broken image)
-                assert images.nth(i).evaluate("img => img.complete && img.naturalWidth") > 0
+                assert images.nth(i).evaluate("img => img.naturalWidth") > 0
             page.get_by_text("models agree", exact=False).or_(
                 page.get_by_text("models disagree", exact=False)).first.wait_for()
             page.screenshot(path=str(SHOTS / "dashboard_predict.png"))

@@ -556,6 +556,7 @@ def test_moved_dataset_needs_data_root(run_copy, synth_data, tmp_path) -> None:
     shutil.copytree(run_copy, moved, ignore=shutil.ignore_patterns("external"))
     manifest = json.loads((moved / "manifest.json").read_text())
     manifest["data"]["dir"] = str(tmp_path / "gone")
+    manifest["data"]["dir_relative"] = None  # moved: neither recorded location exists
     (moved / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ev.EvaluationError, match="--data-root"):
         ev.evaluate_run(moved, n_boot=200)
