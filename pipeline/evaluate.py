@@ -674,9 +674,16 @@ def _summary(met: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sha1(path: Path) -> str | None:
+    """SHA-1 of a regular file's bytes; None for anything unreadable.
+
+    images.read_file, not Path.read_bytes: a FIFO named scan.png in an external folder would
+    block forever and /dev/zero never ends; read_file refuses non-regular files unread.
+    """
+    from pipeline.images import ImageError, read_file
+
     try:
-        return hashlib.sha1(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha1(read_file(path)).hexdigest()
+    except (ImageError, OSError):
         return None
 
 
