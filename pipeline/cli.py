@@ -530,6 +530,43 @@ def _target_index(target: str | None, class_names: list[str]) -> int | None:
          f"or an index 0..{len(class_names) - 1}")
 
 
+OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
+
+
+def overlay_bases(paths: list[Path]) -> list[str]:
+    """One distinct, stable base name per input for its overlay files (same order as `paths`).
+
+    The base is the file name with its extension (scan.png and scan.jpg differ), control
+    characters replaced by "_" and cut to OVERLAY_NAME_BYTES. Inputs sharing a base (a/scan.png
+    and b/scan.png) get "-" and 8 hex digits of the SHA-1 of their absolute path, so a name does
+    not depend on argument order; the same file given twice gets "-2", "-3". Names are compared
+    case-folded because macOS and Windows folders are case-insensitive.
+    """
+    import hashlib
+    import os
+    from collections import Counter
+
+    def clean(path: Path) -> str:
+        name = "".join(ch if ch.isprintable() else "_" for ch in path.name) or "image"
+        return name.encode()[:OVERLAY_NAME_BYTES].decode(errors="ignore")
+
+    bases = [clean(p) for p in paths]
+    counts = Counter(b.casefold() for b in bases)
+    used: set[str] = set()
+    out = []
+    for path, base in zip(paths, bases, strict=True):
+        if counts[base.casefold()] > 1:
+            digest = hashlib.sha1(os.fsencode(os.path.abspath(path))).hexdigest()[:8]
+            base = f"{base}-{digest}"
+        name, k = base, 1
+        while name.casefold() in used:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name.casefold())
+        out.append(name)
+    return out
+
+
 @app.command()
 def explain(
     images_: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files"),
@@ -577,7 +614,16 @@ def explain(
             decoded.append((p, images.read_image(p)))
         except images.ImageError as exc:
             failures.append({"path": str(p), "error": str(exc)})
-            err.print(f"[red]cannot read[/] {p}: {exc}", highlight=False, soft_wrap=True)
+            # ImageError messages already start with the file name; do not print it twice.
+            # shown(): a name is user text, never rich markup, and stays on one line.
+            line = str(exc) if str(exc).startswith(f"{p}: ") else f"{p}: {exc}"
+            err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
+    if not decoded:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "explain.json", {
+            "run_id": run.run_id, "method": method, "target": target, "alpha": alpha,
+            "images": [], "errors": failures})
+        fail(f"none of the {len(images_)} file(s) is a usable image; nothing to explain", code=1)
     explainers = {}
     for name in names:
         try:
@@ -586,7 +632,9 @@ def explain(
         except (ArtifactError, ValueError) as exc:
             fail(f"{name}: {exc}")
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"path": str(p), "models": {}} for p, _ in decoded]
+    bases = overlay_bases([p for p, _ in decoded])
+    rows = [{"path": str(p), "overlay_base": base, "models": {}}
+            for (p, _), base in zip(decoded, bases, strict=True)]
     with progress_bar(enabled=bool(decoded)) as update:
         for k, (name, explainer) in enumerate(explainers.items()):
             update("explain", k, len(names))
@@ -597,8 +645,8 @@ def explain(
                 ex = explainer(x, method=method, target=target_idx)
             except ValueError as exc:
                 fail(f"{name}: {exc}")
-            for i, (path, _) in enumerate(decoded):
-                png = out / f"{path.stem}.{name}.{method.replace('+', 'p')}.png"
+            for i in range(len(decoded)):
+                png = out / f"{bases[i]}.{name}.{method.replace('+', 'p')}.png"
                 png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
                                                       outline_top_percent=outline)))
                 pred = int(np.argmax(ex.probs[i]))
@@ -618,8 +666,9 @@ def explain(
     for row in rows:
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f}) -> {v['overlay']}"
                  for m, v in row["models"].items()]
-        sys.stdout.write(f"{row['path']}\t" + "\t".join(parts) + "\n")
-    sys.stdout.write(f"wrote {len(rows) * len(names)} overlay(s) and explain.json to {out}\n")
+        sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
+    sys.stdout.write(f"wrote {len(rows) * len(names)} overlay(s) and explain.json to "
+                     f"{one_line(out)}\n")
     if failures:
         raise typer.Exit(1)
 

@@ -10,6 +10,7 @@ would change them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -423,7 +424,7 @@ def test_audit_cli_lists_the_zoo_as_unreadable(synth_data: Path, tmp_path: Path)
 def test_explain_cli_survives_the_zoo(smoke_run: Path, zoo, tmp_path: Path):
     folder, same, converted, bad = zoo
     # names with rich markup or control characters, and two files with one stem
-    # (exif-rotated.png/.jpg), are covered by the xfail tests below
+    # (exif-rotated.png/.jpg), are covered by the tests below
     usable = [n for n in (*same, *converted) if "[" not in n and n != "exif-rotated.jpg"]
     unusable = [b for b in bad if "[" not in b.name and not b.shown_as]
     out = tmp_path / "explained"
@@ -467,8 +468,6 @@ def _clean_exit(result, code: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="explain CLI: np.stack([]) raises ValueError when no file is usable",
-                   strict=True)
 def test_explain_cli_with_only_unusable_files_exits_cleanly(smoke_run: Path, zoo, tmp_path):
     folder, _, _, bad = zoo
     result = _explain_in_process(smoke_run, tmp_path / "o", [folder / b.name for b in bad[:3]])
@@ -476,9 +475,6 @@ def test_explain_cli_with_only_unusable_files_exits_cleanly(smoke_run: Path, zoo
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="explain CLI prints file names as rich markup ('[/].png' raises "
-                          "MarkupError) and unescaped (a newline splits the error line)",
-                   strict=True)
 def test_explain_cli_prints_odd_names_verbatim_on_one_line(smoke_run: Path, zoo, tmp_path):
     folder, _, _, bad = zoo
     odd = [b for b in bad if "[" in b.name or b.shown_as]
@@ -491,22 +487,43 @@ def test_explain_cli_prints_odd_names_verbatim_on_one_line(smoke_run: Path, zoo,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="explain CLI names overlays by file stem: scan.png and scan.jpg (or "
-                          "a/scan.png and b/scan.png) overwrite each other's overlay", strict=True)
 def test_explain_cli_same_stem_images_get_their_own_overlays(smoke_run: Path, zoo, tmp_path):
     folder, _, _, _ = zoo
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = tmp_path / "a" / "scan.png"
     second = tmp_path / "b" / "scan.png"
+    third = tmp_path / "a" / "scan.jpg"
     first.write_bytes((folder / "reference.png").read_bytes())
     second.write_bytes((folder / "rotated-without-exif.png").read_bytes())
+    third.write_bytes((folder / "exif-rotated.jpg").read_bytes())
     out = tmp_path / "o"
-    result = _explain_in_process(smoke_run, out, [first, second])
+    result = _explain_in_process(smoke_run, out, [first, second, third])
     _clean_exit(result, 0)
     rows = json.loads((out / "explain.json").read_text())["images"]
+    assert [r["path"] for r in rows] == [str(first), str(second), str(third)]
     overlays = [r["models"]["custom_cnn"]["overlay"] for r in rows]
-    assert len(set(overlays)) == 2, overlays
+    assert len(set(overlays)) == 3, overlays
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(overlays)
+    for row, overlay in zip(rows, overlays, strict=True):
+        assert overlay.startswith(row["overlay_base"] + "."), (row, overlay)
+    assert rows[2]["overlay_base"] == "scan.jpg"  # a name shared by no other input stays plain
+
+
+def test_overlay_bases_are_distinct_and_stable(tmp_path: Path):
+    from pipeline.cli import OVERLAY_NAME_BYTES, overlay_bases
+
+    a, b = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
+    long = tmp_path / ("脑" * 200 + ".png")
+    paths = [a, b, tmp_path / "Scan.PNG", tmp_path / "line\nbreak.png", a, long]
+    bases = overlay_bases(paths)
+    assert len({x.casefold() for x in bases}) == len(paths), bases  # also on case-blind disks
+    assert bases[3] == "line_break.png"
+    assert bases[4] == bases[0] + "-2"  # the same file twice
+    assert len(bases[5].encode()) <= OVERLAY_NAME_BYTES and bases[5].startswith("脑")
+    # a shared name's suffix comes from the path, not from the argument order
+    assert overlay_bases([b, a]) == [bases[1], bases[0]]
+    assert overlay_bases([tmp_path / "x.png", tmp_path / "x.jpg"]) == ["x.png", "x.jpg"]
 
 
 # --------------------------------------------------------------------------- damaged artifacts
@@ -749,9 +766,6 @@ def test_decoding_an_upload_never_touches_the_file_system(zoo):
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(reason="evaluate.training_overlap hashes files with Path.read_bytes: a FIFO in "
-                          "an external folder blocks forever (images.read_file refuses it)",
-                   strict=True)
 def test_evaluate_external_folder_with_a_fifo_finishes(run_copy: Path, synth_data: Path,
                                                         tmp_path: Path):
     from pipeline.evaluate import evaluate_run
@@ -762,5 +776,18 @@ def test_evaluate_external_folder_with_a_fifo_finishes(run_copy: Path, synth_dat
         for img in sorted(cls.glob("*.png"))[:3]:
             shutil.copy(img, ext / cls.name / img.name)
     os.mkfifo(ext / "glioma_tumor" / "fifo.png")
+    # the overlap check must still hash the regular files: add a byte-identical training image
+    # (the smoke run pools Training/ and Testing/, so some Testing copies are training images too)
+    splits = json.loads((run_copy / "splits.json").read_text())
+    rel = next(r["path"] for r in splits["train"] if "/glioma_tumor/" in r["path"])
+    shutil.copy(synth_data / rel, ext / "glioma_tumor" / "copied-from-training.png")
+    seen = {hashlib.sha1((synth_data / r["path"]).read_bytes()).digest()
+            for r in (*splits["train"], *splits["val"])}
+    expected = {f.relative_to(ext).as_posix() for f in ext.rglob("*.png")
+                if f.is_file() and hashlib.sha1(f.read_bytes()).digest() in seen}
     summary = evaluate_run(run_copy, data_dir=ext, name="with-fifo", n_boot=100)
     assert summary["source"]["n_unreadable"] == 1
+    overlap = summary["source"]["overlap_with_training"]
+    assert overlap["checked"] and overlap["n_exact"] == len(expected), (overlap, expected)
+    assert set(overlap["examples"]) == expected  # fewer than 20: all are listed
+    assert "glioma_tumor/copied-from-training.png" in expected
