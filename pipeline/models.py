@@ -186,7 +186,7 @@ def augmentation_block(x: keras.KerasTensor, seed: int) -> keras.KerasTensor:
 
 def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
                      augment: bool = True) -> BuiltModel:
-    """Our own CNN: conv blocks (conv-BN-ReLU, max-pool), widening by 2 per block, GAP head.
+    """Our own CNN: conv blocks (conv-BN-ReLU, max-pool), widening by 2 per block, pooled head.
 
     The first blocks use one conv each to stay cheap at high resolution on a CPU; the last two
     use two convs, where the feature maps are small and most of the learning happens.
@@ -202,7 +202,10 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
         for c in range(convs):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
                                     name=f"block{block + 1}_conv{c + 1}")(x)
-            x = keras.layers.BatchNormalization(name=f"block{block + 1}_bn{c + 1}")(x)
+            # momentum 0.9 (Keras: 0.99): small datasets give few steps per epoch, and slow
+            # running statistics make validation look broken for many epochs.
+            x = keras.layers.BatchNormalization(momentum=0.9,
+                                                name=f"block{block + 1}_bn{c + 1}")(x)
             last = block == cfg.depth - 1 and c == convs - 1
             x = keras.layers.Activation(
                 "relu", name=GRADCAM_LAYER_CUSTOM if last else f"block{block + 1}_relu{c + 1}")(x)
@@ -210,7 +213,11 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
             x = keras.layers.MaxPooling2D(name=f"block{block + 1}_pool")(x)
             rate = min(0.1 * block, 0.2)  # light dropout that grows with depth
             x = keras.layers.SpatialDropout2D(rate, name=f"block{block + 1}_drop")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    # Average and max pooling side by side: the average alone dilutes a small lesion over the
+    # whole map (on the phantoms it learned far slower); the max keeps its strongest response.
+    avg = keras.layers.GlobalAveragePooling2D(name="head_avg_pool")(x)
+    peak = keras.layers.GlobalMaxPooling2D(name="head_max_pool")(x)
+    x = keras.layers.Concatenate(name="head_pool")([avg, peak])
     x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, outputs, name="custom_cnn")
