@@ -30,6 +30,8 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
+from pipeline.artifacts import write_text_atomic
+
 NO_TUMOR = "no_tumor"
 # Same names as pipeline.models.DISPLAY_NAMES; repeated so the pure metrics need no Keras import.
 DISPLAY_NAMES = {"custom_cnn": "Custom CNN", "mobilenetv2": "MobileNetV2",
@@ -500,17 +502,8 @@ def compare(
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same folder + os.replace): readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (see artifacts.write_text_atomic); NaN is refused, not written."""
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def write_predictions_csv(
