@@ -89,7 +89,7 @@ class BenchError(ValueError):
 
 @dataclass
 class BenchOptions:
-    """What one benchmark invocation does; `for_mode` fills the mode's defaults."""
+    """What one benchmark invocation does; `resolved()` fills in the mode's defaults."""
 
     out_dir: Path
     quick: bool = False
