@@ -919,7 +919,11 @@ def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool
         raise DatasetError(f"x and y differ in length: {len(x)} vs {len(y)}")
     if batch_size < 1:
         raise DatasetError(f"batch_size must be >= 1, got {batch_size}")
-    ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, dtype=np.int32)))
+    y = np.asarray(y)
+    # Class indices stay integers; one-hot targets must stay float: Keras applies label
+    # smoothing before casting, so integer one-hot rows would be smoothed to all zeros.
+    y = y.astype(np.int32) if y.ndim == 1 else y.astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(max(1, len(x)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
