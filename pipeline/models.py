@@ -196,8 +196,8 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     x = augmentation_block(inputs, seed) if augment else inputs
     x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess")(x)
-    width = cfg.width
     for block in range(cfg.depth):
+        width = cfg.width * 2 ** block  # 24, 48, 96, 192 filters for the default width
         convs = 2 if block >= cfg.depth - 2 else 1
         for c in range(convs):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
