@@ -488,10 +488,8 @@ def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
         fit(built, mc, cfg, train, val, len(classes), history, state, checkpoint,
             quiet_progress, lambda m: None)
     if cached:
-        from pipeline.train import AUG_VIEWS
-
         how = (f"decode + head-crop once into memory; backbone activations cached at the cut "
-               f"point for {AUG_VIEWS if cfg.augment else 1} views; head on pooled features "
+               f"point for {mc.aug_views if cfg.augment else 1} views; head on pooled features "
                f"({mc.epochs} epochs max), then top {mc.finetune_layers} layers fine-tuned on "
                f"cached activations ({mc.finetune_epochs} epochs max); early stopping")
     else:

@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 Say = Callable[[str], None]
 
-AUG_VIEWS = 4  # cached views per training image for transfer models: original, mirror, 2 random
-
-
 def _noop_progress(desc: str, done: int, total: int) -> None:
     return None
 
@@ -50,11 +47,10 @@ class EpochLog(keras.callbacks.Callback):
 
     def __init__(self, phase: str, history: list[dict[str, Any]], total: int,
                  on_epoch: Callable[[list[dict[str, Any]]], None], progress: Progress,
-                 say: Say, label: str, weights_owner: keras.Model) -> None:
+                 say: Say, label: str) -> None:
         super().__init__()
         self.phase, self.history, self.total = phase, history, total
         self.on_epoch, self.progress, self.say, self.label = on_epoch, progress, say, label
-        self.owner = weights_owner
         self._t0 = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -100,7 +96,7 @@ def _compile(model: keras.Model, mc: ModelConfig, lr: float, num_classes: int) -
     )
 
 
-def _callbacks(mc: ModelConfig, patience: int) -> list[keras.callbacks.Callback]:
+def _callbacks(patience: int) -> list[keras.callbacks.Callback]:
     return [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True),
@@ -162,7 +158,7 @@ def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
             out.append(np.clip(keras.ops.convert_to_numpy(t), 0, 255).astype("uint8"))
         views.append(np.concatenate(out))
         keras.utils.set_random_seed(seed + v)
-    return views
+    return views[:max(1, n_views)]  # one view asked for: the original only
 
 
 def compiled(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
@@ -198,7 +194,7 @@ def fit_transfer_cached(built: BuiltModel, mc: ModelConfig, cfg: TrainConfig,
     cw = class_weights(train.y, num_classes) if cfg.class_weights else None
     sw = np.array([cw[int(c)] for c in train.y], dtype="float32") if cw else None
 
-    n_views = AUG_VIEWS if cfg.augment else 1
+    n_views = max(1, mc.aug_views) if cfg.augment else 1
     t0 = time.perf_counter()
     views = _augmented_views(model, train.x, n_views, cfg.seed)
     say(f"{built.name}: caching backbone activations at '{cut}' for {len(views)} views "
@@ -222,10 +218,10 @@ def fit_transfer_cached(built: BuiltModel, mc: ModelConfig, cfg: TrainConfig,
         _compile(head, mc, mc.learning_rate, num_classes)
         start = state.get("phase_epoch", 0) if state.get("phase") == "head" else 0
         cb = EpochLog("head", history, mc.epochs, lambda h: checkpoint(h, "head"), progress,
-                      say, built.name, model)
+                      say, built.name)
         head.fit(_ViewBatches(pooled_tr, y_tr, cfg.batch_size, cfg.seed, sw),
                  validation_data=(pooled_va, y_va), epochs=mc.epochs, initial_epoch=start,
-                 callbacks=[*_callbacks(mc, mc.patience), cb], verbose=0)
+                 callbacks=[*_callbacks(mc.patience), cb], verbose=0)
         state.setdefault("phase_done", []).append("head")
         state["phase"], state["phase_epoch"] = "finetune", 0
         checkpoint(history, "finetune")
@@ -237,11 +233,11 @@ def fit_transfer_cached(built: BuiltModel, mc: ModelConfig, cfg: TrainConfig,
         _compile(top, mc, mc.finetune_learning_rate, num_classes)
         start = state.get("phase_epoch", 0) if state.get("phase") == "finetune" else 0
         cb = EpochLog("finetune", history, mc.finetune_epochs,
-                      lambda h: checkpoint(h, "finetune"), progress, say, built.name, model)
+                      lambda h: checkpoint(h, "finetune"), progress, say, built.name)
         top.fit(_ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw),
                 validation_data=(feats_val.astype("float32"), y_va),
                 epochs=mc.finetune_epochs, initial_epoch=start,
-                callbacks=[*_callbacks(mc, max(2, mc.patience)), cb], verbose=0)
+                callbacks=[*_callbacks(max(2, mc.patience)), cb], verbose=0)
         state.setdefault("phase_done", []).append("finetune")
 
 
@@ -271,9 +267,9 @@ def fit_plain(built: BuiltModel, mc: ModelConfig, cfg: TrainConfig, train: data.
         _compile(model, mc, lr, num_classes)
         start = state.get("phase_epoch", 0) if state.get("phase") == phase else 0
         cb = EpochLog(phase, history, epochs, lambda h, p=phase: checkpoint(h, p), progress,
-                      say, built.name, model)
+                      say, built.name)
         model.fit(ds_tr, validation_data=ds_va, epochs=epochs, initial_epoch=start,
-                  class_weight=cw, callbacks=[*_callbacks(mc, mc.patience), cb], verbose=0)
+                  class_weight=cw, callbacks=[*_callbacks(mc.patience), cb], verbose=0)
         state.setdefault("phase_done", []).append(phase)
         state["phase"], state["phase_epoch"] = None, 0
 

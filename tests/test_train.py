@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from pipeline.artifacts import list_runs, open_run
-from pipeline.config import profile
-from pipeline.train import class_weights, train_run
+from pipeline.config import ModelConfig, profile
+from pipeline.models import build_model
+from pipeline.train import _augmented_views, class_weights, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +26,18 @@ def test_class_weights_balance_the_loss():
     w = class_weights(y, 3)
     assert w[0] * 3 == pytest.approx(w[1] * 1)  # each present class contributes equally
     assert w[2] == 1.0  # absent class: neutral weight
+
+
+def test_augmented_views_count_and_content():
+    built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=2))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    views = _augmented_views(built.model, x, 5, seed=1)
+    assert len(views) == 5 and all(v.shape == x.shape and v.dtype == np.uint8 for v in views)
+    assert np.array_equal(views[0], x) and np.array_equal(views[1], x[:, :, ::-1])
+    # random views differ from the original and from each other
+    assert not np.array_equal(views[2], x) and not np.array_equal(views[2], views[3])
+    assert len(_augmented_views(built.model, x, 1, seed=1)) == 1
 
 
 @pytest.mark.slow
