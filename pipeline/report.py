@@ -121,8 +121,28 @@ def results_table(run: Run) -> str:
     n = comp.get("n")
     if n:
         lines.append("")
-        lines.append(f"Test images: {n}. {comp.get('verdict', '')}")
+        lines.append(f"Test images: {n} ({describe_test_set(run)}). "
+                     f"{comp.get('verdict', '')}")
     return "\n".join(lines) + "\n"
+
+
+def describe_test_set(run: Run) -> str:
+    """One phrase saying what the test split is and how leakage was handled, from the manifest."""
+    sp = run.manifest.get("splits") or {}
+    official = sp.get("official_test")
+    if isinstance(official, dict):
+        text = "the dataset's own Testing/ folder"
+        if official.get("leaking") is not None:
+            text += (f"; {official['leaking']} of {official.get('n', '?')} had an exact or near "
+                     f"copy in Training/")
+            if sp.get("dedupe", True) and official.get("dropped_duplicates_of_test"):
+                text += (f", so {official['dropped_duplicates_of_test']} such copies were left "
+                         "out of training")
+        return text
+    if sp.get("dedupe"):
+        return ("a stratified split that keeps exact and near duplicates together, so no test "
+                "image has a copy in training or validation")
+    return "a stratified random split (duplicates not grouped)"
 
 
 def make_figures(run: Run, out_dir: str | Path) -> list[Path]:

@@ -28,3 +28,18 @@ def test_figures_cli_on_missing_run_is_one_clear_line(tmp_path):
                                       str(tmp_path / "f")])
     assert result.exit_code == 2
     assert "no runs yet" in result.output and "Traceback" not in result.output
+
+
+def test_test_set_description_names_split_and_leakage():
+    from types import SimpleNamespace
+
+    from pipeline.report import describe_test_set
+
+    official = SimpleNamespace(manifest={"splits": {"dedupe": True, "official_test": {
+        "n": 394, "leaking": 259, "dropped_duplicates_of_test": 301}}})
+    text = describe_test_set(official)
+    assert "Testing/" in text and "259 of 394" in text and "301 such copies" in text
+    dedup = SimpleNamespace(manifest={"splits": {"dedupe": True}})
+    assert "no test image has a copy" in describe_test_set(dedup)
+    plain = SimpleNamespace(manifest={"splits": {"dedupe": False}})
+    assert "not grouped" in describe_test_set(plain)
