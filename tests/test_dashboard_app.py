@@ -308,6 +308,19 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     assert summary is not None and "method" in summary.index
 
 
+def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    at = _app("about")
+    _ok(at)
+    # no card in the artifacts folder: nothing to show
+    assert "Model card of the shipped reference models" not in [e.label for e in at.expander]
+    (run.parent.parent / "MODEL_CARD.md").write_text("# Card\n\nKnown failure modes: none seen.\n")
+    at = _app("about")
+    _ok(at)
+    assert "Model card of the shipped reference models" in [e.label for e in at.expander]
+    assert "Known failure modes: none seen." in _texts(at.markdown)
+
+
 # --------------------------------------------------------------------------- damaged runs
 
 

@@ -30,6 +30,14 @@ discussing explainability. **Not** screening, triage, diagnosis or any clinical 
 """
 )
 
+card = state.artifacts_dir() / "MODEL_CARD.md"
+if card.is_file():
+    with st.expander("Model card of the shipped reference models", icon=":material/description:"):
+        try:
+            st.markdown(card.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            st.warning(f"{card} could not be read: {exc}")
+
 run, problem = state.current_run()
 if run is None:
     st.warning(problem, icon=":material/warning:")
