@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -181,28 +182,6 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     assert any("Grad-CAM++ for 'no_tumor'" in c for c in captions), captions
 
 
-def _dicom(arr16: np.ndarray) -> bytes:
-    """A minimal MR DICOM file holding a 16-bit slice."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PhotometricInterpretation = "MR", "MONOCHROME2"
-    ds.Rows, ds.Columns = arr16.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
-    ds.PixelData = (arr16 >> 4).astype(np.uint16).tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
 def _bad_and_odd_files(smoke_run: Path) -> list[tuple[str, bytes, bool | None]]:
     """(name, bytes, expected ok) — None where either outcome is acceptable."""
     _, data = _test_image(smoke_run, 1)
@@ -230,7 +209,7 @@ def _bad_and_odd_files(smoke_run: Path) -> list[tuple[str, bytes, bool | None]]:
         ("pages.tiff", _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]), True),
         ("exif-rotated.jpg", _encode(base, "JPEG", exif=exif), True),
         ("脑部 MRI é.png", _encode(grey, "PNG"), True),
-        ("slice.dcm", _dicom(arr16), True),
+        ("slice.dcm", make_dicom(arr16 >> 4), True),
     ]
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_dicom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -58,29 +59,6 @@ def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _dicom(pixels: np.ndarray | None) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MR"
-    if pixels is not None:
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = pixels.astype(np.uint16).tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
 def phantom(size: int = 96, seed: int = 3) -> np.ndarray:
@@ -143,7 +121,7 @@ def build_zoo(folder: Path) -> tuple[dict[str, str], dict[str, str], list[Bad]]:
                                 duration=100, loop=0), same, "animated GIF (first frame)")
     put("multipage.tif", _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]),
         same, "multi-page TIFF (first page)")
-    put("slice.dcm", _dicom(gray.astype(np.uint16) * 16), same, "DICOM, 16-bit")
+    put("slice.dcm", make_dicom(gray.astype(np.uint16) * 16), same, "DICOM, 16-bit")
 
     # control: the rotated pixels without the EXIF tag are a different picture, so they must NOT
     # predict like the reference; this proves the equality check above can fail
@@ -196,7 +174,7 @@ def build_zoo(folder: Path) -> tuple[dict[str, str], dict[str, str], list[Bad]]:
         "truncated.png": full_png[: len(full_png) // 2],
         "bomb.png": bomb,
         "dot.png": _encode(Image.fromarray(np.zeros((1, 1, 3), np.uint8)), "PNG"),
-        "report.dcm": _dicom(None),
+        "report.dcm": make_dicom(None),
         "archive.jpg": zipped.getvalue(),
         ODD_NAMES["spaces"]: b"",
         ODD_NAMES["closing-tag"]: b"[/] [/bold] not an image",
