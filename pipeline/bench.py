@@ -735,7 +735,8 @@ def predict_benchmark(run: Any, raw_images: list[np.ndarray], repeats: int, quic
 # ============================================================================ dashboard
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the browser test uses it too)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -771,7 +772,7 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
         link.symlink_to(run_dir.resolve(), target_is_directory=True)
     (arts / "latest").write_text(run_dir.name + "\n")
     files = [upload_files[i % len(upload_files)] for i in range(n_uploads)]
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(arts)}
     log_path = work / "streamlit.log"
@@ -790,7 +791,7 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
                  "--browser.gatherUsageStats", "false"],
                 cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_healthy(url, proc, t0 + timeout_s, log_path)
+            wait_healthy(url, proc, t0 + timeout_s, log_path)
             out["cold_start_to_health_s"] = round(time.perf_counter() - t0, 2)
             page = browser.new_page(viewport={"width": 1400, "height": 1700})
             _open_predict(page, url, timeout_s)
@@ -846,7 +847,9 @@ def _analysed_seconds(page: Any) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, deadline: float, log_path: Path) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, deadline: float, log_path: Path) -> None:
+    """Poll Streamlit's health endpoint until it answers; BenchError (with the log's tail) if the
+    server exits or `deadline` (time.perf_counter()) passes first."""
     while True:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:

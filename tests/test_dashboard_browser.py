@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pipeline.bench import BenchError, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,16 +36,10 @@ def _need_chromium() -> None:
     pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); CI installs it")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(smoke_run: Path, tmp_path: Path) -> Iterator[str]:
     _need_chromium()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(smoke_run.parent.parent)}
     log = (tmp_path / "streamlit.log").open("w")
     proc = subprocess.Popen(
@@ -56,19 +50,10 @@ def server(smoke_run: Path, tmp_path: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("streamlit did not become healthy:\n"
-                            + (tmp_path / "streamlit.log").read_text()[-3000:])
-            time.sleep(0.5)
+        try:
+            wait_healthy(url, proc, time.perf_counter() + 90, tmp_path / "streamlit.log")
+        except BenchError as exc:
+            pytest.fail(str(exc))
         yield url
     finally:
         proc.terminate()
