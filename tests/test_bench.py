@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from pipeline.bench import (
     MODELS,
     BenchError,
     EpochClock,
+    _test_images,
     goals_check,
     naive_file_dataset,
     parse_targets,
@@ -194,6 +196,49 @@ def test_goals_and_markdown_show_a_lower_bound_and_missing_parts():
     report["goals_check"] = goals
     md = to_markdown(report)
     assert "≥ 6.20× (lower bound)" in md and "Not measured: chromium missing" in md
+
+
+def test_upload_images_spread_over_classes_and_skip_byte_identical_copies(tmp_path):
+    def rec(name: str, label: str, content: bytes) -> SimpleNamespace:
+        path = tmp_path / f"{label}-{name}"
+        path.write_bytes(content)
+        return SimpleNamespace(path=path, label=label)
+
+    a1, a2, a3 = rec("1", "a", b"one"), rec("2", "a", b"one"), rec("3", "a", b"three")
+    b1, b2 = rec("1", "b", b"one"), rec("2", "b", b"two")  # b1: a copy of a1 under another class
+    picks = _test_images([a1, a2, a3, b1, b2], 4)
+    assert picks == [a1, b2, a3]  # round-robin a, b, a; both copies of a1 skipped; then none left
+    assert _test_images([a1, a2, a3, b1, b2], 2) == [a1, b2]
+
+
+def test_committed_full_report_holds_every_key_and_the_readme_quotes_its_goals():
+    reports = sorted(p for p in (ROOT / "artifacts" / "bench").glob("*.json")
+                     if not p.stem.endswith("-quick"))
+    if not reports:
+        pytest.skip("no full benchmark report committed yet")
+    r = json.loads(reports[-1].read_text())
+    assert r["quick"] is False and r["data"]["synthetic"] is False
+    for key in ("cpu_model", "cores_usable", "tensorflow"):
+        assert r["machine"][key], key
+    for name in MODELS:
+        t = r["training"][name]
+        assert t["ours"]["reached"], f"{name}: our recipe did not reach its target"
+        assert t["speedup_vs_naive"] is not None or t["speedup_vs_naive_lower_bound"], name
+        assert r["explain"][name]["gradcam_ratio_to_floor"] > 0
+        assert r["predict"][name]["one_image_ms"]["p50"] > 0
+        assert r["predict"][name]["batch_images_per_s"] > 0
+        assert r["memory"][f"train_{name}_mb"] > 0
+    assert r["memory"]["dashboard_mb"] > 0
+    assert r["dashboard"]["upload_to_heatmaps_s"] > 0
+    assert r["dashboard"]["cold_start_to_first_render_s"] > 0
+    readme = (ROOT / "README.md").read_text()
+    assert f"artifacts/bench/{reports[-1].stem}.md" in readme, "README does not name the report"
+    md = to_markdown(r).splitlines()
+    goals = md[md.index("## Goals") + 2:]
+    rows = [line for line in goals[:goals.index("")] if line.startswith("| `")]
+    assert len(rows) == 4
+    for row in rows:
+        assert row in readme, f"README is out of date with {reports[-1].name}: {row}"
 
 
 # ------------------------------------------------------------------ command line
