@@ -9,16 +9,25 @@ KERAS_CACHE := $(if $(KERAS_HOME),$(KERAS_HOME),$(HOME)/.keras)/models
 PYTEST_ARGS ?=
 PORT ?= 8501
 
-.PHONY: setup demo test lint train-demo weights clean-runs figures
+.PHONY: setup demo test lint lock train-demo weights clean-runs figures
 
 setup: $(STAMP) weights
 
-# Re-install only when requirements.txt changes (the stamp is newer otherwise).
-$(STAMP): requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	touch $(STAMP)
+# Every package comes from requirements.lock (exact versions and hashes), so a fresh machine gets
+# what CI tested. Re-install only when the lock changes (the stamp is newer otherwise). -qq keeps
+# pip's errors but not the warnings some machines' index configuration prints for every package.
+$(STAMP): requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing dependencies into $(VENV) from requirements.lock (first run only, about a minute)..."
+	@$(BIN)/python -m pip install -qq --require-hashes -r requirements.lock
+	@touch $(STAMP)
+	@echo "Installed $$($(BIN)/python -m pip list --format freeze 2>/dev/null | wc -l) packages into $(VENV)."
+
+# requirements.txt is what we edit; requirements.lock pins every package it needs (any OS,
+# Python 3.10+). Run after changing requirements.txt and commit both.
+lock: $(STAMP)
+	$(BIN)/uv pip compile requirements.txt --universal --python-version 3.10 --generate-hashes \
+		--quiet --custom-compile-command "make lock" -o requirements.lock
 
 # ImageNet weights cannot be downloaded here: put the shared copy where Keras looks first.
 weights:
