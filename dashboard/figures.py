@@ -18,7 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-MODEL_LABELS = {"custom_cnn": "Custom CNN", "mobilenetv2": "MobileNetV2"}
+from pipeline.names import display_name
+
 MODEL_COLORS = {"custom_cnn": "#f97316", "mobilenetv2": "#2563eb"}
 # Colour-blind friendly qualitative palette (Okabe-Ito) for classes.
 CLASS_PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442"]
@@ -31,7 +32,7 @@ class FigureDataError(ValueError):
 
 def model_label(name: str) -> str:
     """Human name of a model folder name (`mobilenetv2` -> `MobileNetV2`)."""
-    return MODEL_LABELS.get(name, name.replace("_", " "))
+    return display_name(name)
 
 
 def model_color(name: str, index: int = 0) -> str:

@@ -60,12 +60,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import PROJECT_ROOT, git_commit, write_json_atomic, write_text_atomic
+from pipeline.names import DEFAULT_MODELS, Progress
 
-ProgressFn = Callable[[str, int, int], None]
 SayFn = Callable[[str], None]
 
 SCHEMA_VERSION = 1
-MODELS = ("custom_cnn", "mobilenetv2")
+MODELS = DEFAULT_MODELS  # the benchmark measures the default pair only
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -761,7 +761,7 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
     except ImportError:
         return _dashboard_skip("playwright is not installed in this environment")
     from pipeline.artifacts import open_run
-    from pipeline.models import display_name
+    from pipeline.names import display_name
 
     run = open_run(run_dir)
     captions = [f"{display_name(m)} · Grad-CAM for" for m in run.model_names]
@@ -969,7 +969,7 @@ def _check_options(opts: BenchOptions) -> None:
                              f"{', '.join(given.model_names)}")
 
 
-def run_bench(opts: BenchOptions, progress: ProgressFn | None = None,
+def run_bench(opts: BenchOptions, progress: Progress | None = None,
               say: SayFn | None = None) -> BenchResult:
     """Run every benchmark and write `<out>/<UTC date>[-quick].json` and `.md`."""
     opts = opts.resolved()

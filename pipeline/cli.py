@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import typer
+from rich import progress as rich_progress
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline.names import DEFAULT_MODELS, Progress
 
 app = typer.Typer(
     add_completion=False,
@@ -21,7 +23,6 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
-ProgressFn = Callable[[str, int, int], None]
 
 
 class CliError(Exception):
@@ -53,13 +54,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
+def progress_bar(enabled: bool = True) -> Iterator[Progress]:
     """Yield a callback `update(description, done, total)` drawing a rich progress bar on stderr."""
     if not enabled:
         yield lambda desc, done, total: None
         return
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with rich_progress.Progress(
+        rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
+        rich_progress.MofNCompleteColumn(), rich_progress.TimeElapsedColumn(),
         console=err, transient=False,
     ) as prog:
         tasks: dict[str, int] = {}
@@ -196,7 +198,7 @@ def _model_list(model: str) -> list[str]:
     from pipeline.models import MODEL_NAMES
 
     if model == "all":
-        return ["custom_cnn", "mobilenetv2"]
+        return list(DEFAULT_MODELS)
     names = [m.strip() for m in model.split(",") if m.strip()]
     bad = [m for m in names if m not in MODEL_NAMES]
     if bad or not names:
@@ -301,7 +303,7 @@ def run(
     weights: str = typer.Option(None, "--weights", help="auto | imagenet | none | PATH"),
 ) -> None:
     """Synthesise data when none is given, train both models, evaluate: make demo's first half."""
-    models = ["custom_cnn", "mobilenetv2"]
+    models = list(DEFAULT_MODELS)
     if data is None:
         from pipeline.synth import generate
 
@@ -367,7 +369,7 @@ def predict(
 def _print_eval_summary(summary: dict) -> None:
     from rich.table import Table
 
-    from pipeline.evaluate import display_name
+    from pipeline.names import display_name
 
     src = summary["source"]
     where = "test split" if src["kind"] == "test" else f"{src['data_dir']} ({src['mode']})"
@@ -399,7 +401,7 @@ def _print_eval_summary(summary: dict) -> None:
 def _print_cv_summary(result: dict) -> None:
     from rich.table import Table
 
-    from pipeline.evaluate import display_name
+    from pipeline.names import display_name
 
     table = Table(title=f"{result['folds']}-fold cross-validation of run {result['run_id']} "
                         f"({result['n_images']} images)")

@@ -38,18 +38,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline import images
+from pipeline.names import IMAGE_EXTS, Progress
 
 if TYPE_CHECKING:  # heavy imports stay lazy: `audit` must not pay for TensorFlow
-    import keras
     import tensorflow as tf
 
-ProgressFn = Callable[[str, int, int], None]
 
 CANONICAL: tuple[str, ...] = ("glioma", "meningioma", "no_tumor", "pituitary")
 BINARY: tuple[str, ...] = ("no_tumor", "tumor")
-IMAGE_EXTS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm"}
-)
 NEAR_DUPLICATE_THRESHOLD = 28  # Hamming distance out of PHASH_BITS, see the module docstring
 PHASH_SIZE = 16  # imagehash hash_size: 16×16 = 256 bits
 PHASH_BITS = PHASH_SIZE * PHASH_SIZE
@@ -336,7 +332,7 @@ def _hash_one(path: Path) -> HashInfo:
 
 
 def _parallel(fn: Callable[[Any], Any], items: Sequence[Any], desc: str,
-              progress: ProgressFn | None, workers: int = WORKERS) -> list[Any]:
+              progress: Progress | None, workers: int = WORKERS) -> list[Any]:
     total = len(items)
     out: list[Any] = []
     if progress:
@@ -352,7 +348,7 @@ def _parallel(fn: Callable[[Any], Any], items: Sequence[Any], desc: str,
     return out
 
 
-def hash_files(records: Sequence[ImageRecord], progress: ProgressFn | None = None
+def hash_files(records: Sequence[ImageRecord], progress: Progress | None = None
                ) -> dict[str, HashInfo]:
     """{rel: HashInfo} for every record: SHA-1, pHash, size, mode, or the decode error."""
     infos = _parallel(lambda r: _hash_one(Path(r.path)), list(records), "hashing images", progress)
@@ -493,7 +489,7 @@ def duplicate_components(records: Sequence[ImageRecord],
 # ----------------------------------------------------------------------------- audit
 
 
-def audit(ds: Dataset, progress: ProgressFn | None = None, examples: int = 5) -> dict[str, Any]:
+def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> dict[str, Any]:
     """Counts, sizes, modes, unreadable files, exact and near duplicates, leakage, conflicts.
 
     Keys: `root`, `layout`, `binary`, `classes`, `n_images`, `counts` ({split: {class: n}}),
@@ -670,7 +666,7 @@ def _cap(records: list[ImageRecord], max_per_class: int, seed: int) -> list[Imag
 
 def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
                 test_fraction: float = 0.15, dedupe: bool = True, official_test: bool = False,
-                max_per_class: int | None = None, progress: ProgressFn | None = None) -> Splits:
+                max_per_class: int | None = None, progress: Progress | None = None) -> Splits:
     """Deterministic stratified train/val/test split of the readable images.
 
     dedupe: every exact/near duplicate group (see the module docstring) lies in one split, so no
@@ -855,7 +851,7 @@ def _save_cached(base: Path, arrays: LoadedArrays) -> None:
 
 
 def load_arrays(records: Sequence[ImageRecord], classes: Sequence[str], size: int,
-                crop: bool = True, progress: ProgressFn | None = None,
+                crop: bool = True, progress: Progress | None = None,
                 cache_dir: str | Path | None = None) -> LoadedArrays:
     """Decode, optionally head-crop and resize every record once into memory.
 
@@ -929,24 +925,3 @@ def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool
     ds = ds.batch(batch_size)
     ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def augmentation(seed: int = 0) -> keras.Sequential:
-    """Random flip, small rotation, zoom and contrast as Keras layers (active only in training).
-
-    Meant to sit inside a model right after its input, on raw 0-255 pixels; empty borders are
-    filled with black like the MRI background.
-    """
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip"),
-            keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1,
-                                        name="aug_rotate"),
-            keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2, name="aug_zoom"),
-            keras.layers.RandomContrast(0.15, value_range=(0, 255), seed=seed + 3,
-                                        name="aug_contrast"),
-        ],
-        name="augmentation",
-    )

@@ -31,18 +31,11 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from pipeline.artifacts import write_text_atomic
+from pipeline.names import Progress, display_name, no_progress
 
 NO_TUMOR = "no_tumor"
-# Same names as pipeline.models.DISPLAY_NAMES; repeated so the pure metrics need no Keras import.
-DISPLAY_NAMES = {"custom_cnn": "Custom CNN", "mobilenetv2": "MobileNetV2",
-                 "efficientnetb0": "EfficientNetB0"}
 ALPHA = 0.05  # significance level of the comparison verdict
 PROB_TOLERANCE = 1e-3  # softmax rows must sum to 1 within this (float32 rounding)
-
-
-def display_name(model: str) -> str:
-    """Human name of a registry model ("mobilenetv2" -> "MobileNetV2")."""
-    return DISPLAY_NAMES.get(model, model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -619,13 +612,8 @@ def collapse_to_binary(probs: np.ndarray, class_names: Sequence[str]) -> tuple[n
 # Evaluating a run (test split or any other data folder)
 # ---------------------------------------------------------------------------------------------
 
-Progress = Callable[[str, int, int], None]
 PREDICT_CHUNK = 128  # images decoded and predicted at a time: bounded memory on any folder size
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-
-
-def _no_progress(desc: str, done: int, total: int) -> None:
-    return None
 
 
 def _predict_records(predictor: Any, model: str, records: Sequence[Any], progress: Progress
@@ -722,7 +710,7 @@ def evaluate_run(
     from pipeline import artifacts, data
     from pipeline.predict import Predictor
 
-    progress = progress or _no_progress
+    progress = progress or no_progress
     try:
         run = artifacts.open_run(run_dir)
     except artifacts.ArtifactError as exc:
@@ -878,7 +866,7 @@ def cross_validate(
     from pipeline.config import TrainConfig
     from pipeline.train import train_one
 
-    progress = progress or _no_progress
+    progress = progress or no_progress
     say = say or (lambda msg: None)
     try:
         run = artifacts.open_run(run_dir)

@@ -28,12 +28,13 @@ import numpy as np
 import tensorflow as tf
 from scipy import stats
 
+from pipeline.names import IMAGE_EXTS, Progress
+
 METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad")
 # Methods that read a convolutional feature map (SmoothGrad works on input pixels).
 LAYER_METHODS = ("gradcam", "gradcam++", "scorecam")
 BASELINES = ("blur", "black")
 
-ProgressFn = Callable[[str, int, int], None]
 
 _CONV_TYPES = (
     keras.layers.Conv2D,
@@ -806,7 +807,6 @@ def prepare_mask(mask: np.ndarray, image: np.ndarray, size: int, crop: bool) -> 
 # explain-eval: measured quality of a run's explanations
 # --------------------------------------------------------------------------------------------
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def find_mask(masks_dir: Path, rel: str) -> Path | None:
@@ -815,7 +815,7 @@ def find_mask(masks_dir: Path, rel: str) -> Path | None:
     if direct.is_file():
         return direct
     stem = (masks_dir / rel).with_suffix("")
-    for ext in IMAGE_EXTS:
+    for ext in sorted(IMAGE_EXTS):
         for cand in (stem.with_suffix(ext), stem.with_suffix(ext.upper())):
             if cand.is_file():
                 return cand
@@ -858,7 +858,7 @@ def explain_model(
     baseline: str = "blur",
     seed: int = 0,
     batch: int = 16,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     label: str = "explain-eval",
 ) -> dict[str, Any]:
     """All explanation-quality metrics of one model on prepared images (N, S, S, 3).
@@ -965,7 +965,7 @@ def explain_eval(
     masks_dir: str | Path | None = None,
     method: str = "gradcam",
     max_images: int = 64,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     models: Sequence[str] | None = None,
     steps: int = 20,
     baseline: str = "blur",

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 
 from pipeline.config import ModelConfig
+from pipeline.names import display_name
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,7 @@ BACKBONES: dict[str, Backbone] = {
     ),
 }
 
-DISPLAY_NAMES = {
-    "custom_cnn": "Custom CNN",
-    "mobilenetv2": "MobileNetV2",
-    "efficientnetb0": "EfficientNetB0",
-}
-
 MODEL_NAMES = ("custom_cnn", *BACKBONES)
-
-
-def display_name(name: str) -> str:
-    return DISPLAY_NAMES.get(name, name)
 
 
 def keras_cache_dir() -> Path:
@@ -197,7 +188,7 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
     x = augmentation_block(inputs, seed) if augment else inputs
     x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess")(x)
     for block in range(cfg.depth):
-        width = cfg.width * 2 ** block  # 24, 48, 96, 192 filters for the default width
+        width = cfg.width * 2 ** block  # e.g. 16-32-64-128 filters at the full profile's width 16
         convs = 2 if block >= cfg.depth - 2 else 1
         for c in range(convs):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,

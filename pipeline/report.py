@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import ArtifactError, Run
-from pipeline.models import display_name
+from pipeline.names import display_name
 
 
 def _plt():

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +37,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.names import Progress
+
 GENERATOR = "brain-mri-xai synth"
 VERSION = "1.0"
 CLASSES: tuple[str, ...] = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
@@ -46,7 +47,6 @@ MIN_SIZE = 64
 MAX_SIZE = 2048
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
-ProgressFn = Callable[[str, int, int], None]
 
 
 class SynthError(ValueError):
@@ -520,7 +520,7 @@ def _readme(params: dict[str, Any]) -> str:
 
 
 def generate(out_dir: str | Path, per_class: int, size: int = 256, seed: int = 0,
-             test_fraction: float = 0.2, progress: ProgressFn | None = None,
+             test_fraction: float = 0.2, progress: Progress | None = None,
              overwrite: bool = False, workers: int | None = None) -> dict[str, Any]:
     """Write `per_class` phantoms per class (Kaggle-style layout) plus masks, README and params.
 

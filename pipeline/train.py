@@ -25,11 +25,11 @@ import tensorflow as tf
 
 from pipeline import artifacts, data
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.models import BuiltModel, build_model, count_params, display_name, split_point
+from pipeline.models import BuiltModel, build_model, count_params, split_point
+from pipeline.names import Progress, display_name
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 Say = Callable[[str], None]
 
 def _noop_progress(desc: str, done: int, total: int) -> None:

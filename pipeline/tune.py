@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ModelConfig, TrainConfig
+from pipeline.names import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, int, int], None]
 Say = Callable[[str], None]
 ALGORITHMS = ("random", "bayesian")
 
@@ -141,7 +141,8 @@ def tune(
     import keras_tuner as kt
 
     from pipeline import data
-    from pipeline.models import build_model, display_name
+    from pipeline.models import build_model
+    from pipeline.names import display_name
     from pipeline.train import fit_plain, fit_transfer_cached
 
     if budget < 1:

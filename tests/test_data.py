@@ -533,16 +533,6 @@ def test_make_tf_dataset_batches_and_seeded_shuffle():
         data.make_tf_dataset(x, y[:5], batch_size=2)
 
 
-def test_augmentation_layers():
-    aug = data.augmentation(seed=3)
-    assert [layer.name for layer in aug.layers] == ["aug_flip", "aug_rotate", "aug_zoom",
-                                                    "aug_contrast"]
-    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-    assert np.allclose(np.asarray(aug(x, training=False)), x)  # inactive at inference
-    out = np.asarray(aug(x, training=True))
-    assert out.shape == x.shape and not np.allclose(out, x)
-
-
 # --------------------------------------------------------------------------- CLI
 
 

@@ -240,6 +240,6 @@ def test_figures_serialise_to_json():
 
 def test_model_label_and_colours():
     assert F.model_label("mobilenetv2") == "MobileNetV2"
-    assert F.model_label("efficient_net") == "efficient net"
+    assert F.model_label("efficient_net") == "efficient_net"  # unknown: shown as named
     assert F.model_color("custom_cnn") != F.model_color("mobilenetv2")
     assert F.model_color("x", 0) != F.model_color("y", 1)

@@ -125,3 +125,18 @@ def test_unknown_model_and_bad_classes():
         build_model("vgg99", 4, _tiny())
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_model("custom_cnn", 1, _tiny())
+
+
+def test_augmentation_block_is_active_only_in_training():
+    import keras
+
+    from pipeline.models import augmentation_block
+
+    inputs = keras.Input((32, 32, 3))
+    aug = keras.Model(inputs, augmentation_block(inputs, seed=3))
+    assert [layer.name for layer in aug.layers[1:]] == ["aug_flip", "aug_rotate", "aug_zoom",
+                                                        "aug_contrast"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    assert np.allclose(np.asarray(aug(x, training=False)), x)  # inactive at inference
+    out = np.asarray(aug(x, training=True))
+    assert out.shape == x.shape and not np.allclose(out, x)

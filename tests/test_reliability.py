@@ -356,7 +356,7 @@ def test_mutated_files_of_every_format_decode_and_prepare_or_refuse(fuzz_seeds, 
 
 
 def test_audit_cli_lists_the_zoo_as_unreadable(synth_data: Path, tmp_path: Path):
-    from pipeline.data import IMAGE_EXTS
+    from pipeline.names import IMAGE_EXTS
 
     ds = tmp_path / "dataset"
     cls = ds / "Training" / "glioma_tumor"
