@@ -288,6 +288,9 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     mc = cfg.models.get(name) or ModelConfig()
     num_classes = len(classes)
     t_start = time.perf_counter()
+    mstate = state.setdefault("models", {}).setdefault(name, {})
+    # Time spent before an interruption, kept in state.json, so resumed runs report it all.
+    seconds_before = float(mstate.get("seconds_before_resume", 0.0))
     train = data.load_arrays(splits.train, classes, mc.image_size, crop=mc.crop_head,
                              progress=progress, cache_dir=cache_dir)
     val = data.load_arrays(splits.val, classes, mc.image_size, crop=mc.crop_head,
@@ -302,7 +305,6 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     if built.weights.warning:
         say("WARNING: " + built.weights.warning)
     mdir = writer.model_dir(name)
-    mstate = state.setdefault("models", {}).setdefault(name, {})
     history: list[dict[str, Any]] = list(mstate.get("history", []))
     # Runs interrupted before checkpoints were named in state.json used this fixed name.
     ckpt = mdir / mstate.get("checkpoint", "checkpoint.weights.h5")
@@ -326,6 +328,7 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
         if mstate.get("phase") != phase:
             mstate["phase"], mstate["phase_epoch"] = phase, 0
         mstate["phase_epoch"] = sum(1 for h in hist if h["phase"] == phase)
+        mstate["seconds_before_resume"] = seconds_before + time.perf_counter() - t_start
         writer.write_json("state.json", state)
         for old in mdir.glob("checkpoint*.weights.h5"):
             if old.name != path.name:
@@ -337,7 +340,7 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     else:
         fit_plain(built, mc, cfg, train, val, num_classes, history, mstate, checkpoint,
                   progress, say)
-    seconds = time.perf_counter() - t_start + float(mstate.get("seconds_before_resume", 0))
+    seconds = time.perf_counter() - t_start + seconds_before
     built.model.save(mdir / "model.keras")
     best = _best_epoch(history)
     writer.write_json(f"{name}/history.json", {"epochs": history, "best_epoch": best})
