@@ -24,6 +24,10 @@ MAX_PIXELS = 50_000_000  # refuse larger images from their header, before decodi
 # A 50-megapixel 16-bit RGB TIFF is 300 MB uncompressed; nothing usable is larger than this.
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MIN_SIDE = 8  # smaller images carry no usable anatomy
+# Larger images are shrunk *while* decoding (JPEG's DCT scaling, then Pillow's reduce) before any
+# conversion: a 190 KB zero-filled 7000×7000 PNG peaked at 1.31 GB when converted at full size.
+# Models see at most 224 px and MRI slices are rarely over 1 k px, so nothing usable is lost.
+MAX_DECODE_SIDE = 2048
 # Raster formats we accept. Limiting Pillow to these keeps it away from formats that shell out
 # (EPS calls Ghostscript) or that make no sense for MRI slices.
 PIL_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "DIB", "TIFF", "GIF", "WEBP", "PPM")
@@ -58,11 +62,11 @@ def _megapixels(n: int) -> str:
     return f"{n / 1e6:g}"
 
 
-def _check_dims(width: int, height: int, label: str) -> None:
-    if width * height > MAX_PIXELS:
+def _check_dims(width: int, height: int, label: str, max_pixels: int) -> None:
+    if width * height > max_pixels:
         raise ImageError(
             f"{label}: image too large: {width}×{height} exceeds "
-            f"{_megapixels(MAX_PIXELS)} megapixels"
+            f"{_megapixels(max_pixels)} megapixels"
         )
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ImageError(
@@ -128,7 +132,32 @@ def _explain_pillow_error(exc: Exception, fmt: str | None, label: str) -> ImageE
     return ImageError(f"{label}: corrupt {kind} ({type(exc).__name__}: {text})")
 
 
-def _decode_pillow(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _load_reduced(im: Image.Image, info: dict[str, Any]) -> Image.Image:
+    """Load `im` with its longer side at most MAX_DECODE_SIDE, shrinking as early as possible.
+
+    JPEG decodes straight at 1/2, 1/4 or 1/8 size (`draft`); other formats are reduced by an
+    integer factor right after loading, before any mode conversion multiplies the memory.
+    `info["reduced_by"]` records the factor (1: full size).
+    """
+    factor = -(-max(im.size) // MAX_DECODE_SIDE)  # ceil
+    if factor > 1 and im.format in ("JPEG", "MPO"):
+        im.draft(im.mode, (im.size[0] // factor, im.size[1] // factor))
+    im.load()
+    factor = -(-max(im.size) // MAX_DECODE_SIDE)
+    if factor > 1:
+        try:
+            reduced = im.reduce(factor)
+        except (ValueError, NotImplementedError):  # palette, 1-bit, some 16-bit modes
+            size = (max(1, im.size[0] // factor), max(1, im.size[1] // factor))
+            reduced = im.resize(size, Image.Resampling.NEAREST)
+        im.close()
+        im = reduced
+    info["reduced_by"] = round(info["width"] / im.size[0], 3)
+    return im
+
+
+def _decode_pillow(data: bytes, label: str, max_pixels: int
+                   ) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         # The caller silences Pillow's DecompressionBombWarning: our own, lower cap follows.
         im = Image.open(io.BytesIO(data), formats=_pil_formats())
@@ -146,13 +175,13 @@ def _decode_pillow(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
     fmt = im.format
     try:
         width, height = im.size
-        _check_dims(width, height, label)
+        _check_dims(width, height, label, max_pixels)
         n_frames = int(getattr(im, "n_frames", 1) or 1)
         if n_frames > 1:
             im.seek(0)  # animated GIF / multi-page TIFF: first frame
         info = {"format": fmt, "mode": im.mode, "width": width, "height": height,
                 "frames": n_frames}
-        im.load()
+        im = _load_reduced(im, info)
         try:
             oriented = ImageOps.exif_transpose(im)
             if oriented is not None:
@@ -171,7 +200,8 @@ def _decode_pillow(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]
     return arr, info
 
 
-def _decode_dicom(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _decode_dicom(data: bytes, label: str, max_pixels: int
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -187,7 +217,7 @@ def _decode_dicom(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except Exception:
         raise ImageError(f"{label}: DICOM file has no valid Rows/Columns") from None
-    _check_dims(cols, rows, label)
+    _check_dims(cols, rows, label, max_pixels)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     try:
         arr = ds.pixel_array
@@ -224,9 +254,12 @@ def _decode_dicom(data: bytes, label: str) -> tuple[np.ndarray, dict[str, Any]]:
     return rgb, info
 
 
-def decode_image_info(data: bytes, name: str = "") -> tuple[np.ndarray, dict[str, Any]]:
-    """Like `decode_image`, also returning the source's `format`, `mode`, `width`, `height`."""
+def decode_image_info(data: bytes, name: str = "", max_pixels: int | None = None
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Like `decode_image`, also returning the source's `format`, `mode`, `width`, `height`,
+    `frames` and `reduced_by` (Pillow formats)."""
     label = _label(name)
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
     if not isinstance(data, bytes):
@@ -237,20 +270,22 @@ def decode_image_info(data: bytes, name: str = "") -> tuple[np.ndarray, dict[str
         # Pillow and pydicom warn about every odd EXIF block or VR; we report real failures.
         warnings.simplefilter("ignore")
         if _is_dicom(data, name):
-            return _decode_dicom(data, label)
-        return _decode_pillow(data, label)
+            return _decode_dicom(data, label, max_pixels)
+        return _decode_pillow(data, label, max_pixels)
 
 
-def decode_image(data: bytes, name: str = "") -> np.ndarray:
+def decode_image(data: bytes, name: str = "", max_pixels: int | None = None) -> np.ndarray:
     """Decode image bytes into an H×W×3 uint8 RGB array, or raise ImageError.
 
     Grayscale is replicated to 3 channels, alpha composited on black, palettes expanded, 16-bit
     and float images scaled by their actual value range, CMYK converted, EXIF orientation applied,
     the first frame of animations and multi-page TIFFs taken, DICOM rescaled and windowed.
-    Refused: empty data, non-images, truncated files, images above MAX_PIXELS (checked from the
-    header before decoding) and images smaller than MIN_SIDE×MIN_SIDE.
+    Refused: empty data, non-images, truncated files, images above `max_pixels` (default
+    MAX_PIXELS; checked from the header before decoding) and images smaller than
+    MIN_SIDE×MIN_SIDE. Images whose longer side exceeds MAX_DECODE_SIDE are shrunk while
+    decoding (Pillow formats).
     """
-    return decode_image_info(data, name)[0]
+    return decode_image_info(data, name, max_pixels)[0]
 
 
 def read_file(path: str | Path, label: str | None = None) -> bytes:

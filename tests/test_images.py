@@ -404,3 +404,55 @@ def test_prepare_image_rejects_bad_size_and_type():
         prepare_image(np.zeros((20, 20, 3), np.uint8), 0)
     with pytest.raises(ImageError, match="numpy array"):
         prepare_image([[1, 2], [3, 4]], 32)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
+def test_large_images_are_shrunk_while_decoding(monkeypatch, mode):
+    monkeypatch.setattr(images, "MAX_DECODE_SIDE", 64)
+    base = Image.fromarray(pattern(300, 200)).convert("L")
+    im = base.convert(mode) if mode != "I;16" else Image.fromarray(
+        (np.asarray(base, np.uint16) * 16).astype(np.uint16))
+    arr, info = images.decode_image_info(encode(im, "PNG"), f"big-{mode}.png")
+    assert max(arr.shape[:2]) <= 64 and arr.shape[2] == 3
+    assert info["width"] == 300 and info["reduced_by"] == 5.0
+    small = np.asarray(base.resize((60, 40), Image.Resampling.BOX), np.float32)
+    assert np.abs(arr[:, :, 0].astype(np.float32) - small).mean() < 40  # the same picture
+
+
+def test_jpeg_is_decoded_at_reduced_size(monkeypatch):
+    monkeypatch.setattr(images, "MAX_DECODE_SIDE", 100)
+    arr, info = images.decode_image_info(encode(Image.fromarray(pattern(400, 240)), "JPEG"),
+                                         "big.jpg")
+    assert arr.shape == (60, 100, 3) and info["reduced_by"] == 4.0
+
+
+def test_upload_pixel_cap_is_a_parameter():
+    data = encode(Image.fromarray(pattern(48, 32)), "PNG")
+    with pytest.raises(ImageError, match="exceeds 0.001 megapixels"):
+        decode_image(data, "big.png", max_pixels=1000)
+    assert decode_image(data, "big.png", max_pixels=2000).shape == (32, 48, 3)
+
+
+def test_decoding_a_zero_filled_7000px_png_stays_small(tmp_path):
+    """The issue's memory bomb: 190 KB on disk, 1.31 GB peak RSS when converted at full size."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGBA", (7000, 7000)).save(path)
+    code = (
+        "from pipeline.images import decode_image_info\n"
+        "def hwm():\n"
+        "    return next(int(x.split()[1]) for x in open('/proc/self/status')\n"
+        "                if x.startswith('VmHWM')) / 1024\n"
+        f"data = open({str(path)!r}, 'rb').read(); before = hwm()\n"
+        "arr, info = decode_image_info(data, 'bomb.png')\n"
+        "print(arr.shape[0], info['reduced_by'], round(hwm() - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.returncode == 0, out.stderr
+    side, factor, grew_mb = out.stdout.split()
+    assert int(side) <= images.MAX_DECODE_SIDE and float(factor) > 1
+    # Pillow's own RGBA raster (196 MB) plus reduce's premultiplied copy; was ~1300 MB
+    assert int(grew_mb) < 500, out.stdout
