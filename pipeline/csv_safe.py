@@ -1,0 +1,33 @@
+"""CSV text that spreadsheets cannot run: user-supplied cells are neutralised (CSV injection).
+
+A file called `=HYPERLINK("http://x")&A1.png` or `@SUM(1+1).png` becomes a formula when a
+predictions CSV is opened in Excel or LibreOffice. Following OWASP's guidance, a text cell that
+starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading single quote, which
+spreadsheets show as text; the csv module quotes the rest. Numbers are written as numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """`value` unchanged unless it is text a spreadsheet would read as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text (header + rows) with every text cell passed through `safe_cell`."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([safe_cell(h) for h in header])
+    for row in rows:
+        writer.writerow([safe_cell(v) for v in row])
+    return buf.getvalue()

@@ -1,0 +1,32 @@
+"""CSV injection: cells a spreadsheet would run as formulas are written as text."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from pipeline.csv_safe import safe_cell, to_csv
+
+ATTACKS = ["=HYPERLINK(\"http://127.0.0.1:9/x\",\"y\").png", "+cmd.png", "-2+3.png",
+           "@SUM(1+1).png", "\t=1+1.png", "\r=1+1.png"]
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_formula_like_text_is_quoted(name):
+    assert safe_cell(name) == "'" + name
+
+
+@pytest.mark.parametrize("value", ["scan.png", "a=b.png", "", 0.5, -0.25, 3, None])
+def test_ordinary_cells_are_unchanged(value):
+    assert safe_cell(value) == value
+
+
+def test_to_csv_round_trips_with_every_attack_neutralised():
+    text = to_csv(["path", "p"], [[name, -0.5] for name in ATTACKS])
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == ["path", "p"]
+    assert [r[0] for r in rows[1:]] == ["'" + n for n in ATTACKS]
+    assert all(r[1] == "-0.5" for r in rows[1:])  # numbers stay numbers
+    assert not any(r[0][0] in "=+-@\t\r" for r in rows[1:])
