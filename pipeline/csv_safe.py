@@ -25,8 +25,10 @@ def safe_cell(value: Any) -> Any:
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """CSV text (header + rows) with every text cell passed through `safe_cell`."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    buf = io.StringIO(newline="")
+    # RFC 4180 line ends: with "\r\n" as terminator the csv module also quotes a field holding
+    # a bare "\r" (a file name can), which would otherwise split the row.
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow([safe_cell(h) for h in header])
     for row in rows:
         writer.writerow([safe_cell(v) for v in row])
