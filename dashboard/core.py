@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from dashboard.figures import model_label
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.images import ImageError, decode_image, read_image
+from pipeline.names import display_name
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "gif", "webp", "dcm"]
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -130,7 +130,7 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
         mark = ""
         if true_label:
             mark = " :green[✓ right]" if class_names[k] == true_label else " :red[✗ wrong]"
-        parts.append(f"{model_label(model)}: **{class_names[k]}** ({p[i][k]:.0%}){mark}")
+        parts.append(f"{display_name(model)}: **{class_names[k]}** ({p[i][k]:.0%}){mark}")
     return " · ".join(parts)
 
 
@@ -205,7 +205,7 @@ def run_facts(manifest: Mapping[str, Any]) -> RunFacts:
     warnings = []
     for m, info in models.items():
         if weights_status(m, info) == "none":
-            warnings.append(f"{model_label(m)} was trained WITHOUT ImageNet weights (from "
+            warnings.append(f"{display_name(m)} was trained WITHOUT ImageNet weights (from "
                             "scratch): expect lower accuracy than a transfer-learned model.")
     config = manifest.get("config") or {}
     return RunFacts(
@@ -223,7 +223,7 @@ def model_facts_frame(facts: RunFacts) -> pd.DataFrame:
     for m, info in facts.models.items():
         secs = info.get("train_seconds")
         rows.append({
-            "model": model_label(m),
+            "model": display_name(m),
             "image size": f"{info.get('image_size', '?')} px",
             "crop to head": "yes" if info.get("crop_head") else "no",
             "started from": {"imagenet": "ImageNet weights", "none": "random (no ImageNet)",
@@ -270,20 +270,20 @@ def run_problems(run: Run) -> list[Problem]:
         model_file = run.path / str(info.get("file", f"{m}/model.keras"))
         if not model_file.is_file():
             problems.append(Problem(
-                f"{model_label(m)}: model file {model_file.name} is missing",
+                f"{display_name(m)}: model file {model_file.name} is missing",
                 "retrain: `python -m pipeline run` (or `make demo` after deleting the run)",
                 "error"))
         missing = [f for f in EVAL_FILES if not (run.path / m / f).is_file()]
         if missing:
             problems.append(Problem(
-                f"{model_label(m)}: no evaluation ({', '.join(missing)} missing)",
+                f"{display_name(m)}: no evaluation ({', '.join(missing)} missing)",
                 f"`python -m pipeline evaluate --run {rid}`"))
         if not (run.path / m / "history.json").is_file():
-            problems.append(Problem(f"{model_label(m)}: history.json (training curves) is missing",
+            problems.append(Problem(f"{display_name(m)}: history.json (training curves) is missing",
                                     "it is written by training; retrain to get curves"))
         if not (run.path / m / "explanations.json").is_file():
             problems.append(Problem(
-                f"{model_label(m)}: explanations.json (explanation quality) is missing",
+                f"{display_name(m)}: explanations.json (explanation quality) is missing",
                 f"`python -m pipeline explain-eval --run {rid}`"))
     if len(run.model_names) > 1 and not (run.path / "comparison.json").is_file():
         problems.append(Problem("comparison.json (model comparison) is missing",
