@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import core
+from dashboard import core, runinfo
 from pipeline.artifacts import ArtifactError, Run, RunInfo, list_runs, open_run, read_json
 from pipeline.names import display_name
 
@@ -312,8 +312,8 @@ def sidebar() -> None:
             if run is None:
                 st.error(problem, icon=":material/error:")
             else:
-                facts = core.run_facts(run.manifest)
-                sizes = core.split_sizes(facts)
+                facts = runinfo.run_facts(run.manifest)
+                sizes = runinfo.split_sizes(facts)
                 st.caption(f"{facts.created[:16].replace('T', ' ')} · "
                            f"{len(facts.class_names)} classes · "
                            + " / ".join(f"{k} {v}" for k, v in sizes.items()))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, core, state
+from dashboard import charts, runinfo, state
 from dashboard import figures as F
 
 CHART_FIX = "The file may come from another version; re-run the evaluation."
@@ -10,7 +10,7 @@ CHART_FIX = "The file may come from another version; re-run the evaluation."
 
 st.title("Overview & comparison")
 run = state.require_run()
-facts = core.run_facts(run.manifest)
+facts = runinfo.run_facts(run.manifest)
 fix = state.evaluate_fix(run)
 
 st.caption(f"Run `{facts.run_id}` · created {facts.created} · profile {facts.profile or '?'}")
@@ -18,7 +18,7 @@ st.caption(f"Run `{facts.run_id}` · created {facts.created} · profile {facts.p
 for warning in facts.weights_warnings:
     st.warning(warning, icon=":material/warning:")
 
-problems = core.run_problems(run)
+problems = runinfo.run_problems(run)
 if problems:
     with st.expander(f":material/build: {len(problems)} thing(s) missing from this run",
                      expanded=any(p.severity == "error" for p in problems)):
@@ -27,11 +27,11 @@ if problems:
 
 cols = st.columns(5)
 cols[0].metric("Images in dataset", facts.n_images)
-for col, (name, n) in zip(cols[1:], core.split_sizes(facts).items(), strict=False):
+for col, (name, n) in zip(cols[1:], runinfo.split_sizes(facts).items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
 st.caption(f"Data: `{facts.data_dir}` ({facts.data_layout} layout) · classes: "
            + ", ".join(facts.class_names))
-st.dataframe(core.model_facts_frame(facts), hide_index=True, key="model_facts")
+st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="model_facts")
 
 st.header("Headline metrics")
 metrics = state.per_model_json(run, "metrics.json", fix)
