@@ -1,17 +1,17 @@
 """Dashboard logic without Streamlit: data in, data out, so it can be tested and reused.
 
-Pages call these functions with objects the cached loaders in `dashboard.state` provide. Nothing
-here writes files; uploads stay in memory, and the only files read are inside a run folder or
-inside the run's own dataset folder (paths taken from the run's artifacts, never from the user).
+Pages call these functions with objects the cached loaders in `dashboard.state` provide (a run's
+manifest facts and missing files are in `dashboard.runinfo`). Nothing here writes files; uploads
+stay in memory, and the only files read are inside a run folder or inside the run's own dataset
+folder (paths taken from the run's artifacts, never from the user).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from dashboard.figures import model_label
-from pipeline.artifacts import ArtifactError, Run
+from pipeline.artifacts import ArtifactError
 from pipeline.images import ImageError, decode_image, read_image
+from pipeline.names import display_name
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "gif", "webp", "dcm"]
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -130,7 +130,7 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
         mark = ""
         if true_label:
             mark = " :green[✓ right]" if class_names[k] == true_label else " :red[✗ wrong]"
-        parts.append(f"{model_label(model)}: **{class_names[k]}** ({p[i][k]:.0%}){mark}")
+        parts.append(f"{display_name(model)}: **{class_names[k]}** ({p[i][k]:.0%}){mark}")
     return " · ".join(parts)
 
 
@@ -149,146 +149,6 @@ def target_index(target: str | None, class_names: Sequence[str]) -> int | None:
     if target not in class_names:
         raise ValueError(f"target class {target!r} is not one of {list(class_names)}")
     return list(class_names).index(target)
-
-
-# --------------------------------------------------------------------------- run facts
-
-
-@dataclass
-class Problem:
-    """Something missing or damaged in a run, with how to fix it."""
-
-    what: str
-    fix: str
-    severity: str = "warning"  # "error" blocks a page, "warning" hides one section
-
-
-@dataclass
-class RunFacts:
-    run_id: str
-    created: str
-    data_dir: str
-    data_layout: str
-    n_images: Any
-    binary: bool
-    class_names: list[str]
-    splits: dict[str, Any]
-    models: dict[str, dict[str, Any]]
-    weights_warnings: list[str] = field(default_factory=list)
-    profile: str | None = None
-
-
-TRANSFER_HINTS = ("mobilenet", "efficientnet", "resnet", "vgg", "densenet", "inception")
-
-
-def weights_status(model: str, info: Mapping[str, Any]) -> str | None:
-    """'imagenet', 'none' or 'file' for a transfer model's starting weights; None otherwise.
-
-    The manifest records `weights` as "imagenet", "imagenet:<file>", "none" or a file label.
-    A model trained from scratch by design (the custom CNN) has no transfer weights to report.
-    """
-    if not any(h in model.lower() for h in TRANSFER_HINTS):
-        return None
-    w = str(info.get("weights") or "none").lower()
-    if w.startswith("imagenet"):
-        return "imagenet"
-    if w in ("none", "null", "scratch", ""):
-        return "none"
-    return "file"
-
-
-def run_facts(manifest: Mapping[str, Any]) -> RunFacts:
-    """The manifest's facts a viewer should see, with defaults for absent optional fields."""
-    data = manifest.get("data") or {}
-    splits = manifest.get("splits") or {}
-    models = {m: dict(info or {}) for m, info in (manifest.get("models") or {}).items()}
-    warnings = []
-    for m, info in models.items():
-        if weights_status(m, info) == "none":
-            warnings.append(f"{model_label(m)} was trained WITHOUT ImageNet weights (from "
-                            "scratch): expect lower accuracy than a transfer-learned model.")
-    config = manifest.get("config") or {}
-    return RunFacts(
-        run_id=str(manifest.get("run_id", "?")), created=str(manifest.get("created", "?")),
-        data_dir=str(data.get("dir", "?")), data_layout=str(data.get("layout", "?")),
-        n_images=data.get("n_images", "?"), binary=bool(data.get("binary", False)),
-        class_names=list(manifest.get("class_names") or []), splits=dict(splits),
-        models=models, weights_warnings=warnings, profile=config.get("profile"),
-    )
-
-
-def model_facts_frame(facts: RunFacts) -> pd.DataFrame:
-    """One row per model: input size, crop, starting weights, size, training time, epochs."""
-    rows = []
-    for m, info in facts.models.items():
-        secs = info.get("train_seconds")
-        rows.append({
-            "model": model_label(m),
-            "image size": f"{info.get('image_size', '?')} px",
-            "crop to head": "yes" if info.get("crop_head") else "no",
-            "started from": {"imagenet": "ImageNet weights", "none": "random (no ImageNet)",
-                             "file": f"weights file {info.get('weights')}",
-                             None: "random (trained from scratch by design)"}[
-                                 weights_status(m, info)],
-            "parameters": f"{info['params']:,}" if isinstance(info.get("params"), int) else "?",
-            "training time": format_seconds(secs),
-            "epochs run": info.get("epochs_run", "?"),
-            "best epoch": info.get("best_epoch", "?"),
-        })
-    return pd.DataFrame(rows)
-
-
-def format_seconds(secs: Any) -> str:
-    if not isinstance(secs, (int, float)) or math.isnan(secs):
-        return "?"
-    secs = float(secs)
-    if secs < 90:
-        return f"{secs:.0f} s"
-    if secs < 5400:
-        return f"{secs / 60:.1f} min"
-    return f"{secs / 3600:.1f} h"
-
-
-def split_sizes(facts: RunFacts) -> dict[str, Any]:
-    """train/val/test image counts (and the official test set when recorded)."""
-    out = {k: facts.splits.get(k) for k in ("train", "val", "test") if k in facts.splits}
-    official = facts.splits.get("official_test")
-    if isinstance(official, Mapping) and official.get("n") is not None:
-        out["official test"] = official.get("n")
-    return out
-
-
-EVAL_FILES = ("metrics.json", "confusion_matrix.json", "curves.json", "predictions.csv")
-
-
-def run_problems(run: Run) -> list[Problem]:
-    """Missing files of a run (by presence only; damage is reported when a file is read)."""
-    rid = run.run_id
-    problems = []
-    for m in run.model_names:
-        info = run.manifest["models"].get(m) or {}
-        model_file = run.path / str(info.get("file", f"{m}/model.keras"))
-        if not model_file.is_file():
-            problems.append(Problem(
-                f"{model_label(m)}: model file {model_file.name} is missing",
-                "retrain: `python -m pipeline run` (or `make demo` after deleting the run)",
-                "error"))
-        missing = [f for f in EVAL_FILES if not (run.path / m / f).is_file()]
-        if missing:
-            problems.append(Problem(
-                f"{model_label(m)}: no evaluation ({', '.join(missing)} missing)",
-                f"`python -m pipeline evaluate --run {rid}`"))
-        if not (run.path / m / "history.json").is_file():
-            problems.append(Problem(f"{model_label(m)}: history.json (training curves) is missing",
-                                    "it is written by training; retrain to get curves"))
-        if not (run.path / m / "explanations.json").is_file():
-            problems.append(Problem(
-                f"{model_label(m)}: explanations.json (explanation quality) is missing",
-                f"`python -m pipeline explain-eval --run {rid}`"))
-    if len(run.model_names) > 1 and not (run.path / "comparison.json").is_file():
-        problems.append(Problem("comparison.json (model comparison) is missing",
-                                f"`python -m pipeline evaluate --run {rid}`"))
-    return problems
 
 
 # --------------------------------------------------------------------------- predictions.csv

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import core
-from dashboard.figures import model_label
+from dashboard import core, runinfo
 from pipeline.artifacts import ArtifactError, Run, RunInfo, list_runs, open_run, read_json
+from pipeline.names import display_name
 
 ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -233,7 +233,7 @@ def models(run: Run) -> tuple[Any, dict[str, Any]]:
     """Predictor and explainers of the run's loadable models; errors shown for broken ones."""
     predictor, explainers, failures = _load_models(str(run.path), _models_stamp(run))
     for m, why in failures.items():
-        st.error(f"{model_label(m)} cannot be used: {why}. To fix: retrain the run "
+        st.error(f"{display_name(m)} cannot be used: {why}. To fix: retrain the run "
                  "(`python -m pipeline run`) or pick another run.", icon=":material/error:")
     return predictor, explainers
 
@@ -312,8 +312,8 @@ def sidebar() -> None:
             if run is None:
                 st.error(problem, icon=":material/error:")
             else:
-                facts = core.run_facts(run.manifest)
-                sizes = core.split_sizes(facts)
+                facts = runinfo.run_facts(run.manifest)
+                sizes = runinfo.split_sizes(facts)
                 st.caption(f"{facts.created[:16].replace('T', ' ')} · "
                            f"{len(facts.class_names)} classes · "
                            + " / ".join(f"{k} {v}" for k, v in sizes.items()))

@@ -1,14 +1,12 @@
 """Drawing pieces shared by the Predict and Error-analysis pages (controls, image cards).
 
-Inference goes through the cached functions of `dashboard.state`, so changing only the opacity or
-the outline re-renders overlays from cached heatmaps instead of recomputing them.
+Nothing here computes a prediction: `dashboard.inference.explain` does, and these functions draw
+its `Results` with the `Settings` that `controls` returns.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,47 +14,12 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard import core, state
+from dashboard import core
 from dashboard import figures as F
-from pipeline.artifacts import Run
+from dashboard.inference import Results, Settings
 from pipeline.explain import LAYER_METHODS, METHODS, render_overlay, to_png
 
 DISPLAY_SIDE = 320  # overlays are drawn at least this large so small model inputs stay readable
-
-
-@dataclass
-class Settings:
-    method: str = "gradcam"
-    target: str | None = None  # None = each image's predicted class
-    alpha: float = 0.45
-    outline: bool = False
-    layers: dict[str, str | None] = field(default_factory=dict)
-
-
-@dataclass
-class ImageResult:
-    """One model's result for one image, as kept in the shared result store."""
-
-    prepared: np.ndarray  # (S, S, 3) uint8: what the model saw
-    heatmap: np.ndarray  # (S, S) float32 in [0, 1]
-    probs: np.ndarray  # (C,) class probabilities
-    target: int  # class the heatmap explains
-    method: str
-    layer: str | None
-
-
-@dataclass
-class Results:
-    """Per model, one ImageResult per good image (in order); errors for models that failed."""
-
-    per_model: dict[str, list[ImageResult]]
-    errors: dict[str, str]
-    seconds: float
-
-    @property
-    def probs(self) -> dict[str, np.ndarray]:
-        """(N, C) probabilities per model that produced results."""
-        return {m: np.stack([r.probs for r in rs]) for m, rs in self.per_model.items() if rs}
 
 
 def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str,
@@ -89,41 +52,6 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                          "finer, more edge-like maps. Not used by SmoothGrad.")
     return Settings(method, None if target == "predicted class" else target, alpha, outline,
                     layers)
-
-
-def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Sequence[core.Upload],
-            settings: Settings) -> Results:
-    """Probabilities and heatmaps of every model for the good uploads.
-
-    Results are kept per image in the shared store, so only images not seen before with these
-    settings are computed, in one batch call per model; the Grad-CAM pass also yields the class
-    probabilities, so no separate prediction pass is needed.
-    """
-    good = [u for u in uploads if u.ok]
-    store = state.result_store()
-    run_key = state.run_key(run)
-    target = core.target_index(settings.target, run.class_names)
-    start = time.perf_counter()
-    per_model: dict[str, list[ImageResult]] = {}
-    errors: dict[str, str] = {}
-    for m, ex in explainers.items():
-        layer = settings.layers.get(m)
-        keys = [(run_key, m, u.digest, settings.method, target, layer) for u in good]
-        found = {k: store.get(k) for k in keys}
-        missing = [i for i, k in enumerate(keys) if found[k] is None]
-        try:
-            if missing:
-                batch = core.prepare_batch(predictor, m, [good[i].image for i in missing])
-                e = ex(batch, method=settings.method, target=target, layer=layer)
-                for j, i in enumerate(missing):
-                    found[keys[i]] = ImageResult(batch[j], e.heatmaps[j], e.probs[j],
-                                                 int(e.targets[j]), e.method, e.layer)
-                    store.put(keys[i], found[keys[i]])
-        except Exception as exc:  # one model failing to explain must not hide the other
-            errors[m] = f"{type(exc).__name__}: {exc}"
-            continue
-        per_model[m] = [found[k] for k in keys]
-    return Results(per_model, errors, time.perf_counter() - start)
 
 
 def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings) -> np.ndarray:

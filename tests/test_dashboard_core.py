@@ -1,4 +1,5 @@
-"""Unit tests of dashboard.core: uploads, prediction tables, run facts, error filtering, paths."""
+"""Unit tests of dashboard.core and dashboard.runinfo: uploads, prediction tables, run facts, error
+filtering, paths."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dashboard import core
+from dashboard import core, runinfo
 from pipeline.artifacts import ArtifactError, open_run
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -99,22 +100,22 @@ MANIFEST = {
 
 
 def test_run_facts_badge_only_for_transfer_models_without_imagenet():
-    facts = core.run_facts(MANIFEST)
+    facts = runinfo.run_facts(MANIFEST)
     assert len(facts.weights_warnings) == 1 and "MobileNetV2" in facts.weights_warnings[0]
-    assert core.split_sizes(facts) == {"train": 2200, "val": 400, "test": 500,
-                                       "official test": 394}
-    table = core.model_facts_frame(facts)
+    assert runinfo.split_sizes(facts) == {"train": 2200, "val": 400, "test": 500,
+                                          "official test": 394}
+    table = runinfo.model_facts_frame(facts)
     assert table["started from"].tolist() == ["random (trained from scratch by design)",
                                               "random (no ImageNet)"]
     assert table["training time"].tolist() == ["5.5 min", "2.0 h"]
     assert table["parameters"].tolist() == ["123,456", "2,300,000"]
     with_imagenet = json.loads(json.dumps(MANIFEST))
     with_imagenet["models"]["mobilenetv2"]["weights"] = "imagenet:mobilenet.h5"
-    assert core.run_facts(with_imagenet).weights_warnings == []
-    assert core.weights_status("mobilenetv2", {"weights": "/w/custom.h5"}) == "file"
+    assert runinfo.run_facts(with_imagenet).weights_warnings == []
+    assert runinfo.weights_status("mobilenetv2", {"weights": "/w/custom.h5"}) == "file"
     # A manifest missing optional blocks still gives facts, not a KeyError.
-    bare = core.run_facts({"class_names": ["a", "b"], "models": {"custom_cnn": {}}})
-    assert bare.n_images == "?" and core.split_sizes(bare) == {}
+    bare = runinfo.run_facts({"class_names": ["a", "b"], "models": {"custom_cnn": {}}})
+    assert bare.n_images == "?" and runinfo.split_sizes(bare) == {}
 
 
 def _pred_csv(rows):
@@ -194,7 +195,7 @@ def test_run_problems_lists_missing_files_with_fixes(tmp_path: Path):
     (run_dir / "custom_cnn" / "metrics.json").write_text("{}")
     manifest = {**MANIFEST, "schema_version": 1, "complete": True}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    problems = core.run_problems(open_run(run_dir))
+    problems = runinfo.run_problems(open_run(run_dir))
     text = "\n".join(f"{p.severity}: {p.what} -> {p.fix}" for p in problems)
     assert "error: MobileNetV2: model file model.keras is missing" in text
     assert "confusion_matrix.json" in text and "pipeline evaluate --run r1" in text

@@ -4,8 +4,8 @@ import json
 
 import streamlit as st
 
-from dashboard import core, state
 from dashboard import figures as F
+from dashboard import runinfo, state
 
 st.title("About & model card")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
@@ -43,19 +43,19 @@ if run is None:
     st.warning(problem, icon=":material/warning:")
     st.stop()
 
-facts = core.run_facts(run.manifest)
+facts = runinfo.run_facts(run.manifest)
 st.header(f"This run: `{facts.run_id}`")
 for warning in facts.weights_warnings:
     st.warning(warning, icon=":material/warning:")
 st.markdown(
     f"- **Data**: `{facts.data_dir}` ({facts.data_layout}), {facts.n_images} images, classes "
     f"{', '.join(facts.class_names)}\n"
-    f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in core.split_sizes(facts).items())
+    f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in runinfo.split_sizes(facts).items())
     + f" (strategy {facts.splits.get('strategy', '?')}, seed {facts.splits.get('seed', '?')})\n"
     f"- **Created**: {facts.created} · code commit `{run.manifest.get('git_commit') or '?'}`")
-st.dataframe(core.model_facts_frame(facts), hide_index=True, key="about_models")
+st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="about_models")
 
-problems = core.run_problems(run)
+problems = runinfo.run_problems(run)
 st.subheader("Completeness")
 if problems:
     for p in problems:

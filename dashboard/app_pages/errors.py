@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import core, state, views
+from dashboard import core, inference, state, views
 from dashboard import figures as F
 
 PAGE_SIZE = 6
@@ -65,7 +65,7 @@ good = [u for u in uploads if u.ok]
 results = None
 if good:
     with st.spinner(f"Explaining {len(good)} image(s)…"):
-        results = views.explain(run, predictor, explainers, uploads, settings)
+        results = inference.explain(run, predictor, explainers, uploads, settings)
 j = 0
 for i, up in enumerate(uploads):
     views.image_card(i, up, j if up.ok else None, results, class_names, settings, prefix="err")

@@ -2,24 +2,15 @@
 
 import streamlit as st
 
-from dashboard import core, state
+from dashboard import charts, runinfo, state
 from dashboard import figures as F
 
-
-def _show(build, *args, key: str, **kwargs) -> None:
-    """Draw a figure, or explain in its place why the data cannot be drawn."""
-    try:
-        fig = build(*args, **kwargs)
-    except F.FigureDataError as exc:
-        st.warning(f"Cannot draw this chart: {exc}. The file may come from another version; "
-                   "re-run the evaluation.", icon=":material/warning:")
-        return
-    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+CHART_FIX = "The file may come from another version; re-run the evaluation."
 
 
 st.title("Overview & comparison")
 run = state.require_run()
-facts = core.run_facts(run.manifest)
+facts = runinfo.run_facts(run.manifest)
 fix = state.evaluate_fix(run)
 
 st.caption(f"Run `{facts.run_id}` · created {facts.created} · profile {facts.profile or '?'}")
@@ -27,7 +18,7 @@ st.caption(f"Run `{facts.run_id}` · created {facts.created} · profile {facts.p
 for warning in facts.weights_warnings:
     st.warning(warning, icon=":material/warning:")
 
-problems = core.run_problems(run)
+problems = runinfo.run_problems(run)
 if problems:
     with st.expander(f":material/build: {len(problems)} thing(s) missing from this run",
                      expanded=any(p.severity == "error" for p in problems)):
@@ -36,11 +27,11 @@ if problems:
 
 cols = st.columns(5)
 cols[0].metric("Images in dataset", facts.n_images)
-for col, (name, n) in zip(cols[1:], core.split_sizes(facts).items(), strict=False):
+for col, (name, n) in zip(cols[1:], runinfo.split_sizes(facts).items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
 st.caption(f"Data: `{facts.data_dir}` ({facts.data_layout} layout) · classes: "
            + ", ".join(facts.class_names))
-st.dataframe(core.model_facts_frame(facts), hide_index=True, key="model_facts")
+st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="model_facts")
 
 st.header("Headline metrics")
 metrics = state.per_model_json(run, "metrics.json", fix)
@@ -73,13 +64,13 @@ if metrics:
         except F.FigureDataError as exc:
             st.warning(f"Cannot show the metrics table: {exc}", icon=":material/warning:")
     with right:
-        _show(F.ci_figure, metrics, comparison, key="ci_fig")
+        charts.chart(F.ci_figure, metrics, comparison, key="ci_fig", fix=CHART_FIX)
 
 tabs = st.tabs(["Per class", "Confusion matrices", "Training curves", "ROC & PR",
                 "Calibration", "Tumour vs no tumour"])
 with tabs[0]:
     if metrics:
-        _show(F.per_class_figure, metrics, key="per_class_fig")
+        charts.chart(F.per_class_figure, metrics, key="per_class_fig", fix=CHART_FIX)
         st.caption("Precision: of the images called this class, how many were. Recall: of the "
                    "images of this class, how many were found. F1 balances the two.")
 with tabs[1]:
@@ -89,32 +80,32 @@ with tabs[1]:
     cm_cols = st.columns(max(len(cms), 1))
     for col, (m, cm) in zip(cm_cols, cms.items(), strict=False):
         with col:
-            _show(F.confusion_figure, cm, normalise=mode == "Row-normalised",
-                  title=F.model_label(m), key=f"cm_{m}")
+            charts.chart(F.confusion_figure, cm, normalise=mode == "Row-normalised",
+                         title=F.model_label(m), key=f"cm_{m}", fix=CHART_FIX)
     st.caption("Rows are the true class, columns the predicted class; the diagonal is correct.")
 with tabs[2]:
     histories = state.per_model_json(
         run, "history.json", "history.json is written by training; retrain the run")
     if histories:
-        _show(F.training_curves_figure, histories, key="curves_fig")
+        charts.chart(F.training_curves_figure, histories, key="curves_fig", fix=CHART_FIX)
         st.caption("Solid: training split, dashed: validation split. The star marks the epoch "
                    "whose weights were kept; a dotted line marks where fine-tuning starts.")
 with tabs[3]:
     curves = state.per_model_json(run, "curves.json", fix)
     if curves:
-        _show(F.roc_figure, curves, key="roc_fig")
-        _show(F.pr_figure, curves, key="pr_fig")
+        charts.chart(F.roc_figure, curves, key="roc_fig", fix=CHART_FIX)
+        charts.chart(F.pr_figure, curves, key="pr_fig", fix=CHART_FIX)
         st.caption("One class against the rest. Curves hugging the top-left (ROC) or top-right "
                    "(PR) corner separate that class well.")
 with tabs[4]:
     if metrics:
-        _show(F.reliability_figure, metrics, key="reliability_fig")
+        charts.chart(F.reliability_figure, metrics, key="reliability_fig", fix=CHART_FIX)
         st.caption("When a model says 90% it should be right 90% of the time: points on the "
                    "diagonal. Below the diagonal = over-confident. Marker size = images in bin.")
 with tabs[5]:
     if metrics:
         if all(m.get("tumor_vs_no_tumor") for m in metrics.values()):
-            _show(F.tumour_figure, metrics, key="tumour_fig")
+            charts.chart(F.tumour_figure, metrics, key="tumour_fig", fix=CHART_FIX)
             st.caption("Screening view: any tumour class counts as 'tumour'. Sensitivity = "
                        "tumours flagged; specificity = tumour-free scans cleared.")
         else:

@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from dashboard import core, state, views
+from dashboard import core, inference, state, views
 from pipeline.artifacts import ArtifactError
 
 SAMPLES_KEY = "predict_samples"
@@ -80,7 +80,7 @@ good = [u for u in items if u.ok]
 results = None
 if good:
     with st.spinner(f"Explaining {len(good)} image(s) with {len(explainers)} model(s)…"):
-        results = views.explain(run, predictor, explainers, items, settings)
+        results = inference.explain(run, predictor, explainers, items, settings)
     frame = core.predictions_frame([u.name for u in good], results.probs, class_names,
                                    [u.true_label for u in good])
     c1, c2 = st.columns([3, 1], vertical_alignment="center")

@@ -3,8 +3,10 @@
 import pandas as pd
 import streamlit as st
 
+from dashboard import charts, state
 from dashboard import figures as F
-from dashboard import state
+
+CHART_FIX = "Re-run `python -m pipeline explain-eval`."
 
 st.title("Explanation quality")
 run = state.require_run()
@@ -26,22 +28,13 @@ summary = pd.DataFrame({F.model_label(m): {
 st.dataframe(summary, key="quality_summary")
 
 
-def _figure(build, key: str, meaning: str) -> None:
-    try:
-        st.plotly_chart(build(expl), key=key, config={"displaylogo": False})
-    except F.FigureDataError as exc:
-        st.warning(f"Cannot draw this chart: {exc}. Re-run `python -m pipeline explain-eval`.",
-                   icon=":material/warning:")
-        return
-    st.caption(meaning)
-
-
 st.subheader("Localisation")
 if any(e.get("pointing_game") is not None for e in expl.values()):
-    _figure(F.localisation_figure, "quality_loc",
-            "Does the heatmap point at the tumour? Pointing game: share of images whose hottest "
-            "pixel lies inside the tumour mask; energy: share of the heatmap's total weight "
-            "inside it. Grey bars are what a randomly placed heatmap would score.")
+    charts.chart(
+        F.localisation_figure, expl, key="quality_loc", fix=CHART_FIX,
+        caption="Does the heatmap point at the tumour? Pointing game: share of images whose "
+                "hottest pixel lies inside the tumour mask; energy: share of the heatmap's total "
+                "weight inside it. Grey bars are what a randomly placed heatmap would score.")
 else:
     reasons = {e.get("localisation_reason") for e in expl.values() if e.get("localisation_reason")}
     st.info("Localisation cannot be measured for this run: "
@@ -50,18 +43,21 @@ else:
             icon=":material/info:")
 
 st.subheader("Faithfulness: deletion and insertion")
-_figure(F.faithfulness_curves_figure if F.has_curves(expl) else F.faithfulness_figure,
-        "quality_faith",
-        "Does the heatmap show what the model actually uses? Removing the pixels it ranks "
-        "highest should make the prediction fall faster than removing random ones (lower "
-        "deletion curve), and putting them back first should restore it faster (higher "
-        "insertion curve); dotted or grey = random heatmaps.")
+charts.chart(
+    F.faithfulness_curves_figure if F.has_curves(expl) else F.faithfulness_figure, expl,
+    key="quality_faith", fix=CHART_FIX,
+    caption="Does the heatmap show what the model actually uses? Removing the pixels it ranks "
+            "highest should make the prediction fall faster than removing random ones (lower "
+            "deletion curve), and putting them back first should restore it faster (higher "
+            "insertion curve); dotted or grey = random heatmaps.")
 
 st.subheader("Sanity check: randomised weights")
-_figure(F.sanity_figure, "quality_sanity",
-        "Does the heatmap depend on what the model learned? It is compared with the heatmap of "
-        "a copy whose weights were re-initialised: a correlation near 0 is good; near 1 means "
-        "the map only reflects the image itself (an edge detector, not an explanation).")
+charts.chart(
+    F.sanity_figure, expl, key="quality_sanity", fix=CHART_FIX,
+    caption="Does the heatmap depend on what the model learned? It is compared with the heatmap "
+            "of a copy whose weights were re-initialised: a correlation near 0 is good; near 1 "
+            "means the map only reflects the image itself (an edge detector, not an "
+            "explanation).")
 
 rows = {m: e.get("rows") for m, e in expl.items() if isinstance(e.get("rows"), list)}
 if rows:

@@ -1,0 +1,53 @@
+"""Pure plotly figure builders: artifact dicts in, figures (or tables) out.
+
+Nothing here imports Streamlit or touches the file system, so every builder can be unit-tested
+with hand-made dicts in the formats of docs/architecture.md. Malformed input raises
+`FigureDataError` naming the offending value, which the pages turn into a readable message.
+Colours are left to the Streamlit plotly theme except for models and classes, which keep one
+colour each across every figure so a viewer can follow them from chart to chart.
+
+The builders live in one module per page section: `evaluation` (Overview: test metrics, curves,
+calibration), `predictions` (one image's class probabilities) and `quality` (Explanation quality);
+`common` holds the shared colours, names and checks. Import them from here (`from dashboard
+import figures as F`).
+"""
+
+from dashboard.figures.common import (
+    CLASS_PALETTE,
+    MODEL_COLORS,
+    FigureDataError,
+    class_color,
+    model_color,
+    model_label,
+)
+from dashboard.figures.evaluation import (
+    HEADLINE_METRICS,
+    ci_figure,
+    confusion_figure,
+    confusion_values,
+    metrics_table,
+    per_class_figure,
+    pr_figure,
+    reliability_figure,
+    reliability_points,
+    roc_figure,
+    training_curves_figure,
+    tumour_figure,
+)
+from dashboard.figures.predictions import probability_figure
+from dashboard.figures.quality import (
+    faithfulness_curves_figure,
+    faithfulness_figure,
+    has_curves,
+    localisation_figure,
+    sanity_figure,
+)
+
+__all__ = [
+    "CLASS_PALETTE", "HEADLINE_METRICS", "MODEL_COLORS", "FigureDataError", "ci_figure",
+    "class_color", "confusion_figure", "confusion_values", "faithfulness_curves_figure",
+    "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
+    "model_label", "per_class_figure", "pr_figure", "probability_figure", "reliability_figure",
+    "reliability_points", "roc_figure", "sanity_figure", "training_curves_figure",
+    "tumour_figure",
+]

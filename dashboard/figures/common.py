@@ -1,0 +1,49 @@
+"""What every figure shares: model and class colours, model names, `FigureDataError`, and the
+checks that turn artifact values into numbers or text.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from pipeline.names import display_name
+
+MODEL_COLORS = {"custom_cnn": "#f97316", "mobilenetv2": "#2563eb"}
+# Colour-blind friendly qualitative palette (Okabe-Ito) for classes.
+CLASS_PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442"]
+_FALLBACK_MODEL_COLORS = ["#16a34a", "#9333ea", "#dc2626", "#0891b2"]
+
+
+class FigureDataError(ValueError):
+    """An artifact dict does not have the shape a figure needs."""
+
+
+def model_label(name: str) -> str:
+    """Human name of a model folder name (`mobilenetv2` -> `MobileNetV2`)."""
+    return display_name(name)
+
+
+def model_color(name: str, index: int = 0) -> str:
+    """Stable colour of a model; unknown models get a fallback by position."""
+    return MODEL_COLORS.get(name, _FALLBACK_MODEL_COLORS[index % len(_FALLBACK_MODEL_COLORS)])
+
+
+def class_color(index: int) -> str:
+    return CLASS_PALETTE[index % len(CLASS_PALETTE)]
+
+
+def _num(value: Any, what: str) -> float:
+    """A finite-or-NaN float from an artifact value; None becomes NaN (metric undefined)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise FigureDataError(f"{what} should be a number, got {value!r}")
+    return float(value)
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else (
+        f"{value:.{digits}f}")

@@ -1,0 +1,111 @@
+"""Figures of explanation quality (the Explanation-quality page): localisation, faithfulness
+and the randomised-weights sanity check, from each model's explanations.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.figures.common import FigureDataError, _fmt, _num, model_color, model_label
+
+
+def _expl_value(expl: Mapping[str, Any], key: str, name: str) -> float:
+    return _num(expl.get(key), f"{name} {key}")
+
+
+def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Pointing game and energy inside the tumour mask per model, each beside its chance level.
+
+    Chance = what a heatmap placed at random would score (the mean mask area); a model is only
+    localising if its bar clearly exceeds its grey one.
+    """
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
+        "Pointing game (peak inside the tumour)", "Heatmap energy inside the tumour"])
+    for col, key in ((1, "pointing_game"), (2, "energy_in_mask")):
+        for i, (name, e) in enumerate(explanations.items()):
+            ys = [_expl_value(e, key, name), _expl_value(e, key + "_chance", name)]
+            fig.add_trace(go.Bar(
+                x=[f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>chance"], y=ys,
+                marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
+                text=[_fmt(y) for y in ys], textposition="outside",
+                hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+                cliponaxis=False,
+            ), row=1, col=col)
+    # Scores are often a few percent: scale to the data (from zero) so they stay readable.
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=60, b=10))
+    return fig
+
+
+def has_curves(explanations: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether every model's explanations.json has deletion/insertion curves."""
+    return bool(explanations) and all(
+        isinstance(e.get("curve_fractions"), list) and isinstance(e.get("deletion_curve"), list)
+        for e in explanations.values())
+
+
+def faithfulness_curves_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Mean deletion and insertion curves of each model's heatmaps against random heatmaps."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=[
+        "Deletion: most relevant pixels removed first", "Insertion: most relevant put back first"])
+    for col, kind in ((1, "deletion"), (2, "insertion")):
+        for i, (name, e) in enumerate(explanations.items()):
+            xs = e.get("curve_fractions")
+            for suffix, dash, label in (("", "solid", "heatmap"), ("_random", "dot", "random")):
+                ys = e.get(f"{kind}_curve{suffix}")
+                if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
+                    raise FigureDataError(
+                        f"{name}: '{kind}_curve{suffix}' must be a list as long as "
+                        f"'curve_fractions' ({len(xs) if isinstance(xs, list) else xs!r})")
+                auc = _expl_value(e, f"{kind}_auc{suffix}", name)
+                fig.add_trace(go.Scatter(
+                    x=xs, y=[_num(y, f"{name} {kind} curve") for y in ys], mode="lines",
+                    name=f"{model_label(name)} {label}", legendgroup=f"{name}{suffix}",
+                    showlegend=col == 1, line=dict(color=model_color(name, i), dash=dash),
+                    hovertemplate=f"{model_label(name)} {label} (AUC {_fmt(auc)})"
+                                  "<br>%{x:.0%} of pixels: p = %{y:.3f}<extra></extra>",
+                ), row=1, col=col)
+    fig.update_xaxes(title="share of pixels removed / inserted", tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(title="probability of the explained class", col=1)
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def faithfulness_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Deletion and insertion AUC of each model's heatmaps next to a random-ranking baseline."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
+        "Deletion AUC (lower is better)", "Insertion AUC (higher is better)"])
+    for col, key in ((1, "deletion_auc"), (2, "insertion_auc")):
+        for i, (name, e) in enumerate(explanations.items()):
+            ys = [_expl_value(e, key, name), _expl_value(e, key + "_random", name)]
+            fig.add_trace(go.Bar(
+                x=[f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>random"], y=ys,
+                marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
+                text=[_fmt(y) for y in ys], textposition="outside",
+                hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+            ), row=1, col=col)
+    fig.update_yaxes(range=[0, 1.12])
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def sanity_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Rank correlation between heatmaps of the trained and a weight-randomised model."""
+    names = list(explanations)
+    ys = [_expl_value(explanations[n], "sanity_rank_correlation", n) for n in names]
+    fig = go.Figure(go.Bar(
+        x=[model_label(n) for n in names], y=ys,
+        marker_color=[model_color(n, i) for i, n in enumerate(names)],
+        text=[_fmt(y) for y in ys], textposition="outside",
+        hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+    ))
+    fig.add_hline(y=0, line=dict(color="gray", width=1))
+    fig.update_layout(height=300, yaxis=dict(range=[-1.05, 1.12], title="Spearman correlation"),
+                      margin=dict(l=10, r=10, t=30, b=10))
+    return fig
