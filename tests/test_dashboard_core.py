@@ -200,3 +200,16 @@ def test_run_problems_lists_missing_files_with_fixes(tmp_path: Path):
     assert "error: MobileNetV2: model file model.keras is missing" in text
     assert "confusion_matrix.json" in text and "pipeline evaluate --run r1" in text
     assert "explain-eval --run r1" in text and "comparison.json" in text
+
+
+def test_core_imports_neither_plotly_nor_streamlit_nor_tensorflow():
+    """core is logic without drawing: importing it must stay cheap (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dashboard.core; "
+            "print(sorted(m for m in ('plotly', 'streamlit', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
