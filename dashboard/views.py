@@ -24,7 +24,11 @@ DISPLAY_SIDE = 320  # overlays are drawn at least this large so small model inpu
 
 def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str,
              show_layers: bool = True) -> Settings:
-    """Method, target class, opacity, outline and (in an expander) the layer of each model."""
+    """Method, target class, opacity, outline and (in an expander) the layer of each model.
+
+    Call it on every run of a page, before any `st.stop()`: widget state is the one truth about
+    what the user asked for, and Streamlit drops the state of a widget left out of a run.
+    """
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
     method = c1.selectbox("Explanation method", METHODS, key=f"{prefix}_method",
                           format_func=lambda m: core.METHOD_LABELS.get(m, m),

@@ -182,6 +182,38 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     assert any("Grad-CAM++ for 'no_tumor'" in c for c in captions), captions
 
 
+def test_controls_and_heatmaps_agree_after_the_uploads_are_removed(artifacts: Path,
+                                                                   smoke_run: Path):
+    """Issue: set controls, remove the file, upload another: the overlays were drawn with the
+    old settings while the controls showed their defaults."""
+    at = _app("predict")
+    first, second = _test_image(smoke_run, 0), _test_image(smoke_run, 1)
+    at.file_uploader(key="uploads").set_value([(*first, "image/jpeg")]).run()
+    at.selectbox(key="predict_method").set_value("gradcam++").run()
+    at.selectbox(key="predict_target").set_value("meningioma").run()
+    at.toggle(key="predict_outline").set_value(True).run()
+    assert any("Grad-CAM++ for 'meningioma'" in c for c in _captions(at))
+    at.file_uploader(key="uploads").set_value([]).run()  # the chip's remove button
+    # Root cause: the page stopped before drawing the controls, so their widgets left the page
+    # (the browser then showed defaults). They must stay, with the values the user chose.
+    assert at.selectbox(key="predict_target").value == "meningioma"
+    assert at.toggle(key="predict_outline").value is True
+    at.file_uploader(key="uploads").set_value([(*second, "image/jpeg")]).run()
+    _ok(at)
+    method = at.selectbox(key="predict_method").value
+    target = at.selectbox(key="predict_target").value
+    label = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}[method]
+    captions = _captions(at)
+    assert len(captions) == 2, captions
+    for caption in captions:
+        assert f"{label} for '" in caption, (method, target, captions)
+        if target != "predicted class":
+            assert f"for '{target}'" in caption, (target, captions)
+    # what the controls show is what was drawn: the method and class survive, as widgets
+    assert (method, target, at.toggle(key="predict_outline").value) == (
+        "gradcam++", "meningioma", True)
+
+
 def _bad_and_odd_files(smoke_run: Path) -> list[tuple[str, bytes, bool | None]]:
     """(name, bytes, expected ok) — None where either outcome is acceptable."""
     _, data = _test_image(smoke_run, 1)

@@ -35,6 +35,8 @@ true_sel = c2.multiselect("True class", class_names, key="err_true",
 pred_sel = c3.multiselect("Predicted class (by any model)", class_names, key="err_pred",
                           placeholder="all classes")
 rows = core.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
+# Drawn before any early stop, so their widget state is never dropped (see the Predict page).
+settings = views.controls({}, class_names, prefix="err", show_layers=False)
 
 if rows.empty:
     st.success("No test image matches these filters.", icon=":material/check_circle:")
@@ -53,7 +55,6 @@ if not (data_dir and data_dir.is_dir()):
 predictor, explainers = state.models(run)
 if predictor is None:
     st.stop()
-settings = views.controls(explainers, class_names, prefix="err", show_layers=False)
 n_pages = max(1, -(-len(rows) // PAGE_SIZE))
 page = st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="err_page")
 shown = rows.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]

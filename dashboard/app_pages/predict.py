@@ -69,13 +69,14 @@ for f in files:
     data = f.getvalue()
     items.append(state.decode_cached(f.name, hashlib.sha256(data).hexdigest(), data))
 
+# The controls are drawn on every run, uploads or not: a widget left out of one run loses its
+# state, and the browser then showed defaults while heatmaps were drawn with the old settings.
+settings = views.controls(explainers, class_names, prefix="predict")
 if not items:
     st.info("Upload one or more brain MRI slices above"
             + (", or draw test images," if entries and not why else "")
             + " to see both models' predictions and heatmaps.", icon=":material/upload:")
     st.stop()
-
-settings = views.controls(explainers, class_names, prefix="predict")
 good = [u for u in items if u.ok]
 results = None
 if good:
