@@ -4,7 +4,8 @@ Two images are near duplicates when their 256-bit pHashes (see `hashing`) differ
 ``NEAR_DUPLICATE_THRESHOLD`` = 28 of 256 bits (11 %). On the Sartaj data this joins re-encoded or
 resized copies and neighbouring slices of the same scan, while no pair from different classes is
 joined below 40 bits except the genuine cross-class copies. Duplicate groups are the connected
-components of exact and near pairs; the splits keep each group in one split.
+components (``scipy.sparse.csgraph``) of exact and near pairs; the splits keep each group in one
+split.
 """
 
 from __future__ import annotations
@@ -63,20 +64,29 @@ def near_pairs(hashes: Sequence[bytes], threshold: int = NEAR_DUPLICATE_THRESHOL
     return pairs
 
 
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
+def connected_groups(n: int, edges: Sequence[tuple[int, int]]
+                     ) -> tuple[list[list[int]], list[int]]:
+    """Connected components of the undirected graph on 0..n-1: (components, component_of).
 
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
+    Components are ordered by their smallest member and list their members in ascending order:
+    `make_splits` breaks ties between equal-sized groups by their position, so this order decides
+    the splits. scipy's own numbering (today the same) is not documented, hence the renumbering.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def union(self, i: int, j: int) -> None:
-        ri, rj = self.find(i), self.find(j)
-        if ri != rj:
-            self.parent[max(ri, rj)] = min(ri, rj)
+    if n == 0:
+        return [], []
+    e = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    _, first = np.unique(labels, return_index=True)  # smallest member of each scipy label
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(len(first))
+    component_of = rank[labels]
+    members = np.argsort(component_of, kind="stable")  # stable: ascending within a component
+    bounds = np.cumsum(np.bincount(component_of))[:-1]
+    return [m.tolist() for m in np.split(members, bounds)], component_of.tolist()
 
 
 @dataclass
@@ -93,29 +103,17 @@ def group_duplicates(records: Sequence[ImageRecord], infos: dict[str, HashInfo],
                      near: bool = True, threshold: int = NEAR_DUPLICATE_THRESHOLD
                      ) -> DuplicateGroups:
     """Exact groups, near pairs and their connected components over `records`."""
-    n = len(records)
-    uf = _UnionFind(n)
     by_sha: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(records):
         by_sha[infos[rec.rel].sha1].append(i)
     exact = [idx for idx in by_sha.values() if len(idx) > 1]
-    for idx in exact:
-        for j in idx[1:]:
-            uf.union(idx[0], j)
+    edges = [(idx[0], j) for idx in exact for j in idx[1:]]
     pairs: list[tuple[int, int, int]] = []
     if near:
         hashes = [infos[r.rel].phash or b"\0" * (PHASH_BITS // 8) for r in records]
         pairs = near_pairs(hashes, threshold)
-        for i, j, _ in pairs:
-            uf.union(i, j)
-    comp: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        comp[uf.find(i)].append(i)
-    components = sorted(comp.values(), key=lambda c: c[0])
-    component_of = [0] * n
-    for ci, members in enumerate(components):
-        for i in members:
-            component_of[i] = ci
+        edges += [(i, j) for i, j, _ in pairs]
+    components, component_of = connected_groups(len(records), edges)
     return DuplicateGroups(exact=sorted(exact, key=lambda g: (-len(g), g[0])),
                            components=components, component_of=component_of, pairs=pairs)
 
