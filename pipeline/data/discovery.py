@@ -177,45 +177,40 @@ def _find_root(root: Path, depth: int = 0) -> Path:
     return root
 
 
-def discover(root: str | Path) -> Dataset:
-    """Find the class folders under `root` (see the module docstring for the layouts)."""
-    given = Path(root).expanduser()
-    if not given.exists():
-        raise DatasetError(f"data folder {given} does not exist")
-    if not given.is_dir():
-        raise DatasetError(f"data folder {given} is not a folder")
-    root = _find_root(given.resolve())
-    top = [d for d in _visible_dirs(root) if d.name not in IGNORED_ROOT_FOLDERS]
-    if not top and not any(not p.name.startswith(".") for p in root.iterdir()):
-        raise DatasetError(f"data folder {given} is empty")
-    split_dirs = [(d, canonical_split(d.name)) for d in top if canonical_split(d.name)]
+_ClassFolder = tuple[Path, str, str | None]  # (folder, canonical label, split or None)
+
+
+def _split_layout(split_dirs: list[tuple[Path, str]], top: list[Path]
+                  ) -> tuple[list[_ClassFolder], list[str], bool, str]:
+    """Class folders inside split folders (Training/, Testing/...): sartaj, nickparvar or binary."""
+    inner_names = [c.name for d, _ in split_dirs for c in _visible_dirs(d)]
+    binary = _is_binary(inner_names)
+    groups: list[_ClassFolder] = []
     ignored: list[str] = []
-    if split_dirs:
-        inner_names = [c.name for d, _ in split_dirs for c in _visible_dirs(d)]
-        binary = _is_binary(inner_names)
-        groups = []
-        for d, split in split_dirs:
-            mapped, ign = _class_dirs(d, binary)
-            ignored += [f"{d.name}/{n}" for n in ign]
-            groups += [(c, label, split) for c, label in mapped]
-        ignored += [d.name for d in top if not canonical_split(d.name)]
-        if binary:
-            layout = "binary"
-        elif any(_SARTAJ_NAME.search(c.name.lower()) for c, _, _ in groups):
-            layout = "sartaj"
-        else:
-            layout = "nickparvar"
+    for d, split in split_dirs:
+        mapped, ign = _class_dirs(d, binary)
+        ignored += [f"{d.name}/{n}" for n in ign]
+        groups += [(c, label, split) for c, label in mapped]
+    ignored += [d.name for d in top if not canonical_split(d.name)]
+    if binary:
+        layout = "binary"
+    elif any(_SARTAJ_NAME.search(c.name.lower()) for c, _, _ in groups):
+        layout = "sartaj"
     else:
-        binary = _is_binary(d.name for d in top)
-        mapped, ignored = _class_dirs(root, binary, frozenset(IGNORED_ROOT_FOLDERS))
-        groups = [(c, label, None) for c, label in mapped]
-        layout = "binary" if binary else "flat"
-    if not groups:
-        raise DatasetError(
-            f"no class folders found in {given}: found {_describe(root)}. Expected class folders "
-            "named like glioma, meningioma, pituitary, no_tumor (optionally inside Training/ and "
-            "Testing/), or yes/ and no/"
-        )
+        layout = "nickparvar"
+    return groups, ignored, binary, layout
+
+
+def _flat_layout(root: Path, top: list[Path]) -> tuple[list[_ClassFolder], list[str], bool, str]:
+    """Class folders directly under the root: flat or binary, no split."""
+    binary = _is_binary(d.name for d in top)
+    mapped, ignored = _class_dirs(root, binary, frozenset(IGNORED_ROOT_FOLDERS))
+    groups: list[_ClassFolder] = [(c, label, None) for c, label in mapped]
+    return groups, ignored, binary, "binary" if binary else "flat"
+
+
+def _records(given: Path, root: Path, groups: list[_ClassFolder]) -> list[ImageRecord]:
+    """Every image file of the class folders, sorted by path relative to the root."""
     records = []
     for folder, label, split in groups:
         for path in _image_files(folder):
@@ -227,7 +222,34 @@ def discover(root: str | Path) -> Dataset:
             f"the class folders in {given} ({found}) hold no images; accepted extensions: "
             f"{', '.join(sorted(IMAGE_EXTS))}"
         )
-    records.sort(key=lambda r: r.rel)
+    return sorted(records, key=lambda r: r.rel)
+
+
+def discover(root: str | Path) -> Dataset:
+    """Find the class folders under `root` (see the module docstring for the layouts).
+
+    Raises DatasetError, saying what was found instead, when `root` is missing, empty, holds no
+    class folders or only empty ones.
+    """
+    given = Path(root).expanduser()
+    if not given.exists():
+        raise DatasetError(f"data folder {given} does not exist")
+    if not given.is_dir():
+        raise DatasetError(f"data folder {given} is not a folder")
+    root = _find_root(given.resolve())
+    top = [d for d in _visible_dirs(root) if d.name not in IGNORED_ROOT_FOLDERS]
+    if not top and not any(not p.name.startswith(".") for p in root.iterdir()):
+        raise DatasetError(f"data folder {given} is empty")
+    split_dirs = [(d, split) for d in top if (split := canonical_split(d.name))]
+    groups, ignored, binary, layout = (_split_layout(split_dirs, top) if split_dirs
+                                       else _flat_layout(root, top))
+    if not groups:
+        raise DatasetError(
+            f"no class folders found in {given}: found {_describe(root)}. Expected class folders "
+            "named like glioma, meningioma, pituitary, no_tumor (optionally inside Training/ and "
+            "Testing/), or yes/ and no/"
+        )
+    records = _records(given, root, groups)
     classes = sorted({r.label for r in records})
     return Dataset(root=root, layout=layout, classes=classes, records=records, binary=binary,
                    ignored=sorted(ignored))

@@ -18,9 +18,10 @@ from pipeline.data.discovery import Dataset, DatasetError, ImageRecord, canonica
 from pipeline.data.duplicates import (
     NEAR_DUPLICATE_METHOD,
     NEAR_DUPLICATE_THRESHOLD,
+    DuplicateGroups,
     group_duplicates,
 )
-from pipeline.data.hashing import hash_files
+from pipeline.data.hashing import HashInfo, hash_files
 from pipeline.names import Progress
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -102,20 +103,14 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
                 max_per_class: int | None = None, progress: Progress | None = None) -> Splits:
     """Deterministic stratified train/val/test split of the readable images.
 
-    dedupe: every exact/near duplicate group (see the module docstring) lies in one split, so no
+    dedupe: every exact/near duplicate group (`pipeline.data.duplicates`) lies in one split, so no
     test image has a copy in train or val. official_test: test = the dataset's own Testing/ images;
     `info["official_test_leaking"]` counts those with an exact or near copy in the training pool,
     and with dedupe those copies are dropped from train/val (`dropped_duplicates_of_test`); val is
     then `val_fraction` of what remains. max_per_class: keep at most that many images per class
     (a seeded choice) before splitting, for smoke runs. Unreadable files are excluded and counted.
     """
-    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
-        raise DatasetError("val_fraction and test_fraction must lie in [0, 1)")
-    if not official_test and val_fraction + test_fraction >= 1:
-        raise DatasetError(f"val_fraction + test_fraction must be < 1, got "
-                           f"{val_fraction} + {test_fraction}")
-    if max_per_class is not None and max_per_class < 1:
-        raise DatasetError(f"max_per_class must be >= 1, got {max_per_class}")
+    _check_arguments(val_fraction, test_fraction, official_test, max_per_class)
     infos = hash_files(ds.records, progress)
     unreadable = [r.rel for r in ds.records if infos[r.rel].error]
     records = [r for r in ds.records if not infos[r.rel].error]
@@ -126,7 +121,6 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
         raise DatasetError(f"official_test needs a Testing/ folder; {ds.root} (layout "
                            f"{ds.layout}) has none")
     rng = np.random.default_rng(seed)
-    labels = [r.label for r in records]
     # near pairs also measure official-test leakage, so they are found even without dedupe
     groups = group_duplicates(records, infos, near=True)
     comps = groups.components if dedupe else [[i] for i in range(len(records))]
@@ -145,34 +139,66 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
         "near_duplicate_method": NEAR_DUPLICATE_METHOD,
         "near_duplicate_threshold": NEAR_DUPLICATE_THRESHOLD,
     }
-    assigned: dict[int, str]
     if official_test:
-        test_idx = {i for i, r in enumerate(records) if r.split == "test"}
-        comp_has_test = {groups.component_of[i] for i in test_idx}
-        comp_has_pool = {groups.component_of[i] for i in range(len(records)) if i not in test_idx}
-        pool_sha = {infos[records[i].rel].sha1 for i in range(len(records)) if i not in test_idx}
-        leaking = sum(1 for i in test_idx if groups.component_of[i] in comp_has_pool)
-        leaking_exact = sum(1 for i in test_idx if infos[records[i].rel].sha1 in pool_sha)
-        dropped = [i for i in range(len(records)) if i not in test_idx
-                   and groups.component_of[i] in comp_has_test] if dedupe else []
-        drop = set(dropped)
-        pool_comps = [[i for i in c if i not in test_idx and i not in drop] for c in comps]
-        pool_comps = [c for c in pool_comps if c]
-        assigned = _assign_groups(pool_comps, labels, ds.classes,
-                                  {"train": 1 - val_fraction, "val": val_fraction}, rng)
-        assigned.update(dict.fromkeys(test_idx, "test"))
-        info["official_test_leaking"] = leaking
-        info["official_test"] = {"n": len(test_idx), "leaking": leaking,
-                                 "leaking_exact": leaking_exact,
-                                 "dropped_duplicates_of_test": len(dropped)}
-        info["dropped_duplicates_of_test"] = len(dropped)
+        assigned, official_info = _official_test_assignment(
+            records, infos, groups, comps, ds.classes, val_fraction, dedupe, rng)
+        info.update(official_info)
     else:
-        assigned = _assign_groups(comps, labels, ds.classes,
+        assigned = _assign_groups(comps, [r.label for r in records], ds.classes,
                                   {"train": 1 - val_fraction - test_fraction,
                                    "val": val_fraction, "test": test_fraction}, rng)
+    return _collect(records, assigned, info)
+
+
+def _check_arguments(val_fraction: float, test_fraction: float, official_test: bool,
+                     max_per_class: int | None) -> None:
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
+        raise DatasetError("val_fraction and test_fraction must lie in [0, 1)")
+    if not official_test and val_fraction + test_fraction >= 1:
+        raise DatasetError(f"val_fraction + test_fraction must be < 1, got "
+                           f"{val_fraction} + {test_fraction}")
+    if max_per_class is not None and max_per_class < 1:
+        raise DatasetError(f"max_per_class must be >= 1, got {max_per_class}")
+
+
+def _official_test_assignment(records: list[ImageRecord], infos: dict[str, HashInfo],
+                              groups: DuplicateGroups, comps: list[list[int]],
+                              classes: list[str], val_fraction: float, dedupe: bool,
+                              rng: np.random.Generator) -> tuple[dict[int, str], dict[str, Any]]:
+    """Test = the records of the dataset's own test folder; the rest split into train and val.
+
+    Returns the assignment and the `info` keys on leakage: test images with an exact or near copy
+    in the pool, and (with dedupe) how many pool images were dropped for being such copies.
+    """
+    test_idx = {i for i, r in enumerate(records) if r.split == "test"}
+    pool = [i for i in range(len(records)) if i not in test_idx]
+    comp_has_test = {groups.component_of[i] for i in test_idx}
+    comp_has_pool = {groups.component_of[i] for i in pool}
+    pool_sha = {infos[records[i].rel].sha1 for i in pool}
+    leaking = sum(1 for i in test_idx if groups.component_of[i] in comp_has_pool)
+    leaking_exact = sum(1 for i in test_idx if infos[records[i].rel].sha1 in pool_sha)
+    dropped = [i for i in pool if groups.component_of[i] in comp_has_test] if dedupe else []
+    drop = set(dropped)
+    pool_comps = [[i for i in c if i not in test_idx and i not in drop] for c in comps]
+    pool_comps = [c for c in pool_comps if c]
+    assigned = _assign_groups(pool_comps, [r.label for r in records], classes,
+                              {"train": 1 - val_fraction, "val": val_fraction}, rng)
+    assigned.update(dict.fromkeys(test_idx, "test"))
+    info = {
+        "official_test_leaking": leaking,
+        "official_test": {"n": len(test_idx), "leaking": leaking, "leaking_exact": leaking_exact,
+                          "dropped_duplicates_of_test": len(dropped)},
+        "dropped_duplicates_of_test": len(dropped),
+    }
+    return assigned, info
+
+
+def _collect(records: list[ImageRecord], assigned: dict[int, str], info: dict[str, Any]
+             ) -> Splits:
+    """Splits from {record index: split name} (records keep their order); sizes added to info."""
     parts: dict[str, list[ImageRecord]] = {s: [] for s in SPLIT_NAMES}
     for i, r in enumerate(records):
-        if i in assigned:
+        if i in assigned:  # dropped copies of official test images are in no split
             parts[assigned[i]].append(r)
     splits = Splits(train=parts["train"], val=parts["val"], test=parts["test"], info=info)
     info.update({s: len(parts[s]) for s in SPLIT_NAMES})
