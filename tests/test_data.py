@@ -1,4 +1,4 @@
-"""data.py: layouts, label mapping, audit, duplicate-aware splits, arrays, tf.data, and the CLI."""
+"""pipeline.data: layouts, label mapping, audit, duplicate-aware splits, arrays, tf.data, CLI."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -583,6 +585,13 @@ def test_make_tf_dataset_batches_and_seeded_shuffle():
     assert order(1) != list(range(10)) or order(2) != list(range(10))
     with pytest.raises(DatasetError):
         data.make_tf_dataset(x, y[:5], batch_size=2)
+
+
+def test_importing_the_package_leaves_tensorflow_unloaded():
+    """`pipeline audit` starts fast: only make_tf_dataset imports TensorFlow, when called."""
+    code = ("import sys, pipeline.data; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
 # --------------------------------------------------------------------------- CLI
