@@ -29,7 +29,7 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass
 class Splits:
-    """The records of each split, and `info`: how they were made (written to the manifest)."""
+    """The records of each split, and `info` on how they were made (saved in splits.json)."""
 
     train: list[ImageRecord]
     val: list[ImageRecord]
