@@ -1,4 +1,4 @@
-"""data.py: layouts, label mapping, audit, duplicate-aware splits, arrays, tf.data, and the CLI."""
+"""pipeline.data: layouts, label mapping, audit, duplicate-aware splits, arrays, tf.data, CLI."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -327,6 +329,58 @@ def test_near_pairs_blocks_agree_with_brute_force():
     assert sorted(big) == brute and len(brute) >= 20
 
 
+def reference_components(n: int, edges) -> list[int]:
+    """Component index per node by label propagation, components numbered by smallest member."""
+    low = list(range(n))
+    changed = True
+    while changed:
+        changed = False
+        for i, j in edges:
+            m = min(low[i], low[j])
+            if (low[i], low[j]) != (m, m):
+                low[i] = low[j] = m
+                changed = True
+    order = sorted(set(low))
+    return [order.index(v) for v in low]
+
+
+def test_connected_groups_order_matches_a_brute_force_reference():
+    """Components ordered by smallest member, members ascending: make_splits' tie-break relies
+    on this order, so it must not depend on how scipy numbers components."""
+    rng = np.random.default_rng(1)
+    from pipeline.data.duplicates import connected_groups
+
+    assert connected_groups(0, []) == ([], [])
+    for n in (1, 2, 7, 40, 120):
+        for _ in range(20):
+            raw = rng.integers(0, n, (int(rng.integers(0, 2 * n + 1)), 2)).tolist()
+            edges = [(max(a, b), min(a, b)) if k % 2 else (min(a, b), max(a, b))
+                     for k, (a, b) in enumerate(raw)]
+            components, component_of = connected_groups(n, edges)
+            assert component_of == reference_components(n, edges)
+            assert components == [[i for i in range(n) if component_of[i] == c]
+                                  for c in range(len(components))]
+
+
+def test_group_duplicates_joins_exact_and_near_copies():
+    # 0 and 5 identical bytes (unrelated pHashes), 3 ~ 5 close pHashes, 1 and 4 identical bytes
+    rng = np.random.default_rng(2)
+    ph = [rng.integers(0, 256, 32, dtype=np.uint8) for _ in range(6)]
+    ph[3] = ph[5] ^ np.eye(1, 32, 0, dtype=np.uint8)[0]  # one bit apart
+    sha = ["a", "b", "c", "d", "b", "a"]
+    recs = [data.ImageRecord(path=Path(f"/x/{i}.png"), rel=f"{i}.png", label="glioma", split=None)
+            for i in range(6)]
+    infos = {r.rel: data.HashInfo(sha1=sha[i], size_bytes=1, phash=ph[i].tobytes())
+             for i, r in enumerate(recs)}
+    g = data.group_duplicates(recs, infos)
+    assert g.exact == [[0, 5], [1, 4]]
+    assert g.components == [[0, 3, 5], [1, 4], [2]] and g.component_of == [0, 1, 2, 0, 1, 0]
+    assert g.pairs == [(3, 5, 1)]  # 0 joins 5 by its bytes alone
+    assert data.group_duplicates(recs, infos, near=False).components == [[0, 5], [1, 4], [2], [3]]
+    assert data.duplicate_components(recs, infos) == g.component_of
+    assert data._group is data.group_duplicates  # evaluate.cross_validate's name for it
+
+
 # --------------------------------------------------------------------------- splits
 
 
@@ -531,6 +585,13 @@ def test_make_tf_dataset_batches_and_seeded_shuffle():
     assert order(1) != list(range(10)) or order(2) != list(range(10))
     with pytest.raises(DatasetError):
         data.make_tf_dataset(x, y[:5], batch_size=2)
+
+
+def test_importing_the_package_leaves_tensorflow_unloaded():
+    """`pipeline audit` starts fast: only make_tf_dataset imports TensorFlow, when called."""
+    code = ("import sys, pipeline.data; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,0 +1,158 @@
+"""Audit of a dataset: counts, image sizes and modes, unreadable files, duplicates and leakage.
+
+Pure reading and hashing: no TensorFlow, so `pipeline audit` starts fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+from pipeline.data.discovery import Dataset, ImageRecord
+from pipeline.data.duplicates import (
+    NEAR_DUPLICATE_METHOD,
+    NEAR_DUPLICATE_THRESHOLD,
+    DuplicateGroups,
+    group_duplicates,
+)
+from pipeline.data.hashing import HashInfo, hash_files
+from pipeline.names import Progress
+
+
+def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> dict[str, Any]:
+    """Counts, sizes, modes, unreadable files, exact and near duplicates, leakage, conflicts.
+
+    Keys: `root`, `layout`, `binary`, `classes`, `n_images`, `counts` ({split: {class: n}}),
+    `unreadable` (rel paths), `unreadable_reasons` ({rel: reason}), `sizes` (top sizes),
+    `n_distinct_sizes`, `modes`, `formats`, `exact_duplicate_groups`, `exact_duplicate_extra_files`
+    (copies beyond the first of each group), `cross_split_duplicates` (test-split images with an
+    exact copy in the training split), `cross_split_duplicate_groups` (exact groups spanning
+    splits), `cross_class_duplicates` (exact groups spanning classes: label conflicts),
+    `near_duplicate_groups` (exact+near components holding at least two different files),
+    `duplicate_groups` (all components of size >= 2), `images_in_duplicate_groups`,
+    `largest_duplicate_group`, `cross_split_near_duplicates` (test images with an exact or near
+    copy in training), `cross_class_near_duplicate_groups`, `near_duplicate_method`,
+    `near_duplicate_threshold`, `examples` and `seconds`. Unreadable files are listed, never fatal.
+    """
+    t0 = time.perf_counter()
+    infos = hash_files(ds.records, progress)
+    bad = [r for r in ds.records if infos[r.rel].error]
+    good = [r for r in ds.records if not infos[r.rel].error]
+    groups = group_duplicates(good, infos)
+    if progress:
+        progress("comparing hashes", 1, 1)
+    exact_counts, cross_split_groups = _exact_findings(good, infos, groups.exact)
+    near_counts, near_groups, cross_class_near, closest = _near_findings(good, infos, groups)
+    return {
+        "root": str(ds.root),
+        "layout": ds.layout,
+        "binary": ds.binary,
+        "classes": list(ds.classes),
+        "n_images": len(ds.records),
+        "n_readable": len(good),
+        "counts": ds.counts(),
+        "ignored_folders": list(ds.ignored),
+        "unreadable": [r.rel for r in bad],
+        "unreadable_reasons": {r.rel: infos[r.rel].error for r in bad},
+        **_image_stats(good, infos),
+        **exact_counts,
+        **near_counts,
+        "near_duplicate_method": NEAR_DUPLICATE_METHOD,
+        "near_duplicate_threshold": NEAR_DUPLICATE_THRESHOLD,
+        "examples": {
+            "exact": _show(good, groups.exact, examples),
+            "cross_split": _show(good, cross_split_groups, examples, "split"),
+            "cross_class": _show(good, cross_class_near, examples, "label"),
+            "near": _show(good, near_groups, examples),
+            "near_pairs": [{"a": good[i].rel, "b": good[j].rel, "distance": d}
+                           for d, i, j in closest[:examples]],
+        },
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _image_stats(good: list[ImageRecord], infos: dict[str, HashInfo]) -> dict[str, Any]:
+    """The ten commonest pixel sizes, how many sizes there are, colour modes and file formats."""
+    sizes = Counter(f"{infos[r.rel].width}x{infos[r.rel].height}" for r in good)
+    modes = Counter(infos[r.rel].mode or "?" for r in good)
+    formats = Counter(infos[r.rel].format or "?" for r in good)
+    return {
+        "sizes": [{"size": s, "count": n} for s, n in sizes.most_common(10)],
+        "n_distinct_sizes": len(sizes),
+        "modes": dict(modes.most_common()),
+        "formats": dict(formats.most_common()),
+    }
+
+
+def _spans(good: list[ImageRecord], idx: list[int], attr: str) -> bool:
+    """Whether the records `idx` hold more than one value of `attr` ("label" or "split")."""
+    return len({getattr(good[i], attr) for i in idx}) > 1
+
+
+def _exact_findings(good: list[ImageRecord], infos: dict[str, HashInfo], exact: list[list[int]]
+                    ) -> tuple[dict[str, int], list[list[int]]]:
+    """Counts over byte-identical copies, and the exact groups spanning splits."""
+    # a flat dataset's records have split None, which must not count as a split of its own
+    cross_split_groups = [g for g in exact if len({good[i].split for i in g} - {None}) > 1]
+    sha_splits: dict[str, set[str | None]] = defaultdict(set)
+    for r in good:
+        sha_splits[infos[r.rel].sha1].add(r.split)
+    counts = {
+        "exact_duplicate_groups": len(exact),
+        "exact_duplicate_extra_files": sum(len(g) - 1 for g in exact),
+        "cross_split_duplicates": sum(1 for r in good if r.split == "test"
+                                      and "train" in sha_splits[infos[r.rel].sha1]),
+        "cross_split_duplicate_groups": len(cross_split_groups),
+        "cross_class_duplicates": sum(1 for g in exact if _spans(good, g, "label")),
+    }
+    return counts, cross_split_groups
+
+
+def _near_findings(good: list[ImageRecord], infos: dict[str, HashInfo], groups: DuplicateGroups
+                   ) -> tuple[dict[str, int], list[list[int]], list[list[int]],
+                              list[tuple[int, int, int]]]:
+    """Counts over exact+near groups; near groups, cross-class groups and closest pairs to show.
+
+    The closest pairs are (distance, i, j) of near pairs whose bytes differ: exact copies are
+    reported by `_exact_findings` already.
+    """
+    multi = [c for c in groups.components if len(c) > 1]
+    near_groups = [c for c in multi if len({infos[good[i].rel].sha1 for i in c}) > 1]
+    comp_splits = [{good[i].split for i in c} for c in groups.components]
+    cross_class = [c for c in multi if _spans(good, c, "label")]
+    closest = sorted(((d, i, j) for i, j, d in groups.pairs
+                      if infos[good[i].rel].sha1 != infos[good[j].rel].sha1))
+    counts = {
+        "near_duplicate_groups": len(near_groups),
+        "near_duplicate_pairs": len(closest),
+        "duplicate_groups": len(multi),
+        "images_in_duplicate_groups": sum(len(c) for c in multi),
+        "largest_duplicate_group": max((len(c) for c in multi), default=0),
+        "cross_split_near_duplicates": sum(
+            1 for i, r in enumerate(good)
+            if r.split == "test" and "train" in comp_splits[groups.component_of[i]]),
+        "cross_class_near_duplicate_groups": len(cross_class),
+    }
+    return counts, near_groups, cross_class, closest
+
+
+def _show(good: list[ImageRecord], groups: list[list[int]], limit: int, attr: str | None = None
+          ) -> list[list[str]]:
+    """Up to `limit` groups as paths (at most 8 each), largest first.
+
+    With `attr`, each group starts with one member per distinct split or class, so an example of a
+    leak shows both sides of it even when the group is longer than what is shown.
+    """
+    out = []
+    for g in sorted(groups, key=lambda g: (-len(g), g[0]))[:limit]:
+        if attr:
+            seen: set[Any] = set()
+            first = []
+            for i in g:
+                if getattr(good[i], attr) not in seen:
+                    seen.add(getattr(good[i], attr))
+                    first.append(i)
+            g = first + [i for i in g if i not in first]
+        out.append([good[i].rel for i in g][:8])
+    return out

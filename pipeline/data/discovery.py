@@ -1,0 +1,255 @@
+"""Dataset discovery: which folders hold which class, and the records of every image file.
+
+Layouts found by `discover` (folder names matched case- and separator-insensitively):
+
+- ``sartaj``: ``Training/`` and ``Testing/`` holding ``glioma_tumor``, ``meningioma_tumor``,
+  ``no_tumor``, ``pituitary_tumor`` (Bhuvaji et al., the Kaggle "Brain Tumor Classification").
+- ``nickparvar``: ``Training/`` and ``Testing/`` holding ``glioma``, ``meningioma``, ``notumor``,
+  ``pituitary`` (Nickparvar's "Brain Tumor MRI Dataset").
+- ``flat``: class folders directly under the root, no split.
+- ``binary``: ``yes/`` (tumour) and ``no/`` (no tumour), with or without split folders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.names import IMAGE_EXTS
+
+CANONICAL: tuple[str, ...] = ("glioma", "meningioma", "no_tumor", "pituitary")
+BINARY: tuple[str, ...] = ("no_tumor", "tumor")
+IGNORED_ROOT_FOLDERS = {"masks"}  # the synthetic generator writes ground-truth masks there
+
+
+class DatasetError(ValueError):
+    """A data folder that cannot be used; the message says what was found and what was expected."""
+
+
+# ----------------------------------------------------------------------------- labels
+
+_SEP = re.compile(r"[\s_\-.]+")
+_TUMOR_SUFFIX = re.compile(r"(tumou?rs?|tumou?r)$")
+# "glioma_tumor", "no_tumor" (Sartaj) vs "notumor" (Nickparvar)
+_SARTAJ_NAME = re.compile(r"[\s_\-.]tumou?rs?$")
+_FOUR_CLASS = {
+    "glioma": "glioma", "gliomas": "glioma",
+    "meningioma": "meningioma", "meningiomas": "meningioma",
+    "pituitary": "pituitary", "pituitaryadenoma": "pituitary",
+    "no": "no_tumor", "notumor": "no_tumor", "notumour": "no_tumor", "none": "no_tumor",
+    "normal": "no_tumor", "healthy": "no_tumor",
+}
+_SPLITS = {
+    "training": "train", "train": "train", "trainingset": "train", "trainset": "train",
+    "testing": "test", "test": "test", "testingset": "test", "testset": "test",
+    "validation": "val", "val": "val", "valid": "val",
+}
+
+
+def _norm(name: str) -> str:
+    return _SEP.sub("", name.strip().lower())
+
+
+def canonical_label(name: str, binary: bool = False) -> str | None:
+    """Map a folder name to a canonical label, or None when it is not a class folder.
+
+    Case, spaces, `_`, `-` and `.` are ignored, and a trailing "tumor"/"tumour" is dropped:
+    "Glioma_Tumor", "glioma-tumour" -> glioma; "notumor", "No Tumor" -> no_tumor. "yes" and "tumor"
+    mean tumour only in a binary dataset (binary=True), where every tumour type maps to "tumor".
+    """
+    key = _norm(name)
+    if not key:
+        return None
+    if key in ("yes", "tumor", "tumour", "tumors", "tumours"):
+        return "tumor" if binary else None
+    stem = _TUMOR_SUFFIX.sub("", key) or key
+    label = _FOUR_CLASS.get(key) or _FOUR_CLASS.get(stem)
+    if label is None:
+        return None
+    if binary:
+        return "no_tumor" if label == "no_tumor" else "tumor"
+    return label
+
+
+def canonical_split(name: str) -> str | None:
+    """"Training"/"train" -> "train", "Testing"/"test" -> "test", "Validation" -> "val"."""
+    return _SPLITS.get(_norm(name))
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image file of a dataset and what its folders say about it."""
+
+    path: Path  # absolute
+    rel: str  # posix path relative to the dataset root
+    label: str  # canonical label
+    split: str | None  # "train"/"test" (or "val") from the dataset's own folders; None if flat
+
+
+@dataclass
+class Dataset:
+    """What `discover` found: the layout, the classes present and every image, sorted by path."""
+
+    root: Path
+    layout: str  # "sartaj" | "nickparvar" | "flat" | "binary"
+    classes: list[str]  # sorted canonical labels present
+    records: list[ImageRecord]  # sorted by rel
+    binary: bool
+    ignored: list[str] = field(default_factory=list)  # folders that did not map to a class
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{split or "all": {class: n}} with every class present in every split."""
+        out: dict[str, dict[str, int]] = {}
+        for rec in self.records:
+            key = rec.split or "all"
+            out.setdefault(key, dict.fromkeys(self.classes, 0))[rec.label] += 1
+        order = {"train": 0, "val": 1, "test": 2, "all": 3}
+        return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], 9), kv[0])))
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        raise DatasetError(f"cannot list {folder}: {exc.strerror or exc}") from None
+
+
+def _image_files(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTS:
+                out.append(Path(dirpath) / name)
+    return out
+
+
+def _class_dirs(folder: Path, binary: bool, skip: frozenset[str] = frozenset()
+                ) -> tuple[list[tuple[Path, str]], list[str]]:
+    mapped, ignored = [], []
+    for d in _visible_dirs(folder):
+        if d.name in skip:
+            continue
+        label = canonical_label(d.name, binary=binary)
+        (mapped.append((d, label)) if label else ignored.append(d.name))
+    return mapped, ignored
+
+
+def _is_binary(names: Iterable[str]) -> bool:
+    names = list(names)
+    has_yes = any(canonical_label(n, True) == "tumor" and canonical_label(n) is None for n in names)
+    has_class = any(canonical_label(n) not in (None, "no_tumor") for n in names)
+    return has_yes and not has_class
+
+
+def _describe(root: Path) -> str:
+    dirs = [d.name for d in _visible_dirs(root) if d.name not in IGNORED_ROOT_FOLDERS]
+    files = [p.name for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+    parts = []
+    if dirs:
+        shown = ", ".join(f"{d}/" for d in dirs[:12]) + (" …" if len(dirs) > 12 else "")
+        parts.append(f"folders {shown}")
+    if files:
+        parts.append(f"{len(files)} file(s) such as {files[0]}")
+    return "; ".join(parts) or "nothing"
+
+
+def _find_root(root: Path, depth: int = 0) -> Path:
+    """Descend through single wrapper folders (e.g. an unpacked archive/) to the dataset."""
+    dirs = [d for d in _visible_dirs(root) if d.name not in IGNORED_ROOT_FOLDERS]
+    names = [d.name for d in dirs]
+    if any(canonical_split(n) or canonical_label(n, binary=True) for n in names):
+        return root
+    if len(dirs) == 1 and depth < 2:
+        inner = _find_root(dirs[0], depth + 1)
+        if inner != dirs[0] or any(canonical_split(d.name) or canonical_label(d.name, True)
+                                   for d in _visible_dirs(dirs[0])):
+            return inner
+    return root
+
+
+_ClassFolder = tuple[Path, str, str | None]  # (folder, canonical label, split or None)
+
+
+def _split_layout(split_dirs: list[tuple[Path, str]], top: list[Path]
+                  ) -> tuple[list[_ClassFolder], list[str], bool, str]:
+    """Class folders inside split folders (Training/, Testing/...): sartaj, nickparvar or binary."""
+    inner_names = [c.name for d, _ in split_dirs for c in _visible_dirs(d)]
+    binary = _is_binary(inner_names)
+    groups: list[_ClassFolder] = []
+    ignored: list[str] = []
+    for d, split in split_dirs:
+        mapped, ign = _class_dirs(d, binary)
+        ignored += [f"{d.name}/{n}" for n in ign]
+        groups += [(c, label, split) for c, label in mapped]
+    ignored += [d.name for d in top if not canonical_split(d.name)]
+    if binary:
+        layout = "binary"
+    elif any(_SARTAJ_NAME.search(c.name.lower()) for c, _, _ in groups):
+        layout = "sartaj"
+    else:
+        layout = "nickparvar"
+    return groups, ignored, binary, layout
+
+
+def _flat_layout(root: Path, top: list[Path]) -> tuple[list[_ClassFolder], list[str], bool, str]:
+    """Class folders directly under the root: flat or binary, no split."""
+    binary = _is_binary(d.name for d in top)
+    mapped, ignored = _class_dirs(root, binary, frozenset(IGNORED_ROOT_FOLDERS))
+    groups: list[_ClassFolder] = [(c, label, None) for c, label in mapped]
+    return groups, ignored, binary, "binary" if binary else "flat"
+
+
+def _records(given: Path, root: Path, groups: list[_ClassFolder]) -> list[ImageRecord]:
+    """Every image file of the class folders, sorted by path relative to the root."""
+    records = []
+    for folder, label, split in groups:
+        for path in _image_files(folder):
+            rel = path.relative_to(root).as_posix()
+            records.append(ImageRecord(path=path, rel=rel, label=label, split=split))
+    if not records:
+        found = ", ".join(sorted({c.relative_to(root).as_posix() + "/" for c, _, _ in groups}))
+        raise DatasetError(
+            f"the class folders in {given} ({found}) hold no images; accepted extensions: "
+            f"{', '.join(sorted(IMAGE_EXTS))}"
+        )
+    return sorted(records, key=lambda r: r.rel)
+
+
+def discover(root: str | Path) -> Dataset:
+    """Find the class folders under `root` (see the module docstring for the layouts).
+
+    Raises DatasetError, saying what was found instead, when `root` is missing, empty, holds no
+    class folders or only empty ones.
+    """
+    given = Path(root).expanduser()
+    if not given.exists():
+        raise DatasetError(f"data folder {given} does not exist")
+    if not given.is_dir():
+        raise DatasetError(f"data folder {given} is not a folder")
+    root = _find_root(given.resolve())
+    top = [d for d in _visible_dirs(root) if d.name not in IGNORED_ROOT_FOLDERS]
+    if not top and not any(not p.name.startswith(".") for p in root.iterdir()):
+        raise DatasetError(f"data folder {given} is empty")
+    split_dirs = [(d, split) for d in top if (split := canonical_split(d.name))]
+    groups, ignored, binary, layout = (_split_layout(split_dirs, top) if split_dirs
+                                       else _flat_layout(root, top))
+    if not groups:
+        raise DatasetError(
+            f"no class folders found in {given}: found {_describe(root)}. Expected class folders "
+            "named like glioma, meningioma, pituitary, no_tumor (optionally inside Training/ and "
+            "Testing/), or yes/ and no/"
+        )
+    records = _records(given, root, groups)
+    classes = sorted({r.label for r in records})
+    return Dataset(root=root, layout=layout, classes=classes, records=records, binary=binary,
+                   ignored=sorted(ignored))
