@@ -14,9 +14,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline.explain.explainer import LAYER_METHODS, METHODS, Explainer
+from pipeline.explain.explainer import Explainer
 from pipeline.explain.layers import conv_layers
 from pipeline.explain.masks import find_mask, prepare_mask
+from pipeline.explain.methods import LAYER_METHODS, METHODS
 from pipeline.explain.metrics import (
     BASELINES,
     deletion_insertion,
