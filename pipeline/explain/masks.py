@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline import images
 from pipeline.names import IMAGE_EXTS
 
 
@@ -34,33 +35,18 @@ def mask_like(mask: Any, shape: tuple[int, int]) -> np.ndarray:
 def head_box(img: np.ndarray) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the region `images.crop_to_head` keeps from `img`.
 
-    Located by finding the crop inside the image (exact match) instead of repeating the
-    thresholding here, so masks follow `crop_to_head` even if its method changes.
+    The box comes from `images.crop_box`, which `crop_to_head` itself crops to, so masks follow
+    the image's crop exactly, even if its method changes.
     """
-    from pipeline import images
-
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"head_box takes (H, W, 3) uint8 images, got {img.shape} {img.dtype}")
-    crop = images.crop_to_head(img)
-    h, w = img.shape[:2]
-    ch, cw = crop.shape[:2]
-    if (ch, cw) == (h, w):
-        return 0, 0, w, h
-    gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
-    cgray = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
-    res = cv2.matchTemplate(gray.astype(np.float32), cgray.astype(np.float32), cv2.TM_SQDIFF)
-    _, _, (x0, y0), _ = cv2.minMaxLoc(res)
-    if not np.array_equal(img[y0 : y0 + ch, x0 : x0 + cw], crop):
-        raise ValueError(f"could not locate the head crop ({ch}x{cw}) in an image of {h}x{w}")
-    return int(x0), int(y0), int(x0 + cw), int(y0 + ch)
+    return images.crop_box(img)
 
 
 def prepare_mask(mask: np.ndarray, image: np.ndarray, size: int, crop: bool) -> np.ndarray:
     """Bring a tumour mask into the model's frame: the same crop, padding and resize as
     `images.prepare_image(image, size, crop)`. Returns a (size, size) bool array."""
-    from pipeline import images
-
     m = np.asarray(mask)
     if m.ndim == 3:
         m = m.max(axis=2)
