@@ -7,17 +7,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from pipeline import images
+from pipeline.artifacts import Run, open_run, read_json, utc_now, write_json_atomic
 from pipeline.explain.explainer import Explainer
 from pipeline.explain.layers import conv_layers
 from pipeline.explain.masks import find_mask, prepare_mask
-from pipeline.explain.methods import LAYER_METHODS, METHODS
+from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import (
     BASELINES,
     deletion_insertion,
@@ -29,6 +31,9 @@ from pipeline.explain.metrics import (
 )
 from pipeline.explain.render import heatmap_stats
 from pipeline.names import Progress
+
+# One decoded test image: its splits.json record, the RGB image, its mask (None: no mask file).
+Decoded = tuple[dict[str, str], np.ndarray, np.ndarray | None]
 
 
 def _pick(records: list[dict[str, str]], max_images: int, seed: int) -> list[dict[str, str]]:
@@ -81,66 +86,96 @@ def explain_model(
         raise ValueError("no images to evaluate")
     explainer = Explainer(model, layer)
     random_explainer = Explainer(randomize_model(model, seed), explainer.layer)
-    total = 3 * n
     done = 0
 
     def tick(k: int) -> None:
         nonlocal done
         done += k
         if progress:
-            progress(label, done, total)
+            progress(label, done, 3 * n)  # explain + random-model explain per image, then metrics
 
     tick(0)
-    heat, probs, rand_heat = [], [], []
-    for i in range(0, n, batch):
-        xb, tb = images_[i : i + batch], targets[i : i + batch]
-        ex = explainer(xb, method=method, target=[int(t) for t in tb])
-        heat.append(ex.heatmaps)
-        probs.append(ex.probs)
-        rand_heat.append(random_explainer(xb, method=method, target=[int(t) for t in tb]).heatmaps)
-        tick(2 * len(xb))
-    heatmaps, prob, rheat = np.concatenate(heat), np.concatenate(probs), np.concatenate(rand_heat)
+    heatmaps, prob, rheat = _explain_batches(explainer, random_explainer, images_, targets,
+                                             method, batch, tick)
 
     rows: list[dict[str, Any]] = []
-    del_curves, ins_curves, del_rand, ins_rand = [], [], [], []
+    curves: list[tuple[np.ndarray, ...]] = []
     for i in range(n):
-        t = int(targets[i])
-        d, ins, dauc, iauc = deletion_insertion(
-            explainer.predict, images_[i], heatmaps[i], t, steps, baseline
-        )
-        noise = random_heatmap(heatmaps[i].shape, seed=seed * 7919 + i)
-        dr, ir, dauc_r, iauc_r = deletion_insertion(
-            explainer.predict, images_[i], noise, t, steps, baseline
-        )
-        del_curves.append(d)
-        ins_curves.append(ins)
-        del_rand.append(dr)
-        ins_rand.append(ir)
-        mask = masks[i]
-        has_mask = mask is not None and bool(np.any(mask))
-        rows.append({
-            "target": t,
-            "predicted": int(np.argmax(prob[i])),
-            "p_target": float(prob[i, t]),
-            "correct": bool(int(np.argmax(prob[i])) == t),
-            "pointing_hit": pointing_game(heatmaps[i], mask) if has_mask else None,
-            "energy_in_mask": _finite(energy_in_mask(heatmaps[i], mask)) if has_mask else None,
-            "mask_fraction": float(np.mean(mask)) if has_mask else None,
-            "deletion_auc": dauc,
-            "insertion_auc": iauc,
-            "deletion_auc_random": dauc_r,
-            "insertion_auc_random": iauc_r,
-            "sanity_rank_correlation": _finite(spearman(heatmaps[i], rheat[i])),
-            "peak": heatmap_stats(heatmaps[i])["peak"],
-        })
+        row, curve = _image_row(explainer.predict, images_[i], heatmaps[i], rheat[i], prob[i],
+                                int(targets[i]), masks[i], steps, baseline, seed * 7919 + i)
+        rows.append(row)
+        curves.append(curve)
         tick(1)
-
-    loc = [r for r in rows if r["pointing_hit"] is not None]
-    loc_correct = [r for r in loc if r["correct"]]
+    del_curves, ins_curves, del_rand, ins_rand = zip(*curves, strict=True)
     return {
         "method": method,
-        "layer": explainer.layer if method in LAYER_METHODS else None,
+        "layer": explainer.layer if get_method(method).needs_layer else None,
         "n": n,
+        **_summary(rows),
+        "curve_fractions": np.linspace(0.0, 1.0, steps + 1).tolist(),
+        "deletion_curve": np.mean(del_curves, axis=0).tolist(),
+        "insertion_curve": np.mean(ins_curves, axis=0).tolist(),
+        "deletion_curve_random": np.mean(del_rand, axis=0).tolist(),
+        "insertion_curve_random": np.mean(ins_rand, axis=0).tolist(),
+        "baseline": baseline,
+        "steps": steps,
+        "rows": rows,
+    }
+
+
+def _explain_batches(
+    explainer: Explainer, random_explainer: Explainer, images_: np.ndarray, targets: np.ndarray,
+    method: str, batch: int, tick: Callable[[int], None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(heatmaps, probs) of the model and the heatmaps of its randomised copy, `batch` images
+    at a time; `tick(k)` after each batch with k = 2 explanations per image."""
+    heat, probs, rand_heat = [], [], []
+    for i in range(0, len(images_), batch):
+        xb, tb = images_[i : i + batch], [int(t) for t in targets[i : i + batch]]
+        ex = explainer(xb, method=method, target=tb)
+        heat.append(ex.heatmaps)
+        probs.append(ex.probs)
+        rand_heat.append(random_explainer(xb, method=method, target=tb).heatmaps)
+        tick(2 * len(xb))
+    return np.concatenate(heat), np.concatenate(probs), np.concatenate(rand_heat)
+
+
+def _image_row(
+    predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, heatmap: np.ndarray,
+    random_model_heatmap: np.ndarray,
+    probs: np.ndarray, target: int, mask: np.ndarray | None, steps: int, baseline: str,
+    noise_seed: int,
+) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
+    """One image's row of explanations.json, and its (deletion, insertion, deletion_random,
+    insertion_random) curves; "random" = a smooth random heatmap seeded with `noise_seed`."""
+    d, ins, dauc, iauc = deletion_insertion(predict, image, heatmap, target, steps, baseline)
+    noise = random_heatmap(heatmap.shape, seed=noise_seed)
+    dr, ir, dauc_r, iauc_r = deletion_insertion(predict, image, noise, target, steps, baseline)
+    has_mask = mask is not None and bool(np.any(mask))
+    row = {
+        "target": target,
+        "predicted": int(np.argmax(probs)),
+        "p_target": float(probs[target]),
+        "correct": bool(int(np.argmax(probs)) == target),
+        "pointing_hit": pointing_game(heatmap, mask) if has_mask else None,
+        "energy_in_mask": _finite(energy_in_mask(heatmap, mask)) if has_mask else None,
+        "mask_fraction": float(np.mean(mask)) if has_mask else None,
+        "deletion_auc": dauc,
+        "insertion_auc": iauc,
+        "deletion_auc_random": dauc_r,
+        "insertion_auc_random": iauc_r,
+        "sanity_rank_correlation": _finite(spearman(heatmap, random_model_heatmap)),
+        "peak": heatmap_stats(heatmap)["peak"],
+    }
+    return row, (d, ins, dr, ir)
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The aggregate keys of explanations.json, from the per-image rows (order kept stable)."""
+    loc = [r for r in rows if r["pointing_hit"] is not None]
+    loc_correct = [r for r in loc if r["correct"]]
+    sanity = [r["sanity_rank_correlation"] for r in rows]
+    return {
         "n_localisation": len(loc),
         "pointing_game": _nanmean([float(r["pointing_hit"]) for r in loc]),
         "pointing_game_correct": _nanmean([float(r["pointing_hit"]) for r in loc_correct]),
@@ -152,19 +187,10 @@ def explain_model(
         "deletion_auc_random": _nanmean([r["deletion_auc_random"] for r in rows]),
         "insertion_auc": _nanmean([r["insertion_auc"] for r in rows]),
         "insertion_auc_random": _nanmean([r["insertion_auc_random"] for r in rows]),
-        "sanity_rank_correlation": _nanmean([r["sanity_rank_correlation"] for r in rows]),
-        "sanity_abs_rank_correlation": _nanmean(
-            [abs(r["sanity_rank_correlation"]) if r["sanity_rank_correlation"] is not None
-             else None for r in rows]),
+        "sanity_rank_correlation": _nanmean(sanity),
+        "sanity_abs_rank_correlation": _nanmean([abs(v) if v is not None else None
+                                                 for v in sanity]),
         "accuracy": _nanmean([float(r["correct"]) for r in rows]),
-        "curve_fractions": np.linspace(0.0, 1.0, steps + 1).tolist(),
-        "deletion_curve": np.mean(del_curves, axis=0).tolist(),
-        "insertion_curve": np.mean(ins_curves, axis=0).tolist(),
-        "deletion_curve_random": np.mean(del_rand, axis=0).tolist(),
-        "insertion_curve_random": np.mean(ins_rand, axis=0).tolist(),
-        "baseline": baseline,
-        "steps": steps,
-        "rows": rows,
     }
 
 
@@ -191,82 +217,27 @@ def explain_eval(
     when there are none (real data). `layer` overrides the manifest's `gradcam_layer` (it must
     exist in every selected model).
     """
-    from pipeline import images
-    from pipeline.artifacts import open_run, read_json, utc_now, write_json_atomic
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    get_method(method)  # unknown names fail here, before any work
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     run = open_run(run_dir)
-    data = Path(data_dir) if data_dir is not None else run.data_dir
-    if data is None or not data.is_dir():
-        raise ValueError(f"data folder {data} not found; pass data_dir (--data)")
-    masks_root = Path(masks_dir) if masks_dir is not None else data / "masks"
-    if masks_dir is not None and not masks_root.is_dir():
-        raise ValueError(f"masks folder {masks_root} does not exist")
-    splits = read_json(run.path / "splits.json")
-    test = [r for r in splits.get("test", []) if r.get("label") in run.class_names]
-    if not test:
-        raise ValueError(f"run {run.run_id} has no test images with known labels in splits.json")
-    chosen = _pick(test, max_images, seed)
+    data, masks_root = _folders(run, data_dir, masks_dir)
+    chosen = _pick(_test_records(run), max_images, seed)
     names = list(models) if models else run.model_names
     for name in names:
         run.model_info(name)  # unknown names fail here, before any work
-
     # Decode each image and mask once; every model prepares them at its own size.
-    decoded: list[tuple[dict[str, str], np.ndarray, np.ndarray | None]] = []
-    failed: list[dict[str, str]] = []
-    n_masks = 0
-    for rec in chosen:
-        try:
-            img = images.read_image(data / rec["path"])
-        except (images.ImageError, OSError) as exc:
-            failed.append({"path": rec["path"], "error": str(exc)})
-            continue
-        mask = None
-        mpath = find_mask(masks_root, rec["path"]) if masks_root.is_dir() else None
-        if mpath is not None:
-            try:
-                mask = images.read_image(mpath).max(axis=2)
-                n_masks += 1
-            except (images.ImageError, OSError) as exc:
-                failed.append({"path": str(mpath), "error": f"mask: {exc}"})
-        decoded.append((rec, img, mask))
+    decoded, failed, n_masks = _decode(chosen, data, masks_root)
     if not decoded:
         raise ValueError(f"none of the {len(chosen)} test images could be read from {data}")
 
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        info = run.model_info(name)
-        size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
         t0 = time.perf_counter()
-        x = np.stack([images.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
-        targets = np.array([run.class_names.index(rec["label"]) for rec, _, _ in decoded])
-        masks: list[np.ndarray | None] = []
-        for rec, img, mask in decoded:
-            if mask is None:
-                masks.append(None)
-                continue
-            try:
-                masks.append(prepare_mask(mask, img, size, crop))
-            except ValueError as exc:
-                failed.append({"path": rec["path"], "error": f"mask: {exc}"})
-                masks.append(None)
-        model = run.load_model(name)
-        use_layer = layer or info.get("gradcam_layer")
-        if layer is None and use_layer not in conv_layers(model):
-            use_layer = None  # recorded layer missing: fall back to the default rather than fail
-        if method not in LAYER_METHODS:
-            use_layer = None
-        res = explain_model(model, x, targets, masks, method=method, layer=use_layer, steps=steps,
-                            baseline=baseline, seed=seed, progress=progress,
-                            label=f"explain-eval {name}")
-        for row, (rec, _, _) in zip(res["rows"], decoded, strict=True):
-            row["path"] = rec["path"]
-            row["label"] = rec["label"]
+        res = _explain_run_model(run, name, decoded, failed, method, layer, steps, baseline,
+                                 seed, progress)
         if res["n_localisation"] == 0:
             reason = (f"no masks found under {masks_root}" if n_masks == 0 else
                       "no test image has a non-empty tumour mask")
@@ -287,3 +258,84 @@ def explain_eval(
         write_json_atomic(run.path / name / "explanations.json", out)
         results[name] = out
     return results
+
+
+def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
+             ) -> tuple[Path, Path]:
+    """(data folder, masks folder): the given ones or the manifest's data folder and its
+    `masks/`; a missing data folder, or a given masks folder that is missing, is an error."""
+    data = Path(data_dir) if data_dir is not None else run.data_dir
+    if data is None or not data.is_dir():
+        raise ValueError(f"data folder {data} not found; pass data_dir (--data)")
+    masks_root = Path(masks_dir) if masks_dir is not None else data / "masks"
+    if masks_dir is not None and not masks_root.is_dir():
+        raise ValueError(f"masks folder {masks_root} does not exist")
+    return data, masks_root
+
+
+def _test_records(run: Run) -> list[dict[str, str]]:
+    """The run's test split records whose label is one of its classes."""
+    splits = read_json(run.path / "splits.json")
+    test = [r for r in splits.get("test", []) if r.get("label") in run.class_names]
+    if not test:
+        raise ValueError(f"run {run.run_id} has no test images with known labels in splits.json")
+    return test
+
+
+def _decode(chosen: list[dict[str, str]], data: Path, masks_root: Path
+            ) -> tuple[list[Decoded], list[dict[str, str]], int]:
+    """(decoded images with their masks, failures as {path, error}, number of masks read)."""
+    decoded: list[Decoded] = []
+    failed: list[dict[str, str]] = []
+    n_masks = 0
+    for rec in chosen:
+        try:
+            img = images.read_image(data / rec["path"])
+        except (images.ImageError, OSError) as exc:
+            failed.append({"path": rec["path"], "error": str(exc)})
+            continue
+        mask = None
+        mpath = find_mask(masks_root, rec["path"]) if masks_root.is_dir() else None
+        if mpath is not None:
+            try:
+                mask = images.read_image(mpath).max(axis=2)
+                n_masks += 1
+            except (images.ImageError, OSError) as exc:
+                failed.append({"path": str(mpath), "error": f"mask: {exc}"})
+        decoded.append((rec, img, mask))
+    return decoded, failed, n_masks
+
+
+def _explain_run_model(
+    run: Run, name: str, decoded: list[Decoded], failed: list[dict[str, str]], method: str,
+    layer: str | None, steps: int, baseline: str, seed: int, progress: Progress | None,
+) -> dict[str, Any]:
+    """`explain_model` for one of the run's models on the decoded images, prepared at its size;
+    rows get their path and label. Masks that cannot be prepared are appended to `failed`."""
+    info = run.model_info(name)
+    size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+    x = np.stack([images.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
+    targets = np.array([run.class_names.index(rec["label"]) for rec, _, _ in decoded])
+    masks: list[np.ndarray | None] = []
+    for rec, img, mask in decoded:
+        if mask is None:
+            masks.append(None)
+            continue
+        try:
+            masks.append(prepare_mask(mask, img, size, crop))
+        except ValueError as exc:
+            failed.append({"path": rec["path"], "error": f"mask: {exc}"})
+            masks.append(None)
+    model = run.load_model(name)
+    use_layer = layer or info.get("gradcam_layer")
+    if layer is None and use_layer not in conv_layers(model):
+        use_layer = None  # recorded layer missing: fall back to the default rather than fail
+    if not get_method(method).needs_layer:
+        use_layer = None
+    res = explain_model(model, x, targets, masks, method=method, layer=use_layer, steps=steps,
+                        baseline=baseline, seed=seed, progress=progress,
+                        label=f"explain-eval {name}")
+    for row, (rec, _, _) in zip(res["rows"], decoded, strict=True):
+        row["path"] = rec["path"]
+        row["label"] = rec["label"]
+    return res
