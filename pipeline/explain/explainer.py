@@ -42,6 +42,8 @@ class Explainer:
     (feature map, class scores): tf-keras-vis rebuilds an intermediate model and runs eagerly on
     every call, which costs several times a forward pass. Grad-CAM++, Score-CAM and SmoothGrad use
     tf-keras-vis objects constructed once on a private scores-model that shares the weights.
+    Both kinds are built on first use and kept in `cached`. Per-explainer settings read by the
+    slow methods: `scorecam_max_channels`, `smooth_samples`, `smooth_noise`.
     """
 
     def __init__(self, model: keras.Model, layer: str | None = None) -> None:
