@@ -353,21 +353,24 @@ def _as_rgb_uint8(img: Any) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def crop_to_head(img: np.ndarray, margin: float = 0.02) -> np.ndarray:
-    """Crop to the bounding box of the largest bright blob (the head), plus a small margin.
+def crop_box(img: np.ndarray, margin: float = 0.02) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the head in `img`: the bounding box of the largest bright blob, plus
+    a small margin. `crop_to_head` keeps exactly `img[y0:y1, x0:x1]`, and masks drawn on the
+    image follow the same box (`pipeline.explain.masks`).
 
     Method: gray, 5×5 Gaussian blur, Otsu threshold (at least 10 so near-black noise never counts),
     a morphological close to join the skull ring, then the largest external contour's bounding
     box. When nothing sensible is found (blank or flat image, or the contour covers less than 10 %
-    of the image) the input comes back unchanged.
+    of the image) the box is the whole image.
     """
     img = _as_rgb_uint8(img)
     h, w = img.shape[:2]
+    whole = (0, 0, w, h)
     if h < MIN_SIDE or w < MIN_SIDE:
-        return img
+        return whole
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     if int(gray.max()) - int(gray.min()) < 10:
-        return img
+        return whole
     blur = cv2.GaussianBlur(gray, (5, 5), 0)
     otsu, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     _, mask = cv2.threshold(blur, max(float(otsu) * 0.5, 10.0), 255, cv2.THRESH_BINARY)
@@ -375,14 +378,24 @@ def crop_to_head(img: np.ndarray, margin: float = 0.02) -> np.ndarray:
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
-        return img
+        return whole
     largest = max(contours, key=cv2.contourArea)
     x, y, bw, bh = cv2.boundingRect(largest)
     if bw * bh < 0.10 * h * w:
-        return img
+        return whole
     pad = int(round(margin * max(h, w)))
-    x0, y0 = max(0, x - pad), max(0, y - pad)
-    x1, y1 = min(w, x + bw + pad), min(h, y + bh + pad)
+    return max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
+
+
+def crop_to_head(img: np.ndarray, margin: float = 0.02) -> np.ndarray:
+    """Crop to the head: `img[y0:y1, x0:x1]` for the box of `crop_box(img, margin)`.
+
+    An image where no head is found comes back unchanged (as H×W×3 uint8).
+    """
+    img = _as_rgb_uint8(img)
+    x0, y0, x1, y1 = crop_box(img, margin)
+    if (x0, y0, x1, y1) == (0, 0, img.shape[1], img.shape[0]):
+        return img
     return np.ascontiguousarray(img[y0:y1, x0:x1])
 
 

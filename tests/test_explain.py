@@ -199,15 +199,19 @@ def test_explainer_is_thread_safe_and_deterministic() -> None:
 
 def test_graph_is_built_once_per_layer() -> None:
     ex = E.Explainer(tiny_cnn())
+    gradcam = E.REGISTRY["gradcam"]
     x = random_images(1)
     ex(x)
-    fn = ex._gradcam_fn("c2")
+    fn = gradcam.graph(ex, "c2")
     ex(random_images(4, seed=1))  # another batch size must not rebuild or retrace
-    assert ex._gradcam_fn("c2") is fn
-    assert len(ex._gradcam_fns) == 1
+    assert gradcam.graph(ex, "c2") is fn
+    assert list(ex._cache) == [("gradcam", "c2")]
     ex(x, layer="c1")
-    assert set(ex._gradcam_fns) == {"c2", "c1"}
+    assert set(ex._cache) == {("gradcam", "c2"), ("gradcam", "c1")}
     assert fn.experimental_get_tracing_count() == 1
+    ex(x, method="gradcam++")
+    ex(x, method="gradcam++", layer="c1")  # one tf-keras-vis object serves every layer
+    assert "gradcam++" in ex._cache and len(ex._cache) == 3
 
 
 def test_tf_function_gradient_flows() -> None:
@@ -215,7 +219,45 @@ def test_tf_function_gradient_flows() -> None:
     ex = E.Explainer(two_colour_model())
     res = ex(two_colour_image()[None], target=0)
     assert res.heatmaps[0].max() == pytest.approx(1.0, abs=1e-3)
-    assert isinstance(ex._gradcam_fn("gradcam_target"), tf.types.experimental.GenericFunction)
+    assert isinstance(E.REGISTRY["gradcam"].graph(ex, "gradcam_target"),
+                      tf.types.experimental.GenericFunction)
+
+
+def test_method_registry_names_labels_and_derived_lists() -> None:
+    assert E.METHODS == ("gradcam", "gradcam++", "scorecam", "smoothgrad")
+    assert E.LAYER_METHODS == ("gradcam", "gradcam++", "scorecam")
+    assert E.METHOD_LABELS == {
+        "gradcam": "Grad-CAM",
+        "gradcam++": "Grad-CAM++",
+        "scorecam": "Score-CAM (slower)",
+        "smoothgrad": "SmoothGrad (pixel saliency)",
+    }
+    for name, method in E.REGISTRY.items():
+        assert method.name == name and method.cost in ("fast", "slow")
+        assert E.get_method(name) is method
+    with pytest.raises(ValueError, match=r"unknown method 'lime'; choose one of gradcam, "):
+        E.get_method("lime")
+
+
+def test_a_new_method_is_one_class_and_one_registry_entry(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """The Explainer looks methods up by name: registering a class is all a method needs."""
+    from pipeline.explain import methods
+
+    class Centre(methods.Method):
+        name, label, needs_layer = "centre", "Centre (test)", False
+
+        def __call__(self, explainer: E.Explainer, x: np.ndarray, targets: np.ndarray,
+                     layer: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            probs = explainer.predict(x)
+            hm = np.zeros(x.shape[:3], np.float32)
+            hm[:, x.shape[1] // 2, x.shape[2] // 2] = 1.0
+            return hm, probs, np.where(targets < 0, probs.argmax(axis=1), targets)
+
+    monkeypatch.setitem(methods.REGISTRY, "centre", Centre())
+    res = E.Explainer(tiny_cnn())(random_images(2), method="centre", target=1)
+    assert res.method == "centre" and res.layer is None
+    assert res.targets.tolist() == [1, 1] and res.heatmaps[0, S // 2, S // 2] == 1.0
 
 
 @pytest.mark.slow

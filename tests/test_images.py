@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline import images
-from pipeline.images import ImageError, crop_to_head, decode_image, prepare_image, read_image
+from pipeline.images import (
+    ImageError,
+    crop_box,
+    crop_to_head,
+    decode_image,
+    prepare_image,
+    read_image,
+)
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -366,6 +373,14 @@ def test_crop_to_head_keeps_unsuitable_images():
     assert crop_to_head(speck).shape == (200, 200, 3)
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     assert crop_to_head(noise).ndim == 3
+
+
+def test_crop_box_is_the_region_crop_to_head_keeps():
+    img = synthetic_head()
+    x0, y0, x1, y1 = crop_box(img)
+    assert 0 < x0 < x1 < 400 and 0 < y0 < y1 < 400
+    assert np.array_equal(img[y0:y1, x0:x1], crop_to_head(img))
+    assert crop_box(np.zeros((100, 80, 3), np.uint8)) == (0, 0, 80, 100)  # no head: everything
 
 
 def test_prepare_image_shapes_and_dtype():

@@ -1,0 +1,173 @@
+"""Explanation quality on plain arrays: localisation (pointing game, energy in mask),
+faithfulness (deletion / insertion against a random map) and the model-randomisation sanity check.
+
+No Explainer here: metrics take heatmaps, masks and a `predict_fn`, so they test on toy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+from scipy import stats
+
+from pipeline.explain.masks import mask_like
+from pipeline.explain.render import check_heatmap, resize_heatmap
+
+BASELINES = ("blur", "black")
+
+
+def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
+    """True when the heatmap's maximum lies inside the (non-zero) mask.
+
+    The mask is resized (nearest) to the heatmap when their sizes differ. An empty mask has no
+    target to point at and raises ValueError.
+    """
+    hm = check_heatmap(heatmap)
+    m = mask_like(mask, hm.shape)
+    if not m.any():
+        raise ValueError("pointing game needs a non-empty mask")
+    return bool(m.flat[int(np.argmax(hm))])
+
+
+def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the heatmap's total (non-negative) energy inside the mask, in [0, 1].
+
+    NaN for an all-zero heatmap (no energy to share out).
+    """
+    hm = np.clip(check_heatmap(heatmap), 0.0, None)
+    m = mask_like(mask, hm.shape)
+    total = float(hm.sum())
+    if total <= 0:
+        return float("nan")
+    return float(hm[m].sum() / total)
+
+
+def random_heatmap(shape: tuple[int, int], seed: int = 0, cells: int = 7) -> np.ndarray:
+    """A smooth random map in [0, 1]: uniform noise on a `cells` x `cells` grid, upsampled.
+
+    Used as the faithfulness baseline: it has blobs like a CAM at the last conv layer, so a real
+    heatmap must beat a map of the same coarseness, not just pixel noise.
+    """
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((cells, cells)).astype(np.float32)
+    fine = cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    fine += rng.random(shape).astype(np.float32) * 1e-3  # break ties between equal pixels
+    lo, hi = float(fine.min()), float(fine.max())
+    return (fine - lo) / (hi - lo + 1e-7)
+
+
+def baseline_image(image: np.ndarray, baseline: str = "blur") -> np.ndarray:
+    """What "removed" pixels become: a heavy Gaussian blur of the image, or black."""
+    img = np.asarray(image, dtype=np.float32)
+    if baseline == "black":
+        return np.zeros_like(img)
+    if baseline == "blur":
+        # sigma = 1/10 of the side: wipes out tumour-sized detail but keeps the head's outline
+        sigma = max(img.shape[0], img.shape[1]) / 10.0
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+
+
+def deletion_insertion(
+    predict_fn: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    target: int,
+    steps: int = 20,
+    baseline: str = "blur",
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Deletion and insertion curves (Petsiuk et al., 2018) for one image.
+
+    Pixels are ranked by the heatmap (resized to the image), most relevant first. Deletion
+    replaces the top k/steps share with the baseline and tracks the target probability (lower
+    AUC = more faithful); insertion starts from the baseline and puts the top pixels back (higher
+    AUC = more faithful). All 2 * (steps + 1) images go through `predict_fn` in one call;
+    `predict_fn` maps (N, H, W, 3) 0-255 images to (N, C) probabilities.
+    Returns (deletion_curve, insertion_curve, deletion_auc, insertion_auc); curves have
+    steps + 1 points at fractions 0, 1/steps, ..., 1.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got shape {img.shape}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    h, w = img.shape[:2]
+    hm = resize_heatmap(check_heatmap(heatmap), (h, w))
+    base = baseline_image(img, baseline)
+    # Rank pixels by relevance; equal values are ordered at random (fixed seed) rather than in
+    # raster order, which would always delete the top rows first.
+    tie = np.random.default_rng(0).random(h * w)
+    order = np.lexsort((tie, -hm.ravel()))
+    rank = np.empty(h * w, dtype=np.int64)
+    rank[order] = np.arange(h * w)
+    rank = rank.reshape(h, w)
+    counts = np.round(np.linspace(0, h * w, steps + 1)).astype(np.int64)
+    top = rank[None, :, :] < counts[:, None, None]  # (steps + 1, H, W)
+    top = top[..., None]
+    deleted = np.where(top, base[None], img[None])
+    inserted = np.where(top, img[None], base[None])
+    probs = np.asarray(predict_fn(np.concatenate([deleted, inserted]).astype(np.float32)))
+    if probs.ndim != 2 or probs.shape[0] != 2 * (steps + 1):
+        raise ValueError(f"predict_fn returned shape {probs.shape}, expected "
+                         f"({2 * (steps + 1)}, C)")
+    if not 0 <= target < probs.shape[1]:
+        raise ValueError(f"target class {target} out of range 0..{probs.shape[1] - 1}")
+    curve = probs[:, int(target)].astype(np.float64)
+    deletion, insertion = curve[: steps + 1], curve[steps + 1 :]
+    dx = 1.0 / steps
+    return deletion, insertion, float(np.trapezoid(deletion, dx=dx)), float(
+        np.trapezoid(insertion, dx=dx)
+    )
+
+
+def _reseed(obj: Any, seeds: Any) -> Any:
+    """Copy of a layer config with a fresh integer seed in every seeded initializer."""
+    if isinstance(obj, dict):
+        out = {k: _reseed(v, seeds) for k, v in obj.items()}
+        if "class_name" in obj and isinstance(obj.get("config"), dict) and "seed" in obj["config"]:
+            out["config"] = {**out["config"], "seed": next(seeds)}
+        return out
+    if isinstance(obj, list):
+        return [_reseed(v, seeds) for v in obj]
+    return obj
+
+
+def randomize_model(model: keras.Model, seed: int = 0, top_layers: int | None = None
+                    ) -> keras.Model:
+    """A copy of `model` with re-initialised weights (model-randomisation sanity check).
+
+    `top_layers=None` randomises every layer (full randomisation); `top_layers=k` randomises the
+    k weighted layers nearest the output and keeps the trained weights below (one step of the
+    cascading randomisation of Adebayo et al., 2018). Each initializer gets its own seed derived
+    from `seed`, so the result is reproducible without touching the global random state.
+    """
+    seeds = iter(range(seed * 100_003 + 1, seed * 100_003 + 1_000_000))
+
+    def fresh(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config(_reseed(layer.get_config(), seeds))
+
+    clone = keras.models.clone_model(model, clone_function=fresh)
+    if top_layers is not None:
+        if top_layers < 0:
+            raise ValueError(f"top_layers must be >= 0, got {top_layers}")
+        weighted = [layer.name for layer in model.layers if layer.weights]
+        keep = weighted[: max(0, len(weighted) - top_layers)]
+        for name in keep:
+            clone.get_layer(name).set_weights(model.get_layer(name).get_weights())
+    return clone
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps (flattened; resized to `a` if shapes differ).
+
+    NaN when either map is constant (no ranking to compare).
+    """
+    x = check_heatmap(a)
+    y = resize_heatmap(check_heatmap(b), x.shape)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x.ravel(), y.ravel()).statistic)
