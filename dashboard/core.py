@@ -28,12 +28,6 @@ MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unr
 # Decoded uploads are cached per server; a 50-megapixel TIFF would hold ~150 MB each. MRI slices
 # are far smaller (the Kaggle set is <= 1 k px), so only unusually large images are shrunk.
 MAX_SIDE = 2048
-METHOD_LABELS = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "scorecam": "Score-CAM (slower)",
-    "smoothgrad": "SmoothGrad (pixel saliency)",
-}
 PREDICTION_COLUMNS = ("path", "true", "predicted", "correct")
 
 

@@ -17,7 +17,7 @@ import streamlit as st
 from dashboard import core
 from dashboard import figures as F
 from dashboard.inference import Results, Settings
-from pipeline.explain import LAYER_METHODS, METHODS, render_overlay, to_png
+from pipeline.explain import LAYER_METHODS, METHOD_LABELS, METHODS, render_overlay, to_png
 
 DISPLAY_SIDE = 320  # overlays are drawn at least this large so small model inputs stay readable
 
@@ -31,7 +31,7 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
     """
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
     method = c1.selectbox("Explanation method", METHODS, key=f"{prefix}_method",
-                          format_func=lambda m: core.METHOD_LABELS.get(m, m),
+                          format_func=lambda m: METHOD_LABELS.get(m, m),
                           help="Grad-CAM is fast and coarse; Grad-CAM++ sharper for several "
                                "regions; Score-CAM avoids gradients but is slower; SmoothGrad "
                                "shows pixel-level sensitivity.")
@@ -107,7 +107,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 img = overlay(r.prepared, r.heatmap, settings)
                 target = class_names[r.target]
                 layer = f", layer {r.layer}" if r.layer else ""
-                method = core.METHOD_LABELS.get(r.method, r.method)
+                method = METHOD_LABELS.get(r.method, r.method)
                 st.image(img, width="stretch",
                          caption=f"{F.model_label(m)} · {method} for '{target}'{layer}")
                 st.download_button(
