@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
 from pipeline import evaluate as ev
+from pipeline.evaluate.comparison import _macro_f1_batched
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 
@@ -185,7 +186,7 @@ def test_batched_macro_f1_matches_sklearn(pairs: list[tuple[int, int]]) -> None:
     yt = np.array([a for a, _ in pairs])
     yp = np.array([b for _, b in pairs])
     labels = sorted(set(yt.tolist()))
-    ours = ev._macro_f1_batched(yt[None, :], yp[None, :], labels)[0]
+    ours = _macro_f1_batched(yt[None, :], yp[None, :], labels)[0]
     assert ours == pytest.approx(f1_score(yt, yp, labels=labels, average="macro", zero_division=0))
 
 
