@@ -47,7 +47,6 @@ from pipeline.evaluate.run import (
     PREDICT_CHUNK,
     evaluate_run,
     metrics_summary,
-    write_json,
     write_model_eval,
     write_predictions_csv,
 )
@@ -59,5 +58,5 @@ __all__ = [
     "compare", "confusion", "cross_validate", "curves", "cv_folds", "evaluate_run",
     "map_external_labels", "mcnemar_exact", "metrics_summary", "paired_bootstrap",
     "predicted_classes", "top_confusions", "training_overlap", "tumor_vs_no_tumor", "verdict",
-    "write_json", "write_model_eval", "write_predictions_csv",
+    "write_model_eval", "write_predictions_csv",
 ]

@@ -8,7 +8,6 @@ and evaluated by `evaluate_run`. The cv.json format is in docs/architecture.md.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.artifacts import read_json
 from pipeline.evaluate.comparison import mcnemar_exact, verdict
 from pipeline.evaluate.external import EvaluationError
 from pipeline.evaluate.run import evaluate_run, metrics_summary, write_json
@@ -142,7 +142,8 @@ def _fold_results(fold_dir: Path, models: list[str]
     summaries: dict[str, Any] = {}
     preds_by_path: dict[str, dict[str, str]] = {}
     for m in models:
-        met = read_json_file(fold_dir / m / "metrics.json")
+        # evaluate_run just wrote it: a missing or damaged file is a bug, so no fallback here.
+        met = read_json(fold_dir / m / "metrics.json")
         summaries[m] = metrics_summary(met) | {"weighted_f1": met["weighted_f1"]}
         with open(fold_dir / m / "predictions.csv", newline="") as fh:
             for r in csv.DictReader(fh):
@@ -233,8 +234,3 @@ def cross_validate(
     (runs_root / "cv.partial.json").unlink(missing_ok=True)
     return result
 
-
-def read_json_file(path: Path) -> Any:
-    """Read one of our JSON files (the evaluation writes them, so damage is a bug: fail loudly)."""
-    with open(path) as fh:
-        return json.load(fh)

@@ -8,10 +8,8 @@ predict through `pipeline.predict.Predictor`, images are prepared exactly as in 
 from __future__ import annotations
 
 import csv
-import json
-import os
+import io
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import write_text_atomic
+from pipeline.artifacts import write_json_atomic, write_text_atomic
 from pipeline.evaluate.comparison import compare
 from pipeline.evaluate.external import (
     EvaluationError,
@@ -47,28 +45,26 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (see artifacts.write_text_atomic); NaN is refused, not written."""
-    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    """Write one evaluation JSON file atomically; NaN is refused (ValueError), not written."""
+    write_json_atomic(path, obj, allow_nan=False)
 
 
 def write_predictions_csv(
     path: Path, paths: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray,
     class_names: Sequence[str],
 ) -> None:
-    """predictions.csv: path,true,predicted,p_<class>...,correct (correct is 1 or 0)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["path", "true", "predicted", *[f"p_{c}" for c in class_names], "correct"])
-            for i, rel in enumerate(paths):
-                w.writerow([rel, class_names[y_true[i]], class_names[y_pred[i]],
-                            *[f"{v:.6f}" for v in probs[i]], int(y_true[i] == y_pred[i])])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """predictions.csv: path,true,predicted,p_<class>...,correct (correct is 1 or 0).
+
+    Built in memory (a few hundred bytes per image) and written by artifacts.write_text_atomic;
+    rows end in csv's default "\\r\\n", as in every predictions.csv written so far.
+    """
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["path", "true", "predicted", *[f"p_{c}" for c in class_names], "correct"])
+    for i, rel in enumerate(paths):
+        w.writerow([rel, class_names[y_true[i]], class_names[y_pred[i]],
+                    *[f"{v:.6f}" for v in probs[i]], int(y_true[i] == y_pred[i])])
+    write_text_atomic(path, buf.getvalue())
 
 
 def write_model_eval(
