@@ -102,13 +102,11 @@ def _pool_and_groups(ds: Any, cfg: Any, progress: Progress) -> tuple[list[Any], 
     pool = data.make_splits(ds, seed=cfg.seed, val_fraction=0.0, test_fraction=0.0,
                             dedupe=cfg.dedupe, max_per_class=cfg.max_images, progress=progress)
     records = pool.train
-    if cfg.dedupe:
-        # data._group is the same grouping make_splits uses (exact SHA-1 + near pHash pairs);
-        # reused so CV folds and the run's own splits agree on what a duplicate is.
-        comps = data._group(records, data.hash_files(records)).component_of
-    else:
-        comps = list(range(len(records)))
-    return records, comps
+    if not cfg.dedupe:
+        return records, list(range(len(records)))
+    # The grouping make_splits uses (exact SHA-1 + near pHash pairs), so CV folds and the run's
+    # own splits agree on what a duplicate is. Hashes are cached: make_splits just computed them.
+    return records, data.duplicate_components(records)
 
 
 def _train_fold(k: int, folds: int, splits: Any, runs_root: Path, run: Any, ds: Any, cfg: Any,
