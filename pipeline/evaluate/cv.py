@@ -149,6 +149,17 @@ def _fold_results(fold_dir: Path, models: list[str]
     return summaries, preds_by_path
 
 
+def _add_out_of_fold(preds_by_path: dict[str, dict[str, str]], models: list[str],
+                     classes: list[str], oof_true: list[int], oof_pred: dict[str, list[int]]
+                     ) -> None:
+    """Append one fold's held-out images (those every model scored) to the pooled lists."""
+    for p in preds_by_path.values():
+        if all(m in p for m in models):
+            oof_true.append(classes.index(p["true"]))
+            for m in models:
+                oof_pred[m].append(classes.index(p[m]))
+
+
 def _pooled(models: list[str], oof_true: list[int], oof_pred: dict[str, list[int]]
             ) -> dict[str, Any]:
     """Accuracy per model on the pooled out-of-fold predictions; McNemar of the first two."""
@@ -209,15 +220,11 @@ def cross_validate(
         per_fold.append({"fold": k, "run": str(fold_dir), "n_train": len(splits.train),
                          "n_val": len(splits.val), "n_test": len(splits.test),
                          "models": summaries})
-        for p in preds_by_path.values():
-            if all(m in p for m in models):
-                oof_true.append(ds.classes.index(p["true"]))
-                for m in models:
-                    oof_pred[m].append(ds.classes.index(p[m]))
+        _add_out_of_fold(preds_by_path, models, ds.classes, oof_true, oof_pred)
         write_json(runs_root / "cv.partial.json", {"folds": per_fold})
 
     summary = {m: {metric: _mean_std([f["models"][m].get(metric) for f in per_fold])
-                   for metric in CV_METRICS} for m in models}
+                   for metric in CV_METRICS} for m in models}  # mean ± std over folds
     result = {
         "run_id": run.run_id, "folds": folds, "seed": cfg.seed, "data_dir": str(ds.root),
         "n_images": len(records), "models": models,
