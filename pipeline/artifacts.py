@@ -49,9 +49,14 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON via a temporary file and os.replace, so readers never see half a file."""
-    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+def write_json_atomic(path: Path, obj: Any, allow_nan: bool = True) -> None:
+    """Write JSON via a temporary file and os.replace, so readers never see half a file.
+
+    allow_nan=False refuses NaN/inf (ValueError) instead of writing the non-standard `NaN`,
+    for files whose numbers must all be defined (evaluation results, tuning results).
+    """
+    text = json.dumps(obj, indent=2, default=_json_default, allow_nan=allow_nan)
+    write_text_atomic(path, text + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

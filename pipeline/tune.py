@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.artifacts import write_json_atomic, write_text_atomic
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.names import Progress
 
@@ -241,9 +242,10 @@ def tune(
         "best_config": best_config, "best_config_file": str(out / "best_config.json"),
         "out_dir": str(out),
     }
-    _write_json(out / "best_config.json", best_config)
-    _write_json(out / "results.json", result)
-    (out / "results.md").write_text(results_markdown(result))
+    # Atomic writes; NaN refused as before (a trial's missing metric is None, never NaN).
+    write_json_atomic(out / "best_config.json", best_config, allow_nan=False)
+    write_json_atomic(out / "results.json", result, allow_nan=False)
+    write_text_atomic(out / "results.md", results_markdown(result))
     return result
 
 
@@ -254,12 +256,6 @@ def _metric(trial: Any, name: str) -> float | None:
         return None
     return None if value is None or (isinstance(value, float) and math.isnan(value)) \
         else float(value)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from pipeline.evaluate import write_json
-
-    write_json(path, obj)
 
 
 def results_markdown(result: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
 from pipeline import evaluate as ev
+from pipeline.evaluate.comparison import _macro_f1_batched
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 
@@ -185,7 +186,7 @@ def test_batched_macro_f1_matches_sklearn(pairs: list[tuple[int, int]]) -> None:
     yt = np.array([a for a, _ in pairs])
     yp = np.array([b for _, b in pairs])
     labels = sorted(set(yt.tolist()))
-    ours = ev._macro_f1_batched(yt[None, :], yp[None, :], labels)[0]
+    ours = _macro_f1_batched(yt[None, :], yp[None, :], labels)[0]
     assert ours == pytest.approx(f1_score(yt, yp, labels=labels, average="macro", zero_division=0))
 
 
@@ -248,6 +249,24 @@ def test_write_model_eval_files_are_consistent(tmp_path) -> None:
     assert set(curves["roc"]) == set(CLASSES)
     assert curves["roc"]["glioma"]["auc"] == pytest.approx(10 / 12)
     assert curves["pr"]["glioma"]["recall"][0] == 1.0
+
+
+def test_predictions_csv_bytes_and_nan_refused(tmp_path) -> None:
+    paths = [f"Testing/x/{i}.jpg" for i in range(8)]
+    ev.write_model_eval(tmp_path / "m", paths, Y_TRUE, PROBS, CLASSES)
+    lines = (tmp_path / "m" / "predictions.csv").read_bytes().split(b"\r\n")  # csv's default
+    assert lines[0] == b"path,true,predicted,p_glioma,p_meningioma,p_no_tumor,p_pituitary,correct"
+    assert lines[1] == b"Testing/x/0.jpg,glioma,glioma,0.900000,0.033333,0.033333,0.033333,1"
+    assert lines[2].endswith(b",glioma,meningioma,0.133333,0.600000,0.133333,0.133333,0")
+    assert len(lines) == 10 and lines[-1] == b""
+    # atomic writes leave no temporary files behind
+    assert sorted(f.name for f in (tmp_path / "m").iterdir()) == [
+        "confusion_matrix.json", "curves.json", "metrics.json", "predictions.csv"]
+    # evaluation JSON refuses NaN instead of writing the non-standard `NaN`
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        ev.write_model_eval(tmp_path / "n", paths, Y_TRUE, PROBS, CLASSES,
+                            extra={"bad": float("nan")})
+    assert not (tmp_path / "n" / "metrics.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ def test_tune_selects_on_validation_only_and_writes_a_usable_config(
     assert saved["best"]["trial"] == best["trial"]
     table = (run_dir / "results.md").read_text()
     assert table.count("\n| ") == 3 and "test images were not used" in table
+    # written atomically (artifacts' writers): no temporary files left behind
+    assert not [f.name for f in run_dir.iterdir() if f.name.startswith(".")]
 
     # best_config.json is a config file for `train --config` on top of any profile
     cfg_path = run_dir / "best_config.json"

@@ -1,0 +1,263 @@
+"""Evaluating a run: predict its test split (or any data folder) and write the evaluation files.
+
+The file formats are in docs/architecture.md ("evaluation files", "comparison.json"). Models
+predict through `pipeline.predict.Predictor`, images are prepared exactly as in training by
+`pipeline.data.load_arrays`, and nothing is retrained.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import write_json_atomic, write_text_atomic
+from pipeline.evaluate.comparison import compare
+from pipeline.evaluate.external import (
+    EvaluationError,
+    LabelPlan,
+    collapse_to_binary,
+    map_external_labels,
+    training_overlap,
+)
+from pipeline.evaluate.metrics import (
+    check_inputs,
+    classification_metrics,
+    confusion,
+    curves,
+    predicted_classes,
+)
+from pipeline.names import Progress, display_name, no_progress
+
+PREDICT_CHUNK = 128  # images decoded and predicted at a time: bounded memory on any folder size
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers
+# ---------------------------------------------------------------------------------------------
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write one evaluation JSON file atomically; NaN is refused (ValueError), not written."""
+    write_json_atomic(path, obj, allow_nan=False)
+
+
+def write_predictions_csv(
+    path: Path, paths: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray,
+    class_names: Sequence[str],
+) -> None:
+    """predictions.csv: path,true,predicted,p_<class>...,correct (correct is 1 or 0).
+
+    Built in memory (a few hundred bytes per image) and written by artifacts.write_text_atomic;
+    rows end in csv's default "\\r\\n", as in every predictions.csv written so far.
+    """
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["path", "true", "predicted", *[f"p_{c}" for c in class_names], "correct"])
+    for i, rel in enumerate(paths):
+        w.writerow([rel, class_names[y_true[i]], class_names[y_pred[i]],
+                    *[f"{v:.6f}" for v in probs[i]], int(y_true[i] == y_pred[i])])
+    write_text_atomic(path, buf.getvalue())
+
+
+def write_model_eval(
+    model_dir: str | Path, paths: Sequence[str], y_true: Sequence[int] | np.ndarray,
+    probs: np.ndarray, class_names: Sequence[str], y_pred: Sequence[int] | np.ndarray | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write metrics.json, confusion_matrix.json, curves.json and predictions.csv into `model_dir`.
+
+    `paths` are the images' paths relative to the data folder, in the order of `y_true`.
+    `extra` keys (model name, source of the images, ...) are added to metrics.json.
+    Returns the metrics dict.
+    """
+    model_dir = Path(model_dir)
+    y, p = check_inputs(y_true, probs, class_names)
+    if len(paths) != len(y):
+        raise ValueError(f"{len(paths)} paths for {len(y)} predictions")
+    pred = predicted_classes(p, y_pred)
+    met = {**(extra or {}), **classification_metrics(y, p, class_names, y_pred=pred)}
+    write_predictions_csv(model_dir / "predictions.csv", paths, y, pred, p, class_names)
+    write_json(model_dir / "confusion_matrix.json", confusion(y, pred, class_names))
+    write_json(model_dir / "curves.json", curves(y, p, class_names))
+    write_json(model_dir / "metrics.json", met)
+    return met
+
+
+def metrics_summary(met: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one model's metrics.json (CLI summary, cv.json rows)."""
+    tvn = met.get("tumor_vs_no_tumor") or {}
+    return {"n": met["n"], "accuracy": met["accuracy"], "balanced_accuracy":
+            met["balanced_accuracy"], "macro_f1": met["macro_f1"], "roc_auc": met["roc_auc"],
+            "ece": met["ece"], "sensitivity": tvn.get("sensitivity"),
+            "specificity": tvn.get("specificity")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating a run (test split or any other data folder)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Target:
+    """What `evaluate_run` scores (records, label plan, source) and where its files go."""
+
+    records: list[Any]  # data.ImageRecord
+    plan: LabelPlan
+    source: dict[str, Any]
+    out_dirs: dict[str, Path]  # model -> folder of its four evaluation files
+    comparison_path: Path
+
+
+def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
+    """The run's own test split, read from its dataset folder (or `data_root` if it moved)."""
+    from pipeline import artifacts, data
+
+    root = Path(data_root) if data_root is not None else run.data_dir
+    if root is None or not root.is_dir():
+        raise EvaluationError(
+            f"the run's dataset folder {root} is not there; pass the folder it moved to "
+            "(CLI: --data-root DIR)")
+    try:
+        test = data.splits_from_json(run.read_json("splits.json"), root).test
+    except artifacts.ArtifactError as exc:
+        raise EvaluationError(str(exc)) from exc
+    if not test:
+        raise EvaluationError(f"run {run.run_id} has an empty test split")
+    classes = run.class_names
+    plan = LabelPlan("test", classes, {c: c for c in classes}, collapse=False)
+    source: dict[str, Any] = {"kind": "test", "data_dir": str(root), "split": "test"}
+    return _Target(test, plan, source, {m: run.path / m for m in run.model_names},
+                   run.path / "comparison.json")
+
+
+def _external_target(run: Any, data_dir: str | Path, name: str | None) -> _Target:
+    """Every image of `data_dir` whose label the run can score; files named after `name`."""
+    from pipeline import data
+
+    if name is not None and (not _SAFE_NAME.match(name) or name in {".", ".."}):
+        raise EvaluationError(f"--name {name!r} must be letters, digits, '.', '_' or '-' "
+                              "(at most 80, not starting with '.' or '-')")
+    ds = data.discover(data_dir)
+    plan = map_external_labels(ds.classes, run.class_names)
+    if name is None:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", ds.root.name).strip(".-_") or "external"
+    records = [r for r in ds.records if r.label in plan.mapping]
+    skipped = plan.skipped(ds.classes)
+    source = {"kind": "external", "name": name, "data_dir": str(ds.root),
+              "layout": ds.layout, "folder_classes": ds.classes, "mode": plan.mode,
+              "label_mapping": plan.mapping, "skipped_classes": {
+                  c: sum(1 for r in ds.records if r.label == c) for c in skipped}}
+    source["overlap_with_training"] = training_overlap(run, records)
+    return _Target(records, plan, source,
+                   {m: run.path / m / "external" / name for m in run.model_names},
+                   run.path / "external" / name / "comparison.json")
+
+
+def _predict_records(predictor: Any, model: str, records: Sequence[Any], progress: Progress
+                     ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """Probabilities for `records` in chunks; returns (probs, rel paths loaded, failures)."""
+    from pipeline import data
+
+    info = predictor.info[model]
+    size, crop = int(info["image_size"]), bool(info.get("crop_head", True))
+    labels = sorted({r.label for r in records})
+    out, rels, failed = [], [], []
+    desc = f"{display_name(model)}: predicting"
+    progress(desc, 0, len(records))
+    for start in range(0, len(records), PREDICT_CHUNK):
+        chunk = records[start:start + PREDICT_CHUNK]
+        arrays = data.load_arrays(chunk, labels, size, crop=crop)
+        failed += arrays.failed
+        if len(arrays.records):
+            out.append(predictor.predict_arrays(model, arrays.x))
+            rels += [r.rel for r in arrays.records]
+        progress(desc, min(start + PREDICT_CHUNK, len(records)), len(records))
+    n_classes = len(predictor.class_names)
+    probs = np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)
+    return probs, rels, failed
+
+
+def _renormalise(probs: np.ndarray) -> np.ndarray:
+    """float32 softmax rows can be off 1 by ~1e-7; make them sum to 1 exactly in float64."""
+    p = np.asarray(probs, dtype=np.float64)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _scored(probs: np.ndarray, rels: list[str], keep: list[str], plan: LabelPlan,
+            run_classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, predicted class) over the plan's classes for the images in `keep`."""
+    pos = {rel: k for k, rel in enumerate(rels)}
+    p = _renormalise(probs[[pos[rel] for rel in keep]])
+    if plan.collapse:
+        return collapse_to_binary(p, run_classes)
+    return p, p.argmax(axis=1)
+
+
+def evaluate_run(
+    run_dir: str | Path, data_dir: str | Path | None = None, name: str | None = None,
+    progress: Progress | None = None, data_root: str | Path | None = None,
+    n_boot: int = 2000, seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate every model of a run and write the evaluation files (docs/architecture.md).
+
+    Without `data_dir`: the run's own test split (splits.json), read from the manifest's data
+    folder or from `data_root` when the dataset has moved; files go to `<run>/<model>/` and
+    `<run>/comparison.json`. With `data_dir`: every image of that folder (any supported layout;
+    labels mapped by `map_external_labels`), files under `<run>/<model>/external/<name>/` and
+    `<run>/external/<name>/comparison.json`; nothing is retrained. Returns a summary dict.
+    """
+    from pipeline import artifacts
+    from pipeline.predict import Predictor
+
+    progress = progress or no_progress
+    try:
+        run = artifacts.open_run(run_dir)
+    except artifacts.ArtifactError as exc:
+        raise EvaluationError(str(exc)) from exc
+    target = (_test_split_target(run, data_root) if data_dir is None
+              else _external_target(run, data_dir, name))
+    records, plan, source = target.records, target.plan, target.source
+    source["run_id"] = run.run_id
+
+    predictor = Predictor(run)
+    raw: dict[str, tuple[np.ndarray, list[str]]] = {}
+    failed: dict[str, str] = {}
+    for m in run.model_names:
+        probs, rels, bad = _predict_records(predictor, m, records, progress)
+        raw[m] = (probs, rels)
+        failed.update(dict(bad))
+    # An unreadable file fails for every model; keep the images every model scored, in order.
+    keep = [r.rel for r in records if r.rel not in failed]
+    if not keep:
+        raise EvaluationError(f"none of the {len(records)} images could be read, e.g. "
+                              f"{next(iter(failed.items()), ('', ''))}")
+    source.update(n_images=len(records), n_unreadable=len(failed),
+                  unreadable=sorted(failed)[:20])
+    label_of = {r.rel: plan.mapping[r.label] for r in records}
+    y = np.array([plan.class_names.index(label_of[rel]) for rel in keep], dtype=np.int64)
+    probs_eval: dict[str, np.ndarray] = {}
+    preds_eval: dict[str, np.ndarray] = {}
+    summaries: dict[str, Any] = {}
+    for i, m in enumerate(run.model_names):
+        probs_eval[m], preds_eval[m] = _scored(*raw[m], keep, plan, run.class_names)
+        met = write_model_eval(target.out_dirs[m], keep, y, probs_eval[m], plan.class_names,
+                               y_pred=preds_eval[m], extra={
+                                   "model": m, "display_name": display_name(m), "source": source})
+        summaries[m] = metrics_summary(met)
+        progress("writing evaluation files", i + 1, len(run.model_names))
+    comp = compare(y, probs_eval, plan.class_names, paths=keep, y_pred=preds_eval, n_boot=n_boot,
+                   seed=seed)
+    comp["source"] = source
+    write_json(target.comparison_path, comp)
+    return {"run_id": run.run_id, "source": source, "n": int(len(y)), "models": summaries,
+            "verdict": comp["verdict"], "mcnemar": comp["mcnemar"], "ci": comp["ci"],
+            "files": {m: str(d) for m, d in target.out_dirs.items()},
+            "comparison": str(target.comparison_path)}
