@@ -20,14 +20,17 @@ import numpy as np
 import pandas as pd
 
 from pipeline.artifacts import ArtifactError
-from pipeline.images import ImageError, decode_image, read_image
+from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_image, read_image
 from pipeline.names import display_name
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "gif", "webp", "dcm"]
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
-# Decoded uploads are cached per server; a 50-megapixel TIFF would hold ~150 MB each. MRI slices
-# are far smaller (the Kaggle set is <= 1 k px), so only unusually large images are shrunk.
-MAX_SIDE = 2048
+# Decoded uploads are cached per server, so they are kept small: Pillow formats are shrunk while
+# decoding (images.MAX_DECODE_SIDE), DICOM after. MRI slices are far smaller (Sartaj: <= 1 k px).
+MAX_SIDE = MAX_DECODE_SIDE
+# Several sessions decode at once on one server: a lower cap than the CLI's 50 megapixels bounds
+# each decode (an RGBA image is held at 4 bytes per pixel while it is shrunk).
+UPLOAD_MAX_PIXELS = 25_000_000
 PREDICTION_COLUMNS = ("path", "true", "predicted", "correct")
 
 
@@ -53,7 +56,7 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
     """Decode one file in memory; any failure becomes a message instead of an exception."""
     digest = hashlib.sha256(data).hexdigest()
     try:
-        image = decode_image(data, name)
+        image = decode_image(data, name, max_pixels=UPLOAD_MAX_PIXELS)
     except ImageError as exc:
         return Upload(name, digest, error=str(exc), true_label=true_label)
     except Exception as exc:  # a decoder bug must cost one file, never the page

@@ -40,7 +40,7 @@ def test_decode_uploads_keeps_order_and_reports_bad_files_in_place():
 
 
 def test_decode_upload_turns_unexpected_exceptions_into_messages(monkeypatch):
-    def boom(data, name):
+    def boom(data, name, **kwargs):
         raise RuntimeError("decoder bug")
 
     monkeypatch.setattr(core, "decode_image", boom)
@@ -55,7 +55,18 @@ def test_large_uploads_are_shrunk_small_ones_kept():
     out = core.limit_size(big, max_side=1000)
     assert out.shape == (1000, 500, 3) and out.dtype == np.uint8 and int(out.mean()) == 200
     up = core.decode_upload("huge.png", _png(size=(2600, 100)))
-    assert up.ok and up.image.shape == (round(100 * core.MAX_SIDE / 2600), core.MAX_SIDE, 3)
+    assert up.ok and up.image.shape[1] <= core.MAX_SIDE and up.image.shape[0] >= 100 // 2
+    assert abs(up.image.shape[1] / up.image.shape[0] - 26) < 1  # shape kept
+
+
+def test_uploads_have_a_lower_pixel_cap_with_a_clear_message():
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (6000, 5000)).save(buf, "PNG")  # 30 megapixels in a few kilobytes
+    up = core.decode_upload("wide.png", buf.getvalue())
+    assert not up.ok
+    assert up.error == "wide.png: image too large: 6000×5000 exceeds 25 megapixels"
 
 
 def test_predictions_frame_and_agreement():
