@@ -25,15 +25,11 @@ import numpy as np
 from pipeline import artifacts, data
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.models import BuiltModel, build_model, compiled, count_params, split_point
-from pipeline.names import Progress, display_name
+from pipeline.names import Progress, display_name, no_progress
 
 log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
-
-def _noop_progress(desc: str, done: int, total: int) -> None:
-    return None
-
 
 @dataclass
 class ModelResult:
@@ -204,9 +200,9 @@ def fit_transfer_cached(built: BuiltModel, mc: ModelConfig, cfg: TrainConfig,
     if "head" not in done_phase:
         # Phase 1: the whole backbone frozen; the head learns on pooled features.
         pooled_fn = compiled(pooled)
-        pooled_tr = [_predict_batches(pooled_fn, f, 128, _noop_progress, "", "float32")
+        pooled_tr = [_predict_batches(pooled_fn, f, 128, no_progress, "", "float32")
                      for f in feats]
-        pooled_va = _predict_batches(pooled_fn, feats_val, 128, _noop_progress, "", "float32")
+        pooled_va = _predict_batches(pooled_fn, feats_val, 128, no_progress, "", "float32")
         _compile(head, mc, mc.learning_rate, num_classes)
         start = state.get("phase_epoch", 0) if state.get("phase") == "head" else 0
         cb = EpochLog("head", history, mc.epochs, lambda h: checkpoint(h, "head"), progress,
@@ -368,7 +364,7 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
     With `resume`, continues the interrupted run of that id from its last checkpoint (its saved
     config, data and splits win over the arguments).
     """
-    progress = progress or _noop_progress
+    progress = progress or no_progress
     say = say or log.info
     artifacts_dir = Path(artifacts_dir)
     if resume:
@@ -427,7 +423,13 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
                   "seed": cfg.seed, "train": len(splits.train), "val": len(splits.val),
                   "test": len(splits.test), **{k: v for k, v in splits.info.items()
                                                if k not in ("train", "val", "test")}}
-    manifest = {
+    return writer.finalize(run_manifest(cfg, ds, split_info, infos))
+
+
+def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
+                 infos: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a run trained with `cfg` on `ds` (`RunWriter.finalize` adds its id)."""
+    return {
         "created": artifacts.utc_now(),
         "git_commit": artifacts.git_commit(),
         "data": {"dir": str(ds.root), "dir_relative": artifacts.relative_to_project(ds.root),
@@ -439,4 +441,3 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
         "versions": artifacts.library_versions(),
         "models": infos,
     }
-    return writer.finalize(manifest)

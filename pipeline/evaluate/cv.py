@@ -114,24 +114,17 @@ def _train_fold(k: int, folds: int, splits: Any, runs_root: Path, run: Any, ds: 
                 say: Callable[[str], None]) -> Path:
     """Train `models` on one fold into the complete run `<runs_root>/runs/fold-<k>/`."""
     from pipeline import artifacts, data
-    from pipeline.train import train_one
+    from pipeline.train import run_manifest, train_one
 
     writer = artifacts.RunWriter(runs_root, run_id=f"fold-{k}")
     writer.write_json("splits.json", data.splits_to_json(splits, ds.root))
     state: dict[str, Any] = {}
     infos = {m: train_one(m, cfg, ds.classes, splits, writer, state, cache, progress,
                           say).info for m in models}
-    return writer.finalize({
-        "created": artifacts.utc_now(), "git_commit": artifacts.git_commit(),
-        "data": {"dir": str(ds.root), "layout": ds.layout, "n_images": len(ds.records),
-                 "binary": ds.binary},
-        "splits": {"strategy": f"cv-fold {k}/{folds} (StratifiedGroupKFold)",
-                   "seed": cfg.seed, "train": len(splits.train), "val": len(splits.val),
-                   "test": len(splits.test)},
-        "class_names": ds.classes, "config": cfg.to_dict(),
-        "versions": artifacts.library_versions(), "models": infos,
-        "cv_of": run.run_id,
-    }, set_latest=False)
+    split_info = {"strategy": f"cv-fold {k}/{folds} (StratifiedGroupKFold)", "seed": cfg.seed,
+                  "train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
+    manifest = run_manifest(cfg, ds, split_info, infos) | {"cv_of": run.run_id}
+    return writer.finalize(manifest, set_latest=False)
 
 
 def _fold_results(fold_dir: Path, models: list[str]
