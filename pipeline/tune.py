@@ -5,8 +5,8 @@ and not scikit-learn's `ParameterSampler`: its oracles offer random search *and*
 optimisation behind one interface, keep a typed search space with log-scaled ranges, and record
 every trial on disk. We subclass `keras_tuner.Tuner` and override `run_trial` — KerasTuner's
 documented way to "tune anything" — so that every trial trains with exactly the code `train`
-uses (`pipeline.train.fit_plain` for the custom CNN, `fit_transfer_cached` for transfer models:
-two phases, cached backbone features) instead of a bare `model.fit`.
+uses (`pipeline.fit.fit`: plain epochs for the custom CNN; for transfer models two phases on
+cached backbone features) instead of a bare `model.fit`.
 
 Honesty rules: the budget is a number of trials; the objective is validation accuracy of the
 restored best weights (computed by us on the validation split); the test split is never loaded.
@@ -142,9 +142,9 @@ def tune(
     import keras_tuner as kt
 
     from pipeline import data
+    from pipeline.fit import FitJob, fit
     from pipeline.models import build_model
     from pipeline.names import display_name
-    from pipeline.train import fit_plain, fit_transfer_cached
 
     if budget < 1:
         raise TuneError(f"--budget must be at least 1 trial, got {budget}")
@@ -188,10 +188,9 @@ def tune(
             t0 = time.perf_counter()
             built = build_model(model, len(classes), mc, weights=cfg.weights, seed=seed,
                                 augment=cfg.augment)
-            history: list[dict[str, Any]] = []
-            fit = (fit_transfer_cached if built.transfer and cfg.cache_features else fit_plain)
-            fit(built, mc, cfg, train, val, len(classes), history, {},
-                lambda h, phase: None, lambda d, i, n: None, lambda m: None)
+            job = FitJob(built, mc, cfg, train, val, len(classes), say=lambda m: None)
+            fit(job)
+            history = job.state.history
             acc, loss = _val_scores(built.model, val.x, val.y)
             extras[trial.trial_id] = {"epochs_run": len(history),
                                       "seconds": round(time.perf_counter() - t0, 1)}

@@ -15,8 +15,9 @@ import pytest
 
 from pipeline.artifacts import list_runs, open_run
 from pipeline.config import ModelConfig, profile
+from pipeline.fit import _augmented_views, class_weights
 from pipeline.models import build_model
-from pipeline.train import _augmented_views, class_weights, train_run
+from pipeline.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

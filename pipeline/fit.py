@@ -1,0 +1,321 @@
+"""Fitting recipes: one model's epochs, fast on 2 CPU cores (the run around them is train.py's).
+
+Speed comes from doing expensive work once:
+- images arrive decoded, cropped and resized once (`data.load_arrays`);
+- for transfer models the frozen lower backbone is run once per image *view* (original, mirrored
+  and a few randomly augmented copies) and its activations are cached at the cut point; the head
+  phase trains on pooled features and the fine-tuning phase trains only the top blocks on the
+  cached activations. The naive recipe would run the whole backbone on every image every epoch.
+BatchNorm layers stay frozen (inference mode) in fine-tuning, as keras-io recommends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from pipeline import data
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.models import BuiltModel, compiled, split_point
+from pipeline.names import Progress, no_progress
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Records per-epoch metrics, learning rate and seconds; checkpoints weights and state."""
+
+    def __init__(self, phase: str, history: list[dict[str, Any]], total: int,
+                 on_epoch: Callable[[list[dict[str, Any]]], None], progress: Progress,
+                 say: Say, label: str) -> None:
+        super().__init__()
+        self.phase, self.history, self.total = phase, history, total
+        self.on_epoch, self.progress, self.say, self.label = on_epoch, progress, say, label
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        lr = self.model.optimizer.learning_rate
+        row = {
+            "epoch": len(self.history) + 1,
+            "phase": self.phase,
+            "phase_epoch": epoch + 1,
+            "loss": float(logs.get("loss", math.nan)),
+            "accuracy": float(logs.get("accuracy", math.nan)),
+            "val_loss": float(logs.get("val_loss", math.nan)),
+            "val_accuracy": float(logs.get("val_accuracy", math.nan)),
+            "learning_rate": float(keras.ops.convert_to_numpy(lr)),
+            "seconds": round(time.perf_counter() - self._t0, 3),
+        }
+        self.history.append(row)
+        self.on_epoch(self.history)
+        self.progress(f"{self.label}: {self.phase} epochs", epoch + 1, self.total)
+        self.say(f"{self.label} {self.phase} epoch {epoch + 1}/{self.total}: "
+                 f"loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+                 f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
+                 f"({row['seconds']:.1f}s)")
+
+
+def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(lr)
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r}; use adam or sgd")
+
+
+def _compile(model: keras.Model, mc: ModelConfig, lr: float, num_classes: int) -> None:
+    # Label smoothing needs one-hot targets; we feed one-hot everywhere for one code path.
+    model.compile(
+        optimizer=_optimizer(mc.optimizer, lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=mc.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def _callbacks(patience: int) -> list[keras.callbacks.Callback]:
+    return [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                          patience=max(1, patience // 2), min_lr=1e-6),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Inverse-frequency weights normalised to mean 1 (classes absent from y get weight 1)."""
+    counts = np.bincount(y, minlength=num_classes).astype(float)
+    present = counts > 0
+    w = np.ones(num_classes)
+    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+class _ViewBatches(keras.utils.PyDataset):
+    """Batches of cached activations, drawing one random view of each image per epoch."""
+
+    def __init__(self, views: list[np.ndarray], y1h: np.ndarray, batch: int, seed: int,
+                 sample_weight: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.views, self.y, self.batch, self.sw = views, y1h, batch, sample_weight
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch)
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.y))
+        self.pick = self.rng.integers(0, len(self.views), len(self.y))
+
+    def __getitem__(self, i: int):
+        idx = self.order[i * self.batch:(i + 1) * self.batch]
+        x = np.stack([self.views[v][j] for v, j in zip(self.pick[idx], idx, strict=True)])
+        x = x.astype("float32")
+        if self.sw is None:
+            return x, self.y[idx]
+        return x, self.y[idx], self.sw[idx]
+
+
+def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
+                     ) -> list[np.ndarray]:
+    """Original, mirrored and randomly augmented copies of x, via the model's own aug layers."""
+    views = [x, x[:, :, ::-1, :].copy()]
+    aug_names = [n for n in ("aug_flip", "aug_rotate", "aug_zoom", "aug_contrast")
+                 if n in {layer.name for layer in model.layers}]
+    for v in range(2, n_views):
+        if not aug_names:
+            break
+        out = []
+        for i in range(0, len(x), 64):
+            t = keras.ops.convert_to_tensor(x[i:i + 64].astype("float32"))
+            for n in aug_names:
+                t = model.get_layer(n)(t, training=True)
+            out.append(np.clip(keras.ops.convert_to_numpy(t), 0, 255).astype("uint8"))
+        views.append(np.concatenate(out))
+        keras.utils.set_random_seed(seed + v)
+    return views[:max(1, n_views)]  # one view asked for: the original only
+
+
+def _predict_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int,
+                     progress: Progress, desc: str, dtype: str = "float16") -> np.ndarray:
+    out = []
+    for i in range(0, len(x), batch):
+        out.append(fn(x[i:i + batch].astype("float32")).astype(dtype))
+        progress(desc, min(i + batch, len(x)), len(x))
+    return np.concatenate(out)
+
+
+@dataclass
+class ModelState:
+    """Where one model's training stands; saved in state.json after every epoch (`--resume`)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per finished epoch
+    phase: str | None = None  # phase of the last checkpoint ("train", "head", "finetune")
+    phase_epoch: int = 0  # epochs finished in that phase
+    phase_done: list[str] = field(default_factory=list)
+    checkpoint: str | None = None  # weights file named by the last checkpoint
+    seconds_before_resume: float = 0.0  # training time before an interruption
+    feature_seconds: float | None = None  # transfer models: time spent caching activations
+    done: bool = False
+    info: dict[str, Any] | None = None  # the manifest entry, once done
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelState:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def start_epoch(self, phase: str) -> int:
+        """Epoch to start `phase` from: where its last checkpoint left it, else 0."""
+        return self.phase_epoch if self.phase == phase else 0
+
+
+def _no_checkpoint(history: list[dict[str, Any]], phase: str) -> None:
+    return None
+
+
+@dataclass
+class FitJob:
+    """One model's training: what to fit, on what data, and who hears about each epoch."""
+
+    built: BuiltModel
+    mc: ModelConfig
+    cfg: TrainConfig
+    train: data.LoadedArrays
+    val: data.LoadedArrays
+    num_classes: int
+    state: ModelState = field(default_factory=ModelState)
+    # checkpoint(history, phase): called after every epoch with the history so far
+    checkpoint: Callable[[list[dict[str, Any]], str], None] = _no_checkpoint
+    progress: Progress = no_progress
+    say: Say = log.info
+
+
+def fit(job: FitJob) -> None:
+    """Train `job.built.model`; transfer models on cached activations when the config says so."""
+    if job.built.transfer and job.cfg.cache_features:
+        _fit_transfer_cached(job)
+    else:
+        _fit_plain(job)
+
+
+def _epoch_log(job: FitJob, phase: str, epochs: int) -> EpochLog:
+    return EpochLog(phase, job.state.history, epochs, lambda h: job.checkpoint(h, phase),
+                    job.progress, job.say, job.built.name)
+
+
+def _sample_weights(job: FitJob) -> np.ndarray | None:
+    if not job.cfg.class_weights:
+        return None
+    cw = class_weights(job.train.y, job.num_classes)
+    return np.array([cw[int(c)] for c in job.train.y], dtype="float32")
+
+
+def _cached_activations(job: FitJob, bottom: keras.Model, cut: str
+                        ) -> tuple[list[np.ndarray], np.ndarray]:
+    """The frozen lower backbone run once per view of the training images, and on validation."""
+    built, mc, cfg = job.built, job.mc, job.cfg
+    n_views = max(1, mc.aug_views) if cfg.augment else 1
+    t0 = time.perf_counter()
+    views = _augmented_views(built.model, job.train.x, n_views, cfg.seed)
+    job.say(f"{built.name}: caching backbone activations at '{cut}' for {len(views)} views "
+            f"of {len(job.train.y)} training images")
+    bottom_fn = compiled(bottom)
+    feats = [_predict_batches(bottom_fn, v, 64, job.progress,
+                              f"{built.name}: features, view {k + 1}/{len(views)}")
+             for k, v in enumerate(views)]
+    feats_val = _predict_batches(bottom_fn, job.val.x, 64, job.progress,
+                                 f"{built.name}: features, validation")
+    job.state.feature_seconds = round(time.perf_counter() - t0, 2)
+    job.say(f"{built.name}: features cached in {job.state.feature_seconds:.0f}s")
+    return feats, feats_val
+
+
+def _fit_transfer_cached(job: FitJob) -> None:
+    """Two-phase transfer learning on cached activations (see the module docstring)."""
+    built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
+    model = built.model
+    cut = split_point(model, mc.finetune_layers)
+    bottom = keras.Model(model.input, model.get_layer(cut).input, name="bottom")
+    top = keras.Model(model.get_layer(cut).input, model.output, name="top")
+    pooled = keras.Model(model.get_layer(cut).input, model.get_layer(built.head_input).output)
+    head = keras.Model(model.get_layer("head_dropout").input, model.output, name="head")
+    y_tr = keras.utils.to_categorical(job.train.y, job.num_classes)
+    y_va = keras.utils.to_categorical(job.val.y, job.num_classes)
+    sw = _sample_weights(job)
+    feats, feats_val = _cached_activations(job, bottom, cut)
+
+    if "head" not in state.phase_done:
+        # Phase 1: the whole backbone frozen; the head learns on pooled features.
+        pooled_fn = compiled(pooled)
+        pooled_tr = [_predict_batches(pooled_fn, f, 128, no_progress, "", "float32")
+                     for f in feats]
+        pooled_va = _predict_batches(pooled_fn, feats_val, 128, no_progress, "", "float32")
+        _compile(head, mc, mc.learning_rate, job.num_classes)
+        head.fit(_ViewBatches(pooled_tr, y_tr, cfg.batch_size, cfg.seed, sw),
+                 validation_data=(pooled_va, y_va), epochs=mc.epochs,
+                 initial_epoch=state.start_epoch("head"),
+                 callbacks=[*_callbacks(mc.patience), _epoch_log(job, "head", mc.epochs)],
+                 verbose=0)
+        state.phase_done.append("head")
+        state.phase, state.phase_epoch = "finetune", 0
+        job.checkpoint(state.history, "finetune")
+    if mc.finetune_epochs > 0 and "finetune" not in state.phase_done:
+        # Phase 2: unfreeze the top blocks except BatchNorm, low learning rate.
+        for layer in top.layers:
+            if not isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = True
+        _compile(top, mc, mc.finetune_learning_rate, job.num_classes)
+        top.fit(_ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw),
+                validation_data=(feats_val.astype("float32"), y_va),
+                epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
+                callbacks=[*_callbacks(max(2, mc.patience)),
+                           _epoch_log(job, "finetune", mc.finetune_epochs)], verbose=0)
+        state.phase_done.append("finetune")
+
+
+def _fit_plain(job: FitJob) -> None:
+    """Ordinary fit on decoded-once arrays (custom CNN, or transfer with caching off)."""
+    built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
+    model = built.model
+    cw = class_weights(job.train.y, job.num_classes) if cfg.class_weights else None
+    y_tr = keras.utils.to_categorical(job.train.y, job.num_classes)
+    y_va = keras.utils.to_categorical(job.val.y, job.num_classes)
+    ds_tr = data.make_tf_dataset(job.train.x, y_tr, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    ds_va = data.make_tf_dataset(job.val.x, y_va, cfg.batch_size)
+    phases = [("train" if not built.transfer else "head", mc.epochs, mc.learning_rate)]
+    if built.transfer and mc.finetune_epochs > 0:
+        phases.append(("finetune", mc.finetune_epochs, mc.finetune_learning_rate))
+    for phase, epochs, lr in phases:
+        if phase in state.phase_done:
+            continue
+        if phase == "finetune":
+            cut = split_point(model, mc.finetune_layers)
+            names = [layer.name for layer in model.layers]
+            for layer in model.layers[names.index(cut):]:
+                if not isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = True
+        _compile(model, mc, lr, job.num_classes)
+        model.fit(ds_tr, validation_data=ds_va, epochs=epochs,
+                  initial_epoch=state.start_epoch(phase), class_weight=cw,
+                  callbacks=[*_callbacks(mc.patience), _epoch_log(job, phase, epochs)],
+                  verbose=0)
+        state.phase_done.append(phase)
+        state.phase, state.phase_epoch = None, 0
