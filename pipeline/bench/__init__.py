@@ -1271,6 +1271,3 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines.append("")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))
