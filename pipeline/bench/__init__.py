@@ -44,7 +44,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -60,13 +59,13 @@ from pipeline.artifacts import PROJECT_ROOT, git_commit, write_json_atomic, writ
 from pipeline.bench.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    chromium_version,
     dashboard_benchmark,
     dashboard_skip,
     free_port,
     wait_healthy,
 )
 from pipeline.bench.errors import BenchError
+from pipeline.bench.machine import load_average, machine_facts
 from pipeline.bench.timing import (
     proc_memory_mb,
     run_measured,
@@ -197,67 +196,6 @@ def speedup(ours: dict[str, Any], naive: dict[str, Any]) -> dict[str, Any]:
             f"{naive.get('wall_s')} s (best {naive.get('best_val_accuracy')}, stopped: "
             f"{naive.get('stopped')}); the speed-up is at least the lower bound")
     return out
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _mem_total_mb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _cgroup_cpus() -> float | None:
-    """CPU quota of this container in cores (cgroup v2 cpu.max), None when unlimited/unknown."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    return None if quota == "max" else round(int(quota) / int(period), 2)
-
-
-def _version(module: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(module)
-    except PackageNotFoundError:
-        return None
-
-
-def machine_facts() -> dict[str, Any]:
-    """Cores, CPU model, memory, load and library versions of the machine measured on."""
-    return {
-        "cpu_model": _cpu_model(),
-        "cores_logical": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "cgroup_cpu_limit": _cgroup_cpus(),
-        "memory_total_mb": _mem_total_mb(),
-        "gpu": "none used (tensorflow-cpu)",
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
-        "keras": _version("keras"),
-        "numpy": _version("numpy"),
-        "tf_keras_vis": _version("tf-keras-vis"),
-        "streamlit": _version("streamlit"),
-        "playwright": _version("playwright"),
-        "chromium": chromium_version(),
-        "load_average_start": [round(v, 2) for v in os.getloadavg()],
-    }
 
 
 # ============================================================================ training (child)
@@ -777,7 +715,7 @@ def run_bench(opts: BenchOptions, progress: Progress | None = None,
     @contextlib.contextmanager
     def section(name: str) -> Iterator[None]:
         # Wall time and load per part: on a shared machine the load explains outliers.
-        load, t0 = [round(v, 2) for v in os.getloadavg()], time.perf_counter()
+        load, t0 = load_average(), time.perf_counter()
         try:
             yield
         finally:
@@ -823,7 +761,7 @@ def run_bench(opts: BenchOptions, progress: Progress | None = None,
                                 "target or cap (naive); the Streamlit server from start to "
                                 "after the timed uploads, both models loaded")
         report["memory"] = memory
-    report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    report["machine"]["load_average_end"] = load_average()
     report["sections"] = sections
     report["duration_s"] = round(time.perf_counter() - t_start, 1)
     report["goals_check"] = goals_check(report)
