@@ -41,10 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import math
-import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import PROJECT_ROOT, git_commit, write_json_atomic, write_text_atomic
+from pipeline.artifacts import git_commit, write_json_atomic, write_text_atomic
 from pipeline.bench.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -75,14 +71,20 @@ from pipeline.bench.options import (
     parse_targets,
     train_config,
 )
+from pipeline.bench.recipes import (
+    NAIVE_LEARNING_RATE,
+    EpochClock,
+    naive_file_dataset,
+    train_recipe,
+)
 from pipeline.bench.timing import (
     proc_memory_mb,
     run_measured,
     summarize_ms,
-    tail,
     time_calls,
     time_round_robin,
 )
+from pipeline.bench.training import speedup, training_benchmark
 from pipeline.names import Progress
 
 # The public API, unchanged by the split into a package: `from pipeline.bench import X` keeps
@@ -106,312 +108,6 @@ GOALS = {
     "explain.<model>.gradcam_ratio_to_floor": ("<=", 1.5),
     "dashboard.upload_to_heatmaps_s": ("<=", 2.0),
 }
-NAIVE_LEARNING_RATE = 1e-4  # full fine-tuning of MobileNetV2 with Adam, as tutorials do
-
-
-# ============================================================================ small helpers
-
-
-def speedup(ours: dict[str, Any], naive: dict[str, Any]) -> dict[str, Any]:
-    """speedup_vs_naive = naive time-to-target / ours, or a lower bound, or null with a reason.
-
-    When the naive recipe never reached the target, its whole (capped) wall time is still less
-    than its unknown time-to-target, so wall / ours is a lower bound of the speed-up.
-    """
-    out: dict[str, Any] = {"speedup_vs_naive": None, "speedup_vs_naive_lower_bound": None,
-                           "naive_reached": bool(naive.get("reached")),
-                           "ours_reached": bool(ours.get("reached"))}
-    if ours.get("error") or naive.get("error"):
-        out["speedup_vs_naive_reason"] = "a recipe failed: " + "; ".join(
-            f"{k}: {r['error']}" for k, r in (("ours", ours), ("naive", naive)) if r.get("error"))
-        return out
-    t_ours = ours.get("time_to_target_s")
-    if not ours.get("reached") or not t_ours:
-        out["speedup_vs_naive_reason"] = (
-            f"our recipe did not reach val accuracy {ours.get('target')} (best "
-            f"{ours.get('best_val_accuracy')}, stopped: {ours.get('stopped')})")
-        return out
-    if naive.get("reached"):
-        out["speedup_vs_naive"] = round(naive["time_to_target_s"] / t_ours, 2)
-    else:
-        out["speedup_vs_naive_lower_bound"] = round(naive["wall_s"] / t_ours, 2)
-        out["speedup_vs_naive_reason"] = (
-            f"the naive recipe did not reach val accuracy {naive.get('target')} in "
-            f"{naive.get('wall_s')} s (best {naive.get('best_val_accuracy')}, stopped: "
-            f"{naive.get('stopped')}); the speed-up is at least the lower bound")
-    return out
-
-
-# ============================================================================ training (child)
-
-
-class _Stop(Exception):
-    """Raised from an epoch-end hook to end our recipe at the wall-clock cap."""
-
-
-class EpochClock:
-    """Epoch-end bookkeeping shared by both recipes: elapsed time, target, cap."""
-
-    def __init__(self, target: float, max_seconds: float, n_train: int,
-                 stop_at_target: bool) -> None:
-        self.t0 = time.perf_counter()
-        self.target, self.max_seconds, self.n_train = target, max_seconds, n_train
-        self.stop_at_target = stop_at_target
-        self.epochs: list[dict[str, Any]] = []
-        self.reached_at: float | None = None
-        self.stopped = "recipe_end"
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def epoch_end(self, phase: str, seconds: float, accuracy: float, val_accuracy: float
-                  ) -> bool:
-        """Record one epoch; True when the recipe should stop (target when asked, or cap)."""
-        t = self.elapsed()
-        self.epochs.append({
-            "epoch": len(self.epochs) + 1, "phase": phase,
-            "accuracy": _round(accuracy), "val_accuracy": _round(val_accuracy),
-            "seconds": round(seconds, 2),
-            "images_per_s": round(self.n_train / seconds, 1) if seconds > 0 else None,
-            "elapsed_s": round(t, 2),
-        })
-        if self.reached_at is None and not math.isnan(val_accuracy) and \
-                val_accuracy >= self.target:
-            self.reached_at = t
-        if self.stop_at_target and self.reached_at is not None:
-            self.stopped = "target"
-            return True
-        if t > self.max_seconds:
-            self.stopped = "cap"
-            return True
-        return False
-
-    def summary(self) -> dict[str, Any]:
-        vals = [e["val_accuracy"] for e in self.epochs if e["val_accuracy"] is not None]
-        per_phase: dict[str, list[float]] = {}
-        for e in self.epochs:
-            if e["images_per_s"] is not None:
-                per_phase.setdefault(e["phase"], []).append(e["images_per_s"])
-        return {
-            "target": self.target,
-            "reached": self.reached_at is not None,
-            "time_to_target_s": round(self.reached_at, 2) if self.reached_at is not None else None,
-            "best_val_accuracy": max(vals) if vals else None,
-            "final_val_accuracy": vals[-1] if vals else None,
-            "epochs_run": len(self.epochs),
-            "images_per_s": {p: round(float(np.median(v)), 1) for p, v in per_phase.items()},
-            "stopped": self.stopped,
-            "wall_s": round(self.elapsed(), 2),
-            "epochs": self.epochs,
-        }
-
-
-def _round(v: float, digits: int = 4) -> float | None:
-    return None if v is None or math.isnan(v) else round(float(v), digits)
-
-
-def naive_file_dataset(paths: Sequence[str], labels: Sequence[int], size: int, batch_size: int,
-                       shuffle: bool, seed: int):  # -> tf.data.Dataset
-    """What `image_dataset_from_directory` does: read, decode and resize files on every epoch.
-
-    No cache, no head crop: exactly the work the naive recipe pays again each epoch.
-    """
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)),
-                                             np.asarray(labels, dtype=np.int32)))
-    if shuffle:
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-
-    def load(path: Any, label: Any) -> tuple[Any, Any]:
-        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        img = tf.image.resize(img, (size, size))  # bilinear, float32 in 0-255, like Keras
-        return img, label
-
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def train_recipe(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one recipe ("ours" or "naive") for one model as described by `spec` (see `_spec`)."""
-    import keras  # noqa: F401  (imported before the clock starts, like in real use)
-    import tensorflow as tf  # noqa: F401
-
-    from pipeline import data
-    from pipeline.artifacts import read_json
-    from pipeline.config import TrainConfig
-    from pipeline.models import build_model
-
-    cfg = TrainConfig.from_dict(spec["train_config"])
-    name, recipe = spec["model"], spec["recipe"]
-    mc = cfg.models[name]
-    classes = list(spec["classes"])
-    splits = data.splits_from_json(read_json(Path(spec["splits_file"])), spec["data_dir"])
-    clock = EpochClock(float(spec["target"]), float(spec["max_seconds"]), len(splits.train),
-                       stop_at_target=recipe == "naive")
-    out: dict[str, Any] = {"recipe": recipe, "model": name, "image_size": mc.image_size,
-                           "n_train": len(splits.train), "n_val": len(splits.val),
-                           "batch_size": cfg.batch_size}
-    if recipe == "ours":
-        out.update(_train_ours(name, cfg, mc, classes, splits, clock, build_model, data))
-    elif recipe == "naive":
-        out.update(_train_naive(name, cfg, mc, classes, splits, clock, spec, build_model))
-    else:
-        raise BenchError(f"unknown recipe {recipe!r}; expected ours or naive")
-    out.update(clock.summary())
-    out["self_peak_rss_mb"] = proc_memory_mb("self")  # this child's exact peak, at its end
-    return out
-
-
-def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
-                clock: EpochClock, build_model: Callable[..., Any], data: Any) -> dict[str, Any]:
-    from pipeline.train import fit_plain, fit_transfer_cached
-
-    # No disk cache: the recipe starts from raw files, as a first training does.
-    train = data.load_arrays(splits.train, classes, mc.image_size, crop=mc.crop_head)
-    val = data.load_arrays(splits.val, classes, mc.image_size, crop=mc.crop_head)
-    decode_s = clock.elapsed()
-    clock.n_train = len(train.y)
-    built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
-                        augment=cfg.augment)
-    history: list[dict[str, Any]] = []
-    state: dict[str, Any] = {}
-
-    def checkpoint(hist: list[dict[str, Any]], phase: str) -> None:
-        # Called after every epoch (and once between phases with no new epoch).
-        for row in hist[len(clock.epochs):]:
-            if clock.epoch_end(row["phase"], row["seconds"], row["accuracy"],
-                               row["val_accuracy"]):
-                raise _Stop
-
-    def quiet_progress(desc: str, done: int, total: int) -> None:
-        return None
-
-    cached = built.transfer and cfg.cache_features
-    fit = fit_transfer_cached if cached else fit_plain
-    with contextlib.suppress(_Stop):
-        fit(built, mc, cfg, train, val, len(classes), history, state, checkpoint,
-            quiet_progress, lambda m: None)
-    if cached:
-        how = (f"decode + head-crop once into memory; backbone activations cached at the cut "
-               f"point for {mc.aug_views if cfg.augment else 1} views; head on pooled features "
-               f"({mc.epochs} epochs max), then top {mc.finetune_layers} layers fine-tuned on "
-               f"cached activations ({mc.finetune_epochs} epochs max); early stopping")
-    else:
-        how = (f"decode + head-crop once into memory; ordinary fit ({mc.epochs} epochs max, "
-               "early stopping)")
-    return {"description": how, "crop_head": mc.crop_head, "weights": built.weights.label,
-            "decode_s": round(decode_s, 2), "feature_cache_s": state.get("feature_seconds"),
-            "failed_images": len(train.failed) + len(val.failed),
-            "learning_rate": mc.learning_rate}
-
-
-def _train_naive(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
-                 clock: EpochClock, spec: dict[str, Any],
-                 build_model: Callable[..., Any]) -> dict[str, Any]:
-    import keras
-
-    index = {c: i for i, c in enumerate(classes)}
-    ds_train = naive_file_dataset([r.path for r in splits.train],
-                                  [index[r.label] for r in splits.train], mc.image_size,
-                                  cfg.batch_size, shuffle=True, seed=cfg.seed)
-    ds_val = naive_file_dataset([r.path for r in splits.val],
-                                [index[r.label] for r in splits.val], mc.image_size,
-                                cfg.batch_size, shuffle=False, seed=cfg.seed)
-    built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
-                        augment=cfg.augment)
-    model = built.model
-    if built.transfer:
-        # Full fine-tuning from the first epoch, BatchNorm included, as most tutorials do.
-        for layer in model.layers:
-            layer.trainable = True
-        lr = NAIVE_LEARNING_RATE
-        how = ("tf.data from files: read + decode + resize every epoch, no cache, no crop; "
-               f"all layers trainable from epoch 1 (BatchNorm too); Adam {lr:g}; sparse "
-               "categorical cross-entropy; same augmentation layers")
-    else:
-        lr = mc.learning_rate  # same model and optimiser as ours: only the input pipeline differs
-        how = ("tf.data from files: read + decode + resize every epoch, no cache, no crop; "
-               f"same model, Adam {lr:g}, sparse categorical cross-entropy")
-    model.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-
-    class Hook(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = logs or {}
-            if clock.epoch_end("train", time.perf_counter() - self.t,
-                               float(logs.get("accuracy", math.nan)),
-                               float(logs.get("val_accuracy", math.nan))):
-                self.model.stop_training = True
-
-    model.fit(ds_train, validation_data=ds_val, epochs=int(spec["naive_max_epochs"]),
-              callbacks=[Hook()], verbose=0)
-    return {"description": how, "crop_head": False, "weights": built.weights.label,
-            "decode_s": None, "feature_cache_s": None, "failed_images": None,
-            "learning_rate": lr}
-
-
-def _worker_main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        sys.stderr.write("usage: python -m pipeline.bench SPEC.json RESULT.json\n")
-        return 2
-    spec = json.loads(Path(argv[0]).read_text())
-    result = train_recipe(spec)
-    write_json_atomic(Path(argv[1]), result)
-    return 0
-
-
-# ============================================================================ training (parent)
-
-
-def training_benchmark(opts: BenchOptions, cfg: Any, classes: list[str], data_dir: Path,
-                       splits_file: Path, work: Path, tick: Callable[[str], None]
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Both recipes for every model, each in a child process; (training, memory) sections."""
-    training: dict[str, Any] = {}
-    memory: dict[str, Any] = {}
-    max_s = float(opts.max_minutes) * 60
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
-    for name in opts.models:
-        results = {}
-        for recipe in ("ours", "naive"):
-            tick(f"training {name}: {recipe} recipe")
-            spec = {"recipe": recipe, "model": name, "train_config": cfg.to_dict(),
-                    "classes": classes, "data_dir": str(data_dir),
-                    "splits_file": str(splits_file), "target": opts.targets[name],
-                    "max_seconds": max_s, "naive_max_epochs": opts.naive_max_epochs}
-            spec_path = work / f"spec-{name}-{recipe}.json"
-            result_path = work / f"result-{name}-{recipe}.json"
-            log_path = work / f"log-{name}-{recipe}.txt"
-            write_json_atomic(spec_path, spec)
-            # The cap is checked at epoch ends; the hard limit only catches a hung child.
-            proc = run_measured([sys.executable, "-m", "pipeline.bench", str(spec_path),
-                                 str(result_path)], log_path, timeout_s=2 * max_s + 900, env=env)
-            if proc["returncode"] == 0 and result_path.is_file():
-                res = json.loads(result_path.read_text())
-            else:
-                why = "killed after the hard time limit" if proc["timed_out"] else \
-                    f"exit code {proc['returncode']}"
-                res = {"recipe": recipe, "model": name, "target": opts.targets[name],
-                       "reached": False, "time_to_target_s": None,
-                       "error": f"{why}: {tail(log_path, 6)}"}
-            res["process_wall_s"] = proc["wall_s"]
-            peaks = [v for v in (res.get("self_peak_rss_mb"), proc["peak_rss_mb"]) if v]
-            res["peak_rss_mb"] = max(peaks) if peaks else None
-            results[recipe] = res
-        training[name] = {"target_val_accuracy": opts.targets[name], **results,
-                          **speedup(results["ours"], results["naive"])}
-        for key, recipe in ((f"train_{name}_mb", "ours"), (f"train_{name}_naive_mb", "naive")):
-            memory[key] = results[recipe]["peak_rss_mb"]
-            if memory[key] is None:
-                memory[f"{key}_reason"] = results[recipe].get("error") or \
-                    "no /proc/PID/status to read the peak RSS from (not Linux?)"
-    return training, memory
 
 
 # ============================================================================ latency (in process)

@@ -1,11 +1,11 @@
 """`python -m pipeline.bench SPEC.json RESULT.json`: one training recipe in a child process.
 
 The benchmark's parent process starts this command once per (model, recipe); see
-`training_benchmark`.
+`training.run_recipe`.
 """
 
 import sys
 
-from pipeline.bench import _worker_main
+from pipeline.bench.recipes import worker_main
 
-sys.exit(_worker_main(sys.argv[1:]))
+sys.exit(worker_main(sys.argv[1:]))
