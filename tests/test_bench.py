@@ -198,6 +198,30 @@ def test_goals_and_markdown_show_a_lower_bound_and_missing_parts():
     assert "≥ 6.20× (lower bound)" in md and "Not measured: chromium missing" in md
 
 
+def test_goals_check_takes_every_threshold_from_goals(monkeypatch):
+    from pipeline.bench import report as bench_report
+
+    report = {"training": {"mobilenetv2": {"speedup_vs_naive": 4.0}},
+              "explain": {"a": {"gradcam_ratio_to_floor": 1.2},
+                          "b": {"gradcam_ratio_to_floor": None}},
+              "dashboard": {"upload_to_heatmaps_s": 2.5}}
+    assert goals_check(report) == {
+        "training.mobilenetv2.speedup_vs_naive": {"value": 4.0, "goal": ">= 5.0", "met": False},
+        "explain.a.gradcam_ratio_to_floor": {"value": 1.2, "goal": "<= 1.5", "met": True},
+        "explain.b.gradcam_ratio_to_floor": {"value": None, "goal": "<= 1.5", "met": None},
+        "dashboard.upload_to_heatmaps_s": {"value": 2.5, "goal": "<= 2.0", "met": False},
+    }
+    assert goals_check({}) == {"dashboard.upload_to_heatmaps_s": {  # no models: no model goals
+        "value": None, "goal": "<= 2.0", "met": None}}
+    monkeypatch.setitem(bench_report.GOALS, "training.mobilenetv2.speedup_vs_naive", (">=", 3.0))
+    monkeypatch.setitem(bench_report.GOALS, "dashboard.upload_to_heatmaps_s", ("<=", 3.0))
+    goals = goals_check(report)
+    assert goals["training.mobilenetv2.speedup_vs_naive"] == {"value": 4.0, "goal": ">= 3.0",
+                                                              "met": True}
+    assert goals["dashboard.upload_to_heatmaps_s"]["met"] is True
+    assert bench_report.goal_texts()["dashboard.upload_to_heatmaps_s"] == "<= 3.0"
+
+
 def test_upload_images_spread_over_classes_and_skip_byte_identical_copies(tmp_path):
     def rec(name: str, label: str, content: bytes) -> SimpleNamespace:
         path = tmp_path / f"{label}-{name}"

@@ -84,7 +84,7 @@ from pipeline.bench.recipes import (
     naive_file_dataset,
     train_recipe,
 )
-from pipeline.bench.report import GOALS, goals_check, to_markdown
+from pipeline.bench.report import GOALS, goal_texts, goals_check, to_markdown
 from pipeline.bench.timing import (
     proc_memory_mb,
     run_measured,
@@ -232,7 +232,7 @@ def run_bench(opts: BenchOptions, progress: Progress | None = None,
         "command": opts.command or None,
         "git_commit": git_commit(),
         "machine": machine_facts(),
-        "goals": {k: f"{op} {v}" for k, (op, v) in GOALS.items()},
+        "goals": goal_texts(),
     }
     with tempfile.TemporaryDirectory(prefix="brain-mri-bench-") as tmp:
         work = Path(tmp)

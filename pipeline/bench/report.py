@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-# Issue targets for the headline figures (checked in the report, never in tests).
+# Issue targets for the headline figures (checked in the report, never in tests): figure ->
+# (operator, goal). A figure is `section.figure` or `section.<model>.figure`; `<model>` stands for
+# every benchmarked model, and a per-model goal is checked only for models the report has.
 GOALS = {
     "training.mobilenetv2.speedup_vs_naive": (">=", 5.0),
     "explain.<model>.gradcam_ratio_to_floor": ("<=", 1.5),
@@ -15,30 +17,38 @@ GOALS = {
 }
 
 
+def goal_texts() -> dict[str, str]:
+    """GOALS as the report's `goals` entry: {figure: ">= 5.0"}."""
+    return {k: f"{op} {goal}" for k, (op, goal) in GOALS.items()}
+
+
 def goals_check(report: dict[str, Any]) -> dict[str, Any]:
-    """Each issue goal: the measured value, the goal and met (true/false/null when unmeasured)."""
+    """Each goal in GOALS: the measured value, the goal and met (true/false/null when
+    unmeasured). When a ">=" figure is null but its `<figure>_lower_bound` sibling is set (the
+    naive recipe hit the cap), the bound is reported and meets the goal if it reaches it."""
     out: dict[str, Any] = {}
-
-    def check(key: str, value: Any, op: str, goal: float) -> None:
-        met = None if value is None else (value >= goal if op == ">=" else value <= goal)
-        out[key] = {"value": value, "goal": f"{op} {goal}", "met": met}
-
-    train = report.get("training", {}).get("mobilenetv2")
-    if train is not None:
-        value = train.get("speedup_vs_naive")
-        if value is None and train.get("speedup_vs_naive_lower_bound") is not None:
-            lb = train["speedup_vs_naive_lower_bound"]
-            out["training.mobilenetv2.speedup_vs_naive"] = {
-                "value": None, "lower_bound": lb, "goal": ">= 5.0",
-                "met": True if lb >= 5.0 else None}
-        else:
-            check("training.mobilenetv2.speedup_vs_naive", value, ">=", 5.0)
-    for name, ex in report.get("explain", {}).items():
-        check(f"explain.{name}.gradcam_ratio_to_floor", ex.get("gradcam_ratio_to_floor"),
-              "<=", 1.5)
-    check("dashboard.upload_to_heatmaps_s",
-          report.get("dashboard", {}).get("upload_to_heatmaps_s"), "<=", 2.0)
+    for key, (op, goal) in GOALS.items():
+        for figure, holder, name in _goal_figures(key, report):
+            value, bound = holder.get(name), holder.get(f"{name}_lower_bound")
+            if value is None and op == ">=" and bound is not None:
+                out[figure] = {"value": None, "lower_bound": bound, "goal": f"{op} {goal}",
+                               "met": True if bound >= goal else None}
+                continue
+            met = None if value is None else (value >= goal if op == ">=" else value <= goal)
+            out[figure] = {"value": value, "goal": f"{op} {goal}", "met": met}
     return out
+
+
+def _goal_figures(key: str, report: dict[str, Any]
+                  ) -> list[tuple[str, dict[str, Any], str]]:
+    """(figure, the dict holding it, its name there) for one GOALS key, `<model>` expanded."""
+    section, *rest = key.split(".")
+    part = report.get(section, {})
+    if len(rest) == 1:  # a whole-run figure: checked (null when unmeasured) in every report
+        return [(key, part, rest[0])]
+    model, name = rest
+    models = list(part) if model == "<model>" else [model]
+    return [(f"{section}.{m}.{name}", part[m], name) for m in models if part.get(m) is not None]
 
 
 def _f(value: Any, digits: int = 1, unit: str = "") -> str:
