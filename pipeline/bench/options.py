@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from pipeline.bench.errors import BenchError
 from pipeline.names import DEFAULT_MODELS
 
 MODELS = DEFAULT_MODELS  # the benchmark measures the default pair only
+SayFn = Callable[[str], None]  # say(message): one line about what the benchmark does now
 
 # Validation-accuracy targets. Real data: MobileNetV2's 0.80 is the issue's example; the custom
 # CNN learns from scratch and gets a lower bar both recipes can reach in the time cap. Quick mode

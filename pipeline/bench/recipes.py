@@ -1,15 +1,9 @@
 """One training recipe in its own process (`python -m pipeline.bench SPEC.json RESULT.json`).
 
-Two recipes, on the same train/val lists: ours (`pipeline.train`: decode once, feature caching,
-two phases) and the naive one (tf.data reading and decoding files every epoch, every MobileNetV2
-layer trainable from epoch 1, no caching). Each runs in a fresh child process so nothing is
-cached between recipes and the child's own peak RSS is the recipe's memory.
-
-Our recipe runs to its own end (early stopping or its epoch budget) so its memory and per-phase
-speed are those of a real training; the naive recipe stops at the target. Both stop at the
-wall-clock cap, which is checked at epoch ends. Time-to-target is the time of the first epoch end
-with `val_accuracy >= target`, counted from the start of the recipe (after imports): decoding,
-model building and feature caching are included.
+Our recipe (`pipeline.train`) or the naive one (`naive_file_dataset`, full fine-tuning) for one
+model, on the split the parent wrote; the result is the recipe's epochs and figures as measured
+by `EpochClock` (stopping rules and time-to-target: the package docstring) plus the child's own
+peak RSS at its end.
 """
 
 from __future__ import annotations

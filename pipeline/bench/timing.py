@@ -1,10 +1,6 @@
 """Timing calls and measuring child processes: latency summaries, round-robin timing, peak RSS.
 
-Peak RSS is the kernel's high-water mark of a process's own memory since it started its program
-(`VmHWM` in /proc/PID/status). Not `ru_maxrss` (`getrusage(RUSAGE_CHILDREN)` or `os.wait4`):
-Linux carries the parent's peak RSS over into a child's `ru_maxrss` when the child execs
-(measured here: a child using 9 MB reported 825 MB under a parent holding 800 MB), and
-RUSAGE_CHILDREN is moreover the maximum over all children so far.
+Peak RSS is `VmHWM` from /proc, not `ru_maxrss`: the package docstring says why.
 """
 
 from __future__ import annotations
