@@ -26,10 +26,8 @@ from pipeline.bench.timing import proc_memory_mb
 NAIVE_LEARNING_RATE = 1e-4  # full fine-tuning of MobileNetV2 with Adam, as tutorials do
 
 
-
 class _Stop(Exception):
     """Raised from an epoch-end hook to end our recipe at the wall-clock cap."""
-
 
 
 class EpochClock:
@@ -91,10 +89,8 @@ class EpochClock:
         }
 
 
-
 def _round(v: float, digits: int = 4) -> float | None:
     return None if v is None or math.isnan(v) else round(float(v), digits)
-
 
 
 def naive_file_dataset(paths: Sequence[str], labels: Sequence[int], size: int, batch_size: int,
@@ -117,7 +113,6 @@ def naive_file_dataset(paths: Sequence[str], labels: Sequence[int], size: int, b
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
 
 
 def train_recipe(spec: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +145,6 @@ def train_recipe(spec: dict[str, Any]) -> dict[str, Any]:
     out.update(clock.summary())
     out["self_peak_rss_mb"] = proc_memory_mb("self")  # this child's exact peak, at its end
     return out
-
 
 
 def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
@@ -194,7 +188,6 @@ def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
             "decode_s": round(decode_s, 2), "feature_cache_s": state.get("feature_seconds"),
             "failed_images": len(train.failed) + len(val.failed),
             "learning_rate": mc.learning_rate}
-
 
 
 def _train_naive(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
@@ -243,7 +236,6 @@ def _train_naive(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
     return {"description": how, "crop_head": False, "weights": built.weights.label,
             "decode_s": None, "feature_cache_s": None, "failed_images": None,
             "learning_rate": lr}
-
 
 
 def worker_main(argv: list[str]) -> int:

@@ -49,7 +49,6 @@ def speedup(ours: dict[str, Any], naive: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-
 def training_benchmark(opts: BenchOptions, cfg: Any, classes: list[str], data_dir: Path,
                        splits_file: Path, work: Path, tick: Callable[[str], None]
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
