@@ -156,7 +156,7 @@ def test_naive_dataset_decodes_the_files_again_every_epoch(tmp_path):
 
 
 def test_explain_latency_times_every_method_on_a_real_model():
-    from pipeline.bench import explain_latency
+    from pipeline.bench import FLOOR_DEFINITION, explain_latency, floor_fn
     from pipeline.config import ModelConfig
     from pipeline.explain import METHODS
     from pipeline.models import build_model
@@ -172,6 +172,10 @@ def test_explain_latency_times_every_method_on_a_real_model():
         assert 0 < s["p50"] <= s["p95"] and s["n"] >= 2
     assert r["gradcam_ratio_to_floor"] == pytest.approx(
         r["ours_ms"]["gradcam"]["p50"] / r["floor_ms"]["p50"], rel=1e-2)
+    # The floor differentiates w.r.t. the Grad-CAM layer's output (not the input), as documented.
+    grad = floor_fn(built.model, r["layer"])(x[None].astype(np.float32))
+    assert tuple(grad.shape[1:]) == tuple(built.model.get_layer(r["layer"]).output.shape[1:])
+    assert r["floor_definition"] == FLOOR_DEFINITION and "layer output" in FLOOR_DEFINITION
 
 
 def test_goals_and_markdown_show_a_lower_bound_and_missing_parts():
@@ -266,6 +270,17 @@ def test_committed_full_report_holds_every_key_and_the_readme_quotes_its_goals()
 
 
 # ------------------------------------------------------------------ command line
+
+
+def test_package_exports_its_api_and_runs_the_training_child_entry_point():
+    import pipeline.bench as bench
+
+    assert [n for n in bench.__all__ if not hasattr(bench, n)] == []
+    # `python -m pipeline.bench SPEC RESULT` is what the parent starts per recipe.
+    proc = subprocess.run([sys.executable, "-m", "pipeline.bench"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "usage: python -m pipeline.bench SPEC.json RESULT.json" in proc.stderr
 
 
 def test_cli_rejects_bad_input_with_one_line(tmp_path):
