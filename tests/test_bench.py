@@ -156,7 +156,7 @@ def test_naive_dataset_decodes_the_files_again_every_epoch(tmp_path):
 
 
 def test_explain_latency_times_every_method_on_a_real_model():
-    from pipeline.bench import explain_latency
+    from pipeline.bench import FLOOR_DEFINITION, explain_latency, floor_fn
     from pipeline.config import ModelConfig
     from pipeline.explain import METHODS
     from pipeline.models import build_model
@@ -172,6 +172,10 @@ def test_explain_latency_times_every_method_on_a_real_model():
         assert 0 < s["p50"] <= s["p95"] and s["n"] >= 2
     assert r["gradcam_ratio_to_floor"] == pytest.approx(
         r["ours_ms"]["gradcam"]["p50"] / r["floor_ms"]["p50"], rel=1e-2)
+    # The floor differentiates w.r.t. the Grad-CAM layer's output (not the input), as documented.
+    grad = floor_fn(built.model, r["layer"])(x[None].astype(np.float32))
+    assert tuple(grad.shape[1:]) == tuple(built.model.get_layer(r["layer"]).output.shape[1:])
+    assert r["floor_definition"] == FLOOR_DEFINITION and "layer output" in FLOOR_DEFINITION
 
 
 def test_goals_and_markdown_show_a_lower_bound_and_missing_parts():
@@ -196,6 +200,30 @@ def test_goals_and_markdown_show_a_lower_bound_and_missing_parts():
     report["goals_check"] = goals
     md = to_markdown(report)
     assert "≥ 6.20× (lower bound)" in md and "Not measured: chromium missing" in md
+
+
+def test_goals_check_takes_every_threshold_from_goals(monkeypatch):
+    from pipeline.bench import report as bench_report
+
+    report = {"training": {"mobilenetv2": {"speedup_vs_naive": 4.0}},
+              "explain": {"a": {"gradcam_ratio_to_floor": 1.2},
+                          "b": {"gradcam_ratio_to_floor": None}},
+              "dashboard": {"upload_to_heatmaps_s": 2.5}}
+    assert goals_check(report) == {
+        "training.mobilenetv2.speedup_vs_naive": {"value": 4.0, "goal": ">= 5.0", "met": False},
+        "explain.a.gradcam_ratio_to_floor": {"value": 1.2, "goal": "<= 1.5", "met": True},
+        "explain.b.gradcam_ratio_to_floor": {"value": None, "goal": "<= 1.5", "met": None},
+        "dashboard.upload_to_heatmaps_s": {"value": 2.5, "goal": "<= 2.0", "met": False},
+    }
+    assert goals_check({}) == {"dashboard.upload_to_heatmaps_s": {  # no models: no model goals
+        "value": None, "goal": "<= 2.0", "met": None}}
+    monkeypatch.setitem(bench_report.GOALS, "training.mobilenetv2.speedup_vs_naive", (">=", 3.0))
+    monkeypatch.setitem(bench_report.GOALS, "dashboard.upload_to_heatmaps_s", ("<=", 3.0))
+    goals = goals_check(report)
+    assert goals["training.mobilenetv2.speedup_vs_naive"] == {"value": 4.0, "goal": ">= 3.0",
+                                                              "met": True}
+    assert goals["dashboard.upload_to_heatmaps_s"]["met"] is True
+    assert bench_report.goal_texts()["dashboard.upload_to_heatmaps_s"] == "<= 3.0"
 
 
 def test_upload_images_spread_over_classes_and_skip_byte_identical_copies(tmp_path):
@@ -242,6 +270,17 @@ def test_committed_full_report_holds_every_key_and_the_readme_quotes_its_goals()
 
 
 # ------------------------------------------------------------------ command line
+
+
+def test_package_exports_its_api_and_runs_the_training_child_entry_point():
+    import pipeline.bench as bench
+
+    assert [n for n in bench.__all__ if not hasattr(bench, n)] == []
+    # `python -m pipeline.bench SPEC RESULT` is what the parent starts per recipe.
+    proc = subprocess.run([sys.executable, "-m", "pipeline.bench"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "usage: python -m pipeline.bench SPEC.json RESULT.json" in proc.stderr
 
 
 def test_cli_rejects_bad_input_with_one_line(tmp_path):

@@ -1,0 +1,189 @@
+"""The dashboard in a real browser: cold start to first render, upload -> every heatmap shown.
+
+A real Streamlit server driven by Debian's chromium through Playwright (as in
+tests/test_dashboard_browser.py, which also uses `free_port` and `wait_healthy`). Each upload
+goes into a fresh session with a different image, so no per-image result is reused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import PROJECT_ROOT
+from pipeline.bench.errors import BenchError
+from pipeline.bench.timing import proc_memory_mb, tail
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+DEFINITION = ("cold start: server launch -> Predict page with the file uploader rendered (models "
+              "loaded) in an already running chromium; upload: set_input_files -> every model's "
+              "Grad-CAM caption visible and all overlay images decoded, one fresh session and a "
+              "different image each; server_explain_s: the page's own 'analysed in' figure "
+              "(prepare + explain, both models), the rest is Streamlit and browser")
+# True in the page once `n` overlay images are in the DOM and decoded (not merely present).
+_IMAGES_DECODED = ("n => { const im = [...document.querySelectorAll('[data-testid=stImage] img')];"
+                   " return im.length >= n && im.every(i => i.complete && i.naturalWidth > 0); }")
+
+
+def chromium_version() -> str | None:
+    """`chromium --version` of the browser the benchmark drives; None when it is missing."""
+    if not CHROMIUM.is_file():
+        return None
+    try:
+        out = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [ln for ln in out.stdout.splitlines() if ln.lower().startswith("chromium")]
+    return lines[0].strip() if lines else None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the browser test uses it too)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, deadline: float, log_path: Path) -> None:
+    """Poll Streamlit's health endpoint until it answers; BenchError (with the log's tail) if the
+    server exits or `deadline` (time.perf_counter()) passes first."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.perf_counter() > deadline:
+            raise BenchError(f"the dashboard did not start: {tail(log_path)}")
+        time.sleep(0.2)
+
+
+def dashboard_skip(reason: str, failed: bool = False) -> dict[str, Any]:
+    """The dashboard section when not measured: every key present, null, with the reason."""
+    return {"skipped": None if failed else reason, "error": reason if failed else None,
+            "cold_start_to_first_render_s": None, "upload_to_heatmaps_s": None,
+            "upload_to_heatmaps_reason": reason, "peak_rss_mb": None}
+
+
+def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int, work: Path,
+                        tick: Callable[[str], None], timeout_s: float = 300.0
+                        ) -> dict[str, Any]:
+    """Cold start and upload -> both heatmaps in chromium; peak RSS of the Streamlit process."""
+    if not CHROMIUM.is_file():
+        return dashboard_skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return dashboard_skip("playwright is not installed in this environment")
+    from pipeline.artifacts import open_run
+    from pipeline.names import display_name
+
+    run = open_run(run_dir)
+    captions = [f"{display_name(m)} · Grad-CAM for" for m in run.model_names]
+    env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(_private_artifacts(run_dir, work))}
+    files = [upload_files[i % len(upload_files)] for i in range(n_uploads)]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = work / "streamlit.log"
+    out: dict[str, Any] = {"skipped": None, "error": None, "uploads": [],
+                           "server_explain_s": [], "n_models": len(captions),
+                           "upload_files": [p.name for p in files]}
+    tick("dashboard: cold start")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        t0 = time.perf_counter()  # browser already up: the cold start is the server's
+        proc = _start_streamlit(port, env, log_path)
+        try:
+            wait_healthy(url, proc, t0 + timeout_s, log_path)
+            out["cold_start_to_health_s"] = round(time.perf_counter() - t0, 2)
+            page = browser.new_page(viewport={"width": 1400, "height": 1700})
+            _open_predict(page, url, timeout_s)
+            out["cold_start_to_first_render_s"] = round(time.perf_counter() - t0, 2)
+            for k, path in enumerate(files):
+                tick(f"dashboard: upload {k + 1}/{len(files)}")
+                if k:
+                    _open_predict(page, url, timeout_s)  # a fresh session per upload
+                out["uploads"].append(_time_upload(page, path, captions, timeout_s))
+                out["server_explain_s"].append(_analysed_seconds(page))
+            out["rss_after_uploads_mb"] = proc_memory_mb(proc.pid, "VmRSS")
+            out["peak_rss_mb"] = proc_memory_mb(proc.pid, "VmHWM")
+        finally:
+            browser.close()
+            _stop(proc)
+    ups = out["uploads"]
+    out["upload_to_heatmaps_s"] = round(float(np.median(ups)), 3)
+    out["upload_to_heatmaps_first_s"] = ups[0]
+    out["upload_to_heatmaps_p95_s"] = round(float(np.percentile(ups, 95)), 3)
+    out["definition"] = DEFINITION
+    return out
+
+
+def _private_artifacts(run_dir: Path, work: Path) -> Path:
+    """A private artifacts folder whose `latest` is this run, so the dashboard opens on it."""
+    arts = work / "dashboard-artifacts"
+    (arts / "runs").mkdir(parents=True, exist_ok=True)
+    link = arts / "runs" / run_dir.name
+    if not link.exists():
+        link.symlink_to(run_dir.resolve(), target_is_directory=True)
+    (arts / "latest").write_text(run_dir.name + "\n")
+    return arts
+
+
+def _start_streamlit(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run",
+             str(PROJECT_ROOT / "dashboard" / "app.py"), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _open_predict(page: Any, url: str, timeout_s: float) -> None:
+    page.goto(f"{url}/predict", wait_until="domcontentloaded")
+    page.locator("[data-testid=stFileUploader]").first.wait_for(state="visible",
+                                                               timeout=timeout_s * 1000)
+
+
+def _time_upload(page: Any, path: Path, captions: list[str], timeout_s: float) -> float:
+    """Seconds from choosing the file to every model's caption and decoded overlay shown."""
+    t1 = time.perf_counter()
+    page.locator("input[type=file]").set_input_files(str(path))
+    for text in captions:
+        page.get_by_text(text, exact=False).first.wait_for(state="visible",
+                                                          timeout=timeout_s * 1000)
+    page.wait_for_function(_IMAGES_DECODED, arg=len(captions), timeout=timeout_s * 1000)
+    return round(time.perf_counter() - t1, 3)
+
+
+def _analysed_seconds(page: Any) -> float | None:
+    """The page's own "analysed in X s" caption: the server-side share of an upload's time."""
+    try:
+        text = page.get_by_text("analysed in", exact=False).first.inner_text(timeout=5000)
+    except Exception:  # playwright's TimeoutError; a diagnostic only, never fatal
+        return None
+    found = re.search(r"analysed in ([0-9.]+) s", text)
+    return float(found.group(1)) if found else None
