@@ -149,7 +149,7 @@ def train_recipe(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
                 clock: EpochClock, build_model: Callable[..., Any], data: Any) -> dict[str, Any]:
-    from pipeline.train import fit_plain, fit_transfer_cached
+    from pipeline.fit import FitJob, fit
 
     # No disk cache: the recipe starts from raw files, as a first training does.
     train = data.load_arrays(splits.train, classes, mc.image_size, crop=mc.crop_head)
@@ -158,9 +158,6 @@ def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
     clock.n_train = len(train.y)
     built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
                         augment=cfg.augment)
-    history: list[dict[str, Any]] = []
-    state: dict[str, Any] = {}
-
     def checkpoint(hist: list[dict[str, Any]], phase: str) -> None:
         # Called after every epoch (and once between phases with no new epoch).
         for row in hist[len(clock.epochs):]:
@@ -168,14 +165,11 @@ def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
                                row["val_accuracy"]):
                 raise _Stop
 
-    def quiet_progress(desc: str, done: int, total: int) -> None:
-        return None
-
     cached = built.transfer and cfg.cache_features
-    fit = fit_transfer_cached if cached else fit_plain
+    job = FitJob(built, mc, cfg, train, val, len(classes), checkpoint=checkpoint,
+                 say=lambda m: None)
     with contextlib.suppress(_Stop):
-        fit(built, mc, cfg, train, val, len(classes), history, state, checkpoint,
-            quiet_progress, lambda m: None)
+        fit(job)
     if cached:
         how = (f"decode + head-crop once into memory; backbone activations cached at the cut "
                f"point for {mc.aug_views if cfg.augment else 1} views; head on pooled features "
@@ -185,7 +179,7 @@ def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
         how = (f"decode + head-crop once into memory; ordinary fit ({mc.epochs} epochs max, "
                "early stopping)")
     return {"description": how, "crop_head": mc.crop_head, "weights": built.weights.label,
-            "decode_s": round(decode_s, 2), "feature_cache_s": state.get("feature_seconds"),
+            "decode_s": round(decode_s, 2), "feature_cache_s": job.state.feature_seconds,
             "failed_images": len(train.failed) + len(val.failed),
             "learning_rate": mc.learning_rate}
 
