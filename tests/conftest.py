@@ -31,23 +31,16 @@ def smoke_run(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     The artifacts folder is `smoke_run.parent.parent`; its `latest` file names this run.
     """
     from pipeline.config import profile
+    from pipeline.evaluate import evaluate_run
+    from pipeline.explain import explain_eval
+    from pipeline.names import DEFAULT_MODELS
     from pipeline.train import train_run
 
     artifacts = tmp_path_factory.mktemp("artifacts")
     cfg = profile("smoke")
-    run_dir = train_run(cfg, synth_data, artifacts, ["custom_cnn", "mobilenetv2"])
-    try:
-        from pipeline.evaluate import evaluate_run
-    except ImportError:
-        evaluate_run = None
-    if evaluate_run is not None:
-        evaluate_run(run_dir)
-    try:
-        from pipeline.explain import explain_eval
-    except ImportError:
-        explain_eval = None
-    if explain_eval is not None:
-        explain_eval(run_dir, max_images=8)
+    run_dir = train_run(cfg, synth_data, artifacts, list(DEFAULT_MODELS))
+    evaluate_run(run_dir)
+    explain_eval(run_dir, max_images=8)
     return run_dir
 
 
