@@ -19,7 +19,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import state  # noqa: E402
+from dashboard import core, state  # noqa: E402
 
 st.set_page_config(page_title="Brain MRI XAI", page_icon=":material/neurology:", layout="wide")
 
@@ -40,5 +40,6 @@ except Exception as exc:  # last line of defence; st.stop/st.rerun are not Excep
     # Expected problems (missing files, bad uploads) are handled where they occur; anything
     # else is a bug. Show a readable message, keep the traceback for the server log.
     logging.getLogger("dashboard").exception("page %r failed", navigation.title)
-    st.error(f"{state.UNEXPECTED} ({type(exc).__name__}: {exc}). The full details are in the "
+    st.error(f"{state.UNEXPECTED} ({type(exc).__name__}: {core.literal(exc)}). The full "
+             "details are in the "
              "server log; the other pages still work.", icon=":material/bug_report:")

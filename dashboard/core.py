@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,24 @@ MAX_SIDE = MAX_DECODE_SIDE
 # each decode (an RGBA image is held at 4 bytes per pixel while it is shrunk).
 UPLOAD_MAX_PIXELS = 25_000_000
 PREDICTION_COLUMNS = ("path", "true", "predicted", "correct")
+
+
+# --------------------------------------------------------------------------- user text
+
+
+def literal(text: object) -> str:
+    """`text` as a Markdown code span, shown verbatim wherever Streamlit renders Markdown.
+
+    File names, folder names and messages quoting them are the user's, not ours: a file called
+    `![t](http://host/track.png).png` made the browser fetch that URL, and `:red[...]`, KaTeX,
+    links and `**fake verdicts**` rendered too. Inside a code span nothing is parsed; the fence is
+    longer than any run of backticks in the text, and line breaks become spaces.
+    """
+    s = " ".join(str(text).splitlines()) or " "
+    longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if s[0] in "` " or s[-1] in "` " else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
 
 
 # --------------------------------------------------------------------------- uploads

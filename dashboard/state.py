@@ -110,7 +110,7 @@ def require_run() -> Run:
     """The selected run; otherwise an error box and the page stops here."""
     run, problem = current_run()
     if run is None:
-        st.error(problem, icon=":material/error:")
+        st.error(core.literal(problem), icon=":material/error:")
         st.stop()
     return run
 
@@ -134,10 +134,11 @@ def section_json(run: Run, rel: str, fix: str, kind: type = dict) -> Any | None:
     try:
         obj = run_json(run, rel)
     except ArtifactError as exc:
-        st.warning(f"{exc}. To fix: {fix}", icon=":material/warning:")
+        st.warning(f"{core.literal(exc)}. To fix: {fix}", icon=":material/warning:")
         return None
     if not isinstance(obj, kind):
-        st.warning(f"damaged file {run.path / rel}: expected a JSON {kind.__name__}, got "
+        st.warning(f"damaged file {core.literal(run.path / rel)}: expected a JSON "
+                   f"{kind.__name__}, got "
                    f"{type(obj).__name__}. To fix: {fix}", icon=":material/warning:")
         return None
     return obj
@@ -175,7 +176,7 @@ def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
         try:
             out[m] = _read_predictions(str(path), _mtime(path), tuple(run.class_names))
         except ArtifactError as exc:
-            st.warning(f"{exc}. To fix: {fix}", icon=":material/warning:")
+            st.warning(f"{core.literal(exc)}. To fix: {fix}", icon=":material/warning:")
     return out
 
 
@@ -233,7 +234,7 @@ def models(run: Run) -> tuple[Any, dict[str, Any]]:
     """Predictor and explainers of the run's loadable models; errors shown for broken ones."""
     predictor, explainers, failures = _load_models(str(run.path), _models_stamp(run))
     for m, why in failures.items():
-        st.error(f"{display_name(m)} cannot be used: {why}. To fix: retrain the run "
+        st.error(f"{display_name(m)} cannot be used: {core.literal(why)}. To fix: retrain the run "
                  "(`python -m pipeline run`) or pick another run.", icon=":material/error:")
     return predictor, explainers
 
@@ -297,7 +298,7 @@ def sidebar() -> None:
     choices, default = run_choices(adir)
     with st.sidebar:
         if not choices:
-            st.error(f"No runs in `{adir}`.", icon=":material/error:")
+            st.error(f"No runs in {core.literal(adir)}.", icon=":material/error:")
         else:
             ids = list(choices)
             latest = latest_id(adir)
@@ -310,7 +311,7 @@ def sidebar() -> None:
             )
             run, problem = current_run()
             if run is None:
-                st.error(problem, icon=":material/error:")
+                st.error(core.literal(problem), icon=":material/error:")
             else:
                 facts = runinfo.run_facts(run.manifest)
                 sizes = runinfo.split_sizes(facts)

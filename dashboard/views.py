@@ -72,18 +72,19 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                class_names: Sequence[str], settings: Settings, prefix: str) -> None:
     """One file: its error message, or probabilities, agreement and both models' heatmaps."""
     with st.container(border=True, key=f"{prefix}_card_{i}"):
-        title = f"**{upload.name}**"
+        title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
             title += f" · true class: **{upload.true_label}**"
         st.markdown(title)
         if not upload.ok or j is None or results is None:
-            st.warning(upload.error or "This file could not be processed.",
+            st.warning(core.literal(upload.error or "This file could not be processed."),
                        icon=":material/broken_image:")
             return
         probs = results.probs
         if not probs:
             st.error("No model could process this image: "
-                     + "; ".join(f"{F.model_label(m)}: {e}" for m, e in results.errors.items()),
+                     + "; ".join(f"{F.model_label(m)}: {core.literal(e)}"
+                                 for m, e in results.errors.items()),
                      icon=":material/error:")
             return
         agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
@@ -100,7 +101,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         for col, m in zip(cols[1:], models, strict=False):
             with col:
                 if m in results.errors:
-                    st.error(f"{F.model_label(m)} could not explain: {results.errors[m]}",
+                    st.error(f"{F.model_label(m)} could not explain: "
+                             f"{core.literal(results.errors[m])}",
                              icon=":material/error:")
                     continue
                 r = results.per_model[m][j]

@@ -111,6 +111,23 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
                 page.get_by_text("models disagree", exact=False)).first.wait_for()
             page.screenshot(path=str(SHOTS / "dashboard_predict.png"))
 
+            # Hostile file names are shown as plain text: no fetch, no link, no fake verdict.
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            data = _test_image(smoke_run).read_bytes()
+            hostile = ["![t](http://127.0.0.1:9/track.png).png",
+                       "Custom CNN: **pituitary** (99%) · $x^2$ :red[alarm].png"]
+            page.locator("input[type=file]").set_input_files(
+                [{"name": n, "mimeType": "image/png", "buffer": data} for n in hostile])
+            for name in hostile:
+                expect(page.get_by_text(name, exact=True)).to_be_visible(timeout=180_000)
+            page.wait_for_timeout(1000)
+            assert not [u for u in requests if "track.png" in u or "127.0.0.1:9/" in u]
+            cards = page.locator("[data-testid=stVerticalBlockBorderWrapper]")
+            assert cards.locator("a[href*='127.0.0.1:9']").count() == 0
+            assert cards.locator(".katex").count() == 0
+            page.screenshot(path=str(SHOTS / "dashboard_hostile_names.png"))
+
             page.get_by_role("link", name="Overview & comparison").click()
             expect(page.get_by_role("heading", name="Overview & comparison")).to_be_visible(
                 timeout=60_000)

@@ -224,3 +224,20 @@ def test_core_imports_neither_plotly_nor_streamlit_nor_tensorflow():
                          cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", [
+    "![t](http://127.0.0.1:9999/track.png).png", "[link](http://x).png", "$x^2$.png",
+    ":red[alarm].png", ":material/warning: scan.png", "Custom CNN: **pituitary** (99%).png",
+    "back`tick``s.png", "`edge.png`", "line\nbreak.png", "<img src=x onerror=alert(1)>.png",
+])
+def test_literal_is_one_code_span_holding_the_text(name):
+    import re
+
+    out = core.literal(name)
+    fence = re.match(r"`+", out).group(0)
+    assert out.endswith(fence) and fence not in out[len(fence):-len(fence)]
+    inner = out[len(fence):-len(fence)]
+    if inner.startswith(" ") and inner.endswith(" ") and inner.strip():
+        inner = inner[1:-1]  # CommonMark strips one space each side of a padded span
+    assert inner == " ".join(name.splitlines())

@@ -48,8 +48,9 @@ with st.expander(f"Table of the {len(rows)} matching images"):
 
 data_dir = run.data_dir
 if not (data_dir and data_dir.is_dir()):
-    st.info(f"The dataset folder `{data_dir}` is not reachable from this machine, so the images "
-            "and heatmaps cannot be shown; the table above lists them.", icon=":material/info:")
+    st.info(f"The dataset folder {core.literal(data_dir)} is not reachable from this machine, "
+            "so the images and heatmaps cannot be shown; the table above lists them.",
+            icon=":material/info:")
     st.stop()
 
 predictor, explainers = state.models(run)

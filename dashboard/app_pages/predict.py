@@ -33,7 +33,7 @@ with sample_col:
         entries, why = [], str(exc)
     else:
         why = "" if data_dir and data_dir.is_dir() else (
-            f"the dataset folder `{data_dir}` is not reachable from this machine")
+            f"the dataset folder {core.literal(data_dir)} is not reachable from this machine")
     if entries and not why:
         st.markdown("**…or draw images from the test split**")
         c1, c2 = st.columns(2)
