@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.artifacts import ArtifactError
+from pipeline.csv_safe import restore_cell, to_csv
 from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_image, read_image
 from pipeline.names import display_name
 
@@ -132,9 +133,9 @@ def predictions_frame(names: Sequence[str], probs: Mapping[str, np.ndarray],
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    return buf.getvalue().encode("utf-8")
+    """The frame as CSV for download; file names neutralised against spreadsheet formulas."""
+    rows = frame.astype(object).where(frame.notna(), "").itertuples(index=False)
+    return to_csv(list(frame.columns), rows).encode("utf-8")
 
 
 def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str],
@@ -186,6 +187,7 @@ def parse_predictions(text: str, class_names: Sequence[str], where: str) -> pd.D
         raise ArtifactError(f"{where} names classes {unknown} that the run does not have "
                             f"({list(class_names)})")
     frame["correct"] = frame["correct"].astype(str).str.lower().isin(("1", "true"))
+    frame["path"] = frame["path"].map(restore_cell)  # written formula-safe (pipeline.csv_safe)
     return frame
 
 

@@ -4,6 +4,8 @@ A file called `=HYPERLINK("http://x")&A1.png` or `@SUM(1+1).png` becomes a formu
 predictions CSV is opened in Excel or LibreOffice. Following OWASP's guidance, a text cell that
 starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading single quote, which
 spreadsheets show as text; the csv module quotes the rest. Numbers are written as numbers.
+Our own readers undo it with `restore_cell` (a text that starts with a quote gets one more, so
+the round trip is exact).
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def safe_cell(value: Any) -> Any:
     """`value` unchanged unless it is text a spreadsheet would read as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, "'")):
         return "'" + value
+    return value
+
+
+def restore_cell(value: Any) -> Any:
+    """The original of a `safe_cell` result (for reading our own CSVs back)."""
+    if isinstance(value, str) and value[:1] == "'" and value[1:2] in (*FORMULA_STARTS, "'"):
+        return value[1:]
     return value
 
 

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from pipeline.csv_safe import safe_cell, to_csv
+from pipeline.csv_safe import restore_cell, safe_cell, to_csv
 
 ATTACKS = ["=HYPERLINK(\"http://127.0.0.1:9/x\",\"y\").png", "+cmd.png", "-2+3.png",
            "@SUM(1+1).png", "\t=1+1.png", "\r=1+1.png"]
@@ -30,3 +30,8 @@ def test_to_csv_round_trips_with_every_attack_neutralised():
     assert [r[0] for r in rows[1:]] == ["'" + n for n in ATTACKS]
     assert all(r[1] == "-0.5" for r in rows[1:])  # numbers stay numbers
     assert not any(r[0][0] in "=+-@\t\r" for r in rows[1:])
+
+
+@pytest.mark.parametrize("value", [*ATTACKS, "scan.png", "'quoted.png", "''twice", "'", 0.5])
+def test_restore_undoes_safe_cell_exactly(value):
+    assert restore_cell(safe_cell(value)) == value

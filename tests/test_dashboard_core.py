@@ -88,6 +88,22 @@ def test_predictions_frame_and_agreement():
     assert marked.index("✓") < marked.index("MobileNetV2")  # the CNN is the right one
 
 
+def test_csv_download_and_predictions_csv_neutralise_formula_file_names():
+    names = ["=HYPERLINK(\"http://x\").png", "@SUM(1+1).png", "+cmd.png", "ok.png"]
+    probs = {"custom_cnn": np.tile([0.7, 0.1, 0.1, 0.1], (4, 1))}
+    csv_text = core.to_csv_bytes(core.predictions_frame(names, probs, CLASSES)).decode()
+    first_cells = [line.split(",")[0] for line in csv_text.splitlines()[1:]]
+    assert not any(c.lstrip('"')[:1] in "=+-@" for c in first_cells), first_cells
+    # predictions.csv of a run: written safe, read back exactly by the dashboard
+    header = "path,true,predicted,p_glioma,p_meningioma,p_no_tumor,p_pituitary,correct\r\n"
+    from pipeline.csv_safe import to_csv
+
+    text = to_csv(header.strip().split(","),
+                  [[n, "glioma", "glioma", 0.7, 0.1, 0.1, 0.1, 1] for n in names])
+    assert not any(line[:1] in "=+-@" for line in text.splitlines())
+    assert core.parse_predictions(text, CLASSES, "x")["path"].tolist() == names
+
+
 def test_target_index():
     assert core.target_index(None, CLASSES) is None
     assert core.target_index("no_tumor", CLASSES) == 2

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import read_json
+from pipeline.csv_safe import restore_cell
 from pipeline.evaluate.comparison import mcnemar_exact, verdict
 from pipeline.evaluate.external import EvaluationError
 from pipeline.evaluate.run import evaluate_run, metrics_summary, write_json
@@ -138,7 +139,8 @@ def _fold_results(fold_dir: Path, models: list[str]
         summaries[m] = metrics_summary(met) | {"weighted_f1": met["weighted_f1"]}
         with open(fold_dir / m / "predictions.csv", newline="") as fh:
             for r in csv.DictReader(fh):
-                preds_by_path.setdefault(r["path"], {"true": r["true"]})[m] = r["predicted"]
+                path = restore_cell(r["path"])  # written formula-safe (csv_safe)
+                preds_by_path.setdefault(path, {"true": r["true"]})[m] = r["predicted"]
     return summaries, preds_by_path
 
 

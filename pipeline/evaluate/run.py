@@ -7,8 +7,6 @@ predict through `pipeline.predict.Predictor`, images are prepared exactly as in 
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import write_json_atomic, write_text_atomic
+from pipeline.csv_safe import to_csv
 from pipeline.evaluate.comparison import compare
 from pipeline.evaluate.external import (
     EvaluationError,
@@ -56,15 +55,14 @@ def write_predictions_csv(
     """predictions.csv: path,true,predicted,p_<class>...,correct (correct is 1 or 0).
 
     Built in memory (a few hundred bytes per image) and written by artifacts.write_text_atomic;
-    rows end in csv's default "\\r\\n", as in every predictions.csv written so far.
+    rows end in "\\r\\n", as in every predictions.csv written so far.
     """
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf)
-    w.writerow(["path", "true", "predicted", *[f"p_{c}" for c in class_names], "correct"])
-    for i, rel in enumerate(paths):
-        w.writerow([rel, class_names[y_true[i]], class_names[y_pred[i]],
-                    *[f"{v:.6f}" for v in probs[i]], int(y_true[i] == y_pred[i])])
-    write_text_atomic(path, buf.getvalue())
+    header = ["path", "true", "predicted", *[f"p_{c}" for c in class_names], "correct"]
+    rows = ([rel, class_names[y_true[i]], class_names[y_pred[i]],
+             *[f"{v:.6f}" for v in probs[i]], int(y_true[i] == y_pred[i])]
+            for i, rel in enumerate(paths))
+    # File names are the user's: neutralised against spreadsheet formulas (csv_safe).
+    write_text_atomic(path, to_csv(header, rows))
 
 
 def write_model_eval(
