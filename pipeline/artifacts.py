@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -38,6 +39,24 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 class ArtifactError(ValueError):
     """A run folder or one of its files is missing, damaged or of an unknown kind."""
+
+
+def ensure_writable(folder: str | Path, what: str = "folder") -> Path:
+    """Create `folder` if needed and prove a file can be written there, before expensive work.
+
+    Permissions alone do not tell (root ignores them; read-only mounts and full disks do not
+    show in the mode bits), so a temporary file is created and removed. ArtifactError (one line)
+    otherwise: an evaluation must not predict for minutes and then fail on its first write.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ArtifactError(f"cannot write to the {what} {folder}: "
+                            f"{exc.strerror or exc}") from None
+    return folder
 
 
 def new_run_id() -> str:
@@ -149,8 +168,14 @@ class RunWriter:
         write_json_atomic(path, obj)
         return path
 
-    def finalize(self, manifest: dict[str, Any], set_latest: bool = True) -> Path:
-        """Write the manifest, rename the folder into place, then point `latest` at it."""
+    def finalize(self, manifest: dict[str, Any], set_latest: bool = True,
+                 before_rename: Callable[[Path], None] | None = None) -> Path:
+        """Write the manifest, rename the folder into place, then point `latest` at it.
+
+        `before_rename(tmp_folder)` runs once the manifest is written but before the rename, so
+        what it writes (the evaluation) is part of the atomic run: a kill during it leaves a
+        temporary run that `train --resume` finishes, never a final run without it.
+        """
         manifest = {**manifest, "schema_version": SCHEMA_VERSION, "complete": True,
                     "run_id": self.run_id}
         for name in manifest.get("models", {}):
@@ -160,6 +185,8 @@ class RunWriter:
         for leftover in self.tmp.glob("*/checkpoint*"):
             leftover.unlink()
         write_json_atomic(self.tmp / "manifest.json", manifest)
+        if before_rename is not None:
+            before_rename(self.tmp)
         os.replace(self.tmp, self.final)
         # Only now: until the rename, a crash must leave a run that can be resumed.
         for name in SCRATCH_FILES:

@@ -139,15 +139,18 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
 
 def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str | Path,
               models: list[str], resume: str | None = None, progress: Progress | None = None,
-              say: Say | None = None, cache_dir: str | Path | None = None) -> Path:
+              say: Say | None = None, cache_dir: str | Path | None = None,
+              evaluate: bool = False) -> Path:
     """Train `models` on `data_dir` and write a complete run; returns the run folder.
 
     With `resume`, continues the interrupted run of that id from its last checkpoint (its saved
-    config, data and splits win over the arguments).
+    config, data and splits win over the arguments). With `evaluate`, the test split is
+    evaluated before the run folder is renamed into place, so the run is final only with its
+    metrics (a failed evaluation is reported and the run kept without them).
     """
     progress = progress or no_progress
     say = say or log.info
-    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir = artifacts.ensure_writable(artifacts_dir, "artifacts folder")
     if resume:
         writer = artifacts.RunWriter(artifacts_dir, resume, resume=True)
         saved = artifacts.read_json(writer.tmp / "run.json")
@@ -175,7 +178,9 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
         f"{len(splits.test)} test images, classes {', '.join(ds.classes)}")
     cache = Path(cache_dir) if cache_dir else artifacts_dir / "cache"
     try:
-        return _train_and_finalize(cfg, ds, splits, writer, state, models, cache, progress, say)
+        hook = _evaluation_hook(progress, say) if evaluate else None
+        return _train_and_finalize(cfg, ds, splits, writer, state, models, cache, progress, say,
+                                   hook)
     except OSError as exc:  # disk full, permissions, ...: say what is safe and how to go on
         where = f" ({exc.filename})" if exc.filename else ""
         if writer.final.is_dir():
@@ -188,9 +193,24 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
             f"`python -m pipeline train --resume {writer.run_id}`") from exc
 
 
+def _evaluation_hook(progress: Progress, say: Say) -> Callable[[Path], None]:
+    def evaluate(tmp: Path) -> None:
+        from pipeline.evaluate import evaluate_run
+
+        try:
+            evaluate_run(tmp, progress=progress)
+        except OSError:
+            raise  # disk full or unwritable: train_run's handler explains and keeps the run
+        except Exception as exc:  # a finished training is never lost to its evaluation
+            say(f"evaluation failed ({type(exc).__name__}: {exc}); the run is kept without "
+                f"metrics: evaluate it later with `python -m pipeline evaluate`")
+    return evaluate
+
+
 def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
                         writer: artifacts.RunWriter, state: dict[str, Any], models: list[str],
-                        cache: Path, progress: Progress, say: Say) -> Path:
+                        cache: Path, progress: Progress, say: Say,
+                        before_rename: Callable[[Path], None] | None = None) -> Path:
     infos: dict[str, Any] = {}
     for name in models:
         mstate = state.get("models", {}).get(name, {})
@@ -204,7 +224,8 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
                   "seed": cfg.seed, "train": len(splits.train), "val": len(splits.val),
                   "test": len(splits.test), **{k: v for k, v in splits.info.items()
                                                if k not in ("train", "val", "test")}}
-    return writer.finalize(run_manifest(cfg, ds, split_info, infos))
+    return writer.finalize(run_manifest(cfg, ds, split_info, infos),
+                           before_rename=before_rename)
 
 
 def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],

@@ -65,6 +65,8 @@ def replace(src, dst, *args, **kwargs):
         die()
     if where == "write-latest" and Path(dst).name == "latest":
         die()
+    if where == "evaluation" and Path(dst).name == "metrics.json":
+        die()  # post-training evaluation has begun: the first model's metrics are being written
     result = real_replace(src, dst, *args, **kwargs)
     if where.startswith("after-epoch:") and Path(dst).name == "state.json":
         kill_during_next_epoch(dst)
@@ -282,6 +284,30 @@ def test_repeated_kills_never_leave_a_fake_run_and_resume_finishes(train_setup):
              "before the run folder rename", "write-latest"}
     assert not exact & set(completed), completed
     assert {"torn checkpoint write", "before the run folder rename", "write-latest"} <= set(kills)
+
+
+def test_kill_during_evaluation_leaves_no_unevaluated_run_and_resume_finishes(train_setup):
+    """Issue: a kill during post-training evaluation left `latest` on a run without metrics."""
+    data, out, cfg, launcher = train_setup
+    cfg.write_text(json.dumps({"models": {"custom_cnn": {"epochs": 1}}}))
+    args = [a for a in _train_args(data, out, cfg, None) if a != "--no-evaluate"]
+    proc = subprocess.run([sys.executable, str(launcher), *args], cwd=ROOT,
+                          env={**_env(), "KILL_AT": "evaluation"}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    check_invariants(out, "evaluation")
+    assert not list_runs(out) and not (out / "latest").exists()  # nothing final without metrics
+    (tmp,) = [t for t in tmp_runs(out) if (t / "run.json").is_file()]
+    run_id = tmp.name[len(TMP_PREFIX):]
+    done = subprocess.run([sys.executable, "-m", "pipeline", "train", "--resume", run_id,
+                           "--out", str(out)], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "train epoch" not in done.stderr  # the trained model was not trained again
+    assert (out / "latest").read_text().strip() == run_id
+    run = open_run(out / "runs" / run_id)
+    assert run.read_json("custom_cnn/metrics.json")["n"] > 0
+    assert (out / "runs" / run_id / "comparison.json").is_file()
 
 
 def test_disk_full_at_finalize_keeps_the_previous_run_and_resumes(train_setup, monkeypatch):

@@ -218,6 +218,7 @@ def evaluate_run(
     progress = progress or no_progress
     try:
         run = artifacts.open_run(run_dir)
+        artifacts.ensure_writable(run.path, "run folder")
     except artifacts.ArtifactError as exc:
         raise EvaluationError(str(exc)) from exc
     target = (_test_split_target(run, data_root) if data_dir is None

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from pipeline import images
-from pipeline.artifacts import Run, open_run, read_json, utc_now, write_json_atomic
+from pipeline.artifacts import Run, ensure_writable, open_run, read_json, utc_now, write_json_atomic
 from pipeline.explain.explainer import Explainer
 from pipeline.explain.layers import conv_layers
 from pipeline.explain.masks import find_mask, prepare_mask
@@ -223,6 +223,7 @@ def explain_eval(
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     run = open_run(run_dir)
+    ensure_writable(run.path, "run folder")
     data, masks_root = _folders(run, data_dir, masks_dir)
     chosen = _pick(_test_records(run), max_images, seed)
     names = list(models) if models else run.model_names
