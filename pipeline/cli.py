@@ -24,11 +24,6 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 
-
-class CliError(Exception):
-    """An expected failure: printed as one line, exit code 2, no traceback."""
-
-
 def one_line(text: object) -> str:
     """User-controlled text (file names, decoder messages) as one printable line.
 
@@ -839,11 +834,9 @@ def bench(
 
 
 def main() -> None:
-    """Entry point: expected errors become one line on stderr and a non-zero exit."""
+    """Entry point of `python -m pipeline`: Ctrl-C prints one line and exits with 130."""
     try:
         app()
-    except CliError as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
