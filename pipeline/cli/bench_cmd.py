@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import _existing_dir, err, fail, progress_bar, shown
+from pipeline.cli.common import _existing_dir, _model_list, err, fail, progress_bar, shown
 
 
 def bench(
@@ -42,11 +42,8 @@ def bench(
         _existing_dir(data, "data folder")
     elif not quick:
         fail("--data is required for a full benchmark (or use --quick for synthetic data)")
-    models = MODELS if model == "all" else tuple(m.strip() for m in model.split(",") if m.strip())
-    bad = [m for m in models if m not in MODELS]
-    if bad or not models:
-        fail(f"unknown --model {', '.join(bad) or model!r}; choose custom_cnn, mobilenetv2 "
-             "or all")
+    models = tuple(_model_list(model, MODELS, MODELS, what="--model",
+                               hint="choose custom_cnn, mobilenetv2 or all"))
     if max_minutes is not None and max_minutes <= 0:
         fail(f"--max-minutes must be positive, got {max_minutes}")
     for flag, value in (("--repeats", repeats), ("--uploads", uploads)):

@@ -6,15 +6,18 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich import progress as rich_progress
 from rich.console import Console
 
 from pipeline.names import DEFAULT_MODELS, Progress
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Run
 
 app = typer.Typer(
     add_completion=False,
@@ -45,6 +48,7 @@ def shown(text: object) -> str:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: <message>` as one line on stderr and exit with `code` (2: usage error)."""
     err.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -71,10 +75,25 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
 
 
 def print_json(obj: object) -> None:
+    """Print `obj` as indented JSON on stdout (non-JSON values such as paths as strings)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def say(message: str) -> None:
+    """A stage's progress message, as it is, on stderr (the `say` callback of long stages)."""
+    err.print(message, highlight=False)
+
+
+def _report_unreadable(path: str, reason: str) -> None:
+    """One "cannot read" line on stderr for an image file that could not be decoded."""
+    # ImageError messages already start with the file name; do not print it twice.
+    # shown(): a name is user text, never rich markup, and stays on one line.
+    line = reason if reason.startswith(f"{path}: ") else f"{path}: {reason}"
+    err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
+
+
 def _existing_dir(path: Path, what: str) -> Path:
+    """`path` if it is a folder, else fail: "<what> <path> does not exist" / "is not a folder"."""
     if not path.exists():
         fail(f"{what} {path} does not exist")
     if not path.is_dir():
@@ -82,18 +101,42 @@ def _existing_dir(path: Path, what: str) -> Path:
     return path
 
 
+def _open_run(artifacts_dir: Path, run: str) -> Run:
+    """The complete run `run` (id, folder or "latest") in `artifacts_dir`; else fail in one line."""
+    from pipeline.artifacts import ArtifactError, open_run, resolve_run
+
+    try:
+        return open_run(resolve_run(artifacts_dir, run))
+    except ArtifactError as exc:
+        fail(str(exc))
+
+
 MODEL_HELP = "custom_cnn, mobilenetv2, efficientnetb0, or all (= custom_cnn + mobilenetv2)"
 
 
-def _model_list(model: str) -> list[str]:
-    from pipeline.models import MODEL_NAMES
+def _split_models(text: str) -> list[str]:
+    """A comma-separated --model value -> its names, stripped, empty entries dropped."""
+    return [m.strip() for m in text.split(",") if m.strip()]
 
+
+def _model_list(model: str, known: Sequence[str] | None = None,
+                everything: Sequence[str] = DEFAULT_MODELS, *, what: str = "model",
+                hint: str = f"choose from {MODEL_HELP}") -> list[str]:
+    """A --model value ("all" or a comma list) -> model names, each checked against `known`.
+
+    "all" means `everything` (default: the default pair). `known` defaults to every registry
+    model. An unknown or empty list fails with "unknown <what> <names>; <hint>".
+    """
     if model == "all":
-        return list(DEFAULT_MODELS)
-    names = [m.strip() for m in model.split(",") if m.strip()]
-    bad = [m for m in names if m not in MODEL_NAMES]
+        return list(everything)
+    if known is None:
+        from pipeline.models import MODEL_NAMES
+
+        known = MODEL_NAMES
+    names = _split_models(model)
+    bad = [m for m in names if m not in known]
     if bad or not names:
-        fail(f"unknown model {', '.join(bad) or model!r}; choose from {MODEL_HELP}")
+        fail(f"unknown {what} {', '.join(bad) or model!r}; {hint}")
     return names
 
 

@@ -9,7 +9,18 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pipeline.cli.common import _existing_dir, err, fail, one_line, print_json, progress_bar, shown
+from pipeline.cli.common import (
+    _existing_dir,
+    _open_run,
+    _report_unreadable,
+    _split_models,
+    err,
+    fail,
+    one_line,
+    print_json,
+    progress_bar,
+    say,
+)
 
 
 def predict(
@@ -19,18 +30,17 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Predict each image with every model of a run. Unusable files: one line each, exit 1."""
-    from pipeline.artifacts import ArtifactError, open_run, resolve_run
+    from pipeline.artifacts import ArtifactError
     from pipeline.predict import Predictor, predict_files
 
+    run = _open_run(artifacts_dir, run_)
     try:
-        predictor = Predictor(open_run(resolve_run(artifacts_dir, run_)))
+        predictor = Predictor(run)
     except ArtifactError as exc:
         fail(str(exc))
     results, failures = predict_files(predictor, images_)
     for path, reason in failures:
-        # ImageError messages already start with the file name; do not print it twice.
-        line = reason if reason.startswith(f"{path}: ") else f"{path}: {reason}"
-        err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
+        _report_unreadable(path, reason)
     if as_json:
         print_json({"run": predictor.run.run_id, "results": results,
                     "errors": [{"path": p, "error": r} for p, r in failures]})
@@ -135,11 +145,9 @@ def evaluate(
         run_dir = resolve_run(artifacts_dir, run_)
         with progress_bar() as update:
             if folds is not None:
-                cv_models = [m.strip() for m in cv_model.split(",") if m.strip()] \
-                    if cv_model else None
+                cv_models = _split_models(cv_model) if cv_model else None
                 summary = cross_validate(run_dir, folds, data_root=data_root, progress=update,
-                                         say=lambda m: err.print(m, highlight=False),
-                                         models=cv_models)
+                                         say=say, models=cv_models)
             else:
                 summary = evaluate_run(run_dir, data_dir=data, name=name, progress=update,
                                        data_root=data_root, n_boot=n_boot)
@@ -159,12 +167,8 @@ def figures(
     out: Path = typer.Option(Path("docs/figures"), "--out", help="where the PNGs and table go"),
 ) -> None:
     """Render the README's confusion matrices, training curves and results table from a run."""
-    from pipeline.artifacts import ArtifactError, open_run, resolve_run
     from pipeline.report import make_figures
 
-    try:
-        run = open_run(resolve_run(artifacts_dir, run_))
-    except ArtifactError as exc:
-        fail(str(exc))
+    run = _open_run(artifacts_dir, run_)
     for path in make_figures(run, out):
         sys.stdout.write(f"{path}\n")

@@ -10,13 +10,15 @@ from rich.console import Console
 
 from pipeline.cli.common import (
     _existing_dir,
+    _model_list,
+    _open_run,
+    _report_unreadable,
+    _split_models,
     _target_index,
-    err,
     fail,
     one_line,
     print_json,
     progress_bar,
-    shown,
 )
 
 EXPLAIN_METHODS_HELP = "gradcam | gradcam++ | scorecam | smoothgrad"
@@ -77,7 +79,7 @@ def explain(
     import numpy as np
 
     from pipeline import images
-    from pipeline.artifacts import ArtifactError, open_run, resolve_run, write_json_atomic
+    from pipeline.artifacts import ArtifactError, write_json_atomic
     from pipeline.explain import METHODS, Explainer, heatmap_stats, render_overlay, to_png
 
     if method not in METHODS:
@@ -86,15 +88,9 @@ def explain(
         fail(f"--alpha must be between 0 and 1, got {alpha}")
     if outline is not None and not 0 < outline <= 100:
         fail(f"--outline must be a percentage in (0, 100], got {outline}")
-    try:
-        run = open_run(resolve_run(artifacts_dir, run_))
-    except ArtifactError as exc:
-        fail(str(exc))
-    names = run.model_names if model == "all" else [m.strip() for m in model.split(",")]
-    unknown = [m for m in names if m not in run.model_names]
-    if unknown or not names:
-        fail(f"unknown --model {', '.join(unknown) or model!r}; run {run.run_id} has "
-             f"{', '.join(run.model_names)} (or all)")
+    run = _open_run(artifacts_dir, run_)
+    names = _model_list(model, run.model_names, run.model_names, what="--model",
+                        hint=f"run {run.run_id} has {', '.join(run.model_names)} (or all)")
     if layer is not None and len(names) != 1:
         fail("--layer names a layer of one model; pick that model with --model")
     target_idx = _target_index(target, run.class_names)
@@ -105,10 +101,7 @@ def explain(
             decoded.append((p, images.read_image(p)))
         except images.ImageError as exc:
             failures.append({"path": str(p), "error": str(exc)})
-            # ImageError messages already start with the file name; do not print it twice.
-            # shown(): a name is user text, never rich markup, and stays on one line.
-            line = str(exc) if str(exc).startswith(f"{p}: ") else f"{p}: {exc}"
-            err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
+            _report_unreadable(str(p), str(exc))
     if not decoded:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "explain.json", {
@@ -204,7 +197,7 @@ def explain_eval_cmd(
         _existing_dir(masks, "masks folder")
     try:
         run_dir = resolve_run(artifacts_dir, run_)
-        names = None if model == "all" else [m.strip() for m in model.split(",") if m.strip()]
+        names = None if model == "all" else _split_models(model)
         if names:
             run = open_run(run_dir)
             for name in names:

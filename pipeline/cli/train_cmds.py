@@ -15,6 +15,7 @@ from pipeline.cli.common import (
     fail,
     print_json,
     progress_bar,
+    say,
 )
 from pipeline.names import DEFAULT_MODELS
 
@@ -56,8 +57,7 @@ def _train_and_evaluate(cfg, data: Path | None, out: Path, models: list[str],
 
     with progress_bar() as update:
         try:
-            run_dir = train_run(cfg, data, out, models, resume=resume, progress=update,
-                                say=lambda m: err.print(m, highlight=False))
+            run_dir = train_run(cfg, data, out, models, resume=resume, progress=update, say=say)
         except (DatasetError, WeightsError, ArtifactError, ValueError) as exc:
             fail(str(exc))
     err.print(f"[green]run complete:[/] {run_dir}")
@@ -171,7 +171,7 @@ def tune(
     try:
         with progress_bar() as update:
             result = run_tune(data, model, budget, out, cfg=cfg, algorithm=algorithm, seed=seed,
-                              progress=update, say=lambda m: err.print(m, highlight=False))
+                              progress=update, say=say)
     except (TuneError, DatasetError, WeightsError) as exc:
         fail(str(exc))
     if as_json:
