@@ -44,11 +44,7 @@ def bench(
         fail("--data is required for a full benchmark (or use --quick for synthetic data)")
     models = tuple(_model_list(model, MODELS, MODELS, what="--model",
                                hint="choose custom_cnn, mobilenetv2 or all"))
-    if max_minutes is not None and max_minutes <= 0:
-        fail(f"--max-minutes must be positive, got {max_minutes}")
-    for flag, value in (("--repeats", repeats), ("--uploads", uploads)):
-        if value is not None and value < 1:
-            fail(f"{flag} must be at least 1, got {value}")
+    _check_bench_limits(max_minutes, repeats, uploads)
     try:
         targets = parse_targets(target, models)
         run_dir = resolve_run(artifacts_dir, run_) if run_ is not None else None
@@ -60,12 +56,35 @@ def bench(
                         command="python -m pipeline bench " + " ".join(sys.argv[2:]))
     try:
         with progress_bar() as update:
-            result = run_bench(opts, progress=update,
-                               say=lambda m: err.print(f"[dim]{shown(m)}[/]", highlight=False))
+            result = run_bench(opts, progress=update, say=_say_dim)
     except (BenchError, ArtifactError, ValueError) as exc:
         fail(str(exc))
-    for key, g in result.report["goals_check"].items():
-        value = g["value"] if g["value"] is not None else (
-            f">= {g['lower_bound']} (lower bound)" if g.get("lower_bound") is not None else "-")
-        err.print(f"{key}: {value} (goal {g['goal']}, met: {g['met']})", highlight=False)
+    for key, goal in result.report["goals_check"].items():
+        err.print(_goal_line(key, goal), highlight=False)
     sys.stdout.write(f"{result.json_path}\n{result.md_path}\n")
+
+
+def _check_bench_limits(max_minutes: float | None, repeats: int | None,
+                        uploads: int | None) -> None:
+    """Fail in one line unless --max-minutes is positive and --repeats/--uploads at least 1."""
+    if max_minutes is not None and max_minutes <= 0:
+        fail(f"--max-minutes must be positive, got {max_minutes}")
+    for flag, value in (("--repeats", repeats), ("--uploads", uploads)):
+        if value is not None and value < 1:
+            fail(f"{flag} must be at least 1, got {value}")
+
+
+def _say_dim(message: str) -> None:
+    """A benchmark progress message, dimmed, on stderr (the message is text, not markup)."""
+    err.print(f"[dim]{shown(message)}[/]", highlight=False)
+
+
+def _goal_line(key: str, goal: dict) -> str:
+    """One goals_check entry as "<key>: <value> (goal <goal>, met: <met>)".
+
+    A figure that was not measured shows its lower bound when the report has one, else "-".
+    """
+    value = goal["value"] if goal["value"] is not None else (
+        f">= {goal['lower_bound']} (lower bound)" if goal.get("lower_bound") is not None
+        else "-")
+    return f"{key}: {value} (goal {goal['goal']}, met: {goal['met']})"

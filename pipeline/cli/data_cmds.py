@@ -32,6 +32,8 @@ def audit(
 
 
 def _print_audit(r: dict) -> None:
+    """The audit report as tables: images per split and class, sizes, unreadable files (first
+    20), duplicate and leakage counts with a few examples."""
     from rich.table import Table
 
     out = Console(highlight=False)
@@ -51,9 +53,7 @@ def _print_audit(r: dict) -> None:
     bad = r["unreadable"]
     out.print(f"unreadable: {len(bad)}" + ("" if bad else " ✓"))
     for rel in bad[:20]:
-        # Reasons start with the bare file name; the relative path tells same-named files apart.
-        reason, name = r["unreadable_reasons"][rel], rel.rsplit("/", 1)[-1]
-        reason = reason[len(name) + 2:] if reason.startswith(f"{name}: ") else reason
+        reason = _reason_without_name(rel, r["unreadable_reasons"][rel])
         out.print(f"  [red]✗[/] {shown(rel)}: {shown(reason)}", soft_wrap=True)
     if len(bad) > 20:
         out.print(f"  … and {len(bad) - 20} more (see --json)")
@@ -77,6 +77,16 @@ def _print_audit(r: dict) -> None:
         for group in r["examples"][kind][:3]:
             out.print(f"  e.g. {kind.replace('_', '-')}: " + " = ".join(map(shown, group[:4])))
     out.print(f"done in {r['seconds']} s")
+
+
+def _reason_without_name(rel: str, reason: str) -> str:
+    """An unreadable file's reason without its leading "<file name>: ".
+
+    Reasons start with the bare file name; the audit prints the relative path instead, which
+    tells same-named files apart.
+    """
+    name = rel.rsplit("/", 1)[-1]
+    return reason[len(name) + 2:] if reason.startswith(f"{name}: ") else reason
 
 
 def synth(

@@ -55,6 +55,7 @@ def predict(
 
 
 def _print_eval_summary(summary: dict) -> None:
+    """evaluate's table (one row per model), accuracy CIs, the verdict, then warnings on stderr."""
     from rich.table import Table
 
     from pipeline.names import display_name
@@ -87,6 +88,7 @@ def _print_eval_summary(summary: dict) -> None:
 
 
 def _print_cv_summary(result: dict) -> None:
+    """evaluate --folds: mean ± std per model and metric, the pooled verdict, where files are."""
     from rich.table import Table
 
     from pipeline.names import display_name
@@ -129,18 +131,7 @@ def evaluate(
     from pipeline.data import DatasetError
     from pipeline.evaluate import EvaluationError, cross_validate, evaluate_run
 
-    if n_boot < 100:
-        fail(f"--n-boot must be at least 100, got {n_boot}")
-    if data is not None:
-        _existing_dir(data, "data folder")
-    if data_root is not None:
-        _existing_dir(data_root, "--data-root folder")
-    if cv_model is not None and folds is None:
-        fail("--model only applies to cross-validation (--folds K)")
-    if folds is not None and (folds < 2 or data is not None or name is not None):
-        fail(f"--folds must be at least 2, got {folds}" if folds < 2 else
-             "--folds cross-validates on the run's own dataset; it cannot be combined with "
-             "--data/--name (use --data-root if the dataset moved)")
+    _check_evaluate_options(n_boot, data, data_root, folds, name, cv_model)
     try:
         run_dir = resolve_run(artifacts_dir, run_)
         with progress_bar() as update:
@@ -159,6 +150,24 @@ def evaluate(
         _print_cv_summary(summary)
     else:
         _print_eval_summary(summary)
+
+
+def _check_evaluate_options(n_boot: int, data: Path | None, data_root: Path | None,
+                            folds: int | None, name: str | None, cv_model: str | None) -> None:
+    """Fail in one line on evaluate options out of range, missing folders or a bad combination
+    (--model without --folds; --folds with --data or --name)."""
+    if n_boot < 100:
+        fail(f"--n-boot must be at least 100, got {n_boot}")
+    if data is not None:
+        _existing_dir(data, "data folder")
+    if data_root is not None:
+        _existing_dir(data_root, "--data-root folder")
+    if cv_model is not None and folds is None:
+        fail("--model only applies to cross-validation (--folds K)")
+    if folds is not None and (folds < 2 or data is not None or name is not None):
+        fail(f"--folds must be at least 2, got {folds}" if folds < 2 else
+             "--folds cross-validates on the run's own dataset; it cannot be combined with "
+             "--data/--name (use --data-root if the dataset moved)")
 
 
 def figures(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -19,10 +20,18 @@ from pipeline.cli.common import (
 )
 from pipeline.names import DEFAULT_MODELS
 
+if TYPE_CHECKING:
+    from pipeline.config import TrainConfig
+
 
 def _build_config(profile_name: str, config: Path | None, image_size: int | None,
                   epochs: int | None, weights: str | None, official_test: bool | None,
-                  models: list[str]):
+                  models: list[str]) -> TrainConfig:
+    """The profile, then the --config file, then the command's options (None = not given).
+
+    --image-size and --epochs apply to every model in `models` (a model the profile lacks gets
+    the default ModelConfig first). Bad values fail in one line.
+    """
     from pipeline.config import load_config, profile
 
     try:
@@ -48,8 +57,10 @@ def _build_config(profile_name: str, config: Path | None, image_size: int | None
     return cfg
 
 
-def _train_and_evaluate(cfg, data: Path | None, out: Path, models: list[str],
+def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: list[str],
                         resume: str | None, evaluate: bool) -> Path:
+    """`train_run` with a progress bar (expected errors fail in one line), then, if `evaluate`,
+    the evaluation of the new run. Returns the run folder."""
     from pipeline.artifacts import ArtifactError
     from pipeline.data import DatasetError
     from pipeline.models import WeightsError
@@ -67,6 +78,7 @@ def _train_and_evaluate(cfg, data: Path | None, out: Path, models: list[str],
 
 
 def _evaluate_after_training(run_dir: Path) -> None:
+    """Evaluate a just-trained run; a failure is reported on stderr, the run stays complete."""
     try:
         from pipeline.evaluate import evaluate_run
     except ImportError:  # evaluation module not available in this build
@@ -116,19 +128,29 @@ def run(
     """Synthesise data when none is given, train both models, evaluate: make demo's first half."""
     models = list(DEFAULT_MODELS)
     if data is None:
-        from pipeline.synth import generate
-
-        if not (synth_dir / "synth.json").is_file():
-            err.print(f"generating synthetic phantoms in {synth_dir} ...")
-            with progress_bar() as update:
-                try:
-                    generate(synth_dir, per_class=per_class, seed=0, progress=update)
-                except ValueError as exc:
-                    fail(str(exc))
-        data = synth_dir
+        data = _synthetic_data(synth_dir, per_class)
     _existing_dir(data, "data folder")
     cfg = _build_config(profile_name, None, None, None, weights, None, models)
     run_dir = _train_and_evaluate(cfg, data, out, models, None, True)
+    _explain_quality_after_run(run_dir)
+
+
+def _synthetic_data(synth_dir: Path, per_class: int) -> Path:
+    """`synth_dir`, holding the synthetic phantoms (seed 0): generated unless already complete."""
+    from pipeline.synth import generate
+
+    if not (synth_dir / "synth.json").is_file():
+        err.print(f"generating synthetic phantoms in {synth_dir} ...")
+        with progress_bar() as update:
+            try:
+                generate(synth_dir, per_class=per_class, seed=0, progress=update)
+            except ValueError as exc:
+                fail(str(exc))
+    return synth_dir
+
+
+def _explain_quality_after_run(run_dir: Path) -> None:
+    """explain-eval on 32 test images of a new run; a failure is reported, the run stays."""
     try:
         from pipeline.explain import explain_eval
     except ImportError:
