@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from pipeline.cli.common import _existing_dir, _model_list, err, fail, progress_bar, shown
+from pipeline.names import DEFAULT_MODELS
 
 
 def bench(
@@ -21,7 +22,7 @@ def bench(
                              "latency and dashboard parts; default: a short run trained here"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts",
                                        help="artifacts folder --run is looked up in"),
-    model: str = typer.Option("all", "--model", help="custom_cnn, mobilenetv2 or all"),
+    model: str = typer.Option("all", "--model", help=f"{', '.join(DEFAULT_MODELS)} or all"),
     target: str = typer.Option(None, "--target", help="val accuracy targets, e.g. "
                                "'mobilenetv2=0.8,custom_cnn=0.7' (default 0.80/0.70; quick 0.35)"),
     max_minutes: float = typer.Option(None, "--max-minutes", help="wall-clock cap per training "
@@ -43,7 +44,7 @@ def bench(
     elif not quick:
         fail("--data is required for a full benchmark (or use --quick for synthetic data)")
     models = tuple(_model_list(model, MODELS, MODELS, what="--model",
-                               hint="choose custom_cnn, mobilenetv2 or all"))
+                               hint=f"choose {', '.join(MODELS)} or all"))
     _check_bench_limits(max_minutes, repeats, uploads)
     try:
         targets = parse_targets(target, models)

@@ -14,7 +14,7 @@ import typer
 from rich import progress as rich_progress
 from rich.console import Console
 
-from pipeline.names import DEFAULT_MODELS, Progress
+from pipeline.names import DEFAULT_MODELS, Progress, no_progress
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
@@ -57,7 +57,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def progress_bar(enabled: bool = True) -> Iterator[Progress]:
     """Yield a callback `update(description, done, total)` drawing a rich progress bar on stderr."""
     if not enabled:
-        yield lambda desc, done, total: None
+        yield no_progress
         return
     with rich_progress.Progress(
         rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
@@ -111,7 +111,9 @@ def _open_run(artifacts_dir: Path, run: str) -> Run:
         fail(str(exc))
 
 
-MODEL_HELP = "custom_cnn, mobilenetv2, efficientnetb0, or all (= custom_cnn + mobilenetv2)"
+# The registry (pipeline.models.MODEL_NAMES) imports Keras, so its names are spelled out here.
+MODEL_HELP = ("custom_cnn, mobilenetv2, efficientnetb0, or all (= "
+              + " + ".join(DEFAULT_MODELS) + ")")
 
 
 def _split_models(text: str) -> list[str]:
