@@ -1,0 +1,44 @@
+"""Command line: `python -m pipeline COMMAND --help`; each command is a thin stage wrapper.
+
+Commands parse their options, call one stage of the pipeline and print. They live one module per
+group (`data_cmds`, `train_cmds`, `eval_cmds`, `explain_cmds`, `bench_cmd`) and are registered
+below, in the order `--help` lists them. Importing this package stays cheap: TensorFlow and the
+stages are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.cli.bench_cmd import bench
+from pipeline.cli.common import app, err, fail, one_line, print_json, progress_bar, shown
+from pipeline.cli.data_cmds import audit, synth
+from pipeline.cli.eval_cmds import evaluate, figures, predict
+from pipeline.cli.explain_cmds import OVERLAY_NAME_BYTES, explain, explain_eval_cmd, overlay_bases
+from pipeline.cli.train_cmds import run, train, tune
+
+__all__ = [
+    "OVERLAY_NAME_BYTES", "app", "err", "fail", "main", "one_line", "overlay_bases", "print_json",
+    "progress_bar", "shown",
+]
+
+app.command()(audit)
+app.command()(synth)
+app.command()(train)
+app.command()(run)
+app.command()(predict)
+app.command()(evaluate)
+app.command()(tune)
+app.command()(explain)
+app.command("explain-eval")(explain_eval_cmd)
+app.command()(figures)
+app.command()(bench)
+
+
+def main() -> None:
+    """Entry point of `python -m pipeline`: Ctrl-C prints one line and exits with 130."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

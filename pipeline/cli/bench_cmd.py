@@ -1,0 +1,91 @@
+"""`bench`: training speed, explanation latency, prediction, dashboard and memory in one report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from pipeline.cli.common import _existing_dir, _model_list, err, fail, progress_bar, shown
+from pipeline.names import DEFAULT_MODELS
+
+
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="tiny synthetic data, 1-3 epochs, few "
+                               "repeats: a minute or two (CI)"),
+    data: Path = typer.Option(None, "--data", help="dataset folder (required without --quick; "
+                              "--quick defaults to synthetic phantoms)"),
+    out: Path = typer.Option(Path("artifacts/bench"), "--out",
+                             help="folder for <UTC date>[-quick].json and .md"),
+    run_: str = typer.Option(None, "--run", help="existing run (id, folder or latest) for the "
+                             "latency and dashboard parts; default: a short run trained here"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts",
+                                       help="artifacts folder --run is looked up in"),
+    model: str = typer.Option("all", "--model", help=f"{', '.join(DEFAULT_MODELS)} or all"),
+    target: str = typer.Option(None, "--target", help="val accuracy targets, e.g. "
+                               "'mobilenetv2=0.8,custom_cnn=0.7' (default 0.80/0.70; quick 0.35)"),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="wall-clock cap per training "
+                                      "recipe (default 40; quick 1.5)"),
+    repeats: int = typer.Option(None, "--repeats", help="timed single-image calls for Grad-CAM "
+                                "and prediction (default 30; quick 5)"),
+    uploads: int = typer.Option(None, "--uploads", help="browser uploads timed (default 7; "
+                                "quick 3)"),
+    dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard",
+                                   help="measure the dashboard in chromium"),
+) -> None:
+    """Training speed vs the naive recipe, explanation latency vs the floor, prediction,
+    dashboard and memory, in one run; writes a JSON and a Markdown report."""
+    from pipeline.artifacts import ArtifactError, resolve_run
+    from pipeline.bench import MODELS, BenchError, BenchOptions, parse_targets, run_bench
+
+    if data is not None:
+        _existing_dir(data, "data folder")
+    elif not quick:
+        fail("--data is required for a full benchmark (or use --quick for synthetic data)")
+    models = tuple(_model_list(model, MODELS, MODELS, what="--model",
+                               hint=f"choose {', '.join(MODELS)} or all"))
+    _check_bench_limits(max_minutes, repeats, uploads)
+    try:
+        targets = parse_targets(target, models)
+        run_dir = resolve_run(artifacts_dir, run_) if run_ is not None else None
+    except (BenchError, ArtifactError) as exc:
+        fail(str(exc))
+    opts = BenchOptions(out_dir=out, quick=quick, data_dir=data, run_dir=run_dir, models=models,
+                        targets=targets, max_minutes=max_minutes, repeats=repeats,
+                        uploads=uploads, dashboard=dashboard,
+                        command="python -m pipeline bench " + " ".join(sys.argv[2:]))
+    try:
+        with progress_bar() as update:
+            result = run_bench(opts, progress=update, say=_say_dim)
+    except (BenchError, ArtifactError, ValueError) as exc:
+        fail(str(exc))
+    for key, goal in result.report["goals_check"].items():
+        err.print(_goal_line(key, goal), highlight=False)
+    sys.stdout.write(f"{result.json_path}\n{result.md_path}\n")
+
+
+def _check_bench_limits(max_minutes: float | None, repeats: int | None,
+                        uploads: int | None) -> None:
+    """Fail in one line unless --max-minutes is positive and --repeats/--uploads at least 1."""
+    if max_minutes is not None and max_minutes <= 0:
+        fail(f"--max-minutes must be positive, got {max_minutes}")
+    for flag, value in (("--repeats", repeats), ("--uploads", uploads)):
+        if value is not None and value < 1:
+            fail(f"{flag} must be at least 1, got {value}")
+
+
+def _say_dim(message: str) -> None:
+    """A benchmark progress message, dimmed, on stderr (the message is text, not markup)."""
+    err.print(f"[dim]{shown(message)}[/]", highlight=False)
+
+
+def _goal_line(key: str, goal: dict) -> str:
+    """One goals_check entry as "<key>: <value> (goal <goal>, met: <met>)".
+
+    A figure that was not measured shows its lower bound when the report has one, else "-".
+    """
+    value = goal["value"] if goal["value"] is not None else (
+        f">= {goal['lower_bound']} (lower bound)" if goal.get("lower_bound") is not None
+        else "-")
+    return f"{key}: {value} (goal {goal['goal']}, met: {goal['met']})"

@@ -1,0 +1,154 @@
+"""What every command shares: the typer `app`, the stderr console, one-line errors, progress
+bars, JSON output, and the checks of folders, model lists and `--target`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+from rich import progress as rich_progress
+from rich.console import Console
+
+from pipeline.names import DEFAULT_MODELS, Progress, no_progress
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Run
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Brain-tumour MRI classifiers with explanations. Research/teaching only, not diagnosis.",
+)
+err = Console(stderr=True)
+
+
+def one_line(text: object) -> str:
+    """User-controlled text (file names, decoder messages) as one printable line.
+
+    Control characters (a newline or a terminal escape sequence in a file name) are shown as
+    Python escapes, so one message stays one line and cannot drive the terminal.
+    """
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
+
+
+def shown(text: object) -> str:
+    """`one_line(text)` with rich markup escaped: a file called `[/].png` is printed, not parsed."""
+    from rich.markup import escape
+
+    return escape(one_line(text))
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: <message>` as one line on stderr and exit with `code` (2: usage error)."""
+    err.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Progress]:
+    """Yield a callback `update(description, done, total)` drawing a rich progress bar on stderr."""
+    if not enabled:
+        yield no_progress
+        return
+    with rich_progress.Progress(
+        rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
+        rich_progress.MofNCompleteColumn(), rich_progress.TimeElapsedColumn(),
+        console=err, transient=False,
+    ) as prog:
+        tasks: dict[str, int] = {}
+
+        def update(desc: str, done: int, total: int) -> None:
+            if desc not in tasks:
+                tasks[desc] = prog.add_task(desc, total=total)
+            prog.update(tasks[desc], completed=done, total=total)
+
+        yield update
+
+
+def print_json(obj: object) -> None:
+    """Print `obj` as indented JSON on stdout (non-JSON values such as paths as strings)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def say(message: str) -> None:
+    """A stage's progress message, as it is, on stderr (the `say` callback of long stages)."""
+    err.print(message, highlight=False)
+
+
+def _report_unreadable(path: str, reason: str) -> None:
+    """One "cannot read" line on stderr for an image file that could not be decoded."""
+    # ImageError messages already start with the file name; do not print it twice.
+    # shown(): a name is user text, never rich markup, and stays on one line.
+    line = reason if reason.startswith(f"{path}: ") else f"{path}: {reason}"
+    err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
+
+
+def _existing_dir(path: Path, what: str) -> Path:
+    """`path` if it is a folder, else fail: "<what> <path> does not exist" / "is not a folder"."""
+    if not path.exists():
+        fail(f"{what} {path} does not exist")
+    if not path.is_dir():
+        fail(f"{what} {path} is not a folder")
+    return path
+
+
+def _open_run(artifacts_dir: Path, run: str) -> Run:
+    """The complete run `run` (id, folder or "latest") in `artifacts_dir`; else fail in one line."""
+    from pipeline.artifacts import ArtifactError, open_run, resolve_run
+
+    try:
+        return open_run(resolve_run(artifacts_dir, run))
+    except ArtifactError as exc:
+        fail(str(exc))
+
+
+# The registry (pipeline.models.MODEL_NAMES) imports Keras, so its names are spelled out here.
+MODEL_HELP = ("custom_cnn, mobilenetv2, efficientnetb0, or all (= "
+              + " + ".join(DEFAULT_MODELS) + ")")
+
+
+def _split_models(text: str) -> list[str]:
+    """A comma-separated --model value -> its names, stripped, empty entries dropped."""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def _model_list(model: str, known: Sequence[str] | None = None,
+                everything: Sequence[str] = DEFAULT_MODELS, *, what: str = "model",
+                hint: str = f"choose from {MODEL_HELP}") -> list[str]:
+    """A --model value ("all" or a comma list) -> model names, each checked against `known`.
+
+    "all" means `everything` (default: the default pair). `known` defaults to every registry
+    model. An unknown or empty list fails with "unknown <what> <names>; <hint>".
+    """
+    if model == "all":
+        return list(everything)
+    if known is None:
+        from pipeline.models import MODEL_NAMES
+
+        known = MODEL_NAMES
+    names = _split_models(model)
+    bad = [m for m in names if m not in known]
+    if bad or not names:
+        fail(f"unknown {what} {', '.join(bad) or model!r}; {hint}")
+    return names
+
+
+def _target_index(target: str | None, class_names: list[str]) -> int | None:
+    """A --target given as a class name or index -> index (None = each image's prediction)."""
+    if target is None:
+        return None
+    if target in class_names:
+        return class_names.index(target)
+    if target.isdigit() and int(target) < len(class_names):
+        return int(target)
+    fail(f"unknown --target {target!r}; choose a class name ({', '.join(class_names)}) "
+         f"or an index 0..{len(class_names) - 1}")

@@ -1,0 +1,117 @@
+"""Dataset commands: `audit` (counts, unreadable files, duplicates, leakage) and `synth`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from pipeline.cli.common import _existing_dir, err, fail, print_json, progress_bar, shown
+
+
+def audit(
+    data_dir: Path = typer.Argument(..., help="Dataset folder (Kaggle, Nickparvar, flat, yes/no)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Count images; find unreadable files, exact/near duplicates, leakage, label conflicts."""
+    from pipeline.data import DatasetError, discover
+    from pipeline.data import audit as run_audit
+
+    _existing_dir(data_dir, "data folder")
+    try:
+        ds = discover(data_dir)
+        with progress_bar(enabled=err.is_terminal) as update:
+            report = run_audit(ds, progress=update)
+    except DatasetError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(report)
+    else:
+        _print_audit(report)
+
+
+def _print_audit(r: dict) -> None:
+    """The audit report as tables: images per split and class, sizes, unreadable files (first
+    20), duplicate and leakage counts with a few examples."""
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    out.print(f"[bold]{shown(r['root'])}[/]: layout {r['layout']}, {r['n_images']} images, "
+              f"classes {', '.join(r['classes'])}")
+    counts = Table(title="Images per split and class")
+    counts.add_column("split")
+    for c in r["classes"]:
+        counts.add_column(c, justify="right")
+    counts.add_column("total", justify="right")
+    for split, row in r["counts"].items():
+        counts.add_row(split, *(str(row.get(c, 0)) for c in r["classes"]), str(sum(row.values())))
+    out.print(counts)
+    sizes = ", ".join(f"{s['size']} ({s['count']})" for s in r["sizes"][:5])
+    out.print(f"sizes: {r['n_distinct_sizes']} distinct; most common {sizes}")
+    out.print("modes: " + ", ".join(f"{m} ({n})" for m, n in r["modes"].items()))
+    bad = r["unreadable"]
+    out.print(f"unreadable: {len(bad)}" + ("" if bad else " ✓"))
+    for rel in bad[:20]:
+        reason = _reason_without_name(rel, r["unreadable_reasons"][rel])
+        out.print(f"  [red]✗[/] {shown(rel)}: {shown(reason)}", soft_wrap=True)
+    if len(bad) > 20:
+        out.print(f"  … and {len(bad) - 20} more (see --json)")
+    dup = Table(title="Duplicates")
+    dup.add_column("check")
+    dup.add_column("found", justify="right")
+    dup.add_row("exact duplicate groups (same bytes)", str(r["exact_duplicate_groups"]))
+    dup.add_row("  of which span Training/Testing", str(r["cross_split_duplicate_groups"]))
+    dup.add_row("test images with an exact copy in training", str(r["cross_split_duplicates"]))
+    dup.add_row("exact groups spanning classes (label conflicts)",
+                str(r["cross_class_duplicates"]))
+    dup.add_row("near-duplicate groups", str(r["near_duplicate_groups"]))
+    dup.add_row("test images with an exact or near copy in training",
+                str(r["cross_split_near_duplicates"]))
+    dup.add_row("near-duplicate groups spanning classes",
+                str(r["cross_class_near_duplicate_groups"]))
+    dup.add_row("largest duplicate group", str(r["largest_duplicate_group"]))
+    out.print(dup)
+    out.print(f"near duplicates: {r['near_duplicate_method']}")
+    for kind in ("cross_split", "cross_class"):
+        for group in r["examples"][kind][:3]:
+            out.print(f"  e.g. {kind.replace('_', '-')}: " + " = ".join(map(shown, group[:4])))
+    out.print(f"done in {r['seconds']} s")
+
+
+def _reason_without_name(rel: str, reason: str) -> str:
+    """An unreadable file's reason without its leading "<file name>: ".
+
+    Reasons start with the bare file name; the audit prints the relative path instead, which
+    tells same-named files apart.
+    """
+    name = rel.rsplit("/", 1)[-1]
+    return reason[len(name) + 2:] if reason.startswith(f"{name}: ") else reason
+
+
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to create (Training/, Testing/, masks/)."),
+    per_class: int = typer.Option(..., "--per-class", help="Images per class (train + test)."),
+    size: int = typer.Option(256, "--size", help="Image side in pixels (>= 64)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed -> byte-identical images."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share put in Testing/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous synth output."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Write synthetic axial MRI phantoms (4 classes) with a ground-truth tumour mask per image."""
+    from pipeline.synth import SynthError, generate
+
+    if per_class < 1:
+        fail(f"--per-class must be >= 1, got {per_class}")
+    if size < 64:
+        fail(f"--size must be >= 64, got {size}")
+    try:
+        with progress_bar(enabled=not quiet) as update:
+            summary = generate(out_dir, per_class, size=size, seed=seed,
+                               test_fraction=test_fraction, progress=update, overwrite=overwrite)
+    except SynthError as exc:
+        fail(str(exc))
+    n_train = sum(summary["counts"]["Training"].values())
+    n_test = sum(summary["counts"]["Testing"].values())
+    typer.echo(f"wrote {summary['n_images']} phantoms ({n_train} train, {n_test} test, "
+               f"{size}px, seed {seed}) with masks to {out_dir}")

@@ -1,0 +1,183 @@
+"""Commands that read a run: `predict`, `evaluate` (metrics, external data, cross-validation) and
+`figures`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from pipeline.cli.common import (
+    _existing_dir,
+    _open_run,
+    _report_unreadable,
+    _split_models,
+    err,
+    fail,
+    one_line,
+    print_json,
+    progress_bar,
+    say,
+)
+
+
+def predict(
+    images_: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files"),
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Predict each image with every model of a run. Unusable files: one line each, exit 1."""
+    from pipeline.artifacts import ArtifactError
+    from pipeline.predict import Predictor, predict_files
+
+    run = _open_run(artifacts_dir, run_)
+    try:
+        predictor = Predictor(run)
+    except ArtifactError as exc:
+        fail(str(exc))
+    results, failures = predict_files(predictor, images_)
+    for path, reason in failures:
+        _report_unreadable(path, reason)
+    if as_json:
+        print_json({"run": predictor.run.run_id, "results": results,
+                    "errors": [{"path": p, "error": r} for p, r in failures]})
+    else:
+        for row in results:
+            parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})"
+                     for m, v in row["models"].items()]
+            flag = "" if row["agree"] else "  [models disagree]"
+            sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
+    if failures:
+        raise typer.Exit(1)
+
+
+def _print_eval_summary(summary: dict) -> None:
+    """evaluate's table (one row per model), accuracy CIs, the verdict, then warnings on stderr."""
+    from rich.table import Table
+
+    from pipeline.names import display_name
+
+    src = summary["source"]
+    where = "test split" if src["kind"] == "test" else f"{src['data_dir']} ({src['mode']})"
+    table = Table(title=f"run {summary['run_id']}: {summary['n']} images, {where}")
+    cols = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "macro F1",
+            "roc_auc": "AUC", "ece": "ECE", "sensitivity": "sens", "specificity": "spec"}
+    table.add_column("model")
+    for head in cols.values():
+        table.add_column(head, justify="right")
+    for m, met in summary["models"].items():
+        table.add_row(display_name(m), *["–" if met.get(c) is None else f"{met[c]:.3f}"
+                                         for c in cols])
+    Console().print(table)
+    for m, ci in summary["ci"].items():
+        if m != "difference":
+            lo, hi = ci["accuracy"]
+            sys.stdout.write(f"{display_name(m)} accuracy 95 % CI [{lo:.3f}, {hi:.3f}]\n")
+    sys.stdout.write(summary["verdict"] + "\n")
+    if src.get("n_unreadable"):
+        err.print(f"[yellow]skipped {src['n_unreadable']} unreadable image(s)[/]")
+    overlap = src.get("overlap_with_training") or {}
+    if overlap.get("n_exact"):
+        err.print(f"[yellow]warning:[/] {overlap['n_exact']} of these images are exact copies of "
+                  "the run's training/validation images; their scores are not independent")
+    if src.get("skipped_classes"):
+        err.print(f"[yellow]skipped classes the run does not know:[/] {src['skipped_classes']}")
+
+
+def _print_cv_summary(result: dict) -> None:
+    """evaluate --folds: mean ± std per model and metric, the pooled verdict, where files are."""
+    from rich.table import Table
+
+    from pipeline.names import display_name
+
+    table = Table(title=f"{result['folds']}-fold cross-validation of run {result['run_id']} "
+                        f"({result['n_images']} images)")
+    cols = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "macro F1",
+            "roc_auc": "AUC", "ece": "ECE"}
+    table.add_column("model (mean ± std)")
+    for head in cols.values():
+        table.add_column(head, justify="right")
+    for m, stats_ in result["summary"].items():
+        cells = ["–" if stats_[c]["mean"] is None else
+                 f"{stats_[c]['mean']:.3f} ± {stats_[c]['std']:.3f}" for c in cols]
+        table.add_row(display_name(m), *cells)
+    Console().print(table)
+    if result["pooled_out_of_fold"].get("verdict"):
+        sys.stdout.write("pooled out-of-fold: " + result["pooled_out_of_fold"]["verdict"] + "\n")
+    sys.stdout.write(f"per-fold runs and cv.json in {result['out_dir']}\n")
+
+
+def evaluate(
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    data: Path = typer.Option(None, "--data", help="evaluate on this folder (any layout) "
+                              "instead of the run's test split"),
+    name: str = typer.Option(None, "--name", help="name of an external evaluation (default: "
+                             "the folder's name); files go to <run>/<model>/external/NAME/"),
+    data_root: Path = typer.Option(None, "--data-root",
+                                   help="where the run's own dataset is now, if it moved"),
+    folds: int = typer.Option(None, "--folds", help="K-fold cross-validation: retrain every "
+                              "model of the run K times with its config on its dataset"),
+    cv_model: str = typer.Option(None, "--model", help="with --folds: only these models "
+                                 "(comma-separated; default: all of the run's)"),
+    n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples for the CIs"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Metrics, calibration, curves and a paired model comparison for a run (no retraining)."""
+    from pipeline.artifacts import ArtifactError, resolve_run
+    from pipeline.data import DatasetError
+    from pipeline.evaluate import EvaluationError, cross_validate, evaluate_run
+
+    _check_evaluate_options(n_boot, data, data_root, folds, name, cv_model)
+    try:
+        run_dir = resolve_run(artifacts_dir, run_)
+        with progress_bar() as update:
+            if folds is not None:
+                cv_models = _split_models(cv_model) if cv_model else None
+                summary = cross_validate(run_dir, folds, data_root=data_root, progress=update,
+                                         say=say, models=cv_models)
+            else:
+                summary = evaluate_run(run_dir, data_dir=data, name=name, progress=update,
+                                       data_root=data_root, n_boot=n_boot)
+    except (EvaluationError, DatasetError, ArtifactError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(summary)
+    elif folds is not None:
+        _print_cv_summary(summary)
+    else:
+        _print_eval_summary(summary)
+
+
+def _check_evaluate_options(n_boot: int, data: Path | None, data_root: Path | None,
+                            folds: int | None, name: str | None, cv_model: str | None) -> None:
+    """Fail in one line on evaluate options out of range, missing folders or a bad combination
+    (--model without --folds; --folds with --data or --name)."""
+    if n_boot < 100:
+        fail(f"--n-boot must be at least 100, got {n_boot}")
+    if data is not None:
+        _existing_dir(data, "data folder")
+    if data_root is not None:
+        _existing_dir(data_root, "--data-root folder")
+    if cv_model is not None and folds is None:
+        fail("--model only applies to cross-validation (--folds K)")
+    if folds is not None and (folds < 2 or data is not None or name is not None):
+        fail(f"--folds must be at least 2, got {folds}" if folds < 2 else
+             "--folds cross-validates on the run's own dataset; it cannot be combined with "
+             "--data/--name (use --data-root if the dataset moved)")
+
+
+def figures(
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    out: Path = typer.Option(Path("docs/figures"), "--out", help="where the PNGs and table go"),
+) -> None:
+    """Render the README's confusion matrices, training curves and results table from a run."""
+    from pipeline.report import make_figures
+
+    run = _open_run(artifacts_dir, run_)
+    for path in make_figures(run, out):
+        sys.stdout.write(f"{path}\n")

@@ -1,0 +1,301 @@
+"""Explanation commands: `explain` (overlay PNGs + explain.json) and `explain-eval` (quality)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+
+from pipeline.cli.common import (
+    _existing_dir,
+    _model_list,
+    _open_run,
+    _report_unreadable,
+    _split_models,
+    _target_index,
+    fail,
+    one_line,
+    print_json,
+    progress_bar,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.artifacts import Run
+    from pipeline.explain import Explainer, Explanation
+
+EXPLAIN_METHODS_HELP = "gradcam | gradcam++ | scorecam | smoothgrad"
+
+
+OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
+
+
+def overlay_bases(paths: list[Path]) -> list[str]:
+    """One distinct, stable base name per input for its overlay files (same order as `paths`).
+
+    The base is the file name with its extension (scan.png and scan.jpg differ), control
+    characters replaced by "_" and cut to OVERLAY_NAME_BYTES. Inputs sharing a base (a/scan.png
+    and b/scan.png) get "-" and 8 hex digits of the SHA-1 of their absolute path, so a name does
+    not depend on argument order; the same file given twice gets "-2", "-3". Names are compared
+    case-folded because macOS and Windows folders are case-insensitive.
+    """
+    import hashlib
+    import os
+    from collections import Counter
+
+    def clean(path: Path) -> str:
+        name = "".join(ch if ch.isprintable() else "_" for ch in path.name) or "image"
+        return name.encode()[:OVERLAY_NAME_BYTES].decode(errors="ignore")
+
+    bases = [clean(p) for p in paths]
+    counts = Counter(b.casefold() for b in bases)
+    used: set[str] = set()
+    out = []
+    for path, base in zip(paths, bases, strict=True):
+        if counts[base.casefold()] > 1:
+            digest = hashlib.sha1(os.fsencode(os.path.abspath(path))).hexdigest()[:8]
+            base = f"{base}-{digest}"
+        name, k = base, 1
+        while name.casefold() in used:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name.casefold())
+        out.append(name)
+    return out
+
+
+def explain(
+    images_: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files"),
+    out: Path = typer.Option(..., "--out", help="folder for overlay PNGs and explain.json"),
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
+    method: str = typer.Option("gradcam", "--method", help=EXPLAIN_METHODS_HELP),
+    target: str = typer.Option(None, "--target", help="class name or index to explain "
+                               "(default: each model's predicted class)"),
+    layer: str = typer.Option(None, "--layer", help="conv layer (default: the run's "
+                              "gradcam_layer); one model only"),
+    alpha: float = typer.Option(0.4, "--alpha", help="heatmap opacity 0..1"),
+    outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+) -> None:
+    """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats."""
+    from pipeline.artifacts import write_json_atomic
+
+    _check_explain_options(method, alpha, outline)
+    run = _open_run(artifacts_dir, run_)
+    names = _model_list(model, run.model_names, run.model_names, what="--model",
+                        hint=f"run {run.run_id} has {', '.join(run.model_names)} (or all)")
+    if layer is not None and len(names) != 1:
+        fail("--layer names a layer of one model; pick that model with --model")
+    target_idx = _target_index(target, run.class_names)
+    decoded, failures = _read_images(images_)
+    header = {"run_id": run.run_id, "method": method, "target": target, "alpha": alpha}
+    if not decoded:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "explain.json", {**header, "images": [], "errors": failures})
+        fail(f"none of the {len(images_)} file(s) is a usable image; nothing to explain", code=1)
+    explainers = _load_explainers(run, names, layer)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = _write_overlays(run, explainers, decoded, out, method=method, target=target_idx,
+                           alpha=alpha, outline=outline)
+    write_json_atomic(out / "explain.json", {**header, "images": rows, "errors": failures})
+    _print_explained(rows, len(names), out)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _check_explain_options(method: str, alpha: float, outline: float | None) -> None:
+    """Fail in one line on an unknown --method, an --alpha outside 0..1 or a bad --outline."""
+    from pipeline.explain import METHODS
+
+    if method not in METHODS:
+        fail(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+    if not 0.0 <= alpha <= 1.0:
+        fail(f"--alpha must be between 0 and 1, got {alpha}")
+    if outline is not None and not 0 < outline <= 100:
+        fail(f"--outline must be a percentage in (0, 100], got {outline}")
+
+
+def _read_images(paths: list[Path]) -> tuple[list[tuple[Path, np.ndarray]], list[dict]]:
+    """Decode every file: ([(path, RGB image)], [{"path", "error"}] for the unusable ones).
+
+    Each unusable file is also reported on stderr, one line each.
+    """
+    from pipeline import images
+
+    decoded, failures = [], []
+    for p in paths:
+        try:
+            decoded.append((p, images.read_image(p)))
+        except images.ImageError as exc:
+            failures.append({"path": str(p), "error": str(exc)})
+            _report_unreadable(str(p), str(exc))
+    return decoded, failures
+
+
+def _load_explainers(run: Run, names: list[str], layer: str | None) -> dict[str, Explainer]:
+    """An Explainer per model of `run`, on `layer` or the model's recorded gradcam_layer."""
+    from pipeline.artifacts import ArtifactError
+    from pipeline.explain import Explainer
+
+    explainers = {}
+    for name in names:
+        try:
+            explainers[name] = Explainer(run.load_model(name),
+                                         layer or run.model_info(name).get("gradcam_layer"))
+        except (ArtifactError, ValueError) as exc:
+            fail(f"{name}: {exc}")
+    return explainers
+
+
+def _write_overlays(run: Run, explainers: dict[str, Explainer],
+                    decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str,
+                    target: int | None, alpha: float, outline: float | None) -> list[dict]:
+    """Explain every image with every model, write one overlay PNG each into `out`.
+
+    Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
+    probabilities, explained class, layer, heatmap stats and the overlay's file name.
+    """
+    import numpy as np
+
+    from pipeline.explain import render_overlay, to_png
+    from pipeline.images import prepare_image
+
+    bases = overlay_bases([p for p, _ in decoded])
+    rows = [{"path": str(p), "overlay_base": base, "models": {}}
+            for (p, _), base in zip(decoded, bases, strict=True)]
+    with progress_bar() as update:
+        for k, (name, explainer) in enumerate(explainers.items()):
+            update("explain", k, len(explainers))
+            info = run.model_info(name)
+            size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+            x = np.stack([prepare_image(img, size, crop=crop) for _, img in decoded])
+            try:
+                ex = explainer(x, method=method, target=target)
+            except ValueError as exc:
+                fail(f"{name}: {exc}")
+            for i in range(len(decoded)):
+                png = out / f"{bases[i]}.{name}.{method.replace('+', 'p')}.png"
+                png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
+                                                      outline_top_percent=outline)))
+                rows[i]["models"][name] = _overlay_entry(run.class_names, ex, i, png.name)
+        update("explain", len(explainers), len(explainers))
+    return rows
+
+
+def _overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str) -> dict:
+    """explain.json's record of image `i` of explanation `ex` (one model)."""
+    import numpy as np
+
+    from pipeline.explain import heatmap_stats
+
+    return {
+        "predicted": class_names[int(np.argmax(ex.probs[i]))],
+        "probs": {c: float(p) for c, p in zip(class_names, ex.probs[i], strict=True)},
+        "target": class_names[int(ex.targets[i])],
+        "layer": ex.layer,
+        "heatmap": heatmap_stats(ex.heatmaps[i]),
+        "overlay": overlay,
+    }
+
+
+def _print_explained(rows: list[dict], n_models: int, out: Path) -> None:
+    """One tab-separated line per image (each model's prediction and overlay), then a total."""
+    for row in rows:
+        parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f}) -> {v['overlay']}"
+                 for m, v in row["models"].items()]
+        sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
+    sys.stdout.write(f"wrote {len(rows) * n_models} overlay(s) and explain.json to "
+                     f"{one_line(out)}\n")
+
+
+def explain_eval_cmd(
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's)"),
+    masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
+                               "paths, non-zero = tumour (default: DATA/masks)"),
+    method: str = typer.Option("gradcam", "--method", help=EXPLAIN_METHODS_HELP),
+    max_images: int = typer.Option(64, "--max-images", help="test images per model"),
+    model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
+    steps: int = typer.Option(20, "--steps", help="deletion/insertion steps"),
+    baseline: str = typer.Option("blur", "--baseline", help="removed pixels become: blur | black"),
+    layer: str = typer.Option(None, "--layer", help="conv layer to explain (default: each "
+                              "model's gradcam_layer from the manifest)"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+) -> None:
+    """Measure explanation quality (localisation, faithfulness, sanity); writes
+    <run>/<model>/explanations.json."""
+    from pipeline.artifacts import ArtifactError, open_run, resolve_run
+    from pipeline.explain import explain_eval
+
+    _check_explain_eval_options(method, baseline, max_images, steps)
+    if data is not None:
+        _existing_dir(data, "data folder")
+    if masks is not None:
+        _existing_dir(masks, "masks folder")
+    try:
+        run_dir = resolve_run(artifacts_dir, run_)
+        names = None if model == "all" else _split_models(model)
+        if names:
+            run = open_run(run_dir)
+            for name in names:
+                run.model_info(name)
+        with progress_bar() as update:
+            results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
+                                   max_images=max_images, progress=update, models=names,
+                                   steps=steps, baseline=baseline, layer=layer)
+    except (ArtifactError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({m: {k: v for k, v in r.items() if k != "rows"} for m, r in results.items()})
+    else:
+        _print_explain_quality(results, method, run_dir)
+
+
+def _check_explain_eval_options(method: str, baseline: str, max_images: int, steps: int) -> None:
+    """Fail in one line on an unknown --method/--baseline or --max-images/--steps out of range."""
+    from pipeline.explain import BASELINES, METHODS
+
+    if method not in METHODS:
+        fail(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+    if baseline not in BASELINES:
+        fail(f"unknown --baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+    if max_images < 1:
+        fail(f"--max-images must be at least 1, got {max_images}")
+    if not 1 <= steps <= 200:
+        fail(f"--steps must be between 1 and 200, got {steps}")
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    """A score with `digits` decimals, or "–" when it could not be computed."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path) -> None:
+    """explain-eval's table (one row per model), then where the files were written."""
+    from rich.table import Table
+
+    table = Table(title=f"explanation quality ({method}), run {run_dir.name}")
+    for head in ("model", "n", "pointing (chance)", "energy in mask", "deletion AUC (random)",
+                 "insertion AUC (random)", "sanity ρ"):
+        table.add_column(head, justify="left" if head == "model" else "right")
+    for m, r in results.items():
+        table.add_row(
+            m, str(r["n"]),
+            f"{_fmt(r['pointing_game'], 2)} ({_fmt(r['pointing_game_chance'], 2)})",
+            _fmt(r["energy_in_mask"]),
+            f"{_fmt(r['deletion_auc'])} ({_fmt(r['deletion_auc_random'])})",
+            f"{_fmt(r['insertion_auc'])} ({_fmt(r['insertion_auc_random'])})",
+            _fmt(r["sanity_rank_correlation"], 2),
+        )
+    Console().print(table)
+    for m, r in results.items():
+        if r.get("localisation_reason"):
+            sys.stdout.write(f"{m}: no localisation scores ({r['localisation_reason']})\n")
+    sys.stdout.write(f"written: {', '.join(f'{m}/explanations.json' for m in results)} in "
+                     f"{run_dir}\n")

@@ -1,0 +1,203 @@
+"""Training commands: `train`, `run` (synthetic data -> trained, evaluated run) and `tune`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from pipeline.cli.common import (
+    MODEL_HELP,
+    _existing_dir,
+    _model_list,
+    err,
+    fail,
+    print_json,
+    progress_bar,
+    say,
+)
+from pipeline.names import DEFAULT_MODELS
+
+if TYPE_CHECKING:
+    from pipeline.config import TrainConfig
+
+
+def _build_config(profile_name: str, config: Path | None, image_size: int | None,
+                  epochs: int | None, weights: str | None, official_test: bool | None,
+                  models: list[str]) -> TrainConfig:
+    """The profile, then the --config file, then the command's options (None = not given).
+
+    --image-size and --epochs apply to every model in `models` (a model the profile lacks gets
+    the default ModelConfig first). Bad values fail in one line.
+    """
+    from pipeline.config import load_config, profile
+
+    try:
+        cfg = profile(profile_name)
+        if config is not None:
+            cfg = load_config(config, base=cfg)
+    except ValueError as exc:
+        fail(str(exc))
+    for name in models:
+        mc = cfg.models.setdefault(name, type(next(iter(cfg.models.values())))())
+        if image_size is not None:
+            if image_size < 32:
+                fail(f"--image-size must be at least 32, got {image_size}")
+            mc.image_size = image_size
+        if epochs is not None:
+            if epochs < 1:
+                fail(f"--epochs must be at least 1, got {epochs}")
+            mc.epochs = epochs
+    if weights is not None:
+        cfg.weights = weights
+    if official_test is not None:
+        cfg.official_test = official_test
+    return cfg
+
+
+def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: list[str],
+                        resume: str | None, evaluate: bool) -> Path:
+    """`train_run` with a progress bar (expected errors fail in one line), then, if `evaluate`,
+    the evaluation of the new run. Returns the run folder."""
+    from pipeline.artifacts import ArtifactError
+    from pipeline.data import DatasetError
+    from pipeline.models import WeightsError
+    from pipeline.train import train_run
+
+    with progress_bar() as update:
+        try:
+            run_dir = train_run(cfg, data, out, models, resume=resume, progress=update, say=say)
+        except (DatasetError, WeightsError, ArtifactError, ValueError) as exc:
+            fail(str(exc))
+    err.print(f"[green]run complete:[/] {run_dir}")
+    if evaluate:
+        _evaluate_after_training(run_dir)
+    return run_dir
+
+
+def _evaluate_after_training(run_dir: Path) -> None:
+    """Evaluate a just-trained run; a failure is reported on stderr, the run stays complete."""
+    try:
+        from pipeline.evaluate import evaluate_run
+    except ImportError:  # evaluation module not available in this build
+        return
+    with progress_bar() as update:
+        try:
+            evaluate_run(run_dir, progress=update)
+        except Exception as exc:  # the run is complete and kept; report and go on
+            err.print(f"[yellow]evaluation failed:[/] {type(exc).__name__}: {exc}")
+            return
+    err.print(f"[green]evaluation written to[/] {run_dir}")
+
+
+def train(
+    data: Path = typer.Option(None, "--data", help="dataset folder (any supported layout)"),
+    model: str = typer.Option("all", "--model", help=MODEL_HELP),
+    out: Path = typer.Option(Path("artifacts"), "--out", help="artifacts folder"),
+    profile_name: str = typer.Option("full", "--profile", help="smoke | quick | full"),
+    image_size: int = typer.Option(None, "--image-size", help="input side in pixels"),
+    epochs: int = typer.Option(None, "--epochs", help="max epochs (head phase for transfer)"),
+    weights: str = typer.Option(None, "--weights", help="auto | imagenet | none | PATH"),
+    official_test: bool = typer.Option(None, "--official-test/--split-test",
+                                       help="use the dataset's Testing/ folder as test split"),
+    resume: str = typer.Option(None, "--resume", help="continue an interrupted run by id"),
+    config: Path = typer.Option(None, "--config", help="JSON config overriding the profile"),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate at the end"),
+) -> None:
+    """Train models and write a self-describing run folder (evaluated at the end)."""
+    models = _model_list(model)
+    if resume is None:
+        if data is None:
+            fail("--data is required (or --resume RUN_ID)")
+        _existing_dir(data, "data folder")
+    cfg = _build_config(profile_name, config, image_size, epochs, weights, official_test, models)
+    _train_and_evaluate(cfg, data, out, models, resume, evaluate)
+
+
+def run(
+    data: Path = typer.Option(None, "--data", help="dataset folder; default: synthetic phantoms"),
+    out: Path = typer.Option(Path("artifacts"), "--out", help="artifacts folder"),
+    profile_name: str = typer.Option("quick", "--profile", help="smoke | quick | full"),
+    synth_dir: Path = typer.Option(Path("data/synthetic"), "--synth-dir",
+                                   help="where the synthetic default dataset is generated"),
+    per_class: int = typer.Option(150, "--per-class", help="synthetic images per class"),
+    weights: str = typer.Option(None, "--weights", help="auto | imagenet | none | PATH"),
+) -> None:
+    """Synthesise data when none is given, train both models, evaluate: make demo's first half."""
+    models = list(DEFAULT_MODELS)
+    if data is None:
+        data = _synthetic_data(synth_dir, per_class)
+    _existing_dir(data, "data folder")
+    cfg = _build_config(profile_name, None, None, None, weights, None, models)
+    run_dir = _train_and_evaluate(cfg, data, out, models, None, True)
+    _explain_quality_after_run(run_dir)
+
+
+def _synthetic_data(synth_dir: Path, per_class: int) -> Path:
+    """`synth_dir`, holding the synthetic phantoms (seed 0): generated unless already complete."""
+    from pipeline.synth import generate
+
+    if not (synth_dir / "synth.json").is_file():
+        err.print(f"generating synthetic phantoms in {synth_dir} ...")
+        with progress_bar() as update:
+            try:
+                generate(synth_dir, per_class=per_class, seed=0, progress=update)
+            except ValueError as exc:
+                fail(str(exc))
+    return synth_dir
+
+
+def _explain_quality_after_run(run_dir: Path) -> None:
+    """explain-eval on 32 test images of a new run; a failure is reported, the run stays."""
+    try:
+        from pipeline.explain import explain_eval
+    except ImportError:
+        return
+    with progress_bar() as update:
+        try:
+            # 32 test images keep the demo's first start short; explain-eval can redo it.
+            explain_eval(run_dir, max_images=32, progress=update)
+        except Exception as exc:  # explanations are extra; the run stays complete
+            err.print(f"[yellow]explanation quality not computed:[/] {exc}")
+
+
+def tune(
+    data: Path = typer.Option(..., "--data", help="dataset folder (any supported layout)"),
+    model: str = typer.Option(..., "--model", help="custom_cnn, mobilenetv2 or efficientnetb0"),
+    budget: int = typer.Option(8, "--budget", help="number of trials (configurations trained)"),
+    out: Path = typer.Option(Path("artifacts"), "--out",
+                             help="artifacts folder; results go to OUT/tune/MODEL-TIMESTAMP/"),
+    profile_name: str = typer.Option("quick", "--profile",
+                                     help="smoke | quick | full: epochs, image size, data cap"),
+    config: Path = typer.Option(None, "--config", help="JSON config overriding the profile"),
+    epochs: int = typer.Option(None, "--epochs", help="max epochs per trial (head phase)"),
+    weights: str = typer.Option(None, "--weights", help="auto | imagenet | none | PATH"),
+    algorithm: str = typer.Option("random", "--algorithm", help="random | bayesian (KerasTuner)"),
+    seed: int = typer.Option(None, "--seed", help="search seed (default: the config's seed)"),
+    as_json: bool = typer.Option(False, "--json", help="print results.json"),
+) -> None:
+    """Bounded hyper-parameter search, selected on validation accuracy (never the test split)."""
+    from pipeline.data import DatasetError
+    from pipeline.models import MODEL_NAMES, WeightsError
+    from pipeline.tune import TuneError, results_markdown
+    from pipeline.tune import tune as run_tune
+
+    _existing_dir(data, "data folder")
+    if model not in MODEL_NAMES:
+        fail(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if budget < 1:
+        fail(f"--budget must be at least 1 trial, got {budget}")
+    cfg = _build_config(profile_name, config, None, epochs, weights, None, [model])
+    try:
+        with progress_bar() as update:
+            result = run_tune(data, model, budget, out, cfg=cfg, algorithm=algorithm, seed=seed,
+                              progress=update, say=say)
+    except (TuneError, DatasetError, WeightsError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result)
+    else:
+        sys.stdout.write(results_markdown(result))
+        sys.stdout.write(f"results: {result['out_dir']}\n")
