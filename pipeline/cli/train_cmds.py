@@ -59,8 +59,8 @@ def _build_config(profile_name: str, config: Path | None, image_size: int | None
 
 def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: list[str],
                         resume: str | None, evaluate: bool) -> Path:
-    """`train_run` with a progress bar (expected errors fail in one line), then, if `evaluate`,
-    the evaluation of the new run. Returns the run folder."""
+    """`train_run` with a progress bar (expected errors fail in one line); with `evaluate`, the
+    test split is evaluated inside the run before it becomes final. Returns the run folder."""
     from pipeline.artifacts import ArtifactError
     from pipeline.data import DatasetError
     from pipeline.models import WeightsError
@@ -68,28 +68,13 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
 
     with progress_bar() as update:
         try:
-            run_dir = train_run(cfg, data, out, models, resume=resume, progress=update, say=say)
+            run_dir = train_run(cfg, data, out, models, resume=resume, progress=update, say=say,
+                                evaluate=evaluate)
         except (DatasetError, WeightsError, ArtifactError, ValueError) as exc:
             fail(str(exc))
-    err.print(f"[green]run complete:[/] {run_dir}")
-    if evaluate:
-        _evaluate_after_training(run_dir)
+    evaluated = evaluate and (run_dir / "comparison.json").is_file()
+    err.print(f"[green]run complete{' and evaluated' if evaluated else ''}:[/] {run_dir}")
     return run_dir
-
-
-def _evaluate_after_training(run_dir: Path) -> None:
-    """Evaluate a just-trained run; a failure is reported on stderr, the run stays complete."""
-    try:
-        from pipeline.evaluate import evaluate_run
-    except ImportError:  # evaluation module not available in this build
-        return
-    with progress_bar() as update:
-        try:
-            evaluate_run(run_dir, progress=update)
-        except Exception as exc:  # the run is complete and kept; report and go on
-            err.print(f"[yellow]evaluation failed:[/] {type(exc).__name__}: {exc}")
-            return
-    err.print(f"[green]evaluation written to[/] {run_dir}")
 
 
 def train(
