@@ -1,0 +1,74 @@
+"""Unwritable folders: every writing command says so in one line, before any expensive work.
+
+Root ignores file modes, so as root the commands run under `setpriv` with the permission
+override capabilities dropped (as the issue's attack did); otherwise plain chmod is enough.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DROP = "-dac_override,-dac_read_search"
+
+pytestmark = pytest.mark.slow  # uses the trained smoke run
+
+
+def _unprivileged(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: file modes cannot be enforced")
+    return ["setpriv", f"--bounding-set={DROP}", f"--inh-caps={DROP}", *cmd]
+
+
+def _set_writable(folder: Path, writable: bool) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        mode = path.stat().st_mode
+        bits = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+        path.chmod(mode | stat.S_IWUSR if writable else mode & ~bits)
+
+
+@pytest.fixture
+def read_only_artifacts(smoke_run: Path, tmp_path: Path) -> Iterator[Path]:
+    adir = tmp_path / "artifacts"
+    shutil.copytree(smoke_run.parent.parent, adir, symlinks=True)
+    _set_writable(adir, False)
+    try:
+        yield adir
+    finally:
+        _set_writable(adir, True)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_unprivileged([sys.executable, "-m", "pipeline", *args]), cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "evaluate-data", "explain-eval", "train"])
+def test_read_only_folders_are_refused_in_one_line(read_only_artifacts: Path, synth_data: Path,
+                                                   command: str):
+    adir = read_only_artifacts
+    args = {
+        "evaluate": ["evaluate", "--artifacts", str(adir)],
+        "evaluate-data": ["evaluate", "--artifacts", str(adir),
+                          "--data", str(synth_data / "Testing")],
+        "explain-eval": ["explain-eval", "--artifacts", str(adir)],
+        "train": ["train", "--data", str(synth_data), "--model", "custom_cnn",
+                  "--profile", "smoke", "--out", str(adir)],
+    }[command]
+    proc = _cli(*args)
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot write to the" in lines[0], proc.stderr
+    assert str(adir) in lines[0].replace("\n", "")
+    assert not any(p.name.startswith(".tmp-") for p in (adir / "runs").iterdir())
