@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -471,8 +472,14 @@ def test_external_binary_folder_matches_tumour_view(run_copy, tmp_path) -> None:
 def test_external_folder_with_some_classes(run_copy, tmp_path) -> None:
     data = tmp_path / "two"
     pairs = _folder_from_test_split(run_copy, data, {"glioma": "glioma", "no_tumor": "no_tumor"})
+    # a folder whose name is no class (issue: it was dropped without a word)
+    (data / "glioblastoma").mkdir()
+    shutil.copy(next((data / "glioma").iterdir()), data / "glioblastoma" / "x.png")
     summary = ev.evaluate_run(run_copy, data_dir=data, name="two", n_boot=200)
     assert summary["n"] == len(pairs)
+    assert summary["source"]["ignored_folders"] == ["glioblastoma"]
+    comp = json.loads((run_copy / "external" / "two" / "comparison.json").read_text())
+    assert comp["source"]["ignored_folders"] == ["glioblastoma"]
     met = json.loads((run_copy / "custom_cnn" / "external" / "two" / "metrics.json").read_text())
     assert met["labels_evaluated"] == ["glioma", "no_tumor"]
     cm = json.loads((run_copy / "custom_cnn" / "external" / "two" / "confusion_matrix.json")

@@ -20,6 +20,7 @@ from pipeline.cli.common import (
     print_json,
     progress_bar,
     say,
+    shown,
 )
 
 
@@ -84,7 +85,11 @@ def _print_eval_summary(summary: dict) -> None:
         err.print(f"[yellow]warning:[/] {overlap['n_exact']} of these images are exact copies of "
                   "the run's training/validation images; their scores are not independent")
     if src.get("skipped_classes"):
-        err.print(f"[yellow]skipped classes the run does not know:[/] {src['skipped_classes']}")
+        err.print(f"[yellow]skipped classes the run does not know:[/] "
+                  f"{shown(src['skipped_classes'])}", highlight=False)
+    if src.get("ignored_folders"):
+        err.print("[yellow]ignored folders (no known class name):[/] "
+                  + ", ".join(shown(f) for f in src["ignored_folders"]), highlight=False)
 
 
 def _print_cv_summary(result: dict) -> None:

@@ -44,22 +44,23 @@ class LabelPlan:
 
 def map_external_labels(folder_labels: Sequence[str], run_classes: Sequence[str]) -> LabelPlan:
     """Decide how images labelled `folder_labels` are scored by a run with `run_classes`."""
-    folder, run = set(folder_labels), list(run_classes)
+    # sorted: the mapping's key order is part of the JSON written, so it must not vary by run
+    folder, run = sorted(set(folder_labels)), list(run_classes)
     if not folder:
         raise EvaluationError("the data folder has no labelled images")
-    if "tumor" in folder and folder <= set(BINARY_CLASSES) and "tumor" not in run:
+    if "tumor" in folder and set(folder) <= set(BINARY_CLASSES) and "tumor" not in run:
         if NO_TUMOR not in run:
             raise EvaluationError(
                 f"a yes/no folder needs a run that knows {NO_TUMOR!r}; this run's classes are "
                 f"{run}")
         return LabelPlan("binary", list(BINARY_CLASSES), {c: c for c in folder}, collapse=True)
-    if sorted(run) == BINARY_CLASSES and folder - set(BINARY_CLASSES):
+    if sorted(run) == BINARY_CLASSES and set(folder) - set(BINARY_CLASSES):
         mapping = {c: (NO_TUMOR if c == NO_TUMOR else "tumor") for c in folder}
         return LabelPlan("tumour-types-as-tumor", run, mapping, collapse=False)
     mapping = {c: c for c in folder if c in run}
     if not mapping:
         raise EvaluationError(
-            f"the data folder's classes {sorted(folder)} do not overlap the run's classes {run}")
+            f"the data folder's classes {folder} do not overlap the run's classes {run}")
     return LabelPlan("direct", run, mapping, collapse=False)
 
 

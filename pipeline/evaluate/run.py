@@ -152,7 +152,9 @@ def _external_target(run: Any, data_dir: str | Path, name: str | None) -> _Targe
     source = {"kind": "external", "name": name, "data_dir": str(ds.root),
               "layout": ds.layout, "folder_classes": ds.classes, "mode": plan.mode,
               "label_mapping": plan.mapping, "skipped_classes": {
-                  c: sum(1 for r in ds.records if r.label == c) for c in skipped}}
+                  c: sum(1 for r in ds.records if r.label == c) for c in skipped},
+              # folders whose names map to no class at all (`glioblastoma/`): said, not dropped
+              "ignored_folders": list(ds.ignored)}
     source["overlap_with_training"] = training_overlap(run, records)
     return _Target(records, plan, source,
                    {m: run.path / m / "external" / name for m in run.model_names},
