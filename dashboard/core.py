@@ -159,15 +159,6 @@ def prepare_batch(predictor: Any, model: str, images: Sequence[np.ndarray]) -> n
     return np.stack([predictor.prepare(model, im) for im in images])
 
 
-def target_index(target: str | None, class_names: Sequence[str]) -> int | None:
-    """Class index for a target choice; None means each image's predicted class."""
-    if target is None:
-        return None
-    if target not in class_names:
-        raise ValueError(f"target class {target!r} is not one of {list(class_names)}")
-    return list(class_names).index(target)
-
-
 # --------------------------------------------------------------------------- predictions.csv
 
 

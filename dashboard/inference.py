@@ -16,6 +16,7 @@ import numpy as np
 
 from dashboard import core, state
 from pipeline.artifacts import Run
+from pipeline.names import class_index
 
 
 @dataclass
@@ -64,7 +65,7 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
     good = [u for u in uploads if u.ok]
     store = state.result_store()
     run_key = state.run_key(run)
-    target = core.target_index(settings.target, run.class_names)
+    target = class_index(settings.target, run.class_names)
     start = time.perf_counter()
     per_model: dict[str, list[ImageResult]] = {}
     errors: dict[str, str] = {}

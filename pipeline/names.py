@@ -4,7 +4,7 @@ image file extensions. Pure Python, so the dashboard and the metrics import it w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 # Registry name -> the name people read (tables, captions, the dashboard).
 DISPLAY_NAMES: dict[str, str] = {
@@ -24,6 +24,20 @@ Progress = Callable[[str, int, int], None]
 
 def no_progress(desc: str, done: int, total: int) -> None:
     """The `Progress` that reports nothing."""
+
+
+def class_index(choice: str | None, class_names: Sequence[str]) -> int | None:
+    """The class a user asked to explain, by name or index; None means each image's own
+    prediction. ValueError (one line, listing the choices) for anything else."""
+    if choice is None:
+        return None
+    names = list(class_names)
+    if choice in names:
+        return names.index(choice)
+    if choice.isdigit() and int(choice) < len(names):
+        return int(choice)
+    raise ValueError(f"unknown class {choice!r}; choose a class name ({', '.join(names)}) "
+                     f"or an index 0..{len(names) - 1}")
 
 
 def display_name(model: str) -> str:

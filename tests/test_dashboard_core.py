@@ -104,11 +104,15 @@ def test_csv_download_and_predictions_csv_neutralise_formula_file_names():
     assert core.parse_predictions(text, CLASSES, "x")["path"].tolist() == names
 
 
-def test_target_index():
-    assert core.target_index(None, CLASSES) is None
-    assert core.target_index("no_tumor", CLASSES) == 2
-    with pytest.raises(ValueError, match="'cat'"):
-        core.target_index("cat", CLASSES)
+def test_class_index_by_name_or_index():
+    from pipeline.names import class_index
+
+    assert class_index(None, CLASSES) is None
+    assert class_index("no_tumor", CLASSES) == 2
+    assert class_index("3", CLASSES) == 3
+    for bad in ("cat", "4", "-1"):
+        with pytest.raises(ValueError, match=f"unknown class '{bad}'; choose a class name"):
+            class_index(bad, CLASSES)
 
 
 MANIFEST = {

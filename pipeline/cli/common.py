@@ -144,11 +144,9 @@ def _model_list(model: str, known: Sequence[str] | None = None,
 
 def _target_index(target: str | None, class_names: list[str]) -> int | None:
     """A --target given as a class name or index -> index (None = each image's prediction)."""
-    if target is None:
-        return None
-    if target in class_names:
-        return class_names.index(target)
-    if target.isdigit() and int(target) < len(class_names):
-        return int(target)
-    fail(f"unknown --target {target!r}; choose a class name ({', '.join(class_names)}) "
-         f"or an index 0..{len(class_names) - 1}")
+    from pipeline.names import class_index
+
+    try:
+        return class_index(target, class_names)
+    except ValueError as exc:  # same message, named after the option the user typed
+        fail(str(exc).replace("unknown class", "unknown --target", 1))
