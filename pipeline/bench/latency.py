@@ -58,7 +58,7 @@ def explain_latency(model: Any, x: np.ndarray, layer: str | None, repeats: int
     request, the floor (forward + backward to the layer) and the bare forward pass, in ms."""
     import tensorflow as tf
 
-    from pipeline.explain import METHODS, Explainer
+    from pipeline.explain import METHODS, REGISTRY, Explainer
 
     explainer = Explainer(model, layer)
     layer = explainer.layer
@@ -76,7 +76,7 @@ def explain_latency(model: Any, x: np.ndarray, layer: str | None, repeats: int
     slow_repeats = max(2, repeats // 4)  # Score-CAM / SmoothGrad cost 10-30 passes each
     for method in METHODS:
         if method != "gradcam":
-            n = slow_repeats if method in ("scorecam", "smoothgrad") else max(3, repeats // 2)
+            n = slow_repeats if REGISTRY[method].cost == "slow" else max(3, repeats // 2)
             methods[method] = time_calls(lambda m=method: explainer(xn, method=m), n)
     target = int(np.argmax(explainer.predict(xn)[0]))
     per_request = time_calls(_tf_keras_vis_per_request(model, layer, xn, target),

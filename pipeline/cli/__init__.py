@@ -14,11 +14,11 @@ from pipeline.cli.bench_cmd import bench
 from pipeline.cli.common import app, err, fail, one_line, print_json, progress_bar, shown
 from pipeline.cli.data_cmds import audit, synth
 from pipeline.cli.eval_cmds import evaluate, figures, predict
-from pipeline.cli.explain_cmds import OVERLAY_NAME_BYTES, explain, explain_eval_cmd, overlay_bases
+from pipeline.cli.explain_cmds import explain, explain_eval_cmd
 from pipeline.cli.train_cmds import run, train, tune
 
 __all__ = [
-    "OVERLAY_NAME_BYTES", "app", "err", "fail", "main", "one_line", "overlay_bases", "print_json",
+    "app", "err", "fail", "main", "one_line", "print_json",
     "progress_bar", "shown",
 ]
 

@@ -16,66 +16,45 @@ Pure functions and small callable objects only (no Streamlit); the dashboard and
 
 Models take raw RGB pixels 0-255 (preprocessing is inside the model), so every image here is
 (H, W, 3) in 0-255 at the model's input size. Everything public is importable from
-`pipeline.explain` directly.
+`pipeline.explain` directly; each name is loaded from its module on first use (PEP 562), so
+`pipeline.explain.METHODS` and the labels cost no TensorFlow import: the CLI builds its help
+and the dashboard its method list from the registry without loading a model.
 """
 
-from pipeline.explain.explainer import Explainer, Explanation
-from pipeline.explain.layers import conv_layers, default_layer
-from pipeline.explain.masks import find_mask, head_box, prepare_mask
-from pipeline.explain.methods import (
-    LAYER_METHODS,
-    METHOD_LABELS,
-    METHODS,
-    REGISTRY,
-    Method,
-    get_method,
-)
-from pipeline.explain.metrics import (
-    BASELINES,
-    baseline_image,
-    deletion_insertion,
-    energy_in_mask,
-    pointing_game,
-    random_heatmap,
-    randomize_model,
-    spearman,
-)
-from pipeline.explain.quality import explain_eval, explain_model
-from pipeline.explain.render import (
-    heatmap_stats,
-    heatmap_to_rgb,
-    render_overlay,
-    to_png,
-    top_region,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BASELINES",
-    "LAYER_METHODS",
-    "METHOD_LABELS",
-    "METHODS",
-    "REGISTRY",
-    "Explainer",
-    "Explanation",
-    "Method",
-    "baseline_image",
-    "conv_layers",
-    "default_layer",
-    "deletion_insertion",
-    "energy_in_mask",
-    "explain_eval",
-    "explain_model",
-    "find_mask",
-    "get_method",
-    "head_box",
-    "heatmap_stats",
-    "heatmap_to_rgb",
-    "pointing_game",
-    "prepare_mask",
-    "random_heatmap",
-    "randomize_model",
-    "render_overlay",
-    "spearman",
-    "to_png",
-    "top_region",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "Explainer": "explainer", "Explanation": "explainer",
+    "conv_layers": "layers", "default_layer": "layers",
+    "find_mask": "masks", "head_box": "masks", "prepare_mask": "masks",
+    "LAYER_METHODS": "methods", "METHOD_LABELS": "methods", "METHODS": "methods",
+    "REGISTRY": "methods", "Method": "methods", "get_method": "methods",
+    "BASELINES": "metrics", "baseline_image": "metrics", "deletion_insertion": "metrics",
+    "energy_in_mask": "metrics", "pointing_game": "metrics", "random_heatmap": "metrics",
+    "randomize_model": "metrics", "spearman": "metrics",
+    "explain_eval": "quality", "explain_model": "quality",
+    "heatmap_stats": "render", "heatmap_to_rgb": "render", "render_overlay": "render",
+    "to_png": "render", "top_region": "render",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ loads on demand
+    from pipeline.explain.explainer import Explainer, Explanation  # noqa: F401
+    from pipeline.explain.methods import METHOD_LABELS, METHODS, REGISTRY  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline.explain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pipeline.explain.{module}"), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

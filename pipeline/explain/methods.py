@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 if TYPE_CHECKING:
+    import keras
+
     from pipeline.explain.explainer import Explainer
 
 # (heatmaps (N, H, W) float32 in [0, 1], probs (N, C), explained class per image (N,))
@@ -52,6 +52,8 @@ class Method:
 
 
 def _minmax_per_sample(cam: Any) -> Any:
+    import tensorflow as tf
+
     # divide_no_nan rather than "+ epsilon": an untrained model's CAM can span 1e-6, and a fixed
     # epsilon would squash it towards 0 instead of stretching it to [0, 1]; flat maps become 0.
     lo = tf.reduce_min(cam, axis=(1, 2), keepdims=True)
@@ -62,6 +64,8 @@ def _minmax_per_sample(cam: Any) -> Any:
 def _gradcam_graph(grad_model: keras.Model, input_hw: tuple[int | None, int | None]) -> Any:
     """Compiled (x, targets) -> (cam, probs, explained class) over a model whose outputs are
     (feature map, logits, probs); traced before it is returned."""
+    import tensorflow as tf
+
     h, w = input_hw
     spec_x = tf.TensorSpec((None, h, w, 3), tf.float32)
     spec_t = tf.TensorSpec((None,), tf.int32)
@@ -107,6 +111,8 @@ class GradCam(Method):
     def __call__(
         self, explainer: Explainer, x: np.ndarray, targets: np.ndarray, layer: str | None
     ) -> Result:
+        import tensorflow as tf
+
         assert layer is not None  # needs_layer: the Explainer always passes one
         cam, probs, chosen = self.graph(explainer, layer)(tf.constant(x), tf.constant(targets))
         return cam.numpy().astype(np.float32), probs.numpy(), chosen.numpy()
@@ -131,6 +137,8 @@ class _VisMethod(Method):
     def __call__(
         self, explainer: Explainer, x: np.ndarray, targets: np.ndarray, layer: str | None
     ) -> Result:
+        import tensorflow as tf
+
         logits, probs = explainer.scores_and_probs(x)
         chosen = np.where(targets < 0, logits.argmax(axis=1), targets).astype(np.int32)
         # `build` imports tf-keras-vis lazily: it pulls in scipy.ndimage and friends.
@@ -153,6 +161,8 @@ class _VisMethod(Method):
 
 def _class_score(onehot: Any) -> Any:
     """tf-keras-vis score function: each image's score for its own class."""
+    import tensorflow as tf
+
     return lambda out: tf.reduce_sum(out * onehot, axis=-1)
 
 
@@ -171,6 +181,8 @@ class GradCamPlusPlus(_VisMethod):
 
     def run(self, vis: Any, explainer: Explainer, x: np.ndarray, onehot: Any,
             layer: str | None) -> Any:
+        import tensorflow as tf
+
         class_score = _class_score(onehot)
 
         # Grad-CAM++ multiplies by exp(score); subtracting the (constant) top score keeps
@@ -220,6 +232,8 @@ class _CompiledModel:
         self._forward = forward
 
     def __call__(self, inputs: Any, training: bool = False) -> Any:
+        import tensorflow as tf
+
         x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         return self._forward(tf.cast(x, tf.float32))[0]
 

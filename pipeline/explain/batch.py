@@ -1,0 +1,96 @@
+"""Explaining a batch of files: overlay PNGs with stable, distinct names and explain.json rows.
+
+The `explain` command's work, apart from parsing and printing (pipeline/cli/explain_cmds.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import Run
+from pipeline.explain.explainer import Explainer, Explanation
+from pipeline.explain.render import heatmap_stats, render_overlay, to_png
+from pipeline.images import prepare_image
+from pipeline.names import Progress, no_progress
+
+OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
+
+
+def overlay_bases(paths: list[Path]) -> list[str]:
+    """One distinct, stable base name per input for its overlay files (same order as `paths`).
+
+    The base is the file name with its extension (scan.png and scan.jpg differ), control
+    characters replaced by "_" and cut to OVERLAY_NAME_BYTES. Inputs sharing a base (a/scan.png
+    and b/scan.png) get "-" and 8 hex digits of the SHA-1 of their absolute path, so a name does
+    not depend on argument order; the same file given twice gets "-2", "-3". Names are compared
+    case-folded because macOS and Windows folders are case-insensitive.
+    """
+    def clean(path: Path) -> str:
+        name = "".join(ch if ch.isprintable() else "_" for ch in path.name) or "image"
+        return name.encode()[:OVERLAY_NAME_BYTES].decode(errors="ignore")
+
+    bases = [clean(p) for p in paths]
+    counts = Counter(b.casefold() for b in bases)
+    used: set[str] = set()
+    out = []
+    for path, base in zip(paths, bases, strict=True):
+        if counts[base.casefold()] > 1:
+            digest = hashlib.sha1(os.fsencode(os.path.abspath(path))).hexdigest()[:8]
+            base = f"{base}-{digest}"
+        name, k = base, 1
+        while name.casefold() in used:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name.casefold())
+        out.append(name)
+    return out
+
+
+def write_overlays(run: Run, explainers: dict[str, Explainer],
+                   decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str,
+                   target: int | None, alpha: float, outline: float | None,
+                   progress: Progress = no_progress) -> list[dict[str, Any]]:
+    """Explain every image with every model, write one overlay PNG each into `out`.
+
+    Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
+    probabilities, explained class, layer, heatmap stats and the overlay's file name.
+    ValueError names the model whose explanation failed.
+    """
+    bases = overlay_bases([p for p, _ in decoded])
+    rows: list[dict[str, Any]] = [{"path": str(p), "overlay_base": base, "models": {}}
+                                  for (p, _), base in zip(decoded, bases, strict=True)]
+    for k, (name, explainer) in enumerate(explainers.items()):
+        progress("explain", k, len(explainers))
+        info = run.model_info(name)
+        size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+        x = np.stack([prepare_image(img, size, crop=crop) for _, img in decoded])
+        try:
+            ex = explainer(x, method=method, target=target)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
+        for i in range(len(decoded)):
+            png = out / f"{bases[i]}.{name}.{method.replace('+', 'p')}.png"
+            png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
+                                                  outline_top_percent=outline)))
+            rows[i]["models"][name] = overlay_entry(run.class_names, ex, i, png.name)
+    progress("explain", len(explainers), len(explainers))
+    return rows
+
+
+def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str
+                  ) -> dict[str, Any]:
+    """explain.json's record of image `i` of explanation `ex` (one model)."""
+    return {
+        "predicted": class_names[int(np.argmax(ex.probs[i]))],
+        "probs": {c: float(p) for c, p in zip(class_names, ex.probs[i], strict=True)},
+        "target": class_names[int(ex.targets[i])],
+        "layer": ex.layer,
+        "heatmap": heatmap_stats(ex.heatmaps[i]),
+        "overlay": overlay,
+    }
