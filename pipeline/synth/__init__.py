@@ -23,14 +23,11 @@ machine; OpenCV's SIMD resize may differ in the last bit across CPUs).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +35,17 @@ import cv2
 import numpy as np
 
 from pipeline.names import Progress
+from pipeline.synth.anatomy import (
+    Contrast,
+    Head,
+    draw_anatomy,
+    grid,
+    lerp,
+    make_contrast,
+    make_head,
+    ramp,
+    smooth_noise,
+)
 
 GENERATOR = "brain-mri-xai synth"
 VERSION = "1.0"
@@ -56,45 +64,6 @@ class SynthError(ValueError):
 # ----------------------------------------------------------------------------- small helpers
 
 
-@lru_cache(maxsize=8)
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (y, x) as float32, cached: every image of one size shares them."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    yy.setflags(write=False)
-    xx.setflags(write=False)
-    return yy, xx
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
-    """Smooth random field of `shape` with blobs about `cell` pixels wide, mean 0 and std 1.
-
-    Upsampling a small random grid is far cheaper than filtering full-size white noise and gives
-    the same kind of band-limited field. Bicubic up to a third of the cell, then bilinear: the
-    linear kinks are a few pixels apart and invisible, and the two steps are ~3x faster than
-    one large bicubic zoom. Callers give cells relative to the image size, so a 128 px and a
-    256 px phantom look alike.
-    """
-    h, w = shape
-    cell = max(float(cell), 1.5)
-    small = rng.standard_normal((math.ceil(h / cell) + 1, math.ceil(w / cell) + 1),
-                                dtype=np.float32)
-    step = int(min(4, max(1, cell // 3)))
-    field = cv2.resize(small, (math.ceil(w / step), math.ceil(h / step)),
-                       interpolation=cv2.INTER_CUBIC)
-    if step > 1:
-        field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
-    return (field - field.mean()) / (field.std() + 1e-6)
-
-
-def _ramp(d: np.ndarray, width: float) -> np.ndarray:
-    """Soft inside-indicator of a signed distance `d` (pixels, > 0 inside): anti-aliased edges."""
-    return np.clip(0.5 + d / max(width, 1e-3), 0.0, 1.0)
-
-
-def _lerp(base: np.ndarray, value: np.ndarray | float, alpha: np.ndarray) -> np.ndarray:
-    return base + (value - base) * alpha
-
-
 def _fourier_outline(rng: np.random.Generator, theta: np.ndarray, amp: float,
                      kmin: int, kmax: int) -> np.ndarray:
     """Relative radius perturbation sum_k a_k cos(k*theta + phi_k): a random closed outline."""
@@ -105,215 +74,25 @@ def _fourier_outline(rng: np.random.Generator, theta: np.ndarray, amp: float,
     return out
 
 
-# ----------------------------------------------------------------------------- head anatomy
-
-
-@dataclass
-class _Head:
-    """Geometry of one head, in a frame rotated with the head (u: left-right, v: top-bottom).
-
-    The arrays may cover the whole image or a window of it (see `window`); the scalars always
-    describe the whole head.
-    """
-
-    u: np.ndarray  # pixels from the head centre along its left-right axis
-    v: np.ndarray  # pixels from the head centre along its front-back axis (down = +)
-    rho: np.ndarray  # normalised elliptic radius (1 = outer scalp edge)
-    cx: float  # head centre in image pixels
-    cy: float
-    angle: float  # rotation of the head frame (radians)
-    a: float  # outer half-width (pixels)
-    b: float  # outer half-height (pixels)
-    scalp_rho: float  # rho of the scalp's inner edge (outer skull table)
-    bone_rho: float  # rho of the skull's inner edge
-    brain_rho: float  # rho of the brain surface
-    scale: float  # pixels per unit rho, for converting rho distances to pixels
-
-    @property
-    def brain_a(self) -> float:
-        return self.a * self.brain_rho
-
-    @property
-    def brain_b(self) -> float:
-        return self.b * self.brain_rho
-
-    def brain_depth(self) -> np.ndarray:
-        """Approximate distance (pixels) inside the brain surface; negative outside."""
-        return (self.brain_rho - self.rho) * self.scale
-
-    def window(self, cu: float, cv: float, extent: float) -> tuple[tuple[slice, slice], _Head]:
-        """The square of half-side `extent` around head point (cu, cv): image slices and a view.
-
-        Tumours are drawn only there; that is most of the speed-up over full-image maths.
-        """
-        ca, sa = math.cos(self.angle), math.sin(self.angle)
-        x = self.cx + cu * ca - cv * sa
-        y = self.cy + cu * sa + cv * ca
-        h, w = self.u.shape
-        y0, y1 = max(0, int(y - extent)), min(h, int(math.ceil(y + extent)) + 1)
-        x0, x1 = max(0, int(x - extent)), min(w, int(math.ceil(x + extent)) + 1)
-        sl = (slice(y0, y1), slice(x0, x1))
-        return sl, dataclasses.replace(self, u=self.u[sl], v=self.v[sl], rho=self.rho[sl])
-
-
-def _make_head(rng: np.random.Generator, size: int) -> _Head:
-    yy, xx = _grid(size)
-    s = float(size)
-    cx = s / 2 + rng.uniform(-0.04, 0.04) * s
-    cy = s / 2 + rng.uniform(-0.04, 0.04) * s
-    b = rng.uniform(0.40, 0.46) * s
-    a = b * rng.uniform(0.76, 0.90)
-    ang = math.radians(rng.uniform(-12, 12))
-    dx, dy = xx - cx, yy - cy
-    u = dx * math.cos(ang) + dy * math.sin(ang)
-    v = -dx * math.sin(ang) + dy * math.cos(ang)
-    # Egg shape: one end a little narrower than the other, as a real skull is.
-    egg = rng.uniform(-0.10, 0.10)
-    a_eff = a * (1.0 + egg * np.clip(v / b, -1.0, 1.0))
-    # A faint coarse field keeps the outline from being a perfect ellipse.
-    wobble = 1.0 + 0.008 * _smooth_noise(rng, (size, size), s / 4)
-    rho = np.sqrt((u / a_eff) ** 2 + (v / b) ** 2) * wobble
-    scale = (a + b) / 2
-    scalp = rng.uniform(0.015, 0.032) * s
-    bone = rng.uniform(0.012, 0.030) * s
-    csf = rng.uniform(0.004, 0.010) * s
-    return _Head(u=u, v=v, rho=rho.astype(np.float32), cx=cx, cy=cy, angle=ang, a=a, b=b,
-                 scalp_rho=1.0 - scalp / scale, bone_rho=1.0 - (scalp + bone) / scale,
-                 brain_rho=1.0 - (scalp + bone + csf) / scale, scale=scale)
-
-
-@dataclass
-class _Contrast:
-    """Tissue intensities (0..1) for one image: T1-like (dark CSF) or T2-like (bright CSF)."""
-
-    kind: str
-    wm: float
-    gm: float
-    csf: float
-    scalp: float
-    bone: float
-
-    @property
-    def bright(self) -> float:
-        """The brighter normal parenchyma (white matter on T1, grey matter on T2)."""
-        return max(self.wm, self.gm)
-
-    @property
-    def dark(self) -> float:
-        """The darker normal parenchyma."""
-        return min(self.wm, self.gm)
-
-
-def _make_contrast(rng: np.random.Generator) -> _Contrast:
-    if rng.random() < 0.7:
-        return _Contrast("t1", wm=rng.uniform(0.50, 0.58), gm=rng.uniform(0.39, 0.46),
-                         csf=rng.uniform(0.08, 0.16), scalp=rng.uniform(0.75, 0.92),
-                         bone=rng.uniform(0.04, 0.10))
-    return _Contrast("t2", wm=rng.uniform(0.30, 0.38), gm=rng.uniform(0.44, 0.52),
-                     csf=rng.uniform(0.80, 0.92), scalp=rng.uniform(0.50, 0.70),
-                     bone=rng.uniform(0.03, 0.08))
-
-
-def _draw_anatomy(rng: np.random.Generator, head: _Head, c: _Contrast, size: int) -> np.ndarray:
-    """Head without tumour: scalp, skull, CSF rim, parenchyma, sulci, ventricles, midline."""
-    rho, u, v = head.rho, head.u, head.v
-    px = head.scale
-    s = float(size)
-    full = (size, size)
-    img = np.zeros(full, np.float32)
-    tex = _smooth_noise(rng, full, s / 25)
-    img = _lerp(img, c.scalp * (1 + 0.06 * tex), _ramp((1.0 - rho) * px, 1.2))
-    img = _lerp(img, c.bone * (1 + 0.3 * np.abs(tex)), _ramp((head.scalp_rho - rho) * px, 1.0))
-    img = _lerp(img, c.csf, _ramp((head.bone_rho - rho) * px, 1.0))
-
-    # Parenchyma: white matter inside a ribbon of cortex. Noise on the boundary at the scale of
-    # a gyrus (about 1/18 of the head) gives the folded look; a coarser field varies its depth.
-    rel = rho / head.brain_rho
-    folds = _smooth_noise(rng, full, s / rng.uniform(14, 20))
-    coarse = _smooth_noise(rng, full, s / 5)
-    fine = _smooth_noise(rng, full, s / 50)
-    wm_edge = rng.uniform(0.83, 0.90) - rel + 0.055 * folds + 0.03 * coarse
-    wm_frac = _ramp(wm_edge * px, 2.5 * s / 256)
-    tissue = c.gm + (c.wm - c.gm) * wm_frac
-    tissue = tissue * (1 + rng.uniform(0.015, 0.035) * fine + 0.02 * coarse)
-    # Sulci: zero crossings of a smooth field are winding lines; keep them in the cortex ribbon
-    # and make them run into the grey matter between white-matter fingers.
-    sulcal = _smooth_noise(rng, full, s / rng.uniform(16, 24))
-    in_cortex = np.clip((rel - 0.70) / 0.12, 0, 1) * (1 - wm_frac)
-    sulci = np.exp(-((sulcal / rng.uniform(0.12, 0.22)) ** 2)) * in_cortex
-    tissue = _lerp(tissue, c.csf, sulci * rng.uniform(0.45, 0.8))
-
-    # Deep grey nuclei either side of the ventricles. Structures smaller than the head are
-    # drawn in a window around them only: full-image maths for a small blob wastes most of the
-    # time of this function.
-    for side in (-1.0, 1.0):
-        nu = side * head.brain_a * rng.uniform(0.28, 0.36)
-        nv = head.brain_b * rng.uniform(-0.05, 0.12)
-        ra = head.brain_a * rng.uniform(0.10, 0.14)
-        rb = head.brain_b * rng.uniform(0.14, 0.20)
-        sl, w = head.window(nu, nv, 1.1 * max(ra, rb) + 2)
-        r = ((w.u - nu) / ra) ** 2 + ((w.v - nv) / rb) ** 2
-        tissue[sl] = _lerp(tissue[sl], c.gm, _ramp((1.0 - r) * 6.0, 2.0) * 0.7)
-
-    # Lateral ventricles: two banana-shaped cavities bowing outwards, size varies (atrophy).
-    vw = head.brain_a * rng.uniform(0.05, 0.12)
-    vh = head.brain_b * rng.uniform(0.22, 0.34)
-    vgap = head.brain_a * rng.uniform(0.03, 0.07)
-    vv = head.brain_b * rng.uniform(-0.15, 0.05)
-    bow = rng.uniform(0.4, 1.4)
-    # The cavity needs |t| < 1.2 and |u| < vgap + 4.7 vw even with the boundary noise.
-    sl, w = head.window(0.0, vv, math.hypot(vgap + 4.8 * vw, 1.25 * vh) + 3)
-    vnoise = np.clip(_smooth_noise(rng, w.u.shape, s / 20), -3, 3)
-    t = (w.v - vv) / vh
-    # Narrower towards the back; clipped so the far ends of the frame never divide by ~0.
-    taper = vw * np.clip(1.0 - 0.35 * t, 0.3, None)
-    centre_u = vgap + vw + bow * vw * t**2
-    part = tissue[sl]
-    for side in (-1.0, 1.0):
-        r = ((side * w.u - centre_u) / taper) ** 2 + t**2
-        cavity = _ramp((1.0 - r + 0.12 * vnoise) * vw, 1.0)
-        part = _lerp(part, c.csf, cavity)
-        if rng.random() < 0.4:  # choroid plexus: small bright dot in the trigone (all classes)
-            r2 = ((side * w.u - centre_u) ** 2 + (w.v - vv - 0.6 * vh) ** 2) / (0.35 * vw) ** 2
-            part = _lerp(part, c.bright + 0.2, _ramp((1.0 - r2) * 2.0, 1.0) * 0.8)
-    tissue[sl] = part
-
-    # Interhemispheric fissure: a thin CSF line on the midline, front and back of the ventricles.
-    away = np.clip((np.abs(v - vv) - vh * 1.05) / (0.1 * head.brain_b), 0, 1)
-    fissure = np.exp(-((u / (rng.uniform(0.8, 1.6) * max(1.0, s / 256))) ** 2)) * away
-    tissue = _lerp(tissue, c.csf, fissure * 0.85)
-
-    # Small vessels: a few bright dots anywhere in the brain, in every class.
-    for _ in range(rng.integers(0, 4)):
-        pu = rng.uniform(-0.7, 0.7) * head.brain_a
-        pv = rng.uniform(-0.7, 0.7) * head.brain_b
-        rr = rng.uniform(0.8, 1.8) * max(1.0, s / 256)
-        sl, w = head.window(pu, pv, rr + 3)
-        d = rr - np.sqrt((w.u - pu) ** 2 + (w.v - pv) ** 2)
-        tissue[sl] = _lerp(tissue[sl], c.bright + 0.25, _ramp(d, 1.0) * 0.7)
-
-    return _lerp(img, tissue, _ramp(head.brain_depth(), 1.2))
-
-
 # ----------------------------------------------------------------------------- tumours
 
 # A tumour is drawn inside a window of the image: (slices, alpha, intensity) with alpha in 0..1.
 _Drawn = tuple[tuple[slice, slice], np.ndarray, np.ndarray]
 
 
-def _polar(head: _Head, cu: float, cv: float) -> tuple[np.ndarray, np.ndarray]:
+def _polar(head: Head, cu: float, cv: float) -> tuple[np.ndarray, np.ndarray]:
     """Distance (pixels) and angle of every pixel of `head`'s arrays from head point (cu, cv)."""
     du, dv = head.u - cu, head.v - cv
     return np.sqrt(du * du + dv * dv), np.arctan2(dv, du)
 
 
-def _fits(head: _Head, cu: float, cv: float, extent: float, limit: float) -> bool:
+def _fits(head: Head, cu: float, cv: float, extent: float, limit: float) -> bool:
     """Whether a disc of `extent` pixels at (cu, cv) lies within `limit` of the brain's radius."""
     r = math.sqrt((cu / head.brain_a) ** 2 + (cv / head.brain_b) ** 2)
     return r + extent / min(head.brain_a, head.brain_b) <= limit
 
 
-def _glioma(rng: np.random.Generator, head: _Head, c: _Contrast, size: int) -> _Drawn:
+def _glioma(rng: np.random.Generator, head: Head, c: Contrast, size: int) -> _Drawn:
     """Irregular infiltrative mass in one hemisphere, heterogeneous or ring-enhancing."""
     radius = rng.uniform(0.055, 0.12) * size
     crossing = rng.random() < 0.06  # butterfly glioma through the corpus callosum: rare
@@ -332,20 +111,20 @@ def _glioma(rng: np.random.Generator, head: _Head, c: _Contrast, size: int) -> _
     shape = win.u.shape
     dist, theta = _polar(win, cu, cv)
     outline = radius * (1.0 + _fourier_outline(rng, theta, 0.22, 2, 7))
-    ragged = np.clip(_smooth_noise(rng, shape, size / 18), -3, 3) * radius * 0.04
+    ragged = np.clip(smooth_noise(rng, shape, size / 18), -3, 3) * radius * 0.04
     sd = outline - dist + ragged
     # Infiltrative: a soft, several-pixel margin (the mask is its 0.5 level).
-    alpha = _ramp(sd, rng.uniform(2.0, 4.0) * size / 256)
-    alpha = alpha * _ramp(win.brain_depth() - 1.5, 1.0)
+    alpha = ramp(sd, rng.uniform(2.0, 4.0) * size / 256)
+    alpha = alpha * ramp(win.brain_depth() - 1.5, 1.0)
 
-    het = _smooth_noise(rng, shape, size / 16)
+    het = smooth_noise(rng, shape, size / 16)
     mode = rng.choice(["ring", "hetero", "hypo"], p=[0.45, 0.35, 0.20])
     if mode == "ring":
         core_frac = rng.uniform(0.25, 0.55)
         # The necrotic core has its own, smoother outline: following the mass's lobes would
         # give it a star shape that real necrosis does not have.
         core_r = radius * core_frac * (1.0 + _fourier_outline(rng, theta, 0.12, 2, 4))
-        core = _ramp(core_r - dist + 0.08 * radius * het, 2.0 * size / 256) * alpha
+        core = ramp(core_r - dist + 0.08 * radius * het, 2.0 * size / 256) * alpha
         rim = c.bright + rng.uniform(0.20, 0.35)
         necrosis = c.csf * 0.6 + c.gm * 0.4 if c.kind == "t1" else c.csf * 0.9
         value = rim + (necrosis - rim) * core + 0.04 * het
@@ -361,7 +140,7 @@ def _glioma(rng: np.random.Generator, head: _Head, c: _Contrast, size: int) -> _
     return sl, alpha, value
 
 
-def _meningioma(rng: np.random.Generator, head: _Head, c: _Contrast, size: int) -> _Drawn:
+def _meningioma(rng: np.random.Generator, head: Head, c: Contrast, size: int) -> _Drawn:
     """Round, sharply bounded, bright homogeneous mass on a broad base at the inner skull."""
     radius = rng.uniform(0.05, 0.11) * size
     # Convexity position: any angle except the bottom sector, which belongs to the skull base.
@@ -376,13 +155,13 @@ def _meningioma(rng: np.random.Generator, head: _Head, c: _Contrast, size: int) 
     stretch = rng.uniform(0.85, 1.15)
     outline = radius * (1.0 + _fourier_outline(rng, theta, 0.03, 2, 3)) * (
         1 + (stretch - 1) * np.cos(2 * (theta - phi)))
-    alpha = _ramp(outline - dist, 1.0)
-    alpha = alpha * _ramp(win.brain_depth(), 1.0)  # flattened against the skull: dural base
-    value = c.bright + rng.uniform(0.24, 0.38) + 0.015 * _smooth_noise(rng, dist.shape, size / 12)
+    alpha = ramp(outline - dist, 1.0)
+    alpha = alpha * ramp(win.brain_depth(), 1.0)  # flattened against the skull: dural base
+    value = c.bright + rng.uniform(0.24, 0.38) + 0.015 * smooth_noise(rng, dist.shape, size / 12)
     return sl, alpha, value
 
 
-def _pituitary(rng: np.random.Generator, head: _Head, c: _Contrast, size: int) -> _Drawn:
+def _pituitary(rng: np.random.Generator, head: Head, c: Contrast, size: int) -> _Drawn:
     """Small round mass on the midline near the skull base (bottom of the head)."""
     radius = rng.uniform(0.028, 0.05) * size
     cu = rng.uniform(-0.03, 0.03) * head.brain_a
@@ -392,9 +171,9 @@ def _pituitary(rng: np.random.Generator, head: _Head, c: _Contrast, size: int) -
     sl, win = head.window(cu, cv, 1.3 * radius + 4)
     dist, theta = _polar(win, cu, cv)
     outline = radius * (1.0 + _fourier_outline(rng, theta, 0.06, 2, 3))
-    alpha = _ramp(outline - dist, 1.2)
-    alpha = alpha * _ramp(win.brain_depth() - 1.0, 1.0)
-    value = c.bright + rng.uniform(0.18, 0.32) + 0.04 * _smooth_noise(rng, dist.shape, size / 10)
+    alpha = ramp(outline - dist, 1.2)
+    alpha = alpha * ramp(win.brain_depth() - 1.0, 1.0)
+    value = c.bright + rng.uniform(0.18, 0.32) + 0.04 * smooth_noise(rng, dist.shape, size / 10)
     return sl, alpha, value
 
 
@@ -416,14 +195,14 @@ def render_phantom(label: str, size: int, rng: np.random.Generator
     # Independent streams: the same seed gives the same head and acquisition whatever the class,
     # so `no_tumor` with a tumour class's seed is that image's tumour-free counterfactual.
     anatomy, tumour, scan = rng.spawn(3)
-    head = _make_head(anatomy, size)
-    contrast = _make_contrast(anatomy)
-    img = _draw_anatomy(anatomy, head, contrast, size)
+    head = make_head(anatomy, size)
+    contrast = make_contrast(anatomy)
+    img = draw_anatomy(anatomy, head, contrast, size)
     mask = np.zeros((size, size), np.uint8)
     untouched = np.ones((size, size), bool)  # pixels the tumour did not tint at all
     if label in _TUMOURS:
         sl, alpha, value = _TUMOURS[label](tumour, head, contrast, size)
-        img[sl] = _lerp(img[sl], value, alpha)
+        img[sl] = lerp(img[sl], value, alpha)
         mask[sl][alpha >= 0.5] = 255
         untouched[sl] = alpha <= 0
         if not mask.any():  # cannot happen with the size ranges above; guard the contract anyway
@@ -431,9 +210,9 @@ def render_phantom(label: str, size: int, rng: np.random.Generator
 
     # Acquisition: blur (point-spread), multiplicative bias field, Rician noise, contrast curve.
     img = cv2.GaussianBlur(img, (0, 0), scan.uniform(0.4, 0.8) * max(1.0, size / 256))
-    yy, xx = _grid(size)
+    yy, xx = grid(size)
     grad = scan.uniform(-1, 1) * (xx / size - 0.5) + scan.uniform(-1, 1) * (yy / size - 0.5)
-    bias = np.exp(scan.uniform(0.05, 0.25) * _smooth_noise(scan, (size, size), size / 3)
+    bias = np.exp(scan.uniform(0.05, 0.25) * smooth_noise(scan, (size, size), size / 3)
                   + scan.uniform(0.0, 0.3) * grad)
     img = img * bias
     sigma = scan.uniform(0.008, 0.035)
