@@ -2,14 +2,8 @@
 
 Each image is drawn from scratch with numpy/OpenCV: a head ellipse with scalp, skull and CSF
 rings, a parenchyma with grey/white-matter texture, sulci, ventricles and a midline fissure, then
-(for tumour classes) one mass whose appearance and location follow the class:
-
-- glioma: irregular (noise-modulated outline), heterogeneous or ring-enhancing with a necrotic
-  core, inside one hemisphere (rarely crossing the midline);
-- meningioma: round, sharply bounded, bright and homogeneous, on a broad base against the inner
-  skull;
-- pituitary: small, round, at the midline near the bottom of the head (skull base);
-- no_tumor: none.
+(for tumour classes) one mass whose appearance and location follow the class (glioma,
+meningioma, pituitary; none for no_tumor).
 
 Nuisance factors (head size/shape/pose, skull thickness, texture, ventricles, contrast type,
 noise, bias field, gamma) are drawn per image independently of the class, so a classifier that
@@ -19,167 +13,16 @@ thresholded at 0.5), so explanation maps can be scored against it.
 Every image has its own generator seeded by (seed, class, index): the output does not depend on
 thread scheduling or on `test_fraction`, and the same seed gives byte-identical PNGs (on one
 machine; OpenCV's SIMD resize may differ in the last bit across CPUs).
+
+Modules: `anatomy` (noise helpers, head model, contrast, tumour-free anatomy), `tumours` (the
+three tumour drawers and `render_phantom`), `dataset` (argument checks, output folder, README,
+`generate`). This package re-exports their public API: `from pipeline.synth import X`.
 """
 
-from __future__ import annotations
-
-import json
-import os
-import shutil
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
-from typing import Any
-
-import cv2
-import numpy as np
-
-from pipeline.names import Progress
+from pipeline.synth.dataset import GENERATOR, MAX_SIZE, MIN_SIZE, SPLITS, VERSION, generate
 from pipeline.synth.tumours import CLASSES, SynthError, render_phantom
 
-GENERATOR = "brain-mri-xai synth"
-VERSION = "1.0"
-SPLITS: tuple[str, ...] = ("Training", "Testing")
-MIN_SIZE = 64
-MAX_SIZE = 2048
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
-
-
-# ----------------------------------------------------------------------------- dataset
-
-
-def _check_args(per_class: int, size: int, seed: int, test_fraction: float) -> None:
-    if int(per_class) != per_class or per_class < 1:
-        raise SynthError(f"per_class must be an integer >= 1, got {per_class!r}")
-    if int(size) != size or not MIN_SIZE <= size <= MAX_SIZE:
-        raise SynthError(f"size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}")
-    if int(seed) != seed or seed < 0:
-        raise SynthError(f"seed must be an integer >= 0, got {seed!r}")
-    if not 0.0 <= test_fraction < 1.0:
-        raise SynthError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
-
-
-def _is_synth_output(out: Path) -> bool:
-    try:
-        meta = json.loads((out / "synth.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("generator") == GENERATOR
-
-
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise SynthError(f"output path {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not _is_synth_output(out):
-            raise SynthError(f"refusing to write into {out}: the folder is not empty and is not "
-                             "a previous synth output (no synth.json from this generator)")
-        if not overwrite:
-            raise SynthError(f"{out} already holds synthetic phantoms; pass overwrite=True "
-                             "(--overwrite) to replace them")
-        # Remove only what a previous synth run writes; anything else the user put there stays.
-        for name in (*SPLITS, "masks"):
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-        for name in ("README.txt", "synth.json"):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def _n_test(per_class: int, test_fraction: float) -> int:
-    n = int(round(per_class * test_fraction))
-    if test_fraction > 0 and per_class >= 2:
-        n = min(max(n, 1), per_class - 1)  # both splits non-empty whenever that is possible
-    return n
-
-
-def _readme(params: dict[str, Any]) -> str:
-    return (
-        "SYNTHETIC MRI PHANTOMS - NOT REAL PATIENT DATA\n"
-        "\n"
-        "Every image in this folder was drawn by a program (pipeline/synth.py of brain-mri-xai).\n"
-        "They imitate axial brain MRI slices for teaching, testing and explanation benchmarks;\n"
-        "they are not medical images and say nothing about real tumours. Research and teaching\n"
-        "only, not for diagnosis.\n"
-        "\n"
-        f"generator: {params['generator']} version {params['version']}\n"
-        f"seed: {params['seed']}   size: {params['size']} px   per class: {params['per_class']}"
-        f"   test fraction: {params['test_fraction']}\n"
-        "\n"
-        "Layout: Training/<class>/ and Testing/<class>/ hold grayscale PNGs; masks/ mirrors that\n"
-        "tree with one binary mask per image (255 = tumour pixel, 0 = not; all zero for\n"
-        "no_tumor). synth.json lists all parameters. Regenerate with:\n"
-        f"  python -m pipeline synth OUT_DIR --per-class {params['per_class']} "
-        f"--size {params['size']} --seed {params['seed']} "
-        f"--test-fraction {params['test_fraction']}\n"
-    )
-
-
-def generate(out_dir: str | Path, per_class: int, size: int = 256, seed: int = 0,
-             test_fraction: float = 0.2, progress: Progress | None = None,
-             overwrite: bool = False, workers: int | None = None) -> dict[str, Any]:
-    """Write `per_class` phantoms per class (Kaggle-style layout) plus masks, README and params.
-
-    Images of class c go to `Training/c/` or `Testing/c/` (the last round(per_class *
-    test_fraction) indices are test); the mask of `X/c/name.png` is `masks/X/c/name.png`.
-    Returns a summary: parameters, counts per split and class, and the written paths.
-    Raises SynthError on bad arguments or when `out_dir` must not be written into.
-    """
-    _check_args(per_class, size, seed, test_fraction)
-    per_class, size, seed = int(per_class), int(size), int(seed)
-    out = Path(out_dir)
-    _prepare_out_dir(out, overwrite)
-
-    n_test = _n_test(per_class, test_fraction)
-    width = max(4, len(str(per_class - 1)))
-    jobs: list[tuple[int, int, Path, Path]] = []
-    counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
-    for ci, label in enumerate(CLASSES):
-        for split in SPLITS:
-            (out / split / label).mkdir(parents=True, exist_ok=True)
-            (out / "masks" / split / label).mkdir(parents=True, exist_ok=True)
-            counts[split][label] = 0
-        for i in range(per_class):
-            split = "Testing" if i >= per_class - n_test else "Training"
-            name = f"{label}_{i:0{width}d}.png"
-            jobs.append((ci, i, out / split / label / name, out / "masks" / split / label / name))
-            counts[split][label] += 1
-
-    params: dict[str, Any] = {
-        "generator": GENERATOR, "version": VERSION, "seed": seed, "size": size,
-        "per_class": per_class, "test_fraction": test_fraction, "classes": list(CLASSES),
-        "image_format": "png, 8-bit grayscale", "mask_format": "png, uint8 0/255",
-        "rng": "default_rng((seed, class_index, image_index)).spawn(3): anatomy, tumour, scan",
-        "counts": counts, "complete": False,
-    }
-    # Written first (complete=false) so an interrupted run is still recognised and replaceable.
-    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n")
-
-    def work(job: tuple[int, int, Path, Path]) -> None:
-        ci, i, img_path, mask_path = job
-        rng = np.random.default_rng((seed, ci, i))
-        image, mask = render_phantom(CLASSES[ci], size, rng)
-        for path, arr in ((img_path, image), (mask_path, mask)):
-            if not cv2.imwrite(str(path), arr, _PNG_PARAMS):
-                raise SynthError(f"could not write {path}")
-
-    total = len(jobs)
-    if progress:
-        progress("synth phantoms", 0, total)
-    n_workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        futures = [pool.submit(work, job) for job in jobs]
-        for done, fut in enumerate(as_completed(futures), start=1):
-            fut.result()
-            if progress:
-                progress("synth phantoms", done, total)
-
-    params["complete"] = True
-    (out / "README.txt").write_text(_readme(params))
-    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n")
-    return {
-        **{k: params[k] for k in ("generator", "version", "seed", "size", "per_class",
-                                  "test_fraction", "classes", "counts")},
-        "n_images": total,
-        "paths": {"root": str(out), "masks": str(out / "masks"),
-                  "readme": str(out / "README.txt"), "params": str(out / "synth.json")},
-    }
+__all__ = [
+    "CLASSES", "GENERATOR", "MAX_SIZE", "MIN_SIZE", "SPLITS", "VERSION",
+    "SynthError", "generate", "render_phantom",
+]
