@@ -179,19 +179,36 @@ def make_contrast(rng: np.random.Generator) -> Contrast:
 
 def draw_anatomy(rng: np.random.Generator, head: Head, c: Contrast, size: int) -> np.ndarray:
     """Head without tumour: scalp, skull, CSF rim, parenchyma, sulci, ventricles, midline."""
-    rho, u, v = head.rho, head.u, head.v
-    px = head.scale
+    # Each step draws from `rng` in turn: reordering the steps would change every image.
+    img = _draw_coverings(rng, head, c, size)
+    tissue = _draw_parenchyma(rng, head, c, size)
+    _draw_nuclei(rng, head, c, tissue)
+    vv, vh = _draw_ventricles(rng, head, c, tissue, size)
+    tissue = _draw_fissure(rng, head, c, tissue, size, vv, vh)
+    _draw_vessels(rng, head, c, tissue, size)
+    return lerp(img, tissue, ramp(head.brain_depth(), 1.2))
+
+
+def _draw_coverings(rng: np.random.Generator, head: Head, c: Contrast, size: int) -> np.ndarray:
+    """Scalp, skull and CSF rim, outside in; the brain is blended over them at the end."""
+    rho, px = head.rho, head.scale
     s = float(size)
     full = (size, size)
     img = np.zeros(full, np.float32)
     tex = smooth_noise(rng, full, s / 25)
     img = lerp(img, c.scalp * (1 + 0.06 * tex), ramp((1.0 - rho) * px, 1.2))
     img = lerp(img, c.bone * (1 + 0.3 * np.abs(tex)), ramp((head.scalp_rho - rho) * px, 1.0))
-    img = lerp(img, c.csf, ramp((head.bone_rho - rho) * px, 1.0))
+    return lerp(img, c.csf, ramp((head.bone_rho - rho) * px, 1.0))
 
-    # Parenchyma: white matter inside a ribbon of cortex. Noise on the boundary at the scale of
-    # a gyrus (about 1/18 of the head) gives the folded look; a coarser field varies its depth.
-    rel = rho / head.brain_rho
+
+def _draw_parenchyma(rng: np.random.Generator, head: Head, c: Contrast, size: int) -> np.ndarray:
+    """Grey and white matter with sulci, over the whole image (`draw_anatomy` masks it)."""
+    px = head.scale
+    s = float(size)
+    full = (size, size)
+    # White matter inside a ribbon of cortex. Noise on the boundary at the scale of a gyrus
+    # (about 1/18 of the head) gives the folded look; a coarser field varies its depth.
+    rel = head.rho / head.brain_rho
     folds = smooth_noise(rng, full, s / rng.uniform(14, 20))
     coarse = smooth_noise(rng, full, s / 5)
     fine = smooth_noise(rng, full, s / 50)
@@ -204,11 +221,13 @@ def draw_anatomy(rng: np.random.Generator, head: Head, c: Contrast, size: int) -
     sulcal = smooth_noise(rng, full, s / rng.uniform(16, 24))
     in_cortex = np.clip((rel - 0.70) / 0.12, 0, 1) * (1 - wm_frac)
     sulci = np.exp(-((sulcal / rng.uniform(0.12, 0.22)) ** 2)) * in_cortex
-    tissue = lerp(tissue, c.csf, sulci * rng.uniform(0.45, 0.8))
+    return lerp(tissue, c.csf, sulci * rng.uniform(0.45, 0.8))
 
-    # Deep grey nuclei either side of the ventricles. Structures smaller than the head are
-    # drawn in a window around them only: full-image maths for a small blob wastes most of the
-    # time of this function.
+
+def _draw_nuclei(rng: np.random.Generator, head: Head, c: Contrast, tissue: np.ndarray) -> None:
+    """Deep grey nuclei either side of the ventricles, drawn into `tissue` in place."""
+    # Structures smaller than the head are drawn in a window around them only: full-image maths
+    # for a small blob would waste most of the time of `draw_anatomy`.
     for side in (-1.0, 1.0):
         nu = side * head.brain_a * rng.uniform(0.28, 0.36)
         nv = head.brain_b * rng.uniform(-0.05, 0.12)
@@ -218,7 +237,14 @@ def draw_anatomy(rng: np.random.Generator, head: Head, c: Contrast, size: int) -
         r = ((w.u - nu) / ra) ** 2 + ((w.v - nv) / rb) ** 2
         tissue[sl] = lerp(tissue[sl], c.gm, ramp((1.0 - r) * 6.0, 2.0) * 0.7)
 
-    # Lateral ventricles: two banana-shaped cavities bowing outwards, size varies (atrophy).
+
+def _draw_ventricles(rng: np.random.Generator, head: Head, c: Contrast, tissue: np.ndarray,
+                     size: int) -> tuple[float, float]:
+    """Lateral ventricles, drawn into `tissue` in place: two banana-shaped cavities bowing outwards.
+
+    Their size varies (atrophy). Returns (centre, half-length) along the head's v axis, which
+    the midline fissure must avoid.
+    """
     vw = head.brain_a * rng.uniform(0.05, 0.12)
     vh = head.brain_b * rng.uniform(0.22, 0.34)
     vgap = head.brain_a * rng.uniform(0.03, 0.07)
@@ -226,7 +252,7 @@ def draw_anatomy(rng: np.random.Generator, head: Head, c: Contrast, size: int) -
     bow = rng.uniform(0.4, 1.4)
     # The cavity needs |t| < 1.2 and |u| < vgap + 4.7 vw even with the boundary noise.
     sl, w = head.window(0.0, vv, math.hypot(vgap + 4.8 * vw, 1.25 * vh) + 3)
-    vnoise = np.clip(smooth_noise(rng, w.u.shape, s / 20), -3, 3)
+    vnoise = np.clip(smooth_noise(rng, w.u.shape, float(size) / 20), -3, 3)
     t = (w.v - vv) / vh
     # Narrower towards the back; clipped so the far ends of the frame never divide by ~0.
     taper = vw * np.clip(1.0 - 0.35 * t, 0.3, None)
@@ -240,13 +266,28 @@ def draw_anatomy(rng: np.random.Generator, head: Head, c: Contrast, size: int) -
             r2 = ((side * w.u - centre_u) ** 2 + (w.v - vv - 0.6 * vh) ** 2) / (0.35 * vw) ** 2
             part = lerp(part, c.bright + 0.2, ramp((1.0 - r2) * 2.0, 1.0) * 0.8)
     tissue[sl] = part
+    return vv, vh
 
-    # Interhemispheric fissure: a thin CSF line on the midline, front and back of the ventricles.
-    away = np.clip((np.abs(v - vv) - vh * 1.05) / (0.1 * head.brain_b), 0, 1)
-    fissure = np.exp(-((u / (rng.uniform(0.8, 1.6) * max(1.0, s / 256))) ** 2)) * away
-    tissue = lerp(tissue, c.csf, fissure * 0.85)
 
-    # Small vessels: a few bright dots anywhere in the brain, in every class.
+def _draw_fissure(rng: np.random.Generator, head: Head, c: Contrast, tissue: np.ndarray,
+                  size: int, vv: float, vh: float) -> np.ndarray:
+    """Interhemispheric fissure: a thin CSF line on the midline, front and back of the ventricles.
+
+    `vv` and `vh` are the ventricles' centre and half-length along v (`_draw_ventricles`).
+    """
+    s = float(size)
+    away = np.clip((np.abs(head.v - vv) - vh * 1.05) / (0.1 * head.brain_b), 0, 1)
+    fissure = np.exp(-((head.u / (rng.uniform(0.8, 1.6) * max(1.0, s / 256))) ** 2)) * away
+    return lerp(tissue, c.csf, fissure * 0.85)
+
+
+def _draw_vessels(rng: np.random.Generator, head: Head, c: Contrast, tissue: np.ndarray,
+                  size: int) -> None:
+    """Small vessels, drawn into `tissue` in place: a few bright dots anywhere in the brain.
+
+    Every class has them, so a bright dot is no evidence of a tumour.
+    """
+    s = float(size)
     for _ in range(rng.integers(0, 4)):
         pu = rng.uniform(-0.7, 0.7) * head.brain_a
         pv = rng.uniform(-0.7, 0.7) * head.brain_b
@@ -254,5 +295,3 @@ def draw_anatomy(rng: np.random.Generator, head: Head, c: Contrast, size: int) -
         sl, w = head.window(pu, pv, rr + 3)
         d = rr - np.sqrt((w.u - pu) ** 2 + (w.v - pv) ** 2)
         tissue[sl] = lerp(tissue[sl], c.bright + 0.25, ramp(d, 1.0) * 0.7)
-
-    return lerp(img, tissue, ramp(head.brain_depth(), 1.2))
