@@ -31,6 +31,7 @@ _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
 def _check_args(per_class: int, size: int, seed: int, test_fraction: float) -> None:
+    """Raise SynthError unless every argument is in range (integral floats such as 12.0 pass)."""
     if int(per_class) != per_class or per_class < 1:
         raise SynthError(f"per_class must be an integer >= 1, got {per_class!r}")
     if int(size) != size or not MIN_SIZE <= size <= MAX_SIZE:
@@ -42,6 +43,7 @@ def _check_args(per_class: int, size: int, seed: int, test_fraction: float) -> N
 
 
 def _is_synth_output(out: Path) -> bool:
+    """Whether `out` holds a synth.json from this generator (complete or interrupted)."""
     try:
         meta = json.loads((out / "synth.json").read_text())
     except (OSError, ValueError):
@@ -50,6 +52,10 @@ def _is_synth_output(out: Path) -> bool:
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Create `out`; a previous synth output there is replaced only with `overwrite`.
+
+    Only the files synth writes are removed; any other non-empty folder is refused.
+    """
     if out.exists() and not out.is_dir():
         raise SynthError(f"output path {out} exists and is not a folder")
     if out.exists() and any(out.iterdir()):
@@ -69,6 +75,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def _n_test(per_class: int, test_fraction: float) -> int:
+    """How many of each class's `per_class` images go to Testing (the last indices)."""
     n = int(round(per_class * test_fraction))
     if test_fraction > 0 and per_class >= 2:
         n = min(max(n, 1), per_class - 1)  # both splits non-empty whenever that is possible
@@ -76,6 +83,9 @@ def _n_test(per_class: int, test_fraction: float) -> int:
 
 
 def _readme(params: dict[str, Any]) -> str:
+    """Text of README.txt: what the folder is, its parameters, and the command that remakes it."""
+    # The text is part of the byte-identical output, so it still names the module as it was
+    # when the format was fixed (pipeline/synth.py, now the pipeline/synth/ package).
     return (
         "SYNTHETIC MRI PHANTOMS - NOT REAL PATIENT DATA\n"
         "\n"
@@ -111,10 +121,42 @@ def generate(out_dir: str | Path, per_class: int, size: int = 256, seed: int = 0
     per_class, size, seed = int(per_class), int(size), int(seed)
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
+    jobs, counts = _plan(out, per_class, _n_test(per_class, test_fraction))
 
-    n_test = _n_test(per_class, test_fraction)
+    params: dict[str, Any] = {
+        "generator": GENERATOR, "version": VERSION, "seed": seed, "size": size,
+        "per_class": per_class, "test_fraction": test_fraction, "classes": list(CLASSES),
+        "image_format": "png, 8-bit grayscale", "mask_format": "png, uint8 0/255",
+        "rng": "default_rng((seed, class_index, image_index)).spawn(3): anatomy, tumour, scan",
+        "counts": counts, "complete": False,
+    }
+    # Written first (complete=false) so an interrupted run is still recognised and replaceable.
+    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n")
+    _render_all(jobs, seed, size, progress, workers)
+
+    params["complete"] = True
+    (out / "README.txt").write_text(_readme(params))
+    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n")
+    return {
+        **{k: params[k] for k in ("generator", "version", "seed", "size", "per_class",
+                                  "test_fraction", "classes", "counts")},
+        "n_images": len(jobs),
+        "paths": {"root": str(out), "masks": str(out / "masks"),
+                  "readme": str(out / "README.txt"), "params": str(out / "synth.json")},
+    }
+
+
+# One image to write: (class index, image index, image path, mask path).
+_Job = tuple[int, int, Path, Path]
+
+
+def _plan(out: Path, per_class: int, n_test: int) -> tuple[list[_Job], dict[str, dict[str, int]]]:
+    """Create the class folders; list one job per image and the counts per split and class.
+
+    The last `n_test` indices of each class are test images.
+    """
     width = max(4, len(str(per_class - 1)))
-    jobs: list[tuple[int, int, Path, Path]] = []
+    jobs: list[_Job] = []
     counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
     for ci, label in enumerate(CLASSES):
         for split in SPLITS:
@@ -126,43 +168,32 @@ def generate(out_dir: str | Path, per_class: int, size: int = 256, seed: int = 0
             name = f"{label}_{i:0{width}d}.png"
             jobs.append((ci, i, out / split / label / name, out / "masks" / split / label / name))
             counts[split][label] += 1
+    return jobs, counts
 
-    params: dict[str, Any] = {
-        "generator": GENERATOR, "version": VERSION, "seed": seed, "size": size,
-        "per_class": per_class, "test_fraction": test_fraction, "classes": list(CLASSES),
-        "image_format": "png, 8-bit grayscale", "mask_format": "png, uint8 0/255",
-        "rng": "default_rng((seed, class_index, image_index)).spawn(3): anatomy, tumour, scan",
-        "counts": counts, "complete": False,
-    }
-    # Written first (complete=false) so an interrupted run is still recognised and replaceable.
-    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n")
 
-    def work(job: tuple[int, int, Path, Path]) -> None:
-        ci, i, img_path, mask_path = job
-        rng = np.random.default_rng((seed, ci, i))
-        image, mask = render_phantom(CLASSES[ci], size, rng)
-        for path, arr in ((img_path, image), (mask_path, mask)):
-            if not cv2.imwrite(str(path), arr, _PNG_PARAMS):
-                raise SynthError(f"could not write {path}")
+def _write_phantom(job: _Job, seed: int, size: int) -> None:
+    """Render one job's phantom from its own generator and write its image and mask PNGs."""
+    ci, i, img_path, mask_path = job
+    rng = np.random.default_rng((seed, ci, i))
+    image, mask = render_phantom(CLASSES[ci], size, rng)
+    for path, arr in ((img_path, image), (mask_path, mask)):
+        if not cv2.imwrite(str(path), arr, _PNG_PARAMS):
+            raise SynthError(f"could not write {path}")
 
+
+def _render_all(jobs: list[_Job], seed: int, size: int, progress: Progress | None,
+                workers: int | None) -> None:
+    """Write every job on a thread pool, reporting progress as jobs finish.
+
+    Each job seeds its own generator, so the order in which threads run them does not matter.
+    """
     total = len(jobs)
     if progress:
         progress("synth phantoms", 0, total)
     n_workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        futures = [pool.submit(work, job) for job in jobs]
+        futures = [pool.submit(_write_phantom, job, seed, size) for job in jobs]
         for done, fut in enumerate(as_completed(futures), start=1):
             fut.result()
             if progress:
                 progress("synth phantoms", done, total)
-
-    params["complete"] = True
-    (out / "README.txt").write_text(_readme(params))
-    (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n")
-    return {
-        **{k: params[k] for k in ("generator", "version", "seed", "size", "per_class",
-                                  "test_fraction", "classes", "counts")},
-        "n_images": total,
-        "paths": {"root": str(out), "masks": str(out / "masks"),
-                  "readme": str(out / "README.txt"), "params": str(out / "synth.json")},
-    }
