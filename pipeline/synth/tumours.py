@@ -185,7 +185,16 @@ def render_phantom(label: str, size: int, rng: np.random.Generator
         if not mask.any():  # cannot happen with the size ranges above; guard the contract anyway
             raise SynthError(f"empty tumour mask for {label} at size {size}")
 
-    # Acquisition: blur (point-spread), multiplicative bias field, Rician noise, contrast curve.
+    return _acquire(scan, img, untouched, size), mask
+
+
+def _acquire(scan: np.random.Generator, img: np.ndarray, untouched: np.ndarray,
+             size: int) -> np.ndarray:
+    """Scan the drawn intensities (0..1 floats) into an 8-bit image.
+
+    Blur (point-spread), multiplicative bias field, Rician noise, contrast curve, then a scale
+    set by the brightest pixels outside the tumour (`untouched`: pixels the tumour did not tint).
+    """
     img = cv2.GaussianBlur(img, (0, 0), scan.uniform(0.4, 0.8) * max(1.0, size / 256))
     yy, xx = grid(size)
     grad = scan.uniform(-1, 1) * (xx / size - 0.5) + scan.uniform(-1, 1) * (yy / size - 0.5)
@@ -202,4 +211,4 @@ def render_phantom(label: str, size: int, rng: np.random.Generator
     # pixel-aligned); a strided sample is plenty.
     top = float(np.percentile(img[::2, ::2][untouched[::2, ::2]], 99.5))
     out = np.clip(img * (scan.uniform(210, 250) / max(top, 1e-3)), 0, 255).round()
-    return out.astype(np.uint8), mask
+    return out.astype(np.uint8)
