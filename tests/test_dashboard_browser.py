@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.bench import BenchError, free_port, wait_healthy
+from pipeline.bench.browser import start_streamlit, stop_streamlit
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,13 +40,7 @@ def server(smoke_run: Path, tmp_path: Path) -> Iterator[str]:
     _need_chromium()
     port = free_port()
     env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(smoke_run.parent.parent)}
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    proc = start_streamlit(port, env, tmp_path / "streamlit.log")
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -56,12 +49,7 @@ def server(smoke_run: Path, tmp_path: Path) -> Iterator[str]:
             pytest.fail(str(exc))
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_streamlit(proc)
 
 
 def _test_image(smoke_run: Path) -> Path:

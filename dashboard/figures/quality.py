@@ -23,21 +23,27 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
     Chance = what a heatmap placed at random would score (the mean mask area); a model is only
     localising if its bar clearly exceeds its grey one.
     """
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
+    fig = _paired_bars(explanations, ("pointing_game", "energy_in_mask"), "_chance", "chance", [
         "Pointing game (peak inside the tumour)", "Heatmap energy inside the tumour"])
-    for col, key in ((1, "pointing_game"), (2, "energy_in_mask")):
-        for i, (name, e) in enumerate(explanations.items()):
-            ys = [_expl_value(e, key, name), _expl_value(e, key + "_chance", name)]
-            fig.add_trace(go.Bar(
-                x=[f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>chance"], y=ys,
-                marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
-                text=[_fmt(y) for y in ys], textposition="outside",
-                hovertemplate="%{x}: %{y:.3f}<extra></extra>",
-                cliponaxis=False,
-            ), row=1, col=col)
     # Scores are often a few percent: scale to the data (from zero) so they stay readable.
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=60, b=10))
+    return fig
+
+
+def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str, str],
+                 suffix: str, reference: str, titles: list[str]) -> go.Figure:
+    """Two panels (one per key): per model its score and, in grey, the `key + suffix` reference."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=titles)
+    for col, key in enumerate(keys, start=1):
+        for i, (name, e) in enumerate(explanations.items()):
+            ys = [_expl_value(e, key, name), _expl_value(e, key + suffix, name)]
+            fig.add_trace(go.Bar(
+                x=[f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>{reference}"],
+                y=ys, marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
+                text=[_fmt(y) for y in ys], textposition="outside",
+                hovertemplate="%{x}: %{y:.3f}<extra></extra>", cliponaxis=False,
+            ), row=1, col=col)
     return fig
 
 
@@ -79,17 +85,8 @@ def faithfulness_curves_figure(explanations: Mapping[str, Mapping[str, Any]]) ->
 
 def faithfulness_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     """Deletion and insertion AUC of each model's heatmaps next to a random-ranking baseline."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
+    fig = _paired_bars(explanations, ("deletion_auc", "insertion_auc"), "_random", "random", [
         "Deletion AUC (lower is better)", "Insertion AUC (higher is better)"])
-    for col, key in ((1, "deletion_auc"), (2, "insertion_auc")):
-        for i, (name, e) in enumerate(explanations.items()):
-            ys = [_expl_value(e, key, name), _expl_value(e, key + "_random", name)]
-            fig.add_trace(go.Bar(
-                x=[f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>random"], y=ys,
-                marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
-                text=[_fmt(y) for y in ys], textposition="outside",
-                hovertemplate="%{x}: %{y:.3f}<extra></extra>",
-            ), row=1, col=col)
     fig.update_yaxes(range=[0, 1.12])
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=50, b=10))
     return fig

@@ -106,7 +106,7 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         t0 = time.perf_counter()  # browser already up: the cold start is the server's
-        proc = _start_streamlit(port, env, log_path)
+        proc = start_streamlit(port, env, log_path)
         try:
             wait_healthy(url, proc, t0 + timeout_s, log_path)
             out["cold_start_to_health_s"] = round(time.perf_counter() - t0, 2)
@@ -123,7 +123,7 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
             out["peak_rss_mb"] = proc_memory_mb(proc.pid, "VmHWM")
         finally:
             browser.close()
-            _stop(proc)
+            stop_streamlit(proc)
     ups = out["uploads"]
     out["upload_to_heatmaps_s"] = round(float(np.median(ups)), 3)
     out["upload_to_heatmaps_first_s"] = ups[0]
@@ -143,7 +143,8 @@ def _private_artifacts(run_dir: Path, work: Path) -> Path:
     return arts
 
 
-def _start_streamlit(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def start_streamlit(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """The dashboard on 127.0.0.1:`port`, headless, its output in `log_path`."""
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run",
@@ -153,7 +154,8 @@ def _start_streamlit(port: int, env: dict[str, str], log_path: Path) -> subproce
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_streamlit(proc: subprocess.Popen) -> None:
+    """Terminate a dashboard server (kill it if it does not stop within 30 s)."""
     proc.terminate()
     try:
         proc.wait(timeout=30)
