@@ -308,6 +308,8 @@ class Run:
         """Load `<name>/model.keras` with safe_mode=True (no lambdas, no pickled code)."""
         import keras
 
+        import pipeline.layers  # noqa: F401  (registers our layers for deserialisation)
+
         info = self.model_info(name)
         path = self.path / info.get("file", f"{name}/model.keras")
         if not path.is_file():

@@ -29,6 +29,10 @@ class ModelConfig:
     finetune_learning_rate: float = 1e-4  # low step so fine-tuning does not wreck ImageNet features
     aug_views: int = 4  # cached views per training image: original, mirror, then random ones
     label_smoothing: float = 0.05  # softens one-hot targets; helps calibration on noisy labels
+    # robustness to other scanners (issue: shift validation); both off = the recipe shipped so far
+    standardize: bool = False  # per-image intensity standardisation over the head, in the model
+    augment_strength: str = "light"  # "light": flip/rotate/zoom/contrast; "strong": + shifts,
+    # brightness, stronger contrast, noise, blur and random erasing (shortcut-breaking)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -135,8 +135,7 @@ def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
                      ) -> list[np.ndarray]:
     """Original, mirrored and randomly augmented copies of x, via the model's own aug layers."""
     views = [x, x[:, :, ::-1, :].copy()]
-    aug_names = [n for n in ("aug_flip", "aug_rotate", "aug_zoom", "aug_contrast")
-                 if n in {layer.name for layer in model.layers}]
+    aug_names = [layer.name for layer in model.layers if layer.name.startswith("aug_")]
     for v in range(2, n_views):
         if not aug_names:
             break

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from pipeline.config import ModelConfig
+from pipeline.layers import HeadStandardization
 from pipeline.names import display_name
 
 log = logging.getLogger(__name__)
@@ -165,15 +166,56 @@ def _try_download(model_name: str) -> None:
         socket.setdefaulttimeout(old)
 
 
-def augmentation_block(x: keras.KerasTensor, seed: int) -> keras.KerasTensor:
-    """Flip, small rotation, zoom and contrast; active in training only."""
+AUG_STRENGTHS = ("light", "strong")
+
+
+def augmentation_block(x: keras.KerasTensor, seed: int, strength: str = "light"
+                       ) -> keras.KerasTensor:
+    """Random augmentation layers named `aug_*` (active in training only), on raw 0-255 pixels.
+
+    "light": flip, small rotation, zoom and contrast. "strong" adds what differs between
+    scanners and exports, so that none of it can serve as a class cue: translation, a wider zoom,
+    brightness, stronger contrast, Gaussian noise, blur and random erasing (covers corners and
+    burnt-in text as well as anatomy).
+    """
+    if strength not in AUG_STRENGTHS:
+        raise ValueError(f"augment_strength must be one of {AUG_STRENGTHS}, got {strength!r}")
+    strong = strength == "strong"
     x = keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip")(x)
     x = keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1, name="aug_rotate")(x)
-    x = keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2, name="aug_zoom")(x)
+    x = keras.layers.RandomZoom(0.2 if strong else 0.1, fill_mode="constant", seed=seed + 2,
+                                name="aug_zoom")(x)
     # RandomContrast expects values in [0, 255] here and clips to value_range.
-    x = keras.layers.RandomContrast(0.15, value_range=(0, 255), seed=seed + 3,
-                                    name="aug_contrast")(x)
+    x = keras.layers.RandomContrast(0.4 if strong else 0.15, value_range=(0, 255),
+                                    seed=seed + 3, name="aug_contrast")(x)
+    if not strong:
+        return x
+    x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
+                                       name="aug_translate")(x)
+    x = keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 5,
+                                      name="aug_brightness")(x)
+    x = keras.layers.RandomGaussianBlur(factor=0.5, sigma=(0.0, 1.5), value_range=(0, 255),
+                                        seed=seed + 6, name="aug_blur")(x)
+    # GaussianNoise takes a stddev in [0, 1]: add it on a 0-1 scale (2.5 % = ~6 grey levels).
+    x = keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_in")(x)
+    x = keras.layers.GaussianNoise(0.025, seed=seed + 7, name="aug_noise")(x)
+    x = keras.layers.Rescaling(255.0, name="aug_noise_out")(x)
+    x = keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.12), value_range=(0, 255),
+                                   seed=seed + 8, name="aug_erase")(x)
     return x
+
+
+def _preprocess(x: keras.KerasTensor, cfg: ModelConfig, transfer: bool,
+                backbone_preprocess: Callable[[keras.KerasTensor], keras.KerasTensor] | None
+                ) -> keras.KerasTensor:
+    """Scaling for the network: per-image head standardisation if the config asks for it."""
+    if cfg.standardize:
+        # ImageNet backbones expect roughly [-1, 1]: half a standard deviation per unit.
+        params = dict(scale=0.5, clip=1.0, background=-1.0) if transfer else {}
+        return HeadStandardization(name="preprocess", **params)(x)
+    if transfer:
+        return backbone_preprocess(x)
+    return keras.layers.Rescaling(1.0 / 255.0, name="preprocess")(x)
 
 
 def compiled(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
@@ -196,8 +238,8 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
     if cfg.depth < 2:
         raise ValueError(f"custom_cnn depth must be >= 2, got {cfg.depth}")
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
-    x = augmentation_block(inputs, seed) if augment else inputs
-    x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess")(x)
+    x = augmentation_block(inputs, seed, cfg.augment_strength) if augment else inputs
+    x = _preprocess(x, cfg, transfer=False, backbone_preprocess=None)
     for block in range(cfg.depth):
         width = cfg.width * 2 ** block  # e.g. 16-32-64-128 filters at the full profile's width 16
         convs = 2 if block >= cfg.depth - 2 else 1
@@ -233,8 +275,8 @@ def build_transfer(name: str, num_classes: int, cfg: ModelConfig, weights: Weigh
     backbone = BACKBONES[name]
     size = cfg.image_size
     inputs = keras.Input((size, size, 3), name="image")
-    x = augmentation_block(inputs, seed) if augment else inputs
-    x = backbone.preprocess(x)
+    x = augmentation_block(inputs, seed, cfg.augment_strength) if augment else inputs
+    x = _preprocess(x, cfg, transfer=True, backbone_preprocess=backbone.preprocess)
     try:
         base = backbone.constructor(include_top=False, weights=weights.keras_arg,
                                     input_tensor=x, input_shape=(size, size, 3))

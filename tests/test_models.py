@@ -140,3 +140,46 @@ def test_augmentation_block_is_active_only_in_training():
     assert np.allclose(np.asarray(aug(x, training=False)), x)  # inactive at inference
     out = np.asarray(aug(x, training=True))
     assert out.shape == x.shape and not np.allclose(out, x)
+
+
+def test_head_standardization_removes_brightness_and_contrast(tmp_path):
+    from pipeline.layers import HeadStandardization
+
+    rng = np.random.default_rng(0)
+    head = rng.uniform(40, 200, (2, 32, 32, 3)).astype("float32")
+    head[:, :6] = 0.0  # background rows
+    layer = HeadStandardization()
+    a = np.asarray(layer(head))
+    brighter = head.copy()
+    brighter[:, 6:] = brighter[:, 6:] * 1.3 + 20  # another scanner's gain and offset
+    b = np.asarray(layer(brighter))
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    assert np.all(a[:, :6] == -2.0)  # one constant background, whatever its source
+    inner = a[:, 6:]
+    assert abs(float(inner.mean())) < 1e-3 and abs(float(inner.std()) - 1) < 1e-2
+    # saved inside a model, it loads back in safe mode (registered, no lambdas)
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, HeadStandardization(scale=0.5, clip=1.0)(inputs))
+    model.save(tmp_path / "m.keras")
+    import pipeline.layers  # noqa: F401
+
+    back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(back(head)), np.asarray(model(head)), atol=1e-6)
+    assert float(np.asarray(model(head)).max()) <= 1.0
+
+
+def test_strong_augmentation_and_standardization_in_built_models():
+    from pipeline.models import augmentation_block
+
+    inputs = keras.Input((32, 32, 3))
+    strong = keras.Model(inputs, augmentation_block(inputs, seed=1, strength="strong"))
+    names = [layer.name for layer in strong.layers[1:]]
+    assert names[:4] == ["aug_flip", "aug_rotate", "aug_zoom", "aug_contrast"]
+    assert {"aug_translate", "aug_brightness", "aug_blur", "aug_noise", "aug_erase"} <= set(names)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    assert np.allclose(np.asarray(strong(x, training=False)), x, atol=1e-3)  # off at inference
+    with pytest.raises(ValueError, match="augment_strength"):
+        augmentation_block(inputs, seed=1, strength="heavy")
+    cfg = ModelConfig(image_size=32, width=4, depth=2, standardize=True, augment_strength="strong")
+    built = build_model("custom_cnn", 3, cfg, weights="none")
+    assert built.model.get_layer("preprocess").__class__.__name__ == "HeadStandardization"
