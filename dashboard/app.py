@@ -21,7 +21,10 @@ import streamlit as st  # noqa: E402
 
 from dashboard import core, state  # noqa: E402
 
-st.set_page_config(page_title="Brain MRI XAI", page_icon=":material/neurology:", layout="wide")
+# A local file, not an emoji or icon name: those favicons are fetched from the internet, which
+# fails offline (a presenter's laptop) and logs a console error.
+FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
+st.set_page_config(page_title="Brain MRI XAI", page_icon=str(FAVICON), layout="wide")
 
 PAGES = [
     st.Page("app_pages/overview.py", title="Overview & comparison", icon=":material/monitoring:",

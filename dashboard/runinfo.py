@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,6 +40,8 @@ class RunFacts:
     models: dict[str, dict[str, Any]]
     weights_warnings: list[str] = field(default_factory=list)
     profile: str | None = None
+    title: str | None = None  # readable run name from the manifest (older runs have none)
+    data_shown: str = "?"  # the data folder as shown to viewers: never this machine's full path
 
 
 TRANSFER_HINTS = ("mobilenet", "efficientnet", "resnet", "vgg", "densenet", "inception")
@@ -77,7 +80,26 @@ def run_facts(manifest: Mapping[str, Any]) -> RunFacts:
         n_images=data.get("n_images", "?"), binary=bool(data.get("binary", False)),
         class_names=list(manifest.get("class_names") or []), splits=dict(splits),
         models=models, weights_warnings=warnings, profile=config.get("profile"),
+        title=manifest.get("title"), data_shown=shown_data_dir(data),
     )
+
+
+def shown_data_dir(data: Mapping[str, Any]) -> str:
+    """The data folder relative to the project if recorded, else only its name.
+
+    Absolute paths describe the machine that trained, and a presenter's laptop screen should
+    not show them (nor do they mean anything to a viewer).
+    """
+    rel = data.get("dir_relative")
+    if isinstance(rel, str) and rel:
+        return rel
+    return Path(str(data.get("dir", "?"))).name or "?"
+
+
+def run_label(run_id: str, title: str | None, latest: bool) -> str:
+    """The run picker's text: latest first (a narrow sidebar cuts the end), title, then id."""
+    parts = (["latest"] if latest else []) + ([title] if title else []) + [run_id]
+    return " · ".join(parts)
 
 
 def model_facts_frame(facts: RunFacts) -> pd.DataFrame:

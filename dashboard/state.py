@@ -304,10 +304,12 @@ def sidebar() -> None:
             latest = latest_id(adir)
             if st.session_state.get(RUN_KEY) not in ids:
                 st.session_state[RUN_KEY] = default
+            titles = {r.run_id: r.title for r in discover_runs(str(adir))}
             st.selectbox(
                 "Run", ids, key=RUN_KEY,
-                format_func=lambda r: f"{r} (latest)" if r == latest else r,
-                help=f"Runs found in {adir}. The newest complete run is marked latest.",
+                format_func=lambda r: runinfo.run_label(r, titles.get(r), r == latest),
+                help="Runs found in the artifacts folder; `latest` marks the newest complete "
+                     "run.",
             )
             run, problem = current_run()
             if run is None:

@@ -207,6 +207,7 @@ class RunInfo:
     created: str
     models: list[str]
     data_dir: str
+    title: str | None = None  # readable name (manifest "title"); older runs have none
 
 
 def list_runs(artifacts_dir: str | Path) -> list[RunInfo]:
@@ -224,8 +225,10 @@ def list_runs(artifacts_dir: str | Path) -> list[RunInfo]:
             continue
         if not isinstance(m, dict) or not m.get("complete"):
             continue
+        title = m.get("title")
         out.append(RunInfo(path.name, path, str(m.get("created", "")),
-                           list(m.get("models", {})), str(m.get("data", {}).get("dir", ""))))
+                           list(m.get("models", {})), str(m.get("data", {}).get("dir", "")),
+                           title if isinstance(title, str) else None))
     out.sort(key=lambda r: (r.created, r.run_id), reverse=True)
     return out
 

@@ -67,6 +67,7 @@ class TrainConfig:
     max_images: int | None = None  # cap per class (smoke runs); None = all images
     weights: str = "auto"  # transfer models: auto | imagenet | none | PATH
     profile: str = "full"  # name of the profile these values came from
+    title: str | None = None  # what people see in the run picker; None = named after the split
     models: dict[str, ModelConfig] = field(default_factory=_default_models)
 
     def to_dict(self) -> dict[str, Any]:

@@ -228,10 +228,21 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
                            before_rename=before_rename)
 
 
+def run_title(split_info: dict[str, Any]) -> str:
+    """A readable name for a run, from how its test split was made (the picker shows it)."""
+    strategy = str(split_info.get("strategy", ""))
+    if strategy == "official-test":
+        return "Official Testing split"
+    if strategy.startswith("cv-fold"):
+        return f"Cross-validation {strategy[len('cv-fold '):].split(' ')[0]}"
+    return "Deduplicated split" if "dedup" in strategy else "Random split"
+
+
 def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
                  infos: dict[str, Any]) -> dict[str, Any]:
     """The manifest of a run trained with `cfg` on `ds` (`RunWriter.finalize` adds its id)."""
     return {
+        "title": cfg.title or run_title(split_info),
         "created": artifacts.utc_now(),
         "git_commit": artifacts.git_commit(),
         "data": {"dir": str(ds.root), "dir_relative": artifacts.relative_to_project(ds.root),

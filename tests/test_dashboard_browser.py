@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -66,6 +67,9 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1700})
+            # A presenter's laptop may be offline: nothing may be fetched from elsewhere.
+            hosts: set[str] = set()
+            page.on("request", lambda r: hosts.add(urlparse(r.url).hostname or r.url[:5]))
             # A deep link as the very first visit to a fresh server must still get the full app
             # (sidebar, run picker), not a bare page.
             page.goto(f"{server}/predict", wait_until="domcontentloaded")
@@ -121,5 +125,8 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
                 timeout=60_000)
             expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
             page.screenshot(path=str(SHOTS / "dashboard_overview.png"))
+            assert hosts <= {"127.0.0.1", "data:", "blob:"}, hosts
+            # no Deploy button (Streamlit Community Cloud) on a presenter's screen
+            assert page.get_by_role("button", name="Deploy").count() == 0
         finally:
             browser.close()

@@ -261,3 +261,16 @@ def test_literal_is_one_code_span_holding_the_text(name):
     if inner.startswith(" ") and inner.endswith(" ") and inner.strip():
         inner = inner[1:-1]  # CommonMark strips one space each side of a padded span
     assert inner == " ".join(name.splitlines())
+
+
+def test_run_labels_and_data_folder_without_machine_paths():
+    from dashboard import runinfo
+
+    assert runinfo.run_label("20261123-014143-eb56b3", "Reference · deduplicated split", True) \
+        == "latest · Reference · deduplicated split · 20261123-014143-eb56b3"
+    assert runinfo.run_label("r1", None, False) == "r1"
+    assert runinfo.shown_data_dir({"dir": "/work/shared/data/x", "dir_relative": "../data/x"}) \
+        == "../data/x"
+    assert runinfo.shown_data_dir({"dir": "/home/someone/secret/brain-mri"}) == "brain-mri"
+    facts = runinfo.run_facts({"title": "T", "data": {"dir": "/abs/path/ds"}})
+    assert facts.title == "T" and facts.data_shown == "ds"

@@ -79,6 +79,16 @@ def test_smoke_run_tree_and_manifest(smoke_run):
             "splits", "data"} <= set(m)
     splits = json.loads((smoke_run / "splits.json").read_text())
     assert len(splits["test"]) == m["splits"]["test"]
+    assert m["title"] == "Deduplicated split"  # the picker's name, from how the split was made
+
+
+def test_run_titles_name_the_split():
+    from pipeline.train import run_title
+
+    assert run_title({"strategy": "official-test"}) == "Official Testing split"
+    assert run_title({"strategy": "stratified+dedup"}) == "Deduplicated split"
+    assert run_title({"strategy": "stratified"}) == "Random split"
+    assert run_title({"strategy": "cv-fold 2/5 (StratifiedGroupKFold)"}) == "Cross-validation 2/5"
 
 
 def _wait_for(predicate, timeout: float) -> bool:

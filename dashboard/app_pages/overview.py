@@ -29,7 +29,7 @@ cols = st.columns(5)
 cols[0].metric("Images in dataset", facts.n_images)
 for col, (name, n) in zip(cols[1:], runinfo.split_sizes(facts).items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
-st.caption(f"Data: {core.literal(facts.data_dir)} ({facts.data_layout} layout) · classes: "
+st.caption(f"Data: {core.literal(facts.data_shown)} ({facts.data_layout} layout) · classes: "
            + ", ".join(facts.class_names))
 st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="model_facts")
 
