@@ -32,13 +32,14 @@ def restore_cell(value: Any) -> Any:
     return value
 
 
-def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """CSV text (header + rows) with every text cell passed through `safe_cell`."""
+def to_csv(header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text (header, unless None, then rows) with every text cell through `safe_cell`."""
     buf = io.StringIO(newline="")
     # RFC 4180 line ends: with "\r\n" as terminator the csv module also quotes a field holding
     # a bare "\r" (a file name can), which would otherwise split the row.
     writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow([safe_cell(h) for h in header])
+    if header is not None:
+        writer.writerow([safe_cell(h) for h in header])
     for row in rows:
         writer.writerow([safe_cell(v) for v in row])
     return buf.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -25,21 +26,34 @@ from pipeline.cli.common import (
 
 
 def predict(
-    images_: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files"),
+    images_: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files or folders"),
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    out: Path = typer.Option(None, "--out", help="write a CSV here instead of printing: "
+                             "streams in chunks, and a rerun skips rows already written"),
+    shard: str = typer.Option(None, "--shard", help="i/n: only every n-th file from position "
+                              "i (split a large folder over n jobs)"),
 ) -> None:
     """Predict each image with every model of a run. Unusable files: one line each, exit 1."""
     from pipeline.artifacts import ArtifactError
     from pipeline.predict import Predictor, predict_files
+    from pipeline.stream import expand_inputs, parse_shard
 
+    try:
+        i, n = parse_shard(shard) if shard else (0, 1)
+    except ValueError as exc:
+        fail(str(exc))
+    paths = expand_inputs(images_)[i::n]
     run = _open_run(artifacts_dir, run_)
     try:
         predictor = Predictor(run)
     except ArtifactError as exc:
         fail(str(exc))
-    results, failures = predict_files(predictor, images_)
+    if out is not None:
+        _predict_to_csv(predictor, paths, out)
+        return
+    results, failures = predict_files(predictor, paths)
     for path, reason in failures:
         _report_unreadable(path, reason)
     if as_json:
@@ -52,6 +66,25 @@ def predict(
             flag = "" if row["agree"] else "  [models disagree]"
             sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
     if failures:
+        raise typer.Exit(1)
+
+
+def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
+    """predict --out: stream into the CSV with a progress bar; unusable files one line each."""
+    from pipeline.artifacts import ArtifactError, ensure_writable
+    from pipeline.stream import stream_to_csv
+
+    try:
+        ensure_writable(out.parent, "output folder")
+        with progress_bar() as update:
+            summary = stream_to_csv(predictor, paths, out, progress=update)
+    except (ArtifactError, ValueError) as exc:
+        fail(str(exc))
+    for path, reason in summary["failed"]:
+        _report_unreadable(path, reason)
+    sys.stdout.write(f"wrote {summary['written']} row(s) to {one_line(out)}"
+                     f" ({summary['already_done']} already there)\n")
+    if summary["failed"]:
         raise typer.Exit(1)
 
 

@@ -1,0 +1,114 @@
+"""Batch inference over many files into a CSV: bounded memory, resumable, shardable.
+
+`predict --out preds.csv FOLDER...` lands here. Files are decoded and predicted `chunk` at a
+time (`predict.predict_files`), and each chunk's rows are appended and fsynced before the next
+is read, so memory does not grow with the folder and a crash loses at most one chunk: run the
+same command again and rows already in the CSV are skipped. `--shard i/n` takes every n-th file
+from position i of the sorted list, so n machines (a cluster array job) split a folder without
+talking to each other and their CSVs simply concatenate.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.csv_safe import restore_cell, to_csv
+from pipeline.names import IMAGE_EXTS, Progress, no_progress
+
+CHUNK = 64  # files decoded at once: ~64 x (one decoded slice + its prepared copies) in memory
+
+
+def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; folders replaced by their image files (recursive, sorted, no hidden)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        else:
+            out.append(p)
+    return out
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """"i/n" -> (i, n) with 0 <= i < n; ValueError in one line otherwise."""
+    try:
+        i, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard i/n needs 0 <= i < n, got {spec!r}")
+    return i, n
+
+
+def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
+    cols = ["path"]
+    for m in models:
+        cols += [f"{m}_predicted", *[f"{m}_p_{c}" for c in class_names]]
+    return [*cols, "models_agree", "error"]
+
+
+def _done_paths(out: Path, cols: list[str]) -> set[str]:
+    """Paths already written by an earlier, interrupted run; a torn last line is cut off."""
+    if not out.is_file():
+        return set()
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):  # killed mid-write: drop the partial row
+        with open(out, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+        data = data[: data.rfind(b"\n") + 1]
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    if not rows:
+        return set()
+    if rows[0] != cols:
+        raise ValueError(f"{out} holds other columns (another run or model set?): "
+                         "choose another --out")
+    return {restore_cell(r[0]) for r in rows[1:] if r}
+
+
+def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, str]],
+          class_names: Sequence[str], models: Sequence[str]) -> list[list[Any]]:
+    """One CSV row per path, in the order given (unusable files carry their reason)."""
+    by_path: dict[str, list[Any]] = {}
+    for r in results:
+        row: list[Any] = [r["path"]]
+        for m in models:
+            v = r["models"][m]
+            row += [v["label"], *[f"{v['probs'][c]:.6f}" for c in class_names]]
+        by_path[r["path"]] = [*row, int(r["agree"]), ""]
+    blank = [""] * (len(models) * (1 + len(class_names)))
+    for p, reason in failures:
+        by_path[p] = [p, *blank, "", reason]
+    return [by_path[str(p)] for p in paths if str(p) in by_path]
+
+
+def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int = CHUNK,
+                  progress: Progress = no_progress) -> dict[str, Any]:
+    """Predict `paths` into `out` (appending, resumable). Returns counts and the failures."""
+    from pipeline.predict import predict_files
+
+    models, classes = list(predictor.models), list(predictor.class_names)
+    cols = header(classes, models)
+    done = _done_paths(out, cols)
+    todo = [p for p in paths if str(p) not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written, failed = 0, []
+    with open(out, "a", encoding="utf-8", newline="") as fh:
+        if fh.tell() == 0:
+            fh.write(to_csv(cols, []))
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            results, bad = predict_files(predictor, part, chunk=chunk)
+            fh.write(to_csv(None, _rows(part, results, bad, classes, models)))
+            fh.flush()
+            os.fsync(fh.fileno())  # this chunk survives a crash of the next one
+            written += len(results) + len(bad)
+            failed += bad
+            progress("predict", start + len(part), len(todo))
+    return {"written": written, "already_done": len(paths) - len(todo), "failed": failed,
+            "out": str(out)}

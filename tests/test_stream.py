@@ -1,0 +1,89 @@
+"""predict --out: a CSV streamed in chunks, resumed after a crash, split into shards."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.artifacts import open_run
+from pipeline.predict import Predictor
+from pipeline.stream import expand_inputs, parse_shard, stream_to_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text(), newline="")))
+
+
+def test_expand_inputs_and_parse_shard(tmp_path: Path):
+    (tmp_path / "a" / ".hidden").mkdir(parents=True)
+    for name in ("a/2.png", "a/1.jpg", "a/notes.txt", "a/.hidden/x.png", "b.png"):
+        (tmp_path / name).write_bytes(b"x")
+    assert expand_inputs([tmp_path / "a", tmp_path / "b.png"]) == [
+        tmp_path / "a" / "1.jpg", tmp_path / "a" / "2.png", tmp_path / "b.png"]
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+
+
+@pytest.mark.slow
+def test_stream_resumes_after_a_crash_without_redoing_rows(smoke_run: Path, synth_data: Path,
+                                                           tmp_path: Path, monkeypatch):
+    import pipeline.predict as predict_mod
+
+    files = expand_inputs([synth_data / "Testing"])[:9]
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    paths = [*files[:4], bad, *files[4:]]
+    predictor = Predictor(open_run(smoke_run))
+    out = tmp_path / "preds.csv"
+    real, seen = predict_mod.predict_files, []
+
+    def crash_on_third_chunk(pred, chunk_paths, chunk=64):
+        seen.append(len(chunk_paths))
+        if len(seen) == 3:
+            raise RuntimeError("killed")
+        return real(pred, chunk_paths, chunk=chunk)
+
+    monkeypatch.setattr(predict_mod, "predict_files", crash_on_third_chunk)
+    with pytest.raises(RuntimeError):
+        stream_to_csv(predictor, paths, out, chunk=3)
+    assert seen[:2] == [3, 3]  # never more than a chunk of files in memory
+    assert len(_rows(out)) == 6  # two chunks kept
+    with open(out, "a") as fh:  # and a row torn by the crash
+        fh.write(str(files[6]) + ",gli")
+    monkeypatch.setattr(predict_mod, "predict_files", real)
+    summary = stream_to_csv(predictor, paths, out, chunk=3)
+    rows = _rows(out)
+    assert summary["already_done"] == 6 and summary["written"] == 4
+    assert [r["path"] for r in rows] == [str(p) for p in paths]  # each once, in order
+    assert rows[4]["error"] and not rows[0]["error"]
+    assert stream_to_csv(predictor, paths, out)["written"] == 0  # all done: nothing redone
+
+
+@pytest.mark.slow
+def test_cli_shards_split_a_folder_and_concatenate(smoke_run: Path, synth_data: Path,
+                                                   tmp_path: Path):
+    folder = synth_data / "Testing"
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"shard{i}.csv"
+        proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--run",
+                               str(smoke_run), "--out", str(out), "--shard", f"{i}/2",
+                               str(folder)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "wrote" in proc.stdout
+        outs.append({r["path"] for r in _rows(out)})
+    assert not outs[0] & outs[1]
+    assert outs[0] | outs[1] == {str(p) for p in expand_inputs([folder])}
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--shard", "2/2",
+                          str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
