@@ -18,7 +18,7 @@ setup: $(STAMP) weights
 # pip's errors but not the warnings some machines' index configuration prints for every package.
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "Installing dependencies into $(VENV) from requirements.lock (first run only, about a minute)..."
+	@echo "Installing dependencies into $(VENV) from requirements.lock (about a minute on a fresh machine)..."
 	@$(BIN)/python -m pip install -qq --require-hashes -r requirements.lock
 	@touch $(STAMP)
 	@echo "Installed $$($(BIN)/python -m pip list --format freeze 2>/dev/null | wc -l) packages into $(VENV)."
