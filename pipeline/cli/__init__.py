@@ -1,9 +1,9 @@
 """Command line: `python -m pipeline COMMAND --help`; each command is a thin stage wrapper.
 
 Commands parse their options, call one stage of the pipeline and print. They live one module per
-group (`data_cmds`, `train_cmds`, `eval_cmds`, `explain_cmds`, `bench_cmd`) and are registered
-below, in the order `--help` lists them. Importing this package stays cheap: TensorFlow and the
-stages are imported inside the commands.
+group (`data_cmds`, `train_cmds`, `eval_cmds`, `explain_cmds`, `ood_cmd`, `bench_cmd`) and are
+registered below, in the order `--help` lists them. Importing this package stays cheap:
+TensorFlow and the stages are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pipeline.cli.common import app, err, fail, one_line, print_json, progress_b
 from pipeline.cli.data_cmds import audit, synth
 from pipeline.cli.eval_cmds import evaluate, figures, predict
 from pipeline.cli.explain_cmds import explain, explain_eval_cmd
+from pipeline.cli.ood_cmd import ood
 from pipeline.cli.train_cmds import run, train, tune
 
 __all__ = [
@@ -31,6 +32,7 @@ app.command()(evaluate)
 app.command()(tune)
 app.command()(explain)
 app.command("explain-eval")(explain_eval_cmd)
+app.command()(ood)
 app.command()(figures)
 app.command()(bench)
 

@@ -1,0 +1,34 @@
+"""`ood`: fit each model's "unlike the training data" score for a run and measure it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from pipeline.cli.common import _open_run, fail, progress_bar
+
+
+def ood(
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    data_root: Path = typer.Option(None, "--data-root",
+                                   help="where the run's own dataset is now, if it moved"),
+) -> None:
+    """Out-of-distribution score per model (fitted on training features, threshold from
+    validation), saved in the run; prints how well it tells test images from foreign ones."""
+    from pipeline.artifacts import ArtifactError
+    from pipeline.names import display_name
+    from pipeline.ood import ood_run
+
+    run = _open_run(artifacts_dir, run_)
+    with progress_bar() as update:
+        try:
+            report = ood_run(run.path, progress=update, data_root=data_root)
+        except (ArtifactError, ValueError) as exc:
+            fail(str(exc))
+    for m, e in report["models"].items():
+        aurocs = ", ".join(f"{k} {v:.3f}" for k, v in e["auroc"].items())
+        sys.stdout.write(f"{display_name(m)}: threshold {e['threshold']:.2f}, test images "
+                         f"flagged {e['test_flagged']:.1%}; AUROC vs test: {aurocs}\n")

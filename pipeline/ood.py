@@ -1,0 +1,210 @@
+"""How unlike the training data an image looks to a model: a Mahalanobis out-of-distribution score.
+
+A classifier answers every image, a cat photo included, often with high confidence. This score
+lets the dashboard and the CLI say "unlike the training data" instead. Method (Lee et al., 2018,
+"A simple unified framework for detecting out-of-distribution samples and adversarial attacks"):
+the model's pooled penultimate features (`head_pool`) of the training split, reduced by PCA to
+`dims` components, one mean per class and one shared covariance; an image's score is its
+Mahalanobis distance to the nearest class mean. The threshold is the `quantile` of the validation
+split's scores, so about 5 % of in-distribution images are flagged by construction. Stored per
+model as `<run>/<model>/ood.npz`; `ood_run` also measures how well the score separates the test
+split from foreign images (noise, gradients, photos, phantoms) and writes `<run>/ood.json`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.names import Progress, no_progress
+
+FEATURE_LAYER = "head_pool"  # both model families pool into this layer before the dropout+softmax
+DIMS = 32  # PCA components: a full covariance of 1280 MobileNetV2 features is ill-conditioned
+QUANTILE = 0.95  # of validation scores: the flag threshold (about 5 % false alarms in-distribution)
+SHRINK = 1e-3  # ridge added to the covariance, relative to its mean variance
+
+
+@dataclass
+class OodModel:
+    """PCA + class means + shared precision matrix, and the validation threshold."""
+
+    mean: np.ndarray  # (d,) feature mean of the training split
+    components: np.ndarray  # (d, k) PCA directions
+    class_means: np.ndarray  # (C, k)
+    precision: np.ndarray  # (k, k)
+    threshold: float
+
+    def score(self, feats: np.ndarray) -> np.ndarray:
+        """Distance to the nearest class mean (N,); larger = less like the training data."""
+        z = (np.asarray(feats, np.float64) - self.mean) @ self.components
+        diff = z[:, None, :] - self.class_means[None, :, :]
+        d2 = np.einsum("nck,kl,ncl->nc", diff, self.precision, diff)
+        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+    def flags(self, feats: np.ndarray) -> np.ndarray:
+        return self.score(feats) > self.threshold
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, mean=self.mean, components=self.components, class_means=self.class_means,
+                 precision=self.precision, threshold=np.array(self.threshold))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> OodModel:
+        with np.load(path) as z:
+            return cls(z["mean"], z["components"], z["class_means"], z["precision"],
+                       float(z["threshold"]))
+
+
+def fit(train_feats: np.ndarray, train_y: np.ndarray, val_feats: np.ndarray,
+        dims: int = DIMS, quantile: float = QUANTILE) -> OodModel:
+    """Fit on training features and labels; the threshold comes from the validation features."""
+    x = np.asarray(train_feats, np.float64)
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    components = vt[: min(dims, vt.shape[0])].T
+    z = (x - mean) @ components
+    classes = np.unique(train_y)
+    class_means = np.stack([z[train_y == c].mean(axis=0) for c in classes])
+    centred = z - class_means[np.searchsorted(classes, train_y)]
+    cov = centred.T @ centred / max(len(z) - len(classes), 1)
+    cov += np.eye(len(cov)) * SHRINK * float(np.trace(cov)) / len(cov)
+    model = OodModel(mean, components, class_means, np.linalg.inv(cov), 0.0)
+    model.threshold = float(np.quantile(model.score(val_feats), quantile))
+    return model
+
+
+class FeatureExtractor:
+    """Pooled penultimate features of a Keras model through one traced graph, any batch size."""
+
+    def __init__(self, model: Any) -> None:
+        import keras
+
+        from pipeline.models import compiled
+
+        self._fn = compiled(keras.Model(model.inputs, model.get_layer(FEATURE_LAYER).output))
+        self._lock = threading.Lock()
+
+    def __call__(self, x: np.ndarray, batch: int = 32) -> np.ndarray:
+        out = [self._fn(np.asarray(x[i:i + batch], "float32")) for i in range(0, len(x), batch)]
+        return np.concatenate(out) if out else np.zeros((0, 0), "float32")
+
+
+def foreign_images(n: int = 24, size: int = 256, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Images no MRI classifier should trust, made offline: noise, gradients, photos, phantoms.
+
+    Photos are scikit-learn's two sample images (a temple, a flower), cut into tiles; phantoms
+    are this project's synthetic brains (brain-like, but from a source the models never saw).
+    """
+    from sklearn.datasets import load_sample_images
+
+    from pipeline.synth import render_phantom
+
+    rng = np.random.default_rng(seed)
+    noise = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+    ramps = []
+    for _ in range(n):
+        angle = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:size, 0:size] / size
+        g = (np.cos(angle) * xx + np.sin(angle) * yy)
+        g = (255 * (g - g.min()) / max(float(np.ptp(g)), 1e-9)).astype(np.uint8)
+        ramps.append(np.repeat(g[:, :, None], 3, axis=2))
+    photos = []
+    for img in load_sample_images().images:
+        h, w = img.shape[:2]
+        for _ in range(n // 2):
+            y, x = rng.integers(0, h - size), rng.integers(0, w - size)
+            photos.append(np.ascontiguousarray(img[y:y + size, x:x + size]))
+    labels = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
+    phantoms = []
+    for i in range(n):
+        gray, _ = render_phantom(labels[i % 4], size, np.random.default_rng(seed + i))
+        phantoms.append(np.repeat(np.asarray(gray)[:, :, None], 3, axis=2).astype(np.uint8))
+    return {"noise": noise, "gradients": ramps, "photos": photos, "phantoms": phantoms}
+
+
+def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """Probability that a foreign image scores higher than an in-distribution one."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
+    return float(roc_auc_score(y, np.r_[in_scores, out_scores]))
+
+
+def split_features(predictor: Any, model: str, records: Sequence[Any],
+                   extract: Callable[[np.ndarray], np.ndarray], progress: Progress = no_progress,
+                   chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Features and class indices of a split's records, decoded `chunk` at a time."""
+    from pipeline import images
+
+    classes = list(predictor.class_names)
+    feats, labels = [], []
+    for start in range(0, len(records), chunk):
+        part = records[start:start + chunk]
+        batch, ys = [], []
+        for r in part:
+            try:
+                batch.append(predictor.prepare(model, images.read_image(r.path)))
+                ys.append(classes.index(r.label))
+            except (images.ImageError, ValueError):
+                continue  # unreadable or unknown-label images are simply not used here
+        if batch:
+            feats.append(extract(np.stack(batch)))
+            labels += ys
+        progress(f"{model}: features", min(start + chunk, len(records)), len(records))
+    return np.concatenate(feats), np.asarray(labels)
+
+
+def ood_run(run_dir: str | Path, progress: Progress = no_progress,
+            data_root: str | Path | None = None) -> dict[str, Any]:
+    """Fit every model's OOD score on the run's training split, threshold it on validation,
+    save `<model>/ood.npz`, and write `ood.json` with how it separates foreign images."""
+    from pipeline import artifacts, data
+    from pipeline.predict import Predictor
+
+    run = artifacts.open_run(run_dir)
+    artifacts.ensure_writable(run.path, "run folder")
+    root = Path(data_root) if data_root is not None else run.data_dir
+    if root is None or not Path(root).is_dir():
+        raise artifacts.ArtifactError(f"the run's dataset folder {root} is not there; pass "
+                                      "the folder it moved to (CLI: --data-root DIR)")
+    splits = data.splits_from_json(run.read_json("splits.json"), root)
+    predictor = Predictor(run)
+    foreign = foreign_images()
+    report: dict[str, Any] = {
+        "method": "Mahalanobis distance to the nearest class mean of PCA-reduced "
+                  f"'{FEATURE_LAYER}' features (Lee et al., 2018)",
+        "dims": DIMS, "quantile": QUANTILE, "created": artifacts.utc_now(),
+        "foreign": {k: len(v) for k, v in foreign.items()}, "models": {}}
+    for m in run.model_names:
+        extract = FeatureExtractor(predictor.models[m])
+        tr_f, tr_y = split_features(predictor, m, splits.train, extract, progress)
+        va_f, _ = split_features(predictor, m, splits.val, extract, progress)
+        te_f, _ = split_features(predictor, m, splits.test, extract, progress)
+        model = fit(tr_f, tr_y, va_f)
+        model.save(run.path / m / "ood.npz")
+        te = model.score(te_f)
+        entry: dict[str, Any] = {
+            "threshold": round(model.threshold, 4), "n_train": int(len(tr_f)),
+            "val_flagged": round(float(np.mean(model.score(va_f) > model.threshold)), 4),
+            "test_flagged": round(float(np.mean(te > model.threshold)), 4),
+            "auroc": {}, "flagged": {}}
+        for kind, imgs in foreign.items():
+            out = model.score(extract(np.stack([predictor.prepare(m, im) for im in imgs])))
+            entry["auroc"][kind] = round(auroc(te, out), 4)
+            entry["flagged"][kind] = round(float(np.mean(out > model.threshold)), 4)
+        report["models"][m] = entry
+    artifacts.write_json_atomic(run.path / "ood.json", report)
+    return report
+
+
+def load_run_ood(run_path: Path, model: str) -> OodModel | None:
+    """The stored OOD score of a run's model, or None for runs made before it existed."""
+    path = Path(run_path) / model / "ood.npz"
+    return OodModel.load(path) if path.is_file() else None

@@ -1,0 +1,65 @@
+"""Out-of-distribution score: flags about 5 % of in-distribution images, far more foreign ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.ood import OodModel, auroc, fit, foreign_images, load_run_ood
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+CENTRES = np.random.default_rng(42).normal(0, 4, (3, 40))  # three classes, one "scanner"
+
+
+def _clusters(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    y = rng.integers(0, 3, n)
+    return CENTRES[y] + rng.normal(0, 1, (n, 40)), y
+
+
+def test_fit_flags_the_quantile_of_in_distribution_and_most_foreign(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    train, ty = _clusters(rng, 2000)
+    val, _ = _clusters(np.random.default_rng(1), 1000)
+    test, _ = _clusters(np.random.default_rng(2), 1000)
+    model = fit(train, ty, val, dims=16)
+    assert abs(float(np.mean(model.flags(test))) - 0.05) < 0.03
+    far = rng.normal(0, 1, (500, 40)) * 6 + 15  # another "scanner": shifted, broader
+    assert float(np.mean(model.flags(far))) > 0.95
+    assert auroc(model.score(test), model.score(far)) > 0.99
+    model.save(tmp_path / "ood.npz")
+    back = OodModel.load(tmp_path / "ood.npz")
+    np.testing.assert_allclose(back.score(test), model.score(test))
+    assert back.threshold == pytest.approx(model.threshold)
+
+
+def test_foreign_images_are_made_offline():
+    sets = foreign_images(n=4, size=64)
+    assert set(sets) == {"noise", "gradients", "photos", "phantoms"}
+    for imgs in sets.values():
+        assert imgs and all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im in imgs)
+
+
+@pytest.mark.slow
+def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "ood", "--run", str(run)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((run / "ood.json").read_text())
+    for m in ("custom_cnn", "mobilenetv2"):
+        e = report["models"][m]
+        assert set(e["auroc"]) == {"noise", "gradients", "photos", "phantoms"}
+        assert all(0.0 <= v <= 1.0 for v in e["auroc"].values())
+        assert 0.0 <= e["val_flagged"] <= 0.2  # the threshold is the validation 95th percentile
+        assert load_run_ood(run, m) is not None
+        assert "AUROC vs test" in proc.stdout
