@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ class ImageResult:
 
     prepared: np.ndarray  # (S, S, 3) uint8: what the model saw
     heatmap: np.ndarray  # (S, S) float32 in [0, 1]
-    probs: np.ndarray  # (C,) class probabilities
+    probs: np.ndarray  # (C,) class probabilities (calibrated in `Results`, raw in the store)
     target: int  # class the heatmap explains
     method: str
     layer: str | None
@@ -60,7 +60,9 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
 
     Results are kept per image in the shared store, so only images not seen before with these
     settings are computed, in one batch call per model; the Grad-CAM pass also yields the class
-    probabilities, so no separate prediction pass is needed.
+    probabilities, so no separate prediction pass is needed. The store keeps the explainer's raw
+    probabilities; the results carry them calibrated by the run's temperature
+    (`predictor.apply_calibration`, the same as every other consumer of the run).
     """
     good = [u for u in uploads if u.ok]
     store = state.result_store()
@@ -85,5 +87,6 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
         except Exception as exc:  # one model failing to explain must not hide the other
             errors[m] = f"{type(exc).__name__}: {exc}"
             continue
-        per_model[m] = [found[k] for k in keys]
+        per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs))
+                        for k in keys]
     return Results(per_model, errors, time.perf_counter() - start)

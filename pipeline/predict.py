@@ -11,6 +11,8 @@ import numpy as np
 
 from pipeline import images
 from pipeline.artifacts import ArtifactError, Run
+from pipeline.calibration import FILE as CALIBRATION_FILE
+from pipeline.calibration import apply_temperature, read_temperatures
 
 
 @dataclass
@@ -32,10 +34,19 @@ class Predictor:
     Each model runs through one traced graph (`models.compiled`, any batch size): one MobileNetV2
     image took 196 ms through eager Keras calls. Running a traced function is thread-safe; a
     per-model lock guards only building it, on first use.
+
+    Probabilities are calibrated: when the run has a `calibration.json` (`pipeline.calibration`),
+    each model's temperature is applied to everything `predict_arrays` and `predict_images`
+    return, and `apply_calibration` applies it to probabilities computed elsewhere (the
+    dashboard's explanations). The file is re-read when it changes, so a long-lived Predictor
+    (the dashboard's) follows a run calibrated after it was loaded. `calibrated=False` gives the
+    models' raw softmax outputs (evaluation's "before", fitting the temperature).
     """
 
-    def __init__(self, run: Run, models: Sequence[str] | None = None) -> None:
+    def __init__(self, run: Run, models: Sequence[str] | None = None,
+                 calibrated: bool = True) -> None:
         self.run = run
+        self.calibrated = calibrated
         self.class_names = run.class_names
         names = list(models) if models else run.model_names
         self.info = {name: run.model_info(name) for name in names}
@@ -46,6 +57,33 @@ class Predictor:
             _check_model(run, name, self.models[name], int(self.info[name]["image_size"]))
         self._locks = {name: threading.Lock() for name in names}
         self._forward: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+        self._calibration: tuple[int | None, dict[str, float]] = (None, {})
+        self.temperatures()  # a damaged calibration.json fails here, before any prediction
+
+    def temperatures(self) -> dict[str, float]:
+        """{model: T} of the run's calibration.json as it is now ({} without one)."""
+        path = self.run.path / CALIBRATION_FILE
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        cached = self._calibration
+        if stamp != cached[0]:
+            cached = (stamp, {} if stamp is None else read_temperatures(self.run.path))
+            self._calibration = cached  # one assignment: safe with concurrent readers
+        return cached[1]
+
+    def temperature(self, model_name: str) -> float | None:
+        """The model's stored temperature (None when not calibrated), applied or not."""
+        return self.temperatures().get(model_name)
+
+    def apply_calibration(self, model_name: str, probs: np.ndarray) -> np.ndarray:
+        """`probs` (…, C) with the model's temperature applied (as is when none, or when this
+        Predictor was made with calibrated=False); float32 like the models' outputs."""
+        t = self.temperature(model_name) if self.calibrated else None
+        if t is None:
+            return probs
+        return apply_temperature(probs, t).astype("float32")
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])
@@ -56,7 +94,8 @@ class Predictor:
         return images.prepare_image(img, int(info["image_size"]), crop=bool(info.get("crop_head")))
 
     def predict_arrays(self, model_name: str, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Probabilities (N, C) for a batch of prepared images (N, S, S, 3), raw 0-255 pixels."""
+        """Probabilities (N, C) for a batch of prepared images (N, S, S, 3), raw 0-255 pixels;
+        calibrated (see the class docstring)."""
         size = self.image_size(model_name)
         if x.ndim != 4 or x.shape[1:] != (size, size, 3):
             raise ValueError(f"{model_name} expects a batch of shape (N, {size}, {size}, 3), "
@@ -66,7 +105,7 @@ class Predictor:
                for i in range(0, len(x), batch_size)]
         if not out:
             return np.zeros((0, len(self.class_names)), dtype="float32")
-        return np.concatenate(out).astype("float32")
+        return self.apply_calibration(model_name, np.concatenate(out).astype("float32"))
 
     def _forward_fn(self, model_name: str) -> Callable[[np.ndarray], np.ndarray]:
         if model_name not in self._forward:

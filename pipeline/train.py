@@ -195,8 +195,16 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
 
 def _evaluation_hook(progress: Progress, say: Say) -> Callable[[Path], None]:
     def evaluate(tmp: Path) -> None:
+        from pipeline.calibration import calibrate_run
         from pipeline.evaluate import evaluate_run
 
+        try:  # the temperature comes from validation data; evaluation then applies it
+            calibrate_run(tmp, progress=progress)
+        except OSError:
+            raise
+        except Exception as exc:  # the run stays usable with uncalibrated probabilities
+            say(f"calibration failed ({type(exc).__name__}: {exc}); probabilities stay "
+                f"uncalibrated: calibrate later with `python -m pipeline calibrate`")
         try:
             evaluate_run(tmp, progress=progress)
         except OSError:

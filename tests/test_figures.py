@@ -169,6 +169,23 @@ def test_reliability_skips_empty_bins():
         F.reliability_figure({"m": {"reliability": "oops"}})
 
 
+def test_reliability_shows_before_and_after_calibration():
+    calibrated = {**METRICS["mobilenetv2"], "temperature": 1.8, "ece_uncalibrated": 0.12,
+                  "reliability_uncalibrated": [
+                      {"confidence": 0.95, "accuracy": 0.8, "count": 40}]}
+    fig = F.reliability_figure({"custom_cnn": METRICS["custom_cnn"], "mobilenetv2": calibrated})
+    names = [d.name for d in fig.data]
+    assert len(names) == 4  # diagonal, custom CNN, MobileNetV2 before and after
+    assert names[2] == "MobileNetV2 before calibration (ECE 0.120)"
+    assert fig.data[2].line.dash == "dash" and list(fig.data[2].x) == [0.95]
+    assert "T = 1.80" in names[3] and list(fig.data[3].x) == [0.4, 0.9]
+    # no temperature (an uncalibrated run): one curve, whatever else the file holds
+    plain = {**calibrated, "temperature": None}
+    assert len(F.reliability_figure({"mobilenetv2": plain}).data) == 2
+    with pytest.raises(F.FigureDataError, match="temperature"):
+        F.reliability_figure({"m": {**calibrated, "temperature": "hot"}})
+
+
 def test_probability_figure():
     fig = F.probability_figure({"custom_cnn": [0.1, 0.2, 0.3, 0.4],
                                 "mobilenetv2": np.array([0.7, 0.1, 0.1, 0.1])}, CLASSES)

@@ -345,28 +345,50 @@ def reliability_points(reliability: Any, name: str = "model") -> list[dict[str, 
 
 
 def reliability_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
-    """Reliability diagram: mean confidence vs accuracy per bin; the diagonal is perfect."""
+    """Reliability diagram: mean confidence vs accuracy per bin; the diagonal is perfect.
+
+    A temperature-scaled model (metrics.json with a `temperature`) also gets its curve before
+    calibration (`reliability_uncalibrated`, dashed, same colour), so both can be compared.
+    """
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                              line=dict(color="gray", dash="dot"), hoverinfo="skip"))
     for i, (name, m) in enumerate(metrics.items()):
-        pts = reliability_points(m.get("reliability"), name)
-        if not pts:
-            continue
-        counts = np.array([p["count"] for p in pts])
-        fig.add_trace(go.Scatter(
-            x=[p["confidence"] for p in pts], y=[p["accuracy"] for p in pts],
-            mode="lines+markers",
-            name=f"{model_label(name)} (ECE {_fmt(_num(m.get('ece'), f'{name} ece'))})",
-            line=dict(color=model_color(name, i)),
-            # Marker area follows the number of images in the bin.
-            marker=dict(size=6 + 18 * np.sqrt(counts / counts.max())),
-            customdata=counts,
-            hovertemplate=f"{model_label(name)}<br>confidence %{{x:.2f}}<br>accuracy %{{y:.2f}}"
-                          "<br>%{customdata:.0f} images<extra></extra>",
-        ))
+        ece = _fmt(_num(m.get("ece"), f"{name} ece"))
+        temperature = m.get("temperature")
+        if temperature is not None and m.get("reliability_uncalibrated") is not None:
+            before = _fmt(_num(m.get("ece_uncalibrated"), f"{name} ece_uncalibrated"))
+            _reliability_trace(fig, name, i, m["reliability_uncalibrated"],
+                               f"{model_label(name)} before calibration", f"ECE {before}",
+                               dash="dash")
+            t = _fmt(_num(temperature, f"{name} temperature"), 2)
+            _reliability_trace(fig, name, i, m.get("reliability"), model_label(name),
+                               f"ECE {ece}, T = {t}")
+        else:
+            _reliability_trace(fig, name, i, m.get("reliability"), model_label(name),
+                               f"ECE {ece}")
     fig.update_xaxes(title="mean predicted confidence", range=[0, 1])
     fig.update_yaxes(title="observed accuracy", range=[0, 1.02])
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def _reliability_trace(fig: go.Figure, name: str, index: int, reliability: Any, label: str,
+                       details: str, dash: str | None = None) -> None:
+    """One reliability curve of model `name`, `label (details)` in the legend; nothing when
+    every bin is empty. Dashed curves (before calibration) are drawn lighter."""
+    pts = reliability_points(reliability, name)
+    if not pts:
+        return
+    counts = np.array([p["count"] for p in pts])
+    fig.add_trace(go.Scatter(
+        x=[p["confidence"] for p in pts], y=[p["accuracy"] for p in pts],
+        mode="lines+markers", name=f"{label} ({details})",
+        line=dict(color=model_color(name, index), dash=dash), opacity=0.55 if dash else 1.0,
+        # Marker area follows the number of images in the bin.
+        marker=dict(size=6 + 18 * np.sqrt(counts / counts.max())),
+        customdata=counts,
+        hovertemplate=f"{label}<br>confidence %{{x:.2f}}<br>accuracy %{{y:.2f}}"
+                      "<br>%{customdata:.0f} images<extra></extra>",
+    ))

@@ -1,9 +1,9 @@
 """Command line: `python -m pipeline COMMAND --help`; each command is a thin stage wrapper.
 
 Commands parse their options, call one stage of the pipeline and print. They live one module per
-group (`data_cmds`, `train_cmds`, `eval_cmds`, `explain_cmds`, `ood_cmd`, `bench_cmd`) and are
-registered below, in the order `--help` lists them. Importing this package stays cheap:
-TensorFlow and the stages are imported inside the commands.
+group (`data_cmds`, `train_cmds`, `eval_cmds`, `calibrate_cmd`, `explain_cmds`, `ood_cmd`,
+`bench_cmd`) and are registered below, in the order `--help` lists them. Importing this package
+stays cheap: TensorFlow and the stages are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.cli.bench_cmd import bench
+from pipeline.cli.calibrate_cmd import calibrate
 from pipeline.cli.common import app, err, fail, one_line, print_json, progress_bar, shown
 from pipeline.cli.data_cmds import audit, synth
 from pipeline.cli.eval_cmds import evaluate, figures, predict
@@ -29,6 +30,7 @@ app.command()(train)
 app.command()(run)
 app.command()(predict)
 app.command()(evaluate)
+app.command()(calibrate)
 app.command()(tune)
 app.command()(explain)
 app.command("explain-eval")(explain_eval_cmd)

@@ -26,6 +26,7 @@ from pipeline.evaluate.external import (
     training_overlap,
 )
 from pipeline.evaluate.metrics import (
+    calibration,
     check_inputs,
     classification_metrics,
     confusion,
@@ -94,7 +95,8 @@ def metrics_summary(met: dict[str, Any]) -> dict[str, Any]:
     tvn = met.get("tumor_vs_no_tumor") or {}
     return {"n": met["n"], "accuracy": met["accuracy"], "balanced_accuracy":
             met["balanced_accuracy"], "macro_f1": met["macro_f1"], "roc_auc": met["roc_auc"],
-            "ece": met["ece"], "sensitivity": tvn.get("sensitivity"),
+            "ece": met["ece"], "ece_uncalibrated": met.get("ece_uncalibrated", met["ece"]),
+            "temperature": met.get("temperature"), "sensitivity": tvn.get("sensitivity"),
             "specificity": tvn.get("specificity")}
 
 
@@ -215,6 +217,7 @@ def evaluate_run(
     `<run>/external/<name>/comparison.json`; nothing is retrained. Returns a summary dict.
     """
     from pipeline import artifacts
+    from pipeline.calibration import apply_temperature
     from pipeline.predict import Predictor
 
     progress = progress or no_progress
@@ -228,7 +231,10 @@ def evaluate_run(
     records, plan, source = target.records, target.plan, target.source
     source["run_id"] = run.run_id
 
-    predictor = Predictor(run)
+    try:  # raw probabilities: the "before" of calibration; the run's temperature applied below
+        predictor = Predictor(run, calibrated=False)
+    except artifacts.ArtifactError as exc:
+        raise EvaluationError(str(exc)) from exc
     raw: dict[str, tuple[np.ndarray, list[str]]] = {}
     failed: dict[str, str] = {}
     for m in run.model_names:
@@ -248,10 +254,20 @@ def evaluate_run(
     preds_eval: dict[str, np.ndarray] = {}
     summaries: dict[str, Any] = {}
     for i, m in enumerate(run.model_names):
-        probs_eval[m], preds_eval[m] = _scored(*raw[m], keep, plan, run.class_names)
+        probs_raw, rels = raw[m]
+        temperature = predictor.temperature(m)
+        p_raw, pred_raw = _scored(probs_raw, rels, keep, plan, run.class_names)
+        ece_raw, reliability_raw = calibration(p_raw, y, y_pred=pred_raw)
+        if temperature is None:
+            probs_eval[m], preds_eval[m] = p_raw, pred_raw
+        else:
+            probs_eval[m], preds_eval[m] = _scored(apply_temperature(probs_raw, temperature),
+                                                   rels, keep, plan, run.class_names)
         met = write_model_eval(target.out_dirs[m], keep, y, probs_eval[m], plan.class_names,
                                y_pred=preds_eval[m], extra={
-                                   "model": m, "display_name": display_name(m), "source": source})
+                                   "model": m, "display_name": display_name(m), "source": source,
+                                   "temperature": temperature, "ece_uncalibrated": ece_raw,
+                                   "reliability_uncalibrated": reliability_raw})
         summaries[m] = metrics_summary(met)
         progress("writing evaluation files", i + 1, len(run.model_names))
     comp = compare(y, probs_eval, plan.class_names, paths=keep, y_pred=preds_eval, n_boot=n_boot,

@@ -1,0 +1,45 @@
+"""`calibrate`: fit a run's temperatures on its validation split (pipeline/calibration.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from pipeline.cli.common import _existing_dir, fail, print_json, progress_bar
+
+
+def calibrate(
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    data_root: Path = typer.Option(None, "--data-root",
+                                   help="where the run's own dataset is now, if it moved"),
+    as_json: bool = typer.Option(False, "--json", help="print calibration.json"),
+) -> None:
+    """Temperature scaling: one T per model fitted on the run's validation split, stored in
+    <run>/calibration.json and applied to every probability shown. Re-run `evaluate` after."""
+    from pipeline.artifacts import ArtifactError, resolve_run
+    from pipeline.calibration import FILE, calibrate_run
+    from pipeline.data import DatasetError
+    from pipeline.names import display_name
+
+    if data_root is not None:
+        _existing_dir(data_root, "--data-root folder")
+    try:
+        run_dir = resolve_run(artifacts_dir, run_)
+        with progress_bar() as update:
+            result = calibrate_run(run_dir, progress=update, data_root=data_root)
+    except (ArtifactError, DatasetError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result)
+        return
+    for m, r in result["models"].items():
+        bound = "  [at the search bound]" if r["at_bound"] else ""
+        sys.stdout.write(f"{display_name(m)}: T = {r['temperature']:.3f}; validation ECE "
+                         f"{r['ece_before']:.3f} -> {r['ece_after']:.3f}, NLL "
+                         f"{r['nll_before']:.3f} -> {r['nll_after']:.3f} "
+                         f"({r['n']} images){bound}\n")
+    sys.stdout.write(f"wrote {run_dir / FILE}; run `python -m pipeline evaluate --run "
+                     f"{result['run_id']}` to update the test metrics\n")
