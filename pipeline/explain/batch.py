@@ -62,6 +62,9 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     probabilities, explained class, layer, heatmap stats and the overlay's file name.
     ValueError names the model whose explanation failed.
     """
+    from pipeline.calibration import apply_temperature, read_temperatures
+
+    temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
     bases = overlay_bases([p for p, _ in decoded])
     rows: list[dict[str, Any]] = [{"path": str(p), "overlay_base": base, "models": {}}
                                   for (p, _), base in zip(decoded, bases, strict=True)]
@@ -78,17 +81,21 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             png = out / f"{bases[i]}.{name}.{method.replace('+', 'p')}.png"
             png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
                                                   outline_top_percent=outline)))
-            rows[i]["models"][name] = overlay_entry(run.class_names, ex, i, png.name)
+            probs = ex.probs[i]
+            if name in temperatures:
+                probs = apply_temperature(probs, temperatures[name])
+            rows[i]["models"][name] = overlay_entry(run.class_names, ex, i, png.name, probs)
     progress("explain", len(explainers), len(explainers))
     return rows
 
 
-def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str
-                  ) -> dict[str, Any]:
-    """explain.json's record of image `i` of explanation `ex` (one model)."""
+def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
+                  probs: np.ndarray) -> dict[str, Any]:
+    """explain.json's record of image `i` of explanation `ex` (one model), with its
+    (calibrated) probabilities `probs`."""
     return {
-        "predicted": class_names[int(np.argmax(ex.probs[i]))],
-        "probs": {c: float(p) for c, p in zip(class_names, ex.probs[i], strict=True)},
+        "predicted": class_names[int(np.argmax(probs))],
+        "probs": {c: float(p) for c, p in zip(class_names, probs, strict=True)},
         "target": class_names[int(ex.targets[i])],
         "layer": ex.layer,
         "heatmap": heatmap_stats(ex.heatmaps[i]),
