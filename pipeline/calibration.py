@@ -92,6 +92,46 @@ def read_temperatures(run_dir: str | Path) -> dict[str, float]:
     return out
 
 
+LOW_CONFIDENCE_ACCURACY = 0.9  # answers are "weak" where validation accuracy falls below this
+LOW_CONFIDENCE_MIN_N = 10  # validation images needed below a threshold before it is trusted
+
+
+def low_confidence(probs: np.ndarray, y_true: np.ndarray,
+                   target: float = LOW_CONFIDENCE_ACCURACY) -> dict[str, Any]:
+    """The confidence below which the model's (calibrated) validation answers were right less
+    than `target` of the time: the highest threshold t such that images with confidence < t
+    number at least LOW_CONFIDENCE_MIN_N and have accuracy < target; 0 when there is none
+    (the model was at least that accurate at every confidence it showed).
+    """
+    conf = probs.max(axis=1)
+    right = probs.argmax(axis=1) == y_true
+    order = np.argsort(conf)
+    hits = np.cumsum(right[order])
+    n = np.arange(1, len(order) + 1)
+    ok = (n >= LOW_CONFIDENCE_MIN_N) & (hits / n < target)
+    if not ok.any():
+        return {"low_confidence_below": 0.0, "low_confidence_accuracy": None,
+                "low_confidence_n": 0}
+    k = int(np.flatnonzero(ok)[-1])  # the largest such group of least confident images
+    threshold = float(conf[order[k + 1]]) if k + 1 < len(order) else 1.0
+    return {"low_confidence_below": round(threshold, 4),
+            "low_confidence_accuracy": round(float(hits[k] / (k + 1)), 4),
+            "low_confidence_n": k + 1}
+
+
+def read_low_confidence(run_dir: str | Path) -> dict[str, float]:
+    """{model: confidence below which its answers are weak} ({} for runs without it)."""
+    path = Path(run_dir) / FILE
+    obj = read_json(path) if path.exists() else {}
+    models = obj.get("models") if isinstance(obj, dict) else None
+    out = {}
+    for name, entry in (models or {}).items():
+        t = entry.get("low_confidence_below") if isinstance(entry, dict) else None
+        if isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1:
+            out[str(name)] = float(t)
+    return out
+
+
 def calibrate_run(run_dir: str | Path, progress: Progress | None = None,
                   data_root: str | Path | None = None) -> dict[str, Any]:
     """Fit one temperature per model on the run's validation split; write `calibration.json`.
@@ -143,7 +183,8 @@ def calibrate_run(run_dir: str | Path, progress: Progress | None = None,
         models[m] = {"temperature": t, "display_name": display_name(m), "n": int(len(y)),
                      "nll_before": nll(p, y), "nll_after": nll(p, y, t),
                      "ece_before": ece_before, "ece_after": ece_after,
-                     "at_bound": bool(min(t / T_MIN, T_MAX / t) < 1.001)}
+                     "at_bound": bool(min(t / T_MIN, T_MAX / t) < 1.001),
+                     **low_confidence(apply_temperature(p, t), y)}
     result = {"method": METHOD, "split": "val", "created": utc_now(), "run_id": run.run_id,
               "n": len(val) - len(unreadable), "n_unreadable": len(unreadable),
               "bounds": [T_MIN, T_MAX], "ece_bins": 10, "models": models}

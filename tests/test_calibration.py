@@ -185,3 +185,23 @@ def test_calibrate_cli(calibrated_run: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["calibrate", "--run", "nope", "--artifacts", str(tmp_path)])
     assert res.exit_code == 2
     assert "error:" in res.output and "'nope' not found" in res.output
+
+
+def test_low_confidence_threshold_marks_where_validation_accuracy_drops():
+    from pipeline.calibration import low_confidence
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.3, 1.0, 2000)
+    right = rng.uniform(size=2000) < conf  # calibrated: right as often as it says
+    y = np.zeros(2000, dtype=int)
+    probs = np.stack([conf, 1 - conf], axis=1)
+    probs[~right] = probs[~right][:, ::-1]  # wrong answers: the other class won
+    y[~right] = 1  # the truth is class 0 exactly where the top class was right
+    y[right] = np.argmax(probs[right], axis=1)
+    out = low_confidence(probs, y)
+    # answers below the threshold were right less than 90 % of the time, and it is high
+    assert 0.85 < out["low_confidence_below"] <= 1.0
+    assert out["low_confidence_accuracy"] < 0.9 and out["low_confidence_n"] > 1000
+    # a model right everywhere gets no threshold
+    perfect = low_confidence(probs, np.argmax(probs, axis=1))
+    assert perfect["low_confidence_below"] == 0.0 and perfect["low_confidence_n"] == 0
