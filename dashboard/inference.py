@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,17 @@ class ImageResult:
     target: int  # class the heatmap explains
     method: str
     layer: str | None
+    crop: bool = True  # whether the model's frame is head-cropped (for boxes drawn on it)
+    # shortcut alarm, computed once per result: share of the heatmap's energy outside the head
+    # (head region found on the full image, brought into the model's frame)
+    outside_head: float | None = None
+
+    @property
+    def outside_head_flag(self) -> bool:
+        """True when the heatmap's evidence is mostly outside the brain (shortcut alarm)."""
+        from pipeline.explain import outside_head_flag
+
+        return outside_head_flag(self.outside_head)
 
 
 @dataclass
@@ -80,9 +92,12 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
             if missing:
                 batch = core.prepare_batch(predictor, m, [good[i].image for i in missing])
                 e = ex(batch, method=settings.method, target=target, layer=layer)
+                crop = bool(run.model_info(m).get("crop_head", True))
                 for j, i in enumerate(missing):
+                    outside = _outside_head(good[i].image, e.heatmaps[j], crop)
                     found[keys[i]] = ImageResult(batch[j], e.heatmaps[j], e.probs[j],
-                                                 int(e.targets[j]), e.method, e.layer)
+                                                 int(e.targets[j]), e.method, e.layer, crop,
+                                                 outside)
                     store.put(keys[i], found[keys[i]])
         except Exception as exc:  # one model failing to explain must not hide the other
             errors[m] = f"{type(exc).__name__}: {exc}"
@@ -90,3 +105,58 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
         per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs))
                         for k in keys]
     return Results(per_model, errors, time.perf_counter() - start)
+
+
+def _outside_head(image: np.ndarray, heatmap: np.ndarray, crop: bool) -> float | None:
+    """Share of `heatmap`'s energy outside the head of `image`, in the model's frame; None when
+    it cannot be computed (an all-zero map)."""
+    from pipeline.explain import energy_outside_head, head_mask_in_frame
+
+    head = head_mask_in_frame(image, heatmap.shape[0], crop)
+    share = energy_outside_head(heatmap, head)
+    return float(share) if np.isfinite(share) else None
+
+
+# ------------------------------------------------------------------- tumour boxes (optional)
+
+
+def boxes_folder(data_dir: str | Path | None) -> Path | None:
+    """The tumour-box masks of the run's dataset: `$BRAIN_MRI_BOXES`, else `<dataset>-boxes/masks`
+    next to the dataset; None when absent (boxes are optional)."""
+    from pipeline.explain import boxes_dir
+
+    return boxes_dir(data_dir)
+
+
+def load_box(boxes: Path | None, rel: str) -> np.ndarray | None:
+    """The box mask of dataset image `rel` ((H, W) uint8, non-zero inside), or None when there is
+    none, it is empty or it cannot be read."""
+    from pipeline import images
+    from pipeline.explain import find_mask, read_mask
+
+    if boxes is None:
+        return None
+    path = find_mask(boxes, rel)
+    if path is None:
+        return None
+    try:
+        box = read_mask(path)
+    except (images.ImageError, OSError):
+        return None
+    return box if box.any() else None
+
+
+def box_in_frame(box: np.ndarray, image: np.ndarray, result: ImageResult) -> np.ndarray:
+    """`box` (drawn on the original image, any size) in the model's frame of `result`."""
+    from pipeline.explain import prepare_mask
+    from pipeline.explain.masks import mask_like
+
+    m = mask_like(box, image.shape[:2]).astype(np.uint8)
+    return prepare_mask(m, image, result.prepared.shape[0], result.crop)
+
+
+def peak_in_box(result: ImageResult, box_frame: np.ndarray) -> bool:
+    """Whether the heatmap's hottest pixel lies inside the box (the pointing game)."""
+    from pipeline.explain import pointing_game
+
+    return pointing_game(result.heatmap, box_frame)

@@ -16,8 +16,17 @@ import streamlit as st
 
 from dashboard import core
 from dashboard import figures as F
-from dashboard.inference import Results, Settings
-from pipeline.explain import LAYER_METHODS, METHOD_LABELS, METHODS, render_overlay, to_png
+from dashboard.inference import Results, Settings, box_in_frame, peak_in_box
+from pipeline.explain import (
+    LAYER_METHODS,
+    METHOD_LABELS,
+    METHODS,
+    OUTSIDE_HEAD_ALARM,
+    render_overlay,
+    to_png,
+)
+
+BOX_COLOUR = (0, 255, 0)  # tumour box outline on overlays (RGB)
 
 DISPLAY_SIDE = 320  # overlays are drawn at least this large so small model inputs stay readable
 
@@ -58,19 +67,32 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                     layers)
 
 
-def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings) -> np.ndarray:
-    """The heatmap over what the model saw, upscaled for display (bicubic)."""
+def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
+            box: np.ndarray | None = None) -> np.ndarray:
+    """The heatmap over what the model saw, upscaled for display (bicubic); `box` (a mask in
+    the model's frame) is outlined in green."""
     side = prepared.shape[0]
     base = prepared
     if side < DISPLAY_SIDE:
         base = cv2.resize(prepared, (DISPLAY_SIDE, DISPLAY_SIDE), interpolation=cv2.INTER_CUBIC)
-    return render_overlay(base, heatmap, alpha=settings.alpha,
-                          outline_top_percent=10.0 if settings.outline else None)
+    out = render_overlay(base, heatmap, alpha=settings.alpha,
+                         outline_top_percent=10.0 if settings.outline else None)
+    if box is not None and np.any(box):
+        big = cv2.resize(np.asarray(box, np.uint8), (out.shape[1], out.shape[0]),
+                         interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, BOX_COLOUR, max(1, round(out.shape[0] / 160)))
+    return out
 
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
-               class_names: Sequence[str], settings: Settings, prefix: str) -> None:
-    """One file: its error message, or probabilities, agreement and both models' heatmaps."""
+               class_names: Sequence[str], settings: Settings, prefix: str,
+               box: np.ndarray | None = None) -> None:
+    """One file: its error message, or probabilities, agreement and both models' heatmaps.
+
+    `box`: the image's known tumour box (a mask in its own pixel grid), drawn on each overlay
+    with whether the heatmap's peak hit it. A heatmap whose energy is mostly outside the head
+    gets a plain-words warning (the shortcut alarm)."""
     with st.container(border=True, key=f"{prefix}_card_{i}"):
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
@@ -106,12 +128,23 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                              icon=":material/error:")
                     continue
                 r = results.per_model[m][j]
-                img = overlay(r.prepared, r.heatmap, settings)
+                frame_box = (box_in_frame(box, upload.image, r)
+                             if box is not None and upload.image is not None else None)
+                img = overlay(r.prepared, r.heatmap, settings, frame_box)
                 target = class_names[r.target]
                 layer = f", layer {r.layer}" if r.layer else ""
                 method = METHOD_LABELS.get(r.method, r.method)
                 st.image(img, width="stretch",
                          caption=f"{F.model_label(m)} · {method} for '{target}'{layer}")
+                if frame_box is not None and frame_box.any():
+                    hit = peak_in_box(r, frame_box)
+                    st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
+                if r.outside_head_flag:
+                    st.warning(f"Evidence mostly outside the brain: {r.outside_head:.0%} of "
+                               f"this heatmap lies outside the head (alarm above "
+                               f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
+                               "other than the anatomy, such as text, borders or markers.",
+                               icon=":material/warning:")
                 st.download_button(
                     "Overlay PNG", to_png(img), file_name=f"{stem}_{m}_{r.method}.png",
                     mime="image/png", key=f"{prefix}_png_{i}_{m}", on_click="ignore",

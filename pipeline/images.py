@@ -353,24 +353,19 @@ def _as_rgb_uint8(img: Any) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def crop_box(img: np.ndarray, margin: float = 0.02) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the head in `img`: the bounding box of the largest bright blob, plus
-    a small margin. `crop_to_head` keeps exactly `img[y0:y1, x0:x1]`, and masks drawn on the
-    image follow the same box (`pipeline.explain.masks`).
+def _head_contour(img: np.ndarray) -> np.ndarray | None:
+    """The head's outline in `img` (H×W×3 uint8): the largest bright blob's external contour, or
+    None when nothing sensible is found (tiny, blank or flat image, or a blob under 10 % of it).
 
     Method: gray, 5×5 Gaussian blur, Otsu threshold (at least 10 so near-black noise never counts),
-    a morphological close to join the skull ring, then the largest external contour's bounding
-    box. When nothing sensible is found (blank or flat image, or the contour covers less than 10 %
-    of the image) the box is the whole image.
+    a morphological close to join the skull ring, then the largest external contour.
     """
-    img = _as_rgb_uint8(img)
     h, w = img.shape[:2]
-    whole = (0, 0, w, h)
     if h < MIN_SIDE or w < MIN_SIDE:
-        return whole
+        return None
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     if int(gray.max()) - int(gray.min()) < 10:
-        return whole
+        return None
     blur = cv2.GaussianBlur(gray, (5, 5), 0)
     otsu, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     _, mask = cv2.threshold(blur, max(float(otsu) * 0.5, 10.0), 255, cv2.THRESH_BINARY)
@@ -378,13 +373,49 @@ def crop_box(img: np.ndarray, margin: float = 0.02) -> tuple[int, int, int, int]
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
-        return whole
+        return None
     largest = max(contours, key=cv2.contourArea)
-    x, y, bw, bh = cv2.boundingRect(largest)
+    _, _, bw, bh = cv2.boundingRect(largest)
     if bw * bh < 0.10 * h * w:
-        return whole
+        return None
+    return largest
+
+
+def crop_box(img: np.ndarray, margin: float = 0.02) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the head in `img`: the bounding box of the largest bright blob, plus
+    a small margin. `crop_to_head` keeps exactly `img[y0:y1, x0:x1]`, and masks drawn on the
+    image follow the same box (`pipeline.explain.masks`).
+
+    The blob is `_head_contour`'s (threshold, close, largest contour). When nothing sensible is
+    found (blank or flat image, or the contour covers less than 10 % of the image) the box is
+    the whole image.
+    """
+    img = _as_rgb_uint8(img)
+    h, w = img.shape[:2]
+    contour = _head_contour(img)
+    if contour is None:
+        return 0, 0, w, h
+    x, y, bw, bh = cv2.boundingRect(contour)
     pad = int(round(margin * max(h, w)))
     return max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
+
+
+def head_mask(img: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the head's silhouette in `img` (the filled outline `crop_box` boxes).
+
+    Pass the *prepared* image (`prepare_image`'s output) to get the head region in the model's
+    input frame, after the crop and resize the model sees. Where no head is found (blank or flat
+    image) the whole image counts as head, as `crop_box` keeps the whole image there, so nothing
+    is ever called "outside the head" on an image without a recognisable head.
+    """
+    img = _as_rgb_uint8(img)
+    h, w = img.shape[:2]
+    contour = _head_contour(img)
+    if contour is None:
+        return np.ones((h, w), bool)
+    out = np.zeros((h, w), np.uint8)
+    cv2.drawContours(out, [contour], -1, 1, thickness=cv2.FILLED)
+    return out > 0
 
 
 def crop_to_head(img: np.ndarray, margin: float = 0.02) -> np.ndarray:

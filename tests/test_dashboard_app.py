@@ -315,8 +315,10 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     captions = _texts(at.caption)
     # each figure comes with its one-sentence meaning
     assert "random heatmaps" in captions and "re-initialised" in captions
+    assert "outside the head" in captions  # the shortcut alarm figure
     summary = _frame(at, "MobileNetV2")
     assert summary is not None and "method" in summary.index
+    assert "evidence mostly outside the brain" in summary.index
 
 
 def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):

@@ -63,6 +63,8 @@ uploads = state.data_images(str(data_dir), tuple(shown["path"]))
 for up, (_, row) in zip(uploads, shown.iterrows(), strict=True):
     up.name = row["path"]
     up.true_label = row["true"]
+boxes_dir = inference.boxes_folder(data_dir)  # optional tumour boxes beside the dataset
+boxes = [inference.load_box(boxes_dir, p) for p in shown["path"]]
 good = [u for u in uploads if u.ok]
 results = None
 if good:
@@ -70,5 +72,6 @@ if good:
         results = inference.explain(run, predictor, explainers, uploads, settings)
 j = 0
 for i, up in enumerate(uploads):
-    views.image_card(i, up, j if up.ok else None, results, class_names, settings, prefix="err")
+    views.image_card(i, up, j if up.ok else None, results, class_names, settings, prefix="err",
+                     box=boxes[i])
     j += int(up.ok)

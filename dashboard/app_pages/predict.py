@@ -54,13 +54,16 @@ with sample_col:
         st.caption(f"Sample picker unavailable: {why or 'splits.json lists no test images'}.")
 
 items: list[core.Upload] = []
+boxes: list = []  # per item: its known tumour box (test-split samples only), else None
 samples = st.session_state.get(SAMPLES_KEY) or []
 if samples and data_dir:
     loaded = state.data_images(str(data_dir), tuple(e["path"] for e in samples))
+    boxes_dir = inference.boxes_folder(data_dir)
     for entry, up in zip(samples, loaded, strict=True):
         up.name = f"{entry['path']} (test split)"
         up.true_label = entry.get("label")
         items.append(up)
+        boxes.append(inference.load_box(boxes_dir, entry["path"]))
 files = list(files or [])
 if len(files) > core.MAX_UPLOADS:
     st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
@@ -68,6 +71,7 @@ if len(files) > core.MAX_UPLOADS:
 for f in files:
     data = f.getvalue()
     items.append(state.decode_cached(f.name, hashlib.sha256(data).hexdigest(), data))
+    boxes.append(None)
 
 # The controls are drawn on every run, uploads or not: a widget left out of one run loses its
 # state, and the browser then showed defaults while heatmaps were drawn with the old settings.
@@ -94,5 +98,5 @@ if good:
 j = 0
 for i, upload in enumerate(items):
     views.image_card(i, upload, j if upload.ok else None, results, class_names, settings,
-                     prefix="predict")
+                     prefix="predict", box=boxes[i])
     j += int(upload.ok)

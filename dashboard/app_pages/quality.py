@@ -20,8 +20,13 @@ if not expl:
 
 summary = pd.DataFrame({F.model_label(m): {
     "method": e.get("method", "?"), "layer": e.get("layer") or "-",
-    "images": e.get("n", "?"), "with a tumour mask": e.get("n_localisation", "?"),
-    "explained class": "true class" if e.get("target_mode", "true") == "true" else "predicted",
+    "images": e.get("n", "?"), "with a tumour mask or box": e.get("n_localisation", "?"),
+    "masks from": e.get("masks_dir") or "-",
+    "explained class": "true class" if e.get("target_mode", "true") == "true" else
+                       str(e.get("target_mode")),
+    "evidence mostly outside the brain": (
+        f"{e['n_outside_head_flagged']} ({e['outside_head_alarm_rate']:.0%})"
+        if isinstance(e.get("outside_head_alarm_rate"), float) else "not measured"),
     "model accuracy on them": (f"{e['accuracy']:.1%}" if isinstance(e.get("accuracy"), float)
                                else "?"),
 } for m, e in expl.items()}).astype(str)
@@ -39,7 +44,26 @@ else:
     reasons = {e.get("localisation_reason") for e in expl.values() if e.get("localisation_reason")}
     st.info("Localisation cannot be measured for this run: "
             + ("; ".join(sorted(reasons)) if reasons else "the dataset has no tumour masks")
-            + ". (The synthetic phantoms come with masks; the Kaggle images do not.)",
+            + ". (The synthetic phantoms come with masks; for the Sartaj images pass the tumour "
+              "boxes: `explain-eval --masks ../shared/data/brain-tumor-mri-sartaj-boxes/masks`.)",
+            icon=":material/info:")
+
+st.subheader("Shortcut alarm: evidence outside the brain")
+rates = {m: e.get("outside_head_alarm_rate") for m, e in expl.items()}
+if any(isinstance(v, float) for v in rates.values()):
+    charts.chart(
+        F.shortcut_figure, expl, key="quality_shortcut", fix=CHART_FIX,
+        caption="Share of images whose heatmap has more than half of its energy outside the "
+                "head (the head found by the preprocessing's crop, in the model's frame). A "
+                "model that looks at text, borders or markers instead of the brain is flagged; "
+                "a high share means its answers may rest on a shortcut.")
+    for m, e in expl.items():
+        if (e.get("outside_head_alarm_rate") or 0) > 0:
+            st.warning(f"{F.model_label(m)}: {e['n_outside_head_flagged']} of {e.get('n', '?')} "
+                       "test heatmaps have their evidence mostly outside the brain.",
+                       icon=":material/warning:")
+else:
+    st.info("Not measured for this run: re-run `python -m pipeline explain-eval`.",
             icon=":material/info:")
 
 st.subheader("Faithfulness: deletion and insertion")

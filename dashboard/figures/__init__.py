@@ -41,6 +41,7 @@ from dashboard.figures.quality import (
     has_curves,
     localisation_figure,
     sanity_figure,
+    shortcut_figure,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "class_color", "confusion_figure", "confusion_values", "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
     "model_label", "per_class_figure", "pr_figure", "probability_figure", "reliability_figure",
-    "reliability_points", "roc_figure", "sanity_figure", "training_curves_figure",
+    "reliability_points", "roc_figure", "sanity_figure", "shortcut_figure",
+    "training_curves_figure",
     "tumour_figure",
 ]

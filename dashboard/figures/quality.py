@@ -106,3 +106,23 @@ def sanity_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     fig.update_layout(height=300, yaxis=dict(range=[-1.05, 1.12], title="Spearman correlation"),
                       margin=dict(l=10, r=10, t=30, b=10))
     return fig
+
+
+def shortcut_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Per model, the share of images flagged "evidence mostly outside the brain" and the mean
+    share of heatmap energy outside the head."""
+    names = list(explanations)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
+        "Images flagged (> half the energy outside the head)",
+        "Mean heatmap energy outside the head"])
+    for col, key in ((1, "outside_head_alarm_rate"), (2, "energy_outside_head")):
+        ys = [_expl_value(explanations[n], key, n) for n in names]
+        fig.add_trace(go.Bar(
+            x=[model_label(n) for n in names], y=ys,
+            marker_color=[model_color(n, i) for i, n in enumerate(names)],
+            text=[_fmt(y) for y in ys], textposition="outside", showlegend=False,
+            hovertemplate="%{x}: %{y:.3f}<extra></extra>", cliponaxis=False,
+        ), row=1, col=col)
+    fig.update_yaxes(range=[0, 1.12], tickformat=".0%")
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=50, b=10))
+    return fig

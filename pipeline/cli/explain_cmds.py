@@ -21,7 +21,7 @@ from pipeline.cli.common import (
     print_json,
     progress_bar,
 )
-from pipeline.explain import METHODS
+from pipeline.explain import METHODS, OUTSIDE_HEAD_MESSAGE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,9 +132,12 @@ def _write_overlays(run: Run, explainers: dict[str, Explainer],
 
 
 def _print_explained(rows: list[dict], n_models: int, out: Path) -> None:
-    """One tab-separated line per image (each model's prediction and overlay), then a total."""
+    """One tab-separated line per image (each model's prediction and overlay, and the shortcut
+    alarm when it fires), then a total."""
     for row in rows:
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f}) -> {v['overlay']}"
+                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['energy_outside_head']:.0%} of the "
+                    "heatmap outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
     sys.stdout.write(f"wrote {len(rows) * n_models} overlay(s) and explain.json to "
@@ -143,11 +146,17 @@ def _print_explained(rows: list[dict], n_models: int, out: Path) -> None:
 
 def explain_eval_cmd(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
-    data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's)"),
+    data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's); a "
+                              "folder without the run's test split (class folders, flat, "
+                              "yes/no) is evaluated as an external folder: all its images"),
     masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
-                               "paths, non-zero = tumour (default: DATA/masks)"),
+                               "paths, any image extension (scan.jpg -> scan.png), non-zero = "
+                               "tumour (default: DATA/masks)"),
+    out_name: str = typer.Option(None, "--name", help="external folder only: file name under "
+                             "<run>/<model>/explanations-external/ (default: the folder's name)"),
     method: str = typer.Option("gradcam", "--method", help=EXPLAIN_METHODS_HELP),
-    max_images: int = typer.Option(64, "--max-images", help="test images per model"),
+    max_images: int = typer.Option(64, "--max-images", help="images per model (balanced over "
+                                   "labels, images with a mask first)"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
     steps: int = typer.Option(20, "--steps", help="deletion/insertion steps"),
     baseline: str = typer.Option("blur", "--baseline", help="removed pixels become: blur | black"),
@@ -156,8 +165,8 @@ def explain_eval_cmd(
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
 ) -> None:
-    """Measure explanation quality (localisation, faithfulness, sanity); writes
-    <run>/<model>/explanations.json."""
+    """Measure explanation quality (localisation, faithfulness, sanity, shortcut alarm); writes
+    <run>/<model>/explanations.json (external folders: explanations-external/<name>.json)."""
     from pipeline.artifacts import ArtifactError, open_run, resolve_run
     from pipeline.explain import explain_eval
 
@@ -176,11 +185,12 @@ def explain_eval_cmd(
         with progress_bar() as update:
             results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
                                    max_images=max_images, progress=update, models=names,
-                                   steps=steps, baseline=baseline, layer=layer)
+                                   steps=steps, baseline=baseline, layer=layer, name=out_name)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     if as_json:
         print_json({m: {k: v for k, v in r.items() if k != "rows"} for m, r in results.items()})
+        return
     else:
         _print_explain_quality(results, method, run_dir)
 
@@ -209,21 +219,40 @@ def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path)
     from rich.table import Table
 
     table = Table(title=f"explanation quality ({method}), run {run_dir.name}")
-    for head in ("model", "n", "pointing (chance)", "energy in mask", "deletion AUC (random)",
-                 "insertion AUC (random)", "sanity ρ"):
+    for head in ("model", "n", "with mask", "pointing (chance)", "energy in mask (chance)",
+                 "deletion AUC (random)", "insertion AUC (random)", "sanity ρ",
+                 "outside head"):
         table.add_column(head, justify="left" if head == "model" else "right")
     for m, r in results.items():
         table.add_row(
-            m, str(r["n"]),
+            m, str(r["n"]), str(r["n_localisation"]),
             f"{_fmt(r['pointing_game'], 2)} ({_fmt(r['pointing_game_chance'], 2)})",
-            _fmt(r["energy_in_mask"]),
+            f"{_fmt(r['energy_in_mask'])} ({_fmt(r['energy_in_mask_chance'])})",
             f"{_fmt(r['deletion_auc'])} ({_fmt(r['deletion_auc_random'])})",
             f"{_fmt(r['insertion_auc'])} ({_fmt(r['insertion_auc_random'])})",
             _fmt(r["sanity_rank_correlation"], 2),
+            f"{r['n_outside_head_flagged']} ({_fmt(r['outside_head_alarm_rate'], 2)})",
         )
     Console().print(table)
     for m, r in results.items():
         if r.get("localisation_reason"):
             sys.stdout.write(f"{m}: no localisation scores ({r['localisation_reason']})\n")
-    sys.stdout.write(f"written: {', '.join(f'{m}/explanations.json' for m in results)} in "
+        else:
+            sys.stdout.write(f"{m}: localisation on the {r['n_localisation']} of {r['n']} images "
+                             "with a non-empty mask; the others count for faithfulness only\n")
+        if r["n_outside_head_flagged"]:
+            sys.stdout.write(f"{m}: {r['n_outside_head_flagged']} of {r['n']} heatmaps flagged: "
+                             f"{OUTSIDE_HEAD_MESSAGE} (> {r['outside_head_threshold']:.0%} of the "
+                             "energy outside the head)\n")
+    modes = {r["target_mode"] for r in results.values()}
+    sys.stdout.write("explained class: " + ", ".join(sorted(
+        _TARGET_WORDS.get(mode, mode) for mode in modes)) + "\n")
+    sys.stdout.write(f"written: {', '.join(r['written'] for r in results.values())} in "
                      f"{run_dir}\n")
+
+
+_TARGET_WORDS = {"true": "the true class",
+                 "most-probable-tumour-class": "the model's most probable tumour class "
+                                               "(the folder only says 'tumor')",
+                 "mixed": "the true class where the label is a run class, else the model's most "
+                          "probable tumour class"}

@@ -30,13 +30,16 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Explainer": "explainer", "Explanation": "explainer",
     "conv_layers": "layers", "default_layer": "layers",
-    "find_mask": "masks", "head_box": "masks", "prepare_mask": "masks",
+    "find_mask": "masks", "head_box": "masks", "head_mask_in_frame": "masks",
+    "prepare_mask": "masks", "read_mask": "masks",
     "LAYER_METHODS": "methods", "METHOD_LABELS": "methods", "METHODS": "methods",
     "REGISTRY": "methods", "Method": "methods", "get_method": "methods",
     "BASELINES": "metrics", "baseline_image": "metrics", "deletion_insertion": "metrics",
     "energy_in_mask": "metrics", "pointing_game": "metrics", "random_heatmap": "metrics",
+    "OUTSIDE_HEAD_ALARM": "metrics", "OUTSIDE_HEAD_MESSAGE": "metrics",
+    "energy_outside_head": "metrics", "outside_head_flag": "metrics",
     "randomize_model": "metrics", "spearman": "metrics",
-    "explain_eval": "quality", "explain_model": "quality",
+    "explain_eval": "quality", "explain_model": "quality", "boxes_dir": "masks",
     "heatmap_stats": "render", "heatmap_to_rgb": "render", "render_overlay": "render",
     "to_png": "render", "top_region": "render",
 }

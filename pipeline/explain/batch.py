@@ -15,6 +15,8 @@ import numpy as np
 
 from pipeline.artifacts import Run
 from pipeline.explain.explainer import Explainer, Explanation
+from pipeline.explain.masks import head_mask_in_frame
+from pipeline.explain.metrics import energy_outside_head, outside_head_flag
 from pipeline.explain.render import heatmap_stats, render_overlay, to_png
 from pipeline.images import prepare_image
 from pipeline.names import Progress, no_progress
@@ -59,7 +61,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     """Explain every image with every model, write one overlay PNG each into `out`.
 
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
-    probabilities, explained class, layer, heatmap stats and the overlay's file name.
+    probabilities, explained class, layer, heatmap stats, the shortcut alarm
+    (`energy_outside_head`, `outside_head_flag`) and the overlay's file name.
     ValueError names the model whose explanation failed.
     """
     from pipeline.calibration import apply_temperature, read_temperatures
@@ -84,7 +87,12 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             probs = ex.probs[i]
             if name in temperatures:
                 probs = apply_temperature(probs, temperatures[name])
-            rows[i]["models"][name] = overlay_entry(run.class_names, ex, i, png.name, probs)
+            entry = overlay_entry(run.class_names, ex, i, png.name, probs)
+            share = energy_outside_head(ex.heatmaps[i],
+                                        head_mask_in_frame(decoded[i][1], size, crop))
+            entry["energy_outside_head"] = float(share) if np.isfinite(share) else None
+            entry["outside_head_flag"] = outside_head_flag(entry["energy_outside_head"])
+            rows[i]["models"][name] = entry
     progress("explain", len(explainers), len(explainers))
     return rows
 

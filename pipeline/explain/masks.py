@@ -64,14 +64,54 @@ def prepare_mask(mask: np.ndarray, image: np.ndarray, size: int, crop: bool) -> 
     return out
 
 
+def head_mask_in_frame(image: np.ndarray, size: int, crop: bool) -> np.ndarray:
+    """(size, size) bool: the head region in the model's input frame.
+
+    The head's silhouette is found on the full-resolution image (`images.head_mask`) and goes
+    through the same crop, padding and resize as the image (`prepare_mask`): finding it on the
+    small prepared image instead would let blur and the morphological close merge nearby
+    off-head structures into the head.
+    """
+    img = np.asarray(image)
+    return prepare_mask(images.head_mask(img).astype(np.uint8), img, size, crop)
+
+
 def find_mask(masks_dir: Path, rel: str) -> Path | None:
-    """The mask of image `rel`: `masks_dir/rel`, or the same stem with another image extension."""
+    """The mask of image `rel`: `masks_dir/rel`, or the same stem with another image extension
+    (`a/scan (1).jpg` -> `a/scan (1).png`; only the last suffix is replaced, so `x.1.jpg` ->
+    `x.1.png`)."""
     direct = masks_dir / rel
     if direct.is_file():
         return direct
-    stem = (masks_dir / rel).with_suffix("")
+    stem = direct.name[: len(direct.name) - len(direct.suffix)] if direct.suffix else direct.name
     for ext in sorted(IMAGE_EXTS):
-        for cand in (stem.with_suffix(ext), stem.with_suffix(ext.upper())):
+        for cand in (direct.with_name(stem + ext), direct.with_name(stem + ext.upper())):
             if cand.is_file():
                 return cand
     return None
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file as (H, W) uint8 (channels reduced by max); ImageError/OSError if unreadable."""
+    return images.read_image(path).max(axis=2)
+
+
+BOXES_ENV = "BRAIN_MRI_BOXES"
+
+
+def boxes_dir(data_dir: str | Path | None) -> Path | None:
+    """Where the tumour-box masks of a dataset live, if anywhere: `$BRAIN_MRI_BOXES` when set
+    (a masks folder mirroring the dataset's relative paths), else `<dataset>-boxes/masks` next to
+    the dataset (the layout of `brain-tumor-mri-sartaj-boxes/`). None when that folder is absent:
+    boxes are optional everywhere."""
+    import os
+
+    env = os.environ.get(BOXES_ENV)
+    if env:
+        cand = Path(env).expanduser()
+    elif data_dir:
+        d = Path(data_dir)
+        cand = d.parent / f"{d.name}-boxes" / "masks"
+    else:
+        return None
+    return cand if cand.is_dir() else None

@@ -19,6 +19,14 @@ from pipeline.explain.render import check_heatmap, resize_heatmap
 
 BASELINES = ("blur", "black")
 
+# Shortcut alarm: a heatmap with more than half of its energy outside the head "mostly looks
+# outside the brain". Half is far above what an unfocused map scores (the area outside the head:
+# ~20 % of a head-cropped real MRI frame, ~40 % of a phantom frame), so a flag means the evidence
+# is concentrated off the head (text, rulers, corner markers, scanner borders), not spill-over of
+# a coarse map across the skull edge.
+OUTSIDE_HEAD_ALARM = 0.5
+OUTSIDE_HEAD_MESSAGE = "evidence mostly outside the brain"
+
 
 def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     """True when the heatmap's maximum lies inside the (non-zero) mask.
@@ -44,6 +52,21 @@ def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
     if total <= 0:
         return float("nan")
     return float(hm[m].sum() / total)
+
+
+def energy_outside_head(heatmap: np.ndarray, head_mask: np.ndarray) -> float:
+    """Share of the heatmap's (non-negative) energy outside the head, in [0, 1].
+
+    `head_mask` is non-zero on the head, in the heatmap's frame (resized nearest when sizes
+    differ). NaN for an all-zero heatmap.
+    """
+    inside = energy_in_mask(heatmap, head_mask)
+    return float("nan") if not np.isfinite(inside) else float(1.0 - inside)
+
+
+def outside_head_flag(share: float | None) -> bool:
+    """The shortcut alarm for one heatmap: its `energy_outside_head` exceeds OUTSIDE_HEAD_ALARM."""
+    return share is not None and bool(np.isfinite(share)) and share > OUTSIDE_HEAD_ALARM
 
 
 def random_heatmap(shape: tuple[int, int], seed: int = 0, cells: int = 7) -> np.ndarray:

@@ -1,11 +1,13 @@
 """explain-eval: the measured quality of a run's explanations (`<run>/<model>/explanations.json`).
 
 `explain_model` runs every metric of `metrics.py` for one model on prepared images;
-`explain_eval` picks a run's test images and masks, prepares them per model and writes the file.
+`explain_eval` picks a run's test images and masks (or every image of an external folder),
+prepares them per model and writes the file.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,15 +17,26 @@ import keras
 import numpy as np
 
 from pipeline import images
-from pipeline.artifacts import Run, ensure_writable, open_run, read_json, utc_now, write_json_atomic
+from pipeline.artifacts import (
+    Run,
+    ensure_writable,
+    open_run,
+    read_json,
+    relative_to_project,
+    utc_now,
+    write_json_atomic,
+)
 from pipeline.explain.explainer import Explainer
 from pipeline.explain.layers import conv_layers
-from pipeline.explain.masks import find_mask, prepare_mask
+from pipeline.explain.masks import find_mask, head_mask_in_frame, prepare_mask, read_mask
 from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import (
     BASELINES,
+    OUTSIDE_HEAD_ALARM,
     deletion_insertion,
     energy_in_mask,
+    energy_outside_head,
+    outside_head_flag,
     pointing_game,
     random_heatmap,
     randomize_model,
@@ -32,17 +45,32 @@ from pipeline.explain.metrics import (
 from pipeline.explain.render import heatmap_stats
 from pipeline.names import Progress
 
-# One decoded test image: its splits.json record, the RGB image, its mask (None: no mask file).
+# One decoded test image: its record ({"path", "label"}), the RGB image, its mask (None: no mask
+# file).
 Decoded = tuple[dict[str, str], np.ndarray, np.ndarray | None]
 
+# Which class each image is explained for (explanations.json `target_mode`, per row
+# `target_rule`): its true class, or, for images labelled only "tumor" (yes/no folders), the
+# model's most probable tumour class.
+TARGET_TRUE = "true"
+TARGET_TOP_TUMOUR = "most-probable-tumour-class"
 
-def _pick(records: list[dict[str, str]], max_images: int, seed: int) -> list[dict[str, str]]:
-    """Up to `max_images` test records, balanced over labels, reproducible for a seed."""
+
+def _pick(records: list[dict[str, str]], max_images: int, seed: int,
+          has_mask: Callable[[dict[str, str]], bool] | None = None) -> list[dict[str, str]]:
+    """Up to `max_images` records, balanced over labels, reproducible for a seed.
+
+    With `has_mask`, each label's images that have a mask file come first (in the same seeded
+    order): the balance over labels is kept, and as many images as possible can be scored for
+    localisation when only some have a mask (real tumour boxes).
+    """
     by_label: dict[str, list[dict[str, str]]] = {}
     for rec in sorted(records, key=lambda r: r["path"]):
         by_label.setdefault(rec["label"], []).append(rec)
     rng = np.random.default_rng(seed)
     queues = [list(rng.permutation(np.array(v, dtype=object))) for _, v in sorted(by_label.items())]
+    if has_mask is not None:
+        queues = [sorted(q, key=lambda r: not has_mask(r)) for q in queues]  # stable
     out: list[dict[str, str]] = []
     while len(out) < max_images and any(queues):
         for q in queues:
@@ -74,16 +102,20 @@ def explain_model(
     batch: int = 16,
     progress: Progress | None = None,
     label: str = "explain-eval",
+    head_masks: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """All explanation-quality metrics of one model on prepared images (N, S, S, 3).
 
     `targets`: the class explained per image; `masks`: (S, S) bool tumour masks or None (no mask
-    known or no tumour). Returns the aggregate keys of explanations.json plus per-image `rows`
-    (without paths).
+    known or no tumour); `head_masks`: (S, S) bool head regions in the same frame for the
+    shortcut alarm (default: found on the prepared images themselves). Returns the aggregate
+    keys of explanations.json plus per-image `rows` (without paths).
     """
     n = len(images_)
     if n == 0:
         raise ValueError("no images to evaluate")
+    if head_masks is None:
+        head_masks = [images.head_mask(np.asarray(im)) for im in images_]
     explainer = Explainer(model, layer)
     random_explainer = Explainer(randomize_model(model, seed), explainer.layer)
     done = 0
@@ -102,7 +134,8 @@ def explain_model(
     curves: list[tuple[np.ndarray, ...]] = []
     for i in range(n):
         row, curve = _image_row(explainer.predict, images_[i], heatmaps[i], rheat[i], prob[i],
-                                int(targets[i]), masks[i], steps, baseline, seed * 7919 + i)
+                                int(targets[i]), masks[i], steps, baseline, seed * 7919 + i,
+                                head_masks[i])
         rows.append(row)
         curves.append(curve)
         tick(1)
@@ -144,7 +177,7 @@ def _image_row(
     predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, heatmap: np.ndarray,
     random_model_heatmap: np.ndarray,
     probs: np.ndarray, target: int, mask: np.ndarray | None, steps: int, baseline: str,
-    noise_seed: int,
+    noise_seed: int, head_mask: np.ndarray,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
     """One image's row of explanations.json, and its (deletion, insertion, deletion_random,
     insertion_random) curves; "random" = a smooth random heatmap seeded with `noise_seed`."""
@@ -152,6 +185,7 @@ def _image_row(
     noise = random_heatmap(heatmap.shape, seed=noise_seed)
     dr, ir, dauc_r, iauc_r = deletion_insertion(predict, image, noise, target, steps, baseline)
     has_mask = mask is not None and bool(np.any(mask))
+    outside = _finite(energy_outside_head(heatmap, head_mask))
     row = {
         "target": target,
         "predicted": int(np.argmax(probs)),
@@ -165,6 +199,8 @@ def _image_row(
         "deletion_auc_random": dauc_r,
         "insertion_auc_random": iauc_r,
         "sanity_rank_correlation": _finite(spearman(heatmap, random_model_heatmap)),
+        "energy_outside_head": outside,
+        "outside_head_flag": outside_head_flag(outside),
         "peak": heatmap_stats(heatmap)["peak"],
     }
     return row, (d, ins, dr, ir)
@@ -191,6 +227,11 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "sanity_abs_rank_correlation": _nanmean([abs(v) if v is not None else None
                                                  for v in sanity]),
         "accuracy": _nanmean([float(r["correct"]) for r in rows]),
+        # shortcut alarm: share of images whose heatmap is mostly outside the head
+        "energy_outside_head": _nanmean([r["energy_outside_head"] for r in rows]),
+        "n_outside_head_flagged": sum(bool(r["outside_head_flag"]) for r in rows),
+        "outside_head_alarm_rate": _nanmean([float(r["outside_head_flag"]) for r in rows]),
+        "outside_head_threshold": OUTSIDE_HEAD_ALARM,
     }
 
 
@@ -206,15 +247,29 @@ def explain_eval(
     baseline: str = "blur",
     seed: int = 0,
     layer: str | None = None,
+    name: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Measure each model's explanations on the run's test split; write
-    `<run>/<model>/explanations.json` and return {model: results}.
+    """Measure each model's explanations; write one JSON per model and return {model: results}.
 
-    Images come from `data_dir` (default: the manifest's data folder) at the test split's
-    relative paths; masks from `masks_dir` (default `<data_dir>/masks`) at the same relative
-    paths, non-zero = tumour. Each image is explained for its TRUE class (as in the pointing game
-    literature); localisation uses the images with a non-empty mask and is null, with a reason,
-    when there are none (real data). `layer` overrides the manifest's `gradcam_layer` (it must
+    Run's own data (no `data_dir`, or a folder holding the run's test split at its relative
+    paths): up to `max_images` test images, balanced over labels, those with a mask first;
+    written to `<run>/<model>/explanations.json`. Each image is explained for its TRUE class
+    (as in the pointing game literature).
+
+    External folder (`data_dir` in any layout `data.discover` reads, not holding the run's test
+    split): up to `max_images` of its images whose labels the run can score
+    (`evaluate.external.map_external_labels`), written to
+    `<run>/<model>/explanations-external/<name>.json` (`name` defaults to the folder's name).
+    Images whose label is a run class are explained for it; images labelled only "tumor" (yes/no
+    folders) for the model's most probable tumour class: `target_mode` and each row's
+    `target_rule` say which.
+
+    Masks come from `masks_dir` (default `<data_dir>/masks`) at the images' relative paths, with
+    the image's extension or another (`scan.jpg` -> `scan.png`), non-zero = tumour. Images
+    without a mask (or with an empty one) are left out of localisation but still scored for
+    faithfulness, sanity and the shortcut alarm; `n_localisation` says how many had one, and
+    localisation is null with a reason when none had. `masks_dir` and `data_dir` are recorded
+    relative to the project root. `layer` overrides the manifest's `gradcam_layer` (it must
     exist in every selected model).
     """
     get_method(method)  # unknown names fail here, before any work
@@ -225,40 +280,63 @@ def explain_eval(
     run = open_run(run_dir)
     ensure_writable(run.path, "run folder")
     data, masks_root = _folders(run, data_dir, masks_dir)
-    chosen = _pick(_test_records(run), max_images, seed)
     names = list(models) if models else run.model_names
-    for name in names:
-        run.model_info(name)  # unknown names fail here, before any work
+    for m in names:
+        run.model_info(m)  # unknown names fail here, before any work
+    source = _source(run, data, name)
+
+    def has_mask(rec: dict[str, str]) -> bool:
+        return masks_root.is_dir() and find_mask(masks_root, rec["path"]) is not None
+
+    chosen = _pick(source["records"], max_images, seed, has_mask)
     # Decode each image and mask once; every model prepares them at its own size.
     decoded, failed, n_masks = _decode(chosen, data, masks_root)
     if not decoded:
-        raise ValueError(f"none of the {len(chosen)} test images could be read from {data}")
+        raise ValueError(f"none of the {len(chosen)} {source['what']} could be read from {data}")
 
     results: dict[str, dict[str, Any]] = {}
-    for name in names:
+    for m in names:
         t0 = time.perf_counter()
-        res = _explain_run_model(run, name, decoded, failed, method, layer, steps, baseline,
-                                 seed, progress)
+        res = _explain_run_model(run, m, decoded, failed, method, layer, steps, baseline,
+                                 seed, progress, source["plan"])
         if res["n_localisation"] == 0:
-            reason = (f"no masks found under {masks_root}" if n_masks == 0 else
-                      "no test image has a non-empty tumour mask")
+            reason = (f"no masks found under {_shown_path(masks_root)}" if n_masks == 0 else
+                      "no evaluated image has a non-empty tumour mask")
             res["localisation_reason"] = reason
+        rules = {r["target_rule"] for r in res["rows"]}
         out = {
             "run_id": run.run_id,
-            "model": name,
+            "model": m,
             **{k: v for k, v in res.items() if k != "rows"},
-            "target_mode": "true",
-            "data_dir": str(data),
-            "masks_dir": str(masks_root) if n_masks else None,
+            "target_mode": rules.pop() if len(rules) == 1 else "mixed",
+            "target_rules": {TARGET_TRUE: "the image's true class",
+                             TARGET_TOP_TUMOUR: "the model's most probable tumour class (the "
+                                                "folder only says 'tumor')"},
+            "selection": "balanced over labels, images with a mask first",
+            "source": source["info"],
+            "data_dir": _shown_path(data),
+            "masks_dir": _shown_path(masks_root) if n_masks else None,
+            "n_with_mask_file": n_masks,
             "n_failed": len(failed),
             "failed": failed[:20],
             "seconds": round(time.perf_counter() - t0, 2),
             "created": utc_now(),
             "rows": res["rows"],
         }
-        write_json_atomic(run.path / name / "explanations.json", out)
-        results[name] = out
+        out_path = (run.path / m / "explanations.json" if source["plan"] is None else
+                    run.path / m / "explanations-external" / f"{source['info']['name']}.json")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_path, out)
+        out["written"] = str(out_path.relative_to(run.path))
+        results[m] = out
     return results
+
+
+def _shown_path(path: Path) -> str:
+    """`path` as recorded in JSON: relative to the project root (never this machine's absolute
+    path), or as given when it is on another drive."""
+    rel = relative_to_project(path)
+    return rel if rel is not None else str(path)
 
 
 def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
@@ -272,6 +350,61 @@ def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
     if masks_dir is not None and not masks_root.is_dir():
         raise ValueError(f"masks folder {masks_root} does not exist")
     return data, masks_root
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def _source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
+    """What is evaluated: {"records": [{"path", "label"}], "plan": None (the run's test split)
+    or the external LabelPlan, "info": the JSON `source`, "what": words for messages}.
+
+    `data` holds the run's test split when it is the run's folder or when at least half of the
+    test split's files are there (a copy of the dataset elsewhere); otherwise it is external.
+    """
+    test = _test_records(run)
+    own = run.data_dir is not None and run.data_dir.is_dir() and data.resolve() == \
+        run.data_dir.resolve()
+    if own or sum((data / r["path"]).is_file() for r in test) * 2 >= len(test):
+        if name is not None:
+            raise ValueError("--name is for external folders; this folder holds the run's test "
+                             "split")
+        return {"records": test, "plan": None, "what": "test images",
+                "info": {"kind": "test", "split": "test"}}
+    return _external_source(run, data, name)
+
+
+def _external_source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
+    """Every image of an external folder whose label the run can score (see `explain_eval`)."""
+    from pipeline import data as data_pkg
+    from pipeline.evaluate.external import map_external_labels
+
+    if name is not None and (not _SAFE_NAME.fullmatch(name) or ".." in name):
+        raise ValueError(f"--name {name!r} must be letters, digits, '.', '_' or '-' (at most 80, "
+                         "not starting with '.' or '-')")
+    try:
+        ds = data_pkg.discover(data)
+        plan = map_external_labels(ds.classes, run.class_names)
+    except ValueError as exc:  # DatasetError, EvaluationError
+        raise ValueError(f"{data}: {exc}") from exc
+    if name is None:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", ds.root.name).strip(".-_") or "external"
+    given = data.resolve()
+    records = []
+    for r in ds.records:
+        if r.label not in plan.mapping:
+            continue
+        try:  # relative to the folder given (masks mirror it), not to the root discover found
+            rel = Path(r.path).resolve().relative_to(given).as_posix()
+        except ValueError:
+            rel = r.rel
+        records.append({"path": rel, "label": r.label})
+    if not records:
+        raise ValueError(f"{data} has no image whose label the run can score")
+    info = {"kind": "external", "name": name, "layout": ds.layout, "folder_classes": ds.classes,
+            "mode": plan.mode, "label_mapping": plan.mapping,
+            "skipped_classes": plan.skipped(ds.classes), "ignored_folders": list(ds.ignored)}
+    return {"records": records, "plan": plan, "what": "images", "info": info}
 
 
 def _test_records(run: Run) -> list[dict[str, str]]:
@@ -299,24 +432,44 @@ def _decode(chosen: list[dict[str, str]], data: Path, masks_root: Path
         mpath = find_mask(masks_root, rec["path"]) if masks_root.is_dir() else None
         if mpath is not None:
             try:
-                mask = images.read_image(mpath).max(axis=2)
+                mask = read_mask(mpath)
                 n_masks += 1
             except (images.ImageError, OSError) as exc:
-                failed.append({"path": str(mpath), "error": f"mask: {exc}"})
+                failed.append({"path": rec["path"], "error": f"mask: {exc}"})
         decoded.append((rec, img, mask))
     return decoded, failed, n_masks
+
+
+def _targets(run: Run, labels: list[str], probs: np.ndarray, plan: Any
+             ) -> tuple[np.ndarray, list[str]]:
+    """(class index explained per image, its rule): the label's run class when there is one,
+    else (a "tumor" label scored against a multi-class run) the most probable tumour class."""
+    classes = run.class_names
+    tumour_idx = [i for i, c in enumerate(classes) if c != "no_tumor"]
+    targets, rules = [], []
+    for lab, p in zip(labels, probs, strict=True):
+        mapped = plan.mapping.get(lab, lab) if plan is not None else lab
+        if mapped in classes:
+            targets.append(classes.index(mapped))
+            rules.append(TARGET_TRUE)
+        else:
+            targets.append(tumour_idx[int(np.argmax(p[tumour_idx]))])
+            rules.append(TARGET_TOP_TUMOUR)
+    return np.array(targets, dtype=np.int64), rules
 
 
 def _explain_run_model(
     run: Run, name: str, decoded: list[Decoded], failed: list[dict[str, str]], method: str,
     layer: str | None, steps: int, baseline: str, seed: int, progress: Progress | None,
+    plan: Any = None,
 ) -> dict[str, Any]:
     """`explain_model` for one of the run's models on the decoded images, prepared at its size;
-    rows get their path and label. Masks that cannot be prepared are appended to `failed`."""
+    rows get their path, label and target rule. Masks that cannot be prepared are appended to
+    `failed`."""
     info = run.model_info(name)
     size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
     x = np.stack([images.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
-    targets = np.array([run.class_names.index(rec["label"]) for rec, _, _ in decoded])
+    heads = [head_mask_in_frame(img, size, crop) for _, img, _ in decoded]
     masks: list[np.ndarray | None] = []
     for rec, img, mask in decoded:
         if mask is None:
@@ -328,6 +481,13 @@ def _explain_run_model(
             failed.append({"path": rec["path"], "error": f"mask: {exc}"})
             masks.append(None)
     model = run.load_model(name)
+    labels = [rec["label"] for rec, _, _ in decoded]
+    probs = None
+    if any((plan.mapping.get(lab, lab) if plan else lab) not in run.class_names
+           for lab in labels):
+        probs = Explainer(model).predict(x)  # the most probable tumour class is needed
+    targets, rules = _targets(run, labels, probs if probs is not None
+                              else np.zeros((len(labels), len(run.class_names))), plan)
     use_layer = layer or info.get("gradcam_layer")
     if layer is None and use_layer not in conv_layers(model):
         use_layer = None  # recorded layer missing: fall back to the default rather than fail
@@ -335,8 +495,9 @@ def _explain_run_model(
         use_layer = None
     res = explain_model(model, x, targets, masks, method=method, layer=use_layer, steps=steps,
                         baseline=baseline, seed=seed, progress=progress,
-                        label=f"explain-eval {name}")
-    for row, (rec, _, _) in zip(res["rows"], decoded, strict=True):
+                        label=f"explain-eval {name}", head_masks=heads)
+    for row, (rec, _, _), rule in zip(res["rows"], decoded, rules, strict=True):
         row["path"] = rec["path"]
         row["label"] = rec["label"]
+        row["target_rule"] = rule
     return res

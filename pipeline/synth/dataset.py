@@ -109,11 +109,15 @@ def _readme(params: dict[str, Any]) -> str:
 
 def generate(out_dir: str | Path, per_class: int, size: int = 256, seed: int = 0,
              test_fraction: float = 0.2, progress: Progress | None = None,
-             overwrite: bool = False, workers: int | None = None) -> dict[str, Any]:
+             overwrite: bool = False, workers: int | None = None,
+             marker: bool = False) -> dict[str, Any]:
     """Write `per_class` phantoms per class (Kaggle-style layout) plus masks, README and params.
 
     Images of class c go to `Training/c/` or `Testing/c/` (the last round(per_class *
     test_fraction) indices are test); the mask of `X/c/name.png` is `masks/X/c/name.png`.
+    `marker=True` plants the class-correlated shortcut square (`tumours.draw_marker`) in every
+    image, for testing the shortcut alarm; synth.json then says `"marker": true` (the key is
+    absent otherwise, so default outputs stay byte-identical).
     Returns a summary: parameters, counts per split and class, and the written paths.
     Raises SynthError on bad arguments or when `out_dir` must not be written into.
     """
@@ -130,9 +134,11 @@ def generate(out_dir: str | Path, per_class: int, size: int = 256, seed: int = 0
         "rng": "default_rng((seed, class_index, image_index)).spawn(3): anatomy, tumour, scan",
         "counts": counts, "complete": False,
     }
+    if marker:
+        params["marker"] = True
     # Written first (complete=false) so an interrupted run is still recognised and replaceable.
     (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n")
-    _render_all(jobs, seed, size, progress, workers)
+    _render_all(jobs, seed, size, progress, workers, marker)
 
     params["complete"] = True
     (out / "README.txt").write_text(_readme(params))
@@ -171,18 +177,18 @@ def _plan(out: Path, per_class: int, n_test: int) -> tuple[list[_Job], dict[str,
     return jobs, counts
 
 
-def _write_phantom(job: _Job, seed: int, size: int) -> None:
+def _write_phantom(job: _Job, seed: int, size: int, marker: bool = False) -> None:
     """Render one job's phantom from its own generator and write its image and mask PNGs."""
     ci, i, img_path, mask_path = job
     rng = np.random.default_rng((seed, ci, i))
-    image, mask = render_phantom(CLASSES[ci], size, rng)
+    image, mask = render_phantom(CLASSES[ci], size, rng, marker=marker)
     for path, arr in ((img_path, image), (mask_path, mask)):
         if not cv2.imwrite(str(path), arr, _PNG_PARAMS):
             raise SynthError(f"could not write {path}")
 
 
 def _render_all(jobs: list[_Job], seed: int, size: int, progress: Progress | None,
-                workers: int | None) -> None:
+                workers: int | None, marker: bool = False) -> None:
     """Write every job on a thread pool, reporting progress as jobs finish.
 
     Each job seeds its own generator, so the order in which threads run them does not matter.
@@ -192,7 +198,7 @@ def _render_all(jobs: list[_Job], seed: int, size: int, progress: Progress | Non
         progress("synth phantoms", 0, total)
     n_workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        futures = [pool.submit(_write_phantom, job, seed, size) for job in jobs]
+        futures = [pool.submit(_write_phantom, job, seed, size, marker) for job in jobs]
         for done, fut in enumerate(as_completed(futures), start=1):
             fut.result()
             if progress:

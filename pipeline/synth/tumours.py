@@ -161,11 +161,14 @@ _TUMOURS = {"glioma_tumor": _glioma, "meningioma_tumor": _meningioma,
 # ----------------------------------------------------------------------------- one image
 
 
-def render_phantom(label: str, size: int, rng: np.random.Generator
+def render_phantom(label: str, size: int, rng: np.random.Generator, marker: bool = False
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one phantom of class `label` (a folder name in CLASSES).
 
     Returns (image, mask): both `size`x`size` uint8; the mask is 255 on tumour pixels, 0 elsewhere.
+    `marker=True` plants a shortcut (see `draw_marker`): a bright square outside the head in a
+    corner that depends on the class; the mask does not include it. The marker uses no random
+    draws, so the image is otherwise pixel-identical to the one without it.
     """
     if label not in CLASSES:
         raise SynthError(f"unknown class {label!r}; expected one of {', '.join(CLASSES)}")
@@ -185,7 +188,39 @@ def render_phantom(label: str, size: int, rng: np.random.Generator
         if not mask.any():  # cannot happen with the size ranges above; guard the contract anyway
             raise SynthError(f"empty tumour mask for {label} at size {size}")
 
-    return _acquire(scan, img, untouched, size), mask
+    out = _acquire(scan, img, untouched, size)
+    if marker:
+        draw_marker(out, head, label)
+    return out, mask
+
+
+# Corner of the head's bounding box per class, (top?, left?): the class is readable from the
+# marker alone, so a model may learn the marker instead of the tumour (a "shortcut").
+MARKER_CORNERS = {"glioma_tumor": (True, True), "meningioma_tumor": (True, False),
+                  "no_tumor": (False, True), "pituitary_tumor": (False, False)}
+MARKER_SIDE = 0.06  # side of the square, share of the image size
+MARKER_VALUE = 250  # 8-bit grey level: brighter than any tissue after acquisition
+
+
+def marker_box(head: Head, label: str, size: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the class's shortcut square: at the corner of the head's bounding box,
+    poking out of it by 1 % of the image (inside the 2 % margin `images.crop_box` adds, so a crop
+    to the head keeps it), and outside the head itself (the corner of an ellipse's box lies ~0.4
+    radius off the ellipse, more than the square's diagonal)."""
+    ys, xs = np.nonzero(head.rho <= 1.0)
+    hx0, hx1, hy0, hy1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    side = max(2, round(MARKER_SIDE * size))
+    out = round(0.01 * size)
+    top, left = MARKER_CORNERS[label]
+    x0 = max(0, hx0 - out) if left else min(size, hx1 + out) - side
+    y0 = max(0, hy0 - out) if top else min(size, hy1 + out) - side
+    return x0, y0, x0 + side, y0 + side
+
+
+def draw_marker(image: np.ndarray, head: Head, label: str) -> None:
+    """Paint the class's shortcut square into `image` (in place)."""
+    x0, y0, x1, y1 = marker_box(head, label, image.shape[0])
+    image[y0:y1, x0:x1] = MARKER_VALUE
 
 
 def _acquire(scan: np.random.Generator, img: np.ndarray, untouched: np.ndarray,

@@ -1,0 +1,166 @@
+"""Real tumour boxes in explain-eval (masks named <stem>.png beside .jpg images, images without a
+box), external folders in any layout, and the dashboard's box outline / peak-in-box answer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import explain as E
+from pipeline.explain.quality import TARGET_TOP_TUMOUR, TARGET_TRUE, _pick
+
+
+def test_find_mask_takes_another_extension_and_keeps_dotted_stems(tmp_path: Path) -> None:
+    (tmp_path / "Testing" / "glioma_tumor").mkdir(parents=True)
+    (tmp_path / "Testing" / "glioma_tumor" / "image (1).png").write_bytes(b"x")
+    (tmp_path / "Testing" / "glioma_tumor" / "scan.1.png").write_bytes(b"x")
+    (tmp_path / "Testing" / "glioma_tumor" / "scan.png").write_bytes(b"x")
+    got = E.find_mask(tmp_path, "Testing/glioma_tumor/image (1).jpg")
+    assert got == tmp_path / "Testing" / "glioma_tumor" / "image (1).png"
+    assert E.find_mask(tmp_path, "Testing/glioma_tumor/scan.1.jpg").name == "scan.1.png"
+    assert E.find_mask(tmp_path, "Testing/glioma_tumor/none.jpg") is None
+
+
+def test_boxes_dir_env_then_sibling_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    data = tmp_path / "ds"
+    data.mkdir()
+    monkeypatch.delenv("BRAIN_MRI_BOXES", raising=False)
+    assert E.boxes_dir(data) is None  # optional: nothing there, no error
+    (tmp_path / "ds-boxes" / "masks").mkdir(parents=True)
+    assert E.boxes_dir(data) == tmp_path / "ds-boxes" / "masks"
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.setenv("BRAIN_MRI_BOXES", str(other))
+    assert E.boxes_dir(data) == other
+    assert E.boxes_dir(None) == other
+
+
+def test_pick_puts_images_with_a_mask_first_and_stays_balanced() -> None:
+    recs = [{"path": f"{c}/{i}.jpg", "label": c} for c in ("a", "b") for i in range(10)]
+    boxed = {"a/3.jpg", "a/7.jpg", "b/1.jpg"}
+    picked = _pick(recs, 6, seed=0, has_mask=lambda r: r["path"] in boxed)
+    assert sorted(r["label"] for r in picked) == ["a", "a", "a", "b", "b", "b"]
+    assert boxed <= {r["path"] for r in picked}
+    # without masks the pick is the one it always was
+    assert _pick(recs, 6, seed=0) == _pick(recs, 6, seed=0, has_mask=lambda r: False)
+
+
+def _copy_tree(run_dir: Path, n: int, root: Path, layout: dict[str, str]
+               ) -> tuple[Path, Path, int]:
+    """Copy `n` test images per label of the smoke run into `root/data/<folder>/` per `layout`
+    (run label -> folder name), masks as <stem>.png into `root/masks/<folder>/` for the tumour
+    images with an even index only. Returns (data folder, masks folder, masks written)."""
+    from pipeline.artifacts import open_run
+
+    run = open_run(run_dir)
+    test = json.loads((run_dir / "splits.json").read_text())["test"]
+    data, masks = root / "data", root / "masks"
+    written = 0
+    for label, folder in layout.items():
+        recs = [r for r in test if r["label"] == label][:n]
+        (data / folder).mkdir(parents=True, exist_ok=True)
+        for k, r in enumerate(recs):
+            src = run.data_dir / r["path"]
+            dst = data / folder / f"{label}.{k}{src.suffix}"
+            shutil.copy(src, dst)
+            msrc = run.data_dir / "masks" / r["path"]
+            if label != "no_tumor" and k % 2 == 0 and msrc.is_file():
+                (masks / folder).mkdir(parents=True, exist_ok=True)
+                shutil.copy(msrc, masks / folder / f"{label}.{k}.png")
+                written += 1
+    return data, masks, written
+
+
+@pytest.mark.slow
+def test_explain_eval_on_external_class_folders_and_yes_no(smoke_run: Path, tmp_path: Path
+                                                           ) -> None:
+    data, masks, written = _copy_tree(smoke_run, 2, tmp_path / "cls",
+                                      {"glioma": "glioma", "no_tumor": "no_tumor"})
+    res = E.explain_eval(smoke_run, data_dir=data, masks_dir=masks, max_images=8, steps=2,
+                         models=["custom_cnn"])["custom_cnn"]
+    out = smoke_run / "custom_cnn" / "explanations-external" / "data.json"
+    saved = json.loads(out.read_text())
+    assert saved["source"]["kind"] == "external" and saved["source"]["mode"] == "direct"
+    assert saved["target_mode"] == TARGET_TRUE and res["n"] == 4
+    assert saved["n_localisation"] == written == 1  # images without a box: faithfulness only
+    assert all(r["deletion_auc"] is not None for r in saved["rows"])
+    assert not saved["masks_dir"].startswith("/") and not saved["data_dir"].startswith("/")
+    keys = {"outside_head_alarm_rate", "n_outside_head_flagged", "energy_outside_head"}
+    assert keys <= set(saved)
+    assert all("outside_head_flag" in r for r in saved["rows"])
+
+    data, masks, _ = _copy_tree(smoke_run, 2, tmp_path / "yn",
+                                {"pituitary": "yes", "no_tumor": "no"})
+    res = E.explain_eval(smoke_run, data_dir=data, masks_dir=masks, max_images=8, steps=2,
+                         models=["custom_cnn"], name="yes-no")["custom_cnn"]
+    saved = json.loads((smoke_run / "custom_cnn" / "explanations-external" / "yes-no.json"
+                        ).read_text())
+    assert saved["source"]["mode"] == "binary" and saved["target_mode"] == "mixed"
+    classes = json.loads((smoke_run / "manifest.json").read_text())["class_names"]
+    for row in saved["rows"]:
+        if row["label"] == "tumor":
+            assert row["target_rule"] == TARGET_TOP_TUMOUR
+            assert classes[row["target"]] != "no_tumor"
+        else:
+            assert row["target_rule"] == TARGET_TRUE and classes[row["target"]] == "no_tumor"
+    assert res["written"] == "custom_cnn/explanations-external/yes-no.json"
+
+
+@pytest.mark.slow
+def test_explain_eval_with_partial_png_masks_on_the_runs_split(smoke_run: Path, tmp_path: Path
+                                                               ) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.artifacts import open_run
+    from pipeline.cli import app
+
+    run = open_run(smoke_run)
+    test = json.loads((smoke_run / "splits.json").read_text())["test"]
+    masks = tmp_path / "boxes"
+    tumour = [r for r in test if r["label"] != "no_tumor"][:1]
+    for r in tumour:  # one box only; every other test image has none
+        dst = masks / r["path"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run.data_dir / "masks" / r["path"], dst)
+    res = CliRunner().invoke(app, ["explain-eval", "--run", str(smoke_run), "--masks",
+                                   str(masks), "--max-images", "4", "--steps", "2",
+                                   "--model", "custom_cnn"])
+    assert res.exit_code == 0, res.output
+    assert "localisation on the 1 of 4 images" in res.output
+    assert "explained class: the true class" in res.output
+    saved = json.loads((smoke_run / "custom_cnn" / "explanations.json").read_text())
+    assert saved["n_localisation"] == 1 and saved["n"] == 4 and saved["n_with_mask_file"] == 1
+    assert saved["rows"][0]["path"] == tumour[0]["path"]  # the boxed image is picked first
+    assert not saved["masks_dir"].startswith("/")
+    assert saved["source"] == {"kind": "test", "split": "test"}
+
+
+def test_dashboard_box_outline_and_peak_in_box() -> None:
+    from dashboard import inference, views
+
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[10:90, 20:80] = 120  # a "head"
+    box = np.zeros((100, 100), np.uint8)
+    box[30:50, 30:50] = 255
+    heat = np.zeros((32, 32), np.float32)
+    r = inference.ImageResult(np.zeros((32, 32, 3), np.uint8), heat, np.array([0.5, 0.5]), 0,
+                              "gradcam", None, crop=True, outside_head=0.7)
+    frame = inference.box_in_frame(box, image, r)
+    assert frame.shape == (32, 32) and frame.any()
+    ys, xs = np.nonzero(frame)
+    r.heatmap[int(ys.mean()), int(xs.mean())] = 1.0
+    assert inference.peak_in_box(r, frame)
+    r.heatmap[:] = 0
+    r.heatmap[0, 0] = 1.0
+    assert not inference.peak_in_box(r, frame)
+    assert r.outside_head_flag
+    drawn = views.overlay(r.prepared, r.heatmap, inference.Settings(alpha=0.0), frame)
+    green = (drawn[..., 1] == 255) & (drawn[..., 0] == 0)
+    assert green.any()
+    plain = views.overlay(r.prepared, r.heatmap, inference.Settings(alpha=0.0))
+    assert not ((plain[..., 1] == 255) & (plain[..., 0] == 0)).any()
