@@ -151,6 +151,46 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
     return " · ".join(parts)
 
 
+def middle_severity_accuracy(report: Mapping[str, Any]) -> dict[str, float | None]:
+    """Per model, mean accuracy over every shift at the middle severity of `robustness.json`."""
+    out: dict[str, float | None] = {}
+    for model, entry in (report.get("models") or {}).items():
+        accs = []
+        for rows in (entry.get("shifts") or {}).values():
+            if isinstance(rows, list) and len(rows) >= 2:
+                acc = rows[len(rows) // 2].get("accuracy")
+                if isinstance(acc, (int, float)):
+                    accs.append(float(acc))
+        out[model] = float(np.mean(accs)) if accs else None
+    return out
+
+
+def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str, float | None],
+                 unlike: Mapping[str, bool | None], shifted_accuracy: Mapping[str, float | None]
+                 ) -> list[str]:
+    """Plain-words warnings about image i's answers: weak confidence (below the model's
+    validation threshold), an image unlike the model's training data (with the model's accuracy
+    on shifted copies of its test split, when measured), and disagreement between the models."""
+    flags = []
+    for model, p in probs.items():
+        name = display_name(model)
+        conf = float(np.max(p[i]))
+        t = low_below.get(model)
+        if t is not None and conf < t:
+            flags.append(f"Weak answer from {name}: {conf:.0%} confidence; on validation "
+                         f"images its answers below {t:.0%} were right less than 90 % of the time.")
+        if unlike.get(model):
+            acc = shifted_accuracy.get(model)
+            where = (f" On shifted copies of its test split it was {acc:.0%} accurate."
+                     if acc is not None else "")
+            flags.append(f"This image is unlike {name}'s training data: treat its answer with "
+                         f"caution.{where}")
+    labels = {int(np.argmax(p[i])) for p in probs.values()}
+    if len(probs) > 1 and len(labels) > 1:
+        flags.append("The models disagree: at least one of them is wrong.")
+    return flags
+
+
 # --------------------------------------------------------------------------- explanations
 
 

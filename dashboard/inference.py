@@ -43,6 +43,8 @@ class ImageResult:
     # shortcut alarm, computed once per result: share of the heatmap's energy outside the head
     # (head region found on the full image, brought into the model's frame)
     outside_head: float | None = None
+    # out-of-distribution flag of the model's features (None: the run has no OOD score)
+    unlike_training: bool | None = None
 
     @property
     def outside_head_flag(self) -> bool:
@@ -59,6 +61,12 @@ class Results:
     per_model: dict[str, list[ImageResult]]
     errors: dict[str, str]
     seconds: float
+    low_below: dict[str, float | None] = field(default_factory=dict)  # weak-answer thresholds
+    shifted_accuracy: dict[str, float | None] = field(default_factory=dict)  # robustness
+
+    def unlike(self, j: int) -> dict[str, bool | None]:
+        """Per model, whether good image j is unlike its training data (None: not measured)."""
+        return {m: rs[j].unlike_training for m, rs in self.per_model.items() if rs}
 
     @property
     def probs(self) -> dict[str, np.ndarray]:
@@ -93,18 +101,21 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                 batch = core.prepare_batch(predictor, m, [good[i].image for i in missing])
                 e = ex(batch, method=settings.method, target=target, layer=layer)
                 crop = bool(run.model_info(m).get("crop_head", True))
+                unlike = predictor.unlike_training(m, batch)
                 for j, i in enumerate(missing):
                     outside = _outside_head(good[i].image, e.heatmaps[j], crop)
-                    found[keys[i]] = ImageResult(batch[j], e.heatmaps[j], e.probs[j],
-                                                 int(e.targets[j]), e.method, e.layer, crop,
-                                                 outside)
+                    found[keys[i]] = ImageResult(
+                        batch[j], e.heatmaps[j], e.probs[j], int(e.targets[j]), e.method,
+                        e.layer, crop, outside, None if unlike is None else bool(unlike[j]))
                     store.put(keys[i], found[keys[i]])
         except Exception as exc:  # one model failing to explain must not hide the other
             errors[m] = f"{type(exc).__name__}: {exc}"
             continue
         per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs))
                         for k in keys]
-    return Results(per_model, errors, time.perf_counter() - start)
+    return Results(per_model, errors, time.perf_counter() - start,
+                   {m: predictor.low_confidence_below(m) for m in per_model},
+                   state.shifted_accuracy(run))
 
 
 def _outside_head(image: np.ndarray, heatmap: np.ndarray, crop: bool) -> float | None:

@@ -230,6 +230,19 @@ def _load_models(path: str, stamp: int) -> tuple[Any, Any, dict[str, str]]:
     return predictor, explainers, failures
 
 
+def shifted_accuracy(run: Run) -> dict[str, float | None]:
+    """Per model, its mean accuracy over the robustness benchmark's middle severity
+    (`robustness.json`); {} when the run has none."""
+    path = run.path / "robustness.json"
+    if not path.is_file():
+        return {}
+    try:
+        report = run_json(run, "robustness.json")
+    except ArtifactError:
+        return {}
+    return core.middle_severity_accuracy(report)
+
+
 def models(run: Run) -> tuple[Any, dict[str, Any]]:
     """Predictor and explainers of the run's loadable models; errors shown for broken ones."""
     predictor, explainers, failures = _load_models(str(run.path), _models_stamp(run))

@@ -114,6 +114,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                  icon=":material/check:" if agree else ":material/call_split:",
                  color="green" if agree else "orange")
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
+        for flag in core.answer_flags(probs, j, results.low_below, results.unlike(j),
+                                      results.shifted_accuracy):
+            st.warning(flag, icon=":material/report:")
         models = [*results.per_model, *results.errors]
         cols = st.columns([1.3] + [1] * len(models))
         with cols[0]:

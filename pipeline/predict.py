@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class Predictor:
         self._forward: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         self._calibration: tuple[int | None, dict[str, float]] = (None, {})
         self.temperatures()  # a damaged calibration.json fails here, before any prediction
+        self._ood: dict[str, tuple[Any, Any] | None] = {}  # model -> (features fn, OodModel)
 
     def temperatures(self) -> dict[str, float]:
         """{model: T} of the run's calibration.json as it is now ({} without one)."""
@@ -84,6 +86,31 @@ class Predictor:
         if t is None:
             return probs
         return apply_temperature(probs, t).astype("float32")
+
+    def low_confidence_below(self, model_name: str) -> float | None:
+        """Confidence under which this model's validation answers were right less than 90 % of
+        the time (`calibration.low_confidence`); None for runs calibrated before it existed."""
+        from pipeline.calibration import read_low_confidence
+
+        return read_low_confidence(self.run.path).get(model_name)
+
+    def unlike_training(self, model_name: str, x: np.ndarray) -> np.ndarray | None:
+        """Per prepared image (N, S, S, 3): whether it is unlike the model's training data (the
+        run's out-of-distribution score over its validation threshold, `pipeline.ood`); None
+        when the run has no OOD score for this model (`python -m pipeline ood` adds it)."""
+        if model_name not in self._ood:
+            from pipeline.ood import FeatureExtractor, load_run_ood
+
+            with self._locks[model_name]:
+                if model_name not in self._ood:
+                    ood = load_run_ood(self.run.path, model_name)
+                    self._ood[model_name] = None if ood is None else (
+                        FeatureExtractor(self.models[model_name]), ood)
+        scorer = self._ood[model_name]
+        if scorer is None:
+            return None
+        extract, ood = scorer
+        return ood.flags(extract(np.asarray(x, "float32")))
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])

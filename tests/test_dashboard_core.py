@@ -274,3 +274,26 @@ def test_run_labels_and_data_folder_without_machine_paths():
     assert runinfo.shown_data_dir({"dir": "/home/someone/secret/brain-mri"}) == "brain-mri"
     facts = runinfo.run_facts({"title": "T", "data": {"dir": "/abs/path/ds"}})
     assert facts.title == "T" and facts.data_shown == "ds"
+
+
+def test_answer_flags_in_plain_words():
+    probs = {"custom_cnn": np.array([[0.40, 0.30, 0.20, 0.10]]),
+             "mobilenetv2": np.array([[0.05, 0.05, 0.05, 0.85]])}
+    flags = core.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
+                              {"custom_cnn": None, "mobilenetv2": True},
+                              {"mobilenetv2": 0.81})
+    assert len(flags) == 3
+    assert flags[0].startswith("Weak answer from Custom CNN: 40% confidence")
+    assert "unlike MobileNetV2's training data" in flags[1] and "81% accurate" in flags[1]
+    assert flags[2].startswith("The models disagree")
+    calm = core.answer_flags({"custom_cnn": np.array([[0.9, 0.1]])}, 0, {"custom_cnn": 0.6},
+                             {"custom_cnn": False}, {})
+    assert calm == []
+
+
+def test_middle_severity_accuracy_of_a_robustness_report():
+    rows = [{"accuracy": 0.9}, {"accuracy": 0.8}, {"accuracy": 0.5}]
+    report = {"models": {"m": {"shifts": {"blur": rows, "noise": [*rows[:1], {"accuracy": 0.6},
+                                                                   rows[2]]}}}}
+    assert core.middle_severity_accuracy(report)["m"] == pytest.approx(0.7)
+    assert core.middle_severity_accuracy({"models": {"m": {"shifts": {}}}}) == {"m": None}

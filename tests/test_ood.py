@@ -63,3 +63,14 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         assert 0.0 <= e["val_flagged"] <= 0.2  # the threshold is the validation 95th percentile
         assert load_run_ood(run, m) is not None
         assert "AUROC vs test" in proc.stdout
+    # the Predictor (CLI, dashboard) flags images from the stored score
+    from pipeline.artifacts import open_run
+    from pipeline.predict import Predictor
+
+    predictor = Predictor(open_run(run))
+    noise = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
+    for m in predictor.models:
+        x = np.stack([predictor.prepare(m, im) for im in noise])
+        flags = predictor.unlike_training(m, x)
+        assert flags is not None and flags.dtype == bool and flags.shape == (3,)
+    assert Predictor(open_run(smoke_run)).unlike_training(m, x) is None  # run without ood.npz
