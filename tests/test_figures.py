@@ -244,13 +244,67 @@ def test_faithfulness_curves():
         F.faithfulness_curves_figure(bad)
 
 
+def _robustness() -> dict:
+    def rows(acc: float) -> list:
+        return [{"severity": sev, "level": lvl, "accuracy": acc - d, "tumor_sensitivity": 0.9,
+                 "accuracy_drop": d, "tumor_sensitivity_drop": 0.0}
+                for sev, lvl, d in (("mild", 1.2, 0.01), ("moderate", 1.5, 0.04),
+                                    ("severe", 2.0, 0.2))]
+    return {"severities": ["mild", "moderate", "severe"],
+            "shifts": {"gamma": {"levels": [1.2, 1.5, 2.0]}, "jpeg": {"levels": [50, 25, 10]}},
+            "models": {m: {"clean": {"accuracy": acc, "tumor_sensitivity": 0.95},
+                           "shifts": {"gamma": rows(acc), "jpeg": rows(acc)}}
+                       for m, acc in (("custom_cnn", 0.8), ("mobilenetv2", 0.9))}}
+
+
+def test_robustness_figure():
+    rob = _robustness()
+    fig = F.robustness_figure(rob)
+    assert len(fig.data) == 6  # 2 models x 3 severities
+    assert [t.name for t in fig.data[:3]] == ["mild", "moderate", "severe"]
+    assert list(fig.data[0].x) == ["gamma", "jpeg"]
+    assert list(fig.data[1].y) == pytest.approx([0.76, 0.76])
+    assert list(fig.data[5].y) == pytest.approx([0.7, 0.7])  # MobileNetV2, severe
+    assert [t.showlegend for t in fig.data].count(True) == 3
+    # per panel: the clean accuracy (solid) and 5 points below it (dotted)
+    assert sorted(round(s.y0, 6) for s in fig.layout.shapes) == [0.75, 0.8, 0.85, 0.9]
+    assert "clean 0.900" in [a.text for a in fig.layout.annotations]
+
+
+def test_robustness_figure_missing_parts():
+    rob = _robustness()
+    # a shift only one model has, and a severity missing: gaps, not errors
+    rob["models"]["custom_cnn"]["shifts"]["blur"] = [{"accuracy": 0.7}]
+    del rob["models"]["mobilenetv2"]["shifts"]["jpeg"][2]
+    del rob["severities"]
+    fig = F.robustness_figure(rob)
+    assert list(fig.data[0].x) == ["gamma", "jpeg", "blur"]
+    assert fig.data[0].y[2] == pytest.approx(0.7)
+    assert math.isnan(fig.data[1].y[2])  # custom_cnn has no moderate blur
+    assert math.isnan(fig.data[3].y[2])  # mobilenetv2 has no blur at all
+    assert math.isnan(fig.data[5].y[1])  # mobilenetv2 has no severe jpeg
+    rob["models"]["mobilenetv2"]["shifts"]["gamma"][0]["tumor_sensitivity"] = None
+    F.robustness_figure(rob)  # an undefined sensitivity is shown as n/a
+    for bad, message in [
+        ({}, "models"), ({"models": {}}, "models"), ("oops", "models"),
+        ({"models": {"m": {"clean": {"accuracy": 0.9}, "shifts": {}}}}, "no shifts"),
+        ({"models": {"m": {"shifts": {"gamma": []}}}}, "'m' has no 'clean'"),
+        ({"models": {"m": {"clean": {}, "shifts": {"gamma": []}}}}, "clean accuracy"),
+        ({"models": {"m": {"clean": {"accuracy": 0.9}, "shifts": {"gamma": [
+            {"accuracy": "high"}]}}}}, "gamma mild accuracy"),
+    ]:
+        with pytest.raises(F.FigureDataError, match=message):
+            F.robustness_figure(bad)
+
+
 def test_figures_serialise_to_json():
     """Streamlit sends figures as plotly JSON: every builder's output must serialise."""
     figs = [F.confusion_figure({"labels": CLASSES, "matrix": np.eye(4).tolist()}),
             F.per_class_figure(METRICS), F.ci_figure(METRICS, COMPARISON),
             F.tumour_figure(METRICS), F.reliability_figure(METRICS),
             F.roc_figure({"m": _curves()}), F.sanity_figure(EXPL),
-            F.faithfulness_curves_figure(EXPL), F.localisation_figure(EXPL)]
+            F.faithfulness_curves_figure(EXPL), F.localisation_figure(EXPL),
+            F.robustness_figure(_robustness())]
     for fig in figs:
         assert json.loads(fig.to_json())["data"]
 

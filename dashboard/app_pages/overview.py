@@ -110,3 +110,19 @@ with tabs[5]:
                        "tumours flagged; specificity = tumour-free scans cleared.")
         else:
             st.info("This run has no `no_tumor` class, so there is no screening view.")
+
+# Robustness (evaluate --robustness): shown only for runs that have it.
+if (run.path / "robustness.json").is_file():
+    st.header("Robustness to image shifts")
+    robust_fix = f"run `python -m pipeline evaluate --robustness --run {run.run_id}`"
+    robustness = state.section_json(run, "robustness.json", robust_fix)
+    if robustness:
+        n = robustness.get("n_images")
+        n = f"{n} " if isinstance(n, int) and not isinstance(n, bool) else ""
+        charts.chart(
+            F.robustness_figure, robustness, key="robustness_fig", fix=robust_fix,
+            caption=f"Shift validation, not a clean test: shifted copies of the {n}test images "
+                    "(bias field, gamma, noise, blur, lower resolution, JPEG, rotation/flip, "
+                    "crop/padding, burnt-in text; three severities each), as another scanner or "
+                    "export might produce. Solid line: the model's accuracy on the unshifted "
+                    "images; dotted: 5 points below it (target: the moderate severity above it).")

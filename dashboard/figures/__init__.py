@@ -7,7 +7,8 @@ Colours are left to the Streamlit plotly theme except for models and classes, wh
 colour each across every figure so a viewer can follow them from chart to chart.
 
 The builders live in one module per page section: `evaluation` (Overview: test metrics, curves,
-calibration), `predictions` (one image's class probabilities) and `quality` (Explanation quality);
+calibration), `robustness` (Overview: accuracy under image shifts), `predictions` (one image's
+class probabilities) and `quality` (Explanation quality);
 `common` holds the shared colours, names and checks. Import them from here (`from dashboard
 import figures as F`).
 """
@@ -43,13 +44,13 @@ from dashboard.figures.quality import (
     sanity_figure,
     shortcut_figure,
 )
+from dashboard.figures.robustness import robustness_figure
 
 __all__ = [
     "CLASS_PALETTE", "HEADLINE_METRICS", "MODEL_COLORS", "FigureDataError", "ci_figure",
     "class_color", "confusion_figure", "confusion_values", "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
     "model_label", "per_class_figure", "pr_figure", "probability_figure", "reliability_figure",
-    "reliability_points", "roc_figure", "sanity_figure", "shortcut_figure",
-    "training_curves_figure",
-    "tumour_figure",
+    "reliability_points", "robustness_figure", "roc_figure", "sanity_figure",
+    "shortcut_figure", "training_curves_figure", "tumour_figure",
 ]

@@ -162,18 +162,28 @@ def evaluate(
     cv_model: str = typer.Option(None, "--model", help="with --folds: only these models "
                                  "(comma-separated; default: all of the run's)"),
     n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples for the CIs"),
+    robustness: bool = typer.Option(False, "--robustness", help="robustness benchmark: the test "
+                                    "split under MRI-realistic shifts, three severities each "
+                                    "(shift validation, not a clean test); writes "
+                                    "<run>/robustness.json"),
+    max_images: int = typer.Option(None, "--max-images", help="with --robustness: a seeded "
+                                   "random subset of at most N test images"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Metrics, calibration, curves and a paired model comparison for a run (no retraining)."""
     from pipeline.artifacts import ArtifactError, resolve_run
     from pipeline.data import DatasetError
-    from pipeline.evaluate import EvaluationError, cross_validate, evaluate_run
+    from pipeline.evaluate import EvaluationError, cross_validate, evaluate_run, robustness_run
 
     _check_evaluate_options(n_boot, data, data_root, folds, name, cv_model)
+    _check_robustness_options(robustness, max_images, data, name, folds, cv_model)
     try:
         run_dir = resolve_run(artifacts_dir, run_)
         with progress_bar() as update:
-            if folds is not None:
+            if robustness:
+                summary = robustness_run(run_dir, progress=update, max_images=max_images,
+                                         data_root=data_root)
+            elif folds is not None:
                 cv_models = _split_models(cv_model) if cv_model else None
                 summary = cross_validate(run_dir, folds, data_root=data_root, progress=update,
                                          say=say, models=cv_models)
@@ -184,6 +194,8 @@ def evaluate(
         fail(str(exc))
     if as_json:
         print_json(summary)
+    elif robustness:
+        _print_robustness_summary(summary)
     elif folds is not None:
         _print_cv_summary(summary)
     else:
@@ -206,6 +218,50 @@ def _check_evaluate_options(n_boot: int, data: Path | None, data_root: Path | No
         fail(f"--folds must be at least 2, got {folds}" if folds < 2 else
              "--folds cross-validates on the run's own dataset; it cannot be combined with "
              "--data/--name (use --data-root if the dataset moved)")
+
+
+def _check_robustness_options(robustness: bool, max_images: int | None, data: Path | None,
+                              name: str | None, folds: int | None, cv_model: str | None) -> None:
+    """Fail in one line on --max-images without --robustness or below 1, and on --robustness
+    with --data/--name/--folds/--model (it shifts the run's own test split)."""
+    if max_images is not None and not robustness:
+        fail("--max-images only applies to the robustness benchmark (--robustness)")
+    if max_images is not None and max_images < 1:
+        fail(f"--max-images must be at least 1, got {max_images}")
+    if robustness and (data is not None or name is not None or folds is not None
+                       or cv_model is not None):
+        fail("--robustness shifts the run's own test split; it cannot be combined with "
+             "--data/--name/--folds/--model (use --data-root if the dataset moved)")
+
+
+def _print_robustness_summary(result: dict) -> None:
+    """evaluate --robustness: accuracy per shift at the middle severity (change from clean) per
+    model, the clean row first; ✗ marks a shift more than TARGET_DROP below clean."""
+    from rich.table import Table
+
+    from pipeline.evaluate import SEVERITIES, TARGET_DROP
+    from pipeline.names import display_name
+
+    mid = SEVERITIES[1]
+    table = Table(title=f"robustness of run {result['run_id']}: {result['n_images']} test "
+                        f"images, accuracy at the {mid} severity (change from clean)")
+    table.add_column("shift")
+    models = result["models"]
+    for m in models:
+        table.add_column(display_name(m), justify="right")
+    table.add_row("clean", *[f"{v['clean']['accuracy']:.3f}" for v in models.values()])
+    for shift, spec in result["shifts"].items():
+        cells = []
+        for m, v in models.items():
+            row = v["shifts"][shift][1]
+            flag = "" if result["target"]["met"][m][shift] else " ✗"
+            cells.append(f"{row['accuracy']:.3f} ({0.0 - row['accuracy_drop']:+.3f}){flag}")
+        table.add_row(f"{shift} ({spec['levels'][1]:.3g})", *cells)
+    Console().print(table)
+    sys.stdout.write(f"✗ = more than {TARGET_DROP * 100:g} points below clean. Shift validation "
+                     "on shifted copies of the test split: robustness, not a clean test. "
+                     f"All severities and tumour sensitivity: robustness.json in run "
+                     f"{result['run_id']}.\n")
 
 
 def figures(

@@ -8,6 +8,7 @@ import X` works for every X below.
 - `external`: scoring another data folder's labels against a run's classes, training overlap.
 - `run`: `evaluate_run` (predict a run's test split or a folder, write the evaluation files).
 - `cv`: `cross_validate` (retrain on group-stratified folds, evaluate each, pool the results).
+- `robustness`: `robustness_run` (the test split under MRI-realistic shifts; shift validation).
 
 Decision rule used everywhere: a model's prediction is the arg-max class. "Tumour" means any class
 other than `no_tumor`, so a four-class prediction counts as a tumour call when its predicted label
@@ -43,6 +44,7 @@ from pipeline.evaluate.metrics import (
     top_confusions,
     tumor_vs_no_tumor,
 )
+from pipeline.evaluate.robustness import SEVERITIES, SHIFTS, TARGET_DROP, robustness_run
 from pipeline.evaluate.run import (
     PREDICT_CHUNK,
     evaluate_run,
@@ -53,10 +55,11 @@ from pipeline.evaluate.run import (
 
 __all__ = [
     "ALPHA", "BINARY_CLASSES", "CV_METRICS", "NO_TUMOR", "PREDICT_CHUNK", "PROB_TOLERANCE",
+    "SEVERITIES", "SHIFTS", "TARGET_DROP",
     "EvaluationError", "LabelPlan",
     "bootstrap_ci", "calibration", "check_inputs", "classification_metrics", "collapse_to_binary",
     "compare", "confusion", "cross_validate", "curves", "cv_folds", "evaluate_run",
     "map_external_labels", "mcnemar_exact", "metrics_summary", "paired_bootstrap",
-    "predicted_classes", "top_confusions", "training_overlap", "tumor_vs_no_tumor", "verdict",
-    "write_model_eval", "write_predictions_csv",
+    "predicted_classes", "robustness_run", "top_confusions", "training_overlap",
+    "tumor_vs_no_tumor", "verdict", "write_model_eval", "write_predictions_csv",
 ]

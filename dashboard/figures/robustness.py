@@ -1,0 +1,90 @@
+"""The robustness figure of the Overview page, from a run's robustness.json: accuracy per shift and
+severity per model, against that model's clean accuracy (shift validation, not a clean test).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.figures.common import FigureDataError, _fmt, _num, model_color, model_label
+
+SEVERITY_COLORS = ["#fdbb84", "#ef6548", "#990000"]  # mild → severe (sequential, light → dark)
+DEFAULT_SEVERITIES = ["mild", "moderate", "severe"]
+
+
+def _models(robustness: Mapping[str, Any]) -> Mapping[str, Any]:
+    models = robustness.get("models") if isinstance(robustness, Mapping) else None
+    if not isinstance(models, Mapping) or not models:
+        raise FigureDataError(f"robustness.json needs a non-empty 'models' dict, got {models!r}")
+    return models
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _shift_names(robustness: Mapping[str, Any], models: Mapping[str, Any]) -> list[str]:
+    """Shifts in the file's order; shifts only some models have are added after them."""
+    names = list(_dict(robustness.get("shifts")))
+    for m in models.values():
+        names += [n for n in _dict(_dict(m).get("shifts")) if n not in names]
+    if not names:
+        raise FigureDataError("robustness.json lists no shifts")
+    return names
+
+
+def _row(model: Mapping[str, Any], shift: str, k: int) -> Mapping[str, Any]:
+    """Severity `k` of `shift` for one model; an empty dict when it is missing (a gap)."""
+    rows = _dict(model.get("shifts")).get(shift)
+    return _dict(rows[k]) if isinstance(rows, list) and k < len(rows) else {}
+
+
+def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
+    """One panel per model: bars of accuracy per shift, one colour per severity; a solid line
+    at the model's clean accuracy and a dotted one 5 points below it (the issue's target band).
+
+    Missing shifts or severities are gaps (NaN); a model without a clean accuracy, or values
+    that are not numbers, raise FigureDataError.
+    """
+    models = _models(robustness)
+    shifts = _shift_names(robustness, models)
+    severities = robustness.get("severities")
+    if not isinstance(severities, list) or not severities:
+        severities = DEFAULT_SEVERITIES
+    fig = make_subplots(rows=1, cols=len(models), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[model_label(m) for m in models])
+    labels = [s.replace("_", " ") for s in shifts]
+    for col, (i, (name, m)) in enumerate(enumerate(models.items()), start=1):
+        if not isinstance(m, Mapping) or not isinstance(m.get("clean"), Mapping):
+            raise FigureDataError(f"robustness of {name!r} has no 'clean' scores")
+        clean = _num(m["clean"].get("accuracy"), f"{name} clean accuracy")
+        if math.isnan(clean):
+            raise FigureDataError(f"robustness of {name!r} has no clean accuracy")
+        for k, sev in enumerate(severities):
+            rows = [_row(m, s, k) for s in shifts]
+            ys = [_num(r.get("accuracy"), f"{name} {s} {sev} accuracy")
+                  for r, s in zip(rows, shifts, strict=True)]
+            custom = [[r.get("level", "?"), _fmt(_num(r.get("tumor_sensitivity"),
+                                                      f"{name} {s} {sev} sensitivity"))]
+                      for r, s in zip(rows, shifts, strict=True)]
+            fig.add_trace(go.Bar(
+                x=labels, y=ys, name=str(sev), legendgroup=str(sev), showlegend=col == 1,
+                marker_color=SEVERITY_COLORS[k % len(SEVERITY_COLORS)], customdata=custom,
+                hovertemplate=(f"{model_label(name)} · %{{x}} ({sev}, level %{{customdata[0]}})"
+                               f"<br>accuracy %{{y:.3f}} (clean {clean:.3f})"
+                               "<br>tumour sensitivity %{customdata[1]}<extra></extra>"),
+            ), row=1, col=col)
+        fig.add_hline(y=clean, line=dict(color=model_color(name, i), width=2), row=1, col=col,
+                      annotation_text=f"clean {clean:.3f}", annotation_position="top left")
+        fig.add_hline(y=clean - 0.05, line=dict(color="gray", width=1, dash="dot"), row=1,
+                      col=col)
+    fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.3, title="severity"))
+    fig.update_yaxes(range=[0, 1.08])
+    fig.update_yaxes(title="accuracy on shifted test images", col=1)
+    return fig
