@@ -93,30 +93,34 @@ def read_temperatures(run_dir: str | Path) -> dict[str, float]:
 
 
 LOW_CONFIDENCE_ACCURACY = 0.9  # answers are "weak" where validation accuracy falls below this
-LOW_CONFIDENCE_MIN_N = 10  # validation images needed below a threshold before it is trusted
 
 
 def low_confidence(probs: np.ndarray, y_true: np.ndarray,
                    target: float = LOW_CONFIDENCE_ACCURACY) -> dict[str, Any]:
     """The confidence below which the model's (calibrated) validation answers were right less
-    than `target` of the time: the highest threshold t such that images with confidence < t
-    number at least LOW_CONFIDENCE_MIN_N and have accuracy < target; 0 when there is none
-    (the model was at least that accurate at every confidence it showed).
+    than `target` of the time.
+
+    Accuracy as a function of confidence is fitted as a non-decreasing curve (isotonic
+    regression of right/wrong on confidence); the threshold is the lowest confidence where that
+    curve reaches `target`. 0 when even the least confident answers reached it; 1 when none did.
     """
+    from sklearn.isotonic import IsotonicRegression
+
     conf = probs.max(axis=1)
-    right = probs.argmax(axis=1) == y_true
-    order = np.argsort(conf)
-    hits = np.cumsum(right[order])
-    n = np.arange(1, len(order) + 1)
-    ok = (n >= LOW_CONFIDENCE_MIN_N) & (hits / n < target)
-    if not ok.any():
-        return {"low_confidence_below": 0.0, "low_confidence_accuracy": None,
-                "low_confidence_n": 0}
-    k = int(np.flatnonzero(ok)[-1])  # the largest such group of least confident images
-    threshold = float(conf[order[k + 1]]) if k + 1 < len(order) else 1.0
+    right = (probs.argmax(axis=1) == y_true).astype(float)
+    fitted = IsotonicRegression(increasing=True, out_of_bounds="clip").fit_transform(conf, right)
+    good = fitted >= target
+    if good.all():
+        threshold = 0.0
+    elif not good.any():
+        threshold = 1.0
+    else:
+        threshold = float(conf[good].min())
+    below = conf < threshold
     return {"low_confidence_below": round(threshold, 4),
-            "low_confidence_accuracy": round(float(hits[k] / (k + 1)), 4),
-            "low_confidence_n": k + 1}
+            "low_confidence_accuracy": round(float(right[below].mean()), 4) if below.any()
+            else None,
+            "low_confidence_n": int(below.sum())}
 
 
 def read_low_confidence(run_dir: str | Path) -> dict[str, float]:

@@ -191,17 +191,14 @@ def test_low_confidence_threshold_marks_where_validation_accuracy_drops():
     from pipeline.calibration import low_confidence
 
     rng = np.random.default_rng(0)
-    conf = rng.uniform(0.3, 1.0, 2000)
-    right = rng.uniform(size=2000) < conf  # calibrated: right as often as it says
-    y = np.zeros(2000, dtype=int)
-    probs = np.stack([conf, 1 - conf], axis=1)
-    probs[~right] = probs[~right][:, ::-1]  # wrong answers: the other class won
-    y[~right] = 1  # the truth is class 0 exactly where the top class was right
-    y[right] = np.argmax(probs[right], axis=1)
+    conf = rng.uniform(0.5, 1.0, 4000)
+    right = rng.uniform(size=4000) < conf  # calibrated: right as often as it says
+    probs = np.stack([conf, 1 - conf], axis=1)  # class 0 is always the answer
+    y = np.where(right, 0, 1)
     out = low_confidence(probs, y)
-    # answers below the threshold were right less than 90 % of the time, and it is high
-    assert 0.85 < out["low_confidence_below"] <= 1.0
-    assert out["low_confidence_accuracy"] < 0.9 and out["low_confidence_n"] > 1000
-    # a model right everywhere gets no threshold
-    perfect = low_confidence(probs, np.argmax(probs, axis=1))
-    assert perfect["low_confidence_below"] == 0.0 and perfect["low_confidence_n"] == 0
+    # accuracy reaches 90 % where confidence does: answers below about 0.9 are weak
+    assert 0.85 < out["low_confidence_below"] < 0.95
+    assert out["low_confidence_accuracy"] < 0.9 and 2000 < out["low_confidence_n"] < 3600
+    # a model right everywhere gets no threshold; one never that good flags everything
+    assert low_confidence(probs, np.zeros(4000, int))["low_confidence_below"] == 0.0
+    assert low_confidence(probs, np.ones(4000, int))["low_confidence_below"] == 1.0
