@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline import images
+from pipeline import geometry, images
 from pipeline.artifacts import (
     Run,
     ensure_writable,
@@ -115,7 +115,7 @@ def explain_model(
     if n == 0:
         raise ValueError("no images to evaluate")
     if head_masks is None:
-        head_masks = [images.head_mask(np.asarray(im)) for im in images_]
+        head_masks = [geometry.head_mask(np.asarray(im)) for im in images_]
     explainer = Explainer(model, layer)
     random_explainer = Explainer(randomize_model(model, seed), explainer.layer)
     done = 0
@@ -468,7 +468,7 @@ def _explain_run_model(
     `failed`."""
     info = run.model_info(name)
     size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
-    x = np.stack([images.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
+    x = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
     heads = [head_mask_in_frame(img, size, crop) for _, img, _ in decoded]
     masks: list[np.ndarray | None] = []
     for rec, img, mask in decoded:
