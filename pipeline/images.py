@@ -1,9 +1,10 @@
-"""Robust image decoding and geometric preparation, shared by training, the CLI and the dashboard.
+"""Robust image decoding, shared by training, the CLI and the dashboard.
 
 Every file or upload goes through `decode_image`, which either returns an H×W×3 uint8 RGB array or
 raises `ImageError` with a message naming the file and the problem. Pillow decodes the raster
 formats (JPEG, PNG, BMP, TIFF, GIF, WebP, PPM); pydicom decodes DICOM. No exception from a decoder
 escapes unwrapped: a corrupt upload must never take the dashboard or a training run down.
+Cropping to the head and resizing for a model live in `pipeline.geometry`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -330,130 +330,3 @@ def read_file(path: str | Path, label: str | None = None) -> bytes:
 def read_image(path: str | Path) -> np.ndarray:
     """Read and decode a file (see `decode_image`); a missing or unreadable file -> ImageError."""
     return decode_image(read_file(path), str(path))
-
-
-def _as_rgb_uint8(img: Any) -> np.ndarray:
-    if not isinstance(img, np.ndarray):
-        raise ImageError(f"expected a numpy array, got {type(img).__name__}")
-    shape = img.shape
-    if img.ndim == 3 and shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise ImageError(f"expected an H×W×3 image array, got shape {shape}")
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.shape[0] < 1 or img.shape[1] < 1:
-        raise ImageError(f"expected a non-empty image array, got shape {shape}")
-    if img.dtype != np.uint8:
-        if not np.issubdtype(img.dtype, np.number) or np.issubdtype(img.dtype, np.complexfloating):
-            raise ImageError(f"expected a numeric image array, got dtype {img.dtype}")
-        img = np.clip(np.nan_to_num(img.astype(np.float64)), 0, 255).round().astype(np.uint8)
-    return np.ascontiguousarray(img)
-
-
-def _head_contour(img: np.ndarray) -> np.ndarray | None:
-    """The head's outline in `img` (H×W×3 uint8): the largest bright blob's external contour, or
-    None when nothing sensible is found (tiny, blank or flat image, or a blob under 10 % of it).
-
-    Method: gray, 5×5 Gaussian blur, Otsu threshold (at least 10 so near-black noise never counts),
-    a morphological close to join the skull ring, then the largest external contour.
-    """
-    h, w = img.shape[:2]
-    if h < MIN_SIDE or w < MIN_SIDE:
-        return None
-    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    if int(gray.max()) - int(gray.min()) < 10:
-        return None
-    blur = cv2.GaussianBlur(gray, (5, 5), 0)
-    otsu, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    _, mask = cv2.threshold(blur, max(float(otsu) * 0.5, 10.0), 255, cv2.THRESH_BINARY)
-    k = max(3, (min(h, w) // 64) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return None
-    largest = max(contours, key=cv2.contourArea)
-    _, _, bw, bh = cv2.boundingRect(largest)
-    if bw * bh < 0.10 * h * w:
-        return None
-    return largest
-
-
-def crop_box(img: np.ndarray, margin: float = 0.02) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the head in `img`: the bounding box of the largest bright blob, plus
-    a small margin. `crop_to_head` keeps exactly `img[y0:y1, x0:x1]`, and masks drawn on the
-    image follow the same box (`pipeline.explain.masks`).
-
-    The blob is `_head_contour`'s (threshold, close, largest contour). When nothing sensible is
-    found (blank or flat image, or the contour covers less than 10 % of the image) the box is
-    the whole image.
-    """
-    img = _as_rgb_uint8(img)
-    h, w = img.shape[:2]
-    contour = _head_contour(img)
-    if contour is None:
-        return 0, 0, w, h
-    x, y, bw, bh = cv2.boundingRect(contour)
-    pad = int(round(margin * max(h, w)))
-    return max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
-
-
-def head_mask(img: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the head's silhouette in `img` (the filled outline `crop_box` boxes).
-
-    Pass the *prepared* image (`prepare_image`'s output) to get the head region in the model's
-    input frame, after the crop and resize the model sees. Where no head is found (blank or flat
-    image) the whole image counts as head, as `crop_box` keeps the whole image there, so nothing
-    is ever called "outside the head" on an image without a recognisable head.
-    """
-    img = _as_rgb_uint8(img)
-    h, w = img.shape[:2]
-    contour = _head_contour(img)
-    if contour is None:
-        return np.ones((h, w), bool)
-    out = np.zeros((h, w), np.uint8)
-    cv2.drawContours(out, [contour], -1, 1, thickness=cv2.FILLED)
-    return out > 0
-
-
-def crop_to_head(img: np.ndarray, margin: float = 0.02) -> np.ndarray:
-    """Crop to the head: `img[y0:y1, x0:x1]` for the box of `crop_box(img, margin)`.
-
-    An image where no head is found comes back unchanged (as H×W×3 uint8).
-    """
-    img = _as_rgb_uint8(img)
-    x0, y0, x1, y1 = crop_box(img, margin)
-    if (x0, y0, x1, y1) == (0, 0, img.shape[1], img.shape[0]):
-        return img
-    return np.ascontiguousarray(img[y0:y1, x0:x1])
-
-
-def pad_to_square(img: np.ndarray) -> np.ndarray:
-    """Pad with black (centred) so both sides are equal; MRI backgrounds are black already."""
-    h, w = img.shape[:2]
-    if h == w:
-        return img
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    return cv2.copyMakeBorder(img, top, side - h - top, left, side - w - left,
-                              cv2.BORDER_CONSTANT, value=(0, 0, 0))
-
-
-def prepare_image(img: np.ndarray, size: int, crop: bool = True) -> np.ndarray:
-    """Optional head crop, pad to square (keeps the aspect ratio), resize to size×size×3 uint8.
-
-    Every consumer (training, prediction, explanations, dashboard) calls this with the model's
-    `image_size` and `crop_head` from the manifest, so an image is prepared exactly as in training.
-    """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIDE:
-        raise ImageError(f"size must be an integer >= {MIN_SIDE}, got {size!r}")
-    img = _as_rgb_uint8(img)
-    if crop:
-        img = crop_to_head(img)
-    img = pad_to_square(img)
-    side = img.shape[0]
-    interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
-    out = cv2.resize(img, (int(size), int(size)), interpolation=interp)
-    return np.ascontiguousarray(out, dtype=np.uint8)

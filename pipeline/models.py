@@ -1,8 +1,8 @@
 """Model registry: builders that return flat functional Keras models taking raw 0-255 RGB pixels.
 
 Every model carries its own preprocessing (and augmentation, active only in training) as layers,
-so a saved `.keras` file needs nothing from outside but `images.prepare_image`. Transfer models are
-built *flat* (the head is attached to the backbone's output tensor, not to the backbone as one
+so a saved `.keras` file needs nothing from outside but `geometry.prepare_image`. Transfer models
+are built *flat* (the head is attached to the backbone's output tensor, not to the backbone as one
 nested layer) because Grad-CAM tools cannot reach layers inside nested models
 (tf-keras-vis issues #63 and #71).
 """

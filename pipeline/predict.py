@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import images
+from pipeline import geometry, images
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_temperatures
@@ -118,7 +118,8 @@ class Predictor:
     def prepare(self, model_name: str, img: np.ndarray) -> np.ndarray:
         """Crop (if the model was trained so) and resize one H×W×3 uint8 image."""
         info = self.info[model_name]
-        return images.prepare_image(img, int(info["image_size"]), crop=bool(info.get("crop_head")))
+        return geometry.prepare_image(img, int(info["image_size"]),
+                                      crop=bool(info.get("crop_head")))
 
     def predict_arrays(self, model_name: str, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probabilities (N, C) for a batch of prepared images (N, S, S, 3), raw 0-255 pixels;

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import data, images
+from pipeline import data, geometry, images
 from pipeline.data import DatasetError
 
 # --------------------------------------------------------------------------- building datasets
@@ -538,7 +538,7 @@ def test_load_arrays_shapes_failures_and_cache(planted: Path, tmp_path: Path, mo
         "Training/no_tumor/notes.jpg"]
     assert calls[-1] == 44
     good = next(i for i, r in enumerate(arr.records) if r.rel.endswith("img004.jpg"))
-    expected = images.prepare_image(images.read_image(arr.records[good].path), 48, crop=True)
+    expected = geometry.prepare_image(images.read_image(arr.records[good].path), 48, crop=True)
     assert np.array_equal(arr.x[good], expected)
 
     def boom(path):

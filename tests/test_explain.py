@@ -437,7 +437,7 @@ def test_spearman() -> None:
 
 def test_prepare_mask_follows_the_head_crop() -> None:
     """A red lesion drawn into the image lands where the prepared mask says it is."""
-    from pipeline import images
+    from pipeline import geometry
 
     img = np.zeros((200, 160, 3), np.uint8)
     cv2.ellipse(img, (90, 110), (50, 70), 0, 0, 360, (120, 120, 120), -1)  # off-centre head
@@ -446,7 +446,7 @@ def test_prepare_mask_follows_the_head_crop() -> None:
     img[mask > 0] = (255, 0, 0)
     x0, y0, x1, y1 = E.head_box(img)
     assert x0 > 20 and y0 > 20 and x1 < 160 and y1 < 200  # the black border was cropped
-    prepared = images.prepare_image(img, 64, crop=True)
+    prepared = geometry.prepare_image(img, 64, crop=True)
     lesion = (prepared[..., 0] > 180) & (prepared[..., 1] < 80)
     pm = E.prepare_mask(mask, img, 64, crop=True)
     assert pm.shape == (64, 64) and pm.dtype == bool
@@ -563,7 +563,7 @@ def _phantom_set(per_class: int, seed: int, size: int) -> tuple[np.ndarray, np.n
     """Tumour (1) vs no tumour (0) phantoms, balanced: three no-tumour images per tumour class
     image. Rendered at 128 px in memory, prepared like training data (head crop + resize), with
     masks prepared the same way."""
-    from pipeline import images
+    from pipeline import geometry
     from pipeline.synth import CLASSES, render_phantom
 
     xs, ys, masks = [], [], []
@@ -572,7 +572,7 @@ def _phantom_set(per_class: int, seed: int, size: int) -> tuple[np.ndarray, np.n
         for i in range(per_class * (1 if tumour else 3)):
             img, mask = render_phantom(label, 128, np.random.default_rng((seed, ci, i)))
             rgb = np.repeat(img[..., None], 3, axis=2)
-            xs.append(images.prepare_image(rgb, size, crop=True))
+            xs.append(geometry.prepare_image(rgb, size, crop=True))
             ys.append(int(tumour))
             masks.append(E.prepare_mask(mask, rgb, size, crop=True) if tumour else None)
     return np.stack(xs), np.array(ys), masks
@@ -634,7 +634,7 @@ def test_trained_model_points_at_the_tumour(trained_phantom_model: tuple) -> Non
 @pytest.mark.data
 def test_head_box_and_overlay_on_real_images(real_data: Path) -> None:
     """On real JPEGs the crop is located exactly, a mask follows it, and overlays render."""
-    from pipeline import images
+    from pipeline import geometry, images
 
     files = [sorted((real_data / "Training" / c).glob("*.jpg"))[0]
              for c in ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")]
@@ -642,12 +642,12 @@ def test_head_box_and_overlay_on_real_images(real_data: Path) -> None:
     for f in files:
         img = images.read_image(f)
         x0, y0, x1, y1 = E.head_box(img)
-        assert np.array_equal(img[y0:y1, x0:x1], images.crop_to_head(img))
+        assert np.array_equal(img[y0:y1, x0:x1], geometry.crop_to_head(img))
         # a mask covering the left half of the crop stays (about) the left half after prepare
         mask = np.zeros(img.shape[:2], np.uint8)
         mask[y0:y1, x0 : x0 + (x1 - x0) // 2] = 1
         pm = E.prepare_mask(mask, img, S, crop=True)
-        prepared = images.prepare_image(img, S, crop=True)
+        prepared = geometry.prepare_image(img, S, crop=True)
         side = max(x1 - x0, y1 - y0)
         share = ((x1 - x0) // 2) / side  # padding to square keeps the aspect ratio
         assert abs(pm.mean() - share * (y1 - y0) / side) < 0.05

@@ -1,4 +1,5 @@
-"""images.py: every format and failure a user's folder or upload can throw at decode_image."""
+"""images.py: every format and failure a user's folder or upload can throw at decode_image;
+geometry.py: the head crop and prepare_image."""
 
 from __future__ import annotations
 
@@ -15,14 +16,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline import images
-from pipeline.images import (
-    ImageError,
-    crop_box,
-    crop_to_head,
-    decode_image,
-    prepare_image,
-    read_image,
-)
+from pipeline.geometry import crop_box, crop_to_head, prepare_image
+from pipeline.images import ImageError, decode_image, read_image
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

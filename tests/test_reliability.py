@@ -338,7 +338,8 @@ _OPS = st.lists(st.tuples(st.sampled_from(["flip", "truncate", "insert", "delete
 def test_mutated_files_of_every_format_decode_and_prepare_or_refuse(fuzz_seeds, which, ops):
     """Decode, then prepare exactly as prediction does: either a clean result or ImageError,
     never another exception, and never more than the deadline (a hang fails the example)."""
-    from pipeline.images import ImageError, decode_image, prepare_image
+    from pipeline.geometry import prepare_image
+    from pipeline.images import ImageError, decode_image
 
     name = sorted(fuzz_seeds)[which % len(fuzz_seeds)]
     data = _mutate(fuzz_seeds[name], ops)
@@ -706,7 +707,8 @@ def test_streamlit_config_keeps_xsrf_on_and_caps_uploads():
 
 def test_decoding_an_upload_never_touches_the_file_system(zoo):
     """Upload names are labels only: a path-like name is never opened, read or written."""
-    from pipeline.images import ImageError, decode_image, prepare_image
+    from pipeline.geometry import prepare_image
+    from pipeline.images import ImageError, decode_image
 
     folder, same, converted, bad = zoo
     payloads = {n: (folder / n).read_bytes() for n in (*same, *converted)}

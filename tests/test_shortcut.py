@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline import explain as E
-from pipeline import images
+from pipeline import geometry
 
 
 def test_energy_outside_head_on_toy_arrays() -> None:
@@ -37,12 +37,12 @@ def test_head_mask_is_the_crop_blob_and_whole_image_without_a_head() -> None:
 
     img, _ = render_phantom("no_tumor", 128, np.random.default_rng(0))
     rgb = np.repeat(img[..., None], 3, axis=2)
-    hm = images.head_mask(rgb)
+    hm = geometry.head_mask(rgb)
     ys, xs = np.nonzero(hm)
-    x0, y0, x1, y1 = images.crop_box(rgb, margin=0.0)
+    x0, y0, x1, y1 = geometry.crop_box(rgb, margin=0.0)
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
     assert 0.4 < hm.mean() < 0.8 and not hm[0, 0] and hm[64, 64]
-    assert images.head_mask(np.zeros((32, 32, 3), np.uint8)).all()
+    assert geometry.head_mask(np.zeros((32, 32, 3), np.uint8)).all()
     frame = E.head_mask_in_frame(rgb, 64, crop=True)
     assert frame.shape == (64, 64) and frame.dtype == bool and not frame[0, 0] and frame[32, 32]
 
@@ -64,9 +64,9 @@ def test_marker_is_outside_the_head_inside_the_crop_and_class_specific() -> None
             corners.add((ci, ys.mean() < 64, xs.mean() < 64))
             rgb = np.repeat(marked[..., None], 3, axis=2)
             # the crop keeps the marker, and the head mask leaves it out
-            x0, y0, x1, y1 = images.crop_box(rgb)
+            x0, y0, x1, y1 = geometry.crop_box(rgb)
             assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
-            outside.append(1 - images.head_mask(rgb)[diff].mean())
+            outside.append(1 - geometry.head_mask(rgb)[diff].mean())
     assert len({c[1:] for c in corners}) == 4 and len(corners) == 4  # one corner per class
     assert np.mean(outside) > 0.9
 
@@ -99,7 +99,7 @@ def _phantoms(per_class: int, seed: int, marker: bool) -> tuple[np.ndarray, np.n
             img, _ = render_phantom(label, RENDER, np.random.default_rng((seed, ci, i)),
                                     marker=marker)
             rgb = np.repeat(img[..., None], 3, axis=2)
-            xs.append(images.prepare_image(rgb, SIZE, crop=True))
+            xs.append(geometry.prepare_image(rgb, SIZE, crop=True))
             ys.append(ci)
             heads.append(E.head_mask_in_frame(rgb, SIZE, crop=True))
     return np.stack(xs), np.array(ys), heads

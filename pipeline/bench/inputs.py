@@ -149,7 +149,7 @@ def _test_images(records: Sequence[Any], n: int) -> list[Any]:
 
 def prepare(raw: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     """A raw image prepared for one model of the run exactly as its training prepared images."""
-    from pipeline import images
+    from pipeline import geometry
 
-    return images.prepare_image(raw, int(info["image_size"]), crop=bool(info.get("crop_head")))
+    return geometry.prepare_image(raw, int(info["image_size"]), crop=bool(info.get("crop_head")))
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline import images
+from pipeline import geometry, images
 from pipeline.data.discovery import DatasetError, ImageRecord
 from pipeline.data.hashing import parallel_map, stat_key
 from pipeline.names import Progress
@@ -105,7 +105,7 @@ def load_arrays(records: Sequence[ImageRecord], classes: Sequence[str], size: in
 
     def work(rec: ImageRecord) -> np.ndarray | str:
         try:
-            return images.prepare_image(images.read_image(rec.path), size, crop=crop)
+            return geometry.prepare_image(images.read_image(rec.path), size, crop=crop)
         except images.ImageError as exc:
             return str(exc)
         except Exception as exc:  # a bad file must not stop the loading of the others

@@ -11,8 +11,9 @@ Pure functions and small callable objects only (no Streamlit); the dashboard and
 * `render_overlay`, `heatmap_to_rgb`, `to_png`, `heatmap_stats` (`render.py`): drawing.
 * `pointing_game`, `energy_in_mask`, `deletion_insertion`, `randomize_model`, `spearman`
   (`metrics.py`): quality metrics on plain arrays; `head_box`, `prepare_mask`, `find_mask`
-  (`masks.py`) bring tumour masks into the model's frame; `explain_eval` (`quality.py`) runs the
-  metrics over a run's test split.
+  (`masks.py`) bring tumour masks into the model's frame; `explain_model` (`scoring.py`) scores one
+  model's explanations of prepared images with them, and `explain_eval` (`quality.py`) runs that
+  over a run's test split or an external folder.
 
 Models take raw RGB pixels 0-255 (preprocessing is inside the model), so every image here is
 (H, W, 3) in 0-255 at the model's input size. Everything public is importable from
@@ -39,7 +40,7 @@ _EXPORTS = {
     "OUTSIDE_HEAD_ALARM": "metrics", "OUTSIDE_HEAD_MESSAGE": "metrics",
     "energy_outside_head": "metrics", "outside_head_flag": "metrics",
     "randomize_model": "metrics", "spearman": "metrics",
-    "explain_eval": "quality", "explain_model": "quality", "boxes_dir": "masks",
+    "explain_eval": "quality", "explain_model": "scoring", "boxes_dir": "masks",
     "heatmap_stats": "render", "heatmap_to_rgb": "render", "render_overlay": "render",
     "to_png": "render", "top_region": "render",
 }

@@ -18,7 +18,7 @@ from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.masks import head_mask_in_frame
 from pipeline.explain.metrics import energy_outside_head, outside_head_flag
 from pipeline.explain.render import heatmap_stats, render_overlay, to_png
-from pipeline.images import prepare_image
+from pipeline.geometry import prepare_image
 from pipeline.names import Progress, no_progress
 
 OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit

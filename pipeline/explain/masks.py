@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline import images
+from pipeline import geometry, images
 from pipeline.names import IMAGE_EXTS
 
 
@@ -33,20 +33,20 @@ def mask_like(mask: Any, shape: tuple[int, int]) -> np.ndarray:
 
 
 def head_box(img: np.ndarray) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the region `images.crop_to_head` keeps from `img`.
+    """(x0, y0, x1, y1) of the region `geometry.crop_to_head` keeps from `img`.
 
-    The box comes from `images.crop_box`, which `crop_to_head` itself crops to, so masks follow
+    The box comes from `geometry.crop_box`, which `crop_to_head` itself crops to, so masks follow
     the image's crop exactly, even if its method changes.
     """
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"head_box takes (H, W, 3) uint8 images, got {img.shape} {img.dtype}")
-    return images.crop_box(img)
+    return geometry.crop_box(img)
 
 
 def prepare_mask(mask: np.ndarray, image: np.ndarray, size: int, crop: bool) -> np.ndarray:
     """Bring a tumour mask into the model's frame: the same crop, padding and resize as
-    `images.prepare_image(image, size, crop)`. Returns a (size, size) bool array."""
+    `geometry.prepare_image(image, size, crop)`. Returns a (size, size) bool array."""
     m = np.asarray(mask)
     if m.ndim == 3:
         m = m.max(axis=2)
@@ -56,7 +56,7 @@ def prepare_mask(mask: np.ndarray, image: np.ndarray, size: int, crop: bool) -> 
     if crop:
         x0, y0, x1, y1 = head_box(image)
         m = m[y0:y1, x0:x1]
-    m = images.pad_to_square(m)
+    m = geometry.pad_to_square(m)
     m = cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA)
     out = m >= 0.5
     if not out.any() and m.max() > 0:  # a tiny lesion must not vanish when downscaled
@@ -67,13 +67,13 @@ def prepare_mask(mask: np.ndarray, image: np.ndarray, size: int, crop: bool) -> 
 def head_mask_in_frame(image: np.ndarray, size: int, crop: bool) -> np.ndarray:
     """(size, size) bool: the head region in the model's input frame.
 
-    The head's silhouette is found on the full-resolution image (`images.head_mask`) and goes
+    The head's silhouette is found on the full-resolution image (`geometry.head_mask`) and goes
     through the same crop, padding and resize as the image (`prepare_mask`): finding it on the
     small prepared image instead would let blur and the morphological close merge nearby
     off-head structures into the head.
     """
     img = np.asarray(image)
-    return prepare_mask(images.head_mask(img).astype(np.uint8), img, size, crop)
+    return prepare_mask(geometry.head_mask(img).astype(np.uint8), img, size, crop)
 
 
 def find_mask(masks_dir: Path, rel: str) -> Path | None:

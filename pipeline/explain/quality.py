@@ -1,8 +1,8 @@
 """explain-eval: the measured quality of a run's explanations (`<run>/<model>/explanations.json`).
 
-`explain_model` runs every metric of `metrics.py` for one model on prepared images;
-`explain_eval` picks a run's test images and masks (or every image of an external folder),
-prepares them per model and writes the file.
+`explain_eval` picks a run's test images and masks (or every image of an external folder whose
+labels the run can score), decides which class each image is explained for, prepares the images
+per model, scores them with `scoring.explain_model` and writes the file.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from pipeline import images
+from pipeline import geometry, images
 from pipeline.artifacts import (
     Run,
     ensure_writable,
@@ -30,19 +29,8 @@ from pipeline.explain.explainer import Explainer
 from pipeline.explain.layers import conv_layers
 from pipeline.explain.masks import find_mask, head_mask_in_frame, prepare_mask, read_mask
 from pipeline.explain.methods import get_method
-from pipeline.explain.metrics import (
-    BASELINES,
-    OUTSIDE_HEAD_ALARM,
-    deletion_insertion,
-    energy_in_mask,
-    energy_outside_head,
-    outside_head_flag,
-    pointing_game,
-    random_heatmap,
-    randomize_model,
-    spearman,
-)
-from pipeline.explain.render import heatmap_stats
+from pipeline.explain.metrics import BASELINES
+from pipeline.explain.scoring import explain_model
 from pipeline.names import Progress
 
 # One decoded test image: its record ({"path", "label"}), the RGB image, its mask (None: no mask
@@ -77,162 +65,6 @@ def _pick(records: list[dict[str, str]], max_images: int, seed: int,
             if q and len(out) < max_images:
                 out.append(q.pop(0))
     return out
-
-
-def _nanmean(values: Sequence[float | None]) -> float | None:
-    arr = np.array([v for v in values if v is not None], dtype=np.float64)
-    arr = arr[np.isfinite(arr)]
-    return float(arr.mean()) if arr.size else None
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
-def explain_model(
-    model: keras.Model,
-    images_: np.ndarray,
-    targets: np.ndarray,
-    masks: Sequence[np.ndarray | None],
-    method: str = "gradcam",
-    layer: str | None = None,
-    steps: int = 20,
-    baseline: str = "blur",
-    seed: int = 0,
-    batch: int = 16,
-    progress: Progress | None = None,
-    label: str = "explain-eval",
-    head_masks: Sequence[np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """All explanation-quality metrics of one model on prepared images (N, S, S, 3).
-
-    `targets`: the class explained per image; `masks`: (S, S) bool tumour masks or None (no mask
-    known or no tumour); `head_masks`: (S, S) bool head regions in the same frame for the
-    shortcut alarm (default: found on the prepared images themselves). Returns the aggregate
-    keys of explanations.json plus per-image `rows` (without paths).
-    """
-    n = len(images_)
-    if n == 0:
-        raise ValueError("no images to evaluate")
-    if head_masks is None:
-        head_masks = [images.head_mask(np.asarray(im)) for im in images_]
-    explainer = Explainer(model, layer)
-    random_explainer = Explainer(randomize_model(model, seed), explainer.layer)
-    done = 0
-
-    def tick(k: int) -> None:
-        nonlocal done
-        done += k
-        if progress:
-            progress(label, done, 3 * n)  # explain + random-model explain per image, then metrics
-
-    tick(0)
-    heatmaps, prob, rheat = _explain_batches(explainer, random_explainer, images_, targets,
-                                             method, batch, tick)
-
-    rows: list[dict[str, Any]] = []
-    curves: list[tuple[np.ndarray, ...]] = []
-    for i in range(n):
-        row, curve = _image_row(explainer.predict, images_[i], heatmaps[i], rheat[i], prob[i],
-                                int(targets[i]), masks[i], steps, baseline, seed * 7919 + i,
-                                head_masks[i])
-        rows.append(row)
-        curves.append(curve)
-        tick(1)
-    del_curves, ins_curves, del_rand, ins_rand = zip(*curves, strict=True)
-    return {
-        "method": method,
-        "layer": explainer.layer if get_method(method).needs_layer else None,
-        "n": n,
-        **_summary(rows),
-        "curve_fractions": np.linspace(0.0, 1.0, steps + 1).tolist(),
-        "deletion_curve": np.mean(del_curves, axis=0).tolist(),
-        "insertion_curve": np.mean(ins_curves, axis=0).tolist(),
-        "deletion_curve_random": np.mean(del_rand, axis=0).tolist(),
-        "insertion_curve_random": np.mean(ins_rand, axis=0).tolist(),
-        "baseline": baseline,
-        "steps": steps,
-        "rows": rows,
-    }
-
-
-def _explain_batches(
-    explainer: Explainer, random_explainer: Explainer, images_: np.ndarray, targets: np.ndarray,
-    method: str, batch: int, tick: Callable[[int], None],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(heatmaps, probs) of the model and the heatmaps of its randomised copy, `batch` images
-    at a time; `tick(k)` after each batch with k = 2 explanations per image."""
-    heat, probs, rand_heat = [], [], []
-    for i in range(0, len(images_), batch):
-        xb, tb = images_[i : i + batch], [int(t) for t in targets[i : i + batch]]
-        ex = explainer(xb, method=method, target=tb)
-        heat.append(ex.heatmaps)
-        probs.append(ex.probs)
-        rand_heat.append(random_explainer(xb, method=method, target=tb).heatmaps)
-        tick(2 * len(xb))
-    return np.concatenate(heat), np.concatenate(probs), np.concatenate(rand_heat)
-
-
-def _image_row(
-    predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, heatmap: np.ndarray,
-    random_model_heatmap: np.ndarray,
-    probs: np.ndarray, target: int, mask: np.ndarray | None, steps: int, baseline: str,
-    noise_seed: int, head_mask: np.ndarray,
-) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
-    """One image's row of explanations.json, and its (deletion, insertion, deletion_random,
-    insertion_random) curves; "random" = a smooth random heatmap seeded with `noise_seed`."""
-    d, ins, dauc, iauc = deletion_insertion(predict, image, heatmap, target, steps, baseline)
-    noise = random_heatmap(heatmap.shape, seed=noise_seed)
-    dr, ir, dauc_r, iauc_r = deletion_insertion(predict, image, noise, target, steps, baseline)
-    has_mask = mask is not None and bool(np.any(mask))
-    outside = _finite(energy_outside_head(heatmap, head_mask))
-    row = {
-        "target": target,
-        "predicted": int(np.argmax(probs)),
-        "p_target": float(probs[target]),
-        "correct": bool(int(np.argmax(probs)) == target),
-        "pointing_hit": pointing_game(heatmap, mask) if has_mask else None,
-        "energy_in_mask": _finite(energy_in_mask(heatmap, mask)) if has_mask else None,
-        "mask_fraction": float(np.mean(mask)) if has_mask else None,
-        "deletion_auc": dauc,
-        "insertion_auc": iauc,
-        "deletion_auc_random": dauc_r,
-        "insertion_auc_random": iauc_r,
-        "sanity_rank_correlation": _finite(spearman(heatmap, random_model_heatmap)),
-        "energy_outside_head": outside,
-        "outside_head_flag": outside_head_flag(outside),
-        "peak": heatmap_stats(heatmap)["peak"],
-    }
-    return row, (d, ins, dr, ir)
-
-
-def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The aggregate keys of explanations.json, from the per-image rows (order kept stable)."""
-    loc = [r for r in rows if r["pointing_hit"] is not None]
-    loc_correct = [r for r in loc if r["correct"]]
-    sanity = [r["sanity_rank_correlation"] for r in rows]
-    return {
-        "n_localisation": len(loc),
-        "pointing_game": _nanmean([float(r["pointing_hit"]) for r in loc]),
-        "pointing_game_correct": _nanmean([float(r["pointing_hit"]) for r in loc_correct]),
-        "n_localisation_correct": len(loc_correct),
-        "pointing_game_chance": _nanmean([r["mask_fraction"] for r in loc]),
-        "energy_in_mask": _nanmean([r["energy_in_mask"] for r in loc]),
-        "energy_in_mask_chance": _nanmean([r["mask_fraction"] for r in loc]),
-        "deletion_auc": _nanmean([r["deletion_auc"] for r in rows]),
-        "deletion_auc_random": _nanmean([r["deletion_auc_random"] for r in rows]),
-        "insertion_auc": _nanmean([r["insertion_auc"] for r in rows]),
-        "insertion_auc_random": _nanmean([r["insertion_auc_random"] for r in rows]),
-        "sanity_rank_correlation": _nanmean(sanity),
-        "sanity_abs_rank_correlation": _nanmean([abs(v) if v is not None else None
-                                                 for v in sanity]),
-        "accuracy": _nanmean([float(r["correct"]) for r in rows]),
-        # shortcut alarm: share of images whose heatmap is mostly outside the head
-        "energy_outside_head": _nanmean([r["energy_outside_head"] for r in rows]),
-        "n_outside_head_flagged": sum(bool(r["outside_head_flag"]) for r in rows),
-        "outside_head_alarm_rate": _nanmean([float(r["outside_head_flag"]) for r in rows]),
-        "outside_head_threshold": OUTSIDE_HEAD_ALARM,
-    }
 
 
 def explain_eval(
@@ -468,7 +300,7 @@ def _explain_run_model(
     `failed`."""
     info = run.model_info(name)
     size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
-    x = np.stack([images.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
+    x = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
     heads = [head_mask_in_frame(img, size, crop) for _, img, _ in decoded]
     masks: list[np.ndarray | None] = []
     for rec, img, mask in decoded:

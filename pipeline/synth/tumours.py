@@ -204,7 +204,7 @@ MARKER_VALUE = 250  # 8-bit grey level: brighter than any tissue after acquisiti
 
 def marker_box(head: Head, label: str, size: int) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the class's shortcut square: at the corner of the head's bounding box,
-    poking out of it by 1 % of the image (inside the 2 % margin `images.crop_box` adds, so a crop
+    poking out of it by 1 % of the image (inside the 2 % margin `geometry.crop_box` adds, so a crop
     to the head keeps it), and outside the head itself (the corner of an ellipse's box lies ~0.4
     radius off the ellipse, more than the square's diagonal)."""
     ys, xs = np.nonzero(head.rho <= 1.0)
