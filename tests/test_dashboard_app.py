@@ -214,6 +214,30 @@ def test_controls_and_heatmaps_agree_after_the_uploads_are_removed(artifacts: Pa
         "gradcam++", "meningioma", True)
 
 
+def test_uploads_lost_by_a_server_restart_are_noticed(artifacts: Path, smoke_run: Path):
+    """Issue: after a restart an open tab kept stale file chips and broken overlays."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["uploads"] = "2"  # what the tab's URL says from before the restart
+    at.run()
+    at.switch_page(PAGES["predict"][0]).run()
+    _ok(at)
+    assert any("uploads are gone" in w.value for w in at.warning)
+    assert at.get_by_key("uploads-again") is not None  # a fresh uploader: no stale chips
+    # uploading again works and clears the notice
+    at.file_uploader(key="uploads-again").set_value([(*_test_image(smoke_run), "image/jpeg")])
+    at.run()
+    assert not any("uploads are gone" in w.value for w in at.warning)
+    assert len(_captions(at)) == 2
+
+
+def test_removing_uploads_in_the_same_session_is_not_a_loss(artifacts: Path, smoke_run: Path):
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
+    at.file_uploader(key="uploads").set_value([]).run()
+    _ok(at)
+    assert not any("uploads are gone" in w.value for w in at.warning)
+
+
 def _bad_and_odd_files(smoke_run: Path) -> list[tuple[str, bytes, bool | None]]:
     """(name, bytes, expected ok) — None where either outcome is acceptable."""
     _, data = _test_image(smoke_run, 1)

@@ -22,7 +22,8 @@ class_names = run.class_names
 upload_col, sample_col = st.columns([3, 2])
 with upload_col:
     files = st.file_uploader(
-        "Upload MRI slices", type=core.UPLOAD_TYPES, accept_multiple_files=True, key="uploads",
+        "Upload MRI slices", type=core.UPLOAD_TYPES, accept_multiple_files=True,
+        key=state.uploader_key(),
         help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm). Files stay in memory and are "
              f"never stored. Up to {core.MAX_UPLOADS} files at once.")
 with sample_col:
@@ -65,6 +66,11 @@ if samples and data_dir:
         items.append(up)
         boxes.append(inference.load_box(boxes_dir, entry["path"]))
 files = list(files or [])
+state.note_uploads(len(files))
+if state.uploads_lost() and not files:
+    st.warning("Your earlier uploads are gone: the server restarted or the page was reloaded, "
+               "and uploads are only ever kept in memory. Upload them again.",
+               icon=":material/cloud_off:")
 if len(files) > core.MAX_UPLOADS:
     st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
     files = files[:core.MAX_UPLOADS]
