@@ -41,9 +41,11 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
     method = c1.selectbox("Explanation method", METHODS, key=f"{prefix}_method",
                           format_func=lambda m: METHOD_LABELS.get(m, m),
-                          help="Grad-CAM is fast and coarse; Grad-CAM++ sharper for several "
-                               "regions; Score-CAM avoids gradients but is slower; SmoothGrad "
-                               "shows pixel-level sensitivity.")
+                          help="Grad-CAM is fast and coarse; HiResCAM and LayerCAM keep "
+                               "where the evidence is instead of averaging it per channel; "
+                               "Grad-CAM++ is sharper for several regions; Score-CAM avoids "
+                               "gradients but is slower; SmoothGrad shows pixel-level "
+                               "sensitivity.")
     target = c2.selectbox("Explain which class", ["predicted class", *class_names],
                           key=f"{prefix}_target",
                           help="'predicted class' explains each model's own answer; choose a "

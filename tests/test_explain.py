@@ -224,10 +224,13 @@ def test_tf_function_gradient_flows() -> None:
 
 
 def test_method_registry_names_labels_and_derived_lists() -> None:
-    assert E.METHODS == ("gradcam", "gradcam++", "scorecam", "smoothgrad")
-    assert E.LAYER_METHODS == ("gradcam", "gradcam++", "scorecam")
+    assert E.METHODS == ("gradcam", "hirescam", "layercam", "gradcam++", "scorecam",
+                         "smoothgrad")
+    assert E.LAYER_METHODS == ("gradcam", "hirescam", "layercam", "gradcam++", "scorecam")
     assert E.METHOD_LABELS == {
         "gradcam": "Grad-CAM",
+        "hirescam": "HiResCAM",
+        "layercam": "LayerCAM",
         "gradcam++": "Grad-CAM++",
         "scorecam": "Score-CAM (slower)",
         "smoothgrad": "SmoothGrad (pixel saliency)",
@@ -654,3 +657,36 @@ def test_head_box_and_overlay_on_real_images(real_data: Path) -> None:
         res = ex(prepared[None], method="gradcam")
         overlay = E.render_overlay(img, res.heatmaps[0], outline_top_percent=10)
         assert overlay.shape == img.shape
+
+
+def test_gradient_cams_match_their_definitions():
+    """Grad-CAM, HiResCAM and LayerCAM against numpy on a model whose feature map has the
+    input's size (so no resizing hides a difference)."""
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    fmap_layer = keras.layers.Activation("relu", name="conv_relu")(x)
+    pooled = keras.layers.GlobalAveragePooling2D()(fmap_layer)
+    out = keras.layers.Dense(3, activation="softmax", name="predictions")(pooled)
+    model = keras.Model(inputs, out)
+    ex = E.Explainer(model, "conv_relu")
+    img = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    fm = ex.feature_model("conv_relu")
+    with tf.GradientTape() as tape:
+        fmap, logits, _ = fm([tf.constant(img)], training=False)
+        chosen = tf.argmax(logits, axis=-1)
+        total = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
+    f, g = fmap.numpy(), tape.gradient(total, fmap).numpy()
+    expected = {
+        "gradcam": np.maximum((f * g.mean(axis=(1, 2), keepdims=True)).sum(-1), 0),
+        "hirescam": np.maximum((f * g).sum(-1), 0),
+        "layercam": np.maximum((f * np.maximum(g, 0)).sum(-1), 0),
+    }
+    for method, cam in expected.items():
+        lo = cam.min(axis=(1, 2), keepdims=True)
+        span = cam.max(axis=(1, 2), keepdims=True) - lo
+        want = np.divide(cam - lo, span, out=np.zeros_like(cam), where=span > 0)
+        got = ex(img, method=method).heatmaps
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=method)

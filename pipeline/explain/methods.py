@@ -13,6 +13,7 @@ the CLI's and explain-eval's checks and the dashboard's choice of methods follow
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -61,9 +62,11 @@ def _minmax_per_sample(cam: Any) -> Any:
     return tf.math.divide_no_nan(cam - lo, hi - lo)
 
 
-def _gradcam_graph(grad_model: keras.Model, input_hw: tuple[int | None, int | None]) -> Any:
+def _gradcam_graph(grad_model: keras.Model, input_hw: tuple[int | None, int | None],
+                   combine: Callable[[Any, Any], Any]) -> Any:
     """Compiled (x, targets) -> (cam, probs, explained class) over a model whose outputs are
-    (feature map, logits, probs); traced before it is returned."""
+    (feature map, logits, probs); `combine(fmap, grads)` makes the (N, h, w, 1) map. Traced
+    before it is returned."""
     import tensorflow as tf
 
     h, w = input_hw
@@ -80,8 +83,7 @@ def _gradcam_graph(grad_model: keras.Model, input_hw: tuple[int | None, int | No
             # Samples are independent at inference: the sum's gradient is per-sample.
             total = tf.reduce_sum(score)
         grads = tape.gradient(total, fmap)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(fmap * weights, axis=-1, keepdims=True))
+        cam = combine(fmap, grads)
         size = tf.shape(x)[1:3]
         cam = tf.image.resize(cam, size, method="bilinear")[..., 0]
         return _minmax_per_sample(cam), probs, chosen
@@ -101,11 +103,20 @@ class GradCam(Method):
     name = "gradcam"
     label = "Grad-CAM"
 
+    @staticmethod
+    def combine(fmap: Any, grads: Any) -> Any:
+        """Each channel weighted by its mean gradient, summed, positive part."""
+        import tensorflow as tf
+
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(fmap * weights, axis=-1, keepdims=True))
+
     def graph(self, explainer: Explainer, layer: str) -> Any:
-        """The compiled Grad-CAM of `layer` for this explainer's model (built on first use)."""
+        """The compiled map of `layer` for this explainer's model (built on first use)."""
         return explainer.cached(
             (self.name, layer),
-            lambda: _gradcam_graph(explainer.feature_model(layer), explainer.input_hw),
+            lambda: _gradcam_graph(explainer.feature_model(layer), explainer.input_hw,
+                                   self.combine),
         )
 
     def __call__(
@@ -116,6 +127,35 @@ class GradCam(Method):
         assert layer is not None  # needs_layer: the Explainer always passes one
         cam, probs, chosen = self.graph(explainer, layer)(tf.constant(x), tf.constant(targets))
         return cam.numpy().astype(np.float32), probs.numpy(), chosen.numpy()
+
+
+class HiResCam(GradCam):
+    """HiResCAM (Draelos & Carin, 2020): the gradient multiplies the feature map element by
+    element instead of being averaged per channel, so the map shows where the score was raised
+    (Grad-CAM's averaging can credit locations that lowered it)."""
+
+    name = "hirescam"
+    label = "HiResCAM"
+
+    @staticmethod
+    def combine(fmap: Any, grads: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.nn.relu(tf.reduce_sum(fmap * grads, axis=-1, keepdims=True))
+
+
+class LayerCam(GradCam):
+    """LayerCAM (Jiang et al., 2021): element-wise weights from the positive gradients only;
+    reliable at earlier, finer layers too, where Grad-CAM's channel averages wash out."""
+
+    name = "layercam"
+    label = "LayerCAM"
+
+    @staticmethod
+    def combine(fmap: Any, grads: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.nn.relu(tf.reduce_sum(fmap * tf.nn.relu(grads), axis=-1, keepdims=True))
 
 
 # ---- tf-keras-vis methods -------------------------------------------------------------------
@@ -265,7 +305,8 @@ class SmoothGrad(_VisMethod):
 
 # The registry: name -> method, in the order the CLI and the dashboard list them.
 REGISTRY: dict[str, Method] = {
-    m.name: m for m in (GradCam(), GradCamPlusPlus(), ScoreCam(), SmoothGrad())
+    m.name: m for m in (GradCam(), HiResCam(), LayerCam(), GradCamPlusPlus(), ScoreCam(),
+                        SmoothGrad())
 }
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 # Methods that read a convolutional feature map (SmoothGrad works on input pixels).
