@@ -22,10 +22,9 @@ import pandas as pd
 
 from pipeline.artifacts import ArtifactError
 from pipeline.csv_safe import restore_cell, to_csv
-from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_image, read_image
+from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_image_info, read_image
 from pipeline.names import display_name
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "gif", "webp", "dcm"]
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
 # Decoded uploads are cached per server, so they are kept small: Pillow formats are shrunk while
 # decoding (images.MAX_DECODE_SIDE), DICOM after. MRI slices are far smaller (Sartaj: <= 1 k px).
@@ -66,6 +65,7 @@ class Upload:
     image: np.ndarray | None = None
     error: str | None = None
     true_label: str | None = None  # known for samples drawn from the test split
+    note: str | None = None  # what decoding changed: transparency flattened, frames dropped
 
     @property
     def ok(self) -> bool:
@@ -76,13 +76,35 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
     """Decode one file in memory; any failure becomes a message instead of an exception."""
     digest = hashlib.sha256(data).hexdigest()
     try:
-        image = decode_image(data, name, max_pixels=UPLOAD_MAX_PIXELS)
+        image, info = decode_image_info(data, name, max_pixels=UPLOAD_MAX_PIXELS)
     except ImageError as exc:
         return Upload(name, digest, error=str(exc), true_label=true_label)
     except Exception as exc:  # a decoder bug must cost one file, never the page
         return Upload(name, digest, true_label=true_label,
                       error=f"{name}: could not be read as an image ({type(exc).__name__})")
-    return Upload(name, digest, image=limit_size(image), true_label=true_label)
+    return Upload(name, digest, image=limit_size(image), true_label=true_label,
+                  note=decode_note(info))
+
+
+def decode_note(info: dict[str, Any]) -> str | None:
+    """What decoding did to a file that a viewer should know, in plain words (None: nothing)."""
+    notes = []
+    if str(info.get("mode", "")) in ("RGBA", "LA", "La", "RGBa", "PA") or info.get("alpha"):
+        notes.append("its transparency was flattened onto black")
+    frames = int(info.get("frames") or 1)
+    if frames > 1:
+        notes.append(f"only the first of its {frames} frames is shown and analysed")
+    reduced = float(info.get("reduced_by") or 1)
+    if reduced > 1:
+        notes.append(f"it was shrunk {reduced:g}x while decoding (it is very large)")
+    return ("This file was adapted: " + "; ".join(notes) + ".") if notes else None
+
+
+def layer_label(name: str, hw: tuple[int | None, int | None], last: bool) -> str:
+    """A layer as people read it: "last conv block, 7×7" or "block 13 expand relu, 14×14"."""
+    where = "last conv block" if last else name.replace("_", " ")
+    h, w = hw
+    return f"{where}, {h}×{w}" if h and w else where
 
 
 def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:

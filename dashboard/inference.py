@@ -45,6 +45,7 @@ class ImageResult:
     outside_head: float | None = None
     # out-of-distribution flag of the model's features (None: the run has no OOD score)
     unlike_training: bool | None = None
+    layer_words: str | None = None  # the layer in plain words ("last conv block, 7×7")
 
     @property
     def outside_head_flag(self) -> bool:
@@ -111,11 +112,19 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
         except Exception as exc:  # one model failing to explain must not hide the other
             errors[m] = f"{type(exc).__name__}: {exc}"
             continue
-        per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs))
-                        for k in keys]
+        per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs),
+                                layer_words=layer_text(ex, found[k].layer)) for k in keys]
     return Results(per_model, errors, time.perf_counter() - start,
                    {m: predictor.low_confidence_below(m) for m in per_model},
                    state.shifted_accuracy(run))
+
+
+def layer_text(ex: Any, name: str | None) -> str:
+    """Plain words for a layer of explainer `ex`'s model ("last conv block, 7×7")."""
+    if name is None:
+        return "input pixels"
+    shape = ex.model.get_layer(name).output.shape
+    return core.layer_label(name, (shape[1], shape[2]), last=name == ex.valid_layers[0])
 
 
 def _outside_head(image: np.ndarray, heatmap: np.ndarray, crop: bool) -> float | None:

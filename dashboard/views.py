@@ -16,12 +16,13 @@ import streamlit as st
 
 from dashboard import core
 from dashboard import figures as F
-from dashboard.inference import Results, Settings, box_in_frame, peak_in_box
+from dashboard.inference import Results, Settings, box_in_frame, layer_text, peak_in_box
 from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
     METHODS,
     OUTSIDE_HEAD_ALARM,
+    heatmap_to_rgb,
     render_overlay,
     to_png,
 )
@@ -63,10 +64,18 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                 layers[m] = col.selectbox(
                     f"{F.model_label(m)} layer", options, index=index, key=f"{prefix}_layer_{m}",
                     disabled=method not in LAYER_METHODS,
+                    format_func=lambda name, ex=ex: layer_text(ex, name),
                     help="Deeper layers: coarser maps about whole structures; earlier layers: "
-                         "finer, more edge-like maps. Not used by SmoothGrad.")
+                         "finer, more edge-like maps. Not used by SmoothGrad. Technical names: "
+                         + ", ".join(f"{layer_text(ex, n)} = {n}" for n in options[:3]))
     return Settings(method, None if target == "predicted class" else target, alpha, outline,
                     layers)
+
+
+def colour_scale() -> np.ndarray:
+    """A strip of the heatmaps' colour map, low (left) to high (right), for a legend."""
+    ramp = np.tile(np.linspace(0, 1, 256, dtype=np.float32), (14, 1))
+    return heatmap_to_rgb(ramp)
 
 
 def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
@@ -100,6 +109,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         if upload.true_label:
             title += f" · true class: **{upload.true_label}**"
         st.markdown(title)
+        if upload.note:
+            st.caption(upload.note)
         if not upload.ok or j is None or results is None:
             st.warning(core.literal(upload.error or "This file could not be processed."),
                        icon=":material/broken_image:")
@@ -120,12 +131,16 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                                       results.shifted_accuracy):
             st.warning(flag, icon=":material/report:")
         models = [*results.per_model, *results.errors]
-        cols = st.columns([1.3] + [1] * len(models))
+        cols = st.columns([1.3, 1] + [1] * len(models))
         with cols[0]:
             st.plotly_chart(F.probability_figure({m: p[j] for m, p in probs.items()}, class_names),
                             key=f"{prefix}_probs_{i}", config={"displayModeBar": False})
+            st.image(colour_scale(), width="stretch",
+                     caption="Heatmap colours: low (blue) to high (red) evidence")
+        with cols[1]:
+            st.image(upload.image, width="stretch", caption="Original")
         stem = Path(upload.name).stem or "image"
-        for col, m in zip(cols[1:], models, strict=False):
+        for col, m in zip(cols[2:], models, strict=False):
             with col:
                 if m in results.errors:
                     st.error(f"{F.model_label(m)} could not explain: "
@@ -137,7 +152,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                              if box is not None and upload.image is not None else None)
                 img = overlay(r.prepared, r.heatmap, settings, frame_box)
                 target = class_names[r.target]
-                layer = f", layer {r.layer}" if r.layer else ""
+                layer = f", {r.layer_words or r.layer}" if r.layer else ""
                 method = METHOD_LABELS.get(r.method, r.method)
                 st.image(img, width="stretch",
                          caption=f"{F.model_label(m)} · {method} for '{target}'{layer}")

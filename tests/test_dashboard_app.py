@@ -99,7 +99,8 @@ def _frame(at: AppTest, column: str):
 
 
 def _captions(at: AppTest) -> list[str]:
-    return [c for img in at.image for c in img.captions]
+    """Captions of the overlays ("<model> · <method> for '<class>'...")."""
+    return [c for img in at.image for c in img.captions if " · " in c]
 
 
 # --------------------------------------------------------------------------- pages
@@ -119,7 +120,8 @@ def test_sidebar_run_picker_and_disclaimer(artifacts: Path, smoke_run: Path):
     # The run picker lists the smoke run and selects the one `latest` names.
     picker = at.sidebar.selectbox(key="run_choice")
     assert picker.value == smoke_run.name
-    assert picker.options == [f"{smoke_run.name} (latest)"]
+    # latest first, then the run's title from its manifest, then its id
+    assert picker.options == [f"latest · Deduplicated split · {smoke_run.name}"]
     assert "not a diagnostic device" in _texts(at.sidebar.caption)
     assert "train " in _texts(at.sidebar.caption)  # split sizes of the selected run
 
@@ -228,6 +230,14 @@ def test_uploads_lost_by_a_server_restart_are_noticed(artifacts: Path, smoke_run
     at.run()
     assert not any("uploads are gone" in w.value for w in at.warning)
     assert len(_captions(at)) == 2
+
+
+def test_a_wrong_file_type_gets_a_visible_reason(artifacts: Path, smoke_run: Path):
+    at = _app("predict")
+    pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n" * 20
+    at.file_uploader(key="uploads").set_value([("report.pdf", pdf, "application/pdf")]).run()
+    _ok(at)
+    assert any("report.pdf" in w.value and "not an image" in w.value for w in at.warning)
 
 
 def test_removing_uploads_in_the_same_session_is_not_a_loss(artifacts: Path, smoke_run: Path):
@@ -441,7 +451,8 @@ def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
     (older / "manifest.json").write_text(json.dumps(manifest))
     at = _app()
     picker = at.sidebar.selectbox(key="run_choice")
-    assert picker.options == [f"{run.name} (latest)", older.name]  # newest first
+    assert picker.options == [f"latest · Deduplicated split · {run.name}",
+                              f"Deduplicated split · {older.name}"]  # newest first
     assert run.name in _texts(at.caption)
     picker.set_value(older.name).run()
     _ok(at)

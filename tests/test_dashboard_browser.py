@@ -87,17 +87,17 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             expect(cnn).to_be_visible(timeout=180_000)
             expect(mnv2).to_be_visible(timeout=60_000)
             images = page.locator("[data-testid=stImage] img")
-            expect(images).to_have_count(2, timeout=30_000)
+            expect(images).to_have_count(4, timeout=30_000)  # original, colour scale, 2 overlays
             # Both overlays really load (not broken images); on a busy machine the PNGs may
             # still be in flight when the captions appear, so wait for them.
             page.wait_for_function(
                 """() => {
                     const imgs = [...document.querySelectorAll('[data-testid=stImage] img')];
-                    return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth > 0);
+                    return imgs.length >= 4 && imgs.every(i => i.complete && i.naturalWidth > 0);
                 }""",
                 timeout=30_000,
             )
-            for i in range(2):
+            for i in range(4):
                 assert images.nth(i).evaluate("img => img.naturalWidth") > 0
             page.get_by_text("models agree", exact=False).or_(
                 page.get_by_text("models disagree", exact=False)).first.wait_for()

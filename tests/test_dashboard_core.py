@@ -43,7 +43,7 @@ def test_decode_upload_turns_unexpected_exceptions_into_messages(monkeypatch):
     def boom(data, name, **kwargs):
         raise RuntimeError("decoder bug")
 
-    monkeypatch.setattr(core, "decode_image", boom)
+    monkeypatch.setattr(core, "decode_image_info", boom)
     up = core.decode_upload("x.png", _png())
     assert not up.ok and "could not be read" in up.error and "RuntimeError" in up.error
 
@@ -297,3 +297,19 @@ def test_middle_severity_accuracy_of_a_robustness_report():
                                                                    rows[2]]}}}}
     assert core.middle_severity_accuracy(report)["m"] == pytest.approx(0.7)
     assert core.middle_severity_accuracy({"models": {"m": {"shifts": {}}}}) == {"m": None}
+
+
+def test_decode_notes_and_plain_layer_names():
+    from PIL import Image
+
+    rgba = Image.new("RGBA", (40, 30), (200, 100, 50, 128))
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG")
+    up = core.decode_upload("t.png", buf.getvalue())
+    assert up.ok and up.note == "This file was adapted: its transparency was flattened onto black."
+    assert core.decode_upload("plain.png", _png()).note is None
+    assert core.decode_note({"mode": "L", "frames": 3}) == (
+        "This file was adapted: only the first of its 3 frames is shown and analysed.")
+    assert core.layer_label("out_relu", (7, 7), last=True) == "last conv block, 7×7"
+    assert core.layer_label("block_13_expand_relu", (14, 14), last=False) == (
+        "block 13 expand relu, 14×14")

@@ -22,7 +22,9 @@ class_names = run.class_names
 upload_col, sample_col = st.columns([3, 2])
 with upload_col:
     files = st.file_uploader(
-        "Upload MRI slices", type=core.UPLOAD_TYPES, accept_multiple_files=True,
+        # type=None: a wrong file type gets our one-line reason in its card, instead of only a
+        # red "!" in the uploader with the reason on hover.
+        "Upload MRI slices", type=None, accept_multiple_files=True,
         key=state.uploader_key(),
         help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm). Files stay in memory and are "
              f"never stored. Up to {core.MAX_UPLOADS} files at once.")

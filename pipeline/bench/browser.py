@@ -177,7 +177,8 @@ def _time_upload(page: Any, path: Path, captions: list[str], timeout_s: float) -
     for text in captions:
         page.get_by_text(text, exact=False).first.wait_for(state="visible",
                                                           timeout=timeout_s * 1000)
-    page.wait_for_function(_IMAGES_DECODED, arg=len(captions), timeout=timeout_s * 1000)
+    # every overlay, plus the card's original and its colour scale, decoded by the browser
+    page.wait_for_function(_IMAGES_DECODED, arg=len(captions) + 2, timeout=timeout_s * 1000)
     return round(time.perf_counter() - t1, 3)
 
 
