@@ -24,14 +24,15 @@ CHUNK = 64  # files decoded at once: ~64 x (one decoded slice + its prepared cop
 
 
 def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; folders replaced by their image files (recursive, sorted, no hidden)."""
+    """Files as given; folders replaced by their image files (recursive, sorted, no hidden);
+    a folder without any stays as it is (its read fails with a clear reason)."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
-        else:
-            out.append(p)
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                       and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                       ) if p.is_dir() else []
+        # A folder without images stays itself, so reading it reports the problem in one line.
+        out += found or [p]
     return out
 
 

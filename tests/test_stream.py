@@ -27,6 +27,8 @@ def test_expand_inputs_and_parse_shard(tmp_path: Path):
         (tmp_path / name).write_bytes(b"x")
     assert expand_inputs([tmp_path / "a", tmp_path / "b.png"]) == [
         tmp_path / "a" / "1.jpg", tmp_path / "a" / "2.png", tmp_path / "b.png"]
+    (tmp_path / "empty.png").mkdir()  # a folder that holds no image: kept, to be reported
+    assert expand_inputs([tmp_path / "empty.png"]) == [tmp_path / "empty.png"]
     assert parse_shard("1/4") == (1, 4)
     for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ValueError, match="--shard"):
