@@ -13,7 +13,7 @@ import numpy as np
 from pipeline import geometry, images
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.calibration import FILE as CALIBRATION_FILE
-from pipeline.calibration import apply_temperature, read_temperatures
+from pipeline.calibration import apply_temperature, read_low_confidence, read_temperatures
 
 
 @dataclass
@@ -58,12 +58,14 @@ class Predictor:
             _check_model(run, name, self.models[name], int(self.info[name]["image_size"]))
         self._locks = {name: threading.Lock() for name in names}
         self._forward: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-        self._calibration: tuple[int | None, dict[str, float]] = (None, {})
+        # (calibration.json's mtime, {model: T}, {model: low-confidence threshold})
+        self._calibration: tuple[int | None, dict[str, float], dict[str, float]] = (None, {}, {})
         self.temperatures()  # a damaged calibration.json fails here, before any prediction
         self._ood: dict[str, tuple[Any, Any] | None] = {}  # model -> (features fn, OodModel)
 
-    def temperatures(self) -> dict[str, float]:
-        """{model: T} of the run's calibration.json as it is now ({} without one)."""
+    def _calibration_now(self) -> tuple[int | None, dict[str, float], dict[str, float]]:
+        """The run's calibration.json, read again only when it changed (a dashboard rerun asks
+        for it on every image card)."""
         path = self.run.path / CALIBRATION_FILE
         try:
             stamp = path.stat().st_mtime_ns
@@ -71,9 +73,14 @@ class Predictor:
             stamp = None
         cached = self._calibration
         if stamp != cached[0]:
-            cached = (stamp, {} if stamp is None else read_temperatures(self.run.path))
+            cached = (stamp, *(({}, {}) if stamp is None else (
+                read_temperatures(self.run.path), read_low_confidence(self.run.path))))
             self._calibration = cached  # one assignment: safe with concurrent readers
-        return cached[1]
+        return cached
+
+    def temperatures(self) -> dict[str, float]:
+        """{model: T} of the run's calibration.json as it is now ({} without one)."""
+        return self._calibration_now()[1]
 
     def temperature(self, model_name: str) -> float | None:
         """The model's stored temperature (None when not calibrated), applied or not."""
@@ -90,9 +97,7 @@ class Predictor:
     def low_confidence_below(self, model_name: str) -> float | None:
         """Confidence under which this model's validation answers were right less than 90 % of
         the time (`calibration.low_confidence`); None for runs calibrated before it existed."""
-        from pipeline.calibration import read_low_confidence
-
-        return read_low_confidence(self.run.path).get(model_name)
+        return self._calibration_now()[2].get(model_name)
 
     def unlike_training(self, model_name: str, x: np.ndarray) -> np.ndarray | None:
         """Per prepared image (N, S, S, 3): whether it is unlike the model's training data (the

@@ -127,6 +127,9 @@ def test_calibrate_run_writes_the_file_and_predictor_applies_it(calibrated_run: 
     for m, p in shown.items():
         t = obj["models"][m]["temperature"]
         assert raw_predictor.temperature(m) == t
+        # the weak-answer threshold travels with the temperature
+        assert raw_predictor.low_confidence_below(m) == obj["models"][m]["low_confidence_below"]
+        assert 0.0 <= raw_predictor.low_confidence_below(m) <= 1.0
         np.testing.assert_allclose(p, cal.apply_temperature(raw[m], t), atol=1e-6)
         np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
         assert (p.argmax(axis=1) == raw[m].argmax(axis=1)).all()
