@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard import core
 from dashboard import figures as F
 from dashboard.inference import Results, Settings, box_in_frame, layer_text, peak_in_box
+from dashboard.report_pdf import Page, PageModel, report_pdf
 from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
@@ -98,12 +99,13 @@ def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
                class_names: Sequence[str], settings: Settings, prefix: str,
-               box: np.ndarray | None = None) -> None:
+               box: np.ndarray | None = None, run_title: str = "") -> Page | None:
     """One file: its error message, or probabilities, agreement and both models' heatmaps.
 
     `box`: the image's known tumour box (a mask in its own pixel grid), drawn on each overlay
     with whether the heatmap's peak hit it. A heatmap whose energy is mostly outside the head
-    gets a plain-words warning (the shortcut alarm)."""
+    gets a plain-words warning (the shortcut alarm). Returns the image's report page (None for
+    a file that could not be explained), and offers it as a PDF."""
     with st.container(border=True, key=f"{prefix}_card_{i}"):
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
@@ -114,22 +116,24 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         if not upload.ok or j is None or results is None:
             st.warning(core.literal(upload.error or "This file could not be processed."),
                        icon=":material/broken_image:")
-            return
+            return None
         probs = results.probs
         if not probs:
             st.error("No model could process this image: "
                      + "; ".join(f"{F.model_label(m)}: {core.literal(e)}"
                                  for m, e in results.errors.items()),
                      icon=":material/error:")
-            return
+            return None
         agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
         st.badge("models agree" if agree else "models disagree",
                  icon=":material/check:" if agree else ":material/call_split:",
                  color="green" if agree else "orange")
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
-        for flag in core.answer_flags(probs, j, results.low_below, results.unlike(j),
-                                      results.shifted_accuracy):
+        flags = core.answer_flags(probs, j, results.low_below, results.unlike(j),
+                                  results.shifted_accuracy)
+        for flag in flags:
             st.warning(flag, icon=":material/report:")
+        page_models: list[PageModel] = []
         models = [*results.per_model, *results.errors]
         cols = st.columns([1.3, 1] + [1] * len(models))
         with cols[0]:
@@ -156,10 +160,15 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 method = METHOD_LABELS.get(r.method, r.method)
                 st.image(img, width="stretch",
                          caption=f"{F.model_label(m)} · {method} for '{target}'{layer}")
+                page_models.append(PageModel(
+                    F.model_label(m), img, f"{method} for '{target}'{layer}",
+                    {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
                 if frame_box is not None and frame_box.any():
                     hit = peak_in_box(r, frame_box)
                     st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
                 if r.outside_head_flag:
+                    flags.append(f"{F.model_label(m)}: evidence mostly outside the brain "
+                                 f"({r.outside_head:.0%} of the heatmap outside the head).")
                     st.warning(f"Evidence mostly outside the brain: {r.outside_head:.0%} of "
                                f"this heatmap lies outside the head (alarm above "
                                f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
@@ -169,3 +178,14 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     "Overlay PNG", to_png(img), file_name=f"{stem}_{m}_{r.method}.png",
                     mime="image/png", key=f"{prefix}_png_{i}_{m}", on_click="ignore",
                     icon=":material/download:")
+        page = Page(upload.digest, upload.image, page_models, flags, upload.true_label)
+        with cols[0]:
+            # data as a callable: the PDF is drawn only when clicked, never on a rerun
+            st.download_button(
+                "Report PDF", lambda: report_pdf([page], run_title, colour_scale()),
+                file_name=f"report-{upload.digest[:12]}.pdf", mime="application/pdf",
+                key=f"{prefix}_pdf_{i}", on_click="ignore", icon=":material/picture_as_pdf:",
+                help="One page: original, overlays, colour scale, probabilities, flags, run, "
+                     "date and the disclaimer. The file name is left out (it can identify a "
+                     "patient); the image is named by its SHA-256.")
+        return page

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import core, inference, state, views
+from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
 
 SAMPLES_KEY = "predict_samples"
@@ -96,15 +97,25 @@ if good:
         results = inference.explain(run, predictor, explainers, items, settings)
     frame = core.predictions_frame([u.name for u in good], results.probs, class_names,
                                    [u.true_label for u in good])
-    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
     c1.caption(f"{len(good)} of {len(items)} file(s) analysed in {results.seconds:.2f} s · "
                f"{int(frame['models_agree'].sum())} agreement(s).")
     c2.download_button("Predictions CSV", core.to_csv_bytes(frame), file_name="predictions.csv",
                        mime="text/csv", key="predict_csv", on_click="ignore",
                        icon=":material/download:")
+    all_reports = c3.empty()  # filled once the cards have made their report pages
 
+run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
+pages = []
 j = 0
 for i, upload in enumerate(items):
-    views.image_card(i, upload, j if upload.ok else None, results, class_names, settings,
-                     prefix="predict", box=boxes[i])
+    page = views.image_card(i, upload, j if upload.ok else None, results, class_names, settings,
+                            prefix="predict", box=boxes[i], run_title=run_title)
+    pages += [page] if page is not None else []
     j += int(upload.ok)
+if pages:
+    all_reports.download_button(
+        "Report PDF, all", lambda: report_pdf(pages, run_title, views.colour_scale()),
+        file_name="reports.pdf", mime="application/pdf", key="predict_pdf_all",
+        on_click="ignore", icon=":material/picture_as_pdf:",
+        help="One page per analysed image (file names left out: they can identify a patient).")

@@ -1,0 +1,116 @@
+"""PDF reports of explained images: one page per image, for one image or for all uploads.
+
+Built with matplotlib's PdfPages (already a dependency, no extra library or browser): the page is
+a figure with the original, each model's overlay, a colour scale, the probabilities, the flags,
+what was explained, the run and the disclaimer. File names are left out on purpose: they often
+carry patient names or record numbers; an image is identified by the SHA-256 of its bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+DISCLAIMER = ("Research and teaching tool - NOT a diagnostic device. Predictions and heatmaps "
+              "must never be used for clinical decisions.")
+
+
+@dataclass
+class PageModel:
+    """One model's part of a page."""
+
+    label: str  # display name
+    overlay: np.ndarray  # H×W×3 uint8, the heatmap over what the model saw
+    caption: str  # method, explained class, layer
+    probs: Mapping[str, float]
+
+
+@dataclass
+class Page:
+    """Everything one report page shows about one image."""
+
+    digest: str  # SHA-256 of the file
+    original: np.ndarray
+    models: Sequence[PageModel]
+    flags: Sequence[str]
+    true_label: str | None = None
+
+
+def _text_page(fig, page: Page, run_title: str, created: str) -> None:  # noqa: ANN001
+    fig.text(0.06, 0.965, "Brain MRI XAI - explanation report", fontsize=15, weight="bold")
+    fig.text(0.06, 0.945, f"{run_title} · {created}", fontsize=8.5, color="#334155")
+    fig.text(0.06, 0.925, f"Image SHA-256: {page.digest}", fontsize=7.5, family="monospace")
+    fig.text(0.06, 0.895, DISCLAIMER, fontsize=9, color="#92400e", wrap=True,
+             bbox=dict(facecolor="#fef3c7", edgecolor="#f59e0b", boxstyle="round,pad=0.5"))
+
+
+def _images(fig, page: Page) -> None:  # noqa: ANN001
+    panels = [("Original", page.original), *[(f"{m.label}\n{m.caption}", m.overlay)
+                                             for m in page.models]]
+    width = 0.88 / len(panels)
+    for k, (title, img) in enumerate(panels):
+        ax = fig.add_axes((0.06 + k * width, 0.56, width * 0.94, 0.29))
+        ax.imshow(img)
+        ax.set_title(title, fontsize=7.5)
+        ax.axis("off")
+
+
+def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
+    ax = fig.add_axes((0.30, 0.525, 0.40, 0.015))
+    ax.imshow(colour_scale, aspect="auto")
+    ax.set_xticks([0, colour_scale.shape[1] - 1], ["low evidence", "high evidence"], fontsize=7)
+    ax.set_yticks([])
+
+
+def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
+    classes = list(page.models[0].probs) if page.models else []
+    rows = [[c, *[f"{m.probs[c]:.1%}" for m in page.models]] for c in classes]
+    ax = fig.add_axes((0.06, 0.30, 0.88, 0.19))
+    ax.axis("off")
+    if rows:
+        table = ax.table(cellText=rows, colLabels=["class", *[m.label for m in page.models]],
+                         loc="upper center", cellLoc="center")
+        table.auto_set_font_size(False)
+        table.set_fontsize(8.5)
+    truth = f"True class (test split): {page.true_label}" if page.true_label else ""
+    ax.set_title("Probabilities (calibrated)" + (f" · {truth}" if truth else ""), fontsize=9)
+
+
+def _flags(fig, page: Page) -> None:  # noqa: ANN001
+    lines = list(page.flags) or ["No flags: confident answers that agree, on an image like the "
+                                 "training data. That is still not a diagnosis."]
+    fig.text(0.06, 0.27, "Flags", fontsize=9, weight="bold")
+    for k, line in enumerate(lines[:6]):
+        fig.text(0.06, 0.25 - 0.03 * k, "- " + line, fontsize=7.5, wrap=True)
+
+
+def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
+               now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> bytes:
+    """The PDF (one A4 page per image) as bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    created = now().strftime("%Y-%m-%d %H:%M UTC")
+    buf = io.BytesIO()
+    with PdfPages(buf, metadata={"Title": "Brain MRI XAI explanation report",
+                                 "Subject": DISCLAIMER}) as pdf:
+        for page in pages:
+            fig = plt.figure(figsize=(8.27, 11.69))
+            try:
+                _text_page(fig, page, run_title, created)
+                _images(fig, page)
+                _colour_bar(fig, colour_scale)
+                _probabilities(fig, page)
+                _flags(fig, page)
+                fig.text(0.06, 0.03, DISCLAIMER, fontsize=7, color="#92400e")
+                pdf.savefig(fig)
+            finally:
+                plt.close(fig)
+    return buf.getvalue()

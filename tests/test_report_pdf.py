@@ -1,0 +1,32 @@
+"""PDF reports: one A4 page per image, the disclaimer, no file names."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+
+from dashboard.report_pdf import DISCLAIMER, Page, PageModel, report_pdf
+
+
+def _page(k: int) -> Page:
+    rng = np.random.default_rng(k)
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    models = [PageModel(name, img, "Grad-CAM for 'glioma', last conv block, 7×7",
+                        {"glioma": 0.7, "meningioma": 0.1, "no_tumor": 0.1, "pituitary": 0.1})
+              for name in ("Custom CNN", "MobileNetV2")]
+    return Page(f"{k:064x}", img, models, ["The models disagree: at least one of them is wrong."],
+                true_label="glioma" if k else None)
+
+
+def test_one_page_per_image_with_the_disclaimer():
+    scale = np.zeros((14, 256, 3), np.uint8)
+    when = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    data = report_pdf([_page(0), _page(1), _page(2)], "Reference · deduplicated split (r1)",
+                      scale, now=lambda: when)
+    assert data.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b", data)) == 3  # /Pages does not match \b here
+    assert DISCLAIMER.encode() in data  # in the document's metadata, readable by any viewer
+    single = report_pdf([_page(0)], "t", scale, now=lambda: when)
+    assert len(re.findall(rb"/Type\s*/Page\b", single)) == 1
