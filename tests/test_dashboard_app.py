@@ -168,6 +168,8 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     assert "notes.jpg" in _texts(at.warning)
     assert at.get_by_key("predict_csv") is not None
     assert at.get_by_key("predict_png_0_custom_cnn") is not None
+    assert at.get_by_key("predict_pdf_0") is not None  # the image's report
+    assert at.get_by_key("predict_pdf_all") is not None  # and all of them in one PDF
     # one batch call per model for the new image (plus warm-up calls if models just loaded)
     assert calls[-2:] == [("gradcam", 1), ("gradcam", 1)]
     n_calls = len(calls)
