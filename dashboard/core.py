@@ -154,6 +154,36 @@ def predictions_frame(names: Sequence[str], probs: Mapping[str, np.ndarray],
     return pd.DataFrame(rows)
 
 
+def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
+    """A small PNG of `image` as a data URL (for the summary table's image column)."""
+    import base64
+
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode() if ok else ""
+
+
+def summary_frame(thumbs: Sequence[str], names: Sequence[str],
+                  probs: Mapping[str, np.ndarray], class_names: Sequence[str],
+                  flags: Sequence[Sequence[str]]) -> pd.DataFrame:
+    """One row per analysed image for the many-uploads summary: thumbnail, file name, each
+    model's answer with its confidence, agreement and how many flags it raised."""
+    agree = agreement(probs)
+    rows = []
+    for i, name in enumerate(names):
+        row: dict[str, Any] = {"image": thumbs[i], "file": name}
+        for model, p in probs.items():
+            k = int(np.argmax(p[i]))
+            row[display_name(model)] = f"{class_names[k]} ({p[i][k]:.0%})"
+        row["models agree"] = bool(agree[i])
+        row["flags"] = len(flags[i])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     """The frame as CSV for download; file names neutralised against spreadsheet formulas."""
     rows = frame.astype(object).where(frame.notna(), "").itertuples(index=False)

@@ -97,6 +97,17 @@ def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
     return out
 
 
+def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
+    """Good image j's flags in plain words: about its answers (weak, unlike the training data,
+    disagreement) and about its heatmaps (evidence mostly outside the brain)."""
+    answers = core.answer_flags(results.probs, j, results.low_below, results.unlike(j),
+                                results.shifted_accuracy)
+    shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain ({rs[j].outside_head:.0%} "
+                 "of the heatmap outside the head)." for m, rs in results.per_model.items()
+                 if rs[j].outside_head_flag]
+    return answers, shortcuts
+
+
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
                class_names: Sequence[str], settings: Settings, prefix: str,
                box: np.ndarray | None = None, run_title: str = "") -> Page | None:
@@ -129,9 +140,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                  icon=":material/check:" if agree else ":material/call_split:",
                  color="green" if agree else "orange")
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
-        flags = core.answer_flags(probs, j, results.low_below, results.unlike(j),
-                                  results.shifted_accuracy)
-        for flag in flags:
+        answers, shortcuts = image_flags(results, j)
+        for flag in answers:
             st.warning(flag, icon=":material/report:")
         page_models: list[PageModel] = []
         models = [*results.per_model, *results.errors]
@@ -167,8 +177,6 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     hit = peak_in_box(r, frame_box)
                     st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
                 if r.outside_head_flag:
-                    flags.append(f"{F.model_label(m)}: evidence mostly outside the brain "
-                                 f"({r.outside_head:.0%} of the heatmap outside the head).")
                     st.warning(f"Evidence mostly outside the brain: {r.outside_head:.0%} of "
                                f"this heatmap lies outside the head (alarm above "
                                f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
@@ -178,7 +186,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     "Overlay PNG", to_png(img), file_name=f"{stem}_{m}_{r.method}.png",
                     mime="image/png", key=f"{prefix}_png_{i}_{m}", on_click="ignore",
                     icon=":material/download:")
-        page = Page(upload.digest, upload.image, page_models, flags, upload.true_label)
+        page = Page(upload.digest, upload.image, page_models, answers + shortcuts,
+                    upload.true_label)
         with cols[0]:
             # data as a callable: the PDF is drawn only when clicked, never on a rerun
             st.download_button(

@@ -234,6 +234,20 @@ def test_uploads_lost_by_a_server_restart_are_noticed(artifacts: Path, smoke_run
     assert len(_captions(at)) == 2
 
 
+def test_many_uploads_get_a_summary_and_a_flag_filter(artifacts: Path, smoke_run: Path):
+    at = _app("predict")
+    files = [(*_test_image(smoke_run, k), "image/jpeg") for k in range(3)]
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    summary = _frame(at, "flags")  # thumbnail, file, each model's answer, agreement, flags
+    assert len(summary) == 3 and list(summary["file"]) == [name for name, _, _ in files]
+    assert len(_captions(at)) == 3 * 2  # every card: one overlay per model
+    n_flagged = int(((summary["flags"] > 0) | ~summary["models agree"]).sum())
+    at.toggle(key="predict_only_flagged").set_value(True).run()
+    _ok(at)
+    assert len(_captions(at)) == n_flagged * 2  # only the flagged cards are left
+
+
 def test_a_wrong_file_type_gets_a_visible_reason(artifacts: Path, smoke_run: Path):
     at = _app("predict")
     pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n" * 20

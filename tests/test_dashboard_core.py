@@ -313,3 +313,17 @@ def test_decode_notes_and_plain_layer_names():
     assert core.layer_label("out_relu", (7, 7), last=True) == "last conv block, 7×7"
     assert core.layer_label("block_13_expand_relu", (14, 14), last=False) == (
         "block 13 expand relu, 14×14")
+
+
+def test_summary_frame_for_many_uploads():
+    probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
+             "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
+    thumbs = [core.thumbnail_url(np.full((300, 200, 3), v, np.uint8)) for v in (0, 255)]
+    assert all(t.startswith("data:image/png;base64,") for t in thumbs)
+    frame = core.summary_frame(thumbs, ["a.png", "=b.png"], probs, CLASSES,
+                               [[], ["The models disagree: at least one of them is wrong."]])
+    assert list(frame.columns) == ["image", "file", "Custom CNN", "MobileNetV2", "models agree",
+                                   "flags"]
+    assert frame["Custom CNN"].tolist() == ["glioma (70%)", "pituitary (40%)"]
+    assert frame["models agree"].tolist() == [True, False]
+    assert frame["flags"].tolist() == [0, 1]

@@ -106,9 +106,25 @@ if good:
     all_reports = c3.empty()  # filled once the cards have made their report pages
 
 run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
+flagged: list[bool] = []  # per good image: any flag or disagreement
+only_flagged = False
+if results is not None and results.probs:
+    flags = [sum(views.image_flags(results, k), []) for k in range(len(good))]
+    flagged = [bool(f) for f in flags]
+    if len(good) >= 2:  # many uploads: a compact summary first, then the cards
+        st.dataframe(
+            core.summary_frame([core.thumbnail_url(u.image) for u in good],
+                               [u.name for u in good], results.probs, class_names, flags),
+            hide_index=True, key="predict_summary",
+            column_config={"image": st.column_config.ImageColumn("image", width="small")})
+        only_flagged = st.toggle("Show only images with flags or disagreement",
+                                 key="predict_only_flagged")
 pages = []
 j = 0
 for i, upload in enumerate(items):
+    if upload.ok and only_flagged and j < len(flagged) and not flagged[j]:
+        j += 1
+        continue
     page = views.image_card(i, upload, j if upload.ok else None, results, class_names, settings,
                             prefix="predict", box=boxes[i], run_title=run_title)
     pages += [page] if page is not None else []
