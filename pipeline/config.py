@@ -33,6 +33,9 @@ class ModelConfig:
     standardize: bool = False  # per-image intensity standardisation over the head, in the model
     augment_strength: str = "light"  # "light": flip/rotate/zoom/contrast; "strong": + shifts,
     # brightness, stronger contrast, noise, blur and random erasing (shortcut-breaking)
+    # explanation-guided training ("right for the right reasons"); custom CNN only for now
+    guidance: float = 0.0  # weight of the penalty on Grad-CAM evidence outside the tumour box
+    # (boxed tumour images) or outside the head (all others); 0 = off
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,6 +71,8 @@ class TrainConfig:
     weights: str = "auto"  # transfer models: auto | imagenet | none | PATH
     profile: str = "full"  # name of the profile these values came from
     title: str | None = None  # what people see in the run picker; None = named after the split
+    masks_dir: str | None = None  # tumour-box masks for guided training; None = the dataset's
+    # `<dataset>-boxes/masks` or $BRAIN_MRI_BOXES (explain.masks.boxes_dir), if present
     models: dict[str, ModelConfig] = field(default_factory=_default_models)
 
     def to_dict(self) -> dict[str, Any]:

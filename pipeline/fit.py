@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -60,6 +61,8 @@ class EpochLog(keras.callbacks.Callback):
             "learning_rate": float(keras.ops.convert_to_numpy(lr)),
             "seconds": round(time.perf_counter() - self._t0, 3),
         }
+        if "outside_share" in logs:  # guided training: evidence outside box/head (guidance.py)
+            row["outside_share"] = float(logs["outside_share"])
         self.history.append(row)
         self.on_epoch(self.history)
         self.progress(f"{self.label}: {self.phase} epochs", epoch + 1, self.total)
@@ -170,6 +173,7 @@ class ModelState:
     checkpoint: str | None = None  # weights file named by the last checkpoint
     seconds_before_resume: float = 0.0  # training time before an interruption
     feature_seconds: float | None = None  # transfer models: time spent caching activations
+    guidance: dict[str, Any] | None = None  # guided training: weight, boxes used, layer
     done: bool = False
     info: dict[str, Any] | None = None  # the manifest entry, once done
 
@@ -205,11 +209,16 @@ class FitJob:
     checkpoint: Callable[[list[dict[str, Any]], str], None] = _no_checkpoint
     progress: Progress = no_progress
     say: Say = log.info
+    masks_dir: Path | None = None  # tumour-box masks for guided training (mc.guidance > 0)
 
 
 def fit(job: FitJob) -> None:
     """Train `job.built.model`; transfer models on cached activations when the config says so."""
-    if job.built.transfer and job.cfg.cache_features:
+    if job.mc.guidance > 0:
+        from pipeline.guidance import fit_guided  # imports this module: import it late
+
+        fit_guided(job)
+    elif job.built.transfer and job.cfg.cache_features:
         _fit_transfer_cached(job)
     else:
         _fit_plain(job)

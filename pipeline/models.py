@@ -169,10 +169,11 @@ def _try_download(model_name: str) -> None:
 AUG_STRENGTHS = ("light", "strong")
 
 
-def augmentation_block(x: keras.KerasTensor, seed: int, strength: str = "light"
-                       ) -> keras.KerasTensor:
-    """Random augmentation layers named `aug_*` (active in training only), on raw 0-255 pixels.
+def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.Layer, bool]]:
+    """The random augmentation layers, named `aug_*`, as (layer, geometric) in the order applied.
 
+    Geometric layers move pixels (a tumour mask must move with them: explanation-guided training
+    applies them to image and mask together); the others change intensities only.
     "light": flip, small rotation, zoom and contrast. "strong" adds what differs between
     scanners and exports, so that none of it can serve as a class cue: translation, a wider zoom,
     brightness, stronger contrast, Gaussian noise, blur and random erasing (covers corners and
@@ -181,27 +182,39 @@ def augmentation_block(x: keras.KerasTensor, seed: int, strength: str = "light"
     if strength not in AUG_STRENGTHS:
         raise ValueError(f"augment_strength must be one of {AUG_STRENGTHS}, got {strength!r}")
     strong = strength == "strong"
-    x = keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip")(x)
-    x = keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1, name="aug_rotate")(x)
-    x = keras.layers.RandomZoom(0.2 if strong else 0.1, fill_mode="constant", seed=seed + 2,
-                                name="aug_zoom")(x)
-    # RandomContrast expects values in [0, 255] here and clips to value_range.
-    x = keras.layers.RandomContrast(0.4 if strong else 0.15, value_range=(0, 255),
-                                    seed=seed + 3, name="aug_contrast")(x)
+    layers: list[tuple[keras.Layer, bool]] = [
+        (keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip"), True),
+        (keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1,
+                                     name="aug_rotate"), True),
+        (keras.layers.RandomZoom(0.2 if strong else 0.1, fill_mode="constant", seed=seed + 2,
+                                 name="aug_zoom"), True),
+        # RandomContrast expects values in [0, 255] here and clips to value_range.
+        (keras.layers.RandomContrast(0.4 if strong else 0.15, value_range=(0, 255),
+                                     seed=seed + 3, name="aug_contrast"), False),
+    ]
     if not strong:
-        return x
-    x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
-                                       name="aug_translate")(x)
-    x = keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 5,
-                                      name="aug_brightness")(x)
-    x = keras.layers.RandomGaussianBlur(factor=0.5, sigma=(0.0, 1.5), value_range=(0, 255),
-                                        seed=seed + 6, name="aug_blur")(x)
-    # GaussianNoise takes a stddev in [0, 1]: add it on a 0-1 scale (2.5 % = ~6 grey levels).
-    x = keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_in")(x)
-    x = keras.layers.GaussianNoise(0.025, seed=seed + 7, name="aug_noise")(x)
-    x = keras.layers.Rescaling(255.0, name="aug_noise_out")(x)
-    x = keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.12), value_range=(0, 255),
-                                   seed=seed + 8, name="aug_erase")(x)
+        return layers
+    return layers + [
+        (keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
+                                        name="aug_translate"), True),
+        (keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 5,
+                                       name="aug_brightness"), False),
+        (keras.layers.RandomGaussianBlur(factor=0.5, sigma=(0.0, 1.5), value_range=(0, 255),
+                                         seed=seed + 6, name="aug_blur"), False),
+        # GaussianNoise takes a stddev in [0, 1]: add it on a 0-1 scale (2.5 % = ~6 grey levels).
+        (keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_in"), False),
+        (keras.layers.GaussianNoise(0.025, seed=seed + 7, name="aug_noise"), False),
+        (keras.layers.Rescaling(255.0, name="aug_noise_out"), False),
+        (keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.12), value_range=(0, 255),
+                                    seed=seed + 8, name="aug_erase"), False),
+    ]
+
+
+def augmentation_block(x: keras.KerasTensor, seed: int, strength: str = "light"
+                       ) -> keras.KerasTensor:
+    """`augmentation_layers` applied in order (active in training only), on raw 0-255 pixels."""
+    for layer, _ in augmentation_layers(seed, strength):
+        x = layer(x)
     return x
 
 

@@ -53,6 +53,20 @@ def _load_data(name: str, mc: ModelConfig, classes: list[str], splits: data.Spli
     return train, val
 
 
+def _masks_dir(cfg: TrainConfig, splits: data.Splits) -> Path | None:
+    """The tumour-box masks for guided training: the config's, else the dataset's if any."""
+    from pipeline.explain.masks import boxes_dir
+
+    if cfg.masks_dir:
+        path = Path(cfg.masks_dir).expanduser()
+        if not path.is_dir():
+            raise data.DatasetError(f"masks folder {path} (config masks_dir) does not exist")
+        return path
+    first = next(iter(splits.train), None)
+    # the dataset root: the record's path without its relative part
+    return boxes_dir(first.path.parents[len(Path(first.rel).parts) - 1]) if first else None
+
+
 def _restore(built: BuiltModel, mdir: Path, ms: ModelState, run_id: str, say: Say) -> None:
     """Load the last checkpoint of an interrupted run into the freshly built model."""
     # Runs interrupted before checkpoints were named in state.json used this fixed name.
@@ -83,8 +97,9 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     # Time spent before an interruption, kept in state.json, so resumed runs report it all.
     seconds_before = ms.seconds_before_resume
     train, val = _load_data(name, mc, classes, splits, cache_dir, progress, say)
+    # Guided training augments image and mask together outside the model (pipeline.guidance).
     built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
-                        augment=cfg.augment)
+                        augment=cfg.augment and mc.guidance <= 0)
     if built.weights.warning:
         say("WARNING: " + built.weights.warning)
     mdir = writer.model_dir(name)
@@ -109,7 +124,8 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
             if old.name != path.name:
                 old.unlink(missing_ok=True)
 
-    fit(FitJob(built, mc, cfg, train, val, len(classes), ms, checkpoint, progress, say))
+    fit(FitJob(built, mc, cfg, train, val, len(classes), ms, checkpoint, progress, say,
+               _masks_dir(cfg, splits) if mc.guidance > 0 else None))
     seconds = time.perf_counter() - t_start + seconds_before
     built.model.save(mdir / "model.keras")
     best = _best_epoch(ms.history)
@@ -123,6 +139,7 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
         "params": count_params(built.model),
         "train_seconds": round(seconds, 1),
         "feature_seconds": ms.feature_seconds,
+        "guidance": ms.guidance,
         "best_epoch": best,
         "epochs_run": len(ms.history),
         "gradcam_layer": built.gradcam_layer,

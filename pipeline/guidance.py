@@ -1,0 +1,187 @@
+"""Explanation-guided training: "right for the right reasons" (Ross et al., 2017), Grad-CAM form.
+
+In the Sartaj data the tumour images come mostly from one collection and the no-tumour images
+from others, so a model can learn the source instead of the tumour. This trainer adds to the
+classification loss `guidance` times the share of the true class's Grad-CAM evidence that lies
+outside where the evidence belongs: the tumour box for tumour images with a box
+(`../shared/data/brain-tumor-mri-sartaj-boxes/`), the head for every other image.
+
+Ross et al. penalise input gradients, which needs a second-order gradient per step. For a network
+whose head is global pooling then one dense layer (ours), Grad-CAM has a closed form: the gradient
+of log p_c with respect to the pooled features is W_c - sum_j p_j W_j, and averaging over the map
+gives Grad-CAM's channel weights (for average *and* max pooling, whose gradient sums to the same
+weight). The penalty therefore costs one einsum on the last feature map, not a second backward
+pass, and it constrains exactly the map the dashboard draws.
+
+Augmentation runs here, not inside the model, so that geometric transforms move the mask with the
+image; the saved model is the plain one (no augmentation layers, which are inactive at inference).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from pipeline import images
+from pipeline.data.arrays import LoadedArrays
+from pipeline.data.hashing import parallel_map
+from pipeline.explain.masks import find_mask, head_mask_in_frame, prepare_mask, read_mask
+from pipeline.names import Progress
+
+
+def allowed_masks(arrays: LoadedArrays, masks_dir: Path | None, size: int, crop: bool,
+                  progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, size, size) uint8 regions where evidence belongs (1 inside), in the model's frame,
+    and (N,) bool: which images had a tumour mask. The others get their head region."""
+
+    def work(rec: Any) -> tuple[np.ndarray, bool]:
+        img = images.read_image(rec.path)
+        path = find_mask(masks_dir, rec.rel) if masks_dir is not None else None
+        if path is not None:
+            try:
+                mask = read_mask(path)
+                if mask.shape == img.shape[:2] and mask.any():
+                    return prepare_mask(mask, img, size, crop).astype(np.uint8), True
+            except (images.ImageError, OSError):
+                pass  # an unreadable mask: fall back to the head, as for unboxed images
+        return head_mask_in_frame(img, size, crop).astype(np.uint8), False
+
+    results = parallel_map(work, arrays.records, "guidance masks", progress)
+    masks = np.stack([m for m, _ in results]) if results else np.zeros((0, size, size), np.uint8)
+    return masks, np.array([b for _, b in results], dtype=bool)
+
+
+def outside_share(fmap: Any, probs: Any, y: Any, kernel: Any, allowed: Any) -> Any:
+    """Per image: share of the true class's Grad-CAM (on log-probability) outside `allowed`.
+
+    fmap (B, h, w, K) is the Grad-CAM layer; kernel (D, C) the dense head, D = K (average pooling)
+    or 2K (average and max pooling concatenated); allowed (B, H, W) in [0, 1] at input size.
+    """
+    from keras import ops
+
+    k = ops.shape(fmap)[-1]
+    w = kernel[:k] + kernel[k:] if kernel.shape[0] == 2 * fmap.shape[-1] else kernel
+    alpha = ops.matmul(ops.cast(y, "float32") - probs, ops.transpose(w))  # (B, K)
+    cam = ops.relu(ops.einsum("bhwk,bk->bhw", fmap, alpha))
+    small = ops.image.resize(ops.expand_dims(allowed, -1), (fmap.shape[1], fmap.shape[2]),
+                             interpolation="area")[..., 0]
+    total = ops.sum(cam, axis=(1, 2))
+    return ops.sum(cam * (1.0 - small), axis=(1, 2)) / (total + 1e-6)
+
+
+class GuidedTrainer(keras.Model):
+    """Trains `core` with the guidance penalty; inference and validation go through `core`."""
+
+    def __init__(self, core: keras.Model, feature_layer: str, weight: float,
+                 augment: list[tuple[keras.Layer, bool]]) -> None:
+        super().__init__(name=f"{core.name}_guided")
+        self.core = core
+        self.features = keras.Model(core.input, [core.get_layer(feature_layer).output,
+                                                 core.output])
+        self.weight = float(weight)
+        self.augment = augment
+        self.head = core.get_layer("predictions")
+        self.outside = keras.metrics.Mean(name="outside_share")
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        return self.core(x, training=training)
+
+    def _augmented(self, x: Any, allowed: Any) -> tuple[Any, Any]:
+        from keras import ops
+
+        m = ops.expand_dims(ops.cast(allowed, "float32"), -1) * 255.0
+        for layer, geometric in self.augment:
+            if geometric:  # one call on image and mask stacked: both get the same transform
+                both = layer(ops.concatenate([x, m], axis=-1), training=True)
+                x, m = both[..., :3], both[..., 3:]
+            else:
+                x = layer(x, training=True)
+        return x, ops.clip(m[..., 0] / 255.0, 0.0, 1.0)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        import tensorflow as tf
+        from keras import ops
+
+        (x, allowed), y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, allowed = self._augmented(ops.cast(x, "float32"), allowed)
+        with tf.GradientTape() as tape:
+            fmap, probs = self.features(x, training=True)
+            ce = self.compute_loss(x=x, y=y, y_pred=probs, sample_weight=sample_weight)
+            share = outside_share(fmap, probs, y, self.head.kernel, allowed)
+            loss = ce + self.weight * ops.mean(share)
+        grads = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))
+        self.outside.update_state(share)
+        for metric in self.metrics:  # Keras' documented pattern for a custom train_step
+            if metric.name == "loss":
+                metric.update_state(loss)
+            elif metric is not self.outside:
+                metric.update_state(y, probs, sample_weight=sample_weight)
+        return self.get_metrics_result()
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return [*super().metrics, self.outside]
+
+
+def guided_dataset(x: np.ndarray, allowed: np.ndarray, y1h: np.ndarray, batch: int,
+                   seed: int) -> Any:
+    """Shuffled batches of ((float32 pixels, float32 allowed mask), one-hot labels)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(((x, allowed), y1h.astype("float32")))
+    ds = ds.shuffle(max(1, len(x)), seed=seed, reshuffle_each_iteration=True).batch(batch)
+    ds = ds.map(lambda a, b: ((tf.cast(a[0], tf.float32), tf.cast(a[1], tf.float32)), b),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def fit_guided(job: Any) -> None:
+    """`fit.fit` for a from-scratch model with `mc.guidance > 0` (one phase, as `_fit_plain`)."""
+    from pipeline.fit import _callbacks, _compile, _epoch_log, class_weights
+    from pipeline.models import augmentation_layers
+
+    built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
+    if built.transfer:
+        raise ValueError(f"guidance is implemented for the custom CNN only, not "
+                         f"{built.name}: set its guidance to 0")
+    allowed, boxed = allowed_masks(job.train, job.masks_dir, mc.image_size, mc.crop_head,
+                                   job.progress)
+    state.guidance = {"weight": mc.guidance, "train_images": int(len(boxed)),
+                      "with_tumour_box": int(boxed.sum()),
+                      "masks_dir": _shown(job.masks_dir),
+                      "layer": built.gradcam_layer, "form": "Grad-CAM of log p(true class)"}
+    job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
+            f"{len(boxed)} training images (the rest: head region)")
+    augment = augmentation_layers(cfg.seed, mc.augment_strength) if cfg.augment else []
+    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment)
+    y_tr = keras.utils.to_categorical(job.train.y, job.num_classes)
+    y_va = keras.utils.to_categorical(job.val.y, job.num_classes)
+    from pipeline import data
+
+    ds_tr = guided_dataset(job.train.x, allowed, y_tr, cfg.batch_size, cfg.seed)
+    ds_va = data.make_tf_dataset(job.val.x, y_va, cfg.batch_size)
+    if "train" in state.phase_done:
+        return
+    _compile(trainer, mc, mc.learning_rate, job.num_classes)
+    trainer.fit(ds_tr, validation_data=ds_va, epochs=mc.epochs,
+                initial_epoch=state.start_epoch("train"),
+                class_weight=class_weights(job.train.y, job.num_classes)
+                if cfg.class_weights else None,
+                callbacks=[*_callbacks(mc.patience), _epoch_log(job, "train", mc.epochs)],
+                verbose=0)
+    state.phase_done.append("train")
+    state.phase, state.phase_epoch = None, 0
+
+
+def _shown(path: Path | None) -> str | None:
+    """A masks folder as recorded in the manifest: relative to the project, never absolute."""
+    from pipeline.artifacts import relative_to_project
+
+    if path is None:
+        return None
+    rel = relative_to_project(Path(path))
+    return rel if rel is not None else Path(path).name

@@ -1,0 +1,104 @@
+"""Explanation-guided training: the closed-form Grad-CAM penalty, masks that follow augmentation,
+and a guided run on phantoms with real mask files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.config import ModelConfig
+from pipeline.guidance import GuidedTrainer, outside_share
+from pipeline.models import augmentation_layers, build_model
+
+
+def _gradcam_log_prob(model: keras.Model, layer: str, x: np.ndarray, cls: np.ndarray
+                      ) -> np.ndarray:
+    """Grad-CAM of log p(cls) by an explicit GradientTape: the definition, no closed form."""
+    sub = keras.Model(model.input, [model.get_layer(layer).output, model.output])
+    with tf.GradientTape() as tape:
+        fmap, probs = sub(tf.constant(x), training=False)
+        score = tf.reduce_sum(tf.math.log(tf.gather(probs, cls, axis=1, batch_dims=1)))
+    grads = tape.gradient(score, fmap).numpy()
+    alpha = grads.mean(axis=(1, 2))
+    return np.maximum(np.einsum("bhwk,bk->bhw", fmap.numpy(), alpha), 0)
+
+
+def test_closed_form_penalty_is_gradcam_share_outside(tmp_path):
+    built = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3),
+                        augment=False)
+    model = built.model
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    cls = np.array([0, 1, 2, 1])
+    allowed = np.zeros((4, 32, 32), "float32")
+    allowed[:, 8:24, 4:20] = 1.0  # an off-centre box: 16x16 of the 32x32 input
+    cam = _gradcam_log_prob(model, built.gradcam_layer, x, cls)
+    cells = cam.shape[1]
+    small = allowed.reshape(4, cells, 32 // cells, cells, 32 // cells).mean(axis=(2, 4))
+    expected = (cam * (1 - small)).sum(axis=(1, 2)) / (cam.sum(axis=(1, 2)) + 1e-6)
+    sub = keras.Model(model.input, [model.get_layer(built.gradcam_layer).output, model.output])
+    fmap, probs = sub(x, training=False)
+    got = outside_share(fmap, probs, np.eye(3)[cls], model.get_layer("predictions").kernel,
+                        allowed)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-3, atol=1e-5)
+    assert expected.min() > 0 and expected.max() < 1  # not a degenerate case
+
+
+def test_geometric_augmentation_moves_the_mask_with_the_image():
+    core = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3),
+                       augment=False).model
+    trainer = GuidedTrainer(core, "gradcam_target", 1.0, augmentation_layers(3, "strong"))
+    x = np.zeros((6, 32, 32, 3), "float32")
+    x[:, 4:12, 2:10] = 255.0  # a bright square, and the mask exactly on it
+    allowed = (x[..., 0] > 0).astype("float32")
+    moved = False
+    for _ in range(4):
+        xa, ma = trainer._augmented(tf.constant(x), tf.constant(allowed))
+        bright = np.asarray(xa).mean(axis=-1)
+        mask = np.asarray(ma)
+        # Wherever the mask is clearly inside, the square is there too (intensity layers change
+        # its brightness, erasing may blank parts): compare with the un-erased, dark background.
+        inside, outside = mask > 0.9, mask < 0.1
+        assert inside.any()
+        assert bright[outside].mean() < bright[inside].mean()
+        moved |= not np.array_equal(mask > 0.5, allowed > 0.5)
+    assert moved  # the geometric layers did transform the mask
+
+
+@pytest.mark.slow
+def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
+    from pipeline.artifacts import open_run
+    from pipeline.config import profile
+    from pipeline.predict import Predictor, predict_files
+    from pipeline.train import train_run
+
+    cfg = profile("smoke")
+    cfg.masks_dir = str(synth_data / "masks")
+    cfg.models["custom_cnn"].guidance = 1.0
+    run = train_run(cfg, synth_data, tmp_path, ["custom_cnn"])
+    manifest = json.loads((run / "manifest.json").read_text())
+    info = manifest["models"]["custom_cnn"]["guidance"]
+    assert info["weight"] == 1.0 and info["layer"] == "gradcam_target"
+    assert 0 < info["with_tumour_box"] < info["train_images"]  # no-tumour phantoms: head only
+    assert not Path(info["masks_dir"]).is_absolute()
+    history = json.loads((run / "custom_cnn" / "history.json").read_text())["epochs"]
+    assert all(0.0 <= row["outside_share"] <= 1.0 for row in history)
+    # The saved model is the plain one: it loads and predicts raw pixels.
+    img = next((synth_data / "Testing").rglob("*.png"))
+    results, failures = predict_files(Predictor(open_run(run), ["custom_cnn"]), [img])
+    assert len(results) == 1 and not failures
+
+
+def test_guidance_refused_for_transfer_models(synth_data, tmp_path):
+    from pipeline.config import profile
+    from pipeline.train import train_run
+
+    cfg = profile("smoke")
+    cfg.models["mobilenetv2"].guidance = 0.5
+    with pytest.raises(ValueError, match="custom CNN only"):
+        train_run(cfg, synth_data, tmp_path, ["mobilenetv2"], cache_dir=tmp_path / "c")
