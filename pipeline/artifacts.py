@@ -83,6 +83,9 @@ def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); run files are meant to be read by others
+        # (a shared artifacts folder, a dashboard under another user): use the umask's mode.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
@@ -91,6 +94,17 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    # The only portable way to read it is to set it and put it back: done once, at import, as
+    # a process-wide change would race with files created by other threads (the dashboard's).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def _json_default(obj: Any) -> Any:

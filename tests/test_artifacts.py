@@ -122,3 +122,12 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
         write_json_atomic(target, {"v": 2})
     assert read_json(target) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temp file left behind
+
+
+def test_atomic_writes_get_the_umask_mode_not_private(tmp_path):
+    from pipeline import artifacts
+
+    path = tmp_path / "x.json"
+    artifacts.write_json_atomic(path, {"a": 1})
+    # mkstemp alone gives 0600; run files must be readable by the dashboard's user too
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~artifacts._UMASK)
