@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from pipeline.config import ModelConfig
-from pipeline.layers import HeadStandardization
+from pipeline.layers import HeadStandardization, RandomBiasField, RandomGamma
 from pipeline.names import display_name
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def _try_download(model_name: str) -> None:
         socket.setdefaulttimeout(old)
 
 
-AUG_STRENGTHS = ("light", "strong")
+AUG_STRENGTHS = ("light", "mri", "strong")
 
 
 def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.Layer, bool]]:
@@ -174,7 +174,9 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
 
     Geometric layers move pixels (a tumour mask must move with them: explanation-guided training
     applies them to image and mask together); the others change intensities only.
-    "light": flip, small rotation, zoom and contrast. "strong" adds what differs between
+    "light": flip, small rotation, zoom and contrast. "mri" adds what differs between MRI
+    scanners and sequences without hiding anatomy: gamma, a smooth bias field, mild noise and
+    blur. "strong" adds what differs between
     scanners and exports, so that none of it can serve as a class cue: translation, a wider zoom,
     brightness, stronger contrast, Gaussian noise, blur and random erasing (covers corners and
     burnt-in text as well as anatomy).
@@ -192,6 +194,16 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
         (keras.layers.RandomContrast(0.4 if strong else 0.15, value_range=(0, 255),
                                      seed=seed + 3, name="aug_contrast"), False),
     ]
+    if strength == "mri":
+        return layers + [
+            (RandomGamma(1.8, seed=seed + 9, name="aug_gamma"), False),
+            (RandomBiasField(0.3, seed=seed + 10, name="aug_bias_field"), False),
+            (keras.layers.RandomGaussianBlur(factor=0.3, sigma=(0.0, 1.0), value_range=(0, 255),
+                                             seed=seed + 6, name="aug_blur"), False),
+            (keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_in"), False),
+            (keras.layers.GaussianNoise(0.015, seed=seed + 7, name="aug_noise"), False),
+            (keras.layers.Rescaling(255.0, name="aug_noise_out"), False),
+        ]
     if not strong:
         return layers
     return layers + [
