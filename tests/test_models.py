@@ -183,3 +183,29 @@ def test_strong_augmentation_and_standardization_in_built_models():
     cfg = ModelConfig(image_size=32, width=4, depth=2, standardize=True, augment_strength="strong")
     built = build_model("custom_cnn", 3, cfg, weights="none")
     assert built.model.get_layer("preprocess").__class__.__name__ == "HeadStandardization"
+
+
+def test_mri_augmentation_changes_intensity_curves_in_training_only(tmp_path):
+    from pipeline.layers import RandomBiasField, RandomGamma
+
+    x = np.tile(np.linspace(0, 255, 32, dtype="float32"), (4, 32, 1))[..., None].repeat(3, -1)
+    gamma = RandomGamma(1.8, seed=1)
+    np.testing.assert_array_equal(np.asarray(gamma(x, training=False)), x)
+    out = np.asarray(gamma(x, training=True))
+    assert out.min() >= 0 and out.max() <= 255.5
+    mid = out[:, 0, 16, 0]  # a mid-grey pixel moves up or down with the image's gamma
+    assert np.ptp(mid) > 5 and np.all(np.diff(out[0, 0, :, 0]) >= -1e-3)  # curve stays monotone
+    field = RandomBiasField(0.3, seed=2)
+    flat = np.full((2, 32, 32, 3), 128.0, "float32")
+    np.testing.assert_array_equal(np.asarray(field(flat, training=False)), flat)
+    biased = np.asarray(field(flat, training=True))
+    assert biased.std() > 1 and biased.min() >= 128 * np.exp(-0.31) - 1  # smooth, bounded
+    # Both serialise inside a model (safe_mode) and are identities at inference.
+    built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3,
+                                                     augment_strength="mri"))
+    names = [layer.name for layer in built.model.layers]
+    assert {"aug_gamma", "aug_bias_field"} <= set(names)
+    built.model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    xs = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(xs)), np.asarray(built.model(xs)), atol=1e-6)
