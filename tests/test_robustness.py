@@ -83,6 +83,9 @@ def test_cli_option_errors(tmp_path):
         (["--robustness", "--max-images", "0"], "--max-images must be at least 1, got 0"),
         (["--max-images", "5"], "only applies to the robustness benchmark"),
         (["--robustness", "--folds", "2"], "cannot be combined"),
+        (["--robustness", "--n-boot", "500"], "do not bootstrap"),
+        (["--folds", "3", "--n-boot", "500"], "do not bootstrap"),
+        (["--n-boot", "50"], "--n-boot must be at least 100, got 50"),
         (["--robustness", "--data", str(tmp_path)], "cannot be combined"),
         (["--robustness"], "no runs yet"),
     ]:

@@ -161,7 +161,8 @@ def evaluate(
                               "model of the run K times with its config on its dataset"),
     cv_model: str = typer.Option(None, "--model", help="with --folds: only these models "
                                  "(comma-separated; default: all of the run's)"),
-    n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples for the CIs"),
+    n_boot: int = typer.Option(None, "--n-boot", help="bootstrap resamples for the CIs "
+                               "[default: 2000]"),
     robustness: bool = typer.Option(False, "--robustness", help="robustness benchmark: the test "
                                     "split under MRI-realistic shifts, three severities each "
                                     "(shift validation, not a clean test); writes "
@@ -174,8 +175,12 @@ def evaluate(
     from pipeline.artifacts import ArtifactError, resolve_run
     from pipeline.data import DatasetError
     from pipeline.evaluate import EvaluationError, cross_validate, evaluate_run, robustness_run
+    from pipeline.evaluate.comparison import N_BOOT
 
     _check_evaluate_options(n_boot, data, data_root, folds, name, cv_model)
+    if n_boot is not None and (robustness or folds is not None):
+        fail("--n-boot sets the bootstrap of the metrics' intervals; --robustness and --folds "
+             "do not bootstrap")
     _check_robustness_options(robustness, max_images, data, name, folds, cv_model)
     try:
         run_dir = resolve_run(artifacts_dir, run_)
@@ -189,7 +194,7 @@ def evaluate(
                                          say=say, models=cv_models)
             else:
                 summary = evaluate_run(run_dir, data_dir=data, name=name, progress=update,
-                                       data_root=data_root, n_boot=n_boot)
+                                       data_root=data_root, n_boot=n_boot or N_BOOT)
     except (EvaluationError, DatasetError, ArtifactError) as exc:
         fail(str(exc))
     if as_json:
@@ -202,11 +207,11 @@ def evaluate(
         _print_eval_summary(summary)
 
 
-def _check_evaluate_options(n_boot: int, data: Path | None, data_root: Path | None,
+def _check_evaluate_options(n_boot: int | None, data: Path | None, data_root: Path | None,
                             folds: int | None, name: str | None, cv_model: str | None) -> None:
     """Fail in one line on evaluate options out of range, missing folders or a bad combination
     (--model without --folds; --folds with --data or --name)."""
-    if n_boot < 100:
+    if n_boot is not None and n_boot < 100:
         fail(f"--n-boot must be at least 100, got {n_boot}")
     if data is not None:
         _existing_dir(data, "data folder")

@@ -20,6 +20,8 @@ from pipeline.names import display_name
 
 ALPHA = 0.05  # significance level of the comparison verdict
 
+N_BOOT = 2000  # bootstrap resamples for confidence intervals and paired tests
+
 
 def _macro_f1_batched(yt: np.ndarray, yp: np.ndarray, labels: Sequence[int]) -> np.ndarray:
     """Macro-F1 along the last axis for a batch of resamples.
@@ -50,7 +52,7 @@ def _metric_fn(metric: str, labels: Sequence[int]) -> MetricFn:
 
 def paired_bootstrap(
     y_true: Sequence[int] | np.ndarray, preds: dict[str, np.ndarray], metrics: Sequence[str] = (
-        "accuracy", "macro_f1"), n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+        "accuracy", "macro_f1"), n_boot: int = N_BOOT, seed: int = 0, confidence: float = 0.95,
 ) -> dict[str, dict[str, list[float]]]:
     """Percentile bootstrap intervals for several models on the same resamples of the images.
 
@@ -105,7 +107,7 @@ def paired_bootstrap(
 
 def bootstrap_ci(
     y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
-    metric: str = "accuracy", n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+    metric: str = "accuracy", n_boot: int = N_BOOT, seed: int = 0, confidence: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval `(lo, hi)` of `metric` ("accuracy" or "macro_f1").
 
@@ -201,7 +203,7 @@ def _pairwise(y: np.ndarray, preds: dict[str, np.ndarray], table: dict[str, dict
 
 def compare(
     y_true: Sequence[int] | np.ndarray, probs: dict[str, np.ndarray], class_names: Sequence[str],
-    paths: Sequence[str] | None = None, n_boot: int = 2000, seed: int = 0,
+    paths: Sequence[str] | None = None, n_boot: int = N_BOOT, seed: int = 0,
     y_pred: dict[str, np.ndarray] | None = None, max_disagreements: int | None = None,
 ) -> dict[str, Any]:
     """comparison.json for models evaluated on the same images (see docs/architecture.md).

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.artifacts import write_json_atomic, write_text_atomic
 from pipeline.csv_safe import to_csv
-from pipeline.evaluate.comparison import compare
+from pipeline.evaluate.comparison import N_BOOT, compare
 from pipeline.evaluate.external import (
     EvaluationError,
     LabelPlan,
@@ -206,7 +206,7 @@ def _scored(probs: np.ndarray, rels: list[str], keep: list[str], plan: LabelPlan
 def evaluate_run(
     run_dir: str | Path, data_dir: str | Path | None = None, name: str | None = None,
     progress: Progress | None = None, data_root: str | Path | None = None,
-    n_boot: int = 2000, seed: int = 0,
+    n_boot: int = N_BOOT, seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate every model of a run and write the evaluation files (docs/architecture.md).
 
