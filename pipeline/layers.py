@@ -9,6 +9,7 @@ consumer of a saved model (CLI, dashboard, explainer) gets it without extra code
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -67,7 +68,7 @@ class RandomGamma(keras.layers.Layer):
     def call(self, x: Any, training: bool = False) -> Any:
         if not training:
             return x
-        span = float(ops.log(self.max_gamma))
+        span = math.log(self.max_gamma)
         g = ops.exp(keras.random.uniform((ops.shape(x)[0], 1, 1, 1), -span, span,
                                          seed=self.generator))
         return 255.0 * ops.power(ops.clip(x, 0.0, 255.0) / 255.0 + 1e-6, g)

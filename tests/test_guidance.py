@@ -80,6 +80,7 @@ def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
     cfg = profile("smoke")
     cfg.masks_dir = str(synth_data / "masks")
     cfg.models["custom_cnn"].guidance = 1.0
+    cfg.models["custom_cnn"].augment_strength = "mri"  # every aug layer inside the traced step
     run = train_run(cfg, synth_data, tmp_path, ["custom_cnn"])
     manifest = json.loads((run / "manifest.json").read_text())
     info = manifest["models"]["custom_cnn"]["guidance"]
