@@ -230,6 +230,18 @@ def _load_models(path: str, stamp: int) -> tuple[Any, Any, dict[str, str]]:
     return predictor, explainers, failures
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def _model_hashes(path: str, stamp: int) -> dict[str, str]:
+    return runinfo.model_file_hashes(Path(path), open_run(path).manifest)
+
+
+def model_hashes(run: Run) -> dict[str, str]:
+    """Display name -> SHA-256 of the model's .keras file; hashed once per run and model files
+    (the cache key has their modification times), not per image."""
+    hashes = _model_hashes(str(run.path), _models_stamp(run))
+    return {display_name(m): h for m, h in hashes.items()}
+
+
 def shifted_accuracy(run: Run) -> dict[str, float | None]:
     """Per model, its mean accuracy over the robustness benchmark's middle severity
     (`robustness.json`); {} when the run has none."""

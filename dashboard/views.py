@@ -110,13 +110,15 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
                class_names: Sequence[str], settings: Settings, prefix: str,
-               box: np.ndarray | None = None, run_title: str = "") -> Page | None:
+               box: np.ndarray | None = None, run_title: str = "",
+               model_hashes: dict[str, str] | None = None) -> Page | None:
     """One file: its error message, or probabilities, agreement and both models' heatmaps.
 
     `box`: the image's known tumour box (a mask in its own pixel grid), drawn on each overlay
     with whether the heatmap's peak hit it. A heatmap whose energy is mostly outside the head
     gets a plain-words warning (the shortcut alarm). Returns the image's report page (None for
-    a file that could not be explained), and offers it as a PDF."""
+    a file that could not be explained), and offers it as a PDF (with `model_hashes`: display
+    name -> SHA-256 of the model file)."""
     with st.container(border=True, key=f"{prefix}_card_{i}"):
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
@@ -191,7 +193,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         with cols[0]:
             # data as a callable: the PDF is drawn only when clicked, never on a rerun
             st.download_button(
-                "Report PDF", lambda: report_pdf([page], run_title, colour_scale()),
+                "Report PDF", lambda: report_pdf([page], run_title, colour_scale(),
+                                                 model_hashes=model_hashes),
                 file_name=f"report-{upload.digest[:12]}.pdf", mime="application/pdf",
                 key=f"{prefix}_pdf_{i}", on_click="ignore", icon=":material/picture_as_pdf:",
                 help="One page: original, overlays, colour scale, probabilities, flags, run, "

@@ -1,11 +1,13 @@
 """Predict & explain: upload MRI slices (or draw test images), see both models' answers and why."""
 
 import hashlib
+from datetime import datetime, timezone
 
 import numpy as np
 import streamlit as st
 
-from dashboard import core, inference, state, views
+from dashboard import core, inference, runinfo, series_view, state, views
+from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
 
@@ -90,6 +92,14 @@ if not items:
             + (", or draw test images," if entries and not why else "")
             + " to see both models' predictions and heatmaps.", icon=":material/upload:")
     st.stop()
+run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
+hashes = state.model_hashes(run)  # hashed once per run, not per image
+notes = runinfo.report_notes(run_title, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                             hashes, PLAIN_DISCLAIMER)
+# A series (multi-frame DICOM, zip of .dcm): its slider and slice table, then the chosen slice
+items = [series_view.series_panel(i, u, run, predictor, explainers, settings, class_names,
+                                  "predict", notes) if u.slices else u
+         for i, u in enumerate(items)]
 good = [u for u in items if u.ok]
 results = None
 if good:
@@ -99,13 +109,14 @@ if good:
                                    [u.true_label for u in good])
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
     c1.caption(f"{len(good)} of {len(items)} file(s) analysed in {results.seconds:.2f} s · "
-               f"{int(frame['models_agree'].sum())} agreement(s).")
-    c2.download_button("Predictions CSV", core.to_csv_bytes(frame), file_name="predictions.csv",
+               f"{int(frame['models_agree'].sum())} agreement(s) · model files (SHA-256): "
+               + ", ".join(f"{m} {runinfo.short_hash(h)}" for m, h in hashes.items()))
+    c2.download_button("Predictions CSV", core.to_csv_bytes(frame, notes),
+                       file_name="predictions.csv",
                        mime="text/csv", key="predict_csv", on_click="ignore",
                        icon=":material/download:")
     all_reports = c3.empty()  # filled once the cards have made their report pages
 
-run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
 flagged: list[bool] = []  # per good image: any flag or disagreement
 only_flagged = False
 if results is not None and results.probs:
@@ -126,12 +137,14 @@ for i, upload in enumerate(items):
         j += 1
         continue
     page = views.image_card(i, upload, j if upload.ok else None, results, class_names, settings,
-                            prefix="predict", box=boxes[i], run_title=run_title)
+                            prefix="predict", box=boxes[i], run_title=run_title,
+                            model_hashes=hashes)
     pages += [page] if page is not None else []
     j += int(upload.ok)
 if pages:
     all_reports.download_button(
-        "Report PDF, all", lambda: report_pdf(pages, run_title, views.colour_scale()),
+        "Report PDF, all", lambda: report_pdf(pages, run_title, views.colour_scale(),
+                                                 model_hashes=hashes),
         file_name="reports.pdf", mime="application/pdf", key="predict_pdf_all",
         on_click="ignore", icon=":material/picture_as_pdf:",
         help="One page per analysed image (file names left out: they can identify a patient).")
