@@ -37,6 +37,7 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 state.sidebar()
+state.preload_models()  # in the background: Predict's models are usually ready by its first visit
 try:
     navigation.run()
 except Exception as exc:  # last line of defence; st.stop/st.rerun are not Exceptions

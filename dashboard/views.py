@@ -22,7 +22,6 @@ from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
     METHODS,
-    OUTSIDE_HEAD_ALARM,
     heatmap_to_rgb,
     render_overlay,
     to_png,
@@ -179,6 +178,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     hit = peak_in_box(r, frame_box)
                     st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
                 if r.outside_head_flag:
+                    # imported here: pipeline.explain.metrics imports Keras, which the page's
+                    # first drawing must not wait for
+                    from pipeline.explain import OUTSIDE_HEAD_ALARM
+
                     st.warning(f"Evidence mostly outside the brain: {r.outside_head:.0%} of "
                                f"this heatmap lies outside the head (alarm above "
                                f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "

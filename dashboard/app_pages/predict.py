@@ -17,9 +17,11 @@ st.title("Predict & explain")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
 run = state.require_run()
 
-predictor, explainers = state.models(run)
-if predictor is None:
-    st.stop()
+# The models load in the background from the app's first run: the uploader is drawn at once,
+# and the page waits for the models only once there is something to explain.
+predictor, explainers = state.models(run, wait=False)
+if explainers is not None and predictor is None:
+    st.stop()  # no model of this run can be used (the errors are shown)
 class_names = run.class_names
 
 upload_col, sample_col = st.columns([3, 2])
@@ -84,13 +86,19 @@ for f in files:
     items.append(state.decode_cached(f.name, hashlib.sha256(data).hexdigest(), data))
     boxes.append(None)
 
+if explainers is None and items:
+    predictor, explainers = state.models(run)  # waits (with a spinner) for the models
+    if predictor is None:
+        st.stop()
 # The controls are drawn on every run, uploads or not: a widget left out of one run loses its
 # state, and the browser then showed defaults while heatmaps were drawn with the old settings.
-settings = views.controls(explainers, class_names, prefix="predict")
+settings = views.controls(explainers or {}, class_names, prefix="predict")
 if not items:
     st.info("Upload one or more brain MRI slices above"
             + (", or draw test images," if entries and not why else "")
             + " to see both models' predictions and heatmaps.", icon=":material/upload:")
+    if explainers is None:
+        state.models_loading_note(run)
     st.stop()
 run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
 hashes = state.model_hashes(run)  # hashed once per run, not per image
