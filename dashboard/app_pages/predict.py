@@ -31,8 +31,13 @@ with upload_col:
         # red "!" in the uploader with the reason on hover.
         "Upload MRI slices", type=None, accept_multiple_files=True,
         key=state.uploader_key(),
-        help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm). Files stay in memory and are "
-             f"never stored. Up to {core.MAX_UPLOADS} files at once.")
+        help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm; a series as one multi-frame "
+             "file or a .zip of .dcm slices). Files stay in memory and are never stored. Up to "
+             f"{core.MAX_UPLOADS} files at once.")
+    if files:
+        # The uploader's chips cut long names in the middle ("scan_2024_…_T1.png", full name
+        # only on hover): every name in full, as plain text (never Markdown or HTML).
+        st.text("\n".join(f"{k + 1}. {f.name}" for k, f in enumerate(files)))
 with sample_col:
     data_dir = run.data_dir
     try:
