@@ -227,7 +227,14 @@ def _build_models(path: str) -> tuple[Any, Any, dict[str, str]]:
         # Trace the compiled Grad-CAM graph now, inside the one-time loading spinner, so the
         # first upload of every session is as fast as the next ones.
         side = predictor.image_size(m)
-        explainers[m](np.zeros((1, side, side, 3), np.float32), method="gradcam")
+        blank = np.zeros((1, side, side, 3), np.float32)
+        explainers[m](blank, method="gradcam")
+        # likewise the out-of-distribution score (its feature extractor is traced on first use)
+        # and the calibration and weak-answer thresholds every upload reads
+        predictor.unlike_training(m, blank)
+        predictor.apply_calibration(m, np.full((1, len(run.class_names)), 1 / len(
+            run.class_names), np.float32))
+        predictor.low_confidence_below(m)
     return predictor, explainers, failures
 
 
@@ -258,10 +265,13 @@ class ModelLoader:
         self._future: Future | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-models")
 
-    def request(self, path: str, stamp: int) -> Future:
-        """The future (Predictor, explainers, failures) of run `path` with models `stamp`."""
+    def request(self, path: str, stamp: int, start: bool = True) -> Future | None:
+        """The future (Predictor, explainers, failures) of run `path` with models `stamp`;
+        None if they are not being loaded and `start` is False."""
         with self._lock:
             if self._key != (path, stamp) or self._future is None:
+                if not start:
+                    return None
                 if self._future is not None:
                     self._future.cancel()
                     self._future = None
@@ -321,10 +331,10 @@ def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
     """Predictor and explainers of the run's loadable models; errors shown for broken ones.
 
     With `wait=False`, (None, None) while they are still loading in the background."""
-    future = model_loader().request(str(run.path), _models_stamp(run))
-    if not future.done():
+    future = model_loader().request(str(run.path), _models_stamp(run), start=wait)
+    if future is None or not future.done():
         if not wait:
-            return None, None
+            return None, None  # loading, or about to start (app.py, once the page is drawn)
         with st.spinner("Loading the models (once per server)…"):
             future.result()
     predictor, explainers, failures = future.result()

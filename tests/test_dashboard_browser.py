@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,8 +133,9 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
                        "Custom CNN: **pituitary** (99%) · $x^2$ :red[alarm].png"]
             page.locator("input[type=file]").set_input_files(
                 [{"name": n, "mimeType": "image/png", "buffer": data} for n in hostile])
-            for name in hostile:
-                expect(page.get_by_text(name, exact=True)).to_be_visible(timeout=180_000)
+            for name in hostile:  # each card's title shows it verbatim, in a code span
+                title = page.locator("code").filter(has_text=re.compile(f"^{re.escape(name)}$"))
+                expect(title).to_be_visible(timeout=180_000)
             page.wait_for_timeout(1000)
             assert not [u for u in requests if "track.png" in u or "127.0.0.1:9/" in u]
             cards = page.locator("[data-testid=stVerticalBlockBorderWrapper]")
