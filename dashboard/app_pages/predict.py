@@ -140,7 +140,9 @@ if results is not None and results.probs:
             core.summary_frame([core.thumbnail_url(u.image) for u in good],
                                [u.name for u in good], results.probs, class_names, flags),
             hide_index=True, key="predict_summary",
-            column_config={"image": st.column_config.ImageColumn("image", width="small")})
+            column_config={"image": st.column_config.ImageColumn("image", width="small"),
+                           # long names were cut at the column's edge
+                           "file": st.column_config.TextColumn("file", width="large")})
         only_flagged = st.toggle("Show only images with flags or disagreement",
                                  key="predict_only_flagged")
 pages = []

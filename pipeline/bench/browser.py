@@ -214,8 +214,8 @@ def _switch_run_and_upload(page: Any, run_id: str, path: Path, timeout_s: float)
 
 def _wait_idle(page: Any, timeout_s: float) -> None:
     """Until Streamlit's "running" indicator has been gone for a second."""
-    running = ("() => { const w = document.querySelector('[data-testid=stStatusWidget]');"
-               " return !w || !w.innerText.trim(); }")
+    running = ("() => !document.querySelector('[data-testid=stStatusWidgetRunningIcon],"
+               " [data-testid=stStatusWidgetRunningManIcon]')")
     for _ in range(2):
         page.wait_for_timeout(1000)
         page.wait_for_function(running, timeout=timeout_s * 1000)
