@@ -382,6 +382,8 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     _ok(at)
     assert "Model card of the shipped reference models" in [e.label for e in at.expander]
     assert "Known failure modes: none seen." in _texts(at.markdown)
+    data_dir = json.loads((smoke_run / "manifest.json").read_text())["data"]["dir"]
+    assert data_dir not in _texts(at.markdown)  # no absolute path of the training machine
 
 
 # --------------------------------------------------------------------------- damaged runs
