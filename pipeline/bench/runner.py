@@ -160,7 +160,8 @@ def remeasure_dashboard(opts: BenchOptions, progress: Progress, say: SayFn) -> B
     from pipeline.artifacts import open_run
 
     out_dir = Path(opts.out_dir)
-    bases = sorted(out_dir.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].json"))
+    bases = [p for p in sorted(out_dir.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].json"))
+             if "dashboard_remeasured" not in json.loads(p.read_text())]  # full runs only
     if not bases:
         raise BenchError(f"no full benchmark report in {out_dir} to merge the dashboard into")
     if opts.run_dir is None:
