@@ -46,3 +46,8 @@ except Exception as exc:  # last line of defence; st.stop/st.rerun are not Excep
     st.error(f"{state.UNEXPECTED} ({type(exc).__name__}: {core.literal(exc)}). The full "
              "details are in the "
              "server log; the other pages still work.", icon=":material/bug_report:")
+finally:
+    # Once the page is drawn (its first drawing does not compete with TensorFlow's import for
+    # the interpreter), the selected run's models load in the background, so they are usually
+    # ready by the first visit to Predict. A no-op when they are loaded or loading.
+    state.preload_models()

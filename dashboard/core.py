@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipeline.artifacts import ArtifactError
 from pipeline.csv_safe import restore_cell, to_csv
-from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_image_info, read_image
+from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_slices, read_image
 from pipeline.names import display_name
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -32,6 +32,9 @@ MAX_SIDE = MAX_DECODE_SIDE
 # Several sessions decode at once on one server: a lower cap than the CLI's 50 megapixels bounds
 # each decode (an RGBA image is held at 4 bytes per pixel while it is shrunk).
 UPLOAD_MAX_PIXELS = 25_000_000
+# Slices of a series (multi-frame DICOM, zip of .dcm) are kept smaller: up to images.MAX_SLICES
+# of them are cached per upload, and the models see at most 224 px.
+SERIES_MAX_SIDE = 512
 PREDICTION_COLUMNS = ("path", "true", "predicted", "correct")
 
 
@@ -58,31 +61,55 @@ def literal(text: object) -> str:
 
 @dataclass
 class Upload:
-    """One uploaded (or sampled) file: either a decoded image or a friendly error."""
+    """One uploaded (or sampled) file: either a decoded image or a friendly error.
+
+    A multi-frame DICOM or a zipped DICOM series also has `slices` (in order); `image` is then
+    its first slice until `slice_view` picks one. Nothing else of a DICOM file is kept: no
+    patient, institution, date or UID attribute ever reaches an Upload.
+    """
 
     name: str
-    digest: str  # sha256 of the bytes: keys caches, so the same file is explained once
+    digest: str  # sha256 of the bytes (of the pixels, for a slice): keys caches
     image: np.ndarray | None = None
     error: str | None = None
     true_label: str | None = None  # known for samples drawn from the test split
     note: str | None = None  # what decoding changed: transparency flattened, frames dropped
+    slices: list[np.ndarray] | None = None  # a series' slices (None: a single image)
 
     @property
     def ok(self) -> bool:
         return self.image is not None
+
+    def slice_view(self, k: int) -> Upload:
+        """Slice k (0-based) as an Upload of its own, keyed by the hash of its pixels."""
+        assert self.slices is not None
+        img = self.slices[k]
+        return Upload(f"{self.name} · slice {k + 1} of {len(self.slices)}", pixel_digest(img),
+                      image=img, true_label=self.true_label)
+
+
+def pixel_digest(image: np.ndarray) -> str:
+    """SHA-256 of an array's shape and pixels: the cache key of a slice (never a name)."""
+    h = hashlib.sha256(str(image.shape).encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()
 
 
 def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Upload:
     """Decode one file in memory; any failure becomes a message instead of an exception."""
     digest = hashlib.sha256(data).hexdigest()
     try:
-        image, info = decode_image_info(data, name, max_pixels=UPLOAD_MAX_PIXELS)
+        slices, info = decode_slices(data, name, max_pixels=UPLOAD_MAX_PIXELS)
     except ImageError as exc:
         return Upload(name, digest, error=str(exc), true_label=true_label)
     except Exception as exc:  # a decoder bug must cost one file, never the page
         return Upload(name, digest, true_label=true_label,
                       error=f"{name}: could not be read as an image ({type(exc).__name__})")
-    return Upload(name, digest, image=limit_size(image), true_label=true_label,
+    if len(slices) > 1:
+        slices = [limit_size(im, SERIES_MAX_SIDE) for im in slices]
+        return Upload(name, digest, image=slices[0], true_label=true_label,
+                      note=decode_note(info), slices=slices)
+    return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
                   note=decode_note(info))
 
 
@@ -92,12 +119,18 @@ def decode_note(info: dict[str, Any]) -> str | None:
     if str(info.get("mode", "")) in ("RGBA", "LA", "La", "RGBa", "PA") or info.get("alpha"):
         notes.append("its transparency was flattened onto black")
     frames = int(info.get("frames") or 1)
-    if frames > 1:
+    slices = int(info.get("slices") or 1)
+    if slices > 1:
+        kept = f"{slices} of its {frames} slices, evenly spaced" if frames > slices else (
+            f"its {slices} slices")
+        notes.append(f"{kept} are analysed; choose the slice to show with its slider")
+    elif frames > 1:
         notes.append(f"only the first of its {frames} frames is shown and analysed")
     reduced = float(info.get("reduced_by") or 1)
     if reduced > 1:
         notes.append(f"it was shrunk {reduced:g}x while decoding (it is very large)")
-    return ("This file was adapted: " + "; ".join(notes) + ".") if notes else None
+    lead = "A series: " if slices > 1 else "This file was adapted: "
+    return (lead + "; ".join(notes) + ".") if notes else None
 
 
 def layer_label(name: str, hw: tuple[int | None, int | None], last: bool) -> str:
@@ -184,10 +217,12 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
     return pd.DataFrame(rows)
 
 
-def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    """The frame as CSV for download; file names neutralised against spreadsheet formulas."""
+def to_csv_bytes(frame: pd.DataFrame, notes: Sequence[str] = ()) -> bytes:
+    """The frame as CSV for download; file names neutralised against spreadsheet formulas.
+    Each of `notes` comes first as a `# ` line (read back with `pd.read_csv(comment="#")`)."""
     rows = frame.astype(object).where(frame.notna(), "").itertuples(index=False)
-    return to_csv(list(frame.columns), rows).encode("utf-8")
+    head = "".join(f"# {' '.join(str(n).splitlines())}\n" for n in notes)
+    return (head + to_csv(list(frame.columns), rows)).encode("utf-8")
 
 
 def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str],

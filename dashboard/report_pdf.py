@@ -88,9 +88,20 @@ def _flags(fig, page: Page) -> None:  # noqa: ANN001
         fig.text(0.06, 0.25 - 0.03 * k, "- " + line, fontsize=7.5, wrap=True)
 
 
+def _model_files(fig, hashes: Mapping[str, str]) -> None:  # noqa: ANN001
+    if not hashes:
+        return
+    fig.text(0.06, 0.09, "Model files (SHA-256)", fontsize=7, weight="bold")
+    for k, (label, digest) in enumerate(hashes.items()):
+        fig.text(0.06, 0.075 - 0.0125 * k, f"{label}: {digest}", fontsize=6.5,
+                 family="monospace")
+
+
 def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
-               now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> bytes:
-    """The PDF (one A4 page per image) as bytes."""
+               now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+               model_hashes: Mapping[str, str] | None = None) -> bytes:
+    """The PDF (one A4 page per image) as bytes; `model_hashes`: display name -> the SHA-256
+    of that model's file, printed in full on every page."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a server
@@ -109,6 +120,7 @@ def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
                 _colour_bar(fig, colour_scale)
                 _probabilities(fig, page)
                 _flags(fig, page)
+                _model_files(fig, model_hashes or {})
                 fig.text(0.06, 0.03, DISCLAIMER, fontsize=7, color="#92400e")
                 pdf.savefig(fig)
             finally:

@@ -174,3 +174,36 @@ def run_problems(run: Run) -> list[Problem]:
         problems.append(Problem("comparison.json (model comparison) is missing",
                                 f"`python -m pipeline evaluate --run {rid}`"))
     return problems
+
+
+def model_file_hashes(run_path: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """SHA-256 of each model's .keras file (as the manifest names it), read in 1 MB blocks;
+    a file that cannot be read gets "unreadable" instead."""
+    import hashlib
+
+    out = {}
+    for m, info in (manifest.get("models") or {}).items():
+        path = Path(run_path) / str((info or {}).get("file", f"{m}/model.keras"))
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            out[m] = "unreadable"
+            continue
+        out[m] = h.hexdigest()
+    return out
+
+
+def short_hash(digest: str) -> str:
+    """The first 12 hex digits, as shown on the page (reports carry the full hash)."""
+    return digest[:12]
+
+
+def report_notes(run_title: str, created: str, hashes: Mapping[str, str],
+                 disclaimer: str) -> list[str]:
+    """The lines a CSV report starts with: run, time, model-file hashes and the disclaimer."""
+    return [f"run: {run_title}", f"created: {created}",
+            *[f"model file sha256 {display_name(m)}: {h}" for m, h in hashes.items()],
+            disclaimer]

@@ -8,9 +8,11 @@ safe to call from several threads, which is how Streamlit runs concurrent sessio
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +193,7 @@ def _models_stamp(run: Run) -> int:
     return hash(tuple(stamps))
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the models (once per server)…")
-def _load_models(path: str, stamp: int) -> tuple[Any, Any, dict[str, str]]:
+def _build_models(path: str) -> tuple[Any, Any, dict[str, str]]:
     """(Predictor, {model: Explainer}, {model: why it failed}) for a run, shared by sessions."""
     # Imported here: TensorFlow takes seconds to import and pages without models never need it.
     from pipeline.explain import Explainer
@@ -226,8 +227,91 @@ def _load_models(path: str, stamp: int) -> tuple[Any, Any, dict[str, str]]:
         # Trace the compiled Grad-CAM graph now, inside the one-time loading spinner, so the
         # first upload of every session is as fast as the next ones.
         side = predictor.image_size(m)
-        explainers[m](np.zeros((1, side, side, 3), np.float32), method="gradcam")
+        blank = np.zeros((1, side, side, 3), np.float32)
+        explainers[m](blank, method="gradcam")
+        # likewise the out-of-distribution score (its feature extractor is traced on first use)
+        # and the calibration and weak-answer thresholds every upload reads
+        predictor.unlike_training(m, blank)
+        predictor.apply_calibration(m, np.full((1, len(run.class_names)), 1 / len(
+            run.class_names), np.float32))
+        predictor.low_confidence_below(m)
     return predictor, explainers, failures
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _model_hashes(path: str, stamp: int) -> dict[str, str]:
+    return runinfo.model_file_hashes(Path(path), open_run(path).manifest)
+
+
+def model_hashes(run: Run) -> dict[str, str]:
+    """Display name -> SHA-256 of the model's .keras file; hashed once per run and model files
+    (the cache key has their modification times), not per image."""
+    hashes = _model_hashes(str(run.path), _models_stamp(run))
+    return {display_name(m): h for m, h in hashes.items()}
+
+
+class ModelLoader:
+    """Loads one run's models in a background thread, and keeps only the run asked for last.
+
+    `request` starts loading (the app calls it on every page, so the models are usually ready
+    before the first visit to Predict); asking for another run drops the previous run's models
+    first, so the server never holds two runs' models (peak memory). Sessions viewing different
+    runs at once take turns loading them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, int] | None = None
+        self._future: Future | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-models")
+
+    def request(self, path: str, stamp: int, start: bool = True) -> Future | None:
+        """The future (Predictor, explainers, failures) of run `path` with models `stamp`;
+        None if they are not being loaded and `start` is False."""
+        with self._lock:
+            if self._key != (path, stamp) or self._future is None:
+                if not start:
+                    return None
+                if self._future is not None:
+                    self._future.cancel()
+                    self._future = None
+                    gc.collect()  # the other run's models go before these are loaded
+                self._key = (path, stamp)
+                self._future = self._pool.submit(_build_models, path)
+            return self._future
+
+
+@st.cache_resource(show_spinner=False)
+def model_loader() -> ModelLoader:
+    """The process-wide model loader (one per server)."""
+    return ModelLoader()
+
+
+def preload_models() -> None:
+    """Start loading the selected run's models in the background (cheap when already done)."""
+    path = selected_run_path()
+    if path is None:
+        return
+    try:
+        run = _open_run(str(path), _mtime(path / "manifest.json"))
+    except ArtifactError:
+        return
+    model_loader().request(str(run.path), _models_stamp(run))
+
+
+def models_ready(run: Run) -> bool:
+    """Whether `run`'s models are loaded (or failed to load), i.e. `models` will not wait."""
+    return model_loader().request(str(run.path), _models_stamp(run)).done()
+
+
+@st.fragment(run_every=0.5)
+def models_loading_note(run: Run) -> None:
+    """A caption while `run`'s models load in the background; once they are ready, the page
+    reruns (so the layer choices appear and uploads need not wait)."""
+    if models_ready(run):
+        st.rerun()
+    st.caption("Loading the models in the background…", help="Upload now: the page waits "
+               "for them only when there is something to explain.")
 
 
 def shifted_accuracy(run: Run) -> dict[str, float | None]:
@@ -243,9 +327,17 @@ def shifted_accuracy(run: Run) -> dict[str, float | None]:
     return core.middle_severity_accuracy(report)
 
 
-def models(run: Run) -> tuple[Any, dict[str, Any]]:
-    """Predictor and explainers of the run's loadable models; errors shown for broken ones."""
-    predictor, explainers, failures = _load_models(str(run.path), _models_stamp(run))
+def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
+    """Predictor and explainers of the run's loadable models; errors shown for broken ones.
+
+    With `wait=False`, (None, None) while they are still loading in the background."""
+    future = model_loader().request(str(run.path), _models_stamp(run), start=wait)
+    if future is None or not future.done():
+        if not wait:
+            return None, None  # loading, or about to start (app.py, once the page is drawn)
+        with st.spinner("Loading the models (once per server)…"):
+            future.result()
+    predictor, explainers, failures = future.result()
     for m, why in failures.items():
         st.error(f"{display_name(m)} cannot be used: {core.literal(why)}. To fix: retrain the run "
                  "(`python -m pipeline run`) or pick another run.", icon=":material/error:")

@@ -22,7 +22,6 @@ from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
     METHODS,
-    OUTSIDE_HEAD_ALARM,
     heatmap_to_rgb,
     render_overlay,
     to_png,
@@ -110,13 +109,15 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
                class_names: Sequence[str], settings: Settings, prefix: str,
-               box: np.ndarray | None = None, run_title: str = "") -> Page | None:
+               box: np.ndarray | None = None, run_title: str = "",
+               model_hashes: dict[str, str] | None = None) -> Page | None:
     """One file: its error message, or probabilities, agreement and both models' heatmaps.
 
     `box`: the image's known tumour box (a mask in its own pixel grid), drawn on each overlay
     with whether the heatmap's peak hit it. A heatmap whose energy is mostly outside the head
     gets a plain-words warning (the shortcut alarm). Returns the image's report page (None for
-    a file that could not be explained), and offers it as a PDF."""
+    a file that could not be explained), and offers it as a PDF (with `model_hashes`: display
+    name -> SHA-256 of the model file)."""
     with st.container(border=True, key=f"{prefix}_card_{i}"):
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
@@ -177,6 +178,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     hit = peak_in_box(r, frame_box)
                     st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
                 if r.outside_head_flag:
+                    # imported here: pipeline.explain.metrics imports Keras, which the page's
+                    # first drawing must not wait for
+                    from pipeline.explain import OUTSIDE_HEAD_ALARM
+
                     st.warning(f"Evidence mostly outside the brain: {r.outside_head:.0%} of "
                                f"this heatmap lies outside the head (alarm above "
                                f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
@@ -191,7 +196,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         with cols[0]:
             # data as a callable: the PDF is drawn only when clicked, never on a rerun
             st.download_button(
-                "Report PDF", lambda: report_pdf([page], run_title, colour_scale()),
+                "Report PDF", lambda: report_pdf([page], run_title, colour_scale(),
+                                                 model_hashes=model_hashes),
                 file_name=f"report-{upload.digest[:12]}.pdf", mime="application/pdf",
                 key=f"{prefix}_pdf_{i}", on_click="ignore", icon=":material/picture_as_pdf:",
                 help="One page: original, overlays, colour scale, probabilities, flags, run, "

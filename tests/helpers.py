@@ -8,7 +8,8 @@ import numpy as np
 
 
 def make_dicom(pixels: np.ndarray | None, photometric: str = "MONOCHROME2", **extra) -> bytes:
-    """A minimal DICOM file: a 12-bit unsigned slice (or no pixels at all), extra tags as kwargs."""
+    """A minimal DICOM file: a 12-bit unsigned slice, or frames (a 3-D array: a multi-frame
+    file), or no pixels at all; extra tags as kwargs."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -23,7 +24,9 @@ def make_dicom(pixels: np.ndarray | None, photometric: str = "MONOCHROME2", **ex
     ds.Modality = "MR"
     ds.PatientName = "Phantom^Test"
     if pixels is not None:
-        ds.Rows, ds.Columns = pixels.shape
+        ds.Rows, ds.Columns = pixels.shape[-2:]
+        if pixels.ndim == 3:
+            ds.NumberOfFrames = pixels.shape[0]
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = photometric
         ds.BitsAllocated = 16

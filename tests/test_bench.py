@@ -213,10 +213,14 @@ def test_goals_check_takes_every_threshold_from_goals(monkeypatch):
         "training.mobilenetv2.speedup_vs_naive": {"value": 4.0, "goal": ">= 5.0", "met": False},
         "explain.a.gradcam_ratio_to_floor": {"value": 1.2, "goal": "<= 1.5", "met": True},
         "explain.b.gradcam_ratio_to_floor": {"value": None, "goal": "<= 1.5", "met": None},
-        "dashboard.upload_to_heatmaps_s": {"value": 2.5, "goal": "<= 2.0", "met": False},
+        "dashboard.upload_to_heatmaps_s": {"value": 2.5, "goal": "<= 1.0", "met": False},
+        "dashboard.upload_to_heatmaps_first_s": {"value": None, "goal": "<= 1.5", "met": None},
+        "dashboard.first_visit_predict_s": {"value": None, "goal": "<= 3.0", "met": None},
+        "dashboard.peak_rss_two_runs_mb": {"value": None, "goal": "<= 1024.0", "met": None},
     }
-    assert goals_check({}) == {"dashboard.upload_to_heatmaps_s": {  # no models: no model goals
-        "value": None, "goal": "<= 2.0", "met": None}}
+    assert set(goals_check({})) == {  # no models: no model goals
+        "dashboard.upload_to_heatmaps_s", "dashboard.upload_to_heatmaps_first_s",
+        "dashboard.first_visit_predict_s", "dashboard.peak_rss_two_runs_mb"}
     monkeypatch.setitem(bench_report.GOALS, "training.mobilenetv2.speedup_vs_naive", (">=", 3.0))
     monkeypatch.setitem(bench_report.GOALS, "dashboard.upload_to_heatmaps_s", ("<=", 3.0))
     goals = goals_check(report)
@@ -264,9 +268,50 @@ def test_committed_full_report_holds_every_key_and_the_readme_quotes_its_goals()
     md = to_markdown(r).splitlines()
     goals = md[md.index("## Goals") + 2:]
     rows = [line for line in goals[:goals.index("")] if line.startswith("| `")]
-    assert len(rows) == 4
+    assert len(rows) == len(r["goals_check"]) >= 4
     for row in rows:
         assert row in readme, f"README is out of date with {reports[-1].name}: {row}"
+
+
+def test_dashboard_only_keeps_the_other_sections_of_the_newest_full_report(tmp_path,
+                                                                          monkeypatch,
+                                                                          smoke_run):
+    from pipeline.bench import runner
+    from pipeline.bench.options import BenchOptions
+
+    base = {"created": "2026-01-01T00:00:00+00:00", "quick": False,
+            "machine": {"cpu_model": "X", "cores_usable": 2, "cores_logical": 2,
+                        "memory_total_mb": 1000.0, "tensorflow": "2", "keras": "3",
+                        "python": "3", "load_average_start": [1, 1, 1]},
+            "training": {}, "explain": {},
+            "predict": {}, "dashboard": {"upload_to_heatmaps_s": 9.0},
+            "memory": {"dashboard_mb": 2000.0, "train_mobilenetv2_mb": 900.0}}
+    (tmp_path / "2026-01-01.json").write_text(json.dumps(base))
+    (tmp_path / "2026-01-02-quick.json").write_text(json.dumps({**base, "quick": True}))
+    seen = {}
+
+    def fake(run_dir, files, n, work, tick, timeout_s=300.0, other_run=None):
+        seen.update(run=run_dir, files=files, other=other_run)
+        return {"upload_to_heatmaps_s": 0.8, "upload_to_heatmaps_first_s": 1.2,
+                "first_visit_predict_s": 2.0, "peak_rss_mb": 700.0,
+                "peak_rss_two_runs_mb": 800.0, "cold_start_to_first_render_s": 3.0,
+                "cold_start_to_health_s": 1.0, "upload_to_heatmaps_p95_s": 1.0,
+                "uploads": [1.2, 0.8], "definition": "d"}
+
+    monkeypatch.setattr(runner, "dashboard_benchmark", fake)
+    out = runner.run_bench(BenchOptions(out_dir=tmp_path, run_dir=smoke_run, uploads=2,
+                                        dashboard_only=True))
+    r = json.loads(out.json_path.read_text())
+    assert out.json_path.name != "2026-01-01.json"  # today's report; the base stays as it was
+    assert json.loads((tmp_path / "2026-01-01.json").read_text()) == base
+    assert r["training"] == base["training"] and r["dashboard"]["upload_to_heatmaps_s"] == 0.8
+    assert r["memory"] == {**base["memory"], "dashboard_mb": 700.0}
+    assert r["dashboard_remeasured"]["based_on"] == "2026-01-01.json"
+    assert r["goals_check"]["dashboard.peak_rss_two_runs_mb"]["met"] is True
+    assert r["goals_check"]["dashboard.upload_to_heatmaps_s"]["met"] is True
+    assert all(Path(f).is_file() for f in seen["files"]) and len(seen["files"]) == 2
+    assert seen["other"] is None  # the smoke run has no sibling run
+    assert "Re-measured on" in out.md_path.read_text()
 
 
 # ------------------------------------------------------------------ command line

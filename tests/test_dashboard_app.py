@@ -382,6 +382,9 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     _ok(at)
     assert "Model card of the shipped reference models" in [e.label for e in at.expander]
     assert "Known failure modes: none seen." in _texts(at.markdown)
+    data = json.loads((smoke_run / "manifest.json").read_text())["data"]
+    shown = _texts(at.markdown)  # the project-relative folder, not the machine's absolute path
+    assert f"`{data['dir_relative']}`" in shown and f"`{data['dir']}`" not in shown
 
 
 # --------------------------------------------------------------------------- damaged runs
@@ -441,10 +444,11 @@ def test_one_broken_model_leaves_the_other_working(smoke_run, tmp_path, monkeypa
         (run / "manifest.json").write_text(json.dumps(manifest))
     at = _app("predict")
     _ok(at)
-    assert "MobileNetV2 cannot be used" in _texts(at.error)
     name, data = _test_image(smoke_run)
     at.file_uploader(key="uploads").set_value([(name, data, "image/jpeg")]).run()
     _ok(at)
+    # the models load in the background; once loaded, the broken one is named
+    assert "MobileNetV2 cannot be used" in _texts(at.error)
     captions = _captions(at)
     assert sum("Custom CNN ·" in c for c in captions) == 1  # the good model still explains
 
@@ -473,3 +477,184 @@ def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
     picker.set_value(older.name).run()
     _ok(at)
     assert older.name in _texts(at.caption) and run.name not in _texts(at.caption)
+
+
+# --------------------------------------------------------------------------- DICOM series
+
+# Attributes of the DICOM basic de-identification profile, with values no page may show.
+IDENTIFIERS = {
+    "PatientName": "Doe^Jane^Quincy", "PatientID": "PID-8675309", "PatientBirthDate": "19510704",
+    "OtherPatientIDs": "OPID-5551212", "PatientAddress": "42 Wallaby Way Sydney",
+    "PatientTelephoneNumbers": "555-0199-77", "InstitutionName": "St Elsewhere Hospital",
+    "InstitutionAddress": "1 Secret Lane Boston", "ReferringPhysicianName": "House^Gregory",
+    "PerformingPhysicianName": "Kildare^James", "OperatorsName": "Ratched^Mildred",
+    "StudyDate": "20240102", "SeriesDate": "20240103", "AcquisitionDate": "20240104",
+    "StudyTime": "101112", "AccessionNumber": "ACC77441", "StudyID": "STUDY9981",
+    "StationName": "SCANNER-ROOM-7", "DeviceSerialNumber": "SN-44-2211",
+    "StudyDescription": "Brain series of Jane Quincy",
+    "StudyInstanceUID": "1.2.826.0.1.3680043.8.498.111222333",
+    "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.444555666",
+    "FrameOfReferenceUID": "1.2.826.0.1.3680043.8.498.777888999",
+}
+
+
+def _identifier_values(data: bytes) -> set[str]:
+    """Every identifying value the file really carries (names also by their parts)."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    values = {str(ds.get(k)) for k in IDENTIFIERS} | {str(ds.SOPInstanceUID)}
+    values |= {part for v in values for part in v.split("^") if len(part) >= 4}
+    assert "Doe^Jane^Quincy" in values and len(values) > len(IDENTIFIERS)
+    return values
+
+
+def _page_dump(at: AppTest) -> str:
+    """Everything the page sent to the browser: every element's protobuf as text."""
+    out: list[str] = []
+
+    def walk(node) -> None:  # noqa: ANN001
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(out)
+
+
+def _pdf_text(pdf: bytes) -> str:
+    """The PDF's text: pdftotext when installed, plus every (decompressed) stream."""
+    import re
+    import shutil
+    import subprocess
+
+    parts = [pdf.decode("latin-1")]
+    for stream in re.findall(rb"stream\r?\n(.*?)endstream", pdf, re.S):
+        try:
+            parts.append(zlib.decompress(stream).decode("latin-1"))
+        except zlib.error:
+            parts.append(stream.decode("latin-1"))
+    if shutil.which("pdftotext"):
+        parts.append(subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
+                                    check=True).stdout.decode("utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
+        artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture):
+    import hashlib
+    import zipfile
+
+    from streamlit.delta_generator import DeltaGenerator
+
+    from dashboard import core, state
+
+    # real pixels: three test-split slices, as 12-bit frames of one multi-frame file
+    grey = [np.asarray(Image.open(io.BytesIO(_test_image(smoke_run, k)[1])).convert("L")
+                       .resize((128, 128)), np.uint16) * 16 for k in range(3)]
+    multi = make_dicom(np.stack(grey), **IDENTIFIERS)
+    secret = _identifier_values(multi)
+    series = io.BytesIO()
+    with zipfile.ZipFile(series, "w") as zf:
+        for k in (2, 0, 1):  # stored out of order: sorted by InstanceNumber
+            zf.writestr(f"IM{k:04d}.dcm", make_dicom(grey[k], InstanceNumber=k + 1,
+                                                      **IDENTIFIERS))
+    mixed = io.BytesIO()
+    with zipfile.ZipFile(mixed, "w") as zf:
+        zf.writestr("IM0001.dcm", make_dicom(grey[0], **IDENTIFIERS))
+        zf.writestr("notes.txt", "not a slice")
+    downloads: list[bytes] = []  # every CSV and PDF the page offers, drawn as if clicked
+    original = DeltaGenerator.download_button
+
+    def capture(self, label, data, *args, **kwargs):  # noqa: ANN001
+        if str(kwargs.get("mime", "")) in ("text/csv", "application/pdf"):
+            downloads.append(data() if callable(data) else data)
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", capture)
+    caplog.set_level("DEBUG")
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([
+        ("scan.dcm", multi, "application/dicom"),
+        ("series.zip", series.getvalue(), "application/zip"),
+        ("broken.zip", b"PK\x03\x04 not really a zip", "application/zip"),
+        ("mixed.zip", mixed.getvalue(), "application/zip")]).run()
+    _ok(at)
+    warnings = _texts(at.warning)
+    # bad zips and non-DICOM members: one line each, in the file's card
+    assert "broken.zip: not a readable zip file" in warnings
+    assert "mixed.zip: 1 of the 2 files in the zip are not DICOM" in warnings
+    # each series: a keyed slider over its slices, the middle one shown by default
+    slider = at.slider(key=f"predict_slice_{hashlib.sha256(multi).hexdigest()[:16]}")
+    assert (slider.min, slider.max, slider.value) == (1, 3, 2)
+    md = _texts(at.markdown)
+    assert "scan.dcm · slice 2 of 3" in md and "series.zip · slice 2 of 3" in md
+    assert len(_captions(at)) == 2 * 2  # the chosen slice of each series: both overlays
+    slices = _frame(at, "slice")  # every slice's answers
+    assert list(slices["slice"]) == ["slice 1", "slice 2", "slice 3"]
+    slider.set_value(1).run()
+    _ok(at)
+    assert "scan.dcm · slice 1 of 3" in _texts(at.markdown)
+    # the zipped series in InstanceNumber order: its slice 1 is the multi-frame's slice 1
+    up = core.decode_upload("series.zip", series.getvalue())
+    assert [core.pixel_digest(s) for s in up.slices] == [
+        core.pixel_digest(s) for s in core.decode_upload("scan.dcm", multi).slices]
+    # cache keys: hashes of the pixels, never a name or an attribute
+    keys = repr(list(state.result_store()._items))
+    assert core.pixel_digest(up.slices[0]) in keys
+    # the page, its CSVs and PDFs, the logs and the cache keys carry no identifier
+    texts = {"page": _page_dump(at), "log": caplog.text, "cache keys": keys,
+             **{f"download {k}": _pdf_text(d) if d[:4] == b"%PDF" else d.decode()
+                for k, d in enumerate(downloads)}}
+    assert any("sha256" in t.lower() for t in texts.values())
+    kinds = {d[:4] for d in downloads}
+    assert b"%PDF" in kinds and len(kinds) >= 2  # PDFs and CSVs were drawn and checked
+    for where, text in texts.items():
+        leaked = sorted(v for v in secret if v in text)
+        assert not leaked, f"{where} shows {leaked}"
+
+
+def test_model_file_hashes_are_hashed_once_and_reported(artifacts: Path, smoke_run: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    import hashlib
+
+    import pandas as pd
+    from streamlit.delta_generator import DeltaGenerator
+
+    from dashboard import runinfo, state
+
+    calls: list[str] = []
+    real = runinfo.model_file_hashes
+
+    def counting(path, manifest):  # noqa: ANN001
+        calls.append(str(path))
+        return real(path, manifest)
+
+    monkeypatch.setattr(runinfo, "model_file_hashes", counting)
+    state._model_hashes.clear()
+    csvs: list[bytes] = []
+    original = DeltaGenerator.download_button
+
+    def capture(self, label, data, *args, **kwargs):  # noqa: ANN001
+        if kwargs.get("key") == "predict_csv":
+            csvs.append(data)
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", capture)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(
+        [(*_test_image(smoke_run, k), "image/jpeg") for k in range(3)]).run()
+    at.slider(key="predict_alpha").set_value(0.7).run()
+    _ok(at)
+    assert len(calls) == 1  # once per run, not per image or rerun
+    full = hashlib.sha256((smoke_run / "mobilenetv2" / "model.keras").read_bytes()).hexdigest()
+    assert f"MobileNetV2 {full[:12]}" in _texts(at.caption)  # the short form on the page
+    head = [ln for ln in csvs[-1].decode().splitlines() if ln.startswith("# ")]
+    assert f"# model file sha256 MobileNetV2: {full}" in head  # the full one in the CSV
+    assert any(smoke_run.name in ln for ln in head) and any("created: " in ln for ln in head)
+    assert any("NOT a diagnostic device" in ln for ln in head)
+    frame = pd.read_csv(io.BytesIO(csvs[-1]), comment="#")
+    assert len(frame) == 3 and "file" in frame.columns

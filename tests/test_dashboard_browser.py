@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,16 @@ def _test_image(smoke_run: Path) -> Path:
     return Path(manifest["data"]["dir"]) / splits["test"][0]["path"]
 
 
+# The plotted y range and the lowest and highest whisker ends of a plotly chart's traces.
+_CI_AXIS = """d => {
+    const ends = d.data.flatMap(t => t.y.flatMap((y, k) => [
+        y - ((t.error_y && t.error_y.arrayminus) ? t.error_y.arrayminus[k] : 0),
+        y + ((t.error_y && t.error_y.array) ? t.error_y.array[k] : 0)]));
+    const r = d._fullLayout.yaxis.range;
+    return [r[0], r[1], Math.min(...ends), Math.max(...ends)];
+}"""
+
+
 def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -103,6 +114,17 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
                 page.get_by_text("models disagree", exact=False)).first.wait_for()
             page.screenshot(path=str(SHOTS / "dashboard_predict.png"))
 
+            # The uploader's chips cut long names; the list under it shows them in full, unclipped.
+            long_name = "patient-study_2024-03-14_axial_T1_post-contrast_slice-0042-of-0128.png"
+            page.locator("input[type=file]").set_input_files(
+                [{"name": long_name, "mimeType": "image/png",
+                  "buffer": _test_image(smoke_run).read_bytes()}])
+            listed = page.locator("[data-testid=stText]").filter(has_text=long_name)
+            expect(listed).to_be_visible(timeout=180_000)
+            assert listed.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "name clipped"
+            chip = page.locator("[data-testid=stFileChipName]").first
+            assert chip.inner_text() != long_name  # Streamlit's own chip does cut it
+
             # Hostile file names are shown as plain text: no fetch, no link, no fake verdict.
             requests: list[str] = []
             page.on("request", lambda r: requests.append(r.url))
@@ -111,8 +133,9 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
                        "Custom CNN: **pituitary** (99%) · $x^2$ :red[alarm].png"]
             page.locator("input[type=file]").set_input_files(
                 [{"name": n, "mimeType": "image/png", "buffer": data} for n in hostile])
-            for name in hostile:
-                expect(page.get_by_text(name, exact=True)).to_be_visible(timeout=180_000)
+            for name in hostile:  # each card's title shows it verbatim, in a code span
+                title = page.locator("code").filter(has_text=re.compile(f"^{re.escape(name)}$"))
+                expect(title).to_be_visible(timeout=180_000)
             page.wait_for_timeout(1000)
             assert not [u for u in requests if "track.png" in u or "127.0.0.1:9/" in u]
             cards = page.locator("[data-testid=stVerticalBlockBorderWrapper]")
@@ -125,6 +148,12 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
                 timeout=60_000)
             expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
             page.screenshot(path=str(SHOTS / "dashboard_overview.png"))
+            # The confidence-interval chart is zoomed to its intervals, not drawn on 0-1.
+            ci = page.locator(".js-plotly-plot").filter(has_text="95% CI")
+            expect(ci).to_be_visible(timeout=60_000)
+            lo, hi, low_end, high_end = ci.evaluate(_CI_AXIS)
+            assert (lo, hi) != (0, 1) and hi - lo < 1, (lo, hi)
+            assert lo <= low_end <= high_end <= hi, (lo, hi, low_end, high_end)
             assert hosts <= {"127.0.0.1", "data:", "blob:"}, hosts
             # no Deploy button (Streamlit Community Cloud) on a presenter's screen
             assert page.get_by_role("button", name="Deploy").count() == 0

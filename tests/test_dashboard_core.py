@@ -43,7 +43,7 @@ def test_decode_upload_turns_unexpected_exceptions_into_messages(monkeypatch):
     def boom(data, name, **kwargs):
         raise RuntimeError("decoder bug")
 
-    monkeypatch.setattr(core, "decode_image_info", boom)
+    monkeypatch.setattr(core, "decode_slices", boom)
     up = core.decode_upload("x.png", _png())
     assert not up.ok and "could not be read" in up.error and "RuntimeError" in up.error
 
@@ -327,3 +327,31 @@ def test_summary_frame_for_many_uploads():
     assert frame["Custom CNN"].tolist() == ["glioma (70%)", "pituitary (40%)"]
     assert frame["models agree"].tolist() == [True, False]
     assert frame["flags"].tolist() == [0, 1]
+
+
+def test_pdf_report_carries_the_model_file_hashes(tmp_path):
+    import hashlib
+    import subprocess
+
+    from dashboard import runinfo
+    from dashboard.report_pdf import Page, PageModel, report_pdf
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "model.keras").write_bytes(b"weights of a")
+    manifest = {"models": {"custom_cnn": {"file": "a/model.keras"},
+                           "mobilenetv2": {"file": "missing/model.keras"}}}
+    hashes = runinfo.model_file_hashes(tmp_path, manifest)
+    assert hashes == {"custom_cnn": hashlib.sha256(b"weights of a").hexdigest(),
+                      "mobilenetv2": "unreadable"}
+    img = np.zeros((32, 32, 3), np.uint8)
+    page = Page("ab" * 32, img, [PageModel("Custom CNN", img, "Grad-CAM", {"x": 0.9, "y": 0.1})],
+                [])
+    pdf = report_pdf([page], "Run (r1)", np.zeros((4, 16, 3), np.uint8),
+                     model_hashes={"Custom CNN": hashes["custom_cnn"]})
+    try:
+        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
+                              check=True).stdout.decode()
+    except FileNotFoundError:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    assert f"Custom CNN: {hashes['custom_cnn']}" in text
+    assert runinfo.short_hash(hashes["custom_cnn"]) == hashes["custom_cnn"][:12]

@@ -28,9 +28,10 @@ def _test_paths(smoke_run: Path, n: int) -> list[Path]:
 def test_cached_models_are_shared_and_thread_safe(smoke_run: Path):
     run = open_run(smoke_run)
     stamp = state._models_stamp(run)
-    predictor, explainers, failures = state._load_models(str(smoke_run), stamp)
+    loader = state.ModelLoader()
+    predictor, explainers, failures = loader.request(str(smoke_run), stamp).result()
     assert failures == {}
-    again = state._load_models(str(smoke_run), stamp)
+    again = loader.request(str(smoke_run), stamp).result()
     assert again[0] is predictor and again[1] is explainers  # loaded once per process
 
     images = [read_image(p) for p in _test_paths(smoke_run, 6)]
@@ -76,3 +77,23 @@ def test_concurrent_sessions_get_their_own_results(smoke_run: Path, monkeypatch)
         together = list(pool.map(_session, paths))
     assert together == alone
     assert all(len(v) == 1 for v in alone)
+
+
+def test_asking_for_another_run_drops_the_first_runs_models(smoke_run: Path, tmp_path: Path):
+    """Peak memory: the server holds one run's models, never two."""
+    import gc
+    import shutil
+    import weakref
+
+    other = tmp_path / "runs" / "other-run"
+    shutil.copytree(smoke_run, other)
+    loader = state.ModelLoader()
+    first = loader.request(str(smoke_run), 1).result()
+    model = weakref.ref(next(iter(first[0].models.values())))
+    del first
+    gc.collect()
+    assert model() is not None  # still held by the loader
+    second = loader.request(str(other), 2)
+    gc.collect()
+    assert model() is None  # dropped before the other run's models are built
+    assert second.result()[2] == {}

@@ -101,6 +101,15 @@ def test_ci_figure_error_bars_match_interval():
         F.ci_figure(METRICS, {"ci": {"custom_cnn": {"accuracy": [0.1]}}})
 
 
+def test_ci_figure_axis_is_zoomed_to_the_intervals():
+    lo, hi = F.ci_figure(METRICS, COMPARISON).layout.yaxis.range
+    assert lo <= 0.65 and hi >= 0.95  # every whisker inside
+    assert hi - lo < 0.5  # not the 0-1 axis that hid the intervals
+    lo, hi = F.ci_figure({"m": _metrics(0.9)}, {"ci": {"m": {"accuracy": [0.895, 0.905]}}}
+                         ).layout.yaxis.range
+    assert 0.85 < lo < 0.88 and 0.905 < hi < 0.95  # narrow intervals: a narrow axis
+
+
 def test_tumour_figure():
     fig = F.tumour_figure(METRICS)
     assert fig.data[1].y[0] == pytest.approx(0.97)

@@ -466,3 +466,56 @@ def test_decoding_a_zero_filled_7000px_png_stays_small(tmp_path):
     assert int(side) <= images.MAX_DECODE_SIDE and float(factor) > 1
     # Pillow's own RGBA raster (196 MB) plus reduce's premultiplied copy; was ~1300 MB
     assert int(grew_mb) < 500, out.stdout
+
+
+# --------------------------------------------------------------------------- DICOM series
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, blob in members.items():
+            zf.writestr(name, blob)
+    return buf.getvalue()
+
+
+def test_multi_frame_dicom_and_zipped_series_give_every_slice_in_order():
+    frames = np.full((4, 16, 16), 100, np.uint16)
+    for k in range(4):
+        frames[k, :, 4 * k:4 * k + 4] = 2000  # slice k: a bright band at columns 4k..4k+3
+    where = [int(np.argmax(s[0, :, 0])) // 4  # which band each decoded slice has
+             for s in images.decode_slices(make_dicom(frames), "multi.dcm")[0]]
+    assert where == [0, 1, 2, 3]
+    assert images.decode_image_info(make_dicom(frames), "m.dcm")[1]["frames"] == 4
+    # a zip of slices stored out of order comes back sorted by position along the normal
+    members = {f"x{k}.dcm": make_dicom(frames[k], InstanceNumber=9 - k,
+                                       ImagePositionPatient=[0, 0, 5.0 * k],
+                                       ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
+               for k in (3, 1, 0, 2)}
+    series, info = images.decode_slices(_zip({"__MACOSX/._x": b"junk", **members}), "s.zip")
+    assert info["format"] == "DICOM series" and info["slices"] == 4
+    assert [int(np.argmax(s[0, :, 0])) // 4 for s in series] == [0, 1, 2, 3]
+    # without positions: by instance number (here the reverse)
+    members = {f"x{k}.dcm": make_dicom(frames[k], InstanceNumber=9 - k) for k in (3, 1, 0, 2)}
+    series, _ = images.decode_slices(_zip(members), "s.zip")
+    assert [int(np.argmax(s[0, :, 0])) // 4 for s in series] == [3, 2, 1, 0]
+
+
+def test_long_series_are_thinned_evenly():
+    assert images._evenly_spaced(5, 64) == [0, 1, 2, 3, 4]
+    picked = images._evenly_spaced(200, images.MAX_SLICES)
+    assert len(picked) == images.MAX_SLICES and picked[0] == 0 and picked[-1] == 199
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    (b"PK\x03\x04 not a zip", "s.zip: not a readable zip file"),
+    (_zip({}), "the zip holds no files"),
+    (_zip({"a.dcm": make_dicom(np.zeros((16, 16), np.uint16)), "b.txt": b"notes"}),
+     r"^s.zip: 1 of the 2 files in the zip are not DICOM; upload a zip of .dcm slices only$"),
+])
+def test_bad_series_zips_get_one_line(data, match):
+    with pytest.raises(ImageError, match=match) as err:
+        images.decode_slices(data, "s.zip")
+    assert "\n" not in str(err.value)

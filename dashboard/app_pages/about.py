@@ -47,8 +47,9 @@ facts = runinfo.run_facts(run.manifest)
 st.header(f"This run: `{facts.run_id}`")
 for warning in facts.weights_warnings:
     st.warning(warning, icon=":material/warning:")
+data_shown = runinfo.shown_data_dir(run.manifest.get("data") or {})  # no absolute machine path
 st.markdown(
-    f"- **Data**: `{facts.data_dir}` ({facts.data_layout}), {facts.n_images} images, classes "
+    f"- **Data**: `{data_shown}` ({facts.data_layout}), {facts.n_images} images, classes "
     f"{', '.join(facts.class_names)}\n"
     f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in runinfo.split_sizes(facts).items())
     + f" (strategy {facts.splits.get('strategy', '?')}, seed {facts.splits.get('seed', '?')})\n"

@@ -1,11 +1,13 @@
 """Predict & explain: upload MRI slices (or draw test images), see both models' answers and why."""
 
 import hashlib
+from datetime import datetime, timezone
 
 import numpy as np
 import streamlit as st
 
-from dashboard import core, inference, state, views
+from dashboard import core, inference, runinfo, series_view, state, views
+from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
 
@@ -15,9 +17,11 @@ st.title("Predict & explain")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
 run = state.require_run()
 
-predictor, explainers = state.models(run)
-if predictor is None:
-    st.stop()
+# The models load in the background from the app's first run: the uploader is drawn at once,
+# and the page waits for the models only once there is something to explain.
+predictor, explainers = state.models(run, wait=False)
+if explainers is not None and predictor is None:
+    st.stop()  # no model of this run can be used (the errors are shown)
 class_names = run.class_names
 
 upload_col, sample_col = st.columns([3, 2])
@@ -27,8 +31,13 @@ with upload_col:
         # red "!" in the uploader with the reason on hover.
         "Upload MRI slices", type=None, accept_multiple_files=True,
         key=state.uploader_key(),
-        help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm). Files stay in memory and are "
-             f"never stored. Up to {core.MAX_UPLOADS} files at once.")
+        help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm; a series as one multi-frame "
+             "file or a .zip of .dcm slices). Files stay in memory and are never stored. Up to "
+             f"{core.MAX_UPLOADS} files at once.")
+    if files:
+        # The uploader's chips cut long names in the middle ("scan_2024_…_T1.png", full name
+        # only on hover): every name in full, as plain text (never Markdown or HTML).
+        st.text("\n".join(f"{k + 1}. {f.name}" for k, f in enumerate(files)))
 with sample_col:
     data_dir = run.data_dir
     try:
@@ -82,14 +91,28 @@ for f in files:
     items.append(state.decode_cached(f.name, hashlib.sha256(data).hexdigest(), data))
     boxes.append(None)
 
+if explainers is None and items:
+    predictor, explainers = state.models(run)  # waits (with a spinner) for the models
+    if predictor is None:
+        st.stop()
 # The controls are drawn on every run, uploads or not: a widget left out of one run loses its
 # state, and the browser then showed defaults while heatmaps were drawn with the old settings.
-settings = views.controls(explainers, class_names, prefix="predict")
+settings = views.controls(explainers or {}, class_names, prefix="predict")
 if not items:
     st.info("Upload one or more brain MRI slices above"
             + (", or draw test images," if entries and not why else "")
             + " to see both models' predictions and heatmaps.", icon=":material/upload:")
+    if explainers is None:
+        state.models_loading_note(run)
     st.stop()
+run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
+hashes = state.model_hashes(run)  # hashed once per run, not per image
+notes = runinfo.report_notes(run_title, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                             hashes, PLAIN_DISCLAIMER)
+# A series (multi-frame DICOM, zip of .dcm): its slider and slice table, then the chosen slice
+items = [series_view.series_panel(i, u, run, predictor, explainers, settings, class_names,
+                                  "predict", notes) if u.slices else u
+         for i, u in enumerate(items)]
 good = [u for u in items if u.ok]
 results = None
 if good:
@@ -99,13 +122,14 @@ if good:
                                    [u.true_label for u in good])
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
     c1.caption(f"{len(good)} of {len(items)} file(s) analysed in {results.seconds:.2f} s · "
-               f"{int(frame['models_agree'].sum())} agreement(s).")
-    c2.download_button("Predictions CSV", core.to_csv_bytes(frame), file_name="predictions.csv",
+               f"{int(frame['models_agree'].sum())} agreement(s) · model files (SHA-256): "
+               + ", ".join(f"{m} {runinfo.short_hash(h)}" for m, h in hashes.items()))
+    c2.download_button("Predictions CSV", core.to_csv_bytes(frame, notes),
+                       file_name="predictions.csv",
                        mime="text/csv", key="predict_csv", on_click="ignore",
                        icon=":material/download:")
     all_reports = c3.empty()  # filled once the cards have made their report pages
 
-run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
 flagged: list[bool] = []  # per good image: any flag or disagreement
 only_flagged = False
 if results is not None and results.probs:
@@ -116,7 +140,9 @@ if results is not None and results.probs:
             core.summary_frame([core.thumbnail_url(u.image) for u in good],
                                [u.name for u in good], results.probs, class_names, flags),
             hide_index=True, key="predict_summary",
-            column_config={"image": st.column_config.ImageColumn("image", width="small")})
+            column_config={"image": st.column_config.ImageColumn("image", width="small"),
+                           # long names were cut at the column's edge
+                           "file": st.column_config.TextColumn("file", width="large")})
         only_flagged = st.toggle("Show only images with flags or disagreement",
                                  key="predict_only_flagged")
 pages = []
@@ -126,12 +152,14 @@ for i, upload in enumerate(items):
         j += 1
         continue
     page = views.image_card(i, upload, j if upload.ok else None, results, class_names, settings,
-                            prefix="predict", box=boxes[i], run_title=run_title)
+                            prefix="predict", box=boxes[i], run_title=run_title,
+                            model_hashes=hashes)
     pages += [page] if page is not None else []
     j += int(upload.ok)
 if pages:
     all_reports.download_button(
-        "Report PDF, all", lambda: report_pdf(pages, run_title, views.colour_scale()),
+        "Report PDF, all", lambda: report_pdf(pages, run_title, views.colour_scale(),
+                                                 model_hashes=hashes),
         file_name="reports.pdf", mime="application/pdf", key="predict_pdf_all",
         on_click="ignore", icon=":material/picture_as_pdf:",
         help="One page per analysed image (file names left out: they can identify a patient).")

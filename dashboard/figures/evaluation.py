@@ -158,6 +158,7 @@ def ci_figure(metrics: Mapping[str, Mapping[str, Any]],
     fig = go.Figure()
     shown = [("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced acc."),
              ("macro_f1", "Macro F1")]
+    ends: list[float] = []  # every whisker end, for an axis zoomed to the data
     for i, (name, m) in enumerate(metrics.items()):
         xs, ys, plus, minus = [], [], [], []
         for key, label in shown:
@@ -169,6 +170,7 @@ def ci_figure(metrics: Mapping[str, Mapping[str, Any]],
             ys.append(value)
             plus.append(max(ci[1] - value, 0.0) if ci else 0.0)
             minus.append(max(value - ci[0], 0.0) if ci else 0.0)
+            ends += [value + plus[-1], value - minus[-1]]
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="markers", name=model_label(name),
             marker=dict(size=12, color=model_color(name, i)),
@@ -177,6 +179,10 @@ def ci_figure(metrics: Mapping[str, Mapping[str, Any]],
         ))
     fig.update_layout(scattermode="group", height=320, yaxis_title="score (95% CI)",
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    if ends:  # zoomed to the intervals: on a 0-1 axis narrow intervals were invisible
+        lo, hi = min(ends), max(ends)
+        pad = max(0.01, 0.15 * (hi - lo))
+        fig.update_yaxes(range=[max(0.0, lo - pad), min(1.0, hi + pad)])
     return fig
 
 

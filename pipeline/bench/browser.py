@@ -27,11 +27,17 @@ from pipeline.bench.timing import proc_memory_mb, tail
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-DEFINITION = ("cold start: server launch -> Predict page with the file uploader rendered (models "
-              "loaded) in an already running chromium; upload: set_input_files -> every model's "
-              "Grad-CAM caption visible and all overlay images decoded, one fresh session and a "
-              "different image each; server_explain_s: the page's own 'analysed in' figure "
-              "(prepare + explain, both models), the rest is Streamlit and browser")
+DEFINITION = ("cold start: server launch -> Predict page with the file uploader rendered in an "
+              "already running chromium (first_visit_predict_s: the same from the health "
+              "endpoint's first answer; the models load in the background meanwhile); "
+              "models ready: the page's 'Loading the models' note gone; upload (after the models "
+              "are ready, so the first one is the first after a cold start): set_input_files -> "
+              "every model's Grad-CAM caption visible and all overlay images decoded, one fresh "
+              "session and a different image each; server_explain_s: the page's own 'analysed "
+              "in' figure (prepare + explain, both models), the rest is Streamlit and browser; "
+              "two runs: then the sidebar switches to a second run and one more image is "
+              "uploaded, peak_rss_two_runs_mb is VmHWM after that")
+LOADING_NOTE = "Loading the models in the background"
 # True in the page once `n` overlay images are in the DOM and decoded (not merely present).
 _IMAGES_DECODED = ("n => { const im = [...document.querySelectorAll('[data-testid=stImage] img')];"
                    " return im.length >= n && im.every(i => i.complete && i.naturalWidth > 0); }")
@@ -80,9 +86,10 @@ def dashboard_skip(reason: str, failed: bool = False) -> dict[str, Any]:
 
 
 def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int, work: Path,
-                        tick: Callable[[str], None], timeout_s: float = 300.0
-                        ) -> dict[str, Any]:
-    """Cold start and upload -> both heatmaps in chromium; peak RSS of the Streamlit process."""
+                        tick: Callable[[str], None], timeout_s: float = 300.0,
+                        other_run: Path | None = None) -> dict[str, Any]:
+    """Cold start and upload -> both heatmaps in chromium; peak RSS of the Streamlit process,
+    also after viewing `other_run` (a second run in the sidebar) when given."""
     if not CHROMIUM.is_file():
         return dashboard_skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     try:
@@ -94,7 +101,8 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
 
     run = open_run(run_dir)
     captions = [f"{display_name(m)} · Grad-CAM for" for m in run.model_names]
-    env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(_private_artifacts(run_dir, work))}
+    env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(_private_artifacts(run_dir, work,
+                                                                       other_run))}
     files = [upload_files[i % len(upload_files)] for i in range(n_uploads)]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -109,10 +117,14 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
         proc = start_streamlit(port, env, log_path)
         try:
             wait_healthy(url, proc, t0 + timeout_s, log_path)
-            out["cold_start_to_health_s"] = round(time.perf_counter() - t0, 2)
+            healthy = time.perf_counter()
+            out["cold_start_to_health_s"] = round(healthy - t0, 2)
             page = browser.new_page(viewport={"width": 1400, "height": 1700})
             _open_predict(page, url, timeout_s)
             out["cold_start_to_first_render_s"] = round(time.perf_counter() - t0, 2)
+            out["first_visit_predict_s"] = round(time.perf_counter() - healthy, 2)
+            _wait_models_ready(page, timeout_s)
+            out["cold_start_to_models_ready_s"] = round(time.perf_counter() - t0, 2)
             for k, path in enumerate(files):
                 tick(f"dashboard: upload {k + 1}/{len(files)}")
                 if k:
@@ -121,6 +133,14 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
                 out["server_explain_s"].append(_analysed_seconds(page))
             out["rss_after_uploads_mb"] = proc_memory_mb(proc.pid, "VmRSS")
             out["peak_rss_mb"] = proc_memory_mb(proc.pid, "VmHWM")
+            out["peak_rss_two_runs_mb"] = None
+            if other_run is None:
+                out["peak_rss_two_runs_mb_reason"] = "no second complete run to switch to"
+            else:
+                tick("dashboard: a second run")
+                out["other_run_upload_s"] = _switch_run_and_upload(
+                    page, other_run.name, files[-1], timeout_s)
+                out["peak_rss_two_runs_mb"] = proc_memory_mb(proc.pid, "VmHWM")
         finally:
             browser.close()
             stop_streamlit(proc)
@@ -132,13 +152,15 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
     return out
 
 
-def _private_artifacts(run_dir: Path, work: Path) -> Path:
-    """A private artifacts folder whose `latest` is this run, so the dashboard opens on it."""
+def _private_artifacts(run_dir: Path, work: Path, other_run: Path | None = None) -> Path:
+    """A private artifacts folder whose `latest` is this run, so the dashboard opens on it
+    (and `other_run` beside it, to switch to)."""
     arts = work / "dashboard-artifacts"
     (arts / "runs").mkdir(parents=True, exist_ok=True)
-    link = arts / "runs" / run_dir.name
-    if not link.exists():
-        link.symlink_to(run_dir.resolve(), target_is_directory=True)
+    for folder in [run_dir] + ([other_run] if other_run is not None else []):
+        link = arts / "runs" / folder.name
+        if not link.exists():
+            link.symlink_to(folder.resolve(), target_is_directory=True)
     (arts / "latest").write_text(run_dir.name + "\n")
     return arts
 
@@ -168,6 +190,35 @@ def _open_predict(page: Any, url: str, timeout_s: float) -> None:
     page.goto(f"{url}/predict", wait_until="domcontentloaded")
     page.locator("[data-testid=stFileUploader]").first.wait_for(state="visible",
                                                                timeout=timeout_s * 1000)
+
+
+def _wait_models_ready(page: Any, timeout_s: float) -> None:
+    """Until the Predict page no longer says its models are loading in the background."""
+    page.wait_for_function(
+        "t => !document.body.innerText.includes(t)", arg=LOADING_NOTE, timeout=timeout_s * 1000)
+
+
+def _switch_run_and_upload(page: Any, run_id: str, path: Path, timeout_s: float) -> float:
+    """Pick run `run_id` in the sidebar (same session, so the page's upload stays), wait until
+    the page is idle (that run's models loaded, the upload explained), then upload `path` and
+    return the seconds until the page is idle again."""
+    sidebar = page.locator("[data-testid=stSidebar]")
+    sidebar.get_by_role("combobox", name="Run").click()
+    page.get_by_role("option", name=re.compile(re.escape(run_id))).click()
+    _wait_idle(page, timeout_s)
+    t1 = time.perf_counter()
+    page.locator("input[type=file]").set_input_files(str(path))
+    _wait_idle(page, timeout_s)
+    return round(time.perf_counter() - t1, 3)
+
+
+def _wait_idle(page: Any, timeout_s: float) -> None:
+    """Until Streamlit's "running" indicator has been gone for a second."""
+    running = ("() => !document.querySelector('[data-testid=stStatusWidgetRunningIcon],"
+               " [data-testid=stStatusWidgetRunningManIcon]')")
+    for _ in range(2):
+        page.wait_for_timeout(1000)
+        page.wait_for_function(running, timeout=timeout_s * 1000)
 
 
 def _time_upload(page: Any, path: Path, captions: list[str], timeout_s: float) -> float:

@@ -13,7 +13,10 @@ from typing import Any
 GOALS = {
     "training.mobilenetv2.speedup_vs_naive": (">=", 5.0),
     "explain.<model>.gradcam_ratio_to_floor": ("<=", 1.5),
-    "dashboard.upload_to_heatmaps_s": ("<=", 2.0),
+    "dashboard.upload_to_heatmaps_s": ("<=", 1.0),
+    "dashboard.upload_to_heatmaps_first_s": ("<=", 1.5),
+    "dashboard.first_visit_predict_s": ("<=", 3.0),
+    "dashboard.peak_rss_two_runs_mb": ("<=", 1024.0),
 }
 
 
@@ -71,7 +74,7 @@ def to_markdown(report: dict[str, Any]) -> str:
              *_md_training(report.get("training", {})),
              *_md_explain(report.get("explain", {})),
              *_md_predict(report.get("predict", {})),
-             *_md_dashboard(report.get("dashboard", {})),
+             *_md_dashboard(report.get("dashboard", {}), report.get("dashboard_remeasured")),
              *_md_memory(report.get("memory", {})),
              *_md_goals(report.get("goals_check", {})),
              *_md_sections(report.get("sections", {}))]
@@ -165,20 +168,34 @@ def _md_predict(p: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _md_dashboard(dash: dict[str, Any]) -> list[str]:
+def _md_dashboard(dash: dict[str, Any], again: dict[str, Any] | None = None) -> list[str]:
     lines = ["", "## Dashboard (Streamlit in chromium via Playwright)", ""]
+    if again:
+        lines += [f"Re-measured on {again['created'][:16].replace('T', ' ')} UTC (commit "
+                  f"{again.get('git_commit') or 'unknown'}, load average "
+                  f"{again.get('load_average_start')} at start, {again.get('load_average_end')} "
+                  f"at end; command `{again.get('command') or '–'}`); the other sections are "
+                  f"from {again.get('based_on')}.", ""]
     if dash.get("upload_to_heatmaps_s") is None:
         return [*lines, f"Not measured: {dash.get('upload_to_heatmaps_reason')}."]
     return [
         *lines,
         f"- cold start to first render: **{dash['cold_start_to_first_render_s']:.1f} s** "
-        f"(health endpoint after {dash['cold_start_to_health_s']:.1f} s)",
+        f"(health endpoint after {dash['cold_start_to_health_s']:.1f} s; first visit to "
+        f"Predict {_f(dash.get('first_visit_predict_s'), 2)} s after it; models ready "
+        f"{_f(dash.get('cold_start_to_models_ready_s'), 1)} s after launch)",
         f"- upload → both heatmaps visible: **p50 {dash['upload_to_heatmaps_s']:.2f} s**, "
         f"p95 {dash['upload_to_heatmaps_p95_s']:.2f} s, first "
         f"{dash['upload_to_heatmaps_first_s']:.2f} s over {len(dash['uploads'])} uploads "
         f"({', '.join(f'{u:.2f}' for u in dash['uploads'])})",
         "- of which the page's own 'analysed in' (prepare + explain, both models): "
         + ", ".join(_f(v, 2) for v in dash.get("server_explain_s", [])) + " s",
+        f"- peak RSS {_f(dash.get('peak_rss_mb'), 0)} MB with one run viewed, "
+        f"{_f(dash.get('peak_rss_two_runs_mb'), 0)} MB after switching to a second run "
+        f"({dash.get('peak_rss_two_runs_mb_reason') or 'upload there: '}"
+        f"{_f(dash.get('other_run_upload_s'), 2) if dash.get('other_run_upload_s') else ''}"
+        f"{' s' if dash.get('other_run_upload_s') else ''})",
+        *([f"- note: {dash['note']}"] if dash.get("note") else []),
         f"- {dash['definition']}",
     ]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.artifacts import git_commit, write_json_atomic, write_text_atomic
 from pipeline.bench.browser import dashboard_benchmark, dashboard_skip
+from pipeline.bench.errors import BenchError
 from pipeline.bench.inputs import data_and_splits, latency_inputs, prepare
 from pipeline.bench.latency import explain_benchmark, predict_benchmark
 from pipeline.bench.machine import load_average, machine_facts
@@ -48,6 +49,8 @@ def run_bench(opts: BenchOptions, progress: Progress | None = None,
     opts = opts.resolved()
     say = say or (lambda m: None)
     progress = progress or no_progress
+    if opts.dashboard_only:
+        return remeasure_dashboard(opts, progress, say)
     check_options(opts)
     started = datetime.now(timezone.utc)
     t_start = time.perf_counter()
@@ -134,7 +137,61 @@ def _dashboard_section(opts: BenchOptions, run_dir: Path, picks: list[Any], work
         return dashboard_skip("disabled with --no-dashboard")
     try:
         return dashboard_benchmark(run_dir, [Path(r.path) for r in picks], opts.uploads, work,
-                                   tick)
+                                   tick, other_run=other_run(run_dir))
     except Exception as exc:  # the browser part must not lose the other results
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         return dashboard_skip(f"failed: {type(exc).__name__}: {first}", failed=True)
+
+
+def other_run(run_dir: Path) -> Path | None:
+    """Another complete run beside `run_dir` (the dashboard's two-runs memory figure), if any."""
+    for folder in sorted(Path(run_dir).parent.iterdir()):
+        if folder.resolve() != Path(run_dir).resolve() and (folder / "manifest.json").is_file():
+            return folder
+    return None
+
+
+def remeasure_dashboard(opts: BenchOptions, progress: Progress, say: SayFn) -> BenchResult:
+    """Measure only the dashboard (on `opts.run_dir`, uploading its test images) and merge it
+    into the newest full report in `opts.out_dir`, written as today's report; the other
+    sections keep their figures and date (`dashboard_remeasured` says what changed, when)."""
+    import json
+
+    from pipeline.artifacts import open_run
+
+    out_dir = Path(opts.out_dir)
+    bases = [p for p in sorted(out_dir.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].json"))
+             if "dashboard_remeasured" not in json.loads(p.read_text())]  # full runs only
+    if not bases:
+        raise BenchError(f"no full benchmark report in {out_dir} to merge the dashboard into")
+    if opts.run_dir is None:
+        raise BenchError("--dashboard-only needs --run (the run the dashboard opens on)")
+    report = json.loads(bases[-1].read_text())
+    run = open_run(opts.run_dir)
+    data_dir = Path(run.manifest["data"]["dir"])
+    if not data_dir.is_absolute():
+        from pipeline.artifacts import PROJECT_ROOT
+
+        data_dir = PROJECT_ROOT / data_dir
+    test = json.loads((run.path / "splits.json").read_text())["test"]
+    files = [data_dir / e["path"] for e in test[:: max(1, len(test) // 16)]][:max(opts.uploads,
+                                                                                    2)]
+    started = datetime.now(timezone.utc)
+    load_start = load_average()
+    tick = _ticker(say, progress, opts.uploads + 3)
+    with tempfile.TemporaryDirectory(prefix="brain-mri-bench-") as tmp:
+        dash = dashboard_benchmark(run.path, files, opts.uploads, Path(tmp), tick,
+                                   other_run=other_run(run.path))
+    report["dashboard"] = dash
+    report.setdefault("memory", {})["dashboard_mb"] = dash.get("peak_rss_mb")
+    report["dashboard_remeasured"] = {
+        "created": started.isoformat(timespec="seconds"), "based_on": bases[-1].name,
+        "git_commit": git_commit(), "command": opts.command or None,
+        "load_average_start": load_start, "load_average_end": load_average()}
+    report["goals"] = goal_texts()
+    report["goals_check"] = goals_check(report)
+    stem = started.strftime("%Y-%m-%d")
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    write_json_atomic(json_path, report)
+    write_text_atomic(md_path, to_markdown(report))
+    return BenchResult(json_path, md_path, report)

@@ -33,15 +33,21 @@ def bench(
                                 "quick 3)"),
     dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard",
                                    help="measure the dashboard in chromium"),
+    dashboard_only: bool = typer.Option(False, "--dashboard-only",
+                                        help="measure only the dashboard (on --run, default "
+                                        "latest) and merge it into the newest full report in "
+                                        "--out, written as today's report"),
 ) -> None:
     """Training speed vs the naive recipe, explanation latency vs the floor, prediction,
     dashboard and memory, in one run; writes a JSON and a Markdown report."""
     from pipeline.artifacts import ArtifactError, resolve_run
     from pipeline.bench import MODELS, BenchError, BenchOptions, parse_targets, run_bench
 
+    if dashboard_only and run_ is None:
+        run_ = "latest"
     if data is not None:
         _existing_dir(data, "data folder")
-    elif not quick:
+    elif not quick and not dashboard_only:
         fail("--data is required for a full benchmark (or use --quick for synthetic data)")
     models = tuple(_model_list(model, MODELS, MODELS, what="--model",
                                hint=f"choose {', '.join(MODELS)} or all"))
@@ -53,7 +59,7 @@ def bench(
         fail(str(exc))
     opts = BenchOptions(out_dir=out, quick=quick, data_dir=data, run_dir=run_dir, models=models,
                         targets=targets, max_minutes=max_minutes, repeats=repeats,
-                        uploads=uploads, dashboard=dashboard,
+                        uploads=uploads, dashboard=dashboard, dashboard_only=dashboard_only,
                         command="python -m pipeline bench " + " ".join(sys.argv[2:]))
     try:
         with progress_bar() as update:
