@@ -157,46 +157,29 @@ class EpochOrder(keras.callbacks.Callback):
 def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
                      ) -> list[np.ndarray]:
     """Original, mirrored and randomly augmented copies of x, via the model's own aug layers."""
-    views = [x, x[:, :, ::-1, :].copy()]
-    aug_names = [layer.name for layer in model.layers if layer.name.startswith("aug_")]
-    for v in range(2, n_views):
-        if not aug_names:
-            break
-        out = []
-        for i in range(0, len(x), 64):
-            t = keras.ops.convert_to_tensor(x[i:i + 64].astype("float32"))
-            for n in aug_names:
-                t = model.get_layer(n)(t, training=True)
-            out.append(np.clip(keras.ops.convert_to_numpy(t), 0, 255).astype("uint8"))
-        views.append(np.concatenate(out))
-        keras.utils.set_random_seed(seed + v)
-    return views[:max(1, n_views)]  # one view asked for: the original only
+    return list(_iter_views(model, x, n_views, seed))
 
 
 def _iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
                 ) -> Iterator[np.ndarray]:
-    """The views `_augmented_views` returns, made one at a time (one view in memory at once)."""
+    """Original, mirrored and randomly augmented copies of x, via the model's own aug layers,
+    made one at a time (the caller can drop each before the next; one view asked for: the
+    original only)."""
     yield x
     if n_views < 2:
         return
     yield x[:, :, ::-1, :].copy()
     aug_names = [layer.name for layer in model.layers if layer.name.startswith("aug_")]
     for v in range(2, n_views if aug_names else 2):
-        out = []
+        out = np.empty_like(x)  # filled in place: no list of parts beside the whole
         for i in range(0, len(x), 64):
             t = keras.ops.convert_to_tensor(x[i:i + 64].astype("float32"))
             for n in aug_names:
                 t = model.get_layer(n)(t, training=True)
-            out.append(np.clip(keras.ops.convert_to_numpy(t), 0, 255).astype("uint8"))
-        yield _joined(out)
+            out[i:i + 64] = np.clip(keras.ops.convert_to_numpy(t), 0, 255)
+        yield out
+        del out  # a paused generator would otherwise keep the view alive beside the next
         keras.utils.set_random_seed(seed + v)
-
-
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """The parts as one array, emptying the list (so a paused generator holds no copy)."""
-    whole = np.concatenate(parts)
-    parts.clear()
-    return whole
 
 
 def _view_count(model: keras.Model, n_views: int) -> int:

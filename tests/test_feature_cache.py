@@ -1,15 +1,13 @@
-"""The transfer recipe's activations on disk: same rows as in memory, views made one at a time,
-and batches that depend on the epoch only (not on how often Keras resets the data)."""
+"""The transfer recipe's activations on disk (same rows as in memory), and batches that depend
+on the epoch only (not on how often Keras resets the data)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.config import ModelConfig
 from pipeline.feature_cache import DiskRows, predict_to_disk
-from pipeline.fit import _augmented_views, _iter_views, _ViewBatches
-from pipeline.models import build_model
+from pipeline.fit import _ViewBatches
 
 
 def test_disk_rows_round_trip(tmp_path):
@@ -28,18 +26,6 @@ def test_disk_rows_round_trip(tmp_path):
     (tmp_path / "f.bin").write_bytes(b"\0" * 10)  # cut short behind the reader's back
     with pytest.raises(OSError, match="truncated"):
         rows[5]
-
-
-def test_views_one_at_a_time_equal_the_list():
-    def model():  # a fresh one each time: augmentation layers carry their random state
-        return build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=2)).model
-
-    x = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    for n in (1, 2, 4):
-        listed = _augmented_views(model(), x, n, seed=3)
-        lazily = list(_iter_views(model(), x, n, seed=3))
-        assert len(lazily) == len(listed) == n
-        assert all(np.array_equal(a, b) for a, b in zip(listed, lazily, strict=True))
 
 
 def test_view_batches_depend_on_the_epoch_only():
