@@ -35,6 +35,7 @@ class BenchOptions:
     repeats: int | None = None  # single-image latency calls per method
     uploads: int | None = None  # browser uploads timed
     dashboard: bool = True
+    stream_counts: tuple[int, ...] = ()  # folder sizes for streaming predict; () skips it
     seed: int = 42
     command: str = ""
 
@@ -50,7 +51,8 @@ class BenchOptions:
             naive_max_epochs=self.naive_max_epochs or (2 if quick else 100),
             repeats=self.repeats or (5 if quick else 30),
             uploads=self.uploads or (3 if quick else 7),
-            dashboard=self.dashboard, seed=self.seed, command=self.command,
+            dashboard=self.dashboard, stream_counts=tuple(self.stream_counts), seed=self.seed,
+            command=self.command,
         )
 
 
