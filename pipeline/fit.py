@@ -283,9 +283,10 @@ def _cached_activations(job: FitJob, bottom: keras.Model, cut: str
         desc = f"{built.name}: features, view {k + 1}/{count}"
         if job.scratch is None:
             feats.append(_predict_batches(bottom_fn, v, 64, job.progress, desc))
-        else:  # on disk, so memory holds one view of images and no activations
+        else:  # on disk, so memory holds one view of images and no activations; batches of
+            # 32: at 224 px one early MobileNetV2 activation of 64 images is 300 MB
             feats.append(feature_cache.predict_to_disk(
-                bottom_fn, v, 64, job.scratch / f"view{k}.f16", job.progress, desc))
+                bottom_fn, v, 32, job.scratch / f"view{k}.f16", job.progress, desc))
         del v
     feats_val = _predict_batches(bottom_fn, job.val.x, 64, job.progress,
                                  f"{built.name}: features, validation")
