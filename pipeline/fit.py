@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline import data
+from pipeline import data, feature_cache
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.models import BuiltModel, compiled, split_point
 from pipeline.names import Progress, no_progress
@@ -109,21 +109,32 @@ def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
 
 
 class _ViewBatches(keras.utils.PyDataset):
-    """Batches of cached activations, drawing one random view of each image per epoch."""
+    """Batches of cached activations, drawing one random view of each image per epoch.
+
+    The order and views of epoch e come from (seed, e), set by `EpochOrder` when the epoch
+    begins, not from how often Keras resets the data: it resets more often under a
+    tf.distribute strategy (it reads a batch to build the model first), and a resumed fit
+    starts at a later epoch; both then see the batches one uninterrupted process sees.
+    """
 
     def __init__(self, views: list[np.ndarray], y1h: np.ndarray, batch: int, seed: int,
                  sample_weight: np.ndarray | None = None) -> None:
         super().__init__()
         self.views, self.y, self.batch, self.sw = views, y1h, batch, sample_weight
-        self.rng = np.random.default_rng(seed)
-        self.on_epoch_end()
+        self.seed = seed
+        self.set_epoch(0)
 
     def __len__(self) -> int:
         return math.ceil(len(self.y) / self.batch)
 
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.y))
-        self.pick = self.rng.integers(0, len(self.views), len(self.y))
+    def set_epoch(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, epoch])
+        self.order = rng.permutation(len(self.y))
+        self.pick = rng.integers(0, len(self.views), len(self.y))
+
+    def keeper(self) -> keras.callbacks.Callback:
+        """The callback that moves this data to each epoch as it begins."""
+        return EpochOrder(self)
 
     def __getitem__(self, i: int):
         idx = self.order[i * self.batch:(i + 1) * self.batch]
@@ -134,23 +145,48 @@ class _ViewBatches(keras.utils.PyDataset):
         return x, self.y[idx], self.sw[idx]
 
 
+class EpochOrder(keras.callbacks.Callback):
+    """Sets a `_ViewBatches`' epoch when the epoch begins (see its docstring)."""
+
+    def __init__(self, batches: _ViewBatches) -> None:
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.batches.set_epoch(epoch)
+
+
 def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
                      ) -> list[np.ndarray]:
     """Original, mirrored and randomly augmented copies of x, via the model's own aug layers."""
-    views = [x, x[:, :, ::-1, :].copy()]
+    return list(_iter_views(model, x, n_views, seed))
+
+
+def _iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
+                ) -> Iterator[np.ndarray]:
+    """Original, mirrored and randomly augmented copies of x, via the model's own aug layers,
+    made one at a time (the caller can drop each before the next; one view asked for: the
+    original only)."""
+    yield x
+    if n_views < 2:
+        return
+    yield x[:, :, ::-1, :].copy()
     aug_names = [layer.name for layer in model.layers if layer.name.startswith("aug_")]
-    for v in range(2, n_views):
-        if not aug_names:
-            break
-        out = []
+    for v in range(2, n_views if aug_names else 2):
+        out = np.empty_like(x)  # filled in place: no list of parts beside the whole
         for i in range(0, len(x), 64):
             t = keras.ops.convert_to_tensor(x[i:i + 64].astype("float32"))
             for n in aug_names:
                 t = model.get_layer(n)(t, training=True)
-            out.append(np.clip(keras.ops.convert_to_numpy(t), 0, 255).astype("uint8"))
-        views.append(np.concatenate(out))
+            out[i:i + 64] = np.clip(keras.ops.convert_to_numpy(t), 0, 255)
+        yield out
+        del out  # a paused generator would otherwise keep the view alive beside the next
         keras.utils.set_random_seed(seed + v)
-    return views[:max(1, n_views)]  # one view asked for: the original only
+
+
+def _view_count(model: keras.Model, n_views: int) -> int:
+    has_aug = any(layer.name.startswith("aug_") for layer in model.layers)
+    return max(1, n_views) if has_aug else min(max(1, n_views), 2)
 
 
 def _predict_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int,
@@ -210,6 +246,9 @@ class FitJob:
     progress: Progress = no_progress
     say: Say = log.info
     masks_dir: Path | None = None  # tumour-box masks for guided training (mc.guidance > 0)
+    # transfer models: where the cached activations go (files read a batch at a time, see
+    # pipeline.feature_cache); None keeps them in memory
+    scratch: Path | None = None
 
 
 def fit(job: FitJob) -> None:
@@ -242,13 +281,21 @@ def _cached_activations(job: FitJob, bottom: keras.Model, cut: str
     built, mc, cfg = job.built, job.mc, job.cfg
     n_views = max(1, mc.aug_views) if cfg.augment else 1
     t0 = time.perf_counter()
-    views = _augmented_views(built.model, job.train.x, n_views, cfg.seed)
-    job.say(f"{built.name}: caching backbone activations at '{cut}' for {len(views)} views "
-            f"of {len(job.train.y)} training images")
+    count = _view_count(built.model, n_views)
+    where = f" into {job.scratch}" if job.scratch else ""
+    job.say(f"{built.name}: caching backbone activations at '{cut}' for {count} views "
+            f"of {len(job.train.y)} training images{where}")
     bottom_fn = compiled(bottom)
-    feats = [_predict_batches(bottom_fn, v, 64, job.progress,
-                              f"{built.name}: features, view {k + 1}/{len(views)}")
-             for k, v in enumerate(views)]
+    feats: list[Any] = []
+    for k, v in enumerate(_iter_views(built.model, job.train.x, n_views, cfg.seed)):
+        desc = f"{built.name}: features, view {k + 1}/{count}"
+        if job.scratch is None:
+            feats.append(_predict_batches(bottom_fn, v, 64, job.progress, desc))
+        else:  # on disk, so memory holds one view of images and no activations; batches of
+            # 32: at 224 px one early MobileNetV2 activation of 64 images is 300 MB
+            feats.append(feature_cache.predict_to_disk(
+                bottom_fn, v, 32, job.scratch / f"view{k}.f16", job.progress, desc))
+        del v
     feats_val = _predict_batches(bottom_fn, job.val.x, 64, job.progress,
                                  f"{built.name}: features, validation")
     job.state.feature_seconds = round(time.perf_counter() - t0, 2)
@@ -277,10 +324,12 @@ def _fit_transfer_cached(job: FitJob) -> None:
                      for f in feats]
         pooled_va = _predict_batches(pooled_fn, feats_val, 128, no_progress, "", "float32")
         _compile(head, mc, mc.learning_rate, job.num_classes)
-        head.fit(_ViewBatches(pooled_tr, y_tr, cfg.batch_size, cfg.seed, sw),
+        batches = _ViewBatches(pooled_tr, y_tr, cfg.batch_size, cfg.seed, sw)
+        head.fit(batches, shuffle=False,  # batches holds the epoch's order
                  validation_data=(pooled_va, y_va), epochs=mc.epochs,
                  initial_epoch=state.start_epoch("head"),
-                 callbacks=[*_callbacks(mc.patience), _epoch_log(job, "head", mc.epochs)],
+                 callbacks=[*_callbacks(mc.patience), _epoch_log(job, "head", mc.epochs),
+                            batches.keeper()],
                  verbose=0)
         state.phase_done.append("head")
         state.phase, state.phase_epoch = "finetune", 0
@@ -291,11 +340,13 @@ def _fit_transfer_cached(job: FitJob) -> None:
             if not isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = True
         _compile(top, mc, mc.finetune_learning_rate, job.num_classes)
-        top.fit(_ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw),
+        batches = _ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw)
+        top.fit(batches, shuffle=False,
                 validation_data=(feats_val.astype("float32"), y_va),
                 epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
                 callbacks=[*_callbacks(max(2, mc.patience)),
-                           _epoch_log(job, "finetune", mc.finetune_epochs)], verbose=0)
+                           _epoch_log(job, "finetune", mc.finetune_epochs), batches.keeper()],
+                verbose=0)
         state.phase_done.append("finetune")
 
 

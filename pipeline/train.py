@@ -7,15 +7,19 @@ when `RunWriter.finalize` renames it into place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import artifacts, data
+from pipeline import artifacts, data, distribute
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.fit import FitJob, ModelState, fit
 from pipeline.models import BuiltModel, build_model, count_params
@@ -84,11 +88,15 @@ def _restore(built: BuiltModel, mdir: Path, ms: ModelState, run_id: str, say: Sa
 
 def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Splits,
               writer: artifacts.RunWriter, state: dict[str, Any], cache_dir: Path | None,
-              progress: Progress, say: Say) -> ModelResult:
+              progress: Progress, say: Say,
+              scope: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+              ) -> ModelResult:
     """Train one model, checkpointing into the run's temporary folder after every epoch.
 
     `state` is the run's state.json content; this model's `ModelState` lives in
-    `state["models"][name]` and is written back after every epoch.
+    `state["models"][name]` and is written back after every epoch. `scope` is entered around
+    building and fitting (a `tf.distribute` strategy's scope: variables, optimizers and the
+    cached recipe's sub-models must all be created inside it).
     """
     mc = cfg.models.get(name) or ModelConfig()
     t_start = time.perf_counter()
@@ -97,13 +105,14 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     # Time spent before an interruption, kept in state.json, so resumed runs report it all.
     seconds_before = ms.seconds_before_resume
     train, val = _load_data(name, mc, classes, splits, cache_dir, progress, say)
-    # Guided training augments image and mask together outside the model (pipeline.guidance).
-    built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
-                        augment=cfg.augment and mc.guidance <= 0)
+    mdir = writer.model_dir(name)
+    with scope():
+        # Guided training augments image and mask together outside the model (guidance.py).
+        built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
+                            augment=cfg.augment and mc.guidance <= 0)
+        _restore(built, mdir, ms, writer.run_id, say)
     if built.weights.warning:
         say("WARNING: " + built.weights.warning)
-    mdir = writer.model_dir(name)
-    _restore(built, mdir, ms, writer.run_id, say)
 
     def save_state() -> None:
         models_state[name] = ms.to_dict()
@@ -124,8 +133,20 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
             if old.name != path.name:
                 old.unlink(missing_ok=True)
 
-    fit(FitJob(built, mc, cfg, train, val, len(classes), ms, checkpoint, progress, say,
-               _masks_dir(cfg, splits) if mc.guidance > 0 else None))
+    # Transfer models cache activations in files inside the run's temporary folder (bounded
+    # memory); a killed run may have left some, which are of no use to anyone.
+    for stale in writer.tmp.glob(f".features-{name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".features-{name}-", dir=writer.tmp)) \
+        if built.transfer and cfg.cache_features else None
+    try:
+        with scope():
+            fit(FitJob(built, mc, cfg, train, val, len(classes), ms, checkpoint, progress, say,
+                       masks_dir=_masks_dir(cfg, splits) if mc.guidance > 0 else None,
+                       scratch=scratch))
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - t_start + seconds_before
     built.model.save(mdir / "model.keras")
     best = _best_epoch(ms.history)
@@ -157,16 +178,33 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
 def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str | Path,
               models: list[str], resume: str | None = None, progress: Progress | None = None,
               say: Say | None = None, cache_dir: str | Path | None = None,
-              evaluate: bool = False) -> Path:
+              evaluate: bool = False, strategy: str = "default") -> Path | None:
     """Train `models` on `data_dir` and write a complete run; returns the run folder.
 
     With `resume`, continues the interrupted run of that id from its last checkpoint (its saved
     config, data and splits win over the arguments). With `evaluate`, the test split is
     evaluated before the run folder is renamed into place, so the run is final only with its
-    metrics (a failed evaluation is reported and the run kept without them).
+    metrics (a failed evaluation is reported and the run kept without them). `strategy` is
+    one of `distribute.STRATEGIES`; under `multiworker` every worker calls this with the same
+    arguments, and only the chief writes (and returns) the run, the others return None.
     """
     progress = progress or no_progress
     say = say or log.info
+    cluster = distribute.make_cluster(strategy)  # first: before any other TensorFlow work
+    if not cluster.is_chief:  # trains in step with the chief, writing to a temporary folder
+        with distribute.worker_folder(cluster, Path(artifacts_dir), resume) as scratch:
+            _train_run(cfg, data_dir, scratch, models, resume, progress, say, None, False,
+                       cluster)
+        say(f"{cluster.task} done; the chief wrote the run")
+        return None
+    return _train_run(cfg, data_dir, artifacts_dir, models, resume, progress, say, cache_dir,
+                      evaluate, cluster)
+
+
+def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str | Path,
+               models: list[str], resume: str | None, progress: Progress, say: Say,
+               cache_dir: str | Path | None, evaluate: bool,
+               cluster: distribute.Cluster) -> Path:
     artifacts_dir = artifacts.ensure_writable(artifacts_dir, "artifacts folder")
     if resume:
         writer = artifacts.RunWriter(artifacts_dir, resume, resume=True)
@@ -197,7 +235,7 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
     try:
         hook = _evaluation_hook(progress, say) if evaluate else None
         return _train_and_finalize(cfg, ds, splits, writer, state, models, cache, progress, say,
-                                   hook)
+                                   hook, cluster)
     except OSError as exc:  # disk full, permissions, ...: say what is safe and how to go on
         where = f" ({exc.filename})" if exc.filename else ""
         if writer.final.is_dir():
@@ -235,7 +273,9 @@ def _evaluation_hook(progress: Progress, say: Say) -> Callable[[Path], None]:
 def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
                         writer: artifacts.RunWriter, state: dict[str, Any], models: list[str],
                         cache: Path, progress: Progress, say: Say,
-                        before_rename: Callable[[Path], None] | None = None) -> Path:
+                        before_rename: Callable[[Path], None] | None = None,
+                        cluster: distribute.Cluster | None = None) -> Path:
+    cluster = cluster or distribute.make_cluster("default")
     infos: dict[str, Any] = {}
     for name in models:
         mstate = state.get("models", {}).get(name, {})
@@ -243,14 +283,15 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
             infos[name] = mstate["info"]
             continue
         infos[name] = train_one(name, cfg, ds.classes, splits, writer, state, cache, progress,
-                                say).info
+                                say, cluster.strategy.scope).info
     split_info = {"strategy": "official-test" if cfg.official_test else
                   ("dedup-stratified" if cfg.dedupe else "stratified"),
                   "seed": cfg.seed, "train": len(splits.train), "val": len(splits.val),
                   "test": len(splits.test), **{k: v for k, v in splits.info.items()
                                                if k not in ("train", "val", "test")}}
-    return writer.finalize(run_manifest(cfg, ds, split_info, infos),
-                           before_rename=before_rename)
+    manifest = run_manifest(cfg, ds, split_info, infos)
+    manifest["distribution"] = cluster.manifest(cfg.batch_size)
+    return writer.finalize(manifest, before_rename=before_rename)
 
 
 def run_title(split_info: dict[str, Any]) -> str:

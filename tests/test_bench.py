@@ -342,6 +342,8 @@ def test_cli_rejects_bad_input_with_one_line(tmp_path):
         (["--quick", "--uploads", "0"], "--uploads must be at least 1"),
         (["--quick", "--target", "mobilenetv2=2"], "must be in (0, 1]"),
         (["--quick", "--run", "nope", "--artifacts", str(tmp_path)], "run 'nope' not found"),
+        (["--quick", "--stream", "0,1000"], "--stream sizes must be at least 1"),
+        (["--quick", "--stream", "lots"], "--stream takes folder sizes"),
     ]
     for args, message in cases:
         r = runner.invoke(app, ["bench", "--out", str(tmp_path / "out"), *args])
@@ -408,3 +410,24 @@ def test_bench_quick_writes_a_complete_report(tmp_path):
         assert heading in md
     after = sorted(p.name for p in repo_bench.iterdir()) if repo_bench.is_dir() else []
     assert after == before  # the test writes only into its tmp folder
+
+
+@pytest.mark.slow
+def test_streaming_benchmark_measures_each_folder_in_a_child(smoke_run, tmp_path):
+    from pipeline.bench.streaming import jpeg_folder, stream_benchmark
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (80, 90, 3), dtype=np.uint8) for _ in range(3)]
+    folder = jpeg_folder(imgs, 5, tmp_path / "jpegs")
+    assert sorted(p.name for p in folder.iterdir()) == [f"slice-{i:06d}.jpg" for i in range(5)]
+    assert (folder / "slice-000000.jpg").read_bytes() == (folder / "slice-000003.jpg").read_bytes()
+    st = stream_benchmark(smoke_run, imgs, tmp_path / "work", counts=(4, 9), model="custom_cnn")
+    assert [r["n"] for r in st["runs"]] == [4, 9]
+    for r in st["runs"]:
+        assert "error" not in r, r
+        assert r["written"] == r["n"] and r["failed"] == 0
+        assert r["images_per_s"] > 0 and r["peak_rss_mb"] > 0
+    assert st["rss_growth"] == round(st["runs"][1]["peak_rss_mb"] / st["runs"][0]["peak_rss_mb"]
+                                     - 1, 4)
+    md = to_markdown({"streaming": st})
+    assert "## Streaming predict (custom_cnn" in md and "| 9 |" in md

@@ -89,3 +89,40 @@ def test_cli_shards_split_a_folder_and_concatenate(smoke_run: Path, synth_data: 
     bad = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--shard", "2/2",
                           str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_explain_streams_a_folder_in_chunks(smoke_run: Path, synth_data: Path, tmp_path: Path):
+    """Chunks of 2 give the rows and overlay names of one batch; bad files are met in order."""
+    from pipeline.explain import Explainer
+    from pipeline.explain.batch import explain_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for src in sorted(synth_data.glob("Testing/*/*.png"))[:5]:
+        (folder / f"{src.parent.name}-{src.name}").write_bytes(src.read_bytes())
+    (folder / "broken.png").write_bytes(b"not an image")
+    paths = expand_inputs([folder])
+    run = open_run(smoke_run)
+    explainers = {"custom_cnn": Explainer(run.load_model("custom_cnn"),
+                                          run.model_info("custom_cnn")["gradcam_layer"])}
+    results = {}
+    for chunk in (2, 100):
+        bad: list[str] = []
+        ticks: list[tuple[int, int]] = []
+        rows, failures = explain_files(
+            run, explainers, paths, tmp_path / f"out{chunk}", method="gradcam", target=None,
+            alpha=0.4, outline=None, chunk=chunk,
+            on_unreadable=lambda p, why, seen=bad: seen.append(p),
+            progress=lambda desc, done, total, seen=ticks: seen.append((done, total)))
+        assert [f["path"] for f in failures] == bad == [str(folder / "broken.png")]
+        assert [r["path"] for r in rows] == [str(p) for p in paths if p.name != "broken.png"]
+        assert ticks[-1] == (6, 6) and len(ticks) == 1 + (3 if chunk == 2 else 1)
+        for r in rows:
+            assert (tmp_path / f"out{chunk}" / r["models"]["custom_cnn"]["overlay"]).is_file()
+        results[chunk] = rows
+    small, whole = ([r["models"]["custom_cnn"] for r in results[c]] for c in (2, 100))
+    for a, b in zip(small, whole, strict=True):  # same overlays and answers in any chunking
+        assert (a["overlay"], a["predicted"], a["target"]) == \
+            (b["overlay"], b["predicted"], b["target"])
+        assert a["probs"] == pytest.approx(b["probs"], abs=1e-4)

@@ -36,6 +36,7 @@ class BenchOptions:
     uploads: int | None = None  # browser uploads timed
     dashboard: bool = True
     dashboard_only: bool = False  # re-measure the dashboard into the newest full report
+    stream_counts: tuple[int, ...] = ()  # folder sizes for streaming predict; () skips it
     seed: int = 42
     command: str = ""
 
@@ -51,7 +52,8 @@ class BenchOptions:
             naive_max_epochs=self.naive_max_epochs or (2 if quick else 100),
             repeats=self.repeats or (5 if quick else 30),
             uploads=self.uploads or (3 if quick else 7),
-            dashboard=self.dashboard, dashboard_only=self.dashboard_only, seed=self.seed,
+            dashboard=self.dashboard, dashboard_only=self.dashboard_only,
+            stream_counts=tuple(self.stream_counts), seed=self.seed,
             command=self.command,
         )
 

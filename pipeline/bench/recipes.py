@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -166,10 +167,12 @@ def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
                 raise _Stop
 
     cached = built.transfer and cfg.cache_features
-    job = FitJob(built, mc, cfg, train, val, len(classes), checkpoint=checkpoint,
-                 say=lambda m: None)
-    with contextlib.suppress(_Stop):
-        fit(job)
+    with tempfile.TemporaryDirectory(prefix="bench-features-") as scratch:
+        # activations on disk, as `train` caches them (pipeline.feature_cache)
+        job = FitJob(built, mc, cfg, train, val, len(classes), checkpoint=checkpoint,
+                     say=lambda m: None, scratch=Path(scratch) if cached else None)
+        with contextlib.suppress(_Stop):
+            fit(job)
     if cached:
         how = (f"decode + head-crop once into memory; backbone activations cached at the cut "
                f"point for {mc.aug_views if cfg.augment else 1} views; head on pooled features "

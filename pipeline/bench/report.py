@@ -74,6 +74,7 @@ def to_markdown(report: dict[str, Any]) -> str:
              *_md_training(report.get("training", {})),
              *_md_explain(report.get("explain", {})),
              *_md_predict(report.get("predict", {})),
+             *_md_streaming(report.get("streaming") or {}),
              *_md_dashboard(report.get("dashboard", {}), report.get("dashboard_remeasured")),
              *_md_memory(report.get("memory", {})),
              *_md_goals(report.get("goals_check", {})),
@@ -165,6 +166,21 @@ def _md_predict(p: dict[str, Any]) -> list[str]:
                          f"{v['batch_images_per_s']:.0f} |")
     if p.get("both_models_one_image_ms"):
         lines.append(f"| both models | {_ms(p['both_models_one_image_ms'])} | – | – |")
+    return lines
+
+
+def _md_streaming(st: dict[str, Any]) -> list[str]:
+    if not st.get("runs"):  # skipped, or a report from before streaming was measured
+        return []
+    lines = ["", f"## Streaming predict ({st['model']}, {st['format']} files, batch "
+             f"{st['batch_size']}, `predict --out`)", "",
+             "| files | images/s | peak RSS (MB) |", "|---|---|---|"]
+    for r in st["runs"]:
+        lines.append(f"| {r['n']} | {_f(r.get('images_per_s'))} | {_f(r.get('peak_rss_mb'))} |")
+    growth = st.get("rss_growth")
+    lines += ["", f"Peak RSS growth from the smallest to the largest folder: "
+              f"{'–' if growth is None else f'{growth:+.1%}'} (target {st['targets']['rss_growth']}"
+              f"); throughput target {st['targets']['images_per_s']} images/s."]
     return lines
 
 

@@ -24,6 +24,7 @@ from pipeline.bench.latency import explain_benchmark, predict_benchmark
 from pipeline.bench.machine import load_average, machine_facts
 from pipeline.bench.options import BenchOptions, SayFn, check_options
 from pipeline.bench.report import goal_texts, goals_check, to_markdown
+from pipeline.bench.streaming import stream_benchmark
 from pipeline.bench.training import training_benchmark
 from pipeline.names import Progress, no_progress
 
@@ -122,6 +123,8 @@ def _measure(opts: BenchOptions, work: Path, say: SayFn, tick: Callable[[str], N
         report["explain"] = explain_benchmark(run, per_model, opts.repeats, tick)
     with _section(sections, "predict"):
         report["predict"] = predict_benchmark(run, raw, opts.repeats, opts.quick, tick)
+    with _section(sections, "streaming"):
+        report["streaming"] = _streaming_section(opts, run.path, raw, work, tick)
     with _section(sections, "dashboard"):
         report["dashboard"] = _dashboard_section(opts, run.path, picks, work, tick)
     memory["dashboard_mb"] = report["dashboard"].get("peak_rss_mb")
@@ -129,6 +132,15 @@ def _measure(opts: BenchOptions, work: Path, say: SayFn, tick: Callable[[str], N
         memory["dashboard_mb_reason"] = report["dashboard"]["upload_to_heatmaps_reason"]
     memory["definition"] = MEMORY_DEFINITION
     report["memory"] = memory
+
+
+def _streaming_section(opts: BenchOptions, run_dir: Path, raw: list[Any], work: Path,
+                       tick: Callable[[str], None]) -> dict[str, Any]:
+    if not opts.stream_counts:
+        return {"skipped": "not asked for (--stream 1000,10000)"}
+    tick("streaming predict over JPEG folders")
+    model = "mobilenetv2" if "mobilenetv2" in opts.models else opts.models[0]
+    return stream_benchmark(run_dir, raw, work, opts.stream_counts, model)
 
 
 def _dashboard_section(opts: BenchOptions, run_dir: Path, picks: list[Any], work: Path,

@@ -37,6 +37,8 @@ def bench(
                                         help="measure only the dashboard (on --run, default "
                                         "latest) and merge it into the newest full report in "
                                         "--out, written as today's report"),
+    stream: str = typer.Option(None, "--stream", help="folder sizes for streaming predict "
+                               "(JPEG copies, MobileNetV2), e.g. 1000,10000; default: skipped"),
 ) -> None:
     """Training speed vs the naive recipe, explanation latency vs the floor, prediction,
     dashboard and memory, in one run; writes a JSON and a Markdown report."""
@@ -52,6 +54,7 @@ def bench(
     models = tuple(_model_list(model, MODELS, MODELS, what="--model",
                                hint=f"choose {', '.join(MODELS)} or all"))
     _check_bench_limits(max_minutes, repeats, uploads)
+    stream_counts = _stream_counts(stream)
     try:
         targets = parse_targets(target, models)
         run_dir = resolve_run(artifacts_dir, run_) if run_ is not None else None
@@ -60,6 +63,7 @@ def bench(
     opts = BenchOptions(out_dir=out, quick=quick, data_dir=data, run_dir=run_dir, models=models,
                         targets=targets, max_minutes=max_minutes, repeats=repeats,
                         uploads=uploads, dashboard=dashboard, dashboard_only=dashboard_only,
+                        stream_counts=stream_counts,
                         command="python -m pipeline bench " + " ".join(sys.argv[2:]))
     try:
         with progress_bar() as update:
@@ -79,6 +83,19 @@ def _check_bench_limits(max_minutes: float | None, repeats: int | None,
     for flag, value in (("--repeats", repeats), ("--uploads", uploads)):
         if value is not None and value < 1:
             fail(f"{flag} must be at least 1, got {value}")
+
+
+def _stream_counts(spec: str | None) -> tuple[int, ...]:
+    """"1000,10000" -> (1000, 10000); fails in one line unless positive whole numbers."""
+    if not spec:
+        return ()
+    try:
+        counts = tuple(int(part) for part in spec.split(","))
+    except ValueError:
+        fail(f"--stream takes folder sizes like 1000,10000, got {spec!r}")
+    if not counts or min(counts) < 1:
+        fail(f"--stream sizes must be at least 1, got {spec!r}")
+    return counts
 
 
 def _say_dim(message: str) -> None:

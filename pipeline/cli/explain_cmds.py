@@ -24,8 +24,6 @@ from pipeline.cli.common import (
 from pipeline.explain import METHODS, OUTSIDE_HEAD_MESSAGE
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from pipeline.artifacts import Run
     from pipeline.explain import Explainer
 
@@ -34,7 +32,8 @@ EXPLAIN_METHODS_HELP = " | ".join(METHODS)
 
 
 def explain(
-    images_: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files"),
+    images_: list[Path] = typer.Argument(..., metavar="IMAGE...",
+                                         help="image files or folders (searched recursively)"),
     out: Path = typer.Option(..., "--out", help="folder for overlay PNGs and explain.json"),
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
@@ -47,8 +46,11 @@ def explain(
     outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
 ) -> None:
-    """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats."""
+    """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats.
+
+    Files are decoded and explained 32 at a time, so folders of any size fit in memory."""
     from pipeline.artifacts import write_json_atomic
+    from pipeline.stream import expand_inputs
 
     _check_explain_options(method, alpha, outline)
     run = _open_run(artifacts_dir, run_)
@@ -57,17 +59,15 @@ def explain(
     if layer is not None and len(names) != 1:
         fail("--layer names a layer of one model; pick that model with --model")
     target_idx = _target_index(target, run.class_names)
-    decoded, failures = _read_images(images_)
+    paths = expand_inputs(images_)
     header = {"run_id": run.run_id, "method": method, "target": target, "alpha": alpha}
-    if not decoded:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "explain.json", {**header, "images": [], "errors": failures})
-        fail(f"none of the {len(images_)} file(s) is a usable image; nothing to explain", code=1)
     explainers = _load_explainers(run, names, layer)
     out.mkdir(parents=True, exist_ok=True)
-    rows = _write_overlays(run, explainers, decoded, out, method=method, target=target_idx,
-                           alpha=alpha, outline=outline)
+    rows, failures = _write_overlays(run, explainers, paths, out, method=method,
+                                     target=target_idx, alpha=alpha, outline=outline)
     write_json_atomic(out / "explain.json", {**header, "images": rows, "errors": failures})
+    if not rows:
+        fail(f"none of the {len(paths)} file(s) is a usable image; nothing to explain", code=1)
     _print_explained(rows, len(names), out)
     if failures:
         raise typer.Exit(1)
@@ -85,23 +85,6 @@ def _check_explain_options(method: str, alpha: float, outline: float | None) -> 
         fail(f"--outline must be a percentage in (0, 100], got {outline}")
 
 
-def _read_images(paths: list[Path]) -> tuple[list[tuple[Path, np.ndarray]], list[dict]]:
-    """Decode every file: ([(path, RGB image)], [{"path", "error"}] for the unusable ones).
-
-    Each unusable file is also reported on stderr, one line each.
-    """
-    from pipeline import images
-
-    decoded, failures = [], []
-    for p in paths:
-        try:
-            decoded.append((p, images.read_image(p)))
-        except images.ImageError as exc:
-            failures.append({"path": str(p), "error": str(exc)})
-            _report_unreadable(str(p), str(exc))
-    return decoded, failures
-
-
 def _load_explainers(run: Run, names: list[str], layer: str | None) -> dict[str, Explainer]:
     """An Explainer per model of `run`, on `layer` or the model's recorded gradcam_layer."""
     from pipeline.artifacts import ArtifactError
@@ -117,16 +100,18 @@ def _load_explainers(run: Run, names: list[str], layer: str | None) -> dict[str,
     return explainers
 
 
-def _write_overlays(run: Run, explainers: dict[str, Explainer],
-                    decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str,
-                    target: int | None, alpha: float, outline: float | None) -> list[dict]:
-    """`explain.batch.write_overlays` with a progress bar; a model's error fails in one line."""
-    from pipeline.explain.batch import write_overlays
+def _write_overlays(run: Run, explainers: dict[str, Explainer], paths: list[Path], out: Path,
+                    *, method: str, target: int | None, alpha: float, outline: float | None
+                    ) -> tuple[list[dict], list[dict]]:
+    """`explain.batch.explain_files` with a progress bar; unusable files reported one line each
+    as they are met; a model's error fails in one line."""
+    from pipeline.explain.batch import explain_files
 
     with progress_bar() as update:
         try:
-            return write_overlays(run, explainers, decoded, out, method=method, target=target,
-                                  alpha=alpha, outline=outline, progress=update)
+            return explain_files(run, explainers, paths, out, method=method, target=target,
+                                 alpha=alpha, outline=outline, progress=update,
+                                 on_unreadable=_report_unreadable)
         except ValueError as exc:
             fail(str(exc))
 

@@ -58,9 +58,11 @@ def _build_config(profile_name: str, config: Path | None, image_size: int | None
 
 
 def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: list[str],
-                        resume: str | None, evaluate: bool) -> Path:
+                        resume: str | None, evaluate: bool, strategy: str = "default"
+                        ) -> Path | None:
     """`train_run` with a progress bar (expected errors fail in one line); with `evaluate`, the
-    test split is evaluated inside the run before it becomes final. Returns the run folder."""
+    test split is evaluated inside the run before it becomes final. Returns the run folder
+    (None on a multi-worker run's non-chief workers, which write no run)."""
     from pipeline.artifacts import ArtifactError
     from pipeline.data import DatasetError
     from pipeline.models import WeightsError
@@ -69,9 +71,12 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
     with progress_bar() as update:
         try:
             run_dir = train_run(cfg, data, out, models, resume=resume, progress=update, say=say,
-                                evaluate=evaluate)
+                                evaluate=evaluate, strategy=strategy)
         except (DatasetError, WeightsError, ArtifactError, ValueError) as exc:
             fail(str(exc))
+    if run_dir is None:
+        err.print("[green]worker finished:[/] the chief wrote the run")
+        return None
     evaluated = evaluate and (run_dir / "comparison.json").is_file()
     err.print(f"[green]run complete{' and evaluated' if evaluated else ''}:[/] {run_dir}")
     return run_dir
@@ -90,6 +95,8 @@ def train(
     resume: str = typer.Option(None, "--resume", help="continue an interrupted run by id"),
     config: Path = typer.Option(None, "--config", help="JSON config overriding the profile"),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate at the end"),
+    strategy: str = typer.Option("default", "--strategy",
+                                 help="default | mirrored (local GPUs) | multiworker (TF_CONFIG)"),
 ) -> None:
     """Train models and write a self-describing run folder (evaluated at the end)."""
     models = _model_list(model)
@@ -98,7 +105,7 @@ def train(
             fail("--data is required (or --resume RUN_ID)")
         _existing_dir(data, "data folder")
     cfg = _build_config(profile_name, config, image_size, epochs, weights, official_test, models)
-    _train_and_evaluate(cfg, data, out, models, resume, evaluate)
+    _train_and_evaluate(cfg, data, out, models, resume, evaluate, strategy)
 
 
 def run(

@@ -1,6 +1,8 @@
 """Explaining a batch of files: overlay PNGs with stable, distinct names and explain.json rows.
 
 The `explain` command's work, apart from parsing and printing (pipeline/cli/explain_cmds.py).
+`explain_files` streams: `EXPLAIN_CHUNK` files are decoded, explained and written at a time,
+so memory does not grow with the folder (only explain.json's small rows are kept).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from pipeline.geometry import prepare_image
 from pipeline.names import Progress, no_progress
 
 OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
+# Files decoded and explained at once: gradients of 32 MobileNetV2 inputs fit in a few hundred MB
+EXPLAIN_CHUNK = 32
 
 
 def overlay_bases(paths: list[Path]) -> list[str]:
@@ -57,18 +62,20 @@ def overlay_bases(paths: list[Path]) -> list[str]:
 def write_overlays(run: Run, explainers: dict[str, Explainer],
                    decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str,
                    target: int | None, alpha: float, outline: float | None,
-                   progress: Progress = no_progress) -> list[dict[str, Any]]:
+                   progress: Progress = no_progress, bases: list[str] | None = None
+                   ) -> list[dict[str, Any]]:
     """Explain every image with every model, write one overlay PNG each into `out`.
 
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
     probabilities, explained class, layer, heatmap stats, the shortcut alarm
     (`energy_outside_head`, `outside_head_flag`) and the overlay's file name.
-    ValueError names the model whose explanation failed.
+    ValueError names the model whose explanation failed. `bases` (one per image) are the
+    overlay names when the images are part of a longer list (`overlay_bases` of it).
     """
     from pipeline.calibration import apply_temperature, read_temperatures
 
     temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
-    bases = overlay_bases([p for p, _ in decoded])
+    bases = bases if bases is not None else overlay_bases([p for p, _ in decoded])
     rows: list[dict[str, Any]] = [{"path": str(p), "overlay_base": base, "models": {}}
                                   for (p, _), base in zip(decoded, bases, strict=True)]
     for k, (name, explainer) in enumerate(explainers.items()):
@@ -109,3 +116,37 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
         "heatmap": heatmap_stats(ex.heatmaps[i]),
         "overlay": overlay,
     }
+
+
+def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Path], out: Path,
+                  *, method: str, target: int | None, alpha: float, outline: float | None,
+                  chunk: int = EXPLAIN_CHUNK, progress: Progress = no_progress,
+                  on_unreadable: Callable[[str, str], None] | None = None
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """`write_overlays` over `paths`, `chunk` files at a time: (rows, [{"path", "error"}]).
+
+    Overlay names come from the whole list, so they are the same as in one batch; each
+    unusable file is passed to `on_unreadable(path, reason)` as it is met.
+    """
+    from pipeline import images
+
+    bases = overlay_bases(list(paths))
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    progress("explain", 0, len(paths))
+    for start in range(0, len(paths), chunk):
+        decoded, names = [], []
+        for k in range(start, min(start + chunk, len(paths))):
+            try:
+                decoded.append((paths[k], images.read_image(paths[k])))
+                names.append(bases[k])
+            except images.ImageError as exc:
+                failures.append({"path": str(paths[k]), "error": str(exc)})
+                if on_unreadable:
+                    on_unreadable(str(paths[k]), str(exc))
+        if decoded:
+            rows += write_overlays(run, explainers, decoded, out, method=method, target=target,
+                                   alpha=alpha, outline=outline, bases=names)
+        progress("explain", min(start + chunk, len(paths)), len(paths))
+    return rows, failures
