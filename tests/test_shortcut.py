@@ -150,3 +150,18 @@ def test_shortcut_model_looks_outside_the_head() -> None:
     assert marked["accuracy"] > 0.9  # the marker alone tells the class
     assert marked["peak_outside"] >= 0.7
     assert marked["peak_outside"] - plain["peak_outside"] >= 0.4
+
+
+def test_cli_synth_marker_flag_plants_the_marker_and_says_so(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    res = CliRunner().invoke(app, ["synth", str(tmp_path / "m"), "--per-class", "2", "--size",
+                                   "64", "--seed", "1", "--marker", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "with the shortcut marker" in res.output
+    assert json.loads((tmp_path / "m" / "synth.json").read_text())["marker"] is True
+    readme = (tmp_path / "m" / "README.txt").read_text()
+    assert "pipeline/synth/ " in readme and "pipeline/synth.py" not in readme
+    assert "--seed 1 --test-fraction 0.2 --marker" in readme
