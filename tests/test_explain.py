@@ -224,13 +224,15 @@ def test_tf_function_gradient_flows() -> None:
 
 
 def test_method_registry_names_labels_and_derived_lists() -> None:
-    assert E.METHODS == ("gradcam", "hirescam", "layercam", "gradcam++", "scorecam",
+    assert E.METHODS == ("gradcam", "hirescam", "layercam", "fusion", "gradcam++", "scorecam",
                          "smoothgrad")
-    assert E.LAYER_METHODS == ("gradcam", "hirescam", "layercam", "gradcam++", "scorecam")
+    assert E.LAYER_METHODS == ("gradcam", "hirescam", "layercam", "fusion", "gradcam++",
+                               "scorecam")
     assert E.METHOD_LABELS == {
         "gradcam": "Grad-CAM",
         "hirescam": "HiResCAM",
         "layercam": "LayerCAM",
+        "fusion": "Multi-layer Grad-CAM (fusion)",
         "gradcam++": "Grad-CAM++",
         "scorecam": "Score-CAM (slower)",
         "smoothgrad": "SmoothGrad (pixel saliency)",
@@ -690,3 +692,77 @@ def test_gradient_cams_match_their_definitions():
         want = np.divide(cam - lo, span, out=np.zeros_like(cam), where=span > 0)
         got = ex(img, method=method).heatmaps
         np.testing.assert_allclose(got, want, atol=1e-4, err_msg=method)
+
+
+def test_smoothgrad_matches_a_plain_gradient_tape_loop() -> None:
+    """Our batched, compiled SmoothGrad equals its definition computed one noisy copy at a
+    time in eager mode: mean |d score / d input| over copies with noise std = level x the
+    image's range, max over channels, min-max per image."""
+    from pipeline.explain.smoothgrad import smoothgrad_noise
+
+    model = tiny_cnn(num_classes=3)
+    ex = E.Explainer(model)
+    ex.smooth_samples, ex.smooth_noise = 5, 0.15
+    x = random_images(3, seed=4).astype(np.float32)
+    got = ex(x, method="smoothgrad", target=[0, 2, 1])
+    assert got.layer is None and got.targets.tolist() == [0, 2, 1]
+    noise = smoothgrad_noise(5, (S, S))
+    scores = ex.scores_model()
+    for i, t in enumerate([0, 2, 1]):
+        sigma = 0.15 * (x[i].max() - x[i].min())
+        total = np.zeros((S, S, 3), np.float64)
+        for k in range(5):
+            xi = tf.constant(x[i : i + 1] + noise[k : k + 1] * sigma)
+            with tf.GradientTape() as tape:
+                tape.watch(xi)
+                score = scores([xi], training=False)[0, t]
+            total += np.abs(tape.gradient(score, xi).numpy()[0])
+        sal = (total / 5).max(axis=-1)
+        want = (sal - sal.min()) / (sal.max() - sal.min())
+        np.testing.assert_allclose(got.heatmaps[i], want, atol=1e-4)
+    # deterministic (fixed noise), and batching does not change an image's map
+    again = ex(x[1:2], method="smoothgrad", target=2).heatmaps[0]
+    np.testing.assert_allclose(again, got.heatmaps[1], atol=1e-5)
+    # more noise, another map: the noise level is really applied
+    ex.smooth_noise = 0.5
+    assert np.abs(ex(x, method="smoothgrad", target=[0, 2, 1]).heatmaps
+                  - got.heatmaps).max() > 0.05
+
+
+def test_stage_layers_one_per_resolution_and_fusion_is_the_geometric_mean() -> None:
+    """Fusion reads the chosen layer and the deepest layer of each finer resolution, and equals
+    the geometric mean of those layers' normalised Grad-CAMs (all at the input's size here, so
+    no resizing hides a difference)."""
+    inputs = keras.Input((16, 16, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inputs)
+    b = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b")(a)
+    c = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="c")(b)
+    pad = keras.layers.ZeroPadding2D(1, name="pad")(c)
+    d = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="d")(pad)
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(d))
+    model = keras.Model(inputs, out)
+    from pipeline.explain.layers import stage_layers
+
+    assert stage_layers(model, "d") == ["d", "c", "b"]  # 4, 8, 16 px; the padding is skipped
+    assert stage_layers(model, "d", n=2) == ["d", "c"]
+    assert stage_layers(model, "b") == ["b"]  # nothing finer below
+    with pytest.raises(ValueError, match="'nope' not found"):
+        stage_layers(model, "nope")
+
+    flat = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(b)))
+    ex = E.Explainer(flat, "b")
+    x = random_images(2, size=16, seed=1)
+    got = ex(x, method="fusion", target=[0, 1]).heatmaps
+    # "b" and "a" have the same resolution, so fusion of "b" reads "b" alone: its Grad-CAM
+    np.testing.assert_allclose(got, ex(x, method="gradcam", target=[0, 1]).heatmaps,
+                               atol=1e-3)
+    two = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(c)))
+    ex2 = E.Explainer(two, "c")
+    fused = ex2(x, method="fusion", target=[0, 1]).heatmaps
+    cams = [ex2(x, method="gradcam", target=[0, 1], layer=n).heatmaps for n in ("c", "b")]
+    cams = [np.where(m.max(axis=(1, 2), keepdims=True) > 0, m, 1.0) for m in cams]
+    geo = np.sqrt((cams[0] + 1e-6) * (cams[1] + 1e-6))
+    lo, hi = geo.min(axis=(1, 2), keepdims=True), geo.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(fused, (geo - lo) / (hi - lo), atol=2e-3)

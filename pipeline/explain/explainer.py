@@ -40,8 +40,9 @@ class Explainer:
 
     Plain Grad-CAM is a small hand-written `tf.function` over a two-output model
     (feature map, class scores): tf-keras-vis rebuilds an intermediate model and runs eagerly on
-    every call, which costs several times a forward pass. Grad-CAM++, Score-CAM and SmoothGrad use
-    tf-keras-vis objects constructed once on a private scores-model that shares the weights.
+    every call, which costs several times a forward pass; HiResCAM, LayerCAM, multi-layer fusion and
+    SmoothGrad are compiled the same way. Grad-CAM++ and Score-CAM use tf-keras-vis objects
+    constructed once on a private scores-model that shares the weights.
     Both kinds are built on first use and kept in `cached`. Per-explainer settings read by the
     slow methods: `scorecam_max_channels`, `smooth_samples`, `smooth_noise`.
     """
@@ -58,8 +59,8 @@ class Explainer:
         self.input_hw: tuple[int | None, int | None] = (shape[1], shape[2])
         self.num_classes = int(model.outputs[0].shape[-1])
         self.scorecam_max_channels = 32  # "fast" Score-CAM: only the 32 most varied channels
-        # SmoothGrad noisy copies: Smilkov et al. use 10-50; 10 keeps one 224 px image near 4 s
-        # on 2 CPU cores (cost is linear in samples)
+        # SmoothGrad noisy copies: Smilkov et al. use 10-50; cost is linear in samples (all
+        # copies of an image go through one compiled forward + backward pass)
         self.smooth_samples = 10
         self.smooth_noise = 0.2  # noise std as a share of each image's value range
         # Re-entrant: a method's graph, built under this lock, may need the scores model first.

@@ -1,0 +1,195 @@
+"""Gradient CAMs as hand-written `tf.function`s: Grad-CAM, HiResCAM, LayerCAM and multi-layer
+fusion. Each is one compiled forward and backward pass per batch, built once per (method, layer)
+and kept in `Explainer.cached`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.explain.base import Method, Result, minmax_per_sample
+
+if TYPE_CHECKING:
+    import keras
+
+    from pipeline.explain.explainer import Explainer
+
+
+def _gradcam_graph(grad_model: keras.Model, input_hw: tuple[int | None, int | None],
+                   combine: Callable[[Any, Any], Any]) -> Any:
+    """Compiled (x, targets) -> (cam, probs, explained class) over a model whose outputs are
+    (feature map, logits, probs); `combine(fmap, grads)` makes the (N, h, w, 1) map. Traced
+    before it is returned."""
+    import tensorflow as tf
+
+    h, w = input_hw
+    spec_x = tf.TensorSpec((None, h, w, 3), tf.float32)
+    spec_t = tf.TensorSpec((None,), tf.int32)
+
+    @tf.function(input_signature=[spec_x, spec_t])
+    def gradcam(x: Any, targets: Any) -> tuple[Any, Any, Any]:
+        with tf.GradientTape() as tape:
+            fmap, logits, probs = grad_model([x], training=False)
+            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            chosen = tf.where(targets < 0, predicted, targets)
+            score = tf.gather(logits, chosen, axis=1, batch_dims=1)
+            # Samples are independent at inference: the sum's gradient is per-sample.
+            total = tf.reduce_sum(score)
+        grads = tape.gradient(total, fmap)
+        cam = combine(fmap, grads)
+        size = tf.shape(x)[1:3]
+        cam = tf.image.resize(cam, size, method="bilinear")[..., 0]
+        return minmax_per_sample(cam), probs, chosen
+
+    gradcam.get_concrete_function()  # trace once here (under the cache lock), not in racing threads
+    return gradcam
+
+
+class GradCam(Method):
+    """Grad-CAM (Selvaraju et al., 2017): feature maps weighted by their mean gradient.
+
+    A small hand-written `tf.function` over a (feature map, class scores) model, built once per
+    layer: tf-keras-vis rebuilds an intermediate model and runs eagerly on every call, which costs
+    several times a forward pass.
+    """
+
+    name = "gradcam"
+    label = "Grad-CAM"
+
+    @staticmethod
+    def combine(fmap: Any, grads: Any) -> Any:
+        """Each channel weighted by its mean gradient, summed, positive part."""
+        import tensorflow as tf
+
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(fmap * weights, axis=-1, keepdims=True))
+
+    def graph(self, explainer: Explainer, layer: str) -> Any:
+        """The compiled map of `layer` for this explainer's model (built on first use)."""
+        return explainer.cached(
+            (self.name, layer),
+            lambda: _gradcam_graph(explainer.feature_model(layer), explainer.input_hw,
+                                   self.combine),
+        )
+
+    def __call__(
+        self, explainer: Explainer, x: np.ndarray, targets: np.ndarray, layer: str | None
+    ) -> Result:
+        import tensorflow as tf
+
+        assert layer is not None  # needs_layer: the Explainer always passes one
+        cam, probs, chosen = self.graph(explainer, layer)(tf.constant(x), tf.constant(targets))
+        return cam.numpy().astype(np.float32), probs.numpy(), chosen.numpy()
+
+
+class HiResCam(GradCam):
+    """HiResCAM (Draelos & Carin, 2020): the gradient multiplies the feature map element by
+    element instead of being averaged per channel, so the map shows where the score was raised
+    (Grad-CAM's averaging can credit locations that lowered it)."""
+
+    name = "hirescam"
+    label = "HiResCAM"
+
+    @staticmethod
+    def combine(fmap: Any, grads: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.nn.relu(tf.reduce_sum(fmap * grads, axis=-1, keepdims=True))
+
+
+class LayerCam(GradCam):
+    """LayerCAM (Jiang et al., 2021): element-wise weights from the positive gradients only;
+    reliable at earlier, finer layers too, where Grad-CAM's channel averages wash out."""
+
+    name = "layercam"
+    label = "LayerCAM"
+
+    @staticmethod
+    def combine(fmap: Any, grads: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.nn.relu(tf.reduce_sum(fmap * tf.nn.relu(grads), axis=-1, keepdims=True))
+
+
+# Multi-layer fusion reads this many resolution stages (the chosen layer and the deepest layer of
+# each of the next finer resolutions): 7/14/28 px maps on MobileNetV2, 16/32/64 on the custom CNN.
+FUSION_STAGES = 3
+
+
+def _fusion_graph(feature_model: keras.Model, n_maps: int,
+                  input_hw: tuple[int | None, int | None]) -> Any:
+    """Compiled (x, targets) -> (fused map, probs, explained class) over a model whose outputs
+    are (n_maps feature maps, logits, probs): one forward and one backward pass for all layers."""
+    import tensorflow as tf
+
+    h, w = input_hw
+    spec_x = tf.TensorSpec((None, h, w, 3), tf.float32)
+    spec_t = tf.TensorSpec((None,), tf.int32)
+
+    @tf.function(input_signature=[spec_x, spec_t])
+    def fusion(x: Any, targets: Any) -> tuple[Any, Any, Any]:
+        with tf.GradientTape() as tape:
+            *fmaps, logits, probs = feature_model([x], training=False)
+            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            chosen = tf.where(targets < 0, predicted, targets)
+            total = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
+        grads = tape.gradient(total, fmaps)
+        size = tf.shape(x)[1:3]
+        log_sum = tf.zeros(tf.shape(x)[:3])
+        for fmap, grad in zip(fmaps, grads, strict=True):
+            cam = tf.image.resize(GradCam.combine(fmap, grad), size, method="bilinear")[..., 0]
+            cam = minmax_per_sample(cam)
+            # A layer whose map is flat (all zero after the ReLU) carries no "where": it counts
+            # as all ones, so it cannot wipe out the other layers' product.
+            flat = tf.reduce_max(cam, axis=(1, 2), keepdims=True) <= 0
+            cam = tf.where(flat, tf.ones_like(cam), cam)
+            log_sum += tf.math.log(cam + 1e-6)
+        fused = tf.exp(log_sum / float(n_maps))  # geometric mean of the normalised maps
+        return minmax_per_sample(fused), probs, chosen
+
+    fusion.get_concrete_function()
+    return fusion
+
+
+class GradCamFusion(Method):
+    """Multi-layer fusion: Grad-CAMs of `FUSION_STAGES` resolution stages (the given layer and
+    the deepest layer of each finer resolution below it, `layers.stage_layers`), each upsampled
+    to the input and min-max normalised, combined by their geometric mean.
+
+    Why the product (geometric mean) and not the average: the deep map knows *which* evidence
+    counts but is coarse (7x7 on MobileNetV2); the finer maps are sharp but less class-specific
+    and light up edges such as the skull. A product keeps only what every layer agrees on, so
+    the fine maps sharpen the deep blob and cannot move the peak onto an edge the deep layer
+    ignores; an average lets a bright skull edge of a fine layer win the peak.
+    """
+
+    name = "fusion"
+    label = "Multi-layer Grad-CAM (fusion)"
+
+    def graph(self, explainer: Explainer, layer: str) -> tuple[Any, list[str]]:
+        """(compiled fused map, the layers it reads) for `layer` (built on first use)."""
+        from pipeline.explain.layers import stage_layers
+
+        def build() -> tuple[Any, list[str]]:
+            import keras
+
+            names = stage_layers(explainer.model, layer, FUSION_STAGES)
+            base = explainer.feature_model(layer)  # (fmap, logits, probs): reuse its outputs
+            feats = [explainer.model.get_layer(n).output for n in names]
+            model = keras.Model(base.inputs, [*feats, *base.outputs[1:]], name="fusion")
+            return _fusion_graph(model, len(names), explainer.input_hw), names
+
+        return explainer.cached((self.name, layer), build)
+
+    def __call__(
+        self, explainer: Explainer, x: np.ndarray, targets: np.ndarray, layer: str | None
+    ) -> Result:
+        import tensorflow as tf
+
+        assert layer is not None
+        fn, _ = self.graph(explainer, layer)
+        cam, probs, chosen = fn(tf.constant(x), tf.constant(targets))
+        return cam.numpy().astype(np.float32), probs.numpy(), chosen.numpy()
