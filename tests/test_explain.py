@@ -766,3 +766,55 @@ def test_stage_layers_one_per_resolution_and_fusion_is_the_geometric_mean() -> N
     geo = np.sqrt((cams[0] + 1e-6) * (cams[1] + 1e-6))
     lo, hi = geo.min(axis=(1, 2), keepdims=True), geo.max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(fused, (geo - lo) / (hi - lo), atol=2e-3)
+
+
+def test_noisy_linear_imputation_solves_the_neighbour_average_equations() -> None:
+    """Without noise every filled pixel is the weighted mean of its 8 neighbours (1/6 direct,
+    1/12 diagonal), kept pixels are untouched, and a linear ramp is filled exactly."""
+    from pipeline.explain.imputation import noisy_linear_impute
+
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 255, (20, 24, 3))
+    gone = np.zeros((20, 24), bool)
+    gone[5:12, 6:15] = True
+    gone[0, 0] = gone[19, 23] = True  # corners: fewer neighbours
+    out = noisy_linear_impute(img, gone, noise=0.0).astype(np.float64)
+    np.testing.assert_allclose(out[~gone], img[~gone], atol=1e-3)
+    pad = np.pad(out, ((1, 1), (1, 1), (0, 0)))
+    wsum = np.pad(np.ones((20, 24)), 1)
+    num, den = np.zeros_like(out), np.zeros((20, 24))
+    for dy, dx, w in ((-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
+                      (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12)):
+        num += w * pad[1 + dy : 21 + dy, 1 + dx : 25 + dx]
+        den += w * wsum[1 + dy : 21 + dy, 1 + dx : 25 + dx]
+    np.testing.assert_allclose(out[gone], (num / den[..., None])[gone], atol=1e-2)
+    ramp = np.repeat(np.tile(np.arange(24.0) * 10, (20, 1))[..., None], 3, axis=2)
+    np.testing.assert_allclose(noisy_linear_impute(ramp, gone[:, :] & (np.arange(24) > 0),
+                                                   noise=0.0)[5:12, 6:15], ramp[5:12, 6:15],
+                               atol=1e-3)
+    noisy = noisy_linear_impute(img, gone, noise=0.01, seed=1)
+    assert 0.5 < float(np.std(noisy[gone] - out[gone])) < 5  # std 0.01 x range ~ 2.5
+    with pytest.raises(ValueError, match="at least one kept pixel"):
+        noisy_linear_impute(img, np.ones((20, 24), bool))
+
+
+def test_road_morf_falls_and_lerf_holds_for_the_right_map() -> None:
+    """On the two-colour model, the map on the red square (class 0's evidence): removing it
+    first (MoRF) kills class 0, removing it last (LeRF) keeps it; a map on the green square
+    does the opposite."""
+    model = two_colour_model()
+    predict = E.Explainer(model).predict
+    img = two_colour_image(red_big=True).astype(np.float32)
+    right = np.zeros((S, S), np.float32)
+    right[4:20, 4:20] = 1.0
+    wrong = np.zeros((S, S), np.float32)
+    wrong[S - 14 : S - 4, S - 14 : S - 4] = 1.0
+    good = E.road(predict, img, right, target=0)
+    bad = E.road(predict, img, wrong, target=0)
+    assert good["fractions"] == [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]
+    assert len(good["morf_curve"]) == len(good["lerf_curve"]) == 6
+    assert good["morf_curve"][0] == good["lerf_curve"][0] > 0.5  # the image itself
+    assert good["morf_auc"] < bad["morf_auc"] - 0.2
+    assert good["lerf_auc"] > good["morf_auc"] + 0.2
+    with pytest.raises(ValueError, match="fractions"):
+        E.road(predict, img, right, target=0, fractions=(0.5, 1.0))

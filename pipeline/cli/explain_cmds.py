@@ -220,7 +220,8 @@ def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path)
 
     table = Table(title=f"explanation quality ({method}), run {run_dir.name}")
     for head in ("model", "n", "with mask", "pointing (chance)", "energy in mask (chance)",
-                 "deletion AUC (random)", "insertion AUC (random)", "sanity ρ",
+                 "deletion AUC (random)", "insertion AUC (random)", "ROAD MoRF / LeRF",
+                 "sanity ρ",
                  "outside head"):
         table.add_column(head, justify="left" if head == "model" else "right")
     for m, r in results.items():
@@ -230,6 +231,7 @@ def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path)
             f"{_fmt(r['energy_in_mask'])} ({_fmt(r['energy_in_mask_chance'])})",
             f"{_fmt(r['deletion_auc'])} ({_fmt(r['deletion_auc_random'])})",
             f"{_fmt(r['insertion_auc'])} ({_fmt(r['insertion_auc_random'])})",
+            f"{_fmt(r.get('road_morf_auc'))} / {_fmt(r.get('road_lerf_auc'))}",
             _fmt(r["sanity_rank_correlation"], 2),
             f"{r['n_outside_head_flagged']} ({_fmt(r['outside_head_alarm_rate'], 2)})",
         )
