@@ -41,7 +41,10 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
     what the user asked for, and Streamlit drops the state of a widget left out of a run.
     """
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
+    # first shown: the run's recorded default method (of the first model; Explainer.method)
+    default = next((getattr(ex, "method", None) for ex in explainers.values()), None)
     method = c1.selectbox("Explanation method", METHODS, key=f"{prefix}_method",
+                          index=METHODS.index(default) if default in METHODS else 0,
                           format_func=lambda m: METHOD_LABELS.get(m, m),
                           help="Grad-CAM is fast and coarse; HiResCAM and LayerCAM keep "
                                "where the evidence is instead of averaging it per channel; "

@@ -55,11 +55,12 @@ def overlay_bases(paths: list[Path]) -> list[str]:
 
 
 def write_overlays(run: Run, explainers: dict[str, Explainer],
-                   decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str,
+                   decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str | None,
                    target: int | None, alpha: float, outline: float | None,
                    progress: Progress = no_progress) -> list[dict[str, Any]]:
     """Explain every image with every model, write one overlay PNG each into `out`.
 
+    `method` None: each explainer's own default (`Explainer.method`).
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
     probabilities, explained class, layer, heatmap stats, the shortcut alarm
     (`energy_outside_head`, `outside_head_flag`) and the overlay's file name.
@@ -81,7 +82,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from exc
         for i in range(len(decoded)):
-            png = out / f"{bases[i]}.{name}.{method.replace('+', 'p')}.png"
+            png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
             png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
                                                   outline_top_percent=outline)))
             probs = ex.probs[i]
@@ -105,6 +106,7 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
         "predicted": class_names[int(np.argmax(probs))],
         "probs": {c: float(p) for c, p in zip(class_names, probs, strict=True)},
         "target": class_names[int(ex.targets[i])],
+        "method": ex.method,
         "layer": ex.layer,
         "heatmap": heatmap_stats(ex.heatmaps[i]),
         "overlay": overlay,

@@ -47,8 +47,11 @@ class Explainer:
     slow methods: `scorecam_max_channels`, `smooth_samples`, `smooth_noise`.
     """
 
-    def __init__(self, model: keras.Model, layer: str | None = None) -> None:
+    def __init__(self, model: keras.Model, layer: str | None = None,
+                 method: str | None = None) -> None:
         self.model = model
+        # the method used when a call names none (a run's recorded choice, else Grad-CAM)
+        self.method = get_method(method or "gradcam").name
         self.valid_layers = conv_layers(model)
         if layer is not None:
             self._check_layer(layer)
@@ -175,17 +178,18 @@ class Explainer:
     def __call__(
         self,
         images: np.ndarray,
-        method: str = "gradcam",
+        method: str | None = None,
         target: int | Sequence[int] | None = None,
         layer: str | None = None,
     ) -> Explanation:
         """Heatmaps for a batch of raw RGB images (N, H, W, 3) in 0-255.
 
-        `method`: a name from `METHODS`. `target`: None explains each image's predicted class;
-        an int or one int per image explains those classes. `layer`: any name from
-        `conv_layers(model)`; default `self.layer` (ignored by methods that read pixels).
+        `method`: a name from `METHODS` (default `self.method`). `target`: None explains each
+        image's predicted class; an int or one int per image explains those classes. `layer`:
+        any name from `conv_layers(model)`; default `self.layer` (ignored by methods that read
+        pixels).
         """
-        spec = get_method(method)
+        spec = get_method(method or self.method)
         if layer is not None:
             self._check_layer(layer)
         use_layer = (layer or self.layer) if spec.needs_layer else None

@@ -3,8 +3,9 @@ and aggregated (the keys and rows of explanations.json).
 
 `explain_model` explains each image with the model and with a weight-randomised copy (sanity),
 then scores each heatmap for localisation (tumour mask), faithfulness (deletion / insertion
-against a random heatmap; ROAD MoRF / LeRF) and the shortcut alarm (heat outside the head). It takes arrays only:
-which images, for which class, and where the file goes is `quality.py`'s job (explain-eval).
+against a random heatmap; ROAD MoRF / LeRF) and the shortcut alarm (heat outside the head). It
+takes arrays only: which images, for which class, and where the file goes is `quality.py`'s job
+(explain-eval).
 """
 
 from __future__ import annotations
