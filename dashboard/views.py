@@ -106,7 +106,7 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     answers = core.answer_flags(results.probs, j, results.low_below, results.unlike(j),
                                 results.shifted_accuracy)
     shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain ({rs[j].outside_head:.0%} "
-                 "of the heatmap outside the head)." for m, rs in results.per_model.items()
+                 "of the hottest 10% outside the head)." for m, rs in results.per_model.items()
                  if rs[j].outside_head_flag]
     return answers, shortcuts
 
@@ -181,7 +181,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
                 if r.outside_head_flag:
                     st.warning(f"Evidence mostly outside the brain: {r.outside_head:.0%} of "
-                               f"this heatmap lies outside the head (alarm above "
+                               f"this heatmap's hottest 10% lies outside the head (alarm above "
                                f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
                                "other than the anatomy, such as text, borders or markers.",
                                icon=":material/warning:")

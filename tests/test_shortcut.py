@@ -32,6 +32,28 @@ def test_energy_outside_head_on_toy_arrays() -> None:
     assert E.OUTSIDE_HEAD_ALARM == 0.5
 
 
+def test_top_outside_head_reads_the_hottest_region_not_the_spread() -> None:
+    """A map whose hottest 10 % sits in a corner outside the head is flagged even when most of
+    its (broad, low) energy is inside, the case the energy share missed; a map hot on the head
+    is not flagged even when its low spill covers the border."""
+    head = np.zeros((20, 20), bool)
+    head[4:16, 4:16] = True  # 144 of 400 pixels: 36 %
+    corner = np.full((20, 20), 0.3, np.float32)
+    corner[:4, :] = 1.0  # a hot band above the head: 20 % of the map
+    assert E.energy_outside_head(corner, head) < 0.8
+    assert E.top_outside_head(corner, head) == 1.0 and E.outside_head_flag(1.0)
+    centre = np.full((20, 20), 0.5, np.float32)
+    centre[6:14, 6:14] = 1.0  # 16 % of the map, on the head
+    assert E.energy_outside_head(centre, head) > 0.5  # the spill alone is "mostly outside"
+    assert E.top_outside_head(centre, head) == 0.0
+    assert not E.outside_head_flag(E.top_outside_head(centre, head))
+    assert np.isnan(E.top_outside_head(np.zeros((20, 20)), head))
+    assert E.top_outside_head(corner, np.kron(head, np.ones((2, 2), bool))) == 1.0  # resized
+    assert E.SHORTCUT_TOP == 0.10
+    with pytest.raises(ValueError, match="top"):
+        E.top_outside_head(corner, head, top=0)
+
+
 def test_head_mask_is_the_crop_blob_and_whole_image_without_a_head() -> None:
     from pipeline.synth import render_phantom
 

@@ -145,8 +145,8 @@ def _print_explained(rows: list[dict], n_models: int, out: Path) -> None:
     alarm when it fires), then a total."""
     for row in rows:
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f}) -> {v['overlay']}"
-                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['energy_outside_head']:.0%} of the "
-                    "heatmap outside the head]" if v.get("outside_head_flag") else "")
+                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the "
+                    "hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
     sys.stdout.write(f"wrote {len(rows) * n_models} overlay(s) and explain.json to "
@@ -253,8 +253,7 @@ def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path)
                              "with a non-empty mask; the others count for faithfulness only\n")
         if r["n_outside_head_flagged"]:
             sys.stdout.write(f"{m}: {r['n_outside_head_flagged']} of {r['n']} heatmaps flagged: "
-                             f"{OUTSIDE_HEAD_MESSAGE} (> {r['outside_head_threshold']:.0%} of the "
-                             "energy outside the head)\n")
+                             f"{OUTSIDE_HEAD_MESSAGE} ({r['outside_head_rule']})\n")
     modes = {r["target_mode"] for r in results.values()}
     sys.stdout.write("explained class: " + ", ".join(sorted(
         _TARGET_WORDS.get(mode, mode) for mode in modes)) + "\n")

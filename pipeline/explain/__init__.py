@@ -39,6 +39,7 @@ _EXPORTS = {
     "energy_in_mask": "metrics", "pointing_game": "metrics", "random_heatmap": "metrics",
     "OUTSIDE_HEAD_ALARM": "metrics", "OUTSIDE_HEAD_MESSAGE": "metrics",
     "energy_outside_head": "metrics", "outside_head_flag": "metrics",
+    "top_outside_head": "metrics", "SHORTCUT_TOP": "metrics",
     "randomize_model": "metrics", "spearman": "metrics", "road": "metrics",
     "ROAD_FRACTIONS": "metrics", "noisy_linear_impute": "imputation",
     "stage_layers": "layers",

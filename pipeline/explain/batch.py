@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.artifacts import Run
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.masks import head_mask_in_frame
-from pipeline.explain.metrics import energy_outside_head, outside_head_flag
+from pipeline.explain.metrics import energy_outside_head, outside_head_flag, top_outside_head
 from pipeline.explain.render import heatmap_stats, render_overlay, to_png
 from pipeline.geometry import prepare_image
 from pipeline.names import Progress, no_progress
@@ -63,7 +63,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     `method` None: each explainer's own default (`Explainer.method`).
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
     probabilities, explained class, layer, heatmap stats, the shortcut alarm
-    (`energy_outside_head`, `outside_head_flag`) and the overlay's file name.
+    (`energy_outside_head`, `top_outside_head`, `outside_head_flag`) and the overlay's file name.
     ValueError names the model whose explanation failed.
     """
     from pipeline.calibration import apply_temperature, read_temperatures
@@ -89,10 +89,12 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             if name in temperatures:
                 probs = apply_temperature(probs, temperatures[name])
             entry = overlay_entry(run.class_names, ex, i, png.name, probs)
-            share = energy_outside_head(ex.heatmaps[i],
-                                        head_mask_in_frame(decoded[i][1], size, crop))
+            head = head_mask_in_frame(decoded[i][1], size, crop)
+            share = energy_outside_head(ex.heatmaps[i], head)
+            top = top_outside_head(ex.heatmaps[i], head)
             entry["energy_outside_head"] = float(share) if np.isfinite(share) else None
-            entry["outside_head_flag"] = outside_head_flag(entry["energy_outside_head"])
+            entry["top_outside_head"] = float(top) if np.isfinite(top) else None
+            entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
             rows[i]["models"][name] = entry
     progress("explain", len(explainers), len(explainers))
     return rows

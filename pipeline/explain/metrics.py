@@ -25,11 +25,15 @@ BASELINES = ("blur", "black")
 # removals, up to seconds for scattered pixel-saliency removals on 2 busy cores).
 ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 
-# Shortcut alarm: a heatmap with more than half of its energy outside the head "mostly looks
-# outside the brain". Half is far above what an unfocused map scores (the area outside the head:
-# ~20 % of a head-cropped real MRI frame, ~40 % of a phantom frame), so a flag means the evidence
-# is concentrated off the head (text, rulers, corner markers, scanner borders), not spill-over of
-# a coarse map across the skull edge.
+# Shortcut alarm (one home for its rule): a heatmap "mostly looks outside the brain" when more
+# than OUTSIDE_HEAD_ALARM of its hottest SHORTCUT_TOP share of pixels lies outside the head.
+# Chosen on phantom models trained with and without a planted corner marker (README, "Shortcut
+# alarm"): the hottest region follows the evidence the model uses, while the share of all
+# energy (the former rule, > 0.5 of the energy outside) is diluted by a coarse map's spread over
+# the whole frame and missed most marker-trained Grad-CAMs. Half of the top region is far above
+# an unfocused map's share (the area outside the head: ~20 % of a head-cropped real MRI frame,
+# ~40 % of a phantom frame).
+SHORTCUT_TOP = 0.10
 OUTSIDE_HEAD_ALARM = 0.5
 OUTSIDE_HEAD_MESSAGE = "evidence mostly outside the brain"
 
@@ -70,8 +74,22 @@ def energy_outside_head(heatmap: np.ndarray, head_mask: np.ndarray) -> float:
     return float("nan") if not np.isfinite(inside) else float(1.0 - inside)
 
 
+def top_outside_head(heatmap: np.ndarray, head_mask: np.ndarray, top: float = SHORTCUT_TOP
+                     ) -> float:
+    """Share of the heatmap's hottest `top` share of pixels that lies outside the head, in
+    [0, 1] (the shortcut alarm's measure). `head_mask` as in `energy_outside_head`. NaN for a
+    flat zero map (no hottest region)."""
+    hm = check_heatmap(heatmap)
+    if not 0 < top <= 1:
+        raise ValueError(f"top must be in (0, 1], got {top}")
+    if hm.max() <= 0:
+        return float("nan")
+    region = hm >= np.quantile(hm, 1.0 - top)
+    return float(np.mean(~mask_like(head_mask, hm.shape)[region]))
+
+
 def outside_head_flag(share: float | None) -> bool:
-    """The shortcut alarm for one heatmap: its `energy_outside_head` exceeds OUTSIDE_HEAD_ALARM."""
+    """The shortcut alarm for one heatmap: its `top_outside_head` exceeds OUTSIDE_HEAD_ALARM."""
     return share is not None and bool(np.isfinite(share)) and share > OUTSIDE_HEAD_ALARM
 
 

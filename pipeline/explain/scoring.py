@@ -22,6 +22,7 @@ from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import (
     OUTSIDE_HEAD_ALARM,
     ROAD_FRACTIONS,
+    SHORTCUT_TOP,
     deletion_insertion,
     energy_in_mask,
     energy_outside_head,
@@ -31,6 +32,7 @@ from pipeline.explain.metrics import (
     randomize_model,
     road,
     spearman,
+    top_outside_head,
 )
 from pipeline.explain.render import heatmap_stats
 from pipeline.names import Progress
@@ -150,6 +152,7 @@ def _image_row(
     dr, ir, dauc_r, iauc_r = deletion_insertion(predict, image, noise, target, steps, baseline)
     has_mask = mask is not None and bool(np.any(mask))
     outside = _finite(energy_outside_head(heatmap, head_mask))
+    top_out = _finite(top_outside_head(heatmap, head_mask))
     row = {
         "target": target,
         "predicted": int(np.argmax(probs)),
@@ -166,7 +169,8 @@ def _image_row(
         "road_lerf_auc": rd["lerf_auc"],
         "sanity_rank_correlation": _finite(spearman(heatmap, random_model_heatmap)),
         "energy_outside_head": outside,
-        "outside_head_flag": outside_head_flag(outside),
+        "top_outside_head": top_out,
+        "outside_head_flag": outside_head_flag(top_out),
         "peak": heatmap_stats(heatmap)["peak"],
     }
     return row, (d, ins, dr, ir, np.array(rd["morf_curve"]), np.array(rd["lerf_curve"]))
@@ -200,7 +204,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "accuracy": _nanmean([float(r["correct"]) for r in rows]),
         # shortcut alarm: share of images whose heatmap is mostly outside the head
         "energy_outside_head": _nanmean([r["energy_outside_head"] for r in rows]),
+        "top_outside_head": _nanmean([r["top_outside_head"] for r in rows]),
         "n_outside_head_flagged": sum(bool(r["outside_head_flag"]) for r in rows),
         "outside_head_alarm_rate": _nanmean([float(r["outside_head_flag"]) for r in rows]),
         "outside_head_threshold": OUTSIDE_HEAD_ALARM,
+        "outside_head_rule": f"more than {OUTSIDE_HEAD_ALARM:.0%} of the hottest "
+                             f"{SHORTCUT_TOP:.0%} of the heatmap outside the head",
     }
