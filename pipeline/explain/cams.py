@@ -193,3 +193,71 @@ class GradCamFusion(Method):
         fn, _ = self.graph(explainer, layer)
         cam, probs, chosen = fn(tf.constant(x), tf.constant(targets))
         return cam.numpy().astype(np.float32), probs.numpy(), chosen.numpy()
+
+
+# Images per compiled Score-CAM call are capped so images x channels stays near this many
+# masked copies: forward passes only, but 64 copies at 224 px already fill 2 cores.
+SCORECAM_COPIES_PER_CALL = 64
+
+
+def _scorecam_graph(feature_model: keras.Model, input_hw: tuple[int | None, int | None],
+                    k: int) -> Any:
+    """Compiled (x, targets) -> (Score-CAM, probs, explained class): the feature map's `k`
+    channels of highest spatial std, each upsampled and min-max normalised, mask the input; a
+    channel's weight is the explained class's softmax probability on its masked input."""
+    import tensorflow as tf
+
+    h, w = input_hw
+    spec_x = tf.TensorSpec((None, h, w, 3), tf.float32)
+    spec_t = tf.TensorSpec((None,), tf.int32)
+
+    @tf.function(input_signature=[spec_x, spec_t])
+    def scorecam(x: Any, targets: Any) -> tuple[Any, Any, Any]:
+        fmap, logits, probs = feature_model([x], training=False)
+        chosen = tf.where(targets < 0, tf.argmax(logits, axis=-1, output_type=tf.int32),
+                          targets)
+        _, idx = tf.math.top_k(tf.math.reduce_std(fmap, axis=(1, 2)), k)  # (N, k)
+        sel = tf.gather(fmap, idx, axis=-1, batch_dims=1)  # (N, h, w, k)
+        size = tf.shape(x)[1:3]
+        up = tf.image.resize(sel, size, method="bilinear")
+        lo = tf.reduce_min(up, axis=(1, 2), keepdims=True)
+        hi = tf.reduce_max(up, axis=(1, 2), keepdims=True)
+        masks = tf.transpose((up - lo) / (hi - lo + 1e-7), [0, 3, 1, 2])[..., None]
+        masked = tf.reshape(x[:, None] * masks, tf.concat([[-1], tf.shape(x)[1:]], axis=0))
+        _, masked_logits, _ = feature_model([masked], training=False)
+        p = tf.reshape(tf.nn.softmax(masked_logits), (tf.shape(x)[0], k, -1))
+        weights = tf.gather(p, chosen, axis=2, batch_dims=1)  # (N, k)
+        cam = tf.nn.relu(tf.einsum("nhwk,nk->nhw", sel, weights))
+        cam = tf.image.resize(cam[..., None], size, method="bilinear")[..., 0]
+        return minmax_per_sample(cam), probs, chosen
+
+    scorecam.get_concrete_function()
+    return scorecam
+
+
+class ScoreCam(Method):
+    """Score-CAM (Wang et al., 2020) on the `explainer.scorecam_max_channels` channels of
+    highest spatial std ("fast" Score-CAM, tf-keras-vis' `max_N` definition), compiled: all
+    masked copies of a few images in one forward pass instead of tf-keras-vis' per-image
+    Python loop (about 5x faster on MobileNetV2)."""
+
+    name = "scorecam"
+    label = "Score-CAM (slower)"
+    cost = "slow"
+
+    def __call__(
+        self, explainer: Explainer, x: np.ndarray, targets: np.ndarray, layer: str | None
+    ) -> Result:
+        import tensorflow as tf
+
+        assert layer is not None
+        n_channels = int(explainer.model.get_layer(layer).output.shape[-1])
+        k = min(explainer.scorecam_max_channels, n_channels)
+        graph = explainer.cached((self.name, layer, k), lambda: _scorecam_graph(
+            explainer.feature_model(layer), explainer.input_hw, k))
+        step = max(1, SCORECAM_COPIES_PER_CALL // k)
+        parts = [graph(tf.constant(x[i : i + step]), tf.constant(targets[i : i + step]))
+                 for i in range(0, len(x), step)]
+        return (np.concatenate([p[0].numpy() for p in parts]).astype(np.float32),
+                np.concatenate([p[1].numpy() for p in parts]),
+                np.concatenate([p[2].numpy() for p in parts]))

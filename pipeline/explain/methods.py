@@ -1,8 +1,8 @@
 """The explanation methods: one small class each, found by name in `REGISTRY`.
 
 Where they live: the gradient CAMs (Grad-CAM, HiResCAM, LayerCAM, multi-layer fusion) in
-`cams.py`, the compiled SmoothGrad in `smoothgrad.py`, the tf-keras-vis methods (Grad-CAM++,
-Score-CAM) here; `base.Method` is the interface.
+`cams.py` with the compiled Score-CAM, the compiled SmoothGrad in `smoothgrad.py`, the
+tf-keras-vis Grad-CAM++ here; `base.Method` is the interface.
 
 A method only computes heatmaps; the `Explainer` validates the request, picks the layer, and
 holds everything built per model (its compiled graphs and tf-keras-vis objects, cached through
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.explain.base import Method, Result
-from pipeline.explain.cams import GradCam, GradCamFusion, HiResCam, LayerCam
+from pipeline.explain.cams import GradCam, GradCamFusion, HiResCam, LayerCam, ScoreCam
 from pipeline.explain.smoothgrad import SmoothGrad
 
 if TYPE_CHECKING:
@@ -104,33 +104,6 @@ class GradCamPlusPlus(_VisMethod):
             return class_score(out) - tf.stop_gradient(tf.reduce_max(out, axis=-1))
 
         return vis(shifted, x, penultimate_layer=layer, seek_penultimate_conv_layer=False)
-
-
-class ScoreCam(_VisMethod):
-    """Score-CAM (Wang et al., 2020), by tf-keras-vis, on the `explainer.scorecam_max_channels`
-    most varied channels ("fast" Score-CAM): one forward pass per channel and image."""
-
-    name = "scorecam"
-    label = "Score-CAM (slower)"
-    cost = "slow"
-
-    def build(self, explainer: Explainer) -> Any:
-        from tf_keras_vis.scorecam import Scorecam
-
-        return Scorecam(explainer.scores_model(), clone=False)
-
-    def run(self, vis: Any, explainer: Explainer, x: np.ndarray, onehot: Any,
-            layer: str | None) -> Any:
-        # One image per call: tf-keras-vis masks every image with the channels chosen for
-        # any image of the batch, which is quadratic in the batch size.
-        n_channels = int(explainer.model.get_layer(layer).output.shape[-1])
-        cap = min(explainer.scorecam_max_channels, n_channels)
-        cams = []
-        for i in range(len(x)):
-            cams.append(vis(_class_score(onehot[i : i + 1]), x[i : i + 1],
-                            penultimate_layer=layer, seek_penultimate_conv_layer=False,
-                            max_N=cap))
-        return np.concatenate([np.reshape(c, (1, *x.shape[1:3])) for c in cams])
 
 
 # The registry: name -> method, in the order the CLI and the dashboard list them.
