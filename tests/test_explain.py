@@ -479,8 +479,17 @@ def _check_explanations_json(data: dict, n_max: int) -> None:
         assert 0.0 <= data[key] <= 1.0
     assert -1.0 <= data["sanity_rank_correlation"] <= 1.0
     assert len(data["deletion_curve"]) == data["steps"] + 1
+    # ROAD beside deletion/insertion, and the shortcut alarm's rule
+    assert data["road_fractions"] == [0.0, *E.ROAD_FRACTIONS]
+    assert len(data["road_morf_curve"]) == len(data["road_lerf_curve"]) == 6
+    for key in ("road_morf_auc", "road_lerf_auc"):
+        assert 0.0 <= data[key] <= 1.0
+    assert data["road_lerf_minus_morf"] == pytest.approx(
+        data["road_lerf_auc"] - data["road_morf_auc"], abs=1e-9)
+    assert "hottest 10%" in data["outside_head_rule"]
     row = data["rows"][0]
-    for key in ("path", "label", "target", "pointing_hit", "energy_in_mask", "deletion_auc"):
+    for key in ("path", "label", "target", "pointing_hit", "energy_in_mask", "deletion_auc",
+                "road_morf_auc", "road_lerf_auc", "top_outside_head", "outside_head_flag"):
         assert key in row
 
 

@@ -40,8 +40,8 @@ class Explainer:
 
     Plain Grad-CAM is a small hand-written `tf.function` over a two-output model
     (feature map, class scores): tf-keras-vis rebuilds an intermediate model and runs eagerly on
-    every call, which costs several times a forward pass; HiResCAM, LayerCAM, multi-layer fusion and
-    SmoothGrad are compiled the same way. Grad-CAM++ and Score-CAM use tf-keras-vis objects
+    every call, which costs several times a forward pass; HiResCAM, LayerCAM, multi-layer fusion,
+    Score-CAM and SmoothGrad are compiled the same way. Grad-CAM++ uses a tf-keras-vis object
     constructed once on a private scores-model that shares the weights.
     Both kinds are built on first use and kept in `cached`. Per-explainer settings read by the
     slow methods: `scorecam_max_channels`, `smooth_samples`, `smooth_noise`.
