@@ -21,7 +21,8 @@ TARGET_MS = 1500.0  # one image, both models, any method
 def explain_methods_bench(run_dir: Path, out_dir: Path, repeats: int = 10,
                           say: Any = None) -> tuple[Path, Path, dict[str, Any]]:
     """Time every method on the run's first test image (prepared per model), write
-    `explain-methods-<UTC date>.json` and `.png` in `out_dir`; returns (json, png, report)."""
+    `explain-methods/<UTC date>.json` and `.png` under `out_dir` (a subfolder: the full
+    benchmark's reports are the `*.json` directly in `out_dir`); returns (json, png, report)."""
     from pipeline import images
     from pipeline.artifacts import open_run, read_json, utc_now, write_json_atomic
     from pipeline.bench.inputs import prepare
@@ -44,9 +45,10 @@ def explain_methods_bench(run_dir: Path, out_dir: Path, repeats: int = 10,
               "load_average_end": load_average(), "seconds": round(time.perf_counter() - t0, 1),
               "explain": explain, "explain_methods": both, "target_ms": TARGET_MS,
               "met": both["slowest_ms"] <= TARGET_MS}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"explain-methods-{report['created'][:10]}"
-    json_path, png_path = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
+    folder = out_dir / "explain-methods"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = report["created"][:10]
+    json_path, png_path = folder / f"{stem}.json", folder / f"{stem}.png"
     write_json_atomic(json_path, report, allow_nan=False)
     figure(report, png_path)
     return json_path, png_path, report
