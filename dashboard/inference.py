@@ -40,7 +40,8 @@ class ImageResult:
     method: str
     layer: str | None
     crop: bool = True  # whether the model's frame is head-cropped (for boxes drawn on it)
-    # shortcut alarm, computed once per result: share of the heatmap's energy outside the head
+    # shortcut alarm, computed once per result: share of the heatmap's hottest 10 % outside the
+    # head
     # (head region found on the full image, brought into the model's frame)
     outside_head: float | None = None
     # out-of-distribution flag of the model's features (None: the run has no OOD score)
@@ -128,12 +129,12 @@ def layer_text(ex: Any, name: str | None) -> str:
 
 
 def _outside_head(image: np.ndarray, heatmap: np.ndarray, crop: bool) -> float | None:
-    """Share of `heatmap`'s energy outside the head of `image`, in the model's frame; None when
-    it cannot be computed (an all-zero map)."""
-    from pipeline.explain import energy_outside_head, head_mask_in_frame
+    """The shortcut alarm's measure (`explain.top_outside_head`: share of the heatmap's hottest
+    10 % outside the head of `image`), in the model's frame; None for an all-zero map."""
+    from pipeline.explain import head_mask_in_frame, top_outside_head
 
     head = head_mask_in_frame(image, heatmap.shape[0], crop)
-    share = energy_outside_head(heatmap, head)
+    share = top_outside_head(heatmap, head)
     return float(share) if np.isfinite(share) else None
 
 

@@ -197,6 +197,7 @@ def _build_models(path: str) -> tuple[Any, Any, dict[str, str]]:
     """(Predictor, {model: Explainer}, {model: why it failed}) for a run, shared by sessions."""
     # Imported here: TensorFlow takes seconds to import and pages without models never need it.
     from pipeline.explain import Explainer
+    from pipeline.explain.choice import default_explanation
     from pipeline.predict import Predictor
 
     run = open_run(path)
@@ -218,9 +219,11 @@ def _build_models(path: str) -> tuple[Any, Any, dict[str, str]]:
         predictor = Predictor(run, models=good)
     explainers = {}
     for m, model in predictor.models.items():
-        layer = (run.manifest["models"].get(m) or {}).get("gradcam_layer")
+        # the run's recorded default (explain_choice.json), else Grad-CAM at gradcam_layer
+        method, layer = default_explanation(
+            run.path, m, (run.manifest["models"].get(m) or {}).get("gradcam_layer"))
         try:
-            explainers[m] = Explainer(model, layer=layer)
+            explainers[m] = Explainer(model, layer=layer, method=method)
         except ValueError:
             # A recorded layer that no longer exists: fall back to the explainer's own default.
             explainers[m] = Explainer(model)

@@ -40,7 +40,10 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
     what the user asked for, and Streamlit drops the state of a widget left out of a run.
     """
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
+    # first shown: the run's recorded default method (of the first model; Explainer.method)
+    default = next((getattr(ex, "method", None) for ex in explainers.values()), None)
     method = c1.selectbox("Explanation method", METHODS, key=f"{prefix}_method",
+                          index=METHODS.index(default) if default in METHODS else 0,
                           format_func=lambda m: METHOD_LABELS.get(m, m),
                           help="Grad-CAM is fast and coarse; HiResCAM and LayerCAM keep "
                                "where the evidence is instead of averaging it per channel; "
@@ -102,7 +105,7 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     answers = core.answer_flags(results.probs, j, results.low_below, results.unlike(j),
                                 results.shifted_accuracy)
     shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain ({rs[j].outside_head:.0%} "
-                 "of the heatmap outside the head)." for m, rs in results.per_model.items()
+                 "of the hottest 10% outside the head)." for m, rs in results.per_model.items()
                  if rs[j].outside_head_flag]
     return answers, shortcuts
 
@@ -183,7 +186,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     from pipeline.explain import OUTSIDE_HEAD_ALARM
 
                     st.warning(f"Evidence mostly outside the brain: {r.outside_head:.0%} of "
-                               f"this heatmap lies outside the head (alarm above "
+                               f"this heatmap's hottest 10% lies outside the head (alarm above "
                                f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
                                "other than the anatomy, such as text, borders or markers.",
                                icon=":material/warning:")

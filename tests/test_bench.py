@@ -176,6 +176,14 @@ def test_explain_latency_times_every_method_on_a_real_model():
     grad = floor_fn(built.model, r["layer"])(x[None].astype(np.float32))
     assert tuple(grad.shape[1:]) == tuple(built.model.get_layer(r["layer"]).output.shape[1:])
     assert r["floor_definition"] == FLOOR_DEFINITION and "layer output" in FLOOR_DEFINITION
+    # the former tf-keras-vis SmoothGrad is timed beside ours, and the slowest method is named
+    assert r["tf_keras_vis_smoothgrad_ms"]["p50"] > 0 and r["smoothgrad_speedup_vs_tf_keras_vis"]
+    assert r["slowest_method_ms"] == max(v["p50"] for v in r["ours_ms"].values())
+    from pipeline.bench.latency import both_models
+
+    both = both_models({"a": r, "b": r})
+    assert both["p50_ms"]["gradcam"] == pytest.approx(2 * r["ours_ms"]["gradcam"]["p50"], abs=0.1)
+    assert both["slowest_method"] == r["slowest_method"]
 
 
 def test_goals_and_markdown_show_a_lower_bound_and_missing_parts():

@@ -224,13 +224,15 @@ def test_tf_function_gradient_flows() -> None:
 
 
 def test_method_registry_names_labels_and_derived_lists() -> None:
-    assert E.METHODS == ("gradcam", "hirescam", "layercam", "gradcam++", "scorecam",
+    assert E.METHODS == ("gradcam", "hirescam", "layercam", "fusion", "gradcam++", "scorecam",
                          "smoothgrad")
-    assert E.LAYER_METHODS == ("gradcam", "hirescam", "layercam", "gradcam++", "scorecam")
+    assert E.LAYER_METHODS == ("gradcam", "hirescam", "layercam", "fusion", "gradcam++",
+                               "scorecam")
     assert E.METHOD_LABELS == {
         "gradcam": "Grad-CAM",
         "hirescam": "HiResCAM",
         "layercam": "LayerCAM",
+        "fusion": "Multi-layer Grad-CAM (fusion)",
         "gradcam++": "Grad-CAM++",
         "scorecam": "Score-CAM (slower)",
         "smoothgrad": "SmoothGrad (pixel saliency)",
@@ -477,8 +479,17 @@ def _check_explanations_json(data: dict, n_max: int) -> None:
         assert 0.0 <= data[key] <= 1.0
     assert -1.0 <= data["sanity_rank_correlation"] <= 1.0
     assert len(data["deletion_curve"]) == data["steps"] + 1
+    # ROAD beside deletion/insertion, and the shortcut alarm's rule
+    assert data["road_fractions"] == [0.0, *E.ROAD_FRACTIONS]
+    assert len(data["road_morf_curve"]) == len(data["road_lerf_curve"]) == 6
+    for key in ("road_morf_auc", "road_lerf_auc"):
+        assert 0.0 <= data[key] <= 1.0
+    assert data["road_lerf_minus_morf"] == pytest.approx(
+        data["road_lerf_auc"] - data["road_morf_auc"], abs=1e-9)
+    assert "hottest 10%" in data["outside_head_rule"]
     row = data["rows"][0]
-    for key in ("path", "label", "target", "pointing_hit", "energy_in_mask", "deletion_auc"):
+    for key in ("path", "label", "target", "pointing_hit", "energy_in_mask", "deletion_auc",
+                "road_morf_auc", "road_lerf_auc", "top_outside_head", "outside_head_flag"):
         assert key in row
 
 
@@ -690,3 +701,149 @@ def test_gradient_cams_match_their_definitions():
         want = np.divide(cam - lo, span, out=np.zeros_like(cam), where=span > 0)
         got = ex(img, method=method).heatmaps
         np.testing.assert_allclose(got, want, atol=1e-4, err_msg=method)
+
+
+def test_smoothgrad_matches_a_plain_gradient_tape_loop() -> None:
+    """Our batched, compiled SmoothGrad equals its definition computed one noisy copy at a
+    time in eager mode: mean |d score / d input| over copies with noise std = level x the
+    image's range, max over channels, min-max per image."""
+    from pipeline.explain.smoothgrad import smoothgrad_noise
+
+    model = tiny_cnn(num_classes=3)
+    ex = E.Explainer(model)
+    ex.smooth_samples, ex.smooth_noise = 5, 0.15
+    x = random_images(3, seed=4).astype(np.float32)
+    got = ex(x, method="smoothgrad", target=[0, 2, 1])
+    assert got.layer is None and got.targets.tolist() == [0, 2, 1]
+    noise = smoothgrad_noise(5, (S, S))
+    scores = ex.scores_model()
+    for i, t in enumerate([0, 2, 1]):
+        sigma = 0.15 * (x[i].max() - x[i].min())
+        total = np.zeros((S, S, 3), np.float64)
+        for k in range(5):
+            xi = tf.constant(x[i : i + 1] + noise[k : k + 1] * sigma)
+            with tf.GradientTape() as tape:
+                tape.watch(xi)
+                score = scores([xi], training=False)[0, t]
+            total += np.abs(tape.gradient(score, xi).numpy()[0])
+        sal = (total / 5).max(axis=-1)
+        want = (sal - sal.min()) / (sal.max() - sal.min())
+        np.testing.assert_allclose(got.heatmaps[i], want, atol=1e-4)
+    # deterministic (fixed noise), and batching does not change an image's map
+    again = ex(x[1:2], method="smoothgrad", target=2).heatmaps[0]
+    np.testing.assert_allclose(again, got.heatmaps[1], atol=1e-5)
+    # more noise, another map: the noise level is really applied
+    ex.smooth_noise = 0.5
+    assert np.abs(ex(x, method="smoothgrad", target=[0, 2, 1]).heatmaps
+                  - got.heatmaps).max() > 0.05
+
+
+def test_stage_layers_one_per_resolution_and_fusion_is_the_geometric_mean() -> None:
+    """Fusion reads the chosen layer and the deepest layer of each finer resolution, and equals
+    the geometric mean of those layers' normalised Grad-CAMs (all at the input's size here, so
+    no resizing hides a difference)."""
+    inputs = keras.Input((16, 16, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inputs)
+    b = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b")(a)
+    c = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="c")(b)
+    pad = keras.layers.ZeroPadding2D(1, name="pad")(c)
+    d = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="d")(pad)
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(d))
+    model = keras.Model(inputs, out)
+    from pipeline.explain.layers import stage_layers
+
+    assert stage_layers(model, "d") == ["d", "c", "b"]  # 4, 8, 16 px; the padding is skipped
+    assert stage_layers(model, "d", n=2) == ["d", "c"]
+    assert stage_layers(model, "b") == ["b"]  # nothing finer below
+    with pytest.raises(ValueError, match="'nope' not found"):
+        stage_layers(model, "nope")
+
+    flat = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(b)))
+    ex = E.Explainer(flat, "b")
+    x = random_images(2, size=16, seed=1)
+    got = ex(x, method="fusion", target=[0, 1]).heatmaps
+    # "b" and "a" have the same resolution, so fusion of "b" reads "b" alone: its Grad-CAM
+    np.testing.assert_allclose(got, ex(x, method="gradcam", target=[0, 1]).heatmaps,
+                               atol=1e-3)
+    two = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(c)))
+    ex2 = E.Explainer(two, "c")
+    fused = ex2(x, method="fusion", target=[0, 1]).heatmaps
+    cams = [ex2(x, method="gradcam", target=[0, 1], layer=n).heatmaps for n in ("c", "b")]
+    cams = [np.where(m.max(axis=(1, 2), keepdims=True) > 0, m, 1.0) for m in cams]
+    geo = np.sqrt((cams[0] + 1e-6) * (cams[1] + 1e-6))
+    lo, hi = geo.min(axis=(1, 2), keepdims=True), geo.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(fused, (geo - lo) / (hi - lo), atol=2e-3)
+
+
+def test_noisy_linear_imputation_solves_the_neighbour_average_equations() -> None:
+    """Without noise every filled pixel is the weighted mean of its 8 neighbours (1/6 direct,
+    1/12 diagonal), kept pixels are untouched, and a linear ramp is filled exactly."""
+    from pipeline.explain.imputation import noisy_linear_impute
+
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 255, (20, 24, 3))
+    gone = np.zeros((20, 24), bool)
+    gone[5:12, 6:15] = True
+    gone[0, 0] = gone[19, 23] = True  # corners: fewer neighbours
+    out = noisy_linear_impute(img, gone, noise=0.0).astype(np.float64)
+    np.testing.assert_allclose(out[~gone], img[~gone], atol=1e-3)
+    pad = np.pad(out, ((1, 1), (1, 1), (0, 0)))
+    wsum = np.pad(np.ones((20, 24)), 1)
+    num, den = np.zeros_like(out), np.zeros((20, 24))
+    for dy, dx, w in ((-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
+                      (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12)):
+        num += w * pad[1 + dy : 21 + dy, 1 + dx : 25 + dx]
+        den += w * wsum[1 + dy : 21 + dy, 1 + dx : 25 + dx]
+    np.testing.assert_allclose(out[gone], (num / den[..., None])[gone], atol=1e-2)
+    ramp = np.repeat(np.tile(np.arange(24.0) * 10, (20, 1))[..., None], 3, axis=2)
+    np.testing.assert_allclose(noisy_linear_impute(ramp, gone[:, :] & (np.arange(24) > 0),
+                                                   noise=0.0)[5:12, 6:15], ramp[5:12, 6:15],
+                               atol=1e-3)
+    noisy = noisy_linear_impute(img, gone, noise=0.01, seed=1)
+    assert 0.5 < float(np.std(noisy[gone] - out[gone])) < 5  # std 0.01 x range ~ 2.5
+    with pytest.raises(ValueError, match="at least one kept pixel"):
+        noisy_linear_impute(img, np.ones((20, 24), bool))
+
+
+def test_road_morf_falls_and_lerf_holds_for_the_right_map() -> None:
+    """On the two-colour model, the map on the red square (class 0's evidence): removing it
+    first (MoRF) kills class 0, removing it last (LeRF) keeps it; a map on the green square
+    does the opposite."""
+    model = two_colour_model()
+    predict = E.Explainer(model).predict
+    img = two_colour_image(red_big=True).astype(np.float32)
+    right = np.zeros((S, S), np.float32)
+    right[4:20, 4:20] = 1.0
+    wrong = np.zeros((S, S), np.float32)
+    wrong[S - 14 : S - 4, S - 14 : S - 4] = 1.0
+    good = E.road(predict, img, right, target=0)
+    bad = E.road(predict, img, wrong, target=0)
+    assert good["fractions"] == [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]
+    assert len(good["morf_curve"]) == len(good["lerf_curve"]) == 6
+    assert good["morf_curve"][0] == good["lerf_curve"][0] > 0.5  # the image itself
+    assert good["morf_auc"] < bad["morf_auc"] - 0.2
+    assert good["lerf_auc"] > good["morf_auc"] + 0.2
+    with pytest.raises(ValueError, match="fractions"):
+        E.road(predict, img, right, target=0, fractions=(0.5, 1.0))
+
+
+def test_compiled_scorecam_matches_tf_keras_vis() -> None:
+    """Our compiled Score-CAM against tf-keras-vis' Scorecam (the implementation it replaced)
+    with the same channel cap, one image at a time: the same map up to interpolation details."""
+    from tf_keras_vis.scorecam import Scorecam
+
+    model = tiny_cnn(num_classes=3, seed=3)
+    ex = E.Explainer(model, "c2")
+    ex.scorecam_max_channels = 8  # of 16: the std-based channel choice is exercised
+    x = random_images(3, seed=5).astype(np.float32)
+    got = ex(x, method="scorecam", target=[0, 1, 2])
+    assert got.targets.tolist() == [0, 1, 2] and got.heatmaps.shape == (3, S, S)
+    vis = Scorecam(ex.scores_model(), clone=False)
+    for i, t in enumerate([0, 1, 2]):
+        ref = np.asarray(vis(lambda out, t=t: out[:, t], x[i : i + 1], penultimate_layer="c2",
+                             seek_penultimate_conv_layer=False, max_N=8))[0]
+        ref = (ref - ref.min()) / (ref.max() - ref.min())
+        assert np.corrcoef(ref.ravel(), got.heatmaps[i].ravel())[0, 1] > 0.95
+        assert np.abs(ref - got.heatmaps[i]).mean() < 0.05

@@ -32,6 +32,28 @@ def test_energy_outside_head_on_toy_arrays() -> None:
     assert E.OUTSIDE_HEAD_ALARM == 0.5
 
 
+def test_top_outside_head_reads_the_hottest_region_not_the_spread() -> None:
+    """A map whose hottest 10 % sits in a corner outside the head is flagged even when most of
+    its (broad, low) energy is inside, the case the energy share missed; a map hot on the head
+    is not flagged even when its low spill covers the border."""
+    head = np.zeros((20, 20), bool)
+    head[4:16, 4:16] = True  # 144 of 400 pixels: 36 %
+    corner = np.full((20, 20), 0.3, np.float32)
+    corner[:4, :] = 1.0  # a hot band above the head: 20 % of the map
+    assert E.energy_outside_head(corner, head) < 0.8
+    assert E.top_outside_head(corner, head) == 1.0 and E.outside_head_flag(1.0)
+    centre = np.full((20, 20), 0.5, np.float32)
+    centre[6:14, 6:14] = 1.0  # 16 % of the map, on the head
+    assert E.energy_outside_head(centre, head) > 0.5  # the spill alone is "mostly outside"
+    assert E.top_outside_head(centre, head) == 0.0
+    assert not E.outside_head_flag(E.top_outside_head(centre, head))
+    assert np.isnan(E.top_outside_head(np.zeros((20, 20)), head))
+    assert E.top_outside_head(corner, np.kron(head, np.ones((2, 2), bool))) == 1.0  # resized
+    assert E.SHORTCUT_TOP == 0.10
+    with pytest.raises(ValueError, match="top"):
+        E.top_outside_head(corner, head, top=0)
+
+
 def test_head_mask_is_the_crop_blob_and_whole_image_without_a_head() -> None:
     from pipeline.synth import render_phantom
 
@@ -105,48 +127,66 @@ def _phantoms(per_class: int, seed: int, marker: bool) -> tuple[np.ndarray, np.n
     return np.stack(xs), np.array(ys), heads
 
 
-def _shortcut_scores(marker: bool) -> dict[str, float]:
-    """Test accuracy, share of test Grad-CAMs flagged by the alarm, and share whose peak lies
-    outside the head, for a smoke-sized registry custom CNN trained on phantoms with or without
-    the shortcut marker (same recipe otherwise)."""
+def _shortcut_scores(marker: bool, seed: int = 0) -> dict[str, float]:
+    """Test accuracy and, per method, the share of test heatmaps the alarm flags (and the share
+    whose energy is mostly outside the head, the former rule) for a smoke-sized registry custom
+    CNN trained on phantoms with or without the shortcut marker (same recipe otherwise)."""
     import keras
 
     from pipeline.config import ModelConfig
     from pipeline.models import build_model
 
-    x_train, y_train, _ = _phantoms(40, seed=11, marker=marker)
-    x_test, y_test, heads = _phantoms(10, seed=12, marker=marker)
-    keras.utils.set_random_seed(0)
+    x_train, y_train, _ = _phantoms(80, seed=11 + seed, marker=marker)
+    x_test, y_test, heads = _phantoms(15, seed=50 + seed, marker=marker)
+    keras.utils.set_random_seed(seed)
     built = build_model("custom_cnn", 4, ModelConfig(image_size=SIZE, width=8, depth=3),
                         augment=False)  # flips would move the marker to another class's corner
     model = built.model
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(x_train.astype(np.float32), y_train, epochs=8, batch_size=16, verbose=0)
-    ex = E.Explainer(model, built.gradcam_layer)(x_test, method="gradcam")
-    pairs = list(zip(ex.heatmaps, heads, strict=True))
-    return {
-        "accuracy": float(np.mean(ex.probs.argmax(axis=1) == y_test)),
-        "alarm": float(np.mean([E.outside_head_flag(E.energy_outside_head(h, m))
-                                for h, m in pairs])),
-        "peak_outside": float(np.mean([not m.flat[int(np.argmax(h))] for h, m in pairs])),
-    }
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(x_train.astype(np.float32), y_train, epochs=25, batch_size=16, verbose=0)
+    explainer = E.Explainer(model, built.gradcam_layer)
+    out: dict[str, float] = {}
+    for method in ("gradcam", "layercam"):
+        ex = explainer(x_test, method=method)
+        pairs = list(zip(ex.heatmaps, heads, strict=True))
+        out[method] = float(np.mean([E.outside_head_flag(E.top_outside_head(h, m))
+                                     for h, m in pairs]))
+        out[f"{method}_energy_rule"] = float(np.mean([E.energy_outside_head(h, m) > 0.5
+                                                      for h, m in pairs]))
+    out["accuracy"] = float(np.mean(ex.probs.argmax(axis=1) == y_test))
+    return out
 
 
 @pytest.mark.slow
-def test_shortcut_model_looks_outside_the_head() -> None:
-    """Behaviour: the smoke recipe trained with the class-coded corner marker learns the marker
-    (perfect accuracy) and its Grad-CAM peaks lie outside the head on most test images, far more
-    often than for the same recipe without the marker.
+def test_shortcut_alarm_fires_on_marker_models_and_not_on_clean_ones() -> None:
+    """The alarm (more than half of the hottest 10 % outside the head) on models trained with
+    and without the class-coded corner marker, 60 test phantoms each.
 
-    The alarm itself (> 50 % of the energy outside the head) is only printed (pytest -s), not
-    asserted: on 64 px phantoms the 16 x 16 Grad-CAM of this model spreads over the skull edge,
-    and measured on 40 test images it flagged 32 % with the marker and 12 % without (the plain
-    recipe stays at chance accuracy in this budget, so its maps are noise over a frame that is
-    ~40 % outside the head). The issue's targets (>= 90 % and <= 5 %) are not met here.
+    Measured over 3 seeds (README, "Shortcut alarm"): LayerCAM flags 100 % of marker models'
+    images and 0.6 % of clean ones' (targets >= 90 % / <= 5 % met); Grad-CAM flags 96.7 % and
+    52.8 % (clean not met: this recipe's clean models reach only 43-62 % accuracy, and their
+    16 x 16 Grad-CAMs often peak on the dark frame); the former energy rule flagged 50.6 % of
+    the marker models' Grad-CAMs. This test checks seed 0.
     """
     marked = _shortcut_scores(marker=True)
     plain = _shortcut_scores(marker=False)
     print(f"\nshortcut alarm: with marker {marked}; without {plain}")
     assert marked["accuracy"] > 0.9  # the marker alone tells the class
-    assert marked["peak_outside"] >= 0.7
-    assert marked["peak_outside"] - plain["peak_outside"] >= 0.4
+    assert marked["layercam"] >= 0.9 and plain["layercam"] <= 0.05
+    assert marked["gradcam"] >= 0.9
+    assert marked["gradcam"] > marked["gradcam_energy_rule"]  # the new rule catches more
+
+
+def test_cli_synth_marker_flag_plants_the_marker_and_says_so(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    res = CliRunner().invoke(app, ["synth", str(tmp_path / "m"), "--per-class", "2", "--size",
+                                   "64", "--seed", "1", "--marker", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "with the shortcut marker" in res.output
+    assert json.loads((tmp_path / "m" / "synth.json").read_text())["marker"] is True
+    readme = (tmp_path / "m" / "README.txt").read_text()
+    assert "pipeline/synth/ " in readme and "pipeline/synth.py" not in readme
+    assert "--seed 1 --test-fraction 0.2 --marker" in readme

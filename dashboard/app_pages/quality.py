@@ -53,8 +53,8 @@ rates = {m: e.get("outside_head_alarm_rate") for m, e in expl.items()}
 if any(isinstance(v, float) for v in rates.values()):
     charts.chart(
         F.shortcut_figure, expl, key="quality_shortcut", fix=CHART_FIX,
-        caption="Share of images whose heatmap has more than half of its energy outside the "
-                "head (the head found by the preprocessing's crop, in the model's frame). A "
+        caption="Share of images whose heatmap has more than half of its hottest 10% outside "
+                "the head (the head found by the preprocessing's crop, in the model's frame). A "
                 "model that looks at text, borders or markers instead of the brain is flagged; "
                 "a high share means its answers may rest on a shortcut.")
     for m, e in expl.items():

@@ -20,7 +20,7 @@ from pipeline.artifacts import git_commit, write_json_atomic, write_text_atomic
 from pipeline.bench.browser import dashboard_benchmark, dashboard_skip
 from pipeline.bench.errors import BenchError
 from pipeline.bench.inputs import data_and_splits, latency_inputs, prepare
-from pipeline.bench.latency import explain_benchmark, predict_benchmark
+from pipeline.bench.latency import both_models, explain_benchmark, predict_benchmark
 from pipeline.bench.machine import load_average, machine_facts
 from pipeline.bench.options import BenchOptions, SayFn, check_options
 from pipeline.bench.report import goal_texts, goals_check, to_markdown
@@ -121,6 +121,7 @@ def _measure(opts: BenchOptions, work: Path, say: SayFn, tick: Callable[[str], N
     with _section(sections, "explain"):
         per_model = {name: prepare(raw[0], run.model_info(name)) for name in opts.models}
         report["explain"] = explain_benchmark(run, per_model, opts.repeats, tick)
+        report["explain_methods"] = both_models(report["explain"])
     with _section(sections, "predict"):
         report["predict"] = predict_benchmark(run, raw, opts.repeats, opts.quick, tick)
     with _section(sections, "streaming"):

@@ -15,7 +15,7 @@ from pipeline.cli.calibrate_cmd import calibrate
 from pipeline.cli.common import app, err, fail, one_line, print_json, progress_bar, shown
 from pipeline.cli.data_cmds import audit, synth
 from pipeline.cli.eval_cmds import evaluate, figures, predict
-from pipeline.cli.explain_cmds import explain, explain_eval_cmd
+from pipeline.cli.explain_cmds import explain, explain_choose_cmd, explain_eval_cmd
 from pipeline.cli.ood_cmd import ood
 from pipeline.cli.train_cmds import run, train, tune
 
@@ -34,6 +34,7 @@ app.command()(calibrate)
 app.command()(tune)
 app.command()(explain)
 app.command("explain-eval")(explain_eval_cmd)
+app.command("explain-choose")(explain_choose_cmd)
 app.command()(ood)
 app.command()(figures)
 app.command()(bench)

@@ -39,6 +39,9 @@ def bench(
                                         "--out, written as today's report"),
     stream: str = typer.Option(None, "--stream", help="folder sizes for streaming predict "
                                "(JPEG copies, MobileNetV2), e.g. 1000,10000; default: skipped"),
+    explain_only: bool = typer.Option(False, "--explain-only", help="only every explanation "
+                                      "method's latency on one test image of --run (both "
+                                      "models) and its figure; no training"),
 ) -> None:
     """Training speed vs the naive recipe, explanation latency vs the floor, prediction,
     dashboard and memory, in one run; writes a JSON and a Markdown report."""
@@ -47,6 +50,9 @@ def bench(
 
     if dashboard_only and run_ is None:
         run_ = "latest"
+    if explain_only:
+        _explain_only(artifacts_dir, run_ or "latest", out, repeats)
+        return
     if data is not None:
         _existing_dir(data, "data folder")
     elif not quick and not dashboard_only:
@@ -73,6 +79,24 @@ def bench(
     for key, goal in result.report["goals_check"].items():
         err.print(_goal_line(key, goal), highlight=False)
     sys.stdout.write(f"{result.json_path}\n{result.md_path}\n")
+
+
+def _explain_only(artifacts_dir: Path, run_: str, out: Path, repeats: int | None) -> None:
+    """`bench --explain-only`: every method's latency on one image; prints the verdict."""
+    from pipeline.artifacts import ArtifactError, resolve_run
+    from pipeline.bench.methods_latency import explain_methods_bench
+
+    _check_bench_limits(None, repeats, None)
+    try:
+        json_path, png_path, report = explain_methods_bench(
+            resolve_run(artifacts_dir, run_), out, repeats or 10, say=_say_dim)
+    except (ArtifactError, ValueError, OSError) as exc:
+        fail(str(exc))
+    both = report["explain_methods"]
+    err.print(f"slowest method with both models: {both['slowest_method']} "
+              f"{both['slowest_ms']:.0f} ms (target <= {report['target_ms']:.0f} ms: "
+              f"{'met' if report['met'] else 'NOT met'})", highlight=False)
+    sys.stdout.write(f"{json_path}\n{png_path}\n")
 
 
 def _check_bench_limits(max_minutes: float | None, repeats: int | None,

@@ -96,6 +96,8 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Same seed -> byte-identical images."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share put in Testing/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous synth output."),
+    marker: bool = typer.Option(False, "--marker", help="Plant a class-coded square in a corner "
+                                "outside the head (a shortcut, to test the shortcut alarm)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Write synthetic axial MRI phantoms (4 classes) with a ground-truth tumour mask per image."""
@@ -108,10 +110,12 @@ def synth(
     try:
         with progress_bar(enabled=not quiet) as update:
             summary = generate(out_dir, per_class, size=size, seed=seed,
-                               test_fraction=test_fraction, progress=update, overwrite=overwrite)
+                               test_fraction=test_fraction, progress=update, overwrite=overwrite,
+                               marker=marker)
     except SynthError as exc:
         fail(str(exc))
     n_train = sum(summary["counts"]["Training"].values())
     n_test = sum(summary["counts"]["Testing"].values())
     typer.echo(f"wrote {summary['n_images']} phantoms ({n_train} train, {n_test} test, "
-               f"{size}px, seed {seed}) with masks to {out_dir}")
+               f"{size}px, seed {seed}{', with the shortcut marker' if marker else ''}) with masks "
+               f"to {out_dir}")

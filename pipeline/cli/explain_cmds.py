@@ -37,11 +37,12 @@ def explain(
     out: Path = typer.Option(..., "--out", help="folder for overlay PNGs and explain.json"),
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
-    method: str = typer.Option("gradcam", "--method", help=EXPLAIN_METHODS_HELP),
+    method: str = typer.Option(None, "--method", help=EXPLAIN_METHODS_HELP + " (default: each "
+                               "model's choice in the run's explain_choice.json, else gradcam)"),
     target: str = typer.Option(None, "--target", help="class name or index to explain "
                                "(default: each model's predicted class)"),
-    layer: str = typer.Option(None, "--layer", help="conv layer (default: the run's "
-                              "gradcam_layer); one model only"),
+    layer: str = typer.Option(None, "--layer", help="conv layer (default: the run's chosen "
+                              "layer, else its gradcam_layer); one model only"),
     alpha: float = typer.Option(0.4, "--alpha", help="heatmap opacity 0..1"),
     outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
@@ -60,8 +61,9 @@ def explain(
         fail("--layer names a layer of one model; pick that model with --model")
     target_idx = _target_index(target, run.class_names)
     paths = expand_inputs(images_)
-    header = {"run_id": run.run_id, "method": method, "target": target, "alpha": alpha}
-    explainers = _load_explainers(run, names, layer)
+    header = {"run_id": run.run_id, "method": method or "each model's default", "target": target,
+              "alpha": alpha}
+    explainers = _load_explainers(run, names, layer, method)
     out.mkdir(parents=True, exist_ok=True)
     rows, failures = _write_overlays(run, explainers, paths, out, method=method,
                                      target=target_idx, alpha=alpha, outline=outline)
@@ -73,11 +75,11 @@ def explain(
         raise typer.Exit(1)
 
 
-def _check_explain_options(method: str, alpha: float, outline: float | None) -> None:
+def _check_explain_options(method: str | None, alpha: float, outline: float | None) -> None:
     """Fail in one line on an unknown --method, an --alpha outside 0..1 or a bad --outline."""
     from pipeline.explain import METHODS
 
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         fail(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
     if not 0.0 <= alpha <= 1.0:
         fail(f"--alpha must be between 0 and 1, got {alpha}")
@@ -85,24 +87,31 @@ def _check_explain_options(method: str, alpha: float, outline: float | None) -> 
         fail(f"--outline must be a percentage in (0, 100], got {outline}")
 
 
-def _load_explainers(run: Run, names: list[str], layer: str | None) -> dict[str, Explainer]:
-    """An Explainer per model of `run`, on `layer` or the model's recorded gradcam_layer."""
+def _load_explainers(run: Run, names: list[str], layer: str | None, method: str | None
+                     ) -> dict[str, Explainer]:
+    """An Explainer per model of `run`: `method` and `layer` when given, else the run's
+    recorded choice (explain_choice.json), else Grad-CAM at the manifest's gradcam_layer."""
     from pipeline.artifacts import ArtifactError
     from pipeline.explain import Explainer
+    from pipeline.explain.choice import default_explanation
 
     explainers = {}
     for name in names:
+        manifest_layer = run.model_info(name).get("gradcam_layer")
+        chosen, chosen_layer = default_explanation(run.path, name, manifest_layer)
+        if method is not None and method != chosen:
+            chosen_layer = manifest_layer  # the chosen layer belongs to the chosen method
         try:
-            explainers[name] = Explainer(run.load_model(name),
-                                         layer or run.model_info(name).get("gradcam_layer"))
+            explainers[name] = Explainer(run.load_model(name), layer or chosen_layer,
+                                         method or chosen)
         except (ArtifactError, ValueError) as exc:
             fail(f"{name}: {exc}")
     return explainers
 
 
 def _write_overlays(run: Run, explainers: dict[str, Explainer], paths: list[Path], out: Path,
-                    *, method: str, target: int | None, alpha: float, outline: float | None
-                    ) -> tuple[list[dict], list[dict]]:
+                    *, method: str | None, target: int | None, alpha: float,
+                    outline: float | None) -> tuple[list[dict], list[dict]]:
     """`explain.batch.explain_files` with a progress bar; unusable files reported one line each
     as they are met; a model's error fails in one line."""
     from pipeline.explain.batch import explain_files
@@ -121,8 +130,8 @@ def _print_explained(rows: list[dict], n_models: int, out: Path) -> None:
     alarm when it fires), then a total."""
     for row in rows:
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f}) -> {v['overlay']}"
-                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['energy_outside_head']:.0%} of the "
-                    "heatmap outside the head]" if v.get("outside_head_flag") else "")
+                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the "
+                    "hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
     sys.stdout.write(f"wrote {len(rows) * n_models} overlay(s) and explain.json to "
@@ -205,7 +214,8 @@ def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path)
 
     table = Table(title=f"explanation quality ({method}), run {run_dir.name}")
     for head in ("model", "n", "with mask", "pointing (chance)", "energy in mask (chance)",
-                 "deletion AUC (random)", "insertion AUC (random)", "sanity ρ",
+                 "deletion AUC (random)", "insertion AUC (random)", "ROAD MoRF / LeRF",
+                 "sanity ρ",
                  "outside head"):
         table.add_column(head, justify="left" if head == "model" else "right")
     for m, r in results.items():
@@ -215,6 +225,7 @@ def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path)
             f"{_fmt(r['energy_in_mask'])} ({_fmt(r['energy_in_mask_chance'])})",
             f"{_fmt(r['deletion_auc'])} ({_fmt(r['deletion_auc_random'])})",
             f"{_fmt(r['insertion_auc'])} ({_fmt(r['insertion_auc_random'])})",
+            f"{_fmt(r.get('road_morf_auc'))} / {_fmt(r.get('road_lerf_auc'))}",
             _fmt(r["sanity_rank_correlation"], 2),
             f"{r['n_outside_head_flagged']} ({_fmt(r['outside_head_alarm_rate'], 2)})",
         )
@@ -227,8 +238,7 @@ def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path)
                              "with a non-empty mask; the others count for faithfulness only\n")
         if r["n_outside_head_flagged"]:
             sys.stdout.write(f"{m}: {r['n_outside_head_flagged']} of {r['n']} heatmaps flagged: "
-                             f"{OUTSIDE_HEAD_MESSAGE} (> {r['outside_head_threshold']:.0%} of the "
-                             "energy outside the head)\n")
+                             f"{OUTSIDE_HEAD_MESSAGE} ({r['outside_head_rule']})\n")
     modes = {r["target_mode"] for r in results.values()}
     sys.stdout.write("explained class: " + ", ".join(sorted(
         _TARGET_WORDS.get(mode, mode) for mode in modes)) + "\n")
@@ -241,3 +251,38 @@ _TARGET_WORDS = {"true": "the true class",
                                                "(the folder only says 'tumor')",
                  "mixed": "the true class where the label is a run class, else the model's most "
                           "probable tumour class"}
+
+
+def explain_choose_cmd(
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's)"),
+    masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
+                               "paths (default: the dataset's boxes folder, else DATA/masks)"),
+    max_images: int = typer.Option(48, "--max-images", help="validation images with a box "
+                                   "(balanced over labels)"),
+    model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+) -> None:
+    """Choose each model's default method and layer by pointing game on VALIDATION images with
+    a box; writes <run>/explain_choice.json, which explain and the dashboard then use."""
+    from pipeline.artifacts import ArtifactError, resolve_run
+    from pipeline.explain.choice import CHOICE_FILE, choose_defaults
+
+    if max_images < 1:
+        fail(f"--max-images must be at least 1, got {max_images}")
+    for folder, what in ((data, "data folder"), (masks, "masks folder")):
+        if folder is not None:
+            _existing_dir(folder, what)
+    try:
+        run_dir = resolve_run(artifacts_dir, run_)
+        names = None if model == "all" else _split_models(model)
+        with progress_bar() as update:
+            result = choose_defaults(run_dir, data_dir=data, masks_dir=masks,
+                                     max_images=max_images, models=names, progress=update)
+    except (ArtifactError, ValueError) as exc:
+        fail(str(exc))
+    for m, r in result["models"].items():
+        sys.stdout.write(f"{m}: {r['method']} at {r['layer'] or '(input pixels)'}: pointing "
+                         f"{r['pointing_game']:.2f} (chance {r['chance']:.2f}) on "
+                         f"{r['n_images']} validation images with a box\n")
+    sys.stdout.write(f"written: {CHOICE_FILE} in {run_dir}\n")

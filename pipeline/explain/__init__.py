@@ -5,12 +5,14 @@ Pure functions and small callable objects only (no Streamlit); the dashboard and
 * `Explainer(model)` (`explainer.py`) builds its gradient graph once per (method, layer) and reuses
   it, so a Grad-CAM costs about one forward plus one backward pass; `layers.py` finds the layers
   it can read and the class scores before the softmax.
-* `REGISTRY` (`methods.py`): one small class per method (Grad-CAM, Grad-CAM++, Score-CAM,
-  SmoothGrad) with its name, label, layer need and cost; `METHODS`, `LAYER_METHODS` and
-  `METHOD_LABELS` derive from it.
+* `REGISTRY` (`methods.py`): one small class per method (Grad-CAM, HiResCAM, LayerCAM,
+  multi-layer fusion, Grad-CAM++, Score-CAM, SmoothGrad) with its name, label, layer need and
+  cost; `METHODS`, `LAYER_METHODS` and `METHOD_LABELS` derive from it. `choice.py` picks each
+  model's default method and layer on validation boxes (`explain-choose`).
 * `render_overlay`, `heatmap_to_rgb`, `to_png`, `heatmap_stats` (`render.py`): drawing.
-* `pointing_game`, `energy_in_mask`, `deletion_insertion`, `randomize_model`, `spearman`
-  (`metrics.py`): quality metrics on plain arrays; `head_box`, `prepare_mask`, `find_mask`
+* `pointing_game`, `energy_in_mask`, `deletion_insertion`, `road`, `randomize_model`,
+  `spearman`, the shortcut alarm (`top_outside_head`, `outside_head_flag`) (`metrics.py`):
+  quality metrics on plain arrays; `head_box`, `prepare_mask`, `find_mask`
   (`masks.py`) bring tumour masks into the model's frame; `explain_model` (`scoring.py`) scores one
   model's explanations of prepared images with them, and `explain_eval` (`quality.py`) runs that
   over a run's test split or an external folder.
@@ -39,7 +41,10 @@ _EXPORTS = {
     "energy_in_mask": "metrics", "pointing_game": "metrics", "random_heatmap": "metrics",
     "OUTSIDE_HEAD_ALARM": "metrics", "OUTSIDE_HEAD_MESSAGE": "metrics",
     "energy_outside_head": "metrics", "outside_head_flag": "metrics",
-    "randomize_model": "metrics", "spearman": "metrics",
+    "top_outside_head": "metrics", "SHORTCUT_TOP": "metrics",
+    "randomize_model": "metrics", "spearman": "metrics", "road": "metrics",
+    "ROAD_FRACTIONS": "metrics", "noisy_linear_impute": "imputation",
+    "stage_layers": "layers",
     "explain_eval": "quality", "explain_model": "scoring", "boxes_dir": "masks",
     "heatmap_stats": "render", "heatmap_to_rgb": "render", "render_overlay": "render",
     "to_png": "render", "top_region": "render",

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.artifacts import Run
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.masks import head_mask_in_frame
-from pipeline.explain.metrics import energy_outside_head, outside_head_flag
+from pipeline.explain.metrics import energy_outside_head, outside_head_flag, top_outside_head
 from pipeline.explain.render import heatmap_stats, render_overlay, to_png
 from pipeline.geometry import prepare_image
 from pipeline.names import Progress, no_progress
@@ -60,15 +60,16 @@ def overlay_bases(paths: list[Path]) -> list[str]:
 
 
 def write_overlays(run: Run, explainers: dict[str, Explainer],
-                   decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str,
+                   decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str | None,
                    target: int | None, alpha: float, outline: float | None,
                    progress: Progress = no_progress, bases: list[str] | None = None
                    ) -> list[dict[str, Any]]:
     """Explain every image with every model, write one overlay PNG each into `out`.
 
+    `method` None: each explainer's own default (`Explainer.method`).
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
     probabilities, explained class, layer, heatmap stats, the shortcut alarm
-    (`energy_outside_head`, `outside_head_flag`) and the overlay's file name.
+    (`energy_outside_head`, `top_outside_head`, `outside_head_flag`) and the overlay's file name.
     ValueError names the model whose explanation failed. `bases` (one per image) are the
     overlay names when the images are part of a longer list (`overlay_bases` of it).
     """
@@ -88,17 +89,19 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from exc
         for i in range(len(decoded)):
-            png = out / f"{bases[i]}.{name}.{method.replace('+', 'p')}.png"
+            png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
             png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
                                                   outline_top_percent=outline)))
             probs = ex.probs[i]
             if name in temperatures:
                 probs = apply_temperature(probs, temperatures[name])
             entry = overlay_entry(run.class_names, ex, i, png.name, probs)
-            share = energy_outside_head(ex.heatmaps[i],
-                                        head_mask_in_frame(decoded[i][1], size, crop))
+            head = head_mask_in_frame(decoded[i][1], size, crop)
+            share = energy_outside_head(ex.heatmaps[i], head)
+            top = top_outside_head(ex.heatmaps[i], head)
             entry["energy_outside_head"] = float(share) if np.isfinite(share) else None
-            entry["outside_head_flag"] = outside_head_flag(entry["energy_outside_head"])
+            entry["top_outside_head"] = float(top) if np.isfinite(top) else None
+            entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
             rows[i]["models"][name] = entry
     progress("explain", len(explainers), len(explainers))
     return rows
@@ -112,6 +115,7 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
         "predicted": class_names[int(np.argmax(probs))],
         "probs": {c: float(p) for c, p in zip(class_names, probs, strict=True)},
         "target": class_names[int(ex.targets[i])],
+        "method": ex.method,
         "layer": ex.layer,
         "heatmap": heatmap_stats(ex.heatmaps[i]),
         "overlay": overlay,
@@ -119,8 +123,9 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
 
 
 def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Path], out: Path,
-                  *, method: str, target: int | None, alpha: float, outline: float | None,
-                  chunk: int = EXPLAIN_CHUNK, progress: Progress = no_progress,
+                  *, method: str | None, target: int | None, alpha: float,
+                  outline: float | None, chunk: int = EXPLAIN_CHUNK,
+                  progress: Progress = no_progress,
                   on_unreadable: Callable[[str, str], None] | None = None
                   ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """`write_overlays` over `paths`, `chunk` files at a time: (rows, [{"path", "error"}]).

@@ -40,14 +40,18 @@ class Explainer:
 
     Plain Grad-CAM is a small hand-written `tf.function` over a two-output model
     (feature map, class scores): tf-keras-vis rebuilds an intermediate model and runs eagerly on
-    every call, which costs several times a forward pass. Grad-CAM++, Score-CAM and SmoothGrad use
-    tf-keras-vis objects constructed once on a private scores-model that shares the weights.
+    every call, which costs several times a forward pass; HiResCAM, LayerCAM, multi-layer fusion,
+    Score-CAM and SmoothGrad are compiled the same way. Grad-CAM++ uses a tf-keras-vis object
+    constructed once on a private scores-model that shares the weights.
     Both kinds are built on first use and kept in `cached`. Per-explainer settings read by the
     slow methods: `scorecam_max_channels`, `smooth_samples`, `smooth_noise`.
     """
 
-    def __init__(self, model: keras.Model, layer: str | None = None) -> None:
+    def __init__(self, model: keras.Model, layer: str | None = None,
+                 method: str | None = None) -> None:
         self.model = model
+        # the method used when a call names none (a run's recorded choice, else Grad-CAM)
+        self.method = get_method(method or "gradcam").name
         self.valid_layers = conv_layers(model)
         if layer is not None:
             self._check_layer(layer)
@@ -58,8 +62,8 @@ class Explainer:
         self.input_hw: tuple[int | None, int | None] = (shape[1], shape[2])
         self.num_classes = int(model.outputs[0].shape[-1])
         self.scorecam_max_channels = 32  # "fast" Score-CAM: only the 32 most varied channels
-        # SmoothGrad noisy copies: Smilkov et al. use 10-50; 10 keeps one 224 px image near 4 s
-        # on 2 CPU cores (cost is linear in samples)
+        # SmoothGrad noisy copies: Smilkov et al. use 10-50; cost is linear in samples (all
+        # copies of an image go through one compiled forward + backward pass)
         self.smooth_samples = 10
         self.smooth_noise = 0.2  # noise std as a share of each image's value range
         # Re-entrant: a method's graph, built under this lock, may need the scores model first.
@@ -174,17 +178,18 @@ class Explainer:
     def __call__(
         self,
         images: np.ndarray,
-        method: str = "gradcam",
+        method: str | None = None,
         target: int | Sequence[int] | None = None,
         layer: str | None = None,
     ) -> Explanation:
         """Heatmaps for a batch of raw RGB images (N, H, W, 3) in 0-255.
 
-        `method`: a name from `METHODS`. `target`: None explains each image's predicted class;
-        an int or one int per image explains those classes. `layer`: any name from
-        `conv_layers(model)`; default `self.layer` (ignored by methods that read pixels).
+        `method`: a name from `METHODS` (default `self.method`). `target`: None explains each
+        image's predicted class; an int or one int per image explains those classes. `layer`:
+        any name from `conv_layers(model)`; default `self.layer` (ignored by methods that read
+        pixels).
         """
-        spec = get_method(method)
+        spec = get_method(method or self.method)
         if layer is not None:
             self._check_layer(layer)
         use_layer = (layer or self.layer) if spec.needs_layer else None

@@ -109,3 +109,30 @@ def logits_tensor(model: keras.Model) -> Any:
     return keras.layers.Lambda(lambda p: keras.ops.log(p + 1e-7), name="log_probs")(
         model.outputs[0]
     )
+
+
+def _side(model: keras.Model, name: str) -> int | None:
+    """Height of the layer's (N, H, W, C) output, None when unknown."""
+    out = _layer_output(model.get_layer(name))
+    return None if out is None else out.shape[1]
+
+
+def stage_layers(model: keras.Model, layer: str, n: int = 3) -> list[str]:
+    """`layer`, then the deepest layer of each of the next `n - 1` finer resolutions below it:
+    one map per resolution stage, coarse to fine (multi-layer fusion's and the layer choice's
+    candidates). Padding layers are skipped: their maps carry a zero border, not evidence.
+    Fewer than `n` names when the model has fewer stages below `layer`."""
+    names = conv_layers(model)
+    if layer not in names:
+        raise ValueError(f"layer {layer!r} not found among the 4-D layers of {model.name!r}")
+    out, side = [layer], _side(model, layer) or 0
+    for name in names[names.index(layer) + 1 :]:
+        if len(out) == n:
+            break
+        if isinstance(model.get_layer(name), keras.layers.ZeroPadding2D):
+            continue
+        s = _side(model, name)
+        if s is not None and s > side:
+            out.append(name)
+            side = s
+    return out

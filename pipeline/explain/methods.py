@@ -1,5 +1,9 @@
 """The explanation methods: one small class each, found by name in `REGISTRY`.
 
+Where they live: the gradient CAMs (Grad-CAM, HiResCAM, LayerCAM, multi-layer fusion) in
+`cams.py` with the compiled Score-CAM, the compiled SmoothGrad in `smoothgrad.py`, the
+tf-keras-vis Grad-CAM++ here; `base.Method` is the interface.
+
 A method only computes heatmaps; the `Explainer` validates the request, picks the layer, and
 holds everything built per model (its compiled graphs and tf-keras-vis objects, cached through
 `Explainer.cached`). Method objects are therefore stateless and one instance serves every model
@@ -13,150 +17,19 @@ the CLI's and explain-eval's checks and the dashboard's choice of methods follow
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import keras
+from pipeline.explain.base import Method, Result
+from pipeline.explain.cams import GradCam, GradCamFusion, HiResCam, LayerCam, ScoreCam
+from pipeline.explain.smoothgrad import SmoothGrad
 
+if TYPE_CHECKING:
     from pipeline.explain.explainer import Explainer
 
-# (heatmaps (N, H, W) float32 in [0, 1], probs (N, C), explained class per image (N,))
-Result = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-class Method:
-    """One explanation method (a stateless singleton in `REGISTRY`).
-
-    `name`: what the CLI, the manifest and explanations.json say; `label`: what people read;
-    `needs_layer`: reads a convolutional feature map (the Explainer passes a layer) rather than
-    input pixels (layer None); `cost`: "fast" = about one forward and one backward pass per batch,
-    "slow" = tens of passes per image.
-    """
-
-    name: ClassVar[str]
-    label: ClassVar[str]
-    needs_layer: ClassVar[bool] = True
-    cost: ClassVar[str] = "fast"
-
-    def __call__(
-        self, explainer: Explainer, x: np.ndarray, targets: np.ndarray, layer: str | None
-    ) -> Result:
-        """Heatmaps of float32 images `x` (N, H, W, 3) in 0-255 for `targets` (N,) int32, where
-        -1 means "the predicted class"; returns (heatmaps, probs, explained classes)."""
-        raise NotImplementedError
-
-
-# ---- Grad-CAM: a hand-written tf.function ---------------------------------------------------
-
-
-def _minmax_per_sample(cam: Any) -> Any:
-    import tensorflow as tf
-
-    # divide_no_nan rather than "+ epsilon": an untrained model's CAM can span 1e-6, and a fixed
-    # epsilon would squash it towards 0 instead of stretching it to [0, 1]; flat maps become 0.
-    lo = tf.reduce_min(cam, axis=(1, 2), keepdims=True)
-    hi = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
-    return tf.math.divide_no_nan(cam - lo, hi - lo)
-
-
-def _gradcam_graph(grad_model: keras.Model, input_hw: tuple[int | None, int | None],
-                   combine: Callable[[Any, Any], Any]) -> Any:
-    """Compiled (x, targets) -> (cam, probs, explained class) over a model whose outputs are
-    (feature map, logits, probs); `combine(fmap, grads)` makes the (N, h, w, 1) map. Traced
-    before it is returned."""
-    import tensorflow as tf
-
-    h, w = input_hw
-    spec_x = tf.TensorSpec((None, h, w, 3), tf.float32)
-    spec_t = tf.TensorSpec((None,), tf.int32)
-
-    @tf.function(input_signature=[spec_x, spec_t])
-    def gradcam(x: Any, targets: Any) -> tuple[Any, Any, Any]:
-        with tf.GradientTape() as tape:
-            fmap, logits, probs = grad_model([x], training=False)
-            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            chosen = tf.where(targets < 0, predicted, targets)
-            score = tf.gather(logits, chosen, axis=1, batch_dims=1)
-            # Samples are independent at inference: the sum's gradient is per-sample.
-            total = tf.reduce_sum(score)
-        grads = tape.gradient(total, fmap)
-        cam = combine(fmap, grads)
-        size = tf.shape(x)[1:3]
-        cam = tf.image.resize(cam, size, method="bilinear")[..., 0]
-        return _minmax_per_sample(cam), probs, chosen
-
-    gradcam.get_concrete_function()  # trace once here (under the cache lock), not in racing threads
-    return gradcam
-
-
-class GradCam(Method):
-    """Grad-CAM (Selvaraju et al., 2017): feature maps weighted by their mean gradient.
-
-    A small hand-written `tf.function` over a (feature map, class scores) model, built once per
-    layer: tf-keras-vis rebuilds an intermediate model and runs eagerly on every call, which costs
-    several times a forward pass.
-    """
-
-    name = "gradcam"
-    label = "Grad-CAM"
-
-    @staticmethod
-    def combine(fmap: Any, grads: Any) -> Any:
-        """Each channel weighted by its mean gradient, summed, positive part."""
-        import tensorflow as tf
-
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        return tf.nn.relu(tf.reduce_sum(fmap * weights, axis=-1, keepdims=True))
-
-    def graph(self, explainer: Explainer, layer: str) -> Any:
-        """The compiled map of `layer` for this explainer's model (built on first use)."""
-        return explainer.cached(
-            (self.name, layer),
-            lambda: _gradcam_graph(explainer.feature_model(layer), explainer.input_hw,
-                                   self.combine),
-        )
-
-    def __call__(
-        self, explainer: Explainer, x: np.ndarray, targets: np.ndarray, layer: str | None
-    ) -> Result:
-        import tensorflow as tf
-
-        assert layer is not None  # needs_layer: the Explainer always passes one
-        cam, probs, chosen = self.graph(explainer, layer)(tf.constant(x), tf.constant(targets))
-        return cam.numpy().astype(np.float32), probs.numpy(), chosen.numpy()
-
-
-class HiResCam(GradCam):
-    """HiResCAM (Draelos & Carin, 2020): the gradient multiplies the feature map element by
-    element instead of being averaged per channel, so the map shows where the score was raised
-    (Grad-CAM's averaging can credit locations that lowered it)."""
-
-    name = "hirescam"
-    label = "HiResCAM"
-
-    @staticmethod
-    def combine(fmap: Any, grads: Any) -> Any:
-        import tensorflow as tf
-
-        return tf.nn.relu(tf.reduce_sum(fmap * grads, axis=-1, keepdims=True))
-
-
-class LayerCam(GradCam):
-    """LayerCAM (Jiang et al., 2021): element-wise weights from the positive gradients only;
-    reliable at earlier, finer layers too, where Grad-CAM's channel averages wash out."""
-
-    name = "layercam"
-    label = "LayerCAM"
-
-    @staticmethod
-    def combine(fmap: Any, grads: Any) -> Any:
-        import tensorflow as tf
-
-        return tf.nn.relu(tf.reduce_sum(fmap * tf.nn.relu(grads), axis=-1, keepdims=True))
-
+__all__ = ["REGISTRY", "METHODS", "LAYER_METHODS", "METHOD_LABELS", "Method", "Result",
+           "get_method"]
 
 # ---- tf-keras-vis methods -------------------------------------------------------------------
 
@@ -233,80 +106,10 @@ class GradCamPlusPlus(_VisMethod):
         return vis(shifted, x, penultimate_layer=layer, seek_penultimate_conv_layer=False)
 
 
-class ScoreCam(_VisMethod):
-    """Score-CAM (Wang et al., 2020), by tf-keras-vis, on the `explainer.scorecam_max_channels`
-    most varied channels ("fast" Score-CAM): one forward pass per channel and image."""
-
-    name = "scorecam"
-    label = "Score-CAM (slower)"
-    cost = "slow"
-
-    def build(self, explainer: Explainer) -> Any:
-        from tf_keras_vis.scorecam import Scorecam
-
-        return Scorecam(explainer.scores_model(), clone=False)
-
-    def run(self, vis: Any, explainer: Explainer, x: np.ndarray, onehot: Any,
-            layer: str | None) -> Any:
-        # One image per call: tf-keras-vis masks every image with the channels chosen for
-        # any image of the batch, which is quadratic in the batch size.
-        n_channels = int(explainer.model.get_layer(layer).output.shape[-1])
-        cap = min(explainer.scorecam_max_channels, n_channels)
-        cams = []
-        for i in range(len(x)):
-            cams.append(vis(_class_score(onehot[i : i + 1]), x[i : i + 1],
-                            penultimate_layer=layer, seek_penultimate_conv_layer=False,
-                            max_N=cap))
-        return np.concatenate([np.reshape(c, (1, *x.shape[1:3])) for c in cams])
-
-
-class _CompiledModel:
-    """The little of a Keras model that tf-keras-vis' Saliency uses, backed by a tf.function.
-
-    Gradients flow through a tf.function, so the tape in Saliency still gets d(score)/d(input).
-    """
-
-    def __init__(self, model: keras.Model, forward: Any) -> None:
-        self.inputs = model.inputs
-        self.outputs = model.outputs
-        self._forward = forward
-
-    def __call__(self, inputs: Any, training: bool = False) -> Any:
-        import tensorflow as tf
-
-        x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        return self._forward(tf.cast(x, tf.float32))[0]
-
-
-class SmoothGrad(_VisMethod):
-    """SmoothGrad (Smilkov et al., 2017): input gradients averaged over
-    `explainer.smooth_samples` noisy copies, by tf-keras-vis' Saliency. Pixel saliency, no layer.
-    """
-
-    name = "smoothgrad"
-    label = "SmoothGrad (pixel saliency)"
-    needs_layer = False
-    cost = "slow"
-
-    def build(self, explainer: Explainer) -> Any:
-        from tf_keras_vis.saliency import Saliency
-
-        # Saliency only calls the model: give it the compiled forward so each of the noisy
-        # samples is one graph call instead of an eager pass (measured 7.5 s vs 19.7 s for 20
-        # samples on MobileNetV2 at 224 px, 2 busy cores).
-        compiled = _CompiledModel(explainer.scores_model(), explainer.compiled_forward())
-        return Saliency(compiled, clone=False)
-
-    def run(self, vis: Any, explainer: Explainer, x: np.ndarray, onehot: Any,
-            layer: str | None) -> Any:
-        return vis(_class_score(onehot), x, smooth_samples=explainer.smooth_samples,
-                   smooth_noise=explainer.smooth_noise)
-
-
 # The registry: name -> method, in the order the CLI and the dashboard list them.
 REGISTRY: dict[str, Method] = {
-    m.name: m for m in (GradCam(), HiResCam(), LayerCam(), GradCamPlusPlus(), ScoreCam(),
-                        SmoothGrad())
+    m.name: m for m in (GradCam(), HiResCam(), LayerCam(), GradCamFusion(), GradCamPlusPlus(),
+                        ScoreCam(), SmoothGrad())
 }
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 # Methods that read a convolutional feature map (SmoothGrad works on input pixels).

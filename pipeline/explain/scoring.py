@@ -3,8 +3,9 @@ and aggregated (the keys and rows of explanations.json).
 
 `explain_model` explains each image with the model and with a weight-randomised copy (sanity),
 then scores each heatmap for localisation (tumour mask), faithfulness (deletion / insertion
-against a random heatmap) and the shortcut alarm (heat outside the head). It takes arrays only:
-which images, for which class, and where the file goes is `quality.py`'s job (explain-eval).
+against a random heatmap; ROAD MoRF / LeRF) and the shortcut alarm (heat outside the head). It
+takes arrays only: which images, for which class, and where the file goes is `quality.py`'s job
+(explain-eval).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pipeline.explain.explainer import Explainer
 from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import (
     OUTSIDE_HEAD_ALARM,
+    ROAD_FRACTIONS,
+    SHORTCUT_TOP,
     deletion_insertion,
     energy_in_mask,
     energy_outside_head,
@@ -27,7 +30,9 @@ from pipeline.explain.metrics import (
     pointing_game,
     random_heatmap,
     randomize_model,
+    road,
     spearman,
+    top_outside_head,
 )
 from pipeline.explain.render import heatmap_stats
 from pipeline.names import Progress
@@ -57,6 +62,7 @@ def explain_model(
     progress: Progress | None = None,
     label: str = "explain-eval",
     head_masks: Sequence[np.ndarray] | None = None,
+    road_fractions: Sequence[float] = ROAD_FRACTIONS,
 ) -> dict[str, Any]:
     """All explanation-quality metrics of one model on prepared images (N, S, S, 3).
 
@@ -89,11 +95,11 @@ def explain_model(
     for i in range(n):
         row, curve = _image_row(explainer.predict, images_[i], heatmaps[i], rheat[i], prob[i],
                                 int(targets[i]), masks[i], steps, baseline, seed * 7919 + i,
-                                head_masks[i])
+                                head_masks[i], tuple(road_fractions))
         rows.append(row)
         curves.append(curve)
         tick(1)
-    del_curves, ins_curves, del_rand, ins_rand = zip(*curves, strict=True)
+    del_curves, ins_curves, del_rand, ins_rand, morf, lerf = zip(*curves, strict=True)
     return {
         "method": method,
         "layer": explainer.layer if get_method(method).needs_layer else None,
@@ -104,6 +110,10 @@ def explain_model(
         "insertion_curve": np.mean(ins_curves, axis=0).tolist(),
         "deletion_curve_random": np.mean(del_rand, axis=0).tolist(),
         "insertion_curve_random": np.mean(ins_rand, axis=0).tolist(),
+        "road_fractions": [0.0, *map(float, road_fractions)],
+        "road_morf_curve": np.mean(morf, axis=0).tolist(),
+        "road_lerf_curve": np.mean(lerf, axis=0).tolist(),
+        "road_imputation": "noisy linear (Rong et al. 2022), exact sparse solve",
         "baseline": baseline,
         "steps": steps,
         "rows": rows,
@@ -131,15 +141,18 @@ def _image_row(
     predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, heatmap: np.ndarray,
     random_model_heatmap: np.ndarray,
     probs: np.ndarray, target: int, mask: np.ndarray | None, steps: int, baseline: str,
-    noise_seed: int, head_mask: np.ndarray,
+    noise_seed: int, head_mask: np.ndarray, road_fractions: tuple[float, ...] = ROAD_FRACTIONS,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
     """One image's row of explanations.json, and its (deletion, insertion, deletion_random,
-    insertion_random) curves; "random" = a smooth random heatmap seeded with `noise_seed`."""
+    insertion_random, ROAD MoRF, ROAD LeRF) curves; "random" = a smooth random heatmap seeded
+    with `noise_seed`."""
     d, ins, dauc, iauc = deletion_insertion(predict, image, heatmap, target, steps, baseline)
+    rd = road(predict, image, heatmap, target, road_fractions, seed=noise_seed)
     noise = random_heatmap(heatmap.shape, seed=noise_seed)
     dr, ir, dauc_r, iauc_r = deletion_insertion(predict, image, noise, target, steps, baseline)
     has_mask = mask is not None and bool(np.any(mask))
     outside = _finite(energy_outside_head(heatmap, head_mask))
+    top_out = _finite(top_outside_head(heatmap, head_mask))
     row = {
         "target": target,
         "predicted": int(np.argmax(probs)),
@@ -152,12 +165,15 @@ def _image_row(
         "insertion_auc": iauc,
         "deletion_auc_random": dauc_r,
         "insertion_auc_random": iauc_r,
+        "road_morf_auc": rd["morf_auc"],
+        "road_lerf_auc": rd["lerf_auc"],
         "sanity_rank_correlation": _finite(spearman(heatmap, random_model_heatmap)),
         "energy_outside_head": outside,
-        "outside_head_flag": outside_head_flag(outside),
+        "top_outside_head": top_out,
+        "outside_head_flag": outside_head_flag(top_out),
         "peak": heatmap_stats(heatmap)["peak"],
     }
-    return row, (d, ins, dr, ir)
+    return row, (d, ins, dr, ir, np.array(rd["morf_curve"]), np.array(rd["lerf_curve"]))
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -177,13 +193,21 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "deletion_auc_random": _nanmean([r["deletion_auc_random"] for r in rows]),
         "insertion_auc": _nanmean([r["insertion_auc"] for r in rows]),
         "insertion_auc_random": _nanmean([r["insertion_auc_random"] for r in rows]),
+        # ROAD: MoRF area low and LeRF area high = faithful; the gap summarises both
+        "road_morf_auc": _nanmean([r["road_morf_auc"] for r in rows]),
+        "road_lerf_auc": _nanmean([r["road_lerf_auc"] for r in rows]),
+        "road_lerf_minus_morf": _nanmean([r["road_lerf_auc"] - r["road_morf_auc"]
+                                          for r in rows]),
         "sanity_rank_correlation": _nanmean(sanity),
         "sanity_abs_rank_correlation": _nanmean([abs(v) if v is not None else None
                                                  for v in sanity]),
         "accuracy": _nanmean([float(r["correct"]) for r in rows]),
         # shortcut alarm: share of images whose heatmap is mostly outside the head
         "energy_outside_head": _nanmean([r["energy_outside_head"] for r in rows]),
+        "top_outside_head": _nanmean([r["top_outside_head"] for r in rows]),
         "n_outside_head_flagged": sum(bool(r["outside_head_flag"]) for r in rows),
         "outside_head_alarm_rate": _nanmean([float(r["outside_head_flag"]) for r in rows]),
         "outside_head_threshold": OUTSIDE_HEAD_ALARM,
+        "outside_head_rule": f"more than {OUTSIDE_HEAD_ALARM:.0%} of the hottest "
+                             f"{SHORTCUT_TOP:.0%} of the heatmap outside the head",
     }

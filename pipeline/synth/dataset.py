@@ -84,12 +84,10 @@ def _n_test(per_class: int, test_fraction: float) -> int:
 
 def _readme(params: dict[str, Any]) -> str:
     """Text of README.txt: what the folder is, its parameters, and the command that remakes it."""
-    # The text is part of the byte-identical output, so it still names the module as it was
-    # when the format was fixed (pipeline/synth.py, now the pipeline/synth/ package).
     return (
         "SYNTHETIC MRI PHANTOMS - NOT REAL PATIENT DATA\n"
         "\n"
-        "Every image in this folder was drawn by a program (pipeline/synth.py of brain-mri-xai).\n"
+        "Every image in this folder was drawn by a program (pipeline/synth/ of brain-mri-xai).\n"
         "They imitate axial brain MRI slices for teaching, testing and explanation benchmarks;\n"
         "they are not medical images and say nothing about real tumours. Research and teaching\n"
         "only, not for diagnosis.\n"
@@ -103,7 +101,11 @@ def _readme(params: dict[str, Any]) -> str:
         "no_tumor). synth.json lists all parameters. Regenerate with:\n"
         f"  python -m pipeline synth OUT_DIR --per-class {params['per_class']} "
         f"--size {params['size']} --seed {params['seed']} "
-        f"--test-fraction {params['test_fraction']}\n"
+        f"--test-fraction {params['test_fraction']}"
+        + (" --marker" if params.get("marker") else "") + "\n"
+        + ("\nmarker: every image carries a class-coded bright square in a corner outside the\n"
+           "head (a planted shortcut, for testing the shortcut alarm).\n"
+           if params.get("marker") else "")
     )
 
 

@@ -1,0 +1,160 @@
+"""Each model's default explanation (method and layer), chosen by the pointing game on the run's
+VALIDATION images that have a tumour box (never test images), recorded in
+`<run>/explain_choice.json` with the table behind it.
+
+`choose_defaults` scores every registered method at each candidate layer (the model's recorded
+Grad-CAM layer and the deepest layer of each of the two finer resolutions below it,
+`layers.stage_layers`); slow methods only at the recorded layer, to keep the cost bounded.
+`default_explanation` is what the CLI's `explain` and the dashboard read: the recorded choice
+when the run has one, else Grad-CAM at the manifest's layer. It imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import (
+    ArtifactError,
+    ensure_writable,
+    open_run,
+    read_json,
+    utc_now,
+    write_json_atomic,
+)
+from pipeline.names import Progress
+
+CHOICE_FILE = "explain_choice.json"
+FALLBACK_METHOD = "gradcam"
+RULE = ("highest pointing game on validation images with a box; ties: higher energy in box, "
+        "then fast before slow methods, then registry order")
+
+
+def default_explanation(run_path: str | Path, model: str, manifest_layer: str | None
+                        ) -> tuple[str, str | None]:
+    """(method, layer) a model is explained with by default: the run's recorded choice
+    (`explain_choice.json`) when present and readable, else (Grad-CAM, `manifest_layer`)."""
+    from pipeline.explain.methods import METHODS  # the registry: no TensorFlow at import
+
+    path = Path(run_path) / CHOICE_FILE
+    if path.is_file():
+        try:
+            entry = read_json(path)["models"][model]
+            if entry["method"] in METHODS:
+                return entry["method"], entry["layer"] or manifest_layer
+        except (ArtifactError, KeyError, TypeError):
+            pass  # a damaged or partial file: today's default, never a crash
+    return FALLBACK_METHOD, manifest_layer
+
+
+def _val_records(run: Any, masks_root: Path, max_images: int, seed: int
+                 ) -> list[dict[str, str]]:
+    """Up to `max_images` validation records with a mask file, balanced over labels."""
+    from pipeline.explain.masks import find_mask
+    from pipeline.explain.quality import _pick
+
+    val = [r for r in read_json(run.path / "splits.json").get("val", [])
+           if r.get("label") in run.class_names and r["label"] != "no_tumor"
+           and find_mask(masks_root, r["path"])]  # no tumour, no box to point at
+    if not val:
+        raise ValueError(f"run {run.run_id}: no validation image has a mask under {masks_root}")
+    return _pick(val, max_images, seed)
+
+
+def _score(ex: Any, layer: str | None, method: str, x: np.ndarray, targets: np.ndarray,
+           masks: list[np.ndarray], batch: int = 16) -> dict[str, Any]:
+    """Pointing game and energy in box of one (method, layer) on prepared images, through the
+    model's one `Explainer` (its compiled graphs are reused across the table)."""
+    from pipeline.explain.metrics import energy_in_mask, pointing_game
+
+    heat = np.concatenate([ex(x[i : i + batch], method=method, layer=layer,
+                              target=[int(t) for t in targets[i : i + batch]]).heatmaps
+                           for i in range(0, len(x), batch)])
+    hits = [pointing_game(h, m) for h, m in zip(heat, masks, strict=True)]
+    energy = [energy_in_mask(h, m) for h, m in zip(heat, masks, strict=True)]
+    return {"method": method, "layer": layer, "n": len(x),
+            "pointing_game": float(np.mean(hits)),
+            "energy_in_mask": float(np.nanmean(energy)) if np.isfinite(energy).any() else None}
+
+
+def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
+                    masks_dir: str | Path | None = None, max_images: int = 48,
+                    models: Sequence[str] | None = None, seed: int = 0,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Score every method x candidate layer per model on validation images with a box, write
+    `<run>/explain_choice.json` (atomically) and return it. Masks default to the dataset's
+    boxes folder (`masks.boxes_dir`), else `<data>/masks`; paths are recorded relative to the
+    project."""
+    from pipeline import geometry, images
+    from pipeline.explain.explainer import Explainer
+    from pipeline.explain.layers import default_layer, stage_layers
+    from pipeline.explain.masks import boxes_dir, find_mask, prepare_mask, read_mask
+    from pipeline.explain.methods import REGISTRY
+    from pipeline.explain.quality import _shown_path
+
+    if max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    run = open_run(run_dir)
+    ensure_writable(run.path, "run folder")
+    data = Path(data_dir) if data_dir is not None else run.data_dir
+    if data is None or not data.is_dir():
+        raise ValueError(f"data folder {data} not found; pass data_dir (--data)")
+    masks_root = Path(masks_dir) if masks_dir is not None else (boxes_dir(data)
+                                                                 or data / "masks")
+    if not masks_root.is_dir():
+        raise ValueError(f"masks folder {masks_root} does not exist")
+    names = list(models) if models else run.model_names
+    for m in names:
+        run.model_info(m)  # unknown names fail before any work
+    recs = _val_records(run, masks_root, max_images, seed)
+    decoded = []
+    for r in recs:
+        try:
+            decoded.append((r, images.read_image(data / r["path"]),
+                            read_mask(find_mask(masks_root, r["path"]))))
+        except (images.ImageError, OSError):
+            continue  # an unreadable image or mask is left out; n_images says how many counted
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"run_id": run.run_id, "split": "val", "rule": RULE,
+                           "data_dir": _shown_path(data), "masks_dir": _shown_path(masks_root),
+                           "max_images": max_images, "seed": seed,
+                           "target": "the image's true class", "models": {}}
+    for name in names:
+        info = run.model_info(name)
+        size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+        keep = [(rec, img, prepare_mask(mask, img, size, crop)) for rec, img, mask in decoded]
+        keep = [k for k in keep if k[2].any()]  # a box cropped away scores nothing
+        x = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in keep])
+        targets = np.array([run.class_names.index(r["label"]) for r, _, _ in keep])
+        masks = [m for _, _, m in keep]
+        model = run.load_model(name)
+        base = info.get("gradcam_layer") or default_layer(model)
+        ex = Explainer(model, base)
+        layers = stage_layers(model, base, 3)
+        jobs = [(m, layer) for m, spec in REGISTRY.items()
+                for layer in ((layers if spec.cost == "fast" else [base]) if spec.needs_layer
+                              else [None])]
+        table = []
+        for k, (method, layer) in enumerate(jobs):
+            if progress:
+                progress(f"choose {name}", k, len(jobs))
+            table.append(_score(ex, layer, method, x, targets, masks))
+        order = {m: i for i, m in enumerate(REGISTRY)}
+        best = max(table, key=lambda r: (r["pointing_game"], r["energy_in_mask"] or 0.0,
+                                         REGISTRY[r["method"]].cost == "fast",
+                                         -order[r["method"]]))
+        chance = float(np.mean([m.mean() for m in masks]))
+        out["models"][name] = {"method": best["method"], "layer": best["layer"],
+                               "pointing_game": best["pointing_game"],
+                               "energy_in_mask": best["energy_in_mask"],
+                               "n_images": len(x), "chance": chance,
+                               "images": [r["path"] for r, _, _ in keep],
+                               "candidate_layers": layers, "table": table}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["created"] = utc_now()
+    write_json_atomic(run.path / CHOICE_FILE, out, allow_nan=False)
+    return out

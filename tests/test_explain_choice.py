@@ -1,0 +1,84 @@
+"""Each model's default explanation chosen on validation images with a box
+(`explain-choose`, explain_choice.json) and read back by `explain` and the dashboard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.explain import METHODS, REGISTRY
+from pipeline.explain.choice import CHOICE_FILE, choose_defaults, default_explanation
+
+
+def test_default_explanation_falls_back_without_or_with_a_damaged_file(tmp_path: Path) -> None:
+    assert default_explanation(tmp_path, "m", "conv") == ("gradcam", "conv")
+    (tmp_path / CHOICE_FILE).write_text("{not json")
+    assert default_explanation(tmp_path, "m", "conv") == ("gradcam", "conv")
+    (tmp_path / CHOICE_FILE).write_text(json.dumps(
+        {"models": {"m": {"method": "layercam", "layer": "c2"},
+                    "old": {"method": "lime", "layer": "x"},
+                    "pix": {"method": "smoothgrad", "layer": None}}}))
+    assert default_explanation(tmp_path, "m", "conv") == ("layercam", "c2")
+    assert default_explanation(tmp_path, "old", "conv") == ("gradcam", "conv")  # unknown method
+    assert default_explanation(tmp_path, "pix", "conv") == ("smoothgrad", "conv")
+    assert default_explanation(tmp_path, "other", None) == ("gradcam", None)
+
+
+@pytest.mark.slow
+def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path,
+                                                                 tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.artifacts import open_run
+    from pipeline.cli import app
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)  # the session's run stays without a choice
+    run = open_run(run_dir)
+    splits = json.loads((run_dir / "splits.json").read_text())
+    val = {r["path"] for r in splits["val"]}
+    res = CliRunner().invoke(app, ["explain-choose", "--run", str(run_dir), "--max-images", "6",
+                                   "--model", "custom_cnn"])
+    assert res.exit_code == 0, res.output
+    assert "custom_cnn:" in res.output and "validation images with a box" in res.output
+    data = json.loads((run_dir / CHOICE_FILE).read_text())
+    assert data["split"] == "val" and not Path(data["masks_dir"]).is_absolute()
+    entry = data["models"]["custom_cnn"]
+    assert 1 <= entry["n_images"] <= 6 and 0 < entry["chance"] < 1
+    layers = entry["candidate_layers"]
+    assert layers[0] == run.model_info("custom_cnn")["gradcam_layer"] and len(layers) == 3
+    rows = {(r["method"], r["layer"]) for r in entry["table"]}
+    for name, spec in REGISTRY.items():  # every method; fast ones at every candidate layer
+        want = (layers if spec.cost == "fast" else layers[:1]) if spec.needs_layer else [None]
+        assert {(name, la) for la in want} <= rows, name
+    best = max(r["pointing_game"] for r in entry["table"])
+    assert entry["pointing_game"] == best and entry["method"] in METHODS
+    assert (entry["method"], entry["layer"]) in rows
+    assert "mobilenetv2" not in data["models"]
+    # only validation images with a tumour were used, never test images
+    test = {r["path"] for r in splits["test"]}
+    assert len(entry["images"]) == entry["n_images"]
+    assert set(entry["images"]) <= val and not set(entry["images"]) & test
+    assert all("no_tumor" not in p for p in entry["images"])
+    again = choose_defaults(run_dir, max_images=6, models=["custom_cnn"])
+    assert again["models"]["custom_cnn"]["table"] == entry["table"]  # deterministic
+
+    img = str(run.data_dir / splits["test"][0]["path"])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["explain", "--run", str(run_dir), "--out", str(out),
+                                   "--model", "custom_cnn", img])
+    assert res.exit_code == 0, res.output
+    got = json.loads((out / "explain.json").read_text())["images"][0]["models"]["custom_cnn"]
+    want_layer = entry["layer"] if entry["layer"] is not None else None
+    assert got["method"] == entry["method"]
+    if REGISTRY[entry["method"]].needs_layer:
+        assert got["layer"] == want_layer
+    res = CliRunner().invoke(app, ["explain", "--run", str(run_dir), "--out", str(out),
+                                   "--model", "custom_cnn", "--method", "gradcam", img])
+    got = json.loads((out / "explain.json").read_text())["images"][0]["models"]["custom_cnn"]
+    assert got["method"] == "gradcam"
+    assert got["layer"] == (entry["layer"] if entry["method"] == "gradcam"
+                            else run.model_info("custom_cnn")["gradcam_layer"])
