@@ -140,6 +140,25 @@ def layer_label(name: str, hw: tuple[int | None, int | None], last: bool) -> str
     return f"{where}, {h}×{w}" if h and w else where
 
 
+def layer_words(layer: str, recorded: str | None) -> str:
+    """A layer named in plain words without loading the model: "last conv block" for the run's
+    recorded Grad-CAM layer, else the name with spaces ("block 13 expand relu")."""
+    return "last conv block" if layer == recorded else layer.replace("_", " ")
+
+
+def readable_time(iso: str) -> str:
+    """An ISO timestamp as people read it ("2026-12-01 15:02 UTC"); anything else unchanged."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return iso
+    if t.tzinfo is not None:
+        t = t.astimezone(timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M") + (" UTC" if t.tzinfo is not None else "")
+
+
 def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     """Shrink (area interpolation) so the longer side is at most `max_side`; else unchanged."""
     h, w = image.shape[:2]

@@ -369,6 +369,10 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     summary = _frame(at, "MobileNetV2")
     assert summary is not None and "method" in summary.index
     assert "evidence mostly outside the brain" in summary.index
+    # the layer in plain words first, the technical name beside it
+    assert summary.loc["layer", summary.columns[0]] == "last conv block"
+    assert summary.loc["layer (technical name)", summary.columns[0]] in (
+        "gradcam_target", "out_relu")
 
 
 def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):

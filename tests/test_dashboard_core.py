@@ -355,3 +355,11 @@ def test_pdf_report_carries_the_model_file_hashes(tmp_path):
         pytest.skip("pdftotext (poppler-utils) is not installed")
     assert f"Custom CNN: {hashes['custom_cnn']}" in text
     assert runinfo.short_hash(hashes["custom_cnn"]) == hashes["custom_cnn"][:12]
+
+
+def test_layer_words_and_readable_time_for_people():
+    assert core.layer_words("gradcam_target", "gradcam_target") == "last conv block"
+    assert core.layer_words("block_13_expand_relu", "out_relu") == "block 13 expand relu"
+    assert core.readable_time("2026-12-01T15:02:43+00:00") == "2026-12-01 15:02 UTC"
+    assert core.readable_time("2026-12-01T17:02:43+02:00") == "2026-12-01 15:02 UTC"
+    assert core.readable_time("?") == "?"

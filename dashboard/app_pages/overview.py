@@ -13,7 +13,8 @@ run = state.require_run()
 facts = runinfo.run_facts(run.manifest)
 fix = state.evaluate_fix(run)
 
-st.caption(f"Run `{facts.run_id}` · created {facts.created} · profile {facts.profile or '?'}")
+st.caption(f"Run `{facts.run_id}` · created {core.readable_time(facts.created)} · "
+           f"profile {facts.profile or '?'}")
 
 for warning in facts.weights_warnings:
     st.warning(warning, icon=":material/warning:")

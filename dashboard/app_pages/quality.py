@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, core, state
 from dashboard import figures as F
 
 CHART_FIX = "Re-run `python -m pipeline explain-eval`."
@@ -19,7 +19,10 @@ if not expl:
     st.stop()
 
 summary = pd.DataFrame({F.model_label(m): {
-    "method": e.get("method", "?"), "layer": e.get("layer") or "-",
+    "method": e.get("method", "?"),
+    "layer": core.layer_words(e["layer"], run.model_info(m).get("gradcam_layer"))
+    if e.get("layer") else "-",
+    "layer (technical name)": e.get("layer") or "-",
     "images": e.get("n", "?"), "with a tumour mask or box": e.get("n_localisation", "?"),
     "masks from": e.get("masks_dir") or "-",
     "explained class": "true class" if e.get("target_mode", "true") == "true" else
