@@ -148,6 +148,8 @@ def fit_guided(job: Any) -> None:
     if built.transfer:
         raise ValueError(f"guidance is implemented for the custom CNN only, not "
                          f"{built.name}: set its guidance to 0")
+    if "train" in state.phase_done:  # a resumed run whose training had finished: no mask pass
+        return
     allowed, boxed = allowed_masks(job.train, job.masks_dir, mc.image_size, mc.crop_head,
                                    job.progress)
     state.guidance = {"weight": mc.guidance, "train_images": int(len(boxed)),
@@ -164,8 +166,6 @@ def fit_guided(job: Any) -> None:
 
     ds_tr = guided_dataset(job.train.x, allowed, y_tr, cfg.batch_size, cfg.seed)
     ds_va = data.make_tf_dataset(job.val.x, y_va, cfg.batch_size)
-    if "train" in state.phase_done:
-        return
     _compile(trainer, mc, mc.learning_rate, job.num_classes)
     trainer.fit(ds_tr, validation_data=ds_va, epochs=mc.epochs,
                 initial_epoch=state.start_epoch("train"),
