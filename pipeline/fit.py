@@ -23,9 +23,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline import data, feature_cache
+from pipeline import data, feature_cache, guidance
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.models import BuiltModel, compiled, split_point
+from pipeline.models import BuiltModel, compiled, geometric_augs, split_point
 from pipeline.names import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,11 @@ class _ViewBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, views: list[np.ndarray], y1h: np.ndarray, batch: int, seed: int,
-                 sample_weight: np.ndarray | None = None) -> None:
+                 sample_weight: np.ndarray | None = None,
+                 masks: list[np.ndarray] | None = None) -> None:
         super().__init__()
         self.views, self.y, self.batch, self.sw = views, y1h, batch, sample_weight
+        self.masks = masks  # guided fine-tuning: each view's allowed region at feature-map size
         self.seed = seed
         self.set_epoch(0)
 
@@ -140,6 +142,9 @@ class _ViewBatches(keras.utils.PyDataset):
         idx = self.order[i * self.batch:(i + 1) * self.batch]
         x = np.stack([self.views[v][j] for v, j in zip(self.pick[idx], idx, strict=True)])
         x = x.astype("float32")
+        if self.masks is not None:
+            x = (x, np.stack([self.masks[v][j] for v, j in zip(self.pick[idx], idx,
+                                                                  strict=True)]).astype("float32"))
         if self.sw is None:
             return x, self.y[idx]
         return x, self.y[idx], self.sw[idx]
@@ -159,28 +164,40 @@ class EpochOrder(keras.callbacks.Callback):
 def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
                      ) -> list[np.ndarray]:
     """Original, mirrored and randomly augmented copies of x, via the model's own aug layers."""
-    return list(_iter_views(model, x, n_views, seed))
+    return [v for v, _ in _iter_views(model, x, n_views, seed)]
 
 
-def _iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
-                ) -> Iterator[np.ndarray]:
-    """Original, mirrored and randomly augmented copies of x, via the model's own aug layers,
-    made one at a time (the caller can drop each before the next; one view asked for: the
-    original only)."""
-    yield x
+def _iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int,
+                masks: np.ndarray | None = None
+                ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(view, mask view) pairs: original, mirrored and randomly augmented copies of x, via the
+    model's own aug layers, made one at a time (the caller can drop each before the next; one
+    view asked for: the original only). Geometric layers move `masks` (N, H, W) with the
+    images (guided fine-tuning); without masks the mask views are None."""
+    yield x, masks
     if n_views < 2:
         return
-    yield x[:, :, ::-1, :].copy()
+    yield x[:, :, ::-1, :].copy(), None if masks is None else masks[:, :, ::-1].copy()
     aug_names = [layer.name for layer in model.layers if layer.name.startswith("aug_")]
+    moving = geometric_augs() if masks is not None else frozenset()
     for v in range(2, n_views if aug_names else 2):
         out = np.empty_like(x)  # filled in place: no list of parts beside the whole
+        mout = None if masks is None else np.empty_like(masks)
         for i in range(0, len(x), 64):
             t = keras.ops.convert_to_tensor(x[i:i + 64].astype("float32"))
+            m = None if masks is None else \
+                keras.ops.convert_to_tensor(masks[i:i + 64, ..., None].astype("float32") * 255)
             for n in aug_names:
-                t = model.get_layer(n)(t, training=True)
+                if m is not None and n in moving:  # one call: the same transform
+                    both = model.get_layer(n)(keras.ops.concatenate([t, m], -1), training=True)
+                    t, m = both[..., :3], both[..., 3:]
+                else:
+                    t = model.get_layer(n)(t, training=True)
             out[i:i + 64] = np.clip(keras.ops.convert_to_numpy(t), 0, 255)
-        yield out
-        del out  # a paused generator would otherwise keep the view alive beside the next
+            if mout is not None:
+                mout[i:i + 64] = keras.ops.convert_to_numpy(m)[..., 0] > 127.5
+        yield out, mout
+        del out, mout  # a paused generator would otherwise keep the view alive beside the next
         keras.utils.set_random_seed(seed + v)
 
 
@@ -253,12 +270,12 @@ class FitJob:
 
 def fit(job: FitJob) -> None:
     """Train `job.built.model`; transfer models on cached activations when the config says so."""
-    if job.mc.guidance > 0:
+    if job.built.transfer and job.cfg.cache_features:
+        _fit_transfer_cached(job)  # guided in its fine-tuning phase when mc.guidance > 0
+    elif job.mc.guidance > 0:
         from pipeline.guidance import fit_guided  # imports this module: import it late
 
         fit_guided(job)
-    elif job.built.transfer and job.cfg.cache_features:
-        _fit_transfer_cached(job)
     else:
         _fit_plain(job)
 
@@ -275,9 +292,23 @@ def _sample_weights(job: FitJob) -> np.ndarray | None:
     return np.array([cw[int(c)] for c in job.train.y], dtype="float32")
 
 
-def _cached_activations(job: FitJob, bottom: keras.Model, cut: str
-                        ) -> tuple[list[np.ndarray], np.ndarray]:
-    """The frozen lower backbone run once per view of the training images, and on validation."""
+def _small(masks: np.ndarray, side: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) 0/1 masks as float16 shares at a feature map's size (area averaging, as
+    `guidance.outside_share` does at full size), 256 at a time: all 2220 training masks at
+    224 px in float32 would be 445 MB at once."""
+    out = np.empty((len(masks), *side), "float16")
+    for i in range(0, len(masks), 256):
+        t = keras.ops.image.resize(masks[i:i + 256, ..., None].astype("float32"), side,
+                                   interpolation="area")
+        out[i:i + 256] = keras.ops.convert_to_numpy(t)[..., 0]
+    return out
+
+
+def _cached_activations(job: FitJob, bottom: keras.Model, cut: str,
+                        guide: tuple[np.ndarray, tuple[int, int]] | None = None
+                        ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray] | None]:
+    """The frozen lower backbone run once per view of the training images, and on validation;
+    with `guide` (allowed regions, feature-map size) also each view's region at that size."""
     built, mc, cfg = job.built, job.mc, job.cfg
     n_views = max(1, mc.aug_views) if cfg.augment else 1
     t0 = time.perf_counter()
@@ -287,7 +318,12 @@ def _cached_activations(job: FitJob, bottom: keras.Model, cut: str
             f"of {len(job.train.y)} training images{where}")
     bottom_fn = compiled(bottom)
     feats: list[Any] = []
-    for k, v in enumerate(_iter_views(built.model, job.train.x, n_views, cfg.seed)):
+    small: list[np.ndarray] | None = None if guide is None else []
+    views = _iter_views(built.model, job.train.x, n_views, cfg.seed,
+                        None if guide is None else guide[0])
+    for k, (v, m) in enumerate(views):
+        if small is not None:
+            small.append(_small(m, guide[1]))
         desc = f"{built.name}: features, view {k + 1}/{count}"
         if job.scratch is None:
             feats.append(_predict_batches(bottom_fn, v, 64, job.progress, desc))
@@ -295,12 +331,12 @@ def _cached_activations(job: FitJob, bottom: keras.Model, cut: str
             # 32: at 224 px one early MobileNetV2 activation of 64 images is 300 MB
             feats.append(feature_cache.predict_to_disk(
                 bottom_fn, v, 32, job.scratch / f"view{k}.f16", job.progress, desc))
-        del v
+        del v, m
     feats_val = _predict_batches(bottom_fn, job.val.x, 64, job.progress,
                                  f"{built.name}: features, validation")
     job.state.feature_seconds = round(time.perf_counter() - t0, 2)
     job.say(f"{built.name}: features cached in {job.state.feature_seconds:.0f}s")
-    return feats, feats_val
+    return feats, feats_val, small
 
 
 def _fit_transfer_cached(job: FitJob) -> None:
@@ -315,7 +351,13 @@ def _fit_transfer_cached(job: FitJob) -> None:
     y_tr = keras.utils.to_categorical(job.train.y, job.num_classes)
     y_va = keras.utils.to_categorical(job.val.y, job.num_classes)
     sw = _sample_weights(job)
-    feats, feats_val = _cached_activations(job, bottom, cut)
+    guided = mc.guidance > 0 and mc.finetune_epochs > 0 and "finetune" not in state.phase_done
+    guide = None
+    if guided:  # explanation-guided fine-tuning: the regions where evidence belongs, per view
+        fmap = top.get_layer(built.gradcam_layer).output.shape[1:3]
+        guide = (guidance.prepare(job), (int(fmap[0]), int(fmap[1])))
+    feats, feats_val, small = _cached_activations(job, bottom, cut, guide)
+    del guide
 
     if "head" not in state.phase_done:
         # Phase 1: the whole backbone frozen; the head learns on pooled features.
@@ -339,9 +381,13 @@ def _fit_transfer_cached(job: FitJob) -> None:
         for layer in top.layers:
             if not isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = True
-        _compile(top, mc, mc.finetune_learning_rate, job.num_classes)
-        batches = _ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw)
-        top.fit(batches, shuffle=False,
+        trainer = top if small is None else guidance.GuidedTrainer(
+            top, built.gradcam_layer, mc.guidance, augment=[],  # views are augmented already
+            features=keras.Model(model.get_layer(cut).input,
+                                 [model.get_layer(built.gradcam_layer).output, model.output]))
+        _compile(trainer, mc, mc.finetune_learning_rate, job.num_classes)
+        batches = _ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw, small)
+        trainer.fit(batches, shuffle=False,
                 validation_data=(feats_val.astype("float32"), y_va),
                 epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
                 callbacks=[*_callbacks(max(2, mc.patience)),

@@ -15,6 +15,9 @@ pass, and it constrains exactly the map the dashboard draws.
 
 Augmentation runs here, not inside the model, so that geometric transforms move the mask with the
 image; the saved model is the plain one (no augmentation layers, which are inactive at inference).
+Transfer models (cached-activation recipe, `fit._fit_transfer_cached`) are guided in their
+fine-tuning phase: their cached views are made with the mask moved alongside, and the same
+`GuidedTrainer` trains the top blocks on them.
 """
 
 from __future__ import annotations
@@ -76,11 +79,14 @@ class GuidedTrainer(keras.Model):
     """Trains `core` with the guidance penalty; inference and validation go through `core`."""
 
     def __init__(self, core: keras.Model, feature_layer: str, weight: float,
-                 augment: list[tuple[keras.Layer, bool]]) -> None:
+                 augment: list[tuple[keras.Layer, bool]],
+                 features: keras.Model | None = None) -> None:
+        """`features` maps the core's input to (feature map, probabilities); by default it is
+        cut from `core` (give it for a core that was itself cut from a bigger graph)."""
         super().__init__(name=f"{core.name}_guided")
         self.core = core
-        self.features = keras.Model(core.input, [core.get_layer(feature_layer).output,
-                                                 core.output])
+        self.features = features or keras.Model(
+            core.input, [core.get_layer(feature_layer).output, core.output])
         self.weight = float(weight)
         self.augment = augment
         self.head = core.get_layer("predictions")
@@ -139,25 +145,34 @@ def guided_dataset(x: np.ndarray, allowed: np.ndarray, y1h: np.ndarray, batch: i
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def prepare(job: Any) -> np.ndarray:
+    """The training images' allowed regions (N, size, size) uint8, recorded in the job's state."""
+    built, mc = job.built, job.mc
+    allowed, boxed = allowed_masks(job.train, job.masks_dir, mc.image_size, mc.crop_head,
+                                   job.progress)
+    job.state.guidance = {"weight": mc.guidance, "train_images": int(len(boxed)),
+                          "with_tumour_box": int(boxed.sum()),
+                          "masks_dir": _shown(job.masks_dir),
+                          "layer": built.gradcam_layer, "form": "Grad-CAM of log p(true class)",
+                          "phases": ["finetune"] if built.transfer else ["train"]}
+    job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
+            f"{len(boxed)} training images (the rest: head region)")
+    return allowed
+
+
 def fit_guided(job: Any) -> None:
-    """`fit.fit` for a from-scratch model with `mc.guidance > 0` (one phase, as `_fit_plain`)."""
+    """`fit.fit` for a from-scratch model with `mc.guidance > 0` (one phase, as `_fit_plain`).
+    Transfer models are guided in their fine-tuning phase instead (`fit._fit_transfer_cached`)."""
     from pipeline.fit import _callbacks, _compile, _epoch_log, class_weights
     from pipeline.models import augmentation_layers
 
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
     if built.transfer:
-        raise ValueError(f"guidance is implemented for the custom CNN only, not "
-                         f"{built.name}: set its guidance to 0")
+        raise ValueError(f"guidance for {built.name} needs cached features (cache_features "
+                         f"true), or set its guidance to 0")
     if "train" in state.phase_done:  # a resumed run whose training had finished: no mask pass
         return
-    allowed, boxed = allowed_masks(job.train, job.masks_dir, mc.image_size, mc.crop_head,
-                                   job.progress)
-    state.guidance = {"weight": mc.guidance, "train_images": int(len(boxed)),
-                      "with_tumour_box": int(boxed.sum()),
-                      "masks_dir": _shown(job.masks_dir),
-                      "layer": built.gradcam_layer, "form": "Grad-CAM of log p(true class)"}
-    job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
-            f"{len(boxed)} training images (the rest: head region)")
+    allowed = prepare(job)
     augment = augmentation_layers(cfg.seed, mc.augment_strength) if cfg.augment else []
     trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment)
     y_tr = keras.utils.to_categorical(job.train.y, job.num_classes)

@@ -222,6 +222,12 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     ]
 
 
+def geometric_augs() -> frozenset[str]:
+    """Names of the aug layers that move pixels (a tumour mask must move with them)."""
+    return frozenset(layer.name for strength in AUG_STRENGTHS
+                     for layer, geometric in augmentation_layers(0, strength) if geometric)
+
+
 def augmentation_block(x: keras.KerasTensor, seed: int, strength: str = "light"
                        ) -> keras.KerasTensor:
     """`augmentation_layers` applied in order (active in training only), on raw 0-255 pixels."""

@@ -22,7 +22,7 @@ from typing import Any
 from pipeline import artifacts, data, distribute
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.fit import FitJob, ModelState, fit
-from pipeline.models import BuiltModel, build_model, count_params
+from pipeline.models import BACKBONES, BuiltModel, build_model, count_params
 from pipeline.names import Progress, display_name, no_progress
 
 Say = Callable[[str], None]
@@ -107,9 +107,11 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     train, val = _load_data(name, mc, classes, splits, cache_dir, progress, say)
     mdir = writer.model_dir(name)
     with scope():
-        # Guided training augments image and mask together outside the model (guidance.py).
+        # Guided training from scratch augments image and mask together outside the model
+        # (guidance.py); a guided transfer model makes its cached views with its own layers.
+        outside = mc.guidance > 0 and not (name in BACKBONES and cfg.cache_features)
         built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
-                            augment=cfg.augment and mc.guidance <= 0)
+                            augment=cfg.augment and not outside)
         _restore(built, mdir, ms, writer.run_id, say)
     if built.weights.warning:
         say("WARNING: " + built.weights.warning)

@@ -95,11 +95,69 @@ def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
     assert len(results) == 1 and not failures
 
 
-def test_guidance_refused_for_transfer_models(synth_data, tmp_path):
+def test_cached_views_move_the_mask_with_the_image():
+    """Guided fine-tuning caches views of the images; each view's mask must sit on the same
+    pixels as its image, through the mirror and the model's own random geometric layers."""
+    from pipeline.fit import _iter_views
+
+    model = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3),
+                        augment=True).model
+    x = np.zeros((8, 32, 32, 3), "uint8")
+    x[:, 4:14, 2:12] = 255  # a bright square off centre, and the mask exactly on it
+    masks = (x[..., 0] > 0).astype("uint8")
+    views = list(_iter_views(model, x, 5, seed=1, masks=masks))
+    assert len(views) == 5
+    moved = 0
+    for v, m in views:
+        bright = v.astype("float32").mean(axis=-1)
+        assert m.shape == masks.shape and set(np.unique(m)) <= {0, 1}
+        assert bright[m == 1].mean() > 3 * max(bright[m == 0].mean(), 1.0)
+        moved += not np.array_equal(m, masks)
+    assert moved >= 3  # the mirror and the random views moved it
+    plain = [v for v, m in _iter_views(model, x, 2, seed=1)]
+    assert all(m is None for _, m in _iter_views(model, x, 2, seed=1))
+    np.testing.assert_array_equal(plain[1], views[1][0])
+
+
+@pytest.mark.slow
+def test_guided_transfer_fine_tuning_on_phantoms(synth_data, tmp_path):
+    """MobileNetV2 is guided in its fine-tuning phase, on cached views with their masks."""
     from pipeline.config import profile
     from pipeline.train import train_run
 
     cfg = profile("smoke")
+    cfg.weights = "none"  # random init is enough to exercise the recipe; no file needed
+    cfg.masks_dir = str(synth_data / "masks")
+    cfg.models["mobilenetv2"].guidance = 1.0
+    run = train_run(cfg, synth_data, tmp_path, ["mobilenetv2"], cache_dir=tmp_path / "c")
+    info = json.loads((run / "manifest.json").read_text())["models"]["mobilenetv2"]["guidance"]
+    assert info["phases"] == ["finetune"] and info["layer"] == "out_relu"
+    assert 0 < info["with_tumour_box"] < info["train_images"]
+    history = json.loads((run / "mobilenetv2" / "history.json").read_text())["epochs"]
+    fine = [row for row in history if row["phase"] == "finetune"]
+    assert fine and all(0.0 <= row["outside_share"] <= 1.0 for row in fine)
+    assert all("outside_share" not in row for row in history if row["phase"] == "head")
+
+
+def test_guidance_refused_for_transfer_models_without_cached_features(synth_data, tmp_path):
+    from pipeline.config import profile
+    from pipeline.train import train_run
+
+    cfg = profile("smoke")
+    cfg.weights = "none"
+    cfg.cache_features = False
     cfg.models["mobilenetv2"].guidance = 0.5
-    with pytest.raises(ValueError, match="custom CNN only"):
+    with pytest.raises(ValueError, match="needs cached features"):
         train_run(cfg, synth_data, tmp_path, ["mobilenetv2"], cache_dir=tmp_path / "c")
+
+
+def test_masks_at_feature_map_size_are_area_shares():
+    from pipeline.fit import _small
+
+    masks = np.zeros((300, 28, 28), "uint8")  # more than one chunk of 256
+    masks[:, :14, :7] = 1  # the top-left quarter of the top half
+    small = _small(masks, (4, 4))
+    assert small.shape == (300, 4, 4) and small.dtype == np.float16
+    np.testing.assert_allclose(small[:, :2, 0].astype("float32"), 1.0)
+    np.testing.assert_allclose(small[:, 2:, :].astype("float32"), 0.0)
+    np.testing.assert_allclose(small.astype("float32").sum(axis=(1, 2)), 16 * 98 / 784)
