@@ -31,10 +31,10 @@ class ModelConfig:
     label_smoothing: float = 0.05  # softens one-hot targets; helps calibration on noisy labels
     # robustness to other scanners (issue: shift validation); both off = the recipe shipped so far
     standardize: bool = False  # per-image intensity standardisation over the head, in the model
-    augment_strength: str = "light"  # "light": flip/rotate/zoom/contrast; "mri": + gamma, bias
-    # field, mild noise and blur (scanner differences); "strong": + shifts, brightness, stronger
-    # contrast, noise, blur and random erasing (shortcut-breaking)
-    # explanation-guided training ("right for the right reasons"); custom CNN only for now
+    augment_strength: str = "light"  # "light": flip/rotate/zoom/contrast; "gamma": + random
+    # gamma; "mri": + gamma, bias field, mild noise and blur (scanner differences); "strong":
+    # + shifts, brightness, stronger contrast, noise, blur and random erasing (shortcut-breaking)
+    # explanation-guided training ("right for the right reasons"); transfer models: fine-tuning
     guidance: float = 0.0  # weight of the penalty on Grad-CAM evidence outside the tumour box
     # (boxed tumour images) or outside the head (all others); 0 = off
 

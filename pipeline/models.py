@@ -166,7 +166,7 @@ def _try_download(model_name: str) -> None:
         socket.setdefaulttimeout(old)
 
 
-AUG_STRENGTHS = ("light", "mri", "strong")
+AUG_STRENGTHS = ("light", "gamma", "mri", "strong")
 
 
 def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.Layer, bool]]:
@@ -174,7 +174,8 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
 
     Geometric layers move pixels (a tumour mask must move with them: explanation-guided training
     applies them to image and mask together); the others change intensities only.
-    "light": flip, small rotation, zoom and contrast. "mri" adds what differs between MRI
+    "light": flip, small rotation, zoom and contrast. "gamma" adds a random gamma (0.63-1.6)
+    only. "mri" adds what differs between MRI
     scanners and sequences without hiding anatomy: gamma, a smooth bias field, mild noise and
     blur. "strong" adds what differs between
     scanners and exports, so that none of it can serve as a class cue: translation, a wider zoom,
@@ -194,6 +195,8 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
         (keras.layers.RandomContrast(0.4 if strong else 0.15, value_range=(0, 255),
                                      seed=seed + 3, name="aug_contrast"), False),
     ]
+    if strength == "gamma":  # the one shift that costs the guided custom CNN most (issue #16)
+        return layers + [(RandomGamma(1.6, seed=seed + 9, name="aug_gamma"), False)]
     if strength == "mri":
         return layers + [
             (RandomGamma(1.8, seed=seed + 9, name="aug_gamma"), False),

@@ -209,3 +209,12 @@ def test_mri_augmentation_changes_intensity_curves_in_training_only(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     xs = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(xs)), np.asarray(built.model(xs)), atol=1e-6)
+
+
+def test_gamma_strength_is_light_plus_gamma_only():
+    from pipeline.models import augmentation_layers
+
+    light = [layer.name for layer, _ in augmentation_layers(0, "light")]
+    gamma = [(layer.name, geometric) for layer, geometric in augmentation_layers(0, "gamma")]
+    assert [n for n, _ in gamma] == [*light, "aug_gamma"]
+    assert gamma[-1] == ("aug_gamma", False)  # intensities only: a tumour mask does not move
