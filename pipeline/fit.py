@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline import data, feature_cache, guidance
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.models import BuiltModel, compiled, geometric_augs, split_point
+from pipeline.models import BACKBONES, BuiltModel, compiled, geometric_augs, split_point
 from pipeline.names import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,14 @@ class FitJob:
     # transfer models: where the cached activations go (files read a batch at a time, see
     # pipeline.feature_cache); None keeps them in memory
     scratch: Path | None = None
+
+
+def augment_in_model(name: str, mc: ModelConfig, cfg: TrainConfig) -> bool:
+    """Whether `name` is built with its own augmentation layers. Guided training from scratch
+    augments image and mask together outside the model (guidance.py); a guided transfer model
+    makes its cached views with its own layers."""
+    guided_outside = mc.guidance > 0 and not (name in BACKBONES and cfg.cache_features)
+    return cfg.augment and not guided_outside
 
 
 def fit(job: FitJob) -> None:

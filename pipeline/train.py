@@ -21,8 +21,8 @@ from typing import Any
 
 from pipeline import artifacts, data, distribute
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.fit import FitJob, ModelState, fit
-from pipeline.models import BACKBONES, BuiltModel, build_model, count_params
+from pipeline.fit import FitJob, ModelState, augment_in_model, fit
+from pipeline.models import BuiltModel, build_model, count_params
 from pipeline.names import Progress, display_name, no_progress
 
 Say = Callable[[str], None]
@@ -57,7 +57,7 @@ def _load_data(name: str, mc: ModelConfig, classes: list[str], splits: data.Spli
     return train, val
 
 
-def _masks_dir(cfg: TrainConfig, splits: data.Splits) -> Path | None:
+def masks_dir(cfg: TrainConfig, splits: data.Splits) -> Path | None:
     """The tumour-box masks for guided training: the config's, else the dataset's if any."""
     from pipeline.explain.masks import boxes_dir
 
@@ -107,11 +107,8 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     train, val = _load_data(name, mc, classes, splits, cache_dir, progress, say)
     mdir = writer.model_dir(name)
     with scope():
-        # Guided training from scratch augments image and mask together outside the model
-        # (guidance.py); a guided transfer model makes its cached views with its own layers.
-        outside = mc.guidance > 0 and not (name in BACKBONES and cfg.cache_features)
         built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
-                            augment=cfg.augment and not outside)
+                            augment=augment_in_model(name, mc, cfg))
         _restore(built, mdir, ms, writer.run_id, say)
     if built.weights.warning:
         say("WARNING: " + built.weights.warning)
@@ -144,7 +141,7 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     try:
         with scope():
             fit(FitJob(built, mc, cfg, train, val, len(classes), ms, checkpoint, progress, say,
-                       masks_dir=_masks_dir(cfg, splits) if mc.guidance > 0 else None,
+                       masks_dir=masks_dir(cfg, splits) if mc.guidance > 0 else None,
                        scratch=scratch))
     finally:
         if scratch is not None:

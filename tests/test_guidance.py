@@ -161,3 +161,20 @@ def test_masks_at_feature_map_size_are_area_shares():
     np.testing.assert_allclose(small[:, :2, 0].astype("float32"), 1.0)
     np.testing.assert_allclose(small[:, 2:, :].astype("float32"), 0.0)
     np.testing.assert_allclose(small.astype("float32").sum(axis=(1, 2)), 16 * 98 / 784)
+
+
+def test_who_augments_inside_the_model():
+    """One rule for `train` and the benchmark's recipe: guided from-scratch training augments
+    outside the model (image and mask together), everything else inside."""
+    from pipeline.config import TrainConfig
+    from pipeline.fit import augment_in_model
+
+    cfg = TrainConfig()
+    guided, plain = ModelConfig(guidance=1.0), ModelConfig(guidance=0.0)
+    assert not augment_in_model("custom_cnn", guided, cfg)
+    assert augment_in_model("custom_cnn", plain, cfg)
+    assert augment_in_model("mobilenetv2", guided, cfg)  # its cached views use its own layers
+    cfg.cache_features = False
+    assert not augment_in_model("mobilenetv2", guided, cfg)
+    cfg.augment = False
+    assert not augment_in_model("custom_cnn", plain, cfg)

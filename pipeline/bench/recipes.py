@@ -150,7 +150,8 @@ def train_recipe(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
                 clock: EpochClock, build_model: Callable[..., Any], data: Any) -> dict[str, Any]:
-    from pipeline.fit import FitJob, fit
+    from pipeline.fit import FitJob, augment_in_model, fit
+    from pipeline.train import masks_dir
 
     # No disk cache: the recipe starts from raw files, as a first training does.
     train = data.load_arrays(splits.train, classes, mc.image_size, crop=mc.crop_head)
@@ -158,7 +159,8 @@ def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
     decode_s = clock.elapsed()
     clock.n_train = len(train.y)
     built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,
-                        augment=cfg.augment)
+                        augment=augment_in_model(name, mc, cfg))
+
     def checkpoint(hist: list[dict[str, Any]], phase: str) -> None:
         # Called after every epoch (and once between phases with no new epoch).
         for row in hist[len(clock.epochs):]:
@@ -170,7 +172,8 @@ def _train_ours(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
     with tempfile.TemporaryDirectory(prefix="bench-features-") as scratch:
         # activations on disk, as `train` caches them (pipeline.feature_cache)
         job = FitJob(built, mc, cfg, train, val, len(classes), checkpoint=checkpoint,
-                     say=lambda m: None, scratch=Path(scratch) if cached else None)
+                     say=lambda m: None, scratch=Path(scratch) if cached else None,
+                     masks_dir=masks_dir(cfg, splits) if mc.guidance > 0 else None)
         with contextlib.suppress(_Stop):
             fit(job)
     if cached:
