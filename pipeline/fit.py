@@ -168,21 +168,24 @@ def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
 
 
 def _iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int,
-                masks: np.ndarray | None = None
+                masks: np.ndarray | None = None, side: tuple[int, int] | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """(view, mask view) pairs: original, mirrored and randomly augmented copies of x, via the
     model's own aug layers, made one at a time (the caller can drop each before the next; one
-    view asked for: the original only). Geometric layers move `masks` (N, H, W) with the
-    images (guided fine-tuning); without masks the mask views are None."""
-    yield x, masks
+    view asked for: the original only). Guided fine-tuning gives `masks` (N, H, W) in 0-1: each
+    view's mask is moved by the same geometric layers as its image and shrunk to `side` (a
+    feature map's size; default H x W) batch by batch, so no full-size copy is ever held.
+    Without masks the mask views are None."""
+    shape = side or (masks.shape[1:3] if masks is not None else (0, 0))
+    yield x, None if masks is None else _small(masks, shape)
     if n_views < 2:
         return
-    yield x[:, :, ::-1, :].copy(), None if masks is None else masks[:, :, ::-1].copy()
+    yield x[:, :, ::-1, :].copy(), None if masks is None else _small(masks[:, :, ::-1], shape)
     aug_names = [layer.name for layer in model.layers if layer.name.startswith("aug_")]
     moving = geometric_augs() if masks is not None else frozenset()
     for v in range(2, n_views if aug_names else 2):
         out = np.empty_like(x)  # filled in place: no list of parts beside the whole
-        mout = None if masks is None else np.empty_like(masks)
+        mout = None if masks is None else np.empty((len(x), *shape), "float16")
         for i in range(0, len(x), 64):
             t = keras.ops.convert_to_tensor(x[i:i + 64].astype("float32"))
             m = None if masks is None else \
@@ -195,10 +198,23 @@ def _iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int,
                     t = model.get_layer(n)(t, training=True)
             out[i:i + 64] = np.clip(keras.ops.convert_to_numpy(t), 0, 255)
             if mout is not None:
-                mout[i:i + 64] = keras.ops.convert_to_numpy(m)[..., 0] > 127.5
+                mout[i:i + 64] = _small(np.clip(keras.ops.convert_to_numpy(m)[..., 0] / 255.0,
+                                                0.0, 1.0), shape)
         yield out, mout
         del out, mout  # a paused generator would otherwise keep the view alive beside the next
         keras.utils.set_random_seed(seed + v)
+
+
+def _small(masks: np.ndarray, side: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) masks in 0-1 as float16 shares at a feature map's size (area averaging, as
+    `guidance.outside_share` does at full size), 256 at a time: all 2220 training masks at
+    224 px in float32 would be 445 MB at once."""
+    out = np.empty((len(masks), *side), "float16")
+    for i in range(0, len(masks), 256):
+        t = keras.ops.image.resize(masks[i:i + 256, ..., None].astype("float32"), side,
+                                   interpolation="area")
+        out[i:i + 256] = keras.ops.convert_to_numpy(t)[..., 0]
+    return out
 
 
 def _view_count(model: keras.Model, n_views: int) -> int:
@@ -300,18 +316,6 @@ def _sample_weights(job: FitJob) -> np.ndarray | None:
     return np.array([cw[int(c)] for c in job.train.y], dtype="float32")
 
 
-def _small(masks: np.ndarray, side: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) 0/1 masks as float16 shares at a feature map's size (area averaging, as
-    `guidance.outside_share` does at full size), 256 at a time: all 2220 training masks at
-    224 px in float32 would be 445 MB at once."""
-    out = np.empty((len(masks), *side), "float16")
-    for i in range(0, len(masks), 256):
-        t = keras.ops.image.resize(masks[i:i + 256, ..., None].astype("float32"), side,
-                                   interpolation="area")
-        out[i:i + 256] = keras.ops.convert_to_numpy(t)[..., 0]
-    return out
-
-
 def _cached_activations(job: FitJob, bottom: keras.Model, cut: str,
                         guide: tuple[np.ndarray, tuple[int, int]] | None = None
                         ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray] | None]:
@@ -328,10 +332,10 @@ def _cached_activations(job: FitJob, bottom: keras.Model, cut: str,
     feats: list[Any] = []
     small: list[np.ndarray] | None = None if guide is None else []
     views = _iter_views(built.model, job.train.x, n_views, cfg.seed,
-                        None if guide is None else guide[0])
+                        *(guide if guide is not None else (None, None)))
     for k, (v, m) in enumerate(views):
         if small is not None:
-            small.append(_small(m, guide[1]))
+            small.append(m)
         desc = f"{built.name}: features, view {k + 1}/{count}"
         if job.scratch is None:
             feats.append(_predict_batches(bottom_fn, v, 64, job.progress, desc))

@@ -97,23 +97,31 @@ def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
 
 def test_cached_views_move_the_mask_with_the_image():
     """Guided fine-tuning caches views of the images; each view's mask must sit on the same
-    pixels as its image, through the mirror and the model's own random geometric layers."""
-    from pipeline.fit import _iter_views
+    pixels as its image, through the mirror and the model's own random geometric layers, and
+    arrive shrunk to the feature map's size."""
+    from pipeline.fit import _iter_views, _small
 
     model = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3),
                         augment=True).model
     x = np.zeros((8, 32, 32, 3), "uint8")
     x[:, 4:14, 2:12] = 255  # a bright square off centre, and the mask exactly on it
     masks = (x[..., 0] > 0).astype("uint8")
-    views = list(_iter_views(model, x, 5, seed=1, masks=masks))
+    views = list(_iter_views(model, x, 5, seed=1, masks=masks))  # at full size
     assert len(views) == 5
     moved = 0
     for v, m in views:
         bright = v.astype("float32").mean(axis=-1)
-        assert m.shape == masks.shape and set(np.unique(m)) <= {0, 1}
-        assert bright[m == 1].mean() > 3 * max(bright[m == 0].mean(), 1.0)
-        moved += not np.array_equal(m, masks)
+        assert m.shape == masks.shape and m.dtype == np.float16
+        inside, outside = m > 0.9, m < 0.1
+        assert bright[inside].mean() > 3 * max(bright[outside].mean(), 1.0)
+        moved += not np.array_equal(m > 0.5, masks > 0)
     assert moved >= 3  # the mirror and the random views moved it
+    small = list(_iter_views(model, x, 5, seed=1, masks=masks, side=(4, 4)))
+    assert [s.shape for _, s in small] == [(8, 4, 4)] * 5
+    for (_, m), (_, s) in zip(views[:2], small[:2], strict=True):  # the random views differ
+        np.testing.assert_allclose(s.astype("float32"),  # between calls (the layers' seeds move)
+                                   _small(m.astype("float32"), (4, 4)).astype("float32"),
+                                   atol=2e-3)
     plain = [v for v, m in _iter_views(model, x, 2, seed=1)]
     assert all(m is None for _, m in _iter_views(model, x, 2, seed=1))
     np.testing.assert_array_equal(plain[1], views[1][0])
