@@ -190,10 +190,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                                f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
                                "other than the anatomy, such as text, borders or markers.",
                                icon=":material/warning:")
-                st.download_button(
-                    "Overlay PNG", to_png(img), file_name=f"{stem}_{m}_{r.method}.png",
-                    mime="image/png", key=f"{prefix}_png_{i}_{m}", on_click="ignore",
-                    icon=":material/download:")
+                st.download_button(  # the PNG is encoded only when clicked, not per rerun
+                    "Overlay PNG", lambda img=img: to_png(img),
+                    file_name=f"{stem}_{m}_{r.method}.png", mime="image/png",
+                    key=f"{prefix}_png_{i}_{m}", on_click="ignore", icon=":material/download:")
         page = Page(upload.digest, upload.image, page_models, answers + shortcuts,
                     upload.true_label)
         with cols[0]:

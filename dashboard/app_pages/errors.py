@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import core, inference, state, views
+from dashboard import core, inference, loader, state, views
 from dashboard import figures as F
 
 PAGE_SIZE = 6
@@ -53,7 +53,7 @@ if not (data_dir and data_dir.is_dir()):
             icon=":material/info:")
     st.stop()
 
-predictor, explainers = state.models(run)
+predictor, explainers = loader.models(run)
 if predictor is None:
     st.stop()
 n_pages = max(1, -(-len(rows) // PAGE_SIZE))

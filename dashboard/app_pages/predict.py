@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import numpy as np
 import streamlit as st
 
-from dashboard import core, inference, runinfo, series_view, state, views
+from dashboard import core, inference, loader, runinfo, series_view, state, uploads, views
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
@@ -19,7 +19,7 @@ run = state.require_run()
 
 # The models load in the background from the app's first run: the uploader is drawn at once,
 # and the page waits for the models only once there is something to explain.
-predictor, explainers = state.models(run, wait=False)
+predictor, explainers = loader.models(run, wait=False)
 if explainers is not None and predictor is None:
     st.stop()  # no model of this run can be used (the errors are shown)
 class_names = run.class_names
@@ -30,7 +30,7 @@ with upload_col:
         # type=None: a wrong file type gets our one-line reason in its card, instead of only a
         # red "!" in the uploader with the reason on hover.
         "Upload MRI slices", type=None, accept_multiple_files=True,
-        key=state.uploader_key(),
+        key=uploads.uploader_key(),
         help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm; a series as one multi-frame "
              "file or a .zip of .dcm slices). Files stay in memory and are never stored. Up to "
              f"{core.MAX_UPLOADS} files at once.")
@@ -78,8 +78,8 @@ if samples and data_dir:
         items.append(up)
         boxes.append(inference.load_box(boxes_dir, entry["path"]))
 files = list(files or [])
-state.note_uploads(len(files))
-if state.uploads_lost() and not files:
+uploads.note_uploads(len(files))
+if uploads.uploads_lost() and not files:
     st.warning("Your earlier uploads are gone: the server restarted or the page was reloaded, "
                "and uploads are only ever kept in memory. Upload them again.",
                icon=":material/cloud_off:")
@@ -92,7 +92,7 @@ for f in files:
     boxes.append(None)
 
 if explainers is None and items:
-    predictor, explainers = state.models(run)  # waits (with a spinner) for the models
+    predictor, explainers = loader.models(run)  # waits (with a spinner) for the models
     if predictor is None:
         st.stop()
 # The controls are drawn on every run, uploads or not: a widget left out of one run loses its
@@ -103,10 +103,10 @@ if not items:
             + (", or draw test images," if entries and not why else "")
             + " to see both models' predictions and heatmaps.", icon=":material/upload:")
     if explainers is None:
-        state.models_loading_note(run)
+        loader.models_loading_note(run)
     st.stop()
 run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
-hashes = state.model_hashes(run)  # hashed once per run, not per image
+hashes = loader.model_hashes(run)  # hashed once per run, not per image
 notes = runinfo.report_notes(run_title, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                              hashes, PLAIN_DISCLAIMER)
 # A series (multi-frame DICOM, zip of .dcm): its slider and slice table, then the chosen slice
