@@ -23,7 +23,7 @@ from pipeline.names import class_index
 
 @dataclass
 class Settings:
-    method: str = "gradcam"
+    method: str | None = None  # None = each model's own default (Explainer.method)
     target: str | None = None  # None = each image's predicted class
     alpha: float = 0.45
     outline: bool = False
@@ -48,6 +48,7 @@ class ImageResult:
     # out-of-distribution flag of the model's features (None: the run has no OOD score)
     unlike_training: bool | None = None
     layer_words: str | None = None  # the layer in plain words ("last conv block, 7×7")
+    default: bool = False  # the method is the model's own default (no method was picked)
 
     @property
     def outside_head_flag(self) -> bool:
@@ -81,8 +82,9 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
             settings: Settings) -> Results:
     """Probabilities and heatmaps of every model for the good uploads.
 
-    Results are kept per image in the shared store (key: run, model, image hash, method,
-    class, layer), so only images not seen before with
+    Each model uses `settings.method`, or its own default (`Explainer.method`: the run's
+    recorded choice for that model) when None. Results are kept per image in the shared store
+    (key: run, model, image hash, method, class, layer), so only images not seen before with
     these settings are computed, in one batch call per model; the explanation pass also yields
     the class probabilities, so no separate prediction pass is needed. The store keeps the
     explainer's raw probabilities; the results carry them calibrated by the run's temperature
@@ -96,7 +98,7 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
     per_model: dict[str, list[ImageResult]] = {}
     errors: dict[str, str] = {}
     for m, ex in explainers.items():
-        method = settings.method
+        method = settings.method or ex.method
         layer = settings.layers.get(m)
         keys = [(run_key, m, u.digest, method, target, layer) for u in good]
         found = {k: store.get(k) for k in keys}
@@ -112,7 +114,8 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
             errors[m] = f"{type(exc).__name__}: {exc}"
             continue
         per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs),
-                                layer_words=layer_text(ex, found[k].layer)) for k in keys]
+                                layer_words=layer_text(ex, found[k].layer),
+                                default=settings.method is None) for k in keys]
     return Results(per_model, errors, time.perf_counter() - start,
                    {m: predictor.low_confidence_below(m) for m in per_model},
                    state.shifted_accuracy(run))

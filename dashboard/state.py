@@ -190,6 +190,15 @@ def shifted_accuracy(run: Run) -> dict[str, float | None]:
     return core.middle_severity_accuracy(report)
 
 
+def default_methods(run: Run) -> dict[str, str]:
+    """Per model, the method it is explained with unless the user picks one: the run's recorded
+    choice (`explain_choice.json`), else Grad-CAM. Read without loading a model."""
+    from pipeline.explain.choice import default_explanation  # no TensorFlow
+
+    return {m: default_explanation(run.path, m, run.model_info(m).get("gradcam_layer"))[0]
+            for m in run.model_names}
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def decode_cached(name: str, digest: str, _data: bytes) -> core.Upload:
     return core.decode_upload(name, _data)

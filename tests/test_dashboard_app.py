@@ -664,7 +664,37 @@ def test_model_file_hashes_are_hashed_once_and_reported(artifacts: Path, smoke_r
     assert len(frame) == 3 and "file" in frame.columns
 
 
-# --------------------------------------------------------------------------- speed
+# --------------------------------------------------------------------------- defaults, speed
+
+
+def _choose(run: Path, choice: dict[str, str]) -> None:
+    """An explain_choice.json giving each model its own method (at the manifest's layer)."""
+    (run / "explain_choice.json").write_text(json.dumps(
+        {"models": {m: {"method": method, "layer": None} for m, method in choice.items()}}))
+
+
+def test_each_model_uses_its_own_default_method_until_one_is_picked(smoke_run, tmp_path,
+                                                                     monkeypatch):
+    """Issue: the second model was explained with the first model's chosen method."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    _choose(run, {"custom_cnn": "layercam", "mobilenetv2": "hirescam"})
+    at = _app("predict")
+    box = at.selectbox(key="predict_method")
+    assert box.value == "default"
+    assert "Custom CNN: LayerCAM" in box.help and "MobileNetV2: HiResCAM" in box.help
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
+    _ok(at)
+    captions = _captions(at)
+    assert len(captions) == 2, captions
+    cnn = next(c for c in captions if c.startswith("Custom CNN ·"))
+    mnv2 = next(c for c in captions if c.startswith("MobileNetV2 ·"))
+    assert "LayerCAM for" in cnn and "HiResCAM for" in mnv2, captions
+    assert all(c.endswith("· this model's default") for c in captions), captions
+    # a picked method applies to both models, and the captions no longer say "default"
+    at.selectbox(key="predict_method").set_value("gradcam").run()
+    _ok(at)
+    captions = _captions(at)
+    assert all(" · Grad-CAM for" in c and "default" not in c for c in captions), captions
 
 
 def test_script_runs_keep_the_keras_session(artifacts: Path, smoke_run: Path,

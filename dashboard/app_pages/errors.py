@@ -36,7 +36,8 @@ pred_sel = c3.multiselect("Predicted class (by any model)", class_names, key="er
                           placeholder="all classes")
 rows = core.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
 # Drawn before any early stop, so their widget state is never dropped (see the Predict page).
-settings = views.controls({}, class_names, prefix="err", show_layers=False)
+settings = views.controls({}, class_names, prefix="err", show_layers=False,
+                         defaults=state.default_methods(run))
 
 if rows.empty:
     st.success("No test image matches these filters.", icon=":material/check_circle:")

@@ -97,7 +97,8 @@ if explainers is None and items:
         st.stop()
 # The controls are drawn on every run, uploads or not: a widget left out of one run loses its
 # state, and the browser then showed defaults while heatmaps were drawn with the old settings.
-settings = views.controls(explainers or {}, class_names, prefix="predict")
+settings = views.controls(explainers or {}, class_names, prefix="predict",
+                         defaults=state.default_methods(run))
 if not items:
     st.info("Upload one or more brain MRI slices above"
             + (", or draw test images," if entries and not why else "")
