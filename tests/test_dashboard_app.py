@@ -697,6 +697,44 @@ def test_each_model_uses_its_own_default_method_until_one_is_picked(smoke_run, t
     assert all(" · Grad-CAM for" in c and "default" not in c for c in captions), captions
 
 
+def test_uploads_survive_a_visit_to_another_page(artifacts: Path, smoke_run: Path):
+    """Issue: leaving Predict and coming back lost the uploads (Streamlit drops the state of a
+    widget a run does not draw)."""
+    first, second = _test_image(smoke_run, 0), _test_image(smoke_run, 1)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*first, "image/jpeg")]).run()
+    assert len(_captions(at)) == 2
+    at.switch_page(PAGES["overview"][0]).run()
+    at.switch_page(PAGES["predict"][0]).run()
+    _ok(at)
+    assert len(_captions(at)) == 2  # the same file, explained again from the kept bytes
+    assert f"1. {first[0]}" in _texts(at.text)
+    assert "kept from your earlier visit" in _texts(at.caption)
+    assert not any("uploads are gone" in w.value for w in at.warning)
+    # a rerun that keeps the uploader empty keeps showing them
+    at.slider(key="predict_alpha").set_value(0.7).run()
+    assert len(_captions(at)) == 2
+    # new uploads replace the kept ones
+    at.file_uploader(key="uploads").set_value([(*second, "image/jpeg")]).run()
+    _ok(at)
+    assert len(_captions(at)) == 2 and first[0] not in _texts(at.text)
+    assert f"**{second[0]}**" in _texts(at.markdown).replace("`", "")
+    # removing the files with the uploader forgets them: nothing comes back
+    at.file_uploader(key="uploads").set_value([]).run()
+    at.switch_page(PAGES["overview"][0]).run()
+    at.switch_page(PAGES["predict"][0]).run()
+    _ok(at)
+    assert not _captions(at)
+    # and kept files can be forgotten with their button
+    at.file_uploader(key="uploads").set_value([(*first, "image/jpeg")]).run()
+    at.switch_page(PAGES["overview"][0]).run()
+    at.switch_page(PAGES["predict"][0]).run()
+    assert len(_captions(at)) == 2
+    at.button(key="predict_forget_uploads").click().run()
+    _ok(at)
+    assert not _captions(at) and "kept from" not in _texts(at.caption)
+
+
 def test_script_runs_keep_the_keras_session(artifacts: Path, smoke_run: Path,
                                             monkeypatch: pytest.MonkeyPatch):
     """Streamlit cleared Keras' session after every script run: a full garbage collection

@@ -26,18 +26,25 @@ class_names = run.class_names
 
 upload_col, sample_col = st.columns([3, 2])
 with upload_col:
+    uploader = uploads.uploader_key()
+    new_uploader = uploads.uploader_is_new(uploader)  # first visit, or back from another page
     files = st.file_uploader(
         # type=None: a wrong file type gets our one-line reason in its card, instead of only a
         # red "!" in the uploader with the reason on hover.
         "Upload MRI slices", type=None, accept_multiple_files=True,
-        key=uploads.uploader_key(),
+        key=uploader,
         help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm; a series as one multi-frame "
              "file or a .zip of .dcm slices). Files stay in memory and are never stored. Up to "
              f"{core.MAX_UPLOADS} files at once.")
-    if files:
+    # Leaving the page empties the uploader (Streamlit drops its state): its last files are
+    # kept in the session and come back with the page (dashboard/uploads.py).
+    files, restored = uploads.current_files(files, new_uploader)
+    if restored:
+        uploads.restored_note(files)
+    elif files:
         # The uploader's chips cut long names in the middle ("scan_2024_…_T1.png", full name
         # only on hover): every name in full, as plain text (never Markdown or HTML).
-        st.text("\n".join(f"{k + 1}. {f.name}" for k, f in enumerate(files)))
+        st.text("\n".join(f"{k + 1}. {name}" for k, (name, _) in enumerate(files)))
 with sample_col:
     data_dir = run.data_dir
     try:
@@ -77,7 +84,6 @@ if samples and data_dir:
         up.true_label = entry.get("label")
         items.append(up)
         boxes.append(inference.load_box(boxes_dir, entry["path"]))
-files = list(files or [])
 uploads.note_uploads(len(files))
 if uploads.uploads_lost() and not files:
     st.warning("Your earlier uploads are gone: the server restarted or the page was reloaded, "
@@ -86,9 +92,8 @@ if uploads.uploads_lost() and not files:
 if len(files) > core.MAX_UPLOADS:
     st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
     files = files[:core.MAX_UPLOADS]
-for f in files:
-    data = f.getvalue()
-    items.append(state.decode_cached(f.name, hashlib.sha256(data).hexdigest(), data))
+for name, data in files:
+    items.append(state.decode_cached(name, hashlib.sha256(data).hexdigest(), data))
     boxes.append(None)
 
 if explainers is None and items:
