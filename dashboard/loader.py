@@ -179,9 +179,10 @@ def preload_when_drawn() -> None:
     """Start loading the selected run's models once the browser has drawn this page.
 
     Loading begins with importing TensorFlow, which holds the interpreter for seconds: begun at
-    the end of a page's first run it delayed sending that page to the browser (the first visit
-    to Predict waited for it). So a fragment asks for them on its first timer tick, which the
-    browser sends once it has drawn the page; it is drawn only while they are not asked for.
+    the end of a page's first run it competed with sending that page to the browser (the first
+    visit to Predict). So a fragment asks for them on its first timer tick, which the browser
+    sends once it has drawn the page; it is drawn only while they are not asked for (once asked,
+    it keeps ticking, a cheap check, until the page's next full run).
     """
     run = _selected_run()
     if run is not None and model_loader().request(
