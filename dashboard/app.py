@@ -19,12 +19,13 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import core, state  # noqa: E402
+from dashboard import core, loader, state  # noqa: E402
 
 # A local file, not an emoji or icon name: those favicons are fetched from the internet, which
 # fails offline (a presenter's laptop) and logs a console error.
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
 st.set_page_config(page_title="Brain MRI XAI", page_icon=str(FAVICON), layout="wide")
+loader.keep_keras_session()  # the shared models outlive every script run
 
 PAGES = [
     st.Page("app_pages/overview.py", title="Overview & comparison", icon=":material/monitoring:",
@@ -37,6 +38,10 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 state.sidebar()
+# The selected run's models load in a background thread, started once the browser has drawn
+# this page (TensorFlow's import must not delay it), so they are usually ready by the first
+# visit to Predict. A no-op when they are loaded or loading.
+loader.preload_when_drawn()
 try:
     navigation.run()
 except Exception as exc:  # last line of defence; st.stop/st.rerun are not Exceptions
@@ -46,8 +51,3 @@ except Exception as exc:  # last line of defence; st.stop/st.rerun are not Excep
     st.error(f"{state.UNEXPECTED} ({type(exc).__name__}: {core.literal(exc)}). The full "
              "details are in the "
              "server log; the other pages still work.", icon=":material/bug_report:")
-finally:
-    # Once the page is drawn (its first drawing does not compete with TensorFlow's import for
-    # the interpreter), the selected run's models load in the background, so they are usually
-    # ready by the first visit to Predict. A no-op when they are loaded or loading.
-    state.preload_models()

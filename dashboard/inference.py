@@ -1,8 +1,9 @@
 """Inference for the Predict and Error-analysis pages: probabilities and heatmaps per image.
 
-Nothing here draws. Results are kept per image in `dashboard.state`'s shared result store (all
-caching lives in `dashboard.state`), so changing only the opacity or the outline re-renders
-overlays from cached heatmaps instead of recomputing them.
+Nothing here draws. Results are kept per image in `dashboard.loader`'s shared result store, so
+changing only the opacity or the outline re-renders overlays from cached heatmaps instead of
+recomputing them. `warm_up` runs the same computation once on a synthetic image when a run's
+models are loaded.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from dashboard import core, state
+from dashboard import core, loader, state
 from pipeline.artifacts import Run
 from pipeline.names import class_index
 
 
 @dataclass
 class Settings:
-    method: str = "gradcam"
+    method: str | None = None  # None = each model's own default (Explainer.method)
     target: str | None = None  # None = each image's predicted class
     alpha: float = 0.45
     outline: bool = False
@@ -47,6 +48,7 @@ class ImageResult:
     # out-of-distribution flag of the model's features (None: the run has no OOD score)
     unlike_training: bool | None = None
     layer_words: str | None = None  # the layer in plain words ("last conv block, 7×7")
+    default: bool = False  # the method is the model's own default (no method was picked)
 
     @property
     def outside_head_flag(self) -> bool:
@@ -80,44 +82,76 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
             settings: Settings) -> Results:
     """Probabilities and heatmaps of every model for the good uploads.
 
-    Results are kept per image in the shared store, so only images not seen before with these
-    settings are computed, in one batch call per model; the Grad-CAM pass also yields the class
-    probabilities, so no separate prediction pass is needed. The store keeps the explainer's raw
-    probabilities; the results carry them calibrated by the run's temperature
+    Each model uses `settings.method`, or its own default (`Explainer.method`: the run's
+    recorded choice for that model) when None. Results are kept per image in the shared store
+    (key: run, model, image hash, method, class, layer), so only images not seen before with
+    these settings are computed, in one batch call per model; the explanation pass also yields
+    the class probabilities, so no separate prediction pass is needed. The store keeps the
+    explainer's raw probabilities; the results carry them calibrated by the run's temperature
     (`predictor.apply_calibration`, the same as every other consumer of the run).
     """
     good = [u for u in uploads if u.ok]
-    store = state.result_store()
-    run_key = state.run_key(run)
+    store = loader.result_store()
+    run_key = loader.run_key(run)
     target = class_index(settings.target, run.class_names)
     start = time.perf_counter()
     per_model: dict[str, list[ImageResult]] = {}
     errors: dict[str, str] = {}
     for m, ex in explainers.items():
+        method = settings.method or ex.method
         layer = settings.layers.get(m)
-        keys = [(run_key, m, u.digest, settings.method, target, layer) for u in good]
+        keys = [(run_key, m, u.digest, method, target, layer) for u in good]
         found = {k: store.get(k) for k in keys}
         missing = [i for i, k in enumerate(keys) if found[k] is None]
         try:
             if missing:
-                batch = core.prepare_batch(predictor, m, [good[i].image for i in missing])
-                e = ex(batch, method=settings.method, target=target, layer=layer)
-                crop = bool(run.model_info(m).get("crop_head", True))
-                unlike = predictor.unlike_training(m, batch)
-                for j, i in enumerate(missing):
-                    outside = _outside_head(good[i].image, e.heatmaps[j], crop)
-                    found[keys[i]] = ImageResult(
-                        batch[j], e.heatmaps[j], e.probs[j], int(e.targets[j]), e.method,
-                        e.layer, crop, outside, None if unlike is None else bool(unlike[j]))
-                    store.put(keys[i], found[keys[i]])
+                computed = _compute(run, predictor, m, ex, [good[i].image for i in missing],
+                                    method, target, layer)
+                for i, result in zip(missing, computed, strict=True):
+                    found[keys[i]] = result
+                    store.put(keys[i], result)
         except Exception as exc:  # one model failing to explain must not hide the other
             errors[m] = f"{type(exc).__name__}: {exc}"
             continue
         per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs),
-                                layer_words=layer_text(ex, found[k].layer)) for k in keys]
+                                layer_words=layer_text(ex, found[k].layer),
+                                default=settings.method is None) for k in keys]
     return Results(per_model, errors, time.perf_counter() - start,
                    {m: predictor.low_confidence_below(m) for m in per_model},
                    state.shifted_accuracy(run))
+
+
+def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],
+             method: str, target: int | None, layer: str | None) -> list[ImageResult]:
+    """Model `m`'s results for decoded images, in one batch (raw probabilities)."""
+    batch = core.prepare_batch(predictor, m, images)
+    e = ex(batch, method=method, target=target, layer=layer)
+    crop = bool(run.model_info(m).get("crop_head", True))
+    unlike = predictor.unlike_training(m, batch)
+    return [ImageResult(batch[j], e.heatmaps[j], e.probs[j], int(e.targets[j]), e.method,
+                        e.layer, crop, _outside_head(image, e.heatmaps[j], crop),
+                        None if unlike is None else bool(unlike[j]))
+            for j, image in enumerate(images)]
+
+
+def warm_image(side: int = 256) -> np.ndarray:
+    """A synthetic slice (a bright ellipse, a head, on black), to warm the models up with."""
+    yy, xx = np.mgrid[:side, :side]
+    head = ((yy - side / 2) / (0.4 * side)) ** 2 + ((xx - side / 2) / (0.33 * side)) ** 2 <= 1
+    return np.repeat((head * 120).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def warm_up(run: Run, predictor: Any, explainers: dict[str, Any]) -> None:
+    """Every model explains one synthetic image with its own default method and layer, exactly
+    as `explain` does for an upload (nothing is stored): the first call of a compiled graph
+    traces and optimises it (about a second for MobileNetV2's LayerCAM), which an upload
+    would otherwise wait for. Also reads the thresholds every upload reads."""
+    image = warm_image()
+    for m, ex in explainers.items():
+        results = _compute(run, predictor, m, ex, [image], ex.method, None, None)
+        predictor.apply_calibration(m, results[0].probs)
+        predictor.low_confidence_below(m)
+        layer_text(ex, results[0].layer)
 
 
 def layer_text(ex: Any, name: str | None) -> str:

@@ -1,28 +1,23 @@
-"""Cached loading of runs, artifacts, models and explanations, plus the shared page chrome.
+"""Cached loading of runs and their artifact files, decoded images, and the shared page chrome.
 
-All Streamlit caching lives here. Cache keys include a "stamp" (file modification times), so a
-re-evaluated or retrained run is picked up without restarting the server. Models are loaded once
-per process (`st.cache_resource`) and shared by every session; `Predictor` and `Explainer` are
-safe to call from several threads, which is how Streamlit runs concurrent sessions.
+Cache keys include a "stamp" (file modification times), so a re-evaluated or retrained run is
+picked up without restarting the server. The models and the per-image results they produce are
+cached in `dashboard.loader` (loaded once per process and shared by every session; `Predictor`
+and `Explainer` are safe to call from several threads, which is how Streamlit runs concurrent
+sessions); the Predict page's uploads across pages in `dashboard.uploads`.
 """
 
 from __future__ import annotations
 
-import gc
 import os
-import threading
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import core, runinfo
 from pipeline.artifacts import ArtifactError, Run, RunInfo, list_runs, open_run, read_json
-from pipeline.names import display_name
 
 ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -182,141 +177,6 @@ def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
     return out
 
 
-# --------------------------------------------------------------------------- models
-
-
-def _models_stamp(run: Run) -> int:
-    stamps = [_mtime(run.path / "manifest.json")]
-    for m in run.model_names:
-        info = run.manifest["models"].get(m) or {}
-        stamps.append(_mtime(run.path / str(info.get("file", f"{m}/model.keras"))))
-    return hash(tuple(stamps))
-
-
-def _build_models(path: str) -> tuple[Any, Any, dict[str, str]]:
-    """(Predictor, {model: Explainer}, {model: why it failed}) for a run, shared by sessions."""
-    # Imported here: TensorFlow takes seconds to import and pages without models never need it.
-    from pipeline.explain import Explainer
-    from pipeline.explain.choice import default_explanation
-    from pipeline.predict import Predictor
-
-    run = open_run(path)
-    failures: dict[str, str] = {}
-    try:
-        predictor = Predictor(run)
-    except ArtifactError:
-        # Find which model is broken (missing, damaged, or unlike its manifest entry) so the
-        # others still work. Costs extra loads, but only for a damaged run.
-        good = []
-        for m in run.model_names:
-            try:
-                Predictor(run, models=[m])
-                good.append(m)
-            except ArtifactError as exc:
-                failures[m] = str(exc)
-        if not good:
-            return None, {}, failures
-        predictor = Predictor(run, models=good)
-    explainers = {}
-    for m, model in predictor.models.items():
-        # the run's recorded default (explain_choice.json), else Grad-CAM at gradcam_layer
-        method, layer = default_explanation(
-            run.path, m, (run.manifest["models"].get(m) or {}).get("gradcam_layer"))
-        try:
-            explainers[m] = Explainer(model, layer=layer, method=method)
-        except ValueError:
-            # A recorded layer that no longer exists: fall back to the explainer's own default.
-            explainers[m] = Explainer(model)
-        # Trace the compiled Grad-CAM graph now, inside the one-time loading spinner, so the
-        # first upload of every session is as fast as the next ones.
-        side = predictor.image_size(m)
-        blank = np.zeros((1, side, side, 3), np.float32)
-        explainers[m](blank, method="gradcam")
-        # likewise the out-of-distribution score (its feature extractor is traced on first use)
-        # and the calibration and weak-answer thresholds every upload reads
-        predictor.unlike_training(m, blank)
-        predictor.apply_calibration(m, np.full((1, len(run.class_names)), 1 / len(
-            run.class_names), np.float32))
-        predictor.low_confidence_below(m)
-    return predictor, explainers, failures
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def _model_hashes(path: str, stamp: int) -> dict[str, str]:
-    return runinfo.model_file_hashes(Path(path), open_run(path).manifest)
-
-
-def model_hashes(run: Run) -> dict[str, str]:
-    """Display name -> SHA-256 of the model's .keras file; hashed once per run and model files
-    (the cache key has their modification times), not per image."""
-    hashes = _model_hashes(str(run.path), _models_stamp(run))
-    return {display_name(m): h for m, h in hashes.items()}
-
-
-class ModelLoader:
-    """Loads one run's models in a background thread, and keeps only the run asked for last.
-
-    `request` starts loading (the app calls it on every page, so the models are usually ready
-    before the first visit to Predict); asking for another run drops the previous run's models
-    first, so the server never holds two runs' models (peak memory). Sessions viewing different
-    runs at once take turns loading them.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple[str, int] | None = None
-        self._future: Future | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-models")
-
-    def request(self, path: str, stamp: int, start: bool = True) -> Future | None:
-        """The future (Predictor, explainers, failures) of run `path` with models `stamp`;
-        None if they are not being loaded and `start` is False."""
-        with self._lock:
-            if self._key != (path, stamp) or self._future is None:
-                if not start:
-                    return None
-                if self._future is not None:
-                    self._future.cancel()
-                    self._future = None
-                    gc.collect()  # the other run's models go before these are loaded
-                self._key = (path, stamp)
-                self._future = self._pool.submit(_build_models, path)
-            return self._future
-
-
-@st.cache_resource(show_spinner=False)
-def model_loader() -> ModelLoader:
-    """The process-wide model loader (one per server)."""
-    return ModelLoader()
-
-
-def preload_models() -> None:
-    """Start loading the selected run's models in the background (cheap when already done)."""
-    path = selected_run_path()
-    if path is None:
-        return
-    try:
-        run = _open_run(str(path), _mtime(path / "manifest.json"))
-    except ArtifactError:
-        return
-    model_loader().request(str(run.path), _models_stamp(run))
-
-
-def models_ready(run: Run) -> bool:
-    """Whether `run`'s models are loaded (or failed to load), i.e. `models` will not wait."""
-    return model_loader().request(str(run.path), _models_stamp(run)).done()
-
-
-@st.fragment(run_every=0.5)
-def models_loading_note(run: Run) -> None:
-    """A caption while `run`'s models load in the background; once they are ready, the page
-    reruns (so the layer choices appear and uploads need not wait)."""
-    if models_ready(run):
-        st.rerun()
-    st.caption("Loading the models in the background…", help="Upload now: the page waits "
-               "for them only when there is something to explain.")
-
-
 def shifted_accuracy(run: Run) -> dict[str, float | None]:
     """Per model, its mean accuracy over the robustness benchmark's middle severity
     (`robustness.json`); {} when the run has none."""
@@ -330,61 +190,13 @@ def shifted_accuracy(run: Run) -> dict[str, float | None]:
     return core.middle_severity_accuracy(report)
 
 
-def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
-    """Predictor and explainers of the run's loadable models; errors shown for broken ones.
+def default_methods(run: Run) -> dict[str, str]:
+    """Per model, the method it is explained with unless the user picks one: the run's recorded
+    choice (`explain_choice.json`), else Grad-CAM. Read without loading a model."""
+    from pipeline.explain.choice import default_explanation  # no TensorFlow
 
-    With `wait=False`, (None, None) while they are still loading in the background."""
-    future = model_loader().request(str(run.path), _models_stamp(run), start=wait)
-    if future is None or not future.done():
-        if not wait:
-            return None, None  # loading, or about to start (app.py, once the page is drawn)
-        with st.spinner("Loading the models (once per server)…"):
-            future.result()
-    predictor, explainers, failures = future.result()
-    for m, why in failures.items():
-        st.error(f"{display_name(m)} cannot be used: {core.literal(why)}. To fix: retrain the run "
-                 "(`python -m pipeline run`) or pick another run.", icon=":material/error:")
-    return predictor, explainers
-
-
-def run_key(run: Run) -> str:
-    return f"{run.path}@{_models_stamp(run)}"
-
-
-class ResultStore:
-    """A bounded, thread-safe LRU of per-image results shared by all sessions.
-
-    Hand-written because `st.cache_data` caches whole calls: adding one image to a batch would
-    recompute every image. Keyed per image, only new images are explained, in one batch call.
-    """
-
-    def __init__(self, max_items: int = 512) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> Any | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: tuple, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-@st.cache_resource(show_spinner=False)
-def result_store() -> ResultStore:
-    """The process-wide store of explained images (one per server)."""
-    return ResultStore()
+    return {m: default_explanation(run.path, m, run.model_info(m).get("gradcam_layer"))[0]
+            for m in run.model_names}
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -433,36 +245,3 @@ def sidebar() -> None:
                     st.caption(warning)
         st.divider()
         st.caption(":material/info: " + DISCLAIMER)
-
-
-# --------------------------------------------------------------------------- uploads lost
-
-
-UPLOADS_PARAM = "uploads"  # in the tab's URL: how many files this page had uploaded
-
-
-def uploader_key() -> str:
-    """The uploader's key; a fresh one once uploads were lost, so the stale file chips go."""
-    return "uploads-again" if st.session_state.get("uploads_lost") else "uploads"
-
-
-def note_uploads(n_files: int) -> None:
-    """Keep the number of uploads in the URL, to notice when a new server session lost them.
-
-    Uploads live in the server's memory only. After a server restart (or a reload) the browser
-    still shows the old file chips, but the new session has no files: the URL says there were
-    some while this session never saw any, so the page reruns with a fresh uploader and says so.
-    """
-    if n_files:
-        st.session_state["uploads_seen"] = True
-        st.session_state.pop("uploads_lost", None)
-        st.query_params[UPLOADS_PARAM] = str(n_files)
-    elif st.query_params.get(UPLOADS_PARAM):
-        del st.query_params[UPLOADS_PARAM]
-        if not st.session_state.get("uploads_seen"):
-            st.session_state["uploads_lost"] = True
-            st.rerun()
-
-
-def uploads_lost() -> bool:
-    return bool(st.session_state.get("uploads_lost"))

@@ -29,27 +29,42 @@ from pipeline.explain import (
 
 BOX_COLOUR = (0, 255, 0)  # tumour box outline on overlays (RGB)
 
+# the method box's first choice: each model's own default method and layer (Settings.method None)
+DEFAULT_METHOD = "default"
+CHOICE_LABELS = {DEFAULT_METHOD: "Each model's default", **METHOD_LABELS}
+
 DISPLAY_SIDE = 320  # overlays are drawn at least this large so small model inputs stay readable
 
 
 def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str,
-             show_layers: bool = True) -> Settings:
+             show_layers: bool = True, defaults: dict[str, str] | None = None) -> Settings:
     """Method, target class, opacity, outline and (in an expander) the layer of each model.
+
+    The method box starts on "Each model's default" (`Settings.method` None): every model is
+    explained with its own default method, named in the box's help from `defaults` (model ->
+    method, `state.default_methods`; else the explainers' own).
 
     Call it on every run of a page, before any `st.stop()`: widget state is the one truth about
     what the user asked for, and Streamlit drops the state of a widget left out of a run.
     """
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
-    # first shown: the run's recorded default method (of the first model; Explainer.method)
-    default = next((getattr(ex, "method", None) for ex in explainers.values()), None)
-    method = c1.selectbox("Explanation method", METHODS, key=f"{prefix}_method",
-                          index=METHODS.index(default) if default in METHODS else 0,
-                          format_func=lambda m: METHOD_LABELS.get(m, m),
-                          help="Grad-CAM is fast and coarse; HiResCAM and LayerCAM keep "
+    # First shown: each model's own default (the run's recorded choice per model,
+    # Explainer.method), so two models with different chosen methods each get theirs.
+    if defaults is None:
+        defaults = {m: ex.method for m, ex in explainers.items()}
+    named = "; ".join(f"{F.model_label(m)}: {METHOD_LABELS.get(d, d)}" for m, d in defaults.items())
+    choice = c1.selectbox("Explanation method", [DEFAULT_METHOD, *METHODS],
+                          key=f"{prefix}_method",
+                          format_func=lambda m: CHOICE_LABELS.get(m, m),
+                          help="'Each model's default' is the method and layer chosen for each "
+                               "model on validation images with a tumour box (" + (
+                                   named or "Grad-CAM when none was chosen") + "). "
+                               "Grad-CAM is fast and coarse; HiResCAM and LayerCAM keep "
                                "where the evidence is instead of averaging it per channel; "
                                "Grad-CAM++ is sharper for several regions; Score-CAM avoids "
                                "gradients but is slower; SmoothGrad shows pixel-level "
                                "sensitivity.")
+    method = None if choice == DEFAULT_METHOD else choice
     target = c2.selectbox("Explain which class", ["predicted class", *class_names],
                           key=f"{prefix}_target",
                           help="'predicted class' explains each model's own answer; choose a "
@@ -66,7 +81,7 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                 index = options.index(ex.layer) if ex.layer in options else len(options) - 1
                 layers[m] = col.selectbox(
                     f"{F.model_label(m)} layer", options, index=index, key=f"{prefix}_layer_{m}",
-                    disabled=method not in LAYER_METHODS,
+                    disabled=(method or ex.method) not in LAYER_METHODS,
                     format_func=lambda name, ex=ex: layer_text(ex, name),
                     help="Deeper layers: coarser maps about whole structures; earlier layers: "
                          "finer, more edge-like maps. Not used by SmoothGrad. Technical names: "
@@ -172,8 +187,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 target = class_names[r.target]
                 layer = f", {r.layer_words or r.layer}" if r.layer else ""
                 method = METHOD_LABELS.get(r.method, r.method)
+                default = " · this model's default" if r.default else ""
                 st.image(img, width="stretch",
-                         caption=f"{F.model_label(m)} · {method} for '{target}'{layer}")
+                         caption=f"{F.model_label(m)} · {method} for '{target}'{layer}{default}")
                 page_models.append(PageModel(
                     F.model_label(m), img, f"{method} for '{target}'{layer}",
                     {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
@@ -190,10 +206,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                                f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
                                "other than the anatomy, such as text, borders or markers.",
                                icon=":material/warning:")
-                st.download_button(
-                    "Overlay PNG", to_png(img), file_name=f"{stem}_{m}_{r.method}.png",
-                    mime="image/png", key=f"{prefix}_png_{i}_{m}", on_click="ignore",
-                    icon=":material/download:")
+                st.download_button(  # the PNG is encoded only when clicked, not per rerun
+                    "Overlay PNG", lambda img=img: to_png(img),
+                    file_name=f"{stem}_{m}_{r.method}.png", mime="image/png",
+                    key=f"{prefix}_png_{i}_{m}", on_click="ignore", icon=":material/download:")
         page = Page(upload.digest, upload.image, page_models, answers + shortcuts,
                     upload.true_label)
         with cols[0]:

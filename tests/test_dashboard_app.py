@@ -554,7 +554,7 @@ def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
 
     from streamlit.delta_generator import DeltaGenerator
 
-    from dashboard import core, state
+    from dashboard import core, loader
 
     # real pixels: three test-split slices, as 12-bit frames of one multi-frame file
     grey = [np.asarray(Image.open(io.BytesIO(_test_image(smoke_run, k)[1])).convert("L")
@@ -607,7 +607,7 @@ def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
     assert [core.pixel_digest(s) for s in up.slices] == [
         core.pixel_digest(s) for s in core.decode_upload("scan.dcm", multi).slices]
     # cache keys: hashes of the pixels, never a name or an attribute
-    keys = repr(list(state.result_store()._items))
+    keys = repr(list(loader.result_store()._items))
     assert core.pixel_digest(up.slices[0]) in keys
     # the page, its CSVs and PDFs, the logs and the cache keys carry no identifier
     texts = {"page": _page_dump(at), "log": caplog.text, "cache keys": keys,
@@ -628,7 +628,7 @@ def test_model_file_hashes_are_hashed_once_and_reported(artifacts: Path, smoke_r
     import pandas as pd
     from streamlit.delta_generator import DeltaGenerator
 
-    from dashboard import runinfo, state
+    from dashboard import loader, runinfo
 
     calls: list[str] = []
     real = runinfo.model_file_hashes
@@ -638,7 +638,7 @@ def test_model_file_hashes_are_hashed_once_and_reported(artifacts: Path, smoke_r
         return real(path, manifest)
 
     monkeypatch.setattr(runinfo, "model_file_hashes", counting)
-    state._model_hashes.clear()
+    loader._model_hashes.clear()
     csvs: list[bytes] = []
     original = DeltaGenerator.download_button
 
@@ -662,3 +662,108 @@ def test_model_file_hashes_are_hashed_once_and_reported(artifacts: Path, smoke_r
     assert any("NOT a diagnostic device" in ln for ln in head)
     frame = pd.read_csv(io.BytesIO(csvs[-1]), comment="#")
     assert len(frame) == 3 and "file" in frame.columns
+
+
+# --------------------------------------------------------------------------- defaults, speed
+
+
+def _choose(run: Path, choice: dict[str, str]) -> None:
+    """An explain_choice.json giving each model its own method (at the manifest's layer)."""
+    (run / "explain_choice.json").write_text(json.dumps(
+        {"models": {m: {"method": method, "layer": None} for m, method in choice.items()}}))
+
+
+def test_each_model_uses_its_own_default_method_until_one_is_picked(smoke_run, tmp_path,
+                                                                     monkeypatch):
+    """Issue: the second model was explained with the first model's chosen method."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    _choose(run, {"custom_cnn": "layercam", "mobilenetv2": "hirescam"})
+    at = _app("predict")
+    box = at.selectbox(key="predict_method")
+    assert box.value == "default"
+    assert "Custom CNN: LayerCAM" in box.help and "MobileNetV2: HiResCAM" in box.help
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
+    _ok(at)
+    captions = _captions(at)
+    assert len(captions) == 2, captions
+    cnn = next(c for c in captions if c.startswith("Custom CNN ·"))
+    mnv2 = next(c for c in captions if c.startswith("MobileNetV2 ·"))
+    assert "LayerCAM for" in cnn and "HiResCAM for" in mnv2, captions
+    assert all(c.endswith("· this model's default") for c in captions), captions
+    # a picked method applies to both models, and the captions no longer say "default"
+    at.selectbox(key="predict_method").set_value("gradcam").run()
+    _ok(at)
+    captions = _captions(at)
+    assert all(" · Grad-CAM for" in c and "default" not in c for c in captions), captions
+
+
+def test_uploads_survive_a_visit_to_another_page(artifacts: Path, smoke_run: Path):
+    """Issue: leaving Predict and coming back lost the uploads (Streamlit drops the state of a
+    widget a run does not draw)."""
+    first, second = _test_image(smoke_run, 0), _test_image(smoke_run, 1)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*first, "image/jpeg")]).run()
+    assert len(_captions(at)) == 2
+    at.switch_page(PAGES["overview"][0]).run()
+    at.switch_page(PAGES["predict"][0]).run()
+    _ok(at)
+    assert len(_captions(at)) == 2  # the same file, explained again from the kept bytes
+    assert f"1. {first[0]}" in _texts(at.text)
+    assert "kept from your earlier visit" in _texts(at.caption)
+    assert not any("uploads are gone" in w.value for w in at.warning)
+    # a rerun that keeps the uploader empty keeps showing them
+    at.slider(key="predict_alpha").set_value(0.7).run()
+    assert len(_captions(at)) == 2
+    # new uploads replace the kept ones
+    at.file_uploader(key="uploads").set_value([(*second, "image/jpeg")]).run()
+    _ok(at)
+    assert len(_captions(at)) == 2 and first[0] not in _texts(at.text)
+    assert f"**{second[0]}**" in _texts(at.markdown).replace("`", "")
+    # removing the files with the uploader forgets them: nothing comes back
+    at.file_uploader(key="uploads").set_value([]).run()
+    at.switch_page(PAGES["overview"][0]).run()
+    at.switch_page(PAGES["predict"][0]).run()
+    _ok(at)
+    assert not _captions(at)
+    # and kept files can be forgotten with their button
+    at.file_uploader(key="uploads").set_value([(*first, "image/jpeg")]).run()
+    at.switch_page(PAGES["overview"][0]).run()
+    at.switch_page(PAGES["predict"][0]).run()
+    assert len(_captions(at)) == 2
+    at.button(key="predict_forget_uploads").click().run()
+    _ok(at)
+    assert not _captions(at) and "kept from" not in _texts(at.caption)
+
+
+def test_script_runs_keep_the_keras_session(artifacts: Path, smoke_run: Path,
+                                            monkeypatch: pytest.MonkeyPatch):
+    """Streamlit cleared Keras' session after every script run: a full garbage collection
+    (about a second with TensorFlow loaded) after each upload and widget change."""
+    import keras
+
+    calls: list[int] = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
+    at.slider(key="predict_alpha").set_value(0.6).run()
+    _ok(at)
+    assert len(_captions(at)) == 2  # the shared models still work
+    assert calls == []
+
+
+def test_first_visit_does_not_start_loading_the_models(smoke_run, tmp_path, monkeypatch):
+    """Loading imports TensorFlow, which held up sending the first page to the browser: it is
+    started by a fragment's timer once the page is drawn, or by the first upload."""
+    from dashboard import loader
+    from pipeline.artifacts import open_run
+
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    stamp = loader.models_stamp(open_run(run))
+    at = _app("predict")
+    _ok(at)
+    assert at.get_by_key("uploads") is not None
+    assert loader.model_loader().request(str(run), stamp, start=False) is None
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
+    _ok(at)
+    assert len(_captions(at)) == 2  # the upload waited for them
+    assert loader.model_loader().request(str(run), stamp, start=False).done()

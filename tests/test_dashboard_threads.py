@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import state
+from dashboard import loader as dash_loader
 from pipeline.artifacts import open_run
 from pipeline.images import read_image
 
@@ -27,8 +27,8 @@ def _test_paths(smoke_run: Path, n: int) -> list[Path]:
 
 def test_cached_models_are_shared_and_thread_safe(smoke_run: Path):
     run = open_run(smoke_run)
-    stamp = state._models_stamp(run)
-    loader = state.ModelLoader()
+    stamp = dash_loader.models_stamp(run)
+    loader = dash_loader.ModelLoader()
     predictor, explainers, failures = loader.request(str(smoke_run), stamp).result()
     assert failures == {}
     again = loader.request(str(smoke_run), stamp).result()
@@ -87,7 +87,7 @@ def test_asking_for_another_run_drops_the_first_runs_models(smoke_run: Path, tmp
 
     other = tmp_path / "runs" / "other-run"
     shutil.copytree(smoke_run, other)
-    loader = state.ModelLoader()
+    loader = dash_loader.ModelLoader()
     first = loader.request(str(smoke_run), 1).result()
     model = weakref.ref(next(iter(first[0].models.values())))
     del first
@@ -97,3 +97,47 @@ def test_asking_for_another_run_drops_the_first_runs_models(smoke_run: Path, tmp
     gc.collect()
     assert model() is None  # dropped before the other run's models are built
     assert second.result()[2] == {}
+
+
+def test_loading_warms_up_each_model_s_own_default(smoke_run: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    """The first upload after loading traced TensorFlow graphs (the warm-up traced Grad-CAM
+    while each model's default was LayerCAM): loading must leave nothing to trace."""
+    import shutil
+
+    from dashboard import core, inference
+    from pipeline.explain import cams
+
+    run_dir = tmp_path / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run_dir)
+    (run_dir / "explain_choice.json").write_text(json.dumps({"models": {
+        "custom_cnn": {"method": "layercam", "layer": None},
+        "mobilenetv2": {"method": "hirescam", "layer": None}}}))
+    predictor, explainers, failures = dash_loader.build_models(str(run_dir))
+    assert failures == {}
+    assert {m: ex.method for m, ex in explainers.items()} == {
+        "custom_cnn": "layercam", "mobilenetv2": "hirescam"}
+    built: list[str] = []
+    real = cams._gradcam_graph
+    monkeypatch.setattr(cams, "_gradcam_graph", lambda *a: built.append("graph") or real(*a))
+    traced: list[str] = []
+    for ex in explainers.values():  # a graph already built may still trace on a new call
+        for key, value in list(ex._cache.items()):
+            fn = getattr(value, "experimental_get_tracing_count", None)
+            if fn is not None:
+                traced.append(f"{key}:{fn()}")
+    path = _test_paths(smoke_run, 1)[0]
+    upload = core.Upload(path.name, "warm-test", read_image(path))
+    run = open_run(run_dir)
+    # the page's settings: the layer boxes show each explainer's default layer
+    settings = inference.Settings(method=None,  # each model's own default
+                                  layers={m: ex.layer for m, ex in explainers.items()})
+    results = inference.explain(run, predictor, explainers, [upload], settings)
+    assert not results.errors
+    assert {m: rs[0].method for m, rs in results.per_model.items()} == {
+        "custom_cnn": "layercam", "mobilenetv2": "hirescam"}
+    assert built == []  # every graph this upload needed was built while loading
+    after = [f"{key}:{value.experimental_get_tracing_count()}"
+             for ex in explainers.values() for key, value in ex._cache.items()
+             if hasattr(value, "experimental_get_tracing_count")]
+    assert after == traced  # and none was traced again

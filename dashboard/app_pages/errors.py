@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import core, inference, state, views
+from dashboard import core, inference, loader, state, views
 from dashboard import figures as F
 
 PAGE_SIZE = 6
@@ -36,7 +36,8 @@ pred_sel = c3.multiselect("Predicted class (by any model)", class_names, key="er
                           placeholder="all classes")
 rows = core.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
 # Drawn before any early stop, so their widget state is never dropped (see the Predict page).
-settings = views.controls({}, class_names, prefix="err", show_layers=False)
+settings = views.controls({}, class_names, prefix="err", show_layers=False,
+                         defaults=state.default_methods(run))
 
 if rows.empty:
     st.success("No test image matches these filters.", icon=":material/check_circle:")
@@ -53,7 +54,7 @@ if not (data_dir and data_dir.is_dir()):
             icon=":material/info:")
     st.stop()
 
-predictor, explainers = state.models(run)
+predictor, explainers = loader.models(run)
 if predictor is None:
     st.stop()
 n_pages = max(1, -(-len(rows) // PAGE_SIZE))

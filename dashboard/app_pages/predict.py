@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import numpy as np
 import streamlit as st
 
-from dashboard import core, inference, runinfo, series_view, state, views
+from dashboard import core, inference, loader, runinfo, series_view, state, uploads, views
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
@@ -19,25 +19,32 @@ run = state.require_run()
 
 # The models load in the background from the app's first run: the uploader is drawn at once,
 # and the page waits for the models only once there is something to explain.
-predictor, explainers = state.models(run, wait=False)
+predictor, explainers = loader.models(run, wait=False)
 if explainers is not None and predictor is None:
     st.stop()  # no model of this run can be used (the errors are shown)
 class_names = run.class_names
 
 upload_col, sample_col = st.columns([3, 2])
 with upload_col:
+    uploader = uploads.uploader_key()
+    new_uploader = uploads.uploader_is_new(uploader)  # first visit, or back from another page
     files = st.file_uploader(
         # type=None: a wrong file type gets our one-line reason in its card, instead of only a
         # red "!" in the uploader with the reason on hover.
         "Upload MRI slices", type=None, accept_multiple_files=True,
-        key=state.uploader_key(),
+        key=uploader,
         help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm; a series as one multi-frame "
              "file or a .zip of .dcm slices). Files stay in memory and are never stored. Up to "
              f"{core.MAX_UPLOADS} files at once.")
-    if files:
+    # Leaving the page empties the uploader (Streamlit drops its state): its last files are
+    # kept in the session and come back with the page (dashboard/uploads.py).
+    files, restored = uploads.current_files(files, new_uploader)
+    if restored:
+        uploads.restored_note(files)
+    elif files:
         # The uploader's chips cut long names in the middle ("scan_2024_…_T1.png", full name
         # only on hover): every name in full, as plain text (never Markdown or HTML).
-        st.text("\n".join(f"{k + 1}. {f.name}" for k, f in enumerate(files)))
+        st.text("\n".join(f"{k + 1}. {name}" for k, (name, _) in enumerate(files)))
 with sample_col:
     data_dir = run.data_dir
     try:
@@ -77,36 +84,35 @@ if samples and data_dir:
         up.true_label = entry.get("label")
         items.append(up)
         boxes.append(inference.load_box(boxes_dir, entry["path"]))
-files = list(files or [])
-state.note_uploads(len(files))
-if state.uploads_lost() and not files:
+uploads.note_uploads(len(files))
+if uploads.uploads_lost() and not files:
     st.warning("Your earlier uploads are gone: the server restarted or the page was reloaded, "
                "and uploads are only ever kept in memory. Upload them again.",
                icon=":material/cloud_off:")
 if len(files) > core.MAX_UPLOADS:
     st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
     files = files[:core.MAX_UPLOADS]
-for f in files:
-    data = f.getvalue()
-    items.append(state.decode_cached(f.name, hashlib.sha256(data).hexdigest(), data))
+for name, data in files:
+    items.append(state.decode_cached(name, hashlib.sha256(data).hexdigest(), data))
     boxes.append(None)
 
 if explainers is None and items:
-    predictor, explainers = state.models(run)  # waits (with a spinner) for the models
+    predictor, explainers = loader.models(run)  # waits (with a spinner) for the models
     if predictor is None:
         st.stop()
 # The controls are drawn on every run, uploads or not: a widget left out of one run loses its
 # state, and the browser then showed defaults while heatmaps were drawn with the old settings.
-settings = views.controls(explainers or {}, class_names, prefix="predict")
+settings = views.controls(explainers or {}, class_names, prefix="predict",
+                         defaults=state.default_methods(run))
 if not items:
     st.info("Upload one or more brain MRI slices above"
             + (", or draw test images," if entries and not why else "")
             + " to see both models' predictions and heatmaps.", icon=":material/upload:")
     if explainers is None:
-        state.models_loading_note(run)
+        loader.models_loading_note(run)
     st.stop()
 run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
-hashes = state.model_hashes(run)  # hashed once per run, not per image
+hashes = loader.model_hashes(run)  # hashed once per run, not per image
 notes = runinfo.report_notes(run_title, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                              hashes, PLAIN_DISCLAIMER)
 # A series (multi-frame DICOM, zip of .dcm): its slider and slice table, then the chosen slice

@@ -1,0 +1,275 @@
+"""A run's models, loaded once per server in a background thread, and their per-image results.
+
+`ModelLoader` keeps one run's models (Predictor and one Explainer per model) at a time: the app
+asks for the selected run's on every page (`preload_models`), so they are usually ready before
+the first visit to Predict, and the Predict page waits for them (`models`) only once there is
+something to explain. Loading ends with a warm-up: one synthetic image goes through the same
+computation as an upload (`inference.warm_up`: each model's own default method and layer, the
+out-of-distribution score, the shortcut measure), so no session's first upload pays for tracing
+TensorFlow graphs. `ResultStore` keeps per-image results shared by every session.
+Caching of files and runs is in `dashboard.state`.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from dashboard import core, runinfo
+from dashboard.state import _mtime, _open_run, selected_run_path
+from pipeline.artifacts import ArtifactError, Run, open_run
+from pipeline.names import display_name
+
+
+def keep_keras_session() -> None:
+    """Stop Streamlit from clearing Keras' session at the end of every script run.
+
+    Streamlit's script runner calls `keras.backend.clear_session()` after each run of any page
+    once Keras is imported (for apps that build models in the script). Here the models are built
+    once, in a background thread, and shared by every session, so that call only costs: its
+    `gc.collect()` holds the interpreter for about a second once TensorFlow is loaded (the
+    page's images and messages wait for it, after every upload, every widget change and every
+    0.5 s while the models load), it clears TensorFlow's kernel cache, and it resets Keras'
+    global state while the loader thread may be building models. Idempotent; matplotlib
+    figures are still closed as Streamlit does.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    current = getattr(script_runner, "_clean_problem_modules", None)
+    if current is None or getattr(current, "keeps_keras", False):
+        return  # another Streamlit version (the test of this function will say so), or done
+
+    def clean_problem_modules() -> None:
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close("all")
+
+    clean_problem_modules.keeps_keras = True  # type: ignore[attr-defined]
+    script_runner._clean_problem_modules = clean_problem_modules
+
+
+def models_stamp(run: Run) -> int:
+    """Changes whenever the run's manifest or one of its model files changes."""
+    stamps = [_mtime(run.path / "manifest.json")]
+    for m in run.model_names:
+        info = run.manifest["models"].get(m) or {}
+        stamps.append(_mtime(run.path / str(info.get("file", f"{m}/model.keras"))))
+    return hash(tuple(stamps))
+
+
+def build_models(path: str, warm: bool = True) -> tuple[Any, Any, dict[str, str]]:
+    """(Predictor, {model: Explainer}, {model: why it failed}) for a run, shared by sessions.
+
+    Each Explainer's default is the model's own recorded choice (`explain_choice.json`), else
+    Grad-CAM at the manifest's layer. With `warm`, every model then explains one synthetic image
+    the way an upload is explained, so the graphs an upload needs are traced here, off the page.
+    """
+    # Imported here: TensorFlow takes seconds to import and pages without models never need it.
+    from pipeline.explain import Explainer
+    from pipeline.explain.choice import default_explanation
+    from pipeline.predict import Predictor
+
+    run = open_run(path)
+    failures: dict[str, str] = {}
+    try:
+        predictor = Predictor(run)
+    except ArtifactError:
+        # Find which model is broken (missing, damaged, or unlike its manifest entry) so the
+        # others still work. Costs extra loads, but only for a damaged run.
+        good = []
+        for m in run.model_names:
+            try:
+                Predictor(run, models=[m])
+                good.append(m)
+            except ArtifactError as exc:
+                failures[m] = str(exc)
+        if not good:
+            return None, {}, failures
+        predictor = Predictor(run, models=good)
+    explainers = {}
+    for m, model in predictor.models.items():
+        method, layer = default_explanation(
+            run.path, m, (run.manifest["models"].get(m) or {}).get("gradcam_layer"))
+        try:
+            explainers[m] = Explainer(model, layer=layer, method=method)
+        except ValueError:
+            # A recorded layer that no longer exists: fall back to the explainer's own default.
+            explainers[m] = Explainer(model, method=method)
+    if warm:
+        from dashboard import inference  # imports this module: not at the top
+
+        inference.warm_up(run, predictor, explainers)
+    return predictor, explainers, failures
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _model_hashes(path: str, stamp: int) -> dict[str, str]:
+    return runinfo.model_file_hashes(Path(path), open_run(path).manifest)
+
+
+def model_hashes(run: Run) -> dict[str, str]:
+    """Display name -> SHA-256 of the model's .keras file; hashed once per run and model files
+    (the cache key has their modification times), not per image."""
+    hashes = _model_hashes(str(run.path), models_stamp(run))
+    return {display_name(m): h for m, h in hashes.items()}
+
+
+class ModelLoader:
+    """Loads one run's models in a background thread, and keeps only the run asked for last.
+
+    `request` starts loading (the app calls it on every page, so the models are usually ready
+    before the first visit to Predict); asking for another run drops the previous run's models
+    first, so the server never holds two runs' models (peak memory). Sessions viewing different
+    runs at once take turns loading them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, int] | None = None
+        self._future: Future | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-models")
+
+    def request(self, path: str, stamp: int, start: bool = True) -> Future | None:
+        """The future (Predictor, explainers, failures) of run `path` with models `stamp`;
+        None if they are not being loaded and `start` is False."""
+        with self._lock:
+            if self._key != (path, stamp) or self._future is None:
+                if not start:
+                    return None
+                if self._future is not None:
+                    self._future.cancel()
+                    self._future = None
+                    gc.collect()  # the other run's models go before these are loaded
+                self._key = (path, stamp)
+                self._future = self._pool.submit(build_models, path)
+            return self._future
+
+
+@st.cache_resource(show_spinner=False)
+def model_loader() -> ModelLoader:
+    """The process-wide model loader (one per server)."""
+    return ModelLoader()
+
+
+def _selected_run() -> Run | None:
+    path = selected_run_path()
+    if path is None:
+        return None
+    try:
+        return _open_run(str(path), _mtime(path / "manifest.json"))
+    except ArtifactError:
+        return None
+
+
+def preload_models() -> None:
+    """Start loading the selected run's models in the background (cheap when already done)."""
+    run = _selected_run()
+    if run is not None:
+        model_loader().request(str(run.path), models_stamp(run))
+
+
+def preload_when_drawn() -> None:
+    """Start loading the selected run's models once the browser has drawn this page.
+
+    Loading begins with importing TensorFlow, which holds the interpreter for seconds: begun at
+    the end of a page's first run it competed with sending that page to the browser (the first
+    visit to Predict). So a fragment asks for them on its first timer tick, which the browser
+    sends once it has drawn the page; it is drawn only while they are not asked for (once asked,
+    it keeps ticking, a cheap check, until the page's next full run).
+    """
+    run = _selected_run()
+    if run is not None and model_loader().request(
+            str(run.path), models_stamp(run), start=False) is None:
+        st.session_state[_TICKED] = False  # the call below is this run's: it must not load
+        _preload_tick()
+
+
+_TICKED = "models_preload_ticked"
+
+
+@st.fragment(run_every=0.5)
+def _preload_tick() -> None:
+    # A fragment's body also runs when the page's run draws it; only its timer's runs load.
+    if st.session_state.get(_TICKED):
+        preload_models()
+    st.session_state[_TICKED] = True
+
+
+def models_ready(run: Run) -> bool:
+    """Whether `run`'s models are loaded (or failed to load), i.e. `models` will not wait."""
+    future = model_loader().request(str(run.path), models_stamp(run), start=False)
+    return future is not None and future.done()
+
+
+@st.fragment(run_every=0.5)
+def models_loading_note(run: Run) -> None:
+    """A caption while `run`'s models load in the background; once they are ready, the page
+    reruns (so the layer choices appear and uploads need not wait)."""
+    if models_ready(run):
+        st.rerun()
+    st.caption("Loading the models in the background…", help="Upload now: the page waits "
+               "for them only when there is something to explain.")
+
+
+def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
+    """Predictor and explainers of the run's loadable models; errors shown for broken ones.
+
+    With `wait=False`, (None, None) while they are still loading in the background."""
+    future = model_loader().request(str(run.path), models_stamp(run), start=wait)
+    if future is None or not future.done():
+        if not wait:
+            return None, None  # loading, or about to start (app.py, once the page is drawn)
+        with st.spinner("Loading the models (once per server)…"):
+            future.result()
+    predictor, explainers, failures = future.result()
+    for m, why in failures.items():
+        st.error(f"{display_name(m)} cannot be used: {core.literal(why)}. To fix: retrain the run "
+                 "(`python -m pipeline run`) or pick another run.", icon=":material/error:")
+    return predictor, explainers
+
+
+def run_key(run: Run) -> str:
+    return f"{run.path}@{models_stamp(run)}"
+
+
+class ResultStore:
+    """A bounded, thread-safe LRU of per-image results shared by all sessions.
+
+    Hand-written because `st.cache_data` caches whole calls: adding one image to a batch would
+    recompute every image. Keyed per image, only new images are explained, in one batch call.
+    """
+
+    def __init__(self, max_items: int = 512) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Any | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@st.cache_resource(show_spinner=False)
+def result_store() -> ResultStore:
+    """The process-wide store of explained images (one per server)."""
+    return ResultStore()
