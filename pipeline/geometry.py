@@ -9,6 +9,7 @@ from `pipeline.images` (decoding); bad arrays raise its `ImageError`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -142,3 +143,11 @@ def prepare_image(img: np.ndarray, size: int, crop: bool = True) -> np.ndarray:
     interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
     out = cv2.resize(img, (int(size), int(size)), interpolation=interp)
     return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def prepare_for(img: np.ndarray, specs: Sequence[tuple[int, bool]]) -> list[np.ndarray]:
+    """`[prepare_image(img, size, crop) for size, crop in specs]`, pixel for pixel, with the head
+    found once for all the cropped ones (a run's two models both crop: half the work)."""
+    img = _as_rgb_uint8(img)
+    head = crop_to_head(img) if any(crop for _, crop in specs) else None
+    return [prepare_image(head if crop else img, size, crop=False) for size, crop in specs]

@@ -1,8 +1,9 @@
 """Batch inference over many files into a CSV: bounded memory, resumable, shardable.
 
-`predict --out preds.csv FOLDER...` lands here. Files are decoded and predicted `chunk` at a
-time (`predict.predict_files`), and each chunk's rows are appended and fsynced before the next
-is read, so memory does not grow with the folder and a crash loses at most one chunk: run the
+`predict --out preds.csv FOLDER...` lands here. Files stream through a tf.data pipeline in
+batches (`predict.iter_predictions`: a few threads decode and prepare the next batch while the
+models predict this one), each batch's rows are appended and the file is fsynced every `chunk`
+rows, so memory does not grow with the folder and a crash loses at most one chunk: run the
 same command again and rows already in the CSV are skipped. `--shard i/n` takes every n-th file
 from position i of the sorted list, so n machines (a cluster array job) split a folder without
 talking to each other and their CSVs simply concatenate.
@@ -20,7 +21,8 @@ from typing import Any
 from pipeline.csv_safe import restore_cell, to_csv
 from pipeline.names import IMAGE_EXTS, Progress, no_progress
 
-CHUNK = 64  # files decoded at once: ~64 x (one decoded slice + its prepared copies) in memory
+CHUNK = 64  # rows written between two fsyncs
+BATCH = 32  # files per forward pass (predict.iter_predictions)
 
 
 def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
@@ -89,27 +91,33 @@ def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, 
 
 
 def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int = CHUNK,
-                  progress: Progress = no_progress) -> dict[str, Any]:
-    """Predict `paths` into `out` (appending, resumable). Returns counts and the failures."""
-    from pipeline.predict import predict_files
+                  progress: Progress = no_progress, batch: int = BATCH) -> dict[str, Any]:
+    """Predict `paths` into `out` (appending, resumable). Returns counts and the failures.
+
+    Files stream through `predict.iter_predictions` (a tf.data pipeline: decoding overlaps the
+    forward pass) in batches of `batch` (at most `chunk`); every batch's rows are appended, and
+    the file is fsynced after each `chunk` rows and at the end.
+    """
+    from pipeline.predict import iter_predictions
 
     models, classes = list(predictor.models), list(predictor.class_names)
     cols = header(classes, models)
     done = _done_paths(out, cols)
     todo = [p for p in paths if str(p) not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
-    written, failed = 0, []
+    written, failed, unsynced = 0, [], 0
     with open(out, "a", encoding="utf-8", newline="") as fh:
         if fh.tell() == 0:
             fh.write(to_csv(cols, []))
-        for start in range(0, len(todo), chunk):
-            part = todo[start:start + chunk]
-            results, bad = predict_files(predictor, part, chunk=chunk)
+        for part, results, bad in iter_predictions(predictor, todo, batch=min(batch, chunk)):
             fh.write(to_csv(None, _rows(part, results, bad, classes, models)))
-            fh.flush()
-            os.fsync(fh.fileno())  # this chunk survives a crash of the next one
-            written += len(results) + len(bad)
+            written += len(part)
             failed += bad
-            progress("predict", start + len(part), len(todo))
+            unsynced += len(part)
+            if unsynced >= chunk or written == len(todo):
+                fh.flush()
+                os.fsync(fh.fileno())  # these rows survive a crash of what follows
+                unsynced = 0
+                progress("predict", written, len(todo))
     return {"written": written, "already_done": len(paths) - len(todo), "failed": failed,
             "out": str(out)}

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline import images
-from pipeline.geometry import crop_box, crop_to_head, prepare_image
+from pipeline.geometry import crop_box, crop_to_head, prepare_for, prepare_image
 from pipeline.images import ImageError, decode_image, read_image
 
 
@@ -389,6 +389,20 @@ def test_prepare_image_shapes_and_dtype():
     wide = np.full((50, 100, 3), 200, np.uint8)
     out = prepare_image(wide, 100, crop=False)
     assert out[0, 50, 0] == 0 and out[50, 50, 0] == 200
+
+
+def test_prepare_for_is_prepare_image_for_each_spec():
+    """Streaming prediction prepares one image for several models at once: same pixels."""
+    specs = [(128, True), (224, True), (96, False), (64, True)]
+    wide = np.zeros((240, 360, 3), np.uint8)
+    wide[20:220, 80:280] = synthetic_head(200)
+    for img in (synthetic_head(300), wide, np.full((50, 70), 120, np.uint8),
+                np.zeros((40, 40, 3), np.uint8), synthetic_head(90).astype(np.float32)):
+        got = prepare_for(img, specs)
+        assert len(got) == len(specs)
+        for out, (size, crop) in zip(got, specs, strict=True):
+            assert np.array_equal(out, prepare_image(img, size, crop=crop))
+    assert prepare_for(synthetic_head(100), []) == []
 
 
 def test_prepare_image_accepts_gray_and_float():

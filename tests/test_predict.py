@@ -40,3 +40,11 @@ def test_files_are_predicted_in_chunks_with_the_same_results(smoke_run: Path, sy
             assert a["models"][m]["label"] == b["models"][m]["label"]
             for c, v in a["models"][m]["probs"].items():
                 assert abs(v - b["models"][m]["probs"][c]) < 1e-5
+    # the same answers as preparing and predicting each decoded image on its own
+    from pipeline.images import read_image
+
+    alone = predictor.predict_images([read_image(p) for p in files])
+    for i, row in enumerate(chunked):
+        for m, probs in alone.items():
+            got = [row["models"][m]["probs"][c] for c in predictor.class_names]
+            np.testing.assert_allclose(got, probs[i], atol=1e-5)

@@ -38,36 +38,65 @@ def test_expand_inputs_and_parse_shard(tmp_path: Path):
 @pytest.mark.slow
 def test_stream_resumes_after_a_crash_without_redoing_rows(smoke_run: Path, synth_data: Path,
                                                            tmp_path: Path, monkeypatch):
-    import pipeline.predict as predict_mod
+    from pipeline import images
 
-    files = expand_inputs([synth_data / "Testing"])[:9]
+    files = expand_inputs([synth_data / "Training"])[:44]
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     paths = [*files[:4], bad, *files[4:]]
     predictor = Predictor(open_run(smoke_run))
     out = tmp_path / "preds.csv"
-    real, seen = predict_mod.predict_files, []
+    first = next(iter(predictor.models))
+    real_predict, real_read = predictor.predict_arrays, images.read_image
+    batches: list[int] = []
+    read: list[str] = []
 
-    def crash_on_third_chunk(pred, chunk_paths, chunk=64):
-        seen.append(len(chunk_paths))
-        if len(seen) == 3:
-            raise RuntimeError("killed")
-        return real(pred, chunk_paths, chunk=chunk)
+    def crash_on_third_batch(name, x, batch_size=32):
+        if name == first:
+            batches.append(len(x))
+            if len(batches) == 3:
+                raise RuntimeError("killed")
+        return real_predict(name, x, batch_size)
 
-    monkeypatch.setattr(predict_mod, "predict_files", crash_on_third_chunk)
+    monkeypatch.setattr(predictor, "predict_arrays", crash_on_third_batch)
+    monkeypatch.setattr(images, "read_image", lambda p: (read.append(p), real_read(p))[1])
     with pytest.raises(RuntimeError):
         stream_to_csv(predictor, paths, out, chunk=3)
-    assert seen[:2] == [3, 3]  # never more than a chunk of files in memory
-    assert len(_rows(out)) == 6  # two chunks kept
+    assert batches == [3, 2, 3]  # the unreadable file is not predicted
+    assert len(_rows(out)) == 6  # two batches kept
+    # decoding runs ahead of the forward pass by a few batches, never through the folder
+    assert 9 <= len(read) <= 24 < len(paths)
     with open(out, "a") as fh:  # and a row torn by the crash
         fh.write(str(files[6]) + ",gli")
-    monkeypatch.setattr(predict_mod, "predict_files", real)
+    monkeypatch.setattr(predictor, "predict_arrays", real_predict)
     summary = stream_to_csv(predictor, paths, out, chunk=3)
     rows = _rows(out)
-    assert summary["already_done"] == 6 and summary["written"] == 4
+    assert summary["already_done"] == 6 and summary["written"] == len(paths) - 6
     assert [r["path"] for r in rows] == [str(p) for p in paths]  # each once, in order
     assert rows[4]["error"] and not rows[0]["error"]
     assert stream_to_csv(predictor, paths, out)["written"] == 0  # all done: nothing redone
+
+
+@pytest.mark.slow
+def test_stream_raises_what_is_not_the_files_fault(smoke_run: Path, synth_data: Path,
+                                                   tmp_path: Path, monkeypatch):
+    """A bug while preparing a file stops the stream with its own exception (not a CSV row, not
+    TensorFlow's wrapper); the rows before it are kept."""
+    from pipeline import images
+
+    paths = expand_inputs([synth_data / "Testing"])[:8]
+    real = images.read_image
+
+    def broken_on_the_sixth(path):
+        if str(path) == str(paths[5]):
+            raise KeyError("a bug")
+        return real(path)
+
+    monkeypatch.setattr(images, "read_image", broken_on_the_sixth)
+    out = tmp_path / "preds.csv"
+    with pytest.raises(KeyError, match="a bug"):
+        stream_to_csv(Predictor(open_run(smoke_run)), paths, out, chunk=2, batch=2)
+    assert [r["path"] for r in _rows(out)] == [str(p) for p in paths[:4]]
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.artifacts import PROJECT_ROOT
 from pipeline.bench.errors import BenchError
+from pipeline.memory import proc_memory_mb
 
 
 def summarize_ms(times_ms: Sequence[float]) -> dict[str, Any]:
@@ -52,20 +53,6 @@ def time_round_robin(fns: dict[str, Callable[[], Any]], repeats: int, warmup: in
         for k, fn in fns.items():
             times[k].append(_time_ms(fn))
     return {k: summarize_ms(v) for k, v in times.items()}
-
-
-def proc_memory_mb(pid: int | str = "self", field: str = "VmHWM") -> float | None:
-    """`VmHWM` (peak RSS of the current program) or `VmRSS` of a process in MB, from /proc.
-
-    None where /proc is unavailable (not Linux) or the process is gone.
-    """
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return round(int(line.split()[1]) / 1024, 1)  # the kernel reports kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def run_measured(cmd: Sequence[str], log_path: Path, timeout_s: float,
