@@ -22,6 +22,7 @@ from typing import Any
 from pipeline import artifacts, data, distribute
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.fit import FitJob, ModelState, augment_in_model, fit
+from pipeline.memory import peak_rss_mb
 from pipeline.models import BuiltModel, build_model, count_params
 from pipeline.names import Progress, display_name, no_progress
 
@@ -166,6 +167,9 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
         "file": f"{name}/model.keras",
         "train_images": int(len(train.y)),
         "val_images": int(len(val.y)),
+        # this process's peak RSS while training this model (since the previous model's
+        # reading, or since the process started or resumed); None where /proc is missing
+        "peak_rss_mb": peak_rss_mb(reset=True),
     }
     ms.done, ms.info = True, info
     save_state()

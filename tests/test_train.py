@@ -75,6 +75,9 @@ def test_smoke_run_tree_and_manifest(smoke_run):
     if (cache / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").is_file():
         assert mob["weights"] == "imagenet"
     assert mob["gradcam_layer"] == "out_relu"
+    if Path("/proc/self/status").is_file():  # each model's training peak RSS, in MB
+        for name in ("custom_cnn", "mobilenetv2"):
+            assert 50 < m["models"][name]["peak_rss_mb"] < 64_000
     assert {"schema_version", "run_id", "created", "class_names", "config", "versions",
             "splits", "data"} <= set(m)
     splits = json.loads((smoke_run / "splits.json").read_text())
