@@ -166,8 +166,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         models = [*results.per_model, *results.errors]
         cols = st.columns([1.3, 1] + [1] * len(models))
         with cols[0]:
-            st.plotly_chart(F.probability_figure({m: p[j] for m, p in probs.items()}, class_names),
-                            key=f"{prefix}_probs_{i}", config={"displayModeBar": False})
+            st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names))
             st.image(colour_scale(), width="stretch",
                      caption="Heatmap colours: low (blue) to high (red) evidence")
         with cols[1]:

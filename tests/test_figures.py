@@ -195,13 +195,15 @@ def test_reliability_shows_before_and_after_calibration():
         F.reliability_figure({"m": {**calibrated, "temperature": "hot"}})
 
 
-def test_probability_figure():
-    fig = F.probability_figure({"custom_cnn": [0.1, 0.2, 0.3, 0.4],
-                                "mobilenetv2": np.array([0.7, 0.1, 0.1, 0.1])}, CLASSES)
-    assert list(fig.data[1].x) == pytest.approx([0.7, 0.1, 0.1, 0.1])
-    assert list(fig.data[0].text) == ["10%", "20%", "30%", "40%"]
+def test_probability_table():
+    table = F.probability_table({"custom_cnn": [0.1, 0.2, 0.3, 0.4],
+                                 "mobilenetv2": np.array([0.7, 0.1, 0.1, 0.1])}, CLASSES)
+    lines = table.splitlines()
+    assert lines[0] == "| class | Custom CNN | MobileNetV2 |" and len(lines) == 2 + len(CLASSES)
+    assert lines[2].endswith("| 10% | **70%** |")  # each model's top class in bold
+    assert lines[-1].endswith("| **40%** | 10% |")
     with pytest.raises(F.FigureDataError, match="3 probabilities for 4 classes"):
-        F.probability_figure({"m": [0.2, 0.3, 0.5]}, CLASSES)
+        F.probability_table({"m": [0.2, 0.3, 0.5]}, CLASSES)
 
 
 FRACTIONS = [0.0, 0.5, 1.0]

@@ -35,7 +35,7 @@ from dashboard.figures.evaluation import (
     training_curves_figure,
     tumour_figure,
 )
-from dashboard.figures.predictions import probability_figure
+from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
     faithfulness_curves_figure,
     faithfulness_figure,
@@ -50,7 +50,7 @@ __all__ = [
     "CLASS_PALETTE", "HEADLINE_METRICS", "MODEL_COLORS", "FigureDataError", "ci_figure",
     "class_color", "confusion_figure", "confusion_values", "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
-    "model_label", "per_class_figure", "pr_figure", "probability_figure", "reliability_figure",
+    "model_label", "per_class_figure", "pr_figure", "probability_table", "reliability_figure",
     "reliability_points", "robustness_figure", "roc_figure", "sanity_figure",
     "shortcut_figure", "training_curves_figure", "tumour_figure",
 ]
