@@ -164,9 +164,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
             st.warning(flag, icon=":material/report:")
         page_models: list[PageModel] = []
         models = [*results.per_model, *results.errors]
+        st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names))
         cols = st.columns([1.3, 1] + [1] * len(models))
         with cols[0]:
-            st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names))
             st.image(colour_scale(), width="stretch",
                      caption="Heatmap colours: low (blue) to high (red) evidence")
         with cols[1]:

@@ -166,9 +166,9 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     assert sum("Custom CNN ·" in c for c in captions) == 1
     assert sum("MobileNetV2 ·" in c for c in captions) == 1
     assert "notes.jpg" in _texts(at.warning)
-    tables = [m.value for m in at.markdown if m.value.startswith("| class |")]
+    tables = [m.value for m in at.markdown if m.value.startswith("| probability |")]
     assert len(tables) == 1  # one card (the unreadable file gets a warning), both models:
-    assert tables[0].startswith("| class | Custom CNN | MobileNetV2 |")
+    assert "| Custom CNN |" in tables[0] and "| MobileNetV2 |" in tables[0]
     assert tables[0].count("**") == 4  # each model's answer in bold
     assert at.get_by_key("predict_csv") is not None
     assert at.get_by_key("predict_png_0_custom_cnn") is not None

@@ -199,9 +199,9 @@ def test_probability_table():
     table = F.probability_table({"custom_cnn": [0.1, 0.2, 0.3, 0.4],
                                  "mobilenetv2": np.array([0.7, 0.1, 0.1, 0.1])}, CLASSES)
     lines = table.splitlines()
-    assert lines[0] == "| class | Custom CNN | MobileNetV2 |" and len(lines) == 2 + len(CLASSES)
-    assert lines[2].endswith("| 10% | **70%** |")  # each model's top class in bold
-    assert lines[-1].endswith("| **40%** | 10% |")
+    assert lines[0] == "| probability | glioma | meningioma | no tumor | pituitary |"
+    assert lines[2] == "| Custom CNN | 10% | 20% | 30% | **40%** |"  # the top class in bold
+    assert lines[3] == "| MobileNetV2 | **70%** | 10% | 10% | 10% |" and len(lines) == 4
     with pytest.raises(F.FigureDataError, match="3 probabilities for 4 classes"):
         F.probability_table({"m": [0.2, 0.3, 0.5]}, CLASSES)
 

@@ -15,18 +15,16 @@ from dashboard.figures.common import FigureDataError, model_label
 
 
 def probability_table(probs: Mapping[str, Sequence[float]], class_names: Sequence[str]) -> str:
-    """Markdown: one row per class, one column per model, each model's top class in bold."""
-    columns = []
+    """Markdown: one row per model, one column per class, each model's top class in bold
+    (wide and two rows high: it spans the card above the images)."""
+    rows = []
     for name, p in probs.items():
         values = np.asarray(p, dtype=float).ravel()
         if values.shape != (len(class_names),):
             raise FigureDataError(f"{name} gives {values.shape[0]} probabilities for "
                                   f"{len(class_names)} classes {list(class_names)}")
         top = int(np.argmax(values))
-        columns.append([f"**{v:.0%}**" if k == top else f"{v:.0%}"
-                        for k, v in enumerate(values)])
-    header = "| class | " + " | ".join(model_label(m) for m in probs) + " |"
-    rule = "|---|" + "---:|" * len(columns)
-    rows = [f"| {c.replace('_', ' ')} | " + " | ".join(col[k] for col in columns) + " |"
-            for k, c in enumerate(class_names)]
-    return "\n".join([header, rule, *rows])
+        cells = [f"**{v:.0%}**" if k == top else f"{v:.0%}" for k, v in enumerate(values)]
+        rows.append(f"| {model_label(name)} | " + " | ".join(cells) + " |")
+    header = "| probability | " + " | ".join(c.replace("_", " ") for c in class_names) + " |"
+    return "\n".join([header, "|---|" + "---:|" * len(class_names), *rows])
