@@ -186,3 +186,22 @@ def test_who_augments_inside_the_model():
     assert not augment_in_model("mobilenetv2", guided, cfg)
     cfg.augment = False
     assert not augment_in_model("custom_cnn", plain, cfg)
+
+
+def test_allowed_masks_box_for_boxed_tumours_head_for_the_rest(synth_data):
+    from types import SimpleNamespace
+
+    from pipeline.guidance import allowed_masks
+
+    def rec(rel: str) -> SimpleNamespace:
+        return SimpleNamespace(path=synth_data / rel, rel=rel)
+
+    tumour = next((synth_data / "Training").glob("glioma*/*.png"))
+    healthy = next((synth_data / "Training").glob("no_tumor*/*.png"))
+    records = [rec(str(p.relative_to(synth_data))) for p in (tumour, healthy)]
+    masks, boxed = allowed_masks(SimpleNamespace(records=records), synth_data / "masks", 64,
+                                 crop=True)
+    assert masks.shape == (2, 64, 64) and masks.dtype == np.uint8
+    assert boxed.tolist() == [True, False]
+    assert set(np.unique(masks)) <= {0, 1}
+    assert 0 < masks[0].sum() < masks[1].sum()  # a tumour box is smaller than a head
