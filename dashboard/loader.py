@@ -13,6 +13,7 @@ Caching of files and runs is in `dashboard.state`.
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 import threading
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from dashboard.state import _mtime, _open_run, selected_run_path
 from pipeline.artifacts import ArtifactError, Run, open_run
 from pipeline.names import display_name
 
+log = logging.getLogger("dashboard.loader")
 
 def keep_keras_session() -> None:
     """Stop Streamlit from clearing Keras' session at the end of every script run.
@@ -105,8 +107,26 @@ def build_models(path: str, warm: bool = True) -> tuple[Any, Any, dict[str, str]
     if warm:
         from dashboard import inference  # imports this module: not at the top
 
-        inference.warm_up(run, predictor, explainers)
+        try:
+            inference.warm_up(run, predictor, explainers)
+        except Exception:  # the models work without it; the first upload waits
+            log.exception("warm-up of run %s failed; the models are used without it", path)
     return predictor, explainers, failures
+
+
+def load_models(path: str) -> tuple[Any, Any, dict[str, str]]:
+    """`build_models`, but an unexpected error becomes a failure of every model (shown on the
+    page in one line, traceback in the server log) instead of an exception on every page."""
+    try:
+        return build_models(path)
+    except Exception as exc:  # a bug or a broken install; the page must still draw
+        log.exception("loading the models of run %s failed", path)
+        try:
+            names = open_run(path).model_names
+        except ArtifactError:
+            names = ["the models"]
+        why = f"loading failed ({type(exc).__name__}: {exc}; details in the server log)"
+        return None, {}, dict.fromkeys(names, why)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -148,7 +168,7 @@ class ModelLoader:
                     self._future = None
                     gc.collect()  # the other run's models go before these are loaded
                 self._key = (path, stamp)
-                self._future = self._pool.submit(build_models, path)
+                self._future = self._pool.submit(load_models, path)
             return self._future
 
 

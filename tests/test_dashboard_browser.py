@@ -70,7 +70,19 @@ _CI_AXIS = """d => {
 }"""
 
 
-def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Path):
+def _page_report(page, log: Path) -> str:
+    """What the page showed and the server's last log lines, for a failure's message (a flaky
+    failure in CI must say what the page showed, not only which locator timed out)."""
+    try:
+        shown = page.locator("[data-testid=stMain]").inner_text(timeout=5_000)[-1500:]
+    except Exception as exc:  # the page itself may be gone
+        shown = f"(page text unavailable: {exc})"
+    tail = log.read_text(errors="replace")[-3000:] if log.is_file() else "(no server log)"
+    return f"URL {page.url}\n--- page ---\n{shown}\n--- server log ---\n{tail}"
+
+
+def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Path,
+                                                      tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
     SHOTS.mkdir(exist_ok=True)
@@ -94,8 +106,15 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             # is drawn (not by the page's first run): the loading note goes by itself.
             expect(page.get_by_text("Loading the models in the background")).to_have_count(
                 0, timeout=180_000)
+            uploader = page.locator("input[type=file]")
+            try:  # the page reruns once the models are ready: the uploader is drawn again
+                expect(uploader).to_be_attached(timeout=90_000)
+            except AssertionError:
+                page.screenshot(path=str(SHOTS / "dashboard_predict_no_uploader.png"))
+                pytest.fail("no uploader on Predict after the models loaded:\n"
+                            + _page_report(page, tmp_path / "streamlit.log"))
 
-            page.locator("input[type=file]").set_input_files(str(_test_image(smoke_run)))
+            uploader.set_input_files(str(_test_image(smoke_run)))
             # Both models' overlays are captioned "<model> · <method> for '<class>'".
             cnn = page.get_by_text("Custom CNN · Grad-CAM for", exact=False)
             mnv2 = page.get_by_text("MobileNetV2 · Grad-CAM for", exact=False)

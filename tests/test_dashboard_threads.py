@@ -141,3 +141,30 @@ def test_loading_warms_up_each_model_s_own_default(smoke_run: Path, tmp_path: Pa
              for ex in explainers.values() for key, value in ex._cache.items()
              if hasattr(value, "experimental_get_tracing_count")]
     assert after == traced  # and none was traced again
+
+
+def test_an_unexpected_loading_error_is_a_failure_not_a_crash(smoke_run: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """An exception while loading reached every page as a crash (the Predict page then drew no
+    uploader); it must become each model's one-line failure, with the cause."""
+    def broken(path: str, warm: bool = True):
+        raise RuntimeError("graph could not be built")
+
+    monkeypatch.setattr(dash_loader, "build_models", broken)
+    predictor, explainers, failures = dash_loader.load_models(str(smoke_run))
+    assert predictor is None and explainers == {}
+    assert set(failures) == set(open_run(smoke_run).model_names)
+    assert all("RuntimeError: graph could not be built" in why for why in failures.values())
+
+
+def test_a_failed_warm_up_leaves_the_models_usable(smoke_run: Path,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    from dashboard import inference
+
+    def broken(*args):
+        raise RuntimeError("warm-up broke")
+
+    monkeypatch.setattr(inference, "warm_up", broken)
+    predictor, explainers, failures = dash_loader.load_models(str(smoke_run))
+    assert failures == {}
+    assert predictor is not None and set(explainers) == set(open_run(smoke_run).model_names)
