@@ -112,7 +112,7 @@ class Predictor:
                 if model_name not in self._ood:
                     ood = load_run_ood(self.run.path, model_name)
                     self._ood[model_name] = None if ood is None else (
-                        FeatureExtractor(self.models[model_name]), ood)
+                        FeatureExtractor(self.models[model_name], ood.layer), ood)
         scorer = self._ood[model_name]
         if scorer is None:
             return None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.ood import OodModel, auroc, fit, foreign_images, load_run_ood
+from pipeline.ood import OodModel, auroc, choose_layer, fit, foreign_images, load_run_ood
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +39,32 @@ def test_fit_flags_the_quantile_of_in_distribution_and_most_foreign(tmp_path: Pa
     assert back.threshold == pytest.approx(model.threshold)
 
 
+def test_the_layer_that_tells_foreign_images_apart_is_chosen(tmp_path: Path):
+    """Guided MobileNetV2's penultimate features stopped telling noise from MRI while an
+    earlier stage still did: the score must use the layer that separates, chosen on validation."""
+    rng = np.random.default_rng(0)
+    train, ty = _clusters(rng, 1500)
+    val, _ = _clusters(np.random.default_rng(1), 500)
+    blind = rng.normal(0, 1, (60, 40)) + CENTRES[0]  # foreign, but looks like class 0 here
+    seeing = rng.normal(0, 1, (60, 40)) * 6 + 15  # the same images, seen by another layer
+    feats = [train, train], ty, [val, val], {"noise": [blind, seeing]}
+    i, model, table = choose_layer(*feats, ["head_pool", "block_6"])
+    assert (i, model.layer) == (1, "block_6")
+    assert [row["layer"] for row in table] == ["head_pool", "block_6"]
+    assert table[0]["mean_auroc"] < 0.7 < 0.99 < table[1]["mean_auroc"]
+    # a tie keeps the earlier (penultimate) layer
+    i, model, _ = choose_layer([train, train], ty, [val, val], {"noise": [seeing, seeing]},
+                               ["head_pool", "block_6"])
+    assert (i, model.layer) == (0, "head_pool")
+    # the layer is stored with the score; files written before it existed mean head_pool
+    model = choose_layer(*feats, ["head_pool", "block_6"])[1]
+    model.save(tmp_path / "ood.npz")
+    assert OodModel.load(tmp_path / "ood.npz").layer == "block_6"
+    with np.load(tmp_path / "ood.npz") as z:
+        np.savez(tmp_path / "old.npz", **{k: z[k] for k in z.files if k != "layer"})
+    assert OodModel.load(tmp_path / "old.npz").layer == "head_pool"
+
+
 def test_foreign_images_are_made_offline():
     sets = foreign_images(n=4, size=64)
     assert set(sets) == {"noise", "gradients", "photos", "phantoms"}
@@ -56,18 +82,23 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((run / "ood.json").read_text())
+    from pipeline.artifacts import open_run
+    from pipeline.ood import candidate_layers
+    from pipeline.predict import Predictor
+
+    predictor = Predictor(open_run(run))
     for m in ("custom_cnn", "mobilenetv2"):
         e = report["models"][m]
+        candidates = candidate_layers(predictor.models[m])
+        assert candidates[0] == "head_pool" and len(candidates) == 4
+        assert [row["layer"] for row in e["layer_choice"]] == candidates
+        assert e["layer"] in candidates and load_run_ood(run, m).layer == e["layer"]
         assert set(e["auroc"]) == {"noise", "gradients", "photos", "phantoms"}
         assert all(0.0 <= v <= 1.0 for v in e["auroc"].values())
         assert 0.0 <= e["val_flagged"] <= 0.2  # the threshold is the validation 95th percentile
         assert load_run_ood(run, m) is not None
         assert "AUROC vs test" in proc.stdout
-    # the Predictor (CLI, dashboard) flags images from the stored score
-    from pipeline.artifacts import open_run
-    from pipeline.predict import Predictor
-
-    predictor = Predictor(open_run(run))
+    # the Predictor (CLI, dashboard) flags images from the stored score, at its layer
     noise = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
     for m in predictor.models:
         x = np.stack([predictor.prepare(m, im) for im in noise])

@@ -30,5 +30,6 @@ def ood(
             fail(str(exc))
     for m, e in report["models"].items():
         aurocs = ", ".join(f"{k} {v:.3f}" for k, v in e["auroc"].items())
-        sys.stdout.write(f"{display_name(m)}: threshold {e['threshold']:.2f}, test images "
+        sys.stdout.write(f"{display_name(m)}: layer {e['layer']}, threshold "
+                         f"{e['threshold']:.2f}, test images "
                          f"flagged {e['test_flagged']:.1%}; AUROC vs test: {aurocs}\n")
