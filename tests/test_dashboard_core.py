@@ -246,6 +246,19 @@ def test_core_imports_neither_plotly_nor_streamlit_nor_tensorflow():
     assert out.stdout.strip() == "[]"
 
 
+def test_figures_do_not_import_tensorflow():
+    """Every page draws figures; importing TensorFlow for them would cost seconds per first
+    visit (a figure module once took a threshold from `pipeline.explain`, which imports it)."""
+    import subprocess
+    import sys
+
+    code = "import sys, dashboard.figures; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("name", [
     "![t](http://127.0.0.1:9999/track.png).png", "[link](http://x).png", "$x^2$.png",
     ":red[alarm].png", ":material/warning: scan.png", "Custom CNN: **pituitary** (99%).png",

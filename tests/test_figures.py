@@ -235,6 +235,8 @@ def test_explanation_quality_figures():
     assert list(faith.data[3].y) == [0.8, 0.6]
     sanity = F.sanity_figure(EXPL)
     assert list(sanity.data[0].y) == [0.1, -0.2]
+    titles = [a.text for a in F.shortcut_figure(EXPL).layout.annotations]
+    assert titles[0] == "Images flagged by the shortcut alarm", titles  # not a stale rule
     with pytest.raises(F.FigureDataError, match="deletion_auc"):
         F.faithfulness_figure({"m": {"deletion_auc": "high"}})
 

@@ -113,7 +113,9 @@ def shortcut_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     share of heatmap energy outside the head."""
     names = list(explanations)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
-        "Images flagged (> half the energy outside the head)",
+        # the rule itself is in the page's caption and each run's explanations.json (this said
+        # "> half the energy", the former rule, after the rule changed)
+        "Images flagged by the shortcut alarm",
         "Mean heatmap energy outside the head"])
     for col, key in ((1, "outside_head_alarm_rate"), (2, "energy_outside_head")):
         ys = [_expl_value(explanations[n], key, n) for n in names]
