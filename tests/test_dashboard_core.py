@@ -248,7 +248,7 @@ def test_core_imports_neither_plotly_nor_streamlit_nor_tensorflow():
 
 def test_figures_do_not_import_tensorflow():
     """Every page draws figures; importing TensorFlow for them would cost seconds per first
-    visit (a figure module once took a threshold from `pipeline.explain`, which imports it)."""
+    visit (taking a threshold from `pipeline.explain` would import it)."""
     import subprocess
     import sys
 
