@@ -38,10 +38,6 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 state.sidebar()
-# The selected run's models load in a background thread, started once the browser has drawn
-# this page (TensorFlow's import must not delay it), so they are usually ready by the first
-# visit to Predict. A no-op when they are loaded or loading.
-loader.preload_when_drawn()
 try:
     navigation.run()
 except Exception as exc:  # last line of defence; st.stop/st.rerun are not Exceptions
@@ -51,3 +47,9 @@ except Exception as exc:  # last line of defence; st.stop/st.rerun are not Excep
     st.error(f"{state.UNEXPECTED} ({type(exc).__name__}: {core.literal(exc)}). The full "
              "details are in the "
              "server log; the other pages still work.", icon=":material/bug_report:")
+finally:
+    # The selected run's models load in a background thread, started once this page's run has
+    # produced everything (TensorFlow's import must not delay the page), so they are usually
+    # ready by the first visit to Predict. A no-op when they are loaded or loading; `finally`
+    # because pages end with st.stop().
+    loader.preload_models()

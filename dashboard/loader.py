@@ -1,12 +1,13 @@
 """A run's models, loaded once per server in a background thread, and their per-image results.
 
 `ModelLoader` keeps one run's models (Predictor and one Explainer per model) at a time: the app
-asks for the selected run's on every page (`preload_models`), so they are usually ready before
-the first visit to Predict, and the Predict page waits for them (`models`) only once there is
-something to explain. Loading ends with a warm-up: one synthetic image goes through the same
-computation as an upload (`inference.warm_up`: each model's own default method and layer, the
-out-of-distribution score, the shortcut measure), so no session's first upload pays for tracing
-TensorFlow graphs. `ResultStore` keeps per-image results shared by every session.
+asks for the selected run's at the end of every page's run (`preload_models`), so they are
+usually ready before the first visit to Predict, and the Predict page waits for them (`models`)
+only once there is something to explain. Loading ends with a warm-up: one synthetic image goes
+through the same computation as an upload (`inference.warm_up`: each model's own default method
+and layer, the out-of-distribution score, the shortcut measure), so no session's first upload
+pays for tracing TensorFlow graphs. `ResultStore` keeps per-image results shared by every
+session.
 Caching of files and runs is in `dashboard.state`.
 """
 
@@ -195,47 +196,31 @@ def preload_models() -> None:
         model_loader().request(str(run.path), models_stamp(run))
 
 
-def preload_when_drawn() -> None:
-    """Start loading the selected run's models once the browser has drawn this page.
+LOADING_NOTE = "Loading the models in the background…"
 
-    Loading begins with importing TensorFlow, which holds the interpreter for seconds: begun at
-    the end of a page's first run it competed with sending that page to the browser (the first
-    visit to Predict). So a fragment asks for them on its first timer tick, which the browser
-    sends once it has drawn the page; it is drawn only while they are not asked for (once asked,
-    it keeps ticking, a cheap check, until the page's next full run).
+
+def wait_for_models(run: Run) -> None:
+    """Last thing on a page with nothing to explain yet: a caption while `run`'s models load
+    (started here if needed), then one rerun so the layer choices appear.
+
+    Everything above is already drawn and usable while this waits: an upload or a click stops
+    the wait, because every caption written here is a point where Streamlit ends the run for the
+    new one. No timer fragment (a fragment rerun on a timer): a timer fragment that goes away,
+    as this note must, now and then left the browser with a blank page (seen in CI with
+    Streamlit 1.67), so the loading is started without one too (app.py).
     """
-    run = _selected_run()
-    if run is not None and model_loader().request(
-            str(run.path), models_stamp(run), start=False) is None:
-        st.session_state[_TICKED] = False  # the call below is this run's: it must not load
-        _preload_tick()
+    from concurrent.futures import TimeoutError as FutureTimeout
 
-
-_TICKED = "models_preload_ticked"
-
-
-@st.fragment(run_every=0.5)
-def _preload_tick() -> None:
-    # A fragment's body also runs when the page's run draws it; only its timer's runs load.
-    if st.session_state.get(_TICKED):
-        preload_models()
-    st.session_state[_TICKED] = True
-
-
-def models_ready(run: Run) -> bool:
-    """Whether `run`'s models are loaded (or failed to load), i.e. `models` will not wait."""
-    future = model_loader().request(str(run.path), models_stamp(run), start=False)
-    return future is not None and future.done()
-
-
-@st.fragment(run_every=0.5)
-def models_loading_note(run: Run) -> None:
-    """A caption while `run`'s models load in the background; once they are ready, the page
-    reruns (so the layer choices appear and uploads need not wait)."""
-    if models_ready(run):
-        st.rerun()
-    st.caption("Loading the models in the background…", help="Upload now: the page waits "
-               "for them only when there is something to explain.")
+    future = model_loader().request(str(run.path), models_stamp(run))
+    note = st.empty()
+    while not future.done():
+        note.caption(LOADING_NOTE, help="Upload now: the page waits for them only when there "
+                     "is something to explain.")
+        try:
+            future.result(timeout=0.5)
+        except FutureTimeout:
+            continue
+    st.rerun()
 
 
 def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:

@@ -755,19 +755,36 @@ def test_script_runs_keep_the_keras_session(artifacts: Path, smoke_run: Path,
     assert calls == []
 
 
-def test_first_visit_does_not_start_loading_the_models(smoke_run, tmp_path, monkeypatch):
-    """Loading imports TensorFlow, which held up sending the first page to the browser: it is
-    started by a fragment's timer once the page is drawn, or by the first upload."""
+def test_first_visit_to_predict_loads_the_models_without_a_timer_fragment(
+        smoke_run, tmp_path, monkeypatch):
+    """The page draws the uploader, then waits for the models at its end and reruns once; no
+    `run_every` fragment takes part (one that went away left a blank browser page in CI)."""
+    import streamlit as st
+
     from dashboard import loader
     from pipeline.artifacts import open_run
 
+    timers: list[float] = []
+    real = st.fragment
+
+    def spy(func=None, *, run_every=None, **kw):
+        if run_every is not None:
+            timers.append(run_every)
+        return real(func, run_every=run_every, **kw) if func else real(run_every=run_every, **kw)
+
+    monkeypatch.setattr(st, "fragment", spy)
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     stamp = loader.models_stamp(open_run(run))
+    assert loader.model_loader().request(str(run), stamp, start=False) is None
     at = _app("predict")
     _ok(at)
     assert at.get_by_key("uploads") is not None
-    assert loader.model_loader().request(str(run), stamp, start=False) is None
+    assert loader.model_loader().request(str(run), stamp, start=False).done()
+    assert loader.LOADING_NOTE not in _texts(at.caption)  # the rerun after loading dropped it
     at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
     _ok(at)
-    assert len(_captions(at)) == 2  # the upload waited for them
-    assert loader.model_loader().request(str(run), stamp, start=False).done()
+    assert len(_captions(at)) == 2
+    assert timers == []
+    # modules imported once (the loader) are not re-run by AppTest: read their source too
+    dashboard = Path(__file__).resolve().parents[1] / "dashboard"
+    assert not [p.name for p in dashboard.rglob("*.py") if "run_every" in p.read_text()]

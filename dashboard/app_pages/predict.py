@@ -17,8 +17,8 @@ st.title("Predict & explain")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
 run = state.require_run()
 
-# The models load in the background from the app's first run: the uploader is drawn at once,
-# and the page waits for the models only once there is something to explain.
+# The models load in the background (app.py starts them after each page's run): the uploader is
+# drawn at once, and the page waits for the models only once there is something to explain.
 predictor, explainers = loader.models(run, wait=False)
 if explainers is not None and predictor is None:
     st.stop()  # no model of this run can be used (the errors are shown)
@@ -109,7 +109,7 @@ if not items:
             + (", or draw test images," if entries and not why else "")
             + " to see both models' predictions and heatmaps.", icon=":material/upload:")
     if explainers is None:
-        loader.models_loading_note(run)
+        loader.wait_for_models(run)  # ends with a rerun once they are ready
     st.stop()
 run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
 hashes = loader.model_hashes(run)  # hashed once per run, not per image
