@@ -20,7 +20,6 @@ photos, phantoms), in `<run>/ood.json` with the table behind the choice.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +109,6 @@ class FeatureExtractor:
         spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
         self._fn = tf.function(lambda t: graph(t, training=False), input_signature=[spec])
         self._single = isinstance(layers, str)
-        self._lock = threading.Lock()
 
     def __call__(self, x: np.ndarray, batch: int = 32) -> np.ndarray | list[np.ndarray]:
         import tensorflow as tf
