@@ -18,6 +18,7 @@ class ModelConfig:
     dropout: float = 0.3  # dropout before the softmax head
     learning_rate: float = 1e-3  # Adam step for the head / from-scratch phase
     optimizer: str = "adam"  # "adam" or "sgd" (SGD uses momentum 0.9)
+    clip_norm: float = 0.0  # clip each step's gradients to this global norm; 0 = no clipping
     epochs: int = 30  # upper bound; early stopping usually ends sooner
     patience: int = 6  # epochs without val_loss improvement before stopping
     # custom CNN only

@@ -72,18 +72,20 @@ class EpochLog(keras.callbacks.Callback):
                  f"({row['seconds']:.1f}s)")
 
 
-def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
+def _optimizer(name: str, lr: float, clip_norm: float = 0.0) -> keras.optimizers.Optimizer:
+    # Global-norm clipping (Keras' own option) caps the rare huge step; 0 leaves it off.
+    clip = {"global_clipnorm": clip_norm} if clip_norm > 0 else {}
     if name == "adam":
-        return keras.optimizers.Adam(lr)
+        return keras.optimizers.Adam(lr, **clip)
     if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **clip)
     raise ValueError(f"unknown optimizer {name!r}; use adam or sgd")
 
 
 def _compile(model: keras.Model, mc: ModelConfig, lr: float, num_classes: int) -> None:
     # Label smoothing needs one-hot targets; we feed one-hot everywhere for one code path.
     model.compile(
-        optimizer=_optimizer(mc.optimizer, lr),
+        optimizer=_optimizer(mc.optimizer, lr, mc.clip_norm),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=mc.label_smoothing),
         metrics=["accuracy"],
     )

@@ -205,3 +205,30 @@ def test_allowed_masks_box_for_boxed_tumours_head_for_the_rest(synth_data):
     assert boxed.tolist() == [True, False]
     assert set(np.unique(masks)) <= {0, 1}
     assert 0 < masks[0].sum() < masks[1].sum()  # a tumour box is smaller than a head
+
+
+def _first_step_change(clip_norm: float) -> float:
+    """Norm of the change of every trainable weight after one guided SGD step (lr 1)."""
+    from pipeline.fit import _compile
+
+    mc = ModelConfig(image_size=32, width=4, depth=3, optimizer="sgd", learning_rate=1.0,
+                     clip_norm=clip_norm, guidance=1.0)
+    built = build_model("custom_cnn", 3, mc, augment=False)
+    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment=[])
+    _compile(trainer, mc, mc.learning_rate, 3)
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (8, 32, 32, 3)).astype("float32")
+    allowed = np.zeros((8, 32, 32), "float32")
+    allowed[:, 8:24, 8:24] = 1.0
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 8)]
+    before = [w.numpy().copy() for w in built.model.trainable_weights]
+    trainer.train_on_batch((x, allowed), y)
+    after = [w.numpy() for w in built.model.trainable_weights]
+    return float(np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(after, before, strict=True))))
+
+
+def test_clip_norm_bounds_each_guided_step():
+    # Nesterov SGD's first step moves the weights by 1.9 x lr x gradient, so clipping the
+    # gradient's global norm to c bounds the change by 1.9 c. Unclipped, it is far larger.
+    assert _first_step_change(0.0) > 0.1
+    assert _first_step_change(1e-3) <= 1.9e-3 * 1.001
