@@ -127,9 +127,21 @@ def candidate_layers(model: Any) -> list[str]:
     from pipeline.explain.layers import default_layer, stage_layers
 
     try:
-        return [FEATURE_LAYER, *stage_layers(model, default_layer(model), STAGES)]
+        stages = stage_layers(model, default_layer(model), STAGES)
     except ValueError:  # a model without 4-D layers: the penultimate features only
         return [FEATURE_LAYER]
+    # A transfer model's head_pool is the average of its last map: the same features twice.
+    return [FEATURE_LAYER, *(s for s in stages if not _averaged_by_head(model, s))]
+
+
+def _averaged_by_head(model: Any, layer: str) -> bool:
+    """Whether `head_pool` is a plain global average of `layer`'s map (FeatureExtractor's
+    pooling of that layer would repeat it)."""
+    import keras
+
+    head = model.get_layer(FEATURE_LAYER)
+    return (isinstance(head, keras.layers.GlobalAveragePooling2D)
+            and head.input is model.get_layer(layer).output)
 
 
 def foreign_images(n: int = 24, size: int = 256, seed: int = 0) -> dict[str, list[np.ndarray]]:

@@ -90,7 +90,8 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
     for m in ("custom_cnn", "mobilenetv2"):
         e = report["models"][m]
         candidates = candidate_layers(predictor.models[m])
-        assert candidates[0] == "head_pool" and len(candidates) == 4
+        # MobileNetV2's head_pool averages out_relu, so that stage is not a second candidate
+        assert candidates[0] == "head_pool" and len(candidates) == (4 if m == "custom_cnn" else 3)
         assert [row["layer"] for row in e["layer_choice"]] == candidates
         assert e["layer"] in candidates and load_run_ood(run, m).layer == e["layer"]
         assert set(e["auroc"]) == {"noise", "gradients", "photos", "phantoms"}
@@ -105,3 +106,20 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         flags = predictor.unlike_training(m, x)
         assert flags is not None and flags.dtype == bool and flags.shape == (3,)
     assert Predictor(open_run(smoke_run)).unlike_training(m, x) is None  # run without ood.npz
+
+
+def test_candidate_layers_skip_the_map_head_pool_already_averages():
+    from pipeline.config import ModelConfig
+    from pipeline.models import build_model
+    from pipeline.ood import candidate_layers
+
+    mnv2 = build_model("mobilenetv2", 3, ModelConfig(image_size=64), weights="none",
+                       augment=False).model
+    got = candidate_layers(mnv2)
+    assert got[0] == "head_pool" and "out_relu" not in got and len(got) == 3
+    assert all(len(mnv2.get_layer(name).output.shape) == 4 for name in got[1:])
+    # the custom CNN's head_pool joins average and max pooling: its last map stays a candidate
+    cnn = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3),
+                      augment=False).model
+    assert candidate_layers(cnn)[:2] == ["head_pool", "gradcam_target"]
+    assert len(candidate_layers(cnn)) == 4
