@@ -38,6 +38,8 @@ class ModelConfig:
     # explanation-guided training ("right for the right reasons"); transfer models: fine-tuning
     guidance: float = 0.0  # weight of the penalty on Grad-CAM evidence outside the tumour box
     # (boxed tumour images) or outside the head (all others); 0 = off
+    guidance_score: str = "log_prob"  # the penalised Grad-CAM explains log p(true class), as
+    # the shipped recipes were chosen with, or "logit": the map the dashboard draws (issue #17)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

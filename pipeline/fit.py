@@ -398,7 +398,8 @@ def _fit_transfer_cached(job: FitJob) -> None:
         trainer = top if small is None else guidance.GuidedTrainer(
             top, built.gradcam_layer, mc.guidance, augment=[],  # views are augmented already
             features=keras.Model(model.get_layer(cut).input,
-                                 [model.get_layer(built.gradcam_layer).output, model.output]))
+                                 [model.get_layer(built.gradcam_layer).output, model.output]),
+            score=mc.guidance_score)
         _compile(trainer, mc, mc.finetune_learning_rate, job.num_classes)
         batches = _ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw, small)
         trainer.fit(batches, shuffle=False,

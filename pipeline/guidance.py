@@ -11,7 +11,10 @@ whose head is global pooling then one dense layer (ours), Grad-CAM has a closed 
 of log p_c with respect to the pooled features is W_c - sum_j p_j W_j, and averaging over the map
 gives Grad-CAM's channel weights (for average *and* max pooling, whose gradient sums to the same
 weight). The penalty therefore costs one einsum on the last feature map, not a second backward
-pass, and it constrains exactly the map the dashboard draws.
+pass. `score="log_prob"` (the shipped recipes) penalises that map. The dashboard's Grad-CAM
+explains the class *logit*, whose channel weights are W_c alone: evidence every class shares
+(W_c - sum_j p_j W_j cancels it) is invisible to the log-prob penalty but drawn by the
+dashboard. `score="logit"` penalises the map the dashboard draws.
 
 Augmentation runs here, not inside the model, so that geometric transforms move the mask with the
 image; the saved model is the plain one (no augmentation layers, which are inactive at inference).
@@ -63,8 +66,13 @@ def allowed_masks(arrays: LoadedArrays, masks_dir: Path | None, size: int, crop:
     return masks, np.array(boxed, dtype=bool)
 
 
-def outside_share(fmap: Any, probs: Any, y: Any, kernel: Any, allowed: Any) -> Any:
-    """Per image: share of the true class's Grad-CAM (on log-probability) outside `allowed`.
+SCORES = ("log_prob", "logit")  # what the penalised Grad-CAM explains (ModelConfig.guidance_score)
+
+
+def outside_share(fmap: Any, probs: Any, y: Any, kernel: Any, allowed: Any,
+                  score: str = "log_prob") -> Any:
+    """Per image: share of the true class's Grad-CAM (of its log-probability, or of its logit
+    with `score="logit"`) outside `allowed`.
 
     fmap (B, h, w, K) is the Grad-CAM layer; kernel (D, C) the dense head, D = K (average pooling)
     or 2K (average and max pooling concatenated); allowed (B, H, W) in [0, 1] at input size.
@@ -73,7 +81,10 @@ def outside_share(fmap: Any, probs: Any, y: Any, kernel: Any, allowed: Any) -> A
 
     k = ops.shape(fmap)[-1]
     w = kernel[:k] + kernel[k:] if kernel.shape[0] == 2 * fmap.shape[-1] else kernel
-    alpha = ops.matmul(ops.cast(y, "float32") - probs, ops.transpose(w))  # (B, K)
+    if score not in SCORES:
+        raise ValueError(f"guidance score must be one of {SCORES}, got {score!r}")
+    coef = ops.cast(y, "float32") - (probs if score == "log_prob" else 0.0)
+    alpha = ops.matmul(coef, ops.transpose(w))  # (B, K)
     cam = ops.relu(ops.einsum("bhwk,bk->bhw", fmap, alpha))
     small = ops.image.resize(ops.expand_dims(allowed, -1), (fmap.shape[1], fmap.shape[2]),
                              interpolation="area")[..., 0]
@@ -86,7 +97,7 @@ class GuidedTrainer(keras.Model):
 
     def __init__(self, core: keras.Model, feature_layer: str, weight: float,
                  augment: list[tuple[keras.Layer, bool]],
-                 features: keras.Model | None = None) -> None:
+                 features: keras.Model | None = None, score: str = "log_prob") -> None:
         """`features` maps the core's input to (feature map, probabilities); by default it is
         cut from `core` (give it for a core that was itself cut from a bigger graph)."""
         super().__init__(name=f"{core.name}_guided")
@@ -94,6 +105,7 @@ class GuidedTrainer(keras.Model):
         self.features = features or keras.Model(
             core.input, [core.get_layer(feature_layer).output, core.output])
         self.weight = float(weight)
+        self.score = score
         self.augment = augment
         self.head = core.get_layer("predictions")
         self.outside = keras.metrics.Mean(name="outside_share")
@@ -122,7 +134,7 @@ class GuidedTrainer(keras.Model):
         with tf.GradientTape() as tape:
             fmap, probs = self.features(x, training=True)
             ce = self.compute_loss(x=x, y=y, y_pred=probs, sample_weight=sample_weight)
-            share = outside_share(fmap, probs, y, self.head.kernel, allowed)
+            share = outside_share(fmap, probs, y, self.head.kernel, allowed, self.score)
             loss = ce + self.weight * ops.mean(share)
         grads = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))
@@ -137,6 +149,9 @@ class GuidedTrainer(keras.Model):
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return [*super().metrics, self.outside]
+
+
+_FORMS = {"log_prob": "log p(true class)", "logit": "the true class's logit"}
 
 
 def guided_dataset(x: np.ndarray, allowed: np.ndarray, y1h: np.ndarray, batch: int,
@@ -154,12 +169,15 @@ def guided_dataset(x: np.ndarray, allowed: np.ndarray, y1h: np.ndarray, batch: i
 def prepare(job: Any) -> np.ndarray:
     """The training images' allowed regions (N, size, size) uint8, recorded in the job's state."""
     built, mc = job.built, job.mc
+    if mc.guidance_score not in SCORES:  # before the mask pass, not at the first step
+        raise ValueError(f"guidance_score must be one of {SCORES}, got {mc.guidance_score!r}")
     allowed, boxed = allowed_masks(job.train, job.masks_dir, mc.image_size, mc.crop_head,
                                    job.progress)
     job.state.guidance = {"weight": mc.guidance, "train_images": int(len(boxed)),
                           "with_tumour_box": int(boxed.sum()),
                           "masks_dir": _shown(job.masks_dir),
-                          "layer": built.gradcam_layer, "form": "Grad-CAM of log p(true class)",
+                          "layer": built.gradcam_layer,
+                          "form": f"Grad-CAM of {_FORMS[mc.guidance_score]}",
                           "phases": ["finetune"] if built.transfer else ["train"]}
     job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
             f"{len(boxed)} training images (the rest: head region)")
@@ -180,7 +198,8 @@ def fit_guided(job: Any) -> None:
         return
     allowed = prepare(job)
     augment = augmentation_layers(cfg.seed, mc.augment_strength) if cfg.augment else []
-    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment)
+    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment,
+                            score=mc.guidance_score)
     y_tr = keras.utils.to_categorical(job.train.y, job.num_classes)
     y_va = keras.utils.to_categorical(job.val.y, job.num_classes)
     from pipeline import data

@@ -81,10 +81,13 @@ def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
     cfg.masks_dir = str(synth_data / "masks")
     cfg.models["custom_cnn"].guidance = 1.0
     cfg.models["custom_cnn"].augment_strength = "mri"  # every aug layer inside the traced step
+    cfg.models["custom_cnn"].guidance_score = "logit"  # the options the shipped recipe leaves off
+    cfg.models["custom_cnn"].clip_norm = 1.0
     run = train_run(cfg, synth_data, tmp_path, ["custom_cnn"])
     manifest = json.loads((run / "manifest.json").read_text())
     info = manifest["models"]["custom_cnn"]["guidance"]
     assert info["weight"] == 1.0 and info["layer"] == "gradcam_target"
+    assert info["form"] == "Grad-CAM of the true class's logit"
     assert 0 < info["with_tumour_box"] < info["train_images"]  # no-tumour phantoms: head only
     assert not Path(info["masks_dir"]).is_absolute()
     history = json.loads((run / "custom_cnn" / "history.json").read_text())["epochs"]
@@ -232,3 +235,45 @@ def test_clip_norm_bounds_each_guided_step():
     # gradient's global norm to c bounds the change by 1.9 c. Unclipped, it is far larger.
     assert _first_step_change(0.0) > 0.1
     assert _first_step_change(1e-3) <= 1.9e-3 * 1.001
+
+
+def test_logit_penalty_is_the_share_of_the_dashboard_s_gradcam_outside():
+    # The explainer's Grad-CAM explains the pre-softmax logit (explain.layers.logits_tensor);
+    # score="logit" must penalise exactly that map, which the log-prob form does not.
+    from pipeline.explain.layers import logits_tensor
+
+    built = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3),
+                        augment=False)
+    model = built.model
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    cls = np.array([2, 0, 1, 2])
+    allowed = np.zeros((4, 32, 32), "float32")
+    allowed[:, 4:20, 8:24] = 1.0
+    sub = keras.Model(model.input, [model.get_layer(built.gradcam_layer).output,
+                                    logits_tensor(model), model.output])
+    with tf.GradientTape() as tape:
+        fmap, logits, probs = sub(tf.constant(x), training=False)
+        score = tf.reduce_sum(tf.gather(logits, cls, axis=1, batch_dims=1))
+    alpha = tape.gradient(score, fmap).numpy().mean(axis=(1, 2))
+    cam = np.maximum(np.einsum("bhwk,bk->bhw", fmap.numpy(), alpha), 0)
+    cells = cam.shape[1]
+    small = allowed.reshape(4, cells, 32 // cells, cells, 32 // cells).mean(axis=(2, 4))
+    expected = (cam * (1 - small)).sum(axis=(1, 2)) / (cam.sum(axis=(1, 2)) + 1e-6)
+    kernel = model.get_layer("predictions").kernel
+    got = outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score="logit")
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-3, atol=1e-5)
+    other = outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score="log_prob")
+    assert not np.allclose(np.asarray(other), expected, atol=1e-3)  # a different map
+    with pytest.raises(ValueError, match="guidance score"):
+        outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score="probability")
+
+
+def test_unknown_guidance_score_is_refused_before_the_mask_pass():
+    from types import SimpleNamespace
+
+    from pipeline.guidance import prepare
+
+    job = SimpleNamespace(built=None, mc=ModelConfig(guidance=1.0, guidance_score="probability"))
+    with pytest.raises(ValueError, match="guidance_score must be one of"):
+        prepare(job)  # no images, masks or model touched: it fails first
