@@ -16,19 +16,26 @@ from pipeline.guidance import GuidedTrainer, outside_share
 from pipeline.models import augmentation_layers, build_model
 
 
-def _gradcam_log_prob(model: keras.Model, layer: str, x: np.ndarray, cls: np.ndarray
-                      ) -> np.ndarray:
-    """Grad-CAM of log p(cls) by an explicit GradientTape: the definition, no closed form."""
-    sub = keras.Model(model.input, [model.get_layer(layer).output, model.output])
+def _gradcam(model: keras.Model, layer: str, x: np.ndarray, cls: np.ndarray,
+             score: str = "log_prob") -> np.ndarray:
+    """Grad-CAM of log p(cls), or of the explainer's logit, by an explicit GradientTape: the
+    definition, no closed form."""
+    from pipeline.explain.layers import logits_tensor
+
+    sub = keras.Model(model.input, [model.get_layer(layer).output, logits_tensor(model),
+                                    model.output])
     with tf.GradientTape() as tape:
-        fmap, probs = sub(tf.constant(x), training=False)
-        score = tf.reduce_sum(tf.math.log(tf.gather(probs, cls, axis=1, batch_dims=1)))
-    grads = tape.gradient(score, fmap).numpy()
+        fmap, logits, probs = sub(tf.constant(x), training=False)
+        chosen = (tf.math.log(tf.gather(probs, cls, axis=1, batch_dims=1)) if score == "log_prob"
+                  else tf.gather(logits, cls, axis=1, batch_dims=1))
+        total = tf.reduce_sum(chosen)
+    grads = tape.gradient(total, fmap).numpy()
     alpha = grads.mean(axis=(1, 2))
     return np.maximum(np.einsum("bhwk,bk->bhw", fmap.numpy(), alpha), 0)
 
 
-def test_closed_form_penalty_is_gradcam_share_outside(tmp_path):
+@pytest.mark.parametrize("score", ["log_prob", "logit"])  # logit: the map the explainer draws
+def test_closed_form_penalty_is_gradcam_share_outside(score):
     built = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3),
                         augment=False)
     model = built.model
@@ -37,16 +44,21 @@ def test_closed_form_penalty_is_gradcam_share_outside(tmp_path):
     cls = np.array([0, 1, 2, 1])
     allowed = np.zeros((4, 32, 32), "float32")
     allowed[:, 8:24, 4:20] = 1.0  # an off-centre box: 16x16 of the 32x32 input
-    cam = _gradcam_log_prob(model, built.gradcam_layer, x, cls)
+    cam = _gradcam(model, built.gradcam_layer, x, cls, score)
     cells = cam.shape[1]
     small = allowed.reshape(4, cells, 32 // cells, cells, 32 // cells).mean(axis=(2, 4))
     expected = (cam * (1 - small)).sum(axis=(1, 2)) / (cam.sum(axis=(1, 2)) + 1e-6)
     sub = keras.Model(model.input, [model.get_layer(built.gradcam_layer).output, model.output])
     fmap, probs = sub(x, training=False)
-    got = outside_share(fmap, probs, np.eye(3)[cls], model.get_layer("predictions").kernel,
-                        allowed)
+    kernel = model.get_layer("predictions").kernel
+    got = outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score)
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-3, atol=1e-5)
     assert expected.min() > 0 and expected.max() < 1  # not a degenerate case
+    other = "logit" if score == "log_prob" else "log_prob"  # the two forms are different maps
+    assert not np.allclose(np.asarray(outside_share(fmap, probs, np.eye(3)[cls], kernel,
+                                                    allowed, other)), expected, atol=1e-3)
+    with pytest.raises(ValueError, match="guidance score"):
+        outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score="probability")
 
 
 def test_geometric_augmentation_moves_the_mask_with_the_image():
@@ -235,38 +247,6 @@ def test_clip_norm_bounds_each_guided_step():
     # gradient's global norm to c bounds the change by 1.9 c. Unclipped, it is far larger.
     assert _first_step_change(0.0) > 0.1
     assert _first_step_change(1e-3) <= 1.9e-3 * 1.001
-
-
-def test_logit_penalty_is_the_share_of_the_dashboard_s_gradcam_outside():
-    # The explainer's Grad-CAM explains the pre-softmax logit (explain.layers.logits_tensor);
-    # score="logit" must penalise exactly that map, which the log-prob form does not.
-    from pipeline.explain.layers import logits_tensor
-
-    built = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3),
-                        augment=False)
-    model = built.model
-    rng = np.random.default_rng(2)
-    x = rng.integers(0, 256, (4, 32, 32, 3)).astype("float32")
-    cls = np.array([2, 0, 1, 2])
-    allowed = np.zeros((4, 32, 32), "float32")
-    allowed[:, 4:20, 8:24] = 1.0
-    sub = keras.Model(model.input, [model.get_layer(built.gradcam_layer).output,
-                                    logits_tensor(model), model.output])
-    with tf.GradientTape() as tape:
-        fmap, logits, probs = sub(tf.constant(x), training=False)
-        score = tf.reduce_sum(tf.gather(logits, cls, axis=1, batch_dims=1))
-    alpha = tape.gradient(score, fmap).numpy().mean(axis=(1, 2))
-    cam = np.maximum(np.einsum("bhwk,bk->bhw", fmap.numpy(), alpha), 0)
-    cells = cam.shape[1]
-    small = allowed.reshape(4, cells, 32 // cells, cells, 32 // cells).mean(axis=(2, 4))
-    expected = (cam * (1 - small)).sum(axis=(1, 2)) / (cam.sum(axis=(1, 2)) + 1e-6)
-    kernel = model.get_layer("predictions").kernel
-    got = outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score="logit")
-    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-3, atol=1e-5)
-    other = outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score="log_prob")
-    assert not np.allclose(np.asarray(other), expected, atol=1e-3)  # a different map
-    with pytest.raises(ValueError, match="guidance score"):
-        outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score="probability")
 
 
 def test_unknown_guidance_score_is_refused_before_the_mask_pass():
