@@ -51,6 +51,11 @@ class ImageResult:
     default: bool = False  # the method is the model's own default (no method was picked)
 
     @property
+    def empty(self) -> bool:
+        """True when the heatmap shows no positive evidence anywhere."""
+        return not bool(np.any(self.heatmap > 0))
+
+    @property
     def outside_head_flag(self) -> bool:
         """True when the heatmap's evidence is mostly outside the brain (shortcut alarm)."""
         from pipeline.explain import outside_head_flag

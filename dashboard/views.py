@@ -116,12 +116,14 @@ def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
 
 def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     """Good image j's flags in plain words: about its answers (weak, unlike the training data,
-    disagreement) and about its heatmaps (evidence mostly outside the brain)."""
+    disagreement) and about its heatmaps (evidence mostly outside the brain, or none at all)."""
     answers = core.answer_flags(results.probs, j, results.low_below, results.unlike(j),
                                 results.shifted_accuracy)
     shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain ({rs[j].outside_head:.0%} "
                  "of the hottest 10% outside the head)." for m, rs in results.per_model.items()
                  if rs[j].outside_head_flag]
+    shortcuts += [f"{F.model_label(m)}: the heatmap is empty (no positive evidence for the "
+                  "explained class)." for m, rs in results.per_model.items() if rs[j].empty]
     return answers, shortcuts
 
 
@@ -192,6 +194,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 page_models.append(PageModel(
                     F.model_label(m), img, f"{method} for '{target}'{layer}",
                     {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
+                if r.empty:
+                    st.info(f"This heatmap is empty: {method} finds no positive evidence for "
+                            f"'{target}' at this layer, so it shows nothing (try another method "
+                            "or layer).", icon=":material/info:")
                 if frame_box is not None and frame_box.any():
                     hit = peak_in_box(r, frame_box)
                     st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")

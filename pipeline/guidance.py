@@ -72,7 +72,7 @@ SCORES = ("log_prob", "logit")  # what the penalised Grad-CAM explains (ModelCon
 def outside_share(fmap: Any, probs: Any, y: Any, kernel: Any, allowed: Any,
                   score: str = "log_prob") -> Any:
     """Per image: share of the true class's Grad-CAM (of its log-probability, or of its logit
-    with `score="logit"`) outside `allowed`.
+    with `score="logit"`) outside `allowed`; 1 for an empty map.
 
     fmap (B, h, w, K) is the Grad-CAM layer; kernel (D, C) the dense head, D = K (average pooling)
     or 2K (average and max pooling concatenated); allowed (B, H, W) in [0, 1] at input size.
@@ -89,7 +89,10 @@ def outside_share(fmap: Any, probs: Any, y: Any, kernel: Any, allowed: Any,
     small = ops.image.resize(ops.expand_dims(allowed, -1), (fmap.shape[1], fmap.shape[2]),
                              interpolation="area")[..., 0]
     total = ops.sum(cam, axis=(1, 2))
-    return ops.sum(cam * (1.0 - small), axis=(1, 2)) / (total + 1e-6)
+    # 1 - the share inside, not outside / total: the two agree for any non-empty map, but the
+    # latter rates an all-zero map as perfect. A logit-guided CNN (experiment X5) found that
+    # escape: Grad-CAM of every tumour class became empty on all test images.
+    return 1.0 - ops.sum(cam * small, axis=(1, 2)) / (total + 1e-6)
 
 
 class GuidedTrainer(keras.Model):

@@ -156,8 +156,9 @@ def test_dashboard_box_outline_and_peak_in_box() -> None:
     r.heatmap[int(ys.mean()), int(xs.mean())] = 1.0
     assert inference.peak_in_box(r, frame)
     r.heatmap[:] = 0
+    assert r.empty and not inference.peak_in_box(r, frame)
     r.heatmap[0, 0] = 1.0
-    assert not inference.peak_in_box(r, frame)
+    assert not r.empty and not inference.peak_in_box(r, frame)
     assert r.outside_head_flag
     drawn = views.overlay(r.prepared, r.heatmap, inference.Settings(alpha=0.0), frame)
     green = (drawn[..., 1] == 255) & (drawn[..., 0] == 0)

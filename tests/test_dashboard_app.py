@@ -379,6 +379,19 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
         "gradcam_target", "out_relu")
 
 
+def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypatch):
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    path = run / "custom_cnn" / "explanations.json"
+    data = json.loads(path.read_text())
+    data.update(n_empty_heatmaps=3, pointing_game=0.1)  # pointing: the localisation section
+    path.write_text(json.dumps(data))
+    at = _app("quality")
+    _ok(at)
+    assert "3 of 8 test heatmaps are empty" in _texts(at.warning)
+    summary = _frame(at, "Custom CNN")
+    assert summary.loc["empty heatmaps (no evidence shown)", "Custom CNN"] == "3"
+
+
 def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     at = _app("about")

@@ -368,6 +368,43 @@ def test_pointing_game_and_energy() -> None:
     assert np.isnan(E.energy_in_mask(np.zeros((10, 10)), mask))
 
 
+def test_an_empty_heatmap_points_nowhere() -> None:
+    """An all-zero map (Grad-CAM cut to nothing by its ReLU) has no peak: argmax would say
+    pixel (0, 0) and "hit" a mask that covers the corner."""
+    from pipeline.explain.scoring import _image_row, _summary
+
+    empty = np.zeros((10, 10), np.float32)
+    corner = np.zeros((10, 10), np.uint8)
+    corner[:3, :3] = 1
+    assert E.is_empty(empty) and not E.is_empty(np.pad(np.ones((1, 1)), 2))
+    assert E.pointing_game(empty, corner) is False
+    stats = E.heatmap_stats(empty)
+    assert stats["empty"] is True and stats["peak"] is None
+    hm = empty.copy()
+    hm[1, 1] = 1.0
+    assert E.heatmap_stats(hm)["peak"] == [pytest.approx(1 / 9)] * 2
+    assert E.pointing_game(hm, corner) is True
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        p = x.mean(axis=(1, 2, 3)) / 255.0
+        return np.stack([p, 1.0 - p], axis=1)
+
+    image = np.full((10, 10, 3), 100, np.uint8)
+    head = np.ones((10, 10), bool)
+    rows = [_image_row(predict, image, h, hm, np.array([0.6, 0.4]), 0, corner, 4, "blur", 0,
+                       head)[0] for h in (empty, hm)]
+    assert [r["empty_heatmap"] for r in rows] == [True, False]
+    # the empty map misses and puts nothing in the box; it is not left out of the mean
+    assert rows[0]["pointing_hit"] is False and rows[0]["energy_in_mask"] == 0.0
+    assert rows[1]["energy_in_mask"] == pytest.approx(1.0)
+    for r in rows:
+        r.update(path="x.png", label="a", correct=True)
+    summary = _summary(rows)
+    assert summary["n_empty_heatmaps"] == 1
+    assert summary["energy_in_mask"] == pytest.approx(0.5)
+    assert summary["pointing_game"] == pytest.approx(0.5)
+
+
 def test_deletion_insertion_on_a_known_predictor() -> None:
     """The 'model' only looks at the top-left quadrant's brightness: deleting it first must
     drop the score faster than deleting the bottom-right first or a random order."""

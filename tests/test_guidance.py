@@ -61,6 +61,22 @@ def test_closed_form_penalty_is_gradcam_share_outside(score):
         outside_share(fmap, probs, np.eye(3)[cls], kernel, allowed, score="probability")
 
 
+@pytest.mark.parametrize("score", ["log_prob", "logit"])
+def test_an_empty_gradcam_map_costs_the_full_penalty(score):
+    """A model can empty its Grad-CAM (all channel evidence negative, cut by the ReLU) instead of
+    moving it into the box; that must not count as evidence inside the box."""
+    fmap = np.ones((2, 4, 4, 3), "float32")
+    kernel = np.array([[-1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0]], "float32")  # class 0: all negative
+    y = np.eye(2, dtype="float32")[[0, 1]]
+    probs = np.array([[0.5, 0.5], [0.5, 0.5]], "float32")
+    allowed = np.zeros((2, 8, 8), "float32")
+    allowed[:, :4, :4] = 1.0  # a quarter of the image
+    got = np.asarray(outside_share(fmap, probs, y, kernel, allowed, score))
+    # class 0's map is empty in both forms (log-prob coefficients y - p = (0.5, -0.5) give
+    # channel weights -1): the full penalty; class 1's uniform map has 3/4 outside the box
+    np.testing.assert_allclose(got, [1.0, 0.75], atol=1e-4)
+
+
 def test_geometric_augmentation_moves_the_mask_with_the_image():
     core = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3),
                        augment=False).model

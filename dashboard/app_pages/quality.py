@@ -30,6 +30,8 @@ summary = pd.DataFrame({F.model_label(m): {
     "evidence mostly outside the brain": (
         f"{e['n_outside_head_flagged']} ({e['outside_head_alarm_rate']:.0%})"
         if isinstance(e.get("outside_head_alarm_rate"), float) else "not measured"),
+    # older runs did not count empty maps: "not measured", not 0
+    "empty heatmaps (no evidence shown)": e.get("n_empty_heatmaps", "not measured"),
     "model accuracy on them": (f"{e['accuracy']:.1%}" if isinstance(e.get("accuracy"), float)
                                else "?"),
 } for m, e in expl.items()}).astype(str)
@@ -43,6 +45,11 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
         caption="Does the heatmap point at the tumour? Pointing game: share of images whose "
                 "hottest pixel lies inside the tumour mask; energy: share of the heatmap's total "
                 "weight inside it. Grey bars are what a randomly placed heatmap would score.")
+    for m, e in expl.items():
+        if e.get("n_empty_heatmaps"):
+            st.warning(f"{F.model_label(m)}: {e['n_empty_heatmaps']} of {e.get('n', '?')} test "
+                       "heatmaps are empty (no positive evidence for the explained class). They "
+                       "count as misses with no energy in the mask.", icon=":material/warning:")
 else:
     reasons = {e.get("localisation_reason") for e in expl.values() if e.get("localisation_reason")}
     st.info("Localisation cannot be measured for this run: "

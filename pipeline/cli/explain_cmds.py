@@ -236,6 +236,10 @@ def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path)
         else:
             sys.stdout.write(f"{m}: localisation on the {r['n_localisation']} of {r['n']} images "
                              "with a non-empty mask; the others count for faithfulness only\n")
+        if r.get("n_empty_heatmaps"):
+            sys.stdout.write(f"{m}: {r['n_empty_heatmaps']} of {r['n']} heatmaps are empty (no "
+                             "positive evidence for the explained class); they miss the pointing "
+                             "game and put no energy in the box\n")
         if r["n_outside_head_flagged"]:
             sys.stdout.write(f"{m}: {r['n_outside_head_flagged']} of {r['n']} heatmaps flagged: "
                              f"{OUTSIDE_HEAD_MESSAGE} ({r['outside_head_rule']})\n")

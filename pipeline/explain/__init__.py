@@ -10,7 +10,7 @@ Pure functions and small callable objects only (no Streamlit); the dashboard and
   cost; `METHODS`, `LAYER_METHODS` and `METHOD_LABELS` derive from it. `choice.py` picks each
   model's default method and layer on validation boxes (`explain-choose`).
 * `render_overlay`, `heatmap_to_rgb`, `to_png`, `heatmap_stats` (`render.py`): drawing.
-* `pointing_game`, `energy_in_mask`, `deletion_insertion`, `road`, `randomize_model`,
+* `pointing_game`, `energy_in_mask`, `is_empty`, `deletion_insertion`, `road`, `randomize_model`,
   `spearman`, the shortcut alarm (`top_outside_head`, `outside_head_flag`) (`metrics.py`):
   quality metrics on plain arrays; `head_box`, `prepare_mask`, `find_mask`
   (`masks.py`) bring tumour masks into the model's frame; `explain_model` (`scoring.py`) scores one
@@ -38,7 +38,8 @@ _EXPORTS = {
     "LAYER_METHODS": "methods", "METHOD_LABELS": "methods", "METHODS": "methods",
     "REGISTRY": "methods", "Method": "methods", "get_method": "methods",
     "BASELINES": "metrics", "baseline_image": "metrics", "deletion_insertion": "metrics",
-    "energy_in_mask": "metrics", "pointing_game": "metrics", "random_heatmap": "metrics",
+    "energy_in_mask": "metrics", "pointing_game": "metrics", "is_empty": "metrics",
+    "random_heatmap": "metrics",
     "OUTSIDE_HEAD_ALARM": "metrics", "OUTSIDE_HEAD_MESSAGE": "metrics",
     "energy_outside_head": "metrics", "outside_head_flag": "metrics",
     "top_outside_head": "metrics", "SHORTCUT_TOP": "metrics",

@@ -42,13 +42,22 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     """True when the heatmap's maximum lies inside the (non-zero) mask.
 
     The mask is resized (nearest) to the heatmap when their sizes differ. An empty mask has no
-    target to point at and raises ValueError.
+    target to point at and raises ValueError. An empty heatmap (no positive value) has no peak
+    and misses: argmax would otherwise "point" at its first pixel.
     """
     hm = check_heatmap(heatmap)
     m = mask_like(mask, hm.shape)
     if not m.any():
         raise ValueError("pointing game needs a non-empty mask")
+    if is_empty(hm):
+        return False
     return bool(m.flat[int(np.argmax(hm))])
+
+
+def is_empty(heatmap: np.ndarray) -> bool:
+    """True when the heatmap has no positive evidence anywhere (e.g. Grad-CAM whose every
+    location is cut by the ReLU): it explains nothing and points nowhere."""
+    return not bool(np.any(np.asarray(heatmap) > 0))
 
 
 def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:

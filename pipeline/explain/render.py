@@ -112,6 +112,7 @@ def to_png(arr: np.ndarray) -> bytes:
 def heatmap_stats(heatmap: np.ndarray) -> dict[str, Any]:
     """Summary of one heatmap for JSON reports.
 
+    `empty` = no positive value anywhere (then `peak` is None: there is nothing to point at);
     `peak` = (y, x) of the maximum as fractions of height/width; `area_above_half` = share of
     pixels above 0.5; `spread` = Shannon entropy of the map seen as a distribution, divided by its
     maximum (0 = one hot pixel, 1 = perfectly flat); `centroid` = energy-weighted (y, x).
@@ -130,7 +131,8 @@ def heatmap_stats(heatmap: np.ndarray) -> dict[str, Any]:
     else:
         spread, centroid = 1.0, [0.5, 0.5]
     return {
-        "peak": [float(py / max(h - 1, 1)), float(px / max(w - 1, 1))],
+        "empty": total == 0,
+        "peak": [float(py / max(h - 1, 1)), float(px / max(w - 1, 1))] if total > 0 else None,
         "peak_value": float(hm.max()),
         "mean": float(hm.mean()),
         "area_above_half": float((hm > 0.5).mean()),

@@ -26,6 +26,7 @@ from pipeline.explain.metrics import (
     deletion_insertion,
     energy_in_mask,
     energy_outside_head,
+    is_empty,
     outside_head_flag,
     pointing_game,
     random_heatmap,
@@ -151,6 +152,7 @@ def _image_row(
     noise = random_heatmap(heatmap.shape, seed=noise_seed)
     dr, ir, dauc_r, iauc_r = deletion_insertion(predict, image, noise, target, steps, baseline)
     has_mask = mask is not None and bool(np.any(mask))
+    empty = is_empty(heatmap)
     outside = _finite(energy_outside_head(heatmap, head_mask))
     top_out = _finite(top_outside_head(heatmap, head_mask))
     row = {
@@ -159,7 +161,10 @@ def _image_row(
         "p_target": float(probs[target]),
         "correct": bool(int(np.argmax(probs)) == target),
         "pointing_hit": pointing_game(heatmap, mask) if has_mask else None,
-        "energy_in_mask": _finite(energy_in_mask(heatmap, mask)) if has_mask else None,
+        # an empty map puts no evidence in the box: 0, not "undefined", so that a model whose
+        # maps are mostly empty cannot score on the few that are not
+        "energy_in_mask": (0.0 if empty else _finite(energy_in_mask(heatmap, mask)))
+        if has_mask else None,
         "mask_fraction": float(np.mean(mask)) if has_mask else None,
         "deletion_auc": dauc,
         "insertion_auc": iauc,
@@ -172,6 +177,7 @@ def _image_row(
         "top_outside_head": top_out,
         "outside_head_flag": outside_head_flag(top_out),
         "peak": heatmap_stats(heatmap)["peak"],
+        "empty_heatmap": empty,
     }
     return row, (d, ins, dr, ir, np.array(rd["morf_curve"]), np.array(rd["lerf_curve"]))
 
@@ -202,6 +208,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "sanity_abs_rank_correlation": _nanmean([abs(v) if v is not None else None
                                                  for v in sanity]),
         "accuracy": _nanmean([float(r["correct"]) for r in rows]),
+        "n_empty_heatmaps": sum(bool(r.get("empty_heatmap")) for r in rows),
         # shortcut alarm: share of images whose heatmap is mostly outside the head
         "energy_outside_head": _nanmean([r["energy_outside_head"] for r in rows]),
         "top_outside_head": _nanmean([r["top_outside_head"] for r in rows]),
