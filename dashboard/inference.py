@@ -53,7 +53,9 @@ class ImageResult:
     @property
     def empty(self) -> bool:
         """True when the heatmap shows no positive evidence anywhere."""
-        return not bool(np.any(self.heatmap > 0))
+        from pipeline.explain import is_empty
+
+        return is_empty(self.heatmap)
 
     @property
     def outside_head_flag(self) -> bool:
