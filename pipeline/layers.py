@@ -108,3 +108,43 @@ class RandomBiasField(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "max_log_amplitude": self.max_log_amplitude,
                 "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomIntensityRemap(keras.layers.Layer):
+    """Training only: with probability `rate` per image, map intensities through a random
+    piecewise-linear curve (`segments` equal pieces, black stays black, knots uniform in
+    [`floor`, 1]); the curve may fall as well as rise.
+
+    Why: in the Sartaj data nearly every tumour image is a T1 contrast scan and most no-tumour
+    images are T2, so "which sequence" predicts the label. A curve that can reorder grey levels
+    turns one sequence's contrast into another's (the idea behind contrast-agnostic training such
+    as SynthSeg, Billot et al. 2023, and MONAI's RandHistogramShift, which keeps the order).
+    """
+
+    def __init__(self, rate: float = 0.5, segments: int = 4, floor: float = 0.1,
+                 seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate, self.segments, self.floor, self.seed = rate, segments, floor, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        if not training:
+            return x
+        n, k = ops.shape(x)[0], self.segments
+        v = ops.clip(x, 0.0, 255.0) / 255.0
+        knots = keras.random.uniform((n, k), self.floor, 1.0, seed=self.generator)
+        knots = ops.concatenate([ops.zeros((n, 1)), knots], axis=1)  # f(0) = 0: background
+        curve = ops.zeros_like(v)
+        for i in range(k):  # f(v) = sum of each piece's slope times the part of v it covers
+            slope = ops.reshape((knots[:, i + 1] - knots[:, i]) * k, (-1, 1, 1, 1))
+            curve = curve + slope * ops.clip(v - i / k, 0.0, 1.0 / k)
+        use = keras.random.uniform((n, 1, 1, 1), seed=self.generator) < self.rate
+        return ops.where(use, 255.0 * curve, ops.clip(x, 0.0, 255.0))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "segments": self.segments,
+                "floor": self.floor, "seed": self.seed}

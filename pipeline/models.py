@@ -21,7 +21,12 @@ import keras
 import numpy as np
 
 from pipeline.config import ModelConfig
-from pipeline.layers import HeadStandardization, RandomBiasField, RandomGamma
+from pipeline.layers import (
+    HeadStandardization,
+    RandomBiasField,
+    RandomGamma,
+    RandomIntensityRemap,
+)
 from pipeline.names import display_name
 
 log = logging.getLogger(__name__)
@@ -166,7 +171,7 @@ def _try_download(model_name: str) -> None:
         socket.setdefaulttimeout(old)
 
 
-AUG_STRENGTHS = ("light", "gamma", "mri", "strong")
+AUG_STRENGTHS = ("light", "gamma", "mri", "sequence", "strong")
 
 
 def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.Layer, bool]]:
@@ -175,12 +180,12 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     Geometric layers move pixels (a tumour mask must move with them: explanation-guided training
     applies them to image and mask together); the others change intensities only.
     "light": flip, small rotation, zoom and contrast. "gamma" adds a random gamma (0.63-1.6)
-    only. "mri" adds what differs between MRI
-    scanners and sequences without hiding anatomy: gamma, a smooth bias field, mild noise and
-    blur. "strong" adds what differs between
-    scanners and exports, so that none of it can serve as a class cue: translation, a wider zoom,
-    brightness, stronger contrast, Gaussian noise, blur and random erasing (covers corners and
-    burnt-in text as well as anatomy).
+    only. "mri" adds what differs between MRI scanners without hiding anatomy: gamma, a smooth
+    bias field, mild noise and blur. "sequence" is "mri" plus, for half the images, a random
+    intensity curve that may reorder grey levels (one MRI sequence's contrast made into
+    another's). "strong" adds what differs between scanners and exports, so that none of it can
+    serve as a class cue: translation, a wider zoom, brightness, stronger contrast, Gaussian
+    noise, blur and random erasing (covers corners and burnt-in text as well as anatomy).
     """
     if strength not in AUG_STRENGTHS:
         raise ValueError(f"augment_strength must be one of {AUG_STRENGTHS}, got {strength!r}")
@@ -197,8 +202,9 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     ]
     if strength == "gamma":  # the one shift that costs the guided custom CNN most (issue #16)
         return layers + [(RandomGamma(1.6, seed=seed + 9, name="aug_gamma"), False)]
-    if strength == "mri":
-        return layers + [
+    if strength in ("mri", "sequence"):
+        remap = [(RandomIntensityRemap(0.5, seed=seed + 11, name="aug_remap"), False)]
+        return layers + (remap if strength == "sequence" else []) + [
             (RandomGamma(1.8, seed=seed + 9, name="aug_gamma"), False),
             (RandomBiasField(0.3, seed=seed + 10, name="aug_bias_field"), False),
             (keras.layers.RandomGaussianBlur(factor=0.3, sigma=(0.0, 1.0), value_range=(0, 255),

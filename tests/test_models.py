@@ -218,3 +218,32 @@ def test_gamma_strength_is_light_plus_gamma_only():
     gamma = [(layer.name, geometric) for layer, geometric in augmentation_layers(0, "gamma")]
     assert [n for n, _ in gamma] == [*light, "aug_gamma"]
     assert gamma[-1] == ("aug_gamma", False)  # intensities only: a tumour mask does not move
+
+
+def test_intensity_remap_can_reorder_grey_levels_and_keeps_black_black(tmp_path):
+    from pipeline.layers import RandomIntensityRemap
+    from pipeline.models import augmentation_layers
+
+    ramp = np.tile(np.linspace(0, 255, 64, dtype="float32"), (64, 16, 1))[..., None].repeat(3, -1)
+    remap = RandomIntensityRemap(1.0, seed=4)
+    np.testing.assert_array_equal(np.asarray(remap(ramp, training=False)), ramp)
+    out = np.asarray(remap(ramp, training=True))
+    assert out.min() >= 0 and out.max() <= 255.01
+    np.testing.assert_allclose(out[:, :, 0], 0.0, atol=1e-4)  # the background stays black
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])  # grey stays grey
+    curves = out[:, 0, :, 0]
+    assert np.ptp(curves[:, 40]) > 30  # each image gets its own curve
+    # Some curves fall somewhere: a grey level that was darker becomes brighter (T1 <-> T2).
+    assert (np.diff(curves, axis=1) < -1).any(axis=1).sum() >= 8
+    never = RandomIntensityRemap(0.0, seed=4)
+    np.testing.assert_array_equal(np.asarray(never(ramp, training=True)), ramp)
+    # "sequence" = "mri" with the remap before the intensity layers; it saves and loads.
+    mri = [layer.name for layer, _ in augmentation_layers(0, "mri")]
+    seq = [layer.name for layer, _ in augmentation_layers(0, "sequence")]
+    assert seq == [*mri[:4], "aug_remap", *mri[4:]]
+    built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3,
+                                                     augment_strength="sequence"))
+    built.model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    xs = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(xs)), np.asarray(built.model(xs)), atol=1e-6)
