@@ -32,7 +32,7 @@ MAX_SIDE = MAX_DECODE_SIDE
 # Several sessions decode at once on one server: a lower cap than the CLI's 50 megapixels bounds
 # each decode (an RGBA image is held at 4 bytes per pixel while it is shrunk).
 UPLOAD_MAX_PIXELS = 25_000_000
-# Slices of a series (multi-frame DICOM, zip of .dcm) are kept smaller: up to images.MAX_SLICES
+# Slices of a series (multi-frame DICOM, zip of .dcm) are kept smaller: up to dicom.MAX_SLICES
 # of them are cached per upload, and the models see at most 224 px.
 SERIES_MAX_SIDE = 512
 PREDICTION_COLUMNS = ("path", "true", "predicted", "correct")

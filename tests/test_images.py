@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline import images
+from pipeline import dicom, images
 from pipeline.geometry import crop_box, crop_to_head, prepare_for, prepare_image
 from pipeline.images import ImageError, decode_image, read_image
 
@@ -518,9 +518,9 @@ def test_multi_frame_dicom_and_zipped_series_give_every_slice_in_order():
 
 
 def test_long_series_are_thinned_evenly():
-    assert images._evenly_spaced(5, 64) == [0, 1, 2, 3, 4]
-    picked = images._evenly_spaced(200, images.MAX_SLICES)
-    assert len(picked) == images.MAX_SLICES and picked[0] == 0 and picked[-1] == 199
+    assert dicom._evenly_spaced(5, 64) == [0, 1, 2, 3, 4]
+    picked = dicom._evenly_spaced(200, dicom.MAX_SLICES)
+    assert len(picked) == dicom.MAX_SLICES and picked[0] == 0 and picked[-1] == 199
 
 
 @pytest.mark.parametrize(("data", "match"), [
