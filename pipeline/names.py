@@ -15,6 +15,9 @@ DISPLAY_NAMES: dict[str, str] = {
 # What `train`, `run`, `bench` and `--model all` mean: our CNN and the transfer-learning model.
 DEFAULT_MODELS: tuple[str, ...] = ("custom_cnn", "mobilenetv2")
 
+# The label of scans without a tumour; every other label is a tumour type (tumour vs no tumour).
+NO_TUMOR = "no_tumor"
+
 # Image files a dataset folder or a mask folder may hold (decoding is `images.decode_image`'s job).
 IMAGE_EXTS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm"})
 

@@ -616,6 +616,45 @@ def test_cli_audit_json_and_summary(planted: Path):
     assert "exact duplicate groups" in human.stdout and "unreadable: 3" in human.stdout
 
 
+def test_size_cue_is_a_leave_one_out_vote():
+    from pipeline.data.auditing import size_cue
+
+    # Two tumour types share one size, no-tumour images have another.
+    labels = ["glioma"] * 4 + ["meningioma"] * 4 + ["no_tumor"] * 4
+    cue = size_cue(labels, ["512x512"] * 8 + ["200x200"] * 4)
+    # glioma's 3 other glioma lose to 4 meningioma (and the other way round): only no_tumor hits
+    assert cue["classes"] == {"accuracy": 0.3333, "balanced_accuracy": 0.3333,
+                              "majority_accuracy": 0.3333, "chance": 0.3333, "warn": False}
+    assert cue["tumour_vs_no_tumour"] == {"accuracy": 1.0, "balanced_accuracy": 1.0,
+                                          "majority_accuracy": 0.6667, "chance": 0.5,
+                                          "warn": True}
+    # A size no other image has: the commonest label among the others (never its own vote).
+    lone = size_cue(["a", "a", "a", "b"], ["1", "2", "3", "4"])
+    assert lone["classes"]["balanced_accuracy"] == 0.5 and not lone["classes"]["warn"]
+    assert lone["tumour_vs_no_tumour"] is None
+
+
+def test_audit_warns_when_image_size_separates_the_classes(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    root = build(tmp_path / "d", {"glioma_tumor": 6, "pituitary_tumor": 6, "no_tumor": 6},
+                 splits={"Training": 0.5, "Testing": 0.5})
+    for path in root.glob("*/no_tumor/*.jpg"):  # the no-tumour images come from elsewhere
+        save(path, cv2.resize(images.read_image(path), (72, 72)))
+    report = data.audit(data.discover(root))
+    assert report["size_cue"]["tumour_vs_no_tumour"]["warn"]
+    assert report["size_cue"]["tumour_vs_no_tumour"]["balanced_accuracy"] == 1.0
+    out = CliRunner().invoke(app, ["audit", str(root)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.stdout.split())
+    assert "pixel size alone predicts tumour vs no tumour: balanced accuracy 1.00" in text
+    assert "warning: image size tells tumour and no-tumour images apart" in text
+    same = data.audit(data.discover(build(tmp_path / "e", {"glioma_tumor": 6, "no_tumor": 6})))
+    assert not same["size_cue"]["classes"]["warn"]  # one size for all: nothing to warn about
+
+
 @pytest.mark.parametrize("kind", ["missing", "unmapped"])
 def test_cli_audit_bad_folder_is_one_line(tmp_path: Path, kind: str):
     from typer.testing import CliRunner
@@ -658,6 +697,8 @@ def test_real_dataset_audit(real):
     assert report["cross_split_duplicates"] > 0
     assert report["near_duplicate_groups"] > 100
     assert report["largest_duplicate_group"] < 50  # the threshold does not chain everything
+    # Nearly every tumour image is a 512x512 export of one collection, few no-tumour images are.
+    assert report["size_cue"]["tumour_vs_no_tumour"]["warn"]
 
 
 @pytest.mark.data

@@ -50,6 +50,7 @@ def _print_audit(r: dict) -> None:
     sizes = ", ".join(f"{s['size']} ({s['count']})" for s in r["sizes"][:5])
     out.print(f"sizes: {r['n_distinct_sizes']} distinct; most common {sizes}")
     out.print("modes: " + ", ".join(f"{m} ({n})" for m, n in r["modes"].items()))
+    _print_size_cue(out, r["size_cue"])
     bad = r["unreadable"]
     out.print(f"unreadable: {len(bad)}" + ("" if bad else " ✓"))
     for rel in bad[:20]:
@@ -77,6 +78,24 @@ def _print_audit(r: dict) -> None:
         for group in r["examples"][kind][:3]:
             out.print(f"  e.g. {kind.replace('_', '-')}: " + " = ".join(map(shown, group[:4])))
     out.print(f"done in {r['seconds']} s")
+
+
+def _print_size_cue(out: Console, cue: dict) -> None:
+    """One line per label set: how well pixel size alone predicts the label, and a warning."""
+    for key, what, apart in (("classes", "the class", "the classes"),
+                             ("tumour_vs_no_tumour", "tumour vs no tumour",
+                              "tumour and no-tumour images")):
+        c = cue.get(key)
+        if not c:
+            continue
+        out.print(f"pixel size alone predicts {what}: balanced accuracy "
+                  f"{c['balanced_accuracy']:.2f} (chance {c['chance']:.2f}; accuracy "
+                  f"{c['accuracy']:.2f}, always the commonest {c['majority_accuracy']:.2f})")
+        if c["warn"]:
+            out.print(f"  [yellow]warning:[/] image size tells {apart} apart: the images "
+                      "probably come from different sources, and a model can learn the source "
+                      "instead of the anatomy. Judge models on another source (shift "
+                      "validation: train --official-test).")
 
 
 def _reason_without_name(rel: str, reason: str) -> str:

@@ -17,7 +17,12 @@ from pipeline.data.duplicates import (
     group_duplicates,
 )
 from pipeline.data.hashing import HashInfo, hash_files
-from pipeline.names import Progress
+from pipeline.names import NO_TUMOR, Progress
+
+# Warn when pixel size alone tells the classes apart this much better than chance (balanced
+# accuracy, leave-one-out): in the Sartaj data nearly every tumour image is a 512x512 export of
+# one collection and almost no no-tumour image is, which is how a model learns the source.
+SIZE_CUE_MARGIN = 0.2
 
 
 def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> dict[str, Any]:
@@ -33,7 +38,8 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
     `duplicate_groups` (all components of size >= 2), `images_in_duplicate_groups`,
     `largest_duplicate_group`, `cross_split_near_duplicates` (test images with an exact or near
     copy in training), `cross_class_near_duplicate_groups`, `near_duplicate_method`,
-    `near_duplicate_threshold`, `examples` and `seconds`. Unreadable files are listed, never fatal.
+    `near_duplicate_threshold`, `size_cue` (`size_cue`), `examples` and `seconds`. Unreadable
+    files are listed, never fatal.
     """
     t0 = time.perf_counter()
     infos = hash_files(ds.records, progress)
@@ -56,6 +62,8 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
         "unreadable": [r.rel for r in bad],
         "unreadable_reasons": {r.rel: infos[r.rel].error for r in bad},
         **_image_stats(good, infos),
+        "size_cue": size_cue([r.label for r in good],
+                             [f"{infos[r.rel].width}x{infos[r.rel].height}" for r in good]),
         **exact_counts,
         **near_counts,
         "near_duplicate_method": NEAR_DUPLICATE_METHOD,
@@ -83,6 +91,45 @@ def _image_stats(good: list[ImageRecord], infos: dict[str, HashInfo]) -> dict[st
         "modes": dict(modes.most_common()),
         "formats": dict(formats.most_common()),
     }
+
+
+def size_cue(labels: list[str], sizes: list[str]) -> dict[str, Any]:
+    """How well an image's pixel size alone predicts its label: a source shortcut in the data.
+
+    Each image is given the commonest label among the *other* images of its size (leave one
+    out; a size no other image has gets the commonest label overall). Keys `classes` and, when a
+    `no_tumor` class sits beside tumour classes, `tumour_vs_no_tumour` (else None), each with
+    `accuracy`, `balanced_accuracy`, `majority_accuracy` (always the commonest label), `chance`
+    (balanced accuracy of any constant answer) and `warn` (balanced accuracy more than
+    SIZE_CUE_MARGIN above chance).
+    """
+    several_tumours = NO_TUMOR in labels and len(set(labels)) > 2
+    return {"classes": _loo_size_vote(labels, sizes),
+            "tumour_vs_no_tumour": _loo_size_vote(
+                [lab if lab == NO_TUMOR else "tumour" for lab in labels], sizes)
+            if several_tumours else None}
+
+
+def _loo_size_vote(labels: list[str], sizes: list[str]) -> dict[str, Any]:
+    overall = Counter(labels)
+    by_size: dict[str, Counter] = defaultdict(Counter)
+    for lab, size in zip(labels, sizes, strict=True):
+        by_size[size][lab] += 1
+    hits: Counter = Counter()
+    for lab, size in zip(labels, sizes, strict=True):
+        others = by_size[size].copy()
+        others[lab] -= 1
+        votes = +others or +(overall - Counter({lab: 1}))  # unary plus drops zero counts
+        # ties go to the label that is commoner overall, then by name: deterministic
+        guess = max(votes, key=lambda c: (votes[c], overall[c], c))
+        hits[lab] += guess == lab
+    n, k = len(labels), len(overall)
+    balanced = sum(hits[c] / overall[c] for c in overall) / k if n else 0.0
+    chance = 1.0 / k if k else 0.0
+    return {"accuracy": round(sum(hits.values()) / n, 4) if n else 0.0,
+            "balanced_accuracy": round(balanced, 4),
+            "majority_accuracy": round(max(overall.values()) / n, 4) if n else 0.0,
+            "chance": round(chance, 4), "warn": k > 1 and balanced > chance + SIZE_CUE_MARGIN}
 
 
 def _spans(good: list[ImageRecord], idx: list[int], attr: str) -> bool:

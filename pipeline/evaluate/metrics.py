@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-NO_TUMOR = "no_tumor"
+from pipeline.names import NO_TUMOR
+
 PROB_TOLERANCE = 1e-3  # softmax rows must sum to 1 within this (float32 rounding)
 
 
