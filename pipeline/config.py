@@ -86,6 +86,9 @@ class TrainConfig:
     batch_size: int = 32  # fits 2 cores and modest memory at 224 px
     augment: bool = True  # flips, small rotations, zoom, contrast as Keras layers
     class_weights: bool = True  # weight the loss by inverse class frequency
+    balance_sizes: int = 0  # within each class, repeat the rarer pixel-size group (the
+    # training set's commonest size, or all others) up to this many copies per image, so that
+    # size stops paying as a class cue (pipeline/data/balance.py); 0 = off
     cache_features: bool = True  # frozen-base phase: compute base features once, train the head
     max_images: int | None = None  # cap per class (smoke runs); None = all images
     weights: str = "auto"  # transfer models: auto | imagenet | none | PATH

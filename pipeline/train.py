@@ -43,6 +43,18 @@ def _best_epoch(history: list[dict[str, Any]]) -> int | None:
     return int(min(scored, key=lambda h: h["val_loss"])["epoch"])
 
 
+def _balance(train: data.LoadedArrays, classes: list[str], most: int, name: str, say: Say
+             ) -> data.LoadedArrays:
+    from pipeline.data.balance import balance_sizes
+
+    train, summary = balance_sizes(train, classes, most)
+    done = "; ".join(f"{c}: {v[v['repeated']]} {v['repeated'].replace('_', ' ')} x{v['copies']}"
+                     for c, v in summary["classes"].items()) or "nothing to balance"
+    say(f"{name}: pixel sizes balanced against {summary['common_size']} ({done}): "
+        f"{summary['n_before']} -> {summary['n_after']} training images")
+    return train
+
+
 def _load_data(name: str, mc: ModelConfig, classes: list[str], splits: data.Splits,
                cache_dir: Path | None, progress: Progress, say: Say
                ) -> tuple[data.LoadedArrays, data.LoadedArrays]:
@@ -106,6 +118,8 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     # Time spent before an interruption, kept in state.json, so resumed runs report it all.
     seconds_before = ms.seconds_before_resume
     train, val = _load_data(name, mc, classes, splits, cache_dir, progress, say)
+    if cfg.balance_sizes:
+        train = _balance(train, classes, cfg.balance_sizes, name, say)
     mdir = writer.model_dir(name)
     with scope():
         built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.artifacts import list_runs, open_run
 from pipeline.config import ModelConfig, profile
@@ -146,3 +147,55 @@ def test_killed_run_is_never_latest_and_resumes(synth_data, tmp_path):
     # training time counts the epochs before the kill too, not only the resumed part
     seconds = run.manifest["models"]["custom_cnn"]["train_seconds"]
     assert seconds >= sum(h["seconds"] for h in hist), (seconds, hist)
+
+
+def _two_sources(root: Path) -> Path:
+    """Glioma mostly 96 px with two 64 px images; no tumour mostly 64 px with one 96 px image."""
+    rng = np.random.default_rng(3)
+    plan = {"glioma": [96] * 9 + [64] * 2, "no_tumor": [64] * 6 + [96]}
+    for cls, sides in plan.items():
+        for i, side in enumerate(sides):
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            img = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+            Image.fromarray(img).save(root / cls / f"{cls}{i:02d}.png")
+    return root
+
+
+def test_size_balancing_repeats_each_class_s_rarer_size_group(tmp_path):
+    from pipeline import data
+    from pipeline.data.balance import balance_sizes, native_size
+
+    ds = data.discover(_two_sources(tmp_path / "d"))
+    classes = list(ds.classes)
+    train = data.load_arrays(ds.records, classes, 32)
+    assert native_size(ds.records[0].path) in {"96x96", "64x64"}
+    out, summary = balance_sizes(train, classes, most=3)
+    assert summary["common_size"] == "96x96"  # 10 images against 8
+    # glioma: 9 vs 2 -> the two 64 px images x3 (ratio 4.5, capped); no tumour: 1 vs 6 -> x3
+    assert summary["classes"] == {
+        "glioma": {"common_size": 9, "other_sizes": 2, "repeated": "other_sizes", "copies": 3},
+        "no_tumor": {"common_size": 1, "other_sizes": 6, "repeated": "common_size",
+                     "copies": 3}}
+    assert (summary["n_before"], summary["n_after"]) == (18, 18 + 2 * 2 + 1 * 2)
+    counts = {r.rel: 0 for r in train.records}
+    for r in out.records:
+        counts[r.rel] += 1
+    assert counts["glioma/glioma09.png"] == 3 and counts["glioma/glioma00.png"] == 1
+    assert counts["no_tumor/no_tumor06.png"] == 3 and counts["no_tumor/no_tumor00.png"] == 1
+    for i, r in enumerate(out.records):  # pixels and labels travel with their record
+        j = train.records.index(r)
+        assert out.y[i] == train.y[j] and np.array_equal(out.x[i], train.x[j])
+    same, none = balance_sizes(train, classes, most=1)
+    assert none["classes"] == {} and len(same.y) == 18
+
+
+@pytest.mark.slow
+def test_a_run_with_size_balancing_says_so_and_records_it(tmp_path):
+    cfg = profile("smoke")
+    cfg.balance_sizes, cfg.val_fraction, cfg.test_fraction = 3, 0.2, 0.2
+    cfg.models["custom_cnn"].epochs = 1
+    said: list[str] = []
+    run_dir = train_run(cfg, _two_sources(tmp_path / "d"), tmp_path / "a", ["custom_cnn"],
+                        say=said.append)
+    assert any("pixel sizes balanced against" in s for s in said), said
+    assert open_run(run_dir).manifest["config"]["balance_sizes"] == 3
