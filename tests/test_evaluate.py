@@ -95,6 +95,23 @@ def test_tumor_vs_no_tumor_by_hand() -> None:
     assert t["auc"] == pytest.approx(11 / 12)
 
 
+def test_by_size_group_by_hand() -> None:
+    from pipeline.evaluate import by_size_group
+
+    classes = ["glioma", "no_tumor"]
+    y = [0, 0, 0, 0, 1, 1]
+    pred = [0, 0, 1, 1, 1, 0]  # the two 512 px tumours found, the other-size ones missed
+    probs = np.eye(2)[pred]
+    common = [True, True, False, False, False, False]
+    out = by_size_group(y, probs, classes, common, "512x512")
+    assert out["size"] == "512x512"
+    assert out["common_size"] == {"n": 2, "accuracy": 1.0, "sensitivity": 1.0,
+                                  "specificity": None}
+    assert out["other_sizes"] == {"n": 4, "accuracy": 0.25, "sensitivity": 0.0,
+                                  "specificity": 0.5}
+    assert by_size_group(y, probs, classes, [False] * 6, "9x9")["common_size"] == {"n": 0}
+
+
 def test_tumor_vs_no_tumor_binary_and_missing() -> None:
     y = np.array([0, 0, 1, 1, 1])  # ["no_tumor", "tumor"]
     p = _probs(np.array([0, 1, 1, 1, 0]), np.full(5, 0.8), n_classes=2)
@@ -381,6 +398,13 @@ def test_smoke_run_evaluation_files_are_consistent(smoke_run) -> None:
         assert met["accuracy"] == pytest.approx(np.mean([r["correct"] == "1" for r in rows]))
         assert set(curves["roc"]) <= set(classes) and 0 <= met["ece"] <= 1
         assert met["source"]["kind"] == "test"
+        # phantoms all have one size: every test image is in the training split's size group
+        assert met["by_size"] == {"size": "128x128", "other_sizes": {"n": 0},
+                                  "common_size": {"n": n_test, "accuracy": met["accuracy"],
+                                                  "sensitivity": pytest.approx(
+                                                      met["tumor_vs_no_tumor"]["sensitivity"]),
+                                                  "specificity": pytest.approx(
+                                                      met["tumor_vs_no_tumor"]["specificity"])}}
     comp = json.loads((smoke_run / "comparison.json").read_text())
     a, b = manifest["models"]
     assert comp["n"] == n_test and comp["models"] == [a, b]

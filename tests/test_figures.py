@@ -327,3 +327,26 @@ def test_model_label_and_colours():
     assert F.model_label("efficient_net") == "efficient_net"  # unknown: shown as named
     assert F.model_color("custom_cnn") != F.model_color("mobilenetv2")
     assert F.model_color("x", 0) != F.model_color("y", 1)
+
+
+def test_size_group_table_and_gaps():
+    old = {"custom_cnn": {"accuracy": 0.9}}  # a run evaluated before the breakdown existed
+    assert F.size_group_table(old) is None and F.size_gaps(old) == []
+    by_size = {"size": "512x512",
+               "common_size": {"n": 32, "accuracy": 0.875, "sensitivity": 1.0,
+                               "specificity": None},
+               "other_sizes": {"n": 362, "accuracy": 0.577, "sensitivity": 0.95 - F.SIZE_GAP,
+                               "specificity": 0.771}}
+    close = {**by_size, "other_sizes": {**by_size["other_sizes"], "sensitivity": 0.95}}
+    metrics = {"custom_cnn": {"by_size": by_size}, "mobilenetv2": {"by_size": close}}
+    table = F.size_group_table(metrics)
+    assert table.shape == (4, 6)
+    first = table.iloc[0].to_dict()
+    assert first == {"model": "Custom CNN", "images": "512x512 (training's commonest size)",
+                     "n": "32", "accuracy": "0.875", "tumour sensitivity": "1.000",
+                     "specificity": "n/a"}
+    gaps = F.size_gaps(metrics)  # 1.0 - 0.85 is over the gap; 1.0 - 0.95 is not
+    assert len(gaps) == 1 and gaps[0].startswith("Custom CNN finds 85% of the tumours")
+    bad = {"custom_cnn": {"by_size": {**by_size, "other_sizes": {"accuracy": "high"}}}}
+    with pytest.raises(F.FigureDataError, match="other_sizes accuracy"):
+        F.size_group_table(bad)

@@ -21,6 +21,10 @@ discussing explainability. **Not** screening, triage, diagnosis or any clinical 
 **Known limits.**
 - Trained on a public dataset of single 2-D slices of unknown scanners and protocols; real
   clinical scans (3-D volumes, other sequences, other hospitals) look different.
+- Nearly all of the dataset's tumour images are T1 contrast slices exported at 512×512 from one
+  collection; its no-tumour images, and many tumour images from other sources, are not. Tumours
+  from other scanners or sequences are missed far more often (the model card below has the
+  figures): a "no tumour" answer on such a slice deserves the least trust.
 - The public dataset contains duplicate and near-duplicate images (the data audit counts them)
   and its labels were not verified by this project; even with de-duplicated splits, accuracy on
   it is likely to overstate performance on new scans.

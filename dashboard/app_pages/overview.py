@@ -109,6 +109,15 @@ with tabs[5]:
             charts.chart(F.tumour_figure, metrics, key="tumour_fig", fix=CHART_FIX)
             st.caption("Screening view: any tumour class counts as 'tumour'. Sensitivity = "
                        "tumours flagged; specificity = tumour-free scans cleared.")
+        sizes = F.size_group_table(metrics)
+        if sizes is not None:
+            st.subheader("By pixel size (a hint of the image's source)")
+            st.dataframe(sizes, hide_index=True, key="size_groups")
+            st.caption("Test images of the training split's commonest pixel size against all "
+                       "others. In the public dataset nearly every tumour image is a 512×512 "
+                       "export of one collection, so size marks the source.")
+            for gap in F.size_gaps(metrics):
+                st.warning(gap, icon=":material/warning:")
         else:
             st.info("This run has no `no_tumor` class, so there is no screening view.")
 

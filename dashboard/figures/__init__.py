@@ -23,6 +23,7 @@ from dashboard.figures.common import (
 )
 from dashboard.figures.evaluation import (
     HEADLINE_METRICS,
+    SIZE_GAP,
     ci_figure,
     confusion_figure,
     confusion_values,
@@ -32,6 +33,8 @@ from dashboard.figures.evaluation import (
     reliability_figure,
     reliability_points,
     roc_figure,
+    size_gaps,
+    size_group_table,
     training_curves_figure,
     tumour_figure,
 )
@@ -51,6 +54,7 @@ __all__ = [
     "class_color", "confusion_figure", "confusion_values", "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
     "model_label", "per_class_figure", "pr_figure", "probability_table", "reliability_figure",
-    "reliability_points", "robustness_figure", "roc_figure", "sanity_figure",
+    "reliability_points", "robustness_figure", "roc_figure", "sanity_figure", "SIZE_GAP",
+    "size_gaps", "size_group_table",
     "shortcut_figure", "training_curves_figure", "tumour_figure",
 ]

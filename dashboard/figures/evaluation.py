@@ -398,3 +398,44 @@ def _reliability_trace(fig: go.Figure, name: str, index: int, reliability: Any, 
         hovertemplate=f"{label}<br>confidence %{{x:.2f}}<br>accuracy %{{y:.2f}}"
                       "<br>%{customdata:.0f} images<extra></extra>",
     ))
+
+
+# Tumour sensitivity this much lower on other-size images than on the training split's
+# commonest size gets a warning: the model may be recognising the source, not the tumour.
+SIZE_GAP = 0.10
+
+
+def size_group_table(metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame | None:
+    """Per model and pixel-size group (`metrics.json` `by_size`): images, accuracy, tumour
+    sensitivity and specificity as text; None when no model has the breakdown (older runs)."""
+    rows = []
+    for name, m in metrics.items():
+        groups = m.get("by_size")
+        if not groups:
+            continue
+        size = str(groups.get("size", "?"))
+        for key, label in (("common_size", f"{size} (training's commonest size)"),
+                           ("other_sizes", "every other size")):
+            g = groups.get(key) or {}
+            rows.append({"model": model_label(name), "images": label, "n": str(g.get("n", 0)),
+                         **{col: _fmt(_num(g.get(k), f"{name} {key} {k}"))
+                            for k, col in (("accuracy", "accuracy"),
+                                           ("sensitivity", "tumour sensitivity"),
+                                           ("specificity", "specificity"))}})
+    return pd.DataFrame(rows) if rows else None
+
+
+def size_gaps(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Plain sentences for models whose tumour sensitivity on other-size images is more than
+    SIZE_GAP below that on the commonest size."""
+    out = []
+    for name, m in metrics.items():
+        groups = m.get("by_size") or {}
+        common = (groups.get("common_size") or {}).get("sensitivity")
+        other = (groups.get("other_sizes") or {}).get("sensitivity")
+        if isinstance(common, (int, float)) and isinstance(other, (int, float)) \
+                and common - other > SIZE_GAP:
+            out.append(f"{model_label(name)} finds {other:.0%} of the tumours in images of other "
+                       f"sizes against {common:.0%} at {groups.get('size', '?')}: it may be "
+                       "recognising where an image comes from rather than the tumour.")
+    return out

@@ -28,12 +28,17 @@ def native_size(path: Any) -> str:
         return "?"
 
 
+def common_size(paths: list[Any]) -> tuple[str, list[str]]:
+    """The commonest native size among `paths` ("?" if none) and each path's own size."""
+    sizes = [native_size(p) for p in paths]
+    return (Counter(sizes).most_common(1)[0][0] if sizes else "?"), sizes
+
+
 def balance_sizes(train: LoadedArrays, classes: list[str], most: int
                   ) -> tuple[LoadedArrays, dict[str, Any]]:
     """`train` with each class's rarer size group repeated (at most `most` copies per image) and
     a summary: the common size and, per class, the group sizes and copies made."""
-    sizes = [native_size(r.path) for r in train.records]
-    common = Counter(sizes).most_common(1)[0][0] if sizes else "?"
+    common, sizes = common_size([r.path for r in train.records])
     is_common = np.array([s == common for s in sizes], dtype=bool)
     index = [np.arange(len(sizes))]
     per_class: dict[str, Any] = {}

@@ -35,6 +35,7 @@ from pipeline.evaluate.external import (
 from pipeline.evaluate.metrics import (
     NO_TUMOR,
     PROB_TOLERANCE,
+    by_size_group,
     calibration,
     check_inputs,
     classification_metrics,
@@ -57,7 +58,8 @@ __all__ = [
     "ALPHA", "BINARY_CLASSES", "CV_METRICS", "NO_TUMOR", "PREDICT_CHUNK", "PROB_TOLERANCE",
     "SEVERITIES", "SHIFTS", "TARGET_DROP",
     "EvaluationError", "LabelPlan",
-    "bootstrap_ci", "calibration", "check_inputs", "classification_metrics", "collapse_to_binary",
+    "bootstrap_ci", "by_size_group", "calibration", "check_inputs", "classification_metrics",
+    "collapse_to_binary",
     "compare", "confusion", "cross_validate", "curves", "cv_folds", "evaluate_run",
     "map_external_labels", "mcnemar_exact", "metrics_summary", "paired_bootstrap",
     "predicted_classes", "robustness_run", "top_confusions", "training_overlap",

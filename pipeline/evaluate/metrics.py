@@ -242,3 +242,30 @@ def classification_metrics(
         "tumor_vs_no_tumor": tumor_vs_no_tumor(y, p, class_names, y_pred=pred),
         "top_confusions": top_confusions(cm["matrix"], class_names, k=top_k),
     }
+
+
+def by_size_group(
+    y_true: Sequence[int] | np.ndarray, probs: np.ndarray, class_names: Sequence[str],
+    is_common: Sequence[bool] | np.ndarray, common: str,
+    y_pred: Sequence[int] | np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Accuracy, tumour sensitivity and specificity for the images of the training split's
+    commonest pixel size (`common`) and for all others: in the Sartaj data size marks the source,
+    and a model that learned the source fails on the other group (the audit's size cue).
+    Keys: `size` (`common`), `common_size` and `other_sizes` ({`n`, `accuracy`, `sensitivity`,
+    `specificity`}, only `n` when the group is empty)."""
+    y, p = check_inputs(y_true, probs, class_names)
+    pred = predicted_classes(p, y_pred)
+    mask = np.asarray(is_common, dtype=bool)
+    groups: dict[str, Any] = {}
+    for key, inside in (("common_size", mask), ("other_sizes", ~mask)):
+        if not inside.any():
+            groups[key] = {"n": 0}
+            continue
+        tvn = tumor_vs_no_tumor(y[inside], p[inside], class_names, pred[inside]) or {}
+        groups[key] = {"n": int(inside.sum()),
+                       "accuracy": float(np.mean(y[inside] == pred[inside])),
+                       "sensitivity": tvn.get("sensitivity"),
+                       "specificity": tvn.get("specificity")}
+    return {"size": common, **groups}
+

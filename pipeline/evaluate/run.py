@@ -26,6 +26,7 @@ from pipeline.evaluate.external import (
     training_overlap,
 )
 from pipeline.evaluate.metrics import (
+    by_size_group,
     calibration,
     check_inputs,
     classification_metrics,
@@ -203,6 +204,26 @@ def _scored(probs: np.ndarray, rels: list[str], keep: list[str], plan: LabelPlan
     return p, p.argmax(axis=1)
 
 
+def _size_groups(run: Any, data_root: str | Path | None, path_of: dict[str, Path],
+                 keep: list[str]) -> tuple[str, np.ndarray] | None:
+    """The training split's commonest pixel size and, per kept image, whether it has that size;
+    None when the training images cannot be read (the dataset moved and no `data_root`)."""
+    from pipeline import artifacts, data
+    from pipeline.data.balance import common_size, native_size
+
+    root = Path(data_root) if data_root is not None else run.data_dir
+    if root is None or not root.is_dir():
+        return None
+    try:
+        train = data.splits_from_json(run.read_json("splits.json"), root).train
+    except (artifacts.ArtifactError, data.DatasetError, KeyError, ValueError):
+        return None
+    common, _ = common_size([r.path for r in train])
+    if common == "?":
+        return None
+    return common, np.array([native_size(path_of[rel]) == common for rel in keep])
+
+
 def evaluate_run(
     run_dir: str | Path, data_dir: str | Path | None = None, name: str | None = None,
     progress: Progress | None = None, data_root: str | Path | None = None,
@@ -249,6 +270,7 @@ def evaluate_run(
     source.update(n_images=len(records), n_unreadable=len(failed),
                   unreadable=sorted(failed)[:20])
     label_of = {r.rel: plan.mapping[r.label] for r in records}
+    sizes = _size_groups(run, data_root, {r.rel: r.path for r in records}, keep)
     y = np.array([plan.class_names.index(label_of[rel]) for rel in keep], dtype=np.int64)
     probs_eval: dict[str, np.ndarray] = {}
     preds_eval: dict[str, np.ndarray] = {}
@@ -267,7 +289,10 @@ def evaluate_run(
                                y_pred=preds_eval[m], extra={
                                    "model": m, "display_name": display_name(m), "source": source,
                                    "temperature": temperature, "ece_uncalibrated": ece_raw,
-                                   "reliability_uncalibrated": reliability_raw})
+                                   "reliability_uncalibrated": reliability_raw,
+                                   "by_size": None if sizes is None else by_size_group(
+                                       y, probs_eval[m], plan.class_names, sizes[1], sizes[0],
+                                       y_pred=preds_eval[m])})
         summaries[m] = metrics_summary(met)
         progress("writing evaluation files", i + 1, len(run.model_names))
     comp = compare(y, probs_eval, plan.class_names, paths=keep, y_pred=preds_eval, n_boot=n_boot,
