@@ -23,7 +23,7 @@ import pandas as pd
 from pipeline.artifacts import ArtifactError
 from pipeline.csv_safe import restore_cell, to_csv
 from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_slices, read_image
-from pipeline.names import display_name
+from pipeline.names import NO_TUMOR, display_name
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
 # Decoded uploads are cached per server, so they are kept small: Pillow formats are shrunk while
@@ -271,15 +271,42 @@ def middle_severity_accuracy(report: Mapping[str, Any]) -> dict[str, float | Non
     return out
 
 
+# Tumour sensitivity this much lower on test images of other pixel sizes than on the training
+# split's commonest size (metrics.json `by_size`) is a source shortcut worth a warning.
+SIZE_GAP = 0.10
+
+
+def size_gap(by_size: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """(sensitivity at the commonest size, at other sizes) when the second is more than SIZE_GAP
+    below the first; None otherwise, or when either was not measured."""
+    groups = by_size or {}
+    common = (groups.get("common_size") or {}).get("sensitivity")
+    other = (groups.get("other_sizes") or {}).get("sensitivity")
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (common, other))
+    return (float(common), float(other)) if ok and common - other > SIZE_GAP else None
+
+
 def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str, float | None],
-                 unlike: Mapping[str, bool | None], shifted_accuracy: Mapping[str, float | None]
-                 ) -> list[str]:
+                 unlike: Mapping[str, bool | None], shifted_accuracy: Mapping[str, float | None],
+                 class_names: Sequence[str] = (), image_size: str | None = None,
+                 by_size: Mapping[str, Mapping[str, Any] | None] | None = None) -> list[str]:
     """Plain-words warnings about image i's answers: weak confidence (below the model's
     validation threshold), an image unlike the model's training data (with the model's accuracy
-    on shifted copies of its test split, when measured), and disagreement between the models."""
+    on shifted copies of its test split, when measured), a "no tumour" answer for an image whose
+    pixel size (`image_size`, "WxH") is not the training split's commonest when the model found
+    clearly fewer tumours at other sizes (`by_size`: per model, metrics.json's), and
+    disagreement between the models."""
     flags = []
     for model, p in probs.items():
         name = display_name(model)
+        gap = size_gap((by_size or {}).get(model))
+        size = ((by_size or {}).get(model) or {}).get("size")
+        said = class_names[int(np.argmax(p[i]))] if len(class_names) == p.shape[1] else None
+        if gap and said == NO_TUMOR and image_size and size and image_size != size:
+            flags.append(f"{name} says no tumour, but this image is not {size} like most of its "
+                         f"training tumours: on such test images it found {gap[1]:.0%} of the "
+                         f"tumours (against {gap[0]:.0%} at {size}). Do not rule a tumour out "
+                         "on this answer.")
         conf = float(np.max(p[i]))
         t = low_below.get(model)
         if t is not None and conf < t:

@@ -74,6 +74,9 @@ class Results:
     seconds: float
     low_below: dict[str, float | None] = field(default_factory=dict)  # weak-answer thresholds
     shifted_accuracy: dict[str, float | None] = field(default_factory=dict)  # robustness
+    image_sizes: list[str] = field(default_factory=list)  # "WxH" of each good image, decoded
+    by_size: dict[str, dict | None] = field(default_factory=dict)  # metrics.json's, per model
+    class_names: list[str] = field(default_factory=list)  # the run's, in probability order
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -125,7 +128,9 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                                 default=settings.method is None) for k in keys]
     return Results(per_model, errors, time.perf_counter() - start,
                    {m: predictor.low_confidence_below(m) for m in per_model},
-                   state.shifted_accuracy(run))
+                   state.shifted_accuracy(run),
+                   [f"{u.image.shape[1]}x{u.image.shape[0]}" for u in good],
+                   state.size_groups(run), list(run.class_names))
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

@@ -190,6 +190,18 @@ def shifted_accuracy(run: Run) -> dict[str, float | None]:
     return core.middle_severity_accuracy(report)
 
 
+def size_groups(run: Run) -> dict[str, dict | None]:
+    """Per model, its test results by pixel size (metrics.json `by_size`); None where the run
+    was evaluated before the breakdown existed or the file cannot be read."""
+    out: dict[str, dict | None] = {}
+    for m in run.model_names:
+        try:
+            out[m] = run_json(run, f"{m}/metrics.json").get("by_size")
+        except (ArtifactError, AttributeError):
+            out[m] = None
+    return out
+
+
 def default_methods(run: Run) -> dict[str, str]:
     """Per model, the method it is explained with unless the user picks one: the run's recorded
     choice (`explain_choice.json`), else Grad-CAM. Read without loading a model."""

@@ -6,6 +6,7 @@ folder; damaged variants are copies of it with one thing broken each.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import shutil
@@ -447,6 +448,33 @@ def test_overview_breaks_results_down_by_pixel_size(smoke_run, tmp_path, monkeyp
     assert gaps == ["Custom CNN finds 61% of the tumours in images of other sizes against 100% "
                     "at 512x512: it may be recognising where an image comes from rather than "
                     "the tumour."]
+
+
+def test_a_no_tumour_answer_at_another_size_gets_a_warning(smoke_run, tmp_path, monkeypatch):
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    gap = {"size": "999x999",  # no phantom has it: every upload is "another size"
+           "common_size": {"n": 30, "accuracy": 0.9, "sensitivity": 1.0, "specificity": None},
+           "other_sizes": {"n": 40, "accuracy": 0.6, "sensitivity": 0.5, "specificity": 0.8}}
+    for m in ("custom_cnn", "mobilenetv2"):
+        path = run / m / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "by_size": gap}))
+    rows = {m: list(csv.DictReader((run / m / "predictions.csv").open()))
+            for m in ("custom_cnn", "mobilenetv2")}
+    splits = json.loads((run / "splits.json").read_text())["test"]
+    # the first test image some model calls "no tumour", and which models do
+    k, said_none = next((k, [m for m in rows if rows[m][k]["predicted"] == "no_tumor"])
+                        for k in range(len(splits))
+                        if any(rows[m][k]["predicted"] == "no_tumor" for m in rows))
+    assert rows["custom_cnn"][k]["path"] == splits[k]["path"]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run, k), "image/jpeg")]).run()
+    _ok(at)
+    flagged = [w.value for w in at.warning if "Do not rule a tumour out" in w.value]
+    assert len(flagged) == len(said_none) and all(
+        "is not 999x999 like most of its training tumours" in f and "found 50% of the tumours"
+        in f for f in flagged)
+    assert {f.split(" says no tumour")[0] for f in flagged} == {
+        "Custom CNN" if m == "custom_cnn" else "MobileNetV2" for m in said_none}
 
 
 def test_missing_and_truncated_files_are_reported(smoke_run, tmp_path, monkeypatch):

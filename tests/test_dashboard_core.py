@@ -304,6 +304,32 @@ def test_answer_flags_in_plain_words():
     assert calm == []
 
 
+def test_a_no_tumour_answer_at_another_pixel_size_is_flagged():
+    classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    by_size = {"size": "512x512",  # the official-testing run's custom CNN
+               "common_size": {"n": 32, "accuracy": 0.875, "sensitivity": 1.0,
+                               "specificity": None},
+               "other_sizes": {"n": 362, "accuracy": 0.577, "sensitivity": 0.611,
+                               "specificity": 0.771}}
+    says_none = {"custom_cnn": np.array([[0.05, 0.05, 0.85, 0.05]])}
+
+    def flags(probs, size, groups):
+        return core.answer_flags(probs, 0, {}, {}, {}, classes, size, {"custom_cnn": groups})
+
+    got = flags(says_none, "256x256", by_size)
+    assert got == ["Custom CNN says no tumour, but this image is not 512x512 like most of its "
+                   "training tumours: on such test images it found 61% of the tumours (against "
+                   "100% at 512x512). Do not rule a tumour out on this answer."]
+    assert flags(says_none, "512x512", by_size) == []  # the training tumours' own size
+    says_glioma = {"custom_cnn": np.array([[0.85, 0.05, 0.05, 0.05]])}
+    assert flags(says_glioma, "256x256", by_size) == []  # a tumour answer: nothing to rule out
+    small_gap = {**by_size, "other_sizes": {**by_size["other_sizes"],
+                                            "sensitivity": 1.0 - core.SIZE_GAP / 2}}
+    assert flags(says_none, "256x256", small_gap) == []
+    assert flags(says_none, "256x256", None) == []  # a run evaluated before the breakdown
+    assert core.size_gap(by_size) == (1.0, 0.611) and core.size_gap(small_gap) is None
+
+
 def test_middle_severity_accuracy_of_a_robustness_report():
     rows = [{"accuracy": 0.9}, {"accuracy": 0.8}, {"accuracy": 0.5}]
     report = {"models": {"m": {"shifts": {"blur": rows, "noise": [*rows[:1], {"accuracy": 0.6},

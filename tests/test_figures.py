@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dashboard import figures as F
+from dashboard.core import SIZE_GAP
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 
@@ -335,7 +336,7 @@ def test_size_group_table_and_gaps():
     by_size = {"size": "512x512",
                "common_size": {"n": 32, "accuracy": 0.875, "sensitivity": 1.0,
                                "specificity": None},
-               "other_sizes": {"n": 362, "accuracy": 0.577, "sensitivity": 0.95 - F.SIZE_GAP,
+               "other_sizes": {"n": 362, "accuracy": 0.577, "sensitivity": 0.95 - SIZE_GAP,
                                "specificity": 0.771}}
     close = {**by_size, "other_sizes": {**by_size["other_sizes"], "sensitivity": 0.95}}
     metrics = {"custom_cnn": {"by_size": by_size}, "mobilenetv2": {"by_size": close}}

@@ -23,7 +23,6 @@ from dashboard.figures.common import (
 )
 from dashboard.figures.evaluation import (
     HEADLINE_METRICS,
-    SIZE_GAP,
     ci_figure,
     confusion_figure,
     confusion_values,
@@ -54,7 +53,7 @@ __all__ = [
     "class_color", "confusion_figure", "confusion_values", "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
     "model_label", "per_class_figure", "pr_figure", "probability_table", "reliability_figure",
-    "reliability_points", "robustness_figure", "roc_figure", "sanity_figure", "SIZE_GAP",
+    "reliability_points", "robustness_figure", "roc_figure", "sanity_figure",
     "size_gaps", "size_group_table",
     "shortcut_figure", "training_curves_figure", "tumour_figure",
 ]

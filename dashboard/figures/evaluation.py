@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboard.core import size_gap
 from dashboard.figures.common import (
     FigureDataError,
     _fmt,
@@ -400,11 +401,6 @@ def _reliability_trace(fig: go.Figure, name: str, index: int, reliability: Any, 
     ))
 
 
-# Tumour sensitivity this much lower on other-size images than on the training split's
-# commonest size gets a warning: the model may be recognising the source, not the tumour.
-SIZE_GAP = 0.10
-
-
 def size_group_table(metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame | None:
     """Per model and pixel-size group (`metrics.json` `by_size`): images, accuracy, tumour
     sensitivity and specificity as text; None when no model has the breakdown (older runs)."""
@@ -427,14 +423,13 @@ def size_group_table(metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame |
 
 def size_gaps(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Plain sentences for models whose tumour sensitivity on other-size images is more than
-    SIZE_GAP below that on the commonest size."""
+    `core.SIZE_GAP` below that on the commonest size."""
     out = []
     for name, m in metrics.items():
         groups = m.get("by_size") or {}
-        common = (groups.get("common_size") or {}).get("sensitivity")
-        other = (groups.get("other_sizes") or {}).get("sensitivity")
-        if isinstance(common, (int, float)) and isinstance(other, (int, float)) \
-                and common - other > SIZE_GAP:
+        gap = size_gap(groups)
+        if gap:
+            common, other = gap
             out.append(f"{model_label(name)} finds {other:.0%} of the tumours in images of other "
                        f"sizes against {common:.0%} at {groups.get('size', '?')}: it may be "
                        "recognising where an image comes from rather than the tumour.")
