@@ -118,8 +118,8 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
     # Time spent before an interruption, kept in state.json, so resumed runs report it all.
     seconds_before = ms.seconds_before_resume
     train, val = _load_data(name, mc, classes, splits, cache_dir, progress, say)
-    if cfg.balance_sizes:
-        train = _balance(train, classes, cfg.balance_sizes, name, say)
+    if mc.balance_sizes:
+        train = _balance(train, classes, mc.balance_sizes, name, say)
     mdir = writer.model_dir(name)
     with scope():
         built = build_model(name, len(classes), mc, weights=cfg.weights, seed=cfg.seed,

@@ -192,10 +192,11 @@ def test_size_balancing_repeats_each_class_s_rarer_size_group(tmp_path):
 @pytest.mark.slow
 def test_a_run_with_size_balancing_says_so_and_records_it(tmp_path):
     cfg = profile("smoke")
-    cfg.balance_sizes, cfg.val_fraction, cfg.test_fraction = 3, 0.2, 0.2
+    cfg.val_fraction, cfg.test_fraction = 0.2, 0.2
+    cfg.models["custom_cnn"].balance_sizes = 3
     cfg.models["custom_cnn"].epochs = 1
     said: list[str] = []
     run_dir = train_run(cfg, _two_sources(tmp_path / "d"), tmp_path / "a", ["custom_cnn"],
                         say=said.append)
     assert any("pixel sizes balanced against" in s for s in said), said
-    assert open_run(run_dir).manifest["config"]["balance_sizes"] == 3
+    assert open_run(run_dir).manifest["config"]["models"]["custom_cnn"]["balance_sizes"] == 3
