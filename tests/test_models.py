@@ -185,14 +185,35 @@ def test_strong_augmentation_and_standardization_in_built_models():
     assert built.model.get_layer("preprocess").__class__.__name__ == "HeadStandardization"
 
 
+def _ramp(n: int, h: int, w: int) -> np.ndarray:
+    """n grey images, each a left-to-right ramp from 0 to 255."""
+    return np.tile(np.linspace(0, 255, w, dtype="float32"), (n, h, 1))[..., None].repeat(3, -1)
+
+
+def _through_on_a_ramp(layer: keras.Layer, n: int, h: int, w: int) -> np.ndarray:
+    """`layer` in training on grey ramps, after checking it is an identity at inference and
+    keeps values in 0-255."""
+    x = _ramp(n, h, w)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    out = np.asarray(layer(x, training=True))
+    assert out.min() >= 0 and out.max() <= 255.5
+    return out
+
+
+def _same_after_reload(model: keras.Model, tmp_path) -> None:
+    """The model saves, loads with safe_mode (our layers are registered) and predicts the same:
+    every random augmentation layer is an identity at inference."""
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    xs = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(xs)), np.asarray(model(xs)), atol=1e-6)
+
+
 def test_mri_augmentation_changes_intensity_curves_in_training_only(tmp_path):
     from pipeline.layers import RandomBiasField, RandomGamma
 
-    x = np.tile(np.linspace(0, 255, 32, dtype="float32"), (4, 32, 1))[..., None].repeat(3, -1)
     gamma = RandomGamma(1.8, seed=1)
-    np.testing.assert_array_equal(np.asarray(gamma(x, training=False)), x)
-    out = np.asarray(gamma(x, training=True))
-    assert out.min() >= 0 and out.max() <= 255.5
+    out = _through_on_a_ramp(gamma, 4, 32, 32)
     mid = out[:, 0, 16, 0]  # a mid-grey pixel moves up or down with the image's gamma
     assert np.ptp(mid) > 5 and np.all(np.diff(out[0, 0, :, 0]) >= -1e-3)  # curve stays monotone
     field = RandomBiasField(0.3, seed=2)
@@ -205,10 +226,7 @@ def test_mri_augmentation_changes_intensity_curves_in_training_only(tmp_path):
                                                      augment_strength="mri"))
     names = [layer.name for layer in built.model.layers]
     assert {"aug_gamma", "aug_bias_field"} <= set(names)
-    built.model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
-    xs = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(loaded(xs)), np.asarray(built.model(xs)), atol=1e-6)
+    _same_after_reload(built.model, tmp_path)
 
 
 def test_gamma_strength_is_light_plus_gamma_only():
@@ -224,11 +242,7 @@ def test_intensity_remap_can_reorder_grey_levels_and_keeps_black_black(tmp_path)
     from pipeline.layers import RandomIntensityRemap
     from pipeline.models import augmentation_layers
 
-    ramp = np.tile(np.linspace(0, 255, 64, dtype="float32"), (64, 16, 1))[..., None].repeat(3, -1)
-    remap = RandomIntensityRemap(1.0, seed=4)
-    np.testing.assert_array_equal(np.asarray(remap(ramp, training=False)), ramp)
-    out = np.asarray(remap(ramp, training=True))
-    assert out.min() >= 0 and out.max() <= 255.01
+    out = _through_on_a_ramp(RandomIntensityRemap(1.0, seed=4), 64, 16, 64)
     np.testing.assert_allclose(out[:, :, 0], 0.0, atol=1e-4)  # the background stays black
     np.testing.assert_array_equal(out[..., 0], out[..., 2])  # grey stays grey
     curves = out[:, 0, :, 0]
@@ -236,14 +250,12 @@ def test_intensity_remap_can_reorder_grey_levels_and_keeps_black_black(tmp_path)
     # Some curves fall somewhere: a grey level that was darker becomes brighter (T1 <-> T2).
     assert (np.diff(curves, axis=1) < -1).any(axis=1).sum() >= 8
     never = RandomIntensityRemap(0.0, seed=4)
-    np.testing.assert_array_equal(np.asarray(never(ramp, training=True)), ramp)
+    np.testing.assert_array_equal(np.asarray(never(_ramp(64, 16, 64), training=True)),
+                                  _ramp(64, 16, 64))
     # "sequence" = "mri" with the remap before the intensity layers; it saves and loads.
     mri = [layer.name for layer, _ in augmentation_layers(0, "mri")]
     seq = [layer.name for layer, _ in augmentation_layers(0, "sequence")]
     assert seq == [*mri[:4], "aug_remap", *mri[4:]]
     built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3,
                                                      augment_strength="sequence"))
-    built.model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
-    xs = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(loaded(xs)), np.asarray(built.model(xs)), atol=1e-6)
+    _same_after_reload(built.model, tmp_path)
