@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -533,7 +534,11 @@ def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
     from pipeline.cli import app
 
     data = tmp_path / "flat"
-    _folder_from_test_split(run_copy, data, {"glioma": "glioma", "pituitary": "pituitary"})
+    pairs = _folder_from_test_split(run_copy, data, {"glioma": "glioma",
+                                                     "pituitary": "pituitary"})
+    smaller = data / pairs[0][0]  # one image from "another source": a different pixel size
+    smaller.write_bytes(cv2.imencode(smaller.suffix, cv2.resize(
+        cv2.imread(str(smaller)), (96, 96)))[1].tobytes())
     runner = CliRunner()
     r = runner.invoke(app, ["evaluate", "--run", str(run_copy), "--data", str(data), "--name",
                             "../escape"])
@@ -544,6 +549,10 @@ def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
     out = json.loads(r.stdout[r.stdout.index("{"):])
     assert out["source"]["name"] == "flat" and out["source"]["layout"] == "flat"
     assert (run_copy / "mobilenetv2" / "external" / "flat" / "predictions.csv").is_file()
+    met = json.loads((run_copy / "custom_cnn" / "external" / "flat" / "metrics.json").read_text())
+    by_size = met["by_size"]  # against the run's own training split's commonest size
+    assert by_size["size"] == "128x128" and by_size["other_sizes"]["n"] == 1
+    assert by_size["common_size"]["n"] == met["n"] - 1 == len(pairs) - 1
 
 
 @pytest.mark.slow
