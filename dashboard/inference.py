@@ -18,7 +18,7 @@ import numpy as np
 
 from dashboard import core, loader, state
 from pipeline.artifacts import Run
-from pipeline.names import class_index
+from pipeline.names import class_index, size_label
 
 
 @dataclass
@@ -129,7 +129,7 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
     return Results(per_model, errors, time.perf_counter() - start,
                    {m: predictor.low_confidence_below(m) for m in per_model},
                    state.shifted_accuracy(run),
-                   [f"{u.image.shape[1]}x{u.image.shape[0]}" for u in good],
+                   [size_label(u.image.shape[1], u.image.shape[0]) for u in good],
                    state.size_groups(run), list(run.class_names))
 
 

@@ -29,6 +29,12 @@ def no_progress(desc: str, done: int, total: int) -> None:
     """The `Progress` that reports nothing."""
 
 
+def size_label(width: int, height: int) -> str:
+    """An image's pixel size as "WxH": how the audit, evaluation's `by_size` and the dashboard
+    name it, so that their sizes compare equal."""
+    return f"{width}x{height}"
+
+
 def class_index(choice: str | None, class_names: Sequence[str]) -> int | None:
     """The class a user asked to explain, by name or index; None means each image's own
     prediction. ValueError (one line, listing the choices) for anything else."""

@@ -17,7 +17,7 @@ from pipeline.data.duplicates import (
     group_duplicates,
 )
 from pipeline.data.hashing import HashInfo, hash_files
-from pipeline.names import NO_TUMOR, Progress
+from pipeline.names import NO_TUMOR, Progress, size_label
 
 # Warn when pixel size alone tells the classes apart this much better than chance (balanced
 # accuracy, leave-one-out): in the Sartaj data nearly every tumour image is a 512x512 export of
@@ -38,7 +38,7 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
     `duplicate_groups` (all components of size >= 2), `images_in_duplicate_groups`,
     `largest_duplicate_group`, `cross_split_near_duplicates` (test images with an exact or near
     copy in training), `cross_class_near_duplicate_groups`, `near_duplicate_method`,
-    `near_duplicate_threshold`, `size_cue` (`size_cue`), `examples` and `seconds`. Unreadable
+    `near_duplicate_threshold`, `size_cue` (see `size_cue`), `examples` and `seconds`. Unreadable
     files are listed, never fatal.
     """
     t0 = time.perf_counter()
@@ -63,7 +63,7 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
         "unreadable_reasons": {r.rel: infos[r.rel].error for r in bad},
         **_image_stats(good, infos),
         "size_cue": size_cue([r.label for r in good],
-                             [f"{infos[r.rel].width}x{infos[r.rel].height}" for r in good]),
+                             [size_label(infos[r.rel].width, infos[r.rel].height) for r in good]),
         **exact_counts,
         **near_counts,
         "near_duplicate_method": NEAR_DUPLICATE_METHOD,
@@ -82,7 +82,7 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
 
 def _image_stats(good: list[ImageRecord], infos: dict[str, HashInfo]) -> dict[str, Any]:
     """The ten commonest pixel sizes, how many sizes there are, colour modes and file formats."""
-    sizes = Counter(f"{infos[r.rel].width}x{infos[r.rel].height}" for r in good)
+    sizes = Counter(size_label(infos[r.rel].width, infos[r.rel].height) for r in good)
     modes = Counter(infos[r.rel].mode or "?" for r in good)
     formats = Counter(infos[r.rel].format or "?" for r in good)
     return {

@@ -17,13 +17,14 @@ import numpy as np
 from PIL import Image
 
 from pipeline.data.arrays import LoadedArrays
+from pipeline.names import size_label
 
 
 def native_size(path: Any) -> str:
     """"WxH" from the file's header (no decoding), or "?" when Pillow cannot tell (DICOM)."""
     try:
         with Image.open(path) as im:
-            return f"{im.width}x{im.height}"
+            return size_label(im.width, im.height)
     except Exception:  # unreadable headers form their own group; decoding reports real errors
         return "?"
 
