@@ -53,4 +53,4 @@ def real_data() -> Path:
     path = Path(value)
     if not path.is_dir():
         pytest.skip(f"BRAIN_MRI_DATA={value} is not a folder")
-    return path
+    return path.resolve()  # absolute: tests link to it from temporary folders
