@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+LR_SCHEDULES = ("plateau", "cosine")  # ModelConfig.lr_schedule; fit._callbacks builds them
+
 
 @dataclass
 class ModelConfig:
@@ -20,6 +22,8 @@ class ModelConfig:
     optimizer: str = "adam"  # "adam" or "sgd" (SGD uses momentum 0.9)
     clip_norm: float = 0.0  # clip each step's gradients to this global norm; 0 = no clipping
     epochs: int = 30  # upper bound; early stopping usually ends sooner
+    lr_schedule: str = "plateau"  # "plateau": halve the step when val_loss stalls; "cosine":
+    # 2 warm-up epochs, then a half cosine to 1 % of the step at the last epoch (fit.cosine_lr)
     patience: int = 6  # epochs without val_loss improvement before stopping
     # custom CNN only
     width: int = 32  # filters of the first conv block; doubles per block
@@ -44,6 +48,11 @@ class ModelConfig:
     # that size (in the Sartaj data: the source) stops paying as a class cue; 0 = off
     guidance_score: str = "log_prob"  # the penalised Grad-CAM explains log p(true class), as
     # the shipped recipes were chosen with, or "logit": the map the dashboard draws (issue #17)
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:  # fail at load, not after the data pass
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, "
+                             f"got {self.lr_schedule!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

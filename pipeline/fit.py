@@ -91,12 +91,33 @@ def _compile(model: keras.Model, mc: ModelConfig, lr: float, num_classes: int) -
     )
 
 
-def _callbacks(patience: int) -> list[keras.callbacks.Callback]:
+def cosine_lr(base: float, epochs: int, warmup: int = 2, floor: float = 0.01
+              ) -> Callable[[int], float]:
+    """Epoch -> learning rate: a linear warm-up over `warmup` epochs, then a half cosine from
+    `base` down to `floor * base` at the last epoch (a function of the epoch index alone, so a
+    resumed run continues on the same curve)."""
+    def rate(epoch: int) -> float:
+        if epoch < warmup:
+            return base * (epoch + 1) / (warmup + 1)
+        t = (epoch - warmup) / max(1, epochs - 1 - warmup)
+        return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return rate
+
+
+def _callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs: int = 1
+               ) -> list[keras.callbacks.Callback]:
+    # "plateau" halves the step when val_loss stalls; "cosine" follows cosine_lr instead.
+    if schedule == "plateau":
+        steer: keras.callbacks.Callback = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6)
+    elif schedule == "cosine":
+        steer = keras.callbacks.LearningRateScheduler(cosine_lr(lr, epochs))
+    else:
+        raise ValueError(f"unknown lr_schedule {schedule!r}; use plateau or cosine")
     return [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                          patience=max(1, patience // 2), min_lr=1e-6),
+        steer,
         keras.callbacks.TerminateOnNaN(),
     ]
 
@@ -384,7 +405,8 @@ def _fit_transfer_cached(job: FitJob) -> None:
         head.fit(batches, shuffle=False,  # batches holds the epoch's order
                  validation_data=(pooled_va, y_va), epochs=mc.epochs,
                  initial_epoch=state.start_epoch("head"),
-                 callbacks=[*_callbacks(mc.patience), _epoch_log(job, "head", mc.epochs),
+                 callbacks=[*_callbacks(mc.patience, mc.lr_schedule, mc.learning_rate, mc.epochs),
+                            _epoch_log(job, "head", mc.epochs),
                             batches.keeper()],
                  verbose=0)
         state.phase_done.append("head")
@@ -405,7 +427,8 @@ def _fit_transfer_cached(job: FitJob) -> None:
         trainer.fit(batches, shuffle=False,
                 validation_data=(feats_val.astype("float32"), y_va),
                 epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
-                callbacks=[*_callbacks(max(2, mc.patience)),
+                callbacks=[*_callbacks(max(2, mc.patience), mc.lr_schedule,
+                                      mc.finetune_learning_rate, mc.finetune_epochs),
                            _epoch_log(job, "finetune", mc.finetune_epochs), batches.keeper()],
                 verbose=0)
         state.phase_done.append("finetune")
@@ -435,7 +458,8 @@ def _fit_plain(job: FitJob) -> None:
         _compile(model, mc, lr, job.num_classes)
         model.fit(ds_tr, validation_data=ds_va, epochs=epochs,
                   initial_epoch=state.start_epoch(phase), class_weight=cw,
-                  callbacks=[*_callbacks(mc.patience), _epoch_log(job, phase, epochs)],
+                  callbacks=[*_callbacks(mc.patience, mc.lr_schedule, lr, epochs),
+                             _epoch_log(job, phase, epochs)],
                   verbose=0)
         state.phase_done.append(phase)
         state.phase, state.phase_epoch = None, 0

@@ -214,7 +214,8 @@ def fit_guided(job: Any) -> None:
                 initial_epoch=state.start_epoch("train"),
                 class_weight=class_weights(job.train.y, job.num_classes)
                 if cfg.class_weights else None,
-                callbacks=[*_callbacks(mc.patience), _epoch_log(job, "train", mc.epochs)],
+                callbacks=[*_callbacks(mc.patience, mc.lr_schedule, mc.learning_rate, mc.epochs),
+                           _epoch_log(job, "train", mc.epochs)],
                 verbose=0)
     state.phase_done.append("train")
     state.phase, state.phase_epoch = None, 0
