@@ -102,6 +102,7 @@ def test_geometric_augmentation_moves_the_mask_with_the_image():
 def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
     from pipeline.artifacts import open_run
     from pipeline.config import profile
+    from pipeline.fit import cosine_lr
     from pipeline.predict import Predictor, predict_files
     from pipeline.train import train_run
 
@@ -111,6 +112,7 @@ def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
     cfg.models["custom_cnn"].augment_strength = "mri"  # every aug layer inside the traced step
     cfg.models["custom_cnn"].guidance_score = "logit"  # the options the shipped recipe leaves off
     cfg.models["custom_cnn"].clip_norm = 1.0
+    cfg.models["custom_cnn"].lr_schedule = "cosine"
     run = train_run(cfg, synth_data, tmp_path, ["custom_cnn"])
     manifest = json.loads((run / "manifest.json").read_text())
     info = manifest["models"]["custom_cnn"]["guidance"]
@@ -120,6 +122,10 @@ def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
     assert not Path(info["masks_dir"]).is_absolute()
     history = json.loads((run / "custom_cnn" / "history.json").read_text())["epochs"]
     assert all(0.0 <= row["outside_share"] <= 1.0 for row in history)
+    mc = cfg.models["custom_cnn"]  # each epoch ran at the cosine curve's step for its index
+    rate = cosine_lr(mc.learning_rate, mc.epochs)
+    assert [row["learning_rate"] for row in history] == pytest.approx(
+        [rate(i) for i in range(len(history))], rel=1e-5)
     # The saved model is the plain one: it loads and predicts raw pixels.
     img = next((synth_data / "Testing").rglob("*.png"))
     results, failures = predict_files(Predictor(open_run(run), ["custom_cnn"]), [img])

@@ -30,6 +30,28 @@ def test_class_weights_balance_the_loss():
     assert w[2] == 1.0  # absent class: neutral weight
 
 
+def test_cosine_schedule_warms_up_then_decays_to_its_floor():
+    from pipeline.fit import cosine_lr
+
+    rate = cosine_lr(1e-3, 20, warmup=2, floor=0.01)
+    steps = [rate(i) for i in range(20)]
+    assert steps[0] < steps[1] < steps[2] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(steps[2:], steps[3:], strict=False))
+    assert steps[-1] == pytest.approx(1e-5)
+    assert rate(25) == pytest.approx(1e-5)  # past the last epoch it stays at the floor
+
+
+def test_an_unknown_lr_schedule_is_refused_at_load(tmp_path):
+    from pipeline.config import load_config
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"models": {"custom_cnn": {"lr_schedule": "step"}}}))
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        ModelConfig(lr_schedule="Cosine")
+
+
 def test_augmented_views_count_and_content():
     built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=2))
     rng = np.random.default_rng(0)
