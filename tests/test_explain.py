@@ -224,15 +224,16 @@ def test_tf_function_gradient_flows() -> None:
 
 
 def test_method_registry_names_labels_and_derived_lists() -> None:
-    assert E.METHODS == ("gradcam", "hirescam", "layercam", "fusion", "gradcam++", "scorecam",
-                         "smoothgrad")
-    assert E.LAYER_METHODS == ("gradcam", "hirescam", "layercam", "fusion", "gradcam++",
-                               "scorecam")
+    assert E.METHODS == ("gradcam", "hirescam", "layercam", "fusion", "layercam-fusion",
+                         "gradcam++", "scorecam", "smoothgrad")
+    assert E.LAYER_METHODS == ("gradcam", "hirescam", "layercam", "fusion", "layercam-fusion",
+                               "gradcam++", "scorecam")
     assert E.METHOD_LABELS == {
         "gradcam": "Grad-CAM",
         "hirescam": "HiResCAM",
         "layercam": "LayerCAM",
         "fusion": "Multi-layer Grad-CAM (fusion)",
+        "layercam-fusion": "Multi-layer LayerCAM (fusion)",
         "gradcam++": "Grad-CAM++",
         "scorecam": "Score-CAM (slower)",
         "smoothgrad": "SmoothGrad (pixel saliency)",
@@ -777,8 +778,8 @@ def test_smoothgrad_matches_a_plain_gradient_tape_loop() -> None:
 
 def test_stage_layers_one_per_resolution_and_fusion_is_the_geometric_mean() -> None:
     """Fusion reads the chosen layer and the deepest layer of each finer resolution, and equals
-    the geometric mean of those layers' normalised Grad-CAMs (all at the input's size here, so
-    no resizing hides a difference)."""
+    the geometric mean of those layers' normalised Grad-CAMs (LayerCAMs for layercam-fusion; all
+    at the input's size here, so no resizing hides a difference)."""
     inputs = keras.Input((16, 16, 3))
     a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inputs)
     b = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b")(a)
@@ -806,12 +807,16 @@ def test_stage_layers_one_per_resolution_and_fusion_is_the_geometric_mean() -> N
     two = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
         keras.layers.GlobalAveragePooling2D()(c)))
     ex2 = E.Explainer(two, "c")
-    fused = ex2(x, method="fusion", target=[0, 1]).heatmaps
-    cams = [ex2(x, method="gradcam", target=[0, 1], layer=n).heatmaps for n in ("c", "b")]
-    cams = [np.where(m.max(axis=(1, 2), keepdims=True) > 0, m, 1.0) for m in cams]
-    geo = np.sqrt((cams[0] + 1e-6) * (cams[1] + 1e-6))
-    lo, hi = geo.min(axis=(1, 2), keepdims=True), geo.max(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(fused, (geo - lo) / (hi - lo), atol=2e-3)
+    for fusion, single in (("fusion", "gradcam"), ("layercam-fusion", "layercam")):
+        fused = ex2(x, method=fusion, target=[0, 1]).heatmaps
+        cams = [ex2(x, method=single, target=[0, 1], layer=n).heatmaps for n in ("c", "b")]
+        cams = [np.where(m.max(axis=(1, 2), keepdims=True) > 0, m, 1.0) for m in cams]
+        geo = np.sqrt((cams[0] + 1e-6) * (cams[1] + 1e-6))
+        lo, hi = geo.min(axis=(1, 2), keepdims=True), geo.max(axis=(1, 2), keepdims=True)
+        np.testing.assert_allclose(fused, (geo - lo) / (hi - lo), atol=2e-3)
+    # the two fusions differ on this model: each really fuses its own method's maps
+    assert np.abs(ex2(x, method="fusion", target=[0, 1]).heatmaps
+                  - ex2(x, method="layercam-fusion", target=[0, 1]).heatmaps).max() > 0.05
 
 
 def test_noisy_linear_imputation_solves_the_neighbour_average_equations() -> None:

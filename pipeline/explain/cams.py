@@ -120,9 +120,11 @@ FUSION_STAGES = 3
 
 
 def _fusion_graph(feature_model: keras.Model, n_maps: int,
-                  input_hw: tuple[int | None, int | None]) -> Any:
+                  input_hw: tuple[int | None, int | None],
+                  combine: Callable[[Any, Any], Any]) -> Any:
     """Compiled (x, targets) -> (fused map, probs, explained class) over a model whose outputs
-    are (n_maps feature maps, logits, probs): one forward and one backward pass for all layers."""
+    are (n_maps feature maps, logits, probs): one forward and one backward pass for all layers;
+    `combine(fmap, grads)` makes each layer's map."""
     import tensorflow as tf
 
     h, w = input_hw
@@ -140,7 +142,7 @@ def _fusion_graph(feature_model: keras.Model, n_maps: int,
         size = tf.shape(x)[1:3]
         log_sum = tf.zeros(tf.shape(x)[:3])
         for fmap, grad in zip(fmaps, grads, strict=True):
-            cam = tf.image.resize(GradCam.combine(fmap, grad), size, method="bilinear")[..., 0]
+            cam = tf.image.resize(combine(fmap, grad), size, method="bilinear")[..., 0]
             cam = minmax_per_sample(cam)
             # A layer whose map is flat (all zero after the ReLU) carries no "where": it counts
             # as all ones, so it cannot wipe out the other layers' product.
@@ -173,6 +175,7 @@ class GradCamFusion(Method):
 
     name = "fusion"
     label = "Multi-layer Grad-CAM (fusion)"
+    combine = staticmethod(GradCam.combine)  # each layer's map
 
     def graph(self, explainer: Explainer, layer: str) -> tuple[Any, list[str]]:
         """(compiled fused map, the layers it reads) for `layer` (built on first use)."""
@@ -185,7 +188,7 @@ class GradCamFusion(Method):
             base = explainer.feature_model(layer)  # (fmap, logits, probs): reuse its outputs
             feats = [explainer.model.get_layer(n).output for n in names]
             model = keras.Model(base.inputs, [*feats, *base.outputs[1:]], name="fusion")
-            return _fusion_graph(model, len(names), explainer.input_hw), names
+            return _fusion_graph(model, len(names), explainer.input_hw, self.combine), names
 
         return explainer.cached((self.name, layer), build)
 
@@ -198,6 +201,16 @@ class GradCamFusion(Method):
         fn, _ = self.graph(explainer, layer)
         cam, probs, chosen = fn(tf.constant(x), tf.constant(targets))
         return cam.numpy().astype(np.float32), probs.numpy(), chosen.numpy()
+
+
+class LayerCamFusion(GradCamFusion):
+    """Multi-layer LayerCAM: `GradCamFusion` with LayerCAM's element-wise positive-gradient
+    maps, which stay on the object at the finer layers where Grad-CAM's channel averages wash
+    out (LayerCAM's own paper fuses its layers too, Jiang et al., 2021)."""
+
+    name = "layercam-fusion"
+    label = "Multi-layer LayerCAM (fusion)"
+    combine = staticmethod(LayerCam.combine)
 
 
 # Images per compiled Score-CAM call are capped so images x channels stays near this many

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.explain.base import Method, Result
-from pipeline.explain.cams import GradCam, GradCamFusion, HiResCam, LayerCam, ScoreCam
+from pipeline.explain.cams import (
+    GradCam,
+    GradCamFusion,
+    HiResCam,
+    LayerCam,
+    LayerCamFusion,
+    ScoreCam,
+)
 from pipeline.explain.smoothgrad import SmoothGrad
 
 if TYPE_CHECKING:
@@ -108,8 +115,8 @@ class GradCamPlusPlus(_VisMethod):
 
 # The registry: name -> method, in the order the CLI and the dashboard list them.
 REGISTRY: dict[str, Method] = {
-    m.name: m for m in (GradCam(), HiResCam(), LayerCam(), GradCamFusion(), GradCamPlusPlus(),
-                        ScoreCam(), SmoothGrad())
+    m.name: m for m in (GradCam(), HiResCam(), LayerCam(), GradCamFusion(), LayerCamFusion(),
+                        GradCamPlusPlus(), ScoreCam(), SmoothGrad())
 }
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 # Methods that read a convolutional feature map (SmoothGrad works on input pixels).
