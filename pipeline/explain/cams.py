@@ -170,7 +170,7 @@ class GradCamFusion(Method):
     each): the finer layers' Grad-CAMs are poor there (pointing game 0.02-0.25), so the product
     only matches plain Grad-CAM on MobileNetV2 (0.27 / 0.19 vs 0.25 / 0.25) and loses on the
     custom CNN (0.17 / 0.10 vs 0.19 / 0.25); LayerCAM holds up at finer layers (0.56-0.75), so
-    fusing LayerCAMs is the obvious next variant.
+    fusing LayerCAMs (`LayerCamFusion`) does better.
     """
 
     name = "fusion"
