@@ -61,9 +61,10 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                                    named or "Grad-CAM when none was chosen") + "). "
                                "Grad-CAM is fast and coarse; HiResCAM and LayerCAM keep "
                                "where the evidence is instead of averaging it per channel; "
-                               "Grad-CAM++ is sharper for several regions; Score-CAM avoids "
-                               "gradients but is slower; SmoothGrad shows pixel-level "
-                               "sensitivity.")
+                               "the multi-layer (fusion) methods sharpen the last layer's map "
+                               "with finer layers' maps; Grad-CAM++ is sharper for several "
+                               "regions; Score-CAM avoids gradients but is slower; SmoothGrad "
+                               "shows pixel-level sensitivity.")
     method = None if choice == DEFAULT_METHOD else choice
     target = c2.selectbox("Explain which class", ["predicted class", *class_names],
                           key=f"{prefix}_target",
