@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LR_SCHEDULES = ("plateau", "cosine")  # ModelConfig.lr_schedule; fit._callbacks builds them
+LR_SCHEDULES = ("plateau", "cosine")  # ModelConfig.lr_schedule; schedules.callbacks builds them
 
 
 @dataclass
@@ -23,7 +23,8 @@ class ModelConfig:
     clip_norm: float = 0.0  # clip each step's gradients to this global norm; 0 = no clipping
     epochs: int = 30  # upper bound; early stopping usually ends sooner
     lr_schedule: str = "plateau"  # "plateau": halve the step when val_loss stalls; "cosine":
-    # 2 warm-up epochs, then a half cosine to 1 % of the step at the last epoch (fit.cosine_lr)
+    # 2 warm-up epochs, then a half cosine to 1 % of the step at the last epoch
+    # (schedules.cosine_lr)
     patience: int = 6  # epochs without val_loss improvement before stopping
     # custom CNN only
     width: int = 32  # filters of the first conv block; doubles per block

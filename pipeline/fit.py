@@ -27,6 +27,7 @@ from pipeline import data, feature_cache, guidance
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.models import BACKBONES, BuiltModel, compiled, geometric_augs, split_point
 from pipeline.names import Progress, no_progress
+from pipeline.schedules import callbacks as _callbacks
 
 log = logging.getLogger(__name__)
 
@@ -89,37 +90,6 @@ def _compile(model: keras.Model, mc: ModelConfig, lr: float, num_classes: int) -
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=mc.label_smoothing),
         metrics=["accuracy"],
     )
-
-
-def cosine_lr(base: float, epochs: int, warmup: int = 2, floor: float = 0.01
-              ) -> Callable[[int], float]:
-    """Epoch -> learning rate: a linear warm-up over `warmup` epochs, then a half cosine from
-    `base` down to `floor * base` at the last epoch (a function of the epoch index alone, so a
-    resumed run continues on the same curve)."""
-    def rate(epoch: int) -> float:
-        if epoch < warmup:
-            return base * (epoch + 1) / (warmup + 1)
-        t = (epoch - warmup) / max(1, epochs - 1 - warmup)
-        return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-    return rate
-
-
-def _callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs: int = 1
-               ) -> list[keras.callbacks.Callback]:
-    # "plateau" halves the step when val_loss stalls; "cosine" follows cosine_lr instead.
-    if schedule == "plateau":
-        steer: keras.callbacks.Callback = keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6)
-    elif schedule == "cosine":
-        steer = keras.callbacks.LearningRateScheduler(cosine_lr(lr, epochs))
-    else:
-        raise ValueError(f"unknown lr_schedule {schedule!r}; use plateau or cosine")
-    return [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                      restore_best_weights=True),
-        steer,
-        keras.callbacks.TerminateOnNaN(),
-    ]
 
 
 def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:

@@ -190,8 +190,9 @@ def prepare(job: Any) -> np.ndarray:
 def fit_guided(job: Any) -> None:
     """`fit.fit` for a from-scratch model with `mc.guidance > 0` (one phase, as `_fit_plain`).
     Transfer models are guided in their fine-tuning phase instead (`fit._fit_transfer_cached`)."""
-    from pipeline.fit import _callbacks, _compile, _epoch_log, class_weights
+    from pipeline.fit import _compile, _epoch_log, class_weights
     from pipeline.models import augmentation_layers
+    from pipeline.schedules import callbacks as _callbacks
 
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
     if built.transfer:

@@ -102,8 +102,8 @@ def test_geometric_augmentation_moves_the_mask_with_the_image():
 def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
     from pipeline.artifacts import open_run
     from pipeline.config import profile
-    from pipeline.fit import cosine_lr
     from pipeline.predict import Predictor, predict_files
+    from pipeline.schedules import cosine_lr
     from pipeline.train import train_run
 
     cfg = profile("smoke")

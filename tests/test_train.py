@@ -31,7 +31,7 @@ def test_class_weights_balance_the_loss():
 
 
 def test_cosine_schedule_warms_up_then_decays_to_its_floor():
-    from pipeline.fit import cosine_lr
+    from pipeline.schedules import cosine_lr
 
     rate = cosine_lr(1e-3, 20, warmup=2, floor=0.01)
     steps = [rate(i) for i in range(20)]
