@@ -23,11 +23,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline import data, feature_cache, guidance
+from pipeline import data, feature_cache, guidance, schedules
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.models import BACKBONES, BuiltModel, compiled, geometric_augs, split_point
 from pipeline.names import Progress, no_progress
-from pipeline.schedules import callbacks as _callbacks
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +374,8 @@ def _fit_transfer_cached(job: FitJob) -> None:
         head.fit(batches, shuffle=False,  # batches holds the epoch's order
                  validation_data=(pooled_va, y_va), epochs=mc.epochs,
                  initial_epoch=state.start_epoch("head"),
-                 callbacks=[*_callbacks(mc.patience, mc.lr_schedule, mc.learning_rate, mc.epochs),
+                 callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule,
+                                                 mc.learning_rate, mc.epochs),
                             _epoch_log(job, "head", mc.epochs),
                             batches.keeper()],
                  verbose=0)
@@ -397,7 +397,7 @@ def _fit_transfer_cached(job: FitJob) -> None:
         trainer.fit(batches, shuffle=False,
                 validation_data=(feats_val.astype("float32"), y_va),
                 epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
-                callbacks=[*_callbacks(max(2, mc.patience), mc.lr_schedule,
+                callbacks=[*schedules.callbacks(max(2, mc.patience), mc.lr_schedule,
                                       mc.finetune_learning_rate, mc.finetune_epochs),
                            _epoch_log(job, "finetune", mc.finetune_epochs), batches.keeper()],
                 verbose=0)
@@ -428,7 +428,7 @@ def _fit_plain(job: FitJob) -> None:
         _compile(model, mc, lr, job.num_classes)
         model.fit(ds_tr, validation_data=ds_va, epochs=epochs,
                   initial_epoch=state.start_epoch(phase), class_weight=cw,
-                  callbacks=[*_callbacks(mc.patience, mc.lr_schedule, lr, epochs),
+                  callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule, lr, epochs),
                              _epoch_log(job, phase, epochs)],
                   verbose=0)
         state.phase_done.append(phase)

@@ -190,9 +190,9 @@ def prepare(job: Any) -> np.ndarray:
 def fit_guided(job: Any) -> None:
     """`fit.fit` for a from-scratch model with `mc.guidance > 0` (one phase, as `_fit_plain`).
     Transfer models are guided in their fine-tuning phase instead (`fit._fit_transfer_cached`)."""
+    from pipeline import schedules
     from pipeline.fit import _compile, _epoch_log, class_weights
     from pipeline.models import augmentation_layers
-    from pipeline.schedules import callbacks as _callbacks
 
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
     if built.transfer:
@@ -215,7 +215,8 @@ def fit_guided(job: Any) -> None:
                 initial_epoch=state.start_epoch("train"),
                 class_weight=class_weights(job.train.y, job.num_classes)
                 if cfg.class_weights else None,
-                callbacks=[*_callbacks(mc.patience, mc.lr_schedule, mc.learning_rate, mc.epochs),
+                callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule,
+                                                mc.learning_rate, mc.epochs),
                            _epoch_log(job, "train", mc.epochs)],
                 verbose=0)
     state.phase_done.append("train")

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import keras
 
+from pipeline.config import LR_SCHEDULES
+
 
 def cosine_lr(base: float, epochs: int, warmup: int = 2, floor: float = 0.01
               ) -> Callable[[int], float]:
@@ -23,7 +25,7 @@ def cosine_lr(base: float, epochs: int, warmup: int = 2, floor: float = 0.01
 
 
 def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs: int = 1
-               ) -> list[keras.callbacks.Callback]:
+              ) -> list[keras.callbacks.Callback]:
     """Early stopping on val_loss (best weights restored), the step's steering and a NaN stop.
     `schedule` "plateau" halves the step when val_loss stalls; "cosine" follows `cosine_lr`
     from `lr` over `epochs`."""
@@ -33,7 +35,7 @@ def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs
     elif schedule == "cosine":
         steer = keras.callbacks.LearningRateScheduler(cosine_lr(lr, epochs))
     else:
-        raise ValueError(f"unknown lr_schedule {schedule!r}; use plateau or cosine")
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     return [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True),
