@@ -289,14 +289,26 @@ def size_gap(by_size: Mapping[str, Any] | None) -> tuple[float, float] | None:
 def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str, float | None],
                  unlike: Mapping[str, bool | None], shifted_accuracy: Mapping[str, float | None],
                  class_names: Sequence[str] = (), image_size: str | None = None,
-                 by_size: Mapping[str, Mapping[str, Any] | None] | None = None) -> list[str]:
+                 by_size: Mapping[str, Mapping[str, Any] | None] | None = None,
+                 flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """Plain-words warnings about image i's answers: weak confidence (below the model's
     validation threshold), an image unlike the model's training data (with the model's accuracy
     on shifted copies of its test split, when measured), a "no tumour" answer for an image whose
     pixel size (`image_size`, "WxH") is not the training split's commonest when the model found
     clearly fewer tumours at other sizes (`by_size`: per model, metrics.json's), and
-    disagreement between the models."""
+    disagreement between the models. `flag_accuracy` (flags.json's "models", when measured)
+    adds how often the test answers that carried the same warning were right."""
     flags = []
+    measured = flag_accuracy or {}
+
+    def on_test(model: str, flag: str, what: str) -> str:
+        r = (measured.get(model) or {}).get(flag)
+        if not isinstance(r, Mapping) or not isinstance(r.get("accuracy_flagged"), float | int):
+            return ""
+        rest = r.get("accuracy_unflagged")
+        rest = f" ({rest:.0%} otherwise)" if isinstance(rest, float | int) else ""
+        return f" Its test answers {what} were right {r['accuracy_flagged']:.0%} of the time{rest}."
+
     for model, p in probs.items():
         name = display_name(model)
         gap = size_gap((by_size or {}).get(model))
@@ -311,17 +323,34 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
         t = low_below.get(model)
         if t is not None and conf < t:
             flags.append(f"Weak answer from {name}: {conf:.0%} confidence; on validation "
-                         f"images its answers below {t:.0%} were right less than 90 % of the time.")
+                         f"images its answers below {t:.0%} were right less than 90 % of the time."
+                         + on_test(model, "weak", "this weak"))
         if unlike.get(model):
             acc = shifted_accuracy.get(model)
             where = (f" On shifted copies of its test split it was {acc:.0%} accurate."
                      if acc is not None else "")
             flags.append(f"This image is unlike {name}'s training data: treat its answer with "
-                         f"caution.{where}")
+                         f"caution.{where}" + on_test(model, "unlike", "on images flagged so"))
     labels = {int(np.argmax(p[i])) for p in probs.values()}
     if len(probs) > 1 and len(labels) > 1:
-        flags.append("The models disagree: at least one of them is wrong.")
+        flags.append("The models disagree: at least one of them is wrong."
+                     + _disagreement_record(probs, measured))
     return flags
+
+
+def _disagreement_record(probs: Mapping[str, np.ndarray],
+                         measured: Mapping[str, Mapping[str, Any]]) -> str:
+    """How often each model was right on the test images where the models disagreed."""
+    right = []
+    for m in probs:
+        r = (measured.get(m) or {}).get("disagree")
+        acc = r.get("accuracy_flagged") if isinstance(r, Mapping) else None
+        if isinstance(acc, float | int):
+            right.append(f"{display_name(m)} {acc:.0%}")
+    if not right:
+        return ""
+    return (" On the test images where they disagreed, each was right: "
+            + ", ".join(right) + ".")
 
 
 # --------------------------------------------------------------------------- explanations

@@ -77,6 +77,7 @@ class Results:
     image_sizes: list[str] = field(default_factory=list)  # "WxH" of each good image, decoded
     by_size: dict[str, dict | None] = field(default_factory=dict)  # metrics.json's, per model
     class_names: list[str] = field(default_factory=list)  # the run's, in probability order
+    flag_accuracy: dict[str, dict] = field(default_factory=dict)  # flags.json's, per model
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -130,7 +131,7 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    {m: predictor.low_confidence_below(m) for m in per_model},
                    state.shifted_accuracy(run),
                    [size_label(u.image.shape[1], u.image.shape[0]) for u in good],
-                   state.size_groups(run), list(run.class_names))
+                   state.size_groups(run), list(run.class_names), state.flag_accuracy(run))
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

@@ -18,6 +18,7 @@ import streamlit as st
 
 from dashboard import core, runinfo
 from pipeline.artifacts import ArtifactError, Run, RunInfo, list_runs, open_run, read_json
+from pipeline.evaluate.flags import FILE as FLAGS_FILE
 
 ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -188,6 +189,19 @@ def shifted_accuracy(run: Run) -> dict[str, float | None]:
     except ArtifactError:
         return {}
     return core.middle_severity_accuracy(report)
+
+
+def flag_accuracy(run: Run) -> dict[str, dict]:
+    """Per model, how often its test answers were right with each warning (`flags.json`'s
+    "models", written by `ood`); {} when the run has none or it cannot be read."""
+    if not (run.path / FLAGS_FILE).is_file():
+        return {}
+    try:
+        models = run_json(run, FLAGS_FILE).get("models")
+    except (ArtifactError, AttributeError):
+        return {}
+    return {str(m): v for m, v in models.items() if isinstance(v, dict)} \
+        if isinstance(models, dict) else {}
 
 
 def size_groups(run: Run) -> dict[str, dict | None]:

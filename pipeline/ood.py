@@ -187,30 +187,35 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
 
 def split_features(predictor: Any, model: str, records: Sequence[Any],
                    extract: FeatureExtractor, progress: Progress = no_progress,
-                   chunk: int = 128) -> tuple[list[np.ndarray], np.ndarray]:
-    """Features (one array per layer of `extract`) and class indices of a split's records,
-    decoded `chunk` at a time."""
+                   chunk: int = 128) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Features (one array per layer of `extract`), class indices and relative paths of a
+    split's readable records, decoded `chunk` at a time."""
     from pipeline import images
 
     classes = list(predictor.class_names)
     feats: list[list[np.ndarray]] = [[] for _ in extract.layers]
     labels: list[int] = []
+    rels: list[str] = []
     for start in range(0, len(records), chunk):
         part = records[start:start + chunk]
-        batch, ys = [], []
+        batch, ys, kept = [], [], []
         for r in part:
             try:
-                batch.append(predictor.prepare(model, images.read_image(r.path)))
-                ys.append(classes.index(r.label))
+                x = predictor.prepare(model, images.read_image(r.path))
+                y = classes.index(r.label)
             except (images.ImageError, ValueError):
                 continue  # unreadable or unknown-label images are simply not used here
+            batch.append(x)
+            ys.append(y)
+            kept.append(r.rel)
         if batch:
             out = extract(np.stack(batch))
             for k, f in enumerate(out if isinstance(out, list) else [out]):
                 feats[k].append(f)
             labels += ys
+            rels += kept
         progress(f"{model}: features", min(start + chunk, len(records)), len(records))
-    return [np.concatenate(f) for f in feats], np.asarray(labels)
+    return [np.concatenate(f) for f in feats], np.asarray(labels), rels
 
 
 def choose_layer(train: list[np.ndarray], train_y: np.ndarray, val: list[np.ndarray],
@@ -238,8 +243,10 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
             data_root: str | Path | None = None) -> dict[str, Any]:
     """Fit every model's OOD score on the run's training split (layer chosen on validation,
     threshold from validation), save `<model>/ood.npz`, and write `ood.json` with how it
-    separates the test split from foreign images."""
+    separates the test split from foreign images; for an evaluated run also `flags.json`, how
+    often the test answers each warning marks were right (`evaluate.flags`)."""
     from pipeline import artifacts, data
+    from pipeline.evaluate import flags
     from pipeline.predict import Predictor
 
     run = artifacts.open_run(run_dir)
@@ -263,16 +270,18 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
         out = extract(np.stack([predictor.prepare(m, im) for im in imgs]))
         return out if isinstance(out, list) else [out]
 
+    unlike: dict[str, dict[str, bool]] = {}  # per model, test image -> flagged
     for m in run.model_names:
         layers = candidate_layers(predictor.models[m])
         extract = FeatureExtractor(predictor.models[m], layers)
-        tr_f, tr_y = split_features(predictor, m, splits.train, extract, progress)
-        va_f, _ = split_features(predictor, m, splits.val, extract, progress)
-        te_f, _ = split_features(predictor, m, splits.test, extract, progress)
+        tr_f, tr_y, _ = split_features(predictor, m, splits.train, extract, progress)
+        va_f, _, _ = split_features(predictor, m, splits.val, extract, progress)
+        te_f, _, te_rels = split_features(predictor, m, splits.test, extract, progress)
         sel_f = {k: features(m, extract, v) for k, v in select.items()}
         i, model, table = choose_layer(tr_f, tr_y, va_f, sel_f, layers)
         model.save(run.path / m / "ood.npz")
         te = model.score(te_f[i])
+        unlike[m] = dict(zip(te_rels, (te > model.threshold).tolist(), strict=True))
         entry: dict[str, Any] = {
             "layer": model.layer, "threshold": round(model.threshold, 4),
             "n_train": int(len(tr_y)),
@@ -285,6 +294,8 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
             entry["flagged"][kind] = round(float(np.mean(out > model.threshold)), 4)
         report["models"][m] = entry
     artifacts.write_json_atomic(run.path / "ood.json", report)
+    if any((run.path / m / "predictions.csv").is_file() for m in run.model_names):
+        report["flags"] = flags.audit_run(run.path, unlike)  # written to flags.json
     return report
 
 

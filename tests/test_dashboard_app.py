@@ -448,6 +448,29 @@ def test_overview_breaks_results_down_by_pixel_size(smoke_run, tmp_path, monkeyp
                     "the tumour."]
 
 
+def test_overview_says_whether_the_warnings_catch_the_errors(smoke_run, tmp_path,
+                                                              monkeypatch):
+    from pipeline.evaluate.flags import audit_run, read_predictions
+
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    at = _app("overview")
+    _ok(at)
+    assert "Do the warnings catch the errors?" not in _texts(at.header)  # not measured yet
+    rels = sorted(read_predictions(run / "custom_cnn" / "predictions.csv"))
+    report = audit_run(run, {"custom_cnn": {r: i < 3 for i, r in enumerate(rels)}})
+    at = _app("overview")
+    _ok(at)
+    assert "Do the warnings catch the errors?" in _texts(at.header)
+    table = _frame(at, "right when flagged").set_index(["model", "warning"])
+    unlike = report["models"]["custom_cnn"]["unlike"]
+    row = table.loc[("Custom CNN", "unlike the training data")]
+    assert row["answers flagged"] == f"3 of {len(rels)}"
+    assert row["right when flagged"] == f"{unlike['accuracy_flagged']:.0%}"
+    assert ("MobileNetV2", "unlike the training data") not in table.index  # it has no score
+    assert ("MobileNetV2", "the models disagree") in table.index
+    assert "the run's test split" in _texts(at.caption)
+
+
 def test_a_no_tumour_answer_at_another_size_gets_a_warning(smoke_run, tmp_path, monkeypatch):
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     gap = {"size": "999x999",  # no phantom has it: every upload is "another size"

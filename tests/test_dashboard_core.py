@@ -304,6 +304,28 @@ def test_answer_flags_in_plain_words():
     assert calm == []
 
 
+def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
+    probs = {"custom_cnn": np.array([[0.40, 0.30, 0.20, 0.10]]),
+             "mobilenetv2": np.array([[0.05, 0.05, 0.05, 0.85]])}
+    measured = {  # flags.json "models" of the official-testing run, rounded
+        "custom_cnn": {"weak": {"accuracy_flagged": 0.37, "accuracy_unflagged": 0.755},
+                       "unlike": {"accuracy_flagged": 0.52, "accuracy_unflagged": None},
+                       "disagree": {"accuracy_flagged": 0.179}},
+        "mobilenetv2": {"disagree": {"accuracy_flagged": 0.581}, "unlike": "damaged"}}
+    flags = core.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
+                              {"custom_cnn": True, "mobilenetv2": True}, {}, (), None, None,
+                              measured)
+    assert flags[0].endswith("Its test answers this weak were right 37% of the time "
+                             "(76% otherwise).")
+    assert flags[1].endswith("Its test answers on images flagged so were right 52% of the "
+                             "time.")
+    assert flags[2].endswith("treat its answer with caution.")  # damaged entry: nothing added
+    assert flags[3] == ("The models disagree: at least one of them is wrong. On the test images "
+                        "where they disagreed, each was right: Custom CNN 18%, MobileNetV2 58%.")
+    unmeasured = core.answer_flags(probs, 0, {"custom_cnn": 0.6}, {}, {})
+    assert unmeasured[0].endswith("were right less than 90 % of the time.")
+
+
 def test_a_no_tumour_answer_at_another_pixel_size_is_flagged():
     classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
     by_size = {"size": "512x512",  # the official-testing run's custom CNN

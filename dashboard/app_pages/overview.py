@@ -4,6 +4,8 @@ import streamlit as st
 
 from dashboard import charts, core, runinfo, state
 from dashboard import figures as F
+from pipeline.evaluate.flags import FILE as FLAGS_FILE
+from pipeline.evaluate.flags import flag_table
 
 CHART_FIX = "The file may come from another version; re-run the evaluation."
 
@@ -136,3 +138,23 @@ if (run.path / "robustness.json").is_file():
                     "crop/padding, burnt-in text; three severities each), as another scanner or "
                     "export might produce. Solid line: the model's accuracy on the unshifted "
                     "images; dotted: 5 points below it (target: the moderate severity above it).")
+
+# Do the warnings catch the errors? (flags.json, written by `ood`): shown only where measured.
+if (run.path / FLAGS_FILE).is_file():
+    st.header("Do the warnings catch the errors?")
+    flags_fix = f"run `python -m pipeline ood --run {run.run_id}`"
+    flag_report = state.section_json(run, FLAGS_FILE, flags_fix)
+    rows = flag_table(flag_report, {m: F.model_label(m) for m in run.model_names}) \
+        if flag_report else []
+    if rows:
+        st.dataframe(rows, hide_index=True, key="flag_table")
+        where = ("the official Testing folder, another source than training: shift "
+                 "validation, how far the warnings hold off the training distribution"
+                 if flag_report.get("shift_validation") else "the run's test split")
+        st.caption(f"The warnings shown beside each answer on the Predict page, applied to "
+                   f"the test answers ({where}). A useful warning marks answers that are "
+                   "right far less often than the rest; \"errors flagged\" is the share of the "
+                   "model's wrong answers that carried it.")
+    elif flag_report is not None:
+        st.warning(f"{FLAGS_FILE} holds no flag measurements. To fix: {flags_fix}",
+                   icon=":material/warning:")

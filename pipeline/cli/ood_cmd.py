@@ -19,6 +19,7 @@ def ood(
     """Out-of-distribution score per model (fitted on training features, threshold from
     validation), saved in the run; prints how well it tells test images from foreign ones."""
     from pipeline.artifacts import ArtifactError
+    from pipeline.evaluate.flags import flag_summary
     from pipeline.names import display_name
     from pipeline.ood import ood_run
 
@@ -33,3 +34,6 @@ def ood(
         sys.stdout.write(f"{display_name(m)}: layer {e['layer']}, threshold "
                          f"{e['threshold']:.2f}, test images "
                          f"flagged {e['test_flagged']:.1%}; AUROC vs test: {aurocs}\n")
+    for m, rows in report.get("flags", {}).get("models", {}).items():
+        sys.stdout.write(f"{display_name(m)}, test answers right when flagged / not: "
+                         f"{flag_summary(rows)}\n")

@@ -1,0 +1,149 @@
+"""Do the warnings catch the errors? How often the test answers each flag marks were right.
+
+The CLI and the dashboard warn beside an answer when it is weak (confidence below the model's
+validation threshold, `calibration.low_confidence`), when the image is unlike the model's
+training data (the OOD score above its validation threshold, `pipeline.ood`) and when the models
+disagree. A warning earns its place if the answers it marks are wrong far more often than the
+others. This module measures that on the run's test split and writes `flags.json`; on a run
+tested on another source (the official `Testing/` folder) that is shift validation: how far the
+warnings can be trusted off the training distribution. `ood` writes it, since the OOD flags of
+the test images exist only there; the other two come from `predictions.csv` and
+`calibration.json`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import artifacts
+from pipeline.calibration import read_low_confidence
+from pipeline.csv_safe import restore_cell
+
+FILE = "flags.json"
+FLAGS = ("weak", "unlike", "disagree", "any")  # the order tables show them in
+FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside an answer
+    "weak": "weak answer (low confidence)",
+    "unlike": "unlike the training data",
+    "disagree": "the models disagree",
+    "any": "any of these",
+}
+
+
+def flag_split(correct: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
+    """How one flag splits a model's test answers: how many it marks, the accuracy of the
+    answers it marks and of the rest, and the share of all errors it marks (None where a group
+    is empty)."""
+    correct = np.asarray(correct, bool)
+    flagged = np.asarray(flagged, bool)
+    if correct.shape != flagged.shape:
+        raise ValueError(f"{correct.shape[0]} answers but {flagged.shape[0]} flags")
+    errors = ~correct
+
+    def mean(x: np.ndarray) -> float | None:
+        return round(float(x.mean()), 4) if x.size else None
+
+    return {"n": int(correct.size), "flagged": int(flagged.sum()),
+            "share_flagged": mean(flagged),
+            "accuracy_flagged": mean(correct[flagged]),
+            "accuracy_unflagged": mean(correct[~flagged]),
+            "errors_flagged": mean(flagged[errors])}
+
+
+def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
+    """predictions.csv as {path: {"predicted": label, "confidence": max p, "correct": bool}}."""
+    out = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            probs = [float(v) for k, v in row.items() if k.startswith("p_")]
+            out[restore_cell(row["path"])] = {"predicted": row["predicted"],
+                                              "confidence": max(probs),
+                                              "correct": row["correct"] == "1"}
+    return out
+
+
+def audit(predictions: Mapping[str, Mapping[str, Mapping[str, Any]]],
+          low_below: Mapping[str, float],
+          unlike: Mapping[str, Mapping[str, bool]]) -> dict[str, dict[str, Any]]:
+    """Per model, `flag_split` of each flag over the test images every input covers.
+
+    `predictions`: per model, `read_predictions`; `low_below`: per model, the weak-answer
+    threshold; `unlike`: per model, {path: flagged by the OOD score}. A model without a
+    threshold or an OOD score simply has no row for that flag; "disagree" needs two models.
+    """
+    models = list(predictions)
+    common = set.intersection(*(set(p) for p in predictions.values())) if models else set()
+    out: dict[str, dict[str, Any]] = {}
+    for m in models:
+        paths = sorted(common & set(unlike[m]) if m in unlike else common)
+        rows = [predictions[m][p] for p in paths]
+        correct = np.array([r["correct"] for r in rows], bool)
+        flags: dict[str, np.ndarray] = {}
+        if m in low_below:
+            flags["weak"] = np.array([r["confidence"] < low_below[m] for r in rows], bool)
+        if m in unlike:
+            flags["unlike"] = np.array([bool(unlike[m][p]) for p in paths], bool)
+        if len(models) > 1:
+            flags["disagree"] = np.array(
+                [len({predictions[o][p]["predicted"] for o in models}) > 1 for p in paths], bool)
+        if flags:
+            flags["any"] = np.any(np.stack(list(flags.values())), axis=0)
+        out[m] = {k: flag_split(correct, f) for k, f in flags.items()}
+    return out
+
+
+def audit_run(run_dir: str | Path, unlike: Mapping[str, Mapping[str, bool]]) -> dict[str, Any]:
+    """`audit` of a run's test split from its files and the given OOD flags; writes
+    `flags.json` and returns it. Models without `predictions.csv` are left out."""
+    run = artifacts.open_run(run_dir)
+    preds = {m: read_predictions(run.path / m / "predictions.csv") for m in run.model_names
+             if (run.path / m / "predictions.csv").is_file()}
+    if not preds:
+        raise artifacts.ArtifactError(f"run {run.run_id} has no predictions.csv: evaluate it "
+                                      "first")
+    official = bool(run.manifest.get("config", {}).get("official_test"))
+    report = {
+        "split": "test", "run_id": run.run_id, "created": artifacts.utc_now(),
+        "shift_validation": official,  # tested on another source: the official Testing folder
+        "rule": "weak: calibrated confidence below the model's validation threshold "
+                "(calibration.json); unlike: OOD score above its validation threshold "
+                "(ood.json); disagree: the models' answers differ",
+        "models": audit(preds, read_low_confidence(run.path), unlike),
+    }
+    artifacts.write_json_atomic(run.path / FILE, report)
+    return report
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+def flag_summary(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per model for the CLI: each flag's count and accuracy flagged / not."""
+    return "; ".join(f"{k} {r['flagged']}/{r['n']}: {_pct(r['accuracy_flagged'])} / "
+                     f"{_pct(r['accuracy_unflagged'])}" for k, r in rows.items())
+
+
+def flag_table(report: Mapping[str, Any], display: Mapping[str, str] | None = None
+               ) -> list[dict[str, Any]]:
+    """Rows for a table (model, flag, test answers flagged, accuracy flagged / not, errors
+    flagged) from a `flags.json` object, flags in `FLAGS` order; entries that are not what
+    `audit` writes (a damaged or foreign file) are skipped."""
+    rows = []
+    models = report.get("models")
+    for m, flags in (models.items() if isinstance(models, Mapping) else ()):
+        for k in FLAGS:
+            r = flags.get(k) if isinstance(flags, Mapping) else None
+            if not (isinstance(r, Mapping) and isinstance(r.get("flagged"), int)
+                    and isinstance(r.get("n"), int)):
+                continue
+            rows.append({"model": (display or {}).get(m, m), "warning": FLAG_LABELS[k],
+                         "answers flagged": f"{r['flagged']} of {r['n']}",
+                         "right when flagged": _pct(r.get("accuracy_flagged")),
+                         "right otherwise": _pct(r.get("accuracy_unflagged")),
+                         "errors flagged": _pct(r.get("errors_flagged"))})
+    return rows

@@ -1,0 +1,104 @@
+"""Do the warnings catch the errors? (pipeline/evaluate/flags.py): the split each flag makes of a
+model's test answers, read from real predictions.csv files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.evaluate.flags import audit, audit_run, flag_split, flag_table, read_predictions
+from pipeline.evaluate.run import write_predictions_csv
+
+CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
+
+
+def test_flag_split_counts_accuracy_on_each_side_and_errors_caught():
+    correct = np.array([1, 1, 1, 0, 0, 1, 0, 1], bool)
+    flagged = np.array([0, 0, 0, 1, 1, 1, 0, 0], bool)
+    r = flag_split(correct, flagged)
+    assert (r["n"], r["flagged"]) == (8, 3)
+    assert r["share_flagged"] == 0.375
+    assert r["accuracy_flagged"] == round(1 / 3, 4)  # 1 of the 3 flagged answers was right
+    assert r["accuracy_unflagged"] == 0.8  # 4 of 5
+    assert r["errors_flagged"] == round(2 / 3, 4)  # 2 of the 3 errors carried the flag
+
+
+def test_flag_split_with_an_empty_side_says_none_and_refuses_mismatched_lengths():
+    r = flag_split(np.ones(4, bool), np.zeros(4, bool))
+    assert r["accuracy_flagged"] is None and r["errors_flagged"] is None
+    assert r["accuracy_unflagged"] == 1.0
+    with pytest.raises(ValueError, match="4 answers but 3 flags"):
+        flag_split(np.ones(4, bool), np.zeros(3, bool))
+
+
+def _write(path: Path, rels: list[str], y: list[int], probs: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_predictions_csv(path, rels, np.array(y), probs.argmax(1), probs, CLASSES)
+
+
+def _probs(rows: list[tuple[int, float]]) -> np.ndarray:
+    """One row per image: the predicted class gets `conf`, the rest share what is left."""
+    out = np.zeros((len(rows), 4))
+    for i, (k, conf) in enumerate(rows):
+        out[i] = (1 - conf) / 3
+        out[i, k] = conf
+    return out
+
+
+def test_audit_of_real_prediction_files(tmp_path: Path):
+    rels = [f"Testing/x/=img{i}.jpg" for i in range(5)]  # "=": stored formula-neutralised
+    y = [0, 1, 2, 3, 0]
+    cnn = _probs([(0, 0.9), (2, 0.5), (2, 0.95), (3, 0.6), (1, 0.4)])  # wrong on 1 and 4
+    mnv2 = _probs([(0, 0.99), (1, 0.97), (2, 0.9), (3, 0.99), (0, 0.8)])  # all right
+    _write(tmp_path / "cnn.csv", rels, y, cnn)
+    _write(tmp_path / "mnv2.csv", rels, y, mnv2)
+    preds = {"cnn": read_predictions(tmp_path / "cnn.csv"),
+             "mnv2": read_predictions(tmp_path / "mnv2.csv")}
+    assert set(preds["cnn"]) == set(rels)  # paths come back as they were, not neutralised
+    unlike = {"cnn": {rels[0]: False, rels[1]: True, rels[2]: False, rels[3]: False,
+                      rels[4]: True}}
+    got = audit(preds, {"cnn": 0.7, "mnv2": 0.85}, unlike)
+    cnn_rows = got["cnn"]
+    assert cnn_rows["weak"]["flagged"] == 3  # 0.5, 0.6, 0.4 < 0.7
+    assert cnn_rows["weak"]["accuracy_flagged"] == round(1 / 3, 4)
+    assert cnn_rows["unlike"]["flagged"] == 2 and cnn_rows["unlike"]["accuracy_flagged"] == 0.0
+    assert cnn_rows["unlike"]["errors_flagged"] == 1.0
+    assert cnn_rows["disagree"]["flagged"] == 2  # images 1 and 4
+    assert cnn_rows["any"]["flagged"] == 3 and cnn_rows["any"]["accuracy_unflagged"] == 1.0
+    # the model without an OOD score has no "unlike" row; nothing is invented for it
+    assert set(got["mnv2"]) == {"weak", "disagree", "any"}
+    assert got["mnv2"]["weak"]["flagged"] == 1 and got["mnv2"]["weak"]["accuracy_flagged"] == 1.0
+    table = flag_table({"models": got}, {"cnn": "Custom CNN"})
+    first = table[0]
+    assert first["model"] == "Custom CNN" and first["answers flagged"] == "3 of 5"
+    assert (first["right when flagged"], first["right otherwise"]) == ("33%", "100%")
+
+
+def test_flag_table_skips_what_audit_would_not_write():
+    damaged = {"models": {"cnn": {"weak": {"flagged": "3"}, "any": [1]}, "x": 5}}
+    assert flag_table(damaged) == []
+    assert flag_table({"models": "nothing"}) == []
+
+
+@pytest.mark.slow
+def test_audit_run_writes_flags_json_that_matches_the_run_s_files(smoke_run: Path,
+                                                                  tmp_path: Path):
+    run = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    preds = {m: read_predictions(run / m / "predictions.csv")
+             for m in ("custom_cnn", "mobilenetv2")}
+    rels = sorted(preds["custom_cnn"])
+    unlike = {"custom_cnn": {r: i % 2 == 0 for i, r in enumerate(rels)}}
+    report = audit_run(run, unlike)
+    assert json.loads((run / "flags.json").read_text())["models"] == report["models"]
+    assert report["shift_validation"] is False  # the smoke run is tested on its own split
+    rows = report["models"]["custom_cnn"]
+    right = np.array([preds["custom_cnn"][r]["correct"] for r in rels])
+    flagged = np.array([unlike["custom_cnn"][r] for r in rels])
+    assert rows["unlike"] == flag_split(right, flagged)
+    said = {r: {preds[m][r]["predicted"] for m in preds} for r in rels}
+    assert rows["disagree"]["flagged"] == sum(len(s) > 1 for s in said.values())
