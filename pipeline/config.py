@@ -29,6 +29,7 @@ class ModelConfig:
     # custom CNN only
     width: int = 32  # filters of the first conv block; doubles per block
     depth: int = 4  # number of conv blocks
+    residual: bool = False  # the two-conv blocks add a 1x1-projected shortcut from their input
     # transfer models only
     finetune_epochs: int = 12  # epochs of the second (fine-tuning) phase; 0 disables it
     finetune_layers: int = 40  # top base layers unfrozen in fine-tuning (BatchNorm stays frozen)

@@ -268,12 +268,22 @@ def compiled(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: fn(tf.convert_to_tensor(x, tf.float32)).numpy()
 
 
+def _shortcut(block_in: keras.KerasTensor, x: keras.KerasTensor, width: int, name: str
+              ) -> keras.KerasTensor:
+    """`x` plus the block's input projected to `width` channels (1x1 conv + BN), before the
+    block's last ReLU (He et al., 2016): the two-conv blocks learn a residual."""
+    skip = keras.layers.Conv2D(width, 1, use_bias=False, name=f"{name}_skip")(block_in)
+    skip = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_skip_bn")(skip)
+    return keras.layers.Add(name=f"{name}_add")([x, skip])
+
+
 def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
                      augment: bool = True) -> BuiltModel:
     """Our own CNN: conv blocks (conv-BN-ReLU, max-pool), widening by 2 per block, pooled head.
 
     The first blocks use one conv each to stay cheap at high resolution on a CPU; the last two
-    use two convs, where the feature maps are small and most of the learning happens.
+    use two convs, where the feature maps are small and most of the learning happens. With
+    `cfg.residual` those two add a projected shortcut from their input (`_shortcut`).
     """
     if cfg.depth < 2:
         raise ValueError(f"custom_cnn depth must be >= 2, got {cfg.depth}")
@@ -283,6 +293,7 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
     for block in range(cfg.depth):
         width = cfg.width * 2 ** block  # e.g. 16-32-64-128 filters at the full profile's width 16
         convs = 2 if block >= cfg.depth - 2 else 1
+        block_in = x
         for c in range(convs):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
                                     name=f"block{block + 1}_conv{c + 1}")(x)
@@ -291,6 +302,8 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
             x = keras.layers.BatchNormalization(momentum=0.9,
                                                 name=f"block{block + 1}_bn{c + 1}")(x)
             last = block == cfg.depth - 1 and c == convs - 1
+            if cfg.residual and convs == 2 and c == 1:
+                x = _shortcut(block_in, x, width, f"block{block + 1}")
             x = keras.layers.Activation(
                 "relu", name=GRADCAM_LAYER_CUSTOM if last else f"block{block + 1}_relu{c + 1}")(x)
         if block < cfg.depth - 1:

@@ -259,3 +259,21 @@ def test_intensity_remap_can_reorder_grey_levels_and_keeps_black_black(tmp_path)
     built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3,
                                                      augment_strength="sequence"))
     _same_after_reload(built.model, tmp_path)
+
+
+def test_residual_custom_cnn_adds_a_shortcut_to_its_two_conv_blocks(tmp_path):
+    plain = build_model("custom_cnn", 4, _tiny()).model
+    cfg = ModelConfig(image_size=64, width=8, depth=3, residual=True)
+    res = build_model("custom_cnn", 4, cfg).model
+    adds = [layer for layer in res.layers if isinstance(layer, keras.layers.Add)]
+    assert [a.name for a in adds] == ["block2_add", "block3_add"]  # depth 3: blocks 2, 3
+    assert not any(isinstance(layer, keras.layers.Add) for layer in plain.layers)
+    # the shortcut reaches the block's last ReLU (the Grad-CAM layer for the last block)
+    assert res.get_layer(GRADCAM_LAYER_CUSTOM).input is res.get_layer("block3_add").output
+    # the same layer names as the plain model otherwise, so explanations and OOD find theirs
+    assert {layer.name for layer in plain.layers} <= {layer.name for layer in res.layers}
+    x = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3)).astype("float32")
+    before = np.asarray(res(x, training=False))
+    res.save(tmp_path / "r.keras")
+    loaded = keras.saving.load_model(tmp_path / "r.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), before, atol=1e-5)
