@@ -99,6 +99,18 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         assert 0.0 <= e["val_flagged"] <= 0.2  # the threshold is the validation 95th percentile
         assert load_run_ood(run, m) is not None
         assert "AUROC vs test" in proc.stdout
+    from pipeline.calibration import read_low_confidence
+
+    # flags.json: the same test flags, set against the answers in predictions.csv
+    flags = json.loads((run / "flags.json").read_text())
+    for m in ("custom_cnn", "mobilenetv2"):
+        unlike = flags["models"][m]["unlike"]
+        assert unlike["n"] == len((run / m / "predictions.csv").read_text().splitlines()) - 1
+        assert unlike["share_flagged"] == pytest.approx(report["models"][m]["test_flagged"],
+                                                        abs=1e-4)
+        weak = {"weak"} if m in read_low_confidence(run) else set()  # only where calibrated
+        assert set(flags["models"][m]) == {"unlike", "disagree", "any"} | weak
+    assert "test answers right when flagged / not" in proc.stdout
     # the Predictor (CLI, dashboard) flags images from the stored score, at its layer
     noise = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
     for m in predictor.models:
