@@ -93,7 +93,8 @@ def _default_models() -> dict[str, ModelConfig]:
         # Clipping did not help it (0.756; with the "mri" set 0.764). Retrained for the
         # empty-map fix of the penalty: 0.777. Not kept: the "sequence" remap (0.764),
         # balance_sizes 4 (0.754, though sensitivity 0.934 at specificity 0.952, AUC 0.978),
-        # a cosine schedule in both phases (0.769, sensitivity 0.913 at specificity 0.914).
+        # a cosine schedule in both phases (0.769, sensitivity 0.913 at specificity 0.914),
+        # guidance 3.0 (0.772: fine-tuning collapsed after its 8th epoch).
         "mobilenetv2": ModelConfig(image_size=224, epochs=15, patience=4, finetune_layers=100,
                                    aug_views=6, guidance=2.0),
     }
