@@ -23,7 +23,7 @@ import pandas as pd
 from pipeline.artifacts import ArtifactError
 from pipeline.csv_safe import restore_cell, to_csv
 from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_slices, read_image
-from pipeline.names import NO_TUMOR, display_name
+from pipeline.names import display_name
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
 # Decoded uploads are cached per server, so they are kept small: Pillow formats are shrunk while
@@ -255,102 +255,6 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
             mark = " :green[✓ right]" if class_names[k] == true_label else " :red[✗ wrong]"
         parts.append(f"{display_name(model)}: **{class_names[k]}** ({p[i][k]:.0%}){mark}")
     return " · ".join(parts)
-
-
-def middle_severity_accuracy(report: Mapping[str, Any]) -> dict[str, float | None]:
-    """Per model, mean accuracy over every shift at the middle severity of `robustness.json`."""
-    out: dict[str, float | None] = {}
-    for model, entry in (report.get("models") or {}).items():
-        accs = []
-        for rows in (entry.get("shifts") or {}).values():
-            if isinstance(rows, list) and len(rows) >= 2:
-                acc = rows[len(rows) // 2].get("accuracy")
-                if isinstance(acc, (int, float)):
-                    accs.append(float(acc))
-        out[model] = float(np.mean(accs)) if accs else None
-    return out
-
-
-# Tumour sensitivity this much lower on test images of other pixel sizes than on the training
-# split's commonest size (metrics.json `by_size`) is a source shortcut worth a warning.
-SIZE_GAP = 0.10
-
-
-def size_gap(by_size: Mapping[str, Any] | None) -> tuple[float, float] | None:
-    """(sensitivity at the commonest size, at other sizes) when the second is more than SIZE_GAP
-    below the first; None otherwise, or when either was not measured."""
-    groups = by_size or {}
-    common = (groups.get("common_size") or {}).get("sensitivity")
-    other = (groups.get("other_sizes") or {}).get("sensitivity")
-    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (common, other))
-    return (float(common), float(other)) if ok and common - other > SIZE_GAP else None
-
-
-def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str, float | None],
-                 unlike: Mapping[str, bool | None], shifted_accuracy: Mapping[str, float | None],
-                 class_names: Sequence[str] = (), image_size: str | None = None,
-                 by_size: Mapping[str, Mapping[str, Any] | None] | None = None,
-                 flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
-    """Plain-words warnings about image i's answers: weak confidence (below the model's
-    validation threshold), an image unlike the model's training data (with the model's accuracy
-    on shifted copies of its test split, when measured), a "no tumour" answer for an image whose
-    pixel size (`image_size`, "WxH") is not the training split's commonest when the model found
-    clearly fewer tumours at other sizes (`by_size`: per model, metrics.json's), and
-    disagreement between the models. `flag_accuracy` (flags.json's "models", when measured)
-    adds how often the test answers that carried the same warning were right."""
-    flags = []
-    measured = flag_accuracy or {}
-
-    def on_test(model: str, flag: str, what: str) -> str:
-        r = (measured.get(model) or {}).get(flag)
-        if not isinstance(r, Mapping) or not isinstance(r.get("accuracy_flagged"), float | int):
-            return ""
-        rest = r.get("accuracy_unflagged")
-        rest = f" ({rest:.0%} otherwise)" if isinstance(rest, float | int) else ""
-        return f" Its test answers {what} were right {r['accuracy_flagged']:.0%} of the time{rest}."
-
-    for model, p in probs.items():
-        name = display_name(model)
-        gap = size_gap((by_size or {}).get(model))
-        size = ((by_size or {}).get(model) or {}).get("size")
-        said = class_names[int(np.argmax(p[i]))] if len(class_names) == p.shape[1] else None
-        if gap and said == NO_TUMOR and image_size and size and image_size != size:
-            flags.append(f"{name} says no tumour, but this image is not {size} like most of its "
-                         f"training tumours: on such test images it found {gap[1]:.0%} of the "
-                         f"tumours (against {gap[0]:.0%} at {size}). Do not rule a tumour out "
-                         "on this answer.")
-        conf = float(np.max(p[i]))
-        t = low_below.get(model)
-        if t is not None and conf < t:
-            flags.append(f"Weak answer from {name}: {conf:.0%} confidence; on validation "
-                         f"images its answers below {t:.0%} were right less than 90 % of the time."
-                         + on_test(model, "weak", "this weak"))
-        if unlike.get(model):
-            acc = shifted_accuracy.get(model)
-            where = (f" On shifted copies of its test split it was {acc:.0%} accurate."
-                     if acc is not None else "")
-            flags.append(f"This image is unlike {name}'s training data: treat its answer with "
-                         f"caution.{where}" + on_test(model, "unlike", "on images flagged so"))
-    labels = {int(np.argmax(p[i])) for p in probs.values()}
-    if len(probs) > 1 and len(labels) > 1:
-        flags.append("The models disagree: at least one of them is wrong."
-                     + _disagreement_record(probs, measured))
-    return flags
-
-
-def _disagreement_record(probs: Mapping[str, np.ndarray],
-                         measured: Mapping[str, Mapping[str, Any]]) -> str:
-    """How often each model was right on the test images where the models disagreed."""
-    right = []
-    for m in probs:
-        r = (measured.get(m) or {}).get("disagree")
-        acc = r.get("accuracy_flagged") if isinstance(r, Mapping) else None
-        if isinstance(acc, float | int):
-            right.append(f"{display_name(m)} {acc:.0%}")
-    if not right:
-        return ""
-    return (" On the test images where they disagreed, each was right: "
-            + ", ".join(right) + ".")
 
 
 # --------------------------------------------------------------------------- explanations

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import core, runinfo
+from dashboard import core, flags, runinfo
 from pipeline.artifacts import ArtifactError, Run, RunInfo, list_runs, open_run, read_json
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 
@@ -188,7 +188,7 @@ def shifted_accuracy(run: Run) -> dict[str, float | None]:
         report = run_json(run, "robustness.json")
     except ArtifactError:
         return {}
-    return core.middle_severity_accuracy(report)
+    return flags.middle_severity_accuracy(report)
 
 
 def flag_accuracy(run: Run) -> dict[str, dict]:

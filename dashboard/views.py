@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard import core
+from dashboard import core, flags
 from dashboard import figures as F
 from dashboard.inference import Results, Settings, box_in_frame, layer_text, peak_in_box
 from dashboard.report_pdf import Page, PageModel, report_pdf
@@ -119,7 +119,7 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     """Good image j's flags in plain words: about its answers (weak, unlike the training data,
     disagreement) and about its heatmaps (evidence mostly outside the brain, or none at all)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
-    answers = core.answer_flags(results.probs, j, results.low_below, results.unlike(j),
+    answers = flags.answer_flags(results.probs, j, results.low_below, results.unlike(j),
                                 results.shifted_accuracy, results.class_names, size,
                                 results.by_size, results.flag_accuracy)
     shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain ({rs[j].outside_head:.0%} "

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from dashboard import core, runinfo
+from dashboard import flags as dflags
 from pipeline.artifacts import ArtifactError, open_run
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -292,14 +293,14 @@ def test_run_labels_and_data_folder_without_machine_paths():
 def test_answer_flags_in_plain_words():
     probs = {"custom_cnn": np.array([[0.40, 0.30, 0.20, 0.10]]),
              "mobilenetv2": np.array([[0.05, 0.05, 0.05, 0.85]])}
-    flags = core.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
+    flags = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
                               {"custom_cnn": None, "mobilenetv2": True},
                               {"mobilenetv2": 0.81})
     assert len(flags) == 3
     assert flags[0].startswith("Weak answer from Custom CNN: 40% confidence")
     assert "unlike MobileNetV2's training data" in flags[1] and "81% accurate" in flags[1]
     assert flags[2].startswith("The models disagree")
-    calm = core.answer_flags({"custom_cnn": np.array([[0.9, 0.1]])}, 0, {"custom_cnn": 0.6},
+    calm = dflags.answer_flags({"custom_cnn": np.array([[0.9, 0.1]])}, 0, {"custom_cnn": 0.6},
                              {"custom_cnn": False}, {})
     assert calm == []
 
@@ -312,7 +313,7 @@ def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
                        "unlike": {"accuracy_flagged": 0.52, "accuracy_unflagged": None},
                        "disagree": {"accuracy_flagged": 0.179}},
         "mobilenetv2": {"disagree": {"accuracy_flagged": 0.581}, "unlike": "damaged"}}
-    flags = core.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
+    flags = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
                               {"custom_cnn": True, "mobilenetv2": True}, {}, (), None, None,
                               measured)
     assert flags[0].endswith("Its test answers this weak were right 37% of the time "
@@ -322,7 +323,7 @@ def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
     assert flags[2].endswith("treat its answer with caution.")  # damaged entry: nothing added
     assert flags[3] == ("The models disagree: at least one of them is wrong. On the test images "
                         "where they disagreed, each was right: Custom CNN 18%, MobileNetV2 58%.")
-    unmeasured = core.answer_flags(probs, 0, {"custom_cnn": 0.6}, {}, {})
+    unmeasured = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6}, {}, {})
     assert unmeasured[0].endswith("were right less than 90 % of the time.")
 
 
@@ -336,7 +337,7 @@ def test_a_no_tumour_answer_at_another_pixel_size_is_flagged():
     says_none = {"custom_cnn": np.array([[0.05, 0.05, 0.85, 0.05]])}
 
     def flags(probs, size, groups):
-        return core.answer_flags(probs, 0, {}, {}, {}, classes, size, {"custom_cnn": groups})
+        return dflags.answer_flags(probs, 0, {}, {}, {}, classes, size, {"custom_cnn": groups})
 
     got = flags(says_none, "256x256", by_size)
     assert got == ["Custom CNN says no tumour, but this image is not 512x512 like most of its "
@@ -346,18 +347,18 @@ def test_a_no_tumour_answer_at_another_pixel_size_is_flagged():
     says_glioma = {"custom_cnn": np.array([[0.85, 0.05, 0.05, 0.05]])}
     assert flags(says_glioma, "256x256", by_size) == []  # a tumour answer: nothing to rule out
     small_gap = {**by_size, "other_sizes": {**by_size["other_sizes"],
-                                            "sensitivity": 1.0 - core.SIZE_GAP / 2}}
+                                            "sensitivity": 1.0 - dflags.SIZE_GAP / 2}}
     assert flags(says_none, "256x256", small_gap) == []
     assert flags(says_none, "256x256", None) == []  # a run evaluated before the breakdown
-    assert core.size_gap(by_size) == (1.0, 0.611) and core.size_gap(small_gap) is None
+    assert dflags.size_gap(by_size) == (1.0, 0.611) and dflags.size_gap(small_gap) is None
 
 
 def test_middle_severity_accuracy_of_a_robustness_report():
     rows = [{"accuracy": 0.9}, {"accuracy": 0.8}, {"accuracy": 0.5}]
     report = {"models": {"m": {"shifts": {"blur": rows, "noise": [*rows[:1], {"accuracy": 0.6},
                                                                    rows[2]]}}}}
-    assert core.middle_severity_accuracy(report)["m"] == pytest.approx(0.7)
-    assert core.middle_severity_accuracy({"models": {"m": {"shifts": {}}}}) == {"m": None}
+    assert dflags.middle_severity_accuracy(report)["m"] == pytest.approx(0.7)
+    assert dflags.middle_severity_accuracy({"models": {"m": {"shifts": {}}}}) == {"m": None}
 
 
 def test_decode_notes_and_plain_layer_names():

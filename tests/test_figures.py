@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dashboard import figures as F
-from dashboard.core import SIZE_GAP
+from dashboard.flags import SIZE_GAP
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 

@@ -13,7 +13,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.core import size_gap
 from dashboard.figures.common import (
     FigureDataError,
     _fmt,
@@ -22,6 +21,7 @@ from dashboard.figures.common import (
     model_color,
     model_label,
 )
+from dashboard.flags import size_gap
 
 # --------------------------------------------------------------------------- confusion matrix
 
@@ -423,7 +423,7 @@ def size_group_table(metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame |
 
 def size_gaps(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Plain sentences for models whose tumour sensitivity on other-size images is more than
-    `core.SIZE_GAP` below that on the commonest size."""
+    `flags.SIZE_GAP` below that on the commonest size."""
     out = []
     for name, m in metrics.items():
         groups = m.get("by_size") or {}
