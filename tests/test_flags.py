@@ -78,6 +78,18 @@ def test_audit_of_real_prediction_files(tmp_path: Path):
     assert (first["right when flagged"], first["right otherwise"]) == ("33%", "100%")
 
 
+def test_a_damaged_predictions_file_is_one_clear_error(tmp_path: Path):
+    from pipeline.artifacts import ArtifactError
+
+    path = tmp_path / "predictions.csv"
+    path.write_text("path,true,predicted,p_a,p_b,correct\nx.jpg,a,a,0.9,oops,1\n")
+    with pytest.raises(ArtifactError, match=r"damaged at line 2 .*re-run"):
+        read_predictions(path)
+    path.write_text("path,true,p_a,p_b,correct\nx.jpg,a,0.9,0.1,1\n")  # no "predicted"
+    with pytest.raises(ArtifactError, match="damaged at line 2"):
+        read_predictions(path)
+
+
 def test_flag_table_skips_what_audit_would_not_write():
     damaged = {"models": {"cnn": {"weak": {"flagged": "3"}, "any": [1]}, "x": 5}}
     assert flag_table(damaged) == []

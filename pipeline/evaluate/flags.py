@@ -55,14 +55,20 @@ def flag_split(correct: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
 
 
 def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
-    """predictions.csv as {path: {"predicted": label, "confidence": max p, "correct": bool}}."""
+    """predictions.csv as {path: {"predicted": label, "confidence": max p, "correct": bool}};
+    ArtifactError (one line, with the fix) for a file that is not one."""
     out = {}
     with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            probs = [float(v) for k, v in row.items() if k.startswith("p_")]
-            out[restore_cell(row["path"])] = {"predicted": row["predicted"],
-                                              "confidence": max(probs),
-                                              "correct": row["correct"] == "1"}
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                probs = [float(v) for k, v in row.items() if k.startswith("p_")]
+                out[restore_cell(row["path"])] = {"predicted": row["predicted"],
+                                                  "confidence": max(probs),
+                                                  "correct": row["correct"] == "1"}
+            except (KeyError, TypeError, ValueError) as exc:
+                raise artifacts.ArtifactError(
+                    f"{path} is damaged at line {line} ({type(exc).__name__}: {exc}); re-run "
+                    "`python -m pipeline evaluate` for this run") from None
     return out
 
 
