@@ -58,12 +58,12 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     measured = flag_accuracy or {}
 
     def on_test(model: str, flag: str, what: str) -> str:
-        r = (measured.get(model) or {}).get(flag)
-        if not isinstance(r, Mapping) or not isinstance(r.get("accuracy_flagged"), float | int):
+        acc = _measured(measured, model, flag, "accuracy_flagged")
+        if acc is None:
             return ""
-        rest = r.get("accuracy_unflagged")
-        rest = f" ({rest:.0%} otherwise)" if isinstance(rest, float | int) else ""
-        return f" Its test answers {what} were right {r['accuracy_flagged']:.0%} of the time{rest}."
+        rest = _measured(measured, model, flag, "accuracy_unflagged")
+        rest = f" ({rest:.0%} otherwise)" if rest is not None else ""
+        return f" Its test answers {what} were right {acc:.0%} of the time{rest}."
 
     for model, p in probs.items():
         name = display_name(model)
@@ -97,13 +97,17 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
 def _disagreement_record(probs: Mapping[str, np.ndarray],
                          measured: Mapping[str, Mapping[str, Any]]) -> str:
     """How often each model was right on the test images where the models disagreed."""
-    right = []
-    for m in probs:
-        r = (measured.get(m) or {}).get("disagree")
-        acc = r.get("accuracy_flagged") if isinstance(r, Mapping) else None
-        if isinstance(acc, float | int):
-            right.append(f"{display_name(m)} {acc:.0%}")
+    right = [f"{display_name(m)} {acc:.0%}" for m in probs
+             if (acc := _measured(measured, m, "disagree", "accuracy_flagged")) is not None]
     if not right:
         return ""
     return (" On the test images where they disagreed, each was right: "
             + ", ".join(right) + ".")
+
+
+def _measured(measured: Mapping[str, Any], model: str, flag: str, key: str) -> float | None:
+    """flags.json's `key` for a model's warning, or None where absent or not a number."""
+    entry = measured.get(model)
+    r = entry.get(flag) if isinstance(entry, Mapping) else None
+    v = r.get(key) if isinstance(r, Mapping) else None
+    return float(v) if isinstance(v, float | int) and not isinstance(v, bool) else None
