@@ -40,8 +40,10 @@ class ModelConfig:
     standardize: bool = False  # per-image intensity standardisation over the head, in the model
     augment_strength: str = "light"  # "light": flip/rotate/zoom/contrast; "gamma": + random
     # gamma; "mri": + gamma, bias field, mild noise and blur (scanner differences); "sequence":
-    # "mri" + random intensity curves that may reorder grey levels (T1 <-> T2); "strong":
-    # + shifts, brightness, stronger contrast, noise, blur and random erasing (shortcut-breaking)
+    # "mri" + random intensity curves that may reorder grey levels (T1 <-> T2); "mri-wide":
+    # "mri" + the wider zoom and the shifts of "strong" (other sources frame slices differently);
+    # "strong": + shifts, brightness, stronger contrast, noise, blur and random erasing
+    # (shortcut-breaking)
     # explanation-guided training ("right for the right reasons"); transfer models: fine-tuning
     guidance: float = 0.0  # weight of the penalty on Grad-CAM evidence outside the tumour box
     # (boxed tumour images) or outside the head (all others); 0 = off

@@ -171,7 +171,7 @@ def _try_download(model_name: str) -> None:
         socket.setdefaulttimeout(old)
 
 
-AUG_STRENGTHS = ("light", "gamma", "mri", "sequence", "strong")
+AUG_STRENGTHS = ("light", "gamma", "mri", "mri-wide", "sequence", "strong")
 
 
 def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.Layer, bool]]:
@@ -183,18 +183,20 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     only. "mri" adds what differs between MRI scanners without hiding anatomy: gamma, a smooth
     bias field, mild noise and blur. "sequence" is "mri" plus, for half the images, a random
     intensity curve that may reorder grey levels (one MRI sequence's contrast made into
-    another's). "strong" adds what differs between scanners and exports, so that none of it can
+    another's). "mri-wide" is "mri" with the wider geometry of "strong" (zoom 0.2, translation):
+    the other sources' slices are often framed tighter or off-centre. "strong" adds what differs between scanners and exports, so that none of it can
     serve as a class cue: translation, a wider zoom, brightness, stronger contrast, Gaussian
     noise, blur and random erasing (covers corners and burnt-in text as well as anatomy).
     """
     if strength not in AUG_STRENGTHS:
         raise ValueError(f"augment_strength must be one of {AUG_STRENGTHS}, got {strength!r}")
     strong = strength == "strong"
+    wide = strength in ("strong", "mri-wide")  # framing differs between sources, too
     layers: list[tuple[keras.Layer, bool]] = [
         (keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip"), True),
         (keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1,
                                      name="aug_rotate"), True),
-        (keras.layers.RandomZoom(0.2 if strong else 0.1, fill_mode="constant", seed=seed + 2,
+        (keras.layers.RandomZoom(0.2 if wide else 0.1, fill_mode="constant", seed=seed + 2,
                                  name="aug_zoom"), True),
         # RandomContrast expects values in [0, 255] here and clips to value_range.
         (keras.layers.RandomContrast(0.4 if strong else 0.15, value_range=(0, 255),
@@ -202,9 +204,12 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     ]
     if strength == "gamma":  # the one shift that costs the guided custom CNN most (issue #16)
         return layers + [(RandomGamma(1.6, seed=seed + 9, name="aug_gamma"), False)]
-    if strength in ("mri", "sequence"):
+    translate = [(keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
+                                                 name="aug_translate"), True)]
+    if strength in ("mri", "mri-wide", "sequence"):
         remap = [(RandomIntensityRemap(0.5, seed=seed + 11, name="aug_remap"), False)]
-        return layers + (remap if strength == "sequence" else []) + [
+        return layers + (translate if wide else []) + (
+            remap if strength == "sequence" else []) + [
             (RandomGamma(1.8, seed=seed + 9, name="aug_gamma"), False),
             (RandomBiasField(0.3, seed=seed + 10, name="aug_bias_field"), False),
             (keras.layers.RandomGaussianBlur(factor=0.3, sigma=(0.0, 1.0), value_range=(0, 255),
@@ -215,9 +220,7 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
         ]
     if not strong:
         return layers
-    return layers + [
-        (keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
-                                        name="aug_translate"), True),
+    return layers + translate + [
         (keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 5,
                                        name="aug_brightness"), False),
         (keras.layers.RandomGaussianBlur(factor=0.5, sigma=(0.0, 1.5), value_range=(0, 255),

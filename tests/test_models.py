@@ -261,6 +261,23 @@ def test_intensity_remap_can_reorder_grey_levels_and_keeps_black_black(tmp_path)
     _same_after_reload(built.model, tmp_path)
 
 
+def test_mri_wide_is_mri_with_the_wider_geometry_of_strong(tmp_path):
+    from pipeline.models import augmentation_layers
+
+    def named(strength):
+        return {layer.name: (layer, geometric) for layer, geometric in
+                augmentation_layers(0, strength)}
+
+    mri, wide, strong = named("mri"), named("mri-wide"), named("strong")
+    assert set(wide) == set(mri) | {"aug_translate"}
+    assert wide["aug_translate"][1] is True  # geometric: guidance moves the tumour mask with it
+    assert wide["aug_zoom"][0].height_factor == strong["aug_zoom"][0].height_factor == 0.2
+    assert mri["aug_zoom"][0].height_factor == 0.1
+    built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3,
+                                                     augment_strength="mri-wide"))
+    _same_after_reload(built.model, tmp_path)
+
+
 def test_residual_custom_cnn_adds_a_shortcut_to_its_two_conv_blocks(tmp_path):
     plain = build_model("custom_cnn", 4, _tiny()).model
     cfg = ModelConfig(image_size=64, width=8, depth=3, residual=True)
