@@ -184,9 +184,10 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     bias field, mild noise and blur. "sequence" is "mri" plus, for half the images, a random
     intensity curve that may reorder grey levels (one MRI sequence's contrast made into
     another's). "mri-wide" is "mri" with the wider geometry of "strong" (zoom 0.2, translation):
-    the other sources' slices are often framed tighter or off-centre. "strong" adds what differs between scanners and exports, so that none of it can
-    serve as a class cue: translation, a wider zoom, brightness, stronger contrast, Gaussian
-    noise, blur and random erasing (covers corners and burnt-in text as well as anatomy).
+    the other sources' slices are often framed tighter or off-centre. "strong" adds what
+    differs between scanners and exports, so that none of it can serve as a class cue:
+    translation, a wider zoom, brightness, stronger contrast, Gaussian noise, blur and random
+    erasing (covers corners and burnt-in text as well as anatomy).
     """
     if strength not in AUG_STRENGTHS:
         raise ValueError(f"augment_strength must be one of {AUG_STRENGTHS}, got {strength!r}")
