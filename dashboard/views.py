@@ -120,8 +120,8 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     disagreement) and about its heatmaps (evidence mostly outside the brain, or none at all)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
     answers = flags.answer_flags(results.probs, j, results.low_below, results.unlike(j),
-                                results.shifted_accuracy, results.class_names, size,
-                                results.by_size, results.flag_accuracy)
+                                 results.shifted_accuracy, results.class_names, size,
+                                 results.by_size, results.flag_accuracy)
     shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain ({rs[j].outside_head:.0%} "
                  "of the hottest 10% outside the head)." for m, rs in results.per_model.items()
                  if rs[j].outside_head_flag]

@@ -294,14 +294,14 @@ def test_answer_flags_in_plain_words():
     probs = {"custom_cnn": np.array([[0.40, 0.30, 0.20, 0.10]]),
              "mobilenetv2": np.array([[0.05, 0.05, 0.05, 0.85]])}
     flags = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
-                              {"custom_cnn": None, "mobilenetv2": True},
-                              {"mobilenetv2": 0.81})
+                                {"custom_cnn": None, "mobilenetv2": True},
+                                {"mobilenetv2": 0.81})
     assert len(flags) == 3
     assert flags[0].startswith("Weak answer from Custom CNN: 40% confidence")
     assert "unlike MobileNetV2's training data" in flags[1] and "81% accurate" in flags[1]
     assert flags[2].startswith("The models disagree")
     calm = dflags.answer_flags({"custom_cnn": np.array([[0.9, 0.1]])}, 0, {"custom_cnn": 0.6},
-                             {"custom_cnn": False}, {})
+                               {"custom_cnn": False}, {})
     assert calm == []
 
 
@@ -314,8 +314,8 @@ def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
                        "disagree": {"accuracy_flagged": 0.179}},
         "mobilenetv2": {"disagree": {"accuracy_flagged": 0.581}, "unlike": "damaged"}}
     flags = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
-                              {"custom_cnn": True, "mobilenetv2": True}, {}, (), None, None,
-                              measured)
+                                {"custom_cnn": True, "mobilenetv2": True}, {}, (), None, None,
+                                measured)
     assert flags[0].endswith("Its test answers this weak were right 37% of the time "
                              "(76% otherwise).")
     assert flags[1].endswith("Its test answers on images flagged so were right 52% of the "
