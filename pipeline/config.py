@@ -52,11 +52,18 @@ class ModelConfig:
     # that size (in the Sartaj data: the source) stops paying as a class cue; 0 = off
     guidance_score: str = "log_prob"  # the penalised Grad-CAM explains log p(true class), as
     # the shipped recipes were chosen with, or "logit": the map the dashboard draws (issue #17)
+    transplant: float = 0.0  # guided from-scratch models: chance that a no-tumour image of a
+    # batch also yields a composite with a boxed tumour of that batch blended in, labelled as
+    # the donor (pipeline/transplant.py: the background's source stops telling the class); 0 = off
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:  # fail at load, not after the data pass
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, "
                              f"got {self.lr_schedule!r}")
+        if not 0.0 <= self.transplant <= 1.0:
+            raise ValueError(f"transplant is a probability in [0, 1], got {self.transplant}")
+        if self.transplant > 0 and self.guidance <= 0:  # it needs the boxes guidance loads
+            raise ValueError("transplant needs guidance > 0 (it uses the tumour boxes)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

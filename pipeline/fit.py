@@ -346,6 +346,9 @@ def _cached_activations(job: FitJob, bottom: keras.Model, cut: str,
 def _fit_transfer_cached(job: FitJob) -> None:
     """Two-phase transfer learning on cached activations (see the module docstring)."""
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
+    if mc.transplant > 0:  # its views are cached before any batch exists to transplant in
+        raise ValueError(f"transplant is for from-scratch models; set {built.name}'s "
+                         f"transplant to 0")
     model = built.model
     cut = split_point(model, mc.finetune_layers)
     bottom = keras.Model(model.input, model.get_layer(cut).input, name="bottom")
@@ -359,7 +362,7 @@ def _fit_transfer_cached(job: FitJob) -> None:
     guide = None
     if guided:  # explanation-guided fine-tuning: the regions where evidence belongs, per view
         fmap = top.get_layer(built.gradcam_layer).output.shape[1:3]
-        guide = (guidance.prepare(job), (int(fmap[0]), int(fmap[1])))
+        guide = (guidance.prepare(job)[0], (int(fmap[0]), int(fmap[1])))
     feats, feats_val, small = _cached_activations(job, bottom, cut, guide)
     del guide
 

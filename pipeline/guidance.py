@@ -100,9 +100,12 @@ class GuidedTrainer(keras.Model):
 
     def __init__(self, core: keras.Model, feature_layer: str, weight: float,
                  augment: list[tuple[keras.Layer, bool]],
-                 features: keras.Model | None = None, score: str = "log_prob") -> None:
+                 features: keras.Model | None = None, score: str = "log_prob",
+                 transplant: float = 0.0, seed: int = 0) -> None:
         """`features` maps the core's input to (feature map, probabilities); by default it is
-        cut from `core` (give it for a core that was itself cut from a bigger graph)."""
+        cut from `core` (give it for a core that was itself cut from a bigger graph).
+        `transplant` > 0 expects batches with per-image roles (`guided_dataset(roles=...)`)
+        and appends tumour transplants (pipeline/transplant.py) before augmentation."""
         super().__init__(name=f"{core.name}_guided")
         self.core = core
         self.features = features or keras.Model(
@@ -110,6 +113,8 @@ class GuidedTrainer(keras.Model):
         self.weight = float(weight)
         self.score = score
         self.augment = augment
+        self.transplant = float(transplant)
+        self.seed = keras.random.SeedGenerator(seed) if transplant > 0 else None
         self.head = core.get_layer("predictions")
         self.outside = keras.metrics.Mean(name="outside_share")
 
@@ -132,8 +137,14 @@ class GuidedTrainer(keras.Model):
         import tensorflow as tf
         from keras import ops
 
-        (x, allowed), y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, allowed = self._augmented(ops.cast(x, "float32"), allowed)
+        inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, allowed = ops.cast(inputs[0], "float32"), inputs[1]
+        if self.transplant > 0:
+            from pipeline.transplant import transplant
+
+            x, allowed, y, sample_weight = transplant(x, allowed, y, inputs[2], self.transplant,
+                                                      self.seed, sample_weight)
+        x, allowed = self._augmented(x, allowed)
         with tf.GradientTape() as tape:
             fmap, probs = self.features(x, training=True)
             ce = self.compute_loss(x=x, y=y, y_pred=probs, sample_weight=sample_weight)
@@ -158,19 +169,22 @@ _FORMS = {"log_prob": "log p(true class)", "logit": "the true class's logit"}
 
 
 def guided_dataset(x: np.ndarray, allowed: np.ndarray, y1h: np.ndarray, batch: int,
-                   seed: int) -> Any:
-    """Shuffled batches of ((float32 pixels, float32 allowed mask), one-hot labels)."""
+                   seed: int, roles: np.ndarray | None = None) -> Any:
+    """Shuffled batches of ((float32 pixels, float32 allowed mask[, int32 roles]), one-hot
+    labels); roles (pipeline/transplant.py) for a trainer with transplants."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(((x, allowed), y1h.astype("float32")))
+    inputs = (x, allowed) if roles is None else (x, allowed, roles.astype("int32"))
+    ds = tf.data.Dataset.from_tensor_slices((inputs, y1h.astype("float32")))
     ds = ds.shuffle(max(1, len(x)), seed=seed, reshuffle_each_iteration=True).batch(batch)
-    ds = ds.map(lambda a, b: ((tf.cast(a[0], tf.float32), tf.cast(a[1], tf.float32)), b),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda a, b: ((tf.cast(a[0], tf.float32), tf.cast(a[1], tf.float32), *a[2:]),
+                              b), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def prepare(job: Any) -> np.ndarray:
-    """The training images' allowed regions (N, size, size) uint8, recorded in the job's state."""
+def prepare(job: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The training images' allowed regions (N, size, size) uint8 and which had a tumour box
+    (N,) bool, recorded in the job's state."""
     built, mc = job.built, job.mc
     if mc.guidance_score not in SCORES:  # before the mask pass, not at the first step
         raise ValueError(f"guidance_score must be one of {SCORES}, got {mc.guidance_score!r}")
@@ -181,10 +195,11 @@ def prepare(job: Any) -> np.ndarray:
                           "masks_dir": _shown(job.masks_dir),
                           "layer": built.gradcam_layer,
                           "form": f"Grad-CAM of {_FORMS[mc.guidance_score]}",
-                          "phases": ["finetune"] if built.transfer else ["train"]}
+                          "phases": ["finetune"] if built.transfer else ["train"],
+                          "transplant": mc.transplant}
     job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
             f"{len(boxed)} training images (the rest: head region)")
-    return allowed
+    return allowed, boxed
 
 
 def fit_guided(job: Any) -> None:
@@ -200,15 +215,21 @@ def fit_guided(job: Any) -> None:
                          f"true), or set its guidance to 0")
     if "train" in state.phase_done:  # a resumed run whose training had finished: no mask pass
         return
-    allowed = prepare(job)
+    allowed, boxed = prepare(job)
     augment = augmentation_layers(cfg.seed, mc.augment_strength) if cfg.augment else []
     trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment,
-                            score=mc.guidance_score)
+                            score=mc.guidance_score, transplant=mc.transplant, seed=cfg.seed)
+    part = None
+    if mc.transplant > 0:  # who gives a tumour box, who receives one
+        from pipeline.names import NO_TUMOR
+        from pipeline.transplant import roles
+
+        part = roles(boxed, [r.label for r in job.train.records], NO_TUMOR)
     y_tr = keras.utils.to_categorical(job.train.y, job.num_classes)
     y_va = keras.utils.to_categorical(job.val.y, job.num_classes)
     from pipeline import data
 
-    ds_tr = guided_dataset(job.train.x, allowed, y_tr, cfg.batch_size, cfg.seed)
+    ds_tr = guided_dataset(job.train.x, allowed, y_tr, cfg.batch_size, cfg.seed, part)
     ds_va = data.make_tf_dataset(job.val.x, y_va, cfg.batch_size)
     _compile(trainer, mc, mc.learning_rate, job.num_classes)
     trainer.fit(ds_tr, validation_data=ds_va, epochs=mc.epochs,

@@ -1,0 +1,105 @@
+"""Tumour transplants (pipeline/transplant.py): composites appended to a batch, labelled and
+boxed as the donor, blended at the recipient's brightness; and a guided step that uses them."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline.config import ModelConfig
+from pipeline.transplant import DONOR, NEITHER, RECIPIENT, roles, transplant
+
+
+def _batch() -> tuple[np.ndarray, ...]:
+    """A donor (dim head, bright 8x8 'tumour' with its box), a no-tumour recipient (brighter
+    head) and an image of a third kind, 32 px."""
+    x = np.zeros((3, 32, 32, 3), "float32")
+    x[:, 4:28, 4:28] = np.array([60.0, 120.0, 90.0])[:, None, None, None]  # heads: donor 60,
+    # recipient 120
+    x[0, 12:20, 12:20] = 150.0  # the donor's tumour
+    allowed = np.zeros((3, 32, 32), "float32")
+    allowed[0, 10:22, 10:22] = 1.0  # the donor's box
+    allowed[1:, 4:28, 4:28] = 1.0  # heads for the rest
+    y = np.eye(3, dtype="float32")[[0, 2, 1]]  # glioma, no_tumor, meningioma
+    role = np.array([DONOR, RECIPIENT, NEITHER], "int32")
+    weight = np.array([1.0, 3.0, 2.0], "float32")
+    return x, allowed, y, role, weight
+
+
+def test_roles_mark_boxed_images_as_donors_and_no_tumour_images_as_recipients():
+    got = roles(np.array([True, False, False]), ["glioma", "no_tumor", "glioma"], "no_tumor")
+    assert got.tolist() == [DONOR, RECIPIENT, NEITHER]
+
+
+def test_a_composite_is_the_recipient_with_the_donors_tumour_and_label():
+    x, allowed, y, role, weight = _batch()
+    out_x, out_m, out_y, out_w = (np.asarray(a) for a in transplant(
+        x, allowed, y, role, 1.0, keras.random.SeedGenerator(0), weight))
+    assert out_x.shape == (4, 32, 32, 3)  # the originals stay, one composite appended
+    np.testing.assert_array_equal(out_x[:3], x)
+    comp = out_x[3]
+    np.testing.assert_array_equal(out_y[3], y[0])  # labelled as the donor
+    np.testing.assert_array_equal(out_m[3], allowed[0])  # evidence belongs in the donor's box
+    assert out_w[3] == weight[0]  # and weighed as the donor's class
+    # The tumour arrives at the recipient's brightness (donor head 60 -> recipient 120: gain 2,
+    # then clipped to 255), the head far from the box is the recipient's own.
+    assert comp[16, 16, 0] == pytest.approx(255.0)
+    assert comp[5, 5, 0] == pytest.approx(120.0)
+
+
+@pytest.mark.parametrize("rate,keep", [(0.0, [DONOR, RECIPIENT, NEITHER]),
+                                       (1.0, [NEITHER, RECIPIENT, NEITHER]),
+                                       (1.0, [DONOR, NEITHER, NEITHER])])
+def test_no_composite_without_rate_donor_or_recipient(rate, keep):
+    x, allowed, y, _, weight = _batch()
+    out_x, _, out_y, out_w = transplant(x, allowed, y, np.array(keep, "int32"), rate,
+                                        keras.random.SeedGenerator(0), weight)
+    assert np.asarray(out_x).shape[0] == 3 and np.asarray(out_y).shape[0] == 3
+    assert np.asarray(out_w).shape == (3,)
+
+
+def test_a_guided_step_trains_on_the_composites():
+    from pipeline.fit import _compile
+    from pipeline.guidance import GuidedTrainer, guided_dataset
+    from pipeline.models import build_model
+
+    mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, transplant=1.0)
+    built = build_model("custom_cnn", 3, mc, augment=False)
+    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment=[],
+                            transplant=mc.transplant, seed=0)
+    _compile(trainer, mc, mc.learning_rate, 3)
+    x, allowed, y, role, _ = _batch()
+    ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0, role)
+    (inputs, _labels), = list(ds)
+    assert len(inputs) == 3  # pixels, allowed region, roles
+    seen: list[int] = []
+    real = trainer.compute_loss
+
+    def spy(x=None, y=None, y_pred=None, sample_weight=None, **kw):
+        seen.append(int(y.shape[0]))  # eager below: the batch the loss saw
+        return real(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kw)
+
+    trainer.compute_loss = spy
+    trainer.run_eagerly = True
+    logs = trainer.fit(ds, epochs=1, verbose=0).history
+    assert seen == [4]  # three images plus the composite
+    assert np.isfinite(logs["loss"][0])
+
+
+def test_the_blend_ramps_across_the_box_edge():
+    from pipeline.transplant import _soft
+
+    box = np.zeros((1, 32, 32), "float32")
+    box[0, 10:22, 10:22] = 1.0
+    alpha = np.asarray(_soft(box))[0]
+    assert alpha[16, 16] == pytest.approx(1.0) and alpha[16, 2] == 0.0
+    ramp = alpha[16, 6:14]  # across the left edge: rising, never a step from 0 to 1
+    assert np.all(np.diff(ramp) >= 0) and 0 < ramp[3] < 1 and 0 < ramp[4] < 1
+
+
+def test_transplant_is_refused_without_guidance_and_outside_0_1():
+    with pytest.raises(ValueError, match="needs guidance"):
+        ModelConfig(transplant=0.5)
+    with pytest.raises(ValueError, match="probability"):
+        ModelConfig(guidance=1.0, transplant=1.5)
