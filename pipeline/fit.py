@@ -284,8 +284,20 @@ def augment_in_model(name: str, mc: ModelConfig, cfg: TrainConfig) -> bool:
     return cfg.augment and not guided_outside
 
 
+def check_recipe(name: str, mc: ModelConfig, cfg: TrainConfig) -> None:
+    """Refuse, before any data is read, what a model's training cannot do."""
+    if name not in BACKBONES:
+        return
+    if mc.guidance > 0 and not cfg.cache_features:  # guided only on cached views (fine-tuning)
+        raise ValueError(f"guidance for {name} needs cached features (cache_features "
+                         f"true), or set its guidance to 0")
+    if mc.transplant > 0:  # its views are cached before any batch exists to transplant in
+        raise ValueError(f"transplant is for from-scratch models; set {name}'s transplant to 0")
+
+
 def fit(job: FitJob) -> None:
     """Train `job.built.model`; transfer models on cached activations when the config says so."""
+    check_recipe(job.built.name, job.mc, job.cfg)
     if job.built.transfer and job.cfg.cache_features:
         _fit_transfer_cached(job)  # guided in its fine-tuning phase when mc.guidance > 0
     elif job.mc.guidance > 0:
@@ -346,9 +358,6 @@ def _cached_activations(job: FitJob, bottom: keras.Model, cut: str,
 def _fit_transfer_cached(job: FitJob) -> None:
     """Two-phase transfer learning on cached activations (see the module docstring)."""
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
-    if mc.transplant > 0:  # its views are cached before any batch exists to transplant in
-        raise ValueError(f"transplant is for from-scratch models; set {built.name}'s "
-                         f"transplant to 0")
     model = built.model
     cut = split_point(model, mc.finetune_layers)
     bottom = keras.Model(model.input, model.get_layer(cut).input, name="bottom")

@@ -210,9 +210,6 @@ def fit_guided(job: Any) -> None:
     from pipeline.models import augmentation_layers
 
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
-    if built.transfer:
-        raise ValueError(f"guidance for {built.name} needs cached features (cache_features "
-                         f"true), or set its guidance to 0")
     if "train" in state.phase_done:  # a resumed run whose training had finished: no mask pass
         return
     allowed, boxed = prepare(job)

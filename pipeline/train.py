@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline import artifacts, data, distribute
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.fit import FitJob, ModelState, augment_in_model, fit
+from pipeline.fit import FitJob, ModelState, augment_in_model, check_recipe, fit
 from pipeline.memory import peak_rss_mb
 from pipeline.models import BuiltModel, build_model, count_params
 from pipeline.names import Progress, display_name, no_progress
@@ -232,6 +232,8 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
             if (writer.tmp / "state.json").is_file() else {}
     if data_dir is None:
         raise data.DatasetError("no data folder given")
+    for name in models:  # a recipe the model cannot train fails now, not after the data pass
+        check_recipe(name, cfg.models.get(name) or ModelConfig(), cfg)
     ds = data.discover(data_dir)
     if resume:
         splits = data.splits_from_json(artifacts.read_json(writer.tmp / "splits.json"), ds.root)

@@ -103,3 +103,15 @@ def test_transplant_is_refused_without_guidance_and_outside_0_1():
         ModelConfig(transplant=0.5)
     with pytest.raises(ValueError, match="probability"):
         ModelConfig(guidance=1.0, transplant=1.5)
+
+
+def test_transplant_for_a_transfer_model_is_refused_before_the_data_is_read(tmp_path):
+    from pipeline.config import profile
+    from pipeline.train import train_run
+
+    cfg = profile("smoke")
+    cfg.models["mobilenetv2"].transplant = 0.5
+    missing = tmp_path / "no-such-data"  # reading it would fail differently
+    with pytest.raises(ValueError, match="transplant is for from-scratch models"):
+        train_run(cfg, missing, tmp_path / "out", ["mobilenetv2"])
+    assert not list((tmp_path / "out").rglob("run.json"))  # no run was started
