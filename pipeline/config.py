@@ -38,6 +38,8 @@ class ModelConfig:
     label_smoothing: float = 0.05  # softens one-hot targets; helps calibration on noisy labels
     # robustness to other scanners (issue: shift validation); both off = the recipe shipped so far
     standardize: bool = False  # per-image intensity standardisation over the head, in the model
+    equalize: bool = False  # per-image histogram equalisation over the head, in the model
+    # (layers.HeadEqualization: removes any monotonic intensity curve; excludes standardize)
     augment_strength: str = "light"  # "light": flip/rotate/zoom/contrast; "gamma": + random
     # gamma; "mri": + gamma, bias field, mild noise and blur (scanner differences); "sequence":
     # "mri" + random intensity curves that may reorder grey levels (T1 <-> T2); "mri-wide":
@@ -60,6 +62,9 @@ class ModelConfig:
         if self.lr_schedule not in LR_SCHEDULES:  # fail at load, not after the data pass
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, "
                              f"got {self.lr_schedule!r}")
+        if self.equalize and self.standardize:
+            raise ValueError("equalize and standardize are two intensity normalisations: "
+                             "choose one")
         if not 0.0 <= self.transplant <= 1.0:
             raise ValueError(f"transplant is a probability in [0, 1], got {self.transplant}")
         if self.transplant > 0 and self.guidance <= 0:  # it needs the boxes guidance loads

@@ -53,6 +53,55 @@ class HeadStandardization(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class HeadEqualization(keras.layers.Layer):
+    """Per image: grey level -> its rank among the head's pixels (histogram equalisation over
+    the head), scaled to [`low`, `high`]; background pixels become `low`.
+
+    Why, beyond `HeadStandardization`: in the Sartaj data the tumour images are dark,
+    low-contrast T1 exports and the no-tumour images bright, high-contrast ones, and other
+    sources' tumour images look like the latter. Standardising removes gain and offset only;
+    equalising removes every monotonic intensity curve (gamma, window, contrast), so that cue
+    is gone for any scanner. The mapping is the head's cumulative histogram of the channel
+    mean (256 bins), interpolated within a bin, so gradients with respect to the input exist
+    (the local histogram density) and input-gradient explanations keep working.
+    """
+
+    BINS = 256
+
+    def __init__(self, threshold: float = 10.0, low: float = 0.0, high: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.threshold, self.low, self.high = threshold, low, high
+
+    def call(self, x: Any) -> Any:
+        import tensorflow as tf
+
+        x = tf.cast(x, tf.float32)
+        grey = tf.clip_by_value(tf.reduce_mean(x, axis=-1), 0.0, self.BINS - 1e-3)
+        n, h, w = tf.shape(grey)[0], tf.shape(grey)[1], tf.shape(grey)[2]
+        flat = tf.reshape(grey, (n, h * w))
+        head = tf.cast(flat > self.threshold, tf.float32)
+        binned = tf.stop_gradient(tf.cast(tf.floor(flat), tf.int32))
+        ids = binned + self.BINS * tf.range(n)[:, None]
+        hist = tf.reshape(tf.math.unsorted_segment_sum(head, ids, n * self.BINS),
+                          (n, self.BINS))
+        hist = tf.stop_gradient(hist / tf.maximum(tf.reduce_sum(hist, 1, keepdims=True), 1.0))
+        below = tf.cumsum(hist, axis=1, exclusive=True)  # share of head pixels in lower bins
+        frac = flat - tf.stop_gradient(tf.floor(flat))
+        rank = (tf.gather(below, binned, batch_dims=1)
+                + frac * tf.gather(hist, binned, batch_dims=1))
+        out = self.low + (self.high - self.low) * rank * head
+        return tf.repeat(tf.reshape(out, (n, h, w, 1)), tf.shape(x)[-1], axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "threshold": self.threshold, "low": self.low,
+                "high": self.high}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomGamma(keras.layers.Layer):
     """Training only: per image, 255·(x/255)^g with log g uniform in ±log(`max_gamma`).
 

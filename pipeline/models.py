@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.config import ModelConfig
 from pipeline.layers import (
+    HeadEqualization,
     HeadStandardization,
     RandomBiasField,
     RandomGamma,
@@ -252,7 +253,12 @@ def augmentation_block(x: keras.KerasTensor, seed: int, strength: str = "light"
 def _preprocess(x: keras.KerasTensor, cfg: ModelConfig, transfer: bool,
                 backbone_preprocess: Callable[[keras.KerasTensor], keras.KerasTensor] | None
                 ) -> keras.KerasTensor:
-    """Scaling for the network: per-image head standardisation if the config asks for it."""
+    """Scaling for the network: per-image head equalisation or standardisation if the config
+    asks for it."""
+    if cfg.equalize:
+        # [0, 1] like the plain rescaling; ImageNet backbones expect [-1, 1]
+        params = dict(low=-1.0, high=1.0) if transfer else {}
+        return HeadEqualization(name="preprocess", **params)(x)
     if cfg.standardize:
         # ImageNet backbones expect roughly [-1, 1]: half a standard deviation per unit.
         params = dict(scale=0.5, clip=1.0, background=-1.0) if transfer else {}

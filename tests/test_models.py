@@ -168,6 +168,56 @@ def test_head_standardization_removes_brightness_and_contrast(tmp_path):
     assert float(np.asarray(model(head)).max()) <= 1.0
 
 
+def test_head_equalization_removes_any_monotonic_intensity_curve(tmp_path):
+    import tensorflow as tf
+
+    from pipeline.layers import HeadEqualization
+
+    rng = np.random.default_rng(1)
+    head = rng.uniform(20, 120, (2, 32, 32, 1)).repeat(3, -1).astype("float32")  # grey MRI
+    head[:, :6] = 0.0  # background rows
+    layer = HeadEqualization()
+    a = np.asarray(layer(head))
+    # another scanner's window: a gamma curve and a gain, monotonic but far from affine
+    other = head.copy()
+    other[:, 6:] = 255.0 * (other[:, 6:] / 255.0) ** 0.5 * 0.9
+    b = np.asarray(layer(other))
+    np.testing.assert_allclose(a, b, atol=0.02)  # within a bin of the same rank
+    assert np.all(a[:, :6] == 0.0)  # background at `low`, whatever its source
+    inner = a[:, 6:, :, 0]
+    assert inner.min() >= 0.0 and inner.max() <= 1.0
+    assert abs(float(inner.mean()) - 0.5) < 0.02  # ranks are uniform over the head
+    np.testing.assert_array_equal(a[..., 0], a[..., 2])  # one grey level in every channel
+    # ranks follow the input's order inside an image
+    order = np.argsort(head[0, 6:, :, :].mean(-1).ravel())
+    assert np.all(np.diff(a[0, 6:, :, 0].ravel()[order]) >= -1e-6)
+    # input gradients exist (input-gradient explanations need them) and are not all zero
+    x = tf.constant(head)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = tf.reduce_sum(layer(x) ** 2)
+    grad = tape.gradient(out, x).numpy()
+    assert np.abs(grad[:, 6:]).mean() > 0 and np.all(grad[:, :6] == 0)
+    # saved inside a model, it loads back in safe mode with its range
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, HeadEqualization(low=-1.0, high=1.0)(inputs))
+    model.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(back(head)), np.asarray(model(head)), atol=1e-6)
+    assert float(np.asarray(model(head))[:, :6].max()) == -1.0
+
+
+def test_equalize_builds_into_both_models_and_excludes_standardize():
+    cnn = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=2,
+                                                   equalize=True), weights="none")
+    assert cnn.model.get_layer("preprocess").__class__.__name__ == "HeadEqualization"
+    mnv2 = build_model("mobilenetv2", 3, ModelConfig(image_size=32, equalize=True),
+                       weights="none")
+    assert mnv2.model.get_layer("preprocess").get_config()["low"] == -1.0
+    with pytest.raises(ValueError, match="choose one"):
+        ModelConfig(equalize=True, standardize=True)
+
+
 def test_strong_augmentation_and_standardization_in_built_models():
     from pipeline.models import augmentation_block
 
