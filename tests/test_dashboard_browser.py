@@ -182,3 +182,68 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             assert page.get_by_role("button", name="Deploy").count() == 0
         finally:
             browser.close()
+
+
+def _verdicts_alone(smoke_run: Path, paths: list[Path]) -> list[str]:
+    """Each image's verdict line ("Custom CNN: glioma (87%) · MobileNetV2: …") from its own
+    AppTest session, one after another, as plain text (the browser renders the Markdown)."""
+    from streamlit.testing.v1 import AppTest
+
+    lines = []
+    for path in paths:
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=240)
+        at.run()
+        at.switch_page("app_pages/predict.py").run()
+        at.file_uploader(key="uploads").set_value([(path.name, path.read_bytes(), "image/jpeg")])
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        found = [m.value for m in at.markdown if "Custom CNN:" in m.value]
+        assert len(found) == 1, found
+        lines.append(found[0].replace("**", ""))
+    return lines
+
+
+def test_two_sessions_at_once_each_get_their_own_answer(server: str, smoke_run: Path,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    """Two users on one server upload at the same moment: the models and the result store are
+    shared by every session, yet each page must show its own image's answer."""
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(smoke_run.parent.parent))
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    test = json.loads((smoke_run / "splits.json").read_text())["test"]
+    paths = [Path(manifest["data"]["dir"]) / e["path"] for e in test[:8]]
+    lines = _verdicts_alone(smoke_run, paths)
+    # two images the models answer differently, so a mix-up cannot pass unseen
+    pair = next(((i, j) for i in range(len(paths)) for j in range(i + 1, len(paths))
+                 if lines[i] != lines[j]), None)
+    assert pair is not None, f"the smoke models answer every test image alike: {lines}"
+    images, want = [paths[k] for k in pair], [lines[k] for k in pair]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pages = [browser.new_context(viewport={"width": 1400, "height": 1700}).new_page()
+                     for _ in images]  # separate contexts: separate Streamlit sessions
+            for page in pages:
+                page.goto(f"{server}/predict", wait_until="domcontentloaded")
+            for page in pages:
+                expect(page.get_by_text("Loading the models in the background")).to_have_count(
+                    0, timeout=180_000)
+                try:
+                    expect(page.locator("input[type=file]")).to_be_attached(timeout=90_000)
+                except AssertionError:
+                    pytest.fail("no uploader on Predict:\n"
+                                + _page_report(page, tmp_path / "streamlit.log"))
+            for page, image in zip(pages, images, strict=True):  # both uploads, then answers
+                page.locator("input[type=file]").set_input_files(str(image))
+            for k, page in enumerate(pages):
+                try:
+                    expect(page.get_by_text(want[k], exact=True)).to_be_visible(timeout=180_000)
+                except AssertionError:
+                    pytest.fail(f"page {k} did not show {want[k]!r}:\n"
+                                + _page_report(page, tmp_path / "streamlit.log"))
+                assert page.get_by_text(want[1 - k], exact=True).count() == 0
+        finally:
+            browser.close()
