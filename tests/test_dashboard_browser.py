@@ -184,7 +184,7 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             browser.close()
 
 
-def _verdicts_alone(smoke_run: Path, paths: list[Path]) -> list[str]:
+def _verdicts_alone(paths: list[Path]) -> list[str]:
     """Each image's verdict line ("Custom CNN: glioma (87%) · MobileNetV2: …") from its own
     AppTest session, one after another, as plain text (the browser renders the Markdown)."""
     from streamlit.testing.v1 import AppTest
@@ -197,6 +197,7 @@ def _verdicts_alone(smoke_run: Path, paths: list[Path]) -> list[str]:
         at.file_uploader(key="uploads").set_value([(path.name, path.read_bytes(), "image/jpeg")])
         at.run()
         assert not at.exception, [e.value for e in at.exception]
+        assert not any("unexpected problem" in e.value for e in at.error)
         found = [m.value for m in at.markdown if "Custom CNN:" in m.value]
         assert len(found) == 1, found
         lines.append(found[0].replace("**", ""))
@@ -214,7 +215,7 @@ def test_two_sessions_at_once_each_get_their_own_answer(server: str, smoke_run: 
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     test = json.loads((smoke_run / "splits.json").read_text())["test"]
     paths = [Path(manifest["data"]["dir"]) / e["path"] for e in test[:8]]
-    lines = _verdicts_alone(smoke_run, paths)
+    lines = _verdicts_alone(paths)
     # two images the models answer differently, so a mix-up cannot pass unseen
     pair = next(((i, j) for i in range(len(paths)) for j in range(i + 1, len(paths))
                  if lines[i] != lines[j]), None)
