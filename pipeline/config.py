@@ -57,6 +57,9 @@ class ModelConfig:
     transplant: float = 0.0  # guided from-scratch models: chance that a no-tumour image of a
     # batch also yields a composite with a boxed tumour of that batch blended in, labelled as
     # the donor (pipeline/transplant.py: the background's source stops telling the class); 0 = off
+    erase: float = 0.0  # guided from-scratch models: chance that a boxed tumour image of a batch
+    # also yields a copy with its box filled from the other hemisphere, labelled no tumour
+    # (transplant.erase: the tumour's source stops telling the class); 0 = off
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:  # fail at load, not after the data pass
@@ -65,10 +68,12 @@ class ModelConfig:
         if self.equalize and self.standardize:
             raise ValueError("equalize and standardize are two intensity normalisations: "
                              "choose one")
-        if not 0.0 <= self.transplant <= 1.0:
-            raise ValueError(f"transplant is a probability in [0, 1], got {self.transplant}")
-        if self.transplant > 0 and self.guidance <= 0:  # it needs the boxes guidance loads
-            raise ValueError("transplant needs guidance > 0 (it uses the tumour boxes)")
+        for name in ("transplant", "erase"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {rate}")
+            if rate > 0 and self.guidance <= 0:  # it needs the boxes guidance loads
+                raise ValueError(f"{name} needs guidance > 0 (it uses the tumour boxes)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -101,11 +101,13 @@ class GuidedTrainer(keras.Model):
     def __init__(self, core: keras.Model, feature_layer: str, weight: float,
                  augment: list[tuple[keras.Layer, bool]],
                  features: keras.Model | None = None, score: str = "log_prob",
-                 transplant: float = 0.0, seed: int = 0) -> None:
+                 transplant: float = 0.0, seed: int = 0, erase: float = 0.0,
+                 no_tumor: int = -1) -> None:
         """`features` maps the core's input to (feature map, probabilities); by default it is
         cut from `core` (give it for a core that was itself cut from a bigger graph).
         `transplant` > 0 expects batches with per-image roles (`guided_dataset(roles=...)`)
-        and appends tumour transplants (pipeline/transplant.py) before augmentation."""
+        and appends tumour transplants (pipeline/transplant.py) before augmentation; so does
+        `erase` > 0, whose tumour-free copies are labelled class index `no_tumor`."""
         super().__init__(name=f"{core.name}_guided")
         self.core = core
         self.features = features or keras.Model(
@@ -114,7 +116,10 @@ class GuidedTrainer(keras.Model):
         self.score = score
         self.augment = augment
         self.transplant = float(transplant)
-        self.seed = keras.random.SeedGenerator(seed) if transplant > 0 else None
+        self.erase, self.no_tumor = float(erase), int(no_tumor)
+        if self.erase > 0 and self.no_tumor < 0:
+            raise ValueError("erase needs the no-tumour class index")
+        self.seed = keras.random.SeedGenerator(seed) if transplant > 0 or erase > 0 else None
         self.head = core.get_layer("predictions")
         self.outside = keras.metrics.Mean(name="outside_share")
 
@@ -139,11 +144,18 @@ class GuidedTrainer(keras.Model):
 
         inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, allowed = ops.cast(inputs[0], "float32"), inputs[1]
-        if self.transplant > 0:
-            from pipeline.transplant import transplant
+        if self.transplant > 0 or self.erase > 0:
+            from pipeline.transplant import erase, transplant
 
-            x, allowed, y, sample_weight = transplant(x, allowed, y, inputs[2], self.transplant,
-                                                      self.seed, sample_weight)
+            role, n = inputs[2], ops.shape(x)[0]
+            if self.transplant > 0:
+                x, allowed, y, sample_weight = transplant(x, allowed, y, role, self.transplant,
+                                                          self.seed, sample_weight)
+                # composites are neither donors nor recipients of the erasure below
+                role = ops.pad(ops.cast(role, "int32"), [[0, ops.shape(x)[0] - n]])
+            if self.erase > 0:
+                x, allowed, y, sample_weight = erase(x, allowed, y, role, self.erase, self.seed,
+                                                     self.no_tumor, sample_weight)
         x, allowed = self._augmented(x, allowed)
         with tf.GradientTape() as tape:
             fmap, probs = self.features(x, training=True)
@@ -196,7 +208,7 @@ def prepare(job: Any) -> tuple[np.ndarray, np.ndarray]:
                           "layer": built.gradcam_layer,
                           "form": f"Grad-CAM of {_FORMS[mc.guidance_score]}",
                           "phases": ["finetune"] if built.transfer else ["train"],
-                          "transplant": mc.transplant}
+                          "transplant": mc.transplant, "erase": mc.erase}
     job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
             f"{len(boxed)} training images (the rest: head region)")
     return allowed, boxed
@@ -214,11 +226,15 @@ def fit_guided(job: Any) -> None:
         return
     allowed, boxed = prepare(job)
     augment = augmentation_layers(cfg.seed, mc.augment_strength) if cfg.augment else []
+    from pipeline.names import NO_TUMOR
+
+    no_tumor = next((int(k) for r, k in zip(job.train.records, job.train.y, strict=True)
+                     if r.label == NO_TUMOR), -1)  # the class index erased copies get
     trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment,
-                            score=mc.guidance_score, transplant=mc.transplant, seed=cfg.seed)
+                            score=mc.guidance_score, transplant=mc.transplant, seed=cfg.seed,
+                            erase=mc.erase, no_tumor=no_tumor)
     part = None
-    if mc.transplant > 0:  # who gives a tumour box, who receives one
-        from pipeline.names import NO_TUMOR
+    if mc.transplant > 0 or mc.erase > 0:  # who gives a tumour box, who receives one
         from pipeline.transplant import roles
 
         part = roles(boxed, [r.label for r in job.train.records], NO_TUMOR)

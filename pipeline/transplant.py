@@ -9,8 +9,14 @@ in the head-cropped frame. The composite is labelled with the donor's class and 
 region is the donor's box, so the guidance penalty asks the model to find the tumour there: the
 background's source no longer tells the class.
 
-Composites are appended to the batch (the no-tumour originals stay), before augmentation, so
-that geometric layers move image and box together. Everything here runs in the training graph.
+The opposite counterfactual is `erase`: a boxed tumour image whose box does not cross the
+midline gets a copy with the box filled from the mirror-image place of the other hemisphere
+(the head-cropped frame is centred on the head, so a left-right flip of the image is that
+place), labelled no tumour, with the head as its evidence region: "looks like figshare" stops
+telling "tumour" from that side too.
+
+Composites are appended to the batch (the originals stay), before augmentation, so that
+geometric layers move image and box together. Everything here runs in the training graph.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import numpy as np
 DONOR, NEITHER, RECIPIENT = 1, 0, -1  # per-image roles (`roles`)
 FEATHER = 0.12  # blend edge width as a share of the image side: soft edges leave no seam to learn
 _BRIGHT = 8.0  # pixels above this grey level count as head when matching brightness
+MIDLINE_OVERLAP = 0.05  # erase only boxes sharing at most this share with their mirror image:
+# a box across the midline would be filled with tumour from its own other half
+HEAD_MATCH = 0.9  # and only where the mirror place holds at least this share of the box's head
 
 
 def roles(boxed: np.ndarray, labels: list[str], no_tumor: str) -> np.ndarray:
@@ -83,4 +92,58 @@ def transplant(x: Any, allowed: Any, y: Any, role: Any, rate: float, seed: Any,
     y = ops.concatenate([y, ops.take(y, d, axis=0)], axis=0)
     if sample_weight is not None:  # the composite weighs as an image of its (donor's) class
         sample_weight = ops.concatenate([sample_weight, ops.take(sample_weight, d, axis=0)], 0)
+    return x, allowed, y, sample_weight
+
+
+def _grown(mask: Any) -> Any:
+    """(B, H, W) masks grown by half the feather width, so that the soft edge of `_soft` starts
+    outside the box and the whole box is replaced."""
+    from keras import ops
+
+    k = max(3, int(round(FEATHER * int(mask.shape[1]))) | 1)
+    return ops.max_pool(ops.expand_dims(mask, -1), pool_size=k, strides=1, padding="same")[..., 0]
+
+
+def erase(x: Any, allowed: Any, y: Any, role: Any, rate: float, seed: Any, no_tumor: int,
+          sample_weight: Any = None) -> tuple[Any, Any, Any, Any]:
+    """Append one tumour-free copy per boxed image chosen with probability `rate` whose grown
+    box shares at most MIDLINE_OVERLAP with its mirror image and whose mirror place is head
+    (HEAD_MATCH): the box is filled (soft edges)
+    from the left-right flipped image, the copy is labelled class `no_tumor` and its evidence
+    region is its head (grey level above _BRIGHT).
+
+    Arguments and returns as `transplant`; a copy weighs as the batch's no-tumour images
+    (their mean sample weight; 1 in a batch without one).
+    """
+    import tensorflow as tf
+    from keras import ops, random
+
+    role = ops.cast(role, "int32")
+    box = _grown(ops.cast(allowed, "float32"))
+    mirror = ops.flip(box, axis=2)
+    overlap = ops.sum(box * mirror, axis=(1, 2)) / (ops.sum(box, axis=(1, 2)) + 1e-6)
+    n = ops.shape(x)[0]
+    # and the mirror place must be head as much as the box is: no black fill from off the head
+    head = ops.cast(ops.mean(x, axis=-1) > _BRIGHT, "float32")
+    inside = ops.sum(head * box, axis=(1, 2))
+    mirrored = ops.sum(ops.flip(head, axis=2) * box, axis=(1, 2))
+    pick = ops.logical_and(ops.equal(role, DONOR), overlap <= MIDLINE_OVERLAP)
+    pick = ops.logical_and(pick, mirrored >= HEAD_MATCH * inside)
+    pick = ops.logical_and(pick, random.uniform((n,), seed=seed) < rate)
+    d = ops.cast(tf.where(pick)[:, 0], "int32")
+    src = ops.take(x, d, axis=0)
+    alpha = ops.expand_dims(_soft(ops.take(box, d, axis=0)), -1)
+    clean = src * (1.0 - alpha) + ops.flip(src, axis=2) * alpha
+    head = ops.cast(ops.mean(clean, axis=-1) > _BRIGHT, "float32")
+    x = ops.concatenate([x, clean], axis=0)
+    allowed = ops.concatenate([ops.cast(allowed, "float32"), head], axis=0)
+    label = ops.one_hot(ops.full((ops.shape(d)[0],), no_tumor, "int32"), ops.shape(y)[-1])
+    y = ops.concatenate([y, ops.cast(label, y.dtype)], axis=0)
+    if sample_weight is not None:
+        recipients = ops.cast(ops.equal(role, RECIPIENT), sample_weight.dtype)
+        w = ops.where(ops.sum(recipients) > 0,
+                      ops.sum(sample_weight * recipients) / ops.maximum(ops.sum(recipients), 1),
+                      ops.ones((), sample_weight.dtype))
+        sample_weight = ops.concatenate(
+            [sample_weight, ops.full((ops.shape(d)[0],), w, sample_weight.dtype)], axis=0)
     return x, allowed, y, sample_weight

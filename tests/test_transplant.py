@@ -115,3 +115,91 @@ def test_transplant_for_a_transfer_model_is_refused_before_the_data_is_read(tmp_
     with pytest.raises(ValueError, match="transplant is for from-scratch models"):
         train_run(cfg, missing, tmp_path / "out", ["mobilenetv2"])
     assert not list((tmp_path / "out").rglob("run.json"))  # no run was started
+
+
+def _lateral_batch() -> tuple[np.ndarray, ...]:
+    """`_batch` with the donor's tumour and box moved to the left hemisphere, clear of the
+    midline, and a right hemisphere a little brighter than the left (70 against 60)."""
+    x, allowed, y, role, weight = _batch()
+    x[0, 4:28, 16:28] = 70.0
+    x[0, 12:20, 12:20] = 60.0  # no tumour at the centre any more
+    x[0, 8:14, 6:12] = 150.0
+    allowed[0] = 0.0
+    allowed[0, 7:15, 5:13] = 1.0
+    return x, allowed, y, role, weight
+
+
+def test_an_erased_copy_has_the_other_hemisphere_in_the_box_and_no_tumour_label():
+    from pipeline.transplant import erase
+
+    x, allowed, y, role, weight = _lateral_batch()
+    out_x, out_m, out_y, out_w = (np.asarray(a) for a in erase(
+        x, allowed, y, role, 1.0, keras.random.SeedGenerator(0), 2, weight))
+    assert out_x.shape == (4, 32, 32, 3)  # the originals stay, one copy of the donor appended
+    np.testing.assert_array_equal(out_x[:3], x)
+    clean = out_x[3]
+    assert clean[10, 8, 0] == pytest.approx(70.0)  # the tumour's place, from the right side
+    assert clean[20, 20, 0] == pytest.approx(70.0)  # far from the box: the donor's own
+    assert clean[:, :, 0].max() < 150.0  # nothing of the tumour is left
+    np.testing.assert_array_equal(out_y[3], np.eye(3)[2])  # labelled no tumour
+    head = np.zeros((32, 32))
+    head[4:28, 4:28] = 1.0
+    np.testing.assert_array_equal(out_m[3], head)  # evidence belongs anywhere in the head
+    assert out_w[3] == weight[1]  # weighed as the batch's no-tumour images
+
+
+@pytest.mark.parametrize("rate,lateral,keep", [(1.0, False, [DONOR, RECIPIENT, NEITHER]),
+                                               (0.0, True, [DONOR, RECIPIENT, NEITHER]),
+                                               (1.0, True, [NEITHER, RECIPIENT, NEITHER])])
+def test_no_erased_copy_across_the_midline_without_rate_or_box(rate, lateral, keep):
+    from pipeline.transplant import erase
+
+    x, allowed, y, _, weight = _lateral_batch() if lateral else _batch()
+    out_x, _, out_y, out_w = erase(x, allowed, y, np.array(keep, "int32"), rate,
+                                   keras.random.SeedGenerator(0), 2, weight)
+    assert np.asarray(out_x).shape[0] == 3 and np.asarray(out_y).shape[0] == 3
+    assert np.asarray(out_w).shape == (3,)
+
+
+def test_a_guided_step_trains_on_transplants_and_erased_copies_together():
+    from pipeline.fit import _compile
+    from pipeline.guidance import GuidedTrainer, guided_dataset
+    from pipeline.models import build_model
+
+    mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, transplant=1.0, erase=1.0)
+    built = build_model("custom_cnn", 3, mc, augment=False)
+    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment=[],
+                            transplant=mc.transplant, seed=0, erase=mc.erase, no_tumor=2)
+    _compile(trainer, mc, mc.learning_rate, 3)
+    x, allowed, y, role, _ = _lateral_batch()
+    ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0, role)
+    seen: list[np.ndarray] = []
+    real = trainer.compute_loss
+
+    def spy(x=None, y=None, y_pred=None, sample_weight=None, **kw):
+        seen.append(np.asarray(y))
+        return real(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kw)
+
+    trainer.compute_loss = spy
+    trainer.run_eagerly = True
+    logs = trainer.fit(ds, epochs=1, verbose=0).history
+    (labels,) = seen
+    # three images, the transplant (the donor's glioma label) and the erased copy (no tumour);
+    # the transplant is not erased again
+    assert labels.shape[0] == 5
+    assert sorted(labels[3:].argmax(1).tolist()) == [0, 2]
+    assert np.isfinite(logs["loss"][0])
+
+
+def test_erase_is_refused_without_guidance_or_no_tumour_class():
+    from pipeline.guidance import GuidedTrainer
+    from pipeline.models import build_model
+
+    with pytest.raises(ValueError, match="erase needs guidance"):
+        ModelConfig(erase=0.5)
+    with pytest.raises(ValueError, match="erase is a probability"):
+        ModelConfig(guidance=1.0, erase=-0.1)
+    mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, erase=0.5)
+    built = build_model("custom_cnn", 3, mc, augment=False)
+    with pytest.raises(ValueError, match="no-tumour class index"):
+        GuidedTrainer(built.model, built.gradcam_layer, 1.0, augment=[], erase=0.5)
