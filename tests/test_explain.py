@@ -369,6 +369,24 @@ def test_pointing_game_and_energy() -> None:
     assert np.isnan(E.energy_in_mask(np.zeros((10, 10)), mask))
 
 
+def test_top_in_mask_ranks_pixels_and_ignores_the_contrast_curve() -> None:
+    rng = np.random.default_rng(0)
+    hm = rng.random((20, 20)).astype(np.float32) * 0.5
+    mask = np.zeros((20, 20), np.uint8)
+    mask[2:6, 3:8] = 1  # 20 pixels
+    hm[2:6, 3:7] += 0.6  # 16 of them are among the 20 hottest; the other 4 hottest are outside
+    hm[10, 10:14] = 0.99
+    assert E.top_in_mask(hm, mask) == pytest.approx(16 / 20)
+    # a sharper curve moves energy into the box but not the hottest region
+    assert E.top_in_mask(hm ** 3, mask) == pytest.approx(16 / 20)
+    assert E.energy_in_mask(hm ** 3, mask) > E.energy_in_mask(hm, mask) + 0.1
+    # a random map scores about the mask's area share (chance)
+    noise = np.mean([E.top_in_mask(rng.random((20, 20)), mask) for _ in range(200)])
+    assert noise == pytest.approx(20 / 400, abs=0.02)
+    assert np.isnan(E.top_in_mask(np.zeros((20, 20)), mask))
+    assert np.isnan(E.top_in_mask(hm, np.zeros_like(mask)))
+
+
 def test_an_empty_heatmap_points_nowhere() -> None:
     """An all-zero map (Grad-CAM cut to nothing by its ReLU) has no peak: argmax would say
     pixel (0, 0) and "hit" a mask that covers the corner."""
@@ -397,12 +415,16 @@ def test_an_empty_heatmap_points_nowhere() -> None:
     assert [r["empty_heatmap"] for r in rows] == [True, False]
     # the empty map misses and puts nothing in the box; it is not left out of the mean
     assert rows[0]["pointing_hit"] is False and rows[0]["energy_in_mask"] == 0.0
+    assert rows[0]["top_in_mask"] == 0.0
     assert rows[1]["energy_in_mask"] == pytest.approx(1.0)
+    assert rows[1]["top_in_mask"] == pytest.approx(1 / 9)  # one hot pixel of the 9 in the box
     for r in rows:
         r.update(path="x.png", label="a", correct=True)
     summary = _summary(rows)
     assert summary["n_empty_heatmaps"] == 1
     assert summary["energy_in_mask"] == pytest.approx(0.5)
+    assert summary["top_in_mask"] == pytest.approx(1 / 18)
+    assert summary["top_in_mask_chance"] == pytest.approx(9 / 100)
     assert summary["pointing_game"] == pytest.approx(0.5)
 
 

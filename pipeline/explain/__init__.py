@@ -10,9 +10,9 @@ Pure functions and small callable objects only (no Streamlit); the dashboard and
   cost; `METHODS`, `LAYER_METHODS` and `METHOD_LABELS` derive from it. `choice.py` picks each
   model's default method and layer on validation boxes (`explain-choose`).
 * `render_overlay`, `heatmap_to_rgb`, `to_png`, `heatmap_stats` (`render.py`): drawing.
-* `pointing_game`, `energy_in_mask`, `is_empty`, `deletion_insertion`, `road`, `randomize_model`,
-  `spearman`, the shortcut alarm (`top_outside_head`, `outside_head_flag`) (`metrics.py`):
-  quality metrics on plain arrays; `head_box`, `prepare_mask`, `find_mask`
+* `pointing_game`, `energy_in_mask`, `top_in_mask`, `is_empty`, `deletion_insertion`, `road`,
+  `randomize_model`, `spearman`, the shortcut alarm (`top_outside_head`, `outside_head_flag`)
+  (`metrics.py`): quality metrics on plain arrays; `head_box`, `prepare_mask`, `find_mask`
   (`masks.py`) bring tumour masks into the model's frame; `explain_model` (`scoring.py`) scores one
   model's explanations of prepared images with them, and `explain_eval` (`quality.py`) runs that
   over a run's test split or an external folder.
@@ -39,6 +39,7 @@ _EXPORTS = {
     "REGISTRY": "methods", "Method": "methods", "get_method": "methods",
     "BASELINES": "metrics", "baseline_image": "metrics", "deletion_insertion": "metrics",
     "energy_in_mask": "metrics", "pointing_game": "metrics", "is_empty": "metrics",
+    "top_in_mask": "metrics",
     "random_heatmap": "metrics",
     "OUTSIDE_HEAD_ALARM": "metrics", "OUTSIDE_HEAD_MESSAGE": "metrics",
     "energy_outside_head": "metrics", "outside_head_flag": "metrics",

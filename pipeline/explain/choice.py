@@ -69,16 +69,18 @@ def _score(ex: Any, layer: str | None, method: str, x: np.ndarray, targets: np.n
            masks: list[np.ndarray], batch: int = 16) -> dict[str, Any]:
     """Pointing game and energy in box of one (method, layer) on prepared images, through the
     model's one `Explainer` (its compiled graphs are reused across the table)."""
-    from pipeline.explain.metrics import energy_in_mask, pointing_game
+    from pipeline.explain.metrics import energy_in_mask, pointing_game, top_in_mask
 
     heat = np.concatenate([ex(x[i : i + batch], method=method, layer=layer,
                               target=[int(t) for t in targets[i : i + batch]]).heatmaps
                            for i in range(0, len(x), batch)])
     hits = [pointing_game(h, m) for h, m in zip(heat, masks, strict=True)]
     energy = [energy_in_mask(h, m) for h, m in zip(heat, masks, strict=True)]
+    top = [top_in_mask(h, m) for h, m in zip(heat, masks, strict=True)]
     return {"method": method, "layer": layer, "n": len(x),
             "pointing_game": float(np.mean(hits)),
-            "energy_in_mask": float(np.nanmean(energy)) if np.isfinite(energy).any() else None}
+            "energy_in_mask": float(np.nanmean(energy)) if np.isfinite(energy).any() else None,
+            "top_in_mask": float(np.nanmean(top)) if np.isfinite(top).any() else None}
 
 
 def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,

@@ -1,4 +1,5 @@
-"""Explanation quality on plain arrays: localisation (pointing game, energy in mask),
+"""Explanation quality on plain arrays: localisation (pointing game, energy in mask, hottest
+mask-sized region in mask),
 faithfulness (deletion / insertion against a random map; ROAD with noisy linear imputation) and
 the model-randomisation sanity check.
 
@@ -71,6 +72,22 @@ def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
     if total <= 0:
         return float("nan")
     return float(hm[m].sum() / total)
+
+
+def top_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the heatmap's hottest pixels, as many as the mask has, that lie inside the mask
+    (zero-valued pixels count as misses), in [0, 1]; a random map scores the mask's area share.
+
+    Unlike `energy_in_mask` it depends only on the pixels' order, so a sharper contrast curve
+    (the map squared, say) cannot raise it. NaN for an empty mask or an all-zero heatmap.
+    """
+    hm = np.clip(check_heatmap(heatmap), 0.0, None).ravel()
+    m = mask_like(mask, heatmap.shape).ravel()
+    k = int(m.sum())
+    if k == 0 or hm.max() <= 0:
+        return float("nan")
+    top = np.argpartition(-hm, k - 1)[:k]  # the k hottest (ties broken arbitrarily)
+    return float((m[top] & (hm[top] > 0)).mean())  # a pixel without evidence is never "hot"
 
 
 def energy_outside_head(heatmap: np.ndarray, head_mask: np.ndarray) -> float:

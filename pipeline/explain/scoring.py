@@ -33,6 +33,7 @@ from pipeline.explain.metrics import (
     randomize_model,
     road,
     spearman,
+    top_in_mask,
     top_outside_head,
 )
 from pipeline.explain.render import heatmap_stats
@@ -165,6 +166,9 @@ def _image_row(
         # maps are mostly empty cannot score on the few that are not
         "energy_in_mask": (0.0 if empty else _finite(energy_in_mask(heatmap, mask)))
         if has_mask else None,
+        # the hottest mask-sized region's share in the mask: energy_in_mask's rank-only twin
+        "top_in_mask": (0.0 if empty else _finite(top_in_mask(heatmap, mask)))
+        if has_mask else None,
         "mask_fraction": float(np.mean(mask)) if has_mask else None,
         "deletion_auc": dauc,
         "insertion_auc": iauc,
@@ -195,6 +199,8 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "pointing_game_chance": _nanmean([r["mask_fraction"] for r in loc]),
         "energy_in_mask": _nanmean([r["energy_in_mask"] for r in loc]),
         "energy_in_mask_chance": _nanmean([r["mask_fraction"] for r in loc]),
+        "top_in_mask": _nanmean([r.get("top_in_mask") for r in loc]),
+        "top_in_mask_chance": _nanmean([r["mask_fraction"] for r in loc]),
         "deletion_auc": _nanmean([r["deletion_auc"] for r in rows]),
         "deletion_auc_random": _nanmean([r["deletion_auc_random"] for r in rows]),
         "insertion_auc": _nanmean([r["insertion_auc"] for r in rows]),
