@@ -54,6 +54,9 @@ def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path
     for name, spec in REGISTRY.items():  # every method; fast ones at every candidate layer
         want = (layers if spec.cost == "fast" else layers[:1]) if spec.needs_layer else [None]
         assert {(name, la) for la in want} <= rows, name
+    # each row also carries the rank-only localisation measure, a share like the others
+    assert all(r["top_in_mask"] is None or 0 <= r["top_in_mask"] <= 1 for r in entry["table"])
+    assert any(r["top_in_mask"] is not None for r in entry["table"])
     best = max(r["pointing_game"] for r in entry["table"])
     assert entry["pointing_game"] == best and entry["method"] in METHODS
     assert (entry["method"], entry["layer"]) in rows
