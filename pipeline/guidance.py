@@ -220,14 +220,13 @@ def fit_guided(job: Any) -> None:
     from pipeline import schedules
     from pipeline.fit import _compile, _epoch_log, class_weights
     from pipeline.models import augmentation_layers
+    from pipeline.names import NO_TUMOR
 
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
     if "train" in state.phase_done:  # a resumed run whose training had finished: no mask pass
         return
     allowed, boxed = prepare(job)
     augment = augmentation_layers(cfg.seed, mc.augment_strength) if cfg.augment else []
-    from pipeline.names import NO_TUMOR
-
     no_tumor = next((int(k) for r, k in zip(job.train.records, job.train.y, strict=True)
                      if r.label == NO_TUMOR), -1)  # the class index erased copies get
     trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment,

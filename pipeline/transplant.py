@@ -41,11 +41,16 @@ def roles(boxed: np.ndarray, labels: list[str], no_tumor: str) -> np.ndarray:
     return out
 
 
+def _feather_px(mask: Any) -> int:
+    """FEATHER of a (B, H, W) mask's side in pixels, odd and at least 3."""
+    return max(3, int(round(FEATHER * int(mask.shape[1]))) | 1)
+
+
 def _soft(mask: Any) -> Any:
     """(B, H, W) 0-1 box masks with edges ramped over FEATHER of the side (box blur)."""
     from keras import ops
 
-    k = max(3, int(round(FEATHER * int(mask.shape[1]))) | 1)
+    k = _feather_px(mask)
     return ops.average_pool(ops.expand_dims(mask, -1), pool_size=k, strides=1,
                             padding="same")[..., 0]
 
@@ -100,7 +105,7 @@ def _grown(mask: Any) -> Any:
     outside the box and the whole box is replaced."""
     from keras import ops
 
-    k = max(3, int(round(FEATHER * int(mask.shape[1]))) | 1)
+    k = _feather_px(mask)
     return ops.max_pool(ops.expand_dims(mask, -1), pool_size=k, strides=1, padding="same")[..., 0]
 
 

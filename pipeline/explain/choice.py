@@ -67,8 +67,9 @@ def _val_records(run: Any, masks_root: Path, max_images: int, seed: int
 
 def _score(ex: Any, layer: str | None, method: str, x: np.ndarray, targets: np.ndarray,
            masks: list[np.ndarray], batch: int = 16) -> dict[str, Any]:
-    """Pointing game and energy in box of one (method, layer) on prepared images, through the
-    model's one `Explainer` (its compiled graphs are reused across the table)."""
+    """Pointing game, energy in box and hottest box-sized region in box (`top_in_mask`) of one
+    (method, layer) on prepared images, through the model's one `Explainer` (its compiled
+    graphs are reused across the table)."""
     from pipeline.explain.metrics import energy_in_mask, pointing_game, top_in_mask
 
     heat = np.concatenate([ex(x[i : i + batch], method=method, layer=layer,

@@ -199,7 +199,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "pointing_game_chance": _nanmean([r["mask_fraction"] for r in loc]),
         "energy_in_mask": _nanmean([r["energy_in_mask"] for r in loc]),
         "energy_in_mask_chance": _nanmean([r["mask_fraction"] for r in loc]),
-        "top_in_mask": _nanmean([r.get("top_in_mask") for r in loc]),
+        "top_in_mask": _nanmean([r["top_in_mask"] for r in loc]),
         "top_in_mask_chance": _nanmean([r["mask_fraction"] for r in loc]),
         "deletion_auc": _nanmean([r["deletion_auc"] for r in rows]),
         "deletion_auc_random": _nanmean([r["deletion_auc_random"] for r in rows]),
