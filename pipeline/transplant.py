@@ -125,16 +125,16 @@ def erase(x: Any, allowed: Any, y: Any, role: Any, rate: float, seed: Any, no_tu
 
     role = ops.cast(role, "int32")
     box = _grown(ops.cast(allowed, "float32"))
-    mirror = ops.flip(box, axis=2)
-    overlap = ops.sum(box * mirror, axis=(1, 2)) / (ops.sum(box, axis=(1, 2)) + 1e-6)
-    n = ops.shape(x)[0]
-    # and the mirror place must be head as much as the box is: no black fill from off the head
-    head = ops.cast(ops.mean(x, axis=-1) > _BRIGHT, "float32")
-    inside = ops.sum(head * box, axis=(1, 2))
-    mirrored = ops.sum(ops.flip(head, axis=2) * box, axis=(1, 2))
-    pick = ops.logical_and(ops.equal(role, DONOR), overlap <= MIDLINE_OVERLAP)
-    pick = ops.logical_and(pick, mirrored >= HEAD_MATCH * inside)
-    pick = ops.logical_and(pick, random.uniform((n,), seed=seed) < rate)
+    area = ops.sum(box, axis=(1, 2))
+    # clear of the midline: the box barely meets its own mirror image
+    clear = ops.sum(box * ops.flip(box, axis=2), axis=(1, 2)) <= MIDLINE_OVERLAP * (area + 1e-6)
+    # and the mirror place is head as much as the box is: no black fill from off the head
+    heads = ops.cast(ops.mean(x, axis=-1) > _BRIGHT, "float32")
+    on_head = (ops.sum(ops.flip(heads, axis=2) * box, axis=(1, 2))
+               >= HEAD_MATCH * ops.sum(heads * box, axis=(1, 2)))
+    chosen = random.uniform((ops.shape(x)[0],), seed=seed) < rate
+    pick = ops.logical_and(ops.logical_and(ops.equal(role, DONOR), clear),
+                           ops.logical_and(on_head, chosen))
     d = ops.cast(tf.where(pick)[:, 0], "int32")
     src = ops.take(x, d, axis=0)
     alpha = ops.expand_dims(_soft(ops.take(box, d, axis=0)), -1)
