@@ -388,10 +388,15 @@ def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypa
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     path = run / "custom_cnn" / "explanations.json"
     data = json.loads(path.read_text())
-    data.update(n_empty_heatmaps=3, pointing_game=0.1)  # pointing: the localisation section
+    data.update(n_empty_heatmaps=3, pointing_game=0.1,  # pointing: the localisation section
+                top_in_mask=0.5, top_in_mask_chance=0.1)
     path.write_text(json.dumps(data))
+    other = run / "mobilenetv2" / "explanations.json"
+    other.write_text(json.dumps({**json.loads(other.read_text()), "top_in_mask": None}))
     at = _app("quality")
     _ok(at)
+    # top_in_mask recorded for every model: localisation gains its third panel
+    assert any("Hottest tumour-sized region" in c.proto.spec for c in at.get("plotly_chart"))
     # n as written: other tests may have re-run explain-eval on the shared smoke run
     assert f"3 of {data['n']} test heatmaps are empty" in _texts(at.warning)
     summary = _frame(at, "Custom CNN")

@@ -231,6 +231,15 @@ def test_explanation_quality_figures():
     assert list(loc.data[0].y) == [0.6, 0.1]  # pointing game beside its chance level
     assert list(loc.data[2].y) == [0.4, 0.1]  # energy beside its chance level
     assert all(math.isnan(v) for v in loc.data[1].y)  # no masks: shown as missing, not zero
+    assert len(loc.layout.annotations) == 2  # runs explained before top_in_mask: two panels
+    newer = {"custom_cnn": {**EXPL["custom_cnn"], "top_in_mask": 0.55, "top_in_mask_chance": 0.1},
+             "mobilenetv2": {**EXPL["mobilenetv2"], "top_in_mask": None,
+                             "top_in_mask_chance": None}}
+    loc3 = F.localisation_figure(newer)
+    assert [a.text for a in loc3.layout.annotations][2] == "Hottest tumour-sized region inside it"
+    assert list(loc3.data[4].y) == [0.55, 0.1]  # beside its chance level
+    assert all(math.isnan(v) for v in loc3.data[5].y)
+    assert list(loc3.data[0].y) == [0.6, 0.1]  # the other panels unchanged
     faith = F.faithfulness_figure(EXPL)
     assert list(faith.data[0].y) == [0.2, 0.4]
     assert list(faith.data[3].y) == [0.8, 0.6]

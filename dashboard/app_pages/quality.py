@@ -44,7 +44,10 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
         F.localisation_figure, expl, key="quality_loc", fix=CHART_FIX,
         caption="Does the heatmap point at the tumour? Pointing game: share of images whose "
                 "hottest pixel lies inside the tumour mask; energy: share of the heatmap's total "
-                "weight inside it. Grey bars are what a randomly placed heatmap would score.")
+                "weight inside it (it changes when the map's contrast is drawn differently); "
+                "hottest region: of the heatmap's hottest pixels, as many as the tumour covers, "
+                "the share inside it (it does not). Grey bars are what a randomly placed heatmap "
+                "would score.")
     for m, e in expl.items():
         if e.get("n_empty_heatmaps"):
             st.warning(f"{F.model_label(m)}: {e['n_empty_heatmaps']} of {e.get('n', '?')} test "

@@ -18,23 +18,32 @@ def _expl_value(expl: Mapping[str, Any], key: str, name: str) -> float:
 
 
 def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
-    """Pointing game and energy inside the tumour mask per model, each beside its chance level.
+    """Pointing game, energy inside the tumour mask and, where every model's explanations.json
+    records it, the hottest mask-sized region inside the mask, each beside its chance level.
 
     Chance = what a heatmap placed at random would score (the mean mask area); a model is only
-    localising if its bar clearly exceeds its grey one.
+    localising if its bar clearly exceeds its grey one. The third panel exists because energy
+    depends on the map's contrast curve and the others only on the order of its pixels; runs
+    explained before it was measured show two panels.
     """
-    fig = _paired_bars(explanations, ("pointing_game", "energy_in_mask"), "_chance", "chance", [
-        "Pointing game (peak inside the tumour)", "Heatmap energy inside the tumour"])
+    keys = ["pointing_game", "energy_in_mask"]
+    titles = ["Pointing game (peak inside the tumour)", "Heatmap energy inside the tumour"]
+    # key presence, not value: a model without masks has None (drawn as missing)
+    if explanations and all("top_in_mask" in e for e in explanations.values()):
+        keys.append("top_in_mask")
+        titles.append("Hottest tumour-sized region inside it")
+    fig = _paired_bars(explanations, tuple(keys), "_chance", "chance", titles)
     # Scores are often a few percent: scale to the data (from zero) so they stay readable.
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 
-def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str, str],
+def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str, ...],
                  suffix: str, reference: str, titles: list[str]) -> go.Figure:
-    """Two panels (one per key): per model its score and, in grey, the `key + suffix` reference."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=titles)
+    """One panel per key: per model its score and, in grey, the `key + suffix` reference."""
+    fig = make_subplots(rows=1, cols=len(keys), horizontal_spacing=0.1 if len(keys) < 3 else 0.07,
+                        subplot_titles=titles)
     for col, key in enumerate(keys, start=1):
         for i, (name, e) in enumerate(explanations.items()):
             ys = [_expl_value(e, key, name), _expl_value(e, key + suffix, name)]
