@@ -141,6 +141,8 @@ def test_overview_shows_both_models(artifacts: Path):
     assert sizes is not None and set(sizes["images"]) == {
         "128x128 (training's commonest size)", "every other size"}
     assert not any("recognising where an image comes from" in w.value for w in at.warning)
+    # the ECE is set against what a calibrated model would show on as many images
+    assert _texts(at.caption).count("A perfectly calibrated model with the same confidences") == 2
     # counts <-> row-normalised toggle redraws without error
     at.get_by_key("cm_mode").set_value("Row-normalised").run()
     _ok(at)

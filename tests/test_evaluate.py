@@ -86,6 +86,29 @@ def test_calibration_perfect_and_confidence_one() -> None:
     assert bins[-1]["count"] == 3  # confidence exactly 1 lands in the last bin
 
 
+def test_ece_if_calibrated_by_hand() -> None:
+    from pipeline.evaluate.metrics import ece_if_calibrated
+    # Two images at confidence 0.5 share one bin: 0, 1 or 2 correct with probability 1/4, 1/2,
+    # 1/4, so ECE = |k/2 - 0.5| is 0.5, 0 or 0.5, expected 0.25 and p95 0.5.
+    half = np.array([[0.5, 0.5], [0.5, 0.5]])
+    r = ece_if_calibrated(half, bins=1, draws=4000)
+    assert r["mean"] == pytest.approx(0.25, abs=0.02) and r["p95"] == 0.5
+    # Certain predictions are always right: a calibrated model's ECE is exactly 0.
+    assert ece_if_calibrated(np.eye(3))["mean"] == 0.0
+    # The floor falls as the set grows (the finite-sample bias it measures) ...
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.4, 1.0, 4000)
+    probs = np.stack([conf, 1 - conf], axis=1)
+    small, large = ece_if_calibrated(probs[:100])["mean"], ece_if_calibrated(probs)["mean"]
+    assert large < small / 3
+    # ... and a same-seed call repeats itself; empty sets have none.
+    assert ece_if_calibrated(probs[:100]) == ece_if_calibrated(probs[:100])
+    assert ece_if_calibrated(np.zeros((0, 2)))["mean"] is None
+    # classification_metrics reports it beside the ECE
+    met = ev.classification_metrics(Y_TRUE, PROBS, CLASSES)
+    assert 0 < met["ece_if_calibrated"]["mean"] < met["ece_if_calibrated"]["p95"]
+
+
 def test_tumor_vs_no_tumor_by_hand() -> None:
     t = ev.tumor_vs_no_tumor(Y_TRUE, PROBS, CLASSES)
     assert t is not None

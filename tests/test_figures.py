@@ -196,6 +196,22 @@ def test_reliability_shows_before_and_after_calibration():
         F.reliability_figure({"m": {**calibrated, "temperature": "hot"}})
 
 
+def test_ece_floor_sentences():
+    cnn = {**METRICS["custom_cnn"], "ece": 0.049,
+           "ece_if_calibrated": {"mean": 0.028, "p95": 0.043, "draws": 4000}}
+    mnv = {**METRICS["mobilenetv2"], "ece": 0.03,
+           "ece_if_calibrated": {"mean": 0.022, "p95": 0.034, "draws": 4000}}
+    first, second = F.ece_floor_sentences({"custom_cnn": cnn, "mobilenetv2": mnv})
+    assert first.startswith("Custom CNN: ECE 0.049. A perfectly calibrated model")
+    assert "about 0.028 on 46 images (above 0.043 only 5% of the time)" in first
+    assert first.endswith("the model is miscalibrated.")  # 0.049 > p95
+    assert second.endswith("no miscalibration.")  # 0.030 < p95
+    # runs evaluated before the floor existed (or on no images): no sentence, no error
+    assert F.ece_floor_sentences(METRICS) == []
+    empty = {**cnn, "ece_if_calibrated": {"mean": None, "p95": None, "draws": 0}}
+    assert F.ece_floor_sentences({"custom_cnn": empty}) == []
+
+
 def test_probability_table():
     table = F.probability_table({"custom_cnn": [0.1, 0.2, 0.3, 0.4],
                                  "mobilenetv2": np.array([0.7, 0.1, 0.1, 0.1])}, CLASSES)

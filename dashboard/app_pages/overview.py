@@ -105,6 +105,8 @@ with tabs[4]:
         charts.chart(F.reliability_figure, metrics, key="reliability_fig", fix=CHART_FIX)
         st.caption("When a model says 90% it should be right 90% of the time: points on the "
                    "diagonal. Below the diagonal = over-confident. Marker size = images in bin.")
+        for sentence in F.ece_floor_sentences(metrics):
+            st.caption(sentence)
 with tabs[5]:
     if metrics:
         if all(m.get("tumor_vs_no_tumor") for m in metrics.values()):

@@ -26,6 +26,7 @@ from dashboard.figures.evaluation import (
     ci_figure,
     confusion_figure,
     confusion_values,
+    ece_floor_sentences,
     metrics_table,
     per_class_figure,
     pr_figure,
@@ -50,7 +51,8 @@ from dashboard.figures.robustness import robustness_figure
 
 __all__ = [
     "CLASS_PALETTE", "HEADLINE_METRICS", "MODEL_COLORS", "FigureDataError", "ci_figure",
-    "class_color", "confusion_figure", "confusion_values", "faithfulness_curves_figure",
+    "class_color", "confusion_figure", "confusion_values", "ece_floor_sentences",
+    "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
     "model_label", "per_class_figure", "pr_figure", "probability_table", "reliability_figure",
     "reliability_points", "robustness_figure", "roc_figure", "sanity_figure",

@@ -401,6 +401,26 @@ def _reliability_trace(fig: go.Figure, name: str, index: int, reliability: Any, 
     ))
 
 
+def ece_floor_sentences(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per model with `ece_if_calibrated` in metrics.json, its ECE set against what a perfectly
+    calibrated model would show on as many images (a finite set inflates ECE); older runs lack
+    it and get no sentence."""
+    out = []
+    for name, m in metrics.items():
+        floor = m.get("ece_if_calibrated") or {}
+        if floor.get("mean") is None or floor.get("p95") is None:
+            continue
+        ece = _num(m.get("ece"), f"{name} ece")
+        mean = _num(floor["mean"], f"{name} ece_if_calibrated mean")
+        p95 = _num(floor["p95"], f"{name} ece_if_calibrated p95")
+        verdict = ("more than chance explains: the model is miscalibrated" if ece > p95 else
+                   "within what chance alone gives, so these images show no miscalibration")
+        out.append(f"{model_label(name)}: ECE {_fmt(ece)}. A perfectly calibrated model with the "
+                   f"same confidences would show about {_fmt(mean)} on {m.get('n', '?')} images "
+                   f"(above {_fmt(p95)} only 5% of the time); {_fmt(ece)} is {verdict}.")
+    return out
+
+
 def size_group_table(metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame | None:
     """Per model and pixel-size group (`metrics.json` `by_size`): images, accuracy, tumour
     sensitivity and specificity as text; None when no model has the breakdown (older runs)."""

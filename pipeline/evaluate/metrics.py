@@ -20,6 +20,8 @@ from sklearn import metrics as skm
 from pipeline.names import NO_TUMOR
 
 PROB_TOLERANCE = 1e-3  # softmax rows must sum to 1 within this (float32 rounding)
+# draws behind `ece_if_calibrated`: its p95 spans <= 0.0015 over 20 seeds on the shipped runs
+ECE_DRAWS = 4000
 
 
 def check_inputs(
@@ -114,8 +116,7 @@ def calibration(
     pred = predicted_classes(p, y_pred)
     conf = p[np.arange(len(y)), pred]
     correct = (pred == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    edges, which = _confidence_bins(conf, bins)
     ece = 0.0
     out: list[dict[str, Any]] = []
     for b in range(bins):
@@ -129,6 +130,43 @@ def calibration(
         out.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count,
                     "confidence": mean_conf, "accuracy": acc})
     return float(ece), out
+
+
+def _confidence_bins(conf: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges over [0, 1] and each confidence's bin index (1.0 falls in the last bin)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return edges, np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+
+
+def ece_if_calibrated(
+    probs: np.ndarray, y_pred: Sequence[int] | np.ndarray | None = None, bins: int = 10,
+    draws: int = ECE_DRAWS, seed: int = 0,
+) -> dict[str, Any]:
+    """The ECE a perfectly calibrated model with these confidences would show on this many
+    images: each image is drawn correct with probability equal to its confidence (consistency
+    resampling, Broecker & Smith 2007) and scored with `calibration`'s bins.
+
+    ECE is biased upward on finite sets, so a measured ECE means little beside a target until it
+    is set against this floor: `mean` is the expected value, `p95` the level only 5 % of
+    calibrated draws exceed (a measured ECE above it is real miscalibration, not chance).
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if len(p) == 0:
+        return {"mean": None, "p95": None, "draws": 0}
+    pred = predicted_classes(p, y_pred)
+    conf = p[np.arange(len(p)), pred]
+    _, which = _confidence_bins(conf, bins)
+    onehot = np.eye(bins)[which]  # (N, bins): per-bin sums as one matrix product
+    conf_sum = conf @ onehot
+    rng = np.random.default_rng(seed)
+    eces = []
+    for start in range(0, draws, 100):  # chunks keep memory flat on large folders
+        k = min(100, draws - start)
+        correct = (rng.random((k, len(conf))) < conf).astype(np.float64)
+        eces.append(np.abs(correct @ onehot - conf_sum).sum(axis=1) / len(conf))
+    values = np.concatenate(eces)
+    return {"mean": float(values.mean()), "p95": float(np.quantile(values, 0.95)),
+            "draws": int(draws)}
 
 
 def curves(
@@ -234,6 +272,7 @@ def classification_metrics(
         },
         "labels_evaluated": [class_names[k] for k in present],
         "ece": ece,
+        "ece_if_calibrated": ece_if_calibrated(p, pred, bins=bins),
         "reliability": reliability,
         "roc_auc": float(np.mean(roc_aucs)) if roc_aucs else None,
         "pr_auc": float(np.mean(pr_aucs)) if pr_aucs else None,
