@@ -576,6 +576,14 @@ def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
     by_size = met["by_size"]  # against the run's own training split's commonest size
     assert by_size["size"] == "128x128" and by_size["other_sizes"]["n"] == 1
     assert by_size["common_size"]["n"] == met["n"] - 1 == len(pairs) - 1
+    # the printed summary sets each ECE against what a calibrated model would show
+    r = runner.invoke(app, ["evaluate", "--run", str(run_copy), "--data", str(data),
+                            "--n-boot", "200"])
+    assert r.exit_code == 0, r.output
+    floor = json.loads((run_copy / "custom_cnn" / "external" / "flat" / "metrics.json")
+                       .read_text())["ece_if_calibrated"]["mean"]
+    assert (f"ECE a perfectly calibrated model would show on these images: Custom CNN "
+            f"{floor:.3f}, MobileNetV2 ") in r.stdout
 
 
 @pytest.mark.slow

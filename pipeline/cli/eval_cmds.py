@@ -110,6 +110,11 @@ def _print_eval_summary(summary: dict) -> None:
         if m != "difference":
             lo, hi = ci["accuracy"]
             sys.stdout.write(f"{display_name(m)} accuracy 95 % CI [{lo:.3f}, {hi:.3f}]\n")
+    floors = {display_name(m): met["ece_if_calibrated"] for m, met in summary["models"].items()
+              if met.get("ece_if_calibrated") is not None}
+    if floors:  # ECE is biased upward on a finite set: say how far
+        sys.stdout.write("ECE a perfectly calibrated model would show on these images: "
+                         + ", ".join(f"{m} {v:.3f}" for m, v in floors.items()) + "\n")
     sys.stdout.write(summary["verdict"] + "\n")
     if src.get("n_unreadable"):
         err.print(f"[yellow]skipped {src['n_unreadable']} unreadable image(s)[/]")

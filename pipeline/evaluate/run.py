@@ -97,6 +97,7 @@ def metrics_summary(met: dict[str, Any]) -> dict[str, Any]:
     return {"n": met["n"], "accuracy": met["accuracy"], "balanced_accuracy":
             met["balanced_accuracy"], "macro_f1": met["macro_f1"], "roc_auc": met["roc_auc"],
             "ece": met["ece"], "ece_uncalibrated": met.get("ece_uncalibrated", met["ece"]),
+            "ece_if_calibrated": (met.get("ece_if_calibrated") or {}).get("mean"),
             "temperature": met.get("temperature"), "sensitivity": tvn.get("sensitivity"),
             "specificity": tvn.get("specificity")}
 
