@@ -426,6 +426,16 @@ def test_an_empty_heatmap_points_nowhere() -> None:
     assert summary["top_in_mask"] == pytest.approx(1 / 18)
     assert summary["top_in_mask_chance"] == pytest.approx(9 / 100)
     assert summary["pointing_game"] == pytest.approx(0.5)
+    lo, hi = summary["pointing_game_ci"]  # 1 hit of 2: Wilson's interval is wide, about 0.5
+    assert 0.0 < lo < 0.2 and 0.8 < hi < 1.0 and lo + hi == pytest.approx(1.0)
+
+
+def test_share_interval_by_hand() -> None:
+    # Wilson 95 %: 17 of 26 -> 0.462-0.806 (by the closed form); all hits still leave room
+    assert E.share_interval(17, 26) == pytest.approx([0.4622, 0.8059], abs=1e-4)
+    lo, hi = E.share_interval(26, 26)
+    assert hi == pytest.approx(1.0) and lo == pytest.approx(0.8713, abs=1e-4)
+    assert E.share_interval(0, 0) is None
 
 
 def test_deletion_insertion_on_a_known_predictor() -> None:
@@ -571,6 +581,7 @@ def test_explain_eval_without_masks_reports_why(smoke_run: Path, tmp_path: Path)
     res = E.explain_eval(smoke_run, masks_dir=tmp_path, max_images=4, steps=4,
                          models=["custom_cnn"])["custom_cnn"]
     assert res["pointing_game"] is None and res["energy_in_mask"] is None
+    assert res["pointing_game_ci"] is None
     assert "no masks found" in res["localisation_reason"]
     assert res["deletion_auc"] is not None and res["sanity_rank_correlation"] is not None
 

@@ -251,7 +251,12 @@ def test_explanation_quality_figures():
     newer = {"custom_cnn": {**EXPL["custom_cnn"], "top_in_mask": 0.55, "top_in_mask_chance": 0.1},
              "mobilenetv2": {**EXPL["mobilenetv2"], "top_in_mask": None,
                              "top_in_mask_chance": None}}
+    newer["custom_cnn"]["pointing_game_ci"] = [0.45, 0.8]
     loc3 = F.localisation_figure(newer)
+    bars = loc3.data[0].error_y  # the 95 % interval around the heatmap's bar only
+    assert list(bars.array) == [pytest.approx(0.2), None]
+    assert list(bars.arrayminus) == [pytest.approx(0.15), None]
+    assert not loc.data[0].error_y.array  # no interval in the file: no bars
     assert [a.text for a in loc3.layout.annotations][2] == "Hottest tumour-sized region inside it"
     assert list(loc3.data[4].y) == [0.55, 0.1]  # beside its chance level
     assert all(math.isnan(v) for v in loc3.data[5].y)
@@ -265,6 +270,8 @@ def test_explanation_quality_figures():
     assert titles[0] == "Images flagged by the shortcut alarm", titles  # not a stale rule
     with pytest.raises(F.FigureDataError, match="deletion_auc"):
         F.faithfulness_figure({"m": {"deletion_auc": "high"}})
+    with pytest.raises(F.FigureDataError, match="pointing_game_ci"):
+        F.localisation_figure({"m": {**EXPL["custom_cnn"], "pointing_game_ci": 0.7}})
 
 
 def test_faithfulness_curves():

@@ -47,7 +47,8 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
                 "weight inside it (it changes when the map's contrast is drawn differently); "
                 "hottest region: of the heatmap's hottest pixels, as many as the tumour covers, "
                 "the share inside it (it does not). Grey bars are what a randomly placed heatmap "
-                "would score.")
+                "would score; black lines, the 95% interval of the pointing game on this many "
+                "images.")
     for m, e in expl.items():
         if e.get("n_empty_heatmaps"):
             st.warning(f"{F.model_label(m)}: {e['n_empty_heatmaps']} of {e.get('n', '?')} test "

@@ -22,7 +22,8 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
     records it, the hottest mask-sized region inside the mask, each beside its chance level.
 
     Chance = what a heatmap placed at random would score (the mean mask area); a model is only
-    localising if its bar clearly exceeds its grey one. The third panel exists because energy
+    localising if its bar clearly exceeds its grey one. Pointing game carries its 95 % interval
+    (`pointing_game_ci`) where the file has one. The third panel exists because energy
     depends on the map's contrast curve and the others only on the order of its pixels; runs
     explained before it was measured show two panels.
     """
@@ -52,8 +53,21 @@ def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str,
                 y=ys, marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
                 text=[_fmt(y) for y in ys], textposition="outside",
                 hovertemplate="%{x}: %{y:.3f}<extra></extra>", cliponaxis=False,
+                error_y=_interval_bar(e.get(key + "_ci"), ys[0], f"{name} {key}_ci"),
             ), row=1, col=col)
     return fig
+
+
+def _interval_bar(ci: Any, value: float, what: str) -> dict[str, Any] | None:
+    """Plotly error bars for the model's bar from a `[lo, hi]` interval (none on the reference
+    bar; none at all when the file has no interval, as older runs do not)."""
+    if ci is None:
+        return None
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        raise FigureDataError(f"{what} should be [low, high], got {ci!r}")
+    lo, hi = (_num(v, what) for v in ci)
+    return dict(type="data", symmetric=False, array=[hi - value, None],
+                arrayminus=[value - lo, None], color="#374151", thickness=1.5, width=6)
 
 
 def has_curves(explanations: Mapping[str, Mapping[str, Any]]) -> bool:

@@ -10,12 +10,13 @@ Pure functions and small callable objects only (no Streamlit); the dashboard and
   cost; `METHODS`, `LAYER_METHODS` and `METHOD_LABELS` derive from it. `choice.py` picks each
   model's default method and layer on validation boxes (`explain-choose`).
 * `render_overlay`, `heatmap_to_rgb`, `to_png`, `heatmap_stats` (`render.py`): drawing.
-* `pointing_game`, `energy_in_mask`, `top_in_mask`, `is_empty`, `deletion_insertion`, `road`,
-  `randomize_model`, `spearman`, the shortcut alarm (`top_outside_head`, `outside_head_flag`)
-  (`metrics.py`): quality metrics on plain arrays; `head_box`, `prepare_mask`, `find_mask`
-  (`masks.py`) bring tumour masks into the model's frame; `explain_model` (`scoring.py`) scores one
-  model's explanations of prepared images with them, and `explain_eval` (`quality.py`) runs that
-  over a run's test split or an external folder.
+* `pointing_game`, `share_interval`, `energy_in_mask`, `top_in_mask`, `is_empty`,
+  `deletion_insertion`, `road`, `randomize_model`, `spearman`, the shortcut alarm
+  (`top_outside_head`, `outside_head_flag`) (`metrics.py`): quality metrics on plain arrays;
+  `head_box`, `prepare_mask`, `find_mask` (`masks.py`) bring tumour masks into the model's
+  frame; `explain_model` (`scoring.py`) scores one model's explanations of prepared images with
+  them, and `explain_eval` (`quality.py`) runs that over a run's test split or an external
+  folder.
 
 Models take raw RGB pixels 0-255 (preprocessing is inside the model), so every image here is
 (H, W, 3) in 0-255 at the model's input size. Everything public is importable from
@@ -39,7 +40,7 @@ _EXPORTS = {
     "REGISTRY": "methods", "Method": "methods", "get_method": "methods",
     "BASELINES": "metrics", "baseline_image": "metrics", "deletion_insertion": "metrics",
     "energy_in_mask": "metrics", "pointing_game": "metrics", "is_empty": "metrics",
-    "top_in_mask": "metrics",
+    "top_in_mask": "metrics", "share_interval": "metrics",
     "random_heatmap": "metrics",
     "OUTSIDE_HEAD_ALARM": "metrics", "OUTSIDE_HEAD_MESSAGE": "metrics",
     "energy_outside_head": "metrics", "outside_head_flag": "metrics",

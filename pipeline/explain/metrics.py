@@ -55,6 +55,16 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     return bool(m.flat[int(np.argmax(hm))])
 
 
+def share_interval(hits: int, n: int, confidence: float = 0.95) -> list[float] | None:
+    """Wilson score interval `[lo, hi]` of a hit share such as the pointing game (scipy's
+    `binomtest`); None without images. On 26-48 boxed test images the share alone hides how
+    wide this is (17 of 26 hits: 0.46-0.81)."""
+    if n <= 0:
+        return None
+    ci = stats.binomtest(int(hits), int(n)).proportion_ci(confidence, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
 def is_empty(heatmap: np.ndarray) -> bool:
     """True when the heatmap has no positive evidence anywhere (e.g. Grad-CAM whose every
     location is cut by the ReLU): it explains nothing and points nowhere."""

@@ -32,6 +32,7 @@ from pipeline.explain.metrics import (
     random_heatmap,
     randomize_model,
     road,
+    share_interval,
     spearman,
     top_in_mask,
     top_outside_head,
@@ -194,6 +195,8 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "n_localisation": len(loc),
         "pointing_game": _nanmean([float(r["pointing_hit"]) for r in loc]),
+        # Wilson 95 % interval: a few dozen boxed images leave the share uncertain by +-0.15
+        "pointing_game_ci": share_interval(sum(bool(r["pointing_hit"]) for r in loc), len(loc)),
         "pointing_game_correct": _nanmean([float(r["pointing_hit"]) for r in loc_correct]),
         "n_localisation_correct": len(loc_correct),
         "pointing_game_chance": _nanmean([r["mask_fraction"] for r in loc]),
