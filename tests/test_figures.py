@@ -253,10 +253,12 @@ def test_explanation_quality_figures():
                              "top_in_mask_chance": None}}
     newer["custom_cnn"]["pointing_game_ci"] = [0.45, 0.8]
     loc3 = F.localisation_figure(newer)
-    bars = loc3.data[0].error_y  # the 95 % interval around the heatmap's bar only
-    assert list(bars.array) == [pytest.approx(0.2), None]
-    assert list(bars.arrayminus) == [pytest.approx(0.15), None]
-    assert not loc.data[0].error_y.array  # no interval in the file: no bars
+    whisker = loc3.data[-1]  # the 95 % interval, on the heatmap's bar only, after the bars
+    assert list(whisker.x) == ["Custom CNN<br>heatmap"] and list(whisker.y) == [0.6]
+    assert list(whisker.error_y.array) == [pytest.approx(0.2)]
+    assert list(whisker.error_y.arrayminus) == [pytest.approx(0.15)]
+    assert loc3.data[0].textposition == ("inside", "outside")  # its label clear of the whisker
+    assert len(loc.data) == 4 and {t.type for t in loc.data} == {"bar"}  # no interval: none
     assert [a.text for a in loc3.layout.annotations][2] == "Hottest tumour-sized region inside it"
     assert list(loc3.data[4].y) == [0.55, 0.1]  # beside its chance level
     assert all(math.isnan(v) for v in loc3.data[5].y)

@@ -377,7 +377,7 @@ def reliability_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     fig.update_xaxes(title="mean predicted confidence", range=[0, 1])
     fig.update_yaxes(title="observed accuracy", range=[0, 1.02])
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
-                      legend=dict(orientation="h", y=-0.2))
+                      legend=dict(orientation="h", y=-0.3))  # below the x title
     return fig
 
 

@@ -42,32 +42,44 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
 
 def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str, ...],
                  suffix: str, reference: str, titles: list[str]) -> go.Figure:
-    """One panel per key: per model its score and, in grey, the `key + suffix` reference."""
+    """One panel per key: per model its score and, in grey, the `key + suffix` reference; a
+    `key + "_ci"` interval in the file adds a whisker to the model's bar (traces after the bars)."""
     fig = make_subplots(rows=1, cols=len(keys), horizontal_spacing=0.1 if len(keys) < 3 else 0.07,
                         subplot_titles=titles)
+    whiskers = []
     for col, key in enumerate(keys, start=1):
         for i, (name, e) in enumerate(explanations.items()):
             ys = [_expl_value(e, key, name), _expl_value(e, key + suffix, name)]
+            xs = [f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>{reference}"]
+            ci = _interval(e.get(key + "_ci"), f"{name} {key}_ci")
             fig.add_trace(go.Bar(
-                x=[f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>{reference}"],
-                y=ys, marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
-                text=[_fmt(y) for y in ys], textposition="outside",
+                x=xs, y=ys, marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
+                text=[_fmt(y) for y in ys],
+                # a whisker would cross a label above the bar: the label goes inside it
+                textposition=["inside" if ci else "outside", "outside"],
+                insidetextanchor="middle",
                 hovertemplate="%{x}: %{y:.3f}<extra></extra>", cliponaxis=False,
-                error_y=_interval_bar(e.get(key + "_ci"), ys[0], f"{name} {key}_ci"),
             ), row=1, col=col)
+            if ci:
+                whiskers.append((col, xs[0], ys[0], ci))
+    for col, x, y, (lo, hi) in whiskers:
+        fig.add_trace(go.Scatter(
+            x=[x], y=[y], mode="markers", marker=dict(size=1, opacity=0), showlegend=False,
+            error_y=dict(type="data", symmetric=False, array=[hi - y], arrayminus=[y - lo],
+                         color="#374151", thickness=1.5, width=6),
+            hovertemplate=f"95% interval {lo:.2f}-{hi:.2f}<extra></extra>",
+        ), row=1, col=col)
     return fig
 
 
-def _interval_bar(ci: Any, value: float, what: str) -> dict[str, Any] | None:
-    """Plotly error bars for the model's bar from a `[lo, hi]` interval (none on the reference
-    bar; none at all when the file has no interval, as older runs do not)."""
+def _interval(ci: Any, what: str) -> tuple[float, float] | None:
+    """A `[lo, hi]` interval from an artifact, or None when the file has none (older runs)."""
     if ci is None:
         return None
     if not isinstance(ci, (list, tuple)) or len(ci) != 2:
         raise FigureDataError(f"{what} should be [low, high], got {ci!r}")
     lo, hi = (_num(v, what) for v in ci)
-    return dict(type="data", symmetric=False, array=[hi - value, None],
-                arrayminus=[value - lo, None], color="#374151", thickness=1.5, width=6)
+    return lo, hi
 
 
 def has_curves(explanations: Mapping[str, Mapping[str, Any]]) -> bool:
