@@ -60,6 +60,9 @@ class ModelConfig:
     erase: float = 0.0  # guided from-scratch models: chance that a boxed tumour image of a batch
     # also yields a copy with its box filled from the other hemisphere, labelled no tumour
     # (transplant.erase: the tumour's source stops telling the class); 0 = off
+    mixup: float = 0.0  # guided from-scratch models: each augmented image blended with a random
+    # partner of its batch at a Beta(mixup, mixup) weight, labels alike (keras.layers.MixUp;
+    # evidence region: the pair's union); 0 = off
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:  # fail at load, not after the data pass
@@ -68,12 +71,15 @@ class ModelConfig:
         if self.equalize and self.standardize:
             raise ValueError("equalize and standardize are two intensity normalisations: "
                              "choose one")
-        for name in ("transplant", "erase"):
+        for name in ("transplant", "erase", "mixup"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{name} is a probability in [0, 1], got {rate}")
+                what = "a Beta parameter" if name == "mixup" else "a probability"
+                raise ValueError(f"{name} is {what} in [0, 1], got {rate}")
             if rate > 0 and self.guidance <= 0:  # it needs the boxes guidance loads
-                raise ValueError(f"{name} needs guidance > 0 (it uses the tumour boxes)")
+                why = ("it runs in the guided trainer" if name == "mixup" else
+                       "it uses the tumour boxes")
+                raise ValueError(f"{name} needs guidance > 0 ({why})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -102,12 +102,13 @@ class GuidedTrainer(keras.Model):
                  augment: list[tuple[keras.Layer, bool]],
                  features: keras.Model | None = None, score: str = "log_prob",
                  transplant: float = 0.0, seed: int = 0, erase: float = 0.0,
-                 no_tumor: int = -1) -> None:
+                 no_tumor: int = -1, mixup: float = 0.0) -> None:
         """`features` maps the core's input to (feature map, probabilities); by default it is
         cut from `core` (give it for a core that was itself cut from a bigger graph).
         `transplant` > 0 expects batches with per-image roles (`guided_dataset(roles=...)`)
         and appends tumour transplants (pipeline/transplant.py) before augmentation; so does
-        `erase` > 0, whose tumour-free copies are labelled class index `no_tumor`."""
+        `erase` > 0, whose tumour-free copies are labelled class index `no_tumor`. `mixup` > 0
+        blends the augmented batch in pairs (`transplant.mixup`, Beta(mixup, mixup))."""
         super().__init__(name=f"{core.name}_guided")
         self.core = core
         self.features = features or keras.Model(
@@ -120,6 +121,7 @@ class GuidedTrainer(keras.Model):
         if self.erase > 0 and self.no_tumor < 0:
             raise ValueError("erase needs the no-tumour class index")
         self.seed = keras.random.SeedGenerator(seed) if transplant > 0 or erase > 0 else None
+        self.mix = keras.layers.MixUp(alpha=float(mixup), seed=seed + 1) if mixup > 0 else None
         self.head = core.get_layer("predictions")
         self.outside = keras.metrics.Mean(name="outside_share")
 
@@ -157,6 +159,10 @@ class GuidedTrainer(keras.Model):
                 x, allowed, y, sample_weight = erase(x, allowed, y, role, self.erase, self.seed,
                                                      self.no_tumor, sample_weight)
         x, allowed = self._augmented(x, allowed)
+        if self.mix is not None:
+            from pipeline.transplant import mixup
+
+            x, allowed, y, sample_weight = mixup(self.mix, x, allowed, y, sample_weight)
         with tf.GradientTape() as tape:
             fmap, probs = self.features(x, training=True)
             ce = self.compute_loss(x=x, y=y, y_pred=probs, sample_weight=sample_weight)
@@ -208,7 +214,8 @@ def prepare(job: Any) -> tuple[np.ndarray, np.ndarray]:
                           "layer": built.gradcam_layer,
                           "form": f"Grad-CAM of {_FORMS[mc.guidance_score]}",
                           "phases": ["finetune"] if built.transfer else ["train"],
-                          "transplant": mc.transplant, "erase": mc.erase}
+                          "transplant": mc.transplant, "erase": mc.erase,
+                          "mixup": mc.mixup}
     job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
             f"{len(boxed)} training images (the rest: head region)")
     return allowed, boxed
@@ -231,7 +238,7 @@ def fit_guided(job: Any) -> None:
                      if r.label == NO_TUMOR), -1)  # the class index erased copies get
     trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment,
                             score=mc.guidance_score, transplant=mc.transplant, seed=cfg.seed,
-                            erase=mc.erase, no_tumor=no_tumor)
+                            erase=mc.erase, no_tumor=no_tumor, mixup=mc.mixup)
     part = None
     if mc.transplant > 0 or mc.erase > 0:  # who gives a tumour box, who receives one
         from pipeline.transplant import roles

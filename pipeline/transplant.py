@@ -16,7 +16,9 @@ place), labelled no tumour, with the head as its evidence region: "looks like fi
 telling "tumour" from that side too.
 
 Composites are appended to the batch (the originals stay), before augmentation, so that
-geometric layers move image and box together. Everything here runs in the training graph.
+geometric layers move image and box together. `mixup` is the one exception: it replaces the
+augmented batch by blends of image pairs (Zhang et al., 2018), the draws and blends by
+`keras.layers.MixUp`. Everything here runs in the training graph.
 """
 
 from __future__ import annotations
@@ -151,4 +153,22 @@ def erase(x: Any, allowed: Any, y: Any, role: Any, rate: float, seed: Any, no_tu
                       ops.ones((), sample_weight.dtype))
         sample_weight = ops.concatenate(
             [sample_weight, ops.full((ops.shape(d)[0],), w, sample_weight.dtype)], axis=0)
+    return x, allowed, y, sample_weight
+
+
+def mixup(layer: Any, x: Any, allowed: Any, y: Any, sample_weight: Any = None
+          ) -> tuple[Any, Any, Any, Any]:
+    """The batch blended by `layer` (a `keras.layers.MixUp`): each image with a random partner
+    at a Beta(alpha, alpha) weight, labels and sample weights at the same weight. The evidence
+    region is the union of the pair's regions: the evidence of either image belongs where it is,
+    and a weighted mix would fault a map for lying wholly in one image's box."""
+    from keras import ops
+
+    draw = layer.get_random_transformation(x, training=True)
+    x = layer.transform_images(x, draw, training=True)
+    y = layer.transform_labels(y, draw, training=True)
+    allowed = ops.maximum(allowed, ops.take(allowed, draw["permutation_order"], axis=0))
+    if sample_weight is not None:
+        sample_weight = layer.transform_labels(
+            ops.expand_dims(ops.cast(sample_weight, "float32"), -1), draw, training=True)[:, 0]
     return x, allowed, y, sample_weight

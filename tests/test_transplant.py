@@ -203,3 +203,67 @@ def test_erase_is_refused_without_guidance_or_no_tumour_class():
     built = build_model("custom_cnn", 3, mc, augment=False)
     with pytest.raises(ValueError, match="no-tumour class index"):
         GuidedTrainer(built.model, built.gradcam_layer, 1.0, augment=[], erase=0.5)
+
+
+def test_mixup_blends_pairs_with_their_labels_weights_and_united_regions():
+    from pipeline.transplant import mixup
+
+    x, allowed, y, _, weight = _batch()
+    layer = keras.layers.MixUp(alpha=0.4, seed=3)
+    out_x, out_a, out_y, out_w = (np.asarray(t) for t in mixup(layer, x, allowed, y, weight))
+    assert out_x.shape == x.shape and out_y.shape == y.shape and out_w.shape == (3,)
+    np.testing.assert_allclose(out_y.sum(1), 1.0, atol=1e-6)  # still a distribution
+    blended = 0
+    for i in range(3):  # the three images have three different labels: y names the partner
+        lam = out_y[i, y[i].argmax()]
+        others = [j for j in range(3) if j != i and out_y[i, y[j].argmax()] > 1e-6]
+        j = others[0] if others else i
+        blended += j != i
+        np.testing.assert_allclose(out_x[i], lam * x[i] + (1 - lam) * x[j], atol=1e-3)
+        np.testing.assert_allclose(out_w[i], lam * weight[i] + (1 - lam) * weight[j], atol=1e-5)
+        np.testing.assert_array_equal(out_a[i], np.maximum(allowed[i], allowed[j]))
+    assert blended >= 2  # a permutation of three moves at least two images
+
+
+def test_a_guided_step_trains_on_mixed_images():
+    from pipeline.fit import _compile
+    from pipeline.guidance import GuidedTrainer, guided_dataset
+    from pipeline.models import build_model
+
+    mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, mixup=0.4)
+    built = build_model("custom_cnn", 3, mc, augment=False)
+    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment=[],
+                            seed=0, mixup=mc.mixup)
+    _compile(trainer, mc, mc.learning_rate, 3)
+    x, allowed, y, _, _ = _batch()
+    ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0)
+    seen: list[np.ndarray] = []
+    real = trainer.compute_loss
+
+    def spy(x=None, y=None, y_pred=None, sample_weight=None, **kw):
+        seen.append(np.asarray(y))
+        return real(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kw)
+
+    trainer.compute_loss = spy
+    trainer.run_eagerly = True
+    logs = trainer.fit(ds, epochs=1, verbose=0).history
+    (labels,) = seen
+    assert labels.shape == (3, 3) and labels.max(1).min() < 1.0  # soft labels: pairs blended
+    assert np.isfinite(logs["loss"][0])
+    # compiled, as training runs: the draws and blends trace into the graph
+    trainer.run_eagerly = False
+    assert np.isfinite(trainer.fit(ds, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_mixup_is_refused_without_guidance_out_of_range_or_for_a_transfer_model(tmp_path):
+    from pipeline.config import profile
+    from pipeline.train import train_run
+
+    with pytest.raises(ValueError, match="mixup needs guidance"):
+        ModelConfig(mixup=0.2)
+    with pytest.raises(ValueError, match="mixup is a Beta parameter"):
+        ModelConfig(guidance=1.0, mixup=1.5)
+    cfg = profile("smoke")
+    cfg.models["mobilenetv2"].mixup = 0.2
+    with pytest.raises(ValueError, match="mixup is for from-scratch models"):
+        train_run(cfg, tmp_path / "no-such-data", tmp_path / "out", ["mobilenetv2"])
