@@ -114,12 +114,13 @@ def test_guided_run_on_phantoms_records_guidance(synth_data, tmp_path):
     cfg.models["custom_cnn"].clip_norm = 1.0
     cfg.models["custom_cnn"].lr_schedule = "cosine"
     cfg.models["custom_cnn"].transplant = 0.5  # composites inside the traced step, too
+    cfg.models["custom_cnn"].mixup = 0.2  # and pairs mixed after augmentation
     run = train_run(cfg, synth_data, tmp_path, ["custom_cnn"])
     manifest = json.loads((run / "manifest.json").read_text())
     info = manifest["models"]["custom_cnn"]["guidance"]
     assert info["weight"] == 1.0 and info["layer"] == "gradcam_target"
     assert info["form"] == "Grad-CAM of the true class's logit"
-    assert info["transplant"] == 0.5
+    assert info["transplant"] == 0.5 and info["mixup"] == 0.2
     assert 0 < info["with_tumour_box"] < info["train_images"]  # no-tumour phantoms: head only
     assert not Path(info["masks_dir"]).is_absolute()
     history = json.loads((run / "custom_cnn" / "history.json").read_text())["epochs"]
