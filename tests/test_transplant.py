@@ -11,6 +11,24 @@ from pipeline.config import ModelConfig
 from pipeline.transplant import DONOR, NEITHER, RECIPIENT, roles, transplant
 
 
+def _one_eager_epoch(trainer: keras.Model, ds) -> tuple[np.ndarray, dict]:
+    """The labels the loss saw in a one-batch epoch (eager, so they can be read), and the
+    history."""
+    seen: list[np.ndarray] = []
+    real = trainer.compute_loss
+
+    def spy(x=None, y=None, y_pred=None, sample_weight=None, **kw):
+        seen.append(np.asarray(y))
+        return real(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kw)
+
+    trainer.compute_loss = spy
+    trainer.run_eagerly = True
+    logs = trainer.fit(ds, epochs=1, verbose=0).history
+    trainer.compute_loss = real
+    (labels,) = seen
+    return labels, logs
+
+
 def _batch() -> tuple[np.ndarray, ...]:
     """A donor (dim head, bright 8x8 'tumour' with its box), a no-tumour recipient (brighter
     head) and an image of a third kind, 32 px."""
@@ -73,17 +91,8 @@ def test_a_guided_step_trains_on_the_composites():
     ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0, role)
     (inputs, _labels), = list(ds)
     assert len(inputs) == 3  # pixels, allowed region, roles
-    seen: list[int] = []
-    real = trainer.compute_loss
-
-    def spy(x=None, y=None, y_pred=None, sample_weight=None, **kw):
-        seen.append(int(y.shape[0]))  # eager below: the batch the loss saw
-        return real(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kw)
-
-    trainer.compute_loss = spy
-    trainer.run_eagerly = True
-    logs = trainer.fit(ds, epochs=1, verbose=0).history
-    assert seen == [4]  # three images plus the composite
+    labels, logs = _one_eager_epoch(trainer, ds)
+    assert labels.shape[0] == 4  # three images plus the composite
     assert np.isfinite(logs["loss"][0])
 
 
@@ -173,17 +182,7 @@ def test_a_guided_step_trains_on_transplants_and_erased_copies_together():
     _compile(trainer, mc, mc.learning_rate, 3)
     x, allowed, y, role, _ = _lateral_batch()
     ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0, role)
-    seen: list[np.ndarray] = []
-    real = trainer.compute_loss
-
-    def spy(x=None, y=None, y_pred=None, sample_weight=None, **kw):
-        seen.append(np.asarray(y))
-        return real(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kw)
-
-    trainer.compute_loss = spy
-    trainer.run_eagerly = True
-    logs = trainer.fit(ds, epochs=1, verbose=0).history
-    (labels,) = seen
+    labels, logs = _one_eager_epoch(trainer, ds)
     # three images, the transplant (the donor's glioma label) and the erased copy (no tumour);
     # the transplant is not erased again
     assert labels.shape[0] == 5
@@ -237,17 +236,7 @@ def test_a_guided_step_trains_on_mixed_images():
     _compile(trainer, mc, mc.learning_rate, 3)
     x, allowed, y, _, _ = _batch()
     ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0)
-    seen: list[np.ndarray] = []
-    real = trainer.compute_loss
-
-    def spy(x=None, y=None, y_pred=None, sample_weight=None, **kw):
-        seen.append(np.asarray(y))
-        return real(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kw)
-
-    trainer.compute_loss = spy
-    trainer.run_eagerly = True
-    logs = trainer.fit(ds, epochs=1, verbose=0).history
-    (labels,) = seen
+    labels, logs = _one_eager_epoch(trainer, ds)
     assert labels.shape == (3, 3) and labels.max(1).min() < 1.0  # soft labels: pairs blended
     assert np.isfinite(logs["loss"][0])
     # compiled, as training runs: the draws and blends trace into the graph
