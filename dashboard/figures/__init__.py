@@ -6,13 +6,19 @@ with hand-made dicts in the formats of docs/architecture.md. Malformed input rai
 Colours are left to the Streamlit plotly theme except for models and classes, which keep one
 colour each across every figure so a viewer can follow them from chart to chart.
 
-The builders live in one module per page section: `evaluation` (Overview: test metrics, curves,
-calibration), `robustness` (Overview: accuracy under image shifts), `predictions` (one image's
-class probabilities) and `quality` (Explanation quality);
+The builders live in one module per page section: `evaluation` (Overview: test metrics,
+curves), `calibration` (Overview: reliability diagram, ECE against a calibrated model's floor),
+`robustness` (Overview: accuracy under image shifts), `predictions` (one image's class
+probabilities) and `quality` (Explanation quality);
 `common` holds the shared colours, names and checks. Import them from here (`from dashboard
 import figures as F`).
 """
 
+from dashboard.figures.calibration import (
+    ece_floor_sentences,
+    reliability_figure,
+    reliability_points,
+)
 from dashboard.figures.common import (
     CLASS_PALETTE,
     MODEL_COLORS,
@@ -26,12 +32,9 @@ from dashboard.figures.evaluation import (
     ci_figure,
     confusion_figure,
     confusion_values,
-    ece_floor_sentences,
     metrics_table,
     per_class_figure,
     pr_figure,
-    reliability_figure,
-    reliability_points,
     roc_figure,
     size_gaps,
     size_group_table,
