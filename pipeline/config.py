@@ -41,7 +41,9 @@ class ModelConfig:
     equalize: bool = False  # per-image histogram equalisation over the head, in the model
     # (layers.HeadEqualization: removes any monotonic intensity curve; excludes standardize)
     augment_strength: str = "light"  # "light": flip/rotate/zoom/contrast; "gamma": + random
-    # gamma; "mri": + gamma, bias field, mild noise and blur (scanner differences); "sequence":
+    # gamma; "mri": + gamma, bias field, mild noise and blur (scanner differences); "mri-match":
+    # "mri" + half the images take a random batch partner's head histogram (layers.
+    # RandomHistogramMatch: brightness and contrast stop telling the class); "sequence":
     # "mri" + random intensity curves that may reorder grey levels (T1 <-> T2); "mri-wide":
     # "mri" + the wider zoom and the shifts of "strong" (other sources frame slices differently);
     # "strong": + shifts, brightness, stronger contrast, noise, blur and random erasing

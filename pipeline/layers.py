@@ -197,3 +197,62 @@ class RandomIntensityRemap(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "segments": self.segments,
                 "floor": self.floor, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomHistogramMatch(keras.layers.Layer):
+    """Training only: with probability `rate` per image, map the head's grey levels onto the
+    head histogram of a random image of the same batch (quantile matching at `quantiles`
+    levels, linear in between); the background (channel mean at most `threshold`) is kept.
+
+    Why: in the Sartaj data the training gliomas are dark, low-contrast exports (head median
+    66, 99th percentile 175 on 0-255) and the no-tumour images bright ones (91, 220), while
+    other sources' gliomas look like the latter (`Testing/`: 88, 220). Random gamma moves every
+    class alike, so the class gap survives it; taking a random partner's histogram makes an
+    image's intensity distribution independent of its own class. Randomised histogram matching
+    as augmentation: Yaras et al., 2021 (overhead imagery, towards unlabelled target images).
+    """
+
+    def __init__(self, rate: float = 0.5, quantiles: int = 64, threshold: float = 10.0,
+                 seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate, self.quantiles, self.threshold, self.seed = rate, quantiles, threshold, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        if not training:
+            return x
+        import tensorflow as tf
+
+        x = tf.clip_by_value(tf.cast(x, tf.float32), 0.0, 255.0)
+        grey = tf.reduce_mean(x, axis=-1)
+        n, h, w = tf.shape(grey)[0], tf.shape(grey)[1], tf.shape(grey)[2]
+        flat = tf.reshape(grey, (n, h * w))
+        head = flat > self.threshold
+        count = tf.reduce_sum(tf.cast(head, tf.int32), axis=1)
+        # Head quantiles: sort with the background pushed past the end, index by head count.
+        ranked = tf.sort(tf.where(head, flat, 1e9), axis=1)
+        levels = tf.linspace(0.0, 1.0, self.quantiles)
+        idx = tf.cast(tf.round(levels[None, :] * tf.cast(tf.maximum(count - 1, 0), tf.float32)
+                               [:, None]), tf.int32)
+        own = tf.gather(ranked, idx, batch_dims=1)  # (n, quantiles), non-decreasing
+        partner = keras.random.shuffle(tf.range(n), seed=self.generator)
+        target = tf.gather(own, partner)
+        lo = tf.clip_by_value(tf.searchsorted(own, flat, side="right") - 1, 0,
+                              self.quantiles - 2)
+        o_lo, o_hi = tf.gather(own, lo, batch_dims=1), tf.gather(own, lo + 1, batch_dims=1)
+        t_lo, t_hi = tf.gather(target, lo, batch_dims=1), tf.gather(target, lo + 1, batch_dims=1)
+        frac = tf.clip_by_value((flat - o_lo) / tf.maximum(o_hi - o_lo, 1e-6), 0.0, 1.0)
+        mapped = t_lo + frac * (t_hi - t_lo)
+        # Too few head pixels on either side of a pair: no histogram to take or give.
+        enough = (count >= self.quantiles) & (tf.gather(count, partner) >= self.quantiles)
+        use = (keras.random.uniform((n,), seed=self.generator) < self.rate) & enough
+        delta = tf.where(use[:, None] & head, mapped - flat, 0.0)
+        return tf.clip_by_value(x + tf.reshape(delta, (n, h, w, 1)), 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "quantiles": self.quantiles,
+                "threshold": self.threshold, "seed": self.seed}

@@ -26,6 +26,7 @@ from pipeline.layers import (
     HeadStandardization,
     RandomBiasField,
     RandomGamma,
+    RandomHistogramMatch,
     RandomIntensityRemap,
 )
 from pipeline.names import display_name
@@ -172,7 +173,7 @@ def _try_download(model_name: str) -> None:
         socket.setdefaulttimeout(old)
 
 
-AUG_STRENGTHS = ("light", "gamma", "mri", "mri-wide", "sequence", "strong")
+AUG_STRENGTHS = ("light", "gamma", "mri", "mri-match", "mri-wide", "sequence", "strong")
 
 
 def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.Layer, bool]]:
@@ -184,8 +185,10 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     only. "mri" adds what differs between MRI scanners without hiding anatomy: gamma, a smooth
     bias field, mild noise and blur. "sequence" is "mri" plus, for half the images, a random
     intensity curve that may reorder grey levels (one MRI sequence's contrast made into
-    another's). "mri-wide" is "mri" with the wider geometry of "strong" (zoom 0.2, translation):
-    the other sources' slices are often framed tighter or off-centre. "strong" adds what
+    another's). "mri-match" is "mri" plus, for half the images, the head histogram of a random
+    image of the batch (brightness and contrast stop telling the class). "mri-wide" is "mri"
+    with the wider geometry of "strong" (zoom 0.2, translation): the other sources' slices are
+    often framed tighter or off-centre. "strong" adds what
     differs between scanners and exports, so that none of it can serve as a class cue:
     translation, a wider zoom, brightness, stronger contrast, Gaussian noise, blur and random
     erasing (covers corners and burnt-in text as well as anatomy).
@@ -208,10 +211,11 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
         return layers + [(RandomGamma(1.6, seed=seed + 9, name="aug_gamma"), False)]
     translate = [(keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
                                                  name="aug_translate"), True)]
-    if strength in ("mri", "mri-wide", "sequence"):
-        remap = [(RandomIntensityRemap(0.5, seed=seed + 11, name="aug_remap"), False)]
-        return layers + (translate if wide else []) + (
-            remap if strength == "sequence" else []) + [
+    if strength in ("mri", "mri-match", "mri-wide", "sequence"):
+        remap = {"sequence": [(RandomIntensityRemap(0.5, seed=seed + 11, name="aug_remap"), False)],
+                 "mri-match": [(RandomHistogramMatch(0.5, seed=seed + 12, name="aug_histmatch"),
+                                False)]}
+        return layers + (translate if wide else []) + remap.get(strength, []) + [
             (RandomGamma(1.8, seed=seed + 9, name="aug_gamma"), False),
             (RandomBiasField(0.3, seed=seed + 10, name="aug_bias_field"), False),
             (keras.layers.RandomGaussianBlur(factor=0.3, sigma=(0.0, 1.0), value_range=(0, 255),

@@ -311,6 +311,49 @@ def test_intensity_remap_can_reorder_grey_levels_and_keeps_black_black(tmp_path)
     _same_after_reload(built.model, tmp_path)
 
 
+def _heads(means: list[float], seed: int = 0) -> np.ndarray:
+    """Grey images with a black border round a noisy square "head" of the given mean levels."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((len(means), 48, 48, 3), "float32")
+    for i, m in enumerate(means):
+        x[i, 8:40, 8:40, :] = np.clip(rng.normal(m, 15, (32, 32)), 12, 255)[..., None]
+    return x
+
+
+def test_histogram_match_gives_each_head_a_batch_partners_histogram(tmp_path):
+    from pipeline.layers import RandomHistogramMatch
+    from pipeline.models import augmentation_layers
+
+    means = [60.0, 180.0, 90.0, 210.0, 120.0, 150.0]
+    x = _heads(means)
+    layer = RandomHistogramMatch(1.0, seed=3)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    out = np.asarray(layer(x, training=True))
+    np.testing.assert_array_equal(out[:, :8], 0.0)  # the background is left alone
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])  # grey stays grey
+    before = np.sort(x[:, 8:40, 8:40, 0].reshape(len(means), -1), axis=1)
+    after = np.sort(out[:, 8:40, 8:40, 0].reshape(len(means), -1), axis=1)
+    # Each output head has some input head's histogram (to within the 64 quantiles' steps)...
+    gap = np.abs(after[:, None, :] - before[None, :, :]).mean(axis=2)
+    assert gap.min(axis=1).max() < 2.0
+    # ...the heads as a set are the batch's, and at least one image took another's.
+    partner = gap.argmin(axis=1)
+    assert sorted(partner) == list(range(len(means))) and (partner != np.arange(6)).any()
+    for i in range(len(means)):  # the map is monotone: anatomy keeps its grey-level order
+        order = np.argsort(x[i, 8:40, 8:40, 0], axis=None)
+        assert (np.diff(out[i, 8:40, 8:40, 0].ravel()[order]) >= -1e-3).all()
+    never = RandomHistogramMatch(0.0, seed=3)
+    np.testing.assert_array_equal(np.asarray(never(x, training=True)), x)
+    # "mri-match" = "mri" with the matching before the intensity layers; it saves and loads.
+    mri = [layer.name for layer, _ in augmentation_layers(0, "mri")]
+    match = [(layer.name, g) for layer, g in augmentation_layers(0, "mri-match")]
+    assert [n for n, _ in match] == [*mri[:4], "aug_histmatch", *mri[4:]]
+    assert ("aug_histmatch", False) in match  # intensities only: a tumour mask does not move
+    built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3,
+                                                     augment_strength="mri-match"))
+    _same_after_reload(built.model, tmp_path)
+
+
 def test_mri_wide_is_mri_with_the_wider_geometry_of_strong(tmp_path):
     from pipeline.models import augmentation_layers
 
