@@ -178,19 +178,21 @@ def _iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int,
     for v in range(2, n_views if aug_names else 2):
         out = np.empty_like(x)  # filled in place: no list of parts beside the whole
         mout = None if masks is None else np.empty((len(x), *shape), "float16")
-        for i in range(0, len(x), 64):
-            t = keras.ops.convert_to_tensor(x[i:i + 64].astype("float32"))
+        order = np.random.default_rng(seed + v).permutation(len(x))  # x is in class order;
+        for i in range(0, len(x), 64):  # aug_histmatch pairs within a chunk: mix the classes
+            idx = np.sort(order[i:i + 64])
+            t = keras.ops.convert_to_tensor(x[idx].astype("float32"))
             m = None if masks is None else \
-                keras.ops.convert_to_tensor(masks[i:i + 64, ..., None].astype("float32") * 255)
+                keras.ops.convert_to_tensor(masks[idx, ..., None].astype("float32") * 255)
             for n in aug_names:
                 if m is not None and n in moving:  # one call: the same transform
                     both = model.get_layer(n)(keras.ops.concatenate([t, m], -1), training=True)
                     t, m = both[..., :3], both[..., 3:]
                 else:
                     t = model.get_layer(n)(t, training=True)
-            out[i:i + 64] = np.clip(keras.ops.convert_to_numpy(t), 0, 255)
+            out[idx] = np.clip(keras.ops.convert_to_numpy(t), 0, 255)
             if mout is not None:
-                mout[i:i + 64] = _small(np.clip(keras.ops.convert_to_numpy(m)[..., 0] / 255.0,
+                mout[idx] = _small(np.clip(keras.ops.convert_to_numpy(m)[..., 0] / 255.0,
                                                 0.0, 1.0), shape)
         yield out, mout
         del out, mout  # a paused generator would otherwise keep the view alive beside the next

@@ -64,6 +64,18 @@ def test_augmented_views_count_and_content():
     assert len(_augmented_views(built.model, x, 1, seed=1)) == 1
 
 
+def test_augmented_views_pair_images_across_the_class_order():
+    """Training images arrive in class order; the views are made in chunks, and a layer that
+    pairs images within its chunk (histogram matching) must see other classes' images too."""
+    built = build_model("custom_cnn", 2, ModelConfig(image_size=16, width=4, depth=2,
+                                                     augment_strength="mri-match"))
+    x = np.zeros((130, 16, 16, 3), np.uint8)
+    x[:65, 2:14, 2:14] = 40  # a dark "class" first, then a bright one, as in class folders
+    x[65:, 2:14, 2:14] = 200
+    dark = _augmented_views(built.model, x, 3, seed=1)[2][:65, 4:12, 4:12].mean(axis=(1, 2, 3))
+    assert (dark > 140).sum() >= 8  # gamma alone takes 40 to 91 at most
+
+
 @pytest.mark.slow
 def test_loss_goes_down_and_run_is_complete(synth_data, tmp_path):
     cfg = profile("smoke")
