@@ -40,6 +40,26 @@ def test_boxes_dir_env_then_sibling_default(tmp_path: Path, monkeypatch: pytest.
     assert E.boxes_dir(None) == other
 
 
+def test_explain_eval_and_choose_look_for_masks_in_the_same_place(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    """Without --masks, explain-eval found no boxes for the shipped runs (it looked in
+    `<dataset>/masks`) while explain-choose found `<dataset>-boxes/masks`: one rule for both."""
+    from pipeline.explain.quality import _folders
+
+    monkeypatch.delenv("BRAIN_MRI_BOXES", raising=False)
+    data = tmp_path / "ds"
+    (data / "masks").mkdir(parents=True)
+    assert E.default_masks_dir(data) == data / "masks"  # the phantoms' layout
+    assert _folders(None, data, None) == (data, data / "masks")
+    (tmp_path / "ds-boxes" / "masks").mkdir(parents=True)
+    assert E.default_masks_dir(data) == tmp_path / "ds-boxes" / "masks"
+    assert _folders(None, data, None) == (data, tmp_path / "ds-boxes" / "masks")
+    given = tmp_path / "given"
+    given.mkdir()
+    assert _folders(None, data, given) == (data, given)
+
+
 def test_pick_puts_images_with_a_mask_first_and_stays_balanced() -> None:
     recs = [{"path": f"{c}/{i}.jpg", "label": c} for c in ("a", "b") for i in range(10)]
     boxed = {"a/3.jpg", "a/7.jpg", "b/1.jpg"}

@@ -145,7 +145,7 @@ def explain_eval_cmd(
                               "yes/no) is evaluated as an external folder: all its images"),
     masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
                                "paths, any image extension (scan.jpg -> scan.png), non-zero = "
-                               "tumour (default: DATA/masks)"),
+                               "tumour (default: the dataset's boxes folder, else DATA/masks)"),
     out_name: str = typer.Option(None, "--name", help="external folder only: file name under "
                              "<run>/<model>/explanations-external/ (default: the folder's name)"),
     method: str = typer.Option("gradcam", "--method", help=EXPLAIN_METHODS_HELP),

@@ -95,7 +95,7 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
     from pipeline import geometry, images
     from pipeline.explain.explainer import Explainer
     from pipeline.explain.layers import default_layer, stage_layers
-    from pipeline.explain.masks import boxes_dir, find_mask, prepare_mask, read_mask
+    from pipeline.explain.masks import default_masks_dir, find_mask, prepare_mask, read_mask
     from pipeline.explain.methods import REGISTRY
     from pipeline.explain.quality import _shown_path
 
@@ -106,8 +106,7 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
     data = Path(data_dir) if data_dir is not None else run.data_dir
     if data is None or not data.is_dir():
         raise ValueError(f"data folder {data} not found; pass data_dir (--data)")
-    masks_root = Path(masks_dir) if masks_dir is not None else (boxes_dir(data)
-                                                                 or data / "masks")
+    masks_root = Path(masks_dir) if masks_dir is not None else default_masks_dir(data)
     if not masks_root.is_dir():
         raise ValueError(f"masks folder {masks_root} does not exist")
     names = list(models) if models else run.model_names

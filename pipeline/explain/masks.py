@@ -115,3 +115,10 @@ def boxes_dir(data_dir: str | Path | None) -> Path | None:
     else:
         return None
     return cand if cand.is_dir() else None
+
+
+def default_masks_dir(data_dir: str | Path) -> Path:
+    """Where explain-eval and explain-choose look for masks when none are given: the dataset's
+    boxes folder (`boxes_dir`) if there is one, else `<data_dir>/masks` (the synthetic
+    phantoms' layout), which may not exist."""
+    return boxes_dir(data_dir) or Path(data_dir) / "masks"

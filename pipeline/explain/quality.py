@@ -27,7 +27,13 @@ from pipeline.artifacts import (
 )
 from pipeline.explain.explainer import Explainer
 from pipeline.explain.layers import conv_layers
-from pipeline.explain.masks import find_mask, head_mask_in_frame, prepare_mask, read_mask
+from pipeline.explain.masks import (
+    default_masks_dir,
+    find_mask,
+    head_mask_in_frame,
+    prepare_mask,
+    read_mask,
+)
 from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import BASELINES
 from pipeline.explain.scoring import explain_model
@@ -96,7 +102,8 @@ def explain_eval(
     folders) for the model's most probable tumour class: `target_mode` and each row's
     `target_rule` say which.
 
-    Masks come from `masks_dir` (default `<data_dir>/masks`) at the images' relative paths, with
+    Masks come from `masks_dir` (default: `masks.default_masks_dir`, the dataset's boxes folder
+    or `<data_dir>/masks`) at the images' relative paths, with
     the image's extension or another (`scan.jpg` -> `scan.png`), non-zero = tumour. Images
     without a mask (or with an empty one) are left out of localisation but still scored for
     faithfulness, sanity and the shortcut alarm; `n_localisation` says how many had one, and
@@ -174,11 +181,12 @@ def _shown_path(path: Path) -> str:
 def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
              ) -> tuple[Path, Path]:
     """(data folder, masks folder): the given ones or the manifest's data folder and its
-    `masks/`; a missing data folder, or a given masks folder that is missing, is an error."""
+    default masks (`masks.default_masks_dir`: the boxes explain-choose uses); a missing data
+    folder, or a given masks folder that is missing, is an error."""
     data = Path(data_dir) if data_dir is not None else run.data_dir
     if data is None or not data.is_dir():
         raise ValueError(f"data folder {data} not found; pass data_dir (--data)")
-    masks_root = Path(masks_dir) if masks_dir is not None else data / "masks"
+    masks_root = Path(masks_dir) if masks_dir is not None else default_masks_dir(data)
     if masks_dir is not None and not masks_root.is_dir():
         raise ValueError(f"masks folder {masks_root} does not exist")
     return data, masks_root
