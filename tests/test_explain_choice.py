@@ -85,3 +85,28 @@ def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path
     assert got["method"] == "gradcam"
     assert got["layer"] == (entry["layer"] if entry["method"] == "gradcam"
                             else run.model_info("custom_cnn")["gradcam_layer"])
+
+
+@pytest.mark.slow
+def test_explain_eval_measures_each_models_default_unless_told(smoke_run: Path,
+                                                               tmp_path: Path) -> None:
+    """explain-eval scored Grad-CAM whatever the run's chosen default was, so a run's
+    explanations.json described a method the dashboard did not draw."""
+    from pipeline.artifacts import open_run
+    from pipeline.explain import explain_eval
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    layer = open_run(run_dir).model_info("custom_cnn")["gradcam_layer"]
+    (run_dir / CHOICE_FILE).write_text(json.dumps(
+        {"models": {"custom_cnn": {"method": "layercam", "layer": None}}}))
+    got = explain_eval(run_dir, max_images=2, steps=2, models=["custom_cnn"])["custom_cnn"]
+    assert (got["method"], got["layer"]) == ("layercam", layer)
+    saved = json.loads((run_dir / "custom_cnn" / "explanations.json").read_text())
+    assert saved["method"] == "layercam"
+    told = explain_eval(run_dir, method="hirescam", max_images=2, steps=2,
+                        models=["custom_cnn"])["custom_cnn"]
+    assert told["method"] == "hirescam"
+    (run_dir / CHOICE_FILE).unlink()  # no choice: Grad-CAM, as before explain-choose existed
+    plain = explain_eval(run_dir, max_images=2, steps=2, models=["custom_cnn"])["custom_cnn"]
+    assert plain["method"] == "gradcam"

@@ -148,7 +148,8 @@ def explain_eval_cmd(
                                "tumour (default: the dataset's boxes folder, else DATA/masks)"),
     out_name: str = typer.Option(None, "--name", help="external folder only: file name under "
                              "<run>/<model>/explanations-external/ (default: the folder's name)"),
-    method: str = typer.Option("gradcam", "--method", help=EXPLAIN_METHODS_HELP),
+    method: str = typer.Option(None, "--method", help=EXPLAIN_METHODS_HELP + " (default: "
+                               "each model's default from explain-choose, else gradcam)"),
     max_images: int = typer.Option(64, "--max-images", help="images per model (balanced over "
                                    "labels, images with a mask first)"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
@@ -186,14 +187,15 @@ def explain_eval_cmd(
         print_json({m: {k: v for k, v in r.items() if k != "rows"} for m, r in results.items()})
         return
     else:
-        _print_explain_quality(results, method, run_dir)
+        _print_explain_quality(results, run_dir)
 
 
-def _check_explain_eval_options(method: str, baseline: str, max_images: int, steps: int) -> None:
+def _check_explain_eval_options(method: str | None, baseline: str, max_images: int,
+                                steps: int) -> None:
     """Fail in one line on an unknown --method/--baseline or --max-images/--steps out of range."""
     from pipeline.explain import BASELINES, METHODS
 
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         fail(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
     if baseline not in BASELINES:
         fail(f"unknown --baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
@@ -208,11 +210,13 @@ def _fmt(value: object, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _print_explain_quality(results: dict[str, dict], method: str, run_dir: Path) -> None:
+def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
     """explain-eval's table (one row per model), then where the files were written."""
     from rich.table import Table
 
-    table = Table(title=f"explanation quality ({method}), run {run_dir.name}")
+    methods = ", ".join(f"{m}: {r['method']}" + (f" at {r['layer']}" if r.get("layer") else "")
+                        for m, r in results.items())
+    table = Table(title=f"explanation quality ({methods}), run {run_dir.name}")
     for head in ("model", "n", "with mask", "pointing (chance)", "energy in mask (chance)",
                  "deletion AUC (random)", "insertion AUC (random)", "ROAD MoRF / LeRF",
                  "sanity ρ",

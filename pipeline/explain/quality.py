@@ -25,6 +25,7 @@ from pipeline.artifacts import (
     utc_now,
     write_json_atomic,
 )
+from pipeline.explain.choice import default_explanation
 from pipeline.explain.explainer import Explainer
 from pipeline.explain.layers import conv_layers
 from pipeline.explain.masks import (
@@ -77,7 +78,7 @@ def explain_eval(
     run_dir: str | Path,
     data_dir: str | Path | None = None,
     masks_dir: str | Path | None = None,
-    method: str = "gradcam",
+    method: str | None = None,
     max_images: int = 64,
     progress: Progress | None = None,
     models: Sequence[str] | None = None,
@@ -108,10 +109,12 @@ def explain_eval(
     without a mask (or with an empty one) are left out of localisation but still scored for
     faithfulness, sanity and the shortcut alarm; `n_localisation` says how many had one, and
     localisation is null with a reason when none had. `masks_dir` and `data_dir` are recorded
-    relative to the project root. `layer` overrides the manifest's `gradcam_layer` (it must
-    exist in every selected model).
+    relative to the project root. `method` None: each model's default (`explain_choice.json`,
+    the method and layer the dashboard and `explain` use; Grad-CAM without one). `layer`
+    overrides the default layer (it must exist in every selected model).
     """
-    get_method(method)  # unknown names fail here, before any work
+    if method is not None:
+        get_method(method)  # unknown names fail here, before any work
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     if max_images < 1:
@@ -136,8 +139,12 @@ def explain_eval(
     results: dict[str, dict[str, Any]] = {}
     for m in names:
         t0 = time.perf_counter()
-        res = _explain_run_model(run, m, decoded, failed, method, layer, steps, baseline,
-                                 seed, progress, source["plan"])
+        use_method, use_layer = method, layer
+        if method is None:
+            use_method, chosen_layer = default_explanation(run.path, m, None)
+            use_layer = layer if layer is not None else chosen_layer
+        res = _explain_run_model(run, m, decoded, failed, use_method, use_layer, steps,
+                                 baseline, seed, progress, source["plan"])
         if res["n_localisation"] == 0:
             reason = (f"no masks found under {_shown_path(masks_root)}" if n_masks == 0 else
                       "no evaluated image has a non-empty tumour mask")
