@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline import data, feature_cache, guidance, schedules
+from pipeline import aug_views, data, feature_cache, guidance, schedules
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.models import BACKBONES, BuiltModel, compiled, geometric_augs, split_point
+from pipeline.models import BACKBONES, BuiltModel, compiled, split_point
 from pipeline.names import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -98,131 +98,6 @@ def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
     w = np.ones(num_classes)
     w[present] = counts[present].sum() / (present.sum() * counts[present])
     return {i: float(v) for i, v in enumerate(w)}
-
-
-class _ViewBatches(keras.utils.PyDataset):
-    """Batches of cached activations, drawing one random view of each image per epoch.
-
-    The order and views of epoch e come from (seed, e), set by `EpochOrder` when the epoch
-    begins, not from how often Keras resets the data: it resets more often under a
-    tf.distribute strategy (it reads a batch to build the model first), and a resumed fit
-    starts at a later epoch; both then see the batches one uninterrupted process sees.
-    """
-
-    def __init__(self, views: list[np.ndarray], y1h: np.ndarray, batch: int, seed: int,
-                 sample_weight: np.ndarray | None = None,
-                 masks: list[np.ndarray] | None = None) -> None:
-        super().__init__()
-        self.views, self.y, self.batch, self.sw = views, y1h, batch, sample_weight
-        self.masks = masks  # guided fine-tuning: each view's allowed region at feature-map size
-        self.seed = seed
-        self.set_epoch(0)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch)
-
-    def set_epoch(self, epoch: int) -> None:
-        rng = np.random.default_rng([self.seed, epoch])
-        self.order = rng.permutation(len(self.y))
-        self.pick = rng.integers(0, len(self.views), len(self.y))
-
-    def keeper(self) -> keras.callbacks.Callback:
-        """The callback that moves this data to each epoch as it begins."""
-        return EpochOrder(self)
-
-    def __getitem__(self, i: int):
-        idx = self.order[i * self.batch:(i + 1) * self.batch]
-        x = np.stack([self.views[v][j] for v, j in zip(self.pick[idx], idx, strict=True)])
-        x = x.astype("float32")
-        if self.masks is not None:
-            x = (x, np.stack([self.masks[v][j] for v, j in zip(self.pick[idx], idx,
-                                                                  strict=True)]).astype("float32"))
-        if self.sw is None:
-            return x, self.y[idx]
-        return x, self.y[idx], self.sw[idx]
-
-
-class EpochOrder(keras.callbacks.Callback):
-    """Sets a `_ViewBatches`' epoch when the epoch begins (see its docstring)."""
-
-    def __init__(self, batches: _ViewBatches) -> None:
-        super().__init__()
-        self.batches = batches
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.batches.set_epoch(epoch)
-
-
-def _augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
-                     ) -> list[np.ndarray]:
-    """Original, mirrored and randomly augmented copies of x, via the model's own aug layers."""
-    return [v for v, _ in _iter_views(model, x, n_views, seed)]
-
-
-def _iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int,
-                masks: np.ndarray | None = None, side: tuple[int, int] | None = None
-                ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """(view, mask view) pairs: original, mirrored and randomly augmented copies of x, via the
-    model's own aug layers, made one at a time (the caller can drop each before the next; one
-    view asked for: the original only). Guided fine-tuning gives `masks` (N, H, W) in 0-1: each
-    view's mask is moved by the same geometric layers as its image and shrunk to `side` (a
-    feature map's size; default H x W) batch by batch, so no full-size copy is ever held.
-    Without masks the mask views are None."""
-    shape = side or (masks.shape[1:3] if masks is not None else (0, 0))
-    yield x, None if masks is None else _small(masks, shape)
-    if n_views < 2:
-        return
-    yield x[:, :, ::-1, :].copy(), None if masks is None else _small(masks[:, :, ::-1], shape)
-    aug_names = [layer.name for layer in model.layers if layer.name.startswith("aug_")]
-    moving = geometric_augs() if masks is not None else frozenset()
-    for v in range(2, n_views if aug_names else 2):
-        out = np.empty_like(x)  # filled in place: no list of parts beside the whole
-        mout = None if masks is None else np.empty((len(x), *shape), "float16")
-        order = np.random.default_rng(seed + v).permutation(len(x))  # x is in class order;
-        for i in range(0, len(x), 64):  # aug_histmatch pairs within a chunk: mix the classes
-            idx = np.sort(order[i:i + 64])
-            t = keras.ops.convert_to_tensor(x[idx].astype("float32"))
-            m = None if masks is None else \
-                keras.ops.convert_to_tensor(masks[idx, ..., None].astype("float32") * 255)
-            for n in aug_names:
-                if m is not None and n in moving:  # one call: the same transform
-                    both = model.get_layer(n)(keras.ops.concatenate([t, m], -1), training=True)
-                    t, m = both[..., :3], both[..., 3:]
-                else:
-                    t = model.get_layer(n)(t, training=True)
-            out[idx] = np.clip(keras.ops.convert_to_numpy(t), 0, 255)
-            if mout is not None:
-                mout[idx] = _small(np.clip(keras.ops.convert_to_numpy(m)[..., 0] / 255.0,
-                                                0.0, 1.0), shape)
-        yield out, mout
-        del out, mout  # a paused generator would otherwise keep the view alive beside the next
-        keras.utils.set_random_seed(seed + v)
-
-
-def _small(masks: np.ndarray, side: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) masks in 0-1 as float16 shares at a feature map's size (area averaging, as
-    `guidance.outside_share` does at full size), 256 at a time: all 2220 training masks at
-    224 px in float32 would be 445 MB at once."""
-    out = np.empty((len(masks), *side), "float16")
-    for i in range(0, len(masks), 256):
-        t = keras.ops.image.resize(masks[i:i + 256, ..., None].astype("float32"), side,
-                                   interpolation="area")
-        out[i:i + 256] = keras.ops.convert_to_numpy(t)[..., 0]
-    return out
-
-
-def _view_count(model: keras.Model, n_views: int) -> int:
-    has_aug = any(layer.name.startswith("aug_") for layer in model.layers)
-    return max(1, n_views) if has_aug else min(max(1, n_views), 2)
-
-
-def _predict_batches(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int,
-                     progress: Progress, desc: str, dtype: str = "float16") -> np.ndarray:
-    out = []
-    for i in range(0, len(x), batch):
-        out.append(fn(x[i:i + batch].astype("float32")).astype(dtype))
-        progress(desc, min(i + batch, len(x)), len(x))
-    return np.concatenate(out)
 
 
 @dataclass
@@ -331,28 +206,28 @@ def _cached_activations(job: FitJob, bottom: keras.Model, cut: str,
     built, mc, cfg = job.built, job.mc, job.cfg
     n_views = max(1, mc.aug_views) if cfg.augment else 1
     t0 = time.perf_counter()
-    count = _view_count(built.model, n_views)
+    count = aug_views.view_count(built.model, n_views)
     where = f" into {job.scratch}" if job.scratch else ""
     job.say(f"{built.name}: caching backbone activations at '{cut}' for {count} views "
             f"of {len(job.train.y)} training images{where}")
     bottom_fn = compiled(bottom)
     feats: list[Any] = []
     small: list[np.ndarray] | None = None if guide is None else []
-    views = _iter_views(built.model, job.train.x, n_views, cfg.seed,
-                        *(guide if guide is not None else (None, None)))
-    for k, (v, m) in enumerate(views):
+    made = aug_views.iter_views(built.model, job.train.x, n_views, cfg.seed,
+                                *(guide if guide is not None else (None, None)))
+    for k, (v, m) in enumerate(made):
         if small is not None:
             small.append(m)
         desc = f"{built.name}: features, view {k + 1}/{count}"
         if job.scratch is None:
-            feats.append(_predict_batches(bottom_fn, v, 64, job.progress, desc))
+            feats.append(aug_views.predict_batches(bottom_fn, v, 64, job.progress, desc))
         else:  # on disk, so memory holds one view of images and no activations; batches of
             # 32: at 224 px one early MobileNetV2 activation of 64 images is 300 MB
             feats.append(feature_cache.predict_to_disk(
                 bottom_fn, v, 32, job.scratch / f"view{k}.f16", job.progress, desc))
         del v, m
-    feats_val = _predict_batches(bottom_fn, job.val.x, 64, job.progress,
-                                 f"{built.name}: features, validation")
+    feats_val = aug_views.predict_batches(bottom_fn, job.val.x, 64, job.progress,
+                                          f"{built.name}: features, validation")
     job.state.feature_seconds = round(time.perf_counter() - t0, 2)
     job.say(f"{built.name}: features cached in {job.state.feature_seconds:.0f}s")
     return feats, feats_val, small
@@ -381,11 +256,11 @@ def _fit_transfer_cached(job: FitJob) -> None:
     if "head" not in state.phase_done:
         # Phase 1: the whole backbone frozen; the head learns on pooled features.
         pooled_fn = compiled(pooled)
-        pooled_tr = [_predict_batches(pooled_fn, f, 128, no_progress, "", "float32")
+        pooled_tr = [aug_views.predict_batches(pooled_fn, f, 128, no_progress, "", "float32")
                      for f in feats]
-        pooled_va = _predict_batches(pooled_fn, feats_val, 128, no_progress, "", "float32")
+        pooled_va = aug_views.predict_batches(pooled_fn, feats_val, 128, no_progress, "", "float32")
         _compile(head, mc, mc.learning_rate, job.num_classes)
-        batches = _ViewBatches(pooled_tr, y_tr, cfg.batch_size, cfg.seed, sw)
+        batches = aug_views.ViewBatches(pooled_tr, y_tr, cfg.batch_size, cfg.seed, sw)
         head.fit(batches, shuffle=False,  # batches holds the epoch's order
                  validation_data=(pooled_va, y_va), epochs=mc.epochs,
                  initial_epoch=state.start_epoch("head"),
@@ -408,14 +283,16 @@ def _fit_transfer_cached(job: FitJob) -> None:
                                  [model.get_layer(built.gradcam_layer).output, model.output]),
             score=mc.guidance_score)
         _compile(trainer, mc, mc.finetune_learning_rate, job.num_classes)
-        batches = _ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw, small)
+        batches = aug_views.ViewBatches(feats, y_tr, cfg.batch_size, cfg.seed + 1, sw, small)
         trainer.fit(batches, shuffle=False,
-                validation_data=(feats_val.astype("float32"), y_va),
-                epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
-                callbacks=[*schedules.callbacks(max(2, mc.patience), mc.lr_schedule,
-                                      mc.finetune_learning_rate, mc.finetune_epochs),
-                           _epoch_log(job, "finetune", mc.finetune_epochs), batches.keeper()],
-                verbose=0)
+                    validation_data=(feats_val.astype("float32"), y_va),
+                    epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
+                    callbacks=[*schedules.callbacks(max(2, mc.patience), mc.lr_schedule,
+                                                    mc.finetune_learning_rate,
+                                                    mc.finetune_epochs),
+                               _epoch_log(job, "finetune", mc.finetune_epochs),
+                               batches.keeper()],
+                    verbose=0)
         state.phase_done.append("finetune")
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.aug_views import ViewBatches
 from pipeline.feature_cache import DiskRows, predict_to_disk
-from pipeline.fit import _ViewBatches
 
 
 def test_disk_rows_round_trip(tmp_path):
@@ -31,7 +31,7 @@ def test_disk_rows_round_trip(tmp_path):
 def test_view_batches_depend_on_the_epoch_only():
     views = [np.arange(20, dtype="float16").reshape(20, 1) + 100 * v for v in range(3)]
     y = np.eye(2, dtype="float32")[np.arange(20) % 2]
-    a, b = _ViewBatches(views, y, 8, seed=5), _ViewBatches(views, y, 8, seed=5)
+    a, b = ViewBatches(views, y, 8, seed=5), ViewBatches(views, y, 8, seed=5)
     b.set_epoch(4)
     b.on_epoch_end()  # Keras' extra resets (under a strategy) change nothing
     b.set_epoch(1)

@@ -139,14 +139,14 @@ def test_cached_views_move_the_mask_with_the_image():
     """Guided fine-tuning caches views of the images; each view's mask must sit on the same
     pixels as its image, through the mirror and the model's own random geometric layers, and
     arrive shrunk to the feature map's size."""
-    from pipeline.fit import _iter_views, _small
+    from pipeline.aug_views import iter_views, shrink_masks
 
     model = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3),
                         augment=True).model
     x = np.zeros((8, 32, 32, 3), "uint8")
     x[:, 4:14, 2:12] = 255  # a bright square off centre, and the mask exactly on it
     masks = (x[..., 0] > 0).astype("uint8")
-    views = list(_iter_views(model, x, 5, seed=1, masks=masks))  # at full size
+    views = list(iter_views(model, x, 5, seed=1, masks=masks))  # at full size
     assert len(views) == 5
     moved = 0
     for v, m in views:
@@ -156,14 +156,14 @@ def test_cached_views_move_the_mask_with_the_image():
         assert bright[inside].mean() > 3 * max(bright[outside].mean(), 1.0)
         moved += not np.array_equal(m > 0.5, masks > 0)
     assert moved >= 3  # the mirror and the random views moved it
-    small = list(_iter_views(model, x, 5, seed=1, masks=masks, side=(4, 4)))
+    small = list(iter_views(model, x, 5, seed=1, masks=masks, side=(4, 4)))
     assert [s.shape for _, s in small] == [(8, 4, 4)] * 5
     for (_, m), (_, s) in zip(views[:2], small[:2], strict=True):  # the random views differ
         np.testing.assert_allclose(s.astype("float32"),  # between calls (the layers' seeds move)
-                                   _small(m.astype("float32"), (4, 4)).astype("float32"),
+                                   shrink_masks(m.astype("float32"), (4, 4)).astype("float32"),
                                    atol=2e-3)
-    plain = [v for v, m in _iter_views(model, x, 2, seed=1)]
-    assert all(m is None for _, m in _iter_views(model, x, 2, seed=1))
+    plain = [v for v, m in iter_views(model, x, 2, seed=1)]
+    assert all(m is None for _, m in iter_views(model, x, 2, seed=1))
     np.testing.assert_array_equal(plain[1], views[1][0])
 
 
@@ -200,11 +200,11 @@ def test_guidance_refused_for_transfer_models_without_cached_features(synth_data
 
 
 def test_masks_at_feature_map_size_are_area_shares():
-    from pipeline.fit import _small
+    from pipeline.aug_views import shrink_masks
 
     masks = np.zeros((300, 28, 28), "uint8")  # more than one chunk of 256
     masks[:, :14, :7] = 1  # the top-left quarter of the top half
-    small = _small(masks, (4, 4))
+    small = shrink_masks(masks, (4, 4))
     assert small.shape == (300, 4, 4) and small.dtype == np.float16
     np.testing.assert_allclose(small[:, :2, 0].astype("float32"), 1.0)
     np.testing.assert_allclose(small[:, 2:, :].astype("float32"), 0.0)

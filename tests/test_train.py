@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from pipeline.artifacts import list_runs, open_run
+from pipeline.aug_views import augmented_views
 from pipeline.config import ModelConfig, profile
-from pipeline.fit import _augmented_views, class_weights
+from pipeline.fit import class_weights
 from pipeline.models import build_model
 from pipeline.train import train_run
 
@@ -56,12 +57,12 @@ def test_augmented_views_count_and_content():
     built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=2))
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    views = _augmented_views(built.model, x, 5, seed=1)
+    views = augmented_views(built.model, x, 5, seed=1)
     assert len(views) == 5 and all(v.shape == x.shape and v.dtype == np.uint8 for v in views)
     assert np.array_equal(views[0], x) and np.array_equal(views[1], x[:, :, ::-1])
     # random views differ from the original and from each other
     assert not np.array_equal(views[2], x) and not np.array_equal(views[2], views[3])
-    assert len(_augmented_views(built.model, x, 1, seed=1)) == 1
+    assert len(augmented_views(built.model, x, 1, seed=1)) == 1
 
 
 def test_augmented_views_pair_images_across_the_class_order():
@@ -72,7 +73,7 @@ def test_augmented_views_pair_images_across_the_class_order():
     x = np.zeros((130, 16, 16, 3), np.uint8)
     x[:65, 2:14, 2:14] = 40  # a dark "class" first, then a bright one, as in class folders
     x[65:, 2:14, 2:14] = 200
-    dark = _augmented_views(built.model, x, 3, seed=1)[2][:65, 4:12, 4:12].mean(axis=(1, 2, 3))
+    dark = augmented_views(built.model, x, 3, seed=1)[2][:65, 4:12, 4:12].mean(axis=(1, 2, 3))
     assert (dark > 140).sum() >= 8  # gamma alone takes 40 to 91 at most
 
 
