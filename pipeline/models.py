@@ -173,7 +173,8 @@ def _try_download(model_name: str) -> None:
         socket.setdefaulttimeout(old)
 
 
-AUG_STRENGTHS = ("light", "gamma", "mri", "mri-match", "mri-wide", "sequence", "strong")
+AUG_STRENGTHS = ("light", "gamma", "mri", "mri-match", "mri-match-texture", "mri-wide", "sequence",
+                 "strong")
 
 
 def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.Layer, bool]]:
@@ -186,7 +187,9 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     bias field, mild noise and blur. "sequence" is "mri" plus, for half the images, a random
     intensity curve that may reorder grey levels (one MRI sequence's contrast made into
     another's). "mri-match" is "mri" plus, for half the images, the head histogram of a random
-    image of the batch (brightness and contrast stop telling the class). "mri-wide" is "mri"
+    image of the batch (brightness and contrast stop telling the class). "mri-match-texture" is
+    "mri-match" with the blur and noise of "strong" and more often (with intensity matched, a
+    model may turn to sharpness and grain, which also differ between sources). "mri-wide" is "mri"
     with the wider geometry of "strong" (zoom 0.2, translation): the other sources' slices are
     often framed tighter or off-centre. "strong" adds what
     differs between scanners and exports, so that none of it can serve as a class cue:
@@ -211,17 +214,21 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
         return layers + [(RandomGamma(1.6, seed=seed + 9, name="aug_gamma"), False)]
     translate = [(keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
                                                  name="aug_translate"), True)]
-    if strength in ("mri", "mri-match", "mri-wide", "sequence"):
+    if strength in ("mri", "mri-match", "mri-match-texture", "mri-wide", "sequence"):
+        match = [(RandomHistogramMatch(0.5, seed=seed + 12, name="aug_histmatch"), False)]
         remap = {"sequence": [(RandomIntensityRemap(0.5, seed=seed + 11, name="aug_remap"), False)],
-                 "mri-match": [(RandomHistogramMatch(0.5, seed=seed + 12, name="aug_histmatch"),
-                                False)]}
+                 "mri-match": match, "mri-match-texture": match}
+        texture = strength == "mri-match-texture"
         return layers + (translate if wide else []) + remap.get(strength, []) + [
             (RandomGamma(1.8, seed=seed + 9, name="aug_gamma"), False),
             (RandomBiasField(0.3, seed=seed + 10, name="aug_bias_field"), False),
-            (keras.layers.RandomGaussianBlur(factor=0.3, sigma=(0.0, 1.0), value_range=(0, 255),
-                                             seed=seed + 6, name="aug_blur"), False),
+            (keras.layers.RandomGaussianBlur(factor=0.6 if texture else 0.3,
+                                             sigma=(0.0, 1.5 if texture else 1.0),
+                                             value_range=(0, 255), seed=seed + 6,
+                                             name="aug_blur"), False),
             (keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_in"), False),
-            (keras.layers.GaussianNoise(0.015, seed=seed + 7, name="aug_noise"), False),
+            (keras.layers.GaussianNoise(0.025 if texture else 0.015, seed=seed + 7,
+                                        name="aug_noise"), False),
             (keras.layers.Rescaling(255.0, name="aug_noise_out"), False),
         ]
     if not strong:

@@ -371,6 +371,27 @@ def test_mri_wide_is_mri_with_the_wider_geometry_of_strong(tmp_path):
     _same_after_reload(built.model, tmp_path)
 
 
+def test_mri_match_texture_is_mri_match_with_the_blur_and_noise_of_strong():
+    from pipeline.models import augmentation_layers
+
+    def named(strength):
+        return {layer.name: layer for layer, _ in augmentation_layers(0, strength)}
+
+    match, texture, strong = named("mri-match"), named("mri-match-texture"), named("strong")
+    assert list(texture) == list(match)  # the same layers in the same order
+    assert texture["aug_noise"].stddev == strong["aug_noise"].stddev > match["aug_noise"].stddev
+    assert texture["aug_blur"].factor[1] > match["aug_blur"].factor[1]
+    assert texture["aug_blur"].sigma[1] == strong["aug_blur"].sigma[1] > match["aug_blur"].sigma[1]
+    x = np.full((8, 32, 32, 3), 128.0, "float32")
+    x[:, :, 16:] = 32.0  # one sharp edge (96 grey levels): the texture set blurs it more
+    edge = []
+    for s in ("mri-match", "mri-match-texture"):
+        blur = named(s)["aug_blur"]  # one layer: its seed moves on with each batch
+        edge.append(np.mean([np.abs(np.diff(np.asarray(blur(x, training=True)), axis=2))
+                             .max(axis=(1, 2, 3)) for _ in range(30)]))
+    assert edge[1] < edge[0] < 96.0
+
+
 def test_residual_custom_cnn_adds_a_shortcut_to_its_two_conv_blocks(tmp_path):
     plain = build_model("custom_cnn", 4, _tiny()).model
     cfg = ModelConfig(image_size=64, width=8, depth=3, residual=True)
