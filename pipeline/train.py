@@ -228,6 +228,7 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         saved = artifacts.read_json(writer.tmp / "run.json")
         cfg = TrainConfig.from_dict(saved["config"])
         data_dir, models = saved["data_dir"], saved["models"]
+        commit = saved.get("git_commit", artifacts.git_commit())
         state = artifacts.read_json(writer.tmp / "state.json") \
             if (writer.tmp / "state.json").is_file() else {}
     if data_dir is None:
@@ -245,8 +246,10 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         writer = artifacts.RunWriter(artifacts_dir)
         # run.json goes last: its presence is what makes the run resumable.
         writer.write_json("splits.json", data.splits_to_json(splits, ds.root))
+        commit = artifacts.git_commit()  # the code that trains, not what HEAD is at the end
         writer.write_json("run.json", {"config": cfg.to_dict(), "data_dir": str(ds.root),
-                                       "models": models, "started": artifacts.utc_now()})
+                                       "models": models, "started": artifacts.utc_now(),
+                                       "git_commit": commit})
         state = {}
     say(f"run {writer.run_id}: {len(splits.train)} train / {len(splits.val)} val / "
         f"{len(splits.test)} test images, classes {', '.join(ds.classes)}")
@@ -254,7 +257,7 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
     try:
         hook = _evaluation_hook(progress, say) if evaluate else None
         return _train_and_finalize(cfg, ds, splits, writer, state, models, cache, progress, say,
-                                   hook, cluster)
+                                   hook, cluster, commit)
     except OSError as exc:  # disk full, permissions, ...: say what is safe and how to go on
         where = f" ({exc.filename})" if exc.filename else ""
         if writer.final.is_dir():
@@ -293,7 +296,8 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
                         writer: artifacts.RunWriter, state: dict[str, Any], models: list[str],
                         cache: Path, progress: Progress, say: Say,
                         before_rename: Callable[[Path], None] | None = None,
-                        cluster: distribute.Cluster | None = None) -> Path:
+                        cluster: distribute.Cluster | None = None,
+                        commit: str | None = None) -> Path:
     cluster = cluster or distribute.make_cluster("default")
     infos: dict[str, Any] = {}
     for name in models:
@@ -308,7 +312,7 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
                   "seed": cfg.seed, "train": len(splits.train), "val": len(splits.val),
                   "test": len(splits.test), **{k: v for k, v in splits.info.items()
                                                if k not in ("train", "val", "test")}}
-    manifest = run_manifest(cfg, ds, split_info, infos)
+    manifest = run_manifest(cfg, ds, split_info, infos, commit)
     manifest["distribution"] = cluster.manifest(cfg.batch_size)
     return writer.finalize(manifest, before_rename=before_rename)
 
@@ -324,12 +328,16 @@ def run_title(split_info: dict[str, Any]) -> str:
 
 
 def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
-                 infos: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of a run trained with `cfg` on `ds` (`RunWriter.finalize` adds its id)."""
+                 infos: dict[str, Any], commit: str | None = None) -> dict[str, Any]:
+    """The manifest of a run trained with `cfg` on `ds` (`RunWriter.finalize` adds its id).
+    `commit`: the git commit when training started (default: now); if HEAD moved while the run
+    trained, `git_commit_at_end` says so."""
+    now = artifacts.git_commit()
+    moved = {"git_commit_at_end": now} if commit and now != commit else {}
     return {
         "title": cfg.title or run_title(split_info),
         "created": artifacts.utc_now(),
-        "git_commit": artifacts.git_commit(),
+        "git_commit": commit or now, **moved,
         "data": {"dir": str(ds.root), "dir_relative": artifacts.relative_to_project(ds.root),
                  "layout": ds.layout, "fingerprint": data.fingerprint(ds),
                  "n_images": len(ds.records), "binary": ds.binary},
