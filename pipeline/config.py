@@ -141,7 +141,8 @@ def _default_models() -> dict[str, ModelConfig]:
         # at seeds 42 / 7 / 3 against 0.777 / 0.739 / 0.794 for this recipe, but blur at the
         # robustness benchmark's middle severity cost it 7.6 / 6.9 / 3.0 points against 3.3 /
         # 1.5 / 2.8, and 8.6 on the main split, where noise cost 7.1: the 5-point target broken
-        # in 3 of 4 trainings; the reference runs retrained with it on 2026-12-03 were not kept).
+        # in 3 of 4 trainings; the reference runs retrained with it on 2026-12-03 were not kept);
+        # with the blur and noise of "strong" ("mri-match-texture"): 0.688, blur still -6.1.
         "mobilenetv2": ModelConfig(image_size=224, epochs=15, patience=4, finetune_layers=100,
                                    aug_views=6, guidance=2.0),
     }
