@@ -72,14 +72,14 @@ class EpochOrder(keras.callbacks.Callback):
 
 
 def augmented_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int
-                     ) -> list[np.ndarray]:
+                    ) -> list[np.ndarray]:
     """Original, mirrored and randomly augmented copies of x, via the model's own aug layers."""
     return [v for v, _ in iter_views(model, x, n_views, seed)]
 
 
 def iter_views(model: keras.Model, x: np.ndarray, n_views: int, seed: int,
-                masks: np.ndarray | None = None, side: tuple[int, int] | None = None
-                ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+               masks: np.ndarray | None = None, side: tuple[int, int] | None = None
+               ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """(view, mask view) pairs: original, mirrored and randomly augmented copies of x, via the
     model's own aug layers, made one at a time (the caller can drop each before the next; one
     view asked for: the original only). Guided fine-tuning gives `masks` (N, H, W) in 0-1: each
