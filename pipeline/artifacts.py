@@ -147,6 +147,31 @@ def library_versions() -> dict[str, str]:
             "keras": keras.__version__, "numpy": numpy.__version__}
 
 
+# The vector instructions TensorFlow's CPU kernels choose between: runs trained on processors
+# that differ here may differ in the last digits and, over many epochs, in their figures.
+CPU_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                "amx_tile")
+
+
+def cpu_facts(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The processor a run was trained on: model name and which of CPU_FEATURES it has (from
+    /proc/cpuinfo; `cpuinfo` text for tests). Without /proc: the platform's processor name."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {"cpu_model": platform.processor() or platform.machine(), "cpu_features": None}
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return {"cpu_model": model or platform.processor() or platform.machine(),
+            "cpu_features": [f for f in CPU_FEATURES if f in flags]}
+
+
 class RunWriter:
     """Builds a run in a temporary folder; `finalize` makes it a complete run atomically."""
 

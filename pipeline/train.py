@@ -345,5 +345,6 @@ def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
         "class_names": ds.classes,
         "config": cfg.to_dict(),
         "versions": artifacts.library_versions(),
+        "machine": artifacts.cpu_facts(),
         "models": infos,
     }

@@ -131,3 +131,19 @@ def test_atomic_writes_get_the_umask_mode_not_private(tmp_path):
     artifacts.write_json_atomic(path, {"a": 1})
     # mkstemp alone gives 0600; run files must be readable by the dashboard's user too
     assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~artifacts._UMASK)
+
+
+def test_cpu_facts_name_the_processor_and_its_vector_instructions():
+    # Training repeats exactly on one processor, not across them: the manifest says which.
+    from pipeline.artifacts import cpu_facts
+
+    info = ("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse2 avx avx2 fma "
+            "avx512f avx512bw avx512_vnni\n\nprocessor\t: 1\nmodel name\t: other\nflags\t: avx\n")
+    assert cpu_facts(info) == {"cpu_model": "AMD EPYC 9B14",
+                               "cpu_features": ["avx", "avx2", "fma", "avx512f", "avx512bw",
+                                                "avx512_vnni"]}
+    older = cpu_facts("model name : Xeon\nflags : sse2 avx\n")
+    assert older == {"cpu_model": "Xeon", "cpu_features": ["avx"]}
+    here = cpu_facts()  # this machine: a model name and a list (or None without /proc)
+    assert here["cpu_model"] and (here["cpu_features"] is None
+                                  or isinstance(here["cpu_features"], list))

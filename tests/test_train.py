@@ -134,6 +134,7 @@ def test_smoke_run_tree_and_manifest(smoke_run):
     splits = json.loads((smoke_run / "splits.json").read_text())
     assert len(splits["test"]) == m["splits"]["test"]
     assert m["title"] == "Deduplicated split"  # the picker's name, from how the split was made
+    assert m["machine"]["cpu_model"]  # training repeats on one processor, not across them
 
 
 def test_run_titles_name_the_split():

@@ -11,6 +11,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts import cpu_facts
 from pipeline.bench.browser import chromium_version
 
 
@@ -22,7 +23,7 @@ def load_average() -> list[float]:
 def machine_facts() -> dict[str, Any]:
     """Cores, CPU model, memory, load and library versions of the machine measured on."""
     return {
-        "cpu_model": _cpu_model(),
+        **cpu_facts(),  # cpu_model, cpu_features
         "cores_logical": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
@@ -40,16 +41,6 @@ def machine_facts() -> dict[str, Any]:
         "chromium": chromium_version(),
         "load_average_start": load_average(),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _mem_total_mb() -> float | None:
