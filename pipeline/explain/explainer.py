@@ -68,8 +68,6 @@ class Explainer:
         self.smooth_noise = 0.2  # noise std as a share of each image's value range
         # Re-entrant: a method's graph, built under this lock, may need the scores model first.
         self._lock = threading.RLock()
-        # tf-keras-vis calls take turns (see methods._VisMethod).
-        self.vis_lock = threading.Lock()
         self._inputs = model.inputs[0]
         self._logits = logits_tensor(model)
         self._scores_model: keras.Model | None = None
