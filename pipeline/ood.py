@@ -15,11 +15,14 @@ its penultimate features no longer told pure noise from MRI (AUROC 0.85, nothing
 while its 14 x 14 and 28 x 28 stages did (1.00). `ood_run` chooses per model the candidate that
 best tells the VALIDATION split from foreign images of one seed (`SELECT_SEED`), then reports
 how the chosen score tells the TEST split from foreign images of another seed (noise, gradients,
-photos, phantoms), in `<run>/ood.json` with the table behind the choice.
+photos, phantoms) and from shifted copies of itself (the robustness shifts), in `<run>/ood.json`
+with the table behind the choice. The images it is measured on come from `pipeline.ood_eval`.
+`train` fits it at the end of every run; `python -m pipeline ood` refits older runs.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,78 +147,12 @@ def _averaged_by_head(model: Any, layer: str) -> bool:
             and head.input is model.get_layer(layer).output)
 
 
-def foreign_images(n: int = 24, size: int = 256, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Images no MRI classifier should trust, made offline: noise, gradients, photos, phantoms.
-
-    Photos are scikit-learn's two sample images (a temple, a flower), cut into tiles; phantoms
-    are this project's synthetic brains (brain-like, but from a source the models never saw).
-    """
-    from sklearn.datasets import load_sample_images
-
-    from pipeline.synth import render_phantom
-
-    rng = np.random.default_rng(seed)
-    noise = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
-    ramps = []
-    for _ in range(n):
-        angle = rng.uniform(0, 2 * np.pi)
-        yy, xx = np.mgrid[0:size, 0:size] / size
-        g = (np.cos(angle) * xx + np.sin(angle) * yy)
-        g = (255 * (g - g.min()) / max(float(np.ptp(g)), 1e-9)).astype(np.uint8)
-        ramps.append(np.repeat(g[:, :, None], 3, axis=2))
-    photos = []
-    for img in load_sample_images().images:
-        h, w = img.shape[:2]
-        for _ in range(n // 2):
-            y, x = rng.integers(0, h - size), rng.integers(0, w - size)
-            photos.append(np.ascontiguousarray(img[y:y + size, x:x + size]))
-    labels = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
-    phantoms = []
-    for i in range(n):
-        gray, _ = render_phantom(labels[i % 4], size, np.random.default_rng(seed + i))
-        phantoms.append(np.repeat(np.asarray(gray)[:, :, None], 3, axis=2).astype(np.uint8))
-    return {"noise": noise, "gradients": ramps, "photos": photos, "phantoms": phantoms}
-
-
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     """Probability that a foreign image scores higher than an in-distribution one."""
     from sklearn.metrics import roc_auc_score
 
     y = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
     return float(roc_auc_score(y, np.r_[in_scores, out_scores]))
-
-
-def split_features(predictor: Any, model: str, records: Sequence[Any],
-                   extract: FeatureExtractor, progress: Progress = no_progress,
-                   chunk: int = 128) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
-    """Features (one array per layer of `extract`), class indices and relative paths of a
-    split's readable records, decoded `chunk` at a time."""
-    from pipeline import images
-
-    classes = list(predictor.class_names)
-    feats: list[list[np.ndarray]] = [[] for _ in extract.layers]
-    labels: list[int] = []
-    rels: list[str] = []
-    for start in range(0, len(records), chunk):
-        part = records[start:start + chunk]
-        batch, ys, kept = [], [], []
-        for r in part:
-            try:
-                x = predictor.prepare(model, images.read_image(r.path))
-                y = classes.index(r.label)
-            except (images.ImageError, ValueError):
-                continue  # unreadable or unknown-label images are simply not used here
-            batch.append(x)
-            ys.append(y)
-            kept.append(r.rel)
-        if batch:
-            out = extract(np.stack(batch))
-            for k, f in enumerate(out if isinstance(out, list) else [out]):
-                feats[k].append(f)
-            labels += ys
-            rels += kept
-        progress(f"{model}: features", min(start + chunk, len(records)), len(records))
-    return [np.concatenate(f) for f in feats], np.asarray(labels), rels
 
 
 def choose_layer(train: list[np.ndarray], train_y: np.ndarray, val: list[np.ndarray],
@@ -243,12 +180,15 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
             data_root: str | Path | None = None) -> dict[str, Any]:
     """Fit every model's OOD score on the run's training split (layer chosen on validation,
     threshold from validation), save `<model>/ood.npz`, and write `ood.json` with how it
-    separates the test split from foreign images; for an evaluated run also `flags.json`, how
-    often the test answers each warning marks were right (`evaluate.flags`)."""
+    separates the test split from foreign images and from shifted copies of itself
+    (`ood_eval`); for an evaluated run also `flags.json`, how often the test answers each
+    warning marks were right (`evaluate.flags`). `train` calls it on every new run."""
     from pipeline import artifacts, data
     from pipeline.evaluate import flags
+    from pipeline.ood_eval import foreign_images, shift_info, shifted_features, split_features
     from pipeline.predict import Predictor
 
+    started = time.monotonic()
     run = artifacts.open_run(run_dir)
     artifacts.ensure_writable(run.path, "run folder")
     root = Path(data_root) if data_root is not None else run.data_dir
@@ -264,13 +204,17 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
                   f"on validation images against foreign images of seed {SELECT_SEED}, the "
                   "AUROCs reported on test images against foreign images of seed 0",
         "dims": DIMS, "quantile": QUANTILE, "created": artifacts.utc_now(),
-        "foreign": {k: len(v) for k, v in foreign.items()}, "models": {}}
+        "foreign": {k: len(v) for k, v in foreign.items()},
+        "shifts": shift_info(),
+        "models": {}}
 
     def features(m: str, extract: FeatureExtractor, imgs: list[np.ndarray]) -> list[np.ndarray]:
         out = extract(np.stack([predictor.prepare(m, im) for im in imgs]))
         return out if isinstance(out, list) else [out]
 
     unlike: dict[str, dict[str, bool]] = {}  # per model, test image -> flagged
+    fitted: dict[str, tuple[OodModel, np.ndarray]] = {}  # per model: its score, test scores
+    chosen: dict[str, tuple[FeatureExtractor, int]] = {}
     for m in run.model_names:
         layers = candidate_layers(predictor.models[m])
         extract = FeatureExtractor(predictor.models[m], layers)
@@ -279,8 +223,8 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
         te_f, _, te_rels = split_features(predictor, m, splits.test, extract, progress)
         sel_f = {k: features(m, extract, v) for k, v in select.items()}
         i, model, table = choose_layer(tr_f, tr_y, va_f, sel_f, layers)
-        model.save(run.path / m / "ood.npz")
         te = model.score(te_f[i])
+        fitted[m], chosen[m] = (model, te), (extract, i)
         unlike[m] = dict(zip(te_rels, (te > model.threshold).tolist(), strict=True))
         entry: dict[str, Any] = {
             "layer": model.layer, "threshold": round(model.threshold, 4),
@@ -293,6 +237,17 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
             entry["auroc"][kind] = round(auroc(te, out), 4)
             entry["flagged"][kind] = round(float(np.mean(out > model.threshold)), 4)
         report["models"][m] = entry
+    for m, per_shift in shifted_features(predictor, splits.test, chosen, progress).items():
+        model, te = fitted[m]
+        scores = {s: model.score(f) for s, f in per_shift.items()}
+        report["models"][m]["shift_auroc"] = {s: round(auroc(te, v), 4)
+                                              for s, v in scores.items()}
+        report["models"][m]["shift_flagged"] = {
+            s: round(float(np.mean(v > model.threshold)), 4) for s, v in scores.items()}
+    # Saved together at the end: a failure part-way leaves no model with a score and no report.
+    for m, (model, _) in fitted.items():
+        model.save(run.path / m / "ood.npz")
+    report["seconds"] = round(time.monotonic() - started, 1)
     artifacts.write_json_atomic(run.path / "ood.json", report)
     if any((run.path / m / "predictions.csv").is_file() for m in run.model_names):
         report["flags"] = flags.audit_run(run.path, unlike)  # written to flags.json

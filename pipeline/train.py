@@ -2,7 +2,8 @@
 
 Every epoch is checkpointed into the run's temporary folder (weights + state.json), so a killed
 run resumes where it stopped (`train --resume RUN_ID`); the run folder appears, complete, only
-when `RunWriter.finalize` renames it into place.
+when `RunWriter.finalize` renames it into place, after `train_hooks` finished it (calibration
+and evaluation when asked, the OOD score always).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pipeline.fit import FitJob, ModelState, augment_in_model, check_recipe, fit
 from pipeline.memory import peak_rss_mb
 from pipeline.models import BuiltModel, build_model, count_params
 from pipeline.names import Progress, display_name, no_progress
+from pipeline.train_hooks import Say, finish_hook
+from pipeline.train_hooks import evaluation_hook as _evaluation_hook  # noqa: F401 (old name)
 
-Say = Callable[[str], None]
 log = logging.getLogger(__name__)
 
 
@@ -201,7 +203,9 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
     With `resume`, continues the interrupted run of that id from its last checkpoint (its saved
     config, data and splits win over the arguments). With `evaluate`, the test split is
     evaluated before the run folder is renamed into place, so the run is final only with its
-    metrics (a failed evaluation is reported and the run kept without them). `strategy` is
+    metrics (a failed evaluation is reported and the run kept without them). Every new run
+    also gets its "unlike the training data" score (`train_hooks.fit_ood`: ood.npz, ood.json;
+    a failure is reported and the run kept without it). `strategy` is
     one of `distribute.STRATEGIES`; under `multiworker` every worker calls this with the same
     arguments, and only the chief writes (and returns) the run, the others return None.
     """
@@ -255,7 +259,8 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         f"{len(splits.test)} test images, classes {', '.join(ds.classes)}")
     cache = Path(cache_dir) if cache_dir else artifacts_dir / "cache"
     try:
-        hook = _evaluation_hook(progress, say) if evaluate else None
+        # the chief alone finishes the run: calibration, evaluation, OOD score
+        hook = finish_hook(progress, say, evaluate) if cluster.is_chief else None
         return _train_and_finalize(cfg, ds, splits, writer, state, models, cache, progress, say,
                                    hook, cluster, commit)
     except OSError as exc:  # disk full, permissions, ...: say what is safe and how to go on
@@ -268,28 +273,6 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
             f"run {writer.run_id} could not be written: {exc.strerror or exc}{where}. Earlier "
             f"runs and `latest` are untouched; once fixed, continue it with "
             f"`python -m pipeline train --resume {writer.run_id}`") from exc
-
-
-def _evaluation_hook(progress: Progress, say: Say) -> Callable[[Path], None]:
-    def evaluate(tmp: Path) -> None:
-        from pipeline.calibration import calibrate_run
-        from pipeline.evaluate import evaluate_run
-
-        try:  # the temperature comes from validation data; evaluation then applies it
-            calibrate_run(tmp, progress=progress)
-        except OSError:
-            raise
-        except Exception as exc:  # the run stays usable with uncalibrated probabilities
-            say(f"calibration failed ({type(exc).__name__}: {exc}); probabilities stay "
-                f"uncalibrated: calibrate later with `python -m pipeline calibrate`")
-        try:
-            evaluate_run(tmp, progress=progress)
-        except OSError:
-            raise  # disk full or unwritable: train_run's handler explains and keeps the run
-        except Exception as exc:  # a finished training is never lost to its evaluation
-            say(f"evaluation failed ({type(exc).__name__}: {exc}); the run is kept without "
-                f"metrics: evaluate it later with `python -m pipeline evaluate`")
-    return evaluate
 
 
 def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.ood import OodModel, auroc, choose_layer, fit, foreign_images, load_run_ood
+from pipeline.ood import OodModel, auroc, choose_layer, fit, load_run_ood
+from pipeline.ood_eval import foreign_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,6 +83,12 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((run / "ood.json").read_text())
+    at_training = json.loads((smoke_run / "ood.json").read_text())  # `train` fitted it first
+    for m, e in at_training["models"].items():  # refitting repeats the figures
+        got = report["models"][m]
+        assert got["layer"] == e["layer"] and got["threshold"] == pytest.approx(e["threshold"])
+        for k in ("auroc", "flagged", "shift_auroc", "shift_flagged"):
+            assert got[k] == pytest.approx(e[k], abs=1e-3), k
     from pipeline.artifacts import open_run
     from pipeline.ood import candidate_layers
     from pipeline.predict import Predictor
@@ -98,7 +105,7 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         assert all(0.0 <= v <= 1.0 for v in e["auroc"].values())
         assert 0.0 <= e["val_flagged"] <= 0.2  # the threshold is the validation 95th percentile
         assert load_run_ood(run, m) is not None
-        assert "AUROC vs test" in proc.stdout
+        assert "AUROC vs test" in proc.stdout and "AUROC test vs shifted (moderate)" in proc.stdout
     from pipeline.calibration import read_low_confidence
 
     # flags.json: the same test flags, set against the answers in predictions.csv
@@ -117,7 +124,9 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         x = np.stack([predictor.prepare(m, im) for im in noise])
         flags = predictor.unlike_training(m, x)
         assert flags is not None and flags.dtype == bool and flags.shape == (3,)
-    assert Predictor(open_run(smoke_run)).unlike_training(m, x) is None  # run without ood.npz
+    bare = tmp_path / "bare"  # a run made before the score existed
+    shutil.copytree(smoke_run, bare, ignore=shutil.ignore_patterns("ood.npz"))
+    assert Predictor(open_run(bare)).unlike_training(m, x) is None
 
 
 def test_candidate_layers_skip_the_map_head_pool_already_averages():
@@ -135,3 +144,83 @@ def test_candidate_layers_skip_the_map_head_pool_already_averages():
                       augment=False).model
     assert candidate_layers(cnn)[:2] == ["head_pool", "gradcam_target"]
     assert len(candidate_layers(cnn)) == 4
+
+
+# --------------------------------------------------------------------------- fitted by `train`
+
+
+@pytest.mark.slow
+def test_a_trained_run_carries_its_ood_score_and_shifted_aurocs(smoke_run: Path):
+    """`train` fits the score: the smoke run (trained, never given `ood`) has ood.npz per model
+    and ood.json with AUROCs against foreign images and against shifted test images."""
+    from pipeline.evaluate.robustness import SEVERITIES, SHIFTS
+
+    report = json.loads((smoke_run / "ood.json").read_text())
+    shifts = report["shifts"]
+    assert shifts["severity"] == SEVERITIES[1] and "AUROC" in shifts["definition"]
+    assert shifts["levels"] == {n: s.levels[1] for n, s in SHIFTS.items()}
+    assert report["seconds"] > 0
+    for m in ("custom_cnn", "mobilenetv2"):
+        e = report["models"][m]
+        assert load_run_ood(smoke_run, m).layer == e["layer"]
+        assert set(e["auroc"]) == {"noise", "gradients", "photos", "phantoms"}
+        assert set(e["shift_auroc"]) == set(e["shift_flagged"]) == set(SHIFTS)
+        values = [*e["shift_auroc"].values(), *e["shift_flagged"].values()]
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values), e
+        # moderate shifts are still MRI, but a score blind to all of them would be no use
+        assert max(e["shift_auroc"].values()) > 0.6, e["shift_auroc"]
+
+
+@pytest.mark.slow
+def test_shifted_auroc_is_measured_on_the_robustness_copies(smoke_run: Path):
+    """Rician noise's AUROC, recomputed from the stored score on `evaluate --robustness`'s own
+    moderate copies (seed 0, keyed by the image's number in the test split)."""
+    from pipeline import data, images
+    from pipeline.artifacts import open_run
+    from pipeline.evaluate.robustness import apply_shift
+    from pipeline.ood import FeatureExtractor
+    from pipeline.predict import Predictor
+
+    run = open_run(smoke_run)
+    predictor = Predictor(run)
+    test = data.splits_from_json(run.read_json("splits.json"), run.data_dir).test
+    clean = [images.read_image(r.path) for r in test]
+    noisy = [apply_shift(im, "rician_noise", 1, 0, k) for k, im in enumerate(clean)]
+    report = json.loads((smoke_run / "ood.json").read_text())
+    for m in ("custom_cnn", "mobilenetv2"):
+        score = load_run_ood(smoke_run, m)
+        extract = FeatureExtractor(predictor.models[m], score.layer)
+        te, sh = (score.score(extract(np.stack([predictor.prepare(m, im) for im in imgs])))
+                  for imgs in (clean, noisy))
+        e = report["models"][m]
+        assert e["test_flagged"] == pytest.approx(np.mean(te > score.threshold), abs=1e-3)
+        assert e["shift_auroc"]["rician_noise"] == pytest.approx(auroc(te, sh), abs=1e-3)
+        assert e["shift_flagged"]["rician_noise"] == pytest.approx(
+            np.mean(sh > score.threshold), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_a_failing_ood_fit_keeps_the_trained_run(synth_data: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    import pipeline.ood
+    from pipeline.artifacts import open_run
+    from pipeline.config import profile
+    from pipeline.train import train_run
+
+    def singular(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(pipeline.ood, "choose_layer", singular)
+    cfg = profile("smoke")
+    cfg.models["custom_cnn"].epochs = 1
+    said: list[str] = []
+    run_dir = train_run(cfg, synth_data, tmp_path, ["custom_cnn"], say=said.append)
+    run = open_run(run_dir)  # complete, final and `latest`
+    assert run.manifest["complete"] and (tmp_path / "latest").read_text().strip() == run.run_id
+    assert (run_dir / "custom_cnn" / "model.keras").is_file()
+    assert not (run_dir / "ood.json").exists() and not list(run_dir.glob("*/ood.npz"))
+    warned = [s for s in said if "OOD" in s]
+    assert len(warned) == 1 and "\n" not in warned[0], said
+    assert "LinAlgError: Singular matrix" in warned[0]
+    assert "python -m pipeline ood" in warned[0]
+

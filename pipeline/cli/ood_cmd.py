@@ -17,7 +17,8 @@ def ood(
                                    help="where the run's own dataset is now, if it moved"),
 ) -> None:
     """Out-of-distribution score per model (fitted on training features, threshold from
-    validation), saved in the run; prints how well it tells test images from foreign ones."""
+    validation), saved in the run; prints how well it tells test images from foreign and from
+    shifted ones. `train` fits it already: this refits older runs."""
     from pipeline.artifacts import ArtifactError
     from pipeline.evaluate.flags import flag_summary
     from pipeline.names import display_name
@@ -34,6 +35,9 @@ def ood(
         sys.stdout.write(f"{display_name(m)}: layer {e['layer']}, threshold "
                          f"{e['threshold']:.2f}, test images "
                          f"flagged {e['test_flagged']:.1%}; AUROC vs test: {aurocs}\n")
+        shifted = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in e["shift_auroc"].items())
+        sys.stdout.write(f"{display_name(m)}: AUROC test vs shifted "
+                         f"({report['shifts']['severity']}): {shifted}\n")
     for m, rows in report.get("flags", {}).get("models", {}).items():
         sys.stdout.write(f"{display_name(m)}, test answers right when flagged / not: "
                          f"{flag_summary(rows)}\n")
