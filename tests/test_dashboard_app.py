@@ -886,3 +886,40 @@ def test_first_visit_to_predict_loads_the_models_without_a_timer_fragment(
     # modules imported once (the loader) are not re-run by AppTest: read their source too
     dashboard = Path(__file__).resolve().parents[1] / "dashboard"
     assert not [p.name for p in dashboard.rglob("*.py") if "run_every" in p.read_text()]
+
+
+# --------------------------------------------------------------------------- OOD score (train)
+
+
+def test_a_pure_noise_upload_is_flagged_unlike_the_training_data(artifacts: Path,
+                                                                 smoke_run: Path):
+    """`train` fitted the score, so a fresh run flags a noise image on the Predict page with no
+    extra command; its MRI test image is judged against the same stored threshold."""
+    from pipeline.ood import load_run_ood
+
+    assert all(load_run_ood(smoke_run, m) for m in ("custom_cnn", "mobilenetv2"))
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(
+        [("noise.png", _encode(Image.fromarray(noise), "PNG"), "image/png")]).run()
+    _ok(at)
+    warnings = _texts(at.warning)
+    for name in ("Custom CNN", "MobileNetV2"):
+        assert f"This image is unlike {name}'s training data" in warnings, warnings
+
+
+def test_overview_shows_the_ood_score_against_foreign_and_shifted_images(artifacts: Path,
+                                                                         smoke_run: Path):
+    report = json.loads((smoke_run / "ood.json").read_text())
+    at = _app("overview")
+    _ok(at)
+    assert "How well \"unlike the training data\" tells images apart" in _texts(at.header)
+    table = _frame(at, "Custom CNN AUROC").set_index("images")
+    cnn = report["models"]["custom_cnn"]
+    assert table.loc["foreign: noise", "Custom CNN AUROC"] == f"{cnn['auroc']['noise']:.3f}"
+    shifted = table.loc["shifted: rician noise"]
+    assert shifted["Custom CNN AUROC"] == f"{cnn['shift_auroc']['rician_noise']:.3f}"
+    mnv2 = report["models"]["mobilenetv2"]
+    assert shifted["MobileNetV2 flagged"] == f"{mnv2['shift_flagged']['rician_noise']:.0%}"
+    assert sum(i.startswith("shifted: ") for i in table.index) == len(cnn["shift_auroc"])
+    assert "middle severity" in _texts(at.caption)

@@ -224,3 +224,30 @@ def test_a_failing_ood_fit_keeps_the_trained_run(synth_data: Path, tmp_path: Pat
     assert "LinAlgError: Singular matrix" in warned[0]
     assert "python -m pipeline ood" in warned[0]
 
+
+def test_ood_table_shows_foreign_and_shifted_aurocs_per_model():
+    from dashboard.figures import FigureDataError, ood_table
+
+    report = {"models": {
+        "custom_cnn": {"test_flagged": 0.05, "auroc": {"noise": 1.0, "photos": 0.9312},
+                       "flagged": {"noise": 1.0, "photos": 0.5},
+                       "shift_auroc": {"rician_noise": 0.8123},
+                       "shift_flagged": {"rician_noise": 0.25}},
+        # fitted before the shifted AUROCs existed: foreign rows only
+        "mobilenetv2": {"test_flagged": 0.0625, "auroc": {"noise": 0.85},
+                        "flagged": {"noise": 0.0}}}}
+    table = ood_table(report).set_index("images")
+    assert list(table.index) == ["test images (the reference)", "foreign: noise",
+                                 "foreign: photos", "shifted: rician noise"]
+    assert list(table.columns) == ["Custom CNN AUROC", "Custom CNN flagged",
+                                   "MobileNetV2 AUROC", "MobileNetV2 flagged"]
+    row = table.loc["shifted: rician noise"]
+    assert (row["Custom CNN AUROC"], row["Custom CNN flagged"]) == ("0.812", "25%")
+    assert (row["MobileNetV2 AUROC"], row["MobileNetV2 flagged"]) == ("–", "–")
+    assert table.loc["test images (the reference)", "MobileNetV2 flagged"] == "6%"
+    assert table.loc["foreign: noise", "MobileNetV2 AUROC"] == "0.850"
+    assert ood_table({"models": {}}) is None
+    with pytest.raises(FigureDataError, match="custom_cnn noise AUROC"):
+        ood_table({"models": {"custom_cnn": {"auroc": {"noise": "high"}}}})
+    with pytest.raises(FigureDataError, match="'models' dict"):
+        ood_table({"models": [1]})

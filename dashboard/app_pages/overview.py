@@ -160,3 +160,23 @@ if (run.path / FLAGS_FILE).is_file():
     elif flag_report is not None:
         st.warning(f"{FLAGS_FILE} holds no flag measurements. To fix: {flags_fix}",
                    icon=":material/warning:")
+
+# The "unlike the training data" score (ood.json, written by `train` or `ood`): where it exists.
+if (run.path / "ood.json").is_file():
+    st.header("How well \"unlike the training data\" tells images apart")
+    ood_fix = f"run `python -m pipeline ood --run {run.run_id}`"
+    ood_report = state.section_json(run, "ood.json", ood_fix)
+    try:
+        ood_rows = F.ood_table(ood_report) if ood_report else None
+    except F.FigureDataError as exc:
+        st.warning(f"Cannot show this table: {exc}. To fix: {ood_fix}", icon=":material/warning:")
+        ood_rows = None
+    if ood_rows is not None:
+        st.dataframe(ood_rows, hide_index=True, key="ood_table")
+        st.caption("AUROC: how well each model's score tells the test images from those images "
+                   "(1.0: always, 0.5: not at all); flagged: the share the flag marks (set to "
+                   "mark about 5 % of validation images). Foreign: images no MRI model should "
+                   "trust (noise, gradients, photo tiles, synthetic phantoms). Shifted: the "
+                   "test images under each robustness shift at its middle severity; still "
+                   "brain MRI, so a low AUROC there means the flag stays silent on such a "
+                   "change, and the answer's trust rests on the robustness figures above.")

@@ -8,7 +8,8 @@ colour each across every figure so a viewer can follow them from chart to chart.
 
 The builders live in one module per page section: `evaluation` (Overview: test metrics,
 curves), `calibration` (Overview: reliability diagram, ECE against a calibrated model's floor),
-`robustness` (Overview: accuracy under image shifts), `predictions` (one image's class
+`robustness` (Overview: accuracy under image shifts), `ood` (Overview: how well the
+"unlike the training data" score tells images apart), `predictions` (one image's class
 probabilities) and `quality` (Explanation quality);
 `common` holds the shared colours, names and checks. Import them from here (`from dashboard
 import figures as F`).
@@ -41,6 +42,7 @@ from dashboard.figures.evaluation import (
     training_curves_figure,
     tumour_figure,
 )
+from dashboard.figures.ood import ood_table
 from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
     faithfulness_curves_figure,
@@ -57,7 +59,8 @@ __all__ = [
     "class_color", "confusion_figure", "confusion_values", "ece_floor_sentences",
     "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
-    "model_label", "per_class_figure", "pr_figure", "probability_table", "reliability_figure",
+    "model_label", "ood_table", "per_class_figure", "pr_figure", "probability_table",
+    "reliability_figure",
     "reliability_points", "robustness_figure", "roc_figure", "sanity_figure",
     "size_gaps", "size_group_table",
     "shortcut_figure", "training_curves_figure", "tumour_figure",
