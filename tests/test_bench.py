@@ -225,10 +225,14 @@ def test_goals_check_takes_every_threshold_from_goals(monkeypatch):
         "dashboard.upload_to_heatmaps_first_s": {"value": None, "goal": "<= 1.5", "met": None},
         "dashboard.first_visit_predict_s": {"value": None, "goal": "<= 3.0", "met": None},
         "dashboard.peak_rss_two_runs_mb": {"value": None, "goal": "<= 1024.0", "met": None},
+        "streaming.images_per_s": {"value": None, "goal": ">= 40.0", "met": None},
+        "streaming.rss_growth": {"value": None, "goal": "<= 0.1", "met": None},
+        "memory.train_mobilenetv2_in_run_mb": {"value": None, "goal": "<= 3072.0", "met": None},
     }
     assert set(goals_check({})) == {  # no models: no model goals
         "dashboard.upload_to_heatmaps_s", "dashboard.upload_to_heatmaps_first_s",
-        "dashboard.first_visit_predict_s", "dashboard.peak_rss_two_runs_mb"}
+        "dashboard.first_visit_predict_s", "dashboard.peak_rss_two_runs_mb",
+        "streaming.images_per_s", "streaming.rss_growth", "memory.train_mobilenetv2_in_run_mb"}
     monkeypatch.setitem(bench_report.GOALS, "training.mobilenetv2.speedup_vs_naive", (">=", 3.0))
     monkeypatch.setitem(bench_report.GOALS, "dashboard.upload_to_heatmaps_s", ("<=", 3.0))
     goals = goals_check(report)
@@ -306,20 +310,41 @@ def test_dashboard_only_keeps_the_other_sections_of_the_newest_full_report(tmp_p
                 "cold_start_to_health_s": 1.0, "upload_to_heatmaps_p95_s": 1.0,
                 "uploads": [1.2, 0.8], "definition": "d"}
 
+    def fake_stream(run_dir, images, work, counts, model):
+        seen.update(stream=(run_dir, len(images), tuple(counts), model))
+        return {"model": model, "format": "jpeg", "batch_size": 32, "images_per_s": 55.0,
+                "rss_growth": 0.02, "targets": {"images_per_s": ">= 40", "rss_growth": "<= 0.10"},
+                "runs": [{"n": n, "images_per_s": 55.0, "peak_rss_mb": 1000.0} for n in counts]}
+
     monkeypatch.setattr(runner, "dashboard_benchmark", fake)
+    monkeypatch.setattr(runner, "stream_benchmark", fake_stream)
     out = runner.run_bench(BenchOptions(out_dir=tmp_path, run_dir=smoke_run, uploads=2,
-                                        dashboard_only=True))
+                                        dashboard_only=True, stream_counts=(3, 5)))
     r = json.loads(out.json_path.read_text())
     assert out.json_path.name != "2026-01-01.json"  # today's report; the base stays as it was
     assert json.loads((tmp_path / "2026-01-01.json").read_text()) == base
     assert r["training"] == base["training"] and r["dashboard"]["upload_to_heatmaps_s"] == 0.8
-    assert r["memory"] == {**base["memory"], "dashboard_mb": 700.0}
+    # the run's own training peaks (its manifest) join the memory table, beside the old rows
+    models = json.loads((smoke_run / "manifest.json").read_text())["models"]
+    in_run = {f"train_{m}_in_run_mb": info["peak_rss_mb"] for m, info in models.items()}
+    assert in_run and all(v > 0 for v in in_run.values())
+    assert r["memory"] == {**base["memory"], "dashboard_mb": 700.0, **in_run}
+    assert r["goals_check"]["memory.train_mobilenetv2_in_run_mb"]["met"] is (
+        in_run["train_mobilenetv2_in_run_mb"] <= 3072)
+    # streaming re-measured on the same run, from its test images
+    assert seen["stream"][0] == smoke_run and seen["stream"][1:] == (2, (3, 5), "mobilenetv2")
+    assert r["streaming"]["images_per_s"] == 55.0
+    assert r["goals_check"]["streaming.images_per_s"]["met"] is True
+    assert r["goals_check"]["streaming.rss_growth"]["met"] is True
+    assert r["dashboard_remeasured"]["parts"][:2] == ["dashboard", "streaming"]
     assert r["dashboard_remeasured"]["based_on"] == "2026-01-01.json"
     assert r["goals_check"]["dashboard.peak_rss_two_runs_mb"]["met"] is True
     assert r["goals_check"]["dashboard.upload_to_heatmaps_s"]["met"] is True
     assert all(Path(f).is_file() for f in seen["files"]) and len(seen["files"]) == 2
     assert seen["other"] is None  # the smoke run has no sibling run
-    assert "Re-measured on" in out.md_path.read_text()
+    md = out.md_path.read_text()
+    assert "Re-measured (dashboard, streaming, training memory of the run) on" in md
+    assert "## Streaming predict (mobilenetv2" in md and "train_mobilenetv2_in_run" in md
 
 
 # ------------------------------------------------------------------ command line

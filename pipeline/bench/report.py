@@ -17,6 +17,10 @@ GOALS = {
     "dashboard.upload_to_heatmaps_first_s": ("<=", 1.5),
     "dashboard.first_visit_predict_s": ("<=", 3.0),
     "dashboard.peak_rss_two_runs_mb": ("<=", 1024.0),
+    # issue 19: streaming predict (MobileNetV2, batch 32, JPEG files) and training memory
+    "streaming.images_per_s": (">=", 40.0),
+    "streaming.rss_growth": ("<=", 0.10),
+    "memory.train_mobilenetv2_in_run_mb": ("<=", 3072.0),  # 3 GB as 3 x 1024 MB, like 1 GB
 }
 
 
@@ -187,7 +191,8 @@ def _md_streaming(st: dict[str, Any]) -> list[str]:
 def _md_dashboard(dash: dict[str, Any], again: dict[str, Any] | None = None) -> list[str]:
     lines = ["", "## Dashboard (Streamlit in chromium via Playwright)", ""]
     if again:
-        lines += [f"Re-measured on {again['created'][:16].replace('T', ' ')} UTC (commit "
+        parts = ", ".join(again.get("parts") or ["dashboard"])
+        lines += [f"Re-measured ({parts}) on {again['created'][:16].replace('T', ' ')} UTC (commit "
                   f"{again.get('git_commit') or 'unknown'}, load average "
                   f"{again.get('load_average_start')} at start, {again.get('load_average_end')} "
                   f"at end; command `{again.get('command') or '–'}`); the other sections are "

@@ -156,6 +156,15 @@ def _dashboard_section(opts: BenchOptions, run_dir: Path, picks: list[Any], work
         return dashboard_skip(f"failed: {type(exc).__name__}: {first}", failed=True)
 
 
+def run_training_memory(manifest: dict[str, Any]) -> dict[str, float]:
+    """Each model's training peak RSS as its run recorded it (`peak_rss_mb` in the manifest:
+    the whole `train` process, VmHWM), as `memory` entries `train_<model>_in_run_mb`: the
+    shipped recipe's figure, where the full report's training rows are the benchmark's own."""
+    return {f"train_{m}_in_run_mb": info["peak_rss_mb"]
+            for m, info in (manifest.get("models") or {}).items()
+            if isinstance(info, dict) and info.get("peak_rss_mb") is not None}
+
+
 def other_run(run_dir: Path) -> Path | None:
     """Another complete run beside `run_dir` (the dashboard's two-runs memory figure), if any."""
     for folder in sorted(Path(run_dir).parent.iterdir()):
@@ -191,15 +200,24 @@ def remeasure_dashboard(opts: BenchOptions, progress: Progress, say: SayFn) -> B
                                                                                     2)]
     started = datetime.now(timezone.utc)
     load_start = load_average()
-    tick = _ticker(say, progress, opts.uploads + 3)
+    tick = _ticker(say, progress, opts.uploads + 3 + bool(opts.stream_counts))
     with tempfile.TemporaryDirectory(prefix="brain-mri-bench-") as tmp:
+        if opts.stream_counts:  # before the browser, which leaves nothing running behind it
+            from pipeline.images import read_image
+
+            raw = [read_image(f) for f in files]
+            report["streaming"] = _streaming_section(opts, run.path, raw, Path(tmp), tick)
         dash = dashboard_benchmark(run.path, files, opts.uploads, Path(tmp), tick,
                                    other_run=other_run(run.path))
     report["dashboard"] = dash
-    report.setdefault("memory", {})["dashboard_mb"] = dash.get("peak_rss_mb")
+    memory = report.setdefault("memory", {})
+    memory["dashboard_mb"] = dash.get("peak_rss_mb")
+    memory.update(run_training_memory(run.manifest))
     report["dashboard_remeasured"] = {
         "created": started.isoformat(timespec="seconds"), "based_on": bases[-1].name,
-        "git_commit": git_commit(), "command": opts.command or None,
+        "parts": ["dashboard", *(["streaming"] if opts.stream_counts else []),
+                  "training memory of the run"],
+        "run": run.run_id, "git_commit": git_commit(), "command": opts.command or None,
         "load_average_start": load_start, "load_average_end": load_average()}
     report["goals"] = goal_texts()
     report["goals_check"] = goals_check(report)
