@@ -496,6 +496,39 @@ def test_external_nickparvar_layout_reproduces_test_predictions(run_copy, tmp_pa
 
 
 @pytest.mark.slow
+def test_external_folder_is_decoded_in_bounded_chunks(run_copy, tmp_path, monkeypatch) -> None:
+    """evaluate --data never holds more than PREDICT_CHUNK decoded images (a large folder
+    streams through), and chunking changes no prediction."""
+    from pipeline import data as pdata
+    from pipeline.evaluate import run as ev_run
+
+    folder = tmp_path / "chunked"
+    pairs = _folder_from_test_split(run_copy, folder, {"glioma": "glioma", "no_tumor": "no_tumor",
+                                                       "meningioma": "meningioma",
+                                                       "pituitary": "pituitary"})
+    assert len(pairs) > 7  # several chunks of 3
+    sizes: list[int] = []
+    real = pdata.load_arrays
+
+    def spy(records, *args, **kwargs):
+        sizes.append(len(records))
+        return real(records, *args, **kwargs)
+
+    monkeypatch.setattr(pdata, "load_arrays", spy)
+    monkeypatch.setattr(ev_run, "PREDICT_CHUNK", 3)
+    summary = ev.evaluate_run(run_copy, data_dir=folder, name="chunked", n_boot=50)
+    models = json.loads((run_copy / "manifest.json").read_text())["models"]
+    assert summary["n"] == len(pairs)
+    assert max(sizes) == 3 and sum(sizes) == len(pairs) * len(models)
+    for m in models:
+        test_rows = {r["path"]: r for r in _csv_rows(run_copy / m / "predictions.csv")}
+        for r in _csv_rows(run_copy / m / "external" / "chunked" / "predictions.csv"):
+            old = test_rows[dict(pairs)[r["path"]]]
+            assert r["predicted"] == old["predicted"]
+            assert float(r["p_glioma"]) == pytest.approx(float(old["p_glioma"]), abs=1e-5)
+
+
+@pytest.mark.slow
 def test_external_binary_folder_matches_tumour_view(run_copy, tmp_path) -> None:
     data = tmp_path / "yesno"
     pairs = _folder_from_test_split(run_copy, data, {"glioma": "yes", "meningioma": "yes",
