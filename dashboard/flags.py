@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
 from pipeline.names import NO_TUMOR, display_name
 
 
@@ -79,7 +80,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
         t = low_below.get(model)
         if t is not None and conf < t:
             flags.append(f"Weak answer from {name}: {conf:.0%} confidence; on validation "
-                         f"images its answers below {t:.0%} were right less than 90 % of the time."
+                         f"images its answers below {t:.0%} were right less than "
+                         f"{LOW_CONFIDENCE_ACCURACY:.0%} of the time."
                          + on_test(model, "weak", "this weak"))
         if unlike.get(model):
             acc = shifted_accuracy.get(model)
