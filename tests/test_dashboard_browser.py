@@ -102,8 +102,8 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             expect(sidebar.get_by_role("combobox", name="Run")).to_be_visible(timeout=30_000)
             expect(sidebar.get_by_text("classes · train", exact=False)).to_be_visible()
             expect(sidebar.get_by_text("not a diagnostic device")).to_be_visible()
-            # The models load in the background, started by a fragment's timer once the page
-            # is drawn (not by the page's first run): the loading note goes by itself.
+            # The models load in a background thread, started once the page is drawn (app.py's
+            # `finally`, not the page's first lines): the loading note goes by itself.
             expect(page.get_by_text("Loading the models in the background")).to_have_count(
                 0, timeout=180_000)
             uploader = page.locator("input[type=file]")
