@@ -140,6 +140,12 @@ def layer_label(name: str, hw: tuple[int | None, int | None], last: bool) -> str
     return f"{where}, {h}×{w}" if h and w else where
 
 
+def layer_option(plain: str, technical: str) -> str:
+    """A layer as the layer picker offers it: plain words first, then its technical name (the
+    one `--layer` takes on the command line) in brackets, for every option alike."""
+    return f"{plain} ({technical})"
+
+
 def layer_words(layer: str, recorded: str | None) -> str:
     """A layer named in plain words without loading the model: "last conv block" for the run's
     recorded Grad-CAM layer, else the name with spaces ("block 13 expand relu")."""

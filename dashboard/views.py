@@ -83,10 +83,11 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                 layers[m] = col.selectbox(
                     f"{F.model_label(m)} layer", options, index=index, key=f"{prefix}_layer_{m}",
                     disabled=(method or ex.method) not in LAYER_METHODS,
-                    format_func=lambda name, ex=ex: layer_text(ex, name),
+                    format_func=lambda name, ex=ex: core.layer_option(layer_text(ex, name), name),
                     help="Deeper layers: coarser maps about whole structures; earlier layers: "
-                         "finer, more edge-like maps. Not used by SmoothGrad. Technical names: "
-                         + ", ".join(f"{layer_text(ex, n)} = {n}" for n in options[:3]))
+                         "finer, more edge-like maps. Not used by SmoothGrad. Each layer is "
+                         "named in plain words, then by its technical name in brackets (the "
+                         "name `--layer` takes on the command line).")
     return Settings(method, None if target == "predicted class" else target, alpha, outline,
                     layers)
 
@@ -193,7 +194,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 method = METHOD_LABELS.get(r.method, r.method)
                 default = " · this model's default" if r.default else ""
                 st.image(img, width="stretch",
-                         caption=f"{F.model_label(m)} · {method} for '{target}'{layer}{default}")
+                         caption=f"{F.model_label(m)} · {method} for '{target}'{default}")
+                if r.layer:  # st.image's caption takes no tooltip: the layer gets its own line
+                    st.caption(f"Layer: {r.layer_words or r.layer}",
+                               help=f"Technical name: `{r.layer}`")
                 page_models.append(PageModel(
                     F.model_label(m), img, f"{method} for '{target}'{layer}",
                     {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))

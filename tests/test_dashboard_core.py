@@ -376,6 +376,9 @@ def test_decode_notes_and_plain_layer_names():
     assert core.layer_label("out_relu", (7, 7), last=True) == "last conv block, 7×7"
     assert core.layer_label("block_13_expand_relu", (14, 14), last=False) == (
         "block 13 expand relu, 14×14")
+    # every option of the layer picker carries its technical name, not only the first few
+    assert core.layer_option("last conv block, 7×7", "out_relu") == (
+        "last conv block, 7×7 (out_relu)")
 
 
 def test_summary_frame_for_many_uploads():
