@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from dashboard.core import literal
 from pipeline.artifacts import Run
 from pipeline.names import display_name
 
@@ -94,6 +95,13 @@ def shown_data_dir(data: Mapping[str, Any]) -> str:
     if isinstance(rel, str) and rel:
         return rel
     return Path(str(data.get("dir", "?"))).name or "?"
+
+
+def data_unreachable(data: Mapping[str, Any]) -> str:
+    """Markdown: the dataset folder the run was trained on (as `shown_data_dir` names it from
+    the manifest's `data`) is not reachable from this machine."""
+    return (f"this run was trained on the dataset folder {literal(shown_data_dir(data))}, "
+            "which is not reachable from this machine")
 
 
 def run_label(run_id: str, title: str | None, latest: bool) -> str:

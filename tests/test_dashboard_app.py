@@ -595,6 +595,26 @@ def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
     assert older.name in _texts(at.caption) and run.name not in _texts(at.caption)
 
 
+def test_pages_name_the_unreachable_dataset_folder(smoke_run, tmp_path, monkeypatch):
+    """Issue 18: "The dataset folder `None` is not reachable" (Run.data_dir is None then)."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    monkeypatch.delenv("BRAIN_MRI_DATA", raising=False)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["data"].update(dir=str(tmp_path / "elsewhere" / "brain-mri"),
+                            dir_relative="../moved-away-for-this-test/brain-mri")
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    said = ("this run was trained on the dataset folder `../moved-away-for-this-test/brain-mri`,"
+            " which is not reachable from this machine")
+    at = _app("errors")
+    _ok(at)
+    if _frame(at, "custom_cnn_pred") is not None:  # else no test image is wrong: nothing to show
+        assert said in _texts(at.info) and "None" not in _texts(at.info)
+    at = _app("predict")
+    _ok(at)
+    assert f"Sample picker unavailable: {said}." in _texts(at.caption)
+    assert "`None`" not in _page_dump(at)
+
+
 # --------------------------------------------------------------------------- DICOM series
 
 # Attributes of the DICOM basic de-identification profile, with values no page may show.

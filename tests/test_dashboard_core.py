@@ -211,6 +211,15 @@ def test_data_file_stays_inside_the_dataset(tmp_path):
     assert ups[0].ok and not ups[1].ok and "not found" in ups[1].error
 
 
+def test_an_unreachable_dataset_is_named_from_the_manifest():
+    data = {"dir": "/home/someone/brain-mri", "dir_relative": "../data/brain-mri"}
+    assert runinfo.data_unreachable(data) == (
+        "this run was trained on the dataset folder `../data/brain-mri`, which is not "
+        "reachable from this machine")
+    assert "`brain-mri`" in runinfo.data_unreachable({"dir": "/home/someone/brain-mri"})
+    assert "None" not in runinfo.data_unreachable({})
+
+
 def test_test_entries():
     entries = core.test_entries({"test": [{"path": "a.jpg", "label": "glioma"}, {"x": 1}]})
     assert entries == [{"path": "a.jpg", "label": "glioma"}]

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import core, inference, loader, state, views
+from dashboard import core, inference, loader, runinfo, state, views
 from dashboard import figures as F
 
 PAGE_SIZE = 6
@@ -49,8 +49,8 @@ with st.expander(f"Table of the {len(rows)} matching images"):
 
 data_dir = run.data_dir
 if not (data_dir and data_dir.is_dir()):
-    st.info(f"The dataset folder {core.literal(data_dir)} is not reachable from this machine, "
-            "so the images and heatmaps cannot be shown; the table above lists them.",
+    why = runinfo.data_unreachable(run.manifest.get("data") or {})
+    st.info(f"The images and heatmaps cannot be shown: {why}. The table above lists them.",
             icon=":material/info:")
     st.stop()
 

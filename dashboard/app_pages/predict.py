@@ -52,8 +52,8 @@ with sample_col:
     except ArtifactError as exc:
         entries, why = [], str(exc)
     else:
-        why = "" if data_dir and data_dir.is_dir() else (
-            f"the dataset folder {core.literal(data_dir)} is not reachable from this machine")
+        why = "" if data_dir and data_dir.is_dir() else runinfo.data_unreachable(
+            run.manifest.get("data") or {})
     if entries and not why:
         st.markdown("**…or draw images from the test split**")
         c1, c2 = st.columns(2)
