@@ -20,9 +20,15 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.artifacts import ArtifactError
+from pipeline.artifacts import ArtifactError, shown_path
 from pipeline.csv_safe import restore_cell, to_csv
-from pipeline.images import MAX_DECODE_SIDE, ImageError, decode_slices, read_image
+from pipeline.images import (
+    MAX_DECODE_SIDE,
+    ImageError,
+    decode_image,
+    decode_slices,
+    read_file,
+)
 from pipeline.names import display_name
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -368,11 +374,15 @@ def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[U
         path = data_file(data_dir, rel)
         name = Path(rel).name
         if path is None:
-            out.append(Upload(name, "", error=f"{rel}: not found in the dataset folder {data_dir}"))
+            where = shown_path(data_dir) if data_dir else "(not reachable here)"
+            out.append(Upload(name, "", error=f"{rel}: not found in the dataset folder {where}"))
             continue
         try:
-            out.append(Upload(name, f"data:{rel}:{path.stat().st_mtime_ns}",
-                              image=read_image(path)))
+            # messages name the file by `rel`, not by this machine's path; keyed like an
+            # upload, by the SHA-256 of its bytes (which its report quotes)
+            data = read_file(path, rel)
+            out.append(Upload(name, hashlib.sha256(data).hexdigest(),
+                              image=decode_image(data, rel)))
         except ImageError as exc:
             out.append(Upload(name, "", error=str(exc)))
     return out

@@ -89,12 +89,18 @@ def shown_data_dir(data: Mapping[str, Any]) -> str:
     """The data folder relative to the project if recorded, else only its name.
 
     Absolute paths describe the machine that trained, and a presenter's laptop screen should
-    not show them (nor do they mean anything to a viewer).
+    not show them (nor do they mean anything to a viewer). A relative path that climbs to the
+    file-system root (../../tmp/x for /tmp/x) is the absolute one in disguise: the same rule
+    as `pipeline.artifacts.shown_path`, which can only judge paths of this machine.
     """
     rel = data.get("dir_relative")
+    absolute = Path(str(data.get("dir", "?")))
     if isinstance(rel, str) and rel:
-        return rel
-    return Path(str(data.get("dir", "?"))).name or "?"
+        below = tuple(part for part in Path(rel).parts if part != "..")  # relpath: ".." lead
+        if not (absolute.is_absolute() and rel.startswith("..")
+                and below == absolute.parts[1:]):
+            return rel
+    return absolute.name or "?"
 
 
 def data_unreachable(data: Mapping[str, Any]) -> str:

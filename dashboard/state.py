@@ -17,7 +17,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import core, flags, runinfo
-from pipeline.artifacts import ArtifactError, Run, RunInfo, list_runs, open_run, read_json
+from pipeline.artifacts import (
+    ArtifactError,
+    Run,
+    RunInfo,
+    list_runs,
+    open_run,
+    read_json,
+    shown_path,
+)
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 
 ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
@@ -95,9 +103,13 @@ def current_run() -> tuple[Run | None, str | None]:
     adir = artifacts_dir()
     path = selected_run_path()
     if path is None:
-        return None, (f"No trained run found in `{adir}`. Train one with `make demo` or "
-                      f"`python -m pipeline run --out {adir}`, or point `{ARTIFACTS_ENV}` at "
-                      "an artifacts folder that has one.")
+        named = shown_path(adir)
+        # --out as typed in a shell: the variable when it set the folder (its value is this
+        # machine's absolute path, which no page shows), else relative to the project
+        out = f'"${ARTIFACTS_ENV}"' if os.environ.get(ARTIFACTS_ENV) else named
+        return None, (f"No trained run found in the artifacts folder `{named}`. Train one with "
+                      f"`make demo` or `python -m pipeline run --out {out}`, or point "
+                      f"`{ARTIFACTS_ENV}` at an artifacts folder that has one.")
     try:
         return _open_run(str(path), _mtime(path / "manifest.json")), None
     except ArtifactError as exc:
@@ -135,7 +147,7 @@ def section_json(run: Run, rel: str, fix: str, kind: type = dict) -> Any | None:
         st.warning(f"{core.literal(exc)}. To fix: {fix}", icon=":material/warning:")
         return None
     if not isinstance(obj, kind):
-        st.warning(f"damaged file {core.literal(run.path / rel)}: expected a JSON "
+        st.warning(f"damaged file {core.literal(shown_path(run.path / rel))}: expected a JSON "
                    f"{kind.__name__}, got "
                    f"{type(obj).__name__}. To fix: {fix}", icon=":material/warning:")
         return None
@@ -158,13 +170,14 @@ def per_model_json(run: Run, rel: str, fix: str) -> dict[str, dict]:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _read_predictions(path: str, stamp: int, classes: tuple[str, ...]) -> pd.DataFrame:
+    shown = shown_path(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ArtifactError(f"missing file {path}") from exc
+        raise ArtifactError(f"missing file {shown}") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"damaged file {path}: {exc}") from exc
-    return core.parse_predictions(text, classes, path)
+        raise ArtifactError(f"damaged file {shown}: {exc}") from exc
+    return core.parse_predictions(text, classes, shown)
 
 
 def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
@@ -244,7 +257,8 @@ def sidebar() -> None:
     choices, default = run_choices(adir)
     with st.sidebar:
         if not choices:
-            st.error(f"No runs in {core.literal(adir)}.", icon=":material/error:")
+            st.error(f"No runs in the artifacts folder {core.literal(shown_path(adir))}.",
+                     icon=":material/error:")
         else:
             ids = list(choices)
             latest = latest_id(adir)

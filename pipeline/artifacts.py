@@ -32,6 +32,30 @@ def relative_to_project(path: str | Path) -> str | None:
         return os.path.relpath(Path(path).resolve(), PROJECT_ROOT)
     except ValueError:
         return None
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` as messages show it, never as this machine's absolute path (issue 18).
+
+    Relative to the project when the two share a folder below the file-system root
+    (artifacts/runs/<id>/manifest.json, ../shared/data/x); else from its `runs` folder on, i.e.
+    relative to its artifacts folder (runs/<id>/manifest.json); else only its name. A path
+    like ../../tmp/x is the absolute one in disguise, so it counts as sharing nothing.
+    """
+    p = Path(path).resolve()
+    try:
+        common = Path(os.path.commonpath([p, PROJECT_ROOT]))
+    except ValueError:  # another drive
+        common = Path(p.anchor)
+    if common != Path(common.anchor):
+        return Path(os.path.relpath(p, PROJECT_ROOT)).as_posix()
+    parts = p.parts
+    if "runs" in parts[:-1]:
+        k = len(parts) - 1 - parts[::-1].index("runs")
+        return Path(*parts[k:]).as_posix()
+    return p.name or p.as_posix()
+
+
 # Bookkeeping that lets an interrupted run resume; removed once the run is in place.
 SCRATCH_FILES = ("state.json", "run.json")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -122,11 +146,11 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
-        raise ArtifactError(f"missing file {path}") from exc
+        raise ArtifactError(f"missing file {shown_path(path)}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"damaged file {path}: not valid JSON ({exc})") from exc
+        raise ArtifactError(f"damaged file {shown_path(path)}: not valid JSON ({exc})") from exc
     except OSError as exc:  # a folder in its place, permissions, I/O errors
-        raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise ArtifactError(f"cannot read {shown_path(path)}: {exc.strerror or exc}") from exc
 
 
 def git_commit() -> str | None:
@@ -355,22 +379,26 @@ class Run:
         info = self.model_info(name)
         path = self.path / info.get("file", f"{name}/model.keras")
         if not path.is_file():
-            raise ArtifactError(f"model file missing: {path}")
+            raise ArtifactError(f"model file missing: {shown_path(path)}")
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # keras raises many types for damaged or unsafe files
-            raise ArtifactError(f"cannot load model {path}: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            shown = shown_path(path)
+            # Keras may quote the file's full path; the message is shown on dashboard pages
+            detail = (str(exc).splitlines() or [""])[0].replace(str(path), shown)
+            raise ArtifactError(f"cannot load model {shown}: {type(exc).__name__}: "
+                                f"{detail}") from exc
 
 
 def open_run(path: str | Path) -> Run:
     """Open and validate a run folder (complete, known schema, models listed and present)."""
     path = Path(path)
     if not path.is_dir():
-        raise ArtifactError(f"run folder {path} does not exist")
+        raise ArtifactError(f"run folder {shown_path(path)} does not exist")
     manifest = read_json(path / "manifest.json")
+    damaged = f"damaged manifest {shown_path(path / 'manifest.json')}"
     if not isinstance(manifest, dict):
-        raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: not a JSON object")
+        raise ArtifactError(f"{damaged}: not a JSON object")
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ArtifactError(f"run {path.name} has manifest schema_version {version!r}; this "
@@ -380,14 +408,13 @@ def open_run(path: str | Path) -> Run:
                             f"`python -m pipeline train --resume {path.name}`")
     for key in ("class_names", "models"):
         if not manifest.get(key):
-            raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: no {key!r}")
+            raise ArtifactError(f"{damaged}: no {key!r}")
     names, models = manifest["class_names"], manifest["models"]
     if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
-        raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: 'class_names' must be "
-                            f"a list of strings, got {names!r}")
+        raise ArtifactError(f"{damaged}: 'class_names' must be a list of strings, got {names!r}")
     if not isinstance(models, dict) or not all(isinstance(v, dict) for v in models.values()):
-        raise ArtifactError(f"damaged manifest {path / 'manifest.json'}: 'models' must map "
-                            f"model names to objects, got {type(models).__name__}")
+        raise ArtifactError(f"{damaged}: 'models' must map model names to objects, got "
+                            f"{type(models).__name__}")
     return Run(path, manifest)
 
 

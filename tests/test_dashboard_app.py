@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import struct
@@ -593,6 +594,67 @@ def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
     picker.set_value(older.name).run()
     _ok(at)
     assert older.name in _texts(at.caption) and run.name not in _texts(at.caption)
+
+
+def _machine_paths(tmp_path: Path) -> list[str]:
+    """What no page may show: this test's folders (artifacts, data), the project's and the
+    home folder's absolute paths."""
+    home = str(Path.home())
+    return [str(tmp_path), str(ROOT), "/work/"] + ([home + "/"] if home != "/" else [])
+
+
+@pytest.mark.parametrize("damage", ["files", "manifest", "run folder gone", "no runs"])
+def test_no_page_shows_a_machine_path(smoke_run, tmp_path, monkeypatch, damage):
+    """Issue 18: error messages printed absolute paths (missing file /abs/..., the artifacts
+    folder, the model file, the dataset folder) on the pages of a damaged run."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    monkeypatch.delenv("BRAIN_MRI_DATA", raising=False)
+    if damage == "files":
+        (run / "custom_cnn" / "metrics.json").unlink()
+        (run / "custom_cnn" / "explanations.json").unlink(missing_ok=True)
+        (run / "mobilenetv2" / "predictions.csv").unlink()
+        (run / "custom_cnn" / "history.json").write_text("[1, 2]")  # JSON of the wrong kind
+        text = (run / "comparison.json").read_text()
+        (run / "comparison.json").write_text(text[: len(text) // 2])
+        (run / "mobilenetv2" / "model.keras").write_bytes(b"definitely not a keras zip")
+        manifest = json.loads((run / "manifest.json").read_text())
+        gone = tmp_path / "moved" / "brain-mri"  # the dataset is not reachable from here
+        manifest["data"].update(dir=str(gone), dir_relative=os.path.relpath(gone, ROOT))
+        (run / "manifest.json").write_text(json.dumps(manifest))
+    elif damage == "manifest":
+        text = (run / "manifest.json").read_text()
+        (run / "manifest.json").write_text(text[: len(text) // 3])
+    elif damage == "run folder gone":
+        (run.parent.parent / "latest").write_text("20000101-000000-gone00\n")
+    else:
+        shutil.rmtree(run.parent)
+        (run.parent.parent / "latest").unlink()
+    shown = []
+    for page in PAGES:
+        at = _app(page)
+        _ok(at)
+        if page == "predict" and damage == "files":  # the broken model is named once loaded
+            at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run),
+                                                        "image/jpeg")]).run()
+            _ok(at)
+            assert (f"cannot load model runs/{run.name}/mobilenetv2/model.keras: "
+                    in _texts(at.error))
+        dump = _page_dump(at)
+        shown.append(dump)
+        leaked = [p for p in _machine_paths(tmp_path) if p in dump]
+        assert not leaked, f"{page} shows {leaked}"
+    # the messages are there, naming files inside the artifacts folder
+    everything = "\n".join(shown)
+    expected = {"files": [f"runs/{run.name}/custom_cnn/metrics.json",
+                          f"damaged file runs/{run.name}/comparison.json",
+                          f"runs/{run.name}/mobilenetv2/predictions.csv",
+                          f"runs/{run.name}/custom_cnn/history.json",
+                          "the dataset folder `brain-mri`"],
+                "manifest": [f"damaged file runs/{run.name}/manifest.json"],
+                "run folder gone": ["run folder runs/20000101-000000-gone00 does not exist"],
+                "no runs": ["No runs in the artifacts folder `artifacts`"]}[damage]
+    for text in expected:
+        assert text in everything, text
 
 
 def test_pages_name_the_unreachable_dataset_folder(smoke_run, tmp_path, monkeypatch):

@@ -211,6 +211,47 @@ def test_data_file_stays_inside_the_dataset(tmp_path):
     assert ups[0].ok and not ups[1].ok and "not found" in ups[1].error
 
 
+def test_dataset_images_are_named_without_machine_paths(tmp_path):
+    import hashlib
+
+    data = tmp_path / "data"
+    (data / "glioma").mkdir(parents=True)
+    (data / "glioma" / "a.png").write_bytes(_png())
+    (data / "glioma" / "bad.png").write_bytes(b"not an image")
+    ok, missing, bad = core.load_data_images(data, ["glioma/a.png", "glioma/gone.png",
+                                                    "glioma/bad.png"])
+    # keyed and reported by the SHA-256 of the file's bytes, like an upload
+    assert ok.digest == hashlib.sha256((data / "glioma" / "a.png").read_bytes()).hexdigest()
+    assert missing.error.startswith("glioma/gone.png: not found in the dataset folder")
+    assert bad.error.startswith("glioma/bad.png: ")
+    for up in (missing, bad):
+        assert str(tmp_path) not in up.error, up.error
+    assert "(not reachable here)" in core.load_data_images(None, ["glioma/a.png"])[0].error
+
+
+def test_shown_paths_are_relative_to_the_project_or_the_artifacts_folder(tmp_path):
+    from pipeline.artifacts import PROJECT_ROOT, read_json, shown_path
+
+    assert shown_path(PROJECT_ROOT / "artifacts" / "runs" / "r1" / "manifest.json") == (
+        "artifacts/runs/r1/manifest.json")
+    assert shown_path(PROJECT_ROOT.parent / "shared" / "data") == "../shared/data"
+    # outside the project's tree (only "/" in common): from the artifacts folder on, else a name
+    away = Path(PROJECT_ROOT.anchor) / "elsewhere-x" / "art"
+    assert shown_path(away / "runs" / "r1" / "custom_cnn" / "metrics.json") == (
+        "runs/r1/custom_cnn/metrics.json")
+    assert shown_path(away) == "art"
+    run = tmp_path / "artifacts" / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "bad.json").write_text("{")
+    for rel, message in (("gone.json", "missing file runs/r1/gone.json"),
+                         ("bad.json", "damaged file runs/r1/bad.json: not valid JSON")):
+        with pytest.raises(ArtifactError) as err:
+            read_json(run / rel)
+        assert str(err.value).startswith(message) and str(tmp_path) not in str(err.value)
+    with pytest.raises(ArtifactError, match="^run folder runs/gone does not exist$"):
+        open_run(run.parent / "gone")
+
+
 def test_an_unreachable_dataset_is_named_from_the_manifest():
     data = {"dir": "/home/someone/brain-mri", "dir_relative": "../data/brain-mri"}
     assert runinfo.data_unreachable(data) == (
@@ -295,6 +336,9 @@ def test_run_labels_and_data_folder_without_machine_paths():
     assert runinfo.shown_data_dir({"dir": "/work/shared/data/x", "dir_relative": "../data/x"}) \
         == "../data/x"
     assert runinfo.shown_data_dir({"dir": "/home/someone/secret/brain-mri"}) == "brain-mri"
+    # relative, but climbing to the file-system root: the absolute path in disguise
+    assert runinfo.shown_data_dir({"dir": "/tmp/pytest-7/smoke0/data",
+                                   "dir_relative": "../../tmp/pytest-7/smoke0/data"}) == "data"
     facts = runinfo.run_facts({"title": "T", "data": {"dir": "/abs/path/ds"}})
     assert facts.title == "T" and facts.data_shown == "ds"
 
