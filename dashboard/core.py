@@ -76,6 +76,9 @@ class Upload:
 
     name: str
     digest: str  # sha256 of the bytes (of the pixels, for a slice): keys caches
+    # How reports name it instead of its file name, which can identify a patient: "upload 3"
+    # (its number in the upload list), "test split <path in the dataset>"; set by the page.
+    ref: str = ""
     image: np.ndarray | None = None
     error: str | None = None
     true_label: str | None = None  # known for samples drawn from the test split
@@ -90,8 +93,9 @@ class Upload:
         """Slice k (0-based) as an Upload of its own, keyed by the hash of its pixels."""
         assert self.slices is not None
         img = self.slices[k]
-        return Upload(f"{self.name} · slice {k + 1} of {len(self.slices)}", pixel_digest(img),
-                      image=img, true_label=self.true_label)
+        where = f"slice {k + 1} of {len(self.slices)}"
+        return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
+                      true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "")
 
 
 def pixel_digest(image: np.ndarray) -> str:
@@ -197,14 +201,22 @@ def agreement(probs: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.all([p == preds[0] for p in preds], axis=0)
 
 
-def predictions_frame(names: Sequence[str], probs: Mapping[str, np.ndarray],
+def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
                       class_names: Sequence[str],
-                      true_labels: Sequence[str | None] | None = None) -> pd.DataFrame:
-    """One row per image: each model's predicted class, confidence and probabilities."""
+                      true_labels: Sequence[str | None] | None = None,
+                      digests: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per image: each model's predicted class, confidence and probabilities.
+
+    The `image` column holds `refs` (`Upload.ref`: "upload 3", a slice's number), never a file
+    name: this frame is the downloadable CSV, and names can identify a patient. `digests`: a
+    short SHA-256 per image (`sha256` column) that matches a row to its file without its name.
+    """
     rows = []
     agree = agreement(probs)
-    for i, name in enumerate(names):
-        row: dict[str, Any] = {"file": name}
+    for i, ref in enumerate(refs):
+        row: dict[str, Any] = {"image": ref}
+        if digests is not None:
+            row["sha256"] = digests[i]
         if true_labels is not None:
             row["true"] = true_labels[i] or ""
         for model, p in probs.items():
@@ -249,7 +261,7 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
 
 
 def to_csv_bytes(frame: pd.DataFrame, notes: Sequence[str] = ()) -> bytes:
-    """The frame as CSV for download; file names neutralised against spreadsheet formulas.
+    """The frame as CSV for download; text cells neutralised against spreadsheet formulas.
     Each of `notes` comes first as a `# ` line (read back with `pd.read_csv(comment="#")`)."""
     rows = frame.astype(object).where(frame.notna(), "").itertuples(index=False)
     head = "".join(f"# {' '.join(str(n).splitlines())}\n" for n in notes)

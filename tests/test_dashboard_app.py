@@ -855,7 +855,45 @@ def test_model_file_hashes_are_hashed_once_and_reported(artifacts: Path, smoke_r
     assert any(smoke_run.name in ln for ln in head) and any("created: " in ln for ln in head)
     assert any("NOT a diagnostic device" in ln for ln in head)
     frame = pd.read_csv(io.BytesIO(csvs[-1]), comment="#")
-    assert len(frame) == 3 and "file" in frame.columns
+    # rows by their number in the upload list, never by file name
+    assert list(frame["image"]) == ["upload 1", "upload 2", "upload 3"]
+    assert "file" not in frame.columns
+
+
+def test_no_report_carries_an_uploads_file_name(artifacts: Path, smoke_run: Path,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    """Issue 18 item 3: the Predictions CSV had a `file` column of upload names, which can
+    identify a patient; the PDFs never did. Both name an image by number and SHA-256."""
+    import hashlib
+
+    import pandas as pd
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    downloads: dict[str, bytes] = {}
+
+    def keep(data, kwargs) -> None:  # noqa: ANN001
+        if str(kwargs.get("mime", "")) in ("text/csv", "application/pdf"):
+            downloads[kwargs["key"]] = data() if callable(data) else data
+
+    # `st.download_button` is bound to the main area at import: patched on its own
+    original, main = DeltaGenerator.download_button, st.download_button
+    monkeypatch.setattr(DeltaGenerator, "download_button", lambda self, label, data, *a, **kw: (
+        keep(data, kw), original(self, label, data, *a, **kw))[1])
+    monkeypatch.setattr(st, "download_button", lambda label, data, *a, **kw: (
+        keep(data, kw), main(label, data, *a, **kw))[1])
+    _, data = _test_image(smoke_run)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([("Doe_John_1970.jpg", data, "image/jpeg")]).run()
+    _ok(at)
+    assert "Doe_John_1970.jpg" in _texts(at.markdown)  # the page shows it, as plain text
+    assert {"predict_csv", "predict_pdf_0", "predict_pdf_all"} <= set(downloads)
+    for key, content in downloads.items():
+        text = _pdf_text(content) if content[:4] == b"%PDF" else content.decode()
+        assert "Doe_John" not in text, key
+    frame = pd.read_csv(io.BytesIO(downloads["predict_csv"]), comment="#")
+    assert frame[["image", "sha256"]].values.tolist() == [
+        ["upload 1", hashlib.sha256(data).hexdigest()[:12]]]  # `sha256sum` finds the file
 
 
 # --------------------------------------------------------------------------- defaults, speed

@@ -74,13 +74,13 @@ def test_predictions_frame_and_agreement():
     probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
              "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
     assert core.agreement(probs).tolist() == [True, False]
-    frame = core.predictions_frame(["a.png", "b.png"], probs, CLASSES, ["glioma", None])
+    frame = core.predictions_frame(["upload 1", "upload 2"], probs, CLASSES, ["glioma", None])
     assert frame["custom_cnn_predicted"].tolist() == ["glioma", "pituitary"]
     assert frame["mobilenetv2_confidence"].tolist() == [0.6, 0.5]
     assert frame["models_agree"].tolist() == [True, False]
     assert frame["true"].tolist() == ["glioma", ""]
     csv = core.to_csv_bytes(frame).decode()
-    assert csv.splitlines()[0].startswith("file,true,custom_cnn_predicted")
+    assert csv.splitlines()[0].startswith("image,true,custom_cnn_predicted")
     back = pd.read_csv(io.StringIO(csv))
     assert back["custom_cnn_p_pituitary"].tolist() == [0.1, 0.4]
     assert "**glioma** (70%)" in core.verdict_line(probs, 0, CLASSES)
@@ -259,6 +259,19 @@ def test_an_unreachable_dataset_is_named_from_the_manifest():
         "reachable from this machine")
     assert "`brain-mri`" in runinfo.data_unreachable({"dir": "/home/someone/brain-mri"})
     assert "None" not in runinfo.data_unreachable({})
+
+
+def test_report_rows_carry_a_number_and_a_hash_never_a_file_name():
+    probs = {"custom_cnn": np.tile([0.7, 0.1, 0.1, 0.1], (2, 1))}
+    frame = core.predictions_frame(["upload 1", "upload 2 · slice 2 of 3"], probs, CLASSES,
+                                   digests=["0123456789ab", "ba9876543210"])
+    assert list(frame.columns[:2]) == ["image", "sha256"] and "file" not in frame.columns
+    assert frame["sha256"].tolist() == ["0123456789ab", "ba9876543210"]
+    # a series' slice keeps its file's number
+    series = core.Upload("Doe_John_1970.zip", "d", image=np.zeros((2, 2, 3), np.uint8),
+                         ref="upload 4", slices=[np.zeros((2, 2, 3), np.uint8)] * 3)
+    piece = series.slice_view(1)
+    assert piece.ref == "upload 4 · slice 2 of 3" and "Doe" not in piece.ref
 
 
 def test_test_entries():

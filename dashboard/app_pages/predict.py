@@ -81,6 +81,9 @@ if samples and data_dir:
     boxes_dir = inference.boxes_folder(data_dir)
     for entry, up in zip(samples, loaded, strict=True):
         up.name = f"{entry['path']} (test split)"
+        # a public dataset's path, as splits.json and the Errors page show it: not a patient's
+        # name, and the way to find the image again
+        up.ref = f"test split {entry['path']}"
         up.true_label = entry.get("label")
         items.append(up)
         boxes.append(inference.load_box(boxes_dir, entry["path"]))
@@ -92,8 +95,10 @@ if uploads.uploads_lost() and not files:
 if len(files) > core.MAX_UPLOADS:
     st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
     files = files[:core.MAX_UPLOADS]
-for name, data in files:
-    items.append(state.decode_cached(name, hashlib.sha256(data).hexdigest(), data))
+for k, (name, data) in enumerate(files):
+    upload = state.decode_cached(name, hashlib.sha256(data).hexdigest(), data)
+    upload.ref = f"upload {k + 1}"  # its number in the list under the uploader, never its name
+    items.append(upload)
     boxes.append(None)
 
 if explainers is None and items:
@@ -124,8 +129,12 @@ results = None
 if good:
     with st.spinner(f"Explaining {len(good)} image(s) with {len(explainers)} model(s)…"):
         results = inference.explain(run, predictor, explainers, items, settings)
-    frame = core.predictions_frame([u.name for u in good], results.probs, class_names,
-                                   [u.true_label for u in good])
+    # Rows named by number and the SHA-256 of the file's bytes, which `sha256sum <file>`
+    # reproduces without any of our code (a pixel digest would need our decoder); a slice
+    # of a series has its pixels' digest, as on its PDF page.
+    frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
+                                   [u.true_label for u in good],
+                                   [runinfo.short_hash(u.digest) for u in good])
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
     c1.caption(f"{len(good)} of {len(items)} file(s) analysed in {results.seconds:.2f} s · "
                f"{int(frame['models_agree'].sum())} agreement(s) · model files (SHA-256): "
