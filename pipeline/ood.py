@@ -148,11 +148,16 @@ def _averaged_by_head(model: Any, layer: str) -> bool:
 
 
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
-    """Probability that a foreign image scores higher than an in-distribution one."""
-    from sklearn.metrics import roc_auc_score
+    """Probability that a foreign image scores higher than an in-distribution one (ties count
+    half): the Mann-Whitney U over both counts, which is sklearn's roc_auc_score without its
+    input checks (a tenth of ood_run's time on a small run)."""
+    from scipy.stats import rankdata
 
-    y = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
-    return float(roc_auc_score(y, np.r_[in_scores, out_scores]))
+    n_in, n_out = len(in_scores), len(out_scores)
+    if not (n_in and n_out):
+        raise ValueError(f"AUROC needs scores on both sides, got {n_in} and {n_out}")
+    ranks = rankdata(np.r_[in_scores, out_scores])  # ties get their average rank
+    return float((ranks[n_in:].sum() - n_out * (n_out + 1) / 2) / (n_in * n_out))
 
 
 def choose_layer(train: list[np.ndarray], train_y: np.ndarray, val: list[np.ndarray],

@@ -66,6 +66,18 @@ def test_the_layer_that_tells_foreign_images_apart_is_chosen(tmp_path: Path):
     assert OodModel.load(tmp_path / "old.npz").layer == "head_pool"
 
 
+def test_auroc_is_sklearns_with_ties_counted_half():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 6, 40).astype(float), rng.integers(2, 9, 25).astype(float)
+    want = roc_auc_score(np.r_[np.zeros(40), np.ones(25)], np.r_[a, b])
+    assert auroc(a, b) == pytest.approx(want, abs=1e-12)
+    assert auroc(np.zeros(3), np.zeros(4)) == 0.5 and auroc(np.zeros(3), np.ones(2)) == 1.0
+    with pytest.raises(ValueError, match="both sides"):
+        auroc(np.zeros(3), np.zeros(0))
+
+
 def test_foreign_images_are_made_offline():
     sets = foreign_images(n=4, size=64)
     assert set(sets) == {"noise", "gradients", "photos", "phantoms"}
@@ -127,6 +139,30 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
     bare = tmp_path / "bare"  # a run made before the score existed
     shutil.copytree(smoke_run, bare, ignore=shutil.ignore_patterns("ood.npz"))
     assert Predictor(open_run(bare)).unlike_training(m, x) is None
+    _check_rician_noise_auroc(predictor, run, report)
+
+
+def _check_rician_noise_auroc(predictor, run: Path, report: dict) -> None:
+    """Rician noise's figures, recomputed from the stored score on `evaluate --robustness`'s
+    own moderate copies (seed 0, keyed by the image's number in the test split)."""
+    from pipeline import data, images
+    from pipeline.evaluate.robustness import apply_shift
+    from pipeline.ood import FeatureExtractor
+
+    test = data.splits_from_json(json.loads((run / "splits.json").read_text()),
+                                 predictor.run.data_dir).test
+    clean = [images.read_image(r.path) for r in test]
+    noisy = [apply_shift(im, "rician_noise", 1, 0, k) for k, im in enumerate(clean)]
+    for m in ("custom_cnn", "mobilenetv2"):
+        score = load_run_ood(run, m)
+        extract = FeatureExtractor(predictor.models[m], score.layer)
+        te, sh = (score.score(extract(np.stack([predictor.prepare(m, im) for im in imgs])))
+                  for imgs in (clean, noisy))
+        e = report["models"][m]
+        assert e["test_flagged"] == pytest.approx(np.mean(te > score.threshold), abs=1e-3)
+        assert e["shift_auroc"]["rician_noise"] == pytest.approx(auroc(te, sh), abs=1e-3)
+        assert e["shift_flagged"]["rician_noise"] == pytest.approx(
+            np.mean(sh > score.threshold), abs=1e-3)
 
 
 def test_candidate_layers_skip_the_map_head_pool_already_averages():
@@ -172,52 +208,36 @@ def test_a_trained_run_carries_its_ood_score_and_shifted_aurocs(smoke_run: Path)
 
 
 @pytest.mark.slow
-def test_shifted_auroc_is_measured_on_the_robustness_copies(smoke_run: Path):
-    """Rician noise's AUROC, recomputed from the stored score on `evaluate --robustness`'s own
-    moderate copies (seed 0, keyed by the image's number in the test split)."""
-    from pipeline import data, images
-    from pipeline.artifacts import open_run
-    from pipeline.evaluate.robustness import apply_shift
-    from pipeline.ood import FeatureExtractor
-    from pipeline.predict import Predictor
-
-    run = open_run(smoke_run)
-    predictor = Predictor(run)
-    test = data.splits_from_json(run.read_json("splits.json"), run.data_dir).test
-    clean = [images.read_image(r.path) for r in test]
-    noisy = [apply_shift(im, "rician_noise", 1, 0, k) for k, im in enumerate(clean)]
-    report = json.loads((smoke_run / "ood.json").read_text())
-    for m in ("custom_cnn", "mobilenetv2"):
-        score = load_run_ood(smoke_run, m)
-        extract = FeatureExtractor(predictor.models[m], score.layer)
-        te, sh = (score.score(extract(np.stack([predictor.prepare(m, im) for im in imgs])))
-                  for imgs in (clean, noisy))
-        e = report["models"][m]
-        assert e["test_flagged"] == pytest.approx(np.mean(te > score.threshold), abs=1e-3)
-        assert e["shift_auroc"]["rician_noise"] == pytest.approx(auroc(te, sh), abs=1e-3)
-        assert e["shift_flagged"]["rician_noise"] == pytest.approx(
-            np.mean(sh > score.threshold), abs=1e-3)
-
-
-@pytest.mark.slow
-def test_a_failing_ood_fit_keeps_the_trained_run(synth_data: Path, tmp_path: Path,
+def test_a_failing_ood_fit_keeps_the_trained_run(smoke_run: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch):
+    """`train` finishing a run whose models are trained (as `--resume` after a kill during the
+    fit) still writes it when the OOD fit fails, and says so in one line."""
+    import shutil
+
     import pipeline.ood
-    from pipeline.artifacts import open_run
-    from pipeline.config import profile
+    from pipeline.artifacts import TMP_PREFIX, open_run
+    from pipeline.config import TrainConfig
     from pipeline.train import train_run
+
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    tmp = tmp_path / "runs" / f"{TMP_PREFIX}{smoke_run.name}"
+    shutil.copytree(smoke_run, tmp, ignore=shutil.ignore_patterns("ood.*", "manifest.json"))
+    (tmp / "run.json").write_text(json.dumps({
+        "config": manifest["config"], "data_dir": manifest["data"]["dir"],
+        "models": list(manifest["models"]), "git_commit": manifest["git_commit"]}))
+    (tmp / "state.json").write_text(json.dumps({"models": {
+        m: {"done": True, "info": info} for m, info in manifest["models"].items()}}))
 
     def singular(*args, **kwargs):
         raise np.linalg.LinAlgError("Singular matrix")
 
-    monkeypatch.setattr(pipeline.ood, "choose_layer", singular)
-    cfg = profile("smoke")
-    cfg.models["custom_cnn"].epochs = 1
+    monkeypatch.setattr(pipeline.ood, "ood_run", singular)
     said: list[str] = []
-    run_dir = train_run(cfg, synth_data, tmp_path, ["custom_cnn"], say=said.append)
+    cfg = TrainConfig.from_dict(manifest["config"])
+    run_dir = train_run(cfg, None, tmp_path, [], resume=smoke_run.name, say=said.append)
     run = open_run(run_dir)  # complete, final and `latest`
     assert run.manifest["complete"] and (tmp_path / "latest").read_text().strip() == run.run_id
-    assert (run_dir / "custom_cnn" / "model.keras").is_file()
+    assert not tmp.exists() and (run_dir / "custom_cnn" / "model.keras").is_file()
     assert not (run_dir / "ood.json").exists() and not list(run_dir.glob("*/ood.npz"))
     warned = [s for s in said if "OOD" in s]
     assert len(warned) == 1 and "\n" not in warned[0], said
