@@ -188,9 +188,8 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     separates the test split from foreign images and from shifted copies of itself
     (`ood_eval`); for an evaluated run also `flags.json`, how often the test answers each
     warning marks were right (`evaluate.flags`). `train` calls it on every new run."""
-    from pipeline import artifacts, data
+    from pipeline import artifacts, data, ood_eval
     from pipeline.evaluate import flags
-    from pipeline.ood_eval import foreign_images, shift_info, shifted_features, split_features
     from pipeline.predict import Predictor
 
     started = time.monotonic()
@@ -202,7 +201,8 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
                                       "the folder it moved to (CLI: --data-root DIR)")
     splits = data.splits_from_json(run.read_json("splits.json"), root)
     predictor = Predictor(run)
-    foreign, select = foreign_images(), foreign_images(seed=SELECT_SEED)
+    foreign = ood_eval.foreign_images(ood_eval.foreign_count(len(splits.test)))
+    select = ood_eval.foreign_images(ood_eval.foreign_count(len(splits.val)), seed=SELECT_SEED)
     report: dict[str, Any] = {
         "method": "Mahalanobis distance to the nearest class mean of PCA-reduced, globally "
                   "pooled features of one layer (Lee et al., 2018); the layer chosen per model "
@@ -210,7 +210,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
                   "AUROCs reported on test images against foreign images of seed 0",
         "dims": DIMS, "quantile": QUANTILE, "created": artifacts.utc_now(),
         "foreign": {k: len(v) for k, v in foreign.items()},
-        "shifts": shift_info(),
+        "shifts": ood_eval.shift_info(),
         "models": {}}
 
     def features(m: str, extract: FeatureExtractor, imgs: list[np.ndarray]) -> list[np.ndarray]:
@@ -223,9 +223,9 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     for m in run.model_names:
         layers = candidate_layers(predictor.models[m])
         extract = FeatureExtractor(predictor.models[m], layers)
-        tr_f, tr_y, _ = split_features(predictor, m, splits.train, extract, progress)
-        va_f, _, _ = split_features(predictor, m, splits.val, extract, progress)
-        te_f, _, te_rels = split_features(predictor, m, splits.test, extract, progress)
+        tr_f, tr_y, _ = ood_eval.split_features(predictor, m, splits.train, extract, progress)
+        va_f, _, _ = ood_eval.split_features(predictor, m, splits.val, extract, progress)
+        te_f, _, te_rels = ood_eval.split_features(predictor, m, splits.test, extract, progress)
         sel_f = {k: features(m, extract, v) for k, v in select.items()}
         i, model, table = choose_layer(tr_f, tr_y, va_f, sel_f, layers)
         te = model.score(te_f[i])
@@ -242,7 +242,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
             entry["auroc"][kind] = round(auroc(te, out), 4)
             entry["flagged"][kind] = round(float(np.mean(out > model.threshold)), 4)
         report["models"][m] = entry
-    for m, per_shift in shifted_features(predictor, splits.test, chosen, progress).items():
+    for m, per_shift in ood_eval.shifted_features(predictor, splits.test, chosen, progress).items():
         model, te = fitted[m]
         scores = {s: model.score(f) for s, f in per_shift.items()}
         report["models"][m]["shift_auroc"] = {s: round(auroc(te, v), 4)

@@ -20,6 +20,8 @@ from pipeline.names import Progress, no_progress
 if TYPE_CHECKING:
     from pipeline.ood import FeatureExtractor
 
+FOREIGN_MAX = 24  # foreign images per kind: what every real run's splits (hundreds) get
+FOREIGN_MIN = 8
 SHIFT_SEVERITY = 1  # index into robustness.SEVERITIES: the middle one ("moderate")
 SHIFT_SEED = 0  # robustness_run's default seed: the copies robustness.json's accuracies are of
 
@@ -39,7 +41,16 @@ def shift_info() -> dict[str, Any]:
         "levels": {n: s.levels[SHIFT_SEVERITY] for n, s in SHIFTS.items()}}
 
 
-def foreign_images(n: int = 24, size: int = 256, seed: int = 0) -> dict[str, list[np.ndarray]]:
+def foreign_count(n_split: int) -> int:
+    """Foreign images per kind to set against a split of `n_split` images: as many, rounded up
+    to even (two photo sources), within [FOREIGN_MIN, FOREIGN_MAX]. An AUROC is no more precise
+    than its smaller side, so a smoke run's 16 test images do not need 24 of each kind; the
+    bound saves a fifth of the fit on small runs (tests, the benchmark's latency run)."""
+    return int(min(FOREIGN_MAX, max(FOREIGN_MIN, n_split + n_split % 2)))
+
+
+def foreign_images(n: int = FOREIGN_MAX, size: int = 256, seed: int = 0
+                   ) -> dict[str, list[np.ndarray]]:
     """Images no MRI classifier should trust, made offline: noise, gradients, photos, phantoms.
 
     Photos are scikit-learn's two sample images (a temple, a flower), cut into tiles; phantoms

@@ -82,7 +82,14 @@ def test_foreign_images_are_made_offline():
     sets = foreign_images(n=4, size=64)
     assert set(sets) == {"noise", "gradients", "photos", "phantoms"}
     for imgs in sets.values():
-        assert imgs and all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im in imgs)
+        assert len(imgs) == 4
+        assert all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im in imgs)
+
+
+def test_foreign_counts_follow_small_splits_and_keep_real_runs_at_24():
+    from pipeline.ood_eval import foreign_count
+
+    assert [foreign_count(n) for n in (0, 3, 15, 16, 23, 400)] == [8, 8, 16, 16, 24, 24]
 
 
 @pytest.mark.slow
