@@ -427,9 +427,11 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     _ok(at)
     assert "Model card of the shipped reference models" in [e.label for e in at.expander]
     assert "Known failure modes: none seen." in _texts(at.markdown)
+    from dashboard import runinfo
+
     data = json.loads((smoke_run / "manifest.json").read_text())["data"]
-    shown = _texts(at.markdown)  # the project-relative folder, not the machine's absolute path
-    assert f"`{data['dir_relative']}`" in shown and f"`{data['dir']}`" not in shown
+    shown = _texts(at.markdown)  # the project-relative folder, or (for ../../tmp/x) its name
+    assert f"`{runinfo.shown_data_dir(data)}`" in shown and data["dir"] not in shown
 
 
 # --------------------------------------------------------------------------- damaged runs
