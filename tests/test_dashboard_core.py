@@ -310,6 +310,31 @@ def test_core_imports_neither_plotly_nor_streamlit_nor_tensorflow():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_dashboards_first_page_imports_no_scipy_stats_sklearn_or_tensorflow():
+    """Every module a first visit imports (app.py's and the pages') stays free of scipy.stats,
+    scikit-learn and TensorFlow: `pipeline.evaluate`'s eager re-exports once pulled in scipy.stats
+    and scikit-learn through `pipeline.evaluate.flags`, about 1 s before the first page showed."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from dashboard import core, flags, inference, loader, runinfo, series_view, state, "
+            "uploads, views, figures, charts\n"
+            "import pipeline.evaluate, pipeline.evaluate.flags\n"
+            "print(sorted(m for m in ('scipy.stats', 'sklearn', 'tensorflow')\n"
+            "             if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    # the lazy package still gives every name it lists
+    import pipeline.evaluate as ev
+
+    assert all(getattr(ev, name) is not None for name in ev.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ev.nope  # noqa: B018
+
+
 def test_figures_do_not_import_tensorflow():
     """Every page draws figures; importing TensorFlow for them would cost seconds per first
     visit (taking a threshold from `pipeline.explain` would import it)."""

@@ -1,7 +1,7 @@
 """Evaluation: per-model metrics, paired comparison, tumour-vs-no-tumour view, CV, external data.
 
 One module per stage; this package re-exports their public API, so `from pipeline.evaluate
-import X` works for every X below.
+import X` works for every X below (each loaded from its module on first use).
 
 - `metrics`: pure per-model metrics from arrays (scikit-learn; hand-written calibration bins).
 - `comparison`: models on the same images: paired bootstrap, exact McNemar, plain-language verdict.
@@ -15,53 +15,38 @@ other than `no_tumor`, so a four-class prediction counts as a tumour call when i
 is not `no_tumor` (the same numbers a reader gets by collapsing the confusion matrix).
 """
 
-from pipeline.evaluate.comparison import (
-    ALPHA,
-    bootstrap_ci,
-    compare,
-    mcnemar_exact,
-    paired_bootstrap,
-    verdict,
-)
-from pipeline.evaluate.cv import CV_METRICS, cross_validate, cv_folds
-from pipeline.evaluate.external import (
-    BINARY_CLASSES,
-    EvaluationError,
-    LabelPlan,
-    collapse_to_binary,
-    map_external_labels,
-    training_overlap,
-)
-from pipeline.evaluate.metrics import (
-    NO_TUMOR,
-    PROB_TOLERANCE,
-    by_size_group,
-    calibration,
-    check_inputs,
-    classification_metrics,
-    confusion,
-    curves,
-    predicted_classes,
-    top_confusions,
-    tumor_vs_no_tumor,
-)
-from pipeline.evaluate.robustness import SEVERITIES, SHIFTS, TARGET_DROP, robustness_run
-from pipeline.evaluate.run import (
-    PREDICT_CHUNK,
-    evaluate_run,
-    metrics_summary,
-    write_model_eval,
-    write_predictions_csv,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ALPHA", "BINARY_CLASSES", "CV_METRICS", "NO_TUMOR", "PREDICT_CHUNK", "PROB_TOLERANCE",
-    "SEVERITIES", "SHIFTS", "TARGET_DROP",
-    "EvaluationError", "LabelPlan",
-    "bootstrap_ci", "by_size_group", "calibration", "check_inputs", "classification_metrics",
-    "collapse_to_binary",
-    "compare", "confusion", "cross_validate", "curves", "cv_folds", "evaluate_run",
-    "map_external_labels", "mcnemar_exact", "metrics_summary", "paired_bootstrap",
-    "predicted_classes", "robustness_run", "top_confusions", "training_overlap",
-    "tumor_vs_no_tumor", "verdict", "write_model_eval", "write_predictions_csv",
-]
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it. Loaded on first use (PEP 562), like
+# `pipeline.explain`: the dashboard reads `pipeline.evaluate.flags` on its first page, and the
+# package's eager imports (scipy.stats, scikit-learn) cost it about 1 s before anything showed.
+_EXPORTS = {
+    **dict.fromkeys(["ALPHA", "bootstrap_ci", "compare", "mcnemar_exact", "paired_bootstrap",
+                     "verdict"], "comparison"),
+    **dict.fromkeys(["CV_METRICS", "cross_validate", "cv_folds"], "cv"),
+    **dict.fromkeys(["BINARY_CLASSES", "EvaluationError", "LabelPlan", "collapse_to_binary",
+                     "map_external_labels", "training_overlap"], "external"),
+    **dict.fromkeys(["NO_TUMOR", "PROB_TOLERANCE", "by_size_group", "calibration",
+                     "check_inputs", "classification_metrics", "confusion", "curves",
+                     "predicted_classes", "top_confusions", "tumor_vs_no_tumor"], "metrics"),
+    **dict.fromkeys(["SEVERITIES", "SHIFTS", "TARGET_DROP", "robustness_run"], "robustness"),
+    **dict.fromkeys(["PREDICT_CHUNK", "evaluate_run", "metrics_summary", "write_model_eval",
+                     "write_predictions_csv"], "run"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline.evaluate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pipeline.evaluate.{module}"), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
