@@ -7,7 +7,6 @@ its `Results` with the `Settings` that `controls` returns.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -177,7 +176,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                      caption="Heatmap colours: low (blue) to high (red) evidence")
         with cols[1]:
             st.image(upload.image, width="stretch", caption="Original")
-        stem = Path(upload.name).stem or "image"
+        # named by the image's hash like its PDF, never by the upload's name (it can identify a
+        # patient, and a saved overlay travels further than the page)
+        stem = f"overlay-{upload.digest[:12]}"
         for col, m in zip(cols[2:], models, strict=False):
             with col:
                 if m in results.errors:

@@ -873,8 +873,10 @@ def test_no_report_carries_an_uploads_file_name(artifacts: Path, smoke_run: Path
     from streamlit.delta_generator import DeltaGenerator
 
     downloads: dict[str, bytes] = {}
+    file_names: list[str] = []  # every download's suggested name, overlay PNGs too
 
     def keep(data, kwargs) -> None:  # noqa: ANN001
+        file_names.append(str(kwargs.get("file_name")))
         if str(kwargs.get("mime", "")) in ("text/csv", "application/pdf"):
             downloads[kwargs["key"]] = data() if callable(data) else data
 
@@ -893,6 +895,7 @@ def test_no_report_carries_an_uploads_file_name(artifacts: Path, smoke_run: Path
     for key, content in downloads.items():
         text = _pdf_text(content) if content[:4] == b"%PDF" else content.decode()
         assert "Doe_John" not in text, key
+    assert len(file_names) >= 5 and not [n for n in file_names if "Doe_John" in n], file_names
     frame = pd.read_csv(io.BytesIO(downloads["predict_csv"]), comment="#")
     assert frame[["image", "sha256"]].values.tolist() == [
         ["upload 1", hashlib.sha256(data).hexdigest()[:12]]]  # `sha256sum` finds the file
