@@ -248,3 +248,268 @@ def test_two_sessions_at_once_each_get_their_own_answer(server: str, smoke_run: 
                 assert page.get_by_text(want[1 - k], exact=True).count() == 0
         finally:
             browser.close()
+
+
+# Each overlay's caption ("<model> · <method> for '<class>'…") and the SHA-256 of its image's
+# bytes as the browser received them (Streamlit serves each st.image at a /media/ URL).
+_OVERLAYS = """async () => {
+    const hex = b => [...new Uint8Array(b)].map(x => x.toString(16).padStart(2, '0')).join('');
+    const out = [];
+    for (const box of document.querySelectorAll('[data-testid=stImage]')) {
+        const cap = box.querySelector('[data-testid=stImageCaption]');
+        const img = box.querySelector('img');
+        if (!cap || !img || !/ for '/.test(cap.innerText)) continue;
+        const bytes = await (await fetch(img.src)).arrayBuffer();
+        out.push([cap.innerText.trim(), hex(await crypto.subtle.digest('SHA-256', bytes))]);
+    }
+    return out;
+}"""
+_RUNNING = ("() => !document.querySelector('[data-testid=stStatusWidgetRunningIcon],"
+            " [data-testid=stStatusWidgetRunningManIcon]')")
+_DECODED = ("n => { const im = [...document.querySelectorAll('[data-testid=stImage] img')];"
+            " return im.length >= n && im.every(i => i.complete && i.naturalWidth > 0); }")
+_OUTLINE = "Outline top 10%"
+
+
+def _wait_idle(page, timeout_ms: int = 240_000) -> None:
+    """Until Streamlit's "running" indicator has been gone for a second, twice (a rerun may
+    start right after a run ends)."""
+    for _ in range(2):
+        page.wait_for_timeout(1000)
+        page.wait_for_function(_RUNNING, timeout=timeout_ms)
+
+
+def _open_predict(page, server: str, log: Path) -> None:
+    """Predict in a fresh session, its models loaded and its uploader drawn."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/predict", wait_until="domcontentloaded")
+    expect(page.get_by_role("heading", name="Predict & explain")).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("Loading the models in the background")).to_have_count(
+        0, timeout=180_000)
+    try:
+        expect(page.locator("input[type=file]")).to_be_attached(timeout=90_000)
+    except AssertionError:
+        pytest.fail("no uploader on Predict:\n" + _page_report(page, log))
+
+
+def _upload_and_wait(page, files: list[Path], log: Path) -> list[list[str]]:
+    """Upload `files` (replacing the uploader's), wait until every file's two overlays are
+    drawn and decoded and the page is idle; the overlays' [caption, sha256]."""
+    page.locator("input[type=file]").set_input_files([str(f) for f in files])
+    return _overlays_when_drawn(page, 2 * len(files), log)
+
+
+def _overlays_when_drawn(page, n: int, log: Path, until=None) -> list[list[str]]:
+    """The [caption, sha256] of the page's `n` overlays once they are drawn and decoded, the
+    page is idle and `until(overlays)` holds (a rerun's new images replace the old ones only
+    when they arrive: polled, with a generous deadline, never timed)."""
+    failed = page.locator("[data-testid=stException], [data-testid=stAlertContentError]")
+    try:
+        page.get_by_text(re.compile(r"^(Custom CNN|MobileNetV2) · .* for '")).nth(n - 1).or_(
+            failed).first.wait_for(state="visible", timeout=240_000)
+        _wait_idle(page)
+        if failed.count():
+            pytest.fail(f"the page failed: {failed.all_inner_texts()}\n"
+                        + _page_report(page, log))
+        # each overlay plus its card's original and colour scale, decoded by the browser
+        page.wait_for_function(_DECODED, arg=2 * n, timeout=60_000)
+    except Exception as exc:  # playwright's TimeoutError: say what the page showed
+        if type(exc).__name__ != "TimeoutError":
+            raise
+        pytest.fail(f"{n} overlays never drawn: {exc}\n" + _page_report(page, log))
+    shown = page.evaluate(_OVERLAYS)
+    for _ in range(60):
+        if len(shown) == n and (until is None or until(shown)):
+            return shown
+        page.wait_for_timeout(2000)
+        _wait_idle(page)
+        shown = page.evaluate(_OVERLAYS)
+    pytest.fail(f"after 4 minutes the {n} overlays are still {shown}\n" + _page_report(page, log))
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Choose `option` in the selectbox labelled `label`, as a user does (open, click)."""
+    from playwright.sync_api import expect
+
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_value(option, timeout=30_000)
+
+
+def _flip_outline(page) -> None:
+    from playwright.sync_api import expect
+
+    switch = page.get_by_role("switch", name=_OUTLINE)
+    was = switch.is_checked()
+    page.locator("[data-testid=stCheckbox]").filter(has_text=_OUTLINE).get_by_text(
+        _OUTLINE, exact=True).click()
+    expect(switch).to_be_checked(checked=not was, timeout=30_000)
+
+
+def test_controls_and_heatmaps_agree_after_the_uploads_are_removed_in_a_browser(
+        server: str, smoke_run: Path, tmp_path: Path):
+    """Issue 18's stale controls, replayed in chromium: set the method, the class and the
+    outline; remove the file with its chip's remove button; upload another. The overlays were
+    captioned and drawn with the old settings while the controls showed their defaults."""
+    from playwright.sync_api import expect, sync_playwright
+
+    log = tmp_path / "streamlit.log"
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    test = json.loads((smoke_run / "splits.json").read_text())["test"]
+    first, second = (Path(manifest["data"]["dir"]) / e["path"] for e in test[:2])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1700})
+            _open_predict(page, server, log)
+            before = _upload_and_wait(page, [first], log)
+            # another class than both models' own answers, and Grad-CAM++ when offered
+            method = page.get_by_role("combobox", name="Explanation method")
+            method.click()
+            offered = page.get_by_role("option", name="Grad-CAM++", exact=True).count() > 0
+            page.keyboard.press("Escape")
+            if offered:
+                _pick(page, "Explanation method", "Grad-CAM++")
+                _wait_idle(page)
+            answers = {c.split("'")[1] for c, _ in before}
+            target = next(c for c in reversed(manifest["class_names"]) if c not in answers)
+            _pick(page, "Explain which class", target)
+            _wait_idle(page)
+            _flip_outline(page)
+            _wait_idle(page)
+            label = "Grad-CAM++" if offered else ""
+            _overlays_when_drawn(page, 2, log, until=lambda shown: all(
+                f"{label} for '{target}'" in c for c, _ in shown))
+
+            page.locator("[data-testid=stFileChipDeleteBtn]").first.click()  # the chip's ⊗
+            expect(page.get_by_text("Upload one or more brain MRI slices", exact=False)
+                   ).to_be_visible(timeout=120_000)
+            _wait_idle(page)
+            assert page.evaluate(_OVERLAYS) == []
+            drawn = _upload_and_wait(page, [second], log)
+
+            # What the controls show now is what the captions name ...
+            shown_method = method.input_value()
+            shown_target = page.get_by_role("combobox", name="Explain which class").input_value()
+            outline_on = page.get_by_role("switch", name=_OUTLINE).is_checked()
+            verdict = page.get_by_text(re.compile(r"^Custom CNN: .* · MobileNetV2: ")).first
+            answer = dict(re.findall(r"(Custom CNN|MobileNetV2): (\S+) \(", verdict.inner_text()))
+            assert len(answer) == 2, verdict.inner_text()
+            for caption, _ in drawn:
+                model, rest = caption.split(" · ", 1)
+                if shown_method == "Each model's default":
+                    assert caption.endswith("· this model's default"), (shown_method, drawn)
+                else:
+                    assert rest.startswith(f"{shown_method} for '"), (shown_method, drawn)
+                    assert "this model's default" not in caption, (shown_method, drawn)
+                want = answer[model] if shown_target == "predicted class" else shown_target
+                assert f" for '{want}'" in caption, (shown_target, answer, drawn)
+            # ... and the overlays are drawn with the outline the switch shows: touching the
+            # switch changes the drawing, touching it back gives the very same images again
+            # (with the bug, the switch showed "off" over overlays drawn with the outline, and
+            # turning it on drew the same images). An empty heatmap has no outline to draw.
+            nonempty = page.get_by_text("This heatmap is empty", exact=False).count() < len(drawn)
+            assert nonempty, "both heatmaps are empty: the outline cannot be seen"
+            _flip_outline(page)
+            _wait_idle(page)
+            flipped = _overlays_when_drawn(page, 2, log, until=lambda shown: shown != drawn)
+            assert [c for c, _ in flipped] == [c for c, _ in drawn]  # only the outline changed
+            _flip_outline(page)
+            _wait_idle(page)
+            assert page.get_by_role("switch", name=_OUTLINE).is_checked() == outline_on
+            _overlays_when_drawn(page, 2, log, until=lambda shown: shown == drawn)
+        finally:
+            browser.close()
+
+
+PAGE_TITLES = ["Overview & comparison", "Predict & explain", "Error analysis",
+               "Explanation quality", "About & model card"]  # dashboard/app.py's PAGES
+
+
+def _shot(page, path: Path) -> None:
+    """A screenshot of the whole page: the main area scrolls inside the window (stMain), so
+    the window is made as tall as its content first (at most 16000 px, chromium's limit)."""
+    size = page.viewport_size
+    tall = page.evaluate("""() => Math.max(...['stMain', 'stSidebarContent'].map(t => {
+        const e = document.querySelector(`[data-testid=${t}]`); return e ? e.scrollHeight : 0;
+    }))""")
+    page.set_viewport_size({"width": size["width"], "height": min(max(tall, size["height"]),
+                                                                  16_000)})
+    try:
+        _wait_idle(page)  # charts redraw at the new size
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
+
+
+def _check_page(page, title: str, log: Path) -> None:
+    """The page's own heading is drawn, the page is idle, and nothing failed: no exception
+    box, no error box (the pages' own failure messages are st.error boxes too)."""
+    from playwright.sync_api import expect
+
+    try:
+        expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=120_000)
+    except AssertionError:
+        pytest.fail(f"no heading {title!r}:\n" + _page_report(page, log))
+    _wait_idle(page)
+    page.wait_for_function(_DECODED, arg=0, timeout=60_000)  # every image on it decoded
+    for box in ("stException", "stAlertContentError"):
+        found = page.locator(f"[data-testid={box}]")
+        assert found.count() == 0, (f"{title}: {box}: {found.all_inner_texts()}\n"
+                                    + _page_report(page, log))
+
+
+def test_every_page_with_one_and_with_eight_uploads_renders_and_is_photographed(
+        server: str, smoke_run: Path, tmp_path: Path):
+    """Issue 18's "done when": every page, and Predict with one and with eight uploads, drawn
+    without an exception or an error box; full-page screenshots go to $BRAIN_MRI_SCREENSHOTS
+    (else this test's tmp_path) for a human to look at."""
+    from playwright.sync_api import sync_playwright
+
+    log = tmp_path / "streamlit.log"
+    shots = Path(os.environ.get("BRAIN_MRI_SCREENSHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    test = json.loads((smoke_run / "splits.json").read_text())["test"]
+    # eight different images, two per class where the split has them
+    by_class = {c: [e for e in test if e.get("label") == c] for c in manifest["class_names"]}
+    picked = [e for k in range(2) for es in by_class.values() if k < len(es) for e in [es[k]]]
+    picked += [e for e in test if e not in picked][:8 - len(picked)]
+    images = [Path(manifest["data"]["dir"]) / e["path"] for e in picked[:8]]
+    assert len({p.read_bytes() for p in images}) == 8, images
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _open_predict(page, server, log)
+            _upload_and_wait(page, images[:1], log)
+            _check_page(page, "Predict & explain", log)
+            _shot(page, shots / "predict-1-upload.png")
+            for n, title in enumerate(PAGE_TITLES):  # every page, one upload in the session
+                if title == "Predict & explain":
+                    continue
+                page.get_by_role("link", name=title).click()
+                _check_page(page, title, log)
+                _shot(page, shots / f"page{n}-{title.split()[0].lower()}-1-upload.png")
+
+            page.get_by_role("link", name="Predict & explain").click()
+            _check_page(page, "Predict & explain", log)
+            _upload_and_wait(page, images, log)
+            _check_page(page, "Predict & explain", log)
+            _shot(page, shots / "predict-8-uploads.png")
+            for n, title in enumerate(PAGE_TITLES):  # every page, eight uploads in the session
+                if title == "Predict & explain":
+                    continue
+                page.get_by_role("link", name=title).click()
+                _check_page(page, title, log)
+                _shot(page, shots / f"page{n}-{title.split()[0].lower()}-8-uploads.png")
+            # back on Predict, the eight uploads are restored and drawn again
+            page.get_by_role("link", name="Predict & explain").click()
+            _check_page(page, "Predict & explain", log)
+            _overlays_when_drawn(page, 16, log)
+            _shot(page, shots / "predict-8-uploads-restored.png")
+        finally:
+            browser.close()
