@@ -249,7 +249,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
                                               for s, v in scores.items()}
         report["models"][m]["shift_flagged"] = {
             s: round(float(np.mean(v > model.threshold)), 4) for s, v in scores.items()}
-    # Saved together at the end: a failure part-way leaves no model with a score and no report.
+    # Saved together at the end: a failure part-way writes nothing (an older fit stays whole).
     for m, (model, _) in fitted.items():
         model.save(run.path / m / "ood.npz")
     report["seconds"] = round(time.monotonic() - started, 1)
