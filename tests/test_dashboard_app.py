@@ -623,6 +623,7 @@ def test_no_page_shows_a_machine_path(smoke_run, tmp_path, monkeypatch, damage):
         gone = tmp_path / "moved" / "brain-mri"  # the dataset is not reachable from here
         manifest["data"].update(dir=str(gone), dir_relative=os.path.relpath(gone, ROOT))
         (run / "manifest.json").write_text(json.dumps(manifest))
+        (run.parent.parent / "MODEL_CARD.md").write_bytes(b"# card \xff\xfe not UTF-8")
     elif damage == "manifest":
         text = (run / "manifest.json").read_text()
         (run / "manifest.json").write_text(text[: len(text) // 3])
@@ -651,7 +652,8 @@ def test_no_page_shows_a_machine_path(smoke_run, tmp_path, monkeypatch, damage):
                           f"damaged file runs/{run.name}/comparison.json",
                           f"runs/{run.name}/mobilenetv2/predictions.csv",
                           f"runs/{run.name}/custom_cnn/history.json",
-                          "the dataset folder `brain-mri`"],
+                          "the dataset folder `brain-mri`",
+                          "The model card `MODEL_CARD.md` could not be read (UnicodeDecodeError)"],
                 "manifest": [f"damaged file runs/{run.name}/manifest.json"],
                 "run folder gone": ["run folder runs/20000101-000000-gone00 does not exist"],
                 "no runs": ["No runs in the artifacts folder `artifacts`"]}[damage]

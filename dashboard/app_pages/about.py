@@ -4,8 +4,9 @@ import json
 
 import streamlit as st
 
+from dashboard import core, runinfo, state
 from dashboard import figures as F
-from dashboard import runinfo, state
+from pipeline.artifacts import shown_path
 
 st.title("About & model card")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
@@ -40,7 +41,9 @@ if card.is_file():
         try:
             st.markdown(card.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
-            st.warning(f"{card} could not be read: {exc}")
+            # OSError's text quotes the absolute path: only the kind of failure is shown
+            st.warning(f"The model card {core.literal(shown_path(card))} could not be read "
+                       f"({type(exc).__name__}).")
 
 run, problem = state.current_run()
 if run is None:
