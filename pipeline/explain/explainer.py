@@ -40,10 +40,10 @@ class Explainer:
 
     Plain Grad-CAM is a small hand-written `tf.function` over a two-output model
     (feature map, class scores): tf-keras-vis rebuilds an intermediate model and runs eagerly on
-    every call, which costs several times a forward pass; HiResCAM, LayerCAM, multi-layer fusion,
-    Score-CAM and SmoothGrad are compiled the same way. Grad-CAM++ uses a tf-keras-vis object
-    constructed once on a private scores-model that shares the weights.
-    Both kinds are built on first use and kept in `cached`. Per-explainer settings read by the
+    every call, which costs several times a forward pass; HiResCAM, LayerCAM, Grad-CAM++,
+    multi-layer fusion, Score-CAM and SmoothGrad are compiled the same way (SmoothGrad on a
+    private softmax-free scores model that shares the weights). Each graph is built on first use
+    and kept in `cached`. Per-explainer settings read by the
     slow methods: `scorecam_max_channels`, `smooth_samples`, `smooth_noise`.
     """
 
@@ -114,7 +114,7 @@ class Explainer:
 
     def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """`build()`'s result for `key`, built on first use only: methods keep their compiled
-        graphs and tf-keras-vis objects here. Builds run under the lock, so threads calling at
+        graphs here. Builds run under the lock, so threads calling at
         once never race on the first trace."""
         with self._lock:
             if key not in self._cache:

@@ -7,7 +7,7 @@ before; each was replaced by a compiled one that the tests check against it (and
 times beside it).
 
 A method only computes heatmaps; the `Explainer` validates the request, picks the layer, and
-holds everything built per model (its compiled graphs and tf-keras-vis objects, cached through
+holds everything built per model (its compiled graphs, cached through
 `Explainer.cached`). Method objects are therefore stateless and one instance serves every model
 and thread.
 
