@@ -430,15 +430,21 @@ PAGE_TITLES = ["Overview & comparison", "Predict & explain", "Error analysis",
 
 def _shot(page, path: Path) -> None:
     """A screenshot of the whole page: the main area scrolls inside the window (stMain), so
-    the window is made as tall as its content first (at most 16000 px, chromium's limit)."""
+    the window is made as tall as its content first (at most 16000 px, chromium's limit), until
+    the content stops growing (tables and charts are drawn after the run ends)."""
     size = page.viewport_size
-    tall = page.evaluate("""() => Math.max(...['stMain', 'stSidebarContent'].map(t => {
+    tall = """() => Math.max(...['stMain', 'stSidebarContent'].map(t => {
         const e = document.querySelector(`[data-testid=${t}]`); return e ? e.scrollHeight : 0;
-    }))""")
-    page.set_viewport_size({"width": size["width"], "height": min(max(tall, size["height"]),
-                                                                  16_000)})
+    }))"""
     try:
-        _wait_idle(page)  # charts redraw at the new size
+        height = size["height"]
+        for _ in range(10):
+            _wait_idle(page)  # charts redraw at the new size
+            want = min(max(page.evaluate(tall), size["height"]), 16_000)
+            if want == height:
+                break
+            height = want
+            page.set_viewport_size({"width": size["width"], "height": height})
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size(size)
