@@ -277,7 +277,13 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
         mark = ""
         if true_label:
             mark = " :green[✓ right]" if class_names[k] == true_label else " :red[✗ wrong]"
-        parts.append(f"{display_name(model)}: **{class_names[k]}** ({p[i][k]:.0%}){mark}")
+        # Classes as likely as the answer at the precision shown: the arg-max picked one of
+        # them, which a reader must not take for a decision (a 44% / 44% tie was shown as an
+        # answer).
+        ties = [class_names[j] for j in np.argsort(-p[i]) if j != k
+                and round(100 * float(p[i][j])) == round(100 * float(p[i][k]))]
+        tie = f", tied with {' and '.join(f'**{c}**' for c in ties)}" if ties else ""
+        parts.append(f"{display_name(model)}: **{class_names[k]}** ({p[i][k]:.0%}{tie}){mark}")
     return " · ".join(parts)
 
 

@@ -87,8 +87,11 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
             acc = shifted_accuracy.get(model)
             where = (f" On shifted copies of its test split it was {acc:.0%} accurate."
                      if acc is not None else "")
-            flags.append(f"This image is unlike {name}'s training data: treat its answer with "
-                         f"caution.{where}" + on_test(model, "unlike", "on images flagged so"))
+            # Not "treat with caution": on the shipped runs the flagged test answers were as
+            # often right as the others. What holds is that validation does not cover it.
+            flags.append(f"This image is unlike {name}'s training data, so its validation "
+                         f"accuracy does not vouch for this answer.{where}"
+                         + on_test(model, "unlike", "on images flagged so"))
     labels = {int(np.argmax(p[i])) for p in probs.values()}
     if len(probs) > 1 and len(labels) > 1:
         flags.append("The models disagree: at least one of them is wrong."

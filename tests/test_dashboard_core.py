@@ -87,6 +87,10 @@ def test_predictions_frame_and_agreement():
     marked = core.verdict_line(probs, 1, CLASSES, true_label="pituitary")
     assert marked.count("✓ right") == 1 and marked.count("✗ wrong") == 1
     assert marked.index("✓") < marked.index("MobileNetV2")  # the CNN is the right one
+    assert "tied" not in core.verdict_line(probs, 0, CLASSES)
+    # a tie at the precision shown is said, not passed off as an answer
+    tie = {"custom_cnn": np.array([[0.441, 0.05, 0.4394, 0.0696]])}
+    assert "**glioma** (44%, tied with **no_tumor**)" in core.verdict_line(tie, 0, CLASSES)
 
 
 def test_csv_download_and_predictions_csv_neutralise_formula_file_names():
@@ -411,7 +415,7 @@ def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
                              "(76% otherwise).")
     assert flags[1].endswith("Its test answers on images flagged so were right 52% of the "
                              "time.")
-    assert flags[2].endswith("treat its answer with caution.")  # damaged entry: nothing added
+    assert flags[2].endswith("does not vouch for this answer.")  # damaged entry: nothing added
     assert flags[3] == ("The models disagree: at least one of them is wrong. On the test images "
                         "where they disagreed, each was right: Custom CNN 18%, MobileNetV2 58%.")
     unmeasured = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6}, {}, {})
