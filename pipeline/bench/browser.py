@@ -206,7 +206,8 @@ def _switch_run_and_upload(page: Any, run_id: str, path: Path, timeout_s: float)
     return the seconds until the page is idle again."""
     sidebar = page.locator("[data-testid=stSidebar]")
     sidebar.get_by_role("combobox", name="Run").click()
-    page.get_by_role("option", name=re.compile(re.escape(run_id))).click()
+    # the picker may show only the id's random suffix after the title: match that
+    page.get_by_role("option", name=re.compile(re.escape(run_id.rsplit("-", 1)[-1]))).click()
     _wait_idle(page, timeout_s)
     t1 = time.perf_counter()
     page.locator("input[type=file]").set_input_files(str(path))

@@ -207,8 +207,12 @@ def remeasure_dashboard(opts: BenchOptions, progress: Progress, say: SayFn) -> B
 
             raw = [read_image(f) for f in files]
             report["streaming"] = _streaming_section(opts, run.path, raw, Path(tmp), tick)
-        dash = dashboard_benchmark(run.path, files, opts.uploads, Path(tmp), tick,
-                                   other_run=other_run(run.path))
+        try:
+            dash = dashboard_benchmark(run.path, files, opts.uploads, Path(tmp), tick,
+                                       other_run=other_run(run.path))
+        except Exception as exc:  # the browser part must not lose the streaming figures
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            dash = dashboard_skip(f"failed: {type(exc).__name__}: {first}", failed=True)
     report["dashboard"] = dash
     memory = report.setdefault("memory", {})
     memory["dashboard_mb"] = dash.get("peak_rss_mb")
