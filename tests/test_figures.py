@@ -319,6 +319,21 @@ def test_robustness_figure():
     assert "clean 0.900" in [a.text for a in fig.layout.annotations]
 
 
+def test_robustness_axis_is_zoomed_to_the_bars_and_lines():
+    """A 0-1 axis drew every bar at about 0.9 and the 5-point band as a hairline."""
+    fig = F.robustness_figure(_robustness())
+    lo, hi = fig.layout.yaxis.range
+    bars = [y for t in fig.data for y in t.y]
+    lines = [s.y0 for s in fig.layout.shapes]
+    assert lo < min(bars) and hi > max(bars + lines)  # no bar's value or line cut
+    assert min(bars) - lo >= 0.02 and hi - max(lines) >= 0.02  # padded, room for "clean" label
+    assert lo > 0.4 and hi - lo < 0.5  # zoomed, not from 0
+    # a shift that ruins accuracy still shows, and the axis never goes below 0
+    rob = _robustness()
+    rob["models"]["custom_cnn"]["shifts"]["gamma"][2]["accuracy"] = 0.01
+    assert F.robustness_figure(rob).layout.yaxis.range[0] == 0.0
+
+
 def test_robustness_figure_missing_parts():
     rob = _robustness()
     # a shift only one model has, and a severity missing: gaps, not errors

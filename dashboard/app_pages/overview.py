@@ -139,7 +139,8 @@ if (run.path / "robustness.json").is_file():
                     "(bias field, gamma, noise, blur, lower resolution, JPEG, rotation/flip, "
                     "crop/padding, burnt-in text; three severities each), as another scanner or "
                     "export might produce. Solid line: the model's accuracy on the unshifted "
-                    "images; dotted: 5 points below it (target: the moderate severity above it).")
+                    "images; dotted: 5 points below it (target: the moderate severity above it). "
+                    "The axis is zoomed to the scores, so bars do not start at 0.")
 
 # Do the warnings catch the errors? (flags.json, written by `ood`): shown only where measured.
 if (run.path / FLAGS_FILE).is_file():

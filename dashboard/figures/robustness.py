@@ -44,9 +44,19 @@ def _row(model: Mapping[str, Any], shift: str, k: int) -> Mapping[str, Any]:
     return _dict(rows[k]) if isinstance(rows, list) and k < len(rows) else {}
 
 
+def _zoomed_range(values: list[float]) -> list[float]:
+    """A y range around `values` with some padding (room for the line labels above the top
+    one), never below 0: on a 0-1 axis every bar looked like 0.9 and the 5-point band was a
+    hairline."""
+    lo, hi = min(values), max(values)
+    pad = max(0.02, 0.15 * (hi - lo))
+    return [max(0.0, lo - pad), hi + pad]
+
+
 def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
     """One panel per model: bars of accuracy per shift, one colour per severity; a solid line
     at the model's clean accuracy and a dotted one 5 points below it (the issue's target band).
+    The shared y axis is zoomed to the bars and lines, so it does not start at 0.
 
     Missing shifts or severities are gaps (NaN); a model without a clean accuracy, or values
     that are not numbers, raise FigureDataError.
@@ -59,6 +69,7 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(models), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[model_label(m) for m in models])
     labels = [s.replace("_", " ") for s in shifts]
+    shown: list[float] = []  # every bar value and line, for an axis zoomed to the data
     for col, (i, (name, m)) in enumerate(enumerate(models.items()), start=1):
         if not isinstance(m, Mapping) or not isinstance(m.get("clean"), Mapping):
             raise FigureDataError(f"robustness of {name!r} has no 'clean' scores")
@@ -69,6 +80,7 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
             rows = [_row(m, s, k) for s in shifts]
             ys = [_num(r.get("accuracy"), f"{name} {s} {sev} accuracy")
                   for r, s in zip(rows, shifts, strict=True)]
+            shown += [y for y in ys if not math.isnan(y)]
             custom = [[r.get("level", "?"), _fmt(_num(r.get("tumor_sensitivity"),
                                                       f"{name} {s} {sev} sensitivity"))]
                       for r, s in zip(rows, shifts, strict=True)]
@@ -83,8 +95,9 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
                       annotation_text=f"clean {clean:.3f}", annotation_position="top left")
         fig.add_hline(y=clean - 0.05, line=dict(color="gray", width=1, dash="dot"), row=1,
                       col=col)
+        shown += [clean, clean - 0.05]
     fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=50, b=10),
                       legend=dict(orientation="h", y=-0.3, title="severity"))
-    fig.update_yaxes(range=[0, 1.08])
+    fig.update_yaxes(range=_zoomed_range(shown))
     fig.update_yaxes(title="accuracy on shifted test images", col=1)
     return fig
