@@ -22,6 +22,8 @@ from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pipeline.explain import METHOD_LABELS
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 240  # first model load + tracing on a busy 2-core machine
@@ -391,10 +393,10 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     summary = _frame(at, "MobileNetV2")
     assert summary is not None and "method" in summary.index
     assert "evidence mostly outside the brain" in summary.index
-    # the layer in plain words first, the technical name beside it
-    assert summary.loc["layer", summary.columns[0]] == "last conv block"
-    assert summary.loc["layer (technical name)", summary.columns[0]] in (
-        "gradcam_target", "out_relu")
+    # the method as Predict names it; the layer in plain words, its technical name in brackets
+    assert summary.loc["layer", summary.columns[0]] in (
+        "last conv block (gradcam_target)", "last conv block (out_relu)")
+    assert set(summary.loc["method"]) <= set(METHOD_LABELS.values()), summary.loc["method"]
 
 
 def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypatch):

@@ -276,6 +276,54 @@ def test_explanation_quality_figures():
         F.localisation_figure({"m": {**EXPL["custom_cnn"], "pointing_game_ci": 0.7}})
 
 
+def test_quality_summary_names_method_and_layer_like_the_predict_page():
+    """The page showed raw ids ("gradcam++", "layercam-fusion", "gradcam_target")."""
+    expl = {"custom_cnn": {**EXPL["custom_cnn"], "method": "gradcam++",
+                           "outside_head_alarm_rate": 0, "n_outside_head_flagged": 0},
+            "mobilenetv2": {**EXPL["mobilenetv2"], "method": "layercam-fusion",
+                            "layer": "block_13_expand_relu"}}
+    table = F.quality_summary(expl, {"custom_cnn": "gradcam_target",
+                                     "mobilenetv2": "out_relu"})
+    assert list(table.columns) == ["Custom CNN", "MobileNetV2"]
+    assert table.loc["method"].tolist() == ["Grad-CAM++", "Multi-layer LayerCAM (fusion)"]
+    # plain words first, the technical name (what --layer takes) in brackets
+    assert table.loc["layer"].tolist() == ["last conv block (gradcam_target)",
+                                           "block 13 expand relu (block_13_expand_relu)"]
+    assert "layer (technical name)" not in table.index
+    # a rate of exactly 0 is stored as the integer 0: measured, not "not measured"
+    assert table.loc["evidence mostly outside the brain"].tolist() == ["0 (0%)", "not measured"]
+    assert F.method_label("lime") == "lime"  # an id the registry does not know: shown as is
+
+
+def test_shortcut_figure_labels_read_like_its_percent_axis():
+    expl = {m: {**e, "outside_head_alarm_rate": rate, "energy_outside_head": energy}
+            for (m, e), rate, energy in zip(EXPL.items(), (0.875, 0), (0.1234, None),
+                                            strict=True)}
+    fig = F.shortcut_figure(expl)
+    assert fig.layout.yaxis.tickformat == ".0%"
+    assert list(fig.data[0].text) == ["87.5%", "0%"]  # not 0.875 on a percent axis
+    assert list(fig.data[1].text) == ["12.3%", "n/a"]
+    # model names wrapped and never rotated: rotated they overlapped
+    assert list(fig.data[0].x) == ["Custom<br>CNN", "MobileNetV2"]
+    assert fig.layout.xaxis.tickangle == 0 and fig.layout.xaxis2.tickangle == 0
+
+
+def test_labels_inside_bars_contrast_with_the_bar():
+    """The pointing game's label sits inside its bar (a whisker is above it): it was dark grey on
+    orange; now black or white, whichever reads better, at least WCAG's 4.5:1."""
+    expl = {m: {**e, "pointing_game": 0.6, "pointing_game_chance": 0.1,
+                "pointing_game_ci": [0.4, 0.8], "energy_in_mask": 0.4,
+                "energy_in_mask_chance": 0.1} for m, e in EXPL.items()}
+    fig = F.localisation_figure(expl)
+    for bar in fig.data[:2]:  # pointing game, both models
+        assert bar.textposition[0] == "inside"
+        inside, colour = bar.insidetextfont.color[0], bar.marker.color[0]
+        assert F.contrast(inside, colour) >= 4.5, (inside, colour)
+    assert F.contrast("#000000", "#ffffff") == pytest.approx(21)
+    assert F.text_color_on(F.model_color("custom_cnn")) == "#000000"  # orange: black text
+    assert F.text_color_on(F.model_color("mobilenetv2")) == "#ffffff"  # blue: white text
+
+
 def test_faithfulness_curves():
     assert F.has_curves(EXPL)
     assert not F.has_curves({"m": {"deletion_auc": 0.2}})

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, core, state
+from dashboard import charts, state
 from dashboard import figures as F
 
 CHART_FIX = "Re-run `python -m pipeline explain-eval`."
@@ -18,23 +18,8 @@ expl = state.per_model_json(run, "explanations.json",
 if not expl:
     st.stop()
 
-summary = pd.DataFrame({F.model_label(m): {
-    "method": e.get("method", "?"),
-    "layer": core.layer_words(e["layer"], run.model_info(m).get("gradcam_layer"))
-    if e.get("layer") else "-",
-    "layer (technical name)": e.get("layer") or "-",
-    "images": e.get("n", "?"), "with a tumour mask or box": e.get("n_localisation", "?"),
-    "masks from": e.get("masks_dir") or "-",
-    "explained class": "true class" if e.get("target_mode", "true") == "true" else
-                       str(e.get("target_mode")),
-    "evidence mostly outside the brain": (
-        f"{e['n_outside_head_flagged']} ({e['outside_head_alarm_rate']:.0%})"
-        if isinstance(e.get("outside_head_alarm_rate"), float) else "not measured"),
-    # older runs did not count empty maps: "not measured", not 0
-    "empty heatmaps (no evidence shown)": e.get("n_empty_heatmaps", "not measured"),
-    "model accuracy on them": (f"{e['accuracy']:.1%}" if isinstance(e.get("accuracy"), float)
-                               else "?"),
-} for m, e in expl.items()}).astype(str)
+summary = F.quality_summary(expl, {m: run.model_info(m).get("gradcam_layer")
+                                   for m in expl})
 st.dataframe(summary, key="quality_summary")
 
 
@@ -64,7 +49,8 @@ else:
 
 st.subheader("Shortcut alarm: evidence outside the brain")
 rates = {m: e.get("outside_head_alarm_rate") for m, e in expl.items()}
-if any(isinstance(v, float) for v in rates.values()):
+# a rate of exactly 0 is written as the integer 0: measured too
+if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rates.values()):
     charts.chart(
         F.shortcut_figure, expl, key="quality_shortcut", fix=CHART_FIX,
         caption="Share of images whose heatmap has more than half of its hottest 10% outside "

@@ -45,23 +45,30 @@ from dashboard.figures.evaluation import (
 from dashboard.figures.ood import ood_table
 from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
+    contrast,
     faithfulness_curves_figure,
     faithfulness_figure,
     has_curves,
     localisation_figure,
+    method_label,
+    quality_summary,
     sanity_figure,
     shortcut_figure,
+    text_color_on,
 )
 from dashboard.figures.robustness import robustness_figure
 
 __all__ = [
     "CLASS_PALETTE", "HEADLINE_METRICS", "MODEL_COLORS", "FigureDataError", "ci_figure",
-    "class_color", "confusion_figure", "confusion_values", "ece_floor_sentences",
+    "class_color", "confusion_figure", "contrast", "confusion_values", "ece_floor_sentences",
     "faithfulness_curves_figure",
-    "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table", "model_color",
-    "model_label", "ood_table", "per_class_figure", "pr_figure", "probability_table",
+    "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table",
+    "model_color",
+    "method_label", "model_label", "ood_table", "per_class_figure", "pr_figure",
+    "probability_table",
     "reliability_figure",
-    "reliability_points", "robustness_figure", "roc_figure", "sanity_figure",
+    "quality_summary", "reliability_points", "robustness_figure", "roc_figure",
+    "sanity_figure",
     "size_gaps", "size_group_table",
-    "shortcut_figure", "training_curves_figure", "tumour_figure",
+    "shortcut_figure", "text_color_on", "training_curves_figure", "tumour_figure",
 ]

@@ -1,16 +1,90 @@
-"""Figures of explanation quality (the Explanation-quality page): localisation, faithfulness
-and the randomised-weights sanity check, from each model's explanations.json.
+"""Figures and the summary table of explanation quality (the Explanation-quality page):
+localisation, faithfulness and the randomised-weights sanity check, from each model's
+explanations.json.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboard.core import layer_option, layer_words
 from dashboard.figures.common import FigureDataError, _fmt, _num, model_color, model_label
+from pipeline.explain import METHOD_LABELS  # the registry's labels; no TensorFlow import
+
+
+def _pct(value: float) -> str:
+    """A share as the percent axis reads it: "87.5%", "0%"; "n/a" when undefined."""
+    if math.isnan(value):
+        return "n/a"
+    text = f"{value:.1%}"
+    return text.replace(".0%", "%")
+
+
+def wrap_label(label: str) -> str:
+    """A tick label broken at its spaces (plotly's line break), so it needs no rotation."""
+    return label.replace(" ", "<br>")
+
+
+def _luminance(color: str) -> float:
+    """WCAG relative luminance of a "#rrggbb" colour."""
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(int(color[k:k + 2], 16)) for k in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two "#rrggbb" colours (1 to 21; text wants 4.5 or more)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def text_color_on(background: str) -> str:
+    """Black or white, whichever contrasts more with `background`."""
+    return max(("#000000", "#ffffff"), key=lambda c: contrast(c, background))
+
+
+def method_label(method: str) -> str:
+    """A method as the Predict page names it ("gradcam++" -> "Grad-CAM++"); unknown ids as is."""
+    return METHOD_LABELS.get(method, method)
+
+
+def quality_summary(explanations: Mapping[str, Mapping[str, Any]],
+                    recorded_layers: Mapping[str, str | None]) -> pd.DataFrame:
+    """The page's table: per model (column) the explanation method and layer as the Predict
+    page names them, the technical layer name in brackets, and the counts behind the figures.
+
+    `recorded_layers` holds each model's Grad-CAM layer from the manifest, which is called
+    "last conv block" like on the Predict page.
+    """
+    def layer(name: str, e: Mapping[str, Any]) -> str:
+        raw = e.get("layer")
+        if not raw:
+            return "-"
+        return layer_option(layer_words(str(raw), recorded_layers.get(name)), str(raw))
+
+    return pd.DataFrame({model_label(m): {
+        "method": method_label(str(e.get("method", "?"))),
+        "layer": layer(m, e),
+        "images": e.get("n", "?"), "with a tumour mask or box": e.get("n_localisation", "?"),
+        "masks from": e.get("masks_dir") or "-",
+        "explained class": "true class" if e.get("target_mode", "true") == "true" else
+                           str(e.get("target_mode")),
+        "evidence mostly outside the brain": (
+            f"{e['n_outside_head_flagged']} ({e['outside_head_alarm_rate']:.0%})"
+            if isinstance(e.get("outside_head_alarm_rate"), (int, float)) else "not measured"),
+        # older runs did not count empty maps: "not measured", not 0
+        "empty heatmaps (no evidence shown)": e.get("n_empty_heatmaps", "not measured"),
+        "model accuracy on them": (f"{e['accuracy']:.1%}"
+                                   if isinstance(e.get("accuracy"), float) else "?"),
+    } for m, e in explanations.items()}).astype(str)
 
 
 def _expl_value(expl: Mapping[str, Any], key: str, name: str) -> float:
@@ -52,12 +126,16 @@ def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str,
             ys = [_expl_value(e, key, name), _expl_value(e, key + suffix, name)]
             xs = [f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>{reference}"]
             ci = _interval(e.get(key + "_ci"), f"{name} {key}_ci")
+            colors = [model_color(name, i), "#9ca3af"]
             fig.add_trace(go.Bar(
-                x=xs, y=ys, marker_color=[model_color(name, i), "#9ca3af"], showlegend=False,
+                x=xs, y=ys, marker_color=colors, showlegend=False,
                 text=[_fmt(y) for y in ys],
-                # a whisker would cross a label above the bar: the label goes inside it
+                # a whisker would cross a label above the bar: the label goes inside it, in
+                # black or white, whichever reads better on the bar (the theme's dark grey
+                # was hard to read on orange)
                 textposition=["inside" if ci else "outside", "outside"],
                 insidetextanchor="middle",
+                insidetextfont=dict(color=[text_color_on(c) for c in colors]),
                 hovertemplate="%{x}: %{y:.3f}<extra></extra>", cliponaxis=False,
             ), row=1, col=col)
             if ci:
@@ -155,11 +233,14 @@ def shortcut_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     for col, key in ((1, "outside_head_alarm_rate"), (2, "energy_outside_head")):
         ys = [_expl_value(explanations[n], key, n) for n in names]
         fig.add_trace(go.Bar(
-            x=[model_label(n) for n in names], y=ys,
+            # names wrapped at spaces and never rotated: rotated, they overlapped each other
+            x=[wrap_label(model_label(n)) for n in names], y=ys,
             marker_color=[model_color(n, i) for i, n in enumerate(names)],
-            text=[_fmt(y) for y in ys], textposition="outside", showlegend=False,
-            hovertemplate="%{x}: %{y:.3f}<extra></extra>", cliponaxis=False,
+            # labels in percent like the axis (they were fractions: 0.875 on a % axis)
+            text=[_pct(y) for y in ys], textposition="outside", showlegend=False,
+            hovertemplate="%{x}: %{y:.1%}<extra></extra>", cliponaxis=False,
         ), row=1, col=col)
     fig.update_yaxes(range=[0, 1.12], tickformat=".0%")
+    fig.update_xaxes(tickangle=0)
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=50, b=10))
     return fig
