@@ -7,6 +7,7 @@ these results. Nothing here writes; `run_problems` only checks which files exist
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,10 +111,37 @@ def data_unreachable(data: Mapping[str, Any]) -> str:
             "which is not reachable from this machine")
 
 
-def run_label(run_id: str, title: str | None, latest: bool) -> str:
-    """The run picker's text: latest first (a narrow sidebar cuts the end), title, then id."""
-    parts = (["latest"] if latest else []) + ([title] if title else []) + [run_id]
-    return " · ".join(parts)
+# A run id as `pipeline run` makes it: date-time, then a random hex suffix that tells runs apart.
+RUN_ID = re.compile(r"\d{8}-\d{6}-([0-9a-f]{4,})")
+TITLE_MAX = 40  # longer titles are cut in the picker (the caption under it has them in full)
+
+
+def short_run_id(run_id: str) -> str:
+    """The random suffix of a run id ("20261202-090129-8ee89a" -> "8ee89a"); other ids as is."""
+    m = RUN_ID.fullmatch(run_id)
+    return m.group(1) if m else run_id
+
+
+def run_label(run_id: str, title: str | None) -> str:
+    """The run picker's text: the title first, then the short id, so the selected one fits the
+    sidebar's box ("latest · Reference · deduplicated split · 2026…" was cut before the title's
+    end). Runs without a title show their full id; `run_caption` gives the full text."""
+    if not title:
+        return run_id
+    if len(title) > TITLE_MAX:
+        title = title[:TITLE_MAX - 1].rstrip() + "…"
+    return f"{title} · {short_run_id(run_id)}"
+
+
+def _markdown_text(text: str) -> str:
+    """`text` with Markdown's punctuation escaped, so a title is shown as written."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|:$~-])", r"\\\1", text)
+
+
+def run_caption(run_id: str, title: str | None, latest: bool) -> str:
+    """The full text under the picker (Markdown): title, whether it is the latest run, full id."""
+    which = "latest run" if latest else "run"
+    return ((f"{_markdown_text(title)} · " if title else "") + f"{which} {literal(run_id)}")
 
 
 def model_facts_frame(facts: RunFacts) -> pd.DataFrame:

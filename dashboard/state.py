@@ -265,12 +265,15 @@ def sidebar() -> None:
             if st.session_state.get(RUN_KEY) not in ids:
                 st.session_state[RUN_KEY] = default
             titles = {r.run_id: r.title for r in discover_runs(str(adir))}
-            st.selectbox(
+            chosen = st.selectbox(
                 "Run", ids, key=RUN_KEY,
-                format_func=lambda r: runinfo.run_label(r, titles.get(r), r == latest),
-                help="Runs found in the artifacts folder; `latest` marks the newest complete "
-                     "run.",
+                format_func=lambda r: runinfo.run_label(r, titles.get(r)),
+                help="Runs found in the artifacts folder, newest first: each run's title and "
+                     "the end of its id. The caption below names the selected run in full and "
+                     "says whether it is the latest complete run.",
             )
+            # the box shows a short label (a long one was cut mid-title): the full text here
+            st.caption(runinfo.run_caption(chosen, titles.get(chosen), chosen == latest))
             run, problem = current_run()
             if run is None:
                 st.error(core.literal(problem), icon=":material/error:")

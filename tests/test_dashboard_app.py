@@ -125,8 +125,10 @@ def test_sidebar_run_picker_and_disclaimer(artifacts: Path, smoke_run: Path):
     # The run picker lists the smoke run and selects the one `latest` names.
     picker = at.sidebar.selectbox(key="run_choice")
     assert picker.value == smoke_run.name
-    # latest first, then the run's title from its manifest, then its id
-    assert picker.options == [f"latest · Deduplicated split · {smoke_run.name}"]
+    # the box: the run's title from its manifest, then the end of its id (a longer label was
+    # cut off); under it, the full id and that it is the latest run
+    assert picker.options == [f"Deduplicated split · {smoke_run.name.rsplit('-', 1)[1]}"]
+    assert f"Deduplicated split · latest run `{smoke_run.name}`" in _texts(at.sidebar.caption)
     assert "not a diagnostic device" in _texts(at.sidebar.caption)
     assert "train " in _texts(at.sidebar.caption)  # split sizes of the selected run
 
@@ -592,12 +594,14 @@ def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
     (older / "manifest.json").write_text(json.dumps(manifest))
     at = _app()
     picker = at.sidebar.selectbox(key="run_choice")
-    assert picker.options == [f"latest · Deduplicated split · {run.name}",
-                              f"Deduplicated split · {older.name}"]  # newest first
+    assert picker.options == [f"Deduplicated split · {run.name.rsplit('-', 1)[1]}",
+                              "Deduplicated split · aaaaaa"]  # newest first
+    assert f"latest run `{run.name}`" in _texts(at.sidebar.caption)
     assert run.name in _texts(at.caption)
     picker.set_value(older.name).run()
     _ok(at)
     assert older.name in _texts(at.caption) and run.name not in _texts(at.caption)
+    assert f"Deduplicated split · run `{older.name}`" in _texts(at.sidebar.caption)
 
 
 def _machine_paths(tmp_path: Path) -> list[str]:

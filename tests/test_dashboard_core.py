@@ -372,9 +372,21 @@ def test_literal_is_one_code_span_holding_the_text(name):
 def test_run_labels_and_data_folder_without_machine_paths():
     from dashboard import runinfo
 
-    assert runinfo.run_label("20261123-014143-eb56b3", "Reference · deduplicated split", True) \
-        == "latest · Reference · deduplicated split · 20261123-014143-eb56b3"
-    assert runinfo.run_label("r1", None, False) == "r1"
+    # the picker's box: title first, then the id's random suffix, short enough for the sidebar
+    # (it showed "latest · Reference · deduplicated split · 20261", the id cut off)
+    label = runinfo.run_label("20261123-014143-eb56b3", "Reference · official Testing split")
+    assert label == "Reference · official Testing split · eb56b3" and len(label) <= 45
+    assert runinfo.run_label("r1", None) == "r1"
+    assert runinfo.run_label("20261123-014143-eb56b3", None) == "20261123-014143-eb56b3"
+    long = runinfo.run_label("r1", "A title far longer than any sidebar box could ever show")
+    assert long.startswith("A title far") and long.endswith("… · r1") and len(long) <= 45
+    # the full text under the box: title, latest or not, the whole id (Markdown-safe)
+    assert runinfo.run_caption("20261123-014143-eb56b3", "Reference · deduplicated split",
+                               True) == ("Reference · deduplicated split · latest run "
+                                         "`20261123-014143-eb56b3`")
+    assert runinfo.run_caption("r1", "**bold** [x](y)", False) == (
+        r"\*\*bold\*\* \[x\]\(y\) · run `r1`")
+    assert runinfo.run_caption("r1", None, False) == "run `r1`"
     assert runinfo.shown_data_dir({"dir": "/work/shared/data/x", "dir_relative": "../data/x"}) \
         == "../data/x"
     assert runinfo.shown_data_dir({"dir": "/home/someone/secret/brain-mri"}) == "brain-mri"
