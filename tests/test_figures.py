@@ -111,6 +111,33 @@ def test_ci_figure_axis_is_zoomed_to_the_intervals():
     assert 0.85 < lo < 0.88 and 0.905 < hi < 0.95  # narrow intervals: a narrow axis
 
 
+def test_mcnemar_sentence_counts_images_in_singular_and_plural():
+    comparison = {**COMPARISON, "agreement": 0.75,
+                  "mcnemar": {"b": 1, "c": 3, "p_value": 0.625}}
+    pair = ["custom_cnn", "mobilenetv2"]
+    said = F.mcnemar_sentence(comparison, pair)
+    assert said.startswith("McNemar exact test on 46 paired test images: 1 image only "
+                           "Custom CNN got right, 3 only MobileNetV2 got right, p = 0.625.")
+    assert "1 images" not in said and said.endswith("agree on 75.0% of the images.")
+    said = F.mcnemar_sentence({"n": 1, "mcnemar": {"b": 0, "c": 1}}, pair)
+    assert said == ("McNemar exact test on 1 paired test image: 0 images only Custom CNN got "
+                    "right, 1 only MobileNetV2 got right. ")
+    assert "? images only" in F.mcnemar_sentence({"mcnemar": {}}, pair)
+
+
+def test_ood_caption_explains_shifted_rows_only_when_there_are_some():
+    def report(shifted: bool) -> dict:
+        e = {"test_flagged": 0.05, "auroc": {"noise": 1.0}, "flagged": {"noise": 1.0}}
+        if shifted:
+            e.update(shift_auroc={"gamma": 0.6}, shift_flagged={"gamma": 0.1})
+        return {"models": {"custom_cnn": e}}
+
+    with_shifts = F.ood_caption(F.ood_table(report(True)))
+    assert "Foreign:" in with_shifts and "Shifted:" in with_shifts
+    without = F.ood_caption(F.ood_table(report(False)))
+    assert "Foreign:" in without and "hifted" not in without
+
+
 def test_tumour_figure():
     fig = F.tumour_figure(METRICS)
     assert fig.data[1].y[0] == pytest.approx(0.97)

@@ -49,15 +49,7 @@ if comparison:
     mc = comparison.get("mcnemar") or {}
     pair = list(comparison.get("models") or run.model_names)[:2]
     if isinstance(mc, dict) and mc and len(pair) == 2:
-        agree = comparison.get("agreement")
-        p_value = mc.get("p_value")
-        st.caption(
-            f"McNemar exact test on {comparison.get('n', '?')} paired test images: "
-            f"{mc.get('b', '?')} images only {F.model_label(pair[0])} got right, "
-            f"{mc.get('c', '?')} only {F.model_label(pair[1])} got right"
-            + (f", p = {p_value:.3g}. " if isinstance(p_value, (int, float)) else ". ")
-            + (f"The models agree on {agree:.1%} of the images."
-               if isinstance(agree, (int, float)) else ""))
+        st.caption(F.mcnemar_sentence(comparison, pair))
 if metrics:
     left, right = st.columns([3, 2])
     with left:
@@ -174,10 +166,4 @@ if (run.path / "ood.json").is_file():
         ood_rows = None
     if ood_rows is not None:
         st.dataframe(ood_rows, hide_index=True, key="ood_table")
-        st.caption("AUROC: how well each model's score tells the test images from those images "
-                   "(1.0: always, 0.5: not at all); flagged: the share the flag marks (set to "
-                   "mark about 5 % of validation images). Foreign: images no MRI model should "
-                   "trust (noise, gradients, photo tiles, synthetic phantoms). Shifted: the "
-                   "test images under each robustness shift at its middle severity; still "
-                   "brain MRI, so a low AUROC there means the flag stays silent on such a "
-                   "change, and the answer's trust rests on the robustness figures above.")
+        st.caption(F.ood_caption(ood_rows))

@@ -33,6 +33,7 @@ from dashboard.figures.evaluation import (
     ci_figure,
     confusion_figure,
     confusion_values,
+    mcnemar_sentence,
     metrics_table,
     per_class_figure,
     pr_figure,
@@ -42,7 +43,7 @@ from dashboard.figures.evaluation import (
     training_curves_figure,
     tumour_figure,
 )
-from dashboard.figures.ood import ood_table
+from dashboard.figures.ood import ood_caption, ood_table
 from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
     contrast,
@@ -62,9 +63,9 @@ __all__ = [
     "CLASS_PALETTE", "HEADLINE_METRICS", "MODEL_COLORS", "FigureDataError", "ci_figure",
     "class_color", "confusion_figure", "contrast", "confusion_values", "ece_floor_sentences",
     "faithfulness_curves_figure",
-    "faithfulness_figure", "has_curves", "localisation_figure", "metrics_table",
-    "model_color",
-    "method_label", "model_label", "ood_table", "per_class_figure", "pr_figure",
+    "faithfulness_figure", "has_curves", "localisation_figure", "mcnemar_sentence",
+    "metrics_table", "model_color",
+    "method_label", "model_label", "ood_caption", "ood_table", "per_class_figure", "pr_figure",
     "probability_table",
     "reliability_figure",
     "quality_summary", "reliability_points", "robustness_figure", "roc_figure",

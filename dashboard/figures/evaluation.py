@@ -153,6 +153,27 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]],
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _images(count: Any) -> str:
+    """A count of images in words: "1 image", "3 images"; "? images" when it is missing."""
+    is_one = count == 1 and not isinstance(count, bool)
+    return f"{count if count is not None else '?'} image{'' if is_one else 's'}"
+
+
+def mcnemar_sentence(comparison: Mapping[str, Any], pair: Sequence[str]) -> str:
+    """The caption of the paired test: how many images only each model got right, p and the
+    agreement, from comparison.json ("1 image only Custom CNN got right", not "1 images")."""
+    mc = comparison.get("mcnemar") or {}
+    p_value, agree = mc.get("p_value"), comparison.get("agreement")
+    n = comparison.get("n")
+    return (f"McNemar exact test on {n if n is not None else '?'} paired test "
+            f"image{'' if n == 1 else 's'}: "
+            f"{_images(mc.get('b'))} only {model_label(pair[0])} got right, "
+            f"{mc.get('c', '?')} only {model_label(pair[1])} got right"
+            + (f", p = {p_value:.3g}. " if isinstance(p_value, (int, float)) else ". ")
+            + (f"The models agree on {agree:.1%} of the images."
+               if isinstance(agree, (int, float)) else ""))
+
+
 def ci_figure(metrics: Mapping[str, Mapping[str, Any]],
               comparison: Mapping[str, Any] | None = None) -> go.Figure:
     """Accuracy and macro F1 per model as points with 95% confidence-interval whiskers."""

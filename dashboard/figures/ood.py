@@ -52,3 +52,19 @@ def ood_table(report: Mapping[str, Any]) -> pd.DataFrame | None:
         return None
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna("–")
     return frame.rename_axis("images").reset_index()
+
+
+FOREIGN_NOTE = ("AUROC: how well each model's score tells the test images from those images "
+                "(1.0: always, 0.5: not at all); flagged: the share the flag marks (set to "
+                "mark about 5 % of validation images). Foreign: images no MRI model should "
+                "trust (noise, gradients, photo tiles, synthetic phantoms).")
+SHIFTED_NOTE = ("Shifted: the test images under each robustness shift at its middle severity; "
+                "still brain MRI, so a low AUROC there means the flag stays silent on such a "
+                "change, and the answer's trust rests on the robustness figures above.")
+
+
+def ood_caption(table: pd.DataFrame) -> str:
+    """The caption under `ood_table`'s table; "Shifted" is explained only when the table has
+    shifted rows (runs fitted before the shifted AUROCs have none)."""
+    shifted = any(str(row).startswith("shifted: ") for row in table["images"])
+    return FOREIGN_NOTE + (" " + SHIFTED_NOTE if shifted else "")
