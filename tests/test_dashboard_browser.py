@@ -467,6 +467,17 @@ def _check_page(page, title: str, log: Path) -> None:
                                     + _page_report(page, log))
 
 
+def _visit_other_pages(page, log: Path, shots: Path, suffix: str) -> None:
+    """Every page but Predict, from the sidebar, each checked and photographed as
+    page<n>-<first word>-<suffix>.png."""
+    for n, title in enumerate(PAGE_TITLES):
+        if title == "Predict & explain":
+            continue
+        page.get_by_role("link", name=title).click()
+        _check_page(page, title, log)
+        _shot(page, shots / f"page{n}-{title.split()[0].lower()}-{suffix}.png")
+
+
 def test_every_page_with_one_and_with_eight_uploads_renders_and_is_photographed(
         server: str, smoke_run: Path, tmp_path: Path):
     """Issue 18's "done when": every page, and Predict with one and with eight uploads, drawn
@@ -494,24 +505,14 @@ def test_every_page_with_one_and_with_eight_uploads_renders_and_is_photographed(
             _upload_and_wait(page, images[:1], log)
             _check_page(page, "Predict & explain", log)
             _shot(page, shots / "predict-1-upload.png")
-            for n, title in enumerate(PAGE_TITLES):  # every page, one upload in the session
-                if title == "Predict & explain":
-                    continue
-                page.get_by_role("link", name=title).click()
-                _check_page(page, title, log)
-                _shot(page, shots / f"page{n}-{title.split()[0].lower()}-1-upload.png")
+            _visit_other_pages(page, log, shots, "1-upload")  # one upload in the session
 
             page.get_by_role("link", name="Predict & explain").click()
             _check_page(page, "Predict & explain", log)
             _upload_and_wait(page, images, log)
             _check_page(page, "Predict & explain", log)
             _shot(page, shots / "predict-8-uploads.png")
-            for n, title in enumerate(PAGE_TITLES):  # every page, eight uploads in the session
-                if title == "Predict & explain":
-                    continue
-                page.get_by_role("link", name=title).click()
-                _check_page(page, title, log)
-                _shot(page, shots / f"page{n}-{title.split()[0].lower()}-8-uploads.png")
+            _visit_other_pages(page, log, shots, "8-uploads")  # eight uploads in the session
             # back on Predict, the eight uploads are restored and drawn again
             page.get_by_role("link", name="Predict & explain").click()
             _check_page(page, "Predict & explain", log)

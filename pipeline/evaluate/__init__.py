@@ -17,8 +17,7 @@ is not `no_tumor` (the same numbers a reader gets by collapsing the confusion ma
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipeline.lazy import lazy_exports
 
 # public name -> submodule that defines it. Loaded on first use (PEP 562), like
 # `pipeline.explain`: the dashboard reads `pipeline.evaluate.flags` on its first page, and the
@@ -39,14 +38,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pipeline.evaluate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pipeline.evaluate.{module}"), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -27,8 +27,9 @@ and the dashboard its method list from the registry without loading a model.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline.lazy import lazy_exports
 
 # public name -> submodule that defines it
 _EXPORTS = {
@@ -60,14 +61,4 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from pipeline.explain.methods import METHOD_LABELS, METHODS, REGISTRY  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pipeline.explain' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pipeline.explain.{module}"), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
