@@ -76,14 +76,15 @@ class Upload:
 
     name: str
     digest: str  # sha256 of the bytes (of the pixels, for a slice): keys caches
-    # How reports name it instead of its file name, which can identify a patient: "upload 3"
-    # (its number in the upload list), "test split <path in the dataset>"; set by the page.
-    ref: str = ""
     image: np.ndarray | None = None
     error: str | None = None
     true_label: str | None = None  # known for samples drawn from the test split
     note: str | None = None  # what decoding changed: transparency flattened, frames dropped
     slices: list[np.ndarray] | None = None  # a series' slices (None: a single image)
+    # How reports name it instead of its file name, which can identify a patient: "upload 3"
+    # (its number in the upload list), "test split <path in the dataset>"; set by the page.
+    # Last, so that Upload(name, digest, image) keeps meaning what it did.
+    ref: str = ""
 
     @property
     def ok(self) -> bool:

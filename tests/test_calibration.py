@@ -168,6 +168,9 @@ def test_dashboard_probabilities_are_the_predictor_s(calibrated_run: Path) -> No
     uploads = [core.Upload(n, f"calib-{n}", im) for n, im in zip(names, imgs, strict=True)]
     results = inference.explain(run, predictor, explainers, uploads, inference.Settings())
     assert not results.errors
+    # every model answered every image (an empty result would make the loop below vacuous)
+    assert set(results.probs) == set(predictor.models)
+    assert all(len(p) == len(imgs) for p in results.probs.values())
     want = predictor.predict_images(imgs)
     for m, p in results.probs.items():
         np.testing.assert_allclose(p, want[m], atol=1e-4)
