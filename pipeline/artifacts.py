@@ -42,7 +42,9 @@ def shown_path(path: str | Path) -> str:
     relative to its artifacts folder (runs/<id>/manifest.json); else only its name. A path
     like ../../tmp/x is the absolute one in disguise, so it counts as sharing nothing.
     """
-    p = Path(path).resolve()
+    # abspath, not resolve(): a symlinked ../shared must read as the path the user gave
+    # (resolved, it named the link's target: ../../shared/data on a CI checkout)
+    p = Path(os.path.abspath(path))
     try:
         common = Path(os.path.commonpath([p, PROJECT_ROOT]))
     except ValueError:  # another drive

@@ -256,6 +256,19 @@ def test_shown_paths_are_relative_to_the_project_or_the_artifacts_folder(tmp_pat
         open_run(run.parent / "gone")
 
 
+def test_shown_paths_keep_a_symlinked_folder_as_given(tmp_path, monkeypatch):
+    """A CI checkout has ../shared as a symlink: the path is shown as given (../shared/data),
+    not as the link's target (it was ../../shared/data there)."""
+    from pipeline import artifacts
+
+    project, target = tmp_path / "checkout" / "repo", tmp_path / "elsewhere" / "shared"
+    project.mkdir(parents=True)
+    (target / "data").mkdir(parents=True)
+    (project.parent / "shared").symlink_to(target, target_is_directory=True)
+    monkeypatch.setattr(artifacts, "PROJECT_ROOT", project)
+    assert artifacts.shown_path(project / ".." / "shared" / "data") == "../shared/data"
+
+
 def test_an_unreachable_dataset_is_named_from_the_manifest():
     data = {"dir": "/home/someone/brain-mri", "dir_relative": "../data/brain-mri"}
     assert runinfo.data_unreachable(data) == (
