@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import keras
 import numpy as np
 
-from pipeline.models import geometric_augs
+from pipeline.augment import geometric_augs
 from pipeline.names import Progress
 
 

@@ -24,8 +24,9 @@ import keras
 import numpy as np
 
 from pipeline import aug_views, data, feature_cache, guidance, schedules
+from pipeline.backbones import BACKBONES
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.models import BACKBONES, BuiltModel, compiled, split_point
+from pipeline.models import BuiltModel, compiled, split_point
 from pipeline.names import Progress, no_progress
 
 log = logging.getLogger(__name__)

@@ -225,8 +225,8 @@ def fit_guided(job: Any) -> None:
     """`fit.fit` for a from-scratch model with `mc.guidance > 0` (one phase, as `_fit_plain`).
     Transfer models are guided in their fine-tuning phase instead (`fit._fit_transfer_cached`)."""
     from pipeline import schedules
+    from pipeline.augment import augmentation_layers
     from pipeline.fit import _compile, _epoch_log, class_weights
-    from pipeline.models import augmentation_layers
     from pipeline.names import NO_TUMOR
 
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state

@@ -1,7 +1,8 @@
 """Model registry: builders that return flat functional Keras models taking raw 0-255 RGB pixels.
 
 Every model carries its own preprocessing (and augmentation, active only in training) as layers,
-so a saved `.keras` file needs nothing from outside but `geometry.prepare_image`. Transfer models
+so a saved `.keras` file needs nothing from outside but `geometry.prepare_image`
+(augmentation: augment.py; backbones: backbones.py; pretrained weights: weights.py). Transfer models
 are built *flat* (the head is attached to the backbone's output tensor, not to the backbone as one
 nested layer) because Grad-CAM tools cannot reach layers inside nested models
 (tf-keras-vis issues #63 and #71).
@@ -9,45 +10,20 @@ nested layer) because Grad-CAM tools cannot reach layers inside nested models
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 
+from pipeline.augment import augmentation_block
+from pipeline.backbones import BACKBONES
 from pipeline.config import ModelConfig
-from pipeline.layers import (
-    HeadEqualization,
-    HeadStandardization,
-    RandomBiasField,
-    RandomGamma,
-    RandomHistogramMatch,
-    RandomIntensityRemap,
-)
+from pipeline.layers import HeadEqualization, HeadStandardization
 from pipeline.names import display_name
-
-log = logging.getLogger(__name__)
+from pipeline.weights import WeightsChoice, WeightsError, resolve_weights
 
 GRADCAM_LAYER_CUSTOM = "gradcam_target"
-
-
-class WeightsError(ValueError):
-    """Requested pretrained weights cannot be obtained."""
-
-
-@dataclass(frozen=True)
-class WeightsChoice:
-    """What a transfer model starts from, as recorded in the manifest."""
-
-    keras_arg: str | None  # value passed to keras.applications (None, "imagenet" or a path)
-    label: str  # "imagenet", "none" or the file name
-    sha256: str | None = None
-    warning: str | None = None
 
 
 @dataclass
@@ -63,202 +39,7 @@ class BuiltModel:
     head_input: str | None = None  # name of the first head layer after the backbone
 
 
-@dataclass(frozen=True)
-class Backbone:
-    """A keras.applications backbone usable through the transfer-learning code path."""
-
-    constructor: Callable[..., keras.Model]
-    preprocess: Callable[[keras.KerasTensor], keras.KerasTensor]
-    gradcam_layer: str
-    cache_file: str | None  # the file name Keras caches ImageNet no-top weights under
-
-
-def _scale_minus1_1(x: keras.KerasTensor) -> keras.KerasTensor:
-    # Equivalent to mobilenet_v2.preprocess_input, as a serialisable layer (no Lambda).
-    return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(x)
-
-
-def _identity(x: keras.KerasTensor) -> keras.KerasTensor:
-    # EfficientNet carries its own rescaling and normalisation layers.
-    return x
-
-
-BACKBONES: dict[str, Backbone] = {
-    "mobilenetv2": Backbone(
-        keras.applications.MobileNetV2, _scale_minus1_1, "out_relu",
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-    ),
-    "efficientnetb0": Backbone(
-        keras.applications.EfficientNetB0, _identity, "top_activation",
-        "efficientnetb0_notop.h5",
-    ),
-}
-
 MODEL_NAMES = ("custom_cnn", *BACKBONES)
-
-
-def keras_cache_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def resolve_weights(spec: str, model_name: str) -> WeightsChoice:
-    """Turn `--weights auto|imagenet|none|PATH` into what the backbone constructor gets.
-
-    `auto` never downloads: it uses the Keras cache or `$BRAIN_MRI_WEIGHTS`, else trains from
-    scratch with a loud warning. An explicit `imagenet` tries one download (20 s timeout) unless
-    `$BRAIN_MRI_OFFLINE` is set, then fails with a message saying how to provide the file.
-    """
-    if model_name not in BACKBONES:
-        return WeightsChoice(None, "none")
-    backbone = BACKBONES[model_name]
-    spec = (spec or "auto").strip()
-    if spec.lower() == "none":
-        return WeightsChoice(None, "none")
-    cached = keras_cache_dir() / backbone.cache_file if backbone.cache_file else None
-    env_path = os.environ.get("BRAIN_MRI_WEIGHTS") if model_name == "mobilenetv2" else None
-    how = (
-        f"copy the ImageNet no-top weights to {cached} (for MobileNetV2: "
-        "../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5), "
-        "or pass --weights PATH, or --weights none to train from scratch"
-    )
-    if spec.lower() in ("auto", "imagenet"):
-        if cached is not None and cached.is_file():
-            # Pass the file itself: Keras would otherwise look for a size-specific file
-            # (e.g. the 96 px one) and try to download it. Conv weights do not depend on size.
-            return WeightsChoice(str(cached), "imagenet", sha256_file(cached))
-        if env_path and Path(env_path).is_file():
-            return _file_weights(Path(env_path), label_prefix="imagenet:")
-        if spec.lower() == "auto":
-            msg = (f"No ImageNet weights for {display_name(model_name)} found; training it FROM "
-                   f"SCRATCH (expect much lower accuracy). To fix: {how}.")
-            log.warning(msg)
-            return WeightsChoice(None, "none", warning=msg)
-        if not os.environ.get("BRAIN_MRI_OFFLINE"):
-            try:
-                _try_download(model_name)
-                if cached is not None and cached.is_file():
-                    return WeightsChoice(str(cached), "imagenet", sha256_file(cached))
-            except Exception as exc:  # any network/IO failure means "not obtainable"
-                log.info("ImageNet weight download failed: %s", exc)
-        raise WeightsError(f"ImageNet weights for {display_name(model_name)} are not available "
-                           f"offline and could not be downloaded: {how}.")
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist; use auto, imagenet, none or a "
-                           "path to a .h5 / .weights.h5 file")
-    if not (path.name.endswith(".h5")):
-        raise WeightsError(f"weights file {path} must be a .h5 or .weights.h5 file")
-    return _file_weights(path)
-
-
-def _file_weights(path: Path, label_prefix: str = "") -> WeightsChoice:
-    return WeightsChoice(str(path.resolve()), f"{label_prefix}{path.name}", sha256_file(path))
-
-
-def _try_download(model_name: str) -> None:
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
-        BACKBONES[model_name].constructor(include_top=False, weights="imagenet",
-                                          input_shape=(224, 224, 3))
-    finally:
-        socket.setdefaulttimeout(old)
-
-
-AUG_STRENGTHS = ("light", "gamma", "mri", "mri-match", "mri-match-texture", "mri-wide", "sequence",
-                 "strong")
-
-
-def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.Layer, bool]]:
-    """The random augmentation layers, named `aug_*`, as (layer, geometric) in the order applied.
-
-    Geometric layers move pixels (a tumour mask must move with them: explanation-guided training
-    applies them to image and mask together); the others change intensities only.
-    "light": flip, small rotation, zoom and contrast. "gamma" adds a random gamma (0.63-1.6)
-    only. "mri" adds what differs between MRI scanners without hiding anatomy: gamma, a smooth
-    bias field, mild noise and blur. "sequence" is "mri" plus, for half the images, a random
-    intensity curve that may reorder grey levels (one MRI sequence's contrast made into
-    another's). "mri-match" is "mri" plus, for half the images, the head histogram of a random
-    image of the batch (brightness and contrast stop telling the class). "mri-match-texture" is
-    "mri-match" with the blur and noise of "strong" and more often (with intensity matched, a
-    model may turn to sharpness and grain, which also differ between sources). "mri-wide" is "mri"
-    with the wider geometry of "strong" (zoom 0.2, translation): the other sources' slices are
-    often framed tighter or off-centre. "strong" adds what
-    differs between scanners and exports, so that none of it can serve as a class cue:
-    translation, a wider zoom, brightness, stronger contrast, Gaussian noise, blur and random
-    erasing (covers corners and burnt-in text as well as anatomy).
-    """
-    if strength not in AUG_STRENGTHS:
-        raise ValueError(f"augment_strength must be one of {AUG_STRENGTHS}, got {strength!r}")
-    strong = strength == "strong"
-    wide = strength in ("strong", "mri-wide")  # framing differs between sources, too
-    layers: list[tuple[keras.Layer, bool]] = [
-        (keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip"), True),
-        (keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1,
-                                     name="aug_rotate"), True),
-        (keras.layers.RandomZoom(0.2 if wide else 0.1, fill_mode="constant", seed=seed + 2,
-                                 name="aug_zoom"), True),
-        # RandomContrast expects values in [0, 255] here and clips to value_range.
-        (keras.layers.RandomContrast(0.4 if strong else 0.15, value_range=(0, 255),
-                                     seed=seed + 3, name="aug_contrast"), False),
-    ]
-    if strength == "gamma":  # the one shift that costs the guided custom CNN most (issue #16)
-        return layers + [(RandomGamma(1.6, seed=seed + 9, name="aug_gamma"), False)]
-    translate = [(keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
-                                                 name="aug_translate"), True)]
-    if strength in ("mri", "mri-match", "mri-match-texture", "mri-wide", "sequence"):
-        match = [(RandomHistogramMatch(0.5, seed=seed + 12, name="aug_histmatch"), False)]
-        remap = {"sequence": [(RandomIntensityRemap(0.5, seed=seed + 11, name="aug_remap"), False)],
-                 "mri-match": match, "mri-match-texture": match}
-        texture = strength == "mri-match-texture"
-        return layers + (translate if wide else []) + remap.get(strength, []) + [
-            (RandomGamma(1.8, seed=seed + 9, name="aug_gamma"), False),
-            (RandomBiasField(0.3, seed=seed + 10, name="aug_bias_field"), False),
-            (keras.layers.RandomGaussianBlur(factor=0.6 if texture else 0.3,
-                                             sigma=(0.0, 1.5 if texture else 1.0),
-                                             value_range=(0, 255), seed=seed + 6,
-                                             name="aug_blur"), False),
-            (keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_in"), False),
-            (keras.layers.GaussianNoise(0.025 if texture else 0.015, seed=seed + 7,
-                                        name="aug_noise"), False),
-            (keras.layers.Rescaling(255.0, name="aug_noise_out"), False),
-        ]
-    if not strong:
-        return layers
-    return layers + translate + [
-        (keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 5,
-                                       name="aug_brightness"), False),
-        (keras.layers.RandomGaussianBlur(factor=0.5, sigma=(0.0, 1.5), value_range=(0, 255),
-                                         seed=seed + 6, name="aug_blur"), False),
-        # GaussianNoise takes a stddev in [0, 1]: add it on a 0-1 scale (2.5 % = ~6 grey levels).
-        (keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_in"), False),
-        (keras.layers.GaussianNoise(0.025, seed=seed + 7, name="aug_noise"), False),
-        (keras.layers.Rescaling(255.0, name="aug_noise_out"), False),
-        (keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.12), value_range=(0, 255),
-                                    seed=seed + 8, name="aug_erase"), False),
-    ]
-
-
-def geometric_augs() -> frozenset[str]:
-    """Names of the aug layers that move pixels (a tumour mask must move with them)."""
-    return frozenset(layer.name for strength in AUG_STRENGTHS
-                     for layer, geometric in augmentation_layers(0, strength) if geometric)
-
-
-def augmentation_block(x: keras.KerasTensor, seed: int, strength: str = "light"
-                       ) -> keras.KerasTensor:
-    """`augmentation_layers` applied in order (active in training only), on raw 0-255 pixels."""
-    for layer, _ in augmentation_layers(seed, strength):
-        x = layer(x)
-    return x
 
 
 def _preprocess(x: keras.KerasTensor, cfg: ModelConfig, transfer: bool,

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipeline.augment import augmentation_layers
 from pipeline.config import ModelConfig
 from pipeline.guidance import GuidedTrainer, outside_share
-from pipeline.models import augmentation_layers, build_model
+from pipeline.models import build_model
 
 
 def _gradcam(model: keras.Model, layer: str, x: np.ndarray, cls: np.ndarray,

@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import ModelConfig
-from pipeline.models import (
-    GRADCAM_LAYER_CUSTOM,
-    WeightsError,
-    build_model,
-    count_params,
-    resolve_weights,
-    split_point,
-)
+from pipeline.models import GRADCAM_LAYER_CUSTOM, build_model, count_params, split_point
+from pipeline.weights import WeightsError, resolve_weights
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
 
@@ -130,7 +124,7 @@ def test_unknown_model_and_bad_classes():
 def test_augmentation_block_is_active_only_in_training():
     import keras
 
-    from pipeline.models import augmentation_block
+    from pipeline.augment import augmentation_block
 
     inputs = keras.Input((32, 32, 3))
     aug = keras.Model(inputs, augmentation_block(inputs, seed=3))
@@ -219,7 +213,7 @@ def test_equalize_builds_into_both_models_and_excludes_standardize():
 
 
 def test_strong_augmentation_and_standardization_in_built_models():
-    from pipeline.models import augmentation_block
+    from pipeline.augment import augmentation_block
 
     inputs = keras.Input((32, 32, 3))
     strong = keras.Model(inputs, augmentation_block(inputs, seed=1, strength="strong"))
@@ -280,7 +274,7 @@ def test_mri_augmentation_changes_intensity_curves_in_training_only(tmp_path):
 
 
 def test_gamma_strength_is_light_plus_gamma_only():
-    from pipeline.models import augmentation_layers
+    from pipeline.augment import augmentation_layers
 
     light = [layer.name for layer, _ in augmentation_layers(0, "light")]
     gamma = [(layer.name, geometric) for layer, geometric in augmentation_layers(0, "gamma")]
@@ -289,8 +283,8 @@ def test_gamma_strength_is_light_plus_gamma_only():
 
 
 def test_intensity_remap_can_reorder_grey_levels_and_keeps_black_black(tmp_path):
+    from pipeline.augment import augmentation_layers
     from pipeline.layers import RandomIntensityRemap
-    from pipeline.models import augmentation_layers
 
     out = _through_on_a_ramp(RandomIntensityRemap(1.0, seed=4), 64, 16, 64)
     np.testing.assert_allclose(out[:, :, 0], 0.0, atol=1e-4)  # the background stays black
@@ -321,8 +315,8 @@ def _heads(means: list[float], seed: int = 0) -> np.ndarray:
 
 
 def test_histogram_match_gives_each_head_a_batch_partners_histogram(tmp_path):
+    from pipeline.augment import augmentation_layers
     from pipeline.layers import RandomHistogramMatch
-    from pipeline.models import augmentation_layers
 
     means = [60.0, 180.0, 90.0, 210.0, 120.0, 150.0]
     x = _heads(means)
@@ -355,7 +349,7 @@ def test_histogram_match_gives_each_head_a_batch_partners_histogram(tmp_path):
 
 
 def test_mri_wide_is_mri_with_the_wider_geometry_of_strong(tmp_path):
-    from pipeline.models import augmentation_layers
+    from pipeline.augment import augmentation_layers
 
     def named(strength):
         return {layer.name: (layer, geometric) for layer, geometric in
@@ -372,7 +366,7 @@ def test_mri_wide_is_mri_with_the_wider_geometry_of_strong(tmp_path):
 
 
 def test_mri_match_texture_is_mri_match_with_the_blur_and_noise_of_strong():
-    from pipeline.models import augmentation_layers
+    from pipeline.augment import augmentation_layers
 
     def named(strength):
         return {layer.name: layer for layer, _ in augmentation_layers(0, strength)}

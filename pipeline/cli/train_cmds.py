@@ -65,8 +65,8 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
     (None on a multi-worker run's non-chief workers, which write no run)."""
     from pipeline.artifacts import ArtifactError
     from pipeline.data import DatasetError
-    from pipeline.models import WeightsError
     from pipeline.train import train_run
+    from pipeline.weights import WeightsError
 
     with progress_bar() as update:
         try:
@@ -172,9 +172,10 @@ def tune(
 ) -> None:
     """Bounded hyper-parameter search, selected on validation accuracy (never the test split)."""
     from pipeline.data import DatasetError
-    from pipeline.models import MODEL_NAMES, WeightsError
+    from pipeline.models import MODEL_NAMES
     from pipeline.tune import TuneError, results_markdown
     from pipeline.tune import tune as run_tune
+    from pipeline.weights import WeightsError
 
     _existing_dir(data, "data folder")
     if model not in MODEL_NAMES:
