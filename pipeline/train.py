@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import artifacts, data, distribute
+from pipeline import artifacts, data, distribute, provenance
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.fit import FitJob, ModelState, augment_in_model, check_recipe, fit
 from pipeline.memory import peak_rss_mb
@@ -232,7 +232,7 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         saved = artifacts.read_json(writer.tmp / "run.json")
         cfg = TrainConfig.from_dict(saved["config"])
         data_dir, models = saved["data_dir"], saved["models"]
-        commit = saved.get("git_commit", artifacts.git_commit())
+        commit = saved.get("git_commit", provenance.git_commit())
         state = artifacts.read_json(writer.tmp / "state.json") \
             if (writer.tmp / "state.json").is_file() else {}
     if data_dir is None:
@@ -250,7 +250,7 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         writer = artifacts.RunWriter(artifacts_dir)
         # run.json goes last: its presence is what makes the run resumable.
         writer.write_json("splits.json", data.splits_to_json(splits, ds.root))
-        commit = artifacts.git_commit()  # the code that trains, not what HEAD is at the end
+        commit = provenance.git_commit()  # the code that trains, not what HEAD is at the end
         writer.write_json("run.json", {"config": cfg.to_dict(), "data_dir": str(ds.root),
                                        "models": models, "started": artifacts.utc_now(),
                                        "git_commit": commit})
@@ -315,7 +315,7 @@ def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
     """The manifest of a run trained with `cfg` on `ds` (`RunWriter.finalize` adds its id).
     `commit`: the git commit when training started (default: now); if HEAD moved while the run
     trained, `git_commit_at_end` says so."""
-    now = artifacts.git_commit()
+    now = provenance.git_commit()
     moved = {"git_commit_at_end": now} if commit and now != commit else {}
     return {
         "title": cfg.title or run_title(split_info),
@@ -327,7 +327,7 @@ def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
         "splits": split_info,
         "class_names": ds.classes,
         "config": cfg.to_dict(),
-        "versions": artifacts.library_versions(),
-        "machine": artifacts.cpu_facts(),
+        "versions": provenance.library_versions(),
+        "machine": provenance.cpu_facts(),
         "models": infos,
     }

@@ -135,7 +135,7 @@ def test_atomic_writes_get_the_umask_mode_not_private(tmp_path):
 
 def test_cpu_facts_name_the_processor_and_its_vector_instructions():
     # Training repeats exactly on one processor, not across them: the manifest says which.
-    from pipeline.artifacts import cpu_facts
+    from pipeline.provenance import cpu_facts
 
     info = ("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse2 avx avx2 fma "
             "avx512f avx512bw avx512_vnni\n\nprocessor\t: 1\nmodel name\t: other\nflags\t: avx\n")

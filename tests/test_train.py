@@ -98,15 +98,15 @@ def test_loss_goes_down_and_run_is_complete(synth_data, tmp_path):
 
 def test_manifest_names_the_commit_training_started_from(synth_data, tmp_path, monkeypatch):
     # A commit landing during a long training must not be recorded as the run's code.
-    from pipeline import artifacts
+    from pipeline import provenance
 
     heads = iter(["a" * 40])  # HEAD at the start; "b" * 40 from then on
-    monkeypatch.setattr(artifacts, "git_commit", lambda: next(heads, "b" * 40))
+    monkeypatch.setattr(provenance, "git_commit", lambda: next(heads, "b" * 40))
     cfg = profile("smoke")
     cfg.models["custom_cnn"].epochs = 1
     m = open_run(train_run(cfg, synth_data, tmp_path, ["custom_cnn"])).manifest
     assert m["git_commit"] == "a" * 40 and m["git_commit_at_end"] == "b" * 40
-    monkeypatch.setattr(artifacts, "git_commit", lambda: "c" * 40)  # HEAD did not move
+    monkeypatch.setattr(provenance, "git_commit", lambda: "c" * 40)  # HEAD did not move
     m = open_run(train_run(cfg, synth_data, tmp_path, ["custom_cnn"])).manifest
     assert m["git_commit"] == "c" * 40 and "git_commit_at_end" not in m
 

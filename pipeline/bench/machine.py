@@ -11,8 +11,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import cpu_facts
 from pipeline.bench.browser import chromium_version
+from pipeline.provenance import cpu_facts
 
 
 def load_average() -> list[float]:

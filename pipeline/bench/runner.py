@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import git_commit, write_json_atomic, write_text_atomic
+from pipeline.artifacts import write_json_atomic, write_text_atomic
 from pipeline.bench.browser import dashboard_benchmark, dashboard_skip
 from pipeline.bench.errors import BenchError
 from pipeline.bench.inputs import data_and_splits, latency_inputs, prepare
@@ -27,6 +27,7 @@ from pipeline.bench.report import goal_texts, goals_check, to_markdown
 from pipeline.bench.streaming import stream_benchmark
 from pipeline.bench.training import training_benchmark
 from pipeline.names import Progress, no_progress
+from pipeline.provenance import git_commit
 
 SCHEMA_VERSION = 1
 MEMORY_DEFINITION = ("peak RSS (VmHWM, the kernel's high-water mark) of the child process: a "
