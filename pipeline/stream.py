@@ -6,7 +6,8 @@ models predict this one), each batch's rows are appended and the file is fsynced
 rows, so memory does not grow with the folder and a crash loses at most one chunk: run the
 same command again and rows already in the CSV are skipped. `--shard i/n` takes every n-th file
 from position i of the sorted list, so n machines (a cluster array job) split a folder without
-talking to each other and their CSVs simply concatenate.
+talking to each other and their CSVs simply concatenate. `explain --out` shares the shard
+selection (`select_shard`) and the torn-line cut (`whole_lines`) for its row journal.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.csv_safe import restore_cell, to_csv
 from pipeline.names import IMAGE_EXTS, Progress, no_progress
 
 CHUNK = 64  # rows written between two fsyncs
 BATCH = 32  # files per forward pass (predict.iter_predictions)
+
+T = TypeVar("T")
 
 
 def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
@@ -49,6 +52,27 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return i, n
 
 
+def select_shard(items: Sequence[T], shard: tuple[int, int]) -> list[T]:
+    """Shard (i, n) of `items`: every n-th item from position i (`--shard i/n` of predict and
+    explain, over `expand_inputs`' order), so n shards partition the list."""
+    i, n = shard
+    return list(items[i::n])
+
+
+def whole_lines(path: Path) -> bytes:
+    """The bytes of an append-only text file up to its last newline; a line torn by a kill
+    mid-write is cut off the file itself, so appending goes on after a whole line. b"" when
+    the file does not exist."""
+    if not path.is_file():
+        return b""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):  # killed mid-write: drop the partial line
+        data = data[: data.rfind(b"\n") + 1]
+        with open(path, "r+b") as fh:
+            fh.truncate(len(data))
+    return data
+
+
 def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     cols = ["path"]
     for m in models:
@@ -58,14 +82,7 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
 
 def _done_paths(out: Path, cols: list[str]) -> set[str]:
     """Paths already written by an earlier, interrupted run; a torn last line is cut off."""
-    if not out.is_file():
-        return set()
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):  # killed mid-write: drop the partial row
-        with open(out, "r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
-        data = data[: data.rfind(b"\n") + 1]
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    rows = list(csv.reader(io.StringIO(whole_lines(out).decode("utf-8"), newline="")))
     if not rows:
         return set()
     if rows[0] != cols:

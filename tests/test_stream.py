@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.artifacts import open_run
 from pipeline.predict import Predictor
-from pipeline.stream import expand_inputs, parse_shard, stream_to_csv
+from pipeline.stream import expand_inputs, parse_shard, select_shard, stream_to_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,8 @@ def test_expand_inputs_and_parse_shard(tmp_path: Path):
     (tmp_path / "empty.png").mkdir()  # a folder that holds no image: kept, to be reported
     assert expand_inputs([tmp_path / "empty.png"]) == [tmp_path / "empty.png"]
     assert parse_shard("1/4") == (1, 4)
+    shards = [select_shard(range(10), (i, 3)) for i in range(3)]
+    assert shards[1] == [1, 4, 7] and sorted(sum(shards, [])) == list(range(10))
     for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ValueError, match="--shard"):
             parse_shard(bad)
