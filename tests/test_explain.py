@@ -645,8 +645,9 @@ def test_cli_explain_and_explain_eval(smoke_run: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["explain", "--run", str(smoke_run), "--out", str(out),
                               "--target", "banana", imgs[0]])
     assert bad.exit_code == 2 and "unknown --target 'banana'" in bad.output
-    missing = runner.invoke(app, ["explain", "--run", str(smoke_run), "--out", str(out),
-                                  "--model", "custom_cnn", imgs[0], str(tmp_path / "no.png")])
+    missing = runner.invoke(app, ["explain", "--run", str(smoke_run), "--out",
+                                  str(tmp_path / "out-missing"), "--model", "custom_cnn",
+                                  imgs[0], str(tmp_path / "no.png")])
     assert missing.exit_code == 1
 
     res = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--max-images", "4",

@@ -79,8 +79,10 @@ def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path
     assert got["method"] == entry["method"]
     if REGISTRY[entry["method"]].needs_layer:
         assert got["layer"] == want_layer
+    out = tmp_path / "out-gradcam"  # other settings: a folder of their own (explain resumes)
     res = CliRunner().invoke(app, ["explain", "--run", str(run_dir), "--out", str(out),
                                    "--model", "custom_cnn", "--method", "gradcam", img])
+    assert res.exit_code == 0, res.output
     got = json.loads((out / "explain.json").read_text())["images"][0]["models"]["custom_cnn"]
     assert got["method"] == "gradcam"
     assert got["layer"] == (entry["layer"] if entry["method"] == "gradcam"

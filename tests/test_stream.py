@@ -141,11 +141,12 @@ def test_explain_streams_a_folder_in_chunks(smoke_run: Path, synth_data: Path, t
     for chunk in (2, 100):
         bad: list[str] = []
         ticks: list[tuple[int, int]] = []
-        rows, failures = explain_files(
+        summary = explain_files(
             run, explainers, paths, tmp_path / f"out{chunk}", method="gradcam", target=None,
             alpha=0.4, outline=None, chunk=chunk,
             on_unreadable=lambda p, why, seen=bad: seen.append(p),
             progress=lambda desc, done, total, seen=ticks: seen.append((done, total)))
+        rows, failures = summary.rows, summary.failures
         assert [f["path"] for f in failures] == bad == [str(folder / "broken.png")]
         assert [r["path"] for r in rows] == [str(p) for p in paths if p.name != "broken.png"]
         assert ticks[-1] == (6, 6) and len(ticks) == 1 + (3 if chunk == 2 else 1)

@@ -16,16 +16,19 @@ from pipeline.cli.common import (
     _report_unreadable,
     _split_models,
     _target_index,
+    err,
     fail,
     one_line,
     print_json,
     progress_bar,
+    shown,
 )
 from pipeline.explain import METHODS, OUTSIDE_HEAD_MESSAGE
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
     from pipeline.explain import Explainer
+    from pipeline.explain.batch import ExplainSummary
 
 # From the method registry (no TensorFlow import: pipeline.explain loads names on demand).
 EXPLAIN_METHODS_HELP = " | ".join(METHODS)
@@ -45,15 +48,23 @@ def explain(
                               "layer, else its gradcam_layer); one model only"),
     alpha: float = typer.Option(0.4, "--alpha", help="heatmap opacity 0..1"),
     outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
+    shard: str = typer.Option(None, "--shard", help="i/n: only every n-th file from position "
+                              "i (split a large folder over n jobs, one --out each; overlay "
+                              "names as in one unsharded run)"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
 ) -> None:
     """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats.
 
-    Files are decoded and explained 32 at a time, so folders of any size fit in memory."""
-    from pipeline.artifacts import write_json_atomic
-    from pipeline.stream import expand_inputs
+    Files are decoded and explained 32 at a time, so folders of any size fit in memory; each
+    chunk's rows are kept on disk at once, so after an interruption the same command continues
+    where it stopped (files already done are skipped; other settings are refused)."""
+    from pipeline.stream import expand_inputs, parse_shard
 
     _check_explain_options(method, alpha, outline)
+    try:
+        shard_ = parse_shard(shard) if shard else (0, 1)
+    except ValueError as exc:
+        fail(str(exc))
     run = _open_run(artifacts_dir, run_)
     names = _model_list(model, run.model_names, run.model_names, what="--model",
                         hint=f"run {run.run_id} has {', '.join(run.model_names)} (or all)")
@@ -61,17 +72,14 @@ def explain(
         fail("--layer names a layer of one model; pick that model with --model")
     target_idx = _target_index(target, run.class_names)
     paths = expand_inputs(images_)
-    header = {"run_id": run.run_id, "method": method or "each model's default", "target": target,
-              "alpha": alpha}
     explainers = _load_explainers(run, names, layer, method)
-    out.mkdir(parents=True, exist_ok=True)
-    rows, failures = _write_overlays(run, explainers, paths, out, method=method,
-                                     target=target_idx, alpha=alpha, outline=outline)
-    write_json_atomic(out / "explain.json", {**header, "images": rows, "errors": failures})
-    if not rows:
-        fail(f"none of the {len(paths)} file(s) is a usable image; nothing to explain", code=1)
-    _print_explained(rows, len(names), out)
-    if failures:
+    summary = _write_overlays(run, explainers, paths, out, method=method, target=target_idx,
+                              alpha=alpha, outline=outline, shard=shard_)
+    if summary.selected and not summary.images:
+        fail(f"none of the {summary.selected} file(s) is a usable image; nothing to explain",
+             code=1)
+    _print_explained(summary, len(names), out, shard if shard else None, len(paths))
+    if summary.errors:  # as before resuming existed: exit 1 whenever explain.json lists errors
         raise typer.Exit(1)
 
 
@@ -111,31 +119,43 @@ def _load_explainers(run: Run, names: list[str], layer: str | None, method: str 
 
 def _write_overlays(run: Run, explainers: dict[str, Explainer], paths: list[Path], out: Path,
                     *, method: str | None, target: int | None, alpha: float,
-                    outline: float | None) -> tuple[list[dict], list[dict]]:
+                    outline: float | None, shard: tuple[int, int]) -> ExplainSummary:
     """`explain.batch.explain_files` with a progress bar; unusable files reported one line each
-    as they are met; a model's error fails in one line."""
-    from pipeline.explain.batch import explain_files
+    as they are met; a model's error, other settings than the earlier run's into `out` or an
+    unwritable folder fail in one line; Ctrl-C says how to continue."""
+    from pipeline.explain.batch import JOURNAL, explain_files
 
-    with progress_bar() as update:
-        try:
+    try:
+        with progress_bar() as update:
             return explain_files(run, explainers, paths, out, method=method, target=target,
-                                 alpha=alpha, outline=outline, progress=update,
+                                 alpha=alpha, outline=outline, shard=shard, progress=update,
                                  on_unreadable=_report_unreadable)
-        except ValueError as exc:
-            fail(str(exc))
+    except ValueError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write to {out}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        kept = f" (rows so far in {out / JOURNAL})" if (out / JOURNAL).is_file() else ""
+        err.print(f"interrupted{shown(kept)}: run the same command again to continue",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
-def _print_explained(rows: list[dict], n_models: int, out: Path) -> None:
-    """One tab-separated line per image (each model's prediction and overlay, and the shortcut
-    alarm when it fires), then a total."""
-    for row in rows:
+def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: str | None,
+                     n_files: int) -> None:
+    """One tab-separated line per image explained now (each model's prediction and overlay,
+    and the shortcut alarm when it fires), then a total with the files skipped as done."""
+    for row in summary.rows:
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f}) -> {v['overlay']}"
                  + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the "
                     "hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
-    sys.stdout.write(f"wrote {len(rows) * n_models} overlay(s) and explain.json to "
-                     f"{one_line(out)}\n")
+    where = f"shard {shard}: {summary.selected} of {n_files} file(s); " if shard else ""
+    unreadable = f", {summary.errors} unreadable" if summary.errors else ""
+    sys.stdout.write(f"wrote {len(summary.rows) * n_models} overlay(s) and explain.json to "
+                     f"{one_line(out)} ({where}{summary.already_done} already done, skipped; "
+                     f"explain.json: {summary.images} image(s){unreadable})\n")
 
 
 def explain_eval_cmd(

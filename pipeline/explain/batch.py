@@ -1,16 +1,40 @@
 """Explaining a batch of files: overlay PNGs with stable, distinct names and explain.json rows.
 
 The `explain` command's work, apart from parsing and printing (pipeline/cli/explain_cmds.py).
-`explain_files` streams: `EXPLAIN_CHUNK` files are decoded, explained and written at a time,
-so memory does not grow with the folder (only explain.json's small rows are kept).
+`explain_files` streams `EXPLAIN_CHUNK` files at a time (decoded, explained, written, dropped),
+so memory does not grow with the folder, and it is resumable and shardable like `predict --out`
+(pipeline/stream.py):
+
+- Nothing lost: after each chunk its rows, and its unreadable files, are appended to a journal
+  in the output folder (`JOURNAL`, explain.partial.jsonl: a header line with the settings, then
+  one JSON object per line) and the journal is fsynced. At the end it is folded into explain.json
+  (written atomically, the same layout as before plus the settings) and removed. Why a journal
+  rather than explain.json rewritten after every chunk: a rewrite costs the whole file every
+  time, so a folder of N files would write O(N²) bytes (100 000 files: about 3 000 rewrites of a
+  file growing past 100 MB), while an append costs only the chunk's rows; a line torn by a kill
+  has no newline yet and is cut off (`stream.whole_lines`, as for predict's CSV). explain.json
+  itself is only ever written whole and complete, so its readers (tests, scripts) never meet a
+  partial file or a new "incomplete" state; while a journal exists, an explain.json beside it
+  is the last finished run's.
+- Resume: the header records what shapes the output (`SETTINGS`: run id, each model's method
+  and layer, target class, alpha, outline, shard). Rerun into the same folder, files with a row
+  or an error already recorded (journal, else a finished explain.json) are skipped, and other
+  settings are refused in one line naming the difference (`settings_difference`) rather than
+  mixed in. One writer per folder at a time (a lock on the folder where the file system has one).
+- Shards: `shard=(i, n)` explains every n-th file from position i (`stream.select_shard`), with
+  the overlay names of the whole list (`overlay_bases`), so n shards' folders hold exactly the
+  files one unsharded run would write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +51,10 @@ from pipeline.names import Progress, no_progress
 OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
 # Files decoded and explained at once: gradients of 32 MobileNetV2 inputs fit in a few hundred MB
 EXPLAIN_CHUNK = 32
+RESULT = "explain.json"
+JOURNAL = "explain.partial.jsonl"  # rows so far, until they are folded into RESULT
+# header keys a resumed run must match: what they change is in the overlays and rows
+SETTINGS = ("run_id", "models", "target", "alpha", "outline", "shard")
 
 
 def overlay_bases(paths: list[Path]) -> list[str]:
@@ -122,36 +150,228 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
     }
 
 
+@dataclass
+class ExplainSummary:
+    """What `explain_files` did: `rows` and `failures` met by this call (in order), the
+    selected files skipped as already done, and explain.json's totals afterwards."""
+
+    rows: list[dict[str, Any]]
+    failures: list[dict[str, str]]
+    selected: int  # files of this shard (all files when unsharded)
+    already_done: int
+    images: int  # rows in explain.json
+    errors: int  # unreadable files listed in explain.json
+
+
+def explain_header(run: Run, explainers: dict[str, Explainer], *, method: str | None,
+                   target: int | None, alpha: float, outline: float | None,
+                   shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """explain.json's keys besides "images" and "errors": run_id, method (as asked), target
+    (class name; None = each model's predicted class), alpha, outline, shard ("i/n") and per
+    model the method and layer actually used (layer None for methods that read none)."""
+    from pipeline.explain.methods import get_method
+
+    models = {}
+    for name, explainer in explainers.items():
+        used = get_method(method or explainer.method)
+        models[name] = {"method": used.name,
+                        "layer": explainer.layer if used.needs_layer else None}
+    return {"run_id": run.run_id, "method": method or "each model's default",
+            "target": None if target is None else run.class_names[target], "alpha": alpha,
+            "outline": outline, "shard": f"{shard[0]}/{shard[1]}", "models": models}
+
+
+def settings_difference(then: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """The first of `SETTINGS` that differs between two headers, in words ("alpha 0.4 then,
+    0.6 now"); None when they agree."""
+    def words(key: str, value: Any) -> str:
+        if key == "models":
+            return ", ".join(sorted(value)) if isinstance(value, dict) else repr(value)
+        if key == "target" and value is None:
+            return "each model's predicted class"
+        return "none" if value is None else str(value)
+
+    for key in SETTINGS:
+        a, b = then.get(key), now.get(key)
+        if a == b:
+            continue
+        if key == "models" and isinstance(a, dict) and set(a) == set(b):
+            name = next(m for m in sorted(b) if a[m] != b[m])
+
+            def used(m: Any) -> str:
+                return (f"{m.get('method')} at {m['layer']}" if m.get("layer")
+                        else str(m.get("method"))) if isinstance(m, dict) else repr(m)
+            return f"{name} explained by {used(a[name])} then, {used(b[name])} now"
+        return f"{key} {words(key, a)} then, {words(key, b)} now"
+    return None
+
+
+def _earlier(out: Path) -> tuple[dict[str, Any] | None, list[dict], list[dict], bool]:
+    """(header, rows, errors, from_journal) of an earlier run into `out`: its journal (a torn
+    last line cut off), else its finished explain.json, else (None, [], [], False)."""
+    from pipeline.artifacts import read_json
+    from pipeline.stream import whole_lines
+
+    journal, final = out / JOURNAL, out / RESULT
+    lines = whole_lines(journal).decode("utf-8").splitlines()
+    if lines:
+        header, rows, errors = None, [], []
+        for k, line in enumerate(lines):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{journal} is damaged at line {k + 1} ({exc.msg}): remove it "
+                                 "to start over, or choose another --out") from None
+            if k == 0:
+                header = obj.get("explain") if isinstance(obj, dict) else None
+            elif isinstance(obj, dict) and "image" in obj:
+                rows.append(obj["image"])
+            elif isinstance(obj, dict) and "error" in obj:
+                errors.append(obj["error"])
+        if not isinstance(header, dict):
+            raise ValueError(f"{journal} does not start with explain's settings: remove it to "
+                             "start over, or choose another --out")
+        return header, rows, errors, True
+    if not final.exists():
+        return None, [], [], False
+    doc = read_json(final)  # ArtifactError (a ValueError) in one line when damaged
+    if not isinstance(doc, dict) or any(key not in doc for key in SETTINGS):
+        raise ValueError(f"{final} does not record the settings it was made with (written "
+                         "before explain could resume): remove it to start over, or choose "
+                         "another --out")
+    header = {k: v for k, v in doc.items() if k not in ("images", "errors")}
+    return header, list(doc.get("images") or []), list(doc.get("errors") or []), False
+
+
+def _lines(items: list[tuple[str, Any]]) -> str:
+    """Journal lines: {"explain": header}, {"image": row} or {"error": {...}}, one per line."""
+    return "".join(json.dumps({key: value}) + "\n" for key, value in items)
+
+
+@contextlib.contextmanager
+def _only_writer(out: Path) -> Iterator[int | None]:
+    """Hold an exclusive lock on the folder `out` (ValueError when another process holds it);
+    yields the folder's descriptor (for fsync), None where folders cannot be opened or locked
+    (some network file systems, Windows): the run then goes on unguarded."""
+    try:
+        import fcntl
+
+        fd = os.open(out, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another explain is writing to {out}: one run at a time per "
+                             "--out") from None
+        except OSError:
+            pass  # no locks on this file system
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _fold(out: Path) -> tuple[int, int]:
+    """Journal -> explain.json (atomic), then the journal removed; (images, errors)."""
+    from pipeline.artifacts import write_json_atomic
+
+    header, rows, errors, _ = _earlier(out)
+    assert header is not None
+    write_json_atomic(out / RESULT, {**header, "images": rows, "errors": errors})
+    (out / JOURNAL).unlink()
+    return len(rows), len(errors)
+
+
+def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[Path, str]],
+                   out: Path, options: dict[str, Any],
+                   on_unreadable: Callable[[str, str], None] | None
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Decode and explain (path, overlay base) pairs: (rows, [{"path", "error"}])."""
+    from pipeline import images
+
+    decoded, names, bad = [], [], []
+    for path, base in part:
+        try:
+            decoded.append((path, images.read_image(path)))
+            names.append(base)
+        except images.ImageError as exc:
+            bad.append({"path": str(path), "error": str(exc)})
+            if on_unreadable:
+                on_unreadable(str(path), str(exc))
+    rows = write_overlays(run, explainers, decoded, out, **options, bases=names) if decoded else []
+    return rows, bad
+
+
 def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Path], out: Path,
                   *, method: str | None, target: int | None, alpha: float,
                   outline: float | None, chunk: int = EXPLAIN_CHUNK,
-                  progress: Progress = no_progress,
-                  on_unreadable: Callable[[str, str], None] | None = None
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """`write_overlays` over `paths`, `chunk` files at a time: (rows, [{"path", "error"}]).
+                  shard: tuple[int, int] = (0, 1), progress: Progress = no_progress,
+                  on_unreadable: Callable[[str, str], None] | None = None) -> ExplainSummary:
+    """`write_overlays` over shard `shard` of `paths`, `chunk` files at a time, into `out`:
+    overlay PNGs, and explain.json once every file is done (the module's docstring: journal,
+    resume, shards).
 
-    Overlay names come from the whole list, so they are the same as in one batch; each
-    unusable file is passed to `on_unreadable(path, reason)` as it is met.
+    Overlay names come from the whole of `paths`, so they are those of one unsharded batch;
+    each unusable file is passed to `on_unreadable(path, reason)` as it is met. ValueError
+    (one line): other settings than an earlier run's into `out`, a damaged journal, an overlay
+    name an earlier run over another file list gave to another file, another writer, a model's
+    failure.
     """
-    from pipeline import images
+    from pipeline.stream import select_shard
 
-    bases = overlay_bases(list(paths))
+    chosen = select_shard(list(zip(paths, overlay_bases(list(paths)), strict=True)), shard)
+    header = explain_header(run, explainers, method=method, target=target, alpha=alpha,
+                            outline=outline, shard=shard)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    failures: list[dict[str, str]] = []
-    progress("explain", 0, len(paths))
-    for start in range(0, len(paths), chunk):
-        decoded, names = [], []
-        for k in range(start, min(start + chunk, len(paths))):
-            try:
-                decoded.append((paths[k], images.read_image(paths[k])))
-                names.append(bases[k])
-            except images.ImageError as exc:
-                failures.append({"path": str(paths[k]), "error": str(exc)})
-                if on_unreadable:
-                    on_unreadable(str(paths[k]), str(exc))
-        if decoded:
-            rows += write_overlays(run, explainers, decoded, out, method=method, target=target,
-                                   alpha=alpha, outline=outline, bases=names)
-        progress("explain", min(start + chunk, len(paths)), len(paths))
-    return rows, failures
+    with _only_writer(out) as folder_fd:
+        then, rows_then, errors_then, journaled = _earlier(out)
+        if then is not None and (diff := settings_difference(then, header)):
+            raise ValueError(f"{out} holds explanations made with other settings ({diff}): "
+                             "rerun with the same options to continue, or choose another --out")
+        done = {r["path"] for r in [*rows_then, *errors_then]}
+        taken = {r["overlay_base"].casefold(): r["path"] for r in rows_then}
+        todo = [(p, base) for p, base in chosen if str(p) not in done]
+        for p, base in todo:
+            if taken.get(base.casefold(), str(p)) != str(p):
+                raise ValueError(f"overlay name {base} of {p} was given to "
+                                 f"{taken[base.casefold()]} by an earlier run over another "
+                                 "file list: choose another --out")
+        n_images, n_errors = len(rows_then), len(errors_then)
+        if todo and not journaled:  # start the journal: header, and a finished run's rows
+            from pipeline.artifacts import write_text_atomic
+
+            write_text_atomic(out / JOURNAL, _lines(
+                [("explain", then or header), *(("image", r) for r in rows_then),
+                 *(("error", e) for e in errors_then)]))
+            journaled = True
+            if folder_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fsync(folder_fd)  # the journal's name survives a power cut too
+        del rows_then, errors_then, taken  # only the counts are needed from here on
+        progress("explain", 0, len(todo))
+        rows: list[dict[str, Any]] = []
+        failures: list[dict[str, str]] = []
+        if todo:
+            with open(out / JOURNAL, "a", encoding="utf-8") as journal:
+                for start in range(0, len(todo), chunk):
+                    new, bad = _explain_chunk(run, explainers, todo[start : start + chunk], out,
+                                              dict(method=method, target=target, alpha=alpha,
+                                                   outline=outline), on_unreadable)
+                    journal.write(_lines([*(("image", r) for r in new),
+                                          *(("error", e) for e in bad)]))
+                    journal.flush()
+                    os.fsync(journal.fileno())  # this chunk's rows survive whatever follows
+                    rows += new
+                    failures += bad
+                    progress("explain", min(start + chunk, len(todo)), len(todo))
+        if journaled:
+            n_images, n_errors = _fold(out)
+        elif then is None:  # nothing selected, nothing before: an empty explain.json
+            from pipeline.artifacts import write_json_atomic
+
+            write_json_atomic(out / RESULT, {**header, "images": [], "errors": []})
+    return ExplainSummary(rows=rows, failures=failures, selected=len(chosen),
+                          already_done=len(chosen) - len(todo), images=n_images,
+                          errors=n_errors)

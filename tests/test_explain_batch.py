@@ -1,0 +1,279 @@
+"""explain --out: rows kept after every chunk, an interrupted run resumed, other settings
+refused, --shard i/n with the overlay names of one unsharded run (pipeline/explain/batch.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.artifacts import open_run
+from pipeline.stream import expand_inputs, select_shard
+
+MODEL = "custom_cnn"
+
+
+class Interrupted(Exception):
+    """Stands for Ctrl-C or a crash between two chunks."""
+
+
+@pytest.fixture(scope="module")
+def folder(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seven inputs: two files named scan.png in different folders (their overlay names carry
+    a hash only because the other one is in the list), and an unreadable file third."""
+    root = tmp_path_factory.mktemp("explain-in") / "in"
+    srcs = sorted(synth_data.glob("Testing/*/*.png"))[::5][:6]
+    names = ["a/scan.png", "b/scan.png", "c/00.png", "c/01.png", "c/02.png", "c/03.png"]
+    for name, src in zip(names, srcs, strict=True):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(src.read_bytes())
+    (root / "c" / "00-broken.png").write_bytes(b"not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_and_explainers(smoke_run: Path):
+    from pipeline.explain import Explainer
+
+    run = open_run(smoke_run)
+    layer = run.model_info(MODEL)["gradcam_layer"]
+    return run, {MODEL: Explainer(run.load_model(MODEL), layer)}
+
+
+def _explain(run_and_explainers, paths, out: Path, **kw):
+    from pipeline.explain.batch import explain_files
+
+    run, explainers = run_and_explainers
+    options = {"method": "gradcam", "target": None, "alpha": 0.4, "outline": None, "chunk": 2,
+               **kw}
+    return explain_files(run, explainers, paths, out, **options)
+
+
+def _report(out: Path) -> dict:
+    return json.loads((out / "explain.json").read_text())
+
+
+def _same_rows(got: list[dict], want: list[dict]) -> None:
+    assert [r["path"] for r in got] == [r["path"] for r in want]
+    assert [r["overlay_base"] for r in got] == [r["overlay_base"] for r in want]
+    for a, b in zip(got, want, strict=True):
+        a, b = a["models"][MODEL], b["models"][MODEL]
+        keys = ("overlay", "predicted", "target", "method", "layer", "outside_head_flag")
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+        assert a["probs"] == pytest.approx(b["probs"], abs=1e-5)
+        assert a["heatmap"]["mean"] == pytest.approx(b["heatmap"]["mean"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_to_the_rows_of_one_run(run_and_explainers, folder: Path,
+                                                           tmp_path: Path):
+    from pipeline.explain.batch import JOURNAL
+
+    paths = expand_inputs([folder])
+    assert len(paths) == 7 and paths[2].name == "00-broken.png"
+    whole = _explain(run_and_explainers, paths, tmp_path / "whole")
+    assert whole.already_done == 0 and (whole.images, whole.errors) == (6, 1)
+    reference = _report(tmp_path / "whole")
+    assert not (tmp_path / "whole" / JOURNAL).exists()  # folded into explain.json
+
+    out = tmp_path / "resumed"
+    ticks: list[int] = []
+
+    def stop_after_the_second_chunk(desc: str, done: int, total: int) -> None:
+        ticks.append(done)
+        if done == 4:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        _explain(run_and_explainers, paths, out, progress=stop_after_the_second_chunk)
+    assert ticks == [0, 2, 4]
+    assert not (out / "explain.json").exists()
+    lines = [json.loads(x) for x in (out / JOURNAL).read_text().splitlines()]
+    assert lines[0]["explain"]["run_id"] == reference["run_id"]
+    assert sorted(x.get("image", x.get("error"))["path"] for x in lines[1:]) == \
+        sorted(str(p) for p in paths[:4])  # both chunks kept, the unreadable file among them
+    with open(out / JOURNAL, "a") as fh:  # and a line torn by the kill
+        fh.write('{"image": {"path": "' + str(paths[4]))
+
+    bad: list[str] = []
+    again = _explain(run_and_explainers, paths, out, on_unreadable=lambda p, why: bad.append(p))
+    assert again.already_done == 4 and bad == []  # the unreadable file is not read again
+    assert [r["path"] for r in again.rows] == [str(p) for p in paths[4:]]
+    assert (again.images, again.errors) == (6, 1)
+    got = _report(out)
+    assert not (out / JOURNAL).exists()
+    _same_rows(got["images"], reference["images"])
+    assert got["errors"] == reference["errors"]
+    assert {k: v for k, v in got.items() if k not in ("images", "errors")} == \
+        {k: v for k, v in reference.items() if k not in ("images", "errors")}
+    assert sorted(p.name for p in out.glob("*.png")) == \
+        sorted(p.name for p in (tmp_path / "whole").glob("*.png"))
+
+    before = (out / "explain.json").read_bytes()
+    done = _explain(run_and_explainers, paths, out)  # all done: nothing redone or rewritten
+    assert done.already_done == 7 and done.rows == [] and (done.images, done.errors) == (6, 1)
+    assert (out / "explain.json").read_bytes() == before
+
+    extra = folder.parent / "more.png"  # a finished folder takes new files: they are appended
+    extra.write_bytes(Path(paths[0]).read_bytes())
+    more = _explain(run_and_explainers, [*paths, extra], out)
+    assert more.already_done == 7 and [r["path"] for r in more.rows] == [str(extra)]
+    assert [r["path"] for r in _report(out)["images"]] == \
+        [r["path"] for r in reference["images"]] + [str(extra)]
+
+
+@pytest.mark.slow
+def test_other_settings_are_refused_before_anything_is_written(run_and_explainers,
+                                                               folder: Path, tmp_path: Path):
+    from pipeline.explain import Explainer
+    from pipeline.explain.batch import JOURNAL
+
+    paths = expand_inputs([folder])[:4]
+    out = tmp_path / "out"
+    def stop_after_the_first_chunk(desc: str, done: int, total: int) -> None:
+        if done:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):  # an interrupted run: its journal holds the settings
+        _explain(run_and_explainers, paths, out, progress=stop_after_the_first_chunk)
+    journal = (out / JOURNAL).read_bytes()
+    pngs = sorted(out.glob("*.png"))
+    run, explainers = run_and_explainers
+    layer = explainers[MODEL].layer
+    refusals = {
+        "alpha 0.4 then, 0.6 now": {"alpha": 0.6},
+        "outline none then, 10.0 now": {"outline": 10.0},
+        "target each model's predicted class then, " + run.class_names[1] + " now":
+            {"target": 1},
+        f"{MODEL} explained by gradcam at {layer} then, layercam at {layer} now":
+            {"method": "layercam"},
+        "shard 0/1 then, 1/2 now": {"shard": (1, 2)},
+    }
+    for words, change in refusals.items():
+        with pytest.raises(ValueError) as info:
+            _explain(run_and_explainers, paths, out, **change)
+        message = str(info.value)
+        assert words in message and "another --out" in message and "\n" not in message, message
+    other = (run, {**explainers, "second": Explainer(run.load_model(MODEL), layer)})
+    with pytest.raises(ValueError, match=f"models {MODEL} then, {MODEL}, second now"):
+        _explain(other, paths, out)
+    assert (out / JOURNAL).read_bytes() == journal and sorted(out.glob("*.png")) == pngs
+
+    finished = _explain(run_and_explainers, paths, out)  # the same settings: it continues
+    assert finished.already_done == 2 and finished.images + finished.errors == 4
+    with pytest.raises(ValueError, match="alpha 0.4 then, 0.6 now"):  # a finished folder too
+        _explain(run_and_explainers, paths, out, alpha=0.6)
+
+    old = tmp_path / "old"  # explain.json of an earlier version records no settings
+    old.mkdir()
+    (old / "explain.json").write_text(json.dumps({"run_id": run.run_id, "method": "gradcam",
+                                                  "target": None, "alpha": 0.4,
+                                                  "images": [], "errors": []}))
+    with pytest.raises(ValueError, match="does not record the settings"):
+        _explain(run_and_explainers, paths, old)
+
+
+@pytest.mark.slow
+def test_one_writer_per_folder(run_and_explainers, folder: Path, tmp_path: Path):
+    fcntl = pytest.importorskip("fcntl")
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's run, as it were
+        with pytest.raises(ValueError, match="another explain is writing"):
+            _explain(run_and_explainers, expand_inputs([folder])[:1], out)
+    finally:
+        os.close(fd)
+    assert not list(out.iterdir())
+    assert _explain(run_and_explainers, expand_inputs([folder])[:1], out).images == 1
+
+
+@pytest.mark.slow
+def test_shards_partition_the_files_with_the_overlay_names_of_one_run(
+        run_and_explainers, folder: Path, tmp_path: Path):
+    paths = expand_inputs([folder])
+    _explain(run_and_explainers, paths, tmp_path / "whole")
+    whole = {r["path"]: r for r in _report(tmp_path / "whole")["images"]}
+    assert {whole[str(folder / d / "scan.png")]["overlay_base"] for d in "ab"} != {"scan.png"}
+    seen_rows: list[str] = []
+    seen_errors: list[str] = []
+    pngs: list[str] = []
+    for i in range(3):
+        out = tmp_path / f"shard{i}"
+        summary = _explain(run_and_explainers, paths, out, shard=(i, 3))
+        report = _report(out)
+        assert report["shard"] == f"{i}/3" and summary.selected == len(paths[i::3])
+        mine = [str(p) for p in select_shard(paths, (i, 3))]
+        assert [r["path"] for r in report["images"]] + [e["path"] for e in report["errors"]] \
+            == [p for p in mine if p in whole] + [p for p in mine if p not in whole]
+        for row in report["images"]:  # the names one unsharded run gives, not the shard's own
+            assert row["overlay_base"] == whole[row["path"]]["overlay_base"]
+            assert row["models"][MODEL]["overlay"] == whole[row["path"]]["models"][MODEL]["overlay"]
+        seen_rows += [r["path"] for r in report["images"]]
+        seen_errors += [e["path"] for e in report["errors"]]
+        pngs += [p.name for p in out.glob("*.png")]
+    assert sorted(seen_rows) == sorted(whole) and len(seen_rows) == len(set(seen_rows))
+    assert seen_errors == [str(paths[2])]
+    assert sorted(pngs) == sorted(p.name for p in (tmp_path / "whole").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_cli_shard_resume_summary_and_one_line_errors(smoke_run: Path, folder: Path,
+                                                      tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.explain import batch
+    from pipeline.explain.batch import JOURNAL
+
+    def explain(*args: str):
+        return CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model", MODEL,
+                                        "--method", "gradcam", *args, str(folder)])
+
+    def one_error_line(result) -> str:
+        assert result.exception is None or isinstance(result.exception, SystemExit), \
+            repr(result.exception)
+        lines = [x for x in result.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    out = tmp_path / "out"
+    real = batch._explain_chunk
+    calls: list[int] = []
+
+    def ctrl_c_on_the_second_chunk(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setitem(batch.explain_files.__kwdefaults__, "chunk", 2)  # 32 in the CLI
+    monkeypatch.setattr(batch, "_explain_chunk", ctrl_c_on_the_second_chunk)
+    stopped = explain("--out", str(out), "--shard", "0/2")  # a/scan.png, 00-broken.png, ...
+    assert stopped.exit_code == 130
+    assert "run the same command again" in stopped.stderr and JOURNAL in stopped.stderr
+    monkeypatch.setattr(batch, "_explain_chunk", real)
+
+    res = explain("--out", str(out), "--shard", "0/2")
+    assert res.exit_code == 1, res.output  # explain.json lists the unreadable file
+    assert "shard 0/2: 4 of 7 file(s); 2 already done, skipped; explain.json: 3 image(s), " \
+        "1 unreadable" in res.stdout
+    assert _report(out)["shard"] == "0/2"
+    res = explain("--out", str(out), "--shard", "0/2")
+    assert res.exit_code == 1 and "4 already done, skipped" in res.stdout
+
+    refused = explain("--out", str(out), "--shard", "1/2")
+    assert refused.exit_code == 2
+    assert "shard 0/2 then, 1/2 now" in one_error_line(refused)
+    refused = explain("--out", str(out), "--shard", "0/2", "--alpha", "0.7")
+    assert refused.exit_code == 2 and "alpha 0.4 then, 0.7 now" in one_error_line(refused)
+    bad = explain("--out", str(tmp_path / "x"), "--shard", "2/2")
+    assert bad.exit_code == 2 and "--shard" in one_error_line(bad)
+
+    empty = explain("--out", str(tmp_path / "empty"), "--shard", "7/8")  # holds no file
+    assert empty.exit_code == 0, empty.output
+    assert _report(tmp_path / "empty")["images"] == []
