@@ -38,13 +38,13 @@ def predict(
     """Predict each image with every model of a run. Unusable files: one line each, exit 1."""
     from pipeline.artifacts import ArtifactError
     from pipeline.predict import Predictor, predict_files
-    from pipeline.stream import expand_inputs, parse_shard
+    from pipeline.stream import expand_inputs, parse_shard, select_shard
 
     try:
         i, n = parse_shard(shard) if shard else (0, 1)
     except ValueError as exc:
         fail(str(exc))
-    paths = expand_inputs(images_)[i::n]
+    paths = select_shard(expand_inputs(images_), (i, n))
     run = _open_run(artifacts_dir, run_)
     try:
         predictor = Predictor(run)
