@@ -29,7 +29,7 @@ from pipeline.images import (
     decode_slices,
     read_file,
 )
-from pipeline.names import display_name
+from pipeline.names import class_label, display_name
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
 # Decoded uploads are cached per server, so they are kept small: Pillow formats are shrunk while
@@ -254,11 +254,20 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
         row: dict[str, Any] = {"image": thumbs[i], "file": name}
         for model, p in probs.items():
             k = int(np.argmax(p[i]))
-            row[display_name(model)] = f"{class_names[k]} ({p[i][k]:.0%})"
+            row[display_name(model)] = f"{class_label(class_names[k])} ({p[i][k]:.0%})"
         row["models agree"] = bool(agree[i])
         row["flags"] = len(flags[i])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def with_class_labels(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """A copy of `frame` for display: the class labels in `columns` as people read them
+    (`names.class_label`: "no tumour"); files keep the labels themselves."""
+    out = frame.copy()
+    for col in columns:
+        out[col] = out[col].map(lambda v: class_label(v) if isinstance(v, str) else v)
+    return out
 
 
 def to_csv_bytes(frame: pd.DataFrame, notes: Sequence[str] = ()) -> bytes:
@@ -281,10 +290,11 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
         # Classes as likely as the answer at the precision shown: the arg-max picked one of
         # them, which a reader must not take for a decision (a 44% / 44% tie was shown as an
         # answer).
-        ties = [class_names[j] for j in np.argsort(-p[i]) if j != k
+        ties = [class_label(class_names[j]) for j in np.argsort(-p[i]) if j != k
                 and round(100 * float(p[i][j])) == round(100 * float(p[i][k]))]
         tie = f", tied with {' and '.join(f'**{c}**' for c in ties)}" if ties else ""
-        parts.append(f"{display_name(model)}: **{class_names[k]}** ({p[i][k]:.0%}{tie}){mark}")
+        parts.append(f"{display_name(model)}: **{class_label(class_names[k])}** "
+                     f"({p[i][k]:.0%}{tie}){mark}")
     return " · ".join(parts)
 
 

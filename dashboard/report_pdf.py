@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from pipeline.names import class_label
+
 DISCLAIMER = ("Research and teaching tool - NOT a diagnostic device. Predictions and heatmaps "
               "must never be used for clinical decisions.")
 
@@ -68,7 +70,7 @@ def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
 
 def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
     classes = list(page.models[0].probs) if page.models else []
-    rows = [[c, *[f"{m.probs[c]:.1%}" for m in page.models]] for c in classes]
+    rows = [[class_label(c), *[f"{m.probs[c]:.1%}" for m in page.models]] for c in classes]
     ax = fig.add_axes((0.06, 0.30, 0.88, 0.19))
     ax.axis("off")
     if rows:
@@ -76,7 +78,8 @@ def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
                          loc="upper center", cellLoc="center")
         table.auto_set_font_size(False)
         table.set_fontsize(8.5)
-    truth = f"True class (test split): {page.true_label}" if page.true_label else ""
+    truth = (f"True class (test split): {class_label(page.true_label)}" if page.true_label
+             else "")
     ax.set_title("Probabilities (calibrated)" + (f" · {truth}" if truth else ""), fontsize=9)
 
 

@@ -66,7 +66,7 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                                "shows pixel-level sensitivity.")
     method = None if choice == DEFAULT_METHOD else choice
     target = c2.selectbox("Explain which class", ["predicted class", *class_names],
-                          key=f"{prefix}_target",
+                          key=f"{prefix}_target", format_func=F.class_name,
                           help="'predicted class' explains each model's own answer; choose a "
                                "class to ask 'what would make this look like X?'.")
     alpha = c3.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{prefix}_alpha")
@@ -144,7 +144,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
     with st.container(border=True, key=f"{prefix}_card_{i}"):
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
-            title += f" · true class: **{upload.true_label}**"
+            title += f" · true class: **{F.class_name(upload.true_label)}**"
         st.markdown(title)
         if upload.note:
             st.caption(upload.note)
@@ -190,7 +190,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 frame_box = (box_in_frame(box, upload.image, r)
                              if box is not None and upload.image is not None else None)
                 img = overlay(r.prepared, r.heatmap, settings, frame_box)
-                target = class_names[r.target]
+                target = F.class_name(class_names[r.target])
                 layer = f", {r.layer_words or r.layer}" if r.layer else ""
                 method = METHOD_LABELS.get(r.method, r.method)
                 default = " · this model's default" if r.default else ""

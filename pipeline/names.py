@@ -1,5 +1,6 @@
-"""One home for facts several modules share: model names, the default pair, the progress callback,
-image file extensions. Pure Python, so the dashboard and the metrics import it without Keras.
+"""One home for facts several modules share: model and class names as people read them, the
+default pair, the progress callback, image file extensions. Pure Python, so the dashboard and the
+metrics import it without Keras.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ DEFAULT_MODELS: tuple[str, ...] = ("custom_cnn", "mobilenetv2")
 
 # The label of scans without a tumour; every other label is a tumour type (tumour vs no tumour).
 NO_TUMOR = "no_tumor"
+# Class label -> the words people read (the dashboard's tables, captions, menus, reports), in the
+# spelling of the project's prose ("says no tumour"); labels not listed lose their underscores.
+CLASS_LABELS: dict[str, str] = {NO_TUMOR: "no tumour", "tumor": "tumour"}
 
 # Image files a dataset folder or a mask folder may hold (decoding is `images.decode_image`'s job).
 IMAGE_EXTS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm"})
@@ -47,6 +51,12 @@ def class_index(choice: str | None, class_names: Sequence[str]) -> int | None:
         return int(choice)
     raise ValueError(f"unknown class {choice!r}; choose a class name ({', '.join(names)}) "
                      f"or an index 0..{len(names) - 1}")
+
+
+def class_label(name: str) -> str:
+    """How a class label is shown to people ("no_tumor" -> "no tumour", "glioma" unchanged).
+    Files (CSV, JSON) and the command line keep the label itself."""
+    return CLASS_LABELS.get(name, name.replace("_", " "))
 
 
 def display_name(model: str) -> str:

@@ -108,6 +108,21 @@ def _captions(at: AppTest) -> list[str]:
     return [c for img in at.image for c in img.captions if " · " in c]
 
 
+def _shown(at: AppTest) -> str:
+    """Every text the page shows: Markdown (badges too), captions, alerts, plain text, image
+    captions, the options of the select boxes and the cells of the tables."""
+    parts = [e.value for kind in ("markdown", "caption", "warning", "info", "success", "text")
+             for e in at.get(kind)]
+    parts += [c for img in at.image for c in img.captions]
+    parts += [o for box in [*at.selectbox, *at.multiselect] for o in box.options]
+    parts += [df.value.to_string() for df in at.dataframe]
+    return "\n".join(str(p) for p in parts)
+
+
+# a class label where a class is named to people ("no_tumor/x.png", a dataset path, is not)
+RAW_LABEL = re.compile(r"(?<![/\w])no_tumor(?![/\w])")
+
+
 # --------------------------------------------------------------------------- pages
 
 
@@ -209,7 +224,11 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     at.selectbox(key="predict_target").set_value("no_tumor").run()
     _ok(at)
     captions = _captions(at)
-    assert any("Grad-CAM++ for 'no_tumor'" in c for c in captions), captions
+    # one display form for a class everywhere (the table said "no tumor", captions "no_tumor")
+    assert any("Grad-CAM++ for 'no tumour'" in c for c in captions), captions
+    assert "no tumour" in at.selectbox(key="predict_target").options
+    assert "| no tumour |" in tables[0]
+    assert not RAW_LABEL.search(_shown(at)), RAW_LABEL.findall(_shown(at))
 
 
 def test_controls_and_heatmaps_agree_after_the_uploads_are_removed(artifacts: Path,
@@ -370,14 +389,17 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
         captions = _captions(at)
         assert sum("Custom CNN ·" in c for c in captions) == min(errors, 6)
         assert sum("MobileNetV2 ·" in c for c in captions) == min(errors, 6)
-        assert set(table["true"]) <= {"glioma", "meningioma", "no_tumor", "pituitary"}
+        # classes named as on every page
+        assert set(table["true"]) <= {"glioma", "meningioma", "no tumour", "pituitary"}
     else:
         assert "No test image matches" in _texts(at.success)
+    assert "no tumour" in at.multiselect(key="err_true").options
     at.multiselect(key="err_true").set_value(["no_tumor"]).run()
     _ok(at)
     table = _frame(at, "custom_cnn_pred")
     if table is not None:
-        assert set(table["true"]) == {"no_tumor"}
+        assert set(table["true"]) == {"no tumour"}
+    assert not RAW_LABEL.search(_shown(at)), RAW_LABEL.findall(_shown(at))
 
 
 def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_run: Path):
@@ -436,6 +458,7 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     data = json.loads((smoke_run / "manifest.json").read_text())["data"]
     shown = _texts(at.markdown)  # the project-relative folder, or (for ../../tmp/x) its name
     assert f"`{runinfo.shown_data_dir(data)}`" in shown and data["dir"] not in shown
+    assert "classes glioma, meningioma, no tumour, pituitary" in shown
 
 
 # --------------------------------------------------------------------------- damaged runs

@@ -19,6 +19,7 @@ import pytest
 
 from pipeline.bench import BenchError, free_port, wait_healthy
 from pipeline.bench.browser import start_streamlit, stop_streamlit
+from pipeline.names import class_label
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -373,8 +374,10 @@ def test_controls_and_heatmaps_agree_after_the_uploads_are_removed_in_a_browser(
             if offered:
                 _pick(page, "Explanation method", "Grad-CAM++")
                 _wait_idle(page)
+            # classes as the page names them ("no tumour"), in the captions and in the box
             answers = {c.split("'")[1] for c, _ in before}
-            target = next(c for c in reversed(manifest["class_names"]) if c not in answers)
+            shown = [class_label(c) for c in manifest["class_names"]]
+            target = next(c for c in reversed(shown) if c not in answers)
             _pick(page, "Explain which class", target)
             _wait_idle(page)
             _flip_outline(page)
@@ -395,7 +398,7 @@ def test_controls_and_heatmaps_agree_after_the_uploads_are_removed_in_a_browser(
             shown_target = page.get_by_role("combobox", name="Explain which class").input_value()
             outline_on = page.get_by_role("switch", name=_OUTLINE).is_checked()
             verdict = page.get_by_text(re.compile(r"^Custom CNN: .* · MobileNetV2: ")).first
-            answer = dict(re.findall(r"(Custom CNN|MobileNetV2): (\S+) \(", verdict.inner_text()))
+            answer = dict(re.findall(r"(Custom CNN|MobileNetV2): (.+?) \(", verdict.inner_text()))
             assert len(answer) == 2, verdict.inner_text()
             for caption, _ in drawn:
                 model, rest = caption.split(" · ", 1)

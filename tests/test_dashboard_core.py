@@ -90,7 +90,30 @@ def test_predictions_frame_and_agreement():
     assert "tied" not in core.verdict_line(probs, 0, CLASSES)
     # a tie at the precision shown is said, not passed off as an answer
     tie = {"custom_cnn": np.array([[0.441, 0.05, 0.4394, 0.0696]])}
-    assert "**glioma** (44%, tied with **no_tumor**)" in core.verdict_line(tie, 0, CLASSES)
+    assert "**glioma** (44%, tied with **no tumour**)" in core.verdict_line(tie, 0, CLASSES)
+
+
+def test_class_labels_have_one_display_form():
+    """The probability table said "no tumor" while captions and the verdict said "no_tumor":
+    every page shows a class through `names.class_label`; files keep the label."""
+    from pipeline.names import class_label
+
+    assert [class_label(c) for c in CLASSES] == ["glioma", "meningioma", "no tumour", "pituitary"]
+    assert class_label("tumor") == "tumour" and class_label("some_new_class") == "some new class"
+    says_none = {"custom_cnn": np.array([[0.1, 0.1, 0.7, 0.1]])}
+    assert core.verdict_line(says_none, 0, CLASSES) == "Custom CNN: **no tumour** (70%)"
+    marked = core.verdict_line(says_none, 0, CLASSES, true_label="no_tumor")
+    assert "✓ right" in marked  # compared as labels, shown as words
+    summary = core.summary_frame(["t"], ["a.png"], says_none, CLASSES, [[]])
+    assert summary["Custom CNN"].tolist() == ["no tumour (70%)"]
+    table = pd.DataFrame({"path": ["no_tumor/a.jpg"], "true": ["no_tumor"],
+                          "custom_cnn_pred": ["glioma"], "custom_cnn_conf": [0.6]})
+    shown = core.with_class_labels(table, ["true", "custom_cnn_pred"])
+    assert shown.iloc[0].tolist() == ["no_tumor/a.jpg", "no tumour", "glioma", 0.6]
+    assert table["true"].tolist() == ["no_tumor"]  # the data itself is left alone
+    # the predictions CSV keeps the labels: it is read by code, not only by people
+    csv = core.to_csv_bytes(core.predictions_frame(["upload 1"], says_none, CLASSES)).decode()
+    assert "no_tumor" in csv and "no tumour" not in csv
 
 
 def test_csv_download_and_predictions_csv_neutralise_formula_file_names():

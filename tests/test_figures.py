@@ -74,7 +74,7 @@ def test_confusion_rejects_malformed(bad, message):
 def test_per_class_figure_has_one_bar_per_model_and_measure():
     fig = F.per_class_figure(METRICS)
     assert len(fig.data) == 6  # 2 models x precision/recall/F1
-    assert list(fig.data[0].x) == CLASSES
+    assert list(fig.data[0].x) == ["glioma", "meningioma", "no tumour", "pituitary"]
     assert fig.data[0].y[0] == pytest.approx(0.8)
     assert [t.showlegend for t in fig.data].count(True) == 2
     with pytest.raises(F.FigureDataError, match="per_class"):
@@ -184,7 +184,8 @@ def test_roc_and_pr_figures():
     roc = F.roc_figure(curves)
     # 4 classes + chance line per model
     assert len(roc.data) == 10
-    assert [t.name for t in roc.data[:5]] == [*CLASSES, "chance"]
+    assert [t.name for t in roc.data[:5]] == ["glioma", "meningioma", "no tumour", "pituitary",
+                                              "chance"]
     assert roc.data[0].line.color == roc.data[5].line.color  # class colour stable across panels
     pr = F.pr_figure(curves)
     assert len(pr.data) == 8 and pr.data[0].line.shape == "hv"
@@ -243,11 +244,25 @@ def test_probability_table():
     table = F.probability_table({"custom_cnn": [0.1, 0.2, 0.3, 0.4],
                                  "mobilenetv2": np.array([0.7, 0.1, 0.1, 0.1])}, CLASSES)
     lines = table.splitlines()
-    assert lines[0] == "| probability | glioma | meningioma | no tumor | pituitary |"
+    # the class as every page shows it (`names.class_label`): the table said "no tumor" while
+    # the captions said "no_tumor"
+    assert lines[0] == "| probability | glioma | meningioma | no tumour | pituitary |"
     assert lines[2] == "| Custom CNN | 10% | 20% | 30% | **40%** |"  # the top class in bold
     assert lines[3] == "| MobileNetV2 | **70%** | 10% | 10% | 10% |" and len(lines) == 4
     with pytest.raises(F.FigureDataError, match="3 probabilities for 4 classes"):
         F.probability_table({"m": [0.2, 0.3, 0.5]}, CLASSES)
+
+
+def test_figures_name_classes_as_every_page_does():
+    from pipeline.names import class_label
+
+    shown = [class_label(c) for c in CLASSES]
+    assert "no tumour" in shown and F.class_name("no_tumor") == "no tumour"
+    fig = F.confusion_figure({"labels": CLASSES, "matrix": np.eye(4).tolist()})
+    assert list(fig.data[0].x) == shown and list(fig.data[0].y) == shown
+    assert F.confusion_values({"labels": CLASSES, "matrix": np.eye(4).tolist()})[0] == CLASSES
+    assert list(F.per_class_figure(METRICS).data[0].x) == shown
+    assert [t.name for t in F.roc_figure({"custom_cnn": _curves()}).data[:4]] == shown
 
 
 FRACTIONS = [0.0, 0.5, 1.0]

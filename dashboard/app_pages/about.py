@@ -57,7 +57,7 @@ for warning in facts.weights_warnings:
 data_shown = runinfo.shown_data_dir(run.manifest.get("data") or {})  # no absolute machine path
 st.markdown(
     f"- **Data**: `{data_shown}` ({facts.data_layout}), {facts.n_images} images, classes "
-    f"{', '.join(facts.class_names)}\n"
+    f"{', '.join(F.class_name(c) for c in facts.class_names)}\n"
     f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in runinfo.split_sizes(facts).items())
     + f" (strategy {facts.splits.get('strategy', '?')}, seed {facts.splits.get('seed', '?')})\n"
     f"- **Created**: {facts.created} · code commit `{run.manifest.get('git_commit') or '?'}`")

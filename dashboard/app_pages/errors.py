@@ -31,9 +31,9 @@ labels = {"any": "wrong by any model", "all": "wrong by every model", "disagree"
 c1, c2, c3 = st.columns(3)
 wrong_by = c1.selectbox("Show images", views_options, format_func=labels.get, key="err_by")
 true_sel = c2.multiselect("True class", class_names, key="err_true",
-                          placeholder="all classes")
+                          placeholder="all classes", format_func=F.class_name)
 pred_sel = c3.multiselect("Predicted class (by any model)", class_names, key="err_pred",
-                          placeholder="all classes")
+                          placeholder="all classes", format_func=F.class_name)
 rows = core.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
 # Drawn before any early stop, so their widget state is never dropped (see the Predict page).
 settings = views.controls({}, class_names, prefix="err", show_layers=False,
@@ -45,7 +45,9 @@ if rows.empty:
 
 table_cols = ["path", "true"] + [c for m in models for c in (f"{m}_pred", f"{m}_conf")]
 with st.expander(f"Table of the {len(rows)} matching images"):
-    st.dataframe(rows[table_cols], hide_index=True, key="err_table")
+    st.dataframe(core.with_class_labels(rows[table_cols],
+                                        ["true"] + [f"{m}_pred" for m in models]),
+                 hide_index=True, key="err_table")
 
 data_dir = run.data_dir
 if not (data_dir and data_dir.is_dir()):

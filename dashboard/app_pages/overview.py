@@ -6,6 +6,7 @@ from dashboard import charts, core, runinfo, state
 from dashboard import figures as F
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import flag_table
+from pipeline.names import NO_TUMOR
 
 CHART_FIX = "The file may come from another version; re-run the evaluation."
 
@@ -33,7 +34,7 @@ cols[0].metric("Images in dataset", facts.n_images)
 for col, (name, n) in zip(cols[1:], runinfo.split_sizes(facts).items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
 st.caption(f"Data: {core.literal(facts.data_shown)} ({facts.data_layout} layout) · classes: "
-           + ", ".join(facts.class_names))
+           + ", ".join(F.class_name(c) for c in facts.class_names))
 st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="model_facts")
 
 st.header("Headline metrics")
@@ -115,7 +116,8 @@ with tabs[5]:
             for gap in F.size_gaps(metrics):
                 st.warning(gap, icon=":material/warning:")
         else:
-            st.info("This run has no `no_tumor` class, so there is no screening view.")
+            st.info(f"This run has no '{F.class_name(NO_TUMOR)}' class, so there is no screening "
+                    "view.")
 
 # Robustness (evaluate --robustness): shown only for runs that have it.
 if (run.path / "robustness.json").is_file():

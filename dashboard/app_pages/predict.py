@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import core, inference, loader, runinfo, series_view, state, uploads, views
+from dashboard import figures as F
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
@@ -57,7 +58,8 @@ with sample_col:
     if entries and not why:
         st.markdown("**…or draw images from the test split**")
         c1, c2 = st.columns(2)
-        choice = c1.selectbox("Class", ["any class", *class_names], key="sample_class")
+        choice = c1.selectbox("Class", ["any class", *class_names], key="sample_class",
+                              format_func=F.class_name)
         count = c2.number_input("How many", 1, 6, 2, key="sample_count")
         b1, b2 = st.columns(2)
         if b1.button("Draw test images", key="sample_draw", icon=":material/casino:"):
@@ -67,7 +69,7 @@ with sample_col:
                                                        replace=False)
                 st.session_state[SAMPLES_KEY] = [pool[int(k)] for k in picks]
             else:
-                st.info(f"The test split has no '{choice}' image.")
+                st.info(f"The test split has no '{F.class_name(choice)}' image.")
         if st.session_state.get(SAMPLES_KEY) and b2.button("Clear", key="sample_clear"):
             st.session_state[SAMPLES_KEY] = []
     else:

@@ -25,6 +25,7 @@ from dashboard.figures.common import (
     MODEL_COLORS,
     FigureDataError,
     class_color,
+    class_name,
     model_color,
     model_label,
 )
@@ -61,7 +62,8 @@ from dashboard.figures.robustness import robustness_figure
 
 __all__ = [
     "CLASS_PALETTE", "HEADLINE_METRICS", "MODEL_COLORS", "FigureDataError", "ci_figure",
-    "class_color", "confusion_figure", "contrast", "confusion_values", "ece_floor_sentences",
+    "class_color", "class_name", "confusion_figure", "contrast", "confusion_values",
+    "ece_floor_sentences",
     "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "mcnemar_sentence",
     "metrics_table", "model_color",

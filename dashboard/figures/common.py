@@ -1,5 +1,5 @@
-"""What every figure shares: model and class colours, model names, `FigureDataError`, and the
-checks that turn artifact values into numbers or text.
+"""What every figure shares: model and class colours, model and class names, `FigureDataError`,
+and the checks that turn artifact values into numbers or text.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.names import display_name
+from pipeline.names import class_label, display_name
 
 MODEL_COLORS = {"custom_cnn": "#f97316", "mobilenetv2": "#2563eb"}
 # Colour-blind friendly qualitative palette (Okabe-Ito) for classes.
@@ -24,6 +24,11 @@ class FigureDataError(ValueError):
 def model_label(name: str) -> str:
     """Human name of a model folder name (`mobilenetv2` -> `MobileNetV2`)."""
     return display_name(name)
+
+
+def class_name(label: str) -> str:
+    """A class label as every page shows it (`no_tumor` -> `no tumour`): `names.class_label`."""
+    return class_label(label)
 
 
 def model_color(name: str, index: int = 0) -> str:

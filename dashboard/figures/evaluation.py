@@ -18,6 +18,7 @@ from dashboard.figures.common import (
     _fmt,
     _num,
     class_color,
+    class_name,
     model_color,
     model_label,
 )
@@ -56,6 +57,7 @@ def confusion_values(cm: Mapping[str, Any],
 def confusion_figure(cm: Mapping[str, Any], normalise: bool = False, title: str = "") -> go.Figure:
     """Heatmap of a confusion matrix: counts, or each true-class row as fractions."""
     labels, arr = confusion_values(cm, normalise)
+    labels = [class_name(label) for label in labels]
     text = [[f"{v:.0%}" if normalise else f"{int(round(v))}" for v in row] for row in arr]
     fig = go.Figure(go.Heatmap(
         z=arr, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues",
@@ -88,7 +90,8 @@ def per_class_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
             values = [_num(per_class[c].get(measure), f"{name} {c} {measure}") for c in classes]
             support = [per_class[c].get("support", "?") for c in classes]
             fig.add_trace(go.Bar(
-                x=classes, y=values, name=model_label(name), legendgroup=name,
+                x=[class_name(c) for c in classes], y=values, name=model_label(name),
+                legendgroup=name,
                 showlegend=col == 1, marker_color=model_color(name, i), customdata=support,
                 hovertemplate=f"{model_label(name)}<br>%{{x}}: %{{y:.3f}}"
                               "<br>support %{customdata}<extra></extra>",
@@ -318,10 +321,12 @@ def _curve_figure(curves: Mapping[str, Mapping[str, Any]], kind: str) -> go.Figu
                     f"equal length")
             area = _num(c.get(score), f"{name} {cls} {score}")
             fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines", name=cls, legendgroup=cls, showlegend=col == 1,
+                x=xs, y=ys, mode="lines", name=class_name(cls), legendgroup=cls,
+                showlegend=col == 1,
                 line=dict(color=class_color(class_order.index(cls)),
                           shape="hv" if kind == "pr" else "linear"),
-                hovertemplate=f"{model_label(name)} {cls} ({score.upper()} {_fmt(area)})"
+                hovertemplate=f"{model_label(name)} {class_name(cls)} ({score.upper()} "
+                              f"{_fmt(area)})"
                               f"<br>{x_key} %{{x:.3f}}<br>{y_key} %{{y:.3f}}<extra></extra>",
             ), row=1, col=col)
         if kind == "roc":

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from dashboard.figures.common import FigureDataError, model_label
+from dashboard.figures.common import FigureDataError, class_name, model_label
 
 
 def probability_table(probs: Mapping[str, Sequence[float]], class_names: Sequence[str]) -> str:
@@ -26,5 +26,5 @@ def probability_table(probs: Mapping[str, Sequence[float]], class_names: Sequenc
         top = int(np.argmax(values))
         cells = [f"**{v:.0%}**" if k == top else f"{v:.0%}" for k, v in enumerate(values)]
         rows.append(f"| {model_label(name)} | " + " | ".join(cells) + " |")
-    header = "| probability | " + " | ".join(c.replace("_", " ") for c in class_names) + " |"
+    header = "| probability | " + " | ".join(class_name(c) for c in class_names) + " |"
     return "\n".join([header, "|---|" + "---:|" * len(class_names), *rows])
