@@ -163,8 +163,13 @@ def layer_words(layer: str, recorded: str | None) -> str:
     return "last conv block" if layer == recorded else layer.replace("_", " ")
 
 
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def readable_time(iso: str) -> str:
-    """An ISO timestamp as people read it ("2026-12-01 15:02 UTC"); anything else unchanged."""
+    """An ISO timestamp as people read it ("2 Dec 2026, 09:53 UTC", in UTC whatever its offset;
+    no zone for a time without one); anything else unchanged. Month names are English whatever
+    the server's locale (no strftime %b)."""
     from datetime import datetime, timezone
 
     try:
@@ -173,7 +178,8 @@ def readable_time(iso: str) -> str:
         return iso
     if t.tzinfo is not None:
         t = t.astimezone(timezone.utc)
-    return t.strftime("%Y-%m-%d %H:%M") + (" UTC" if t.tzinfo is not None else "")
+    return (f"{t.day} {MONTHS[t.month - 1]} {t.year}, {t.hour:02d}:{t.minute:02d}"
+            + (" UTC" if t.tzinfo is not None else ""))
 
 
 def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:

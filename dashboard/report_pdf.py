@@ -111,7 +111,9 @@ def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    created = now().strftime("%Y-%m-%d %H:%M UTC")
+    from dashboard.core import readable_time
+
+    created = readable_time(now().isoformat())
     buf = io.BytesIO()
     with PdfPages(buf, metadata={"Title": "Brain MRI XAI explanation report",
                                  "Subject": DISCLAIMER}) as pdf:

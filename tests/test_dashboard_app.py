@@ -146,6 +146,10 @@ def test_sidebar_run_picker_and_disclaimer(artifacts: Path, smoke_run: Path):
     assert f"Deduplicated split · latest run `{smoke_run.name}`" in _texts(at.sidebar.caption)
     assert "not a diagnostic device" in _texts(at.sidebar.caption)
     assert "train " in _texts(at.sidebar.caption)  # split sizes of the selected run
+    from dashboard.core import readable_time
+
+    created = json.loads((smoke_run / "manifest.json").read_text())["created"]
+    assert f"{readable_time(created)} · 4 classes" in _texts(at.sidebar.caption)
 
 
 def test_overview_shows_both_models(artifacts: Path):
@@ -458,6 +462,10 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     data = json.loads((smoke_run / "manifest.json").read_text())["data"]
     shown = _texts(at.markdown)  # the project-relative folder, or (for ../../tmp/x) its name
     assert f"`{runinfo.shown_data_dir(data)}`" in shown and data["dir"] not in shown
+    # the run's time as people read it ("2 Dec 2026, 09:53 UTC"), not ISO 8601
+    created = json.loads((smoke_run / "manifest.json").read_text())["created"]
+    assert re.search(r"\*\*Created\*\*: \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC · ", shown)
+    assert created not in shown and created[:16] not in shown
     assert "classes glioma, meningioma, no tumour, pituitary" in shown
 
 

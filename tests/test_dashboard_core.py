@@ -569,6 +569,9 @@ def test_pdf_report_carries_the_model_file_hashes(tmp_path):
 def test_layer_words_and_readable_time_for_people():
     assert core.layer_words("gradcam_target", "gradcam_target") == "last conv block"
     assert core.layer_words("block_13_expand_relu", "out_relu") == "block 13 expand relu"
-    assert core.readable_time("2026-12-01T15:02:43+00:00") == "2026-12-01 15:02 UTC"
-    assert core.readable_time("2026-12-01T17:02:43+02:00") == "2026-12-01 15:02 UTC"
+    # the About page showed "2026-12-02T09:53:34+00:00"
+    assert core.readable_time("2026-12-02T09:53:34+00:00") == "2 Dec 2026, 09:53 UTC"
+    assert core.readable_time("2026-12-01T17:02:43+02:00") == "1 Dec 2026, 15:02 UTC"
+    assert core.readable_time("2027-01-01T00:30:00-01:00") == "1 Jan 2027, 01:30 UTC"
+    assert core.readable_time("2026-12-02T09:53:34") == "2 Dec 2026, 09:53"  # no zone: none said
     assert core.readable_time("?") == "?"

@@ -60,7 +60,8 @@ st.markdown(
     f"{', '.join(F.class_name(c) for c in facts.class_names)}\n"
     f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in runinfo.split_sizes(facts).items())
     + f" (strategy {facts.splits.get('strategy', '?')}, seed {facts.splits.get('seed', '?')})\n"
-    f"- **Created**: {facts.created} · code commit `{run.manifest.get('git_commit') or '?'}`")
+    f"- **Created**: {core.readable_time(facts.created)} · code commit "
+    f"`{run.manifest.get('git_commit') or '?'}`")
 st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="about_models")
 
 problems = runinfo.run_problems(run)
