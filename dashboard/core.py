@@ -267,6 +267,23 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
     return pd.DataFrame(rows)
 
 
+def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None]) -> str:
+    """How long the good images took, for the caption over the cards. `earlier`: per good
+    image, None when (part of) it was explained in this run, else the seconds it took when it
+    was explained before (its results came from the result store: a restored upload, a rerun
+    for the opacity): such an image is said to be analysed earlier, never "in 0.00 s"."""
+    n = len(earlier)
+    done = f"{n} of {n_files} file(s)"
+    again = [s for s in earlier if s is not None]
+    if n and len(again) == n:
+        return (f"{done} analysed earlier (it took {sum(again):.2f} s then) and shown again "
+                "from memory")
+    note = f"{done} analysed in {seconds:.2f} s"
+    if again:
+        note += f" ({len(again)} of them analysed earlier, shown again from memory)"
+    return note
+
+
 def with_class_labels(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """A copy of `frame` for display: the class labels in `columns` as people read them
     (`names.class_label`: "no tumour"); files keep the labels themselves."""

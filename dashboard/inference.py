@@ -49,6 +49,7 @@ class ImageResult:
     unlike_training: bool | None = None
     layer_words: str | None = None  # the layer in plain words ("last conv block, 7×7")
     default: bool = False  # the method is the model's own default (no method was picked)
+    seconds: float = 0.0  # this image's share of the batch's time when it was computed
 
     @property
     def empty(self) -> bool:
@@ -78,6 +79,9 @@ class Results:
     by_size: dict[str, dict | None] = field(default_factory=dict)  # metrics.json's, per model
     class_names: list[str] = field(default_factory=list)  # the run's, in probability order
     flag_accuracy: dict[str, dict] = field(default_factory=dict)  # flags.json's, per model
+    # per good image: None when (part of) it was computed by this call, else the seconds every
+    # model took for it when it was computed before (all its results came from the store)
+    earlier: list[float | None] = field(default_factory=list)
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -108,6 +112,7 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
     start = time.perf_counter()
     per_model: dict[str, list[ImageResult]] = {}
     errors: dict[str, str] = {}
+    fresh = [False] * len(good)  # computed (for some model) by this call
     for m, ex in explainers.items():
         method = settings.method or ex.method
         layer = settings.layers.get(m)
@@ -121,30 +126,39 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                 for i, result in zip(missing, computed, strict=True):
                     found[keys[i]] = result
                     store.put(keys[i], result)
+                    fresh[i] = True
         except Exception as exc:  # one model failing to explain must not hide the other
             errors[m] = f"{type(exc).__name__}: {exc}"
             continue
         per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs),
                                 layer_words=layer_text(ex, found[k].layer),
                                 default=settings.method is None) for k in keys]
+    earlier = [None if fresh[i] or not per_model else sum(rs[i].seconds
+                                                           for rs in per_model.values())
+               for i in range(len(good))]
     return Results(per_model, errors, time.perf_counter() - start,
                    {m: predictor.low_confidence_below(m) for m in per_model},
                    state.shifted_accuracy(run),
                    [size_label(u.image.shape[1], u.image.shape[0]) for u in good],
-                   state.size_groups(run), list(run.class_names), state.flag_accuracy(run))
+                   state.size_groups(run), list(run.class_names), state.flag_accuracy(run),
+                   earlier)
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],
              method: str, target: int | None, layer: str | None) -> list[ImageResult]:
-    """Model `m`'s results for decoded images, in one batch (raw probabilities)."""
+    """Model `m`'s results for decoded images, in one batch (raw probabilities); each carries
+    its share of the batch's time."""
+    start = time.perf_counter()
     batch = core.prepare_batch(predictor, m, images)
     e = ex(batch, method=method, target=target, layer=layer)
     crop = bool(run.model_info(m).get("crop_head", True))
     unlike = predictor.unlike_training(m, batch)
-    return [ImageResult(batch[j], e.heatmaps[j], e.probs[j], int(e.targets[j]), e.method,
-                        e.layer, crop, _outside_head(image, e.heatmaps[j], crop),
-                        None if unlike is None else bool(unlike[j]))
-            for j, image in enumerate(images)]
+    results = [ImageResult(batch[j], e.heatmaps[j], e.probs[j], int(e.targets[j]), e.method,
+                           e.layer, crop, _outside_head(image, e.heatmaps[j], crop),
+                           None if unlike is None else bool(unlike[j]))
+               for j, image in enumerate(images)]
+    share = (time.perf_counter() - start) / max(len(results), 1)
+    return [replace(r, seconds=share) for r in results]
 
 
 def warm_image(side: int = 256) -> np.ndarray:

@@ -987,9 +987,13 @@ def test_uploads_survive_a_visit_to_another_page(artifacts: Path, smoke_run: Pat
     assert f"1. {first[0]}" in _texts(at.text)
     assert "kept from your earlier visit" in _texts(at.caption)
     assert not any("uploads are gone" in w.value for w in at.warning)
+    # its results come from the result store: it was analysed earlier, not "in 0.00 s"
+    assert "1 of 1 file(s) analysed earlier (it took " in _texts(at.caption)
+    assert "analysed in 0.00 s" not in _texts(at.caption)
     # a rerun that keeps the uploader empty keeps showing them
     at.slider(key="predict_alpha").set_value(0.7).run()
     assert len(_captions(at)) == 2
+    assert "analysed earlier" in _texts(at.caption)
     # new uploads replace the kept ones
     at.file_uploader(key="uploads").set_value([(*second, "image/jpeg")]).run()
     _ok(at)

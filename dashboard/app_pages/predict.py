@@ -138,7 +138,9 @@ if good:
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good])
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
-    c1.caption(f"{len(good)} of {len(items)} file(s) analysed in {results.seconds:.2f} s · "
+    # results from the store (a restored upload, a rerun) say when they were analysed, not
+    # "in 0.00 s"
+    c1.caption(f"{core.analysis_note(len(items), results.seconds, results.earlier)} · "
                f"{int(frame['models_agree'].sum())} agreement(s) · model files (SHA-256): "
                + ", ".join(f"{m} {runinfo.short_hash(h)}" for m, h in hashes.items()))
     c2.download_button("Predictions CSV", core.to_csv_bytes(frame, notes),
