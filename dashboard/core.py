@@ -192,6 +192,22 @@ def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
+def square_for_display(image: np.ndarray, side: int) -> np.ndarray:
+    """`image` centred on a black square (its whole content, aspect kept), resized to
+    `side`×`side`: every picture of an image card gets the same displayed size, so the
+    original and the overlays line up and so do their captions."""
+    h, w = image.shape[:2]
+    n = max(h, w)
+    if h != w:
+        top, left = (n - h) // 2, (n - w) // 2
+        image = cv2.copyMakeBorder(image, top, n - h - top, left, n - w - left,
+                                   cv2.BORDER_CONSTANT, value=0)
+    if n == side:
+        return image
+    return cv2.resize(image, (side, side),
+                      interpolation=cv2.INTER_AREA if n > side else cv2.INTER_CUBIC)
+
+
 def decode_uploads(files: Iterable[tuple[str, bytes]]) -> list[Upload]:
     """Decode several files; each keeps its place in the list whether it worked or not."""
     return [decode_upload(name, data) for name, data in files]

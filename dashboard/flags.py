@@ -1,6 +1,8 @@
 """The warnings beside an answer, in plain words, without Streamlit: weak answers, images unlike
 the training data, "no tumour" answers for images of another source, disagreement, and how often
-test answers with the same warning were right (`flags.json`). Pure functions, tested directly.
+test answers with the same warning were right (`flags.json`); and the heatmaps' flags (evidence
+outside the brain, empty maps) as a short label per overlay and one note per card. Pure
+functions, tested directly.
 """
 
 from __future__ import annotations
@@ -116,3 +118,43 @@ def _measured(measured: Mapping[str, Any], model: str, flag: str, key: str) -> f
     r = entry.get(flag) if isinstance(entry, Mapping) else None
     v = r.get(key) if isinstance(r, Mapping) else None
     return float(v) if isinstance(v, float | int) and not isinstance(v, bool) else None
+
+
+# --------------------------------------------------------------------------- heatmap flags
+# An overlay's column is narrow (a third of the card, a sixth of the page in the Error page's
+# grid): a flag there is a short label, and its explanation is said once per card, below the
+# images.
+
+
+def outside_label(share: float) -> str:
+    """The shortcut alarm's short label under one overlay."""
+    return f"Outside the brain {share:.0%}"
+
+
+def outside_help(share: float, alarm: float) -> str:
+    """The label's tooltip: what the number means for this one heatmap."""
+    return (f"Evidence mostly outside the brain: {share:.0%} of this heatmap's hottest 10% lies "
+            f"outside the head (alarm above {alarm:.0%}). See the note below the images.")
+
+
+def outside_note(shares: Mapping[str, float], alarm: float) -> str:
+    """The shortcut alarm explained once for a card, naming each flagged model's share."""
+    which = ", ".join(f"{display_name(m)} {s:.0%}" for m, s in shares.items())
+    return (f"Evidence mostly outside the brain ({which} of the heatmap's hottest 10% lies "
+            f"outside the head; alarm above {alarm:.0%}). The model may rely on something "
+            "other than the anatomy, such as text, borders or markers.")
+
+
+EMPTY_LABEL = "Empty heatmap"
+
+
+def empty_help(method: str, target: str) -> str:
+    """The empty-heatmap label's tooltip (`target` as people read it)."""
+    return f"{method} finds no positive evidence for '{target}' at this layer."
+
+
+def empty_note(models: Sequence[str]) -> str:
+    """Empty heatmaps explained once for a card."""
+    which = ", ".join(display_name(m) for m in models)
+    return (f"Empty heatmap ({which}): the method finds no positive evidence for the explained "
+            "class at this layer, so the map shows nothing (try another method or layer).")

@@ -62,10 +62,14 @@ def _images(fig, page: Page) -> None:  # noqa: ANN001
 
 
 def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
+    """The colour strip with the numbers the cards' legend shows (`figures.colour_legend`)."""
     ax = fig.add_axes((0.30, 0.525, 0.40, 0.015))
     ax.imshow(colour_scale, aspect="auto")
-    ax.set_xticks([0, colour_scale.shape[1] - 1], ["low evidence", "high evidence"], fontsize=7)
+    end = colour_scale.shape[1] - 1
+    ax.set_xticks([0, end / 2, end], ["0", "0.5", "1"], fontsize=7)
     ax.set_yticks([])
+    fig.text(0.29, 0.532, "Heatmap colour: relevance for the\nexplained class, 0 low to 1 high,\n"
+             "normalised per image", ha="right", va="center", fontsize=6.5, color="#334155")
 
 
 def _probabilities(fig, page: Page) -> None:  # noqa: ANN001

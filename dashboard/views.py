@@ -32,7 +32,9 @@ BOX_COLOUR = (0, 255, 0)  # tumour box outline on overlays (RGB)
 DEFAULT_METHOD = "default"
 CHOICE_LABELS = {DEFAULT_METHOD: "Each model's default", **METHOD_LABELS}
 
-DISPLAY_SIDE = 320  # overlays are drawn at least this large so small model inputs stay readable
+# every picture of a card (original, overlays) is drawn this size, square, so that they show
+# at one height and their captions line up; small model inputs are enlarged to stay readable
+DISPLAY_SIDE = 320
 
 
 def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str,
@@ -99,12 +101,9 @@ def colour_scale() -> np.ndarray:
 
 def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
             box: np.ndarray | None = None) -> np.ndarray:
-    """The heatmap over what the model saw, upscaled for display (bicubic); `box` (a mask in
-    the model's frame) is outlined in green."""
-    side = prepared.shape[0]
-    base = prepared
-    if side < DISPLAY_SIDE:
-        base = cv2.resize(prepared, (DISPLAY_SIDE, DISPLAY_SIDE), interpolation=cv2.INTER_CUBIC)
+    """The heatmap over what the model saw, DISPLAY_SIDE square (enlarged bicubic, or shrunk);
+    `box` (a mask in the model's frame) is outlined in green."""
+    base = core.square_for_display(prepared, DISPLAY_SIDE)
     out = render_overlay(base, heatmap, alpha=settings.alpha,
                          outline_top_percent=10.0 if settings.outline else None)
     if box is not None and np.any(box):
@@ -130,17 +129,28 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     return answers, shortcuts
 
 
+def _outside_alarm() -> float:
+    """The shortcut alarm's threshold. Imported on use: pipeline.explain.metrics imports Keras,
+    which the page's first drawing must not wait for."""
+    from pipeline.explain import OUTSIDE_HEAD_ALARM
+
+    return OUTSIDE_HEAD_ALARM
+
+
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
                class_names: Sequence[str], settings: Settings, prefix: str,
                box: np.ndarray | None = None, run_title: str = "",
                model_hashes: dict[str, str] | None = None) -> Page | None:
     """One file: its error message, or probabilities, agreement and both models' heatmaps.
 
-    `box`: the image's known tumour box (a mask in its own pixel grid), drawn on each overlay
-    with whether the heatmap's peak hit it. A heatmap whose energy is mostly outside the head
-    gets a plain-words warning (the shortcut alarm). Returns the image's report page (None for
-    a file that could not be explained), and offers it as a PDF (with `model_hashes`: display
-    name -> SHA-256 of the model file)."""
+    The original and the overlays are drawn DISPLAY_SIDE square, side by side in equal columns,
+    so they show at one height with their captions in line; under them, the report button and
+    the colour scale with its numbers. `box`: the image's known tumour box (a mask in its own
+    pixel grid), drawn on each overlay with whether the heatmap's peak hit it. A heatmap whose
+    energy is mostly outside the head (the shortcut alarm), or an empty one, gets a short label
+    under its overlay (the sentence in its tooltip) and one plain-words note for the card below
+    the images. Returns the image's report page (None for a file that could not be explained),
+    and offers it as a PDF (with `model_hashes`: display name -> SHA-256 of the model file)."""
     with st.container(border=True, key=f"{prefix}_card_{i}"):
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
@@ -170,16 +180,16 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         page_models: list[PageModel] = []
         models = [*results.per_model, *results.errors]
         st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names))
-        cols = st.columns([1.3, 1] + [1] * len(models))
+        cols = st.columns(1 + len(models))
         with cols[0]:
-            st.image(colour_scale(), width="stretch",
-                     caption="Heatmap colours: low (blue) to high (red) evidence")
-        with cols[1]:
-            st.image(upload.image, width="stretch", caption="Original")
+            st.image(core.square_for_display(upload.image, DISPLAY_SIDE), width="stretch",
+                     caption="Original")
         # named by the image's hash like its PDF, never by the upload's name (it can identify a
         # patient, and a saved overlay travels further than the page)
         stem = f"overlay-{upload.digest[:12]}"
-        for col, m in zip(cols[2:], models, strict=False):
+        outside: dict[str, float] = {}  # model -> share outside the head, flagged heatmaps
+        empty: list[str] = []  # models whose heatmap is empty
+        for col, m in zip(cols[1:], models, strict=False):
             with col:
                 if m in results.errors:
                     st.error(f"{F.model_label(m)} could not explain: "
@@ -202,30 +212,32 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 page_models.append(PageModel(
                     F.model_label(m), img, f"{method} for '{target}'{layer}",
                     {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
+                # flags as short captions, not badges: a badge cuts a label too long for its
+                # column ("Outside the brai…"), a caption wraps
                 if r.empty:
-                    st.info(f"This heatmap is empty: {method} finds no positive evidence for "
-                            f"'{target}' at this layer, so it shows nothing (try another method "
-                            "or layer).", icon=":material/info:")
+                    empty.append(m)
+                    st.caption(f":material/info: {flags.EMPTY_LABEL}",
+                               help=flags.empty_help(method, target))
                 if frame_box is not None and frame_box.any():
                     hit = peak_in_box(r, frame_box)
                     st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
-                if r.outside_head_flag:
-                    # imported here: pipeline.explain.metrics imports Keras, which the page's
-                    # first drawing must not wait for
-                    from pipeline.explain import OUTSIDE_HEAD_ALARM
-
-                    st.warning(f"Evidence mostly outside the brain: {r.outside_head:.0%} of "
-                               f"this heatmap's hottest 10% lies outside the head (alarm above "
-                               f"{OUTSIDE_HEAD_ALARM:.0%}). The model may rely on something "
-                               "other than the anatomy, such as text, borders or markers.",
-                               icon=":material/warning:")
+                if r.outside_head_flag and r.outside_head is not None:
+                    outside[m] = r.outside_head
+                    st.caption(f":orange[:material/warning: "
+                               f"{flags.outside_label(r.outside_head)}]",
+                               help=flags.outside_help(r.outside_head, _outside_alarm()))
                 st.download_button(  # the PNG is encoded only when clicked, not per rerun
                     "Overlay PNG", lambda img=img: to_png(img),
                     file_name=f"{stem}_{m}_{r.method}.png", mime="image/png",
                     key=f"{prefix}_png_{i}_{m}", on_click="ignore", icon=":material/download:")
         page = Page(upload.digest, upload.image, page_models, answers + shortcuts,
                     upload.true_label)
-        with cols[0]:
+        # under the first overlay, about one picture wide (as wide as both overlays, its numbers
+        # were outsized)
+        below = st.columns([1] * (1 + len(models)))
+        with below[1 if len(below) > 1 else 0]:
+            st.image(F.colour_legend(), width="stretch", caption=F.LEGEND_CAPTION)
+        with below[0]:
             # data as a callable: the PDF is drawn only when clicked, never on a rerun
             st.download_button(
                 "Report PDF", lambda: report_pdf([page], run_title, colour_scale(),
@@ -235,4 +247,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 help="One page: original, overlays, colour scale, probabilities, flags, run, "
                      "date and the disclaimer. The file name is left out (it can identify a "
                      "patient); the image is named by its SHA-256.")
+        # each flag's explanation once per card, full width (in the overlays' narrow columns
+        # it wrapped to a dozen lines under each flagged model)
+        if outside:
+            st.warning(flags.outside_note(outside, _outside_alarm()), icon=":material/warning:")
+        if empty:
+            st.info(flags.empty_note(empty), icon=":material/info:")
         return page

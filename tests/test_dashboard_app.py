@@ -235,6 +235,51 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     assert not RAW_LABEL.search(_shown(at)), RAW_LABEL.findall(_shown(at))
 
 
+def test_predict_card_pictures_line_up_with_short_flags_and_a_numbered_scale(
+        artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
+    """Screenshot review of the shipped runs: the original showed at another height than the
+    overlays (captions out of line), the shortcut warning filled about 11 lines of each narrow
+    overlay column, and the colour scale had no numbers."""
+    import streamlit as st
+
+    from dashboard import figures as F
+    from dashboard import inference, views
+
+    drawn: list[tuple[tuple[int, ...], str]] = []  # (shape, caption) of every st.image
+    real = st.image
+
+    def spy(image, caption=None, *args, **kwargs):
+        drawn.append((np.asarray(image).shape, caption or ""))
+        return real(image, caption, *args, **kwargs)
+
+    monkeypatch.setattr(st, "image", spy)
+    # every non-empty heatmap raises the shortcut alarm, whatever the smoke models learnt
+    monkeypatch.setattr(inference.ImageResult, "outside_head_flag",
+                        property(lambda self: self.outside_head is not None))
+    _, data = _test_image(smoke_run)
+    wide = Image.open(io.BytesIO(data)).convert("RGB").resize((200, 130))  # not square
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(
+        [("wide.png", _encode(wide, "PNG"), "image/png")]).run()
+    _ok(at)
+    shapes = {caption: shape for shape, caption in drawn[-4:]}
+    pictures = [s for c, s in shapes.items() if c == "Original" or " · " in c]
+    assert len(pictures) == 3, shapes  # the original and both overlays ...
+    assert set(pictures) == {(views.DISPLAY_SIDE, views.DISPLAY_SIDE, 3)}, shapes  # ... one size
+    # the colour scale: its numbers in the picture, their meaning in its caption
+    assert shapes[F.LEGEND_CAPTION] == F.colour_legend().shape
+    assert "Heatmap colours: low (blue) to high (red) evidence" not in _shown(at)
+    # under each flagged overlay a short label (its full sentence in the tooltip); the
+    # explanation once for the card, naming both models
+    labels = [c for c in at.caption if "Outside the brain" in c.value]
+    assert len(labels) == 2 and all(len(c.value) < 60 for c in labels), [c.value for c in labels]
+    assert all("alarm above" in c.proto.help for c in labels)
+    warnings = _texts(at.warning)
+    assert warnings.count("text, borders or markers") == 1, warnings
+    note = next(w.value for w in at.warning if "text, borders or markers" in w.value)
+    assert "Custom CNN" in note and "MobileNetV2" in note
+
+
 def test_controls_and_heatmaps_agree_after_the_uploads_are_removed(artifacts: Path,
                                                                    smoke_run: Path):
     """Issue: set controls, remove the file, upload another: the overlays were drawn with the

@@ -591,3 +591,36 @@ def test_restored_results_say_when_they_were_analysed_not_0_seconds():
     import re
 
     assert re.search(r"analysed in ([0-9.]+) s", mixed).group(1) == "0.90"
+
+
+@pytest.mark.parametrize("shape", [(300, 200, 3), (200, 300, 3), (512, 512, 3), (100, 100, 3),
+                                   (581, 524, 3)])
+def test_every_picture_of_a_card_gets_one_square_size(shape):
+    """The original (any aspect) showed taller or shorter than the square overlays, so the
+    captions under them did not line up."""
+    image = np.full(shape, 200, np.uint8)
+    out = core.square_for_display(image, 320)
+    assert out.shape == (320, 320, 3) and out.dtype == np.uint8
+    h, w = shape[:2]
+    # the whole image, aspect kept, centred on black
+    rows = np.flatnonzero(out[:, 160, 0] > 100)
+    cols = np.flatnonzero(out[160, :, 0] > 100)
+    assert abs(len(rows) - 320 * h / max(h, w)) <= 2 and abs(len(cols) - 320 * w / max(h, w)) <= 2
+    assert abs(rows[0] - (319 - rows[-1])) <= 1 and abs(cols[0] - (319 - cols[-1])) <= 1
+
+
+def test_heatmap_flags_are_short_under_an_overlay_and_explained_once_per_card():
+    """The shortcut warning filled about 11 lines of a narrow overlay column: the column gets a
+    short label, the card one note naming every flagged model."""
+    label = dflags.outside_label(0.654)
+    assert label == "Outside the brain 65%" and len(label) <= 24
+    assert "65%" in dflags.outside_help(0.654, 0.5) and "alarm above 50%" in dflags.outside_help(
+        0.654, 0.5)
+    note = dflags.outside_note({"custom_cnn": 0.65, "mobilenetv2": 0.73}, 0.5)
+    assert note.startswith("Evidence mostly outside the brain (Custom CNN 65%, MobileNetV2 73% ")
+    for meaning in ("hottest 10%", "outside the head", "alarm above 50%",
+                    "something other than the anatomy", "text, borders or markers"):
+        assert note.count(meaning) == 1, meaning
+    assert len(dflags.EMPTY_LABEL) <= 24
+    assert dflags.empty_note(["mobilenetv2"]).startswith("Empty heatmap (MobileNetV2): ")
+    assert "no positive evidence for 'no tumour'" in dflags.empty_help("Grad-CAM", "no tumour")

@@ -265,6 +265,37 @@ def test_figures_name_classes_as_every_page_does():
     assert [t.name for t in F.roc_figure({"custom_cnn": _curves()}).data[:4]] == shown
 
 
+def test_colour_legend_has_numbered_ticks():
+    """The colour scale beside the overlays had no numbers: a reader could not tell what a
+    colour means. The legend carries 0 / 0.5 / 1 under its strip, and its caption the words."""
+    from dashboard.figures.legend import tick_x
+    from pipeline.explain.render import heatmap_to_rgb
+
+    legend = F.colour_legend()
+    h, w, _ = legend.shape
+    assert w == 2 * F.LEGEND_WIDTH and legend.dtype == np.uint8  # twice its shown width
+    # the strip: the heatmaps' own colours, lowest at the 0 tick, highest at the 1 tick
+    np.testing.assert_array_equal(legend[2, tick_x(0.0)], heatmap_to_rgb(np.zeros((1, 1)))[0, 0])
+    np.testing.assert_array_equal(legend[2, tick_x(1.0)], heatmap_to_rgb(np.ones((1, 1)))[0, 0])
+    between = legend[:, tick_x(0.25)]  # a column with no tick: strip, then white
+    strip = int(np.flatnonzero((between < 250).any(axis=1) == 0)[0])  # its first white row
+    below = legend[strip:]  # ticks and their numbers, dark on white
+
+    def ink(x0: int, x1: int) -> int:
+        return int((below[:, max(x0, 0):x1].min(axis=2) < 128).sum())
+
+    half = round(0.06 * w)  # about the width of "0.5"
+    for value in (0.0, 0.5, 1.0):
+        x = tick_x(value)
+        assert ink(x - half, x + half + 1) >= 40, value  # a tick (16 px) and a number
+    for value in (0.25, 0.75):  # nothing written between the ticks
+        assert ink(tick_x(value) - half, tick_x(value) + half) == 0, value
+    # "0.5" is wider than "0": three characters against one
+    assert ink(tick_x(0.5) - half, tick_x(0.5) + half) > 1.5 * ink(0, tick_x(0.0) + half)
+    assert "0 (low" in F.LEGEND_CAPTION and "1 (high" in F.LEGEND_CAPTION
+    assert "normalised per image" in F.LEGEND_CAPTION
+
+
 FRACTIONS = [0.0, 0.5, 1.0]
 EXPL = {
     "custom_cnn": {"pointing_game": 0.6, "pointing_game_chance": 0.1, "energy_in_mask": 0.4,

@@ -30,3 +30,24 @@ def test_one_page_per_image_with_the_disclaimer():
     assert DISCLAIMER.encode() in data  # in the document's metadata, readable by any viewer
     single = report_pdf([_page(0)], "t", scale, now=lambda: when)
     assert len(re.findall(rb"/Type\s*/Page\b", single)) == 1
+
+
+def test_a_page_names_classes_and_the_colour_scale_as_the_cards_do():
+    """Class labels as people read them ("no tumour", not "no_tumor"), the colour bar's numbers
+    (0 / 0.5 / 1, like the cards' legend) and a readable date."""
+    import subprocess
+
+    import pytest
+
+    when = datetime(2026, 12, 2, 9, 53, 34, tzinfo=timezone.utc)
+    pdf = report_pdf([_page(1)], "Run (r1)", np.zeros((14, 256, 3), np.uint8),
+                     now=lambda: when)
+    try:
+        text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf,
+                              capture_output=True, check=True).stdout.decode()
+    except FileNotFoundError:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    assert "no tumour" in text and "no_tumor" not in text
+    assert re.search(r"\b0\s+0\.5\s+1\b", text), text  # the colour bar's ticks, in order
+    assert "normalised per image" in text
+    assert "2 Dec 2026, 09:53 UTC" in text

@@ -10,7 +10,8 @@ The builders live in one module per page section: `evaluation` (Overview: test m
 curves), `calibration` (Overview: reliability diagram, ECE against a calibrated model's floor),
 `robustness` (Overview: accuracy under image shifts), `ood` (Overview: how well the
 "unlike the training data" score tells images apart), `predictions` (one image's class
-probabilities) and `quality` (Explanation quality);
+probabilities), `legend` (the heatmaps' colour scale with numbers, a picture) and `quality`
+(Explanation quality);
 `common` holds the shared colours, names and checks. Import them from here (`from dashboard
 import figures as F`).
 """
@@ -44,6 +45,7 @@ from dashboard.figures.evaluation import (
     training_curves_figure,
     tumour_figure,
 )
+from dashboard.figures.legend import LEGEND_CAPTION, LEGEND_WIDTH, colour_legend
 from dashboard.figures.ood import ood_caption, ood_table
 from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
@@ -61,9 +63,10 @@ from dashboard.figures.quality import (
 from dashboard.figures.robustness import robustness_figure
 
 __all__ = [
-    "CLASS_PALETTE", "HEADLINE_METRICS", "MODEL_COLORS", "FigureDataError", "ci_figure",
-    "class_color", "class_name", "confusion_figure", "contrast", "confusion_values",
-    "ece_floor_sentences",
+    "CLASS_PALETTE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH", "MODEL_COLORS",
+    "FigureDataError", "ci_figure",
+    "class_color", "class_name", "colour_legend", "confusion_figure", "contrast",
+    "confusion_values", "ece_floor_sentences",
     "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "mcnemar_sentence",
     "metrics_table", "model_color",
