@@ -140,7 +140,7 @@ def _outside_alarm() -> float:
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
                class_names: Sequence[str], settings: Settings, prefix: str,
                box: np.ndarray | None = None, run_title: str = "",
-               model_hashes: dict[str, str] | None = None) -> Page | None:
+               model_hashes: dict[str, str] | None = None, compact: bool = False) -> Page | None:
     """One file: its error message, or probabilities, agreement and both models' heatmaps.
 
     The original and the overlays are drawn DISPLAY_SIDE square, side by side in equal columns,
@@ -149,8 +149,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
     pixel grid), drawn on each overlay with whether the heatmap's peak hit it. A heatmap whose
     energy is mostly outside the head (the shortcut alarm), or an empty one, gets a short label
     under its overlay (the sentence in its tooltip) and one plain-words note for the card below
-    the images. Returns the image's report page (None for a file that could not be explained),
-    and offers it as a PDF (with `model_hashes`: display name -> SHA-256 of the model file)."""
+    the images. `compact`: a card half the page wide (the Error page's grid): probabilities one
+    row per class, the colour scale on a row of its own. Returns the image's report page (None
+    for a file that could not be explained), and offers it as a PDF (with `model_hashes`:
+    display name -> SHA-256 of the model file)."""
     with st.container(border=True, key=f"{prefix}_card_{i}"):
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
@@ -179,7 +181,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
             st.warning(flag, icon=":material/report:")
         page_models: list[PageModel] = []
         models = [*results.per_model, *results.errors]
-        st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names))
+        st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names,
+                                        by_class=compact))
         cols = st.columns(1 + len(models))
         with cols[0]:
             st.image(core.square_for_display(upload.image, DISPLAY_SIDE), width="stretch",
@@ -212,8 +215,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 page_models.append(PageModel(
                     F.model_label(m), img, f"{method} for '{target}'{layer}",
                     {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
-                # flags as short captions, not badges: a badge cuts a label too long for its
-                # column ("Outside the brai…"), a caption wraps
+                # flags as short captions, not badges: a badge cut "Outside the brain 65%" to
+                # "Outside the brai…" in the grid's narrow columns, where a caption wraps
                 if r.empty:
                     empty.append(m)
                     st.caption(f":material/info: {flags.EMPTY_LABEL}",
@@ -233,8 +236,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         page = Page(upload.digest, upload.image, page_models, answers + shortcuts,
                     upload.true_label)
         # under the first overlay, about one picture wide (as wide as both overlays, its numbers
-        # were outsized)
-        below = st.columns([1] * (1 + len(models)))
+        # were outsized); in a compact card, whose pictures are narrow, under both overlays
+        below = st.columns([1, max(len(models), 1)] if compact else [1] * (1 + len(models)))
         with below[1 if len(below) > 1 else 0]:
             st.image(F.colour_legend(), width="stretch", caption=F.LEGEND_CAPTION)
         with below[0]:

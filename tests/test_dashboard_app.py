@@ -119,6 +119,25 @@ def _shown(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def _cards_in_rows(at: AppTest, prefix: str) -> list[int]:
+    """For each row of columns holding image cards (`<prefix>_card_<i>` containers), how many
+    cards it holds side by side."""
+    rows: list[int] = []
+
+    def walk(node) -> None:
+        kids = list(getattr(node, "children", {}).values())
+        cards = sum(f"-{prefix}_card_" in str(getattr(getattr(block, "proto", None), "id", ""))
+                    for col in kids if getattr(col, "type", "") == "column"
+                    for block in col.children.values())
+        if cards:
+            rows.append(cards)
+        for kid in kids:
+            walk(kid)
+
+    walk(at.main)
+    return rows
+
+
 # a class label where a class is named to people ("no_tumor/x.png", a dataset path, is not)
 RAW_LABEL = re.compile(r"(?<![/\w])no_tumor(?![/\w])")
 
@@ -430,14 +449,18 @@ def test_sample_picker_draws_test_images(artifacts: Path):
 def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
     at = _app("errors")
     _ok(at)
-    for key in ("err_by", "err_true", "err_pred"):
+    for key in ("err_by", "err_true", "err_pred", "err_page_size"):
         assert at.get_by_key(key) is not None
     table = _frame(at, "custom_cnn_pred")
     errors = len(table) if table is not None else 0
     if errors:  # a smoke model is rarely perfect; if it were, there would be nothing to show
         captions = _captions(at)
-        assert sum("Custom CNN ·" in c for c in captions) == min(errors, 6)
-        assert sum("MobileNetV2 ·" in c for c in captions) == min(errors, 6)
+        # four cards to a page at first, two to a row (six one under another: ~6,000 px)
+        assert at.selectbox(key="err_page_size").value == 4
+        assert sum("Custom CNN ·" in c for c in captions) == min(errors, 4)
+        assert sum("MobileNetV2 ·" in c for c in captions) == min(errors, 4)
+        shown = min(errors, 4)
+        assert _cards_in_rows(at, "err") == [2] * (shown // 2) + [1] * (shown % 2)
         # classes named as on every page
         assert set(table["true"]) <= {"glioma", "meningioma", "no tumour", "pituitary"}
     else:
@@ -449,6 +472,31 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
     if table is not None:
         assert set(table["true"]) == {"no tumour"}
     assert not RAW_LABEL.search(_shown(at)), RAW_LABEL.findall(_shown(at))
+
+
+def test_error_analysis_pages_through_the_cards_in_a_grid(artifacts: Path, smoke_run: Path):
+    """Fewer, smaller cards per page, every widget keyed: the page size and the page number
+    are widget state, and a page number past the last page becomes the last page."""
+    at = _app("errors")
+    _ok(at)
+    table = _frame(at, "custom_cnn_pred")
+    errors = len(table) if table is not None else 0
+    if errors < 3:
+        pytest.skip(f"the smoke models made {errors} errors: too few to page through")
+    at.selectbox(key="err_page_size").set_value(2).run()
+    _ok(at)
+    pages = -(-errors // 2)
+    assert at.number_input(key="err_page").label == f"Page (of {pages})"
+    at.number_input(key="err_page").set_value(pages).run()
+    _ok(at)
+    assert len(_captions(at)) == 2 * (errors - 2 * (pages - 1))  # the last page's cards
+    # more cards per page: fewer pages, and the page shown is the new last one
+    at.selectbox(key="err_page_size").set_value(8).run()
+    _ok(at)
+    last = -(-errors // 8)
+    assert at.number_input(key="err_page").value == last
+    assert len(_captions(at)) == 2 * (errors - 8 * (last - 1))
+    assert sum(_cards_in_rows(at, "err")) == errors - 8 * (last - 1)
 
 
 def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_run: Path):

@@ -251,6 +251,13 @@ def test_probability_table():
     assert lines[3] == "| MobileNetV2 | **70%** | 10% | 10% | 10% |" and len(lines) == 4
     with pytest.raises(F.FigureDataError, match="3 probabilities for 4 classes"):
         F.probability_table({"m": [0.2, 0.3, 0.5]}, CLASSES)
+    # a card half the page wide (the Error page's grid): one row per class instead
+    narrow = F.probability_table({"custom_cnn": [0.1, 0.2, 0.3, 0.4],
+                                  "mobilenetv2": np.array([0.7, 0.1, 0.1, 0.1])}, CLASSES,
+                                 by_class=True).splitlines()
+    assert narrow[0] == "| probability | Custom CNN | MobileNetV2 |"
+    assert narrow[2:] == ["| glioma | 10% | **70%** |", "| meningioma | 20% | 10% |",
+                          "| no tumour | 30% | 10% |", "| pituitary | **40%** | 10% |"]
 
 
 def test_figures_name_classes_as_every_page_does():

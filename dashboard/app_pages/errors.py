@@ -5,7 +5,11 @@ import streamlit as st
 from dashboard import core, inference, loader, runinfo, state, views
 from dashboard import figures as F
 
-PAGE_SIZE = 6
+# Cards per page: the choices and the first one shown. Two cards to a row (a grid), four to a
+# page: six cards one under another made a page about 6,000 pixels tall.
+PAGE_SIZES = (2, 4, 6, 8)
+PAGE_SIZE = 4
+GRID = 2  # cards side by side
 
 st.title("Error analysis")
 run = state.require_run()
@@ -59,9 +63,16 @@ if not (data_dir and data_dir.is_dir()):
 predictor, explainers = loader.models(run)
 if predictor is None:
     st.stop()
-n_pages = max(1, -(-len(rows) // PAGE_SIZE))
-page = st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="err_page")
-shown = rows.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+p1, p2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+per_page = p1.selectbox("Cards per page", PAGE_SIZES, index=PAGE_SIZES.index(PAGE_SIZE),
+                        key="err_page_size")
+n_pages = max(1, -(-len(rows) // per_page))
+# fewer pages than the page shown (a filter, more cards per page): the last one; set before the
+# widget is drawn, so the box shows the page the cards are from
+if st.session_state.get("err_page", 1) > n_pages:
+    st.session_state["err_page"] = n_pages
+page = p2.number_input(f"Page (of {n_pages})", 1, n_pages, key="err_page")
+shown = rows.iloc[(page - 1) * per_page: page * per_page]
 uploads = state.data_images(str(data_dir), tuple(shown["path"]))
 for up, (_, row) in zip(uploads, shown.iterrows(), strict=True):
     up.name = row["path"]
@@ -75,6 +86,9 @@ if good:
         results = inference.explain(run, predictor, explainers, uploads, settings)
 j = 0
 for i, up in enumerate(uploads):
-    views.image_card(i, up, j if up.ok else None, results, class_names, settings, prefix="err",
-                     box=boxes[i])
+    if i % GRID == 0:  # a new row of the grid: cards of one row start at one height
+        grid = st.columns(GRID)
+    with grid[i % GRID]:
+        views.image_card(i, up, j if up.ok else None, results, class_names, settings,
+                         prefix="err", box=boxes[i], compact=True)
     j += int(up.ok)

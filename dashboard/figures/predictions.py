@@ -14,17 +14,26 @@ import numpy as np
 from dashboard.figures.common import FigureDataError, class_name, model_label
 
 
-def probability_table(probs: Mapping[str, Sequence[float]], class_names: Sequence[str]) -> str:
+def probability_table(probs: Mapping[str, Sequence[float]], class_names: Sequence[str],
+                      by_class: bool = False) -> str:
     """Markdown: one row per model, one column per class, each model's top class in bold
-    (wide and two rows high: it spans the card above the images)."""
-    rows = []
+    (wide and two rows high: it spans the card above the images). `by_class`: one row per
+    class, one column per model instead, narrow enough for a card half the page wide."""
+    cells: dict[str, list[str]] = {}
     for name, p in probs.items():
         values = np.asarray(p, dtype=float).ravel()
         if values.shape != (len(class_names),):
             raise FigureDataError(f"{name} gives {values.shape[0]} probabilities for "
                                   f"{len(class_names)} classes {list(class_names)}")
         top = int(np.argmax(values))
-        cells = [f"**{v:.0%}**" if k == top else f"{v:.0%}" for k, v in enumerate(values)]
-        rows.append(f"| {model_label(name)} | " + " | ".join(cells) + " |")
-    header = "| probability | " + " | ".join(class_name(c) for c in class_names) + " |"
+        cells[model_label(name)] = [f"**{v:.0%}**" if k == top else f"{v:.0%}"
+                                    for k, v in enumerate(values)]
+    shown = [class_name(c) for c in class_names]
+    if by_class:
+        rows = [f"| {c} | " + " | ".join(col[k] for col in cells.values()) + " |"
+                for k, c in enumerate(shown)]
+        header = "| probability | " + " | ".join(cells) + " |"
+        return "\n".join([header, "|---|" + "---:|" * len(cells), *rows])
+    rows = [f"| {m} | " + " | ".join(col) + " |" for m, col in cells.items()]
+    header = "| probability | " + " | ".join(shown) + " |"
     return "\n".join([header, "|---|" + "---:|" * len(class_names), *rows])
