@@ -73,20 +73,25 @@ class EpochLog(keras.callbacks.Callback):
                  f"({row['seconds']:.1f}s)")
 
 
-def _optimizer(name: str, lr: float, clip_norm: float = 0.0) -> keras.optimizers.Optimizer:
+def _optimizer(name: str, lr: float, clip_norm: float = 0.0, ema: float = 0.0
+               ) -> keras.optimizers.Optimizer:
     # Global-norm clipping (Keras' own option) caps the rare huge step; 0 leaves it off.
-    clip = {"global_clipnorm": clip_norm} if clip_norm > 0 else {}
+    # ema > 0: the optimizer keeps a moving average of the weights (schedules.callbacks swaps
+    # it in for validation, early stopping and the checkpoints).
+    extra: dict[str, Any] = {"global_clipnorm": clip_norm} if clip_norm > 0 else {}
+    if ema > 0:
+        extra |= {"use_ema": True, "ema_momentum": ema}
     if name == "adam":
-        return keras.optimizers.Adam(lr, **clip)
+        return keras.optimizers.Adam(lr, **extra)
     if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **clip)
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **extra)
     raise ValueError(f"unknown optimizer {name!r}; use adam or sgd")
 
 
 def _compile(model: keras.Model, mc: ModelConfig, lr: float, num_classes: int) -> None:
     # Label smoothing needs one-hot targets; we feed one-hot everywhere for one code path.
     model.compile(
-        optimizer=_optimizer(mc.optimizer, lr, mc.clip_norm),
+        optimizer=_optimizer(mc.optimizer, lr, mc.clip_norm, mc.ema),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=mc.label_smoothing),
         metrics=["accuracy"],
     )
@@ -266,7 +271,7 @@ def _fit_transfer_cached(job: FitJob) -> None:
                  validation_data=(pooled_va, y_va), epochs=mc.epochs,
                  initial_epoch=state.start_epoch("head"),
                  callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule,
-                                                 mc.learning_rate, mc.epochs),
+                                                 mc.learning_rate, mc.epochs, ema=mc.ema > 0),
                             _epoch_log(job, "head", mc.epochs),
                             batches.keeper()],
                  verbose=0)
@@ -290,7 +295,7 @@ def _fit_transfer_cached(job: FitJob) -> None:
                     epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
                     callbacks=[*schedules.callbacks(max(2, mc.patience), mc.lr_schedule,
                                                     mc.finetune_learning_rate,
-                                                    mc.finetune_epochs),
+                                                    mc.finetune_epochs, ema=mc.ema > 0),
                                _epoch_log(job, "finetune", mc.finetune_epochs),
                                batches.keeper()],
                     verbose=0)
@@ -321,7 +326,8 @@ def _fit_plain(job: FitJob) -> None:
         _compile(model, mc, lr, job.num_classes)
         model.fit(ds_tr, validation_data=ds_va, epochs=epochs,
                   initial_epoch=state.start_epoch(phase), class_weight=cw,
-                  callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule, lr, epochs),
+                  callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule, lr, epochs,
+                                                  ema=mc.ema > 0),
                              _epoch_log(job, phase, epochs)],
                   verbose=0)
         state.phase_done.append(phase)

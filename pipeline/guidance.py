@@ -256,7 +256,7 @@ def fit_guided(job: Any) -> None:
                 class_weight=class_weights(job.train.y, job.num_classes)
                 if cfg.class_weights else None,
                 callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule,
-                                                mc.learning_rate, mc.epochs),
+                                                mc.learning_rate, mc.epochs, ema=mc.ema > 0),
                            _epoch_log(job, "train", mc.epochs)],
                 verbose=0)
     state.phase_done.append("train")

@@ -24,11 +24,13 @@ def cosine_lr(base: float, epochs: int, warmup: int = 2, floor: float = 0.01
     return rate
 
 
-def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs: int = 1
-              ) -> list[keras.callbacks.Callback]:
+def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs: int = 1,
+              ema: bool = False) -> list[keras.callbacks.Callback]:
     """Early stopping on val_loss (best weights restored), the step's steering and a NaN stop.
     `schedule` "plateau" halves the step when val_loss stalls; "cosine" follows `cosine_lr`
-    from `lr` over `epochs`."""
+    from `lr` over `epochs`. `ema` (an optimizer with `use_ema`): the weights' moving average
+    is swapped in for validation and at each epoch's end, so early stopping, the checkpoints
+    and the model kept are the average."""
     if schedule == "plateau":
         steer: keras.callbacks.Callback = keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6)
@@ -36,7 +38,10 @@ def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs
         steer = keras.callbacks.LearningRateScheduler(cosine_lr(lr, epochs))
     else:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    # First in the list: the callbacks after it see the averaged weights at an epoch's end.
+    swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
     return [
+        *swap,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True),
         steer,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -251,3 +252,43 @@ def test_a_run_with_size_balancing_says_so_and_records_it(tmp_path):
                         say=said.append)
     assert any("pixel sizes balanced against" in s for s in said), said
     assert open_run(run_dir).manifest["config"]["models"]["custom_cnn"]["balance_sizes"] == 3
+
+
+def _fit_tiny(ema: float) -> tuple[list[np.ndarray], list[np.ndarray], Any, dict]:
+    """A one-layer model fitted 4 epochs at a large step; returns initial and final weights."""
+    import keras
+
+    from pipeline import schedules
+    from pipeline.fit import _optimizer
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=_optimizer("sgd", 0.5, ema=ema), loss="categorical_crossentropy")
+    start = [w.copy() for w in model.get_weights()]
+    hist = model.fit(x, y, validation_data=(x, y), epochs=4, batch_size=8, verbose=0,
+                     callbacks=schedules.callbacks(10, ema=ema > 0))
+    return start, model.get_weights(), model, {"x": x, "y": y, "val": hist.history["val_loss"]}
+
+
+def test_ema_keeps_the_averaged_weights_and_validates_them():
+    start, plain, _, _ = _fit_tiny(0.0)
+    start_e, averaged, model, d = _fit_tiny(0.999)  # an average over ~1000 steps: 32 taken
+
+    def moved(w):
+        return sum(float(np.abs(a - b).sum()) for a, b in zip(w, start, strict=True))
+
+    assert all(np.array_equal(a, b) for a, b in zip(start, start_e, strict=True))
+    assert moved(plain) > 0.5
+    # the kept model is the slow average (Keras starts it at the weights after the first step)
+    assert moved(averaged) < 0.25 * moved(plain)
+    # validation saw the weights that were kept: the best epoch's val_loss is the kept model's
+    best = model.evaluate(d["x"], d["y"], verbose=0)
+    assert best == pytest.approx(min(d["val"]), rel=1e-4)
+
+
+def test_ema_outside_its_range_is_refused():
+    with pytest.raises(ValueError, match="ema must be in"):
+        ModelConfig(ema=1.0)
