@@ -300,15 +300,6 @@ def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None])
     return note
 
 
-def with_class_labels(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
-    """A copy of `frame` for display: the class labels in `columns` as people read them
-    (`names.class_label`: "no tumour"); files keep the labels themselves."""
-    out = frame.copy()
-    for col in columns:
-        out[col] = out[col].map(lambda v: class_label(v) if isinstance(v, str) else v)
-    return out
-
-
 def to_csv_bytes(frame: pd.DataFrame, notes: Sequence[str] = ()) -> bytes:
     """The frame as CSV for download; text cells neutralised against spreadsheet formulas.
     Each of `notes` comes first as a `# ` line (read back with `pd.read_csv(comment="#")`)."""
@@ -382,6 +373,18 @@ def merge_predictions(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         else:
             merged = merged.merge(part.drop(columns="true"), on="path", how="inner")
     return merged if merged is not None else pd.DataFrame(columns=["path", "true"])
+
+
+def error_table(rows: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """`merge_predictions` rows as the Error analysis table shows them: headers in words
+    ("Custom CNN answer", "... confidence"), classes as people read them, confidence in %."""
+    out = pd.DataFrame({"Test image": rows["path"],
+                        "True class": rows["true"].map(class_label)})
+    for m in models:
+        out[f"{display_name(m)} answer"] = rows[f"{m}_pred"].map(class_label)
+        out[f"{display_name(m)} confidence"] = [
+            f"{c:.0%}" if pd.notna(c) else "–" for c in rows[f"{m}_conf"]]
+    return out.reset_index(drop=True)
 
 
 def filter_errors(merged: pd.DataFrame, models: Sequence[str], wrong_by: str,

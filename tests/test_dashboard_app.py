@@ -451,7 +451,7 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
     _ok(at)
     for key in ("err_by", "err_true", "err_pred", "err_page_size"):
         assert at.get_by_key(key) is not None
-    table = _frame(at, "custom_cnn_pred")
+    table = _frame(at, "Custom CNN answer")
     errors = len(table) if table is not None else 0
     if errors:  # a smoke model is rarely perfect; if it were, there would be nothing to show
         captions = _captions(at)
@@ -462,15 +462,15 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
         shown = min(errors, 4)
         assert _cards_in_rows(at, "err") == [2] * (shown // 2) + [1] * (shown % 2)
         # classes named as on every page
-        assert set(table["true"]) <= {"glioma", "meningioma", "no tumour", "pituitary"}
+        assert set(table["True class"]) <= {"glioma", "meningioma", "no tumour", "pituitary"}
     else:
         assert "No test image matches" in _texts(at.success)
     assert "no tumour" in at.multiselect(key="err_true").options
     at.multiselect(key="err_true").set_value(["no_tumor"]).run()
     _ok(at)
-    table = _frame(at, "custom_cnn_pred")
+    table = _frame(at, "Custom CNN answer")
     if table is not None:
-        assert set(table["true"]) == {"no tumour"}
+        assert set(table["True class"]) == {"no tumour"}
     assert not RAW_LABEL.search(_shown(at)), RAW_LABEL.findall(_shown(at))
 
 
@@ -479,7 +479,7 @@ def test_error_analysis_pages_through_the_cards_in_a_grid(artifacts: Path, smoke
     are widget state, and a page number past the last page becomes the last page."""
     at = _app("errors")
     _ok(at)
-    table = _frame(at, "custom_cnn_pred")
+    table = _frame(at, "Custom CNN answer")
     errors = len(table) if table is not None else 0
     if errors < 3:
         pytest.skip(f"the smoke models made {errors} errors: too few to page through")
@@ -803,7 +803,7 @@ def test_pages_name_the_unreachable_dataset_folder(smoke_run, tmp_path, monkeypa
             " which is not reachable from this machine")
     at = _app("errors")
     _ok(at)
-    if _frame(at, "custom_cnn_pred") is not None:  # else no test image is wrong: nothing to show
+    if _frame(at, "Custom CNN answer") is not None:  # else no test image is wrong: nothing to show
         assert said in _texts(at.info) and "None" not in _texts(at.info)
     at = _app("predict")
     _ok(at)

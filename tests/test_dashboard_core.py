@@ -107,9 +107,9 @@ def test_class_labels_have_one_display_form():
     summary = core.summary_frame(["t"], ["a.png"], says_none, CLASSES, [[]])
     assert summary["Custom CNN"].tolist() == ["no tumour (70%)"]
     table = pd.DataFrame({"path": ["no_tumor/a.jpg"], "true": ["no_tumor"],
-                          "custom_cnn_pred": ["glioma"], "custom_cnn_conf": [0.6]})
-    shown = core.with_class_labels(table, ["true", "custom_cnn_pred"])
-    assert shown.iloc[0].tolist() == ["no_tumor/a.jpg", "no tumour", "glioma", 0.6]
+                          "custom_cnn_pred": ["no_tumor"], "custom_cnn_conf": [0.6]})
+    shown = core.error_table(table, ["custom_cnn"])
+    assert shown.iloc[0].tolist() == ["no_tumor/a.jpg", "no tumour", "no tumour", "60%"]
     assert table["true"].tolist() == ["no_tumor"]  # the data itself is left alone
     # the predictions CSV keeps the labels: it is read by code, not only by people
     csv = core.to_csv_bytes(core.predictions_frame(["upload 1"], says_none, CLASSES)).decode()
@@ -222,6 +222,11 @@ def test_merge_and_filter_errors():
     assert paths(wrong_by="any", predicted_classes=["no_tumor"]) == ["g1"]
     with pytest.raises(ValueError, match="wrong_by"):
         core.filter_errors(merged, models, "sometimes")
+    shown = core.error_table(core.filter_errors(merged, models, "all"), models)
+    assert list(shown.columns) == ["Test image", "True class", "Custom CNN answer",
+                                   "Custom CNN confidence", "MobileNetV2 answer",
+                                   "MobileNetV2 confidence"]
+    assert shown.iloc[0].tolist() == ["n1", "no tumour", "glioma", "50%", "glioma", "60%"]
 
 
 def test_data_file_stays_inside_the_dataset(tmp_path):

@@ -47,11 +47,8 @@ if rows.empty:
     st.success("No test image matches these filters.", icon=":material/check_circle:")
     st.stop()
 
-table_cols = ["path", "true"] + [c for m in models for c in (f"{m}_pred", f"{m}_conf")]
 with st.expander(f"Table of the {len(rows)} matching images"):
-    st.dataframe(core.with_class_labels(rows[table_cols],
-                                        ["true"] + [f"{m}_pred" for m in models]),
-                 hide_index=True, key="err_table")
+    st.dataframe(core.error_table(rows, models), hide_index=True, key="err_table")
 
 data_dir = run.data_dir
 if not (data_dir and data_dir.is_dir()):
