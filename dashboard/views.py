@@ -6,6 +6,7 @@ its `Results` with the `Settings` that `controls` returns.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,6 +130,11 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     return answers, shortcuts
 
 
+def warnings_label(n: int) -> str:
+    """The label of a compact card's folded warnings."""
+    return f"{n} warning{'s' if n != 1 else ''} about this answer"
+
+
 def _outside_alarm() -> float:
     """The shortcut alarm's threshold. Imported on use: pipeline.explain.metrics imports Keras,
     which the page's first drawing must not wait for."""
@@ -177,8 +183,13 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                  color="green" if agree else "orange")
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
         answers, shortcuts = image_flags(results, j)
-        for flag in answers:
-            st.warning(flag, icon=":material/report:")
+        # A half-width card folds its warnings: their sentences, wrapped in half the width,
+        # made one card of a row far taller than its neighbour.
+        folder = (st.expander(warnings_label(len(answers)), icon=":material/report:")
+                  if compact and answers else contextlib.nullcontext())
+        with folder:
+            for flag in answers:
+                st.warning(flag, icon=":material/report:")
         page_models: list[PageModel] = []
         models = [*results.per_model, *results.errors]
         st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names,

@@ -22,6 +22,7 @@ from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from dashboard import views
 from pipeline.explain import METHOD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -463,6 +464,13 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
         assert _cards_in_rows(at, "err") == [2] * (shown // 2) + [1] * (shown % 2)
         # classes named as on every page
         assert set(table["True class"]) <= {"glioma", "meningioma", "no tumour", "pituitary"}
+        # a half-width card folds its warnings (wrapped in half the width, they made one card
+        # of a row far taller than its neighbour): every answer warning sits in such a fold
+        folds = [e for e in at.expander if e.label.endswith("about this answer")]
+        for fold in folds:
+            assert fold.label == views.warnings_label(len(fold.warning)) and len(fold.warning)
+        answer_warnings = [w for w in at.warning if w.icon == ":material/report:"]
+        assert len(answer_warnings) == sum(len(f.warning) for f in folds)
     else:
         assert "No test image matches" in _texts(at.success)
     assert "no tumour" in at.multiselect(key="err_true").options
