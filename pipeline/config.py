@@ -30,6 +30,9 @@ class ModelConfig:
     # momentum per step); validation, early stopping and the saved model see the average
     # (flatter minima generalised better off the training source in SWAD, Cha et al. 2021;
     # here it did not: see _default_models); 0 = off
+    ema_batchnorm: int = 0  # with ema: before each validation, BatchNorm's statistics are
+    # recomputed over this many random training batches for the averaged weights
+    # (schedules.recompute_batchnorm; the training-time ones belong to the raw weights); 0 = off
     # custom CNN only
     width: int = 32  # filters of the first conv block; doubles per block
     depth: int = 4  # number of conv blocks
@@ -75,6 +78,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if self.ema_batchnorm < 0:
+            raise ValueError(f"ema_batchnorm must be 0 or more, got {self.ema_batchnorm}")
         if self.lr_schedule not in LR_SCHEDULES:  # fail at load, not after the data pass
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, "
                              f"got {self.lr_schedule!r}")

@@ -197,6 +197,16 @@ def _epoch_log(job: FitJob, phase: str, epochs: int) -> EpochLog:
                     job.progress, job.say, job.built.name)
 
 
+def bn_refresh(job: FitJob) -> Callable[[], int] | None:
+    """With `ema` and `ema_batchnorm`: the recomputation of the model's BatchNorm statistics
+    for the averaged weights, run before each validation (schedules.callbacks); else None."""
+    mc, cfg = job.mc, job.cfg
+    if mc.ema <= 0 or mc.ema_batchnorm <= 0:
+        return None
+    return lambda: schedules.recompute_batchnorm(job.built.model, job.train.x, mc.ema_batchnorm,
+                                                 cfg.batch_size, cfg.seed)
+
+
 def _sample_weights(job: FitJob) -> np.ndarray | None:
     if not job.cfg.class_weights:
         return None
@@ -327,7 +337,7 @@ def _fit_plain(job: FitJob) -> None:
         model.fit(ds_tr, validation_data=ds_va, epochs=epochs,
                   initial_epoch=state.start_epoch(phase), class_weight=cw,
                   callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule, lr, epochs,
-                                                  ema=mc.ema > 0),
+                                                  ema=mc.ema > 0, refresh=bn_refresh(job)),
                              _epoch_log(job, phase, epochs)],
                   verbose=0)
         state.phase_done.append(phase)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 
 import keras
+import numpy as np
 
 from pipeline.config import LR_SCHEDULES
 
@@ -24,13 +25,53 @@ def cosine_lr(base: float, epochs: int, warmup: int = 2, floor: float = 0.01
     return rate
 
 
+def recompute_batchnorm(model: keras.Model, images: np.ndarray, batches: int, batch_size: int,
+                        seed: int = 0) -> int:
+    """BatchNorm's moving statistics recomputed for the weights now in `model`: reset, then the
+    plain average over `batches` random training batches, run in training mode (SWA's bn_update,
+    Izmailov et al. 2018). Averaged weights need it: the statistics gathered during training
+    belong to the raw weights of the last few steps. Returns how many layers were refreshed
+    (frozen BatchNorm layers keep theirs)."""
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    if not layers or batches <= 0 or len(images) == 0:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, "float32"))
+        layer.moving_variance.assign(np.ones(layer.moving_variance.shape, "float32"))
+    order = np.random.default_rng(seed).permutation(len(images))[:batches * batch_size]
+    try:
+        for k, start in enumerate(range(0, len(order), batch_size)):
+            for layer in layers:  # batch k weighs 1 / (k + 1): a running mean of the batches
+                layer.momentum = k / (k + 1)
+            model(images[np.sort(order[start:start + batch_size])], training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(layers)
+
+
+class BeforeValidation(keras.callbacks.Callback):
+    """Calls `fn` at the start of every validation pass (after the averaged weights are in)."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.fn()
+
+
 def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs: int = 1,
-              ema: bool = False) -> list[keras.callbacks.Callback]:
+              ema: bool = False, refresh: Callable[[], object] | None = None
+              ) -> list[keras.callbacks.Callback]:
     """Early stopping on val_loss (best weights restored), the step's steering and a NaN stop.
     `schedule` "plateau" halves the step when val_loss stalls; "cosine" follows `cosine_lr`
     from `lr` over `epochs`. `ema` (an optimizer with `use_ema`): the weights' moving average
     is swapped in for validation and at each epoch's end, so early stopping, the checkpoints
-    and the model kept are the average."""
+    and the model kept are the average; `refresh` (with `ema`) runs after the average is swapped
+    in and before each validation (`recompute_batchnorm`), so the statistics kept match it."""
     if schedule == "plateau":
         steer: keras.callbacks.Callback = keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6)
@@ -40,6 +81,8 @@ def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     # First in the list: the callbacks after it see the averaged weights at an epoch's end.
     swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
+    if ema and refresh is not None:  # after the swap: it must see the averaged weights
+        swap.append(BeforeValidation(refresh))
     return [
         *swap,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,

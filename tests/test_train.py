@@ -289,6 +289,61 @@ def test_ema_keeps_the_averaged_weights_and_validates_them():
     assert best == pytest.approx(min(d["val"]), rel=1e-4)
 
 
+def _fit_with_batchnorm(refresh: bool) -> tuple[Any, np.ndarray, Any]:
+    """A Dense -> BatchNorm -> softmax model fitted with weight averaging; returns the model,
+    its training inputs and its BatchNorm layer."""
+    import keras
+
+    from pipeline import schedules
+    from pipeline.fit import _optimizer
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(1).normal(2.0, 3.0, size=(64, 6)).astype("float32")
+    y = keras.utils.to_categorical((x[:, 0] > 2).astype(int), 2)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name="pre"),
+                              keras.layers.BatchNormalization(momentum=0.5, name="bn"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=_optimizer("sgd", 0.3, ema=0.9), loss="categorical_crossentropy")
+    fn = (lambda: schedules.recompute_batchnorm(model, x, 4, 16, seed=3)) if refresh else None
+    model.fit(x, y, validation_data=(x, y), epochs=5, batch_size=8, verbose=0,
+              callbacks=schedules.callbacks(10, ema=True, refresh=fn))
+    return model, x, model.get_layer("bn")
+
+
+def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights():
+    import keras
+
+    for refresh in (True, False):
+        model, x, bn = _fit_with_batchnorm(refresh)
+        # what BatchNorm sees with the kept (averaged) weights: its input over the 64 images,
+        # which 4 batches of 16 cover exactly
+        seen = keras.Model(model.inputs, model.get_layer("pre").output).predict(x, verbose=0)
+        match = np.allclose(bn.moving_mean.numpy(), seen.mean(0), atol=1e-4)
+        assert match == refresh, (refresh, bn.moving_mean.numpy(), seen.mean(0))
+        assert bn.momentum == 0.5  # the layer's own momentum is back after the recomputation
+        if refresh:  # the variance: the mean of the 4 batches' own variances
+            order = np.random.default_rng(3).permutation(64)
+            per_batch = np.mean([seen[order[k:k + 16]].var(0) for k in range(0, 64, 16)], 0)
+            assert np.allclose(bn.moving_variance.numpy(), per_batch, rtol=1e-3)
+
+
+def test_recompute_batchnorm_leaves_frozen_layers_alone():
+    import keras
+
+    from pipeline import schedules
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(name="bn")])
+    model.get_layer("bn").trainable = False
+    x = np.full((8, 3), 5.0, "float32")
+    assert schedules.recompute_batchnorm(model, x, 2, 4) == 0
+    assert np.allclose(model.get_layer("bn").moving_mean.numpy(), 0.0)
+    model.get_layer("bn").trainable = True
+    assert schedules.recompute_batchnorm(model, x, 2, 4) == 1
+    assert np.allclose(model.get_layer("bn").moving_mean.numpy(), 5.0)
+
+
 def test_ema_outside_its_range_is_refused():
     with pytest.raises(ValueError, match="ema must be in"):
         ModelConfig(ema=1.0)
+    with pytest.raises(ValueError, match="ema_batchnorm must be"):
+        ModelConfig(ema_batchnorm=-1)
