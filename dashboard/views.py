@@ -16,7 +16,14 @@ import streamlit as st
 
 from dashboard import core, flags
 from dashboard import figures as F
-from dashboard.inference import Results, Settings, box_in_frame, layer_text, peak_in_box
+from dashboard.inference import (
+    ImageResult,
+    Results,
+    Settings,
+    box_in_frame,
+    layer_text,
+    peak_in_box,
+)
 from dashboard.report_pdf import Page, PageModel, report_pdf
 from pipeline.explain import (
     LAYER_METHODS,
@@ -143,6 +150,41 @@ def _outside_alarm() -> float:
     return OUTSIDE_HEAD_ALARM
 
 
+def explained(r: ImageResult, class_names: Sequence[str]) -> tuple[str, str, str]:
+    """What one overlay explains, as its caption and report page name it: the method in words,
+    the explained class as people read it, and ", <layer>" (empty for a layer-free method)."""
+    layer = f", {r.layer_words or r.layer}" if r.layer else ""
+    return METHOD_LABELS.get(r.method, r.method), F.class_name(class_names[r.target]), layer
+
+
+def frame_box(box: np.ndarray | None, upload: core.Upload, r: ImageResult) -> np.ndarray | None:
+    """The image's known tumour box in the model's frame of `r` (None: no box)."""
+    if box is None or upload.image is None:
+        return None
+    return box_in_frame(box, upload.image, r)
+
+
+def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequence[str],
+                settings: Settings, box: np.ndarray | None = None,
+                overlays: dict[str, np.ndarray] | None = None) -> Page:
+    """Good image j's report page, without drawing anything: the original, each model's overlay
+    (rendered here with `settings` and `box`, unless its card already drew it: `overlays`,
+    model -> picture), probabilities and every flag. The Predict page's "Report PDF, all" builds
+    one per analysed image with it, whichever page of cards is shown."""
+    answers, shortcuts = image_flags(results, j)
+    models: list[PageModel] = []
+    for m, rs in results.per_model.items():
+        r = rs[j]
+        img = (overlays or {}).get(m)
+        if img is None:
+            img = overlay(r.prepared, r.heatmap, settings, frame_box(box, upload, r))
+        method, target, layer = explained(r, class_names)
+        models.append(PageModel(
+            F.model_label(m), img, f"{method} for '{target}'{layer}",
+            {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
+    return Page(upload.digest, upload.image, models, answers + shortcuts, upload.true_label)
+
+
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
                class_names: Sequence[str], settings: Settings, prefix: str,
                box: np.ndarray | None = None, run_title: str = "",
@@ -156,9 +198,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
     energy is mostly outside the head (the shortcut alarm), or an empty one, gets a short label
     under its overlay (the sentence in its tooltip) and one plain-words note for the card below
     the images. `compact`: a card half the page wide (the Error page's grid): probabilities one
-    row per class, the colour scale on a row of its own. Returns the image's report page (None
-    for a file that could not be explained), and offers it as a PDF (with `model_hashes`:
-    display name -> SHA-256 of the model file)."""
+    row per class, the colour scale on a row of its own. Returns the image's report page
+    (`report_page`, with the overlays drawn here; None for a file that could not be explained),
+    and offers it as a PDF (with `model_hashes`: display name -> SHA-256 of the model file)."""
     with st.container(border=True, key=f"{prefix}_card_{i}"):
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
@@ -190,7 +232,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         with folder:
             for flag in answers:
                 st.warning(flag, icon=":material/report:")
-        page_models: list[PageModel] = []
+        drawn: dict[str, np.ndarray] = {}  # model -> its overlay, for the report page
         models = [*results.per_model, *results.errors]
         st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names,
                                         by_class=compact))
@@ -211,29 +253,23 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                              icon=":material/error:")
                     continue
                 r = results.per_model[m][j]
-                frame_box = (box_in_frame(box, upload.image, r)
-                             if box is not None and upload.image is not None else None)
-                img = overlay(r.prepared, r.heatmap, settings, frame_box)
-                target = F.class_name(class_names[r.target])
-                layer = f", {r.layer_words or r.layer}" if r.layer else ""
-                method = METHOD_LABELS.get(r.method, r.method)
+                in_frame = frame_box(box, upload, r)
+                img = drawn[m] = overlay(r.prepared, r.heatmap, settings, in_frame)
+                method, target, _ = explained(r, class_names)
                 default = " · this model's default" if r.default else ""
                 st.image(img, width="stretch",
                          caption=f"{F.model_label(m)} · {method} for '{target}'{default}")
                 if r.layer:  # st.image's caption takes no tooltip: the layer gets its own line
                     st.caption(f"Layer: {r.layer_words or r.layer}",
                                help=f"Technical name: `{r.layer}`")
-                page_models.append(PageModel(
-                    F.model_label(m), img, f"{method} for '{target}'{layer}",
-                    {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
                 # flags as short captions, not badges: a badge cut "Outside the brain 65%" to
                 # "Outside the brai…" in the grid's narrow columns, where a caption wraps
                 if r.empty:
                     empty.append(m)
                     st.caption(f":material/info: {flags.EMPTY_LABEL}",
                                help=flags.empty_help(method, target))
-                if frame_box is not None and frame_box.any():
-                    hit = peak_in_box(r, frame_box)
+                if in_frame is not None and in_frame.any():
+                    hit = peak_in_box(r, in_frame)
                     st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
                 if r.outside_head_flag and r.outside_head is not None:
                     outside[m] = r.outside_head
@@ -244,8 +280,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     "Overlay PNG", lambda img=img: to_png(img),
                     file_name=f"{stem}_{m}_{r.method}.png", mime="image/png",
                     key=f"{prefix}_png_{i}_{m}", on_click="ignore", icon=":material/download:")
-        page = Page(upload.digest, upload.image, page_models, answers + shortcuts,
-                    upload.true_label)
+        page = report_page(upload, j, results, class_names, settings, box, drawn)
         # under the first overlay, about one picture wide (as wide as both overlays, its numbers
         # were outsized); in a compact card, whose pictures are narrow, under both overlays
         below = st.columns([1, max(len(models), 1)] if compact else [1] * (1 + len(models)))
