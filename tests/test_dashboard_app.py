@@ -22,7 +22,7 @@ from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard import views
+from dashboard import paging, views
 from pipeline.explain import METHOD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +137,39 @@ def _cards_in_rows(at: AppTest, prefix: str) -> list[int]:
 
     walk(at.main)
     return rows
+
+
+def _cards(at: AppTest, prefix: str = "predict") -> list[int]:
+    """The item numbers of the image cards drawn (`<prefix>_card_<i>` containers), in order."""
+    found: list[int] = []
+
+    def walk(node) -> None:
+        key = str(getattr(node, "key", None) or "")
+        if key.startswith(f"{prefix}_card_"):
+            found.append(int(key.rsplit("_", 1)[1]))
+        for kid in getattr(node, "children", {}).values():
+            walk(kid)
+
+    walk(at._tree)
+    return found
+
+
+def _pager(at: AppTest):
+    """The Predict page's page selector, or None when every card fits on one page."""
+    try:
+        return at.radio(key="predict_page")
+    except KeyError:
+        return None
+
+
+def _each_page_of_cards(at: AppTest):
+    """`at` on each page of the Predict page's cards in turn, first to last."""
+    pager = _pager(at)
+    for k in range(1, (len(pager.options) if pager else 1) + 1):
+        if pager is not None:
+            at.radio(key="predict_page").set_value(k).run()
+            _ok(at)
+        yield at
 
 
 # a class label where a class is named to people ("no_tumor/x.png", a dataset path, is not)
@@ -356,10 +389,136 @@ def test_many_uploads_get_a_summary_and_a_flag_filter(artifacts: Path, smoke_run
     summary = _frame(at, "flags")  # thumbnail, file, each model's answer, agreement, flags
     assert len(summary) == 3 and list(summary["file"]) == [name for name, _, _ in files]
     assert len(_captions(at)) == 3 * 2  # every card: one overlay per model
+    assert _pager(at) is None  # three cards fit on one page: no page selector
     n_flagged = int(((summary["flags"] > 0) | ~summary["models agree"]).sum())
     at.toggle(key="predict_only_flagged").set_value(True).run()
     _ok(at)
     assert len(_captions(at)) == n_flagged * 2  # only the flagged cards are left
+
+
+def test_more_uploads_than_a_page_holds_show_one_page_of_cards(
+        artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
+    """Eight uploads made a page ~9,700 px tall: the summary lists every image, a keyed
+    selector picks the page, and only that page's cards are drawn."""
+    from pipeline.explain import Explainer
+
+    calls: list[int] = []
+    original = Explainer.__call__
+
+    def counting(self, images, *args, **kwargs):
+        calls.append(len(images))
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "__call__", counting)
+    per_page = paging.CARDS_PER_PAGE
+    n = per_page + 2
+    files = [(*_test_image(smoke_run, k), "image/jpeg") for k in range(n)]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    assert len(_frame(at, "flags")) == n  # the summary: every image
+    pager = _pager(at)
+    assert pager is not None and pager.value == 1
+    assert pager.options == [f"Images 1–{per_page} of {n}", f"Images {per_page + 1}–{n} of {n}"]
+    assert _cards(at) == list(range(per_page))
+    assert len(_captions(at)) == 2 * per_page
+    assert f"**{files[0][0]}**" in _texts(at.markdown).replace("`", "")
+    n_calls = len(calls)
+    at.radio(key="predict_page").set_value(2).run()
+    _ok(at)
+    assert at.radio(key="predict_page").value == 2
+    assert _cards(at) == [per_page, per_page + 1]  # the next page's cards, and only them
+    assert len(_captions(at)) == 2 * 2
+    shown = _texts(at.markdown).replace("`", "")
+    assert f"**{files[-1][0]}**" in shown and f"**{files[0][0]}**" not in shown
+    assert len(calls) == n_calls  # every image was explained already: nothing computed again
+    # a rerun for another reason keeps the page asked for
+    at.slider(key="predict_alpha").set_value(0.7).run()
+    assert at.radio(key="predict_page").value == 2 and _cards(at) == [per_page, per_page + 1]
+
+
+def test_the_all_images_report_has_a_page_per_image_while_one_page_of_cards_is_drawn(
+        artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
+    """"Report PDF, all" was built from the cards drawn: with paging it must still hold every
+    analysed image (an unreadable file has no page), in upload order."""
+    import hashlib
+
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    import dashboard.report_pdf
+
+    pdfs: dict[str, bytes] = {}  # every PDF offered, drawn as if clicked, by button key
+
+    def keep(data, kwargs) -> None:  # noqa: ANN001
+        if str(kwargs.get("mime", "")) == "application/pdf":
+            pdfs[kwargs["key"]] = data() if callable(data) else data
+
+    # `st.download_button` (the cards' own) is bound to the main area at import: patched too
+    original, main = DeltaGenerator.download_button, st.download_button
+    monkeypatch.setattr(DeltaGenerator, "download_button", lambda self, label, data, *a, **kw: (
+        keep(data, kw), original(self, label, data, *a, **kw))[1])
+    monkeypatch.setattr(st, "download_button", lambda label, data, *a, **kw: (
+        keep(data, kw), main(label, data, *a, **kw))[1])
+
+    digests: list[list[str]] = []  # per PDF built: its pages' image hashes
+    real = dashboard.report_pdf.report_pdf
+
+    def recording(pages, *args, **kwargs):  # noqa: ANN001
+        digests.append([p.digest for p in pages])
+        return real(pages, *args, **kwargs)
+
+    monkeypatch.setattr(dashboard.report_pdf, "report_pdf", recording)
+    good = [_test_image(smoke_run, k) for k in range(paging.CARDS_PER_PAGE + 2)]
+    files = [(name, data, "image/jpeg") for name, data in good]
+    files.insert(2, ("notes.jpg", b"this is not an image\n" * 10, "image/jpeg"))
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    assert _cards(at) == list(range(paging.CARDS_PER_PAGE))  # one page of cards, the bad one too
+    assert "notes.jpg" in _texts(at.warning)
+    pdf = pdfs["predict_pdf_all"]
+    assert pdf.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == len(good)  # /Pages does not match
+    everything = [d for d in digests if len(d) > 1]
+    assert everything[-1] == [hashlib.sha256(data).hexdigest() for _, data in good]
+    # each drawn card still offers its own one-page report
+    assert len(re.findall(rb"/Type\s*/Page\b", pdfs["predict_pdf_0"])) == 1
+    assert "predict_pdf_5" not in pdfs  # a card on the next page: not drawn, no button
+
+
+def test_the_flag_filter_pages_over_the_flagged_images(artifacts: Path, smoke_run: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    """The filter pages over the images it keeps, and a page that no longer exists after the
+    filter changes becomes the last one there is."""
+    # which images have flags, decided here (the smoke models' own flags vary from run to run):
+    # every image but each third one
+    monkeypatch.setattr(views, "image_flags",
+                        lambda results, j: ([f"test flag {j}"] if j % 3 else [], []))
+    per_page = paging.CARDS_PER_PAGE
+    n = 2 * per_page + 1  # three pages of cards
+    flagged = [j for j in range(n) if j % 3]
+    files = [(*_test_image(smoke_run, k), "image/jpeg") for k in range(n)]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    assert list(_frame(at, "flags")["flags"]) == [int(j % 3 > 0) for j in range(n)]
+    at.radio(key="predict_page").set_value(3).run()
+    assert _cards(at) == [n - 1]
+    at.toggle(key="predict_only_flagged").set_value(True).run()
+    _ok(at)
+    pages = paging.page_count(len(flagged))
+    pager = _pager(at)
+    assert pager is not None and pages < 3
+    assert pager.value == pages  # not left on a page that no longer exists
+    assert pager.options == [paging.page_label(k, len(flagged)) for k in range(1, pages + 1)]
+    assert _cards(at) == paging.page_items(flagged, pages)
+    at.radio(key="predict_page").set_value(1).run()
+    assert _cards(at) == flagged[:per_page]
+    assert len(_frame(at, "flags")) == n  # the summary still lists every image
+    at.toggle(key="predict_only_flagged").set_value(False).run()
+    _ok(at)
+    assert len(_pager(at).options) == 3 and _cards(at) == list(range(per_page))
 
 
 def test_a_wrong_file_type_gets_a_visible_reason(artifacts: Path, smoke_run: Path):
@@ -415,9 +574,12 @@ def test_predict_batch_of_bad_files_each_gets_its_own_message(artifacts: Path, s
     at.file_uploader(key="uploads").set_value(
         [(n, d, "application/octet-stream") for n, d, _ in files]).run()
     _ok(at)
-    assert not at.error  # nothing page-level went wrong
-    warnings = _texts(at.warning)
-    captions = _captions(at)
+    # more files than a page of cards holds: each page's cards in turn
+    pages = [(_texts(at.warning), _captions(at), bool(at.error)) for at in _each_page_of_cards(at)]
+    assert len(pages) == -(-len(files) // paging.CARDS_PER_PAGE)
+    assert not any(error for _, _, error in pages)  # nothing page-level went wrong
+    warnings = "\n".join(w for w, _, _ in pages)
+    captions = [c for _, cs, _ in pages for c in cs]
     n_good = 0
     for name, _, expected in files:
         failed = name in warnings

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from dashboard.paging import CARDS_PER_PAGE, page_label
 from pipeline.bench import BenchError, free_port, wait_healthy
 from pipeline.bench.browser import start_streamlit, stop_streamlit
 from pipeline.names import class_label
@@ -295,10 +296,11 @@ def _open_predict(page, server: str, log: Path) -> None:
 
 
 def _upload_and_wait(page, files: list[Path], log: Path) -> list[list[str]]:
-    """Upload `files` (replacing the uploader's), wait until every file's two overlays are
-    drawn and decoded and the page is idle; the overlays' [caption, sha256]."""
+    """Upload `files` (replacing the uploader's), wait until the two overlays of every card on
+    the first page of cards (`paging.CARDS_PER_PAGE`) are drawn and decoded and the page is
+    idle; the overlays' [caption, sha256]."""
     page.locator("input[type=file]").set_input_files([str(f) for f in files])
-    return _overlays_when_drawn(page, 2 * len(files), log)
+    return _overlays_when_drawn(page, 2 * min(len(files), CARDS_PER_PAGE), log)
 
 
 def _overlays_when_drawn(page, n: int, log: Path, until=None) -> list[list[str]]:
@@ -529,14 +531,17 @@ def test_every_page_with_one_and_with_eight_uploads_renders_and_is_photographed(
 
             page.get_by_role("link", name="Predict & explain").click()
             _check_page(page, "Predict & explain", log)
-            _upload_and_wait(page, images, log)
+            _upload_and_wait(page, images, log)  # the first page of cards
             _check_page(page, "Predict & explain", log)
+            # the other cards are a page away, named in the page selector
+            assert page.get_by_text(page_label(2, len(images))).count() >= 1, _page_report(
+                page, log)
             _shot(page, shots / "predict-8-uploads.png")
             _visit_other_pages(page, log, shots, "8-uploads")  # eight uploads in the session
             # back on Predict, the eight uploads are restored and drawn again
             page.get_by_role("link", name="Predict & explain").click()
             _check_page(page, "Predict & explain", log)
-            _overlays_when_drawn(page, 16, log)
+            _overlays_when_drawn(page, 2 * CARDS_PER_PAGE, log)
             _shot(page, shots / "predict-8-uploads-restored.png")
         finally:
             browser.close()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dashboard import core, runinfo
+from dashboard import core, paging, runinfo
 from dashboard import flags as dflags
 from pipeline.artifacts import ArtifactError, open_run
 
@@ -629,3 +629,16 @@ def test_heatmap_flags_are_short_under_an_overlay_and_explained_once_per_card():
     assert len(dflags.EMPTY_LABEL) <= 24
     assert dflags.empty_note(["mobilenetv2"]).startswith("Empty heatmap (MobileNetV2): ")
     assert "no positive evidence for 'no tumour'" in dflags.empty_help("Grad-CAM", "no tumour")
+
+
+def test_predict_cards_are_paged_and_a_page_past_the_end_is_the_last_one():
+    per = paging.CARDS_PER_PAGE
+    assert (paging.page_count(0), paging.page_count(per), paging.page_count(per + 1)) == (1, 1, 2)
+    assert paging.page_label(1, 9, 4) == "Images 1–4 of 9"
+    assert paging.page_label(3, 9, 4) == "Image 9 of 9"  # a last page of one
+    assert paging.page_label(2, 7, 4) == "Images 5–7 of 7"
+    assert paging.page_items(list(range(9)), 3, 4) == [8]
+    assert paging.page_items(list(range(9)), 2, 4) == [4, 5, 6, 7]
+    # the page asked for, within the pages there are: a filter left fewer pages -> the last
+    assert [paging.clamp_page(p, 9, 4) for p in (1, 2, 3, 4, 0, None, "2", True)] == [
+        1, 2, 3, 3, 1, 1, 1, 1]

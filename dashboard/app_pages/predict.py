@@ -6,13 +6,14 @@ from datetime import datetime, timezone
 import numpy as np
 import streamlit as st
 
-from dashboard import core, inference, loader, runinfo, series_view, state, uploads, views
+from dashboard import core, inference, loader, paging, runinfo, series_view, state, uploads, views
 from dashboard import figures as F
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
 
 SAMPLES_KEY = "predict_samples"
+PAGE_KEY = "predict_page"  # the page selector: which page of cards is shown
 
 st.title("Predict & explain")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
@@ -127,6 +128,10 @@ items = [series_view.series_panel(i, u, run, predictor, explainers, settings, cl
                                   "predict", notes) if u.slices else u
          for i, u in enumerate(items)]
 good = [u for u in items if u.ok]
+# Every image is explained, not only the page of cards shown: the summary's flag counts and the
+# flag filter need each image's heatmap flags too (evidence outside the brain, an empty map),
+# and the probabilities come out of the same pass; results are kept in the result store, so
+# turning the page costs no new explanation.
 results = None
 if good:
     with st.spinner(f"Explaining {len(good)} image(s) with {len(explainers)} model(s)…"):
@@ -147,13 +152,25 @@ if good:
                        file_name="predictions.csv",
                        mime="text/csv", key="predict_csv", on_click="ignore",
                        icon=":material/download:")
-    all_reports = c3.empty()  # filled once the cards have made their report pages
 
-flagged: list[bool] = []  # per good image: any flag or disagreement
-only_flagged = False
+# (item index, upload, index among the good images or None): one per card, in upload order
+cards: list[tuple[int, core.Upload, int | None]] = []
+for i, upload in enumerate(items):
+    cards.append((i, upload, sum(c[2] is not None for c in cards) if upload.ok else None))
 if results is not None and results.probs:
+    # Every analysed image's page, whichever page of cards is shown (and whatever the flag
+    # filter hides); built only when clicked, the overlays rendered then. The list is bound
+    # now: the callable runs after this script run, when `cards` holds only the filtered ones.
+    c3.download_button(
+        "Report PDF, all",
+        lambda analysed=tuple(c for c in cards if c[2] is not None): report_pdf(
+            [views.report_page(u, j, results, class_names, settings, boxes[i])
+             for i, u, j in analysed], run_title, views.colour_scale(), model_hashes=hashes),
+        file_name="reports.pdf", mime="application/pdf", key="predict_pdf_all",
+        on_click="ignore", icon=":material/picture_as_pdf:",
+        help="One page per analysed image, every page of cards (file names left out: they can "
+             "identify a patient).")
     flags = [sum(views.image_flags(results, k), []) for k in range(len(good))]
-    flagged = [bool(f) for f in flags]
     if len(good) >= 2:  # many uploads: a compact summary first, then the cards
         st.dataframe(
             core.summary_frame([core.thumbnail_url(u.image) for u in good],
@@ -162,23 +179,23 @@ if results is not None and results.probs:
             column_config={"image": st.column_config.ImageColumn("image", width="small"),
                            # long names were cut at the column's edge
                            "file": st.column_config.TextColumn("file", width="large")})
-        only_flagged = st.toggle("Show only images with flags or disagreement",
-                                 key="predict_only_flagged")
-pages = []
-j = 0
-for i, upload in enumerate(items):
-    if upload.ok and only_flagged and j < len(flagged) and not flagged[j]:
-        j += 1
-        continue
-    page = views.image_card(i, upload, j if upload.ok else None, results, class_names, settings,
-                            prefix="predict", box=boxes[i], run_title=run_title,
-                            model_hashes=hashes)
-    pages += [page] if page is not None else []
-    j += int(upload.ok)
-if pages:
-    all_reports.download_button(
-        "Report PDF, all", lambda: report_pdf(pages, run_title, views.colour_scale(),
-                                                 model_hashes=hashes),
-        file_name="reports.pdf", mime="application/pdf", key="predict_pdf_all",
-        on_click="ignore", icon=":material/picture_as_pdf:",
-        help="One page per analysed image (file names left out: they can identify a patient).")
+        if st.toggle("Show only images with flags or disagreement", key="predict_only_flagged"):
+            # files that could not be read keep their cards: each says why
+            cards = [c for c in cards if c[2] is None or flags[c[2]]]
+            if not cards:
+                st.info("No image has a flag or a disagreement.", icon=":material/check:")
+page = 1
+if len(cards) > paging.CARDS_PER_PAGE:
+    # The page asked for, kept within the pages there are now: the flag filter or fewer uploads
+    # can leave fewer pages than the one shown. Set before the selector is drawn, so that it
+    # shows the page whose cards are below it.
+    page = paging.clamp_page(st.session_state.get(PAGE_KEY), len(cards))
+    st.session_state[PAGE_KEY] = page
+    n_pages = paging.page_count(len(cards))
+    page = st.radio("Cards shown", list(range(1, n_pages + 1)), key=PAGE_KEY, horizontal=True,
+                    format_func=lambda k: paging.page_label(k, len(cards)),
+                    help=f"{paging.CARDS_PER_PAGE} cards to a page; the table above lists "
+                         "every image, and 'Report PDF, all' has a page for each.")
+for i, upload, j in paging.page_items(cards, page):
+    views.image_card(i, upload, j, results, class_names, settings, prefix="predict", box=boxes[i],
+                     run_title=run_title, model_hashes=hashes)
