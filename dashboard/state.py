@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import core, flags, runinfo
+from dashboard import core, error_frames, flags, runinfo
 from pipeline.artifacts import (
     ArtifactError,
     Run,
@@ -177,7 +177,7 @@ def _read_predictions(path: str, stamp: int, classes: tuple[str, ...]) -> pd.Dat
         raise ArtifactError(f"missing file {shown}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"damaged file {shown}: {exc}") from exc
-    return core.parse_predictions(text, classes, shown)
+    return error_frames.parse_predictions(text, classes, shown)
 
 
 def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:

@@ -1,5 +1,5 @@
-"""Unit tests of dashboard.core and dashboard.runinfo: uploads, prediction tables, run facts, error
-filtering, paths."""
+"""Unit tests of dashboard.core, dashboard.runinfo, dashboard.error_frames and dashboard.paging:
+uploads, prediction tables, run facts, error filtering, paths, paging."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dashboard import core, paging, runinfo
+from dashboard import core, error_frames, paging, runinfo
 from dashboard import flags as dflags
 from pipeline.artifacts import ArtifactError, open_run
 
@@ -108,7 +108,7 @@ def test_class_labels_have_one_display_form():
     assert summary["Custom CNN"].tolist() == ["no tumour (70%)"]
     table = pd.DataFrame({"path": ["no_tumor/a.jpg"], "true": ["no_tumor"],
                           "custom_cnn_pred": ["no_tumor"], "custom_cnn_conf": [0.6]})
-    shown = core.error_table(table, ["custom_cnn"])
+    shown = error_frames.error_table(table, ["custom_cnn"])
     assert shown.iloc[0].tolist() == ["no_tumor/a.jpg", "no tumour", "no tumour", "60%"]
     assert table["true"].tolist() == ["no_tumor"]  # the data itself is left alone
     # the predictions CSV keeps the labels: it is read by code, not only by people
@@ -129,7 +129,7 @@ def test_csv_download_and_predictions_csv_neutralise_formula_file_names():
     text = to_csv(header.strip().split(","),
                   [[n, "glioma", "glioma", 0.7, 0.1, 0.1, 0.1, 1] for n in names])
     assert not any(line[:1] in "=+-@" for line in text.splitlines())
-    assert core.parse_predictions(text, CLASSES, "x")["path"].tolist() == names
+    assert error_frames.parse_predictions(text, CLASSES, "x")["path"].tolist() == names
 
 
 def test_class_index_by_name_or_index():
@@ -185,26 +185,26 @@ def _pred_csv(rows):
 def test_parse_predictions_validates():
     text = _pred_csv(["glioma/a.jpg,glioma,glioma,0.9,0.05,0.03,0.02,1\n",
                       "no_tumor/b.jpg,no_tumor,glioma,0.6,0.1,0.2,0.1,0\n"])
-    frame = core.parse_predictions(text, CLASSES, "p.csv")
+    frame = error_frames.parse_predictions(text, CLASSES, "p.csv")
     assert frame["correct"].tolist() == [True, False]
     with pytest.raises(ArtifactError, match="columns"):
-        core.parse_predictions("path,true\nx,glioma\n", CLASSES, "p.csv")
+        error_frames.parse_predictions("path,true\nx,glioma\n", CLASSES, "p.csv")
     with pytest.raises(ArtifactError, match="cat"):
-        core.parse_predictions(_pred_csv(["a,cat,glioma,1,0,0,0,0\n"]), CLASSES, "p.csv")
+        error_frames.parse_predictions(_pred_csv(["a,cat,glioma,1,0,0,0,0\n"]), CLASSES, "p.csv")
     with pytest.raises(ArtifactError, match="damaged"):
-        core.parse_predictions("", CLASSES, "p.csv")
+        error_frames.parse_predictions("", CLASSES, "p.csv")
 
 
 def test_merge_and_filter_errors():
-    a = core.parse_predictions(_pred_csv([
+    a = error_frames.parse_predictions(_pred_csv([
         "g1,glioma,glioma,0.9,0.05,0.03,0.02,1\n", "g2,glioma,meningioma,0.3,0.5,0.1,0.1,0\n",
         "n1,no_tumor,glioma,0.5,0.1,0.3,0.1,0\n", "p1,pituitary,pituitary,0,0,0,1,1\n"]),
         CLASSES, "a")
-    b = core.parse_predictions(_pred_csv([
+    b = error_frames.parse_predictions(_pred_csv([
         "n1,no_tumor,glioma,0.6,0.1,0.2,0.1,0\n", "g1,glioma,no_tumor,0.2,0.1,0.6,0.1,0\n",
         "g2,glioma,glioma,0.8,0.1,0.05,0.05,1\n", "p1,pituitary,pituitary,0,0,0,1,1\n"]),
         CLASSES, "b")
-    merged = core.merge_predictions({"custom_cnn": a, "mobilenetv2": b})
+    merged = error_frames.merge_predictions({"custom_cnn": a, "mobilenetv2": b})
     assert len(merged) == 4
     row = merged.set_index("path").loc["g1"]
     assert row["custom_cnn_pred"] == "glioma" and row["mobilenetv2_pred"] == "no_tumor"
@@ -212,7 +212,7 @@ def test_merge_and_filter_errors():
     models = ["custom_cnn", "mobilenetv2"]
 
     def paths(**kw):
-        return sorted(core.filter_errors(merged, models, **kw)["path"])
+        return sorted(error_frames.filter_errors(merged, models, **kw)["path"])
 
     assert paths(wrong_by="any") == ["g1", "g2", "n1"]
     assert paths(wrong_by="all") == ["n1"]
@@ -221,8 +221,8 @@ def test_merge_and_filter_errors():
     assert paths(wrong_by="any", true_classes=["glioma"]) == ["g1", "g2"]
     assert paths(wrong_by="any", predicted_classes=["no_tumor"]) == ["g1"]
     with pytest.raises(ValueError, match="wrong_by"):
-        core.filter_errors(merged, models, "sometimes")
-    shown = core.error_table(core.filter_errors(merged, models, "all"), models)
+        error_frames.filter_errors(merged, models, "sometimes")
+    shown = error_frames.error_table(error_frames.filter_errors(merged, models, "all"), models)
     assert list(shown.columns) == ["Test image", "True class", "Custom CNN answer",
                                    "Custom CNN confidence", "MobileNetV2 answer",
                                    "MobileNetV2 confidence"]

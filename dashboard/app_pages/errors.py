@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import core, inference, loader, runinfo, state, views
+from dashboard import error_frames, inference, loader, runinfo, state, views
 from dashboard import figures as F
 
 # Cards per page: the choices and the first one shown. Two cards to a row (a grid), four to a
@@ -18,7 +18,7 @@ frames = state.predictions(run, fix)
 if not frames:
     st.stop()
 models = list(frames)
-merged = core.merge_predictions(frames)
+merged = error_frames.merge_predictions(frames)
 class_names = run.class_names
 
 counts = st.columns(len(models) + 2)
@@ -27,7 +27,8 @@ for col, m in zip(counts, models, strict=False):
                help=f"of {len(merged)} test images")
 if len(models) > 1:
     counts[-2].metric("Both wrong", int((~merged[[f"{m}_ok" for m in models]].any(axis=1)).sum()))
-    counts[-1].metric("Models disagree", len(core.filter_errors(merged, models, "disagree")))
+    counts[-1].metric("Models disagree",
+                      len(error_frames.filter_errors(merged, models, "disagree")))
 
 views_options = ["any", "all", *models] + (["disagree"] if len(models) > 1 else [])
 labels = {"any": "wrong by any model", "all": "wrong by every model", "disagree":
@@ -38,7 +39,7 @@ true_sel = c2.multiselect("True class", class_names, key="err_true",
                           placeholder="all classes", format_func=F.class_name)
 pred_sel = c3.multiselect("Predicted class (by any model)", class_names, key="err_pred",
                           placeholder="all classes", format_func=F.class_name)
-rows = core.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
+rows = error_frames.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
 # Drawn before any early stop, so their widget state is never dropped (see the Predict page).
 settings = views.controls({}, class_names, prefix="err", show_layers=False,
                          defaults=state.default_methods(run))
@@ -48,7 +49,7 @@ if rows.empty:
     st.stop()
 
 with st.expander(f"Table of the {len(rows)} matching images"):
-    st.dataframe(core.error_table(rows, models), hide_index=True, key="err_table")
+    st.dataframe(error_frames.error_table(rows, models), hide_index=True, key="err_table")
 
 data_dir = run.data_dir
 if not (data_dir and data_dir.is_dir()):
