@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from dashboard import error_frames, inference, loader, runinfo, state, views
+from dashboard import error_frames, inference, loader, paging, runinfo, state, views
 from dashboard import figures as F
 
 # Cards per page: the choices and the first one shown. Two cards to a row (a grid), four to a
 # page: six cards one under another made a page about 6,000 pixels tall.
 PAGE_SIZES = (2, 4, 6, 8)
-PAGE_SIZE = 4
+PAGE_SIZE = paging.CARDS_PER_PAGE
 GRID = 2  # cards side by side
 
 st.title("Error analysis")
@@ -64,11 +64,11 @@ if predictor is None:
 p1, p2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
 per_page = p1.selectbox("Cards per page", PAGE_SIZES, index=PAGE_SIZES.index(PAGE_SIZE),
                         key="err_page_size")
-n_pages = max(1, -(-len(rows) // per_page))
+n_pages = paging.page_count(len(rows), per_page)
 # fewer pages than the page shown (a filter, more cards per page): the last one; set before the
 # widget is drawn, so the box shows the page the cards are from
-if st.session_state.get("err_page", 1) > n_pages:
-    st.session_state["err_page"] = n_pages
+st.session_state["err_page"] = paging.clamp_page(st.session_state.get("err_page", 1), len(rows),
+                                                 per_page)
 page = p2.number_input(f"Page (of {n_pages})", 1, n_pages, key="err_page")
 shown = rows.iloc[(page - 1) * per_page: page * per_page]
 uploads = state.data_images(str(data_dir), tuple(shown["path"]))
