@@ -49,7 +49,8 @@ except Exception as exc:  # last line of defence; st.stop/st.rerun are not Excep
              "server log; the other pages still work.", icon=":material/bug_report:")
 finally:
     # The selected run's models load in a background thread, started once this page's run has
-    # produced everything (TensorFlow's import must not delay the page), so they are usually
-    # ready by the first visit to Predict. A no-op when they are loaded or loading; `finally`
-    # because pages end with st.stop().
+    # produced everything (TensorFlow's import must not delay the page; the first load in a
+    # server also leaves the browser `loader.FIRST_LOAD_GRACE_S` to fetch the page's scripts),
+    # so they are usually ready by the first visit to Predict. A no-op when they are loaded or
+    # loading; `finally` because pages end with st.stop().
     loader.preload_models()

@@ -3,11 +3,13 @@
 `ModelLoader` keeps one run's models (Predictor and one Explainer per model) at a time: the app
 asks for the selected run's at the end of every page's run (`preload_models`), so they are
 usually ready before the first visit to Predict, and the Predict page waits for them (`models`)
-only once there is something to explain. Loading ends with a warm-up: one synthetic image goes
-through the same computation as an upload (`inference.warm_up`: each model's own default method
-and layer, the out-of-distribution score, the shortcut measure), so no session's first upload
-pays for tracing TensorFlow graphs. `ResultStore` keeps per-image results shared by every
-session.
+only once there is something to explain. The first load in a server starts after a short
+grace (`FIRST_LOAD_GRACE_S`), so TensorFlow's import does not hold up the browser fetching the
+first page's scripts; an upload waiting for the models ends it. Loading ends with a warm-up:
+one synthetic image goes through the same computation as an upload (`inference.warm_up`: each
+model's own default method and layer, the out-of-distribution score, the shortcut measure), so
+no session's first upload pays for tracing TensorFlow graphs. `ResultStore` keeps per-image
+results shared by every session.
 Caching of files and runs is in `dashboard.state`.
 """
 
@@ -142,6 +144,20 @@ def model_hashes(run: Run) -> dict[str, str]:
     return {display_name(m): h for m, h in hashes.items()}
 
 
+# Before TensorFlow's first import in this server, the loader waits this long: a fresh
+# browser fetches the scripts of the page's widgets (file uploader, select boxes, plotly...) from
+# this server just after the page's first run, and TensorFlow's import holds the interpreter for
+# up to half a second at a time (about 1.3 s in all), so those requests waited behind it
+# (first visit to Predict 3.3-4.7 s measured, 2.6 s with the import started after the page's
+# scripts). `ModelLoader.hurry` (an upload waiting for the models) ends the grace at once.
+FIRST_LOAD_GRACE_S = 1.5
+
+
+def tensorflow_imported() -> bool:
+    """Whether this process has imported TensorFlow (the loads after the first need no grace)."""
+    return "tensorflow" in sys.modules
+
+
 class ModelLoader:
     """Loads one run's models in a background thread, and keeps only the run asked for last.
 
@@ -151,11 +167,24 @@ class ModelLoader:
     runs at once take turns loading them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float = FIRST_LOAD_GRACE_S) -> None:
         self._lock = threading.Lock()
         self._key: tuple[str, int] | None = None
         self._future: Future | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-models")
+        self._grace_s = grace_s
+        self._hurry = threading.Event()
+
+    def _load(self, path: str) -> tuple[Any, Any, dict[str, str]]:
+        """`load_models`, after the first-load grace (`FIRST_LOAD_GRACE_S`) while TensorFlow is
+        not imported yet, cut short by `hurry`."""
+        if not tensorflow_imported():
+            self._hurry.wait(self._grace_s)
+        return load_models(path)
+
+    def hurry(self) -> None:
+        """Someone is waiting for the models (an upload to explain): no more grace."""
+        self._hurry.set()
 
     def request(self, path: str, stamp: int, start: bool = True) -> Future | None:
         """The future (Predictor, explainers, failures) of run `path` with models `stamp`;
@@ -169,7 +198,7 @@ class ModelLoader:
                     self._future = None
                     gc.collect()  # the other run's models go before these are loaded
                 self._key = (path, stamp)
-                self._future = self._pool.submit(load_models, path)
+                self._future = self._pool.submit(self._load, path)
             return self._future
 
 
@@ -231,6 +260,7 @@ def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
     if future is None or not future.done():
         if not wait:
             return None, None  # loading, or about to start (app.py, once the page is drawn)
+        model_loader().hurry()  # an upload waits: no first-load grace
         with st.spinner("Loading the models (once per server)…"):
             future.result()
     predictor, explainers, failures = future.result()

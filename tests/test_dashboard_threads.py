@@ -141,3 +141,65 @@ def test_a_failed_warm_up_leaves_the_models_usable(smoke_run: Path,
     predictor, explainers, failures = dash_loader.load_models(str(smoke_run))
     assert failures == {}
     assert predictor is not None and set(explainers) == set(open_run(smoke_run).model_names)
+
+
+def _stub_loads(monkeypatch: pytest.MonkeyPatch, tensorflow_imported: bool):
+    """`load_models` replaced by a stub that records its calls; TensorFlow imported or not."""
+    import threading
+
+    calls: list[str] = []
+    started = threading.Event()
+
+    def load(path: str):
+        calls.append(path)
+        started.set()
+        return None, {}, {"m": "stub"}
+
+    monkeypatch.setattr(dash_loader, "load_models", load)
+    monkeypatch.setattr(dash_loader, "tensorflow_imported", lambda: tensorflow_imported)
+    return calls, started
+
+
+def test_the_first_load_leaves_the_browser_time_before_importing_tensorflow(
+        monkeypatch: pytest.MonkeyPatch):
+    """A fresh browser fetches the page's widget scripts from the server just after the first
+    run; TensorFlow's import holds the interpreter for up to 0.45 s at a time, and the first
+    visit to Predict waited behind it (3.3-4.7 s). Before TensorFlow's first import, loading
+    starts only after the grace, or at once when an upload waits (`hurry`)."""
+    calls, started = _stub_loads(monkeypatch, tensorflow_imported=False)
+    loader = dash_loader.ModelLoader(grace_s=600)  # far longer than this test waits
+    future = loader.request("run-a", 1)
+    assert not started.wait(0.3)  # still in the grace: nothing imported, nothing loaded
+    assert calls == [] and not future.done()
+    loader.hurry()
+    assert future.result(timeout=60) == (None, {}, {"m": "stub"})
+    assert calls == ["run-a"]
+    assert dash_loader.FIRST_LOAD_GRACE_S <= 3  # a grace, never a long wait for the models
+
+
+def test_loads_after_tensorflow_s_import_have_no_grace(monkeypatch: pytest.MonkeyPatch):
+    calls, _ = _stub_loads(monkeypatch, tensorflow_imported=True)
+    loader = dash_loader.ModelLoader(grace_s=600)
+    assert loader.request("run-b", 1).result(timeout=60)[2] == {"m": "stub"}  # no hurry needed
+    assert calls == ["run-b"]
+
+
+def test_a_page_waiting_for_the_models_ends_the_grace(monkeypatch: pytest.MonkeyPatch):
+    """`models(run)` (an upload to explain, the Error analysis page) must not sit out the
+    grace: it calls `hurry` before waiting."""
+    import threading
+    from types import SimpleNamespace
+
+    calls, _ = _stub_loads(monkeypatch, tensorflow_imported=False)
+    loader = dash_loader.ModelLoader(grace_s=600)
+    monkeypatch.setattr(dash_loader, "model_loader", lambda: loader)
+    monkeypatch.setattr(dash_loader, "models_stamp", lambda run: 1)
+    monkeypatch.setattr(dash_loader.st, "error", lambda *a, **k: None)
+    run = SimpleNamespace(path="run-c")
+    assert dash_loader.models(run, wait=False) == (None, None)  # the page draws, no waiting
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(dash_loader.models(run)), daemon=True)
+    waiter.start()
+    waiter.join(timeout=60)
+    assert got == [(None, {})], "models(run) sat out the first-load grace"
+    assert calls == ["run-c"]
