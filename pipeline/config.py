@@ -134,7 +134,9 @@ def _default_models() -> dict[str, ModelConfig]:
         # gliomas "no tumour" against 51, but specificity 0.60, AUC 0.701); 60 epochs (stopped
         # at 55: validation 0.926, Testing 0.607, AUC 0.836: more fit, more shortcut); weight
         # averaging (ema 0.99 / 0.998: validation 0.906 / 0.901, Testing 0.624 / 0.660, AUC
-        # 0.808 / 0.836, specificity 0.73 / 0.72).
+        # 0.808 / 0.836, specificity 0.73 / 0.72); the same with ema_batchnorm 25 at seeds 42 /
+        # 7 / 3 (Testing 0.668 / 0.650 / 0.622 against 0.657 / 0.665 / 0.607 without it,
+        # specificity down at each, low resolution -7.6 / -5.6 points at seeds 7 / 3).
         "custom_cnn": ModelConfig(image_size=128, width=16, learning_rate=1e-3, epochs=36,
                                   patience=8, guidance=3.0, clip_norm=1.0,
                                   augment_strength="mri", balance_sizes=4),
