@@ -443,9 +443,6 @@ def test_the_all_images_report_has_a_page_per_image_while_one_page_of_cards_is_d
     analysed image (an unreadable file has no page), in upload order."""
     import hashlib
 
-    import streamlit as st
-    from streamlit.delta_generator import DeltaGenerator
-
     import dashboard.report_pdf
 
     pdfs: dict[str, bytes] = {}  # every PDF offered, drawn as if clicked, by button key
@@ -454,12 +451,7 @@ def test_the_all_images_report_has_a_page_per_image_while_one_page_of_cards_is_d
         if str(kwargs.get("mime", "")) == "application/pdf":
             pdfs[kwargs["key"]] = data() if callable(data) else data
 
-    # `st.download_button` (the cards' own) is bound to the main area at import: patched too
-    original, main = DeltaGenerator.download_button, st.download_button
-    monkeypatch.setattr(DeltaGenerator, "download_button", lambda self, label, data, *a, **kw: (
-        keep(data, kw), original(self, label, data, *a, **kw))[1])
-    monkeypatch.setattr(st, "download_button", lambda label, data, *a, **kw: (
-        keep(data, kw), main(label, data, *a, **kw))[1])
+    _tap_downloads(monkeypatch, keep)
 
     digests: list[list[str]] = []  # per PDF built: its pages' image hashes
     real = dashboard.report_pdf.report_pdf
@@ -535,6 +527,20 @@ def test_removing_uploads_in_the_same_session_is_not_a_loss(artifacts: Path, smo
     at.file_uploader(key="uploads").set_value([]).run()
     _ok(at)
     assert not any("uploads are gone" in w.value for w in at.warning)
+
+
+def _tap_downloads(monkeypatch: pytest.MonkeyPatch, keep) -> None:  # noqa: ANN001
+    """Every download button the app draws also calls `keep(data, kwargs)` (as if clicked).
+    `st.download_button` is bound to the main area at import: patched on its own, beside the
+    containers' (`DeltaGenerator.download_button`)."""
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    original, main = DeltaGenerator.download_button, st.download_button
+    monkeypatch.setattr(DeltaGenerator, "download_button", lambda self, label, data, *a, **kw: (
+        keep(data, kw), original(self, label, data, *a, **kw))[1])
+    monkeypatch.setattr(st, "download_button", lambda label, data, *a, **kw: (
+        keep(data, kw), main(label, data, *a, **kw))[1])
 
 
 def _bad_and_odd_files(smoke_run: Path) -> list[tuple[str, bytes, bool | None]]:
@@ -1050,8 +1056,6 @@ def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
     import hashlib
     import zipfile
 
-    from streamlit.delta_generator import DeltaGenerator
-
     from dashboard import core, loader
 
     # real pixels: three test-split slices, as 12-bit frames of one multi-frame file
@@ -1069,14 +1073,12 @@ def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
         zf.writestr("IM0001.dcm", make_dicom(grey[0], **IDENTIFIERS))
         zf.writestr("notes.txt", "not a slice")
     downloads: list[bytes] = []  # every CSV and PDF the page offers, drawn as if clicked
-    original = DeltaGenerator.download_button
 
-    def capture(self, label, data, *args, **kwargs):  # noqa: ANN001
+    def capture(data, kwargs) -> None:  # noqa: ANN001
         if str(kwargs.get("mime", "")) in ("text/csv", "application/pdf"):
             downloads.append(data() if callable(data) else data)
-        return original(self, label, data, *args, **kwargs)
 
-    monkeypatch.setattr(DeltaGenerator, "download_button", capture)
+    _tap_downloads(monkeypatch, capture)
     caplog.set_level("DEBUG")
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([
@@ -1171,8 +1173,6 @@ def test_no_report_carries_an_uploads_file_name(artifacts: Path, smoke_run: Path
     import hashlib
 
     import pandas as pd
-    import streamlit as st
-    from streamlit.delta_generator import DeltaGenerator
 
     downloads: dict[str, bytes] = {}
     file_names: list[str] = []  # every download's suggested name, overlay PNGs too
@@ -1182,12 +1182,7 @@ def test_no_report_carries_an_uploads_file_name(artifacts: Path, smoke_run: Path
         if str(kwargs.get("mime", "")) in ("text/csv", "application/pdf"):
             downloads[kwargs["key"]] = data() if callable(data) else data
 
-    # `st.download_button` is bound to the main area at import: patched on its own
-    original, main = DeltaGenerator.download_button, st.download_button
-    monkeypatch.setattr(DeltaGenerator, "download_button", lambda self, label, data, *a, **kw: (
-        keep(data, kw), original(self, label, data, *a, **kw))[1])
-    monkeypatch.setattr(st, "download_button", lambda label, data, *a, **kw: (
-        keep(data, kw), main(label, data, *a, **kw))[1])
+    _tap_downloads(monkeypatch, keep)
     _, data = _test_image(smoke_run)
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([("Doe_John_1970.jpg", data, "image/jpeg")]).run()
