@@ -155,8 +155,10 @@ if good:
 
 # (item index, upload, index among the good images or None): one per card, in upload order
 cards: list[tuple[int, core.Upload, int | None]] = []
+n_good = 0
 for i, upload in enumerate(items):
-    cards.append((i, upload, sum(c[2] is not None for c in cards) if upload.ok else None))
+    cards.append((i, upload, n_good if upload.ok else None))
+    n_good += int(upload.ok)
 if results is not None and results.probs:
     # Every analysed image's page, whichever page of cards is shown (and whatever the flag
     # filter hides); built only when clicked, the overlays rendered then. The list is bound
