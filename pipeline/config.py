@@ -74,6 +74,9 @@ class ModelConfig:
     mixup: float = 0.0  # guided from-scratch models: each augmented image blended with a random
     # partner of its batch at a Beta(mixup, mixup) weight, labels alike (keras.layers.MixUp;
     # evidence region: the pair's union); 0 = off
+    segment: float = 0.0  # guided from-scratch models: weight of an auxiliary loss asking the
+    # Grad-CAM layer's features to draw the tumour box (an empty map for no-tumour images) through
+    # a 1 x 1 convolution the saved model does not keep (pipeline/tumour_mask.py); 0 = off
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema < 1.0:
@@ -86,6 +89,11 @@ class ModelConfig:
         if self.equalize and self.standardize:
             raise ValueError("equalize and standardize are two intensity normalisations: "
                              "choose one")
+        if self.segment < 0:
+            raise ValueError(f"segment must be 0 or more, got {self.segment}")
+        if self.segment > 0 and (self.guidance <= 0 or self.mixup > 0):
+            raise ValueError("segment needs guidance > 0 (it runs in the guided trainer, on its "
+                             "tumour boxes) and no mixup (a blend has no one tumour map)")
         for name in ("transplant", "erase", "mixup"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:

@@ -174,7 +174,8 @@ def check_recipe(name: str, mc: ModelConfig, cfg: TrainConfig) -> None:
     if mc.guidance > 0 and not cfg.cache_features:  # guided only on cached views (fine-tuning)
         raise ValueError(f"guidance for {name} needs cached features (cache_features "
                          f"true), or set its guidance to 0")
-    for option in ("transplant", "erase", "mixup"):  # views are cached before any batch exists
+    # views are cached before any batch exists
+    for option in ("transplant", "erase", "mixup", "segment"):
         if getattr(mc, option) > 0:
             raise ValueError(f"{option} is for from-scratch models; set {name}'s {option} to 0")
 

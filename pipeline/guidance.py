@@ -102,13 +102,15 @@ class GuidedTrainer(keras.Model):
                  augment: list[tuple[keras.Layer, bool]],
                  features: keras.Model | None = None, score: str = "log_prob",
                  transplant: float = 0.0, seed: int = 0, erase: float = 0.0,
-                 no_tumor: int = -1, mixup: float = 0.0) -> None:
+                 no_tumor: int = -1, mixup: float = 0.0, segment: float = 0.0) -> None:
         """`features` maps the core's input to (feature map, probabilities); by default it is
         cut from `core` (give it for a core that was itself cut from a bigger graph).
         `transplant` > 0 expects batches with per-image roles (`guided_dataset(roles=...)`)
         and appends tumour transplants (pipeline/transplant.py) before augmentation; so does
         `erase` > 0, whose tumour-free copies are labelled class index `no_tumor`. `mixup` > 0
-        blends the augmented batch in pairs (`transplant.mixup`, Beta(mixup, mixup))."""
+        blends the augmented batch in pairs (`transplant.mixup`, Beta(mixup, mixup)). `segment`
+        > 0 adds the tumour-mask task (pipeline/tumour_mask.py) at that weight; it expects
+        roles in the batches, as transplants do."""
         super().__init__(name=f"{core.name}_guided")
         self.core = core
         self.features = features or keras.Model(
@@ -124,6 +126,13 @@ class GuidedTrainer(keras.Model):
         self.mix = keras.layers.MixUp(alpha=float(mixup), seed=seed + 1) if mixup > 0 else None
         self.head = core.get_layer("predictions")
         self.outside = keras.metrics.Mean(name="outside_share")
+        self.segment = float(segment)
+        self.mask_head = None
+        if self.segment > 0:  # built here: a variable made inside the traced step would not be
+            shape = self.features.output[0].shape  # tracked before the optimizer is built
+            self.mask_head = keras.layers.Conv2D(1, 1, name="tumour_mask_head")
+            self.mask_head.build(shape)
+            self.mask_loss = keras.metrics.Mean(name="mask_loss")
 
     def call(self, x: Any, training: bool = False) -> Any:
         return self.core(x, training=training)
@@ -146,6 +155,7 @@ class GuidedTrainer(keras.Model):
 
         inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, allowed = ops.cast(inputs[0], "float32"), inputs[1]
+        n_in = ops.shape(x)[0]
         if self.transplant > 0 or self.erase > 0:
             from pipeline.transplant import erase, transplant
 
@@ -168,19 +178,32 @@ class GuidedTrainer(keras.Model):
             ce = self.compute_loss(x=x, y=y, y_pred=probs, sample_weight=sample_weight)
             share = outside_share(fmap, probs, y, self.head.kernel, allowed, self.score)
             loss = ce + self.weight * ops.mean(share)
+            if self.mask_head is not None:
+                from pipeline import tumour_mask
+
+                # images appended above (composites, erased copies) have role 0: no target
+                role = ops.pad(ops.cast(inputs[2], "int32"), [[0, ops.shape(x)[0] - n_in]])
+                target, counts = tumour_mask.targets(allowed, role, tuple(fmap.shape[1:3]))
+                aux = tumour_mask.loss(self.mask_head(fmap), target, counts)
+                loss = loss + self.segment * aux
         grads = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))
         self.outside.update_state(share)
+        if self.mask_head is not None:
+            self.mask_loss.update_state(aux)
         for metric in self.metrics:  # Keras' documented pattern for a custom train_step
             if metric.name == "loss":
                 metric.update_state(loss)
-            elif metric is not self.outside:
+            elif metric not in self._own_metrics():
                 metric.update_state(y, probs, sample_weight=sample_weight)
         return self.get_metrics_result()
 
+    def _own_metrics(self) -> list[keras.metrics.Metric]:
+        return [self.outside] + ([self.mask_loss] if self.mask_head is not None else [])
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        return [*super().metrics, self.outside]
+        return [*super().metrics, *self._own_metrics()]
 
 
 _FORMS = {"log_prob": "log p(true class)", "logit": "the true class's logit"}
@@ -215,7 +238,7 @@ def prepare(job: Any) -> tuple[np.ndarray, np.ndarray]:
                           "form": f"Grad-CAM of {_FORMS[mc.guidance_score]}",
                           "phases": ["finetune"] if built.transfer else ["train"],
                           "transplant": mc.transplant, "erase": mc.erase,
-                          "mixup": mc.mixup}
+                          "mixup": mc.mixup, "segment": mc.segment}
     job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
             f"{len(boxed)} training images (the rest: head region)")
     return allowed, boxed
@@ -238,9 +261,10 @@ def fit_guided(job: Any) -> None:
                      if r.label == NO_TUMOR), -1)  # the class index erased copies get
     trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment,
                             score=mc.guidance_score, transplant=mc.transplant, seed=cfg.seed,
-                            erase=mc.erase, no_tumor=no_tumor, mixup=mc.mixup)
+                            erase=mc.erase, no_tumor=no_tumor, mixup=mc.mixup,
+                            segment=mc.segment)
     part = None
-    if mc.transplant > 0 or mc.erase > 0:  # who gives a tumour box, who receives one
+    if mc.transplant > 0 or mc.erase > 0 or mc.segment > 0:  # who has a tumour box, who none
         from pipeline.transplant import roles
 
         part = roles(boxed, [r.label for r in job.train.records], NO_TUMOR)
