@@ -136,6 +136,23 @@ def test_by_size_group_by_hand() -> None:
     assert by_size_group(y, probs, classes, [False] * 6, "9x9")["common_size"] == {"n": 0}
 
 
+def test_by_copy_group_counts_each_slice_once() -> None:
+    from pipeline.evaluate import by_copy_group
+
+    classes = ["glioma", "no_tumor"]
+    # one glioma slice three times, all wrong; two distinct no-tumour slices, one right
+    y, pred, groups = [0, 0, 0, 1, 1], [1, 1, 1, 1, 0], [7, 7, 7, 2, 5]
+    out = by_copy_group(y, pred, groups, classes)
+    assert out == {"n_images": 5, "n_groups": 3, "images_in_copies": 3,
+                   "accuracy": pytest.approx((0.0 + 1.0 + 0.0) / 3),
+                   "groups_per_class": {"glioma": 1, "no_tumor": 2}}
+    assert np.mean(np.array(y) == pred) == pytest.approx(0.2)  # plain accuracy differs
+    # a group half right weighs as half an image
+    assert by_copy_group([0, 0], [0, 1], [1, 1], classes)["accuracy"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="one entry per image"):
+        by_copy_group([0], [0, 1], [1, 1], classes)
+
+
 def test_tumor_vs_no_tumor_binary_and_missing() -> None:
     y = np.array([0, 0, 1, 1, 1])  # ["no_tumor", "tumor"]
     p = _probs(np.array([0, 1, 1, 1, 0]), np.full(5, 0.8), n_classes=2)
@@ -595,6 +612,9 @@ def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
     smaller = data / pairs[0][0]  # one image from "another source": a different pixel size
     smaller.write_bytes(cv2.imencode(smaller.suffix, cv2.resize(
         cv2.imread(str(smaller)), (96, 96)))[1].tobytes())
+    copied = data / pairs[1][0]  # and one slice twice, under another name
+    twin = copied.with_name("twin-" + copied.name)
+    twin.write_bytes(copied.read_bytes())
     runner = CliRunner()
     r = runner.invoke(app, ["evaluate", "--run", str(run_copy), "--data", str(data), "--name",
                             "../escape"])
@@ -608,7 +628,10 @@ def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
     met = json.loads((run_copy / "custom_cnn" / "external" / "flat" / "metrics.json").read_text())
     by_size = met["by_size"]  # against the run's own training split's commonest size
     assert by_size["size"] == "128x128" and by_size["other_sizes"]["n"] == 1
-    assert by_size["common_size"]["n"] == met["n"] - 1 == len(pairs) - 1
+    assert by_size["common_size"]["n"] == met["n"] - 1 == len(pairs)  # the twin included
+    copies = met["copies"]  # the twin and its original count once
+    assert copies["n_images"] == met["n"] and copies["images_in_copies"] >= 2
+    assert copies["n_groups"] <= met["n"] - 1
     # the printed summary sets each ECE against what a calibrated model would show
     r = runner.invoke(app, ["evaluate", "--run", str(run_copy), "--data", str(data),
                             "--n-boot", "200"])
@@ -617,6 +640,10 @@ def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
                        .read_text())["ece_if_calibrated"]["mean"]
     assert (f"ECE a perfectly calibrated model would show on these images: Custom CNN "
             f"{floor:.3f}, MobileNetV2 ") in r.stdout
+    copies = json.loads((run_copy / "custom_cnn" / "external" / "flat" / "metrics.json")
+                        .read_text())["copies"]
+    assert (f"Custom CNN: {copies['n_groups']} distinct images (exact or near copies counted "
+            f"once), accuracy {copies['accuracy']:.3f}") in r.stdout
 
 
 @pytest.mark.slow

@@ -110,6 +110,11 @@ def _print_eval_summary(summary: dict) -> None:
         if m != "difference":
             lo, hi = ci["accuracy"]
             sys.stdout.write(f"{display_name(m)} accuracy 95 % CI [{lo:.3f}, {hi:.3f}]\n")
+    for m, met in summary["models"].items():  # copies of one slice weigh as one
+        if met.get("n_distinct") is not None and met["n_distinct"] < met["n"]:
+            sys.stdout.write(f"{display_name(m)}: {met['n_distinct']} distinct images (exact or "
+                             f"near copies counted once), accuracy "
+                             f"{met['accuracy_distinct']:.3f}\n")
     floors = {display_name(m): met["ece_if_calibrated"] for m, met in summary["models"].items()
               if met.get("ece_if_calibrated") is not None}
     if floors:  # ECE is biased upward on a finite set: say how far

@@ -28,7 +28,7 @@ _EXPORTS = {
     **dict.fromkeys(["CV_METRICS", "cross_validate", "cv_folds"], "cv"),
     **dict.fromkeys(["BINARY_CLASSES", "EvaluationError", "LabelPlan", "collapse_to_binary",
                      "map_external_labels", "training_overlap"], "external"),
-    **dict.fromkeys(["NO_TUMOR", "PROB_TOLERANCE", "by_size_group", "calibration",
+    **dict.fromkeys(["NO_TUMOR", "PROB_TOLERANCE", "by_copy_group", "by_size_group", "calibration",
                      "check_inputs", "classification_metrics", "confusion", "curves",
                      "predicted_classes", "top_confusions", "tumor_vs_no_tumor"], "metrics"),
     **dict.fromkeys(["SEVERITIES", "SHIFTS", "TARGET_DROP", "robustness_run"], "robustness"),

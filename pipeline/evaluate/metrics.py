@@ -308,3 +308,28 @@ def by_size_group(
                        "specificity": tvn.get("specificity")}
     return {"size": common, **groups}
 
+
+
+def by_copy_group(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+    group_of: Sequence[int] | np.ndarray, class_names: Sequence[str],
+) -> dict[str, Any]:
+    """Accuracy with each group of exact or near copies counted once.
+
+    A folder can hold copies of one slice (the Sartaj `Testing/` folder: 394 images, 282
+    distinct): plain accuracy then counts one slice's answer several times. Here each group
+    (`group_of`, the same id for copies, as `duplicate_components` gives) weighs one, its
+    score the share of its images answered right. Keys: `n_images`, `n_groups`,
+    `images_in_copies` (images in groups of two or more), `accuracy`, and per class the number
+    of distinct groups (`groups_per_class`, a group counted under its images' labels)."""
+    y, pred = np.asarray(y_true), np.asarray(y_pred)
+    groups = np.asarray(group_of)
+    if not len(y) == len(pred) == len(groups):
+        raise ValueError("y_true, y_pred and group_of must have one entry per image")
+    ids, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    right = np.bincount(inverse, weights=(y == pred).astype(float), minlength=len(ids))
+    return {"n_images": int(len(y)), "n_groups": int(len(ids)),
+            "images_in_copies": int(counts[counts > 1].sum()),
+            "accuracy": float(np.mean(right / counts)) if len(ids) else None,
+            "groups_per_class": {name: int(len(np.unique(groups[y == k])))
+                                 for k, name in enumerate(class_names)}}

@@ -26,6 +26,7 @@ from pipeline.evaluate.external import (
     training_overlap,
 )
 from pipeline.evaluate.metrics import (
+    by_copy_group,
     by_size_group,
     calibration,
     check_inputs,
@@ -99,7 +100,9 @@ def metrics_summary(met: dict[str, Any]) -> dict[str, Any]:
             "ece": met["ece"], "ece_uncalibrated": met.get("ece_uncalibrated", met["ece"]),
             "ece_if_calibrated": (met.get("ece_if_calibrated") or {}).get("mean"),
             "temperature": met.get("temperature"), "sensitivity": tvn.get("sensitivity"),
-            "specificity": tvn.get("specificity")}
+            "specificity": tvn.get("specificity"),
+            "accuracy_distinct": (met.get("copies") or {}).get("accuracy"),
+            "n_distinct": (met.get("copies") or {}).get("n_groups")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +228,18 @@ def _size_groups(run: Any, data_root: str | Path | None, path_of: dict[str, Path
     return common, np.array([native_size(path_of[rel]) == common for rel in keep])
 
 
+def _copy_groups(records: Sequence[Any], keep: list[str]) -> np.ndarray | None:
+    """Per kept image, the id of its group of exact or near copies among the kept images (the
+    grouping the splits keep together); None when hashing fails."""
+    from pipeline.data.duplicates import duplicate_components
+
+    by_rel = {r.rel: r for r in records}
+    try:
+        return np.asarray(duplicate_components([by_rel[rel] for rel in keep]))
+    except (OSError, ValueError, KeyError):  # the plain figures stand without it
+        return None
+
+
 def evaluate_run(
     run_dir: str | Path, data_dir: str | Path | None = None, name: str | None = None,
     progress: Progress | None = None, data_root: str | Path | None = None,
@@ -273,6 +288,7 @@ def evaluate_run(
     label_of = {r.rel: plan.mapping[r.label] for r in records}
     sizes = _size_groups(run, data_root, {r.rel: r.path for r in records}, keep)
     y = np.array([plan.class_names.index(label_of[rel]) for rel in keep], dtype=np.int64)
+    copies = _copy_groups(records, keep)
     probs_eval: dict[str, np.ndarray] = {}
     preds_eval: dict[str, np.ndarray] = {}
     summaries: dict[str, Any] = {}
@@ -293,7 +309,9 @@ def evaluate_run(
                                    "reliability_uncalibrated": reliability_raw,
                                    "by_size": None if sizes is None else by_size_group(
                                        y, probs_eval[m], plan.class_names, sizes[1], sizes[0],
-                                       y_pred=preds_eval[m])})
+                                       y_pred=preds_eval[m]),
+                                   "copies": None if copies is None else by_copy_group(
+                                       y, preds_eval[m], copies, plan.class_names)})
         summaries[m] = metrics_summary(met)
         progress("writing evaluation files", i + 1, len(run.model_names))
     comp = compare(y, probs_eval, plan.class_names, paths=keep, y_pred=preds_eval, n_boot=n_boot,
