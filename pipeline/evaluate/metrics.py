@@ -309,7 +309,6 @@ def by_size_group(
     return {"size": common, **groups}
 
 
-
 def by_copy_group(
     y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
     group_of: Sequence[int] | np.ndarray, class_names: Sequence[str],
