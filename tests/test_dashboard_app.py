@@ -772,6 +772,24 @@ def test_overview_breaks_results_down_by_pixel_size(smoke_run, tmp_path, monkeyp
                     "the tumour."]
 
 
+def test_overview_counts_copies_once(smoke_run, tmp_path, monkeypatch):
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    at = _app("overview")
+    _ok(at)
+    assert "distinct slices" not in _texts(at.caption)  # phantoms: no copies, no sentence
+    for m, acc in (("custom_cnn", 0.648), ("mobilenetv2", 0.767)):
+        path = run / m / "metrics.json"
+        met = json.loads(path.read_text())
+        met["copies"] = {"n_images": 394, "n_groups": 282, "images_in_copies": 150,
+                         "accuracy": acc, "groups_per_class": {}}
+        path.write_text(json.dumps(met))
+    at = _app("overview")
+    _ok(at)
+    text = _texts(at.caption)
+    assert "The 394 test images are 282 distinct slices" in text
+    assert "Custom CNN 0.648 (plain" in text and "MobileNetV2 0.767 (plain" in text
+
+
 def test_overview_says_whether_the_warnings_catch_the_errors(smoke_run, tmp_path,
                                                               monkeypatch):
     from pipeline.evaluate.flags import audit_run, read_predictions

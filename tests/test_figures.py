@@ -507,6 +507,23 @@ def test_model_label_and_colours():
     assert F.model_color("x", 0) != F.model_color("y", 1)
 
 
+def test_copies_sentence():
+    old = {"custom_cnn": {"accuracy": 0.9}}  # evaluated before `copies` existed
+    assert F.copies_sentence(old) is None
+    no_copies = {"custom_cnn": {"accuracy": 0.9, "copies": {
+        "n_images": 10, "n_groups": 10, "images_in_copies": 0, "accuracy": 0.9}}}
+    assert F.copies_sentence(no_copies) is None  # plain accuracy already counts slices once
+    copies = {"n_images": 394, "n_groups": 282, "images_in_copies": 150, "accuracy": 0.648}
+    metrics = {"custom_cnn": {"accuracy": 0.657, "copies": copies},
+               "mobilenetv2": {"accuracy": 0.777, "copies": {**copies, "accuracy": 0.767}}}
+    text = F.copies_sentence(metrics)
+    assert text.startswith("The 394 test images are 282 distinct slices")
+    assert "Custom CNN 0.648 (plain 0.657); MobileNetV2 0.767 (plain 0.777)" in text
+    with pytest.raises(F.FigureDataError, match="copies accuracy"):
+        F.copies_sentence({"custom_cnn": {"accuracy": 0.9,
+                                          "copies": {**copies, "accuracy": "high"}}})
+
+
 def test_size_group_table_and_gaps():
     old = {"custom_cnn": {"accuracy": 0.9}}  # a run evaluated before the breakdown existed
     assert F.size_group_table(old) is None and F.size_gaps(old) == []

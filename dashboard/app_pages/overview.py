@@ -57,6 +57,9 @@ if metrics:
         try:
             st.dataframe(F.metrics_table(metrics, comparison), key="metrics_table")
             st.caption("Values on the test split; brackets: 95% bootstrap confidence interval.")
+            distinct = F.copies_sentence(metrics)
+            if distinct:
+                st.caption(distinct)
         except F.FigureDataError as exc:
             st.warning(f"Cannot show the metrics table: {exc}", icon=":material/warning:")
     with right:

@@ -385,3 +385,23 @@ def size_gaps(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
                        f"sizes against {common:.0%} at {groups.get('size', '?')}: it may be "
                        "recognising where an image comes from rather than the tumour.")
     return out
+
+
+def copies_sentence(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """One sentence giving each model's accuracy with exact and near copies counted once
+    (`metrics.json` `copies`, written by `evaluate`); None when no model has it (older runs) or
+    the test images hold no copies, so the plain figures already count each slice once."""
+    parts, counts = [], None
+    for name, m in metrics.items():
+        copies = m.get("copies") or {}
+        if copies.get("accuracy") is None or not copies.get("images_in_copies"):
+            continue
+        acc = _num(copies["accuracy"], f"{name} copies accuracy")
+        plain = _num(m.get("accuracy"), f"{name} accuracy")
+        parts.append(f"{model_label(name)} {_fmt(acc)} (plain {_fmt(plain)})")
+        counts = (copies.get("n_images", "?"), copies.get("n_groups", "?"))
+    if not parts:
+        return None
+    return (f"The {counts[0]} test images are {counts[1]} distinct slices (exact and near copies "
+            "grouped as the splits group them). Counting each slice once, its score the share "
+            f"of its copies answered right, accuracy is: {'; '.join(parts)}.")
