@@ -14,10 +14,11 @@ from pipeline.layers import (
     RandomGamma,
     RandomHistogramMatch,
     RandomIntensityRemap,
+    RandomSharpen,
 )
 
 AUG_STRENGTHS = ("light", "gamma", "mri", "mri-match", "mri-match-texture", "mri-match-blur",
-                 "mri-wide", "sequence", "strong")
+                 "mri-match-sharp", "mri-wide", "sequence", "strong")
 # Keras' RandomGaussianBlur defaults to a 3 x 3 kernel, which caps the blur near sigma 0.8 px
 # whatever sigma is asked for; "mri-match-blur" widens it to reach the robustness benchmark's
 # blur (sigma 1-2 px at 224 px for its moderate and strongest levels).
@@ -39,7 +40,8 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
     model may turn to sharpness and grain, which also differ between sources); all of these blur
     through Keras' default 3 x 3 kernel, so at most about sigma 0.8 px. "mri-match-blur" is
     "mri-match" whose blur really reaches sigma 2 px (a `WIDE_BLUR_KERNEL` kernel), for about
-    half the images. "mri-wide" is "mri"
+    half the images. "mri-match-sharp" is "mri-match" plus, for half the images, an unsharp
+    mask (soft exports made crisp, as other sources' tumour images are). "mri-wide" is "mri"
     with the wider geometry of "strong" (zoom 0.2, translation): the other sources' slices are
     often framed tighter or off-centre. "strong" adds what
     differs between scanners and exports, so that none of it can serve as a class cue:
@@ -64,11 +66,13 @@ def augmentation_layers(seed: int, strength: str = "light") -> list[tuple[keras.
         return layers + [(RandomGamma(1.6, seed=seed + 9, name="aug_gamma"), False)]
     translate = [(keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 4,
                                                  name="aug_translate"), True)]
-    if strength in ("mri", "mri-match", "mri-match-texture", "mri-match-blur", "mri-wide",
-                    "sequence"):
+    if strength in ("mri", "mri-match", "mri-match-texture", "mri-match-blur", "mri-match-sharp",
+                    "mri-wide", "sequence"):
         match = [(RandomHistogramMatch(0.5, seed=seed + 12, name="aug_histmatch"), False)]
         remap = {"sequence": [(RandomIntensityRemap(0.5, seed=seed + 11, name="aug_remap"), False)],
-                 "mri-match": match, "mri-match-texture": match, "mri-match-blur": match}
+                 "mri-match": match, "mri-match-texture": match, "mri-match-blur": match,
+                 "mri-match-sharp": match + [(RandomSharpen(0.5, seed=seed + 13,
+                                                            name="aug_sharpen"), False)]}
         texture = strength == "mri-match-texture"
         wide_blur = strength == "mri-match-blur"
         blur = (dict(factor=1.0, sigma=(0.0, 2.0), kernel_size=WIDE_BLUR_KERNEL) if wide_blur

@@ -52,7 +52,8 @@ class ModelConfig:
     # "mri" + half the images take a random batch partner's head histogram (layers.
     # RandomHistogramMatch: brightness and contrast stop telling the class); "mri-match-texture":
     # "mri-match" with the blur and noise of "strong" (sharpness and grain differ too);
-    # "mri-match-blur": "mri-match" with a blur that reaches sigma 2 px (9 x 9 kernel); "sequence":
+    # "mri-match-blur": "mri-match" with a blur that reaches sigma 2 px (9 x 9 kernel);
+    # "mri-match-sharp": "mri-match" + an unsharp mask on half the images; "sequence":
     # "mri" + random intensity curves that may reorder grey levels (T1 <-> T2); "mri-wide":
     # "mri" + the wider zoom and the shifts of "strong" (other sources frame slices differently);
     # "strong": + shifts, brightness, stronger contrast, noise, blur and random erasing

@@ -256,3 +256,48 @@ class RandomHistogramMatch(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "quantiles": self.quantiles,
                 "threshold": self.threshold, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomSharpen(keras.layers.Layer):
+    """Training only: with probability `rate` per image, an unsharp mask x + a·(x − blur(x)),
+    a uniform in [0, `max_amount`], blur a Gaussian of `sigma` px (5 × 5 kernel).
+
+    Why: the training tumours are soft figshare exports, while other sources' tumour images,
+    like the training no-tumour images, are crisp (`Testing/` gliomas the custom CNN calls "no
+    tumour": model card, Known failure modes). Blur augmentation only softens; sharpening
+    makes some soft tumour images crisp, so crispness stops telling the class.
+    """
+
+    def __init__(self, rate: float = 0.5, max_amount: float = 2.0, sigma: float = 1.0,
+                 seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate, self.max_amount, self.sigma, self.seed = rate, max_amount, sigma, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def _kernel(self, channels: int) -> Any:
+        r = ops.arange(-2, 3, dtype="float32")
+        g = ops.exp(-(r ** 2) / (2.0 * self.sigma ** 2))
+        k2 = ops.outer(g, g)
+        k2 = k2 / ops.sum(k2)
+        return ops.tile(ops.reshape(k2, (5, 5, 1, 1)), (1, 1, channels, 1))
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        if not training:
+            return x
+        x = ops.clip(ops.cast(x, "float32"), 0.0, 255.0)
+        n = ops.shape(x)[0]
+        # reflect-padded so the image edge is not read as a black edge to sharpen
+        padded = ops.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+        soft = ops.depthwise_conv(padded, self._kernel(x.shape[-1]), padding="valid")
+        amount = keras.random.uniform((n, 1, 1, 1), 0.0, self.max_amount, seed=self.generator)
+        use = keras.random.uniform((n, 1, 1, 1), seed=self.generator) < self.rate
+        sharp = ops.clip(x + amount * (x - soft), 0.0, 255.0)
+        return ops.where(use, sharp, x)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "max_amount": self.max_amount,
+                "sigma": self.sigma, "seed": self.seed}

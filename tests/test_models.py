@@ -418,6 +418,35 @@ def test_mri_match_blur_blurs_as_far_as_the_robustness_benchmark(tmp_path):
     _same_after_reload(built.model, tmp_path)
 
 
+def test_mri_match_sharp_sharpens_soft_edges(tmp_path):
+    import cv2
+
+    from pipeline.augment import augmentation_layers
+    from pipeline.layers import RandomSharpen
+
+    x = np.full((8, 32, 32, 3), 128.0, "float32")
+    x[:, :, 16:] = 32.0
+    soft = np.stack([cv2.GaussianBlur(im, (0, 0), 1.5) for im in x])  # a soft export's edge
+    layer = RandomSharpen(1.0, max_amount=2.0, seed=3)
+    np.testing.assert_array_equal(np.asarray(layer(soft, training=False)), soft)
+    out = np.asarray(layer(soft, training=True))
+    step = np.abs(np.diff(soft, axis=2)).max()
+    steps = np.abs(np.diff(out, axis=2)).max(axis=(1, 2, 3))
+    assert (steps >= step - 1e-3).all() and steps.max() > step * 1.2  # crisper, never softer
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    np.testing.assert_allclose(out[:, :, :8], soft[:, :, :8], atol=1e-3)  # flat parts stay
+    np.testing.assert_array_equal(np.asarray(RandomSharpen(0.0, seed=3)(soft, training=True)),
+                                  soft)
+    match = [layer.name for layer, _ in augmentation_layers(0, "mri-match")]
+    sharp = [(layer.name, g) for layer, g in augmentation_layers(0, "mri-match-sharp")]
+    at = match.index("aug_histmatch") + 1
+    assert [n for n, _ in sharp] == [*match[:at], "aug_sharpen", *match[at:]]
+    assert ("aug_sharpen", False) in sharp  # intensities only: a tumour mask does not move
+    built = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=3,
+                                                     augment_strength="mri-match-sharp"))
+    _same_after_reload(built.model, tmp_path)
+
+
 def test_residual_custom_cnn_adds_a_shortcut_to_its_two_conv_blocks(tmp_path):
     plain = build_model("custom_cnn", 4, _tiny()).model
     cfg = ModelConfig(image_size=64, width=8, depth=3, residual=True)
