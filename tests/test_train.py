@@ -25,6 +25,18 @@ from pipeline.train import train_run
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.parametrize("name", ["smoke", "quick", "full"])
+def test_every_profile_is_a_valid_recipe(name):
+    # The full recipe's tumour removal needs guidance; smoke and quick switch guidance off, and
+    # once built a profile that refused itself ("erase needs guidance > 0").
+    from pipeline.fit import check_recipe
+
+    cfg = profile(name)
+    for model, mc in cfg.models.items():
+        check_recipe(model, mc, cfg)
+    assert cfg.models["custom_cnn"].guidance > 0 or cfg.models["custom_cnn"].erase == 0
+
+
 def test_class_weights_balance_the_loss():
     y = np.array([0, 0, 0, 1])
     w = class_weights(y, 3)
