@@ -47,6 +47,9 @@ class ModelConfig:
     standardize: bool = False  # per-image intensity standardisation over the head, in the model
     equalize: bool = False  # per-image histogram equalisation over the head, in the model
     # (layers.HeadEqualization: removes any monotonic intensity curve; excludes standardize)
+    input_blur: float = 0.0  # a fixed Gaussian low-pass of this sigma (px at image_size) in
+    # the model, in training and use (layers.InputBlur: fine texture stops telling the source);
+    # 0 = off
     augment_strength: str = "light"  # "light": flip/rotate/zoom/contrast; "gamma": + random
     # gamma; "mri": + gamma, bias field, mild noise and blur (scanner differences); "mri-match":
     # "mri" + half the images take a random batch partner's head histogram (layers.
@@ -90,6 +93,8 @@ class ModelConfig:
         if self.equalize and self.standardize:
             raise ValueError("equalize and standardize are two intensity normalisations: "
                              "choose one")
+        if self.input_blur < 0:
+            raise ValueError(f"input_blur is a sigma in pixels, 0 or more, got {self.input_blur}")
         if self.segment < 0:
             raise ValueError(f"segment must be 0 or more, got {self.segment}")
         if self.segment > 0 and (self.guidance <= 0 or self.mixup > 0):

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.augment import augmentation_block
 from pipeline.backbones import BACKBONES
 from pipeline.config import ModelConfig
-from pipeline.layers import HeadEqualization, HeadStandardization
+from pipeline.layers import HeadEqualization, HeadStandardization, InputBlur
 from pipeline.names import display_name
 from pipeline.weights import WeightsChoice, WeightsError, resolve_weights
 
@@ -45,8 +45,10 @@ MODEL_NAMES = ("custom_cnn", *BACKBONES)
 def _preprocess(x: keras.KerasTensor, cfg: ModelConfig, transfer: bool,
                 backbone_preprocess: Callable[[keras.KerasTensor], keras.KerasTensor] | None
                 ) -> keras.KerasTensor:
-    """Scaling for the network: per-image head equalisation or standardisation if the config
-    asks for it."""
+    """Scaling for the network: the fixed input blur, then per-image head equalisation or
+    standardisation if the config asks for them."""
+    if cfg.input_blur > 0:
+        x = InputBlur(cfg.input_blur, name="input_blur")(x)
     if cfg.equalize:
         # [0, 1] like the plain rescaling; ImageNet backbones expect [-1, 1]
         params = dict(low=-1.0, high=1.0) if transfer else {}

@@ -463,3 +463,35 @@ def test_residual_custom_cnn_adds_a_shortcut_to_its_two_conv_blocks(tmp_path):
     res.save(tmp_path / "r.keras")
     loaded = keras.saving.load_model(tmp_path / "r.keras", safe_mode=True, compile=False)
     np.testing.assert_allclose(np.asarray(loaded(x, training=False)), before, atol=1e-5)
+
+
+def test_input_blur_low_passes_in_training_and_use_like_opencv(tmp_path):
+    import cv2
+
+    from pipeline.layers import InputBlur
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (2, 40, 40, 3)).astype("float32")  # grain: all high frequency
+    layer = InputBlur(1.0)
+    out = np.asarray(layer(x))
+    np.testing.assert_allclose(np.asarray(layer(x, training=True)), out)  # same in training
+    # OpenCV's Gaussian of sigma 1 on the same 5 x 5 kernel and reflected border
+    ref = np.stack([cv2.GaussianBlur(im, (5, 5), 1.0, borderType=cv2.BORDER_REFLECT_101)
+                    for im in x])
+    np.testing.assert_allclose(out, ref, atol=0.05)
+    assert out.std() < x.std() * 0.5  # the grain is mostly gone
+    flat = np.full((1, 16, 16, 3), 77.0, "float32")
+    np.testing.assert_allclose(np.asarray(layer(flat)), flat, atol=1e-3)  # no dark border
+    with pytest.raises(ValueError, match="sigma"):
+        ModelConfig(input_blur=-1.0)
+    for name in ("custom_cnn", "mobilenetv2"):
+        cfg = ModelConfig(image_size=32, width=4, depth=3, input_blur=1.0)
+        built = build_model(name, 3, cfg, weights="none")
+        model = built.model
+        blur = model.get_layer("input_blur")
+        # after augmentation, before the network's own scaling
+        assert model.get_layer("preprocess").input is blur.output
+        (tmp_path / name).mkdir()
+        _same_after_reload(model, tmp_path / name)
+    plain = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3))
+    assert "input_blur" not in {layer.name for layer in plain.model.layers}
