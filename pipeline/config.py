@@ -37,6 +37,9 @@ class ModelConfig:
     width: int = 32  # filters of the first conv block; doubles per block
     depth: int = 4  # number of conv blocks
     residual: bool = False  # the two-conv blocks add a 1x1-projected shortcut from their input
+    ibn_blocks: int = 0  # the first N conv blocks normalise half their channels per image
+    # (instance norm) and half per batch (IBN-Net, Pan et al. 2018: shallow instance norm takes
+    # away each image's contrast and brightness "style", a source cue); 0 = plain BatchNorm
     # transfer models only
     finetune_epochs: int = 12  # epochs of the second (fine-tuning) phase; 0 disables it
     finetune_layers: int = 40  # top base layers unfrozen in fine-tuning (BatchNorm stays frozen)
@@ -93,6 +96,8 @@ class ModelConfig:
         if self.equalize and self.standardize:
             raise ValueError("equalize and standardize are two intensity normalisations: "
                              "choose one")
+        if self.ibn_blocks < 0:
+            raise ValueError(f"ibn_blocks must be 0 or more, got {self.ibn_blocks}")
         if self.input_blur < 0:
             raise ValueError(f"input_blur is a sigma in pixels, 0 or more, got {self.input_blur}")
         if self.segment < 0:

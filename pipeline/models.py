@@ -81,13 +81,28 @@ def _shortcut(block_in: keras.KerasTensor, x: keras.KerasTensor, width: int, nam
     return keras.layers.Add(name=f"{name}_add")([x, skip])
 
 
+def _ibn_conv(x: keras.KerasTensor, width: int, conv: str, norm: str) -> keras.KerasTensor:
+    """A 3x3 conv whose first half of channels is normalised per image (instance norm) and the
+    rest per batch (IBN-Net's IBN-a, Pan et al., 2018). A conv's output channels are
+    independent, so two convs of half the width each, concatenated, are one conv split in two,
+    with plain Keras layers only (no Lambda: saved models load with safe_mode)."""
+    half = width // 2
+    a = keras.layers.Conv2D(half, 3, padding="same", use_bias=False, name=f"{conv}_in")(x)
+    a = keras.layers.GroupNormalization(groups=-1, name=f"{norm}_in")(a)  # groups=-1: instance
+    b = keras.layers.Conv2D(width - half, 3, padding="same", use_bias=False,
+                            name=f"{conv}_bn")(x)
+    b = keras.layers.BatchNormalization(momentum=0.9, name=norm)(b)
+    return keras.layers.Concatenate(name=f"{conv}_ibn")([a, b])
+
+
 def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
                      augment: bool = True) -> BuiltModel:
     """Our own CNN: conv blocks (conv-BN-ReLU, max-pool), widening by 2 per block, pooled head.
 
     The first blocks use one conv each to stay cheap at high resolution on a CPU; the last two
     use two convs, where the feature maps are small and most of the learning happens. With
-    `cfg.residual` those two add a projected shortcut from their input (`_shortcut`).
+    `cfg.residual` those two add a projected shortcut from their input (`_shortcut`); the first
+    `cfg.ibn_blocks` blocks normalise half their channels per image (`_ibn_conv`).
     """
     if cfg.depth < 2:
         raise ValueError(f"custom_cnn depth must be >= 2, got {cfg.depth}")
@@ -99,12 +114,15 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
         convs = 2 if block >= cfg.depth - 2 else 1
         block_in = x
         for c in range(convs):
-            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
-                                    name=f"block{block + 1}_conv{c + 1}")(x)
-            # momentum 0.9 (Keras: 0.99): small datasets give few steps per epoch, and slow
-            # running statistics make validation look broken for many epochs.
-            x = keras.layers.BatchNormalization(momentum=0.9,
-                                                name=f"block{block + 1}_bn{c + 1}")(x)
+            name = f"block{block + 1}"
+            if block < cfg.ibn_blocks:
+                x = _ibn_conv(x, width, f"{name}_conv{c + 1}", f"{name}_bn{c + 1}")
+            else:
+                x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
+                                        name=f"{name}_conv{c + 1}")(x)
+                # momentum 0.9 (Keras: 0.99): small datasets give few steps per epoch, and slow
+                # running statistics make validation look broken for many epochs.
+                x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{c + 1}")(x)
             last = block == cfg.depth - 1 and c == convs - 1
             if cfg.residual and convs == 2 and c == 1:
                 x = _shortcut(block_in, x, width, f"block{block + 1}")

@@ -495,3 +495,31 @@ def test_input_blur_low_passes_in_training_and_use_like_opencv(tmp_path):
         _same_after_reload(model, tmp_path / name)
     plain = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3))
     assert "input_blur" not in {layer.name for layer in plain.model.layers}
+
+
+def test_ibn_blocks_normalise_half_the_channels_per_image(tmp_path):
+    cfg = ModelConfig(image_size=32, width=8, depth=3, ibn_blocks=1)
+    model = build_model("custom_cnn", 3, cfg).model
+    plain = build_model("custom_cnn", 3, ModelConfig(image_size=32, width=8, depth=3)).model
+    norms = [layer for layer in model.layers
+             if isinstance(layer, keras.layers.GroupNormalization)]
+    assert [n.name for n in norms] == ["block1_bn1_in"]  # only the first block's one conv
+    assert model.get_layer("block1_conv1_ibn").output.shape[-1] == 8  # halves rejoined
+    # the layers explanations and guidance look up are the plain model's
+    for name in (GRADCAM_LAYER_CUSTOM, "block2_relu1", "block1_relu1"):
+        assert model.get_layer(name).output.shape == plain.get_layer(name).output.shape
+    # per image: the instance-normalised half does not see the image's brightness gain, the
+    # batch-normalised half does (no conv bias, so a gain on the input scales both convs)
+    probe = keras.Model(model.inputs, [model.get_layer("block1_bn1_in").output,
+                                       model.get_layer("block1_bn1").output])
+    x = np.random.default_rng(1).uniform(20, 200, (2, 32, 32, 3)).astype("float32")
+    a1, b1 = (np.asarray(t) for t in probe([x], training=False))
+    a2, b2 = (np.asarray(t) for t in probe([x * 0.5], training=False))
+    def change(u, v):
+        return np.linalg.norm(u - v) / np.linalg.norm(u)
+
+    # not exactly 0: the norm's epsilon (1e-3) weighs a little against a halved variance
+    assert change(a1, a2) < 0.1 and change(b1, b2) > 0.3
+    _same_after_reload(model, tmp_path)
+    with pytest.raises(ValueError, match="ibn_blocks"):
+        ModelConfig(ibn_blocks=-1)
