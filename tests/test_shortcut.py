@@ -54,6 +54,24 @@ def test_top_outside_head_reads_the_hottest_region_not_the_spread() -> None:
         E.top_outside_head(corner, head, top=0)
 
 
+def test_top_outside_head_judges_a_sparse_map_by_its_evidence_pixels() -> None:
+    """A sharp map whose evidence covers less than the top 10 % (the rest exactly 0, as a
+    ReLU'd Grad-CAM often is) is judged by its evidence: a peak on the head is not flagged
+    however much of the frame lies outside the head, and a peak outside is. Before the fix the
+    quantile was 0, the "hottest" region was the whole frame, and the first map was flagged."""
+    head = np.zeros((20, 20), bool)
+    head[8:16, 8:16] = True  # 64 of 400 pixels: most of the frame is outside the head
+    on_head = np.zeros((20, 20), np.float32)
+    on_head[11:13, 11:13] = 1.0  # 4 pixels = 1 % of the frame, all on the head
+    on_head[12, 12] = 2.0
+    assert E.top_outside_head(on_head, head) == 0.0
+    assert not E.outside_head_flag(E.top_outside_head(on_head, head))
+    off_head = np.zeros((20, 20), np.float32)
+    off_head[0:2, 0:2] = 1.0  # the same peak in a corner
+    assert E.top_outside_head(off_head, head) == 1.0
+    assert E.outside_head_flag(E.top_outside_head(off_head, head))
+
+
 def test_head_mask_is_the_crop_blob_and_whole_image_without_a_head() -> None:
     from pipeline.synth import render_phantom
 

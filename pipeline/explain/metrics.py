@@ -114,13 +114,19 @@ def top_outside_head(heatmap: np.ndarray, head_mask: np.ndarray, top: float = SH
                      ) -> float:
     """Share of the heatmap's hottest `top` share of pixels that lies outside the head, in
     [0, 1] (the shortcut alarm's measure). `head_mask` as in `energy_outside_head`. NaN for a
-    flat zero map (no hottest region)."""
+    flat zero map (no hottest region).
+
+    A pixel without evidence (0) is never "hot": a focused map whose evidence covers less than
+    `top` of the frame is judged by its evidence pixels alone. (Before 2026-12-05 the region was
+    every pixel at or above the quantile, so such a map's region was the whole frame and a sharp
+    peak on a tumour was flagged whenever the frame outside the head was large.)
+    """
     hm = check_heatmap(heatmap)
     if not 0 < top <= 1:
         raise ValueError(f"top must be in (0, 1], got {top}")
     if hm.max() <= 0:
         return float("nan")
-    region = hm >= np.quantile(hm, 1.0 - top)
+    region = (hm >= np.quantile(hm, 1.0 - top)) & (hm > 0)
     return float(np.mean(~mask_like(head_mask, hm.shape)[region]))
 
 
