@@ -133,16 +133,17 @@ def outside_label(share: float) -> str:
 
 def outside_help(share: float, alarm: float) -> str:
     """The label's tooltip: what the number means for this one heatmap."""
-    return (f"Evidence mostly outside the brain: {share:.0%} of this heatmap's hottest 10% lies "
-            f"outside the head (alarm above {alarm:.0%}). See the note below the images.")
+    return (f"Evidence mostly outside the brain: {share:.0%} of the heat in this heatmap's "
+            f"hottest 10% lies outside the head (alarm above {alarm:.0%}). See the note below the "
+            "images.")
 
 
 def outside_note(shares: Mapping[str, float], alarm: float) -> str:
     """The shortcut alarm explained once for a card, naming each flagged model's share."""
     which = ", ".join(f"{display_name(m)} {s:.0%}" for m, s in shares.items())
-    return (f"Evidence mostly outside the brain ({which} of the heatmap's hottest 10% lies "
-            f"outside the head; alarm above {alarm:.0%}). The model may rely on something "
-            "other than the anatomy, such as text, borders or markers.")
+    return (f"Evidence mostly outside the brain ({which} of the heat in the heatmap's "
+            f"hottest 10% lies outside the head; alarm above {alarm:.0%}). The model may rely "
+            "on something other than the anatomy, such as text, borders or markers.")
 
 
 EMPTY_LABEL = "Empty heatmap"

@@ -41,8 +41,8 @@ class ImageResult:
     method: str
     layer: str | None
     crop: bool = True  # whether the model's frame is head-cropped (for boxes drawn on it)
-    # shortcut alarm, computed once per result: share of the heatmap's hottest 10 % outside the
-    # head
+    # shortcut alarm, computed once per result: share of the heat in the heatmap's hottest 10 %
+    # outside the head
     # (head region found on the full image, brought into the model's frame)
     outside_head: float | None = None
     # out-of-distribution flag of the model's features (None: the run has no OOD score)

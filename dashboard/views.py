@@ -129,9 +129,9 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     answers = flags.answer_flags(results.probs, j, results.low_below, results.unlike(j),
                                  results.shifted_accuracy, results.class_names, size,
                                  results.by_size, results.flag_accuracy)
-    shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain ({rs[j].outside_head:.0%} "
-                 "of the hottest 10% outside the head)." for m, rs in results.per_model.items()
-                 if rs[j].outside_head_flag]
+    shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain "
+                 f"({rs[j].outside_head:.0%} of the heat in the hottest 10% outside the head)."
+                 for m, rs in results.per_model.items() if rs[j].outside_head_flag]
     shortcuts += [f"{F.model_label(m)}: the heatmap is empty (no positive evidence for the "
                   "explained class)." for m, rs in results.per_model.items() if rs[j].empty]
     return answers, shortcuts

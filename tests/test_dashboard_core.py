@@ -623,7 +623,7 @@ def test_heatmap_flags_are_short_under_an_overlay_and_explained_once_per_card():
         0.654, 0.5)
     note = dflags.outside_note({"custom_cnn": 0.65, "mobilenetv2": 0.73}, 0.5)
     assert note.startswith("Evidence mostly outside the brain (Custom CNN 65%, MobileNetV2 73% ")
-    for meaning in ("hottest 10%", "outside the head", "alarm above 50%",
+    for meaning in ("the heat in", "hottest 10%", "outside the head", "alarm above 50%",
                     "something other than the anatomy", "text, borders or markers"):
         assert note.count(meaning) == 1, meaning
     assert len(dflags.EMPTY_LABEL) <= 24

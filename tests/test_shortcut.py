@@ -54,21 +54,23 @@ def test_top_outside_head_reads_the_hottest_region_not_the_spread() -> None:
         E.top_outside_head(corner, head, top=0)
 
 
-def test_top_outside_head_judges_a_sparse_map_by_its_evidence_pixels() -> None:
-    """A sharp map whose evidence covers less than the top 10 % (the rest exactly 0, as a
-    ReLU'd Grad-CAM often is) is judged by its evidence: a peak on the head is not flagged
-    however much of the frame lies outside the head, and a peak outside is. Before the fix the
-    quantile was 0, the "hottest" region was the whole frame, and the first map was flagged."""
+@pytest.mark.parametrize("floor", [0.0, 0.0025])
+def test_top_outside_head_judges_a_focused_map_by_its_heat(floor: float) -> None:
+    """A sharp map whose evidence covers less than the top 10 %, the rest at 0 or a faint
+    floor (0.25 % of the peak, as a shipped custom CNN's Grad-CAM of a pituitary tumour has),
+    is judged by where its heat is: a peak on the head is not flagged however much of the frame
+    lies outside the head, and the same peak in a corner is. When the region's pixels counted
+    one each, the first map was flagged (its region was nearly the whole frame)."""
     head = np.zeros((20, 20), bool)
     head[8:16, 8:16] = True  # 64 of 400 pixels: most of the frame is outside the head
-    on_head = np.zeros((20, 20), np.float32)
+    on_head = np.full((20, 20), floor, np.float32)
     on_head[11:13, 11:13] = 1.0  # 4 pixels = 1 % of the frame, all on the head
     on_head[12, 12] = 2.0
-    assert E.top_outside_head(on_head, head) == 0.0
+    assert E.top_outside_head(on_head, head) < 0.2
     assert not E.outside_head_flag(E.top_outside_head(on_head, head))
-    off_head = np.zeros((20, 20), np.float32)
+    off_head = np.full((20, 20), floor, np.float32)
     off_head[0:2, 0:2] = 1.0  # the same peak in a corner
-    assert E.top_outside_head(off_head, head) == 1.0
+    assert E.top_outside_head(off_head, head) > 0.9
     assert E.outside_head_flag(E.top_outside_head(off_head, head))
 
 
@@ -179,15 +181,14 @@ def _shortcut_scores(marker: bool, seed: int = 0,
 
 @pytest.mark.slow
 def test_shortcut_alarm_fires_on_marker_models_and_not_on_clean_ones() -> None:
-    """The alarm (more than half of the hottest 10 % outside the head) on models trained with
-    and without the class-coded corner marker, 60 test phantoms each.
+    """The alarm (more than half of the heat in the hottest 10 % outside the head) on models
+    trained with and without the class-coded corner marker, 60 test phantoms each.
 
-    Measured over 3 seeds (README, "Shortcut alarm"): LayerCAM flags 100 % of marker models'
-    images and 0.6 % of clean ones' (targets >= 90 % / <= 5 % met), multi-layer LayerCAM 99.4 %
-    and 0 %; Grad-CAM flags 96.7 % and
-    52.8 % (clean not met: this recipe's clean models reach only 43-62 % accuracy, and their
-    16 x 16 Grad-CAMs often peak on the dark frame); the former energy rule flagged 50.6 % of
-    the marker models' Grad-CAMs. This test checks seed 0.
+    Measured over 3 seeds (README, "Shortcut alarm", 2026-12-05): LayerCAM and multi-layer
+    LayerCAM flag 100 % of marker models' images and 0 % of clean ones' (targets >= 90 % /
+    <= 5 % met); Grad-CAM flags 100 % and 53.3 % (clean not met: this recipe's clean models
+    reach only 50-60 % accuracy, and their 16 x 16 Grad-CAMs often peak on the dark frame); the
+    former energy rule flagged 58.9 % of the marker models' Grad-CAMs. This test checks seed 0.
     """
     marked = _shortcut_scores(marker=True)
     plain = _shortcut_scores(marker=False)

@@ -53,10 +53,10 @@ rates = {m: e.get("outside_head_alarm_rate") for m, e in expl.items()}
 if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rates.values()):
     charts.chart(
         F.shortcut_figure, expl, key="quality_shortcut", fix=CHART_FIX,
-        caption="Share of images whose heatmap has more than half of its hottest 10% outside "
-                "the head (the head found by the preprocessing's crop, in the model's frame). A "
-                "model that looks at text, borders or markers instead of the brain is flagged; "
-                "a high share means its answers may rest on a shortcut.")
+        caption="Share of images whose heatmap has more than half of the heat in its hottest "
+                "10% outside the head (the head found by the preprocessing's crop, in the "
+                "model's frame). A model that looks at text, borders or markers instead of the "
+                "brain is flagged; a high share means its answers may rest on a shortcut.")
     for m, e in expl.items():
         if (e.get("outside_head_alarm_rate") or 0) > 0:
             st.warning(f"{F.model_label(m)}: {e['n_outside_head_flagged']} of {e.get('n', '?')} "

@@ -147,8 +147,8 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     and the shortcut alarm when it fires), then a total with the files skipped as done."""
     for row in summary.rows:
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f}) -> {v['overlay']}"
-                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the "
-                    "hottest 10% outside the head]" if v.get("outside_head_flag") else "")
+                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the heat "
+                    "in the hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
     where = f"shard {shard}: {summary.selected} of {n_files} file(s); " if shard else ""

@@ -27,7 +27,8 @@ BASELINES = ("blur", "black")
 ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 # Shortcut alarm (one home for its rule): a heatmap "mostly looks outside the brain" when more
-# than OUTSIDE_HEAD_ALARM of its hottest SHORTCUT_TOP share of pixels lies outside the head.
+# than OUTSIDE_HEAD_ALARM of the heat in its hottest SHORTCUT_TOP share of pixels lies outside
+# the head.
 # Chosen on phantom models trained with and without a planted corner marker (README, "Shortcut
 # alarm"): the hottest region follows the evidence the model uses, while the share of all
 # energy (the former rule, > 0.5 of the energy outside) is diluted by a coarse map's spread over
@@ -112,14 +113,15 @@ def energy_outside_head(heatmap: np.ndarray, head_mask: np.ndarray) -> float:
 
 def top_outside_head(heatmap: np.ndarray, head_mask: np.ndarray, top: float = SHORTCUT_TOP
                      ) -> float:
-    """Share of the heatmap's hottest `top` share of pixels that lies outside the head, in
-    [0, 1] (the shortcut alarm's measure). `head_mask` as in `energy_outside_head`. NaN for a
-    flat zero map (no hottest region).
+    """Share of the heat in the heatmap's hottest `top` share of pixels that lies outside the
+    head, in [0, 1] (the shortcut alarm's measure). `head_mask` as in `energy_outside_head`.
+    NaN for a flat zero map (no hottest region).
 
-    A pixel without evidence (0) is never "hot": a focused map whose evidence covers less than
-    `top` of the frame is judged by its evidence pixels alone. (Before 2026-12-05 the region was
-    every pixel at or above the quantile, so such a map's region was the whole frame and a sharp
-    peak on a tumour was flagged whenever the frame outside the head was large.)
+    The region's pixels count by their heat, not one each: a focused map (a sharp peak, the
+    rest at or near 0) has a "hottest 10 %" made mostly of pixels with almost no evidence, and
+    counting them alike judged the frame's geometry instead of the map. Before 2026-12-05 they
+    counted alike, and 32 of 64 of the shipped custom CNN's plain Grad-CAMs per run were flagged
+    with their peak on the tumour (e.g. the peak at 1.0, the region's edge at 0.0025 of it).
     """
     hm = check_heatmap(heatmap)
     if not 0 < top <= 1:
@@ -127,7 +129,9 @@ def top_outside_head(heatmap: np.ndarray, head_mask: np.ndarray, top: float = SH
     if hm.max() <= 0:
         return float("nan")
     region = (hm >= np.quantile(hm, 1.0 - top)) & (hm > 0)
-    return float(np.mean(~mask_like(head_mask, hm.shape)[region]))
+    heat = hm[region].astype(np.float64)
+    outside = ~mask_like(head_mask, hm.shape)[region]
+    return float(heat[outside].sum() / heat.sum())
 
 
 def outside_head_flag(share: float | None) -> bool:

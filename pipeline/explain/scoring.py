@@ -224,6 +224,6 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "n_outside_head_flagged": sum(bool(r["outside_head_flag"]) for r in rows),
         "outside_head_alarm_rate": _nanmean([float(r["outside_head_flag"]) for r in rows]),
         "outside_head_threshold": OUTSIDE_HEAD_ALARM,
-        "outside_head_rule": f"more than {OUTSIDE_HEAD_ALARM:.0%} of the hottest "
+        "outside_head_rule": f"more than {OUTSIDE_HEAD_ALARM:.0%} of the heat in the hottest "
                              f"{SHORTCUT_TOP:.0%} of the heatmap outside the head",
     }
