@@ -447,6 +447,21 @@ def test_mri_match_sharp_sharpens_soft_edges(tmp_path):
     _same_after_reload(built.model, tmp_path)
 
 
+def test_mri_match_sharp_blur_is_sharpening_with_the_wide_blur():
+    from pipeline.augment import WIDE_BLUR_KERNEL, augmentation_layers
+
+    def named(strength):
+        return {layer.name: (layer, g) for layer, g in augmentation_layers(0, strength)}
+
+    sharp, both = named("mri-match-sharp"), named("mri-match-sharp-blur")
+    assert list(both) == list(sharp)  # the same layers in the same order
+    assert {n: g for n, (_, g) in both.items()} == {n: g for n, (_, g) in sharp.items()}
+    blur = both["aug_blur"][0]
+    assert blur.kernel_size == (WIDE_BLUR_KERNEL, WIDE_BLUR_KERNEL)
+    assert sharp["aug_blur"][0].kernel_size != blur.kernel_size
+    assert blur.sigma == named("mri-match-blur")["aug_blur"][0].sigma
+
+
 def test_residual_custom_cnn_adds_a_shortcut_to_its_two_conv_blocks(tmp_path):
     plain = build_model("custom_cnn", 4, _tiny()).model
     cfg = ModelConfig(image_size=64, width=8, depth=3, residual=True)
