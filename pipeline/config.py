@@ -204,7 +204,8 @@ def _default_models() -> dict[str, ModelConfig]:
         # AUC 0.928; ema 0.99 (a time constant shorter than fine-tuning): 0.779, AUC 0.961, as
         # without it. Matching with sharpening ("mri-match-sharp", 2026-12-05): 0.784 / 0.787 at
         # seeds 42 / 7, robust on Testing (blur -1.3 / -4.1), but on the main split 0.937 with
-        # blur -7.8; with a 9 x 9 blur and balance_sizes 4: 0.779, gamma -4.8.
+        # blur -7.8; with the 9 x 9 blur as well ("mri-match-sharp-blur"): 0.769, main split
+        # 0.908 with noise -5.9; "mri-match-blur" with balance_sizes 4: 0.779, gamma -4.8.
         "mobilenetv2": ModelConfig(image_size=224, epochs=15, patience=4, finetune_layers=100,
                                    aug_views=6, guidance=2.0),
     }
