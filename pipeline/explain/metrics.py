@@ -120,8 +120,8 @@ def top_outside_head(heatmap: np.ndarray, head_mask: np.ndarray, top: float = SH
     The region's pixels count by their heat, not one each: a focused map (a sharp peak, the
     rest at or near 0) has a "hottest 10 %" made mostly of pixels with almost no evidence, and
     counting them alike judged the frame's geometry instead of the map. Before 2026-12-05 they
-    counted alike, and 32 of 64 of the shipped custom CNN's plain Grad-CAMs per run were flagged
-    with their peak on the tumour (e.g. the peak at 1.0, the region's edge at 0.0025 of it).
+    counted alike, and 32 of 64 of the shipped custom CNN's plain Grad-CAMs per run were flagged,
+    most with their peak on the tumour (e.g. the peak at 1.0, the region's edge at 0.0025 of it).
     """
     hm = check_heatmap(heatmap)
     if not 0 < top <= 1:
