@@ -1,11 +1,12 @@
 """A DICOM series on the Predict page: a slice slider and every slice's answers.
 
 A multi-frame DICOM file or a zip of .dcm slices arrives as one `core.Upload` with `slices`.
-`series_panel` draws the slider (widget state is the truth about which slice is shown) and a
-table of each slice's answers, and returns the chosen slice as an Upload of its own, which the
-page then explains and draws like any single image. Slices are keyed by the hash of their pixels
-(`core.pixel_digest`); nothing of the DICOM file but its pixels ever gets this far.
-Inference is `dashboard.inference.explain` (results cached per slice), drawing is here.
+`chosen_slice` says which slice the user asked for, before anything is explained, so the page
+explains and draws it like any single image; `series_panel` draws the slider and a table of each
+slice's answers just above that slice's card, so a series' controls sit with its card, on the
+card's page only. Slices are keyed by the hash of their pixels (`core.pixel_digest`); nothing of
+the DICOM file but its pixels ever gets this far. Inference is `dashboard.inference.explain`
+(results cached per slice), drawing is here.
 """
 
 from __future__ import annotations
@@ -25,22 +26,54 @@ def slice_names(n: int) -> list[str]:
     return [f"slice {k + 1}" for k in range(n)]
 
 
-def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
-                 explainers: dict[str, Any], settings: Settings, class_names: Sequence[str],
-                 prefix: str, notes: Sequence[str] = ()) -> core.Upload:
-    """The slider and per-slice answers of series upload `i`; returns the chosen slice.
+def slider_key(upload: core.Upload, prefix: str) -> str:
+    """The slice slider's widget key: one per series (the hash of its file), not per position,
+    so that removing another upload leaves each series' choice with its series."""
+    return f"{prefix}_slice_{upload.digest[:16]}"
 
-    `notes`: the header lines of the slices' CSV (run, time, model-file hashes, disclaimer)."""
+
+def _kept_key(upload: core.Upload, prefix: str) -> str:
+    return f"{prefix}_slice_kept_{upload.digest[:16]}"
+
+
+def chosen_slice(upload: core.Upload, prefix: str) -> int:
+    """The slice (1-based) the user asked for: the slider's state, else the last choice kept,
+    else the middle slice.
+
+    The slider is drawn only with its card, and a card on another page of cards is not drawn;
+    Streamlit drops the state of a widget left out of a script run, so the choice is also kept
+    under a key of its own, which brings it back when the card's page is shown again."""
     assert upload.slices is not None
     n = len(upload.slices)
+    k = st.session_state.get(slider_key(upload, prefix))
+    if k is None:
+        k = st.session_state.get(_kept_key(upload, prefix), (n + 1) // 2)
+    k = min(max(int(k), 1), n)
+    st.session_state[_kept_key(upload, prefix)] = k
+    return k
+
+
+def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
+                 explainers: dict[str, Any], settings: Settings, class_names: Sequence[str],
+                 prefix: str, notes: Sequence[str] = ()) -> None:
+    """The slider and per-slice answers of series upload `i`, drawn above its card.
+
+    `notes`: the header lines of the slices' CSV (run, time, model-file hashes, disclaimer).
+    The slider's state was read by `chosen_slice` earlier in this run; moving it reruns the page,
+    which then explains and draws the newly chosen slice."""
+    assert upload.slices is not None
+    n = len(upload.slices)
+    key = slider_key(upload, prefix)
+    # Set through the Session State API, not `value=`: the kept choice when the card comes back
+    # from another page, and no "default value and Session State" warning on every rerun.
+    st.session_state[key] = chosen_slice(upload, prefix)
     with st.container(border=True, key=f"{prefix}_series_{i}"):
         st.markdown(f"**{core.literal(upload.name)}** · a series of {n} slices")
         if upload.note:
             st.caption(upload.note)
-        k = st.slider("Slice shown below", 1, n, value=(n + 1) // 2,
-                      key=f"{prefix}_slice_{upload.digest[:16]}",
-                      help="Every slice is analysed; the table gives each one's answers, the "
-                           "card below shows the chosen slice's heatmaps.")
+        st.slider("Slice shown below", 1, n, key=key,
+                  help="Every slice is analysed; the table gives each one's answers, the "
+                       "card below shows the chosen slice's heatmaps.")
         slices = [upload.slice_view(s) for s in range(n)]
         results = inference.explain(run, predictor, explainers, slices, settings)
         if results.probs:
@@ -57,4 +90,3 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
             st.download_button("Slices CSV", csv, file_name=f"slices-{upload.digest[:12]}.csv",
                                mime="text/csv", key=f"{prefix}_series_csv_{i}",
                                on_click="ignore", icon=":material/download:")
-    return slices[k - 1]

@@ -1068,6 +1068,48 @@ def _pdf_text(pdf: bytes) -> str:
     return "\n".join(parts)
 
 
+def test_a_series_slider_is_drawn_with_its_card_and_keeps_its_slice_across_pages(
+        artifacts: Path, smoke_run: Path):
+    """A series' slider and slice table were drawn above the cards on every page of cards, far
+    from the series' own card; with its card they must also keep the slice chosen while the
+    card's page was not shown (Streamlit drops the state of a widget left out of a run)."""
+    import hashlib
+
+    per_page = paging.CARDS_PER_PAGE
+    grey = [np.asarray(Image.open(io.BytesIO(_test_image(smoke_run, k)[1])).convert("L")
+                       .resize((96, 96)), np.uint16) * 16 for k in range(3)]
+    multi = make_dicom(np.stack(grey))
+    files = [(*_test_image(smoke_run, k), "image/jpeg") for k in range(per_page + 1)]
+    files.append(("scan.dcm", multi, "application/dicom"))  # the first card of page 2
+    key = f"predict_slice_{hashlib.sha256(multi).hexdigest()[:16]}"
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    assert _cards(at) == list(range(per_page))
+    with pytest.raises(KeyError):  # not on page 1: the series' card is on page 2
+        at.slider(key=key)
+    assert "a series of 3 slices" not in _texts(at.markdown)
+    assert "scan.dcm · slice 2 of 3" in list(_frame(at, "flags")["file"])  # the summary has it
+    at.radio(key="predict_page").set_value(2).run()
+    _ok(at)
+    assert _cards(at) == [per_page, per_page + 1]
+    assert at.slider(key=key).value == 2 and "a series of 3 slices" in _texts(at.markdown)
+    assert list(_frame(at, "slice")["slice"]) == ["slice 1", "slice 2", "slice 3"]
+    at.slider(key=key).set_value(3).run()
+    _ok(at)
+    assert "scan.dcm · slice 3 of 3" in _texts(at.markdown)
+    at.radio(key="predict_page").set_value(1).run()  # away: the slider is not drawn...
+    _ok(at)
+    with pytest.raises(KeyError):
+        at.slider(key=key)
+    assert "scan.dcm · slice 3 of 3" in list(_frame(at, "flags")["file"])
+    at.radio(key="predict_page").set_value(2).run()  # ...and back: the slice chosen is kept
+    _ok(at)
+    assert at.slider(key=key).value == 3
+    assert "scan.dcm · slice 3 of 3" in _texts(at.markdown)
+    assert "scan.dcm · slice 2 of 3" not in _texts(at.markdown)
+
+
 def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
         artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture):

@@ -123,9 +123,10 @@ run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
 hashes = loader.model_hashes(run)  # hashed once per run, not per image
 notes = runinfo.report_notes(run_title, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                              hashes, PLAIN_DISCLAIMER)
-# A series (multi-frame DICOM, zip of .dcm): its slider and slice table, then the chosen slice
-items = [series_view.series_panel(i, u, run, predictor, explainers, settings, class_names,
-                                  "predict", notes) if u.slices else u
+# A series (multi-frame DICOM, zip of .dcm) stands for the slice its slider chose: explained and
+# drawn like any image; its slider and slice table are drawn with its card, further down.
+series = {i: u for i, u in enumerate(items) if u.slices}
+items = [u.slice_view(series_view.chosen_slice(u, "predict") - 1) if i in series else u
          for i, u in enumerate(items)]
 good = [u for u in items if u.ok]
 # Every image is explained, not only the page of cards shown: the summary's flag counts and the
@@ -199,5 +200,8 @@ if len(cards) > paging.CARDS_PER_PAGE:
                     help=f"{paging.CARDS_PER_PAGE} cards to a page; the table above lists "
                          "every image, and 'Report PDF, all' has a page for each.")
 for i, upload, j in paging.page_items(cards, page):
+    if i in series:
+        series_view.series_panel(i, series[i], run, predictor, explainers, settings, class_names,
+                                 "predict", notes)
     views.image_card(i, upload, j, results, class_names, settings, prefix="predict", box=boxes[i],
                      run_title=run_title, model_hashes=hashes)
