@@ -215,7 +215,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path], batch: i
     OpenCV and Pillow release the GIL), one batch is made ready while the models predict the
     one before, and no more than a few batches are ever decoded at once. Unreadable files are
     failures with their reason; any other error while preparing a file is raised here, as it
-    was.
+    was. Each model's answer carries the warnings the dashboard shows beside it (`answer_flags`).
     """
     paths = [str(p) for p in paths]
     names = list(predictor.models)
@@ -225,16 +225,33 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path], batch: i
         failures = [(part[i], err[i]) for i in range(len(part)) if err[i]]
         results: list[dict] = []
         if ok:
-            probs = {name: predictor.predict_arrays(name, x[ok] if len(ok) < len(part) else x)
-                     for name, x in zip(names, xs, strict=True)}
+            probs, flags = {}, {}
+            for name, x in zip(names, xs, strict=True):
+                x = x[ok] if len(ok) < len(part) else x
+                probs[name] = predictor.predict_arrays(name, x)
+                flags[name] = answer_flags(predictor, name, x, probs[name])
             for j, i in enumerate(ok):
                 row: dict[str, Any] = {"path": part[i], "models": {}}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
-                    row["models"][name] = {"label": d.label, "probs": d.probs}
+                    row["models"][name] = {"label": d.label, "probs": d.probs,
+                                           **{k: v[j] for k, v in flags[name].items()}}
                 row["agree"] = len({m["label"] for m in row["models"].values()}) == 1
                 results.append(row)
         yield part, results, failures
+
+
+def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarray
+                 ) -> dict[str, list[bool | None]]:
+    """Per image of the prepared batch `x` with its (calibrated) `probs`: "weak" (confidence
+    below the model's validation threshold, `calibration.low_confidence`) and "unlike" (the
+    run's "unlike the training data" score over its threshold, `pipeline.ood`); None where the
+    run does not measure it (no calibration.json threshold, no OOD score)."""
+    below = predictor.low_confidence_below(name)
+    unlike = predictor.unlike_training(name, x)
+    n = len(probs)
+    return {"weak": [None] * n if below is None else [bool(c < below) for c in probs.max(axis=1)],
+            "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
 
 
 def _prepared_batches(predictor: Predictor, paths: list[str], batch: int, workers: int | None

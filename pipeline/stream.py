@@ -23,6 +23,8 @@ from pipeline.csv_safe import restore_cell, to_csv
 from pipeline.names import IMAGE_EXTS, Progress, no_progress
 
 CHUNK = 64  # rows written between two fsyncs
+# Each answer's warnings (predict.answer_flags): 1, 0, or empty where the run does not measure it
+ANSWER_FLAGS = ("weak", "unlike")
 BATCH = 32  # files per forward pass (predict.iter_predictions)
 
 T = TypeVar("T")
@@ -76,7 +78,8 @@ def whole_lines(path: Path) -> bytes:
 def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     cols = ["path"]
     for m in models:
-        cols += [f"{m}_predicted", *[f"{m}_p_{c}" for c in class_names]]
+        cols += [f"{m}_predicted", *[f"{m}_p_{c}" for c in class_names],
+                 *[f"{m}_{k}" for k in ANSWER_FLAGS]]
     return [*cols, "models_agree", "error"]
 
 
@@ -99,9 +102,10 @@ def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, 
         row: list[Any] = [r["path"]]
         for m in models:
             v = r["models"][m]
-            row += [v["label"], *[f"{v['probs'][c]:.6f}" for c in class_names]]
+            row += [v["label"], *[f"{v['probs'][c]:.6f}" for c in class_names],
+                    *["" if v.get(k) is None else int(v[k]) for k in ANSWER_FLAGS]]
         by_path[r["path"]] = [*row, int(r["agree"]), ""]
-    blank = [""] * (len(models) * (1 + len(class_names)))
+    blank = [""] * (len(models) * (1 + len(class_names) + len(ANSWER_FLAGS)))
     for p, reason in failures:
         by_path[p] = [p, *blank, "", reason]
     return [by_path[str(p)] for p in paths if str(p) in by_path]

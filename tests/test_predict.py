@@ -48,3 +48,80 @@ def test_files_are_predicted_in_chunks_with_the_same_results(smoke_run: Path, sy
         for m, probs in alone.items():
             got = [row["models"][m]["probs"][c] for c in predictor.class_names]
             np.testing.assert_allclose(got, probs[i], atol=1e-5)
+
+
+def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
+                                                                synth_data: Path, tmp_path: Path):
+    """`predict` printed a bare answer for a screenshot of a web page ("no_tumor (0.94)") that
+    the dashboard flags as unlike the training data: every answer now carries the weak and
+    unlike warnings, in the printed line, the JSON and the CSV, computed per image even when an
+    unreadable file sits in the batch."""
+    import csv
+    import io
+    import json
+    import shutil
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pipeline.calibration import calibrate_run, read_low_confidence
+    from pipeline.cli import app
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+    from pipeline.images import read_image
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    if not read_low_confidence(run):  # the weak-answer threshold comes with calibration
+        calibrate_run(run)
+    rng = np.random.default_rng(3)
+    noise = []
+    for k in range(2):
+        noise.append(tmp_path / f"noise{k}.png")
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(noise[-1])
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    files = sorted((synth_data / "Testing").rglob("*.png"))[:3]
+    paths = [noise[0], files[0], bad, files[1], noise[1], files[2]]
+    predictor = Predictor(open_run(run))
+    rows, failed = predict_files(predictor, paths)
+    assert [p for p, _ in failed] == [str(bad)]
+    good = [p for p in paths if p != bad]
+    assert [r["path"] for r in rows] == [str(p) for p in good]
+    shown = {"weak": 0, "unlike": 0}
+    for m in predictor.models:
+        below = predictor.low_confidence_below(m)
+        assert below is not None
+        for p, row in zip(good, rows, strict=True):  # each image on its own: no misalignment
+            x = predictor.prepare(m, read_image(p))[None]
+            conf = float(predictor.predict_arrays(m, x).max())
+            v = row["models"][m]
+            assert v["weak"] is (conf < below)
+            assert v["unlike"] is bool(predictor.unlike_training(m, x)[0])
+            shown["weak"] += v["weak"]
+            shown["unlike"] += v["unlike"]
+    assert shown["weak"] and shown["unlike"], shown  # both warnings occur in this test
+
+    runner = CliRunner()
+    args = ["predict", "--artifacts", str(tmp_path), "--run", str(run), *map(str, paths)]
+    printed = runner.invoke(app, args)
+    assert printed.exit_code == 1  # the unreadable file
+    lines = [ln for ln in printed.stdout.splitlines() if "\t" in ln]
+    assert len(lines) == len(good)
+    for line, row in zip(lines, rows, strict=True):
+        for part in line.split("\t")[1:]:
+            m = part.split(":")[0]
+            for k in ("weak", "unlike"):
+                assert (f"[{FLAG_LABELS[k]}]" in part) is row["models"][m][k], part
+    for k in ("weak", "unlike"):  # each warning shown is explained once, on stderr
+        assert printed.stderr.count(FLAG_MEANINGS[k]) == 1
+    as_json = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert as_json["results"] == json.loads(json.dumps(rows))
+    out = tmp_path / "preds.csv"
+    assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 1
+    table = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
+    by_path = {r["path"]: r for r in table}
+    for row in rows:
+        for m, v in row["models"].items():
+            for k in ("weak", "unlike"):
+                assert by_path[row["path"]][f"{m}_{k}"] == str(int(v[k]))
+    assert by_path[str(bad)]["error"] and by_path[str(bad)][f"{m}_weak"] == ""

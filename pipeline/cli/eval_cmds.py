@@ -60,13 +60,30 @@ def predict(
         print_json({"run": predictor.run.run_id, "results": results,
                     "errors": [{"path": p, "error": r} for p, r in failures]})
     else:
-        for row in results:
-            parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})"
-                     for m, v in row["models"].items()]
-            flag = "" if row["agree"] else "  [models disagree]"
-            sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
+        _print_answers(results)
     if failures:
         raise typer.Exit(1)
+
+
+def _print_answers(results: list[dict]) -> None:
+    """One line per image: each model's answer with its warnings in brackets (the dashboard's
+    words), then a legend on stderr for the warnings that were shown."""
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+
+    seen: set[str] = set()
+    for row in results:
+        parts = []
+        for m, v in row["models"].items():
+            raised = [k for k in FLAG_MEANINGS if v.get(k)]
+            seen.update(raised)
+            parts.append(f"{m}: {v['label']} ({max(v['probs'].values()):.2f})"
+                         + "".join(f" [{FLAG_LABELS[k]}]" for k in raised))
+        flag = "" if row["agree"] else "  [models disagree]"
+        sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
+    for k in FLAG_MEANINGS:  # in a fixed order, once each
+        if k in seen:
+            err.print(f"[{FLAG_LABELS[k]}]: {FLAG_MEANINGS[k]}.", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import artifacts
-from pipeline.calibration import read_low_confidence
+from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.csv_safe import restore_cell
 
 FILE = "flags.json"
@@ -31,6 +31,12 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "unlike": "unlike the training data",
     "disagree": "the models disagree",
     "any": "any of these",
+}
+FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answers
+    "weak": "its confidence is below the level under which the model's validation answers were "
+            f"right less than {LOW_CONFIDENCE_ACCURACY:.0%} of the time",
+    "unlike": "the model's out-of-distribution score is above its validation threshold, so its "
+              "validation accuracy does not vouch for the answer",
 }
 
 
