@@ -15,6 +15,7 @@ from pipeline import geometry, images
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_low_confidence, read_temperatures
+from pipeline.series import Slice, SliceReader, expand_series
 
 
 @dataclass
@@ -195,20 +196,23 @@ def predict_files(predictor: Predictor, paths: Sequence[str | Path], chunk: int 
     """Predict files; returns (results, failures) where failures are (path, reason).
 
     Files stream through `iter_predictions` `chunk` at a time, so 1000 files no longer mean 1000
-    decoded images held in memory at once (4.7 GB peak RSS before).
+    decoded images held in memory at once (4.7 GB peak RSS before). A series file (multi-frame
+    DICOM, zip of .dcm) gives one result per slice (`series.expand_series`).
     """
     results: list[dict] = []
     failures: list[tuple[str, str]] = []
-    for _, rows, bad in iter_predictions(predictor, paths, batch=chunk):
+    for _, rows, bad in iter_predictions(predictor, expand_series(paths), batch=chunk):
         results.extend(rows)
         failures.extend(bad)
     return results, failures
 
 
-def iter_predictions(predictor: Predictor, paths: Sequence[str | Path], batch: int = BATCH,
-                     workers: int | None = None
+def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
+                     batch: int = BATCH, workers: int | None = None
                      ) -> Iterator[tuple[list[str], list[dict], list[tuple[str, str]]]]:
-    """Per batch of `batch` files, in order: (the batch's paths, results, failures).
+    """Per batch of `batch` files, in order: (the batch's paths, results, failures). An item may
+    be a `series.Slice` (from `series.expand_series`); its path is its name, "<file> · slice k
+    of n".
 
     The files stream through a `tf.data` pipeline: `workers` threads (default: half the
     cores, 1 to 4) read, decode and prepare them (`images.read_image`, `geometry.prepare_for`:
@@ -217,9 +221,10 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path], batch: i
     failures with their reason; any other error while preparing a file is raised here, as it
     was. Each model's answer carries the warnings the dashboard shows beside it (`answer_flags`).
     """
-    paths = [str(p) for p in paths]
+    items = list(paths)
+    paths = [str(p) for p in items]
     names = list(predictor.models)
-    for start, err, xs in _prepared_batches(predictor, paths, batch, workers):
+    for start, err, xs in _prepared_batches(predictor, items, batch, workers):
         part = paths[start:start + len(err)]
         ok = [i for i, e in enumerate(err) if not e]
         failures = [(part[i], err[i]) for i in range(len(part)) if err[i]]
@@ -254,8 +259,8 @@ def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarr
             "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
 
 
-def _prepared_batches(predictor: Predictor, paths: list[str], batch: int, workers: int | None
-                      ) -> Iterator[tuple[int, list[str], list[np.ndarray]]]:
+def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,
+                      workers: int | None) -> Iterator[tuple[int, list[str], list[np.ndarray]]]:
     """(index of the batch's first file, per file "" or why it is unusable, per model the
     prepared (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
     if batch < 1:
@@ -267,11 +272,12 @@ def _prepared_batches(predictor: Predictor, paths: list[str], batch: int, worker
     specs = predictor.prepare_specs()
     blanks = [np.zeros((s, s, 3), np.uint8) for s, _ in specs]
     raised: dict[int, BaseException] = {}  # errors other than ImageError, raised in order
+    read = SliceReader()  # a series is decoded once for all its slices
 
     def load(index: np.int64) -> tuple[Any, ...]:
         i = int(index)
         try:
-            prepared = geometry.prepare_for(images.read_image(paths[i]), specs)
+            prepared = geometry.prepare_for(read(paths[i]), specs)
             return (b"", *prepared)
         except images.ImageError as exc:
             return (str(exc).encode("utf-8", "replace"), *blanks)

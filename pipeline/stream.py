@@ -120,11 +120,13 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
     the file is fsynced after each `chunk` rows and at the end.
     """
     from pipeline.predict import iter_predictions
+    from pipeline.series import expand_series
 
     models, classes = list(predictor.models), list(predictor.class_names)
     cols = header(classes, models)
     done = _done_paths(out, cols)
-    todo = [p for p in paths if str(p) not in done]
+    items = expand_series(paths)  # a series file: a row per slice, each resumable
+    todo = [p for p in items if str(p) not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
     written, failed, unsynced = 0, [], 0
     with open(out, "a", encoding="utf-8", newline="") as fh:
@@ -140,5 +142,5 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
                 os.fsync(fh.fileno())  # these rows survive a crash of what follows
                 unsynced = 0
                 progress("predict", written, len(todo))
-    return {"written": written, "already_done": len(paths) - len(todo), "failed": failed,
+    return {"written": written, "already_done": len(items) - len(todo), "failed": failed,
             "out": str(out)}

@@ -125,3 +125,50 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
             for k in ("weak", "unlike"):
                 assert by_path[row["path"]][f"{m}_{k}"] == str(int(v[k]))
     assert by_path[str(bad)]["error"] and by_path[str(bad)][f"{m}_weak"] == ""
+
+
+def test_a_series_file_is_predicted_slice_by_slice_and_resumes_by_slice(
+        smoke_run: Path, synth_data: Path, tmp_path: Path):
+    """`predict` read a multi-frame DICOM as its first frame only and refused a zip of .dcm
+    slices, both of which the dashboard shows slice by slice: each slice now gets its row, named
+    as the dashboard names it, and a rerun of `predict --out` skips the slices already written."""
+    import zipfile
+
+    from helpers import make_dicom
+    from PIL import Image
+
+    from pipeline.images import decode_slices
+    from pipeline.stream import stream_to_csv
+
+    files = sorted((synth_data / "Testing").rglob("*.png"))[:3]
+    grey = [np.asarray(Image.open(f).convert("L").resize((96, 96)), np.uint16) * 16
+            for f in files]
+    multi = tmp_path / "scan.dcm"
+    multi.write_bytes(make_dicom(np.stack(grey)))
+    zipped = tmp_path / "series.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for k in (2, 0, 1):  # stored out of order: read in InstanceNumber order
+            zf.writestr(f"IM{k}.dcm", make_dicom(grey[k], InstanceNumber=k + 1))
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    predictor = Predictor(open_run(smoke_run))
+    paths = [files[0], multi, broken, zipped]
+    rows, failed = predict_files(predictor, paths, chunk=4)
+    names = [f"{p} · slice {k} of 3" for p in (multi, zipped) for k in (1, 2, 3)]
+    assert [r["path"] for r in rows] == [str(files[0]), *names]
+    assert [p for p, _ in failed] == [str(broken)] and "zip" in failed[0][1]
+    slices = decode_slices(multi.read_bytes(), multi.name)[0]
+    alone = predictor.predict_images(slices)  # each slice on its own
+    for k in range(3):
+        for m, probs in alone.items():
+            for row in (rows[1 + k], rows[4 + k]):  # the same pixels in both files
+                got = [row["models"][m]["probs"][c] for c in predictor.class_names]
+                np.testing.assert_allclose(got, probs[k], atol=1e-5)
+    out = tmp_path / "preds.csv"
+    first = stream_to_csv(predictor, paths[:2], out)  # stopped after the multi-frame file
+    assert first["written"] == 4
+    again = stream_to_csv(predictor, paths, out)
+    assert again["already_done"] == 4 and again["written"] == 4  # the broken zip and 3 slices
+    lines = out.read_text().splitlines()
+    assert [ln.split(",")[0] for ln in lines[1:]] == [str(files[0]), *names[:3], str(broken),
+                                                     *names[3:]]
