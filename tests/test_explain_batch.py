@@ -277,3 +277,49 @@ def test_cli_shard_resume_summary_and_one_line_errors(smoke_run: Path, folder: P
     empty = explain("--out", str(tmp_path / "empty"), "--shard", "7/8")  # holds no file
     assert empty.exit_code == 0, empty.output
     assert _report(tmp_path / "empty")["images"] == []
+
+
+@pytest.mark.slow
+def test_a_series_file_is_explained_slice_by_slice(run_and_explainers, synth_data: Path,
+                                                   tmp_path: Path):
+    """`explain --out` overlaid only a multi-frame DICOM's first frame and refused a zip of .dcm
+    slices: every slice now gets its overlays and row, named after its file and slice, and a
+    rerun after an interruption explains only the slices not yet done."""
+    import zipfile
+
+    import numpy as np
+    from helpers import make_dicom
+    from PIL import Image
+
+    files = sorted(synth_data.glob("Testing/*/*.png"))[:3]
+    grey = [np.asarray(Image.open(f).convert("L").resize((96, 96)), np.uint16) * 16
+            for f in files]
+    zipped = tmp_path / "series.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for k in range(3):
+            zf.writestr(f"IM{k}.dcm", make_dicom(grey[k], InstanceNumber=k + 1))
+    multi = tmp_path / "scan.dcm"
+    multi.write_bytes(make_dicom(np.stack(grey)))
+    out = tmp_path / "out"
+    paths = [multi, files[0], zipped]
+    with pytest.raises(Interrupted):
+        _explain(run_and_explainers, paths, out, chunk=2,
+                 progress=lambda d, done, total: _stop_after(done, 2))
+    summary = _explain(run_and_explainers, paths, out, chunk=2)
+    assert summary.images == 7 and summary.already_done == 2
+    rows = _report(out)["images"]
+    names = [f"{multi} · slice {k} of 3" for k in (1, 2, 3)]
+    assert [r["path"] for r in rows] == [*names, str(files[0]),
+                                         *[f"{zipped} · slice {k} of 3" for k in (1, 2, 3)]]
+    assert [r["overlay_base"] for r in rows[:3]] == [f"scan.dcm.slice-{k}" for k in (1, 2, 3)]
+    for r in rows:
+        assert (out / r["models"][MODEL]["overlay"]).is_file()
+    # the same pixels in both series: the same answers
+    for a, b in zip(rows[:3], rows[4:], strict=True):
+        assert a["models"][MODEL]["probs"] == pytest.approx(b["models"][MODEL]["probs"],
+                                                            abs=1e-5)
+
+
+def _stop_after(done: int, n: int) -> None:
+    if done >= n:
+        raise Interrupted

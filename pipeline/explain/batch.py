@@ -47,6 +47,7 @@ from pipeline.explain.metrics import energy_outside_head, outside_head_flag, top
 from pipeline.explain.render import heatmap_stats, render_overlay, to_png
 from pipeline.geometry import prepare_image
 from pipeline.names import Progress, no_progress
+from pipeline.series import Slice, SliceReader, expand_series
 
 OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
 # Files decoded and explained at once: gradients of 32 MobileNetV2 inputs fit in a few hundred MB
@@ -57,18 +58,21 @@ JOURNAL = "explain.partial.jsonl"  # rows so far, until they are folded into RES
 SETTINGS = ("run_id", "models", "target", "alpha", "outline", "shard")
 
 
-def overlay_bases(paths: list[Path]) -> list[str]:
+def overlay_bases(paths: list[Path | Slice]) -> list[str]:
     """One distinct, stable base name per input for its overlay files (same order as `paths`).
 
     The base is the file name with its extension (scan.png and scan.jpg differ), control
-    characters replaced by "_" and cut to OVERLAY_NAME_BYTES. Inputs sharing a base (a/scan.png
+    characters replaced by "_" and cut to OVERLAY_NAME_BYTES; a slice of a series file
+    (`series.Slice`) adds ".slice-<k>". Inputs sharing a base (a/scan.png
     and b/scan.png) get "-" and 8 hex digits of the SHA-1 of their absolute path, so a name does
     not depend on argument order; the same file given twice gets "-2", "-3". Names are compared
     case-folded because macOS and Windows folders are case-insensitive.
     """
-    def clean(path: Path) -> str:
+    def clean(item: Path | Slice) -> str:
+        path = Path(item.path) if isinstance(item, Slice) else Path(item)
         name = "".join(ch if ch.isprintable() else "_" for ch in path.name) or "image"
-        return name.encode()[:OVERLAY_NAME_BYTES].decode(errors="ignore")
+        name = name.encode()[:OVERLAY_NAME_BYTES].decode(errors="ignore")
+        return f"{name}.slice-{item.index + 1}" if isinstance(item, Slice) else name
 
     bases = [clean(p) for p in paths]
     counts = Counter(b.casefold() for b in bases)
@@ -76,7 +80,8 @@ def overlay_bases(paths: list[Path]) -> list[str]:
     out = []
     for path, base in zip(paths, bases, strict=True):
         if counts[base.casefold()] > 1:
-            digest = hashlib.sha1(os.fsencode(os.path.abspath(path))).hexdigest()[:8]
+            where = path.path if isinstance(path, Slice) else path
+            digest = hashlib.sha1(os.fsencode(os.path.abspath(where))).hexdigest()[:8]
             base = f"{base}-{digest}"
         name, k = base, 1
         while name.casefold() in used:
@@ -288,13 +293,15 @@ def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[
                    out: Path, options: dict[str, Any],
                    on_unreadable: Callable[[str, str], None] | None
                    ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Decode and explain (path, overlay base) pairs: (rows, [{"path", "error"}])."""
+    """Decode and explain (path or series slice, overlay base) pairs: (rows, [{"path",
+    "error"}])."""
     from pipeline import images
 
+    read = SliceReader()  # a series is decoded once for its slices in this chunk
     decoded, names, bad = [], [], []
     for path, base in part:
         try:
-            decoded.append((path, images.read_image(path)))
+            decoded.append((path, read(path)))
             names.append(base)
         except images.ImageError as exc:
             bad.append({"path": str(path), "error": str(exc)})
@@ -321,7 +328,8 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
     """
     from pipeline.stream import select_shard
 
-    chosen = select_shard(list(zip(paths, overlay_bases(list(paths)), strict=True)), shard)
+    items = expand_series(paths)  # a series file: each slice explained, named "… · slice k of n"
+    chosen = select_shard(list(zip(items, overlay_bases(items), strict=True)), shard)
     header = explain_header(run, explainers, method=method, target=target, alpha=alpha,
                             outline=outline, shard=shard)
     out.mkdir(parents=True, exist_ok=True)
