@@ -4,8 +4,9 @@ The dashboard shows every slice of a series (`images.decode_slices`); `predict` 
 used to read such a file as one image (a multi-frame DICOM's first frame, a zip not at all).
 Here a series file becomes one item per slice, named as the dashboard names them ("scan.dcm ·
 slice 2 of 3"), so every slice gets its row in the printed output, the JSON, a resumable CSV
-and explain's overlays and journal. Only files named .dcm or .zip are opened to count their slices; anything else
-(and a series that cannot be read) stays one item, whose read reports the problem.
+and explain's overlays and journal. Only files named .dcm or .zip are opened to count their
+slices; anything else (and a series that cannot be read) stays one item, whose read reports the
+problem.
 """
 
 from __future__ import annotations
