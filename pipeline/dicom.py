@@ -110,6 +110,19 @@ def decode_frames(data: bytes, label: str, max_pixels: int, first_only: bool = F
     return _frames(_open(data, label), label, max_pixels, first_only)
 
 
+def frame_count(data: bytes, label: str) -> int:
+    """How many frames `decode_frames` would return, from the header alone (no pixel decoded):
+    NumberOfFrames, at most MAX_SLICES. ImageError for a file pydicom cannot parse."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+    except Exception as exc:
+        raise ImageError(f"{label}: corrupt DICOM ({type(exc).__name__})") from None
+    return max(1, min(n, MAX_SLICES))
+
+
 def is_zip(data: bytes, name: str) -> bool:
     """Whether an upload is a zip (by its magic bytes or its name)."""
     return data[:4] == b"PK\x03\x04" or name.lower().endswith(".zip")

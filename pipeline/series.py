@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import images
+from pipeline import dicom, images
 
 SERIES_SUFFIXES = (".dcm", ".zip")  # files that may hold several slices
 CACHED_SERIES = 2  # decoded series kept while their slices are read (slices come in order)
@@ -47,7 +47,10 @@ def expand_series(paths: Sequence[str | Path]) -> list[str | Slice]:
         if Path(p).suffix.lower() in SERIES_SUFFIXES:
             # unreadable: read again later, where the reason becomes the file's failure
             with contextlib.suppress(images.ImageError):
-                n = len(images.decode_slices(images.read_file(p), p)[0])
+                data = images.read_file(p)
+                # a DICOM's frames are counted from its header; a zip's slices need decoding
+                n = (len(images.decode_slices(data, p)[0]) if dicom.is_zip(data, p)
+                     else dicom.frame_count(data, p))
         out += [Slice(p, k, n) for k in range(n)] if n > 1 else [p]
     return out
 

@@ -533,3 +533,26 @@ def test_bad_series_zips_get_one_line(data, match):
     with pytest.raises(ImageError, match=match) as err:
         images.decode_slices(data, "s.zip")
     assert "\n" not in str(err.value)
+
+
+def test_a_dicom_frame_count_comes_from_its_header_as_decode_frames_would_return(
+        tmp_path):
+    """`predict` counts a .dcm's slices without decoding its pixels: the count must be what
+    decoding returns (at most MAX_SLICES); a .dcm that is not one stays one item, whose read
+    reports why."""
+    from helpers import make_dicom
+
+    from pipeline import dicom
+
+    for frames in (1, 3, dicom.MAX_SLICES + 6):
+        pixels = np.zeros((frames, 16, 16), np.uint16) + np.arange(frames)[:, None, None]
+        data = make_dicom(pixels if frames > 1 else pixels[0])
+        decoded = dicom.decode_frames(data, "x.dcm", 10**7)[0]
+        assert dicom.frame_count(data, "x.dcm") == len(decoded) == min(frames, dicom.MAX_SLICES)
+    from pipeline.series import SliceReader, expand_series
+
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"\x00" * 10)
+    assert expand_series([bad]) == [str(bad)]
+    with pytest.raises(ImageError, match="bad.dcm"):
+        SliceReader()(str(bad))
