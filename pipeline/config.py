@@ -174,11 +174,12 @@ def _default_models() -> dict[str, ModelConfig]:
         # 2026-12-05 (the default). Not kept on top of it: instance-normalised early blocks
         # (ibn_blocks 2: Testing 0.721 / 0.726 at seeds 42 / 7). Tumour transplants on top
         # (transplant 0.5, 2026-12-05) at seeds 42 / 7: Testing 0.774 / 0.744, shifts within
-        # 3.0 points; main split 0.878 with ECE 0.043 (0.888, 0.030 shipped): not decided yet.
+        # 3.0 points; main split 0.878 with ECE 0.043 (0.888, 0.030 before): chosen by shift
+        # validation, the shipped runs since 2026-12-05 (session 30; the default).
         "custom_cnn": ModelConfig(image_size=128, width=16, learning_rate=1e-3, epochs=60,
                                   patience=20, guidance=3.0, clip_norm=1.0,
                                   augment_strength="mri-match-sharp", erase=0.5,
-                                  balance_sizes=4),
+                                  balance_sizes=4, transplant=0.5),
         # Fine-tuning from block_6 (finetune_layers=100) on 6 cached views: from block_12 on 4
         # views validation accuracy stalled near 0.89; block_6 on 8 views reached 0.91.
         # Guidance in fine-tuning, on the official Testing folder (shift validation, one
@@ -274,10 +275,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 16,
         "models": {
             # guidance off: it decodes every image a second time; tests switch it on themselves
-            # (tumour removal needs the boxes guidance loads; histogram matching is left to the
+            # (tumour removal and transplants need the boxes guidance loads; histogram matching is left to the
             # tests of it, so smoke runs train as before)
             "custom_cnn": {"image_size": 64, "epochs": 3, "patience": 3, "width": 8, "depth": 3,
-                           "guidance": 0.0, "erase": 0.0, "augment_strength": "mri"},
+                           "guidance": 0.0, "erase": 0.0, "transplant": 0.0,
+                           "augment_strength": "mri"},
             "mobilenetv2": {"image_size": 96, "epochs": 2, "patience": 2,
                             "finetune_epochs": 1, "finetune_layers": 10, "guidance": 0.0},
         },
@@ -285,9 +287,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "max_images": 150,
         "models": {
-            # the demo's phantoms: plain training, faster (no boxes, so no tumour removal)
+            # the demo's phantoms: plain training, faster (no boxes: no tumour removal, no transplants)
             "custom_cnn": {"image_size": 128, "epochs": 20, "patience": 6, "width": 24,
-                           "guidance": 0.0, "erase": 0.0, "augment_strength": "mri"},
+                           "guidance": 0.0, "erase": 0.0, "transplant": 0.0,
+                           "augment_strength": "mri"},
             "mobilenetv2": {"image_size": 160, "epochs": 6, "patience": 3,
                             "finetune_epochs": 3, "finetune_layers": 30, "guidance": 0.0},
         },

@@ -28,13 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name", ["smoke", "quick", "full"])
 def test_every_profile_is_a_valid_recipe(name):
     # The full recipe's tumour removal needs guidance; smoke and quick switch guidance off, and
-    # once built a profile that refused itself ("erase needs guidance > 0").
+    # once built a profile that refused itself ("erase needs guidance > 0"; transplants alike).
     from pipeline.fit import check_recipe
 
     cfg = profile(name)
     for model, mc in cfg.models.items():
         check_recipe(model, mc, cfg)
-    assert cfg.models["custom_cnn"].guidance > 0 or cfg.models["custom_cnn"].erase == 0
+    custom = cfg.models["custom_cnn"]
+    assert custom.guidance > 0 or (custom.erase == 0 and custom.transplant == 0)
 
 
 def test_class_weights_balance_the_loss():
