@@ -275,8 +275,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 16,
         "models": {
             # guidance off: it decodes every image a second time; tests switch it on themselves
-            # (tumour removal and transplants need the boxes guidance loads; histogram matching is left to the
-            # tests of it, so smoke runs train as before)
+            # (tumour removal and transplants need the boxes guidance loads; histogram matching
+            # is left to the tests of it, so smoke runs train as before)
             "custom_cnn": {"image_size": 64, "epochs": 3, "patience": 3, "width": 8, "depth": 3,
                            "guidance": 0.0, "erase": 0.0, "transplant": 0.0,
                            "augment_strength": "mri"},
@@ -287,7 +287,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "max_images": 150,
         "models": {
-            # the demo's phantoms: plain training, faster (no boxes: no tumour removal, no transplants)
+            # the demo's phantoms: plain training, faster (no boxes: no tumour removal or
+            # transplants)
             "custom_cnn": {"image_size": 128, "epochs": 20, "patience": 6, "width": 24,
                            "guidance": 0.0, "erase": 0.0, "transplant": 0.0,
                            "augment_strength": "mri"},
