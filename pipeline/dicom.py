@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -110,13 +110,15 @@ def decode_frames(data: bytes, label: str, max_pixels: int, first_only: bool = F
     return _frames(_open(data, label), label, max_pixels, first_only)
 
 
-def frame_count(data: bytes, label: str) -> int:
-    """How many frames `decode_frames` would return, from the header alone (no pixel decoded):
-    NumberOfFrames, at most MAX_SLICES. ImageError for a file pydicom cannot parse."""
+def frame_count(data: bytes | BinaryIO, label: str) -> int:
+    """How many frames `decode_frames` would return, from the header alone (no pixel decoded
+    and, from an open file, none read): NumberOfFrames, at most MAX_SLICES. ImageError for a
+    file pydicom cannot parse."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+        src = io.BytesIO(data) if isinstance(data, bytes) else data
+        ds = pydicom.dcmread(src, force=True, stop_before_pixels=True)
         n = int(ds.get("NumberOfFrames", 1) or 1)
     except Exception as exc:
         raise ImageError(f"{label}: corrupt DICOM ({type(exc).__name__})") from None

@@ -9,13 +9,15 @@ a training run down. Cropping to the head and resizing for a model live in `pipe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -260,13 +262,15 @@ def decode_image(data: bytes, name: str = "", max_pixels: int | None = None) -> 
     return decode_image_info(data, name, max_pixels)[0]
 
 
-def read_file(path: str | Path, label: str | None = None) -> bytes:
-    """The bytes of a regular file, or ImageError (message starts with `label`, default path).
+@contextlib.contextmanager
+def open_regular(path: str | Path, label: str | None = None) -> Iterator[BinaryIO]:
+    """The open file at `path` if it is a regular file of at most MAX_FILE_BYTES, else
+    ImageError (message starts with `label`, default path); for readers that need only part
+    of a file (a DICOM header).
 
-    Only regular files are read: a FIFO named scan.png would block forever and /dev/zero never
-    ends. The file is opened non-blocking and checked with fstat on the open descriptor, so it
-    cannot be swapped for a pipe between the check and the read. Files above MAX_FILE_BYTES are
-    refused unread.
+    A FIFO named scan.png would block forever and /dev/zero never ends, so the file is opened
+    non-blocking and checked with fstat on the open descriptor: it cannot be swapped for a pipe
+    between the check and the read.
     """
     path = Path(path)
     label = str(path) if label is None else label
@@ -289,11 +293,22 @@ def read_file(path: str | Path, label: str | None = None) -> bytes:
             raise ImageError(f"{label}: file too large ({st.st_size / 1e6:.0f} MB; the limit is "
                              f"{MAX_FILE_BYTES / 1e6:.0f} MB)")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)  # a file growing while read stays capped
+            yield fh
     except OSError as exc:
         raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
     finally:
         os.close(fd)
+
+
+def read_file(path: str | Path, label: str | None = None) -> bytes:
+    """The bytes of a regular file, or ImageError (message starts with `label`, default path).
+
+    Only regular files are read (`open_regular`); files above MAX_FILE_BYTES are refused
+    unread.
+    """
+    label = str(path) if label is None else label
+    with open_regular(path, label) as fh:
+        data = fh.read(MAX_FILE_BYTES + 1)  # a file growing while read stays capped
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"{label}: file too large (over {MAX_FILE_BYTES / 1e6:.0f} MB)")
     return data

@@ -47,12 +47,21 @@ def expand_series(paths: Sequence[str | Path]) -> list[str | Slice]:
         if Path(p).suffix.lower() in SERIES_SUFFIXES:
             # unreadable: read again later, where the reason becomes the file's failure
             with contextlib.suppress(images.ImageError):
-                data = images.read_file(p)
-                # a DICOM's frames are counted from its header; a zip's slices need decoding
-                n = (len(images.decode_slices(data, p)[0]) if dicom.is_zip(data, p)
-                     else dicom.frame_count(data, p))
+                n = _slice_count(p)
         out += [Slice(p, k, n) for k in range(n)] if n > 1 else [p]
     return out
+
+
+def _slice_count(path: str) -> int:
+    """How many slices the series file at `path` holds: a DICOM's frames from its header alone
+    (a folder of single-frame .dcm files is not read twice before anything is predicted); a
+    zip's slices by decoding it (they are sorted and filtered as the dashboard does)."""
+    with images.open_regular(path) as fh:
+        if not dicom.is_zip(fh.read(4), path):
+            fh.seek(0)
+            return dicom.frame_count(fh, path)
+    data = images.read_file(path)
+    return len(images.decode_slices(data, path)[0])
 
 
 class SliceReader:

@@ -556,3 +556,46 @@ def test_a_dicom_frame_count_comes_from_its_header_as_decode_frames_would_return
     assert expand_series([bad]) == [str(bad)]
     with pytest.raises(ImageError, match="bad.dcm"):
         SliceReader()(str(bad))
+
+
+def test_a_series_dcm_is_counted_from_its_header_without_reading_its_pixels(
+        tmp_path, monkeypatch):
+    """`predict` expands its inputs before it streams anything: a .dcm must be counted from its
+    header, not read whole (once, every .dcm was read in full, one after another, also on
+    every resume). A zip is still decoded, as the dashboard sorts and filters its slices."""
+    import contextlib
+
+    from helpers import make_dicom
+
+    from pipeline import series
+
+    frames = np.zeros((3, 512, 512), np.uint16) + np.arange(3, dtype=np.uint16)[:, None, None]
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(make_dicom(frames))
+    read = []
+    real_open = images.open_regular
+
+    class Counting:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, n=-1):
+            data = self.fh.read(n)
+            read.append(len(data))
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    @contextlib.contextmanager
+    def counting_open(path, label=None):
+        with real_open(path, label) as fh:
+            yield Counting(fh)
+
+    def no_whole_read(path, label=None):
+        raise AssertionError(f"{path} was read whole")
+
+    monkeypatch.setattr(images, "open_regular", counting_open)
+    monkeypatch.setattr(images, "read_file", no_whole_read)
+    assert series.expand_series([scan]) == [series.Slice(str(scan), k, 3) for k in range(3)]
+    assert 0 < sum(read) < scan.stat().st_size / 100  # the header, not the 1.5 MB of pixels
