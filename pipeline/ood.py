@@ -23,7 +23,7 @@ with the table behind the choice. The images it is measured on come from `pipeli
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,3 +263,15 @@ def load_run_ood(run_path: Path, model: str) -> OodModel | None:
     """The stored OOD score of a run's model, or None for runs made before it existed."""
     path = Path(run_path) / model / "ood.npz"
     return OodModel.load(path) if path.is_file() else None
+
+
+def unlike_scorer(run_path: Path, name: str, model: Any
+                  ) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A function from a prepared batch (N, S, S, 3) to whether each image is unlike the loaded
+    `model`'s training data (the run's stored score over its threshold), built once (one traced
+    graph); None when the run has no OOD score for `name` (`python -m pipeline ood` adds it)."""
+    ood = load_run_ood(run_path, name)
+    if ood is None:
+        return None
+    extract = FeatureExtractor(model, ood.layer)
+    return lambda x: ood.flags(extract(np.asarray(x, "float32")))

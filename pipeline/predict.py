@@ -64,7 +64,8 @@ class Predictor:
         # (calibration.json's mtime, {model: T}, {model: low-confidence threshold})
         self._calibration: tuple[int | None, dict[str, float], dict[str, float]] = (None, {}, {})
         self.temperatures()  # a damaged calibration.json fails here, before any prediction
-        self._ood: dict[str, tuple[Any, Any] | None] = {}  # model -> (features fn, OodModel)
+        # model -> its "unlike the training data" flags per prepared batch (ood.unlike_scorer)
+        self._ood: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {}
 
     def _calibration_now(self) -> tuple[int | None, dict[str, float], dict[str, float]]:
         """The run's calibration.json, read again only when it changed (a dashboard rerun asks
@@ -107,18 +108,14 @@ class Predictor:
         run's out-of-distribution score over its validation threshold, `pipeline.ood`); None
         when the run has no OOD score for this model (`python -m pipeline ood` adds it)."""
         if model_name not in self._ood:
-            from pipeline.ood import FeatureExtractor, load_run_ood
+            from pipeline.ood import unlike_scorer
 
             with self._locks[model_name]:
                 if model_name not in self._ood:
-                    ood = load_run_ood(self.run.path, model_name)
-                    self._ood[model_name] = None if ood is None else (
-                        FeatureExtractor(self.models[model_name], ood.layer), ood)
+                    self._ood[model_name] = unlike_scorer(self.run.path, model_name,
+                                                          self.models[model_name])
         scorer = self._ood[model_name]
-        if scorer is None:
-            return None
-        extract, ood = scorer
-        return ood.flags(extract(np.asarray(x, "float32")))
+        return None if scorer is None else scorer(x)
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])
@@ -252,11 +249,9 @@ def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarr
     below the model's validation threshold, `calibration.low_confidence`) and "unlike" (the
     run's "unlike the training data" score over its threshold, `pipeline.ood`); None where the
     run does not measure it (no calibration.json threshold, no OOD score)."""
-    below = predictor.low_confidence_below(name)
-    unlike = predictor.unlike_training(name, x)
-    n = len(probs)
-    return {"weak": [None] * n if below is None else [bool(c < below) for c in probs.max(axis=1)],
-            "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
+    from pipeline.evaluate.flags import answer_flags as rule
+
+    return rule(probs, predictor.low_confidence_below(name), predictor.unlike_training(name, x))
 
 
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,

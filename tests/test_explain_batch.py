@@ -323,3 +323,56 @@ def test_a_series_file_is_explained_slice_by_slice(run_and_explainers, synth_dat
 def _stop_after(done: int, n: int) -> None:
     if done >= n:
         raise Interrupted
+
+
+def test_explain_warns_beside_each_answer_as_predict_does(smoke_run: Path, synth_data: Path,
+                                                          tmp_path: Path):
+    """`explain` printed each model's answer bare where `predict` and the dashboard warn that
+    it is weak or the image unlike the training data: its lines and explain.json now carry the
+    same warnings, image by image, and the legend once per warning shown."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pipeline.calibration import calibrate_run, read_low_confidence
+    from pipeline.cli import app
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+    from pipeline.predict import Predictor, predict_files
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    if not read_low_confidence(run):  # the weak-answer threshold comes with calibration
+        calibrate_run(run)
+    rng = np.random.default_rng(3)
+    noise = []
+    for k in range(2):
+        noise.append(tmp_path / f"noise{k}.png")
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(noise[-1])
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    files = sorted(synth_data.glob("Testing/*/*.png"))[::7][:3]
+    paths = [noise[0], files[0], bad, files[1], noise[1], files[2]]
+    good = [p for p in paths if p != bad]
+    expected, _ = predict_files(Predictor(open_run(run)), paths)
+
+    out = tmp_path / "out"
+    done = CliRunner().invoke(app, ["explain", "--run", str(run), "--out", str(out),
+                                    *map(str, paths)])
+    assert done.exit_code == 1, done.output  # the unreadable file
+    rows = json.loads((out / "explain.json").read_text())["images"]
+    assert [r["path"] for r in rows] == [str(p) for p in good]
+    lines = [ln for ln in done.stdout.splitlines() if "\t" in ln]
+    assert len(lines) == len(good)
+    shown = {"weak": 0, "unlike": 0}
+    for row, want, line in zip(rows, expected, lines, strict=True):
+        parts = dict(part.split(": ", 1) for part in line.split("\t")[1:])
+        for m, v in row["models"].items():
+            for k in shown:
+                assert v[k] is want["models"][m][k], (row["path"], m, k)
+                assert (f"[{FLAG_LABELS[k]}]" in parts[m]) is v[k], parts[m]
+                shown[k] += v[k]
+    assert shown["weak"] and shown["unlike"], shown  # both warnings occur in this test
+    for k in shown:  # each warning shown is explained once, on stderr
+        assert done.stderr.count(FLAG_MEANINGS[k]) == 1

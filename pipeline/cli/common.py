@@ -84,6 +84,27 @@ def say(message: str) -> None:
     err.print(message, highlight=False)
 
 
+def warning_tags(answer: dict, seen: set[str]) -> str:
+    """" [weak answer (low confidence)] [unlike the training data]": the warnings raised on one
+    model's `answer` (its `weak` / `unlike` keys), in the dashboard's words; adds them to
+    `seen` for `warning_legend`."""
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+
+    raised = [k for k in FLAG_MEANINGS if answer.get(k)]
+    seen.update(raised)
+    return "".join(f" [{FLAG_LABELS[k]}]" for k in raised)
+
+
+def warning_legend(seen: set[str]) -> None:
+    """One line on stderr per warning in `seen` saying what it means, in a fixed order."""
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+
+    for k in FLAG_MEANINGS:
+        if k in seen:
+            err.print(f"[{FLAG_LABELS[k]}]: {FLAG_MEANINGS[k]}.", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
 def _report_unreadable(path: str, reason: str) -> None:
     """One "cannot read" line on stderr for an image file that could not be decoded."""
     # ImageError messages already start with the file name; do not print it twice.

@@ -22,6 +22,8 @@ from pipeline.cli.common import (
     progress_bar,
     say,
     shown,
+    warning_legend,
+    warning_tags,
 )
 
 
@@ -68,22 +70,13 @@ def predict(
 def _print_answers(results: list[dict]) -> None:
     """One line per image: each model's answer with its warnings in brackets (the dashboard's
     words), then a legend on stderr for the warnings that were shown."""
-    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
-
     seen: set[str] = set()
     for row in results:
-        parts = []
-        for m, v in row["models"].items():
-            raised = [k for k in FLAG_MEANINGS if v.get(k)]
-            seen.update(raised)
-            parts.append(f"{m}: {v['label']} ({max(v['probs'].values()):.2f})"
-                         + "".join(f" [{FLAG_LABELS[k]}]" for k in raised))
+        parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})" + warning_tags(v, seen)
+                 for m, v in row["models"].items()]
         flag = "" if row["agree"] else "  [models disagree]"
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
-    for k in FLAG_MEANINGS:  # in a fixed order, once each
-        if k in seen:
-            err.print(f"[{FLAG_LABELS[k]}]: {FLAG_MEANINGS[k]}.", highlight=False, markup=False,
-                      soft_wrap=True)
+    warning_legend(seen)
 
 
 def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:

@@ -22,6 +22,8 @@ from pipeline.cli.common import (
     print_json,
     progress_bar,
     shown,
+    warning_legend,
+    warning_tags,
 )
 from pipeline.explain import METHODS, OUTSIDE_HEAD_MESSAGE
 
@@ -143,10 +145,13 @@ def _write_overlays(run: Run, explainers: dict[str, Explainer], paths: list[Path
 
 def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: str | None,
                      n_files: int) -> None:
-    """One tab-separated line per image explained now (each model's prediction and overlay,
-    and the shortcut alarm when it fires), then a total with the files skipped as done."""
+    """One tab-separated line per image explained now (each model's prediction with the
+    warnings `predict` prints, its overlay, and the shortcut alarm when it fires), then a total
+    with the files skipped as done; a legend of the answer warnings shown goes to stderr."""
+    seen: set[str] = set()
     for row in summary.rows:
-        parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f}) -> {v['overlay']}"
+        parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f})"
+                 + warning_tags(v, seen) + f" -> {v['overlay']}"
                  + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the heat "
                     "in the hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
@@ -156,6 +161,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     sys.stdout.write(f"wrote {len(summary.rows) * n_models} overlay(s) and explain.json to "
                      f"{one_line(out)} ({where}{summary.already_done} already done, skipped; "
                      f"explain.json: {summary.images} image(s){unreadable})\n")
+    warning_legend(seen)
 
 
 def explain_eval_cmd(

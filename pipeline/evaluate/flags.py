@@ -40,6 +40,19 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
 }
 
 
+def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray | None
+                 ) -> dict[str, list[bool | None]]:
+    """The per-answer warnings for a batch of (calibrated) `probs` (N, classes): "weak" (the top
+    probability below `weak_below`, `calibration.low_confidence`) and "unlike" (the OOD flags
+    `unlike`, one per image); None where the run does not measure it (`weak_below` or `unlike`
+    None). `predict` and `explain` both use it, so their warnings cannot drift apart."""
+    probs = np.asarray(probs)
+    n = len(probs)
+    return {"weak": [None] * n if weak_below is None
+            else [bool(c < weak_below) for c in probs.max(axis=1)],
+            "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
+
+
 def flag_split(correct: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
     """How one flag splits a model's test answers: how many it marks, the accuracy of the
     answers it marks and of the rest, and the share of all errors it marks (None where a group

@@ -92,23 +92,43 @@ def overlay_bases(paths: list[Path | Slice]) -> list[str]:
     return out
 
 
+Warners = dict[str, tuple[float | None, Callable[[np.ndarray], np.ndarray] | None]]
+
+
+def answer_warners(run: Run, explainers: dict[str, Explainer]) -> Warners:
+    """Per model what its answer warnings need (as `predict` shows them): the confidence under
+    which an answer is weak and the "unlike the training data" scorer, each None where the run
+    does not measure it. Built once per command: the scorer traces a graph."""
+    from pipeline.calibration import read_low_confidence
+    from pipeline.ood import unlike_scorer
+
+    below = read_low_confidence(run.path)
+    return {name: (below.get(name), unlike_scorer(run.path, name, ex.model))
+            for name, ex in explainers.items()}
+
+
 def write_overlays(run: Run, explainers: dict[str, Explainer],
                    decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str | None,
                    target: int | None, alpha: float, outline: float | None,
-                   progress: Progress = no_progress, bases: list[str] | None = None
-                   ) -> list[dict[str, Any]]:
+                   progress: Progress = no_progress, bases: list[str] | None = None,
+                   warners: Warners | None = None) -> list[dict[str, Any]]:
     """Explain every image with every model, write one overlay PNG each into `out`.
 
     `method` None: each explainer's own default (`Explainer.method`).
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
     probabilities, explained class, layer, heatmap stats, the shortcut alarm
-    (`energy_outside_head`, `top_outside_head`, `outside_head_flag`) and the overlay's file name.
+    (`energy_outside_head`, `top_outside_head`, `outside_head_flag`), the answer's warnings
+    as `predict` gives them (`weak`, `unlike`: true / false / null, `evaluate.flags.
+    answer_flags`) and the overlay's file name.
     ValueError names the model whose explanation failed. `bases` (one per image) are the
-    overlay names when the images are part of a longer list (`overlay_bases` of it).
+    overlay names when the images are part of a longer list (`overlay_bases` of it);
+    `warners` come from `answer_warners` (built here when not given).
     """
     from pipeline.calibration import apply_temperature, read_temperatures
+    from pipeline.evaluate.flags import answer_flags
 
     temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
+    warners = warners if warners is not None else answer_warners(run, explainers)
     bases = bases if bases is not None else overlay_bases([p for p, _ in decoded])
     rows: list[dict[str, Any]] = [{"path": str(p), "overlay_base": base, "models": {}}
                                   for (p, _), base in zip(decoded, bases, strict=True)]
@@ -121,20 +141,23 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             ex = explainer(x, method=method, target=target)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from exc
+        probs_all = np.asarray(ex.probs)
+        if name in temperatures:
+            probs_all = apply_temperature(probs_all, temperatures[name])
+        below, unlike = warners[name]
+        warned = answer_flags(probs_all, below, None if unlike is None else unlike(x))
         for i in range(len(decoded)):
             png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
             png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
                                                   outline_top_percent=outline)))
-            probs = ex.probs[i]
-            if name in temperatures:
-                probs = apply_temperature(probs, temperatures[name])
-            entry = overlay_entry(run.class_names, ex, i, png.name, probs)
+            entry = overlay_entry(run.class_names, ex, i, png.name, probs_all[i])
             head = head_mask_in_frame(decoded[i][1], size, crop)
             share = energy_outside_head(ex.heatmaps[i], head)
             top = top_outside_head(ex.heatmaps[i], head)
             entry["energy_outside_head"] = float(share) if np.isfinite(share) else None
             entry["top_outside_head"] = float(top) if np.isfinite(top) else None
             entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
+            entry["weak"], entry["unlike"] = warned["weak"][i], warned["unlike"][i]
             rows[i]["models"][name] = entry
     progress("explain", len(explainers), len(explainers))
     return rows
@@ -307,7 +330,8 @@ def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[
             bad.append({"path": str(path), "error": str(exc)})
             if on_unreadable:
                 on_unreadable(str(path), str(exc))
-    rows = write_overlays(run, explainers, decoded, out, **options, bases=names) if decoded else []
+    rows = (write_overlays(run, explainers, decoded, out, **options, bases=names)
+            if decoded else [])
     return rows, bad
 
 
@@ -359,6 +383,7 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
                     os.fsync(folder_fd)  # the journal's name survives a power cut too
         del rows_then, errors_then, taken  # only the counts are needed from here on
         progress("explain", 0, len(todo))
+        warners = answer_warners(run, explainers) if todo else {}
         rows: list[dict[str, Any]] = []
         failures: list[dict[str, str]] = []
         if todo:
@@ -366,7 +391,8 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
                 for start in range(0, len(todo), chunk):
                     new, bad = _explain_chunk(run, explainers, todo[start : start + chunk], out,
                                               dict(method=method, target=target, alpha=alpha,
-                                                   outline=outline), on_unreadable)
+                                                   outline=outline, warners=warners),
+                                              on_unreadable)
                     journal.write(_lines([*(("image", r) for r in new),
                                           *(("error", e) for e in bad)]))
                     journal.flush()
