@@ -1419,3 +1419,27 @@ def test_overview_shows_the_ood_score_against_foreign_and_shifted_images(artifac
     assert shifted["MobileNetV2 flagged"] == f"{mnv2['shift_flagged']['rician_noise']:.0%}"
     assert sum(i.startswith("shifted: ") for i in table.index) == len(cnn["shift_auroc"])
     assert "middle severity" in _texts(at.caption)
+
+
+def test_the_overview_tables_show_every_row_without_an_inner_scroll_box(
+        artifacts: Path, monkeypatch: pytest.MonkeyPatch):
+    """Streamlit's default table height shows at most ten rows and scrolls the rest inside a
+    box; the OOD table has more (one per foreign kind and per shift), and a presenter scrolled
+    inside it. Every overview table is drawn at its content's height. AppTest does not expose
+    an element's height, so the calls are recorded."""
+    import streamlit
+
+    calls: list[tuple[str, int, object]] = []
+    real = streamlit.dataframe
+
+    def recording(data=None, *args, **kwargs):
+        calls.append((kwargs.get("key"), len(data), kwargs.get("height", "auto")))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(streamlit, "dataframe", recording)
+    at = _app("overview")
+    _ok(at)
+    by_key = {key: (n, height) for key, n, height in calls}
+    assert by_key["ood_table"][0] > 10, by_key  # the table that once scrolled
+    assert {"model_facts", "metrics_table", "ood_table"} <= set(by_key), by_key
+    assert all(height == "content" for _, height in by_key.values()), by_key

@@ -35,7 +35,8 @@ for col, (name, n) in zip(cols[1:], runinfo.split_sizes(facts).items(), strict=F
     col.metric(f"{name.capitalize()} images", n)
 st.caption(f"Data: {core.literal(facts.data_shown)} ({facts.data_layout} layout) · classes: "
            + ", ".join(F.class_name(c) for c in facts.class_names))
-st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="model_facts")
+st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="model_facts",
+             height="content")
 
 st.header("Headline metrics")
 metrics = state.per_model_json(run, "metrics.json", fix)
@@ -55,7 +56,8 @@ if metrics:
     left, right = st.columns([3, 2])
     with left:
         try:
-            st.dataframe(F.metrics_table(metrics, comparison), key="metrics_table")
+            st.dataframe(F.metrics_table(metrics, comparison), key="metrics_table",
+                         height="content")
             st.caption("Values on the test split; brackets: 95% bootstrap confidence interval.")
             distinct = F.copies_sentence(metrics)
             if distinct:
@@ -112,7 +114,7 @@ with tabs[5]:
         sizes = F.size_group_table(metrics)
         if sizes is not None:
             st.subheader("By pixel size (a hint of the image's source)")
-            st.dataframe(sizes, hide_index=True, key="size_groups")
+            st.dataframe(sizes, hide_index=True, key="size_groups", height="content")
             st.caption("Test images of the training split's commonest pixel size against all "
                        "others. In the public dataset nearly every tumour image is a 512×512 "
                        "export of one collection, so size marks the source.")
@@ -147,7 +149,7 @@ if (run.path / FLAGS_FILE).is_file():
     rows = flag_table(flag_report, {m: F.model_label(m) for m in run.model_names}) \
         if flag_report else []
     if rows:
-        st.dataframe(rows, hide_index=True, key="flag_table")
+        st.dataframe(rows, hide_index=True, key="flag_table", height="content")
         where = ("the official Testing folder, another source than training: shift "
                  "validation, how far the warnings hold off the training distribution"
                  if flag_report.get("shift_validation") else "the run's test split")
@@ -170,5 +172,5 @@ if (run.path / "ood.json").is_file():
         st.warning(f"Cannot show this table: {exc}. To fix: {ood_fix}", icon=":material/warning:")
         ood_rows = None
     if ood_rows is not None:
-        st.dataframe(ood_rows, hide_index=True, key="ood_table")
+        st.dataframe(ood_rows, hide_index=True, key="ood_table", height="content")
         st.caption(F.ood_caption(ood_rows))
