@@ -39,3 +39,28 @@ def make_dicom(pixels: np.ndarray | None, photometric: str = "MONOCHROME2", **ex
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def warning_inputs(smoke_run, tmp_path, files: list) -> tuple:
+    """A calibrated copy of `smoke_run` (the weak-answer threshold comes with calibration) and
+    inputs on which both answer warnings occur: two noise images (unlike the training data)
+    among `files` (three phantoms), an unreadable file third. Returns (run folder, paths, the
+    unreadable one)."""
+    import shutil
+
+    from PIL import Image
+
+    from pipeline.calibration import calibrate_run, read_low_confidence
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    if not read_low_confidence(run):
+        calibrate_run(run)
+    rng = np.random.default_rng(3)
+    noise = []
+    for k in range(2):
+        noise.append(tmp_path / f"noise{k}.png")
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(noise[-1])
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    return run, [noise[0], files[0], bad, files[1], noise[1], files[2]], bad

@@ -59,29 +59,16 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
     import csv
     import io
     import json
-    import shutil
 
-    from PIL import Image
+    from helpers import warning_inputs
     from typer.testing import CliRunner
 
-    from pipeline.calibration import calibrate_run, read_low_confidence
     from pipeline.cli import app
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
     from pipeline.images import read_image
 
-    run = tmp_path / "run"
-    shutil.copytree(smoke_run, run)
-    if not read_low_confidence(run):  # the weak-answer threshold comes with calibration
-        calibrate_run(run)
-    rng = np.random.default_rng(3)
-    noise = []
-    for k in range(2):
-        noise.append(tmp_path / f"noise{k}.png")
-        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(noise[-1])
-    bad = tmp_path / "bad.png"
-    bad.write_text("not an image")
     files = sorted((synth_data / "Testing").rglob("*.png"))[:3]
-    paths = [noise[0], files[0], bad, files[1], noise[1], files[2]]
+    run, paths, bad = warning_inputs(smoke_run, tmp_path, files)
     predictor = Predictor(open_run(run))
     rows, failed = predict_files(predictor, paths)
     assert [p for p, _ in failed] == [str(bad)]
