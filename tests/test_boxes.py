@@ -160,6 +160,51 @@ def test_explain_eval_with_partial_png_masks_on_the_runs_split(smoke_run: Path, 
     assert saved["source"] == {"kind": "test", "split": "test"}
 
 
+@pytest.mark.slow
+def test_explain_eval_locates_every_boxed_image_beyond_the_fully_scored_sample(
+        smoke_run: Path, tmp_path: Path) -> None:
+    from pipeline.artifacts import open_run
+
+    run = open_run(smoke_run)
+    test = json.loads((smoke_run / "splits.json").read_text())["test"]
+    boxed = [r for r in test if r["label"] != "no_tumor"][:9]
+    masks = tmp_path / "boxes"
+    for r in boxed:
+        dst = masks / r["path"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run.data_dir / "masks" / r["path"], dst)
+    broken = masks / boxed[-1]["path"]
+    broken.write_bytes(b"not a png")  # an unreadable mask: reported, not fatal
+
+    def evaluate(**kw: object) -> dict:
+        E.explain_eval(smoke_run, masks_dir=masks, steps=2, models=["custom_cnn"], **kw)
+        return json.loads((smoke_run / "custom_cnn" / "explanations.json").read_text())
+
+    part = evaluate(max_images=3)
+    full = evaluate(max_images=len(test))  # every image scored in full: the reference
+    assert part["n_faithfulness"] == 3 and full["n_faithfulness"] == full["n"] == len(test)
+    assert part["n_localisation"] == full["n_localisation"] == len(boxed) - 1
+    extra = [r for r in part["rows"] if not r["faithfulness_scored"]]
+    assert extra and len(part["rows"]) == 3 + len(extra)
+    assert all(r["deletion_auc"] is None and r["sanity_rank_correlation"] is None and
+               r["pointing_hit"] is not None for r in extra)
+    by_path = {r["path"]: r for r in full["rows"]}
+    for r in part["rows"]:  # the same heatmap, the same localisation, scored either way
+        ref = by_path[r["path"]]
+        assert r["pointing_hit"] == ref["pointing_hit"] and r["target"] == ref["target"]
+        for key in ("energy_in_mask", "top_in_mask", "top_outside_head"):
+            assert r[key] == pytest.approx(ref[key], abs=1e-5), key
+    for key in ("pointing_game", "energy_in_mask", "top_in_mask"):  # over the same boxes
+        assert part[key] == pytest.approx(full[key], abs=1e-5), key
+    assert any(f["path"] == boxed[-1]["path"] for f in part["failed"])
+    assert part["deletion_auc"] is not None and part["road_lerf_minus_morf"] is not None
+
+    only = evaluate(max_images=3, max_localisation=0)
+    assert only["n"] == only["n_faithfulness"] == 3
+    assert only["n_localisation"] == sum(r["pointing_hit"] is not None for r in only["rows"])
+    assert evaluate(max_images=3, max_localisation=2)["n"] == 5
+
+
 def test_dashboard_box_outline_and_peak_in_box() -> None:
     from dashboard import inference, views
 

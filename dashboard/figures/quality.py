@@ -74,6 +74,8 @@ def quality_summary(explanations: Mapping[str, Mapping[str, Any]],
         "method": method_label(str(e.get("method", "?"))),
         "layer": layer(m, e),
         "images": e.get("n", "?"), "with a tumour mask or box": e.get("n_localisation", "?"),
+        # faithfulness and sanity cost hundreds of model calls per image: measured on a sample
+        "faithfulness and sanity on": e.get("n_faithfulness", e.get("n", "?")),
         "masks from": e.get("masks_dir") or "-",
         "explained class": "true class" if e.get("target_mode", "true") == "true" else
                            str(e.get("target_mode")),

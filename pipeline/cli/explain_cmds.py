@@ -26,6 +26,7 @@ from pipeline.cli.common import (
     warning_tags,
 )
 from pipeline.explain import METHODS, OUTSIDE_HEAD_MESSAGE
+from pipeline.explain.choice import CHOOSE_MAX_IMAGES
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
@@ -176,8 +177,11 @@ def explain_eval_cmd(
                              "<run>/<model>/explanations-external/ (default: the folder's name)"),
     method: str = typer.Option(None, "--method", help=EXPLAIN_METHODS_HELP + " (default: "
                                "each model's default from explain-choose, else gradcam)"),
-    max_images: int = typer.Option(64, "--max-images", help="images per model (balanced over "
-                                   "labels, images with a mask first)"),
+    max_images: int = typer.Option(64, "--max-images", help="images per model scored in "
+                                   "full (balanced over labels, images with a mask first)"),
+    max_localisation: int = typer.Option(None, "--max-localisation", help="further images "
+                                         "with a mask, scored for localisation and the "
+                                         "shortcut alarm only (default: all; 0: none)"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
     steps: int = typer.Option(20, "--steps", help="deletion/insertion steps"),
     baseline: str = typer.Option("blur", "--baseline", help="removed pixels become: blur | black"),
@@ -192,6 +196,8 @@ def explain_eval_cmd(
     from pipeline.explain import explain_eval
 
     _check_explain_eval_options(method, baseline, max_images, steps)
+    if max_localisation is not None and max_localisation < 0:
+        fail(f"--max-localisation must be 0 or more, got {max_localisation}")
     if data is not None:
         _existing_dir(data, "data folder")
     if masks is not None:
@@ -206,7 +212,8 @@ def explain_eval_cmd(
         with progress_bar() as update:
             results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
                                    max_images=max_images, progress=update, models=names,
-                                   steps=steps, baseline=baseline, layer=layer, name=out_name)
+                                   steps=steps, baseline=baseline, layer=layer, name=out_name,
+                                   max_localisation=max_localisation)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     if as_json:
@@ -265,7 +272,8 @@ def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
             sys.stdout.write(f"{m}: no localisation scores ({r['localisation_reason']})\n")
         else:
             sys.stdout.write(f"{m}: localisation on the {r['n_localisation']} of {r['n']} images "
-                             "with a non-empty mask; the others count for faithfulness only\n")
+                             "with a non-empty mask; faithfulness and sanity on "
+                             f"{r.get('n_faithfulness', r['n'])}\n")
         if r.get("n_empty_heatmaps"):
             sys.stdout.write(f"{m}: {r['n_empty_heatmaps']} of {r['n']} heatmaps are empty (no "
                              "positive evidence for the explained class); they miss the pointing "
@@ -292,8 +300,8 @@ def explain_choose_cmd(
     data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's)"),
     masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
                                "paths (default: the dataset's boxes folder, else DATA/masks)"),
-    max_images: int = typer.Option(48, "--max-images", help="validation images with a box "
-                                   "(balanced over labels)"),
+    max_images: int = typer.Option(CHOOSE_MAX_IMAGES, "--max-images", help="validation "
+                                   "images with a box (balanced over labels)"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
 ) -> None:

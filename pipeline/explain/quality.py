@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from pipeline.explain.masks import (
 )
 from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import BASELINES
-from pipeline.explain.scoring import explain_model
+from pipeline.explain.scoring import Chunk, explain_model
 from pipeline.names import Progress
 
 # One decoded test image: its record ({"path", "label"}), the RGB image, its mask (None: no mask
@@ -48,6 +48,13 @@ Decoded = tuple[dict[str, str], np.ndarray, np.ndarray | None]
 # `target_rule`): its true class, or, for images labelled only "tumor" (yes/no folders), the
 # model's most probable tumour class.
 TARGET_TRUE = "true"
+# Images scored for localisation only: (records, data folder, masks folder, failures list), read
+# MORE_CHUNK at a time.
+MoreImages = tuple[list[dict[str, str]], Path, Path, list[dict[str, str]]]
+MORE_CHUNK = 32
+SELECTION = ("up to max_images, balanced over labels, images with a mask first, fully scored; "
+             "every other image with a mask (up to max_localisation, balanced over labels; null: "
+             "all) explained for localisation and the shortcut alarm only")
 TARGET_TOP_TUMOUR = "most-probable-tumour-class"
 
 
@@ -87,6 +94,7 @@ def explain_eval(
     seed: int = 0,
     layer: str | None = None,
     name: str | None = None,
+    max_localisation: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Measure each model's explanations; write one JSON per model and return {model: results}.
 
@@ -119,6 +127,8 @@ def explain_eval(
         raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
+    if max_localisation is not None and max_localisation < 0:
+        raise ValueError(f"max_localisation must be >= 0, got {max_localisation}")
     run = open_run(run_dir)
     ensure_writable(run.path, "run folder")
     data, masks_root = _folders(run, data_dir, masks_dir)
@@ -135,6 +145,10 @@ def explain_eval(
     decoded, failed, n_masks = _decode(chosen, data, masks_root)
     if not decoded:
         raise ValueError(f"none of the {len(chosen)} {source['what']} could be read from {data}")
+    picked = {r["path"] for r in chosen}
+    more = [r for r in source["records"] if r["path"] not in picked and has_mask(r)]
+    if max_localisation is not None:
+        more = _pick(more, max_localisation, seed)
 
     results: dict[str, dict[str, Any]] = {}
     for m in names:
@@ -143,8 +157,10 @@ def explain_eval(
         if method is None:
             use_method, chosen_layer = default_explanation(run.path, m, None)
             use_layer = layer if layer is not None else chosen_layer
+        more_failed: list[dict[str, str]] = []
         res = _explain_run_model(run, m, decoded, failed, use_method, use_layer, steps,
-                                 baseline, seed, progress, source["plan"])
+                                 baseline, seed, progress, source["plan"],
+                                 (more, data, masks_root, more_failed))
         if res["n_localisation"] == 0:
             reason = (f"no masks found under {_shown_path(masks_root)}" if n_masks == 0 else
                       "no evaluated image has a non-empty tumour mask")
@@ -158,13 +174,14 @@ def explain_eval(
             "target_rules": {TARGET_TRUE: "the image's true class",
                              TARGET_TOP_TUMOUR: "the model's most probable tumour class (the "
                                                 "folder only says 'tumor')"},
-            "selection": "balanced over labels, images with a mask first",
+            "selection": SELECTION,
+            "max_localisation": max_localisation,
             "source": source["info"],
             "data_dir": _shown_path(data),
             "masks_dir": _shown_path(masks_root) if n_masks else None,
-            "n_with_mask_file": n_masks,
-            "n_failed": len(failed),
-            "failed": failed[:20],
+            "n_with_mask_file": n_masks + res["n"] - res["n_faithfulness"],
+            "n_failed": len(failed) + len(more_failed),
+            "failed": (failed + more_failed)[:20],
             "seconds": round(time.perf_counter() - t0, 2),
             "created": utc_now(),
             "rows": res["rows"],
@@ -308,11 +325,12 @@ def _targets(run: Run, labels: list[str], probs: np.ndarray, plan: Any
 def _explain_run_model(
     run: Run, name: str, decoded: list[Decoded], failed: list[dict[str, str]], method: str,
     layer: str | None, steps: int, baseline: str, seed: int, progress: Progress | None,
-    plan: Any = None,
+    plan: Any = None, more: MoreImages | None = None,
 ) -> dict[str, Any]:
-    """`explain_model` for one of the run's models on the decoded images, prepared at its size;
-    rows get their path, label and target rule. Masks that cannot be prepared are appended to
-    `failed`."""
+    """`explain_model` for one of the run's models on the decoded images, prepared at its size,
+    and on `more` images scored for localisation only (read chunk by chunk, so a large folder
+    is never held decoded at once); rows get their path, label and target rule. Masks that
+    cannot be prepared are appended to `failed` (`more`'s failures to its own list)."""
     info = run.model_info(name)
     size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
     x = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
@@ -340,11 +358,48 @@ def _explain_run_model(
         use_layer = None  # recorded layer missing: fall back to the default rather than fail
     if not get_method(method).needs_layer:
         use_layer = None
+    more_records, more_rules = [], []
+
+    def more_chunks() -> Iterator[Chunk]:
+        if more is None:
+            return
+        records, data, masks_root, more_failed = more
+        for i in range(0, len(records), MORE_CHUNK):
+            got, bad, _ = _decode(records[i:i + MORE_CHUNK], data, masks_root)
+            more_failed.extend(bad)
+            keep = []
+            for rec, img, mask in got:
+                try:
+                    m = prepare_mask(mask, img, size, crop) if mask is not None else None
+                except ValueError as exc:
+                    more_failed.append({"path": rec["path"], "error": f"mask: {exc}"})
+                    continue
+                if m is not None and m.any():  # a box cropped away has nothing to point at
+                    keep.append((rec, img, m))
+            if not keep:
+                continue
+            xb = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in keep])
+            labs = [rec["label"] for rec, _, _ in keep]
+            pb = (Explainer(model).predict(xb) if needs_probs(labs) else
+                  np.zeros((len(keep), len(run.class_names))))
+            tb, rb = _targets(run, labs, pb, plan)
+            more_records.extend(rec for rec, _, _ in keep)
+            more_rules.extend(rb)
+            yield (xb, tb, [m for _, _, m in keep],
+                   [head_mask_in_frame(img, size, crop) for _, img, _ in keep])
+
+    def needs_probs(labels: list[str]) -> bool:
+        return any((plan.mapping.get(lab, lab) if plan else lab) not in run.class_names
+                   for lab in labels)
+
     res = explain_model(model, x, targets, masks, method=method, layer=use_layer, steps=steps,
                         baseline=baseline, seed=seed, progress=progress,
-                        label=f"explain-eval {name}", head_masks=heads)
-    for row, (rec, _, _), rule in zip(res["rows"], decoded, rules, strict=True):
+                        label=f"explain-eval {name}", head_masks=heads, more=more_chunks(),
+                        n_more=len(more[0]) if more else 0)
+    every = [rec for rec, _, _ in decoded] + more_records
+    for row, rec, rule in zip(res["rows"], every, rules + more_rules, strict=True):
         row["path"] = rec["path"]
         row["label"] = rec["label"]
         row["target_rule"] = rule
     return res
+

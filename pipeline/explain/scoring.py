@@ -3,14 +3,17 @@ and aggregated (the keys and rows of explanations.json).
 
 `explain_model` explains each image with the model and with a weight-randomised copy (sanity),
 then scores each heatmap for localisation (tumour mask), faithfulness (deletion / insertion
-against a random heatmap; ROAD MoRF / LeRF) and the shortcut alarm (heat outside the head). It
+against a random heatmap; ROAD MoRF / LeRF) and the shortcut alarm (heat outside the head).
+Images passed as `more` (chunks of further images with a mask) are only explained and scored
+for localisation and the shortcut alarm: a heatmap costs milliseconds, faithfulness a few
+hundred model calls, and a few dozen boxes leave the pointing game uncertain by +-0.15. It
 takes arrays only: which images, for which class, and where the file goes is `quality.py`'s job
 (explain-eval).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import keras
@@ -40,6 +43,10 @@ from pipeline.explain.metrics import (
 from pipeline.explain.render import heatmap_stats
 from pipeline.names import Progress
 
+# one chunk of `more` images: (images (k, S, S, 3), targets (k,), masks (k x (S, S) or None),
+# head masks (k x (S, S)))
+Chunk = tuple[np.ndarray, np.ndarray, Sequence[np.ndarray | None], Sequence[np.ndarray]]
+
 
 def _nanmean(values: Sequence[float | None]) -> float | None:
     arr = np.array([v for v in values if v is not None], dtype=np.float64)
@@ -66,13 +73,19 @@ def explain_model(
     label: str = "explain-eval",
     head_masks: Sequence[np.ndarray] | None = None,
     road_fractions: Sequence[float] = ROAD_FRACTIONS,
+    more: Iterable[Chunk] = (),
+    n_more: int = 0,
 ) -> dict[str, Any]:
     """All explanation-quality metrics of one model on prepared images (N, S, S, 3).
 
     `targets`: the class explained per image; `masks`: (S, S) bool tumour masks or None (no mask
     known or no tumour); `head_masks`: (S, S) bool head regions in the same frame for the
-    shortcut alarm (default: found on the prepared images themselves). Returns the aggregate
-    keys of explanations.json plus per-image `rows` (without paths).
+    shortcut alarm (default: found on the prepared images themselves). `more`: further
+    (images, targets, masks, head masks) chunks (about `n_more` images in all, for progress),
+    scored for localisation and the shortcut alarm only (their rows' faithfulness and sanity
+    are None, `faithfulness_scored` False). Returns the aggregate keys of explanations.json
+    plus per-image `rows` (without paths), the images first, then `more`'s in order; `n`
+    counts every row, `n_faithfulness` the images.
     """
     n = len(images_)
     if n == 0:
@@ -86,8 +99,8 @@ def explain_model(
     def tick(k: int) -> None:
         nonlocal done
         done += k
-        if progress:
-            progress(label, done, 3 * n)  # explain + random-model explain per image, then metrics
+        if progress:  # explain + random-model explain + metrics per image; one step per `more`
+            progress(label, done, 3 * n + n_more)
 
     tick(0)
     heatmaps, prob, rheat = _explain_batches(explainer, random_explainer, images_, targets,
@@ -102,11 +115,15 @@ def explain_model(
         rows.append(row)
         curves.append(curve)
         tick(1)
+    for xb, tb, mb, hb in more:
+        rows.extend(_localisation_rows(explainer, xb, tb, mb, hb, method, batch))
+        tick(len(xb))
     del_curves, ins_curves, del_rand, ins_rand, morf, lerf = zip(*curves, strict=True)
     return {
         "method": method,
         "layer": explainer.layer if get_method(method).needs_layer else None,
-        "n": n,
+        "n": len(rows),
+        "n_faithfulness": n,
         **_summary(rows),
         "curve_fractions": np.linspace(0.0, 1.0, steps + 1).tolist(),
         "deletion_curve": np.mean(del_curves, axis=0).tolist(),
@@ -153,11 +170,47 @@ def _image_row(
     rd = road(predict, image, heatmap, target, road_fractions, seed=noise_seed)
     noise = random_heatmap(heatmap.shape, seed=noise_seed)
     dr, ir, dauc_r, iauc_r = deletion_insertion(predict, image, noise, target, steps, baseline)
+    row = _located_row(heatmap, probs, target, mask, head_mask) | {
+        "deletion_auc": dauc,
+        "insertion_auc": iauc,
+        "deletion_auc_random": dauc_r,
+        "insertion_auc_random": iauc_r,
+        "road_morf_auc": rd["morf_auc"],
+        "road_lerf_auc": rd["lerf_auc"],
+        "sanity_rank_correlation": _finite(spearman(heatmap, random_model_heatmap)),
+        "faithfulness_scored": True,
+    }
+    return row, (d, ins, dr, ir, np.array(rd["morf_curve"]), np.array(rd["lerf_curve"]))
+
+
+# the keys only fully scored images have values for (`more` images: None)
+FAITHFULNESS_KEYS = ("deletion_auc", "insertion_auc", "deletion_auc_random",
+                     "insertion_auc_random", "road_morf_auc", "road_lerf_auc",
+                     "sanity_rank_correlation")
+
+
+def _localisation_rows(explainer: Explainer, images_: np.ndarray, targets: np.ndarray,
+                       masks: Sequence[np.ndarray | None], head_masks: Sequence[np.ndarray],
+                       method: str, batch: int) -> list[dict[str, Any]]:
+    """Rows of images scored for localisation and the shortcut alarm only."""
+    rows = []
+    for i in range(0, len(images_), batch):
+        tb = [int(t) for t in targets[i : i + batch]]
+        ex = explainer(images_[i : i + batch], method=method, target=tb)
+        for j, (heat, probs) in enumerate(zip(ex.heatmaps, ex.probs, strict=True)):
+            rows.append(_located_row(heat, probs, tb[j], masks[i + j], head_masks[i + j])
+                        | dict.fromkeys(FAITHFULNESS_KEYS) | {"faithfulness_scored": False})
+    return rows
+
+
+def _located_row(heatmap: np.ndarray, probs: np.ndarray, target: int, mask: np.ndarray | None,
+                 head_mask: np.ndarray) -> dict[str, Any]:
+    """The answer, localisation and shortcut-alarm keys of an image's row."""
     has_mask = mask is not None and bool(np.any(mask))
     empty = is_empty(heatmap)
     outside = _finite(energy_outside_head(heatmap, head_mask))
     top_out = _finite(top_outside_head(heatmap, head_mask))
-    row = {
+    return {
         "target": target,
         "predicted": int(np.argmax(probs)),
         "p_target": float(probs[target]),
@@ -171,24 +224,18 @@ def _image_row(
         "top_in_mask": (0.0 if empty else _finite(top_in_mask(heatmap, mask)))
         if has_mask else None,
         "mask_fraction": float(np.mean(mask)) if has_mask else None,
-        "deletion_auc": dauc,
-        "insertion_auc": iauc,
-        "deletion_auc_random": dauc_r,
-        "insertion_auc_random": iauc_r,
-        "road_morf_auc": rd["morf_auc"],
-        "road_lerf_auc": rd["lerf_auc"],
-        "sanity_rank_correlation": _finite(spearman(heatmap, random_model_heatmap)),
         "energy_outside_head": outside,
         "top_outside_head": top_out,
         "outside_head_flag": outside_head_flag(top_out),
         "peak": heatmap_stats(heatmap)["peak"],
         "empty_heatmap": empty,
     }
-    return row, (d, ins, dr, ir, np.array(rd["morf_curve"]), np.array(rd["lerf_curve"]))
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The aggregate keys of explanations.json, from the per-image rows (order kept stable)."""
+    """The aggregate keys of explanations.json, from the per-image rows (order kept stable):
+    localisation, accuracy and the shortcut alarm over every row, faithfulness and sanity over
+    the fully scored ones."""
     loc = [r for r in rows if r["pointing_hit"] is not None]
     loc_correct = [r for r in loc if r["correct"]]
     sanity = [r["sanity_rank_correlation"] for r in rows]
@@ -212,7 +259,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "road_morf_auc": _nanmean([r["road_morf_auc"] for r in rows]),
         "road_lerf_auc": _nanmean([r["road_lerf_auc"] for r in rows]),
         "road_lerf_minus_morf": _nanmean([r["road_lerf_auc"] - r["road_morf_auc"]
-                                          for r in rows]),
+                                          for r in rows if r["road_morf_auc"] is not None]),
         "sanity_rank_correlation": _nanmean(sanity),
         "sanity_abs_rank_correlation": _nanmean([abs(v) if v is not None else None
                                                  for v in sanity]),
