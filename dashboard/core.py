@@ -225,8 +225,11 @@ def agreement(probs: Mapping[str, np.ndarray]) -> np.ndarray:
 def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
                       class_names: Sequence[str],
                       true_labels: Sequence[str | None] | None = None,
-                      digests: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per image: each model's predicted class, confidence and probabilities.
+                      digests: Sequence[str] | None = None,
+                      warnings: Sequence[Sequence[str]] | None = None) -> pd.DataFrame:
+    """One row per image: each model's predicted class, confidence and probabilities, and with
+    `warnings` (per image, the sentences shown beside its answers and heatmaps) their count and
+    text, so that a table read away from the page keeps them.
 
     The `image` column holds `refs` (`Upload.ref`: "upload 3", a slice's number), never a file
     name: this frame is the downloadable CSV, and names can identify a patient. `digests`: a
@@ -247,6 +250,9 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
             for c, v in zip(class_names, p[i], strict=True):
                 row[f"{model}_p_{c}"] = round(float(v), 4)
         row["models_agree"] = bool(agree[i])
+        if warnings is not None:
+            row["n_warnings"] = len(warnings[i])
+            row["warnings"] = " | ".join(warnings[i])
         rows.append(row)
     return pd.DataFrame(rows)
 

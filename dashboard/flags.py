@@ -49,15 +49,19 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  unlike: Mapping[str, bool | None], shifted_accuracy: Mapping[str, float | None],
                  class_names: Sequence[str] = (), image_size: str | None = None,
                  by_size: Mapping[str, Mapping[str, Any] | None] | None = None,
-                 flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
-    """Plain-words warnings about image i's answers: weak confidence (below the model's
+                 flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None,
+                 colour: bool = False) -> list[str]:
+    """Plain-words warnings about image i's answers: a colour image (`colour`: MRI slices are
+    greyscale, `evaluate.flags.colour_flags`), weak confidence (below the model's
     validation threshold), an image unlike the model's training data (with the model's accuracy
     on shifted copies of its test split, when measured), a "no tumour" answer for an image whose
     pixel size (`image_size`, "WxH") is not the training split's commonest when the model found
     clearly fewer tumours at other sizes (`by_size`: per model, metrics.json's), and
     disagreement between the models. `flag_accuracy` (flags.json's "models", when measured)
-    adds how often the test answers that carried the same warning were right."""
-    flags = []
+    adds how often the weak test answers were right. For images unlike the training data it
+    does not: the flagged test images were real MRI of another source, right about as often as
+    the others, and said beside a photo or noise that read as reassurance."""
+    flags = [COLOUR_WARNING] if colour else []
     measured = flag_accuracy or {}
 
     def on_test(model: str, flag: str, what: str) -> str:
@@ -92,13 +96,17 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
             # Not "treat with caution": on the shipped runs the flagged test answers were as
             # often right as the others. What holds is that validation does not cover it.
             flags.append(f"This image is unlike {name}'s training data, so its validation "
-                         f"accuracy does not vouch for this answer.{where}"
-                         + on_test(model, "unlike", "on images flagged so"))
+                         f"accuracy does not vouch for this answer.{where} If it is not an "
+                         "axial brain MRI slice, the answer means nothing.")
     labels = {int(np.argmax(p[i])) for p in probs.values()}
     if len(probs) > 1 and len(labels) > 1:
         flags.append("The models disagree: at least one of them is wrong."
                      + _disagreement_record(probs, measured))
     return flags
+
+
+COLOUR_WARNING = ("This is a colour image, and MRI slices are greyscale: it may not be an MRI "
+                  "slice at all. If it is not, no answer or heatmap here means anything.")
 
 
 def _disagreement_record(probs: Mapping[str, np.ndarray],

@@ -85,8 +85,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                          key=f"{prefix}_series_table_{i}", height=min(36 * n + 40, 400),
                          column_config={"image": st.column_config.ImageColumn("image",
                                                                               width="small")})
-            csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names),
-                                    notes)
+            csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,
+                                                           warnings=flags), notes)
             st.download_button("Slices CSV", csv, file_name=f"slices-{upload.digest[:12]}.csv",
                                mime="text/csv", key=f"{prefix}_series_csv_{i}",
                                on_click="ignore", icon=":material/download:")

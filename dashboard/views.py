@@ -25,6 +25,7 @@ from dashboard.inference import (
     peak_in_box,
 )
 from dashboard.report_pdf import Page, PageModel, report_pdf
+from pipeline.evaluate.flags import colour_flags
 from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
@@ -126,9 +127,11 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     """Good image j's flags in plain words: about its answers (weak, unlike the training data,
     disagreement) and about its heatmaps (evidence mostly outside the brain, or none at all)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
+    first = next(iter(results.per_model.values()), None)
+    colour = first is not None and colour_flags(first[j].prepared[None])[0]
     answers = flags.answer_flags(results.probs, j, results.low_below, results.unlike(j),
                                  results.shifted_accuracy, results.class_names, size,
-                                 results.by_size, results.flag_accuracy)
+                                 results.by_size, results.flag_accuracy, colour)
     shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain "
                  f"({rs[j].outside_head:.0%} of the heat in the hottest 10% outside the head)."
                  for m, rs in results.per_model.items() if rs[j].outside_head_flag]
@@ -220,11 +223,12 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                      icon=":material/error:")
             return None
         agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
+        answers, shortcuts = image_flags(results, j)
+        # agreement is no comfort beside a warning (two models agree on noise, too): not green
         st.badge("models agree" if agree else "models disagree",
                  icon=":material/check:" if agree else ":material/call_split:",
-                 color="green" if agree else "orange")
+                 color=("gray" if answers else "green") if agree else "orange")
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
-        answers, shortcuts = image_flags(results, j)
         # A half-width card folds its warnings: their sentences, wrapped in half the width,
         # made one card of a row far taller than its neighbour.
         folder = (st.expander(warnings_label(len(answers)), icon=":material/report:")

@@ -246,12 +246,14 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
 def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarray
                  ) -> dict[str, list[bool | None]]:
     """Per image of the prepared batch `x` with its (calibrated) `probs`: "weak" (confidence
-    below the model's validation threshold, `calibration.low_confidence`) and "unlike" (the
-    run's "unlike the training data" score over its threshold, `pipeline.ood`); None where the
-    run does not measure it (no calibration.json threshold, no OOD score)."""
+    below the model's validation threshold, `calibration.low_confidence`), "unlike" (the
+    run's "unlike the training data" score over its threshold, `pipeline.ood`), None where the
+    run does not measure it (no calibration.json threshold, no OOD score), and "colour" (not a
+    greyscale image, as MRI slices are)."""
     from pipeline.evaluate.flags import answer_flags as rule
 
-    return rule(probs, predictor.low_confidence_below(name), predictor.unlike_training(name, x))
+    return rule(probs, predictor.low_confidence_below(name), predictor.unlike_training(name, x),
+                x)
 
 
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,

@@ -24,7 +24,7 @@ from pipeline.names import IMAGE_EXTS, Progress, no_progress
 
 CHUNK = 64  # rows written between two fsyncs
 # Each answer's warnings (predict.answer_flags): 1, 0, or empty where the run does not measure it
-ANSWER_FLAGS = ("weak", "unlike")
+ANSWER_FLAGS = ("colour", "weak", "unlike")
 BATCH = 32  # files per forward pass (predict.iter_predictions)
 
 T = TypeVar("T")

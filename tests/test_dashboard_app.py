@@ -1387,21 +1387,41 @@ def test_first_visit_to_predict_loads_the_models_without_a_timer_fragment(
 # --------------------------------------------------------------------------- OOD score (train)
 
 
-def test_a_pure_noise_upload_is_flagged_unlike_the_training_data(artifacts: Path,
-                                                                 smoke_run: Path):
+def test_a_pure_noise_upload_is_flagged_unlike_the_training_data(
+        artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
     """`train` fitted the score, so a fresh run flags a noise image on the Predict page with no
-    extra command; its MRI test image is judged against the same stored threshold."""
+    extra command; its MRI test image is judged against the same stored threshold.
+
+    A reviewer found colour noise answered "no tumour" under a green "models agree" badge, with
+    "its test answers on images flagged so were right 100% of the time" beside it, which read as
+    reassurance: a colour image is now said to be no MRI, the badge is not green beside a
+    warning, no flagged-test statistic is quoted for "unlike", and the CSV keeps the warnings."""
+    import pandas as pd
+
+    from dashboard.flags import COLOUR_WARNING
     from pipeline.ood import load_run_ood
 
     assert all(load_run_ood(smoke_run, m) for m in ("custom_cnn", "mobilenetv2"))
+    downloads: dict[str, bytes] = {}
+    _tap_downloads(monkeypatch, lambda data, kw: downloads.__setitem__(kw.get("key"), data))
     noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     at = _app("predict")
     at.file_uploader(key="uploads").set_value(
-        [("noise.png", _encode(Image.fromarray(noise), "PNG"), "image/png")]).run()
+        [("noise.png", _encode(Image.fromarray(noise), "PNG"), "image/png"),
+         (*_test_image(smoke_run), "image/png")]).run()
     _ok(at)
-    warnings = _texts(at.warning)
+    cards = [[w.value for w in at.get_by_key(f"predict_card_{i}").warning] for i in (0, 1)]
+    assert cards[0][0] == COLOUR_WARNING  # first, before the per-model warnings
+    assert COLOUR_WARNING not in cards[1]  # a greyscale phantom, like an MRI slice
     for name in ("Custom CNN", "MobileNetV2"):
-        assert f"This image is unlike {name}'s training data" in warnings, warnings
+        said = next(w for w in cards[0] if f"This image is unlike {name}'s training data" in w)
+        assert said.endswith("If it is not an axial brain MRI slice, the answer means nothing.")
+    assert "flagged so were right" not in _texts(at.warning)
+    badges = [m.value for m in at.get_by_key("predict_card_0").markdown if "-badge[" in m.value]
+    assert badges and not any(":green-badge[" in b for b in badges), badges
+    frame = pd.read_csv(io.BytesIO(downloads["predict_csv"]), comment="#")
+    assert frame["n_warnings"].iloc[0] >= 3 and COLOUR_WARNING in frame["warnings"].iloc[0]
+    assert COLOUR_WARNING not in str(frame["warnings"].iloc[1])
 
 
 def test_overview_shows_the_ood_score_against_foreign_and_shifted_images(artifacts: Path,

@@ -86,6 +86,8 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
             assert v["unlike"] is bool(predictor.unlike_training(m, x)[0])
             shown["weak"] += v["weak"]
             shown["unlike"] += v["unlike"]
+            # the noise images are colour noise, the phantoms greyscale like MRI
+            assert v["colour"] is p.name.startswith("noise"), p
     assert shown["weak"] and shown["unlike"], shown  # both warnings occur in this test
 
     runner = CliRunner()
@@ -97,9 +99,9 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
     for line, row in zip(lines, rows, strict=True):
         for part in line.split("\t")[1:]:
             m = part.split(":")[0]
-            for k in ("weak", "unlike"):
+            for k in ("colour", "weak", "unlike"):
                 assert (f"[{FLAG_LABELS[k]}]" in part) is row["models"][m][k], part
-    for k in ("weak", "unlike"):  # each warning shown is explained once, on stderr
+    for k in ("colour", "weak", "unlike"):  # each warning shown is explained once, on stderr
         assert printed.stderr.count(FLAG_MEANINGS[k]) == 1
     as_json = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
     assert as_json["results"] == json.loads(json.dumps(rows))
@@ -109,7 +111,7 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
     by_path = {r["path"]: r for r in table}
     for row in rows:
         for m, v in row["models"].items():
-            for k in ("weak", "unlike"):
+            for k in ("colour", "weak", "unlike"):
                 assert by_path[row["path"]][f"{m}_{k}"] == str(int(v[k]))
     assert by_path[str(bad)]["error"] and by_path[str(bad)][f"{m}_weak"] == ""
 

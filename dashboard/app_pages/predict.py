@@ -140,9 +140,10 @@ if good:
     # Rows named by number and the SHA-256 of the file's bytes, which `sha256sum <file>`
     # reproduces without any of our code (a pixel digest would need our decoder); a slice
     # of a series has its pixels' digest, as on its PDF page.
+    flags = [sum(views.image_flags(results, k), []) for k in range(len(good))]
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
-                                   [runinfo.short_hash(u.digest) for u in good])
+                                   [runinfo.short_hash(u.digest) for u in good], flags)
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
     # results from the store (a restored upload, a rerun) say when they were analysed, not
     # "in 0.00 s"
@@ -173,7 +174,6 @@ if results is not None and results.probs:
         on_click="ignore", icon=":material/picture_as_pdf:",
         help="One page per analysed image, every page of cards (file names left out: they can "
              "identify a patient).")
-    flags = [sum(views.image_flags(results, k), []) for k in range(len(good))]
     if len(good) >= 2:  # many uploads: a compact summary first, then the cards
         st.dataframe(
             core.summary_frame([core.thumbnail_url(u.image) for u in good],

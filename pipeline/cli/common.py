@@ -86,7 +86,7 @@ def say(message: str) -> None:
 
 def warning_tags(answer: dict, seen: set[str]) -> str:
     """" [weak answer (low confidence)] [unlike the training data]": the warnings raised on one
-    model's `answer` (its `weak` / `unlike` keys), in the dashboard's words; adds them to
+    model's `answer` (its `colour` / `weak` / `unlike` keys), in the dashboard's words; adds them to
     `seen` for `warning_legend`."""
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
 

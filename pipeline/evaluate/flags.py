@@ -33,24 +33,46 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "any": "any of these",
 }
 FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answers
+    "colour": "MRI slices are greyscale, so this may not be an MRI slice at all, and then no "
+              "answer means anything",
     "weak": "its confidence is below the level under which the model's validation answers were "
             f"right less than {LOW_CONFIDENCE_ACCURACY:.0%} of the time",
     "unlike": "the model's out-of-distribution score is above its validation threshold, so its "
               "validation accuracy does not vouch for the answer",
 }
+FLAG_LABELS["colour"] = "a colour image, not a greyscale MRI"
+
+# A pixel is coloured when its channels differ by more than COLOUR_SPREAD grey levels; an image
+# is a colour image when more than COLOUR_SHARE of its pixels are. Every one of the Sartaj
+# dataset's 3264 images has no such pixel (measured 2026-12-05); a coloured annotation
+# (a burnt-in arrow or label) covers far less than 5 % of a slice.
+COLOUR_SPREAD = 24
+COLOUR_SHARE = 0.05
 
 
-def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray | None
-                 ) -> dict[str, list[bool | None]]:
+def colour_flags(x: np.ndarray) -> list[bool]:
+    """Per image of the batch `x` (N, H, W, 3; 0-255, prepared or as decoded): a colour image,
+    which an MRI slice is not (a photo, a screenshot, random colour noise)."""
+    x = np.asarray(x, np.float32)
+    spread = x.max(axis=-1) - x.min(axis=-1)
+    return [bool(s) for s in (spread > COLOUR_SPREAD).mean(axis=(1, 2)) > COLOUR_SHARE]
+
+
+def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray | None,
+                 x: np.ndarray | None = None) -> dict[str, list[bool | None]]:
     """The per-answer warnings for a batch of (calibrated) `probs` (N, classes): "weak" (the top
-    probability below `weak_below`, `calibration.low_confidence`) and "unlike" (the OOD flags
-    `unlike`, one per image); None where the run does not measure it (`weak_below` or `unlike`
-    None). `predict` and `explain` both use it, so their warnings cannot drift apart."""
+    probability below `weak_below`, `calibration.low_confidence`), "unlike" (the OOD flags
+    `unlike`, one per image) and, given the images `x`, "colour" (`colour_flags`); None where
+    the run does not measure it (`weak_below` or `unlike` None). `predict` and `explain` both
+    use it, so their warnings cannot drift apart."""
     probs = np.asarray(probs)
     n = len(probs)
-    return {"weak": [None] * n if weak_below is None
-            else [bool(c < weak_below) for c in probs.max(axis=1)],
-            "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
+    out = {"weak": [None] * n if weak_below is None
+           else [bool(c < weak_below) for c in probs.max(axis=1)],
+           "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
+    if x is not None:
+        out["colour"] = colour_flags(x)
+    return out
 
 
 def flag_split(correct: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:

@@ -118,8 +118,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
     probabilities, explained class, layer, heatmap stats, the shortcut alarm
     (`energy_outside_head`, `top_outside_head`, `outside_head_flag`), the answer's warnings
-    as `predict` gives them (`weak`, `unlike`: true / false / null, `evaluate.flags.
-    answer_flags`) and the overlay's file name.
+    as `predict` gives them (`weak`, `unlike`: true / false / null; `colour`: true / false;
+    `evaluate.flags.answer_flags`) and the overlay's file name.
     ValueError names the model whose explanation failed. `bases` (one per image) are the
     overlay names when the images are part of a longer list (`overlay_bases` of it);
     `warners` come from `answer_warners` (built here when not given).
@@ -145,7 +145,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         if name in temperatures:
             probs_all = apply_temperature(probs_all, temperatures[name])
         below, unlike = warners[name]
-        warned = answer_flags(probs_all, below, None if unlike is None else unlike(x))
+        warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), x)
         for i in range(len(decoded)):
             png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
             png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
@@ -158,6 +158,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry["top_outside_head"] = float(top) if np.isfinite(top) else None
             entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
             entry["weak"], entry["unlike"] = warned["weak"][i], warned["unlike"][i]
+            entry["colour"] = warned["colour"][i]
             rows[i]["models"][name] = entry
     progress("explain", len(explainers), len(explainers))
     return rows
