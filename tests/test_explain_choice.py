@@ -27,6 +27,37 @@ def test_default_explanation_falls_back_without_or_with_a_damaged_file(tmp_path:
     assert default_explanation(tmp_path, "other", None) == ("gradcam", None)
 
 
+def test_a_pointing_game_within_noise_of_the_best_is_a_tie_won_by_energy_in_box() -> None:
+    """On 352 validation boxes the custom CNN's best pointing game (Grad-CAM++, 0.85) put 0.17
+    of its map in the box; candidates a few images behind put 0.42-0.54 there. A gap McNemar's
+    test cannot tell from noise is a tie, and the tie goes to energy in box."""
+    from scipy.stats import binomtest
+
+    from pipeline.explain.choice import TIE_P, mcnemar_p, select
+
+    def row(name: str, hits: list[bool], energy: float) -> dict:
+        return {"method": name, "layer": None, "pointing_game": sum(hits) / len(hits),
+                "energy_in_mask": energy, "hits": hits}
+
+    best = [True] * 85 + [False] * 15
+    near = [True] * 82 + [False] * 18  # misses 3 of best's hits: p = 0.25
+    far = [True] * 60 + [False] * 40  # misses 25: p < 1e-6
+    table = [row("diffuse", best, 0.17), row("focused", near, 0.54), row("far", far, 0.9)]
+    assert mcnemar_p(near, best) == pytest.approx(binomtest(0, 3).pvalue)
+    assert mcnemar_p(near, best) > TIE_P
+    assert mcnemar_p(best, best) == 1.0
+    chosen = select(table, [True, True, True])
+    assert chosen["method"] == "focused"
+    assert [r["tied_with_best"] for r in table] == [True, True, False]
+    assert table[2]["p_vs_best"] < TIE_P and all("hits" not in r for r in table)
+    # without a near rival the best pointing game wins whatever its energy
+    alone = [row("diffuse", best, 0.17), row("far", far, 0.9)]
+    assert select(alone, [True, True])["method"] == "diffuse"
+    # an exact tie in pointing goes to energy, then to a fast method
+    twins = [row("slow", best, 0.3), row("fast", best, 0.3)]
+    assert select(twins, [False, True])["method"] == "fast"
+
+
 @pytest.mark.slow
 def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path,
                                                                  tmp_path: Path) -> None:
