@@ -38,6 +38,7 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 state.sidebar()
+state.keep_choices()
 try:
     navigation.run()
 except Exception as exc:  # last line of defence; st.stop/st.rerun are not Exceptions

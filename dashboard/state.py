@@ -251,6 +251,36 @@ def data_images(data_dir: str, rels: tuple[str, ...]) -> list[core.Upload]:
 # --------------------------------------------------------------------------- chrome
 
 
+# The value widgets whose choice outlives a visit to another page: Streamlit drops a widget's
+# state in any run that does not draw it, and a reviewer who set the method, class and layers
+# on Predict found them reset after a look at About. (Buttons, uploaders and download buttons
+# cannot be set; the uploads have their own keeper, `dashboard.uploads`.)
+KEPT_CHOICES = ("predict_method", "predict_target", "predict_alpha", "predict_outline",
+                "predict_only_flagged", "predict_page", "sample_class", "sample_count", "err_by",
+                "err_true", "err_pred", "err_page_size", "err_page", "quality_rows")
+KEPT_PREFIXES = ("predict_layer_",)
+# the kept choices whose options come from the run (its classes, models, layers): another run
+# starts them afresh rather than offer a class or layer it does not have
+RUN_CHOICES = ("predict_target", "err_true", "err_pred", "quality_rows", "predict_layer_")
+_KEPT_FOR = "kept_choices_run"
+
+
+def keep_choices() -> None:
+    """Carry the kept widgets' values into this script run (Streamlit's documented way: assign
+    each key to itself before any widget is drawn), dropping the run-bound ones after a switch
+    of run. Call on every run, after the run picker."""
+    run = st.session_state.get(RUN_KEY)
+    switched = st.session_state.get(_KEPT_FOR, run) != run
+    st.session_state[_KEPT_FOR] = run
+    for key in list(st.session_state.keys()):
+        if not (key in KEPT_CHOICES or key.startswith(KEPT_PREFIXES)):
+            continue
+        if switched and key.startswith(RUN_CHOICES):
+            del st.session_state[key]
+        else:
+            st.session_state[key] = st.session_state[key]
+
+
 def sidebar() -> None:
     """Run picker and the selected run's key facts, in the sidebar of every page."""
     adir = artifacts_dir()

@@ -922,6 +922,45 @@ def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
     assert f"Deduplicated split · run `{older.name}`" in _texts(at.sidebar.caption)
 
 
+def test_choices_survive_a_visit_to_another_page_but_not_a_switch_of_run(
+        smoke_run, tmp_path, monkeypatch):
+    """A reviewer set the method, the class and the opacity on Predict and the filters on Error
+    analysis, looked at About, came back: every choice was reset (Streamlit drops a widget's
+    state in a run that does not draw it). They are kept now; a run with other classes or
+    layers starts its run-bound choices afresh instead of offering ones it lacks."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    older = run.parent / "20000101-000000-aaaaaa"
+    shutil.copytree(run, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    manifest.update(run_id=older.name, created="2000-01-01T00:00:00+00:00")
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
+    at.selectbox(key="predict_method").set_value("layercam").run()
+    at.selectbox(key="predict_target").set_value("meningioma").run()
+    at.slider(key="predict_alpha").set_value(0.7).run()
+    at.switch_page(PAGES["errors"][0]).run()
+    at.selectbox(key="err_by").set_value("all").run()
+    at.multiselect(key="err_true").set_value(["glioma"]).run()
+    for page in ("about", "predict"):
+        at.switch_page(PAGES[page][0]).run()
+    _ok(at)
+    assert at.selectbox(key="predict_method").value == "layercam"
+    assert at.selectbox(key="predict_target").value == "meningioma"
+    assert at.slider(key="predict_alpha").value == 0.7
+    assert all("LayerCAM for 'meningioma'" in c for c in _captions(at)), _captions(at)
+    at.switch_page(PAGES["errors"][0]).run()
+    _ok(at)
+    assert at.selectbox(key="err_by").value == "all"
+    assert at.multiselect(key="err_true").value == ["glioma"]
+    at.switch_page(PAGES["overview"][0]).run()
+    at.sidebar.selectbox(key="run_choice").set_value(older.name).run()
+    at.switch_page(PAGES["predict"][0]).run()
+    _ok(at)
+    assert at.selectbox(key="predict_method").value == "layercam"  # not bound to a run
+    assert at.selectbox(key="predict_target").value == "predicted class"  # bound: afresh
+
+
 def _machine_paths(tmp_path: Path) -> list[str]:
     """What no page may show: this test's folders (artifacts, data), the project's and the
     home folder's absolute paths."""
