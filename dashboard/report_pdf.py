@@ -50,9 +50,17 @@ def _text_page(fig, page: Page, run_title: str, created: str) -> None:  # noqa: 
              bbox=dict(facecolor="#fef3c7", edgecolor="#f59e0b", boxstyle="round,pad=0.5"))
 
 
+def answer(model: PageModel) -> str:
+    """A model's answer as a page states it: its most probable class and that probability
+    ("glioma (70%)"), so that the explained class is never mistaken for the prediction."""
+    cls = max(model.probs, key=lambda c: model.probs[c])
+    return f"{class_label(cls)} ({model.probs[cls]:.0%})"
+
+
 def _images(fig, page: Page) -> None:  # noqa: ANN001
-    panels = [("Original", page.original), *[(f"{m.label}\n{m.caption}", m.overlay)
-                                             for m in page.models]]
+    panels = [("Original", page.original),
+              *[(f"{m.label} answers {answer(m)}\n{m.caption}", m.overlay)
+                for m in page.models]]
     width = 0.88 / len(panels)
     for k, (title, img) in enumerate(panels):
         ax = fig.add_axes((0.06 + k * width, 0.56, width * 0.94, 0.29))
@@ -74,7 +82,10 @@ def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
 
 def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
     classes = list(page.models[0].probs) if page.models else []
-    rows = [[class_label(c), *[f"{m.probs[c]:.1%}" for m in page.models]] for c in classes]
+    # each model's answer marked in its column (a reader took the explained class for it)
+    rows = [[class_label(c), *[f"{m.probs[c]:.1%}" + (" (answer)" if c == max(
+        m.probs, key=lambda k, m=m: m.probs[k]) else "") for m in page.models]]
+        for c in classes]
     ax = fig.add_axes((0.06, 0.30, 0.88, 0.19))
     ax.axis("off")
     if rows:

@@ -13,9 +13,13 @@ from dashboard.report_pdf import DISCLAIMER, Page, PageModel, report_pdf
 def _page(k: int) -> Page:
     rng = np.random.default_rng(k)
     img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    models = [PageModel(name, img, "Grad-CAM for 'glioma', last conv block, 7×7",
-                        {"glioma": 0.7, "meningioma": 0.1, "no_tumor": 0.1, "pituitary": 0.1})
-              for name in ("Custom CNN", "MobileNetV2")]
+    # the explained class (pituitary) is neither model's answer
+    models = [PageModel(name, img, "Grad-CAM for 'pituitary', last conv block, 7×7", probs)
+              for name, probs in (
+                  ("Custom CNN", {"glioma": 0.7, "meningioma": 0.1, "no_tumor": 0.1,
+                                  "pituitary": 0.1}),
+                  ("MobileNetV2", {"glioma": 0.2, "meningioma": 0.6, "no_tumor": 0.1,
+                                   "pituitary": 0.1}))]
     return Page(f"{k:064x}", img, models, ["The models disagree: at least one of them is wrong."],
                 true_label="glioma" if k else None)
 
@@ -51,3 +55,8 @@ def test_a_page_names_classes_and_the_colour_scale_as_the_cards_do():
     assert re.search(r"\b0\s+0\.5\s+1\b", text), text  # the colour bar's ticks, in order
     assert "normalised per image" in text
     assert "2 Dec 2026, 09:53 UTC" in text
+    # a reader took the explained class for the answer: each model's answer is stated
+    assert "Custom CNN answers glioma (70%)" in text
+    assert "MobileNetV2 answers meningioma (60%)" in text
+    assert "70.0% (answer)" in text and "60.0% (answer)" in text
+    assert text.count("(answer)") == 2
