@@ -81,8 +81,9 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                           help="'predicted class' explains each model's own answer; choose a "
                                "class to ask 'what would make this look like X?'.")
     alpha = c3.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{prefix}_alpha")
-    outline = c4.toggle("Outline top 10%", key=f"{prefix}_outline",
-                        help="Draw the contour of the 10% hottest pixels.")
+    # "Outline top 10%" was cut to "Outline top 1…" in the narrowest column
+    outline = c4.toggle("Outline", key=f"{prefix}_outline",
+                        help="Draw the contour of the heatmap's 10% hottest pixels.")
     layers: dict[str, str | None] = {}
     if show_layers:
         with st.expander("Layers (advanced)"):

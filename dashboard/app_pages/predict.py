@@ -73,6 +73,10 @@ with sample_col:
                 st.info(f"The test split has no '{F.class_name(choice)}' image.")
         if st.session_state.get(SAMPLES_KEY) and b2.button("Clear", key="sample_clear"):
             st.session_state[SAMPLES_KEY] = []
+        # "Training/... (test split)" read as a leak to a student
+        st.caption("Images this run's models never trained on. Their paths keep the dataset's "
+                   "own folder names: a split of the whole dataset draws its test images from "
+                   "`Training/` and `Testing/` alike.")
     else:
         st.caption(f"Sample picker unavailable: {why or 'splits.json lists no test images'}.")
 
@@ -83,7 +87,7 @@ if samples and data_dir:
     loaded = state.data_images(str(data_dir), tuple(e["path"] for e in samples))
     boxes_dir = inference.boxes_folder(data_dir)
     for entry, up in zip(samples, loaded, strict=True):
-        up.name = f"{entry['path']} (test split)"
+        up.name = f"{entry['path']} (in this run's test split)"
         # a public dataset's path, as splits.json and the Errors page show it: not a patient's
         # name, and the way to find the image again
         up.ref = f"test split {entry['path']}"
