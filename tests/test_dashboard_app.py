@@ -187,6 +187,17 @@ def test_every_page_renders(artifacts: Path, smoke_run: Path, page: str):
     assert not at.error
 
 
+def test_predict_says_the_upload_size_limit_before_anything_is_refused(artifacts: Path):
+    """The browser refuses a file over the server's limit before the page sees it; a reviewer's
+    36 MB PNG vanished with only a red chip out of sight. The limit is stated up front."""
+    import streamlit as st
+
+    at = _app("predict")
+    _ok(at)
+    limit = st.get_option("server.maxUploadSize")
+    assert f"of up to {limit} MB each: a larger file is refused" in _texts(at.caption)
+
+
 def test_sidebar_run_picker_and_disclaimer(artifacts: Path, smoke_run: Path):
     at = _app()
     _ok(at)

@@ -38,6 +38,11 @@ with upload_col:
         help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm; a series as one multi-frame "
              "file or a .zip of .dcm slices). Files stay in memory and are never stored. Up to "
              f"{core.MAX_UPLOADS} files at once.")
+    # The browser refuses a file over the server's limit before the page sees it: its only trace
+    # was a red chip below the uploader's scroll area, so the limit is said here, always.
+    st.caption(f"At most {core.MAX_UPLOADS} files of up to "
+               f"{st.get_option('server.maxUploadSize')} MB each: a larger file is refused by "
+               "the uploader and not analysed.")
     # Leaving the page empties the uploader (Streamlit drops its state): its last files are
     # kept in the session and come back with the page (dashboard/uploads.py).
     files, restored = uploads.current_files(files, new_uploader)
