@@ -4,10 +4,11 @@
 batches (`predict.iter_predictions`: a few threads decode and prepare the next batch while the
 models predict this one), each batch's rows are appended and the file is fsynced every `chunk`
 rows, so memory does not grow with the folder and a crash loses at most one chunk: run the
-same command again and rows already in the CSV are skipped. `--shard i/n` takes every n-th file
-from position i of the sorted list, so n machines (a cluster array job) split a folder without
-talking to each other and their CSVs simply concatenate. `explain --out` shares the shard
-selection (`select_shard`) and the torn-line cut (`whole_lines`) for its row journal.
+same command again and rows already in the CSV are skipped (files that could not be read are
+tried again; each row names its run, and another run's file is refused). `--shard i/n` takes
+every n-th file from position i of the sorted list, so n machines (a cluster array job) split a
+folder without talking to each other and their CSVs simply concatenate. `explain --out` shares
+the shard selection (`select_shard`) and the torn-line cut (`whole_lines`) for its row journal.
 """
 
 from __future__ import annotations
@@ -80,22 +81,37 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     for m in models:
         cols += [f"{m}_predicted", *[f"{m}_p_{c}" for c in class_names],
                  *[f"{m}_{k}" for k in ANSWER_FLAGS]]
-    return [*cols, "models_agree", "error"]
+    # `run`: which run's models answered (a resumed file must not mix two runs' answers)
+    return [*cols, "models_agree", "error", "run"]
 
 
-def _done_paths(out: Path, cols: list[str]) -> set[str]:
-    """Paths already written by an earlier, interrupted run; a torn last line is cut off."""
+def _done_paths(out: Path, cols: list[str], run_id: str) -> set[str]:
+    """Paths `out` already holds an answer for, from an earlier, interrupted command with the
+    same run; a torn last line is cut off. Rows of files that could not be read are removed
+    from the file (atomically), so that those files are tried again rather than counted as
+    done. ValueError when `out` holds other columns or another run's answers."""
     rows = list(csv.reader(io.StringIO(whole_lines(out).decode("utf-8"), newline="")))
     if not rows:
         return set()
     if rows[0] != cols:
         raise ValueError(f"{out} holds other columns (another run or model set?): "
                          "choose another --out")
-    return {restore_cell(r[0]) for r in rows[1:] if r}
+    body = [[restore_cell(c) for c in r] for r in rows[1:] if r]
+    i_err, i_run = cols.index("error"), cols.index("run")
+    others = sorted({r[i_run] for r in body} - {run_id})
+    if others:
+        raise ValueError(f"{out} holds answers of run {others[0]}, not {run_id}: choose another "
+                         "--out (one file per run)")
+    kept = [r for r in body if not r[i_err]]
+    if len(kept) < len(body):
+        tmp = out.with_name(f".{out.name}.retry")
+        tmp.write_text(to_csv(cols, kept), encoding="utf-8", newline="")
+        os.replace(tmp, out)
+    return {r[0] for r in kept}
 
 
 def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, str]],
-          class_names: Sequence[str], models: Sequence[str]) -> list[list[Any]]:
+          class_names: Sequence[str], models: Sequence[str], run_id: str) -> list[list[Any]]:
     """One CSV row per path, in the order given (unusable files carry their reason)."""
     by_path: dict[str, list[Any]] = {}
     for r in results:
@@ -104,10 +120,10 @@ def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, 
             v = r["models"][m]
             row += [v["label"], *[f"{v['probs'][c]:.6f}" for c in class_names],
                     *["" if v.get(k) is None else int(v[k]) for k in ANSWER_FLAGS]]
-        by_path[r["path"]] = [*row, int(r["agree"]), ""]
+        by_path[r["path"]] = [*row, int(r["agree"]), "", run_id]
     blank = [""] * (len(models) * (1 + len(class_names) + len(ANSWER_FLAGS)))
     for p, reason in failures:
-        by_path[p] = [p, *blank, "", reason]
+        by_path[p] = [p, *blank, "", reason, run_id]
     return [by_path[str(p)] for p in paths if str(p) in by_path]
 
 
@@ -124,7 +140,8 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
 
     models, classes = list(predictor.models), list(predictor.class_names)
     cols = header(classes, models)
-    done = _done_paths(out, cols)
+    run_id = predictor.run.run_id
+    done = _done_paths(out, cols, run_id)
     items = expand_series(paths)  # a series file: a row per slice, each resumable
     todo = [p for p in items if str(p) not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +150,7 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
         if fh.tell() == 0:
             fh.write(to_csv(cols, []))
         for part, results, bad in iter_predictions(predictor, todo, batch=min(batch, chunk)):
-            fh.write(to_csv(None, _rows(part, results, bad, classes, models)))
+            fh.write(to_csv(None, _rows(part, results, bad, classes, models, run_id)))
             written += len(part)
             failed += bad
             unsynced += len(part)

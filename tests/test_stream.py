@@ -12,7 +12,14 @@ import pytest
 
 from pipeline.artifacts import open_run
 from pipeline.predict import Predictor
-from pipeline.stream import expand_inputs, parse_shard, select_shard, stream_to_csv
+from pipeline.stream import (
+    _done_paths,
+    expand_inputs,
+    header,
+    parse_shard,
+    select_shard,
+    stream_to_csv,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,10 +80,25 @@ def test_stream_resumes_after_a_crash_without_redoing_rows(smoke_run: Path, synt
     monkeypatch.setattr(predictor, "predict_arrays", real_predict)
     summary = stream_to_csv(predictor, paths, out, chunk=3)
     rows = _rows(out)
-    assert summary["already_done"] == 6 and summary["written"] == len(paths) - 6
-    assert [r["path"] for r in rows] == [str(p) for p in paths]  # each once, in order
-    assert rows[4]["error"] and not rows[0]["error"]
+    # the unreadable file's row is not "done": it is tried again (and fails again)
+    assert summary["already_done"] == 5 and summary["written"] == len(paths) - 5
+    assert summary["failed"] == [(str(bad), summary["failed"][0][1])]
+    assert sorted(r["path"] for r in rows) == sorted(map(str, paths))  # each once
+    assert [r["path"] for r in rows if r["error"]] == [str(bad)]
+    assert {r["run"] for r in rows} == {predictor.run.run_id}
+    # A reviewer fixed an unreadable file and ran the command again: "wrote 0 row(s)", exit 0,
+    # the error row kept. Now it is retried and its answer replaces the error.
+    bad.write_bytes(files[0].read_bytes())
+    again = stream_to_csv(predictor, paths, out)
+    rows = _rows(out)
+    assert again["written"] == 1 and not again["failed"]
+    assert sorted(r["path"] for r in rows) == sorted(map(str, paths))
+    assert not any(r["error"] for r in rows)
     assert stream_to_csv(predictor, paths, out)["written"] == 0  # all done: nothing redone
+    # another run's answers never join this file (they came in silently, "3 already there")
+    with pytest.raises(ValueError, match="holds answers of run"):
+        _done_paths(out, header(list(predictor.class_names), list(predictor.models)),
+                    "20000101-000000-aaaaaa")
 
 
 @pytest.mark.slow

@@ -126,12 +126,18 @@ def synth(
         fail(f"--per-class must be >= 1, got {per_class}")
     if size < 64:
         fail(f"--size must be >= 64, got {size}")
+    if not 0 <= test_fraction < 1:  # the library's message names its Python argument
+        fail(f"--test-fraction must be at least 0 and below 1, got {test_fraction}")
+    from pipeline.artifacts import ArtifactError, ensure_writable
+
     try:
+        if not (out_dir.exists() and not out_dir.is_dir()):  # that case has its own message
+            ensure_writable(out_dir, "output folder")  # a read-only place: one line, up front
         with progress_bar(enabled=not quiet) as update:
             summary = generate(out_dir, per_class, size=size, seed=seed,
                                test_fraction=test_fraction, progress=update, overwrite=overwrite,
                                marker=marker)
-    except SynthError as exc:
+    except (SynthError, ArtifactError) as exc:
         fail(str(exc))
     n_train = sum(summary["counts"]["Training"].values())
     n_test = sum(summary["counts"]["Testing"].values())

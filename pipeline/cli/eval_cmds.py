@@ -84,6 +84,9 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
     from pipeline.artifacts import ArtifactError, ensure_writable
     from pipeline.stream import stream_to_csv
 
+    if out.is_dir():  # was an IsADirectoryError traceback
+        fail(f"--out {shown(str(out))} is a folder: give the CSV file's path (e.g. "
+             f"{shown(str(out / 'predictions.csv'))})")
     try:
         ensure_writable(out.parent, "output folder")
         with progress_bar() as update:
@@ -295,8 +298,14 @@ def figures(
     out: Path = typer.Option(Path("docs/figures"), "--out", help="where the PNGs and table go"),
 ) -> None:
     """Render the README's confusion matrices, training curves and results table from a run."""
+    from pipeline.artifacts import ArtifactError, ensure_writable
     from pipeline.report import make_figures
 
     run = _open_run(artifacts_dir, run_)
+    try:
+        ensure_writable(out, "output folder")  # a read-only place: one line, not a traceback
+    except ArtifactError as exc:
+        fail(str(exc))
     for path in make_figures(run, out):
         sys.stdout.write(f"{path}\n")
+    sys.stdout.write(f"from run {run.run_id}\n")
