@@ -25,6 +25,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 50_000_000  # refuse larger images from their header, before decoding (bomb guard)
 # A 50-megapixel 16-bit RGB TIFF is 300 MB uncompressed; nothing usable is larger than this.
 MAX_FILE_BYTES = 512 * 1024 * 1024
+# A folder reaches the reader only when `stream.expand_inputs` found nothing in it to read
+# ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong)
+FOLDER_MESSAGE = ("a folder with no image in it (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .dcm or "
+                  ".zip, searched recursively)")
 MIN_SIDE = 8  # smaller images carry no usable anatomy
 # Larger images are shrunk *while* decoding (JPEG's DCT scaling, then Pillow's reduce) before any
 # conversion: a 190 KB zero-filled 7000×7000 PNG peaked at 1.31 GB when converted at full size.
@@ -280,13 +284,13 @@ def open_regular(path: str | Path, label: str | None = None) -> Iterator[BinaryI
     except FileNotFoundError:
         raise ImageError(f"{label}: file not found") from None
     except IsADirectoryError:
-        raise ImageError(f"{label}: is a folder, not an image") from None
+        raise ImageError(f"{label}: {FOLDER_MESSAGE}") from None
     except OSError as exc:
         raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise ImageError(f"{label}: is a folder, not an image")
+            raise ImageError(f"{label}: {FOLDER_MESSAGE}")
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(f"{label}: not a regular file (a device, pipe or socket)")
         if st.st_size > MAX_FILE_BYTES:

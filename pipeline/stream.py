@@ -31,12 +31,17 @@ BATCH = 32  # files per forward pass (predict.iter_predictions)
 T = TypeVar("T")
 
 
+# what a folder given to predict or explain is searched for: images, and .zip series of .dcm
+# slices (a .zip given by name was read, one inside a folder silently skipped)
+FOLDER_EXTS = IMAGE_EXTS | {".zip"}
+
+
 def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; folders replaced by their image files (recursive, sorted, no hidden);
-    a folder without any stays as it is (its read fails with a clear reason)."""
+    """Files as given; folders replaced by their image and .zip files (recursive, sorted, no
+    hidden); a folder without any stays as it is (its read fails with a clear reason)."""
     out: list[Path] = []
     for p in map(Path, paths):
-        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_EXTS
                        and not any(part.startswith(".") for part in f.relative_to(p).parts)
                        ) if p.is_dir() else []
         # A folder without images stays itself, so reading it reports the problem in one line.

@@ -149,7 +149,7 @@ def test_explain_eval_with_partial_png_masks_on_the_runs_split(smoke_run: Path, 
         shutil.copy(run.data_dir / "masks" / r["path"], dst)
     res = CliRunner().invoke(app, ["explain-eval", "--run", str(smoke_run), "--masks",
                                    str(masks), "--max-images", "4", "--steps", "2",
-                                   "--model", "custom_cnn"])
+                                   "--model", "custom_cnn", "--replace"])
     assert res.exit_code == 0, res.output
     assert "localisation on the 1 of 4 images" in res.output
     assert "explained class: the true class" in res.output

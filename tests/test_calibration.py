@@ -188,6 +188,9 @@ def test_calibrate_cli(calibrated_run: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["calibrate", "--run", str(run)])
     assert res.exit_code == 0, res.output
     assert "T = " in res.stdout and (run / cal.FILE).is_file()
+    # the follow-up names this run's folder: its id alone would be looked up in ./artifacts,
+    # where a reviewer's pasted command evaluated another copy of the run
+    assert f"evaluate --run {run}`" in res.stdout, res.stdout
     res = CliRunner().invoke(app, ["calibrate", "--run", "nope", "--artifacts", str(tmp_path)])
     assert res.exit_code == 2
     assert "error:" in res.output and "'nope' not found" in res.output

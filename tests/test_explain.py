@@ -566,8 +566,10 @@ def _check_explanations_json(data: dict, n_max: int) -> None:
             "insertion_curve", "deletion_curve_random", "insertion_curve_random", "rows")
     for key in keys:
         assert key in data, key
-    assert 0 < data["n"] <= n_max
+    # up to n_max scored in full, then every other image with a mask for localisation only
+    assert 0 < data["n_faithfulness"] <= min(n_max, data["n"])
     assert len(data["rows"]) == data["n"]
+    assert sum(r["faithfulness_scored"] for r in data["rows"]) == data["n_faithfulness"]
     assert data["n_localisation"] > 0  # phantoms have masks
     assert 0.0 <= data["pointing_game"] <= 1.0
     assert 0.0 < data["pointing_game_chance"] < 0.2
@@ -650,8 +652,16 @@ def test_cli_explain_and_explain_eval(smoke_run: Path, tmp_path: Path) -> None:
                                   imgs[0], str(tmp_path / "no.png")])
     assert missing.exit_code == 1
 
+    # a quick check on fewer images than the run's file was measured on replaced it silently:
+    # it must be asked for
+    n = json.loads((smoke_run / "custom_cnn" / "explanations.json").read_text())
+    n = n.get("n_faithfulness", n["n"])
+    kept = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--max-images",
+                               str(n - 1), "--model", "custom_cnn"])
+    assert kept.exit_code == 2 and f"was measured on {n} images" in kept.output, kept.output
+    assert "--replace" in kept.output
     res = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--max-images", "4",
-                              "--steps", "4", "--model", "custom_cnn"])
+                              "--steps", "4", "--model", "custom_cnn", "--replace"])
     assert res.exit_code == 0, res.output
     assert "custom_cnn/explanations.json" in res.output
     data = json.loads((smoke_run / "custom_cnn" / "explanations.json").read_text())
@@ -659,11 +669,11 @@ def test_cli_explain_and_explain_eval(smoke_run: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "resnet"])
     assert bad.exit_code == 2 and "resnet" in bad.output
     bad = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "custom_cnn",
-                              "--max-images", "2", "--layer", "nope"])
+                              "--max-images", "2", "--layer", "nope", "--replace"])
     assert bad.exit_code == 2 and "layer 'nope' not found" in bad.output
     res = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "custom_cnn",
                               "--max-images", "2", "--steps", "2", "--layer", "block2_relu2",
-                              "--json"])
+                              "--json", "--replace"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["custom_cnn"]["layer"] == "block2_relu2"
 

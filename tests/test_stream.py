@@ -30,12 +30,19 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_expand_inputs_and_parse_shard(tmp_path: Path):
     (tmp_path / "a" / ".hidden").mkdir(parents=True)
-    for name in ("a/2.png", "a/1.jpg", "a/notes.txt", "a/.hidden/x.png", "b.png"):
+    for name in ("a/2.png", "a/1.jpg", "a/notes.txt", "a/.hidden/x.png", "a/s.zip", "b.png"):
         (tmp_path / name).write_bytes(b"x")
+    # a .zip (a series of .dcm slices) in a folder is read like one given by name
     assert expand_inputs([tmp_path / "a", tmp_path / "b.png"]) == [
-        tmp_path / "a" / "1.jpg", tmp_path / "a" / "2.png", tmp_path / "b.png"]
+        tmp_path / "a" / "1.jpg", tmp_path / "a" / "2.png", tmp_path / "a" / "s.zip",
+        tmp_path / "b.png"]
     (tmp_path / "empty.png").mkdir()  # a folder that holds no image: kept, to be reported
     assert expand_inputs([tmp_path / "empty.png"]) == [tmp_path / "empty.png"]
+    from pipeline.images import ImageError, read_file
+
+    # "is a folder, not an image" told a user who had passed a folder, as the help invites, wrong
+    with pytest.raises(ImageError, match="a folder with no image in it"):
+        read_file(tmp_path / "empty.png")
     assert parse_shard("1/4") == (1, 4)
     shards = [select_shard(range(10), (i, 3)) for i in range(3)]
     assert shards[1] == [1, 4, 7] and sorted(sum(shards, [])) == list(range(10))

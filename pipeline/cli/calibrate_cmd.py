@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import _existing_dir, fail, print_json, progress_bar
+from pipeline.cli.common import _existing_dir, fail, one_line, print_json, progress_bar
 
 
 def calibrate(
@@ -41,5 +42,8 @@ def calibrate(
                          f"{r['ece_before']:.3f} -> {r['ece_after']:.3f}, NLL "
                          f"{r['nll_before']:.3f} -> {r['nll_after']:.3f} "
                          f"({r['n']} images){bound}\n")
-    sys.stdout.write(f"wrote {run_dir / FILE}; run `python -m pipeline evaluate --run "
-                     f"{result['run_id']}` to update the test metrics\n")
+    # the run's folder, not its id: an id alone is looked up in ./artifacts, which is another
+    # run when --artifacts or --run named one elsewhere (a reviewer evaluated the wrong copy)
+    sys.stdout.write(f"wrote {one_line(run_dir / FILE)}; run `python -m pipeline evaluate "
+                     f"--run {one_line(shlex.quote(str(run_dir)))}` to update the test "
+                     "metrics\n")

@@ -42,6 +42,8 @@ def predict(
     from pipeline.predict import Predictor, predict_files
     from pipeline.stream import expand_inputs, parse_shard, select_shard
 
+    if as_json and out is not None:  # --json was silently ignored
+        fail("--json prints the answers; --out writes them to a CSV: choose one")
     try:
         i, n = parse_shard(shard) if shard else (0, 1)
     except ValueError as exc:
@@ -174,8 +176,9 @@ def _print_cv_summary(result: dict) -> None:
 def evaluate(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
-    data: Path = typer.Option(None, "--data", help="evaluate on this folder (any layout) "
-                              "instead of the run's test split"),
+    data: Path = typer.Option(None, "--data", help="evaluate on this folder instead of the "
+                              "run's test split: Training/Testing or class folders (one per "
+                              "class, or yes/no), images inside"),
     name: str = typer.Option(None, "--name", help="name of an external evaluation (default: "
                              "the folder's name); files go to <run>/<model>/external/NAME/"),
     data_root: Path = typer.Option(None, "--data-root",

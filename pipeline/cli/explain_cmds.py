@@ -168,8 +168,9 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
 def explain_eval_cmd(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's); a "
-                              "folder without the run's test split (class folders, flat, "
-                              "yes/no) is evaluated as an external folder: all its images"),
+                              "folder without the run's test split (Training/Testing, one "
+                              "folder per class, or yes/no) is evaluated as an external "
+                              "folder: all its images"),
     masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
                                "paths, any image extension (scan.jpg -> scan.png), non-zero = "
                                "tumour (default: the dataset's boxes folder, else DATA/masks)"),
@@ -186,9 +187,12 @@ def explain_eval_cmd(
     steps: int = typer.Option(20, "--steps", help="deletion/insertion steps"),
     baseline: str = typer.Option("blur", "--baseline", help="removed pixels become: blur | black"),
     layer: str = typer.Option(None, "--layer", help="conv layer to explain (default: each "
-                              "model's gradcam_layer from the manifest)"),
+                              "model's layer from explain-choose, else its gradcam_layer from "
+                              "the manifest)"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+    replace: bool = typer.Option(False, "--replace", help="overwrite a run's explanations.json "
+                                 "measured on more images than --max-images"),
 ) -> None:
     """Measure explanation quality (localisation, faithfulness, sanity, shortcut alarm); writes
     <run>/<model>/explanations.json (external folders: explanations-external/<name>.json)."""
@@ -205,10 +209,11 @@ def explain_eval_cmd(
     try:
         run_dir = resolve_run(artifacts_dir, run_)
         names = None if model == "all" else _split_models(model)
-        if names:
-            run = open_run(run_dir)
-            for name in names:
-                run.model_info(name)
+        run = open_run(run_dir)
+        for name in names or []:
+            run.model_info(name)
+        if data is None and not replace:
+            _keep_larger_measurements(run, names or run.model_names, max_images)
         with progress_bar() as update:
             results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
                                    max_images=max_images, progress=update, models=names,
@@ -221,6 +226,24 @@ def explain_eval_cmd(
         return
     else:
         _print_explain_quality(results, run_dir)
+
+
+def _keep_larger_measurements(run: Run, names: list[str], max_images: int) -> None:
+    """Fail before any work when a model's explanations.json (what the dashboard and the docs
+    show) was measured on more images than this command would score in full: a quick check
+    with --max-images 2 silently replaced the shipped 64-image measurement."""
+    from pipeline.artifacts import ArtifactError, read_json
+
+    for name in names:
+        path = run.path / name / "explanations.json"
+        try:
+            done = read_json(path) if path.is_file() else {}
+        except ArtifactError:
+            continue  # a damaged file is no measurement to keep
+        n = done.get("n_faithfulness", done.get("n"))
+        if isinstance(n, int) and n > max_images:
+            fail(f"{name}/explanations.json was measured on {n} images, this would score "
+                 f"{max_images}: pass --max-images {n} or more, or --replace to overwrite it")
 
 
 def _check_explain_eval_options(method: str | None, baseline: str, max_images: int,
@@ -254,7 +277,8 @@ def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
                  "deletion AUC (random)", "insertion AUC (random)", "ROAD MoRF / LeRF",
                  "sanity ρ",
                  "outside head"):
-        table.add_column(head, justify="left" if head == "model" else "right")
+        # fold, never cut: at 80 columns (piped output) cells read "cust…", "(0.0…"
+        table.add_column(head, justify="left" if head == "model" else "right", overflow="fold")
     for m, r in results.items():
         table.add_row(
             m, str(r["n"]), str(r["n_localisation"]),
