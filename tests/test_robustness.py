@@ -144,8 +144,14 @@ def test_cli_robustness_subset(robust_run: Path):
 
     from pipeline.cli import app
 
-    r = CliRunner().invoke(app, ["evaluate", "--robustness", "--run", str(robust_run),
-                                 "--max-images", "5"])
+    n = json.loads((robust_run / "robustness.json").read_text())["n_images"]
+    assert n > 5
+    args = ["evaluate", "--robustness", "--run", str(robust_run), "--max-images", "5"]
+    # a quick subset silently replaced the run's full benchmark: it must be asked for
+    kept = CliRunner().invoke(app, args)
+    assert kept.exit_code == 2 and f"measured on {n} test images" in kept.output, kept.output
+    assert json.loads((robust_run / "robustness.json").read_text())["n_images"] == n
+    r = CliRunner().invoke(app, [*args, "--replace"])
     assert r.exit_code == 0, r.output
     assert "clean" in r.stdout and "rician_noise" in r.stdout and "not a clean test" in r.stdout
     rob = json.loads((robust_run / "robustness.json").read_text())

@@ -196,6 +196,8 @@ def evaluate(
     max_images: int = typer.Option(None, "--max-images", help="with --robustness: a seeded "
                                    "random subset of at most N test images"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    replace: bool = typer.Option(False, "--replace", help="with --robustness --max-images: "
+                                 "overwrite a robustness.json measured on more images"),
 ) -> None:
     """Metrics, calibration, curves and a paired model comparison for a run (no retraining)."""
     from pipeline.artifacts import ArtifactError, resolve_run
@@ -210,6 +212,8 @@ def evaluate(
     _check_robustness_options(robustness, max_images, data, name, folds, cv_model)
     try:
         run_dir = resolve_run(artifacts_dir, run_)
+        if robustness and max_images is not None and not replace:
+            _keep_larger_robustness(run_dir, max_images)
         with progress_bar() as update:
             if robustness:
                 summary = robustness_run(run_dir, progress=update, max_images=max_images,
@@ -249,6 +253,22 @@ def _check_evaluate_options(n_boot: int | None, data: Path | None, data_root: Pa
         fail(f"--folds must be at least 2, got {folds}" if folds < 2 else
              "--folds cross-validates on the run's own dataset; it cannot be combined with "
              "--data/--name (use --data-root if the dataset moved)")
+
+
+def _keep_larger_robustness(run_dir: Path, max_images: int) -> None:
+    """Fail before any work when the run's robustness.json (what the overview and the docs show)
+    covers more test images than --max-images: a quick check silently replaced the shipped
+    490-image benchmark with a 16-image one."""
+    from pipeline.artifacts import ArtifactError, read_json
+
+    path = run_dir / "robustness.json"
+    try:
+        n = read_json(path).get("n_images") if path.is_file() else None
+    except ArtifactError:
+        return  # a damaged file is no measurement to keep
+    if isinstance(n, int) and n > max_images:
+        fail(f"robustness.json was measured on {n} test images, this would use {max_images}: "
+             "pass --replace to overwrite it")
 
 
 def _check_robustness_options(robustness: bool, max_images: int | None, data: Path | None,

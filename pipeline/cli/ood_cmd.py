@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import _open_run, fail, progress_bar
+from pipeline.cli.common import _open_run, fail, one_line, progress_bar
 
 
 def ood(
@@ -41,3 +41,6 @@ def ood(
     for m, rows in report.get("flags", {}).get("models", {}).items():
         sys.stdout.write(f"{display_name(m)}, test answers right when flagged / not: "
                          f"{flag_summary(rows)}\n")
+    # where it went (a reviewer found no trace of the files it had written)
+    sys.stdout.write(f"wrote ood.json, flags.json and <model>/ood.npz in "
+                     f"{one_line(run.path)}\n")
