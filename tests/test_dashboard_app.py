@@ -650,6 +650,11 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
             assert fold.label == views.warnings_label(len(fold.warning)) and len(fold.warning)
         answer_warnings = [w for w in at.warning if w.icon == ":material/report:"]
         assert len(answer_warnings) == sum(len(f.warning) for f in folds)
+        # a narrow window: one full-width card per row (two overlapped at 800 px)
+        at.selectbox(key="err_grid").set_value(1).run()
+        _ok(at)
+        assert _cards_in_rows(at, "err") == [1] * shown
+        assert len(_captions(at)) == 2 * shown
     else:
         assert "No test image matches" in _texts(at.success)
     assert "no tumour" in at.multiselect(key="err_true").options

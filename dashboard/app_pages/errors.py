@@ -9,7 +9,8 @@ from dashboard import figures as F
 # page: six cards one under another made a page about 6,000 pixels tall.
 PAGE_SIZES = (2, 4, 6, 8)
 PAGE_SIZE = paging.CARDS_PER_PAGE
-GRID = 2  # cards side by side
+GRIDS = (2, 1)  # cards side by side: two on a laptop; one on a narrow window, where two
+# overlapped their probability tables and squeezed their heatmaps to ~50 px (a reviewer's 800 px)
 
 st.title("Error analysis")
 run = state.require_run()
@@ -61,9 +62,11 @@ if not (data_dir and data_dir.is_dir()):
 predictor, explainers = loader.models(run)
 if predictor is None:
     st.stop()
-p1, p2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+p1, p2, p3, _ = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
 per_page = p1.selectbox("Cards per page", PAGE_SIZES, index=PAGE_SIZES.index(PAGE_SIZE),
                         key="err_page_size")
+grid_n = p3.selectbox("Cards per row", GRIDS, key="err_grid",
+                      help="One per row for a narrow window or a projector's larger text.")
 n_pages = paging.page_count(len(rows), per_page)
 # fewer pages than the page shown (a filter, more cards per page): the last one; set before the
 # widget is drawn, so the box shows the page the cards are from
@@ -84,9 +87,9 @@ if good:
         results = inference.explain(run, predictor, explainers, uploads, settings)
 j = 0
 for i, up in enumerate(uploads):
-    if i % GRID == 0:  # a new row of the grid: cards of one row start at one height
-        grid = st.columns(GRID)
-    with grid[i % GRID]:
+    if i % grid_n == 0:  # a new row of the grid: cards of one row start at one height
+        grid = st.columns(grid_n)
+    with grid[i % grid_n]:
         views.image_card(i, up, j if up.ok else None, results, class_names, settings,
-                         prefix="err", box=boxes[i], compact=True)
+                         prefix="err", box=boxes[i], compact=grid_n > 1)
     j += int(up.ok)
