@@ -710,6 +710,12 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     assert summary.loc["layer", summary.columns[0]] in (
         "last conv block (gradcam_target)", "last conv block (out_relu)")
     assert set(summary.loc["method"]) <= set(METHOD_LABELS.values()), summary.loc["method"]
+    # localisation on every boxed test image, faithfulness on a sample: the table says both
+    for m in ("custom_cnn", "mobilenetv2"):
+        e = json.loads((smoke_run / m / "explanations.json").read_text())
+        column = "Custom CNN" if m == "custom_cnn" else "MobileNetV2"
+        assert summary.loc["images", column] == str(e["n"])
+        assert summary.loc["faithfulness and sanity on", column] == str(e["n_faithfulness"])
 
 
 def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypatch):
