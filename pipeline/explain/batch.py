@@ -390,9 +390,17 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
         if todo:
             with open(out / JOURNAL, "a", encoding="utf-8") as journal:
                 for start in range(0, len(todo), chunk):
-                    new, bad = _explain_chunk(run, explainers, todo[start : start + chunk], out,
+                    part = todo[start : start + chunk]
+
+                    def within(_: str, k: int, n: int, start: int = start,
+                               size: int = len(part)) -> None:
+                        # per model of the chunk: the bar sat at 0 for a minute with Score-CAM
+                        progress("explain", start + size * k // max(n, 1), len(todo))
+
+                    new, bad = _explain_chunk(run, explainers, part, out,
                                               dict(method=method, target=target, alpha=alpha,
-                                                   outline=outline, warners=warners),
+                                                   outline=outline, warners=warners,
+                                                   progress=within),
                                               on_unreadable)
                     journal.write(_lines([*(("image", r) for r in new),
                                           *(("error", e) for e in bad)]))
