@@ -925,13 +925,19 @@ def test_no_runs_at_all(tmp_path, monkeypatch):
         assert "No trained run" in shown or "No runs" in shown, (page, shown)
 
 
-def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
+def _two_runs(smoke_run, tmp_path, monkeypatch) -> tuple[Path, Path]:  # noqa: ANN001
+    """A copy of the smoke run (the artifacts folder's latest) and an older copy of it."""
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     older = run.parent / "20000101-000000-aaaaaa"
     shutil.copytree(run, older)
     manifest = json.loads((older / "manifest.json").read_text())
     manifest.update(run_id=older.name, created="2000-01-01T00:00:00+00:00")
     (older / "manifest.json").write_text(json.dumps(manifest))
+    return run, older
+
+
+def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
+    run, older = _two_runs(smoke_run, tmp_path, monkeypatch)
     at = _app()
     picker = at.sidebar.selectbox(key="run_choice")
     assert picker.options == [f"Deduplicated split · {run.name.rsplit('-', 1)[1]}",
@@ -950,12 +956,7 @@ def test_choices_survive_a_visit_to_another_page_but_not_a_switch_of_run(
     analysis, looked at About, came back: every choice was reset (Streamlit drops a widget's
     state in a run that does not draw it). They are kept now; a run with other classes or
     layers starts its run-bound choices afresh instead of offering ones it lacks."""
-    run = _copy_run(smoke_run, tmp_path, monkeypatch)
-    older = run.parent / "20000101-000000-aaaaaa"
-    shutil.copytree(run, older)
-    manifest = json.loads((older / "manifest.json").read_text())
-    manifest.update(run_id=older.name, created="2000-01-01T00:00:00+00:00")
-    (older / "manifest.json").write_text(json.dumps(manifest))
+    run, older = _two_runs(smoke_run, tmp_path, monkeypatch)
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
     at.selectbox(key="predict_method").set_value("layercam").run()
