@@ -104,15 +104,17 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
     explained before it was measured show two panels.
     """
     keys = ["pointing_game", "energy_in_mask"]
-    titles = ["Pointing game (peak inside the tumour)", "Heatmap energy inside the tumour"]
+    # two short lines each: on one line, three panels' titles overprinted one another in a
+    # narrow window
+    titles = ["Pointing game<br>(peak inside the tumour)", "Heatmap energy<br>inside the tumour"]
     # key presence, not value: a model without masks has None (drawn as missing)
     if explanations and all("top_in_mask" in e for e in explanations.values()):
         keys.append("top_in_mask")
-        titles.append("Hottest tumour-sized region inside it")
+        titles.append("Hottest tumour-sized<br>region inside it")
     fig = _paired_bars(explanations, tuple(keys), "_chance", "chance", titles)
     # Scores are often a few percent: scale to the data (from zero) so they stay readable.
     fig.update_yaxes(rangemode="tozero")
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=80, b=10))
     return fig
 
 
