@@ -272,17 +272,19 @@ def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
 def summary_frame(thumbs: Sequence[str], names: Sequence[str],
                   probs: Mapping[str, np.ndarray], class_names: Sequence[str],
                   flags: Sequence[Sequence[str]]) -> pd.DataFrame:
-    """One row per analysed image for the many-uploads summary: thumbnail, file name, each
-    model's answer with its confidence, agreement and how many flags it raised."""
+    """One row per analysed image for the many-uploads summary: thumbnail, each model's answer
+    with its confidence, agreement, how many flags it raised, and the file name last (a long
+    name first pushed the answers off a narrow window)."""
     agree = agreement(probs)
     rows = []
     for i, name in enumerate(names):
-        row: dict[str, Any] = {"image": thumbs[i], "file": name}
+        row: dict[str, Any] = {"image": thumbs[i]}
         for model, p in probs.items():
             k = int(np.argmax(p[i]))
             row[display_name(model)] = f"{class_label(class_names[k])} ({p[i][k]:.0%})"
         row["models agree"] = bool(agree[i])
         row["flags"] = len(flags[i])
+        row["file"] = name
         rows.append(row)
     return pd.DataFrame(rows)
 
