@@ -394,8 +394,10 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
 
                     def within(_: str, k: int, n: int, start: int = start,
                                size: int = len(part)) -> None:
-                        # per model of the chunk: the bar sat at 0 for a minute with Score-CAM
-                        progress("explain", start + size * k // max(n, 1), len(todo))
+                        # between two models of the chunk (the bar sat at 0 for a minute with
+                        # Score-CAM); its end is ticked below, once its rows are journaled
+                        if 0 < k < n:
+                            progress("explain", start + size * k // n, len(todo))
 
                     new, bad = _explain_chunk(run, explainers, part, out,
                                               dict(method=method, target=target, alpha=alpha,
