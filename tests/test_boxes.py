@@ -129,6 +129,20 @@ def test_explain_eval_on_external_class_folders_and_yes_no(smoke_run: Path, tmp_
         else:
             assert row["target_rule"] == TARGET_TRUE and classes[row["target"]] == "no_tumor"
     assert res["written"] == "custom_cnn/explanations-external/yes-no.json"
+    # boxed "tumor" images beyond the fully scored one are explained for the model's most
+    # probable tumour class too (their probabilities computed chunk by chunk)
+    data, masks, written = _copy_tree(smoke_run, 4, tmp_path / "yn4",
+                                      {"pituitary": "yes", "no_tumor": "no"})
+    assert written >= 2
+    E.explain_eval(smoke_run, data_dir=data, masks_dir=masks, max_images=1, steps=2,
+                   models=["custom_cnn"], name="yes-no-more")
+    saved = json.loads((smoke_run / "custom_cnn" / "explanations-external" / "yes-no-more.json"
+                        ).read_text())
+    extra = [r for r in saved["rows"] if not r["faithfulness_scored"]]
+    assert extra and saved["n_localisation"] == written  # the sample may hold a no-tumour one
+    for row in extra:
+        assert row["label"] == "tumor" and row["target_rule"] == TARGET_TOP_TUMOUR
+        assert classes[row["target"]] != "no_tumor"
 
 
 @pytest.mark.slow

@@ -48,6 +48,7 @@ Decoded = tuple[dict[str, str], np.ndarray, np.ndarray | None]
 # `target_rule`): its true class, or, for images labelled only "tumor" (yes/no folders), the
 # model's most probable tumour class.
 TARGET_TRUE = "true"
+TARGET_TOP_TUMOUR = "most-probable-tumour-class"
 # Images scored for localisation only: (records, data folder, masks folder, failures list), read
 # MORE_CHUNK at a time.
 MoreImages = tuple[list[dict[str, str]], Path, Path, list[dict[str, str]]]
@@ -55,7 +56,6 @@ MORE_CHUNK = 32
 SELECTION = ("up to max_images, balanced over labels, images with a mask first, fully scored; "
              "every other image with a mask (up to max_localisation, balanced over labels; null: "
              "all) explained for localisation and the shortcut alarm only")
-TARGET_TOP_TUMOUR = "most-probable-tumour-class"
 
 
 def _pick(records: list[dict[str, str]], max_images: int, seed: int,
@@ -380,7 +380,7 @@ def _explain_run_model(
                 continue
             xb = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in keep])
             labs = [rec["label"] for rec, _, _ in keep]
-            pb = (Explainer(model).predict(xb) if needs_probs(labs) else
+            pb = (prober().predict(xb) if needs_probs(labs) else
                   np.zeros((len(keep), len(run.class_names))))
             tb, rb = _targets(run, labs, pb, plan)
             more_records.extend(rec for rec, _, _ in keep)
@@ -391,6 +391,13 @@ def _explain_run_model(
     def needs_probs(labels: list[str]) -> bool:
         return any((plan.mapping.get(lab, lab) if plan else lab) not in run.class_names
                    for lab in labels)
+
+    probers: list[Explainer] = []
+
+    def prober() -> Explainer:  # one, built on the first chunk that needs probabilities
+        if not probers:
+            probers.append(Explainer(model))
+        return probers[0]
 
     res = explain_model(model, x, targets, masks, method=method, layer=use_layer, steps=steps,
                         baseline=baseline, seed=seed, progress=progress,
