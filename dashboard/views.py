@@ -125,8 +125,9 @@ def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
 
 
 def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
-    """Good image j's flags in plain words: about its answers (weak, unlike the training data,
-    disagreement) and about its heatmaps (evidence mostly outside the brain, or none at all)."""
+    """Good image j's flags in plain words: about its answers (a colour image, weak, unlike the
+    training data, disagreement) and about its heatmaps (evidence mostly outside the brain, or
+    none at all)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
     first = next(iter(results.per_model.values()), None)
     colour = first is not None and colour_flags(first[j].prepared[None])[0]
