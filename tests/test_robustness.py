@@ -149,7 +149,7 @@ def test_cli_robustness_subset(robust_run: Path):
     args = ["evaluate", "--robustness", "--run", str(robust_run), "--max-images", "5"]
     # a quick subset silently replaced the run's full benchmark: it must be asked for
     kept = CliRunner().invoke(app, args)
-    assert kept.exit_code == 2 and f"measured on {n} test images" in kept.output, kept.output
+    assert kept.exit_code == 2 and f"measured on {n} images" in kept.output, kept.output
     assert json.loads((robust_run / "robustness.json").read_text())["n_images"] == n
     r = CliRunner().invoke(app, [*args, "--replace"])
     assert r.exit_code == 0, r.output

@@ -113,6 +113,23 @@ def _report_unreadable(path: str, reason: str) -> None:
     err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
 
 
+def keep_larger(path: Path, keys: tuple[str, ...], asked: int, what: str, fix: str) -> None:
+    """Fail before any work when the measurement in `path` (the first of `keys` it holds: its
+    image count) covers more images than `asked`: a quick check with a small --max-images
+    silently replaced a run's shipped measurement, which the dashboard and the docs show. `fix`
+    may name the count as {n}. A missing or damaged file is no measurement to keep."""
+    from pipeline.artifacts import ArtifactError, read_json
+
+    try:
+        done = read_json(path) if path.is_file() else {}
+    except ArtifactError:
+        return
+    n = next((done[k] for k in keys if k in done), None)
+    if isinstance(n, int) and n > asked:
+        fail(f"{what} was measured on {n} images, this would use {asked}: "
+             + fix.format(n=n))
+
+
 def _existing_dir(path: Path, what: str) -> Path:
     """`path` if it is a folder, else fail: "<what> <path> does not exist" / "is not a folder"."""
     if not path.exists():

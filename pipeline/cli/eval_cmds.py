@@ -17,6 +17,7 @@ from pipeline.cli.common import (
     _split_models,
     err,
     fail,
+    keep_larger,
     one_line,
     print_json,
     progress_bar,
@@ -213,7 +214,8 @@ def evaluate(
     try:
         run_dir = resolve_run(artifacts_dir, run_)
         if robustness and max_images is not None and not replace:
-            _keep_larger_robustness(run_dir, max_images)
+            keep_larger(run_dir / "robustness.json", ("n_images",), max_images,
+                        "robustness.json", "pass --replace to overwrite it")
         with progress_bar() as update:
             if robustness:
                 summary = robustness_run(run_dir, progress=update, max_images=max_images,
@@ -253,22 +255,6 @@ def _check_evaluate_options(n_boot: int | None, data: Path | None, data_root: Pa
         fail(f"--folds must be at least 2, got {folds}" if folds < 2 else
              "--folds cross-validates on the run's own dataset; it cannot be combined with "
              "--data/--name (use --data-root if the dataset moved)")
-
-
-def _keep_larger_robustness(run_dir: Path, max_images: int) -> None:
-    """Fail before any work when the run's robustness.json (what the overview and the docs show)
-    covers more test images than --max-images: a quick check silently replaced the shipped
-    490-image benchmark with a 16-image one."""
-    from pipeline.artifacts import ArtifactError, read_json
-
-    path = run_dir / "robustness.json"
-    try:
-        n = read_json(path).get("n_images") if path.is_file() else None
-    except ArtifactError:
-        return  # a damaged file is no measurement to keep
-    if isinstance(n, int) and n > max_images:
-        fail(f"robustness.json was measured on {n} test images, this would use {max_images}: "
-             "pass --replace to overwrite it")
 
 
 def _check_robustness_options(robustness: bool, max_images: int | None, data: Path | None,

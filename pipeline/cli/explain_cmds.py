@@ -18,6 +18,7 @@ from pipeline.cli.common import (
     _target_index,
     err,
     fail,
+    keep_larger,
     one_line,
     print_json,
     progress_bar,
@@ -213,7 +214,10 @@ def explain_eval_cmd(
         for name in names or []:
             run.model_info(name)
         if data is None and not replace:
-            _keep_larger_measurements(run, names or run.model_names, max_images)
+            for name in names or run.model_names:
+                keep_larger(run.path / name / "explanations.json", ("n_faithfulness", "n"),
+                            max_images, f"{name}/explanations.json",
+                            "pass --max-images {n} or more, or --replace to overwrite it")
         with progress_bar() as update:
             results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
                                    max_images=max_images, progress=update, models=names,
@@ -226,24 +230,6 @@ def explain_eval_cmd(
         return
     else:
         _print_explain_quality(results, run_dir)
-
-
-def _keep_larger_measurements(run: Run, names: list[str], max_images: int) -> None:
-    """Fail before any work when a model's explanations.json (what the dashboard and the docs
-    show) was measured on more images than this command would score in full: a quick check
-    with --max-images 2 silently replaced the shipped 64-image measurement."""
-    from pipeline.artifacts import ArtifactError, read_json
-
-    for name in names:
-        path = run.path / name / "explanations.json"
-        try:
-            done = read_json(path) if path.is_file() else {}
-        except ArtifactError:
-            continue  # a damaged file is no measurement to keep
-        n = done.get("n_faithfulness", done.get("n"))
-        if isinstance(n, int) and n > max_images:
-            fail(f"{name}/explanations.json was measured on {n} images, this would score "
-                 f"{max_images}: pass --max-images {n} or more, or --replace to overwrite it")
 
 
 def _check_explain_eval_options(method: str | None, baseline: str, max_images: int,
