@@ -50,10 +50,15 @@ def _text_page(fig, page: Page, run_title: str, created: str) -> None:  # noqa: 
              bbox=dict(facecolor="#fef3c7", edgecolor="#f59e0b", boxstyle="round,pad=0.5"))
 
 
+def _answered(model: PageModel) -> str:
+    """The class a model answers: its most probable one."""
+    return max(model.probs, key=lambda c: model.probs[c])
+
+
 def answer(model: PageModel) -> str:
     """A model's answer as a page states it: its most probable class and that probability
     ("glioma (70%)"), so that the explained class is never mistaken for the prediction."""
-    cls = max(model.probs, key=lambda c: model.probs[c])
+    cls = _answered(model)
     return f"{class_label(cls)} ({model.probs[cls]:.0%})"
 
 
@@ -83,9 +88,10 @@ def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
 def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
     classes = list(page.models[0].probs) if page.models else []
     # each model's answer marked in its column (a reader took the explained class for it)
-    rows = [[class_label(c), *[f"{m.probs[c]:.1%}" + (" (answer)" if c == max(
-        m.probs, key=lambda k, m=m: m.probs[k]) else "") for m in page.models]]
-        for c in classes]
+    answered = [_answered(m) for m in page.models]
+    rows = [[class_label(c), *[f"{m.probs[c]:.1%}" + (" (answer)" if c == a else "")
+                               for m, a in zip(page.models, answered, strict=True)]]
+            for c in classes]
     ax = fig.add_axes((0.06, 0.30, 0.88, 0.19))
     ax.axis("off")
     if rows:

@@ -27,6 +27,7 @@ from pipeline.csv_safe import restore_cell
 FILE = "flags.json"
 FLAGS = ("weak", "unlike", "disagree", "any")  # the order tables show them in
 FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside an answer
+    "colour": "a colour image, not a greyscale MRI",  # per image; not audited in flags.json
     "weak": "weak answer (low confidence)",
     "unlike": "unlike the training data",
     "disagree": "the models disagree",
@@ -40,7 +41,6 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
     "unlike": "the model's out-of-distribution score is above its validation threshold, so its "
               "validation accuracy does not vouch for the answer",
 }
-FLAG_LABELS["colour"] = "a colour image, not a greyscale MRI"
 
 # A pixel is coloured when its channels differ by more than COLOUR_SPREAD grey levels; an image
 # is a colour image when more than COLOUR_SHARE of its pixels are. Every one of the Sartaj

@@ -96,25 +96,17 @@ def _score(ex: Any, layer: str | None, method: str, x: np.ndarray, targets: np.n
             "hits": hits}
 
 
-def mcnemar_p(a: Sequence[bool], b: Sequence[bool]) -> float:
-    """Two-sided exact McNemar p-value for two pointing games on the same images: a binomial
-    test of the images only one of them hits (1.0 when none differ)."""
-    from scipy.stats import binomtest
-
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    return 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b).pvalue)
-
-
 def select(table: list[dict[str, Any]], fast: Sequence[bool]) -> dict[str, Any]:
     """The chosen row of a scored table (rows with `hits`, `pointing_game`, `energy_in_mask`;
     `fast[i]`: row i's method is a fast one), by `RULE`. Each row gains `p_vs_best` and
     `tied_with_best`; `hits` are dropped from the rows (the file keeps the rates)."""
+    from pipeline.evaluate.comparison import mcnemar_exact
+
     order = {id(r): (f, -i) for i, (r, f) in enumerate(zip(table, fast, strict=True))}
     top = max(table, key=lambda r: (r["pointing_game"], r["energy_in_mask"] or 0.0,
                                     *order[id(r)]))
     for r in table:
-        r["p_vs_best"] = round(mcnemar_p(r["hits"], top["hits"]), 4)
+        r["p_vs_best"] = round(mcnemar_exact(r["hits"], top["hits"])["p_value"], 4)
         r["tied_with_best"] = r is top or (r["pointing_game"] <= top["pointing_game"]
                                            and r["p_vs_best"] >= TIE_P)
     tied = [r for r in table if r["tied_with_best"]]
