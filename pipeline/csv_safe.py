@@ -6,6 +6,10 @@ starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading single
 spreadsheets show as text; the csv module quotes the rest. Numbers are written as numbers.
 Our own readers undo it with `restore_cell` (a text that starts with a quote gets one more, so
 the round trip is exact).
+
+A file name that is not valid UTF-8 (Python keeps its odd bytes as lone surrogates) is written
+with each such byte as `\\xNN` (`utf8_text`): UTF-8 cannot encode a lone surrogate, and one such
+name failed a whole predictions CSV.
 """
 
 from __future__ import annotations
@@ -18,10 +22,28 @@ from typing import Any
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def utf8_text(value: str) -> str:
+    """`value` as UTF-8 can store it: the bytes of a non-UTF-8 file name (kept by Python as lone
+    surrogates, `os.fsdecode`) as `\\xNN`, like `ls -b`. Readers that match names against a CSV
+    compare through this function too."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no file name yields (e.g. from JSON's \\ud800)
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+
+
 def safe_cell(value: Any) -> Any:
-    """`value` unchanged unless it is text a spreadsheet would read as a formula."""
-    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, "'")):
-        return "'" + value
+    """`value` unchanged unless it is text a spreadsheet would read as a formula (or a name
+    UTF-8 cannot store: `utf8_text`)."""
+    if isinstance(value, str):
+        value = utf8_text(value)
+        if value.startswith((*FORMULA_STARTS, "'")):
+            return "'" + value
     return value
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.csv_safe import restore_cell, to_csv
+from pipeline.csv_safe import restore_cell, to_csv, utf8_text
 from pipeline.names import IMAGE_EXTS, Progress, no_progress
 
 CHUNK = 64  # rows written between two fsyncs
@@ -148,7 +148,7 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
     run_id = predictor.run.run_id
     done = _done_paths(out, cols, run_id)
     items = expand_series(paths)  # a series file: a row per slice, each resumable
-    todo = [p for p in items if str(p) not in done]
+    todo = [p for p in items if utf8_text(str(p)) not in done]  # as the CSV holds names
     out.parent.mkdir(parents=True, exist_ok=True)
     written, failed, unsynced = 0, [], 0
     with open(out, "a", encoding="utf-8", newline="") as fh:

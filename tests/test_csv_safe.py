@@ -35,3 +35,13 @@ def test_to_csv_round_trips_with_every_attack_neutralised():
 @pytest.mark.parametrize("value", [*ATTACKS, "scan.png", "'quoted.png", "''twice", "'", 0.5])
 def test_restore_undoes_safe_cell_exactly(value):
     assert restore_cell(safe_cell(value)) == value
+
+
+def test_a_name_utf8_cannot_store_is_written_byte_by_byte():
+    import os
+
+    odd = os.fsdecode(b"scan\xe9 \xff.jpg")  # lone surrogates: encode("utf-8") fails on them
+    assert safe_cell(odd) == "scan\\xe9 \\xff.jpg"
+    assert to_csv(["path"], [[odd]]).encode("utf-8") == b"path\r\nscan\\xe9 \\xff.jpg\r\n"
+    assert safe_cell(os.fsdecode(b"=\xe9")) == "'=\\xe9"  # still no formula
+    assert safe_cell("Überweisung 1.jpg") == "Überweisung 1.jpg"  # real UTF-8 untouched

@@ -109,6 +109,26 @@ def test_stream_resumes_after_a_crash_without_redoing_rows(smoke_run: Path, synt
 
 
 @pytest.mark.slow
+def test_a_file_name_that_is_not_utf8_gets_its_row_and_resumes(smoke_run: Path,
+                                                                synth_data: Path, tmp_path: Path):
+    """A name from an old zip or a Windows share (byte 0xE9, not UTF-8) failed the whole CSV:
+    "'utf-8' codec can't encode character '\\udce9'", no row written, on every rerun."""
+    import os
+
+    good = expand_inputs([synth_data / "Testing"])[0]
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/scan\xe9.png"))
+    odd.write_bytes(good.read_bytes())
+    out = tmp_path / "preds.csv"
+    predictor = Predictor(open_run(smoke_run))
+    summary = stream_to_csv(predictor, [good, odd], out)
+    assert summary["written"] == 2 and not summary["failed"]
+    rows = _rows(out)
+    assert [r["path"] for r in rows] == [str(good), f"{tmp_path}/scan\\xe9.png"]
+    assert rows[0]["custom_cnn_predicted"] == rows[1]["custom_cnn_predicted"] != ""
+    assert stream_to_csv(predictor, [good, odd], out)["written"] == 0  # resumed: both done
+
+
+@pytest.mark.slow
 def test_stream_raises_what_is_not_the_files_fault(smoke_run: Path, synth_data: Path,
                                                    tmp_path: Path, monkeypatch):
     """A bug while preparing a file stops the stream with its own exception (not a CSV row, not
