@@ -24,7 +24,10 @@ from dashboard import core, loader, state  # noqa: E402
 # A local file, not an emoji or icon name: those favicons are fetched from the internet, which
 # fails offline (a presenter's laptop) and logs a console error.
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
+# Rules for narrow windows (see the file); a .css Path is sent as style only, taking no space.
+LAYOUT_CSS = Path(__file__).resolve().parent / "static" / "layout.css"
 st.set_page_config(page_title="Brain MRI XAI", page_icon=str(FAVICON), layout="wide")
+st.html(LAYOUT_CSS)
 loader.keep_keras_session()  # the shared models outlive every script run
 
 PAGES = [

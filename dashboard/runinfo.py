@@ -165,6 +165,18 @@ def model_facts_frame(facts: RunFacts) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def model_facts_table(facts: RunFacts) -> pd.DataFrame:
+    """`model_facts_frame` turned on its side, as the pages show it: one row per fact, one
+    column per model. Eight facts side by side outgrew the page at 1280 px with the sidebar
+    open (the last columns hidden); a column per model fits any width."""
+    frame = model_facts_frame(facts)
+    if frame.empty:
+        return pd.DataFrame({"": []})
+    table = frame.set_index("model").T.reset_index(names="")
+    table.columns = [str(c) for c in table.columns]
+    return table.astype(str)
+
+
 def format_seconds(secs: Any) -> str:
     if not isinstance(secs, (int, float)) or math.isnan(secs):
         return "?"

@@ -318,3 +318,10 @@ def sidebar() -> None:
                     st.caption(warning)
         st.divider()
         st.caption(":material/info: " + DISCLAIMER)
+
+
+def page_disclaimer() -> None:
+    """The disclaimer in the page itself, under its title. The sidebar's copy is hidden whenever
+    the sidebar is collapsed, which Streamlit does by itself below about 760 px; Predict and
+    About show it as a warning instead."""
+    st.caption(":material/medical_information: " + DISCLAIMER)

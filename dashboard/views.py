@@ -57,7 +57,10 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
     Call it on every run of a page, before any `st.stop()`: widget state is the one truth about
     what the user asked for, and Streamlit drops the state of a widget left out of a run.
     """
-    c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
+    # Two rows of two: four in one row cut their labels and values ("Each mode…", "O") from
+    # 1024 px with the sidebar open.
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
+    c3, c4 = st.columns(2, vertical_alignment="bottom")
     # First shown: each model's own default (the run's recorded choice per model,
     # Explainer.method), so two models with different chosen methods each get theirs.
     if defaults is None:
@@ -81,8 +84,7 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                           help="'predicted class' explains each model's own answer; choose a "
                                "class to ask 'what would make this look like X?'.")
     alpha = c3.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{prefix}_alpha")
-    # "Outline top 10%" was cut to "Outline top 1…" in the narrowest column
-    outline = c4.toggle("Outline", key=f"{prefix}_outline",
+    outline = c4.toggle("Outline the hottest 10%", key=f"{prefix}_outline",
                         help="Draw the contour of the heatmap's 10% hottest pixels.")
     layers: dict[str, str | None] = {}
     if show_layers:

@@ -219,13 +219,16 @@ def test_sidebar_run_picker_and_disclaimer(artifacts: Path, smoke_run: Path):
 def test_overview_shows_both_models(artifacts: Path):
     at = _app("overview")
     _ok(at)
-    table = _frame(at, "Custom CNN")
+    table = next(df.value for df in at.dataframe if "Accuracy" in df.value.index)
     assert list(table.columns) == ["Custom CNN", "MobileNetV2"]
     assert table.loc["Accuracy"].str.match(r"^\d\.\d{3}").all()
     charts = at.get("plotly_chart")
     assert len(charts) >= 8  # CI, per-class, 2 confusion, curves, ROC, PR, reliability, tumour
-    facts = _frame(at, "started from")
-    assert facts["model"].tolist() == ["Custom CNN", "MobileNetV2"]
+    facts = _frame(at, "")  # the model facts: a row per fact, a column per model
+    assert list(facts.columns) == ["", "Custom CNN", "MobileNetV2"]
+    assert "best epoch" in facts[""].tolist()
+    # the disclaimer in the page, not only in the sidebar (hidden when it is collapsed)
+    assert "not a diagnostic device" in _texts(at.main.caption)
     sizes = _frame(at, "tumour sensitivity")  # phantoms have one size: no gap to warn about
     assert sizes is not None and set(sizes["images"]) == {
         "128x128 (training's commonest size)", "every other size"}
@@ -629,6 +632,7 @@ def test_sample_picker_draws_test_images(artifacts: Path):
 def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
     at = _app("errors")
     _ok(at)
+    assert "not a diagnostic device" in _texts(at.main.caption)
     for key in ("err_by", "err_true", "err_pred", "err_page_size"):
         assert at.get_by_key(key) is not None
     table = _frame(at, "Custom CNN answer")

@@ -270,7 +270,7 @@ _RUNNING = ("() => !document.querySelector('[data-testid=stStatusWidgetRunningIc
             " [data-testid=stStatusWidgetRunningManIcon]')")
 _DECODED = ("n => { const im = [...document.querySelectorAll('[data-testid=stImage] img')];"
             " return im.length >= n && im.every(i => i.complete && i.naturalWidth > 0); }")
-_OUTLINE = "Outline"  # the heatmap's hottest 10% (its tooltip says so)
+_OUTLINE = "Outline the hottest 10%"  # the toggle over the heatmap's hottest pixels
 
 
 def _wait_idle(page, timeout_ms: int = 240_000) -> None:

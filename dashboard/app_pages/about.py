@@ -62,7 +62,7 @@ st.markdown(
     + f" (strategy {facts.splits.get('strategy', '?')}, seed {facts.splits.get('seed', '?')})\n"
     f"- **Created**: {core.readable_time(facts.created)} · code commit "
     f"`{run.manifest.get('git_commit') or '?'}`")
-st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="about_models")
+st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="about_models")
 
 problems = runinfo.run_problems(run)
 st.subheader("Completeness")

@@ -13,6 +13,7 @@ GRIDS = (2, 1)  # cards side by side: two on a laptop; one on a narrow window, w
 # overlapped their probability tables and squeezed their heatmaps to ~50 px (a reviewer's 800 px)
 
 st.title("Error analysis")
+state.page_disclaimer()
 run = state.require_run()
 fix = state.evaluate_fix(run)
 frames = state.predictions(run, fix)

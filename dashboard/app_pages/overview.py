@@ -12,6 +12,7 @@ CHART_FIX = "The file may come from another version; re-run the evaluation."
 
 
 st.title("Overview & comparison")
+state.page_disclaimer()
 run = state.require_run()
 facts = runinfo.run_facts(run.manifest)
 fix = state.evaluate_fix(run)
@@ -29,13 +30,15 @@ if problems:
         for p in problems:
             st.markdown(f"- **{p.what}** — to fix: {p.fix}")
 
-cols = st.columns(5)
+sizes = runinfo.split_sizes(facts)
+# one column per figure: a spare empty column cut "Images in dataset" at 800 px
+cols = st.columns(1 + len(sizes))
 cols[0].metric("Images in dataset", facts.n_images)
-for col, (name, n) in zip(cols[1:], runinfo.split_sizes(facts).items(), strict=False):
+for col, (name, n) in zip(cols[1:], sizes.items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
 st.caption(f"Data: {core.literal(facts.data_shown)} ({facts.data_layout} layout) · classes: "
            + ", ".join(F.class_name(c) for c in facts.class_names))
-st.dataframe(runinfo.model_facts_frame(facts), hide_index=True, key="model_facts",
+st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="model_facts",
              height="content")
 
 st.header("Headline metrics")
@@ -53,19 +56,18 @@ if comparison:
     if isinstance(mc, dict) and mc and len(pair) == 2:
         st.caption(F.mcnemar_sentence(comparison, pair))
 if metrics:
-    left, right = st.columns([3, 2])
-    with left:
-        try:
-            st.dataframe(F.metrics_table(metrics, comparison), key="metrics_table",
-                         height="content")
-            st.caption("Values on the test split; brackets: 95% bootstrap confidence interval.")
-            distinct = F.copies_sentence(metrics)
-            if distinct:
-                st.caption(distinct)
-        except F.FigureDataError as exc:
-            st.warning(f"Cannot show the metrics table: {exc}", icon=":material/warning:")
-    with right:
-        charts.chart(F.ci_figure, metrics, comparison, key="ci_fig", fix=CHART_FIX)
+    # The table, then the chart below it: side by side (3:2) they were clipped from 1024 px
+    # with the sidebar open, the headline a presenter shows first.
+    try:
+        st.dataframe(F.metrics_table(metrics, comparison), key="metrics_table",
+                     height="content")
+        st.caption("Values on the test split; brackets: 95% bootstrap confidence interval.")
+        distinct = F.copies_sentence(metrics)
+        if distinct:
+            st.caption(distinct)
+    except F.FigureDataError as exc:
+        st.warning(f"Cannot show the metrics table: {exc}", icon=":material/warning:")
+    charts.chart(F.ci_figure, metrics, comparison, key="ci_fig", fix=CHART_FIX)
 
 tabs = st.tabs(["Per class", "Confusion matrices", "Training curves", "ROC & PR",
                 "Calibration", "Tumour vs no tumour"])
