@@ -224,6 +224,25 @@ def test_reliability_shows_before_and_after_calibration():
         F.reliability_figure({"m": {**calibrated, "temperature": "hot"}})
 
 
+def test_reliability_before_calibration_reads_on_the_dark_theme():
+    """The curve before calibration was drawn at opacity 0.55: MobileNetV2's blue sank into the
+    dark background. It is told apart by its dash and hollow markers, at full strength."""
+    from dashboard.figures.calibration import BEFORE_MARKER
+
+    calibrated = {**METRICS["mobilenetv2"], "temperature": 1.8, "ece_uncalibrated": 0.12,
+                  "reliability_uncalibrated": [
+                      {"confidence": 0.95, "accuracy": 0.8, "count": 40}]}
+    fig = F.reliability_figure({"mobilenetv2": calibrated})
+    before, after = fig.data[1], fig.data[2]
+    assert "before calibration" in before.name and "before" not in after.name
+    blue = F.model_color("mobilenetv2")
+    assert before.line.color == before.marker.color == before.marker.line.color == blue
+    assert before.opacity in (None, 1.0) and before.line.dash == "dash"
+    assert before.marker.symbol == BEFORE_MARKER and before.marker.line.width >= 2
+    assert after.marker.symbol in (None, "circle") and after.line.dash is None
+    assert F.contrast(blue, DARK_BG) >= 3 and F.contrast(blue, LIGHT_BG) >= 3
+
+
 def test_ece_floor_sentences():
     cnn = {**METRICS["custom_cnn"], "ece": 0.049,
            "ece_if_calibrated": {"mean": 0.028, "p95": 0.043, "draws": 4000}}
@@ -281,15 +300,17 @@ def test_colour_legend_has_numbered_ticks():
     legend = F.colour_legend()
     h, w, _ = legend.shape
     assert w == 2 * F.LEGEND_WIDTH and legend.dtype == np.uint8  # twice its shown width
-    # the strip: the heatmaps' own colours, lowest at the 0 tick, highest at the 1 tick
-    np.testing.assert_array_equal(legend[2, tick_x(0.0)], heatmap_to_rgb(np.zeros((1, 1)))[0, 0])
-    np.testing.assert_array_equal(legend[2, tick_x(1.0)], heatmap_to_rgb(np.ones((1, 1)))[0, 0])
-    between = legend[:, tick_x(0.25)]  # a column with no tick: strip, then white
-    strip = int(np.flatnonzero((between < 250).any(axis=1) == 0)[0])  # its first white row
-    below = legend[strip:]  # ticks and their numbers, dark on white
+    # the strip: the heatmaps' own colours, opaque, lowest at the 0 tick, highest at the 1 tick
+    np.testing.assert_array_equal(legend[2, tick_x(0.0)],
+                                  [*heatmap_to_rgb(np.zeros((1, 1)))[0, 0], 255])
+    np.testing.assert_array_equal(legend[2, tick_x(1.0)],
+                                  [*heatmap_to_rgb(np.ones((1, 1)))[0, 0], 255])
+    between = legend[:, tick_x(0.25), 3]  # a column with no tick: strip, then transparent
+    strip = int(np.flatnonzero(between == 0)[0])  # its first transparent row
+    below = legend[strip:, :, 3]  # ticks and their numbers: the opaque pixels under the strip
 
     def ink(x0: int, x1: int) -> int:
-        return int((below[:, max(x0, 0):x1].min(axis=2) < 128).sum())
+        return int((below[:, max(x0, 0):x1] > 128).sum())
 
     half = round(0.06 * w)  # about the width of "0.5"
     for value in (0.0, 0.5, 1.0):
@@ -301,6 +322,31 @@ def test_colour_legend_has_numbered_ticks():
     assert ink(tick_x(0.5) - half, tick_x(0.5) + half) > 1.5 * ink(0, tick_x(0.0) + half)
     assert "0 (low" in F.LEGEND_CAPTION and "1 (high" in F.LEGEND_CAPTION
     assert "normalised per image" in F.LEGEND_CAPTION
+
+
+# Streamlit's two themes: the legend, whiskers and curves must read on both
+LIGHT_BG, DARK_BG = "#ffffff", "#0e1117"
+
+
+def test_colour_legend_reads_on_light_and_dark_theme():
+    """The legend was drawn on white: a white box on the dark theme. Around the strip it is
+    transparent now, its ticks and numbers a grey that contrasts with both backgrounds."""
+    from dashboard.figures.legend import LEGEND_INK, tick_x
+
+    legend = F.colour_legend()
+    assert legend.shape[2] == 4  # RGBA
+    alpha = legend[..., 3]
+    assert alpha[0, 0] == 0 and alpha[-1, -1] == 0  # corners: the page shows through
+    between = alpha[:, tick_x(0.25)]
+    strip = int(np.flatnonzero(between == 0)[0])
+    assert (between[strip:] == 0).all()  # under the strip, no background at all
+    # every pixel drawn under the strip is the ink, its text edges faded in alpha only: no
+    # white, and no dark fringe from blending into transparent black
+    drawn = legend[strip:][alpha[strip:] > 0]
+    assert len(drawn) > 50 and (drawn[:, :3] == LEGEND_INK).all()
+    ink = "#{:02x}{:02x}{:02x}".format(*LEGEND_INK)
+    for background in (LIGHT_BG, DARK_BG):
+        assert F.contrast(ink, background) >= 4, (ink, background)
 
 
 FRACTIONS = [0.0, 0.5, 1.0]
@@ -407,6 +453,56 @@ def test_labels_inside_bars_contrast_with_the_bar():
     assert F.text_color_on(F.model_color("mobilenetv2")) == "#ffffff"  # blue: white text
 
 
+def test_pointing_game_interval_reads_on_both_themes_and_caption_names_it():
+    """The 95 % interval whiskers were #374151, nearly invisible on the dark theme, and the
+    caption called them "black lines"."""
+    from dashboard.figures.quality import INTERVAL_COLOR, INTERVAL_WORDS, LOCALISATION_CAPTION
+
+    expl = {m: {**e, "pointing_game": 0.6, "pointing_game_chance": 0.1,
+                "pointing_game_ci": [0.4, 0.8], "energy_in_mask": 0.4,
+                "energy_in_mask_chance": 0.1} for m, e in EXPL.items()}
+    whiskers = [t for t in F.localisation_figure(expl).data if t.error_y.array is not None]
+    assert len(whiskers) == 2 and {t.error_y.color for t in whiskers} == {INTERVAL_COLOR}
+    for background in (LIGHT_BG, DARK_BG):
+        assert F.contrast(INTERVAL_COLOR, background) >= 3, background
+    # the caption names them as they look: grey (channels close together), not black
+    r, g, b = (int(INTERVAL_COLOR[k:k + 2], 16) for k in (1, 3, 5))
+    assert max(r, g, b) - min(r, g, b) <= 32 and 80 <= r <= 180
+    assert "grey" in INTERVAL_WORDS and INTERVAL_WORDS in LOCALISATION_CAPTION
+    assert "black" not in LOCALISATION_CAPTION
+
+
+def test_per_image_table_reads_like_the_page():
+    """The per-image results were explanations.json's raw rows: classes as indices 0-3,
+    snake_case headers and the image's path in the 22nd column, off-screen."""
+    from dashboard.figures.quality import per_image_table
+
+    rows = [{"target": 2, "predicted": 0, "p_target": 0.2, "correct": False,
+             "pointing_hit": None, "energy_in_mask": None, "top_outside_head": 0.7,
+             "outside_head_flag": True, "peak": [0.5, 0.25], "faithfulness_scored": True,
+             "path": "Testing/no_tumor/a.png", "label": "no_tumor", "target_rule": "true",
+             "new_measure": 1.5},
+            {"target": 3, "predicted": 7, "p_target": 0.9, "correct": True,
+             "pointing_hit": True, "energy_in_mask": 0.4, "top_outside_head": 0.1,
+             "outside_head_flag": False, "peak": [0.1, 0.2], "faithfulness_scored": False,
+             "path": "Testing/pituitary/b.png", "label": "pituitary", "target_rule": "true"}]
+    table = per_image_table(rows, CLASSES)
+    assert list(table.columns[:5]) == ["image", "true class", "answer", "answer correct",
+                                       "explained class"]
+    assert table["image"].tolist() == ["Testing/no_tumor/a.png", "Testing/pituitary/b.png"]
+    assert table["true class"].tolist() == ["no tumour", "pituitary"]
+    assert table["explained class"].tolist() == ["no tumour", "pituitary"]
+    assert table["answer"].tolist() == ["glioma", 7]  # an index the run lacks: kept as is
+    # every key kept, under its plain header; unknown keys last, underscores as spaces
+    assert len(table.columns) == len(rows[0])
+    assert {"pointing game hit", "energy in tumour mask", "heat outside head (hottest 10%)",
+            "shortcut alarm", "hottest point (y, x as shares)"} <= set(table.columns)
+    assert table.columns[-1] == "new measure" and table["new measure"].tolist()[0] == 1.5
+    assert not any("_" in c for c in table.columns)
+    assert table["heat outside head (hottest 10%)"].tolist() == [0.7, 0.1]
+    assert table["pointing game hit"].tolist()[1] is True
+
+
 def test_faithfulness_curves():
     assert F.has_curves(EXPL)
     assert not F.has_curves({"m": {"deletion_auc": 0.2}})
@@ -447,7 +543,27 @@ def test_robustness_figure():
     assert [t.showlegend for t in fig.data].count(True) == 3
     # per panel: the clean accuracy (solid) and 5 points below it (dotted)
     assert sorted(round(s.y0, 6) for s in fig.layout.shapes) == [0.75, 0.8, 0.85, 0.9]
-    assert "clean 0.900" in [a.text for a in fig.layout.annotations]
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[1].startswith("MobileNetV2 (") and titles[1].endswith("clean 0.900)")
+
+
+def test_robustness_clean_label_is_where_no_bar_covers_it():
+    """"clean 0.949" sat on the line, at its left end, under the bars of shifts scoring above
+    it. It is in the panel's title now, above the plot, in the clean line's colour."""
+    rob = _robustness()
+    for m in rob["models"].values():  # a shift scoring above clean, as bias field did
+        m["shifts"]["gamma"][0]["accuracy"] = m["clean"]["accuracy"] + 0.05
+    fig = F.robustness_figure(rob)
+    top = fig.layout.yaxis.domain[1]
+    labels = [a for a in fig.layout.annotations if "clean" in a.text]
+    assert len(labels) == 2
+    for a, (i, name) in zip(labels, enumerate(rob["models"]), strict=True):
+        # in paper coordinates at the top of the plot, anchored above it: not in the data
+        assert a.xref == "paper" and a.yref == "paper" and a.y >= top and a.yanchor == "bottom"
+        assert F.model_color(name, i) in a.text  # the dash beside it in the line's colour
+    lines = [s for s in fig.layout.shapes if s.line.dash is None]  # the solid clean lines
+    assert all(s.label.text in (None, "") for s in lines) and not [
+        a for a in fig.layout.annotations if a.yref not in (None, "paper")]
 
 
 def test_robustness_axis_is_zoomed_to_the_bars_and_lines():
@@ -457,7 +573,7 @@ def test_robustness_axis_is_zoomed_to_the_bars_and_lines():
     bars = [y for t in fig.data for y in t.y]
     lines = [s.y0 for s in fig.layout.shapes]
     assert lo < min(bars) and hi > max(bars + lines)  # no bar's value or line cut
-    assert min(bars) - lo >= 0.02 and hi - max(lines) >= 0.02  # padded, room for "clean" label
+    assert min(bars) - lo >= 0.02 and hi - max(lines) >= 0.02  # padded
     assert lo > 0.4 and hi - lo < 0.5  # zoomed, not from 0
     # a shift that ruins accuracy still shows, and the axis never goes below 0
     rob = _robustness()

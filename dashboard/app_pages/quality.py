@@ -1,6 +1,5 @@
 """Explanation quality: do the heatmaps point at the tumour, and do they depend on the model?"""
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
@@ -9,6 +8,7 @@ from dashboard import figures as F
 CHART_FIX = "Re-run `python -m pipeline explain-eval`."
 
 st.title("Explanation quality")
+state.page_disclaimer()
 run = state.require_run()
 st.caption("A heatmap can look convincing and still be wrong. These tests measure how far the "
            "explanations of this run can be trusted, on images of its test split.")
@@ -27,13 +27,7 @@ st.subheader("Localisation")
 if any(e.get("pointing_game") is not None for e in expl.values()):
     charts.chart(
         F.localisation_figure, expl, key="quality_loc", fix=CHART_FIX,
-        caption="Does the heatmap point at the tumour? Pointing game: share of images whose "
-                "hottest pixel lies inside the tumour mask; energy: share of the heatmap's total "
-                "weight inside it (it changes when the map's contrast is drawn differently); "
-                "hottest region: of the heatmap's hottest pixels, as many as the tumour covers, "
-                "the share inside it (it does not). Grey bars are what a randomly placed heatmap "
-                "would score; black lines, the 95% interval of the pointing game on this many "
-                "images.")
+        caption=F.LOCALISATION_CAPTION)
     for m, e in expl.items():
         if e.get("n_empty_heatmaps"):
             st.warning(f"{F.model_label(m)}: {e['n_empty_heatmaps']} of {e.get('n', '?')} test "
@@ -87,5 +81,5 @@ rows = {m: e.get("rows") for m, e in expl.items() if isinstance(e.get("rows"), l
 if rows:
     with st.expander("Per-image results"):
         model = st.selectbox("Model", list(rows), format_func=F.model_label, key="quality_rows")
-        frame = pd.DataFrame(rows[model])
-        st.dataframe(frame, hide_index=True, key="quality_rows_table")
+        st.dataframe(F.per_image_table(rows[model], run.class_names), hide_index=True,
+                     key="quality_rows_table")

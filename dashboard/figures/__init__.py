@@ -50,12 +50,14 @@ from dashboard.figures.legend import LEGEND_CAPTION, LEGEND_WIDTH, colour_legend
 from dashboard.figures.ood import ood_caption, ood_table
 from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
+    LOCALISATION_CAPTION,
     contrast,
     faithfulness_curves_figure,
     faithfulness_figure,
     has_curves,
     localisation_figure,
     method_label,
+    per_image_table,
     quality_summary,
     sanity_figure,
     shortcut_figure,
@@ -64,14 +66,17 @@ from dashboard.figures.quality import (
 from dashboard.figures.robustness import robustness_figure
 
 __all__ = [
-    "CLASS_PALETTE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH", "MODEL_COLORS",
+    "CLASS_PALETTE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH",
+    "LOCALISATION_CAPTION", "MODEL_COLORS",
     "FigureDataError", "ci_figure",
     "class_color", "class_name", "colour_legend", "confusion_figure", "contrast",
     "confusion_values", "copies_sentence", "ece_floor_sentences",
     "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "mcnemar_sentence",
     "metrics_table", "model_color",
-    "method_label", "model_label", "ood_caption", "ood_table", "per_class_figure", "pr_figure",
+    "method_label", "model_label", "ood_caption", "ood_table", "per_class_figure",
+    "per_image_table",
+    "pr_figure",
     "probability_table",
     "reliability_figure",
     "quality_summary", "reliability_points", "robustness_figure", "roc_figure",

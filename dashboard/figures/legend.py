@@ -19,7 +19,10 @@ LEGEND_CAPTION = ("Heatmap colour: relevance for the explained class, from 0 (lo
 # the width the cards show it at, about one picture's (they stretch it over a column that
 # wide); drawn at twice that, so its numbers stay sharp on high-density screens
 LEGEND_WIDTH = 300
-_TEXT = (49, 51, 63)  # Streamlit's text colour
+# ticks and numbers in a mid grey on a transparent background: Streamlit's light theme is
+# white and its dark one #0e1117, and this grey reads on both (about 4.4:1 on each); the picture
+# was a white box on the dark theme
+LEGEND_INK = (119, 119, 119)
 _STRIP, _TICK, _GAP, _FONT = 12, 4, 2, 13  # heights at LEGEND_WIDTH: strip, tick, gap, font
 
 
@@ -29,24 +32,29 @@ def tick_label(value: float) -> str:
 
 def colour_legend(width: int = 2 * LEGEND_WIDTH, ticks: tuple[float, ...] = LEGEND_TICKS
                   ) -> np.ndarray:
-    """(H, width, 3) uint8 RGB on white: the colour strip, low (left) to high (right), with a
-    tick and its number under it at each of `ticks` (fractions of the scale)."""
+    """(H, width, 4) uint8 RGBA, transparent around the strip: the colour strip, low (left) to
+    high (right), with a tick and its number under it at each of `ticks` (fractions of the
+    scale), in `LEGEND_INK`."""
     unit = width / LEGEND_WIDTH
     strip_h, tick_h, gap, size = (round(v * unit) for v in (_STRIP, _TICK, _GAP, _FONT))
     font = ImageFont.load_default(size=size)  # Pillow's own font: no system font needed
     margin = _margin(width)
     strip = heatmap_to_rgb(np.tile(np.linspace(0, 1, width - 2 * margin, dtype=np.float32),
                                    (strip_h, 1)))
-    canvas = Image.new("RGB", (width, strip_h + tick_h + gap + round(1.25 * size)), "white")
-    canvas.paste(Image.fromarray(strip), (margin, 0))
+    # transparent pixels of the ink's own colour: anti-aliased text edges fade in alpha only,
+    # with no dark fringe from blending into transparent black
+    canvas = Image.new("RGBA", (width, strip_h + tick_h + gap + round(1.25 * size)),
+                       (*LEGEND_INK, 0))
+    canvas.paste(Image.fromarray(strip).convert("RGBA"), (margin, 0))
     draw = ImageDraw.Draw(canvas)
     for value in ticks:
         x = tick_x(value, width)
-        draw.line([(x, strip_h), (x, strip_h + tick_h - 1)], fill=_TEXT, width=max(1, round(unit)))
+        draw.line([(x, strip_h), (x, strip_h + tick_h - 1)], fill=LEGEND_INK,
+                  width=max(1, round(unit)))
         label = tick_label(value)
         w = draw.textlength(label, font=font)
         left = min(max(x - w / 2, 0), width - w)
-        draw.text((left, strip_h + tick_h + gap), label, fill=_TEXT, font=font)
+        draw.text((left, strip_h + tick_h + gap), label, fill=LEGEND_INK, font=font)
     return np.asarray(canvas)
 
 

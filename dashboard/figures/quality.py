@@ -1,6 +1,6 @@
-"""Figures and the summary table of explanation quality (the Explanation-quality page):
-localisation, faithfulness and the randomised-weights sanity check, from each model's
-explanations.json.
+"""Figures and tables of explanation quality (the Explanation-quality page): localisation,
+faithfulness and the randomised-weights sanity check, the summary and the per-image results,
+from each model's explanations.json.
 """
 
 from __future__ import annotations
@@ -14,8 +14,28 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.core import layer_option, layer_words
-from dashboard.figures.common import FigureDataError, _fmt, _num, model_color, model_label
+from dashboard.figures.common import (
+    FigureDataError,
+    _fmt,
+    _num,
+    class_name,
+    model_color,
+    model_label,
+)
 from pipeline.explain import METHOD_LABELS  # the registry's labels; no TensorFlow import
+
+# the pointing game's 95 % interval whiskers: a mid grey that reads on Streamlit's light (white)
+# and dark (#0e1117) backgrounds alike, at least 3:1 on each; the former #374151 was nearly
+# invisible on the dark one. LOCALISATION_CAPTION names it.
+INTERVAL_COLOR = "#6b7280"
+INTERVAL_WORDS = "grey whiskers"
+LOCALISATION_CAPTION = (
+    "Does the heatmap point at the tumour? Pointing game: share of images whose hottest pixel "
+    "lies inside the tumour mask; energy: share of the heatmap's total weight inside it (it "
+    "changes when the map's contrast is drawn differently); hottest region: of the heatmap's "
+    "hottest pixels, as many as the tumour covers, the share inside it (it does not). Light grey "
+    "bars are what a randomly placed heatmap would score; " + INTERVAL_WORDS + " on the "
+    "heatmap bars, the 95% interval of the pointing game on this many images.")
 
 
 def _pct(value: float) -> str:
@@ -89,6 +109,56 @@ def quality_summary(explanations: Mapping[str, Mapping[str, Any]],
     } for m, e in explanations.items()}).astype(str)
 
 
+# explanations.json's per-image row keys in the order and words the page shows them: the image
+# and its classes first (they were the 22nd column, off-screen), then localisation, the shortcut
+# alarm, faithfulness and the technical rest. Keys not listed follow, underscores as spaces.
+ROW_COLUMNS = {
+    "path": "image",
+    "label": "true class",
+    "predicted": "answer",
+    "correct": "answer correct",
+    "target": "explained class",
+    "p_target": "probability of the explained class",
+    "pointing_hit": "pointing game hit",
+    "energy_in_mask": "energy in tumour mask",
+    "top_in_mask": "hottest tumour-sized region in mask",
+    "mask_fraction": "tumour mask's share of the image",
+    "outside_head_flag": "shortcut alarm",
+    "top_outside_head": "heat outside head (hottest 10%)",
+    "energy_outside_head": "energy outside head",
+    "empty_heatmap": "empty heatmap",
+    "faithfulness_scored": "faithfulness scored",
+    "deletion_auc": "deletion AUC",
+    "deletion_auc_random": "deletion AUC, random heatmap",
+    "insertion_auc": "insertion AUC",
+    "insertion_auc_random": "insertion AUC, random heatmap",
+    "road_morf_auc": "ROAD AUC, most relevant first",
+    "road_lerf_auc": "ROAD AUC, least relevant first",
+    "sanity_rank_correlation": "correlation with randomised weights' heatmap",
+    "peak": "hottest point (y, x as shares)",
+    "target_rule": "explained class chosen by",
+}
+
+
+def per_image_table(rows: list[Mapping[str, Any]], class_names: list[str]) -> pd.DataFrame:
+    """explanations.json's per-image `rows` as the page's table: the image and its true class
+    first, classes as people read them ("no tumour", not index 2), plain headers
+    (`ROW_COLUMNS`). Every key of the rows is kept, renamed; an index outside `class_names`
+    stays a number, so nothing is hidden."""
+    def shown(key: str, value: Any) -> Any:
+        if key == "label" and isinstance(value, str):  # the folder's name, "no_tumor"
+            return class_name(value)
+        if (key in ("target", "predicted") and isinstance(value, int)
+                and not isinstance(value, bool) and 0 <= value < len(class_names)):
+            return class_name(class_names[value])
+        return value
+
+    keys = [k for k in ROW_COLUMNS if any(k in r for r in rows)]
+    keys += list(dict.fromkeys(k for r in rows for k in r if k not in ROW_COLUMNS))
+    return pd.DataFrame([[shown(k, r.get(k)) for k in keys] for r in rows],
+                        columns=[ROW_COLUMNS.get(k, k.replace("_", " ")) for k in keys])
+
+
 def _expl_value(expl: Mapping[str, Any], key: str, name: str) -> float:
     return _num(expl.get(key), f"{name} {key}")
 
@@ -148,7 +218,7 @@ def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str,
         fig.add_trace(go.Scatter(
             x=[x], y=[y], mode="markers", marker=dict(size=1, opacity=0), showlegend=False,
             error_y=dict(type="data", symmetric=False, array=[hi - y], arrayminus=[y - lo],
-                         color="#374151", thickness=1.5, width=6),
+                         color=INTERVAL_COLOR, thickness=2, width=6),
             hovertemplate=f"95% interval {lo:.2f}-{hi:.2f}<extra></extra>",
         ), row=1, col=col)
     return fig

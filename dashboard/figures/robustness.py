@@ -45,18 +45,35 @@ def _row(model: Mapping[str, Any], shift: str, k: int) -> Mapping[str, Any]:
 
 
 def _zoomed_range(values: list[float]) -> list[float]:
-    """A y range around `values` with some padding (room for the line labels above the top
-    one), never below 0: on a 0-1 axis every bar looked like 0.9 and the 5-point band was a
-    hairline."""
+    """A y range around `values` with some padding, never below 0: on a 0-1 axis every bar
+    looked like 0.9 and the 5-point band was a hairline."""
     lo, hi = min(values), max(values)
     pad = max(0.02, 0.15 * (hi - lo))
     return [max(0.0, lo - pad), hi + pad]
 
 
+def _clean_accuracy(name: str, model: Any) -> float:
+    if not isinstance(model, Mapping) or not isinstance(model.get("clean"), Mapping):
+        raise FigureDataError(f"robustness of {name!r} has no 'clean' scores")
+    clean = _num(model["clean"].get("accuracy"), f"{name} clean accuracy")
+    if math.isnan(clean):
+        raise FigureDataError(f"robustness of {name!r} has no clean accuracy")
+    return clean
+
+
+def clean_title(name: str, index: int, clean: float) -> str:
+    """A panel's title: the model and "(— clean 0.949)", the dash in the clean line's colour;
+    above the plot, where no bar reaches it."""
+    return (f"{model_label(name)} (<span style='color:{model_color(name, index)}'><b>—</b>"
+            f"</span> clean {clean:.3f})")
+
+
 def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
     """One panel per model: bars of accuracy per shift, one colour per severity; a solid line
     at the model's clean accuracy and a dotted one 5 points below it (the issue's target band).
-    The shared y axis is zoomed to the bars and lines, so it does not start at 0.
+    The shared y axis is zoomed to the bars and lines, so it does not start at 0. The clean
+    accuracy is written in the panel's title, in the line's colour (`clean_title`): a label on
+    the line was covered by the bars of shifts that score above it.
 
     Missing shifts or severities are gaps (NaN); a model without a clean accuracy, or values
     that are not numbers, raise FigureDataError.
@@ -66,16 +83,14 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
     severities = robustness.get("severities")
     if not isinstance(severities, list) or not severities:
         severities = DEFAULT_SEVERITIES
+    cleans = [_clean_accuracy(name, m) for name, m in models.items()]
     fig = make_subplots(rows=1, cols=len(models), shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=[model_label(m) for m in models])
+                        subplot_titles=[clean_title(name, i, clean) for i, (name, clean)
+                                        in enumerate(zip(models, cleans, strict=True))])
     labels = [s.replace("_", " ") for s in shifts]
     shown: list[float] = []  # every bar value and line, for an axis zoomed to the data
     for col, (i, (name, m)) in enumerate(enumerate(models.items()), start=1):
-        if not isinstance(m, Mapping) or not isinstance(m.get("clean"), Mapping):
-            raise FigureDataError(f"robustness of {name!r} has no 'clean' scores")
-        clean = _num(m["clean"].get("accuracy"), f"{name} clean accuracy")
-        if math.isnan(clean):
-            raise FigureDataError(f"robustness of {name!r} has no clean accuracy")
+        clean = cleans[i]
         for k, sev in enumerate(severities):
             rows = [_row(m, s, k) for s in shifts]
             ys = [_num(r.get("accuracy"), f"{name} {s} {sev} accuracy")
@@ -91,8 +106,7 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
                                f"<br>accuracy %{{y:.3f}} (clean {clean:.3f})"
                                "<br>tumour sensitivity %{customdata[1]}<extra></extra>"),
             ), row=1, col=col)
-        fig.add_hline(y=clean, line=dict(color=model_color(name, i), width=2), row=1, col=col,
-                      annotation_text=f"clean {clean:.3f}", annotation_position="top left")
+        fig.add_hline(y=clean, line=dict(color=model_color(name, i), width=2), row=1, col=col)
         fig.add_hline(y=clean - 0.05, line=dict(color="gray", width=1, dash="dot"), row=1,
                       col=col)
         shown += [clean, clean - 0.05]
