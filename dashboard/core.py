@@ -83,6 +83,10 @@ class Upload:
     # (its number in the upload list), "test split <path in the dataset>"; set by the page.
     # Last, so that Upload(name, digest, image) keeps meaning what it did.
     ref: str = ""
+    # A long series' slices are evenly spaced ones of `total` (dicom.MAX_SLICES): each one's
+    # place in the file, 1-based, so that "slice 3 of 100" names the real one (not "2 of 64").
+    positions: list[int] | None = None
+    total: int = 0
 
     @property
     def ok(self) -> bool:
@@ -92,7 +96,8 @@ class Upload:
         """Slice k (0-based) as an Upload of its own, keyed by the hash of its pixels."""
         assert self.slices is not None
         img = self.slices[k]
-        where = f"slice {k + 1} of {len(self.slices)}"
+        where = (f"slice {self.positions[k]} of {self.total}" if self.positions
+                 and self.total > len(self.slices) else f"slice {k + 1} of {len(self.slices)}")
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "")
 
@@ -116,8 +121,11 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
                       error=f"{name}: could not be read as an image ({type(exc).__name__})")
     if len(slices) > 1:
         slices = [limit_size(im, SERIES_MAX_SIDE) for im in slices]
+        indices = info.get("indices")
         return Upload(name, digest, image=slices[0], true_label=true_label,
-                      note=decode_note(info), slices=slices)
+                      note=decode_note(info), slices=slices,
+                      positions=[int(i) + 1 for i in indices] if indices else None,
+                      total=int(info.get("frames") or len(slices)))
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
                   note=decode_note(info))
 

@@ -7,6 +7,7 @@ UIDs) is returned or put in a message, and member names of a zip are never repor
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,6 +19,7 @@ from pipeline.images import ImageError, _check_dims, _scale_to_uint8
 MAX_SLICES = 64
 MAX_ZIP_MEMBERS = 2000  # files in a zipped series
 MAX_ZIP_BYTES = 256 * 1024 * 1024  # what a zipped series may unpack to, in all
+REASON_CHARS = 150  # a decoder's message, cut to this in a failure's one line
 
 
 def _open(data: bytes, label: str) -> Any:
@@ -27,9 +29,169 @@ def _open(data: bytes, label: str) -> Any:
     except ImportError:  # pragma: no cover - pydicom is in requirements.txt
         raise ImageError(f"{label}: DICOM support needs pydicom (pip install pydicom)") from None
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=True)
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:
         raise ImageError(f"{label}: corrupt DICOM ({type(exc).__name__})") from None
+    if data[128:132] != b"DICM" and not _has_pixels(ds) and "Rows" not in ds:
+        # force=True makes a "dataset" of any bytes: a JPEG renamed .dcm parsed as garbage
+        raise ImageError(f"{label}: not a DICOM file (no DICOM header; another image format "
+                         "named .dcm?)")
+    _assume_transfer_syntax(ds)
+    return ds
+
+
+def _has_pixels(ds: Any) -> bool:
+    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+
+
+def _assume_transfer_syntax(ds: Any) -> None:
+    """A dataset without file meta (no 128-byte preamble, no group 0002) is legal but pydicom
+    cannot decode its pixels without a transfer syntax: take the encoding it was read with
+    (such a file cannot hold compressed pixels)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    syntax = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
+              (False, False): ExplicitVRBigEndian}.get((implicit, little))
+    if syntax is None:
+        return
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    meta.TransferSyntaxUID = syntax
+
+
+def _syntax(ds: Any) -> Any:
+    """The dataset's transfer syntax (a pydicom UID), or None."""
+    return getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+
+
+def _is(syntax: Any, prop: str) -> bool:
+    """`syntax.is_compressed` and the like, False for a UID that is no transfer syntax (pydicom
+    raises ValueError there, which would escape the one-line failure)."""
+    try:
+        return syntax is not None and bool(getattr(syntax, prop))
+    except ValueError:
+        return False
+
+
+def _frames_held(ds: Any, length: int | None, fragments: int | None) -> int | None:
+    """How many whole frames pixel data of `length` bytes (native) or of `fragments` fragments
+    (compressed: a fragment never holds parts of two frames) can hold; None when unknown."""
+    if fragments is not None:
+        return fragments
+    if length is None:
+        return None
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = (32 if "FloatPixelData" in ds else 64 if "DoubleFloatPixelData" in ds
+                else int(ds.BitsAllocated))
+    except Exception:
+        return None
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+        samples = 2  # two luminance samples share one pair of chrominance samples
+    frame_bits = rows * cols * samples * bits  # BitsAllocated 1: frames are packed bit by bit
+    return length * 8 // frame_bits if frame_bits > 0 else None
+
+
+def _check_frames(ds: Any, n_frames: int, held: int | None, label: str) -> None:
+    """ImageError, once for the whole file, when its pixel data holds fewer frames than its
+    header declares (truncated, or a damaged NumberOfFrames): every frame would fail alike."""
+    if held is not None and held < n_frames:
+        raise ImageError(f"{label}: damaged DICOM: its pixel data holds {held} of the "
+                         f"{n_frames} frames its header declares")
+
+
+def _check_decoder(ds: Any, label: str) -> None:
+    """ImageError when no installed plugin can decode the file's compressed transfer syntax."""
+    syntax = _syntax(ds)
+    if not _is(syntax, "is_compressed"):
+        return
+    from pydicom.pixels import get_decoder
+
+    try:
+        available = get_decoder(syntax).is_available
+    except (NotImplementedError, ValueError):  # a syntax pydicom has no decoder for at all
+        available = False
+    if not available:
+        raise ImageError(f"{label}: {_no_decoder(syntax)}")
+
+
+def _no_decoder(syntax: Any) -> str:
+    """A missing decoder, with what to install or how to convert the file."""
+    from pydicom import uid
+
+    if syntax in uid.JPEG2000TransferSyntaxes or syntax.name.startswith("High-Throughput"):
+        fix = "install pylibjpeg and pylibjpeg-openjpeg, or convert the file with gdcmconv --raw"
+    elif syntax in uid.JPEGLSTransferSyntaxes:
+        fix = "install pylibjpeg and pylibjpeg-libjpeg, or convert the file with dcmdjpls"
+    elif syntax in uid.JPEGTransferSyntaxes:
+        fix = "install pylibjpeg and pylibjpeg-libjpeg, or convert the file with dcmdjpeg"
+    else:
+        fix = "convert the file to an uncompressed transfer syntax, e.g. with gdcmconv --raw"
+    return f"no decoder installed for {syntax.name} ({fix})"
+
+
+def _decode_failure(exc: Exception, ds: Any) -> str:
+    """Why a frame could not be decoded, in one line: a missing decoder named with its fix,
+    else the first line of the exception's message (pydicom's own reason)."""
+    syntax = _syntax(ds)
+    text = str(exc)
+    # pydicom: "... all plugins are missing dependencies"; Pillow, the one JPEG plugin here:
+    # "Pillow does not support 'JPEG Extended' for samples with 12-bit precision"
+    if _is(syntax, "is_compressed") and (
+            "missing dependencies" in text or "does not support" in text):
+        return _no_decoder(syntax)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    if reason.endswith(":") and len(lines) > 1:  # "raised by all available plugins:\n  pillow: …"
+        reason = f"{reason} {lines[1]}"
+    if len(reason) > REASON_CHARS:
+        reason = reason[:REASON_CHARS - 1].rstrip() + "…"
+    hint = f" (transfer syntax {syntax.name})" if syntax is not None else ""
+    return f"cannot decode DICOM pixel data{hint}: {reason}"
+
+
+def _pixel_fragments(ds: Any) -> int | None:
+    """Fragments of compressed pixel data held in memory; None for native pixel data."""
+    if "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
+        return None
+    from pydicom.encaps import parse_fragments
+
+    try:  # the first item is the Basic Offset Table (parse_fragments counts it)
+        return max(0, int(parse_fragments(ds.PixelData)[0]) - 1)
+    except Exception:  # not even its items parse: as good as no frame
+        return 0
+
+
+def _native_length(ds: Any) -> int | None:
+    """Bytes of native pixel data held in memory; None for compressed pixel data."""
+    for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if key in ds:
+            elem = ds[key]
+            return None if elem.is_undefined_length else len(elem.value or b"")
+    return None
+
+
+def _window_usable(ds: Any) -> bool:
+    """Whether the scanner's VOI window can be applied: pydicom refuses a window narrower than 1
+    (0 exact for LINEAR_EXACT), which some exports write; the image then keeps min/max
+    scaling rather than being refused."""
+    if "VOILUTSequence" in ds:
+        return True
+    from pydicom.multival import MultiValue
+
+    try:
+        width = ds.WindowWidth
+        width = float(width[0] if isinstance(width, MultiValue) else width)  # pydicom's choice
+    except Exception:
+        return False
+    exact = str(ds.get("VOILUTFunction", "")).upper() == "LINEAR_EXACT"
+    return width > 0 if exact else width >= 1
 
 
 def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
@@ -38,7 +200,7 @@ def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
     at most MAX_SLICES, evenly spaced, unless `first_only`."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+    if not _has_pixels(ds):
         raise ImageError(f"{label}: DICOM file has no pixel data")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -46,15 +208,16 @@ def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
     except Exception:
         raise ImageError(f"{label}: DICOM file has no valid Rows/Columns") from None
     _check_dims(cols, rows, label, max_pixels)
+    _check_frames(ds, n_frames, _frames_held(ds, _native_length(ds), _pixel_fragments(ds)), label)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    indices = [0] if first_only else _evenly_spaced(n_frames, MAX_SLICES)
+    indices = [0] if first_only else slice_indices(n_frames)
     out = []
     try:
         for index in indices:
             arr = pixel_array(ds, index=index) if n_frames > 1 else ds.pixel_array
             if photometric.startswith("MONOCHROME"):
                 arr = apply_modality_lut(arr, ds)  # rescale slope / intercept
-                if "WindowCenter" in ds or "VOILUTSequence" in ds:
+                if ("WindowCenter" in ds or "VOILUTSequence" in ds) and _window_usable(ds):
                     arr = apply_voi_lut(arr, ds, index=index)  # the scanner's window
                 gray = _scale_to_uint8(arr)
                 if photometric == "MONOCHROME1":  # bright means low signal: invert
@@ -73,13 +236,16 @@ def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
     except ImageError:
         raise
     except Exception as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        hint = f" (transfer syntax {syntax.name})" if syntax is not None else ""
-        raise ImageError(
-            f"{label}: cannot decode DICOM pixel data{hint}: {type(exc).__name__}") from None
+        raise ImageError(f"{label}: {_decode_failure(exc, ds)}") from None
     info = {"format": "DICOM", "mode": photometric, "width": cols, "height": rows,
-            "frames": n_frames, "slices": len(out)}
+            "frames": n_frames, "slices": len(out), "indices": indices}
     return out, info
+
+
+def slice_indices(total: int) -> list[int]:
+    """Which of a file's `total` frames (or a zip's slices) are decoded, 0-based: all of them,
+    or MAX_SLICES evenly spaced. Labels name a slice by its place among the `total`."""
+    return _evenly_spaced(total, MAX_SLICES)
 
 
 def _evenly_spaced(n: int, most: int) -> list[int]:
@@ -110,19 +276,73 @@ def decode_frames(data: bytes, label: str, max_pixels: int, first_only: bool = F
     return _frames(_open(data, label), label, max_pixels, first_only)
 
 
-def frame_count(data: bytes | BinaryIO, label: str) -> int:
-    """How many frames `decode_frames` would return, from the header alone (no pixel decoded
-    and, from an open file, none read): NumberOfFrames, at most MAX_SLICES. ImageError for a
-    file pydicom cannot parse."""
+def header_frames(data: bytes | BinaryIO, label: str) -> int:
+    """How many frames a DICOM file holds (NumberOfFrames), from its header alone: no pixel is
+    decoded and, from an open file, none read (its pixel data's length and, compressed, its
+    fragments' item headers are). ImageError for a file pydicom cannot parse, pixel data
+    shorter than its frames, or a compressed file no installed plugin decodes: the file is
+    then refused once, not once per frame."""
     import pydicom
 
+    src = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
-        src = io.BytesIO(data) if isinstance(data, bytes) else data
         ds = pydicom.dcmread(src, force=True, stop_before_pixels=True)
-        n = int(ds.get("NumberOfFrames", 1) or 1)
+        n = max(1, int(ds.get("NumberOfFrames", 1) or 1))
     except Exception as exc:
         raise ImageError(f"{label}: corrupt DICOM ({type(exc).__name__})") from None
-    return max(1, min(n, MAX_SLICES))
+    if n > 1:
+        _assume_transfer_syntax(ds)
+        _check_decoder(ds, label)
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        syntax = _syntax(ds)
+        try:
+            if little is None or _is(syntax, "is_deflated"):
+                raise ValueError("the file's position is not the pixel data's")
+            length, fragments = _stored_pixels(src, bool(implicit), "<" if little else ">")
+        except (OSError, ValueError, struct.error):
+            length, fragments = None, None  # decoding will say what is wrong
+        _check_frames(ds, n, _frames_held(ds, length, fragments), label)
+    return n
+
+
+# (7FE0,0010) PixelData, (7FE0,0008) FloatPixelData, (7FE0,0009) DoubleFloatPixelData
+_PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"}
+_UNDEFINED = 0xFFFFFFFF
+
+
+def _stored_pixels(fh: BinaryIO, implicit: bool, order: str) -> tuple[int | None, int | None]:
+    """(bytes of native pixel data, None) or (None, fragments of compressed pixel data) for the
+    element at the file's position, where `dcmread(stop_before_pixels=True)` leaves it; (None,
+    None) when no pixel data element is there. A file cut short counts only what it holds."""
+    start = fh.tell()
+    head = fh.read(12)
+    if len(head) < 8 or struct.unpack(order + "HH", head[:4]) not in _PIXEL_TAGS:
+        return None, None
+    if implicit:
+        (length,), offset = struct.unpack(order + "I", head[4:8]), 8
+    elif head[4:6] in _LONG_VRS and len(head) == 12:  # explicit VR: 2 reserved bytes, length
+        (length,), offset = struct.unpack(order + "I", head[8:12]), 12
+    else:
+        return None, None
+    end = fh.seek(0, io.SEEK_END)
+    if length != _UNDEFINED:
+        return min(length, max(0, end - start - offset)), None
+    pos, items = start + offset, 0
+    while pos + 8 <= end:  # items: (FFFE,E000) + length, until (FFFE,E0DD)
+        fh.seek(pos)
+        group, elem, size = struct.unpack(order + "HHI", fh.read(8))
+        if (group, elem) != (0xFFFE, 0xE000) or size == _UNDEFINED or pos + 8 + size > end:
+            break  # the delimiter, or damage: the items so far are what decoding can use
+        items += 1
+        pos += 8 + size
+    return None, max(0, items - 1)  # the first item is the Basic Offset Table
+
+
+def frame_count(data: bytes | BinaryIO, label: str) -> int:
+    """How many frames `decode_frames` would return, from the header alone (`header_frames`):
+    at most MAX_SLICES."""
+    return min(header_frames(data, label), MAX_SLICES)
 
 
 def is_zip(data: bytes, name: str) -> bool:
@@ -180,7 +400,9 @@ def decode_zip(data: bytes, label: str, max_pixels: int
         found.sort(key=lambda t: (t[0], t[1]))
     slices = [f for _, _, frames in found for f in frames]
     total = len(slices)
-    slices = [slices[i] for i in _evenly_spaced(total, MAX_SLICES)]
+    indices = slice_indices(total)
+    slices = [slices[i] for i in indices]
     info = {"format": "DICOM series", "mode": "", "width": slices[0].shape[1],
-            "height": slices[0].shape[0], "frames": total, "slices": len(slices)}
+            "height": slices[0].shape[0], "frames": total, "slices": len(slices),
+            "indices": indices}
     return slices, info

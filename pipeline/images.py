@@ -92,8 +92,17 @@ def _looks_like_text(data: bytes) -> bool:
     return printable >= 0.95 * max(len(text), 1)
 
 
+# how common image formats begin: a file named .dcm that begins like one is that image
+# (a JPEG renamed .dcm was refused as "DICOM file has no pixel data")
+OTHER_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"GIF8", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
 def _is_dicom(data: bytes, name: str) -> bool:
-    return data[128:132] == b"DICM" or name.lower().endswith(".dcm")
+    """DICOM by its magic, or by a .dcm name unless the bytes say another format (a DICOM
+    without its 128-byte preamble has no magic; pydicom still reads it)."""
+    if data[128:132] == b"DICM":
+        return True
+    return name.lower().endswith(".dcm") and not data.startswith(OTHER_MAGIC)
 
 
 def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:

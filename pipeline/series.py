@@ -3,10 +3,11 @@
 The dashboard shows every slice of a series (`images.decode_slices`); `predict` and `explain`
 used to read such a file as one image (a multi-frame DICOM's first frame, a zip not at all).
 Here a series file becomes one item per slice, named as the dashboard names them ("scan.dcm ·
-slice 2 of 3"), so every slice gets its row in the printed output, the JSON, a resumable CSV
-and explain's overlays and journal. Only files named .dcm or .zip are opened to count their
-slices; anything else (and a series that cannot be read) stays one item, whose read reports the
-problem.
+slice 2 of 3"; a long series, of which only `dicom.MAX_SLICES` are analysed, by the real frame:
+"scan.dcm · frame 3 of 100 (64 of 100 frames analysed)"), so every slice gets its row in the
+printed output, the JSON, a resumable CSV and explain's overlays and journal. Only files named
+.dcm or .zip are opened to count their slices; anything else (and a series that cannot be read)
+stays one item, whose read reports the problem.
 """
 
 from __future__ import annotations
@@ -28,40 +29,60 @@ CACHED_SERIES = 2  # decoded series kept while their slices are read (slices com
 
 @dataclass(frozen=True)
 class Slice:
-    """Slice `index` (0-based) of the `count` slices of the series file at `path`."""
+    """Slice `index` (0-based) of the `count` slices decoded from the series file at `path`.
+
+    When the file holds more (`total`: its frames, or a zip's slices), only `count` evenly
+    spaced ones are decoded (`dicom.slice_indices`), and the name gives the real place."""
 
     path: str
     index: int
     count: int
+    total: int = 0  # what the file holds when only `count` of it is analysed; 0: all is
+    unit: str = "slice"  # with `total`: "frame" for the frames of a multi-frame DICOM
+
+    @property
+    def number(self) -> int:
+        """Its place in the file, 1-based (frame 3 of 100 is the 2nd of the 64 analysed)."""
+        return dicom.slice_indices(self.total)[self.index] + 1 if self.total else self.index + 1
 
     def __str__(self) -> str:
-        return f"{self.path} · slice {self.index + 1} of {self.count}"
+        if not self.total:  # every slice analysed: the name the dashboard gives it
+            return f"{self.path} · slice {self.index + 1} of {self.count}"
+        return (f"{self.path} · {self.unit} {self.number} of {self.total} "
+                f"({self.count} of {self.total} {self.unit}s analysed)")
 
 
 def expand_series(paths: Sequence[str | Path]) -> list[str | Slice]:
     """`paths` as strings, each series file (.dcm or .zip holding more than one slice) replaced
-    by its slices in series order (`images.decode_slices`: at most `dicom.MAX_SLICES`)."""
+    by its slices in series order (`images.decode_slices`: at most `dicom.MAX_SLICES`). A file
+    that cannot be read, or whose frames cannot be (pixel data shorter than its frames, no
+    decoder), stays one item: its read reports it once, not once per slice."""
     out: list[str | Slice] = []
     for p in map(str, paths):
-        n = 1
+        total, unit = 1, "slice"
         if Path(p).suffix.lower() in SERIES_SUFFIXES:
             # unreadable: read again later, where the reason becomes the file's failure
             with contextlib.suppress(images.ImageError):
-                n = _slice_count(p)
-        out += [Slice(p, k, n) for k in range(n)] if n > 1 else [p]
+                total, unit = _slice_count(p)
+        n = len(dicom.slice_indices(total))
+        if n < total:  # thinned: named by the real frame, the unit said
+            out += [Slice(p, k, n, total, unit) for k in range(n)]
+        else:  # every slice: Slice(path, k, n), as before
+            out += [Slice(p, k, n) for k in range(n)] if n > 1 else [p]
     return out
 
 
-def _slice_count(path: str) -> int:
-    """How many slices the series file at `path` holds: a DICOM's frames from its header alone
-    (a folder of single-frame .dcm files is not read twice before anything is predicted); a
-    zip's slices by decoding it (they are sorted and filtered as the dashboard does)."""
+def _slice_count(path: str) -> tuple[int, str]:
+    """How many slices the series file at `path` holds, and what they are ("frame",
+    "slice"): a DICOM's frames from its header alone (a folder of single-frame .dcm files is
+    not read twice before anything is predicted); a zip's slices by decoding it (they are
+    sorted and filtered as the dashboard does)."""
     with images.open_regular(path) as fh:
         if not dicom.is_zip(fh.read(4), path):
             fh.seek(0)
-            return dicom.frame_count(fh, path)
+            return dicom.header_frames(fh, path), "frame"
     data = images.read_file(path)
-    return len(images.decode_slices(data, path)[0])
+    return int(images.decode_slices(data, path)[1]["frames"]), "slice"
 
 
 class SliceReader:
@@ -71,11 +92,16 @@ class SliceReader:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._series: OrderedDict[str, list[np.ndarray]] = OrderedDict()
+        # a series' slices, or why it cannot be decoded (not decoded again for each slice)
+        self._series: OrderedDict[str, list[np.ndarray] | images.ImageError] = OrderedDict()
 
     def __call__(self, item: str | Path | Slice) -> np.ndarray:
         if isinstance(item, Slice):
             slices = self._slices(item.path)
+            if isinstance(slices, images.ImageError):
+                # the slice's name already holds the path: "<slice>: <reason>", path once
+                reason = str(slices).removeprefix(f"{item.path}: ")
+                raise images.ImageError(f"{item}: {reason}")
             if item.index >= len(slices):
                 raise images.ImageError(f"{item}: the file changed while it was read")
             return slices[item.index]
@@ -83,10 +109,13 @@ class SliceReader:
             return images.decode_slices(images.read_file(item), str(item))[0][0]
         return images.read_image(item)
 
-    def _slices(self, path: str) -> list[np.ndarray]:
+    def _slices(self, path: str) -> list[np.ndarray] | images.ImageError:
         with self._lock:  # one decode per series, even with several threads asking
             if path not in self._series:
-                self._series[path] = images.decode_slices(images.read_file(path), path)[0]
+                try:
+                    self._series[path] = images.decode_slices(images.read_file(path), path)[0]
+                except images.ImageError as exc:
+                    self._series[path] = exc
                 while len(self._series) > CACHED_SERIES:
                     self._series.popitem(last=False)
             self._series.move_to_end(path)

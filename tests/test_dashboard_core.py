@@ -168,6 +168,11 @@ def test_run_facts_badge_only_for_transfer_models_without_imagenet():
                                               "random (no ImageNet)"]
     assert table["training time"].tolist() == ["5.5 min", "2.0 h"]
     assert table["parameters"].tolist() == ["123,456", "2,300,000"]
+    # As shown: a row per fact, a column per model, so no fact falls off a narrow page.
+    shown = runinfo.model_facts_table(facts)
+    assert list(shown.columns) == ["", "Custom CNN", "MobileNetV2"]
+    assert shown.set_index("").loc["best epoch"].tolist() == ["17", "5"]
+    assert len(shown) == table.shape[1] - 1
     with_imagenet = json.loads(json.dumps(MANIFEST))
     with_imagenet["models"]["mobilenetv2"]["weights"] = "imagenet:mobilenet.h5"
     assert runinfo.run_facts(with_imagenet).weights_warnings == []
@@ -317,6 +322,20 @@ def test_report_rows_carry_a_number_and_a_hash_never_a_file_name():
                          ref="upload 4", slices=[np.zeros((2, 2, 3), np.uint8)] * 3)
     piece = series.slice_view(1)
     assert piece.ref == "upload 4 · slice 2 of 3" and "Doe" not in piece.ref
+
+
+def test_a_long_series_names_each_slice_by_its_place_in_the_file():
+    """100 frames, 64 analysed: the second analysed was called "slice 2 of 64"."""
+    from helpers import make_dicom
+
+    from pipeline import dicom
+
+    frames = np.stack([np.full((8, 8), 40 * (k % 50), np.uint16) for k in range(100)])
+    upload = core.decode_upload("series.dcm", make_dicom(frames))
+    assert len(upload.slices) == dicom.MAX_SLICES and upload.total == 100
+    real = dicom.slice_indices(100)[1] + 1
+    assert real > 2 and upload.slice_view(1).name == f"series.dcm · slice {real} of 100"
+    assert "64 of its 100 slices" in upload.note
 
 
 def test_test_entries():

@@ -72,7 +72,7 @@ def overlay_bases(paths: list[Path | Slice]) -> list[str]:
         path = Path(item.path) if isinstance(item, Slice) else Path(item)
         name = "".join(ch if ch.isprintable() else "_" for ch in path.name) or "image"
         name = name.encode()[:OVERLAY_NAME_BYTES].decode(errors="ignore")
-        return f"{name}.slice-{item.index + 1}" if isinstance(item, Slice) else name
+        return f"{name}.slice-{item.number}" if isinstance(item, Slice) else name
 
     bases = [clean(p) for p in paths]
     counts = Counter(b.casefold() for b in bases)

@@ -1,0 +1,294 @@
+"""DICOM inputs a reviewer found mishandled: long series thinned without saying so, a damaged
+multi-frame file refused once per slice, decoder failures without a reason, an unusable window,
+a JPEG named .dcm, a DICOM without its preamble. Every file is built with pydicom here."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from helpers import make_dicom
+
+from pipeline import dicom, images
+from pipeline.images import ImageError, decode_image
+from pipeline.series import Slice, SliceReader, expand_series
+
+
+def _banded(n: int, width: int = 104) -> np.ndarray:
+    """`n` frames of 8×`width` (12-bit), frame k bright in column k % width only: which frame a
+    decoded slice is can be read back from its pixels."""
+    frames = np.full((n, 8, width), 100, np.uint16)
+    for k in range(n):
+        frames[k, :, k % width] = 2000
+    return frames
+
+
+def _which(image: np.ndarray) -> int:
+    return int(np.argmax(image[0, :, 0]))
+
+
+def _rewrite(data: bytes, **changes) -> bytes:
+    """`data` read with pydicom, its attributes changed, written again."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for key, value in changes.items():
+        setattr(ds, key, value)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- long series
+
+
+def test_a_long_multi_frame_dicom_is_named_by_its_real_frames(tmp_path):
+    """100 frames: 64 evenly spaced are analysed; the second was named "slice 2 of 64" though
+    it is frame 3 of 100, and nothing said that 36 frames were skipped."""
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(make_dicom(_banded(100)))
+    items = expand_series([scan])
+    assert len(items) == dicom.MAX_SLICES
+    assert str(items[1]) == f"{scan} · frame 3 of 100 (64 of 100 frames analysed)"
+    assert str(items[-1]) == f"{scan} · frame 100 of 100 (64 of 100 frames analysed)"
+    read = SliceReader()
+    for item in (items[0], items[1], items[40], items[-1]):
+        assert _which(read(item)) == item.number - 1  # the frame the name says
+    info = images.decode_slices(scan.read_bytes(), "scan.dcm")[1]
+    assert info["frames"] == 100 and info["indices"][:3] == [0, 2, 3]
+
+
+def test_a_short_series_keeps_its_slice_names(tmp_path):
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(make_dicom(_banded(3)))
+    assert [str(s) for s in expand_series([scan])] == [f"{scan} · slice {k} of 3"
+                                                      for k in (1, 2, 3)]
+
+
+def test_a_long_zipped_series_is_named_by_its_real_slices(tmp_path):
+    frames = _banded(70)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k in range(70):
+            zf.writestr(f"IM{k}.dcm", make_dicom(frames[k], InstanceNumber=k + 1))
+    series = tmp_path / "series.zip"
+    series.write_bytes(buf.getvalue())
+    items = expand_series([series])
+    assert len(items) == dicom.MAX_SLICES
+    # 64 of 70, evenly spaced: the second analysed is slice 2, the 64th slice 70
+    assert str(items[1]) == f"{series} · slice 2 of 70 (64 of 70 slices analysed)"
+    assert str(items[-1]) == f"{series} · slice 70 of 70 (64 of 70 slices analysed)"
+    read = SliceReader()
+    assert [_which(read(items[k])) for k in (1, 32, 63)] == [
+        items[k].number - 1 for k in (1, 32, 63)]
+    assert images.decode_slices(buf.getvalue(), "s.zip")[1]["frames"] == 70
+
+
+# --------------------------------------------------------------------------- damaged series
+
+
+def _short_pixels(frames: np.ndarray, cut: int) -> bytes:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(frames)))
+    ds.PixelData = ds.PixelData[:-cut]
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    (_rewrite(make_dicom(_banded(1)[0]), NumberOfFrames=1_000_000),
+     "damaged DICOM: its pixel data holds 1 of the 1000000 frames its header declares"),
+    (_short_pixels(np.zeros((3, 64, 64), np.uint16), 5000),
+     "damaged DICOM: its pixel data holds 2 of the 3 frames its header declares"),
+    (make_dicom(np.zeros((3, 64, 64), np.uint16))[:-5000],  # the file itself cut short
+     "scan.dcm: "),
+], ids=["million-frames", "short-pixel-data", "cut-file"])
+def test_a_damaged_multi_frame_dicom_is_one_unusable_file(tmp_path, data, match):
+    """Such a file became up to 64 slices, each failing with the same line."""
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(data)
+    assert expand_series([scan]) == [str(scan)]
+    with pytest.raises(ImageError, match=match) as err:
+        SliceReader()(str(scan))
+    assert "\n" not in str(err.value) and str(err.value).count(str(scan)) == 1
+    with pytest.raises(ImageError, match=match):
+        images.decode_slices(data, "scan.dcm")
+
+
+def test_a_compressed_series_with_fewer_fragments_than_frames_is_one_unusable_file(tmp_path):
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(_banded(3))))
+    ds.compress(RLELossless)
+    ds.NumberOfFrames = 5  # three fragments: frames 4 and 5 do not exist
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(buf.getvalue())
+    assert expand_series([scan]) == [str(scan)]
+    with pytest.raises(ImageError, match="holds 3 of the 5 frames"):
+        SliceReader()(str(scan))
+    ds.NumberOfFrames = 3  # the intact file still counts and decodes
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    scan.write_bytes(buf.getvalue())
+    items = expand_series([scan])
+    assert [_which(SliceReader()(s)) for s in items] == [0, 1, 2]
+
+
+def test_a_series_that_fails_to_decode_is_decoded_once_and_named_once(tmp_path, monkeypatch):
+    """Frames that are counted but cannot be decoded (junk JPEG 2000 fragments): each slice's
+    failure names the slice once ("<file> · slice 1 of 3: <reason>", not "<file> · slice 1 of
+    3: <file>: <reason>"), and the file is decoded once, not once per slice."""
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(_jpeg2000_junk(frames=3))
+    items = expand_series([scan])
+    assert items == [Slice(str(scan), k, 3) for k in range(3)]
+    calls = []
+    real = images.decode_slices
+    monkeypatch.setattr(images, "decode_slices", lambda *a, **k: calls.append(1) or real(*a, **k))
+    read = SliceReader()
+    for item in items:
+        with pytest.raises(ImageError) as err:
+            read(item)
+        assert str(err.value).startswith(f"{item}: cannot decode DICOM pixel data")
+        assert str(err.value).count(str(scan)) == 1
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------- decoder reasons
+
+
+def _encapsulated(syntax, fragments: list[bytes], frames: int = 1, bits: int = 8) -> bytes:
+    """A DICOM of 64×64 frames whose pixel data is `fragments`, compressed as `syntax`."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Rows = ds.Columns = 64
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 8 if bits <= 8 else 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = encapsulate(fragments)
+    ds["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _jpeg2000_junk(frames: int = 1) -> bytes:
+    from pydicom.uid import JPEG2000Lossless
+
+    return _encapsulated(JPEG2000Lossless, [b"\xff\x4f\xff\x51" + b"\0" * 100] * frames, frames)
+
+
+def test_a_missing_decoder_is_named_with_its_fix():
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("a JPEG-LS decoder is installed here")
+    data = _encapsulated(JPEGLSLossless, [b"\xff\xd8\xff\xf7" + b"\0" * 200])
+    with pytest.raises(ImageError) as err:
+        decode_image(data, "ls.dcm")
+    assert str(err.value) == (
+        "ls.dcm: no decoder installed for JPEG-LS Lossless Image Compression (install pylibjpeg "
+        "and pylibjpeg-libjpeg, or convert the file with dcmdjpls)")
+
+
+def test_a_multi_frame_file_without_its_decoder_is_one_unusable_file(tmp_path):
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("a JPEG-LS decoder is installed here")
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(_encapsulated(JPEGLSLossless, [b"\xff\xd8\xff\xf7" + b"\0" * 200] * 4, 4))
+    assert expand_series([scan]) == [str(scan)]
+    with pytest.raises(ImageError, match="no decoder installed for JPEG-LS"):
+        SliceReader()(str(scan))
+
+
+def test_a_decoder_error_keeps_pydicoms_reason():
+    """It ended in a bare class name ("...: RuntimeError")."""
+    with pytest.raises(ImageError) as err:
+        decode_image(_jpeg2000_junk(), "j2k.dcm")
+    text = str(err.value)
+    assert text.startswith("j2k.dcm: cannot decode DICOM pixel data (transfer syntax JPEG 2000")
+    assert "Unable to decode" in text and not text.endswith("RuntimeError")
+    assert "\n" not in text
+
+
+def test_a_long_decoder_message_is_cut_to_one_short_line():
+    from pydicom.dataset import Dataset
+
+    reason = dicom._decode_failure(ValueError("x" * 400 + "\nsecond line"), Dataset())
+    assert reason.startswith("cannot decode DICOM pixel data: xxx") and "\n" not in reason
+    assert len(reason.split(": ", 1)[1]) == dicom.REASON_CHARS
+
+
+@pytest.mark.parametrize("width", [0, -5])
+def test_an_unusable_window_is_ignored(width):
+    """pydicom refuses a window narrower than 1: the file was refused ("...: ValueError")."""
+    ramp = np.linspace(0, 4000, 16 * 16).astype(np.uint16).reshape(16, 16)
+    windowed = decode_image(make_dicom(ramp, WindowCenter=100, WindowWidth=width), "w.dcm")
+    assert np.array_equal(windowed, decode_image(make_dicom(ramp), "plain.dcm"))  # min/max
+
+
+# --------------------------------------------------------------------------- not quite DICOM
+
+
+def test_a_jpeg_named_dcm_is_read_as_the_jpeg_it_is_and_junk_is_not_dicom():
+    from PIL import Image
+
+    from pipeline.images import decode_image_info
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(buf, "JPEG")
+    # was "DICOM file has no pixel data"
+    image, info = decode_image_info(buf.getvalue(), "x.dcm")
+    assert image.shape[:2] == (32, 32) and info["format"] == "JPEG"
+    with pytest.raises(ImageError, match=r"^x\.dcm: not a DICOM file"):
+        decode_image(b"\0" * 300, "x.dcm")
+
+
+def _without_preamble(data: bytes) -> bytes:
+    """The same dataset as a bare implicit-VR stream: no preamble, no "DICM", no file meta."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    ds = Dataset(pydicom.dcmread(io.BytesIO(data)))
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=True, little_endian=True)
+    return buf.getvalue()
+
+
+def test_a_dicom_without_its_preamble_is_decoded(tmp_path):
+    """pydicom reads it (force=True) but had no transfer syntax to decode it with:
+    "cannot decode DICOM pixel data: AttributeError"."""
+    ramp = np.linspace(0, 4000, 16 * 16).astype(np.uint16).reshape(16, 16)
+    raw = _without_preamble(make_dicom(ramp))
+    assert raw[128:132] != b"DICM" and b"DICM" not in raw[:200]
+    assert np.array_equal(decode_image(raw, "raw.dcm"), decode_image(make_dicom(ramp), "a.dcm"))
+    scan = tmp_path / "raw.dcm"  # a multi-frame one, counted and decoded per frame
+    scan.write_bytes(_without_preamble(make_dicom(_banded(3))))
+    items = expand_series([scan])
+    assert [_which(SliceReader()(s)) for s in items] == [0, 1, 2]
