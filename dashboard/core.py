@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline.artifacts import ArtifactError, shown_path
 from pipeline.csv_safe import to_csv
+from pipeline.evaluate.flags import is_colour
 from pipeline.images import (
     MAX_DECODE_SIDE,
     ImageError,
@@ -87,6 +88,9 @@ class Upload:
     # place in the file, 1-based, so that "slice 3 of 100" names the real one (not "2 of 64").
     positions: list[int] | None = None
     total: int = 0
+    # a colour image (`evaluate.flags.is_colour`), judged on the file as decoded, before any
+    # shrinking for display (averaging greys colour noise): one verdict for both models
+    colour: bool = False
 
     @property
     def ok(self) -> bool:
@@ -99,7 +103,8 @@ class Upload:
         where = (f"slice {self.positions[k]} of {self.total}" if self.positions
                  and self.total > len(self.slices) else f"slice {k + 1} of {len(self.slices)}")
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
-                      true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "")
+                      true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
+                      colour=is_colour(img))
 
 
 def pixel_digest(image: np.ndarray) -> str:
@@ -125,9 +130,9 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
         return Upload(name, digest, image=slices[0], true_label=true_label,
                       note=decode_note(info), slices=slices,
                       positions=[int(i) + 1 for i in indices] if indices else None,
-                      total=int(info.get("frames") or len(slices)))
+                      total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]))
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
-                  note=decode_note(info))
+                  note=decode_note(info), colour=is_colour(slices[0]))
 
 
 def decode_note(info: dict[str, Any]) -> str | None:
@@ -382,8 +387,9 @@ def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[U
             # messages name the file by `rel`, not by this machine's path; keyed like an
             # upload, by the SHA-256 of its bytes (which its report quotes)
             data = read_file(path, rel)
-            out.append(Upload(name, hashlib.sha256(data).hexdigest(),
-                              image=decode_image(data, rel)))
+            image = decode_image(data, rel)
+            out.append(Upload(name, hashlib.sha256(data).hexdigest(), image=image,
+                              colour=is_colour(image)))
         except ImageError as exc:
             out.append(Upload(name, "", error=str(exc)))
     return out

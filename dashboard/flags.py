@@ -52,7 +52,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None,
                  colour: bool = False) -> list[str]:
     """Plain-words warnings about image i's answers: a colour image (`colour`: MRI slices are
-    greyscale, `evaluate.flags.colour_flags`), weak confidence (below the model's
+    greyscale, `evaluate.flags.is_colour`), weak confidence (below the model's
     validation threshold), an image unlike the model's training data (with the model's accuracy
     on shifted copies of its test split, when measured), a "no tumour" answer for an image whose
     pixel size (`image_size`, "WxH") is not the training split's commonest when the model found

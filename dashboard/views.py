@@ -25,7 +25,6 @@ from dashboard.inference import (
     peak_in_box,
 )
 from dashboard.report_pdf import Page, PageModel, report_pdf
-from pipeline.evaluate.flags import colour_flags
 from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
@@ -131,8 +130,7 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     training data, disagreement) and about its heatmaps (evidence mostly outside the brain, or
     none at all)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
-    first = next(iter(results.per_model.values()), None)
-    colour = first is not None and colour_flags(first[j].prepared[None])[0]
+    colour = j < len(results.colour) and results.colour[j]
     answers = flags.answer_flags(results.probs, j, results.low_below, results.unlike(j),
                                  results.shifted_accuracy, results.class_names, size,
                                  results.by_size, results.flag_accuracy, colour)

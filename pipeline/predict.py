@@ -221,7 +221,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
     items = list(paths)
     paths = [str(p) for p in items]
     names = list(predictor.models)
-    for start, err, xs in _prepared_batches(predictor, items, batch, workers):
+    for start, err, colour, xs in _prepared_batches(predictor, items, batch, workers):
         part = paths[start:start + len(err)]
         ok = [i for i, e in enumerate(err) if not e]
         failures = [(part[i], err[i]) for i in range(len(part)) if err[i]]
@@ -231,7 +231,8 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
             for name, x in zip(names, xs, strict=True):
                 x = x[ok] if len(ok) < len(part) else x
                 probs[name] = predictor.predict_arrays(name, x)
-                flags[name] = answer_flags(predictor, name, x, probs[name])
+                flags[name] = answer_flags(predictor, name, x, probs[name],
+                                           [colour[i] for i in ok])
             for j, i in enumerate(ok):
                 row: dict[str, Any] = {"path": part[i], "models": {}}
                 for name, pr in probs.items():
@@ -243,28 +244,32 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
         yield part, results, failures
 
 
-def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarray
-                 ) -> dict[str, list[bool | None]]:
+def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarray,
+                 colour: list[bool]) -> dict[str, list[bool | None]]:
     """Per image of the prepared batch `x` with its (calibrated) `probs`: "weak" (confidence
     below the model's validation threshold, `calibration.low_confidence`), "unlike" (the
     run's "unlike the training data" score over its threshold, `pipeline.ood`), None where the
-    run does not measure it (no calibration.json threshold, no OOD score), and "colour" (not a
-    greyscale image, as MRI slices are)."""
+    run does not measure it (no calibration.json threshold, no OOD score), and "colour" (each
+    file's `evaluate.flags.is_colour` verdict: not a greyscale image, as MRI slices are)."""
     from pipeline.evaluate.flags import answer_flags as rule
 
     return rule(probs, predictor.low_confidence_below(name), predictor.unlike_training(name, x),
-                x)
+                colour)
 
 
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,
-                      workers: int | None) -> Iterator[tuple[int, list[str], list[np.ndarray]]]:
-    """(index of the batch's first file, per file "" or why it is unusable, per model the
-    prepared (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
+                      workers: int | None
+                      ) -> Iterator[tuple[int, list[str], list[bool], list[np.ndarray]]]:
+    """(index of the batch's first file, per file "" or why it is unusable, per file whether
+    the decoded image is a colour one (`evaluate.flags.is_colour`), per model the prepared
+    (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if not paths:
         return
     import tensorflow as tf
+
+    from pipeline.evaluate.flags import is_colour
 
     specs = predictor.prepare_specs()
     blanks = [np.zeros((s, s, 3), np.uint8) for s, _ in specs]
@@ -274,18 +279,20 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     def load(index: np.int64) -> tuple[Any, ...]:
         i = int(index)
         try:
-            prepared = geometry.prepare_for(read(paths[i]), specs)
-            return (b"", *prepared)
+            image = read(paths[i])
+            prepared = geometry.prepare_for(image, specs)
+            return (b"", np.bool_(is_colour(image)), *prepared)
         except images.ImageError as exc:
-            return (str(exc).encode("utf-8", "replace"), *blanks)
+            return (str(exc).encode("utf-8", "replace"), np.bool_(False), *blanks)
         except Exception as exc:  # not the file's fault: the caller gets it, not a CSV row
             raised[i] = exc
-            return (b"", *blanks)
+            return (b"", np.bool_(False), *blanks)
 
     def load_tf(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        out = tf.numpy_function(load, [index], [tf.string] + [tf.uint8] * len(specs))
+        out = tf.numpy_function(load, [index], [tf.string, tf.bool] + [tf.uint8] * len(specs))
         out[0].set_shape(())
-        for t, (s, _) in zip(out[1:], specs, strict=True):
+        out[1].set_shape(())
+        for t, (s, _) in zip(out[2:], specs, strict=True):
             t.set_shape((s, s, 3))
         return tuple(out)
 
@@ -301,10 +308,10 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     options.autotune.enabled = False
     ds = ds.with_options(options)
     start = 0
-    for err_t, *xs_t in ds:
+    for err_t, colour_t, *xs_t in ds:
         err = [e.decode("utf-8", "replace") for e in err_t.numpy()]
         for k in range(len(err)):
             if start + k in raised:
                 raise raised[start + k]
-        yield start, err, [x.numpy() for x in xs_t]
+        yield start, err, [bool(c) for c in colour_t.numpy()], [x.numpy() for x in xs_t]
         start += len(err)

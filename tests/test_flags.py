@@ -114,3 +114,26 @@ def test_audit_run_writes_flags_json_that_matches_the_run_s_files(smoke_run: Pat
     assert rows["unlike"] == flag_split(right, flagged)
     said = {r: {preds[m][r]["predicted"] for m in preds} for r in rels}
     assert rows["disagree"]["flagged"] == sum(len(s) > 1 for s in said.values())
+
+
+def test_a_colour_image_is_judged_on_the_file_not_on_a_model_s_shrunk_input():
+    """Colour noise of 2000 px was "a colour image" for MobileNetV2 (224 px) and not for the
+    custom CNN (128 px): area shrinking averaged its colours to grey."""
+    import cv2
+
+    from pipeline.evaluate.flags import is_colour
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (2000, 2000, 3), dtype=np.uint8)
+    assert is_colour(noise)
+    shrunk = cv2.resize(noise, (128, 128), interpolation=cv2.INTER_AREA)
+    assert not is_colour(shrunk)  # what the old per-model verdict saw
+    strip = np.zeros((300, 4000, 3), np.uint8)
+    strip[..., 0] = 200  # a red strip: colour over all of it, not 7 % of a padded square
+    assert is_colour(strip)
+    grey = np.repeat(rng.integers(0, 256, (600, 600, 1), dtype=np.uint8), 3, axis=-1)
+    assert not is_colour(grey)
+    marked = grey.copy()
+    marked[:100, :100] = (255, 255, 0)  # a coloured label over 2.8 % of a slice: still an MRI
+    assert not is_colour(marked)
+    assert not is_colour(grey[..., 0])  # single channel

@@ -116,6 +116,20 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
     assert by_path[str(bad)]["error"] and by_path[str(bad)][f"{m}_weak"] == ""
 
 
+def test_both_models_give_one_colour_verdict_for_a_large_colour_image(smoke_run: Path,
+                                                                      tmp_path: Path):
+    """One file, one verdict: 1600 px colour noise shrunk to each model's input turned grey."""
+    from PIL import Image
+
+    big = tmp_path / "noise.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (1600, 1600, 3), dtype=np.uint8)).save(big)
+    rows, failed = predict_files(Predictor(open_run(smoke_run)), [big])
+    assert not failed
+    assert {m: v["colour"] for m, v in rows[0]["models"].items()} == {
+        m: True for m in rows[0]["models"]}
+
+
 def test_a_series_file_is_predicted_slice_by_slice_and_resumes_by_slice(
         smoke_run: Path, synth_data: Path, tmp_path: Path):
     """`predict` read a multi-frame DICOM as its first frame only and refused a zip of .dcm

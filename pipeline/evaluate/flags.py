@@ -14,7 +14,7 @@ the test images exist only there; the other two come from `predictions.csv` and
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,19 +50,30 @@ COLOUR_SPREAD = 24
 COLOUR_SHARE = 0.05
 
 
-def colour_flags(x: np.ndarray) -> list[bool]:
-    """Per image of the batch `x` (N, H, W, 3; 0-255, prepared or as decoded): a colour image,
-    which an MRI slice is not (a photo, a screenshot, random colour noise)."""
-    x = np.asarray(x, np.float32)
-    spread = x.max(axis=-1) - x.min(axis=-1)
-    return [bool(s) for s in (spread > COLOUR_SPREAD).mean(axis=(1, 2)) > COLOUR_SHARE]
+# The verdict is taken on the decoded file, every pixel up to this many a side (a larger image
+# is sampled with a stride, never averaged): on each model's shrunk input, averaging turned
+# colour noise grey, so one file was "a colour image" for MobileNetV2 (224 px) and not for the
+# custom CNN (128 px), and a colour strip padded to a square fell under the share.
+COLOUR_SIDE = 512
+
+
+def is_colour(image: np.ndarray) -> bool:
+    """Whether a decoded image (H, W, 3; 0-255) is a colour image, which an MRI slice is not (a
+    photo, a screenshot, random colour noise): one verdict per file, whatever the model."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] < 3:
+        return False
+    step = max(1, -(-max(image.shape[:2]) // COLOUR_SIDE))
+    sample = image[::step, ::step, :3].astype(np.int16)
+    spread = sample.max(axis=-1) - sample.min(axis=-1)
+    return bool((spread > COLOUR_SPREAD).mean() > COLOUR_SHARE)
 
 
 def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray | None,
-                 x: np.ndarray | None = None) -> dict[str, list[bool | None]]:
+                 colour: Sequence[bool] | None = None) -> dict[str, list[bool | None]]:
     """The per-answer warnings for a batch of (calibrated) `probs` (N, classes): "weak" (the top
     probability below `weak_below`, `calibration.low_confidence`), "unlike" (the OOD flags
-    `unlike`, one per image) and, given the images `x`, "colour" (`colour_flags`); None where
+    `unlike`, one per image) and, given each file's `is_colour` verdict, "colour"; None where
     the run does not measure it (`weak_below` or `unlike` None). `predict` and `explain` both
     use it, so their warnings cannot drift apart."""
     probs = np.asarray(probs)
@@ -70,8 +81,8 @@ def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray
     out = {"weak": [None] * n if weak_below is None
            else [bool(c < weak_below) for c in probs.max(axis=1)],
            "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
-    if x is not None:
-        out["colour"] = colour_flags(x)
+    if colour is not None:
+        out["colour"] = [bool(c) for c in colour]
     return out
 
 

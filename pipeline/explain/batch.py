@@ -125,13 +125,14 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     `warners` come from `answer_warners` (built here when not given).
     """
     from pipeline.calibration import apply_temperature, read_temperatures
-    from pipeline.evaluate.flags import answer_flags
+    from pipeline.evaluate.flags import answer_flags, is_colour
 
     temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
     warners = warners if warners is not None else answer_warners(run, explainers)
     bases = bases if bases is not None else overlay_bases([p for p, _ in decoded])
     rows: list[dict[str, Any]] = [{"path": str(p), "overlay_base": base, "models": {}}
                                   for (p, _), base in zip(decoded, bases, strict=True)]
+    colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     for k, (name, explainer) in enumerate(explainers.items()):
         progress("explain", k, len(explainers))
         info = run.model_info(name)
@@ -145,7 +146,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         if name in temperatures:
             probs_all = apply_temperature(probs_all, temperatures[name])
         below, unlike = warners[name]
-        warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), x)
+        warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), colour)
         for i in range(len(decoded)):
             png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
             png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
