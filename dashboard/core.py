@@ -91,6 +91,9 @@ class Upload:
     # a colour image (`evaluate.flags.is_colour`), judged on the file as decoded, before any
     # shrinking for display (averaging greys colour noise): one verdict for both models
     colour: bool = False
+    # where the run met it before (`flags.seen_note`: training, validation or test split), set by
+    # the Predict page for uploads; "" when not found or the run cannot tell
+    seen: str = ""
 
     @property
     def ok(self) -> bool:

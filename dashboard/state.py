@@ -26,6 +26,8 @@ from pipeline.artifacts import (
     read_json,
     shown_path,
 )
+from pipeline.data.membership import FILE as MEMBERSHIP_FILE
+from pipeline.data.membership import Membership
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 
 ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
@@ -90,6 +92,17 @@ def run_choices(artifacts: Path) -> tuple[dict[str, Path], str | None]:
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _open_run(path: str, stamp: int) -> Run:
     return open_run(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _membership(path: str, stamp: int) -> Membership | None:
+    return Membership.of_run(Path(path))
+
+
+def membership(run: Run) -> Membership | None:
+    """Which split an image of `run` is in (`data.membership`), loaded once per run and file
+    version; None for a run without split_hashes.json."""
+    return _membership(str(run.path), _mtime(run.path / MEMBERSHIP_FILE))
 
 
 def selected_run_path() -> Path | None:

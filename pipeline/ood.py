@@ -187,8 +187,10 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     threshold from validation), save `<model>/ood.npz`, and write `ood.json` with how it
     separates the test split from foreign images and from shifted copies of itself
     (`ood_eval`); for an evaluated run also `flags.json`, how often the test answers each
-    warning marks were right (`evaluate.flags`). `train` calls it on every new run."""
+    warning marks were right (`evaluate.flags`); and `split_hashes.json`, which split each image
+    of the run is in (`data.membership`). `train` calls it on every new run."""
     from pipeline import artifacts, data, ood_eval
+    from pipeline.data import membership
     from pipeline.evaluate import flags
     from pipeline.predict import Predictor
 
@@ -252,6 +254,9 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     # Saved together at the end: a failure part-way writes nothing (an older fit stays whole).
     for m, (model, _) in fitted.items():
         model.save(run.path / m / "ood.npz")
+    # which split each image is in, by its hash: pages say "in the training split" of an upload
+    artifacts.write_json_atomic(run.path / membership.FILE,
+                                membership.split_hashes(splits, progress))
     report["seconds"] = round(time.monotonic() - started, 1)
     artifacts.write_json_atomic(run.path / "ood.json", report)
     if any((run.path / m / "predictions.csv").is_file() for m in run.model_names):

@@ -187,6 +187,26 @@ def test_every_page_renders(artifacts: Path, smoke_run: Path, page: str):
     assert not at.error
 
 
+def test_an_upload_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_run: Path):
+    """A student uploaded Testing/no_tumor/image(101).jpg, a training image of the run, and read
+    its 100 % answer as a fair test: the card now says where the run met the image."""
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    train = Path(manifest["data"]["dir"]) / splits["train"][0]["path"]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([
+        ("from-train.png", train.read_bytes(), "image/png"),
+        # the last test image: results are kept per process, and other tests upload the first
+        (*_test_image(smoke_run, -1), "image/png"),
+        ("noise.png", _encode(Image.fromarray(np.random.default_rng(0).integers(
+            0, 256, (64, 64), dtype=np.uint8)), "PNG"), "image/png")]).run()
+    _ok(at)
+    notes = [i.value for i in at.info if "in this run's" in i.value]
+    assert len(notes) == 2, notes  # the noise image was met nowhere: nothing said
+    assert notes[0].startswith("This image is in this run's training split: the models learnt")
+    assert notes[1].startswith("This image is in this run's test split: the models never")
+
+
 def test_predict_says_the_upload_size_limit_before_anything_is_refused(artifacts: Path):
     """The browser refuses a file over the server's limit before the page sees it; a reviewer's
     36 MB PNG vanished with only a red chip out of sight. The limit is stated up front."""

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import core, inference, loader, paging, runinfo, series_view, state, uploads, views
 from dashboard import figures as F
+from dashboard import flags as dflags
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
@@ -107,9 +108,14 @@ if uploads.uploads_lost() and not files:
 if len(files) > core.MAX_UPLOADS:
     st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
     files = files[:core.MAX_UPLOADS]
+seen_in = state.membership(run)
 for k, (name, data) in enumerate(files):
     upload = state.decode_cached(name, hashlib.sha256(data).hexdigest(), data)
     upload.ref = f"upload {k + 1}"  # its number in the list under the uploader, never its name
+    # A file from the dataset's Testing/ folder may be a training image of this run (271 of
+    # 394 are, on the main split): say so, or its answer reads as a fair test.
+    seen = seen_in.find(upload.image) if seen_in and upload.ok and not upload.slices else None
+    upload.seen = dflags.seen_note(seen.split, seen.distance) if seen else ""
     items.append(upload)
     boxes.append(None)
 

@@ -42,5 +42,5 @@ def ood(
         sys.stdout.write(f"{display_name(m)}, test answers right when flagged / not: "
                          f"{flag_summary(rows)}\n")
     # where it went (a reviewer found no trace of the files it had written)
-    sys.stdout.write(f"wrote ood.json, flags.json and <model>/ood.npz in "
+    sys.stdout.write(f"wrote ood.json, flags.json, split_hashes.json and <model>/ood.npz in "
                      f"{one_line(run.path)}\n")

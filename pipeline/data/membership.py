@@ -1,0 +1,94 @@
+"""Which of a run's splits an image (or a near copy of it) belongs to: `split_hashes.json`.
+
+A student who uploads a file from the dataset's `Testing/` folder reads the answer as a fair
+test, yet a split of the whole dataset trains on many of `Testing/`'s images (271 of 394 in the
+shipped main-split run). The run keeps the perceptual hash of every image of each split (the
+hash the duplicate audit uses, `hashing.perceptual_hash`), so a page can say "this image is in
+the training split" for an upload without the dataset at hand. An image counts as in a split
+when its hash is within `duplicates.NEAR_DUPLICATE_THRESHOLD` bits of one of the split's
+images: the audit's rule for a copy (re-encoded, resized or re-exported).
+
+`ood.ood_run` writes the file (`train` calls it on every new run; `python -m pipeline ood`
+adds it to an older run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.data.duplicates import NEAR_DUPLICATE_THRESHOLD
+from pipeline.data.hashing import PHASH_BITS, hash_files, perceptual_hash
+from pipeline.data.splits import SPLIT_NAMES, Splits
+from pipeline.names import Progress
+
+FILE = "split_hashes.json"
+
+
+def split_hashes(splits: Splits, progress: Progress | None = None) -> dict[str, Any]:
+    """The `split_hashes.json` object: per split, the hex pHash of each readable image."""
+    out: dict[str, Any] = {
+        "method": f"pHash ({PHASH_BITS} bits) of each image of the split, as the duplicate "
+                  f"audit computes it; an image within {NEAR_DUPLICATE_THRESHOLD} bits of one "
+                  "of them is a copy of it",
+        "bits": PHASH_BITS, "threshold": NEAR_DUPLICATE_THRESHOLD, "splits": {}}
+    for name in SPLIT_NAMES:
+        records = getattr(splits, name)
+        infos = hash_files(records, progress)
+        out["splits"][name] = [infos[r.rel].phash.hex() for r in records
+                               if infos[r.rel].phash is not None]
+    return out
+
+
+@dataclass(frozen=True)
+class Seen:
+    """An image's nearest copy in a run: the split and the distance in bits (0: the same)."""
+
+    split: str
+    distance: int
+
+
+class Membership:
+    """The splits' hashes of one run, searched by Hamming distance (a few thousand: a scan)."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        bits = int(report.get("bits", PHASH_BITS))
+        if bits != PHASH_BITS:
+            raise ValueError(f"{FILE} holds {bits}-bit hashes, this version makes {PHASH_BITS}")
+        self.threshold = int(report.get("threshold", NEAR_DUPLICATE_THRESHOLD))
+        names, rows = [], []
+        for split, hashes in (report.get("splits") or {}).items():
+            for h in hashes:
+                names.append(str(split))
+                rows.append(np.frombuffer(bytes.fromhex(h), np.uint8))
+        self._splits = np.asarray(names)
+        self._hashes = np.stack(rows) if rows else np.zeros((0, PHASH_BITS // 8), np.uint8)
+
+    @classmethod
+    def of_run(cls, run_path: Path) -> Membership | None:
+        """The run's file, or None when it has none (a run older than the file) or it is
+        unreadable: then nothing can be said, and nothing is."""
+        from pipeline.artifacts import read_json
+
+        path = Path(run_path) / FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls(read_json(path))
+        except (ValueError, TypeError, KeyError, OSError):
+            return None
+
+    def find(self, image: np.ndarray) -> Seen | None:
+        """The split holding the nearest copy of `image` (RGB or grey uint8), if any is
+        within the threshold."""
+        if not len(self._hashes):
+            return None
+        query = np.frombuffer(perceptual_hash(np.asarray(image)), np.uint8)
+        dist = np.unpackbits(self._hashes ^ query, axis=1).sum(axis=1)
+        best = int(np.argmin(dist))
+        if dist[best] > self.threshold:
+            return None
+        return Seen(str(self._splits[best]), int(dist[best]))

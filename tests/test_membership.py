@@ -1,0 +1,57 @@
+"""Which split of a run an image is in, by its perceptual hash (`data.membership`)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline import data
+from pipeline.data.membership import FILE, Membership, split_hashes
+from pipeline.images import decode_image
+
+
+def _image(path: Path) -> np.ndarray:
+    return decode_image(path.read_bytes(), path.name)
+
+
+def test_each_split_s_images_are_found_there_and_others_nowhere(synth_data: Path):
+    ds = data.discover(synth_data)
+    splits = data.make_splits(ds, seed=0)
+    report = split_hashes(splits)
+    assert {k: len(v) for k, v in report["splits"].items()} == {
+        s: len(getattr(splits, s)) for s in ("train", "val", "test")}
+    found = Membership(json.loads(json.dumps(report)))  # as read back from the file
+    for split in ("train", "val", "test"):
+        for record in getattr(splits, split)[:5]:
+            seen = found.find(_image(Path(record.path)))
+            assert seen is not None and (seen.split, seen.distance) == (split, 0), record.rel
+    # a re-saved, shrunk JPEG copy is still a copy of its training image
+    original = Image.open(splits.train[0].path).convert("RGB")
+    buf = io.BytesIO()
+    original.resize((100, 100)).save(buf, "JPEG", quality=60)
+    copy = found.find(np.asarray(Image.open(buf)))
+    assert copy is not None and copy.split == "train" and 0 < copy.distance <= found.threshold
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    assert found.find(noise) is None
+
+
+def test_a_run_without_the_file_or_with_other_hashes_says_nothing(tmp_path: Path):
+    assert Membership.of_run(tmp_path) is None
+    (tmp_path / FILE).write_text(json.dumps({"bits": 64, "splits": {"train": ["00" * 8]}}))
+    assert Membership.of_run(tmp_path) is None  # another hash size: nothing comparable
+    (tmp_path / FILE).write_text("{not json")
+    assert Membership.of_run(tmp_path) is None
+    empty = Membership({"splits": {}})
+    assert empty.find(np.zeros((32, 32, 3), np.uint8)) is None
+
+
+def test_a_trained_run_knows_where_its_images_are(smoke_run: Path):
+    """`train` (through `ood_run`) writes split_hashes.json with every image of each split."""
+    report = json.loads((smoke_run / FILE).read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    assert {k: len(v) for k, v in report["splits"].items()} == {
+        s: len(splits[s]) for s in ("train", "val", "test")}
