@@ -27,8 +27,8 @@ MAX_PIXELS = 50_000_000  # refuse larger images from their header, before decodi
 MAX_FILE_BYTES = 512 * 1024 * 1024
 # A folder reaches the reader only when `stream.expand_inputs` found nothing in it to read
 # ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong)
-FOLDER_MESSAGE = ("a folder with no image in it (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .dcm or "
-                  ".zip, searched recursively)")
+FOLDER_MESSAGE = ("a folder with no image in it (JPEG, PNG, BMP, TIFF, GIF, WebP, PPM or DICOM "
+                  "files, or .zip series of .dcm slices, searched recursively)")
 MIN_SIDE = 8  # smaller images carry no usable anatomy
 # Larger images are shrunk *while* decoding (JPEG's DCT scaling, then Pillow's reduce) before any
 # conversion: a 190 KB zero-filled 7000×7000 PNG peaked at 1.31 GB when converted at full size.
@@ -105,13 +105,27 @@ def _is_dicom(data: bytes, name: str) -> bool:
     return name.lower().endswith(".dcm") and not data.startswith(OTHER_MAGIC)
 
 
-def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Map the actual value range of a high-bit image to 0-255 (12-bit MRI in 16-bit files)."""
+def _scale_to_uint8(arr: np.ndarray, quantile: float = 99.9, outlier: float = 2.0
+                    ) -> np.ndarray:
+    """Map the actual value range of a high-bit image to 0-255 (12-bit MRI in 16-bit files).
+
+    The bottom is the minimum (an MRI's background). The top is the maximum unless a few values
+    lie far above the rest: values more than `outlier` times the `quantile`-th percentile's
+    distance from the minimum are hot pixels, and the top is the largest value below them; they
+    are clipped to 255. One 65535 pixel in a 12-bit slice turned the slice into greys 0-4 (and a
+    glioma answer of 1.00 into 0.29); an image without such values maps exactly as before.
+    """
     arr = np.asarray(arr, dtype=np.float64)
     finite = np.isfinite(arr)
     if not finite.any():
         return np.zeros(arr.shape, dtype=np.uint8)
-    lo, hi = float(arr[finite].min()), float(arr[finite].max())
+    values = arr[finite]
+    lo, hi = float(values.min()), float(values.max())
+    cut = lo + outlier * (float(np.percentile(values, quantile)) - lo)
+    if hi > cut:
+        below = float(values[values <= cut].max())
+        # content in fewer than 0.1 % of the pixels (a dot on a flat field) is no outlier
+        hi = below if below > lo else hi
     if hi <= lo:
         return np.zeros(arr.shape, dtype=np.uint8)
     out = (np.where(finite, arr, lo) - lo) * (255.0 / (hi - lo))
@@ -265,7 +279,7 @@ def decode_image(data: bytes, name: str = "", max_pixels: int | None = None) -> 
     """Decode image bytes into an H×W×3 uint8 RGB array, or raise ImageError.
 
     Grayscale is replicated to 3 channels, alpha composited on black, palettes expanded, 16-bit
-    and float images scaled by their actual value range, CMYK converted, EXIF orientation applied,
+    and float images scaled by their actual value range (hot pixels clipped), CMYK converted, EXIF orientation applied,
     the first frame of animations and multi-page TIFFs taken, DICOM rescaled and windowed.
     Refused: empty data, non-images, truncated files, images above `max_pixels` (default
     MAX_PIXELS; checked from the header before decoding) and images smaller than

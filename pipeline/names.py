@@ -24,6 +24,14 @@ CLASS_LABELS: dict[str, str] = {NO_TUMOR: "no tumour", "tumor": "tumour"}
 
 # Image files a dataset folder or a mask folder may hold (decoding is `images.decode_image`'s job).
 IMAGE_EXTS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm"})
+# Every name a single file is read as an image by (`images.PIL_FORMATS` as Pillow names them, and
+# DICOM): what predict and explain look for in a folder (`stream.expand_inputs`), where .gif and
+# .webp files given by name were read but skipped inside a folder. Dataset discovery and masks keep
+# IMAGE_EXTS (MRI datasets hold no GIF or WebP; the audit counts by it). A test keeps this in step
+# with Pillow's registered extensions.
+DECODED_EXTS: frozenset[str] = IMAGE_EXTS | frozenset({
+    ".jpe", ".jfif", ".mpo", ".apng", ".dib", ".gif", ".webp",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pfm"})
 
 # progress(description, done, total): every long stage reports through one of these.
 Progress = Callable[[str, int, int], None]

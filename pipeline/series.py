@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import dicom, images
+from pipeline.stream import may_be_dicom_export
 
 SERIES_SUFFIXES = (".dcm", ".zip")  # files that may hold several slices
 CACHED_SERIES = 2  # decoded series kept while their slices are read (slices come in order)
@@ -60,7 +61,8 @@ def expand_series(paths: Sequence[str | Path]) -> list[str | Slice]:
     out: list[str | Slice] = []
     for p in map(str, paths):
         total, unit = 1, "slice"
-        if Path(p).suffix.lower() in SERIES_SUFFIXES:
+        # a scanner's export without .dcm ("IM0001") may hold frames too
+        if Path(p).suffix.lower() in SERIES_SUFFIXES or may_be_dicom_export(p):
             # unreadable: read again later, where the reason becomes the file's failure
             with contextlib.suppress(images.ImageError):
                 total, unit = _slice_count(p)

@@ -17,11 +17,12 @@ import csv
 import io
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.csv_safe import restore_cell, to_csv, utf8_text
-from pipeline.names import IMAGE_EXTS, Progress, no_progress
+from pipeline.names import DECODED_EXTS, Progress, no_progress
 
 CHUNK = 64  # rows written between two fsyncs
 # Each answer's warnings (predict.answer_flags): 1, 0, or empty where the run does not measure it
@@ -31,22 +32,83 @@ BATCH = 32  # files per forward pass (predict.iter_predictions)
 T = TypeVar("T")
 
 
-# what a folder given to predict or explain is searched for: images, and .zip series of .dcm
-# slices (a .zip given by name was read, one inside a folder silently skipped)
-FOLDER_EXTS = IMAGE_EXTS | {".zip"}
+# what a folder given to predict or explain is searched for: every image format a file given by
+# name is read in, and .zip series of .dcm slices (a .zip given by name was read, one inside a
+# folder silently skipped; so were .gif and .webp files)
+FOLDER_EXTS = DECODED_EXTS | {".zip"}
+DICOM_MAGIC_AT = 128  # b"DICM" at bytes 128:132 of a DICOM file (after its preamble)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What `scan_inputs` made of the paths given: the files to read, in order, and what was
+    left out (so that a command can say so rather than skip silently)."""
+
+    files: list[Path]
+    skipped: list[Path] = field(default_factory=list)  # in folders, not images (sorted)
+    repeated: int = 0  # paths dropped as a repeat of an earlier one (same file)
+
+
+def may_be_dicom_export(path: str | Path) -> bool:
+    """Whether `path` is named as scanners export DICOM (no extension: "IM0001"; .IMA; a UID
+    ending in digits: "1.2.840.113619.2.55.3.604") and holds b"DICM" at 128. Only those 132
+    bytes are read, and only from a regular file (`images.open_regular`: a FIFO is never
+    waited on)."""
+    suffix = Path(path).suffix.lower()
+    if not (suffix in ("", ".ima") or suffix[1:].isdigit()):
+        return False
+    from pipeline.images import ImageError, open_regular
+
+    try:
+        with open_regular(path) as fh:
+            return fh.read(DICOM_MAGIC_AT + 4)[DICOM_MAGIC_AT:] == b"DICM"
+    except ImageError:  # unreadable, not a regular file: not ours to read
+        return False
+
+
+def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """A folder's files to read and the ones skipped as not images, recursively, both sorted,
+    hidden files and folders left out (neither read nor counted). Something named like an image
+    that is not a regular file (a broken symlink, a FIFO) is kept: its read says why it cannot
+    be used, in one line, as for one named directly."""
+    found, skipped = [], []
+    for f in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in f.relative_to(folder).parts) or f.is_dir():
+            continue
+        if f.suffix.lower() in FOLDER_EXTS or (f.is_file() and may_be_dicom_export(f)):
+            found.append(f)
+        else:
+            skipped.append(f)
+    return found, skipped
+
+
+def scan_inputs(paths: Sequence[str | Path]) -> Inputs:
+    """Files as given; folders replaced by their files to read (`_folder_files`); a folder
+    without any stays as it is (its read fails with a clear reason). A file given twice (by
+    name and in a folder, or through a symlink) is kept once, where it first appears."""
+    files: list[Path] = []
+    skipped: list[Path] = []
+    seen: set[str] = set()
+    repeated = 0
+    for p in map(Path, paths):
+        found, left = _folder_files(p) if p.is_dir() else ([], [])
+        skipped += left
+        # A folder without images stays itself, so reading it reports the problem in one line.
+        for f in found or [p]:
+            # realpath, not Path.resolve: a symlink loop raises RuntimeError there (3.11)
+            key = os.path.realpath(f)
+            if key in seen:
+                repeated += 1  # two identical CSV rows, two overlays of one file
+                continue
+            seen.add(key)
+            files.append(f)
+    return Inputs(files, skipped, repeated)
 
 
 def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; folders replaced by their image and .zip files (recursive, sorted, no
-    hidden); a folder without any stays as it is (its read fails with a clear reason)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_EXTS
-                       and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                       ) if p.is_dir() else []
-        # A folder without images stays itself, so reading it reports the problem in one line.
-        out += found or [p]
-    return out
+    """The files `scan_inputs` finds in `paths`: files as given, folders replaced by their image
+    and .zip files (recursive, sorted, no hidden), each file once."""
+    return scan_inputs(paths).files
 
 
 def parse_shard(spec: str) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from pipeline.cli.common import (
     warning_tags,
 )
 
+if TYPE_CHECKING:
+    from pipeline.stream import Inputs
+
 
 def predict(
     images_: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files or folders"),
@@ -41,7 +44,7 @@ def predict(
     """Predict each image with every model of a run. Unusable files: one line each, exit 1."""
     from pipeline.artifacts import ArtifactError
     from pipeline.predict import Predictor, predict_files
-    from pipeline.stream import expand_inputs, parse_shard, select_shard
+    from pipeline.stream import parse_shard, scan_inputs, select_shard
 
     if as_json and out is not None:  # --json was silently ignored
         fail("--json prints the answers; --out writes them to a CSV: choose one")
@@ -49,7 +52,9 @@ def predict(
         i, n = parse_shard(shard) if shard else (0, 1)
     except ValueError as exc:
         fail(str(exc))
-    paths = select_shard(expand_inputs(images_), (i, n))
+    inputs = scan_inputs(images_)
+    _report_inputs(inputs)
+    paths = select_shard(inputs.files, (i, n))
     run = _open_run(artifacts_dir, run_)
     try:
         predictor = Predictor(run)
@@ -68,6 +73,20 @@ def predict(
         _print_answers(results)
     if failures:
         raise typer.Exit(1)
+
+
+def _report_inputs(inputs: Inputs) -> None:
+    """One stderr line each for the files of the folders given that are not read (not images
+    by name, nor DICOM by content) and for files given more than once (read once): both were
+    silent, so a folder's count of answers could not be checked."""
+    if inputs.skipped:
+        names = ", ".join(shown(p.name) for p in inputs.skipped[:3])
+        more = ", …" if len(inputs.skipped) > 3 else ""
+        err.print(f"skipped {len(inputs.skipped)} file(s) in folders that are not images by "
+                  f"name ({names}{more})", highlight=False, soft_wrap=True)
+    if inputs.repeated:
+        err.print(f"{inputs.repeated} file(s) given more than once: each is read once",
+                  highlight=False, soft_wrap=True)
 
 
 def _print_answers(results: list[dict]) -> None:
