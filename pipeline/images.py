@@ -279,8 +279,9 @@ def decode_image(data: bytes, name: str = "", max_pixels: int | None = None) -> 
     """Decode image bytes into an H×W×3 uint8 RGB array, or raise ImageError.
 
     Grayscale is replicated to 3 channels, alpha composited on black, palettes expanded, 16-bit
-    and float images scaled by their actual value range (hot pixels clipped), CMYK converted, EXIF orientation applied,
-    the first frame of animations and multi-page TIFFs taken, DICOM rescaled and windowed.
+    and float images scaled by their actual value range (hot pixels clipped), CMYK converted,
+    EXIF orientation applied, the first frame of animations and multi-page TIFFs taken, DICOM
+    rescaled and windowed.
     Refused: empty data, non-images, truncated files, images above `max_pixels` (default
     MAX_PIXELS; checked from the header before decoding) and images smaller than
     MIN_SIDE×MIN_SIDE. Images whose longer side exceeds MAX_DECODE_SIDE are shrunk while
