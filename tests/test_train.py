@@ -360,3 +360,22 @@ def test_ema_outside_its_range_is_refused():
         ModelConfig(ema=1.0)
     with pytest.raises(ValueError, match="ema_batchnorm must be"):
         ModelConfig(ema_batchnorm=-1)
+
+
+def test_a_finished_training_prints_its_test_results(smoke_run: Path, monkeypatch, capsys):
+    """`train` and `run` ended with "run complete and evaluated: <folder>" only: seeing how the
+    models did took a second `evaluate`, which recomputed everything."""
+    import pipeline.train
+    from pipeline.cli.train_cmds import _train_and_evaluate
+    from pipeline.config import profile
+
+    monkeypatch.setattr(pipeline.train, "train_run", lambda *a, **k: smoke_run)
+    assert _train_and_evaluate(profile("smoke"), None, smoke_run.parent.parent,
+                               ["custom_cnn", "mobilenetv2"], None, True) == smoke_run
+    out = capsys.readouterr().out.splitlines()
+    for m, label in (("custom_cnn", "Custom CNN"), ("mobilenetv2", "MobileNetV2")):
+        met = json.loads((smoke_run / m / "metrics.json").read_text())
+        line = next(x for x in out if x.startswith(f"{label}: test accuracy"))
+        assert f"{met['accuracy']:.3f} [" in line and f"on {met['n']} images" in line
+    verdict = json.loads((smoke_run / "comparison.json").read_text())["verdict"]
+    assert out[-1] == verdict

@@ -79,7 +79,34 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
         return None
     evaluated = evaluate and (run_dir / "comparison.json").is_file()
     err.print(f"[green]run complete{' and evaluated' if evaluated else ''}:[/] {run_dir}")
+    if evaluate:
+        _print_test_results(run_dir)
     return run_dir
+
+
+def _print_test_results(run_dir: Path) -> None:
+    """One line per model from the test metrics the run just wrote, then the comparison's
+    verdict: a finished training said only where its run was, so seeing how it did took a
+    second `evaluate` that recomputed everything."""
+    from pipeline.artifacts import read_json
+    from pipeline.names import display_name
+
+    comparison = {}
+    if (run_dir / "comparison.json").is_file():
+        comparison = read_json(run_dir / "comparison.json")
+    for path in sorted(run_dir.glob("*/metrics.json")):
+        met = read_json(path)
+        ci = (comparison.get("ci") or {}).get(path.parent.name, {}).get("accuracy")
+        interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        screen = met.get("tumor_vs_no_tumor") or {}
+        detect = (f", tumour sensitivity {screen['sensitivity']:.3f} / specificity "
+                  f"{screen['specificity']:.3f}") if screen.get("sensitivity") is not None \
+            and screen.get("specificity") is not None else ""
+        sys.stdout.write(f"{display_name(path.parent.name)}: test accuracy "
+                         f"{met['accuracy']:.3f}{interval} on {met['n']} images{detect}, "
+                         f"ECE {met['ece']:.3f}\n")
+    if comparison.get("verdict"):
+        sys.stdout.write(comparison["verdict"] + "\n")
 
 
 def train(
