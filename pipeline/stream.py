@@ -152,11 +152,14 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     return [*cols, "models_agree", "error", "run"]
 
 
-def _done_paths(out: Path, cols: list[str], run_id: str) -> set[str]:
+def _done_paths(out: Path, cols: list[str], run_id: str,
+                retry: set[str] | None = None) -> set[str]:
     """Paths `out` already holds an answer for, from an earlier, interrupted command with the
-    same run; a torn last line is cut off. Rows of files that could not be read are removed
-    from the file (atomically), so that those files are tried again rather than counted as
-    done. ValueError when `out` holds other columns or another run's answers."""
+    same run; a torn last line is cut off. Rows of files that could not be read and are asked
+    for again (`retry`: the CSV names of this command's inputs; None: all) are removed from
+    the file (atomically), so that those files are tried again rather than counted as done;
+    the error rows of files not asked for stay. ValueError when `out` holds other columns or
+    another run's answers."""
     rows = list(csv.reader(io.StringIO(whole_lines(out).decode("utf-8"), newline="")))
     if not rows:
         return set()
@@ -169,12 +172,12 @@ def _done_paths(out: Path, cols: list[str], run_id: str) -> set[str]:
     if others:
         raise ValueError(f"{out} holds answers of run {others[0]}, not {run_id}: choose another "
                          "--out (one file per run)")
-    kept = [r for r in body if not r[i_err]]
+    kept = [r for r in body if not r[i_err] or (retry is not None and r[0] not in retry)]
     if len(kept) < len(body):
         tmp = out.with_name(f".{out.name}.retry")
         tmp.write_text(to_csv(cols, kept), encoding="utf-8", newline="")
         os.replace(tmp, out)
-    return {r[0] for r in kept}
+    return {r[0] for r in kept if not r[i_err]}
 
 
 def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, str]],
@@ -208,9 +211,10 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
     models, classes = list(predictor.models), list(predictor.class_names)
     cols = header(classes, models)
     run_id = predictor.run.run_id
-    done = _done_paths(out, cols, run_id)
     items = expand_series(paths)  # a series file: a row per slice, each resumable
-    todo = [p for p in items if utf8_text(str(p)) not in done]  # as the CSV holds names
+    names = [utf8_text(str(p)) for p in items]  # as the CSV holds them
+    done = _done_paths(out, cols, run_id, retry=set(names))
+    todo = [p for p, name in zip(items, names, strict=True) if name not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
     written, failed, unsynced = 0, [], 0
     with open(out, "a", encoding="utf-8", newline="") as fh:

@@ -93,6 +93,9 @@ def test_stream_resumes_after_a_crash_without_redoing_rows(smoke_run: Path, synt
     assert sorted(r["path"] for r in rows) == sorted(map(str, paths))  # each once
     assert [r["path"] for r in rows if r["error"]] == [str(bad)]
     assert {r["run"] for r in rows} == {predictor.run.run_id}
+    # a rerun on part of the inputs keeps the error rows of files it was not given (they went)
+    assert stream_to_csv(predictor, paths[:2], out)["written"] == 0
+    assert [r["path"] for r in _rows(out) if r["error"]] == [str(bad)]
     # A reviewer fixed an unreadable file and ran the command again: "wrote 0 row(s)", exit 0,
     # the error row kept. Now it is retried and its answer replaces the error.
     bad.write_bytes(files[0].read_bytes())
