@@ -466,3 +466,14 @@ def test_streaming_benchmark_measures_each_folder_in_a_child(smoke_run, tmp_path
 
     md = "\n".join(_md_streaming(st))  # the report's section (a full report needs every part)
     assert "## Streaming predict (custom_cnn" in md and "| 9 |" in md
+
+
+def test_a_goal_line_says_met_in_words():
+    """`bench` printed "met: None" for a figure it had not measured."""
+    from pipeline.cli.bench_cmd import _goal_line
+
+    met = {"value": 3, "goal": "<= 5", "met": True}
+    assert _goal_line("x", met) == "x: 3 (goal <= 5, met: yes)"
+    assert _goal_line("x", {"value": 7, "goal": "<= 5", "met": False}).endswith("met: NO)")
+    assert _goal_line("x", {"value": None, "goal": ">= 2", "met": None}) == \
+        "x: - (goal >= 2, met: not measured)"

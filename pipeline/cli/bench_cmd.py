@@ -135,4 +135,5 @@ def _goal_line(key: str, goal: dict) -> str:
     value = goal["value"] if goal["value"] is not None else (
         f">= {goal['lower_bound']} (lower bound)" if goal.get("lower_bound") is not None
         else "-")
-    return f"{key}: {value} (goal {goal['goal']}, met: {goal['met']})"
+    met = {True: "yes", False: "NO"}.get(goal["met"], "not measured")  # "met: None" read oddly
+    return f"{key}: {value} (goal {goal['goal']}, met: {met})"
