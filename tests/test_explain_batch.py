@@ -361,3 +361,38 @@ def test_explain_warns_beside_each_answer_as_predict_does(smoke_run: Path, synth
     assert all(shown.values()), shown  # every warning occurs in this test
     for k in shown:  # each warning shown is explained once, on stderr
         assert done.stderr.count(FLAG_MEANINGS[k]) == 1
+
+
+@pytest.mark.slow
+def test_explain_says_which_class_each_heatmap_explains_when_targeted(smoke_run: Path,
+                                                                      folder: Path,
+                                                                      tmp_path: Path):
+    """`explain --target meningioma` printed "glioma (0.92) -> x.png": a heatmap for
+    meningioma beside the answer glioma, and nothing printed said so. The overlay names stay
+    those of an untargeted run (resuming relies on them)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    run = open_run(smoke_run)
+    paths = [str(p) for p in expand_inputs([folder]) if p.name != "00-broken.png"][:2]
+    target = run.class_names[1]
+    printed = {}
+    for name, extra in (("targeted", ["--target", target]), ("plain", [])):
+        out = tmp_path / name
+        res = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--out", str(out),
+                                       "--model", MODEL, "--method", "gradcam", *extra, *paths])
+        assert res.exit_code == 0, res.output
+        rows = _report(out)["images"]
+        lines = [ln for ln in res.stdout.splitlines() if "\t" in ln]
+        assert len(lines) == len(rows) == 2
+        printed[name] = (rows, lines)
+    rows, lines = printed["targeted"]
+    for row, line in zip(rows, lines, strict=True):
+        entry = row["models"][MODEL]
+        assert entry["target"] == target
+        assert f" -> {entry['overlay']} (heatmap for '{target}')" in line, line
+    plain_rows, plain_lines = printed["plain"]
+    assert [r["models"][MODEL]["overlay"] for r in plain_rows] == \
+        [r["models"][MODEL]["overlay"] for r in rows]
+    assert not any("heatmap for" in ln for ln in plain_lines)

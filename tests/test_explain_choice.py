@@ -75,8 +75,8 @@ def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path
     assert res.exit_code == 0, res.output
     assert "custom_cnn:" in res.output and "validation images with a box" in res.output
     data = json.loads((run_dir / CHOICE_FILE).read_text())
-    assert data["split"] == "val" and not Path(data["masks_dir"]).is_absolute()
     entry = data["models"]["custom_cnn"]
+    assert data["split"] == "val" and not Path(entry["masks_dir"]).is_absolute()
     assert 1 <= entry["n_images"] <= 6 and 0 < entry["chance"] < 1
     layers = entry["candidate_layers"]
     assert layers[0] == run.model_info("custom_cnn")["gradcam_layer"] and len(layers) == 3
@@ -149,3 +149,171 @@ def test_explain_eval_measures_each_models_default_unless_told(smoke_run: Path,
     (run_dir / CHOICE_FILE).unlink()  # no choice: Grad-CAM, as before explain-choose existed
     plain = explain_eval(run_dir, max_images=2, steps=2, models=["custom_cnn"])["custom_cnn"]
     assert plain["method"] == "gradcam"
+
+
+def test_recorded_choices_keep_each_entry_with_how_it_was_scored(tmp_path: Path) -> None:
+    """A file of an earlier version describes the scoring (images, folders, rule) once for all
+    its models; the entries kept when another model is chosen again carry it themselves."""
+    from pipeline.explain.choice import recorded_choices
+
+    assert recorded_choices(tmp_path) == ({}, None)
+    (tmp_path / CHOICE_FILE).write_text(json.dumps(
+        {"run_id": "r", "split": "val", "rule": "old rule", "data_dir": "d", "masks_dir": "m",
+         "max_images": 400, "seed": 0, "seconds": 99.0, "created": "2026-12-05T00:00:00Z",
+         "models": {"a": {"method": "layercam", "layer": "c2", "n_images": 352},
+                    "b": {"method": "gradcam", "layer": None, "rule": "own rule"},
+                    "broken": "not a table"}}))
+    entries, damage = recorded_choices(tmp_path)
+    assert damage is None and set(entries) == {"a", "b"}
+    assert entries["a"] == {"method": "layercam", "layer": "c2", "n_images": 352,
+                            "rule": "old rule", "data_dir": "d", "masks_dir": "m",
+                            "max_images": 400, "seed": 0, "created": "2026-12-05T00:00:00Z"}
+    assert entries["b"]["rule"] == "own rule"  # an entry's own field wins
+    for text in ("{not json", "[1, 2]", json.dumps({"models": []})):
+        (tmp_path / CHOICE_FILE).write_text(text)
+        entries, damage = recorded_choices(tmp_path)
+        assert entries == {} and damage, text
+
+
+def test_keep_larger_reads_one_entry_of_a_shared_file_and_refuses_another_measure(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import typer
+
+    from pipeline.cli.common import keep_larger
+
+    path = tmp_path / "f.json"
+    path.write_text(json.dumps({"models": {"a": {"n_images": 352}, "b": {"n_images": 4}}}))
+    within = {"within": ("models", "a")}
+    with pytest.raises(typer.Exit):
+        keep_larger(path, ("n_images",), 8, "a's entry", "pass --replace", **within)
+    assert "a's entry was measured on 352 images, this would use 8: pass --replace" in \
+        " ".join(capsys.readouterr().err.split())
+    keep_larger(path, ("n_images",), 8, "b", "x", within=("models", "b"))  # 4 <= 8: proceeds
+    keep_larger(path, ("n_images",), 8, "c", "x", within=("models", "c"))  # no entry: nothing
+    with pytest.raises(typer.Exit):  # another measurement: refused whatever the n
+        keep_larger(path, ("n_images",), 999, "b", "x", within=("models", "b"),
+                    instead="b measures the default; --method x would replace it")
+    assert "b measures the default; --method x would replace it" in capsys.readouterr().err
+    keep_larger(tmp_path / "none.json", ("n_images",), 1, "n", "x", instead="refused")
+    path.write_text("{damaged")
+    keep_larger(path, ("n_images",), 1, "n", "x", instead="refused")  # no measurement to keep
+
+
+def _fake_score(ex, layer, method, x, targets, masks, batch=16) -> dict:
+    """`choice._score` without heatmaps: what is tested is what the file keeps, not the scores."""
+    hits = [method == "gradcam"] * len(x)
+    return {"method": method, "layer": layer, "n": len(x),
+            "pointing_game": float(sum(hits)) / len(x), "energy_in_mask": 0.5,
+            "top_in_mask": 0.5, "hits": hits}
+
+
+@pytest.mark.slow
+def test_choosing_again_for_one_model_keeps_the_others_choice(smoke_run: Path, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """`explain-choose --model custom_cnn --max-images 8` rewrote the file with custom_cnn only:
+    MobileNetV2's choice, made on 352 images, was deleted and its explanations fell back to
+    Grad-CAM. It also replaced custom_cnn's own choice on 352 images without a word."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.explain import choice
+
+    monkeypatch.setattr(choice, "_score", _fake_score)
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    old_file = {"run_id": "x", "split": "val", "rule": "old rule", "data_dir": "data/d",
+                "masks_dir": "data/d-boxes/masks", "max_images": 400, "seed": 0,
+                "target": "the image's true class", "seconds": 1500.0,
+                "created": "2026-12-05T10:00:00Z",
+                "models": {"custom_cnn": {"method": "layercam", "layer": None,
+                                          "pointing_game": 0.8, "chance": 0.1,
+                                          "n_images": 352},
+                           "mobilenetv2": {"method": "layercam-fusion", "layer": "out_relu",
+                                           "pointing_game": 0.7, "chance": 0.1,
+                                           "n_images": 352, "table": []}}}
+    (run_dir / CHOICE_FILE).write_text(json.dumps(old_file))
+    before = (run_dir / CHOICE_FILE).read_bytes()
+
+    def choose(*args: str):
+        return CliRunner().invoke(app, ["explain-choose", "--run", str(run_dir),
+                                        "--max-images", "6", *args])
+
+    for which in (["--model", "custom_cnn"], []):  # custom_cnn's choice on 352 images is kept
+        refused = choose(*which)
+        assert refused.exit_code == 2, refused.output
+        assert ("error: custom_cnn's default explanation in explain_choice.json was measured on "
+                "352 images, this would use 6: pass --max-images 352 or more, or --replace to "
+                "overwrite it") in " ".join(refused.output.split())
+        assert (run_dir / CHOICE_FILE).read_bytes() == before
+
+    res = choose("--model", "custom_cnn", "--replace")
+    assert res.exit_code == 0, res.output
+    assert ("mobilenetv2: layercam-fusion at out_relu: kept, chosen earlier on 352 validation "
+            "images") in res.stdout
+    data = json.loads((run_dir / CHOICE_FILE).read_text())
+    assert list(data["models"]) == ["custom_cnn", "mobilenetv2"]
+    kept = data["models"]["mobilenetv2"]
+    assert kept == {**old_file["models"]["mobilenetv2"], "rule": "old rule",
+                    "data_dir": "data/d", "masks_dir": "data/d-boxes/masks", "max_images": 400,
+                    "seed": 0, "created": "2026-12-05T10:00:00Z"}
+    assert default_explanation(run_dir, "mobilenetv2", "x") == ("layercam-fusion", "out_relu")
+    new = data["models"]["custom_cnn"]
+    assert new["n_images"] <= 6 and new["max_images"] == 6 and new["rule"] == choice.RULE
+    assert new["seed"] == 0 and new["seconds"] >= 0 and new["created"] != kept["created"]
+    assert not Path(new["masks_dir"]).is_absolute()
+    # what differs per model is no longer said once for the file
+    assert set(data) == {"run_id", "split", "target", "models"}
+
+    (run_dir / CHOICE_FILE).write_text("{damaged")  # no choice readable: replaced, said so
+    res = choose("--model", "custom_cnn")
+    assert res.exit_code == 0, res.output
+    assert "damaged file" in res.stderr and "no earlier choice is kept" in \
+        " ".join(res.stderr.split())
+    assert list(json.loads((run_dir / CHOICE_FILE).read_text())["models"]) == ["custom_cnn"]
+
+
+@pytest.mark.slow
+def test_explain_eval_refuses_to_measure_another_than_the_default_unless_replace(
+        smoke_run: Path, tmp_path: Path) -> None:
+    """`explain-eval --method gradcam` replaced explanations.json, which the dashboard shows as
+    the default's measurement, with Grad-CAM's while the model's default was another method."""
+    from typer.testing import CliRunner
+
+    from pipeline.artifacts import open_run
+    from pipeline.cli import app
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    run = open_run(run_dir)
+    layer = run.model_info("custom_cnn")["gradcam_layer"]
+    (run_dir / CHOICE_FILE).write_text(json.dumps(
+        {"models": {"custom_cnn": {"method": "layercam", "layer": None}}}))
+    saved = run_dir / "custom_cnn" / "explanations.json"
+    before = saved.read_bytes()
+    n = json.loads(before)
+    n = n.get("n_faithfulness", n["n"])  # as many images: only the method is in question
+
+    def evaluate(*args: str, images: int = n):
+        return CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir), "--model",
+                                        "custom_cnn", "--max-images", str(images), "--steps",
+                                        "2", *args])
+
+    refused = evaluate("--method", "gradcam")
+    assert refused.exit_code == 2, refused.output
+    assert (f"error: custom_cnn/explanations.json measures custom_cnn's default (layercam at "
+            f"{layer}); --method gradcam would replace it with gradcam at {layer}: pass "
+            "--replace, or measure on a copy of the run") in " ".join(refused.output.split())
+    refused = evaluate("--method", "layercam", "--layer", "block2_relu2")
+    assert refused.exit_code == 2
+    assert "--method layercam --layer block2_relu2 would replace it with layercam at " \
+        "block2_relu2" in " ".join(refused.output.split())
+    assert saved.read_bytes() == before
+    # the default, named or not, is what the file measures: no refusal of that kind
+    from pipeline.cli.explain_cmds import _not_the_default
+
+    for method, at in ((None, None), ("layercam", None), ("layercam", layer), (None, layer)):
+        assert _not_the_default(run, "custom_cnn", method, at) is None, (method, at)
+
+    res = evaluate("--method", "gradcam", "--replace", images=2)
+    assert res.exit_code == 0, res.output
+    assert json.loads(saved.read_text())["method"] == "gradcam"

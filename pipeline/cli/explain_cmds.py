@@ -22,6 +22,7 @@ from pipeline.cli.common import (
     one_line,
     print_json,
     progress_bar,
+    say,
     shown,
     warning_legend,
     warning_tags,
@@ -82,7 +83,8 @@ def explain(
     if summary.selected and not summary.images:
         fail(f"none of the {summary.selected} file(s) is a usable image; nothing to explain",
              code=1)
-    _print_explained(summary, len(names), out, shard if shard else None, len(paths))
+    _print_explained(summary, len(names), out, shard if shard else None, len(paths),
+                     targeted=target_idx is not None)
     if summary.errors:  # as before resuming existed: exit 1 whenever explain.json lists errors
         raise typer.Exit(1)
 
@@ -146,14 +148,16 @@ def _write_overlays(run: Run, explainers: dict[str, Explainer], paths: list[Path
 
 
 def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: str | None,
-                     n_files: int) -> None:
+                     n_files: int, *, targeted: bool = False) -> None:
     """One tab-separated line per image explained now (each model's prediction with the
-    warnings `predict` prints, its overlay, and the shortcut alarm when it fires), then a total
+    warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
+    the prediction printed beside it), and the shortcut alarm when it fires), then a total
     with the files skipped as done; a legend of the answer warnings shown goes to stderr."""
     seen: set[str] = set()
     for row in summary.rows:
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f})"
                  + warning_tags(v, seen) + f" -> {v['overlay']}"
+                 + (f" (heatmap for '{v['target']}')" if targeted else "")
                  + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the heat "
                     "in the hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
@@ -193,7 +197,8 @@ def explain_eval_cmd(
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
     replace: bool = typer.Option(False, "--replace", help="overwrite a run's explanations.json "
-                                 "measured on more images than --max-images"),
+                                 "measured on more images than --max-images, or measure "
+                                 "another method or layer than the model's default there"),
 ) -> None:
     """Measure explanation quality (localisation, faithfulness, sanity, shortcut alarm); writes
     <run>/<model>/explanations.json (external folders: explanations-external/<name>.json)."""
@@ -217,7 +222,8 @@ def explain_eval_cmd(
             for name in names or run.model_names:
                 keep_larger(run.path / name / "explanations.json", ("n_faithfulness", "n"),
                             max_images, f"{name}/explanations.json",
-                            "pass --max-images {n} or more, or --replace to overwrite it")
+                            "pass --max-images {n} or more, or --replace to overwrite it",
+                            instead=_not_the_default(run, name, method, layer))
         with progress_bar() as update:
             results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
                                    max_images=max_images, progress=update, models=names,
@@ -230,6 +236,35 @@ def explain_eval_cmd(
         return
     else:
         _print_explain_quality(results, run_dir)
+
+
+def _not_the_default(run: Run, name: str, method: str | None, layer: str | None
+                     ) -> str | None:
+    """The refusal when explain-eval would measure `name` with another method or layer than its
+    default (explain_choice.json, else Grad-CAM), whose measurement explanations.json is (the
+    dashboard's quality page shows it as the default's); None when it measures the default.
+    The layer as explain_eval picks it: the chosen one for the default method, else the
+    manifest's."""
+    from pipeline.explain import LAYER_METHODS
+    from pipeline.explain.choice import default_explanation
+
+    manifest_layer = run.model_info(name).get("gradcam_layer")
+    default, default_layer = default_explanation(run.path, name, manifest_layer)
+    use = method or default
+    use_layer = layer or (default_layer if use == default else manifest_layer)
+    if use == default and (use not in LAYER_METHODS or use_layer == default_layer):
+        return None
+    asked = " ".join(f"{opt} {v}" for opt, v in (("--method", method), ("--layer", layer)) if v)
+    return (f"{name}/explanations.json measures {name}'s default "
+            f"({_method_at(default, default_layer)}); {asked} would replace it with "
+            f"{_method_at(use, use_layer)}: pass --replace, or measure on a copy of the run")
+
+
+def _method_at(method: str, layer: str | None) -> str:
+    """"gradcam at conv3", or the method alone when it reads no layer (the input's pixels)."""
+    from pipeline.explain import LAYER_METHODS
+
+    return f"{method} at {layer}" if method in LAYER_METHODS and layer else method
 
 
 def _check_explain_eval_options(method: str | None, baseline: str, max_images: int,
@@ -314,10 +349,13 @@ def explain_choose_cmd(
                                    "images with a box (balanced over labels)"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    replace: bool = typer.Option(False, "--replace", help="overwrite a model's choice made on "
+                                 "more images than --max-images"),
 ) -> None:
     """Choose each model's default method and layer by pointing game on VALIDATION images with
-    a box; writes <run>/explain_choice.json, which explain and the dashboard then use."""
-    from pipeline.artifacts import ArtifactError, resolve_run
+    a box; writes <run>/explain_choice.json (other models' choices kept), which explain and the
+    dashboard then use."""
+    from pipeline.artifacts import ArtifactError, open_run, resolve_run
     from pipeline.explain.choice import CHOICE_FILE, choose_defaults
 
     if max_images < 1:
@@ -327,14 +365,29 @@ def explain_choose_cmd(
             _existing_dir(folder, what)
     try:
         run_dir = resolve_run(artifacts_dir, run_)
-        names = None if model == "all" else _split_models(model)
+        run = open_run(run_dir)
+        names = run.model_names if model == "all" else _split_models(model)
+        for name in names:
+            run.model_info(name)  # an unknown name fails before the check below
+        if not replace:
+            for name in names:
+                keep_larger(run.path / CHOICE_FILE, ("n_images",), max_images,
+                            f"{name}'s default explanation in {CHOICE_FILE}",
+                            "pass --max-images {n} or more, or --replace to overwrite it",
+                            within=("models", name))
         with progress_bar() as update:
             result = choose_defaults(run_dir, data_dir=data, masks_dir=masks,
-                                     max_images=max_images, models=names, progress=update)
+                                     max_images=max_images, models=names, progress=update,
+                                     say=lambda text: say(shown(text)))  # a path: not markup
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     for m, r in result["models"].items():
-        sys.stdout.write(f"{m}: {r['method']} at {r['layer'] or '(input pixels)'}: pointing "
-                         f"{r['pointing_game']:.2f} (chance {r['chance']:.2f}) on "
-                         f"{r['n_images']} validation images with a box\n")
+        where = f"{m}: {r.get('method')} at {r.get('layer') or '(input pixels)'}"
+        if m in names:
+            sys.stdout.write(f"{where}: pointing {r['pointing_game']:.2f} (chance "
+                             f"{r['chance']:.2f}) on {r['n_images']} validation images with a "
+                             "box\n")
+        else:  # an earlier entry, whatever it holds: printed, never a crash
+            sys.stdout.write(f"{where}: kept, chosen earlier on {r.get('n_images', '?')} "
+                             "validation images\n")
     sys.stdout.write(f"written: {CHOICE_FILE} in {run_dir}\n")

@@ -7,12 +7,17 @@ Grad-CAM layer and the deepest layer of each of the two finer resolutions below 
 `layers.stage_layers`); slow methods only at the recorded layer, to keep the cost bounded.
 `default_explanation` is what the CLI's `explain` and the dashboard read: the recorded choice
 when the run has one, else Grad-CAM at the manifest's layer. It imports no TensorFlow.
+
+Each model's entry carries how it was scored (images, folders, seed, rule, time): choosing
+again for some models keeps the other models' entries, so no file-level field could describe
+them all. Files written before that hold those fields at file level (`recorded_choices` moves
+them into the entries it keeps).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,31 @@ def default_explanation(run_path: str | Path, model: str, manifest_layer: str | 
         except (ArtifactError, KeyError, TypeError):
             pass  # a damaged or partial file: today's default, never a crash
     return FALLBACK_METHOD, manifest_layer
+
+
+# How a choice was scored: per model since explain-choose can score some models and keep the
+# others (files of earlier versions: at file level, for every model alike).
+SCORING_FIELDS = ("rule", "data_dir", "masks_dir", "max_images", "seed", "created")
+
+
+def recorded_choices(run_path: str | Path) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """The model entries of the run's `explain_choice.json` (each with its `SCORING_FIELDS`,
+    copied from the file level of an older file), and why none could be read: (entries, None);
+    ({}, None) without a file; ({}, reason) for a file that is damaged or not a choice file,
+    which `default_explanation` ignores too, so nothing readable is lost by replacing it."""
+    path = Path(run_path) / CHOICE_FILE
+    if not path.exists():
+        return {}, None
+    try:
+        data = read_json(path)
+    except ArtifactError as exc:
+        return {}, str(exc)
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        return {}, f"{CHOICE_FILE} holds no \"models\" table"
+    old = {k: data[k] for k in SCORING_FIELDS if k in data}
+    # an entry that is not a table is no choice (default_explanation skips it too)
+    return {m: {**old, **e} for m, e in models.items() if isinstance(e, dict)}, None
 
 
 def _val_records(run: Any, masks_root: Path, max_images: int, seed: int
@@ -119,9 +149,11 @@ def select(table: list[dict[str, Any]], fast: Sequence[bool]) -> dict[str, Any]:
 def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
                     masks_dir: str | Path | None = None, max_images: int = CHOOSE_MAX_IMAGES,
                     models: Sequence[str] | None = None, seed: int = 0,
-                    progress: Progress | None = None) -> dict[str, Any]:
+                    progress: Progress | None = None,
+                    say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Score every method x candidate layer per model on validation images with a box, write
-    `<run>/explain_choice.json` (atomically) and return it. Masks default to the dataset's
+    `<run>/explain_choice.json` (atomically) and return it. Models not scored now keep their
+    recorded entries; a damaged file is replaced (`say` tells). Masks default to the dataset's
     boxes folder (`masks.boxes_dir`), else `<data>/masks`; paths are recorded relative to the
     project."""
     from pipeline import geometry, images
@@ -152,12 +184,11 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
                             read_mask(find_mask(masks_root, r["path"]))))
         except (images.ImageError, OSError):
             continue  # an unreadable image or mask is left out; n_images says how many counted
-    t0 = time.perf_counter()
-    out: dict[str, Any] = {"run_id": run.run_id, "split": "val", "rule": RULE,
-                           "data_dir": _shown_path(data), "masks_dir": _shown_path(masks_root),
-                           "max_images": max_images, "seed": seed,
-                           "target": "the image's true class", "models": {}}
+    scoring = {"rule": RULE, "data_dir": _shown_path(data), "masks_dir": _shown_path(masks_root),
+               "max_images": max_images, "seed": seed}
+    scored: dict[str, dict[str, Any]] = {}
     for name in names:
+        t0 = time.perf_counter()
         info = run.model_info(name)
         size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
         keep = [(rec, img, prepare_mask(mask, img, size, crop)) for rec, img, mask in decoded]
@@ -179,13 +210,23 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
             table.append(_score(ex, layer, method, x, targets, masks))
         best = select(table, [REGISTRY[r["method"]].cost == "fast" for r in table])
         chance = float(np.mean([m.mean() for m in masks]))
-        out["models"][name] = {"method": best["method"], "layer": best["layer"],
-                               "pointing_game": best["pointing_game"],
-                               "energy_in_mask": best["energy_in_mask"],
-                               "n_images": len(x), "chance": chance,
-                               "images": [r["path"] for r, _, _ in keep],
-                               "candidate_layers": layers, "table": table}
-    out["seconds"] = round(time.perf_counter() - t0, 1)
-    out["created"] = utc_now()
+        scored[name] = {"method": best["method"], "layer": best["layer"],
+                        "pointing_game": best["pointing_game"],
+                        "energy_in_mask": best["energy_in_mask"],
+                        "n_images": len(x), "chance": chance, **scoring,
+                        "seconds": round(time.perf_counter() - t0, 1), "created": utc_now(),
+                        "images": [r["path"] for r, _, _ in keep],
+                        "candidate_layers": layers, "table": table}
+    # read only now: a choice written meanwhile for another model (a second explain-choose
+    # --model job) is kept too
+    kept, damage = recorded_choices(run.path)
+    if damage and say:
+        say(f"{damage}: replaced; no earlier choice is kept")
+    merged = {**kept, **scored}
+    order = [m for m in run.model_names if m in merged] + [m for m in merged
+                                                           if m not in run.model_names]
+    out: dict[str, Any] = {"run_id": run.run_id, "split": "val",
+                           "target": "the image's true class",
+                           "models": {m: merged[m] for m in order}}
     write_json_atomic(run.path / CHOICE_FILE, out, allow_nan=False)
     return out

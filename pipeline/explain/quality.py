@@ -154,8 +154,9 @@ def explain_eval(
     for m in names:
         t0 = time.perf_counter()
         use_method, use_layer = method, layer
-        if method is None:
-            use_method, chosen_layer = default_explanation(run.path, m, None)
+        default, chosen_layer = default_explanation(run.path, m, None)
+        if method is None or method == default:  # the default at its chosen layer, as `explain`
+            use_method = default
             use_layer = layer if layer is not None else chosen_layer
         more_failed: list[dict[str, str]] = []
         res = _explain_run_model(run, m, decoded, failed, use_method, use_layer, steps,
