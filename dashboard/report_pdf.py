@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from pipeline import names
 from pipeline.names import class_label
 
-DISCLAIMER = ("Research and teaching tool - NOT a diagnostic device. Predictions and heatmaps "
-              "must never be used for clinical decisions.")
+DISCLAIMER = names.DISCLAIMER.replace(": not a diagnostic", " - NOT a diagnostic")
 
 
 @dataclass

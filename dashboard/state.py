@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import core, error_frames, flags, runinfo
+from pipeline import names
 from pipeline.artifacts import (
     ArtifactError,
     Run,
@@ -33,8 +34,7 @@ from pipeline.evaluate.flags import FILE as FLAGS_FILE
 ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_KEY = "run_choice"
-DISCLAIMER = ("Research and teaching tool: **not a diagnostic device**. Predictions and heatmaps "
-              "must never be used for clinical decisions.")
+DISCLAIMER = names.DISCLAIMER.replace("not a diagnostic device", "**not a diagnostic device**")
 UNEXPECTED = "This page hit an unexpected problem"
 GENERIC_FIX = ("Pick another run in the sidebar, or train a fresh one with "
                "`python -m pipeline run` (`make demo` does it for you).")

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+# What every answer comes with (the dashboard's pages, the PDF reports, predict and explain);
+# the dashboard sets "not a diagnostic device" in bold, the PDF in capitals.
+DISCLAIMER = ("Research and teaching tool: not a diagnostic device. Predictions and heatmaps must "
+              "never be used for clinical decisions.")
+
 # Registry name -> the name people read (tables, captions, the dashboard).
 DISPLAY_NAMES: dict[str, str] = {
     "custom_cnn": "Custom CNN",

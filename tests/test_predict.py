@@ -175,3 +175,29 @@ def test_a_series_file_is_predicted_slice_by_slice_and_resumes_by_slice(
     lines = out.read_text().splitlines()
     assert [ln.split(",")[0] for ln in lines[1:]] == [str(files[0]), *names[:3], str(broken),
                                                      *names[3:]]
+
+
+def test_printed_answers_explain_a_disagreement_and_carry_the_disclaimer(capsys):
+    """"[models disagree]" had no legend line (the other warnings each have one), and nothing
+    printed said the answers are not a diagnosis."""
+    from pipeline.cli.eval_cmds import _print_answers
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+    from pipeline.names import DISCLAIMER
+
+    def answer(label: str) -> dict:
+        return {"label": label, "probs": {label: 0.9, "other": 0.1}, "colour": False,
+                "weak": False, "unlike": False}
+
+    rows = [{"path": "a.png", "agree": False,
+             "models": {"custom_cnn": answer("glioma"), "mobilenetv2": answer("no_tumor")}},
+            {"path": "b.png", "agree": True,
+             "models": {"custom_cnn": answer("glioma"), "mobilenetv2": answer("glioma")}}]
+    _print_answers(rows)
+    out, err = capsys.readouterr()
+    first, second = out.splitlines()
+    assert first.endswith(f"no_tumor (0.90) [{FLAG_LABELS['disagree']}]")
+    assert FLAG_LABELS["disagree"] not in second
+    assert err.count(FLAG_MEANINGS["disagree"]) == 1 and err.count(DISCLAIMER) == 1
+    _print_answers(rows[1:])  # no disagreement: no legend line for it, the disclaimer still
+    _, err = capsys.readouterr()
+    assert FLAG_MEANINGS["disagree"] not in err and DISCLAIMER in err

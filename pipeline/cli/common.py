@@ -96,13 +96,16 @@ def warning_tags(answer: dict, seen: set[str]) -> str:
 
 
 def warning_legend(seen: set[str]) -> None:
-    """One line on stderr per warning in `seen` saying what it means, in a fixed order."""
+    """One line on stderr per warning in `seen` saying what it means, in a fixed order, then
+    the disclaimer every answer comes with (the dashboard's and the PDF's)."""
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+    from pipeline.names import DISCLAIMER
 
     for k in FLAG_MEANINGS:
         if k in seen:
             err.print(f"[{FLAG_LABELS[k]}]: {FLAG_MEANINGS[k]}.", highlight=False, markup=False,
                       soft_wrap=True)
+    err.print(DISCLAIMER, highlight=False, markup=False, soft_wrap=True)
 
 
 def _report_unreadable(path: str, reason: str) -> None:
@@ -113,17 +116,28 @@ def _report_unreadable(path: str, reason: str) -> None:
     err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
 
 
-def keep_larger(path: Path, keys: tuple[str, ...], asked: int, what: str, fix: str) -> None:
+def keep_larger(path: Path, keys: tuple[str, ...], asked: int, what: str, fix: str, *,
+                within: tuple[str, ...] = (), instead: str | None = None) -> None:
     """Fail before any work when the measurement in `path` (the first of `keys` it holds: its
     image count) covers more images than `asked`: a quick check with a small --max-images
     silently replaced a run's shipped measurement, which the dashboard and the docs show. `fix`
-    may name the count as {n}. A missing or damaged file is no measurement to keep."""
+    may name the count as {n}. `within`: the keys leading to the measurement inside the file
+    (one model's entry of a shared file). `instead`: the whole refusal when this call would
+    measure something else than the file's measurement stands for (another method than the
+    default), said whatever the counts. A missing or damaged file, or one without the entry,
+    is no measurement to keep."""
     from pipeline.artifacts import ArtifactError, read_json
 
     try:
         done = read_json(path) if path.is_file() else {}
     except ArtifactError:
         return
+    for key in within:
+        done = done.get(key) if isinstance(done, dict) else None
+    if not isinstance(done, dict) or not done:
+        return
+    if instead is not None:
+        fail(instead)
     n = next((done[k] for k in keys if k in done), None)
     if isinstance(n, int) and n > asked:
         fail(f"{what} was measured on {n} images, this would use {asked}: "

@@ -92,11 +92,16 @@ def _report_inputs(inputs: Inputs) -> None:
 def _print_answers(results: list[dict]) -> None:
     """One line per image: each model's answer with its warnings in brackets (the dashboard's
     words), then a legend on stderr for the warnings that were shown."""
+    from pipeline.evaluate.flags import FLAG_LABELS
+
     seen: set[str] = set()
     for row in results:
         parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})" + warning_tags(v, seen)
                  for m, v in row["models"].items()]
-        flag = "" if row["agree"] else "  [models disagree]"
+        flag = ""
+        if not row["agree"] and len(row["models"]) > 1:
+            flag = f" [{FLAG_LABELS['disagree']}]"
+            seen.add("disagree")
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
     warning_legend(seen)
 

@@ -36,10 +36,11 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
 FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answers
     "colour": "MRI slices are greyscale, so this may not be an MRI slice at all, and then no "
               "answer means anything",
-    "weak": "its confidence is below the level under which the model's validation answers were "
+    "weak": "the model is so unsure that, on validation images, its answers this unsure were "
             f"right less than {LOW_CONFIDENCE_ACCURACY:.0%} of the time",
     "unlike": "the model's out-of-distribution score is above its validation threshold, so its "
               "validation accuracy does not vouch for the answer",
+    "disagree": "the two models give different answers, so at least one of them is wrong",
 }
 
 # A pixel is coloured when its channels differ by more than COLOUR_SPREAD grey levels; an image
