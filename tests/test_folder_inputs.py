@@ -97,7 +97,7 @@ def test_scanner_named_dicom_files_in_a_folder_are_read_by_their_magic(tmp_path:
 
 
 def test_skipped_files_are_counted_and_said_once(tmp_path: Path, capsys):
-    from pipeline.cli.eval_cmds import _report_inputs
+    from pipeline.cli.common import report_inputs
 
     (tmp_path / "a.png").write_bytes(_encode(np.asarray(_slice(8), np.uint8), "PNG"))
     odd = "[red]new\nline.txt"
@@ -112,7 +112,7 @@ def test_skipped_files_are_counted_and_said_once(tmp_path: Path, capsys):
         images.read_file(inputs.files[1])
     assert len(inputs.skipped) == 5  # hidden files neither read nor counted
 
-    _report_inputs(inputs)
+    report_inputs(inputs)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("skipped 5 file(s) in folders that are "
                                                    "not images by name (")
@@ -189,6 +189,11 @@ def test_predict_reads_a_folder_whole_and_each_file_once(smoke_run: Path, tmp_pa
     assert "skipped 1 file(s) in folders that are not images by name (notes.txt)" in err
     assert "1 file(s) given more than once" in err
     assert "gone.jpg: file not found" in err
+    # explain reads the same list and says the same (it skipped silently too)
+    result = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--out",
+                                      str(tmp_path / "overlays"), "--", str(folder)])
+    assert "skipped 1 file(s) in folders that are not images by name (notes.txt)" in \
+        result.stderr, result.output[-2000:]
 
 
 def test_a_scanner_named_multi_frame_dicom_is_expanded_into_its_slices(tmp_path: Path):

@@ -18,6 +18,7 @@ from pipeline.names import DEFAULT_MODELS, Progress, no_progress
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
+    from pipeline.stream import Inputs
 
 app = typer.Typer(
     add_completion=False,
@@ -106,6 +107,20 @@ def warning_legend(seen: set[str]) -> None:
             err.print(f"[{FLAG_LABELS[k]}]: {FLAG_MEANINGS[k]}.", highlight=False, markup=False,
                       soft_wrap=True)
     err.print(DISCLAIMER, highlight=False, markup=False, soft_wrap=True)
+
+
+def report_inputs(inputs: Inputs) -> None:
+    """One stderr line each for the files of the folders given that are not read (not images
+    by name, nor DICOM by content) and for files given more than once (read once): both were
+    silent, so a folder's count of answers could not be checked."""
+    if inputs.skipped:
+        names = ", ".join(shown(p.name) for p in inputs.skipped[:3])
+        more = ", …" if len(inputs.skipped) > 3 else ""
+        err.print(f"skipped {len(inputs.skipped)} file(s) in folders that are not images by "
+                  f"name ({names}{more})", highlight=False, soft_wrap=True)
+    if inputs.repeated:
+        err.print(f"{inputs.repeated} file(s) given more than once: each is read once",
+                  highlight=False, soft_wrap=True)
 
 
 def _report_unreadable(path: str, reason: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -21,14 +21,12 @@ from pipeline.cli.common import (
     one_line,
     print_json,
     progress_bar,
+    report_inputs,
     say,
     shown,
     warning_legend,
     warning_tags,
 )
-
-if TYPE_CHECKING:
-    from pipeline.stream import Inputs
 
 
 def predict(
@@ -53,7 +51,7 @@ def predict(
     except ValueError as exc:
         fail(str(exc))
     inputs = scan_inputs(images_)
-    _report_inputs(inputs)
+    report_inputs(inputs)
     paths = select_shard(inputs.files, (i, n))
     run = _open_run(artifacts_dir, run_)
     try:
@@ -73,20 +71,6 @@ def predict(
         _print_answers(results)
     if failures:
         raise typer.Exit(1)
-
-
-def _report_inputs(inputs: Inputs) -> None:
-    """One stderr line each for the files of the folders given that are not read (not images
-    by name, nor DICOM by content) and for files given more than once (read once): both were
-    silent, so a folder's count of answers could not be checked."""
-    if inputs.skipped:
-        names = ", ".join(shown(p.name) for p in inputs.skipped[:3])
-        more = ", …" if len(inputs.skipped) > 3 else ""
-        err.print(f"skipped {len(inputs.skipped)} file(s) in folders that are not images by "
-                  f"name ({names}{more})", highlight=False, soft_wrap=True)
-    if inputs.repeated:
-        err.print(f"{inputs.repeated} file(s) given more than once: each is read once",
-                  highlight=False, soft_wrap=True)
 
 
 def _print_answers(results: list[dict]) -> None:

@@ -22,6 +22,7 @@ from pipeline.cli.common import (
     one_line,
     print_json,
     progress_bar,
+    report_inputs,
     say,
     shown,
     warning_legend,
@@ -63,7 +64,7 @@ def explain(
     Files are decoded and explained 32 at a time, so folders of any size fit in memory; each
     chunk's rows are kept on disk at once, so after an interruption the same command continues
     where it stopped (files already done are skipped; other settings are refused)."""
-    from pipeline.stream import expand_inputs, parse_shard
+    from pipeline.stream import parse_shard, scan_inputs
 
     _check_explain_options(method, alpha, outline)
     try:
@@ -76,7 +77,9 @@ def explain(
     if layer is not None and len(names) != 1:
         fail("--layer names a layer of one model; pick that model with --model")
     target_idx = _target_index(target, run.class_names)
-    paths = expand_inputs(images_)
+    inputs = scan_inputs(images_)
+    report_inputs(inputs)
+    paths = inputs.files
     explainers = _load_explainers(run, names, layer, method)
     summary = _write_overlays(run, explainers, paths, out, method=method, target=target_idx,
                               alpha=alpha, outline=outline, shard=shard_)
