@@ -167,20 +167,3 @@ def empty_note(models: Sequence[str]) -> str:
     which = ", ".join(display_name(m) for m in models)
     return (f"Empty heatmap ({which}): the method finds no positive evidence for the explained "
             "class at this layer, so the map shows nothing (try another method or layer).")
-
-
-SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
-
-
-def seen_note(split: str, distance: int) -> str:
-    """Where an upload was met before (`data.membership`): a training image's answer shows what
-    the models learnt, not how they do on new images; a test image's is a fair test."""
-    what = "This image is" if distance == 0 else "A near copy of this image is"
-    where = f"{what} in this run's {SPLIT_WORDS.get(split, split)} split"
-    if split == "train":
-        return (f"{where}: the models learnt from it, so their answer shows what they learnt, "
-                "not how they do on new images.")
-    if split == "val":
-        return (f"{where}: the models did not learn from it, but their training was stopped "
-                "and calibrated on it, so their answer is not a clean test.")
-    return f"{where}: the models never trained on it, so their answer is a fair test."

@@ -15,6 +15,7 @@ from pipeline import geometry, images
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_low_confidence, read_temperatures
+from pipeline.data.membership import Membership
 from pipeline.series import Slice, SliceReader, expand_series
 
 
@@ -66,6 +67,8 @@ class Predictor:
         self.temperatures()  # a damaged calibration.json fails here, before any prediction
         # model -> its "unlike the training data" flags per prepared batch (ood.unlike_scorer)
         self._ood: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {}
+        # which of the run's splits a decoded image is in (None: the run cannot tell)
+        self.membership = Membership.of_run(run.path)
 
     def _calibration_now(self) -> tuple[int | None, dict[str, float], dict[str, float]]:
         """The run's calibration.json, read again only when it changed (a dashboard rerun asks
@@ -221,7 +224,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
     items = list(paths)
     paths = [str(p) for p in items]
     names = list(predictor.models)
-    for start, err, colour, xs in _prepared_batches(predictor, items, batch, workers):
+    for start, err, colour, seen, xs in _prepared_batches(predictor, items, batch, workers):
         part = paths[start:start + len(err)]
         ok = [i for i, e in enumerate(err) if not e]
         failures = [(part[i], err[i]) for i in range(len(part)) if err[i]]
@@ -234,7 +237,8 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 flags[name] = answer_flags(predictor, name, x, probs[name],
                                            [colour[i] for i in ok])
             for j, i in enumerate(ok):
-                row: dict[str, Any] = {"path": part[i], "models": {}}
+                # the run's split holding the image or a copy (`data.membership`), else None
+                row: dict[str, Any] = {"path": part[i], "models": {}, "in_run_split": seen[i]}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
                     row["models"][name] = {"label": d.label, "probs": d.probs,
@@ -259,9 +263,11 @@ def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarr
 
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,
                       workers: int | None
-                      ) -> Iterator[tuple[int, list[str], list[bool], list[np.ndarray]]]:
+                      ) -> Iterator[tuple[int, list[str], list[bool], list[str | None],
+                                          list[np.ndarray]]]:
     """(index of the batch's first file, per file "" or why it is unusable, per file whether
-    the decoded image is a colour one (`evaluate.flags.is_colour`), per model the prepared
+    the decoded image is a colour one (`evaluate.flags.is_colour`), per file the run's split
+    holding it or a copy (None: none, or the run cannot tell), per model the prepared
     (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -281,18 +287,21 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
         try:
             image = read(paths[i])
             prepared = geometry.prepare_for(image, specs)
-            return (b"", np.bool_(is_colour(image)), *prepared)
+            found = predictor.membership.find(image) if predictor.membership else None
+            return (b"", np.bool_(is_colour(image)),
+                    found.split.encode() if found else b"", *prepared)
         except images.ImageError as exc:
-            return (str(exc).encode("utf-8", "replace"), np.bool_(False), *blanks)
+            return (str(exc).encode("utf-8", "replace"), np.bool_(False), b"", *blanks)
         except Exception as exc:  # not the file's fault: the caller gets it, not a CSV row
             raised[i] = exc
-            return (b"", np.bool_(False), *blanks)
+            return (b"", np.bool_(False), b"", *blanks)
 
     def load_tf(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        out = tf.numpy_function(load, [index], [tf.string, tf.bool] + [tf.uint8] * len(specs))
-        out[0].set_shape(())
-        out[1].set_shape(())
-        for t, (s, _) in zip(out[2:], specs, strict=True):
+        out = tf.numpy_function(load, [index],
+                                [tf.string, tf.bool, tf.string] + [tf.uint8] * len(specs))
+        for t in out[:3]:
+            t.set_shape(())
+        for t, (s, _) in zip(out[3:], specs, strict=True):
             t.set_shape((s, s, 3))
         return tuple(out)
 
@@ -308,10 +317,11 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     options.autotune.enabled = False
     ds = ds.with_options(options)
     start = 0
-    for err_t, colour_t, *xs_t in ds:
+    for err_t, colour_t, seen_t, *xs_t in ds:
         err = [e.decode("utf-8", "replace") for e in err_t.numpy()]
         for k in range(len(err)):
             if start + k in raised:
                 raise raised[start + k]
-        yield start, err, [bool(c) for c in colour_t.numpy()], [x.numpy() for x in xs_t]
+        yield (start, err, [bool(c) for c in colour_t.numpy()],
+               [v.decode() or None for v in seen_t.numpy()], [x.numpy() for x in xs_t])
         start += len(err)

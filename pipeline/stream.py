@@ -148,8 +148,9 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     for m in models:
         cols += [f"{m}_predicted", *[f"{m}_p_{c}" for c in class_names],
                  *[f"{m}_{k}" for k in ANSWER_FLAGS]]
-    # `run`: which run's models answered (a resumed file must not mix two runs' answers)
-    return [*cols, "models_agree", "error", "run"]
+    # `run`: which run's models answered (a resumed file must not mix two runs' answers);
+    # `in_run_split`: the run's split holding the image or a copy (`data.membership`), if any
+    return [*cols, "models_agree", "error", "run", "in_run_split"]
 
 
 def _done_paths(out: Path, cols: list[str], run_id: str,
@@ -190,10 +191,10 @@ def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, 
             v = r["models"][m]
             row += [v["label"], *[f"{v['probs'][c]:.6f}" for c in class_names],
                     *["" if v.get(k) is None else int(v[k]) for k in ANSWER_FLAGS]]
-        by_path[r["path"]] = [*row, int(r["agree"]), "", run_id]
+        by_path[r["path"]] = [*row, int(r["agree"]), "", run_id, r.get("in_run_split") or ""]
     blank = [""] * (len(models) * (1 + len(class_names) + len(ANSWER_FLAGS)))
     for p, reason in failures:
-        by_path[p] = [p, *blank, "", reason, run_id]
+        by_path[p] = [p, *blank, "", reason, run_id, ""]
     return [by_path[str(p)] for p in paths if str(p) in by_path]
 
 

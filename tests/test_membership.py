@@ -55,3 +55,35 @@ def test_a_trained_run_knows_where_its_images_are(smoke_run: Path):
     splits = json.loads((smoke_run / "splits.json").read_text())
     assert {k: len(v) for k, v in report["splits"].items()} == {
         s: len(splits[s]) for s in ("train", "val", "test")}
+
+
+def test_predict_says_which_answers_are_for_the_run_s_own_images(smoke_run: Path,
+                                                                  tmp_path: Path):
+    """The CLI says what the dashboard says: a training image's answer is no test."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.data.membership import SEEN_MEANINGS, SEEN_TAGS
+
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    root = Path(manifest["data"]["dir"])
+    train, test = (root / splits[s][0]["path"] for s in ("train", "test"))
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+                    ).save(noise)
+    args = ["predict", "--run", str(smoke_run), str(train), str(test), str(noise)]
+    printed = CliRunner().invoke(app, args)
+    assert printed.exit_code == 0, printed.output[-2000:]
+    lines = printed.stdout.splitlines()
+    assert lines[0].endswith(f"[{SEEN_TAGS['train']}]") and lines[1].endswith(
+        f"[{SEEN_TAGS['test']}]") and "in this run's" not in lines[2]
+    assert printed.stderr.count(SEEN_MEANINGS["train"]) == 1
+    as_json = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)["results"]
+    assert [r["in_run_split"] for r in as_json] == ["train", "test", None]
+    out = tmp_path / "p.csv"
+    assert CliRunner().invoke(app, [*args, "--out", str(out)]).exit_code == 0
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert [r["in_run_split"] for r in rows] == ["train", "test", ""]

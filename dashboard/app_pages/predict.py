@@ -8,10 +8,10 @@ import streamlit as st
 
 from dashboard import core, inference, loader, paging, runinfo, series_view, state, uploads, views
 from dashboard import figures as F
-from dashboard import flags as dflags
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import ArtifactError
+from pipeline.data.membership import seen_note
 
 SAMPLES_KEY = "predict_samples"
 PAGE_KEY = "predict_page"  # the page selector: which page of cards is shown
@@ -115,7 +115,7 @@ for k, (name, data) in enumerate(files):
     # A file from the dataset's Testing/ folder may be a training image of this run (271 of
     # 394 are, on the main split): say so, or its answer reads as a fair test.
     seen = seen_in.find(upload.image) if seen_in and upload.ok and not upload.slices else None
-    upload.seen = dflags.seen_note(seen.split, seen.distance) if seen else ""
+    upload.seen = seen_note(seen.split, seen.distance) if seen else ""
     items.append(upload)
     boxes.append(None)
 

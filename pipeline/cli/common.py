@@ -96,17 +96,20 @@ def warning_tags(answer: dict, seen: set[str]) -> str:
     return "".join(f" [{FLAG_LABELS[k]}]" for k in raised)
 
 
-def warning_legend(seen: set[str]) -> None:
-    """One line on stderr per warning in `seen` saying what it means, in a fixed order, then
-    the disclaimer every answer comes with (the dashboard's and the PDF's)."""
+def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset(),
+                   answered: bool = True) -> None:
+    """One line on stderr per warning in `seen` saying what it means, in a fixed order, one per
+    split of the run that answered images were found in (`splits`, `data.membership`), then
+    the disclaimer every answer comes with (the dashboard's and the PDF's; none without an
+    answer, `answered` False)."""
+    from pipeline.data.membership import SEEN_MEANINGS, SEEN_TAGS
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
     from pipeline.names import DISCLAIMER
 
-    for k in FLAG_MEANINGS:
-        if k in seen:
-            err.print(f"[{FLAG_LABELS[k]}]: {FLAG_MEANINGS[k]}.", highlight=False, markup=False,
-                      soft_wrap=True)
-    err.print(DISCLAIMER, highlight=False, markup=False, soft_wrap=True)
+    lines = [f"[{FLAG_LABELS[k]}]: {FLAG_MEANINGS[k]}." for k in FLAG_MEANINGS if k in seen]
+    lines += [f"[{SEEN_TAGS[k]}]: {SEEN_MEANINGS[k]}." for k in SEEN_TAGS if k in splits]
+    for line in [*lines, DISCLAIMER] if answered else lines:
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def report_inputs(inputs: Inputs) -> None:

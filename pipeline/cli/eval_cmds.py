@@ -76,9 +76,11 @@ def predict(
 def _print_answers(results: list[dict]) -> None:
     """One line per image: each model's answer with its warnings in brackets (the dashboard's
     words), then a legend on stderr for the warnings that were shown."""
+    from pipeline.data.membership import SEEN_TAGS
     from pipeline.evaluate.flags import FLAG_LABELS
 
     seen: set[str] = set()
+    splits: set[str] = set()
     for row in results:
         parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})" + warning_tags(v, seen)
                  for m, v in row["models"].items()]
@@ -86,8 +88,12 @@ def _print_answers(results: list[dict]) -> None:
         if not row["agree"] and len(row["models"]) > 1:
             flag = f" [{FLAG_LABELS['disagree']}]"
             seen.add("disagree")
+        split = row.get("in_run_split")
+        if split in SEEN_TAGS:  # one of the run's own images: its answer may be no test
+            flag += f" [{SEEN_TAGS[split]}]"
+            splits.add(split)
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
-    warning_legend(seen)
+    warning_legend(seen, splits, answered=bool(results))
 
 
 def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:

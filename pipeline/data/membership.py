@@ -26,6 +26,17 @@ from pipeline.data.splits import SPLIT_NAMES, Splits
 from pipeline.names import Progress
 
 FILE = "split_hashes.json"
+SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
+# what `predict` prints beside an answer for an image of the run's own splits (its CSV and JSON
+# say `in_run_split`); the dashboard says `seen_note`
+SEEN_TAGS = {s: f"in this run's {w} split" for s, w in SPLIT_WORDS.items()}
+SEEN_MEANINGS = {
+    "train": "the models learnt from this image (or a copy of it), so their answer shows what "
+             "they learnt, not how they do on new images",
+    "val": "the models did not learn from it, but their training was stopped and calibrated on "
+           "it, so their answer is not a clean test",
+    "test": "the models never trained on it, so their answer is a fair test",
+}
 
 
 def split_hashes(splits: Splits, progress: Progress | None = None) -> dict[str, Any]:
@@ -92,3 +103,11 @@ class Membership:
         if dist[best] > self.threshold:
             return None
         return Seen(str(self._splits[best]), int(dist[best]))
+
+
+def seen_note(split: str, distance: int) -> str:
+    """The sentence for an image found in `split` at `distance` bits: "This image is in this
+    run's training split: the models learnt ..." (a near copy says so)."""
+    what = "This image is" if distance == 0 else "A near copy of this image is"
+    meaning = SEEN_MEANINGS.get(split, "").replace(" (or a copy of it)", "")
+    return f"{what} {SEEN_TAGS.get(split, f'in split {split}')}: {meaning}."
