@@ -54,6 +54,10 @@ def explain(
                               "layer, else its gradcam_layer); one model only"),
     alpha: float = typer.Option(0.4, "--alpha", help="heatmap opacity 0..1"),
     outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
+    bare: bool = typer.Option(False, "--bare", help="plain overlays at the model's resolution "
+                              "(its input size, head crop), for further processing; default: "
+                              "enlarged to at least 448 px with a caption strip (model, answer, "
+                              "method and class explained, colour scale, disclaimer)"),
     shard: str = typer.Option(None, "--shard", help="i/n: only every n-th file from position "
                               "i (split a large folder over n jobs, one --out each; overlay "
                               "names as in one unsharded run)"),
@@ -61,9 +65,10 @@ def explain(
 ) -> None:
     """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats.
 
-    Files are decoded and explained 32 at a time, so folders of any size fit in memory; each
-    chunk's rows are kept on disk at once, so after an interruption the same command continues
-    where it stopped (files already done are skipped; other settings are refused)."""
+    Each overlay is captioned for use as it is (a slide, a report) unless --bare. Files are
+    decoded and explained 32 at a time, so folders of any size fit in memory; each chunk's rows
+    are kept on disk at once, so after an interruption the same command continues where it
+    stopped (files already done are skipped; other settings, --bare among them, are refused)."""
     from pipeline.stream import parse_shard, scan_inputs
 
     _check_explain_options(method, alpha, outline)
@@ -82,7 +87,7 @@ def explain(
     paths = inputs.files
     explainers = _load_explainers(run, names, layer, method)
     summary = _write_overlays(run, explainers, paths, out, method=method, target=target_idx,
-                              alpha=alpha, outline=outline, shard=shard_)
+                              alpha=alpha, outline=outline, caption=not bare, shard=shard_)
     if summary.selected and not summary.images:
         fail(f"none of the {summary.selected} file(s) is a usable image; nothing to explain",
              code=1)
@@ -128,7 +133,8 @@ def _load_explainers(run: Run, names: list[str], layer: str | None, method: str 
 
 def _write_overlays(run: Run, explainers: dict[str, Explainer], paths: list[Path], out: Path,
                     *, method: str | None, target: int | None, alpha: float,
-                    outline: float | None, shard: tuple[int, int]) -> ExplainSummary:
+                    outline: float | None, caption: bool, shard: tuple[int, int]
+                    ) -> ExplainSummary:
     """`explain.batch.explain_files` with a progress bar; unusable files reported one line each
     as they are met; a model's error, other settings than the earlier run's into `out` or an
     unwritable folder fail in one line; Ctrl-C says how to continue."""
@@ -137,7 +143,8 @@ def _write_overlays(run: Run, explainers: dict[str, Explainer], paths: list[Path
     try:
         with progress_bar() as update:
             return explain_files(run, explainers, paths, out, method=method, target=target,
-                                 alpha=alpha, outline=outline, shard=shard, progress=update,
+                                 alpha=alpha, outline=outline, caption=caption, shard=shard,
+                                 progress=update,
                                  on_unreadable=_report_unreadable)
     except ValueError as exc:
         fail(str(exc))
@@ -170,7 +177,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     sys.stdout.write(f"wrote {len(summary.rows) * n_models} overlay(s) and explain.json to "
                      f"{one_line(out)} ({where}{summary.already_done} already done, skipped; "
                      f"explain.json: {summary.images} image(s){unreadable})\n")
-    warning_legend(seen)
+    warning_legend(seen, answered=bool(summary.rows))
 
 
 def explain_eval_cmd(

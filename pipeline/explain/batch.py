@@ -17,10 +17,18 @@ so memory does not grow with the folder, and it is resumable and shardable like 
   partial file or a new "incomplete" state; while a journal exists, an explain.json beside it
   is the last finished run's.
 - Resume: the header records what shapes the output (`SETTINGS`: run id, each model's method
-  and layer, target class, alpha, outline, shard). Rerun into the same folder, files with a row
-  or an error already recorded (journal, else a finished explain.json) are skipped, and other
-  settings are refused in one line naming the difference (`settings_difference`) rather than
-  mixed in. One writer per folder at a time (a lock on the folder where the file system has one).
+  and layer, target class, alpha, outline, caption, shard). Rerun into the same folder, files
+  with a row or an error already recorded (journal, else a finished explain.json) are skipped,
+  and other settings are refused in one line naming the difference (`settings_difference`)
+  rather than mixed in (captioned and bare overlays never share a folder). One writer per
+  folder at a time (a lock on the folder where the file system has one). A header from before
+  captions existed (no "caption") stands for bare overlays, which is what that version wrote,
+  so such a folder continues with --bare only.
+- Overlays: captioned by default (`render.captioned_overlay`: enlarged to at least
+  `render.CAPTION_MIN_SIDE` px, a strip saying the model, its answer, the method and class the
+  heatmap explains, a colour scale and the disclaimer), so a PNG can go on a slide or in a
+  report as it is; `caption=False` (--bare) writes `render_overlay` at the model's resolution,
+  for further processing. The file names are the same either way.
 - Shards: `shard=(i, n)` explains every n-th file from position i (`stream.select_shard`), with
   the overlay names of the whole list (`overlay_bases`), so n shards' folders hold exactly the
   files one unsharded run would write.
@@ -43,10 +51,15 @@ import numpy as np
 from pipeline.artifacts import Run
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.masks import head_mask_in_frame
-from pipeline.explain.metrics import energy_outside_head, outside_head_flag, top_outside_head
-from pipeline.explain.render import heatmap_stats, render_overlay, to_png
+from pipeline.explain.metrics import (
+    OUTSIDE_HEAD_MESSAGE,
+    energy_outside_head,
+    outside_head_flag,
+    top_outside_head,
+)
+from pipeline.explain.render import captioned_overlay, heatmap_stats, render_overlay, to_png
 from pipeline.geometry import prepare_image
-from pipeline.names import Progress, no_progress
+from pipeline.names import DISCLAIMER, Progress, class_label, display_name, no_progress
 from pipeline.series import Slice, SliceReader, expand_series
 
 OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
@@ -55,7 +68,7 @@ EXPLAIN_CHUNK = 32
 RESULT = "explain.json"
 JOURNAL = "explain.partial.jsonl"  # rows so far, until they are folded into RESULT
 # header keys a resumed run must match: what they change is in the overlays and rows
-SETTINGS = ("run_id", "models", "target", "alpha", "outline", "shard")
+SETTINGS = ("run_id", "models", "target", "alpha", "outline", "caption", "shard")
 
 
 def overlay_bases(paths: list[Path | Slice]) -> list[str]:
@@ -110,9 +123,12 @@ def answer_warners(run: Run, explainers: dict[str, Explainer]) -> Warners:
 def write_overlays(run: Run, explainers: dict[str, Explainer],
                    decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str | None,
                    target: int | None, alpha: float, outline: float | None,
-                   progress: Progress = no_progress, bases: list[str] | None = None,
+                   caption: bool = True, progress: Progress = no_progress,
+                   bases: list[str] | None = None,
                    warners: Warners | None = None) -> list[dict[str, Any]]:
-    """Explain every image with every model, write one overlay PNG each into `out`.
+    """Explain every image with every model, write one overlay PNG each into `out`: captioned
+    (`overlay_caption`, `captioned_overlay`), or with `caption` False the bare `render_overlay`
+    at the model's resolution.
 
     `method` None: each explainer's own default (`Explainer.method`).
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
@@ -149,8 +165,6 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), colour)
         for i in range(len(decoded)):
             png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
-            png.write_bytes(to_png(render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
-                                                  outline_top_percent=outline)))
             entry = overlay_entry(run.class_names, ex, i, png.name, probs_all[i])
             head = head_mask_in_frame(decoded[i][1], size, crop)
             share = energy_outside_head(ex.heatmaps[i], head)
@@ -160,6 +174,13 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
             entry["weak"], entry["unlike"] = warned["weak"][i], warned["unlike"][i]
             entry["colour"] = warned["colour"][i]
+            if caption:  # after the warnings: the caption carries them
+                picture = captioned_overlay(x[i], ex.heatmaps[i], overlay_caption(name, entry),
+                                            DISCLAIMER, alpha=alpha, outline_top_percent=outline)
+            else:
+                picture = render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
+                                         outline_top_percent=outline)
+            png.write_bytes(to_png(picture))
             rows[i]["models"][name] = entry
     progress("explain", len(explainers), len(explainers))
     return rows
@@ -180,6 +201,34 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
     }
 
 
+def overlay_caption(model: str, entry: dict[str, Any]) -> list[str]:
+    """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
+    answer with its (calibrated) probability as explain prints it, and the method and class the
+    heatmap explains, which may not be the answer (--target); then the answer's warnings and the
+    shortcut alarm, as explain prints them (an overlay travels without the console's lines).
+
+    >>> overlay_caption("custom_cnn", {"predicted": "no_tumor", "target": "glioma",
+    ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
+    ...                 "weak": True})
+    ["Custom CNN answers 'no tumour' (0.70)", "Heatmap: Grad-CAM for 'glioma'",
+     'Warning: weak answer (low confidence)']
+    """
+    from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.explain.methods import METHOD_LABELS
+
+    # "Score-CAM (slower)": the dashboard's menu says how long it takes; a picture need not
+    method = METHOD_LABELS.get(entry["method"], entry["method"]).replace(" (slower)", "")
+    lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
+             f"({entry['probs'][entry['predicted']]:.2f})",
+             f"Heatmap: {method} for '{class_label(entry['target'])}'"]
+    warnings = [FLAG_LABELS[k] for k in ("colour", "weak", "unlike") if entry.get(k)]
+    if entry.get("outside_head_flag"):
+        warnings.append(OUTSIDE_HEAD_MESSAGE)
+    if warnings:
+        lines.append("Warning: " + "; ".join(warnings))
+    return lines
+
+
 @dataclass
 class ExplainSummary:
     """What `explain_files` did: `rows` and `failures` met by this call (in order), the
@@ -195,10 +244,11 @@ class ExplainSummary:
 
 def explain_header(run: Run, explainers: dict[str, Explainer], *, method: str | None,
                    target: int | None, alpha: float, outline: float | None,
-                   shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+                   caption: bool = True, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     """explain.json's keys besides "images" and "errors": run_id, method (as asked), target
-    (class name; None = each model's predicted class), alpha, outline, shard ("i/n") and per
-    model the method and layer actually used (layer None for methods that read none)."""
+    (class name; None = each model's predicted class), alpha, outline, caption (true:
+    captioned overlays, false: bare, --bare), shard ("i/n") and per model the method and layer
+    actually used (layer None for methods that read none)."""
     from pipeline.explain.methods import get_method
 
     models = {}
@@ -208,7 +258,8 @@ def explain_header(run: Run, explainers: dict[str, Explainer], *, method: str | 
                         "layer": explainer.layer if used.needs_layer else None}
     return {"run_id": run.run_id, "method": method or "each model's default",
             "target": None if target is None else run.class_names[target], "alpha": alpha,
-            "outline": outline, "shard": f"{shard[0]}/{shard[1]}", "models": models}
+            "outline": outline, "caption": caption, "shard": f"{shard[0]}/{shard[1]}",
+            "models": models}
 
 
 def settings_difference(then: dict[str, Any], now: dict[str, Any]) -> str | None:
@@ -225,6 +276,10 @@ def settings_difference(then: dict[str, Any], now: dict[str, Any]) -> str | None
         a, b = then.get(key), now.get(key)
         if a == b:
             continue
+        if key == "caption":
+            def kind(v: Any) -> str:
+                return "captioned" if v else "bare (--bare)"
+            return f"overlays {kind(a)} then, {kind(b)} now"
         if key == "models" and isinstance(a, dict) and set(a) == set(b):
             name = next(m for m in sorted(b) if a[m] != b[m])
 
@@ -261,15 +316,17 @@ def _earlier(out: Path) -> tuple[dict[str, Any] | None, list[dict], list[dict], 
         if not isinstance(header, dict):
             raise ValueError(f"{journal} does not start with explain's settings: remove it to "
                              "start over, or choose another --out")
+        header.setdefault("caption", False)  # journaled before captions: bare overlays
         return header, rows, errors, True
     if not final.exists():
         return None, [], [], False
     doc = read_json(final)  # ArtifactError (a ValueError) in one line when damaged
-    if not isinstance(doc, dict) or any(key not in doc for key in SETTINGS):
+    if not isinstance(doc, dict) or any(key not in doc for key in SETTINGS if key != "caption"):
         raise ValueError(f"{final} does not record the settings it was made with (written "
                          "before explain could resume): remove it to start over, or choose "
                          "another --out")
     header = {k: v for k, v in doc.items() if k not in ("images", "errors")}
+    header.setdefault("caption", False)  # written before captions: bare overlays
     return header, list(doc.get("images") or []), list(doc.get("errors") or []), False
 
 
@@ -339,7 +396,7 @@ def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[
 
 def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Path], out: Path,
                   *, method: str | None, target: int | None, alpha: float,
-                  outline: float | None, chunk: int = EXPLAIN_CHUNK,
+                  outline: float | None, caption: bool = True, chunk: int = EXPLAIN_CHUNK,
                   shard: tuple[int, int] = (0, 1), progress: Progress = no_progress,
                   on_unreadable: Callable[[str, str], None] | None = None) -> ExplainSummary:
     """`write_overlays` over shard `shard` of `paths`, `chunk` files at a time, into `out`:
@@ -357,7 +414,7 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
     items = expand_series(paths)  # a series file: each slice explained, named "… · slice k of n"
     chosen = select_shard(list(zip(items, overlay_bases(items), strict=True)), shard)
     header = explain_header(run, explainers, method=method, target=target, alpha=alpha,
-                            outline=outline, shard=shard)
+                            outline=outline, caption=caption, shard=shard)
     out.mkdir(parents=True, exist_ok=True)
     with _only_writer(out) as folder_fd:
         then, rows_then, errors_then, journaled = _earlier(out)
@@ -402,8 +459,8 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
 
                     new, bad = _explain_chunk(run, explainers, part, out,
                                               dict(method=method, target=target, alpha=alpha,
-                                                   outline=outline, warners=warners,
-                                                   progress=within),
+                                                   outline=outline, caption=caption,
+                                                   warners=warners, progress=within),
                                               on_unreadable)
                     journal.write(_lines([*(("image", r) for r in new),
                                           *(("error", e) for e in bad)]))

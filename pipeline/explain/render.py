@@ -1,15 +1,29 @@
 """Drawing heatmaps: colour maps, overlays on the image, PNG bytes, and a heatmap's summary.
 
-Every heatmap is a 2-D float map, nominally in [0, 1]; NaN counts as 0.
+Every heatmap is a 2-D float map, nominally in [0, 1]; NaN counts as 0. `render_overlay` is the
+plain overlay the dashboard shows beside its own captions; `captioned_overlay` is the same
+overlay enlarged, with a caption strip (what it shows, a colour scale, a disclaimer) for use
+outside the dashboard (a slide, a report): what `explain` writes unless --bare.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+# captioned overlays: the image's shorter side at least this (128 px custom CNN, 224 px
+# MobileNetV2 are too small for a slide), and the strip's sizes at that width (scaled with it)
+CAPTION_MIN_SIDE = 448
+CAPTION_BACKGROUND = (255, 255, 255)
+CAPTION_INK = (34, 34, 34)
+CAPTION_NOTE_INK = (90, 90, 90)  # the disclaimer: quieter, still about 7:1 on white
+_PAD, _TEXT, _NOTE, _SCALE_H, _TICK = 10, 15, 12, 10, 3  # pixels at CAPTION_MIN_SIDE wide
 
 
 def _colormap_code(name: str) -> int:
@@ -89,6 +103,107 @@ def render_overlay(
         contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         thickness = max(1, round(min(hw) / 150))
         cv2.drawContours(out, contours, -1, (255, 255, 255), thickness, lineType=cv2.LINE_AA)
+    return out
+
+
+def captioned_overlay(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    lines: Sequence[str],
+    note: str = "",
+    alpha: float = 0.4,
+    colormap: str = "jet",
+    outline_top_percent: float | None = None,
+    min_side: int = CAPTION_MIN_SIDE,
+) -> np.ndarray:
+    """`render_overlay` enlarged to at least `min_side` px on its shorter side, over a caption
+    strip: `lines` (each wrapped to the width), a colour scale in `colormap` (0 low .. 1 high),
+    then `note` in smaller, quieter type; (H + strip, W, 3) uint8.
+
+    The image is enlarged bicubically before the blend and the heatmap bilinearly from its own
+    size, so the map stays smooth (enlarging the blended overlay would blur its outline too).
+    """
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got shape {img.shape}")
+    h, w = img.shape[:2]
+    scale = max(1.0, min_side / min(h, w))
+    big = (round(h * scale), round(w * scale))
+    if big != (h, w):
+        img = cv2.resize(np.clip(img, 0, 255).astype(np.uint8), (big[1], big[0]),
+                         interpolation=cv2.INTER_CUBIC)
+    overlay = render_overlay(img, heatmap, alpha=alpha, colormap=colormap,
+                             outline_top_percent=outline_top_percent)
+    return np.concatenate([overlay, caption_strip(big[1], lines, note, colormap)], axis=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's own font at `size` px (no system font needed); loaded once per size: loading
+    costs more than drawing a caption."""
+    return ImageFont.load_default(size=size)
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: float) -> list[str]:
+    """`text` split at spaces into lines no wider than `width` (a single longer word keeps a
+    line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def caption_strip(width: int, lines: Sequence[str], note: str = "", colormap: str = "jet"
+                  ) -> np.ndarray:
+    """The strip under a captioned overlay, `width` px wide: `lines` in `CAPTION_INK`, a colour
+    scale of `colormap` with ticks at 0, 0.5 and 1 ("0 low", "1 high"), `note` in
+    `CAPTION_NOTE_INK`, all wrapped to the width; (H, width, 3) uint8 on `CAPTION_BACKGROUND`."""
+    pad, size = _caption_sizes(width)[:2]
+    font = _font(size)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    body = [part for line in lines for part in _wrap(measure, line, font, width - 2 * pad)]
+    step = round(1.3 * size)
+    canvas = Image.new("RGB", (width, pad + step * len(body) + pad // 2), CAPTION_BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(body):
+        draw.text((pad, pad + step * k), line, fill=CAPTION_INK, font=font)
+    return np.concatenate([np.asarray(canvas), _scale_and_note(width, note, colormap)], axis=0)
+
+
+def _caption_sizes(width: int) -> tuple[int, ...]:
+    """(pad, text, note text, scale height, tick) in pixels for a strip `width` px wide."""
+    unit = width / CAPTION_MIN_SIDE
+    return tuple(max(1, round(v * unit)) for v in (_PAD, _TEXT, _NOTE, _SCALE_H, _TICK))
+
+
+@functools.lru_cache(maxsize=8)
+def _scale_and_note(width: int, note: str, colormap: str) -> np.ndarray:
+    """The strip's lower part, the same under every overlay of a batch: the colour scale with
+    its ticks and numbers, then `note` wrapped. Drawn once (text costs more than the rest of
+    a captioned overlay); read-only."""
+    pad, _, small, scale_h, tick = _caption_sizes(width)
+    font = _font(small)
+    inner = width - 2 * pad
+    step = round(1.3 * small)
+    notes = _wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), note, font, inner)
+    notes_top = scale_h + tick + step + pad // 2
+    canvas = Image.new("RGB", (width, notes_top + step * len(notes) + pad), CAPTION_BACKGROUND)
+    ramp = np.tile(np.linspace(0, 1, inner, dtype=np.float32), (scale_h, 1))
+    canvas.paste(Image.fromarray(heatmap_to_rgb(ramp, colormap)), (pad, 0))
+    draw = ImageDraw.Draw(canvas)
+    for value, label in ((0.0, "0 low"), (0.5, "0.5"), (1.0, "1 high")):
+        x = pad + round(value * (inner - 1))
+        draw.line([(x, scale_h), (x, scale_h + tick - 1)], fill=CAPTION_INK)
+        w = draw.textlength(label, font=font)
+        left = min(max(x - w / 2, pad), width - pad - w)  # the end labels stay inside
+        draw.text((left, scale_h + tick), label, fill=CAPTION_INK, font=font)
+    for k, line in enumerate(notes):
+        draw.text((pad, notes_top + step * k), line, fill=CAPTION_NOTE_INK, font=font)
+    out = np.asarray(canvas).copy()
+    out.flags.writeable = False  # shared by every call: nobody draws on it
     return out
 
 

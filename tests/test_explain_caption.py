@@ -1,0 +1,166 @@
+"""explain's captioned overlays: enlarged, with a strip saying what they show (model, answer,
+method and explained class, colour scale, disclaimer); --bare writes the plain overlay of
+before; a folder never mixes the two (pipeline/explain/render.py, pipeline/explain/batch.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.explain.render import (
+    CAPTION_BACKGROUND,
+    CAPTION_MIN_SIDE,
+    captioned_overlay,
+    heatmap_to_rgb,
+    render_overlay,
+)
+from pipeline.geometry import prepare_image
+from pipeline.names import DISCLAIMER
+
+MODEL = "custom_cnn"
+LINES = ["Custom CNN answers 'glioma' (0.92)", "Heatmap: Grad-CAM for 'glioma'"]
+
+
+def _phantom(synth_data: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A real test phantom as a model sees it, and its tumour mask (blurred) as the heatmap."""
+    src = sorted(synth_data.glob("Testing/glioma*/*.png"))[0]
+    img = prepare_image(np.asarray(Image.open(src).convert("RGB")), size, crop=False)
+    mask = np.asarray(Image.open(synth_data / "masks" / src.relative_to(synth_data))
+                      .convert("L").resize((size, size)), np.float32) / 255.0
+    return img, cv2.GaussianBlur(mask, (0, 0), size / 16)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _strip_checks(picture: np.ndarray, width: int) -> None:
+    """The strip under a `width`-square overlay: text drawn, the colour scale's own colours,
+    and nothing in the right-hand margin (the text wraps inside the width)."""
+    strip = picture[width:]
+    background = np.all(strip == CAPTION_BACKGROUND, axis=-1)
+    assert (~background).mean() > 0.05  # text and the scale, not an empty band
+    top = strip[: strip.shape[0] // 3]  # the caption's lines, above the scale
+    assert (~np.all(top == CAPTION_BACKGROUND, axis=-1)).sum() > 500
+    colours = {tuple(c) for c in strip.reshape(-1, 3)}
+    ends = heatmap_to_rgb(np.array([[0.0, 0.5, 1.0]], np.float32))[0]
+    assert {tuple(c) for c in ends} <= colours  # low, middle and high of the overlay's colormap
+    assert background[:, -round(8 * width / CAPTION_MIN_SIDE):].all()
+
+
+@pytest.mark.parametrize("size", [128, 224])
+def test_a_captioned_overlay_is_enlarged_above_a_strip(synth_data: Path, size: int):
+    img, heatmap = _phantom(synth_data, size)
+    picture = captioned_overlay(img, heatmap, LINES, DISCLAIMER)
+    height, width, _ = picture.shape
+    assert width == CAPTION_MIN_SIDE and height > width + 60, picture.shape
+    _strip_checks(picture, width)
+    # the picture above the strip is the overlay itself, only larger
+    bare = render_overlay(img, heatmap)
+    enlarged = cv2.resize(bare, (width, width), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(picture[:width].astype(int) - enlarged).mean() < 4
+    # a larger image is not shrunk, and a longer caption wraps into more rows, never wider
+    big = captioned_overlay(cv2.resize(img, (600, 600)), heatmap, LINES, DISCLAIMER)
+    assert big.shape[1] == 600
+    long = captioned_overlay(img, heatmap, [LINES[0] + " and much more" * 6], DISCLAIMER)
+    assert long.shape[1] == width and long.shape[0] > height
+
+
+def test_the_caption_states_the_answer_and_the_explained_class():
+    from pipeline.explain.batch import overlay_caption
+
+    entry = {"predicted": "no_tumor", "target": "glioma", "method": "layercam-fusion",
+             "probs": {"glioma": 0.3, "no_tumor": 0.7}}
+    assert overlay_caption("mobilenetv2", entry) == [
+        "MobileNetV2 answers 'no tumour' (0.70)",
+        "Heatmap: Multi-layer LayerCAM (fusion) for 'glioma'"]
+    # an overlay travels without the console's lines: its warnings go with it
+    warned = {**entry, "method": "scorecam", "colour": True, "weak": False, "unlike": True,
+              "outside_head_flag": True}
+    assert overlay_caption("mobilenetv2", warned)[1:] == [
+        "Heatmap: Score-CAM for 'glioma'",
+        "Warning: a colour image, not a greyscale MRI; unlike the training data; evidence "
+        "mostly outside the brain"]
+
+
+@pytest.fixture(scope="module")
+def inputs(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("caption-in")
+    srcs = sorted(synth_data.glob("Testing/*/*.png"))[::9][:2]
+    for k, src in enumerate(srcs):
+        (root / f"{k}.png").write_bytes(src.read_bytes())
+    return sorted(root.glob("*.png"))
+
+
+def _explain(smoke_run: Path, out: Path, inputs: list[Path], *extra: str):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    return CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model", MODEL,
+                                    "--method", "gradcam", "--out", str(out), *extra,
+                                    *map(str, inputs)])
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_bare_writes_todays_overlay_and_a_folder_never_mixes_the_two(
+        smoke_run: Path, inputs: list[Path], tmp_path: Path):
+    from pipeline.artifacts import open_run
+    from pipeline.explain import Explainer
+
+    bare, captioned = tmp_path / "bare", tmp_path / "captioned"
+    done = _explain(smoke_run, bare, inputs, "--bare")
+    assert done.exit_code == 0, done.output
+    done = _explain(smoke_run, captioned, inputs)
+    assert done.exit_code == 0, done.output
+    reports = {d: json.loads((d / "explain.json").read_text()) for d in (bare, captioned)}
+    assert reports[bare]["caption"] is False and reports[captioned]["caption"] is True
+    names = {d: sorted(p.name for p in d.glob("*.png")) for d in (bare, captioned)}
+    assert names[bare] == names[captioned] and len(names[bare]) == len(inputs)
+
+    # --bare: exactly render_overlay of the model's input and heatmap, as explain wrote before
+    run = open_run(smoke_run)
+    info = run.model_info(MODEL)
+    size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+    explainer = Explainer(run.load_model(MODEL), info["gradcam_layer"])
+    x = np.stack([prepare_image(np.asarray(Image.open(p).convert("RGB")), size, crop=crop)
+                  for p in inputs])
+    ex = explainer(x, method="gradcam")
+    for i, row in enumerate(reports[bare]["images"]):
+        got = _read_png(bare / row["models"][MODEL]["overlay"])
+        assert got.shape == (size, size, 3)
+        assert np.abs(got.astype(int) - render_overlay(x[i], ex.heatmaps[i])).max() <= 1
+    for row in reports[captioned]["images"]:
+        entry = row["models"][MODEL]
+        picture = _read_png(captioned / entry["overlay"])
+        assert picture.shape[1] >= CAPTION_MIN_SIDE and picture.shape[0] > picture.shape[1]
+        _strip_checks(picture, picture.shape[1])
+
+    # resuming into the other kind of folder: refused in one line, nothing touched
+    before = {d: {p.name: p.read_bytes() for p in d.iterdir()} for d in (bare, captioned)}
+    refused = _explain(smoke_run, bare, inputs)
+    assert "overlays bare (--bare) then, captioned now" in _one_error_line(refused)
+    refused = _explain(smoke_run, captioned, inputs, "--bare")
+    assert "overlays captioned then, bare (--bare) now" in _one_error_line(refused)
+    assert {d: {p.name: p.read_bytes() for p in d.iterdir()} for d in (bare, captioned)} == before
+
+    # a folder written before captions existed holds bare overlays: --bare continues it
+    old = reports[bare].copy()
+    del old["caption"]
+    (bare / "explain.json").write_text(json.dumps(old))
+    refused = _explain(smoke_run, bare, inputs)
+    assert "overlays bare (--bare) then, captioned now" in _one_error_line(refused)
+    again = _explain(smoke_run, bare, inputs, "--bare")
+    assert again.exit_code == 0 and "2 already done, skipped" in again.stdout, again.output
