@@ -175,6 +175,36 @@ def test_explain_eval_with_partial_png_masks_on_the_runs_split(smoke_run: Path, 
 
 
 @pytest.mark.slow
+def test_explain_eval_says_which_masks_it_could_not_use_and_fits_80_columns(
+        smoke_run: Path, tmp_path: Path) -> None:
+    """A mask of another size or a damaged one was reported only in the JSON's `failed` list;
+    the table of ten columns broke mid-word at 80 columns ("custo / m_cnn")."""
+    from typer.testing import CliRunner
+
+    from pipeline.artifacts import open_run
+    from pipeline.cli import app
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)  # explain-eval writes into the run
+    run = open_run(run_dir)
+    test = json.loads((run_dir / "splits.json").read_text())["test"]
+    tumour = [r for r in test if r["label"] != "no_tumor"][:2]
+    masks = tmp_path / "boxes"
+    for r in tumour:
+        (masks / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run.data_dir / "masks" / tumour[0]["path"], masks / tumour[0]["path"])
+    (masks / tumour[1]["path"]).write_text("not a mask")
+    res = CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir), "--masks", str(masks),
+                                   "--max-images", "4", "--steps", "2", "--replace"])
+    assert res.exit_code == 0, res.output
+    assert "1 image(s) or mask(s) could not be used" in res.stderr
+    assert f"{tumour[1]['path']}: mask: " in res.stderr and "not an image" in res.stderr
+    table = [ln for ln in res.stdout.splitlines() if ln.startswith(("┃", "│"))]
+    assert table and all(len(ln) <= 80 for ln in table), table
+    assert any(ln.startswith("│ pointing game (chance)") for ln in table)
+
+
+@pytest.mark.slow
 def test_explain_eval_locates_every_boxed_image_beyond_the_fully_scored_sample(
         smoke_run: Path, tmp_path: Path) -> None:
     from pipeline.artifacts import open_run

@@ -298,29 +298,36 @@ def _fmt(value: object, digits: int = 3) -> str:
 
 
 def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
-    """explain-eval's table (one row per model), then where the files were written."""
+    """explain-eval's table (one column per model), then where the files were written."""
     from rich.table import Table
 
     methods = ", ".join(f"{m}: {r['method']}" + (f" at {r['layer']}" if r.get("layer") else "")
                         for m, r in results.items())
     table = Table(title=f"explanation quality ({methods}), run {run_dir.name}")
-    for head in ("model", "n", "with mask", "pointing (chance)", "energy in mask (chance)",
-                 "deletion AUC (random)", "insertion AUC (random)", "ROAD MoRF / LeRF",
-                 "sanity ρ",
-                 "outside head"):
-        # fold, never cut: at 80 columns (piped output) cells read "cust…", "(0.0…"
-        table.add_column(head, justify="left" if head == "model" else "right", overflow="fold")
-    for m, r in results.items():
-        table.add_row(
-            m, str(r["n"]), str(r["n_localisation"]),
-            f"{_fmt(r['pointing_game'], 2)} ({_fmt(r['pointing_game_chance'], 2)})",
-            f"{_fmt(r['energy_in_mask'])} ({_fmt(r['energy_in_mask_chance'])})",
-            f"{_fmt(r['deletion_auc'])} ({_fmt(r['deletion_auc_random'])})",
-            f"{_fmt(r['insertion_auc'])} ({_fmt(r['insertion_auc_random'])})",
-            f"{_fmt(r.get('road_morf_auc'))} / {_fmt(r.get('road_lerf_auc'))}",
-            _fmt(r["sanity_rank_correlation"], 2),
-            f"{r['n_outside_head_flagged']} ({_fmt(r['outside_head_alarm_rate'], 2)})",
-        )
+    # A row per measure, a column per model: ten columns, one per measure, broke mid-word at
+    # 80 columns (piped output, a standard terminal): "custo / m_cnn", "delet / ion".
+    table.add_column("measure")
+    for m in results:
+        table.add_column(m, justify="right", overflow="fold")
+    rows = {
+        "images": lambda r: str(r["n"]),
+        "with a mask": lambda r: str(r["n_localisation"]),
+        "pointing game (chance)": lambda r: (f"{_fmt(r['pointing_game'], 2)} "
+                                             f"({_fmt(r['pointing_game_chance'], 2)})"),
+        "energy in mask (chance)": lambda r: (f"{_fmt(r['energy_in_mask'])} "
+                                              f"({_fmt(r['energy_in_mask_chance'])})"),
+        "deletion AUC (random)": lambda r: (f"{_fmt(r['deletion_auc'])} "
+                                            f"({_fmt(r['deletion_auc_random'])})"),
+        "insertion AUC (random)": lambda r: (f"{_fmt(r['insertion_auc'])} "
+                                             f"({_fmt(r['insertion_auc_random'])})"),
+        "ROAD MoRF / LeRF AUC": lambda r: (f"{_fmt(r.get('road_morf_auc'))} / "
+                                           f"{_fmt(r.get('road_lerf_auc'))}"),
+        "sanity check ρ": lambda r: _fmt(r["sanity_rank_correlation"], 2),
+        "outside the head (rate)": lambda r: (f"{r['n_outside_head_flagged']} "
+                                              f"({_fmt(r['outside_head_alarm_rate'], 2)})"),
+    }
+    for name, cell in rows.items():
+        table.add_row(name, *[cell(r) for r in results.values()])
     Console().print(table)
     for m, r in results.items():
         if r.get("localisation_reason"):
@@ -336,11 +343,29 @@ def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
         if r["n_outside_head_flagged"]:
             sys.stdout.write(f"{m}: {r['n_outside_head_flagged']} of {r['n']} heatmaps flagged: "
                              f"{OUTSIDE_HEAD_MESSAGE} ({r['outside_head_rule']})\n")
+    _report_failed(results)
     modes = {r["target_mode"] for r in results.values()}
     sys.stdout.write("explained class: " + ", ".join(sorted(
         _TARGET_WORDS.get(mode, mode) for mode in modes)) + "\n")
     sys.stdout.write(f"written: {', '.join(r['written'] for r in results.values())} in "
                      f"{run_dir}\n")
+
+
+def _report_failed(results: dict[str, dict]) -> None:
+    """Images and masks explain-eval could not use, on stderr: the count and the first few
+    reasons (a mask of another size, a damaged file); they were only in the JSON's `failed`.
+    Every model meets the same files, so each is said once."""
+    failed: dict[str, str] = {}
+    for r in results.values():
+        for f in r.get("failed") or []:
+            failed.setdefault(str(f.get("path")), str(f.get("error")))
+    n = max((int(r.get("n_failed") or 0) for r in results.values()), default=0)
+    if not n:
+        return
+    err.print(f"[yellow]{n} image(s) or mask(s) could not be used[/] (listed in the JSON's "
+              "`failed`):", highlight=False)
+    for path, reason in list(failed.items())[:3]:
+        err.print(f"  {shown(path)}: {shown(reason)}", highlight=False, soft_wrap=True)
 
 
 _TARGET_WORDS = {"true": "the true class",
