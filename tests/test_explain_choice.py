@@ -307,6 +307,10 @@ def test_explain_eval_refuses_to_measure_another_than_the_default_unless_replace
     assert refused.exit_code == 2
     assert "--method layercam --layer block2_relu2 would replace it with layercam at " \
         "block2_relu2" in " ".join(refused.output.split())
+    # --data naming the run's own dataset (where the recorded path does not resolve) measures
+    # the same test split into the same file: the guard held only without --data
+    refused = evaluate("--method", "gradcam", "--data", str(run.data_dir))
+    assert refused.exit_code == 2 and "would replace it" in refused.output, refused.output
     assert saved.read_bytes() == before
     # the default, named or not, is what the file measures: no refusal of that kind
     from pipeline.cli.explain_cmds import _not_the_default

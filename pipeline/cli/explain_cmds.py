@@ -214,6 +214,7 @@ def explain_eval_cmd(
     <run>/<model>/explanations.json (external folders: explanations-external/<name>.json)."""
     from pipeline.artifacts import ArtifactError, open_run, resolve_run
     from pipeline.explain import explain_eval
+    from pipeline.explain.quality import holds_test_split
 
     _check_explain_eval_options(method, baseline, max_images, steps)
     if max_localisation is not None and max_localisation < 0:
@@ -228,7 +229,9 @@ def explain_eval_cmd(
         run = open_run(run_dir)
         for name in names or []:
             run.model_info(name)
-        if data is None and not replace:
+        # the run's own test split, found by default or given with --data (a checkout where the
+        # recorded path does not resolve): explanations.json, which the guards protect
+        if not replace and (data is None or holds_test_split(run, data)):
             for name in names or run.model_names:
                 keep_larger(run.path / name / "explanations.json", ("n_faithfulness", "n"),
                             max_images, f"{name}/explanations.json",

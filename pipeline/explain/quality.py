@@ -220,6 +220,16 @@ def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
+def holds_test_split(run: Run, data: Path, test: list[dict[str, str]] | None = None) -> bool:
+    """Whether explain-eval on `data` measures the run's test split (into explanations.json):
+    `data` is the run's dataset folder, or at least half of the test split's files are there
+    (a copy of the dataset elsewhere)."""
+    test = _test_records(run) if test is None else test
+    own = run.data_dir is not None and run.data_dir.is_dir() and data.resolve() == \
+        run.data_dir.resolve()
+    return own or sum((data / r["path"]).is_file() for r in test) * 2 >= len(test)
+
+
 def _source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
     """What is evaluated: {"records": [{"path", "label"}], "plan": None (the run's test split)
     or the external LabelPlan, "info": the JSON `source`, "what": words for messages}.
@@ -228,9 +238,7 @@ def _source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
     test split's files are there (a copy of the dataset elsewhere); otherwise it is external.
     """
     test = _test_records(run)
-    own = run.data_dir is not None and run.data_dir.is_dir() and data.resolve() == \
-        run.data_dir.resolve()
-    if own or sum((data / r["path"]).is_file() for r in test) * 2 >= len(test):
+    if holds_test_split(run, data, test):
         if name is not None:
             raise ValueError("--name is for external folders; this folder holds the run's test "
                              "split")
