@@ -94,6 +94,7 @@ class Upload:
     # where the run met it before (`flags.seen_note`: training, validation or test split), set by
     # the Predict page for uploads; "" when not found or the run cannot tell
     seen: str = ""
+    seen_split: str = ""  # that split's name ("train", "val", "test"), "" when not found
 
     @property
     def ok(self) -> bool:

@@ -155,7 +155,7 @@ def model_facts_frame(facts: RunFacts) -> pd.DataFrame:
             "crop to head": "yes" if info.get("crop_head") else "no",
             "started from": {"imagenet": "ImageNet weights", "none": "random (no ImageNet)",
                              "file": f"weights file {info.get('weights')}",
-                             None: "random (trained from scratch by design)"}[
+                             None: "from scratch (by design)"}[
                                  weights_status(m, info)],
             "parameters": f"{info['params']:,}" if isinstance(info.get("params"), int) else "?",
             "training time": format_seconds(secs),

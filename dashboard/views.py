@@ -131,7 +131,11 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     none at all)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
     colour = j < len(results.colour) and results.colour[j]
-    answers = flags.answer_flags(results.probs, j, results.low_below, results.unlike(j),
+    # an image the models trained (or were validated) on is not "unlike the training data",
+    # whatever the score says: the card's note says where it was met instead
+    own = j < len(results.seen_split) and results.seen_split[j] in ("train", "val")
+    answers = flags.answer_flags(results.probs, j, results.low_below,
+                                 {} if own else results.unlike(j),
                                  results.shifted_accuracy, results.class_names, size,
                                  results.by_size, results.flag_accuracy, colour)
     shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain "
@@ -187,7 +191,10 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
         models.append(PageModel(
             F.model_label(m), img, f"{method} for '{target}'{layer}",
             {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
-    return Page(upload.digest, upload.image, models, answers + shortcuts, upload.true_label)
+    # the split note travels with the page: a training image's PDF is no test either
+    notes = [upload.seen] if upload.seen else []
+    return Page(upload.digest, upload.image, models, notes + answers + shortcuts,
+                upload.true_label)
 
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,

@@ -274,3 +274,35 @@ def test_dashboard_box_outline_and_peak_in_box() -> None:
     assert green.any()
     plain = views.overlay(r.prepared, r.heatmap, inference.Settings(alpha=0.0))
     assert not ((plain[..., 1] == 255) & (plain[..., 0] == 0)).any()
+
+
+def test_a_training_image_is_not_called_unlike_the_training_data_and_its_page_says_why():
+    """A reviewer saw "This image is in this run's training split" and, two lines below, "This
+    image is unlike MobileNetV2's training data"; the PDF page did not carry the split note."""
+    from dashboard import core, inference, views
+    from pipeline.data.membership import seen_note
+
+    heat = np.zeros((32, 32), np.float32)
+    heat[10, 10] = 1.0
+
+    def result() -> inference.ImageResult:
+        return inference.ImageResult(np.zeros((32, 32, 3), np.uint8), heat.copy(),
+                                     np.array([0.6, 0.4]), 0, "gradcam", None,
+                                     outside_head=0.0, unlike_training=True)
+
+    def flags_for(split: str) -> list[str]:
+        results = inference.Results({"custom_cnn": [result()]}, {}, 0.1,
+                                    class_names=["glioma", "no_tumor"], seen_split=[split])
+        answers, _ = views.image_flags(results, 0)
+        return answers
+
+    assert any("unlike" in a for a in flags_for(""))  # found nowhere: the score's flag stands
+    assert any("unlike" in a for a in flags_for("test"))
+    assert not any("unlike" in a for a in flags_for("train"))
+    assert not any("unlike" in a for a in flags_for("val"))
+    upload = core.Upload("x.png", "d" * 64, image=np.zeros((64, 64, 3), np.uint8),
+                         seen=seen_note("train", 0), seen_split="train")
+    results = inference.Results({"custom_cnn": [result()]}, {}, 0.1,
+                                class_names=["glioma", "no_tumor"], seen_split=["train"])
+    page = views.report_page(upload, 0, results, ["glioma", "no_tumor"], inference.Settings())
+    assert page.flags[0] == seen_note("train", 0)

@@ -164,7 +164,7 @@ def test_run_facts_badge_only_for_transfer_models_without_imagenet():
     assert runinfo.split_sizes(facts) == {"train": 2200, "val": 400, "test": 500,
                                           "official test": 394}
     table = runinfo.model_facts_frame(facts)
-    assert table["started from"].tolist() == ["random (trained from scratch by design)",
+    assert table["started from"].tolist() == ["from scratch (by design)",
                                               "random (no ImageNet)"]
     assert table["training time"].tolist() == ["5.5 min", "2.0 h"]
     assert table["parameters"].tolist() == ["123,456", "2,300,000"]

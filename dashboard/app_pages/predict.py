@@ -116,6 +116,7 @@ for k, (name, data) in enumerate(files):
     # 394 are, on the main split): say so, or its answer reads as a fair test.
     seen = seen_in.find(upload.image) if seen_in and upload.ok and not upload.slices else None
     upload.seen = seen_note(seen.split, seen.distance) if seen else ""
+    upload.seen_split = seen.split if seen else ""
     items.append(upload)
     boxes.append(None)
 
@@ -155,7 +156,9 @@ if good:
     # Rows named by number and the SHA-256 of the file's bytes, which `sha256sum <file>`
     # reproduces without any of our code (a pixel digest would need our decoder); a slice
     # of a series has its pixels' digest, as on its PDF page.
-    flags = [sum(views.image_flags(results, k), []) for k in range(len(good))]
+    # with the split note first, as the report pages have it (the CSV and the summary's flags)
+    flags = [([u.seen] if u.seen else []) + sum(views.image_flags(results, k), [])
+             for k, u in enumerate(good)]
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good], flags)
