@@ -46,7 +46,7 @@ class Inputs:
 
     files: list[Path]
     skipped: list[Path] = field(default_factory=list)  # in folders, not images (sorted)
-    repeated: int = 0  # paths dropped as a repeat of an earlier one (same file)
+    repeated: list[Path] = field(default_factory=list)  # dropped: a repeat of an earlier path
 
 
 def may_be_dicom_export(path: str | Path) -> bool:
@@ -89,7 +89,7 @@ def scan_inputs(paths: Sequence[str | Path]) -> Inputs:
     files: list[Path] = []
     skipped: list[Path] = []
     seen: set[str] = set()
-    repeated = 0
+    repeated: list[Path] = []
     for p in map(Path, paths):
         found, left = _folder_files(p) if p.is_dir() else ([], [])
         skipped += left
@@ -98,7 +98,7 @@ def scan_inputs(paths: Sequence[str | Path]) -> Inputs:
             # realpath, not Path.resolve: a symlink loop raises RuntimeError there (3.11)
             key = os.path.realpath(f)
             if key in seen:
-                repeated += 1  # two identical CSV rows, two overlays of one file
+                repeated.append(f)  # two identical CSV rows, two overlays of one file
                 continue
             seen.add(key)
             files.append(f)

@@ -129,7 +129,8 @@ def test_a_file_given_twice_is_read_once_where_it_first_appears(tmp_path: Path):
     inputs = scan_inputs([tmp_path / "b.png", tmp_path, tmp_path / "a.png",
                           tmp_path / "sub" / ".." / "a.png"])
     assert inputs.files == [tmp_path / "b.png", tmp_path / "a.png"]
-    assert inputs.repeated == 4  # b.png, then a.png twice and the link to it, again
+    # b.png again in the folder, the link to a.png there, then a.png twice
+    assert [f.name for f in inputs.repeated] == ["b.png", "link.png", "a.png", "a.png"]
     assert expand_inputs([tmp_path, tmp_path]) == inputs.files[::-1]
 
 
@@ -187,7 +188,7 @@ def test_predict_reads_a_folder_whole_and_each_file_once(smoke_run: Path, tmp_pa
     assert [bool(r["error"]) for r in rows] == [False, False, False, True]
     err = result.stderr
     assert "skipped 1 file(s) in folders that are not images by name (notes.txt)" in err
-    assert "1 file(s) given more than once" in err
+    assert "1 file(s) given more than once (a.png): each is read once" in err
     assert "gone.jpg: file not found" in err
     # explain reads the same list and says the same (it skipped silently too)
     result = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--out",

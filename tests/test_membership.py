@@ -80,6 +80,7 @@ def test_predict_says_which_answers_are_for_the_run_s_own_images(smoke_run: Path
     lines = printed.stdout.splitlines()
     assert lines[0].endswith(f"[{SEEN_TAGS['train']}]") and lines[1].endswith(
         f"[{SEEN_TAGS['test']}]") and "in this run's" not in lines[2]
+    assert all(ln.split("\t")[-1].startswith("[") for ln in lines[:2])  # a field of its own
     assert printed.stderr.count(SEEN_MEANINGS["train"]) == 1
     as_json = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)["results"]
     assert [r["in_run_split"] for r in as_json] == ["train", "test", None]

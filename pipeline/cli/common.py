@@ -122,8 +122,10 @@ def report_inputs(inputs: Inputs) -> None:
         err.print(f"skipped {len(inputs.skipped)} file(s) in folders that are not images by "
                   f"name ({names}{more})", highlight=False, soft_wrap=True)
     if inputs.repeated:
-        err.print(f"{inputs.repeated} file(s) given more than once: each is read once",
-                  highlight=False, soft_wrap=True)
+        names = ", ".join(shown(p.name) for p in inputs.repeated[:3])
+        more = ", …" if len(inputs.repeated) > 3 else ""
+        err.print(f"{len(inputs.repeated)} file(s) given more than once ({names}{more}): each "
+                  "is read once", highlight=False, soft_wrap=True)
 
 
 def _report_unreadable(path: str, reason: str) -> None:

@@ -82,17 +82,24 @@ def _print_answers(results: list[dict]) -> None:
     seen: set[str] = set()
     splits: set[str] = set()
     for row in results:
-        parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})" + warning_tags(v, seen)
-                 for m, v in row["models"].items()]
-        flag = ""
-        if not row["agree"] and len(row["models"]) > 1:
-            flag = f" [{FLAG_LABELS['disagree']}]"
-            seen.add("disagree")
         split = row.get("in_run_split")
+        # an image the models trained or were validated on is not "unlike the training data",
+        # whatever the score says (the JSON and CSV keep the score's flag); the tag says why
+        own = split in ("train", "val")
+        parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})"
+                 + warning_tags({**v, "unlike": False} if own else v, seen)
+                 for m, v in row["models"].items()]
+        # the image's own tags in a last field: after the last model's answer they read as
+        # that model's warnings
+        tags = []
+        if not row["agree"] and len(row["models"]) > 1:
+            tags.append(f"[{FLAG_LABELS['disagree']}]")
+            seen.add("disagree")
         if split in SEEN_TAGS:  # one of the run's own images: its answer may be no test
-            flag += f" [{SEEN_TAGS[split]}]"
+            tags.append(f"[{SEEN_TAGS[split]}]")
             splits.add(split)
-        sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + flag + "\n")
+        sys.stdout.write("\t".join([one_line(row["path"]), *parts, *([" ".join(tags)] if tags
+                                                                    else [])]) + "\n")
     warning_legend(seen, splits, answered=bool(results))
 
 
