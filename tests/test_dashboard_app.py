@@ -104,6 +104,12 @@ def _frame(at: AppTest, column: str):
     return None
 
 
+def _metrics_table(at: AppTest):
+    """The Overview's headline table (metrics as rows): the model facts above it now also have a
+    column per model."""
+    return next((df.value for df in at.dataframe if "Accuracy" in df.value.index), None)
+
+
 def _captions(at: AppTest) -> list[str]:
     """Captions of the overlays ("<model> · <method> for '<class>'...")."""
     return [c for img in at.image for c in img.captions if " · " in c]
@@ -239,7 +245,7 @@ def test_sidebar_run_picker_and_disclaimer(artifacts: Path, smoke_run: Path):
 def test_overview_shows_both_models(artifacts: Path):
     at = _app("overview")
     _ok(at)
-    table = next(df.value for df in at.dataframe if "Accuracy" in df.value.index)
+    table = _metrics_table(at)
     assert list(table.columns) == ["Custom CNN", "MobileNetV2"]
     assert table.loc["Accuracy"].str.match(r"^\d\.\d{3}").all()
     charts = at.get("plotly_chart")
@@ -897,7 +903,7 @@ def test_missing_and_truncated_files_are_reported(smoke_run, tmp_path, monkeypat
     assert "metrics.json" in warnings and "pipeline evaluate --run" in warnings
     assert "comparison.json" in warnings and "not valid JSON" in warnings
     # the other model's metrics are still shown
-    assert list(_frame(at, "MobileNetV2").columns) == ["MobileNetV2"]
+    assert list(_metrics_table(at).columns) == ["MobileNetV2"]
 
 
 @pytest.mark.parametrize("damage, message", [
