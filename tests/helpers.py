@@ -7,20 +7,27 @@ import io
 import numpy as np
 
 
-def make_dicom(pixels: np.ndarray | None, photometric: str = "MONOCHROME2", **extra) -> bytes:
-    """A minimal DICOM file: a 12-bit unsigned slice, or frames (a 3-D array: a multi-frame
-    file), or no pixels at all; extra tags as kwargs."""
+def dicom_dataset(syntax: str | None = None):  # noqa: ANN201 (pydicom Dataset)
+    """An empty secondary-capture DICOM dataset with its file meta, in transfer syntax
+    `syntax` (default explicit VR little endian): the start of every DICOM the tests build."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax or ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    return ds
+
+
+def make_dicom(pixels: np.ndarray | None, photometric: str = "MONOCHROME2", **extra) -> bytes:
+    """A minimal DICOM file: a 12-bit unsigned slice, or frames (a 3-D array: a multi-frame
+    file), or no pixels at all; extra tags as kwargs."""
+    ds = dicom_dataset()
     ds.Modality = "MR"
     ds.PatientName = "Phantom^Test"
     if pixels is not None:

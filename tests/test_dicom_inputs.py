@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import make_dicom
+from helpers import dicom_dataset, make_dicom
 
 from pipeline import dicom, images
 from pipeline.images import ImageError, decode_image
@@ -166,18 +166,9 @@ def test_a_series_that_fails_to_decode_is_decoded_once_and_named_once(tmp_path, 
 
 def _encapsulated(syntax, fragments: list[bytes], frames: int = 1, bits: int = 8) -> bytes:
     """A DICOM of 64×64 frames whose pixel data is `fragments`, compressed as `syntax`."""
-    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
-    from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = syntax
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = dicom_dataset(syntax)
     ds.Rows = ds.Columns = 64
     if frames > 1:
         ds.NumberOfFrames = frames
