@@ -156,9 +156,10 @@ if good:
     # Rows named by number and the SHA-256 of the file's bytes, which `sha256sum <file>`
     # reproduces without any of our code (a pixel digest would need our decoder); a slice
     # of a series has its pixels' digest, as on its PDF page.
-    # with the split note first, as the report pages have it (the CSV and the summary's flags)
-    flags = [([u.seen] if u.seen else []) + sum(views.image_flags(results, k), [])
-             for k, u in enumerate(good)]
+    # a training or validation image's note first, as the report pages have it: a warning in
+    # the CSV and the summary (a test image's "fair test" note is none)
+    flags = [([u.seen] if u.seen_split in ("train", "val") else [])
+             + sum(views.image_flags(results, k), []) for k, u in enumerate(good)]
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good], flags)
