@@ -16,11 +16,12 @@ so memory does not grow with the folder, and it is resumable and shardable like 
   itself is only ever written whole and complete, so its readers (tests, scripts) never meet a
   partial file or a new "incomplete" state; while a journal exists, an explain.json beside it
   is the last finished run's.
-- Resume: the header records what shapes the output (`SETTINGS`: run id, each model's method
-  and layer, target class, alpha, outline, caption, shard). Rerun into the same folder, files
-  with a row or an error already recorded (journal, else a finished explain.json) are skipped,
-  and other settings are refused in one line naming the difference (`settings_difference`)
-  rather than mixed in (captioned and bare overlays never share a folder). One writer per
+- Resume (`explain.journal`): the header records what shapes the output (`SETTINGS`: run
+  id, each model's method and layer, target class, alpha, outline, caption, shard). Rerun into
+  the same folder, files with a row or an error already recorded (journal, else a finished
+  explain.json) are skipped, and other settings are refused in one line naming the difference
+  (`settings_difference`) rather than mixed in (captioned and bare overlays never share a
+  folder). One writer per
   folder at a time (a lock on the folder where the file system has one). A header from before
   captions existed (no "caption") stands for bare overlays, which is what that version wrote,
   so such a folder continues with --bare only.
@@ -38,10 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,15 @@ import numpy as np
 
 from pipeline.artifacts import Run
 from pipeline.explain.explainer import Explainer, Explanation
+from pipeline.explain.journal import (
+    JOURNAL,
+    RESULT,
+    earlier,
+    fold,
+    journal_lines,
+    only_writer,
+    settings_difference,
+)
 from pipeline.explain.masks import head_mask_in_frame
 from pipeline.explain.metrics import (
     OUTSIDE_HEAD_MESSAGE,
@@ -65,10 +74,6 @@ from pipeline.series import Slice, SliceReader, expand_series
 OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
 # Files decoded and explained at once: gradients of 32 MobileNetV2 inputs fit in a few hundred MB
 EXPLAIN_CHUNK = 32
-RESULT = "explain.json"
-JOURNAL = "explain.partial.jsonl"  # rows so far, until they are folded into RESULT
-# header keys a resumed run must match: what they change is in the overlays and rows
-SETTINGS = ("run_id", "models", "target", "alpha", "outline", "caption", "shard")
 
 
 def overlay_bases(paths: list[Path | Slice]) -> list[str]:
@@ -262,115 +267,6 @@ def explain_header(run: Run, explainers: dict[str, Explainer], *, method: str | 
             "models": models}
 
 
-def settings_difference(then: dict[str, Any], now: dict[str, Any]) -> str | None:
-    """The first of `SETTINGS` that differs between two headers, in words ("alpha 0.4 then,
-    0.6 now"); None when they agree."""
-    def words(key: str, value: Any) -> str:
-        if key == "models":
-            return ", ".join(sorted(value)) if isinstance(value, dict) else repr(value)
-        if key == "target" and value is None:
-            return "each model's predicted class"
-        return "none" if value is None else str(value)
-
-    for key in SETTINGS:
-        a, b = then.get(key), now.get(key)
-        if a == b:
-            continue
-        if key == "caption":
-            def kind(v: Any) -> str:
-                return "captioned" if v else "bare (--bare)"
-            return f"overlays {kind(a)} then, {kind(b)} now"
-        if key == "models" and isinstance(a, dict) and set(a) == set(b):
-            name = next(m for m in sorted(b) if a[m] != b[m])
-
-            def used(m: Any) -> str:
-                return (f"{m.get('method')} at {m['layer']}" if m.get("layer")
-                        else str(m.get("method"))) if isinstance(m, dict) else repr(m)
-            return f"{name} explained by {used(a[name])} then, {used(b[name])} now"
-        return f"{key} {words(key, a)} then, {words(key, b)} now"
-    return None
-
-
-def _earlier(out: Path) -> tuple[dict[str, Any] | None, list[dict], list[dict], bool]:
-    """(header, rows, errors, from_journal) of an earlier run into `out`: its journal (a torn
-    last line cut off), else its finished explain.json, else (None, [], [], False)."""
-    from pipeline.artifacts import read_json
-    from pipeline.stream import whole_lines
-
-    journal, final = out / JOURNAL, out / RESULT
-    lines = whole_lines(journal).decode("utf-8").splitlines()
-    if lines:
-        header, rows, errors = None, [], []
-        for k, line in enumerate(lines):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{journal} is damaged at line {k + 1} ({exc.msg}): remove it "
-                                 "to start over, or choose another --out") from None
-            if k == 0:
-                header = obj.get("explain") if isinstance(obj, dict) else None
-            elif isinstance(obj, dict) and "image" in obj:
-                rows.append(obj["image"])
-            elif isinstance(obj, dict) and "error" in obj:
-                errors.append(obj["error"])
-        if not isinstance(header, dict):
-            raise ValueError(f"{journal} does not start with explain's settings: remove it to "
-                             "start over, or choose another --out")
-        header.setdefault("caption", False)  # journaled before captions: bare overlays
-        return header, rows, errors, True
-    if not final.exists():
-        return None, [], [], False
-    doc = read_json(final)  # ArtifactError (a ValueError) in one line when damaged
-    if not isinstance(doc, dict) or any(key not in doc for key in SETTINGS if key != "caption"):
-        raise ValueError(f"{final} does not record the settings it was made with (written "
-                         "before explain could resume): remove it to start over, or choose "
-                         "another --out")
-    header = {k: v for k, v in doc.items() if k not in ("images", "errors")}
-    header.setdefault("caption", False)  # written before captions: bare overlays
-    return header, list(doc.get("images") or []), list(doc.get("errors") or []), False
-
-
-def _lines(items: list[tuple[str, Any]]) -> str:
-    """Journal lines: {"explain": header}, {"image": row} or {"error": {...}}, one per line."""
-    return "".join(json.dumps({key: value}) + "\n" for key, value in items)
-
-
-@contextlib.contextmanager
-def _only_writer(out: Path) -> Iterator[int | None]:
-    """Hold an exclusive lock on the folder `out` (ValueError when another process holds it);
-    yields the folder's descriptor (for fsync), None where folders cannot be opened or locked
-    (some network file systems, Windows): the run then goes on unguarded."""
-    try:
-        import fcntl
-
-        fd = os.open(out, os.O_RDONLY)
-    except (ImportError, OSError):
-        yield None
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another explain is writing to {out}: one run at a time per "
-                             "--out") from None
-        except OSError:
-            pass  # no locks on this file system
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _fold(out: Path) -> tuple[int, int]:
-    """Journal -> explain.json (atomic), then the journal removed; (images, errors)."""
-    from pipeline.artifacts import write_json_atomic
-
-    header, rows, errors, _ = _earlier(out)
-    assert header is not None
-    write_json_atomic(out / RESULT, {**header, "images": rows, "errors": errors})
-    (out / JOURNAL).unlink()
-    return len(rows), len(errors)
-
-
 def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[Path, str]],
                    out: Path, options: dict[str, Any],
                    on_unreadable: Callable[[str, str], None] | None
@@ -416,8 +312,8 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
     header = explain_header(run, explainers, method=method, target=target, alpha=alpha,
                             outline=outline, caption=caption, shard=shard)
     out.mkdir(parents=True, exist_ok=True)
-    with _only_writer(out) as folder_fd:
-        then, rows_then, errors_then, journaled = _earlier(out)
+    with only_writer(out) as folder_fd:
+        then, rows_then, errors_then, journaled = earlier(out)
         if then is not None and (diff := settings_difference(then, header)):
             raise ValueError(f"{out} holds explanations made with other settings ({diff}): "
                              "rerun with the same options to continue, or choose another --out")
@@ -433,7 +329,7 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
         if todo and not journaled:  # start the journal: header, and a finished run's rows
             from pipeline.artifacts import write_text_atomic
 
-            write_text_atomic(out / JOURNAL, _lines(
+            write_text_atomic(out / JOURNAL, journal_lines(
                 [("explain", then or header), *(("image", r) for r in rows_then),
                  *(("error", e) for e in errors_then)]))
             journaled = True
@@ -462,7 +358,7 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
                                                    outline=outline, caption=caption,
                                                    warners=warners, progress=within),
                                               on_unreadable)
-                    journal.write(_lines([*(("image", r) for r in new),
+                    journal.write(journal_lines([*(("image", r) for r in new),
                                           *(("error", e) for e in bad)]))
                     journal.flush()
                     os.fsync(journal.fileno())  # this chunk's rows survive whatever follows
@@ -470,7 +366,7 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
                     failures += bad
                     progress("explain", min(start + chunk, len(todo)), len(todo))
         if journaled:
-            n_images, n_errors = _fold(out)
+            n_images, n_errors = fold(out)
         elif then is None:  # nothing selected, nothing before: an empty explain.json
             from pipeline.artifacts import write_json_atomic
 
