@@ -88,3 +88,37 @@ def test_predict_says_which_answers_are_for_the_run_s_own_images(smoke_run: Path
     assert CliRunner().invoke(app, [*args, "--out", str(out)]).exit_code == 0
     rows = list(csv.DictReader(out.open(newline="")))
     assert [r["in_run_split"] for r in rows] == ["train", "test", ""]
+
+
+def test_explain_says_which_overlays_are_of_the_run_s_own_images(smoke_run: Path,
+                                                                   tmp_path: Path):
+    """`explain` tags the run's own images as `predict` does, in its lines, explain.json and
+    the captioned overlay, and never calls a training image "unlike the training data"."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.data.membership import SEEN_MEANINGS, SEEN_TAGS
+    from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.explain.batch import overlay_caption
+
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    root = Path(manifest["data"]["dir"])
+    train, test = (root / splits[s][0]["path"] for s in ("train", "test"))
+    out = tmp_path / "ex"
+    printed = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                       "custom_cnn", str(train), str(test), "--out", str(out)])
+    assert printed.exit_code == 0, printed.output[-2000:]
+    lines = printed.stdout.splitlines()
+    assert lines[0].split("\t")[-1] == f"[{SEEN_TAGS['train']}]"
+    assert lines[1].split("\t")[-1] == f"[{SEEN_TAGS['test']}]"
+    assert printed.stderr.count(SEEN_MEANINGS["train"]) == 1
+    rows = json.loads((out / "explain.json").read_text())["images"]
+    assert [r["in_run_split"] for r in rows] == ["train", "test"]
+    # the caption: an "unlike" score on a training image is not shown as a warning
+    entry = {"predicted": "glioma", "target": "glioma", "probs": {"glioma": 0.9},
+             "method": "gradcam", "unlike": True}
+    own = overlay_caption("custom_cnn", entry, "train")
+    assert not any(FLAG_LABELS["unlike"] in ln for ln in own)
+    assert own[-1].startswith(f"Note: {SEEN_TAGS['train']}")
+    assert any(FLAG_LABELS["unlike"] in ln for ln in overlay_caption("custom_cnn", entry, "test"))

@@ -162,22 +162,32 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     """One tab-separated line per image explained now (each model's prediction with the
     warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
     the prediction printed beside it), and the shortcut alarm when it fires), then a total
-    with the files skipped as done; a legend of the answer warnings shown goes to stderr."""
+    with the files skipped as done, and in a last field the run's split an image is in (as
+    `predict` prints it); a legend of the answer warnings shown goes to stderr."""
+    from pipeline.data.membership import SEEN_TAGS
+
     seen: set[str] = set()
+    splits: set[str] = set()
     for row in summary.rows:
+        split = row.get("in_run_split")
+        own = split in ("train", "val")  # not "unlike the training data": predict's rule
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f})"
-                 + warning_tags(v, seen) + f" -> {v['overlay']}"
+                 + warning_tags({**v, "unlike": False} if own else v, seen)
+                 + f" -> {v['overlay']}"
                  + (f" (heatmap for '{v['target']}')" if targeted else "")
                  + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the heat "
                     "in the hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
+        if split in SEEN_TAGS:
+            parts.append(f"[{SEEN_TAGS[split]}]")
+            splits.add(split)
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
     where = f"shard {shard}: {summary.selected} of {n_files} file(s); " if shard else ""
     unreadable = f", {summary.errors} unreadable" if summary.errors else ""
     sys.stdout.write(f"wrote {len(summary.rows) * n_models} overlay(s) and explain.json to "
                      f"{one_line(out)} ({where}{summary.already_done} already done, skipped; "
                      f"explain.json: {summary.images} image(s){unreadable})\n")
-    warning_legend(seen, answered=bool(summary.rows))
+    warning_legend(seen, splits, answered=bool(summary.rows))
 
 
 def explain_eval_cmd(

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import Run
+from pipeline.data.membership import SEEN_TAGS, Membership
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.journal import (
     JOURNAL,
@@ -110,19 +111,26 @@ def overlay_bases(paths: list[Path | Slice]) -> list[str]:
     return out
 
 
-Warners = dict[str, tuple[float | None, Callable[[np.ndarray], np.ndarray] | None]]
+@dataclass
+class Warners:
+    """What the answers' warnings need, as `predict` gives them. `models`: per model the
+    confidence under which an answer is weak and the "unlike the training data" scorer, each
+    None where the run does not measure it; `membership`: the run's split hashes
+    (`data.membership`), None for a run without them."""
+
+    models: dict[str, tuple[float | None, Callable[[np.ndarray], np.ndarray] | None]]
+    membership: Membership | None
 
 
 def answer_warners(run: Run, explainers: dict[str, Explainer]) -> Warners:
-    """Per model what its answer warnings need (as `predict` shows them): the confidence under
-    which an answer is weak and the "unlike the training data" scorer, each None where the run
-    does not measure it. Built once per command: the scorer traces a graph."""
+    """The `Warners` of `run` for these models. Built once per command: each scorer traces a
+    graph, and the split hashes are read once."""
     from pipeline.calibration import read_low_confidence
     from pipeline.ood import unlike_scorer
 
     below = read_low_confidence(run.path)
-    return {name: (below.get(name), unlike_scorer(run.path, name, ex.model))
-            for name, ex in explainers.items()}
+    return Warners({name: (below.get(name), unlike_scorer(run.path, name, ex.model))
+                    for name, ex in explainers.items()}, Membership.of_run(run.path))
 
 
 def write_overlays(run: Run, explainers: dict[str, Explainer],
@@ -151,8 +159,13 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
     warners = warners if warners is not None else answer_warners(run, explainers)
     bases = bases if bases is not None else overlay_bases([p for p, _ in decoded])
-    rows: list[dict[str, Any]] = [{"path": str(p), "overlay_base": base, "models": {}}
-                                  for (p, _), base in zip(decoded, bases, strict=True)]
+    found = [warners.membership.find(img) if warners.membership else None
+             for _, img in decoded]
+    # `in_run_split`: the run's split holding the image or a copy (as predict's), else None
+    rows: list[dict[str, Any]] = [
+        {"path": str(p), "overlay_base": base, "models": {},
+         "in_run_split": seen.split if seen else None}
+        for (p, _), base, seen in zip(decoded, bases, found, strict=True)]
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     for k, (name, explainer) in enumerate(explainers.items()):
         progress("explain", k, len(explainers))
@@ -166,7 +179,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         probs_all = np.asarray(ex.probs)
         if name in temperatures:
             probs_all = apply_temperature(probs_all, temperatures[name])
-        below, unlike = warners[name]
+        below, unlike = warners.models[name]
         warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), colour)
         for i in range(len(decoded)):
             png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
@@ -180,8 +193,9 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry["weak"], entry["unlike"] = warned["weak"][i], warned["unlike"][i]
             entry["colour"] = warned["colour"][i]
             if caption:  # after the warnings: the caption carries them
-                picture = captioned_overlay(x[i], ex.heatmaps[i], overlay_caption(name, entry),
-                                            DISCLAIMER, alpha=alpha, outline_top_percent=outline)
+                lines = overlay_caption(name, entry, rows[i]["in_run_split"])
+                picture = captioned_overlay(x[i], ex.heatmaps[i], lines, DISCLAIMER,
+                                            alpha=alpha, outline_top_percent=outline)
             else:
                 picture = render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
                                          outline_top_percent=outline)
@@ -206,11 +220,14 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
     }
 
 
-def overlay_caption(model: str, entry: dict[str, Any]) -> list[str]:
+def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None
+                    ) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
     heatmap explains, which may not be the answer (--target); then the answer's warnings and the
-    shortcut alarm, as explain prints them (an overlay travels without the console's lines).
+    shortcut alarm, as explain prints them (an overlay travels without the console's lines),
+    and the run's split the image is in (`in_run_split`, `data.membership`): an image the model
+    trained or was validated on is not called "unlike the training data", as in `predict`.
 
     >>> overlay_caption("custom_cnn", {"predicted": "no_tumor", "target": "glioma",
     ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
@@ -226,11 +243,16 @@ def overlay_caption(model: str, entry: dict[str, Any]) -> list[str]:
     lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
              f"({entry['probs'][entry['predicted']]:.2f})",
              f"Heatmap: {method} for '{class_label(entry['target'])}'"]
-    warnings = [FLAG_LABELS[k] for k in ("colour", "weak", "unlike") if entry.get(k)]
+    own = in_run_split in ("train", "val")
+    warnings = [FLAG_LABELS[k] for k in ("colour", "weak", "unlike")
+                if entry.get(k) and not (own and k == "unlike")]
     if entry.get("outside_head_flag"):
         warnings.append(OUTSIDE_HEAD_MESSAGE)
     if warnings:
         lines.append("Warning: " + "; ".join(warnings))
+    if in_run_split in SEEN_TAGS:
+        lines.append(f"Note: {SEEN_TAGS[in_run_split]}" + (" (not a test of the model)"
+                                                            if own else " (a fair test)"))
     return lines
 
 
@@ -338,7 +360,7 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
                     os.fsync(folder_fd)  # the journal's name survives a power cut too
         del rows_then, errors_then, taken  # only the counts are needed from here on
         progress("explain", 0, len(todo))
-        warners = answer_warners(run, explainers) if todo else {}
+        warners = answer_warners(run, explainers) if todo else None
         rows: list[dict[str, Any]] = []
         failures: list[dict[str, str]] = []
         if todo:
