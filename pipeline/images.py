@@ -232,8 +232,9 @@ def _decode_pillow(data: bytes, label: str, max_pixels: int
 def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
                   ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Every slice of an upload: the frames of a multi-frame DICOM, the slices of a zip of DICOM
-    files (sorted by position along the series' axis, else by instance number), or the one
-    image of any other file. At most MAX_SLICES, evenly spaced (`info["frames"]`: how many
+    files (sorted by position along the series' axis, else by instance number), the pages of a
+    multi-page TIFF (a stack exported from a viewer: `decode_pages`), or the one image of any
+    other file. At most MAX_SLICES, evenly spaced (`info["frames"]`: how many
     there were, `info["slices"]`: how many are returned). Only pixels leave: no DICOM attribute
     (patient, institution, dates, UIDs) is returned or put in a message. ImageError otherwise."""
     from pipeline import dicom  # it imports this module's errors and helpers
@@ -249,8 +250,59 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
                 return dicom.decode_zip(data, label, max_pixels)
             if _is_dicom(data, name):
                 return dicom.decode_frames(data, label, max_pixels)
+            pages = decode_pages(data, label, max_pixels)
+            if pages is not None:
+                return pages
     image, info = decode_image_info(data, name, max_pixels)
     return [image], {**info, "slices": 1}
+
+
+def tiff_pages(data: bytes | BinaryIO) -> int:
+    """How many pages a TIFF holds, from its directories alone (no pixel is decoded); 1 for
+    anything that is not a readable TIFF."""
+    try:
+        src = io.BytesIO(data) if isinstance(data, bytes) else data
+        with Image.open(src, formats=("TIFF",)) as im:
+            return int(getattr(im, "n_frames", 1) or 1)
+    except Exception:  # not a TIFF, or a damaged one: the one-image read reports it
+        return 1
+
+
+def decode_pages(data: bytes, label: str, max_pixels: int
+                 ) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+    """The pages of a multi-page TIFF (at most MAX_SLICES, evenly spaced), each decoded as a
+    one-page image is (size checks, shrinking, orientation, any mode to RGB); None for any other
+    file. A page that cannot be decoded fails the file, naming the page."""
+    from pipeline.dicom import slice_indices
+
+    total = tiff_pages(data)
+    if total < 2:
+        return None
+    indices = slice_indices(total)
+    pages: list[np.ndarray] = []
+    im = Image.open(io.BytesIO(data), formats=("TIFF",))
+    page_label = label
+    try:
+        info: dict[str, Any] = {"format": "TIFF", "mode": im.mode, "width": im.size[0],
+                                "height": im.size[1], "frames": total}
+        for k in indices:
+            page_label = f"{label}: page {k + 1} of {total}"
+            im.seek(k)
+            _check_dims(*im.size, page_label, max_pixels)
+            page = _load_reduced(im.copy(), {"width": im.size[0]})
+            oriented = ImageOps.exif_transpose(page)
+            arr = _to_rgb_array(oriented if oriented is not None else page)
+            if arr.shape[0] < MIN_SIDE or arr.shape[1] < MIN_SIDE:
+                raise ImageError(f"{page_label}: decoded to an unusable array of shape "
+                                 f"{arr.shape}")
+            pages.append(arr)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise _explain_pillow_error(exc, "TIFF", page_label) from None
+    finally:
+        im.close()
+    return pages, {**info, "slices": len(pages), "indices": indices}
 
 
 def decode_image_info(data: bytes, name: str = "", max_pixels: int | None = None

@@ -1,4 +1,5 @@
-"""Series files on the command line: a multi-frame DICOM or a zip of .dcm slices, slice by slice.
+"""Series files on the command line: a multi-frame DICOM, a zip of .dcm slices or a multi-page
+TIFF, slice by slice.
 
 The dashboard shows every slice of a series (`images.decode_slices`); `predict` and `explain`
 used to read such a file as one image (a multi-frame DICOM's first frame, a zip not at all).
@@ -6,8 +7,9 @@ Here a series file becomes one item per slice, named as the dashboard names them
 slice 2 of 3"; a long series, of which only `dicom.MAX_SLICES` are analysed, by the real frame:
 "scan.dcm · frame 3 of 100 (64 of 100 frames analysed)"), so every slice gets its row in the
 printed output, the JSON, a resumable CSV and explain's overlays and journal. Only files named
-.dcm or .zip are opened to count their slices; anything else (and a series that cannot be read)
-stays one item, whose read reports the problem.
+.dcm, .zip, .tif or .tiff (and scanner exports without a suffix) are opened to count their
+slices; anything else (and a series that cannot be read) stays one item, whose read reports
+the problem. A multi-page TIFF used to be read as its first page, silently.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from pipeline import dicom, images
 from pipeline.stream import may_be_dicom_export
 
-SERIES_SUFFIXES = (".dcm", ".zip")  # files that may hold several slices
+SERIES_SUFFIXES = (".dcm", ".zip", ".tif", ".tiff")  # files that may hold several slices
 CACHED_SERIES = 2  # decoded series kept while their slices are read (slices come in order)
 
 
@@ -39,7 +41,7 @@ class Slice:
     index: int
     count: int
     total: int = 0  # what the file holds when only `count` of it is analysed; 0: all is
-    unit: str = "slice"  # with `total`: "frame" for the frames of a multi-frame DICOM
+    unit: str = "slice"  # with `total`: "frame" (a multi-frame DICOM), "page" (a TIFF stack)
 
     @property
     def number(self) -> int:
@@ -80,6 +82,8 @@ def _slice_count(path: str) -> tuple[int, str]:
     not read twice before anything is predicted); a zip's slices by decoding it (they are
     sorted and filtered as the dashboard does)."""
     with images.open_regular(path) as fh:
+        if Path(path).suffix.lower() in (".tif", ".tiff"):  # a stack's pages, from the header
+            return images.tiff_pages(fh), "page"
         if not dicom.is_zip(fh.read(4), path):
             fh.seek(0)
             return dicom.header_frames(fh, path), "frame"

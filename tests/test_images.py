@@ -171,6 +171,56 @@ def test_multipage_tiff_takes_first_page():
     assert out[0, 0, 0] == 40
 
 
+def _stack(values, side: int = 16) -> bytes:
+    """A multi-page TIFF whose page k is all `values[k]` (which page a slice is, is readable)."""
+    pages = [Image.fromarray(np.full((side, side + 8), v, np.uint8)) for v in values]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    return buf.getvalue()
+
+
+def test_a_multipage_tiff_is_a_series_of_its_pages(tmp_path: Path):
+    """`predict`, `explain` and the dashboard read every page of a TIFF stack, as they read a
+    DICOM series; they used to read its first page only, and said nothing."""
+    from pipeline.images import decode_slices
+    from pipeline.series import SliceReader, expand_series
+
+    slices, info = decode_slices(_stack((40, 120, 200)), "stack.tiff")
+    assert [int(s[0, 0, 0]) for s in slices] == [40, 120, 200]
+    assert (info["frames"], info["slices"]) == (3, 3)
+    short = tmp_path / "stack.tif"
+    short.write_bytes(_stack((40, 120, 200)))
+    items = expand_series([short])
+    assert [str(i) for i in items] == [f"{short} · slice {k} of 3" for k in (1, 2, 3)]
+    assert int(SliceReader()(items[1])[0, 0, 0]) == 120
+    # a long stack: MAX_SLICES evenly spaced pages, each named by its real page
+    long = tmp_path / "long.TIFF"
+    long.write_bytes(_stack(range(100)))
+    items = expand_series([long])
+    assert len(items) == dicom.MAX_SLICES
+    assert str(items[1]) == f"{long} · page 3 of 100 (64 of 100 pages analysed)"
+    read = SliceReader()
+    assert [int(read(i)[0, 0, 0]) for i in (items[1], items[-1])] == [2, 99]
+    # one-page TIFFs, and TIFFs that are not TIFFs, stay one item
+    one = tmp_path / "one.tif"
+    one.write_bytes(_stack((7,)))
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a tiff at all")
+    assert expand_series([one, junk]) == [str(one), str(junk)]
+    with pytest.raises(ImageError, match="junk.tif: not an image"):
+        SliceReader()(str(junk))
+
+
+def test_a_tiff_page_too_large_fails_the_file_naming_the_page(monkeypatch):
+    monkeypatch.setattr(images, "MAX_PIXELS", 500)  # pages of 16x24 = 384 px pass
+    pages = [Image.fromarray(np.zeros((16, 24), np.uint8)),
+             Image.fromarray(np.zeros((40, 40), np.uint8))]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    with pytest.raises(ImageError, match=r"s\.tif: page 2 of 2: image too large"):
+        images.decode_slices(buf.getvalue(), "s.tif")
+
+
 def test_bmp_and_webp():
     a = pattern()
     assert np.array_equal(decode_image(encode(Image.fromarray(a), "BMP"), "a.bmp"), a)
