@@ -566,6 +566,18 @@ def test_robustness_clean_label_is_where_no_bar_covers_it():
         a for a in fig.layout.annotations if a.yref not in (None, "paper")]
 
 
+def test_charts_with_turning_category_labels_keep_their_legend_above_the_panels():
+    """At 1024 px with the sidebar open the category labels turn, and a legend below the plot
+    was drawn over the first panel's ("rician noi", "meningio"): it is above the panel titles."""
+    from dashboard.figures.common import TOP_WITH_LEGEND
+
+    for fig in (F.per_class_figure(METRICS), F.robustness_figure(_robustness())):
+        titles = [a for a in fig.layout.annotations if a.yref == "paper"]
+        assert fig.layout.legend.yanchor == "bottom"
+        assert fig.layout.legend.y > max(a.y for a in titles) >= fig.layout.yaxis.domain[1]
+        assert fig.layout.margin.t == TOP_WITH_LEGEND  # room for the legend and the titles
+
+
 def test_robustness_axis_is_zoomed_to_the_bars_and_lines():
     """A 0-1 axis drew every bar at about 0.9 and the 5-point band as a hairline."""
     fig = F.robustness_figure(_robustness())

@@ -17,6 +17,18 @@ CLASS_PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00
 _FALLBACK_MODEL_COLORS = ["#16a34a", "#9333ea", "#dc2626", "#0891b2"]
 
 
+# Top margin of a figure with panel titles and `legend_above`: titles, then the legend above them
+TOP_WITH_LEGEND = 90
+
+
+def legend_above(title: str | None = None) -> dict[str, Any]:
+    """A horizontal legend above the panels (their titles between), for charts whose category
+    labels turn on narrow screens: a legend below them was drawn over the labels, cutting the
+    first panel's ("rician noi", "meningio" at 1024 px with the sidebar open). Use with a top
+    margin of `TOP_WITH_LEGEND`."""
+    return dict(orientation="h", yanchor="bottom", y=1.14, x=0, title=title)
+
+
 class FigureDataError(ValueError):
     """An artifact dict does not have the shape a figure needs."""
 

@@ -14,11 +14,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
+    TOP_WITH_LEGEND,
     FigureDataError,
     _fmt,
     _num,
     class_color,
     class_name,
+    legend_above,
     model_color,
     model_label,
 )
@@ -97,8 +99,8 @@ def per_class_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
                               "<br>support %{customdata}<extra></extra>",
             ), row=1, col=col)
     fig.update_yaxes(range=[0, 1.05])
-    fig.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=-0.15))
+    fig.update_layout(barmode="group", height=380,
+                      margin=dict(l=10, r=10, t=TOP_WITH_LEGEND, b=10), legend=legend_above())
     return fig
 
 

@@ -11,7 +11,15 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import FigureDataError, _fmt, _num, model_color, model_label
+from dashboard.figures.common import (
+    TOP_WITH_LEGEND,
+    FigureDataError,
+    _fmt,
+    _num,
+    legend_above,
+    model_color,
+    model_label,
+)
 
 SEVERITY_COLORS = ["#fdbb84", "#ef6548", "#990000"]  # mild → severe (sequential, light → dark)
 DEFAULT_SEVERITIES = ["mild", "moderate", "severe"]
@@ -110,8 +118,9 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
         fig.add_hline(y=clean - 0.05, line=dict(color="gray", width=1, dash="dot"), row=1,
                       col=col)
         shown += [clean, clean - 0.05]
-    fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=-0.3, title="severity"))
+    fig.update_layout(barmode="group", height=400,
+                      margin=dict(l=10, r=10, t=TOP_WITH_LEGEND, b=10),
+                      legend=legend_above("severity"))
     fig.update_yaxes(range=_zoomed_range(shown))
     fig.update_yaxes(title="accuracy on shifted test images", col=1)
     return fig
