@@ -15,6 +15,7 @@ the problem. A multi-page TIFF used to be read as its first page, silently.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -53,6 +54,26 @@ class Slice:
             return f"{self.path} · slice {self.index + 1} of {self.count}"
         return (f"{self.path} · {self.unit} {self.number} of {self.total} "
                 f"({self.count} of {self.total} {self.unit}s analysed)")
+
+
+@dataclass(frozen=True)
+class SliceName:
+    """A slice's name read back (`parse_slice_name`): its file, unit and number in the file."""
+
+    file: str
+    unit: str
+    number: int
+
+
+_SLICE_NAME = re.compile(r"^(?P<file>.+) · (?P<unit>slice|frame|page) (?P<number>\d+) of \d+"
+                         r"(?: \(\d+ of \d+ \w+ analysed\))?$", re.DOTALL)
+
+
+def parse_slice_name(name: str) -> SliceName | None:
+    """The parts of a name `Slice` gives ("scan.dcm · frame 3 of 100 (64 of 100 frames
+    analysed)"), or None for any other name."""
+    m = _SLICE_NAME.match(name)
+    return SliceName(m["file"], m["unit"], int(m["number"])) if m else None
 
 
 def expand_series(paths: Sequence[str | Path]) -> list[str | Slice]:

@@ -283,3 +283,48 @@ def test_a_dicom_without_its_preamble_is_decoded(tmp_path):
     scan.write_bytes(_without_preamble(make_dicom(_banded(3))))
     items = expand_series([scan])
     assert [_which(SliceReader()(s)) for s in items] == [0, 1, 2]
+
+
+def test_a_series_whose_slices_all_fail_is_one_line_on_the_command_line(tmp_path, smoke_run,
+                                                                         capsys):
+    """70 frames of junk JPEG 2000 printed 64 "cannot read … · frame k of 70" lines, one per
+    slice analysed; now one line says how many slices failed, and why. Each slice keeps its
+    own row where rows are written (the JSON's errors)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.cli.common import unreadable_report
+
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(_jpeg2000_junk(frames=70))
+    good = tmp_path / "good.png"
+    good.write_bytes(_png_bytes())
+    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--json", str(scan),
+                                      str(good)])
+    assert result.exit_code == 1, result.output[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("cannot read")]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"cannot read {scan} · 64 frames (frame 1 to 70): cannot decode DICOM pixel data (")
+    errors = json.loads(result.stdout)["errors"]
+    assert len(errors) == dicom.MAX_SLICES
+    # different files, or different reasons, stay lines of their own, in order
+    with unreadable_report() as report:
+        report("a.dcm · slice 1 of 3", "a.dcm · slice 1 of 3: bad")
+        report("a.dcm · slice 2 of 3", "a.dcm · slice 2 of 3: worse")
+        report("b.png", "b.png: not an image")
+        report("a.dcm · slice 3 of 3", "a.dcm · slice 3 of 3: worse")
+    printed = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert printed == ["cannot read a.dcm · slice 1 of 3: bad",
+                       "cannot read a.dcm · slice 2 of 3: worse",
+                       "cannot read b.png: not an image",
+                       "cannot read a.dcm · slice 3 of 3: worse"]
+
+
+def _png_bytes() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)).save(buf, "PNG")
+    return buf.getvalue()

@@ -136,6 +136,53 @@ def _report_unreadable(path: str, reason: str) -> None:
     err.print(f"[red]cannot read[/] {shown(line)}", highlight=False, soft_wrap=True)
 
 
+class UnreadableReport:
+    """`_report_unreadable` for a stream of failures, where the slices of one series failing
+    one after another for one reason are one line ("scan.dcm · 64 frames (frame 1 to 100):
+    <reason>"): a series whose pixel data cannot be decoded printed a line per slice, 64 of
+    them. Each line is printed when the next failure or `close` shows its group has ended."""
+
+    def __init__(self) -> None:
+        # (file, unit, reason, first number, last number, count, the first failure)
+        self._group: tuple[str, str, str, int, int, int, tuple[str, str]] | None = None
+
+    def __call__(self, path: str, reason: str) -> None:
+        from pipeline.series import parse_slice_name
+
+        cut = reason.removeprefix(f"{path}: ")
+        part = parse_slice_name(path)
+        g = self._group
+        if part and g and (part.file, part.unit, cut) == g[:3]:
+            self._group = (*g[:4], part.number, g[5] + 1, g[6])
+            return
+        self.close()
+        if part is None:
+            _report_unreadable(path, reason)
+        else:
+            self._group = (part.file, part.unit, cut, part.number, part.number, 1, (path, reason))
+
+    def close(self) -> None:
+        """Print the group held back, if any."""
+        g, self._group = self._group, None
+        if g is None:
+            return
+        file, unit, cut, first, last, count, one = g
+        if count == 1:
+            _report_unreadable(*one)
+        else:
+            _report_unreadable(f"{file} · {count} {unit}s ({unit} {first} to {last})", cut)
+
+
+@contextlib.contextmanager
+def unreadable_report() -> Iterator[UnreadableReport]:
+    """An `UnreadableReport` whose last group is printed on the way out, whatever happens."""
+    report = UnreadableReport()
+    try:
+        yield report
+    finally:
+        report.close()
+
+
 def keep_larger(path: Path, keys: tuple[str, ...], asked: int, what: str, fix: str, *,
                 within: tuple[str, ...] = (), instead: str | None = None) -> None:
     """Fail before any work when the measurement in `path` (the first of `keys` it holds: its

@@ -13,7 +13,6 @@ from rich.console import Console
 from pipeline.cli.common import (
     _existing_dir,
     _open_run,
-    _report_unreadable,
     _split_models,
     err,
     fail,
@@ -24,6 +23,7 @@ from pipeline.cli.common import (
     report_inputs,
     say,
     shown,
+    unreadable_report,
     warning_legend,
     warning_tags,
 )
@@ -62,8 +62,9 @@ def predict(
         _predict_to_csv(predictor, paths, out)
         return
     results, failures = predict_files(predictor, paths)
-    for path, reason in failures:
-        _report_unreadable(path, reason)
+    with unreadable_report() as report:
+        for path, reason in failures:
+            report(path, reason)
     if as_json:
         print_json({"run": predictor.run.run_id, "results": results,
                     "errors": [{"path": p, "error": r} for p, r in failures]})
@@ -117,8 +118,9 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
             summary = stream_to_csv(predictor, paths, out, progress=update)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
-    for path, reason in summary["failed"]:
-        _report_unreadable(path, reason)
+    with unreadable_report() as report:
+        for path, reason in summary["failed"]:
+            report(path, reason)
     sys.stdout.write(f"wrote {summary['written']} row(s) to {one_line(out)}"
                      f" ({summary['already_done']} already there)\n")
     if summary["failed"]:

@@ -13,7 +13,6 @@ from pipeline.cli.common import (
     _existing_dir,
     _model_list,
     _open_run,
-    _report_unreadable,
     _split_models,
     _target_index,
     err,
@@ -25,6 +24,7 @@ from pipeline.cli.common import (
     report_inputs,
     say,
     shown,
+    unreadable_report,
     warning_legend,
     warning_tags,
 )
@@ -141,11 +141,10 @@ def _write_overlays(run: Run, explainers: dict[str, Explainer], paths: list[Path
     from pipeline.explain.batch import JOURNAL, explain_files
 
     try:
-        with progress_bar() as update:
+        with progress_bar() as update, unreadable_report() as report:
             return explain_files(run, explainers, paths, out, method=method, target=target,
                                  alpha=alpha, outline=outline, caption=caption, shard=shard,
-                                 progress=update,
-                                 on_unreadable=_report_unreadable)
+                                 progress=update, on_unreadable=report)
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:
