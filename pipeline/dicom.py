@@ -339,12 +339,6 @@ def _stored_pixels(fh: BinaryIO, implicit: bool, order: str) -> tuple[int | None
     return None, max(0, items - 1)  # the first item is the Basic Offset Table
 
 
-def frame_count(data: bytes | BinaryIO, label: str) -> int:
-    """How many frames `decode_frames` would return, from the header alone (`header_frames`):
-    at most MAX_SLICES."""
-    return min(header_frames(data, label), MAX_SLICES)
-
-
 def is_zip(data: bytes, name: str) -> bool:
     """Whether an upload is a zip (by its magic bytes or its name)."""
     return data[:4] == b"PK\x03\x04" or name.lower().endswith(".zip")
