@@ -34,7 +34,10 @@ from pipeline.explain import (
     to_png,
 )
 
-BOX_COLOUR = (0, 255, 0)  # tumour box outline on overlays (RGB)
+# tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
+# (its middle is green, the box's colour before)
+BOX_COLOUR = (255, 0, 255)
+BOX_COLOUR_NAME = "magenta"
 
 # the method box's first choice: each model's own default method and layer (Settings.method None)
 DEFAULT_METHOD = "default"
@@ -113,7 +116,7 @@ def colour_scale() -> np.ndarray:
 def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
             box: np.ndarray | None = None) -> np.ndarray:
     """The heatmap over what the model saw, DISPLAY_SIDE square (enlarged bicubic, or shrunk);
-    `box` (a mask in the model's frame) is outlined in green."""
+    `box` (a mask in the model's frame) is outlined in `BOX_COLOUR`."""
     base = core.square_for_display(prepared, DISPLAY_SIDE)
     out = render_overlay(base, heatmap, alpha=settings.alpha,
                          outline_top_percent=10.0 if settings.outline else None)
@@ -285,7 +288,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                                help=flags.empty_help(method, target))
                 if in_frame is not None and in_frame.any():
                     hit = peak_in_box(r, in_frame)
-                    st.markdown(f"Peak inside the tumour box (green): **{'yes' if hit else 'no'}**")
+                    st.markdown(f"Peak inside the tumour box ({BOX_COLOUR_NAME}): "
+                                f"**{'yes' if hit else 'no'}**")
                 if r.outside_head_flag and r.outside_head is not None:
                     outside[m] = r.outside_head
                     st.caption(f":orange[:material/warning: "

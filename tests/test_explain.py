@@ -352,6 +352,43 @@ def test_heatmap_to_rgb_colours_low_and_high_differently() -> None:
     assert rgb[0, 1, 0] > rgb[0, 1, 2]  # high = red
 
 
+def _lightness(rgb: np.ndarray) -> np.ndarray:
+    """CIE L* (0-100) of sRGB uint8 colours."""
+    c = rgb.astype(np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    y = lin @ np.array([0.2126, 0.7152, 0.0722])
+    return np.where(y > 216 / 24389, 116 * np.cbrt(y) - 16, y * 24389 / 27)
+
+
+def _deuteranopia(rgb: np.ndarray) -> np.ndarray:
+    """sRGB colours as seen with deuteranopia (Machado et al., 2009, severity 1), on linear RGB."""
+    m = np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                  [-0.011820, 0.042940, 0.968881]])
+    c = rgb.astype(np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    out = np.clip(lin @ m.T, 0, 1)
+    return np.round(255 * np.where(out <= 0.0031308, 12.92 * out,
+                                   1.055 * out ** (1 / 2.4) - 0.055)).astype(np.uint8)
+
+
+def test_the_heatmap_colours_get_lighter_from_low_to_high_also_for_colour_blind_eyes() -> None:
+    """With jet the peak (red) was darker than the middle (yellow), and with deuteranopia a
+    dark olive: the hottest place read as a hole. Every page's map must rise in lightness."""
+    ramp = E.heatmap_to_rgb(np.linspace(0, 1, 256, dtype=np.float32)[None, :])[0]
+    for seen in (ramp, _deuteranopia(ramp)):
+        light = _lightness(seen)
+        assert np.all(np.diff(light) > -1.0)  # never darker by more than rounding
+        assert light[-1] - light[0] > 60 and np.argmax(light) >= 250  # the peak is the lightest
+
+
+def test_the_tumour_box_colour_is_none_of_the_heatmap_s() -> None:
+    """The box was green, the colour of viridis' upper middle: it must stand out on any map."""
+    from dashboard.views import BOX_COLOUR
+
+    ramp = E.heatmap_to_rgb(np.linspace(0, 1, 256, dtype=np.float32)[None, :])[0].astype(int)
+    assert np.min(np.abs(ramp - np.array(BOX_COLOUR)).sum(axis=1)) > 200
+
+
 def test_to_png_round_trips() -> None:
     img = random_images(1, size=20)[0]
     decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(E.to_png(img), np.uint8), 1),

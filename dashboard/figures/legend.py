@@ -11,18 +11,19 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.explain.render import heatmap_to_rgb
+from pipeline.explain.render import HEATMAP_LOW_HIGH, heatmap_to_rgb
 
 LEGEND_TICKS = (0.0, 0.5, 1.0)
-LEGEND_CAPTION = ("Heatmap colour: relevance for the explained class, from 0 (low, blue) to "
-                  "1 (high, red), normalised per image")
+LEGEND_CAPTION = (f"Heatmap colour: relevance for the explained class, from 0 (low, "
+                  f"{HEATMAP_LOW_HIGH[0]}) to 1 (high, {HEATMAP_LOW_HIGH[1]}), normalised per "
+                  "image")
 # the width the cards show it at, about one picture's (they stretch it over a column that
 # wide); drawn at twice that, so its numbers stay sharp on high-density screens
 LEGEND_WIDTH = 300
 # ticks and numbers in a mid grey on a transparent background: Streamlit's light theme is
-# white and its dark one #0e1117, and this grey reads on both (about 4.4:1 on each); the picture
-# was a white box on the dark theme
-LEGEND_INK = (119, 119, 119)
+# white and its dark one #0e1117, and this grey reads on both (4.5:1 on white, 4.2:1 on the
+# dark one: no grey reaches 4.5:1 on both); the picture was a white box on the dark theme
+LEGEND_INK = (118, 118, 118)
 _STRIP, _TICK, _GAP, _FONT = 12, 4, 2, 13  # heights at LEGEND_WIDTH: strip, tick, gap, font
 
 

@@ -24,6 +24,14 @@ CAPTION_BACKGROUND = (255, 255, 255)
 CAPTION_INK = (34, 34, 34)
 CAPTION_NOTE_INK = (90, 90, 90)  # the disclaimer: quieter, still about 7:1 on white
 _PAD, _TEXT, _NOTE, _SCALE_H, _TICK = 10, 15, 12, 10, 3  # pixels at CAPTION_MIN_SIDE wide
+# Every heatmap's colour map (dashboard, PDF, `explain`, legends). Viridis, not jet: its
+# lightness rises steadily from low to high, so the hottest place is the brightest for everyone.
+# Jet is brightest in the middle (lightness 13 / 91 / 26 at 0 / 0.5 / 1), and with
+# deuteranopia or protanopia its red peak turned dark olive, darker than the yellow around it,
+# so the peak read as a hole (an accessibility review, 2026-12-05).
+HEATMAP_COLORMAP = "viridis"
+# words for its two ends, wherever a caption names them
+HEATMAP_LOW_HIGH = ("dark purple", "yellow")
 
 
 def _colormap_code(name: str) -> int:
@@ -50,7 +58,7 @@ def resize_heatmap(heatmap: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def heatmap_to_rgb(
-    heatmap: np.ndarray, colormap: str = "jet", size: tuple[int, int] | None = None
+    heatmap: np.ndarray, colormap: str = HEATMAP_COLORMAP, size: tuple[int, int] | None = None
 ) -> np.ndarray:
     """Colour a [0, 1] heatmap with an OpenCV colour map; (H, W, 3) uint8 RGB.
 
@@ -80,7 +88,7 @@ def render_overlay(
     image: np.ndarray,
     heatmap: np.ndarray,
     alpha: float = 0.4,
-    colormap: str = "jet",
+    colormap: str = HEATMAP_COLORMAP,
     outline_top_percent: float | None = None,
 ) -> np.ndarray:
     """Blend a coloured heatmap over an RGB uint8 image; (H, W, 3) uint8.
@@ -112,7 +120,7 @@ def captioned_overlay(
     lines: Sequence[str],
     note: str = "",
     alpha: float = 0.4,
-    colormap: str = "jet",
+    colormap: str = HEATMAP_COLORMAP,
     outline_top_percent: float | None = None,
     min_side: int = CAPTION_MIN_SIDE,
 ) -> np.ndarray:
@@ -156,7 +164,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: float) -> list
     return lines
 
 
-def caption_strip(width: int, lines: Sequence[str], note: str = "", colormap: str = "jet"
+def caption_strip(width: int, lines: Sequence[str], note: str = "", colormap: str = HEATMAP_COLORMAP
                   ) -> np.ndarray:
     """The strip under a captioned overlay, `width` px wide: `lines` in `CAPTION_INK`, a colour
     scale of `colormap` with ticks at 0, 0.5 and 1 ("0 low", "1 high"), `note` in
