@@ -26,7 +26,8 @@ from dashboard import core, loader, state  # noqa: E402
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
 # Rules for narrow windows (see the file); a .css Path is sent as style only, taking no space.
 LAYOUT_CSS = Path(__file__).resolve().parent / "static" / "layout.css"
-st.set_page_config(page_title="Brain MRI XAI", page_icon=str(FAVICON), layout="wide")
+APP_NAME = "Brain MRI XAI"
+st.set_page_config(page_title=APP_NAME, page_icon=str(FAVICON), layout="wide")
 st.html(LAYOUT_CSS)
 loader.keep_keras_session()  # the shared models outlive every script run
 
@@ -40,6 +41,9 @@ PAGES = [
 ]
 
 navigation = st.navigation(PAGES)
+# each page its own browser title ("Error analysis · Brain MRI XAI"): with one title for all,
+# tabs and a screen reader's page announcements could not tell the pages apart
+st.set_page_config(page_title=f"{navigation.title} · {APP_NAME}")
 state.sidebar()
 state.keep_choices()
 try:

@@ -465,6 +465,8 @@ def _check_page(page, title: str, log: Path) -> None:
     except AssertionError:
         pytest.fail(f"no heading {title!r}:\n" + _page_report(page, log))
     _wait_idle(page)
+    # its own browser title: one title for every page left tabs and screen readers guessing
+    assert page.title() == f"{title} · Brain MRI XAI"
     page.wait_for_function(_DECODED, arg=0, timeout=60_000)  # every image on it decoded
     for box in ("stException", "stAlertContentError"):
         found = page.locator(f"[data-testid={box}]")
