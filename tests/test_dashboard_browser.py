@@ -547,3 +547,47 @@ def test_every_page_with_one_and_with_eight_uploads_renders_and_is_photographed(
             _shot(page, shots / "predict-8-uploads-restored.png")
         finally:
             browser.close()
+
+
+# The element keyboard focus is on: tag, name, left edge, outline style and width.
+_FOCUSED = """() => { const e = document.activeElement; const s = getComputedStyle(e);
+    return [e.tagName, (e.getAttribute('aria-label') || e.innerText || '').trim().slice(0, 40),
+            e.getBoundingClientRect().x, s.outlineStyle, parseFloat(s.outlineWidth)]; }"""
+
+
+def test_keyboard_focus_stays_on_screen_and_is_drawn(server: str, tmp_path: Path):
+    """An accessibility review: in a narrow window the collapsed sidebar kept its page links
+    and run picker in the Tab order, off-screen (x = -284), and a focused page link was
+    drawn at 1.1:1 against the sidebar. Hidden controls take no focus; focus has a ring."""
+    from playwright.sync_api import sync_playwright
+
+    log = tmp_path / "streamlit.log"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 640, "height": 800})
+            page.goto(f"{server}/", wait_until="domcontentloaded")
+            _check_page(page, PAGE_TITLES[0], log)
+            seen = []
+            for _ in range(6):
+                page.keyboard.press("Tab")
+                seen.append(page.evaluate(_FOCUSED))
+            assert all(x >= 0 for _, _, x, _, _ in seen), seen  # nothing focused off-screen
+            assert not [s for s in seen if s[1] == "Help for Run"
+                        or any(s[1].endswith(t) for t in PAGE_TITLES)], seen
+            # a wide window of its own (the narrow one remembers its sidebar closed)
+            page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            page.goto(f"{server}/errors", wait_until="domcontentloaded")
+            _check_page(page, "Error analysis", log)
+            wide = []
+            for _ in range(12):  # Tab to the first page link: drawn with a ring
+                page.keyboard.press("Tab")
+                wide.append(page.evaluate(_FOCUSED))
+                tag, name, _, style, width = wide[-1]
+                if any(name.endswith(t) for t in PAGE_TITLES):  # after its icon's name
+                    assert style == "solid" and width >= 2, (name, style, width)
+                    break
+            else:
+                pytest.fail(f"no page link took focus: {wide}")
+        finally:
+            browser.close()
