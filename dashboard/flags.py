@@ -91,13 +91,17 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                          + on_test(model, "weak", "this weak"))
         if unlike.get(model):
             acc = shifted_accuracy.get(model)
-            where = (f" On shifted copies of its test split it was {acc:.0%} accurate."
-                     if acc is not None else "")
+            # the shifted copies' accuracy as a best case, not as comfort: beside a chest
+            # X-ray, "it was 88% accurate" read as reassurance (a review, 2026-12-05)
+            where = (f" It kept {acc:.0%} on its own test images made blurrier, noisier or "
+                     "otherwise shifted, but images of another kind or source can fare far "
+                     "worse." if acc is not None else "")
             # Not "treat with caution": on the shipped runs the flagged test answers were as
             # often right as the others. What holds is that validation does not cover it.
+            # "brain MRI slice", not "axial": the training data hold coronal and sagittal ones.
             flags.append(f"This image is unlike {name}'s training data, so its validation "
-                         f"accuracy does not vouch for this answer.{where} If it is not an "
-                         "axial brain MRI slice, the answer means nothing.")
+                         f"accuracy does not vouch for this answer.{where} If it is not a "
+                         "brain MRI slice, the answer means nothing.")
     labels = {int(np.argmax(p[i])) for p in probs.values()}
     if len(probs) > 1 and len(labels) > 1:
         flags.append("The models disagree: at least one of them is wrong."

@@ -1512,7 +1512,7 @@ def test_a_pure_noise_upload_is_flagged_unlike_the_training_data(
     assert COLOUR_WARNING not in cards[1]  # a greyscale phantom, like an MRI slice
     for name in ("Custom CNN", "MobileNetV2"):
         said = next(w for w in cards[0] if f"This image is unlike {name}'s training data" in w)
-        assert said.endswith("If it is not an axial brain MRI slice, the answer means nothing.")
+        assert said.endswith("If it is not a brain MRI slice, the answer means nothing.")
     assert "flagged so were right" not in _texts(at.warning)
     badges = [m.value for m in at.get_by_key("predict_card_0").markdown if "-badge[" in m.value]
     assert badges and not any(":green-badge[" in b for b in badges), badges

@@ -465,7 +465,7 @@ def test_answer_flags_in_plain_words():
                                 {"mobilenetv2": 0.81})
     assert len(flags) == 3
     assert flags[0].startswith("Weak answer from Custom CNN: 40% confidence")
-    assert "unlike MobileNetV2's training data" in flags[1] and "81% accurate" in flags[1]
+    assert "unlike MobileNetV2's training data" in flags[1] and "It kept 81% on its own test images" in flags[1]
     assert flags[2].startswith("The models disagree")
     calm = dflags.answer_flags({"custom_cnn": np.array([[0.9, 0.1]])}, 0, {"custom_cnn": 0.6},
                                {"custom_cnn": False}, {})
@@ -487,11 +487,17 @@ def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
                              "(76% otherwise).")
     # not quoted for "unlike": the flagged test images were real MRI right about as often as
     # the others, which beside a photo or noise read as reassurance
-    assert flags[1].endswith("does not vouch for this answer. If it is not an axial brain MRI "
+    assert flags[1].endswith("does not vouch for this answer. If it is not a brain MRI "
                              "slice, the answer means nothing.")
     assert flags[2].endswith("the answer means nothing.")  # damaged entry: nothing added
     assert flags[3] == ("The models disagree: at least one of them is wrong. On the test images "
                         "where they disagreed, each was right: Custom CNN 18%, MobileNetV2 58%.")
+    # the shifted copies' accuracy is a best case, never comfort: beside a chest X-ray "it was
+    # 88% accurate" read as reassurance
+    shifted = dflags.answer_flags(probs, 0, {}, {"custom_cnn": True}, {"custom_cnn": 0.88})
+    assert ("It kept 88% on its own test images made blurrier, noisier or otherwise shifted, "
+            "but images of another kind or source can fare far worse.") in shifted[0]
+    assert "axial" not in shifted[0]  # the training data hold coronal and sagittal slices too
     unmeasured = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6}, {}, {})
     # one spelling of percentages on every page: "90%", like "40% confidence" above
     assert unmeasured[0].endswith("were right less than 90% of the time.")
