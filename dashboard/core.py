@@ -95,6 +95,7 @@ class Upload:
     # the Predict page for uploads; "" when not found or the run cannot tell
     seen: str = ""
     seen_split: str = ""  # that split's name ("train", "val", "test"), "" when not found
+    seen_exact: bool = False  # that split's image pixel for pixel, not a changed copy
 
     @property
     def ok(self) -> bool:

@@ -83,7 +83,10 @@ class Results:
     # model took for it when it was computed before (all its results came from the store)
     earlier: list[float | None] = field(default_factory=list)
     colour: list[bool] = field(default_factory=list)  # per good image: `core.Upload.colour`
-    seen_split: list[str] = field(default_factory=list)  # per good image: `Upload.seen_split`
+    # per good image: the split holding it pixel for pixel (`Upload.seen_split` when
+    # `Upload.seen_exact`), whose "unlike the training data" warning is not shown
+    # (`membership.hides_unlike`); "" for anything else, a changed copy included
+    seen_split: list[str] = field(default_factory=list)
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -143,7 +146,8 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    state.shifted_accuracy(run),
                    [size_label(u.image.shape[1], u.image.shape[0]) for u in good],
                    state.size_groups(run), list(run.class_names), state.flag_accuracy(run),
-                   earlier, [u.colour for u in good], [u.seen_split for u in good])
+                   earlier, [u.colour for u in good],
+                   [u.seen_split if u.seen_exact else "" for u in good])
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

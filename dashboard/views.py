@@ -25,6 +25,7 @@ from dashboard.inference import (
     peak_in_box,
 )
 from dashboard.report_pdf import Page, PageModel, report_pdf
+from pipeline.data.membership import hides_unlike
 from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
@@ -134,9 +135,9 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     none at all)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
     colour = j < len(results.colour) and results.colour[j]
-    # an image the models trained (or were validated) on is not "unlike the training data",
-    # whatever the score says: the card's note says where it was met instead
-    own = j < len(results.seen_split) and results.seen_split[j] in ("train", "val")
+    # an image the models trained (or were validated) on, pixel for pixel, is not "unlike the
+    # training data", whatever the score says: the card's note says where it was met instead
+    own = j < len(results.seen_split) and hides_unlike(results.seen_split[j], True)
     answers = flags.answer_flags(results.probs, j, results.low_below,
                                  {} if own else results.unlike(j),
                                  results.shifted_accuracy, results.class_names, size,

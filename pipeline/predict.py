@@ -15,7 +15,7 @@ from pipeline import geometry, images
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_low_confidence, read_temperatures
-from pipeline.data.membership import Membership
+from pipeline.data.membership import Membership, Seen
 from pipeline.series import Slice, SliceReader, expand_series
 
 
@@ -237,8 +237,11 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 flags[name] = answer_flags(predictor, name, x, probs[name],
                                            [colour[i] for i in ok])
             for j, i in enumerate(ok):
-                # the run's split holding the image or a copy (`data.membership`), else None
-                row: dict[str, Any] = {"path": part[i], "models": {}, "in_run_split": seen[i]}
+                # the run's split holding the image or a copy (`data.membership`), else None;
+                # whether it is that split's image pixel for pixel (None: the run cannot tell)
+                row: dict[str, Any] = {"path": part[i], "models": {},
+                                       "in_run_split": seen[i].split if seen[i] else None,
+                                       "in_run_exact": seen[i].exact if seen[i] else None}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
                     row["models"][name] = {"label": d.label, "probs": d.probs,
@@ -263,12 +266,12 @@ def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarr
 
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,
                       workers: int | None
-                      ) -> Iterator[tuple[int, list[str], list[bool], list[str | None],
+                      ) -> Iterator[tuple[int, list[str], list[bool], list[Seen | None],
                                           list[np.ndarray]]]:
     """(index of the batch's first file, per file "" or why it is unusable, per file whether
     the decoded image is a colour one (`evaluate.flags.is_colour`), per file the run's split
-    holding it or a copy (None: none, or the run cannot tell), per model the prepared
-    (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
+    holding it or a copy (`membership.Seen`; None: none, or the run cannot tell), per model
+    the prepared (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if not paths:
@@ -288,8 +291,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             image = read(paths[i])
             prepared = geometry.prepare_for(image, specs)
             found = predictor.membership.find(image) if predictor.membership else None
-            return (b"", np.bool_(is_colour(image)),
-                    found.split.encode() if found else b"", *prepared)
+            return (b"", np.bool_(is_colour(image)), _seen_bytes(found), *prepared)
         except images.ImageError as exc:
             return (str(exc).encode("utf-8", "replace"), np.bool_(False), b"", *blanks)
         except Exception as exc:  # not the file's fault: the caller gets it, not a CSV row
@@ -323,5 +325,18 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             if start + k in raised:
                 raise raised[start + k]
         yield (start, err, [bool(c) for c in colour_t.numpy()],
-               [v.decode() or None for v in seen_t.numpy()], [x.numpy() for x in xs_t])
+               [_seen_from(v) for v in seen_t.numpy()], [x.numpy() for x in xs_t])
         start += len(err)
+
+
+def _seen_bytes(seen: Seen | None) -> bytes:
+    """A `Seen` through tf.data's string tensor: b"split distance exact" (b"" for None)."""
+    return f"{seen.split} {seen.distance} {seen.exact}".encode() if seen else b""
+
+
+def _seen_from(data: bytes) -> Seen | None:
+    """`_seen_bytes` read back."""
+    if not data:
+        return None
+    split, distance, exact = data.decode().split(" ")
+    return Seen(split, int(distance), None if exact == "None" else exact == "True")

@@ -270,10 +270,10 @@ def test_dashboard_box_outline_and_peak_in_box() -> None:
     assert not r.empty and not inference.peak_in_box(r, frame)
     assert r.outside_head_flag
     drawn = views.overlay(r.prepared, r.heatmap, inference.Settings(alpha=0.0), frame)
-    green = (drawn[..., 1] == 255) & (drawn[..., 0] == 0)
-    assert green.any()
+    outlined = np.all(drawn == np.array(views.BOX_COLOUR, np.uint8), axis=-1)
+    assert outlined.any()
     plain = views.overlay(r.prepared, r.heatmap, inference.Settings(alpha=0.0))
-    assert not ((plain[..., 1] == 255) & (plain[..., 0] == 0)).any()
+    assert not np.all(plain == np.array(views.BOX_COLOUR, np.uint8), axis=-1).any()
 
 
 def test_a_training_image_is_not_called_unlike_the_training_data_and_its_page_says_why():

@@ -197,25 +197,37 @@ def test_an_upload_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_r
                                                        monkeypatch: pytest.MonkeyPatch):
     """A student uploaded Testing/no_tumor/image(101).jpg, a training image of the run, and read
     its 100 % answer as a fair test: the card now says where the run met the image."""
-    # no answer warnings (the smoke models' vary): the summary counts the split notes alone
-    monkeypatch.setattr(views, "image_flags", lambda results, j: ([], []))
+    # no answer warnings (the smoke models' vary): the summary counts the split notes alone;
+    # which images may not be called "unlike the training data" is recorded
+    hidden: list[list[str]] = []
+    monkeypatch.setattr(views, "image_flags",
+                        lambda results, j: (hidden.append(list(results.seen_split)), [], [])[1:])
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     splits = json.loads((smoke_run / "splits.json").read_text())
     train = Path(manifest["data"]["dir"]) / splits["train"][0]["path"]
+    # a changed copy (every pixel one level brighter): the same pHash, not the same image
+    brighter = np.clip(np.asarray(Image.open(train).convert("RGB"), int) + 1, 0, 255)
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([
         ("from-train.png", train.read_bytes(), "image/png"),
         # the last test image: results are kept per process, and other tests upload the first
         (*_test_image(smoke_run, -1), "image/png"),
         ("noise.png", _encode(Image.fromarray(np.random.default_rng(0).integers(
-            0, 256, (64, 64), dtype=np.uint8)), "PNG"), "image/png")]).run()
+            0, 256, (64, 64), dtype=np.uint8)), "PNG"), "image/png"),
+        ("changed.png", _encode(Image.fromarray(brighter.astype(np.uint8)), "PNG"),
+         "image/png")]).run()
     _ok(at)
     notes = [i.value for i in at.info if "in this run's" in i.value]
-    assert len(notes) == 2, notes  # the noise image was met nowhere: nothing said
+    assert len(notes) == 3, notes  # the noise image was met nowhere: nothing said
     assert notes[0].startswith("This image is in this run's training split: the models learnt")
     assert notes[1].startswith("This image is in this run's test split: the models never")
-    # the training image's note is a warning in the summary and the CSV; the test image's is not
-    assert list(_frame(at, "flags")["flags"]) == [1, 0, 0]
+    assert notes[2].startswith("A near copy of this image is in this run's training split: the "
+                               "models learnt from that copy")
+    # the training images' notes are warnings in the summary and the CSV; the test image's not
+    assert list(_frame(at, "flags")["flags"]) == [1, 0, 0, 1]
+    # only the training image itself may leave "unlike the training data" unsaid; a changed
+    # copy keeps it (a review shrank training images to 64 px and the warning vanished)
+    assert hidden and hidden[-1] == ["train", "test", "", ""]
 
 
 def test_predict_says_the_upload_size_limit_before_anything_is_refused(artifacts: Path):

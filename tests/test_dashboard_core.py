@@ -465,7 +465,8 @@ def test_answer_flags_in_plain_words():
                                 {"mobilenetv2": 0.81})
     assert len(flags) == 3
     assert flags[0].startswith("Weak answer from Custom CNN: 40% confidence")
-    assert "unlike MobileNetV2's training data" in flags[1] and "It kept 81% on its own test images" in flags[1]
+    assert "unlike MobileNetV2's training data" in flags[1]
+    assert "It kept 81% on its own test images" in flags[1]
     assert flags[2].startswith("The models disagree")
     calm = dflags.answer_flags({"custom_cnn": np.array([[0.9, 0.1]])}, 0, {"custom_cnn": 0.6},
                                {"custom_cnn": False}, {})

@@ -355,8 +355,12 @@ def test_explain_warns_beside_each_answer_as_predict_does(smoke_run: Path, synth
         # the last field, "[in this run's … split]", is the image's, not a model's
         parts = dict(part.split(": ", 1) for part in line.split("\t")[1:]
                      if not part.startswith("["))
-        own = row["in_run_split"] in ("train", "val")  # never "unlike the training data"
+        # the image itself, not a changed copy: never "unlike the training data"
+        own = row["in_run_split"] in ("train", "val") and row["in_run_exact"] is True
         assert row["in_run_split"] == want["in_run_split"]
+        # the models' disagreement, as predict says it, in the image's last field
+        assert row["agree"] is want["agree"]
+        assert (f"[{FLAG_LABELS['disagree']}]" in line.split("\t")[-1]) is (not row["agree"])
         for m, v in row["models"].items():
             for k in shown:
                 assert v[k] is want["models"][m][k], (row["path"], m, k)

@@ -28,15 +28,39 @@ def test_each_split_s_images_are_found_there_and_others_nowhere(synth_data: Path
     for split in ("train", "val", "test"):
         for record in getattr(splits, split)[:5]:
             seen = found.find(_image(Path(record.path)))
-            assert seen is not None and (seen.split, seen.distance) == (split, 0), record.rel
-    # a re-saved, shrunk JPEG copy is still a copy of its training image
+            assert seen is not None and (seen.split, seen.distance, seen.exact) == (
+                split, 0, True), record.rel
+    # a re-saved, shrunk JPEG copy is still a copy of its training image, but not the image
     original = Image.open(splits.train[0].path).convert("RGB")
     buf = io.BytesIO()
     original.resize((100, 100)).save(buf, "JPEG", quality=60)
     copy = found.find(np.asarray(Image.open(buf)))
     assert copy is not None and copy.split == "train" and 0 < copy.distance <= found.threshold
+    assert copy.exact is False
+    # a copy at distance 0 that is not pixel for pixel the image (a review shrank a training
+    # image to 64 px: its pHash moved 0-4 bits) is no exact copy either
+    image = _image(Path(splits.train[0].path))
+    brighter = np.clip(image.astype(int) + 1, 0, 255).astype(np.uint8)
+    near = found.find(brighter)
+    assert near is not None and near.split == "train" and near.exact is False
+    # a file written before the pixel digests cannot tell: exact is None, never True
+    older = Membership({k: v for k, v in report.items() if k != "pixels"})
+    assert older.find(image).exact is None
     noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
     assert found.find(noise) is None
+
+
+def test_only_the_run_s_own_training_or_validation_image_hides_its_unlike_warning():
+    """A changed copy of a training image (shrunk, recoloured) may be unlike the training
+    data: the change is what the warning is about. Only the image itself hides it."""
+    from pipeline.data.membership import hides_unlike, seen_note
+
+    assert hides_unlike("train", True) and hides_unlike("val", True)
+    assert not hides_unlike("train", False) and not hides_unlike("train", None)
+    assert not hides_unlike("test", True) and not hides_unlike(None, True)
+    assert seen_note("train", 0, True).startswith("This image is in this run's training split")
+    near = seen_note("train", 0, False)  # same pHash, other pixels: a copy, said so
+    assert near.startswith("A near copy of this image is") and "learnt from that copy" in near
 
 
 def test_a_run_without_the_file_or_with_other_hashes_says_nothing(tmp_path: Path):
@@ -84,6 +108,7 @@ def test_predict_says_which_answers_are_for_the_run_s_own_images(smoke_run: Path
     assert printed.stderr.count(SEEN_MEANINGS["train"]) == 1
     as_json = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)["results"]
     assert [r["in_run_split"] for r in as_json] == ["train", "test", None]
+    assert [r["in_run_exact"] for r in as_json] == [True, True, None]
     out = tmp_path / "p.csv"
     assert CliRunner().invoke(app, [*args, "--out", str(out)]).exit_code == 0
     rows = list(csv.DictReader(out.open(newline="")))
@@ -115,10 +140,14 @@ def test_explain_says_which_overlays_are_of_the_run_s_own_images(smoke_run: Path
     assert printed.stderr.count(SEEN_MEANINGS["train"]) == 1
     rows = json.loads((out / "explain.json").read_text())["images"]
     assert [r["in_run_split"] for r in rows] == ["train", "test"]
+    assert [r["in_run_exact"] for r in rows] == [True, True]
     # the caption: an "unlike" score on a training image is not shown as a warning
     entry = {"predicted": "glioma", "target": "glioma", "probs": {"glioma": 0.9},
              "method": "gradcam", "unlike": True}
-    own = overlay_caption("custom_cnn", entry, "train")
+    own = overlay_caption("custom_cnn", entry, "train", True)
     assert not any(FLAG_LABELS["unlike"] in ln for ln in own)
     assert own[-1].startswith(f"Note: {SEEN_TAGS['train']}")
     assert any(FLAG_LABELS["unlike"] in ln for ln in overlay_caption("custom_cnn", entry, "test"))
+    changed = overlay_caption("custom_cnn", entry, "train", False)  # a shrunk copy, say
+    assert any(FLAG_LABELS["unlike"] in ln for ln in changed)
+    assert changed[-1].startswith(f"Note: a near copy: {SEEN_TAGS['train']}")

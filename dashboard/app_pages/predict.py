@@ -115,8 +115,9 @@ for k, (name, data) in enumerate(files):
     # A file from the dataset's Testing/ folder may be a training image of this run (271 of
     # 394 are, on the main split): say so, or its answer reads as a fair test.
     seen = seen_in.find(upload.image) if seen_in and upload.ok and not upload.slices else None
-    upload.seen = seen_note(seen.split, seen.distance) if seen else ""
+    upload.seen = seen_note(seen.split, seen.distance, seen.exact) if seen else ""
     upload.seen_split = seen.split if seen else ""
+    upload.seen_exact = bool(seen and seen.exact)
     items.append(upload)
     boxes.append(None)
 

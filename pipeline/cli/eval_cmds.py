@@ -77,16 +77,17 @@ def predict(
 def _print_answers(results: list[dict]) -> None:
     """One line per image: each model's answer with its warnings in brackets (the dashboard's
     words), then a legend on stderr for the warnings that were shown."""
-    from pipeline.data.membership import SEEN_TAGS
+    from pipeline.data.membership import SEEN_TAGS, hides_unlike
     from pipeline.evaluate.flags import FLAG_LABELS
 
     seen: set[str] = set()
     splits: set[str] = set()
     for row in results:
         split = row.get("in_run_split")
-        # an image the models trained or were validated on is not "unlike the training data",
-        # whatever the score says (the JSON and CSV keep the score's flag); the tag says why
-        own = split in ("train", "val")
+        # an image the models trained or were validated on, pixel for pixel, is not "unlike
+        # the training data", whatever the score says (the JSON and CSV keep the score's flag);
+        # the tag says why. A changed copy keeps the warning (`membership.hides_unlike`).
+        own = hides_unlike(split, row.get("in_run_exact"))
         parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  for m, v in row["models"].items()]

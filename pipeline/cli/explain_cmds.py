@@ -160,16 +160,18 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
                      n_files: int, *, targeted: bool = False) -> None:
     """One tab-separated line per image explained now (each model's prediction with the
     warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
-    the prediction printed beside it), and the shortcut alarm when it fires), then a total
-    with the files skipped as done, and in a last field the run's split an image is in (as
-    `predict` prints it); a legend of the answer warnings shown goes to stderr."""
-    from pipeline.data.membership import SEEN_TAGS
+    the prediction printed beside it), and the shortcut alarm when it fires, then in a last
+    field the image's own tags as `predict` prints them: the models disagree, the run's split
+    it is in), then a total with the files skipped as done; a legend of the answer warnings
+    shown goes to stderr."""
+    from pipeline.data.membership import SEEN_TAGS, hides_unlike
+    from pipeline.evaluate.flags import FLAG_LABELS
 
     seen: set[str] = set()
     splits: set[str] = set()
     for row in summary.rows:
         split = row.get("in_run_split")
-        own = split in ("train", "val")  # not "unlike the training data": predict's rule
+        own = hides_unlike(split, row.get("in_run_exact"))  # predict's rule
         parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  + f" -> {v['overlay']}"
@@ -177,9 +179,15 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
                  + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the heat "
                     "in the hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
+        tags = []  # the image's own, in a last field as predict prints them
+        if not row.get("agree", True) and len(row["models"]) > 1:
+            tags.append(f"[{FLAG_LABELS['disagree']}]")
+            seen.add("disagree")
         if split in SEEN_TAGS:
-            parts.append(f"[{SEEN_TAGS[split]}]")
+            tags.append(f"[{SEEN_TAGS[split]}]")
             splits.add(split)
+        if tags:
+            parts.append(" ".join(tags))
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
     where = f"shard {shard}: {summary.selected} of {n_files} file(s); " if shard else ""
     unreadable = f", {summary.errors} unreadable" if summary.errors else ""

@@ -43,6 +43,7 @@ class HashInfo:
     mode: str | None = None
     format: str | None = None
     error: str | None = None
+    pixels: str | None = None  # `pixel_digest` of the decoded image; None when unreadable
 
 
 # Per-process cache keyed by (absolute path, size, mtime_ns): audit, make_splits and fingerprint in
@@ -78,6 +79,16 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], desc: str,
     return out
 
 
+def pixel_digest(img: np.ndarray) -> str:
+    """A digest of a decoded image's pixels (shape and bytes): equal for the same file, or any
+    file that decodes to the same pixels, and for nothing else (unlike the pHash, which a
+    shrunk or recoloured copy keeps)."""
+    arr = np.ascontiguousarray(img)
+    h = hashlib.sha1(repr(arr.shape).encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:20]
+
+
 def perceptual_hash(img: np.ndarray) -> bytes:
     """256-bit pHash of an RGB uint8 image (see the module docstring), as 32 bytes."""
     import cv2
@@ -108,7 +119,7 @@ def _hash_one(path: Path) -> HashInfo:
         arr, meta = images.decode_image_info(data, path.name)
         info = HashInfo(sha1=sha1, size_bytes=len(data), phash=perceptual_hash(arr),
                         width=meta["width"], height=meta["height"], mode=meta["mode"],
-                        format=meta["format"])
+                        format=meta["format"], pixels=pixel_digest(arr))
     except images.ImageError as exc:
         info = HashInfo(sha1=sha1, size_bytes=len(data), error=str(exc))
     except Exception as exc:  # never crash an audit on one file

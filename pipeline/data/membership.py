@@ -8,6 +8,11 @@ the training split" for an upload without the dataset at hand. An image counts a
 when its hash is within `duplicates.NEAR_DUPLICATE_THRESHOLD` bits of one of the split's
 images: the audit's rule for a copy (re-encoded, resized or re-exported).
 
+The file also keeps each image's `hashing.pixel_digest`, so a lookup tells the run's own image,
+pixel for pixel (`Seen.exact`), from a changed copy of it: a training image shrunk to 64 px or
+recoloured is within the threshold too, and such a copy may well be unlike the training data,
+which an exact one is not (`hides_unlike`).
+
 `ood.ood_run` writes the file (`train` calls it on every new run; `python -m pipeline ood`
 adds it to an older run).
 """
@@ -21,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.data.duplicates import NEAR_DUPLICATE_THRESHOLD
-from pipeline.data.hashing import PHASH_BITS, hash_files, perceptual_hash
+from pipeline.data.hashing import PHASH_BITS, hash_files, perceptual_hash, pixel_digest
 from pipeline.data.splits import SPLIT_NAMES, Splits
 from pipeline.names import Progress
 
@@ -45,21 +50,34 @@ def split_hashes(splits: Splits, progress: Progress | None = None) -> dict[str, 
         "method": f"pHash ({PHASH_BITS} bits) of each image of the split, as the duplicate "
                   f"audit computes it; an image within {NEAR_DUPLICATE_THRESHOLD} bits of one "
                   "of them is a copy of it",
-        "bits": PHASH_BITS, "threshold": NEAR_DUPLICATE_THRESHOLD, "splits": {}}
+        "bits": PHASH_BITS, "threshold": NEAR_DUPLICATE_THRESHOLD,
+        "pixels_method": "SHA-1 (first 20 hex digits) of each decoded image's shape and pixels: "
+                         "the same image, not a changed copy",
+        "splits": {}, "pixels": {}}
     for name in SPLIT_NAMES:
         records = getattr(splits, name)
         infos = hash_files(records, progress)
-        out["splits"][name] = [infos[r.rel].phash.hex() for r in records
-                               if infos[r.rel].phash is not None]
+        readable = [infos[r.rel] for r in records if infos[r.rel].phash is not None]
+        out["splits"][name] = [i.phash.hex() for i in readable]
+        out["pixels"][name] = [i.pixels for i in readable]
     return out
 
 
 @dataclass(frozen=True)
 class Seen:
-    """An image's nearest copy in a run: the split and the distance in bits (0: the same)."""
+    """An image's nearest copy in a run: the split, the distance in bits, and whether it is
+    that split's image pixel for pixel (None: the run's file cannot tell, an older one)."""
 
     split: str
     distance: int
+    exact: bool | None = None
+
+
+def hides_unlike(split: str | None, exact: bool | None) -> bool:
+    """Whether an image's "unlike the training data" warning is left unsaid: only for a training
+    or validation image itself, pixel for pixel (the models met it, and the card says where).
+    A changed copy (shrunk, recoloured, blurred) keeps it: the change may be what is unlike."""
+    return split in ("train", "val") and exact is True
 
 
 class Membership:
@@ -77,6 +95,11 @@ class Membership:
                 rows.append(np.frombuffer(bytes.fromhex(h), np.uint8))
         self._splits = np.asarray(names)
         self._hashes = np.stack(rows) if rows else np.zeros((0, PHASH_BITS // 8), np.uint8)
+        pixels = report.get("pixels")
+        # per split, the pixel digests of its images; None for a file written before them
+        self._pixels: dict[str, set[str]] | None = (
+            {str(k): set(map(str, v)) for k, v in pixels.items()}
+            if isinstance(pixels, dict) else None)
 
     @classmethod
     def of_run(cls, run_path: Path) -> Membership | None:
@@ -102,12 +125,21 @@ class Membership:
         best = int(np.argmin(dist))
         if dist[best] > self.threshold:
             return None
-        return Seen(str(self._splits[best]), int(dist[best]))
+        split = str(self._splits[best])
+        exact = (pixel_digest(np.asarray(image)) in self._pixels.get(split, set())
+                 if self._pixels is not None else None)
+        return Seen(split, int(dist[best]), exact)
 
 
-def seen_note(split: str, distance: int) -> str:
+def seen_note(split: str, distance: int, exact: bool | None = None) -> str:
     """The sentence for an image found in `split` at `distance` bits: "This image is in this
-    run's training split: the models learnt ..." (a near copy says so)."""
-    what = "This image is" if distance == 0 else "A near copy of this image is"
+    run's training split: the models learnt ..."; a copy that is not the image itself
+    (`exact` False, or a distance above 0) says "A near copy of this image is ...", and what
+    the models learnt from is that copy."""
+    same = exact if exact is not None else distance == 0
+    what = "This image is" if same else "A near copy of this image is"
     meaning = SEEN_MEANINGS.get(split, "").replace(" (or a copy of it)", "")
+    if not same:
+        meaning = meaning.replace("from this image", "from that copy").replace(
+            "trained on it", "trained on that copy").replace("from it", "from that copy")
     return f"{what} {SEEN_TAGS.get(split, f'in split {split}')}: {meaning}."

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import Run
-from pipeline.data.membership import SEEN_TAGS, Membership
+from pipeline.data.membership import SEEN_TAGS, Membership, hides_unlike
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.journal import (
     JOURNAL,
@@ -161,12 +161,15 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     bases = bases if bases is not None else overlay_bases([p for p, _ in decoded])
     found = [warners.membership.find(img) if warners.membership else None
              for _, img in decoded]
-    # `in_run_split`: the run's split holding the image or a copy (as predict's), else None
+    # `in_run_split`: the run's split holding the image or a copy (as predict's), else None;
+    # `in_run_exact`: whether it is that split's image pixel for pixel (None: cannot tell)
     rows: list[dict[str, Any]] = [
         {"path": str(p), "overlay_base": base, "models": {},
-         "in_run_split": seen.split if seen else None}
+         "in_run_split": seen.split if seen else None,
+         "in_run_exact": seen.exact if seen else None}
         for (p, _), base, seen in zip(decoded, bases, found, strict=True)]
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
+    drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
     for k, (name, explainer) in enumerate(explainers.items()):
         progress("explain", k, len(explainers))
         info = run.model_info(name)
@@ -192,15 +195,21 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
             entry["weak"], entry["unlike"] = warned["weak"][i], warned["unlike"][i]
             entry["colour"] = warned["colour"][i]
+            rows[i]["models"][name] = entry
+        drawn[name] = (x, ex)
+    for i, row in enumerate(rows):  # every model's answer known: captions say if they differ
+        row["agree"] = len({e["predicted"] for e in row["models"].values()}) == 1
+        for name, (x, ex) in drawn.items():
+            entry = row["models"][name]
             if caption:  # after the warnings: the caption carries them
-                lines = overlay_caption(name, entry, rows[i]["in_run_split"])
+                lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
+                                        disagree=not row["agree"])
                 picture = captioned_overlay(x[i], ex.heatmaps[i], lines, DISCLAIMER,
                                             alpha=alpha, outline_top_percent=outline)
             else:
                 picture = render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
                                          outline_top_percent=outline)
-            png.write_bytes(to_png(picture))
-            rows[i]["models"][name] = entry
+            (out / entry["overlay"]).write_bytes(to_png(picture))
     progress("explain", len(explainers), len(explainers))
     return rows
 
@@ -220,14 +229,15 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
     }
 
 
-def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None
-                    ) -> list[str]:
+def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
+                    in_run_exact: bool | None = None, *, disagree: bool = False) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
-    heatmap explains, which may not be the answer (--target); then the answer's warnings and the
-    shortcut alarm, as explain prints them (an overlay travels without the console's lines),
-    and the run's split the image is in (`in_run_split`, `data.membership`): an image the model
-    trained or was validated on is not called "unlike the training data", as in `predict`.
+    heatmap explains, which may not be the answer (--target); then the answer's warnings, the
+    shortcut alarm and whether the models disagree (`disagree`), as explain prints them (an
+    overlay travels without the console's lines), and the run's split the image is in
+    (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
+    (`in_run_exact`), is not called "unlike the training data", as in `predict`.
 
     >>> overlay_caption("custom_cnn", {"predicted": "no_tumor", "target": "glioma",
     ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
@@ -243,16 +253,19 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
              f"({entry['probs'][entry['predicted']]:.2f})",
              f"Heatmap: {method} for '{class_label(entry['target'])}'"]
-    own = in_run_split in ("train", "val")
+    hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS[k] for k in ("colour", "weak", "unlike")
-                if entry.get(k) and not (own and k == "unlike")]
+                if entry.get(k) and not (hidden and k == "unlike")]
     if entry.get("outside_head_flag"):
         warnings.append(OUTSIDE_HEAD_MESSAGE)
+    if disagree:
+        warnings.append(FLAG_LABELS["disagree"])
     if warnings:
         lines.append("Warning: " + "; ".join(warnings))
     if in_run_split in SEEN_TAGS:
-        lines.append(f"Note: {SEEN_TAGS[in_run_split]}" + (" (not a test of the model)"
-                                                            if own else " (a fair test)"))
+        copy = "" if in_run_exact is not False else "a near copy: "
+        lines.append(f"Note: {copy}{SEEN_TAGS[in_run_split]}" + (
+            " (a fair test)" if in_run_split == "test" else " (not a test of the model)"))
     return lines
 
 
