@@ -221,7 +221,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
             title += f" · true class: **{F.class_name(upload.true_label)}**"
-        st.markdown(title)
+        # a heading (h3, drawn small by static/layout.css): a screen reader's user jumps from
+        # card to card by headings; a paragraph left only the page's title to jump to
+        st.subheader(title, anchor=False)
         if upload.note:
             st.caption(upload.note)
         if upload.seen:

@@ -116,10 +116,11 @@ def _captions(at: AppTest) -> list[str]:
 
 
 def _shown(at: AppTest) -> str:
-    """Every text the page shows: Markdown (badges too), captions, alerts, plain text, image
-    captions, the options of the select boxes and the cells of the tables."""
-    parts = [e.value for kind in ("markdown", "caption", "warning", "info", "success", "text")
-             for e in at.get(kind)]
+    """Every text the page shows: Markdown (badges too), subheaders (image cards' titles),
+    captions, alerts, plain text, image captions, the options of the select boxes and the
+    cells of the tables."""
+    parts = [e.value for kind in ("markdown", "subheader", "caption", "warning", "info",
+                                  "success", "text") for e in at.get(kind)]
     parts += [c for img in at.image for c in img.captions]
     parts += [o for box in [*at.selectbox, *at.multiselect] for o in box.options]
     parts += [df.value.to_string() for df in at.dataframe]
@@ -479,14 +480,14 @@ def test_more_uploads_than_a_page_holds_show_one_page_of_cards(
     assert pager.options == [f"Images 1–{per_page} of {n}", f"Images {per_page + 1}–{n} of {n}"]
     assert _cards(at) == list(range(per_page))
     assert len(_captions(at)) == 2 * per_page
-    assert f"**{files[0][0]}**" in _texts(at.markdown).replace("`", "")
+    assert f"**{files[0][0]}**" in _shown(at).replace("`", "")
     n_calls = len(calls)
     at.radio(key="predict_page").set_value(2).run()
     _ok(at)
     assert at.radio(key="predict_page").value == 2
     assert _cards(at) == [per_page, per_page + 1]  # the next page's cards, and only them
     assert len(_captions(at)) == 2 * 2
-    shown = _texts(at.markdown).replace("`", "")
+    shown = _shown(at).replace("`", "")
     assert f"**{files[-1][0]}**" in shown and f"**{files[0][0]}**" not in shown
     assert len(calls) == n_calls  # every image was explained already: nothing computed again
     # a rerun for another reason keeps the page asked for
@@ -663,13 +664,13 @@ def test_sample_picker_draws_test_images(artifacts: Path):
     at.number_input(key="sample_count").set_value(2).run()
     at.button(key="sample_draw").click().run()
     _ok(at)
-    md = _texts(at.markdown)
-    assert md.count("true class: **glioma**") == 2
+    titles = _texts(at.subheader)  # each card's title is a heading
+    assert titles.count("true class: **glioma**") == 2
     captions = _captions(at)
     assert sum("MobileNetV2 ·" in c for c in captions) == 2
     at.button(key="sample_clear").click().run()
     _ok(at)
-    assert "true class" not in _texts(at.markdown)
+    assert "true class" not in _shown(at)
 
 
 def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
@@ -794,11 +795,11 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     at = _app("about")
     _ok(at)
     assert "Model card of the shipped reference models" in [e.label for e in at.expander]
-    assert "Known failure modes: none seen." in _texts(at.markdown)
+    assert "Known failure modes: none seen." in _shown(at)
     from dashboard import runinfo
 
     data = json.loads((smoke_run / "manifest.json").read_text())["data"]
-    shown = _texts(at.markdown)  # the project-relative folder, or (for ../../tmp/x) its name
+    shown = _shown(at)  # the project-relative folder, or (for ../../tmp/x) its name
     assert f"`{runinfo.shown_data_dir(data)}`" in shown and data["dir"] not in shown
     # the run's time as people read it ("2 Dec 2026, 09:53 UTC"), not ISO 8601
     created = json.loads((smoke_run / "manifest.json").read_text())["created"]
@@ -1197,16 +1198,16 @@ def test_a_series_slider_is_drawn_with_its_card_and_keeps_its_slice_across_pages
     assert _cards(at) == list(range(per_page))
     with pytest.raises(KeyError):  # not on page 1: the series' card is on page 2
         at.slider(key=key)
-    assert "a series of 3 slices" not in _texts(at.markdown)
+    assert "a series of 3 slices" not in _shown(at)
     assert "scan.dcm · slice 2 of 3" in list(_frame(at, "flags")["file"])  # the summary has it
     at.radio(key="predict_page").set_value(2).run()
     _ok(at)
     assert _cards(at) == [per_page, per_page + 1]
-    assert at.slider(key=key).value == 2 and "a series of 3 slices" in _texts(at.markdown)
+    assert at.slider(key=key).value == 2 and "a series of 3 slices" in _shown(at)
     assert list(_frame(at, "slice")["slice"]) == ["slice 1", "slice 2", "slice 3"]
     at.slider(key=key).set_value(3).run()
     _ok(at)
-    assert "scan.dcm · slice 3 of 3" in _texts(at.markdown)
+    assert "scan.dcm · slice 3 of 3" in _shown(at)
     at.radio(key="predict_page").set_value(1).run()  # away: the slider is not drawn...
     _ok(at)
     with pytest.raises(KeyError):
@@ -1215,8 +1216,8 @@ def test_a_series_slider_is_drawn_with_its_card_and_keeps_its_slice_across_pages
     at.radio(key="predict_page").set_value(2).run()  # ...and back: the slice chosen is kept
     _ok(at)
     assert at.slider(key=key).value == 3
-    assert "scan.dcm · slice 3 of 3" in _texts(at.markdown)
-    assert "scan.dcm · slice 2 of 3" not in _texts(at.markdown)
+    assert "scan.dcm · slice 3 of 3" in _shown(at)
+    assert "scan.dcm · slice 2 of 3" not in _shown(at)
 
 
 def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
@@ -1263,14 +1264,14 @@ def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
     # each series: a keyed slider over its slices, the middle one shown by default
     slider = at.slider(key=f"predict_slice_{hashlib.sha256(multi).hexdigest()[:16]}")
     assert (slider.min, slider.max, slider.value) == (1, 3, 2)
-    md = _texts(at.markdown)
+    md = _shown(at)
     assert "scan.dcm · slice 2 of 3" in md and "series.zip · slice 2 of 3" in md
     assert len(_captions(at)) == 2 * 2  # the chosen slice of each series: both overlays
     slices = _frame(at, "slice")  # every slice's answers
     assert list(slices["slice"]) == ["slice 1", "slice 2", "slice 3"]
     slider.set_value(1).run()
     _ok(at)
-    assert "scan.dcm · slice 1 of 3" in _texts(at.markdown)
+    assert "scan.dcm · slice 1 of 3" in _shown(at)
     # the zipped series in InstanceNumber order: its slice 1 is the multi-frame's slice 1
     up = core.decode_upload("series.zip", series.getvalue())
     assert [core.pixel_digest(s) for s in up.slices] == [
@@ -1356,7 +1357,7 @@ def test_no_report_carries_an_uploads_file_name(artifacts: Path, smoke_run: Path
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([("Doe_John_1970.jpg", data, "image/jpeg")]).run()
     _ok(at)
-    assert "Doe_John_1970.jpg" in _texts(at.markdown)  # the page shows it, as plain text
+    assert "Doe_John_1970.jpg" in _shown(at)  # the page shows it, as plain text
     assert {"predict_csv", "predict_pdf_0", "predict_pdf_all"} <= set(downloads)
     for key, content in downloads.items():
         text = _pdf_text(content) if content[:4] == b"%PDF" else content.decode()
@@ -1425,7 +1426,7 @@ def test_uploads_survive_a_visit_to_another_page(artifacts: Path, smoke_run: Pat
     at.file_uploader(key="uploads").set_value([(*second, "image/jpeg")]).run()
     _ok(at)
     assert len(_captions(at)) == 2 and first[0] not in _texts(at.text)
-    assert f"**{second[0]}**" in _texts(at.markdown).replace("`", "")
+    assert f"**{second[0]}**" in _shown(at).replace("`", "")
     # removing the files with the uploader forgets them: nothing comes back
     at.file_uploader(key="uploads").set_value([]).run()
     at.switch_page(PAGES["overview"][0]).run()

@@ -671,3 +671,11 @@ def test_predict_cards_are_paged_and_a_page_past_the_end_is_the_last_one():
     # the page asked for, within the pages there are: a filter left fewer pages -> the last
     assert [paging.clamp_page(p, 9, 4) for p in (1, 2, 3, 4, 0, None, "2", True)] == [
         1, 2, 3, 3, 1, 1, 1, 1]
+
+
+def test_the_model_card_s_headings_sit_under_the_page_s_title():
+    """The About page showed the model card's "# Model card" as a second h1."""
+    card = "# Model card\n\ntext # not a heading\n\n## Data\n```\n# a comment in code\n```\n"
+    assert core.demote_headings(card).splitlines() == [
+        "## Model card", "", "text # not a heading", "", "### Data", "```",
+        "# a comment in code", "```"]

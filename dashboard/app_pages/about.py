@@ -39,7 +39,8 @@ card = state.artifacts_dir() / "MODEL_CARD.md"
 if card.is_file():
     with st.expander("Model card of the shipped reference models", icon=":material/description:"):
         try:
-            st.markdown(card.read_text(encoding="utf-8"))
+            # one level down: the card's own title would be a second h1 on the page
+            st.markdown(core.demote_headings(card.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as exc:
             # OSError's text quotes the absolute path: only the kind of failure is shown
             st.warning(f"The model card {core.literal(shown_path(card))} could not be read "

@@ -23,7 +23,7 @@ summary = F.quality_summary(expl, {m: run.model_info(m).get("gradcam_layer")
 st.dataframe(summary, key="quality_summary")
 
 
-st.subheader("Localisation")
+st.header("Localisation")
 if any(e.get("pointing_game") is not None for e in expl.values()):
     charts.chart(
         F.localisation_figure, expl, key="quality_loc", fix=CHART_FIX,
@@ -41,7 +41,7 @@ else:
               "boxes: `explain-eval --masks ../shared/data/brain-tumor-mri-sartaj-boxes/masks`.)",
             icon=":material/info:")
 
-st.subheader("Shortcut alarm: evidence outside the brain")
+st.header("Shortcut alarm: evidence outside the brain")
 rates = {m: e.get("outside_head_alarm_rate") for m, e in expl.items()}
 # a rate of exactly 0 is written as the integer 0: measured too
 if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rates.values()):
@@ -60,7 +60,7 @@ else:
     st.info("Not measured for this run: re-run `python -m pipeline explain-eval`.",
             icon=":material/info:")
 
-st.subheader("Faithfulness: deletion and insertion")
+st.header("Faithfulness: deletion and insertion")
 charts.chart(
     F.faithfulness_curves_figure if F.has_curves(expl) else F.faithfulness_figure, expl,
     key="quality_faith", fix=CHART_FIX,
@@ -69,7 +69,7 @@ charts.chart(
             "deletion curve), and putting them back first should restore it faster (higher "
             "insertion curve); dotted or grey = random heatmaps.")
 
-st.subheader("Sanity check: randomised weights")
+st.header("Sanity check: randomised weights")
 charts.chart(
     F.sanity_figure, expl, key="quality_sanity", fix=CHART_FIX,
     caption="Does the heatmap depend on what the model learned? It is compared with the heatmap "
