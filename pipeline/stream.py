@@ -13,10 +13,11 @@ the shard selection (`select_shard`) and the torn-line cut (`whole_lines`) for i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -156,29 +157,73 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
 def _done_paths(out: Path, cols: list[str], run_id: str,
                 retry: set[str] | None = None) -> set[str]:
     """Paths `out` already holds an answer for, from an earlier, interrupted command with the
-    same run; a torn last line is cut off. Rows of files that could not be read and are asked
-    for again (`retry`: the CSV names of this command's inputs; None: all) are removed from
-    the file (atomically), so that those files are tried again rather than counted as done;
-    the error rows of files not asked for stay. ValueError when `out` holds other columns or
-    another run's answers."""
-    rows = list(csv.reader(io.StringIO(whole_lines(out).decode("utf-8"), newline="")))
+    same run. Rows of files that could not be read and are asked for again (`retry`: the CSV
+    names of this command's inputs; None: all) are removed from the file, so that those files
+    are tried again rather than counted as done; the error rows of files not asked for stay. A
+    last row torn by a kill (no final newline, or too few fields: a torn quoted name) is
+    dropped too. The file is rewritten (atomically) only for these, and only once it is known
+    to be a predictions CSV of this run: ValueError, with the file untouched, when `out` is not
+    UTF-8 text, holds other columns or another run's answers, or has a damaged row before
+    its last."""
+    if not out.is_file():
+        return set()
+    data = out.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{out} is not a predictions CSV (it is not text): choose another "
+                         "--out") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows:
         return set()
     if rows[0] != cols:
-        raise ValueError(f"{out} holds other columns (another run or model set?): "
-                         "choose another --out")
-    body = [[restore_cell(c) for c in r] for r in rows[1:] if r]
+        raise ValueError(f"{out} holds other columns (another run or model set, or not a "
+                         "predictions CSV): choose another --out")
+    body = [r for r in rows[1:] if r]
+    torn = bool(body) and (not text.endswith("\n") or len(body[-1]) != len(cols))
+    if torn:  # killed mid-write
+        body = body[:-1]
+    for k, r in enumerate(body):
+        if len(r) != len(cols):
+            raise ValueError(f"{out}: row {k + 2} has {len(r)} fields, not {len(cols)}: the "
+                             "file is damaged; choose another --out")
+    body = [[restore_cell(c) for c in r] for r in body]
     i_err, i_run = cols.index("error"), cols.index("run")
     others = sorted({r[i_run] for r in body} - {run_id})
     if others:
         raise ValueError(f"{out} holds answers of run {others[0]}, not {run_id}: choose another "
                          "--out (one file per run)")
     kept = [r for r in body if not r[i_err] or (retry is not None and r[0] not in retry)]
-    if len(kept) < len(body):
+    if torn or len(kept) < len(body):
         tmp = out.with_name(f".{out.name}.retry")
         tmp.write_text(to_csv(cols, kept), encoding="utf-8", newline="")
         os.replace(tmp, out)
     return {r[0] for r in kept if not r[i_err]}
+
+
+@contextlib.contextmanager
+def only_csv_writer(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock for the CSV `out` (ValueError when another command holds it): a
+    lock file `.<name>.lock` beside it, kept (removing it would let a third writer in while a
+    second still holds the old one). Two `predict --out` into one file wrote every row twice.
+    Unguarded where the file system has no locks."""
+    try:
+        import fcntl
+    except ImportError:  # no fcntl (Windows): unguarded
+        yield
+        return
+    fd = os.open(out.with_name(f".{out.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another predict is writing to {out}: one command at a time per "
+                             "--out") from None
+        except OSError:
+            pass  # no locks on this file system
+        yield
+    finally:
+        os.close(fd)
 
 
 def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, str]],
@@ -206,7 +251,6 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
     forward pass) in batches of `batch` (at most `chunk`); every batch's rows are appended, and
     the file is fsynced after each `chunk` rows and at the end.
     """
-    from pipeline.predict import iter_predictions
     from pipeline.series import expand_series
 
     models, classes = list(predictor.models), list(predictor.class_names)
@@ -214,9 +258,22 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
     run_id = predictor.run.run_id
     items = expand_series(paths)  # a series file: a row per slice, each resumable
     names = [utf8_text(str(p)) for p in items]  # as the CSV holds them
-    done = _done_paths(out, cols, run_id, retry=set(names))
-    todo = [p for p, name in zip(items, names, strict=True) if name not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
+    with only_csv_writer(out):
+        done = _done_paths(out, cols, run_id, retry=set(names))
+        todo = [p for p, name in zip(items, names, strict=True) if name not in done]
+        written, failed = _append_rows(predictor, todo, out, cols, chunk, batch, progress)
+    return {"written": written, "already_done": len(items) - len(todo), "failed": failed,
+            "out": str(out)}
+
+
+def _append_rows(predictor: Any, todo: list[Any], out: Path, cols: list[str], chunk: int,
+                 batch: int, progress: Progress) -> tuple[int, list[tuple[str, str]]]:
+    """`stream_to_csv`'s appending: (rows written, failures)."""
+    from pipeline.predict import iter_predictions
+
+    models, classes = list(predictor.models), list(predictor.class_names)
+    run_id = predictor.run.run_id
     written, failed, unsynced = 0, [], 0
     with open(out, "a", encoding="utf-8", newline="") as fh:
         if fh.tell() == 0:
@@ -231,5 +288,4 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
                 os.fsync(fh.fileno())  # these rows survive a crash of what follows
                 unsynced = 0
                 progress("predict", written, len(todo))
-    return {"written": written, "already_done": len(items) - len(todo), "failed": failed,
-            "out": str(out)}
+    return written, failed

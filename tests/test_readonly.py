@@ -72,3 +72,40 @@ def test_read_only_folders_are_refused_in_one_line(read_only_artifacts: Path, sy
     assert len(lines) == 1 and "cannot write to the" in lines[0], proc.stderr
     assert str(adir) in lines[0].replace("\n", "")
     assert not any(p.name.startswith(".tmp-") for p in (adir / "runs").iterdir())
+
+
+def _tiny_cli(raise_: BaseException):
+    """A one-command typer app whose command raises `raise_`, as a real command would."""
+    import typer
+
+    tiny = typer.Typer(pretty_exceptions_enable=False)
+
+    @tiny.command()
+    def work() -> None:
+        raise raise_
+
+    @tiny.command()
+    def other() -> None:  # two commands: `work` is named on the command line
+        pass
+
+    return tiny
+
+
+@pytest.mark.parametrize("raised, code, said", [
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (OSError(28, "No space left on device", "/data/out/metrics.json"), 1,
+     "error: No space left on device (/data/out/metrics.json)"),
+])
+def test_ctrl_c_and_a_full_disk_are_one_line_in_any_command(monkeypatch, capsys, raised, code,
+                                                             said):
+    """Ctrl-C ended every command silently (typer turns it into exit 130), and a full disk in
+    evaluate, calibrate, explain-choose or ood ended in an OSError traceback."""
+    from pipeline import cli
+
+    monkeypatch.setattr(cli, "app", _tiny_cli(raised))
+    monkeypatch.setattr(sys, "argv", ["pipeline", "work"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == code
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines == [said]

@@ -212,3 +212,77 @@ def test_explain_streams_a_folder_in_chunks(smoke_run: Path, synth_data: Path, t
         assert (a["overlay"], a["predicted"], a["target"]) == \
             (b["overlay"], b["predicted"], b["target"])
         assert a["probs"] == pytest.approx(b["probs"], abs=1e-4)
+
+
+def test_an_out_file_that_is_no_predictions_csv_is_refused_untouched(tmp_path: Path):
+    """`predict --out notes.txt` cut a file without a final newline to its last newline, and
+    `--out scan.jpg` cut a JPEG, before either was refused: the file must stay as it was."""
+    cols = header(["glioma", "no_tumor"], ["custom_cnn"])
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"line one\nimportant notes without a final newline")
+    jpeg = tmp_path / "scan.jpg"
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    for path, match in ((notes, "holds other columns"), (jpeg, "not a predictions CSV")):
+        before = path.read_bytes()
+        with pytest.raises(ValueError, match=match):
+            _done_paths(path, cols, "run-a")
+        assert path.read_bytes() == before
+
+
+def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path):
+    """A kill mid-row can leave a short last row (a quoted name with a newline cut inside its
+    quotes): a rerun raised IndexError. Such a last row is dropped; a short row before the
+    last is damage, refused in one line naming the row."""
+    from pipeline.csv_safe import to_csv
+
+    cols = header(["glioma", "no_tumor"], ["custom_cnn"])
+    good = ["a.png", "glioma", "0.9", "0.1", "0", "0", "", "1", "", "run-a", ""]
+    assert len(good) == len(cols)
+    out = tmp_path / "p.csv"
+    torn = 'a\nb.png",glioma'  # the start of a row whose quoted name holds a newline
+    out.write_text(to_csv(cols, [good]) + '"' + torn + "\n", encoding="utf-8", newline="")
+    assert _done_paths(out, cols, "run-a") == {"a.png"}
+    assert _rows(out) == [dict(zip(cols, good, strict=True))]  # the torn row is gone
+    out.write_text(to_csv(cols, [good[:5], good]), encoding="utf-8", newline="")
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="row 2 has 5 fields, not 11: the file is damaged"):
+        _done_paths(out, cols, "run-a")
+    assert out.read_bytes() == before
+
+
+def test_a_second_predict_into_the_same_csv_is_refused(tmp_path: Path):
+    """Two `predict --out p.csv` at once each wrote every row (two headers, 789 rows for
+    394 images); the second one is now refused while the first holds the file."""
+    from pipeline.stream import only_csv_writer
+
+    out = tmp_path / "p.csv"
+    second = pytest.raises(ValueError, match="another predict is writing to")
+    with only_csv_writer(out), second, only_csv_writer(out):
+        pass
+    with only_csv_writer(out):  # released: the next command goes ahead
+        pass
+
+
+@pytest.mark.parametrize("raised, code, said", [
+    (OSError(28, "No space left on device"), 1, "No space left on device; the rows written so "
+                                                "far are kept"),
+    (KeyboardInterrupt(), 130, "interrupted: the rows written so far are in"),
+])
+def test_predict_out_says_what_is_kept_when_the_disk_fills_or_ctrl_c(
+        smoke_run: Path, synth_data: Path, tmp_path: Path, monkeypatch, raised, code, said):
+    """A full disk ended `predict --out` in an OSError traceback, Ctrl-C in silence; both
+    now say that the rows so far are kept and how to go on."""
+    from typer.testing import CliRunner
+
+    from pipeline import stream
+    from pipeline.cli import app
+
+    def fails(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(stream, "stream_to_csv", fails)
+    image = next(iter(sorted(synth_data.glob("Testing/*/*.png"))))
+    done = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), str(image), "--out",
+                                    str(tmp_path / "p.csv")])
+    assert done.exit_code == code, done.output
+    assert said in " ".join(done.stderr.split())

@@ -41,9 +41,23 @@ app.command()(bench)
 
 
 def main() -> None:
-    """Entry point of `python -m pipeline`: Ctrl-C prints one line and exits with 130."""
+    """Entry point of `python -m pipeline`: Ctrl-C prints one line and exits with 130; a
+    write the system refuses (a full disk, a read-only folder) is one `error:` line and exit 1,
+    wherever a command did not say it better itself."""
     try:
         app()
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except SystemExit as exc:
+        # typer turns Ctrl-C into a silent exit 130; a command that said more (explain: how to
+        # continue) raised its own exit, not from the interrupt
+        cause = exc.__context__.__cause__ if exc.__context__ is not None else None
+        if exc.code == 130 and isinstance(cause, KeyboardInterrupt):
+            err.print("interrupted")
+        raise
+    except OSError as exc:
+        where = f" ({one_line(exc.filename)})" if exc.filename else ""
+        err.print(f"[bold red]error:[/] {shown(exc.strerror or str(exc))}{shown(where)}",
+                  highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -119,6 +119,13 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
             summary = stream_to_csv(predictor, paths, out, progress=update)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk: a traceback before; every row so far is kept
+        fail(f"cannot write to {out}: {exc.strerror or exc}; the rows written so far are "
+             "kept: free some space and run the same command again to continue", code=1)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the rows written so far are in {shown(str(out))}; run the "
+                  "same command again to continue", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     with unreadable_report() as report:
         for path, reason in summary["failed"]:
             report(path, reason)
