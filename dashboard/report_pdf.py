@@ -136,8 +136,11 @@ def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
 
     created = readable_time(now().isoformat())
     buf = io.BytesIO()
-    with PdfPages(buf, metadata={"Title": "Brain MRI XAI explanation report",
-                                 "Subject": DISCLAIMER}) as pdf:
+    # every text as written: a run title "Study $\notacommand$ v2" failed the whole PDF (a
+    # mathtext error, nothing downloaded) and "cost $5 and $10" was drawn as maths
+    with matplotlib.rc_context({"text.parse_math": False}), PdfPages(
+            buf, metadata={"Title": "Brain MRI XAI explanation report",
+                           "Subject": DISCLAIMER}) as pdf:
         for page in pages:
             fig = plt.figure(figsize=(8.27, 11.69))
             try:

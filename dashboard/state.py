@@ -120,8 +120,10 @@ def current_run() -> tuple[Run | None, str | None]:
         # --out as typed in a shell: the variable when it set the folder (its value is this
         # machine's absolute path, which no page shows), else relative to the project
         out = f'"${ARTIFACTS_ENV}"' if os.environ.get(ARTIFACTS_ENV) else named
-        return None, (f"No trained run found in the artifacts folder `{named}`. Train one with "
-                      f"`make demo` or `python -m pipeline run --out {out}`, or point "
+        # the folder's name is the user's: code spans that nothing in it can break out of
+        command = core.literal(f"python -m pipeline run --out {out}")
+        return None, (f"No trained run found in the artifacts folder {core.literal(named)}. "
+                      f"Train one with `make demo` or {command}, or point "
                       f"`{ARTIFACTS_ENV}` at an artifacts folder that has one.")
     try:
         return _open_run(str(path), _mtime(path / "manifest.json")), None

@@ -1573,3 +1573,27 @@ def test_the_overview_tables_show_every_row_without_an_inner_scroll_box(
     assert by_key["ood_table"][0] > 10, by_key  # the table that once scrolled
     assert {"model_facts", "metrics_table", "ood_table"} <= set(by_key), by_key
     assert all(height == "content" for _, height in by_key.values()), by_key
+
+
+def test_a_run_s_manifest_text_is_shown_as_text(smoke_run: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch):
+    """A manifest's run id holding a backtick broke out of its code span: the Overview and
+    About pages fetched an image from a URL in it and drew a bold fake verdict."""
+    import shutil
+
+    from dashboard import core
+
+    hostile = "x` ![t](http://127.0.0.1:9/track.png) **FAKE VERDICT** `y"
+    run = tmp_path / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    (tmp_path / "latest").write_text(smoke_run.name)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["run_id"] = hostile
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(tmp_path))
+    at = _app("overview")
+    _ok(at)
+    assert any(c.value.startswith(f"Run {core.literal(hostile)} · ") for c in at.caption)
+    at = _app("about")
+    _ok(at)
+    assert f"This run: {core.literal(hostile)}" in [h.value for h in at.header]

@@ -60,3 +60,12 @@ def test_a_page_names_classes_and_the_colour_scale_as_the_cards_do():
     assert "MobileNetV2 answers meningioma (60%)" in text
     assert "70.0% (answer)" in text and "60.0% (answer)" in text
     assert text.count("(answer)") == 2
+
+
+def test_a_run_title_with_dollar_signs_is_printed_as_written():
+    """A run title "Study $\\notacommand$ v2" (set with train --config) failed the whole PDF,
+    nothing downloaded; "cost $5 and $10" was drawn as maths."""
+    scale = np.zeros((14, 256, 3), np.uint8)
+    for title in (r"Study $\notacommand$ v2", "cost $5 and $10"):
+        data = report_pdf([_page(0)], title, scale)
+        assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", data)) == 1

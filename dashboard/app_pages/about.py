@@ -52,17 +52,21 @@ if run is None:
     st.stop()
 
 facts = runinfo.run_facts(run.manifest)
-st.header(f"This run: `{facts.run_id}`")
+# manifest text is the run's, not ours: a run id holding a backtick broke out of a plain code
+# span and the page fetched an image from a URL in it (a review, 2026-12-05)
+st.header(f"This run: {core.literal(facts.run_id)}")
 for warning in facts.weights_warnings:
     st.warning(warning, icon=":material/warning:")
 data_shown = runinfo.shown_data_dir(run.manifest.get("data") or {})  # no absolute machine path
 st.markdown(
-    f"- **Data**: `{data_shown}` ({facts.data_layout}), {facts.n_images} images, classes "
+    f"- **Data**: {core.literal(data_shown)} ({core.literal(facts.data_layout)}), "
+    f"{facts.n_images} images, classes "
     f"{', '.join(F.class_name(c) for c in facts.class_names)}\n"
     f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in runinfo.split_sizes(facts).items())
-    + f" (strategy {facts.splits.get('strategy', '?')}, seed {facts.splits.get('seed', '?')})\n"
+    + f" (strategy {core.literal(facts.splits.get('strategy', '?'))}, seed "
+      f"{core.literal(facts.splits.get('seed', '?'))})\n"
     f"- **Created**: {core.readable_time(facts.created)} · code commit "
-    f"`{run.manifest.get('git_commit') or '?'}`")
+    f"{core.literal(run.manifest.get('git_commit') or '?')}")
 st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="about_models")
 
 problems = runinfo.run_problems(run)

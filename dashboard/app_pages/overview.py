@@ -17,8 +17,9 @@ run = state.require_run()
 facts = runinfo.run_facts(run.manifest)
 fix = state.evaluate_fix(run)
 
-st.caption(f"Run `{facts.run_id}` · created {core.readable_time(facts.created)} · "
-           f"profile {facts.profile or '?'}")
+# the manifest's text as code spans (`core.literal`): a run id is the run's, not ours
+st.caption(f"Run {core.literal(facts.run_id)} · created {core.readable_time(facts.created)} · "
+           f"profile {core.literal(facts.profile or '?')}")
 
 for warning in facts.weights_warnings:
     st.warning(warning, icon=":material/warning:")
