@@ -23,6 +23,7 @@ with the table behind the choice. The images it is measured on come from `pipeli
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,9 +266,23 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
 
 
 def load_run_ood(run_path: Path, model: str) -> OodModel | None:
-    """The stored OOD score of a run's model, or None for runs made before it existed."""
+    """The stored OOD score of a run's model, or None for runs made before it existed.
+    ArtifactError, naming the file and its fix, for a damaged one: numpy's own message
+    advised loading it "unsafely" (pickles), and the dashboard showed it as a failed
+    explanation."""
+    from pipeline.artifacts import ArtifactError
+
     path = Path(run_path) / model / "ood.npz"
-    return OodModel.load(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return OodModel.load(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        reason = "not a numpy archive" if isinstance(exc, zipfile.BadZipFile) else (
+            "holds objects, not arrays" if "pickle" in str(exc) else type(exc).__name__)
+        raise ArtifactError(f"damaged file {model}/ood.npz of run {Path(run_path).name} "
+                            f"({reason}): fit it again with `python -m pipeline ood --run "
+                            f"{Path(run_path).name}`") from None
 
 
 def unlike_scorer(run_path: Path, name: str, model: Any

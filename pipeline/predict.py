@@ -67,6 +67,10 @@ class Predictor:
         self.temperatures()  # a damaged calibration.json fails here, before any prediction
         # model -> its "unlike the training data" flags per prepared batch (ood.unlike_scorer)
         self._ood: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {}
+        from pipeline.ood import load_run_ood
+
+        for name in names:  # a damaged ood.npz fails here, in one line, before any prediction
+            load_run_ood(run.path, name)
         # which of the run's splits a decoded image is in (None: the run cannot tell)
         self.membership = Membership.of_run(run.path)
 

@@ -279,3 +279,30 @@ def test_ood_table_shows_foreign_and_shifted_aurocs_per_model():
         ood_table({"models": {"custom_cnn": {"auroc": {"noise": "high"}}}})
     with pytest.raises(FigureDataError, match="'models' dict"):
         ood_table({"models": [1]})
+
+
+@pytest.mark.parametrize("damage", ["truncated", "objects"])
+def test_a_damaged_ood_file_is_named_with_its_fix_in_one_line(smoke_run, tmp_path, damage):
+    """A cut-off ood.npz gave a BadZipFile traceback, one holding objects numpy's advice to
+    load it "unsafely"; the dashboard showed that as a failed explanation."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    run = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    ood = run / "custom_cnn" / "ood.npz"
+    if damage == "truncated":
+        ood.write_bytes(ood.read_bytes()[:100])
+    else:
+        np.savez(ood, mean=np.array([object()], dtype=object))
+    image = next(iter(sorted(Path(json.loads((run / "manifest.json").read_text())["data"][
+        "dir"]).glob("*/*/*.png"))))
+    done = CliRunner().invoke(app, ["predict", "--run", str(run), str(image)])
+    assert done.exit_code == 2, done.output
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and "damaged file custom_cnn/ood.npz" in err[0], err
+    assert f"python -m pipeline ood --run {run.name}" in " ".join(err[0].split())
+    assert "unsafely" not in done.output and "Traceback" not in done.output
