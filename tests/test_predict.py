@@ -185,9 +185,16 @@ def test_a_series_file_is_predicted_slice_by_slice_and_resumes_by_slice(
 def test_printed_answers_explain_a_disagreement_and_carry_the_disclaimer(capsys):
     """"[models disagree]" had no legend line (the other warnings each have one), and nothing
     printed said the answers are not a diagnosis."""
+    from pipeline.cli.common import warning_legend
     from pipeline.cli.eval_cmds import _print_answers
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
     from pipeline.names import DISCLAIMER
+
+    def print_all(rows: list[dict]) -> None:  # as predict does: answers, then the legend
+        seen: set[str] = set()
+        splits: set[str] = set()
+        _print_answers(rows, seen, splits)
+        warning_legend(seen, splits, answered=bool(rows))
 
     def answer(label: str) -> dict:
         return {"label": label, "probs": {label: 0.9, "other": 0.1}, "colour": False,
@@ -197,12 +204,42 @@ def test_printed_answers_explain_a_disagreement_and_carry_the_disclaimer(capsys)
              "models": {"custom_cnn": answer("glioma"), "mobilenetv2": answer("no_tumor")}},
             {"path": "b.png", "agree": True,
              "models": {"custom_cnn": answer("glioma"), "mobilenetv2": answer("glioma")}}]
-    _print_answers(rows)
+    print_all(rows)
     out, err = capsys.readouterr()
     first, second = out.splitlines()
     assert first.endswith(f"no_tumor (0.90)\t[{FLAG_LABELS['disagree']}]")
     assert FLAG_LABELS["disagree"] not in second
     assert err.count(FLAG_MEANINGS["disagree"]) == 1 and err.count(DISCLAIMER) == 1
-    _print_answers(rows[1:])  # no disagreement: no legend line for it, the disclaimer still
+    print_all(rows[1:])  # no disagreement: no legend line for it, the disclaimer still
     _, err = capsys.readouterr()
     assert FLAG_MEANINGS["disagree"] not in err and DISCLAIMER in err
+
+
+def test_predict_prints_each_chunk_s_answers_as_it_is_done(smoke_run, synth_data, monkeypatch):
+    """A folder of 1000 files printed nothing for 40 s, then everything: Ctrl-C lost all of
+    it. Answers now come a chunk at a time, before the next chunk is read."""
+    from typer.testing import CliRunner
+
+    from pipeline import predict as predict_mod
+    from pipeline.cli import app, eval_cmds
+
+    files = sorted(synth_data.glob("Testing/*/*.png"))[:5]
+    printed: list[int] = []  # answer lines printed so far
+    printed_before: list[int] = []  # ... when the next chunk is asked for
+    real_iter, real_print = predict_mod.iter_predictions, eval_cmds._print_answers
+
+    def watched(predictor, items, batch=32, workers=None):
+        for out in real_iter(predictor, items, batch=2, workers=workers):
+            yield out
+            printed_before.append(sum(printed))
+
+    def counted(rows, seen, splits):
+        printed.append(len(rows))
+        real_print(rows, seen, splits)
+
+    monkeypatch.setattr(predict_mod, "iter_predictions", watched)
+    monkeypatch.setattr(eval_cmds, "_print_answers", counted)
+    done = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), *map(str, files)])
+    assert done.exit_code == 0, done.output
+    assert printed_before == [2, 4, 5]  # each chunk's lines out as soon as it was done
+    assert done.stdout.count("\n") == 5

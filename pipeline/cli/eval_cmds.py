@@ -61,27 +61,35 @@ def predict(
     if out is not None:
         _predict_to_csv(predictor, paths, out)
         return
-    results, failures = predict_files(predictor, paths)
-    with unreadable_report() as report:
-        for path, reason in failures:
+    seen: set[str] = set()  # the warnings and splits printed, for the legend
+    splits: set[str] = set()
+
+    def each(rows: list[dict], bad: list[tuple[str, str]]) -> None:
+        for path, reason in bad:
             report(path, reason)
+        if not as_json:  # the answers as they come, not after the last file
+            _print_answers(rows, seen, splits)
+            sys.stdout.flush()
+
+    # a bar where someone watches: the answers themselves stream to stdout
+    with progress_bar(enabled=err.is_terminal) as update, unreadable_report() as report:
+        results, failures = predict_files(predictor, paths, progress=update, each=each)
     if as_json:
         print_json({"run": predictor.run.run_id, "results": results,
                     "errors": [{"path": p, "error": r} for p, r in failures]})
     else:
-        _print_answers(results)
+        warning_legend(seen, splits, answered=bool(results))
     if failures:
         raise typer.Exit(1)
 
 
-def _print_answers(results: list[dict]) -> None:
+def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> None:
     """One line per image: each model's answer with its warnings in brackets (the dashboard's
-    words), then a legend on stderr for the warnings that were shown."""
+    words); the warnings and the run's splits tagged are added to `seen` and `splits`, for the
+    legend printed once at the end (`warning_legend`)."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike
     from pipeline.evaluate.flags import FLAG_LABELS
 
-    seen: set[str] = set()
-    splits: set[str] = set()
     for row in results:
         split = row.get("in_run_split")
         # an image the models trained or were validated on, pixel for pixel, is not "unlike
@@ -102,7 +110,6 @@ def _print_answers(results: list[dict]) -> None:
             splits.add(split)
         sys.stdout.write("\t".join([one_line(row["path"]), *parts, *([" ".join(tags)] if tags
                                                                     else [])]) + "\n")
-    warning_legend(seen, splits, answered=bool(results))
 
 
 def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
