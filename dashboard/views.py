@@ -278,8 +278,12 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 img = drawn[m] = overlay(r.prepared, r.heatmap, settings, in_frame)
                 method, target, _ = explained(r, class_names)
                 default = " · this model's default" if r.default else ""
+                where = core.peak_words(r.heatmap)
+                # the hottest place in words: the picture's text for a screen reader, and its
+                # meaning for anyone who cannot tell the colours apart
+                peak = f" · hottest at the image's {where}" if where else ""
                 st.image(img, width="stretch",
-                         caption=f"{F.model_label(m)} · {method} for '{target}'{default}")
+                         caption=f"{F.model_label(m)} · {method} for '{target}'{default}{peak}")
                 if r.layer:  # st.image's caption takes no tooltip: the layer gets its own line
                     st.caption(f"Layer: {r.layer_words or r.layer}",
                                help=f"Technical name: `{r.layer}`")

@@ -1393,7 +1393,10 @@ def test_each_model_uses_its_own_default_method_until_one_is_picked(smoke_run, t
     cnn = next(c for c in captions if c.startswith("Custom CNN ·"))
     mnv2 = next(c for c in captions if c.startswith("MobileNetV2 ·"))
     assert "LayerCAM for" in cnn and "HiResCAM for" in mnv2, captions
-    assert all(c.endswith("· this model's default") for c in captions), captions
+    assert all("· this model's default" in c for c in captions), captions
+    # and where the heat is, in words: the overlay's text equivalent
+    assert all(re.search(r" · hottest at the image's (upper|middle|lower|centre)", c)
+               for c in captions), captions
     # a picked method applies to both models, and the captions no longer say "default"
     at.selectbox(key="predict_method").set_value("gradcam").run()
     _ok(at)
