@@ -196,6 +196,22 @@ def test_roc_and_pr_figures():
         F.pr_figure({"m": {"roc": {}}})
 
 
+def test_curves_are_told_apart_without_colour_and_their_areas_are_text():
+    """Classes differed by colour only ("no tumour" and "pituitary" 18 ΔE apart with
+    deuteranopia), and the AUCs were only in hover labels."""
+    curves = {"custom_cnn": _curves(), "mobilenetv2": _curves()}
+    roc = F.roc_figure(curves)
+    dashes = [t.line.dash for t in roc.data[:4]]
+    assert len(set(dashes)) == 4 and "dot" not in dashes  # "dot": the chance line
+    areas = F.curve_areas(curves)
+    assert list(areas.columns) == ["Custom CNN", "MobileNetV2"]
+    first = next(iter(curves["custom_cnn"]["roc"]))
+    want = f"{curves['custom_cnn']['roc'][first]['auc']:.3f}"
+    assert areas.loc[f"{F.class_name(first)}: ROC AUC", "Custom CNN"] == want
+    assert any(i.endswith(": average precision") for i in areas.index)
+    assert F.curve_areas({"m": {}}) is None
+
+
 def test_reliability_skips_empty_bins():
     pts = F.reliability_points(METRICS["custom_cnn"]["reliability"])
     assert [p["count"] for p in pts] == [4, 36]

@@ -101,6 +101,9 @@ with tabs[3]:
         charts.chart(F.pr_figure, curves, key="pr_fig", fix=CHART_FIX)
         st.caption("One class against the rest. Curves hugging the top-left (ROC) or top-right "
                    "(PR) corner separate that class well.")
+        areas = F.curve_areas(curves)
+        if areas is not None:  # the curves' numbers as text, not only in hover labels
+            st.dataframe(areas, key="curve_areas")
 with tabs[4]:
     if metrics:
         charts.chart(F.reliability_figure, metrics, key="reliability_fig", fix=CHART_FIX)
