@@ -103,7 +103,7 @@ with tabs[3]:
                    "(PR) corner separate that class well.")
         areas = F.curve_areas(curves)
         if areas is not None:  # the curves' numbers as text, not only in hover labels
-            st.dataframe(areas, key="curve_areas")
+            st.dataframe(areas, key="curve_areas", height="content")
 with tabs[4]:
     if metrics:
         charts.chart(F.reliability_figure, metrics, key="reliability_fig", fix=CHART_FIX)
