@@ -337,6 +337,12 @@ class Run:
         path = self.path / info.get("file", f"{name}/model.keras")
         if not path.is_file():
             raise ArtifactError(f"model file missing: {shown_path(path)}")
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # cut short or overwritten: Keras said "File not found"
+            raise ArtifactError(f"cannot load model {shown_path(path)}: not a Keras archive "
+                                "(the file is damaged or cut short): copy the run again, or "
+                                "train it again")
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # keras raises many types for damaged or unsafe files

@@ -84,6 +84,17 @@ ODD_NAMES = {
 }
 
 
+def _by_file(rows: list[dict]) -> dict[str, dict]:
+    """Result rows by file name; a series file (the multi-page TIFF: a row per page) by its
+    first slice, which is what the file's first page holds."""
+    out = {}
+    for r in rows:
+        name, _, part = Path(r["path"]).name.partition(" · ")
+        if not part or part.startswith("slice 1 of"):
+            out[name] = r
+    return out
+
+
 def build_zoo(folder: Path) -> tuple[dict[str, str], dict[str, str], list[Bad]]:
     """Write the zoo into `folder`.
 
@@ -120,7 +131,7 @@ def build_zoo(folder: Path) -> tuple[dict[str, str], dict[str, str], list[Bad]]:
     put("animated.gif", _encode(frames[0], "GIF", save_all=True, append_images=frames[1:],
                                 duration=100, loop=0), same, "animated GIF (first frame)")
     put("multipage.tif", _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]),
-        same, "multi-page TIFF (first page)")
+        same, "multi-page TIFF (its first page; each page is a slice)")
     put("slice.dcm", make_dicom(gray.astype(np.uint16) * 16), same, "DICOM, 16-bit")
 
     # control: the rotated pixels without the EXIF tag are a different picture, so they must NOT
@@ -257,8 +268,9 @@ def test_predict_cli_survives_the_zoo(smoke_run: Path, zoo, tmp_path: Path):
     assert {e["path"] for e in out["errors"]} == set(bad_paths)
 
     # every usable file predicted, by every model, with probabilities that sum to one
-    results = {Path(r["path"]).name: r for r in out["results"]}
+    results = _by_file(out["results"])
     assert set(results) == set(same) | set(converted)
+    assert len(out["results"]) == len(results) + 2  # the TIFF's pages 2 and 3 too
     run_models = set(json.loads((smoke_run / "manifest.json").read_text())["models"])
     for name, row in results.items():
         assert set(row["models"]) == run_models, name
@@ -418,13 +430,13 @@ def test_explain_cli_survives_the_zoo(smoke_run: Path, zoo, tmp_path: Path):
     for n in usable:
         assert not [line for line in lines if n in line], (n, lines)  # good files: no error
     report = json.loads((out / "explain.json").read_text())
-    assert {Path(r["path"]).name for r in report["images"]} == set(usable)
+    assert set(_by_file(report["images"])) == set(usable)
     assert {Path(e["path"]).name for e in report["errors"]} == {b.name for b in unusable}
     overlays = [v["overlay"] for r in report["images"] for v in r["models"].values()]
     assert len(set(overlays)) == len(overlays)  # one file per image and model, none shared
     for name in overlays:
         assert (out / name).is_file() and (out / name).parent == out
-    by_name = {Path(r["path"]).name: r["models"] for r in report["images"]}
+    by_name = {n: r["models"] for n, r in _by_file(report["images"]).items()}
     for n in same:
         if n in by_name:
             for m, v in by_name[n].items():
