@@ -364,8 +364,11 @@ def open_run(path: str | Path) -> Run:
         raise ArtifactError(f"{damaged}: not a JSON object")
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and not isinstance(version, bool) and (
+            version > SCHEMA_VERSION)
         raise ArtifactError(f"run {path.name} has manifest schema_version {version!r}; this "
-                            f"version of brain-mri-xai reads schema_version {SCHEMA_VERSION}")
+                            f"version of brain-mri-xai reads schema_version {SCHEMA_VERSION}"
+                            + ("; update brain-mri-xai to read it" if newer else ""))
     if not manifest.get("complete"):
         raise ArtifactError(f"run {path.name} is incomplete (interrupted?); resume it with "
                             f"`python -m pipeline train --resume {path.name}`")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import ArtifactError, read_json, utc_now
+from pipeline.artifacts import ArtifactError, read_json, shown_path, utc_now
 from pipeline.names import Progress, display_name, no_progress
 
 FILE = "calibration.json"
@@ -80,14 +80,16 @@ def read_temperatures(run_dir: str | Path) -> dict[str, float]:
     obj = read_json(path)
     models = obj.get("models") if isinstance(obj, dict) else None
     if not isinstance(models, dict):
-        raise ArtifactError(f"damaged file {path}: no 'models' object")
+        raise ArtifactError(f"damaged file {shown_path(path)}: no 'models' object; fit it "
+                            f"again with `python -m pipeline calibrate --run {path.parent.name}`")
     out = {}
     for name, entry in models.items():
         t = entry.get("temperature") if isinstance(entry, dict) else None
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not (
                 math.isfinite(t) and t > 0):
-            raise ArtifactError(f"damaged file {path}: {name} has no positive temperature "
-                                f"(got {t!r})")
+            raise ArtifactError(f"damaged file {shown_path(path)}: {name} has no positive "
+                                f"temperature (got {t!r}); fit it again with `python -m "
+                                f"pipeline calibrate --run {path.parent.name}`")
         out[str(name)] = float(t)
     return out
 

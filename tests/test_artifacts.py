@@ -61,7 +61,7 @@ def test_finalize_sets_latest_and_loads_with_safe_mode(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "manifest.json").write_text('{"schema_version": 1, "comp'), "not valid JSON"),
     (lambda d: (d / "manifest.json").unlink(), "missing file"),
-    (lambda d: _edit(d, schema_version=99), "schema_version 99"),
+    (lambda d: _edit(d, schema_version=99), "schema_version 99.*update brain-mri-xai"),
     (lambda d: _edit(d, complete=False), "incomplete"),
     (lambda d: _edit(d, class_names=[]), "class_names"),
 ])

@@ -59,8 +59,11 @@ def test_read_temperatures(tmp_path: Path) -> None:
     assert cal.read_temperatures(tmp_path) == {"a": 1.5}
     for bad in ({"models": {"a": {"temperature": -1}}}, {"models": []}, [1]):
         (tmp_path / cal.FILE).write_text(json.dumps(bad))
-        with pytest.raises(ArtifactError, match="damaged file"):
+        with pytest.raises(ArtifactError, match="damaged file") as why:
             cal.read_temperatures(tmp_path)
+        # no page shows this machine's paths, and the fix is calibrate, not training again
+        assert str(tmp_path) not in str(why.value)
+        assert f"python -m pipeline calibrate --run {tmp_path.name}" in str(why.value)
 
 
 def test_training_hook_calibrates_then_evaluates(monkeypatch, tmp_path: Path) -> None:
