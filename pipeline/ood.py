@@ -63,11 +63,16 @@ class OodModel:
         return self.score(feats) > self.threshold
 
     def save(self, path: Path) -> None:
+        """Write to `path` atomically; a failed write (a full disk) leaves no temporary file."""
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, mean=self.mean, components=self.components, class_means=self.class_means,
-                 precision=self.precision, threshold=np.array(self.threshold),
-                 layer=np.array(self.layer))
-        tmp.replace(path)
+        try:
+            np.savez(tmp, mean=self.mean, components=self.components,
+                     class_means=self.class_means, precision=self.precision,
+                     threshold=np.array(self.threshold), layer=np.array(self.layer))
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: Path) -> OodModel:

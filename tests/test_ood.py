@@ -306,3 +306,19 @@ def test_a_damaged_ood_file_is_named_with_its_fix_in_one_line(smoke_run, tmp_pat
     assert len(err) == 1 and "damaged file custom_cnn/ood.npz" in err[0], err
     assert f"python -m pipeline ood --run {run.name}" in " ".join(err[0].split())
     assert "unsafely" not in done.output and "Traceback" not in done.output
+
+
+def test_a_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """A full disk left `.ood.npz.tmp.npz` in the run folder (a review, 2026-12-05)."""
+    rng = np.random.default_rng(0)
+    model = fit(rng.normal(size=(40, 8)), np.repeat([0, 1], 20), rng.normal(size=(10, 8)),
+                dims=4)
+
+    def full(file, **arrays):
+        Path(file).write_bytes(b"PK")  # a first block written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError, match="No space"):
+        model.save(tmp_path / "ood.npz")
+    assert list(tmp_path.iterdir()) == []
