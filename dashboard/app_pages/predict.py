@@ -65,7 +65,7 @@ with sample_col:
     if entries and not why:
         st.markdown("**…or draw images from the test split**")
         c1, c2 = st.columns(2)
-        choice = c1.selectbox("Class", ["any class", *class_names], key="sample_class",
+        choice = c1.selectbox("Class to draw", ["any class", *class_names], key="sample_class",
                               format_func=F.class_name)
         count = c2.number_input("How many", 1, 6, 2, key="sample_count")
         b1, b2 = st.columns(2)
