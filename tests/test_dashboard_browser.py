@@ -180,8 +180,12 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             assert (lo, hi) != (0, 1) and hi - lo < 1, (lo, hi)
             assert lo <= low_end <= high_end <= hi, (lo, hi, low_end, high_end)
             assert hosts <= {"127.0.0.1", "data:", "blob:"}, hosts
-            # no Deploy button (Streamlit Community Cloud) on a presenter's screen
+            # no Deploy button (Streamlit Community Cloud) on a presenter's screen, but the
+            # menu with the theme (toolbarMode "minimal" hid it, and the only theme switch)
             assert page.get_by_role("button", name="Deploy").count() == 0
+            page.locator("[data-testid=stMainMenu]").first.click()
+            expect(page.get_by_text("Dark", exact=True)).to_be_visible(timeout=10_000)
+            page.keyboard.press("Escape")
         finally:
             browser.close()
 
