@@ -593,5 +593,11 @@ def test_keyboard_focus_stays_on_screen_and_is_drawn(server: str, tmp_path: Path
                     break
             else:
                 pytest.fail(f"no page link took focus: {wide}")
+            # code spans in captions (the run id) in the caption's ink: Streamlit's green at
+            # the caption's opacity was 3.05:1
+            inks = page.evaluate("""() => [...document.querySelectorAll(
+                '[data-testid=stCaptionContainer] code')].map(c => [getComputedStyle(c).color,
+                getComputedStyle(c.closest('[data-testid=stCaptionContainer]')).color])""")
+            assert inks and all(code == caption for code, caption in inks), inks
         finally:
             browser.close()
