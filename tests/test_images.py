@@ -420,6 +420,18 @@ def test_crop_to_head_keeps_unsuitable_images():
     assert crop_to_head(noise).ndim == 3
 
 
+def test_a_slice_shown_small_on_a_large_canvas_is_cropped_to_its_head():
+    """A viewer's export: a head of 180 x 140 px on a 1024 px canvas (its box 2.4 % of the
+    image). Under the old 10 % floor it was left uncropped, and both models misread most such
+    slices."""
+    canvas = synthetic_head(canvas=1024, box=(385, 485, 90, 70))
+    x0, y0, x1, y1 = crop_box(canvas)
+    # the head's box (295-475, 415-555) and its margin (2 % of the image's side), not the image
+    assert 260 <= x0 <= 295 and 380 <= y0 <= 415 and 475 <= x1 <= 510 and 555 <= y1 <= 590, (
+        x0, y0, x1, y1)
+    assert crop_to_head(canvas).shape[:2] == (y1 - y0, x1 - x0)
+
+
 def test_crop_box_is_the_region_crop_to_head_keeps():
     img = synthetic_head()
     x0, y0, x1, y1 = crop_box(img)
