@@ -208,7 +208,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
         raise artifacts.ArtifactError(f"the run's dataset folder {root} is not there; pass "
                                       "the folder it moved to (CLI: --data-root DIR)")
     splits = data.splits_from_json(run.read_json("splits.json"), root)
-    predictor = Predictor(run)
+    predictor = Predictor(run, check_ood=False)  # the score is refitted: a damaged one is moot
     foreign = ood_eval.foreign_images(ood_eval.foreign_count(len(splits.test)))
     select = ood_eval.foreign_images(ood_eval.foreign_count(len(splits.val)), seed=SELECT_SEED)
     report: dict[str, Any] = {
@@ -275,7 +275,7 @@ def load_run_ood(run_path: Path, model: str) -> OodModel | None:
     ArtifactError, naming the file and its fix, for a damaged one: numpy's own message
     advised loading it "unsafely" (pickles), and the dashboard showed it as a failed
     explanation."""
-    from pipeline.artifacts import ArtifactError
+    from pipeline.artifacts import ArtifactError, shown_path
 
     path = Path(run_path) / model / "ood.npz"
     if not path.is_file():
@@ -285,9 +285,11 @@ def load_run_ood(run_path: Path, model: str) -> OodModel | None:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         reason = "not a numpy archive" if isinstance(exc, zipfile.BadZipFile) else (
             "holds objects, not arrays" if "pickle" in str(exc) else type(exc).__name__)
+        # the run's folder, as any command takes it: its id alone needs the right --artifacts
+        where = shown_path(Path(run_path))
         raise ArtifactError(f"damaged file {model}/ood.npz of run {Path(run_path).name} "
                             f"({reason}): fit it again with `python -m pipeline ood --run "
-                            f"{Path(run_path).name}`") from None
+                            f"{where}`") from None
 
 
 def unlike_scorer(run_path: Path, name: str, model: Any

@@ -212,7 +212,9 @@ def only_csv_writer(out: Path) -> Iterator[None]:
     except ImportError:  # no fcntl (Windows): unguarded
         yield
         return
-    fd = os.open(out.with_name(f".{out.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    lock = out.with_name(f".{out.name}.lock")
+    made = not lock.exists()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -221,7 +223,12 @@ def only_csv_writer(out: Path) -> Iterator[None]:
                              "--out") from None
         except OSError:
             pass  # no locks on this file system
-        yield
+        try:
+            yield
+        except ValueError:  # `out` refused (not this run's CSV): leave nothing beside it
+            if made:
+                lock.unlink(missing_ok=True)
+            raise
     finally:
         os.close(fd)
 

@@ -1592,11 +1592,14 @@ def test_a_run_s_manifest_text_is_shown_as_text(smoke_run: Path, tmp_path: Path,
     (tmp_path / "latest").write_text(smoke_run.name)
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["run_id"] = hostile
+    manifest["data"]["layout"] = "sartaj **L** `q`"
     (run / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(tmp_path))
     at = _app("overview")
     _ok(at)
     assert any(c.value.startswith(f"Run {core.literal(hostile)} · ") for c in at.caption)
+    layout = core.literal("sartaj **L** `q`")
+    assert any(f"({layout} layout)" in c.value for c in at.caption), [c.value for c in at.caption]
     at = _app("about")
     _ok(at)
     assert f"This run: {core.literal(hostile)}" in [h.value for h in at.header]

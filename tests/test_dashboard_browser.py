@@ -593,6 +593,19 @@ def test_keyboard_focus_stays_on_screen_and_is_drawn(server: str, tmp_path: Path
                     break
             else:
                 pytest.fail(f"no page link took focus: {wide}")
+            # a toggle's focus ring (its label carries data-focus-visible, not the checkbox
+            # markup the first rule matched): Tab from the opacity slider onto the toggle
+            page.goto(f"{server}/predict", wait_until="domcontentloaded")
+            _check_page(page, "Predict & explain", log)
+            page.get_by_role("slider").first.focus()
+            page.keyboard.press("Tab")
+            ring = page.evaluate("""() => { const e = document.activeElement;
+                const l = e.closest('label'); return [e.getAttribute('role'),
+                l && getComputedStyle(l).outlineStyle, l && parseFloat(
+                getComputedStyle(l).outlineWidth)]; }""")
+            assert ring[0] == "switch" and ring[1] == "solid" and ring[2] >= 2, ring
+            page.goto(f"{server}/errors", wait_until="domcontentloaded")
+            _check_page(page, "Error analysis", log)
             # code spans in captions (the run id) in the caption's ink: Streamlit's green at
             # the caption's opacity was 3.05:1
             inks = page.evaluate("""() => [...document.querySelectorAll(

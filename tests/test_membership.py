@@ -141,6 +141,7 @@ def test_explain_says_which_overlays_are_of_the_run_s_own_images(smoke_run: Path
     rows = json.loads((out / "explain.json").read_text())["images"]
     assert [r["in_run_split"] for r in rows] == ["train", "test"]
     assert [r["in_run_exact"] for r in rows] == [True, True]
+    assert [r["agree"] for r in rows] == [None, None]  # one model explained: not known
     # the caption: an "unlike" score on a training image is not shown as a warning
     entry = {"predicted": "glioma", "target": "glioma", "probs": {"glioma": 0.9},
              "method": "gradcam", "unlike": True}

@@ -306,6 +306,11 @@ def test_a_damaged_ood_file_is_named_with_its_fix_in_one_line(smoke_run, tmp_pat
     assert len(err) == 1 and "damaged file custom_cnn/ood.npz" in err[0], err
     assert f"python -m pipeline ood --run {run.name}" in " ".join(err[0].split())
     assert "unsafely" not in done.output and "Traceback" not in done.output
+    # and the fix it names works: `ood` fits the score again (it failed with the same error)
+    if damage == "objects":
+        fixed = CliRunner().invoke(app, ["ood", "--run", str(run)])
+        assert fixed.exit_code == 0, fixed.output[-2000:]
+        assert CliRunner().invoke(app, ["predict", "--run", str(run), str(image)]).exit_code == 0
 
 
 def test_a_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):

@@ -109,3 +109,18 @@ def test_ctrl_c_and_a_full_disk_are_one_line_in_any_command(monkeypatch, capsys,
     assert ended.value.code == code
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert lines == [said]
+
+
+def test_ctrl_c_while_the_command_line_is_still_importing_is_one_line():
+    """Ctrl-C in the first seconds (TensorFlow still importing) printed a 58-line traceback."""
+    code = ("import runpy, sys, types\n"
+            "class Importing(types.ModuleType):\n"
+            "    def __getattr__(self, name):\n"
+            "        raise KeyboardInterrupt\n"
+            "sys.modules['pipeline.cli'] = Importing('pipeline.cli')\n"
+            "runpy.run_module('pipeline', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in proc.stderr

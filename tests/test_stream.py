@@ -222,11 +222,14 @@ def test_an_out_file_that_is_no_predictions_csv_is_refused_untouched(tmp_path: P
     notes.write_bytes(b"line one\nimportant notes without a final newline")
     jpeg = tmp_path / "scan.jpg"
     jpeg.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    from pipeline.stream import only_csv_writer
+
     for path, match in ((notes, "holds other columns"), (jpeg, "not a predictions CSV")):
         before = path.read_bytes()
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(ValueError, match=match), only_csv_writer(path):
             _done_paths(path, cols, "run-a")
         assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "scan.jpg"]  # no lock
 
 
 def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path):

@@ -37,7 +37,8 @@ cols = st.columns(1 + len(sizes))
 cols[0].metric("Images in dataset", facts.n_images)
 for col, (name, n) in zip(cols[1:], sizes.items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
-st.caption(f"Data: {core.literal(facts.data_shown)} ({facts.data_layout} layout) · classes: "
+st.caption(f"Data: {core.literal(facts.data_shown)} ({core.literal(facts.data_layout)} layout) "
+           "· classes: "
            + ", ".join(F.class_name(c) for c in facts.class_names))
 st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="model_facts",
              height="content")

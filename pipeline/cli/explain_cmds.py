@@ -180,7 +180,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
                     "in the hottest 10% outside the head]" if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
         tags = []  # the image's own, in a last field as predict prints them
-        if not row.get("agree", True) and len(row["models"]) > 1:
+        if row.get("agree") is False:
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")
         if split in SEEN_TAGS:

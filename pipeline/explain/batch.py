@@ -198,12 +198,14 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             rows[i]["models"][name] = entry
         drawn[name] = (x, ex)
     for i, row in enumerate(rows):  # every model's answer known: captions say if they differ
-        row["agree"] = len({e["predicted"] for e in row["models"].values()}) == 1
+        # None with one model explained: agreement is not known (true claimed it)
+        row["agree"] = (len({e["predicted"] for e in row["models"].values()}) == 1
+                        if len(row["models"]) > 1 else None)
         for name, (x, ex) in drawn.items():
             entry = row["models"][name]
             if caption:  # after the warnings: the caption carries them
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
-                                        disagree=not row["agree"])
+                                        disagree=row["agree"] is False)
                 picture = captioned_overlay(x[i], ex.heatmaps[i], lines, DISCLAIMER,
                                             alpha=alpha, outline_top_percent=outline)
             else:
