@@ -112,21 +112,6 @@ class Upload:
                       colour=is_colour(img))
 
 
-def peak_words(heatmap: np.ndarray) -> str | None:
-    """Where a heatmap's hottest point is, in words ("upper left", "centre"), by thirds of the
-    picture; None for an empty map. The overlay's text equivalent for a screen reader, and for
-    anyone who cannot tell its colours apart."""
-    hm = np.asarray(heatmap, np.float32)
-    if hm.ndim != 2 or not hm.size or not np.isfinite(hm).any() or np.nanmax(hm) <= 0:
-        return None
-    y, x = np.unravel_index(int(np.nanargmax(hm)), hm.shape)
-    row = ("upper", "middle", "lower")[min(2, 3 * y // hm.shape[0])]
-    col = ("left", "centre", "right")[min(2, 3 * x // hm.shape[1])]
-    if row == "middle":
-        return "centre" if col == "centre" else f"middle {col}"
-    return f"{row} {col}" if col != "centre" else f"{row} centre"
-
-
 def demote_headings(markdown: str) -> str:
     """Markdown with every ATX heading one level lower ("# A" -> "## A"), fenced code left
     alone: a document shown inside a page, under the page's own title."""

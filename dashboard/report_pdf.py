@@ -9,6 +9,7 @@ carry patient names or record numbers; an image is identified by the SHA-256 of 
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -67,10 +68,14 @@ def _images(fig, page: Page) -> None:  # noqa: ANN001
               *[(f"{m.label} answers {answer(m)}\n{m.caption}", m.overlay)
                 for m in page.models]]
     width = 0.88 / len(panels)
+    # each title line wrapped to its panel: one model's long layer name ran over the next
+    # panel's title (about 40 characters of 7.5 pt fit a third of the page)
+    chars = max(20, 120 // len(panels))
     for k, (title, img) in enumerate(panels):
         ax = fig.add_axes((0.06 + k * width, 0.56, width * 0.94, 0.29))
         ax.imshow(img)
-        ax.set_title(title, fontsize=7.5)
+        ax.set_title("\n".join(textwrap.fill(line, chars) for line in title.splitlines()),
+                     fontsize=7.5)
         ax.axis("off")
 
 

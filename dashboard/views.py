@@ -34,6 +34,7 @@ from pipeline.explain import (
     render_overlay,
     to_png,
 )
+from pipeline.explain.render import peak_words
 
 # tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
 # (its middle is green, the box's colour before)
@@ -192,8 +193,10 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
         if img is None:
             img = overlay(r.prepared, r.heatmap, settings, frame_box(box, upload, r))
         method, target, layer = explained(r, class_names)
+        where = peak_words(r.heatmap)
         models.append(PageModel(
-            F.model_label(m), img, f"{method} for '{target}'{layer}",
+            F.model_label(m), img, f"{method} for '{target}'{layer}"
+            + (f"; hottest at the image's {where}" if where else ""),
             {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
     # the split note travels with the page: a training image's PDF is no test either
     notes = [upload.seen] if upload.seen else []
@@ -278,7 +281,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 img = drawn[m] = overlay(r.prepared, r.heatmap, settings, in_frame)
                 method, target, _ = explained(r, class_names)
                 default = " · this model's default" if r.default else ""
-                where = core.peak_words(r.heatmap)
+                where = peak_words(r.heatmap)
                 # the hottest place in words: the picture's text for a screen reader, and its
                 # meaning for anyone who cannot tell the colours apart
                 peak = f" · hottest at the image's {where}" if where else ""

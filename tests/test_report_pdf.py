@@ -69,3 +69,27 @@ def test_a_run_title_with_dollar_signs_is_printed_as_written():
     for title in (r"Study $\notacommand$ v2", "cost $5 and $10"):
         data = report_pdf([_page(0)], title, scale)
         assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", data)) == 1
+
+
+def test_long_panel_titles_are_wrapped_to_their_panel():
+    """One model's "…, last conv block, 16×16" ran over the next panel's title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import dashboard.report_pdf as R
+
+    page = _page(0)
+    long = [R.PageModel(m.label, m.overlay, m.caption + ", last conv block, 16×16; hottest at "
+                        "the image's upper left", m.probs) for m in page.models]
+    page = R.Page(page.digest, page.original, long, page.flags, page.true_label)
+    fig = plt.figure(figsize=(8.27, 11.69))
+    try:
+        R._images(fig, page)
+        titles = [ax.get_title() for ax in fig.axes]
+    finally:
+        plt.close(fig)
+    assert len(titles) == 3
+    assert all(len(line) <= 40 for t in titles for line in t.splitlines()), titles
+    assert "upper left" in " ".join(titles[1].split())  # wrapped, not cut

@@ -67,7 +67,13 @@ from pipeline.explain.metrics import (
     outside_head_flag,
     top_outside_head,
 )
-from pipeline.explain.render import captioned_overlay, heatmap_stats, render_overlay, to_png
+from pipeline.explain.render import (
+    captioned_overlay,
+    heatmap_stats,
+    peak_words,
+    render_overlay,
+    to_png,
+)
 from pipeline.geometry import prepare_image
 from pipeline.names import DISCLAIMER, Progress, class_label, display_name, no_progress
 from pipeline.series import Slice, SliceReader, expand_series
@@ -190,6 +196,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             head = head_mask_in_frame(decoded[i][1], size, crop)
             share = energy_outside_head(ex.heatmaps[i], head)
             top = top_outside_head(ex.heatmaps[i], head)
+            entry["peak"] = peak_words(ex.heatmaps[i])  # where it is hottest, in words
             entry["energy_outside_head"] = float(share) if np.isfinite(share) else None
             entry["top_outside_head"] = float(top) if np.isfinite(top) else None
             entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
@@ -252,9 +259,10 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
 
     # "Score-CAM (slower)": the dashboard's menu says how long it takes; a picture need not
     method = METHOD_LABELS.get(entry["method"], entry["method"]).replace(" (slower)", "")
+    peak = f", hottest at the image's {entry['peak']}" if entry.get("peak") else ""
     lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
              f"({entry['probs'][entry['predicted']]:.2f})",
-             f"Heatmap: {method} for '{class_label(entry['target'])}'"]
+             f"Heatmap: {method} for '{class_label(entry['target'])}'{peak}"]
     hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS[k] for k in ("colour", "weak", "unlike")
                 if entry.get(k) and not (hidden and k == "unlike")]

@@ -72,6 +72,21 @@ def heatmap_to_rgb(
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def peak_words(heatmap: np.ndarray) -> str | None:
+    """Where a heatmap's hottest point is, in words ("upper left", "centre"), by thirds of the
+    picture; None for an empty map. The overlay's text equivalent for a screen reader, and for
+    anyone who cannot tell its colours apart."""
+    hm = np.asarray(heatmap, np.float32)
+    if hm.ndim != 2 or not hm.size or not np.isfinite(hm).any() or np.nanmax(hm) <= 0:
+        return None
+    y, x = np.unravel_index(int(np.nanargmax(hm)), hm.shape)
+    row = ("upper", "middle", "lower")[min(2, 3 * y // hm.shape[0])]
+    col = ("left", "centre", "right")[min(2, 3 * x // hm.shape[1])]
+    if row == "middle":
+        return "centre" if col == "centre" else f"middle {col}"
+    return f"{row} {col}" if col != "centre" else f"{row} centre"
+
+
 def top_region(heatmap: np.ndarray, top_percent: float) -> np.ndarray:
     """Boolean mask of the `top_percent` % highest heatmap pixels (ties may add a few more)."""
     if not 0 < top_percent <= 100:
