@@ -109,6 +109,12 @@ def test_predict_says_which_answers_are_for_the_run_s_own_images(smoke_run: Path
     as_json = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)["results"]
     assert [r["in_run_split"] for r in as_json] == ["train", "test", None]
     assert [r["in_run_exact"] for r in as_json] == [True, True, None]
+    # a changed copy (one level brighter) is tagged as a near copy, as the dashboard says it
+    brighter = tmp_path / "brighter.png"
+    Image.fromarray(np.clip(_image(train).astype(int) + 1, 0, 255).astype(np.uint8)).save(
+        brighter)
+    near = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), str(brighter)])
+    assert near.stdout.rstrip().endswith(f"[a near copy {SEEN_TAGS['train']}]"), near.stdout
     out = tmp_path / "p.csv"
     assert CliRunner().invoke(app, [*args, "--out", str(out)]).exit_code == 0
     rows = list(csv.DictReader(out.open(newline="")))

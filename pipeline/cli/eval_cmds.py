@@ -106,7 +106,8 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")
         if split in SEEN_TAGS:  # one of the run's own images: its answer may be no test
-            tags.append(f"[{SEEN_TAGS[split]}]")
+            near = "a near copy " if row.get("in_run_exact") is False else ""  # changed
+            tags.append(f"[{near}{SEEN_TAGS[split]}]")
             splits.add(split)
         sys.stdout.write("\t".join([one_line(row["path"]), *parts, *([" ".join(tags)] if tags
                                                                     else [])]) + "\n")

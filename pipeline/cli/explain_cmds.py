@@ -184,7 +184,8 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")
         if split in SEEN_TAGS:
-            tags.append(f"[{SEEN_TAGS[split]}]")
+            near = "a near copy " if row.get("in_run_exact") is False else ""  # changed
+            tags.append(f"[{near}{SEEN_TAGS[split]}]")
             splits.add(split)
         if tags:
             parts.append(" ".join(tags))
