@@ -201,6 +201,20 @@ def _done_paths(out: Path, cols: list[str], run_id: str,
     return {r[0] for r in kept if not r[i_err]}
 
 
+def lock_or_refuse(fd: int, busy: str) -> None:
+    """An exclusive lock on the open file `fd` (`predict --out`'s lock file, `explain --out`'s
+    folder), or ValueError(`busy`) when another process holds it; nothing where the file
+    system has no locks."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ValueError(busy) from None
+    except OSError:
+        pass  # no locks on this file system
+
+
 @contextlib.contextmanager
 def only_csv_writer(out: Path) -> Iterator[None]:
     """Hold an exclusive lock for the CSV `out` (ValueError when another command holds it): a
@@ -208,7 +222,7 @@ def only_csv_writer(out: Path) -> Iterator[None]:
     second still holds the old one). Two `predict --out` into one file wrote every row twice.
     Unguarded where the file system has no locks."""
     try:
-        import fcntl
+        import fcntl  # noqa: F401  (present: locks work here)
     except ImportError:  # no fcntl (Windows): unguarded
         yield
         return
@@ -216,13 +230,8 @@ def only_csv_writer(out: Path) -> Iterator[None]:
     made = not lock.exists()
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another predict is writing to {out}: one command at a time per "
-                             "--out") from None
-        except OSError:
-            pass  # no locks on this file system
+        lock_or_refuse(fd, f"another predict is writing to {out}: one command at a time per "
+                           "--out")
         try:
             yield
         except ValueError:  # `out` refused (not this run's CSV): leave nothing beside it

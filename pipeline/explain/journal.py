@@ -96,20 +96,16 @@ def only_writer(out: Path) -> Iterator[int | None]:
     yields the folder's descriptor (for fsync), None where folders cannot be opened or locked
     (some network file systems, Windows): the run then goes on unguarded."""
     try:
-        import fcntl
+        import fcntl  # noqa: F401  (present: locks work here)
 
         fd = os.open(out, os.O_RDONLY)
     except (ImportError, OSError):
         yield None
         return
+    from pipeline.stream import lock_or_refuse
+
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another explain is writing to {out}: one run at a time per "
-                             "--out") from None
-        except OSError:
-            pass  # no locks on this file system
+        lock_or_refuse(fd, f"another explain is writing to {out}: one run at a time per --out")
         yield fd
     finally:
         os.close(fd)
