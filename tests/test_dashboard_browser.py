@@ -184,7 +184,8 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             # menu with the theme (toolbarMode "minimal" hid it, and the only theme switch)
             assert page.get_by_role("button", name="Deploy").count() == 0
             page.locator("[data-testid=stMainMenu]").first.click()
-            expect(page.get_by_text("Dark", exact=True)).to_be_visible(timeout=10_000)
+            expect(page.get_by_role("menuitemradio", name="Dark")).to_be_visible(
+                timeout=10_000)
             page.keyboard.press("Escape")
         finally:
             browser.close()
