@@ -87,7 +87,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
     """One line per image: each model's answer with its warnings in brackets (the dashboard's
     words); the warnings and the run's splits tagged are added to `seen` and `splits`, for the
     legend printed once at the end (`warning_legend`)."""
-    from pipeline.data.membership import SEEN_TAGS, hides_unlike
+    from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
 
     for row in results:
@@ -106,8 +106,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")
         if split in SEEN_TAGS:  # one of the run's own images: its answer may be no test
-            near = "a near copy " if row.get("in_run_exact") is False else ""  # changed
-            tags.append(f"[{near}{SEEN_TAGS[split]}]")
+            tags.append(seen_tag(split, row.get("in_run_exact")))
             splits.add(split)
         sys.stdout.write("\t".join([one_line(row["path"]), *parts, *([" ".join(tags)] if tags
                                                                     else [])]) + "\n")

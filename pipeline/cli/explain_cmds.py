@@ -164,7 +164,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     field the image's own tags as `predict` prints them: the models disagree, the run's split
     it is in), then a total with the files skipped as done; a legend of the answer warnings
     shown goes to stderr."""
-    from pipeline.data.membership import SEEN_TAGS, hides_unlike
+    from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
 
     seen: set[str] = set()
@@ -184,8 +184,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")
         if split in SEEN_TAGS:
-            near = "a near copy " if row.get("in_run_exact") is False else ""  # changed
-            tags.append(f"[{near}{SEEN_TAGS[split]}]")
+            tags.append(seen_tag(split, row.get("in_run_exact")))
             splits.add(split)
         if tags:
             parts.append(" ".join(tags))

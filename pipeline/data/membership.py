@@ -131,6 +131,13 @@ class Membership:
         return Seen(split, int(dist[best]), exact)
 
 
+def seen_tag(split: str, exact: bool | None) -> str:
+    """`predict`'s and `explain`'s tag for an image found in `split`: "[in this run's training
+    split]", or "[a near copy in this run's training split]" for a changed copy."""
+    near = "a near copy " if exact is False else ""
+    return f"[{near}{SEEN_TAGS[split]}]"
+
+
 def seen_note(split: str, distance: int, exact: bool | None = None) -> str:
     """The sentence for an image found in `split` at `distance` bits: "This image is in this
     run's training split: the models learnt ..."; a copy that is not the image itself
