@@ -43,9 +43,21 @@ class Page:
     true_label: str | None = None
 
 
+def _fit_right(fig, text, full: str, tail: str, right: float = 0.94) -> None:  # noqa: ANN001
+    """Cut `full` (drawn as `text`, followed by `tail`) with an ellipsis until the line ends
+    left of `right` (a fraction of the page's width): a long run title ran off the page.
+    Measured, not counted: "W" is three times as wide as "i"."""
+    renderer = fig.canvas.get_renderer()
+    keep = len(full)
+    while keep > 1 and text.get_window_extent(renderer).x1 > right * fig.bbox.width:
+        keep = int(keep * 0.9)
+        text.set_text(f"{full[:keep].rstrip()}…{tail}")
+
+
 def _text_page(fig, page: Page, run_title: str, created: str) -> None:  # noqa: ANN001
     fig.text(0.06, 0.965, "Brain MRI XAI - explanation report", fontsize=15, weight="bold")
-    fig.text(0.06, 0.945, f"{run_title} · {created}", fontsize=8.5, color="#334155")
+    header = fig.text(0.06, 0.945, f"{run_title} · {created}", fontsize=8.5, color="#334155")
+    _fit_right(fig, header, run_title, f" · {created}")
     fig.text(0.06, 0.925, f"Image SHA-256: {page.digest}", fontsize=7.5, family="monospace")
     fig.text(0.06, 0.895, DISCLAIMER, fontsize=9, color="#92400e", wrap=True,
              bbox=dict(facecolor="#fef3c7", edgecolor="#f59e0b", boxstyle="round,pad=0.5"))

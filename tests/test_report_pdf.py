@@ -93,3 +93,37 @@ def test_long_panel_titles_are_wrapped_to_their_panel():
     assert len(titles) == 3
     assert all(len(line) <= 40 for t in titles for line in t.splitlines()), titles
     assert "upper left" in " ".join(titles[1].split())  # wrapped, not cut
+
+
+def test_a_long_run_title_stays_on_the_page():
+    """A run title of a few hundred characters ran off the page's right edge: it is cut with
+    an ellipsis, and the date after it stays on the page."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import dashboard.report_pdf as R
+
+    title = "Study of contrast-enhanced T1 slices, " * 12
+    created = "2 Dec 2026, 09:53 UTC"
+    fig = plt.figure(figsize=(8.27, 11.69))
+    try:
+        R._text_page(fig, _page(0), "W" * 200, created)  # the widest letters
+        R._text_page(fig, _page(0), title, created)
+        renderer = fig.canvas.get_renderer()
+        width = fig.bbox.width
+        headers = [t for t in fig.texts if created in t.get_text()]
+        assert len(headers) == 2
+        for t in headers:
+            assert t.get_window_extent(renderer).x1 <= width, t.get_text()
+            assert t.get_text().endswith(f"… · {created}")
+        assert headers[1].get_text().startswith("Study of contrast-enhanced T1 slices, Study")
+    finally:
+        plt.close(fig)
+    fig = plt.figure(figsize=(8.27, 11.69))
+    try:  # a title that fits is left whole
+        R._text_page(fig, _page(0), "Reference · deduplicated split (r1)", created)
+        assert fig.texts[1].get_text() == f"Reference · deduplicated split (r1) · {created}"
+    finally:
+        plt.close(fig)
