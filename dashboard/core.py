@@ -101,12 +101,19 @@ class Upload:
     def ok(self) -> bool:
         return self.image is not None
 
+    def slice_numbers(self) -> list[int]:
+        """Each analysed slice's number in its file, 1-based: 1..n, or the evenly spaced places
+        of a long series' analysed slices (the slider, table and card all use these)."""
+        assert self.slices is not None
+        n = len(self.slices)
+        return (list(self.positions) if self.positions and self.total > n
+                else list(range(1, n + 1)))
+
     def slice_view(self, k: int) -> Upload:
         """Slice k (0-based) as an Upload of its own, keyed by the hash of its pixels."""
         assert self.slices is not None
         img = self.slices[k]
-        where = (f"slice {self.positions[k]} of {self.total}" if self.positions
-                 and self.total > len(self.slices) else f"slice {k + 1} of {len(self.slices)}")
+        where = f"slice {self.slice_numbers()[k]} of {max(self.total, len(self.slices))}"
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
                       colour=is_colour(img))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
 from dashboard import core, inference, views
@@ -21,9 +22,10 @@ from dashboard.inference import Settings
 from pipeline.artifacts import Run
 
 
-def slice_names(n: int) -> list[str]:
-    """How a series' slices are named in its table and CSV: "slice 1" ... "slice n"."""
-    return [f"slice {k + 1}" for k in range(n)]
+def slice_names(upload: core.Upload) -> list[str]:
+    """How a series' analysed slices are named in its table and CSV: "slice 1" ... "slice n",
+    by their number in the file (a long series' analysed slices skip some)."""
+    return [f"slice {k}" for k in upload.slice_numbers()]
 
 
 def slider_key(upload: core.Upload, prefix: str) -> str:
@@ -44,13 +46,15 @@ def chosen_slice(upload: core.Upload, prefix: str) -> int:
     Streamlit drops the state of a widget left out of a script run, so the choice is also kept
     under a key of its own, which brings it back when the card's page is shown again."""
     assert upload.slices is not None
-    n = len(upload.slices)
-    k = st.session_state.get(slider_key(upload, prefix))
-    if k is None:
-        k = st.session_state.get(_kept_key(upload, prefix), (n + 1) // 2)
-    k = min(max(int(k), 1), n)
-    st.session_state[_kept_key(upload, prefix)] = k
-    return k
+    numbers = upload.slice_numbers()
+    # the slider holds the slice's number in the file (`Upload.slice_numbers`)
+    shown = st.session_state.get(slider_key(upload, prefix))
+    if shown is None:
+        shown = st.session_state.get(_kept_key(upload, prefix), numbers[(len(numbers) - 1) // 2])
+    k = int(np.searchsorted(numbers, int(shown)))  # the nearest analysed one at or above
+    k = min(k, len(numbers) - 1)
+    st.session_state[_kept_key(upload, prefix)] = numbers[k]
+    return k + 1
 
 
 def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
@@ -66,18 +70,22 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
     key = slider_key(upload, prefix)
     # Set through the Session State API, not `value=`: the kept choice when the card comes back
     # from another page, and no "default value and Session State" warning on every rerun.
-    st.session_state[key] = chosen_slice(upload, prefix)
+    numbers = upload.slice_numbers()
+    st.session_state[key] = numbers[chosen_slice(upload, prefix) - 1]
     with st.container(border=True, key=f"{prefix}_series_{i}"):
-        st.markdown(f"**{core.literal(upload.name)}** · a series of {n} slices")
+        st.markdown(f"**{core.literal(upload.name)}** · a series of {max(upload.total, n)} "
+                    "slices")
         if upload.note:
             st.caption(upload.note)
-        st.slider("Slice shown below", 1, n, key=key,
-                  help="Every slice is analysed; the table gives each one's answers, the "
-                       "card below shows the chosen slice's heatmaps.")
+        # a select slider: a long series' analysed slices are not every slice of the file,
+        # and the slider shows the same numbers as the table and the card
+        st.select_slider("Slice shown below", options=numbers, key=key,
+                         help="Every slice listed is analysed; the table gives each one's "
+                              "answers, the card below shows the chosen slice's heatmaps.")
         slices = [upload.slice_view(s) for s in range(n)]
         results = inference.explain(run, predictor, explainers, slices, settings)
         if results.probs:
-            names = slice_names(n)
+            names = slice_names(upload)
             flags = [sum(views.image_flags(results, j), []) for j in range(n)]
             frame = core.summary_frame([core.thumbnail_url(s.image) for s in slices], names,
                                        results.probs, class_names, flags)
