@@ -267,6 +267,12 @@ def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
     for m, why in failures.items():
         st.error(f"{display_name(m)} cannot be used: {core.literal(why)}. To fix: retrain the run "
                  "(`python -m pipeline run`) or pick another run.", icon=":material/error:")
+    if predictor is not None:
+        gaps = predictor.missing_checks()
+        if gaps:  # a missing run file used to drop its warning from every card silently
+            st.warning("This run's answers go without some checks:\n"
+                       + "\n".join(f"- {g.what}; {core.literal(g.command)} adds it"
+                                    for g in gaps), icon=":material/warning:")
     return predictor, explainers
 
 

@@ -39,6 +39,7 @@ SELECT_SEED = 1  # foreign images that choose the layer; the report's are made w
 DIMS = 32  # PCA components: a full covariance of 1280 MobileNetV2 features is ill-conditioned
 QUANTILE = 0.95  # of validation scores: the flag threshold (about 5 % false alarms in-distribution)
 SHRINK = 1e-3  # ridge added to the covariance, relative to its mean variance
+MODEL_FILE = "ood.npz"  # in each model's folder of a run: the fitted score
 
 
 @dataclass
@@ -259,7 +260,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
             s: round(float(np.mean(v > model.threshold)), 4) for s, v in scores.items()}
     # Saved together at the end: a failure part-way writes nothing (an older fit stays whole).
     for m, (model, _) in fitted.items():
-        model.save(run.path / m / "ood.npz")
+        model.save(run.path / m / MODEL_FILE)
     # which split each image is in, by its hash: pages say "in the training split" of an upload
     artifacts.write_json_atomic(run.path / membership.FILE,
                                 membership.split_hashes(splits, progress))
@@ -277,7 +278,7 @@ def load_run_ood(run_path: Path, model: str) -> OodModel | None:
     explanation."""
     from pipeline.artifacts import ArtifactError, shown_path
 
-    path = Path(run_path) / model / "ood.npz"
+    path = Path(run_path) / model / MODEL_FILE
     if not path.is_file():
         return None
     try:
@@ -298,7 +299,10 @@ def unlike_scorer(run_path: Path, name: str, model: Any
     `model`'s training data (the run's stored score over its threshold), built once (one traced
     graph); None when the run has no OOD score for `name` (`python -m pipeline ood` adds it)."""
     ood = load_run_ood(run_path, name)
-    if ood is None:
-        return None
+    return None if ood is None else ood_scorer(ood, model)
+
+
+def ood_scorer(ood: OodModel, model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """`unlike_scorer` for an OOD score already loaded (`Predictor` loads it once, to check it)."""
     extract = FeatureExtractor(model, ood.layer)
     return lambda x: ood.flags(extract(np.asarray(x, "float32")))

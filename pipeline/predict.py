@@ -16,6 +16,7 @@ from pipeline.artifacts import ArtifactError, Run
 from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_low_confidence, read_temperatures
 from pipeline.data.membership import Membership, Seen
+from pipeline.gaps import Gap, missing_checks
 from pipeline.names import Progress, no_progress
 from pipeline.series import Slice, SliceReader, expand_series
 
@@ -70,8 +71,10 @@ class Predictor:
         self._ood: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {}
         from pipeline.ood import load_run_ood
 
-        for name in names if check_ood else ():  # a damaged ood.npz fails here, in one
-            load_run_ood(run.path, name)  # line, before any prediction (not in `ood`, its fix)
+        # a damaged ood.npz fails here, in one line, before any prediction (not in `ood`, its
+        # fix); kept, so that the scorer does not read it again
+        self._ood_loaded = {name: load_run_ood(run.path, name)
+                            for name in (names if check_ood else ())}
         # which of the run's splits a decoded image is in (None: the run cannot tell)
         self.membership = Membership.of_run(run.path)
 
@@ -116,14 +119,24 @@ class Predictor:
         run's out-of-distribution score over its validation threshold, `pipeline.ood`); None
         when the run has no OOD score for this model (`python -m pipeline ood` adds it)."""
         if model_name not in self._ood:
-            from pipeline.ood import unlike_scorer
+            from pipeline.ood import ood_scorer, unlike_scorer
 
             with self._locks[model_name]:
                 if model_name not in self._ood:
-                    self._ood[model_name] = unlike_scorer(self.run.path, model_name,
-                                                          self.models[model_name])
+                    model = self.models[model_name]
+                    if model_name in self._ood_loaded:
+                        ood = self._ood_loaded[model_name]
+                        self._ood[model_name] = None if ood is None else ood_scorer(ood, model)
+                    else:
+                        self._ood[model_name] = unlike_scorer(self.run.path, model_name, model)
         scorer = self._ood[model_name]
         return None if scorer is None else scorer(x)
+
+    def missing_checks(self, run_ref: str | None = None) -> list[Gap]:
+        """The checks this run's answers go without, each with its fix (`gaps.missing_checks`,
+        which says what `run_ref` is); [] for a complete run."""
+        return missing_checks(self.run, list(self.models), calibrated=self.calibrated,
+                              knows_splits=self.membership is not None, run_ref=run_ref)
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])

@@ -71,3 +71,9 @@ def warning_inputs(smoke_run, tmp_path, files: list) -> tuple:
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     return run, [noise[0], files[0], bad, files[1], noise[1], files[2]], bad
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    """The non-blank stderr lines other than the run's "note:" lines: the smoke run has no
+    calibration.json, and `predict`/`explain` say so before anything else (`pipeline.gaps`)."""
+    return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("note: ")]

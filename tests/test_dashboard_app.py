@@ -964,6 +964,26 @@ def test_one_broken_model_leaves_the_other_working(smoke_run, tmp_path, monkeypa
     assert sum("Custom CNN ·" in c for c in captions) == 1  # the good model still explains
 
 
+def test_a_run_without_some_checks_says_so_where_answers_are_shown(smoke_run, tmp_path,
+                                                                  monkeypatch):
+    """A run without an OOD score for a model (or without calibration.json) dropped that
+    warning from every card silently: the pages that answer now name each gap and its fix."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    (run / "mobilenetv2" / "ood.npz").unlink()
+    at = _app("predict")
+    _ok(at)
+    name, data = _test_image(smoke_run)
+    at.file_uploader(key="uploads").set_value([(name, data, "image/jpeg")]).run()
+    _ok(at)
+    shown = _texts(at.warning)
+    # one line per gap, naming only the model that lacks it
+    assert "\n- MobileNetV2: no image is marked unlike the training data (no ood.npz); " \
+        f"`python -m pipeline ood --run runs/{run.name}` adds it" in shown, shown
+    at = _app("errors")
+    _ok(at)
+    assert "no image is marked unlike the training data" in _texts(at.warning)
+
+
 def test_no_runs_at_all(tmp_path, monkeypatch):
     monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(tmp_path / "empty"))
     for page in PAGES:
@@ -1197,27 +1217,54 @@ def test_a_series_slider_is_drawn_with_its_card_and_keeps_its_slice_across_pages
     _ok(at)
     assert _cards(at) == list(range(per_page))
     with pytest.raises(KeyError):  # not on page 1: the series' card is on page 2
-        at.slider(key=key)
+        at.select_slider(key=key)
     assert "a series of 3 slices" not in _shown(at)
     assert "scan.dcm · slice 2 of 3" in list(_frame(at, "flags")["file"])  # the summary has it
     at.radio(key="predict_page").set_value(2).run()
     _ok(at)
     assert _cards(at) == [per_page, per_page + 1]
-    assert at.slider(key=key).value == 2 and "a series of 3 slices" in _shown(at)
+    assert at.select_slider(key=key).value == 2 and "a series of 3 slices" in _shown(at)
     assert list(_frame(at, "slice")["slice"]) == ["slice 1", "slice 2", "slice 3"]
-    at.slider(key=key).set_value(3).run()
+    at.select_slider(key=key).set_value(3).run()
     _ok(at)
     assert "scan.dcm · slice 3 of 3" in _shown(at)
     at.radio(key="predict_page").set_value(1).run()  # away: the slider is not drawn...
     _ok(at)
     with pytest.raises(KeyError):
-        at.slider(key=key)
+        at.select_slider(key=key)
     assert "scan.dcm · slice 3 of 3" in list(_frame(at, "flags")["file"])
     at.radio(key="predict_page").set_value(2).run()  # ...and back: the slice chosen is kept
     _ok(at)
-    assert at.slider(key=key).value == 3
+    assert at.select_slider(key=key).value == 3
     assert "scan.dcm · slice 3 of 3" in _shown(at)
     assert "scan.dcm · slice 2 of 3" not in _shown(at)
+
+
+def test_a_long_series_slider_table_and_card_number_slices_alike(
+        artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
+    """Of a series longer than dicom.MAX_SLICES only evenly spaced slices are analysed: the
+    slider counted them 1..n while the card named the slice's place in the file ("slider 37,
+    slice 43 of 74"). All three now use the place in the file."""
+    import hashlib
+
+    from pipeline import dicom
+
+    monkeypatch.setattr(dicom, "MAX_SLICES", 3)  # 5 frames: frames 1, 3 and 5 are analysed
+    grey = [np.asarray(Image.open(io.BytesIO(_test_image(smoke_run, k % 3)[1])).convert("L")
+                       .resize((96, 96)), np.uint16) * (16 + k) for k in range(5)]
+    multi = make_dicom(np.stack(grey))
+    key = f"predict_slice_{hashlib.sha256(multi).hexdigest()[:16]}"
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([("long.dcm", multi, "application/dicom")]).run()
+    _ok(at)
+    slider = at.select_slider(key=key)
+    assert (list(map(int, slider.options)), int(slider.value)) == ([1, 3, 5], 3)
+    assert "a series of 5 slices" in _shown(at) and "long.dcm · slice 3 of 5" in _shown(at)
+    assert list(_frame(at, "slice")["slice"]) == ["slice 1", "slice 3", "slice 5"]
+    slider.set_value(5).run()
+    _ok(at)
+    assert "long.dcm · slice 5 of 5" in _shown(at)
+    assert int(at.select_slider(key=key).value) == 5
 
 
 def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
@@ -1262,8 +1309,8 @@ def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
     assert "broken.zip: not a readable zip file" in warnings
     assert "mixed.zip: 1 of the 2 files in the zip are not DICOM" in warnings
     # each series: a keyed slider over its slices, the middle one shown by default
-    slider = at.slider(key=f"predict_slice_{hashlib.sha256(multi).hexdigest()[:16]}")
-    assert (slider.min, slider.max, slider.value) == (1, 3, 2)
+    slider = at.select_slider(key=f"predict_slice_{hashlib.sha256(multi).hexdigest()[:16]}")
+    assert (list(map(int, slider.options)), slider.value) == ([1, 2, 3], 2)
     md = _shown(at)
     assert "scan.dcm · slice 2 of 3" in md and "series.zip · slice 2 of 3" in md
     assert len(_captions(at)) == 2 * 2  # the chosen slice of each series: both overlays

@@ -237,7 +237,9 @@ def test_cli_shard_resume_summary_and_one_line_errors(smoke_run: Path, folder: P
     def one_error_line(result) -> str:
         assert result.exception is None or isinstance(result.exception, SystemExit), \
             repr(result.exception)
-        lines = [x for x in result.stderr.splitlines() if x.strip()]
+        from helpers import stderr_lines
+
+        lines = stderr_lines(result.stderr)
         assert len(lines) == 1, lines
         return lines[0]
 

@@ -115,7 +115,9 @@ def _explain(smoke_run: Path, out: Path, inputs: list[Path], *extra: str):
 
 def _one_error_line(result) -> str:
     assert result.exit_code == 2, result.output
-    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    from helpers import stderr_lines
+
+    lines = stderr_lines(result.stderr)
     assert len(lines) == 1, lines
     return lines[0]
 

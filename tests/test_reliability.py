@@ -225,7 +225,9 @@ def assert_no_traceback(proc: subprocess.CompletedProcess) -> None:
 
 
 def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip()]
+    from helpers import stderr_lines
+
+    return stderr_lines(stderr)
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,13 @@ def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset
         err.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
+def report_gaps(gaps: Sequence[object]) -> None:
+    """One "note:" line on stderr per check the run's answers go without (`gaps`), before any
+    answer: a missing file used to drop its warning silently."""
+    for gap in gaps:
+        err.print(f"note: {gap}", highlight=False, markup=False, soft_wrap=True)
+
+
 def report_inputs(inputs: Inputs) -> None:
     """One stderr line each for the files of the folders given that are not read (not images
     by name, nor DICOM by content) and for files given more than once (read once): both were
@@ -228,6 +235,17 @@ def _open_run(artifacts_dir: Path, run: str) -> Run:
         return open_run(resolve_run(artifacts_dir, run))
     except ArtifactError as exc:
         fail(str(exc))
+
+
+def run_ref(artifacts_dir: Path, run: str) -> str:
+    """The run as the user named it, to quote in a fix command: `--run` as typed, with
+    `--artifacts` when it matters (an id or "latest" looked up in another folder)."""
+    import shlex
+
+    ref = shlex.quote(run)
+    if Path(run).is_dir() or artifacts_dir == Path("artifacts"):
+        return ref
+    return f"{ref} --artifacts {shlex.quote(str(artifacts_dir))}"
 
 
 # The registry (pipeline.models.MODEL_NAMES) imports Keras, so its names are spelled out here.

@@ -20,7 +20,9 @@ from pipeline.cli.common import (
     one_line,
     print_json,
     progress_bar,
+    report_gaps,
     report_inputs,
+    run_ref,
     say,
     shown,
     unreadable_report,
@@ -58,6 +60,7 @@ def predict(
         predictor = Predictor(run)
     except ArtifactError as exc:
         fail(str(exc))
+    report_gaps(predictor.missing_checks(run_ref(artifacts_dir, run_)))
     if out is not None:
         _predict_to_csv(predictor, paths, out)
         return

@@ -21,7 +21,9 @@ from pipeline.cli.common import (
     one_line,
     print_json,
     progress_bar,
+    report_gaps,
     report_inputs,
+    run_ref,
     say,
     shown,
     unreadable_report,
@@ -69,6 +71,8 @@ def explain(
     decoded and explained 32 at a time, so folders of any size fit in memory; each chunk's rows
     are kept on disk at once, so after an interruption the same command continues where it
     stopped (files already done are skipped; other settings, --bare among them, are refused)."""
+    from pipeline.data.membership import Membership
+    from pipeline.gaps import missing_checks
     from pipeline.stream import parse_shard, scan_inputs
 
     _check_explain_options(method, alpha, outline)
@@ -86,6 +90,11 @@ def explain(
     report_inputs(inputs)
     paths = inputs.files
     explainers = _load_explainers(run, names, layer, method)
+    try:  # a damaged calibration.json fails here, in one line
+        report_gaps(missing_checks(run, names, run_ref=run_ref(artifacts_dir, run_),
+                                   knows_splits=Membership.of_run(run.path) is not None))
+    except ValueError as exc:
+        fail(str(exc))
     summary = _write_overlays(run, explainers, paths, out, method=method, target=target_idx,
                               alpha=alpha, outline=outline, caption=not bare, shard=shard_)
     if summary.selected and not summary.images:

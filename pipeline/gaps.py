@@ -1,0 +1,70 @@
+"""What a run's answers go without, and the command that adds it.
+
+A run made before a check existed (or copied without some of its files) still answers, but its
+answers then lack a warning without saying so: no temperature, no "weak answer" threshold, no
+"unlike the training data" score, no split hashes to recognise the run's own images. `predict`,
+`explain` and the dashboard say it once, before any answer, with the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline.artifacts import Run, shown_path
+from pipeline.names import display_name
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A check the answers go without (`what`, our words) and the `command` that adds it (it
+    names the run's folder: shown verbatim, never as markup)."""
+
+    what: str
+    command: str
+
+    def __str__(self) -> str:
+        return f"{self.what}; `{self.command}` adds it"
+
+
+def _models(names: list[str]) -> str:
+    return " and ".join(display_name(m) for m in names)
+
+
+def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
+                   knows_splits: bool, run_ref: str | None = None) -> list[Gap]:
+    """One `Gap` per check the answers of `models` of `run` go without, each ending with its
+    fix; [] when nothing is missing. `calibrated` False: the caller shows raw probabilities on
+    purpose, so a missing temperature is no gap. `knows_splits`: whether the caller has the
+    run's split hashes (`data.membership.Membership.of_run` found a readable file); `run_ref`:
+    how the fixes name the run (the CLI's own `--run` and `--artifacts`; default its folder as
+    messages show it, `artifacts.shown_path`)."""
+    from pipeline.calibration import FILE as CALIBRATION_FILE
+    from pipeline.calibration import read_low_confidence, read_temperatures
+    from pipeline.data.membership import FILE as SPLITS_FILE
+    from pipeline.ood import MODEL_FILE
+
+    where = run_ref or shown_path(run.path)
+    calibrate = f"python -m pipeline calibrate --run {where}"
+    ood = f"python -m pipeline ood --run {where}"
+    temps, below = read_temperatures(run.path), read_low_confidence(run.path)
+    gaps: list[Gap] = []
+    cal_file = (f"not in {CALIBRATION_FILE}" if (run.path / CALIBRATION_FILE).is_file()
+                else f"no {CALIBRATION_FILE}")
+    # models that lack the same parts of calibration.json share one line
+    lacking: dict[tuple[str, ...], list[str]] = {}
+    for m in models:
+        lacks = (("probabilities not calibrated",) if calibrated and m not in temps else ()) + (
+            ("no answer is marked weak",) if m not in below else ())
+        if lacks:
+            lacking.setdefault(lacks, []).append(m)
+    for lacks, names in lacking.items():
+        gaps.append(Gap(f"{_models(names)}: {' and '.join(lacks)} ({cal_file})",
+                        calibrate))
+    if unlike := [m for m in models if not (run.path / m / MODEL_FILE).is_file()]:
+        gaps.append(Gap(f"{_models(unlike)}: no image is marked unlike the training data (no "
+                        f"{MODEL_FILE})", ood))
+    if not knows_splits:
+        gaps.append(Gap("the run's own training, validation and test images are not "
+                        f"recognised (no readable {SPLITS_FILE})", ood))
+    return gaps

@@ -1,0 +1,95 @@
+"""A run without calibration.json, an ood.npz or split_hashes.json says so, with its fix, in
+`predict`, `explain` and the dashboard: before, its answers just lacked those warnings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.artifacts import open_run
+from pipeline.calibration import FILE as CALIBRATION_FILE
+from pipeline.cli import app
+from pipeline.data.membership import FILE as SPLITS_FILE
+from pipeline.ood import MODEL_FILE
+from pipeline.predict import Predictor
+
+pytestmark = pytest.mark.slow  # uses the trained smoke run
+
+
+def _copy(smoke_run: Path, tmp_path: Path) -> Path:
+    """A complete copy of the smoke run (trained without calibration: calibrated here)."""
+    from pipeline.calibration import calibrate_run, read_low_confidence
+
+    run = tmp_path / "artifacts" / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    if not read_low_confidence(run):
+        calibrate_run(run)
+    return run
+
+
+def _notes(result) -> list[str]:
+    return [ln for ln in result.stderr.splitlines() if ln.startswith("note: ")]
+
+
+def test_a_complete_run_has_no_gaps(smoke_run: Path, synth_data: Path, tmp_path: Path):
+    run = _copy(smoke_run, tmp_path)
+    predictor = Predictor(open_run(run))
+    assert predictor.missing_checks() == []
+    image = next((synth_data / "Testing").rglob("*.png"))
+    result = CliRunner().invoke(app, ["predict", "--run", str(run), str(image)])
+    assert result.exit_code == 0, result.output
+    assert _notes(result) == []
+
+
+def test_missing_run_files_are_named_with_a_fix_that_works(smoke_run: Path, synth_data: Path,
+                                                           tmp_path: Path):
+    run = _copy(smoke_run, tmp_path)
+    (run / CALIBRATION_FILE).unlink()
+    (run / "mobilenetv2" / MODEL_FILE).unlink()
+    (run / SPLITS_FILE).write_text("{damaged")  # unreadable counts as missing
+    gaps = Predictor(open_run(run)).missing_checks()
+    assert [g.what for g in gaps] == [
+        "Custom CNN and MobileNetV2: probabilities not calibrated and no answer is marked weak "
+        f"(no {CALIBRATION_FILE})",
+        f"MobileNetV2: no image is marked unlike the training data (no {MODEL_FILE})",
+        f"the run's own training, validation and test images are not recognised (no readable "
+        f"{SPLITS_FILE})"]
+    # raw probabilities asked for: only the threshold is missing
+    raw = Predictor(open_run(run), calibrated=False).missing_checks()
+    assert raw[0].what.startswith("Custom CNN and MobileNetV2: no answer is marked weak")
+
+    image = str(next((synth_data / "Testing").rglob("*.png")))
+    artifacts = str(run.parent.parent)
+    runner = CliRunner()
+    for args in (["predict", image], ["explain", image, "--out", str(tmp_path / "ex")]):
+        result = runner.invoke(app, [*args, "--run", run.name, "--artifacts", artifacts])
+        assert result.exit_code == 0, result.output
+        notes = _notes(result)
+        assert len(notes) == 3, result.stderr
+        # the fix names the run as it was given, --artifacts included
+        assert f"`python -m pipeline calibrate --run {run.name} --artifacts {artifacts}`" \
+            in notes[0]
+        assert f"`python -m pipeline ood --run {run.name} --artifacts {artifacts}`" in notes[1]
+        assert "\t" in result.stdout  # the answers still come
+
+    # the fix offered works: calibrating removes that gap, and only that one
+    fix = runner.invoke(app, ["calibrate", "--run", run.name, "--artifacts", artifacts])
+    assert fix.exit_code == 0, fix.output
+    left = Predictor(open_run(run)).missing_checks()
+    assert [g.command.split()[3] for g in left] == ["ood", "ood"]
+
+
+def test_a_damaged_calibration_file_fails_explain_in_one_line(smoke_run: Path,
+                                                             synth_data: Path, tmp_path: Path):
+    run = _copy(smoke_run, tmp_path)
+    (run / CALIBRATION_FILE).write_text('{"models": 3}')
+    image = str(next((synth_data / "Testing").rglob("*.png")))
+    result = CliRunner().invoke(app, ["explain", image, "--run", str(run),
+                                      "--out", str(tmp_path / "ex")])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert "damaged file" in result.stderr and "calibrate" in result.stderr
