@@ -1,7 +1,7 @@
 """The warnings beside an answer, in plain words, without Streamlit: weak answers, images unlike
 the training data, "no tumour" answers for images of another source, disagreement, and how often
 test answers with the same warning were right (`flags.json`); and the heatmaps' flags (evidence
-outside the brain, empty maps) as a short label per overlay and one note per card. Pure
+outside the head, empty maps) as a short label per overlay and one note per card. Pure
 functions, tested directly.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
+from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
 from pipeline.names import NO_TUMOR, display_name
 
 
@@ -140,22 +141,22 @@ def _measured(measured: Mapping[str, Any], model: str, flag: str, key: str) -> f
 
 def outside_label(share: float) -> str:
     """The shortcut alarm's short label under one overlay."""
-    return f"Outside the brain {share:.0%}"
+    return f"Outside the head {share:.0%}"
 
 
 def outside_help(share: float, alarm: float) -> str:
     """The label's tooltip: what the number means for this one heatmap."""
-    return (f"Evidence mostly outside the brain: {share:.0%} of the heat in this heatmap's "
-            f"hottest 10% lies outside the head (alarm above {alarm:.0%}). See the note below the "
+    return (f"{OUTSIDE_HEAD_MESSAGE.capitalize()}: in this heatmap, "
+            f"{outside_share_words(share)} (alarm above {alarm:.0%}). See the note below the "
             "images.")
 
 
 def outside_note(shares: Mapping[str, float], alarm: float) -> str:
     """The shortcut alarm explained once for a card, naming each flagged model's share."""
     which = ", ".join(f"{display_name(m)} {s:.0%}" for m, s in shares.items())
-    return (f"Evidence mostly outside the brain ({which} of the heat in the heatmap's "
-            f"hottest 10% lies outside the head; alarm above {alarm:.0%}). The model may rely "
-            "on something other than the anatomy, such as text, borders or markers.")
+    return (f"{OUTSIDE_HEAD_MESSAGE.capitalize()} ({which} of the heat in the heatmap's "
+            f"hottest {SHORTCUT_TOP:.0%}; alarm above {alarm:.0%}). The model may rely on "
+            "something other than the anatomy, such as text, borders or markers.")
 
 
 EMPTY_LABEL = "Empty heatmap"

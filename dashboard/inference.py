@@ -60,7 +60,7 @@ class ImageResult:
 
     @property
     def outside_head_flag(self) -> bool:
-        """True when the heatmap's evidence is mostly outside the brain (shortcut alarm)."""
+        """True when the heatmap's evidence is mostly outside the head (shortcut alarm)."""
         from pipeline.explain import outside_head_flag
 
         return outside_head_flag(self.outside_head)

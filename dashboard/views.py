@@ -34,6 +34,7 @@ from pipeline.explain import (
     render_overlay,
     to_png,
 )
+from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, OUTSIDE_HEAD_MESSAGE, outside_share_words
 from pipeline.explain.render import peak_words
 
 # tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
@@ -132,7 +133,7 @@ def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
 
 def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     """Good image j's flags in plain words: about its answers (a colour image, weak, unlike the
-    training data, disagreement) and about its heatmaps (evidence mostly outside the brain, or
+    training data, disagreement) and about its heatmaps (evidence mostly outside the head, or
     none at all)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
     colour = j < len(results.colour) and results.colour[j]
@@ -143,8 +144,8 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
                                  {} if own else results.unlike(j),
                                  results.shifted_accuracy, results.class_names, size,
                                  results.by_size, results.flag_accuracy, colour)
-    shortcuts = [f"{F.model_label(m)}: evidence mostly outside the brain "
-                 f"({rs[j].outside_head:.0%} of the heat in the hottest 10% outside the head)."
+    shortcuts = [f"{F.model_label(m)}: {OUTSIDE_HEAD_MESSAGE} "
+                 f"({outside_share_words(rs[j].outside_head)})."
                  for m, rs in results.per_model.items() if rs[j].outside_head_flag]
     shortcuts += [f"{F.model_label(m)}: the heatmap is empty (no positive evidence for the "
                   "explained class)." for m, rs in results.per_model.items() if rs[j].empty]
@@ -157,10 +158,7 @@ def warnings_label(n: int) -> str:
 
 
 def _outside_alarm() -> float:
-    """The shortcut alarm's threshold. Imported on use: pipeline.explain.metrics imports Keras,
-    which the page's first drawing must not wait for."""
-    from pipeline.explain import OUTSIDE_HEAD_ALARM
-
+    """The shortcut alarm's threshold (`explain.alarm`, which imports no Keras)."""
     return OUTSIDE_HEAD_ALARM
 
 
@@ -290,7 +288,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 if r.layer:  # st.image's caption takes no tooltip: the layer gets its own line
                     st.caption(f"Layer: {r.layer_words or r.layer}",
                                help=f"Technical name: `{r.layer}`")
-                # flags as short captions, not badges: a badge cut "Outside the brain 65%" to
+                # flags as short captions, not badges: a badge cut "Outside the head 65%" to
                 # "Outside the brai…" in the grid's narrow columns, where a caption wraps
                 if r.empty:
                     empty.append(m)

@@ -382,7 +382,7 @@ def test_predict_card_pictures_line_up_with_short_flags_and_a_numbered_scale(
     assert "Heatmap colours: low (blue) to high (red) evidence" not in _shown(at)
     # under each flagged overlay a short label (its full sentence in the tooltip); the
     # explanation once for the card, naming both models
-    labels = [c for c in at.caption if "Outside the brain" in c.value]
+    labels = [c for c in at.caption if "Outside the head" in c.value]
     assert len(labels) == 2 and all(len(c.value) < 60 for c in labels), [c.value for c in labels]
     assert all("alarm above" in c.proto.help for c in labels)
     warnings = _texts(at.warning)
@@ -753,7 +753,7 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     assert "outside the head" in captions  # the shortcut alarm figure
     summary = _frame(at, "MobileNetV2")
     assert summary is not None and "method" in summary.index
-    assert "evidence mostly outside the brain" in summary.index
+    assert "evidence mostly outside the head" in summary.index
     # the method as Predict names it; the layer in plain words, its technical name in brackets
     assert summary.loc["layer", summary.columns[0]] in (
         "last conv block (gradcam_target)", "last conv block (out_relu)")

@@ -647,11 +647,11 @@ def test_heatmap_flags_are_short_under_an_overlay_and_explained_once_per_card():
     """The shortcut warning filled about 11 lines of a narrow overlay column: the column gets a
     short label, the card one note naming every flagged model."""
     label = dflags.outside_label(0.654)
-    assert label == "Outside the brain 65%" and len(label) <= 24
+    assert label == "Outside the head 65%" and len(label) <= 24
     assert "65%" in dflags.outside_help(0.654, 0.5) and "alarm above 50%" in dflags.outside_help(
         0.654, 0.5)
     note = dflags.outside_note({"custom_cnn": 0.65, "mobilenetv2": 0.73}, 0.5)
-    assert note.startswith("Evidence mostly outside the brain (Custom CNN 65%, MobileNetV2 73% ")
+    assert note.startswith("Evidence mostly outside the head (Custom CNN 65%, MobileNetV2 73% ")
     for meaning in ("the heat in", "hottest 10%", "outside the head", "alarm above 50%",
                     "something other than the anatomy", "text, borders or markers"):
         assert note.count(meaning) == 1, meaning

@@ -85,7 +85,7 @@ def test_the_caption_states_the_answer_and_the_explained_class():
     assert overlay_caption("mobilenetv2", warned)[1:] == [
         "Heatmap: Score-CAM for 'glioma'",
         "Warning: a colour image, not a greyscale MRI; unlike the training data; evidence "
-        "mostly outside the brain"]
+        "mostly outside the head"]
     # where the heat peaks, as the dashboard's cards say it (explain.json "peak")
     assert overlay_caption("mobilenetv2", {**entry, "peak": "upper left"})[1] == (
         "Heatmap: Multi-layer LayerCAM (fusion) for 'glioma', hottest at the image's upper left")

@@ -436,7 +436,7 @@ def test_quality_summary_names_method_and_layer_like_the_predict_page():
                                            "block 13 expand relu (block_13_expand_relu)"]
     assert "layer (technical name)" not in table.index
     # a rate of exactly 0 is stored as the integer 0: measured, not "not measured"
-    assert table.loc["evidence mostly outside the brain"].tolist() == ["0 (0%)", "not measured"]
+    assert table.loc["evidence mostly outside the head"].tolist() == ["0 (0%)", "not measured"]
     assert F.method_label("lime") == "lime"  # an id the registry does not know: shown as is
 
 

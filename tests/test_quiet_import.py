@@ -120,3 +120,15 @@ def test_a_cli_error_is_exactly_one_stderr_line(tmp_path: Path):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
     assert "not-an-image.jpg" in lines[0] and "not an image" in lines[0]
+
+
+def test_the_cli_and_the_dashboard_s_light_modules_leave_tensorflow_unloaded():
+    """`python -m pipeline --help` paid a 4.5 s TensorFlow import: the explain commands took
+    the shortcut alarm's message from the Keras-importing metrics module (fixed with
+    `explain.alarm`). The CLI package, its command modules and the dashboard's flag and figure
+    modules import no TensorFlow; the commands import it when they run."""
+    code = ("import sys, pipeline.cli, pipeline.cli.explain_cmds, pipeline.cli.eval_cmds, "
+            "pipeline.explain.alarm, dashboard.flags, dashboard.figures; "
+            "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -147,7 +147,7 @@ items = [u.slice_view(series_view.chosen_slice(u, "predict") - 1) if i in series
          for i, u in enumerate(items)]
 good = [u for u in items if u.ok]
 # Every image is explained, not only the page of cards shown: the summary's flag counts and the
-# flag filter need each image's heatmap flags too (evidence outside the brain, an empty map),
+# flag filter need each image's heatmap flags too (evidence outside the head, an empty map),
 # and the probabilities come out of the same pass; results are kept in the result store, so
 # turning the page costs no new explanation.
 results = None

@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import charts, state
 from dashboard import figures as F
+from pipeline.explain.alarm import OUTSIDE_HEAD_BLIND, OUTSIDE_HEAD_MESSAGE
 
 CHART_FIX = "Re-run `python -m pipeline explain-eval`."
 
@@ -41,7 +42,7 @@ else:
               "boxes: `explain-eval --masks ../shared/data/brain-tumor-mri-sartaj-boxes/masks`.)",
             icon=":material/info:")
 
-st.header("Shortcut alarm: evidence outside the brain")
+st.header("Shortcut alarm: evidence outside the head")
 rates = {m: e.get("outside_head_alarm_rate") for m, e in expl.items()}
 # a rate of exactly 0 is written as the integer 0: measured too
 if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rates.values()):
@@ -50,11 +51,12 @@ if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rates.va
         caption="Share of images whose heatmap has more than half of the heat in its hottest "
                 "10% outside the head (the head found by the preprocessing's crop, in the "
                 "model's frame). A model that looks at text, borders or markers instead of the "
-                "brain is flagged; a high share means its answers may rest on a shortcut.")
+                "head is flagged; a high share means its answers may rest on a shortcut. "
+                + OUTSIDE_HEAD_BLIND)
     for m, e in expl.items():
         if (e.get("outside_head_alarm_rate") or 0) > 0:
             st.warning(f"{F.model_label(m)}: {e['n_outside_head_flagged']} of {e.get('n', '?')} "
-                       "test heatmaps have their evidence mostly outside the brain.",
+                       f"test heatmaps have their {OUTSIDE_HEAD_MESSAGE}.",
                        icon=":material/warning:")
 else:
     st.info("Not measured for this run: re-run `python -m pipeline explain-eval`.",

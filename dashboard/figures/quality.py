@@ -23,6 +23,7 @@ from dashboard.figures.common import (
     model_label,
 )
 from pipeline.explain import METHOD_LABELS  # the registry's labels; no TensorFlow import
+from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 
 # the pointing game's 95 % interval whiskers: a mid grey that reads on Streamlit's light (white)
 # and dark (#0e1117) backgrounds alike, at least 3:1 on each; the former #374151 was nearly
@@ -99,7 +100,7 @@ def quality_summary(explanations: Mapping[str, Mapping[str, Any]],
         "masks from": e.get("masks_dir") or "-",
         "explained class": "true class" if e.get("target_mode", "true") == "true" else
                            str(e.get("target_mode")),
-        "evidence mostly outside the brain": (
+        OUTSIDE_HEAD_MESSAGE: (
             f"{e['n_outside_head_flagged']} ({e['outside_head_alarm_rate']:.0%})"
             if isinstance(e.get("outside_head_alarm_rate"), (int, float)) else "not measured"),
         # older runs did not count empty maps: "not measured", not 0
@@ -296,7 +297,7 @@ def sanity_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
 
 
 def shortcut_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
-    """Per model, the share of images flagged "evidence mostly outside the brain" and the mean
+    """Per model, the share of images flagged "evidence mostly outside the head" and the mean
     share of heatmap energy outside the head."""
     names = list(explanations)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[

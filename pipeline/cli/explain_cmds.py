@@ -30,7 +30,8 @@ from pipeline.cli.common import (
     warning_legend,
     warning_tags,
 )
-from pipeline.explain import METHODS, OUTSIDE_HEAD_MESSAGE
+from pipeline.explain import METHODS
+from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, outside_share_words
 from pipeline.explain.choice import CHOOSE_MAX_IMAGES
 
 if TYPE_CHECKING:
@@ -185,8 +186,9 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  + f" -> {v['overlay']}"
                  + (f" (heatmap for '{v['target']}')" if targeted else "")
-                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: {v['top_outside_head']:.0%} of the heat "
-                    "in the hottest 10% outside the head]" if v.get("outside_head_flag") else "")
+                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: "
+                    f"{outside_share_words(v['top_outside_head'])}]"
+                    if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
         tags = []  # the image's own, in a last field as predict prints them
         if row.get("agree") is False:

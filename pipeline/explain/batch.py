@@ -50,6 +50,7 @@ import numpy as np
 
 from pipeline.artifacts import Run
 from pipeline.data.membership import SEEN_TAGS, Membership, hides_unlike
+from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.journal import (
     JOURNAL,
@@ -62,7 +63,6 @@ from pipeline.explain.journal import (
 )
 from pipeline.explain.masks import head_mask_in_frame
 from pipeline.explain.metrics import (
-    OUTSIDE_HEAD_MESSAGE,
     energy_outside_head,
     outside_head_flag,
     top_outside_head,

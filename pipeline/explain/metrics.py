@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from scipy import stats
 
+# the shortcut alarm's rule lives in `alarm` (no TensorFlow there)
+from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, SHORTCUT_TOP
 from pipeline.explain.imputation import NOISE, noisy_linear_impute
 from pipeline.explain.masks import mask_like
 from pipeline.explain.render import check_heatmap, resize_heatmap
@@ -25,19 +27,6 @@ BASELINES = ("blur", "black")
 # (each level is one sparse solve per order: ~0.05-0.6 s at 224 px for a CAM's blob-shaped
 # removals, up to seconds for scattered pixel-saliency removals on 2 busy cores).
 ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-# Shortcut alarm (one home for its rule): a heatmap "mostly looks outside the brain" when more
-# than OUTSIDE_HEAD_ALARM of the heat in its hottest SHORTCUT_TOP share of pixels lies outside
-# the head.
-# Chosen on phantom models trained with and without a planted corner marker (README, "Shortcut
-# alarm"): the hottest region follows the evidence the model uses, while the share of all
-# energy (the former rule, > 0.5 of the energy outside) is diluted by a coarse map's spread over
-# the whole frame and missed most marker-trained Grad-CAMs. Half of the top region is far above
-# an unfocused map's share (the area outside the head: ~20 % of a head-cropped real MRI frame,
-# ~40 % of a phantom frame).
-SHORTCUT_TOP = 0.10
-OUTSIDE_HEAD_ALARM = 0.5
-OUTSIDE_HEAD_MESSAGE = "evidence mostly outside the brain"
 
 
 def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
