@@ -158,3 +158,25 @@ def test_explain_says_which_overlays_are_of_the_run_s_own_images(smoke_run: Path
     changed = overlay_caption("custom_cnn", entry, "train", False)  # a shrunk copy, say
     assert any(FLAG_LABELS["unlike"] in ln for ln in changed)
     assert changed[-1].startswith(f"Note: a near copy: {SEEN_TAGS['train']}")
+
+
+def test_a_mirrored_copy_is_found_as_a_copy_never_as_the_image():
+    """A left-right mirror of a training image got no note at all (a clinician's review): the
+    pHash is not mirror-invariant, and the models trained on mirrored copies."""
+    from pipeline.data.membership import perceptual_hash, pixel_digest
+
+    rng = np.random.default_rng(3)
+    image = np.zeros((128, 128), np.uint8)
+    image[20:110, 10:60] = 200  # a bright block on the left: far from its own mirror
+    image[40:60, 70:120] = 90
+    image = np.clip(image + rng.integers(0, 20, image.shape), 0, 255).astype(np.uint8)
+    mirror = np.ascontiguousarray(image[:, ::-1])
+    report = {"splits": {"train": [perceptual_hash(image).hex()]},
+              "pixels": {"train": [pixel_digest(image)]}}
+    found = Membership(report)
+    apart = np.unpackbits(np.frombuffer(perceptual_hash(image), np.uint8)
+                          ^ np.frombuffer(perceptual_hash(mirror), np.uint8)).sum()
+    assert apart > found.threshold  # without the mirrored query it would not be found
+    seen = found.find(mirror)
+    assert seen is not None and (seen.split, seen.distance, seen.exact) == ("train", 0, False)
+    assert found.find(image).exact is True  # the image itself still is the image

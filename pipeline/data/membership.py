@@ -40,7 +40,10 @@ SEEN_MEANINGS = {
              "they learnt, not how they do on new images",
     "val": "the models did not learn from it, but their training was stopped and calibrated on "
            "it, so their answer is not a clean test",
-    "test": "the models never trained on it, so their answer is a fair test",
+    # not "a fair test": other slices of the same patient may be in training (a clinician's
+    # review, 2026-12-05); the split keeps only copies of one image together
+    "test": "the models did not train on it or on its copies, though other slices of the same "
+            "patient may have been in training",
 }
 
 
@@ -117,18 +120,26 @@ class Membership:
 
     def find(self, image: np.ndarray) -> Seen | None:
         """The split holding the nearest copy of `image` (RGB or grey uint8), if any is
-        within the threshold."""
+        within the threshold. Its mirror image counts as a copy too (never as the image
+        itself): the models trained on mirrored copies, and teaching images found online are
+        often flipped (the pHash is not mirror-invariant)."""
         if not len(self._hashes):
             return None
-        query = np.frombuffer(perceptual_hash(np.asarray(image)), np.uint8)
-        dist = np.unpackbits(self._hashes ^ query, axis=1).sum(axis=1)
-        best = int(np.argmin(dist))
-        if dist[best] > self.threshold:
+        image = np.asarray(image)
+        nearest = []  # (distance, index, mirrored) per view
+        for mirrored, view in ((False, image), (True, image[:, ::-1])):
+            query = np.frombuffer(perceptual_hash(np.ascontiguousarray(view)), np.uint8)
+            dist = np.unpackbits(self._hashes ^ query, axis=1).sum(axis=1)
+            best = int(np.argmin(dist))
+            nearest.append((int(dist[best]), best, mirrored))
+        distance, best, mirrored = min(nearest)  # the image itself first on a tie
+        if distance > self.threshold:
             return None
         split = str(self._splits[best])
-        exact = (pixel_digest(np.asarray(image)) in self._pixels.get(split, set())
+        exact = (pixel_digest(image) in self._pixels.get(split, set())
                  if self._pixels is not None else None)
-        return Seen(split, int(dist[best]), exact)
+        # a mirror image is a copy, not the image (a symmetric one matches itself first)
+        return Seen(split, distance, False if mirrored and exact is not None else exact)
 
 
 def seen_tag(split: str, exact: bool | None) -> str:
