@@ -29,7 +29,7 @@ from pipeline.images import (
     decode_slices,
     read_file,
 )
-from pipeline.names import class_label, display_name
+from pipeline.names import class_label, display_name, percent
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
 # Decoded uploads are cached per server, so they are kept small: Pillow formats are shrunk while
@@ -117,6 +117,10 @@ class Upload:
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
                       colour=is_colour(img))
+
+
+CT_NOTE = ("A CT slice is not recognised as such: the training data's no-tumour class holds CT "
+           "slices, so CT is usually called \"no tumour\", confidently and with no warning.")
 
 
 def demote_headings(markdown: str) -> str:
@@ -319,7 +323,7 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
         row: dict[str, Any] = {"image": thumbs[i]}
         for model, p in probs.items():
             k = int(np.argmax(p[i]))
-            row[display_name(model)] = f"{class_label(class_names[k])} ({p[i][k]:.0%})"
+            row[display_name(model)] = f"{class_label(class_names[k])} ({percent(p[i][k])})"
         row["models agree"] = bool(agree[i])
         row["flags"] = len(flags[i])
         row["file"] = name
@@ -368,7 +372,7 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
                 and round(100 * float(p[i][j])) == round(100 * float(p[i][k]))]
         tie = f", tied with {' and '.join(f'**{c}**' for c in ties)}" if ties else ""
         parts.append(f"{display_name(model)}: **{class_label(class_names[k])}** "
-                     f"({p[i][k]:.0%}{tie}){mark}")
+                     f"({percent(p[i][k])}{tie}){mark}")
     return " · ".join(parts)
 
 

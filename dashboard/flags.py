@@ -1,5 +1,5 @@
 """The warnings beside an answer, in plain words, without Streamlit: weak answers, images unlike
-the training data, "no tumour" answers for images of another source, disagreement, and how often
+the training data, "no tumour" answers (never a rule-out), disagreement, and how often
 test answers with the same warning were right (`flags.json`); and the heatmaps' flags (evidence
 outside the head, empty maps) as a short label per overlay and one note per card. Pure
 functions, tested directly.
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
+from pipeline.evaluate.flags import NO_TUMOUR_CAUTION, no_tumour_record
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
 from pipeline.names import NO_TUMOR, display_name
 
@@ -51,13 +52,17 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  class_names: Sequence[str] = (), image_size: str | None = None,
                  by_size: Mapping[str, Mapping[str, Any] | None] | None = None,
                  flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None,
-                 colour: bool = False) -> list[str]:
+                 colour: bool = False,
+                 tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None
+                 ) -> list[str]:
     """Plain-words warnings about image i's answers: a colour image (`colour`: MRI slices are
     greyscale, `evaluate.flags.is_colour`), weak confidence (below the model's
     validation threshold), an image unlike the model's training data (with the model's accuracy
-    on shifted copies of its test split, when measured), a "no tumour" answer for an image whose
-    pixel size (`image_size`, "WxH") is not the training split's commonest when the model found
-    clearly fewer tumours at other sizes (`by_size`: per model, metrics.json's), and
+    on shifted copies of its test split, when measured), every "no tumour" answer (it cannot
+    rule a tumour out; with how often the model's test answers "no tumour" were right, from
+    `tumour_records`: per model, metrics.json's `tumor_vs_no_tumor`; and, for an image whose
+    pixel size (`image_size`, "WxH") is not the training split's commonest, how many fewer
+    tumours the model found at other sizes when that is clearly fewer, `by_size`), and
     disagreement between the models. `flag_accuracy` (flags.json's "models", when measured)
     adds how often the weak test answers were right. For images unlike the training data it
     does not: the flagged test images were real MRI of another source, right about as often as
@@ -78,11 +83,13 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
         gap = size_gap((by_size or {}).get(model))
         size = ((by_size or {}).get(model) or {}).get("size")
         said = class_names[int(np.argmax(p[i]))] if len(class_names) == p.shape[1] else None
-        if gap and said == NO_TUMOR and image_size and size and image_size != size:
-            flags.append(f"{name} says no tumour, but this image is not {size} like most of its "
-                         f"training tumours: on such test images it found {gap[1]:.0%} of the "
-                         f"tumours (against {gap[0]:.0%} at {size}). Do not rule a tumour out "
-                         "on this answer.")
+        if said == NO_TUMOR:
+            other_size = (f" This image is not {size} like most of its training tumours: on "
+                          f"such test images it found {gap[1]:.0%} of the tumours (against "
+                          f"{gap[0]:.0%} at {size})."
+                          if gap and image_size and size and image_size != size else "")
+            flags.append(f"{name} says no tumour: {NO_TUMOUR_CAUTION}."
+                         + no_tumour_record((tumour_records or {}).get(model)) + other_size)
         conf = float(np.max(p[i]))
         t = low_below.get(model)
         if t is not None and conf < t:

@@ -87,6 +87,9 @@ class Results:
     # `Upload.seen_exact`), whose "unlike the training data" warning is not shown
     # (`membership.hides_unlike`); "" for anything else, a changed copy included
     seen_split: list[str] = field(default_factory=list)
+    # per model, metrics.json's `tumor_vs_no_tumor` (None where not measured): how often its
+    # test answers "no tumour" were right, said beside each "no tumour" answer
+    tumour_records: dict[str, dict | None] = field(default_factory=dict)
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -147,7 +150,8 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    [size_label(u.image.shape[1], u.image.shape[0]) for u in good],
                    state.size_groups(run), list(run.class_names), state.flag_accuracy(run),
                    earlier, [u.colour for u in good],
-                   [u.seen_split if u.seen_exact else "" for u in good])
+                   [u.seen_split if u.seen_exact else "" for u in good],
+                   state.tumour_records(run))
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from pipeline import names
-from pipeline.names import class_label
+from pipeline.names import class_label, percent
 
 DISCLAIMER = names.DISCLAIMER.replace(": not a diagnostic", " - NOT a diagnostic")
 
@@ -72,7 +72,7 @@ def answer(model: PageModel) -> str:
     """A model's answer as a page states it: its most probable class and that probability
     ("glioma (70%)"), so that the explained class is never mistaken for the prediction."""
     cls = _answered(model)
-    return f"{class_label(cls)} ({model.probs[cls]:.0%})"
+    return f"{class_label(cls)} ({percent(model.probs[cls])})"
 
 
 def _images(fig, page: Page) -> None:  # noqa: ANN001
@@ -99,7 +99,8 @@ def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
     ax.set_xticks([0, end / 2, end], ["0", "0.5", "1"], fontsize=7)
     ax.set_yticks([])
     fig.text(0.29, 0.532, "Heatmap colour: relevance for the\nexplained class, 0 low to 1 high,\n"
-             "normalised per image", ha="right", va="center", fontsize=6.5, color="#334155")
+             "normalised per image (always a\nbrightest spot: not a lesion map)", ha="right",
+             va="center", fontsize=6.5, color="#334155")
 
 
 def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
@@ -118,15 +119,34 @@ def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
         table.set_fontsize(8.5)
     truth = (f"True class (test split): {class_label(page.true_label)}" if page.true_label
              else "")
-    ax.set_title("Probabilities (calibrated)" + (f" · {truth}" if truth else ""), fontsize=9)
+    # "calibrated" overclaimed: the temperature is fitted on this run's validation images and
+    # does not make other sources' probabilities calibrated (model card)
+    ax.set_title("Probabilities (temperature-scaled on this run's validation images)"
+                 + (f" · {truth}" if truth else ""), fontsize=9)
+
+
+FLAG_CHARS = 125  # of 7.5 pt per line across the page (wrapped by us: measured placement)
+FLAG_LINE = 0.0115  # a 7.5 pt line's height, as a fraction of the A4 page
+FLAGS_TOP, FLAGS_BOTTOM = 0.25, 0.105  # the flags' space, above the model files
 
 
 def _flags(fig, page: Page) -> None:  # noqa: ANN001
-    lines = list(page.flags) or ["No flags: confident answers that agree, on an image like the "
+    """The card's flags, each wrapped and placed below the last; those that do not fit are
+    counted in a last line (the first six were drawn at fixed steps: a long one ran into the
+    next, and a seventh was dropped without a word)."""
+    flags = list(page.flags) or ["No flags: confident answers that agree, on an image like the "
                                  "training data. That is still not a diagnosis."]
     fig.text(0.06, 0.27, "Flags", fontsize=9, weight="bold")
-    for k, line in enumerate(lines[:6]):
-        fig.text(0.06, 0.25 - 0.03 * k, "- " + line, fontsize=7.5, wrap=True)
+    y = FLAGS_TOP
+    for k, flag in enumerate(flags):
+        lines = textwrap.wrap("- " + flag, FLAG_CHARS, subsequent_indent="  ")
+        rest = len(flags) - k
+        if y - FLAG_LINE * (len(lines) + (rest > 1)) < FLAGS_BOTTOM:
+            fig.text(0.06, y, f"+ {rest} more flag{'s' if rest > 1 else ''}: see the "
+                     "dashboard's card for this image.", fontsize=7.5, style="italic")
+            return
+        fig.text(0.06, y, "\n".join(lines), fontsize=7.5, va="top", linespacing=1.25)
+        y -= FLAG_LINE * len(lines) + 0.006
 
 
 def _model_files(fig, hashes: Mapping[str, str]) -> None:  # noqa: ANN001

@@ -244,6 +244,18 @@ def size_groups(run: Run) -> dict[str, dict | None]:
     return out
 
 
+def tumour_records(run: Run) -> dict[str, dict | None]:
+    """Per model, its test split's tumour-vs-no-tumour counts (metrics.json
+    `tumor_vs_no_tumor`); None where not evaluated or unreadable."""
+    out: dict[str, dict | None] = {}
+    for m in run.model_names:
+        try:
+            out[m] = run_json(run, f"{m}/metrics.json").get("tumor_vs_no_tumor")
+        except (ArtifactError, AttributeError):
+            out[m] = None
+    return out
+
+
 def default_methods(run: Run) -> dict[str, str]:
     """Per model, the method it is explained with unless the user picks one: the run's recorded
     choice (`explain_choice.json`), else Grad-CAM. Read without loading a model."""

@@ -72,6 +72,14 @@ def class_label(name: str) -> str:
     return CLASS_LABELS.get(name, name.replace("_", " "))
 
 
+def percent(p: float) -> str:
+    """A probability as people are shown it: "73%", but ">99%" and "<1%" at the ends, never
+    "100%" or "0%" (a clinician read "100%" as certainty; the model card lists confidently
+    wrong answers at 0.99)."""
+    shown = f"{p:.0%}"
+    return {"100%": ">99%", "0%": "<1%"}.get(shown, shown)
+
+
 def display_name(model: str) -> str:
     """Human name of a registry model ("mobilenetv2" -> "MobileNetV2"); unknown names unchanged."""
     return DISPLAY_NAMES.get(model, model)

@@ -221,7 +221,8 @@ def test_an_upload_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_r
     notes = [i.value for i in at.info if "in this run's" in i.value]
     assert len(notes) == 3, notes  # the noise image was met nowhere: nothing said
     assert notes[0].startswith("This image is in this run's training split: the models learnt")
-    assert notes[1].startswith("This image is in this run's test split: the models never")
+    assert notes[1].startswith("This image is in this run's test split: the models did not "
+                               "train on it")
     assert notes[2].startswith("A near copy of this image is in this run's training split: the "
                                "models learnt from that copy")
     # the training images' notes are warnings in the summary and the CSV; the test image's not
@@ -883,7 +884,8 @@ def test_overview_says_whether_the_warnings_catch_the_errors(smoke_run, tmp_path
     assert "the run's test split" in _texts(at.caption)
 
 
-def test_a_no_tumour_answer_at_another_size_gets_a_warning(smoke_run, tmp_path, monkeypatch):
+def test_a_no_tumour_answer_is_never_a_rule_out_and_says_its_size_gap(smoke_run, tmp_path,
+                                                                    monkeypatch):
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     gap = {"size": "999x999",  # no phantom has it: every upload is "another size"
            "common_size": {"n": 30, "accuracy": 0.9, "sensitivity": 1.0, "specificity": None},
@@ -902,10 +904,12 @@ def test_a_no_tumour_answer_at_another_size_gets_a_warning(smoke_run, tmp_path, 
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run, k), "image/jpeg")]).run()
     _ok(at)
-    flagged = [w.value for w in at.warning if "Do not rule a tumour out" in w.value]
+    flagged = [w.value for w in at.warning if "cannot rule a tumour out" in w.value]
+    record = json.loads((run / said_none[0] / "metrics.json").read_text())["tumor_vs_no_tumor"]
     assert len(flagged) == len(said_none) and all(
         "is not 999x999 like most of its training tumours" in f and "found 50% of the tumours"
         in f for f in flagged)
+    assert f"it called {record['fn']} of {record['n_tumor']} tumours 'no tumour'" in flagged[0]
     assert {f.split(" says no tumour")[0] for f in flagged} == {
         "Custom CNN" if m == "custom_cnn" else "MobileNetV2" for m in said_none}
 

@@ -504,29 +504,40 @@ def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
     assert unmeasured[0].endswith("were right less than 90% of the time.")
 
 
-def test_a_no_tumour_answer_at_another_pixel_size_is_flagged():
+def test_every_no_tumour_answer_says_it_cannot_rule_a_tumour_out():
+    """A sagittal glioma answered "no tumour (85%)" with no warning of its own (a clinician's
+    review): the only caution, for images of another pixel size, never fired on the shipped
+    runs. Every "no tumour" answer now says it is no rule-out, with the model's measured
+    record, and the pixel-size gap where it applies."""
     classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
     by_size = {"size": "512x512",  # the official-testing run's custom CNN
                "common_size": {"n": 32, "accuracy": 0.875, "sensitivity": 1.0,
                                "specificity": None},
                "other_sizes": {"n": 362, "accuracy": 0.577, "sensitivity": 0.611,
                                "specificity": 0.771}}
+    record = {"tp": 386, "fn": 29, "tn": 71, "fp": 4, "n_tumor": 415, "n_no_tumor": 75}
     says_none = {"custom_cnn": np.array([[0.05, 0.05, 0.85, 0.05]])}
 
-    def flags(probs, size, groups):
-        return dflags.answer_flags(probs, 0, {}, {}, {}, classes, size, {"custom_cnn": groups})
+    def flags(probs, size, groups, rec=record):
+        return dflags.answer_flags(probs, 0, {}, {}, {}, classes, size, {"custom_cnn": groups},
+                                   tumour_records={"custom_cnn": rec})
 
-    got = flags(says_none, "256x256", by_size)
-    assert got == ["Custom CNN says no tumour, but this image is not 512x512 like most of its "
-                   "training tumours: on such test images it found 61% of the tumours (against "
-                   "100% at 512x512). Do not rule a tumour out on this answer."]
-    assert flags(says_none, "512x512", by_size) == []  # the training tumours' own size
+    caution = ("Custom CNN says no tumour: a 'no tumour' answer cannot rule a tumour out: it "
+               "means the slice looks most like the training data's no-tumour images (a "
+               "folder that includes CT slices), not that the brain is normal.")
+    measured = (" On this run's test images, 71% of its 'no tumour' answers were right, and it "
+                "called 29 of 415 tumours 'no tumour'.")
+    assert flags(says_none, "256x256", by_size) == [
+        caution + measured + " This image is not 512x512 like most of its training tumours: "
+        "on such test images it found 61% of the tumours (against 100% at 512x512)."]
+    assert flags(says_none, "512x512", by_size) == [caution + measured]  # the common size
     says_glioma = {"custom_cnn": np.array([[0.85, 0.05, 0.05, 0.05]])}
     assert flags(says_glioma, "256x256", by_size) == []  # a tumour answer: nothing to rule out
     small_gap = {**by_size, "other_sizes": {**by_size["other_sizes"],
                                             "sensitivity": 1.0 - dflags.SIZE_GAP / 2}}
-    assert flags(says_none, "256x256", small_gap) == []
-    assert flags(says_none, "256x256", None) == []  # a run evaluated before the breakdown
+    assert flags(says_none, "256x256", small_gap) == [caution + measured]
+    # a run evaluated before the breakdowns: the caution alone
+    assert flags(says_none, "256x256", None, rec=None) == [caution]
     assert dflags.size_gap(by_size) == (1.0, 0.611) and dflags.size_gap(small_gap) is None
 
 
@@ -694,3 +705,22 @@ def test_a_heatmap_s_hottest_place_in_words():
         hm[:] = 0.1
         hm[y, x] = 1.0
         assert peak_words(hm) == words, (y, x)
+
+
+def test_probabilities_never_read_as_certainty():
+    """"no tumour (100%)" read as certainty to a clinician (the model card lists confidently
+    wrong answers at 0.99): the ends are shown as ">99%" and "<1%", on the card, in its table
+    and in the PDF."""
+    from dashboard.figures import probability_table
+    from dashboard.report_pdf import PageModel, answer
+    from pipeline.names import percent
+
+    assert [percent(p) for p in (0.9951, 0.994, 0.73, 0.0051, 0.0049, 0.0)] == [
+        ">99%", "99%", "73%", "1%", "<1%", "<1%"]
+    probs = {"custom_cnn": np.array([[0.998, 0.001, 0.001, 0.0]])}
+    assert "**glioma** (>99%)" in core.verdict_line(probs, 0, CLASSES)
+    table = probability_table({"custom_cnn": probs["custom_cnn"][0]}, CLASSES)
+    assert "**>99%**" in table and "<1%" in table and "100%" not in table
+    page = PageModel("Custom CNN", np.zeros((4, 4, 3), np.uint8), "",
+                     dict(zip(CLASSES, probs["custom_cnn"][0].tolist(), strict=True)))
+    assert answer(page) == "glioma (>99%)"

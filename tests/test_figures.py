@@ -87,7 +87,8 @@ def test_metrics_table_shows_values_and_cis():
     assert table.loc["Accuracy", "Custom CNN"] == "0.800  [0.700, 0.880]"
     assert table.loc["Macro F1", "MobileNetV2"] == "0.880"  # no CI given for it
     assert table.loc["PR AUC (macro)", "Custom CNN"] == "0.900"  # dict with "macro"
-    assert table.loc["Tumour specificity", "Custom CNN"] == "n/a"  # None = undefined
+    # named by what they count (a review read "Tumour specificity" as per tumour type)
+    assert table.loc["Specificity (no-tumour slices called no tumour)", "Custom CNN"] == "n/a"
     assert table.loc["Test images", "MobileNetV2"] == "46"
 
 

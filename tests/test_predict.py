@@ -187,7 +187,7 @@ def test_printed_answers_explain_a_disagreement_and_carry_the_disclaimer(capsys)
     printed said the answers are not a diagnosis."""
     from pipeline.cli.common import warning_legend
     from pipeline.cli.eval_cmds import _print_answers
-    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS, NO_TUMOUR_CAUTION
     from pipeline.names import DISCLAIMER
 
     def print_all(rows: list[dict]) -> None:  # as predict does: answers, then the legend
@@ -210,9 +210,12 @@ def test_printed_answers_explain_a_disagreement_and_carry_the_disclaimer(capsys)
     assert first.endswith(f"no_tumor (0.90)\t[{FLAG_LABELS['disagree']}]")
     assert FLAG_LABELS["disagree"] not in second
     assert err.count(FLAG_MEANINGS["disagree"]) == 1 and err.count(DISCLAIMER) == 1
+    # a "no tumour" answer is never a rule-out: said once, however many there are
+    assert err.count(NO_TUMOUR_CAUTION) == 1
     print_all(rows[1:])  # no disagreement: no legend line for it, the disclaimer still
     _, err = capsys.readouterr()
     assert FLAG_MEANINGS["disagree"] not in err and DISCLAIMER in err
+    assert NO_TUMOUR_CAUTION not in err  # no "no tumour" answer
 
 
 def test_predict_prints_each_chunk_s_answers_as_it_is_done(smoke_run, synth_data, monkeypatch):

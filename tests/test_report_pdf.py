@@ -127,3 +127,43 @@ def test_a_long_run_title_stays_on_the_page():
         assert fig.texts[1].get_text() == f"Reference · deduplicated split (r1) · {created}"
     finally:
         plt.close(fig)
+
+
+def test_flags_are_stacked_without_overlap_and_none_is_dropped_unsaid():
+    """The first six flags were drawn at fixed steps (a long one ran into the next) and a
+    seventh was dropped without a word."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import dashboard.report_pdf as R
+
+    long = ("Custom CNN says no tumour: a 'no tumour' answer cannot rule a tumour out: it means "
+            "the slice looks most like the training data's no-tumour images (a folder that "
+            "includes CT slices), not that the brain is normal. On this run's test images, "
+            "71% of its 'no tumour' answers were right, and it called 29 of 415 tumours 'no "
+            "tumour'.")
+    for n, dropped in ((2, 0), (9, None)):
+        page = _page(0)
+        page = R.Page(page.digest, page.original, page.models, [long] * n, page.true_label)
+        fig = plt.figure(figsize=(8.27, 11.69))
+        try:
+            R._flags(fig, page)
+            renderer = fig.canvas.get_renderer()
+            boxes = [t.get_window_extent(renderer) for t in fig.texts[1:]]  # after "Flags"
+            texts = [t.get_text() for t in fig.texts[1:]]
+            height = fig.bbox.height
+            for upper, lower in zip(boxes, boxes[1:], strict=False):
+                assert lower.y1 <= upper.y0 + 0.5  # stacked, no overlap
+            assert all(b.y0 >= R.FLAGS_BOTTOM * height - 1 for b in boxes)  # above the files
+            assert all(b.x1 <= fig.bbox.width for b in boxes)
+            more = [t for t in texts if t.startswith("+ ")]
+            if dropped == 0:
+                assert len(texts) == n and not more
+            else:
+                shown = len(texts) - 1
+                assert more == [f"+ {n - shown} more flags: see the dashboard's card for this "
+                                "image."] and shown >= 3
+        finally:
+            plt.close(fig)

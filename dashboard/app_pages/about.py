@@ -22,15 +22,29 @@ discussing explainability. **Not** screening, triage, diagnosis or any clinical 
 **Known limits.**
 - Trained on a public dataset of single 2-D slices of unknown scanners and protocols; real
   clinical scans (3-D volumes, other sequences, other hospitals) look different.
-- Nearly all of the dataset's tumour images are T1 contrast slices exported at 512×512 from one
+- The models see one slice as a picture: they are not told the sequence, contrast, plane or
+  the neighbouring slices.
+- They always choose one of four labels: glioma, meningioma, pituitary tumour, no tumour. Any
+  other finding (metastasis, abscess, lymphoma, demyelination, infarct, haemorrhage,
+  post-operative change) is forced into one of them. A label is the dataset's folder, not a
+  histological or radiological diagnosis.
+- Most of the dataset's tumour images are T1 contrast slices exported at 512×512 from one
   collection; its no-tumour images, and many tumour images from other sources, are not. Tumours
   from other scanners or sequences are missed far more often (the model card below has the
-  figures): a "no tumour" answer on such a slice deserves the least trust.
+  figures). A "no tumour" answer never rules a tumour out, and is least reliable on slices from
+  other scanners or sequences.
+- The no-tumour folder holds CT slices (14 of the main split's 75 no-tumour test images,
+  counted by eye): "no tumour" means "looks most like that folder", not "normal".
+  """ + core.CT_NOTE + """
+- Labels were not verified by a radiologist: the Error analysis page marks answers against the
+  dataset's folders, and some of its "errors" may be label errors.
 - The public dataset contains duplicate and near-duplicate images (the data audit counts them)
   and its labels were not verified by this project; even with de-duplicated splits, accuracy on
   it is likely to overstate performance on new scans.
-- A heatmap shows where a model's evidence came from, not where a tumour is. A confident
-  prediction with a heatmap on the skull or the image border is a warning sign.
+- A heatmap shows where a model's evidence came from, not where a tumour is; each is stretched
+  to its own brightest spot. A confident prediction with a heatmap on the skull or the image
+  border is a warning sign (the shortcut alarm flags only heat outside the head, not on the
+  skull or scalp).
 - Probabilities can be over-confident: see the reliability diagram on the Overview page.
 """
 )

@@ -19,6 +19,10 @@ fix = state.evaluate_fix(run)
 frames = state.predictions(run, fix)
 if not frames:
     st.stop()
+# "wrong" is against the dataset's folder names: a gallery of errors taught the wrong lesson
+# where a label is wrong (a clinician's review, 2026-12-05)
+st.caption("Right and wrong are judged against the dataset's labels (its folder names), which "
+           "were not verified by a radiologist: some of these errors may be label errors.")
 models = list(frames)
 merged = error_frames.merge_predictions(frames)
 class_names = run.class_names

@@ -116,8 +116,16 @@ with tabs[5]:
     if metrics:
         if all(m.get("tumor_vs_no_tumor") for m in metrics.values()):
             charts.chart(F.tumour_figure, metrics, key="tumour_fig", fix=CHART_FIX)
-            st.caption("Screening view: any tumour class counts as 'tumour'. Sensitivity = "
-                       "tumours flagged; specificity = tumour-free scans cleared.")
+            # where the test images come from decides what the figures promise
+            source = ("the dataset's own Testing/ folder, mostly from other sources than the "
+                      "training images (shift validation)"
+                      if facts.splits.get("official_test") else
+                      "this run's test split, from the same sources as its training images: on "
+                      "slices from another source they can be far lower (the model card has the "
+                      "official Testing/ folder's)")
+            st.caption("Tumour vs no tumour: any tumour class counts as 'tumour'. Sensitivity "
+                       "= share of tumour slices called a tumour; specificity = share of "
+                       f"no-tumour slices called 'no tumour'. Measured on {source}.")
         sizes = F.size_group_table(metrics)
         if sizes is not None:
             st.subheader("By pixel size (a hint of the image's source)")

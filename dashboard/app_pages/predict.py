@@ -44,6 +44,9 @@ with upload_col:
     st.caption(f"At most {core.MAX_UPLOADS} files of up to "
                f"{st.get_option('server.maxUploadSize')} MB each: a larger file is refused by "
                "the uploader and not analysed.")
+    # CT gets the tool's most reassuring output (a clinician's review, 2026-12-05): the
+    # training data's no-tumour class holds CT slices, and nothing here tells CT from MRI
+    st.caption(f"For brain MRI slices only. {core.CT_NOTE}")
     # Leaving the page empties the uploader (Streamlit drops its state): its last files are
     # kept in the session and come back with the page (dashboard/uploads.py).
     files, restored = uploads.current_files(files, new_uploader)

@@ -150,12 +150,25 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]],
             row[model_label(name)] = cell
         rows[label] = row
     tvn = {name: m.get("tumor_vs_no_tumor") or {} for name, m in metrics.items()}
-    for key, label in (("sensitivity", "Tumour sensitivity"),
-                       ("specificity", "Tumour specificity")):
-        rows[label] = {model_label(n): _fmt(_num(t.get(key), f"{n} {key}"))
+    # named by what they count, with their counts: "Tumour specificity" read as specificity for
+    # a tumour type, and a bare 0.973 as a near-perfect test (a clinician's review, 2026-12-05)
+    for key, label, (hit, of) in TUMOUR_ROWS:
+        rows[label] = {model_label(n): _fmt(_num(t.get(key), f"{n} {key}")) + _count(t, hit, of)
                        for n, t in tvn.items()}
     rows["Test images"] = {model_label(n): str(m.get("n", "?")) for n, m in metrics.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+TUMOUR_ROWS = (  # metrics.json `tumor_vs_no_tumor`: key, row label, (hits, out of)
+    ("sensitivity", "Sensitivity (tumour slices called a tumour)", ("tp", "n_tumor")),
+    ("specificity", "Specificity (no-tumour slices called no tumour)", ("tn", "n_no_tumor")))
+
+
+def _count(record: Mapping[str, Any], hit: str, of: str) -> str:
+    """"  (386 of 415)" from a tumour-vs-no-tumour record; "" where the counts are missing."""
+    a, b = record.get(hit), record.get(of)
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (a, b))
+    return f"  ({a} of {b})" if ok and b else ""
 
 
 def _images(count: Any) -> str:
@@ -223,7 +236,8 @@ def tumour_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         ys = [_num(tvn.get("sensitivity"), f"{name} sensitivity"),
               _num(tvn.get("specificity"), f"{name} specificity")]
         fig.add_trace(go.Bar(
-            x=["Sensitivity (tumour found)", "Specificity (no tumour cleared)"], y=ys,
+            x=["Sensitivity (tumour slices called a tumour)",
+               "Specificity (no-tumour slices called no tumour)"], y=ys,
             name=model_label(name), marker_color=model_color(name, i),
             text=[_fmt(y) for y in ys], textposition="outside",
             hovertemplate=f"{model_label(name)}<br>%{{x}}: %{{y:.3f}}<extra></extra>",

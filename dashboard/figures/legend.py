@@ -14,9 +14,12 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline.explain.render import HEATMAP_LOW_HIGH, heatmap_to_rgb
 
 LEGEND_TICKS = (0.0, 0.5, 1.0)
+# What a clinician misread (review, 2026-12-05): a yellow spot as "something found" (every map
+# is stretched to its own maximum, even for a class at 0 %), and "right" as the patient's right.
 LEGEND_CAPTION = (f"Heatmap colour: relevance for the explained class, from 0 (low, "
                   f"{HEATMAP_LOW_HIGH[0]}) to 1 (high, {HEATMAP_LOW_HIGH[1]}), normalised per "
-                  "image")
+                  "image: every map has a brightest spot, even where the evidence is weak. It "
+                  "is not a lesion map. Left and right are the picture's, not the patient's.")
 # the width the cards show it at, about one picture's (they stretch it over a column that
 # wide); drawn at twice that, so its numbers stay sharp on high-density screens
 LEGEND_WIDTH = 300

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dashboard.figures.common import FigureDataError, class_name, model_label
+from pipeline.names import percent
 
 
 def probability_table(probs: Mapping[str, Sequence[float]], class_names: Sequence[str],
@@ -26,7 +27,7 @@ def probability_table(probs: Mapping[str, Sequence[float]], class_names: Sequenc
             raise FigureDataError(f"{name} gives {values.shape[0]} probabilities for "
                                   f"{len(class_names)} classes {list(class_names)}")
         top = int(np.argmax(values))
-        cells[model_label(name)] = [f"**{v:.0%}**" if k == top else f"{v:.0%}"
+        cells[model_label(name)] = [f"**{percent(v)}**" if k == top else percent(v)
                                     for k, v in enumerate(values)]
     shown = [class_name(c) for c in class_names]
     if by_class:

@@ -92,6 +92,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
     legend printed once at the end (`warning_legend`)."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.names import NO_TUMOR
 
     for row in results:
         split = row.get("in_run_split")
@@ -104,6 +105,8 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
                  for m, v in row["models"].items()]
         # the image's own tags in a last field: after the last model's answer they read as
         # that model's warnings
+        if any(v["label"] == NO_TUMOR for v in row["models"].values()):
+            seen.add(NO_TUMOR)  # the legend says once that it rules nothing out
         tags = []
         if not row["agree"] and len(row["models"]) > 1:
             tags.append(f"[{FLAG_LABELS['disagree']}]")

@@ -43,6 +43,27 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
     "disagree": "the two models give different answers, so at least one of them is wrong",
 }
 
+# Said beside every "no tumour" answer, whatever its confidence (a clinician's review,
+# 2026-12-05: a missed tumour read as reassurance is the dangerous error, and the custom CNN's
+# commonest one): the class is "looks like this dataset's no-tumour folder", not "normal".
+NO_TUMOUR_CAUTION = ("a 'no tumour' answer cannot rule a tumour out: it means the slice looks "
+                     "most like the training data's no-tumour images (a folder that includes CT "
+                     "slices), not that the brain is normal")
+
+
+def no_tumour_record(record: dict | None) -> str:
+    """" On this run's test images, 71% of its 'no tumour' answers were right, and it called
+    29 of 415 tumours 'no tumour'." from metrics.json's `tumor_vs_no_tumor`; "" when not
+    measured."""
+    r = record or {}
+    fn, n_tumour, tn = r.get("fn"), r.get("n_tumor"), r.get("tn")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (fn, n_tumour, tn)):
+        return ""
+    said = fn + tn
+    right = f"{tn / said:.0%} of its 'no tumour' answers were right, and " if said else ""
+    return f" On this run's test images, {right}it called {fn} of {n_tumour} tumours 'no tumour'."
+
+
 # A pixel is coloured when its channels differ by more than COLOUR_SPREAD grey levels; an image
 # is a colour image when more than COLOUR_SHARE of its pixels are. Every one of the Sartaj
 # dataset's 3264 images has no such pixel (measured 2026-12-05); a coloured annotation
