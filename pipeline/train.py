@@ -303,7 +303,7 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
 def run_title(split_info: dict[str, Any]) -> str:
     """A readable name for a run, from how its test split was made (the picker shows it)."""
     strategy = str(split_info.get("strategy", ""))
-    if strategy == "official-test":
+    if strategy.startswith("official-test"):  # "official-test+dedup" too: it read "Deduplicated"
         return "Official Testing split"
     if strategy.startswith("cv-fold"):
         return f"Cross-validation {strategy[len('cv-fold '):].split(' ')[0]}"

@@ -155,6 +155,9 @@ def test_run_titles_name_the_split():
     from pipeline.train import run_title
 
     assert run_title({"strategy": "official-test"}) == "Official Testing split"
+    # the shipped official run's strategy: its title read "Deduplicated split", like the main
+    # run's, so the sidebar offered two runs by one name
+    assert run_title({"strategy": "official-test+dedup"}) == "Official Testing split"
     assert run_title({"strategy": "stratified+dedup"}) == "Deduplicated split"
     assert run_title({"strategy": "stratified"}) == "Random split"
     assert run_title({"strategy": "cv-fold 2/5 (StratifiedGroupKFold)"}) == "Cross-validation 2/5"
