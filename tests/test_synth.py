@@ -304,3 +304,25 @@ def test_cli_writes_phantoms_and_rejects_bad_arguments(tmp_path: Path) -> None:
     res = runner.invoke(app, ["synth", str(out), "--per-class", "1", "--size", "64", "--quiet",
                               "--overwrite"])
     assert res.exit_code == 0 and "wrote 4 phantoms" in res.output
+
+
+def test_run_makes_an_interrupted_phantom_set_again(tmp_path: Path) -> None:
+    """`run` (and so `make demo`) reused any folder holding synth.json, which `generate` writes
+    first with "complete": false: after a Ctrl-C it trained on a half-made dataset."""
+    from pipeline.cli.train_cmds import _synthetic_data
+
+    out = tmp_path / "synth"
+    generate(out, per_class=3, size=64, seed=0)
+    complete = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    meta = json.loads((out / "synth.json").read_text())
+    # as an interrupted generation leaves it: the file says incomplete, images are missing
+    (out / "synth.json").write_text(json.dumps({**meta, "complete": False}))
+    for png in list((out / "Training").rglob("*.png"))[2:]:
+        png.unlink()
+    assert _synthetic_data(out, per_class=3) == out
+    assert json.loads((out / "synth.json").read_text())["complete"] is True
+    assert sorted(p.relative_to(out) for p in out.rglob("*.png")) == complete
+    # a complete set of the asked size is reused as it is
+    stamp = (out / "synth.json").stat().st_mtime_ns
+    _synthetic_data(out, per_class=3)
+    assert (out / "synth.json").stat().st_mtime_ns == stamp

@@ -17,6 +17,7 @@ from pipeline.cli.common import (
     print_json,
     progress_bar,
     say,
+    shown,
 )
 from pipeline.names import DEFAULT_MODELS
 
@@ -155,16 +156,31 @@ def run(
 
 
 def _synthetic_data(synth_dir: Path, per_class: int) -> Path:
-    """`synth_dir`, holding the synthetic phantoms (seed 0): generated unless already complete."""
+    """`synth_dir`, holding the synthetic phantoms (seed 0, `per_class` per class): generated
+    unless a complete set of them is there. An interrupted generation (synth.json says
+    `"complete": false`) or one of another size is made again: only the file's presence was
+    checked, so `make demo` trained on a half-made dataset after a Ctrl-C."""
+    import json
+
     from pipeline.synth import generate
 
-    if not (synth_dir / "synth.json").is_file():
-        err.print(f"generating synthetic phantoms in {synth_dir} ...")
-        with progress_bar() as update:
-            try:
-                generate(synth_dir, per_class=per_class, seed=0, progress=update)
-            except ValueError as exc:
-                fail(str(exc))
+    meta_path = synth_dir / "synth.json"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    except (OSError, ValueError):
+        meta = {}  # unreadable: made again (generate replaces only its own files)
+    if isinstance(meta, dict) and meta.get("complete") and meta.get("seed") == 0 \
+            and meta.get("per_class") == per_class:
+        return synth_dir
+    why = ("" if meta is None else " (the set there is incomplete or of another size: made "
+           "again)")
+    err.print(f"generating synthetic phantoms in {shown(synth_dir)}{why} ...", highlight=False)
+    with progress_bar() as update:
+        try:
+            generate(synth_dir, per_class=per_class, seed=0, progress=update,
+                     overwrite=meta is not None)
+        except ValueError as exc:
+            fail(str(exc))
     return synth_dir
 
 
