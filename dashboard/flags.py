@@ -67,7 +67,12 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     adds how often the weak test answers were right. For images unlike the training data it
     does not: the flagged test images were real MRI of another source, right about as often as
     the others, and said beside a photo or noise that read as reassurance."""
+    # In order of what should change a reader's mind most (a clinician's review, 2026-12-05:
+    # warnings of equal weight on nearly every card stop being read): not an MRI, "no tumour"
+    # is no rule-out, the models disagree, then per model unlike the training data and weak.
     flags = [COLOUR_WARNING] if colour else []
+    unlikes: list[str] = []
+    weaks: list[str] = []
     measured = flag_accuracy or {}
 
     def on_test(model: str, flag: str, what: str) -> str:
@@ -78,25 +83,26 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
         rest = f" ({rest:.0%} otherwise)" if rest is not None else ""
         return f" Its test answers {what} were right {acc:.0%} of the time{rest}."
 
+    none_said: list[str] = []  # the models answering "no tumour": one caution for all
+    none_record = ""
     for model, p in probs.items():
         name = display_name(model)
         gap = size_gap((by_size or {}).get(model))
         size = ((by_size or {}).get(model) or {}).get("size")
         said = class_names[int(np.argmax(p[i]))] if len(class_names) == p.shape[1] else None
         if said == NO_TUMOR:
-            other_size = (f" This image is not {size} like most of its training tumours: on "
-                          f"such test images it found {gap[1]:.0%} of the tumours (against "
-                          f"{gap[0]:.0%} at {size})."
-                          if gap and image_size and size and image_size != size else "")
-            flags.append(f"{name} says no tumour: {NO_TUMOUR_CAUTION}."
-                         + no_tumour_record((tumour_records or {}).get(model)) + other_size)
+            none_said.append(name)
+            none_record += no_tumour_record((tumour_records or {}).get(model), name) + (
+                f" This image is not {size} like most of {name}'s training tumours: on such "
+                f"test images it found {gap[1]:.0%} of the tumours (against {gap[0]:.0%} at "
+                f"{size})." if gap and image_size and size and image_size != size else "")
         conf = float(np.max(p[i]))
         t = low_below.get(model)
         if t is not None and conf < t:
-            flags.append(f"Weak answer from {name}: {conf:.0%} confidence; on validation "
-                         f"images its answers below {t:.0%} were right less than "
-                         f"{LOW_CONFIDENCE_ACCURACY:.0%} of the time."
-                         + on_test(model, "weak", "this weak"))
+            weaks.append(f"Weak answer from {name}: {conf:.0%} confidence; on validation "
+                        f"images its answers below {t:.0%} were right less than "
+                        f"{LOW_CONFIDENCE_ACCURACY:.0%} of the time."
+                        + on_test(model, "weak", "this weak"))
         if unlike.get(model):
             acc = shifted_accuracy.get(model)
             # the shifted copies' accuracy as a best case, not as comfort: beside a chest
@@ -107,14 +113,18 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
             # Not "treat with caution": on the shipped runs the flagged test answers were as
             # often right as the others. What holds is that validation does not cover it.
             # "brain MRI slice", not "axial": the training data hold coronal and sagittal ones.
-            flags.append(f"This image is unlike {name}'s training data, so its validation "
-                         f"accuracy does not vouch for this answer.{where} If it is not a "
-                         "brain MRI slice, the answer means nothing.")
+            unlikes.append(f"This image is unlike {name}'s training data, so its "
+                           f"validation accuracy does not vouch for this answer.{where} If it "
+                           "is not a brain MRI slice, the answer means nothing.")
+    if none_said:
+        say = "says" if len(none_said) == 1 else "say"
+        flags.append(f"{' and '.join(none_said)} {say} no tumour: {NO_TUMOUR_CAUTION}."
+                     + none_record)
     labels = {int(np.argmax(p[i])) for p in probs.values()}
     if len(probs) > 1 and len(labels) > 1:
         flags.append("The models disagree: at least one of them is wrong."
                      + _disagreement_record(probs, measured))
-    return flags
+    return flags + unlikes + weaks
 
 
 COLOUR_WARNING = ("This is a colour image, and MRI slices are greyscale: it may not be an MRI "

@@ -463,11 +463,12 @@ def test_answer_flags_in_plain_words():
     flags = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
                                 {"custom_cnn": None, "mobilenetv2": True},
                                 {"mobilenetv2": 0.81})
+    # what should change a reader's mind most first: disagreement, unlike, then weak
     assert len(flags) == 3
-    assert flags[0].startswith("Weak answer from Custom CNN: 40% confidence")
+    assert flags[0].startswith("The models disagree")
     assert "unlike MobileNetV2's training data" in flags[1]
     assert "It kept 81% on its own test images" in flags[1]
-    assert flags[2].startswith("The models disagree")
+    assert flags[2].startswith("Weak answer from Custom CNN: 40% confidence")
     calm = dflags.answer_flags({"custom_cnn": np.array([[0.9, 0.1]])}, 0, {"custom_cnn": 0.6},
                                {"custom_cnn": False}, {})
     assert calm == []
@@ -484,24 +485,24 @@ def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
     flags = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
                                 {"custom_cnn": True, "mobilenetv2": True}, {}, (), None, None,
                                 measured)
-    assert flags[0].endswith("Its test answers this weak were right 37% of the time "
-                             "(76% otherwise).")
+    assert flags[0] == ("The models disagree: at least one of them is wrong. On the test images "
+                        "where they disagreed, each was right: Custom CNN 18%, MobileNetV2 58%.")
     # not quoted for "unlike": the flagged test images were real MRI right about as often as
     # the others, which beside a photo or noise read as reassurance
     assert flags[1].endswith("does not vouch for this answer. If it is not a brain MRI "
                              "slice, the answer means nothing.")
     assert flags[2].endswith("the answer means nothing.")  # damaged entry: nothing added
-    assert flags[3] == ("The models disagree: at least one of them is wrong. On the test images "
-                        "where they disagreed, each was right: Custom CNN 18%, MobileNetV2 58%.")
+    assert flags[3].endswith("Its test answers this weak were right 37% of the time "
+                             "(76% otherwise).")
     # the shifted copies' accuracy is a best case, never comfort: beside a chest X-ray "it was
     # 88% accurate" read as reassurance
     shifted = dflags.answer_flags(probs, 0, {}, {"custom_cnn": True}, {"custom_cnn": 0.88})
     assert ("It kept 88% on its own test images made blurrier, noisier or otherwise shifted, "
-            "but images of another kind or source can fare far worse.") in shifted[0]
-    assert "axial" not in shifted[0]  # the training data hold coronal and sagittal slices too
+            "but images of another kind or source can fare far worse.") in shifted[1]
+    assert "axial" not in shifted[1]  # the training data hold coronal and sagittal slices too
     unmeasured = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6}, {}, {})
     # one spelling of percentages on every page: "90%", like "40% confidence" above
-    assert unmeasured[0].endswith("were right less than 90% of the time.")
+    assert unmeasured[-1].endswith("were right less than 90% of the time.")
 
 
 def test_every_no_tumour_answer_says_it_cannot_rule_a_tumour_out():
@@ -525,11 +526,11 @@ def test_every_no_tumour_answer_says_it_cannot_rule_a_tumour_out():
     caution = ("Custom CNN says no tumour: a 'no tumour' answer cannot rule a tumour out: it "
                "means the slice looks most like the training data's no-tumour images (a "
                "folder that includes CT slices), not that the brain is normal.")
-    measured = (" On this run's test images, 71% of its 'no tumour' answers were right, and it "
-                "called 29 of 415 tumours 'no tumour'.")
+    measured = (" On this run's test images, 71% of Custom CNN's 'no tumour' answers were "
+                "right, and it called 29 of 415 tumours 'no tumour'.")
     assert flags(says_none, "256x256", by_size) == [
-        caution + measured + " This image is not 512x512 like most of its training tumours: "
-        "on such test images it found 61% of the tumours (against 100% at 512x512)."]
+        caution + measured + " This image is not 512x512 like most of Custom CNN's training "
+        "tumours: on such test images it found 61% of the tumours (against 100% at 512x512)."]
     assert flags(says_none, "512x512", by_size) == [caution + measured]  # the common size
     says_glioma = {"custom_cnn": np.array([[0.85, 0.05, 0.05, 0.05]])}
     assert flags(says_glioma, "256x256", by_size) == []  # a tumour answer: nothing to rule out
@@ -539,6 +540,14 @@ def test_every_no_tumour_answer_says_it_cannot_rule_a_tumour_out():
     # a run evaluated before the breakdowns: the caution alone
     assert flags(says_none, "256x256", None, rec=None) == [caution]
     assert dflags.size_gap(by_size) == (1.0, 0.611) and dflags.size_gap(small_gap) is None
+    # both models say it: one caution, each model's record in it, before the disagreement
+    both = dflags.answer_flags(
+        {"custom_cnn": says_none["custom_cnn"], "mobilenetv2": np.array([[.1, .1, .7, .1]])},
+        0, {}, {}, {}, classes, "512x512", None,
+        tumour_records={"custom_cnn": record, "mobilenetv2": {**record, "fn": 3, "tn": 73}})
+    assert both == [caution.replace("Custom CNN says", "Custom CNN and MobileNetV2 say")
+                    + measured + " On this run's test images, 96% of MobileNetV2's 'no tumour' "
+                    "answers were right, and it called 3 of 415 tumours 'no tumour'."]
 
 
 def test_middle_severity_accuracy_of_a_robustness_report():

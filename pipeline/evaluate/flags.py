@@ -51,17 +51,18 @@ NO_TUMOUR_CAUTION = ("a 'no tumour' answer cannot rule a tumour out: it means th
                      "slices), not that the brain is normal")
 
 
-def no_tumour_record(record: dict | None) -> str:
-    """" On this run's test images, 71% of its 'no tumour' answers were right, and it called
-    29 of 415 tumours 'no tumour'." from metrics.json's `tumor_vs_no_tumor`; "" when not
-    measured."""
+def no_tumour_record(record: dict | None, name: str) -> str:
+    """" On this run's test images, 71% of Custom CNN's 'no tumour' answers were right, and
+    it called 29 of 415 tumours 'no tumour'." from model `name`'s metrics.json
+    `tumor_vs_no_tumor`; "" when not measured."""
     r = record or {}
     fn, n_tumour, tn = r.get("fn"), r.get("n_tumor"), r.get("tn")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (fn, n_tumour, tn)):
         return ""
     said = fn + tn
-    right = f"{tn / said:.0%} of its 'no tumour' answers were right, and " if said else ""
-    return f" On this run's test images, {right}it called {fn} of {n_tumour} tumours 'no tumour'."
+    right = (f"{tn / said:.0%} of {name}'s 'no tumour' answers were right, and it"
+             if said else name)
+    return f" On this run's test images, {right} called {fn} of {n_tumour} tumours 'no tumour'."
 
 
 # A pixel is coloured when its channels differ by more than COLOUR_SPREAD grey levels; an image
