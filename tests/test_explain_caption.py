@@ -1,6 +1,7 @@
 """explain's captioned overlays: enlarged, with a strip saying what they show (model, answer,
 method and explained class, colour scale, disclaimer); --bare writes the plain overlay of
-before; a folder never mixes the two (pipeline/explain/render.py, pipeline/explain/batch.py)."""
+before; a folder never mixes the two (pipeline/explain/render.py, pipeline/explain/overlays.py,
+pipeline/explain/overlay_text.py, pipeline/explain/batch.py)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def test_a_captioned_overlay_is_enlarged_above_a_strip(synth_data: Path, size: i
 
 
 def test_the_caption_states_the_answer_and_the_explained_class():
-    from pipeline.explain.batch import overlay_caption
+    from pipeline.explain.overlay_text import overlay_caption
 
     entry = {"predicted": "no_tumor", "target": "glioma", "method": "layercam-fusion",
              "probs": {"glioma": 0.3, "no_tumor": 0.7}}

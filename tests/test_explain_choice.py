@@ -313,10 +313,10 @@ def test_explain_eval_refuses_to_measure_another_than_the_default_unless_replace
     assert refused.exit_code == 2 and "would replace it" in refused.output, refused.output
     assert saved.read_bytes() == before
     # the default, named or not, is what the file measures: no refusal of that kind
-    from pipeline.cli.explain_cmds import _not_the_default
+    from pipeline.explain.defaults import not_the_default
 
     for method, at in ((None, None), ("layercam", None), ("layercam", layer), (None, layer)):
-        assert _not_the_default(run, "custom_cnn", method, at) is None, (method, at)
+        assert not_the_default(run, "custom_cnn", method, at) is None, (method, at)
 
     res = evaluate("--method", "gradcam", "--replace", images=2)
     assert res.exit_code == 0, res.output

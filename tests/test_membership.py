@@ -130,7 +130,7 @@ def test_explain_says_which_overlays_are_of_the_run_s_own_images(smoke_run: Path
     from pipeline.cli import app
     from pipeline.data.membership import SEEN_MEANINGS, SEEN_TAGS
     from pipeline.evaluate.flags import FLAG_LABELS
-    from pipeline.explain.batch import overlay_caption
+    from pipeline.explain.overlay_text import overlay_caption
 
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     splits = json.loads((smoke_run / "splits.json").read_text())

@@ -125,10 +125,13 @@ def test_a_cli_error_is_exactly_one_stderr_line(tmp_path: Path):
 def test_the_cli_and_the_dashboard_s_light_modules_leave_tensorflow_unloaded():
     """`python -m pipeline --help` paid a 4.5 s TensorFlow import: the explain commands took
     the shortcut alarm's message from the Keras-importing metrics module (fixed with
-    `explain.alarm`). The CLI package, its command modules and the dashboard's flag and figure
-    modules import no TensorFlow; the commands import it when they run."""
-    code = ("import sys, pipeline.cli, pipeline.cli.explain_cmds, pipeline.cli.eval_cmds, "
-            "pipeline.explain.alarm, dashboard.flags, dashboard.figures; "
+    `explain.alarm`). The CLI package, its command modules, the explain modules meant to be pure
+    (alarm, defaults, overlay_text) and the dashboard's flag and figure modules import no
+    TensorFlow; the commands import it when they run."""
+    code = ("import sys, pipeline.cli, pipeline.cli.explain_cmd, pipeline.cli.explain_eval_cmd, "
+            "pipeline.cli.explain_choose_cmd, pipeline.cli.eval_cmds, pipeline.explain.alarm, "
+            "pipeline.explain.defaults, pipeline.explain.overlay_text, dashboard.flags, "
+            "dashboard.figures; "
             "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

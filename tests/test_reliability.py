@@ -504,7 +504,7 @@ def test_explain_cli_same_stem_images_get_their_own_overlays(smoke_run: Path, zo
 
 
 def test_overlay_bases_are_distinct_and_stable(tmp_path: Path):
-    from pipeline.explain.batch import OVERLAY_NAME_BYTES, overlay_bases
+    from pipeline.explain.overlay_text import OVERLAY_NAME_BYTES, overlay_bases
 
     a, b = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
     long = tmp_path / ("脑" * 200 + ".png")

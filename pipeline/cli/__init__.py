@@ -1,9 +1,10 @@
 """Command line: `python -m pipeline COMMAND --help`; each command is a thin stage wrapper.
 
 Commands parse their options, call one stage of the pipeline and print. They live one module per
-group (`data_cmds`, `train_cmds`, `eval_cmds`, `calibrate_cmd`, `explain_cmds`, `ood_cmd`,
-`bench_cmd`) and are registered below, in the order `--help` lists them. Importing this package
-stays cheap: TensorFlow and the stages are imported inside the commands.
+group or command (`data_cmds`, `train_cmds`, `eval_cmds`, `calibrate_cmd`, `explain_cmd`,
+`explain_eval_cmd`, `explain_choose_cmd`, `ood_cmd`, `bench_cmd`) and are registered below, in
+the order `--help` lists them. Importing this package stays cheap: TensorFlow and the stages are
+imported inside the commands.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pipeline.cli.calibrate_cmd import calibrate
 from pipeline.cli.common import app, err, fail, one_line, print_json, progress_bar, shown
 from pipeline.cli.data_cmds import audit, synth
 from pipeline.cli.eval_cmds import evaluate, figures, predict
-from pipeline.cli.explain_cmds import explain, explain_choose_cmd, explain_eval_cmd
+from pipeline.cli.explain_choose_cmd import explain_choose_cmd
+from pipeline.cli.explain_cmd import explain
+from pipeline.cli.explain_eval_cmd import explain_eval_cmd
 from pipeline.cli.ood_cmd import ood
 from pipeline.cli.train_cmds import run, train, tune
 

@@ -14,6 +14,7 @@ import typer
 from rich import progress as rich_progress
 from rich.console import Console
 
+from pipeline.explain import METHODS
 from pipeline.names import DEFAULT_MODELS, Progress, no_progress
 
 if TYPE_CHECKING:
@@ -254,6 +255,9 @@ def run_ref(artifacts_dir: Path, run: str) -> str:
 # The registry (pipeline.models.MODEL_NAMES) imports Keras, so its names are spelled out here.
 MODEL_HELP = ("custom_cnn, mobilenetv2, efficientnetb0, or all (= "
               + " + ".join(DEFAULT_MODELS) + ")")
+# From the method registry (no TensorFlow import: pipeline.explain loads names on demand);
+# explain and explain-eval add their own default.
+METHOD_HELP = " | ".join(METHODS)
 
 
 def _split_models(text: str) -> list[str]:

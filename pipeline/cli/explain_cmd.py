@@ -1,0 +1,186 @@
+"""`explain`: an overlay PNG per image and model, plus explain.json (pipeline/explain/batch.py).
+
+The command parses its options, loads each model's explainer (`explain.defaults`), runs
+`explain.batch.explain_files` with a progress bar and prints one line per image. One command
+per module, like `calibrate_cmd` and `ood_cmd`; the work itself lives in `pipeline.explain`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from pipeline.cli.common import (
+    METHOD_HELP,
+    _model_list,
+    _open_run,
+    _target_index,
+    err,
+    fail,
+    one_line,
+    progress_bar,
+    report_gaps,
+    report_inputs,
+    run_ref,
+    shown,
+    unreadable_report,
+    warning_legend,
+    warning_tags,
+)
+from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, outside_share_words
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Run
+    from pipeline.explain import Explainer
+    from pipeline.explain.batch import ExplainSummary
+
+
+def explain(
+    images_: list[Path] = typer.Argument(..., metavar="IMAGE...",
+                                         help="image files or folders (searched recursively)"),
+    out: Path = typer.Option(..., "--out", help="folder for overlay PNGs and explain.json"),
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
+    method: str = typer.Option(None, "--method", help=METHOD_HELP + " (default: each "
+                               "model's choice in the run's explain_choice.json, else gradcam)"),
+    target: str = typer.Option(None, "--target", help="class name or index to explain "
+                               "(default: each model's predicted class)"),
+    layer: str = typer.Option(None, "--layer", help="conv layer (default: the run's chosen "
+                              "layer, else its gradcam_layer); one model only"),
+    alpha: float = typer.Option(0.4, "--alpha", help="heatmap opacity 0..1"),
+    outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
+    bare: bool = typer.Option(False, "--bare", help="plain overlays at the model's resolution "
+                              "(its input size, head crop), for further processing; default: "
+                              "enlarged to at least 448 px with a caption strip (model, answer, "
+                              "method and class explained, colour scale, disclaimer)"),
+    shard: str = typer.Option(None, "--shard", help="i/n: only every n-th file from position "
+                              "i (split a large folder over n jobs, one --out each; overlay "
+                              "names as in one unsharded run)"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+) -> None:
+    """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats.
+
+    Each overlay is captioned for use as it is (a slide, a report) unless --bare. Files are
+    decoded and explained 32 at a time, so folders of any size fit in memory; each chunk's rows
+    are kept on disk at once, so after an interruption the same command continues where it
+    stopped (files already done are skipped; other settings, --bare among them, are refused)."""
+    from pipeline.data.membership import Membership
+    from pipeline.explain.defaults import load_explainers
+    from pipeline.gaps import missing_checks
+    from pipeline.stream import parse_shard, scan_inputs
+
+    _check_explain_options(method, alpha, outline)
+    try:
+        shard_ = parse_shard(shard) if shard else (0, 1)
+    except ValueError as exc:
+        fail(str(exc))
+    run = _open_run(artifacts_dir, run_)
+    names = _model_list(model, run.model_names, run.model_names, what="--model",
+                        hint=f"run {run.run_id} has {', '.join(run.model_names)} (or all)")
+    if layer is not None and len(names) != 1:
+        fail("--layer names a layer of one model; pick that model with --model")
+    target_idx = _target_index(target, run.class_names)
+    inputs = scan_inputs(images_)
+    report_inputs(inputs)
+    paths = inputs.files
+    try:  # a model that cannot be loaded, or lacks --layer, fails in one line
+        explainers = load_explainers(run, names, layer, method)
+    except ValueError as exc:
+        fail(str(exc))
+    try:  # a damaged calibration.json fails here, in one line
+        report_gaps(missing_checks(run, names, run_ref=run_ref(artifacts_dir, run_),
+                                   knows_splits=Membership.of_run(run.path) is not None))
+    except ValueError as exc:
+        fail(str(exc))
+    summary = _explain_with_progress(run, explainers, paths, out, method=method,
+                                     target=target_idx, alpha=alpha, outline=outline,
+                                     caption=not bare, shard=shard_)
+    if summary.selected and not summary.images:
+        fail(f"none of the {summary.selected} file(s) is a usable image; nothing to explain",
+             code=1)
+    _print_explained(summary, len(names), out, shard if shard else None, len(paths),
+                     targeted=target_idx is not None)
+    if summary.errors:  # as before resuming existed: exit 1 whenever explain.json lists errors
+        raise typer.Exit(1)
+
+
+def _check_explain_options(method: str | None, alpha: float, outline: float | None) -> None:
+    """Fail in one line on an unknown --method, an --alpha outside 0..1 or a bad --outline."""
+    from pipeline.explain import METHODS
+
+    if method is not None and method not in METHODS:
+        fail(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+    if not 0.0 <= alpha <= 1.0:
+        fail(f"--alpha must be between 0 and 1, got {alpha}")
+    if outline is not None and not 0 < outline <= 100:
+        fail(f"--outline must be a percentage in (0, 100], got {outline}")
+
+
+def _explain_with_progress(run: Run, explainers: dict[str, Explainer], paths: list[Path],
+                           out: Path, *, method: str | None, target: int | None, alpha: float,
+                           outline: float | None, caption: bool, shard: tuple[int, int]
+                           ) -> ExplainSummary:
+    """`explain.batch.explain_files` with a progress bar; unusable files reported one line each
+    as they are met; a model's error, other settings than the earlier run's into `out` or an
+    unwritable folder fail in one line; Ctrl-C says how to continue."""
+    from pipeline.explain.batch import JOURNAL, explain_files
+
+    try:
+        with progress_bar() as update, unreadable_report() as report:
+            return explain_files(run, explainers, paths, out, method=method, target=target,
+                                 alpha=alpha, outline=outline, caption=caption, shard=shard,
+                                 progress=update, on_unreadable=report)
+    except ValueError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write to {out}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        kept = f" (rows so far in {out / JOURNAL})" if (out / JOURNAL).is_file() else ""
+        err.print(f"interrupted{shown(kept)}: run the same command again to continue",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: str | None,
+                     n_files: int, *, targeted: bool = False) -> None:
+    """One tab-separated line per image explained now (each model's prediction with the
+    warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
+    the prediction printed beside it), and the shortcut alarm when it fires, then in a last
+    field the image's own tags as `predict` prints them: the models disagree, the run's split
+    it is in), then a total with the files skipped as done; a legend of the answer warnings
+    shown goes to stderr."""
+    from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
+    from pipeline.evaluate.flags import FLAG_LABELS
+
+    seen: set[str] = set()
+    splits: set[str] = set()
+    for row in summary.rows:
+        split = row.get("in_run_split")
+        own = hides_unlike(split, row.get("in_run_exact"))  # predict's rule
+        parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f})"
+                 + warning_tags({**v, "unlike": False} if own else v, seen)
+                 + f" -> {v['overlay']}"
+                 + (f" (heatmap for '{v['target']}')" if targeted else "")
+                 + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: "
+                    f"{outside_share_words(v['top_outside_head'])}]"
+                    if v.get("outside_head_flag") else "")
+                 for m, v in row["models"].items()]
+        tags = []  # the image's own, in a last field as predict prints them
+        if row.get("agree") is False:
+            tags.append(f"[{FLAG_LABELS['disagree']}]")
+            seen.add("disagree")
+        if split in SEEN_TAGS:
+            tags.append(seen_tag(split, row.get("in_run_exact")))
+            splits.add(split)
+        if tags:
+            parts.append(" ".join(tags))
+        sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
+    where = f"shard {shard}: {summary.selected} of {n_files} file(s); " if shard else ""
+    unreadable = f", {summary.errors} unreadable" if summary.errors else ""
+    sys.stdout.write(f"wrote {len(summary.rows) * n_models} overlay(s) and explain.json to "
+                     f"{one_line(out)} ({where}{summary.already_done} already done, skipped; "
+                     f"explain.json: {summary.images} image(s){unreadable})\n")
+    warning_legend(seen, splits, answered=bool(summary.rows))

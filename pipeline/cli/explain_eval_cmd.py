@@ -1,0 +1,198 @@
+"""`explain-eval`: measure a run's explanation quality and print it as a table.
+
+The command checks its options, refuses (without --replace) to overwrite a larger measurement
+or the default's (`cli.common.keep_larger`, `explain.defaults.not_the_default`), runs
+`explain.quality.explain_eval` with a progress bar, and prints one column per model. One command
+per module, like `calibrate_cmd` and `ood_cmd`; the work itself lives in `pipeline.explain`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from pipeline.cli.common import (
+    METHOD_HELP,
+    _existing_dir,
+    _split_models,
+    err,
+    fail,
+    keep_larger,
+    print_json,
+    progress_bar,
+    shown,
+)
+from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
+
+
+def explain_eval_cmd(
+    run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
+    data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's); a "
+                              "folder without the run's test split (Training/Testing, one "
+                              "folder per class, or yes/no) is evaluated as an external "
+                              "folder: all its images"),
+    masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
+                               "paths, any image extension (scan.jpg -> scan.png), non-zero = "
+                               "tumour (default: the dataset's boxes folder, else DATA/masks)"),
+    out_name: str = typer.Option(None, "--name", help="external folder only: file name under "
+                             "<run>/<model>/explanations-external/ (default: the folder's name)"),
+    method: str = typer.Option(None, "--method", help=METHOD_HELP + " (default: "
+                               "each model's default from explain-choose, else gradcam)"),
+    max_images: int = typer.Option(64, "--max-images", help="images per model scored in "
+                                   "full (balanced over labels, images with a mask first)"),
+    max_localisation: int = typer.Option(None, "--max-localisation", help="further images "
+                                         "with a mask, scored for localisation and the "
+                                         "shortcut alarm only (default: all; 0: none)"),
+    model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
+    steps: int = typer.Option(20, "--steps", help="deletion/insertion steps"),
+    baseline: str = typer.Option("blur", "--baseline", help="removed pixels become: blur | black"),
+    layer: str = typer.Option(None, "--layer", help="conv layer to explain (default: each "
+                              "model's layer from explain-choose, else its gradcam_layer from "
+                              "the manifest)"),
+    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+    replace: bool = typer.Option(False, "--replace", help="overwrite a run's explanations.json "
+                                 "measured on more images than --max-images, or measure "
+                                 "another method or layer than the model's default there"),
+) -> None:
+    """Measure explanation quality (localisation, faithfulness, sanity, shortcut alarm); writes
+    <run>/<model>/explanations.json (external folders: explanations-external/<name>.json)."""
+    from pipeline.artifacts import ArtifactError, open_run, resolve_run
+    from pipeline.explain import explain_eval
+    from pipeline.explain.defaults import not_the_default
+    from pipeline.explain.quality import holds_test_split
+
+    _check_explain_eval_options(method, baseline, max_images, steps)
+    if max_localisation is not None and max_localisation < 0:
+        fail(f"--max-localisation must be 0 or more, got {max_localisation}")
+    if data is not None:
+        _existing_dir(data, "data folder")
+    if masks is not None:
+        _existing_dir(masks, "masks folder")
+    try:
+        run_dir = resolve_run(artifacts_dir, run_)
+        names = None if model == "all" else _split_models(model)
+        run = open_run(run_dir)
+        for name in names or []:
+            run.model_info(name)
+        # the run's own test split, found by default or given with --data (a checkout where the
+        # recorded path does not resolve): explanations.json, which the guards protect
+        if not replace and (data is None or holds_test_split(run, data)):
+            for name in names or run.model_names:
+                keep_larger(run.path / name / "explanations.json", ("n_faithfulness", "n"),
+                            max_images, f"{name}/explanations.json",
+                            "pass --max-images {n} or more, or --replace to overwrite it",
+                            instead=not_the_default(run, name, method, layer))
+        with progress_bar() as update:
+            results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
+                                   max_images=max_images, progress=update, models=names,
+                                   steps=steps, baseline=baseline, layer=layer, name=out_name,
+                                   max_localisation=max_localisation)
+    except (ArtifactError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({m: {k: v for k, v in r.items() if k != "rows"} for m, r in results.items()})
+        return
+    else:
+        _print_explain_quality(results, run_dir)
+
+
+def _check_explain_eval_options(method: str | None, baseline: str, max_images: int,
+                                steps: int) -> None:
+    """Fail in one line on an unknown --method/--baseline or --max-images/--steps out of range."""
+    from pipeline.explain import BASELINES, METHODS
+
+    if method is not None and method not in METHODS:
+        fail(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+    if baseline not in BASELINES:
+        fail(f"unknown --baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+    if max_images < 1:
+        fail(f"--max-images must be at least 1, got {max_images}")
+    if not 1 <= steps <= 200:
+        fail(f"--steps must be between 1 and 200, got {steps}")
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    """A score with `digits` decimals, or "–" when it could not be computed."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
+    """explain-eval's table (one column per model), then where the files were written."""
+    from rich.table import Table
+
+    methods = ", ".join(f"{m}: {r['method']}" + (f" at {r['layer']}" if r.get("layer") else "")
+                        for m, r in results.items())
+    table = Table(title=f"explanation quality ({methods}), run {run_dir.name}")
+    # A row per measure, a column per model: ten columns, one per measure, broke mid-word at
+    # 80 columns (piped output, a standard terminal): "custo / m_cnn", "delet / ion".
+    table.add_column("measure")
+    for m in results:
+        table.add_column(m, justify="right", overflow="fold")
+    rows = {
+        "images": lambda r: str(r["n"]),
+        "with a mask": lambda r: str(r["n_localisation"]),
+        "pointing game (chance)": lambda r: (f"{_fmt(r['pointing_game'], 2)} "
+                                             f"({_fmt(r['pointing_game_chance'], 2)})"),
+        "energy in mask (chance)": lambda r: (f"{_fmt(r['energy_in_mask'])} "
+                                              f"({_fmt(r['energy_in_mask_chance'])})"),
+        "deletion AUC (random)": lambda r: (f"{_fmt(r['deletion_auc'])} "
+                                            f"({_fmt(r['deletion_auc_random'])})"),
+        "insertion AUC (random)": lambda r: (f"{_fmt(r['insertion_auc'])} "
+                                             f"({_fmt(r['insertion_auc_random'])})"),
+        "ROAD MoRF / LeRF AUC": lambda r: (f"{_fmt(r.get('road_morf_auc'))} / "
+                                           f"{_fmt(r.get('road_lerf_auc'))}"),
+        "sanity check ρ": lambda r: _fmt(r["sanity_rank_correlation"], 2),
+        "outside the head (rate)": lambda r: (f"{r['n_outside_head_flagged']} "
+                                              f"({_fmt(r['outside_head_alarm_rate'], 2)})"),
+    }
+    for name, cell in rows.items():
+        table.add_row(name, *[cell(r) for r in results.values()])
+    Console().print(table)
+    for m, r in results.items():
+        if r.get("localisation_reason"):
+            sys.stdout.write(f"{m}: no localisation scores ({r['localisation_reason']})\n")
+        else:
+            sys.stdout.write(f"{m}: localisation on the {r['n_localisation']} of {r['n']} images "
+                             "with a non-empty mask; faithfulness and sanity on "
+                             f"{r.get('n_faithfulness', r['n'])}\n")
+        if r.get("n_empty_heatmaps"):
+            sys.stdout.write(f"{m}: {r['n_empty_heatmaps']} of {r['n']} heatmaps are empty (no "
+                             "positive evidence for the explained class); they miss the pointing "
+                             "game and put no energy in the box\n")
+        if r["n_outside_head_flagged"]:
+            sys.stdout.write(f"{m}: {r['n_outside_head_flagged']} of {r['n']} heatmaps flagged: "
+                             f"{OUTSIDE_HEAD_MESSAGE} ({r['outside_head_rule']})\n")
+    _report_failed(results)
+    modes = {r["target_mode"] for r in results.values()}
+    sys.stdout.write("explained class: " + ", ".join(sorted(
+        _TARGET_WORDS.get(mode, mode) for mode in modes)) + "\n")
+    sys.stdout.write(f"written: {', '.join(r['written'] for r in results.values())} in "
+                     f"{run_dir}\n")
+
+
+def _report_failed(results: dict[str, dict]) -> None:
+    """Images and masks explain-eval could not use, on stderr: the count and the first few
+    reasons (a mask of another size, a damaged file); they were only in the JSON's `failed`.
+    Every model meets the same files, so each is said once."""
+    failed: dict[str, str] = {}
+    for r in results.values():
+        for f in r.get("failed") or []:
+            failed.setdefault(str(f.get("path")), str(f.get("error")))
+    n = max((int(r.get("n_failed") or 0) for r in results.values()), default=0)
+    if not n:
+        return
+    err.print(f"[yellow]{n} image(s) or mask(s) could not be used[/] (listed in the JSON's "
+              "`failed`):", highlight=False)
+    for path, reason in list(failed.items())[:3]:
+        err.print(f"  {shown(path)}: {shown(reason)}", highlight=False, soft_wrap=True)
+
+
+_TARGET_WORDS = {"true": "the true class",
+                 "most-probable-tumour-class": "the model's most probable tumour class "
+                                               "(the folder only says 'tumor')",
+                 "mixed": "the true class where the label is a run class, else the model's most "
+                          "probable tumour class"}

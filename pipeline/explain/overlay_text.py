@@ -1,0 +1,118 @@
+"""What an `explain` overlay is called and what its caption says: pure text, no drawing.
+
+`overlay_bases` gives each input file a stable, distinct overlay name, `overlay_entry` its
+explain.json record per model, and `overlay_caption` a captioned overlay's lines. Split from
+`explain.batch` so that the names and words can be read and tested without loading a model:
+this module imports no TensorFlow (`Explanation` is only a type here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.data.membership import SEEN_TAGS, hides_unlike
+from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
+from pipeline.explain.render import heatmap_stats
+from pipeline.names import class_label, display_name
+from pipeline.series import Slice
+
+if TYPE_CHECKING:
+    from pipeline.explain.explainer import Explanation
+
+OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
+
+
+def overlay_bases(paths: list[Path | Slice]) -> list[str]:
+    """One distinct, stable base name per input for its overlay files (same order as `paths`).
+
+    The base is the file name with its extension (scan.png and scan.jpg differ), control
+    characters replaced by "_" and cut to OVERLAY_NAME_BYTES; a slice of a series file
+    (`series.Slice`) adds ".slice-<k>". Inputs sharing a base (a/scan.png
+    and b/scan.png) get "-" and 8 hex digits of the SHA-1 of their absolute path, so a name does
+    not depend on argument order; the same file given twice gets "-2", "-3". Names are compared
+    case-folded because macOS and Windows folders are case-insensitive.
+    """
+    def clean(item: Path | Slice) -> str:
+        path = Path(item.path) if isinstance(item, Slice) else Path(item)
+        name = "".join(ch if ch.isprintable() else "_" for ch in path.name) or "image"
+        name = name.encode()[:OVERLAY_NAME_BYTES].decode(errors="ignore")
+        return f"{name}.slice-{item.number}" if isinstance(item, Slice) else name
+
+    bases = [clean(p) for p in paths]
+    counts = Counter(b.casefold() for b in bases)
+    used: set[str] = set()
+    out = []
+    for path, base in zip(paths, bases, strict=True):
+        if counts[base.casefold()] > 1:
+            where = path.path if isinstance(path, Slice) else path
+            digest = hashlib.sha1(os.fsencode(os.path.abspath(where))).hexdigest()[:8]
+            base = f"{base}-{digest}"
+        name, k = base, 1
+        while name.casefold() in used:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name.casefold())
+        out.append(name)
+    return out
+
+
+def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
+                  probs: np.ndarray) -> dict[str, Any]:
+    """explain.json's record of image `i` of explanation `ex` (one model), with its
+    (calibrated) probabilities `probs`."""
+    return {
+        "predicted": class_names[int(np.argmax(probs))],
+        "probs": {c: float(p) for c, p in zip(class_names, probs, strict=True)},
+        "target": class_names[int(ex.targets[i])],
+        "method": ex.method,
+        "layer": ex.layer,
+        "heatmap": heatmap_stats(ex.heatmaps[i]),
+        "overlay": overlay,
+    }
+
+
+def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
+                    in_run_exact: bool | None = None, *, disagree: bool = False) -> list[str]:
+    """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
+    answer with its (calibrated) probability as explain prints it, and the method and class the
+    heatmap explains, which may not be the answer (--target); then the answer's warnings, the
+    shortcut alarm and whether the models disagree (`disagree`), as explain prints them (an
+    overlay travels without the console's lines), and the run's split the image is in
+    (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
+    (`in_run_exact`), is not called "unlike the training data", as in `predict`.
+
+    >>> overlay_caption("custom_cnn", {"predicted": "no_tumor", "target": "glioma",
+    ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
+    ...                 "weak": True})
+    ["Custom CNN answers 'no tumour' (0.70)", "Heatmap: Grad-CAM for 'glioma'",
+     'Warning: weak answer (low confidence)']
+    """
+    from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.explain.methods import METHOD_LABELS
+
+    # "Score-CAM (slower)": the dashboard's menu says how long it takes; a picture need not
+    method = METHOD_LABELS.get(entry["method"], entry["method"]).replace(" (slower)", "")
+    peak = f", hottest at the image's {entry['peak']}" if entry.get("peak") else ""
+    lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
+             f"({entry['probs'][entry['predicted']]:.2f})",
+             f"Heatmap: {method} for '{class_label(entry['target'])}'{peak}"]
+    hidden = hides_unlike(in_run_split, in_run_exact)
+    warnings = [FLAG_LABELS[k] for k in ("colour", "weak", "unlike")
+                if entry.get(k) and not (hidden and k == "unlike")]
+    if entry.get("outside_head_flag"):
+        warnings.append(OUTSIDE_HEAD_MESSAGE)
+    if disagree:
+        warnings.append(FLAG_LABELS["disagree"])
+    if warnings:
+        lines.append("Warning: " + "; ".join(warnings))
+    if in_run_split in SEEN_TAGS:
+        copy = "" if in_run_exact is not False else "a near copy: "
+        lines.append(f"Note: {copy}{SEEN_TAGS[in_run_split]}" + (
+            " (not trained on)" if in_run_split == "test" else " (not a test of the model)"))
+    return lines

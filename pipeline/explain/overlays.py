@@ -1,0 +1,147 @@
+"""Explain one list of decoded images with every model of a run and write the overlay PNGs.
+
+`write_overlays` is the per-chunk work of `explain.batch.explain_files`: each model's
+explanation, prediction and answer warnings (`answer_warners`, built once per command), the
+shortcut alarm, and one overlay per image and model, named by `overlay_text.overlay_bases`.
+Split from `explain.batch`, which keeps the chunk loop, journal, resume and shards.
+
+Overlays are captioned by default (`render.captioned_overlay`: enlarged to at least
+`render.CAPTION_MIN_SIDE` px, a strip saying the model, its answer, the method and class the
+heatmap explains, a colour scale and the disclaimer), so a PNG can go on a slide or in a
+report as it is; `caption=False` (--bare) writes `render_overlay` at the model's resolution,
+for further processing. The file names are the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import Run
+from pipeline.data.membership import Membership
+from pipeline.explain.explainer import Explainer, Explanation
+from pipeline.explain.masks import head_mask_in_frame
+from pipeline.explain.metrics import (
+    energy_outside_head,
+    outside_head_flag,
+    top_outside_head,
+)
+from pipeline.explain.overlay_text import overlay_bases, overlay_caption, overlay_entry
+from pipeline.explain.render import (
+    captioned_overlay,
+    peak_words,
+    render_overlay,
+    to_png,
+)
+from pipeline.geometry import prepare_image
+from pipeline.names import DISCLAIMER, Progress, no_progress
+
+
+@dataclass
+class Warners:
+    """What the answers' warnings need, as `predict` gives them. `models`: per model the
+    confidence under which an answer is weak and the "unlike the training data" scorer, each
+    None where the run does not measure it; `membership`: the run's split hashes
+    (`data.membership`), None for a run without them."""
+
+    models: dict[str, tuple[float | None, Callable[[np.ndarray], np.ndarray] | None]]
+    membership: Membership | None
+
+
+def answer_warners(run: Run, explainers: dict[str, Explainer]) -> Warners:
+    """The `Warners` of `run` for these models. Built once per command: each scorer traces a
+    graph, and the split hashes are read once."""
+    from pipeline.calibration import read_low_confidence
+    from pipeline.ood import unlike_scorer
+
+    below = read_low_confidence(run.path)
+    return Warners({name: (below.get(name), unlike_scorer(run.path, name, ex.model))
+                    for name, ex in explainers.items()}, Membership.of_run(run.path))
+
+
+def write_overlays(run: Run, explainers: dict[str, Explainer],
+                   decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str | None,
+                   target: int | None, alpha: float, outline: float | None,
+                   caption: bool = True, progress: Progress = no_progress,
+                   bases: list[str] | None = None,
+                   warners: Warners | None = None) -> list[dict[str, Any]]:
+    """Explain every image with every model, write one overlay PNG each into `out`: captioned
+    (`overlay_caption`, `captioned_overlay`), or with `caption` False the bare `render_overlay`
+    at the model's resolution.
+
+    `method` None: each explainer's own default (`Explainer.method`).
+    Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
+    probabilities, explained class, layer, heatmap stats, the shortcut alarm
+    (`energy_outside_head`, `top_outside_head`, `outside_head_flag`), the answer's warnings
+    as `predict` gives them (`weak`, `unlike`: true / false / null; `colour`: true / false;
+    `evaluate.flags.answer_flags`) and the overlay's file name.
+    ValueError names the model whose explanation failed. `bases` (one per image) are the
+    overlay names when the images are part of a longer list (`overlay_bases` of it);
+    `warners` come from `answer_warners` (built here when not given).
+    """
+    from pipeline.calibration import apply_temperature, read_temperatures
+    from pipeline.evaluate.flags import answer_flags, is_colour
+
+    temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
+    warners = warners if warners is not None else answer_warners(run, explainers)
+    bases = bases if bases is not None else overlay_bases([p for p, _ in decoded])
+    found = [warners.membership.find(img) if warners.membership else None
+             for _, img in decoded]
+    # `in_run_split`: the run's split holding the image or a copy (as predict's), else None;
+    # `in_run_exact`: whether it is that split's image pixel for pixel (None: cannot tell)
+    rows: list[dict[str, Any]] = [
+        {"path": str(p), "overlay_base": base, "models": {},
+         "in_run_split": seen.split if seen else None,
+         "in_run_exact": seen.exact if seen else None}
+        for (p, _), base, seen in zip(decoded, bases, found, strict=True)]
+    colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
+    drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
+    for k, (name, explainer) in enumerate(explainers.items()):
+        progress("explain", k, len(explainers))
+        info = run.model_info(name)
+        size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+        x = np.stack([prepare_image(img, size, crop=crop) for _, img in decoded])
+        try:
+            ex = explainer(x, method=method, target=target)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
+        probs_all = np.asarray(ex.probs)
+        if name in temperatures:
+            probs_all = apply_temperature(probs_all, temperatures[name])
+        below, unlike = warners.models[name]
+        warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), colour)
+        for i in range(len(decoded)):
+            png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
+            entry = overlay_entry(run.class_names, ex, i, png.name, probs_all[i])
+            head = head_mask_in_frame(decoded[i][1], size, crop)
+            share = energy_outside_head(ex.heatmaps[i], head)
+            top = top_outside_head(ex.heatmaps[i], head)
+            entry["peak"] = peak_words(ex.heatmaps[i])  # where it is hottest, in words
+            entry["energy_outside_head"] = float(share) if np.isfinite(share) else None
+            entry["top_outside_head"] = float(top) if np.isfinite(top) else None
+            entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
+            entry["weak"], entry["unlike"] = warned["weak"][i], warned["unlike"][i]
+            entry["colour"] = warned["colour"][i]
+            rows[i]["models"][name] = entry
+        drawn[name] = (x, ex)
+    for i, row in enumerate(rows):  # every model's answer known: captions say if they differ
+        # None with one model explained: agreement is not known (true claimed it)
+        row["agree"] = (len({e["predicted"] for e in row["models"].values()}) == 1
+                        if len(row["models"]) > 1 else None)
+        for name, (x, ex) in drawn.items():
+            entry = row["models"][name]
+            if caption:  # after the warnings: the caption carries them
+                lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
+                                        disagree=row["agree"] is False)
+                picture = captioned_overlay(x[i], ex.heatmaps[i], lines, DISCLAIMER,
+                                            alpha=alpha, outline_top_percent=outline)
+            else:
+                picture = render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
+                                         outline_top_percent=outline)
+            (out / entry["overlay"]).write_bytes(to_png(picture))
+    progress("explain", len(explainers), len(explainers))
+    return rows
