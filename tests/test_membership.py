@@ -144,6 +144,11 @@ def test_explain_says_which_overlays_are_of_the_run_s_own_images(smoke_run: Path
     assert lines[0].split("\t")[-1] == f"[{SEEN_TAGS['train']}]"
     assert lines[1].split("\t")[-1] == f"[{SEEN_TAGS['test']}]"
     assert printed.stderr.count(SEEN_MEANINGS["train"]) == 1
+    # a "no tumour" answer gets predict's legend line: never a rule-out (said once)
+    from pipeline.evaluate.flags import NO_TUMOUR_CAUTION
+
+    said_none = any(": no_tumor (" in line for line in lines[:2])
+    assert printed.stderr.count(NO_TUMOUR_CAUTION) == int(said_none)
     rows = json.loads((out / "explain.json").read_text())["images"]
     assert [r["in_run_split"] for r in rows] == ["train", "test"]
     assert [r["in_run_exact"] for r in rows] == [True, True]

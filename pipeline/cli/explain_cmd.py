@@ -31,6 +31,7 @@ from pipeline.cli.common import (
     warning_tags,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, outside_share_words
+from pipeline.names import HEATMAP_ALPHA
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
@@ -50,7 +51,7 @@ def explain(
                                "(default: each model's predicted class)"),
     layer: str = typer.Option(None, "--layer", help="conv layer (default: the run's chosen "
                               "layer, else its gradcam_layer); one model only"),
-    alpha: float = typer.Option(0.4, "--alpha", help="heatmap opacity 0..1"),
+    alpha: float = typer.Option(HEATMAP_ALPHA, "--alpha", help="heatmap opacity 0..1"),
     outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
     bare: bool = typer.Option(False, "--bare", help="plain overlays at the model's resolution "
                               "(its input size, head crop), for further processing; default: "
@@ -154,6 +155,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     shown goes to stderr."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.names import NO_TUMOR
 
     seen: set[str] = set()
     splits: set[str] = set()
@@ -168,6 +170,8 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
                     f"{outside_share_words(v['top_outside_head'])}]"
                     if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
+        if any(v["predicted"] == NO_TUMOR for v in row["models"].values()):
+            seen.add(NO_TUMOR)  # predict's legend line: "no tumour" rules nothing out
         tags = []  # the image's own, in a last field as predict prints them
         if row.get("agree") is False:
             tags.append(f"[{FLAG_LABELS['disagree']}]")
