@@ -18,14 +18,14 @@ import numpy as np
 
 from dashboard import core, loader, state
 from pipeline.artifacts import Run
-from pipeline.names import class_index, size_label
+from pipeline.names import HEATMAP_ALPHA, class_index, size_label
 
 
 @dataclass
 class Settings:
     method: str | None = None  # None = each model's own default (Explainer.method)
     target: str | None = None  # None = each image's predicted class
-    alpha: float = 0.45
+    alpha: float = HEATMAP_ALPHA  # `explain --alpha`'s default too
     outline: bool = False
     layers: dict[str, str | None] = field(default_factory=dict)
 

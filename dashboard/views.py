@@ -36,6 +36,7 @@ from pipeline.explain import (
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, OUTSIDE_HEAD_MESSAGE, outside_share_words
 from pipeline.explain.render import peak_words
+from pipeline.names import HEATMAP_ALPHA
 
 # tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
 # (its middle is green, the box's colour before)
@@ -88,7 +89,7 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                           key=f"{prefix}_target", format_func=F.class_name,
                           help="'predicted class' explains each model's own answer; choose a "
                                "class to ask 'what would make this look like X?'.")
-    alpha = c3.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{prefix}_alpha")
+    alpha = c3.slider("Heatmap opacity", 0.0, 1.0, HEATMAP_ALPHA, 0.05, key=f"{prefix}_alpha")
     outline = c4.toggle("Outline the hottest 10%", key=f"{prefix}_outline",
                         help="Draw the contour of the heatmap's 10% hottest pixels.")
     layers: dict[str, str | None] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -382,15 +381,3 @@ def open_run(path: str | Path) -> Run:
         raise ArtifactError(f"{damaged}: 'models' must map model names to objects, got "
                             f"{type(models).__name__}")
     return Run(path, manifest)
-
-
-def remove_incomplete(artifacts_dir: str | Path, keep: str | None = None) -> list[str]:
-    """Delete interrupted run folders (except `keep`); returns the removed ids."""
-    removed = []
-    runs_dir = Path(artifacts_dir) / "runs"
-    for path in runs_dir.glob(f"{TMP_PREFIX}*"):
-        run_id = path.name[len(TMP_PREFIX):]
-        if run_id != keep:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(run_id)
-    return removed

@@ -26,6 +26,9 @@ NO_TUMOR = "no_tumor"
 # Class label -> the words people read (the dashboard's tables, captions, menus, reports), in the
 # spelling of the project's prose ("says no tumour"); labels not listed lose their underscores.
 CLASS_LABELS: dict[str, str] = {NO_TUMOR: "no tumour", "tumor": "tumour"}
+# a heatmap overlay's default opacity: the dashboard's slider and `explain --alpha` (0.45 and
+# 0.4 before: the same image looked different in each)
+HEATMAP_ALPHA = 0.4
 
 # Image files a dataset folder or a mask folder may hold (decoding is `images.decode_image`'s job).
 IMAGE_EXTS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm"})

@@ -733,3 +733,18 @@ def test_probabilities_never_read_as_certainty():
     page = PageModel("Custom CNN", np.zeros((4, 4, 3), np.uint8), "",
                      dict(zip(CLASSES, probs["custom_cnn"][0].tolist(), strict=True)))
     assert answer(page) == "glioma (>99%)"
+
+
+def test_the_dashboard_and_explain_draw_overlays_at_one_default_opacity():
+    """The dashboard's slider started at 0.45 and `explain --alpha` at 0.4: the same image's
+    overlay looked different in each."""
+    import inspect
+
+    from dashboard.inference import Settings
+    from pipeline.cli.explain_cmd import explain
+    from pipeline.explain.render import render_overlay
+    from pipeline.names import HEATMAP_ALPHA
+
+    cli_default = inspect.signature(explain).parameters["alpha"].default.default
+    overlay_default = inspect.signature(render_overlay).parameters["alpha"].default
+    assert Settings().alpha == cli_default == overlay_default == HEATMAP_ALPHA

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.names import HEATMAP_ALPHA
+
 # captioned overlays: the image's shorter side at least this (128 px custom CNN, 224 px
 # MobileNetV2 are too small for a slide), and the strip's sizes at that width (scaled with it)
 CAPTION_MIN_SIDE = 448
@@ -102,7 +104,7 @@ def top_region(heatmap: np.ndarray, top_percent: float) -> np.ndarray:
 def render_overlay(
     image: np.ndarray,
     heatmap: np.ndarray,
-    alpha: float = 0.4,
+    alpha: float = HEATMAP_ALPHA,
     colormap: str = HEATMAP_COLORMAP,
     outline_top_percent: float | None = None,
 ) -> np.ndarray:
@@ -134,7 +136,7 @@ def captioned_overlay(
     heatmap: np.ndarray,
     lines: Sequence[str],
     note: str = "",
-    alpha: float = 0.4,
+    alpha: float = HEATMAP_ALPHA,
     colormap: str = HEATMAP_COLORMAP,
     outline_top_percent: float | None = None,
     min_side: int = CAPTION_MIN_SIDE,
