@@ -172,7 +172,7 @@ def tune(
     say(f"tuning {display_name(model)} on {len(train.y)} train / {len(val.y)} val images "
         f"({len(splits.test)} test images are not used), {budget} trials, {algorithm} search")
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())  # UTC, like run ids
     out = Path(out_dir) / "tune" / f"{model}-{stamp}"
     out.mkdir(parents=True, exist_ok=False)
     extras: dict[str, dict[str, Any]] = {}

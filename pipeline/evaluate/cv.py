@@ -194,7 +194,7 @@ def cross_validate(
     fold_idx = cv_folds(labels, comps, folds, seed=cfg.seed, val_fraction=cfg.val_fraction)
 
     runs_root = (Path(out_dir) if out_dir is not None
-                 else run.path / "cv" / time.strftime("%Y%m%d-%H%M%S"))
+                 else run.path / "cv" / time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
     if (runs_root / "cv.json").exists():
         raise EvaluationError(f"{runs_root} already holds a cross-validation; choose another")
     # Share train's decoded-array cache (artifacts/cache) when the run sits in an artifacts tree.
