@@ -323,6 +323,18 @@ class Run:
                 return c.resolve()
         return None
 
+    def dataset_root(self, data_root: str | Path | None = None) -> Path:
+        """Where the run's dataset is now: `data_root` when given (it moved), else `data_dir`.
+        ArtifactError naming `--data-root` when that folder is not there (one home: four stages
+        said it, each quoting this machine's absolute path)."""
+        root = Path(data_root) if data_root is not None else self.data_dir
+        if root is None or not root.is_dir():
+            recorded = (self.manifest.get("data") or {}).get("dir")
+            where = shown_path(root if root is not None else recorded or "?")
+            raise ArtifactError(f"the run's dataset folder {where} is not there; pass the folder "
+                                "it moved to (CLI: --data-root DIR)")
+        return root
+
     def read_json(self, rel: str) -> Any:
         return read_json(self.path / rel)
 

@@ -158,10 +158,7 @@ def calibrate_run(run_dir: str | Path, progress: Progress | None = None,
 
     run = artifacts.open_run(run_dir)
     artifacts.ensure_writable(run.path, "run folder")
-    root = Path(data_root) if data_root is not None else run.data_dir
-    if root is None or not root.is_dir():
-        raise ArtifactError(f"the run's dataset folder {root} is not there; pass the folder it "
-                            "moved to (CLI: --data-root DIR)")
+    root = run.dataset_root(data_root)
     try:
         val = data.splits_from_json(run.read_json("splits.json"), root).val
     except data.DatasetError as exc:

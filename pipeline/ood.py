@@ -204,10 +204,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     started = time.monotonic()
     run = artifacts.open_run(run_dir)
     artifacts.ensure_writable(run.path, "run folder")
-    root = Path(data_root) if data_root is not None else run.data_dir
-    if root is None or not Path(root).is_dir():
-        raise artifacts.ArtifactError(f"the run's dataset folder {root} is not there; pass "
-                                      "the folder it moved to (CLI: --data-root DIR)")
+    root = run.dataset_root(data_root)
     splits = data.splits_from_json(run.read_json("splits.json"), root)
     predictor = Predictor(run, check_ood=False)  # the score is refitted: a damaged one is moot
     foreign = ood_eval.foreign_images(ood_eval.foreign_count(len(splits.test)))

@@ -152,3 +152,30 @@ def test_cpu_facts_name_the_processor_and_its_vector_instructions():
     here = cpu_facts()  # this machine: a model name and a list (or None without /proc)
     assert here["cpu_model"] and (here["cpu_features"] is None
                                   or isinstance(here["cpu_features"], list))
+
+
+def test_a_moved_dataset_is_named_once_with_its_fix_and_no_absolute_path(tmp_path):
+    """calibrate, ood, evaluate and evaluate --cv each wrote this check and its message, and
+    each quoted this machine's absolute path (issue 18)."""
+    from pipeline.calibration import calibrate_run
+    from pipeline.evaluate import EvaluationError, evaluate_run
+
+    run_dir = _finished_run(tmp_path / "artifacts")
+    gone = tmp_path / "moved-away" / "dataset"
+    _edit(run_dir, data={"dir": str(gone)})
+    run = open_run(run_dir)
+    with pytest.raises(ArtifactError) as info:
+        run.dataset_root()
+    message = str(info.value)
+    assert "dataset folder" in message and "--data-root DIR" in message
+    assert str(tmp_path) not in message
+    here = tmp_path / "here"
+    here.mkdir()
+    assert run.dataset_root(here) == here  # where it moved to
+    # the stages say the same
+    with pytest.raises(ArtifactError, match="--data-root DIR") as info:
+        calibrate_run(run_dir)
+    assert str(tmp_path) not in str(info.value)
+    with pytest.raises(EvaluationError, match="--data-root DIR") as info:
+        evaluate_run(run_dir)
+    assert str(tmp_path) not in str(info.value)

@@ -80,10 +80,10 @@ def _open_for_cv(run_dir: str | Path, data_root: str | Path | None,
         run = artifacts.open_run(run_dir)
     except artifacts.ArtifactError as exc:
         raise EvaluationError(str(exc)) from exc
-    root = Path(data_root) if data_root is not None else run.data_dir
-    if root is None or not root.is_dir():
-        raise EvaluationError(f"the run's dataset folder {root} is not there; pass the folder it "
-                              "moved to (CLI: --data-root DIR)")
+    try:
+        root = run.dataset_root(data_root)
+    except artifacts.ArtifactError as exc:
+        raise EvaluationError(str(exc)) from None
     cfg = TrainConfig.from_dict(run.manifest["config"])
     unknown = sorted(set(models or []) - set(run.model_names))
     if unknown:

@@ -125,11 +125,10 @@ def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
     """The run's own test split, read from its dataset folder (or `data_root` if it moved)."""
     from pipeline import artifacts, data
 
-    root = Path(data_root) if data_root is not None else run.data_dir
-    if root is None or not root.is_dir():
-        raise EvaluationError(
-            f"the run's dataset folder {root} is not there; pass the folder it moved to "
-            "(CLI: --data-root DIR)")
+    try:
+        root = run.dataset_root(data_root)
+    except artifacts.ArtifactError as exc:
+        raise EvaluationError(str(exc)) from None
     try:
         test = data.splits_from_json(run.read_json("splits.json"), root).test
     except artifacts.ArtifactError as exc:
