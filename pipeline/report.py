@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import ArtifactError, Run
-from pipeline.names import display_name
+from pipeline.names import class_label, display_name
 
 
 def _plt():
@@ -44,7 +44,7 @@ def confusion_figure(run: Run, out: Path) -> Path | None:
         rows = counts.sum(axis=1, keepdims=True)
         norm = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        labels = [str(label).replace("_", " ") for label in cm["labels"]]
+        labels = [class_label(str(label)) for label in cm["labels"]]  # "no tumour", as shown
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
         ax.set_yticks(range(len(labels)), labels)
         ax.set_xlabel("predicted")

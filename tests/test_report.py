@@ -23,6 +23,27 @@ def test_figures_and_table_from_smoke_run(smoke_run, tmp_path):
     assert f"{metrics['accuracy']:.3f}" in table
 
 
+def test_the_confusion_figure_names_classes_as_the_dashboard_does(smoke_run, tmp_path,
+                                                                  monkeypatch):
+    """Its axes read "no tumor" (the folder name with a space) where every page says "no
+    tumour"."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.report import confusion_figure
+
+    shown: list[str] = []
+    close = plt.close
+
+    def keep_labels(fig=None):  # the figure's tick labels, read before it is closed
+        if fig is not None:
+            shown.extend(t.get_text() for ax in fig.axes for t in ax.get_yticklabels())
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", keep_labels)
+    assert confusion_figure(open_run(smoke_run), tmp_path) is not None
+    assert "no tumour" in shown and "no tumor" not in shown
+
+
 def test_figures_cli_on_missing_run_is_one_clear_line(tmp_path):
     result = CliRunner().invoke(app, ["figures", "--artifacts", str(tmp_path), "--out",
                                       str(tmp_path / "f")])
