@@ -43,6 +43,9 @@ class Page:
     true_label: str | None = None
 
 
+PDF_TITLE = "Brain MRI XAI - teaching printout, not a medical report"
+
+
 def _fit_right(fig, text, full: str, tail: str, right: float = 0.94) -> None:  # noqa: ANN001
     """Cut `full` (drawn as `text`, followed by `tail`) with an ellipsis until the line ends
     left of `right` (a fraction of the page's width): a long run title ran off the page.
@@ -55,7 +58,8 @@ def _fit_right(fig, text, full: str, tail: str, right: float = 0.94) -> None:  #
 
 
 def _text_page(fig, page: Page, run_title: str, created: str) -> None:  # noqa: ANN001
-    fig.text(0.06, 0.965, "Brain MRI XAI - explanation report", fontsize=15, weight="bold")
+    # "report" read as a clinical report form (a clinician's review, 2026-12-05)
+    fig.text(0.06, 0.965, PDF_TITLE, fontsize=15, weight="bold")
     header = fig.text(0.06, 0.945, f"{run_title} · {created}", fontsize=8.5, color="#334155")
     _fit_right(fig, header, run_title, f" · {created}")
     fig.text(0.06, 0.925, f"Image SHA-256: {page.digest}", fontsize=7.5, family="monospace")
@@ -176,7 +180,7 @@ def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
     # every text as written: a run title "Study $\notacommand$ v2" failed the whole PDF (a
     # mathtext error, nothing downloaded) and "cost $5 and $10" was drawn as maths
     with matplotlib.rc_context({"text.parse_math": False}), PdfPages(
-            buf, metadata={"Title": "Brain MRI XAI explanation report",
+            buf, metadata={"Title": PDF_TITLE,
                            "Subject": DISCLAIMER}) as pdf:
         for page in pages:
             fig = plt.figure(figsize=(8.27, 11.69))

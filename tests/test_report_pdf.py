@@ -32,6 +32,10 @@ def test_one_page_per_image_with_the_disclaimer():
     assert data.startswith(b"%PDF")
     assert len(re.findall(rb"/Type\s*/Page\b", data)) == 3  # /Pages does not match \b here
     assert DISCLAIMER.encode() in data  # in the document's metadata, readable by any viewer
+    # its title says what it is: "explanation report" read as a clinical report form
+    from dashboard.report_pdf import PDF_TITLE
+
+    assert "not a medical report" in PDF_TITLE and PDF_TITLE.encode() in data
     single = report_pdf([_page(0)], "t", scale, now=lambda: when)
     assert len(re.findall(rb"/Type\s*/Page\b", single)) == 1
 
