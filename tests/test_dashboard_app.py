@@ -1656,3 +1656,21 @@ def test_a_run_s_manifest_text_is_shown_as_text(smoke_run: Path, tmp_path: Path,
     at = _app("about")
     _ok(at)
     assert f"This run: {core.literal(hostile)}" in [h.value for h in at.header]
+
+
+def test_same_source_figures_say_where_to_see_another_source(smoke_run, tmp_path, monkeypatch):
+    """The overview's headline figures are on images from the training images' sources; a
+    clinician read them as the tool's accuracy. A run tested on the official Testing/ folder
+    (another source mix) does not need the pointer."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    pointer = "pick an 'Official Testing split' run in the sidebar"
+    at = _app()
+    _ok(at)
+    assert pointer in _texts(at.caption)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["splits"]["official_test"] = {"n": 10, "leaking": 0}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    at = _app()
+    _ok(at)
+    assert pointer not in _texts(at.caption)
+    assert "the dataset's own Testing/ folder" in _texts(at.caption)

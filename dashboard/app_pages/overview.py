@@ -63,7 +63,13 @@ if metrics:
     try:
         st.dataframe(F.metrics_table(metrics, comparison), key="metrics_table",
                      height="content")
-        st.caption("Values on the test split; brackets: 95% bootstrap confidence interval.")
+        # same-source figures invite over-trust unless their limit stands beside them (a
+        # clinician's review, 2026-12-05); the official run's test images are another source
+        st.caption("Values on the test split; brackets: 95% bootstrap confidence interval."
+                   + ("" if facts.splits.get("official_test") else
+                      " Its images come from the same sources as the training images: for "
+                      "images mostly from other sources, pick an 'Official Testing split' run "
+                      "in the sidebar if there is one (accuracy there can be far lower)."))
         distinct = F.copies_sentence(metrics)
         if distinct:
             st.caption(distinct)
