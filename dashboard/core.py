@@ -29,6 +29,7 @@ from pipeline.images import (
     decode_slices,
     read_file,
 )
+from pipeline.modality import looks_like_ct
 from pipeline.names import class_label, display_name, percent
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -91,6 +92,8 @@ class Upload:
     # a colour image (`evaluate.flags.is_colour`), judged on the file as decoded, before any
     # shrinking for display (averaging greys colour noise): one verdict for both models
     colour: bool = False
+    # a slice that may be CT, not MRI (`modality.looks_like_ct`, on the decoded file): a hint
+    ct: bool = False
     # where the run met it before (`flags.seen_note`: training, validation or test split), set by
     # the Predict page for uploads; "" when not found or the run cannot tell
     seen: str = ""
@@ -116,7 +119,7 @@ class Upload:
         where = f"slice {self.slice_numbers()[k]} of {max(self.total, len(self.slices))}"
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
-                      colour=is_colour(img))
+                      colour=is_colour(img), ct=looks_like_ct(img))
 
 
 CT_NOTE = ("A CT slice is not recognised as such: the training data's no-tumour class holds CT "
@@ -159,9 +162,10 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
         return Upload(name, digest, image=slices[0], true_label=true_label,
                       note=decode_note(info), slices=slices,
                       positions=[int(i) + 1 for i in indices] if indices else None,
-                      total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]))
+                      total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]),
+                      ct=looks_like_ct(slices[0]))
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
-                  note=decode_note(info), colour=is_colour(slices[0]))
+                  note=decode_note(info), colour=is_colour(slices[0]), ct=looks_like_ct(slices[0]))
 
 
 def decode_note(info: dict[str, Any]) -> str | None:
@@ -418,7 +422,7 @@ def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[U
             data = read_file(path, rel)
             image = decode_image(data, rel)
             out.append(Upload(name, hashlib.sha256(data).hexdigest(), image=image,
-                              colour=is_colour(image)))
+                              colour=is_colour(image), ct=looks_like_ct(image)))
         except ImageError as exc:
             out.append(Upload(name, "", error=str(exc)))
     return out

@@ -53,10 +53,11 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  by_size: Mapping[str, Mapping[str, Any] | None] | None = None,
                  flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None,
                  colour: bool = False,
-                 tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None
-                 ) -> list[str]:
+                 tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None,
+                 ct: bool = False) -> list[str]:
     """Plain-words warnings about image i's answers: a colour image (`colour`: MRI slices are
-    greyscale, `evaluate.flags.is_colour`), weak confidence (below the model's
+    greyscale, `evaluate.flags.is_colour`), a slice that may be CT (`ct`,
+    `modality.looks_like_ct`), weak confidence (below the model's
     validation threshold), an image unlike the model's training data (with the model's accuracy
     on shifted copies of its test split, when measured), every "no tumour" answer (it cannot
     rule a tumour out; with how often the model's test answers "no tumour" were right, from
@@ -71,6 +72,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     # warnings of equal weight on nearly every card stop being read): not an MRI, "no tumour"
     # is no rule-out, the models disagree, then per model unlike the training data and weak.
     flags = [COLOUR_WARNING] if colour else []
+    if ct:  # `modality.looks_like_ct`: a hint, worded as one
+        flags.append(CT_WARNING)
     unlikes: list[str] = []
     weaks: list[str] = []
     measured = flag_accuracy or {}
@@ -126,6 +129,11 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                      + _disagreement_record(probs, measured))
     return flags + unlikes + weaks
 
+
+CT_WARNING = ("This slice may be a CT image, not MRI: a thick white skull ring right against "
+              "the brain. The models were trained on MRI, and their no-tumour class holds CT "
+              "slices, so a CT slice is usually called \"no tumour\" whatever it shows. A rough "
+              "check: it can miss CT, and now and then flag an MRI slice.")
 
 COLOUR_WARNING = ("This is a colour image, and MRI slices are greyscale: it may not be an MRI "
                   "slice at all. If it is not, no answer or heatmap here means anything.")

@@ -145,7 +145,8 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
                                  {} if own else results.unlike(j),
                                  results.shifted_accuracy, results.class_names, size,
                                  results.by_size, results.flag_accuracy, colour,
-                                 results.tumour_records)
+                                 results.tumour_records,
+                                 ct=j < len(results.ct) and results.ct[j])
     shortcuts = [f"{F.model_label(m)}: {OUTSIDE_HEAD_MESSAGE} "
                  f"({outside_share_words(rs[j].outside_head)})."
                  for m, rs in results.per_model.items() if rs[j].outside_head_flag]

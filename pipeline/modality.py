@@ -1,0 +1,102 @@
+"""Does a slice look like CT rather than MRI? A rough, explainable hint (no learning, ~2 ms).
+
+Why: the dataset's no-tumour class holds CT slices (73 of its 3264 images are CT, labelled by eye
+on 2026-12-05: 60 of them in no_tumor, 10 in meningioma, 3 in glioma), so the models call a CT
+slice "no tumour", confidently, and the "unlike the training data" score learnt CT as normal.
+
+The physics: on CT at a brain window the skull is the brightest structure, clipped to white,
+and a thick band right against the brain. On MRI cortical bone gives no signal: a bright outer
+band, when there is one, is scalp fat, thinner, with a dark band (the bone) between it and the
+brain. Measured inside the head's silhouette on the grey image shrunk to SIDE px:
+
+- `rim_thickness`: the bright outer band's mean thickness, as a share of the head's radius;
+- `rim_saturation`: the share of that band clipped white (grey >= WHITE);
+- `inside_ratio`: the median grey just inside the band over the brain's median (CT: about 1 or
+  more, the brain lies against the bone; MRI: below 1, the dark bone band).
+
+`looks_like_ct` needs all three over `RULE`, whose thresholds were chosen on the dataset's
+Training/ folder only. Measured (README, "CT slices"): Training/ 32 of 36 CT found, no false alarm
+among 2834 MRI slices; Testing/ 33 of 37 and none among 357 (34 of its 37 CT images are copies of
+Training/ ones: 3 of 3 without a copy). It misses CT shown at a wide window (bone not clipped),
+and a contrast boost with clipping on export raises false alarms (11 of 3191 MRI at x1.15): a
+hint ("may be CT"), never a verdict, and never a reason to change an answer.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+SIDE = 256  # the long side features are measured at: thresholds are in this frame's pixels
+WHITE = 250  # grey level counted as clipped white
+RULE = {"rim_saturation": 0.40, "rim_thickness": 0.040, "inside_ratio": 0.90}
+_NAN = {k: float("nan") for k in RULE}
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """`image` (grey or RGB, uint8) as uint8 grey, long side SIDE."""
+    g = np.asarray(image)
+    if g.ndim == 3:
+        g = cv2.cvtColor(np.ascontiguousarray(g[..., :3]).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    g = np.clip(g, 0, 255).astype(np.uint8)
+    h, w = g.shape
+    scale = SIDE / max(h, w)
+    return cv2.resize(g, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _head(g: np.ndarray) -> np.ndarray | None:
+    """The head's filled silhouette: brighter than the frame's background (its 20th percentile,
+    robust to a bright frame or text), opened to cut thin attachments (holder, table, text),
+    largest component; None when there is none."""
+    b = max(2, int(0.02 * min(g.shape)))
+    border = np.concatenate([g[:b].ravel(), g[-b:].ravel(), g[:, :b].ravel(), g[:, -b:].ravel()])
+    bg = float(np.percentile(border, 20))
+    level = bg + max(8.0, 0.12 * (float(np.percentile(g, 99)) - bg))
+    m = cv2.morphologyEx((g > level).astype(np.uint8), cv2.MORPH_OPEN,
+                         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n < 2:
+        return None
+    biggest = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    contours, _ = cv2.findContours(biggest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = np.zeros_like(biggest)
+    cv2.drawContours(filled, contours, -1, 1, thickness=-1)
+    return filled.astype(bool)
+
+
+def ct_features(image: np.ndarray) -> dict[str, float]:
+    """The three features (module docstring); NaN where one cannot be measured (no head, or
+    fewer than 20 pixels of bright rim or of the band inside it)."""
+    g = _grey(image)
+    head = _head(g)
+    if head is None or head.sum() < 500:
+        return dict(_NAN)
+    depth = cv2.distanceTransform(np.pad(head.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    radius = float(np.sqrt(head.sum() / np.pi))
+    interior = depth > 0.25 * radius
+    if interior.sum() < 100:
+        return dict(_NAN)
+    brain = float(np.median(g[interior]))
+    top = float(np.percentile(g[head], 99.5))
+    bright = head & (g >= brain + 0.6 * (top - brain))
+    rim = bright & (depth <= 0.15 * radius)  # the bright part of the head's outer ring
+    contours, _ = cv2.findContours(head.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    perimeter = max(1.0, sum(cv2.arcLength(c, True) for c in contours))
+    out = dict(_NAN)
+    out["rim_thickness"] = float(rim.sum() / perimeter / radius)
+    if rim.sum() >= 20:
+        out["rim_saturation"] = float((g[rim] >= WHITE).mean())
+        edge = float(np.percentile(depth[rim], 90))  # the band's inner edge
+        band = head & ~bright & (depth > edge) & (depth <= edge + 0.05 * radius)
+        if band.sum() >= 20:
+            out["inside_ratio"] = float(np.median(g[band]) / max(brain, 1.0))
+    return out
+
+
+def looks_like_ct(image: np.ndarray) -> bool:
+    """Whether the slice looks like CT: every feature at or over its `RULE` threshold (a NaN
+    never raises it)."""
+    f = ct_features(image)
+    return all(f[k] >= v for k, v in RULE.items())
