@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import ArtifactError, Run
+from pipeline.evaluate.comparison import verdict_of
 from pipeline.names import class_label, display_name
 
 
@@ -122,7 +123,7 @@ def results_table(run: Run) -> str:
     if n:
         lines.append("")
         lines.append(f"Test images: {n} ({describe_test_set(run)}). "
-                     f"{comp.get('verdict', '')}")
+                     f"{verdict_of(comp) or ''}")
     return "\n".join(lines) + "\n"
 
 

@@ -1674,3 +1674,24 @@ def test_same_source_figures_say_where_to_see_another_source(smoke_run, tmp_path
     _ok(at)
     assert pointer not in _texts(at.caption)
     assert "the dataset's own Testing/ folder" in _texts(at.caption)
+
+
+def test_a_slice_that_looks_like_ct_says_so(artifacts):
+    """A CT slice got "no tumour", models agreeing, and no warning at all (a clinician's review,
+    2026-12-05): the card now says it may be CT, first among its warnings."""
+    from test_modality import _head
+
+    from dashboard.flags import CT_WARNING
+
+    ct = _head(rim=255, rim_width=12, band=110, band_width=0, white=115)
+    mri = _head(rim=255, rim_width=12, band=45, band_width=6)
+    files = []
+    for name, img in (("ct.png", ct), ("mri.png", mri)):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "PNG")
+        files.append((name, buf.getvalue(), "image/png"))
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    warned = [w.value for w in at.warning if w.value == CT_WARNING]
+    assert len(warned) == 1  # the CT phantom's card, not the MRI one's

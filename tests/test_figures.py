@@ -693,3 +693,39 @@ def test_size_group_table_and_gaps():
     bad = {"custom_cnn": {"by_size": {**by_size, "other_sizes": {"accuracy": "high"}}}}
     with pytest.raises(F.FigureDataError, match="other_sizes accuracy"):
         F.size_group_table(bad)
+
+
+def test_the_comparison_says_by_how_much_and_a_tie_is_no_sameness():
+    """A student could not answer "by how much" (the paired interval was in comparison.json
+    only), and a tie read "there is no difference to test" though 32 images each way were
+    answered right by one model alone."""
+    tie = {"models": ["custom_cnn", "mobilenetv2"], "n": 394,
+           "table": {"custom_cnn": {"accuracy": 0.749}, "mobilenetv2": {"accuracy": 0.749}},
+           "mcnemar": {"p_value": 1.0, "b": 32, "c": 32},
+           "verdict": "an older file's sentence",
+           "difference": {"models": ["custom_cnn", "mobilenetv2"], "accuracy": 0.0},
+           "ci": {"difference": {"accuracy": [-0.041, 0.041]}}}
+    said = F.comparison_verdict(tie)
+    assert "equally accurate overall (74.9 %)" in said and "no difference to test" not in said
+    assert said.endswith("each may still get right images the other gets wrong.")
+    assert F.comparison_verdict({"verdict": "an older file's sentence"}) == (
+        "an older file's sentence")  # no figures to word it again
+    ahead = {**tie, "difference": {"models": ["custom_cnn", "mobilenetv2"],
+                                   "accuracy": -0.0612},
+             "ci": {"difference": {"accuracy": [-0.0939, -0.0306]}}}
+    assert F.difference_sentence(ahead) == (
+        "Accuracy, MobileNetV2 minus Custom CNN: +6.1 points (95% paired bootstrap interval "
+        "+3.1 to +9.4).")
+    assert F.difference_sentence({"difference": {}}) is None
+
+
+def test_a_temperature_that_made_calibration_worse_is_said():
+    """On the official Testing/ run the temperature raised ECE from 0.068 to 0.124; the legend
+    said "before calibration" and nothing said it got worse."""
+    worse = {"custom_cnn": {"ece": 0.124, "ece_uncalibrated": 0.068},
+             "mobilenetv2": {"ece": 0.035, "ece_uncalibrated": 0.067},
+             "old": {"ece": 0.05}}  # calibrated before the "before" figure existed
+    said = F.scaling_worse_sentences(worse)
+    assert len(said) == 1 and said[0].startswith(
+        "On these test images temperature scaling made Custom CNN's calibration worse "
+        "(ECE 0.068 before, 0.124 after)")

@@ -49,14 +49,15 @@ comparison = None
 if len(run.model_names) > 1:
     comparison = state.section_json(run, "comparison.json", fix)
 if comparison:
-    verdict = comparison.get("verdict")
+    verdict = F.comparison_verdict(comparison)  # today's words, from the stored figures
     if verdict:
         (st.success if comparison.get("significant") else st.info)(
             verdict, icon=":material/balance:")
     mc = comparison.get("mcnemar") or {}
     pair = list(comparison.get("models") or run.model_names)[:2]
     if isinstance(mc, dict) and mc and len(pair) == 2:
-        st.caption(F.mcnemar_sentence(comparison, pair))
+        gap = F.difference_sentence(comparison)  # by how much, with its interval
+        st.caption(F.mcnemar_sentence(comparison, pair) + (f" {gap}" if gap else ""))
 if metrics:
     # The table, then the chart below it: side by side (3:2) they were clipped from 1024 px
     # with the sidebar open, the headline a presenter shows first.
@@ -66,7 +67,11 @@ if metrics:
         # same-source figures invite over-trust unless their limit stands beside them (a
         # clinician's review, 2026-12-05); the official run's test images are another source
         st.caption("Values on the test split; brackets: 95% bootstrap confidence interval."
-                   + ("" if facts.splits.get("official_test") else
+                   + (" This run's test split is the dataset's own Testing/ folder, on which "
+                      "this project's training recipes were chosen (shift validation): a guide "
+                      "to images from other sources, not a clean test."
+                      if facts.splits.get("official_test")
+                      else
                       " Its images come from the same sources as the training images: for "
                       "images mostly from other sources, pick an 'Official Testing split' run "
                       "in the sidebar if there is one (accuracy there can be far lower)."))
@@ -118,6 +123,8 @@ with tabs[4]:
                    "diagonal. Below the diagonal = over-confident. Marker size = images in bin.")
         for sentence in F.ece_floor_sentences(metrics):
             st.caption(sentence)
+        for sentence in F.scaling_worse_sentences(metrics):
+            st.warning(sentence, icon=":material/warning:")
 with tabs[5]:
     if metrics:
         if all(m.get("tumor_vs_no_tumor") for m in metrics.values()):

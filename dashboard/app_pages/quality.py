@@ -29,6 +29,17 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
     charts.chart(
         F.localisation_figure, expl, key="quality_loc", fix=CHART_FIX,
         caption=F.LOCALISATION_CAPTION)
+    # what a high score does not prove (a student's review, 2026-12-05)
+    guided = [F.model_label(m) for m, info in run.manifest.get("models", {}).items()
+              if (info.get("guidance") or {}).get("weight")]
+    st.caption((f"{' and '.join(guided)} {'was' if len(guided) == 1 else 'were'} trained with "
+                "a penalty on heat outside the tumour boxes of the training images "
+                "(explanation guidance), so a high score here is partly what "
+                f"{'it was' if len(guided) == 1 else 'they were'} trained for. " if guided
+                else "")
+               + "A default method and layer chosen by pointing game on validation boxes "
+               "(explain-choose) is chosen for this score too: a high score is not independent "
+               "proof that an answer rests on the tumour.")
     for m, e in expl.items():
         if e.get("n_empty_heatmaps"):
             st.warning(f"{F.model_label(m)}: {e['n_empty_heatmaps']} of {e.get('n', '?')} test "

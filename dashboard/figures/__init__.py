@@ -20,6 +20,7 @@ from dashboard.figures.calibration import (
     ece_floor_sentences,
     reliability_figure,
     reliability_points,
+    scaling_worse_sentences,
 )
 from dashboard.figures.common import (
     CLASS_PALETTE,
@@ -33,10 +34,12 @@ from dashboard.figures.common import (
 from dashboard.figures.evaluation import (
     HEADLINE_METRICS,
     ci_figure,
+    comparison_verdict,
     confusion_figure,
     confusion_values,
     copies_sentence,
     curve_areas,
+    difference_sentence,
     mcnemar_sentence,
     metrics_table,
     per_class_figure,
@@ -69,9 +72,9 @@ from dashboard.figures.robustness import robustness_figure
 __all__ = [
     "CLASS_PALETTE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH",
     "LOCALISATION_CAPTION", "MODEL_COLORS",
-    "FigureDataError", "ci_figure",
+    "FigureDataError", "ci_figure", "comparison_verdict", "difference_sentence",
     "class_color", "class_name", "colour_legend", "confusion_figure", "contrast",
-    "confusion_values", "copies_sentence", "ece_floor_sentences",
+    "confusion_values", "copies_sentence", "ece_floor_sentences", "scaling_worse_sentences",
     "faithfulness_curves_figure",
     "faithfulness_figure", "has_curves", "localisation_figure", "mcnemar_sentence",
     "curve_areas", "metrics_table", "model_color",

@@ -112,3 +112,20 @@ def ece_floor_sentences(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
                    f"same confidences would show about {_fmt(mean)} on {m.get('n', '?')} images "
                    f"(above {_fmt(p95)} only 5% of the time); {_fmt(ece)} is {verdict}.")
     return out
+
+
+def scaling_worse_sentences(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One sentence per model whose test ECE the temperature made worse (`ece` above
+    `ece_uncalibrated`): the legend says "before calibration" and the pages show the scaled
+    probabilities, which read as an improvement (a student's review, 2026-12-05: on the
+    official Testing/ run 0.068 became 0.124)."""
+    out = []
+    for name, m in metrics.items():
+        after, before = m.get("ece"), m.get("ece_uncalibrated")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (after, before)) \
+                and after > before:
+            out.append(f"On these test images temperature scaling made {model_label(name)}'s "
+                       f"calibration worse (ECE {_fmt(before)} before, {_fmt(after)} after): a "
+                       "temperature fitted on validation images need not carry over to images "
+                       "unlike them, and the probabilities the pages show are the scaled ones.")
+    return out

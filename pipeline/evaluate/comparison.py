@@ -153,8 +153,11 @@ def verdict(
     da, db = display_name(name_a), display_name(name_b)
     level = f"{alpha * 100:g} %"
     if acc_a == acc_b:
-        return (f"{da} and {db} are equally accurate ({_pct(acc_a)}) on these {n} images; "
-                f"there is no difference to test (McNemar exact p = {p_value:.3g}).")
+        # not "no difference to test": equal totals can hide images each gets right alone (a
+        # student's review, 2026-12-05: 32 each way on the official run)
+        return (f"{da} and {db} are equally accurate overall ({_pct(acc_a)}) on these {n} "
+                f"images (McNemar exact p = {p_value:.3g}); each may still get right images "
+                "the other gets wrong.")
     (win, wacc), (lose, lacc) = sorted([(da, acc_a), (db, acc_b)], key=lambda t: -t[1])
     head = f"{win} is more accurate ({_pct(wacc)} vs {_pct(lacc)} for {lose} on {n} images); "
     if p_value < alpha:
@@ -162,6 +165,22 @@ def verdict(
                        f"(McNemar exact p = {p_value:.3g}).")
     return (head + f"the difference is not significant at the {level} level "
             f"(McNemar exact p = {p_value:.3g}), so these images cannot tell them apart.")
+
+
+def verdict_of(comparison: dict[str, Any]) -> str | None:
+    """A comparison.json's sentence in today's words (`verdict`), from its figures; the stored
+    sentence when they are missing (older files), None when there is neither."""
+    pair = list(comparison.get("models") or [])[:2]
+    table = comparison.get("table") or {}
+    accs = [(table.get(m) or {}).get("accuracy") for m in pair]
+    p_value = (comparison.get("mcnemar") or {}).get("p_value")
+    n = comparison.get("n")
+    numbers = [*accs, p_value, n]
+    if len(pair) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                              for v in numbers):
+        return verdict(pair[0], float(accs[0]), pair[1], float(accs[1]), float(p_value), int(n))
+    stored = comparison.get("verdict")
+    return stored if isinstance(stored, str) else None
 
 
 def _table_row(model: str, met: dict[str, Any]) -> dict[str, Any]:
