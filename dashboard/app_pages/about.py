@@ -33,8 +33,9 @@ discussing explainability. **Not** screening, triage, diagnosis or any clinical 
   from other scanners or sequences are missed far more often (the model card below has the
   figures). A "no tumour" answer never rules a tumour out, and is least reliable on slices from
   other scanners or sequences.
-- The no-tumour folder holds CT slices (14 of the main split's 75 no-tumour test images,
-  counted by eye): "no tumour" means "looks most like that folder", not "normal".
+- The no-tumour folder holds CT slices (60 of its 500 images, counted by eye): "no tumour"
+  means "looks most like that folder", not "normal". A card says when a slice may be CT (a rough
+  check on the skull's rim).
   """ + core.CT_NOTE + """
 - Labels were not verified by a radiologist: the Error analysis page marks answers against the
   dataset's folders, and some of its "errors" may be label errors.
