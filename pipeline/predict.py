@@ -253,7 +253,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
     items = list(paths)
     paths = [str(p) for p in items]
     names = list(predictor.models)
-    for start, err, colour, seen, xs in _prepared_batches(predictor, items, batch, workers):
+    for start, err, colour, ct, seen, xs in _prepared_batches(predictor, items, batch, workers):
         part = paths[start:start + len(err)]
         ok = [i for i, e in enumerate(err) if not e]
         failures = [(part[i], err[i]) for i in range(len(part)) if err[i]]
@@ -270,7 +270,9 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 # whether it is that split's image pixel for pixel (None: the run cannot tell)
                 row: dict[str, Any] = {"path": part[i], "models": {},
                                        "in_run_split": seen[i].split if seen[i] else None,
-                                       "in_run_exact": seen[i].exact if seen[i] else None}
+                                       "in_run_exact": seen[i].exact if seen[i] else None,
+                                       # `modality.looks_like_ct`: a hint, as the dashboard's
+                                       "may_be_ct": ct[i]}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
                     row["models"][name] = {"label": d.label, "probs": d.probs,
@@ -295,10 +297,11 @@ def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarr
 
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,
                       workers: int | None
-                      ) -> Iterator[tuple[int, list[str], list[bool], list[Seen | None],
-                                          list[np.ndarray]]]:
+                      ) -> Iterator[tuple[int, list[str], list[bool], list[bool],
+                                          list[Seen | None], list[np.ndarray]]]:
     """(index of the batch's first file, per file "" or why it is unusable, per file whether
-    the decoded image is a colour one (`evaluate.flags.is_colour`), per file the run's split
+    the decoded image is a colour one (`evaluate.flags.is_colour`) and whether it may be CT
+    (`modality.looks_like_ct`), per file the run's split
     holding it or a copy (`membership.Seen`; None: none, or the run cannot tell), per model
     the prepared (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
     if batch < 1:
@@ -308,6 +311,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     import tensorflow as tf
 
     from pipeline.evaluate.flags import is_colour
+    from pipeline.modality import looks_like_ct
 
     specs = predictor.prepare_specs()
     blanks = [np.zeros((s, s, 3), np.uint8) for s, _ in specs]
@@ -320,19 +324,22 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             image = read(paths[i])
             prepared = geometry.prepare_for(image, specs)
             found = predictor.membership.find(image) if predictor.membership else None
-            return (b"", np.bool_(is_colour(image)), _seen_bytes(found), *prepared)
+            return (b"", np.bool_(is_colour(image)), np.bool_(looks_like_ct(image)),
+                    _seen_bytes(found), *prepared)
         except images.ImageError as exc:
-            return (str(exc).encode("utf-8", "replace"), np.bool_(False), b"", *blanks)
+            return (str(exc).encode("utf-8", "replace"), np.bool_(False), np.bool_(False), b"",
+                    *blanks)
         except Exception as exc:  # not the file's fault: the caller gets it, not a CSV row
             raised[i] = exc
-            return (b"", np.bool_(False), b"", *blanks)
+            return (b"", np.bool_(False), np.bool_(False), b"", *blanks)
 
     def load_tf(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
         out = tf.numpy_function(load, [index],
-                                [tf.string, tf.bool, tf.string] + [tf.uint8] * len(specs))
-        for t in out[:3]:
+                                [tf.string, tf.bool, tf.bool, tf.string]
+                                + [tf.uint8] * len(specs))
+        for t in out[:4]:
             t.set_shape(())
-        for t, (s, _) in zip(out[3:], specs, strict=True):
+        for t, (s, _) in zip(out[4:], specs, strict=True):
             t.set_shape((s, s, 3))
         return tuple(out)
 
@@ -348,12 +355,12 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     options.autotune.enabled = False
     ds = ds.with_options(options)
     start = 0
-    for err_t, colour_t, seen_t, *xs_t in ds:
+    for err_t, colour_t, ct_t, seen_t, *xs_t in ds:
         err = [e.decode("utf-8", "replace") for e in err_t.numpy()]
         for k in range(len(err)):
             if start + k in raised:
                 raise raised[start + k]
-        yield (start, err, [bool(c) for c in colour_t.numpy()],
+        yield (start, err, [bool(c) for c in colour_t.numpy()], [bool(c) for c in ct_t.numpy()],
                [_seen_from(v) for v in seen_t.numpy()], [x.numpy() for x in xs_t])
         start += len(err)
 

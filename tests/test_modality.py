@@ -83,3 +83,29 @@ def test_the_dataset_s_ct_slices_are_found_and_its_mri_slices_left_alone(real_da
     assert total == {"ct": 73, "mri": 3191}
     assert found["ct"] >= 60, found  # 65 measured
     assert found["mri"] <= 2, found  # 0 measured
+
+
+@pytest.mark.slow
+def test_predict_tags_a_slice_that_may_be_ct(smoke_run: Path, tmp_path: Path):
+    """`predict` gave a CT slice a bare, confident "no_tumor": it now tags the image, says what
+    the tag means once, and its JSON carries `may_be_ct`."""
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+
+    ct, mri = tmp_path / "ct.png", tmp_path / "mri.png"
+    Image.fromarray(_head(rim=255, rim_width=12, band=110, band_width=0, white=115)).save(ct)
+    Image.fromarray(_head(rim=255, rim_width=12, band=45, band_width=6)).save(mri)
+    args = ["predict", "--run", str(smoke_run), str(ct), str(mri)]
+    printed = CliRunner().invoke(app, args)
+    assert printed.exit_code == 0, printed.output
+    lines = [ln for ln in printed.stdout.splitlines() if "\t" in ln]
+    tag = f"[{FLAG_LABELS['ct']}]"
+    assert [tag in ln for ln in lines] == [True, False]
+    assert printed.stderr.count(FLAG_MEANINGS["ct"]) == 1
+    rows = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)["results"]
+    assert [r["may_be_ct"] for r in rows] == [True, False]

@@ -108,6 +108,9 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
         if any(v["label"] == NO_TUMOR for v in row["models"].values()):
             seen.add(NO_TUMOR)  # the legend says once that it rules nothing out
         tags = []
+        if row.get("may_be_ct"):  # first: it makes every answer on the line moot
+            tags.append(f"[{FLAG_LABELS['ct']}]")
+            seen.add("ct")
         if not row["agree"] and len(row["models"]) > 1:
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")

@@ -31,6 +31,7 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "weak": "weak answer (low confidence)",
     "unlike": "unlike the training data",
     "disagree": "the models disagree",
+    "ct": "may be CT, not MRI",
     "any": "any of these",
 }
 FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answers
@@ -41,6 +42,10 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
     "unlike": "the model's out-of-distribution score is above its validation threshold, so its "
               "validation accuracy does not vouch for the answer",
     "disagree": "the two models give different answers, so at least one of them is wrong",
+    # per image, not per model: `predict` tags the image (`modality.looks_like_ct`, a hint)
+    "ct": "a thick white skull ring right against the brain, as on CT; the models were trained "
+          "on MRI, and a CT slice is usually called no_tumor whatever it shows (a rough check: "
+          "it can miss CT, and now and then flag an MRI slice)",
 }
 
 # Said beside every "no tumour" answer, whatever its confidence (a clinician's review,
