@@ -232,28 +232,27 @@ def flag_accuracy(run: Run) -> dict[str, dict]:
         if isinstance(models, dict) else {}
 
 
-def size_groups(run: Run) -> dict[str, dict | None]:
-    """Per model, its test results by pixel size (metrics.json `by_size`); None where the run
-    was evaluated before the breakdown existed or the file cannot be read."""
+def _metrics_entry(run: Run, key: str) -> dict[str, dict | None]:
+    """Per model, `key` of its metrics.json; None where absent or the file cannot be read."""
     out: dict[str, dict | None] = {}
     for m in run.model_names:
         try:
-            out[m] = run_json(run, f"{m}/metrics.json").get("by_size")
+            out[m] = run_json(run, f"{m}/metrics.json").get(key)
         except (ArtifactError, AttributeError):
             out[m] = None
     return out
+
+
+def size_groups(run: Run) -> dict[str, dict | None]:
+    """Per model, its test results by pixel size (metrics.json `by_size`); None where the run
+    was evaluated before the breakdown existed or the file cannot be read."""
+    return _metrics_entry(run, "by_size")
 
 
 def tumour_records(run: Run) -> dict[str, dict | None]:
     """Per model, its test split's tumour-vs-no-tumour counts (metrics.json
     `tumor_vs_no_tumor`); None where not evaluated or unreadable."""
-    out: dict[str, dict | None] = {}
-    for m in run.model_names:
-        try:
-            out[m] = run_json(run, f"{m}/metrics.json").get("tumor_vs_no_tumor")
-        except (ArtifactError, AttributeError):
-            out[m] = None
-    return out
+    return _metrics_entry(run, "tumor_vs_no_tumor")
 
 
 def default_methods(run: Run) -> dict[str, str]:
