@@ -31,16 +31,18 @@ from dashboard.figures.common import (
     model_color,
     model_label,
 )
+from dashboard.figures.comparison import (
+    comparison_verdict,
+    difference_sentence,
+    mcnemar_sentence,
+)
 from dashboard.figures.evaluation import (
     HEADLINE_METRICS,
     ci_figure,
-    comparison_verdict,
     confusion_figure,
     confusion_values,
     copies_sentence,
     curve_areas,
-    difference_sentence,
-    mcnemar_sentence,
     metrics_table,
     per_class_figure,
     pr_figure,
