@@ -1695,3 +1695,11 @@ def test_a_slice_that_looks_like_ct_says_so(artifacts):
     _ok(at)
     warned = [w.value for w in at.warning if w.value == CT_WARNING]
     assert len(warned) == 1  # the CT phantom's card, not the MRI one's
+
+
+def test_the_overview_defines_its_figures(artifacts):
+    at = _app()
+    _ok(at)
+    glossary = [e for e in at.expander if e.label == "What these figures mean"]
+    assert len(glossary) == 1
+    assert "**McNemar exact test**" in _texts(glossary[0].markdown)

@@ -729,3 +729,16 @@ def test_a_temperature_that_made_calibration_worse_is_said():
     assert len(said) == 1 and said[0].startswith(
         "On these test images temperature scaling made Custom CNN's calibration worse "
         "(ECE 0.068 before, 0.124 after)")
+
+
+def test_every_headline_figure_is_defined_in_the_glossary():
+    """ECE, McNemar, bootstrap, balanced accuracy, macro-F1 and PR AUC were used on the pages
+    and defined nowhere (a student's review)."""
+    terms = [term.casefold() for term, _ in F.GLOSSARY]
+    for _, label in F.HEADLINE_METRICS:
+        base = label.split(" (")[0].casefold()
+        assert any(base in term for term in terms), label
+    for word in ("mcnemar", "bootstrap", "temperature", "sensitivity"):
+        assert any(word in term for term in terms), word
+    md = F.glossary_markdown()
+    assert md.count("\n- **") == len(F.GLOSSARY) - 1 and md.startswith("- **Accuracy**")

@@ -81,6 +81,8 @@ if metrics:
     except F.FigureDataError as exc:
         st.warning(f"Cannot show the metrics table: {exc}", icon=":material/warning:")
     charts.chart(F.ci_figure, metrics, comparison, key="ci_fig", fix=CHART_FIX)
+    with st.expander("What these figures mean", icon=":material/menu_book:"):
+        st.markdown(F.glossary_markdown())
 
 tabs = st.tabs(["Per class", "Confusion matrices", "Training curves", "ROC & PR",
                 "Calibration", "Tumour vs no tumour"])

@@ -52,6 +52,7 @@ from dashboard.figures.evaluation import (
     training_curves_figure,
     tumour_figure,
 )
+from dashboard.figures.glossary import GLOSSARY, glossary_markdown
 from dashboard.figures.legend import LEGEND_CAPTION, LEGEND_WIDTH, colour_legend
 from dashboard.figures.ood import ood_caption, ood_table
 from dashboard.figures.predictions import probability_table
@@ -72,6 +73,7 @@ from dashboard.figures.quality import (
 from dashboard.figures.robustness import robustness_figure
 
 __all__ = [
+    "GLOSSARY", "glossary_markdown",
     "CLASS_PALETTE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH",
     "LOCALISATION_CAPTION", "MODEL_COLORS",
     "FigureDataError", "ci_figure", "comparison_verdict", "difference_sentence",
