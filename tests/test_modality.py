@@ -109,3 +109,35 @@ def test_predict_tags_a_slice_that_may_be_ct(smoke_run: Path, tmp_path: Path):
     assert printed.stderr.count(FLAG_MEANINGS["ct"]) == 1
     rows = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)["results"]
     assert [r["may_be_ct"] for r in rows] == [True, False]
+
+
+@pytest.mark.slow
+def test_explain_tags_and_captions_a_slice_that_may_be_ct(smoke_run: Path, tmp_path: Path):
+    """`explain` checked nothing of the kind: it now tags the image as `predict` does, its
+    explain.json row carries `may_be_ct`, and the captioned overlay leads its warnings with it."""
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+    from pipeline.explain.overlay_text import overlay_caption
+
+    ct, mri = tmp_path / "ct.png", tmp_path / "mri.png"
+    Image.fromarray(_head(rim=255, rim_width=12, band=110, band_width=0, white=115)).save(ct)
+    Image.fromarray(_head(rim=255, rim_width=12, band=45, band_width=6)).save(mri)
+    out = tmp_path / "out"
+    printed = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                       "custom_cnn", str(ct), str(mri), "--out", str(out)])
+    assert printed.exit_code == 0, printed.output
+    tag = f"[{FLAG_LABELS['ct']}]"
+    lines = [ln for ln in printed.stdout.splitlines() if "\t" in ln]
+    assert [tag in ln for ln in lines] == [True, False]
+    assert printed.stderr.count(FLAG_MEANINGS["ct"]) == 1
+    rows = json.loads((out / "explain.json").read_text())["images"]
+    assert [r["may_be_ct"] for r in rows] == [True, False]
+    entry = rows[0]["models"]["custom_cnn"]
+    warning = [ln for ln in overlay_caption("custom_cnn", entry, may_be_ct=True)
+               if ln.startswith("Warning: ")]
+    assert warning and warning[0].startswith(f"Warning: {FLAG_LABELS['ct']}")

@@ -173,6 +173,9 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
         if any(v["predicted"] == NO_TUMOR for v in row["models"].values()):
             seen.add(NO_TUMOR)  # predict's legend line: "no tumour" rules nothing out
         tags = []  # the image's own, in a last field as predict prints them
+        if row.get("may_be_ct"):
+            tags.append(f"[{FLAG_LABELS['ct']}]")
+            seen.add("ct")
         if row.get("agree") is False:
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")

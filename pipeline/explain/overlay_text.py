@@ -78,12 +78,14 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
 
 
 def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
-                    in_run_exact: bool | None = None, *, disagree: bool = False) -> list[str]:
+                    in_run_exact: bool | None = None, *, disagree: bool = False,
+                    may_be_ct: bool = False) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
     heatmap explains, which may not be the answer (--target); then the answer's warnings, the
     shortcut alarm and whether the models disagree (`disagree`), as explain prints them (an
-    overlay travels without the console's lines), and the run's split the image is in
+    overlay travels without the console's lines; an image that may be CT, `may_be_ct`, first),
+    and the run's split the image is in
     (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
     (`in_run_exact`), is not called "unlike the training data", as in `predict`.
 
@@ -103,8 +105,9 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
              f"({entry['probs'][entry['predicted']]:.2f})",
              f"Heatmap: {method} for '{class_label(entry['target'])}'{peak}"]
     hidden = hides_unlike(in_run_split, in_run_exact)
-    warnings = [FLAG_LABELS[k] for k in ("colour", "weak", "unlike")
-                if entry.get(k) and not (hidden and k == "unlike")]
+    warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
+    warnings += [FLAG_LABELS[k] for k in ("colour", "weak", "unlike")
+                 if entry.get(k) and not (hidden and k == "unlike")]
     if entry.get("outside_head_flag"):
         warnings.append(OUTSIDE_HEAD_MESSAGE)
     if disagree:

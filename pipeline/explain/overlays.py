@@ -85,6 +85,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     """
     from pipeline.calibration import apply_temperature, read_temperatures
     from pipeline.evaluate.flags import answer_flags, is_colour
+    from pipeline.modality import looks_like_ct
 
     temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
     warners = warners if warners is not None else answer_warners(run, explainers)
@@ -96,8 +97,9 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     rows: list[dict[str, Any]] = [
         {"path": str(p), "overlay_base": base, "models": {},
          "in_run_split": seen.split if seen else None,
-         "in_run_exact": seen.exact if seen else None}
-        for (p, _), base, seen in zip(decoded, bases, found, strict=True)]
+         "in_run_exact": seen.exact if seen else None,
+         "may_be_ct": looks_like_ct(img)}  # `modality`: a hint, as predict's
+        for (p, img), base, seen in zip(decoded, bases, found, strict=True)]
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
     for k, (name, explainer) in enumerate(explainers.items()):
@@ -136,7 +138,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry = row["models"][name]
             if caption:  # after the warnings: the caption carries them
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
-                                        disagree=row["agree"] is False)
+                                        disagree=row["agree"] is False,
+                                        may_be_ct=row["may_be_ct"])
                 picture = captioned_overlay(x[i], ex.heatmaps[i], lines, DISCLAIMER,
                                             alpha=alpha, outline_top_percent=outline)
             else:
