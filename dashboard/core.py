@@ -122,8 +122,9 @@ class Upload:
                       colour=is_colour(img), ct=looks_like_ct(img))
 
 
-CT_NOTE = ("A CT slice is not recognised as such: the training data's no-tumour class holds CT "
-           "slices, so CT is usually called \"no tumour\", confidently and with no warning.")
+CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually called "
+           "\"no tumour\", confidently. A card says when a slice may be CT, but that check is "
+           "rough: it can miss CT.")
 
 
 def demote_headings(markdown: str) -> str:

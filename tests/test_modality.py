@@ -141,3 +141,11 @@ def test_explain_tags_and_captions_a_slice_that_may_be_ct(smoke_run: Path, tmp_p
     warning = [ln for ln in overlay_caption("custom_cnn", entry, may_be_ct=True)
                if ln.startswith("Warning: ")]
     assert warning and warning[0].startswith(f"Warning: {FLAG_LABELS['ct']}")
+
+
+def test_the_pages_do_not_say_ct_goes_unwarned():
+    """The uploader's caption and About still said a CT slice is called "no tumour" "with no
+    warning" after the cards began to say it may be CT."""
+    from dashboard.core import CT_NOTE
+
+    assert "no warning" not in CT_NOTE and "may be CT" in CT_NOTE
