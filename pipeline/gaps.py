@@ -32,13 +32,16 @@ def _models(names: list[str]) -> str:
 
 
 def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
-                   knows_splits: bool, run_ref: str | None = None) -> list[Gap]:
+                   knows_splits: bool, run_ref: str | None = None,
+                   calibration: tuple[dict, dict] | None = None) -> list[Gap]:
     """One `Gap` per check the answers of `models` of `run` go without, each ending with its
     fix; [] when nothing is missing. `calibrated` False: the caller shows raw probabilities on
     purpose, so a missing temperature is no gap. `knows_splits`: whether the caller has the
     run's split hashes (`data.membership.Membership.of_run` found a readable file); `run_ref`:
     how the fixes name the run (the CLI's own `--run` and `--artifacts`; default its folder as
-    messages show it, `artifacts.shown_path`)."""
+    messages show it, `artifacts.shown_path`); `calibration`: ({model: T}, {model: threshold})
+    when the caller has them already (the `Predictor` caches them: the dashboard asks on every
+    rerun), else read from calibration.json."""
     from pipeline.calibration import FILE as CALIBRATION_FILE
     from pipeline.calibration import read_low_confidence, read_temperatures
     from pipeline.data.membership import FILE as SPLITS_FILE
@@ -47,7 +50,7 @@ def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
     where = run_ref or shown_path(run.path)
     calibrate = f"python -m pipeline calibrate --run {where}"
     ood = f"python -m pipeline ood --run {where}"
-    temps, below = read_temperatures(run.path), read_low_confidence(run.path)
+    temps, below = calibration or (read_temperatures(run.path), read_low_confidence(run.path))
     gaps: list[Gap] = []
     cal_file = (f"not in {CALIBRATION_FILE}" if (run.path / CALIBRATION_FILE).is_file()
                 else f"no {CALIBRATION_FILE}")

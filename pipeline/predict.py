@@ -136,7 +136,8 @@ class Predictor:
         """The checks this run's answers go without, each with its fix (`gaps.missing_checks`,
         which says what `run_ref` is); [] for a complete run."""
         return missing_checks(self.run, list(self.models), calibrated=self.calibrated,
-                              knows_splits=self.membership is not None, run_ref=run_ref)
+                              knows_splits=self.membership is not None, run_ref=run_ref,
+                              calibration=self._calibration_now()[1:])
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])

@@ -75,11 +75,32 @@ def test_missing_run_files_are_named_with_a_fix_that_works(smoke_run: Path, synt
         assert f"`python -m pipeline ood --run {run.name} --artifacts {artifacts}`" in notes[1]
         assert "\t" in result.stdout  # the answers still come
 
-    # the fix offered works: calibrating removes that gap, and only that one
+    # the fix offered works: calibrating removes that gap, and only that one; a Predictor
+    # already open (the dashboard's) sees it too, through its cache of calibration.json
+    before = Predictor(open_run(run))
+    assert len(before.missing_checks()) == 3
     fix = runner.invoke(app, ["calibrate", "--run", run.name, "--artifacts", artifacts])
     assert fix.exit_code == 0, fix.output
-    left = Predictor(open_run(run)).missing_checks()
-    assert [g.command.split()[3] for g in left] == ["ood", "ood"]
+    for predictor in (before, Predictor(open_run(run))):
+        left = predictor.missing_checks()
+        assert [g.command.split()[3] for g in left] == ["ood", "ood"]
+
+
+def test_the_dashboard_s_rerun_does_not_read_calibration_again(smoke_run: Path, tmp_path: Path,
+                                                                monkeypatch):
+    """The dashboard asks for the gaps on every rerun: they come from the Predictor's cache of
+    calibration.json (read again only when the file changes), not from two fresh reads."""
+    import pipeline.calibration as cal
+
+    predictor = Predictor(open_run(_copy(smoke_run, tmp_path)))
+    want = predictor.missing_checks()
+
+    def no_read(*_args, **_kwargs):
+        raise AssertionError("calibration.json read again")
+
+    monkeypatch.setattr(cal, "read_temperatures", no_read)
+    monkeypatch.setattr(cal, "read_low_confidence", no_read)
+    assert predictor.missing_checks() == want
 
 
 def test_a_damaged_calibration_file_fails_explain_in_one_line(smoke_run: Path,
