@@ -77,8 +77,7 @@ def build_models(path: str, warm: bool = True) -> tuple[Any, Any, dict[str, str]
     the way an upload is explained, so the graphs an upload needs are traced here, off the page.
     """
     # Imported here: TensorFlow takes seconds to import and pages without models never need it.
-    from pipeline.explain import Explainer
-    from pipeline.explain.choice import default_explanation
+    from pipeline.explain.defaults import explainer_for
     from pipeline.predict import Predictor
 
     run = open_run(path)
@@ -98,15 +97,8 @@ def build_models(path: str, warm: bool = True) -> tuple[Any, Any, dict[str, str]
         if not good:
             return None, {}, failures
         predictor = Predictor(run, models=good)
-    explainers = {}
-    for m, model in predictor.models.items():
-        method, layer = default_explanation(
-            run.path, m, (run.manifest["models"].get(m) or {}).get("gradcam_layer"))
-        try:
-            explainers[m] = Explainer(model, layer=layer, method=method)
-        except ValueError:
-            # A recorded layer that no longer exists: fall back to the explainer's own default.
-            explainers[m] = Explainer(model, method=method)
+    # the rule `explain` follows; a recorded layer the model lacks falls back, with a note
+    explainers = {m: explainer_for(run, m, model) for m, model in predictor.models.items()}
     if warm:
         from dashboard import inference  # imports this module: not at the top
 
@@ -267,6 +259,9 @@ def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
     for m, why in failures.items():
         st.error(f"{display_name(m)} cannot be used: {core.literal(why)}. To fix: retrain the run "
                  "(`python -m pipeline run`) or pick another run.", icon=":material/error:")
+    for explainer in (explainers or {}).values():
+        if explainer.layer_note:  # the recorded layer is gone: say which one is explained
+            st.warning(f"{core.literal(explainer.layer_note)}.", icon=":material/warning:")
     if predictor is not None:
         gaps = predictor.missing_checks()
         if gaps:  # a missing run file used to drop its warning from every card silently

@@ -321,3 +321,62 @@ def test_explain_eval_refuses_to_measure_another_than_the_default_unless_replace
     res = evaluate("--method", "gradcam", "--replace", images=2)
     assert res.exit_code == 0, res.output
     assert json.loads(saved.read_text())["method"] == "gradcam"
+
+
+@pytest.mark.slow
+def test_a_recorded_layer_the_model_lacks_is_one_rule_everywhere(smoke_run: Path,
+                                                                 tmp_path: Path) -> None:
+    """A run whose explain_choice.json names a layer its model lacks: `explain` failed, while
+    `explain-eval` and the dashboard silently explained another layer. Now all three explain at
+    the model's own default layer and say so; a layer the user names must exist."""
+    from typer.testing import CliRunner
+
+    from dashboard import loader
+    from pipeline.artifacts import open_run
+    from pipeline.cli import app
+    from pipeline.explain.defaults import explainer_for, resolve_explanation
+    from pipeline.explain.layers import default_layer
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    (run_dir / CHOICE_FILE).write_text(json.dumps(
+        {"models": {"custom_cnn": {"method": "layercam", "layer": "gone_relu"}}}))
+    run = open_run(run_dir)
+    model = run.load_model("custom_cnn")
+    assert resolve_explanation(run, "custom_cnn") == ("layercam", "gone_relu")
+    manifest_layer = run.model_info("custom_cnn")["gradcam_layer"]
+    assert resolve_explanation(run, "custom_cnn", "gradcam") == ("gradcam", manifest_layer)
+    ex = explainer_for(run, "custom_cnn", model)
+    assert ex.method == "layercam" and ex.layer == default_layer(model)
+    note = ("custom_cnn: the run records layer 'gone_relu', which its model does not have; "
+            "explained at the model's own default layer instead")
+    assert ex.layer_note == note
+    assert explainer_for(run, "mobilenetv2", run.load_model("mobilenetv2")).layer_note is None
+    with pytest.raises(ValueError, match="layer 'gone_relu' not found"):
+        explainer_for(run, "custom_cnn", model, layer="gone_relu")
+
+    image = next(p for p in sorted(run.data_dir.rglob("*"))
+                 if p.suffix.lower() in (".png", ".jpg") and "masks" not in p.parts)
+    runner = CliRunner()
+    res = runner.invoke(app, ["explain", str(image), "--run", str(run_dir), "--model",
+                              "custom_cnn", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert f"note: {note}" in " ".join(res.stderr.split())
+    record = json.loads((tmp_path / "out" / "explain.json").read_text())
+    assert default_layer(model) in json.dumps(record)
+    asked = runner.invoke(app, ["explain", str(image), "--run", str(run_dir), "--model",
+                                "custom_cnn", "--layer", "gone_relu", "--out",
+                                str(tmp_path / "out2")])
+    assert asked.exit_code != 0 and "layer 'gone_relu' not found" in asked.output
+
+    res = runner.invoke(app, ["explain-eval", "--run", str(run_dir), "--model", "custom_cnn",
+                              "--max-images", "2", "--max-localisation", "0", "--steps", "2",
+                              "--replace"])
+    assert res.exit_code == 0, res.output
+    assert f"note: {note}" in " ".join(res.stderr.split())
+    saved = json.loads((run_dir / "custom_cnn" / "explanations.json").read_text())
+    assert saved["layer_note"] == note and saved["layer"] == default_layer(model)
+
+    _, explainers, failures = loader.build_models(str(run_dir), warm=False)
+    assert failures == {} and explainers["custom_cnn"].layer_note == note
+    assert explainers["custom_cnn"].layer == default_layer(model)

@@ -91,6 +91,7 @@ def explain(
         explainers = load_explainers(run, names, layer, method)
     except ValueError as exc:
         fail(str(exc))
+    report_gaps([e.layer_note for e in explainers.values() if e.layer_note])
     try:  # a damaged calibration.json fails here, in one line
         report_gaps(missing_checks(run, names, run_ref=run_ref(artifacts_dir, run_),
                                    knows_splits=Membership.of_run(run.path) is not None))

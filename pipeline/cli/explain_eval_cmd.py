@@ -23,6 +23,7 @@ from pipeline.cli.common import (
     keep_larger,
     print_json,
     progress_bar,
+    report_gaps,
     shown,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
@@ -93,6 +94,7 @@ def explain_eval_cmd(
                                    max_localisation=max_localisation)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
+    report_gaps([r["layer_note"] for r in results.values() if r.get("layer_note")])
     if as_json:
         print_json({m: {k: v for k, v in r.items() if k != "rows"} for m, r in results.items()})
         return

@@ -1,15 +1,18 @@
-"""Which method and layer explain a model of a run, for the `explain` and `explain-eval` commands.
+"""Which method and layer explain a model of a run: the one rule `explain`, `explain-eval` and
+the dashboard all follow.
 
 A model is explained by default with the run's recorded choice (`choice.default_explanation`:
-explain_choice.json, else Grad-CAM at the manifest's gradcam_layer); a --method other than that
-choice takes the manifest's layer, since the chosen layer belongs to the chosen method. Here, not
-in the CLI, so the commands only parse, call and print. Importing this module loads no
-TensorFlow (`load_explainers` imports it when called).
+explain_choice.json, else Grad-CAM at the manifest's gradcam_layer); a method other than that
+choice takes the manifest's layer, since the chosen layer belongs to the chosen method. A layer
+the user names must exist in the model; a recorded layer the model lacks (a replaced model file)
+falls back to the model's own default layer, and says so (`Explainer.layer_note`): the commands
+print it as a "note:" line, the dashboard as a warning. Importing this module loads no
+TensorFlow (the functions that need a model import it when called).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.artifacts import ArtifactError
 from pipeline.explain.choice import default_explanation
@@ -20,23 +23,57 @@ if TYPE_CHECKING:
     from pipeline.explain.explainer import Explainer
 
 
-def load_explainers(run: Run, names: list[str], layer: str | None, method: str | None
-                    ) -> dict[str, Explainer]:
-    """An Explainer per model of `run`: `method` and `layer` when given, else the run's
-    recorded choice (explain_choice.json), else Grad-CAM at the manifest's gradcam_layer.
-    ValueError "<model>: <reason>" for the first model that cannot be loaded or explained so
-    (a missing or damaged model file, a layer it does not have)."""
+def resolve_explanation(run: Run, name: str, method: str | None = None,
+                        layer: str | None = None) -> tuple[str, str | None]:
+    """(method, layer) that explain model `name` of `run`: `method` and `layer` when given;
+    the recorded choice's method; its layer for that method, else the manifest's."""
+    manifest_layer = run.model_info(name).get("gradcam_layer")
+    default, default_layer = default_explanation(run.path, name, manifest_layer)
+    use = method or default
+    return use, layer or (default_layer if use == default else manifest_layer)
+
+
+def usable_layer(model: Any, name: str, method: str, layer: str | None, asked: bool
+                 ) -> tuple[str | None, str | None]:
+    """(layer, note): the layer `method` reads on `model` (None for methods that read the
+    input's pixels). A recorded layer (`asked` False) that `model` lacks becomes None, the
+    model's own default, with a note saying so; one the user asked for raises ValueError."""
+    from pipeline.explain.layers import conv_layers
+
+    if layer is None or method not in LAYER_METHODS:
+        return None if method not in LAYER_METHODS else layer, None
+    valid = conv_layers(model)
+    if layer in valid:
+        return layer, None
+    if asked:
+        raise ValueError(f"layer {layer!r} not found among the 4-D layers of the model; "
+                         f"valid: {', '.join(valid)}")
+    return None, (f"{name}: the run records layer {layer!r}, which its model does not have; "
+                  "explained at the model's own default layer instead")
+
+
+def explainer_for(run: Run, name: str, model: Any, method: str | None = None,
+                  layer: str | None = None) -> Explainer:
+    """An Explainer of `model` (the run's model `name`) by `resolve_explanation`, its
+    `layer_note` set when a recorded layer was missing (`usable_layer`)."""
     from pipeline.explain import Explainer
 
+    use, use_layer = resolve_explanation(run, name, method, layer)
+    use_layer, note = usable_layer(model, name, use, use_layer, asked=layer is not None)
+    explainer = Explainer(model, use_layer, use)
+    explainer.layer_note = note
+    return explainer
+
+
+def load_explainers(run: Run, names: list[str], layer: str | None, method: str | None
+                    ) -> dict[str, Explainer]:
+    """An Explainer per model of `run` (`explainer_for`). ValueError "<model>: <reason>" for
+    the first model that cannot be loaded or explained so (a missing or damaged model file, a
+    layer asked for that it does not have)."""
     explainers = {}
     for name in names:
-        manifest_layer = run.model_info(name).get("gradcam_layer")
-        chosen, chosen_layer = default_explanation(run.path, name, manifest_layer)
-        if method is not None and method != chosen:
-            chosen_layer = manifest_layer  # the chosen layer belongs to the chosen method
         try:
-            explainers[name] = Explainer(run.load_model(name), layer or chosen_layer,
-                                         method or chosen)
+            explainers[name] = explainer_for(run, name, run.load_model(name), method, layer)
         except (ArtifactError, ValueError) as exc:
             raise ValueError(f"{name}: {exc}") from exc
     return explainers
@@ -49,10 +86,8 @@ def not_the_default(run: Run, name: str, method: str | None, layer: str | None
     dashboard's quality page shows it as the default's); None when it measures the default.
     The layer as explain_eval picks it: the chosen one for the default method, else the
     manifest's."""
-    manifest_layer = run.model_info(name).get("gradcam_layer")
-    default, default_layer = default_explanation(run.path, name, manifest_layer)
-    use = method or default
-    use_layer = layer or (default_layer if use == default else manifest_layer)
+    default, default_layer = resolve_explanation(run, name)
+    use, use_layer = resolve_explanation(run, name, method, layer)
     if use == default and (use not in LAYER_METHODS or use_layer == default_layer):
         return None
     asked = " ".join(f"{opt} {v}" for opt, v in (("--method", method), ("--layer", layer)) if v)

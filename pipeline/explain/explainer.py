@@ -56,6 +56,8 @@ class Explainer:
         if layer is not None:
             self._check_layer(layer)
         self.layer = layer or default_layer(model)
+        # why `layer` is not the run's recorded one (`explain.defaults.explainer_for`), or None
+        self.layer_note: str | None = None
         shape = tuple(model.inputs[0].shape)
         if len(shape) != 4 or shape[-1] != 3:
             raise ValueError(f"model {model.name!r} must take (N, H, W, 3) images, takes {shape}")

@@ -25,9 +25,8 @@ from pipeline.artifacts import (
     utc_now,
     write_json_atomic,
 )
-from pipeline.explain.choice import default_explanation
+from pipeline.explain.defaults import resolve_explanation, usable_layer
 from pipeline.explain.explainer import Explainer
-from pipeline.explain.layers import conv_layers
 from pipeline.explain.masks import (
     default_masks_dir,
     find_mask,
@@ -153,15 +152,11 @@ def explain_eval(
     results: dict[str, dict[str, Any]] = {}
     for m in names:
         t0 = time.perf_counter()
-        use_method, use_layer = method, layer
-        default, chosen_layer = default_explanation(run.path, m, None)
-        if method is None or method == default:  # the default at its chosen layer, as `explain`
-            use_method = default
-            use_layer = layer if layer is not None else chosen_layer
+        use_method, use_layer = resolve_explanation(run, m, method, layer)  # as `explain`
         more_failed: list[dict[str, str]] = []
         res = _explain_run_model(run, m, decoded, failed, use_method, use_layer, steps,
                                  baseline, seed, progress, source["plan"],
-                                 (more, data, masks_root, more_failed))
+                                 (more, data, masks_root, more_failed), layer is not None)
         if res["n_localisation"] == 0:
             reason = (f"no masks found under {_shown_path(masks_root)}" if n_masks == 0 else
                       "no evaluated image has a non-empty tumour mask")
@@ -334,7 +329,7 @@ def _targets(run: Run, labels: list[str], probs: np.ndarray, plan: Any
 def _explain_run_model(
     run: Run, name: str, decoded: list[Decoded], failed: list[dict[str, str]], method: str,
     layer: str | None, steps: int, baseline: str, seed: int, progress: Progress | None,
-    plan: Any = None, more: MoreImages | None = None,
+    plan: Any = None, more: MoreImages | None = None, layer_asked: bool = False,
 ) -> dict[str, Any]:
     """`explain_model` for one of the run's models on the decoded images, prepared at its size,
     and on `more` images scored for localisation only (read chunk by chunk, so a large folder
@@ -362,11 +357,7 @@ def _explain_run_model(
         probs = Explainer(model).predict(x)  # the most probable tumour class is needed
     targets, rules = _targets(run, labels, probs if probs is not None
                               else np.zeros((len(labels), len(run.class_names))), plan)
-    use_layer = layer or info.get("gradcam_layer")
-    if layer is None and use_layer not in conv_layers(model):
-        use_layer = None  # recorded layer missing: fall back to the default rather than fail
-    if not get_method(method).needs_layer:
-        use_layer = None
+    use_layer, layer_note = usable_layer(model, name, method, layer, asked=layer_asked)
     more_records, more_rules = [], []
 
     def more_chunks() -> Iterator[Chunk]:
@@ -417,5 +408,7 @@ def _explain_run_model(
         row["path"] = rec["path"]
         row["label"] = rec["label"]
         row["target_rule"] = rule
+    if layer_note:  # explanations.json says which layer it measured, and why not the recorded
+        res["layer_note"] = layer_note
     return res
 
