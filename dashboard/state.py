@@ -258,10 +258,9 @@ def tumour_records(run: Run) -> dict[str, dict | None]:
 def default_methods(run: Run) -> dict[str, str]:
     """Per model, the method it is explained with unless the user picks one: the run's recorded
     choice (`explain_choice.json`), else Grad-CAM. Read without loading a model."""
-    from pipeline.explain.choice import default_explanation  # no TensorFlow
+    from pipeline.explain.defaults import resolve_explanation  # no TensorFlow
 
-    return {m: default_explanation(run.path, m, run.model_info(m).get("gradcam_layer"))[0]
-            for m in run.model_names}
+    return {m: resolve_explanation(run, m)[0] for m in run.model_names}
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

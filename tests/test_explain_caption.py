@@ -24,7 +24,7 @@ from pipeline.geometry import prepare_image
 from pipeline.names import DISCLAIMER
 
 MODEL = "custom_cnn"
-LINES = ["Custom CNN answers 'glioma' (0.92)", "Heatmap: Grad-CAM for 'glioma'"]
+LINES = ["Custom CNN answers 'glioma' (92%)", "Heatmap: Grad-CAM for 'glioma'"]
 
 
 def _phantom(synth_data: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +78,11 @@ def test_the_caption_states_the_answer_and_the_explained_class():
     entry = {"predicted": "no_tumor", "target": "glioma", "method": "layercam-fusion",
              "probs": {"glioma": 0.3, "no_tumor": 0.7}}
     assert overlay_caption("mobilenetv2", entry) == [
-        "MobileNetV2 answers 'no tumour' (0.70)",
+        "MobileNetV2 answers 'no tumour' (70%)",
         "Heatmap: Multi-layer LayerCAM (fusion) for 'glioma'"]
+    # never "(1.00)": a clinician read it as certainty (the dashboard's ">99%")
+    sure = {**entry, "probs": {"glioma": 0.003, "no_tumor": 0.997}}
+    assert overlay_caption("mobilenetv2", sure)[0] == "MobileNetV2 answers 'no tumour' (>99%)"
     # an overlay travels without the console's lines: its warnings go with it
     warned = {**entry, "method": "scorecam", "colour": True, "weak": False, "unlike": True,
               "outside_head_flag": True}

@@ -207,7 +207,7 @@ def test_printed_answers_explain_a_disagreement_and_carry_the_disclaimer(capsys)
     print_all(rows)
     out, err = capsys.readouterr()
     first, second = out.splitlines()
-    assert first.endswith(f"no_tumor (0.90)\t[{FLAG_LABELS['disagree']}]")
+    assert first.endswith(f"no_tumor (90%)\t[{FLAG_LABELS['disagree']}]")
     assert FLAG_LABELS["disagree"] not in second
     assert err.count(FLAG_MEANINGS["disagree"]) == 1 and err.count(DISCLAIMER) == 1
     # a "no tumour" answer is never a rule-out: said once, however many there are

@@ -92,7 +92,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
     legend printed once at the end (`warning_legend`)."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
-    from pipeline.names import NO_TUMOR
+    from pipeline.names import NO_TUMOR, percent
 
     for row in results:
         split = row.get("in_run_split")
@@ -100,7 +100,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
         # the training data", whatever the score says (the JSON and CSV keep the score's flag);
         # the tag says why. A changed copy keeps the warning (`membership.hides_unlike`).
         own = hides_unlike(split, row.get("in_run_exact"))
-        parts = [f"{m}: {v['label']} ({max(v['probs'].values()):.2f})"
+        parts = [f"{m}: {v['label']} ({percent(max(v['probs'].values()))})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  for m, v in row["models"].items()]
         # the image's own tags in a last field: after the last model's answer they read as

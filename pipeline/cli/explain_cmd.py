@@ -156,14 +156,14 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     shown goes to stderr."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
-    from pipeline.names import NO_TUMOR
+    from pipeline.names import NO_TUMOR, percent
 
     seen: set[str] = set()
     splits: set[str] = set()
     for row in summary.rows:
         split = row.get("in_run_split")
         own = hides_unlike(split, row.get("in_run_exact"))  # predict's rule
-        parts = [f"{m}: {v['predicted']} ({max(v['probs'].values()):.2f})"
+        parts = [f"{m}: {v['predicted']} ({percent(max(v['probs'].values()))})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  + f" -> {v['overlay']}"
                  + (f" (heatmap for '{v['target']}')" if targeted else "")

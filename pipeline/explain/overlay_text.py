@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.data.membership import SEEN_TAGS, hides_unlike
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 from pipeline.explain.render import heatmap_stats
-from pipeline.names import class_label, display_name
+from pipeline.names import class_label, display_name, percent
 from pipeline.series import Slice
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     >>> overlay_caption("custom_cnn", {"predicted": "no_tumor", "target": "glioma",
     ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
     ...                 "weak": True})
-    ["Custom CNN answers 'no tumour' (0.70)", "Heatmap: Grad-CAM for 'glioma'",
+    ["Custom CNN answers 'no tumour' (70%)", "Heatmap: Grad-CAM for 'glioma'",
      'Warning: weak answer (low confidence)']
     """
     from pipeline.evaluate.flags import FLAG_LABELS
@@ -102,7 +102,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     method = METHOD_LABELS.get(entry["method"], entry["method"]).replace(" (slower)", "")
     peak = f", hottest at the image's {entry['peak']}" if entry.get("peak") else ""
     lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
-             f"({entry['probs'][entry['predicted']]:.2f})",
+             f"({percent(entry['probs'][entry['predicted']])})",
              f"Heatmap: {method} for '{class_label(entry['target'])}'{peak}"]
     hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
