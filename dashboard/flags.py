@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
 from pipeline.evaluate.flags import NO_TUMOUR_CAUTION, no_tumour_record
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
-from pipeline.names import NO_TUMOR, display_name
+from pipeline.names import NO_TUMOR, class_label, display_name
 
 
 def middle_severity_accuracy(report: Mapping[str, Any]) -> dict[str, float | None]:
@@ -197,3 +197,17 @@ def empty_note(models: Sequence[str]) -> str:
     which = ", ".join(display_name(m) for m in models)
     return (f"Empty heatmap ({which}): the method finds no positive evidence for the explained "
             "class at this layer, so the map shows nothing (try another method or layer).")
+
+
+def box_hit_words(hit: bool, explained: str, true_label: str | None,
+                  box: str = "the tumour box") -> str:
+    """The card's "Peak inside the tumour box" line (markdown). When the heatmap explains
+    another class than the image's true one (a wrong answer's, by default), a hit says where
+    that wrong answer's evidence lies: a student counted it as the model finding the tumour."""
+    line = f"Peak inside {box}: **{'yes' if hit else 'no'}**"
+    if true_label is None or explained == true_label:
+        return line
+    shown = class_label(explained)
+    return (f"{line}, for the heatmap of '{shown}', not of the true class"
+            + (": a heatmap on the tumour does not mean the model recognised it"
+               if hit else ""))

@@ -298,9 +298,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     st.caption(f":material/info: {flags.EMPTY_LABEL}",
                                help=flags.empty_help(method, target))
                 if in_frame is not None and in_frame.any():
-                    hit = peak_in_box(r, in_frame)
-                    st.markdown(f"Peak inside the tumour box ({BOX_COLOUR_NAME}): "
-                                f"**{'yes' if hit else 'no'}**")
+                    st.markdown(flags.box_hit_words(
+                        peak_in_box(r, in_frame), class_names[r.target], upload.true_label,
+                        f"the tumour box ({BOX_COLOUR_NAME})"))
                 if r.outside_head_flag and r.outside_head is not None:
                     outside[m] = r.outside_head
                     st.caption(f":orange[:material/warning: "

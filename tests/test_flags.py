@@ -137,3 +137,20 @@ def test_a_colour_image_is_judged_on_the_file_not_on_a_model_s_shrunk_input():
     marked[:100, :100] = (255, 255, 0)  # a coloured label over 2.8 % of a slice: still an MRI
     assert not is_colour(marked)
     assert not is_colour(grey[..., 0])  # single channel
+
+
+def test_a_box_hit_of_another_class_s_heatmap_is_not_called_finding_the_tumour() -> None:
+    """The error gallery explains the predicted class by default: a wrong "no tumour" answer's
+    heatmap on the tumour read "Peak inside the tumour box: yes", which a student counted as the
+    model finding the tumour (the quality page scores the true class)."""
+    from dashboard.flags import box_hit_words
+
+    assert box_hit_words(True, "glioma", "glioma") == "Peak inside the tumour box: **yes**"
+    assert box_hit_words(False, "glioma", None, "the box") == "Peak inside the box: **no**"
+    wrong = box_hit_words(True, "no_tumor", "glioma")
+    assert wrong.startswith("Peak inside the tumour box: **yes**, for the heatmap of "
+                            "'no tumour', not of the true class")
+    assert "does not mean the model recognised it" in wrong
+    missed = box_hit_words(False, "meningioma", "glioma")
+    assert missed == ("Peak inside the tumour box: **no**, for the heatmap of 'meningioma', "
+                      "not of the true class")
