@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
-from pipeline.evaluate.flags import NO_TUMOUR_CAUTION, no_tumour_record
+from pipeline.evaluate.flags import (
+    FLAG_LABELS,
+    FLAG_MEANINGS,
+    NO_TUMOUR_CAUTION,
+    no_tumour_record,
+)
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
 from pipeline.names import NO_TUMOR, class_label, display_name
 
@@ -130,10 +135,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     return flags + unlikes + weaks
 
 
-CT_WARNING = ("This slice may be a CT image, not MRI: a thick white skull ring right against "
-              "the brain. The models were trained on MRI, and their no-tumour class holds CT "
-              "slices, so a CT slice is usually called \"no tumour\" whatever it shows. A rough "
-              "check: it can miss CT, and now and then flag an MRI slice.")
+# the CLI's legend line for "[may be CT, not MRI]", as one sentence beside an answer
+CT_WARNING = f"This slice {FLAG_LABELS['ct']}: {FLAG_MEANINGS['ct']}."
 
 COLOUR_WARNING = ("This is a colour image, and MRI slices are greyscale: it may not be an MRI "
                   "slice at all. If it is not, no answer or heatmap here means anything.")

@@ -43,9 +43,11 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
               "validation accuracy does not vouch for the answer",
     "disagree": "the two models give different answers, so at least one of them is wrong",
     # per image, not per model: `predict` tags the image (`modality.looks_like_ct`, a hint)
+    # (the dashboard's card warning is this sentence too: `dashboard.flags.CT_WARNING`)
     "ct": "a thick white skull ring right against the brain, as on CT; the models were trained "
-          "on MRI, and a CT slice is usually called no_tumor whatever it shows (a rough check: "
-          "it can miss CT, and now and then flag an MRI slice)",
+          "on MRI, and their no-tumour class holds CT slices, so a CT slice is usually called "
+          "\"no tumour\" whatever it shows (a rough check: it can miss CT, and now and then "
+          "flag an MRI slice)",
 }
 
 # Said beside every "no tumour" answer, whatever its confidence (a clinician's review,
