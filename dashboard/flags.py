@@ -52,6 +52,41 @@ def size_gap(by_size: Mapping[str, Any] | None) -> tuple[float, float] | None:
     return (float(common), float(other)) if ok and common - other > SIZE_GAP else None
 
 
+class Flag(str):
+    """A warning sentence (it is the str) that knows its kind (a key of `FLAG_LABELS`, or
+    "no_tumour") and the models it is about, for the card's one-line summary (`summary_line`):
+    a clinician stopped reading warnings of equal weight on nearly every card."""
+
+    kind: str
+    models: tuple[str, ...]
+
+    def __new__(cls, sentence: str, kind: str, models: Sequence[str] = ()) -> Flag:
+        flag = super().__new__(cls, sentence)
+        flag.kind, flag.models = kind, tuple(models)
+        return flag
+
+
+# the summary's words per kind: the CLI's tags, shorter where the models follow in brackets
+SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer",
+                  "no_tumour": "\"no tumour\" is no rule-out"}
+
+
+def summary_line(flags: Sequence[str]) -> str:
+    """"3 warnings: may be CT, not MRI · the models disagree · weak answer (Custom CNN,
+    MobileNetV2)": the kinds in the order the sentences come, each once, with the models it
+    concerns. Plain strings (not `Flag`) count but add no words."""
+    kinds: dict[str, list[str]] = {}
+    for flag in flags:
+        if isinstance(flag, Flag):
+            kinds.setdefault(flag.kind, []).extend(
+                display_name(m) for m in flag.models
+                if display_name(m) not in kinds.get(flag.kind, []))
+    n = len(flags)
+    words = " · ".join(SUMMARY_LABELS.get(k, k) + (f" ({', '.join(ms)})" if ms else "")
+                       for k, ms in kinds.items())
+    return f"{n} warning{'s' if n != 1 else ''}" + (f": {words}" if words else "")
+
+
 def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str, float | None],
                  unlike: Mapping[str, bool | None], shifted_accuracy: Mapping[str, float | None],
                  class_names: Sequence[str] = (), image_size: str | None = None,
@@ -76,9 +111,9 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     # In order of what should change a reader's mind most (a clinician's review, 2026-12-05:
     # warnings of equal weight on nearly every card stop being read): not an MRI, "no tumour"
     # is no rule-out, the models disagree, then per model unlike the training data and weak.
-    flags = [COLOUR_WARNING] if colour else []
+    flags = [Flag(COLOUR_WARNING, "colour")] if colour else []
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
-        flags.append(CT_WARNING)
+        flags.append(Flag(CT_WARNING, "ct"))
     unlikes: list[str] = []
     weaks: list[str] = []
     measured = flag_accuracy or {}
@@ -91,7 +126,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
         rest = f" ({rest:.0%} otherwise)" if rest is not None else ""
         return f" Its test answers {what} were right {acc:.0%} of the time{rest}."
 
-    none_said: list[str] = []  # the models answering "no tumour": one caution for all
+    none_said: list[str] = []
+    none_models: list[str] = []  # the models answering "no tumour": one caution for all
     none_record = ""
     for model, p in probs.items():
         name = display_name(model)
@@ -100,6 +136,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
         said = class_names[int(np.argmax(p[i]))] if len(class_names) == p.shape[1] else None
         if said == NO_TUMOR:
             none_said.append(name)
+            none_models.append(model)
             none_record += no_tumour_record((tumour_records or {}).get(model), name) + (
                 f" This image is not {size} like most of {name}'s training tumours: on such "
                 f"test images it found {gap[1]:.0%} of the tumours (against {gap[0]:.0%} at "
@@ -107,10 +144,10 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
         conf = float(np.max(p[i]))
         t = low_below.get(model)
         if t is not None and conf < t:
-            weaks.append(f"Weak answer from {name}: {conf:.0%} confidence; on validation "
-                        f"images its answers below {t:.0%} were right less than "
-                        f"{LOW_CONFIDENCE_ACCURACY:.0%} of the time."
-                        + on_test(model, "weak", "this weak"))
+            weaks.append(Flag(f"Weak answer from {name}: {conf:.0%} confidence; on "
+                              f"validation images its answers below {t:.0%} were right less "
+                              f"than {LOW_CONFIDENCE_ACCURACY:.0%} of the time."
+                              + on_test(model, "weak", "this weak"), "weak", [model]))
         if unlike.get(model):
             acc = shifted_accuracy.get(model)
             # the shifted copies' accuracy as a best case, not as comfort: beside a chest
@@ -121,17 +158,18 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
             # Not "treat with caution": on the shipped runs the flagged test answers were as
             # often right as the others. What holds is that validation does not cover it.
             # "brain MRI slice", not "axial": the training data hold coronal and sagittal ones.
-            unlikes.append(f"This image is unlike {name}'s training data, so its "
-                           f"validation accuracy does not vouch for this answer.{where} If it "
-                           "is not a brain MRI slice, the answer means nothing.")
+            unlikes.append(Flag(f"This image is unlike {name}'s training data, so its "
+                                f"validation accuracy does not vouch for this answer.{where} "
+                                "If it is not a brain MRI slice, the answer means nothing.",
+                                "unlike", [model]))
     if none_said:
         say = "says" if len(none_said) == 1 else "say"
-        flags.append(f"{' and '.join(none_said)} {say} no tumour: {NO_TUMOUR_CAUTION}."
-                     + none_record)
+        flags.append(Flag(f"{' and '.join(none_said)} {say} no tumour: {NO_TUMOUR_CAUTION}."
+                          + none_record, "no_tumour", none_models))
     labels = {int(np.argmax(p[i])) for p in probs.values()}
     if len(probs) > 1 and len(labels) > 1:
-        flags.append("The models disagree: at least one of them is wrong."
-                     + _disagreement_record(probs, measured))
+        flags.append(Flag("The models disagree: at least one of them is wrong."
+                          + _disagreement_record(probs, measured), "disagree"))
     return flags + unlikes + weaks
 
 

@@ -155,9 +155,10 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     return answers, shortcuts
 
 
-def warnings_label(n: int) -> str:
-    """The label of a compact card's folded warnings."""
-    return f"{n} warning{'s' if n != 1 else ''} about this answer"
+def warnings_label(answers: Sequence[str]) -> str:
+    """The label of a compact card's folded warnings, and the line above a full card's: how
+    many, and of which kinds (`flags.summary_line`), so the fold says what it hides."""
+    return flags.summary_line(answers)
 
 
 def _outside_alarm() -> float:
@@ -252,8 +253,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
         # A half-width card folds its warnings: their sentences, wrapped in half the width,
         # made one card of a row far taller than its neighbour.
-        folder = (st.expander(warnings_label(len(answers)), icon=":material/report:")
+        folder = (st.expander(warnings_label(answers), icon=":material/report:")
                   if compact and answers else contextlib.nullcontext())
+        if len(answers) > 1 and not compact:  # the kinds in one line before the sentences
+            st.markdown(f"**{warnings_label(answers)}**")
         with folder:
             for flag in answers:
                 st.warning(flag, icon=":material/report:")

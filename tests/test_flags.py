@@ -154,3 +154,24 @@ def test_a_box_hit_of_another_class_s_heatmap_is_not_called_finding_the_tumour()
     missed = box_hit_words(False, "meningioma", "glioma")
     assert missed == ("Peak inside the tumour box: **no**, for the heatmap of 'meningioma', "
                       "not of the true class")
+
+
+def test_a_card_s_warnings_are_summed_up_in_one_line_by_kind() -> None:
+    """Six warning boxes of equal weight on a card stopped being read (a clinician's review):
+    the card leads with one line naming their kinds, in the boxes' order, each kind once."""
+    from dashboard.flags import CT_WARNING, Flag, answer_flags, summary_line
+
+    classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    probs = {"custom_cnn": np.array([[0.4, 0.3, 0.2, 0.1]]),
+             "mobilenetv2": np.array([[0.1, 0.1, 0.5, 0.3]])}
+    said = answer_flags(probs, 0, {"custom_cnn": 0.6, "mobilenetv2": 0.6},
+                        {"custom_cnn": True, "mobilenetv2": False}, {}, classes, ct=True)
+    assert said[0] == CT_WARNING and all(isinstance(f, Flag) for f in said)
+    assert summary_line(said) == (
+        "6 warnings: may be CT, not MRI · \"no tumour\" is no rule-out (MobileNetV2) · the "
+        "models disagree · unlike the training data (Custom CNN) · weak answer (Custom CNN, "
+        "MobileNetV2)")
+    calm = answer_flags({"custom_cnn": np.array([[0.97, 0.01, 0.01, 0.01]])}, 0,
+                        {"custom_cnn": 0.6}, {}, {}, classes)
+    assert calm == [] and summary_line(calm) == "0 warnings"
+    assert summary_line(["a plain sentence"]) == "1 warning"
