@@ -189,6 +189,11 @@ def _done_paths(out: Path, cols: list[str], run_id: str,
                              "file is damaged; choose another --out")
     body = [[restore_cell(c) for c in r] for r in body]
     i_err, i_run = cols.index("error"), cols.index("run")
+    for k, r in enumerate(body):
+        bad = _bad_value(cols, r)
+        if bad is not None:  # the right number of fields, but not what predict writes
+            raise ValueError(f"{out}: row {k + 2} has {r[cols.index(bad)][:40]!r} in "
+                             f"column {bad}: the file is damaged; choose another --out")
     others = sorted({r[i_run] for r in body} - {run_id})
     if others:
         raise ValueError(f"{out} holds answers of run {others[0]}, not {run_id}: choose another "
@@ -199,6 +204,37 @@ def _done_paths(out: Path, cols: list[str], run_id: str,
         tmp.write_text(to_csv(cols, kept), encoding="utf-8", newline="")
         os.replace(tmp, out)
     return {r[0] for r in kept if not r[i_err]}
+
+
+def _bad_value(cols: list[str], row: list[str]) -> str | None:
+    """The first column of a predictions row holding what `_rows` never writes (a class the
+    header does not name, a probability outside [0, 1], a flag other than 0 or 1); None when
+    every value could be predict's. An error row has its answer columns blank."""
+    err = bool(row[cols.index("error")])
+    flags = tuple(f"_{k}" for k in ANSWER_FLAGS)
+    for col, value in zip(cols, row, strict=True):
+        if col.endswith("_predicted"):
+            model = col.removesuffix("_predicted")
+            classes = {c.split("_p_", 1)[1] for c in cols if c.startswith(f"{model}_p_")}
+            ok = value == "" if err else value in classes
+        elif "_p_" in col:
+            ok = value == "" if err else _is_probability(value)
+        elif col == "models_agree":
+            ok = value == "" if err else value in ("0", "1")
+        elif col.endswith(flags):
+            ok = value in ("", "0", "1")  # blank: not measured (a run without its OOD score)
+        else:
+            continue
+        if not ok:
+            return col
+    return None
+
+
+def _is_probability(value: str) -> bool:
+    try:
+        return 0.0 <= float(value) <= 1.0
+    except ValueError:
+        return False
 
 
 def lock_or_refuse(fd: int, busy: str) -> None:

@@ -251,6 +251,19 @@ def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path
     with pytest.raises(ValueError, match="row 2 has 5 fields, not 11: the file is damaged"):
         _done_paths(out, cols, "run-a")
     assert out.read_bytes() == before
+    # the right number of fields, but values predict never writes: refused, not counted done
+    error_row = ["c.png", "", "", "", "", "", "", "", "cannot read", "run-a", ""]
+    for k, value in ((1, "glioma, probably"), (2, "1.7"), (3, "nan?"), (4, "yes"), (7, "")):
+        damaged = list(good)
+        damaged[k] = value
+        out.write_text(to_csv(cols, [damaged, good, error_row]), encoding="utf-8", newline="")
+        before = out.read_bytes()
+        with pytest.raises(ValueError, match=f"row 2 has .* in column {cols[k]}: the file is "
+                                             "damaged"):
+            _done_paths(out, cols, "run-a")
+        assert out.read_bytes() == before
+    out.write_text(to_csv(cols, [good, error_row]), encoding="utf-8", newline="")
+    assert _done_paths(out, cols, "run-a", retry=set()) == {"a.png"}  # what predict writes
 
 
 def test_a_second_predict_into_the_same_csv_is_refused(tmp_path: Path):
