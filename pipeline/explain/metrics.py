@@ -21,6 +21,7 @@ from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, SHORTCUT_TOP
 from pipeline.explain.imputation import NOISE, noisy_linear_impute
 from pipeline.explain.masks import mask_like
 from pipeline.explain.render import check_heatmap, resize_heatmap
+from pipeline.intervals import share_interval  # noqa: F401  (its home; exported from here)
 
 BASELINES = ("blur", "black")
 # ROAD's removal shares. The paper steps 10 % to 90 % by 10; every other level halves the cost
@@ -43,16 +44,6 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     if is_empty(hm):
         return False
     return bool(m.flat[int(np.argmax(hm))])
-
-
-def share_interval(hits: int, n: int, confidence: float = 0.95) -> list[float] | None:
-    """Wilson score interval `[lo, hi]` of a hit share such as the pointing game (scipy's
-    `binomtest`); None without images. On 26-48 boxed test images the share alone hides how
-    wide this is (17 of 26 hits: 0.46-0.81)."""
-    if n <= 0:
-        return None
-    ci = stats.binomtest(int(hits), int(n)).proportion_ci(confidence, method="wilson")
-    return [float(ci.low), float(ci.high)]
 
 
 def is_empty(heatmap: np.ndarray) -> bool:

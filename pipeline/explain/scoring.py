@@ -35,12 +35,12 @@ from pipeline.explain.metrics import (
     random_heatmap,
     randomize_model,
     road,
-    share_interval,
     spearman,
     top_in_mask,
     top_outside_head,
 )
 from pipeline.explain.render import heatmap_stats
+from pipeline.intervals import share_interval
 from pipeline.names import Progress
 
 # one chunk of `more` images: (images (k, S, S, 3), targets (k,), masks (k x (S, S) or None),
