@@ -7,11 +7,11 @@ Colours are left to the Streamlit plotly theme except for models and classes, wh
 colour each across every figure so a viewer can follow them from chart to chart.
 
 The builders live in one module per page section: `evaluation` (Overview: test metrics,
-curves), `calibration` (Overview: reliability diagram, ECE against a calibrated model's floor),
-`robustness` (Overview: accuracy under image shifts), `ood` (Overview: how well the
-"unlike the training data" score tells images apart), `predictions` (one image's class
-probabilities), `legend` (the heatmaps' colour scale with numbers, a picture) and `quality`
-(Explanation quality);
+ROC/PR curves), `training` (Overview: training curves), `calibration` (Overview: reliability
+diagram, ECE against a calibrated model's floor), `robustness` (Overview: accuracy under image
+shifts), `ood` (Overview: how well the "unlike the training data" score tells images apart),
+`predictions` (one image's class probabilities), `legend` (the heatmaps' colour scale with
+numbers, a picture) and `quality` (Explanation quality);
 `common` holds the shared colours, names and checks. Import them from here (`from dashboard
 import figures as F`).
 """
@@ -49,7 +49,6 @@ from dashboard.figures.evaluation import (
     roc_figure,
     size_gaps,
     size_group_table,
-    training_curves_figure,
     tumour_figure,
 )
 from dashboard.figures.glossary import GLOSSARY, glossary_markdown
@@ -71,6 +70,7 @@ from dashboard.figures.quality import (
     text_color_on,
 )
 from dashboard.figures.robustness import robustness_figure
+from dashboard.figures.training import training_curves_figure
 
 __all__ = [
     "GLOSSARY", "glossary_markdown",
