@@ -172,6 +172,101 @@ def test_training_curves_marks_best_epoch_and_phase_change():
         F.training_curves_figure({"m": {"epochs": [{"loss": 1, "val_loss": "x"}]}})
 
 
+def _epoch(epoch: int, phase: str, loss: float, val_loss: float, share: float | None = None
+           ) -> dict:
+    row = {"epoch": epoch, "phase": phase, "loss": loss, "accuracy": 0.5, "val_loss": val_loss,
+           "val_accuracy": 0.5}
+    return row if share is None else {**row, "outside_share": share}
+
+
+GUIDED_MANIFEST = {  # the shipped recipes' shape: guided CNN, MobileNetV2 guided in fine-tuning
+    "class_names": CLASSES,
+    "config": {"augment": True, "class_weights": True, "models": {
+        "custom_cnn": {"dropout": 0.3, "augment_strength": "mri", "label_smoothing": 0.1},
+        "mobilenetv2": {"dropout": 0.2, "augment_strength": "light", "label_smoothing": 0.1}}},
+    "models": {"custom_cnn": {"guidance": {"weight": 3.0, "phases": ["train"], "erase": 0.5}},
+               "mobilenetv2": {"guidance": {"weight": 2.0, "phases": ["finetune"]}}}}
+GUIDED_HISTORIES = {
+    "custom_cnn": {"best_epoch": 2, "epochs": [_epoch(1, "train", 2.5, 1.2, 0.6),
+                                               _epoch(2, "train", 1.6, 0.5, 0.3),
+                                               _epoch(3, "train", 1.7, 0.6, 0.35)]},
+    "mobilenetv2": {"best_epoch": 4, "epochs": [_epoch(1, "head", 0.9, 0.8),
+                                                _epoch(2, "head", 0.6, 0.7),
+                                                _epoch(3, "finetune", 2.1, 0.6, 0.7),
+                                                _epoch(4, "finetune", 1.0, 0.4, 0.3)]}}
+
+
+def test_training_curves_name_their_axes():
+    fig = F.training_curves_figure(GUIDED_HISTORIES)
+    assert fig.layout.yaxis.title.text == "loss (lower is better)"
+    assert fig.layout.yaxis2.title.text == "accuracy"
+
+
+def test_the_loss_caption_says_what_only_training_adds():
+    """Training loss sat at 1.6 against a validation loss of 0.5 with nothing saying why: the
+    guidance penalty (weight x outside_share), augmentation, dropout and class weights are
+    training's only, and the penalty starting at fine-tuning makes MobileNetV2's loss jump."""
+    cnn, mnv2, last = F.loss_gap_sentences(GUIDED_HISTORIES, GUIDED_MANIFEST)
+    assert cnn.startswith("Custom CNN's training loss adds the explanation-guidance penalty, "
+                          "3 × the share")
+    assert "at the kept epoch (2) the penalty is about 0.90 of its 1.60" in cnn  # 3 x 0.3
+    assert ("computed on augmented images (mri), with dropout on (0.3 at the head), class "
+            "weights and copies with the tumour erased (50% of boxed tumour images)") in cnn
+    # the jump: 0.6 at the last head epoch, 2.1 at the first guided one, 2 x 0.7 of it penalty
+    assert "from fine-tuning on (epoch 3), so it jumps there (0.60 → 2.10, of which the " \
+           "penalty is about 1.40)" in mnv2
+    assert "at the kept epoch (4) the penalty is about 0.60 of its 1.00" in mnv2
+    assert "erased" not in mnv2
+    # smoothing 0.1 over 4 classes: targets 0.925 and 3 x 0.025, entropy
+    # -(0.925 ln 0.925 + 3 x 0.025 ln 0.025) = 0.0721 + 0.2767 = 0.349
+    assert last.endswith("compare the curves' shapes, not their levels. Both include label "
+                         "smoothing (0.1), so neither can go below 0.35.")
+    assert F.smoothing_floor(0.1, 4) == pytest.approx(0.3488, abs=1e-4)
+    assert F.smoothing_floor(0.0, 4) == 0.0
+    # only the model whose kept epoch is its last gets the "longer training" sentence
+    assert F.last_epoch_sentences(GUIDED_HISTORIES) == [
+        "MobileNetV2's kept epoch (4) is the last one run: longer training might still help."]
+
+
+def test_the_loss_caption_says_nothing_it_cannot_read():
+    plain = {"class_names": CLASSES, "config": {"augment": False, "models": {
+        "custom_cnn": {"dropout": 0.0}}}, "models": {"custom_cnn": {}}}
+    histories = {"custom_cnn": GUIDED_HISTORIES["custom_cnn"]}
+    assert F.loss_gap_sentences(histories, plain) == []  # nothing training-only to name
+    plain["config"]["models"]["custom_cnn"]["dropout"] = 0.5
+    first, _ = F.loss_gap_sentences(histories, plain)
+    assert first == "Custom CNN's training loss is computed with dropout on (0.5 at the head)."
+    # an older run's manifest without blocks, a damaged history: no sentence, no crash
+    assert F.loss_gap_sentences({"custom_cnn": {"epochs": "x"}}, GUIDED_MANIFEST) == []
+    assert F.loss_gap_sentences(histories, {"config": []}) == []
+    assert F.last_epoch_sentences({"m": {"epochs": [], "best_epoch": None}}) == []
+
+
+def test_the_shipped_runs_loss_captions_quote_their_own_files():
+    """Each shipped run's caption quotes the penalty its history.json records at the kept
+    epoch (weight from the manifest x outside_share), and says "longer training might still
+    help" exactly for the models whose kept epoch is their last."""
+    from pathlib import Path
+
+    runs = sorted((Path(__file__).resolve().parents[1] / "artifacts" / "runs").glob(
+        "*/manifest.json"))
+    if not runs:
+        pytest.skip("no shipped runs")
+    for path in runs:
+        manifest = json.loads(path.read_text())
+        histories = {m: json.loads((path.parent / m / "history.json").read_text())
+                     for m in manifest["models"]}
+        text = " ".join(F.loss_gap_sentences(histories, manifest))
+        for m, hist in histories.items():
+            row = next(r for r in hist["epochs"] if r["epoch"] == hist["best_epoch"])
+            weight = manifest["models"][m]["guidance"]["weight"]
+            assert (f"at the kept epoch ({hist['best_epoch']}) the penalty is about "
+                    f"{weight * row['outside_share']:.2f} of its {row['loss']:.2f}") in text
+        last = [m for m, h in histories.items() if h["best_epoch"] == h["epochs"][-1]["epoch"]]
+        assert [s.split("'s kept")[0] for s in F.last_epoch_sentences(histories)] == [
+            F.model_label(m) for m in last]
+
+
 def _curves() -> dict:
     return {
         "roc": {c: {"fpr": [0, 0.1, 1], "tpr": [0, 0.8, 1], "auc": 0.9} for c in CLASSES},

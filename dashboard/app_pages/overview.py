@@ -108,6 +108,10 @@ with tabs[2]:
         charts.chart(F.training_curves_figure, histories, key="curves_fig", fix=CHART_FIX)
         st.caption("Solid: training split, dashed: validation split. The star marks the epoch "
                    "whose weights were kept; a dotted line marks where fine-tuning starts.")
+        # why training loss sits far above validation loss, from this run's own recipe
+        for sentence in (F.loss_gap_sentences(histories, run.manifest)
+                         + F.last_epoch_sentences(histories)):
+            st.caption(sentence)
 with tabs[3]:
     curves = state.per_model_json(run, "curves.json", fix)
     if curves:

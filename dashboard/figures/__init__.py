@@ -70,7 +70,12 @@ from dashboard.figures.quality import (
     text_color_on,
 )
 from dashboard.figures.robustness import robustness_figure
-from dashboard.figures.training import training_curves_figure
+from dashboard.figures.training import (
+    last_epoch_sentences,
+    loss_gap_sentences,
+    smoothing_floor,
+    training_curves_figure,
+)
 
 __all__ = [
     "GLOSSARY", "glossary_markdown",
@@ -79,7 +84,8 @@ __all__ = [
     "FigureDataError", "ci_figure", "comparison_verdict", "difference_sentence",
     "class_color", "class_name", "colour_legend", "confusion_figure", "contrast",
     "confusion_values", "copies_sentence", "ece_floor_sentences", "scaling_worse_sentences",
-    "faithfulness_curves_figure",
+    "faithfulness_curves_figure", "last_epoch_sentences", "loss_gap_sentences",
+    "smoothing_floor",
     "faithfulness_figure", "has_curves", "localisation_figure", "mcnemar_sentence",
     "curve_areas", "metrics_table", "model_color",
     "method_label", "model_label", "ood_caption", "ood_table", "per_class_figure",

@@ -70,6 +70,152 @@ def training_curves_figure(histories: Mapping[str, Mapping[str, Any]]) -> go.Fig
                                    font=dict(size=10, color=color), xanchor="left")
     # Whole epochs only, about ten ticks at most.
     fig.update_xaxes(title="epoch", tick0=1, dtick=max(1, math.ceil(last_epoch / 10)))
+    # named: a bare axis left a student guessing what the loss was (its caption says more)
+    fig.update_yaxes(title="loss (lower is better)", col=1)
+    fig.update_yaxes(title="accuracy", col=2)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
                       legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+# --------------------------------------------------------------------------- the caption's words
+
+PHASE_WORDS = {"finetune": "fine-tuning", "head": "the head-only phase", "train": "training"}
+
+
+def _rows(history: Any) -> list[Mapping[str, Any]]:
+    """A history's epoch rows; none from a damaged file (the figure says what is wrong)."""
+    epochs = history.get("epochs") if isinstance(history, Mapping) else None
+    return [r for r in epochs if isinstance(r, Mapping)] if isinstance(epochs, list) else []
+
+
+def _epoch_row(history: Mapping[str, Any], epoch: Any) -> Mapping[str, Any]:
+    """The history row of `epoch`; an empty dict when it is not there."""
+    return next((row for row in _rows(history) if row.get("epoch") == epoch), {})
+
+
+def _mapping(parent: Any, key: str) -> Mapping[str, Any]:
+    """`parent[key]` when both are mappings, else an empty one: a manifest missing a block
+    (an older run) leaves its part out of the caption rather than failing the page."""
+    value = parent.get(key) if isinstance(parent, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def _number(value: Any) -> float | None:
+    """A finite number from a file, else None (a caption leaves out what it cannot quote)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _penalty_clause(label: str, history: Mapping[str, Any], guidance: Mapping[str, Any]
+                    ) -> str:
+    """What the guidance penalty is, when it starts, and how much of the loss it is: from the
+    manifest's `guidance` block and the history's per-epoch `outside_share` (the penalty is
+    `weight × outside_share`, pipeline/guidance.py)."""
+    weight = _number(guidance.get("weight")) or 0.0
+    text = (f"{label}'s training loss adds the explanation-guidance penalty, {weight:g} × the "
+            "share of the true class's Grad-CAM outside the tumour box (or the head)")
+    phases = [p for p in guidance.get("phases") or [] if isinstance(p, str)]
+    rows = _rows(history)
+    first = next((j for j, r in enumerate(rows) if r.get("phase") in phases), None)
+    if first:  # the penalty starts after the first phase: the loss jumps where it starts
+        row, before = rows[first], rows[first - 1]
+        share, loss, prev = (_number(row.get("outside_share")), _number(row.get("loss")),
+                             _number(before.get("loss")))
+        text += (f", from {PHASE_WORDS.get(row.get('phase'), row.get('phase'))} on (epoch "
+                 f"{row.get('epoch')})")
+        if None not in (share, loss, prev):
+            text += (f", so it jumps there ({prev:.2f} → {loss:.2f}, of which the penalty is "
+                     f"about {weight * share:.2f})")
+    best = _epoch_row(history, history.get("best_epoch"))
+    share, loss = _number(best.get("outside_share")), _number(best.get("loss"))
+    if share is not None and loss is not None:
+        text += (f"; at the kept epoch ({best.get('epoch')}) the penalty is about "
+                 f"{weight * share:.2f} of its {loss:.2f}")
+    return text
+
+
+def _training_only(mc: Mapping[str, Any], config: Mapping[str, Any],
+                   guidance: Mapping[str, Any]) -> str:
+    """What else makes a training step's loss differ from validation's, from the run's config:
+    augmentation, dropout, class weights and the guided recipes' extra images and task ("" when
+    none of them)."""
+    strength = mc.get("augment_strength")
+    where = (f"computed on augmented images{f' ({strength})' if strength else ''}"
+             if config.get("augment") else "")
+    extras = []
+    dropout = _number(mc.get("dropout"))
+    if dropout:
+        extras.append(f"dropout on ({dropout:g} at the head)")
+    if config.get("class_weights"):
+        extras.append("class weights")
+    erase = _number(guidance.get("erase"))
+    if erase:
+        extras.append(f"copies with the tumour erased ({erase:.0%} of boxed tumour images)")
+    extras += [what for key, what in (("transplant", "tumours transplanted into no-tumour "
+                                                     "images"),
+                                      ("mixup", "mixup"), ("segment", "a tumour-mask task"))
+               if _number(guidance.get(key))]
+    listed = ", ".join(extras[:-1]) + (" and " if len(extras) > 1 else "") + (
+        extras[-1] if extras else "")
+    if where and listed:
+        return f"{where}, with {listed}"
+    return where or (f"computed with {listed}" if listed else "")
+
+
+def smoothing_floor(epsilon: float, classes: int) -> float:
+    """The lowest cross-entropy label smoothing allows: the entropy of a smoothed one-hot target
+    (Keras: 1 - ε + ε/K for the true class, ε/K for the others)."""
+    targets = [1 - epsilon + epsilon / classes] + [epsilon / classes] * (classes - 1)
+    return -sum(t * math.log(t) for t in targets if t > 0)
+
+
+def loss_gap_sentences(histories: Mapping[str, Mapping[str, Any]],
+                       manifest: Mapping[str, Any]) -> list[str]:
+    """Why the training loss sits apart from the validation loss, per model, from the run's
+    manifest (config and guidance) and history; then one sentence on reading the curves.
+
+    Validation loss is the compiled cross-entropy (with label smoothing, without class weights)
+    on unaugmented validation images; everything else a training step adds is listed.
+    """
+    config = _mapping(manifest, "config")
+    configs, infos = _mapping(config, "models"), _mapping(manifest, "models")
+    out = []
+    for name, history in histories.items():
+        if not _rows(history):
+            continue
+        mc = _mapping(configs, name)
+        guidance = _mapping(_mapping(infos, name), "guidance")
+        label = model_label(name)
+        head = (_penalty_clause(label, history, guidance) if _number(guidance.get("weight"))
+                else f"{label}'s training loss is")
+        rest = _training_only(mc, config, guidance)
+        if _number(guidance.get("weight")):
+            out.append(head + (f"; it is {rest}." if rest else "."))
+        elif rest:
+            out.append(f"{head} {rest}.")
+    if not out:
+        return []
+    smoothing = {_number(_mapping(configs, n).get("label_smoothing")) for n in histories}
+    names = manifest.get("class_names")
+    classes = len(names) if isinstance(names, list) else 0
+    floor = ""
+    if len(smoothing) == 1 and (eps := smoothing.pop()) and classes > 1:
+        floor = (f" Both include label smoothing ({eps:g}), so neither can go below "
+                 f"{smoothing_floor(eps, classes):.2f}.")
+    return [*out, "Validation loss is the plain cross-entropy on unaugmented validation images, "
+                  "so the training loss sits apart from it by design: compare the curves' "
+                  "shapes, not their levels." + floor]
+
+
+def last_epoch_sentences(histories: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A sentence for each model whose kept (best) epoch is the last epoch it ran."""
+    out = []
+    for name, history in histories.items():
+        epochs = [r.get("epoch") for r in _rows(history)]
+        best = history.get("best_epoch") if epochs else None
+        if epochs and best is not None and best == epochs[-1]:
+            out.append(f"{model_label(name)}'s kept epoch ({best}) is the last one run: longer "
+                       "training might still help.")
+    return out

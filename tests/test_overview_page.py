@@ -1,0 +1,74 @@
+"""AppTest of the Overview page on copies of the two shipped reference runs (real run files).
+
+Cheap: the models are never loaded (`loader.preload_models` is switched off), so these tests read
+only the runs' JSON and CSV files. Every figure they expect is computed here from those files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import loader
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+SHIPPED = ROOT / "artifacts" / "runs"
+MAIN, OFFICIAL = "20261204-234844-8cf044", "20261204-234901-1f09da"
+
+
+def _run_files(run_id: str) -> Path:
+    path = SHIPPED / run_id
+    if not (path / "manifest.json").is_file():
+        pytest.skip(f"shipped run {run_id} is not in this checkout")
+    return path
+
+
+@pytest.fixture
+def overview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`overview(run_id)`: the Overview page run on a copy of that shipped run (the artifacts
+    folder's latest), and the copy's folder."""
+    monkeypatch.setattr(loader, "preload_models", lambda: None)  # no TensorFlow here
+
+    def run(run_id: str) -> tuple[AppTest, Path]:
+        adir = tmp_path / run_id / "artifacts"
+        copy = adir / "runs" / run_id
+        shutil.copytree(_run_files(run_id), copy)
+        (adir / "latest").write_text(run_id + "\n")
+        monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(adir))
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at, copy
+
+    return run
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def test_training_curves_say_why_training_loss_sits_above_validation_loss(overview):
+    at, run = overview(MAIN)
+    text = _captions(at)
+    manifest = _json(run / "manifest.json")
+    for m, info in manifest["models"].items():
+        hist = _json(run / m / "history.json")
+        kept = next(r for r in hist["epochs"] if r["epoch"] == hist["best_epoch"])
+        penalty = info["guidance"]["weight"] * kept["outside_share"]
+        assert (f"at the kept epoch ({hist['best_epoch']}) the penalty is about "
+                f"{penalty:.2f} of its {kept['loss']:.2f}") in text
+        last = hist["epochs"][-1]["epoch"]
+        said = f"{info['display_name']}'s kept epoch ({hist['best_epoch']}) is the last one run"
+        assert (said in text) == (hist["best_epoch"] == last)
+    assert "compare the curves' shapes, not their levels" in text
+    # MobileNetV2 is guided in fine-tuning only: the jump where it starts is explained
+    assert "from fine-tuning on (epoch" in text
