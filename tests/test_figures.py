@@ -143,8 +143,53 @@ def test_tumour_figure():
     fig = F.tumour_figure(METRICS)
     assert fig.data[1].y[0] == pytest.approx(0.97)
     assert math.isnan(fig.data[1].y[1])
+    assert list(fig.data[1].error_y.array) == [0.0, 0.0]  # no counts, no interval to draw
+    assert list(fig.data[1].text) == ["0.970", "n/a"]
     with pytest.raises(F.FigureDataError, match="tumor_vs_no_tumor"):
         F.tumour_figure({"m": {}})
+
+
+def test_tumour_figure_gives_counts_and_wilson_intervals():
+    """Sensitivity and specificity bars had no counts and no uncertainty: 71 of 75 and 386 of
+    415 looked equally sure. Each bar says "k of n" and has its Wilson 95% whiskers."""
+    metrics = {"custom_cnn": {"tumor_vs_no_tumor": {
+        "sensitivity": 17 / 26, "specificity": 1.0, "tp": 17, "n_tumor": 26, "tn": 26,
+        "n_no_tumor": 26}}}
+    bar = F.tumour_figure(metrics).data[0]
+    # Wilson 95% by the closed form: 17 of 26 -> 0.4622-0.8059; 26 of 26 -> 0.8713-1
+    assert bar.y[0] + bar.error_y.array[0] == pytest.approx(0.8059, abs=1e-4)
+    assert bar.y[0] - bar.error_y.arrayminus[0] == pytest.approx(0.4622, abs=1e-4)
+    assert bar.error_y.array[1] == pytest.approx(0.0, abs=1e-12)
+    assert bar.y[1] - bar.error_y.arrayminus[1] == pytest.approx(0.8713, abs=1e-4)
+    assert list(bar.text) == ["0.654<br>17 of 26", "1.000<br>26 of 26"]
+    assert bar.customdata[0] == " (17 of 26)<br>95% interval 0.462–0.806"
+    # the bars are named as the metrics table's rows: one home for the words
+    assert list(bar.x) == [label for _, label, _ in F.evaluation.TUMOUR_ROWS]
+
+
+def test_per_class_ticks_carry_each_class_s_test_images():
+    fig = F.per_class_figure(METRICS)  # supports 10, 11, 12, 13 in both models
+    assert list(fig.layout.xaxis.ticktext) == [
+        "glioma<br>n = 10", "meningioma<br>n = 11", "no tumour<br>n = 12", "pituitary<br>n = 13"]
+    assert list(fig.layout.xaxis3.tickvals) == ["glioma", "meningioma", "no tumour", "pituitary"]
+    odd = json.loads(json.dumps(METRICS))
+    odd["mobilenetv2"]["per_class"]["glioma"]["support"] = 99  # models disagree: no count
+    assert F.per_class_figure(odd).layout.xaxis.ticktext[0] == "glioma"
+
+
+def test_pr_figure_draws_each_class_s_chance_level():
+    curves = {"custom_cnn": _curves(), "mobilenetv2": _curves()}
+    assert len(F.pr_figure(curves).data) == 8  # without metrics: the curves only
+    fig = F.pr_figure(curves, METRICS)
+    assert F.class_prevalence(METRICS)["no_tumor"] == (12, 46)  # 10 + 11 + 12 + 13 images
+    chance = [t for t in fig.data if t.line.dash == "dot"]
+    assert len(chance) == 8  # a line per class per panel
+    no_tumour = next(t for t in chance if t.legendgroup == "no_tumor")
+    assert list(no_tumour.y) == [12 / 46] * 2
+    curve = next(t for t in fig.data if t.name == "no tumour")
+    assert no_tumour.line.color == curve.line.color  # in the class's colour
+    assert "(12 of 46 test images)" in no_tumour.hovertemplate
+    assert F.class_prevalence({"m": {"per_class": {"a": {"support": "x"}}}}) == {}
 
 
 def test_training_curves_marks_best_epoch_and_phase_change():

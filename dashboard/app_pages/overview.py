@@ -90,7 +90,8 @@ with tabs[0]:
     if metrics:
         charts.chart(F.per_class_figure, metrics, key="per_class_fig", fix=CHART_FIX)
         st.caption("Precision: of the images called this class, how many were. Recall: of the "
-                   "images of this class, how many were found. F1 balances the two.")
+                   "images of this class, how many were found. F1 balances the two. n under "
+                   "each class: its test images, the recall's denominator.")
 with tabs[1]:
     mode = st.segmented_control("Show", ["Counts", "Row-normalised"], default="Counts",
                                 key="cm_mode")
@@ -116,9 +117,11 @@ with tabs[3]:
     curves = state.per_model_json(run, "curves.json", fix)
     if curves:
         charts.chart(F.roc_figure, curves, key="roc_fig", fix=CHART_FIX)
-        charts.chart(F.pr_figure, curves, key="pr_fig", fix=CHART_FIX)
+        charts.chart(F.pr_figure, curves, metrics, key="pr_fig", fix=CHART_FIX)
         st.caption("One class against the rest. Curves hugging the top-left (ROC) or top-right "
-                   "(PR) corner separate that class well.")
+                   "(PR) corner separate that class well. Dotted: chance, the diagonal (ROC) "
+                   "and, in PR, each class's share of the test images, the precision of "
+                   "answering at random.")
         areas = F.curve_areas(curves)
         if areas is not None:  # the curves' numbers as text, not only in hover labels
             st.dataframe(areas, key="curve_areas", height="content")
@@ -144,7 +147,9 @@ with tabs[5]:
                       "official Testing/ folder's)")
             st.caption("Tumour vs no tumour: any tumour class counts as 'tumour'. Sensitivity "
                        "= share of tumour slices called a tumour; specificity = share of "
-                       f"no-tumour slices called 'no tumour'. Measured on {source}.")
+                       f"no-tumour slices called 'no tumour'. Each bar gives its count (k "
+                       "of n); whiskers: the 95% Wilson interval of that share, wide where n "
+                       f"is small. Measured on {source}.")
         sizes = F.size_group_table(metrics)
         if sizes is not None:
             st.subheader("By pixel size (a hint of the image's source)")

@@ -39,6 +39,7 @@ from dashboard.figures.comparison import (
 from dashboard.figures.evaluation import (
     HEADLINE_METRICS,
     ci_figure,
+    class_prevalence,
     confusion_figure,
     confusion_values,
     copies_sentence,
@@ -81,7 +82,7 @@ __all__ = [
     "GLOSSARY", "glossary_markdown",
     "CLASS_PALETTE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH",
     "LOCALISATION_CAPTION", "MODEL_COLORS",
-    "FigureDataError", "ci_figure", "comparison_verdict", "difference_sentence",
+    "FigureDataError", "ci_figure", "class_prevalence", "comparison_verdict", "difference_sentence",
     "class_color", "class_name", "colour_legend", "confusion_figure", "contrast",
     "confusion_values", "copies_sentence", "ece_floor_sentences", "scaling_worse_sentences",
     "faithfulness_curves_figure", "last_epoch_sentences", "loss_gap_sentences",
