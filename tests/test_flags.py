@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.evaluate.flags import audit, audit_run, flag_split, flag_table, read_predictions
+from pipeline.evaluate.flags import (
+    audit,
+    audit_run,
+    flag_split,
+    flag_table,
+    not_singling_out,
+    read_predictions,
+)
 from pipeline.evaluate.run import write_predictions_csv
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -94,6 +101,35 @@ def test_flag_table_skips_what_audit_would_not_write():
     damaged = {"models": {"cnn": {"weak": {"flagged": "3"}, "any": [1]}, "x": 5}}
     assert flag_table(damaged) == []
     assert flag_table({"models": "nothing"}) == []
+
+
+def test_a_warning_that_does_not_single_out_errors_says_so():
+    """On the reference runs the OOD flag marked answers that were right more often than the
+    rest (100% of 9 against 89%): the table alone read as "flagged = likely wrong"."""
+    right = np.array([True] * 9 + [True] * 424 + [False] * 57)  # 9 flagged, all right
+    unlike = np.arange(490) < 9
+    weak = np.arange(490) >= 440  # the last 50, all wrong: this flag marks errors
+    report = {"models": {"cnn": {"unlike": flag_split(right, unlike),
+                                 "weak": flag_split(right, weak)},
+                         "mnv2": {"unlike": flag_split(right, ~unlike)}}}
+    said = not_singling_out(report, {"cnn": "Custom CNN", "mnv2": "MobileNetV2"})
+    # cnn: 9 of 9 right against 424 of 481 = 88%; mnv2's flag marks the errors (88% < 100%)
+    assert said == ['The warning "unlike the training data" does not single out wrong answers '
+                    "here: flagged answers were right at least as often as the rest (Custom "
+                    "CNN: 100% of its 9 flagged answers right, 88% of the others). It says the "
+                    "image is unusual, not that the answer is wrong."]
+    # a tie counts (at least as often); a model the run does not have is left out
+    tie = {"models": {"cnn": {"weak": {"n": 4, "flagged": 2, "accuracy_flagged": 0.5,
+                                       "accuracy_unflagged": 0.5}},
+                      "[x](http://e)": {"weak": {"n": 4, "flagged": 2, "accuracy_flagged": 1.0,
+                                                 "accuracy_unflagged": 0.5}}}}
+    (only,) = not_singling_out(tie, {"cnn": "Custom CNN"})
+    assert "Custom CNN: 50% of its 2 flagged answers right, 50% of the others" in only
+    assert "http" not in only and only.endswith("not that the answer is wrong.")
+    assert not_singling_out({"models": {"cnn": {"weak": {"n": 4, "flagged": 0,
+                                                         "accuracy_flagged": None,
+                                                         "accuracy_unflagged": 0.5}}}}) == []
+    assert not_singling_out({"models": "nothing"}) == []
 
 
 @pytest.mark.slow

@@ -72,3 +72,24 @@ def test_training_curves_say_why_training_loss_sits_above_validation_loss(overvi
     assert "compare the curves' shapes, not their levels" in text
     # MobileNetV2 is guided in fine-tuning only: the jump where it starts is explained
     assert "from fine-tuning on (epoch" in text
+
+
+@pytest.mark.parametrize("run_id", [MAIN, OFFICIAL])
+def test_a_warning_that_marks_right_answers_says_it_is_no_error_signal(overview, run_id):
+    at, run = overview(run_id)
+    flags = _json(run / "flags.json")["models"]
+    infos = [a.value for a in at.info]
+    for m, rows in flags.items():
+        unlike = rows["unlike"]
+        name = _json(run / "manifest.json")["models"][m]["display_name"]
+        part = (f"{name}: {unlike['accuracy_flagged']:.0%} of its {unlike['flagged']} flagged "
+                "answers right")
+        said = any(part in s and "It says the image is unusual" in s for s in infos)
+        assert said == (unlike["accuracy_flagged"] >= unlike["accuracy_unflagged"])
+    # a warning whose flagged answers were right less often, for every model, gets none
+    from pipeline.evaluate.flags import FLAG_LABELS
+
+    for k, label in FLAG_LABELS.items():
+        rows = [r[k] for r in flags.values() if k in r]
+        if rows and all(r["accuracy_flagged"] < r["accuracy_unflagged"] for r in rows):
+            assert not any(f'"{label}"' in s for s in infos)

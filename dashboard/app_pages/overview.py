@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard import charts, core, runinfo, state
 from dashboard import figures as F
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
-from pipeline.evaluate.flags import flag_table
+from pipeline.evaluate.flags import flag_table, not_singling_out
 from pipeline.names import NO_TUMOR
 
 CHART_FIX = "The file may come from another version; re-run the evaluation."
@@ -185,8 +185,8 @@ if (run.path / FLAGS_FILE).is_file():
     st.header("Do the warnings catch the errors?")
     flags_fix = f"run `python -m pipeline ood --run {run.run_id}`"
     flag_report = state.section_json(run, FLAGS_FILE, flags_fix)
-    rows = flag_table(flag_report, {m: F.model_label(m) for m in run.model_names}) \
-        if flag_report else []
+    shown = {m: F.model_label(m) for m in run.model_names}
+    rows = flag_table(flag_report, shown) if flag_report else []
     if rows:
         st.dataframe(rows, hide_index=True, key="flag_table", height="content")
         where = ("the official Testing folder, another source than training: shift "
@@ -196,6 +196,8 @@ if (run.path / FLAGS_FILE).is_file():
                    f"the test answers ({where}). A useful warning marks answers that are "
                    "right far less often than the rest; \"errors flagged\" is the share of the "
                    "model's wrong answers that carried it.")
+        for sentence in not_singling_out(flag_report, shown):  # from the table's own numbers
+            st.info(sentence, icon=":material/info:")
     elif flag_report is not None:
         st.warning(f"{FLAGS_FILE} holds no flag measurements. To fix: {flags_fix}",
                    icon=":material/warning:")

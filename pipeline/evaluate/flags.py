@@ -50,6 +50,16 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
           "flag an MRI slice)",
 }
 
+# What a warning still says when the answers it marks are right at least as often as the rest
+# (the OOD flag on the reference runs: 100% of 9 flagged against 89%): worded per warning
+FLAG_NOT_WRONG = {
+    "weak": "It says the model is unsure, not that the answer is wrong.",
+    "unlike": "It says the image is unusual, not that the answer is wrong.",
+    "disagree": "It says the models differ, not which answer is wrong.",
+    "any": "Together they say something about the image or the models, not that the answer "
+           "is wrong.",
+}
+
 # Said beside every "no tumour" answer, whatever its confidence (a clinician's review,
 # 2026-12-05: a missed tumour read as reassurance is the dangerous error, and the custom CNN's
 # commonest one): the class is "looks like this dataset's no-tumour folder", not "normal".
@@ -222,16 +232,45 @@ def flag_table(report: Mapping[str, Any], display: Mapping[str, str] | None = No
     flagged) from a `flags.json` object, flags in `FLAGS` order; entries that are not what
     `audit` writes (a damaged or foreign file) are skipped."""
     rows = []
-    models = report.get("models")
+    for m, k, r in _rows(report):
+        rows.append({"model": (display or {}).get(m, m), "warning": FLAG_LABELS[k],
+                     "answers flagged": f"{r['flagged']} of {r['n']}",
+                     "right when flagged": _pct(r.get("accuracy_flagged")),
+                     "right otherwise": _pct(r.get("accuracy_unflagged")),
+                     "errors flagged": _pct(r.get("errors_flagged"))})
+    return rows
+
+
+def _rows(report: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(model, flag, row) for every row `audit` would write, flags in `FLAGS` order within a
+    model; a damaged or foreign entry is skipped."""
+    models = report.get("models") if isinstance(report, Mapping) else None
+    out = []
     for m, flags in (models.items() if isinstance(models, Mapping) else ()):
         for k in FLAGS:
             r = flags.get(k) if isinstance(flags, Mapping) else None
-            if not (isinstance(r, Mapping) and isinstance(r.get("flagged"), int)
+            if (isinstance(r, Mapping) and isinstance(r.get("flagged"), int)
                     and isinstance(r.get("n"), int)):
-                continue
-            rows.append({"model": (display or {}).get(m, m), "warning": FLAG_LABELS[k],
-                         "answers flagged": f"{r['flagged']} of {r['n']}",
-                         "right when flagged": _pct(r.get("accuracy_flagged")),
-                         "right otherwise": _pct(r.get("accuracy_unflagged")),
-                         "errors flagged": _pct(r.get("errors_flagged"))})
-    return rows
+                out.append((m, k, r))
+    return out
+
+
+def not_singling_out(report: Mapping[str, Any], display: Mapping[str, str] | None = None
+                     ) -> list[str]:
+    """A sentence per warning whose flagged answers were right at least as often as the others,
+    for some model: such a warning does not single out wrong answers on these images, with each
+    such model's figures and what the warning does say (`FLAG_NOT_WRONG`)."""
+    found: dict[str, list[str]] = {}
+    for m, k, r in _rows(report):
+        # with `display`, only the run's own models: a name from a foreign file is not text
+        # for a caption (Markdown)
+        name = m if display is None else display.get(m)
+        hit, rest = r.get("accuracy_flagged"), r.get("accuracy_unflagged")
+        if name and isinstance(hit, int | float) and isinstance(rest, int | float) and (
+                hit >= rest):
+            found.setdefault(k, []).append(
+                f"{name}: {_pct(hit)} of its {r['flagged']} flagged "
+                f"answers right, {_pct(rest)} of the others")
+    return [f"The warning \"{FLAG_LABELS[k]}\" does not single out wrong answers here: flagged "
+            f"answers were right at least as often as the rest ({'; '.join(found[k])}). "
+            + FLAG_NOT_WRONG[k] for k in FLAGS if k in found]
