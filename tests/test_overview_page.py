@@ -93,3 +93,29 @@ def test_a_warning_that_marks_right_answers_says_it_is_no_error_signal(overview,
         rows = [r[k] for r in flags.values() if k in r]
         if rows and all(r["accuracy_flagged"] < r["accuracy_unflagged"] for r in rows):
             assert not any(f'"{label}"' in s for s in infos)
+
+
+def _chart(at: AppTest, trace_name: str, x_label: str) -> list[dict]:
+    """The traces of the first plotly chart on the page with a trace `trace_name` whose x holds
+    `x_label` (AppTest gives charts as their plotly JSON)."""
+    for el in at.get("plotly_chart"):
+        data = json.loads(el.proto.spec)["data"]
+        if any(t.get("name") == trace_name and x_label in (t.get("x") or []) for t in data):
+            return data
+    raise AssertionError(f"no chart with a trace {trace_name!r} over {x_label!r}")
+
+
+def test_screening_bars_carry_their_counts_and_wilson_intervals(overview):
+    from pipeline.intervals import share_interval
+
+    at, run = overview(MAIN)
+    sens = "Sensitivity (tumour slices called a tumour)"
+    for m in ("custom_cnn", "mobilenetv2"):
+        tvn = _json(run / m / "metrics.json")["tumor_vs_no_tumor"]
+        name = _json(run / "manifest.json")["models"][m]["display_name"]
+        bar = next(t for t in _chart(at, name, sens) if t.get("name") == name)
+        lo, hi = share_interval(tvn["tp"], tvn["n_tumor"])
+        assert bar["text"][0].endswith(f"{tvn['tp']} of {tvn['n_tumor']}")
+        assert bar["y"][0] + bar["error_y"]["array"][0] == pytest.approx(hi)
+        assert bar["y"][0] - bar["error_y"]["arrayminus"][0] == pytest.approx(lo)
+        assert f"{tvn['tn']} of {tvn['n_no_tumor']}" in bar["text"][1]
