@@ -750,6 +750,55 @@ def test_robustness_axis_is_zoomed_to_the_bars_and_lines():
     assert F.robustness_figure(rob).layout.yaxis.range[0] == 0.0
 
 
+def test_robustness_axis_never_makes_one_image_look_large():
+    """Zoomed to bars within a point of each other, the axis was 6 points tall and a
+    one-image move (0.2 points of 490) filled a tenth of it: the axis spans 20 points at least."""
+    rob = _robustness()
+    for m in rob["models"].values():
+        for rows in m["shifts"].values():
+            for r in rows:
+                r["accuracy"] = m["clean"]["accuracy"] - 0.004
+    lo, hi = F.robustness_figure(rob).layout.yaxis.range
+    assert hi - lo == pytest.approx(F.robustness.MIN_SPAN)
+    assert hi > 0.9  # widened downwards: the top bars and lines keep their room
+
+
+def test_robustness_words_say_one_image_the_noise_and_the_severe_drops():
+    rob = _robustness()
+    assert F.noise_sentence(rob) is None  # no image count: nothing to weigh a move by
+    rob["n_images"] = 490
+    rob["shifts"]["gamma"]["parameter"] = "gamma exponent"
+    rob["models"]["custom_cnn"]["shifts"]["jpeg"][2]["accuracy"] = 0.79  # within noise
+    rob["models"]["mobilenetv2"]["shifts"]["jpeg"][2]["accuracy"] = 0.5
+    # Wilson 95% on 490 images by the closed form: accuracy 0.8 (392 right) -> ±3.5 points,
+    # 0.9 (441 right) -> ±2.7 points; one image = 100 / 490 = 0.20 points
+    assert F.noise_sentence(rob) == (
+        "One test image = 0.20 points of accuracy. The clean accuracy is itself uncertain by "
+        "about ±3.5 points for Custom CNN, ±2.7 points for MobileNetV2 (95% Wilson interval on "
+        "490 images), so differences of about that size are within noise.")
+    assert F.severe_drops_sentence(rob) == (
+        "At the severe level the largest drops are: MobileNetV2, jpeg at level = 2: "
+        "0.900 → 0.500 (−40.0 points); Custom CNN, gamma at gamma exponent = 2: 0.800 → 0.600 "
+        "(−20.0 points); MobileNetV2, gamma at gamma exponent = 2: 0.900 → 0.700 (−20.0 "
+        "points).")
+    assert F.severe_drops_sentence(rob, most=1).endswith(
+        "(−40.0 points). 2 more drops there exceed the noise.")
+    for m in rob["models"].values():  # nothing beyond noise
+        for rows in m["shifts"].values():
+            rows[2]["accuracy"] = m["clean"]["accuracy"] - 0.01
+    assert F.severe_drops_sentence(rob) == ("At the severe level no shift lowers accuracy by "
+                                            "more than the noise above.")
+    # the hover names the parameter and its value at each severity
+    fig = F.robustness_figure(rob)
+    assert fig.data[2].customdata[0][0] == "gamma exponent = 2"
+    assert "(severe: %{customdata[0]})" in fig.data[2].hovertemplate
+    table = F.levels_table(rob)
+    assert table.set_index("shift").loc["gamma"][["parameter", "mild", "moderate", "severe"]
+                                                 ].tolist() == ["gamma exponent", "1.2", "1.5",
+                                                                "2"]
+    assert F.levels_table({"models": {}}) is None
+
+
 def test_robustness_figure_missing_parts():
     rob = _robustness()
     # a shift only one model has, and a severity missing: gaps, not errors

@@ -119,3 +119,24 @@ def test_screening_bars_carry_their_counts_and_wilson_intervals(overview):
         assert bar["y"][0] + bar["error_y"]["array"][0] == pytest.approx(hi)
         assert bar["y"][0] - bar["error_y"]["arrayminus"][0] == pytest.approx(lo)
         assert f"{tvn['tn']} of {tvn['n_no_tumor']}" in bar["text"][1]
+
+
+@pytest.mark.parametrize("run_id", [MAIN, OFFICIAL])
+def test_robustness_says_what_one_image_is_worth_and_names_the_severe_drops(overview, run_id):
+    at, run = overview(run_id)
+    rob = _json(run / "robustness.json")
+    text = _captions(at)
+    n = rob["n_images"]
+    assert f"One test image = {100 / n:.2f} points of accuracy." in text
+    # the largest severe drop of all, as the file records it
+    drop, model, shift = max((m["clean"]["accuracy"] - rows[-1]["accuracy"], name, s)
+                             for name, m in rob["models"].items()
+                             for s, rows in m["shifts"].items())
+    clean = rob["models"][model]["clean"]["accuracy"]
+    level = rob["shifts"][shift]["levels"][-1]
+    assert (f"At the severe level the largest drops are: "
+            f"{_json(run / 'manifest.json')['models'][model]['display_name']}, "
+            f"{shift.replace('_', ' ')} at {rob['shifts'][shift]['parameter']} = {level:.3g}: "
+            f"{clean:.3f} → {clean - drop:.3f}") in text
+    levels = next(df.value for df in at.dataframe if "severe" in df.value.columns)
+    assert len(levels) == len(rob["shifts"])

@@ -171,7 +171,7 @@ if (run.path / "robustness.json").is_file():
     if robustness:
         n = robustness.get("n_images")
         n = f"{n} " if isinstance(n, int) and not isinstance(n, bool) else ""
-        charts.chart(
+        drawn = charts.chart(
             F.robustness_figure, robustness, key="robustness_fig", fix=robust_fix,
             caption=f"Shift validation, not a clean test: shifted copies of the {n}test images "
                     "(bias field, gamma, noise, blur, lower resolution, JPEG, rotation/flip, "
@@ -179,6 +179,15 @@ if (run.path / "robustness.json").is_file():
                     "export might produce. Solid line: the model's accuracy on the unshifted "
                     "images; dotted: 5 points below it (target: the moderate severity above it). "
                     "The axis is zoomed to the scores, so bars do not start at 0.")
+        if drawn:  # its numbers in words: a zoomed axis makes one image look like a lot
+            for sentence in (F.noise_sentence(robustness), F.severe_drops_sentence(robustness)):
+                if sentence:
+                    st.caption(sentence)
+            levels = F.levels_table(robustness)
+            if levels is not None:
+                with st.expander("How strong each severity is", icon=":material/tune:"):
+                    st.dataframe(levels, hide_index=True, key="robustness_levels",
+                                 height="content")
 
 # Do the warnings catch the errors? (flags.json, written by `ood`): shown only where measured.
 if (run.path / FLAGS_FILE).is_file():

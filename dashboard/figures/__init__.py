@@ -70,7 +70,12 @@ from dashboard.figures.quality import (
     shortcut_figure,
     text_color_on,
 )
-from dashboard.figures.robustness import robustness_figure
+from dashboard.figures.robustness import (
+    levels_table,
+    noise_sentence,
+    robustness_figure,
+    severe_drops_sentence,
+)
 from dashboard.figures.training import (
     last_epoch_sentences,
     loss_gap_sentences,
@@ -95,6 +100,7 @@ __all__ = [
     "probability_table",
     "reliability_figure",
     "quality_summary", "reliability_points", "robustness_figure", "roc_figure",
+    "levels_table", "noise_sentence", "severe_drops_sentence",
     "sanity_figure",
     "size_gaps", "size_group_table",
     "shortcut_figure", "text_color_on", "training_curves_figure", "tumour_figure",

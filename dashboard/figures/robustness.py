@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -20,6 +21,7 @@ from dashboard.figures.common import (
     model_color,
     model_label,
 )
+from pipeline.intervals import share_interval
 
 SEVERITY_COLORS = ["#fdbb84", "#ef6548", "#990000"]  # mild → severe (sequential, light → dark)
 DEFAULT_SEVERITIES = ["mild", "moderate", "severe"]
@@ -52,12 +54,29 @@ def _row(model: Mapping[str, Any], shift: str, k: int) -> Mapping[str, Any]:
     return _dict(rows[k]) if isinstance(rows, list) and k < len(rows) else {}
 
 
+# The y axis spans at least 20 points: zoomed to a robust model's bars (all within 3 points) a
+# one-image move (0.2 points of 490) looked like a large one
+MIN_SPAN = 0.2
+
+
 def _zoomed_range(values: list[float]) -> list[float]:
-    """A y range around `values` with some padding, never below 0: on a 0-1 axis every bar
-    looked like 0.9 and the 5-point band was a hairline."""
+    """A y range around `values` with some padding, never below 0 and never narrower than
+    `MIN_SPAN` (widened downwards): on a 0-1 axis every bar looked like 0.9 and the 5-point
+    band was a hairline."""
     lo, hi = min(values), max(values)
     pad = max(0.02, 0.15 * (hi - lo))
-    return [max(0.0, lo - pad), hi + pad]
+    lo, hi = lo - pad, hi + pad
+    return [max(0.0, min(lo, hi - MIN_SPAN)), hi]
+
+
+def _level(robustness: Mapping[str, Any], shift: str, row: Mapping[str, Any]) -> str:
+    """A row's strength as words, "Gaussian σ / longer side = 0.008", from the parameter
+    robustness.json records for the shift; the bare level where it has none."""
+    level = row.get("level")
+    if not isinstance(level, int | float) or isinstance(level, bool):
+        return "level ?"
+    parameter = _dict(_dict(robustness.get("shifts")).get(shift)).get("parameter")
+    return f"{parameter if isinstance(parameter, str) else 'level'} = {level:.3g}"
 
 
 def _clean_accuracy(name: str, model: Any) -> float:
@@ -104,13 +123,13 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
             ys = [_num(r.get("accuracy"), f"{name} {s} {sev} accuracy")
                   for r, s in zip(rows, shifts, strict=True)]
             shown += [y for y in ys if not math.isnan(y)]
-            custom = [[r.get("level", "?"), _fmt(_num(r.get("tumor_sensitivity"),
-                                                      f"{name} {s} {sev} sensitivity"))]
+            custom = [[_level(robustness, s, r), _fmt(_num(r.get("tumor_sensitivity"),
+                                                           f"{name} {s} {sev} sensitivity"))]
                       for r, s in zip(rows, shifts, strict=True)]
             fig.add_trace(go.Bar(
                 x=labels, y=ys, name=str(sev), legendgroup=str(sev), showlegend=col == 1,
                 marker_color=SEVERITY_COLORS[k % len(SEVERITY_COLORS)], customdata=custom,
-                hovertemplate=(f"{model_label(name)} · %{{x}} ({sev}, level %{{customdata[0]}})"
+                hovertemplate=(f"{model_label(name)} · %{{x}} ({sev}: %{{customdata[0]}})"
                                f"<br>accuracy %{{y:.3f}} (clean {clean:.3f})"
                                "<br>tumour sensitivity %{customdata[1]}<extra></extra>"),
             ), row=1, col=col)
@@ -121,6 +140,85 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
     fig.update_layout(barmode="group", height=400,
                       margin=dict(l=10, r=10, t=TOP_WITH_LEGEND, b=10),
                       legend=legend_above("severity"))
-    fig.update_yaxes(range=_zoomed_range(shown))
+    fig.update_yaxes(range=_zoomed_range(shown))  # never narrower than MIN_SPAN
     fig.update_yaxes(title="accuracy on shifted test images", col=1)
     return fig
+
+
+# --------------------------------------------------------------------------- the section's words
+
+
+def levels_table(robustness: Mapping[str, Any]) -> pd.DataFrame | None:
+    """A row per shift: what it imitates, its parameter and the parameter's value at each
+    severity, as robustness.json records them (the one place a run says how strong "severe"
+    was); None when the file records no levels (older runs)."""
+    severities = robustness.get("severities")
+    if not isinstance(severities, list) or not severities:
+        severities = DEFAULT_SEVERITIES
+    rows = []
+    for name, spec in _dict(robustness.get("shifts")).items():
+        levels = _dict(spec).get("levels")
+        if not isinstance(levels, list):
+            continue
+        rows.append({"shift": name.replace("_", " "),
+                     "imitates": str(_dict(spec).get("description", "")),
+                     "parameter": str(_dict(spec).get("parameter", "")),
+                     **{str(sev): (f"{v:.3g}" if isinstance(v, int | float) else "?")
+                        for sev, v in zip(severities, levels, strict=False)}})
+    return pd.DataFrame(rows) if rows else None
+
+
+def _noise(clean: float, n: int) -> float:
+    """Half the width, in points, of the 95% Wilson interval of an accuracy on n images."""
+    lo, hi = share_interval(round(clean * n), n)
+    return 100 * (hi - lo) / 2
+
+
+def _n_images(robustness: Mapping[str, Any]) -> int | None:
+    n = robustness.get("n_images")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def noise_sentence(robustness: Mapping[str, Any]) -> str | None:
+    """How much one image moves a bar, and how far a model's clean accuracy is itself uncertain
+    (its 95% Wilson interval on these images): differences of that size are within noise."""
+    n = _n_images(robustness)
+    if n is None:
+        return None
+    models = _models(robustness)
+    parts = [f"±{_noise(_clean_accuracy(m, models[m]), n):.1f} points for {model_label(m)}"
+             for m in models]
+    return (f"One test image = {100 / n:.2f} points of accuracy. The clean accuracy is itself "
+            f"uncertain by about {', '.join(parts)} (95% Wilson interval on {n} images), so "
+            "differences of about that size are within noise.")
+
+
+def severe_drops_sentence(robustness: Mapping[str, Any], most: int = 4) -> str | None:
+    """The largest accuracy drops at the strongest severity (the last one), beyond noise (the
+    model's clean-accuracy interval, `noise_sentence`), largest first: "MobileNetV2, blur at
+    Gaussian σ / longer side = 0.008: 0.949 → 0.767 (−18.2 points)". Without the image count
+    every drop counts; None then when there is none."""
+    models = _models(robustness)
+    severities = robustness.get("severities")
+    if not isinstance(severities, list) or not severities:
+        severities = DEFAULT_SEVERITIES
+    k, n = len(severities) - 1, _n_images(robustness)
+    drops = []
+    for name, m in models.items():
+        clean = _clean_accuracy(name, m)
+        noise = _noise(clean, n) / 100 if n else 0.0
+        for shift in _shift_names(robustness, models):
+            row = _row(m, shift, k)
+            acc = _num(row.get("accuracy"), f"{name} {shift} {severities[k]} accuracy")
+            if not math.isnan(acc) and clean - acc > noise:
+                drops.append((clean - acc, name, shift, row, clean, acc))
+    if not drops:
+        return (f"At the {severities[k]} level no shift lowers accuracy by more than the noise "
+                "above.") if n else None
+    drops.sort(key=lambda d: -round(d[0], 9))  # equal drops (to rounding) in the file's order
+    listed = [f"{model_label(name)}, {shift.replace('_', ' ')} at "
+              f"{_level(robustness, shift, row)}: {clean:.3f} → {acc:.3f} "
+              f"(−{100 * drop:.1f} points)" for drop, name, shift, row, clean, acc in drops[:most]]
+    more = (f" {len(drops) - most} more drops there exceed the noise." if len(drops) > most
+            else "")
+    return f"At the {severities[k]} level the largest drops are: {'; '.join(listed)}.{more}"
