@@ -189,12 +189,41 @@ def format_seconds(secs: Any) -> str:
 
 
 def split_sizes(facts: RunFacts) -> dict[str, Any]:
-    """train/val/test image counts (and the official test set when recorded)."""
+    """train/val/test image counts; a test split that is the dataset's official test folder is
+    named so, once ("official test"): as "test" and "official test" the same 394 images read
+    as two sets. An official count that differs from the test split's is shown beside it."""
     out = {k: facts.splits.get(k) for k in ("train", "val", "test") if k in facts.splits}
     official = facts.splits.get("official_test")
     if isinstance(official, Mapping) and official.get("n") is not None:
+        if out.get("test") == official.get("n"):
+            del out["test"]
         out["official test"] = official.get("n")
     return out
+
+
+def dropped_copies_sentence(facts: RunFacts) -> str | None:
+    """For a run tested on the official test folder: how many training-folder images were left
+    out as exact or near copies of test images, and how many test images had one, from the
+    manifest's split record; None for other runs."""
+    official = facts.splits.get("official_test")
+    if not isinstance(official, Mapping):
+        return None
+    dropped, leaking, exact, n = (official.get(k) for k in (
+        "dropped_duplicates_of_test", "leaking", "leaking_exact", "n"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dropped, leaking, n)):
+        return None
+    exact_part = f", {exact} of them exact" if isinstance(exact, int) and exact else ""
+    said = (f"{leaking} of the {n} official test images (the dataset's own test folder) have an "
+            f"exact or near copy among its training-folder images{exact_part}.")
+    if not dropped:
+        return said + (" Those copies were not left out of training (a run without dedupe): "
+                       "its test figures are not a clean test." if leaking else "")
+    sizes = [facts.splits.get(k) for k in ("train", "val", "test")]
+    held = sum(sizes) if all(isinstance(v, int) for v in sizes) else None
+    held_part = (f" (the splits hold {held} of the dataset's {facts.n_images} images)"
+                 if held is not None and isinstance(facts.n_images, int) else "")
+    return (said + f" The {dropped} training-folder images that are such copies were left out "
+            f"of training and validation{held_part}: no copy of a test image was trained on.")
 
 
 EVAL_FILES = ("metrics.json", "confusion_matrix.json", "curves.json", "predictions.csv")

@@ -182,6 +182,29 @@ def test_run_facts_badge_only_for_transfer_models_without_imagenet():
     assert bare.n_images == "?" and runinfo.split_sizes(bare) == {}
 
 
+def test_an_official_test_split_is_one_tile_and_its_left_out_copies_are_said():
+    """The official run showed "Test images 394" and "Official test images 394", one set of
+    images as two, and nothing said where 256 of the dataset's images had gone."""
+    facts = runinfo.run_facts({"data": {"n_images": 3264}, "splits": {
+        "train": 2220, "val": 394, "test": 394,
+        "official_test": {"n": 394, "leaking": 259, "leaking_exact": 88,
+                          "dropped_duplicates_of_test": 256}}})
+    assert runinfo.split_sizes(facts) == {"train": 2220, "val": 394, "official test": 394}
+    # 3264 - 2220 - 394 - 394 = 256: the left-out copies account for the rest
+    assert runinfo.dropped_copies_sentence(facts) == (
+        "259 of the 394 official test images (the dataset's own test folder) have an exact or "
+        "near copy among its training-folder images, 88 of them exact. The 256 training-folder "
+        "images that are such copies were left out of training and validation (the splits "
+        "hold 3008 of the dataset's 3264 images): no copy of a test image was trained on.")
+    kept = runinfo.run_facts({"splits": {"test": 394, "official_test": {
+        "n": 394, "leaking": 259, "leaking_exact": 0, "dropped_duplicates_of_test": 0}}})
+    assert runinfo.dropped_copies_sentence(kept).endswith(
+        "Those copies were not left out of training (a run without dedupe): its test figures "
+        "are not a clean test.")
+    assert runinfo.dropped_copies_sentence(runinfo.run_facts(MANIFEST)) is None  # no counts
+    assert runinfo.dropped_copies_sentence(runinfo.run_facts({"splits": {"test": 9}})) is None
+
+
 def _pred_csv(rows):
     head = "path,true,predicted," + ",".join(f"p_{c}" for c in CLASSES) + ",correct\n"
     return head + "".join(rows)

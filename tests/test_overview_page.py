@@ -140,3 +140,17 @@ def test_robustness_says_what_one_image_is_worth_and_names_the_severe_drops(over
             f"{clean:.3f} → {clean - drop:.3f}") in text
     levels = next(df.value for df in at.dataframe if "severe" in df.value.columns)
     assert len(levels) == len(rob["shifts"])
+
+
+def test_the_official_run_shows_its_test_images_once_and_says_where_the_rest_went(overview):
+    at, run = overview(OFFICIAL)
+    splits = _json(run / "manifest.json")["splits"]
+    tiles = {m.label: m.value for m in at.metric}
+    assert "Test images" not in tiles
+    assert tiles["Official test images"] == str(splits["official_test"]["n"])
+    dropped = splits["official_test"]["dropped_duplicates_of_test"]
+    assert f"The {dropped} training-folder images that are such copies were left out" in \
+        _captions(at)
+    at, _ = overview(MAIN)  # a run tested on its own split: its test tile, no such sentence
+    assert "Test images" in {m.label for m in at.metric}
+    assert "training-folder images" not in _captions(at)

@@ -40,6 +40,9 @@ for col, (name, n) in zip(cols[1:], sizes.items(), strict=False):
 st.caption(f"Data: {core.literal(facts.data_shown)} ({core.literal(facts.data_layout)} layout) "
            "· classes: "
            + ", ".join(F.class_name(c) for c in facts.class_names))
+dropped = runinfo.dropped_copies_sentence(facts)  # why the splits add up to fewer images
+if dropped:
+    st.caption(dropped)
 st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="model_facts",
              height="content")
 
