@@ -254,13 +254,14 @@ def test_the_loss_caption_says_what_only_training_adds():
     cnn, mnv2, last = F.loss_gap_sentences(GUIDED_HISTORIES, GUIDED_MANIFEST)
     assert cnn.startswith("Custom CNN's training loss adds the explanation-guidance penalty, "
                           "3 × the share")
-    assert "at the kept epoch (2) the penalty is about 0.90 of its 1.60" in cnn  # 3 x 0.3
+    # 3 x 0.3 of the loss at epoch 2
+    assert "at the kept epoch (2) the penalty is about 0.90 of the training loss's 1.60" in cnn
     assert ("computed on augmented images (mri), with dropout on (0.3 at the head), class "
             "weights and copies with the tumour erased (50% of boxed tumour images)") in cnn
     # the jump: 0.6 at the last head epoch, 2.1 at the first guided one, 2 x 0.7 of it penalty
     assert "from fine-tuning on (epoch 3), so it jumps there (0.60 → 2.10, of which the " \
            "penalty is about 1.40)" in mnv2
-    assert "at the kept epoch (4) the penalty is about 0.60 of its 1.00" in mnv2
+    assert "at the kept epoch (4) the penalty is about 0.60 of the training loss's 1.00" in mnv2
     assert "erased" not in mnv2
     # smoothing 0.1 over 4 classes: targets 0.925 and 3 x 0.025, entropy
     # -(0.925 ln 0.925 + 3 x 0.025 ln 0.025) = 0.0721 + 0.2767 = 0.349
@@ -306,7 +307,8 @@ def test_the_shipped_runs_loss_captions_quote_their_own_files():
             row = next(r for r in hist["epochs"] if r["epoch"] == hist["best_epoch"])
             weight = manifest["models"][m]["guidance"]["weight"]
             assert (f"at the kept epoch ({hist['best_epoch']}) the penalty is about "
-                    f"{weight * row['outside_share']:.2f} of its {row['loss']:.2f}") in text
+                    f"{weight * row['outside_share']:.2f} of the training loss's "
+                    f"{row['loss']:.2f}") in text
         last = [m for m, h in histories.items() if h["best_epoch"] == h["epochs"][-1]["epoch"]]
         assert [s.split("'s kept")[0] for s in F.last_epoch_sentences(histories)] == [
             F.model_label(m) for m in last]
@@ -783,6 +785,8 @@ def test_robustness_words_say_one_image_the_noise_and_the_severe_drops():
         "points).")
     assert F.severe_drops_sentence(rob, most=1).endswith(
         "(−40.0 points). 2 more drops there exceed the noise.")
+    assert F.severe_drops_sentence(rob, most=2).endswith(
+        "(−20.0 points). 1 more drop there exceeds the noise.")
     for m in rob["models"].values():  # nothing beyond noise
         for rows in m["shifts"].values():
             rows[2]["accuracy"] = m["clean"]["accuracy"] - 0.01

@@ -65,7 +65,7 @@ def test_training_curves_say_why_training_loss_sits_above_validation_loss(overvi
         kept = next(r for r in hist["epochs"] if r["epoch"] == hist["best_epoch"])
         penalty = info["guidance"]["weight"] * kept["outside_share"]
         assert (f"at the kept epoch ({hist['best_epoch']}) the penalty is about "
-                f"{penalty:.2f} of its {kept['loss']:.2f}") in text
+                f"{penalty:.2f} of the training loss's {kept['loss']:.2f}") in text
         last = hist["epochs"][-1]["epoch"]
         said = f"{info['display_name']}'s kept epoch ({hist['best_epoch']}) is the last one run"
         assert (said in text) == (hist["best_epoch"] == last)

@@ -219,6 +219,7 @@ def severe_drops_sentence(robustness: Mapping[str, Any], most: int = 4) -> str |
     listed = [f"{model_label(name)}, {shift.replace('_', ' ')} at "
               f"{_level(robustness, shift, row)}: {clean:.3f} → {acc:.3f} "
               f"(−{100 * drop:.1f} points)" for drop, name, shift, row, clean, acc in drops[:most]]
-    more = (f" {len(drops) - most} more drops there exceed the noise." if len(drops) > most
-            else "")
+    extra = len(drops) - most
+    more = (f" {extra} more {'drop' if extra == 1 else 'drops'} there "
+            f"{'exceeds' if extra == 1 else 'exceed'} the noise." if extra > 0 else "")
     return f"At the {severities[k]} level the largest drops are: {'; '.join(listed)}.{more}"

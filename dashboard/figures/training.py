@@ -132,7 +132,7 @@ def _penalty_clause(label: str, history: Mapping[str, Any], guidance: Mapping[st
     share, loss = _number(best.get("outside_share")), _number(best.get("loss"))
     if share is not None and loss is not None:
         text += (f"; at the kept epoch ({best.get('epoch')}) the penalty is about "
-                 f"{weight * share:.2f} of its {loss:.2f}")
+                 f"{weight * share:.2f} of the training loss's {loss:.2f}")
     return text
 
 
