@@ -109,7 +109,7 @@ def test_screening_bars_carry_their_counts_and_wilson_intervals(overview):
     from pipeline.intervals import share_interval
 
     at, run = overview(MAIN)
-    sens = "Sensitivity (tumour slices called a tumour)"
+    sens = "Sensitivity: tumours found"
     for m in ("custom_cnn", "mobilenetv2"):
         tvn = _json(run / m / "metrics.json")["tumor_vs_no_tumor"]
         name = _json(run / "manifest.json")["models"][m]["display_name"]
