@@ -678,6 +678,11 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
     at = _app("errors")
     _ok(at)
     assert "not a diagnostic device" in _texts(at.main.caption)
+    # a smoke run's split draws its test images from both folders: the page says why
+    from dashboard.core import TEST_PATHS_NOTE
+
+    assert (TEST_PATHS_NOTE in _texts(at.main.caption)) != bool(
+        json.loads((smoke_run / "manifest.json").read_text())["splits"].get("official_test"))
     for key in ("err_by", "err_true", "err_pred", "err_page_size"):
         assert at.get_by_key(key) is not None
     table = _frame(at, "Custom CNN answer")

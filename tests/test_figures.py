@@ -862,7 +862,8 @@ def test_copies_sentence():
                "mobilenetv2": {"accuracy": 0.777, "copies": {**copies, "accuracy": 0.767}}}
     text = F.copies_sentence(metrics)
     assert text.startswith("The 394 test images are 282 distinct slices")
-    assert "Custom CNN 0.648 (plain 0.657); MobileNetV2 0.767 (plain 0.777)" in text
+    assert ("Custom CNN 0.648 (every image counted: 0.657); MobileNetV2 0.767 (every image "
+            "counted: 0.777)") in text
     with pytest.raises(F.FigureDataError, match="copies accuracy"):
         F.copies_sentence({"custom_cnn": {"accuracy": 0.9,
                                           "copies": {**copies, "accuracy": "high"}}})

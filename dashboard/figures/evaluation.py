@@ -424,10 +424,11 @@ def copies_sentence(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
             continue
         acc = _num(copies["accuracy"], f"{name} copies accuracy")
         plain = _num(m.get("accuracy"), f"{name} accuracy")
-        parts.append(f"{model_label(name)} {_fmt(acc)} (plain {_fmt(plain)})")
+        parts.append(f"{model_label(name)} {_fmt(acc)} (every image counted: {_fmt(plain)})")
         counts = (copies.get("n_images", "?"), copies.get("n_groups", "?"))
     if not parts:
         return None
     return (f"The {counts[0]} test images are {counts[1]} distinct slices (exact and near copies "
-            "grouped as the splits group them). Counting each slice once, its score the share "
-            f"of its copies answered right, accuracy is: {'; '.join(parts)}.")
+            "grouped as the splits group them). Accuracy counting each distinct slice once (a "
+            "slice with copies scores the share of its copies answered right): "
+            f"{'; '.join(parts)}.")
