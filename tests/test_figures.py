@@ -484,6 +484,9 @@ def test_colour_legend_has_numbered_ticks():
     assert ink(tick_x(0.5) - half, tick_x(0.5) + half) > 1.5 * ink(0, tick_x(0.0) + half)
     assert "0 (low" in F.LEGEND_CAPTION and "1 (high" in F.LEGEND_CAPTION
     assert "normalised per image" in F.LEGEND_CAPTION
+    # the peak's words are thirds of the picture: two models' peaks either side of a third's
+    # edge read as different places to a clinician ("centre" and "middle right")
+    assert "thirds of the picture" in F.LEGEND_CAPTION
 
 
 # Streamlit's two themes: the legend, whiskers and curves must read on both

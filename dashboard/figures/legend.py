@@ -19,7 +19,9 @@ LEGEND_TICKS = (0.0, 0.5, 1.0)
 LEGEND_CAPTION = (f"Heatmap colour: relevance for the explained class, from 0 (low, "
                   f"{HEATMAP_LOW_HIGH[0]}) to 1 (high, {HEATMAP_LOW_HIGH[1]}), normalised per "
                   "image: every map has a brightest spot, even where the evidence is weak. It "
-                  "is not a lesion map. Left and right are the picture's, not the patient's.")
+                  "is not a lesion map. Where it is hottest is named by thirds of the picture "
+                  "(\"upper left\", \"centre\"), so a peak near a third's edge can get either "
+                  "name; left and right are the picture's, not the patient's.")
 # the width the cards show it at, about one picture's (they stretch it over a column that
 # wide); drawn at twice that, so its numbers stay sharp on high-density screens
 LEGEND_WIDTH = 300
