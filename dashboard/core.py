@@ -181,12 +181,20 @@ def decode_note(info: dict[str, Any]) -> str | None:
         notes.append("its transparency was flattened onto black")
     frames = int(info.get("frames") or 1)
     slices = int(info.get("slices") or 1)
+    unreadable = list(info.get("unreadable") or ())  # TIFF pages left out, (page, reason)
     if slices > 1:
-        kept = f"{slices} of its {frames} slices, evenly spaced" if frames > slices else (
+        spaced = ", evenly spaced" if frames > slices + len(unreadable) else ""
+        kept = f"{slices} of its {frames} slices{spaced}" if frames > slices else (
             f"its {slices} slices")
         notes.append(f"{kept} are analysed; choose the slice to show with its slider")
     elif frames > 1:
-        notes.append(f"only the first of its {frames} frames is shown and analysed")
+        notes.append(f"only the first of its {frames} frames is shown and analysed"
+                     if not unreadable else f"only one of its {frames} pages could be read")
+    if unreadable:  # one damaged page no longer costs the others
+        page, reason = unreadable[0]
+        more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
+        notes.append(f"page {page}{more} could not be read ({literal(str(reason))}) and "
+                     "is left out")
     reduced = float(info.get("reduced_by") or 1)
     if reduced > 1:
         notes.append(f"it was shrunk {reduced:g}x while decoding (it is very large)")

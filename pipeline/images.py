@@ -272,37 +272,52 @@ def decode_pages(data: bytes, label: str, max_pixels: int
                  ) -> tuple[list[np.ndarray], dict[str, Any]] | None:
     """The pages of a multi-page TIFF (at most MAX_SLICES, evenly spaced), each decoded as a
     one-page image is (size checks, shrinking, orientation, any mode to RGB); None for any other
-    file. A page that cannot be decoded fails the file, naming the page."""
+    file. A page that cannot be decoded is left out, its number and reason in
+    `info["unreadable"]` (`indices` keeps the pages returned): one damaged page cost the whole
+    stack. ImageError, naming the page, when none can be decoded."""
     from pipeline.dicom import slice_indices
 
     total = tiff_pages(data)
     if total < 2:
         return None
-    indices = slice_indices(total)
     pages: list[np.ndarray] = []
+    kept: list[int] = []
+    unreadable: list[tuple[int, str]] = []
+    first_error: ImageError | None = None
     im = Image.open(io.BytesIO(data), formats=("TIFF",))
-    page_label = label
     try:
         info: dict[str, Any] = {"format": "TIFF", "mode": im.mode, "width": im.size[0],
                                 "height": im.size[1], "frames": total}
-        for k in indices:
+        for k in slice_indices(total):
             page_label = f"{label}: page {k + 1} of {total}"
-            im.seek(k)
-            _check_dims(*im.size, page_label, max_pixels)
-            page = _load_reduced(im.copy(), {"width": im.size[0]})
-            oriented = ImageOps.exif_transpose(page)
-            arr = _to_rgb_array(oriented if oriented is not None else page)
-            if arr.shape[0] < MIN_SIDE or arr.shape[1] < MIN_SIDE:
-                raise ImageError(f"{page_label}: decoded to an unusable array of shape "
-                                 f"{arr.shape}")
-            pages.append(arr)
+            try:
+                pages.append(_decode_page(im, k, page_label, max_pixels))
+                kept.append(k)
+            except ImageError as exc:
+                first_error = first_error or exc
+                unreadable.append((k + 1, str(exc).removeprefix(f"{page_label}: ")))
+    finally:
+        im.close()
+    if not pages:
+        raise first_error or ImageError(f"{label}: no page could be decoded")
+    return pages, {**info, "slices": len(pages), "indices": kept, "unreadable": unreadable}
+
+
+def _decode_page(im: Image.Image, k: int, page_label: str, max_pixels: int) -> np.ndarray:
+    """Page k of an open multi-page TIFF as an RGB array, or ImageError naming the page."""
+    try:
+        im.seek(k)
+        _check_dims(*im.size, page_label, max_pixels)
+        page = _load_reduced(im.copy(), {"width": im.size[0]})
+        oriented = ImageOps.exif_transpose(page)
+        arr = _to_rgb_array(oriented if oriented is not None else page)
     except ImageError:
         raise
     except Exception as exc:
         raise _explain_pillow_error(exc, "TIFF", page_label) from None
-    finally:
-        im.close()
-    return pages, {**info, "slices": len(pages), "indices": indices}
+    if arr.shape[0] < MIN_SIDE or arr.shape[1] < MIN_SIDE:
+        raise ImageError(f"{page_label}: decoded to an unusable array of shape {arr.shape}")
+    return arr
 
 
 def decode_image_info(data: bytes, name: str = "", max_pixels: int | None = None

@@ -119,31 +119,53 @@ class SliceReader:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # a series' slices, or why it cannot be decoded (not decoded again for each slice)
-        self._series: OrderedDict[str, list[np.ndarray] | images.ImageError] = OrderedDict()
+        # a series' decoded slices, or why it cannot be decoded (not decoded again per slice)
+        self._series: OrderedDict[str, _Decoded | images.ImageError] = OrderedDict()
 
     def __call__(self, item: str | Path | Slice) -> np.ndarray:
         if isinstance(item, Slice):
-            slices = self._slices(item.path)
-            if isinstance(slices, images.ImageError):
+            decoded = self._slices(item.path)
+            if isinstance(decoded, images.ImageError):
                 # the slice's name already holds the path: "<slice>: <reason>", path once
-                reason = str(slices).removeprefix(f"{item.path}: ")
+                reason = str(decoded).removeprefix(f"{item.path}: ")
                 raise images.ImageError(f"{item}: {reason}")
-            if item.index >= len(slices):
-                raise images.ImageError(f"{item}: the file changed while it was read")
-            return slices[item.index]
+            return decoded.slice(item)
         if str(item).lower().endswith(".zip"):
             return images.decode_slices(images.read_file(item), str(item))[0][0]
         return images.read_image(item)
 
-    def _slices(self, path: str) -> list[np.ndarray] | images.ImageError:
+    def _slices(self, path: str) -> _Decoded | images.ImageError:
         with self._lock:  # one decode per series, even with several threads asking
             if path not in self._series:
                 try:
-                    self._series[path] = images.decode_slices(images.read_file(path), path)[0]
+                    self._series[path] = _Decoded(
+                        *images.decode_slices(images.read_file(path), path))
                 except images.ImageError as exc:
                     self._series[path] = exc
                 while len(self._series) > CACHED_SERIES:
                     self._series.popitem(last=False)
             self._series.move_to_end(path)
             return self._series[path]
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A series as decoded: its slices and `images.decode_slices`' info (`indices`: each
+    slice's place in the file; `unreadable`: the pages left out, with their reasons)."""
+
+    slices: list[np.ndarray]
+    info: dict
+
+    def slice(self, item: Slice) -> np.ndarray:
+        """`item`'s pixels, found by its place in the file (a TIFF page that could not be
+        decoded is left out, so positions shift); ImageError with that page's own reason."""
+        place = item.number - 1
+        for page, reason in self.info.get("unreadable") or ():
+            if page == place + 1:
+                raise images.ImageError(f"{item}: {reason}")
+        indices = self.info.get("indices")
+        k = list(indices).index(place) if indices and place in indices else (
+            item.index if not indices else len(self.slices))
+        if k >= len(self.slices):
+            raise images.ImageError(f"{item}: the file changed while it was read")
+        return self.slices[k]

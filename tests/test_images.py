@@ -211,14 +211,57 @@ def test_a_multipage_tiff_is_a_series_of_its_pages(tmp_path: Path):
         SliceReader()(str(junk))
 
 
-def test_a_tiff_page_too_large_fails_the_file_naming_the_page(monkeypatch):
+def test_a_tiff_page_too_large_is_left_out_naming_the_page(monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 500)  # pages of 16x24 = 384 px pass
     pages = [Image.fromarray(np.zeros((16, 24), np.uint8)),
              Image.fromarray(np.zeros((40, 40), np.uint8))]
     buf = io.BytesIO()
     pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
-    with pytest.raises(ImageError, match=r"s\.tif: page 2 of 2: image too large"):
+    slices, info = images.decode_slices(buf.getvalue(), "s.tif")
+    assert len(slices) == 1 and info["indices"] == [0]
+    assert [(page, reason.split(":")[0]) for page, reason in info["unreadable"]] == [
+        (2, "image too large")]
+    buf = io.BytesIO()  # no page readable: the file fails, naming the first page tried
+    pages[1].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    with pytest.raises(ImageError, match=r"s\.tif: page 1 of 2: image too large"):
         images.decode_slices(buf.getvalue(), "s.tif")
+
+
+def _damaged_stack(values, bad: int) -> bytes:
+    """`_stack(values)`, deflate-compressed, with page `bad`'s (0-based) pixel data garbled."""
+    pages = [Image.fromarray(np.full((16, 24), v, np.uint8)) for v in values]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:],
+                  compression="tiff_adobe_deflate")
+    data = bytearray(buf.getvalue())
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        im.seek(bad)
+        start, length = im.tag_v2[273][0], im.tag_v2[279][0]  # StripOffsets, StripByteCounts
+    data[start:start + length] = b"\xff" * length
+    return bytes(data)
+
+
+def test_one_damaged_tiff_page_costs_that_page_only(tmp_path: Path):
+    """A stack with one garbled page failed as a whole, and `predict` called all six of its
+    slices unreadable: the other pages are read, and only that page says why it is not."""
+    from dashboard.core import decode_upload
+    from pipeline.series import SliceReader, expand_series
+
+    data = _damaged_stack((10, 60, 110, 160, 210, 250), bad=2)
+    slices, info = images.decode_slices(data, "stack.tif")
+    assert [int(s[0, 0, 0]) for s in slices] == [10, 60, 160, 210, 250]
+    assert info["indices"] == [0, 1, 3, 4, 5] and [p for p, _ in info["unreadable"]] == [3]
+    path = tmp_path / "stack.tif"
+    path.write_bytes(data)
+    items = expand_series([path])
+    read = SliceReader()
+    assert [int(read(i)[0, 0, 0]) for i in items if i.number != 3] == [10, 60, 160, 210, 250]
+    with pytest.raises(ImageError, match=r"stack\.tif · slice 3 of 6: "):
+        read(items[2])
+    upload = decode_upload("stack.tif", data)
+    assert upload.ok and upload.slice_numbers() == [1, 2, 4, 5, 6]
+    assert "5 of its 6 slices are analysed" in upload.note and "evenly" not in upload.note
+    assert "page 3 could not be read" in upload.note and "left out" in upload.note
 
 
 def test_bmp_and_webp():
