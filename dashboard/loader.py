@@ -28,6 +28,7 @@ import streamlit as st
 
 from dashboard import core, runinfo
 from dashboard.state import _mtime, _open_run, selected_run_path
+from pipeline import run_files
 from pipeline.artifacts import ArtifactError, Run, open_run
 from pipeline.names import display_name
 
@@ -62,7 +63,7 @@ def keep_keras_session() -> None:
 
 def models_stamp(run: Run) -> int:
     """Changes whenever the run's manifest or one of its model files changes."""
-    stamps = [_mtime(run.path / "manifest.json")]
+    stamps = [_mtime(run.path / run_files.MANIFEST)]
     for m in run.model_names:
         info = run.manifest["models"].get(m) or {}
         stamps.append(_mtime(run.path / str(info.get("file", f"{m}/model.keras"))))
@@ -205,7 +206,7 @@ def _selected_run() -> Run | None:
     if path is None:
         return None
     try:
-        return _open_run(str(path), _mtime(path / "manifest.json"))
+        return _open_run(str(path), _mtime(path / run_files.MANIFEST))
     except ArtifactError:
         return None
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from dashboard.core import literal
+from pipeline import run_files
 from pipeline.artifacts import Run
 from pipeline.names import display_name
 
@@ -226,7 +227,7 @@ def dropped_copies_sentence(facts: RunFacts) -> str | None:
             f"of training and validation{held_part}: no copy of a test image was trained on.")
 
 
-EVAL_FILES = ("metrics.json", "confusion_matrix.json", "curves.json", "predictions.csv")
+EVAL_FILES = (run_files.METRICS, run_files.CONFUSION, run_files.CURVES, run_files.PREDICTIONS)
 
 
 def run_problems(run: Run) -> list[Problem]:
@@ -246,14 +247,14 @@ def run_problems(run: Run) -> list[Problem]:
             problems.append(Problem(
                 f"{display_name(m)}: no evaluation ({', '.join(missing)} missing)",
                 f"`python -m pipeline evaluate --run {rid}`"))
-        if not (run.path / m / "history.json").is_file():
+        if not (run.path / m / run_files.HISTORY).is_file():
             problems.append(Problem(f"{display_name(m)}: history.json (training curves) is missing",
                                     "it is written by training; retrain to get curves"))
-        if not (run.path / m / "explanations.json").is_file():
+        if not (run.path / m / run_files.EXPLANATIONS).is_file():
             problems.append(Problem(
                 f"{display_name(m)}: explanations.json (explanation quality) is missing",
                 f"`python -m pipeline explain-eval --run {rid}`"))
-    if len(run.model_names) > 1 and not (run.path / "comparison.json").is_file():
+    if len(run.model_names) > 1 and not (run.path / run_files.COMPARISON).is_file():
         problems.append(Problem("comparison.json (model comparison) is missing",
                                 f"`python -m pipeline evaluate --run {rid}`"))
     return problems

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import core, error_frames, flags, runinfo
-from pipeline import names
+from pipeline import names, run_files
 from pipeline.artifacts import (
     ArtifactError,
     Run,
@@ -126,7 +126,7 @@ def current_run() -> tuple[Run | None, str | None]:
                       f"Train one with `make demo` or {command}, or point "
                       f"`{ARTIFACTS_ENV}` at an artifacts folder that has one.")
     try:
-        return _open_run(str(path), _mtime(path / "manifest.json")), None
+        return _open_run(str(path), _mtime(path / run_files.MANIFEST)), None
     except ArtifactError as exc:
         return None, f"{exc}. {GENERIC_FIX}"
 
@@ -198,7 +198,7 @@ def _read_predictions(path: str, stamp: int, classes: tuple[str, ...]) -> pd.Dat
 def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
     out = {}
     for m in run.model_names:
-        path = run.path / m / "predictions.csv"
+        path = run.path / m / run_files.PREDICTIONS
         try:
             out[m] = _read_predictions(str(path), _mtime(path), tuple(run.class_names))
         except ArtifactError as exc:
@@ -209,11 +209,11 @@ def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
 def shifted_accuracy(run: Run) -> dict[str, float | None]:
     """Per model, its mean accuracy over the robustness benchmark's middle severity
     (`robustness.json`); {} when the run has none."""
-    path = run.path / "robustness.json"
+    path = run.path / run_files.ROBUSTNESS
     if not path.is_file():
         return {}
     try:
-        report = run_json(run, "robustness.json")
+        report = run_json(run, run_files.ROBUSTNESS)
     except ArtifactError:
         return {}
     return flags.middle_severity_accuracy(report)

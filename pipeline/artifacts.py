@@ -18,6 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pipeline import run_files
+
 SCHEMA_VERSION = 1
 TMP_PREFIX = ".tmp-"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -198,12 +200,12 @@ class RunWriter:
         manifest = {**manifest, "schema_version": SCHEMA_VERSION, "complete": True,
                     "run_id": self.run_id}
         for name in manifest.get("models", {}):
-            if not (self.tmp / name / "model.keras").is_file():
+            if not (self.tmp / name / run_files.MODEL).is_file():
                 raise ArtifactError(
                     f"cannot finalize run {self.run_id}: {name}/model.keras missing")
         for leftover in self.tmp.glob("*/checkpoint*"):
             leftover.unlink()
-        write_json_atomic(self.tmp / "manifest.json", manifest)
+        write_json_atomic(self.tmp / run_files.MANIFEST, manifest)
         if before_rename is not None:
             before_rename(self.tmp)
         os.replace(self.tmp, self.final)
@@ -239,7 +241,7 @@ def list_runs(artifacts_dir: str | Path) -> list[RunInfo]:
         if path.name.startswith(".") or not path.is_dir():
             continue
         try:
-            m = read_json(path / "manifest.json")
+            m = read_json(path / run_files.MANIFEST)
         except ArtifactError:
             continue
         if not isinstance(m, dict) or not m.get("complete"):
@@ -267,7 +269,7 @@ def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
         if not run:
             raise ArtifactError(f"{latest} is empty")
     candidate = Path(run)
-    if candidate.is_dir() and (candidate / "manifest.json").exists():
+    if candidate.is_dir() and (candidate / run_files.MANIFEST).exists():
         return candidate
     by_id = artifacts_dir / "runs" / str(run)
     if by_id.is_dir():
@@ -369,7 +371,7 @@ def open_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"run folder {shown_path(path)} does not exist")
-    manifest = read_json(path / "manifest.json")
+    manifest = read_json(path / run_files.MANIFEST)
     damaged = f"damaged manifest {shown_path(path / 'manifest.json')}"
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{damaged}: not a JSON object")

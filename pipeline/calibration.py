@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.artifacts import ArtifactError, read_json, shown_path, utc_now
 from pipeline.names import Progress, display_name, no_progress
 
-FILE = "calibration.json"
+FILE = run_files.CALIBRATION
 METHOD = "temperature scaling: one T per model minimising the validation split's NLL"
 # Search range of T (bounded search over log T); a fit at a bound is reported as it is.
 T_MIN, T_MAX = 0.05, 20.0
@@ -160,7 +161,7 @@ def calibrate_run(run_dir: str | Path, progress: Progress | None = None,
     artifacts.ensure_writable(run.path, "run folder")
     root = run.dataset_root(data_root)
     try:
-        val = data.splits_from_json(run.read_json("splits.json"), root).val
+        val = data.splits_from_json(run.read_json(run_files.SPLITS), root).val
     except data.DatasetError as exc:
         raise ArtifactError(f"run {run.run_id}: {exc}") from exc
     if not val:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.names import Progress, no_progress
 
 FEATURE_LAYER = "head_pool"  # both model families pool into this layer before the dropout+softmax
@@ -39,7 +40,7 @@ SELECT_SEED = 1  # foreign images that choose the layer; the report's are made w
 DIMS = 32  # PCA components: a full covariance of 1280 MobileNetV2 features is ill-conditioned
 QUANTILE = 0.95  # of validation scores: the flag threshold (about 5 % false alarms in-distribution)
 SHRINK = 1e-3  # ridge added to the covariance, relative to its mean variance
-MODEL_FILE = "ood.npz"  # in each model's folder of a run: the fitted score
+MODEL_FILE = run_files.OOD_SCORE  # in each model's folder of a run: the fitted score
 
 
 @dataclass
@@ -205,7 +206,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     run = artifacts.open_run(run_dir)
     artifacts.ensure_writable(run.path, "run folder")
     root = run.dataset_root(data_root)
-    splits = data.splits_from_json(run.read_json("splits.json"), root)
+    splits = data.splits_from_json(run.read_json(run_files.SPLITS), root)
     predictor = Predictor(run, check_ood=False)  # the score is refitted: a damaged one is moot
     foreign = ood_eval.foreign_images(ood_eval.foreign_count(len(splits.test)))
     select = ood_eval.foreign_images(ood_eval.foreign_count(len(splits.val)), seed=SELECT_SEED)
@@ -262,8 +263,8 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     artifacts.write_json_atomic(run.path / membership.FILE,
                                 membership.split_hashes(splits, progress))
     report["seconds"] = round(time.monotonic() - started, 1)
-    artifacts.write_json_atomic(run.path / "ood.json", report)
-    if any((run.path / m / "predictions.csv").is_file() for m in run.model_names):
+    artifacts.write_json_atomic(run.path / run_files.OOD_REPORT, report)
+    if any((run.path / m / run_files.PREDICTIONS).is_file() for m in run.model_names):
         report["flags"] = flags.audit_run(run.path, unlike)  # written to flags.json
     return report
 

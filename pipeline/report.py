@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.evaluate.comparison import verdict_of
 from pipeline.names import class_label, display_name
@@ -96,7 +97,7 @@ def training_curves_figure(run: Run, out: Path) -> Path | None:
 
 def results_table(run: Run) -> str:
     """A Markdown table of the headline test metrics with 95 % CIs and the McNemar verdict."""
-    comp = _optional(run, "comparison.json") or {}
+    comp = _optional(run, run_files.COMPARISON) or {}
     lines = ["| model | accuracy (95 % CI) | macro-F1 (95 % CI) | balanced acc. | "
              "tumour sensitivity | specificity | ECE | train time |",
              "|---|---|---|---|---|---|---|---|"]

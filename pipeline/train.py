@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import artifacts, data, distribute, provenance
+from pipeline import artifacts, data, distribute, provenance, run_files
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.fit import FitJob, ModelState, augment_in_model, check_recipe, fit
 from pipeline.memory import peak_rss_mb
@@ -164,7 +164,7 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - t_start + seconds_before
-    built.model.save(mdir / "model.keras")
+    built.model.save(mdir / run_files.MODEL)
     best = _best_epoch(ms.history)
     writer.write_json(f"{name}/history.json", {"epochs": ms.history, "best_epoch": best})
     info = {
@@ -241,7 +241,7 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         check_recipe(name, cfg.models.get(name) or ModelConfig(), cfg)
     ds = data.discover(data_dir)
     if resume:
-        splits = data.splits_from_json(artifacts.read_json(writer.tmp / "splits.json"), ds.root)
+        splits = data.splits_from_json(artifacts.read_json(writer.tmp / run_files.SPLITS), ds.root)
     else:
         splits = data.make_splits(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,
                                   test_fraction=cfg.test_fraction, dedupe=cfg.dedupe,
@@ -249,7 +249,7 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
                                   progress=progress)
         writer = artifacts.RunWriter(artifacts_dir)
         # run.json goes last: its presence is what makes the run resumable.
-        writer.write_json("splits.json", data.splits_to_json(splits, ds.root))
+        writer.write_json(run_files.SPLITS, data.splits_to_json(splits, ds.root))
         commit = provenance.git_commit()  # the code that trains, not what HEAD is at the end
         writer.write_json("run.json", {"config": cfg.to_dict(), "data_dir": str(ds.root),
                                        "models": models, "started": artifacts.utc_now(),

@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import charts, core, runinfo, state
 from dashboard import figures as F
+from pipeline import run_files
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import flag_table, not_singling_out
 from pipeline.names import NO_TUMOR
@@ -47,10 +48,10 @@ st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="model_facts
              height="content")
 
 st.header("Headline metrics")
-metrics = state.per_model_json(run, "metrics.json", fix)
+metrics = state.per_model_json(run, run_files.METRICS, fix)
 comparison = None
 if len(run.model_names) > 1:
-    comparison = state.section_json(run, "comparison.json", fix)
+    comparison = state.section_json(run, run_files.COMPARISON, fix)
 if comparison:
     verdict = F.comparison_verdict(comparison)  # today's words, from the stored figures
     if verdict:
@@ -98,7 +99,7 @@ with tabs[0]:
 with tabs[1]:
     mode = st.segmented_control("Show", ["Counts", "Row-normalised"], default="Counts",
                                 key="cm_mode")
-    cms = state.per_model_json(run, "confusion_matrix.json", fix)
+    cms = state.per_model_json(run, run_files.CONFUSION, fix)
     cm_cols = st.columns(max(len(cms), 1))
     for col, (m, cm) in zip(cm_cols, cms.items(), strict=False):
         with col:
@@ -107,7 +108,7 @@ with tabs[1]:
     st.caption("Rows are the true class, columns the predicted class; the diagonal is correct.")
 with tabs[2]:
     histories = state.per_model_json(
-        run, "history.json", "history.json is written by training; retrain the run")
+        run, run_files.HISTORY, "history.json is written by training; retrain the run")
     if histories:
         charts.chart(F.training_curves_figure, histories, key="curves_fig", fix=CHART_FIX)
         st.caption("Solid: training split, dashed: validation split. The star marks the epoch "
@@ -117,7 +118,7 @@ with tabs[2]:
                          + F.last_epoch_sentences(histories)):
             st.caption(sentence)
 with tabs[3]:
-    curves = state.per_model_json(run, "curves.json", fix)
+    curves = state.per_model_json(run, run_files.CURVES, fix)
     if curves:
         charts.chart(F.roc_figure, curves, key="roc_fig", fix=CHART_FIX)
         charts.chart(F.pr_figure, curves, metrics, key="pr_fig", fix=CHART_FIX)
@@ -167,10 +168,10 @@ with tabs[5]:
                     "view.")
 
 # Robustness (evaluate --robustness): shown only for runs that have it.
-if (run.path / "robustness.json").is_file():
+if (run.path / run_files.ROBUSTNESS).is_file():
     st.header("Robustness to image shifts")
     robust_fix = f"run `python -m pipeline evaluate --robustness --run {run.run_id}`"
-    robustness = state.section_json(run, "robustness.json", robust_fix)
+    robustness = state.section_json(run, run_files.ROBUSTNESS, robust_fix)
     if robustness:
         n = robustness.get("n_images")
         n = f"{n} " if isinstance(n, int) and not isinstance(n, bool) else ""
@@ -215,10 +216,10 @@ if (run.path / FLAGS_FILE).is_file():
                    icon=":material/warning:")
 
 # The "unlike the training data" score (ood.json, written by `train` or `ood`): where it exists.
-if (run.path / "ood.json").is_file():
+if (run.path / run_files.OOD_REPORT).is_file():
     st.header("How well \"unlike the training data\" tells images apart")
     ood_fix = f"run `python -m pipeline ood --run {run.run_id}`"
-    ood_report = state.section_json(run, "ood.json", ood_fix)
+    ood_report = state.section_json(run, run_files.OOD_REPORT, ood_fix)
     try:
         ood_rows = F.ood_table(ood_report) if ood_report else None
     except F.FigureDataError as exc:

@@ -10,6 +10,7 @@ from dashboard import core, inference, loader, paging, runinfo, series_view, sta
 from dashboard import figures as F
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
+from pipeline import run_files
 from pipeline.artifacts import ArtifactError
 from pipeline.data.membership import seen_note
 
@@ -59,7 +60,7 @@ with upload_col:
 with sample_col:
     data_dir = run.data_dir
     try:
-        entries = core.test_entries(state.run_json(run, "splits.json"))
+        entries = core.test_entries(state.run_json(run, run_files.SPLITS))
     except ArtifactError as exc:
         entries, why = [], str(exc)
     else:

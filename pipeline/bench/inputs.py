@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.artifacts import write_json_atomic
 from pipeline.bench.errors import BenchError
 from pipeline.bench.options import BenchOptions, SayFn, train_config
@@ -31,7 +32,7 @@ def data_and_splits(opts: BenchOptions, work: Path, say: SayFn, report: dict[str
     splits = data.make_splits(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,
                               test_fraction=cfg.test_fraction, dedupe=cfg.dedupe,
                               official_test=cfg.official_test, max_per_class=cfg.max_images)
-    splits_file = work / "splits.json"
+    splits_file = work / run_files.SPLITS
     write_json_atomic(splits_file, data.splits_to_json(splits, ds.root))
     report["data"] = {
         "dir": str(ds.root), "synthetic": opts.data_dir is None, "layout": ds.layout,

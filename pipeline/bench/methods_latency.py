@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.bench.latency import both_models, explain_latency
 from pipeline.bench.machine import load_average, machine_facts
 
@@ -30,7 +31,7 @@ def explain_methods_bench(run_dir: Path, out_dir: Path, repeats: int = 10,
     run = open_run(run_dir)
     if run.data_dir is None:
         raise ValueError(f"run {run.run_id}: its data folder is not found")
-    rec = read_json(run.path / "splits.json")["test"][0]
+    rec = read_json(run.path / run_files.SPLITS)["test"][0]
     raw = images.read_image(run.data_dir / rec["path"])
     load, t0 = load_average(), time.perf_counter()
     explain: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline import run_files
 from pipeline.artifacts import write_json_atomic, write_text_atomic
 from pipeline.bench.browser import dashboard_benchmark, dashboard_skip
 from pipeline.bench.errors import BenchError
@@ -169,7 +170,7 @@ def run_training_memory(manifest: dict[str, Any]) -> dict[str, float]:
 def other_run(run_dir: Path) -> Path | None:
     """Another complete run beside `run_dir` (the dashboard's two-runs memory figure), if any."""
     for folder in sorted(Path(run_dir).parent.iterdir()):
-        if folder.resolve() != Path(run_dir).resolve() and (folder / "manifest.json").is_file():
+        if folder.resolve() != Path(run_dir).resolve() and (folder / run_files.MANIFEST).is_file():
             return folder
     return None
 
@@ -196,7 +197,7 @@ def remeasure_dashboard(opts: BenchOptions, progress: Progress, say: SayFn) -> B
         from pipeline.artifacts import PROJECT_ROOT
 
         data_dir = PROJECT_ROOT / data_dir
-    test = json.loads((run.path / "splits.json").read_text())["test"]
+    test = json.loads((run.path / run_files.SPLITS).read_text())["test"]
     files = [data_dir / e["path"] for e in test[:: max(1, len(test) // 16)]][:max(opts.uploads,
                                                                                     2)]
     started = datetime.now(timezone.utc)

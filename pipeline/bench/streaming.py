@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.artifacts import write_json_atomic
 from pipeline.bench.timing import proc_memory_mb, run_measured, tail
 
@@ -119,7 +120,7 @@ def standalone_main(argv: list[str]) -> int:
     run_dir, out, counts, model = (*argv, None, None)[:4]
     run = open_run(run_dir)
     root = run.data_dir
-    test = json.loads((run.path / "splits.json").read_text())["test"] if root else []
+    test = json.loads((run.path / run_files.SPLITS).read_text())["test"] if root else []
     sources = [read_image(root / r["path"]) for r in test[:16]] if root else []
     if not sources:
         raise SystemExit("the run's dataset is not here: no slices to copy")

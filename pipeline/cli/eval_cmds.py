@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from pipeline import run_files
 from pipeline.cli.common import (
     _existing_dir,
     _open_run,
@@ -261,8 +262,8 @@ def evaluate(
     try:
         run_dir = resolve_run(artifacts_dir, run_)
         if robustness and max_images is not None and not replace:
-            keep_larger(run_dir / "robustness.json", ("n_images",), max_images,
-                        "robustness.json", "pass --replace to overwrite it")
+            keep_larger(run_dir / run_files.ROBUSTNESS, ("n_images",), max_images,
+                        run_files.ROBUSTNESS, "pass --replace to overwrite it")
         with progress_bar() as update:
             if robustness:
                 summary = robustness_run(run_dir, progress=update, max_images=max_images,

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from pipeline import run_files
 from pipeline.cli.common import (
     METHOD_HELP,
     _existing_dir,
@@ -83,7 +84,7 @@ def explain_eval_cmd(
         # recorded path does not resolve): explanations.json, which the guards protect
         if not replace and (data is None or holds_test_split(run, data)):
             for name in names or run.model_names:
-                keep_larger(run.path / name / "explanations.json", ("n_faithfulness", "n"),
+                keep_larger(run.path / name / run_files.EXPLANATIONS, ("n_faithfulness", "n"),
                             max_images, f"{name}/explanations.json",
                             "pass --max-images {n} or more, or --replace to overwrite it",
                             instead=not_the_default(run, name, method, layer))

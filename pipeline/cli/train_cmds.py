@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from pipeline import run_files
 from pipeline.cli.common import (
     MODEL_HELP,
     _existing_dir,
@@ -78,7 +79,7 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
     if run_dir is None:
         err.print("[green]worker finished:[/] the chief wrote the run")
         return None
-    evaluated = evaluate and (run_dir / "comparison.json").is_file()
+    evaluated = evaluate and (run_dir / run_files.COMPARISON).is_file()
     err.print(f"[green]run complete{' and evaluated' if evaluated else ''}:[/] {run_dir}")
     if evaluate:
         _print_test_results(run_dir)
@@ -93,8 +94,8 @@ def _print_test_results(run_dir: Path) -> None:
     from pipeline.names import display_name
 
     comparison = {}
-    if (run_dir / "comparison.json").is_file():
-        comparison = read_json(run_dir / "comparison.json")
+    if (run_dir / run_files.COMPARISON).is_file():
+        comparison = read_json(run_dir / run_files.COMPARISON)
     for path in sorted(run_dir.glob("*/metrics.json")):
         met = read_json(path)
         ci = (comparison.get("ci") or {}).get(path.parent.name, {}).get("accuracy")

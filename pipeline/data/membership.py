@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.data.duplicates import NEAR_DUPLICATE_THRESHOLD
 from pipeline.data.hashing import PHASH_BITS, hash_files, perceptual_hash, pixel_digest
 from pipeline.data.splits import SPLIT_NAMES, Splits
 from pipeline.names import Progress
 
-FILE = "split_hashes.json"
+FILE = run_files.SPLIT_HASHES
 SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
 # what `predict` prints beside an answer for an image of the run's own splits (its CSV and JSON
 # say `in_run_split`); the dashboard says `seen_note`

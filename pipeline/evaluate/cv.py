@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.artifacts import read_json
 from pipeline.csv_safe import restore_cell
 from pipeline.evaluate.comparison import mcnemar_exact, verdict
@@ -118,7 +119,7 @@ def _train_fold(k: int, folds: int, splits: Any, runs_root: Path, run: Any, ds: 
     from pipeline.train import run_manifest, train_one
 
     writer = artifacts.RunWriter(runs_root, run_id=f"fold-{k}")
-    writer.write_json("splits.json", data.splits_to_json(splits, ds.root))
+    writer.write_json(run_files.SPLITS, data.splits_to_json(splits, ds.root))
     state: dict[str, Any] = {}
     infos = {m: train_one(m, cfg, ds.classes, splits, writer, state, cache, progress,
                           say).info for m in models}
@@ -135,9 +136,9 @@ def _fold_results(fold_dir: Path, models: list[str]
     preds_by_path: dict[str, dict[str, str]] = {}
     for m in models:
         # evaluate_run just wrote it: a missing or damaged file is a bug, so no fallback here.
-        met = read_json(fold_dir / m / "metrics.json")
+        met = read_json(fold_dir / m / run_files.METRICS)
         summaries[m] = metrics_summary(met) | {"weighted_f1": met["weighted_f1"]}
-        with open(fold_dir / m / "predictions.csv", newline="") as fh:
+        with open(fold_dir / m / run_files.PREDICTIONS, newline="") as fh:
             for r in csv.DictReader(fh):
                 path = restore_cell(r["path"])  # written formula-safe (csv_safe)
                 preds_by_path.setdefault(path, {"true": r["true"]})[m] = r["predicted"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.evaluate.metrics import NO_TUMOR
 
 
@@ -101,7 +102,7 @@ def training_overlap(run: Any, records: Sequence[Any]) -> dict[str, Any]:
     """
     root = run.data_dir
     try:
-        splits = run.read_json("splits.json")
+        splits = run.read_json(run_files.SPLITS)
     except Exception as exc:  # missing/damaged splits: report, never fail the evaluation
         return {"checked": False, "reason": f"splits.json unreadable: {exc}"}
     if root is None or not root.is_dir():

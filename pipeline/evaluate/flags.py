@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import artifacts
+from pipeline import artifacts, run_files
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.csv_safe import restore_cell
 
-FILE = "flags.json"
+FILE = run_files.FLAGS
 FLAGS = ("weak", "unlike", "disagree", "any")  # the order tables show them in
 FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside an answer
     "colour": "a colour image, not a greyscale MRI",  # per image; not audited in flags.json
@@ -198,8 +198,8 @@ def audit_run(run_dir: str | Path, unlike: Mapping[str, Mapping[str, bool]]) -> 
     """`audit` of a run's test split from its files and the given OOD flags; writes
     `flags.json` and returns it. Models without `predictions.csv` are left out."""
     run = artifacts.open_run(run_dir)
-    preds = {m: read_predictions(run.path / m / "predictions.csv") for m in run.model_names
-             if (run.path / m / "predictions.csv").is_file()}
+    preds = {m: read_predictions(run.path / m / run_files.PREDICTIONS) for m in run.model_names
+             if (run.path / m / run_files.PREDICTIONS).is_file()}
     if not preds:
         raise artifacts.ArtifactError(f"run {run.run_id} has no predictions.csv: evaluate it "
                                       "first")

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from pipeline import artifacts, images
+from pipeline import artifacts, images, run_files
 from pipeline.evaluate.external import EvaluationError
 from pipeline.evaluate.metrics import tumor_vs_no_tumor
 from pipeline.evaluate.run import _test_split_target
@@ -247,5 +247,5 @@ def robustness_run(run_dir: str | Path, progress: Progress | None = None,
             for m, v in models.items()}},
         "seconds": round(time.monotonic() - started, 1),
     }
-    artifacts.write_json_atomic(run.path / "robustness.json", result, allow_nan=False)
+    artifacts.write_json_atomic(run.path / run_files.ROBUSTNESS, result, allow_nan=False)
     return result

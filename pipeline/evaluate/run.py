@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.artifacts import write_json_atomic, write_text_atomic
 from pipeline.csv_safe import to_csv
 from pipeline.evaluate.comparison import N_BOOT, compare
@@ -85,10 +86,10 @@ def write_model_eval(
         raise ValueError(f"{len(paths)} paths for {len(y)} predictions")
     pred = predicted_classes(p, y_pred)
     met = {**(extra or {}), **classification_metrics(y, p, class_names, y_pred=pred)}
-    write_predictions_csv(model_dir / "predictions.csv", paths, y, pred, p, class_names)
-    write_json(model_dir / "confusion_matrix.json", confusion(y, pred, class_names))
-    write_json(model_dir / "curves.json", curves(y, p, class_names))
-    write_json(model_dir / "metrics.json", met)
+    write_predictions_csv(model_dir / run_files.PREDICTIONS, paths, y, pred, p, class_names)
+    write_json(model_dir / run_files.CONFUSION, confusion(y, pred, class_names))
+    write_json(model_dir / run_files.CURVES, curves(y, p, class_names))
+    write_json(model_dir / run_files.METRICS, met)
     return met
 
 
@@ -130,7 +131,7 @@ def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
     except artifacts.ArtifactError as exc:
         raise EvaluationError(str(exc)) from None
     try:
-        test = data.splits_from_json(run.read_json("splits.json"), root).test
+        test = data.splits_from_json(run.read_json(run_files.SPLITS), root).test
     except artifacts.ArtifactError as exc:
         raise EvaluationError(str(exc)) from exc
     if not test:
@@ -139,7 +140,7 @@ def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
     plan = LabelPlan("test", classes, {c: c for c in classes}, collapse=False)
     source: dict[str, Any] = {"kind": "test", "data_dir": str(root), "split": "test"}
     return _Target(test, plan, source, {m: run.path / m for m in run.model_names},
-                   run.path / "comparison.json")
+                   run.path / run_files.COMPARISON)
 
 
 def _external_target(run: Any, data_dir: str | Path, name: str | None) -> _Target:
@@ -164,7 +165,7 @@ def _external_target(run: Any, data_dir: str | Path, name: str | None) -> _Targe
     source["overlap_with_training"] = training_overlap(run, records)
     return _Target(records, plan, source,
                    {m: run.path / m / "external" / name for m in run.model_names},
-                   run.path / "external" / name / "comparison.json")
+                   run.path / "external" / name / run_files.COMPARISON)
 
 
 def _predict_records(predictor: Any, model: str, records: Sequence[Any], progress: Progress
@@ -218,7 +219,7 @@ def _size_groups(run: Any, data_root: str | Path | None, path_of: dict[str, Path
     if root is None or not root.is_dir():
         return None
     try:
-        train = data.splits_from_json(run.read_json("splits.json"), root).train
+        train = data.splits_from_json(run.read_json(run_files.SPLITS), root).train
     except (artifacts.ArtifactError, data.DatasetError, KeyError, ValueError):
         return None
     common, _ = common_size([r.path for r in train])

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import run_files
 from pipeline.artifacts import (
     ArtifactError,
     ensure_writable,
@@ -33,7 +34,7 @@ from pipeline.artifacts import (
 )
 from pipeline.names import Progress
 
-CHOICE_FILE = "explain_choice.json"
+CHOICE_FILE = run_files.EXPLAIN_CHOICE
 # Validation images with a box scored per candidate: the main split's 352 and the official
 # run's 345 (all of them). On 48 the pointing game is uncertain by +-0.11 (Wilson 95 %), more
 # than most gaps between the candidates; on 350 by +-0.04.
@@ -98,7 +99,7 @@ def _val_records(run: Any, masks_root: Path, max_images: int, seed: int
     from pipeline.explain.masks import find_mask
     from pipeline.explain.quality import _pick
 
-    val = [r for r in read_json(run.path / "splits.json").get("val", [])
+    val = [r for r in read_json(run.path / run_files.SPLITS).get("val", [])
            if r.get("label") in run.class_names and r["label"] != "no_tumor"
            and find_mask(masks_root, r["path"])]  # no tumour, no box to point at
     if not val:
