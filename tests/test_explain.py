@@ -432,6 +432,46 @@ def test_pointing_game_and_energy() -> None:
     assert np.isnan(E.energy_in_mask(np.zeros((10, 10)), mask))
 
 
+def test_the_centre_baseline_points_at_the_head_s_centroid() -> None:
+    """A map peaking at the head's centre hits a box there, misses one elsewhere; an
+    off-centre head moves the point with it, and a frame with no head falls back on its
+    centre. The summary's `pointing_game_centre` is the share of boxed rows it hits."""
+    from pipeline.explain.scoring import _image_row, _summary
+
+    head = np.zeros((20, 20), bool)
+    head[2:13, 4:17] = True  # centroid (7, 10)
+    centre_box = np.zeros((20, 20), np.uint8)
+    centre_box[7, 10] = 255  # that one pixel
+    far_box = np.zeros((20, 20), np.uint8)
+    far_box[15:19, 0:4] = 255
+    frame_centre = np.zeros((20, 20), np.uint8)
+    frame_centre[9, 9] = 1
+    assert E.head_centre_hit(head, centre_box) is True
+    assert E.head_centre_hit(head, far_box) is False
+    assert E.head_centre_hit(head, frame_centre) is False  # the head's centre, not the frame's
+    assert E.head_centre_hit(np.zeros((20, 20), bool), frame_centre) is True
+    # a box at another resolution is resized (nearest) to the head mask, as in pointing_game
+    big = cv2.resize(centre_box, (80, 80), interpolation=cv2.INTER_NEAREST)
+    assert E.head_centre_hit(head, big) is True
+    with pytest.raises(ValueError, match="non-empty mask"):
+        E.head_centre_hit(head, np.zeros((20, 20), np.uint8))
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        p = x.mean(axis=(1, 2, 3)) / 255.0
+        return np.stack([p, 1.0 - p], axis=1)
+
+    image = np.full((20, 20, 3), 100, np.uint8)
+    hm = np.zeros((20, 20), np.float32)
+    hm[16, 1] = 1.0  # the map itself points at the far box: its hit is not the baseline's
+    rows = [_image_row(predict, image, hm, hm, np.array([0.6, 0.4]), 0, m, 4, "blur", 0,
+                       head)[0] for m in (centre_box, far_box, far_box, None)]
+    assert [r["centre_hit"] for r in rows] == [True, False, False, None]
+    assert [r["pointing_hit"] for r in rows] == [False, True, True, None]
+    summary = _summary(rows)
+    assert summary["pointing_game_centre"] == pytest.approx(1 / 3)  # unboxed rows left out
+    assert summary["pointing_game"] == pytest.approx(2 / 3)
+
+
 def test_top_in_mask_ranks_pixels_and_ignores_the_contrast_curve() -> None:
     rng = np.random.default_rng(0)
     hm = rng.random((20, 20)).astype(np.float32) * 0.5
@@ -599,7 +639,8 @@ def test_prepare_mask_follows_the_head_crop() -> None:
 def _check_explanations_json(data: dict, n_max: int) -> None:
     keys = ("pointing_game", "energy_in_mask", "deletion_auc", "deletion_auc_random",
             "insertion_auc", "insertion_auc_random", "sanity_rank_correlation", "n", "method",
-            "layer", "n_localisation", "pointing_game_chance", "deletion_curve",
+            "layer", "n_localisation", "pointing_game_chance", "pointing_game_centre",
+            "deletion_curve",
             "insertion_curve", "deletion_curve_random", "insertion_curve_random", "rows")
     for key in keys:
         assert key in data, key
@@ -610,6 +651,7 @@ def _check_explanations_json(data: dict, n_max: int) -> None:
     assert data["n_localisation"] > 0  # phantoms have masks
     assert 0.0 <= data["pointing_game"] <= 1.0
     assert 0.0 < data["pointing_game_chance"] < 0.2
+    assert 0.0 <= data["pointing_game_centre"] <= 1.0
     for key in ("deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random"):
         assert 0.0 <= data[key] <= 1.0
     assert -1.0 <= data["sanity_rank_correlation"] <= 1.0

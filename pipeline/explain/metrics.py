@@ -1,5 +1,5 @@
-"""Explanation quality on plain arrays: localisation (pointing game, energy in mask, hottest
-mask-sized region in mask),
+"""Explanation quality on plain arrays: localisation (pointing game and its centre-of-head
+baseline, energy in mask, hottest mask-sized region in mask),
 faithfulness (deletion / insertion against a random map; ROAD with noisy linear imputation) and
 the model-randomisation sanity check.
 
@@ -44,6 +44,27 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     if is_empty(hm):
         return False
     return bool(m.flat[int(np.argmax(hm))])
+
+
+def head_centre_hit(head_mask: np.ndarray, mask: np.ndarray) -> bool:
+    """True when the head's centroid lies inside the (non-zero) tumour mask: the pointing game
+    of a map whose peak is always at the centre of the head, a baseline stronger than the
+    mask's area share (tumours sit inside the head, many near its middle).
+
+    `head_mask` is non-zero on the head; the tumour mask is resized (nearest) to it when their
+    sizes differ. An empty head mask (no head found) falls back on the frame's centre. An empty
+    tumour mask raises ValueError, as in `pointing_game`.
+    """
+    head = mask_like(head_mask, np.asarray(head_mask).shape[:2])
+    m = mask_like(mask, head.shape)
+    if not m.any():
+        raise ValueError("the centre baseline needs a non-empty mask")
+    ys, xs = np.nonzero(head)
+    if ys.size:
+        cy, cx = int(round(float(ys.mean()))), int(round(float(xs.mean())))
+    else:
+        cy, cx = (head.shape[0] - 1) // 2, (head.shape[1] - 1) // 2
+    return bool(m[cy, cx])
 
 
 def is_empty(heatmap: np.ndarray) -> bool:

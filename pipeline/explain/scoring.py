@@ -29,6 +29,7 @@ from pipeline.explain.metrics import (
     deletion_insertion,
     energy_in_mask,
     energy_outside_head,
+    head_centre_hit,
     is_empty,
     outside_head_flag,
     pointing_game,
@@ -216,6 +217,9 @@ def _located_row(heatmap: np.ndarray, probs: np.ndarray, target: int, mask: np.n
         "p_target": float(probs[target]),
         "correct": bool(int(np.argmax(probs)) == target),
         "pointing_hit": pointing_game(heatmap, mask) if has_mask else None,
+        # the baseline of a map always peaking at the head's centre (the chance bar's stronger
+        # twin): the box's area share undersells how often the middle of the head is tumour
+        "centre_hit": head_centre_hit(head_mask, mask) if has_mask else None,
         # an empty map puts no evidence in the box: 0, not "undefined", so that a model whose
         # maps are mostly empty cannot score on the few that are not
         "energy_in_mask": (0.0 if empty else _finite(energy_in_mask(heatmap, mask)))
@@ -247,6 +251,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "pointing_game_correct": _nanmean([float(r["pointing_hit"]) for r in loc_correct]),
         "n_localisation_correct": len(loc_correct),
         "pointing_game_chance": _nanmean([r["mask_fraction"] for r in loc]),
+        "pointing_game_centre": _nanmean([float(r["centre_hit"]) for r in loc]),
         "energy_in_mask": _nanmean([r["energy_in_mask"] for r in loc]),
         "energy_in_mask_chance": _nanmean([r["mask_fraction"] for r in loc]),
         "top_in_mask": _nanmean([r["top_in_mask"] for r in loc]),
