@@ -8,6 +8,7 @@ green ones, so a correct explanation of class 0 must peak on the red square.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -652,6 +653,13 @@ def _check_explanations_json(data: dict, n_max: int) -> None:
     assert 0.0 <= data["pointing_game"] <= 1.0
     assert 0.0 < data["pointing_game_chance"] < 0.2
     assert 0.0 <= data["pointing_game_centre"] <= 1.0
+    # each row's decoded size; the boxed rows' sizes counted (commonest first)
+    sizes = data["localisation_image_sizes"]
+    assert sum(sizes.values()) == data["n_localisation"]
+    assert list(sizes.values()) == sorted(sizes.values(), reverse=True)
+    boxed = [r["image_size"] for r in data["rows"] if r["pointing_hit"] is not None]
+    assert {s: boxed.count(s) for s in set(boxed)} == sizes
+    assert all(re.fullmatch(r"\d+x\d+", r["image_size"]) for r in data["rows"])
     for key in ("deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random"):
         assert 0.0 <= data[key] <= 1.0
     assert -1.0 <= data["sanity_rank_correlation"] <= 1.0

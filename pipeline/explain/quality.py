@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from pipeline.explain.masks import (
 from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import BASELINES
 from pipeline.explain.scoring import Chunk, explain_model
-from pipeline.names import Progress
+from pipeline.names import Progress, size_label
 
 # One decoded test image: its record ({"path", "label"}), the RGB image, its mask (None: no mask
 # file).
@@ -176,6 +177,7 @@ def explain_eval(
             "data_dir": _shown_path(data),
             "masks_dir": _shown_path(masks_root) if n_masks else None,
             "n_with_mask_file": n_masks + res["n"] - res["n_faithfulness"],
+            "localisation_image_sizes": _sizes_of_boxed(res["rows"]),
             "n_failed": len(failed) + len(more_failed),
             "failed": (failed + more_failed)[:20],
             "seconds": round(time.perf_counter() - t0, 2),
@@ -189,6 +191,14 @@ def explain_eval(
         out["written"] = str(out_path.relative_to(run.path))
         results[m] = out
     return results
+
+
+def _sizes_of_boxed(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many localisation rows have each (decoded) image size, commonest first: boxes that
+    all come from one collection (the Sartaj boxes: figshare's 512x512 slices) say nothing of
+    the maps on images of another size and source."""
+    counts = Counter(r["image_size"] for r in rows if r.get("pointing_hit") is not None)
+    return dict(counts.most_common())
 
 
 def _shown_path(path: Path) -> str:
@@ -334,7 +344,8 @@ def _explain_run_model(
     """`explain_model` for one of the run's models on the decoded images, prepared at its size,
     and on `more` images scored for localisation only (read chunk by chunk, so a large folder
     is never held decoded at once); rows get their path, label and target rule. Masks that
-    cannot be prepared are appended to `failed` (`more`'s failures to its own list)."""
+    cannot be prepared are appended to `failed` (`more`'s failures to its own list). Rows
+    also get `image_size`, the decoded image's "WxH" before preparation."""
     info = run.model_info(name)
     size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
     x = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
@@ -358,7 +369,7 @@ def _explain_run_model(
     targets, rules = _targets(run, labels, probs if probs is not None
                               else np.zeros((len(labels), len(run.class_names))), plan)
     use_layer, layer_note = usable_layer(model, name, method, layer, asked=layer_asked)
-    more_records, more_rules = [], []
+    more_records, more_rules, more_sizes = [], [], []
 
     def more_chunks() -> Iterator[Chunk]:
         if more is None:
@@ -384,6 +395,7 @@ def _explain_run_model(
                   np.zeros((len(keep), len(run.class_names))))
             tb, rb = _targets(run, labs, pb, plan)
             more_records.extend(rec for rec, _, _ in keep)
+            more_sizes.extend(size_label(img.shape[1], img.shape[0]) for _, img, _ in keep)
             more_rules.extend(rb)
             yield (xb, tb, [m for _, _, m in keep],
                    [head_mask_in_frame(img, size, crop) for _, img, _ in keep])
@@ -404,10 +416,12 @@ def _explain_run_model(
                         label=f"explain-eval {name}", head_masks=heads, more=more_chunks(),
                         n_more=len(more[0]) if more else 0)
     every = [rec for rec, _, _ in decoded] + more_records
-    for row, rec, rule in zip(res["rows"], every, rules + more_rules, strict=True):
+    sizes = [size_label(img.shape[1], img.shape[0]) for _, img, _ in decoded] + more_sizes
+    for row, rec, rule, wh in zip(res["rows"], every, rules + more_rules, sizes, strict=True):
         row["path"] = rec["path"]
         row["label"] = rec["label"]
         row["target_rule"] = rule
+        row["image_size"] = wh
     if layer_note:  # explanations.json says which layer it measured, and why not the recorded
         res["layer_note"] = layer_note
     return res
