@@ -291,3 +291,44 @@ def report_notes(run_title: str, created: str, hashes: Mapping[str, str],
     return [f"run: {run_title}", f"created: {created}",
             *[f"model file sha256 {display_name(m)}: {h}" for m, h in hashes.items()],
             disclaimer]
+
+
+@dataclass
+class BoxFacts:
+    """What a run's tumour boxes cover, for the Explanation-quality page: the test split's
+    tumour images, and, when the masks folder is reachable here, the collection its boxes were
+    matched to (`source`) and how many training tumour images have a box (`train_boxed`:
+    (boxed, all))."""
+
+    tumour_test: int
+    source: str | None = None
+    train_boxed: tuple[int, int] | None = None
+
+
+def box_facts(splits: Mapping[str, Any], masks_dir: Path | None) -> BoxFacts:
+    """`BoxFacts` from a run's splits.json records and its explanations' masks folder.
+
+    The source is read from the `boxes.csv` beside the masks: the Sartaj boxes name each box's
+    figshare original (`figshare_class`; the boxes' README: every box is a figshare match).
+    Folders without that file give no source: the page then claims nothing about one.
+    """
+    from pipeline.explain.masks import find_mask  # cv2, no TensorFlow
+    from pipeline.names import NO_TUMOR
+
+    def tumours(split: str) -> list[dict]:
+        return [r for r in splits.get(split) or [] if isinstance(r, dict)
+                and r.get("label") not in (None, NO_TUMOR) and isinstance(r.get("path"), str)]
+
+    facts = BoxFacts(tumour_test=len(tumours("test")))
+    if masks_dir is None or not masks_dir.is_dir():
+        return facts
+    table = masks_dir.parent / "boxes.csv"
+    if table.is_file():
+        with table.open(encoding="utf-8") as fh:
+            if "figshare_class" in fh.readline().strip().split(","):
+                facts.source = "figshare"
+    train = tumours("train")
+    if facts.source and train:
+        boxed = sum(find_mask(masks_dir, r["path"]) is not None for r in train)
+        facts.train_boxed = (boxed, len(train))
+    return facts

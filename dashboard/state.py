@@ -19,6 +19,7 @@ import streamlit as st
 from dashboard import core, error_frames, flags, runinfo
 from pipeline import names, run_files
 from pipeline.artifacts import (
+    PROJECT_ROOT,
     ArtifactError,
     Run,
     RunInfo,
@@ -253,6 +254,23 @@ def tumour_records(run: Run) -> dict[str, dict | None]:
     """Per model, its test split's tumour-vs-no-tumour counts (metrics.json
     `tumor_vs_no_tumor`); None where not evaluated or unreadable."""
     return _metrics_entry(run, "tumor_vs_no_tumor")
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _box_facts(run_path: str, stamp: int, masks_dir: str | None) -> runinfo.BoxFacts:
+    splits = read_json(Path(run_path) / "splits.json")
+    return runinfo.box_facts(splits if isinstance(splits, dict) else {},
+                             PROJECT_ROOT / masks_dir if masks_dir else None)
+
+
+def box_facts(run: Run, masks_dir: str | None) -> runinfo.BoxFacts | None:
+    """What the run's tumour boxes cover (`runinfo.box_facts`), `masks_dir` as explanations.json
+    records it (relative to the project); cached until splits.json changes; None when splits.json
+    cannot be read."""
+    try:
+        return _box_facts(str(run.path), _mtime(run.path / "splits.json"), masks_dir)
+    except ArtifactError:
+        return None
 
 
 def default_methods(run: Run) -> dict[str, str]:

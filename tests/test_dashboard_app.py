@@ -759,6 +759,16 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     # each figure comes with its one-sentence meaning
     assert "random heatmaps" in captions and "re-initialised" in captions
     assert "outside the head" in captions  # the shortcut alarm figure
+    # how deletion removes, the step, n and the chance line, read from the files
+    expl = json.loads((smoke_run / "custom_cnn" / "explanations.json").read_text())
+    assert "Removed = replaced by a blurred copy" in captions
+    assert f"n = {expl['n_faithfulness']}" in captions and "1/4 = 0.25" in captions
+    # ROAD has its own figure and words; the sanity check its n, randomisation and line
+    assert any("LeRF" in c.proto.spec for c in at.get("plotly_chart"))
+    assert "noisy linear imputation" in captions and "full randomisation" in captions
+    assert "rule of thumb" in captions
+    # the centre-of-head baseline, in words under the localisation figure
+    assert "centre of the head would hit the box on" in captions
     summary = _frame(at, "MobileNetV2")
     assert summary is not None and "method" in summary.index
     assert "evidence mostly outside the head" in summary.index
@@ -772,6 +782,9 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
         column = "Custom CNN" if m == "custom_cnn" else "MobileNetV2"
         assert summary.loc["images", column] == str(e["n"])
         assert summary.loc["faithfulness and sanity on", column] == str(e["n_faithfulness"])
+        # the accuracy of these images, said not to be the test accuracy
+        assert summary.loc["accuracy on these explained images (not the headline test "
+                           "accuracy)", column].endswith(f" of {e['n']}")
 
 
 def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypatch):
@@ -786,7 +799,7 @@ def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypa
     at = _app("quality")
     _ok(at)
     # top_in_mask recorded for every model: localisation gains its third panel
-    assert any("Hottest tumour-sized" in c.proto.spec for c in at.get("plotly_chart"))
+    assert any("Hottest box-sized" in c.proto.spec for c in at.get("plotly_chart"))
     # n as written: other tests may have re-run explain-eval on the shared smoke run
     assert f"3 of {data['n']} test heatmaps are empty" in _texts(at.warning)
     summary = _frame(at, "Custom CNN")

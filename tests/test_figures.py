@@ -552,7 +552,7 @@ def test_explanation_quality_figures():
     assert len(loc.data) == 4 and {t.type for t in loc.data} == {"bar"}  # no interval: none
     # titles on two short lines: on one, the three overprinted one another in a narrow window
     titles = [a.text for a in loc3.layout.annotations]
-    assert titles[2] == "Hottest tumour-sized<br>region inside it"
+    assert titles[2] == "Hottest box-sized region<br>inside the tumour box"
     assert all(len(line) <= 24 for t in titles for line in t.split("<br>")), titles
     assert list(loc3.data[4].y) == [0.55, 0.1]  # beside its chance level
     assert all(math.isnan(v) for v in loc3.data[5].y)

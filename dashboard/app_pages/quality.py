@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import charts, state
 from dashboard import figures as F
+from dashboard.figures import quality_text as T
 from pipeline.explain.alarm import OUTSIDE_HEAD_BLIND, OUTSIDE_HEAD_MESSAGE
 
 CHART_FIX = "Re-run `python -m pipeline explain-eval`."
@@ -22,6 +23,8 @@ if not expl:
 summary = F.quality_summary(expl, {m: run.model_info(m).get("gradcam_layer")
                                    for m in expl})
 st.dataframe(summary, key="quality_summary")
+st.caption("The explained images are a sample of the test split, those with a tumour box "
+           "first: their accuracy is not the run's test accuracy (Overview).")
 
 
 st.header("Localisation")
@@ -29,6 +32,15 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
     charts.chart(
         F.localisation_figure, expl, key="quality_loc", fix=CHART_FIX,
         caption=F.LOCALISATION_CAPTION)
+    centre = T.centre_sentence(expl)
+    if centre:
+        st.caption(centre)
+    masks = next((e.get("masks_dir") for e in expl.values() if e.get("masks_dir")), None)
+    boxes = state.box_facts(run, masks)
+    coverage = boxes and T.box_coverage_sentence(expl, boxes.tumour_test, boxes.source,
+                                                 boxes.train_boxed)
+    if coverage:
+        st.info(coverage, icon=":material/info:")
     # what a high score does not prove (a student's review, 2026-12-05)
     guided = [F.model_label(m) for m, info in run.manifest.get("models", {}).items()
               if (info.get("guidance") or {}).get("weight")]
@@ -74,21 +86,28 @@ else:
             icon=":material/info:")
 
 st.header("Faithfulness: deletion and insertion")
-charts.chart(
-    F.faithfulness_curves_figure if F.has_curves(expl) else F.faithfulness_figure, expl,
-    key="quality_faith", fix=CHART_FIX,
-    caption="Does the heatmap show what the model actually uses? Removing the pixels it ranks "
-            "highest should make the prediction fall faster than removing random ones (lower "
-            "deletion curve), and putting them back first should restore it faster (higher "
-            "insertion curve); dotted or grey = random heatmaps.")
+# the chance line: 1 / the number of classes, a guess's probability
+n_classes = len(run.class_names) if F.has_curves(expl) else None
+if n_classes:
+    charts.chart(F.faithfulness_curves_figure, expl, n_classes, key="quality_faith",
+                 fix=CHART_FIX, caption=T.faithfulness_caption(expl, n_classes))
+else:
+    charts.chart(F.faithfulness_figure, expl, key="quality_faith", fix=CHART_FIX,
+                 caption=T.faithfulness_caption(expl))
+
+st.subheader("ROAD: removal without a trace")
+if F.has_road(expl):
+    charts.chart(F.road_figure, expl, key="quality_road", fix=CHART_FIX,
+                 caption=T.road_caption(expl))
+else:
+    st.info("ROAD was not measured for this run: " + CHART_FIX, icon=":material/info:")
 
 st.header("Sanity check: randomised weights")
-charts.chart(
-    F.sanity_figure, expl, key="quality_sanity", fix=CHART_FIX,
-    caption="Does the heatmap depend on what the model learned? It is compared with the heatmap "
-            "of a copy whose weights were re-initialised: a correlation near 0 is good; near 1 "
-            "means the map only reflects the image itself (an edge detector, not an "
-            "explanation).")
+if charts.chart(F.sanity_figure, expl, key="quality_sanity", fix=CHART_FIX,
+                caption=T.sanity_caption(expl)):
+    reading = T.sanity_reading(expl)
+    if reading:
+        st.warning(reading, icon=":material/warning:")
 
 rows = {m: e.get("rows") for m, e in expl.items() if isinstance(e.get("rows"), list)}
 if rows:

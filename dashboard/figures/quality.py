@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -30,13 +31,26 @@ from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 # invisible on the dark one. LOCALISATION_CAPTION names it.
 INTERVAL_COLOR = "#6b7280"
 INTERVAL_WORDS = "grey whiskers"
+# the two baselines' bars: both grey, the centre's hatched so they differ without colour
+REFERENCE_COLOR = "#9ca3af"
+RANDOM_WORDS = "random location (box area share)"
+CENTRE_WORDS = "centre of head"
+CENTRE_PATTERN = "/"
 LOCALISATION_CAPTION = (
     "Does the heatmap point at the tumour? Pointing game: share of images whose hottest pixel "
-    "lies inside the tumour mask; energy: share of the heatmap's total weight inside it (it "
+    "lies inside the tumour box; energy: share of the heatmap's total weight inside it (it "
     "changes when the map's contrast is drawn differently); hottest region: of the heatmap's "
-    "hottest pixels, as many as the tumour covers, the share inside it (it does not). Light grey "
-    "bars are what a randomly placed heatmap would score; " + INTERVAL_WORDS + " on the "
-    "heatmap bars, the 95% interval of the pointing game on this many images.")
+    "hottest pixels, as many as the box covers, the share inside it (it does not). Boxes are "
+    "rectangles around the tumour, so some healthy tissue counts as inside. Plain grey bars, "
+    f"{RANDOM_WORDS}: what a heatmap placed at random would score. Hatched grey bar, "
+    f"{CENTRE_WORDS} (pointing game): a map whose peak is always at the centre of the head; "
+    "it knows nothing of the image beyond the head's outline, so a heatmap should beat it "
+    "clearly. On the heatmap bars, " + INTERVAL_WORDS + ": the 95% interval of the pointing "
+    "game on this many images.")
+# The sanity check's reading line: |rank correlation| below it reads "the map depends on what
+# the model learned". Adebayo et al. (2018) give no number; 0.3 is this project's rule of
+# thumb, Cohen's (1988) conventional boundary between a small and a medium correlation.
+SANITY_READING_LIMIT = 0.3
 
 
 def _pct(value: float) -> str:
@@ -97,7 +111,7 @@ def quality_summary(explanations: Mapping[str, Mapping[str, Any]],
         "images": e.get("n", "?"), "with a tumour mask or box": e.get("n_localisation", "?"),
         # faithfulness and sanity cost hundreds of model calls per image: measured on a sample
         "faithfulness and sanity on": e.get("n_faithfulness", e.get("n", "?")),
-        "masks from": e.get("masks_dir") or "-",
+        "masks from": short_folder(e.get("masks_dir"), e.get("data_dir")),
         "explained class": "true class" if e.get("target_mode", "true") == "true" else
                            str(e.get("target_mode")),
         OUTSIDE_HEAD_MESSAGE: (
@@ -105,9 +119,27 @@ def quality_summary(explanations: Mapping[str, Mapping[str, Any]],
             if isinstance(e.get("outside_head_alarm_rate"), (int, float)) else "not measured"),
         # older runs did not count empty maps: "not measured", not 0
         "empty heatmaps (no evidence shown)": e.get("n_empty_heatmaps", "not measured"),
-        "model accuracy on them": (f"{e['accuracy']:.1%}"
-                                   if isinstance(e.get("accuracy"), float) else "?"),
+        # the explained images are a sample (boxed ones first), not the test split
+        ACCURACY_ROW: (f"{e['accuracy']:.1%} of {e.get('n', '?')}"
+                       if isinstance(e.get("accuracy"), float) else "?"),
     } for m, e in explanations.items()}).astype(str)
+
+
+ACCURACY_ROW = "accuracy on these explained images (not the headline test accuracy)"
+
+
+def short_folder(folder: str | None, data_dir: str | None) -> str:
+    """A recorded folder as the summary shows it: from the dataset's parent folder on
+    ("…/brain-tumor-mri-sartaj-boxes/masks"), when it lies there; the full path was cut off in
+    the table at 1280 px. "-" for none."""
+    if not folder:
+        return "-"
+    if data_dir:
+        parent = PurePosixPath(data_dir.replace("\\", "/")).parent
+        path = PurePosixPath(folder.replace("\\", "/"))
+        if str(parent) not in ("", ".") and path.is_relative_to(parent):
+            return "…/" + path.relative_to(parent).as_posix()
+    return folder
 
 
 # explanations.json's per-image row keys in the order and words the page shows them: the image
@@ -121,6 +153,7 @@ ROW_COLUMNS = {
     "target": "explained class",
     "p_target": "probability of the explained class",
     "pointing_hit": "pointing game hit",
+    "centre_hit": "centre of head in mask",
     "energy_in_mask": "energy in tumour mask",
     "top_in_mask": "hottest tumour-sized region in mask",
     "mask_fraction": "tumour mask's share of the image",
@@ -138,6 +171,7 @@ ROW_COLUMNS = {
     "sanity_rank_correlation": "correlation with randomised weights' heatmap",
     "peak": "hottest point (y, x as shares)",
     "target_rule": "explained class chosen by",
+    "image_size": "image size (pixels)",
 }
 
 
@@ -169,7 +203,9 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
     records it, the hottest mask-sized region inside the mask, each beside its chance level.
 
     Chance = what a heatmap placed at random would score (the mean mask area); a model is only
-    localising if its bar clearly exceeds its grey one. Pointing game carries its 95 % interval
+    localising if its bar clearly exceeds its grey one. The pointing game also has, where the
+    file records `pointing_game_centre` (explained since 2026-12-05), a hatched grey bar: a
+    map always peaking at the head's centre. Pointing game carries its 95 % interval
     (`pointing_game_ci`) where the file has one. The third panel exists because energy
     depends on the map's contrast curve and the others only on the order of its pixels; runs
     explained before it was measured show two panels.
@@ -177,12 +213,14 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
     keys = ["pointing_game", "energy_in_mask"]
     # two short lines each: on one line, three panels' titles overprinted one another in a
     # narrow window
-    titles = ["Pointing game<br>(peak inside the tumour)", "Heatmap energy<br>inside the tumour"]
+    titles = ["Pointing game: peak<br>inside the tumour box",
+              "Heatmap energy inside<br>the tumour box"]
     # key presence, not value: a model without masks has None (drawn as missing)
     if explanations and all("top_in_mask" in e for e in explanations.values()):
         keys.append("top_in_mask")
-        titles.append("Hottest tumour-sized<br>region inside it")
-    fig = _paired_bars(explanations, tuple(keys), "_chance", "chance", titles)
+        titles.append("Hottest box-sized region<br>inside the tumour box")
+    fig = _paired_bars(explanations, tuple(keys), "_chance", "random<br>location", titles,
+                       second={"pointing_game": ("_centre", "centre<br>of head")})
     # Scores are often a few percent: scale to the data (from zero) so they stay readable.
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=80, b=10))
@@ -190,25 +228,38 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
 
 
 def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str, ...],
-                 suffix: str, reference: str, titles: list[str]) -> go.Figure:
+                 suffix: str, reference: str, titles: list[str],
+                 second: Mapping[str, tuple[str, str]] | None = None) -> go.Figure:
     """One panel per key: per model its score and, in grey, the `key + suffix` reference; a
-    `key + "_ci"` interval in the file adds a whisker to the model's bar (traces after the bars)."""
+    `key + "_ci"` interval in the file adds a whisker to the model's bar (traces after the bars).
+
+    `second` maps a key to (suffix, label) of a second reference, a hatched grey bar after the
+    first, for the models whose file has that key (older files: no bar); its panel is wider.
+    """
+    second = second or {}
+    extra = {key: [n for n, e in explanations.items() if key + second[key][0] in e]
+             for key in keys if key in second}
+    widths = [1.5 if extra.get(key) else 1.0 for key in keys]
     fig = make_subplots(rows=1, cols=len(keys), horizontal_spacing=0.1 if len(keys) < 3 else 0.07,
-                        subplot_titles=titles)
+                        subplot_titles=titles, column_widths=[w / sum(widths) for w in widths])
     whiskers = []
     for col, key in enumerate(keys, start=1):
         for i, (name, e) in enumerate(explanations.items()):
             ys = [_expl_value(e, key, name), _expl_value(e, key + suffix, name)]
             xs = [f"{model_label(name)}<br>heatmap", f"{model_label(name)}<br>{reference}"]
+            if name in extra.get(key, ()):
+                ys.append(_expl_value(e, key + second[key][0], name))
+                xs.append(f"{model_label(name)}<br>{second[key][1]}")
             ci = _interval(e.get(key + "_ci"), f"{name} {key}_ci")
-            colors = [model_color(name, i), "#9ca3af"]
+            colors = [model_color(name, i)] + [REFERENCE_COLOR] * (len(ys) - 1)
             fig.add_trace(go.Bar(
                 x=xs, y=ys, marker_color=colors, showlegend=False,
+                marker_pattern_shape=["", "", CENTRE_PATTERN][:len(ys)],
                 text=[_fmt(y) for y in ys],
                 # a whisker would cross a label above the bar: the label goes inside it, in
                 # black or white, whichever reads better on the bar (the theme's dark grey
                 # was hard to read on orange)
-                textposition=["inside" if ci else "outside", "outside"],
+                textposition=["inside" if ci else "outside"] + ["outside"] * (len(ys) - 1),
                 insidetextanchor="middle",
                 insidetextfont=dict(color=[text_color_on(c) for c in colors]),
                 hovertemplate="%{x}: %{y:.3f}<extra></extra>", cliponaxis=False,
@@ -242,8 +293,11 @@ def has_curves(explanations: Mapping[str, Mapping[str, Any]]) -> bool:
         for e in explanations.values())
 
 
-def faithfulness_curves_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
-    """Mean deletion and insertion curves of each model's heatmaps against random heatmaps."""
+def faithfulness_curves_figure(explanations: Mapping[str, Mapping[str, Any]],
+                               n_classes: int | None = None) -> go.Figure:
+    """Mean deletion and insertion curves of each model's heatmaps against random heatmaps;
+    with `n_classes`, a dashed line at 1 / n_classes, the probability of a guess: a curve
+    that falls to it has lost the class's evidence, one that stays above has kept some."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=[
         "Deletion: most relevant pixels removed first", "Insertion: most relevant put back first"])
     for col, kind in ((1, "deletion"), (2, "insertion")):
@@ -263,6 +317,12 @@ def faithfulness_curves_figure(explanations: Mapping[str, Mapping[str, Any]]) ->
                     hovertemplate=f"{model_label(name)} {label} (AUC {_fmt(auc)})"
                                   "<br>%{x:.0%} of pixels: p = %{y:.3f}<extra></extra>",
                 ), row=1, col=col)
+    if n_classes:
+        chance = 1.0 / n_classes
+        for col in (1, 2):
+            fig.add_hline(y=chance, line=dict(color=INTERVAL_COLOR, dash="dash", width=1),
+                          annotation_text=f"chance (1/{n_classes})",
+                          annotation_position="top right", row=1, col=col)
     fig.update_xaxes(title="share of pixels removed / inserted", tickformat=".0%", range=[0, 1])
     fig.update_yaxes(title="probability of the explained class", col=1)
     fig.update_yaxes(range=[0, 1.02])
@@ -291,8 +351,40 @@ def sanity_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         hovertemplate="%{x}: %{y:.3f}<extra></extra>",
     ))
     fig.add_hline(y=0, line=dict(color="gray", width=1))
+    # the reading band: inside it the map depends on the learned weights (a rule of thumb)
+    for y in (-SANITY_READING_LIMIT, SANITY_READING_LIMIT):
+        fig.add_hline(y=y, line=dict(color=INTERVAL_COLOR, dash="dash", width=1))
     fig.update_layout(height=300, yaxis=dict(range=[-1.05, 1.12], title="Spearman correlation"),
                       margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def has_road(explanations: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether some model's explanations.json has ROAD areas (runs explained before ROAD:
+    none)."""
+    return any(e.get("road_morf_auc") is not None for e in explanations.values())
+
+
+def road_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Per model, ROAD's mean AUC with the most relevant pixels removed first (MoRF) beside the
+    least relevant first (LeRF); each bar pair's gap LeRF − MoRF in the hover and the x label."""
+    names = list(explanations)
+    morf = [_expl_value(explanations[n], "road_morf_auc", n) for n in names]
+    lerf = [_expl_value(explanations[n], "road_lerf_auc", n) for n in names]
+    xs = [f"{model_label(n)}<br>gap {_fmt(b - a)}" for n, a, b in zip(names, morf, lerf,
+                                                                     strict=True)]
+    fig = go.Figure()
+    for ys, label, pattern in ((morf, "most relevant removed first (MoRF)", ""),
+                               (lerf, "least relevant removed first (LeRF)", CENTRE_PATTERN)):
+        fig.add_trace(go.Bar(
+            x=xs, y=ys, name=label, text=[_fmt(y) for y in ys], textposition="outside",
+            marker_color=[model_color(n, i) for i, n in enumerate(names)],
+            marker_pattern_shape=pattern, cliponaxis=False,
+            hovertemplate=f"{label}: %{{y:.3f}}<extra></extra>"))
+    fig.update_xaxes(tickangle=0)
+    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=30, b=10),
+                      yaxis=dict(range=[0, 1.12], title="mean AUC (probability of the class)"),
+                      legend=dict(orientation="h", y=-0.3))
     return fig
 
 
