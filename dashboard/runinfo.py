@@ -305,6 +305,23 @@ class BoxFacts:
     train_boxed: tuple[int, int] | None = None
 
 
+def masks_folder(recorded: str | None, project: Path, data_dir: Path | None) -> Path | None:
+    """The masks folder an explanations.json records (`masks_dir`, relative to the project that
+    measured it) as reachable here: under this project, else the run's dataset's boxes folder
+    (`explain.masks.boxes_dir`) when it ends in the same two names (a clone or a moved project
+    names `../shared/...` from another place). None when neither is a folder."""
+    from pipeline.explain.masks import boxes_dir  # cv2, no TensorFlow
+
+    if not recorded:
+        return None
+    here = project / recorded
+    if here.is_dir():
+        return here
+    boxes = boxes_dir(data_dir) if data_dir is not None else None
+    tail = Path(recorded.replace("\\", "/")).parts[-2:]
+    return boxes if boxes is not None and boxes.parts[-2:] == tail else None
+
+
 def box_facts(splits: Mapping[str, Any], masks_dir: Path | None) -> BoxFacts:
     """`BoxFacts` from a run's splits.json records and its explanations' masks folder.
 

@@ -260,15 +260,17 @@ def tumour_records(run: Run) -> dict[str, dict | None]:
 def _box_facts(run_path: str, stamp: int, masks_dir: str | None) -> runinfo.BoxFacts:
     splits = read_json(Path(run_path) / "splits.json")
     return runinfo.box_facts(splits if isinstance(splits, dict) else {},
-                             PROJECT_ROOT / masks_dir if masks_dir else None)
+                             Path(masks_dir) if masks_dir else None)
 
 
 def box_facts(run: Run, masks_dir: str | None) -> runinfo.BoxFacts | None:
     """What the run's tumour boxes cover (`runinfo.box_facts`), `masks_dir` as explanations.json
-    records it (relative to the project); cached until splits.json changes; None when splits.json
-    cannot be read."""
+    records it (`runinfo.masks_folder` finds it here); cached until splits.json changes; None
+    when splits.json cannot be read."""
+    folder = runinfo.masks_folder(masks_dir, PROJECT_ROOT, run.data_dir)
     try:
-        return _box_facts(str(run.path), _mtime(run.path / "splits.json"), masks_dir)
+        return _box_facts(str(run.path), _mtime(run.path / "splits.json"),
+                          str(folder) if folder else None)
     except ArtifactError:
         return None
 

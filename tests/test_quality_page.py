@@ -234,7 +234,8 @@ def test_box_coverage_sentence_from_counts():
     text = T.box_coverage_sentence(expl, 289, "figshare", (1942, 1981))
     assert text.startswith("Only 28 of the test split's 289 tumour images have a box, all "
                            "512x512 pixels, and every box comes from a match with the figshare "
-                           "collection, the source of 1942 of the 1981 (98%) training tumour")
+                           "collection, the collection 1942 of the 1981 (98%) training tumour "
+                           "images were matched to.")
     assert "do not show how the maps behave" in text
     # no source known: no claim about one; several sizes: none named
     plain = T.box_coverage_sentence({"m": _expl(n_localisation=28, localisation_image_sizes={
@@ -260,3 +261,27 @@ def test_box_facts_count_test_tumours_and_boxed_training_tumours(tmp_path: Path)
     (masks.parent / "boxes.csv").write_text("path,figshare_class,folder_class\n")
     facts = runinfo.box_facts(splits, masks)
     assert facts == runinfo.BoxFacts(tumour_test=2, source="figshare", train_boxed=(3, 4))
+
+
+def test_the_recorded_masks_folder_is_found_from_a_clone(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """explanations.json names its masks relative to the project that measured it
+    (../shared/...): from another checkout that path misses, and the page said nothing of the
+    boxes' source; the run's dataset's boxes folder with the same names is used instead."""
+    from pipeline.explain.masks import BOXES_ENV
+
+    monkeypatch.delenv(BOXES_ENV, raising=False)
+    data = tmp_path / "shared" / "data" / "sartaj"
+    masks = tmp_path / "shared" / "data" / "sartaj-boxes" / "masks"
+    data.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    project, clone = tmp_path / "project", tmp_path / "exp" / "s1" / "clone"
+    project.mkdir()
+    clone.mkdir(parents=True)
+    recorded = "../shared/data/sartaj-boxes/masks"
+    assert runinfo.masks_folder(recorded, project, None) == project / recorded
+    assert runinfo.masks_folder(recorded, clone, None) is None  # no dataset to look beside
+    assert runinfo.masks_folder(recorded, clone, data) == masks
+    # another folder of that dataset's boxes is not taken for the one recorded
+    assert runinfo.masks_folder("../shared/data/other/masks", clone, data) is None
+    assert runinfo.masks_folder(None, project, data) is None

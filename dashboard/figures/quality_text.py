@@ -146,7 +146,8 @@ def box_coverage_sentence(explanations: Mapping[str, Mapping[str, Any]], tumour_
     if source:
         text += f", and every box comes from a match with the {source} collection"
         if train_boxed and train_boxed[1] > 0:
-            text += (f", the source of {train_boxed[0]} of the {train_boxed[1]} "
-                     f"({train_boxed[0] / train_boxed[1]:.0%}) training tumour images")
+            text += (f", the collection {train_boxed[0]} of the {train_boxed[1]} "
+                     f"({train_boxed[0] / train_boxed[1]:.0%}) training tumour images were "
+                     "matched to")
     return (text + ". These figures do not show how the maps behave on the test images from "
             "other sources, which have no box.")
