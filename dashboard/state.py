@@ -258,7 +258,7 @@ def tumour_records(run: Run) -> dict[str, dict | None]:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _box_facts(run_path: str, stamp: int, masks_dir: str | None) -> runinfo.BoxFacts:
-    splits = read_json(Path(run_path) / "splits.json")
+    splits = read_json(Path(run_path) / run_files.SPLITS)
     return runinfo.box_facts(splits if isinstance(splits, dict) else {},
                              Path(masks_dir) if masks_dir else None)
 
@@ -269,7 +269,7 @@ def box_facts(run: Run, masks_dir: str | None) -> runinfo.BoxFacts | None:
     when splits.json cannot be read."""
     folder = runinfo.masks_folder(masks_dir, PROJECT_ROOT, run.data_dir)
     try:
-        return _box_facts(str(run.path), _mtime(run.path / "splits.json"),
+        return _box_facts(str(run.path), _mtime(run.path / run_files.SPLITS),
                           str(folder) if folder else None)
     except ArtifactError:
         return None

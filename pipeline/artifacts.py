@@ -372,7 +372,7 @@ def open_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise ArtifactError(f"run folder {shown_path(path)} does not exist")
     manifest = read_json(path / run_files.MANIFEST)
-    damaged = f"damaged manifest {shown_path(path / 'manifest.json')}"
+    damaged = f"damaged manifest {shown_path(path / run_files.MANIFEST)}"
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{damaged}: not a JSON object")
     version = manifest.get("schema_version")

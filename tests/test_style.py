@@ -30,3 +30,29 @@ def test_folder_stamps_are_utc_like_run_ids():
                     and node.func.value.id == "time" and len(node.args) < 2):
                 local.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not local, local
+
+
+def test_run_file_names_have_one_home():
+    """A run folder's file names were typed as literals in up to 16 modules each; they live in
+    `pipeline/run_files.py`, and code elsewhere names them through it (docstrings and messages
+    may quote them)."""
+    import ast
+
+    from pipeline import run_files
+
+    names = {v for k, v in vars(run_files).items() if k.isupper()}
+    # the Predict page's download of the uploads' answers, and predict's example --out, are
+    # not a run's files
+    allowed = {("dashboard/app_pages/predict.py", "predictions.csv"),
+               ("pipeline/cli/eval_cmds.py", "predictions.csv")}
+    found = []
+    for path in [*(ROOT / "pipeline").rglob("*.py"), *(ROOT / "dashboard").rglob("*.py")]:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == "pipeline/run_files.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and node.value in names
+                    and (rel, node.value) not in allowed):
+                found.append(f"{rel}:{node.lineno} {node.value}")
+    assert not found, found

@@ -5,6 +5,7 @@ import streamlit as st
 from dashboard import charts, state
 from dashboard import figures as F
 from dashboard.figures import quality_text as T
+from pipeline import run_files
 from pipeline.explain.alarm import OUTSIDE_HEAD_BLIND, OUTSIDE_HEAD_MESSAGE
 
 CHART_FIX = "Re-run `python -m pipeline explain-eval`."
@@ -15,7 +16,7 @@ run = state.require_run()
 st.caption("A heatmap can look convincing and still be wrong. These tests measure how far the "
            "explanations of this run can be trusted, on images of its test split.")
 
-expl = state.per_model_json(run, "explanations.json",
+expl = state.per_model_json(run, run_files.EXPLANATIONS,
                             f"run `python -m pipeline explain-eval --run {run.run_id}`")
 if not expl:
     st.stop()

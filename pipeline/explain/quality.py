@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import geometry, images
+from pipeline import geometry, images, run_files
 from pipeline.artifacts import (
     Run,
     ensure_writable,
@@ -184,7 +184,7 @@ def explain_eval(
             "created": utc_now(),
             "rows": res["rows"],
         }
-        out_path = (run.path / m / "explanations.json" if source["plan"] is None else
+        out_path = (run.path / m / run_files.EXPLANATIONS if source["plan"] is None else
                     run.path / m / "explanations-external" / f"{source['info']['name']}.json")
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_path, out)
@@ -287,7 +287,7 @@ def _external_source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
 
 def _test_records(run: Run) -> list[dict[str, str]]:
     """The run's test split records whose label is one of its classes."""
-    splits = read_json(run.path / "splits.json")
+    splits = read_json(run.path / run_files.SPLITS)
     test = [r for r in splits.get("test", []) if r.get("label") in run.class_names]
     if not test:
         raise ValueError(f"run {run.run_id} has no test images with known labels in splits.json")
