@@ -107,11 +107,12 @@ def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
              va="center", fontsize=6.5, color="#334155")
 
 
-def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
+def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
+    """The probability table; returns its lower edge as a fraction of the page's height."""
     classes = list(page.models[0].probs) if page.models else []
     # each model's answer marked in its column (a reader took the explained class for it)
     answered = [_answered(m) for m in page.models]
-    rows = [[class_label(c), *[f"{m.probs[c]:.1%}" + (" (answer)" if c == a else "")
+    rows = [[class_label(c), *[percent(m.probs[c]) + (" (answer)" if c == a else "")
                                for m, a in zip(page.models, answered, strict=True)]]
             for c in classes]
     ax = fig.add_axes((0.06, 0.30, 0.88, 0.19))
@@ -127,29 +128,39 @@ def _probabilities(fig, page: Page) -> None:  # noqa: ANN001
     # does not make other sources' probabilities calibrated (model card)
     ax.set_title("Probabilities (temperature-scaled on this run's validation images)"
                  + (f" · {truth}" if truth else ""), fontsize=9)
+    if not rows:
+        return FLAGS_TITLE + FLAGS_GAP
+    # the table's real extent (laid out for the renderer): the flags start right below it
+    return float(table.get_window_extent(fig.canvas.get_renderer()).y0 / fig.bbox.height)
 
 
-FLAG_CHARS = 125  # of 7.5 pt per line across the page (wrapped by us: measured placement)
-FLAG_LINE = 0.0115  # a 7.5 pt line's height, as a fraction of the A4 page
-FLAGS_TOP, FLAGS_BOTTOM = 0.25, 0.105  # the flags' space, above the model files
+# 8.5 pt: at 7.5 a slide or a printout for a class was hard to read (a lecturer's review)
+FLAG_SIZE = 8.5
+FLAG_CHARS = 110  # of FLAG_SIZE per line across the page (wrapped by us: measured placement)
+FLAG_LINE = 0.0135  # a FLAG_SIZE line's height, as a fraction of the A4 page
+# the flags' space, above the model files: below the table (about 0.40 with four classes, so
+# not the 0.27 a long table would need, which left a third of the page blank above them)
+FLAGS_TITLE, FLAGS_BOTTOM = 0.27, 0.105
+FLAGS_GAP = 0.02  # between the table and the flags' title, and that title and the first flag
 
 
-def _flags(fig, page: Page) -> None:  # noqa: ANN001
+def _flags(fig, page: Page, below: float = FLAGS_TITLE + FLAGS_GAP) -> None:  # noqa: ANN001
     """The card's flags, each wrapped and placed below the last; those that do not fit are
     counted in a last line (the first six were drawn at fixed steps: a long one ran into the
     next, and a seventh was dropped without a word)."""
     flags = list(page.flags) or ["No flags: confident answers that agree, on an image like the "
                                  "training data. That is still not a diagnosis."]
-    fig.text(0.06, 0.27, "Flags", fontsize=9, weight="bold")
-    y = FLAGS_TOP
+    title = max(min(below - FLAGS_GAP, 0.38), FLAGS_TITLE)  # `below`: the table's lower edge
+    fig.text(0.06, title, "Flags", fontsize=9, weight="bold")
+    y = title - FLAGS_GAP
     for k, flag in enumerate(flags):
         lines = textwrap.wrap("- " + flag, FLAG_CHARS, subsequent_indent="  ")
         rest = len(flags) - k
         if y - FLAG_LINE * (len(lines) + (rest > 1)) < FLAGS_BOTTOM:
             fig.text(0.06, y, f"+ {rest} more flag{'s' if rest > 1 else ''}: see the "
-                     "dashboard's card for this image.", fontsize=7.5, style="italic")
+                     "dashboard's card for this image.", fontsize=FLAG_SIZE, style="italic")
             return
-        fig.text(0.06, y, "\n".join(lines), fontsize=7.5, va="top", linespacing=1.25)
+        fig.text(0.06, y, "\n".join(lines), fontsize=FLAG_SIZE, va="top", linespacing=1.25)
         y -= FLAG_LINE * len(lines) + 0.006
 
 
@@ -188,8 +199,7 @@ def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
                 _text_page(fig, page, run_title, created)
                 _images(fig, page)
                 _colour_bar(fig, colour_scale)
-                _probabilities(fig, page)
-                _flags(fig, page)
+                _flags(fig, page, _probabilities(fig, page))
                 _model_files(fig, model_hashes or {})
                 fig.text(0.06, 0.03, DISCLAIMER, fontsize=7, color="#92400e")
                 pdf.savefig(fig)

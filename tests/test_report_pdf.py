@@ -62,7 +62,7 @@ def test_a_page_names_classes_and_the_colour_scale_as_the_cards_do():
     # a reader took the explained class for the answer: each model's answer is stated
     assert "Custom CNN answers glioma (70%)" in text
     assert "MobileNetV2 answers meningioma (60%)" in text
-    assert "70.0% (answer)" in text and "60.0% (answer)" in text
+    assert "70% (answer)" in text and "60% (answer)" in text
     assert text.count("(answer)") == 2
 
 
@@ -153,11 +153,16 @@ def test_flags_are_stacked_without_overlap_and_none_is_dropped_unsaid():
         page = R.Page(page.digest, page.original, page.models, [long] * n, page.true_label)
         fig = plt.figure(figsize=(8.27, 11.69))
         try:
-            R._flags(fig, page)
+            # as on a page: below the probability table, wherever its last row ends (a third of
+            # the page was left blank above the flags)
+            table_bottom = R._probabilities(fig, page)
+            R._flags(fig, page, table_bottom)
             renderer = fig.canvas.get_renderer()
             boxes = [t.get_window_extent(renderer) for t in fig.texts[1:]]  # after "Flags"
             texts = [t.get_text() for t in fig.texts[1:]]
             height = fig.bbox.height
+            assert fig.texts[0].get_window_extent(renderer).y1 <= table_bottom * height
+            assert fig.texts[0].get_position()[1] > R.FLAGS_TITLE  # higher than before
             for upper, lower in zip(boxes, boxes[1:], strict=False):
                 assert lower.y1 <= upper.y0 + 0.5  # stacked, no overlap
             assert all(b.y0 >= R.FLAGS_BOTTOM * height - 1 for b in boxes)  # above the files
