@@ -254,7 +254,9 @@ def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
         if not wait:
             return None, None  # loading, or about to start (app.py, once the page is drawn)
         model_loader().hurry()  # an upload waits: no first-load grace
-        with st.spinner("Loading the models (once per server)…"):
+        # not "once per server": one run's models are kept, so each switch of run loads again
+        with st.spinner("Loading this run's models (one run's are kept in memory at a time, "
+                        "so a switch of run loads them again)…"):
             future.result()
     predictor, explainers, failures = future.result()
     for m, why in failures.items():

@@ -827,6 +827,8 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     assert re.search(r"\*\*Created\*\*: \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC · ", shown)
     assert created not in shown and created[:16] not in shown
     assert "classes glioma, meningioma, no tumour, pituitary" in shown
+    # the CT limit said once (About said "A card says when a slice may be CT" twice)
+    assert shown.count("may be CT") == 1
 
 
 # --------------------------------------------------------------------------- damaged runs

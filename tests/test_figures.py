@@ -710,6 +710,8 @@ def test_robustness_figure():
     assert sorted(round(s.y0, 6) for s in fig.layout.shapes) == [0.75, 0.8, 0.85, 0.9]
     titles = [a.text for a in fig.layout.annotations]
     assert titles[1].startswith("MobileNetV2 (") and titles[1].endswith("clean 0.900)")
+    # a 400 px chart with turned labels: a longer axis title was cut ("uracy on shifted…")
+    assert len(fig.layout.yaxis.title.text) <= 20
 
 
 def test_robustness_clean_label_is_where_no_bar_covers_it():

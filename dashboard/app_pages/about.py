@@ -34,9 +34,7 @@ discussing explainability. **Not** screening, triage, diagnosis or any clinical 
   figures). A "no tumour" answer never rules a tumour out, and is least reliable on slices from
   other scanners or sequences.
 - The no-tumour folder holds CT slices (60 of its 500 images, counted by eye): "no tumour"
-  means "looks most like that folder", not "normal". A card says when a slice may be CT (a rough
-  check on the skull's rim).
-  """ + core.CT_NOTE + """
+  means "looks most like that folder", not "normal". """ + core.CT_NOTE + """
 - Labels were not verified by a radiologist: the Error analysis page marks answers against the
   dataset's folders, and some of its "errors" may be label errors.
 - The public dataset contains duplicate and near-duplicate images (the data audit counts them)

@@ -141,7 +141,8 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
                       margin=dict(l=10, r=10, t=TOP_WITH_LEGEND, b=10),
                       legend=legend_above("severity"))
     fig.update_yaxes(range=_zoomed_range(shown))  # never narrower than MIN_SPAN
-    fig.update_yaxes(title="accuracy on shifted test images", col=1)
+    # short: "accuracy on shifted test images" was cut to "uracy on…" at every window size
+    fig.update_yaxes(title="accuracy (shifted)", col=1)
     return fig
 
 
