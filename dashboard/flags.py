@@ -67,8 +67,7 @@ class Flag(str):
 
 
 # the summary's words per kind: the CLI's tags, shorter where the models follow in brackets
-SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer",
-                  "no_tumour": "\"no tumour\" is no rule-out"}
+SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer"}
 
 
 def summary_line(flags: Sequence[str]) -> str:

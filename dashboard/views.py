@@ -35,7 +35,8 @@ from pipeline.explain import (
     to_png,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, OUTSIDE_HEAD_MESSAGE, outside_share_words
-from pipeline.explain.render import peak_words
+from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
+from pipeline.explain.render import CAPTION_MIN_SIDE, caption_strip, peak_words
 from pipeline.names import HEATMAP_ALPHA
 
 # tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
@@ -180,6 +181,31 @@ def frame_box(box: np.ndarray | None, upload: core.Upload, r: ImageResult) -> np
     return box_in_frame(box, upload.image, r)
 
 
+def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Results,
+                      class_names: Sequence[str], m: str) -> np.ndarray:
+    """Model m's overlay `img` of good image j as the card's download: a picture that travels
+    alone, so with `explain`'s caption (answer, heatmap, warnings, the split note) and small
+    print (how to read it, the disclaimer); the bare overlay went without any of them."""
+    r = results.per_model[m][j]
+    probs = results.probs[m][j]
+    k = int(np.argmax(probs))
+    low = results.low_below.get(m)
+    entry = {"predicted": class_names[k], "target": class_names[r.target], "method": r.method,
+             "probs": dict(zip(class_names, (float(p) for p in probs), strict=True)),
+             "peak": peak_words(r.heatmap), "weak": low is not None and probs[k] < low,
+             "colour": j < len(results.colour) and results.colour[j],
+             "unlike": results.unlike(j).get(m), "outside_head_flag": r.outside_head_flag}
+    answers = {int(np.argmax(p[j])) for p in results.probs.values()}
+    lines = overlay_caption(m, entry, upload.seen_split or None, upload.seen_exact,
+                            disagree=len(answers) > 1,
+                            may_be_ct=j < len(results.ct) and results.ct[j])
+    scale = CAPTION_MIN_SIDE / min(img.shape[:2])
+    if scale > 1:  # as large as explain's, so its caption reads at the same size
+        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
+                         interpolation=cv2.INTER_CUBIC)
+    return np.concatenate([img, caption_strip(img.shape[1], lines, OVERLAY_NOTE)], axis=0)
+
+
 def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequence[str],
                 settings: Settings, box: np.ndarray | None = None,
                 overlays: dict[str, np.ndarray] | None = None) -> Page:
@@ -309,8 +335,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     st.caption(f":orange[:material/warning: "
                                f"{flags.outside_label(r.outside_head)}]",
                                help=flags.outside_help(r.outside_head, _outside_alarm()))
-                st.download_button(  # the PNG is encoded only when clicked, not per rerun
-                    "Overlay PNG", lambda img=img: to_png(img),
+                st.download_button(  # captioned and encoded only when clicked, not per rerun
+                    "Overlay PNG", lambda img=img, m=m: to_png(
+                        captioned_picture(img, upload, j, results, class_names, m)),
                     file_name=f"{stem}_{m}_{r.method}.png", mime="image/png",
                     key=f"{prefix}_png_{i}_{m}", on_click="ignore", icon=":material/download:")
         page = report_page(upload, j, results, class_names, settings, box, drawn)

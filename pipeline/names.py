@@ -29,6 +29,11 @@ CLASS_LABELS: dict[str, str] = {NO_TUMOR: "no tumour", "tumor": "tumour"}
 # a heatmap overlay's default opacity: the dashboard's slider and `explain --alpha` (0.45 and
 # 0.4 before: the same image looked different in each)
 HEATMAP_ALPHA = 0.4
+# How to read any heatmap, beside every picture of one (the dashboard's legend, captioned
+# overlays, the PDF): a lecturer found the exported pictures without it
+HEATMAP_READING = ("Heatmap colours are scaled per image: every map has a brightest spot, even "
+                   "where the evidence is weak. It is not a lesion map. Left and right are the "
+                   "picture's, not the patient's.")
 
 # Image files a dataset folder or a mask folder may hold (decoding is `images.decode_image`'s job).
 IMAGE_EXTS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm"})

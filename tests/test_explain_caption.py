@@ -79,7 +79,8 @@ def test_the_caption_states_the_answer_and_the_explained_class():
              "probs": {"glioma": 0.3, "no_tumor": 0.7}}
     assert overlay_caption("mobilenetv2", entry) == [
         "MobileNetV2 answers 'no tumour' (70%)",
-        "Heatmap: Multi-layer LayerCAM (fusion) for 'glioma'"]
+        "Heatmap: Multi-layer LayerCAM (fusion) for 'glioma'",
+        "Warning: \"no tumour\" is no rule-out"]  # as on the dashboard's card
     # never "(1.00)": a clinician read it as certainty (the dashboard's ">99%")
     sure = {**entry, "probs": {"glioma": 0.003, "no_tumor": 0.997}}
     assert overlay_caption("mobilenetv2", sure)[0] == "MobileNetV2 answers 'no tumour' (>99%)"
@@ -88,14 +89,14 @@ def test_the_caption_states_the_answer_and_the_explained_class():
               "outside_head_flag": True}
     assert overlay_caption("mobilenetv2", warned)[1:] == [
         "Heatmap: Score-CAM for 'glioma'",
-        "Warning: a colour image, not a greyscale MRI; unlike the training data; evidence "
-        "mostly outside the head"]
+        "Warning: a colour image, not a greyscale MRI; \"no tumour\" is no rule-out; unlike the "
+        "training data; evidence mostly outside the head"]
     # where the heat peaks, as the dashboard's cards say it (explain.json "peak")
     assert overlay_caption("mobilenetv2", {**entry, "peak": "upper left"})[1] == (
         "Heatmap: Multi-layer LayerCAM (fusion) for 'glioma', hottest at the image's upper left")
     # the models' disagreement goes with each model's overlay too (explain never said it)
     assert overlay_caption("mobilenetv2", entry, disagree=True)[-1] == (
-        "Warning: the models disagree")
+        "Warning: \"no tumour\" is no rule-out; the models disagree")
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,35 @@ def test_bare_writes_todays_overlay_and_a_folder_never_mixes_the_two(
     assert "overlays bare (--bare) then, captioned now" in _one_error_line(refused)
     again = _explain(smoke_run, bare, inputs, "--bare")
     assert again.exit_code == 0 and "2 already done, skipped" in again.stdout, again.output
+
+
+def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
+    """The card's "Overlay PNG" was the bare 320 px overlay: no model, answer, colour scale or
+    disclaimer, while `explain`'s picture of the same image carried them all (a lecturer's
+    review). It is now `explain`'s caption and small print under the card's overlay."""
+    from dashboard import core, inference, views
+    from pipeline.explain.overlay_text import OVERLAY_NOTE
+    from pipeline.explain.render import caption_strip
+
+    heat = np.zeros((32, 32), np.float32)
+    heat[3, 3] = 1.0
+    result = inference.ImageResult(np.full((32, 32, 3), 90, np.uint8), heat,
+                                   np.array([0.3, 0.7]), 0, "gradcam", "conv",
+                                   outside_head=0.0, unlike_training=False)
+    classes = ["glioma", "no_tumor"]
+    results = inference.Results({"custom_cnn": [result]}, {}, 0.1,
+                                low_below={"custom_cnn": 0.9}, class_names=classes,
+                                colour=[False], ct=[True], seen_split=["test"])
+    upload = core.Upload("x.png", "d" * 64, image=np.zeros((64, 64, 3), np.uint8),
+                         seen_split="test", seen_exact=True)
+    card = np.full((320, 320, 3), 128, np.uint8)  # the card's overlay, box and all
+    picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
+    assert picture.shape[1] == CAPTION_MIN_SIDE and picture.shape[0] > CAPTION_MIN_SIDE
+    lines = ["Custom CNN answers 'no tumour' (70%)",
+             "Heatmap: Grad-CAM for 'glioma', hottest at the image's upper left",
+             'Warning: may be CT, not MRI; "no tumour" is no rule-out; weak answer (low '
+             'confidence)',
+             "Note: in this run's test split (not trained on)"]
+    strip = caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE)
+    assert np.array_equal(picture[CAPTION_MIN_SIDE:], strip)
+    assert DISCLAIMER in OVERLAY_NOTE and "not a lesion map" in OVERLAY_NOTE

@@ -32,6 +32,8 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "unlike": "unlike the training data",
     "disagree": "the models disagree",
     "ct": "may be CT, not MRI",
+    # every "no tumour" answer: never a rule-out (the caution itself: NO_TUMOUR_CAUTION)
+    "no_tumour": "\"no tumour\" is no rule-out",
     "any": "any of these",
 }
 FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answers

@@ -19,13 +19,24 @@ import numpy as np
 from pipeline.data.membership import SEEN_TAGS, hides_unlike
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 from pipeline.explain.render import heatmap_stats
-from pipeline.names import class_label, display_name, percent
+from pipeline.names import (
+    DISCLAIMER,
+    HEATMAP_READING,
+    NO_TUMOR,
+    class_label,
+    display_name,
+    percent,
+)
 from pipeline.series import Slice
 
 if TYPE_CHECKING:
     from pipeline.explain.explainer import Explanation
 
 OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
+
+# the quieter small print under every captioned overlay (explain's, the dashboard's download):
+# how to read it, then the disclaimer
+OVERLAY_NOTE = f"{HEATMAP_READING} {DISCLAIMER}"
 
 
 def overlay_bases(paths: list[Path | Slice]) -> list[str]:
@@ -93,7 +104,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
     ...                 "weak": True})
     ["Custom CNN answers 'no tumour' (70%)", "Heatmap: Grad-CAM for 'glioma'",
-     'Warning: weak answer (low confidence)']
+     'Warning: "no tumour" is no rule-out; weak answer (low confidence)']
     """
     from pipeline.evaluate.flags import FLAG_LABELS
     from pipeline.explain.methods import METHOD_LABELS
@@ -106,7 +117,10 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
              f"Heatmap: {method} for '{class_label(entry['target'])}'{peak}"]
     hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
-    warnings += [FLAG_LABELS[k] for k in ("colour", "weak", "unlike")
+    warnings += [FLAG_LABELS["colour"]] if entry.get("colour") else []
+    if entry["predicted"] == NO_TUMOR:  # as the dashboard's cards order them
+        warnings.append(FLAG_LABELS["no_tumour"])
+    warnings += [FLAG_LABELS[k] for k in ("weak", "unlike")
                  if entry.get(k) and not (hidden and k == "unlike")]
     if entry.get("outside_head_flag"):
         warnings.append(OUTSIDE_HEAD_MESSAGE)

@@ -30,7 +30,12 @@ from pipeline.explain.metrics import (
     outside_head_flag,
     top_outside_head,
 )
-from pipeline.explain.overlay_text import overlay_bases, overlay_caption, overlay_entry
+from pipeline.explain.overlay_text import (
+    OVERLAY_NOTE,
+    overlay_bases,
+    overlay_caption,
+    overlay_entry,
+)
 from pipeline.explain.render import (
     captioned_overlay,
     peak_words,
@@ -38,7 +43,7 @@ from pipeline.explain.render import (
     to_png,
 )
 from pipeline.geometry import prepare_image
-from pipeline.names import DISCLAIMER, Progress, no_progress
+from pipeline.names import Progress, no_progress
 
 
 @dataclass
@@ -140,7 +145,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
                                         disagree=row["agree"] is False,
                                         may_be_ct=row["may_be_ct"])
-                picture = captioned_overlay(x[i], ex.heatmaps[i], lines, DISCLAIMER,
+                picture = captioned_overlay(x[i], ex.heatmaps[i], lines, OVERLAY_NOTE,
                                             alpha=alpha, outline_top_percent=outline)
             else:
                 picture = render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
