@@ -8,9 +8,13 @@ from dashboard import figures as F
 # Cards per page: the choices and the first one shown. Two cards to a row (a grid), four to a
 # page: six cards one under another made a page about 6,000 pixels tall.
 PAGE_SIZES = (2, 4, 6, 8)
-PAGE_SIZE = paging.CARDS_PER_PAGE
-GRIDS = (2, 1)  # cards side by side: two on a laptop; one on a narrow window, where two
-# overlapped their probability tables and squeezed their heatmaps to ~50 px (a reviewer's 800 px)
+# two full-width cards a page at first (four, one under another, made a 6,500 px page); more
+# with two to a row on a wide screen
+PAGE_SIZE = 2
+# cards side by side: one first, two on a wide screen. Two by default squeezed the heatmaps
+# to ~110 px at 1280 px with the sidebar open (a student's review), and at a projector's size
+# their download buttons overlapped and captions broke mid-word (a lecturer's)
+GRIDS = (1, 2)
 
 st.title("Error analysis")
 state.page_disclaimer()
@@ -73,7 +77,7 @@ p1, p2, p3, _ = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
 per_page = p1.selectbox("Cards per page", PAGE_SIZES, index=PAGE_SIZES.index(PAGE_SIZE),
                         key="err_page_size")
 grid_n = p3.selectbox("Cards per row", GRIDS, key="err_grid",
-                      help="One per row for a narrow window or a projector's larger text.")
+                      help="Two per row for a wide screen; one for a laptop or a projector.")
 n_pages = paging.page_count(len(rows), per_page)
 # fewer pages than the page shown (a filter, more cards per page): the last one; set before the
 # widget is drawn, so the box shows the page the cards are from
