@@ -165,7 +165,10 @@ if good:
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good], flags)
-    c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
+    # the caption over the downloads, and the downloads in a row that wraps: in columns of
+    # 3:1:1 the two buttons overlapped at a projector's size (a lecturer's review, 911 px)
+    c1 = st.container()
+    c2 = c3 = st.container(horizontal=True, wrap=True, key="predict_downloads")
     # results from the store (a restored upload, a rerun) say when they were analysed, not
     # "in 0.00 s"
     c1.caption(f"{core.analysis_note(len(items), results.seconds, results.earlier)} · "
