@@ -209,3 +209,19 @@ def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
     strip = caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE)
     assert np.array_equal(picture[CAPTION_MIN_SIDE:], strip)
     assert DISCLAIMER in OVERLAY_NOTE and "not a lesion map" in OVERLAY_NOTE
+
+
+def test_one_image_s_captioned_overlays_are_of_one_height():
+    """The two models' captioned overlays of one image were 639 and 619 px tall (captions of
+    different lengths): uneven side by side on a slide. The shorter is padded below, in the
+    caption's background; a bare overlay of another width is left as it is."""
+    from pipeline.explain.overlays import same_height
+
+    tall = np.zeros((639, 448, 3), np.uint8)
+    short = np.full((619, 448, 3), 7, np.uint8)
+    out = same_height({"a": tall, "b": short})
+    assert out["a"] is tall and out["b"].shape == tall.shape
+    assert np.array_equal(out["b"][:619], short)
+    assert (out["b"][619:] == np.array(CAPTION_BACKGROUND, np.uint8)).all()
+    other = np.zeros((128, 128, 3), np.uint8)
+    assert same_height({"a": tall, "b": other})["b"] is other

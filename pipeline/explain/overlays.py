@@ -37,6 +37,7 @@ from pipeline.explain.overlay_text import (
     overlay_entry,
 )
 from pipeline.explain.render import (
+    CAPTION_BACKGROUND,
     captioned_overlay,
     peak_words,
     render_overlay,
@@ -139,17 +140,31 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         # None with one model explained: agreement is not known (true claimed it)
         row["agree"] = (len({e["predicted"] for e in row["models"].values()}) == 1
                         if len(row["models"]) > 1 else None)
+        pictures = {}
         for name, (x, ex) in drawn.items():
             entry = row["models"][name]
             if caption:  # after the warnings: the caption carries them
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
                                         disagree=row["agree"] is False,
                                         may_be_ct=row["may_be_ct"])
-                picture = captioned_overlay(x[i], ex.heatmaps[i], lines, OVERLAY_NOTE,
-                                            alpha=alpha, outline_top_percent=outline)
+                pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines, OVERLAY_NOTE,
+                                                   alpha=alpha, outline_top_percent=outline)
             else:
-                picture = render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
-                                         outline_top_percent=outline)
-            (out / entry["overlay"]).write_bytes(to_png(picture))
+                pictures[name] = render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
+                                                outline_top_percent=outline)
+        for name, picture in same_height(pictures).items():
+            (out / row["models"][name]["overlay"]).write_bytes(to_png(picture))
     progress("explain", len(explainers), len(explainers))
     return rows
+
+
+def same_height(pictures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One image's overlays (one per model) padded at the bottom, in the caption's background,
+    to the tallest one's height: captions of different lengths made a slide's pair uneven
+    (639 and 619 px, a lecturer's review). Pictures of different widths are left as they are."""
+    if len({p.shape[1] for p in pictures.values()}) != 1:
+        return pictures
+    tallest = max((p.shape[0] for p in pictures.values()), default=0)
+    return {name: p if p.shape[0] == tallest else np.concatenate(
+        [p, np.full((tallest - p.shape[0], *p.shape[1:]), CAPTION_BACKGROUND, p.dtype)])
+        for name, p in pictures.items()}
