@@ -205,7 +205,8 @@ def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
              "Heatmap: Grad-CAM for 'glioma', hottest at the image's upper left",
              'Warning: may be CT, not MRI; "no tumour" is no rule-out; weak answer (low '
              'confidence)',
-             "Note: in this run's test split (not trained on)"]
+             "Note: in this run's test split (not trained on; other slices of the same "
+             "patient may have been)"]
     strip = caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE)
     assert np.array_equal(picture[CAPTION_MIN_SIDE:], strip)
     assert DISCLAIMER in OVERLAY_NOTE and "not a lesion map" in OVERLAY_NOTE

@@ -131,5 +131,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     if in_run_split in SEEN_TAGS:
         copy = "" if in_run_exact is not False else "a near copy: "
         lines.append(f"Note: {copy}{SEEN_TAGS[in_run_split]}" + (
-            " (not trained on)" if in_run_split == "test" else " (not a test of the model)"))
+            # the dashboard's test-split note says so too: splits keep copies apart, not patients
+            " (not trained on; other slices of the same patient may have been)"
+            if in_run_split == "test" else " (not a test of the model)"))
     return lines
