@@ -68,6 +68,15 @@ def test_the_pointing_game_has_a_centre_of_head_bar_beside_the_random_one():
     assert all(len(b.y) == 2 for b in _bars(fig, 2))
     widths = [fig.layout[f"xaxis{k}"].domain for k in ("", "2")]
     assert widths[0][1] - widths[0][0] > widths[1][1] - widths[1][0]
+    # three panels: the pointing game alone over the full width on a first row (in a third of
+    # a laptop's width its six bars' labels turned on their side), and room above the tallest
+    # bar for its label (it ran into the panel's title)
+    three = F.localisation_figure({m: {**e, "top_in_mask": 0.5, "top_in_mask_chance": 0.03}
+                                   for m, e in expl.items()})
+    assert tuple(three.layout.xaxis.domain) == (0.0, 1.0)
+    assert three.layout.yaxis.domain[0] > three.layout.yaxis2.domain[1]
+    assert three.layout.yaxis.range[1] >= 1.15 * max(list(cnn.y) + list(mobile.y))
+    assert [len(b.y) for b in _bars(three, 1)] == [3, 3] and len(_bars(three, 3)) == 2
     assert json.loads(fig.to_json())["data"]
 
 

@@ -220,28 +220,59 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
         keys.append("top_in_mask")
         titles.append("Hottest box-sized region<br>inside the tumour box")
     fig = _paired_bars(explanations, tuple(keys), "_chance", "random<br>location", titles,
-                       second={"pointing_game": ("_centre", "centre<br>of head")})
-    # Scores are often a few percent: scale to the data (from zero) so they stay readable.
-    fig.update_yaxes(rangemode="tozero")
-    fig.update_layout(height=360, margin=dict(l=10, r=10, t=80, b=10))
+                       second={"pointing_game": ("_centre", "centre<br>of head")},
+                       first_row_alone=len(keys) == 3)
+    # Scores are often a few percent: scale to the data (from zero) so they stay readable,
+    # with room above the tallest bar for its label (it ran into the panel's title)
+    for axis, top in _bar_tops(fig).items():
+        fig.update_layout({axis: dict(range=[0, top * 1.18])})
+    fig.update_layout(height=640 if len(keys) == 3 else 360,
+                      margin=dict(l=10, r=10, t=80, b=10))
     return fig
+
+
+def _bar_tops(fig: go.Figure) -> dict[str, float]:
+    """Per y-axis of `fig` ("yaxis", "yaxis2", ...), the highest bar or whisker end (> 0)."""
+    tops: dict[str, float] = {}
+    for trace in fig.data:
+        ys = [float(y) for y in (trace.y or ()) if y is not None and math.isfinite(float(y))]
+        if trace.error_y is not None and trace.error_y.array is not None:
+            ys += [y + float(e) for y, e in zip(ys, trace.error_y.array, strict=False)]
+        axis = "yaxis" + (trace.yaxis or "y")[1:]
+        if ys:
+            tops[axis] = max(tops.get(axis, 0.0), *ys)
+    return {axis: top for axis, top in tops.items() if top > 0}
 
 
 def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str, ...],
                  suffix: str, reference: str, titles: list[str],
-                 second: Mapping[str, tuple[str, str]] | None = None) -> go.Figure:
+                 second: Mapping[str, tuple[str, str]] | None = None,
+                 first_row_alone: bool = False) -> go.Figure:
     """One panel per key: per model its score and, in grey, the `key + suffix` reference; a
     `key + "_ci"` interval in the file adds a whisker to the model's bar (traces after the bars).
 
     `second` maps a key to (suffix, label) of a second reference, a hatched grey bar after the
     first, for the models whose file has that key (older files: no bar); its panel is wider.
+    `first_row_alone`: the first panel over the full width, the others in a row below (three
+    panels in a row turned every bar's label on its side at laptop widths).
     """
     second = second or {}
     extra = {key: [n for n, e in explanations.items() if key + second[key][0] in e]
              for key in keys if key in second}
     widths = [1.5 if extra.get(key) else 1.0 for key in keys]
-    fig = make_subplots(rows=1, cols=len(keys), horizontal_spacing=0.1 if len(keys) < 3 else 0.07,
-                        subplot_titles=titles, column_widths=[w / sum(widths) for w in widths])
+    if first_row_alone:
+        below = len(keys) - 1
+        fig = make_subplots(rows=2, cols=below, subplot_titles=titles, vertical_spacing=0.22,
+                            horizontal_spacing=0.1,
+                            specs=[[{"colspan": below}, *[None] * (below - 1)],
+                                   [{} for _ in range(below)]])
+        places = [(1, 1), *[(2, c) for c in range(1, below + 1)]]
+    else:
+        fig = make_subplots(rows=1, cols=len(keys),
+                            horizontal_spacing=0.1 if len(keys) < 3 else 0.07,
+                            subplot_titles=titles,
+                            column_widths=[w / sum(widths) for w in widths])
+        places = [(1, c) for c in range(1, len(keys) + 1)]
     whiskers = []
     for col, key in enumerate(keys, start=1):
         for i, (name, e) in enumerate(explanations.items()):
@@ -263,16 +294,16 @@ def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str,
                 insidetextanchor="middle",
                 insidetextfont=dict(color=[text_color_on(c) for c in colors]),
                 hovertemplate="%{x}: %{y:.3f}<extra></extra>", cliponaxis=False,
-            ), row=1, col=col)
+            ), row=places[col - 1][0], col=places[col - 1][1])
             if ci:
-                whiskers.append((col, xs[0], ys[0], ci))
-    for col, x, y, (lo, hi) in whiskers:
+                whiskers.append((places[col - 1], xs[0], ys[0], ci))
+    for (row, col), x, y, (lo, hi) in whiskers:
         fig.add_trace(go.Scatter(
             x=[x], y=[y], mode="markers", marker=dict(size=1, opacity=0), showlegend=False,
             error_y=dict(type="data", symmetric=False, array=[hi - y], arrayminus=[y - lo],
                          color=INTERVAL_COLOR, thickness=2, width=6),
             hovertemplate=f"95% interval {lo:.2f}-{hi:.2f}<extra></extra>",
-        ), row=1, col=col)
+        ), row=row, col=col)
     return fig
 
 
