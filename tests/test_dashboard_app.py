@@ -97,8 +97,9 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def _frame(at: AppTest, column: str):
-    """The first st.dataframe showing `column` (AppTest does not expose dataframe keys)."""
-    for df in at.dataframe:
+    """The first st.dataframe or st.table showing `column` (AppTest does not expose dataframe
+    keys)."""
+    for df in [*at.dataframe, *at.table]:
         if column in df.value.columns:
             return df.value
     return None
@@ -881,7 +882,8 @@ def test_overview_counts_copies_once(smoke_run, tmp_path, monkeypatch):
     _ok(at)
     text = _texts(at.caption)
     assert "The 394 test images are 282 distinct slices" in text
-    assert "Custom CNN 0.648 (plain" in text and "MobileNetV2 0.767 (plain" in text
+    assert "Custom CNN 0.648 (every image counted:" in text
+    assert "MobileNetV2 0.767 (every image counted:" in text
 
 
 def test_overview_says_whether_the_warnings_catch_the_errors(smoke_run, tmp_path,
