@@ -463,10 +463,15 @@ def test_colour_legend_has_numbered_ticks():
     h, w, _ = legend.shape
     assert w == 2 * F.LEGEND_WIDTH and legend.dtype == np.uint8  # twice its shown width
     # the strip: the heatmaps' own colours, opaque, lowest at the 0 tick, highest at the 1 tick
-    np.testing.assert_array_equal(legend[2, tick_x(0.0)],
-                                  [*heatmap_to_rgb(np.zeros((1, 1)))[0, 0], 255])
-    np.testing.assert_array_equal(legend[2, tick_x(1.0)],
-                                  [*heatmap_to_rgb(np.ones((1, 1)))[0, 0], 255])
+    # (just inside its outline, in the ink: its dark end vanished into the dark theme)
+    from dashboard.figures.legend import LEGEND_INK
+
+    gradient = heatmap_to_rgb(np.linspace(0, 1, tick_x(1.0) - tick_x(0.0) + 1)[None, :])[0]
+    np.testing.assert_array_equal(legend[6, tick_x(0.0) + 3], [*gradient[3], 255])
+    np.testing.assert_array_equal(legend[6, tick_x(1.0) - 3], [*gradient[-4], 255])
+    assert np.abs(gradient[3].astype(int) - heatmap_to_rgb(np.zeros((1, 1)))[0, 0]).max() <= 3
+    for edge in (legend[0, tick_x(0.5)], legend[6, tick_x(0.0)], legend[6, tick_x(1.0)]):
+        np.testing.assert_array_equal(edge, [*LEGEND_INK, 255])
     between = legend[:, tick_x(0.25), 3]  # a column with no tick: strip, then transparent
     strip = int(np.flatnonzero(between == 0)[0])  # its first transparent row
     below = legend[strip:, :, 3]  # ticks and their numbers: the opaque pixels under the strip

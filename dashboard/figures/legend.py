@@ -29,7 +29,9 @@ LEGEND_WIDTH = 300
 # white and its dark one #0e1117, and this grey reads on both (4.5:1 on white, 4.2:1 on the
 # dark one: no grey reaches 4.5:1 on both); the picture was a white box on the dark theme
 LEGEND_INK = (118, 118, 118)
-_STRIP, _TICK, _GAP, _FONT = 12, 4, 2, 13  # heights at LEGEND_WIDTH: strip, tick, gap, font
+# heights at LEGEND_WIDTH: strip, tick, gap, font (13 px numbers were about 8 px tall on a
+# projector at 150 %: a lecturer's review)
+_STRIP, _TICK, _GAP, _FONT = 12, 4, 2, 16
 
 
 def tick_label(value: float) -> str:
@@ -53,6 +55,9 @@ def colour_legend(width: int = 2 * LEGEND_WIDTH, ticks: tuple[float, ...] = LEGE
                        (*LEGEND_INK, 0))
     canvas.paste(Image.fromarray(strip).convert("RGBA"), (margin, 0))
     draw = ImageDraw.Draw(canvas)
+    # an outline in the ink: the strip's dark purple end vanished into the dark theme
+    draw.rectangle([(margin, 0), (width - margin - 1, strip_h - 1)], outline=LEGEND_INK,
+                   width=max(1, round(unit)))
     for value in ticks:
         x = tick_x(value, width)
         draw.line([(x, strip_h), (x, strip_h + tick_h - 1)], fill=LEGEND_INK,
