@@ -211,6 +211,10 @@ def test_sanity_caption_states_n_full_randomisation_and_the_reading_line():
     beyond = {**inside, "mobilenetv2": _expl(sanity_rank_correlation=-0.34)}
     reading = T.sanity_reading(beyond)
     assert reading.startswith("MobileNetV2: -0.34") and "Custom CNN" not in reading
+    # images of opposite signs cancel in the mean: the mean size is read too (the shipped
+    # main run's custom CNN: mean 0.27, 0.32 ignoring sign)
+    signs = {"custom_cnn": _expl(sanity_rank_correlation=0.27, sanity_abs_rank_correlation=0.316)}
+    assert T.sanity_reading(signs).startswith("Custom CNN: 0.32 ignoring sign (mean 0.27)")
 
 
 def test_the_sanity_copy_is_fully_randomised():

@@ -91,14 +91,24 @@ def sanity_caption(explanations: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def sanity_reading(explanations: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """A sentence naming the models whose mean correlation is at or beyond the reading line;
-    None when every measured one is inside it."""
-    beyond = [(m, e["sanity_rank_correlation"]) for m, e in explanations.items()
-              if isinstance(e.get("sanity_rank_correlation"), (int, float))
-              and abs(e["sanity_rank_correlation"]) >= SANITY_READING_LIMIT]
+    """A sentence naming the models whose mean correlation, or mean correlation ignoring its
+    sign (`sanity_abs_rank_correlation`: in the plain mean, images of opposite signs cancel),
+    is at or beyond the reading line; None when every measured one is inside it."""
+    def number(e: Mapping[str, Any], key: str) -> float | None:
+        v = e.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    beyond = []
+    for m, e in explanations.items():
+        mean, size = number(e, "sanity_rank_correlation"), number(e, "sanity_abs_rank_correlation")
+        if mean is not None and abs(mean) >= SANITY_READING_LIMIT:
+            beyond.append(f"{model_label(m)}: {mean:.2f}")
+        elif size is not None and size >= SANITY_READING_LIMIT:
+            beyond.append(f"{model_label(m)}: {size:.2f} ignoring sign (mean "
+                          f"{mean if mean is not None else float('nan'):.2f})")
     if not beyond:
         return None
-    return ("; ".join(f"{model_label(m)}: {v:.2f}" for m, v in beyond)
+    return ("; ".join(beyond)
             + f", at or beyond the rule of thumb (±{SANITY_READING_LIMIT:g}): part of what "
             "these maps show is the image itself, whatever the model learned.")
 
