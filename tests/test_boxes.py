@@ -153,6 +153,8 @@ def test_explain_eval_with_partial_png_masks_on_the_runs_split(smoke_run: Path, 
     from pipeline.artifacts import open_run
     from pipeline.cli import app
 
+    shutil.copytree(smoke_run, tmp_path / "run")  # explain-eval writes into the run
+    smoke_run = tmp_path / "run"
     run = open_run(smoke_run)
     test = json.loads((smoke_run / "splits.json").read_text())["test"]
     masks = tmp_path / "boxes"
@@ -209,6 +211,10 @@ def test_explain_eval_locates_every_boxed_image_beyond_the_fully_scored_sample(
         smoke_run: Path, tmp_path: Path) -> None:
     from pipeline.artifacts import open_run
 
+    # a copy: it wrote a 3-image custom_cnn/explanations.json into the session's run, and a
+    # later page test found the two models' files measured on different numbers of images
+    shutil.copytree(smoke_run, tmp_path / "run")
+    smoke_run = tmp_path / "run"
     run = open_run(smoke_run)
     test = json.loads((smoke_run / "splits.json").read_text())["test"]
     boxed = [r for r in test if r["label"] != "no_tumor"][:9]
