@@ -122,11 +122,6 @@ class Upload:
                       colour=is_colour(img), ct=looks_like_ct(img))
 
 
-# "Training/... (test split)" read as a leak to a student: the Predict page's sample picker and
-# the Error analysis page say why, for a run whose test split is drawn from the whole dataset
-TEST_PATHS_NOTE = ("Test images keep the dataset's own folder names: a split of the whole dataset "
-                   "draws its test images from `Training/` and `Testing/` alike.")
-
 CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually called "
            "\"no tumour\", confidently. A card says when a slice may be CT, but that check is "
            "rough: it can miss CT.")

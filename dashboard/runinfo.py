@@ -50,6 +50,12 @@ class RunFacts:
 TRANSFER_HINTS = ("mobilenet", "efficientnet", "resnet", "vgg", "densenet", "inception")
 
 
+# "Training/... (test split)" read as a leak to a student: the Predict page's sample picker and
+# the Error analysis page say why, for a run whose test split is drawn from the whole dataset
+TEST_PATHS_NOTE = ("Test images keep the dataset's own folder names: a split of the whole dataset "
+                   "draws its test images from `Training/` and `Testing/` alike.")
+
+
 def weights_status(model: str, info: Mapping[str, Any]) -> str | None:
     """'imagenet', 'none' or 'file' for a transfer model's starting weights; None otherwise.
 

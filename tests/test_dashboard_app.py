@@ -680,7 +680,7 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
     _ok(at)
     assert "not a diagnostic device" in _texts(at.main.caption)
     # a smoke run's split draws its test images from both folders: the page says why
-    from dashboard.core import TEST_PATHS_NOTE
+    from dashboard.runinfo import TEST_PATHS_NOTE
 
     assert (TEST_PATHS_NOTE in _texts(at.main.caption)) != bool(
         json.loads((smoke_run / "manifest.json").read_text())["splits"].get("official_test"))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import core, error_frames, inference, loader, paging, runinfo, state, views
+from dashboard import error_frames, inference, loader, paging, runinfo, state, views
 from dashboard import figures as F
 
 # Cards per page: the choices and the first one shown. Two cards to a row (a grid), four to a
@@ -51,7 +51,7 @@ pred_sel = c3.multiselect("Predicted class (by any model)", class_names, key="er
                           placeholder="all classes", format_func=F.class_name)
 rows = error_frames.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
 if not runinfo.run_facts(run.manifest).splits.get("official_test"):  # else all from Testing/
-    st.caption(core.TEST_PATHS_NOTE)
+    st.caption(runinfo.TEST_PATHS_NOTE)
 # Drawn before any early stop, so their widget state is never dropped (see the Predict page).
 settings = views.controls({}, class_names, prefix="err", show_layers=False,
                          defaults=state.default_methods(run))

@@ -83,7 +83,7 @@ with sample_col:
                 st.info(f"The test split has no '{F.class_name(choice)}' image.")
         if st.session_state.get(SAMPLES_KEY) and b2.button("Clear", key="sample_clear"):
             st.session_state[SAMPLES_KEY] = []
-        st.caption(f"Images this run's models never trained on. {core.TEST_PATHS_NOTE}")
+        st.caption(f"Images this run's models never trained on. {runinfo.TEST_PATHS_NOTE}")
     else:
         st.caption(f"Sample picker unavailable: {why or 'splits.json lists no test images'}.")
 
