@@ -163,9 +163,11 @@ class _Decoded:
         for page, reason in self.info.get("unreadable") or ():
             if page == place + 1:
                 raise images.ImageError(f"{item}: {reason}")
-        indices = self.info.get("indices")
-        k = list(indices).index(place) if indices and place in indices else (
-            item.index if not indices else len(self.slices))
+        indices = list(self.info.get("indices") or ())
+        if not indices:  # every slice decoded, in order
+            k = item.index
+        else:  # past the end when the file no longer holds that place
+            k = indices.index(place) if place in indices else len(self.slices)
         if k >= len(self.slices):
             raise images.ImageError(f"{item}: the file changed while it was read")
         return self.slices[k]
