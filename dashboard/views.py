@@ -156,12 +156,6 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     return answers, shortcuts
 
 
-def warnings_label(answers: Sequence[str]) -> str:
-    """The label of a compact card's folded warnings, and the line above a full card's: how
-    many, and of which kinds (`flags.summary_line`), so the fold says what it hides."""
-    return flags.summary_line(answers)
-
-
 def _outside_alarm() -> float:
     """The shortcut alarm's threshold (`explain.alarm`, which imports no Keras)."""
     return OUTSIDE_HEAD_ALARM
@@ -279,10 +273,12 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
         # A half-width card folds its warnings: their sentences, wrapped in half the width,
         # made one card of a row far taller than its neighbour.
-        folder = (st.expander(warnings_label(answers), icon=":material/report:")
+        # how many warnings and of which kinds: a compact card's fold says what it hides, a
+        # full card's line leads its boxes
+        folder = (st.expander(flags.summary_line(answers), icon=":material/report:")
                   if compact and answers else contextlib.nullcontext())
         if len(answers) > 1 and not compact:  # the kinds in one line before the sentences
-            st.markdown(f"**{warnings_label(answers)}**")
+            st.markdown(f"**{flags.summary_line(answers)}**")
         with folder:
             for flag in answers:
                 st.warning(flag, icon=":material/report:")

@@ -204,7 +204,8 @@ def loss_gap_sentences(histories: Mapping[str, Mapping[str, Any]],
     if len(smoothing) == 1 and (eps := smoothing.pop()) and classes > 1:
         floor = (f" Both include label smoothing ({eps:g}), so neither can go below "
                  f"{smoothing_floor(eps, classes):.2f}.")
-    return [*out, "Validation loss is the plain cross-entropy on unaugmented validation images, "
+    return [*out, "Validation loss is the cross-entropy alone (no penalty, no class weights) on "
+                  "unaugmented validation images, "
                   "so the training loss sits apart from it by design: compare the curves' "
                   "shapes, not their levels." + floor]
 
