@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
+WILSON = "Wilson score interval"  # its name in comparison.json's "ci_method" and on the pages
+
 
 def share_interval(hits: int, n: int, confidence: float = 0.95) -> list[float] | None:
     """Wilson score interval `[lo, hi]` of a hit share such as the pointing game or a

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 from sklearn.metrics import f1_score
 
 from pipeline import evaluate as ev
@@ -249,6 +250,21 @@ def test_batched_macro_f1_matches_sklearn(pairs: list[tuple[int, int]]) -> None:
     assert ours == pytest.approx(f1_score(yt, yp, labels=labels, average="macro", zero_division=0))
 
 
+def test_compare_accuracy_interval_stays_wide_on_a_small_perfect_folder() -> None:
+    """16 of 16 right on a user's small folder: the percentile bootstrap said [1.000, 1.000]
+    (every resample scores 1), as if the accuracy were certain; Wilson's interval says how little
+    16 images show."""
+    y = np.arange(16) % 4
+    probs = {"custom_cnn": _probs(y, np.full(16, 0.9)),
+             "mobilenetv2": _probs((y + 1) % 4, np.full(16, 0.9))}
+    c = ev.compare(y, probs, CLASSES, n_boot=200)
+    lo, hi = c["ci"]["custom_cnn"]["accuracy"]
+    assert hi == 1.0 and lo < 0.85
+    assert lo == pytest.approx(stats.binomtest(16, 16).proportion_ci(method="wilson").low)
+    lo, hi = c["ci"]["mobilenetv2"]["accuracy"]  # none right: the other end
+    assert lo == 0.0 and hi > 0.15
+
+
 def test_compare_verdicts() -> None:
     rng = np.random.default_rng(3)
     y = rng.integers(0, 4, 120)
@@ -270,6 +286,14 @@ def test_compare_verdicts() -> None:
     i = paths.index(d["path"])
     assert d == {"path": paths[i], "true": CLASSES[y[i]], "custom_cnn": CLASSES[bad[i]],
                  "mobilenetv2": CLASSES[good[i]]}
+
+    # accuracy: a share of independent images, so Wilson's interval (scipy's own, for a check
+    # independent of ours); macro-F1 still bootstrapped
+    k = int(np.sum(good == y))
+    wilson = stats.binomtest(k, 120).proportion_ci(method="wilson")
+    assert c["ci"]["mobilenetv2"]["accuracy"] == pytest.approx([wilson.low, wilson.high])
+    assert c["ci_method"].startswith("accuracy: Wilson score interval; macro-F1")
+    assert c["ci"]["mobilenetv2"]["macro_f1"] != c["ci"]["mobilenetv2"]["accuracy"]
 
     # one extra error for B on 8 images: not significant
     close = y[:8].copy()

@@ -95,6 +95,18 @@ def test_metrics_table_shows_values_and_cis():
     assert max(len(label) for label in table.index) <= 30, list(table.index)
 
 
+def test_interval_words_follow_the_runs_method():
+    """The caption names how the run's intervals were made: runs evaluated before 2026-12-06
+    bootstrapped accuracy as well, newer ones use Wilson's interval for it."""
+    from pipeline.evaluate.comparison import ci_method
+
+    assert "bootstrap" in F.interval_words({"ci_method": "percentile bootstrap, 2000 paired "
+                                                          "resamples of the images, seed 0"})
+    assert "Wilson" not in F.interval_words({})
+    new = F.interval_words({"ci_method": ci_method(2000, 0)})
+    assert "accuracy's is the Wilson score interval" in new and "macro-F1" in new
+
+
 def test_ci_figure_error_bars_match_interval():
     fig = F.ci_figure(METRICS, COMPARISON)
     cnn = fig.data[0]

@@ -70,7 +70,7 @@ if metrics:
                      height="content")
         # same-source figures invite over-trust unless their limit stands beside them (a
         # clinician's review, 2026-12-05); the official run's test images are another source
-        st.caption("Values on the test split; brackets: 95% bootstrap confidence interval."
+        st.caption(f"Values on the test split; brackets: {F.interval_words(comparison)}."
                    + (" This run's test split is the dataset's own Testing/ folder, on which "
                       "this project's training recipes were chosen (shift validation): a guide "
                       "to images from other sources, not a clean test."

@@ -26,7 +26,7 @@ from dashboard.figures.common import (
     model_label,
 )
 from dashboard.flags import size_gap
-from pipeline.intervals import share_interval
+from pipeline.intervals import WILSON, share_interval
 
 # --------------------------------------------------------------------------- confusion matrix
 
@@ -145,6 +145,15 @@ HEADLINE_METRICS = [
     ("pr_auc", "PR AUC (macro)"),
     ("ece", "ECE (lower = better)"),
 ]
+
+
+def interval_words(comparison: Mapping[str, Any] | None) -> str:
+    """What the headline table's brackets and the interval chart's whiskers are, read from the
+    run's comparison.json: runs evaluated before 2026-12-06 bootstrapped accuracy too."""
+    method = str((comparison or {}).get("ci_method") or "")
+    if method.startswith(f"accuracy: {WILSON}"):
+        return f"95% intervals: accuracy's is the {WILSON}, macro-F1's a bootstrap one"
+    return "95% bootstrap confidence intervals"
 
 
 def _headline_value(metrics: Mapping[str, Any], key: str) -> float:

@@ -29,6 +29,9 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ("95% bootstrap interval", "the range a figure takes in 95% of 2000 resamplings of the "
      "test images (drawn with replacement): how much it could move on another test set of "
      "this size from the same sources, not on images from another source."),
+    ("Wilson score interval", "the 95% interval of a share (k of n right) in closed form; "
+     "unlike a bootstrap it stays wide where n is small and does not collapse to one value "
+     "at 0 or n right."),
     ("McNemar exact test", "compares two models on the same images using only those exactly "
      "one of them got right; p is the chance of a split at least this uneven if the two "
      "were equally good."),
