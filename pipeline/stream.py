@@ -47,7 +47,8 @@ class Inputs:
 
     files: list[Path]
     skipped: list[Path] = field(default_factory=list)  # in folders, not images (sorted)
-    repeated: list[Path] = field(default_factory=list)  # dropped: a repeat of an earlier path
+    # dropped: (a repeat, the earlier path kept for it): a symlink's name and its target's differ
+    repeated: list[tuple[Path, Path]] = field(default_factory=list)
 
 
 def may_be_dicom_export(path: str | Path) -> bool:
@@ -89,8 +90,8 @@ def scan_inputs(paths: Sequence[str | Path]) -> Inputs:
     name and in a folder, or through a symlink) is kept once, where it first appears."""
     files: list[Path] = []
     skipped: list[Path] = []
-    seen: set[str] = set()
-    repeated: list[Path] = []
+    seen: dict[str, Path] = {}
+    repeated: list[tuple[Path, Path]] = []
     for p in map(Path, paths):
         found, left = _folder_files(p) if p.is_dir() else ([], [])
         skipped += left
@@ -99,9 +100,9 @@ def scan_inputs(paths: Sequence[str | Path]) -> Inputs:
             # realpath, not Path.resolve: a symlink loop raises RuntimeError there (3.11)
             key = os.path.realpath(f)
             if key in seen:
-                repeated.append(f)  # two identical CSV rows, two overlays of one file
+                repeated.append((f, seen[key]))  # two identical CSV rows, two overlays of one file
                 continue
-            seen.add(key)
+            seen[key] = f
             files.append(f)
     return Inputs(files, skipped, repeated)
 

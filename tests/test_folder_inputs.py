@@ -121,7 +121,7 @@ def test_skipped_files_are_counted_and_said_once(tmp_path: Path, capsys):
     assert "[red]new\\nline.txt" in shown  # one line, markup printed, not parsed
 
 
-def test_a_file_given_twice_is_read_once_where_it_first_appears(tmp_path: Path):
+def test_a_file_given_twice_is_read_once_where_it_first_appears(tmp_path: Path, capsys):
     for name in ("a.png", "b.png"):
         (tmp_path / name).write_bytes(_encode(np.asarray(_slice(8), np.uint8), "PNG"))
     (tmp_path / "sub").mkdir()
@@ -130,7 +130,12 @@ def test_a_file_given_twice_is_read_once_where_it_first_appears(tmp_path: Path):
                           tmp_path / "sub" / ".." / "a.png"])
     assert inputs.files == [tmp_path / "b.png", tmp_path / "a.png"]
     # b.png again in the folder, the link to a.png there, then a.png twice
-    assert [f.name for f in inputs.repeated] == ["b.png", "link.png", "a.png", "a.png"]
+    assert [(f.name, kept.name) for f, kept in inputs.repeated] == [
+        ("b.png", "b.png"), ("link.png", "a.png"), ("a.png", "a.png"), ("a.png", "a.png")]
+    from pipeline.cli.common import report_inputs
+
+    report_inputs(inputs)  # the link's answer stands under a.png: say so
+    assert "(b.png, link.png as a.png, a.png, …): each is read once" in capsys.readouterr().err
     assert expand_inputs([tmp_path, tmp_path]) == inputs.files[::-1]
 
 

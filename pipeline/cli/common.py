@@ -133,7 +133,11 @@ def report_inputs(inputs: Inputs) -> None:
         err.print(f"skipped {len(inputs.skipped)} file(s) in folders that are not images by "
                   f"name ({names}{more})", highlight=False, soft_wrap=True)
     if inputs.repeated:
-        names = ", ".join(shown(p.name) for p in inputs.repeated[:3])
+        # the kept name beside a dropped one: through a symlink the two names differ, and the
+        # answer stands under the kept one only
+        names = ", ".join(shown(p.name) if p.name == kept.name else
+                          f"{shown(p.name)} as {shown(kept.name)}"
+                          for p, kept in inputs.repeated[:3])
         more = ", …" if len(inputs.repeated) > 3 else ""
         err.print(f"{len(inputs.repeated)} file(s) given more than once ({names}{more}): each "
                   "is read once", highlight=False, soft_wrap=True)
