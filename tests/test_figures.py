@@ -104,7 +104,7 @@ def test_interval_words_follow_the_runs_method():
                                                           "resamples of the images, seed 0"})
     assert "Wilson" not in F.interval_words({})
     new = F.interval_words({"ci_method": ci_method(2000, 0)})
-    assert "accuracy's is the Wilson score interval" in new and "macro-F1" in new
+    assert "Wilson score for accuracy" in new and "bootstrap for macro-F1" in new
 
 
 def test_ci_figure_error_bars_match_interval():

@@ -152,7 +152,7 @@ def interval_words(comparison: Mapping[str, Any] | None) -> str:
     run's comparison.json: runs evaluated before 2026-12-06 bootstrapped accuracy too."""
     method = str((comparison or {}).get("ci_method") or "")
     if method.startswith(f"accuracy: {WILSON}"):
-        return f"95% intervals: accuracy's is the {WILSON}, macro-F1's a bootstrap one"
+        return "95% intervals (Wilson score for accuracy, bootstrap for macro-F1)"
     return "95% bootstrap confidence intervals"
 
 
