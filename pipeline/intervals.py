@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
+N_BOOT = 2000  # bootstrap resamples for the intervals without a closed form (evaluate.comparison)
 WILSON = "Wilson score interval"  # its name in comparison.json's "ci_method" and on the pages
 
 

@@ -23,8 +23,10 @@ def bench(
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts",
                                        help="artifacts folder --run is looked up in"),
     model: str = typer.Option("all", "--model", help=f"{', '.join(DEFAULT_MODELS)} or all"),
+    # the example with a space after its comma: one long word was cut to "…" in the help
     target: str = typer.Option(None, "--target", help="val accuracy targets, e.g. "
-                               "'mobilenetv2=0.8,custom_cnn=0.7' (default 0.80/0.70; quick 0.35)"),
+                               "'mobilenetv2=0.8, custom_cnn=0.7' (default 0.80/0.70; quick "
+                               "0.35)"),
     max_minutes: float = typer.Option(None, "--max-minutes", help="wall-clock cap per training "
                                       "recipe (default 40; quick 1.5)"),
     repeats: int = typer.Option(None, "--repeats", help="timed single-image calls for Grad-CAM "

@@ -30,6 +30,7 @@ from pipeline.cli.common import (
     warning_legend,
     warning_tags,
 )
+from pipeline.intervals import N_BOOT
 
 
 def predict(
@@ -236,8 +237,10 @@ def evaluate(
                               "model of the run K times with its config on its dataset"),
     cv_model: str = typer.Option(None, "--model", help="with --folds: only these models "
                                  "(comma-separated; default: all of the run's)"),
-    n_boot: int = typer.Option(None, "--n-boot", help="bootstrap resamples for the CIs "
-                               "[default: 2000]"),
+    # the default in words: rich read "[default: 2000]" as markup and printed nothing of it
+    n_boot: int = typer.Option(None, "--n-boot", help="bootstrap resamples for the intervals "
+                               "of macro-F1 and of the models' difference (default "
+                               f"{N_BOOT}; accuracy's is Wilson's, without resampling)"),
     robustness: bool = typer.Option(False, "--robustness", help="robustness benchmark: the test "
                                     "split under MRI-realistic shifts, three severities each "
                                     "(shift validation, not a clean test); writes "
@@ -252,7 +255,6 @@ def evaluate(
     from pipeline.artifacts import ArtifactError, resolve_run
     from pipeline.data import DatasetError
     from pipeline.evaluate import EvaluationError, cross_validate, evaluate_run, robustness_run
-    from pipeline.evaluate.comparison import N_BOOT
 
     _check_evaluate_options(n_boot, data, data_root, folds, name, cv_model)
     if n_boot is not None and (robustness or folds is not None):

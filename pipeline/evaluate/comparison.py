@@ -19,12 +19,11 @@ import numpy as np
 from scipy import stats
 
 from pipeline.evaluate.metrics import check_inputs, classification_metrics, predicted_classes
-from pipeline.intervals import WILSON, share_interval
+from pipeline.intervals import N_BOOT, WILSON, share_interval
 from pipeline.names import display_name
 
 ALPHA = 0.05  # significance level of the comparison verdict
 
-N_BOOT = 2000  # bootstrap resamples for confidence intervals and paired tests
 
 
 def _macro_f1_batched(yt: np.ndarray, yp: np.ndarray, labels: Sequence[int]) -> np.ndarray:
