@@ -78,12 +78,18 @@ def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
 
     NaN for an all-zero heatmap (no energy to share out).
     """
-    hm = np.clip(check_heatmap(heatmap), 0.0, None)
+    inside, outside = _split_energy(heatmap, mask)
+    return float("nan") if inside + outside <= 0 else inside / (inside + outside)
+
+
+def _split_energy(heatmap: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(energy inside `mask`, energy outside it) of the non-negative heatmap. Each share is its
+    part over their sum, so it lies in [0, 1] and is exactly 0 with nothing on that side: the
+    outside share used to be 1 minus the inside one, from float32 sums taken in different orders,
+    and an all-inside map's came out as -1.2e-07 (a review read it in explain.json)."""
+    hm = np.clip(check_heatmap(heatmap), 0.0, None).astype(np.float64)
     m = mask_like(mask, hm.shape)
-    total = float(hm.sum())
-    if total <= 0:
-        return float("nan")
-    return float(hm[m].sum() / total)
+    return float(hm[m].sum()), float(hm[~m].sum())
 
 
 def top_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
@@ -108,8 +114,8 @@ def energy_outside_head(heatmap: np.ndarray, head_mask: np.ndarray) -> float:
     `head_mask` is non-zero on the head, in the heatmap's frame (resized nearest when sizes
     differ). NaN for an all-zero heatmap.
     """
-    inside = energy_in_mask(heatmap, head_mask)
-    return float("nan") if not np.isfinite(inside) else float(1.0 - inside)
+    inside, outside = _split_energy(heatmap, head_mask)
+    return float("nan") if inside + outside <= 0 else outside / (inside + outside)
 
 
 def top_outside_head(heatmap: np.ndarray, head_mask: np.ndarray, top: float = SHORTCUT_TOP
