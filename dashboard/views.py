@@ -36,7 +36,7 @@ from pipeline.explain import (
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, OUTSIDE_HEAD_MESSAGE, outside_share_words
 from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
-from pipeline.explain.render import CAPTION_MIN_SIDE, caption_strip, peak_words
+from pipeline.explain.render import CAPTION_MIN_SIDE, caption_strip, outline_words, peak_words
 from pipeline.names import HEATMAP_ALPHA
 
 # tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
@@ -51,6 +51,8 @@ CHOICE_LABELS = {DEFAULT_METHOD: "Each model's default", **METHOD_LABELS}
 # every picture of a card (original, overlays) is drawn this size, square, so that they show
 # at one height and their captions line up; small model inputs are enlarged to stay readable
 DISPLAY_SIDE = 320
+# the outline toggle's share of the hottest pixels (`explain --outline PCT` takes any)
+OUTLINE_PERCENT = 10.0
 
 
 def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str,
@@ -91,8 +93,8 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                           help="'predicted class' explains each model's own answer; choose a "
                                "class to ask 'what would make this look like X?'.")
     alpha = c3.slider("Heatmap opacity", 0.0, 1.0, HEATMAP_ALPHA, 0.05, key=f"{prefix}_alpha")
-    outline = c4.toggle("Outline the hottest 10%", key=f"{prefix}_outline",
-                        help="Draw the contour of the heatmap's 10% hottest pixels.")
+    outline = c4.toggle(f"Outline the hottest {OUTLINE_PERCENT:g}%", key=f"{prefix}_outline",
+                        help=outline_words(OUTLINE_PERCENT))
     layers: dict[str, str | None] = {}
     if show_layers:
         with st.expander("Layers (advanced)"):
@@ -124,7 +126,7 @@ def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
     `box` (a mask in the model's frame) is outlined in `BOX_COLOUR`."""
     base = core.square_for_display(prepared, DISPLAY_SIDE)
     out = render_overlay(base, heatmap, alpha=settings.alpha,
-                         outline_top_percent=10.0 if settings.outline else None)
+                         outline_top_percent=OUTLINE_PERCENT if settings.outline else None)
     if box is not None and np.any(box):
         big = cv2.resize(np.asarray(box, np.uint8), (out.shape[1], out.shape[0]),
                          interpolation=cv2.INTER_NEAREST)
@@ -176,10 +178,11 @@ def frame_box(box: np.ndarray | None, upload: core.Upload, r: ImageResult) -> np
 
 
 def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Results,
-                      class_names: Sequence[str], m: str) -> np.ndarray:
+                      class_names: Sequence[str], m: str, outline: bool = False) -> np.ndarray:
     """Model m's overlay `img` of good image j as the card's download: a picture that travels
     alone, so with `explain`'s caption (answer, heatmap, warnings, the split note) and small
-    print (how to read it, the disclaimer); the bare overlay went without any of them."""
+    print (how to read it, the disclaimer); the bare overlay went without any of them. `outline`:
+    `img` has the white line of the outline toggle, which the caption then names."""
     r = results.per_model[m][j]
     probs = results.probs[m][j]
     k = int(np.argmax(probs))
@@ -192,7 +195,8 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
     answers = {int(np.argmax(p[j])) for p in results.probs.values()}
     lines = overlay_caption(m, entry, upload.seen_split or None, upload.seen_exact,
                             disagree=len(answers) > 1,
-                            may_be_ct=j < len(results.ct) and results.ct[j])
+                            may_be_ct=j < len(results.ct) and results.ct[j],
+                            outline=OUTLINE_PERCENT if outline else None)
     scale = CAPTION_MIN_SIDE / min(img.shape[:2])
     if scale > 1:  # as large as explain's, so its caption reads at the same size
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
@@ -333,7 +337,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                                help=flags.outside_help(r.outside_head, _outside_alarm()))
                 st.download_button(  # captioned and encoded only when clicked, not per rerun
                     "Overlay PNG", lambda img=img, m=m: to_png(
-                        captioned_picture(img, upload, j, results, class_names, m)),
+                        captioned_picture(img, upload, j, results, class_names, m,
+                                          settings.outline)),
                     file_name=f"{stem}_{m}_{r.method}.png", mime="image/png",
                     key=f"{prefix}_png_{i}_{m}", on_click="ignore", icon=":material/download:")
         page = report_page(upload, j, results, class_names, settings, box, drawn)
@@ -341,7 +346,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # were outsized); in a compact card, whose pictures are narrow, under both overlays
         below = st.columns([1, max(len(models), 1)] if compact else [1] * (1 + len(models)))
         with below[1 if len(below) > 1 else 0]:
-            st.image(F.colour_legend(), width="stretch", caption=F.LEGEND_CAPTION)
+            st.image(F.colour_legend(), width="stretch", caption=F.LEGEND_CAPTION + (
+                f" {outline_words(OUTLINE_PERCENT)}" if settings.outline else ""))
         with below[0]:
             # data as a callable: the PDF is drawn only when clicked, never on a rerun
             st.download_button(

@@ -336,6 +336,10 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     at.toggle(key="predict_outline").set_value(True).run()
     _ok(at)
     assert len(calls) == n_calls
+    # the legend under the card says what the white line is (`render.outline_words`)
+    from pipeline.explain.render import outline_words
+
+    assert outline_words(10) in _shown(at)
     at.selectbox(key="predict_method").set_value("gradcam++").run()
     assert calls[n_calls:] == [("gradcam++", 1), ("gradcam++", 1)]
     at.selectbox(key="predict_target").set_value("no_tumor").run()

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.data.membership import SEEN_TAGS, hides_unlike
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
-from pipeline.explain.render import heatmap_stats
+from pipeline.explain.render import heatmap_stats, outline_words
 from pipeline.names import (
     DISCLAIMER,
     HEATMAP_READING,
@@ -90,13 +90,14 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
 
 def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
                     in_run_exact: bool | None = None, *, disagree: bool = False,
-                    may_be_ct: bool = False) -> list[str]:
+                    may_be_ct: bool = False, outline: float | None = None) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
-    heatmap explains, which may not be the answer (--target); then the answer's warnings, the
-    shortcut alarm and whether the models disagree (`disagree`), as explain prints them (an
-    overlay travels without the console's lines; an image that may be CT, `may_be_ct`, first),
-    and the run's split the image is in
+    heatmap explains, which may not be the answer (--target); what the white line is when the
+    overlay outlines its hottest `outline` % (`render.outline_words`); then the answer's
+    warnings, the shortcut alarm and whether the models disagree (`disagree`), as explain
+    prints them (an overlay travels without the console's lines; an image that may be CT,
+    `may_be_ct`, first), and the run's split the image is in
     (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
     (`in_run_exact`), is not called "unlike the training data", as in `predict`.
 
@@ -115,6 +116,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
              f"({percent(entry['probs'][entry['predicted']])})",
              f"Heatmap: {method} for '{class_label(entry['target'])}'{peak}"]
+    if outline is not None:  # the line travels with the picture: say what it is
+        lines.append(outline_words(outline))
     hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
     warnings += [FLAG_LABELS["colour"]] if entry.get("colour") else []
