@@ -144,6 +144,7 @@ def test_other_settings_are_refused_before_anything_is_written(run_and_explainer
     refusals = {
         "alpha 0.4 then, 0.6 now": {"alpha": 0.6},
         "outline none then, 10.0 now": {"outline": 10.0},
+        "size 448 then, 700 now": {"size": 700},
         "target each model's predicted class then, " + run.class_names[1] + " now":
             {"target": 1},
         f"{MODEL} explained by gradcam at {layer} then, layercam at {layer} now":

@@ -226,3 +226,65 @@ def test_one_image_s_captioned_overlays_are_of_one_height():
     assert (out["b"][619:] == np.array(CAPTION_BACKGROUND, np.uint8)).all()
     other = np.zeros((128, 128, 3), np.uint8)
     assert same_height({"a": tall, "b": other})["b"] is other
+
+
+def test_a_larger_captioned_overlay_scales_its_caption_with_it(synth_data: Path):
+    """`explain --size`: the picture at least that size, and the caption's text, scale and
+    margins with it, so a slide's panel reads as the 448 px one does, larger."""
+    from pipeline.explain.render import CAPTION_TEXT_PX, caption_strip
+
+    img, heatmap = _phantom(synth_data, 128)
+    small = captioned_overlay(img, heatmap, LINES, DISCLAIMER)
+    big = captioned_overlay(img, heatmap, LINES, DISCLAIMER, min_side=2 * CAPTION_MIN_SIDE)
+    assert small.shape[1] == CAPTION_MIN_SIDE and big.shape[1] == 2 * CAPTION_MIN_SIDE
+    _strip_checks(big, 2 * CAPTION_MIN_SIDE)
+    strips = [p[p.shape[1]:] for p in (small, big)]
+    assert np.array_equal(strips[1], caption_strip(2 * CAPTION_MIN_SIDE, LINES, DISCLAIMER))
+
+    def ink_rows(strip: np.ndarray) -> int:  # rows with the caption's dark text on them
+        return int(np.any(np.all(strip < 120, axis=-1), axis=1).sum())
+    # the same lines at twice the size: twice the strip and about twice the text's rows
+    # (Pillow's glyphs round to whole pixels); CAPTION_TEXT_PX px text at 448
+    assert strips[1].shape[0] == pytest.approx(2 * strips[0].shape[0], abs=8)
+    assert ink_rows(strips[1]) == pytest.approx(2 * ink_rows(strips[0]), rel=0.15)
+    assert CAPTION_TEXT_PX == 15
+
+
+@pytest.mark.slow
+def test_explain_size_writes_slide_sized_panels_and_keeps_a_folder_to_one_size(
+        smoke_run: Path, inputs: list[Path], tmp_path: Path):
+    import json
+
+    from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
+    from pipeline.explain.render import caption_strip
+
+    out = tmp_path / "slides"
+    res = _explain(smoke_run, out, inputs[:1], "--size", "700")
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "explain.json").read_text())
+    assert report["size"] == 700 and report["caption"] is True
+    row = report["images"][0]
+    entry = row["models"][MODEL]
+    picture = _read_png(out / entry["overlay"])
+    assert picture.shape[1] == 700
+    lines = overlay_caption(MODEL, entry, row["in_run_split"], row["in_run_exact"],
+                            may_be_ct=row["may_be_ct"])
+    strip = caption_strip(700, lines, OVERLAY_NOTE)
+    assert np.array_equal(picture[700:700 + strip.shape[0]], strip)
+    # another size into the same folder is refused, as any other setting
+    refused = _explain(smoke_run, out, inputs, "--size", "900")
+    assert "size 700 then, 900 now" in _one_error_line(refused)
+    # without --size: the default, unchanged
+    plain = _explain(smoke_run, tmp_path / "plain", inputs[:1])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads((tmp_path / "plain" / "explain.json").read_text())["size"] == CAPTION_MIN_SIDE
+    # a folder written before --size existed holds default-size overlays: it continues
+    old = json.loads((tmp_path / "plain" / "explain.json").read_text())
+    del old["size"]
+    (tmp_path / "plain" / "explain.json").write_text(json.dumps(old))
+    again = _explain(smoke_run, tmp_path / "plain", inputs)
+    assert again.exit_code == 0 and "1 already done, skipped" in again.stdout, again.output
+    for bad, words in ((["--size", "300"], "--size must be between 448 and 4096 px, got 300"),
+                       (["--size", "5000"], "--size must be between 448 and 4096 px, got 5000"),
+                       (["--bare", "--size", "700"], "--size sizes captioned overlays; --bare")):
+        assert words in _one_error_line(_explain(smoke_run, tmp_path / "x", inputs, *bad))

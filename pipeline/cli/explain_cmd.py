@@ -31,6 +31,12 @@ from pipeline.cli.common import (
     warning_tags,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, outside_share_words
+from pipeline.explain.render import (
+    CAPTION_MAX_SIDE,
+    CAPTION_MIN_SIDE,
+    CAPTION_TEXT_PX,
+    OUTLINE_FLOOR,
+)
 from pipeline.names import HEATMAP_ALPHA
 
 if TYPE_CHECKING:
@@ -52,11 +58,22 @@ def explain(
     layer: str = typer.Option(None, "--layer", help="conv layer (default: the run's chosen "
                               "layer, else its gradcam_layer); one model only"),
     alpha: float = typer.Option(HEATMAP_ALPHA, "--alpha", help="heatmap opacity 0..1"),
-    outline: float = typer.Option(None, "--outline", help="outline the top PCT percent of the map"),
+    outline: float = typer.Option(None, "--outline", metavar="PCT", help="a white line around "
+                                  "the map's hottest PCT % of pixels (never around heat under "
+                                  f"{OUTLINE_FLOOR:g} of the colour scale); the caption says so"),
     bare: bool = typer.Option(False, "--bare", help="plain overlays at the model's resolution "
                               "(its input size, head crop), for further processing; default: "
-                              "enlarged to at least 448 px with a caption strip (model, answer, "
-                              "method and class explained, colour scale, disclaimer)"),
+                              f"enlarged to at least {CAPTION_MIN_SIDE} px with a caption strip "
+                              "(model, answer, method and class explained, colour scale, "
+                              "disclaimer)"),
+    size: int = typer.Option(CAPTION_MIN_SIDE, "--size", metavar="PX", help="captioned "
+                             "overlays for a slide: the picture at least PX px on its shorter "
+                             "side, the caption's text, colour scale and margins scaled with it "
+                             f"({CAPTION_TEXT_PX} px text at {CAPTION_MIN_SIDE}; at 700, "
+                             f"{round(CAPTION_TEXT_PX * 700 / CAPTION_MIN_SIDE)} px text and a "
+                             "panel about 1080 px tall: two side by side fill a 1920x1080 "
+                             f"slide); {CAPTION_MIN_SIDE} to {CAPTION_MAX_SIDE}; not with "
+                             "--bare"),
     shard: str = typer.Option(None, "--shard", help="i/n: only every n-th file from position "
                               "i (split a large folder over n jobs, one --out each; overlay "
                               "names as in one unsharded run)"),
@@ -64,16 +81,20 @@ def explain(
 ) -> None:
     """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats.
 
-    Each overlay is captioned for use as it is (a slide, a report) unless --bare. Files are
-    decoded and explained 32 at a time, so folders of any size fit in memory; each chunk's rows
-    are kept on disk at once, so after an interruption the same command continues where it
-    stopped (files already done are skipped; other settings, --bare among them, are refused)."""
+    Each overlay is captioned for use as it is (a slide, a report) unless
+    --bare; --size makes the picture and its caption larger together.
+
+    Files are decoded and explained 32 at a time, so folders of any size fit
+    in memory; each chunk's rows are kept on disk at once, so after an
+    interruption the same command continues where it stopped (files already
+    done are skipped; other settings, --bare and --size among them, are
+    refused)."""
     from pipeline.data.membership import Membership
     from pipeline.explain.defaults import load_explainers
     from pipeline.gaps import missing_checks
     from pipeline.stream import parse_shard, scan_inputs
 
-    _check_explain_options(method, alpha, outline)
+    _check_explain_options(method, alpha, outline, size, bare)
     try:
         shard_ = parse_shard(shard) if shard else (0, 1)
     except ValueError as exc:
@@ -99,7 +120,7 @@ def explain(
         fail(str(exc))
     summary = _explain_with_progress(run, explainers, paths, out, method=method,
                                      target=target_idx, alpha=alpha, outline=outline,
-                                     caption=not bare, shard=shard_)
+                                     caption=not bare, size=size, shard=shard_)
     if summary.selected and not summary.images:
         fail(f"none of the {summary.selected} file(s) is a usable image; nothing to explain",
              code=1)
@@ -109,8 +130,10 @@ def explain(
         raise typer.Exit(1)
 
 
-def _check_explain_options(method: str | None, alpha: float, outline: float | None) -> None:
-    """Fail in one line on an unknown --method, an --alpha outside 0..1 or a bad --outline."""
+def _check_explain_options(method: str | None, alpha: float, outline: float | None,
+                           size: int = CAPTION_MIN_SIDE, bare: bool = False) -> None:
+    """Fail in one line on an unknown --method, an --alpha outside 0..1, a bad --outline, or a
+    --size out of range or given with --bare (whose overlays keep the model's resolution)."""
     from pipeline.explain import METHODS
 
     if method is not None and method not in METHODS:
@@ -119,12 +142,17 @@ def _check_explain_options(method: str | None, alpha: float, outline: float | No
         fail(f"--alpha must be between 0 and 1, got {alpha}")
     if outline is not None and not 0 < outline <= 100:
         fail(f"--outline must be a percentage in (0, 100], got {outline}")
+    if not CAPTION_MIN_SIDE <= size <= CAPTION_MAX_SIDE:
+        fail(f"--size must be between {CAPTION_MIN_SIDE} and {CAPTION_MAX_SIDE} px, got {size}")
+    if bare and size != CAPTION_MIN_SIDE:
+        fail("--size sizes captioned overlays; --bare keeps the model's resolution: "
+             "choose one")
 
 
 def _explain_with_progress(run: Run, explainers: dict[str, Explainer], paths: list[Path],
                            out: Path, *, method: str | None, target: int | None, alpha: float,
-                           outline: float | None, caption: bool, shard: tuple[int, int]
-                           ) -> ExplainSummary:
+                           outline: float | None, caption: bool, size: int,
+                           shard: tuple[int, int]) -> ExplainSummary:
     """`explain.batch.explain_files` with a progress bar; unusable files reported one line each
     as they are met; a model's error, other settings than the earlier run's into `out` or an
     unwritable folder fail in one line; Ctrl-C says how to continue."""
@@ -133,7 +161,8 @@ def _explain_with_progress(run: Run, explainers: dict[str, Explainer], paths: li
     try:
         with progress_bar() as update, unreadable_report() as report:
             return explain_files(run, explainers, paths, out, method=method, target=target,
-                                 alpha=alpha, outline=outline, caption=caption, shard=shard,
+                                 alpha=alpha, outline=outline, caption=caption, size=size,
+                                 shard=shard,
                                  progress=update, on_unreadable=report)
     except ValueError as exc:
         fail(str(exc))

@@ -17,14 +17,14 @@ so memory does not grow with the folder, and it is resumable and shardable like 
   partial file or a new "incomplete" state; while a journal exists, an explain.json beside it
   is the last finished run's.
 - Resume (`explain.journal`): the header records what shapes the output (`SETTINGS`: run
-  id, each model's method and layer, target class, alpha, outline, caption, shard). Rerun into
-  the same folder, files with a row or an error already recorded (journal, else a finished
-  explain.json) are skipped, and other settings are refused in one line naming the difference
-  (`settings_difference`) rather than mixed in (captioned and bare overlays never share a
-  folder). One writer per
-  folder at a time (a lock on the folder where the file system has one). A header from before
-  captions existed (no "caption") stands for bare overlays, which is what that version wrote,
-  so such a folder continues with --bare only.
+  id, each model's method and layer, target class, alpha, outline, caption, size, shard).
+  Rerun into the same folder, files with a row or an error already recorded (journal, else a
+  finished explain.json) are skipped, and other settings are refused in one line naming the
+  difference (`settings_difference`) rather than mixed in (captioned and bare overlays, or
+  overlays of two sizes, never share a folder). One writer per folder at a time (a lock on the
+  folder where the file system has one). A header from before captions existed (no "caption")
+  stands for bare overlays, which is what that version wrote, so such a folder continues with
+  --bare only; one from before --size (no "size") for the default size.
 - Overlays: one PNG per image and model, written by `overlays.write_overlays` (captions and
   their words: `overlays`, `overlay_text`).
 - Shards: `shard=(i, n)` explains every n-th file from position i (`stream.select_shard`), with
@@ -54,6 +54,7 @@ from pipeline.explain.journal import (
 )
 from pipeline.explain.overlay_text import overlay_bases
 from pipeline.explain.overlays import answer_warners, write_overlays
+from pipeline.explain.render import CAPTION_MIN_SIDE
 from pipeline.names import Progress, no_progress
 from pipeline.series import SliceReader, expand_series
 
@@ -76,10 +77,12 @@ class ExplainSummary:
 
 def explain_header(run: Run, explainers: dict[str, Explainer], *, method: str | None,
                    target: int | None, alpha: float, outline: float | None,
-                   caption: bool = True, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+                   caption: bool = True, size: int = CAPTION_MIN_SIDE,
+                   shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     """explain.json's keys besides "images" and "errors": run_id, method (as asked), target
     (class name; None = each model's predicted class), alpha, outline, caption (true:
-    captioned overlays, false: bare, --bare), shard ("i/n") and per model the method and layer
+    captioned overlays, false: bare, --bare), size (captioned overlays' shorter side at least,
+    --size; None when bare), shard ("i/n") and per model the method and layer
     actually used (layer None for methods that read none)."""
     from pipeline.explain.methods import get_method
 
@@ -90,7 +93,8 @@ def explain_header(run: Run, explainers: dict[str, Explainer], *, method: str | 
                         "layer": explainer.layer if used.needs_layer else None}
     return {"run_id": run.run_id, "method": method or "each model's default",
             "target": None if target is None else run.class_names[target], "alpha": alpha,
-            "outline": outline, "caption": caption, "shard": f"{shard[0]}/{shard[1]}",
+            "outline": outline, "caption": caption, "size": size if caption else None,
+            "shard": f"{shard[0]}/{shard[1]}",
             "models": models}
 
 
@@ -119,7 +123,8 @@ def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[
 
 def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Path], out: Path,
                   *, method: str | None, target: int | None, alpha: float,
-                  outline: float | None, caption: bool = True, chunk: int = EXPLAIN_CHUNK,
+                  outline: float | None, caption: bool = True, size: int = CAPTION_MIN_SIDE,
+                  chunk: int = EXPLAIN_CHUNK,
                   shard: tuple[int, int] = (0, 1), progress: Progress = no_progress,
                   on_unreadable: Callable[[str, str], None] | None = None) -> ExplainSummary:
     """`write_overlays` over shard `shard` of `paths`, `chunk` files at a time, into `out`:
@@ -137,7 +142,7 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
     items = expand_series(paths)  # a series file: each slice explained, named "… · slice k of n"
     chosen = select_shard(list(zip(items, overlay_bases(items), strict=True)), shard)
     header = explain_header(run, explainers, method=method, target=target, alpha=alpha,
-                            outline=outline, caption=caption, shard=shard)
+                            outline=outline, caption=caption, size=size, shard=shard)
     out.mkdir(parents=True, exist_ok=True)
     with only_writer(out) as folder_fd:
         then, rows_then, errors_then, journaled = earlier(out)
@@ -183,6 +188,7 @@ def explain_files(run: Run, explainers: dict[str, Explainer], paths: Sequence[Pa
                     new, bad = _explain_chunk(run, explainers, part, out,
                                               dict(method=method, target=target, alpha=alpha,
                                                    outline=outline, caption=caption,
+                                                   side=size,
                                                    warners=warners, progress=within),
                                               on_unreadable)
                     journal.write(journal_lines([*(("image", r) for r in new),

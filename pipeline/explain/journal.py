@@ -14,7 +14,7 @@ from typing import Any
 RESULT = "explain.json"
 JOURNAL = "explain.partial.jsonl"  # rows so far, until they are folded into RESULT
 # header keys a resumed run must match: what they change is in the overlays and rows
-SETTINGS = ("run_id", "models", "target", "alpha", "outline", "caption", "shard")
+SETTINGS = ("run_id", "models", "target", "alpha", "outline", "caption", "size", "shard")
 
 
 def settings_difference(then: dict[str, Any], now: dict[str, Any]) -> str | None:
@@ -72,17 +72,27 @@ def earlier(out: Path) -> tuple[dict[str, Any] | None, list[dict], list[dict], b
             raise ValueError(f"{journal} does not start with explain's settings: remove it to "
                              "start over, or choose another --out")
         header.setdefault("caption", False)  # journaled before captions: bare overlays
-        return header, rows, errors, True
+        return _sized(header), rows, errors, True
     if not final.exists():
         return None, [], [], False
     doc = read_json(final)  # ArtifactError (a ValueError) in one line when damaged
-    if not isinstance(doc, dict) or any(key not in doc for key in SETTINGS if key != "caption"):
+    if not isinstance(doc, dict) or any(key not in doc for key in SETTINGS
+                                        if key not in ("caption", "size")):
         raise ValueError(f"{final} does not record the settings it was made with (written "
                          "before explain could resume): remove it to start over, or choose "
                          "another --out")
     header = {k: v for k, v in doc.items() if k not in ("images", "errors")}
     header.setdefault("caption", False)  # written before captions: bare overlays
-    return header, list(doc.get("images") or []), list(doc.get("errors") or []), False
+    return _sized(header), list(doc.get("images") or []), list(doc.get("errors") or []), False
+
+
+def _sized(header: dict[str, Any]) -> dict[str, Any]:
+    """`header` with its overlays' size: one written before --size existed made captioned
+    overlays of the default size (`render.CAPTION_MIN_SIDE`); bare ones have none."""
+    from pipeline.explain.render import CAPTION_MIN_SIDE
+
+    header.setdefault("size", CAPTION_MIN_SIDE if header.get("caption") else None)
+    return header
 
 
 def journal_lines(items: list[tuple[str, Any]]) -> str:

@@ -38,6 +38,7 @@ from pipeline.explain.overlay_text import (
 )
 from pipeline.explain.render import (
     CAPTION_BACKGROUND,
+    CAPTION_MIN_SIDE,
     captioned_overlay,
     peak_words,
     render_overlay,
@@ -72,12 +73,14 @@ def answer_warners(run: Run, explainers: dict[str, Explainer]) -> Warners:
 def write_overlays(run: Run, explainers: dict[str, Explainer],
                    decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str | None,
                    target: int | None, alpha: float, outline: float | None,
-                   caption: bool = True, progress: Progress = no_progress,
+                   caption: bool = True, side: int = CAPTION_MIN_SIDE,
+                   progress: Progress = no_progress,
                    bases: list[str] | None = None,
                    warners: Warners | None = None) -> list[dict[str, Any]]:
     """Explain every image with every model, write one overlay PNG each into `out`: captioned
-    (`overlay_caption`, `captioned_overlay`), or with `caption` False the bare `render_overlay`
-    at the model's resolution.
+    (`overlay_caption`, `captioned_overlay`, at least `side` px on the shorter side, its caption
+    scaled with it), or with `caption` False the bare `render_overlay` at the model's
+    resolution.
 
     `method` None: each explainer's own default (`Explainer.method`).
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
@@ -148,7 +151,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                                         disagree=row["agree"] is False,
                                         may_be_ct=row["may_be_ct"], outline=outline)
                 pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines, OVERLAY_NOTE,
-                                                   alpha=alpha, outline_top_percent=outline)
+                                                   alpha=alpha, outline_top_percent=outline,
+                                                   min_side=side)
             else:
                 pictures[name] = render_overlay(x[i], ex.heatmaps[i], alpha=alpha,
                                                 outline_top_percent=outline)

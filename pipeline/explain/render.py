@@ -22,10 +22,14 @@ from pipeline.names import HEATMAP_ALPHA
 # captioned overlays: the image's shorter side at least this (128 px custom CNN, 224 px
 # MobileNetV2 are too small for a slide), and the strip's sizes at that width (scaled with it)
 CAPTION_MIN_SIDE = 448
+# `explain --size`'s largest side: a 4K slide's height is 2160, and one 4096-square overlay is
+# about 50 MB in memory while it is drawn (a typo of 40960 would have asked for 5 GB)
+CAPTION_MAX_SIDE = 4096
 CAPTION_BACKGROUND = (255, 255, 255)
 CAPTION_INK = (34, 34, 34)
 CAPTION_NOTE_INK = (90, 90, 90)  # the disclaimer: quieter, still about 7:1 on white
-_PAD, _TEXT, _NOTE, _SCALE_H, _TICK = 10, 15, 12, 10, 3  # pixels at CAPTION_MIN_SIDE wide
+CAPTION_TEXT_PX = 15  # the caption's text at CAPTION_MIN_SIDE wide (explain --size's help)
+_PAD, _TEXT, _NOTE, _SCALE_H, _TICK = 10, CAPTION_TEXT_PX, 12, 10, 3  # pixels at that width
 # Every heatmap's colour map (dashboard, PDF, `explain`, legends). Viridis, not jet: its
 # lightness rises steadily from low to high, so the hottest place is the brightest for everyone.
 # Jet is brightest in the middle (lightness 13 / 91 / 26 at 0 / 0.5 / 1), and with
