@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.explain import METHODS, REGISTRY
-from pipeline.explain.choice import CHOICE_FILE, choose_defaults, default_explanation
+from pipeline.explain.choice import (
+    CENTRE_BASELINE,
+    CHOICE_FILE,
+    choose_defaults,
+    default_explanation,
+)
 
 
 def test_default_explanation_falls_back_without_or_with_a_damaged_file(tmp_path: Path) -> None:
@@ -105,6 +110,30 @@ def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path
     assert all("no_tumor" not in p for p in entry["images"])
     again = choose_defaults(run_dir, max_images=6, models=["custom_cnn"])
     assert again["models"]["custom_cnn"]["table"] == entry["table"]  # deterministic
+    # the centre-of-head baseline on the same images, as explain-eval records it; shown as a
+    # baseline line, never a candidate of the table
+    from pipeline import images as images_
+    from pipeline.explain.masks import (
+        default_masks_dir,
+        find_mask,
+        head_mask_in_frame,
+        prepare_mask,
+        read_mask,
+    )
+    from pipeline.explain.metrics import head_centre_hit
+
+    info = run.model_info("custom_cnn")
+    size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+    hits = []
+    for rel in entry["images"]:
+        img = images_.read_image(run.data_dir / rel)
+        box = prepare_mask(read_mask(find_mask(default_masks_dir(run.data_dir), rel)), img,
+                           size, crop)
+        hits.append(head_centre_hit(head_mask_in_frame(img, size, crop), box))
+    assert entry["pointing_game_centre"] == pytest.approx(sum(hits) / len(hits))
+    assert f"custom_cnn: {CENTRE_BASELINE}: pointing {entry['pointing_game_centre']:.2f} on " \
+        "the same images" in res.stdout
+    assert all(r["method"] in METHODS for r in entry["table"])
 
     img = str(run.data_dir / splits["test"][0]["path"])
     out = tmp_path / "out"

@@ -22,7 +22,7 @@ from pipeline.cli.common import (
     say,
     shown,
 )
-from pipeline.explain.choice import CHOOSE_MAX_IMAGES
+from pipeline.explain.choice import CENTRE_BASELINE, CHOOSE_MAX_IMAGES
 
 
 def explain_choose_cmd(
@@ -39,7 +39,8 @@ def explain_choose_cmd(
 ) -> None:
     """Choose each model's default method and layer by pointing game on VALIDATION images with
     a box; writes <run>/explain_choice.json (other models' choices kept), which explain and the
-    dashboard then use."""
+    dashboard then use. Each model's choice is printed with the centre-of-head baseline on the
+    same images (a map always peaking at the head's centre), which a heatmap should beat."""
     from pipeline.artifacts import ArtifactError, open_run, resolve_run
     from pipeline.explain.choice import CHOICE_FILE, choose_defaults
 
@@ -75,4 +76,8 @@ def explain_choose_cmd(
         else:  # an earlier entry, whatever it holds: printed, never a crash
             sys.stdout.write(f"{where}: kept, chosen earlier on {r.get('n_images', '?')} "
                              "validation images\n")
+        centre = r.get("pointing_game_centre")  # none in an entry chosen before 2026-12-06
+        if isinstance(centre, (int, float)) and not isinstance(centre, bool):
+            sys.stdout.write(f"{m}: {CENTRE_BASELINE}: pointing {centre:.2f} on the same "
+                             "images\n")
     sys.stdout.write(f"written: {CHOICE_FILE} in {run_dir}\n")

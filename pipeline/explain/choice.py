@@ -8,6 +8,10 @@ Grad-CAM layer and the deepest layer of each of the two finer resolutions below 
 `default_explanation` is what the CLI's `explain` and the dashboard read: the recorded choice
 when the run has one, else Grad-CAM at the manifest's layer. It imports no TensorFlow.
 
+Each model's entry also records the centre-of-head baseline on the same images
+(`pointing_game_centre`, as explain-eval's: the pointing game of a map always peaking at the
+head's centre, `metrics.head_centre_hit`); it is shown beside the choice, never a candidate.
+
 Each model's entry carries how it was scored (images, folders, seed, rule, time): choosing
 again for some models keeps the other models' entries, so no file-level field could describe
 them all. Files written before that hold those fields at file level (`recorded_choices` moves
@@ -45,6 +49,8 @@ CHOOSE_MAX_IMAGES = 400
 # custom CNN of 2026-12-05 at pointing 0.81-0.85), the issue's second localisation target.
 TIE_P = 0.05
 FALLBACK_METHOD = "gradcam"
+# how the centre-of-head baseline (`pointing_game_centre`) is named where the choice is shown
+CENTRE_BASELINE = "baseline, a map always peaking at the head's centre"
 RULE = ("highest pointing game on validation images with a box; candidates whose pointing game "
         "is not significantly below the best's (McNemar's exact test on the same images, "
         f"p >= {TIE_P}) count as tied, and of those the highest energy in box wins; then fast "
@@ -125,6 +131,19 @@ def _score(ex: Any, layer: str | None, method: str, x: np.ndarray, targets: np.n
             "energy_in_mask": float(np.nanmean(energy)) if np.isfinite(energy).any() else None,
             "top_in_mask": float(np.nanmean(top)) if np.isfinite(top).any() else None,
             "hits": hits}
+
+
+def centre_baseline(decoded: Sequence[tuple[Any, np.ndarray, np.ndarray]], size: int,
+                    crop: bool) -> float:
+    """The centre-of-head baseline's pointing game on (record, image, box in the model's
+    frame) triples: the share whose head centroid, in the model's frame, lies in the box
+    (`metrics.head_centre_hit`, explain-eval's `centre_hit`)."""
+    from pipeline.explain.masks import head_mask_in_frame
+    from pipeline.explain.metrics import head_centre_hit
+
+    hits = [head_centre_hit(head_mask_in_frame(img, size, crop), box)
+            for _, img, box in decoded]
+    return float(np.mean(hits))
 
 
 def select(table: list[dict[str, Any]], fast: Sequence[bool]) -> dict[str, Any]:
@@ -214,7 +233,8 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
         scored[name] = {"method": best["method"], "layer": best["layer"],
                         "pointing_game": best["pointing_game"],
                         "energy_in_mask": best["energy_in_mask"],
-                        "n_images": len(x), "chance": chance, **scoring,
+                        "n_images": len(x), "chance": chance,
+                        "pointing_game_centre": centre_baseline(keep, size, crop), **scoring,
                         "seconds": round(time.perf_counter() - t0, 1), "created": utc_now(),
                         "images": [r["path"] for r, _, _ in keep],
                         "candidate_layers": layers, "table": table}
