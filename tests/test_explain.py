@@ -534,14 +534,6 @@ def test_an_empty_heatmap_points_nowhere() -> None:
     assert 0.0 < lo < 0.2 and 0.8 < hi < 1.0 and lo + hi == pytest.approx(1.0)
 
 
-def test_share_interval_by_hand() -> None:
-    # Wilson 95 %: 17 of 26 -> 0.462-0.806 (by the closed form); all hits still leave room
-    assert E.share_interval(17, 26) == pytest.approx([0.4622, 0.8059], abs=1e-4)
-    lo, hi = E.share_interval(26, 26)
-    assert hi == pytest.approx(1.0) and lo == pytest.approx(0.8713, abs=1e-4)
-    assert E.share_interval(0, 0) is None
-
-
 def test_deletion_insertion_on_a_known_predictor() -> None:
     """The 'model' only looks at the top-left quadrant's brightness: deleting it first must
     drop the score faster than deleting the bottom-right first or a random order."""

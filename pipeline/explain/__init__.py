@@ -10,8 +10,9 @@ Pure functions and small callable objects only (no Streamlit); the dashboard and
   cost; `METHODS`, `LAYER_METHODS` and `METHOD_LABELS` derive from it. `choice.py` picks each
   model's default method and layer on validation boxes (`explain-choose`).
 * `render_overlay`, `heatmap_to_rgb`, `to_png`, `heatmap_stats` (`render.py`): drawing.
-* `pointing_game` (and its centre-of-head baseline `head_centre_hit`), `share_interval`,
-  `energy_in_mask`, `top_in_mask`, `is_empty`,
+* `pointing_game` (and its centre-of-head baseline `head_centre_hit`; its Wilson interval
+  is `pipeline.intervals.share_interval`, which loads no Keras), `energy_in_mask`,
+  `top_in_mask`, `is_empty`,
   `deletion_insertion`, `road`, `randomize_model`, `spearman`, the shortcut alarm
   (`top_outside_head`, `outside_head_flag`) (`metrics.py`): quality metrics on plain arrays;
   `head_box`, `prepare_mask`, `find_mask` (`masks.py`) bring tumour masks into the model's
@@ -42,7 +43,7 @@ _EXPORTS = {
     "REGISTRY": "methods", "Method": "methods", "get_method": "methods",
     "BASELINES": "metrics", "baseline_image": "metrics", "deletion_insertion": "metrics",
     "energy_in_mask": "metrics", "pointing_game": "metrics", "is_empty": "metrics",
-    "top_in_mask": "metrics", "share_interval": "metrics", "head_centre_hit": "metrics",
+    "top_in_mask": "metrics", "head_centre_hit": "metrics",
     "random_heatmap": "metrics",
     "OUTSIDE_HEAD_ALARM": "alarm", "OUTSIDE_HEAD_MESSAGE": "alarm",
     "energy_outside_head": "metrics", "outside_head_flag": "metrics",

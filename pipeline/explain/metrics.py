@@ -21,7 +21,6 @@ from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, SHORTCUT_TOP
 from pipeline.explain.imputation import NOISE, noisy_linear_impute
 from pipeline.explain.masks import mask_like
 from pipeline.explain.render import check_heatmap, resize_heatmap
-from pipeline.intervals import share_interval  # noqa: F401  (its home; exported from here)
 
 BASELINES = ("blur", "black")
 # ROAD's removal shares. The paper steps 10 % to 90 % by 10; every other level halves the cost
