@@ -176,7 +176,9 @@ def decode_note(info: dict[str, Any]) -> str | None:
         notes.append("its transparency was flattened onto black")
     frames = int(info.get("frames") or 1)
     slices = int(info.get("slices") or 1)
-    unreadable = list(info.get("unreadable") or ())  # TIFF pages left out, (page, reason)
+    # a TIFF's pages or a zip's DICOM slices left out, (place, reason)
+    unreadable = list(info.get("unreadable") or ())
+    unit = "page" if info.get("format") == "TIFF" else "slice"
     if slices > 1:
         spaced = ", evenly spaced" if frames > slices + len(unreadable) else ""
         kept = f"{slices} of its {frames} slices{spaced}" if frames > slices else (
@@ -184,12 +186,12 @@ def decode_note(info: dict[str, Any]) -> str | None:
         notes.append(f"{kept} are analysed; choose the slice to show with its slider")
     elif frames > 1:
         notes.append(f"only the first of its {frames} frames is shown and analysed"
-                     if not unreadable else f"only one of its {frames} pages could be read")
-    if unreadable:  # one damaged page no longer costs the others
-        page, reason = unreadable[0]
+                     if not unreadable else f"only one of its {frames} {unit}s could be read")
+    if unreadable:  # one damaged page or slice file no longer costs the others
+        place, reason = unreadable[0]
         more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
-        notes.append(f"page {page}{more} could not be read ({literal(str(reason))}) and "
-                     "is left out")
+        notes.append(f"{unit} {place}{more} could not be read ({literal(str(reason))}) and "
+                     f"{'are' if more else 'is'} left out")
     reduced = float(info.get("reduced_by") or 1)
     if reduced > 1:
         notes.append(f"it was shrunk {reduced:g}x while decoding (it is very large)")

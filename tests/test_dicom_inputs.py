@@ -328,3 +328,117 @@ def _png_bytes() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- damaged zipped slice
+
+
+def _slice(frame: np.ndarray, z: float) -> bytes:
+    """One slice of a zipped series at position `z` along the series' axis."""
+    return make_dicom(frame, ImagePositionPatient=[0, 0, z],
+                      ImageOrientationPatient=[1, 0, 0, 0, 1, 0], InstanceNumber=int(z) + 1)
+
+
+def _garble_member(data: bytes, name: str) -> bytes:
+    """`data` (a zip) with member `name`'s compressed bytes overwritten: it cannot be
+    unpacked (a bad CRC or a broken deflate stream), the other members still can."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = zf.getinfo(name)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    out = bytearray(data)
+    out[start + 10 : start + info.compress_size - 10] = b"\x55" * (info.compress_size - 20)
+    return bytes(out)
+
+
+def _damaged_series() -> bytes:
+    """Seven slice files stored out of order; by position: 0, 1, 2 (its pixel data cut
+    short, header intact), 3, 4, then one whose header is junk and one that cannot be
+    unpacked (their places unknown: after the others)."""
+    import pydicom
+
+    frames = _banded(5)
+    members = {f"IM{z}.dcm": _slice(frames[z], float(z)) for z in (4, 0, 3, 1)}
+    ds = pydicom.dcmread(io.BytesIO(_slice(frames[2], 2.0)))
+    ds.PixelData = ds.PixelData[:-40]
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    members["IM2.dcm"] = buf.getvalue()
+    members["junk.dcm"] = b"\x00" * 300
+    members["lost.dcm"] = _slice(frames[0], 9.0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, blob in members.items():
+            zf.writestr(name, blob)
+    return _garble_member(buf.getvalue(), "lost.dcm")
+
+
+def test_one_damaged_slice_of_a_zipped_series_costs_that_slice_only(tmp_path):
+    """A zip of DICOM slices with one damaged file failed as a whole (its message named the
+    file in the zip): the good slices are read, and the damaged ones named, as a multi-page
+    TIFF's damaged page is (commit 2414749)."""
+    from dashboard.core import decode_upload
+
+    data = _damaged_series()
+    slices, info = images.decode_slices(data, "series.zip")
+    assert [_which(s) for s in slices] == [0, 1, 3, 4]  # by position, the damaged left out
+    assert info["frames"] == 7 and info["indices"] == [0, 1, 3, 4]
+    places = dict(info["unreadable"])
+    assert set(places) == {3, 6, 7}
+    assert places[3].startswith("damaged DICOM: its pixel data holds 0 of the 1 frames")
+    assert places[6].startswith("not a DICOM file")
+    assert places[7] == "damaged in the zip (it cannot be unpacked)"
+    assert not any("IM" in r or "junk" in r or "lost" in r for r in places.values())
+
+    series = tmp_path / "series.zip"
+    series.write_bytes(data)
+    items = expand_series([series])
+    assert [str(i) for i in items] == [f"{series} · slice {k} of 7" for k in range(1, 8)]
+    read = SliceReader()
+    assert [_which(read(items[k])) for k in (0, 1, 3, 4)] == [0, 1, 3, 4]
+    for k in (2, 5, 6):
+        with pytest.raises(ImageError) as err:
+            read(items[k])
+        assert str(err.value) == f"{items[k]}: {places[k + 1]}"
+
+    upload = decode_upload("series.zip", data)
+    assert upload.ok and upload.slice_numbers() == [1, 2, 4, 5]
+    assert "slice 3 and 2 more could not be read (`damaged DICOM" in upload.note
+    assert "are left out" in upload.note and "page" not in upload.note
+
+
+def test_a_zipped_series_with_no_readable_slice_fails_in_one_line():
+    members = {"a.dcm": b"\x00" * 300, "b.dcm": b"\x01" * 300}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, blob in members.items():
+            zf.writestr(name, blob)
+    with pytest.raises(ImageError, match=r"^s\.zip: slice file 1: not a DICOM file") as err:
+        images.decode_slices(buf.getvalue(), "s.zip")
+    assert "\n" not in str(err.value)
+
+
+def test_predict_fails_only_the_damaged_slice_of_a_zipped_series(tmp_path, smoke_run):
+    """On the command line the good slices get their answers and the damaged ones each a line
+    of their own, with their own reason (all seven failed before)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    series = tmp_path / "series.zip"
+    series.write_bytes(_damaged_series())
+    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--json",
+                                      str(series)])
+    assert result.exit_code == 1, result.output[-2000:]
+    report = json.loads(result.stdout)
+    answered = [r["path"] for r in report["results"]]
+    assert answered == [f"{series} · slice {k} of 7" for k in (1, 2, 4, 5)]
+    errors = {e["path"]: e["error"] for e in report["errors"]}
+    assert set(errors) == {f"{series} · slice {k} of 7" for k in (3, 6, 7)}
+    assert "damaged DICOM" in errors[f"{series} · slice 3 of 7"]
+    assert errors[f"{series} · slice 7 of 7"].endswith(
+        "damaged in the zip (it cannot be unpacked)")
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("cannot read")]
+    assert lines and all(str(series) in ln for ln in lines)
+    assert any("slice 3 of 7: damaged DICOM" in ln for ln in lines)
