@@ -1,4 +1,5 @@
-"""DICOM decoding for `pipeline.images`: single and multi-frame files and zipped series.
+"""DICOM decoding for `pipeline.images`: single and multi-frame files (zipped series:
+`pipeline.dicom_zip`).
 
 Only pixels and geometry leave this module: no DICOM attribute (patient, institution, dates,
 UIDs) is returned or put in a message, and member names of a zip are never reported.
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -18,8 +17,6 @@ from pipeline.images import ImageError, _check_dims, _scale_to_uint8
 
 # A multi-frame DICOM or a zipped series: at most this many slices are kept, evenly spaced.
 MAX_SLICES = 64
-MAX_ZIP_MEMBERS = 2000  # files in a zipped series
-MAX_ZIP_BYTES = 256 * 1024 * 1024  # what a zipped series may unpack to, in all
 REASON_CHARS = 150  # a decoder's message, cut to this in a failure's one line
 
 
@@ -198,9 +195,9 @@ def _window_usable(ds: Any) -> bool:
 def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
                   ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Frames of a parsed DICOM as H×W×3 uint8 (rescaled and windowed), one decoded at a time;
-    at most MAX_SLICES, evenly spaced, unless `first_only`."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
-
+    at most MAX_SLICES, evenly spaced, unless `first_only`. A frame that cannot be decoded is
+    left out, its number and reason in `info["unreadable"]` (`indices` keeps the frames
+    returned), as a multi-page TIFF's page is; ImageError (the first failure) when none can."""
     if not _has_pixels(ds):
         raise ImageError(f"{label}: DICOM file has no pixel data")
     try:
@@ -211,36 +208,48 @@ def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
     _check_dims(cols, rows, label, max_pixels)
     _check_frames(ds, n_frames, _frames_held(ds, _native_length(ds), _pixel_fragments(ds)), label)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    indices = [0] if first_only else slice_indices(n_frames)
-    out = []
-    try:
-        for index in indices:
-            arr = pixel_array(ds, index=index) if n_frames > 1 else ds.pixel_array
-            if photometric.startswith("MONOCHROME"):
-                arr = apply_modality_lut(arr, ds)  # rescale slope / intercept
-                if ("WindowCenter" in ds or "VOILUTSequence" in ds) and _window_usable(ds):
-                    arr = apply_voi_lut(arr, ds, index=index)  # the scanner's window
-                gray = _scale_to_uint8(arr)
-                if photometric == "MONOCHROME1":  # bright means low signal: invert
-                    gray = 255 - gray
-                rgb = np.repeat(gray[:, :, None], 3, axis=2)
-            else:
-                if photometric.startswith("YBR"):
-                    from pydicom.pixels import convert_color_space
+    out, kept, unreadable = [], [], []
+    first: ImageError | None = None
+    for index in [0] if first_only else slice_indices(n_frames):
+        try:
+            out.append(_frame(ds, index, n_frames, photometric, label))
+            kept.append(index)
+        except ImageError as exc:  # one damaged frame (a garbled fragment) costs that frame
+            first = first or exc
+            unreadable.append((index + 1, str(exc).removeprefix(f"{label}: ")))
+    if not out:
+        assert first is not None
+        raise first
+    info = {"format": "DICOM", "mode": photometric, "width": cols, "height": rows,
+            "frames": n_frames, "slices": len(out), "indices": kept, "unreadable": unreadable}
+    return out, info
 
-                    arr = convert_color_space(arr, photometric, "RGB")
-                if arr.ndim != 3 or arr.shape[-1] != 3:
-                    raise ImageError(
-                        f"{label}: unsupported DICOM pixel layout {arr.shape} ({photometric})")
-                rgb = arr.astype(np.uint8) if arr.dtype.itemsize == 1 else _scale_to_uint8(arr)
-            out.append(np.ascontiguousarray(rgb, dtype=np.uint8))
-    except ImageError:
-        raise
+
+def _frame(ds: Any, index: int, n_frames: int, photometric: str, label: str) -> np.ndarray:
+    """Frame `index` of a parsed DICOM as H×W×3 uint8 (rescaled and windowed), or ImageError
+    with the decoder's reason."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
+    try:
+        arr = pixel_array(ds, index=index) if n_frames > 1 else ds.pixel_array
+        if photometric.startswith("MONOCHROME"):
+            arr = apply_modality_lut(arr, ds)  # rescale slope / intercept
+            if ("WindowCenter" in ds or "VOILUTSequence" in ds) and _window_usable(ds):
+                arr = apply_voi_lut(arr, ds, index=index)  # the scanner's window
+            gray = _scale_to_uint8(arr)
+            if photometric == "MONOCHROME1":  # bright means low signal: invert
+                gray = 255 - gray
+            return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2), dtype=np.uint8)
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            arr = convert_color_space(arr, photometric, "RGB")
     except Exception as exc:
         raise ImageError(f"{label}: {_decode_failure(exc, ds)}") from None
-    info = {"format": "DICOM", "mode": photometric, "width": cols, "height": rows,
-            "frames": n_frames, "slices": len(out), "indices": indices}
-    return out, info
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ImageError(f"{label}: unsupported DICOM pixel layout {arr.shape} ({photometric})")
+    rgb = arr.astype(np.uint8) if arr.dtype.itemsize == 1 else _scale_to_uint8(arr)
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
 def slice_indices(total: int) -> list[int]:
@@ -254,21 +263,6 @@ def _evenly_spaced(n: int, most: int) -> list[int]:
     if n <= most:
         return list(range(n))
     return sorted({round(k * (n - 1) / (most - 1)) for k in range(most)})
-
-
-def _slice_position(ds: Any) -> float | None:
-    """Where a slice lies along the series' normal (ImagePositionPatient projected on the
-    normal of ImageOrientationPatient), else its InstanceNumber; None when neither is known."""
-    try:
-        pos = np.asarray([float(v) for v in ds.ImagePositionPatient])
-        ori = np.asarray([float(v) for v in ds.ImageOrientationPatient])
-        return float(np.dot(pos, np.cross(ori[:3], ori[3:])))
-    except Exception:
-        pass
-    try:
-        return float(ds.InstanceNumber)
-    except Exception:
-        return None
 
 
 def decode_frames(data: bytes, label: str, max_pixels: int, first_only: bool = False
@@ -338,110 +332,3 @@ def _stored_pixels(fh: BinaryIO, implicit: bool, order: str) -> tuple[int | None
         items += 1
         pos += 8 + size
     return None, max(0, items - 1)  # the first item is the Basic Offset Table
-
-
-def is_zip(data: bytes, name: str) -> bool:
-    """Whether an upload is a zip (by its magic bytes or its name)."""
-    return data[:4] == b"PK\x03\x04" or name.lower().endswith(".zip")
-
-
-def decode_zip(data: bytes, label: str, max_pixels: int
-               ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """A series uploaded as a zip of DICOM files: every slice, sorted along the series' axis.
-
-    A slice file that cannot be unpacked or decoded is left out, its place and reason in
-    `info["unreadable"]` (`indices` keeps the slices returned), as a multi-page TIFF's damaged
-    page is: one damaged file cost the whole series. Its place is its position along the axis
-    when its header can be read, else after the others. ImageError, naming the first failure,
-    when no slice can be read. Member names are never reported (folders in a PACS export are
-    often named after the patient); reads are bounded (MAX_ZIP_MEMBERS, MAX_ZIP_BYTES in all).
-    """
-    import zipfile
-    import zlib
-
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        members = [m for m in zf.infolist() if not m.is_dir()
-                   and not m.filename.startswith("__MACOSX/")
-                   and not Path(m.filename).name.startswith(".")]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError):
-        raise ImageError(f"{label}: not a readable zip file") from None
-    if not members:
-        raise ImageError(f"{label}: the zip holds no files")
-    if len(members) > MAX_ZIP_MEMBERS:
-        raise ImageError(f"{label}: the zip holds {len(members)} files (at most "
-                         f"{MAX_ZIP_MEMBERS} slices per series)")
-    budget = MAX_ZIP_BYTES
-    # (position, member, its frames, or one `_Unreadable` per frame)
-    found: list[tuple[float | None, int, list[np.ndarray | _Unreadable]]] = []
-    not_dicom = 0
-    for k, member in enumerate(members):
-        where = f"{label}: slice file {k + 1}"
-        try:
-            with zf.open(member) as fh:
-                blob = fh.read(budget + 1)
-        except RuntimeError:  # encrypted
-            raise ImageError(f"{label}: the zip is password-protected") from None
-        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError):
-            # zlib.error: a broken deflate stream (it escaped as a traceback before)
-            found.append((None, k, [_Unreadable(where, "damaged in the zip (it cannot be "
-                                                "unpacked)")]))
-            continue
-        budget -= len(blob)
-        if budget < 0:
-            raise ImageError(f"{label}: the zip unpacks to more than "
-                             f"{MAX_ZIP_BYTES / 1e6:.0f} MB")
-        if blob[128:132] != b"DICM" and not member.filename.lower().endswith(".dcm"):
-            not_dicom += 1
-            continue
-        found.append(_zipped_slice(blob, k, where, max_pixels))
-        del blob
-    if not_dicom:
-        raise ImageError(f"{label}: {not_dicom} of the {len(members)} files in the zip are not "
-                         "DICOM; upload a zip of .dcm slices only")
-    if all(pos is not None for pos, _, frames in found
-           if not isinstance(frames[0], _Unreadable)):  # the damaged without one: after them
-        found.sort(key=lambda t: (t[0] is None, t[0] or 0.0, t[1]))
-    every = [f for _, _, frames in found for f in frames]
-    total = len(every)
-    indices = [i for i in slice_indices(total) if not isinstance(every[i], _Unreadable)]
-    unreadable = [(i + 1, bad.reason) for i in slice_indices(total)
-                  if isinstance(bad := every[i], _Unreadable)]
-    if not indices:  # nothing to show: the file fails, as it did before on any damage
-        bad = next(f for f in every if isinstance(f, _Unreadable))
-        raise ImageError(f"{bad.where}: {bad.reason}")
-    slices = [f for i in indices if isinstance(f := every[i], np.ndarray)]
-    info = {"format": "DICOM series", "mode": "", "width": slices[0].shape[1],
-            "height": slices[0].shape[0], "frames": total, "slices": len(slices),
-            "indices": indices, "unreadable": unreadable}
-    return slices, info
-
-
-@dataclass(frozen=True)
-class _Unreadable:
-    """A zipped slice that could not be read: `where` names its file in the zip ("<zip>:
-    slice file 3", by its place, never its name), `reason` says why."""
-
-    where: str
-    reason: str
-
-
-def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int
-                  ) -> tuple[float | None, int, list[np.ndarray | _Unreadable]]:
-    """Zip member `k` (a DICOM file's bytes) as (position along the axis, k, its frames); a
-    file that cannot be decoded gives one `_Unreadable` per frame its header names (one when
-    the header cannot be read), placed by its position when the header has one."""
-    try:
-        ds = _open(blob, where)
-    except ImageError as exc:
-        return None, k, [_Unreadable(where, str(exc).removeprefix(f"{where}: "))]
-    position = _slice_position(ds)
-    try:
-        return position, k, list(_frames(ds, where, max_pixels, first_only=False)[0])
-    except ImageError as exc:
-        try:
-            n = max(1, int(ds.get("NumberOfFrames", 1) or 1))
-        except Exception:
-            n = 1
-        return position, k, [_Unreadable(where, str(exc).removeprefix(f"{where}: "))] * min(
-            n, MAX_SLICES)

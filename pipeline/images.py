@@ -237,7 +237,7 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
     other file. At most MAX_SLICES, evenly spaced (`info["frames"]`: how many
     there were, `info["slices"]`: how many are returned). Only pixels leave: no DICOM attribute
     (patient, institution, dates, UIDs) is returned or put in a message. ImageError otherwise."""
-    from pipeline import dicom  # it imports this module's errors and helpers
+    from pipeline import dicom, dicom_zip  # they import this module's errors and helpers
 
     label = _label(name)
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
@@ -246,8 +246,8 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
     if isinstance(data, bytes) and data:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if dicom.is_zip(data, name):
-                return dicom.decode_zip(data, label, max_pixels)
+            if dicom_zip.is_zip(data, name):
+                return dicom_zip.decode_zip(data, label, max_pixels)
             if _is_dicom(data, name):
                 return dicom.decode_frames(data, label, max_pixels)
             pages = decode_pages(data, label, max_pixels)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import dicom, images
+from pipeline import dicom, dicom_zip, images
 from pipeline.stream import may_be_dicom_export
 
 SERIES_SUFFIXES = (".dcm", ".zip", ".tif", ".tiff")  # files that may hold several slices
@@ -105,7 +105,7 @@ def _slice_count(path: str) -> tuple[int, str]:
     with images.open_regular(path) as fh:
         if Path(path).suffix.lower() in (".tif", ".tiff"):  # a stack's pages, from the header
             return images.tiff_pages(fh), "page"
-        if not dicom.is_zip(fh.read(4), path):
+        if not dicom_zip.is_zip(fh.read(4), path):
             fh.seek(0)
             return dicom.header_frames(fh, path), "frame"
     data = images.read_file(path)

@@ -442,3 +442,53 @@ def test_predict_fails_only_the_damaged_slice_of_a_zipped_series(tmp_path, smoke
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("cannot read")]
     assert lines and all(str(series) in ln for ln in lines)
     assert any("slice 3 of 7: damaged DICOM" in ln for ln in lines)
+
+
+def _rle_with_a_garbled_frame(n: int, bad: int) -> bytes:
+    """`_banded(n)` as an RLE-compressed multi-frame DICOM whose frame `bad` (0-based) has a
+    garbled RLE header (99 segments): the other frames decode."""
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_fragmented_frames
+    from pydicom.uid import RLELossless
+
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(_banded(n))))
+    ds.compress(RLELossless)
+    frames = [b"".join(f) for f in generate_fragmented_frames(ds.PixelData, number_of_frames=n)]
+    frames[bad] = (99).to_bytes(4, "little") + frames[bad][4:]
+    ds.PixelData = encapsulate(frames)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()
+
+
+def test_one_damaged_frame_of_a_multi_frame_dicom_costs_that_frame_only(tmp_path):
+    """A compressed multi-frame file with one garbled frame failed as a whole; the other
+    frames are read, in a file and as a slice file of a zip, and that frame says why."""
+    from dashboard.core import decode_upload
+
+    data = _rle_with_a_garbled_frame(4, bad=1)
+    slices, info = images.decode_slices(data, "scan.dcm")
+    assert [_which(s) for s in slices] == [0, 2, 3] and info["indices"] == [0, 2, 3]
+    assert [p for p, _ in info["unreadable"]] == [2]
+    assert info["unreadable"][0][1].startswith("cannot decode DICOM pixel data (transfer "
+                                               "syntax RLE Lossless)")
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(data)
+    items = expand_series([scan])
+    read = SliceReader()
+    assert [_which(read(items[k])) for k in (0, 2, 3)] == [0, 2, 3]
+    with pytest.raises(ImageError, match=rf"^{scan} · slice 2 of 4: cannot decode DICOM"):
+        read(items[1])
+    assert "slice 2 could not be read" in decode_upload("scan.dcm", data).note
+    # the same file in a zip after a one-frame slice: its damaged frame keeps its place
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("a.dcm", _slice(_banded(5)[4], 0.0))
+        zf.writestr("b.dcm", _rewrite(data, ImagePositionPatient=[0, 0, 1.0],
+                                      ImageOrientationPatient=[1, 0, 0, 0, 1, 0]))
+    slices, info = images.decode_slices(buf.getvalue(), "s.zip")
+    assert [_which(s) for s in slices] == [4, 0, 2, 3] and info["indices"] == [0, 1, 3, 4]
+    assert [p for p, _ in info["unreadable"]] == [3]
+    # every frame damaged: the file fails in one line, as before
+    with pytest.raises(ImageError, match=r"^scan\.dcm: cannot decode DICOM pixel data"):
+        images.decode_slices(_rle_with_a_garbled_frame(1, bad=0), "scan.dcm")

@@ -1,0 +1,147 @@
+"""Zipped DICOM series for `pipeline.images`: every slice of a zip of .dcm files, sorted along
+the series' axis (split from `pipeline.dicom`, which decodes each file's frames).
+
+Only pixels leave this module: no DICOM attribute is returned or put in a message, and member
+names of a zip are never reported (folders in a PACS export are often named after the patient).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.dicom import MAX_SLICES, _frames, _open, slice_indices
+from pipeline.images import ImageError
+
+MAX_ZIP_MEMBERS = 2000  # files in a zipped series
+MAX_ZIP_BYTES = 256 * 1024 * 1024  # what a zipped series may unpack to, in all
+
+
+def is_zip(data: bytes, name: str) -> bool:
+    """Whether an upload is a zip (by its magic bytes or its name)."""
+    return data[:4] == b"PK\x03\x04" or name.lower().endswith(".zip")
+
+
+def decode_zip(data: bytes, label: str, max_pixels: int
+               ) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """A series uploaded as a zip of DICOM files: every slice, sorted along the series' axis.
+
+    A slice file that cannot be unpacked or decoded is left out, its place and reason in
+    `info["unreadable"]` (`indices` keeps the slices returned), as a multi-page TIFF's damaged
+    page is: one damaged file cost the whole series. Its place is its position along the axis
+    when its header can be read, else after the others. ImageError, naming the first failure,
+    when no slice can be read. Member names are never reported (folders in a PACS export are
+    often named after the patient); reads are bounded (MAX_ZIP_MEMBERS, MAX_ZIP_BYTES in all).
+    """
+    import zipfile
+    import zlib
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        members = [m for m in zf.infolist() if not m.is_dir()
+                   and not m.filename.startswith("__MACOSX/")
+                   and not Path(m.filename).name.startswith(".")]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError):
+        raise ImageError(f"{label}: not a readable zip file") from None
+    if not members:
+        raise ImageError(f"{label}: the zip holds no files")
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise ImageError(f"{label}: the zip holds {len(members)} files (at most "
+                         f"{MAX_ZIP_MEMBERS} slices per series)")
+    budget = MAX_ZIP_BYTES
+    # (position, member, its frames, or one `_Unreadable` per frame)
+    found: list[tuple[float | None, int, list[np.ndarray | _Unreadable]]] = []
+    not_dicom = 0
+    for k, member in enumerate(members):
+        where = f"{label}: slice file {k + 1}"
+        try:
+            with zf.open(member) as fh:
+                blob = fh.read(budget + 1)
+        except RuntimeError:  # encrypted
+            raise ImageError(f"{label}: the zip is password-protected") from None
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError):
+            # zlib.error: a broken deflate stream (it escaped as a traceback before)
+            found.append((None, k, [_Unreadable(where, "damaged in the zip (it cannot be "
+                                                "unpacked)")]))
+            continue
+        budget -= len(blob)
+        if budget < 0:
+            raise ImageError(f"{label}: the zip unpacks to more than "
+                             f"{MAX_ZIP_BYTES / 1e6:.0f} MB")
+        if blob[128:132] != b"DICM" and not member.filename.lower().endswith(".dcm"):
+            not_dicom += 1
+            continue
+        found.append(_zipped_slice(blob, k, where, max_pixels))
+        del blob
+    if not_dicom:
+        raise ImageError(f"{label}: {not_dicom} of the {len(members)} files in the zip are not "
+                         "DICOM; upload a zip of .dcm slices only")
+    if all(pos is not None for pos, _, frames in found
+           if not isinstance(frames[0], _Unreadable)):  # the damaged without one: after them
+        found.sort(key=lambda t: (t[0] is None, t[0] or 0.0, t[1]))
+    every = [f for _, _, frames in found for f in frames]
+    total = len(every)
+    indices = [i for i in slice_indices(total) if not isinstance(every[i], _Unreadable)]
+    unreadable = [(i + 1, bad.reason) for i in slice_indices(total)
+                  if isinstance(bad := every[i], _Unreadable)]
+    if not indices:  # nothing to show: the file fails, as it did before on any damage
+        bad = next(f for f in every if isinstance(f, _Unreadable))
+        raise ImageError(f"{bad.where}: {bad.reason}")
+    slices = [f for i in indices if isinstance(f := every[i], np.ndarray)]
+    info = {"format": "DICOM series", "mode": "", "width": slices[0].shape[1],
+            "height": slices[0].shape[0], "frames": total, "slices": len(slices),
+            "indices": indices, "unreadable": unreadable}
+    return slices, info
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A zipped slice that could not be read: `where` names its file in the zip ("<zip>:
+    slice file 3", by its place, never its name), `reason` says why."""
+
+    where: str
+    reason: str
+
+
+def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int
+                  ) -> tuple[float | None, int, list[np.ndarray | _Unreadable]]:
+    """Zip member `k` (a DICOM file's bytes) as (position along the axis, k, its frames); a
+    file that cannot be decoded gives one `_Unreadable` per frame its header names (one when
+    the header cannot be read), placed by its position when the header has one."""
+    try:
+        ds = _open(blob, where)
+    except ImageError as exc:
+        return None, k, [_Unreadable(where, str(exc).removeprefix(f"{where}: "))]
+    position = _slice_position(ds)
+    try:
+        frames, info = _frames(ds, where, max_pixels, first_only=False)
+        decoded = dict(zip(info["indices"], frames, strict=True))
+        bad = dict(info["unreadable"])  # a multi-frame file's damaged frames keep their place
+        return position, k, [decoded[i] if i in decoded else _Unreadable(where, bad[i + 1])
+                             for i in slice_indices(info["frames"])]
+    except ImageError as exc:
+        try:
+            n = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+        except Exception:
+            n = 1
+        return position, k, [_Unreadable(where, str(exc).removeprefix(f"{where}: "))] * min(
+            n, MAX_SLICES)
+
+
+def _slice_position(ds: Any) -> float | None:
+    """Where a slice lies along the series' normal (ImagePositionPatient projected on the
+    normal of ImageOrientationPatient), else its InstanceNumber; None when neither is known."""
+    try:
+        pos = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        ori = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+        return float(np.dot(pos, np.cross(ori[:3], ori[3:])))
+    except Exception:
+        pass
+    try:
+        return float(ds.InstanceNumber)
+    except Exception:
+        return None
