@@ -254,7 +254,18 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
             if pages is not None:
                 return pages
     image, info = decode_image_info(data, name, max_pixels)
-    return [image], {**info, "slices": 1}
+    return [refuse_blank(image, label)], {**info, "slices": 1}
+
+
+def refuse_blank(image: np.ndarray, label: str) -> np.ndarray:
+    """`image`, or ImageError when it is blank (`modality.is_blank`): for a file to classify,
+    never a mask (an empty mask is blank, and valid). A series' slices are not checked yet: a
+    blank slice of a series is answered as any other."""
+    from pipeline.modality import BLANK_REASON, is_blank
+
+    if is_blank(image):
+        raise ImageError(f"{label}: {BLANK_REASON}")
+    return image
 
 
 def tiff_pages(data: bytes | BinaryIO) -> int:

@@ -27,6 +27,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# A slice whose grey levels span at most this (0.5th to 99.5th percentile, of 255) shows nothing to
+# classify, yet the models answered a white square "no tumour (97%)". Every one of the dataset's
+# 3264 images spans 92 or more (measured 2026-12-06); a scanner's padding slice spans 0.
+BLANK_SPREAD = 8
+BLANK_REASON = "a blank image (one flat grey level): nothing in it to classify"
 SIDE = 256  # the long side features are measured at: thresholds are in this frame's pixels
 WHITE = 250  # grey level counted as clipped white
 RULE = {"rim_saturation": 0.40, "rim_thickness": 0.040, "inside_ratio": 0.90}
@@ -100,3 +105,13 @@ def looks_like_ct(image: np.ndarray) -> bool:
     never raises it)."""
     f = ct_features(image)
     return all(f[k] >= v for k, v in RULE.items())
+
+
+def is_blank(image: np.ndarray) -> bool:
+    """Whether `image` (grey or RGB, uint8) is one flat grey level, up to `BLANK_SPREAD`: no
+    anatomy to classify (an empty padding slice of a series, a white or black square)."""
+    g = np.asarray(image)
+    if g.ndim == 3:
+        g = g.max(axis=2)  # structure in any channel counts
+    lo, hi = np.percentile(g[::2, ::2], [0.5, 99.5])  # every other pixel is plenty
+    return bool(hi - lo <= BLANK_SPREAD)

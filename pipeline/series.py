@@ -132,7 +132,7 @@ class SliceReader:
             return decoded.slice(item)
         if str(item).lower().endswith(".zip"):
             return images.decode_slices(images.read_file(item), str(item))[0][0]
-        return images.read_image(item)
+        return images.refuse_blank(images.read_image(item), str(item))  # nothing to answer
 
     def _slices(self, path: str) -> _Decoded | images.ImageError:
         with self._lock:  # one decode per series, even with several threads asking

@@ -20,9 +20,15 @@ CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 
 
 def _png(size=(40, 30), mode="RGB", fmt="PNG") -> bytes:
+    """A small image with a bright block on its ground: a flat one is refused as blank."""
+    from PIL import ImageDraw
+
     buf = io.BytesIO()
-    Image.new(mode, size, 128 if mode in ("L", "P") else (100, 50, 25)[: len(mode)] or 0).save(
-        buf, format=fmt)
+    im = Image.new(mode, size, 128 if mode in ("L", "P") else (100, 50, 25)[: len(mode)] or 0)
+    w, h = size
+    ImageDraw.Draw(im).rectangle((w // 4, h // 4, w // 2, h // 2),
+                                 fill=250 if mode in ("L", "P") else (250,) * len(mode))
+    im.save(buf, format=fmt)
     return buf.getvalue()
 
 
@@ -582,9 +588,10 @@ def test_middle_severity_accuracy_of_a_robustness_report():
 
 
 def test_decode_notes_and_plain_layer_names():
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     rgba = Image.new("RGBA", (40, 30), (200, 100, 50, 128))
+    ImageDraw.Draw(rgba).rectangle((10, 8, 20, 15), fill=(20, 240, 90, 255))  # not blank
     buf = io.BytesIO()
     rgba.save(buf, "PNG")
     up = core.decode_upload("t.png", buf.getvalue())

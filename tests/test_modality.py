@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dashboard import flags as dflags
-from pipeline.modality import RULE, ct_features, looks_like_ct
+from pipeline.modality import BLANK_REASON, RULE, ct_features, is_blank, looks_like_ct
 
 CT_LIST = Path(__file__).parent / "data" / "ct_slices.txt"
 
@@ -79,10 +79,45 @@ def test_the_dataset_s_ct_slices_are_found_and_its_mri_slices_left_alone(real_da
         rel = path.relative_to(real_data).as_posix()
         kind = "ct" if rel in ct else "mri"
         total[kind] += 1
-        found[kind] += looks_like_ct(read_image(path))
+        image = read_image(path)
+        found[kind] += looks_like_ct(image)
+        assert not is_blank(image), rel  # every image spans 92 grey levels or more
     assert total == {"ct": 73, "mri": 3191}
     assert found["ct"] >= 60, found  # 65 measured
     assert found["mri"] <= 2, found  # 0 measured
+
+
+def test_a_flat_image_is_blank_and_a_phantom_slice_is_not():
+    assert is_blank(np.zeros((64, 64, 3), np.uint8)) and is_blank(np.full((64, 48), 255, np.uint8))
+    jitter = np.random.default_rng(0).integers(-3, 4, (64, 64))  # a flat grey, JPEG-like
+    assert is_blank(np.clip(128 + jitter, 0, 255).astype(np.uint8))
+    assert not is_blank(np.tile(np.linspace(0, 40, 64).astype(np.uint8), (64, 1)))
+    assert not is_blank(_head(rim=255, rim_width=12, band=45, band_width=6))
+
+
+@pytest.mark.slow
+def test_a_blank_file_is_refused_not_answered(smoke_run: Path, tmp_path: Path):
+    """A white square was answered "no tumour (97%)": `predict` now refuses a blank file in one
+    line, and the dashboard's upload says why it has no answer."""
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dashboard.core import decode_upload
+    from pipeline.cli import app
+
+    white, mri = tmp_path / "white.png", tmp_path / "mri.png"
+    Image.fromarray(np.full((256, 256), 255, np.uint8)).save(white)
+    Image.fromarray(_head(rim=255, rim_width=12, band=45, band_width=6)).save(mri)
+    out = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--json", str(white),
+                                   str(mri)])
+    report = json.loads(out.stdout)
+    assert [r["path"] for r in report["results"]] == [str(mri)]
+    assert [e["path"] for e in report["errors"]] == [str(white)]
+    assert report["errors"][0]["error"].endswith(BLANK_REASON)
+    upload = decode_upload("white.png", white.read_bytes())
+    assert not upload.ok and upload.error == f"white.png: {BLANK_REASON}"
 
 
 @pytest.mark.slow
