@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from pipeline.config_rules import AUG_STRENGTHS
 from pipeline.layers import (
     RandomBiasField,
     RandomGamma,
@@ -17,8 +18,8 @@ from pipeline.layers import (
     RandomSharpen,
 )
 
-AUG_STRENGTHS = ("light", "gamma", "mri", "mri-match", "mri-match-texture", "mri-match-blur",
-                 "mri-match-sharp", "mri-match-sharp-blur", "mri-wide", "sequence", "strong")
+# the strengths' names live with the config's other allowed values (config_rules: checked when
+# a config is built, before any data is read)
 # Keras' RandomGaussianBlur defaults to a 3 x 3 kernel, which caps the blur near sigma 0.8 px
 # whatever sigma is asked for; "mri-match-blur" widens it to reach the robustness benchmark's
 # blur (sigma 1-2 px at 224 px for its moderate and strongest levels).

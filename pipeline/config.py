@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LR_SCHEDULES = ("plateau", "cosine")  # ModelConfig.lr_schedule; schedules.callbacks builds them
+from pipeline.config_rules import ConfigError, check_model, check_model_name, check_train, shown
 
 
 @dataclass
@@ -19,7 +19,7 @@ class ModelConfig:
     crop_head: bool = True  # crop to the head's bounding box before resizing (removes empty border)
     dropout: float = 0.3  # dropout before the softmax head
     learning_rate: float = 1e-3  # Adam step for the head / from-scratch phase
-    optimizer: str = "adam"  # "adam" or "sgd" (SGD uses momentum 0.9)
+    optimizer: str = "adam"  # "adam" or "sgd" (SGD uses momentum 0.9; fit._optimizer)
     clip_norm: float = 0.0  # clip each step's gradients to this global norm; 0 = no clipping
     epochs: int = 30  # upper bound; early stopping usually ends sooner
     lr_schedule: str = "plateau"  # "plateau": halve the step when val_loss stalls; "cosine":
@@ -86,34 +86,9 @@ class ModelConfig:
     # a 1 x 1 convolution the saved model does not keep (pipeline/tumour_mask.py); 0 = off
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
-        if self.ema_batchnorm < 0:
-            raise ValueError(f"ema_batchnorm must be 0 or more, got {self.ema_batchnorm}")
-        if self.lr_schedule not in LR_SCHEDULES:  # fail at load, not after the data pass
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, "
-                             f"got {self.lr_schedule!r}")
-        if self.equalize and self.standardize:
-            raise ValueError("equalize and standardize are two intensity normalisations: "
-                             "choose one")
-        if self.ibn_blocks < 0:
-            raise ValueError(f"ibn_blocks must be 0 or more, got {self.ibn_blocks}")
-        if self.input_blur < 0:
-            raise ValueError(f"input_blur is a sigma in pixels, 0 or more, got {self.input_blur}")
-        if self.segment < 0:
-            raise ValueError(f"segment must be 0 or more, got {self.segment}")
-        if self.segment > 0 and (self.guidance <= 0 or self.mixup > 0):
-            raise ValueError("segment needs guidance > 0 (it runs in the guided trainer, on its "
-                             "tumour boxes) and no mixup (a blend has no one tumour map)")
-        for name in ("transplant", "erase", "mixup"):
-            rate = getattr(self, name)
-            if not 0.0 <= rate <= 1.0:
-                what = "a Beta parameter" if name == "mixup" else "a probability"
-                raise ValueError(f"{name} is {what} in [0, 1], got {rate}")
-            if rate > 0 and self.guidance <= 0:  # it needs the boxes guidance loads
-                why = ("it runs in the guided trainer" if name == "mixup" else
-                       "it uses the tumour boxes")
-                raise ValueError(f"{name} needs guidance > 0 ({why})")
+        # every field's type and range (config_rules), so a bad value fails at load, not
+        # after the data pass; the rules that depend on the model run in TrainConfig
+        check_model(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -237,31 +212,60 @@ class TrainConfig:
     title: str | None = None  # what people see in the run picker; None = named after the split
     masks_dir: str | None = None  # tumour-box masks for guided training; None = the dataset's
     # `<dataset>-boxes/masks` or $BRAIN_MRI_BOXES (explain.masks.boxes_dir), if present
-    models: dict[str, ModelConfig] = field(default_factory=_default_models)
+    models: dict[str, ModelConfig] = field(default_factory=_default_models)  # by registry
+    # name (names.MODEL_NAMES); a model not given here is built from ModelConfig's defaults
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Every field's type and range, each model's under its name (config_rules); call it
+        again after changing fields in place. ConfigError (a ValueError) names the field."""
+        check_train(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}; known: {sorted(known)}")
+        """A config from its JSON form: top-level keys, and per-model keys under "models" (over
+        the defaults of `_default_models`). Unknown keys and model names are refused."""
+        _check_keys(data, _TOP_KEYS, _MODEL_KEYS, "config key", "")
         data = dict(data)
         models = _default_models()
-        for name, mc in (data.pop("models", None) or {}).items():
-            base = models.get(name, ModelConfig())
-            models[name] = dataclasses.replace(base, **_check_keys(ModelConfig, mc, name))
+        given = data.pop("models", None) or {}
+        if not isinstance(given, dict):
+            raise ConfigError("models", 'must be an object: {"MODEL": {...}, ...}')
+        for name, mc in given.items():
+            check_model_name(name)
+            if not isinstance(mc, dict):
+                raise ConfigError(f"models.{name}", "must be an object of that model's settings")
+            _check_keys(mc, _MODEL_KEYS, _TOP_KEYS, "model setting", f"models.{name}.")
+            try:
+                models[name] = dataclasses.replace(models.get(name, ModelConfig()), **mc)
+            except ConfigError as exc:  # name the model: its rules depend on which it is
+                raise exc.under(f"models.{name}.") from None
         return cls(**data, models=models)
 
 
-def _check_keys(klass: type, values: dict[str, Any], where: str) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(klass)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown keys for model {where!r}: {sorted(unknown)}")
-    return values
+def _check_keys(values: dict[str, Any], known: frozenset[str], elsewhere: frozenset[str],
+                what: str, where: str) -> None:
+    """Refuse the first unknown key of `values` in one line; a key that belongs at the other
+    level (`elsewhere`: top level vs under "models") says where to put it, any other lists the
+    known keys."""
+    for key in sorted(set(values) - known, key=str):
+        value = shown(values[key])
+        if key in elsewhere and not where:
+            raise ConfigError(key, f'is a model setting: put it under "models", e.g. '
+                                   f'{{"models": {{"custom_cnn": {{"{key}": {value}}}}}}}')
+        if key in elsewhere:
+            raise ConfigError(where + key, f'is a top-level setting, not a model\'s: e.g. '
+                                           f'{{"{key}": {value}, "models": {{...}}}}')
+        raise ConfigError(where + key, f"is not a {what}; known: {', '.join(sorted(known))}")
+
+
+_TOP_KEYS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+_MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
 def profile(name: str) -> TrainConfig:
@@ -317,8 +321,11 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
         raise ValueError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
     merged = (base or TrainConfig()).to_dict()
     models = merged.pop("models")
-    for name, mc in (data.pop("models", None) or {}).items():
-        models[name] = {**models.get(name, {}), **mc}
+    given = data.pop("models", None) or {}
+    if not isinstance(given, dict):
+        raise ConfigError("models", 'must be an object: {"MODEL": {...}, ...}')
+    for name, mc in given.items():
+        models[name] = {**models.get(name, {}), **mc} if isinstance(mc, dict) else mc
     merged.update(data)
     merged["models"] = models
     return TrainConfig.from_dict(merged)

@@ -26,6 +26,7 @@ import numpy as np
 from pipeline import aug_views, data, feature_cache, guidance, schedules
 from pipeline.backbones import BACKBONES
 from pipeline.config import ModelConfig, TrainConfig
+from pipeline.config_rules import OPTIMIZERS
 from pipeline.models import BuiltModel, compiled, split_point
 from pipeline.names import Progress, no_progress
 
@@ -85,7 +86,7 @@ def _optimizer(name: str, lr: float, clip_norm: float = 0.0, ema: float = 0.0
         return keras.optimizers.Adam(lr, **extra)
     if name == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **extra)
-    raise ValueError(f"unknown optimizer {name!r}; use adam or sgd")
+    raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
 def _compile(model: keras.Model, mc: ModelConfig, lr: float, num_classes: int) -> None:

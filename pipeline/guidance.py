@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from pipeline import images
+from pipeline.config_rules import GUIDANCE_SCORES
 from pipeline.data.arrays import LoadedArrays
 from pipeline.data.hashing import parallel_map
 from pipeline.explain.masks import find_mask, head_mask_in_frame, prepare_mask, read_mask
@@ -66,7 +67,7 @@ def allowed_masks(arrays: LoadedArrays, masks_dir: Path | None, size: int, crop:
     return masks, np.array(boxed, dtype=bool)
 
 
-SCORES = ("log_prob", "logit")  # what the penalised Grad-CAM explains (ModelConfig.guidance_score)
+SCORES = GUIDANCE_SCORES  # what the penalised Grad-CAM explains (ModelConfig.guidance_score)
 
 
 def outside_share(fmap: Any, probs: Any, y: Any, kernel: Any, allowed: Any,
@@ -227,8 +228,6 @@ def prepare(job: Any) -> tuple[np.ndarray, np.ndarray]:
     """The training images' allowed regions (N, size, size) uint8 and which had a tumour box
     (N,) bool, recorded in the job's state."""
     built, mc = job.built, job.mc
-    if mc.guidance_score not in SCORES:  # before the mask pass, not at the first step
-        raise ValueError(f"guidance_score must be one of {SCORES}, got {mc.guidance_score!r}")
     allowed, boxed = allowed_masks(job.train, job.masks_dir, mc.image_size, mc.crop_head,
                                    job.progress)
     job.state.guidance = {"weight": mc.guidance, "train_images": int(len(boxed)),

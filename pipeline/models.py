@@ -20,7 +20,7 @@ from pipeline.augment import augmentation_block
 from pipeline.backbones import BACKBONES
 from pipeline.config import ModelConfig
 from pipeline.layers import HeadEqualization, HeadStandardization, InputBlur
-from pipeline.names import display_name
+from pipeline.names import MODEL_NAMES, display_name
 from pipeline.weights import WeightsChoice, WeightsError, resolve_weights
 
 GRADCAM_LAYER_CUSTOM = "gradcam_target"
@@ -38,8 +38,6 @@ class BuiltModel:
     base_output: str | None = None  # name of the backbone's last layer (transfer models)
     head_input: str | None = None  # name of the first head layer after the backbone
 
-
-MODEL_NAMES = ("custom_cnn", *BACKBONES)
 
 
 def _preprocess(x: keras.KerasTensor, cfg: ModelConfig, transfer: bool,
@@ -104,8 +102,6 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
     `cfg.residual` those two add a projected shortcut from their input (`_shortcut`); the first
     `cfg.ibn_blocks` blocks normalise half their channels per image (`_ibn_conv`).
     """
-    if cfg.depth < 2:
-        raise ValueError(f"custom_cnn depth must be >= 2, got {cfg.depth}")
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     x = augmentation_block(inputs, seed, cfg.augment_strength) if augment else inputs
     x = _preprocess(x, cfg, transfer=False, backbone_preprocess=None)

@@ -18,6 +18,9 @@ DISPLAY_NAMES: dict[str, str] = {
     "mobilenetv2": "MobileNetV2",
     "efficientnetb0": "EfficientNetB0",
 }
+# Every model the registry builds (models.build_model: our CNN, then backbones.BACKBONES, kept in
+# step by a test): what a config's "models" may name, without importing Keras.
+MODEL_NAMES: tuple[str, ...] = ("custom_cnn", "mobilenetv2", "efficientnetb0")
 # What `train`, `run`, `bench` and `--model all` mean: our CNN and the transfer-learning model.
 DEFAULT_MODELS: tuple[str, ...] = ("custom_cnn", "mobilenetv2")
 

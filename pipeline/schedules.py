@@ -9,7 +9,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from pipeline.config import LR_SCHEDULES
+from pipeline.config_rules import LR_SCHEDULES
 
 
 def cosine_lr(base: float, epochs: int, warmup: int = 2, floor: float = 0.01

@@ -230,7 +230,12 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
     if resume:
         writer = artifacts.RunWriter(artifacts_dir, resume, resume=True)
         saved = artifacts.read_json(writer.tmp / "run.json")
-        cfg = TrainConfig.from_dict(saved["config"])
+        try:
+            cfg = TrainConfig.from_dict(saved["config"])
+        except ValueError as exc:  # saved before the config's rules refused it at load
+            raise artifacts.ArtifactError(
+                f"run {resume} cannot be resumed: its saved config is invalid ({exc}); delete "
+                f"{writer.tmp} and train again with a corrected config") from exc
         data_dir, models = saved["data_dir"], saved["models"]
         commit = saved.get("git_commit", provenance.git_commit())
         state = artifacts.read_json(writer.tmp / "state.json") \

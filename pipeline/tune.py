@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.artifacts import write_json_atomic, write_text_atomic
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.names import Progress
+from pipeline.names import MODEL_NAMES, Progress
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -77,8 +77,6 @@ TRANSFER_SPACE = (
 
 def search_space(model: str) -> tuple[Param, ...]:
     """The searched parameters of `model` (custom CNN vs. any transfer backbone)."""
-    from pipeline.models import MODEL_NAMES
-
     if model not in MODEL_NAMES:
         raise TuneError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     return CUSTOM_SPACE if model == "custom_cnn" else TRANSFER_SPACE

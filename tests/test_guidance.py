@@ -276,10 +276,6 @@ def test_clip_norm_bounds_each_guided_step():
 
 
 def test_unknown_guidance_score_is_refused_before_the_mask_pass():
-    from types import SimpleNamespace
-
-    from pipeline.guidance import prepare
-
-    job = SimpleNamespace(built=None, mc=ModelConfig(guidance=1.0, guidance_score="probability"))
-    with pytest.raises(ValueError, match="guidance_score must be one of"):
-        prepare(job)  # no images, masks or model touched: it fails first
+    # refused when the config is built (config_rules), so before any image, mask or model
+    with pytest.raises(ValueError, match="guidance_score must be one of log_prob, logit"):
+        ModelConfig(guidance=1.0, guidance_score="probability")

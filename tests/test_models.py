@@ -538,3 +538,35 @@ def test_ibn_blocks_normalise_half_the_channels_per_image(tmp_path):
     _same_after_reload(model, tmp_path)
     with pytest.raises(ValueError, match="ibn_blocks"):
         ModelConfig(ibn_blocks=-1)
+
+
+def test_model_names_without_keras_match_the_registry():
+    """names.MODEL_NAMES (what a config may name, importable without Keras) is the registry."""
+    from pipeline.backbones import BACKBONES
+    from pipeline.names import DISPLAY_NAMES, MODEL_NAMES
+
+    assert ("custom_cnn", *BACKBONES) == MODEL_NAMES
+    assert set(DISPLAY_NAMES) == set(MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", ["custom_cnn", "mobilenetv2", "efficientnetb0"])
+def test_the_smallest_image_size_a_config_allows_is_measured(name):
+    """config_rules.min_image_size is what the models need, not a guess: at it every model
+    builds, runs a training forward pass (the custom CNN with its sharpening and strongest
+    augmentations) and has a Grad-CAM layer of exactly 2 x 2; one pixel less leaves 1 x 1 or
+    fails to build."""
+    from pipeline.config_rules import min_image_size
+
+    depths = (2, 3, 4) if name == "custom_cnn" else (4,)
+    strengths = ("mri-match-sharp", "strong") if name == "custom_cnn" else ("light",)
+    for depth in depths:
+        size = min_image_size(name, ModelConfig(depth=depth))
+        for strength in strengths:
+            cfg = ModelConfig(image_size=size, width=4, depth=depth, augment_strength=strength)
+            built = build_model(name, 2, cfg, weights="none")
+            x = np.random.default_rng(0).integers(0, 256, (4, size, size, 3)).astype("float32")
+            assert np.asarray(built.model(x, training=True)).shape == (4, 2)
+            assert tuple(built.model.get_layer(built.gradcam_layer).output.shape[1:3]) == (2, 2)
+        smaller = build_model(name, 2, ModelConfig(image_size=size - 1, width=4, depth=depth),
+                              weights="none")
+        assert tuple(smaller.model.get_layer(smaller.gradcam_layer).output.shape[1:3]) == (1, 1)

@@ -358,6 +358,25 @@ def test_recompute_batchnorm_leaves_frozen_layers_alone():
     assert np.allclose(model.get_layer("bn").moving_mean.numpy(), 5.0)
 
 
+def test_resuming_a_run_whose_saved_config_is_now_refused_says_what_to_do(tmp_path):
+    """A run saved before the config's rules existed (augment_strength "heavy" got past loading
+    and failed after the data pass) replayed the same failure at every --resume."""
+    from pipeline.artifacts import ArtifactError
+
+    tmp = tmp_path / "runs" / ".tmp-20261206-000000-abcdef"
+    tmp.mkdir(parents=True)
+    saved = profile("smoke").to_dict()
+    saved["models"]["custom_cnn"]["augment_strength"] = "heavy"
+    (tmp / "run.json").write_text(json.dumps({"config": saved, "data_dir": str(tmp_path),
+                                              "models": ["custom_cnn"]}))
+    with pytest.raises(ArtifactError) as info:
+        train_run(profile("smoke"), None, tmp_path, ["custom_cnn"],
+                  resume="20261206-000000-abcdef")
+    message = str(info.value)
+    assert "models.custom_cnn.augment_strength must be one of" in message
+    assert f"delete {tmp}" in message and "\n" not in message
+
+
 def test_ema_outside_its_range_is_refused():
     with pytest.raises(ValueError, match="ema must be in"):
         ModelConfig(ema=1.0)

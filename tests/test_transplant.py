@@ -196,7 +196,7 @@ def test_erase_is_refused_without_guidance_or_no_tumour_class():
 
     with pytest.raises(ValueError, match="erase needs guidance"):
         ModelConfig(erase=0.5)
-    with pytest.raises(ValueError, match="erase is a probability"):
+    with pytest.raises(ValueError, match="erase must be a probability"):
         ModelConfig(guidance=1.0, erase=-0.1)
     mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, erase=0.5)
     built = build_model("custom_cnn", 3, mc, augment=False)
@@ -250,7 +250,7 @@ def test_mixup_is_refused_without_guidance_out_of_range_or_for_a_transfer_model(
 
     with pytest.raises(ValueError, match="mixup needs guidance"):
         ModelConfig(mixup=0.2)
-    with pytest.raises(ValueError, match="mixup is a Beta parameter"):
+    with pytest.raises(ValueError, match="mixup must be a Beta parameter"):
         ModelConfig(guidance=1.0, mixup=1.5)
     cfg = profile("smoke")
     cfg.models["mobilenetv2"].mixup = 0.2

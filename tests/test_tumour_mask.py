@@ -107,7 +107,7 @@ def test_segment_without_guidance_with_mixup_or_for_a_transfer_model_is_refused(
         ModelConfig(segment=1.0)
     with pytest.raises(ValueError, match="segment needs guidance"):
         ModelConfig(guidance=1.0, segment=1.0, mixup=0.2)
-    with pytest.raises(ValueError, match="segment must be 0 or more"):
+    with pytest.raises(ValueError, match="segment must be >= 0"):
         ModelConfig(guidance=1.0, segment=-1.0)
     cfg = profile("smoke")
     cfg.models["mobilenetv2"].guidance = 1.0

@@ -15,7 +15,7 @@ from rich import progress as rich_progress
 from rich.console import Console
 
 from pipeline.explain import METHODS
-from pipeline.names import DEFAULT_MODELS, Progress, no_progress
+from pipeline.names import DEFAULT_MODELS, MODEL_NAMES, Progress, no_progress
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
@@ -256,9 +256,7 @@ def run_ref(artifacts_dir: Path, run: str) -> str:
     return f"{ref} --artifacts {shlex.quote(str(artifacts_dir))}"
 
 
-# The registry (pipeline.models.MODEL_NAMES) imports Keras, so its names are spelled out here.
-MODEL_HELP = ("custom_cnn, mobilenetv2, efficientnetb0, or all (= "
-              + " + ".join(DEFAULT_MODELS) + ")")
+MODEL_HELP = (", ".join(MODEL_NAMES) + ", or all (= " + " + ".join(DEFAULT_MODELS) + ")")
 # From the method registry (no TensorFlow import: pipeline.explain loads names on demand);
 # explain and explain-eval add their own default.
 METHOD_HELP = " | ".join(METHODS)
@@ -280,8 +278,6 @@ def _model_list(model: str, known: Sequence[str] | None = None,
     if model == "all":
         return list(everything)
     if known is None:
-        from pipeline.models import MODEL_NAMES
-
         known = MODEL_NAMES
     names = _split_models(model)
     bad = [m for m in names if m not in known]

@@ -20,7 +20,7 @@ from pipeline.cli.common import (
     say,
     shown,
 )
-from pipeline.names import DEFAULT_MODELS
+from pipeline.names import DEFAULT_MODELS, MODEL_NAMES
 
 if TYPE_CHECKING:
     from pipeline.config import TrainConfig
@@ -32,30 +32,38 @@ def _build_config(profile_name: str, config: Path | None, image_size: int | None
     """The profile, then the --config file, then the command's options (None = not given).
 
     --image-size and --epochs apply to every model in `models` (a model the profile lacks gets
-    the default ModelConfig first). Bad values fail in one line.
+    the default ModelConfig first). Bad values fail in one line, checked by the config's own
+    rules (config_rules), before any data is read.
     """
-    from pipeline.config import load_config, profile
+    from pipeline.config import ModelConfig, load_config, profile
+    from pipeline.config_rules import ConfigError
 
     try:
         cfg = profile(profile_name)
         if config is not None:
             cfg = load_config(config, base=cfg)
+    except ConfigError as exc:  # which file: the value may come from it or from the profile
+        fail(f"{config}: {exc}")
     except ValueError as exc:
         fail(str(exc))
-    for name in models:
-        mc = cfg.models.setdefault(name, type(next(iter(cfg.models.values())))())
-        if image_size is not None:
-            if image_size < 32:
-                fail(f"--image-size must be at least 32, got {image_size}")
-            mc.image_size = image_size
-        if epochs is not None:
-            if epochs < 1:
-                fail(f"--epochs must be at least 1, got {epochs}")
-            mc.epochs = epochs
+    for option, key, value in (("--image-size", "image_size", image_size),
+                               ("--epochs", "epochs", epochs)):
+        if value is None:
+            continue
+        for name in models:
+            setattr(cfg.models.setdefault(name, ModelConfig()), key, value)
+        try:
+            cfg.check()
+        except ValueError as exc:  # e.g. --image-size 16 for MobileNetV2
+            fail(f"{option} {value}: {exc}")
     if weights is not None:
         cfg.weights = weights
     if official_test is not None:
         cfg.official_test = official_test
+    try:
+        cfg.check()
+    except ValueError as exc:
+        fail(str(exc))
     return cfg
 
 
@@ -112,7 +120,9 @@ def _print_test_results(run_dir: Path) -> None:
 
 
 def train(
-    data: Path = typer.Option(None, "--data", help="dataset folder (any supported layout)"),
+    data: Path = typer.Option(None, "--data",
+                              help="dataset folder (any supported layout); required unless "
+                                   "--resume or --print-config"),
     model: str = typer.Option("all", "--model", help=MODEL_HELP),
     out: Path = typer.Option(Path("artifacts"), "--out", help="artifacts folder"),
     profile_name: str = typer.Option("full", "--profile", help="smoke | quick | full"),
@@ -122,13 +132,22 @@ def train(
     official_test: bool = typer.Option(None, "--official-test/--split-test",
                                        help="use the dataset's Testing/ folder as test split"),
     resume: str = typer.Option(None, "--resume", help="continue an interrupted run by id"),
-    config: Path = typer.Option(None, "--config", help="JSON config overriding the profile"),
+    config: Path = typer.Option(None, "--config",
+                                help="JSON config overriding the profile (see README: Training "
+                                     "configuration; --print-config shows every field)"),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate at the end"),
     strategy: str = typer.Option("default", "--strategy",
                                  help="default | mirrored (local GPUs) | multiworker (TF_CONFIG)"),
+    print_config: bool = typer.Option(False, "--print-config",
+                                      help="print the merged config (profile, --config, options) "
+                                           "as JSON and exit without training"),
 ) -> None:
     """Train models and write a self-describing run folder (evaluated at the end)."""
     models = _model_list(model)
+    if print_config:  # cheap: no data, no TensorFlow
+        print_json(_build_config(profile_name, config, image_size, epochs, weights,
+                                 official_test, models).to_dict())
+        return
     if resume is None:
         if data is None:
             fail("--data is required (or --resume RUN_ID)")
@@ -216,7 +235,6 @@ def tune(
 ) -> None:
     """Bounded hyper-parameter search, selected on validation accuracy (never the test split)."""
     from pipeline.data import DatasetError
-    from pipeline.models import MODEL_NAMES
     from pipeline.tune import TuneError, results_markdown
     from pipeline.tune import tune as run_tune
     from pipeline.weights import WeightsError
