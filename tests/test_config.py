@@ -235,3 +235,10 @@ def test_print_config_shows_the_merged_config_without_tensorflow(tmp_path):
                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert child.stderr.endswith("False"), child.stderr
 
+
+def test_the_readme_example_config_is_valid():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Training configuration"):]
+    example = section[section.index("```json") + len("```json"):section.index("```\n", 8)]
+    cfg = TrainConfig.from_dict(json.loads(example))
+    assert cfg.models["custom_cnn"].image_size == 96
