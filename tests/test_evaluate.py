@@ -671,6 +671,24 @@ def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_cross_validation_of_a_run_with_a_now_refused_config_fails_in_one_line(run_copy,
+                                                                                tmp_path) -> None:
+    """A run trained before the config's rules (its manifest names a mistyped model) is refused
+    by cross-validation with an EvaluationError the CLI prints, not a traceback."""
+    import shutil
+
+    run = tmp_path / "runs" / run_copy.name
+    shutil.copytree(run_copy, run)  # the module's copy stays untouched
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["models"]["customcnn"] = manifest["config"]["models"]["custom_cnn"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ev.EvaluationError,
+                       match=r"cannot be retrained in folds: .*models\.customcnn is not a model"):
+        ev.cross_validate(run, 2, models=["custom_cnn"], out_dir=tmp_path / "cv")
+    assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.slow
 def test_cross_validation_folds_and_summary(run_copy, tmp_path) -> None:
     result = ev.cross_validate(run_copy, 2, models=["custom_cnn"], out_dir=tmp_path / "cv",
                                n_boot=100)

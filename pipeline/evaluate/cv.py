@@ -85,7 +85,11 @@ def _open_for_cv(run_dir: str | Path, data_root: str | Path | None,
         root = run.dataset_root(data_root)
     except artifacts.ArtifactError as exc:
         raise EvaluationError(str(exc)) from None
-    cfg = TrainConfig.from_dict(run.manifest["config"])
+    try:
+        cfg = TrainConfig.from_dict(run.manifest["config"])
+    except ValueError as exc:  # a run trained before config_rules refused its config
+        raise EvaluationError(f"run {run.run_id} cannot be retrained in folds: its config is "
+                              f"invalid ({exc})") from None
     unknown = sorted(set(models or []) - set(run.model_names))
     if unknown:
         raise EvaluationError(f"run {run.run_id} has no model(s) {unknown}; it has "
