@@ -262,6 +262,8 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         state = {}
     say(f"run {writer.run_id}: {len(splits.train)} train / {len(splits.val)} val / "
         f"{len(splits.test)} test images, classes {', '.join(ds.classes)}")
+    if note := data.ignored_note(ds.ignored):  # a misspelt class folder is not trained on
+        say(note)
     cache = Path(cache_dir) if cache_dir else artifacts_dir / "cache"
     try:
         # the chief alone finishes the run: calibration, evaluation, OOD score

@@ -616,6 +616,25 @@ def test_cli_audit_json_and_summary(planted: Path):
     assert "exact duplicate groups" in human.stdout and "unreadable: 3" in human.stdout
 
 
+def test_audit_says_which_folders_it_ignored(tmp_path: Path):
+    """`audit` dropped a class folder of an unknown name (`astrocytoma/`) without a word, as
+    `train` did; only `evaluate --data` said so. One line, from `data.ignored_note`."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    root = build(tmp_path / "d", {"glioma": 3, "no_tumor": 3, "astrocytoma": 2}, ext=".png")
+    assert data.ignored_note([]) is None
+    said = data.ignored_note(data.discover(root).ignored)
+    assert said == "ignored folders (no known class name): astrocytoma"
+    human = CliRunner().invoke(app, ["audit", str(root)])
+    assert human.exit_code == 0, human.output
+    assert said in human.stdout.replace("\n", " ")
+    clean = CliRunner().invoke(app, ["audit", str(build(tmp_path / "c", {"glioma": 2,
+                                                                          "no_tumor": 2}))])
+    assert clean.exit_code == 0 and "ignored folders" not in clean.stdout
+
+
 def test_size_cue_is_a_leave_one_out_vote():
     from pipeline.data.auditing import size_cue
 

@@ -264,9 +264,13 @@ def test_a_run_with_size_balancing_says_so_and_records_it(tmp_path):
     cfg.models["custom_cnn"].balance_sizes = 3
     cfg.models["custom_cnn"].epochs = 1
     said: list[str] = []
-    run_dir = train_run(cfg, _two_sources(tmp_path / "d"), tmp_path / "a", ["custom_cnn"],
-                        say=said.append)
+    data_dir = _two_sources(tmp_path / "d")
+    # a folder whose name is no class was dropped without a word (evaluate alone said so)
+    (data_dir / "metastasis").mkdir()
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(data_dir / "metastasis" / "m.png")
+    run_dir = train_run(cfg, data_dir, tmp_path / "a", ["custom_cnn"], say=said.append)
     assert any("pixel sizes balanced against" in s for s in said), said
+    assert "ignored folders (no known class name): metastasis" in said, said
     assert open_run(run_dir).manifest["config"]["models"]["custom_cnn"]["balance_sizes"] == 3
 
 

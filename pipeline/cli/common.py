@@ -82,8 +82,9 @@ def print_json(obj: object) -> None:
 
 
 def say(message: str) -> None:
-    """A stage's progress message, as it is, on stderr (the `say` callback of long stages)."""
-    err.print(message, highlight=False)
+    """A stage's progress message, as it is, on stderr (the `say` callback of long stages):
+    no markup, since messages carry folder and file names."""
+    err.print(message, highlight=False, markup=False)
 
 
 def warning_tags(answer: dict, seen: set[str]) -> str:
@@ -121,6 +122,25 @@ def report_gaps(gaps: Sequence[object]) -> None:
     answer: a missing file used to drop its warning silently."""
     for gap in gaps:
         err.print(f"note: {gap}", highlight=False, markup=False, soft_wrap=True)
+
+
+def report_source(src: dict) -> None:
+    """The warnings about an external data folder, on stderr, said alike by evaluate and
+    explain-eval (their JSON's `source`): images that are exact copies of the run's
+    training/validation images (`evaluate.external.training_overlap`), classes the run does not
+    know, folders with no known class name (`data.ignored_note`)."""
+    from pipeline.data.discovery import ignored_note
+
+    overlap = src.get("overlap_with_training") or {}
+    if overlap.get("n_exact"):
+        err.print(f"[yellow]warning:[/] {overlap['n_exact']} of these images are exact copies of "
+                  "the run's training/validation images; their scores are not independent",
+                  soft_wrap=True)
+    if src.get("skipped_classes"):
+        err.print(f"[yellow]skipped classes the run does not know:[/] "
+                  f"{shown(src['skipped_classes'])}", highlight=False)
+    if note := ignored_note(src.get("ignored_folders") or []):
+        err.print(f"[yellow]{shown(note)}[/]", highlight=False, soft_wrap=True)
 
 
 def report_inputs(inputs: Inputs) -> None:

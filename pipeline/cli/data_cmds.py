@@ -36,9 +36,13 @@ def _print_audit(r: dict) -> None:
     20), duplicate and leakage counts with a few examples."""
     from rich.table import Table
 
+    from pipeline.data import ignored_note
+
     out = Console(highlight=False)
     out.print(f"[bold]{shown(r['root'])}[/]: layout {r['layout']}, {r['n_images']} images, "
               f"classes {', '.join(r['classes'])}")
+    if note := ignored_note(r.get("ignored_folders") or []):
+        out.print(f"[yellow]{shown(note)}[/]", soft_wrap=True)
     counts = Table(title="Images per split and class")
     counts.add_column("split")
     for c in r["classes"]:

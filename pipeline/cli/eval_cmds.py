@@ -23,6 +23,7 @@ from pipeline.cli.common import (
     progress_bar,
     report_gaps,
     report_inputs,
+    report_source,
     run_ref,
     say,
     shown,
@@ -188,16 +189,7 @@ def _print_eval_summary(summary: dict) -> None:
     sys.stdout.write(summary["verdict"] + "\n")
     if src.get("n_unreadable"):
         err.print(f"[yellow]skipped {src['n_unreadable']} unreadable image(s)[/]")
-    overlap = src.get("overlap_with_training") or {}
-    if overlap.get("n_exact"):
-        err.print(f"[yellow]warning:[/] {overlap['n_exact']} of these images are exact copies of "
-                  "the run's training/validation images; their scores are not independent")
-    if src.get("skipped_classes"):
-        err.print(f"[yellow]skipped classes the run does not know:[/] "
-                  f"{shown(src['skipped_classes'])}", highlight=False)
-    if src.get("ignored_folders"):
-        err.print("[yellow]ignored folders (no known class name):[/] "
-                  + ", ".join(shown(f) for f in src["ignored_folders"]), highlight=False)
+    report_source(src)
 
 
 def _print_cv_summary(result: dict) -> None:

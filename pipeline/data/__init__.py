@@ -26,6 +26,7 @@ from pipeline.data.discovery import (
     canonical_label,
     canonical_split,
     discover,
+    ignored_note,
 )
 from pipeline.data.duplicates import (
     NEAR_DUPLICATE_METHOD,
@@ -77,6 +78,7 @@ __all__ = [
     "canonical_label",
     "canonical_split",
     "discover",
+    "ignored_note",
     "duplicate_components",
     "fingerprint",
     "group_duplicates",

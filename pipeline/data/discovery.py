@@ -23,6 +23,7 @@ from pipeline.names import IMAGE_EXTS
 CANONICAL: tuple[str, ...] = ("glioma", "meningioma", "no_tumor", "pituitary")
 BINARY: tuple[str, ...] = ("no_tumor", "tumor")
 IGNORED_ROOT_FOLDERS = {"masks"}  # the synthetic generator writes ground-truth masks there
+IGNORED_NOTE = "ignored folders (no known class name)"
 
 
 class DatasetError(ValueError):
@@ -77,6 +78,15 @@ def canonical_label(name: str, binary: bool = False) -> str | None:
 def canonical_split(name: str) -> str | None:
     """"Training"/"train" -> "train", "Testing"/"test" -> "test", "Validation" -> "val"."""
     return _SPLITS.get(_norm(name))
+
+
+def ignored_note(folders: Iterable[str]) -> str | None:
+    """The one line every command (audit, train, evaluate, explain-eval) prints for the folders
+    `discover` left out because their names map to no class ("ignored folders (no known class
+    name): astrocytoma"); None when there are none. Without it train and audit dropped such a
+    folder without a word."""
+    names = list(folders)
+    return f"{IGNORED_NOTE}: {', '.join(names)}" if names else None
 
 
 # ----------------------------------------------------------------------------- records
