@@ -99,11 +99,14 @@ def _copy_tree(run_dir: Path, n: int, root: Path, layout: dict[str, str]
 @pytest.mark.slow
 def test_explain_eval_on_external_class_folders_and_yes_no(smoke_run: Path, tmp_path: Path
                                                            ) -> None:
+    shutil.copytree(smoke_run, tmp_path / "run")  # explain-eval writes into the run
+    smoke_run = tmp_path / "run"
     data, masks, written = _copy_tree(smoke_run, 2, tmp_path / "cls",
                                       {"glioma": "glioma", "no_tumor": "no_tumor"})
     res = E.explain_eval(smoke_run, data_dir=data, masks_dir=masks, max_images=8, steps=2,
                          models=["custom_cnn"])["custom_cnn"]
-    out = smoke_run / "custom_cnn" / "explanations-external" / "data.json"
+    # named after the folder and the method: another method's result is kept beside it
+    out = smoke_run / "custom_cnn" / "explanations-external" / f"data-{res['method']}.json"
     saved = json.loads(out.read_text())
     assert saved["source"]["kind"] == "external" and saved["source"]["mode"] == "direct"
     assert saved["target_mode"] == TARGET_TRUE and res["n"] == 4

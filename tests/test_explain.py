@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -625,8 +626,13 @@ def test_prepare_mask_follows_the_head_crop() -> None:
     assert iou > 0.7
     uncropped = E.prepare_mask(mask, img, 64, crop=False)
     assert (uncropped & lesion).sum() / (uncropped | lesion).sum() < 0.5
-    with pytest.raises(ValueError, match=r"mask shape \(10, 10\) differs"):
+    # another aspect ratio is refused, sizes as WxH (the image is 160 wide, 200 high)
+    with pytest.raises(ValueError, match=r"mask is 10x10 pixels, its image 160x200"):
         E.prepare_mask(np.zeros((10, 10)), img, 64, crop=True)
+    # the same ratio at half size is resized: the same lesion as the full-size mask
+    half = cv2.resize(mask, (80, 100), interpolation=cv2.INTER_NEAREST)
+    again = E.prepare_mask(half, img, 64, crop=True)
+    assert (again & pm).sum() / (again | pm).sum() > 0.7
 
 
 def _check_explanations_json(data: dict, n_max: int) -> None:
@@ -685,7 +691,19 @@ def test_explain_eval_on_the_smoke_run(smoke_run: Path) -> None:
 
 @pytest.mark.slow
 def test_explain_eval_without_masks_reports_why(smoke_run: Path, tmp_path: Path) -> None:
-    res = E.explain_eval(smoke_run, masks_dir=tmp_path, max_images=4, steps=4,
+    # a masks folder the user names that matches no image is an error (a naming mistake),
+    # saying where it looked
+    with pytest.raises(ValueError, match="no mask in .* it looked for"):
+        E.explain_eval(smoke_run, masks_dir=tmp_path, max_images=4, steps=4,
+                       models=["custom_cnn"])
+    # no masks where they are looked for by default: scored without localisation, and said
+    from pipeline.artifacts import open_run
+
+    shutil.copytree(smoke_run, tmp_path / "run")  # explain-eval writes into the run
+    data = tmp_path / "data"
+    shutil.copytree(open_run(smoke_run).data_dir, data,
+                    ignore=shutil.ignore_patterns("masks"))
+    res = E.explain_eval(tmp_path / "run", data_dir=data, max_images=4, steps=4,
                          models=["custom_cnn"])["custom_cnn"]
     assert res["pointing_game"] is None and res["energy_in_mask"] is None
     assert res["pointing_game_ci"] is None

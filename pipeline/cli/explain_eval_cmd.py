@@ -25,6 +25,7 @@ from pipeline.cli.common import (
     print_json,
     progress_bar,
     report_gaps,
+    report_source,
     shown,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
@@ -35,12 +36,18 @@ def explain_eval_cmd(
     data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's); a "
                               "folder without the run's test split (Training/Testing, one "
                               "folder per class, or yes/no) is evaluated as an external "
-                              "folder: all its images"),
-    masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
-                               "paths, any image extension (scan.jpg -> scan.png), non-zero = "
-                               "tumour (default: the dataset's boxes folder, else DATA/masks)"),
+                              "folder: all its images (tumour images alone: put them in "
+                              "yes/)"),
+    masks: Path = typer.Option(None, "--masks", help="tumour masks, one per image at the "
+                               "image's relative path and file name, any image extension "
+                               "(glioma/scan.jpg -> MASKS/glioma/scan.png; not scan_mask.png); "
+                               "the image's pixel size, or its aspect ratio (then resized); "
+                               "non-zero = tumour, so save masks as PNG (JPEG artefacts count "
+                               "as tumour). Default: the dataset's boxes folder, else "
+                               "DATA/masks"),
     out_name: str = typer.Option(None, "--name", help="external folder only: file name under "
-                             "<run>/<model>/explanations-external/ (default: the folder's name)"),
+                             "<run>/<model>/explanations-external/ (default: "
+                             "<folder>-<method>, so each method's result is kept)"),
     method: str = typer.Option(None, "--method", help=METHOD_HELP + " (default: "
                                "each model's default from explain-choose, else gradcam)"),
     max_images: int = typer.Option(64, "--max-images", help="images per model scored in "
@@ -58,10 +65,12 @@ def explain_eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
     replace: bool = typer.Option(False, "--replace", help="overwrite a run's explanations.json "
                                  "measured on more images than --max-images, or measure "
-                                 "another method or layer than the model's default there"),
+                                 "another method or layer than the model's default there (or "
+                                 "than the --name file's, on an external folder)"),
 ) -> None:
     """Measure explanation quality (localisation, faithfulness, sanity, shortcut alarm); writes
-    <run>/<model>/explanations.json (external folders: explanations-external/<name>.json)."""
+    <run>/<model>/explanations.json (external folders: explanations-external/<folder>-<method>.json,
+    or --name)."""
     from pipeline.artifacts import ArtifactError, open_run, resolve_run
     from pipeline.explain import explain_eval
     from pipeline.explain.defaults import not_the_default
@@ -92,13 +101,16 @@ def explain_eval_cmd(
             results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
                                    max_images=max_images, progress=update, models=names,
                                    steps=steps, baseline=baseline, layer=layer, name=out_name,
-                                   max_localisation=max_localisation)
+                                   max_localisation=max_localisation, replace=replace)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     report_gaps([r["layer_note"] for r in results.values() if r.get("layer_note")])
+    first = next(iter(results.values()))
+    if first["source"].get("kind") == "external":  # copies of training images, ignored folders
+        report_source(first["source"])
+    _report_masks(results)
     if as_json:
         print_json({m: {k: v for k, v in r.items() if k != "rows"} for m, r in results.items()})
-        return
     else:
         _print_explain_quality(results, run_dir)
 
@@ -140,6 +152,10 @@ def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
         "with a mask": lambda r: str(r["n_localisation"]),
         "pointing game (chance)": lambda r: (f"{_fmt(r['pointing_game'], 2)} "
                                              f"({_fmt(r['pointing_game_chance'], 2)})"),
+        # the Wilson interval the JSON holds: 6 hits of 7 is anything from 0.49 to 0.97
+        "  95 % interval": lambda r: ("–" if not r.get("pointing_game_ci") else
+                                     f"[{r['pointing_game_ci'][0]:.2f}, "
+                                     f"{r['pointing_game_ci'][1]:.2f}]"),
         "energy in mask (chance)": lambda r: (f"{_fmt(r['energy_in_mask'])} "
                                               f"({_fmt(r['energy_in_mask_chance'])})"),
         "deletion AUC (random)": lambda r: (f"{_fmt(r['deletion_auc'])} "
@@ -169,12 +185,28 @@ def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
         if r["n_outside_head_flagged"]:
             sys.stdout.write(f"{m}: {r['n_outside_head_flagged']} of {r['n']} heatmaps flagged: "
                              f"{OUTSIDE_HEAD_MESSAGE} ({r['outside_head_rule']})\n")
-    _report_failed(results)
     modes = {r["target_mode"] for r in results.values()}
     sys.stdout.write("explained class: " + ", ".join(sorted(
         _TARGET_WORDS.get(mode, mode) for mode in modes)) + "\n")
     sys.stdout.write(f"written: {', '.join(r['written'] for r in results.values())} in "
                      f"{run_dir}\n")
+
+
+def _report_masks(results: dict[str, dict]) -> None:
+    """On stderr (with --json too): the images and masks that could not be used, how many masks
+    were resized to their image, and how many look inverted. Every model meets the same mask
+    files, so the largest count is said once."""
+    _report_failed(results)
+    resized = max(int(r.get("n_masks_resized") or 0) for r in results.values())
+    if resized:
+        err.print(f"note: {resized} mask(s) of another pixel size than their image, with its "
+                  "aspect ratio, were resized to it (nearest neighbour)", highlight=False)
+    mostly = max(int(r.get("n_masks_mostly") or 0) for r in results.values())
+    if mostly:
+        share = next(iter(results.values())).get("mostly_mask_share", 0.5)
+        err.print(f"[yellow]warning:[/] {mostly} mask(s) mark more than {share:.0%} of their "
+                  "image as tumour: probably inverted (tumour must be non-zero, the rest 0)",
+                  highlight=False)
 
 
 def _report_failed(results: dict[str, dict]) -> None:

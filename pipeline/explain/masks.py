@@ -7,6 +7,7 @@ heatmap at the model's input size.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline import geometry, images
-from pipeline.names import IMAGE_EXTS
+from pipeline.names import IMAGE_EXTS, size_label
 
 
 def mask_like(mask: Any, shape: tuple[int, int]) -> np.ndarray:
@@ -32,6 +33,30 @@ def mask_like(mask: Any, shape: tuple[int, int]) -> np.ndarray:
     return m
 
 
+# A mask marking more than this share of its image is almost surely inverted (255 outside the
+# tumour): explain-eval counts and warns; the largest real boxes cover a few percent.
+MOSTLY_MASK = 0.5
+# Aspect ratios this close (relative) count as equal: a mask drawn at half size may round.
+ASPECT_TOLERANCE = 0.01
+
+
+def fit_mask(mask: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+    """(`mask` in an image of `shape`'s pixel grid, whether it was resized). A mask of another
+    size with the image's aspect ratio is resized by nearest neighbour (as `mask_like`: 1
+    inside, 0 outside); another aspect ratio is a ValueError naming both sizes as WxH."""
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m.max(axis=2)
+    (h, w), (ih, iw) = m.shape[:2], tuple(shape[:2])
+    if (h, w) == (ih, iw):
+        return m, False
+    if h and w and abs((w / h) / (iw / ih) - 1) <= ASPECT_TOLERANCE:
+        inside = (m > 0).astype(np.uint8)  # cv2 resizes neither bool nor int64
+        return cv2.resize(inside, (iw, ih), interpolation=cv2.INTER_NEAREST), True
+    raise ValueError(f"mask is {size_label(w, h)} pixels, its image {size_label(iw, ih)}: another "
+                     "aspect ratio cannot be resized; save the mask at its image's pixel size")
+
+
 def head_box(img: np.ndarray) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the region `geometry.crop_to_head` keeps from `img`.
 
@@ -46,12 +71,9 @@ def head_box(img: np.ndarray) -> tuple[int, int, int, int]:
 
 def prepare_mask(mask: np.ndarray, image: np.ndarray, size: int, crop: bool) -> np.ndarray:
     """Bring a tumour mask into the model's frame: the same crop, padding and resize as
-    `geometry.prepare_image(image, size, crop)`. Returns a (size, size) bool array."""
-    m = np.asarray(mask)
-    if m.ndim == 3:
-        m = m.max(axis=2)
-    if m.shape != image.shape[:2]:
-        raise ValueError(f"mask shape {m.shape} differs from its image's {image.shape[:2]}")
+    `geometry.prepare_image(image, size, crop)`. Returns a (size, size) bool array. A mask of
+    another size is first fitted to its image (`fit_mask`)."""
+    m, _ = fit_mask(mask, image.shape)
     m = (m > 0).astype(np.float32)
     if crop:
         x0, y0, x1, y1 = head_box(image)
@@ -89,6 +111,28 @@ def find_mask(masks_dir: Path, rel: str) -> Path | None:
             if cand.is_file():
                 return cand
     return None
+
+
+def no_mask_message(masks_dir: Path, rel: str, n_images: int) -> str:
+    """The one line explain-eval fails with when a masks folder the user named matches none of
+    `n_images` images: where the mask of one of them (`rel`) was looked for, and what the folder
+    holds instead, so a `_mask.png` suffix or an extra `Testing/` level shows at once."""
+    want = Path(rel)
+    stem = want.name[: len(want.name) - len(want.suffix)] if want.suffix else want.name
+    looked = (masks_dir / want.parent / stem).as_posix()
+    holds, n = [], 0
+    for dirpath, dirnames, filenames in os.walk(masks_dir):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_EXTS and not name.startswith("."):
+                n += 1
+                if len(holds) < 3:
+                    holds.append((Path(dirpath) / name).relative_to(masks_dir).as_posix())
+    found = (f"the folder holds {n} image file(s), e.g. {', '.join(holds)}" if n else
+             "the folder holds no image files")
+    return (f"no mask in {masks_dir} for any of the {n_images} image(s): for {rel} it looked for "
+            f"{looked}.<any image extension>; {found}. A mask has its image's relative path and "
+            "file name (only the extension may differ)")
 
 
 def read_mask(path: Path) -> np.ndarray:

@@ -7,7 +7,6 @@ per model, scores them with `scoring.explain_model` and writes the file.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import geometry, images, run_files
+from pipeline import geometry, run_files
 from pipeline.artifacts import (
     Run,
     ensure_writable,
@@ -26,32 +25,36 @@ from pipeline.artifacts import (
     utc_now,
     write_json_atomic,
 )
+from pipeline.explain.decoding import Decoded, decode, no_localisation, usable_masks
 from pipeline.explain.defaults import resolve_explanation, usable_layer
 from pipeline.explain.explainer import Explainer
+from pipeline.explain.external import (
+    external_file,
+    external_source,
+    refuse_replacing,
+    with_overlap,
+)
 from pipeline.explain.masks import (
+    MOSTLY_MASK,
     default_masks_dir,
     find_mask,
     head_mask_in_frame,
+    no_mask_message,
     prepare_mask,
-    read_mask,
 )
 from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import BASELINES
 from pipeline.explain.scoring import Chunk, explain_model
 from pipeline.names import Progress, size_label
 
-# One decoded test image: its record ({"path", "label"}), the RGB image, its mask (None: no mask
-# file).
-Decoded = tuple[dict[str, str], np.ndarray, np.ndarray | None]
-
 # Which class each image is explained for (explanations.json `target_mode`, per row
 # `target_rule`): its true class, or, for images labelled only "tumor" (yes/no folders), the
 # model's most probable tumour class.
 TARGET_TRUE = "true"
 TARGET_TOP_TUMOUR = "most-probable-tumour-class"
-# Images scored for localisation only: (records, data folder, masks folder, failures list), read
-# MORE_CHUNK at a time.
-MoreImages = tuple[list[dict[str, str]], Path, Path, list[dict[str, str]]]
+# Images scored for localisation only: (records, data folder, masks folder, failures list, mask
+# counts as `_decode` keeps them), read MORE_CHUNK at a time.
+MoreImages = tuple[list[dict[str, str]], Path, Path, list[dict[str, str]], Counter[str]]
 MORE_CHUNK = 32
 SELECTION = ("up to max_images, balanced over labels, images with a mask first, fully scored; "
              "every other image with a mask (up to max_localisation, balanced over labels; null: "
@@ -95,6 +98,7 @@ def explain_eval(
     layer: str | None = None,
     name: str | None = None,
     max_localisation: int | None = None,
+    replace: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Measure each model's explanations; write one JSON per model and return {model: results}.
 
@@ -106,14 +110,20 @@ def explain_eval(
     External folder (`data_dir` in any layout `data.discover` reads, not holding the run's test
     split): up to `max_images` of its images whose labels the run can score
     (`evaluate.external.map_external_labels`), written to
-    `<run>/<model>/explanations-external/<name>.json` (`name` defaults to the folder's name).
+    `<run>/<model>/explanations-external/<name>.json` (`name` defaults to
+    `<folder>-<method>`, `external.external_file`; a file there measured with another method
+    or layer is not replaced unless `replace`). Its `source` says how many of its images are
+    exact copies of the run's training/validation images (`overlap_with_training`).
     Images whose label is a run class are explained for it; images labelled only "tumor" (yes/no
     folders) for the model's most probable tumour class: `target_mode` and each row's
     `target_rule` say which.
 
     Masks come from `masks_dir` (default: `masks.default_masks_dir`, the dataset's boxes folder
     or `<data_dir>/masks`) at the images' relative paths, with
-    the image's extension or another (`scan.jpg` -> `scan.png`), non-zero = tumour. Images
+    the image's extension or another (`scan.jpg` -> `scan.png`), non-zero = tumour; a mask of
+    another size with its image's aspect ratio is resized (`masks.fit_mask`), one of another
+    ratio is refused; a given `masks_dir` that matches no image is a ValueError saying where
+    one mask was looked for and what the folder holds. Images
     without a mask (or with an empty one) are left out of localisation but still scored for
     faithfulness, sanity and the shortcut alarm; `n_localisation` says how many had one, and
     localisation is null with a reason when none had. `masks_dir` and `data_dir` are recorded
@@ -136,15 +146,35 @@ def explain_eval(
     for m in names:
         run.model_info(m)  # unknown names fail here, before any work
     source = _source(run, data, name)
+    files: dict[str, Path] = {}
+    for m in names:  # before any work: a result of another method is not silently replaced
+        use_method, use_layer = resolve_explanation(run, m, method, layer)
+        files[m] = (run.path / m / run_files.EXPLANATIONS if source["plan"] is None else
+                    external_file(run, m, source["info"], use_method, use_layer,
+                                  layer is not None))
+        if source["plan"] is not None and not replace:
+            refuse_replacing(run, files[m], use_method, use_layer)
 
     def has_mask(rec: dict[str, str]) -> bool:
         return masks_root.is_dir() and find_mask(masks_root, rec["path"]) is not None
 
+    if masks_dir is not None and not any(has_mask(r) for r in source["records"]):
+        # a masks folder the user named that matches nothing is a naming mistake, not "no boxes"
+        example = next((r for r in source["records"] if r["label"] != "no_tumor"),
+                       source["records"][0])
+        raise ValueError(no_mask_message(Path(masks_dir), example["path"],
+                                         len(source["records"])))
+    if source["plan"] is not None:
+        with_overlap(run, source)
     chosen = _pick(source["records"], max_images, seed, has_mask)
     # Decode each image and mask once; every model prepares them at its own size.
-    decoded, failed, n_masks = _decode(chosen, data, masks_root)
+    mask_stats: Counter[str] = Counter()
+    decoded, failed = decode(chosen, data, masks_root, mask_stats)
     if not decoded:
         raise ValueError(f"none of the {len(chosen)} {source['what']} could be read from {data}")
+    if masks_dir is not None and mask_stats["refused"] and not usable_masks(mask_stats):
+        # masks the user named, every one refused: say so before the scoring, not after it
+        raise ValueError(f"{masks_dir}: " + no_localisation(mask_stats, failed, str(masks_dir)))
     picked = {r["path"] for r in chosen}
     more = [r for r in source["records"] if r["path"] not in picked and has_mask(r)]
     if max_localisation is not None:
@@ -155,13 +185,13 @@ def explain_eval(
         t0 = time.perf_counter()
         use_method, use_layer = resolve_explanation(run, m, method, layer)  # as `explain`
         more_failed: list[dict[str, str]] = []
+        stats = mask_stats.copy()  # plus this model's localisation-only images
         res = _explain_run_model(run, m, decoded, failed, use_method, use_layer, steps,
                                  baseline, seed, progress, source["plan"],
-                                 (more, data, masks_root, more_failed), layer is not None)
+                                 (more, data, masks_root, more_failed, stats), layer is not None)
         if res["n_localisation"] == 0:
-            reason = (f"no masks found under {_shown_path(masks_root)}" if n_masks == 0 else
-                      "no evaluated image has a non-empty tumour mask")
-            res["localisation_reason"] = reason
+            res["localisation_reason"] = no_localisation(stats, failed + more_failed,
+                                                         _shown_path(masks_root))
         rules = {r["target_rule"] for r in res["rows"]}
         out = {
             "run_id": run.run_id,
@@ -173,10 +203,17 @@ def explain_eval(
                                                 "folder only says 'tumor')"},
             "selection": SELECTION,
             "max_localisation": max_localisation,
-            "source": source["info"],
+            "source": ({**source["info"], "name": files[m].stem} if source["plan"] is not None
+                       else source["info"]),
             "data_dir": _shown_path(data),
-            "masks_dir": _shown_path(masks_root) if n_masks else None,
-            "n_with_mask_file": n_masks + res["n"] - res["n_faithfulness"],
+            "masks_dir": _shown_path(masks_root) if mask_stats["read"] else None,
+            "n_with_mask_file": mask_stats["read"] + res["n"] - res["n_faithfulness"],
+            # masks of another size with the image's aspect ratio, resized to it; masks marking
+            # more than MOSTLY_MASK of their image (probably inverted); masks not used
+            "n_masks_resized": stats["resized"],
+            "n_masks_mostly": stats["mostly"],
+            "mostly_mask_share": MOSTLY_MASK,
+            "n_masks_refused": stats["refused"],
             "localisation_image_sizes": _sizes_of_boxed(res["rows"]),
             "n_failed": len(failed) + len(more_failed),
             "failed": (failed + more_failed)[:20],
@@ -184,8 +221,7 @@ def explain_eval(
             "created": utc_now(),
             "rows": res["rows"],
         }
-        out_path = (run.path / m / run_files.EXPLANATIONS if source["plan"] is None else
-                    run.path / m / "explanations-external" / f"{source['info']['name']}.json")
+        out_path = files[m]
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_path, out)
         out["written"] = str(out_path.relative_to(run.path))
@@ -222,9 +258,6 @@ def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
     return data, masks_root
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
-
-
 def holds_test_split(run: Run, data: Path, test: list[dict[str, str]] | None = None) -> bool:
     """Whether explain-eval on `data` measures the run's test split (into explanations.json):
     `data` is the run's dataset folder, or at least half of the test split's files are there
@@ -249,40 +282,7 @@ def _source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
                              "split")
         return {"records": test, "plan": None, "what": "test images",
                 "info": {"kind": "test", "split": "test"}}
-    return _external_source(run, data, name)
-
-
-def _external_source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
-    """Every image of an external folder whose label the run can score (see `explain_eval`)."""
-    from pipeline import data as data_pkg
-    from pipeline.evaluate.external import map_external_labels
-
-    if name is not None and (not _SAFE_NAME.fullmatch(name) or ".." in name):
-        raise ValueError(f"--name {name!r} must be letters, digits, '.', '_' or '-' (at most 80, "
-                         "not starting with '.' or '-')")
-    try:
-        ds = data_pkg.discover(data)
-        plan = map_external_labels(ds.classes, run.class_names)
-    except ValueError as exc:  # DatasetError, EvaluationError
-        raise ValueError(f"{data}: {exc}") from exc
-    if name is None:
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", ds.root.name).strip(".-_") or "external"
-    given = data.resolve()
-    records = []
-    for r in ds.records:
-        if r.label not in plan.mapping:
-            continue
-        try:  # relative to the folder given (masks mirror it), not to the root discover found
-            rel = Path(r.path).resolve().relative_to(given).as_posix()
-        except ValueError:
-            rel = r.rel
-        records.append({"path": rel, "label": r.label})
-    if not records:
-        raise ValueError(f"{data} has no image whose label the run can score")
-    info = {"kind": "external", "name": name, "layout": ds.layout, "folder_classes": ds.classes,
-            "mode": plan.mode, "label_mapping": plan.mapping,
-            "skipped_classes": plan.skipped(ds.classes), "ignored_folders": list(ds.ignored)}
-    return {"records": records, "plan": plan, "what": "images", "info": info}
+    return external_source(run, data, name)
 
 
 def _test_records(run: Run) -> list[dict[str, str]]:
@@ -292,30 +292,6 @@ def _test_records(run: Run) -> list[dict[str, str]]:
     if not test:
         raise ValueError(f"run {run.run_id} has no test images with known labels in splits.json")
     return test
-
-
-def _decode(chosen: list[dict[str, str]], data: Path, masks_root: Path
-            ) -> tuple[list[Decoded], list[dict[str, str]], int]:
-    """(decoded images with their masks, failures as {path, error}, number of masks read)."""
-    decoded: list[Decoded] = []
-    failed: list[dict[str, str]] = []
-    n_masks = 0
-    for rec in chosen:
-        try:
-            img = images.read_image(data / rec["path"])
-        except (images.ImageError, OSError) as exc:
-            failed.append({"path": rec["path"], "error": str(exc)})
-            continue
-        mask = None
-        mpath = find_mask(masks_root, rec["path"]) if masks_root.is_dir() else None
-        if mpath is not None:
-            try:
-                mask = read_mask(mpath)
-                n_masks += 1
-            except (images.ImageError, OSError) as exc:
-                failed.append({"path": rec["path"], "error": f"mask: {exc}"})
-        decoded.append((rec, img, mask))
-    return decoded, failed, n_masks
 
 
 def _targets(run: Run, labels: list[str], probs: np.ndarray, plan: Any
@@ -374,9 +350,9 @@ def _explain_run_model(
     def more_chunks() -> Iterator[Chunk]:
         if more is None:
             return
-        records, data, masks_root, more_failed = more
+        records, data, masks_root, more_failed, stats = more
         for i in range(0, len(records), MORE_CHUNK):
-            got, bad, _ = _decode(records[i:i + MORE_CHUNK], data, masks_root)
+            got, bad = decode(records[i:i + MORE_CHUNK], data, masks_root, stats)
             more_failed.extend(bad)
             keep = []
             for rec, img, mask in got:

@@ -1,0 +1,105 @@
+"""explain-eval on an external folder: its images, the file each model's result goes to, the
+refusal to replace another measurement, and the check for copies of the run's training images.
+
+The result of one external folder is `<run>/<model>/explanations-external/<folder>-<method>.json`
+(`-<layer>` added when a layer was asked for): a researcher comparing methods on their own
+images runs explain-eval once per method and finds every result kept side by side, where one
+`<folder>.json` was silently overwritten by the next method. An explicit `--name` is used as
+given, and a file there measured with another method or layer is not replaced without
+`replace` (as `explanations.json` on the test split is not).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import Run, read_json
+from pipeline.explain.methods import LAYER_METHODS
+
+EXTERNAL_DIR = "explanations-external"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def _slug(text: str) -> str:
+    """`text` as part of a file name: "gradcam++" -> "gradcampp", other odd characters -> "-"."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.replace("+", "p")).strip(".-_")
+
+
+def external_source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
+    """Every image of an external folder whose label the run can score: {"records": [{"path",
+    "label"}], "plan": the LabelPlan, "info": the JSON `source`, "what": words for messages,
+    "image_records": the `data.ImageRecord`s (for `with_overlap`)}. `info["name"]` is the
+    explicit `name`, else None (`external_file` then names the file after the folder)."""
+    from pipeline import data as data_pkg
+    from pipeline.evaluate.external import map_external_labels
+
+    if name is not None and (not _SAFE_NAME.fullmatch(name) or ".." in name):
+        raise ValueError(f"--name {name!r} must be letters, digits, '.', '_' or '-' (at most 80, "
+                         "not starting with '.' or '-')")
+    try:
+        ds = data_pkg.discover(data)
+        plan = map_external_labels(ds.classes, run.class_names)
+    except ValueError as exc:  # DatasetError, EvaluationError
+        raise ValueError(f"{data}: {exc}") from exc
+    given = data.resolve()
+    records, kept = [], []
+    for r in ds.records:
+        if r.label not in plan.mapping:
+            continue
+        try:  # relative to the folder given (masks mirror it), not to the root discover found
+            rel = Path(r.path).resolve().relative_to(given).as_posix()
+        except ValueError:
+            rel = r.rel
+        records.append({"path": rel, "label": r.label})
+        kept.append(r)
+    if not records:
+        raise ValueError(f"{data} has no image whose label the run can score")
+    info = {"kind": "external", "name": name, "folder": _slug(ds.root.name) or "external",
+            "layout": ds.layout, "folder_classes": ds.classes, "mode": plan.mode,
+            "label_mapping": plan.mapping, "skipped_classes": plan.skipped(ds.classes),
+            "ignored_folders": list(ds.ignored)}
+    return {"records": records, "plan": plan, "what": "images", "info": info,
+            "image_records": kept}
+
+
+def external_file(run: Run, model: str, info: dict[str, Any], method: str,
+                  layer: str | None, layer_asked: bool) -> Path:
+    """Where `model`'s result on the external folder goes: `--name` as given, else
+    `<folder>-<method>` (`-<layer>` too when a layer was asked for)."""
+    stem = info["name"]
+    if stem is None:
+        parts = [info["folder"], _slug(method)]
+        if layer_asked and layer and method in LAYER_METHODS:
+            parts.append(_slug(layer))
+        stem = "-".join(p for p in parts if p)
+    return run.path / model / EXTERNAL_DIR / f"{stem}.json"
+
+
+def refuse_replacing(run: Run, path: Path, method: str, layer: str | None) -> None:
+    """ValueError when `path` holds a measurement of another method or layer than this one:
+    the same refusal as on the test split, so one result is never silently lost to another."""
+    from pipeline.explain.defaults import method_at
+
+    try:
+        done = read_json(path) if path.is_file() else {}
+    except Exception:  # a damaged file is no measurement to keep
+        return
+    if not isinstance(done, dict) or "method" not in done:
+        return
+    old = (done.get("method"), done.get("layer") if done.get("method") in LAYER_METHODS else None)
+    new = (method, layer if method in LAYER_METHODS else None)
+    if old != new:
+        raise ValueError(
+            f"{path.relative_to(run.path).as_posix()} holds {method_at(*old)}; this would "
+            f"replace it with {method_at(*new)}: pass --replace, or another --name")
+
+
+def with_overlap(run: Run, source: dict[str, Any]) -> None:
+    """Add `overlap_with_training` to the source info, as `evaluate --data` does: the images
+    that are byte-identical copies of the run's training/validation images
+    (`evaluate.external.training_overlap`), whose scores are not held-out results."""
+    from pipeline.evaluate.external import training_overlap
+
+    source["info"]["overlap_with_training"] = training_overlap(run, source["image_records"])

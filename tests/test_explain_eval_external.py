@@ -1,0 +1,194 @@
+"""explain-eval on a researcher's own folder (review s36): masks of another size are resized or
+refused truly, a masks folder that matches nothing fails with where it looked, inverted masks
+are warned about, copies of the run's training images and ignored folders are said, each
+method's result is kept, and the pointing game's interval is printed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.explain.decoding import decode, no_localisation
+from pipeline.explain.masks import MOSTLY_MASK, fit_mask, no_mask_message, prepare_mask
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+def test_fit_mask_resizes_the_same_aspect_ratio_and_names_sizes_as_wxh() -> None:
+    half = np.zeros((50, 64), np.uint8)  # 64 wide, 50 high: half of a 128x100 image
+    half[10:20, 30:40] = 255
+    same, resized = fit_mask(half, (50, 64, 3))
+    assert not resized and same is half
+    big, resized = fit_mask(half, (100, 128, 3))
+    assert resized and big.shape == (100, 128)
+    assert np.array_equal(np.argwhere(big).min(axis=0), [20, 60])  # nearest: the box doubled
+    assert np.array_equal(np.argwhere(big).max(axis=0), [39, 79])
+    with pytest.raises(ValueError, match=r"mask is 64x50 pixels, its image 128x128"):
+        fit_mask(half, (128, 128, 3))
+    # prepare_mask (explain-choose, guided training) takes the half-size mask too
+    image = np.zeros((100, 128, 3), np.uint8)
+    assert prepare_mask(half, image, 32, crop=False).any()
+
+
+def test_no_mask_message_says_where_it_looked_and_what_the_folder_holds(tmp_path: Path
+                                                                         ) -> None:
+    masks = tmp_path / "masks"
+    for name in ("a_mask.png", "b_mask.png", "c_mask.png", "d_mask.png"):
+        _png(masks / "glioma" / name, np.zeros((8, 8), np.uint8))
+    said = no_mask_message(masks, "glioma/a.jpg", 9)
+    assert f"for glioma/a.jpg it looked for {masks.as_posix()}/glioma/a.<" in said
+    assert "holds 4 image file(s), e.g. glioma/a_mask.png, glioma/b_mask.png, " in said
+    assert "d_mask" not in said and "\n" not in said
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "the folder holds no image files" in no_mask_message(empty, "x/y.png", 1)
+
+
+def test_decode_counts_resized_inverted_and_refused_masks(tmp_path: Path) -> None:
+    data, masks = tmp_path / "data", tmp_path / "masks"
+    image = np.full((60, 80, 3), 40, np.uint8)
+    records = []
+    for name in ("half", "inverted", "ratio", "broken", "none"):
+        _png(data / "glioma" / f"{name}.png", image)
+        records.append({"path": f"glioma/{name}.png", "label": "glioma"})
+    box = np.zeros((30, 40), np.uint8)
+    box[5:10, 5:10] = 255
+    _png(masks / "glioma" / "half.png", box)  # half size, same ratio: resized
+    inverted = np.full((60, 80), 255, np.uint8)
+    inverted[10:20, 10:20] = 0
+    _png(masks / "glioma" / "inverted.jpg", inverted)  # another extension: found too
+    _png(masks / "glioma" / "ratio.png", np.zeros((60, 60), np.uint8))  # another ratio
+    (masks / "glioma" / "broken.png").write_bytes(b"not a png")
+    stats: Counter[str] = Counter()
+    decoded, failed = decode(records, data, masks, stats)
+    assert len(decoded) == 5
+    got = {rec["path"].split("/")[1].split(".")[0]: m for rec, _, m in decoded}
+    assert got["half"].shape == (60, 80) and got["inverted"] is not None
+    assert got["ratio"] is None and got["broken"] is None and got["none"] is None
+    assert stats["read"] == 3 and stats["unreadable"] == 1 and stats["refused"] == 2
+    assert stats["resized"] == 1 and stats["mostly"] == 1 and MOSTLY_MASK == 0.5
+    reasons = {f["path"]: f["error"] for f in failed}
+    assert reasons["glioma/ratio.png"].startswith("mask: mask is 60x60 pixels, its image 80x60")
+    assert no_localisation(stats, failed, "m") == (
+        "no evaluated image has a non-empty tumour mask")  # two masks were usable
+    only_refused: Counter[str] = Counter()
+    _, bad = decode(records[2:3], data, masks, only_refused)
+    assert no_localisation(only_refused, bad, "m").startswith(
+        "none of the 1 mask file(s) found could be used, e.g. mask is 60x60 pixels")
+    assert no_localisation(Counter(), [], "m") == "no masks found under m"
+
+
+def _own_folder(run_dir: Path, root: Path, n: int = 2) -> tuple[Path, Path]:
+    """`n` training images per class of the run copied into `root/data/<class>/` (so all are
+    copies of training images), an `astrocytoma/` folder, and the tumour images' masks in
+    `root/masks/<class>/<stem>.png`."""
+    from pipeline.artifacts import open_run
+
+    run = open_run(run_dir)
+    train = json.loads((run_dir / "splits.json").read_text())["train"]
+    data, masks = root / "data", root / "masks"
+    for label in ("glioma", "no_tumor"):
+        for r in [r for r in train if r["label"] == label][:n]:
+            src = run.data_dir / r["path"]
+            (data / label).mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, data / label / src.name)
+            if label != "no_tumor":
+                msrc = run.data_dir / "masks" / r["path"]
+                _png(masks / label / f"{src.stem}.png", cv2.imread(str(msrc), 0))
+    _png(data / "astrocytoma" / "a.png", np.full((32, 32), 80, np.uint8))
+    return data, masks
+
+
+def _remask(masks: Path, out: Path, change) -> Path:
+    """A copy of the masks folder with each mask changed by `change(array)`."""
+    for path in masks.rglob("*.png"):
+        _png(out / path.relative_to(masks), change(cv2.imread(str(path), 0)))
+    return out
+
+
+@pytest.mark.slow
+def test_explain_eval_on_an_own_folder_says_what_a_researcher_needs(smoke_run: Path,
+                                                                    tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)  # explain-eval writes into the run
+    data, masks = _own_folder(run_dir, tmp_path / "own")
+    ext = run_dir / "custom_cnn" / "explanations-external"
+
+    def explain_eval(*args: str):
+        return CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir), "--data",
+                                        str(data), "--model", "custom_cnn", "--max-images", "4",
+                                        "--steps", "2", *args])
+
+    res = explain_eval("--masks", str(masks), "--method", "gradcam")
+    assert res.exit_code == 0, res.output
+    # A1: copies of training images are said, as evaluate says them, and recorded
+    assert ("warning: 4 of these images are exact copies of the run's training/validation "
+            "images") in res.stderr
+    saved = json.loads((ext / "data-gradcam.json").read_text())
+    assert saved["source"]["overlap_with_training"]["n_exact"] == 4
+    # A8: the unknown folder is said
+    assert "ignored folders (no known class name): astrocytoma" in res.stderr
+    # C1: the pointing game's Wilson interval, as the JSON holds it
+    lo, hi = saved["pointing_game_ci"]
+    row = [ln for ln in res.stdout.splitlines() if ln.startswith("│   95 % interval")]
+    assert row and f"[{lo:.2f}, {hi:.2f}]" in row[0], res.stdout
+    # A2: another method is kept beside the first, not written over it
+    res = explain_eval("--masks", str(masks), "--method", "hirescam")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in ext.iterdir()) == ["data-gradcam.json", "data-hirescam.json"]
+    assert json.loads((ext / "data-gradcam.json").read_text())["method"] == "gradcam"
+    # ... and an explicit --name holding another method is refused, as on the test split
+    assert explain_eval("--masks", str(masks), "--method", "gradcam", "--name", "mine"
+                        ).exit_code == 0
+    refused = explain_eval("--masks", str(masks), "--method", "hirescam", "--name", "mine")
+    assert refused.exit_code == 2
+    assert "mine.json holds gradcam" in refused.stderr and "--replace" in refused.stderr
+    assert explain_eval("--masks", str(masks), "--method", "hirescam", "--name", "mine",
+                        "--replace").exit_code == 0
+    assert json.loads((ext / "mine.json").read_text())["method"] == "hirescam"
+
+    # A6: half-size masks are resized and scored; another aspect ratio fails, saying why
+    half = _remask(masks, tmp_path / "half", lambda m: cv2.resize(
+        m, (m.shape[1] // 2, m.shape[0] // 2), interpolation=cv2.INTER_NEAREST))
+    res = explain_eval("--masks", str(half), "--method", "gradcam", "--name", "half", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)["custom_cnn"]
+    assert out["n_masks_resized"] == 2 and out["n_localisation"] == 2
+    assert "2 mask(s) of another pixel size than their image" in res.stderr
+    narrow = _remask(masks, tmp_path / "narrow", lambda m: m[:, : m.shape[1] // 2])
+    res = explain_eval("--masks", str(narrow), "--method", "gradcam", "--name", "narrow")
+    assert res.exit_code == 2
+    w, h = cv2.imread(str(next(masks.rglob("*.png"))), 0).shape[::-1]
+    assert (f"none of the 2 mask file(s) found could be used, e.g. mask is {w // 2}x{h} pixels, "
+            f"its image {w}x{h}") in res.stderr
+    assert not (ext / "narrow.json").exists()
+    # B3: inverted masks are warned about
+    inverted = _remask(masks, tmp_path / "inverted", lambda m: np.where(m > 0, 0, 255
+                                                                        ).astype(np.uint8))
+    res = explain_eval("--masks", str(inverted), "--method", "gradcam", "--name", "inv")
+    assert res.exit_code == 0, res.output
+    assert "warning: 2 mask(s) mark more than 50% of their image as tumour" in res.stderr
+    # A7: masks named <stem>_mask.png match nothing: fail, saying where it looked
+    suffixed = tmp_path / "suffixed"
+    for path in masks.rglob("*.png"):
+        _png(suffixed / path.parent.name / f"{path.stem}_mask.png", cv2.imread(str(path), 0))
+    res = explain_eval("--masks", str(suffixed), "--method", "gradcam", "--name", "suffixed")
+    assert res.exit_code == 2
+    example = sorted((data / "glioma").iterdir())[0]
+    assert f"for glioma/{example.name} it looked for" in res.stderr
+    assert f"e.g. glioma/{example.stem}_mask.png" in res.stderr
+    assert not (ext / "suffixed.json").exists()
