@@ -160,6 +160,9 @@ def test_explain_eval_on_an_own_folder_says_what_a_researcher_needs(smoke_run: P
     assert explain_eval("--masks", str(masks), "--method", "hirescam", "--name", "mine",
                         "--replace").exit_code == 0
     assert json.loads((ext / "mine.json").read_text())["method"] == "hirescam"
+    fewer = explain_eval("--masks", str(masks), "--method", "hirescam", "--name", "mine",
+                         "--max-images", "2")  # a quicker look does not replace it either
+    assert fewer.exit_code == 2 and "mine.json was measured on 4 images" in fewer.stderr
 
     # A6: half-size masks are resized and scored; another aspect ratio fails, saying why
     half = _remask(masks, tmp_path / "half", lambda m: cv2.resize(

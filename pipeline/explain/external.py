@@ -77,9 +77,11 @@ def external_file(run: Run, model: str, info: dict[str, Any], method: str,
     return run.path / model / EXTERNAL_DIR / f"{stem}.json"
 
 
-def refuse_replacing(run: Run, path: Path, method: str, layer: str | None) -> None:
-    """ValueError when `path` holds a measurement of another method or layer than this one:
-    the same refusal as on the test split, so one result is never silently lost to another."""
+def refuse_replacing(run: Run, path: Path, method: str, layer: str | None, max_images: int
+                     ) -> None:
+    """ValueError when `path` holds a measurement of another method or layer than this one, or
+    one on more images than `max_images`: the same refusals as on the test split
+    (`cli.common.keep_larger`), so one result is never silently lost to another."""
     from pipeline.explain.defaults import method_at
 
     try:
@@ -90,10 +92,14 @@ def refuse_replacing(run: Run, path: Path, method: str, layer: str | None) -> No
         return
     old = (done.get("method"), done.get("layer") if done.get("method") in LAYER_METHODS else None)
     new = (method, layer if method in LAYER_METHODS else None)
+    shown = path.relative_to(run.path).as_posix()
     if old != new:
-        raise ValueError(
-            f"{path.relative_to(run.path).as_posix()} holds {method_at(*old)}; this would "
-            f"replace it with {method_at(*new)}: pass --replace, or another --name")
+        raise ValueError(f"{shown} holds {method_at(*old)}; this would replace it with "
+                         f"{method_at(*new)}: pass --replace, or another --name")
+    n = done.get("n_faithfulness", done.get("n"))
+    if isinstance(n, int) and n > max_images:
+        raise ValueError(f"{shown} was measured on {n} images, this would use {max_images}: "
+                         f"pass --max-images {n} or more, --replace, or another --name")
 
 
 def with_overlap(run: Run, source: dict[str, Any]) -> None:

@@ -112,8 +112,9 @@ def explain_eval(
     (`evaluate.external.map_external_labels`), written to
     `<run>/<model>/explanations-external/<name>.json` (`name` defaults to
     `<folder>-<method>`, `external.external_file`; a file there measured with another method
-    or layer is not replaced unless `replace`). Its `source` says how many of its images are
-    exact copies of the run's training/validation images (`overlap_with_training`).
+    or layer, or on more images than `max_images`, is not replaced unless `replace`). Its
+    `source` says how many of its images are exact copies of the run's training/validation
+    images (`overlap_with_training`).
     Images whose label is a run class are explained for it; images labelled only "tumor" (yes/no
     folders) for the model's most probable tumour class: `target_mode` and each row's
     `target_rule` say which.
@@ -153,7 +154,7 @@ def explain_eval(
                     external_file(run, m, source["info"], use_method, use_layer,
                                   layer is not None))
         if source["plan"] is not None and not replace:
-            refuse_replacing(run, files[m], use_method, use_layer)
+            refuse_replacing(run, files[m], use_method, use_layer, max_images)
 
     def has_mask(rec: dict[str, str]) -> bool:
         return masks_root.is_dir() and find_mask(masks_root, rec["path"]) is not None
