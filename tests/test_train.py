@@ -202,8 +202,9 @@ def test_killed_run_is_never_latest_and_resumes(synth_data, tmp_path):
     assert len(tmp_runs) == 1
     run_id = tmp_runs[0].name[len(".tmp-"):]
     before = json.loads((tmp_runs[0] / "state.json").read_text())["models"]["custom_cnn"]
+    # --artifacts, as predict and explain call the folder, names the same one as --out
     resumed = subprocess.run([sys.executable, "-m", "pipeline", "train", "--resume", run_id,
-                              "--out", str(out), "--no-evaluate"],
+                              "--artifacts", str(out), "--no-evaluate"],
                              cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from epoch" in resumed.stderr

@@ -124,7 +124,9 @@ def train(
                               help="dataset folder (any supported layout); required unless "
                                    "--resume or --print-config"),
     model: str = typer.Option("all", "--model", help=MODEL_HELP),
-    out: Path = typer.Option(Path("artifacts"), "--out", help="artifacts folder"),
+    # --artifacts too: every command that reads runs calls the folder so (a review trained with
+    # --out X, then needed predict --artifacts X)
+    out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="artifacts folder"),
     profile_name: str = typer.Option("full", "--profile", help="smoke | quick | full"),
     image_size: int = typer.Option(None, "--image-size", help="input side in pixels"),
     epochs: int = typer.Option(None, "--epochs", help="max epochs (head phase for transfer)"),
@@ -158,7 +160,9 @@ def train(
 
 def run(
     data: Path = typer.Option(None, "--data", help="dataset folder; default: synthetic phantoms"),
-    out: Path = typer.Option(Path("artifacts"), "--out", help="artifacts folder"),
+    # --artifacts too: every command that reads runs calls the folder so (a review trained with
+    # --out X, then needed predict --artifacts X)
+    out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="artifacts folder"),
     profile_name: str = typer.Option("quick", "--profile", help="smoke | quick | full"),
     synth_dir: Path = typer.Option(Path("data/synthetic"), "--synth-dir",
                                    help="where the synthetic default dataset is generated"),
@@ -222,7 +226,7 @@ def tune(
     data: Path = typer.Option(..., "--data", help="dataset folder (any supported layout)"),
     model: str = typer.Option(..., "--model", help="custom_cnn, mobilenetv2 or efficientnetb0"),
     budget: int = typer.Option(8, "--budget", help="number of trials (configurations trained)"),
-    out: Path = typer.Option(Path("artifacts"), "--out",
+    out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts",
                              help="artifacts folder; results go to OUT/tune/MODEL-TIMESTAMP/"),
     profile_name: str = typer.Option("quick", "--profile",
                                      help="smoke | quick | full: epochs, image size, data cap"),
