@@ -31,6 +31,7 @@ from pipeline.explain import (
     METHOD_LABELS,
     METHODS,
     heatmap_to_rgb,
+    methods_in_words,
     render_overlay,
     to_png,
 )
@@ -81,12 +82,8 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                           help="'Each model's default' is the method and layer chosen for each "
                                "model on validation images with a tumour box (" + (
                                    named or "Grad-CAM when none was chosen") + "). "
-                               "Grad-CAM is fast and coarse; HiResCAM and LayerCAM keep "
-                               "where the evidence is instead of averaging it per channel; "
-                               "the multi-layer (fusion) methods sharpen the last layer's map "
-                               "with finer layers' maps; Grad-CAM++ is sharper for several "
-                               "regions; Score-CAM avoids gradients but is slower; SmoothGrad "
-                               "shows pixel-level sensitivity.")
+                               # from the registry: a new method is described with the others
+                               + methods_in_words() + ".")
     method = None if choice == DEFAULT_METHOD else choice
     target = c2.selectbox("Explain which class", ["predicted class", *class_names],
                           key=f"{prefix}_target", format_func=F.class_name,

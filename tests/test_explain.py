@@ -269,6 +269,8 @@ def test_method_registry_names_labels_and_derived_lists() -> None:
     for name, method in E.REGISTRY.items():
         assert method.name == name and method.cost in ("fast", "slow")
         assert E.get_method(name) is method
+        # its own words, not its parent's: the dashboard's help lists every method by them
+        assert "summary" in vars(type(method)) and method.summary
     with pytest.raises(ValueError, match=r"unknown method 'lime'; choose one of gradcam, "):
         E.get_method("lime")
 
@@ -280,6 +282,7 @@ def test_a_new_method_is_one_class_and_one_registry_entry(monkeypatch: pytest.Mo
 
     class Centre(methods.Method):
         name, label, needs_layer = "centre", "Centre (test)", False
+        summary = "always the middle pixel"
 
         def __call__(self, explainer: E.Explainer, x: np.ndarray, targets: np.ndarray,
                      layer: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -292,6 +295,8 @@ def test_a_new_method_is_one_class_and_one_registry_entry(monkeypatch: pytest.Mo
     res = E.Explainer(tiny_cnn())(random_images(2), method="centre", target=1)
     assert res.method == "centre" and res.layer is None
     assert res.targets.tolist() == [1, 1] and res.heatmaps[0, S // 2, S // 2] == 1.0
+    # the dashboard's help on its method box describes it with the others (it was hand-written)
+    assert methods.methods_in_words().endswith("; Centre (test): always the middle pixel")
 
 
 @pytest.mark.slow

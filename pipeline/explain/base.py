@@ -23,11 +23,13 @@ class Method:
     `name`: what the CLI, the manifest and explanations.json say; `label`: what people read;
     `needs_layer`: reads a convolutional feature map (the Explainer passes a layer) rather than
     input pixels (layer None); `cost`: "fast" = about one forward and one backward pass per batch,
-    "slow" = tens of passes per image.
+    "slow" = tens of passes per image; `summary`: what its map shows, in a few words (the
+    dashboard's help on the method box lists every method's).
     """
 
     name: ClassVar[str]
     label: ClassVar[str]
+    summary: ClassVar[str]
     needs_layer: ClassVar[bool] = True
     cost: ClassVar[str] = "fast"
 

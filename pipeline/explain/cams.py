@@ -58,6 +58,7 @@ class GradCam(Method):
 
     name = "gradcam"
     label = "Grad-CAM"
+    summary = "fast and coarse: the layer's channels weighted by their mean gradient"
 
     @staticmethod
     def combine(fmap: Any, grads: Any) -> Any:
@@ -92,6 +93,7 @@ class HiResCam(GradCam):
 
     name = "hirescam"
     label = "HiResCAM"
+    summary = "keeps where the evidence is instead of averaging each channel's gradient"
 
     @staticmethod
     def combine(fmap: Any, grads: Any) -> Any:
@@ -106,6 +108,7 @@ class LayerCam(GradCam):
 
     name = "layercam"
     label = "LayerCAM"
+    summary = "weights each place by its own positive gradient: finer than Grad-CAM"
 
     @staticmethod
     def combine(fmap: Any, grads: Any) -> Any:
@@ -128,6 +131,7 @@ class GradCamPlusPlus(GradCam):
 
     name = "gradcam++"
     label = "Grad-CAM++"
+    summary = "sharper where several regions count"
 
     @staticmethod
     def combine(fmap: Any, grads: Any) -> Any:
@@ -205,6 +209,7 @@ class GradCamFusion(Method):
 
     name = "fusion"
     label = "Multi-layer Grad-CAM (fusion)"
+    summary = "the last layer's Grad-CAM sharpened by finer layers' maps"
     combine = staticmethod(GradCam.combine)  # each layer's map
 
     def graph(self, explainer: Explainer, layer: str) -> tuple[Any, list[str]]:
@@ -240,6 +245,7 @@ class LayerCamFusion(GradCamFusion):
 
     name = "layercam-fusion"
     label = "Multi-layer LayerCAM (fusion)"
+    summary = "the last layer's LayerCAM sharpened by finer layers' maps"
     combine = staticmethod(LayerCam.combine)
 
 
@@ -292,6 +298,7 @@ class ScoreCam(Method):
 
     name = "scorecam"
     label = "Score-CAM (slower)"
+    summary = "no gradients: how much each channel's map alone raises the class score"
     cost = "slow"
 
     def __call__(

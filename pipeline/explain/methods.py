@@ -11,8 +11,8 @@ holds everything built per model (its compiled graphs, cached through
 `Explainer.cached`). Method objects are therefore stateless and one instance serves every model
 and thread.
 
-Adding a method: write a `Method` subclass (its `name`, `label`, `needs_layer`, `cost` and
-`__call__`; or a `GradCam` subclass with its own `combine` for another gradient CAM), then add
+Adding a method: write a `Method` subclass (its `name`, `label`, `summary`, `needs_layer`, `cost`
+and `__call__`; or a `GradCam` subclass with its own `combine` for another gradient CAM), then add
 one instance to the tuple that builds `REGISTRY`. `METHODS`, `LAYER_METHODS`, `METHOD_LABELS`,
 the CLI's and explain-eval's checks and the dashboard's choice of methods follow from it.
 """
@@ -32,7 +32,7 @@ from pipeline.explain.cams import (
 from pipeline.explain.smoothgrad import SmoothGrad
 
 __all__ = ["REGISTRY", "METHODS", "LAYER_METHODS", "METHOD_LABELS", "Method", "Result",
-           "get_method"]
+           "get_method", "methods_in_words"]
 
 # The registry: name -> method, in the order the CLI and the dashboard list them.
 REGISTRY: dict[str, Method] = {
@@ -43,6 +43,12 @@ METHODS: tuple[str, ...] = tuple(REGISTRY)
 # Methods that read a convolutional feature map (SmoothGrad works on input pixels).
 LAYER_METHODS: tuple[str, ...] = tuple(n for n, m in REGISTRY.items() if m.needs_layer)
 METHOD_LABELS: dict[str, str] = {n: m.label for n, m in REGISTRY.items()}
+
+
+def methods_in_words() -> str:
+    """Every registered method's label and summary, in registry order ("Grad-CAM: fast and
+    coarse ...; ..."): the dashboard's help on its method box."""
+    return "; ".join(f"{m.label}: {m.summary}" for m in REGISTRY.values())
 
 
 def get_method(name: str) -> Method:

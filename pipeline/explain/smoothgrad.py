@@ -70,6 +70,7 @@ class SmoothGrad(Method):
 
     name = "smoothgrad"
     label = "SmoothGrad (pixel saliency)"
+    summary = "pixel-level sensitivity, averaged over noisy copies"
     needs_layer = False
     cost = "slow"
 
