@@ -57,23 +57,33 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Progress]:
-    """Yield a callback `update(description, done, total)` drawing a rich progress bar on stderr."""
+    """Yield a callback `update(description, done, total)` drawing a rich progress bar on stderr.
+
+    The bar starts with its first update: started at once, a command that failed before any
+    (an empty data folder) printed a blank line above its one-line error."""
     if not enabled:
         yield no_progress
         return
-    with rich_progress.Progress(
-        rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
-        rich_progress.MofNCompleteColumn(), rich_progress.TimeElapsedColumn(),
-        console=err, transient=False,
-    ) as prog:
-        tasks: dict[str, int] = {}
+    prog: rich_progress.Progress | None = None
+    tasks: dict[str, int] = {}
 
-        def update(desc: str, done: int, total: int) -> None:
-            if desc not in tasks:
-                tasks[desc] = prog.add_task(desc, total=total)
-            prog.update(tasks[desc], completed=done, total=total)
+    def update(desc: str, done: int, total: int) -> None:
+        nonlocal prog
+        if prog is None:
+            prog = rich_progress.Progress(
+                rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
+                rich_progress.MofNCompleteColumn(), rich_progress.TimeElapsedColumn(),
+                console=err, transient=False)
+            prog.start()
+        if desc not in tasks:
+            tasks[desc] = prog.add_task(desc, total=total)
+        prog.update(tasks[desc], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if prog is not None:
+            prog.stop()
 
 
 def print_json(obj: object) -> None:

@@ -42,7 +42,8 @@ def external_source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
         ds = data_pkg.discover(data)
         plan = map_external_labels(ds.classes, run.class_names)
     except ValueError as exc:  # DatasetError, EvaluationError
-        raise ValueError(f"{data}: {exc}") from exc
+        # a DatasetError names the folder already ("data folder X is empty"): not twice
+        raise ValueError(str(exc) if str(data) in str(exc) else f"{data}: {exc}") from exc
     given = data.resolve()
     records, kept = [], []
     for r in ds.records:
