@@ -13,7 +13,8 @@ from pipeline.names import DEFAULT_MODELS
 
 def bench(
     quick: bool = typer.Option(False, "--quick", help="tiny synthetic data, 1-3 epochs, few "
-                               "repeats: a minute or two (CI)"),
+                               "repeats: a few minutes (CI); checks every part runs, judges "
+                               "no goal"),
     data: Path = typer.Option(None, "--data", help="dataset folder (required without --quick; "
                               "--quick defaults to synthetic phantoms)"),
     out: Path = typer.Option(Path("artifacts/bench"), "--out",
