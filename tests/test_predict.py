@@ -246,3 +246,32 @@ def test_predict_prints_each_chunk_s_answers_as_it_is_done(smoke_run, synth_data
     assert done.exit_code == 0, done.output
     assert printed_before == [2, 4, 5]  # each chunk's lines out as soon as it was done
     assert done.stdout.count("\n") == 5
+
+
+def test_predict_takes_the_models_explain_takes(smoke_run, synth_data, tmp_path):
+    """`predict` had no --model (explain has): one model's answers, the same as in both
+    models' output, and a CSV of one model's columns that the other set cannot resume."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    files = [str(p) for p in sorted(synth_data.glob("Testing/*/*.png"))[:3]]
+    args = ["predict", "--run", str(smoke_run), "--json"]
+    both = json.loads(CliRunner().invoke(app, [*args, *files]).stdout)["results"]
+    one = json.loads(CliRunner().invoke(app, [*args, "--model", "mobilenetv2", *files]).stdout)
+    assert [list(r["models"]) for r in one["results"]] == [["mobilenetv2"]] * 3
+    assert [r["models"]["mobilenetv2"] for r in one["results"]] == [
+        r["models"]["mobilenetv2"] for r in both]
+    bad = CliRunner().invoke(app, [*args, "--model", "resnet", *files])
+    assert bad.exit_code == 2 and "unknown --model 'resnet'" in bad.stderr
+    out = tmp_path / "one.csv"
+    done = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--model", "custom_cnn",
+                                    "--out", str(out), *files])
+    assert done.exit_code == 0, done.output
+    columns = out.read_text().splitlines()[0].split(",")
+    assert "custom_cnn_predicted" in columns and not any("mobilenetv2" in c for c in columns)
+    again = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--out", str(out),
+                                     *files])
+    assert again.exit_code != 0 and "other columns" in again.stderr

@@ -13,6 +13,7 @@ from rich.console import Console
 from pipeline import run_files
 from pipeline.cli.common import (
     _existing_dir,
+    _model_list,
     _open_run,
     _split_models,
     err,
@@ -43,8 +44,10 @@ def predict(
                              "streams in chunks, and a rerun skips rows already written"),
     shard: str = typer.Option(None, "--shard", help="i/n: only every n-th file from position "
                               "i (split a large folder over n jobs)"),
+    model: str = typer.Option("all", "--model", help="model of the run, comma list, or all "
+                              "(as explain takes it)"),
 ) -> None:
-    """Predict each image with every model of a run. Unusable files: one line each, exit 1."""
+    """Predict each image with the models of a run. Unusable files: one line each, exit 1."""
     from pipeline.artifacts import ArtifactError
     from pipeline.predict import Predictor, predict_files
     from pipeline.stream import parse_shard, scan_inputs, select_shard
@@ -59,8 +62,10 @@ def predict(
     report_inputs(inputs)
     paths = select_shard(inputs.files, (i, n))
     run = _open_run(artifacts_dir, run_)
+    names = _model_list(model, run.model_names, run.model_names, what="--model",
+                        hint=f"run {run.run_id} has {', '.join(run.model_names)} (or all)")
     try:
-        predictor = Predictor(run)
+        predictor = Predictor(run, models=names)
     except ArtifactError as exc:
         fail(str(exc))
     report_gaps(predictor.missing_checks(run_ref(artifacts_dir, run_)))
