@@ -170,6 +170,21 @@ def section_json(run: Run, rel: str, fix: str, kind: type = dict) -> Any | None:
     return obj
 
 
+def external_explanations(run: Run) -> dict[str, list[dict]]:
+    """Every model's `explain-eval --data` results (`<model>/explanations-external/*.json`), by
+    file name; a damaged file is named in a warning and left out."""
+    out: dict[str, list[dict]] = {}
+    for m in run.model_names:
+        folder = run.path / m / run_files.EXPLANATIONS_EXTERNAL
+        names = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
+        fix = f"run `python -m pipeline explain-eval --run {run.run_id} --data DIR` again"
+        found = [section_json(run, f"{m}/{run_files.EXPLANATIONS_EXTERNAL}/{n}", fix)
+                 for n in names]
+        if any(found):
+            out[m] = [f for f in found if f is not None]
+    return out
+
+
 def evaluate_fix(run: Run) -> str:
     return f"run `python -m pipeline evaluate --run {run.run_id}`"
 

@@ -21,4 +21,6 @@ PREDICTIONS = "predictions.csv"  # test answers per image (evaluate)
 CONFUSION = "confusion_matrix.json"  # (evaluate)
 CURVES = "curves.json"  # ROC and PR curves (evaluate)
 EXPLANATIONS = "explanations.json"  # explanation quality on the test split (explain-eval)
+# explain-eval --data DIR: one <folder>-<method>.json per folder and method (explain.external)
+EXPLANATIONS_EXTERNAL = "explanations-external"
 OOD_SCORE = "ood.npz"  # the fitted "unlike the training data" score (ood)

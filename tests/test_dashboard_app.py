@@ -815,6 +815,34 @@ def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypa
     assert summary.loc["empty heatmaps (no evidence shown)", "Custom CNN"] == "3"
 
 
+def test_quality_page_lists_explain_eval_on_your_own_folders(smoke_run, tmp_path, monkeypatch):
+    """explain-eval --data wrote results nothing in the dashboard read (a researcher's review,
+    2026-12-06): the page lists them, one row per model, folder and method, and names a damaged
+    file instead of failing."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    at = _app("quality")
+    _ok(at)
+    assert "explain-eval --run RUN --data DIR --masks MASKS" in _texts(at.caption)
+    ext = run / "custom_cnn" / "explanations-external"
+    ext.mkdir()
+    result = {**json.loads((run / "custom_cnn" / "explanations.json").read_text()),
+              "n": 9, "n_localisation": 7, "pointing_game": 6 / 7,
+              "pointing_game_ci": [0.49, 0.97], "pointing_game_centre": 0.25,
+              "created": "2026-12-06T01:00:00+00:00",
+              "source": {"kind": "external", "folder": "hospital-b",
+                         "overlap_with_training": {"n_exact": 2}}}
+    (ext / "hospital-b-gradcam.json").write_text(json.dumps(result))
+    (ext / "torn.json").write_text('{"n": ')
+    at = _app("quality")
+    _ok(at)
+    table = _frame(at, "Folder")
+    assert table is not None and table["Folder"].tolist() == ["hospital-b"]
+    row = table.iloc[0]
+    assert row["Model"] == "Custom CNN" and row["Pointing game"] == "0.86 (6 of 7; 0.49–0.97)"
+    assert row["Copies of training images"] == "2 (not held out)"
+    assert "torn.json" in _texts(at.warning)
+
+
 def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     at = _app("about")

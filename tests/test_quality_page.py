@@ -298,3 +298,23 @@ def test_the_recorded_masks_folder_is_found_from_a_clone(tmp_path: Path,
     # another folder of that dataset's boxes is not taken for the one recorded
     assert runinfo.masks_folder("../shared/data/other/masks", clone, data) is None
     assert runinfo.masks_folder(None, project, data) is None
+
+
+def test_external_results_table_reads_each_file_as_written():
+    from dashboard.figures.external import external_table
+
+    assert external_table({}) is None and external_table({"custom_cnn": []}) is None
+    table = external_table({"mobilenetv2": [_expl(
+        method="layercam-fusion", n_localisation=8, pointing_game=1.0,
+        pointing_game_ci=[0.68, 1.0], pointing_game_centre=0.0, n_outside_head_flagged=0,
+        source={"folder": "ext2", "overlap_with_training": {"n_exact": 0}})],
+        "custom_cnn": [_expl(pointing_game=None, n_localisation=0, source={"name": "x"})]})
+    first, second = table.to_dict("records")
+    assert first["Model"] == "MobileNetV2" and first["Method"] == "Multi-layer LayerCAM (fusion)"
+    assert first["Pointing game"] == "1.00 (8 of 8; 0.68–1.00)"
+    assert first["Centre of head"] == "0.00"
+    assert first["Copies of training images"] == "none"
+    # no mask, no pointing; an older file without the overlap check says so
+    assert second["Pointing game"] == "–" and second["Folder"] == "x"
+    assert second["Copies of training images"] == "not checked"
+

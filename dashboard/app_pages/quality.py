@@ -5,6 +5,7 @@ import streamlit as st
 from dashboard import charts, state
 from dashboard import figures as F
 from dashboard.figures import quality_text as T
+from dashboard.figures.external import external_table
 from pipeline import run_files
 from pipeline.explain.alarm import OUTSIDE_HEAD_BLIND, OUTSIDE_HEAD_MESSAGE
 
@@ -116,3 +117,17 @@ if rows:
         model = st.selectbox("Model", list(rows), format_func=F.model_label, key="quality_rows")
         st.dataframe(F.per_image_table(rows[model], run.class_names), hide_index=True,
                      key="quality_rows_table")
+
+st.header("Your own folders")
+external = external_table(state.external_explanations(run))
+if external is None:
+    st.caption("`python -m pipeline explain-eval --run RUN --data DIR --masks MASKS` measures "
+               "these explanations on a folder of your own images with tumour masks (README, "
+               "\"Explanations on your own images\"); each folder's results appear here.")
+else:
+    st.dataframe(external, hide_index=True, key="quality_external")
+    st.caption("explain-eval on folders outside the run, one row per model, folder and method, "
+               "each against that folder's own masks: pointing game with its count and 95% "
+               "interval, beside a map always at the head's centre and chance (the masks' mean "
+               "area). Images that are copies of the run's training or validation images are "
+               "not held out: there the figures show what the model learnt.")

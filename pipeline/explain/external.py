@@ -15,10 +15,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline import run_files
 from pipeline.artifacts import Run, read_json
 from pipeline.explain.methods import LAYER_METHODS
 
-EXTERNAL_DIR = "explanations-external"
+EXTERNAL_DIR = run_files.EXPLANATIONS_EXTERNAL
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 

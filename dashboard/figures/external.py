@@ -1,0 +1,59 @@
+"""The Explanation-quality page's table of `explain-eval --data DIR` results: a researcher's own
+folders, measured against their own masks, one row per model, folder and method. Each file is
+`<run>/<model>/explanations-external/<name>.json` (`pipeline.explain.external`); nothing in the
+dashboard read them before (a review, 2026-12-06). A pure function, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from dashboard.figures.common import model_label
+from pipeline.explain import METHOD_LABELS  # the registry's labels; no TensorFlow import
+
+
+def _share(value: Any) -> str:
+    return "–" if not isinstance(value, int | float) or isinstance(value, bool) else f"{value:.2f}"
+
+
+def _pointing(result: Mapping[str, Any]) -> str:
+    """"0.86 (6 of 7; 0.49–0.97)": the share, its count and its Wilson interval."""
+    value, n = result.get("pointing_game"), result.get("n_localisation")
+    if not isinstance(value, int | float) or not isinstance(n, int) or not n:
+        return "–"
+    ci = result.get("pointing_game_ci")
+    spread = f"; {ci[0]:.2f}–{ci[1]:.2f}" if isinstance(ci, list) and len(ci) == 2 else ""
+    return f"{value:.2f} ({round(value * n)} of {n}{spread})"
+
+
+def _copies(result: Mapping[str, Any]) -> str:
+    """How many images are exact copies of the run's training or validation images."""
+    overlap = (result.get("source") or {}).get("overlap_with_training") or {}
+    n = overlap.get("n_exact")
+    return "not checked" if n is None else ("none" if n == 0 else f"{n} (not held out)")
+
+
+def external_table(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame | None:
+    """One row per model and external result file; None when there is none."""
+    rows = []
+    for model, files in results.items():
+        for r in files:
+            source = r.get("source") or {}
+            rows.append({
+                "Model": model_label(model),
+                "Folder": str(source.get("folder") or source.get("name") or "?"),
+                "Method": METHOD_LABELS.get(str(r.get("method")), str(r.get("method"))),
+                "Images": r.get("n"),
+                "With a mask": r.get("n_localisation"),
+                "Pointing game": _pointing(r),
+                "Centre of head": _share(r.get("pointing_game_centre")),
+                "Chance": _share(r.get("pointing_game_chance")),
+                "Energy in mask": _share(r.get("energy_in_mask")),
+                "Flagged outside the head": r.get("n_outside_head_flagged"),
+                "Copies of training images": _copies(r),
+                "Measured": str(r.get("created") or "")[:10],
+            })
+    return pd.DataFrame(rows) if rows else None
