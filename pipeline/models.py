@@ -66,8 +66,17 @@ def compiled(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
 
     spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
-    fn = tf.function(lambda t: model(t, training=False), input_signature=[spec])
-    return lambda x: fn(tf.convert_to_tensor(x, tf.float32)).numpy()
+    # traced now and called as its one graph: a trace inside a call counts towards
+    # TensorFlow's retracing warning, per Python function, so one `compiled` per model (several
+    # models, several runs in a process) warned as if one graph were traced again and again
+    traced = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+    fn = traced.get_concrete_function()
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        return fn(tf.convert_to_tensor(x, tf.float32)).numpy()
+
+    forward.traced = traced  # type: ignore[attr-defined]  # (and the model) alive with it
+    return forward
 
 
 def _shortcut(block_in: keras.KerasTensor, x: keras.KerasTensor, width: int, name: str

@@ -118,7 +118,12 @@ class FeatureExtractor:
             outputs.append(keras.ops.mean(out, axis=(1, 2)) if len(out.shape) == 4 else out)
         graph = keras.Model(model.inputs, outputs)
         spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
-        self._fn = tf.function(lambda t: graph(t, training=False), input_signature=[spec])
+        self.traced = tf.function(lambda t: graph(t, training=False), input_signature=[spec])
+        # Traced here, and its one graph called directly: TensorFlow counts traces made inside
+        # calls per Python function, which every extractor shares, so the dashboard's third
+        # load of a run's models printed "triggered tf.function retracing" (one trace per
+        # model is needed: the graph holds that model's weights)
+        self._fn = self.traced.get_concrete_function()
         self._single = isinstance(layers, str)
 
     def __call__(self, x: np.ndarray, batch: int = 32) -> np.ndarray | list[np.ndarray]:

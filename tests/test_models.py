@@ -33,6 +33,22 @@ def test_custom_cnn_shape_and_gradcam_layer_in_top_level_graph():
     assert count_params(model) > 1000
 
 
+def test_compiled_traces_each_model_once_when_built_and_matches_keras():
+    """One traced graph per model, traced by `compiled` itself: a trace inside a call counts
+    towards TensorFlow's retracing warning per Python function, which every model shares."""
+    from pipeline.models import compiled
+
+    models = [build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3),
+                          augment=False).model for _ in range(2)]
+    forwards = [compiled(m) for m in models]
+    assert [f.traced.experimental_get_tracing_count() for f in forwards] == [1, 1]
+    x = np.random.default_rng(0).uniform(0, 255, (5, 32, 32, 3)).astype("float32")
+    for model, forward in zip(models, forwards, strict=True):
+        np.testing.assert_allclose(forward(x[:1]), model(x[:1], training=False), atol=1e-5)
+        np.testing.assert_allclose(forward(x), model(x, training=False), atol=1e-5)
+    assert [f.traced.experimental_get_tracing_count() for f in forwards] == [1, 1]
+
+
 @pytest.mark.slow
 def test_mobilenetv2_is_flat_and_round_trips_with_safe_mode(tmp_path):
     built = build_model("mobilenetv2", 3, ModelConfig(image_size=96), weights="none")

@@ -190,6 +190,28 @@ def test_candidate_layers_skip_the_map_head_pool_already_averages():
     assert len(candidate_layers(cnn)) == 4
 
 
+def test_feature_extractors_trace_when_built_and_never_in_a_call():
+    """The dashboard loads a run's models again after every switch of run: each extractor (one
+    per model) traces once, when built. Traced inside its first call instead, every load
+    counted towards TensorFlow's retracing warning, which counts per Python function and so
+    adds up all extractors' traces ("5 out of the last 9 calls ... triggered tf.function
+    retracing" on the third load)."""
+    from pipeline.config import ModelConfig
+    from pipeline.models import build_model
+    from pipeline.ood import FeatureExtractor
+
+    models = [build_model("custom_cnn", 3, ModelConfig(image_size=32, width=4, depth=3),
+                          augment=False).model for _ in range(2)]
+    extractors = [FeatureExtractor(m, ["head_pool", "gradcam_target"]) for m in models]
+    assert [e.traced.experimental_get_tracing_count() for e in extractors] == [1, 1]
+    rng = np.random.default_rng(0)
+    for e in extractors:
+        for n in (1, 3, 40):  # one image, a batch, more than one batch of 32
+            pooled, fmap = e(rng.uniform(0, 255, (n, 32, 32, 3)).astype("float32"))
+            assert pooled.shape[0] == fmap.shape[0] == n
+    assert [e.traced.experimental_get_tracing_count() for e in extractors] == [1, 1]
+
+
 # --------------------------------------------------------------------------- fitted by `train`
 
 
