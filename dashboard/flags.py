@@ -66,8 +66,23 @@ class Flag(str):
         return flag
 
 
-# the summary's words per kind: the CLI's tags, shorter where the models follow in brackets
-SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer"}
+# the summary's words per kind: the CLI's tags, shorter where the models follow in brackets;
+# and the kinds that are no answer's: the split note, the heatmaps' flags
+SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer", "seen": "the run has met this image",
+                  "outside_head": "evidence outside the head", "empty": "empty heatmap"}
+# the splits whose note is a warning: the models learnt from, or were tuned on, the image (a
+# test image's note is none: it flagged every image drawn from the test split)
+WARNING_SPLITS = ("train", "val")
+
+
+def image_warnings(answers: Sequence[str], heatmaps: Sequence[str] = (), seen_note: str = "",
+                   seen_split: str = "") -> list[str]:
+    """Every warning of one image, the one list its card sums up (`summary_line`) and the
+    Predict page's summary table, CSV and flag filter count: a training or validation image's
+    split note (`seen_note`, `seen_split`), then its answers' flags, then its heatmaps'. The
+    card counted its answers' flags alone while the table counted all three."""
+    seen = [Flag(seen_note, "seen")] if seen_note and seen_split in WARNING_SPLITS else []
+    return [*seen, *answers, *heatmaps]
 
 
 def summary_line(flags: Sequence[str]) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import core, inference, views
+from dashboard.flags import image_warnings
 from dashboard.inference import Settings
 from pipeline.artifacts import Run
 
@@ -86,7 +87,7 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
         results = inference.explain(run, predictor, explainers, slices, settings)
         if results.probs:
             names = slice_names(upload)
-            flags = [sum(views.image_flags(results, j), []) for j in range(n)]
+            flags = [image_warnings(*views.image_flags(results, j)) for j in range(n)]
             frame = core.summary_frame([core.thumbnail_url(s.image) for s in slices], names,
                                        results.probs, class_names, flags)
             st.dataframe(frame.rename(columns={"file": "slice"}), hide_index=True,

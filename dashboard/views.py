@@ -147,11 +147,12 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
                                  results.by_size, results.flag_accuracy, colour,
                                  results.tumour_records,
                                  ct=j < len(results.ct) and results.ct[j])
-    shortcuts = [f"{F.model_label(m)}: {OUTSIDE_HEAD_MESSAGE} "
-                 f"({outside_share_words(rs[j].outside_head)})."
+    shortcuts = [flags.Flag(f"{F.model_label(m)}: {OUTSIDE_HEAD_MESSAGE} "
+                            f"({outside_share_words(rs[j].outside_head)}).", "outside_head", [m])
                  for m, rs in results.per_model.items() if rs[j].outside_head_flag]
-    shortcuts += [f"{F.model_label(m)}: the heatmap is empty (no positive evidence for the "
-                  "explained class)." for m, rs in results.per_model.items() if rs[j].empty]
+    shortcuts += [flags.Flag(f"{F.model_label(m)}: the heatmap is empty (no positive evidence "
+                             "for the explained class).", "empty", [m])
+                  for m, rs in results.per_model.items() if rs[j].empty]
     return answers, shortcuts
 
 
@@ -267,6 +268,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
             return None
         agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
         answers, shortcuts = image_flags(results, j)
+        # what the summary table counts for this image: the line below says the same number
+        warnings = flags.image_warnings(answers, shortcuts, upload.seen, upload.seen_split)
         # agreement is no comfort beside a warning (two models agree on noise, too): not green
         st.badge("models agree" if agree else "models disagree",
                  icon=":material/check:" if agree else ":material/call_split:",
@@ -276,10 +279,11 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # made one card of a row far taller than its neighbour.
         # how many warnings and of which kinds: a compact card's fold says what it hides, a
         # full card's line leads its boxes
-        folder = (st.expander(flags.summary_line(answers), icon=":material/report:")
+        # (the line counts the split note above and the heatmaps' notes below the images too)
+        folder = (st.expander(flags.summary_line(warnings), icon=":material/report:")
                   if compact and answers else contextlib.nullcontext())
-        if len(answers) > 1 and not compact:  # the kinds in one line before the sentences
-            st.markdown(f"**{flags.summary_line(answers)}**")
+        if len(warnings) > 1 and not compact:  # the kinds in one line before the sentences
+            st.markdown(f"**{flags.summary_line(warnings)}**")
         with folder:
             for flag in answers:
                 st.warning(flag, icon=":material/report:")

@@ -233,6 +233,31 @@ def test_an_upload_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_r
     assert hidden and hidden[-1] == ["train", "test", "", ""]
 
 
+def test_a_card_and_the_summary_count_the_same_warnings(artifacts: Path, smoke_run: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    """The summary's "flags" counted a training image's split note and the heatmaps' flags while
+    its card's line counted the answers' warnings alone: both count `flags.image_warnings`."""
+    from dashboard.flags import Flag
+
+    # one answer warning and one heatmap flag for the first image, none for the second (the
+    # smoke models' own flags vary from run to run)
+    monkeypatch.setattr(views, "image_flags", lambda results, j: (
+        [Flag("Weak answer from Custom CNN.", "weak", ["custom_cnn"])] if j == 0 else [],
+        [Flag("MobileNetV2: outside.", "outside_head", ["mobilenetv2"])] if j == 0 else []))
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    train = Path(manifest["data"]["dir"]) / splits["train"][0]["path"]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([
+        ("from-train.png", train.read_bytes(), "image/png"),
+        (*_test_image(smoke_run, -1), "image/png")]).run()
+    _ok(at)
+    assert list(_frame(at, "flags")["flags"]) == [3, 0]
+    lines = [m.value for m in at.markdown if m.value.startswith("**") and "warning" in m.value]
+    assert lines == ["**3 warnings: the run has met this image · weak answer (Custom CNN) · "
+                     "evidence outside the head (MobileNetV2)**"]
+
+
 def test_predict_says_the_upload_size_limit_before_anything_is_refused(artifacts: Path):
     """The browser refuses a file over the server's limit before the page sees it; a reviewer's
     36 MB PNG vanished with only a red chip out of sight. The limit is stated up front."""

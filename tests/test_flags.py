@@ -211,3 +211,19 @@ def test_a_card_s_warnings_are_summed_up_in_one_line_by_kind() -> None:
                         {"custom_cnn": 0.6}, {}, {}, classes)
     assert calm == [] and summary_line(calm) == "0 warnings"
     assert summary_line(["a plain sentence"]) == "1 warning"
+
+
+def test_an_image_s_warnings_are_its_training_split_note_answers_and_heatmaps() -> None:
+    """One list for the card's line and the Predict page's summary: a training or validation
+    image's split note counts, a test image's does not; the kinds are named in the line."""
+    from dashboard.flags import Flag, image_warnings, summary_line
+
+    weak = Flag("Weak answer from Custom CNN.", "weak", ["custom_cnn"])
+    empty = Flag("MobileNetV2: the heatmap is empty.", "empty", ["mobilenetv2"])
+    for split, counted in (("train", True), ("val", True), ("test", False), ("", False)):
+        got = image_warnings([weak], [empty], "This image is in this run's split.", split)
+        assert got == ["This image is in this run's split."] * counted + [weak, empty]
+    assert image_warnings([], []) == []
+    assert summary_line(image_warnings([weak], [empty], "note", "val")) == (
+        "3 warnings: the run has met this image · weak answer (Custom CNN) · empty heatmap "
+        "(MobileNetV2)")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import core, inference, loader, paging, runinfo, series_view, state, uploads, views
 from dashboard import figures as F
+from dashboard.flags import image_warnings
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline import run_files
@@ -158,10 +159,10 @@ if good:
     # Rows named by number and the SHA-256 of the file's bytes, which `sha256sum <file>`
     # reproduces without any of our code (a pixel digest would need our decoder); a slice
     # of a series has its pixels' digest, as on its PDF page.
-    # a training or validation image's note first, as the report pages have it: a warning in
-    # the CSV and the summary (a test image's "fair test" note is none)
-    flags = [([u.seen] if u.seen_split in ("train", "val") else [])
-             + sum(views.image_flags(results, k), []) for k, u in enumerate(good)]
+    # each image's warnings as its card counts them (a training or validation image's split
+    # note, the answers', the heatmaps'): the summary, the CSV and the flag filter
+    flags = [image_warnings(*views.image_flags(results, k), u.seen, u.seen_split)
+             for k, u in enumerate(good)]
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good], flags)
