@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -309,6 +309,24 @@ class BoxFacts:
     tumour_test: int
     source: str | None = None
     train_boxed: tuple[int, int] | None = None
+
+
+def masks_are_boxes(masks_dir: str | None, data_dir: str | None,
+                    facts: BoxFacts | None = None) -> bool:
+    """Whether an explanations.json's masks (`masks_dir`, `data_dir` as it records them) are
+    tumour boxes, rectangles around the lesion, rather than the tumour's own pixels (the
+    synthetic phantoms' `<dataset>/masks`): the folder is the dataset's boxes folder,
+    `<dataset>-boxes/masks` beside it (`explain.masks.boxes_dir`), or the `boxes.csv` beside it
+    names the collection its boxes were matched to (`facts.source`)."""
+    from pipeline.explain.masks import BOXES_SUFFIX  # cv2, no TensorFlow
+
+    if facts is not None and facts.source:
+        return True
+    if not masks_dir or not data_dir:
+        return False
+    masks = PurePosixPath(masks_dir.replace("\\", "/"))
+    data = PurePosixPath(data_dir.replace("\\", "/"))
+    return masks.parent.name == f"{data.name}{BOXES_SUFFIX}" and bool(data.name)
 
 
 def masks_folder(recorded: str | None, project: Path, data_dir: Path | None) -> Path | None:

@@ -22,7 +22,7 @@ from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard import paging, views
+from dashboard import paging, runinfo, views
 from pipeline.explain import METHOD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -866,6 +866,33 @@ def test_quality_page_lists_explain_eval_on_your_own_folders(smoke_run, tmp_path
     assert row["Model"] == "Custom CNN" and row["Pointing game"] == "0.86 (6 of 7; 0.49–0.97)"
     assert row["Copies of training images"] == "2 (not held out)"
     assert "torn.json" in _texts(at.warning)
+
+
+def test_quality_page_s_per_image_table_says_box_for_tumour_boxes(smoke_run, tmp_path,
+                                                                  monkeypatch):
+    """On the real runs the masks are tumour boxes (`<dataset>-boxes/masks`): the per-image
+    table said "mask"; the synthetic phantoms' masks are the tumours themselves."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    recorded = {}
+    for m in ("custom_cnn", "mobilenetv2"):
+        path = run / m / "explanations.json"
+        data = json.loads(path.read_text())
+        recorded[m] = (data.get("data_dir"), data.get("masks_dir"))
+        if m == "mobilenetv2":  # as measured on the Sartaj images with their boxes
+            data.update(data_dir="../shared/data/sartaj",
+                        masks_dir="../shared/data/sartaj-boxes/masks")
+        path.write_text(json.dumps(data))
+    at = _app("quality")
+    _ok(at)
+    headers = {}
+    for m in ("custom_cnn", "mobilenetv2"):
+        at.selectbox(key="quality_rows").set_value(m).run()
+        headers[m] = list(_frame(at, "true class").columns)
+    assert "energy in tumour box" in headers["mobilenetv2"]
+    assert not any("mask" in h for h in headers["mobilenetv2"])
+    # the smoke run's own masks: the phantoms' drawn tumours
+    assert not runinfo.masks_are_boxes(recorded["custom_cnn"][1], recorded["custom_cnn"][0])
+    assert "energy in tumour mask" in headers["custom_cnn"]
 
 
 def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):

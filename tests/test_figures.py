@@ -683,6 +683,10 @@ def test_per_image_table_reads_like_the_page():
     assert not any("_" in c for c in table.columns)
     assert table["heat outside head (hottest 10%)"].tolist() == [0.7, 0.1]
     assert table["pointing game hit"].tolist()[1] is True
+    # on tumour boxes (the real runs) the mask's columns say so; every other header stays
+    boxed = per_image_table(rows, CLASSES, region="box")
+    assert "energy in tumour box" in boxed.columns and "energy in tumour mask" not in boxed.columns
+    assert [c.replace("box", "mask") for c in boxed.columns] == list(table.columns)
 
 
 def test_faithfulness_curves():

@@ -318,3 +318,20 @@ def test_external_results_table_reads_each_file_as_written():
     assert second["Pointing game"] == "–" and second["Folder"] == "x"
     assert second["Copies of training images"] == "not checked"
 
+
+def test_masks_are_boxes_on_the_real_runs_and_the_tumour_itself_on_the_phantoms():
+    """The per-image table said "mask" on runs whose masks are the Sartaj tumour boxes."""
+    # as the shipped runs' explanations.json record them
+    assert runinfo.masks_are_boxes("../shared/data/brain-tumor-mri-sartaj-boxes/masks",
+                                   "../shared/data/brain-tumor-mri-sartaj")
+    assert runinfo.masks_are_boxes("D:\\data\\sartaj-boxes\\masks", "D:\\data\\sartaj")
+    # the phantoms' own masks (`<dataset>/masks`), another dataset's boxes, nothing recorded
+    assert not runinfo.masks_are_boxes("data/synth/masks", "data/synth")
+    assert not runinfo.masks_are_boxes("../data/other-boxes/masks", "../data/sartaj")
+    assert not runinfo.masks_are_boxes(None, "data/synth")
+    assert not runinfo.masks_are_boxes("masks", "")
+    # any folder whose boxes.csv names the collection its boxes came from ($BRAIN_MRI_BOXES)
+    facts = runinfo.BoxFacts(tumour_test=2, source="figshare")
+    assert runinfo.masks_are_boxes("/anywhere/masks", "data/sartaj", facts)
+    assert not runinfo.masks_are_boxes("data/synth/masks", "data/synth",
+                                       runinfo.BoxFacts(tumour_test=2))

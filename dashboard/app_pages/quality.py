@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, runinfo, state
 from dashboard import figures as F
 from dashboard.figures import quality_text as T
 from dashboard.figures.external import external_table
@@ -22,6 +22,12 @@ expl = state.per_model_json(run, run_files.EXPLANATIONS,
 if not expl:
     st.stop()
 
+# what each model's masks are: tumour boxes on the real runs, drawn tumours on the phantoms
+masks = next((e.get("masks_dir") for e in expl.values() if e.get("masks_dir")), None)
+boxes = state.box_facts(run, masks)
+region = {m: "box" if runinfo.masks_are_boxes(e.get("masks_dir"), e.get("data_dir"), boxes)
+          else "mask" for m, e in expl.items()}
+
 summary = F.quality_summary(expl, {m: run.model_info(m).get("gradcam_layer")
                                    for m in expl})
 st.dataframe(summary, key="quality_summary")
@@ -37,8 +43,6 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
     centre = T.centre_sentence(expl)
     if centre:
         st.caption(centre)
-    masks = next((e.get("masks_dir") for e in expl.values() if e.get("masks_dir")), None)
-    boxes = state.box_facts(run, masks)
     coverage = boxes and T.box_coverage_sentence(expl, boxes.tumour_test, boxes.source,
                                                  boxes.train_boxed)
     if coverage:
@@ -58,7 +62,8 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
         if e.get("n_empty_heatmaps"):
             st.warning(f"{F.model_label(m)}: {e['n_empty_heatmaps']} of {e.get('n', '?')} test "
                        "heatmaps are empty (no positive evidence for the explained class). They "
-                       "count as misses with no energy in the mask.", icon=":material/warning:")
+                       f"count as misses with no energy in the {region[m]}.",
+                       icon=":material/warning:")
 else:
     reasons = {e.get("localisation_reason") for e in expl.values() if e.get("localisation_reason")}
     st.info("Localisation cannot be measured for this run: "
@@ -115,7 +120,8 @@ rows = {m: e.get("rows") for m, e in expl.items() if isinstance(e.get("rows"), l
 if rows:
     with st.expander("Per-image results"):
         model = st.selectbox("Model", list(rows), format_func=F.model_label, key="quality_rows")
-        st.dataframe(F.per_image_table(rows[model], run.class_names), hide_index=True,
+        st.dataframe(F.per_image_table(rows[model], run.class_names, region[model]),
+                     hide_index=True,
                      key="quality_rows_table")
 
 st.header("Your own folders")

@@ -175,11 +175,21 @@ ROW_COLUMNS = {
 }
 
 
-def per_image_table(rows: list[Mapping[str, Any]], class_names: list[str]) -> pd.DataFrame:
+# the row keys measured against the tumour's mask, whose header names what the mask is
+REGION_KEYS = ("centre_hit", "energy_in_mask", "top_in_mask", "mask_fraction")
+
+
+def per_image_table(rows: list[Mapping[str, Any]], class_names: list[str],
+                    region: str = "mask") -> pd.DataFrame:
     """explanations.json's per-image `rows` as the page's table: the image and its true class
     first, classes as people read them ("no tumour", not index 2), plain headers
     (`ROW_COLUMNS`). Every key of the rows is kept, renamed; an index outside `class_names`
-    stays a number, so nothing is hidden."""
+    stays a number, so nothing is hidden. `region`: what the masks are, "box" for tumour boxes
+    (`runinfo.masks_are_boxes`: the real runs'), "mask" for the tumour's own pixels."""
+    def header(key: str) -> str:
+        words = ROW_COLUMNS.get(key, key.replace("_", " "))
+        return words.replace("mask", region) if key in REGION_KEYS else words
+
     def shown(key: str, value: Any) -> Any:
         if key == "label" and isinstance(value, str):  # the folder's name, "no_tumor"
             return class_name(value)
@@ -191,7 +201,7 @@ def per_image_table(rows: list[Mapping[str, Any]], class_names: list[str]) -> pd
     keys = [k for k in ROW_COLUMNS if any(k in r for r in rows)]
     keys += list(dict.fromkeys(k for r in rows for k in r if k not in ROW_COLUMNS))
     return pd.DataFrame([[shown(k, r.get(k)) for k in keys] for r in rows],
-                        columns=[ROW_COLUMNS.get(k, k.replace("_", " ")) for k in keys])
+                        columns=[header(k) for k in keys])
 
 
 def _expl_value(expl: Mapping[str, Any], key: str, name: str) -> float:

@@ -141,6 +141,8 @@ def read_mask(path: Path) -> np.ndarray:
 
 
 BOXES_ENV = "BRAIN_MRI_BOXES"
+# a dataset's tumour boxes live in `<dataset><BOXES_SUFFIX>/masks` beside it (`boxes_dir`)
+BOXES_SUFFIX = "-boxes"
 
 
 def boxes_dir(data_dir: str | Path | None) -> Path | None:
@@ -155,7 +157,7 @@ def boxes_dir(data_dir: str | Path | None) -> Path | None:
         cand = Path(env).expanduser()
     elif data_dir:
         d = Path(data_dir)
-        cand = d.parent / f"{d.name}-boxes" / "masks"
+        cand = d.parent / f"{d.name}{BOXES_SUFFIX}" / "masks"
     else:
         return None
     return cand if cand.is_dir() else None
