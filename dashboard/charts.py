@@ -16,8 +16,9 @@ from dashboard import figures as F
 
 
 def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
-          caption: str | None = None, **kwargs: Any) -> bool:
-    """Draw `build(*args, **kwargs)` under widget `key`, then `caption` if given.
+          caption: str | None = None, width: int | str = "stretch", **kwargs: Any) -> bool:
+    """Draw `build(*args, **kwargs)` under widget `key`, then `caption` if given, with the
+    dashboard's text sizes (`figures.readable`); `width` in pixels, or "stretch".
 
     On `FigureDataError` a warning ending in `fix` stands in place of the chart (and the caption,
     which explains a chart that is not there). Returns whether the chart was drawn.
@@ -27,7 +28,7 @@ def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
     except F.FigureDataError as exc:
         st.warning(f"Cannot draw this chart: {exc}. {fix}", icon=":material/warning:")
         return False
-    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    st.plotly_chart(F.readable(fig), key=key, width=width, config={"displaylogo": False})
     if caption:
         st.caption(caption)
     return True

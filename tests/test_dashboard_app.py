@@ -295,6 +295,10 @@ def test_overview_shows_both_models(artifacts: Path):
     assert table.loc["Accuracy"].str.match(r"^\d\.\d{3}").all()
     charts = at.get("plotly_chart")
     assert len(charts) >= 8  # CI, per-class, 2 confusion, curves, ROC, PR, reliability, tumour
+    # every chart at the projector's text size (charts.chart applies figures.readable)
+    from dashboard.figures import FONT_SIZE
+
+    assert all(json.loads(c.proto.spec)["layout"]["font"]["size"] == FONT_SIZE for c in charts)
     facts = _frame(at, "")  # the model facts: a row per fact, a column per model
     assert list(facts.columns) == ["", "Custom CNN", "MobileNetV2"]
     assert "best epoch" in facts[""].tolist()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dashboard import figures as F
+from dashboard.figures.common import THEME_BACKGROUNDS
 from dashboard.flags import SIZE_GAP
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -507,7 +508,7 @@ def test_colour_legend_has_numbered_ticks():
 
 
 # Streamlit's two themes: the legend, whiskers and curves must read on both
-LIGHT_BG, DARK_BG = "#ffffff", "#0e1117"
+LIGHT_BG, DARK_BG = THEME_BACKGROUNDS["light"], THEME_BACKGROUNDS["dark"]
 
 
 def test_colour_legend_reads_on_light_and_dark_theme():
@@ -580,7 +581,7 @@ def test_explanation_quality_figures():
     sanity = F.sanity_figure(EXPL)
     assert list(sanity.data[0].y) == [0.1, -0.2]
     titles = [a.text for a in F.shortcut_figure(EXPL).layout.annotations]
-    assert titles[0] == "Images flagged by the shortcut alarm", titles  # not a stale rule
+    assert titles[0] == "Images flagged by<br>the shortcut alarm", titles  # not a stale rule
     with pytest.raises(F.FigureDataError, match="deletion_auc"):
         F.faithfulness_figure({"m": {"deletion_auc": "high"}})
     with pytest.raises(F.FigureDataError, match="pointing_game_ci"):
@@ -730,7 +731,7 @@ def test_robustness_figure():
     # per panel: the clean accuracy (solid) and 5 points below it (dotted)
     assert sorted(round(s.y0, 6) for s in fig.layout.shapes) == [0.75, 0.8, 0.85, 0.9]
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[1].startswith("MobileNetV2 (") and titles[1].endswith("clean 0.900)")
+    assert titles[1].startswith("MobileNetV2<br>(") and titles[1].endswith("clean 0.900)")
     # a 400 px chart with turned labels: a longer axis title was cut ("uracy on shifted…")
     assert len(fig.layout.yaxis.title.text) <= 20
 
@@ -756,14 +757,60 @@ def test_robustness_clean_label_is_where_no_bar_covers_it():
 
 def test_charts_with_turning_category_labels_keep_their_legend_above_the_panels():
     """At 1024 px with the sidebar open the category labels turn, and a legend below the plot
-    was drawn over the first panel's ("rician noi", "meningio"): it is above the panel titles."""
+    was drawn over the first panel's ("rician noi", "meningio"): it is above the panel titles,
+    hung from the figure's top edge (at a share of the plot's height above it, it met the
+    two-line panel titles at the projector's font size)."""
     from dashboard.figures.common import TOP_WITH_LEGEND
 
     for fig in (F.per_class_figure(METRICS), F.robustness_figure(_robustness())):
         titles = [a for a in fig.layout.annotations if a.yref == "paper"]
-        assert fig.layout.legend.yanchor == "bottom"
-        assert fig.layout.legend.y > max(a.y for a in titles) >= fig.layout.yaxis.domain[1]
+        legend = fig.layout.legend
+        assert (legend.yref, legend.yanchor, legend.y) == ("container", "top", 1)
+        assert max(a.y for a in titles) >= fig.layout.yaxis.domain[1]
         assert fig.layout.margin.t == TOP_WITH_LEGEND  # room for the legend and the titles
+        # the legend's two lines and two lines of panel title at the projector's font size
+        assert TOP_WITH_LEGEND >= 4 * 1.3 * F.FONT_SIZE
+
+
+def test_robustness_severities_read_on_both_themes_and_darken_with_severity():
+    """The "severe" bars' dark red was 2.1:1 on the dark theme (a lecturer's review, on a
+    projector): every severity's colour is at least 3:1 (WCAG, graphics) on both themes, and
+    on white they still darken from mild to severe."""
+    from dashboard.figures.quality import _luminance
+
+    fig = F.robustness_figure(_robustness())
+    colours: dict[str, str] = {}
+    for trace in fig.data:
+        if trace.type == "bar":
+            colours.setdefault(trace.name, trace.marker.color)
+    assert list(colours) == ["mild", "moderate", "severe"]
+    for background in THEME_BACKGROUNDS.values():
+        for severity, colour in colours.items():
+            assert F.contrast(colour, background) >= 3, (severity, colour, background)
+    lums = [_luminance(c) for c in colours.values()]
+    assert lums == sorted(lums, reverse=True) and len(set(colours.values())) == 3
+
+
+def test_readable_sets_every_text_of_every_figure_to_the_projector_size():
+    """Plotly's text was 12 px (Streamlit's theme), too small on a projector: ticks, axis and
+    legend text, hover labels, cell labels and annotations are at least `FONT_SIZE`."""
+    from dashboard.figures.common import FONT_SIZE, TITLE_FONT_SIZE, readable
+
+    cm = {"labels": ["glioma", "no_tumor"], "matrix": [[3, 1], [0, 4]]}
+    figures = [F.per_class_figure(METRICS), F.robustness_figure(_robustness()),
+               F.ci_figure(METRICS), F.confusion_figure(cm, title="Custom CNN"),
+               F.localisation_figure(EXPL)]
+    for fig in figures:
+        before = fig.to_json()
+        assert readable(fig) is fig and fig.to_json() != before
+        layout = fig.layout
+        assert layout.font.size == layout.legend.font.size == FONT_SIZE
+        assert layout.hoverlabel.font.size == FONT_SIZE and layout.title.font.size == (
+            TITLE_FONT_SIZE)
+        axes = [a for k in layout if k.startswith(("xaxis", "yaxis")) for a in [layout[k]]]
+        assert axes and all(a.tickfont.size == a.title.font.size == FONT_SIZE for a in axes)
+        assert all(a.font.size >= FONT_SIZE for a in layout.annotations)
+        assert all(t.textfont.size == FONT_SIZE for t in fig.data if t.type == "heatmap")
 
 
 def test_robustness_axis_is_zoomed_to_the_bars_and_lines():

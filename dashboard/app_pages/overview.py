@@ -9,6 +9,7 @@ from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import flag_table, not_singling_out
 from pipeline.names import NO_TUMOR
 
+CONFUSION_WIDTH = 400  # px: each confusion matrix; two a row from a main column of 800 px
 CHART_FIX = "The file may come from another version; re-run the evaluation."
 
 
@@ -100,11 +101,13 @@ with tabs[1]:
     mode = st.segmented_control("Show", ["Counts", "Row-normalised"], default="Counts",
                                 key="cm_mode")
     cms = state.per_model_json(run, run_files.CONFUSION, fix)
-    cm_cols = st.columns(max(len(cms), 1))
-    for col, (m, cm) in zip(cm_cols, cms.items(), strict=False):
-        with col:
+    # side by side where they fit, else one under the other: in two columns at a projector's
+    # 911 px each matrix was 218 px wide, half its class names left out
+    with st.container(horizontal=True, wrap=True, key="cm_row"):
+        for m, cm in cms.items():
             charts.chart(F.confusion_figure, cm, normalise=mode == "Row-normalised",
-                         title=F.model_label(m), key=f"cm_{m}", fix=CHART_FIX)
+                         title=F.model_label(m), key=f"cm_{m}", fix=CHART_FIX,
+                         width=CONFUSION_WIDTH)
     st.caption("Rows are the true class, columns the predicted class; the diagonal is correct.")
 with tabs[2]:
     histories = state.per_model_json(

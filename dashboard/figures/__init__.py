@@ -24,12 +24,14 @@ from dashboard.figures.calibration import (
 )
 from dashboard.figures.common import (
     CLASS_PALETTE,
+    FONT_SIZE,
     MODEL_COLORS,
     FigureDataError,
     class_color,
     class_name,
     model_color,
     model_label,
+    readable,
 )
 from dashboard.figures.comparison import (
     comparison_verdict,
@@ -88,7 +90,8 @@ from dashboard.figures.training import (
 
 __all__ = [
     "GLOSSARY", "glossary_markdown",
-    "CLASS_PALETTE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH",
+    "CLASS_PALETTE",
+    "FONT_SIZE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH",
     "LOCALISATION_CAPTION", "MODEL_COLORS",
     "FigureDataError", "ci_figure", "class_prevalence", "comparison_verdict", "difference_sentence",
     "interval_words",
@@ -100,6 +103,7 @@ __all__ = [
     "curve_areas", "metrics_table", "model_color",
     "method_label", "model_label", "ood_caption", "ood_table", "per_class_figure",
     "per_image_table",
+    "readable",
     "pr_figure",
     "probability_table",
     "reliability_figure",

@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.figures.common import FigureDataError, _fmt, _num, model_color, model_label
+from dashboard.figures.common import (
+    FigureDataError,
+    _fmt,
+    _num,
+    legend_below,
+    model_color,
+    model_label,
+)
 
 # A curve before calibration: dashed with open markers, at full strength. At opacity 0.55 the
 # MobileNetV2 blue sank into the dark theme's background (about 1.9:1); told apart by its dash
@@ -67,7 +74,7 @@ def reliability_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     fig.update_xaxes(title="mean predicted confidence", range=[0, 1])
     fig.update_yaxes(title="observed accuracy", range=[0, 1.02])
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
-                      legend=dict(orientation="h", y=-0.3))  # below the x title
+                      legend=legend_below())
     return fig
 
 

@@ -17,16 +17,56 @@ CLASS_PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00
 _FALLBACK_MODEL_COLORS = ["#16a34a", "#9333ea", "#dc2626", "#0891b2"]
 
 
-# Top margin of a figure with panel titles and `legend_above`: titles, then the legend above them
-TOP_WITH_LEGEND = 90
+# Streamlit's two themes' page backgrounds, light and dark: what a figure's marks must contrast
+# with (WCAG's 3:1 for graphics), whichever theme the viewer has
+THEME_BACKGROUNDS = {"light": "#ffffff", "dark": "#0e1117"}
+
+# Text sizes of every figure (px). Streamlit's theme draws plotly's ticks, legends, bar labels
+# and hover labels at 12 px: too small on a projector (a lecturer's review). `readable` sets
+# them; `charts.chart` applies it to every figure a page draws.
+FONT_SIZE = 15
+TITLE_FONT_SIZE = 17
+
+# Top margin of a figure with panel titles and `legend_above`: the legend (its title on a line of
+# its own), then the panels' titles of up to two lines, at `FONT_SIZE`
+TOP_WITH_LEGEND = 115
+
+
+def readable(fig: Any) -> Any:
+    """`fig` (a plotly Figure, changed in place and returned) with the dashboard's text sizes:
+    `FONT_SIZE` for ticks, axis titles, legends, bar and cell labels and hover labels,
+    `TITLE_FONT_SIZE` for the figure's title; annotations (panel titles, labels) at least
+    `FONT_SIZE`. Streamlit's theme sets each of these itself, so the base font alone is not
+    enough."""
+    fig.update_layout(font_size=FONT_SIZE, legend_font_size=FONT_SIZE,
+                      legend_title_font_size=FONT_SIZE, hoverlabel_font_size=FONT_SIZE,
+                      title_font_size=TITLE_FONT_SIZE)
+    fig.update_xaxes(tickfont_size=FONT_SIZE, title_font_size=FONT_SIZE)
+    fig.update_yaxes(tickfont_size=FONT_SIZE, title_font_size=FONT_SIZE)
+    for note in fig.layout.annotations:
+        note.font.size = max(note.font.size or 0, FONT_SIZE)
+    for trace in fig.data:
+        if "colorbar" in trace:  # a heatmap's colour scale: its own tick labels
+            trace.colorbar.tickfont.size = FONT_SIZE
+        if trace.type == "heatmap":  # the cells' numbers (a confusion matrix's counts)
+            trace.textfont.size = FONT_SIZE
+    return fig
 
 
 def legend_above(title: str | None = None) -> dict[str, Any]:
     """A horizontal legend above the panels (their titles between), for charts whose category
     labels turn on narrow screens: a legend below them was drawn over the labels, cutting the
     first panel's ("rician noi", "meningio" at 1024 px with the sidebar open). Use with a top
-    margin of `TOP_WITH_LEGEND`."""
-    return dict(orientation="h", yanchor="bottom", y=1.14, x=0, title=title)
+    margin of `TOP_WITH_LEGEND`. Placed from the figure's top edge, not the plot's: at a share
+    of the plot's height above it, it met two-line panel titles at the projector's font size."""
+    return dict(orientation="h", yref="container", yanchor="top", y=1, x=0, title=title)
+
+
+def legend_below() -> dict[str, Any]:
+    """A horizontal legend at the bottom of the figure, below the x axis' title, the plot
+    shrinking to make room: a legend at a fixed share of the plot's height below it (y=-0.2)
+    ran into the axis' title and tick labels once the text was `FONT_SIZE`."""
+    return dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0)
 
 
 class FigureDataError(ValueError):

@@ -22,6 +22,7 @@ from dashboard.figures.common import (
     class_color,
     class_name,
     legend_above,
+    legend_below,
     model_color,
     model_label,
 )
@@ -228,7 +229,7 @@ def ci_figure(metrics: Mapping[str, Mapping[str, Any]],
             hovertemplate=f"{model_label(name)}<br>%{{x}} %{{y:.3f}}<extra></extra>",
         ))
     fig.update_layout(scattermode="group", height=320, yaxis_title="score (95% CI)",
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+                      margin=dict(l=10, r=10, t=30, b=10), legend=legend_below())
     if ends:  # zoomed to the intervals: on a 0-1 axis narrow intervals were invisible
         lo, hi = min(ends), max(ends)
         pad = max(0.01, 0.15 * (hi - lo))
@@ -274,7 +275,7 @@ def tumour_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         ))
     fig.update_layout(barmode="group", height=320, yaxis=dict(range=[0, 1.05]),
                       yaxis_title="share (95% interval)",
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+                      margin=dict(l=10, r=10, t=30, b=10), legend=legend_below())
     return fig
 
 
@@ -327,7 +328,7 @@ def _curve_figure(curves: Mapping[str, Mapping[str, Any]], kind: str) -> go.Figu
     fig.update_yaxes(range=[0, 1.02])
     fig.update_yaxes(title="true positive rate" if kind == "roc" else "precision", col=1)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=-0.2))
+                      legend=legend_below())
     return fig
 
 

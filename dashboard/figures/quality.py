@@ -20,6 +20,7 @@ from dashboard.figures.common import (
     _fmt,
     _num,
     class_name,
+    legend_below,
     model_color,
     model_label,
 )
@@ -236,7 +237,7 @@ def localisation_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Fig
     # with room above the tallest bar for its label (it ran into the panel's title)
     for axis, top in _bar_tops(fig).items():
         fig.update_layout({axis: dict(range=[0, top * 1.18])})
-    fig.update_layout(height=640 if len(keys) == 3 else 360,
+    fig.update_layout(height=760 if len(keys) == 3 else 360,
                       margin=dict(l=10, r=10, t=80, b=10))
     return fig
 
@@ -272,7 +273,9 @@ def _paired_bars(explanations: Mapping[str, Mapping[str, Any]], keys: tuple[str,
     widths = [1.5 if extra.get(key) else 1.0 for key in keys]
     if first_row_alone:
         below = len(keys) - 1
-        fig = make_subplots(rows=2, cols=below, subplot_titles=titles, vertical_spacing=0.22,
+        # room between the rows for the first row's turned labels and the second's two-line
+        # titles at the projector's font size (at 0.22 they overprinted at 911 px)
+        fig = make_subplots(rows=2, cols=below, subplot_titles=titles, vertical_spacing=0.3,
                             horizontal_spacing=0.1,
                             specs=[[{"colspan": below}, *[None] * (below - 1)],
                                    [{} for _ in range(below)]])
@@ -339,8 +342,10 @@ def faithfulness_curves_figure(explanations: Mapping[str, Mapping[str, Any]],
     """Mean deletion and insertion curves of each model's heatmaps against random heatmaps;
     with `n_classes`, a dashed line at 1 / n_classes, the probability of a guess: a curve
     that falls to it has lost the class's evidence, one that stays above has kept some."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=[
-        "Deletion: most relevant pixels removed first", "Insertion: most relevant put back first"])
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=[
+        # two lines each: one line ran past the figure's edge at a projector's 911 px
+        "Deletion: most relevant<br>pixels removed first",
+        "Insertion: most relevant<br>put back first"])
     for col, kind in ((1, "deletion"), (2, "insertion")):
         for i, (name, e) in enumerate(explanations.items()):
             xs = e.get("curve_fractions")
@@ -364,11 +369,14 @@ def faithfulness_curves_figure(explanations: Mapping[str, Mapping[str, Any]],
             fig.add_hline(y=chance, line=dict(color=INTERVAL_COLOR, dash="dash", width=1),
                           annotation_text=f"chance (1/{n_classes})",
                           annotation_position="top right", row=1, col=col)
-    fig.update_xaxes(title="share of pixels removed / inserted", tickformat=".0%", range=[0, 1])
+    # a short title per panel: one long one for both overprinted its neighbour at 911 px
+    fig.update_xaxes(tickformat=".0%", range=[0, 1])
+    fig.update_xaxes(title="share of pixels removed", col=1)
+    fig.update_xaxes(title="share put back", col=2)
     fig.update_yaxes(title="probability of the explained class", col=1)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=-0.25))
+                      legend=legend_below())
     return fig
 
 
@@ -425,7 +433,7 @@ def road_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     fig.update_xaxes(tickangle=0)
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=30, b=10),
                       yaxis=dict(range=[0, 1.12], title="mean AUC (probability of the class)"),
-                      legend=dict(orientation="h", y=-0.3))
+                      legend=legend_below())
     return fig
 
 
@@ -436,8 +444,8 @@ def shortcut_figure(explanations: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
         # the rule itself is in the page's caption and each run's explanations.json (this said
         # "> half the energy", the former rule, after the rule changed)
-        "Images flagged by the shortcut alarm",
-        "Mean heatmap energy outside the head"])
+        "Images flagged by<br>the shortcut alarm",
+        "Mean heatmap energy<br>outside the head"])
     for col, key in ((1, "outside_head_alarm_rate"), (2, "energy_outside_head")):
         ys = [_expl_value(explanations[n], key, n) for n in names]
         fig.add_trace(go.Bar(

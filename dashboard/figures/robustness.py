@@ -23,7 +23,10 @@ from dashboard.figures.common import (
 )
 from pipeline.intervals import share_interval
 
-SEVERITY_COLORS = ["#fdbb84", "#ef6548", "#990000"]  # mild → severe (sequential, light → dark)
+# mild → severe: amber, red, purple (inferno's order, each darker on white), every one at least
+# 3:1 against both Streamlit themes' backgrounds (`THEME_BACKGROUNDS`); the former severe
+# #990000 was 2.1:1 on the dark theme, and its mild #fdbb84 1.7:1 on white
+SEVERITY_COLORS = ["#d97706", "#dc2626", "#9333ea"]
 DEFAULT_SEVERITIES = ["mild", "moderate", "severe"]
 
 
@@ -89,9 +92,10 @@ def _clean_accuracy(name: str, model: Any) -> float:
 
 
 def clean_title(name: str, index: int, clean: float) -> str:
-    """A panel's title: the model and "(— clean 0.949)", the dash in the clean line's colour;
-    above the plot, where no bar reaches it."""
-    return (f"{model_label(name)} (<span style='color:{model_color(name, index)}'><b>—</b>"
+    """A panel's title: the model and, on a second line, "(— clean 0.949)", the dash in the
+    clean line's colour; above the plot, where no bar reaches it (on one line, at a projector's
+    911 px, the two panels' titles ran into each other)."""
+    return (f"{model_label(name)}<br>(<span style='color:{model_color(name, index)}'><b>—</b>"
             f"</span> clean {clean:.3f})")
 
 

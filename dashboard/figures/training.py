@@ -11,7 +11,13 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import FigureDataError, _num, model_color, model_label
+from dashboard.figures.common import (
+    FigureDataError,
+    _num,
+    legend_below,
+    model_color,
+    model_label,
+)
 
 
 def _history_series(history: Mapping[str, Any], name: str) -> dict[str, list]:
@@ -32,8 +38,10 @@ def _history_series(history: Mapping[str, Any], name: str) -> dict[str, list]:
 
 def training_curves_figure(histories: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     """Loss and accuracy per epoch; solid = train, dashed = validation; star = best epoch."""
+    # spaced for the second panel's axis title at the projector's font size (at 0.08 it sat
+    # on the first panel in a figure 451 px wide)
     fig = make_subplots(rows=1, cols=2, subplot_titles=["Loss", "Accuracy"],
-                        horizontal_spacing=0.08)
+                        horizontal_spacing=0.14)
     last_epoch = 1
     for i, (name, hist) in enumerate(histories.items()):
         s = _history_series(hist, name)
@@ -68,13 +76,17 @@ def training_curves_figure(histories: Mapping[str, Mapping[str, Any]]) -> go.Fig
                 fig.add_annotation(x=s["epoch"][j] - 0.5, y=1, yref="y domain", row=1, col=1,
                                    text=f"{label}: {s['phase'][j]}", showarrow=False,
                                    font=dict(size=10, color=color), xanchor="left")
-    # Whole epochs only, about ten ticks at most.
-    fig.update_xaxes(title="epoch", tick0=1, dtick=max(1, math.ceil(last_epoch / 10)))
+    # Whole epochs only, about five ticks a panel: ten ran into one another in a panel a
+    # quarter of 911 px wide. The range fixed: plotly widens an axis to fit its annotations'
+    # text, and the fine-tuning label at the projector's font size stretched the loss panel's
+    # epochs to 109 of 61.
+    fig.update_xaxes(title="epoch", tick0=1, dtick=max(1, math.ceil(last_epoch / 5)),
+                     range=[0.5, last_epoch + 0.5])
     # named: a bare axis left a student guessing what the loss was (its caption says more)
     fig.update_yaxes(title="loss (lower is better)", col=1)
     fig.update_yaxes(title="accuracy", col=2)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=-0.2))
+                      legend=legend_below())
     return fig
 
 
