@@ -208,7 +208,13 @@ def layer_label(name: str, hw: tuple[int | None, int | None], last: bool) -> str
 
 def layer_option(plain: str, technical: str) -> str:
     """A layer as the layer picker offers it: plain words first, then its technical name (the
-    one `--layer` takes on the command line) in brackets, for every option alike."""
+    one `--layer` takes on the command line) in brackets, for every option alike. Where the
+    plain words are only that name with spaces ("block 13 expand relu, 14×14"), the name is
+    said once, as `--layer` takes it ("block_13_expand_relu, 14×14"): said twice, the layer
+    box cut it at a projector's 911 px."""
+    words, _, size = plain.partition(", ")
+    if words == technical.replace("_", " "):
+        return technical + (f", {size}" if size else "")
     return f"{plain} ({technical})"
 
 

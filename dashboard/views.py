@@ -51,6 +51,11 @@ CHOICE_LABELS = {DEFAULT_METHOD: "Each model's default", **METHOD_LABELS}
 
 # every picture of a card (original, overlays) is drawn this size, square, so that they show
 # at one height and their captions line up; small model inputs are enlarged to stay readable
+# Widths (px) of select boxes set in rows that wrap (`st.container(horizontal=True, wrap=True)`):
+# each box as wide as its longest choice, so none is cut, side by side where the row has room
+# and one under another where not (columns cut them at 819 and 911 px: "any cl", "wrong by any
+# mo", half a layer's name)
+SELECT_WIDTH = {"class": 170, "count": 110, "filter": 250, "classes": 220, "layer": 400}
 DISPLAY_SIDE = 320
 # the outline toggle's share of the hottest pixels (`explain --outline PCT` takes any)
 OUTLINE_PERCENT = 10.0
@@ -94,19 +99,23 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                         help=outline_words(OUTLINE_PERCENT))
     layers: dict[str, str | None] = {}
     if show_layers:
-        with st.expander("Layers (advanced)"):
-            layer_cols = st.columns(max(len(explainers), 1))
-            for col, (m, ex) in zip(layer_cols, explainers.items(), strict=False):
+        # side by side where they fit, else one under the other: a layer's name, plain words and
+        # technical name, was cut in half a page's width at 819 and 911 px
+        with (st.expander("Layers (advanced)"),
+              st.container(horizontal=True, wrap=True, key=f"{prefix}_layers")):
+            for m, ex in explainers.items():
                 options = list(ex.valid_layers)
                 index = options.index(ex.layer) if ex.layer in options else len(options) - 1
-                layers[m] = col.selectbox(
+                layers[m] = st.selectbox(
                     f"{F.model_label(m)} layer", options, index=index, key=f"{prefix}_layer_{m}",
+                    width=SELECT_WIDTH["layer"],
                     disabled=(method or ex.method) not in LAYER_METHODS,
                     format_func=lambda name, ex=ex: core.layer_option(layer_text(ex, name), name),
                     help="Deeper layers: coarser maps about whole structures; earlier layers: "
                          "finer, more edge-like maps. Not used by SmoothGrad. Each layer is "
                          "named in plain words, then by its technical name in brackets (the "
-                         "name `--layer` takes on the command line).")
+                         "name `--layer` takes on the command line), or by that name alone "
+                         "where the words would only repeat it.")
     return Settings(method, None if target == "predicted class" else target, alpha, outline,
                     layers)
 

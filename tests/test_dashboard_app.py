@@ -606,6 +606,42 @@ def test_the_flag_filter_pages_over_the_flagged_images(artifacts: Path, smoke_ru
     assert len(_pager(at).options) == 3 and _cards(at) == list(range(per_page))
 
 
+# a select box's shown choice in Streamlit's 14 px font: at most this many px a character (7.4
+# measured for "wrong by any model"), plus the box's padding and arrow
+CHAR_PX, BOX_CHROME_PX = 7.5, 60
+
+
+def test_select_boxes_are_as_wide_as_their_longest_choice(artifacts: Path, smoke_run: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """In columns the boxes were cut at a projector's 819 and 911 px ("any cl", "wrong by any
+    mo", half a layer's name): each is given a width its longest choice fits, in a row that
+    wraps (the widths browser screenshots checked, 819-1280 px)."""
+    import streamlit as st
+
+    widths: dict[str, tuple[object, list[str]]] = {}
+    for name in ("selectbox", "multiselect"):
+        real = getattr(st, name)
+
+        def spy(label, options, *args, real=real, **kwargs):  # noqa: ANN001, ANN002, ANN003
+            shown = kwargs.get("format_func") or str
+            widths[kwargs.get("key")] = (kwargs.get("width"), [shown(o) for o in options])
+            return real(label, options, *args, **kwargs)
+
+        monkeypatch.setattr(st, name, spy)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
+    _ok(at)
+    at.switch_page(PAGES["errors"][0]).run()
+    _ok(at)
+    keys = ["sample_class", "err_by", "err_true", "err_pred",
+            *(k for k in widths if str(k).startswith("predict_layer_"))]
+    assert len(keys) == 6, sorted(map(str, widths))  # both models' layer boxes too
+    for key in keys:
+        width, shown = widths[key]
+        assert isinstance(width, int), (key, width)
+        assert max(map(len, shown)) * CHAR_PX + BOX_CHROME_PX <= width, (key, width, shown)
+
+
 def test_a_wrong_file_type_gets_a_visible_reason(artifacts: Path, smoke_run: Path):
     at = _app("predict")
     pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n" * 20

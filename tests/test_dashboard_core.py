@@ -605,6 +605,12 @@ def test_decode_notes_and_plain_layer_names():
     # every option of the layer picker carries its technical name, not only the first few
     assert core.layer_option("last conv block, 7×7", "out_relu") == (
         "last conv block, 7×7 (out_relu)")
+    # a name in words that is only the technical one with spaces: said once (twice, the box
+    # cut it at 911 px)
+    assert core.layer_option("block 13 expand relu, 14×14", "block_13_expand_relu") == (
+        "block_13_expand_relu, 14×14")
+    assert core.layer_option("block 13 expand relu", "block_13_expand_relu") == (
+        "block_13_expand_relu")
 
 
 def test_summary_frame_for_many_uploads():

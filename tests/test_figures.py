@@ -598,9 +598,10 @@ def test_quality_summary_names_method_and_layer_like_the_predict_page():
                                      "mobilenetv2": "out_relu"})
     assert list(table.columns) == ["Custom CNN", "MobileNetV2"]
     assert table.loc["method"].tolist() == ["Grad-CAM++", "Multi-layer LayerCAM (fusion)"]
-    # plain words first, the technical name (what --layer takes) in brackets
+    # plain words first, the technical name (what --layer takes) in brackets; a name that
+    # has no plain words but its own spaced out, once
     assert table.loc["layer"].tolist() == ["last conv block (gradcam_target)",
-                                           "block 13 expand relu (block_13_expand_relu)"]
+                                           "block_13_expand_relu"]
     assert "layer (technical name)" not in table.index
     # a rate of exactly 0 is stored as the integer 0: measured, not "not measured"
     assert table.loc["evidence mostly outside the head"].tolist() == ["0 (0%)", "not measured"]

@@ -31,24 +31,32 @@ models = list(frames)
 merged = error_frames.merge_predictions(frames)
 class_names = run.class_names
 
-counts = st.columns(len(models) + 2)
-for col, m in zip(counts, models, strict=False):
-    col.metric(f"{F.model_label(m)} errors", int((~merged[f"{m}_ok"]).sum()),
-               help=f"of {len(merged)} test images")
-if len(models) > 1:
-    counts[-2].metric("Both wrong", int((~merged[[f"{m}_ok" for m in models]].any(axis=1)).sum()))
-    counts[-1].metric("Models disagree",
-                      len(error_frames.filter_errors(merged, models, "disagree")))
+# each count as wide as its label, wrapping where the row has no room: in columns the labels
+# were cut to "Custom CNN…" at 819 px
+with st.container(horizontal=True, wrap=True, gap="large", key="err_counts"):
+    for m in models:
+        st.metric(f"{F.model_label(m)} errors", int((~merged[f"{m}_ok"]).sum()),
+                  help=f"of {len(merged)} test images", width="content")
+    if len(models) > 1:
+        st.metric("Both wrong", int((~merged[[f"{m}_ok" for m in models]].any(axis=1)).sum()),
+                  width="content")
+        st.metric("Models disagree", len(error_frames.filter_errors(merged, models, "disagree")),
+                  width="content")
 
 views_options = ["any", "all", *models] + (["disagree"] if len(models) > 1 else [])
 labels = {"any": "wrong by any model", "all": "wrong by every model", "disagree":
           "models disagree", **{m: f"wrong by {F.model_label(m)}" for m in models}}
-c1, c2, c3 = st.columns(3)
-wrong_by = c1.selectbox("Show images", views_options, format_func=labels.get, key="err_by")
-true_sel = c2.multiselect("True class", class_names, key="err_true",
-                          placeholder="all classes", format_func=F.class_name)
-pred_sel = c3.multiselect("Predicted class (by any model)", class_names, key="err_pred",
-                          placeholder="all classes", format_func=F.class_name)
+# a row where they fit, wrapping where not: in three columns the box showed "wrong by any mo"
+# at 819 and 911 px (a lecturer's projector)
+with st.container(horizontal=True, wrap=True, key="err_filters"):
+    wrong_by = st.selectbox("Show images", views_options, format_func=labels.get, key="err_by",
+                            width=views.SELECT_WIDTH["filter"])
+    true_sel = st.multiselect("True class", class_names, key="err_true",
+                              placeholder="all classes", format_func=F.class_name,
+                              width=views.SELECT_WIDTH["classes"])
+    pred_sel = st.multiselect("Predicted class (by any model)", class_names, key="err_pred",
+                              placeholder="all classes", format_func=F.class_name,
+                              width=views.SELECT_WIDTH["classes"])
 rows = error_frames.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
 if not runinfo.run_facts(run.manifest).splits.get("official_test"):  # else all from Testing/
     st.caption(runinfo.TEST_PATHS_NOTE)

@@ -69,10 +69,14 @@ with sample_col:
             run.manifest.get("data") or {})
     if entries and not why:
         st.markdown("**…or draw images from the test split**")
-        c1, c2 = st.columns(2)
-        choice = c1.selectbox("Class to draw", ["any class", *class_names], key="sample_class",
-                              format_func=F.class_name)
-        count = c2.number_input("How many", 1, 6, 2, key="sample_count")
+        # side by side where the column has room, else one under the other: in two columns
+        # the box showed "any cl" at 819 px and "any c" at 911 px (a lecturer's projector)
+        with st.container(horizontal=True, wrap=True, key="sample_choices"):
+            choice = st.selectbox("Class to draw", ["any class", *class_names],
+                                  key="sample_class", format_func=F.class_name,
+                                  width=views.SELECT_WIDTH["class"])
+            count = st.number_input("How many", 1, 6, 2, key="sample_count",
+                                    width=views.SELECT_WIDTH["count"])
         b1, b2 = st.columns(2)
         if b1.button("Draw test images", key="sample_draw", icon=":material/casino:"):
             pool = [e for e in entries if choice == "any class" or e.get("label") == choice]
