@@ -288,8 +288,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # made one card of a row far taller than its neighbour.
         # how many warnings and of which kinds: a compact card's fold says what it hides, a
         # full card's line leads its boxes
-        # (the line counts the split note above and the heatmaps' notes below the images too)
-        folder = (st.expander(flags.summary_line(warnings), icon=":material/report:")
+        # A full card's line counts what the Predict page's summary counts (the split note above
+        # and the heatmaps' notes below the images too); a compact card's fold says what it
+        # folds, the answers' warnings
+        folder = (st.expander(flags.summary_line(answers), icon=":material/report:")
                   if compact and answers else contextlib.nullcontext())
         if len(warnings) > 1 and not compact:  # the kinds in one line before the sentences
             st.markdown(f"**{flags.summary_line(warnings)}**")

@@ -348,12 +348,13 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     assert at.get_by_key("predict_png_0_custom_cnn") is not None
     assert at.get_by_key("predict_pdf_0") is not None  # the image's report
     assert at.get_by_key("predict_pdf_all") is not None  # and all of them in one PDF
-    # every layer option: plain words, then its technical name; each overlay's layer line
-    # has the technical name in its tooltip
+    # every layer option: plain words, then its technical name (the name alone where the
+    # words would only repeat it); each overlay's layer line has the technical name in its
+    # tooltip
     for m in ("custom_cnn", "mobilenetv2"):
         options = at.selectbox(key=f"predict_layer_{m}").options
         assert len(options) > 3 and all(
-            re.fullmatch(r".+, \d+×\d+ \([\w.]+\)", o) for o in options), options
+            re.fullmatch(r".+, \d+×\d+ \([\w.]+\)|[\w.]+, \d+×\d+", o) for o in options), options
     layer_lines = [c for c in at.caption if c.value.startswith("Layer: ")]
     assert len(layer_lines) == 2 and all(
         c.proto.help.startswith("Technical name: `") for c in layer_lines)
