@@ -224,25 +224,6 @@ def layer_words(layer: str, recorded: str | None) -> str:
     return "last conv block" if layer == recorded else layer.replace("_", " ")
 
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def readable_time(iso: str) -> str:
-    """An ISO timestamp as people read it ("2 Dec 2026, 09:53 UTC", in UTC whatever its offset;
-    no zone for a time without one); anything else unchanged. Month names are English whatever
-    the server's locale (no strftime %b)."""
-    from datetime import datetime, timezone
-
-    try:
-        t = datetime.fromisoformat(iso)
-    except (TypeError, ValueError):
-        return iso
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc)
-    return (f"{t.day} {MONTHS[t.month - 1]} {t.year}, {t.hour:02d}:{t.minute:02d}"
-            + (" UTC" if t.tzinfo is not None else ""))
-
-
 def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     """Shrink (area interpolation) so the longer side is at most `max_side`; else unchanged."""
     h, w = image.shape[:2]

@@ -184,7 +184,7 @@ def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from dashboard.core import readable_time
+    from dashboard.runinfo import readable_time
 
     created = readable_time(now().isoformat())
     buf = io.BytesIO()

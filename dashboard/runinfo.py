@@ -373,3 +373,22 @@ def box_facts(splits: Mapping[str, Any], masks_dir: Path | None) -> BoxFacts:
         boxed = sum(find_mask(masks_dir, r["path"]) is not None for r in train)
         facts.train_boxed = (boxed, len(train))
     return facts
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def readable_time(iso: str) -> str:
+    """An ISO timestamp as people read it ("2 Dec 2026, 09:53 UTC", in UTC whatever its offset;
+    no zone for a time without one); anything else unchanged. Month names are English whatever
+    the server's locale (no strftime %b)."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return iso
+    if t.tzinfo is not None:
+        t = t.astimezone(timezone.utc)
+    return (f"{t.day} {MONTHS[t.month - 1]} {t.year}, {t.hour:02d}:{t.minute:02d}"
+            + (" UTC" if t.tzinfo is not None else ""))

@@ -370,7 +370,7 @@ def sidebar() -> None:
             else:
                 facts = runinfo.run_facts(run.manifest)
                 sizes = runinfo.split_sizes(facts)
-                st.caption(f"{core.readable_time(facts.created)} · "
+                st.caption(f"{runinfo.readable_time(facts.created)} · "
                            f"{len(facts.class_names)} classes · "
                            + " / ".join(f"{k} {v}" for k, v in sizes.items()))
                 for warning in facts.weights_warnings:

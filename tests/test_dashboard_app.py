@@ -281,7 +281,7 @@ def test_sidebar_run_picker_and_disclaimer(artifacts: Path, smoke_run: Path):
     assert f"Deduplicated split · latest run `{smoke_run.name}`" in _texts(at.sidebar.caption)
     assert "not a diagnostic device" in _texts(at.sidebar.caption)
     assert "train " in _texts(at.sidebar.caption)  # split sizes of the selected run
-    from dashboard.core import readable_time
+    from dashboard.runinfo import readable_time
 
     created = json.loads((smoke_run / "manifest.json").read_text())["created"]
     assert f"{readable_time(created)} · 4 classes" in _texts(at.sidebar.caption)

@@ -660,11 +660,11 @@ def test_layer_words_and_readable_time_for_people():
     assert core.layer_words("gradcam_target", "gradcam_target") == "last conv block"
     assert core.layer_words("block_13_expand_relu", "out_relu") == "block 13 expand relu"
     # the About page showed "2026-12-02T09:53:34+00:00"
-    assert core.readable_time("2026-12-02T09:53:34+00:00") == "2 Dec 2026, 09:53 UTC"
-    assert core.readable_time("2026-12-01T17:02:43+02:00") == "1 Dec 2026, 15:02 UTC"
-    assert core.readable_time("2027-01-01T00:30:00-01:00") == "1 Jan 2027, 01:30 UTC"
-    assert core.readable_time("2026-12-02T09:53:34") == "2 Dec 2026, 09:53"  # no zone: none said
-    assert core.readable_time("?") == "?"
+    assert runinfo.readable_time("2026-12-02T09:53:34+00:00") == "2 Dec 2026, 09:53 UTC"
+    assert runinfo.readable_time("2026-12-01T17:02:43+02:00") == "1 Dec 2026, 15:02 UTC"
+    assert runinfo.readable_time("2027-01-01T00:30:00-01:00") == "1 Jan 2027, 01:30 UTC"
+    assert runinfo.readable_time("2026-12-02T09:53:34") == "2 Dec 2026, 09:53"  # no zone: none said
+    assert runinfo.readable_time("?") == "?"
 
 
 def test_restored_results_say_when_they_were_analysed_not_0_seconds():

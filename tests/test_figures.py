@@ -777,7 +777,7 @@ def test_robustness_severities_read_on_both_themes_and_darken_with_severity():
     """The "severe" bars' dark red was 2.1:1 on the dark theme (a lecturer's review, on a
     projector): every severity's colour is at least 3:1 (WCAG, graphics) on both themes, and
     on white they still darken from mild to severe."""
-    from dashboard.figures.quality import _luminance
+    from dashboard.figures.common import _luminance
 
     fig = F.robustness_figure(_robustness())
     colours: dict[str, str] = {}

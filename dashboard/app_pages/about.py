@@ -78,7 +78,7 @@ st.markdown(
     f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in runinfo.split_sizes(facts).items())
     + f" (strategy {core.literal(facts.splits.get('strategy', '?'))}, seed "
       f"{core.literal(facts.splits.get('seed', '?'))})\n"
-    f"- **Created**: {core.readable_time(facts.created)} · code commit "
+    f"- **Created**: {runinfo.readable_time(facts.created)} · code commit "
     f"{core.literal(run.manifest.get('git_commit') or '?')}")
 st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="about_models")
 

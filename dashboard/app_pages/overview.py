@@ -20,7 +20,7 @@ facts = runinfo.run_facts(run.manifest)
 fix = state.evaluate_fix(run)
 
 # the manifest's text as code spans (`core.literal`): a run id is the run's, not ours
-st.caption(f"Run {core.literal(facts.run_id)} · created {core.readable_time(facts.created)} · "
+st.caption(f"Run {core.literal(facts.run_id)} · created {runinfo.readable_time(facts.created)} · "
            f"profile {core.literal(facts.profile or '?')}")
 
 for warning in facts.weights_warnings:

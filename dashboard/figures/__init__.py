@@ -29,9 +29,11 @@ from dashboard.figures.common import (
     FigureDataError,
     class_color,
     class_name,
+    contrast,
     model_color,
     model_label,
     readable,
+    text_color_on,
 )
 from dashboard.figures.comparison import (
     comparison_verdict,
@@ -61,7 +63,6 @@ from dashboard.figures.ood import ood_caption, ood_table
 from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
     LOCALISATION_CAPTION,
-    contrast,
     faithfulness_curves_figure,
     faithfulness_figure,
     has_curves,
@@ -73,7 +74,6 @@ from dashboard.figures.quality import (
     road_figure,
     sanity_figure,
     shortcut_figure,
-    text_color_on,
 )
 from dashboard.figures.robustness import (
     levels_table,

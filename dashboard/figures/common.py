@@ -104,3 +104,23 @@ def _num(value: Any, what: str) -> float:
 def _fmt(value: float, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else (
         f"{value:.{digits}f}")
+
+
+def _luminance(color: str) -> float:
+    """WCAG relative luminance of a "#rrggbb" colour."""
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(int(color[k:k + 2], 16)) for k in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two "#rrggbb" colours (1 to 21; text wants 4.5 or more)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def text_color_on(background: str) -> str:
+    """Black or white, whichever contrasts more with `background`."""
+    return max(("#000000", "#ffffff"), key=lambda c: contrast(c, background))

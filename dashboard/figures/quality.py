@@ -23,6 +23,7 @@ from dashboard.figures.common import (
     legend_below,
     model_color,
     model_label,
+    text_color_on,
 )
 from pipeline.explain import METHOD_LABELS  # the registry's labels; no TensorFlow import
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
@@ -65,26 +66,6 @@ def _pct(value: float) -> str:
 def wrap_label(label: str) -> str:
     """A tick label broken at its spaces (plotly's line break), so it needs no rotation."""
     return label.replace(" ", "<br>")
-
-
-def _luminance(color: str) -> float:
-    """WCAG relative luminance of a "#rrggbb" colour."""
-    def channel(c: int) -> float:
-        v = c / 255
-        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
-    r, g, b = (channel(int(color[k:k + 2], 16)) for k in (1, 3, 5))
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast(a: str, b: str) -> float:
-    """WCAG contrast ratio of two "#rrggbb" colours (1 to 21; text wants 4.5 or more)."""
-    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (la + 0.05) / (lb + 0.05)
-
-
-def text_color_on(background: str) -> str:
-    """Black or white, whichever contrasts more with `background`."""
-    return max(("#000000", "#ffffff"), key=lambda c: contrast(c, background))
 
 
 def method_label(method: str) -> str:
