@@ -92,6 +92,9 @@ def test_a_flat_image_is_blank_and_a_phantom_slice_is_not():
     jitter = np.random.default_rng(0).integers(-3, 4, (64, 64))  # a flat grey, JPEG-like
     assert is_blank(np.clip(128 + jitter, 0, 255).astype(np.uint8))
     assert not is_blank(np.tile(np.linspace(0, 40, 64).astype(np.uint8), (64, 1)))
+    line = np.full((8, 104), 30, np.uint8)
+    line[:, 7] = 250  # one bright column in an odd place: 1 % of the pixels
+    assert not is_blank(line)
     assert not is_blank(_head(rim=255, rim_width=12, band=45, band_width=6))
 
 
