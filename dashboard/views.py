@@ -33,6 +33,7 @@ from pipeline.explain import (
     heatmap_to_rgb,
     methods_in_words,
     render_overlay,
+    target_words,
     to_png,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, OUTSIDE_HEAD_MESSAGE, outside_share_words
@@ -172,9 +173,11 @@ def _outside_alarm() -> float:
 
 def explained(r: ImageResult, class_names: Sequence[str]) -> tuple[str, str, str]:
     """What one overlay explains, as its caption and report page name it: the method in words,
-    the explained class as people read it, and ", <layer>" (empty for a layer-free method)."""
+    what it explains ("for 'glioma'", or that a class-agnostic method's map is the same for
+    every class: `methods.target_words`), and ", <layer>" (empty for a layer-free method)."""
     layer = f", {r.layer_words or r.layer}" if r.layer else ""
-    return METHOD_LABELS.get(r.method, r.method), F.class_name(class_names[r.target]), layer
+    target = target_words(r.method, F.class_name(class_names[r.target]))
+    return METHOD_LABELS.get(r.method, r.method), target, layer
 
 
 def frame_box(box: np.ndarray | None, upload: core.Upload, r: ImageResult) -> np.ndarray | None:
@@ -228,7 +231,7 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
         method, target, layer = explained(r, class_names)
         where = peak_words(r.heatmap)
         models.append(PageModel(
-            F.model_label(m), img, f"{method} for '{target}'{layer}"
+            F.model_label(m), img, f"{method} {target}{layer}"
             + (f"; hottest at the image's {where}" if where else ""),
             {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
     # the split note travels with the page: a training image's PDF is no test either
@@ -328,7 +331,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 # meaning for anyone who cannot tell the colours apart
                 peak = f" · hottest at the image's {where}" if where else ""
                 st.image(img, width="stretch",
-                         caption=f"{F.model_label(m)} · {method} for '{target}'{default}{peak}")
+                         caption=f"{F.model_label(m)} · {method} {target}{default}{peak}")
                 if r.layer:  # st.image's caption takes no tooltip: the layer gets its own line
                     st.caption(f"Layer: {r.layer_words or r.layer}",
                                help=f"Technical name: `{r.layer}`")

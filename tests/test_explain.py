@@ -105,9 +105,10 @@ def test_shapes_ranges_and_default_target_for_every_method() -> None:
         assert res.layer == (None if method == "smoothgrad" else "c2")
 
 
-@pytest.mark.parametrize("method", E.METHODS)
+@pytest.mark.parametrize("method", [n for n, m in E.REGISTRY.items() if m.class_specific])
 def test_target_choice_points_at_the_right_square(method: str) -> None:
-    """Class 0 reads red (top-left square), class 1 reads green (bottom-right square)."""
+    """Class 0 reads red (top-left square), class 1 reads green (bottom-right square); every
+    class-specific method (all registered ones: a class-agnostic one says so and is left out)."""
     np.random.seed(0)  # SmoothGrad's noise comes from numpy's global generator
     ex = E.Explainer(two_colour_model())
     # On this toy model a background pixel's gradient is on in ~half the noisy samples and the
@@ -297,6 +298,39 @@ def test_a_new_method_is_one_class_and_one_registry_entry(monkeypatch: pytest.Mo
     assert res.targets.tolist() == [1, 1] and res.heatmaps[0, S // 2, S // 2] == 1.0
     # the dashboard's help on its method box describes it with the others (it was hand-written)
     assert methods.methods_in_words().endswith("; Centre (test): always the middle pixel")
+
+
+def test_a_class_agnostic_method_names_no_class_in_captions(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A method whose map ignores the target (Eigen-CAM, say) declares `class_specific = False`:
+    captions then say its map is the same for every class instead of "for 'glioma'", which
+    would claim it explains that class. Every registered method follows its target (the test
+    above checks each), so each keeps the class in its caption."""
+    from pipeline.explain import methods
+    from pipeline.explain.overlay_text import overlay_caption
+
+    class Agnostic(methods.Method):
+        name, label, needs_layer, class_specific = "agnostic", "Agnostic (test)", False, False
+        summary = "the same map whatever the class"
+
+    monkeypatch.setitem(methods.REGISTRY, "agnostic", Agnostic())
+    assert all(m.class_specific for n, m in E.REGISTRY.items() if n != "agnostic")
+    entry = {"predicted": "glioma", "target": "glioma", "probs": {"glioma": 0.9, "no_tumor": 0.1}}
+    agnostic = overlay_caption("custom_cnn", {**entry, "method": "agnostic"})[1]
+    assert agnostic == "Heatmap: agnostic (class-agnostic: the same map for every class)"
+    assert "glioma" not in agnostic
+    assert overlay_caption("custom_cnn", {**entry, "method": "gradcam"})[1] == (
+        "Heatmap: Grad-CAM for 'glioma'")
+    # the dashboard's card and report page say the same (views.explained)
+    from types import SimpleNamespace
+
+    from dashboard.views import explained
+    shown = SimpleNamespace(method="agnostic", target=0, layer=None, layer_words=None)
+    assert explained(shown, ["glioma"])[1] == "(class-agnostic: the same map for every class)"
+    assert explained(SimpleNamespace(**{**vars(shown), "method": "gradcam"}),
+                     ["glioma"])[1] == "for 'glioma'"
+    # an older run's method the registry no longer knows keeps the class, as every method did
+    assert methods.target_words("eigencam-2025", "glioma") == "for 'glioma'"
 
 
 @pytest.mark.slow

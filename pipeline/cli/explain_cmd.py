@@ -185,6 +185,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     shown goes to stderr."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.explain.methods import target_words
     from pipeline.names import NO_TUMOR, percent
 
     seen: set[str] = set()
@@ -195,7 +196,8 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
         parts = [f"{m}: {v['predicted']} ({percent(max(v['probs'].values()))})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  + f" -> {v['overlay']}"
-                 + (f" (heatmap for '{v['target']}')" if targeted else "")
+                 + (f" (heatmap {target_words(v.get('method', ''), v['target'])})"
+                    if targeted else "")
                  + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: "
                     f"{outside_share_words(v['top_outside_head'])}]"
                     if v.get("outside_head_flag") else "")

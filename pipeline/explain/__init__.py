@@ -41,7 +41,7 @@ _EXPORTS = {
     "prepare_mask": "masks", "read_mask": "masks",
     "LAYER_METHODS": "methods", "METHOD_LABELS": "methods", "METHODS": "methods",
     "REGISTRY": "methods", "Method": "methods", "get_method": "methods",
-    "methods_in_words": "methods",
+    "methods_in_words": "methods", "target_words": "methods",
     "BASELINES": "metrics", "baseline_image": "metrics", "deletion_insertion": "metrics",
     "energy_in_mask": "metrics", "pointing_game": "metrics", "is_empty": "metrics",
     "top_in_mask": "metrics", "head_centre_hit": "metrics",

@@ -24,7 +24,10 @@ class Method:
     `needs_layer`: reads a convolutional feature map (the Explainer passes a layer) rather than
     input pixels (layer None); `cost`: "fast" = about one forward and one backward pass per batch,
     "slow" = tens of passes per image; `summary`: what its map shows, in a few words (the
-    dashboard's help on the method box lists every method's).
+    dashboard's help on the method box lists every method's); `class_specific`: the map depends
+    on the class it explains (False for a class-agnostic method such as Eigen-CAM, whose map is
+    the same whatever the target: captions then name no class, and the tests that check a
+    method follows its target leave it out).
     """
 
     name: ClassVar[str]
@@ -32,6 +35,7 @@ class Method:
     summary: ClassVar[str]
     needs_layer: ClassVar[bool] = True
     cost: ClassVar[str] = "fast"
+    class_specific: ClassVar[bool] = True
 
     def __call__(
         self, explainer: Explainer, x: np.ndarray, targets: np.ndarray, layer: str | None

@@ -11,9 +11,10 @@ holds everything built per model (its compiled graphs, cached through
 `Explainer.cached`). Method objects are therefore stateless and one instance serves every model
 and thread.
 
-Adding a method: write a `Method` subclass (its `name`, `label`, `summary`, `needs_layer`, `cost`
-and `__call__`; or a `GradCam` subclass with its own `combine` for another gradient CAM), then add
-one instance to the tuple that builds `REGISTRY`. `METHODS`, `LAYER_METHODS`, `METHOD_LABELS`,
+Adding a method: write a `Method` subclass (its `name`, `label`, `summary`, `needs_layer`, `cost`,
+`class_specific = False` if its map ignores the target class, and `__call__`; or a `GradCam`
+subclass with its own `combine` for another gradient CAM), then add one instance to the tuple
+that builds `REGISTRY`. `METHODS`, `LAYER_METHODS`, `METHOD_LABELS`,
 the CLI's and explain-eval's checks and the dashboard's choice of methods follow from it.
 """
 
@@ -32,7 +33,7 @@ from pipeline.explain.cams import (
 from pipeline.explain.smoothgrad import SmoothGrad
 
 __all__ = ["REGISTRY", "METHODS", "LAYER_METHODS", "METHOD_LABELS", "Method", "Result",
-           "get_method", "methods_in_words"]
+           "get_method", "methods_in_words", "target_words"]
 
 # The registry: name -> method, in the order the CLI and the dashboard list them.
 REGISTRY: dict[str, Method] = {
@@ -49,6 +50,17 @@ def methods_in_words() -> str:
     """Every registered method's label and summary, in registry order ("Grad-CAM: fast and
     coarse ...; ..."): the dashboard's help on its method box."""
     return "; ".join(f"{m.label}: {m.summary}" for m in REGISTRY.values())
+
+
+def target_words(method: str, target: str) -> str:
+    """What a heatmap of `method` explains, after the method's name in a caption: "for 'glioma'"
+    (`target`: the class as people read it), or, for a class-agnostic method, that its map is the
+    same for every class (naming a class would claim it explains that one). An unknown method
+    (an older run's) is taken as class-specific, as every method was."""
+    m = REGISTRY.get(method)
+    if m is not None and not m.class_specific:
+        return "(class-agnostic: the same map for every class)"
+    return f"for '{target}'"
 
 
 def get_method(name: str) -> Method:

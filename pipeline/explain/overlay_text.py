@@ -108,14 +108,15 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
      'Warning: "no tumour" is no rule-out; weak answer (low confidence)']
     """
     from pipeline.evaluate.flags import FLAG_LABELS
-    from pipeline.explain.methods import METHOD_LABELS
+    from pipeline.explain.methods import METHOD_LABELS, target_words
 
     # "Score-CAM (slower)": the dashboard's menu says how long it takes; a picture need not
     method = METHOD_LABELS.get(entry["method"], entry["method"]).replace(" (slower)", "")
     peak = f", hottest at the image's {entry['peak']}" if entry.get("peak") else ""
     lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
              f"({percent(entry['probs'][entry['predicted']])})",
-             f"Heatmap: {method} for '{class_label(entry['target'])}'{peak}"]
+             f"Heatmap: {method} {target_words(entry['method'], class_label(entry['target']))}"
+             f"{peak}"]
     if outline is not None:  # the line travels with the picture: say what it is
         lines.append(outline_words(outline))
     hidden = hides_unlike(in_run_split, in_run_exact)
