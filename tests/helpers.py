@@ -77,3 +77,22 @@ def stderr_lines(stderr: str) -> list[str]:
     """The non-blank stderr lines other than the run's "note:" lines: the smoke run has no
     calibration.json, and `predict`/`explain` say so before anything else (`pipeline.gaps`)."""
     return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("note: ")]
+
+
+def one_card(probs: list[float], **results: object) -> tuple:
+    """(results, upload) of the dashboard for one 32 px upload "x.png" answered by the custom CNN
+    (classes glioma and no_tumor, `probs`; its Grad-CAM peaks at the upper left): what a card's
+    captioned overlay is drawn from. `results` overrides `inference.Results` fields
+    (`ct`, `seen_split`, `low_below`); a `seen_split` of "test" marks the upload itself so."""
+    from dashboard import core, inference
+
+    heat = np.zeros((32, 32), np.float32)
+    heat[3, 3] = 1.0
+    result = inference.ImageResult(np.full((32, 32, 3), 90, np.uint8), heat, np.array(probs), 0,
+                                   "gradcam", "conv", outside_head=0.0, unlike_training=False)
+    fields = {"class_names": ["glioma", "no_tumor"], "colour": [False], "ct": [False],
+              "seen_split": [""], **results}
+    split = fields["seen_split"][0]
+    upload = core.Upload("x.png", "d" * 64, image=np.zeros((64, 64, 3), np.uint8),
+                         **({"seen_split": split, "seen_exact": True} if split else {}))
+    return inference.Results({"custom_cnn": [result]}, {}, 0.1, **fields), upload

@@ -183,21 +183,15 @@ def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
     """The card's "Overlay PNG" was the bare 320 px overlay: no model, answer, colour scale or
     disclaimer, while `explain`'s picture of the same image carried them all (a lecturer's
     review). It is now `explain`'s caption and small print under the card's overlay."""
-    from dashboard import core, inference, views
+    from helpers import one_card
+
+    from dashboard import views
     from pipeline.explain.overlay_text import OVERLAY_NOTE
     from pipeline.explain.render import caption_strip
 
-    heat = np.zeros((32, 32), np.float32)
-    heat[3, 3] = 1.0
-    result = inference.ImageResult(np.full((32, 32, 3), 90, np.uint8), heat,
-                                   np.array([0.3, 0.7]), 0, "gradcam", "conv",
-                                   outside_head=0.0, unlike_training=False)
     classes = ["glioma", "no_tumor"]
-    results = inference.Results({"custom_cnn": [result]}, {}, 0.1,
-                                low_below={"custom_cnn": 0.9}, class_names=classes,
-                                colour=[False], ct=[True], seen_split=["test"])
-    upload = core.Upload("x.png", "d" * 64, image=np.zeros((64, 64, 3), np.uint8),
-                         seen_split="test", seen_exact=True)
+    results, upload = one_card([0.3, 0.7], low_below={"custom_cnn": 0.9}, ct=[True],
+                               seen_split=["test"])
     card = np.full((320, 320, 3), 128, np.uint8)  # the card's overlay, box and all
     picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
     assert picture.shape[1] == CAPTION_MIN_SIDE and picture.shape[0] > CAPTION_MIN_SIDE

@@ -100,18 +100,13 @@ def test_the_caption_names_the_white_line():
 
 def test_the_dashboard_s_download_and_legend_name_the_white_line():
     """The card's "Overlay PNG" with the toggle on says what the line is, as explain's does."""
-    from dashboard import core, inference, views
+    from helpers import one_card
+
+    from dashboard import views
     from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
 
-    heat = np.zeros((32, 32), np.float32)
-    heat[3, 3] = 1.0
-    result = inference.ImageResult(np.full((32, 32, 3), 90, np.uint8), heat,
-                                   np.array([0.8, 0.2]), 0, "gradcam", "conv",
-                                   outside_head=0.0, unlike_training=False)
     classes = ["glioma", "no_tumor"]
-    results = inference.Results({"custom_cnn": [result]}, {}, 0.1, class_names=classes,
-                                colour=[False], ct=[False], seen_split=[""])
-    upload = core.Upload("x.png", "d" * 64, image=np.zeros((64, 64, 3), np.uint8))
+    results, upload = one_card([0.8, 0.2])
     card = np.full((320, 320, 3), 128, np.uint8)
     picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn",
                                       outline=True)
