@@ -39,7 +39,6 @@ class BuiltModel:
     head_input: str | None = None  # name of the first head layer after the backbone
 
 
-
 def _preprocess(x: keras.KerasTensor, cfg: ModelConfig, transfer: bool,
                 backbone_preprocess: Callable[[keras.KerasTensor], keras.KerasTensor] | None
                 ) -> keras.KerasTensor:

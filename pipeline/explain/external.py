@@ -19,7 +19,6 @@ from pipeline import run_files
 from pipeline.artifacts import Run, read_json
 from pipeline.explain.methods import LAYER_METHODS
 
-EXTERNAL_DIR = run_files.EXPLANATIONS_EXTERNAL
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
@@ -76,7 +75,7 @@ def external_file(run: Run, model: str, info: dict[str, Any], method: str,
         if layer_asked and layer and method in LAYER_METHODS:
             parts.append(_slug(layer))
         stem = "-".join(p for p in parts if p)
-    return run.path / model / EXTERNAL_DIR / f"{stem}.json"
+    return run.path / model / run_files.EXPLANATIONS_EXTERNAL / f"{stem}.json"
 
 
 def refuse_replacing(run: Run, path: Path, method: str, layer: str | None, max_images: int
