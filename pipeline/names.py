@@ -34,6 +34,10 @@ CLASS_LABELS: dict[str, str] = {NO_TUMOR: "no tumour", "tumor": "tumour"}
 HEATMAP_ALPHA = 0.4
 # How to read any heatmap, beside every picture of one (the dashboard's legend, captioned
 # overlays, the PDF): a lecturer found the exported pictures without it
+# What the official Testing/ folder's figures are, wherever they are shown (figures' results.md,
+# the Overview): the custom CNN's recipes were chosen on it, so it is no clean test
+SHIFT_VALIDATION_NOTE = ("this project's training recipes were chosen on it (shift validation), so "
+                         "its figures are a guide to images from other sources, not a clean test")
 HEATMAP_READING = ("Heatmap colours are scaled per image: every map has a brightest spot, even "
                    "where the evidence is weak. It is not a lesion map. Left and right are the "
                    "picture's, not the patient's.")

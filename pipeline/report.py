@@ -14,7 +14,7 @@ import numpy as np
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.evaluate.comparison import verdict_of
-from pipeline.names import class_label, display_name
+from pipeline.names import SHIFT_VALIDATION_NOTE, class_label, display_name
 
 
 def _plt():
@@ -140,7 +140,7 @@ def describe_test_set(run: Run) -> str:
             if sp.get("dedupe", True) and official.get("dropped_duplicates_of_test"):
                 text += (f", so {official['dropped_duplicates_of_test']} such copies were left "
                          "out of training")
-        return text
+        return f"{text}; {SHIFT_VALIDATION_NOTE}"
     if sp.get("dedupe"):
         return ("a stratified split that keeps exact and near duplicates together, so no test "
                 "image has a copy in training or validation")

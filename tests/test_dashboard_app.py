@@ -1826,7 +1826,8 @@ def test_same_source_figures_say_where_to_see_another_source(smoke_run, tmp_path
     at = _app()
     _ok(at)
     assert pointer not in _texts(at.caption)
-    assert "the dataset's own Testing/ folder" in _texts(at.caption)
+    assert "the dataset's own Testing/ folder: this project's training recipes were chosen" in (
+        _texts(at.caption))
 
 
 def test_a_slice_that_looks_like_ct_says_so(artifacts):

@@ -978,7 +978,12 @@ def test_the_comparison_says_by_how_much_and_a_tie_is_no_sameness():
            "ci": {"difference": {"accuracy": [-0.041, 0.041]}}}
     said = F.comparison_verdict(tie)
     assert "equally accurate overall (74.9 %)" in said and "no difference to test" not in said
-    assert said.endswith("each may still get right images the other gets wrong.")
+    # the discordant count, when McNemar's record has it: README's sentence is what figures write
+    assert said.endswith("each gets 32 images right that the other gets wrong.")
+    unknown = F.comparison_verdict({**tie, "mcnemar": {"p_value": 1.0}})
+    assert unknown.endswith("each may still get right images the other gets wrong.")
+    same = F.comparison_verdict({**tie, "mcnemar": {"p_value": 1.0, "b": 0, "c": 0}})
+    assert same.endswith("neither gets an image right that the other gets wrong.")
     assert F.comparison_verdict({"verdict": "an older file's sentence"}) == (
         "an older file's sentence")  # no figures to word it again
     ahead = {**tie, "difference": {"models": ["custom_cnn", "mobilenetv2"],

@@ -60,6 +60,9 @@ def test_test_set_description_names_split_and_leakage():
         "n": 394, "leaking": 259, "dropped_duplicates_of_test": 301}}})
     text = describe_test_set(official)
     assert "Testing/" in text and "259 of 394" in text and "301 such copies" in text
+    # the file a student pastes says what the Overview and the model card say: the recipes were
+    # chosen on that folder, so its figures are shift validation, not a clean test (a review)
+    assert "(shift validation)" in text and text.endswith("not a clean test")
     dedup = SimpleNamespace(manifest={"splits": {"dedupe": True}})
     assert "no test image has a copy" in describe_test_set(dedup)
     plain = SimpleNamespace(manifest={"splits": {"dedupe": False}})

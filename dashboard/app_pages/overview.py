@@ -7,7 +7,7 @@ from dashboard import figures as F
 from pipeline import run_files
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import flag_table, not_singling_out
-from pipeline.names import NO_TUMOR
+from pipeline.names import NO_TUMOR, SHIFT_VALIDATION_NOTE
 
 CONFUSION_WIDTH = 400  # px: each confusion matrix; two a row from a main column of 800 px
 CHART_FIX = "The file may come from another version; re-run the evaluation."
@@ -72,9 +72,8 @@ if metrics:
         # same-source figures invite over-trust unless their limit stands beside them (a
         # clinician's review, 2026-12-05); the official run's test images are another source
         st.caption(f"Values on the test split; brackets: {F.interval_words(comparison)}."
-                   + (" This run's test split is the dataset's own Testing/ folder, on which "
-                      "this project's training recipes were chosen (shift validation): a guide "
-                      "to images from other sources, not a clean test."
+                   + (" This run's test split is the dataset's own Testing/ folder: "
+                      f"{SHIFT_VALIDATION_NOTE}."
                       if facts.splits.get("official_test")
                       else
                       " Its images come from the same sources as the training images: for "

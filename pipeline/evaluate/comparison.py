@@ -164,17 +164,21 @@ def _pct(x: float) -> str:
 
 def verdict(
     name_a: str, acc_a: float, name_b: str, acc_b: float, p_value: float, n: int,
-    alpha: float = ALPHA,
+    alpha: float = ALPHA, alone: int | None = None,
 ) -> str:
-    """Plain-language sentence for a paired comparison of two models' accuracy."""
+    """Plain-language sentence for a paired comparison of two models' accuracy; `alone`: how
+    many images each gets right that the other gets wrong (McNemar's discordant count, the same
+    both ways when the accuracies are equal), said when known."""
     da, db = display_name(name_a), display_name(name_b)
     level = f"{alpha * 100:g} %"
     if acc_a == acc_b:
         # not "no difference to test": equal totals can hide images each gets right alone (a
         # student's review, 2026-12-05: 32 each way on the official run)
+        each = (f"each gets {alone} images right that the other gets wrong" if alone
+                else "neither gets an image right that the other gets wrong" if alone == 0
+                else "each may still get right images the other gets wrong")
         return (f"{da} and {db} are equally accurate overall ({_pct(acc_a)}) on these {n} "
-                f"images (McNemar exact p = {p_value:.3g}); each may still get right images "
-                "the other gets wrong.")
+                f"images (McNemar exact p = {p_value:.3g}); {each}.")
     (win, wacc), (lose, lacc) = sorted([(da, acc_a), (db, acc_b)], key=lambda t: -t[1])
     head = f"{win} is more accurate ({_pct(wacc)} vs {_pct(lacc)} for {lose} on {n} images); "
     if p_value < alpha:
@@ -182,6 +186,12 @@ def verdict(
                        f"(McNemar exact p = {p_value:.3g}).")
     return (head + f"the difference is not significant at the {level} level "
             f"(McNemar exact p = {p_value:.3g}), so these images cannot tell them apart.")
+
+
+def _alone(mcnemar: dict[str, Any]) -> int | None:
+    """The discordant count McNemar's record holds when it is the same both ways (b = c)."""
+    b, c = mcnemar.get("b"), mcnemar.get("c")
+    return b if isinstance(b, int) and not isinstance(b, bool) and b == c else None
 
 
 def verdict_of(comparison: dict[str, Any]) -> str | None:
@@ -195,7 +205,8 @@ def verdict_of(comparison: dict[str, Any]) -> str | None:
     numbers = [*accs, p_value, n]
     if len(pair) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                               for v in numbers):
-        return verdict(pair[0], float(accs[0]), pair[1], float(accs[1]), float(p_value), int(n))
+        return verdict(pair[0], float(accs[0]), pair[1], float(accs[1]), float(p_value), int(n),
+                       alone=_alone(comparison.get("mcnemar") or {}))
     stored = comparison.get("verdict")
     return stored if isinstance(stored, str) else None
 
@@ -233,7 +244,8 @@ def _pairwise(y: np.ndarray, preds: dict[str, np.ndarray], table: dict[str, dict
             t = mcnemar_exact(preds[m1] == y, preds[m2] == y)
             pairs.append({"models": [m1, m2], "mcnemar": t,
                           "verdict": verdict(m1, table[m1]["accuracy"], m2,
-                                             table[m2]["accuracy"], t["p_value"], n)})
+                                             table[m2]["accuracy"], t["p_value"], n,
+                                             alone=_alone(t))})
     return pairs
 
 
@@ -280,7 +292,8 @@ def compare(
                          "macro_f1": table[a]["macro_f1"] - table[b]["macro_f1"]}
     mc = mcnemar_exact(preds[a] == y, preds[b] == y)
     out["mcnemar"] = mc
-    out["verdict"] = verdict(a, table[a]["accuracy"], b, table[b]["accuracy"], mc["p_value"], n)
+    out["verdict"] = verdict(a, table[a]["accuracy"], b, table[b]["accuracy"], mc["p_value"], n,
+                             alone=_alone(mc))
     differ = table[a]["accuracy"] != table[b]["accuracy"]
     out["significant"] = bool(mc["p_value"] < ALPHA and differ)
     agree = np.all([preds[m] == preds[a] for m in names], axis=0)
