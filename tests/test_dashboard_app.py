@@ -959,6 +959,10 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     assert "classes glioma, meningioma, no tumour, pituitary" in shown
     # the CT limit said once (About said "A card says when a slice may be CT" twice)
     assert shown.count("may be CT") == 1
+    # and the count the model card gives (About said 60, counting only the no-tumour folder's)
+    count = re.search(r"holds (\d+) CT slices", shown)
+    card = (Path(__file__).parents[1] / "artifacts" / "MODEL_CARD.md").read_text()
+    assert count and f"the dataset holds {count.group(1)} CT slices" in card
 
 
 # --------------------------------------------------------------------------- damaged runs

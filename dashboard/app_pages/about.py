@@ -33,8 +33,10 @@ discussing explainability. **Not** screening, triage, diagnosis or any clinical 
   from other scanners or sequences are missed far more often (the model card below has the
   figures). A "no tumour" answer never rules a tumour out, and is least reliable on slices from
   other scanners or sequences.
-- The no-tumour folder holds CT slices (60 of its 500 images, counted by eye): "no tumour"
-  means "looks most like that folder", not "normal". """ + core.CT_NOTE + """
+- The dataset holds 73 CT slices among its MRI (counted by eye: 60 of the no-tumour folder's
+  500 images, 13 in the tumour folders), so a CT slice is usually called "no tumour",
+  confidently; and "no tumour" means "looks most like that folder", not "normal". A card says
+  when a slice may be CT, but that check is rough: it can miss CT.
 - Labels were not verified by a radiologist: the Error analysis page marks answers against the
   dataset's folders, and some of its "errors" may be label errors.
 - The public dataset contains duplicate and near-duplicate images (the data audit counts them)
