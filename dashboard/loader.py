@@ -218,7 +218,11 @@ def preload_models() -> None:
         model_loader().request(str(run.path), models_stamp(run))
 
 
-LOADING_NOTE = "Loading the models in the background…"
+# How long the first load takes, said while it runs: a presenter waited 21-28 s with no idea how
+# long (a review, 2026-12-06, on a 2-core machine shared with other work; 8.6-12.7 s measured on
+# a quieter one, 2026-12-06: mostly the TensorFlow import, the model files and a warm-up trace)
+LOAD_TIME_WORDS = "usually 10-30 s on a 2-core machine"
+LOADING_NOTE = f"Loading the models in the background ({LOAD_TIME_WORDS}, once per run)…"
 
 
 def wait_for_models(run: Run) -> None:
@@ -255,8 +259,9 @@ def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
             return None, None  # loading, or about to start (app.py, once the page is drawn)
         model_loader().hurry()  # an upload waits: no first-load grace
         # not "once per server": one run's models are kept, so each switch of run loads again
-        with st.spinner("Loading this run's models (one run's are kept in memory at a time, "
-                        "so a switch of run loads them again)…"):
+        with st.spinner(f"Loading this run's models ({LOAD_TIME_WORDS}; one run's are kept "
+                        "in memory at a time, so a switch of run loads them again)…",
+                        show_time=True):
             future.result()
     predictor, explainers, failures = future.result()
     for m, why in failures.items():
