@@ -33,6 +33,14 @@ def relative_to_project(path: str | Path) -> str | None:
         return None
 
 
+def recorded_path(path: str | Path) -> str:
+    """`path` as run files record it: relative to the project root (../shared/data/x), never
+    this machine's absolute path; as given when it is on another drive. What explanations.json
+    and explain_choice.json record as data_dir and masks_dir, and evaluate as its source."""
+    rel = relative_to_project(path)
+    return rel if rel is not None else str(path)
+
+
 def shown_path(path: str | Path) -> str:
     """`path` as messages show it, never as this machine's absolute path (issue 18).
 
@@ -327,14 +335,14 @@ class Run:
 
     def dataset_root(self, data_root: str | Path | None = None) -> Path:
         """Where the run's dataset is now: `data_root` when given (it moved), else `data_dir`.
-        ArtifactError naming `--data-root` when that folder is not there (one home: four stages
+        ArtifactError naming `--run-data` when that folder is not there (one home: four stages
         said it, each quoting this machine's absolute path)."""
         root = Path(data_root) if data_root is not None else self.data_dir
         if root is None or not root.is_dir():
             recorded = (self.manifest.get("data") or {}).get("dir")
             where = shown_path(root if root is not None else recorded or "?")
             raise ArtifactError(f"the run's dataset folder {where} is not there; pass the folder "
-                                "it moved to (CLI: --data-root DIR)")
+                                "it moved to (CLI: --run-data DIR)")
         return root
 
     def read_json(self, rel: str) -> Any:

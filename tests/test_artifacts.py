@@ -167,15 +167,15 @@ def test_a_moved_dataset_is_named_once_with_its_fix_and_no_absolute_path(tmp_pat
     with pytest.raises(ArtifactError) as info:
         run.dataset_root()
     message = str(info.value)
-    assert "dataset folder" in message and "--data-root DIR" in message
+    assert "dataset folder" in message and "--run-data DIR" in message
     assert str(tmp_path) not in message
     here = tmp_path / "here"
     here.mkdir()
     assert run.dataset_root(here) == here  # where it moved to
     # the stages say the same
-    with pytest.raises(ArtifactError, match="--data-root DIR") as info:
+    with pytest.raises(ArtifactError, match="--run-data DIR") as info:
         calibrate_run(run_dir)
     assert str(tmp_path) not in str(info.value)
-    with pytest.raises(EvaluationError, match="--data-root DIR") as info:
+    with pytest.raises(EvaluationError, match="--run-data DIR") as info:
         evaluate_run(run_dir)
     assert str(tmp_path) not in str(info.value)

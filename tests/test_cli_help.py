@@ -28,3 +28,48 @@ def test_every_option_help_is_printed_whole(command: str) -> None:
         text = getattr(param, "help", None)
         if text:  # evaluate's "[default: 2000]" vanished here
             assert _words(text) in shown, (command, param.name, text)
+
+
+def _help(command: str) -> str:
+    result = CliRunner().invoke(app, [command, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    return _words(result.output)
+
+
+def _names_option(text: str, option: str) -> bool:
+    """Whether `text` names `option` itself (--data is not named by --run-data)."""
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text) is not None
+
+
+# (command, the option's name, its old spelling, kept as a hidden alias): "--data-root" and
+# "--data" both meant the run's own dataset here, while "--data" elsewhere is a dataset to read
+RENAMED = [("calibrate", "--run-data", "--data-root"), ("ood", "--run-data", "--data-root"),
+           ("evaluate", "--run-data", "--data-root"), ("explain-choose", "--run-data", "--data")]
+
+
+@pytest.mark.parametrize(("command", "name", "old"), RENAMED)
+def test_renamed_options_show_their_new_name_only(command: str, name: str, old: str) -> None:
+    shown = _help(command)
+    assert _names_option(shown, name) and not _names_option(shown, old), shown
+
+
+@pytest.mark.parametrize(("command", "name", "old"), RENAMED)
+def test_the_old_name_of_run_data_still_works(command: str, name: str, old: str,
+                                              tmp_path) -> None:
+    gone = tmp_path / "gone"
+    result = CliRunner().invoke(app, [command, old, str(gone)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: --run-data folder {gone} does not exist"]
+    here = tmp_path / "here"
+    here.mkdir()
+    result = CliRunner().invoke(app, [command, name, str(here), old, str(gone)])
+    assert result.stderr.splitlines() == [f"error: {old} is the old name of {name}: give it "
+                                          "once"]
+
+
+def test_run_data_help_says_whose_dataset_it_is() -> None:
+    for command in ("calibrate", "ood", "evaluate", "explain-choose"):
+        assert "where the dataset this run was trained on is now" in _help(command)
+    # evaluate's --data is another dataset, and says where the run's own one is given
+    assert "another dataset to evaluate on instead of the run's test split" in _help("evaluate")
+    assert "the run's own dataset moved? --run-data" in _help("evaluate")

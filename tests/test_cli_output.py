@@ -30,3 +30,86 @@ def test_an_empty_data_folder_is_one_line_naming_it_once(command: str, smoke_run
     result = CliRunner().invoke(app, [command, "--run", str(smoke_run), "--data", str(empty)])
     assert result.exit_code != 0
     assert result.stderr.splitlines() == [f"error: data folder {empty} is empty"]
+
+
+def test_audit_names_the_folder_as_given(tmp_path: Path, monkeypatch) -> None:
+    # the header showed the dataset's absolute path on this machine, whatever was typed
+    from pipeline.synth import generate
+
+    generate(tmp_path / "phantoms", per_class=2, size=64, workers=1)
+    monkeypatch.chdir(tmp_path)
+    for given in (str(tmp_path / "phantoms"), "phantoms", "./phantoms"):
+        result = CliRunner().invoke(app, ["audit", given])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[0].startswith("phantoms: layout"), result.stdout
+        assert str(tmp_path) not in result.stdout
+
+
+def _tiny_run(artifacts: Path, data_dir: Path) -> Path:
+    """A complete run of one tiny untrained custom CNN whose dataset is recorded at `data_dir`."""
+    from pipeline.artifacts import RunWriter
+    from pipeline.config import ModelConfig
+    from pipeline.models import build_model
+
+    w = RunWriter(artifacts)
+    model = build_model("custom_cnn", 2, ModelConfig(image_size=32, width=4, depth=2)).model
+    model.save(w.model_dir("custom_cnn") / "model.keras")
+    return w.finalize({"created": "2026-01-01T00:00:00+00:00",
+                       "class_names": ["glioma", "no_tumor"], "data": {"dir": str(data_dir)},
+                       "models": {"custom_cnn": {"image_size": 32, "crop_head": False,
+                                                 "file": "custom_cnn/model.keras"}}})
+
+
+def test_explain_choose_says_where_masks_and_data_go_without_absolute_paths(
+        tmp_path: Path, monkeypatch) -> None:
+    from pipeline.artifacts import shown_path
+
+    monkeypatch.delenv("BRAIN_MRI_BOXES", raising=False)
+    data = tmp_path / "dataset"
+    data.mkdir()
+    run_dir = _tiny_run(tmp_path / "artifacts", data)
+    result = CliRunner().invoke(app, ["explain-choose", "--run", str(run_dir)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [  # was "masks folder /tmp/.../dataset/masks does not
+        # exist", the run's recorded folder on this machine
+        "error: no tumour masks beside the run's dataset (dataset): neither "
+        "dataset-boxes/masks next to it (or $BRAIN_MRI_BOXES) nor dataset/masks exists; pass "
+        "the masks folder with --masks DIR"]
+    data.rmdir()  # the dataset moved: the option to give is named
+    result = CliRunner().invoke(app, ["explain-choose", "--run", str(run_dir)])
+    assert result.exit_code == 2 and "(CLI: --run-data DIR)" in result.stderr
+    assert str(tmp_path) not in result.stderr
+    # explain-eval reads the run's own dataset or another one through --data
+    result = CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir)])
+    assert result.exit_code == 2 and str(tmp_path) not in result.stderr
+    assert result.stderr.splitlines() == [  # was "data folder None not found; pass data_dir"
+        f"error: the run's dataset folder {shown_path(data)} is not there; pass the folder it "
+        "moved to (CLI: explain-eval --data DIR)"]
+
+
+def test_evaluate_names_an_external_folder_as_given(tmp_path: Path, monkeypatch) -> None:
+    # the table's title showed the folder's absolute path on this machine; run files record it
+    # relative to the project, as explanations.json records its folders
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.artifacts import relative_to_project
+
+    other = tmp_path / "other"
+    rng = np.random.default_rng(0)
+    for label in ("glioma", "no_tumor"):
+        (other / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(
+                other / label / f"{i}.png")
+    run_dir = _tiny_run(tmp_path / "artifacts", tmp_path / "dataset")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(run_dir), "--data", str(other),
+                                      "--n-boot", "100"])
+    assert result.exit_code == 0, result.output
+    assert "6 images, other (direct)" in result.stdout and str(tmp_path) not in result.stdout
+    metrics = json.loads((run_dir / "custom_cnn" / "external" / "other" / "metrics.json")
+                         .read_text())
+    assert metrics["source"]["data_dir"] == relative_to_project(other)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ from scipy import stats
 from sklearn.metrics import f1_score
 
 from pipeline import evaluate as ev
+from pipeline.artifacts import relative_to_project
 from pipeline.evaluate.comparison import _macro_f1_batched
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -741,7 +743,7 @@ def test_external_evaluation_on_real_images(run_copy, real_data, tmp_path) -> No
 
 
 @pytest.mark.slow
-def test_moved_dataset_needs_data_root(run_copy, synth_data, tmp_path) -> None:
+def test_moved_dataset_needs_run_data(run_copy, synth_data, tmp_path) -> None:
     import shutil
 
     moved = tmp_path / "runs" / "moved"
@@ -750,8 +752,11 @@ def test_moved_dataset_needs_data_root(run_copy, synth_data, tmp_path) -> None:
     manifest["data"]["dir"] = str(tmp_path / "gone")
     manifest["data"]["dir_relative"] = None  # moved: neither recorded location exists
     (moved / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ev.EvaluationError, match="--data-root"):
+    with pytest.raises(ev.EvaluationError, match="--run-data"):
         ev.evaluate_run(moved, n_boot=200)
     summary = ev.evaluate_run(moved, data_root=synth_data, n_boot=200)
     assert summary["n"] == len(json.loads((moved / "splits.json").read_text())["test"])
-    assert summary["source"]["data_dir"] == str(synth_data)
+    # recorded relative to the project, as explanations.json records its folders: run files
+    # held this machine's absolute path
+    assert summary["source"]["data_dir"] == relative_to_project(synth_data)
+    assert not Path(summary["source"]["data_dir"]).is_absolute()

@@ -8,14 +8,22 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import _existing_dir, fail, one_line, print_json, progress_bar
+from pipeline.cli.common import (
+    RUN_DATA_HELP,
+    _existing_dir,
+    fail,
+    one_line,
+    print_json,
+    progress_bar,
+    renamed,
+)
 
 
 def calibrate(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
-    data_root: Path = typer.Option(None, "--data-root",
-                                   help="where the run's own dataset is now, if it moved"),
+    run_data: Path = typer.Option(None, "--run-data", help=RUN_DATA_HELP),
+    data_root: Path = typer.Option(None, "--data-root", hidden=True),  # --run-data's old name
     as_json: bool = typer.Option(False, "--json", help="print calibration.json"),
 ) -> None:
     """Temperature scaling: one T per model fitted on the run's validation split, stored in
@@ -25,8 +33,9 @@ def calibrate(
     from pipeline.data import DatasetError
     from pipeline.names import display_name
 
+    data_root = renamed(run_data, data_root, "--run-data", "--data-root")
     if data_root is not None:
-        _existing_dir(data_root, "--data-root folder")
+        _existing_dir(data_root, "--run-data folder")
     try:
         run_dir = resolve_run(artifacts_dir, run_)
         with progress_bar() as update:

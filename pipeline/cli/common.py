@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 from rich import progress as rich_progress
@@ -28,6 +28,7 @@ app = typer.Typer(
     help="Brain-tumour MRI classifiers with explanations. Research/teaching only, not diagnosis.",
 )
 err = Console(stderr=True)
+T = TypeVar("T")
 
 
 def one_line(text: object) -> str:
@@ -254,6 +255,35 @@ def keep_larger(path: Path, keys: tuple[str, ...], asked: int, what: str, fix: s
     if isinstance(n, int) and n > asked:
         fail(f"{what} was measured on {n} images, this would use {asked}: "
              + fix.format(n=n))
+
+
+# Two kinds of dataset option, one name each: `--data DIR` is a dataset the command reads as
+# its input (train/run/tune/bench: what to train on; evaluate/explain-eval: another folder to
+# evaluate on), `--run-data DIR` is where the dataset a run was trained on is now, if it moved
+# (calibrate, ood, evaluate, explain-choose: they read the run's own splits from it). Both were
+# "--data" or "--data-root" here and there; the old spellings stay as hidden aliases.
+RUN_DATA_HELP = ("where the dataset this run was trained on is now, if it moved since training "
+                 "(default: the folder recorded in the run)")
+
+
+def renamed(value: T | None, old: T | None, name: str, old_name: str) -> T | None:
+    """An option's value given under its name or under its old, hidden spelling (`old_name`),
+    which keeps scripts and notes written before the rename working; both at once: fail."""
+    if old is None:
+        return value
+    if value is not None and value != old:
+        fail(f"{old_name} is the old name of {name}: give it once")
+    return old
+
+
+def as_given(path: str | Path) -> str:
+    """A path to print, as the user gave it: a relative one as it is, an absolute one inside the
+    current folder relative to it (a header showed /home/<user>/... for `audit data/x`)."""
+    p = Path(path)
+    if p.is_absolute():
+        with contextlib.suppress(ValueError):
+            return p.relative_to(Path.cwd()).as_posix() or "."
+    return one_line(p)
 
 
 def _existing_dir(path: Path, what: str) -> Path:

@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pipeline.cli.common import _existing_dir, err, fail, print_json, progress_bar, shown
+from pipeline.cli.common import (
+    _existing_dir,
+    as_given,
+    err,
+    fail,
+    print_json,
+    progress_bar,
+    shown,
+)
 
 
 def audit(
@@ -28,18 +36,19 @@ def audit(
     if as_json:
         print_json(report)
     else:
-        _print_audit(report)
+        _print_audit(report, data_dir)
 
 
-def _print_audit(r: dict) -> None:
+def _print_audit(r: dict, given: Path) -> None:
     """The audit report as tables: images per split and class, sizes, unreadable files (first
-    20), duplicate and leakage counts with a few examples."""
+    20), duplicate and leakage counts with a few examples; headed by the folder as the user
+    gave it (`given`: the report's root is this machine's absolute path)."""
     from rich.table import Table
 
     from pipeline.data import ignored_note
 
     out = Console(highlight=False)
-    out.print(f"[bold]{shown(r['root'])}[/]: layout {r['layout']}, {r['n_images']} images, "
+    out.print(f"[bold]{shown(as_given(given))}[/]: layout {r['layout']}, {r['n_images']} images, "
               f"classes {', '.join(r['classes'])}")
     if note := ignored_note(r.get("ignored_folders") or []):
         out.print(f"[yellow]{shown(note)}[/]", soft_wrap=True)

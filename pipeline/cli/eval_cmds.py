@@ -12,16 +12,19 @@ from rich.console import Console
 
 from pipeline import run_files
 from pipeline.cli.common import (
+    RUN_DATA_HELP,
     _existing_dir,
     _model_list,
     _open_run,
     _split_models,
+    as_given,
     err,
     fail,
     keep_larger,
     one_line,
     print_json,
     progress_bar,
+    renamed,
     report_gaps,
     report_inputs,
     report_source,
@@ -159,14 +162,17 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
         raise typer.Exit(1)
 
 
-def _print_eval_summary(summary: dict) -> None:
-    """evaluate's table (one row per model), accuracy CIs, the verdict, then warnings on stderr."""
+def _print_eval_summary(summary: dict, data: Path | None) -> None:
+    """evaluate's table (one row per model), accuracy CIs, the verdict, then warnings on stderr;
+    an external folder (`data`) is named as the user gave it (the summary records it relative
+    to the project)."""
     from rich.table import Table
 
     from pipeline.names import display_name
 
     src = summary["source"]
-    where = "test split" if src["kind"] == "test" else f"{src['data_dir']} ({src['mode']})"
+    where = ("test split" if src["kind"] == "test" or data is None
+             else f"{shown(as_given(data))} ({src['mode']})")
     table = Table(title=f"run {summary['run_id']}: {summary['n']} images, {where}")
     cols = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "macro F1",
             "roc_auc": "AUC", "ece": "ECE", "sensitivity": "sens", "specificity": "spec"}
@@ -223,13 +229,14 @@ def _print_cv_summary(result: dict) -> None:
 def evaluate(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
-    data: Path = typer.Option(None, "--data", help="evaluate on this folder instead of the "
-                              "run's test split: Training/Testing or class folders (one per "
-                              "class, or yes/no), images inside"),
+    data: Path = typer.Option(None, "--data", help="another dataset to evaluate on instead "
+                              "of the run's test split (an external evaluation): "
+                              "Training/Testing or class folders (one per class, or yes/no), "
+                              "images inside; the run's own dataset moved? --run-data"),
     name: str = typer.Option(None, "--name", help="name of an external evaluation (default: "
                              "the folder's name); files go to <run>/<model>/external/NAME/"),
-    data_root: Path = typer.Option(None, "--data-root",
-                                   help="where the run's own dataset is now, if it moved"),
+    run_data: Path = typer.Option(None, "--run-data", help=RUN_DATA_HELP),
+    data_root: Path = typer.Option(None, "--data-root", hidden=True),  # --run-data's old name
     folds: int = typer.Option(None, "--folds", help="K-fold cross-validation: retrain every "
                               "model of the run K times with its config on its dataset"),
     cv_model: str = typer.Option(None, "--model", help="with --folds: only these models "
@@ -253,6 +260,7 @@ def evaluate(
     from pipeline.data import DatasetError
     from pipeline.evaluate import EvaluationError, cross_validate, evaluate_run, robustness_run
 
+    data_root = renamed(run_data, data_root, "--run-data", "--data-root")
     _check_evaluate_options(n_boot, data, data_root, folds, name, cv_model)
     if n_boot is not None and (robustness or folds is not None):
         fail("--n-boot sets the bootstrap of the metrics' intervals; --robustness and --folds "
@@ -283,7 +291,7 @@ def evaluate(
     elif folds is not None:
         _print_cv_summary(summary)
     else:
-        _print_eval_summary(summary)
+        _print_eval_summary(summary, data)
 
 
 def _check_evaluate_options(n_boot: int | None, data: Path | None, data_root: Path | None,
@@ -295,13 +303,13 @@ def _check_evaluate_options(n_boot: int | None, data: Path | None, data_root: Pa
     if data is not None:
         _existing_dir(data, "data folder")
     if data_root is not None:
-        _existing_dir(data_root, "--data-root folder")
+        _existing_dir(data_root, "--run-data folder")
     if cv_model is not None and folds is None:
         fail("--model only applies to cross-validation (--folds K)")
     if folds is not None and (folds < 2 or data is not None or name is not None):
         fail(f"--folds must be at least 2, got {folds}" if folds < 2 else
              "--folds cross-validates on the run's own dataset; it cannot be combined with "
-             "--data/--name (use --data-root if the dataset moved)")
+             "--data/--name (use --run-data if the run's dataset moved)")
 
 
 def _check_robustness_options(robustness: bool, max_images: int | None, data: Path | None,
@@ -315,7 +323,7 @@ def _check_robustness_options(robustness: bool, max_images: int | None, data: Pa
     if robustness and (data is not None or name is not None or folds is not None
                        or cv_model is not None):
         fail("--robustness shifts the run's own test split; it cannot be combined with "
-             "--data/--name/--folds/--model (use --data-root if the dataset moved)")
+             "--data/--name/--folds/--model (use --run-data if the run's dataset moved)")
 
 
 def _print_robustness_summary(result: dict) -> None:

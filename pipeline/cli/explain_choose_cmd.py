@@ -14,11 +14,14 @@ from pathlib import Path
 import typer
 
 from pipeline.cli.common import (
+    RUN_DATA_HELP,
     _existing_dir,
     _split_models,
+    as_given,
     fail,
     keep_larger,
     progress_bar,
+    renamed,
     say,
     shown,
 )
@@ -27,9 +30,11 @@ from pipeline.explain.choice import CENTRE_BASELINE, CHOOSE_MAX_IMAGES
 
 def explain_choose_cmd(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
-    data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's)"),
+    run_data: Path = typer.Option(None, "--run-data", help=RUN_DATA_HELP),
+    data: Path = typer.Option(None, "--data", hidden=True),  # --run-data's old name here
     masks: Path = typer.Option(None, "--masks", help="tumour masks at the images' relative "
-                               "paths (default: the dataset's boxes folder, else DATA/masks)"),
+                               "paths (default: the dataset's boxes folder, else "
+                               "RUN_DATA/masks)"),
     max_images: int = typer.Option(CHOOSE_MAX_IMAGES, "--max-images", help="validation "
                                    "images with a box (balanced over labels)"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
@@ -46,7 +51,8 @@ def explain_choose_cmd(
 
     if max_images < 1:
         fail(f"--max-images must be at least 1, got {max_images}")
-    for folder, what in ((data, "data folder"), (masks, "masks folder")):
+    data = renamed(run_data, data, "--run-data", "--data")
+    for folder, what in ((data, "--run-data folder"), (masks, "masks folder")):
         if folder is not None:
             _existing_dir(folder, what)
     try:
@@ -80,4 +86,4 @@ def explain_choose_cmd(
         if isinstance(centre, (int, float)) and not isinstance(centre, bool):
             sys.stdout.write(f"{m}: {CENTRE_BASELINE}: pointing {centre:.2f} on the same "
                              "images\n")
-    sys.stdout.write(f"written: {CHOICE_FILE} in {run_dir}\n")
+    sys.stdout.write(f"written: {CHOICE_FILE} in {as_given(run_dir)}\n")

@@ -7,14 +7,22 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import _open_run, fail, one_line, progress_bar
+from pipeline.cli.common import (
+    RUN_DATA_HELP,
+    _existing_dir,
+    _open_run,
+    fail,
+    one_line,
+    progress_bar,
+    renamed,
+)
 
 
 def ood(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
-    data_root: Path = typer.Option(None, "--data-root",
-                                   help="where the run's own dataset is now, if it moved"),
+    run_data: Path = typer.Option(None, "--run-data", help=RUN_DATA_HELP),
+    data_root: Path = typer.Option(None, "--data-root", hidden=True),  # --run-data's old name
 ) -> None:
     """Out-of-distribution score per model (fitted on training features, threshold from
     validation), saved in the run; prints how well it tells test images from foreign and from
@@ -24,6 +32,9 @@ def ood(
     from pipeline.names import display_name
     from pipeline.ood import ood_run
 
+    data_root = renamed(run_data, data_root, "--run-data", "--data-root")
+    if data_root is not None:  # was checked only once the stage looked for its images
+        _existing_dir(data_root, "--run-data folder")
     run = _open_run(artifacts_dir, run_)
     with progress_bar() as update:
         try:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import run_files
-from pipeline.artifacts import read_json
+from pipeline.artifacts import read_json, recorded_path
 from pipeline.csv_safe import restore_cell
 from pipeline.evaluate.comparison import mcnemar_exact, verdict
 from pipeline.evaluate.external import EvaluationError
@@ -226,7 +226,8 @@ def cross_validate(
     summary = {m: {metric: _mean_std([f["models"][m].get(metric) for f in per_fold])
                    for metric in CV_METRICS} for m in models}  # mean ± std over folds
     result = {
-        "run_id": run.run_id, "folds": folds, "seed": cfg.seed, "data_dir": str(ds.root),
+        "run_id": run.run_id, "folds": folds, "seed": cfg.seed,
+        "data_dir": recorded_path(ds.root),
         "n_images": len(records), "models": models,
         "method": "StratifiedGroupKFold over duplicate groups (exact + near duplicates never "
                   "split across folds); validation = one inner group fold of the rest; "

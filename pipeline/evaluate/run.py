@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import run_files
-from pipeline.artifacts import write_json_atomic, write_text_atomic
+from pipeline.artifacts import recorded_path, write_json_atomic, write_text_atomic
 from pipeline.csv_safe import to_csv
 from pipeline.evaluate.comparison import N_BOOT, compare
 from pipeline.evaluate.external import (
@@ -138,7 +138,7 @@ def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
         raise EvaluationError(f"run {run.run_id} has an empty test split")
     classes = run.class_names
     plan = LabelPlan("test", classes, {c: c for c in classes}, collapse=False)
-    source: dict[str, Any] = {"kind": "test", "data_dir": str(root), "split": "test"}
+    source: dict[str, Any] = {"kind": "test", "data_dir": recorded_path(root), "split": "test"}
     return _Target(test, plan, source, {m: run.path / m for m in run.model_names},
                    run.path / run_files.COMPARISON)
 
@@ -156,7 +156,7 @@ def _external_target(run: Any, data_dir: str | Path, name: str | None) -> _Targe
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", ds.root.name).strip(".-_") or "external"
     records = [r for r in ds.records if r.label in plan.mapping]
     skipped = plan.skipped(ds.classes)
-    source = {"kind": "external", "name": name, "data_dir": str(ds.root),
+    source = {"kind": "external", "name": name, "data_dir": recorded_path(ds.root),
               "layout": ds.layout, "folder_classes": ds.classes, "mode": plan.mode,
               "label_mapping": plan.mapping, "skipped_classes": {
                   c: sum(1 for r in ds.records if r.label == c) for c in skipped},

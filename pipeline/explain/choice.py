@@ -179,7 +179,14 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
     from pipeline import geometry, images
     from pipeline.explain.explainer import Explainer
     from pipeline.explain.layers import default_layer, stage_layers
-    from pipeline.explain.masks import default_masks_dir, find_mask, prepare_mask, read_mask
+    from pipeline.explain.masks import (
+        BOXES_ENV,
+        BOXES_SUFFIX,
+        default_masks_dir,
+        find_mask,
+        prepare_mask,
+        read_mask,
+    )
     from pipeline.explain.methods import REGISTRY
     from pipeline.explain.quality import _shown_path
 
@@ -187,12 +194,15 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     run = open_run(run_dir)
     ensure_writable(run.path, "run folder")
-    data = Path(data_dir) if data_dir is not None else run.data_dir
-    if data is None or not data.is_dir():
-        raise ValueError(f"data folder {data} not found; pass data_dir (--data)")
+    data = run.dataset_root(data_dir)  # ArtifactError naming --run-data when it moved
     masks_root = Path(masks_dir) if masks_dir is not None else default_masks_dir(data)
-    if not masks_root.is_dir():
-        raise ValueError(f"masks folder {masks_root} does not exist")
+    if not masks_root.is_dir():  # a given folder as given; the default named by its rule, not
+        # by this machine's absolute path (the run's recorded dataset folder)
+        if masks_dir is not None:
+            raise ValueError(f"masks folder {masks_root} does not exist")
+        raise ValueError(f"no tumour masks beside the run's dataset ({data.name}): neither "
+                         f"{data.name}{BOXES_SUFFIX}/masks next to it (or ${BOXES_ENV}) nor "
+                         f"{data.name}/masks exists; pass the masks folder with --masks DIR")
     names = list(models) if models else run.model_names
     for m in names:
         run.model_info(m)  # unknown names fail before any work

@@ -21,7 +21,8 @@ from pipeline.artifacts import (
     ensure_writable,
     open_run,
     read_json,
-    relative_to_project,
+    recorded_path,
+    shown_path,
     utc_now,
     write_json_atomic,
 )
@@ -238,11 +239,7 @@ def _sizes_of_boxed(rows: list[dict[str, Any]]) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def _shown_path(path: Path) -> str:
-    """`path` as recorded in JSON: relative to the project root (never this machine's absolute
-    path), or as given when it is on another drive."""
-    rel = relative_to_project(path)
-    return rel if rel is not None else str(path)
+_shown_path = recorded_path  # its older name here (explain.choice imports it)
 
 
 def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
@@ -251,8 +248,12 @@ def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
     default masks (`masks.default_masks_dir`: the boxes explain-choose uses); a missing data
     folder, or a given masks folder that is missing, is an error."""
     data = Path(data_dir) if data_dir is not None else run.data_dir
-    if data is None or not data.is_dir():
-        raise ValueError(f"data folder {data} not found; pass data_dir (--data)")
+    if data_dir is not None and not data.is_dir():
+        raise ValueError(f"data folder {data} not found")
+    if data is None or not data.is_dir():  # named without this machine's absolute path
+        recorded = (run.manifest.get("data") or {}).get("dir") or "?"
+        raise ValueError(f"the run's dataset folder {shown_path(recorded)} is not there; pass "
+                         "the folder it moved to (CLI: explain-eval --data DIR)")
     masks_root = Path(masks_dir) if masks_dir is not None else default_masks_dir(data)
     if masks_dir is not None and not masks_root.is_dir():
         raise ValueError(f"masks folder {masks_root} does not exist")
