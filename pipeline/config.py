@@ -277,6 +277,12 @@ def profile(name: str) -> TrainConfig:
 
 # Profiles override defaults. smoke: ~100 images, about a minute, for tests.
 # quick: the synthetic demo in a few minutes. full: the real run.
+# What each is for, in the words the CLI prints (each command's --help and its start line).
+PROFILE_NOTES: dict[str, str] = {
+    "smoke": "25 images a class, 2-3 epochs (tests)",
+    "quick": "150 images a class, short trainings (the demo: minutes)",
+    "full": "every image, the shipped recipe (about an hour on 2 cores)",
+}
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "max_images": 25,

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.names import MODEL_NAMES
+from pipeline.names import MODEL_NAMES, TRANSFER_MODELS
 
 # The allowed values of the config's choice fields; the modules that act on them import them
 # from here (augment.py builds the strengths, fit.py the optimizers, schedules.py the schedules,
@@ -34,6 +34,19 @@ GUIDANCE_SCORES = ("log_prob", "logit")  # what the penalised Grad-CAM explains
 # stride 32 with "same" padding: ceil(size / 32) pixels a side. Keras builds them from 32 px
 # (imagenet_utils.obtain_input_shape, min_size=32), where that map is 1 x 1.
 BACKBONE_STRIDE = 32
+# The largest input side a config may ask for: training memory grows with the pixels (the
+# decoded arrays, 3 bytes a pixel per image, and each batch's activations), against a budget of
+# 4 GB peak RSS. Measured 2026-12-06 (`peak_rss_mb` in the manifest; the quick profile on 600
+# synthetic phantoms, one epoch, batch 32, a loaded 2-core machine): the custom CNN peaked at
+# 1293 MiB at 128 px and 2919 at 256 (0.033 MiB, about 35 kB, more per input pixel), so it
+# reaches 4 GB near 318 px; MobileNetV2 peaked at 1449 MiB at 160 px and 3230 at 320 (0.023 MiB
+# a pixel). 320 (a multiple of the backbones' stride 32) is where the lightest recipe of each
+# model reaches the budget; the full recipe uses more (1798 MiB at 128 px for the shipped custom
+# CNN: every image, guidance), so a size below the bound may still not fit.
+MAX_IMAGE_SIZE = 320
+IMAGE_SIZE_WHY = ("training memory grows with the pixels: the lightest recipes reach the 4 GB "
+                  "budget there")
+IMAGE_SIZE_HELP = f"at most {MAX_IMAGE_SIZE}; {IMAGE_SIZE_WHY}"
 # numpy's legacy seeding (keras.utils.set_random_seed) takes seeds below 2**32, and the code adds
 # small offsets (seed + 1, seed + view index, ...); 2**31 leaves room for them.
 MAX_SEED = 2**31 - 1
@@ -92,7 +105,8 @@ def _one_of(choices: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
 
 # field -> (test, what the allowed values are); the fields not listed are switches or free text.
 _MODEL_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "image_size": (lambda v: v >= 1, ">= 1"),  # the real minimum depends on the model: model_rules
+    # the real minimum depends on the model (check_model_named), the maximum is check_model's
+    "image_size": (lambda v: v >= 1, ">= 1"),
     "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "learning_rate": (lambda v: v > 0, "> 0"),
     "optimizer": _one_of(OPTIMIZERS),
@@ -141,6 +155,9 @@ def check_model(mc: Any) -> None:
     """A ModelConfig's types, ranges and the rules between its fields (any model)."""
     check_types(mc)
     _check_ranges(mc, _MODEL_RANGES)
+    if mc.image_size > MAX_IMAGE_SIZE:
+        raise ConfigError("image_size", f"must be at most {MAX_IMAGE_SIZE} ({IMAGE_SIZE_WHY}), "
+                                        f"got {mc.image_size}")
     if mc.equalize and mc.standardize:
         raise ConfigError("equalize", "and standardize are two intensity normalisations: "
                                       "choose one")
@@ -199,3 +216,30 @@ def check_train(cfg: Any) -> None:
         raise ConfigError("models", f"must be an object of models, got {shown(cfg.models)}")
     for name, mc in cfg.models.items():
         check_model_named(name, mc)
+
+
+def check_recipe(name: str, mc: Any, cfg: Any) -> None:
+    """Refuse what `name`'s training cannot do with `mc` in `cfg` (ConfigError, a ValueError):
+    rules between a model's kind and the run's settings, which the per-field checks above cannot
+    see. Pure Python: `train --print-config` and the CLI's config building run it too, so a
+    recipe training would refuse is refused before any data is read (fit.fit runs it again)."""
+    if name not in TRANSFER_MODELS:
+        return
+    if mc.guidance > 0 and not cfg.cache_features:  # guided only on cached views (fine-tuning)
+        raise ConfigError(f"models.{name}.guidance",
+                          f"needs cached features (cache_features true), or set {name}'s "
+                          "guidance to 0")
+    # views are cached before any batch exists
+    for option in ("transplant", "erase", "mixup", "segment"):
+        if getattr(mc, option) > 0:
+            raise ConfigError(f"models.{name}.{option}",
+                              f"must be 0: {option} is for from-scratch models; set {name}'s "
+                              f"{option} to 0")
+
+
+def check_recipes(cfg: Any, models: Any) -> None:
+    """`check_recipe` for each of `models` (registry names) as `cfg` would train it (a model
+    `cfg` does not configure trains with ModelConfig's defaults, which pass)."""
+    for name in models:
+        if name in cfg.models:
+            check_recipe(name, cfg.models[name], cfg)

@@ -26,7 +26,7 @@ import numpy as np
 from pipeline import aug_views, data, feature_cache, guidance, schedules
 from pipeline.backbones import BACKBONES
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.config_rules import OPTIMIZERS
+from pipeline.config_rules import OPTIMIZERS, check_recipe
 from pipeline.models import BuiltModel, compiled, split_point
 from pipeline.names import Progress, no_progress
 
@@ -166,19 +166,6 @@ def augment_in_model(name: str, mc: ModelConfig, cfg: TrainConfig) -> bool:
     makes its cached views with its own layers."""
     guided_outside = mc.guidance > 0 and not (name in BACKBONES and cfg.cache_features)
     return cfg.augment and not guided_outside
-
-
-def check_recipe(name: str, mc: ModelConfig, cfg: TrainConfig) -> None:
-    """Refuse, before any data is read, what a model's training cannot do."""
-    if name not in BACKBONES:
-        return
-    if mc.guidance > 0 and not cfg.cache_features:  # guided only on cached views (fine-tuning)
-        raise ValueError(f"guidance for {name} needs cached features (cache_features "
-                         f"true), or set its guidance to 0")
-    # views are cached before any batch exists
-    for option in ("transplant", "erase", "mixup", "segment"):
-        if getattr(mc, option) > 0:
-            raise ValueError(f"{option} is for from-scratch models; set {name}'s {option} to 0")
 
 
 def fit(job: FitJob) -> None:

@@ -23,6 +23,9 @@ DISPLAY_NAMES: dict[str, str] = {
 MODEL_NAMES: tuple[str, ...] = ("custom_cnn", "mobilenetv2", "efficientnetb0")
 # What `train`, `run`, `bench` and `--model all` mean: our CNN and the transfer-learning model.
 DEFAULT_MODELS: tuple[str, ...] = ("custom_cnn", "mobilenetv2")
+# The transfer-learning models (backbones.BACKBONES, in step by the same test): the rest of
+# MODEL_NAMES after our from-scratch CNN.
+TRANSFER_MODELS: tuple[str, ...] = MODEL_NAMES[1:]
 
 # The label of scans without a tumour; every other label is a tumour type (tumour vs no tumour).
 NO_TUMOR = "no_tumor"

@@ -22,12 +22,14 @@ from typing import Any
 
 from pipeline import artifacts, data, distribute, provenance, run_files
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.fit import FitJob, ModelState, augment_in_model, check_recipe, fit
+from pipeline.config_rules import check_recipe
+from pipeline.fit import FitJob, ModelState, augment_in_model, fit
 from pipeline.memory import peak_rss_mb
 from pipeline.models import BuiltModel, build_model, count_params
 from pipeline.names import Progress, display_name, no_progress
 from pipeline.train_hooks import Say, finish_hook
 from pipeline.train_hooks import evaluation_hook as _evaluation_hook  # noqa: F401 (old name)
+from pipeline.weights import check_weights
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +246,7 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         raise data.DatasetError("no data folder given")
     for name in models:  # a recipe the model cannot train fails now, not after the data pass
         check_recipe(name, cfg.models.get(name) or ModelConfig(), cfg)
+    check_weights(cfg.weights, models)  # so does a missing weights file (WeightsError)
     ds = data.discover(data_dir)
     if resume:
         splits = data.splits_from_json(artifacts.read_json(writer.tmp / run_files.SPLITS), ds.root)

@@ -140,9 +140,11 @@ def tune(
     import keras_tuner as kt
 
     from pipeline import data
+    from pipeline.config_rules import check_recipe
     from pipeline.fit import FitJob, fit
     from pipeline.models import build_model
     from pipeline.names import display_name
+    from pipeline.weights import check_weights
 
     if budget < 1:
         raise TuneError(f"--budget must be at least 1 trial, got {budget}")
@@ -154,6 +156,8 @@ def tune(
     progress = progress or (lambda d, i, n: None)
     say = say or log.info
     base = cfg.models.get(model) or ModelConfig()
+    check_recipe(model, base, cfg)  # before the data pass, as train_run does
+    check_weights(cfg.weights, [model])
 
     ds = data.discover(data_dir)
     splits = data.make_splits(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,

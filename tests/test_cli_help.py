@@ -42,9 +42,11 @@ def _names_option(text: str, option: str) -> bool:
 
 
 # (command, the option's name, its old spelling, kept as a hidden alias): "--data-root" and
-# "--data" both meant the run's own dataset here, while "--data" elsewhere is a dataset to read
+# "--data" both meant the run's own dataset here, while "--data" elsewhere is a dataset to read;
+# "--split-test" was the obscure negative of --official-test
 RENAMED = [("calibrate", "--run-data", "--data-root"), ("ood", "--run-data", "--data-root"),
-           ("evaluate", "--run-data", "--data-root"), ("explain-choose", "--run-data", "--data")]
+           ("evaluate", "--run-data", "--data-root"), ("explain-choose", "--run-data", "--data"),
+           ("train", "--own-test-split", "--split-test")]
 
 
 @pytest.mark.parametrize(("command", "name", "old"), RENAMED)
@@ -53,7 +55,7 @@ def test_renamed_options_show_their_new_name_only(command: str, name: str, old: 
     assert _names_option(shown, name) and not _names_option(shown, old), shown
 
 
-@pytest.mark.parametrize(("command", "name", "old"), RENAMED)
+@pytest.mark.parametrize(("command", "name", "old"), RENAMED[:4])
 def test_the_old_name_of_run_data_still_works(command: str, name: str, old: str,
                                               tmp_path) -> None:
     gone = tmp_path / "gone"
@@ -73,3 +75,35 @@ def test_run_data_help_says_whose_dataset_it_is() -> None:
     # evaluate's --data is another dataset, and says where the run's own one is given
     assert "another dataset to evaluate on instead of the run's test split" in _help("evaluate")
     assert "the run's own dataset moved? --run-data" in _help("evaluate")
+
+
+# (options, the config file's official_test, the split trained): an option wins over the file
+@pytest.mark.parametrize(("args", "in_file", "official"), [
+    ([], True, True), (["--official-test"], False, True), (["--own-test-split"], True, False),
+    (["--split-test"], True, False)])
+def test_the_test_split_options(args: list[str], in_file: bool, official: bool,
+                                tmp_path) -> None:
+    import json
+
+    cfg = tmp_path / "split.json"
+    cfg.write_text(json.dumps({"official_test": in_file}))
+    result = CliRunner().invoke(app, ["train", "--print-config", "--profile", "smoke",
+                                      "--config", str(cfg), *args])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["official_test"] is official
+    both = CliRunner().invoke(app, ["train", "--print-config", "--official-test",
+                                    "--split-test"])
+    assert both.exit_code == 2 and both.stderr.splitlines() == [
+        "error: --official-test and --split-test (the old name of --own-test-split) ask for "
+        "two test splits: give one"]
+
+
+@pytest.mark.parametrize(("command", "default"), [("train", "full"), ("run", "quick"),
+                                                  ("tune", "quick")])
+def test_profile_help_gives_each_commands_default_and_why(command: str, default: str) -> None:
+    from pipeline.config import PROFILE_NOTES
+
+    shown = _help(command)
+    assert f"Default {default}: " in shown and f"[default: {default}]" in shown
+    for name, note in PROFILE_NOTES.items():
+        assert f"{name}: {_words(note)}" in shown

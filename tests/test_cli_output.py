@@ -113,3 +113,40 @@ def test_evaluate_names_an_external_folder_as_given(tmp_path: Path, monkeypatch)
     metrics = json.loads((run_dir / "custom_cnn" / "external" / "other" / "metrics.json")
                          .read_text())
     assert metrics["source"]["data_dir"] == relative_to_project(other)
+
+
+def _train_args(tmp_path: Path, command: str) -> list[str]:
+    """`command` (train, run or tune) on an empty data folder (run: a synthetic one not yet
+    made), which fails the moment data is read."""
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    if command == "run":
+        return ["run", "--synth-dir", str(tmp_path / "synth"), "--per-class", "2",
+                "--profile", "smoke", "--out", str(tmp_path / "art")]
+    model = ["--model", "mobilenetv2"]
+    return [command, "--data", str(empty), *model, "--profile", "smoke", "--out",
+            str(tmp_path / "art")]
+
+
+@pytest.mark.parametrize("command", ["train", "run", "tune"])
+def test_a_missing_weights_file_fails_before_any_work(command: str, tmp_path: Path,
+                                                      monkeypatch) -> None:
+    # it failed when MobileNetV2 was built: after the data pass (run: after making phantoms)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # an empty Keras cache
+    monkeypatch.setenv("BRAIN_MRI_OFFLINE", "1")
+    missing = tmp_path / "missing.h5"
+    monkeypatch.setenv("BRAIN_MRI_WEIGHTS", str(missing))  # `auto` trained from scratch quietly
+    for extra, said in (([], f"$BRAIN_MRI_WEIGHTS names {missing}, which is not a file: "),
+                        (["--weights", str(missing)], f"weights file {missing} does not exist: ")):
+        result = CliRunner().invoke(app, [*_train_args(tmp_path, command), *extra])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.splitlines()
+        assert lines[0] == ("profile smoke: 25 images a class, 2-3 epochs (tests); others: "
+                            "--profile quick | full")  # what it trains with, said first
+        error = lines[-1]
+        assert error.startswith(f"error: {said}run `make weights` (it copies the shared copy "
+                                "../shared/weights/"), error
+        assert 'or train from scratch with --weights none (in a --config file: "weights": ' \
+               '"none")' in error
+        assert not (tmp_path / "synth").exists()  # run made no phantoms
+        assert "empty" not in result.stderr.replace(str(tmp_path / "empty"), "")

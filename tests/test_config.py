@@ -14,8 +14,15 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import PROFILES, ModelConfig, TrainConfig, load_config, profile
-from pipeline.config_rules import ConfigError, min_image_size
+from pipeline.config import (
+    PROFILE_NOTES,
+    PROFILES,
+    ModelConfig,
+    TrainConfig,
+    load_config,
+    profile,
+)
+from pipeline.config_rules import MAX_IMAGE_SIZE, ConfigError, check_recipes, min_image_size
 from pipeline.names import MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,3 +249,64 @@ def test_the_readme_example_config_is_valid():
     example = section[section.index("```json") + len("```json"):section.index("```\n", 8)]
     cfg = TrainConfig.from_dict(json.loads(example))
     assert cfg.models["custom_cnn"].image_size == 96
+
+
+def test_image_size_has_an_upper_bound_said_in_one_line(tmp_path):
+    # no upper bound before: a 2048 px config passed every check and ran out of memory later
+    big = MAX_IMAGE_SIZE + 1
+    with pytest.raises(ConfigError, match=rf"^models\.custom_cnn\.image_size must be at most "
+                                          rf"{MAX_IMAGE_SIZE} \(training memory.*got {big}$"):
+        TrainConfig.from_dict({"models": {"custom_cnn": {"image_size": big}}})
+    assert TrainConfig.from_dict(
+        {"models": {"mobilenetv2": {"image_size": MAX_IMAGE_SIZE}}}).models[
+            "mobilenetv2"].image_size == MAX_IMAGE_SIZE
+    proc = _cli("train", "--print-config", "--model", "custom_cnn", "--image-size", str(big))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --image-size {big}: models.custom_cnn.image_size must be at most "
+        f"{MAX_IMAGE_SIZE} (training memory grows with the pixels: the lightest recipes reach "
+        f"the 4 GB budget there), got {big}"]
+
+
+# Recipes every field's own check passes but training refuses (config_rules.check_recipe): the
+# full profile guides MobileNetV2, which needs cached features; tumour removal is for
+# from-scratch models.
+REFUSED_RECIPES = [
+    ({"cache_features": False}, "models.mobilenetv2.guidance needs cached features"),
+    ({"models": {"mobilenetv2": {"erase": 0.5}}},
+     "models.mobilenetv2.erase must be 0: erase is for from-scratch models"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), REFUSED_RECIPES)
+def test_print_config_refuses_what_training_would(tmp_path, data, message):
+    # --print-config showed these as valid configs, and training refused them after start-up
+    cfg = tmp_path / "recipe.json"
+    cfg.write_text(json.dumps(data))
+    proc = _cli("train", "--print-config", "--config", str(cfg))
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    # training refuses it as the config is built: before the data folder is read
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _cli("train", "--config", str(cfg), "--data", str(empty), "--out",
+                str(tmp_path / "art"))
+    assert proc.returncode == 2 and message in proc.stderr and "empty" not in proc.stderr
+    assert not (tmp_path / "art").exists()
+    # a model the recipe does not concern trains with it: the rule is per model trained
+    proc = _cli("train", "--print-config", "--config", str(cfg), "--model", "custom_cnn")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_check_recipes_checks_only_the_models_trained():
+    cfg = profile("full")
+    cfg.cache_features = False  # the full profile guides MobileNetV2's fine-tuning
+    check_recipes(cfg, ["custom_cnn"])
+    with pytest.raises(ConfigError, match=r"^models\.mobilenetv2\.guidance needs cached"):
+        check_recipes(cfg, ["custom_cnn", "mobilenetv2"])
+    check_recipes(cfg, ["efficientnetb0"])  # not configured: ModelConfig's defaults pass
+
+
+def test_every_profile_says_what_it_is_for():
+    assert list(PROFILE_NOTES) == list(PROFILES)

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.config import ModelConfig
 from pipeline.models import GRADCAM_LAYER_CUSTOM, build_model, count_params, split_point
-from pipeline.weights import WeightsError, resolve_weights
+from pipeline.weights import WeightsError, check_weights, resolve_weights
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
 
@@ -89,6 +89,24 @@ def test_imagenet_missing_offline_gives_clear_error(tmp_path, monkeypatch):
     auto = resolve_weights("auto", "mobilenetv2")
     assert auto.keras_arg is None and auto.label == "none"
     assert "FROM SCRATCH" in auto.warning
+
+
+def test_a_weights_variable_naming_no_file_is_an_error(tmp_path, monkeypatch, caplog):
+    # `auto` trained MobileNetV2 from scratch when $BRAIN_MRI_WEIGHTS named a missing file
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache
+    monkeypatch.setenv("BRAIN_MRI_WEIGHTS", str(tmp_path / "gone.h5"))
+    with pytest.raises(WeightsError, match=r"^\$BRAIN_MRI_WEIGHTS names .*gone\.h5, which is not "
+                                           r"a file: run `make weights`"):
+        resolve_weights("auto", "mobilenetv2")
+    assert resolve_weights("none", "mobilenetv2").label == "none"
+    check_weights("auto", ["custom_cnn"])  # no transfer model: nothing to check
+    monkeypatch.delenv("BRAIN_MRI_WEIGHTS")
+    with caplog.at_level("WARNING", logger="pipeline.weights"):
+        check_weights("auto", ["mobilenetv2"])  # from scratch: said when the model is built
+    assert caplog.records == []
+    monkeypatch.setenv("BRAIN_MRI_WEIGHTS", str(tmp_path / "gone.h5"))
+    with pytest.raises(WeightsError, match="--weights none"):
+        check_weights("auto", ["custom_cnn", "mobilenetv2"])
 
 
 def test_imagenet_found_in_keras_cache(tmp_path, monkeypatch):
@@ -559,9 +577,10 @@ def test_ibn_blocks_normalise_half_the_channels_per_image(tmp_path):
 def test_model_names_without_keras_match_the_registry():
     """names.MODEL_NAMES (what a config may name, importable without Keras) is the registry."""
     from pipeline.backbones import BACKBONES
-    from pipeline.names import DISPLAY_NAMES, MODEL_NAMES
+    from pipeline.names import DISPLAY_NAMES, MODEL_NAMES, TRANSFER_MODELS
 
     assert ("custom_cnn", *BACKBONES) == MODEL_NAMES
+    assert tuple(BACKBONES) == TRANSFER_MODELS  # what config_rules.check_recipe calls transfer
     assert set(DISPLAY_NAMES) == set(MODEL_NAMES)
 
 

@@ -20,10 +20,17 @@ from pipeline.cli.common import (
     say,
     shown,
 )
+from pipeline.config import PROFILE_NOTES
+from pipeline.config_rules import IMAGE_SIZE_HELP
 from pipeline.names import DEFAULT_MODELS, MODEL_NAMES
 
 if TYPE_CHECKING:
     from pipeline.config import TrainConfig
+
+# what each profile is for (config.PROFILE_NOTES); each command's --help adds its default and why
+PROFILE_HELP = "; ".join(f"{name}: {note}" for name, note in PROFILE_NOTES.items()) + "."
+WEIGHTS_HELP = ("auto | imagenet | none | PATH (auto: ImageNet weights from the Keras cache, "
+                "filled by make weights, or $BRAIN_MRI_WEIGHTS; without them, from scratch)")
 
 
 def _build_config(profile_name: str, config: Path | None, image_size: int | None,
@@ -36,7 +43,7 @@ def _build_config(profile_name: str, config: Path | None, image_size: int | None
     rules (config_rules), before any data is read.
     """
     from pipeline.config import ModelConfig, load_config, profile
-    from pipeline.config_rules import ConfigError
+    from pipeline.config_rules import ConfigError, check_recipes
 
     try:
         cfg = profile(profile_name)
@@ -62,9 +69,32 @@ def _build_config(profile_name: str, config: Path | None, image_size: int | None
         cfg.official_test = official_test
     try:
         cfg.check()
+        # what training itself would refuse for these models (a transfer model with tumour
+        # removal, say): --print-config showed such a recipe, and training refused it later
+        check_recipes(cfg, models)
     except ValueError as exc:
         fail(str(exc))
     return cfg
+
+
+def _say_profile(cfg: TrainConfig, config: Path | None) -> None:
+    """One stderr line at the start: the profile trained with and what it is for (the
+    commands' defaults differ: train full, run and tune quick), and the --config over it."""
+    over = f" with {shown(config)} over it" if config is not None else ""
+    others = " | ".join(p for p in PROFILE_NOTES if p != cfg.profile)
+    err.print(f"profile {cfg.profile}{over}: {PROFILE_NOTES.get(cfg.profile, '')}; others: "
+              f"--profile {others}", highlight=False, soft_wrap=True)
+
+
+def _check_weights(cfg: TrainConfig, models: list[str]) -> None:
+    """Fail in one line, before any work (run: before making its synthetic data), when a
+    transfer model's weights file is missing (`weights.check_weights`)."""
+    from pipeline.weights import WeightsError, check_weights
+
+    try:
+        check_weights(cfg.weights, models)
+    except WeightsError as exc:
+        fail(str(exc))
 
 
 def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: list[str],
@@ -121,18 +151,26 @@ def _print_test_results(run_dir: Path) -> None:
 
 def train(
     data: Path = typer.Option(None, "--data",
-                              help="dataset folder (any supported layout); required unless "
-                                   "--resume or --print-config"),
+                              help="the dataset to train on (any supported layout); required "
+                                   "unless --resume or --print-config"),
     model: str = typer.Option("all", "--model", help=MODEL_HELP),
     # --artifacts too: every command that reads runs calls the folder so (a review trained with
     # --out X, then needed predict --artifacts X)
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="artifacts folder"),
-    profile_name: str = typer.Option("full", "--profile", help="smoke | quick | full"),
-    image_size: int = typer.Option(None, "--image-size", help="input side in pixels"),
+    profile_name: str = typer.Option("full", "--profile", help=PROFILE_HELP + " Default "
+                                     "full: train makes the real runs (run and tune: quick)."),
+    image_size: int = typer.Option(None, "--image-size", help="input side in pixels "
+                                   f"({IMAGE_SIZE_HELP})"),
     epochs: int = typer.Option(None, "--epochs", help="max epochs (head phase for transfer)"),
-    weights: str = typer.Option(None, "--weights", help="auto | imagenet | none | PATH"),
-    official_test: bool = typer.Option(None, "--official-test/--split-test",
-                                       help="use the dataset's Testing/ folder as test split"),
+    weights: str = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    official_test: bool = typer.Option(None, "--official-test/--own-test-split",
+                                       help="--official-test: test on the dataset's "
+                                            "Testing/ folder (Kaggle layout; often another "
+                                            "source: shift validation); --own-test-split: "
+                                            "hold out test_fraction of all the images. "
+                                            "Default: the config's official_test (false in "
+                                            "every profile)"),
+    split_test: bool = typer.Option(False, "--split-test", hidden=True),  # --own-test-split
     resume: str = typer.Option(None, "--resume", help="continue an interrupted run by id"),
     config: Path = typer.Option(None, "--config",
                                 help="JSON config overriding the profile (see README: Training "
@@ -146,6 +184,11 @@ def train(
 ) -> None:
     """Train models and write a self-describing run folder (evaluated at the end)."""
     models = _model_list(model)
+    if split_test:  # the old spelling of --own-test-split
+        if official_test:
+            fail("--official-test and --split-test (the old name of --own-test-split) ask "
+                 "for two test splits: give one")
+        official_test = False
     if print_config:  # cheap: no data, no TensorFlow
         print_json(_build_config(profile_name, config, image_size, epochs, weights,
                                  official_test, models).to_dict())
@@ -155,26 +198,34 @@ def train(
             fail("--data is required (or --resume RUN_ID)")
         _existing_dir(data, "data folder")
     cfg = _build_config(profile_name, config, image_size, epochs, weights, official_test, models)
+    if resume is None:  # a resumed run trains on with its saved config, whatever is given
+        _say_profile(cfg, config)
     _train_and_evaluate(cfg, data, out, models, resume, evaluate, strategy)
 
 
 def run(
-    data: Path = typer.Option(None, "--data", help="dataset folder; default: synthetic phantoms"),
+    data: Path = typer.Option(None, "--data", help="the dataset to train on; default: "
+                              "synthetic phantoms made in --synth-dir"),
     # --artifacts too: every command that reads runs calls the folder so (a review trained with
     # --out X, then needed predict --artifacts X)
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="artifacts folder"),
-    profile_name: str = typer.Option("quick", "--profile", help="smoke | quick | full"),
+    profile_name: str = typer.Option("quick", "--profile", help=PROFILE_HELP + " Default "
+                                     "quick: run is the demo (make demo), minutes not hours; "
+                                     "--profile full trains as train does."),
     synth_dir: Path = typer.Option(Path("data/synthetic"), "--synth-dir",
                                    help="where the synthetic default dataset is generated"),
     per_class: int = typer.Option(150, "--per-class", help="synthetic images per class"),
-    weights: str = typer.Option(None, "--weights", help="auto | imagenet | none | PATH"),
+    weights: str = typer.Option(None, "--weights", help=WEIGHTS_HELP),
 ) -> None:
     """Synthesise data when none is given, train both models, evaluate: make demo's first half."""
     models = list(DEFAULT_MODELS)
+    if data is not None:
+        _existing_dir(data, "data folder")
+    cfg = _build_config(profile_name, None, None, None, weights, None, models)
+    _say_profile(cfg, None)
+    _check_weights(cfg, models)  # before the phantoms are made
     if data is None:
         data = _synthetic_data(synth_dir, per_class)
-    _existing_dir(data, "data folder")
-    cfg = _build_config(profile_name, None, None, None, weights, None, models)
     run_dir = _train_and_evaluate(cfg, data, out, models, None, True)
     _explain_quality_after_run(run_dir)
 
@@ -223,21 +274,23 @@ def _explain_quality_after_run(run_dir: Path) -> None:
 
 
 def tune(
-    data: Path = typer.Option(..., "--data", help="dataset folder (any supported layout)"),
+    data: Path = typer.Option(..., "--data", help="the dataset to tune on (any supported "
+                              "layout; its test split is never read)"),
     model: str = typer.Option(..., "--model", help="custom_cnn, mobilenetv2 or efficientnetb0"),
     budget: int = typer.Option(8, "--budget", help="number of trials (configurations trained)"),
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts",
                              help="artifacts folder; results go to OUT/tune/MODEL-TIMESTAMP/"),
-    profile_name: str = typer.Option("quick", "--profile",
-                                     help="smoke | quick | full: epochs, image size, data cap"),
+    profile_name: str = typer.Option("quick", "--profile", help=PROFILE_HELP + " Default "
+                                     "quick: each of --budget trials is a whole training."),
     config: Path = typer.Option(None, "--config", help="JSON config overriding the profile"),
     epochs: int = typer.Option(None, "--epochs", help="max epochs per trial (head phase)"),
-    weights: str = typer.Option(None, "--weights", help="auto | imagenet | none | PATH"),
+    weights: str = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     algorithm: str = typer.Option("random", "--algorithm", help="random | bayesian (KerasTuner)"),
     seed: int = typer.Option(None, "--seed", help="search seed (default: the config's seed)"),
     as_json: bool = typer.Option(False, "--json", help="print results.json"),
 ) -> None:
     """Bounded hyper-parameter search, selected on validation accuracy (never the test split)."""
+    from pipeline.config_rules import ConfigError
     from pipeline.data import DatasetError
     from pipeline.tune import TuneError, results_markdown
     from pipeline.tune import tune as run_tune
@@ -249,11 +302,12 @@ def tune(
     if budget < 1:
         fail(f"--budget must be at least 1 trial, got {budget}")
     cfg = _build_config(profile_name, config, None, epochs, weights, None, [model])
+    _say_profile(cfg, config)
     try:
         with progress_bar() as update:
             result = run_tune(data, model, budget, out, cfg=cfg, algorithm=algorithm, seed=seed,
                               progress=update, say=say)
-    except (TuneError, DatasetError, WeightsError) as exc:
+    except (TuneError, DatasetError, WeightsError, ConfigError) as exc:
         fail(str(exc))
     if as_json:
         print_json(result)
