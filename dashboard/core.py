@@ -29,7 +29,7 @@ from pipeline.images import (
     decode_slices,
     read_file,
 )
-from pipeline.modality import looks_like_ct
+from pipeline.modality import looks_like_ct, looks_like_photo
 from pipeline.names import class_label, display_name, percent
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -94,6 +94,8 @@ class Upload:
     colour: bool = False
     # a slice that may be CT, not MRI (`modality.looks_like_ct`, on the decoded file): a hint
     ct: bool = False
+    # a tinted photo of a screen or film (`modality.looks_like_photo`, on the decoded file)
+    photo: bool = False
     # where the run met it before (`flags.seen_note`: training, validation or test split), set by
     # the Predict page for uploads; "" when not found or the run cannot tell
     seen: str = ""
@@ -119,7 +121,8 @@ class Upload:
         where = f"slice {self.slice_numbers()[k]} of {max(self.total, len(self.slices))}"
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
-                      colour=is_colour(img), ct=looks_like_ct(img))
+                      colour=is_colour(img), ct=looks_like_ct(img),
+                      photo=looks_like_photo(img))
 
 
 CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually called "
@@ -164,9 +167,10 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
                       note=decode_note(info), slices=slices,
                       positions=[int(i) + 1 for i in indices] if indices else None,
                       total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]),
-                      ct=looks_like_ct(slices[0]))
+                      ct=looks_like_ct(slices[0]), photo=looks_like_photo(slices[0]))
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
-                  note=decode_note(info), colour=is_colour(slices[0]), ct=looks_like_ct(slices[0]))
+                  note=decode_note(info), colour=is_colour(slices[0]), ct=looks_like_ct(slices[0]),
+                  photo=looks_like_photo(slices[0]))
 
 
 def decode_note(info: dict[str, Any]) -> str | None:
@@ -420,7 +424,8 @@ def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[U
             data = read_file(path, rel)
             image = decode_image(data, rel)
             out.append(Upload(name, hashlib.sha256(data).hexdigest(), image=image,
-                              colour=is_colour(image), ct=looks_like_ct(image)))
+                              colour=is_colour(image), ct=looks_like_ct(image),
+                              photo=looks_like_photo(image)))
         except ImageError as exc:
             out.append(Upload(name, "", error=str(exc)))
     return out

@@ -108,8 +108,10 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None,
                  colour: bool = False,
                  tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None,
-                 ct: bool = False) -> list[str]:
-    """Plain-words warnings about image i's answers: a colour image (`colour`: MRI slices are
+                 ct: bool = False, photo: bool = False) -> list[str]:
+    """Plain-words warnings about image i's answers: a tinted photo of a screen or film
+    (`photo`, `modality.looks_like_photo`; it says what the colour warning would, which it
+    replaces), a colour image (`colour`: MRI slices are
     greyscale, `evaluate.flags.is_colour`), a slice that may be CT (`ct`,
     `modality.looks_like_ct`), weak confidence (below the model's
     validation threshold), an image unlike the model's training data (with the model's accuracy
@@ -125,7 +127,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     # In order of what should change a reader's mind most (a clinician's review, 2026-12-05:
     # warnings of equal weight on nearly every card stop being read): not an MRI, "no tumour"
     # is no rule-out, the models disagree, then per model unlike the training data and weak.
-    flags = [Flag(COLOUR_WARNING, "colour")] if colour else []
+    flags = ([Flag(PHOTO_WARNING, "photo")] if photo  # `evaluate.flags.SAID_BY`
+             else [Flag(COLOUR_WARNING, "colour")] if colour else [])
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
         flags.append(Flag(CT_WARNING, "ct"))
     unlikes: list[str] = []
@@ -189,6 +192,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
 
 # the CLI's legend line for "[may be CT, not MRI]", as one sentence beside an answer
 CT_WARNING = f"This slice {FLAG_LABELS['ct']}: {FLAG_MEANINGS['ct']}."
+# and for "[looks like a photo of a screen or film]"
+PHOTO_WARNING = f"This image {FLAG_LABELS['photo']}: {FLAG_MEANINGS['photo']}."
 
 COLOUR_WARNING = ("This is a colour image, and MRI slices are greyscale: it may not be an MRI "
                   "slice at all. If it is not, no answer or heatmap here means anything.")

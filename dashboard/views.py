@@ -156,7 +156,8 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
                                  results.shifted_accuracy, results.class_names, size,
                                  results.by_size, results.flag_accuracy, colour,
                                  results.tumour_records,
-                                 ct=j < len(results.ct) and results.ct[j])
+                                 ct=j < len(results.ct) and results.ct[j],
+                                 photo=j < len(results.photo) and results.photo[j])
     shortcuts = [flags.Flag(f"{F.model_label(m)}: {OUTSIDE_HEAD_MESSAGE} "
                             f"({outside_share_words(rs[j].outside_head)}).", "outside_head", [m])
                  for m, rs in results.per_model.items() if rs[j].outside_head_flag]
@@ -201,6 +202,7 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
              "probs": dict(zip(class_names, (float(p) for p in probs), strict=True)),
              "peak": peak_words(r.heatmap), "weak": low is not None and probs[k] < low,
              "colour": j < len(results.colour) and results.colour[j],
+             "photo": j < len(results.photo) and results.photo[j],
              "unlike": results.unlike(j).get(m), "outside_head_flag": r.outside_head_flag}
     answers = {int(np.argmax(p[j])) for p in results.probs.values()}
     lines = overlay_caption(m, entry, upload.seen_split or None, upload.seen_exact,

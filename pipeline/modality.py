@@ -20,6 +20,21 @@ among 2834 MRI slices; Testing/ 33 of 37 and none among 357 (34 of its 37 CT ima
 Training/ ones: 3 of 3 without a copy). It misses CT shown at a wide window (bone not clipped),
 and a contrast boost with clipping on export raises false alarms (11 of 3191 MRI at x1.15): a
 hint ("may be CT"), never a verdict, and never a reason to change an answer.
+
+A photograph of a screen or film (`looks_like_photo`): users photograph a viewer's monitor, or a
+film on a lightbox, with a phone instead of exporting the image, and the models answered such
+photos as confidently as exports. MRI exports are grey (R = G = B); a phone photo of a screen is
+not: the screen's white point, the room's light and the camera's white balance tint it.
+`photo_tint` is that tint, measured on the lit pixels (dark ones carry too little colour) as the
+median of a channel difference (R - G, G - B, R - B; the largest): a median, so that a coloured
+annotation or a logo (a few per cent of the pixels) and JPEG's chroma noise (no direction)
+leave it at 0.
+Measured (README, "Photos of a screen or film"): every one of the dataset's 3264 images has a
+tint of exactly 0.0; synthetic screen photos (`synth.photo`) of 40 of its Testing/ images: 40 of
+40 found from a per-channel gain of 1.5-3 % up (strength 0.1), 32 of 40 at half that.
+A photo turned grey (a phone's black-and-white mode) shows no tint: this check cannot see it,
+and the "unlike the training data" score is then the only warning (it missed 18 of 40 such
+close-ups).
 """
 
 from __future__ import annotations
@@ -36,6 +51,9 @@ SIDE = 256  # the long side features are measured at: thresholds are in this fra
 WHITE = 250  # grey level counted as clipped white
 RULE = {"rim_saturation": 0.40, "rim_thickness": 0.040, "inside_ratio": 0.90}
 _NAN = {k: float("nan") for k in RULE}
+PHOTO_LIT = 24  # a pixel counts for the tint from this grey level: a dark one has no colour
+PHOTO_TINT = 2.5  # grey levels between the channels' medians from which an image is tinted
+PHOTO_SIDE = 256  # measured on every pixel up to this many a side (a stride beyond: <10 ms)
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -116,3 +134,27 @@ def is_blank(image: np.ndarray) -> bool:
     # every pixel: a subsample could step over a thin bright line (a 512 px slice: a few ms)
     lo, hi = np.percentile(g, [0.5, 99.5])
     return bool(hi - lo <= BLANK_SPREAD)
+
+
+def photo_tint(image: np.ndarray) -> float:
+    """The colour tint of `image` (H, W, 3 uint8; a grey image: 0.0): over its lit pixels (grey
+    level `PHOTO_LIT` or more), the median difference between two channels, the largest of the
+    three pairs, in grey levels."""
+    im = np.asarray(image)
+    if im.ndim != 3 or im.shape[-1] < 3:
+        return 0.0
+    step = max(1, -(-max(im.shape[:2]) // PHOTO_SIDE))
+    px = im[::step, ::step, :3].reshape(-1, 3)
+    lit = px[px.mean(axis=1) >= PHOTO_LIT].astype(np.int16)
+    if len(lit) < 100:
+        return 0.0
+    # per pixel, then the median: a label's pixels are a minority of the differences, however
+    # strong its colour (the channels' own medians moved by 2 levels for a 4 % red label)
+    gaps = [np.median(lit[:, a] - lit[:, b]) for a, b in ((0, 1), (1, 2), (0, 2))]
+    return float(np.max(np.abs(gaps)))
+
+
+def looks_like_photo(image: np.ndarray) -> bool:
+    """Whether `image` looks like a photograph of a screen or film: tinted (`photo_tint` at
+    `PHOTO_TINT` or more), where an MRI export is grey. A hint for a warning, never a refusal."""
+    return photo_tint(image) >= PHOTO_TINT

@@ -255,6 +255,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
     paths = [str(p) for p in items]
     names = list(predictor.models)
     for start, err, colour, ct, seen, xs in _prepared_batches(predictor, items, batch, workers):
+        colour, photo = [c[0] for c in colour], [c[1] for c in colour]
         part = paths[start:start + len(err)]
         ok = [i for i, e in enumerate(err) if not e]
         failures = [(part[i], err[i]) for i in range(len(part)) if err[i]]
@@ -265,7 +266,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 x = x[ok] if len(ok) < len(part) else x
                 probs[name] = predictor.predict_arrays(name, x)
                 flags[name] = answer_flags(predictor, name, x, probs[name],
-                                           [colour[i] for i in ok])
+                                           [colour[i] for i in ok], [photo[i] for i in ok])
             for j, i in enumerate(ok):
                 # the run's split holding the image or a copy (`data.membership`), else None;
                 # whether it is that split's image pixel for pixel (None: the run cannot tell)
@@ -284,24 +285,27 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
 
 
 def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarray,
-                 colour: list[bool]) -> dict[str, list[bool | None]]:
+                 colour: list[bool], photo: list[bool] | None = None
+                 ) -> dict[str, list[bool | None]]:
     """Per image of the prepared batch `x` with its (calibrated) `probs`: "weak" (confidence
     below the model's validation threshold, `calibration.low_confidence`), "unlike" (the
     run's "unlike the training data" score over its threshold, `pipeline.ood`), None where the
     run does not measure it (no calibration.json threshold, no OOD score), and "colour" (each
-    file's `evaluate.flags.is_colour` verdict: not a greyscale image, as MRI slices are)."""
+    file's `evaluate.flags.is_colour` verdict: not a greyscale image, as MRI slices are) and
+    "photo" (`modality.looks_like_photo`: a tinted photo of a screen or film)."""
     from pipeline.evaluate.flags import answer_flags as rule
 
     return rule(probs, predictor.low_confidence_below(name), predictor.unlike_training(name, x),
-                colour)
+                colour, photo)
 
 
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,
                       workers: int | None
-                      ) -> Iterator[tuple[int, list[str], list[bool], list[bool],
+                      ) -> Iterator[tuple[int, list[str], list[tuple[bool, bool]], list[bool],
                                           list[Seen | None], list[np.ndarray]]]:
     """(index of the batch's first file, per file "" or why it is unusable, per file whether
-    the decoded image is a colour one (`evaluate.flags.is_colour`) and whether it may be CT
+    the decoded image is a colour one (`evaluate.flags.is_colour`) and a tinted photo of a
+    screen (`modality.looks_like_photo`), as a pair, and whether it may be CT
     (`modality.looks_like_ct`), per file the run's split
     holding it or a copy (`membership.Seen`; None: none, or the run cannot tell), per model
     the prepared (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
@@ -312,7 +316,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     import tensorflow as tf
 
     from pipeline.evaluate.flags import is_colour
-    from pipeline.modality import looks_like_ct
+    from pipeline.modality import looks_like_ct, looks_like_photo
 
     specs = predictor.prepare_specs()
     blanks = [np.zeros((s, s, 3), np.uint8) for s, _ in specs]
@@ -325,21 +329,22 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             image = read(paths[i])
             prepared = geometry.prepare_for(image, specs)
             found = predictor.membership.find(image) if predictor.membership else None
-            return (b"", np.bool_(is_colour(image)), np.bool_(looks_like_ct(image)),
+            return (b"", np.array([is_colour(image), looks_like_photo(image)]),
+                    np.bool_(looks_like_ct(image)),
                     _seen_bytes(found), *prepared)
         except images.ImageError as exc:
-            return (str(exc).encode("utf-8", "replace"), np.bool_(False), np.bool_(False), b"",
+            return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.bool_(False), b"",
                     *blanks)
         except Exception as exc:  # not the file's fault: the caller gets it, not a CSV row
             raised[i] = exc
-            return (b"", np.bool_(False), np.bool_(False), b"", *blanks)
+            return (b"", np.zeros(2, bool), np.bool_(False), b"", *blanks)
 
     def load_tf(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
         out = tf.numpy_function(load, [index],
                                 [tf.string, tf.bool, tf.bool, tf.string]
                                 + [tf.uint8] * len(specs))
         for t in out[:4]:
-            t.set_shape(())
+            t.set_shape((2,) if t is out[1] else ())
         for t, (s, _) in zip(out[4:], specs, strict=True):
             t.set_shape((s, s, 3))
         return tuple(out)
@@ -361,7 +366,8 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
         for k in range(len(err)):
             if start + k in raised:
                 raise raised[start + k]
-        yield (start, err, [bool(c) for c in colour_t.numpy()], [bool(c) for c in ct_t.numpy()],
+        yield (start, err, [(bool(c), bool(p)) for c, p in colour_t.numpy()],
+               [bool(c) for c in ct_t.numpy()],
                [_seen_from(v) for v in seen_t.numpy()], [x.numpy() for x in xs_t])
         start += len(err)
 

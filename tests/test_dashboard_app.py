@@ -1861,3 +1861,25 @@ def test_the_overview_defines_its_figures(artifacts):
     glossary = [e for e in at.expander if e.label == "What these figures mean"]
     assert len(glossary) == 1
     assert "**McNemar exact test**" in _texts(glossary[0].markdown)
+
+
+def test_a_photo_of_a_screen_says_so(artifacts):
+    """A phone photo of an MRI on a monitor got a confident answer with no warning of its kind:
+    its card now says it looks like a photo of a screen, and a grey slice's card does not."""
+    from test_modality import _head
+
+    from dashboard.flags import PHOTO_WARNING
+    from pipeline.synth.photo import screen_photo
+
+    mri = _head(rim=255, rim_width=12, band=45, band_width=6)
+    photo = screen_photo(mri, np.random.default_rng(3), 0.3, "warm")
+    files = []
+    for name, img, fmt in (("photo.jpg", photo, "JPEG"), ("mri.png", mri, "PNG")):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, fmt)
+        files.append((name, buf.getvalue(), f"image/{fmt.lower()}"))
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    warned = [w.value for w in at.warning if w.value == PHOTO_WARNING]
+    assert len(warned) == 1  # the photo's card, not the grey slice's

@@ -100,11 +100,11 @@ def say(message: str) -> None:
 
 def warning_tags(answer: dict, seen: set[str]) -> str:
     """" [weak answer (low confidence)] [unlike the training data]": the warnings raised on one
-    model's `answer` (its `colour` / `weak` / `unlike` keys), in the dashboard's words; adds them to
-    `seen` for `warning_legend`."""
-    from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
+    model's `answer` (its `photo` / `colour` / `weak` / `unlike` keys, `raised_flags`), in the
+    dashboard's words; adds them to `seen` for `warning_legend`."""
+    from pipeline.evaluate.flags import FLAG_LABELS, raised_flags
 
-    raised = [k for k in FLAG_MEANINGS if answer.get(k)]
+    raised = raised_flags(answer)
     seen.update(raised)
     return "".join(f" [{FLAG_LABELS[k]}]" for k in raised)
 

@@ -27,6 +27,8 @@ from pipeline.csv_safe import restore_cell
 FILE = run_files.FLAGS
 FLAGS = ("weak", "unlike", "disagree", "any")  # the order tables show them in
 FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside an answer
+    # per image (`modality.looks_like_photo`); said instead of "colour" when both are raised
+    "photo": "looks like a photo of a screen or film",
     "colour": "a colour image, not a greyscale MRI",  # per image; not audited in flags.json
     "weak": "weak answer (low confidence)",
     "unlike": "unlike the training data",
@@ -37,6 +39,11 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "any": "any of these",
 }
 FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answers
+    # the dashboard's card warning is this sentence too (`dashboard.flags.PHOTO_WARNING`)
+    "photo": "the image has a colour tint, as a phone photo of a monitor or of a film on a "
+             "lightbox has, where an MRI export is grey; answers on photographs are unreliable "
+             "(glare, moire, perspective and the frame change what the models see): export "
+             "the image from the viewer instead",
     "colour": "MRI slices are greyscale, so this may not be an MRI slice at all, and then no "
               "answer means anything",
     "weak": "the model is so unsure that, on validation images, its answers this unsure were "
@@ -84,6 +91,17 @@ def no_tumour_record(record: dict | None, name: str) -> str:
     return f" On this run's test images, {right} called {fn} of {n_tumour} tumours 'no tumour'."
 
 
+# A warning not said beside another that says it and more: a tinted photo is a colour image too
+SAID_BY = {"colour": "photo"}
+
+
+def raised_flags(answer: Mapping[str, Any]) -> list[str]:
+    """The warnings (`FLAG_MEANINGS` keys, in its order) raised on one answer, less those
+    another raised one says (`SAID_BY`): what the CLI tags and the dashboard's card say."""
+    raised = [k for k in FLAG_MEANINGS if answer.get(k)]
+    return [k for k in raised if SAID_BY.get(k) not in raised]
+
+
 # A pixel is coloured when its channels differ by more than COLOUR_SPREAD grey levels; an image
 # is a colour image when more than COLOUR_SHARE of its pixels are. Every one of the Sartaj
 # dataset's 3264 images has no such pixel (measured 2026-12-05); a coloured annotation
@@ -112,10 +130,12 @@ def is_colour(image: np.ndarray) -> bool:
 
 
 def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray | None,
-                 colour: Sequence[bool] | None = None) -> dict[str, list[bool | None]]:
+                 colour: Sequence[bool] | None = None,
+                 photo: Sequence[bool] | None = None) -> dict[str, list[bool | None]]:
     """The per-answer warnings for a batch of (calibrated) `probs` (N, classes): "weak" (the top
     probability below `weak_below`, `calibration.low_confidence`), "unlike" (the OOD flags
-    `unlike`, one per image) and, given each file's `is_colour` verdict, "colour"; None where
+    `unlike`, one per image) and, given each file's `is_colour` verdict, "colour" (and its
+    `modality.looks_like_photo` verdict, "photo"); None where
     the run does not measure it (`weak_below` or `unlike` None). `predict` and `explain` both
     use it, so their warnings cannot drift apart."""
     probs = np.asarray(probs)
@@ -125,6 +145,8 @@ def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray
            "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
     if colour is not None:
         out["colour"] = [bool(c) for c in colour]
+    if photo is not None:
+        out["photo"] = [bool(c) for c in photo]
     return out
 
 

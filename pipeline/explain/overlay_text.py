@@ -107,7 +107,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     ["Custom CNN answers 'no tumour' (70%)", "Heatmap: Grad-CAM for 'glioma'",
      'Warning: "no tumour" is no rule-out; weak answer (low confidence)']
     """
-    from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.evaluate.flags import FLAG_LABELS, raised_flags
     from pipeline.explain.methods import METHOD_LABELS, target_words
 
     # "Score-CAM (slower)": the dashboard's menu says how long it takes; a picture need not
@@ -121,7 +121,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
         lines.append(outline_words(outline))
     hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
-    warnings += [FLAG_LABELS["colour"]] if entry.get("colour") else []
+    # a tinted photo is a colour image too: its warning says both (`flags.SAID_BY`)
+    warnings += [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
     if entry["predicted"] == NO_TUMOR:  # as the dashboard's cards order them
         warnings.append(FLAG_LABELS["no_tumour"])
     warnings += [FLAG_LABELS[k] for k in ("weak", "unlike")

@@ -86,7 +86,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     Returns explain.json's "images" rows: path, overlay_base and, per model, the prediction,
     probabilities, explained class, layer, heatmap stats, the shortcut alarm
     (`energy_outside_head`, `top_outside_head`, `outside_head_flag`), the answer's warnings
-    as `predict` gives them (`weak`, `unlike`: true / false / null; `colour`: true / false;
+    as `predict` gives them (`weak`, `unlike`: true / false / null; `colour`, `photo`: true / false;
     `evaluate.flags.answer_flags`) and the overlay's file name.
     ValueError names the model whose explanation failed. `bases` (one per image) are the
     overlay names when the images are part of a longer list (`overlay_bases` of it);
@@ -94,7 +94,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     """
     from pipeline.calibration import apply_temperature, read_temperatures
     from pipeline.evaluate.flags import answer_flags, is_colour
-    from pipeline.modality import looks_like_ct
+    from pipeline.modality import looks_like_ct, looks_like_photo
 
     temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
     warners = warners if warners is not None else answer_warners(run, explainers)
@@ -110,6 +110,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
          "may_be_ct": looks_like_ct(img)}  # `modality`: a hint, as predict's
         for (p, img), base, seen in zip(decoded, bases, found, strict=True)]
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
+    photo = [looks_like_photo(img) for _, img in decoded]
     drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
     for k, (name, explainer) in enumerate(explainers.items()):
         progress("explain", k, len(explainers))
@@ -124,7 +125,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         if name in temperatures:
             probs_all = apply_temperature(probs_all, temperatures[name])
         below, unlike = warners.models[name]
-        warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), colour)
+        warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), colour,
+                              photo)
         for i in range(len(decoded)):
             png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
             entry = overlay_entry(run.class_names, ex, i, png.name, probs_all[i])
@@ -136,7 +138,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry["top_outside_head"] = float(top) if np.isfinite(top) else None
             entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
             entry["weak"], entry["unlike"] = warned["weak"][i], warned["unlike"][i]
-            entry["colour"] = warned["colour"][i]
+            entry["colour"], entry["photo"] = warned["colour"][i], warned["photo"][i]
             rows[i]["models"][name] = entry
         drawn[name] = (x, ex)
     for i, row in enumerate(rows):  # every model's answer known: captions say if they differ
