@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from dashboard import figures as F
@@ -812,6 +813,38 @@ def test_readable_sets_every_text_of_every_figure_to_the_projector_size():
         assert axes and all(a.tickfont.size == a.title.font.size == FONT_SIZE for a in axes)
         assert all(a.font.size >= FONT_SIZE for a in layout.annotations)
         assert all(t.textfont.size == FONT_SIZE for t in fig.data if t.type == "heatmap")
+
+
+def test_charts_keep_a_strip_for_the_modebar_above_every_title_and_legend():
+    """Plotly's modebar (eight buttons, 224 px at the top right) covered panel titles and
+    legends: the training curves' "Accuracy" and ROC/PR's "MobileNetV2" at 1280 px, the
+    robustness legend and half-width quality charts' titles at 911 px. Charts keep only the PNG
+    download, and `MODEBAR_ROOM` px at their top where nothing else is drawn."""
+    from dashboard.charts import chart_config
+    from dashboard.figures.common import MODEBAR_ROOM, modebar_room
+
+    config = chart_config("robustness_fig")
+    assert config["modeBarButtons"] == [["toImage"]]  # one 26 px button: the strip's height
+    assert config["toImageButtonOptions"]["filename"] == "robustness_fig"  # not newplot.png
+    assert MODEBAR_ROOM >= 26
+    cm = {"labels": ["glioma", "no_tumor"], "matrix": [[3, 1], [0, 4]]}
+    for fig in [F.robustness_figure(_robustness()), F.per_class_figure(METRICS),
+                F.confusion_figure(cm, title="Custom CNN"), F.localisation_figure(EXPL),
+                F.ci_figure(METRICS), go.Figure()]:
+        height, top = fig.layout.height or 450, fig.layout.margin.t or 0
+        plot = height - top - (fig.layout.margin.b or 0)
+        legend = fig.layout.legend
+        top_px = (1 - legend.y) * height if legend.yref == "container" and legend.y else None
+        assert modebar_room(fig) is fig
+        assert fig.layout.height == height + MODEBAR_ROOM
+        assert fig.layout.margin.t == top + MODEBAR_ROOM
+        # the plot keeps its height: panel titles (above the plot) move down with it
+        assert fig.layout.height - fig.layout.margin.t - (fig.layout.margin.b or 0) == plot
+        if top_px is not None:  # a legend placed from the top edge moves below the strip
+            moved = (1 - fig.layout.legend.y) * fig.layout.height
+            assert moved == pytest.approx(top_px + MODEBAR_ROOM)
+        elif legend.yref == "container":  # a legend at the bottom edge stays there
+            assert fig.layout.legend.y == 0
 
 
 def test_robustness_axis_is_zoomed_to_the_bars_and_lines():

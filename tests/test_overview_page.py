@@ -119,6 +119,16 @@ def test_screening_bars_carry_their_counts_and_wilson_intervals(overview):
         assert bar["y"][0] + bar["error_y"]["array"][0] == pytest.approx(hi)
         assert bar["y"][0] - bar["error_y"]["arrayminus"][0] == pytest.approx(lo)
         assert f"{tvn['tn']} of {tvn['n_no_tumor']}" in bar["text"][1]
+    # every chart drawn with only the PNG download in its modebar, and room above for it (the
+    # full modebar covered panel titles and legends)
+    from dashboard.figures.common import MODEBAR_ROOM
+
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 5
+    for el in charts:
+        config = json.loads(el.proto.config)
+        assert config["modeBarButtons"] == [["toImage"]], config
+        assert json.loads(el.proto.spec)["layout"]["margin"]["t"] >= MODEBAR_ROOM
 
 
 @pytest.mark.parametrize("run_id", [MAIN, OFFICIAL])

@@ -53,6 +53,28 @@ def readable(fig: Any) -> Any:
     return fig
 
 
+# Height (px) of the strip every chart keeps empty at its top for plotly's modebar (one
+# "Download plot as a PNG" button, 26 px tall at the top-right corner: `charts.chart_config`).
+# Even that one button covered the end of half-width charts' panel titles at 911 px.
+MODEBAR_ROOM = 28
+
+
+def modebar_room(fig: Any) -> Any:
+    """`fig` (changed in place and returned) `MODEBAR_ROOM` px taller, the room added to its top
+    margin, so that nothing is drawn where the modebar appears: panel titles and the plot move
+    down with the margin, and a legend or title placed from the figure's top edge
+    (`legend_above`) is moved below the strip. A figure without a set height (plotly's 450 px)
+    gets one."""
+    height = fig.layout.height or 450
+    fig.update_layout(height=height + MODEBAR_ROOM,
+                      margin_t=(fig.layout.margin.t or 0) + MODEBAR_ROOM)
+    for part in (fig.layout.legend, fig.layout.title):
+        if part.yref == "container" and part.y is not None:
+            # y is a share of the container: the same distance from the top edge plus the strip
+            part.y = 1 - ((1 - part.y) * height + MODEBAR_ROOM) / (height + MODEBAR_ROOM)
+    return fig
+
+
 def legend_above(title: str | None = None) -> dict[str, Any]:
     """A horizontal legend above the panels (their titles between), for charts whose category
     labels turn on narrow screens: a legend below them was drawn over the labels, cutting the
