@@ -793,6 +793,23 @@ def test_robustness_severities_read_on_both_themes_and_darken_with_severity():
     assert lums == sorted(lums, reverse=True) and len(set(colours.values())) == 3
 
 
+def test_robustness_severities_stand_apart_from_the_model_colours_and_each_other():
+    """The "mild" bars' amber sat next to the custom CNN's orange clean line (CIE76 ΔE 15), its
+    "moderate" red 33 from it and "severe" purple 39 from MobileNetV2's blue."""
+    from dashboard.figures.common import MODEL_COLORS, color_difference
+    from dashboard.figures.robustness import SEVERITY_APART
+
+    assert color_difference("#d97706", MODEL_COLORS["custom_cnn"]) == pytest.approx(15, abs=1)
+    assert color_difference("#ffffff", "#ffffff") == 0
+    fig = F.robustness_figure(_robustness())
+    bars = {t.marker.color for t in fig.data if t.type == "bar"}
+    lines = {s.line.color for s in fig.layout.shapes if s.line.color != "gray"}
+    assert lines == set(MODEL_COLORS.values()) and len(bars) == 3
+    for bar in bars:
+        for other in lines | (bars - {bar}):
+            assert color_difference(bar, other) >= SEVERITY_APART, (bar, other)
+
+
 def test_readable_sets_every_text_of_every_figure_to_the_projector_size():
     """Plotly's text was 12 px (Streamlit's theme), too small on a projector: ticks, axis and
     legend text, hover labels, cell labels and annotations are at least `FONT_SIZE`."""

@@ -23,10 +23,13 @@ from dashboard.figures.common import (
 )
 from pipeline.intervals import share_interval
 
-# mild → severe: amber, red, purple (inferno's order, each darker on white), every one at least
-# 3:1 against both Streamlit themes' backgrounds (`THEME_BACKGROUNDS`); the former severe
-# #990000 was 2.1:1 on the dark theme, and its mild #fdbb84 1.7:1 on white
-SEVERITY_COLORS = ["#d97706", "#dc2626", "#9333ea"]
+# mild → severe: cyan, pink, olive, each darker on white, every one at least 3:1 against both
+# Streamlit themes' backgrounds (`THEME_BACKGROUNDS`), and at least `SEVERITY_APART` (CIE76 ΔE,
+# `color_difference`) from the models' colours (`MODEL_COLORS`, the clean lines) and from each
+# other: the former amber, red and purple were 15, 33 and 39 from the custom CNN's orange and
+# MobileNetV2's blue (the former severe #990000 was 2.1:1 on the dark theme)
+SEVERITY_COLORS = ["#0891b2", "#db2777", "#4d7c0f"]
+SEVERITY_APART = 60
 DEFAULT_SEVERITIES = ["mild", "moderate", "severe"]
 
 
