@@ -882,6 +882,8 @@ def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypa
 
 
 def test_quality_page_lists_explain_eval_on_your_own_folders(smoke_run, tmp_path, monkeypatch):
+    from dashboard.figures.external import POINTING
+
     """explain-eval --data wrote results nothing in the dashboard read (a researcher's review,
     2026-12-06): the page lists them, one row per model, folder and method, and names a damaged
     file instead of failing."""
@@ -904,8 +906,12 @@ def test_quality_page_lists_explain_eval_on_your_own_folders(smoke_run, tmp_path
     table = _frame(at, "Folder")
     assert table is not None and table["Folder"].tolist() == ["hospital-b"]
     row = table.iloc[0]
-    assert row["Model"] == "Custom CNN" and row["Pointing game"] == "0.86 (6 of 7; 0.49–0.97)"
+    assert row["Model"] == "Custom CNN" and row[POINTING] == "0.86 (6 of 7, 0.49–0.97)"
     assert row["Copies of training images"] == "2 (not held out)"
+    # a table that wraps its cells, not a grid that keeps each on one line: the grid was 1409 px
+    # wide at 1280 px (818 px of room), its last five columns a sideways scroll away
+    assert [t for t in at.table if "Folder" in t.value.columns]
+    assert not [d for d in at.dataframe if "Folder" in d.value.columns]
     assert "torn.json" in _texts(at.warning)
 
 

@@ -301,7 +301,7 @@ def test_the_recorded_masks_folder_is_found_from_a_clone(tmp_path: Path,
 
 
 def test_external_results_table_reads_each_file_as_written():
-    from dashboard.figures.external import external_table
+    from dashboard.figures.external import BASELINES, POINTING, external_table
 
     assert external_table({}) is None and external_table({"custom_cnn": []}) is None
     table = external_table({"mobilenetv2": [_expl(
@@ -311,12 +311,18 @@ def test_external_results_table_reads_each_file_as_written():
         "custom_cnn": [_expl(pointing_game=None, n_localisation=0, source={"name": "x"})]})
     first, second = table.to_dict("records")
     assert first["Model"] == "MobileNetV2" and first["Method"] == "Multi-layer LayerCAM (fusion)"
-    assert first["Pointing game"] == "1.00 (8 of 8; 0.68–1.00)"
-    assert first["Centre of head"] == "0.00"
+    assert first[POINTING] == "1.00 (8 of 8, 0.68–1.00)"
+    assert first["Images (with a mask)"] == "80 (8)"
+    assert first[BASELINES] == "0.00 / 0.03"  # the centre of the head, then chance
+    assert first["Energy in mask"] == "0.40" and first["Flagged outside the head"] == 0
     assert first["Copies of training images"] == "none"
     # no mask, no pointing; an older file without the overlap check says so
-    assert second["Pointing game"] == "–" and second["Folder"] == "x"
+    assert second[POINTING] == "–" and second["Folder"] == "x"
+    assert second[BASELINES] == "– / 0.03"
     assert second["Copies of training images"] == "not checked"
+    # twelve columns on one line each were 1409 px wide at 1280 px: figures that belong
+    # together share a column, so the wrapping table fits in ten
+    assert len(table.columns) == 10
 
 
 def test_masks_are_boxes_on_the_real_runs_and_the_tumour_itself_on_the_phantoms():

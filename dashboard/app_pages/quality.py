@@ -131,7 +131,9 @@ if external is None:
                "these explanations on a folder of your own images with tumour masks (README, "
                "\"Explanations on your own images\"); each folder's results appear here.")
 else:
-    st.dataframe(external, hide_index=True, key="quality_external")
+    # a table that wraps, not a grid that scrolls: its ten columns fit at 1280 px (the grid's
+    # twelve, one line each, were 1409 px wide in 818)
+    st.table(external, hide_index=True)
     st.caption("explain-eval on folders outside the run, one row per model, folder and method, "
                "each against that folder's own masks: pointing game with its count and 95% "
                "interval, beside a map always at the head's centre and chance (the masks' mean "

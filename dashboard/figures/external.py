@@ -20,13 +20,19 @@ def _share(value: Any) -> str:
 
 
 def _pointing(result: Mapping[str, Any]) -> str:
-    """"0.86 (6 of 7; 0.49–0.97)": the share, its count and its Wilson interval."""
+    """"0.86 (6 of 7, 0.49–0.97)": the share, its count and its Wilson interval."""
     value, n = result.get("pointing_game"), result.get("n_localisation")
     if not isinstance(value, int | float) or not isinstance(n, int) or not n:
         return "–"
     ci = result.get("pointing_game_ci")
-    spread = f"; {ci[0]:.2f}–{ci[1]:.2f}" if isinstance(ci, list) and len(ci) == 2 else ""
+    spread = f", {ci[0]:.2f}–{ci[1]:.2f}" if isinstance(ci, list) and len(ci) == 2 else ""
     return f"{value:.2f} ({round(value * n)} of {n}{spread})"
+
+
+def _images(result: Mapping[str, Any]) -> str:
+    """"120 (97)": the folder's images, those with a mask in brackets."""
+    n, masked = result.get("n"), result.get("n_localisation")
+    return f"{'?' if n is None else n} ({'?' if masked is None else masked})"
 
 
 def _copies(result: Mapping[str, Any]) -> str:
@@ -34,6 +40,13 @@ def _copies(result: Mapping[str, Any]) -> str:
     overlap = (result.get("source") or {}).get("overlap_with_training") or {}
     n = overlap.get("n_exact")
     return "not checked" if n is None else ("none" if n == 0 else f"{n} (not held out)")
+
+
+# The table's headers. Drawn by `st.table`, which wraps, in ten columns: twelve in a grid that
+# kept each cell on one line were 1409 px wide at 1280 px (818 px of room), so the last five
+# columns were a sideways scroll away. Figures that belong together share a column.
+POINTING = "Pointing game (hits of n, 95% CI)"
+BASELINES = "Centre of head / chance"
 
 
 def external_table(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame | None:
@@ -46,11 +59,10 @@ def external_table(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.Dat
                 "Model": model_label(model),
                 "Folder": str(source.get("folder") or source.get("name") or "?"),
                 "Method": METHOD_LABELS.get(str(r.get("method")), str(r.get("method"))),
-                "Images": r.get("n"),
-                "With a mask": r.get("n_localisation"),
-                "Pointing game": _pointing(r),
-                "Centre of head": _share(r.get("pointing_game_centre")),
-                "Chance": _share(r.get("pointing_game_chance")),
+                "Images (with a mask)": _images(r),
+                POINTING: _pointing(r),
+                BASELINES: (f"{_share(r.get('pointing_game_centre'))} / "
+                            f"{_share(r.get('pointing_game_chance'))}"),
                 "Energy in mask": _share(r.get("energy_in_mask")),
                 "Flagged outside the head": r.get("n_outside_head_flagged"),
                 "Copies of training images": _copies(r),
