@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dashboard import core, inference, views
+from dashboard import core, inference, summary_table, views
 from dashboard.flags import image_warnings
 from dashboard.inference import Settings
 from pipeline.artifacts import Run
@@ -90,10 +90,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
             flags = [image_warnings(*views.image_flags(results, j)) for j in range(n)]
             frame = core.summary_frame([core.thumbnail_url(s.image) for s in slices], names,
                                        results.probs, class_names, flags)
-            st.dataframe(frame.rename(columns={"file": "slice"}), hide_index=True,
-                         key=f"{prefix}_series_table_{i}", height=min(36 * n + 40, 400),
-                         column_config={"image": st.column_config.ImageColumn("image",
-                                                                              width="small")})
+            summary_table.draw_summary(frame.rename(columns={"file": "slice"}), "slice",
+                                       label=f"Every analysed slice of {upload.name}")
             csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,
                                                            warnings=flags), notes)
             st.download_button("Slices CSV", csv, file_name=f"slices-{upload.digest[:12]}.csv",

@@ -14,15 +14,17 @@ import re
 import shutil
 import struct
 import zlib
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard import paging, runinfo, views
+from dashboard import paging, runinfo, summary_table, views
 from pipeline.explain import METHOD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,12 +98,55 @@ def _png_header_only(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
+class _HtmlTable(HTMLParser):
+    """The rows of an HTML table (`summary_table.summary_html`): each cell's text, a thumbnail
+    cell's the alt text of its image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+        elif tag == "img" and self.cell is not None:
+            self.cell.append(dict(attrs).get("alt") or "")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append("".join(self.cell))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def _html_frames(at: AppTest) -> list[pd.DataFrame]:
+    """The summaries drawn as HTML tables (thumbnails with alt text), read back as the grid held
+    them: counts as numbers, "yes" and "no" as booleans."""
+    def value(text: str):
+        return int(text) if text.isdigit() else {"yes": True, "no": False}.get(text, text)
+
+    frames = []
+    for el in at.get("html"):
+        if f'class="{summary_table.CSS_CLASS}"' in el.proto.body:
+            table = _HtmlTable()
+            table.feed(el.proto.body)
+            head, *rows = table.rows
+            frames.append(pd.DataFrame([[value(c) for c in r] for r in rows], columns=head))
+    return frames
+
+
 def _frame(at: AppTest, column: str):
-    """The first st.dataframe or st.table showing `column` (AppTest does not expose dataframe
-    keys)."""
-    for df in [*at.dataframe, *at.table]:
-        if column in df.value.columns:
-            return df.value
+    """The first st.dataframe, st.table or summary (an HTML table) showing `column` (AppTest
+    does not expose dataframe keys)."""
+    for df in [*(d.value for d in [*at.dataframe, *at.table]), *_html_frames(at)]:
+        if column in df.columns:
+            return df
     return None
 
 
@@ -482,6 +527,8 @@ def test_many_uploads_get_a_summary_and_a_flag_filter(artifacts: Path, smoke_run
     _ok(at)
     summary = _frame(at, "flags")  # thumbnail, file, each model's answer, agreement, flags
     assert len(summary) == 3 and list(summary["file"]) == [name for name, _, _ in files]
+    # each thumbnail named by its file (in a grid its accessible name was its data URL)
+    assert list(summary["image"]) == list(summary["file"])
     assert len(_captions(at)) == 3 * 2  # every card: one overlay per model
     assert _pager(at) is None  # three cards fit on one page: no page selector
     n_flagged = int(((summary["flags"] > 0) | ~summary["models agree"]).sum())

@@ -6,7 +6,18 @@ from datetime import datetime, timezone
 import numpy as np
 import streamlit as st
 
-from dashboard import core, inference, loader, paging, runinfo, series_view, state, uploads, views
+from dashboard import (
+    core,
+    inference,
+    loader,
+    paging,
+    runinfo,
+    series_view,
+    state,
+    summary_table,
+    uploads,
+    views,
+)
 from dashboard import figures as F
 from dashboard.flags import image_warnings
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
@@ -204,13 +215,11 @@ if results is not None and results.probs:
         help="One page per analysed image, every page of cards (file names left out: they can "
              "identify a patient).")
     if len(good) >= 2:  # many uploads: a compact summary first, then the cards
-        st.dataframe(
+        # an HTML table: a thumbnail in a grid cell was read out as its data URL
+        summary_table.draw_summary(
             core.summary_frame([core.thumbnail_url(u.image) for u in good],
                                [u.name for u in good], results.probs, class_names, flags),
-            hide_index=True, key="predict_summary",
-            column_config={"image": st.column_config.ImageColumn("image", width="small"),
-                           # long names were cut at the column's edge
-                           "file": st.column_config.TextColumn("file", width="large")})
+            "file", label="Summary of the analysed images")
         if st.toggle("Show only images with flags or disagreement", key="predict_only_flagged"):
             # files that could not be read keep their cards: each says why
             cards = [c for c in cards if c[2] is None or flags[c[2]]]

@@ -1,0 +1,56 @@
+"""The many-uploads summary and a series' table of slices, with their thumbnails, as an HTML
+table: in `st.dataframe` a thumbnail's accessible name was its data URL (screen readers read
+"data:image/png;base64,iVBOR…", thousands of characters, for every row) and a grid cell takes no
+alt text. Here each thumbnail is an <img> whose alt is the image's name, escaped like every
+other cell (names are user-supplied).
+
+`summary_html` is pure, so tests parse its output; `draw_summary` puts it on the page.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+import streamlit as st
+
+# Thumbnails are drawn this tall (px), at most; `core.thumbnail_url` makes them 72 px on their
+# longer side, so they stay sharp on a 1.5x screen
+THUMB_PX = 44
+# Taller summaries scroll inside their box (a series can have 100 slices)
+MAX_HEIGHT_PX = 400
+CSS_CLASS = "thumbs-table"
+
+
+def _cell(value: object) -> str:
+    """A cell's text: booleans in words (the grid drew a tick box), all of it escaped."""
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    return escape(str(value))
+
+
+def summary_html(frame: pd.DataFrame, name_column: str, image_column: str = "image",
+                 label: str = "") -> str:
+    """`frame` (`core.summary_frame`'s rows) as an HTML table: the `image_column` holds data
+    URLs, drawn as images whose alt text is that row's `name_column`; every other column as
+    escaped text. `label` names the table for screen readers (aria-label)."""
+    head = "".join(f'<th scope="col">{_cell(c)}</th>' for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column, value in row.items():
+            if column == image_column:
+                src = str(value) if str(value).startswith("data:image/") else ""
+                cells.append(f'<td><img src="{escape(src)}" alt="{_cell(row[name_column])}" '
+                             f'style="max-height:{THUMB_PX}px;max-width:{THUMB_PX}px"></td>')
+            else:
+                cells.append(f"<td>{_cell(value)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<div class="{CSS_CLASS}" style="max-height:{MAX_HEIGHT_PX}px" tabindex="0" '
+            f'role="region" aria-label="{_cell(label)}"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def draw_summary(frame: pd.DataFrame, name_column: str, label: str) -> None:
+    """Draw `summary_html(frame, name_column, label=label)` on the page."""
+    st.html(summary_html(frame, name_column, label=label))
