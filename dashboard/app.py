@@ -26,6 +26,9 @@ from dashboard import core, loader, state  # noqa: E402
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
 # Rules for narrow windows (see the file); a .css Path is sent as style only, taking no space.
 LAYOUT_CSS = Path(__file__).resolve().parent / "static" / "layout.css"
+# Keyboard focus follows Streamlit's expand and collapse sidebar buttons (see the file): our own
+# fixed script, no user input in it
+SIDEBAR_FOCUS_JS = Path(__file__).resolve().parent / "static" / "sidebar_focus.js"
 APP_NAME = "Brain MRI XAI"
 st.set_page_config(page_title=APP_NAME, page_icon=str(FAVICON), layout="wide")
 st.html(LAYOUT_CSS)
@@ -45,6 +48,8 @@ navigation = st.navigation(PAGES)
 # tabs and a screen reader's page announcements could not tell the pages apart
 st.set_page_config(page_title=f"{navigation.title} · {APP_NAME}")
 state.sidebar()
+with st.sidebar:  # its last element: a script takes no room there
+    st.html(f"<script>{SIDEBAR_FOCUS_JS.read_text()}</script>", unsafe_allow_javascript=True)
 state.keep_choices()
 try:
     navigation.run()

@@ -563,7 +563,7 @@ def test_keyboard_focus_stays_on_screen_and_is_drawn(server: str, tmp_path: Path
     """An accessibility review: in a narrow window the collapsed sidebar kept its page links
     and run picker in the Tab order, off-screen (x = -284), and a focused page link was
     drawn at 1.1:1 against the sidebar. Hidden controls take no focus; focus has a ring."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     log = tmp_path / "streamlit.log"
     with sync_playwright() as p:
@@ -579,6 +579,19 @@ def test_keyboard_focus_stays_on_screen_and_is_drawn(server: str, tmp_path: Path
             assert all(x >= 0 for _, _, x, _, _ in seen), seen  # nothing focused off-screen
             assert not [s for s in seen if s[1] == "Help for Run"
                         or any(s[1].endswith(t) for t in PAGE_TITLES)], seen
+            # Enter on Streamlit's "Expand sidebar" opened the sidebar but dropped focus to the
+            # page's start: the next Tab went to the page behind it. Focus goes into the sidebar,
+            # "Collapse sidebar" (shown on hover only) is a Shift+Tab away, and back.
+            sidebar = page.locator("[data-testid=stSidebar]")
+            page.get_by_test_id("stExpandSidebarButton").focus()
+            page.keyboard.press("Enter")
+            expect(sidebar).to_have_attribute("data-collapsed", "false")
+            expect(page.locator("[data-testid=stSidebarNavLink]:focus")).to_have_count(1)
+            page.keyboard.press("Shift+Tab")
+            assert page.evaluate(_FOCUSED)[1] == "Collapse sidebar", page.evaluate(_FOCUSED)
+            page.keyboard.press("Enter")
+            expect(sidebar).to_have_attribute("data-collapsed", "true")
+            expect(page.get_by_test_id("stExpandSidebarButton")).to_be_focused()
             # a wide window of its own (the narrow one remembers its sidebar closed)
             page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
             page.goto(f"{server}/errors", wait_until="domcontentloaded")
