@@ -520,8 +520,10 @@ def test_external_nickparvar_layout_reproduces_test_predictions(run_copy, tmp_pa
     summary = ev.evaluate_run(run_copy, data_dir=data, name="nick", n_boot=200)
     assert summary["source"]["layout"] == "nickparvar" and summary["source"]["mode"] == "direct"
     assert summary["n"] == len(pairs)
-    # the test images were not training images
-    assert summary["source"]["overlap_with_training"]["n_exact"] == 0
+    # the test images were not training images: all found in the run's test split, all new
+    overlap = summary["source"]["overlap_with_training"]
+    assert overlap["n_seen"] == 0 and overlap["splits"]["test"]["exact"] == len(pairs)
+    assert summary["new_to_run"]["n"] == summary["n"]
     for m in json.loads((run_copy / "manifest.json").read_text())["models"]:
         d = run_copy / m / "external" / "nick"
         rows = _csv_rows(d / "predictions.csv")

@@ -136,10 +136,10 @@ def test_explain_eval_on_an_own_folder_says_what_a_researcher_needs(smoke_run: P
     res = explain_eval("--masks", str(masks), "--method", "gradcam")
     assert res.exit_code == 0, res.output
     # A1: copies of training images are said, as evaluate says them, and recorded
-    assert ("warning: 4 of these images are exact copies of the run's training/validation "
-            "images") in res.stderr
+    assert ("warning: 4 of these 4 images are in the run's training or validation split (4 "
+            "training): the models met them") in res.stderr
     saved = json.loads((ext / "data-gradcam.json").read_text())
-    assert saved["source"]["overlap_with_training"]["n_exact"] == 4
+    assert saved["source"]["overlap_with_training"]["n_seen"] == 4
     # A8: the unknown folder is said
     assert "ignored folders (no known class name): astrocytoma" in res.stderr
     # C1: the pointing game's Wilson interval, as the JSON holds it

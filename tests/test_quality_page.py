@@ -308,8 +308,10 @@ def test_external_results_table_reads_each_file_as_written():
         method="layercam-fusion", n_localisation=8, pointing_game=1.0,
         pointing_game_ci=[0.68, 1.0], pointing_game_centre=0.0, n_outside_head_flagged=0,
         source={"folder": "ext2", "overlap_with_training": {"n_exact": 0}})],
-        "custom_cnn": [_expl(pointing_game=None, n_localisation=0, source={"name": "x"})]})
-    first, second = table.to_dict("records")
+        "custom_cnn": [_expl(pointing_game=None, n_localisation=0, source={"name": "x"}),
+                       _expl(source={"folder": "ext3", "overlap_with_training": {
+                           "checked": True, "n_seen": 3, "n_new": 5}})]})
+    first, second, third = table.to_dict("records")
     assert first["Model"] == "MobileNetV2" and first["Method"] == "Multi-layer LayerCAM (fusion)"
     assert first[POINTING] == "1.00 (8 of 8, 0.68–1.00)"
     assert first["Images (with a mask)"] == "80 (8)"
@@ -323,6 +325,8 @@ def test_external_results_table_reads_each_file_as_written():
     # twelve columns on one line each were 1409 px wide at 1280 px: figures that belong
     # together share a column, so the wrapping table fits in ten
     assert len(table.columns) == 10
+    # the check of exact and near copies (`n_seen`) is read as the byte check was
+    assert third["Copies of training images"] == "3 (not held out)"
 
 
 def test_masks_are_boxes_on_the_real_runs_and_the_tumour_itself_on_the_phantoms():

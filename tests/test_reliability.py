@@ -782,6 +782,7 @@ def test_evaluate_external_folder_with_a_fifo_finishes(run_copy: Path, synth_dat
     summary = evaluate_run(run_copy, data_dir=ext, name="with-fifo", n_boot=100)
     assert summary["source"]["n_unreadable"] == 1
     overlap = summary["source"]["overlap_with_training"]
-    assert overlap["checked"] and overlap["n_exact"] == len(expected), (overlap, expected)
-    assert set(overlap["examples"]) == expected  # fewer than 20: all are listed
+    # every byte-identical copy is found (pixel for pixel: exact), fewer than 20: all listed
+    listed = {*overlap["examples"].get("train", []), *overlap["examples"].get("val", [])}
+    assert overlap["checked"] and expected <= listed, (overlap, expected)
     assert "glioma_tumor/copied-from-training.png" in expected

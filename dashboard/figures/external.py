@@ -36,9 +36,11 @@ def _images(result: Mapping[str, Any]) -> str:
 
 
 def _copies(result: Mapping[str, Any]) -> str:
-    """How many images are exact copies of the run's training or validation images."""
+    """How many images are the run's training or validation images or copies of them
+    (`n_seen`, exact or near; a file written before it counted byte-identical ones,
+    `n_exact`)."""
     overlap = (result.get("source") or {}).get("overlap_with_training") or {}
-    n = overlap.get("n_exact")
+    n = overlap.get("n_seen", overlap.get("n_exact"))
     return "not checked" if n is None else ("none" if n == 0 else f"{n} (not held out)")
 
 

@@ -137,21 +137,44 @@ def report_gaps(gaps: Sequence[object]) -> None:
 
 def report_source(src: dict) -> None:
     """The warnings about an external data folder, on stderr, said alike by evaluate and
-    explain-eval (their JSON's `source`): images that are exact copies of the run's
-    training/validation images (`evaluate.external.training_overlap`), classes the run does not
-    know, folders with no known class name (`data.ignored_note`)."""
+    explain-eval (their JSON's `source`), before their figures: images the run trained or
+    was validated on, or copies of them (`evaluate.external.training_overlap`), or that this
+    could not be checked, and the official-`Testing/` run to use instead; classes the run does
+    not know, folders with no known class name (`data.ignored_note`)."""
     from pipeline.data.discovery import ignored_note
 
-    overlap = src.get("overlap_with_training") or {}
-    if overlap.get("n_exact"):
-        err.print(f"[yellow]warning:[/] {overlap['n_exact']} of these images are exact copies of "
-                  "the run's training/validation images; their scores are not independent",
-                  soft_wrap=True)
+    for line in overlap_lines(src.get("overlap_with_training") or {}):
+        err.print(line, highlight=False, soft_wrap=True)
     if src.get("skipped_classes"):
         err.print(f"[yellow]skipped classes the run does not know:[/] "
                   f"{shown(src['skipped_classes'])}", highlight=False)
     if note := ignored_note(src.get("ignored_folders") or []):
         err.print(f"[yellow]{shown(note)}[/]", highlight=False, soft_wrap=True)
+
+
+def overlap_lines(overlap: dict) -> list[str]:
+    """`report_source`'s lines (rich markup, user text escaped) for an `overlap_with_training`."""
+    if not overlap:
+        return []
+    if not overlap.get("checked"):
+        return [f"[yellow]warning:[/] the images were not checked against the run's own: "
+                f"{shown(overlap.get('reason', ''))}"]
+    splits, n_seen = overlap.get("splits") or {}, int(overlap.get("n_seen") or 0)
+    lines = []
+    if n_seen:
+        parts = [f"{sum(splits[s].values())} {word}" for s, word in
+                 (("train", "training"), ("val", "validation")) if sum(splits[s].values())]
+        near = sum(splits[s]["near"] for s in ("train", "val"))
+        how = f"; {near} of them changed copies (re-encoded, resized, …)" if near else ""
+        lines.append(f"[yellow]warning:[/] {n_seen} of these {n_seen + overlap['n_new']} images "
+                     f"are in the run's training or validation split ({', '.join(parts)}{how}): "
+                     "the models met them, so their scores are not independent")
+    if other := overlap.get("official_test_run"):
+        title = f" ({shown(other['title'])})" if other.get("title") else ""
+        lines.append(f"hint: {other['n_in_its_test']} of these images are in the test split of "
+                     f"run {shown(other['run_id'])}{title}, which never trained on them: use "
+                     f"--run {shown(other['run_id'])}")
+    return lines
 
 
 def report_inputs(inputs: Inputs) -> None:

@@ -163,26 +163,69 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
 
 
 def _print_eval_summary(summary: dict, data: Path | None) -> None:
-    """evaluate's table (one row per model), accuracy CIs, the verdict, then warnings on stderr;
-    an external folder (`data`) is named as the user gave it (the summary records it relative
-    to the project)."""
+    """evaluate's warnings on stderr first (images the run has met, unreadable files), then its
+    table (one row per model), accuracy CIs and the verdict. On a folder holding some of the
+    run's training or validation images (or copies), the table, CIs and verdict are on the
+    images new to the run, each accuracy on all images beside it; on one holding only such
+    images, the table is said to be no test and has no verdict. An external folder (`data`) is
+    named as the user gave it (the summary records it relative to the project), with how its
+    labels were read (`MODE_WORDS`)."""
+    from pipeline.evaluate.external import MODE_WORDS
+
+    src = summary["source"]
+    if src.get("n_unreadable"):
+        err.print(f"[yellow]skipped {src['n_unreadable']} unreadable image(s)[/]")
+    report_source(src)  # before the figures: a warning on the last line was read too late
+    where = ("test split" if src["kind"] == "test" or data is None
+             else f"{shown(as_given(data))} ({MODE_WORDS.get(src['mode'], src['mode'])})")
+    fresh, n = summary.get("new_to_run"), summary["n"]
+    if fresh is not None and fresh["n"] == 0:
+        _eval_table(f"run {summary['run_id']}: {n} images, {where}: every one trained or "
+                    "validated on, so no test", summary["models"])
+        sys.stdout.write(f"no figures on new images: the run trained or was validated on all "
+                         f"{n} images (or copies of them)\n")
+        return
+    head = summary if fresh is None or fresh["n"] == n else fresh
+    if head is summary:
+        _eval_table(f"run {summary['run_id']}: {n} images, {where}", summary["models"])
+    else:
+        _eval_table(f"run {summary['run_id']}: {fresh['n']} image{'s' * (fresh['n'] > 1)} new "
+                    f"to the run, {where} "
+                    f"(grey rows: all {n}, the {n - fresh['n']} it trained or validated on "
+                    "included)", fresh["models"], beside=(n, summary["models"]))
+    _print_eval_lines(head)
+
+
+def _eval_table(title: str, models: dict, beside: tuple[int, dict] | None = None) -> None:
+    """One row per model of `models` (`metrics_summary` dicts); `beside`: (n, the models on all
+    n images), each model's figures on them in a grey row under its own (a column more did
+    not fit 80 columns)."""
     from rich.table import Table
 
     from pipeline.names import display_name
 
-    src = summary["source"]
-    where = ("test split" if src["kind"] == "test" or data is None
-             else f"{shown(as_given(data))} ({src['mode']})")
-    table = Table(title=f"run {summary['run_id']}: {summary['n']} images, {where}")
+    table = Table(title=title)
     cols = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "macro F1",
             "roc_auc": "AUC", "ece": "ECE", "sensitivity": "sens", "specificity": "spec"}
     table.add_column("model")
     for head in cols.values():
         table.add_column(head, justify="right")
-    for m, met in summary["models"].items():
+    for m, met in models.items():
         table.add_row(display_name(m), *["–" if met.get(c) is None else f"{met[c]:.3f}"
                                          for c in cols])
+        if beside:
+            every = beside[1][m]
+            table.add_row(f"  all {beside[0]}", *["–" if every.get(c) is None else
+                                                   f"{every[c]:.3f}" for c in cols],
+                          style="dim")
     Console().print(table)
+
+
+def _print_eval_lines(summary: dict) -> None:
+    """The lines under evaluate's table, from `summary` (the evaluation's or its `new_to_run`):
+    accuracy CIs, distinct-image accuracies, ECE floors and the verdict."""
+    from pipeline.names import display_name
+
     for m, ci in summary["ci"].items():
         if m != "difference":
             lo, hi = ci["accuracy"]
@@ -198,9 +241,6 @@ def _print_eval_summary(summary: dict, data: Path | None) -> None:
         sys.stdout.write("ECE a perfectly calibrated model would show on these images: "
                          + ", ".join(f"{m} {v:.3f}" for m, v in floors.items()) + "\n")
     sys.stdout.write(summary["verdict"] + "\n")
-    if src.get("n_unreadable"):
-        err.print(f"[yellow]skipped {src['n_unreadable']} unreadable image(s)[/]")
-    report_source(src)
 
 
 def _print_cv_summary(result: dict) -> None:

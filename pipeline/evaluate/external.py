@@ -1,13 +1,12 @@
-"""External data folders: how their labels are scored against a run's classes, and whether they
-hold copies of the run's training images. Also the package's error, `EvaluationError`.
+"""External data folders: how their labels are scored against a run's classes, and which of
+their images the run has met (its own images or copies). Also the package's error,
+`EvaluationError`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,11 @@ class EvaluationError(ValueError):
 
 
 BINARY_CLASSES = ["no_tumor", "tumor"]
+# How a folder's labels were scored (`LabelPlan.mode`), in the words evaluate's header uses: the
+# bare mode ("direct") meant nothing to a student (a review, 2026-12-06)
+MODE_WORDS = {"direct": "labels as the run's classes",
+              "binary": "a yes/no folder: tumour against no tumour",
+              "tumour-types-as-tumor": "every tumour type counted as tumour"}
 
 
 @dataclass
@@ -78,41 +82,101 @@ def collapse_to_binary(probs: np.ndarray, class_names: Sequence[str]) -> tuple[n
     return np.stack([p_no, 1.0 - p_no], axis=1), (p.argmax(axis=1) != nt).astype(np.int64)
 
 
-def _sha1(path: Path) -> str | None:
-    """SHA-1 of a regular file's bytes; None for anything unreadable.
+SEEN_SPLITS = ("train", "val")  # an image in these is not new to the run: it shaped the models
+EXAMPLES = 20  # image paths listed per split in the JSON
 
-    images.read_file, not Path.read_bytes: a FIFO named scan.png in an external folder would
-    block forever and /dev/zero never ends; read_file refuses non-regular files unread.
+
+@dataclass
+class Overlap:
+    """Which images of a folder the run has met: `report` is the JSON's `overlap_with_training`
+    (`training_overlap`), `seen` maps each image found in one of the run's splits to it."""
+
+    report: dict[str, Any]
+    seen: dict[str, str]
+
+    def new_to_run(self, rels: Sequence[str]) -> list[str] | None:
+        """The images of `rels` the run neither trained nor validated on (in its test split or
+        in none), in order; None when the run cannot tell (then nothing is left out)."""
+        if not self.report.get("checked"):
+            return None
+        return [rel for rel in rels if self.seen.get(rel) not in SEEN_SPLITS]
+
+
+def _official_test(manifest: dict[str, Any]) -> bool:
+    """Whether a run's test split is the dataset's own `Testing/` folder (`train
+    --official-test`), as `evaluate.flags` reads it."""
+    return bool((manifest.get("config") or {}).get("official_test"))
+
+
+def _official_runs(run: Any) -> list[tuple[Any, Any]]:
+    """(RunInfo, Membership) of the other complete runs beside `run` (in its artifacts folder)
+    whose test split is the official `Testing/` folder and that keep split hashes."""
+    from pipeline import artifacts
+    from pipeline.data.membership import Membership
+
+    if run.path.parent.name != "runs" or _official_test(run.manifest):
+        return []
+    out = []
+    for info in artifacts.list_runs(run.path.parent.parent):
+        if info.path.resolve() == run.path.resolve():
+            continue
+        try:
+            manifest = artifacts.read_json(info.path / run_files.MANIFEST)
+        except artifacts.ArtifactError:
+            continue
+        if _official_test(manifest) and (found := Membership.of_run(info.path)) is not None:
+            out.append((info, found))
+    return out
+
+
+def training_overlap(run: Any, records: Sequence[Any], progress: Any = None) -> Overlap:
+    """Images of `records` that are the run's own images or copies of them, per split.
+
+    Public datasets are often merged from each other (Nickparvar's includes Sartaj's), and a
+    split of the whole dataset trains on most of its `Testing/` folder, so an "external" folder
+    can hold the very images a model was trained on, inflating its score. The check is
+    `predict`'s (`data.membership`: the perceptual hash within the audit's threshold, its
+    mirror image too, against the run's `split_hashes.json`), so re-encoded, resized or
+    re-exported copies are found, not only byte-identical files; "exact" counts the run's
+    image pixel for pixel, "near" a changed copy. When this run is not an official-`Testing/`
+    run and one beside it is, `official_test_run` says how many of the images are in that
+    run's test split (the images it never trained on): the run to evaluate them with instead.
     """
-    from pipeline.images import ImageError, read_file
+    from pipeline.data.membership import FILE, Membership, find_files
 
-    try:
-        return hashlib.sha1(read_file(path)).hexdigest()
-    except (ImageError, OSError):
-        return None
-
-
-def training_overlap(run: Any, records: Sequence[Any]) -> dict[str, Any]:
-    """Images of `records` that are byte-identical to a train/val image of the run.
-
-    Public datasets are often merged from each other (Nickparvar's includes Sartaj's), so an
-    "external" folder can contain the very images a model was trained on, inflating its score.
-    Only exact copies are found (SHA-1 of the file bytes: cheap, no decoding); re-encoded copies
-    are not, so a count of 0 is a lower bound, not a guarantee.
-    """
-    root = run.data_dir
-    try:
-        splits = run.read_json(run_files.SPLITS)
-    except Exception as exc:  # missing/damaged splits: report, never fail the evaluation
-        return {"checked": False, "reason": f"splits.json unreadable: {exc}"}
-    if root is None or not root.is_dir():
-        return {"checked": False, "reason": f"the run's dataset folder {root} is not there"}
-    seen: set[str] = set()
-    for split in ("train", "val"):
-        for item in splits.get(split, []):
-            digest = _sha1(root.joinpath(*PurePosixPath(str(item["path"])).parts))
-            if digest:
-                seen.add(digest)
-    hits = [r.rel for r in records if _sha1(Path(r.path)) in seen]
-    return {"checked": True, "method": "SHA-1 of file bytes against the run's train+val images",
-            "n_exact": len(hits), "examples": hits[:20]}
+    own = Membership.of_run(run.path)
+    if own is None:
+        return Overlap({"checked": False, "reason": f"the run has no readable {FILE}, so copies "
+                        "of its images cannot be found (`python -m pipeline ood --run "
+                        f"{run.run_id}` adds it)"}, {})
+    others = _official_runs(run)
+    found = find_files([own, *(m for _, m in others)], [r.path for r in records], progress)
+    splits = {s: {"exact": 0, "near": 0} for s in ("train", "val", "test")}
+    examples: dict[str, list[str]] = {s: [] for s in splits}
+    seen: dict[str, str] = {}
+    for rec, hits in zip(records, found, strict=True):
+        hit = hits[0] if hits else None
+        if hit is None or hit.split not in splits:
+            continue
+        seen[rec.rel] = hit.split
+        exact = hit.exact if hit.exact is not None else hit.distance == 0  # an older file
+        splits[hit.split]["exact" if exact else "near"] += 1
+        if len(examples[hit.split]) < EXAMPLES:
+            examples[hit.split].append(rec.rel)
+    n_seen = sum(sum(splits[s].values()) for s in SEEN_SPLITS)
+    report: dict[str, Any] = {
+        "checked": True,
+        "method": f"the perceptual hash of each image (or of its mirror image) within "
+                  f"{own.threshold} bits of an image of the run's splits ({FILE}), as predict "
+                  "tags images; exact: that image pixel for pixel, near: a changed copy",
+        # n_new: the readable images found in neither (in the run's test split or in none)
+        "splits": splits, "n_seen": n_seen,
+        "n_new": sum(1 for hits in found if hits is not None) - n_seen,
+        "examples": {s: v for s, v in examples.items() if v}}
+    for k, (info, _) in enumerate(others, 1):  # newest first: the first that helps is said
+        in_test = sum(1 for hits in found if hits and hits[k] and hits[k].split == "test")
+        if n_seen and in_test > report["n_new"]:
+            report["official_test_run"] = {"run_id": info.run_id, "title": info.title,
+                                           "n_in_its_test": in_test}
+            break
+    return Overlap(report, seen)

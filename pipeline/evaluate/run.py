@@ -18,10 +18,11 @@ import numpy as np
 from pipeline import run_files
 from pipeline.artifacts import recorded_path, write_json_atomic, write_text_atomic
 from pipeline.csv_safe import to_csv
-from pipeline.evaluate.comparison import N_BOOT, compare
+from pipeline.evaluate.comparison import N_BOOT, accuracy_interval, compare
 from pipeline.evaluate.external import (
     EvaluationError,
     LabelPlan,
+    Overlap,
     collapse_to_binary,
     map_external_labels,
     training_overlap,
@@ -120,6 +121,7 @@ class _Target:
     source: dict[str, Any]
     out_dirs: dict[str, Path]  # model -> folder of its four evaluation files
     comparison_path: Path
+    overlap: Overlap | None = None  # an external folder's images the run has met
 
 
 def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
@@ -143,7 +145,8 @@ def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
                    run.path / run_files.COMPARISON)
 
 
-def _external_target(run: Any, data_dir: str | Path, name: str | None) -> _Target:
+def _external_target(run: Any, data_dir: str | Path, name: str | None,
+                     progress: Progress | None = None) -> _Target:
     """Every image of `data_dir` whose label the run can score; files named after `name`."""
     from pipeline import data
 
@@ -162,10 +165,11 @@ def _external_target(run: Any, data_dir: str | Path, name: str | None) -> _Targe
                   c: sum(1 for r in ds.records if r.label == c) for c in skipped},
               # folders whose names map to no class at all (`glioblastoma/`): said, not dropped
               "ignored_folders": list(ds.ignored)}
-    source["overlap_with_training"] = training_overlap(run, records)
+    overlap = training_overlap(run, records, progress)
+    source["overlap_with_training"] = overlap.report
     return _Target(records, plan, source,
                    {m: run.path / m / "external" / name for m in run.model_names},
-                   run.path / "external" / name / run_files.COMPARISON)
+                   run.path / "external" / name / run_files.COMPARISON, overlap)
 
 
 def _predict_records(predictor: Any, model: str, records: Sequence[Any], progress: Progress
@@ -264,7 +268,7 @@ def evaluate_run(
     except artifacts.ArtifactError as exc:
         raise EvaluationError(str(exc)) from exc
     target = (_test_split_target(run, data_root) if data_dir is None
-              else _external_target(run, data_dir, name))
+              else _external_target(run, data_dir, name, progress))
     records, plan, source = target.records, target.plan, target.source
     source["run_id"] = run.run_id
 
@@ -283,15 +287,24 @@ def evaluate_run(
     if not keep:
         raise EvaluationError(f"none of the {len(records)} images could be read, e.g. "
                               f"{next(iter(failed.items()), ('', ''))}")
+    if len(keep) < 2:  # the intervals resample images: one was a ValueError traceback
+        raise EvaluationError(f"only 1 image could be scored ({keep[0]}): an evaluation needs "
+                              "at least 2; use predict for one image")
     source.update(n_images=len(records), n_unreadable=len(failed),
                   unreadable=sorted(failed)[:20])
     label_of = {r.rel: plan.mapping[r.label] for r in records}
     sizes = _size_groups(run, data_root, {r.rel: r.path for r in records}, keep)
     y = np.array([plan.class_names.index(label_of[rel]) for rel in keep], dtype=np.int64)
     copies = _copy_groups(records, keep)
+    # the images the run neither trained nor validated on: the figures that estimate how it
+    # does on new images (None: the run cannot tell, or its own test split)
+    new = target.overlap.new_to_run(keep) if target.overlap is not None else None
+    at = {rel: k for k, rel in enumerate(keep)}
+    sub = np.array([at[rel] for rel in new or []], dtype=np.int64)
     probs_eval: dict[str, np.ndarray] = {}
     preds_eval: dict[str, np.ndarray] = {}
     summaries: dict[str, Any] = {}
+    new_met: dict[str, dict[str, Any]] = {}  # per model, its metrics on the new images
     for i, m in enumerate(run.model_names):
         probs_raw, rels = raw[m]
         temperature = predictor.temperature(m)
@@ -311,14 +324,58 @@ def evaluate_run(
                                        y, probs_eval[m], plan.class_names, sizes[1], sizes[0],
                                        y_pred=preds_eval[m]),
                                    "copies": None if copies is None else by_copy_group(
-                                       y, preds_eval[m], copies, plan.class_names)})
+                                       y, preds_eval[m], copies, plan.class_names),
+                                   **({} if new is None else {"new_to_run": new_met.setdefault(
+                                       m, _new_metrics(y, probs_eval[m], preds_eval[m], copies,
+                                                       sub, plan.class_names))})})
         summaries[m] = metrics_summary(met)
         progress("writing evaluation files", i + 1, len(run.model_names))
     comp = compare(y, probs_eval, plan.class_names, paths=keep, y_pred=preds_eval, n_boot=n_boot,
                    seed=seed)
     comp["source"] = source
+    fresh = None
+    if new is not None:
+        comp["new_to_run"] = fresh = _new_comparison(
+            y, probs_eval, preds_eval, sub, keep, plan.class_names, n_boot, seed,
+            comp if len(sub) == len(keep) else None)
     write_json(target.comparison_path, comp)
     return {"run_id": run.run_id, "source": source, "n": int(len(y)), "models": summaries,
             "verdict": comp["verdict"], "mcnemar": comp["mcnemar"], "ci": comp["ci"],
+            "new_to_run": None if fresh is None else {
+                "n": fresh["n"], **({} if not fresh["n"] else {
+                    "models": {m: metrics_summary(new_met[m]) for m in run.model_names},
+                    "verdict": fresh["verdict"], "mcnemar": fresh["mcnemar"],
+                    "ci": fresh["ci"]})},
             "files": {m: str(d) for m, d in target.out_dirs.items()},
             "comparison": str(target.comparison_path)}
+
+
+def _new_metrics(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, copies: np.ndarray | None,
+                 sub: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """metrics.json's `new_to_run`: one model's metrics on the images at `sub` (those the run
+    neither trained nor validated on); {"n": 0} when there are none."""
+    if not len(sub):
+        return {"n": 0}
+    met = classification_metrics(y[sub], probs[sub], class_names, y_pred=preds[sub])
+    met["copies"] = None if copies is None else by_copy_group(y[sub], preds[sub], copies[sub],
+                                                              class_names)
+    return met
+
+
+def _new_comparison(y: np.ndarray, probs: dict[str, np.ndarray], preds: dict[str, np.ndarray],
+                    sub: np.ndarray, keep: list[str], class_names: Sequence[str], n_boot: int,
+                    seed: int, same: dict[str, Any] | None) -> dict[str, Any]:
+    """comparison.json's `new_to_run`: the models compared on the images at `sub`; `same`: the
+    comparison of all images when `sub` is all of them (not bootstrapped twice)."""
+    if not len(sub):
+        return {"n": 0}
+    if len(sub) == 1:  # nothing to bootstrap or compare: the one answer, each model's interval
+        return {"n": 1, "models": list(probs), "mcnemar": None,
+                "ci": {m: {"accuracy": accuracy_interval(p[sub] == y[sub])}
+                       for m, p in preds.items()},
+                "verdict": "Only 1 image is new to the run: too few to compare the models."}
+    if same is not None:
+        return {k: v for k, v in same.items() if k != "source"}
+    return compare(y[sub], {m: p[sub] for m, p in probs.items()}, class_names,
+                   paths=[keep[i] for i in sub], n_boot=n_boot, seed=seed,
+                   y_pred={m: p[sub] for m, p in preds.items()})

@@ -103,10 +103,12 @@ def refuse_replacing(run: Run, path: Path, method: str, layer: str | None, max_i
                          f"pass --max-images {n} or more, --replace, or another --name")
 
 
-def with_overlap(run: Run, source: dict[str, Any]) -> None:
+def with_overlap(run: Run, source: dict[str, Any], progress: Any = None) -> None:
     """Add `overlap_with_training` to the source info, as `evaluate --data` does: the images
-    that are byte-identical copies of the run's training/validation images
-    (`evaluate.external.training_overlap`), whose scores are not held-out results."""
+    that are the run's own images or copies of them, per split, exact or near
+    (`evaluate.external.training_overlap`); those of its training or validation split are not
+    held-out results."""
     from pipeline.evaluate.external import training_overlap
 
-    source["info"]["overlap_with_training"] = training_overlap(run, source["image_records"])
+    source["info"]["overlap_with_training"] = training_overlap(
+        run, source["image_records"], progress).report

@@ -114,8 +114,8 @@ def explain_eval(
     `<run>/<model>/explanations-external/<name>.json` (`name` defaults to
     `<folder>-<method>`, `external.external_file`; a file there measured with another method
     or layer, or on more images than `max_images`, is not replaced unless `replace`). Its
-    `source` says how many of its images are exact copies of the run's training/validation
-    images (`overlap_with_training`).
+    `source` says how many of its images are in the run's splits, as the same image or a
+    changed copy (`overlap_with_training`).
     Images whose label is a run class are explained for it; images labelled only "tumor" (yes/no
     folders) for the model's most probable tumour class: `target_mode` and each row's
     `target_rule` say which.
@@ -167,7 +167,7 @@ def explain_eval(
         raise ValueError(no_mask_message(Path(masks_dir), example["path"],
                                          len(source["records"])))
     if source["plan"] is not None:
-        with_overlap(run, source)
+        with_overlap(run, source, progress)
     chosen = _pick(source["records"], max_images, seed, has_mask)
     # Decode each image and mask once; every model prepares them at its own size.
     mask_stats: Counter[str] = Counter()
