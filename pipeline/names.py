@@ -70,8 +70,16 @@ def size_label(width: int, height: int) -> str:
     return f"{width}x{height}"
 
 
+def _class_key(text: str) -> str:
+    """A class name as compared with what a user typed: case, underscores, hyphens and runs
+    of spaces ignored ("No_Tumor", "no  tumor" and "no-tumor" are one)."""
+    return " ".join(text.replace("_", " ").replace("-", " ").split()).casefold()
+
+
 def class_index(choice: str | None, class_names: Sequence[str]) -> int | None:
-    """The class a user asked to explain, by name or index; None means each image's own
+    """The class a user asked to explain (`explain --target`, the dashboard's menu), by its
+    label, the words people read (`class_label`: "no tumour", as the dashboard shows it) in
+    any case, with spaces or underscores, or by index; None means each image's own
     prediction. ValueError (one line, listing the choices) for anything else."""
     if choice is None:
         return None
@@ -80,8 +88,13 @@ def class_index(choice: str | None, class_names: Sequence[str]) -> int | None:
         return names.index(choice)
     if choice.isdigit() and int(choice) < len(names):
         return int(choice)
-    raise ValueError(f"unknown class {choice!r}; choose a class name ({', '.join(names)}) "
-                     f"or an index 0..{len(names) - 1}")
+    key = _class_key(choice)
+    for i, name in enumerate(names):
+        if key and key in (_class_key(name), _class_key(class_label(name))):
+            return i
+    raise ValueError(f"unknown class {choice!r}; choose a class name "
+                     f"({', '.join(class_label(n) for n in names)}) or an index "
+                     f"0..{len(names) - 1}")
 
 
 def class_label(name: str) -> str:

@@ -144,8 +144,13 @@ def test_class_index_by_name_or_index():
     assert class_index(None, CLASSES) is None
     assert class_index("no_tumor", CLASSES) == 2
     assert class_index("3", CLASSES) == 3
-    for bad in ("cat", "4", "-1"):
-        with pytest.raises(ValueError, match=f"unknown class '{bad}'; choose a class name"):
+    # the words the dashboard shows, in any case, with spaces or underscores (review s37)
+    for said in ("no tumour", "No Tumour", "no tumor", "NO_TUMOR", " no  tumour ", "no-tumor"):
+        assert class_index(said, CLASSES) == 2, said
+    assert class_index("Glioma", CLASSES) == 0
+    for bad in ("cat", "4", "-1", "", "tumour"):
+        with pytest.raises(ValueError, match=f"unknown class '{bad}'; choose a class name "
+                                             r"\(glioma, meningioma, no tumour, pituitary\)"):
             class_index(bad, CLASSES)
 
 

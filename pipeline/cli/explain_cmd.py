@@ -53,8 +53,9 @@ def explain(
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
     method: str = typer.Option(None, "--method", help=METHOD_HELP + " (default: each "
                                "model's choice in the run's explain_choice.json, else gradcam)"),
-    target: str = typer.Option(None, "--target", help="class name or index to explain "
-                               "(default: each model's predicted class)"),
+    target: str = typer.Option(None, "--target", help="class to explain: its name as "
+                               "shown ('no tumour') or as in files (no_tumor), any case, or "
+                               "its index (default: each model's predicted class)"),
     layer: str = typer.Option(None, "--layer", help="conv layer (default: the run's chosen "
                               "layer, else its gradcam_layer); one model only"),
     alpha: float = typer.Option(HEATMAP_ALPHA, "--alpha", help="heatmap opacity 0..1"),

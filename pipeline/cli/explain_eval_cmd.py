@@ -136,17 +136,21 @@ def _fmt(value: object, digits: int = 3) -> str:
 
 
 def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
-    """explain-eval's table (one column per model), then where the files were written."""
+    """explain-eval's table (one column per model, named as evaluate's rows are), then where
+    the files were written."""
     from rich.table import Table
 
-    methods = ", ".join(f"{m}: {r['method']}" + (f" at {r['layer']}" if r.get("layer") else "")
+    from pipeline.names import display_name
+
+    methods = ", ".join(f"{display_name(m)}: {r['method']}"
+                        + (f" at {r['layer']}" if r.get("layer") else "")
                         for m, r in results.items())
     table = Table(title=f"explanation quality ({methods}), run {run_dir.name}")
     # A row per measure, a column per model: ten columns, one per measure, broke mid-word at
     # 80 columns (piped output, a standard terminal): "custo / m_cnn", "delet / ion".
     table.add_column("measure")
     for m in results:
-        table.add_column(m, justify="right", overflow="fold")
+        table.add_column(display_name(m), justify="right", overflow="fold")
     rows = {
         "images": lambda r: str(r["n"]),
         "with a mask": lambda r: str(r["n_localisation"]),
@@ -171,7 +175,8 @@ def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
     for name, cell in rows.items():
         table.add_row(name, *[cell(r) for r in results.values()])
     Console().print(table)
-    for m, r in results.items():
+    for name, r in results.items():
+        m = display_name(name)
         if r.get("localisation_reason"):
             sys.stdout.write(f"{m}: no localisation scores ({r['localisation_reason']})\n")
         else:
