@@ -195,3 +195,37 @@ def test_explain_eval_on_an_own_folder_says_what_a_researcher_needs(smoke_run: P
     assert f"for glioma/{example.name} it looked for" in res.stderr
     assert f"e.g. glioma/{example.stem}_mask.png" in res.stderr
     assert not (ext / "suffixed.json").exists()
+
+
+@pytest.mark.slow
+def test_explain_eval_without_masks_names_the_folder_as_given_and_models_as_evaluate_does(
+        smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review s37 (findings 15, 16): "no masks found under ../../../../tmp/…/masks" named the
+    folder from the project root and not how to give masks; the table said custom_cnn where
+    evaluate says Custom CNN."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    monkeypatch.delenv("BRAIN_MRI_BOXES", raising=False)  # no boxes folder to fall back on
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    data, _ = _own_folder(run_dir, tmp_path / "own", n=1)
+    given = os.path.relpath(data)  # how a user in the project reaches /tmp: ../../../..
+    assert given.startswith(os.path.join("..", ".."))
+    res = CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir), "--data", given,
+                                   "--model", "custom_cnn", "--max-images", "2", "--steps", "2",
+                                   "--method", "gradcam"])
+    assert res.exit_code == 0, res.output
+    assert (f"Custom CNN: no localisation scores (no masks found under "
+            f"{os.path.abspath(given)}/masks; --masks DIR names the folder of tumour masks)"
+            ) in " ".join(res.stdout.split())
+    header = next(line for line in res.stdout.splitlines() if "measure" in line)
+    assert "Custom CNN" in header and "custom_cnn" not in header
+    # the file keeps its model key and the project-relative path (no machine path)
+    saved = json.loads((run_dir / "custom_cnn" / "explanations-external" / "data-gradcam.json"
+                        ).read_text())
+    assert saved["model"] == "custom_cnn"
+    assert saved["localisation_reason"] == f"no masks found under {given}/masks"

@@ -7,6 +7,7 @@ per model, scores them with `scoring.explain_model` and writes the file.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -227,6 +228,12 @@ def explain_eval(
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_path, out)
         out["written"] = str(out_path.relative_to(run.path))
+        if res["n_localisation"] == 0:  # said to the user: the folder as they named it
+            out["localisation_reason"] = no_localisation(
+                stats, failed + more_failed, _as_given(masks_root) if data_dir or masks_dir
+                else shown_path(masks_root))
+            if not (stats["read"] + stats["unreadable"]) and masks_dir is None:
+                out["localisation_reason"] += "; --masks DIR names the folder of tumour masks"
         results[m] = out
     return results
 
@@ -237,6 +244,15 @@ def _sizes_of_boxed(rows: list[dict[str, Any]]) -> dict[str, int]:
     the maps on images of another size and source."""
     counts = Counter(r["image_size"] for r in rows if r.get("pointing_hit") is not None)
     return dict(counts.most_common())
+
+
+def _as_given(path: Path) -> str:
+    """A folder the user named (or one inside it), as messages show it: as given, but
+    absolute when it climbs more than one level out of the working folder
+    ("../../../../tmp/x/masks" was a puzzle)."""
+    if not path.is_absolute() and path.parts[:2] == ("..", ".."):
+        return os.path.abspath(path)
+    return str(path)
 
 
 _shown_path = recorded_path  # its older name here (explain.choice imports it)
