@@ -255,7 +255,11 @@ def evaluate_run(
     folder or from `data_root` when the dataset has moved; files go to `<run>/<model>/` and
     `<run>/comparison.json`. With `data_dir`: every image of that folder (any supported layout;
     labels mapped by `map_external_labels`), files under `<run>/<model>/external/<name>/` and
-    `<run>/external/<name>/comparison.json`; nothing is retrained. Returns a summary dict.
+    `<run>/external/<name>/comparison.json`; nothing is retrained. On a folder, each image is
+    first looked up in the run's splits (`training_overlap`, as `predict` does), and the
+    figures on the images the run neither trained nor validated on are added as `new_to_run`
+    to each metrics.json, the comparison and the returned summary (None there for the test
+    split, or a run that cannot tell). Returns a summary dict.
     """
     from pipeline import artifacts
     from pipeline.calibration import apply_temperature
