@@ -109,7 +109,9 @@ def test_evaluate_names_an_external_folder_as_given(tmp_path: Path, monkeypatch)
     result = CliRunner().invoke(app, ["evaluate", "--run", str(run_dir), "--data", str(other),
                                       "--n-boot", "100"])
     assert result.exit_code == 0, result.output
-    assert "6 images, other (direct)" in result.stdout and str(tmp_path) not in result.stdout
+    # how the labels were read, in words: "(direct)" meant nothing to a student (a review)
+    assert "6 images, other (labels as the run's classes)" in result.stdout
+    assert str(tmp_path) not in result.stdout
     metrics = json.loads((run_dir / "custom_cnn" / "external" / "other" / "metrics.json")
                          .read_text())
     assert metrics["source"]["data_dir"] == relative_to_project(other)

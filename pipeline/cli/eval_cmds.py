@@ -162,22 +162,23 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
         raise typer.Exit(1)
 
 
-def _print_eval_summary(summary: dict, data: Path | None) -> None:
+def _print_eval_summary(summary: dict, data: Path | None = None) -> None:
     """evaluate's warnings on stderr first (images the run has met, unreadable files), then its
     table (one row per model), accuracy CIs and the verdict. On a folder holding some of the
     run's training or validation images (or copies), the table, CIs and verdict are on the
     images new to the run, each accuracy on all images beside it; on one holding only such
     images, the table is said to be no test and has no verdict. An external folder (`data`) is
-    named as the user gave it (the summary records it relative to the project), with how its
-    labels were read (`MODE_WORDS`)."""
+    named as the user gave it (without `data`, as the summary records it: relative to the
+    project), with how its labels were read (`MODE_WORDS`)."""
     from pipeline.evaluate.external import MODE_WORDS
 
     src = summary["source"]
     if src.get("n_unreadable"):
         err.print(f"[yellow]skipped {src['n_unreadable']} unreadable image(s)[/]")
     report_source(src)  # before the figures: a warning on the last line was read too late
-    where = ("test split" if src["kind"] == "test" or data is None
-             else f"{shown(as_given(data))} ({MODE_WORDS.get(src['mode'], src['mode'])})")
+    folder = shown(as_given(data)) if data is not None else src.get("data_dir")
+    where = ("test split" if src["kind"] == "test"
+             else f"{folder} ({MODE_WORDS.get(src['mode'], src['mode'])})")
     fresh, n = summary.get("new_to_run"), summary["n"]
     if fresh is not None and fresh["n"] == 0:
         _eval_table(f"run {summary['run_id']}: {n} images, {where}: every one trained or "
