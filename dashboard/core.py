@@ -180,27 +180,43 @@ def decode_note(info: dict[str, Any]) -> str | None:
         notes.append("its transparency was flattened onto black")
     frames = int(info.get("frames") or 1)
     slices = int(info.get("slices") or 1)
-    # a TIFF's pages or a zip's DICOM slices left out, (place, reason)
+    # a TIFF's pages or a zip's DICOM slices left out, (place, reason); blank ones, places
     unreadable = list(info.get("unreadable") or ())
+    blank = list(info.get("blank") or ())
     unit = "page" if info.get("format") == "TIFF" else "slice"
     if slices > 1:
-        spaced = ", evenly spaced" if frames > slices + len(unreadable) else ""
+        spaced = ", evenly spaced" if frames > slices + len(unreadable) + len(blank) else ""
         kept = f"{slices} of its {frames} slices{spaced}" if frames > slices else (
             f"its {slices} slices")
         notes.append(f"{kept} are analysed; choose the slice to show with its slider")
     elif frames > 1:
         notes.append(f"only the first of its {frames} frames is shown and analysed"
-                     if not unreadable else f"only one of its {frames} {unit}s could be read")
+                     if not unreadable and not blank else
+                     f"only one of its {frames} {unit}s could be "
+                     f"{'read' if not blank else 'analysed'}")
     if unreadable:  # one damaged page or slice file no longer costs the others
         place, reason = unreadable[0]
         more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
         notes.append(f"{unit} {place}{more} could not be read ({literal(str(reason))}) and "
                      f"{'are' if more else 'is'} left out")
+    if blank:  # padding slices outside the head: nothing to classify, no answer
+        notes.append(f"{_places(unit, blank)} of {frames} {'are' if len(blank) > 1 else 'is'} "
+                     "blank (one flat grey level), not analysed")
     reduced = float(info.get("reduced_by") or 1)
     if reduced > 1:
         notes.append(f"it was shrunk {reduced:g}x while decoding (it is very large)")
     lead = "A series: " if slices > 1 else "This file was adapted: "
     return (lead + "; ".join(notes) + ".") if notes else None
+
+
+def _places(unit: str, places: list[int], shown: int = 4) -> str:
+    """"slice 3", "slices 1, 2 and 20", "slices 1, 2, 3, 4 and 6 more"."""
+    nums = [str(p) for p in places]
+    if len(nums) == 1:
+        return f"{unit} {nums[0]}"
+    if len(nums) > shown:
+        return f"{unit}s {', '.join(nums[:shown])} and {len(nums) - shown} more"
+    return f"{unit}s {', '.join(nums[:-1])} and {nums[-1]}"
 
 
 def layer_label(name: str, hw: tuple[int | None, int | None], last: bool) -> str:

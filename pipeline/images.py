@@ -247,25 +247,58 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if dicom_zip.is_zip(data, name):
-                return dicom_zip.decode_zip(data, label, max_pixels)
+                return without_blank(*dicom_zip.decode_zip(data, label, max_pixels), label)
             if _is_dicom(data, name):
-                return dicom.decode_frames(data, label, max_pixels)
+                return without_blank(*dicom.decode_frames(data, label, max_pixels), label)
             pages = decode_pages(data, label, max_pixels)
             if pages is not None:
-                return pages
+                return without_blank(*pages, label)
     image, info = decode_image_info(data, name, max_pixels)
     return [refuse_blank(image, label)], {**info, "slices": 1}
 
 
 def refuse_blank(image: np.ndarray, label: str) -> np.ndarray:
     """`image`, or ImageError when it is blank (`modality.is_blank`): for a file to classify,
-    never a mask (an empty mask is blank, and valid). A series' slices are not checked yet: a
-    blank slice of a series is answered as any other."""
+    never a mask (an empty mask is blank, and valid). A series' slices: `without_blank`."""
     from pipeline.modality import BLANK_REASON, is_blank
 
     if is_blank(image):
         raise ImageError(f"{label}: {BLANK_REASON}")
     return image
+
+
+# why a blank slice of a series has no answer ("scan.dcm · slice 3 of 20: <this>")
+BLANK_SLICE = "blank (one flat grey level), not analysed"
+
+
+def without_blank(slices: list[np.ndarray], info: dict[str, Any], label: str
+                  ) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """A decoded series without its blank slices (`modality.is_blank`: the padding slices
+    outside the head at a series' ends were answered "no tumour"): their places in the file,
+    1-based, in `info["blank"]`, `indices` and `slices` keeping the others, as a slice that
+    cannot be decoded is left out. ImageError, in one line, when no slice is left. Every
+    pixel is read (about 1 ms a 512 px slice, `modality.is_blank`)."""
+    from pipeline.modality import BLANK_REASON, is_blank
+
+    places = list(info.get("indices") or range(len(slices)))
+    blank = [k for k, im in enumerate(slices) if is_blank(im)]
+    if not blank:
+        return slices, {**info, "blank": []}
+    n, bad = len(slices), len(info.get("unreadable") or ())
+    if len(blank) == n:
+        if n == 1 and not bad:  # one image: as any blank file
+            raise ImageError(f"{label}: {BLANK_REASON}")
+        if bad:
+            read = "the one slice" if n == 1 else f"the {n} slices"
+            what = f"{read} that could be read {'is' if n == 1 else 'are'} blank"
+        else:
+            what = f"all {n} slices{' analysed' if int(info.get('frames') or n) > n else ''} "
+            what += "are blank"
+        raise ImageError(f"{label}: {what} (one flat grey level): nothing in it to classify")
+    keep = [k for k in range(n) if k not in blank]
+    return [slices[k] for k in keep], {
+        **info, "slices": len(keep), "indices": [places[k] for k in keep],
+        "blank": [places[k] + 1 for k in blank]}
 
 
 def tiff_pages(data: bytes | BinaryIO) -> int:

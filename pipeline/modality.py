@@ -129,10 +129,11 @@ def is_blank(image: np.ndarray) -> bool:
     """Whether `image` (grey or RGB, uint8) is one flat grey level, up to `BLANK_SPREAD`: no
     anatomy to classify (an empty padding slice of a series, a white or black square)."""
     g = np.asarray(image)
-    if g.ndim == 3:
-        g = g.max(axis=2)  # structure in any channel counts
-    # every pixel: a subsample could step over a thin bright line (a 512 px slice: a few ms)
-    lo, hi = np.percentile(g, [0.5, 99.5])
+    if g.ndim == 3:  # structure in any channel counts
+        g = np.maximum(np.maximum(g[..., 0], g[..., 1]), g[..., 2]) if g.shape[2] >= 3 else (
+            g.max(axis=2))
+    # every pixel: a subsample could step over a thin bright line
+    lo, hi = _percentiles(g, (0.5, 99.5))
     return bool(hi - lo <= BLANK_SPREAD)
 
 
@@ -158,3 +159,24 @@ def looks_like_photo(image: np.ndarray) -> bool:
     """Whether `image` looks like a photograph of a screen or film: tinted (`photo_tint` at
     `PHOTO_TINT` or more), where an MRI export is grey. A hint for a warning, never a refusal."""
     return photo_tint(image) >= PHOTO_TINT
+
+
+def _percentiles(g: np.ndarray, q: tuple[float, float]) -> tuple[float, float]:
+    """`np.percentile(g, q)` (its default linear method, value for value); for uint8 from the
+    grey-level histogram: every slice of a series is checked, and sorting a 512 px slice's
+    pixels took 8 ms where the histogram takes under 1 ms."""
+    if g.dtype != np.uint8 or g.size == 0:
+        lo, hi = np.percentile(g, q)
+        return float(lo), float(hi)
+    below = np.bincount(g.ravel(), minlength=256).cumsum()  # pixels at or below each level
+    n = int(below[-1])
+    virtual = (n - 1) * (np.asarray(q, dtype=np.float64) / 100)  # numpy's 'linear' rule
+    prev = np.floor(virtual)
+    gamma = virtual - prev
+    # the value of rank r in sorted order: the first level with more than r pixels at or below
+    a = np.searchsorted(below, prev.astype(np.int64), side="right").astype(np.float64)
+    b = np.searchsorted(below, np.minimum(prev + 1, n - 1).astype(np.int64),
+                        side="right").astype(np.float64)
+    d = b - a
+    v = np.where(gamma >= 0.5, b - d * (1 - gamma), a + d * gamma)  # numpy's _lerp
+    return float(v[0]), float(v[1])

@@ -151,18 +151,22 @@ class SliceReader:
 @dataclass(frozen=True)
 class _Decoded:
     """A series as decoded: its slices and `images.decode_slices`' info (`indices`: each
-    slice's place in the file; `unreadable`: the pages left out, with their reasons)."""
+    slice's place in the file; `unreadable`: the pages left out, with their reasons; `blank`:
+    the places of the blank slices left out)."""
 
     slices: list[np.ndarray]
     info: dict
 
     def slice(self, item: Slice) -> np.ndarray:
         """`item`'s pixels, found by its place in the file (a TIFF page that could not be
-        decoded is left out, so positions shift); ImageError with that page's own reason."""
+        decoded, or a blank slice, is left out, so positions shift); ImageError with that
+        page's own reason."""
         place = item.number - 1
         for page, reason in self.info.get("unreadable") or ():
             if page == place + 1:
                 raise images.ImageError(f"{item}: {reason}")
+        if place + 1 in (self.info.get("blank") or ()):  # no answer for it; the others keep theirs
+            raise images.ImageError(f"{item}: {images.BLANK_SLICE}")
         indices = list(self.info.get("indices") or ())
         if not indices:  # every slice decoded, in order
             k = item.index

@@ -96,3 +96,17 @@ def one_card(probs: list[float], **results: object) -> tuple:
     upload = core.Upload("x.png", "d" * 64, image=np.zeros((64, 64, 3), np.uint8),
                          **({"seen_split": split, "seen_exact": True} if split else {}))
     return inference.Results({"custom_cnn": [result]}, {}, 0.1, **fields), upload
+
+
+def with_disc(frame: np.ndarray) -> np.ndarray:
+    """`frame` (H×W, or N×H×W: each frame) with a centred disc half the grey range away from
+    its corner's level: content, so a series' slice is not blank (blank slices are left out,
+    `images.without_blank`), while the corner keeps the level tests tell slices apart by."""
+    out = np.array(frame, copy=True)
+    h, w = out.shape[-2:]
+    yy, xx = np.mgrid[:h, :w]
+    disc = (yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2 <= (min(h, w) / 4) ** 2
+    top = 256 if out.dtype == np.uint8 else 4096  # 8-bit pages, 12-bit DICOM frames
+    corner = out[..., :1, :1].astype(np.int64)
+    out[..., disc] = ((corner + top // 2) % top).reshape(corner.shape[:-2] + (1,))
+    return out

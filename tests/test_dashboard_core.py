@@ -360,11 +360,11 @@ def test_report_rows_carry_a_number_and_a_hash_never_a_file_name():
 
 def test_a_long_series_names_each_slice_by_its_place_in_the_file():
     """100 frames, 64 analysed: the second analysed was called "slice 2 of 64"."""
-    from helpers import make_dicom
+    from helpers import make_dicom, with_disc
 
     from pipeline import dicom
 
-    frames = np.stack([np.full((8, 8), 40 * (k % 50), np.uint16) for k in range(100)])
+    frames = with_disc(np.stack([np.full((8, 8), 40 * (k % 50), np.uint16) for k in range(100)]))
     upload = core.decode_upload("series.dcm", make_dicom(frames))
     assert len(upload.slices) == dicom.MAX_SLICES and upload.total == 100
     real = dicom.slice_indices(100)[1] + 1

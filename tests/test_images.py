@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_dicom
+from helpers import make_dicom, with_disc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -172,8 +172,9 @@ def test_multipage_tiff_takes_first_page():
 
 
 def _stack(values, side: int = 16) -> bytes:
-    """A multi-page TIFF whose page k is all `values[k]` (which page a slice is, is readable)."""
-    pages = [Image.fromarray(np.full((side, side + 8), v, np.uint8)) for v in values]
+    """A multi-page TIFF whose page k is `values[k]` but for a disc in its middle (which page a
+    slice is, is readable at its corner; a flat page would be a blank slice, left out)."""
+    pages = [Image.fromarray(with_disc(np.full((side, side + 8), v, np.uint8))) for v in values]
     buf = io.BytesIO()
     pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
     return buf.getvalue()
@@ -213,8 +214,8 @@ def test_a_multipage_tiff_is_a_series_of_its_pages(tmp_path: Path):
 
 def test_a_tiff_page_too_large_is_left_out_naming_the_page(monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 500)  # pages of 16x24 = 384 px pass
-    pages = [Image.fromarray(np.zeros((16, 24), np.uint8)),
-             Image.fromarray(np.zeros((40, 40), np.uint8))]
+    pages = [Image.fromarray(with_disc(np.zeros((16, 24), np.uint8))),
+             Image.fromarray(with_disc(np.zeros((40, 40), np.uint8)))]
     buf = io.BytesIO()
     pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
     slices, info = images.decode_slices(buf.getvalue(), "s.tif")
@@ -229,7 +230,7 @@ def test_a_tiff_page_too_large_is_left_out_naming_the_page(monkeypatch):
 
 def _damaged_stack(values, bad: int) -> bytes:
     """`_stack(values)`, deflate-compressed, with page `bad`'s (0-based) pixel data garbled."""
-    pages = [Image.fromarray(np.full((16, 24), v, np.uint8)) for v in values]
+    pages = [Image.fromarray(with_disc(np.full((16, 24), v, np.uint8))) for v in values]
     buf = io.BytesIO()
     pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:],
                   compression="tiff_adobe_deflate")

@@ -98,6 +98,31 @@ def test_a_flat_image_is_blank_and_a_phantom_slice_is_not():
     assert not is_blank(_head(rim=255, rim_width=12, band=45, band_width=6))
 
 
+def test_blank_percentiles_from_the_histogram_are_numpys():
+    """`is_blank` reads every slice of a series, so its percentiles come from the grey-level
+    histogram (a 512 px slice: 8 ms sorted, about 1 ms counted): value for value what
+    np.percentile gives, on flat, noisy, speckled and tiny images, and at the threshold."""
+    from pipeline.modality import BLANK_SPREAD, _percentiles
+
+    rng = np.random.default_rng(1)
+    images = [np.full((1, 1), 9, np.uint8), np.arange(256, dtype=np.uint8).reshape(16, 16)]
+    for k in range(400):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        if k % 3 == 0:
+            g = rng.integers(0, 256, (h, w))
+        elif k % 3 == 1:
+            g = rng.normal(128, rng.uniform(0, 6), (h, w))
+        else:  # a flat field with a few specks: near the 0.5 % the percentiles cut
+            g = np.full((h, w), rng.integers(0, 256))
+            g[rng.random((h, w)) < rng.uniform(0, 0.02)] = rng.integers(0, 256)
+        images.append(np.clip(g, 0, 255).astype(np.uint8))
+    for g in images:
+        assert _percentiles(g, (0.5, 99.5)) == tuple(np.percentile(g, [0.5, 99.5]))
+    edge = np.zeros((20, 20), np.uint8)
+    edge[10:] = BLANK_SPREAD  # a spread of exactly BLANK_SPREAD is blank, one more is not
+    assert is_blank(edge) and not is_blank(edge + (edge > 0))
+
+
 @pytest.mark.slow
 def test_a_blank_file_is_refused_not_answered(smoke_run: Path, tmp_path: Path):
     """A white square was answered "no tumour (97%)": `predict` now refuses a blank file in one
