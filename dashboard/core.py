@@ -199,6 +199,8 @@ def decode_note(info: dict[str, Any]) -> str | None:
         more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
         notes.append(f"{unit} {place}{more} could not be read ({literal(str(reason))}) and "
                      f"{'are' if more else 'is'} left out")
+    if int(info.get("volumes") or 1) > 1:  # a 4-D NIfTI (fMRI, diffusion)
+        notes.append(f"only the first of its {info['volumes']} volumes is analysed")
     if blank:  # padding slices outside the head: nothing to classify, no answer
         notes.append(f"{_places(unit, blank)} of {frames} {'are' if len(blank) > 1 else 'is'} "
                      "blank (one flat grey level), not analysed")

@@ -28,7 +28,7 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 # A folder reaches the reader only when `stream.expand_inputs` found nothing in it to read
 # ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong)
 FOLDER_MESSAGE = ("a folder with no image in it (JPEG, PNG, BMP, TIFF, GIF, WebP, PPM or DICOM "
-                  "files, or .zip series of .dcm slices, searched recursively)")
+                  "files, .zip series of .dcm slices or NIfTI volumes, searched recursively)")
 MIN_SIDE = 8  # smaller images carry no usable anatomy
 # Larger images are shrunk *while* decoding (JPEG's DCT scaling, then Pillow's reduce) before any
 # conversion: a 190 KB zero-filled 7000×7000 PNG peaked at 1.31 GB when converted at full size.
@@ -233,11 +233,13 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
                   ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Every slice of an upload: the frames of a multi-frame DICOM, the slices of a zip of DICOM
     files (sorted by position along the series' axis, else by instance number), the pages of a
-    multi-page TIFF (a stack exported from a viewer: `decode_pages`), or the one image of any
-    other file. At most MAX_SLICES, evenly spaced (`info["frames"]`: how many
-    there were, `info["slices"]`: how many are returned). Only pixels leave: no DICOM attribute
-    (patient, institution, dates, UIDs) is returned or put in a message. ImageError otherwise."""
-    from pipeline import dicom, dicom_zip  # they import this module's errors and helpers
+    multi-page TIFF (a stack exported from a viewer: `decode_pages`), the axial slices of a
+    NIfTI volume (`nifti.decode_volume`), or the one image of any other file. At most
+    MAX_SLICES, evenly spaced (`info["frames"]`: how many there were, `info["slices"]`: how
+    many are returned); blank slices left out (`without_blank`). Only pixels leave: no DICOM
+    attribute (patient, institution, dates, UIDs) is returned or put in a message. ImageError
+    otherwise."""
+    from pipeline import dicom, dicom_zip, nifti  # they import this module's errors and helpers
 
     label = _label(name)
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
@@ -250,6 +252,8 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
                 return without_blank(*dicom_zip.decode_zip(data, label, max_pixels), label)
             if _is_dicom(data, name):
                 return without_blank(*dicom.decode_frames(data, label, max_pixels), label)
+            if nifti.is_nifti(data, name):
+                return without_blank(*nifti.decode_volume(data, label, max_pixels), label)
             pages = decode_pages(data, label, max_pixels)
             if pages is not None:
                 return without_blank(*pages, label)

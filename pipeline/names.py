@@ -56,6 +56,22 @@ DECODED_EXTS: frozenset[str] = IMAGE_EXTS | frozenset({
     ".jpe", ".jfif", ".mpo", ".apng", ".dib", ".gif", ".webp",
     ".pbm", ".pgm", ".ppm", ".pnm", ".pfm"})
 
+# NIfTI volumes (`pipeline.nifti`): series files, read by predict, explain (in folders too) and the
+# dashboard, never as a dataset's images. ".nii.gz" is a double suffix: compare `file_ext`, never
+# `Path.suffix` (".gz").
+NIFTI_EXTS: tuple[str, ...] = (".nii", ".nii.gz")
+
+
+def file_ext(name: str) -> str:
+    """A file name's extension, lower case, ".nii.gz" as one ("scan.NII.GZ" -> ".nii.gz",
+    "a.png" -> ".png", "IM0001" -> "")."""
+    lower = name.lower().rsplit("/", 1)[-1]
+    if lower.endswith(".nii.gz"):
+        return ".nii.gz"
+    dot = lower.rfind(".")
+    return lower[dot:] if dot > 0 else ""
+
+
 # progress(description, done, total): every long stage reports through one of these.
 Progress = Callable[[str, int, int], None]
 

@@ -1,5 +1,5 @@
-"""Series files on the command line: a multi-frame DICOM, a zip of .dcm slices or a multi-page
-TIFF, slice by slice.
+"""Series files on the command line: a multi-frame DICOM, a zip of .dcm slices, a multi-page
+TIFF or a NIfTI volume (.nii, .nii.gz), slice by slice.
 
 The dashboard shows every slice of a series (`images.decode_slices`); `predict` and `explain`
 used to read such a file as one image (a multi-frame DICOM's first frame, a zip not at all).
@@ -7,9 +7,9 @@ Here a series file becomes one item per slice, named as the dashboard names them
 slice 2 of 3"; a long series, of which only `dicom.MAX_SLICES` are analysed, by the real frame:
 "scan.dcm · frame 3 of 100 (64 of 100 frames analysed)"), so every slice gets its row in the
 printed output, the JSON, a resumable CSV and explain's overlays and journal. Only files named
-.dcm, .zip, .tif or .tiff (and scanner exports without a suffix) are opened to count their
-slices; anything else (and a series that cannot be read) stays one item, whose read reports
-the problem. A multi-page TIFF used to be read as its first page, silently.
+.dcm, .zip, .tif, .tiff, .nii or .nii.gz (and scanner exports without a suffix) are opened to
+count their slices; anything else (and a series that cannot be read) stays one item, whose
+read reports the problem. A multi-page TIFF used to be read as its first page, silently.
 """
 
 from __future__ import annotations
@@ -24,11 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import dicom, dicom_zip, images
+from pipeline import dicom, dicom_zip, images, nifti
+from pipeline.names import NIFTI_EXTS, file_ext
 from pipeline.stream import may_be_dicom_export
 
-SERIES_SUFFIXES = (".dcm", ".zip", ".tif", ".tiff")  # files that may hold several slices
+# files that may hold several slices (`names.file_ext`: ".nii.gz" is one extension)
+SERIES_SUFFIXES = (".dcm", ".zip", ".tif", ".tiff", *NIFTI_EXTS)
+# series files only, never one image: a one-item read goes through the series decoder
+VOLUME_ONLY = (".zip", *NIFTI_EXTS)
 CACHED_SERIES = 2  # decoded series kept while their slices are read (slices come in order)
+_NIFTI_MAGIC = 348  # bytes enough to tell an uncompressed NIfTI by its magic
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Slice:
     count: int
     total: int = 0  # what the file holds when only `count` of it is analysed; 0: all is
     unit: str = "slice"  # with `total`: "frame" (a multi-frame DICOM), "page" (a TIFF stack)
+    volumes: int = 1  # a 4-D NIfTI's volumes: only the first is read, and its name says so
 
     @property
     def number(self) -> int:
@@ -50,9 +56,10 @@ class Slice:
         return dicom.slice_indices(self.total)[self.index] + 1 if self.total else self.index + 1
 
     def __str__(self) -> str:
+        path = f"{self.path} · volume 1 of {self.volumes}" if self.volumes > 1 else self.path
         if not self.total:  # every slice analysed: the name the dashboard gives it
-            return f"{self.path} · slice {self.index + 1} of {self.count}"
-        return (f"{self.path} · {self.unit} {self.number} of {self.total} "
+            return f"{path} · slice {self.index + 1} of {self.count}"
+        return (f"{path} · {self.unit} {self.number} of {self.total} "
                 f"({self.count} of {self.total} {self.unit}s analysed)")
 
 
@@ -65,6 +72,7 @@ class SliceName:
     number: int
 
 
+# a 4-D volume's "scan.nii · volume 1 of 40" is the file part: its slices group as one file's
 _SLICE_NAME = re.compile(r"^(?P<file>.+) · (?P<unit>slice|frame|page) (?P<number>\d+) of \d+"
                          r"(?: \(\d+ of \d+ \w+ analysed\))?$", re.DOTALL)
 
@@ -83,33 +91,39 @@ def expand_series(paths: Sequence[str | Path]) -> list[str | Slice]:
     decoder), stays one item: its read reports it once, not once per slice."""
     out: list[str | Slice] = []
     for p in map(str, paths):
-        total, unit = 1, "slice"
+        total, unit, volumes = 1, "slice", 1
         # a scanner's export without .dcm ("IM0001") may hold frames too
-        if Path(p).suffix.lower() in SERIES_SUFFIXES or may_be_dicom_export(p):
+        if file_ext(p) in SERIES_SUFFIXES or may_be_dicom_export(p):
             # unreadable: read again later, where the reason becomes the file's failure
             with contextlib.suppress(images.ImageError):
-                total, unit = _slice_count(p)
+                total, unit, volumes = _slice_count(p)
         n = len(dicom.slice_indices(total))
         if n < total:  # thinned: named by the real frame, the unit said
-            out += [Slice(p, k, n, total, unit) for k in range(n)]
+            out += [Slice(p, k, n, total, unit, volumes) for k in range(n)]
         else:  # every slice: Slice(path, k, n), as before
-            out += [Slice(p, k, n) for k in range(n)] if n > 1 else [p]
+            out += [Slice(p, k, n, volumes=volumes) for k in range(n)] if n > 1 else [p]
     return out
 
 
-def _slice_count(path: str) -> tuple[int, str]:
-    """How many slices the series file at `path` holds, and what they are ("frame",
-    "slice"): a DICOM's frames from its header alone (a folder of single-frame .dcm files is
-    not read twice before anything is predicted); a zip's slices by decoding it (they are
-    sorted and filtered as the dashboard does)."""
+def _slice_count(path: str) -> tuple[int, str, int]:
+    """How many slices the series file at `path` holds, what they are ("frame", "slice"),
+    and how many volumes (a 4-D NIfTI's; 1 for any other file): a DICOM's frames from its
+    header alone (a folder of single-frame .dcm files is not read twice before anything is
+    predicted); a zip's slices by decoding it (they are sorted and filtered as the dashboard
+    does); a NIfTI volume's axial slices from its header."""
     with images.open_regular(path) as fh:
-        if Path(path).suffix.lower() in (".tif", ".tiff"):  # a stack's pages, from the header
-            return images.tiff_pages(fh), "page"
+        if file_ext(path) in (".tif", ".tiff"):  # a stack's pages, from the header
+            return images.tiff_pages(fh), "page", 1
+        if nifti.is_nifti(fh.read(_NIFTI_MAGIC), path):
+            fh.seek(0)
+            slices, volumes = nifti.volume_slices(fh, path)
+            return slices, "slice", volumes
+        fh.seek(0)
         if not dicom_zip.is_zip(fh.read(4), path):
             fh.seek(0)
-            return dicom.header_frames(fh, path), "frame"
+            return dicom.header_frames(fh, path), "frame", 1
     data = images.read_file(path)
-    return int(images.decode_slices(data, path)[1]["frames"]), "slice"
+    return int(images.decode_slices(data, path)[1]["frames"]), "slice", 1
 
 
 class SliceReader:
@@ -130,7 +144,7 @@ class SliceReader:
                 reason = str(decoded).removeprefix(f"{item.path}: ")
                 raise images.ImageError(f"{item}: {reason}")
             return decoded.slice(item)
-        if str(item).lower().endswith(".zip"):
+        if file_ext(str(item)) in VOLUME_ONLY:  # one slice, or a reason from the series decoder
             return images.decode_slices(images.read_file(item), str(item))[0][0]
         return images.refuse_blank(images.read_image(item), str(item))  # nothing to answer
 

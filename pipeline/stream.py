@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.csv_safe import restore_cell, to_csv, utf8_text
-from pipeline.names import DECODED_EXTS, Progress, no_progress
+from pipeline.names import DECODED_EXTS, NIFTI_EXTS, Progress, file_ext, no_progress
 
 CHUNK = 64  # rows written between two fsyncs
 # Each answer's warnings (predict.answer_flags): 1, 0, or empty where the run does not measure it
@@ -35,8 +35,8 @@ T = TypeVar("T")
 
 # what a folder given to predict or explain is searched for: every image format a file given by
 # name is read in, and .zip series of .dcm slices (a .zip given by name was read, one inside a
-# folder silently skipped; so were .gif and .webp files)
-FOLDER_EXTS = DECODED_EXTS | {".zip"}
+# folder silently skipped; so were .gif and .webp files), NIfTI volumes (`names.file_ext`)
+FOLDER_EXTS = DECODED_EXTS | {".zip", *NIFTI_EXTS}
 DICOM_MAGIC_AT = 128  # b"DICM" at bytes 128:132 of a DICOM file (after its preamble)
 
 
@@ -77,7 +77,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
     for f in sorted(folder.rglob("*")):
         if any(part.startswith(".") for part in f.relative_to(folder).parts) or f.is_dir():
             continue
-        if f.suffix.lower() in FOLDER_EXTS or (f.is_file() and may_be_dicom_export(f)):
+        if file_ext(f.name) in FOLDER_EXTS or (f.is_file() and may_be_dicom_export(f)):
             found.append(f)
         else:
             skipped.append(f)

@@ -71,7 +71,7 @@ def test_the_folder_extensions_are_every_format_the_decoder_takes():
               if fmt in images.PIL_FORMATS}
     assert pillow | {".dcm"} == DECODED_EXTS
     assert IMAGE_EXTS < DECODED_EXTS
-    assert set(FOLDER_EXTS) == DECODED_EXTS | {".zip"}
+    assert set(FOLDER_EXTS) == DECODED_EXTS | {".zip", ".nii", ".nii.gz"}
 
 
 @pytest.mark.timeout(60)

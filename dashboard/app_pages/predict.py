@@ -50,7 +50,8 @@ with upload_col:
         "Upload MRI slices", type=None, accept_multiple_files=True,
         key=uploader,
         help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm; a series as one multi-frame "
-             "file or a .zip of .dcm slices). Files stay in memory and are never stored. Up to "
+             "file or a .zip of .dcm slices), or a NIfTI volume (.nii, .nii.gz: its axial "
+             "slices). Files stay in memory and are never stored. Up to "
              f"{core.MAX_UPLOADS} files at once.")
     # The browser refuses a file over the server's limit before the page sees it: its only trace
     # was a red chip below the uploader's scroll area, so the limit is said here, always.
