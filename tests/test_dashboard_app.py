@@ -1483,6 +1483,30 @@ def test_a_long_series_slider_table_and_card_number_slices_alike(
     assert int(at.select_slider(key=key).value) == 5
 
 
+def test_a_nifti_volume_upload_gets_the_series_slider(artifacts: Path, smoke_run: Path):
+    """A researcher's .nii.gz is a series like a multi-frame DICOM: its axial slices behind a
+    slider, each named by its place in the volume; its blank top slice left out, said so."""
+    import gzip
+    import hashlib
+
+    import nibabel as nib
+
+    grey = [np.asarray(Image.open(io.BytesIO(_test_image(smoke_run, k)[1])).convert("L")
+                       .resize((96, 96)), np.int16) for k in range(3)]
+    # voxels x to the patient's right, y anterior (identity affine: RAS), shown radiologically
+    vox = np.stack([g[::-1, ::-1].T for g in grey] + [np.zeros((96, 96), np.int16)], axis=2)
+    data = gzip.compress(nib.Nifti1Image(vox, np.eye(4)).to_bytes())
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([("scan.nii.gz", data, "application/gzip")]).run()
+    _ok(at)
+    slider = at.select_slider(key=f"predict_slice_{hashlib.sha256(data).hexdigest()[:16]}")
+    assert (list(map(int, slider.options)), int(slider.value)) == ([1, 2, 3], 2)
+    shown = _shown(at)
+    assert "scan.nii.gz · slice 2 of 4" in shown
+    assert "slice 4 of 4 is blank (one flat grey level), not analysed" in shown
+    assert list(_frame(at, "slice")["slice"]) == ["slice 1", "slice 2", "slice 3"]
+
+
 def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
         artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture):

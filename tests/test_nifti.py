@@ -193,3 +193,34 @@ def test_a_file_named_nii_that_is_not_one_is_one_line_and_nibabel_says_nothing(c
     with pytest.raises(ImageError, match="not a readable NIfTI volume"):
         SliceReader()(str(path))
     assert capfd.readouterr().err == ""
+
+
+def test_explain_names_a_4d_volumes_slices_and_their_overlays(tmp_path: Path, smoke_run: Path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    first = _ras(_pictures(2))
+    bold = tmp_path / "bold.nii.gz"
+    bold.write_bytes(_bytes(nib.Nifti1Image(np.stack([first] * 3, axis=3), np.eye(4)), gz=True))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                      "custom_cnn", "--bare", "--out", str(out), str(bold)])
+    assert result.exit_code == 0, result.output[-2000:]
+    record = json.loads((out / "explain.json").read_text())
+    assert [r["path"] for r in record["images"]] == [
+        f"{bold} · volume 1 of 3 · slice {k} of 2" for k in (1, 2)]
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        f"bold.nii.gz.slice-{k}.custom_cnn.gradcam.png" for k in (1, 2)]
+
+
+def test_a_volume_unpacking_past_the_file_limit_is_refused(monkeypatch):
+    """A .nii.gz is unpacked in memory: past `images.MAX_FILE_BYTES` (a gzip bomb) it is
+    refused in one line, before nibabel sees it."""
+    from pipeline import nifti
+
+    data = _bytes(_volume(_pictures(3)), gz=True)
+    monkeypatch.setattr(nifti, "MAX_FILE_BYTES", 5000)  # the volume is about 14 kB unpacked
+    with pytest.raises(ImageError, match=r"^big\.nii\.gz: the volume unpacks to more than "):
+        images.decode_slices(data, "big.nii.gz")
+    assert nifti.volume_slices(data, "big.nii.gz") == (3, 1)  # its header is read all the same
