@@ -213,12 +213,9 @@ def decode_note(info: dict[str, Any]) -> str | None:
 
 def _places(unit: str, places: list[int], shown: int = 4) -> str:
     """"slice 3", "slices 1, 2 and 20", "slices 1, 2, 3, 4 and 6 more"."""
-    nums = [str(p) for p in places]
-    if len(nums) == 1:
-        return f"{unit} {nums[0]}"
-    if len(nums) > shown:
-        return f"{unit}s {', '.join(nums[:shown])} and {len(nums) - shown} more"
-    return f"{unit}s {', '.join(nums[:-1])} and {nums[-1]}"
+    more = len(places) - shown if len(places) > shown + 1 else 0
+    nums = [str(p) for p in places[:len(places) - more]] + [f"{more} more"] * bool(more)
+    return f"{unit}s {', '.join(nums[:-1])} and {nums[-1]}" if nums[1:] else f"{unit} {nums[0]}"
 
 
 def layer_label(name: str, hw: tuple[int | None, int | None], last: bool) -> str:

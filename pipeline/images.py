@@ -233,13 +233,14 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
                   ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Every slice of an upload: the frames of a multi-frame DICOM, the slices of a zip of DICOM
     files (sorted by position along the series' axis, else by instance number), the pages of a
-    multi-page TIFF (a stack exported from a viewer: `decode_pages`), the axial slices of a
-    NIfTI volume (`nifti.decode_volume`), or the one image of any other file. At most
-    MAX_SLICES, evenly spaced (`info["frames"]`: how many there were, `info["slices"]`: how
-    many are returned); blank slices left out (`without_blank`). Only pixels leave: no DICOM
-    attribute (patient, institution, dates, UIDs) is returned or put in a message. ImageError
+    multi-page TIFF (a viewer's stack: `tiff_stack.decode_pages`), the axial slices of a NIfTI
+    volume (`nifti.decode_volume`), or the one image of any other file. At most MAX_SLICES,
+    evenly spaced (`info["frames"]`: how many there were, `info["slices"]`: how many are
+    returned); blank slices left out (`without_blank`). Only pixels leave: no DICOM attribute
+    (patient, institution, dates, UIDs) is returned or put in a message. ImageError
     otherwise."""
-    from pipeline import dicom, dicom_zip, nifti  # they import this module's errors and helpers
+    # they import this module's errors and helpers
+    from pipeline import dicom, dicom_zip, nifti, tiff_stack
 
     label = _label(name)
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
@@ -254,7 +255,7 @@ def decode_slices(data: bytes, name: str = "", max_pixels: int | None = None
                 return without_blank(*dicom.decode_frames(data, label, max_pixels), label)
             if nifti.is_nifti(data, name):
                 return without_blank(*nifti.decode_volume(data, label, max_pixels), label)
-            pages = decode_pages(data, label, max_pixels)
+            pages = tiff_stack.decode_pages(data, label, max_pixels)
             if pages is not None:
                 return without_blank(*pages, label)
     image, info = decode_image_info(data, name, max_pixels)
@@ -303,69 +304,6 @@ def without_blank(slices: list[np.ndarray], info: dict[str, Any], label: str
     return [slices[k] for k in keep], {
         **info, "slices": len(keep), "indices": [places[k] for k in keep],
         "blank": [places[k] + 1 for k in blank]}
-
-
-def tiff_pages(data: bytes | BinaryIO) -> int:
-    """How many pages a TIFF holds, from its directories alone (no pixel is decoded); 1 for
-    anything that is not a readable TIFF."""
-    try:
-        src = io.BytesIO(data) if isinstance(data, bytes) else data
-        with Image.open(src, formats=("TIFF",)) as im:
-            return int(getattr(im, "n_frames", 1) or 1)
-    except Exception:  # not a TIFF, or a damaged one: the one-image read reports it
-        return 1
-
-
-def decode_pages(data: bytes, label: str, max_pixels: int
-                 ) -> tuple[list[np.ndarray], dict[str, Any]] | None:
-    """The pages of a multi-page TIFF (at most MAX_SLICES, evenly spaced), each decoded as a
-    one-page image is (size checks, shrinking, orientation, any mode to RGB); None for any other
-    file. A page that cannot be decoded is left out, its number and reason in
-    `info["unreadable"]` (`indices` keeps the pages returned): one damaged page cost the whole
-    stack. ImageError, naming the page, when none can be decoded."""
-    from pipeline.dicom import slice_indices
-
-    total = tiff_pages(data)
-    if total < 2:
-        return None
-    pages: list[np.ndarray] = []
-    kept: list[int] = []
-    unreadable: list[tuple[int, str]] = []
-    first_error: ImageError | None = None
-    im = Image.open(io.BytesIO(data), formats=("TIFF",))
-    try:
-        info: dict[str, Any] = {"format": "TIFF", "mode": im.mode, "width": im.size[0],
-                                "height": im.size[1], "frames": total}
-        for k in slice_indices(total):
-            page_label = f"{label}: page {k + 1} of {total}"
-            try:
-                pages.append(_decode_page(im, k, page_label, max_pixels))
-                kept.append(k)
-            except ImageError as exc:
-                first_error = first_error or exc
-                unreadable.append((k + 1, str(exc).removeprefix(f"{page_label}: ")))
-    finally:
-        im.close()
-    if not pages:
-        raise first_error or ImageError(f"{label}: no page could be decoded")
-    return pages, {**info, "slices": len(pages), "indices": kept, "unreadable": unreadable}
-
-
-def _decode_page(im: Image.Image, k: int, page_label: str, max_pixels: int) -> np.ndarray:
-    """Page k of an open multi-page TIFF as an RGB array, or ImageError naming the page."""
-    try:
-        im.seek(k)
-        _check_dims(*im.size, page_label, max_pixels)
-        page = _load_reduced(im.copy(), {"width": im.size[0]})
-        oriented = ImageOps.exif_transpose(page)
-        arr = _to_rgb_array(oriented if oriented is not None else page)
-    except ImageError:
-        raise
-    except Exception as exc:
-        raise _explain_pillow_error(exc, "TIFF", page_label) from None
-    if arr.shape[0] < MIN_SIDE or arr.shape[1] < MIN_SIDE:
-        raise ImageError(f"{page_label}: decoded to an unusable array of shape {arr.shape}")
-    return arr
 
 
 def decode_image_info(data: bytes, name: str = "", max_pixels: int | None = None

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import dicom, dicom_zip, images, nifti
+from pipeline import dicom, dicom_zip, images, nifti, tiff_stack
 from pipeline.names import NIFTI_EXTS, file_ext
 from pipeline.stream import may_be_dicom_export
 
@@ -113,7 +113,7 @@ def _slice_count(path: str) -> tuple[int, str, int]:
     does); a NIfTI volume's axial slices from its header."""
     with images.open_regular(path) as fh:
         if file_ext(path) in (".tif", ".tiff"):  # a stack's pages, from the header
-            return images.tiff_pages(fh), "page", 1
+            return tiff_stack.tiff_pages(fh), "page", 1
         if nifti.is_nifti(fh.read(_NIFTI_MAGIC), path):
             fh.seek(0)
             slices, volumes = nifti.volume_slices(fh, path)

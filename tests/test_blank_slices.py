@@ -92,6 +92,8 @@ def test_one_slice_left_beside_blank_ones_is_analysed_alone():
                            "slices 1 and 3 of 3 are blank (one flat grey level), not analysed.")
     many = decode_note({"frames": 20, "slices": 11, "blank": list(range(1, 10))})
     assert "slices 1, 2, 3, 4 and 5 more of 20 are blank" in many
+    five = decode_note({"frames": 20, "slices": 15, "blank": [1, 2, 3, 4, 20]})
+    assert "slices 1, 2, 3, 4 and 20 of 20 are blank" in five  # "and 1 more" says less
 
 
 @pytest.mark.parametrize(("name", "build"), [

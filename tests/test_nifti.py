@@ -224,3 +224,17 @@ def test_a_volume_unpacking_past_the_file_limit_is_refused(monkeypatch):
     with pytest.raises(ImageError, match=r"^big\.nii\.gz: the volume unpacks to more than "):
         images.decode_slices(data, "big.nii.gz")
     assert nifti.volume_slices(data, "big.nii.gz") == (3, 1)  # its header is read all the same
+
+
+def test_voxels_longer_than_wide_are_shown_square_and_a_singular_affine_as_stored():
+    pictures = _pictures(2)
+    wide = _ras(pictures)
+    img = nib.Nifti1Image(wide, np.diag([1.0, 2.0, 1.0, 1.0]))  # 2 mm from front to back
+    slices, info = images.decode_slices(_bytes(img), "tall.nii")
+    assert info["orientation"] == "RAS" and slices[0].shape == (2 * SIDE, SIDE, 3)
+    singular = np.eye(4)
+    singular[2, 2] = 0  # no superior-inferior direction at all: the third axis, as stored
+    img = nib.Nifti1Image(wide, None)
+    img.header.set_sform(singular, code=1)
+    slices, info = images.decode_slices(_bytes(img), "flat.nii")
+    assert info["orientation"] == "" and info["frames"] == 2 and slices[0].shape == (SIDE, SIDE, 3)
