@@ -1,7 +1,8 @@
-"""Static figures and a results table for the README, generated from a run's artifacts.
+"""Static figures and results.md for the README, generated from a run's artifacts.
 
 matplotlib renders PNGs headless with no browser; the dashboard's plotly figures would need
-a Chrome-driven exporter (kaleido) for the same job.
+a Chrome-driven exporter (kaleido) for the same job. `results_markdown` is the whole results.md
+(`figures` writes it, the dashboard's Overview offers it); its sections live in results_md.py.
 """
 
 from __future__ import annotations
@@ -148,11 +149,14 @@ def describe_test_set(run: Run) -> str:
 
 
 def make_figures(run: Run, out_dir: str | Path) -> list[Path]:
-    """Write confusion_matrices.png, training_curves.png and results.md into out_dir."""
+    """Write confusion_matrices.png, training_curves.png and results.md (`results_markdown`)
+    into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [p for p in (confusion_figure(run, out), training_curves_figure(run, out)) if p]
+    from pipeline.results_md import results_markdown
+
     table = out / "results.md"
-    table.write_text(results_table(run))
+    table.write_text(results_markdown(run))
     written.append(table)
     return written

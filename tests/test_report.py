@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from pipeline.artifacts import open_run
 from pipeline.cli import app
+from pipeline.intervals import share_interval
+from pipeline.names import SHIFT_VALIDATION_NOTE, display_name
 from pipeline.report import make_figures, results_table
 
 
@@ -67,3 +74,150 @@ def test_test_set_description_names_split_and_leakage():
     assert "no test image has a copy" in describe_test_set(dedup)
     plain = SimpleNamespace(manifest={"splits": {"dedupe": False}})
     assert "not grouped" in describe_test_set(plain)
+
+
+# ------------------------------------------------------------------ results.md: the whole file
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "artifacts" / "runs"
+MAIN, OFFICIAL = "20261204-234844-8cf044", "20261204-234901-1f09da"
+
+
+def _shipped(run_id: str, tmp_path: Path) -> Path:
+    """A copy of a shipped run (tests never touch the shipped folders)."""
+    src = SHIPPED / run_id
+    if not (src / "manifest.json").is_file():
+        pytest.skip(f"shipped run {run_id} is not in this checkout")
+    dst = tmp_path / "runs" / run_id
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.keras", "*.npz"))
+    return dst
+
+
+def _section(text: str, title: str) -> str:
+    """The lines of results.md's section `## title…`, up to the next section."""
+    start = text.index(f"\n## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+@pytest.mark.parametrize("run_id", [MAIN, OFFICIAL])
+def test_results_md_is_citable_and_holds_every_table_the_run_has(run_id, tmp_path):
+    """A student could not cite results.md: no run id, no kind of test set, no date, no interval
+    method, and no robustness or warnings table (a review, finding 5)."""
+    from pipeline.evaluate.flags import flag_table
+    from pipeline.results_md import results_markdown
+
+    path = _shipped(run_id, tmp_path)
+    run = open_run(path)
+    result = CliRunner().invoke(app, ["figures", "--run", str(path), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert text == results_markdown(run)  # the dashboard offers the same function's bytes
+    manifest = json.loads((path / "manifest.json").read_text())
+    comp = json.loads((path / "comparison.json").read_text())
+    head = text[:text.index("\n## ")]
+    assert f"`{run_id}`" in head.splitlines()[0]
+    assert f"Date: run created {manifest['created'][:10]} {manifest['created'][11:16]} UTC" in head
+    assert comp["ci_method"] in head
+    official = run_id == OFFICIAL
+    kind = "official Testing/ folder" if official else "main split"
+    assert f"Test set: {kind}" in head
+    assert (SHIFT_VALIDATION_NOTE in head) is official
+    assert results_table(run) in text  # the table README and MODEL_CARD quote, unchanged
+
+    robust = _section(text, "Robustness")
+    rob = json.loads((path / "robustness.json").read_text())
+    models = list(rob["models"])
+    clean = [f"{rob['models'][m]['clean']['accuracy']:.3f}" for m in models]
+    assert f"| unshifted | | | {' | '.join(clean)} |" in robust
+    # "unshifted", as the review asked: "clean" only in "not a clean test"
+    assert robust.lower().count("clean") == robust.count("not a clean test") == 1
+    for shift, rows in rob["models"][models[0]]["shifts"].items():
+        for row in rows:
+            line = next(ln for ln in robust.splitlines()
+                        if ln.startswith(f"| {shift.replace('_', ' ')} | {row['severity']} |"))
+            delta = row["accuracy"] - rob["models"][models[0]]["clean"]["accuracy"]
+            assert f"| {row['accuracy']:.3f} ({delta:+.3f}) |".replace("-0.000", "+0.000") in line
+
+    warn = _section(text, "Do the warnings catch the errors?")
+    for row in flag_table(json.loads((path / "flags.json").read_text()),
+                          {m: display_name(m) for m in run.model_names}):
+        assert f"| {' | '.join(row.values())} |" in warn
+    assert ("shift validation" in warn) is official
+
+
+def test_results_md_leaves_out_a_damaged_section_and_says_nothing_false(tmp_path):
+    from pipeline.results_md import results_markdown
+
+    path = _shipped(OFFICIAL, tmp_path)
+    (path / "robustness.json").write_text('{"models": {"custom_cnn": [1, 2]}}')
+    (path / "flags.json").write_text("not json")
+    comp = json.loads((path / "comparison.json").read_text())
+    del comp["ci_method"]
+    (path / "comparison.json").write_text(json.dumps(comp))
+    text = results_markdown(open_run(path))
+    assert "## Robustness" not in text and "## Do the warnings" not in text
+    assert "Intervals: 95 %; methods not recorded" in text
+    assert results_table(open_run(path)) in text
+
+
+def _external_files(path: Path, name: str, model: str, metrics: dict, ci: list | None) -> None:
+    """One `evaluate --data NAME` result as evaluate writes it (metrics.json, comparison.json)."""
+    d = path / model / "external" / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    comp = path / "external" / name / "comparison.json"
+    comp.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(comp.read_text()) if comp.is_file() else {"ci": {}}
+    if ci:
+        old["ci"][model] = {"accuracy": ci}
+    comp.write_text(json.dumps(old))
+
+
+def test_results_md_lists_each_external_folder_with_what_its_files_record(tmp_path):
+    """Fields are read as present: a file of today (copies counted near and exact, the images new
+    to the run) and one written before (byte-identical copies only), each shown as it is."""
+    from pipeline.results_md import results_markdown
+
+    path = _shipped(MAIN, tmp_path)
+    _external_files(path, "mine", "custom_cnn", {
+        "n": 24, "accuracy": 0.75, "source": {"overlap_with_training": {
+            "checked": True, "n_seen": 16, "n_new": 8}},
+        "new_to_run": {"n": 8, "accuracy": 0.625}}, [0.551, 0.880])
+    _external_files(path, "old", "mobilenetv2", {
+        "n": 10, "accuracy": 0.9, "source": {"overlap_with_training": {
+            "checked": True, "n_exact": 2}}}, None)
+    text = _section(results_markdown(open_run(path)), "Other folders")
+    assert "| mine | Custom CNN | 24 | 0.750 (0.551–0.880) | 16 | 8 | 0.625 (" in text
+    lo, hi = share_interval(9, 10)  # no stored interval: Wilson's, from accuracy and n
+    assert (f"| old | MobileNetV2 | 10 | 0.900 ({lo:.3f}–{hi:.3f}) | 2 (byte-identical only) "
+            "| – | – |") in text
+
+
+@pytest.mark.slow
+def test_figures_reads_a_real_evaluate_data_result(smoke_run, tmp_path):
+    """The external section from files `evaluate --data` really wrote (a smoke run's copy)."""
+    from pipeline.evaluate import evaluate_run
+
+    run_dir = tmp_path / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    folder = tmp_path / "mine"
+    for item in json.loads((run_dir / "splits.json").read_text())["train"][:6]:
+        dst = folder / item["label"] / Path(item["path"]).name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(manifest["data"]["dir"]) / item["path"], dst)
+    evaluate_run(run_dir, data_dir=folder, name="mine", n_boot=50)
+    result = CliRunner().invoke(app, ["figures", "--run", str(run_dir), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    text = _section((tmp_path / "out" / "results.md").read_text(), "Other folders")
+    comp = json.loads((run_dir / "external" / "mine" / "comparison.json").read_text())
+    for m in open_run(run_dir).model_names:
+        met = json.loads((run_dir / m / "external" / "mine" / "metrics.json").read_text())
+        lo, hi = comp["ci"][m]["accuracy"]
+        overlap = met["source"]["overlap_with_training"]
+        seen = overlap.get("n_seen", overlap.get("n_exact"))
+        assert seen and seen >= 1  # training images: found, and said
+        assert (f"| mine | {display_name(m)} | {met['n']} | {met['accuracy']:.3f} "
+                f"({lo:.3f}–{hi:.3f}) | {seen}") in text

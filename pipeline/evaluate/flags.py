@@ -265,6 +265,17 @@ def flag_table(report: Mapping[str, Any], display: Mapping[str, str] | None = No
     return rows
 
 
+
+def audit_caption(report: Mapping[str, Any]) -> str:
+    """What `flag_table`'s figures are, in words (the Overview's caption and results.md's)."""
+    where = ("the official Testing folder, another source than training: shift validation, "
+             "how far the warnings hold off the training distribution"
+             if report.get("shift_validation") else "the run's test split")
+    return ("The warnings shown beside each answer on the Predict page, applied to the test "
+            f"answers ({where}). A useful warning marks answers that are right far less often "
+            "than the rest; \"errors flagged\" is the share of the model's wrong answers that "
+            "carried it.")
+
 def _rows(report: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
     """(model, flag, row) for every row `audit` would write, flags in `FLAGS` order within a
     model; a damaged or foreign entry is skipped."""

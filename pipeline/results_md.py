@@ -1,0 +1,241 @@
+"""results.md: a run's figures as one citable Markdown file (`figures` writes it, the dashboard's
+Overview offers it for download; both call `results_markdown`, so the two are the same bytes).
+
+A header names the run, what its test set is (main split, or the official Testing/ folder:
+shift validation), when the run was made and how the intervals were computed; then the test
+table (`report.results_table`, which README and MODEL_CARD quote line for line), and, when the
+run has them, robustness (`robustness.json`), the warnings' record (`flags.json`) and every
+`evaluate --data NAME` result (`<run>/<model>/external/NAME/`). Every file is read defensively:
+a missing or damaged section is left out, a missing figure shown as "–", never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline import run_files
+from pipeline.artifacts import Run
+from pipeline.evaluate.flags import FILE as FLAGS_FILE
+from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out
+from pipeline.intervals import share_interval
+from pipeline.names import DISCLAIMER, SHIFT_VALIDATION_NOTE, display_name
+from pipeline.report import _optional, results_table
+
+DASH = "–"  # a figure the files do not have
+FLAG_COLUMNS = ("model", "warning", "answers flagged", "right when flagged", "right otherwise",
+                "errors flagged")
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _cell(text: Any) -> str:
+    """Text from a file as a table cell: one line, no column break (a "|" split the row)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _code(text: Any) -> str:
+    """User-given text (a run title) as a code span: never read as Markdown."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+
+
+def _date(stamp: Any) -> str | None:
+    """"2026-12-05 00:38 UTC" from an ISO time stamp; None for anything else."""
+    try:
+        when = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def test_set_kind(run: Run) -> str:
+    """"official Testing/ folder" or "main split": which of the two kinds of test set a run has
+    (the manifest's `splits.official_test`)."""
+    official = _dict(run.manifest.get("splits")).get("official_test")
+    return "official Testing/ folder" if isinstance(official, Mapping) else "main split"
+
+
+def header(run: Run) -> str:
+    """The lines that make the file citable: run, test set, date, interval methods."""
+    title = run.manifest.get("title")
+    comp = _dict(_optional(run, run_files.COMPARISON))
+    kind = test_set_kind(run)
+    note = (SHIFT_VALIDATION_NOTE if kind.startswith("official")
+            else "held out of the run's dataset by its own split, from the same sources as the "
+                 "training images")
+    created = _date(run.manifest.get("created"))
+    method = comp.get("ci_method")
+    lines = [f"# Results of run {_code(run.run_id)}", "",
+             f"- Run: {_code(run.run_id)}" + (f" ({_code(title)})" if title else ""),
+             f"- Test set: {kind}; {note}",
+             f"- Date: run created {created or 'at an unrecorded time'}",
+             "- Intervals: 95 %; " + (_cell(method) if isinstance(method, str) else
+                                     "methods not recorded (comparison.json has no ci_method)"),
+             f"- Written by `python -m pipeline figures --run {run.run_id}` (brain-mri-xai)",
+             "", DISCLAIMER]
+    return "\n".join(lines) + "\n"
+
+
+def _signed(x: float) -> str:
+    text = f"{x:+.3f}"
+    return "+0.000" if text == "-0.000" else text
+
+
+def robustness_section(run: Run) -> str | None:
+    """Accuracy per shift and severity against the unshifted test images (robustness.json)."""
+    rob = _dict(_optional(run, run_files.ROBUSTNESS))
+    models = {m: _dict(v) for m, v in _dict(rob.get("models")).items() if m in run.model_names}
+    unshifted = {m: _num(_dict(v.get("clean")).get("accuracy")) for m, v in models.items()}
+    if not models or not any(x is not None for x in unshifted.values()):
+        return None
+    shifts = list(_dict(rob.get("shifts")))
+    for v in models.values():
+        shifts += [s for s in _dict(v.get("shifts")) if s not in shifts]
+    names = [display_name(m) for m in models]
+    n = _count(rob.get("n_images"))
+    when = _date(rob.get("created"))
+    lines = ["## Robustness to image shifts (shift validation, not a clean test)", "",
+             f"Accuracy on shifted copies of the {f'{n} ' if n else ''}test images "
+             "(`evaluate --robustness`, robustness.json"
+             + (f", measured {when}" if when else "")
+             + "); the change from the unshifted images' accuracy in brackets.", "",
+             "| shift | severity | level | " + " | ".join(names) + " |",
+             "|---|---|---|" + "---|" * len(names),
+             "| unshifted | | | " + " | ".join(
+                 DASH if x is None else f"{x:.3f}" for x in unshifted.values()) + " |"]
+    for shift in shifts:
+        parameter = _dict(_dict(rob.get("shifts")).get(shift)).get("parameter")
+        depth = max((len(r) for v in models.values()
+                     if isinstance(r := _dict(v.get("shifts")).get(shift), list)), default=0)
+        for k in range(depth):
+            cells, severity, level = [], DASH, DASH
+            for m, v in models.items():
+                rows = _dict(v.get("shifts")).get(shift)
+                row = _dict(rows[k]) if isinstance(rows, list) and k < len(rows) else {}
+                severity = str(row.get("severity", severity))
+                if _num(row.get("level")) is not None:
+                    level = f"{_num(row.get('level')):.3g}"
+                    if isinstance(parameter, str):
+                        level = f"{parameter} = {level}"
+                acc, base = _num(row.get("accuracy")), unshifted[m]
+                cells.append(DASH if acc is None else f"{acc:.3f}" + (
+                    "" if base is None else f" ({_signed(acc - base)})"))
+            lines.append(f"| {_cell(shift.replace('_', ' '))} | {_cell(severity)} | "
+                         f"{_cell(level)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def warnings_section(run: Run) -> str | None:
+    """How often each warning marks the test answers' errors (flags.json, `flag_table`)."""
+    report = _dict(_optional(run, FLAGS_FILE))
+    shown = {m: display_name(m) for m in run.model_names}
+    rows = flag_table(report, shown) if report else []
+    if not rows:
+        return None
+    when = _date(report.get("created"))
+    lines = ["## Do the warnings catch the errors?", "",
+             audit_caption(report) + (f" Measured {when} (flags.json)." if when else ""), "",
+             "| " + " | ".join(FLAG_COLUMNS) + " |", "|" + "---|" * len(FLAG_COLUMNS)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in FLAG_COLUMNS) + " |" for r in rows]
+    extra = not_singling_out(report, shown)
+    return "\n".join(lines + ([""] + extra if extra else [])) + "\n"
+
+
+def _accuracy(met: Mapping[str, Any], ci: Any) -> str:
+    """"0.750 (0.551–0.880)": the stored interval, else Wilson's from accuracy and n."""
+    acc, n = _num(met.get("accuracy")), _count(met.get("n"))
+    if acc is None:
+        return DASH
+    lo_hi = ci if isinstance(ci, list) and len(ci) == 2 and all(
+        _num(x) is not None for x in ci) else (
+        share_interval(round(acc * n), n) if n else None)
+    return f"{acc:.3f}" + (f" ({lo_hi[0]:.3f}–{lo_hi[1]:.3f})" if lo_hi else "")
+
+
+def _seen(source: Mapping[str, Any]) -> str:
+    """How many images were the run's training or validation images (or copies of them)."""
+    overlap = _dict(source.get("overlap_with_training"))
+    if overlap.get("checked") is False or not overlap:
+        return "not checked"
+    seen = _count(overlap.get("n_seen"))
+    if seen is not None:
+        return str(seen)
+    exact = _count(overlap.get("n_exact"))  # files written before near copies were looked up
+    return DASH if exact is None else f"{exact} (byte-identical only)"
+
+
+def external_names(run: Run) -> list[str]:
+    """The `evaluate --data NAME` results the run holds, any model's, sorted."""
+    return sorted({p.parent.name for m in run.model_names
+                   for p in (run.path / m / "external").glob(f"*/{run_files.METRICS}")})
+
+
+def external_section(run: Run) -> str | None:
+    """Each `evaluate --data NAME` result: accuracy with its interval, n, copies of the run's
+    training/validation images and, where recorded, the figures on the images new to the run."""
+    rows, verdicts, newer = [], [], False
+    for name in external_names(run):
+        comp = _dict(_optional(run, f"external/{name}/{run_files.COMPARISON}"))
+        for m in run.model_names:
+            met = _dict(_optional(run, f"{m}/external/{name}/{run_files.METRICS}"))
+            if not met:
+                continue
+            new = _dict(met.get("new_to_run"))
+            newer = newer or bool(new)
+            new_ci = _dict(_dict(_dict(comp.get("new_to_run")).get("ci")).get(m)).get("accuracy")
+            rows.append([_cell(name), display_name(m), str(_count(met.get("n")) or DASH),
+                         _accuracy(met, _dict(_dict(comp.get("ci")).get(m)).get("accuracy")),
+                         _seen(_dict(met.get("source"))),
+                         str(_count(new.get("n"))) if _count(new.get("n")) is not None else DASH,
+                         _accuracy(new, new_ci) if new else DASH])
+        verdicts += [f"- {_cell(name)}{where}: {_cell(v)}" for where, c in (
+            ("", comp), (" (images new to the run)", _dict(comp.get("new_to_run"))))
+            if c and (v := _verdict(c))]
+    if not rows:
+        return None
+    columns = ["folder", "model", "images", "accuracy (95 % CI)",
+               "in the run's training/validation"]
+    if newer:
+        columns += ["new to the run", "accuracy on new images (95 % CI)"]
+    else:
+        rows = [r[:5] for r in rows]
+    lines = ["## Other folders (`evaluate --data`)", "",
+             "Each folder's labelled images scored by this run's models "
+             "(`<run>/<model>/external/NAME/`). Images in the run's training or validation split "
+             "(or copies of them) are not held out: the figures on images new to the run are the "
+             "ones to cite where recorded.", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines + ([""] + verdicts if verdicts else [])) + "\n"
+
+
+def _verdict(comp: Mapping[str, Any]) -> str | None:
+    from pipeline.evaluate.comparison import verdict_of  # scipy: only where there is a file
+
+    try:
+        return verdict_of(dict(comp))
+    except (TypeError, ValueError, KeyError):  # a damaged file: the table stands without it
+        return None
+
+
+def results_markdown(run: Run) -> str:
+    """The whole results.md of a run: header, test table, then robustness, warnings and
+    external folders where the run has them."""
+    parts = [header(run), f"## Test set ({test_set_kind(run)})\n", results_table(run)]
+    parts += [s for s in (robustness_section(run), warnings_section(run),
+                          external_section(run)) if s]
+    return "\n".join(parts)
+
