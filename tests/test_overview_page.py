@@ -164,3 +164,31 @@ def test_the_official_run_shows_its_test_images_once_and_says_where_the_rest_wen
     at, _ = overview(MAIN)  # a run tested on its own split: its test tile, no such sentence
     assert "Test images" in {m.label for m in at.metric}
     assert "training-folder images" not in _captions(at)
+
+
+@pytest.mark.parametrize("run_id", [MAIN, OFFICIAL])
+def test_results_download_is_the_file_figures_writes(overview, run_id, monkeypatch):
+    """The warnings' table had no export and the metrics table's CSV no run id, test set kind or
+    interval method (a review, finding 5): one button offers results.md, from the same function
+    `figures` writes it with."""
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    from pipeline.artifacts import open_run
+    from pipeline.results_md import results_markdown
+
+    offered: dict[str, bytes] = {}
+    original, main = DeltaGenerator.download_button, st.download_button
+
+    def keep(data, kwargs) -> None:  # noqa: ANN001
+        offered[kwargs.get("key")] = data() if callable(data) else data
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", lambda self, label, data, *a, **kw: (
+        keep(data, kw), original(self, label, data, *a, **kw))[1])
+    monkeypatch.setattr(st, "download_button", lambda label, data, *a, **kw: (
+        keep(data, kw), main(label, data, *a, **kw))[1])
+    at, copy = overview(run_id)
+    assert "results_md" in offered, list(offered)
+    assert offered["results_md"] == results_markdown(open_run(copy)).encode()
+    text = offered["results_md"].decode()
+    assert f"`{run_id}`" in text and "## Do the warnings catch the errors?" in text

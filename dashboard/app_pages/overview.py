@@ -6,11 +6,27 @@ from dashboard import charts, core, runinfo, state
 from dashboard import figures as F
 from pipeline import run_files
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
-from pipeline.evaluate.flags import flag_table, not_singling_out
+from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out
 from pipeline.names import NO_TUMOR, SHIFT_VALIDATION_NOTE
 
 CONFUSION_WIDTH = 400  # px: each confusion matrix; two a row from a main column of 800 px
 CHART_FIX = "The file may come from another version; re-run the evaluation."
+
+
+
+
+def results_download(run) -> None:  # noqa: ANN001 (a pipeline Run)
+    """The run's results.md, the very file `python -m pipeline figures` writes: run id, test
+    set kind, date, interval methods, then every table the run has (a student's citable copy;
+    the tables here had no export with those facts)."""
+    from pipeline.results_md import results_markdown
+
+    st.download_button(
+        "Results as Markdown", results_markdown(run).encode(),
+        file_name=f"results-{run.run_id}.md", mime="text/markdown", key="results_md",
+        on_click="ignore", icon=":material/download:",
+        help="Every table of this run with its run id, test set, date and interval methods: "
+             "the results.md that `python -m pipeline figures` writes.")
 
 
 st.title("Overview & comparison")
@@ -85,6 +101,7 @@ if metrics:
     except F.FigureDataError as exc:
         st.warning(f"Cannot show the metrics table: {exc}", icon=":material/warning:")
     charts.chart(F.ci_figure, metrics, comparison, key="ci_fig", fix=CHART_FIX)
+    results_download(run)
     with st.expander("What these figures mean", icon=":material/menu_book:"):
         st.markdown(F.glossary_markdown())
 
@@ -206,13 +223,7 @@ if (run.path / FLAGS_FILE).is_file():
         # a table that wraps, not a grid that scrolls: "errors flagged", the column that answers
         # the section's question, was off-screen at a projector's size (a lecturer's review)
         st.table(rows, hide_index=True)
-        where = ("the official Testing folder, another source than training: shift "
-                 "validation, how far the warnings hold off the training distribution"
-                 if flag_report.get("shift_validation") else "the run's test split")
-        st.caption(f"The warnings shown beside each answer on the Predict page, applied to "
-                   f"the test answers ({where}). A useful warning marks answers that are "
-                   "right far less often than the rest; \"errors flagged\" is the share of the "
-                   "model's wrong answers that carried it.")
+        st.caption(audit_caption(flag_report))
         for sentence in not_singling_out(flag_report, shown):  # from the table's own numbers
             st.info(sentence, icon=":material/info:")
     elif flag_report is not None:
