@@ -107,3 +107,43 @@ def test_profile_help_gives_each_commands_default_and_why(command: str, default:
     assert f"Default {default}: " in shown and f"[default: {default}]" in shown
     for name, note in PROFILE_NOTES.items():
         assert f"{name}: {_words(note)}" in shown
+
+
+def _breaks_early(lines: list[str], width: int) -> list[tuple[str, str]]:
+    """Pairs of consecutive lines of one paragraph where the second line's first word would have
+    fitted on the first: a hard line break, not the terminal's wrapping."""
+    return [(a, b) for a, b in zip(lines, lines[1:], strict=False)
+            if a.strip() and b.strip() and len(a.rstrip()) + 1 + len(b.split()[0]) <= width]
+
+
+def test_the_command_list_wraps_descriptions_at_the_terminal() -> None:
+    """`--help`'s command list kept each docstring's line breaks ("… from foreign and from⏎
+    shifted ones", a review): every description must wrap only where the next word does not fit."""
+    result = CliRunner().invoke(app, ["--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    top = next(i for i, ln in enumerate(lines) if ln.startswith("╭─ Commands"))
+    rows = lines[top + 1:next(i for i in range(top, len(lines)) if lines[i].startswith("╰"))]
+    start = re.match(r"│ \S+\s+", rows[0]).end()  # where the description column begins
+    width = len(rows[0]) - start - 2  # up to the padding before the panel's edge
+    described: dict[str, list[str]] = {}
+    for row in rows:
+        name = row[1:start].strip()
+        if name:
+            described[name] = []
+        described[list(described)[-1]].append(row[start:-1].rstrip())
+    assert set(described) == set(COMMANDS)
+    for name, text in described.items():
+        assert not _breaks_early(text, width), (name, text)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_commands_description_wraps_at_the_terminal(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    usage = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("Usage:"))
+    end = next(i for i in range(usage, len(lines)) if lines[i].startswith("╭"))
+    text = [ln.rstrip() for ln in lines[usage + 1:end]]
+    assert any(text), (command, result.output)
+    assert not _breaks_early(text, 78), (command, text)  # 80 columns less a space each side

@@ -9,6 +9,7 @@ imported inside the commands.
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 from pipeline.cli.bench_cmd import bench
@@ -27,20 +28,23 @@ __all__ = [
     "progress_bar", "shown",
 ]
 
-app.command()(audit)
-app.command()(synth)
-app.command()(train)
-app.command()(run)
-app.command()(predict)
-app.command()(evaluate)
-app.command()(calibrate)
-app.command()(tune)
-app.command()(explain)
-app.command("explain-eval")(explain_eval_cmd)
-app.command("explain-choose")(explain_choose_cmd)
-app.command()(ood)
-app.command()(figures)
-app.command()(bench)
+
+
+def flowed(doc: str | None) -> str:
+    """A command's docstring as `--help` text: each paragraph on one line, so help wraps it to
+    the terminal. Typer's rich mode keeps a docstring's line breaks in the command list, where
+    they broke sentences mid-way ("... from foreign and from⏎ shifted ones"); a paragraph
+    starting with click's "\\b" (keep my lines) is left as written."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+for _name, _fn in [("audit", audit), ("synth", synth), ("train", train), ("run", run),
+                   ("predict", predict), ("evaluate", evaluate), ("calibrate", calibrate),
+                   ("tune", tune), ("explain", explain), ("explain-eval", explain_eval_cmd),
+                   ("explain-choose", explain_choose_cmd), ("ood", ood), ("figures", figures),
+                   ("bench", bench)]:
+    app.command(_name, help=flowed(_fn.__doc__))(_fn)
 
 
 def main() -> None:

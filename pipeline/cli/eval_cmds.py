@@ -402,7 +402,12 @@ def figures(
     artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
     out: Path = typer.Option(Path("docs/figures"), "--out", help="where the PNGs and table go"),
 ) -> None:
-    """Render the README's confusion matrices, training curves and results table from a run."""
+    """Render the README's confusion matrices, training curves and results.md from a run.
+
+    results.md names the run, its test set (main split, or the official Testing/ folder: shift
+    validation), the date and the interval methods; then the test table and, where the run has
+    them, robustness, the warnings' record and each `evaluate --data` folder's figures. The
+    dashboard's Overview offers the same file ("Results as Markdown")."""
     from pipeline.artifacts import ArtifactError, ensure_writable
     from pipeline.report import make_figures
 
