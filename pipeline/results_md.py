@@ -234,7 +234,13 @@ def _verdict(comp: Mapping[str, Any]) -> str | None:
 def results_markdown(run: Run) -> str:
     """The whole results.md of a run: header, test table, then robustness, warnings and
     external folders where the run has them."""
-    parts = [header(run), f"## Test set ({test_set_kind(run)})\n", results_table(run)]
+    try:
+        table = results_table(run)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a metrics.json of another version: the other sections stand without it
+        table = (f"The test table cannot be written: a metrics.json lacks or garbles {exc}. "
+                 f"To fix: python -m pipeline evaluate --run {run.run_id}\n")
+    parts = [header(run), f"## Test set ({test_set_kind(run)})\n", table]
     parts += [s for s in (robustness_section(run), warnings_section(run),
                           external_section(run)) if s]
     return "\n".join(parts)

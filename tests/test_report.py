@@ -159,6 +159,14 @@ def test_results_md_leaves_out_a_damaged_section_and_says_nothing_false(tmp_path
     assert "## Robustness" not in text and "## Do the warnings" not in text
     assert "Intervals: 95 %; methods not recorded" in text
     assert results_table(open_run(path)) in text
+    metrics = json.loads((path / "mobilenetv2" / "metrics.json").read_text())
+    del metrics["balanced_accuracy"]  # a file of another version: no traceback, the rest stands
+    (path / "mobilenetv2" / "metrics.json").write_text(json.dumps(metrics))
+    result = CliRunner().invoke(app, ["figures", "--run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "o" / "results.md").read_text()
+    assert "The test table cannot be written" in text and "'balanced_accuracy'" in text
+    assert f"`{OFFICIAL}`" in text
 
 
 def _external_files(path: Path, name: str, model: str, metrics: dict, ci: list | None) -> None:
