@@ -96,3 +96,17 @@ def test_shipped_models_reproduce_their_recorded_predictions(reference, real_dat
         recorded = np.array([float(row[f"p_{c}"]) for c in classes])
         now = np.array([got["probs"][c] for c in classes])
         assert np.allclose(now, recorded, atol=1e-3), (row["path"], now, recorded)
+
+
+def test_docs_figures_hold_each_shipped_run_s_results_md():
+    """docs/figures/results.md is what `figures` writes for the main run (the official run's in
+    official-testing/): README links it as the citable table, so it must not drift."""
+    from pipeline.results_md import results_markdown
+
+    for run_dir in _shipped_run_dirs():
+        run = open_run(run_dir)
+        official = isinstance(run.manifest["splits"].get("official_test"), dict)
+        doc = ROOT / "docs" / "figures" / ("official-testing" if official else "") / "results.md"
+        assert doc.read_text() == results_markdown(run), (
+            f"{doc.relative_to(ROOT)} is out of date: python -m pipeline figures --run "
+            f"{run.run_id} --out {doc.parent.relative_to(ROOT)}")
