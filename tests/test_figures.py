@@ -733,7 +733,7 @@ def test_robustness_figure():
     # per panel: the clean accuracy (solid) and 5 points below it (dotted)
     assert sorted(round(s.y0, 6) for s in fig.layout.shapes) == [0.75, 0.8, 0.85, 0.9]
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[1].startswith("MobileNetV2<br>(") and titles[1].endswith("clean 0.900)")
+    assert titles[1].startswith("MobileNetV2<br>(") and titles[1].endswith("unshifted 0.900)")
     # a 400 px chart with turned labels: a longer axis title was cut ("uracy on shifted…")
     assert len(fig.layout.yaxis.title.text) <= 20
 
@@ -746,7 +746,7 @@ def test_robustness_clean_label_is_where_no_bar_covers_it():
         m["shifts"]["gamma"][0]["accuracy"] = m["clean"]["accuracy"] + 0.05
     fig = F.robustness_figure(rob)
     top = fig.layout.yaxis.domain[1]
-    labels = [a for a in fig.layout.annotations if "clean" in a.text]
+    labels = [a for a in fig.layout.annotations if "unshifted" in a.text]
     assert len(labels) == 2
     for a, (i, name) in zip(labels, enumerate(rob["models"]), strict=True):
         # in paper coordinates at the top of the plot, anchored above it: not in the data
@@ -902,7 +902,7 @@ def test_robustness_words_say_one_image_the_noise_and_the_severe_drops():
     # Wilson 95% on 490 images by the closed form: accuracy 0.8 (392 right) -> ±3.5 points,
     # 0.9 (441 right) -> ±2.7 points; one image = 100 / 490 = 0.20 points
     assert F.noise_sentence(rob) == (
-        "One test image = 0.20 points of accuracy. The clean accuracy is itself uncertain by "
+        "One test image = 0.20 points of accuracy. The unshifted accuracy is itself uncertain by "
         "about ±3.5 points for Custom CNN, ±2.7 points for MobileNetV2 (95% Wilson interval on "
         "490 images), so differences of about that size are within noise.")
     assert F.severe_drops_sentence(rob) == (

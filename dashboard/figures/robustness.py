@@ -95,11 +95,12 @@ def _clean_accuracy(name: str, model: Any) -> float:
 
 
 def clean_title(name: str, index: int, clean: float) -> str:
-    """A panel's title: the model and, on a second line, "(— clean 0.949)", the dash in the
+    """A panel's title: the model and, on a second line, "(— unshifted 0.949)" ("clean" read
+    as the opposite of "not a clean test" beside it: a review, 2026-12-06), the dash in the
     clean line's colour; above the plot, where no bar reaches it (on one line, at a projector's
     911 px, the two panels' titles ran into each other)."""
     return (f"{model_label(name)}<br>(<span style='color:{model_color(name, index)}'><b>—</b>"
-            f"</span> clean {clean:.3f})")
+            f"</span> unshifted {clean:.3f})")
 
 
 def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
@@ -137,7 +138,7 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
                 x=labels, y=ys, name=str(sev), legendgroup=str(sev), showlegend=col == 1,
                 marker_color=SEVERITY_COLORS[k % len(SEVERITY_COLORS)], customdata=custom,
                 hovertemplate=(f"{model_label(name)} · %{{x}} ({sev}: %{{customdata[0]}})"
-                               f"<br>accuracy %{{y:.3f}} (clean {clean:.3f})"
+                               f"<br>accuracy %{{y:.3f}} (unshifted {clean:.3f})"
                                "<br>tumour sensitivity %{customdata[1]}<extra></extra>"),
             ), row=1, col=col)
         fig.add_hline(y=clean, line=dict(color=model_color(name, i), width=2), row=1, col=col)
@@ -196,7 +197,7 @@ def noise_sentence(robustness: Mapping[str, Any]) -> str | None:
     models = _models(robustness)
     parts = [f"±{_noise(_clean_accuracy(m, models[m]), n):.1f} points for {model_label(m)}"
              for m in models]
-    return (f"One test image = {100 / n:.2f} points of accuracy. The clean accuracy is itself "
+    return (f"One test image = {100 / n:.2f} points of accuracy. The unshifted accuracy is itself "
             f"uncertain by about {', '.join(parts)} (95% Wilson interval on {n} images), so "
             "differences of about that size are within noise.")
 

@@ -368,8 +368,9 @@ def _check_robustness_options(robustness: bool, max_images: int | None, data: Pa
 
 
 def _print_robustness_summary(result: dict) -> None:
-    """evaluate --robustness: accuracy per shift at the middle severity (change from clean) per
-    model, the clean row first; ✗ marks a shift more than TARGET_DROP below clean."""
+    """evaluate --robustness: accuracy per shift at the middle severity (change from the
+    unshifted test images) per model, the unshifted row first; ✗ marks a shift more than
+    TARGET_DROP below it ("clean" read as the opposite of "not a clean test" beside it)."""
     from rich.table import Table
 
     from pipeline.evaluate import SEVERITIES, TARGET_DROP
@@ -377,12 +378,12 @@ def _print_robustness_summary(result: dict) -> None:
 
     mid = SEVERITIES[1]
     table = Table(title=f"robustness of run {result['run_id']}: {result['n_images']} test "
-                        f"images, accuracy at the {mid} severity (change from clean)")
+                        f"images, accuracy at the {mid} severity (change from unshifted)")
     table.add_column("shift")
     models = result["models"]
     for m in models:
         table.add_column(display_name(m), justify="right")
-    table.add_row("clean", *[f"{v['clean']['accuracy']:.3f}" for v in models.values()])
+    table.add_row("unshifted", *[f"{v['clean']['accuracy']:.3f}" for v in models.values()])
     for shift, spec in result["shifts"].items():
         cells = []
         for m, v in models.items():
@@ -391,8 +392,9 @@ def _print_robustness_summary(result: dict) -> None:
             cells.append(f"{row['accuracy']:.3f} ({0.0 - row['accuracy_drop']:+.3f}){flag}")
         table.add_row(f"{shift} ({spec['levels'][1]:.3g})", *cells)
     Console().print(table)
-    sys.stdout.write(f"✗ = more than {TARGET_DROP * 100:g} points below clean. Shift validation "
-                     "on shifted copies of the test split: robustness, not a clean test. "
+    sys.stdout.write(f"✗ = more than {TARGET_DROP * 100:g} points below unshifted. Shift "
+                     "validation on shifted copies of the test split: robustness, not a clean "
+                     "test. "
                      f"All severities and tumour sensitivity: robustness.json in run "
                      f"{result['run_id']}.\n")
 
