@@ -31,6 +31,7 @@ from pipeline.images import (
 )
 from pipeline.modality import looks_like_ct, looks_like_photo
 from pipeline.names import class_label, display_name, percent
+from pipeline.series import places_words
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
 # Decoded uploads are cached per server, so they are kept small: Pillow formats are shrunk while
@@ -202,20 +203,13 @@ def decode_note(info: dict[str, Any]) -> str | None:
     if int(info.get("volumes") or 1) > 1:  # a 4-D NIfTI (fMRI, diffusion)
         notes.append(f"only the first of its {info['volumes']} volumes is analysed")
     if blank:  # padding slices outside the head: nothing to classify, no answer
-        notes.append(f"{_places(unit, blank)} of {frames} {'are' if len(blank) > 1 else 'is'} "
+        notes.append(f"{places_words(unit, blank)} of {frames} {'are' if len(blank) > 1 else 'is'} "
                      "blank (one flat grey level), not analysed")
     reduced = float(info.get("reduced_by") or 1)
     if reduced > 1:
         notes.append(f"it was shrunk {reduced:g}x while decoding (it is very large)")
     lead = "A series: " if slices > 1 else "This file was adapted: "
     return (lead + "; ".join(notes) + ".") if notes else None
-
-
-def _places(unit: str, places: list[int], shown: int = 4) -> str:
-    """"slice 3", "slices 1, 2 and 20", "slices 1, 2, 3, 4 and 6 more"."""
-    more = len(places) - shown if len(places) > shown + 1 else 0
-    nums = [str(p) for p in places[:len(places) - more]] + [f"{more} more"] * bool(more)
-    return f"{unit}s {', '.join(nums[:-1])} and {nums[-1]}" if nums[1:] else f"{unit} {nums[0]}"
 
 
 def layer_label(name: str, hw: tuple[int | None, int | None], last: bool) -> str:

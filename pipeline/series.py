@@ -77,6 +77,17 @@ _SLICE_NAME = re.compile(r"^(?P<file>.+) · (?P<unit>slice|frame|page) (?P<numbe
                          r"(?: \(\d+ of \d+ \w+ analysed\))?$", re.DOTALL)
 
 
+def places_words(unit: str, places: Sequence[int], shown: int = 4) -> str:
+    """Slices by their places, in words: "slice 3", "slices 1 and 5", "slices 2 to 9" (a run of
+    three or more), "slices 1, 2, 3, 4 and 6 more"."""
+    places = list(places)
+    if len(places) > 2 and places == list(range(places[0], places[-1] + 1)):
+        return f"{unit}s {places[0]} to {places[-1]}"
+    more = len(places) - shown if len(places) > shown + 1 else 0
+    nums = [str(p) for p in places[:len(places) - more]] + [f"{more} more"] * bool(more)
+    return f"{unit}s {', '.join(nums[:-1])} and {nums[-1]}" if nums[1:] else f"{unit} {nums[0]}"
+
+
 def parse_slice_name(name: str) -> SliceName | None:
     """The parts of a name `Slice` gives ("scan.dcm · frame 3 of 100 (64 of 100 frames
     analysed)"), or None for any other name."""

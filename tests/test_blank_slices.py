@@ -91,7 +91,7 @@ def test_one_slice_left_beside_blank_ones_is_analysed_alone():
     assert upload.note == ("This file was adapted: only one of its 3 slices could be analysed; "
                            "slices 1 and 3 of 3 are blank (one flat grey level), not analysed.")
     many = decode_note({"frames": 20, "slices": 11, "blank": list(range(1, 10))})
-    assert "slices 1, 2, 3, 4 and 5 more of 20 are blank" in many
+    assert "slices 1 to 9 of 20 are blank" in many
     five = decode_note({"frames": 20, "slices": 15, "blank": [1, 2, 3, 4, 20]})
     assert "slices 1, 2, 3, 4 and 20 of 20 are blank" in five  # "and 1 more" says less
 
@@ -145,7 +145,7 @@ def test_predict_answers_the_slices_and_names_the_blank_ones(tmp_path: Path, smo
     assert errors[f"{scan} · slice 1 of 5"] == f"{scan} · slice 1 of 5: {BLANK_SLICE}"
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("cannot read")]
     assert lines == [f"cannot read {scan} · slice 1 of 5: {BLANK_SLICE}",
-                     f"cannot read {flat} · 3 slices (slice 1 to 3): all 3 slices are blank "
+                     f"cannot read {flat} · 3 slices (slices 1 to 3): all 3 slices are blank "
                      "(one flat grey level): nothing in it to classify"]
 
 

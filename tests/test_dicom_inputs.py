@@ -306,7 +306,7 @@ def test_a_series_whose_slices_all_fail_is_one_line_on_the_command_line(tmp_path
     assert result.exit_code == 1, result.output[-2000:]
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("cannot read")]
     assert len(lines) == 1 and lines[0].startswith(
-        f"cannot read {scan} · 64 frames (frame 1 to 70): cannot decode DICOM pixel data (")
+        f"cannot read {scan} · 64 frames (frames 1 to 70): cannot decode DICOM pixel data (")
     errors = json.loads(result.stdout)["errors"]
     assert len(errors) == dicom.MAX_SLICES
     # different files, or different reasons, stay lines of their own, in order
@@ -320,6 +320,15 @@ def test_a_series_whose_slices_all_fail_is_one_line_on_the_command_line(tmp_path
                        "cannot read a.dcm · slice 2 of 3: worse",
                        "cannot read b.png: not an image",
                        "cannot read a.dcm · slice 3 of 3: worse"]
+    # a series' two blank end slices are "slices 1 and 5", not "slice 1 to 5", read as a run
+    with unreadable_report() as report:
+        for k in (1, 5):
+            report(f"v.nii · slice {k} of 5", f"v.nii · slice {k} of 5: blank")
+    printed = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert printed == ["cannot read v.nii · 2 slices (slices 1 and 5): blank"]
+    from pipeline.series import places_words
+    assert places_words("slice", [2, 3, 4]) == "slices 2 to 4"
+    assert places_words("page", [1, 2, 3, 9, 12, 14]) == "pages 1, 2, 3, 9 and 2 more"
 
 
 def _png_bytes() -> bytes:

@@ -175,7 +175,7 @@ def test_predict_reads_volumes_in_a_folder_and_a_damaged_one_in_one_line(tmp_pat
         *(str(Slice(str(folder / "a.nii.gz"), k, 3)) for k in range(3)),
         *(str(Slice(str(folder / "b.nii"), k, 2)) for k in range(2))]
     lines = [ln for ln in result.stderr.splitlines() if ln.strip() and "note:" not in ln]
-    assert lines == [f"cannot read {folder / 'c.nii.gz'} · 4 slices (slice 1 to 4): cut short "
+    assert lines == [f"cannot read {folder / 'c.nii.gz'} · 4 slices (slices 1 to 4): cut short "
                      ".nii.gz (it cannot be unpacked)"]
     assert "Traceback" not in result.output
 

@@ -212,8 +212,8 @@ class UnreadableReport:
     them. Each line is printed when the next failure or `close` shows its group has ended."""
 
     def __init__(self) -> None:
-        # (file, unit, reason, first number, last number, count, the first failure)
-        self._group: tuple[str, str, str, int, int, int, tuple[str, str]] | None = None
+        # (file, unit, reason, the slices' numbers, the first failure)
+        self._group: tuple[str, str, str, list[int], tuple[str, str]] | None = None
 
     def __call__(self, path: str, reason: str) -> None:
         from pipeline.series import parse_slice_name
@@ -222,24 +222,28 @@ class UnreadableReport:
         part = parse_slice_name(path)
         g = self._group
         if part and g and (part.file, part.unit, cut) == g[:3]:
-            self._group = (*g[:4], part.number, g[5] + 1, g[6])
+            g[3].append(part.number)
             return
         self.close()
         if part is None:
             _report_unreadable(path, reason)
         else:
-            self._group = (part.file, part.unit, cut, part.number, part.number, 1, (path, reason))
+            self._group = (part.file, part.unit, cut, [part.number], (path, reason))
 
     def close(self) -> None:
         """Print the group held back, if any."""
         g, self._group = self._group, None
         if g is None:
             return
-        file, unit, cut, first, last, count, one = g
-        if count == 1:
+        from pipeline.series import places_words
+
+        file, unit, cut, numbers, one = g
+        if len(numbers) == 1:
             _report_unreadable(*one)
-        else:
-            _report_unreadable(f"{file} · {count} {unit}s ({unit} {first} to {last})", cut)
+        else:  # "slices 1 and 5" (a blank slice each end) was "slice 1 to 5", read as a run
+            where = (places_words(unit, numbers) if len(numbers) == 2 else
+                     f"{unit}s {numbers[0]} to {numbers[-1]}")  # the count is said before it
+            _report_unreadable(f"{file} · {len(numbers)} {unit}s ({where})", cut)
 
 
 @contextlib.contextmanager
