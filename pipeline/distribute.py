@@ -107,12 +107,18 @@ def _multi_worker_strategy(tf: Any) -> Any:
     return NestReducing()
 
 
+def check_strategy(name: str) -> dict[str, Any] | None:
+    """StrategyError unless `name` is a strategy this machine can start (multiworker: a valid
+    TF_CONFIG, returned); no TensorFlow, so `train` refuses before it says or reads anything."""
+    if name not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return read_tf_config() if name == "multiworker" else None
+
+
 def make_cluster(name: str) -> Cluster:
     """Create the strategy `name`. Call it before any other TensorFlow work in the process:
     MultiWorkerMirroredStrategy must configure collective ops at start-up."""
-    if name not in STRATEGIES:
-        raise StrategyError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    conf = read_tf_config() if name == "multiworker" else None
+    conf = check_strategy(name)
     import tensorflow as tf
 
     if name == "default":

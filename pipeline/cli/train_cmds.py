@@ -198,6 +198,12 @@ def train(
             fail("--data is required (or --resume RUN_ID)")
         _existing_dir(data, "data folder")
     cfg = _build_config(profile_name, config, image_size, epochs, weights, official_test, models)
+    from pipeline.distribute import StrategyError, check_strategy
+
+    try:  # before the profile line: a refusal is the one line printed (tests/test_distributed)
+        check_strategy(strategy)
+    except StrategyError as exc:
+        fail(str(exc))
     if resume is None:  # a resumed run trains on with its saved config, whatever is given
         _say_profile(cfg, config)
     _train_and_evaluate(cfg, data, out, models, resume, evaluate, strategy)
