@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
+from pipeline.data.membership import seen_tag
 from pipeline.evaluate.flags import (
     FLAG_LABELS,
     FLAG_MEANINGS,
@@ -55,20 +56,24 @@ def size_gap(by_size: Mapping[str, Any] | None) -> tuple[float, float] | None:
 class Flag(str):
     """A warning sentence (it is the str) that knows its kind (a key of `FLAG_LABELS`, or
     "no_tumour") and the models it is about, for the card's one-line summary (`summary_line`):
-    a clinician stopped reading warnings of equal weight on nearly every card."""
+    a clinician stopped reading warnings of equal weight on nearly every card. `label`: the
+    summary's words for this one flag, where they depend on more than its kind (the split
+    note's split)."""
 
     kind: str
     models: tuple[str, ...]
+    label: str | None
 
-    def __new__(cls, sentence: str, kind: str, models: Sequence[str] = ()) -> Flag:
+    def __new__(cls, sentence: str, kind: str, models: Sequence[str] = (),
+                label: str | None = None) -> Flag:
         flag = super().__new__(cls, sentence)
-        flag.kind, flag.models = kind, tuple(models)
+        flag.kind, flag.models, flag.label = kind, tuple(models), label
         return flag
 
 
 # the summary's words per kind: the CLI's tags, shorter where the models follow in brackets;
 # and the kinds that are no answer's: the split note, the heatmaps' flags
-SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer", "seen": "the run has met this image",
+SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer",
                   "outside_head": "evidence outside the head", "empty": "empty heatmap"}
 # the splits whose note is a warning: the models learnt from, or were tuned on, the image (a
 # test image's note is none: it flagged every image drawn from the test split)
@@ -76,28 +81,57 @@ WARNING_SPLITS = ("train", "val")
 
 
 def image_warnings(answers: Sequence[str], heatmaps: Sequence[str] = (), seen_note: str = "",
-                   seen_split: str = "") -> list[str]:
+                   seen_split: str = "", seen_exact: bool | None = True) -> list[str]:
     """Every warning of one image, the one list its card sums up (`summary_line`) and the
     Predict page's summary table, CSV and flag filter count: a training or validation image's
-    split note (`seen_note`, `seen_split`), then its answers' flags, then its heatmaps'. The
-    card counted its answers' flags alone while the table counted all three."""
-    seen = [Flag(seen_note, "seen")] if seen_note and seen_split in WARNING_SPLITS else []
+    split note (`seen_note`, `seen_split`; `seen_exact` False for a changed copy), then its
+    answers' flags, then its heatmaps'. The card counted its answers' flags alone while the
+    table counted all three."""
+    # the summary names the split note as its box says it (`seen_tag`'s words): "the run has
+    # met this image" read as another fact than "in this run's training split" (a review)
+    seen = ([Flag(seen_note, "seen", label=seen_tag(seen_split, seen_exact).strip("[]"))]
+            if seen_note and seen_split in WARNING_SPLITS else [])
     return [*seen, *answers, *heatmaps]
 
 
+# the kinds that say the image may be no brain MRI at all: its card has no agreement badge, and
+# its answers and heatmaps are folded behind "Show the answers anyway"
+NOT_MRI_KINDS = ("colour", "ct")
+
+
+def leading_flags(answers: Sequence[str], models: Sequence[str]) -> list[str]:
+    """The warnings a card leads with, in place of its agreement badge: the image may be no
+    brain MRI (`NOT_MRI_KINDS`), or every model in `models` finds it unlike its training data.
+    Two models agreeing on colour noise got a "models agree" badge with a check mark, which
+    reads as reassurance to a room (a lecturer's review, 2026-12-06)."""
+    kinds = [getattr(f, "kind", "") for f in answers]
+    unlike = {m for f, k in zip(answers, kinds, strict=True) if k == "unlike" for m in f.models}
+    every = bool(models) and set(models) <= unlike
+    return [f for f, k in zip(answers, kinds, strict=True)
+            if k in NOT_MRI_KINDS or (every and k == "unlike")]
+
+
 def summary_line(flags: Sequence[str]) -> str:
-    """"3 warnings: may be CT, not MRI · the models disagree · weak answer (Custom CNN,
+    """"4 warnings: may be CT, not MRI · the models disagree · weak answer ×2 (Custom CNN,
     MobileNetV2)": the kinds in the order the sentences come, each once, with the models it
-    concerns. Plain strings (not `Flag`) count but add no words."""
-    kinds: dict[str, list[str]] = {}
+    concerns and, where a kind has more than one sentence, how many: the count is the sum of
+    what the line lists (a reviewer counted "3 warnings" over two items). Plain strings (not
+    `Flag`) count but add no words."""
+    kinds: dict[str, list[str]] = {}  # kind (or a flag's own label) -> its models
+    counts: dict[str, int] = {}
     for flag in flags:
         if isinstance(flag, Flag):
-            kinds.setdefault(flag.kind, []).extend(
+            key = flag.label or SUMMARY_LABELS.get(flag.kind, flag.kind)
+            counts[key] = counts.get(key, 0) + 1
+            kinds.setdefault(key, []).extend(
                 display_name(m) for m in flag.models
-                if display_name(m) not in kinds.get(flag.kind, []))
+                if display_name(m) not in kinds.get(key, []))
     n = len(flags)
-    words = " · ".join(SUMMARY_LABELS.get(k, k) + (f" ({', '.join(ms)})" if ms else "")
-                       for k, ms in kinds.items())
+    words = " · ".join(k + (f" ×{counts[k]}" if counts[k] > 1 else "")
+                       + (f" ({', '.join(ms)})" if ms else "") for k, ms in kinds.items())
+    plain = n - sum(counts.values())  # sentences without a kind: counted, said as such
+    if words and plain:
+        words += f" · {plain} other{'s' if plain > 1 else ''}"
     return f"{n} warning{'s' if n != 1 else ''}" + (f": {words}" if words else "")
 
 

@@ -258,7 +258,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
     row per class, the colour scale on a row of its own. Returns the image's report page
     (`report_page`, with the overlays drawn here; None for a file that could not be explained),
     and offers it as a PDF (with `model_hashes`: display name -> SHA-256 of the model file)."""
-    with st.container(border=True, key=f"{prefix}_card_{i}"):
+    # `fold`: what is drawn after an image that may be no MRI goes into its expander
+    with st.container(border=True, key=f"{prefix}_card_{i}"), contextlib.ExitStack() as fold:
         title = f"**{core.literal(upload.name)}**"
         if upload.true_label:
             title += f" · true class: **{F.class_name(upload.true_label)}**"
@@ -283,11 +284,26 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
         answers, shortcuts = image_flags(results, j)
         # what the summary table counts for this image: the line below says the same number
-        warnings = flags.image_warnings(answers, shortcuts, upload.seen, upload.seen_split)
-        # agreement is no comfort beside a warning (two models agree on noise, too): not green
-        st.badge("models agree" if agree else "models disagree",
-                 icon=":material/check:" if agree else ":material/call_split:",
-                 color=("gray" if answers else "green") if agree else "orange")
+        warnings = flags.image_warnings(answers, shortcuts, upload.seen, upload.seen_split,
+                                        upload.seen_exact)
+        if len(warnings) > 1 and not compact:  # the kinds in one line before the sentences
+            st.markdown(f"**{flags.summary_line(warnings)}**")
+        # An image that may be no brain MRI, or that every model finds unlike its training
+        # data, leads with that and gets no agreement badge: two models agreeing on colour
+        # noise got a check mark, which read as reassurance to a room (a lecturer's review)
+        lead = flags.leading_flags(answers, list(probs))
+        for flag in lead:
+            st.warning(flag, icon=":material/report:")
+        answers = [f for f in answers if not any(f is g for g in lead)]
+        nested = any(getattr(f, "kind", "") in flags.NOT_MRI_KINDS for f in lead)
+        if nested:  # its answers and heatmaps mean nothing if it is no MRI: folded, keyed
+            fold.enter_context(st.expander("Show the answers anyway", key=f"{prefix}_anyway_{i}",
+                                           icon=":material/visibility:"))
+        elif not lead:
+            # agreement is no comfort beside a warning (two models agree on noise, too)
+            st.badge("models agree" if agree else "models disagree",
+                     icon=":material/check:" if agree else ":material/call_split:",
+                     color=("gray" if answers else "green") if agree else "orange")
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
         # A half-width card folds its warnings: their sentences, wrapped in half the width,
         # made one card of a row far taller than its neighbour.
@@ -296,10 +312,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # A full card's line counts what the Predict page's summary counts (the split note above
         # and the heatmaps' notes below the images too); a compact card's fold says what it
         # folds, the answers' warnings
+        # (no expander in the "anyway" one: Streamlit nests none)
         folder = (st.expander(flags.summary_line(answers), icon=":material/report:")
-                  if compact and answers else contextlib.nullcontext())
-        if len(warnings) > 1 and not compact:  # the kinds in one line before the sentences
-            st.markdown(f"**{flags.summary_line(warnings)}**")
+                  if compact and answers and not nested else contextlib.nullcontext())
         with folder:
             for flag in answers:
                 st.warning(flag, icon=":material/report:")

@@ -299,7 +299,8 @@ def test_a_card_and_the_summary_count_the_same_warnings(artifacts: Path, smoke_r
     _ok(at)
     assert list(_frame(at, "flags")["flags"]) == [3, 0]
     lines = [m.value for m in at.markdown if m.value.startswith("**") and "warning" in m.value]
-    assert lines == ["**3 warnings: the run has met this image · weak answer (Custom CNN) · "
+    # the split note in its box's words (it read "the run has met this image")
+    assert lines == ["**3 warnings: in this run's training split · weak answer (Custom CNN) · "
                      "evidence outside the head (MobileNetV2)**"]
 
 
@@ -1817,8 +1818,16 @@ def test_a_pure_noise_upload_is_flagged_unlike_the_training_data(
         said = next(w for w in cards[0] if f"This image is unlike {name}'s training data" in w)
         assert said.endswith("If it is not a brain MRI slice, the answer means nothing.")
     assert "flagged so were right" not in _texts(at.warning)
-    badges = [m.value for m in at.get_by_key("predict_card_0").markdown if "-badge[" in m.value]
-    assert badges and not any(":green-badge[" in b for b in badges), badges
+    # a lecturer's review: "models agree" with a check mark on colour noise, then confident
+    # answers and full heatmaps. The colour warning leads, no badge, the answers folded
+    noise_card = at.get_by_key("predict_card_0")
+    assert noise_card.warning[0].value == COLOUR_WARNING
+    assert not [m.value for m in noise_card.markdown if "-badge[" in m.value]
+    anyway = [e for e in noise_card.expander if e.label == "Show the answers anyway"]
+    assert len(anyway) == 1
+    assert [c for img in anyway[0].image for c in img.captions if " · " in c]  # the heatmaps
+    assert any("Custom CNN: **" in m.value for m in anyway[0].markdown)  # the answers
+    assert [m.value for m in at.get_by_key("predict_card_1").markdown if "-badge[" in m.value]
     frame = pd.read_csv(io.BytesIO(downloads["predict_csv"]), comment="#")
     assert frame["n_warnings"].iloc[0] >= 3 and COLOUR_WARNING in frame["warnings"].iloc[0]
     assert COLOUR_WARNING not in str(frame["warnings"].iloc[1])

@@ -205,7 +205,7 @@ def test_a_card_s_warnings_are_summed_up_in_one_line_by_kind() -> None:
     assert said[0] == CT_WARNING and all(isinstance(f, Flag) for f in said)
     assert summary_line(said) == (
         "6 warnings: may be CT, not MRI · \"no tumour\" is no rule-out (MobileNetV2) · the "
-        "models disagree · unlike the training data (Custom CNN) · weak answer (Custom CNN, "
+        "models disagree · unlike the training data (Custom CNN) · weak answer ×2 (Custom CNN, "
         "MobileNetV2)")
     calm = answer_flags({"custom_cnn": np.array([[0.97, 0.01, 0.01, 0.01]])}, 0,
                         {"custom_cnn": 0.6}, {}, {}, classes)
@@ -225,5 +225,50 @@ def test_an_image_s_warnings_are_its_training_split_note_answers_and_heatmaps() 
         assert got == ["This image is in this run's split."] * counted + [weak, empty]
     assert image_warnings([], []) == []
     assert summary_line(image_warnings([weak], [empty], "note", "val")) == (
-        "3 warnings: the run has met this image · weak answer (Custom CNN) · empty heatmap "
+        "3 warnings: in this run's validation split · weak answer (Custom CNN) · empty heatmap "
         "(MobileNetV2)")
+
+
+def test_a_summary_counts_what_it_lists_in_the_split_note_s_words() -> None:
+    """A reviewer read "3 warnings: the run has met this image · weak answer (Custom CNN,
+    MobileNetV2)": two items for a count of three, and other words than the note's box ("in
+    this run's training split"). A kind said twice now says so, and the note keeps its words."""
+    from dashboard.flags import Flag, image_warnings, summary_line
+    from pipeline.data.membership import seen_note
+
+    weak = [Flag(f"Weak answer from {m}.", "weak", [m]) for m in ("custom_cnn", "mobilenetv2")]
+    line = summary_line(image_warnings(weak, [], seen_note("train", 0, True), "train", True))
+    assert line == ("3 warnings: in this run's training split · weak answer ×2 (Custom CNN, "
+                    "MobileNetV2)")
+    assert "in this run's training split" in seen_note("train", 0, True)
+    near = summary_line(image_warnings([], [], seen_note("val", 3, False), "val", False))
+    assert near == "1 warning: a near copy in this run's validation split"
+    assert seen_note("val", 3, False).startswith("A near copy of this image is in this run's "
+                                                 "validation split")
+    # a sentence without a kind is counted and said as one
+    assert summary_line([weak[0], "a plain sentence"]) == (
+        "2 warnings: weak answer (Custom CNN) · 1 other")
+
+
+def test_a_card_leads_with_no_mri_or_unlike_for_every_model() -> None:
+    """Colour noise got "models agree" with a check mark (a lecturer's review): an image that
+    may be no MRI, or that every model finds unlike its training data, leads with that."""
+    from dashboard.flags import COLOUR_WARNING, CT_WARNING, answer_flags, leading_flags
+
+    classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    sure = np.array([[0.97, 0.01, 0.01, 0.01]])
+    probs = {"custom_cnn": sure, "mobilenetv2": sure}
+    low = {"custom_cnn": 0.5, "mobilenetv2": 0.5}
+    models = list(probs)
+
+    def lead(unlike, **kw):  # noqa: ANN001, ANN003
+        return leading_flags(answer_flags(probs, 0, low, unlike, {}, classes, **kw), models)
+
+    both = {"custom_cnn": True, "mobilenetv2": True}
+    assert lead({}, colour=True) == [COLOUR_WARNING]
+    assert lead({}, ct=True) == [CT_WARNING]
+    said = lead(both)
+    assert [f.kind for f in said] == ["unlike", "unlike"]
+    assert lead({"custom_cnn": True, "mobilenetv2": False}) == []  # one model: no lead
+    assert lead({"custom_cnn": True, "mobilenetv2": None}) == []  # one not measured: neither
+    assert lead({}) == []
