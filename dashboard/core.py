@@ -102,6 +102,9 @@ class Upload:
     seen: str = ""
     seen_split: str = ""  # that split's name ("train", "val", "test"), "" when not found
     seen_exact: bool = False  # that split's image pixel for pixel, not a changed copy
+    # what to do instead, after a training or validation image's note (`flags.seen_advice`,
+    # Markdown): said on its card only, not in the reports
+    seen_advice: str = ""
 
     @property
     def ok(self) -> bool:

@@ -80,6 +80,25 @@ SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer",
 WARNING_SPLITS = ("train", "val")
 
 
+def seen_advice(split: str, can_draw: bool, official_runs: Sequence[str] = ()) -> str:
+    """What to do instead, said after a training or validation image's split note: draw test
+    images (`can_draw`: the page's sample picker works), or, for the dataset's own test folder,
+    pick a loaded run whose test split that folder is (`official_runs`: their labels as the
+    sidebar shows them, already safe to render). "" for another split, or with neither way.
+    A lecturer's natural demo images (`Testing/`) were mostly training images of the default
+    run, and the note said so without saying what to do (a review, 2026-12-06)."""
+    if split not in WARNING_SPLITS:
+        return ""
+    ways = ["use \"Draw test images\" above (images of this run's test split)"] if can_draw else []
+    if official_runs:
+        runs = " or ".join(official_runs)
+        ways.append(f"for images of the dataset's own Testing/ folder, pick the run {runs} in "
+                    "the sidebar, whose test split is that folder")
+    if not ways:
+        return ""
+    return f"To show answers on images the models never trained on, {'; or, '.join(ways)}."
+
+
 def image_warnings(answers: Sequence[str], heatmaps: Sequence[str] = (), seen_note: str = "",
                    seen_split: str = "", seen_exact: bool | None = True) -> list[str]:
     """Every warning of one image, the one list its card sums up (`summary_line`) and the

@@ -106,6 +106,23 @@ def membership(run: Run) -> Membership | None:
     return _membership(str(run.path), _mtime(run.path / MEMBERSHIP_FILE))
 
 
+def official_test_runs(current: Run) -> list[str]:
+    """The sidebar's labels (`runinfo.run_label`) of the loaded runs other than `current` whose
+    test split is the dataset's own test folder (the manifest's `splits.official_test`)."""
+    out = []
+    for info in discover_runs(str(artifacts_dir())):
+        path = Path(info.path) / run_files.MANIFEST
+        if info.run_id == current.run_id:
+            continue
+        try:
+            manifest = _read_json(str(path), _mtime(path))
+        except ArtifactError:
+            continue
+        if isinstance(manifest, dict) and runinfo.run_facts(manifest).splits.get("official_test"):
+            out.append(runinfo.run_label(info.run_id, info.title))
+    return out
+
+
 def selected_run_path() -> Path | None:
     choices, default = run_choices(artifacts_dir())
     rid = st.session_state.get(RUN_KEY) or default

@@ -269,7 +269,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         if upload.note:
             st.caption(upload.note)
         if upload.seen:
-            st.info(upload.seen, icon=":material/history:")
+            st.info(upload.seen + (f" {upload.seen_advice}" if upload.seen_advice else ""),
+                    icon=":material/history:")
         if not upload.ok or j is None or results is None:
             st.warning(core.literal(upload.error or "This file could not be processed."),
                        icon=":material/broken_image:")

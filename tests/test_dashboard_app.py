@@ -267,6 +267,10 @@ def test_an_upload_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_r
     notes = [i.value for i in at.info if "in this run's" in i.value]
     assert len(notes) == 3, notes  # the noise image was met nowhere: nothing said
     assert notes[0].startswith("This image is in this run's training split: the models learnt")
+    # what to do instead (a lecturer demoed memorised answers): draw test images; no run to
+    # switch to, as this is the only one
+    assert "use \"Draw test images\" above" in notes[0] and "pick the run" not in notes[0]
+    assert "Draw test images" not in notes[1]  # a test image needs no other
     assert notes[1].startswith("This image is in this run's test split: the models did not "
                                "train on it")
     assert notes[2].startswith("A near copy of this image is in this run's training split: the "
@@ -1219,6 +1223,29 @@ def _two_runs(smoke_run, tmp_path, monkeypatch) -> tuple[Path, Path]:  # noqa: A
     manifest.update(run_id=older.name, created="2000-01-01T00:00:00+00:00")
     (older / "manifest.json").write_text(json.dumps(manifest))
     return run, older
+
+
+def test_a_training_image_s_note_names_the_official_testing_run_to_switch_to(
+        smoke_run, tmp_path, monkeypatch):
+    """A lecturer's Testing/ images were training images of the default run: the note names a
+    loaded run whose test split is the official test folder, as the sidebar lists it."""
+    run, official = _two_runs(smoke_run, tmp_path, monkeypatch)
+    manifest = json.loads((official / "manifest.json").read_text())
+    manifest["title"] = "Official Testing split"
+    manifest.setdefault("splits", {})["official_test"] = {"n": 12}
+    (official / "manifest.json").write_text(json.dumps(manifest))
+    data = Path(manifest["data"]["dir"])
+    train = data / json.loads((run / "splits.json").read_text())["train"][0]["path"]
+    at = _app()
+    label = "Official Testing split · aaaaaa"
+    assert label in at.sidebar.selectbox(key="run_choice").options  # the sidebar's words
+    at.switch_page(PAGES["predict"][0]).run()
+    at.file_uploader(key="uploads").set_value(
+        [("from-train.png", train.read_bytes(), "image/png")]).run()
+    _ok(at)
+    note = next(i.value for i in at.info if "in this run's training split" in i.value)
+    assert f"pick the run `{label}` in the sidebar" in note, note
+    assert "Draw test images" in note
 
 
 def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):

@@ -272,3 +272,19 @@ def test_a_card_leads_with_no_mri_or_unlike_for_every_model() -> None:
     assert lead({"custom_cnn": True, "mobilenetv2": False}) == []  # one model: no lead
     assert lead({"custom_cnn": True, "mobilenetv2": None}) == []  # one not measured: neither
     assert lead({}) == []
+
+
+def test_a_training_image_s_note_says_what_to_do_instead() -> None:
+    """A lecturer demoed Testing/ images that were training images of the default run: the note
+    says to draw test images, or to pick an official-testing run when one is loaded."""
+    from dashboard.flags import seen_advice
+
+    both = seen_advice("train", True, ["`Official · 1f09da`"])
+    assert both == ("To show answers on images the models never trained on, use \"Draw test "
+                    "images\" above (images of this run's test split); or, for images of the "
+                    "dataset's own Testing/ folder, pick the run `Official · 1f09da` in the "
+                    "sidebar, whose test split is that folder.")
+    assert "pick the run" not in seen_advice("val", True, [])  # no such run loaded
+    assert "Draw test images" not in seen_advice("train", False, ["`x`"])  # no picker
+    assert seen_advice("train", False, []) == ""
+    assert seen_advice("test", True, ["`x`"]) == ""  # a test image needs no other

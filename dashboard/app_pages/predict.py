@@ -19,7 +19,7 @@ from dashboard import (
     views,
 )
 from dashboard import figures as F
-from dashboard.flags import image_warnings
+from dashboard.flags import WARNING_SPLITS, image_warnings, seen_advice
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline import run_files
@@ -127,6 +127,11 @@ if len(files) > core.MAX_UPLOADS:
     st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
     files = files[:core.MAX_UPLOADS]
 seen_in = state.membership(run)
+# what a training or validation image's card says to do instead, per split (the run picker's
+# labels of the official-testing runs, as code spans: a run's title is the user's text)
+advice = {s: seen_advice(s, bool(entries and not why),
+                               [core.literal(r) for r in state.official_test_runs(run)])
+          for s in WARNING_SPLITS} if seen_in and files else {}
 for k, (name, data) in enumerate(files):
     upload = state.decode_cached(name, hashlib.sha256(data).hexdigest(), data)
     upload.ref = f"upload {k + 1}"  # its number in the list under the uploader, never its name
@@ -136,6 +141,7 @@ for k, (name, data) in enumerate(files):
     upload.seen = seen_note(seen.split, seen.distance, seen.exact) if seen else ""
     upload.seen_split = seen.split if seen else ""
     upload.seen_exact = bool(seen and seen.exact)
+    upload.seen_advice = advice.get(seen.split, "") if seen else ""
     items.append(upload)
     boxes.append(None)
 
