@@ -92,6 +92,9 @@ class Results:
     # per model, metrics.json's `tumor_vs_no_tumor` (None where not measured): how often its
     # test answers "no tumour" were right, said beside each "no tumour" answer
     tumour_records: dict[str, dict | None] = field(default_factory=dict)
+    # what the percentages are (temperature-scaled) and how far off they ran on the run's test
+    # images: `flags.calibration_note`, under every probability table and in the reports
+    calibration_note: str = ""
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -154,7 +157,8 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    earlier, colour=[u.colour for u in good], ct=[u.ct for u in good],
                    photo=[u.photo for u in good],
                    seen_split=[u.seen_split if u.seen_exact else "" for u in good],
-                   tumour_records=state.tumour_records(run))
+                   tumour_records=state.tumour_records(run),
+                   calibration_note=state.calibration_note(run, predictor))
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

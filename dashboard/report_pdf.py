@@ -41,6 +41,8 @@ class Page:
     models: Sequence[PageModel]
     flags: Sequence[str]
     true_label: str | None = None
+    # under the probabilities: what they are and how far off they ran (`flags.calibration_note`)
+    probability_note: str = ""
 
 
 PDF_TITLE = "Brain MRI XAI - teaching printout, not a medical report"
@@ -131,7 +133,13 @@ def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
     if not rows:
         return FLAGS_TITLE + FLAGS_GAP
     # the table's real extent (laid out for the renderer): the flags start right below it
-    return float(table.get_window_extent(fig.canvas.get_renderer()).y0 / fig.bbox.height)
+    bottom = float(table.get_window_extent(fig.canvas.get_renderer()).y0 / fig.bbox.height)
+    if not page.probability_note:
+        return bottom
+    lines = textwrap.wrap(page.probability_note, FLAG_CHARS + 10)
+    fig.text(0.06, bottom - 0.006, "\n".join(lines), fontsize=FLAG_SIZE - 1, va="top",
+             style="italic", linespacing=1.2)
+    return bottom - 0.006 - FLAG_LINE * len(lines)
 
 
 # 8.5 pt: at 7.5 a slide or a printout for a class was hard to read (a lecturer's review)

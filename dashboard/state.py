@@ -276,6 +276,23 @@ def _metrics_entry(run: Run, key: str) -> dict[str, dict | None]:
     return out
 
 
+def calibration_note(run: Run, predictor: Any) -> str:
+    """`flags.calibration_note` for `run`: the temperatures `predictor` applies, each model's
+    test ECE from its metrics.json, and whether the test split is the official test folder."""
+    tests: dict[str, dict | None] = {}
+    for m in run.model_names:
+        try:
+            entry = run_json(run, f"{m}/metrics.json")
+        except ArtifactError:
+            entry = None
+        tests[m] = entry if isinstance(entry, dict) else None
+    official = bool(runinfo.run_facts(run.manifest).splits.get("official_test"))
+    applied = getattr(predictor, "calibrated", True)  # a Predictor made with calibrated=False
+    return flags.calibration_note({m: predictor.temperature(m) if applied else None
+                                   for m in run.model_names},
+                                  tests, official)
+
+
 def size_groups(run: Run) -> dict[str, dict | None]:
     """Per model, its test results by pixel size (metrics.json `by_size`); None where the run
     was evaluated before the breakdown existed or the file cannot be read."""

@@ -239,7 +239,7 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
     # the split note travels with the page: a training image's PDF is no test either
     notes = [upload.seen] if upload.seen else []
     return Page(upload.digest, upload.image, models, notes + answers + shortcuts,
-                upload.true_label)
+                upload.true_label, results.calibration_note)
 
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
@@ -323,6 +323,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         models = [*results.per_model, *results.errors]
         st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names,
                                         by_class=compact))
+        if results.calibration_note:  # what the percentages are, and how far off they ran
+            st.caption(results.calibration_note)
         cols = st.columns(1 + len(models))
         with cols[0]:
             st.image(core.square_for_display(upload.image, DISPLAY_SIDE), width="stretch",

@@ -1683,6 +1683,33 @@ def test_no_report_carries_an_uploads_file_name(artifacts: Path, smoke_run: Path
         ["upload 1", hashlib.sha256(data).hexdigest()[:12]]]  # `sha256sum` finds the file
 
 
+def test_every_probability_table_says_what_its_percentages_are(smoke_run: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """h64's review: the percentages are temperature-scaled and run high on other sources, and
+    neither card, CSV nor PDF said so. One line, from the run's own calibration and metrics."""
+    import pandas as pd
+
+    downloads: dict[str, bytes] = {}
+    _tap_downloads(monkeypatch, lambda data, kw: downloads.__setitem__(
+        kw.get("key"), data() if callable(data) else data)
+        if str(kw.get("mime", "")) in ("text/csv", "application/pdf") else None)
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)  # the smoke run has no temperature
+    temps = {"custom_cnn": {"temperature": 0.61}, "mobilenetv2": {"temperature": 0.63}}
+    (run / "calibration.json").write_text(json.dumps({"models": temps}))
+    ece = json.loads((run / "custom_cnn" / "metrics.json").read_text())["ece"]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/png")]).run()
+    _ok(at)
+    card = at.get_by_key("predict_card_0")
+    line = next(c.value for c in card.caption if c.value.startswith("Percentages temperature"))
+    assert all(f"T = {e['temperature']:.2f}" in line for e in temps.values()), line
+    assert "run high" in line and f"Custom CNN {ece:.3f}" in line
+    csv_text = downloads["predict_csv"].decode()
+    assert line in csv_text
+    assert "temperature-scaled" in " ".join(_pdf_text(downloads["predict_pdf_0"]).split())
+    assert len(pd.read_csv(io.BytesIO(downloads["predict_csv"]), comment="#")) == 1
+
+
 # --------------------------------------------------------------------------- defaults, speed
 
 

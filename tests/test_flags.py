@@ -288,3 +288,28 @@ def test_a_training_image_s_note_says_what_to_do_instead() -> None:
     assert "Draw test images" not in seen_advice("train", False, ["`x`"])  # no picker
     assert seen_advice("train", False, []) == ""
     assert seen_advice("test", True, ["`x`"]) == ""  # a test image needs no other
+
+
+def test_the_probability_note_takes_its_figures_from_the_run_s_files() -> None:
+    """The cards showed temperature-sharpened percentages (T 0.61-0.63 on the official-testing
+    run, whose test ECE they raised from 0.07-0.08 to 0.12-0.15) without a word (h64's review):
+    one line says what they are, with the figures of the shipped runs' own files."""
+    from dashboard.flags import calibration_note
+
+    root = Path(__file__).resolve().parents[1] / "artifacts" / "runs"
+    for run in sorted(p for p in root.iterdir() if (p / "calibration.json").is_file()):
+        manifest = json.loads((run / "manifest.json").read_text())
+        temps = {m: e["temperature"] for m, e in json.loads(
+            (run / "calibration.json").read_text())["models"].items()}
+        tests = {m: json.loads((run / m / "metrics.json").read_text()) for m in temps}
+        other = bool(manifest["splits"].get("official_test"))
+        line = calibration_note(temps, tests, other)
+        assert line.startswith("Percentages temperature-scaled (Custom CNN T = ")
+        assert "on images from other sources they run high" in line
+        for m, t in temps.items():
+            assert f"T = {t:.2f}" in line
+            assert f"{tests[m]['ece']:.3f} ({tests[m]['ece_uncalibrated']:.3f} unscaled)" in line
+        assert ("the dataset's own Testing/ folder" in line) == other
+    assert calibration_note({"custom_cnn": None}, {}) == ""  # nothing scaled: nothing to say
+    # no test figures: the temperatures alone
+    assert calibration_note({"custom_cnn": 0.5}, {"custom_cnn": None}).endswith("run high.")
