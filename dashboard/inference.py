@@ -74,7 +74,8 @@ class Results:
     errors: dict[str, str]
     seconds: float
     low_below: dict[str, float | None] = field(default_factory=dict)  # weak-answer thresholds
-    shifted_accuracy: dict[str, float | None] = field(default_factory=dict)  # robustness
+    # robustness.json's, per model (`flags.ShiftedAccuracy`)
+    shifted_accuracy: dict[str, Any] = field(default_factory=dict)
     image_sizes: list[str] = field(default_factory=list)  # "WxH" of each good image, decoded
     by_size: dict[str, dict | None] = field(default_factory=dict)  # metrics.json's, per model
     class_names: list[str] = field(default_factory=list)  # the run's, in probability order

@@ -239,9 +239,9 @@ def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
     return out
 
 
-def shifted_accuracy(run: Run) -> dict[str, float | None]:
-    """Per model, its mean accuracy over the robustness benchmark's middle severity
-    (`robustness.json`); {} when the run has none."""
+def shifted_accuracy(run: Run) -> dict[str, flags.ShiftedAccuracy | None]:
+    """Per model, its accuracy over the robustness benchmark's middle severity, mean and worst,
+    with the unshifted one (`robustness.json`); {} when the run has none."""
     path = run.path / run_files.ROBUSTNESS
     if not path.is_file():
         return {}
