@@ -48,6 +48,7 @@ class ImageResult:
     # out-of-distribution flag of the model's features (None: the run has no OOD score)
     unlike_training: bool | None = None
     layer_words: str | None = None  # the layer in plain words ("last conv block, 7×7")
+    fused: int = 0  # how many layers a fusion method fused (`layer_words` says so), else 0
     default: bool = False  # the method is the model's own default (no method was picked)
     seconds: float = 0.0  # this image's share of the batch's time when it was computed
 
@@ -144,8 +145,15 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
         except Exception as exc:  # one model failing to explain must not hide the other
             errors[m] = f"{type(exc).__name__}: {exc}"
             continue
+        words: dict[tuple[str | None, str], tuple[str, int]] = {}  # once per layer, method
+        for k in keys:
+            r = found[k]
+            if (r.layer, r.method) not in words:
+                n = fused_stages(ex, r.layer, r.method)
+                words[r.layer, r.method] = (layer_text(ex, r.layer, n), n)
         per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs),
-                                layer_words=layer_text(ex, found[k].layer),
+                                layer_words=words[found[k].layer, found[k].method][0],
+                                fused=words[found[k].layer, found[k].method][1],
                                 default=settings.method is None) for k in keys]
     earlier = [None if fresh[i] or not per_model else sum(rs[i].seconds
                                                            for rs in per_model.values())
@@ -199,12 +207,28 @@ def warm_up(run: Run, predictor: Any, explainers: dict[str, Any]) -> None:
         layer_text(ex, results[0].layer)
 
 
-def layer_text(ex: Any, name: str | None) -> str:
-    """Plain words for a layer of explainer `ex`'s model ("last conv block, 7×7")."""
+def layer_text(ex: Any, name: str | None, fused: int = 0) -> str:
+    """Plain words for a layer of explainer `ex`'s model ("last conv block, 7×7"); for a
+    fusion method's `fused` layers, "3 stages fused; deepest: last conv block, 7×7" (the
+    caption named the deepest layer alone, as if the map were that layer's: h64's review)."""
     if name is None:
         return "input pixels"
     shape = ex.model.get_layer(name).output.shape
-    return core.layer_label(name, (shape[1], shape[2]), last=name == ex.valid_layers[0])
+    words = core.layer_label(name, (shape[1], shape[2]), last=name == ex.valid_layers[0])
+    return f"{fused} stages fused; deepest: {words}" if fused > 1 else words
+
+
+def fused_stages(ex: Any, name: str | None, method: str) -> int:
+    """How many layers `method` fuses from layer `name` of `ex`'s model (the registry's fusion
+    methods, `cams.GradCamFusion`: up to `FUSION_STAGES` resolution stages,
+    `layers.stage_layers`); 0 for any other method."""
+    from pipeline.explain.cams import FUSION_STAGES, GradCamFusion
+    from pipeline.explain.layers import stage_layers
+    from pipeline.explain.methods import REGISTRY
+
+    if name is None or not isinstance(REGISTRY.get(method), GradCamFusion):
+        return 0
+    return len(stage_layers(ex.model, name, FUSION_STAGES))
 
 
 def _outside_head(image: np.ndarray, heatmap: np.ndarray, crop: bool) -> float | None:

@@ -353,7 +353,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 st.image(img, width="stretch",
                          caption=f"{F.model_label(m)} · {method} {target}{default}{peak}")
                 if r.layer:  # st.image's caption takes no tooltip: the layer gets its own line
-                    st.caption(f"Layer: {r.layer_words or r.layer}",
+                    st.caption(f"Layer{'s' if r.fused > 1 else ''}: {r.layer_words or r.layer}",
                                help=f"Technical name: `{r.layer}`")
                 # flags as short captions, not badges: a badge cut "Outside the head 65%" to
                 # "Outside the brai…" in the grid's narrow columns, where a caption wraps

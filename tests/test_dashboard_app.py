@@ -1710,6 +1710,37 @@ def test_every_probability_table_says_what_its_percentages_are(smoke_run: Path, 
     assert len(pd.read_csv(io.BytesIO(downloads["predict_csv"]), comment="#")) == 1
 
 
+def test_a_fusion_method_s_layer_caption_names_the_layers_fused(artifacts: Path, smoke_run: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """h64's review: under "Multi-layer LayerCAM (fusion)" the card and the PDF said "Layer:
+    last conv block, 16×16", as if the map were that one layer's."""
+    from pipeline.artifacts import open_run
+    from pipeline.explain.cams import FUSION_STAGES
+    from pipeline.explain.layers import stage_layers
+
+    pdfs: list[bytes] = []
+    _tap_downloads(monkeypatch, lambda data, kw: pdfs.append(data())
+                   if kw.get("key") == "predict_pdf_0" else None)
+    at = _app("predict")
+    at.selectbox(key="predict_method").set_value("layercam-fusion").run()
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/png")]).run()
+    _ok(at)
+    layers = [c for c in at.get_by_key("predict_card_0").caption if c.value.startswith("Layer")]
+    run = open_run(smoke_run)
+    assert len(layers) == len(run.model_names)
+    for m, caption in zip(run.model_names, layers, strict=True):
+        said = re.fullmatch(r"Layers: (\d) stages fused; deepest: (.+)", caption.value)
+        assert said, caption.value
+        deepest = re.search(r"`(.+)`", caption.proto.help).group(1)  # its technical name
+        assert int(said[1]) == len(stage_layers(run.load_model(m), deepest, FUSION_STAGES)) > 1
+    assert "stages fused; deepest: " in " ".join(_pdf_text(pdfs[-1]).split())
+    at.selectbox(key="predict_method").set_value("layercam").run()  # one layer: its words
+    _ok(at)
+    layers = [c.value for c in at.get_by_key("predict_card_0").caption
+              if c.value.startswith("Layer")]
+    assert layers and not [c for c in layers if "fused" in c or c.startswith("Layers")], layers
+
+
 # --------------------------------------------------------------------------- defaults, speed
 
 
