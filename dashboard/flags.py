@@ -272,10 +272,11 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
             acc = shifted_accuracy.get(model)
             # the shifted copies' accuracy as a best case, not as comfort: beside a chest
             # X-ray, "it was 88% accurate" read as reassurance (a review, 2026-12-05)
-            said = acc.words() if isinstance(acc, ShiftedAccuracy) else f"averaged {acc:.0%}"
+            said = (acc.words() if isinstance(acc, ShiftedAccuracy)
+                    else f"averaged {acc:.0%}" if acc is not None else "")
             where = (" Its accuracy on copies of its own test images made blurrier, noisier or "
                      f"otherwise shifted {said}, but images of another kind or source can fare "
-                     "far worse." if acc is not None else "")
+                     "far worse." if said else "")
             # Not "treat with caution": on the shipped runs the flagged test answers were as
             # often right as the others. What holds is that validation does not cover it.
             # "brain MRI slice", not "axial": the training data hold coronal and sagittal ones.
