@@ -366,12 +366,13 @@ def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None])
     return note
 
 
-def to_csv_bytes(frame: pd.DataFrame, notes: Sequence[str] = ()) -> bytes:
+def to_csv_bytes(frame: pd.DataFrame, notes: Mapping[str, str] | None = None) -> bytes:
     """The frame as CSV for download; text cells neutralised against spreadsheet formulas.
-    Each of `notes` comes first as a `# ` line (read back with `pd.read_csv(comment="#")`)."""
+    `notes` (column -> text: `runinfo.report_notes`) become last columns, the same on every
+    row, so that the file opens as it is in pandas and spreadsheets (no comment lines)."""
+    frame = frame.assign(**{k: " ".join(str(v).splitlines()) for k, v in (notes or {}).items()})
     rows = frame.astype(object).where(frame.notna(), "").itertuples(index=False)
-    head = "".join(f"# {' '.join(str(n).splitlines())}\n" for n in notes)
-    return (head + to_csv(list(frame.columns), rows)).encode("utf-8")
+    return to_csv(list(frame.columns), rows).encode("utf-8")
 
 
 def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str],

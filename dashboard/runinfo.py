@@ -292,11 +292,15 @@ def short_hash(digest: str) -> str:
 
 
 def report_notes(run_title: str, created: str, hashes: Mapping[str, str],
-                 disclaimer: str) -> list[str]:
-    """The lines a CSV report starts with: run, time, model-file hashes and the disclaimer."""
-    return [f"run: {run_title}", f"created: {created}",
-            *[f"model file sha256 {display_name(m)}: {h}" for m, h in hashes.items()],
-            disclaimer]
+                 disclaimer: str) -> dict[str, str]:
+    """A CSV report's provenance, column name -> the value every row repeats: run, time, each
+    model file's SHA-256 (`model_sha256_<model>`, `hashes` keyed by model or display name) and
+    the disclaimer. Columns, not `# ` lines before the header: those failed `pandas.read_csv`
+    as it is ("Expected 1 fields in line 6, saw 18", h64's review)."""
+    return {"run": run_title, "created": created,
+            **{f"model_sha256_{display_name(m).lower().replace(' ', '_')}": h
+               for m, h in hashes.items()},
+            "disclaimer": disclaimer}
 
 
 @dataclass

@@ -11,7 +11,7 @@ the DICOM file but its pixels ever gets this far. Inference is `dashboard.infere
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,10 +60,10 @@ def chosen_slice(upload: core.Upload, prefix: str) -> int:
 
 def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                  explainers: dict[str, Any], settings: Settings, class_names: Sequence[str],
-                 prefix: str, notes: Sequence[str] = ()) -> None:
+                 prefix: str, notes: Mapping[str, str] | None = None) -> None:
     """The slider and per-slice answers of series upload `i`, drawn above its card.
 
-    `notes`: the header lines of the slices' CSV (run, time, model-file hashes, disclaimer).
+    `notes`: the slices' CSV's provenance columns (run, time, model-file hashes, disclaimer).
     The slider's state was read by `chosen_slice` earlier in this run; moving it reruns the page,
     which then explains and draws the newly chosen slice."""
     assert upload.slices is not None
@@ -93,7 +93,9 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
             summary_table.draw_summary(frame.rename(columns={"file": "slice"}), "slice",
                                        label=f"Every analysed slice of {upload.name}")
             csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,
-                                                           warnings=flags), notes)
+                                                           warnings=flags),
+                                    {**(notes or {}), "probabilities": results.calibration_note}
+                                    if results.calibration_note else notes)
             st.download_button("Slices CSV", csv, file_name=f"slices-{upload.digest[:12]}.csv",
                                mime="text/csv", key=f"{prefix}_series_csv_{i}",
                                on_click="ignore", icon=":material/download:")

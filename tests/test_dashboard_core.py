@@ -99,6 +99,30 @@ def test_predictions_frame_and_agreement():
     assert "**glioma** (44%, tied with **no tumour**)" in core.verdict_line(tie, 0, CLASSES)
 
 
+def test_a_predictions_csv_with_its_provenance_opens_as_it_is():
+    """Five `# ` lines before the header failed `pandas.read_csv` ("Expected 1 fields in line
+    6, saw 18", h64's review): the run, time, model hashes and disclaimer are columns now."""
+    import csv as csvlib
+
+    from dashboard import runinfo
+
+    probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]])}
+    frame = core.predictions_frame(["upload 1", "upload 2"], probs, CLASSES,
+                                   warnings=[["=a, \"quoted\"\nwarning"], []])
+    notes = runinfo.report_notes("Run, v2 (r1)", "2026-12-06 03:00 UTC",
+                                 {"Custom CNN": "ab" * 32}, "Not a diagnostic\ndevice.")
+    data = core.to_csv_bytes(frame, notes)
+    back = pd.read_csv(io.BytesIO(data))
+    assert len(back) == 2 and list(back.columns[-4:]) == [
+        "run", "created", "model_sha256_custom_cnn", "disclaimer"]
+    assert back["run"].tolist() == ["Run, v2 (r1)"] * 2
+    assert back["model_sha256_custom_cnn"].tolist() == ["ab" * 32] * 2
+    assert back["disclaimer"].iloc[0] == "Not a diagnostic device."  # one line per row
+    assert back["custom_cnn_p_pituitary"].tolist() == [0.1, 0.4]
+    rows = list(csvlib.reader(io.StringIO(data.decode())))
+    assert rows[0][0] == "image" and len({len(r) for r in rows}) == 1  # the header first
+
+
 def test_class_labels_have_one_display_form():
     """The probability table said "no tumor" while captions and the verdict said "no_tumor":
     every page shows a class through `names.class_label`; files keep the label."""

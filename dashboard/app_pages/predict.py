@@ -198,8 +198,8 @@ if good:
                f"{int(frame['models_agree'].sum())} agreement(s) · model files (SHA-256): "
                + ", ".join(f"{m} {runinfo.short_hash(h)}" for m, h in hashes.items()))
     c2.download_button("Predictions CSV", core.to_csv_bytes(
-                           frame, [*notes, results.calibration_note] if results.calibration_note
-                           else notes),
+                           frame, {**notes, "probabilities": results.calibration_note}
+                           if results.calibration_note else notes),
                        file_name="predictions.csv",
                        mime="text/csv", key="predict_csv", on_click="ignore",
                        icon=":material/download:")
