@@ -254,10 +254,14 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
     pixel grid), drawn on each overlay with whether the heatmap's peak hit it. A heatmap whose
     energy is mostly outside the head (the shortcut alarm), or an empty one, gets a short label
     under its overlay (the sentence in its tooltip) and one plain-words note for the card below
-    the images. `compact`: a card half the page wide (the Error page's grid): probabilities one
-    row per class, the colour scale on a row of its own. Returns the image's report page
-    (`report_page`, with the overlays drawn here; None for a file that could not be explained),
-    and offers it as a PDF (with `model_hashes`: display name -> SHA-256 of the model file)."""
+    the images. The card's warnings (`flags.image_warnings`) are folded in one expander
+    labelled with their count and kinds, except those it leads with instead of an agreement
+    badge (`flags.leading_flags`); an image that may be no MRI has its answers and heatmaps
+    folded behind "Show the answers anyway". `compact`: a card half the page wide (the Error
+    page's grid): probabilities one row per class, the colour scale on a row of its own.
+    Returns the image's report page (`report_page`, with the overlays drawn here; None for a
+    file that could not be explained), and offers it as a PDF (with `model_hashes`: display
+    name -> SHA-256 of the model file)."""
     # `fold`: what is drawn after an image that may be no MRI goes into its expander
     with st.container(border=True, key=f"{prefix}_card_{i}"), contextlib.ExitStack() as fold:
         title = f"**{core.literal(upload.name)}**"
@@ -268,9 +272,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         st.subheader(title, anchor=False)
         if upload.note:
             st.caption(upload.note)
-        if upload.seen:
-            st.info(upload.seen + (f" {upload.seen_advice}" if upload.seen_advice else ""),
-                    icon=":material/history:")
+        if upload.seen and upload.seen_split not in flags.WARNING_SPLITS:  # a test image's
+            st.info(upload.seen, icon=":material/history:")  # (a warning's is folded below)
         if not upload.ok or j is None or results is None:
             st.warning(core.literal(upload.error or "This file could not be processed."),
                        icon=":material/broken_image:")
@@ -287,8 +290,6 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # what the summary table counts for this image: the line below says the same number
         warnings = flags.image_warnings(answers, shortcuts, upload.seen, upload.seen_split,
                                         upload.seen_exact)
-        if len(warnings) > 1 and not compact:  # the kinds in one line before the sentences
-            st.markdown(f"**{flags.summary_line(warnings)}**")
         # An image that may be no brain MRI, or that every model finds unlike its training
         # data, leads with that and gets no agreement badge: two models agreeing on colour
         # noise got a check mark, which read as reassurance to a room (a lecturer's review)
@@ -296,6 +297,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         for flag in lead:
             st.warning(flag, icon=":material/report:")
         answers = [f for f in answers if not any(f is g for g in lead)]
+        folded = [f for f in warnings if not any(f is g for g in lead)]
         nested = any(getattr(f, "kind", "") in flags.NOT_MRI_KINDS for f in lead)
         if nested:  # its answers and heatmaps mean nothing if it is no MRI: folded, keyed
             fold.enter_context(st.expander("Show the answers anyway", key=f"{prefix}_anyway_{i}",
@@ -306,19 +308,22 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                      icon=":material/check:" if agree else ":material/call_split:",
                      color=("gray" if answers else "green") if agree else "orange")
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label))
-        # A half-width card folds its warnings: their sentences, wrapped in half the width,
-        # made one card of a row far taller than its neighbour.
-        # how many warnings and of which kinds: a compact card's fold says what it hides, a
-        # full card's line leads its boxes
-        # A full card's line counts what the Predict page's summary counts (the split note above
-        # and the heatmaps' notes below the images too); a compact card's fold says what it
-        # folds, the answers' warnings
-        # (no expander in the "anyway" one: Streamlit nests none)
-        folder = (st.expander(flags.summary_line(answers), icon=":material/report:")
-                  if compact and answers and not nested else contextlib.nullcontext())
+        # Every other warning (a training image's split note, the answers', the heatmaps') in
+        # one expander labelled with their count and kinds (`summary_line`): two to five
+        # full-width boxes put the heatmaps a screen below the answer at 1280×720 (a lecturer's
+        # review), and in a half-width card they made it far taller than its neighbour. Keyed,
+        # so a rerun keeps it as the reader left it; no expander in the "anyway" one, which
+        # folds them already (Streamlit nests none).
+        folder = (st.expander(flags.summary_line(folded), icon=":material/report:",
+                              key=f"{prefix}_warnings_{i}")
+                  if folded and not nested else contextlib.nullcontext())
         with folder:
-            for flag in answers:
-                st.warning(flag, icon=":material/report:")
+            for flag in folded:
+                if getattr(flag, "kind", "") == "seen":
+                    st.info(flag + (f" {upload.seen_advice}" if upload.seen_advice else ""),
+                            icon=":material/history:")
+                else:
+                    st.warning(flag, icon=":material/report:")
         drawn: dict[str, np.ndarray] = {}  # model -> its overlay, for the report page
         models = [*results.per_model, *results.errors]
         st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names,

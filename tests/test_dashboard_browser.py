@@ -627,3 +627,49 @@ def test_keyboard_focus_stays_on_screen_and_is_drawn(server: str, tmp_path: Path
             assert inks and all(code == caption for code, caption in inks), inks
         finally:
             browser.close()
+
+
+# Per image card: the card's top, its first warning fold's label, and the lowest bottom of its
+# overlays (pictures captioned "<model> · … for '…'"), in page pixels.
+_CARD_LAYOUT = """() => [...document.querySelectorAll('[class*="st-key-predict_card_"]')].map(c => {
+    const top = c.getBoundingClientRect().top;
+    const fold = [...c.querySelectorAll('[data-testid=stExpander] summary')]
+        .map(s => (s.innerText.match(/\\d+ warnings?\\b.*/) || [null])[0]).find(t => t) || null;
+    const overlays = [...c.querySelectorAll('[data-testid=stImage]')].filter(
+        b => / for '/.test((b.querySelector('[data-testid=stImageCaption]') || {}).innerText));
+    const bottoms = overlays.map(b => b.querySelector('img').getBoundingClientRect().bottom - top);
+    return {fold, overlays: overlays.length, bottom: Math.max(...bottoms)};
+})"""
+
+
+def test_a_card_s_heatmaps_share_the_screen_of_its_answer_at_1280x720(server: str,
+                                                                      smoke_run: Path,
+                                                                      tmp_path: Path):
+    """A lecturer's review at 1280×720: two to five full-width warning boxes put a card's
+    heatmaps a screen below its answer. The warnings fold into one expander labelled with their
+    count, so with a card's top at the window's top its overlays end on that screen."""
+    from playwright.sync_api import sync_playwright
+
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    train = Path(manifest["data"]["dir"]) / splits["train"][0]["path"]  # a warning: its split
+    log = tmp_path / "streamlit.log"
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            _open_predict(page, server, log)
+            _upload_and_wait(page, [train, _test_image(smoke_run)], log)
+            cards = page.evaluate(_CARD_LAYOUT)
+            page.locator("[class*=st-key-predict_card_0]").evaluate(
+                "e => e.scrollIntoView({block: 'start'})")  # what the room sees of the card
+            page.screenshot(path=str(SHOTS / "predict-card-1280x720.png"))
+        finally:
+            browser.close()
+    assert len(cards) == 2 and all(c["overlays"] == 2 for c in cards), cards
+    assert cards[0]["fold"] and cards[0]["fold"].startswith(
+        tuple(f"{n} warning" for n in range(1, 10))), cards  # the training image's note, folded
+    assert "in this run's training split" in cards[0]["fold"]
+    for card in cards:
+        assert card["bottom"] <= 720, cards  # the heatmaps on the answer's screen
