@@ -176,3 +176,28 @@ def test_flags_are_stacked_without_overlap_and_none_is_dropped_unsaid():
                                 "image."] and shown >= 3
         finally:
             plt.close(fig)
+
+
+def test_the_probabilities_are_said_to_be_temperature_scaled_under_their_table():
+    """h64's review: the PDF's percentages are temperature-sharpened and ran high on another
+    source, and the page said nothing; `Page.probability_note` is printed under the table,
+    above the flags, none of it overlapping."""
+    import subprocess
+
+    import pytest
+
+    page = _page(1)
+    page.probability_note = ("Percentages temperature-scaled (Custom CNN T = 0.61) on validation "
+                             "images like the training data: on images from other sources they "
+                             "run high. Calibration error (ECE) on this run's test images: Custom "
+                             "CNN 0.124 (0.068 unscaled).")
+    pdf = report_pdf([page], "Run (r1)", np.zeros((14, 256, 3), np.uint8))
+    try:
+        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
+                              check=True).stdout.decode()
+    except FileNotFoundError:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    flat = " ".join(text.split())
+    assert "Percentages temperature-scaled (Custom CNN T = 0.61)" in flat
+    assert "CNN 0.124 (0.068 unscaled)." in flat
+    assert flat.index("pituitary") < flat.index("Percentages") < flat.index("Flags")
