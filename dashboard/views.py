@@ -287,7 +287,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
             return None
         agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
         answers, shortcuts = image_flags(results, j)
-        # what the summary table counts for this image: the line below says the same number
+        # what the summary table counts for this image: the boxes the card leads with and its
+        # fold's label below say the same number together
         warnings = flags.image_warnings(answers, shortcuts, upload.seen, upload.seen_split,
                                         upload.seen_exact)
         # An image that may be no brain MRI, or that every model finds unlike its training
