@@ -317,38 +317,6 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
     return pd.DataFrame(rows)
 
 
-def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
-    """A small PNG of `image` as a data URL (for the summary table's image column)."""
-    import base64
-
-    h, w = image.shape[:2]
-    scale = side / max(h, w)
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode() if ok else ""
-
-
-def summary_frame(thumbs: Sequence[str], names: Sequence[str],
-                  probs: Mapping[str, np.ndarray], class_names: Sequence[str],
-                  flags: Sequence[Sequence[str]]) -> pd.DataFrame:
-    """One row per analysed image for the many-uploads summary: thumbnail, each model's answer
-    with its confidence, agreement, how many flags it raised, and the file name last (a long
-    name first pushed the answers off a narrow window)."""
-    agree = agreement(probs)
-    rows = []
-    for i, name in enumerate(names):
-        row: dict[str, Any] = {"image": thumbs[i]}
-        for model, p in probs.items():
-            k = int(np.argmax(p[i]))
-            row[display_name(model)] = f"{class_label(class_names[k])} ({percent(p[i][k])})"
-        row["models agree"] = bool(agree[i])
-        row["flags"] = len(flags[i])
-        row["file"] = name
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None]) -> str:
     """How long the good images took, for the caption over the cards. `earlier`: per good
     image, None when (part of) it was explained in this run, else the seconds it took when it

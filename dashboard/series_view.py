@@ -88,8 +88,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
         if results.probs:
             names = slice_names(upload)
             flags = [image_warnings(*views.image_flags(results, j)) for j in range(n)]
-            frame = core.summary_frame([core.thumbnail_url(s.image) for s in slices], names,
-                                       results.probs, class_names, flags)
+            thumbs = [summary_table.thumbnail_url(s.image) for s in slices]
+            frame = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags)
             summary_table.draw_summary(frame.rename(columns={"file": "slice"}), "slice",
                                        label=f"Every analysed slice of {upload.name}")
             csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,

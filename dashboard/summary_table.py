@@ -9,17 +9,56 @@ other cell (names are user-supplied).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
+import cv2
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-# Thumbnails are drawn this tall (px), at most; `core.thumbnail_url` makes them 72 px on their
+from dashboard.core import agreement
+from pipeline.names import class_label, display_name, percent
+
+# Thumbnails are drawn this tall (px), at most; `thumbnail_url` makes them 72 px on their
 # longer side, so they stay sharp on a 1.5x screen
 THUMB_PX = 44
 # Taller summaries scroll inside their box (a series can have 100 slices)
 MAX_HEIGHT_PX = 400
 CSS_CLASS = "thumbs-table"
+
+
+def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
+    """A small PNG of `image` as a data URL (for the summary table's image column)."""
+    import base64
+
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode() if ok else ""
+
+
+def summary_frame(thumbs: Sequence[str], names: Sequence[str],
+                  probs: Mapping[str, np.ndarray], class_names: Sequence[str],
+                  flags: Sequence[Sequence[str]]) -> pd.DataFrame:
+    """One row per analysed image for the many-uploads summary: thumbnail, each model's answer
+    with its confidence, agreement, how many flags it raised, and the file name last (a long
+    name first pushed the answers off a narrow window)."""
+    agree = agreement(probs)
+    rows = []
+    for i, name in enumerate(names):
+        row: dict[str, Any] = {"image": thumbs[i]}
+        for model, p in probs.items():
+            k = int(np.argmax(p[i]))
+            row[display_name(model)] = f"{class_label(class_names[k])} ({percent(p[i][k])})"
+        row["models agree"] = bool(agree[i])
+        row["flags"] = len(flags[i])
+        row["file"] = name
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _cell(value: object) -> str:
@@ -31,7 +70,7 @@ def _cell(value: object) -> str:
 
 def summary_html(frame: pd.DataFrame, name_column: str, image_column: str = "image",
                  label: str = "") -> str:
-    """`frame` (`core.summary_frame`'s rows) as an HTML table: the `image_column` holds data
+    """`frame` (`summary_frame`'s rows) as an HTML table: the `image_column` holds data
     URLs, drawn as images whose alt text is that row's `name_column`; every other column as
     escaped text. `label` names the table for screen readers (aria-label)."""
     head = "".join(f'<th scope="col">{_cell(c)}</th>' for c in frame.columns)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dashboard import core, error_frames, paging, runinfo
+from dashboard import core, error_frames, paging, runinfo, summary_table
 from dashboard import flags as dflags
 from pipeline.artifacts import ArtifactError, open_run
 
@@ -134,7 +134,7 @@ def test_class_labels_have_one_display_form():
     assert core.verdict_line(says_none, 0, CLASSES) == "Custom CNN: **no tumour** (70%)"
     marked = core.verdict_line(says_none, 0, CLASSES, true_label="no_tumor")
     assert "✓ right" in marked  # compared as labels, shown as words
-    summary = core.summary_frame(["t"], ["a.png"], says_none, CLASSES, [[]])
+    summary = summary_table.summary_frame(["t"], ["a.png"], says_none, CLASSES, [[]])
     assert summary["Custom CNN"].tolist() == ["no tumour (70%)"]
     table = pd.DataFrame({"path": ["no_tumor/a.jpg"], "true": ["no_tumor"],
                           "custom_cnn_pred": ["no_tumor"], "custom_cnn_conf": [0.6]})
@@ -651,9 +651,10 @@ def test_decode_notes_and_plain_layer_names():
 def test_summary_frame_for_many_uploads():
     probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
              "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
-    thumbs = [core.thumbnail_url(np.full((300, 200, 3), v, np.uint8)) for v in (0, 255)]
+    thumbs = [summary_table.thumbnail_url(np.full((300, 200, 3), v, np.uint8))
+              for v in (0, 255)]
     assert all(t.startswith("data:image/png;base64,") for t in thumbs)
-    frame = core.summary_frame(thumbs, ["a.png", "=b.png"], probs, CLASSES,
+    frame = summary_table.summary_frame(thumbs, ["a.png", "=b.png"], probs, CLASSES,
                                [[], ["The models disagree: at least one of them is wrong."]])
     # the answers first, the (often long) file name last: at 800 px it pushed them off-screen
     assert list(frame.columns) == ["image", "Custom CNN", "MobileNetV2", "models agree",

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 
-from dashboard import core
+from dashboard import summary_table
 from dashboard.summary_table import summary_html
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -39,8 +39,8 @@ def _read(html: str) -> _Read:
 def _frame(names: list[str]):
     probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
              "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
-    thumbs = [core.thumbnail_url(np.full((300, 200, 3), v, np.uint8)) for v in (0, 255)]
-    return core.summary_frame(thumbs, names, probs, CLASSES, [[], ["disagree"]])
+    thumbs = [summary_table.thumbnail_url(np.full((300, 200, 3), v, np.uint8)) for v in (0, 255)]
+    return summary_table.summary_frame(thumbs, names, probs, CLASSES, [[], ["disagree"]])
 
 
 def test_each_thumbnail_is_named_by_its_file_in_plain_text():

@@ -225,9 +225,10 @@ if results is not None and results.probs:
              "identify a patient).")
     if len(good) >= 2:  # many uploads: a compact summary first, then the cards
         # an HTML table: a thumbnail in a grid cell was read out as its data URL
+        thumbs = [summary_table.thumbnail_url(u.image) for u in good]
         summary_table.draw_summary(
-            core.summary_frame([core.thumbnail_url(u.image) for u in good],
-                               [u.name for u in good], results.probs, class_names, flags),
+            summary_table.summary_frame(thumbs, [u.name for u in good], results.probs,
+                                        class_names, flags),
             "file", label="Summary of the analysed images")
         if st.toggle("Show only images with flags or disagreement", key="predict_only_flagged"):
             # files that could not be read keep their cards: each says why
