@@ -143,8 +143,8 @@ def test_a_missing_weights_file_fails_before_any_work(command: str, tmp_path: Pa
         result = CliRunner().invoke(app, [*_train_args(tmp_path, command), *extra])
         assert result.exit_code == 2, result.output
         lines = result.stderr.splitlines()
-        assert lines[0] == ("profile smoke: 25 images a class, 2-3 epochs (tests); others: "
-                            "--profile quick | full")  # what it trains with, said first
+        # the refusal is the one line: the profile line comes once nothing more can refuse
+        assert len(lines) == 1 and "profile smoke" not in result.stderr, result.stderr
         error = lines[-1]
         assert error.startswith(f"error: {said}run `make weights` (it copies the shared copy "
                                 "../shared/weights/"), error
@@ -152,3 +152,8 @@ def test_a_missing_weights_file_fails_before_any_work(command: str, tmp_path: Pa
                '"none")' in error
         assert not (tmp_path / "synth").exists()  # run made no phantoms
         assert "empty" not in result.stderr.replace(str(tmp_path / "empty"), "")
+    if command != "run":  # with nothing to refuse up front, what it trains with is said first
+        result = CliRunner().invoke(app, [*_train_args(tmp_path, command), "--weights", "none"])
+        assert result.exit_code != 0  # the empty folder, once data is read
+        assert result.stderr.splitlines()[0] == (
+            "profile smoke: 25 images a class, 2-3 epochs (tests); others: --profile quick | full")

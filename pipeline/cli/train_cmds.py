@@ -86,6 +86,23 @@ def _say_profile(cfg: TrainConfig, config: Path | None) -> None:
               f"--profile {others}", highlight=False, soft_wrap=True)
 
 
+def _start(cfg: TrainConfig, config: Path | None, out: Path, models: list[str],
+           strategy: str = "default") -> None:
+    """Every refusal that needs no data, each in one line (the strategy, the transfer models'
+    weights, an artifacts folder that cannot be written), then the profile line: a refusal
+    after that line was two lines (tests/test_readonly, tests/test_distributed)."""
+    from pipeline.artifacts import ArtifactError, ensure_writable
+    from pipeline.distribute import StrategyError, check_strategy
+
+    try:
+        check_strategy(strategy)
+        ensure_writable(out, "artifacts folder")
+    except (StrategyError, ArtifactError) as exc:
+        fail(str(exc))
+    _check_weights(cfg, models)
+    _say_profile(cfg, config)
+
+
 def _check_weights(cfg: TrainConfig, models: list[str]) -> None:
     """Fail in one line, before any work (run: before making its synthetic data), when a
     transfer model's weights file is missing (`weights.check_weights`)."""
@@ -198,14 +215,8 @@ def train(
             fail("--data is required (or --resume RUN_ID)")
         _existing_dir(data, "data folder")
     cfg = _build_config(profile_name, config, image_size, epochs, weights, official_test, models)
-    from pipeline.distribute import StrategyError, check_strategy
-
-    try:  # before the profile line: a refusal is the one line printed (tests/test_distributed)
-        check_strategy(strategy)
-    except StrategyError as exc:
-        fail(str(exc))
     if resume is None:  # a resumed run trains on with its saved config, whatever is given
-        _say_profile(cfg, config)
+        _start(cfg, config, out, models, strategy)
     _train_and_evaluate(cfg, data, out, models, resume, evaluate, strategy)
 
 
@@ -228,8 +239,7 @@ def run(
     if data is not None:
         _existing_dir(data, "data folder")
     cfg = _build_config(profile_name, None, None, None, weights, None, models)
-    _say_profile(cfg, None)
-    _check_weights(cfg, models)  # before the phantoms are made
+    _start(cfg, None, out, models)  # before the phantoms are made
     if data is None:
         data = _synthetic_data(synth_dir, per_class)
     run_dir = _train_and_evaluate(cfg, data, out, models, None, True)
@@ -308,7 +318,7 @@ def tune(
     if budget < 1:
         fail(f"--budget must be at least 1 trial, got {budget}")
     cfg = _build_config(profile_name, config, None, epochs, weights, None, [model])
-    _say_profile(cfg, config)
+    _start(cfg, config, out, [model])
     try:
         with progress_bar() as update:
             result = run_tune(data, model, budget, out, cfg=cfg, algorithm=algorithm, seed=seed,
