@@ -162,9 +162,11 @@ def image_warnings(answers: Sequence[str], heatmaps: Sequence[str] = (), seen_no
     return [*seen, *answers, *heatmaps]
 
 
-# the kinds that say the image may be no brain MRI at all: its card has no agreement badge, and
-# its answers and heatmaps are folded behind "Show the answers anyway"
-NOT_MRI_KINDS = ("colour", "ct")
+# the kinds that say the image may be no brain MRI at all (or, a photo of a screen or film, no
+# MRI export): its card has no agreement badge, and its answers and heatmaps are folded behind
+# "Show the answers anyway". "photo" replaces "colour" on a tinted photo, which led the card
+# as a colour image before the photo check existed
+NOT_MRI_KINDS = ("colour", "ct", "photo")
 
 
 def leading_flags(answers: Sequence[str], models: Sequence[str]) -> list[str]:

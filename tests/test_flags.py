@@ -253,7 +253,13 @@ def test_a_summary_counts_what_it_lists_in_the_split_note_s_words() -> None:
 def test_a_card_leads_with_no_mri_or_unlike_for_every_model() -> None:
     """Colour noise got "models agree" with a check mark (a lecturer's review): an image that
     may be no MRI, or that every model finds unlike its training data, leads with that."""
-    from dashboard.flags import COLOUR_WARNING, CT_WARNING, answer_flags, leading_flags
+    from dashboard.flags import (
+        COLOUR_WARNING,
+        CT_WARNING,
+        PHOTO_WARNING,
+        answer_flags,
+        leading_flags,
+    )
 
     classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
     sure = np.array([[0.97, 0.01, 0.01, 0.01]])
@@ -267,6 +273,8 @@ def test_a_card_leads_with_no_mri_or_unlike_for_every_model() -> None:
     both = {"custom_cnn": True, "mobilenetv2": True}
     assert lead({}, colour=True) == [COLOUR_WARNING]
     assert lead({}, ct=True) == [CT_WARNING]
+    # a tinted photo of a screen says so instead of "a colour image", and leads as that did
+    assert lead({}, colour=True, photo=True) == [PHOTO_WARNING]
     said = lead(both)
     assert [f.kind for f in said] == ["unlike", "unlike"]
     assert lead({"custom_cnn": True, "mobilenetv2": False}) == []  # one model: no lead
