@@ -699,6 +699,11 @@ def test_cross_validation_folds_and_summary(run_copy, tmp_path) -> None:
     cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert cv == json.loads(json.dumps(result))
     assert cv["folds"] == 2 and len(cv["per_fold"]) == 2 and cv["models"] == ["custom_cnn"]
+    # folders recorded as run files record them: never this machine's absolute path
+    from pipeline.artifacts import recorded_path
+    assert cv["out_dir"] == recorded_path(tmp_path / "cv") and not Path(cv["out_dir"]).is_absolute()
+    assert [f["run"] for f in cv["per_fold"]] == [
+        recorded_path(tmp_path / "cv" / "runs" / f"fold-{k}") for k in (1, 2)]
     tests = []
     for fold in cv["per_fold"]:
         fold_dir = tmp_path / "cv" / "runs" / f"fold-{fold['fold']}"

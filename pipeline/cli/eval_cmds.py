@@ -264,7 +264,10 @@ def _print_cv_summary(result: dict) -> None:
     Console().print(table)
     if result["pooled_out_of_fold"].get("verdict"):
         sys.stdout.write("pooled out-of-fold: " + result["pooled_out_of_fold"]["verdict"] + "\n")
-    sys.stdout.write(f"per-fold runs and cv.json in {result['out_dir']}\n")
+    from pipeline.artifacts import shown_path
+
+    # cv.json records the folder relative to the project; said as messages name paths
+    sys.stdout.write(f"per-fold runs and cv.json in {shown(shown_path(result['out_dir']))}\n")
 
 
 def evaluate(

@@ -217,7 +217,8 @@ def cross_validate(
                                progress, say)
         evaluate_run(fold_dir, progress=progress, n_boot=n_boot, seed=cfg.seed)
         summaries, preds_by_path = _fold_results(fold_dir, models)
-        per_fold.append({"fold": k, "run": str(fold_dir), "n_train": len(splits.train),
+        # recorded as run files record paths (relative to the project), never this machine's
+        per_fold.append({"fold": k, "run": recorded_path(fold_dir), "n_train": len(splits.train),
                          "n_val": len(splits.val), "n_test": len(splits.test),
                          "models": summaries})
         _add_out_of_fold(preds_by_path, models, ds.classes, oof_true, oof_pred)
@@ -234,7 +235,7 @@ def cross_validate(
                   "std is the sample standard deviation over folds",
         "per_fold": per_fold, "summary": summary, "pooled_out_of_fold": _pooled(
             models, oof_true, oof_pred),
-        "out_dir": str(runs_root),
+        "out_dir": recorded_path(runs_root),
     }
     write_json(runs_root / "cv.json", result)
     (runs_root / "cv.partial.json").unlink(missing_ok=True)
