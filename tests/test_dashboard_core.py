@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -820,3 +821,30 @@ def test_the_dashboard_and_explain_draw_overlays_at_one_default_opacity():
     cli_default = inspect.signature(explain).parameters["alpha"].default.default
     overlay_default = inspect.signature(render_overlay).parameters["alpha"].default
     assert Settings().alpha == cli_default == overlay_default == HEATMAP_ALPHA
+
+
+def test_the_original_shows_the_part_the_models_see_dashed():
+    """The overlays show only the head's box, the original all of the picture: a presenter
+    pointing from one to the other was off (a review). The original dashes that box."""
+    from dashboard import views
+    from pipeline.geometry import crop_box
+
+    image = np.zeros((200, 300, 3), np.uint8)
+    cv2.circle(image, (100, 100), 60, (140, 140, 140), -1)  # a head left of centre
+    shown, framed = views.original_for_display(image, crop=True)
+    assert framed and shown.shape == (views.DISPLAY_SIDE, views.DISPLAY_SIDE, 3)
+    plain = core.square_for_display(image, views.DISPLAY_SIDE)
+    changed = np.argwhere(np.any(shown != plain, axis=-1))
+    assert len(changed) and np.all(shown[tuple(changed.T)] == views.FRAME_COLOUR)
+    # the dashes sit on the box, brought into the displayed square (300 px wide: 50 px padded)
+    x0, y0, x1, y1 = crop_box(image)
+    scale = views.DISPLAY_SIDE / 300
+    assert changed[:, 1].min() == round(x0 * scale) and changed[:, 0].min() == round(
+        (y0 + 50) * scale)
+    dashed_top = shown[round((y0 + 50) * scale), round(x0 * scale):round(x1 * scale)]
+    assert 0 < np.mean(np.all(dashed_top == views.FRAME_COLOUR, axis=-1)) < 0.8  # dashes
+    # models that see the whole picture, or a head that fills it: no box, the plain original
+    assert not views.original_for_display(image, crop=False)[1]
+    full = np.full((120, 120, 3), 140, np.uint8)
+    shown, framed = views.original_for_display(full, crop=True)
+    assert not framed and np.array_equal(shown, core.square_for_display(full, views.DISPLAY_SIDE))
