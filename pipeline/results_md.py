@@ -12,11 +12,12 @@ a missing or damaged section is left out, a missing figure shown as "–", never
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pipeline import run_files
 from pipeline.artifacts import Run
+from pipeline.evaluate.external import NOT_FOUND_NOTE
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out
 from pipeline.intervals import share_interval
@@ -57,8 +58,8 @@ def _date(stamp: Any) -> str | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def test_set_kind(run: Run) -> str:
@@ -216,7 +217,7 @@ def external_section(run: Run) -> str | None:
              "Each folder's labelled images scored by this run's models "
              "(`<run>/<model>/external/NAME/`). Images in the run's training or validation split "
              "(or copies of them) are not held out: the figures on images new to the run are the "
-             "ones to cite where recorded.", "",
+             f"ones to cite where recorded ({NOT_FOUND_NOTE}).", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines + ([""] + verdicts if verdicts else [])) + "\n"

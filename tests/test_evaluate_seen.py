@@ -120,6 +120,10 @@ def test_re_encoded_copies_of_training_images_are_found_and_scored_apart(artifac
     title = said.index("4 images new to the run")
     assert warning < title < said.index(fresh["verdict"][:40])
     assert "all 10" in said  # each model's figures on all images, beside its own
+    # and it says what the look-up cannot find (a review's rotated and cropped copies of
+    # training images all counted as new)
+    from pipeline.evaluate.external import NOT_FOUND_NOTE
+    assert warning < said.index(f"note: {NOT_FOUND_NOTE}") < title
 
 
 def test_a_folder_of_training_copies_gets_no_headline_and_the_official_run_is_named(

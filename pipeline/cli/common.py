@@ -165,10 +165,14 @@ def overlap_lines(overlap: dict) -> list[str]:
         parts = [f"{sum(splits[s].values())} {word}" for s, word in
                  (("train", "training"), ("val", "validation")) if sum(splits[s].values())]
         near = sum(splits[s]["near"] for s in ("train", "val"))
-        how = f"; {near} of them changed copies (re-encoded, resized, …)" if near else ""
+        how = f"; {near} of them changed copies (re-encoded, resized or mirrored)" if near else ""
         lines.append(f"[yellow]warning:[/] {n_seen} of these {n_seen + overlap['n_new']} images "
                      f"are in the run's training or validation split ({', '.join(parts)}{how}): "
                      "the models met them, so their scores are not independent")
+    if overlap.get("n_new"):
+        from pipeline.evaluate.external import NOT_FOUND_NOTE
+
+        lines.append(f"note: {NOT_FOUND_NOTE}")
     if other := overlap.get("official_test_run"):
         title = f" ({shown(other['title'])})" if other.get("title") else ""
         lines.append(f"hint: {other['n_in_its_test']} of these images are in the test split of "

@@ -83,6 +83,11 @@ def collapse_to_binary(probs: np.ndarray, class_names: Sequence[str]) -> tuple[n
 
 
 SEEN_SPLITS = ("train", "val")  # an image in these is not new to the run: it shaped the models
+# What the look-up cannot see, said wherever "new to the run" is: a review's 90°-rotated and
+# 10 %-cropped copies of training images all counted as new (pHash is neither rotation- nor
+# crop-invariant), so the new-image figures are an upper bound on independence
+NOT_FOUND_NOTE = ("copies that were rotated or cropped are not recognised, so images counted "
+                  "as new to the run may still include some of its own")
 EXAMPLES = 20  # image paths listed per split in the JSON
 
 
