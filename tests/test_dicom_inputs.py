@@ -305,8 +305,12 @@ def test_a_series_whose_slices_all_fail_is_one_line_on_the_command_line(tmp_path
                                       str(good)])
     assert result.exit_code == 1, result.output[-2000:]
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("cannot read")]
+    errors = json.loads(result.stdout)["errors"]
+    from pipeline.series import parse_slice_name, places_words
+    where = places_words("frame", [parse_slice_name(e["path"]).number for e in errors])
+    assert where.startswith("frames 1, 2, 3, ") and where.endswith(" and 60 more")
     assert len(lines) == 1 and lines[0].startswith(
-        f"cannot read {scan} · 64 frames (frames 1 to 70): cannot decode DICOM pixel data (")
+        f"cannot read {scan} · 64 frames ({where}): cannot decode DICOM pixel data (")
     errors = json.loads(result.stdout)["errors"]
     assert len(errors) == dicom.MAX_SLICES
     # different files, or different reasons, stay lines of their own, in order

@@ -244,10 +244,10 @@ class UnreadableReport:
         file, unit, cut, numbers, one = g
         if len(numbers) == 1:
             _report_unreadable(*one)
-        else:  # "slices 1 and 5" (a blank slice each end) was "slice 1 to 5", read as a run
-            where = (places_words(unit, numbers) if len(numbers) == 2 else
-                     f"{unit}s {numbers[0]} to {numbers[-1]}")  # the count is said before it
-            _report_unreadable(f"{file} · {len(numbers)} {unit}s ({where})", cut)
+        else:  # "slices 1 and 5" (a blank slice each end) was "slice 1 to 5", read as a run,
+            # and "8 slices (slice 1 to 20)" as 20 (a review): the places, or their run
+            _report_unreadable(f"{file} · {len(numbers)} {unit}s "
+                               f"({places_words(unit, numbers)})", cut)
 
 
 @contextlib.contextmanager
