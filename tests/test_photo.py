@@ -66,6 +66,8 @@ def test_the_photo_warning_replaces_the_colour_one_where_both_are_raised():
     assert said[0].startswith("This image looks like a photo of a screen or film: the image "
                               "has a colour tint")
     assert "export the image from the viewer instead" in said[0]
+    # a colour-mapped export trips the check too (a review's "hot" map): the advice fits it
+    assert "in greyscale (an export through a colour map is tinted too" in said[0]
     assert dflags.answer_flags(probs, 0, {}, {}, {}, CLASSES, colour=True)[0] == (
         dflags.COLOUR_WARNING)
     assert dflags.PHOTO_WARNING not in dflags.answer_flags(probs, 0, {}, {}, {}, CLASSES)

@@ -43,7 +43,8 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
     "photo": "the image has a colour tint, as a phone photo of a monitor or of a film on a "
              "lightbox has, where an MRI export is grey; answers on photographs are unreliable "
              "(glare, moire, perspective and the frame change what the models see): export "
-             "the image from the viewer instead",
+             "the image from the viewer instead, in greyscale (an export through a colour map "
+             "is tinted too, and the models saw only grey slices)",
     "colour": "MRI slices are greyscale, so this may not be an MRI slice at all, and then no "
               "answer means anything",
     "weak": "the model is so unsure that, on validation images, its answers this unsure were "
