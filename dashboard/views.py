@@ -48,7 +48,8 @@ BOX_COLOUR_NAME = "magenta"
 # the head's box the models crop to, dashed on the card's "Original": a presenter pointing from
 # the original to a heatmap was off, as the overlays show only that box (a review, 2026-12-06)
 FRAME_COLOUR = (230, 230, 230)
-ORIGINAL_FRAMED = "Original · dashed: the part the models see"
+# (no " · " in it: that separates a model's caption from its method, and tests find them so)
+ORIGINAL_FRAMED = "Original (dashed: the part the models see)"
 
 # the method box's first choice: each model's own default method and layer (Settings.method None)
 DEFAULT_METHOD = "default"

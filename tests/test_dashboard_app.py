@@ -464,7 +464,7 @@ def test_predict_card_pictures_line_up_with_short_flags_and_a_numbered_scale(
         [("wide.png", _encode(wide, "PNG"), "image/png")]).run()
     _ok(at)
     shapes = {caption: shape for shape, caption in drawn[-4:]}
-    pictures = [s for c, s in shapes.items() if c == "Original" or " · " in c]
+    pictures = [s for c, s in shapes.items() if c.startswith("Original") or " · " in c]
     assert len(pictures) == 3, shapes  # the original and both overlays ...
     assert set(pictures) == {(views.DISPLAY_SIDE, views.DISPLAY_SIDE, 3)}, shapes  # ... one size
     # the colour scale: its numbers in the picture, their meaning in its caption
