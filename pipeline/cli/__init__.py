@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 
-
 def flowed(doc: str | None) -> str:
     """A command's docstring as `--help` text: each paragraph on one line, so help wraps it to
     the terminal. Typer's rich mode keeps a docstring's line breaks in the command list, where
