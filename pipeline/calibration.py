@@ -148,8 +148,8 @@ def calibrate_run(run_dir: str | Path, progress: Progress | None = None,
     Returns the object written (docs/architecture.md, "calibration.json").
     """
     from pipeline import artifacts, data
+    from pipeline.evaluate.decoding import predict_records
     from pipeline.evaluate.metrics import calibration
-    from pipeline.evaluate.run import _predict_records
     from pipeline.predict import Predictor
 
     report = progress or no_progress
@@ -173,7 +173,7 @@ def calibrate_run(run_dir: str | Path, progress: Progress | None = None,
     models: dict[str, Any] = {}
     unreadable: set[str] = set()
     for m in run.model_names:
-        probs, rels, failed = _predict_records(predictor, m, val, progress)
+        probs, rels, failed = predict_records(predictor, m, val, progress)
         unreadable.update(rel for rel, _ in failed)
         if not rels:
             raise ArtifactError(f"none of the {len(val)} validation images of run "

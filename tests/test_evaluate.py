@@ -544,27 +544,27 @@ def test_external_nickparvar_layout_reproduces_test_predictions(run_copy, tmp_pa
 def test_external_folder_is_decoded_in_bounded_chunks(run_copy, tmp_path, monkeypatch) -> None:
     """evaluate --data never holds more than PREDICT_CHUNK decoded images (a large folder
     streams through), and chunking changes no prediction."""
-    from pipeline import data as pdata
-    from pipeline.evaluate import run as ev_run
+    from pipeline.evaluate import decoding
+    from pipeline.predict import Predictor
 
     folder = tmp_path / "chunked"
     pairs = _folder_from_test_split(run_copy, folder, {"glioma": "glioma", "no_tumor": "no_tumor",
                                                        "meningioma": "meningioma",
                                                        "pituitary": "pituitary"})
     assert len(pairs) > 7  # several chunks of 3
-    sizes: list[int] = []
-    real = pdata.load_arrays
+    sizes: dict[str, list[int]] = {}
+    real = Predictor.predict_arrays
 
-    def spy(records, *args, **kwargs):
-        sizes.append(len(records))
-        return real(records, *args, **kwargs)
+    def spy(self, model, x, *args, **kwargs):
+        sizes.setdefault(model, []).append(len(x))
+        return real(self, model, x, *args, **kwargs)
 
-    monkeypatch.setattr(pdata, "load_arrays", spy)
-    monkeypatch.setattr(ev_run, "PREDICT_CHUNK", 3)
+    monkeypatch.setattr(Predictor, "predict_arrays", spy)
+    monkeypatch.setattr(decoding, "PREDICT_CHUNK", 3)
     summary = ev.evaluate_run(run_copy, data_dir=folder, name="chunked", n_boot=50)
     models = json.loads((run_copy / "manifest.json").read_text())["models"]
-    assert summary["n"] == len(pairs)
-    assert max(sizes) == 3 and sum(sizes) == len(pairs) * len(models)
+    assert summary["n"] == len(pairs) and sorted(sizes) == sorted(models)
+    assert all(max(n) == 3 and sum(n) == len(pairs) for n in sizes.values())
     for m in models:
         test_rows = {r["path"]: r for r in _csv_rows(run_copy / m / "predictions.csv")}
         for r in _csv_rows(run_copy / m / "external" / "chunked" / "predictions.csv"):

@@ -126,6 +126,41 @@ def test_re_encoded_copies_of_training_images_are_found_and_scored_apart(artifac
     assert warning < said.index(f"note: {NOT_FOUND_NOTE}") < title
 
 
+def test_each_file_is_decoded_once_and_found_as_the_separate_look_up_finds_it(
+        artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """evaluate --data looked a folder up in the run's splits (decoding every file), then
+    decoded every file again for each model and once more for the copy groups: now each file
+    is decoded once, and the look-up finds what the separate one (`training_overlap`, which
+    explain-eval keeps) finds, an unreadable file included."""
+    from pipeline import artifacts as arts
+    from pipeline import data, images
+    from pipeline.data import hashing
+    from pipeline.evaluate import evaluate_run
+    from pipeline.evaluate.external import training_overlap
+
+    run = next((artifacts / "runs").iterdir())
+    folder = tmp_path / "once"
+    made = _copies(run, folder)
+    (folder / "glioma" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    records = data.discover(folder).records
+    expected = training_overlap(arts.open_run(run), records).report
+
+    monkeypatch.setattr(hashing, "_HASH_CACHE", {})  # nothing decoded earlier in the session
+    decoded: list[str] = []
+    real = images.decode_image_info
+
+    def spy(data_: bytes, name: str = "", *args, **kwargs):
+        decoded.append(Path(name).name)
+        return real(data_, name, *args, **kwargs)
+
+    monkeypatch.setattr(images, "decode_image_info", spy)
+    summary = evaluate_run(run, data_dir=folder, name="once", n_boot=50)
+    assert sorted(decoded) == sorted(r.path.name for r in records)  # each file once
+    assert summary["source"]["overlap_with_training"] == expected
+    assert summary["source"]["n_unreadable"] == 1 and summary["n"] == sum(map(len, made.values()))
+    assert expected["n_seen"] == 6 and expected["n_new"] == 4
+
+
 def test_a_folder_of_training_copies_gets_no_headline_and_the_official_run_is_named(
         artifacts: Path, tmp_path: Path):
     from pipeline.evaluate import evaluate_run

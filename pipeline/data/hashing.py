@@ -103,6 +103,25 @@ def perceptual_hash(img: np.ndarray) -> bytes:
     return np.packbits(np.asarray(bits, dtype=bool).ravel()).tobytes()
 
 
+def _decoded_info(sha1: str, data: bytes, arr: np.ndarray, meta: dict[str, Any]) -> HashInfo:
+    return HashInfo(sha1=sha1, size_bytes=len(data), phash=perceptual_hash(arr),
+                    width=meta["width"], height=meta["height"], mode=meta["mode"],
+                    format=meta["format"], pixels=pixel_digest(arr))
+
+
+def remember(path: Path, data: bytes, arr: np.ndarray, meta: dict[str, Any]) -> HashInfo:
+    """The `HashInfo` of a file a caller has read (`data`) and decoded (`images.
+    decode_image_info`: `arr`, `meta`), kept in the cache as `hash_files` would keep it: a
+    caller that decodes every file anyway (`evaluate`'s one pass) saves `hash_files` a second
+    decode of each."""
+    info = _decoded_info(hashlib.sha1(data).hexdigest(), data, arr, meta)
+    key = stat_key(Path(path))
+    if key is not None:
+        with _CACHE_LOCK:
+            _HASH_CACHE[key] = info
+    return info
+
+
 def _hash_one(path: Path) -> HashInfo:
     key = stat_key(path)
     if key is not None:
@@ -117,9 +136,7 @@ def _hash_one(path: Path) -> HashInfo:
     sha1 = hashlib.sha1(data).hexdigest()
     try:
         arr, meta = images.decode_image_info(data, path.name)
-        info = HashInfo(sha1=sha1, size_bytes=len(data), phash=perceptual_hash(arr),
-                        width=meta["width"], height=meta["height"], mode=meta["mode"],
-                        format=meta["format"], pixels=pixel_digest(arr))
+        info = _decoded_info(sha1, data, arr, meta)
     except images.ImageError as exc:
         info = HashInfo(sha1=sha1, size_bytes=len(data), error=str(exc))
     except Exception as exc:  # never crash an audit on one file

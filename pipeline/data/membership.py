@@ -28,7 +28,13 @@ import numpy as np
 
 from pipeline import run_files
 from pipeline.data.duplicates import NEAR_DUPLICATE_THRESHOLD
-from pipeline.data.hashing import PHASH_BITS, hash_files, perceptual_hash, pixel_digest
+from pipeline.data.hashing import (
+    PHASH_BITS,
+    HashInfo,
+    hash_files,
+    perceptual_hash,
+    pixel_digest,
+)
 from pipeline.data.splits import SPLIT_NAMES, Splits
 from pipeline.names import Progress
 
@@ -120,17 +126,20 @@ class Membership:
         except (ValueError, TypeError, KeyError, OSError):
             return None
 
-    def find(self, image: np.ndarray) -> Seen | None:
+    def find(self, image: np.ndarray, hashed: HashInfo | None = None) -> Seen | None:
         """The split holding the nearest copy of `image` (RGB or grey uint8), if any is
         within the threshold. Its mirror image counts as a copy too (never as the image
         itself): the models trained on mirrored copies, and teaching images found online are
-        often flipped (the pHash is not mirror-invariant)."""
+        often flipped (the pHash is not mirror-invariant). `hashed`: the image's own pHash and
+        pixel digest, already computed (`hashing.remember`), not computed again."""
         if not len(self._hashes):
             return None
         image = np.asarray(image)
         nearest = []  # (distance, index, mirrored) per view
         for mirrored, view in ((False, image), (True, image[:, ::-1])):
-            query = np.frombuffer(perceptual_hash(np.ascontiguousarray(view)), np.uint8)
+            own = hashed is not None and hashed.phash is not None and not mirrored
+            query = np.frombuffer(hashed.phash if own else
+                                  perceptual_hash(np.ascontiguousarray(view)), np.uint8)
             dist = np.unpackbits(self._hashes ^ query, axis=1).sum(axis=1)
             best = int(np.argmin(dist))
             nearest.append((int(dist[best]), best, mirrored))
@@ -138,7 +147,8 @@ class Membership:
         if distance > self.threshold:
             return None
         split = str(self._splits[best])
-        exact = (pixel_digest(image) in self._pixels.get(split, set())
+        digest = hashed.pixels if hashed is not None and hashed.pixels else pixel_digest(image)
+        exact = (digest in self._pixels.get(split, set())
                  if self._pixels is not None else None)
         # a mirror image is a copy, not the image (a symmetric one matches itself first)
         return Seen(split, distance, False if mirrored and exact is not None else exact)

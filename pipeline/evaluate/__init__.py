@@ -7,6 +7,7 @@ import X` works for every X below (each loaded from its module on first use).
 - `comparison`: models on the same images: paired bootstrap, exact McNemar, plain-language verdict.
 - `external`: scoring another data folder's labels against a run's classes, training overlap.
 - `run`: `evaluate_run` (predict a run's test split or a folder, write the evaluation files).
+- `decoding`: `predict_all` (every model's answers, each file decoded once, looked up on the way).
 - `cv`: `cross_validate` (retrain on group-stratified folds, evaluate each, pool the results).
 - `robustness`: `robustness_run` (the test split under MRI-realistic shifts; shift validation).
 
@@ -32,7 +33,8 @@ _EXPORTS = {
                      "check_inputs", "classification_metrics", "confusion", "curves",
                      "predicted_classes", "top_confusions", "tumor_vs_no_tumor"], "metrics"),
     **dict.fromkeys(["SEVERITIES", "SHIFTS", "TARGET_DROP", "robustness_run"], "robustness"),
-    **dict.fromkeys(["PREDICT_CHUNK", "evaluate_run", "metrics_summary", "write_model_eval",
+    **dict.fromkeys(["PREDICT_CHUNK", "predict_all"], "decoding"),
+    **dict.fromkeys(["evaluate_run", "metrics_summary", "write_model_eval",
                      "write_predictions_csv"], "run"),
 }
 __all__ = sorted(_EXPORTS)

@@ -134,6 +134,71 @@ def _official_runs(run: Any) -> list[tuple[Any, Any]]:
     return out
 
 
+@dataclass
+class CopyCheck:
+    """The split hashes `training_overlap` looks a folder's images up in: the run's own
+    (`own`, None when it keeps none) and those of the official-`Testing/` runs beside it."""
+
+    run: Any
+    own: Any  # data.membership.Membership | None
+    others: list[tuple[Any, Any]]  # (RunInfo, Membership), newest first
+
+    @classmethod
+    def of_run(cls, run: Any) -> CopyCheck:
+        """The run's split hashes and its official-`Testing/` neighbours' (`_official_runs`)."""
+        from pipeline.data.membership import Membership
+
+        own = Membership.of_run(run.path)
+        return cls(run, own, [] if own is None else _official_runs(run))
+
+    @property
+    def memberships(self) -> list[Any]:
+        """Where each image is looked up (`Membership.find`, in this order); none without the
+        run's own hashes."""
+        return [] if self.own is None else [self.own, *(m for _, m in self.others)]
+
+    def overlap(self, records: Sequence[Any], found: Sequence[Any]) -> Overlap:
+        """The `Overlap` of `records` from each one's look-up in `memberships` (`found`, in
+        the order of `records`: None for an unreadable file), as `membership.find_files` or
+        `evaluate`'s one pass gives it."""
+        from pipeline.data.membership import FILE
+
+        if self.own is None:
+            return Overlap({"checked": False, "reason": f"the run has no readable {FILE}, so "
+                            "copies of its images cannot be found (`python -m pipeline ood "
+                            f"--run {self.run.run_id}` adds it)"}, {})
+        splits = {s: {"exact": 0, "near": 0} for s in ("train", "val", "test")}
+        examples: dict[str, list[str]] = {s: [] for s in splits}
+        seen: dict[str, str] = {}
+        for rec, hits in zip(records, found, strict=True):
+            hit = hits[0] if hits else None
+            if hit is None or hit.split not in splits:
+                continue
+            seen[rec.rel] = hit.split
+            exact = hit.exact if hit.exact is not None else hit.distance == 0  # an older file
+            splits[hit.split]["exact" if exact else "near"] += 1
+            if len(examples[hit.split]) < EXAMPLES:
+                examples[hit.split].append(rec.rel)
+        n_seen = sum(sum(splits[s].values()) for s in SEEN_SPLITS)
+        report: dict[str, Any] = {
+            "checked": True,
+            "method": f"the perceptual hash of each image (or of its mirror image) within "
+                      f"{self.own.threshold} bits of an image of the run's splits ({FILE}), as "
+                      "predict tags images; exact: that image pixel for pixel, near: a changed "
+                      "copy",
+            # n_new: the readable images found in neither (in the run's test split or in none)
+            "splits": splits, "n_seen": n_seen,
+            "n_new": sum(1 for hits in found if hits is not None) - n_seen,
+            "examples": {s: v for s, v in examples.items() if v}}
+        for k, (info, _) in enumerate(self.others, 1):  # newest first: the first that helps
+            in_test = sum(1 for hits in found if hits and hits[k] and hits[k].split == "test")
+            if n_seen and in_test > report["n_new"]:
+                report["official_test_run"] = {"run_id": info.run_id, "title": info.title,
+                                               "n_in_its_test": in_test}
+                break
+        return Overlap(report, seen)
+
+
 def training_overlap(run: Any, records: Sequence[Any], progress: Any = None) -> Overlap:
     """Images of `records` that are the run's own images or copies of them, per split.
 
@@ -146,42 +211,12 @@ def training_overlap(run: Any, records: Sequence[Any], progress: Any = None) -> 
     image pixel for pixel, "near" a changed copy. When this run is not an official-`Testing/`
     run and one beside it is, `official_test_run` says how many of the images are in that
     run's test split (the images it never trained on): the run to evaluate them with instead.
+    Each file is decoded here (`membership.find_files`); `evaluate` looks images up while it
+    decodes them to predict (`CopyCheck`), once.
     """
-    from pipeline.data.membership import FILE, Membership, find_files
+    from pipeline.data.membership import find_files
 
-    own = Membership.of_run(run.path)
-    if own is None:
-        return Overlap({"checked": False, "reason": f"the run has no readable {FILE}, so copies "
-                        "of its images cannot be found (`python -m pipeline ood --run "
-                        f"{run.run_id}` adds it)"}, {})
-    others = _official_runs(run)
-    found = find_files([own, *(m for _, m in others)], [r.path for r in records], progress)
-    splits = {s: {"exact": 0, "near": 0} for s in ("train", "val", "test")}
-    examples: dict[str, list[str]] = {s: [] for s in splits}
-    seen: dict[str, str] = {}
-    for rec, hits in zip(records, found, strict=True):
-        hit = hits[0] if hits else None
-        if hit is None or hit.split not in splits:
-            continue
-        seen[rec.rel] = hit.split
-        exact = hit.exact if hit.exact is not None else hit.distance == 0  # an older file
-        splits[hit.split]["exact" if exact else "near"] += 1
-        if len(examples[hit.split]) < EXAMPLES:
-            examples[hit.split].append(rec.rel)
-    n_seen = sum(sum(splits[s].values()) for s in SEEN_SPLITS)
-    report: dict[str, Any] = {
-        "checked": True,
-        "method": f"the perceptual hash of each image (or of its mirror image) within "
-                  f"{own.threshold} bits of an image of the run's splits ({FILE}), as predict "
-                  "tags images; exact: that image pixel for pixel, near: a changed copy",
-        # n_new: the readable images found in neither (in the run's test split or in none)
-        "splits": splits, "n_seen": n_seen,
-        "n_new": sum(1 for hits in found if hits is not None) - n_seen,
-        "examples": {s: v for s, v in examples.items() if v}}
-    for k, (info, _) in enumerate(others, 1):  # newest first: the first that helps is said
-        in_test = sum(1 for hits in found if hits and hits[k] and hits[k].split == "test")
-        if n_seen and in_test > report["n_new"]:
-            report["official_test_run"] = {"run_id": info.run_id, "title": info.title,
-                                           "n_in_its_test": in_test}
-            break
-    return Overlap(report, seen)
+    check = CopyCheck.of_run(run)
+    found = (find_files(check.memberships, [r.path for r in records], progress)
+             if check.own is not None else [None] * len(records))
+    return check.overlap(records, found)

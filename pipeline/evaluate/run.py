@@ -19,13 +19,14 @@ from pipeline import run_files
 from pipeline.artifacts import recorded_path, write_json_atomic, write_text_atomic
 from pipeline.csv_safe import to_csv
 from pipeline.evaluate.comparison import N_BOOT, accuracy_interval, compare
+from pipeline.evaluate.decoding import predict_all
 from pipeline.evaluate.external import (
+    CopyCheck,
     EvaluationError,
     LabelPlan,
     Overlap,
     collapse_to_binary,
     map_external_labels,
-    training_overlap,
 )
 from pipeline.evaluate.metrics import (
     by_copy_group,
@@ -39,7 +40,6 @@ from pipeline.evaluate.metrics import (
 )
 from pipeline.names import Progress, display_name, no_progress
 
-PREDICT_CHUNK = 128  # images decoded and predicted at a time: bounded memory on any folder size
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -122,6 +122,7 @@ class _Target:
     out_dirs: dict[str, Path]  # model -> folder of its four evaluation files
     comparison_path: Path
     overlap: Overlap | None = None  # an external folder's images the run has met
+    check: CopyCheck | None = None  # where an external folder's images are looked up
 
 
 def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
@@ -165,35 +166,11 @@ def _external_target(run: Any, data_dir: str | Path, name: str | None,
                   c: sum(1 for r in ds.records if r.label == c) for c in skipped},
               # folders whose names map to no class at all (`glioblastoma/`): said, not dropped
               "ignored_folders": list(ds.ignored)}
-    overlap = training_overlap(run, records, progress)
-    source["overlap_with_training"] = overlap.report
+    source["overlap_with_training"] = None  # `CopyCheck.overlap`, once the images are read
     return _Target(records, plan, source,
                    {m: run.path / m / "external" / name for m in run.model_names},
-                   run.path / "external" / name / run_files.COMPARISON, overlap)
-
-
-def _predict_records(predictor: Any, model: str, records: Sequence[Any], progress: Progress
-                     ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-    """Probabilities for `records` in chunks; returns (probs, rel paths loaded, failures)."""
-    from pipeline import data
-
-    info = predictor.info[model]
-    size, crop = int(info["image_size"]), bool(info.get("crop_head", True))
-    labels = sorted({r.label for r in records})
-    out, rels, failed = [], [], []
-    desc = f"{display_name(model)}: predicting"
-    progress(desc, 0, len(records))
-    for start in range(0, len(records), PREDICT_CHUNK):
-        chunk = records[start:start + PREDICT_CHUNK]
-        arrays = data.load_arrays(chunk, labels, size, crop=crop)
-        failed += arrays.failed
-        if len(arrays.records):
-            out.append(predictor.predict_arrays(model, arrays.x))
-            rels += [r.rel for r in arrays.records]
-        progress(desc, min(start + PREDICT_CHUNK, len(records)), len(records))
-    n_classes = len(predictor.class_names)
-    probs = np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)
-    return probs, rels, failed
+                   run.path / "external" / name / run_files.COMPARISON,
+                   check=CopyCheck.of_run(run))
 
 
 def _renormalise(probs: np.ndarray) -> np.ndarray:
@@ -255,11 +232,12 @@ def evaluate_run(
     folder or from `data_root` when the dataset has moved; files go to `<run>/<model>/` and
     `<run>/comparison.json`. With `data_dir`: every image of that folder (any supported layout;
     labels mapped by `map_external_labels`), files under `<run>/<model>/external/<name>/` and
-    `<run>/external/<name>/comparison.json`; nothing is retrained. On a folder, each image is
-    first looked up in the run's splits (`training_overlap`, as `predict` does), and the
-    figures on the images the run neither trained nor validated on are added as `new_to_run`
-    to each metrics.json, the comparison and the returned summary (None there for the test
-    split, or a run that cannot tell). Returns a summary dict.
+    `<run>/external/<name>/comparison.json`; nothing is retrained. Each image is decoded once
+    for every model (`predict_all`); on a folder it is also looked up in the run's splits
+    there (`CopyCheck`, as `predict` does), and the figures on the images the run neither
+    trained nor validated on are added as `new_to_run` to each metrics.json, the comparison
+    and the returned summary (None there for the test split, or a run that cannot tell).
+    Returns a summary dict.
     """
     from pipeline import artifacts
     from pipeline.calibration import apply_temperature
@@ -280,12 +258,13 @@ def evaluate_run(
         predictor = Predictor(run, calibrated=False)
     except artifacts.ArtifactError as exc:
         raise EvaluationError(str(exc)) from exc
-    raw: dict[str, tuple[np.ndarray, list[str]]] = {}
-    failed: dict[str, str] = {}
-    for m in run.model_names:
-        probs, rels, bad = _predict_records(predictor, m, records, progress)
-        raw[m] = (probs, rels)
-        failed.update(dict(bad))
+    check = target.check
+    done = predict_all(predictor, run.model_names, records,
+                        check.memberships if check is not None else [], progress)
+    raw, failed = done.raw, done.failed
+    if check is not None:  # the look-up was made while decoding: each file decoded once
+        target.overlap = check.overlap(records, done.found)
+        source["overlap_with_training"] = target.overlap.report
     # An unreadable file fails for every model; keep the images every model scored, in order.
     keep = [r.rel for r in records if r.rel not in failed]
     if not keep:
