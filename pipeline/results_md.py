@@ -185,8 +185,9 @@ def external_names(run: Run) -> list[str]:
 
 
 def external_section(run: Run) -> str | None:
-    """Each `evaluate --data NAME` result: accuracy with its interval, n, copies of the run's
-    training/validation images and, where recorded, the figures on the images new to the run."""
+    """Each `evaluate --data NAME` result: where recorded, the figures on the images new to
+    the run first (the ones to cite), then accuracy with its interval and n on all images and
+    the copies of the run's training/validation images among them."""
     rows, verdicts, newer = [], [], False
     for name in external_names(run):
         comp = _dict(_optional(run, f"external/{name}/{run_files.COMPARISON}"))
@@ -197,22 +198,26 @@ def external_section(run: Run) -> str | None:
             new = _dict(met.get("new_to_run"))
             newer = newer or bool(new)
             new_ci = _dict(_dict(_dict(comp.get("new_to_run")).get("ci")).get(m)).get("accuracy")
-            rows.append([_cell(name), display_name(m), str(_count(met.get("n")) or DASH),
-                         _accuracy(met, _dict(_dict(comp.get("ci")).get(m)).get("accuracy")),
-                         _seen(_dict(met.get("source"))),
+            # the figures on the images new to the run first, as evaluate and its CLI table
+            # put them (the headline), those on all images after
+            rows.append([_cell(name), display_name(m),
                          str(_count(new.get("n"))) if _count(new.get("n")) is not None else DASH,
-                         _accuracy(new, new_ci) if new else DASH])
+                         _accuracy(new, new_ci) if new else DASH,
+                         str(_count(met.get("n")) or DASH),
+                         _accuracy(met, _dict(_dict(comp.get("ci")).get(m)).get("accuracy")),
+                         _seen(_dict(met.get("source")))])
         verdicts += [f"- {_cell(name)}{where}: {_cell(v)}" for where, c in (
-            ("", comp), (" (images new to the run)", _dict(comp.get("new_to_run"))))
+            (" (images new to the run)", _dict(comp.get("new_to_run"))), ("", comp))
             if c and (v := _verdict(c))]
     if not rows:
         return None
     columns = ["folder", "model", "images", "accuracy (95 % CI)",
                "in the run's training/validation"]
     if newer:
-        columns += ["new to the run", "accuracy on new images (95 % CI)"]
+        columns = [*columns[:2], "new to the run", "accuracy on new images (95 % CI)",
+                   "all images", "accuracy on all images (95 % CI)", columns[-1]]
     else:
-        rows = [r[:5] for r in rows]
+        rows = [r[:2] + r[4:] for r in rows]
     lines = ["## Other folders (`evaluate --data`)", "",
              "Each folder's labelled images scored by this run's models "
              "(`<run>/<model>/external/NAME/`). Images in the run's training or validation split "

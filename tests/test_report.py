@@ -196,10 +196,16 @@ def test_results_md_lists_each_external_folder_with_what_its_files_record(tmp_pa
         "n": 10, "accuracy": 0.9, "source": {"overlap_with_training": {
             "checked": True, "n_exact": 2}}}, None)
     text = _section(results_markdown(open_run(path)), "Other folders")
-    assert "| mine | Custom CNN | 24 | 0.750 (0.551–0.880) | 16 | 8 | 0.625 (" in text
+    # the figures on the images new to the run first, as the CLI's headline table: they
+    # came after all images' (a review, 2026-12-06)
+    lo, hi = share_interval(5, 8)
+    assert ("| folder | model | new to the run | accuracy on new images (95 % CI) | all images "
+            "| accuracy on all images (95 % CI) | in the run's training/validation |") in text
+    assert (f"| mine | Custom CNN | 8 | 0.625 ({lo:.3f}–{hi:.3f}) | 24 | 0.750 (0.551–0.880) "
+            "| 16 |") in text
     lo, hi = share_interval(9, 10)  # no stored interval: Wilson's, from accuracy and n
-    assert (f"| old | MobileNetV2 | 10 | 0.900 ({lo:.3f}–{hi:.3f}) | 2 (byte-identical only) "
-            "| – | – |") in text
+    assert (f"| old | MobileNetV2 | – | – | 10 | 0.900 ({lo:.3f}–{hi:.3f}) "
+            "| 2 (byte-identical only) |") in text
 
 
 @pytest.mark.slow
@@ -227,5 +233,9 @@ def test_figures_reads_a_real_evaluate_data_result(smoke_run, tmp_path):
         overlap = met["source"]["overlap_with_training"]
         seen = overlap.get("n_seen", overlap.get("n_exact"))
         assert seen and seen >= 1  # training images: found, and said
-        assert (f"| mine | {display_name(m)} | {met['n']} | {met['accuracy']:.3f} "
-                f"({lo:.3f}–{hi:.3f}) | {seen}") in text
+        new = met["new_to_run"]
+        assert (f"| mine | {display_name(m)} | {new['n']} | ") in text
+        assert (f" | {met['n']} | {met['accuracy']:.3f} ({lo:.3f}–{hi:.3f}) | {seen} |") in text
+    # the verdict on the images new to the run before the one on all images
+    if comp["new_to_run"].get("verdict"):
+        assert text.index("- mine (images new to the run): ") < text.index("- mine: ")
