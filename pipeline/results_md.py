@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline import run_files
 from pipeline.artifacts import Run
-from pipeline.evaluate.external import NOT_FOUND_NOTE
+from pipeline.evaluate.external import NOT_FOUND_NOTE, series_line
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out
 from pipeline.intervals import share_interval
@@ -191,6 +191,8 @@ def external_section(run: Run) -> str | None:
     rows, verdicts, newer = [], [], False
     for name in external_names(run):
         comp = _dict(_optional(run, f"external/{name}/{run_files.COMPARISON}"))
+        if line := series_line(_dict(comp.get("source")).get("skipped_series")):
+            verdicts.append(f"- {_cell(name)}: {_cell(line)}")
         for m in run.model_names:
             met = _dict(_optional(run, f"{m}/external/{name}/{run_files.METRICS}"))
             if not met:

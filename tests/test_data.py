@@ -732,3 +732,23 @@ def test_real_dataset_dedupe_splits_have_no_leaks(real):
     assert len(o.test) == 394 and o.info["official_test"]["leaking_exact"] > 0
     pool_sha = {infos[r.rel].sha1 for r in o.train + o.val}
     assert not [r.rel for r in o.test if infos[r.rel].sha1 in pool_sha]
+
+
+def test_discover_keeps_nifti_volumes_apart_and_says_why_a_folder_of_them_has_no_images(
+        tmp_path: Path):
+    """A NIfTI volume is never one image: `discover` lists it apart (`Dataset.volumes`, which
+    evaluate --data reports as skipped), and a class folder holding nothing else says so
+    rather than only "no images"."""
+    from pipeline.data.discovery import SERIES_NOTE
+
+    (tmp_path / "glioma").mkdir()
+    (tmp_path / "glioma" / "brain.nii.gz").write_bytes(b"not read by discovery")
+    (tmp_path / "glioma" / "brain.NII").write_bytes(b"nor this")
+    with pytest.raises(data.DatasetError, match=r"hold no images, only 2 NIfTI volumes: "
+                       + SERIES_NOTE[:40]):
+        data.discover(tmp_path)
+    Image.new("L", (64, 64), 90).save(tmp_path / "glioma" / "a.png")
+    ds = data.discover(tmp_path)
+    assert [r.rel for r in ds.records] == ["glioma/a.png"]
+    assert [(r.rel, r.label) for r in ds.volumes] == [("glioma/brain.NII", "glioma"),
+                                                     ("glioma/brain.nii.gz", "glioma")]

@@ -161,6 +161,60 @@ def test_each_file_is_decoded_once_and_found_as_the_separate_look_up_finds_it(
     assert expected["n_seen"] == 6 and expected["n_new"] == 4
 
 
+def test_series_files_are_skipped_and_said_not_scored_with_the_folder_label(
+        artifacts: Path, tmp_path: Path):
+    """A NIfTI volume in an `evaluate --data` folder was dropped without a word, and a TIFF
+    stack or a multi-frame DICOM was scored as its first slice with the folder's label (most
+    slices of a glioma volume show no tumour): none is scored now, and one line says how many
+    were skipped and why, in the CLI, the folder's record and results.md."""
+    import nibabel as nib
+    from helpers import make_dicom
+
+    from pipeline import artifacts as arts
+    from pipeline.data.discovery import SERIES_NOTE
+    from pipeline.evaluate import evaluate_run
+    from pipeline.evaluate.external import series_line
+    from pipeline.results_md import results_markdown
+
+    run = next((artifacts / "runs").iterdir())
+    folder = tmp_path / "volumes"
+    for item in _split(run, "test")[:4]:
+        (folder / item["label"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(_source(run, item), folder / item["label"])
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 256, (64, 64), np.uint8)) for _ in range(3)]
+    glioma = folder / "glioma"
+    glioma.mkdir(exist_ok=True)
+    pages[0].save(glioma / "stack.tif", save_all=True, append_images=pages[1:])
+    (glioma / "scan.dcm").write_bytes(make_dicom(rng.integers(0, 4096, (3, 64, 64))))
+    nib.save(nib.Nifti1Image(rng.random((64, 64, 5)).astype(np.float32), np.eye(4)),
+             glioma / "brain.nii.gz")
+
+    summary = evaluate_run(run, data_dir=folder, name="volumes", n_boot=50)
+    assert summary["n"] == 4  # the four single images only
+    skipped = summary["source"]["skipped_series"]
+    assert skipped == {"n": 3, "reason": SERIES_NOTE, "examples": [
+        "glioma/brain.nii.gz", "glioma/scan.dcm", "glioma/stack.tif"]}
+    rows = (run / "custom_cnn" / "external" / "volumes" / "predictions.csv").read_text()
+    assert not any(name in rows for name in ("stack.tif", "scan.dcm", "brain.nii"))
+    met = json.loads((run / "custom_cnn" / "external" / "volumes" / "metrics.json").read_text())
+    assert met["source"]["skipped_series"] == skipped  # the folder's record says it too
+    line = series_line(skipped)
+    assert line.startswith("skipped 3 series files (NIfTI volumes, multi-frame DICOM or TIFF "
+                           "stacks): a folder's label applies to a whole volume")
+    assert _printed(summary).count(line) == 1  # one line, before the table
+    assert _printed(summary).index(line) < _printed(summary).index(summary["verdict"][:30])
+    assert f"- volumes: {line}" in results_markdown(arts.open_run(run))
+
+    # a folder of nothing but series: one line saying so, not "none of 0 images"
+    only = tmp_path / "only" / "glioma"
+    only.mkdir(parents=True)
+    shutil.copy(glioma / "stack.tif", only)
+    from pipeline.evaluate import EvaluationError
+    with pytest.raises(EvaluationError, match="holds only series files .1.: a folder's label"):
+        evaluate_run(run, data_dir=only.parent, name="only", n_boot=50)
+
+
 def test_a_folder_of_training_copies_gets_no_headline_and_the_official_run_is_named(
         artifacts: Path, tmp_path: Path):
     from pipeline.evaluate import evaluate_run

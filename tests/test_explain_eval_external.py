@@ -229,3 +229,33 @@ def test_explain_eval_without_masks_names_the_folder_as_given_and_models_as_eval
                         ).read_text())
     assert saved["model"] == "custom_cnn"
     assert saved["localisation_reason"] == f"no masks found under {given}/masks"
+
+
+def test_explain_eval_leaves_series_files_out_and_records_why(tmp_path: Path) -> None:
+    """A TIFF stack in an explain-eval --data folder was explained as its first page with the
+    folder's label, a NIfTI volume dropped without a word: both are left out, counted with
+    evaluate's reason (`source.skipped_series`, said by `report_source`)."""
+    import nibabel as nib
+    from PIL import Image
+
+    from pipeline.artifacts import open_run
+    from pipeline.data.discovery import SERIES_NOTE
+    from pipeline.explain.external import external_source
+
+    root = Path(__file__).resolve().parents[1] / "artifacts"
+    run = open_run(root / "runs" / (root / "latest").read_text().strip())  # only read
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "own" / "glioma"
+    folder.mkdir(parents=True)
+    pages = [Image.fromarray(rng.integers(0, 256, (64, 64), np.uint8)) for _ in range(3)]
+    pages[0].save(folder / "a.png")
+    pages[0].save(folder / "stack.tif", save_all=True, append_images=pages[1:])
+    nib.save(nib.Nifti1Image(rng.random((64, 64, 4)).astype(np.float32), np.eye(4)),
+             folder / "brain.nii")
+    source = external_source(run, folder.parent, None)
+    assert source["records"] == [{"path": "glioma/a.png", "label": "glioma"}]
+    assert source["info"]["skipped_series"] == {
+        "n": 2, "reason": SERIES_NOTE, "examples": ["glioma/brain.nii", "glioma/stack.tif"]}
+    (folder / "a.png").unlink()
+    with pytest.raises(ValueError, match=r"holds only series files \(2\)"):
+        external_source(run, folder.parent, None)

@@ -140,8 +140,10 @@ def report_source(src: dict) -> None:
     explain-eval (their JSON's `source`), before their figures: images the run trained or
     was validated on, or copies of them (`evaluate.external.training_overlap`), or that this
     could not be checked, and the official-`Testing/` run to use instead; classes the run does
-    not know, folders with no known class name (`data.ignored_note`)."""
+    not know, folders with no known class name (`data.ignored_note`), series files not scored
+    (`evaluate.external.series_line`)."""
     from pipeline.data.discovery import ignored_note
+    from pipeline.evaluate.external import series_line
 
     for line in overlap_lines(src.get("overlap_with_training") or {}):
         err.print(line, highlight=False, soft_wrap=True)
@@ -150,6 +152,8 @@ def report_source(src: dict) -> None:
                   f"{shown(src['skipped_classes'])}", highlight=False)
     if note := ignored_note(src.get("ignored_folders") or []):
         err.print(f"[yellow]{shown(note)}[/]", highlight=False, soft_wrap=True)
+    if line := series_line(src.get("skipped_series")):
+        err.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
 
 
 def overlap_lines(overlap: dict) -> list[str]:

@@ -18,12 +18,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.names import IMAGE_EXTS
+from pipeline.names import IMAGE_EXTS, NIFTI_EXTS, file_ext
 
 CANONICAL: tuple[str, ...] = ("glioma", "meningioma", "no_tumor", "pituitary")
 BINARY: tuple[str, ...] = ("no_tumor", "tumor")
 IGNORED_ROOT_FOLDERS = {"masks"}  # the synthetic generator writes ground-truth masks there
 IGNORED_NOTE = "ignored folders (no known class name)"
+# why a series file (a NIfTI volume, a multi-frame DICOM, a TIFF stack) in a class folder is not
+# scored: evaluate and discover's error say it (one home)
+SERIES_NOTE = ("a folder's label applies to a whole volume, not to each of its slices (most "
+               "slices of a tumour volume show no tumour), so their slices are not scored with "
+               "it; predict reads them slice by slice")
 
 
 class DatasetError(ValueError):
@@ -112,6 +117,8 @@ class Dataset:
     records: list[ImageRecord]  # sorted by rel
     binary: bool
     ignored: list[str] = field(default_factory=list)  # folders that did not map to a class
+    # NIfTI volumes in the class folders: never one image, so never a record (`SERIES_NOTE`)
+    volumes: list[ImageRecord] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{split or "all": {class: n}} with every class present in every split."""
@@ -133,14 +140,19 @@ def _visible_dirs(folder: Path) -> list[Path]:
         raise DatasetError(f"cannot list {folder}: {exc.strerror or exc}") from None
 
 
-def _image_files(folder: Path) -> list[Path]:
-    out = []
+def _image_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The image files under `folder`, and its NIfTI volumes (`Dataset.volumes`)."""
+    out, volumes = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTS:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in IMAGE_EXTS:
                 out.append(Path(dirpath) / name)
-    return out
+            elif file_ext(name) in NIFTI_EXTS:
+                volumes.append(Path(dirpath) / name)
+    return out, volumes
 
 
 def _class_dirs(folder: Path, binary: bool, skip: frozenset[str] = frozenset()
@@ -219,20 +231,25 @@ def _flat_layout(root: Path, top: list[Path]) -> tuple[list[_ClassFolder], list[
     return groups, ignored, binary, "binary" if binary else "flat"
 
 
-def _records(given: Path, root: Path, groups: list[_ClassFolder]) -> list[ImageRecord]:
-    """Every image file of the class folders, sorted by path relative to the root."""
-    records = []
+def _records(given: Path, root: Path, groups: list[_ClassFolder]
+             ) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Every image file of the class folders, and every NIfTI volume, each sorted by path
+    relative to the root."""
+    records, volumes = [], []
     for folder, label, split in groups:
-        for path in _image_files(folder):
+        images, found_volumes = _image_files(folder)
+        for path, into in [*((p, records) for p in images), *((p, volumes) for p in found_volumes)]:
             rel = path.relative_to(root).as_posix()
-            records.append(ImageRecord(path=path, rel=rel, label=label, split=split))
+            into.append(ImageRecord(path=path, rel=rel, label=label, split=split))
     if not records:
         found = ", ".join(sorted({c.relative_to(root).as_posix() + "/" for c, _, _ in groups}))
+        only = (f", only {len(volumes)} NIfTI volume{'s' * (len(volumes) > 1)}: {SERIES_NOTE}"
+                if volumes else "")
         raise DatasetError(
-            f"the class folders in {given} ({found}) hold no images; accepted extensions: "
+            f"the class folders in {given} ({found}) hold no images{only}; accepted extensions: "
             f"{', '.join(sorted(IMAGE_EXTS))}"
         )
-    return sorted(records, key=lambda r: r.rel)
+    return sorted(records, key=lambda r: r.rel), sorted(volumes, key=lambda r: r.rel)
 
 
 def discover(root: str | Path) -> Dataset:
@@ -259,7 +276,7 @@ def discover(root: str | Path) -> Dataset:
             "named like glioma, meningioma, pituitary, no_tumor (optionally inside Training/ and "
             "Testing/), or yes/ and no/"
         )
-    records = _records(given, root, groups)
+    records, volumes = _records(given, root, groups)
     classes = sorted({r.label for r in records})
     return Dataset(root=root, layout=layout, classes=classes, records=records, binary=binary,
-                   ignored=sorted(ignored))
+                   ignored=sorted(ignored), volumes=volumes)

@@ -82,6 +82,42 @@ def collapse_to_binary(probs: np.ndarray, class_names: Sequence[str]) -> tuple[n
     return np.stack([p_no, 1.0 - p_no], axis=1), (p.argmax(axis=1) != nt).astype(np.int64)
 
 
+def series_files(records: Sequence[Any]) -> list[Any]:
+    """The records that hold more than one slice: a multi-frame DICOM or a TIFF stack, counted
+    from its header as `predict` counts it (`series.expand_series`); a folder's label is not
+    each slice's (`data.discovery.SERIES_NOTE`), and the first slice is all a record is read as.
+    """
+    from pipeline.series import Slice, expand_series
+
+    multi = {s.path for s in expand_series([str(r.path) for r in records])
+             if isinstance(s, Slice)}
+    return [r for r in records if str(r.path) in multi]
+
+
+def skipped_series(series: Sequence[Any]) -> dict[str, Any]:
+    """The JSON's `skipped_series`: how many series files a folder's scored classes hold, and,
+    when there are some, a few of them and why they are not scored."""
+    from pipeline.data.discovery import SERIES_NOTE
+
+    if not series:
+        return {"n": 0}
+    return {"n": len(series), "reason": SERIES_NOTE,
+            "examples": sorted(r.rel for r in series)[:EXAMPLES]}
+
+
+def series_line(skipped: Any) -> str | None:
+    """The one line evaluate prints and results.md writes for a folder's `skipped_series`
+    ("skipped 2 series files (NIfTI volumes, multi-frame DICOM or TIFF stacks): ..."); None
+    when there are none or the file is damaged."""
+    from pipeline.data.discovery import SERIES_NOTE
+
+    n = skipped.get("n") if isinstance(skipped, dict) else None
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        return None
+    return (f"skipped {n} series file{'s' * (n > 1)} (NIfTI volumes, multi-frame DICOM or TIFF "
+            f"stacks): {SERIES_NOTE}")
+
+
 SEEN_SPLITS = ("train", "val")  # an image in these is not new to the run: it shaped the models
 # What the look-up cannot see, said wherever "new to the run" is: a review's 90°-rotated and
 # 10 %-cropped copies of training images all counted as new (pHash is neither rotation- nor

@@ -27,6 +27,8 @@ from pipeline.evaluate.external import (
     Overlap,
     collapse_to_binary,
     map_external_labels,
+    series_files,
+    skipped_series,
 )
 from pipeline.evaluate.metrics import (
     by_copy_group,
@@ -150,6 +152,7 @@ def _external_target(run: Any, data_dir: str | Path, name: str | None,
                      progress: Progress | None = None) -> _Target:
     """Every image of `data_dir` whose label the run can score; files named after `name`."""
     from pipeline import data
+    from pipeline.data.discovery import SERIES_NOTE
 
     if name is not None and (not _SAFE_NAME.match(name) or name in {".", ".."}):
         raise EvaluationError(f"--name {name!r} must be letters, digits, '.', '_' or '-' "
@@ -159,13 +162,21 @@ def _external_target(run: Any, data_dir: str | Path, name: str | None,
     if name is None:
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", ds.root.name).strip(".-_") or "external"
     records = [r for r in ds.records if r.label in plan.mapping]
+    # a volume's label is not each slice's: its slices (or its first) are not scored
+    series = [*series_files(records), *(v for v in ds.volumes if v.label in plan.mapping)]
+    if series:
+        gone = {r.rel for r in series}
+        records = [r for r in records if r.rel not in gone]
+        if not records:
+            raise EvaluationError(f"the data folder holds only series files ({len(series)}): "
+                                  f"{SERIES_NOTE}")
     skipped = plan.skipped(ds.classes)
     source = {"kind": "external", "name": name, "data_dir": recorded_path(ds.root),
               "layout": ds.layout, "folder_classes": ds.classes, "mode": plan.mode,
               "label_mapping": plan.mapping, "skipped_classes": {
                   c: sum(1 for r in ds.records if r.label == c) for c in skipped},
               # folders whose names map to no class at all (`glioblastoma/`): said, not dropped
-              "ignored_folders": list(ds.ignored)}
+              "ignored_folders": list(ds.ignored), "skipped_series": skipped_series(series)}
     source["overlap_with_training"] = None  # `CopyCheck.overlap`, once the images are read
     return _Target(records, plan, source,
                    {m: run.path / m / "external" / name for m in run.model_names},

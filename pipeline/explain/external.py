@@ -33,7 +33,7 @@ def external_source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
     "image_records": the `data.ImageRecord`s (for `with_overlap`)}. `info["name"]` is the
     explicit `name`, else None (`external_file` then names the file after the folder)."""
     from pipeline import data as data_pkg
-    from pipeline.evaluate.external import map_external_labels
+    from pipeline.evaluate.external import map_external_labels, series_files, skipped_series
 
     if name is not None and (not _SAFE_NAME.fullmatch(name) or ".." in name):
         raise ValueError(f"--name {name!r} must be letters, digits, '.', '_' or '-' (at most 80, "
@@ -45,9 +45,13 @@ def external_source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
         # a DatasetError names the folder already ("data folder X is empty"): not twice
         raise ValueError(str(exc) if str(data) in str(exc) else f"{data}: {exc}") from exc
     given = data.resolve()
+    # a volume's label is not each slice's: no slice of a series is scored with it (evaluate's)
+    series = [*series_files([r for r in ds.records if r.label in plan.mapping]),
+              *(v for v in ds.volumes if v.label in plan.mapping)]
+    gone = {r.rel for r in series}
     records, kept = [], []
     for r in ds.records:
-        if r.label not in plan.mapping:
+        if r.label not in plan.mapping or r.rel in gone:
             continue
         try:  # relative to the folder given (masks mirror it), not to the root discover found
             rel = Path(r.path).resolve().relative_to(given).as_posix()
@@ -55,12 +59,16 @@ def external_source(run: Run, data: Path, name: str | None) -> dict[str, Any]:
             rel = r.rel
         records.append({"path": rel, "label": r.label})
         kept.append(r)
+    if not records and series:
+        from pipeline.data.discovery import SERIES_NOTE
+
+        raise ValueError(f"{data} holds only series files ({len(series)}): {SERIES_NOTE}")
     if not records:
         raise ValueError(f"{data} has no image whose label the run can score")
     info = {"kind": "external", "name": name, "folder": _slug(ds.root.name) or "external",
             "layout": ds.layout, "folder_classes": ds.classes, "mode": plan.mode,
             "label_mapping": plan.mapping, "skipped_classes": plan.skipped(ds.classes),
-            "ignored_folders": list(ds.ignored)}
+            "ignored_folders": list(ds.ignored), "skipped_series": skipped_series(series)}
     return {"records": records, "plan": plan, "what": "images", "info": info,
             "image_records": kept}
 
