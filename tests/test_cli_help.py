@@ -70,8 +70,11 @@ def test_the_old_name_of_run_data_still_works(command: str, name: str, old: str,
 
 
 def test_run_data_help_says_whose_dataset_it_is() -> None:
-    for command in ("calibrate", "ood", "evaluate", "explain-choose"):
+    for command in ("calibrate", "ood", "evaluate", "explain-choose", "explain-eval"):
         assert "where the dataset this run was trained on is now" in _help(command)
+    # explain-eval's --data is another folder, as evaluate's; its old meaning is said kept
+    assert "another folder to measure, as evaluate --data" in _help("explain-eval")
+    assert "(--run-data, the old meaning, kept)" in _help("explain-eval")
     # evaluate's --data is another dataset, and says where the run's own one is given
     assert "another dataset to evaluate on instead of the run's test split" in _help("evaluate")
     assert "the run's own dataset moved? --run-data" in _help("evaluate")

@@ -3,6 +3,7 @@ named twice."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,12 +80,28 @@ def test_explain_choose_says_where_masks_and_data_go_without_absolute_paths(
     result = CliRunner().invoke(app, ["explain-choose", "--run", str(run_dir)])
     assert result.exit_code == 2 and "(CLI: --run-data DIR)" in result.stderr
     assert str(tmp_path) not in result.stderr
-    # explain-eval reads the run's own dataset or another one through --data
+    # explain-eval reads the run's own dataset, moved, through --run-data, as evaluate and
+    # explain-choose do (--data, which also meant it, is another folder)
     result = CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir)])
     assert result.exit_code == 2 and str(tmp_path) not in result.stderr
     assert result.stderr.splitlines() == [  # was "data folder None not found; pass data_dir"
         f"error: the run's dataset folder {shown_path(data)} is not there; pass the folder it "
-        "moved to (CLI: explain-eval --data DIR)"]
+        "moved to (CLI: explain-eval --run-data DIR)"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (run_dir / "splits.json").write_text(json.dumps({"test": [
+        {"path": "glioma/a.png", "label": "glioma"}], "train": [], "val": []}))
+    for args, said in (
+            (["--run-data", str(other)], f"error: --run-data {other} does not hold run "
+             f"{run_dir.name}'s test split (not half of its files are there): to measure "
+             "another folder, use --data"),
+            (["--run-data", str(other), "--data", str(other)], "error: --data is another "
+             "folder to measure, --run-data the run's own dataset where it moved: give one"),
+            (["--run-data", str(other), "--name", "x"], "error: --name names an external "
+             "folder's result (--data); --run-data is the run's own dataset, measured into "
+             "explanations.json")):
+        result = CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir), *args])
+        assert result.exit_code == 2 and result.stderr.splitlines() == [said], result.stderr
 
 
 def test_evaluate_names_an_external_folder_as_given(tmp_path: Path, monkeypatch) -> None:

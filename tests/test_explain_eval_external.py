@@ -259,3 +259,31 @@ def test_explain_eval_leaves_series_files_out_and_records_why(tmp_path: Path) ->
     (folder / "a.png").unlink()
     with pytest.raises(ValueError, match=r"holds only series files \(2\)"):
         external_source(run, folder.parent, None)
+
+
+@pytest.mark.slow
+def test_explain_eval_reads_a_moved_dataset_through_run_data_as_evaluate_does(
+        smoke_run: Path, tmp_path: Path) -> None:
+    """evaluate took --run-data for the run's own dataset, moved, while explain-eval read it
+    only through --data, which also means another folder: --run-data measures the test split
+    into explanations.json, as --data on the same folder still does (the old meaning)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    run_dir = tmp_path / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run_dir)  # explain-eval writes into the run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    moved = Path(manifest["data"]["dir"])
+    manifest["data"].update(dir=str(tmp_path / "gone"), dir_relative=None)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    masks = Path(f"{moved}-boxes") / "masks"
+    masks = masks if masks.is_dir() else moved / "masks"
+    for option in ("--run-data", "--data"):
+        res = CliRunner().invoke(app, [
+            "explain-eval", "--run", str(run_dir), option, str(moved), "--masks", str(masks),
+            "--model", "custom_cnn", "--max-images", "2", "--steps", "2", "--replace"])
+        assert res.exit_code == 0, res.output
+        saved = json.loads((run_dir / "custom_cnn" / "explanations.json").read_text())
+        assert saved["source"]["kind"] == "test" and saved.get("n_faithfulness", saved["n"]) == 2
+    assert not (run_dir / "custom_cnn" / "explanations-external").exists()

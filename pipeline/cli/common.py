@@ -295,8 +295,9 @@ def keep_larger(path: Path, keys: tuple[str, ...], asked: int, what: str, fix: s
 # Two kinds of dataset option, one name each: `--data DIR` is a dataset the command reads as
 # its input (train/run/tune/bench: what to train on; evaluate/explain-eval: another folder to
 # evaluate on), `--run-data DIR` is where the dataset a run was trained on is now, if it moved
-# (calibrate, ood, evaluate, explain-choose: they read the run's own splits from it). Both were
-# "--data" or "--data-root" here and there; the old spellings stay as hidden aliases.
+# (calibrate, ood, evaluate, explain-choose, explain-eval: they read the run's own splits from
+# it). Both were "--data" or "--data-root" here and there; the old spellings stay as hidden
+# aliases (explain-eval's --data still reads a folder holding the run's test split as its own).
 RUN_DATA_HELP = ("where the dataset this run was trained on is now, if it moved since training "
                  "(default: the folder recorded in the run)")
 

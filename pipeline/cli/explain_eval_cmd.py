@@ -17,6 +17,7 @@ from rich.console import Console
 from pipeline import run_files
 from pipeline.cli.common import (
     METHOD_HELP,
+    RUN_DATA_HELP,
     _existing_dir,
     _split_models,
     err,
@@ -33,11 +34,13 @@ from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 
 def explain_eval_cmd(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
-    data: Path = typer.Option(None, "--data", help="dataset folder (default: the run's); a "
-                              "folder without the run's test split (Training/Testing, one "
-                              "folder per class, or yes/no) is evaluated as an external "
-                              "folder: all its images (tumour images alone: put them in "
-                              "yes/)"),
+    data: Path = typer.Option(None, "--data", help="another folder to measure, as evaluate "
+                              "--data: Training/Testing, one folder per class, or yes/no, all "
+                              "its images (tumour images alone: put them in yes/); a folder "
+                              "holding the run's test split is read as the run's own dataset "
+                              "(--run-data, the old meaning, kept)"),
+    run_data: Path = typer.Option(None, "--run-data", help=RUN_DATA_HELP + "; its test split "
+                                  "is measured into explanations.json"),
     masks: Path = typer.Option(None, "--masks", help="tumour masks, one per image at the "
                                "image's relative path and file name, any image extension "
                                "(glioma/scan.jpg -> MASKS/glioma/scan.png; not scan_mask.png); "
@@ -79,8 +82,16 @@ def explain_eval_cmd(
     _check_explain_eval_options(method, baseline, max_images, steps)
     if max_localisation is not None and max_localisation < 0:
         fail(f"--max-localisation must be 0 or more, got {max_localisation}")
+    if data is not None and run_data is not None:
+        fail("--data is another folder to measure, --run-data the run's own dataset where it "
+             "moved: give one")
+    if run_data is not None and out_name is not None:
+        fail("--name names an external folder's result (--data); --run-data is the run's own "
+             "dataset, measured into explanations.json")
     if data is not None:
         _existing_dir(data, "data folder")
+    if run_data is not None:
+        _existing_dir(run_data, "--run-data folder")
     if masks is not None:
         _existing_dir(masks, "masks folder")
     try:
@@ -89,6 +100,12 @@ def explain_eval_cmd(
         run = open_run(run_dir)
         for name in names or []:
             run.model_info(name)
+        if run_data is not None:  # said, never measured as an external folder instead
+            if not holds_test_split(run, run_data):
+                fail(f"--run-data {shown(str(run_data))} does not hold run {run.run_id}'s test "
+                     "split (not half of its files are there): to measure another folder, "
+                     "use --data")
+            data = run_data
         # the run's own test split, found by default or given with --data (a checkout where the
         # recorded path does not resolve): explanations.json, which the guards protect
         if not replace and (data is None or holds_test_split(run, data)):

@@ -269,7 +269,7 @@ def _folders(run: Run, data_dir: str | Path | None, masks_dir: str | Path | None
     if data is None or not data.is_dir():  # named without this machine's absolute path
         recorded = (run.manifest.get("data") or {}).get("dir") or "?"
         raise ValueError(f"the run's dataset folder {shown_path(recorded)} is not there; pass "
-                         "the folder it moved to (CLI: explain-eval --data DIR)")
+                         "the folder it moved to (CLI: explain-eval --run-data DIR)")
     masks_root = Path(masks_dir) if masks_dir is not None else default_masks_dir(data)
     if masks_dir is not None and not masks_root.is_dir():
         raise ValueError(f"masks folder {masks_root} does not exist")
