@@ -148,8 +148,7 @@ def _test_split_target(run: Any, data_root: str | Path | None) -> _Target:
                    run.path / run_files.COMPARISON)
 
 
-def _external_target(run: Any, data_dir: str | Path, name: str | None,
-                     progress: Progress | None = None) -> _Target:
+def _external_target(run: Any, data_dir: str | Path, name: str | None) -> _Target:
     """Every image of `data_dir` whose label the run can score; files named after `name`."""
     from pipeline import data
     from pipeline.data.discovery import SERIES_NOTE
@@ -261,7 +260,7 @@ def evaluate_run(
     except artifacts.ArtifactError as exc:
         raise EvaluationError(str(exc)) from exc
     target = (_test_split_target(run, data_root) if data_dir is None
-              else _external_target(run, data_dir, name, progress))
+              else _external_target(run, data_dir, name))
     records, plan, source = target.records, target.plan, target.source
     source["run_id"] = run.run_id
 
