@@ -752,6 +752,8 @@ def test_explain_eval_without_masks_reports_why(smoke_run: Path, tmp_path: Path)
 
 @pytest.mark.slow
 def test_cli_explain_and_explain_eval(smoke_run: Path, tmp_path: Path) -> None:
+    import shutil
+
     from typer.testing import CliRunner
 
     from pipeline.artifacts import open_run
@@ -788,26 +790,28 @@ def test_cli_explain_and_explain_eval(smoke_run: Path, tmp_path: Path) -> None:
                                   imgs[0], str(tmp_path / "no.png")])
     assert missing.exit_code == 1
 
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)  # explain-eval writes into the run: never the fixture
     # a quick check on fewer images than the run's file was measured on replaced it silently:
     # it must be asked for
-    n = json.loads((smoke_run / "custom_cnn" / "explanations.json").read_text())
+    n = json.loads((run_dir / "custom_cnn" / "explanations.json").read_text())
     n = n.get("n_faithfulness", n["n"])
-    kept = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--max-images",
+    kept = runner.invoke(app, ["explain-eval", "--run", str(run_dir), "--max-images",
                                str(n - 1), "--model", "custom_cnn"])
     assert kept.exit_code == 2 and f"was measured on {n} images" in kept.output, kept.output
     assert "--replace" in kept.output
-    res = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--max-images", "4",
+    res = runner.invoke(app, ["explain-eval", "--run", str(run_dir), "--max-images", "4",
                               "--steps", "4", "--model", "custom_cnn", "--replace"])
     assert res.exit_code == 0, res.output
     assert "custom_cnn/explanations.json" in res.output
-    data = json.loads((smoke_run / "custom_cnn" / "explanations.json").read_text())
+    data = json.loads((run_dir / "custom_cnn" / "explanations.json").read_text())
     _check_explanations_json(data, 4)
-    bad = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "resnet"])
+    bad = runner.invoke(app, ["explain-eval", "--run", str(run_dir), "--model", "resnet"])
     assert bad.exit_code == 2 and "resnet" in bad.output
-    bad = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "custom_cnn",
+    bad = runner.invoke(app, ["explain-eval", "--run", str(run_dir), "--model", "custom_cnn",
                               "--max-images", "2", "--layer", "nope", "--replace"])
     assert bad.exit_code == 2 and "layer 'nope' not found" in bad.output
-    res = runner.invoke(app, ["explain-eval", "--run", str(smoke_run), "--model", "custom_cnn",
+    res = runner.invoke(app, ["explain-eval", "--run", str(run_dir), "--model", "custom_cnn",
                               "--max-images", "2", "--steps", "2", "--layer", "block2_relu2",
                               "--json", "--replace"])
     assert res.exit_code == 0, res.output
