@@ -31,7 +31,7 @@ from pipeline.images import (
 )
 from pipeline.modality import looks_like_ct, looks_like_photo
 from pipeline.names import class_label, display_name, percent
-from pipeline.series import places_words
+from pipeline.series import blank_note
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
 # Decoded uploads are cached per server, so they are kept small: Pillow formats are shrunk while
@@ -206,8 +206,7 @@ def decode_note(info: dict[str, Any]) -> str | None:
     if int(info.get("volumes") or 1) > 1:  # a 4-D NIfTI (fMRI, diffusion)
         notes.append(f"only the first of its {info['volumes']} volumes is analysed")
     if blank:  # padding slices outside the head: nothing to classify, no answer
-        notes.append(f"{places_words(unit, blank)} of {frames} {'are' if len(blank) > 1 else 'is'} "
-                     "blank (one flat grey level), not analysed")
+        notes.append(blank_note(unit, blank, frames))
     reduced = float(info.get("reduced_by") or 1)
     if reduced > 1:
         notes.append(f"it was shrunk {reduced:g}x while decoding (it is very large)")

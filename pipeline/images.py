@@ -276,6 +276,18 @@ def refuse_blank(image: np.ndarray, label: str) -> np.ndarray:
 BLANK_SLICE = "blank (one flat grey level), not analysed"
 
 
+def blank_failure(reason: str) -> str | None:
+    """What a failure's `reason` (an ImageError's text) says is blank: "slice" for a series'
+    blank slice, left out while the others are answered (`BLANK_SLICE`), "file" for a file
+    with nothing to classify (a blank image, a series whose every slice is blank:
+    `modality.BLANK_WHY`), None for any other failure (a file that cannot be read)."""
+    from pipeline.modality import BLANK_WHY
+
+    if reason.endswith(f": {BLANK_SLICE}"):
+        return "slice"
+    return "file" if reason.endswith(BLANK_WHY) else None
+
+
 def without_blank(slices: list[np.ndarray], info: dict[str, Any], label: str
                   ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """A decoded series without its blank slices (`modality.is_blank`: the padding slices
@@ -283,7 +295,7 @@ def without_blank(slices: list[np.ndarray], info: dict[str, Any], label: str
     1-based, in `info["blank"]`, `indices` and `slices` keeping the others, as a slice that
     cannot be decoded is left out. ImageError, in one line, when no slice is left. Every
     pixel is read (about 1 ms a 512 px slice, `modality.is_blank`)."""
-    from pipeline.modality import BLANK_REASON, is_blank
+    from pipeline.modality import BLANK_REASON, BLANK_WHY, is_blank
 
     places = list(info.get("indices") or range(len(slices)))
     blank = [k for k, im in enumerate(slices) if is_blank(im)]
@@ -299,7 +311,7 @@ def without_blank(slices: list[np.ndarray], info: dict[str, Any], label: str
         else:
             what = f"all {n} slices{' analysed' if int(info.get('frames') or n) > n else ''} "
             what += "are blank"
-        raise ImageError(f"{label}: {what} (one flat grey level): nothing in it to classify")
+        raise ImageError(f"{label}: {what} {BLANK_WHY}")
     keep = [k for k in range(n) if k not in blank]
     return [slices[k] for k in keep], {
         **info, "slices": len(keep), "indices": [places[k] for k in keep],

@@ -46,7 +46,10 @@ import numpy as np
 # classify, yet the models answered a white square "no tumour (97%)". Every one of the dataset's
 # 3264 images spans 92 or more (measured 2026-12-06); a scanner's padding slice spans 0.
 BLANK_SPREAD = 8
-BLANK_REASON = "a blank image (one flat grey level): nothing in it to classify"
+# the end of every "nothing to classify" refusal: a blank file, a series of blank slices
+# (`images.blank_failure` tells them from unreadable files by it)
+BLANK_WHY = "(one flat grey level): nothing in it to classify"
+BLANK_REASON = f"a blank image {BLANK_WHY}"
 SIDE = 256  # the long side features are measured at: thresholds are in this frame's pixels
 WHITE = 250  # grey level counted as clipped white
 RULE = {"rim_saturation": 0.40, "rim_thickness": 0.040, "inside_ratio": 0.90}

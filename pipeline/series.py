@@ -65,15 +65,18 @@ class Slice:
 
 @dataclass(frozen=True)
 class SliceName:
-    """A slice's name read back (`parse_slice_name`): its file, unit and number in the file."""
+    """A slice's name read back (`parse_slice_name`): its file, unit, number in the file and
+    how many the file holds ("slice 2 of 6": 6)."""
 
     file: str
     unit: str
     number: int
+    total: int = 0
 
 
 # a 4-D volume's "scan.nii · volume 1 of 40" is the file part: its slices group as one file's
-_SLICE_NAME = re.compile(r"^(?P<file>.+) · (?P<unit>slice|frame|page) (?P<number>\d+) of \d+"
+_SLICE_NAME = re.compile(r"^(?P<file>.+) · (?P<unit>slice|frame|page) (?P<number>\d+) of "
+                         r"(?P<total>\d+)"
                          r"(?: \(\d+ of \d+ \w+ analysed\))?$", re.DOTALL)
 
 
@@ -92,7 +95,15 @@ def parse_slice_name(name: str) -> SliceName | None:
     """The parts of a name `Slice` gives ("scan.dcm · frame 3 of 100 (64 of 100 frames
     analysed)"), or None for any other name."""
     m = _SLICE_NAME.match(name)
-    return SliceName(m["file"], m["unit"], int(m["number"])) if m else None
+    return SliceName(m["file"], m["unit"], int(m["number"]), int(m["total"])) if m else None
+
+
+def blank_note(unit: str, places: Sequence[int], total: int) -> str:
+    """A series' blank slices, left out, in one clause: "slices 1 and 5 of 5 are blank (one
+    flat grey level), not analysed" (the dashboard's series note, `predict`'s and `explain`'s
+    line per series)."""
+    verb = "are" if len(places) > 1 else "is"
+    return f"{places_words(unit, places)} of {total} {verb} {images.BLANK_SLICE}"
 
 
 def expand_series(paths: Sequence[str | Path]) -> list[str | Slice]:

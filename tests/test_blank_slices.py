@@ -1,4 +1,5 @@
-"""Blank slices inside a series (a multi-frame DICOM, a zip of .dcm slices, a multi-page TIFF).
+"""Blank slices inside a series (a multi-frame DICOM, a zip of .dcm slices, a multi-page TIFF,
+a NIfTI volume).
 
 A blank single file was refused in one line, but a series' blank slices (the empty slices
 outside the head at a series' ends) were answered "no tumour" like any other. Now each is left
@@ -126,27 +127,95 @@ def test_blank_slices_among_unreadable_ones_are_said_apart():
     assert "slices 2 and 3 of 6 are blank" in note
 
 
-def test_predict_answers_the_slices_and_names_the_blank_ones(tmp_path: Path, smoke_run: Path):
+def _nifti(frames: np.ndarray) -> bytes:
+    """`frames` as the axial slices of a NIfTI volume (identity affine: z is superior)."""
+    import nibabel as nib
+
+    vox = np.stack([f[::-1, ::-1].T for f in frames.astype(np.int16)], axis=2)
+    return nib.Nifti1Image(vox, np.eye(4)).to_bytes()
+
+
+def test_predict_answers_a_series_and_notes_its_blank_slices_without_failing(
+        tmp_path: Path, smoke_run: Path):
+    """A series' padding slices were a "cannot read" line each and made predict exit 1, though
+    every other slice was answered: now one note per series, as the dashboard's, and exit 0."""
     from typer.testing import CliRunner
 
     from pipeline.cli import app
 
-    scan = tmp_path / "scan.dcm"
-    scan.write_bytes(make_dicom(_phantoms(5, blank=(0,))))
+    files = {"scan.dcm": make_dicom(_phantoms(5, blank=(0, 4))),
+             "stack.tif": _tiff(_phantoms(4, blank=(3,))),
+             "vol.nii": _nifti(_phantoms(4, blank=(0,)))}
+    paths = []
+    for name, data in files.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(data)
+    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), *map(str, paths)])
+    assert result.exit_code == 0, result.output[-2000:]  # every slice with something in it
+    answered = [ln.split("\t")[0] for ln in result.stdout.splitlines() if "\t" in ln]
+    scan, stack, vol = map(str, paths)
+    assert answered == [*(f"{scan} · slice {k} of 5" for k in (2, 3, 4)),
+                        *(f"{stack} · slice {k} of 4" for k in (1, 2, 3)),
+                        *(f"{vol} · slice {k} of 4" for k in (2, 3, 4))]
+    assert "cannot read" not in result.stderr
+    notes = [ln for ln in result.stderr.splitlines() if "blank" in ln]
+    assert notes == [f"{scan}: slices 1 and 5 of 5 are {BLANK_SLICE}",
+                     f"{stack}: slice 4 of 4 is {BLANK_SLICE}",
+                     f"{vol}: slice 1 of 4 is {BLANK_SLICE}"]
+    # the dashboard says it in the same words
+    from dashboard.core import decode_upload
+
+    note = decode_upload("s.dcm", files["scan.dcm"]).note
+    assert f"slices 1 and 5 of 5 are {BLANK_SLICE}" in note
+    # --json: the slices left out are listed apart, not as errors
+    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--json", scan])
+    assert result.exit_code == 0, result.output[-2000:]
+    report = json.loads(result.stdout)
+    assert report["errors"] == []
+    assert report["blank_slices"] == [f"{scan} · slice {k} of 5" for k in (1, 5)]
+    # --out: a row each (a rerun retries them, as it retries failures), exit 0
+    out = tmp_path / "preds.csv"
+    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--out", str(out), scan])
+    assert result.exit_code == 0, result.output[-2000:]
+    assert f"{scan}: slices 1 and 5 of 5 are {BLANK_SLICE}" in result.stderr
+
+
+def test_predict_says_a_blank_file_is_blank_and_exits_1(tmp_path: Path, smoke_run: Path):
+    """A blank file (or a series of nothing but blank slices) has no answer at all: one line
+    saying it is blank (it was "cannot read", though it was read), and exit 1, as a file that
+    cannot be read: every file given gets an answer or the exit code says so."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    white = tmp_path / "white.png"
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(white)
     flat = tmp_path / "flat.dcm"
     flat.write_bytes(make_dicom(_phantoms(3, blank=(0, 1, 2))))
-    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--json", str(scan),
-                                      str(flat)])
-    assert result.exit_code == 1, result.output[-2000:]  # not every slice has an answer
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(make_dicom(_phantoms(3, blank=(2,))))
+    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--json", str(white),
+                                      str(flat), str(scan)])
+    assert result.exit_code == 1, result.output[-2000:]
     report = json.loads(result.stdout)
-    assert [r["path"] for r in report["results"]] == [f"{scan} · slice {k} of 5"
-                                                      for k in (2, 3, 4, 5)]
-    errors = {e["path"]: e["error"] for e in report["errors"]}
-    assert errors[f"{scan} · slice 1 of 5"] == f"{scan} · slice 1 of 5: {BLANK_SLICE}"
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("cannot read")]
-    assert lines == [f"cannot read {scan} · slice 1 of 5: {BLANK_SLICE}",
-                     f"cannot read {flat} · 3 slices (slices 1 to 3): all 3 slices are blank "
-                     "(one flat grey level): nothing in it to classify"]
+    assert [r["path"] for r in report["results"]] == [f"{scan} · slice {k} of 3" for k in (1, 2)]
+    assert report["blank_slices"] == [f"{scan} · slice 3 of 3"]
+    assert [e["path"] for e in report["errors"]] == [
+        str(white), *(f"{flat} · slice {k} of 3" for k in (1, 2, 3))]
+    assert "cannot read" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if "blank" in ln]
+    assert lines == [f"{white}: a blank image (one flat grey level): nothing in it to classify",
+                     f"{flat}: all 3 slices are blank (one flat grey level): nothing in it to "
+                     "classify",
+                     f"{scan}: slice 3 of 3 is {BLANK_SLICE}"]
+    # a file that cannot be read still says so
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), str(bad), str(scan)])
+    assert result.exit_code == 1
+    assert [ln for ln in result.stderr.splitlines() if ln.startswith("cannot read")] == [
+        ln for ln in result.stderr.splitlines() if str(bad) in ln]
 
 
 def test_explain_leaves_out_a_blank_slice(tmp_path: Path, smoke_run: Path):
@@ -159,7 +228,9 @@ def test_explain_leaves_out_a_blank_slice(tmp_path: Path, smoke_run: Path):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
                                       "custom_cnn", "--out", str(out), str(stack)])
-    assert result.exit_code == 1, result.output[-2000:]
+    assert result.exit_code == 0, result.output[-2000:]  # the blank slice alone: no failure
+    assert f"{stack}: slice 3 of 3 is {BLANK_SLICE}" in result.stderr
+    assert "1 blank slice(s) left out" in result.stdout and "unreadable" not in result.stdout
     record = json.loads((out / "explain.json").read_text())
     assert [r["path"] for r in record["images"]] == [f"{stack} · slice {k} of 3" for k in (1, 2)]
     assert record["errors"] == [{"path": f"{stack} · slice 3 of 3",

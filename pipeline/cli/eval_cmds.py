@@ -31,6 +31,7 @@ from pipeline.cli.common import (
     run_ref,
     say,
     shown,
+    unanswered,
     unreadable_report,
     warning_legend,
     warning_tags,
@@ -50,7 +51,9 @@ def predict(
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all "
                               "(as explain takes it)"),
 ) -> None:
-    """Predict each image with the models of a run. Unusable files: one line each, exit 1."""
+    """Predict each image with the models of a run. Unusable files: one line each, exit 1. A
+    series' blank slices are left out with one note per series (exit 0 if the rest are
+    answered); a blank file is said to be blank, exit 1."""
     from pipeline.artifacts import ArtifactError
     from pipeline.predict import Predictor, predict_files
     from pipeline.stream import parse_shard, scan_inputs, select_shard
@@ -89,11 +92,17 @@ def predict(
     with progress_bar(enabled=err.is_terminal) as update, unreadable_report() as report:
         results, failures = predict_files(predictor, paths, progress=update, each=each)
     if as_json:
+        from pipeline.images import blank_failure
+
+        # a series' blank slices are left out, not errors (the CSV keeps a row for each)
+        blank = [p for p, r in failures if blank_failure(r) == "slice"]
         print_json({"run": predictor.run.run_id, "results": results,
-                    "errors": [{"path": p, "error": r} for p, r in failures]})
+                    "errors": [{"path": p, "error": r} for p, r in failures
+                               if blank_failure(r) != "slice"],
+                    "blank_slices": blank})
     else:
         warning_legend(seen, splits, answered=bool(results))
-    if failures:
+    if unanswered(failures):
         raise typer.Exit(1)
 
 
@@ -158,7 +167,7 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
             report(path, reason)
     sys.stdout.write(f"wrote {summary['written']} row(s) to {one_line(out)}"
                      f" ({summary['already_done']} already there)\n")
-    if summary["failed"]:
+    if unanswered(summary["failed"]):
         raise typer.Exit(1)
 
 

@@ -26,6 +26,7 @@ from pipeline.cli.common import (
     report_inputs,
     run_ref,
     shown,
+    unanswered,
     unreadable_report,
     warning_legend,
     warning_tags,
@@ -125,10 +126,25 @@ def explain(
     if summary.selected and not summary.images:
         fail(f"none of the {summary.selected} file(s) is a usable image; nothing to explain",
              code=1)
+    errors = _listed_errors(out) if summary.errors else []
     _print_explained(summary, len(names), out, shard if shard else None, len(paths),
-                     targeted=target_idx is not None)
-    if summary.errors:  # as before resuming existed: exit 1 whenever explain.json lists errors
+                     targeted=target_idx is not None, errors=errors)
+    # as before resuming existed: exit 1 whenever explain.json lists errors, but for a series'
+    # blank slices, left out as predict leaves them out (`common.unanswered`)
+    if unanswered(errors):
         raise typer.Exit(1)
+
+
+def _listed_errors(out: Path) -> list[tuple[str, str]]:
+    """explain.json's errors in `out`, as (path, reason)."""
+    from pipeline.artifacts import ArtifactError, read_json
+    from pipeline.explain.journal import RESULT
+
+    try:
+        doc = read_json(out / RESULT)
+    except ArtifactError as exc:
+        fail(str(exc))
+    return [(str(e.get("path")), str(e.get("error"))) for e in doc.get("errors") or []]
 
 
 def _check_explain_options(method: str | None, alpha: float, outline: float | None,
@@ -177,13 +193,15 @@ def _explain_with_progress(run: Run, explainers: dict[str, Explainer], paths: li
 
 
 def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: str | None,
-                     n_files: int, *, targeted: bool = False) -> None:
+                     n_files: int, *, targeted: bool = False,
+                     errors: list[tuple[str, str]] | None = None) -> None:
     """One tab-separated line per image explained now (each model's prediction with the
     warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
     the prediction printed beside it), and the shortcut alarm when it fires, then in a last
     field the image's own tags as `predict` prints them: the models disagree, the run's split
     it is in), then a total with the files skipped as done; a legend of the answer warnings
-    shown goes to stderr."""
+    shown goes to stderr. `errors`: explain.json's (path, reason), whose blank slices are
+    counted apart from the files that could not be read."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
     from pipeline.explain.methods import target_words
@@ -219,7 +237,12 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
             parts.append(" ".join(tags))
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
     where = f"shard {shard}: {summary.selected} of {n_files} file(s); " if shard else ""
-    unreadable = f", {summary.errors} unreadable" if summary.errors else ""
+    from pipeline.images import blank_failure
+
+    blank = sum(blank_failure(r) == "slice" for _, r in errors or ())
+    bad = len(errors) - blank if errors is not None else summary.errors
+    unreadable = (f", {bad} unreadable" if bad else "") + (
+        f", {blank} blank slice(s) left out" if blank else "")
     sys.stdout.write(f"wrote {len(summary.rows) * n_models} overlay(s) and explain.json to "
                      f"{one_line(out)} ({where}{summary.already_done} already done, skipped; "
                      f"explain.json: {summary.images} image(s){unreadable})\n")
