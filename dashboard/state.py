@@ -19,6 +19,7 @@ import streamlit as st
 from dashboard import core, error_frames, flags, runinfo
 from pipeline import names, run_files
 from pipeline.artifacts import (
+    ARTIFACTS_ENV,
     PROJECT_ROOT,
     ArtifactError,
     Run,
@@ -32,7 +33,6 @@ from pipeline.data.membership import FILE as MEMBERSHIP_FILE
 from pipeline.data.membership import Membership
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 
-ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_KEY = "run_choice"
 DISCLAIMER = names.DISCLAIMER.replace("not a diagnostic device", "**not a diagnostic device**")

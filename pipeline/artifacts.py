@@ -23,6 +23,18 @@ from pipeline import run_files
 SCHEMA_VERSION = 1
 TMP_PREFIX = ".tmp-"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The environment variable naming the artifacts folder: the dashboard reads runs from it, and
+# every command's --artifacts (train's --out) defaults to it (`cli.common.artifacts_option`);
+# the CLI ignored it, so `predict --run latest` answered with another folder's latest run.
+ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
+DEFAULT_ARTIFACTS = Path("artifacts")  # without it: relative to the working folder
+
+
+def default_artifacts() -> Path:
+    """The artifacts folder a command uses without --artifacts: `$BRAIN_MRI_ARTIFACTS` when set
+    and not empty (as click reads an option's variable), else `artifacts`."""
+    raw = os.environ.get(ARTIFACTS_ENV)
+    return Path(raw).expanduser() if raw else DEFAULT_ARTIFACTS
 
 
 def relative_to_project(path: str | Path) -> str | None:

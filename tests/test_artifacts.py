@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.artifacts import (
@@ -179,3 +180,44 @@ def test_a_moved_dataset_is_named_once_with_its_fix_and_no_absolute_path(tmp_pat
     with pytest.raises(EvaluationError, match="--run-data DIR") as info:
         evaluate_run(run_dir)
     assert str(tmp_path) not in str(info.value)
+
+
+def test_the_cli_finds_runs_where_brain_mri_artifacts_points_as_the_dashboard_does(
+        tmp_path, monkeypatch):
+    """The dashboard read `$BRAIN_MRI_ARTIFACTS`, the CLI never did: `predict --run latest` in
+    the same shell answered with ./artifacts' latest run, another run than the dashboard's."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dashboard import state
+    from pipeline import artifacts
+    from pipeline.cli import app
+
+    assert state.ARTIFACTS_ENV is artifacts.ARTIFACTS_ENV == "BRAIN_MRI_ARTIFACTS"  # one home
+    monkeypatch.chdir(tmp_path)
+    here = _finished_run(tmp_path / "artifacts")  # ./artifacts: the default without it
+    there = _finished_run(tmp_path / "elsewhere")
+    image = tmp_path / "head.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(image)
+    env = {artifacts.ARTIFACTS_ENV: str(tmp_path / "elsewhere")}
+
+    def run_of(args: list[str], env: dict[str, str]) -> tuple[str, str]:
+        result = CliRunner().invoke(app, ["predict", "--json", *args, str(image)], env=env)
+        assert result.exit_code == 0, result.output[-2000:]
+        return json.loads(result.stdout)["run"], result.stderr
+
+    assert run_of(["--run", "latest"], {})[0] == here.name
+    ran, stderr = run_of(["--run", "latest"], env)
+    assert ran == there.name
+    # the fix commands name the run as the same shell finds it: no --artifacts needed
+    assert "python -m pipeline calibrate --run latest" in stderr and "--artifacts" not in stderr
+    assert run_of(["--run", there.name], env)[0] == there.name  # an id, looked up there
+    # --artifacts still wins, and an empty variable is no folder
+    assert run_of(["--run", "latest", "--artifacts", "artifacts"], env)[0] == here.name
+    assert run_of(["--run", "latest"], {artifacts.ARTIFACTS_ENV: ""})[0] == here.name
+    result = CliRunner().invoke(app, ["predict", "--run", "latest", str(image)],
+                                env={artifacts.ARTIFACTS_ENV: str(tmp_path / "none")})
+    assert result.exit_code == 2 and f"{tmp_path / 'none' / 'latest'} does not exist" in \
+        result.stderr
+    assert artifacts.ARTIFACTS_ENV in CliRunner().invoke(app, ["predict", "--help"]).stdout

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import PROJECT_ROOT
+from pipeline.artifacts import ARTIFACTS_ENV, PROJECT_ROOT
 from pipeline.bench.errors import BenchError
 from pipeline.bench.timing import proc_memory_mb, tail
 
@@ -105,8 +105,7 @@ def dashboard_benchmark(run_dir: Path, upload_files: list[Path], n_uploads: int,
     # Any method: the dashboard opens with the run's chosen one (explain_choice.json).
     captions = [re.compile(re.escape(f"{display_name(m)} · ") + r".+ for")
                 for m in run.model_names]
-    env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(_private_artifacts(run_dir, work,
-                                                                       other_run))}
+    env = {**os.environ, ARTIFACTS_ENV: str(_private_artifacts(run_dir, work, other_run))}
     files = [upload_files[i % len(upload_files)] for i in range(n_uploads)]
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import _existing_dir, _model_list, err, fail, progress_bar, shown
+from pipeline.cli.common import (
+    _existing_dir,
+    _model_list,
+    artifacts_option,
+    err,
+    fail,
+    progress_bar,
+    shown,
+)
 from pipeline.names import DEFAULT_MODELS
 
 
@@ -21,8 +29,7 @@ def bench(
                              help="folder for <UTC date>[-quick].json and .md"),
     run_: str = typer.Option(None, "--run", help="existing run (id, folder or latest) for the "
                              "latency and dashboard parts; default: a short run trained here"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts",
-                                       help="artifacts folder --run is looked up in"),
+    artifacts_dir: Path = artifacts_option(help="artifacts folder --run is looked up in"),
     model: str = typer.Option("all", "--model", help=f"{', '.join(DEFAULT_MODELS)} or all"),
     # the example with a space after its comma: one long word was cut to "…" in the help
     target: str = typer.Option(None, "--target", help="val accuracy targets, e.g. "

@@ -11,6 +11,7 @@ import typer
 from pipeline.cli.common import (
     RUN_DATA_HELP,
     _existing_dir,
+    artifacts_option,
     fail,
     one_line,
     print_json,
@@ -21,7 +22,7 @@ from pipeline.cli.common import (
 
 def calibrate(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    artifacts_dir: Path = artifacts_option(),
     run_data: Path = typer.Option(None, "--run-data", help=RUN_DATA_HELP),
     data_root: Path = typer.Option(None, "--data-root", hidden=True),  # --run-data's old name
     as_json: bool = typer.Option(False, "--json", help="print calibration.json"),

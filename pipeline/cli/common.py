@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich import progress as rich_progress
@@ -361,6 +361,16 @@ def as_given(path: str | Path) -> str:
     return one_line(p)
 
 
+def artifacts_option(*names: str, help: str = "artifacts folder") -> Any:  # noqa: A002
+    """A command's artifacts-folder option (`--artifacts`, or `names`): `artifacts` unless
+    `$BRAIN_MRI_ARTIFACTS` (`artifacts.ARTIFACTS_ENV`, which the dashboard reads) names
+    another, so `--run latest` and run ids are looked up where the dashboard finds them."""
+    from pipeline.artifacts import ARTIFACTS_ENV, DEFAULT_ARTIFACTS
+
+    return typer.Option(DEFAULT_ARTIFACTS, *(names or ("--artifacts",)), envvar=ARTIFACTS_ENV,
+                        help=help)
+
+
 def _existing_dir(path: Path, what: str) -> Path:
     """`path` if it is a folder, else fail: "<what> <path> does not exist" / "is not a folder"."""
     if not path.exists():
@@ -385,8 +395,11 @@ def run_ref(artifacts_dir: Path, run: str) -> str:
     `--artifacts` when it matters (an id or "latest" looked up in another folder)."""
     import shlex
 
+    from pipeline.artifacts import default_artifacts
+
     ref = shlex.quote(run)
-    if Path(run).is_dir() or artifacts_dir == Path("artifacts"):
+    # the folder the same command finds without --artifacts ($BRAIN_MRI_ARTIFACTS or artifacts)
+    if Path(run).is_dir() or artifacts_dir == default_artifacts():
         return ref
     return f"{ref} --artifacts {shlex.quote(str(artifacts_dir))}"
 

@@ -17,6 +17,7 @@ from pipeline.cli.common import (
     _model_list,
     _open_run,
     _split_models,
+    artifacts_option,
     as_given,
     err,
     fail,
@@ -42,7 +43,7 @@ from pipeline.intervals import N_BOOT
 def predict(
     images_: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files or folders"),
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    artifacts_dir: Path = artifacts_option(),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     out: Path = typer.Option(None, "--out", help="write a CSV here instead of printing: "
                              "streams in chunks, and a rerun skips rows already written"),
@@ -281,7 +282,7 @@ def _print_cv_summary(result: dict) -> None:
 
 def evaluate(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    artifacts_dir: Path = artifacts_option(),
     data: Path = typer.Option(None, "--data", help="another dataset to evaluate on instead "
                               "of the run's test split (an external evaluation): "
                               "Training/Testing or class folders (one per class, or yes/no), "
@@ -413,7 +414,7 @@ def _print_robustness_summary(result: dict) -> None:
 
 def figures(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    artifacts_dir: Path = artifacts_option(),
     out: Path = typer.Option(Path("docs/figures"), "--out", help="where the PNGs and table go"),
 ) -> None:
     """Render the README's confusion matrices, training curves and results.md from a run.

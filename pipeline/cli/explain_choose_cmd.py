@@ -17,6 +17,7 @@ from pipeline.cli.common import (
     RUN_DATA_HELP,
     _existing_dir,
     _split_models,
+    artifacts_option,
     as_given,
     fail,
     keep_larger,
@@ -38,7 +39,7 @@ def explain_choose_cmd(
     max_images: int = typer.Option(CHOOSE_MAX_IMAGES, "--max-images", help="validation "
                                    "images with a box (balanced over labels)"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    artifacts_dir: Path = artifacts_option(),
     replace: bool = typer.Option(False, "--replace", help="overwrite a model's choice made on "
                                  "more images than --max-images"),
 ) -> None:

@@ -18,6 +18,7 @@ from pipeline.cli.common import (
     _model_list,
     _open_run,
     _target_index,
+    artifacts_option,
     err,
     fail,
     one_line,
@@ -79,7 +80,7 @@ def explain(
     shard: str = typer.Option(None, "--shard", help="i/n: only every n-th file from position "
                               "i (split a large folder over n jobs, one --out each; overlay "
                               "names as in one unsharded run)"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    artifacts_dir: Path = artifacts_option(),
 ) -> None:
     """Overlay PNG per image and model, plus explain.json with predictions and heatmap stats.
 

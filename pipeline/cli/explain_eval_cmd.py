@@ -20,6 +20,7 @@ from pipeline.cli.common import (
     RUN_DATA_HELP,
     _existing_dir,
     _split_models,
+    artifacts_option,
     err,
     fail,
     keep_larger,
@@ -64,7 +65,7 @@ def explain_eval_cmd(
     layer: str = typer.Option(None, "--layer", help="conv layer to explain (default: each "
                               "model's layer from explain-choose, else its gradcam_layer from "
                               "the manifest)"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    artifacts_dir: Path = artifacts_option(),
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
     replace: bool = typer.Option(False, "--replace", help="overwrite a run's explanations.json "
                                  "measured on more images than --max-images, or measure "

@@ -11,6 +11,7 @@ from pipeline.cli.common import (
     RUN_DATA_HELP,
     _existing_dir,
     _open_run,
+    artifacts_option,
     fail,
     one_line,
     progress_bar,
@@ -20,7 +21,7 @@ from pipeline.cli.common import (
 
 def ood(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
-    artifacts_dir: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts folder"),
+    artifacts_dir: Path = artifacts_option(),
     run_data: Path = typer.Option(None, "--run-data", help=RUN_DATA_HELP),
     data_root: Path = typer.Option(None, "--data-root", hidden=True),  # --run-data's old name
 ) -> None:

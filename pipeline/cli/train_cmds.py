@@ -13,6 +13,7 @@ from pipeline.cli.common import (
     MODEL_HELP,
     _existing_dir,
     _model_list,
+    artifacts_option,
     err,
     fail,
     print_json,
@@ -173,7 +174,7 @@ def train(
     model: str = typer.Option("all", "--model", help=MODEL_HELP),
     # --artifacts too: every command that reads runs calls the folder so (a review trained with
     # --out X, then needed predict --artifacts X)
-    out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="artifacts folder"),
+    out: Path = artifacts_option("--out", "--artifacts"),
     profile_name: str = typer.Option("full", "--profile", help=PROFILE_HELP + " Default "
                                      "full: train makes the real runs (run and tune: quick)."),
     image_size: int = typer.Option(None, "--image-size", help="input side in pixels "
@@ -225,7 +226,7 @@ def run(
                               "synthetic phantoms made in --synth-dir"),
     # --artifacts too: every command that reads runs calls the folder so (a review trained with
     # --out X, then needed predict --artifacts X)
-    out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="artifacts folder"),
+    out: Path = artifacts_option("--out", "--artifacts"),
     profile_name: str = typer.Option("quick", "--profile", help=PROFILE_HELP + " Default "
                                      "quick: run is the demo (make demo), minutes not hours; "
                                      "--profile full trains as train does."),
@@ -294,8 +295,8 @@ def tune(
                               "layout; its test split is never read)"),
     model: str = typer.Option(..., "--model", help="custom_cnn, mobilenetv2 or efficientnetb0"),
     budget: int = typer.Option(8, "--budget", help="number of trials (configurations trained)"),
-    out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts",
-                             help="artifacts folder; results go to OUT/tune/MODEL-TIMESTAMP/"),
+    out: Path = artifacts_option(
+        "--out", "--artifacts", help="artifacts folder; results go to OUT/tune/MODEL-TIMESTAMP/"),
     profile_name: str = typer.Option("quick", "--profile", help=PROFILE_HELP + " Default "
                                      "quick: each of --budget trials is a whole training."),
     config: Path = typer.Option(None, "--config", help="JSON config overriding the profile"),
