@@ -1526,6 +1526,34 @@ def test_a_long_series_slider_table_and_card_number_slices_alike(
     assert int(at.select_slider(key=key).value) == 5
 
 
+def test_a_series_slice_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_run: Path):
+    """A single upload of a training image said so on its card, but a series holding it did
+    not (the look-up skipped series), though `predict` tags such a slice: the chosen slice's
+    card now says it in the same words, and another slice says its own."""
+    import hashlib
+
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    root = Path(manifest["data"]["dir"])
+    pages = [Image.open(root / splits[split][0]["path"]).convert("L")
+             for split in ("test", "train", "test")]
+    pages[2] = Image.open(root / splits["test"][1]["path"]).convert("L")
+    assert len({p.size for p in pages}) == 1, [p.size for p in pages]  # one stack, one size
+    stack = _encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    key = f"predict_slice_{hashlib.sha256(stack).hexdigest()[:16]}"
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([("stack.tif", stack, "image/tiff")]).run()
+    _ok(at)
+    assert int(at.select_slider(key=key).value) == 2  # the training image
+    notes = [i.value for i in at.info if "in this run's" in i.value]
+    assert len(notes) == 1 and notes[0].startswith(
+        "This image is in this run's training split: the models learnt"), notes
+    at.select_slider(key=key).set_value(1).run()
+    _ok(at)
+    notes = [i.value for i in at.info if "in this run's" in i.value]
+    assert len(notes) == 1 and notes[0].startswith("This image is in this run's test split"), notes
+
+
 def test_a_nifti_volume_upload_gets_the_series_slider(artifacts: Path, smoke_run: Path):
     """A researcher's .nii.gz is a series like a multi-frame DICOM: its axial slices behind a
     slider, each named by its place in the volume; its blank top slice left out, said so."""

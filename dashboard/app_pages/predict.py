@@ -132,16 +132,24 @@ seen_in = state.membership(run)
 advice = {s: seen_advice(s, bool(entries and not why),
                                [core.literal(r) for r in state.official_test_runs(run)])
           for s in WARNING_SPLITS} if seen_in and files else {}
-for k, (name, data) in enumerate(files):
-    upload = state.decode_cached(name, hashlib.sha256(data).hexdigest(), data)
-    upload.ref = f"upload {k + 1}"  # its number in the list under the uploader, never its name
-    # A file from the dataset's Testing/ folder may be a training image of this run (271 of
-    # 394 are, on the main split): say so, or its answer reads as a fair test.
+
+
+def note_seen(upload: core.Upload) -> None:
+    """A file from the dataset's Testing/ folder may be a training image of this run (271 of
+    394 are, on the main split): say so, or its answer reads as a fair test. A single image
+    when decoded, a series' slice once its slider has chosen it (a series was never looked up,
+    though `predict` looks up each slice)."""
     seen = seen_in.find(upload.image) if seen_in and upload.ok and not upload.slices else None
     upload.seen = seen_note(seen.split, seen.distance, seen.exact) if seen else ""
     upload.seen_split = seen.split if seen else ""
     upload.seen_exact = bool(seen and seen.exact)
     upload.seen_advice = advice.get(seen.split, "") if seen else ""
+
+
+for k, (name, data) in enumerate(files):
+    upload = state.decode_cached(name, hashlib.sha256(data).hexdigest(), data)
+    upload.ref = f"upload {k + 1}"  # its number in the list under the uploader, never its name
+    note_seen(upload)
     items.append(upload)
     boxes.append(None)
 
@@ -169,6 +177,8 @@ notes = runinfo.report_notes(run_title, datetime.now(timezone.utc).strftime("%Y-
 series = {i: u for i, u in enumerate(items) if u.slices}
 items = [u.slice_view(series_view.chosen_slice(u, "predict") - 1) if i in series else u
          for i, u in enumerate(items)]
+for i in series:  # the chosen slice: a training image of the run is said so, as an upload is
+    note_seen(items[i])
 good = [u for u in items if u.ok]
 # Every image is explained, not only the page of cards shown: the summary's flag counts and the
 # flag filter need each image's heatmap flags too (evidence outside the head, an empty map),
