@@ -105,6 +105,9 @@ class Upload:
     # what to do instead, after a training or validation image's note (`flags.seen_advice`,
     # Markdown): said on its card only, not in the reports
     seen_advice: str = ""
+    # the patient's right is on the picture's left, as the file says (a NIfTI volume's slices,
+    # `images.decode_slices`' info["radiological"]): the card's reading notes say so
+    radiological: bool = False
 
     @property
     def ok(self) -> bool:
@@ -126,7 +129,7 @@ class Upload:
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
                       colour=is_colour(img), ct=looks_like_ct(img),
-                      photo=looks_like_photo(img))
+                      photo=looks_like_photo(img), radiological=self.radiological)
 
 
 CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually called "
@@ -171,10 +174,11 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
                       note=decode_note(info), slices=slices,
                       positions=[int(i) + 1 for i in indices] if indices else None,
                       total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]),
-                      ct=looks_like_ct(slices[0]), photo=looks_like_photo(slices[0]))
+                      ct=looks_like_ct(slices[0]), photo=looks_like_photo(slices[0]),
+                      radiological=bool(info.get("radiological")))
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
                   note=decode_note(info), colour=is_colour(slices[0]), ct=looks_like_ct(slices[0]),
-                  photo=looks_like_photo(slices[0]))
+                  photo=looks_like_photo(slices[0]), radiological=bool(info.get("radiological")))
 
 
 def decode_note(info: dict[str, Any]) -> str | None:

@@ -37,7 +37,7 @@ from pipeline.explain import (
     to_png,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, OUTSIDE_HEAD_MESSAGE, outside_share_words
-from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
+from pipeline.explain.overlay_text import overlay_caption, overlay_note
 from pipeline.explain.render import CAPTION_MIN_SIDE, caption_strip, outline_words, peak_words
 from pipeline.names import HEATMAP_ALPHA
 
@@ -245,7 +245,8 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
     if scale > 1:  # as large as explain's, so its caption reads at the same size
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
                          interpolation=cv2.INTER_CUBIC)
-    return np.concatenate([img, caption_strip(img.shape[1], lines, OVERLAY_NOTE)], axis=0)
+    return np.concatenate([img, caption_strip(img.shape[1], lines,
+                                              overlay_note(upload.radiological))], axis=0)
 
 
 def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequence[str],
@@ -420,7 +421,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # were outsized); in a compact card, whose pictures are narrow, under both overlays
         below = st.columns([1, max(len(models), 1)] if compact else [1] * (1 + len(models)))
         with below[1 if len(below) > 1 else 0]:
-            st.image(F.colour_legend(), width="stretch", caption=F.LEGEND_CAPTION + (
+            st.image(F.colour_legend(), width="stretch", caption=F.legend_caption(
+                upload.radiological) + (
                 f" {outline_words(OUTLINE_PERCENT)}" if settings.outline else ""))
         with below[0]:
             # data as a callable: the PDF is drawn only when clicked, never on a rerun

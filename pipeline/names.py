@@ -41,9 +41,29 @@ HEATMAP_ALPHA = 0.4
 # the Overview): the custom CNN's recipes were chosen on it, so it is no clean test
 SHIFT_VALIDATION_NOTE = ("this project's training recipes were chosen on it (shift validation), so "
                          "its figures are a guide to images from other sources, not a clean test")
-HEATMAP_READING = ("Heatmap colours are scaled per image: every map has a brightest spot, even "
-                   "where the evidence is weak. It is not a lesion map. Left and right are the "
-                   "picture's, not the patient's.")
+# Left and right on a picture of a slice: the picture's own, unless the file says how the
+# patient lies in it (a NIfTI volume with a usable affine, which `nifti` shows as radiologists
+# view an axial slice: `images.decode_slices`' info["radiological"]); every heatmap's reading
+# note and the dashboard's colour scale say one of these (`sides_words`)
+PICTURE_SIDES = "Left and right are the picture's, not the patient's."
+RADIOLOGICAL_SIDES = ("Shown as radiologists view a slice (from the file's orientation): the "
+                      "patient's right is on the picture's left.")
+
+
+def sides_words(radiological: bool = False) -> str:
+    """Which side of a picture is which: `RADIOLOGICAL_SIDES` where the file's orientation is
+    known and the slice is shown radiologically, else `PICTURE_SIDES`."""
+    return RADIOLOGICAL_SIDES if radiological else PICTURE_SIDES
+
+
+def heatmap_reading(radiological: bool = False) -> str:
+    """How to read any heatmap (`HEATMAP_READING`), its last sentence saying which side is
+    which (`sides_words`)."""
+    return ("Heatmap colours are scaled per image: every map has a brightest spot, even where "
+            f"the evidence is weak. It is not a lesion map. {sides_words(radiological)}")
+
+
+HEATMAP_READING = heatmap_reading()
 
 # Image files a dataset folder or a mask folder may hold (decoding is `images.decode_image`'s job).
 IMAGE_EXTS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm"})

@@ -172,7 +172,9 @@ def decode_volume(data: bytes, label: str, max_pixels: int
     """A NIfTI volume's axial slices as H×W×3 uint8 (module docstring), inferior first; at most
     MAX_SLICES, evenly spaced (`info["indices"]`, places in the volume). `info["volumes"]`:
     how many volumes a 4-D file holds (the first is read); `info["orientation"]`: the
-    affine's axis codes ("RAS"; "" when unusable). ImageError in one line otherwise."""
+    affine's axis codes ("RAS"; "" when unusable); `info["radiological"]`: whether the
+    patient's right is known to be on the picture's left (a usable affine). ImageError in one
+    line otherwise."""
     from nibabel.orientations import apply_orientation, ornt2axcodes
 
     from pipeline.dicom import slice_indices
@@ -206,7 +208,10 @@ def decode_volume(data: bytes, label: str, max_pixels: int
     slices = [_square(g, zooms[0], zooms[1]) for g in grey]
     info = {"format": "NIfTI", "mode": codes, "width": slices[0].shape[1],
             "height": slices[0].shape[0], "frames": nz, "slices": len(slices),
-            "indices": kept, "unreadable": [], "volumes": volumes, "orientation": codes}
+            "indices": kept, "unreadable": [], "volumes": volumes, "orientation": codes,
+            # the patient's sides known and shown radiologically (`names.sides_words`); a
+            # volume without a usable affine is taken as stored: its sides are unknown
+            "radiological": bool(codes)}
     return slices, info
 
 

@@ -157,6 +157,7 @@ class SliceReader:
         self._lock = threading.Lock()
         # a series' decoded slices, or why it cannot be decoded (not decoded again per slice)
         self._series: OrderedDict[str, _Decoded | images.ImageError] = OrderedDict()
+        self._radiological: set[str] = set()  # one-item reads of a volume shown radiologically
 
     def __call__(self, item: str | Path | Slice) -> np.ndarray:
         if isinstance(item, Slice):
@@ -167,8 +168,20 @@ class SliceReader:
                 raise images.ImageError(f"{item}: {reason}")
             return decoded.slice(item)
         if file_ext(str(item)) in VOLUME_ONLY:  # one slice, or a reason from the series decoder
-            return images.decode_slices(images.read_file(item), str(item))[0][0]
+            slices, info = images.decode_slices(images.read_file(item), str(item))
+            if info.get("radiological"):
+                self._radiological.add(str(item))
+            return slices[0]
         return images.refuse_blank(images.read_image(item), str(item))  # nothing to answer
+
+    def radiological(self, item: str | Path | Slice) -> bool:
+        """Whether `item`, just read, is shown with the patient's right on the picture's left
+        as its file says (a NIfTI volume with a usable affine: `names.sides_words`); False
+        where the file does not say (any other file, for now DICOM too)."""
+        if isinstance(item, Slice):
+            decoded = self._series.get(item.path)
+            return isinstance(decoded, _Decoded) and bool(decoded.info.get("radiological"))
+        return str(item) in self._radiological
 
     def _slices(self, path: str) -> _Decoded | images.ImageError:
         with self._lock:  # one decode per series, even with several threads asking

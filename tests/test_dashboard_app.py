@@ -1576,6 +1576,10 @@ def test_a_nifti_volume_upload_gets_the_series_slider(artifacts: Path, smoke_run
     assert "scan.nii.gz · slice 2 of 4" in shown
     assert "slice 4 of 4 is blank (one flat grey level), not analysed" in shown
     assert list(_frame(at, "slice")["slice"]) == ["slice 1", "slice 2", "slice 3"]
+    # the volume's affine says whose right is where: the colour scale's caption says so too
+    from dashboard import figures as F
+
+    assert F.legend_caption(radiological=True) in shown and F.LEGEND_CAPTION not in shown
 
 
 def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(

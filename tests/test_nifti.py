@@ -238,3 +238,63 @@ def test_voxels_longer_than_wide_are_shown_square_and_a_singular_affine_as_store
     img.header.set_sform(singular, code=1)
     slices, info = images.decode_slices(_bytes(img), "flat.nii")
     assert info["orientation"] == "" and info["frames"] == 2 and slices[0].shape == (SIDE, SIDE, 3)
+
+
+def test_a_volume_s_slices_say_the_patient_s_right_is_on_the_picture_s_left(
+        tmp_path: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
+    """A NIfTI slice is shown radiologically (the patient's right on the picture's left), yet
+    its caption said left and right were the picture's, not the patient's. Where the file's
+    affine says how the patient lies, the caption now says whose right is where; elsewhere (a
+    PNG, a volume without a usable affine) the old words stay."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dashboard.core import decode_upload
+    from dashboard.figures import legend_caption
+    from pipeline.cli import app
+    from pipeline.explain import overlays
+    from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_note
+    from pipeline.names import PICTURE_SIDES, RADIOLOGICAL_SIDES
+
+    assert PICTURE_SIDES in OVERLAY_NOTE and PICTURE_SIDES in legend_caption()
+    assert RADIOLOGICAL_SIDES in overlay_note(True) and PICTURE_SIDES not in overlay_note(True)
+    assert RADIOLOGICAL_SIDES in legend_caption(True)
+    # the dashboard: the upload and each slice chosen know it
+    vol = _bytes(_volume(_pictures(3), "LPS"), gz=True)
+    upload = decode_upload("scan.nii.gz", vol)
+    assert upload.radiological and upload.slice_view(1).radiological
+    singular = np.eye(4)
+    singular[2, 2] = 0
+    stored = nib.Nifti1Image(_ras(_pictures(2)), None)
+    stored.header.set_sform(singular, code=1)
+    assert not decode_upload("flat.nii", _bytes(stored)).radiological
+    assert not decode_upload("x.png", _png(tmp_path)).radiological
+    # explain: the captioned overlays' small print and explain.json's rows
+    notes: dict[str, str] = {}
+    real = overlays.captioned_overlay
+
+    def spy(image, heatmap, lines, note, **kwargs):  # noqa: ANN001, ANN202
+        notes[lines[0] + str(len(notes))] = note
+        return real(image, heatmap, lines, note, **kwargs)
+
+    monkeypatch.setattr(overlays, "captioned_overlay", spy)
+    scan, flat, png = tmp_path / "scan.nii.gz", tmp_path / "flat.nii", tmp_path / "head.png"
+    scan.write_bytes(vol)
+    flat.write_bytes(_bytes(stored))
+    Image.fromarray(_pictures(1)[0].astype(np.uint8)).save(png)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                      "custom_cnn", "--out", str(out), str(scan), str(flat),
+                                      str(png)])
+    assert result.exit_code == 0, result.output[-2000:]
+    rows = json.loads((out / "explain.json").read_text())["images"]
+    assert [r["radiological"] for r in rows] == [True] * 3 + [False] * 3
+    assert list(notes.values()) == [overlay_note(True)] * 3 + [OVERLAY_NOTE] * 3
+
+
+def _png(tmp_path: Path) -> bytes:
+    from PIL import Image
+
+    path = tmp_path / "x.png"
+    Image.fromarray(_pictures(1)[0].astype(np.uint8)).save(path)
+    return path.read_bytes()

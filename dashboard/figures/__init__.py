@@ -59,7 +59,7 @@ from dashboard.figures.evaluation import (
     tumour_figure,
 )
 from dashboard.figures.glossary import GLOSSARY, glossary_markdown
-from dashboard.figures.legend import LEGEND_CAPTION, LEGEND_WIDTH, colour_legend
+from dashboard.figures.legend import LEGEND_CAPTION, LEGEND_WIDTH, colour_legend, legend_caption
 from dashboard.figures.ood import ood_caption, ood_table
 from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
@@ -92,7 +92,7 @@ from dashboard.figures.training import (
 __all__ = [
     "GLOSSARY", "glossary_markdown",
     "CLASS_PALETTE",
-    "FONT_SIZE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH",
+    "FONT_SIZE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH", "legend_caption",
     "LOCALISATION_CAPTION", "MODEL_COLORS",
     "FigureDataError", "ci_figure", "class_prevalence", "comparison_verdict", "difference_sentence",
     "interval_words",

@@ -12,16 +12,26 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.explain.render import HEATMAP_LOW_HIGH, heatmap_to_rgb
+from pipeline.names import sides_words
 
 LEGEND_TICKS = (0.0, 0.5, 1.0)
 # What a clinician misread (review, 2026-12-05): a yellow spot as "something found" (every map
 # is stretched to its own maximum, even for a class at 0 %), and "right" as the patient's right.
-LEGEND_CAPTION = (f"Heatmap colour: relevance for the explained class, from 0 (low, "
-                  f"{HEATMAP_LOW_HIGH[0]}) to 1 (high, {HEATMAP_LOW_HIGH[1]}), normalised per "
-                  "image: every map has a brightest spot, even where the evidence is weak. It "
-                  "is not a lesion map. Where it is hottest is named by thirds of the picture "
-                  "(\"upper left\", \"centre\"), so a peak near a third's edge can get either "
-                  "name; left and right are the picture's, not the patient's.")
+
+
+def legend_caption(radiological: bool = False) -> str:
+    """The colour scale's caption on a card: what the colours mean, how the hottest place is
+    named, and which side is the patient's (`names.sides_words`: radiological for a NIfTI
+    slice, whose file says so; the picture's own otherwise)."""
+    return (f"Heatmap colour: relevance for the explained class, from 0 (low, "
+            f"{HEATMAP_LOW_HIGH[0]}) to 1 (high, {HEATMAP_LOW_HIGH[1]}), normalised per image: "
+            "every map has a brightest spot, even where the evidence is weak. It is not a "
+            "lesion map. Where it is hottest is named by thirds of the picture (\"upper left\", "
+            "\"centre\"), so a peak near a third's edge can get either name. "
+            + sides_words(radiological))
+
+
+LEGEND_CAPTION = legend_caption()  # a picture whose patient's sides are not known
 # the width the cards show it at, about one picture's (they stretch it over a column that
 # wide); drawn at twice that, so its numbers stay sharp on high-density screens
 LEGEND_WIDTH = 300

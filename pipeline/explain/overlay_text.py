@@ -21,10 +21,10 @@ from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 from pipeline.explain.render import heatmap_stats, outline_words
 from pipeline.names import (
     DISCLAIMER,
-    HEATMAP_READING,
     NO_TUMOR,
     class_label,
     display_name,
+    heatmap_reading,
     percent,
 )
 from pipeline.series import Slice
@@ -34,9 +34,16 @@ if TYPE_CHECKING:
 
 OVERLAY_NAME_BYTES = 120  # leaves room for ".<model>.<method>.png" under the 255-byte limit
 
-# the quieter small print under every captioned overlay (explain's, the dashboard's download):
-# how to read it, then the disclaimer
-OVERLAY_NOTE = f"{HEATMAP_READING} {DISCLAIMER}"
+
+
+def overlay_note(radiological: bool = False) -> str:
+    """The quieter small print under every captioned overlay (explain's, the dashboard's
+    download): how to read it, which side is the patient's where the file says so
+    (`names.sides_words`), then the disclaimer."""
+    return f"{heatmap_reading(radiological)} {DISCLAIMER}"
+
+
+OVERLAY_NOTE = overlay_note()  # where the patient's sides are not known
 
 
 def overlay_bases(paths: list[Path | Slice]) -> list[str]:

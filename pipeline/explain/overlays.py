@@ -31,10 +31,10 @@ from pipeline.explain.metrics import (
     top_outside_head,
 )
 from pipeline.explain.overlay_text import (
-    OVERLAY_NOTE,
     overlay_bases,
     overlay_caption,
     overlay_entry,
+    overlay_note,
 )
 from pipeline.explain.render import (
     CAPTION_BACKGROUND,
@@ -76,7 +76,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                    caption: bool = True, side: int = CAPTION_MIN_SIDE,
                    progress: Progress = no_progress,
                    bases: list[str] | None = None,
-                   warners: Warners | None = None) -> list[dict[str, Any]]:
+                   warners: Warners | None = None,
+                   radiological: list[bool] | None = None) -> list[dict[str, Any]]:
     """Explain every image with every model, write one overlay PNG each into `out`: captioned
     (`overlay_caption`, `captioned_overlay`, at least `side` px on the shorter side, its caption
     scaled with it), or with `caption` False the bare `render_overlay` at the model's
@@ -90,7 +91,10 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     `evaluate.flags.answer_flags`) and the overlay's file name.
     ValueError names the model whose explanation failed. `bases` (one per image) are the
     overlay names when the images are part of a longer list (`overlay_bases` of it);
-    `warners` come from `answer_warners` (built here when not given).
+    `warners` come from `answer_warners` (built here when not given). `radiological` (one per
+    image): the file says the patient's right is on the picture's left (a NIfTI slice,
+    `series.SliceReader.radiological`): its row's `radiological` is true and its caption's
+    small print says so (`overlay_note`), where others say the sides are the picture's.
     """
     from pipeline.calibration import apply_temperature, read_temperatures
     from pipeline.evaluate.flags import answer_flags, is_colour
@@ -107,8 +111,11 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         {"path": str(p), "overlay_base": base, "models": {},
          "in_run_split": seen.split if seen else None,
          "in_run_exact": seen.exact if seen else None,
-         "may_be_ct": looks_like_ct(img)}  # `modality`: a hint, as predict's
-        for (p, img), base, seen in zip(decoded, bases, found, strict=True)]
+         "may_be_ct": looks_like_ct(img),  # `modality`: a hint, as predict's
+         "radiological": bool(side)}
+        for (p, img), base, seen, side in zip(decoded, bases, found,
+                                              radiological or [False] * len(decoded),
+                                              strict=True)]
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     photo = [looks_like_photo(img) for _, img in decoded]
     drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
@@ -152,7 +159,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
                                         disagree=row["agree"] is False,
                                         may_be_ct=row["may_be_ct"], outline=outline)
-                pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines, OVERLAY_NOTE,
+                pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines,
+                                                   overlay_note(row["radiological"]),
                                                    alpha=alpha, outline_top_percent=outline,
                                                    min_side=side)
             else:
