@@ -221,8 +221,27 @@ def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
         assert first is not None
         raise first
     info = {"format": "DICOM", "mode": photometric, "width": cols, "height": rows,
-            "frames": n_frames, "slices": len(out), "indices": kept, "unreadable": unreadable}
+            "frames": n_frames, "slices": len(out), "indices": kept, "unreadable": unreadable,
+            "radiological": radiological(ds)}
     return out, info
+
+
+def radiological(ds: Any) -> bool:
+    """Whether the image's rows run toward the patient's left (ImageOrientationPatient's row
+    cosines mostly along +x, DICOM's patient frame being LPS), so the patient's right is on
+    the picture's left, as the project shows a NIfTI slice (`names.sides_words`). False when
+    the tag is absent (an enhanced multi-frame file's shared one is read too) or says
+    otherwise: a sagittal slice's left and right are front and back. Only this verdict
+    leaves: no attribute is returned."""
+    try:
+        ori = ds.get("ImageOrientationPatient")
+        if ori is None:
+            plane = ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+            ori = plane.ImageOrientationPatient
+        x, y, z = (float(v) for v in list(ori)[:3])
+    except Exception:
+        return False
+    return x > max(abs(y), abs(z))
 
 
 def _frame(ds: Any, index: int, n_frames: int, photometric: str, label: str) -> np.ndarray:

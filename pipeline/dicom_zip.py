@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.dicom import MAX_SLICES, _frames, _open, slice_indices
+from pipeline.dicom import MAX_SLICES, _frames, _open, radiological, slice_indices
 from pipeline.images import ImageError
 
 MAX_ZIP_MEMBERS = 2000  # files in a zipped series
@@ -55,6 +55,7 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     budget = MAX_ZIP_BYTES
     # (position, member, its frames, or one `_Unreadable` per frame)
     found: list[tuple[float | None, int, list[np.ndarray | _Unreadable]]] = []
+    sides: list[bool] = []  # per slice file read: shown radiologically (`dicom.radiological`)
     not_dicom = 0
     for k, member in enumerate(members):
         where = f"{label}: slice file {k + 1}"
@@ -75,7 +76,7 @@ def decode_zip(data: bytes, label: str, max_pixels: int
         if blob[128:132] != b"DICM" and not member.filename.lower().endswith(".dcm"):
             not_dicom += 1
             continue
-        found.append(_zipped_slice(blob, k, where, max_pixels))
+        found.append(_zipped_slice(blob, k, where, max_pixels, sides))
         del blob
     if not_dicom:
         raise ImageError(f"{label}: {not_dicom} of the {len(members)} files in the zip are not "
@@ -94,7 +95,8 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     slices = [f for i in indices if isinstance(f := every[i], np.ndarray)]
     info = {"format": "DICOM series", "mode": "", "width": slices[0].shape[1],
             "height": slices[0].shape[0], "frames": total, "slices": len(slices),
-            "indices": indices, "unreadable": unreadable}
+            "indices": indices, "unreadable": unreadable,
+            "radiological": bool(sides) and all(sides)}
     return slices, info
 
 
@@ -107,16 +109,18 @@ class _Unreadable:
     reason: str
 
 
-def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int
+def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int, sides: list[bool]
                   ) -> tuple[float | None, int, list[np.ndarray | _Unreadable]]:
     """Zip member `k` (a DICOM file's bytes) as (position along the axis, k, its frames); a
     file that cannot be decoded gives one `_Unreadable` per frame its header names (one when
-    the header cannot be read), placed by its position when the header has one."""
+    the header cannot be read), placed by its position when the header has one. `sides`
+    gets the file's `dicom.radiological` verdict when its header is read."""
     try:
         ds = _open(blob, where)
     except ImageError as exc:
         return None, k, [_Unreadable(where, str(exc).removeprefix(f"{where}: "))]
     position = _slice_position(ds)
+    sides.append(radiological(ds))  # every file's, for the series' one verdict
     try:
         frames, info = _frames(ds, where, max_pixels, first_only=False)
         decoded = dict(zip(info["indices"], frames, strict=True))

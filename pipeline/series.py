@@ -176,12 +176,20 @@ class SliceReader:
 
     def radiological(self, item: str | Path | Slice) -> bool:
         """Whether `item`, just read, is shown with the patient's right on the picture's left
-        as its file says (a NIfTI volume with a usable affine: `names.sides_words`); False
-        where the file does not say (any other file, for now DICOM too)."""
+        as its file says (a NIfTI volume with a usable affine, a DICOM whose orientation
+        says so: `names.sides_words`); False where the file does not say."""
         if isinstance(item, Slice):
             decoded = self._series.get(item.path)
             return isinstance(decoded, _Decoded) and bool(decoded.info.get("radiological"))
-        return str(item) in self._radiological
+        path = str(item)
+        if file_ext(path) == ".dcm" or may_be_dicom_export(path):  # its header says
+            import pydicom
+
+            with contextlib.suppress(Exception), images.open_regular(path) as fh:
+                return dicom.radiological(pydicom.dcmread(fh, force=True,
+                                                          stop_before_pixels=True))
+            return False
+        return path in self._radiological
 
     def _slices(self, path: str) -> _Decoded | images.ImageError:
         with self._lock:  # one decode per series, even with several threads asking

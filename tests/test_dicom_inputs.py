@@ -505,3 +505,82 @@ def test_one_damaged_frame_of_a_multi_frame_dicom_costs_that_frame_only(tmp_path
     # every frame damaged: the file fails in one line, as before
     with pytest.raises(ImageError, match=r"^scan\.dcm: cannot decode DICOM pixel data"):
         images.decode_slices(_rle_with_a_garbled_frame(1, bad=0), "scan.dcm")
+
+
+AXIAL = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]  # rows toward the patient's left: radiological
+FLIPPED = [-1.0, 0.0, 0.0, 0.0, 1.0, 0.0]  # rows toward the patient's right
+SAGITTAL = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]  # left and right of the picture: front and back
+
+
+def _phantom_frames(n: int) -> np.ndarray:
+    from pipeline.synth.tumours import render_phantom
+
+    rng = np.random.default_rng(5)
+    return np.stack([render_phantom("glioma_tumor", 64, rng)[0] for _ in range(n)]
+                    ).astype(np.uint16) * 16
+
+
+def test_a_dicom_s_orientation_tag_tells_whose_right_is_on_the_picture_s_left(
+        tmp_path, smoke_run, monkeypatch):
+    """Where a DICOM's ImageOrientationPatient says the rows run toward the patient's left,
+    the reading notes say the patient's right is on the picture's left, as for a NIfTI slice;
+    without the tag, or another orientation, the old words ("the picture's") stay."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from dashboard.core import decode_upload
+    from pipeline.cli import app
+    from pipeline.explain import overlays
+    from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_note
+
+    frames = _phantom_frames(2)
+
+    def sides(data: bytes, name: str = "x.dcm") -> bool:
+        return images.decode_slices(data, name)[1]["radiological"]
+
+    assert sides(make_dicom(frames[0], ImageOrientationPatient=AXIAL))
+    assert sides(make_dicom(frames, ImageOrientationPatient=AXIAL))  # a multi-frame file
+    for ori in (FLIPPED, SAGITTAL, None):
+        extra = {"ImageOrientationPatient": ori} if ori else {}
+        assert not sides(make_dicom(frames[0], **extra)), ori
+    # an enhanced multi-frame file keeps it in its shared functional groups
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    plane, shared = Dataset(), Dataset()
+    plane.ImageOrientationPatient = AXIAL
+    shared.PlaneOrientationSequence = Sequence([plane])
+    assert sides(make_dicom(frames, SharedFunctionalGroupsSequence=Sequence([shared])))
+    # a zip of slices: only when every slice file says so
+    def zipped(orientations: list) -> bytes:  # noqa: ANN202
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for k, ori in enumerate(orientations):
+                extra = {"ImageOrientationPatient": ori} if ori else {}
+                zf.writestr(f"IM{k}.dcm", make_dicom(frames[k], InstanceNumber=k + 1, **extra))
+        return buf.getvalue()
+
+    assert sides(zipped([AXIAL, AXIAL]), "s.zip")
+    assert not sides(zipped([AXIAL, None]), "s.zip")
+    assert decode_upload("x.dcm", make_dicom(frames, ImageOrientationPatient=AXIAL)).radiological
+    assert not decode_upload("x.dcm", make_dicom(frames)).radiological
+    # explain: a single axial file and a sagittal series, each with its own small print
+    notes: list[str] = []
+    real = overlays.captioned_overlay
+    axial, sagittal = tmp_path / "axial.dcm", tmp_path / "sagittal.dcm"
+    axial.write_bytes(make_dicom(frames[0], ImageOrientationPatient=AXIAL))
+    sagittal.write_bytes(make_dicom(frames, ImageOrientationPatient=SAGITTAL))
+
+    def spy(image, heatmap, lines, note, **kwargs):  # noqa: ANN001, ANN202
+        notes.append(note)
+        return real(image, heatmap, lines, note, **kwargs)
+
+    monkeypatch.setattr(overlays, "captioned_overlay", spy)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                      "custom_cnn", "--out", str(out), str(axial), str(sagittal)])
+    assert result.exit_code == 0, result.output[-2000:]
+    rows = json.loads((out / "explain.json").read_text())["images"]
+    assert [r["radiological"] for r in rows] == [True, False, False]
+    assert notes == [overlay_note(True), OVERLAY_NOTE, OVERLAY_NOTE]
