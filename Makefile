@@ -9,7 +9,7 @@ KERAS_CACHE := $(if $(KERAS_HOME),$(KERAS_HOME),$(HOME)/.keras)/models
 PYTEST_ARGS ?=
 PORT ?= 8501
 
-.PHONY: setup demo test lint lock train-demo weights clean-runs figures
+.PHONY: setup demo test lint lock train-demo dashboard weights clean-runs figures
 
 setup: $(STAMP) weights
 
@@ -41,6 +41,10 @@ train-demo: setup
 	else $(BIN)/python -m pipeline run --out $(ARTIFACTS) --profile quick; fi
 
 demo: train-demo
+	BRAIN_MRI_ARTIFACTS=$(ARTIFACTS) $(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
+
+# The dashboard on the runs already in $(ARTIFACTS) (make dashboard ARTIFACTS=myruns): never trains.
+dashboard: setup
 	BRAIN_MRI_ARTIFACTS=$(ARTIFACTS) $(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
 
 test: setup

@@ -56,3 +56,23 @@ def test_run_file_names_have_one_home():
                     and (rel, node.value) not in allowed):
                 found.append(f"{rel}:{node.lineno} {node.value}")
     assert not found, found
+
+
+def test_every_make_target_the_docs_name_exists() -> None:
+    """README named `make dashboard ARTIFACTS=DIR` before the Makefile had that target: every
+    `make <target>` in README and docs must be one the Makefile defines."""
+    import re
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = set()
+    for text in (p.read_text(encoding="utf-8") for p in docs):  # code, not prose ("make a ...")
+        named.update(re.findall(r"`make ([a-z][\w-]*)[^`\n]*`", text))
+        fenced = False
+        for line in text.splitlines():
+            fenced ^= line.startswith("```")
+            if fenced and line.startswith("make "):
+                named.add(line.split()[1])
+    assert {"demo", "test", "dashboard"} <= named  # the commands README opens with, and this one
+    assert named <= targets, f"not in the Makefile: {sorted(named - targets)}"
