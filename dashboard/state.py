@@ -350,12 +350,14 @@ def data_images(data_dir: str, rels: tuple[str, ...]) -> list[core.Upload]:
 # on Predict found them reset after a look at About. (Buttons, uploaders and download buttons
 # cannot be set; the uploads have their own keeper, `dashboard.uploads`.)
 KEPT_CHOICES = ("predict_method", "predict_target", "predict_alpha", "predict_outline",
-                "predict_only_flagged", "predict_page", "sample_class", "sample_count", "err_by",
-                "err_true", "err_pred", "err_page_size", "err_page", "err_grid", "quality_rows")
+                "predict_only_flagged", "predict_page", "predict_summary_sort", "sample_class",
+                "sample_count", "err_by", "err_true", "err_pred", "err_page_size", "err_page",
+                "err_grid", "quality_rows")
 KEPT_PREFIXES = ("predict_layer_",)
 # the kept choices whose options come from the run (its classes, models, layers): another run
 # starts them afresh rather than offer a class or layer it does not have
-RUN_CHOICES = ("predict_target", "err_true", "err_pred", "quality_rows", "predict_layer_")
+RUN_CHOICES = ("predict_target", "err_true", "err_pred", "quality_rows", "predict_layer_",
+               "predict_summary_sort")
 _KEPT_FOR = "kept_choices_run"
 
 

@@ -4,11 +4,14 @@ table: in `st.dataframe` a thumbnail's accessible name was its data URL (screen 
 alt text. Here each thumbnail is an <img> whose alt is the image's name, escaped like every
 other cell (names are user-supplied).
 
-`summary_html` is pure, so tests parse its output; `draw_summary` puts it on the page.
+`summary_html` is pure, so tests parse its output; `draw_summary` puts it on the page. An HTML
+table has no clickable headers: `sort_choices` and `sort_order` are what the Predict page's
+keyed "Sort the table by" box offers and does (the box's state is the one truth of the order).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
@@ -27,6 +30,7 @@ THUMB_PX = 44
 # Taller summaries scroll inside their box (a series can have 100 slices)
 MAX_HEIGHT_PX = 400
 CSS_CLASS = "thumbs-table"
+UPLOAD_ORDER = "order"  # `sort_choices`' first choice: the rows as uploaded
 
 
 def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
@@ -59,6 +63,47 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
         row["file"] = name
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def sort_choices(models: Sequence[str]) -> dict[str, str]:
+    """The summary's orders, value -> label, upload order first. The grid sorted by any column,
+    but its answer cells are text ("Glioma (87%)"): these sort by what a reader looks for."""
+    choices = {UPLOAD_ORDER: "upload order", "flags": "most flags first",
+               "disagree": "disagreements first"}
+    for m in models:
+        choices[f"confidence:{m}"] = f"{display_name(m)}: least confident first"
+        choices[f"answer:{m}"] = f"{display_name(m)}: by answer"
+    choices["name"] = "file name"
+    return choices
+
+
+def _natural(name: str) -> list[Any]:
+    """A name's sort key with its numbers as numbers: "scan 2" before "scan 10"."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+            for part in re.split(r"(\d+)", name) if part]
+
+
+def sort_order(choice: str, names: Sequence[str], probs: Mapping[str, np.ndarray],
+               flags: Sequence[Sequence[str]]) -> list[int]:
+    """The rows' order for `choice` (a key of `sort_choices`), as indices into the images;
+    ties, and a choice not offered (a model gone from the run), keep the upload order.
+    "answer:<model>": grouped by that model's class in the run's order, most confident first."""
+    kind, _, model = choice.partition(":")
+    p = probs.get(model)
+    keys: list[Any]
+    if kind == "flags":
+        keys = [-len(f) for f in flags]
+    elif kind == "disagree":
+        keys = [bool(a) for a in agreement(probs)]
+    elif kind == "confidence" and p is not None:
+        keys = [float(np.max(row)) for row in p]
+    elif kind == "answer" and p is not None:
+        keys = [(int(np.argmax(row)), -float(np.max(row))) for row in p]
+    elif kind == "name":
+        keys = [_natural(n) for n in names]
+    else:
+        return list(range(len(names)))
+    return sorted(range(len(names)), key=keys.__getitem__)  # stable: ties keep upload order
 
 
 def _cell(value: object) -> str:

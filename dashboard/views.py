@@ -61,7 +61,8 @@ CHOICE_LABELS = {DEFAULT_METHOD: "Each model's default", **METHOD_LABELS}
 # each box as wide as its longest choice, so none is cut, side by side where the row has room
 # and one under another where not (columns cut them at 819 and 911 px: "any cl", "wrong by any
 # mo", half a layer's name)
-SELECT_WIDTH = {"class": 170, "count": 110, "filter": 250, "classes": 220, "layer": 400}
+SELECT_WIDTH = {"class": 170, "count": 110, "filter": 250, "classes": 220, "layer": 400,
+                "sort": 320}
 DISPLAY_SIDE = 320
 # the outline toggle's share of the hottest pixels (`explain --outline PCT` takes any)
 OUTLINE_PERCENT = 10.0

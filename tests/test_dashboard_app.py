@@ -546,6 +546,60 @@ def test_many_uploads_get_a_summary_and_a_flag_filter(artifacts: Path, smoke_run
     assert len(_captions(at)) == n_flagged * 2  # only the flagged cards are left
 
 
+def _percent(cell: str) -> float:
+    """The confidence in a summary cell ("Glioma (87%)", ">99%", "<1%") as a number."""
+    shown = cell.rsplit("(", 1)[1].rstrip(")%")
+    return float(shown.strip("<>")) + (0.5 if shown[0] == ">" else -0.5 if shown[0] == "<" else 0)
+
+
+def test_the_summary_sorts_by_a_keyed_box_and_keeps_its_alt_text(artifacts: Path,
+                                                                  smoke_run: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    """The summary became an HTML table (thumbnails with alt text) and lost the grid's sorting:
+    a keyed "Sort the table by" box sorts it, each thumbnail still named by its own row's file,
+    and the choice outlives a visit to another page."""
+    import streamlit as st
+
+    widths: dict[str, tuple[object, list[str]]] = {}
+    real = st.selectbox
+
+    def spy(label, options, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        widths[kwargs.get("key")] = (kwargs.get("width"),
+                                     [kwargs.get("format_func", str)(o) for o in options])
+        return real(label, options, *args, **kwargs)
+
+    monkeypatch.setattr(st, "selectbox", spy)
+    names = ["scan 10.jpg", "scan 2.jpg", "Scan 1.jpg"]
+    files = [(name, _test_image(smoke_run, k)[1], "image/jpeg") for k, name in enumerate(names)]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    box = at.selectbox(key="predict_summary_sort")
+    assert box.value == summary_table.UPLOAD_ORDER and list(_frame(at, "flags")["file"]) == names
+    width, shown = widths["predict_summary_sort"]  # every choice fits the box (as other boxes)
+    assert isinstance(width, int) and max(map(len, shown)) * CHAR_PX + BOX_CHROME_PX <= width
+    box.set_value("name").run()
+    _ok(at)
+    summary = _frame(at, "flags")
+    assert list(summary["file"]) == ["Scan 1.jpg", "scan 2.jpg", "scan 10.jpg"]
+    assert list(summary["image"]) == list(summary["file"])  # alt text moved with its row
+    assert len(_captions(at)) == 3 * 2  # the cards are untouched
+    at.selectbox(key="predict_summary_sort").set_value("confidence:custom_cnn").run()
+    _ok(at)
+    summary = _frame(at, "flags")
+    sure = [_percent(c) for c in summary["Custom CNN"]]
+    assert sure == sorted(sure) and sorted(summary["file"]) == sorted(names), summary
+    assert list(summary["image"]) == list(summary["file"])
+    region = next(el.proto.body for el in at.get("html")
+                  if summary_table.CSS_CLASS in el.proto.body)
+    assert "sorted by Custom CNN: least confident first" in region  # said to screen readers
+    for page in ("about", "predict"):
+        at.switch_page(PAGES[page][0]).run()
+    _ok(at)
+    assert at.selectbox(key="predict_summary_sort").value == "confidence:custom_cnn"
+    assert [_percent(c) for c in _frame(at, "flags")["Custom CNN"]] == sure
+
+
 def test_more_uploads_than_a_page_holds_show_one_page_of_cards(
         artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
     """Eight uploads made a page ~9,700 px tall: the summary lists every image, a keyed

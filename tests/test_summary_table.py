@@ -69,3 +69,44 @@ def test_a_series_names_its_slices_and_a_non_image_source_is_dropped():
     images = [attrs for tag, attrs in page.tags if tag == "img"]
     assert [a["alt"] for a in images] == ["slice 1", "slice 2"]
     assert images[1]["src"] == ""
+
+
+def test_each_order_sorts_by_what_its_label_says_and_ties_keep_the_upload_order():
+    """The HTML table has no clickable headers (the grid sorted by any column): the page's
+    "Sort the table by" box offers these orders, which sort the images' own numbers, not the
+    cells' text ("Glioma (87%)" sorted by the class's spelling)."""
+    names = ["scan 10.png", "Scan 2.png", "scan 1.png", "a.png"]
+    probs = {"custom_cnn": np.array([[0.9, 0.1, 0, 0], [0.2, 0.5, 0.3, 0],
+                                     [0.1, 0.1, 0.1, 0.7], [0.6, 0.4, 0, 0]]),
+             "mobilenetv2": np.array([[0.9, 0.1, 0, 0], [0.6, 0.2, 0.2, 0],
+                                      [0.1, 0.1, 0.1, 0.7], [0.1, 0.8, 0.1, 0]])}
+    flags = [["a"], ["a", "b", "c"], [], ["a", "b", "c"]]
+    choices = summary_table.sort_choices(list(probs))
+    assert next(iter(choices)) == summary_table.UPLOAD_ORDER  # the first, so the default
+    assert choices["confidence:mobilenetv2"] == "MobileNetV2: least confident first"
+
+    def order(choice: str) -> list[int]:
+        return summary_table.sort_order(choice, names, probs, flags)
+
+    assert order(summary_table.UPLOAD_ORDER) == [0, 1, 2, 3]
+    assert order("flags") == [1, 3, 0, 2]  # three, three (upload order), one, none
+    assert order("disagree") == [1, 3, 0, 2]  # the two that disagree, then those that agree
+    assert order("confidence:custom_cnn") == [1, 3, 2, 0]  # 50%, 60%, 70%, 90%
+    assert order("confidence:mobilenetv2") == [1, 2, 3, 0]  # 60%, 70%, 80%, 90%
+    # by the run's class order, the surest first within a class: glioma 90%, 60%; meningioma
+    # 50%; pituitary
+    assert order("answer:custom_cnn") == [0, 3, 1, 2]
+    assert order("name") == [3, 2, 1, 0]  # numbers as numbers, case ignored: a, 1, 2, 10
+    # a choice kept from a run with another model: upload order, no error
+    assert order("confidence:efficientnetb0") == order("made up") == [0, 1, 2, 3]
+
+
+def test_a_sorted_table_keeps_each_thumbnail_with_its_own_row():
+    frame = _frame(["first.png", "second.png"])  # the second has a flag
+    order = summary_table.sort_order("flags", list(frame["file"]), {}, [[], ["disagree"]])
+    assert order == [1, 0]
+    page = _read(summary_html(frame.iloc[order], "file"))
+    images = [a for tag, a in page.tags if tag == "img"]
+    cells = [t for t in page.text if t.endswith(".png")]
+    assert [a["alt"] for a in images] == cells == ["second.png", "first.png"]
+    assert [a["src"] for a in images] == list(frame["image"])[::-1]  # each its own picture

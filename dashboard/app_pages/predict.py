@@ -28,6 +28,7 @@ from pipeline.data.membership import seen_note
 
 SAMPLES_KEY = "predict_samples"
 PAGE_KEY = "predict_page"  # the page selector: which page of cards is shown
+SORT_KEY = "predict_summary_sort"  # the summary's order (`summary_table.sort_choices`)
 
 st.title("Predict & explain")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
@@ -236,10 +237,18 @@ if results is not None and results.probs:
     if len(good) >= 2:  # many uploads: a compact summary first, then the cards
         # an HTML table: a thumbnail in a grid cell was read out as its data URL
         thumbs = [summary_table.thumbnail_url(u.image) for u in good]
+        names = [u.name for u in good]
+        # its headers cannot be clicked to sort (the grid's could): a keyed box, whose state is
+        # the order's one truth (kept across pages, `state.KEPT_CHOICES`)
+        orders = summary_table.sort_choices(list(results.probs))
+        if st.session_state.get(SORT_KEY) not in orders:  # a model this run lacks, or unset
+            st.session_state[SORT_KEY] = summary_table.UPLOAD_ORDER
+        order_by = st.selectbox("Sort the table by", list(orders), key=SORT_KEY,
+                                format_func=orders.__getitem__, width=views.SELECT_WIDTH["sort"])
+        frame = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags)
         summary_table.draw_summary(
-            summary_table.summary_frame(thumbs, [u.name for u in good], results.probs,
-                                        class_names, flags),
-            "file", label="Summary of the analysed images")
+            frame.iloc[summary_table.sort_order(order_by, names, results.probs, flags)],
+            "file", label=f"Summary of the analysed images, sorted by {orders[order_by]}")
         if st.toggle("Show only images with flags or disagreement", key="predict_only_flagged"):
             # files that could not be read keep their cards: each says why
             cards = [c for c in cards if c[2] is None or flags[c[2]]]
