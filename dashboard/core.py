@@ -337,13 +337,22 @@ def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None])
     return note
 
 
+# The downloads' encoding: UTF-8 with a byte-order mark. Excel opens a CSV without one in the
+# machine's legacy code page, so a run title or a dataset path with "é" showed as "Ã©";
+# `pandas.read_csv` drops the mark by itself, and Python's csv module reads it with
+# `encoding="utf-8-sig"`. Only the dashboard's downloads: the CLI's CSVs are appended to
+# and resumed, where a mark in the middle of a file would be a stray character.
+CSV_ENCODING = "utf-8-sig"
+
+
 def to_csv_bytes(frame: pd.DataFrame, notes: Mapping[str, str] | None = None) -> bytes:
-    """The frame as CSV for download; text cells neutralised against spreadsheet formulas.
-    `notes` (column -> text: `runinfo.report_notes`) become last columns, the same on every
-    row, so that the file opens as it is in pandas and spreadsheets (no comment lines)."""
+    """The frame as CSV for download (`CSV_ENCODING`); text cells neutralised against
+    spreadsheet formulas. `notes` (column -> text: `runinfo.report_notes`) become last columns,
+    the same on every row, so that the file opens as it is in pandas and spreadsheets (no
+    comment lines)."""
     frame = frame.assign(**{k: " ".join(str(v).splitlines()) for k, v in (notes or {}).items()})
     rows = frame.astype(object).where(frame.notna(), "").itertuples(index=False)
-    return to_csv(list(frame.columns), rows).encode("utf-8")
+    return to_csv(list(frame.columns), rows).encode(CSV_ENCODING)
 
 
 def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str],

@@ -86,7 +86,7 @@ def test_predictions_frame_and_agreement():
     assert frame["mobilenetv2_confidence"].tolist() == [0.6, 0.5]
     assert frame["models_agree"].tolist() == [True, False]
     assert frame["true"].tolist() == ["glioma", ""]
-    csv = core.to_csv_bytes(frame).decode()
+    csv = core.to_csv_bytes(frame).decode(core.CSV_ENCODING)
     assert csv.splitlines()[0].startswith("image,true,custom_cnn_predicted")
     back = pd.read_csv(io.StringIO(csv))
     assert back["custom_cnn_p_pituitary"].tolist() == [0.1, 0.4]
@@ -120,8 +120,32 @@ def test_a_predictions_csv_with_its_provenance_opens_as_it_is():
     assert back["model_sha256_custom_cnn"].tolist() == ["ab" * 32] * 2
     assert back["disclaimer"].iloc[0] == "Not a diagnostic device."  # one line per row
     assert back["custom_cnn_p_pituitary"].tolist() == [0.1, 0.4]
-    rows = list(csvlib.reader(io.StringIO(data.decode())))
+    rows = list(csvlib.reader(io.StringIO(data.decode(core.CSV_ENCODING))))
     assert rows[0][0] == "image" and len({len(r) for r in rows}) == 1  # the header first
+
+
+def test_a_download_has_a_byte_order_mark_for_excel_and_still_opens_in_pandas():
+    """Excel reads a CSV without a byte-order mark in the machine's legacy code page: a run
+    title "Référence" showed as "RÃ©fÃ©rence". The downloads carry the mark; pandas drops it
+    with its default encoding, and the csv module with utf-8-sig."""
+    import codecs
+    import csv as csvlib
+
+    from dashboard import runinfo
+
+    probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1]])}
+    frame = core.predictions_frame(["test split Training/glioma/gliome-é.jpg"], probs, CLASSES)
+    notes = runinfo.report_notes("Référence · Ünterschied (r1)", "2026-12-06 03:00 UTC", {},
+                                 "Not a diagnostic device.")
+    data = core.to_csv_bytes(frame, notes)
+    assert data.startswith(codecs.BOM_UTF8) and data.count(codecs.BOM_UTF8) == 1
+    for back in (pd.read_csv(io.BytesIO(data)),
+                 pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")):
+        assert back.columns[0] == "image"  # no stray "\ufeff" glued to the first header
+        assert back["image"].tolist() == ["test split Training/glioma/gliome-é.jpg"]
+        assert back["run"].tolist() == ["Référence · Ünterschied (r1)"]
+    rows = list(csvlib.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert rows[0][0] == "image" and rows[1][-3] == "Référence · Ünterschied (r1)"
 
 
 def test_class_labels_have_one_display_form():
@@ -143,14 +167,16 @@ def test_class_labels_have_one_display_form():
     assert shown.iloc[0].tolist() == ["no_tumor/a.jpg", "no tumour", "no tumour", "60%"]
     assert table["true"].tolist() == ["no_tumor"]  # the data itself is left alone
     # the predictions CSV keeps the labels: it is read by code, not only by people
-    csv = core.to_csv_bytes(core.predictions_frame(["upload 1"], says_none, CLASSES)).decode()
+    csv = core.to_csv_bytes(core.predictions_frame(["upload 1"], says_none, CLASSES)).decode(
+        core.CSV_ENCODING)
     assert "no_tumor" in csv and "no tumour" not in csv
 
 
 def test_csv_download_and_predictions_csv_neutralise_formula_file_names():
     names = ["=HYPERLINK(\"http://x\").png", "@SUM(1+1).png", "+cmd.png", "ok.png"]
     probs = {"custom_cnn": np.tile([0.7, 0.1, 0.1, 0.1], (4, 1))}
-    csv_text = core.to_csv_bytes(core.predictions_frame(names, probs, CLASSES)).decode()
+    csv_text = core.to_csv_bytes(core.predictions_frame(names, probs, CLASSES)).decode(
+        core.CSV_ENCODING)
     first_cells = [line.split(",")[0] for line in csv_text.splitlines()[1:]]
     assert not any(c.lstrip('"')[:1] in "=+-@" for c in first_cells), first_cells
     # predictions.csv of a run: written safe, read back exactly by the dashboard
