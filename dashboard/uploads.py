@@ -37,13 +37,31 @@ def uploader_is_new(key: str) -> bool:
     return key not in st.session_state
 
 
+# What a browser escapes in an uploaded file's name (the HTML standard's multipart/form-data
+# rules, Chromium, Firefox and Safari alike): '"' as "%22", CR as "%0D", LF as "%0A", and
+# nothing else, not even "%". Streamlit's server passes the name on as sent (python-multipart
+# does not undo it), so `say "hi".png` was shown, listed and kept as `say %22hi%22.png`.
+BROWSER_QUOTE = "%22"
+
+
+def browser_name(name: str) -> str:
+    """An uploaded file's name as the user's disk has it: the browser's "%22" back to '"'.
+
+    Only the quote: a line break ("%0D", "%0A") cannot be shown in a one-line name, and its
+    code marks where it was. A name that really holds "%22" arrives alike (the browser does not
+    escape "%") and shows a quote; a quote is by far the likelier. Uploads only: the CLI reads
+    names from the disk, where "%22" is what the file is called."""
+    return name.replace(BROWSER_QUOTE, '"')
+
+
 def current_files(files: Sequence[Any] | None, new: bool) -> tuple[list[tuple[str, bytes]], bool]:
     """The files to analyse, as (name, bytes), and whether they are kept ones (restored).
 
     `files`: the uploader's value in this run; `new`: `uploader_is_new` before it was drawn.
+    Names as the user's disk has them (`browser_name`).
     """
     if files:
-        kept = [(f.name, f.getvalue()) for f in files]
+        kept = [(browser_name(f.name), f.getvalue()) for f in files]
         st.session_state[KEPT_KEY] = kept[:core.MAX_UPLOADS]
         st.session_state.pop(RESTORED_KEY, None)
         return kept, False

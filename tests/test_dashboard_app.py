@@ -761,6 +761,32 @@ def test_a_wrong_file_type_gets_a_visible_reason(artifacts: Path, smoke_run: Pat
     assert any("report.pdf" in w.value and "not an image" in w.value for w in at.warning)
 
 
+def test_a_quote_in_an_uploaded_name_is_shown_as_the_disk_has_it(artifacts: Path,
+                                                                  smoke_run: Path):
+    """A browser sends a '"' in an uploaded file's name as "%22" (and CR, LF as "%0D", "%0A";
+    the HTML standard's multipart rules), and Streamlit passes the name on as sent: the list,
+    the card and the summary showed `say %22hi%22.jpg`. The quote comes back; a line break's
+    code stays (a one-line name cannot show it)."""
+    from dashboard import uploads
+
+    sent = ["say %22hi%22 <b>x</b>.jpg", "two%0Alines.jpg"]  # as Chromium sends them
+    shown = ['say "hi" <b>x</b>.jpg', "two%0Alines.jpg"]
+    assert [uploads.browser_name(n) for n in sent] == shown
+    files = [(name, _test_image(smoke_run, k)[1], "image/jpeg") for k, name in enumerate(sent)]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    assert "1. " + shown[0] in _texts(at.text)  # plain text, as before
+    assert list(_frame(at, "flags")["file"]) == shown  # the summary, its alt text too
+    assert list(_frame(at, "flags")["image"]) == shown
+    titles = _texts(at.subheader)
+    assert f"`{shown[0]}`" in titles and "%22" not in titles  # each card's title, verbatim
+    for page in ("about", "predict"):  # the kept uploads keep the name as shown
+        at.switch_page(PAGES[page][0]).run()
+    _ok(at)
+    assert "1. " + shown[0] in _texts(at.text)
+
+
 def test_removing_uploads_in_the_same_session_is_not_a_loss(artifacts: Path, smoke_run: Path):
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
