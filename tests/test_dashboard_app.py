@@ -1962,6 +1962,58 @@ def test_script_runs_keep_the_keras_session(artifacts: Path, smoke_run: Path,
     assert calls == []
 
 
+def _page_waiting_for_models(path: str) -> None:
+    """An AppTest page that waits for run `path`'s models, as Predict does with an upload."""
+    from dashboard import loader
+    from pipeline.artifacts import open_run
+
+    loader.models(open_run(path))
+
+
+def test_the_model_load_spinner_says_how_long_and_counts_the_seconds(
+        smoke_run, tmp_path, monkeypatch):
+    """The spinner an upload waits behind while the models load: its words (`LOAD_TIME_WORDS`:
+    a presenter waited 21-28 s with no idea how long) and its timer, as the browser gets them
+    (the spinner's message), had no test of their own."""
+    import threading
+
+    from streamlit.elements import spinner as spinner_module
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import loader
+
+    sent: list = []  # every spinner the page sent
+    shown = threading.Event()
+    real_enqueue = spinner_module.enqueue_message
+
+    def spy(msg):  # noqa: ANN001, ANN202
+        sent.extend(e.spinner for e in msg.delta.new_transient.elements if e.HasField("spinner"))
+        if sent:
+            shown.set()
+        return real_enqueue(msg)
+
+    real_build = loader.build_models
+
+    def after_the_spinner(path: str, warm: bool = True):  # noqa: ANN202
+        # the models are ready only once the spinner is on the page (Streamlit shows one after
+        # half a second): the test does not depend on how fast this machine loads them
+        shown.wait(60)
+        return real_build(path, warm)
+
+    monkeypatch.setattr(spinner_module, "enqueue_message", spy)
+    monkeypatch.setattr(loader, "build_models", after_the_spinner)
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)  # a run whose models no test has loaded
+    at = AppTest.from_function(_page_waiting_for_models, args=(str(run),),
+                               default_timeout=TIMEOUT).run()
+    _ok(at)
+    loading = [s for s in sent if "Loading this run's models" in s.text]
+    assert len(loading) == 1, [s.text for s in sent]
+    assert f"({loader.LOAD_TIME_WORDS};" in loading[0].text
+    assert re.fullmatch(r"usually \d+-\d+ s on a \d+-core machine", loader.LOAD_TIME_WORDS)
+    assert loading[0].show_time  # the seconds counted beside the words
+    assert loader.LOAD_TIME_WORDS in loader.LOADING_NOTE  # the background note says it alike
+
+
 def test_first_visit_to_predict_loads_the_models_without_a_timer_fragment(
         smoke_run, tmp_path, monkeypatch):
     """The page draws the uploader, then waits for the models at its end and reruns once; no
