@@ -222,11 +222,14 @@ def frame_box(box: np.ndarray | None, upload: core.Upload, r: ImageResult) -> np
 
 
 def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Results,
-                      class_names: Sequence[str], m: str, outline: bool = False) -> np.ndarray:
+                      class_names: Sequence[str], m: str, outline: bool = False,
+                      run_title: str = "") -> np.ndarray:
     """Model m's overlay `img` of good image j as the card's download: a picture that travels
     alone, so with `explain`'s caption (answer, heatmap, warnings, the split note) and small
     print (how to read it, the disclaimer); the bare overlay went without any of them. `outline`:
-    `img` has the white line of the outline toggle, which the caption then names."""
+    `img` has the white line of the outline toggle, which the caption then names. `run_title`:
+    the run as the PDF names it, which the split note names too (alone, "this run's" said
+    nothing of which run)."""
     r = results.per_model[m][j]
     probs = results.probs[m][j]
     k = int(np.argmax(probs))
@@ -241,7 +244,8 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
     lines = overlay_caption(m, entry, upload.seen_split or None, upload.seen_exact,
                             disagree=len(answers) > 1,
                             may_be_ct=j < len(results.ct) and results.ct[j],
-                            outline=OUTLINE_PERCENT if outline else None)
+                            outline=OUTLINE_PERCENT if outline else None,
+                            run=run_title or None)
     scale = CAPTION_MIN_SIDE / min(img.shape[:2])
     if scale > 1:  # as large as explain's, so its caption reads at the same size
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
@@ -414,7 +418,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 st.download_button(  # captioned and encoded only when clicked, not per rerun
                     "Overlay PNG", lambda img=img, m=m: to_png(
                         captioned_picture(img, upload, j, results, class_names, m,
-                                          settings.outline)),
+                                          settings.outline, run_title)),
                     file_name=f"{stem}_{m}_{r.method}.png", mime="image/png",
                     key=f"{prefix}_png_{i}_{m}", on_click="ignore", icon=":material/download:")
         page = report_page(upload, j, results, class_names, settings, box, drawn)

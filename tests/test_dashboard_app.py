@@ -282,6 +282,36 @@ def test_an_upload_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_r
     assert hidden and hidden[-1] == ["train", "test", "", ""]
 
 
+def test_a_training_image_s_overlay_download_names_the_run(artifacts: Path, smoke_run: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    """The overlay PNG's split note said "in this run's training split": a picture that travels
+    alone, naming no run. It names the run as the PDF and CSV do."""
+    from pipeline.explain import overlay_text
+
+    notes: list[str] = []
+    real = overlay_text.overlay_caption
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        lines = real(*args, **kwargs)
+        notes.extend(line for line in lines if line.startswith("Note: "))
+        return lines
+
+    monkeypatch.setattr(views, "overlay_caption", spy)
+    pngs: list[bytes] = []
+    _tap_downloads(monkeypatch, lambda data, kw: pngs.append(data()) if str(
+        kw.get("mime")) == "image/png" else None)
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    train = Path(manifest["data"]["dir"]) / splits["train"][0]["path"]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([("from-train.png", train.read_bytes(),
+                                                "image/png")]).run()
+    _ok(at)
+    assert len(pngs) == 2 and len(notes) == 2, notes  # each model's overlay download
+    run = f"{manifest['title']} ({manifest['run_id']})"
+    assert set(notes) == {f"Note: in the training split of run {run} (not a test of the model)"}
+
+
 def test_a_card_and_the_summary_count_the_same_warnings(artifacts: Path, smoke_run: Path,
                                                        monkeypatch: pytest.MonkeyPatch):
     """The summary's "flags" counted a training image's split note and the heatmaps' flags while

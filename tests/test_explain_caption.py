@@ -206,6 +206,36 @@ def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
     assert DISCLAIMER in OVERLAY_NOTE and "not a lesion map" in OVERLAY_NOTE
 
 
+def test_the_dashboard_s_overlay_names_the_run_its_split_note_is_about():
+    """A downloaded overlay travels without the page: its "in this run's training split" named
+    no run. The card's download names it as the PDF does, "<title> (<run id>)"; `explain`'s
+    own overlays, written beside their explain.json, keep "this run's"."""
+    from helpers import one_card
+
+    from dashboard import views
+    from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
+    from pipeline.explain.render import caption_strip
+
+    classes = ["glioma", "no_tumor"]
+    title = "Deduplicated split (20261202-090129-8ee89a)"
+    results, upload = one_card([0.8, 0.2], seen_split=["train"])
+    card = np.full((320, 320, 3), 128, np.uint8)
+    picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn",
+                                      run_title=title)
+    entry = {"predicted": "glioma", "target": "glioma", "method": "gradcam",
+             "probs": {"glioma": 0.8, "no_tumor": 0.2}, "peak": "upper left"}
+    lines = overlay_caption("custom_cnn", entry, "train", True, run=title)
+    assert lines[-1] == (f"Note: in the training split of run {title} (not a test of the "
+                         "model)")
+    assert np.array_equal(picture[CAPTION_MIN_SIDE:],
+                          caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE))
+    near = overlay_caption("custom_cnn", entry, "val", False, run=title)[-1]
+    assert near == f"Note: a near copy: in the validation split of run {title} (not a test of " \
+                   "the model)"
+    assert overlay_caption("custom_cnn", entry, "train", True)[-1].startswith(
+        "Note: in this run's training split")  # no run given: as before
+
+
 def test_one_image_s_captioned_overlays_are_of_one_height():
     """The two models' captioned overlays of one image were 639 and 619 px tall (captions of
     different lengths): uneven side by side on a slide. The shorter is padded below, in the

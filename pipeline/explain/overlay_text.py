@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.data.membership import SEEN_TAGS, hides_unlike
+from pipeline.data.membership import SEEN_TAGS, SPLIT_WORDS, hides_unlike
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 from pipeline.explain.render import heatmap_stats, outline_words
 from pipeline.names import (
@@ -97,7 +97,8 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
 
 def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
                     in_run_exact: bool | None = None, *, disagree: bool = False,
-                    may_be_ct: bool = False, outline: float | None = None) -> list[str]:
+                    may_be_ct: bool = False, outline: float | None = None,
+                    run: str | None = None) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
     heatmap explains, which may not be the answer (--target); what the white line is when the
@@ -106,7 +107,9 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     prints them (an overlay travels without the console's lines; an image that may be CT,
     `may_be_ct`, first), and the run's split the image is in
     (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
-    (`in_run_exact`), is not called "unlike the training data", as in `predict`.
+    (`in_run_exact`), is not called "unlike the training data", as in `predict`. `run`: the
+    run's name as the dashboard's reports give it, "<title> (<run id>)": the split note names
+    it, not "this run's" (a downloaded overlay travels without the page that says which run).
 
     >>> overlay_caption("custom_cnn", {"predicted": "no_tumor", "target": "glioma",
     ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
@@ -142,7 +145,9 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
         lines.append("Warning: " + "; ".join(warnings))
     if in_run_split in SEEN_TAGS:
         copy = "" if in_run_exact is not False else "a near copy: "
-        lines.append(f"Note: {copy}{SEEN_TAGS[in_run_split]}" + (
+        split = (f"in the {SPLIT_WORDS[in_run_split]} split of run {run}" if run
+                 else SEEN_TAGS[in_run_split])
+        lines.append(f"Note: {copy}{split}" + (
             # the dashboard's test-split note says so too: splits keep copies apart, not patients
             " (not trained on; other slices of the same patient may have been)"
             if in_run_split == "test" else " (not a test of the model)"))
