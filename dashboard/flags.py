@@ -65,25 +65,30 @@ def calibration_note(temperatures: Mapping[str, float | None],
     scaled (`temperatures`: per model, the T the run applies, `Predictor.temperature`) on
     validation images like the training data, and run high on images of other sources; with
     each model's test ECE scaled and unscaled (`tests`: per model, metrics.json), said of the
-    run's test split, of the same source or (`other_source`) the dataset's own test folder.
-    "" when no model is scaled. A T below 1 sharpens: on the official Testing/ folder it took
-    the ECE from 0.07-0.08 to 0.12-0.15 (h64's review), and the cards said nothing of it."""
+    run's test split, of the same source or (`other_source`) the dataset's official Testing/
+    folder. "" when no model is scaled. A T below 1 sharpens: on the official Testing/ folder
+    it took the ECE from 0.07-0.08 to 0.12-0.15 (h64's review), and the cards said nothing of
+    it."""
     scaled = {m: t for m, t in temperatures.items() if isinstance(t, (int, float))}
     if not scaled:
         return ""
-    ts = ", ".join(f"{display_name(m)} T = {t:.2f}" for m, t in scaled.items())
-    line = (f"Percentages temperature-scaled ({ts}) on validation images like the training "
-            "data: on images from other sources they run high.")
-    eces = []
-    for m in scaled:
+    # each model's facts together, named once: said apart ("T = …" then "ECE …" per model) the
+    # line took three lines under a card at 1280 px (336 characters), two now (259, measured in
+    # Chromium by tests/test_dashboard_browser.py)
+    parts, measured = [], False
+    for m, t in scaled.items():
         test = tests.get(m) or {}
         after, before = test.get("ece"), test.get("ece_uncalibrated")
+        part = f"{display_name(m)} T = {t:.2f}"
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (after, before)):
-            eces.append(f"{display_name(m)} {after:.3f} ({before:.3f} unscaled)")
-    if eces:
-        where = ("the dataset's own Testing/ folder, another source" if other_source
-                 else "of the same source")
-        line += f" Calibration error (ECE) on this run's test images, {where}: {', '.join(eces)}."
+            part += f", ECE {after:.3f} ({before:.3f} unscaled)"
+            measured = True
+        parts.append(part)
+    line = ("Percentages temperature-scaled on validation images like the training data: they "
+            f"run high on other sources. {'; '.join(parts)}.")
+    if measured:
+        line += (" ECE on the official Testing/ folder, another source." if other_source
+                 else " ECE on test images of the same source.")
     return line
 
 

@@ -1862,7 +1862,7 @@ def test_every_probability_table_says_what_its_percentages_are(smoke_run: Path, 
     card = at.get_by_key("predict_card_0")
     line = next(c.value for c in card.caption if c.value.startswith("Percentages temperature"))
     assert all(f"T = {e['temperature']:.2f}" in line for e in temps.values()), line
-    assert "run high" in line and f"Custom CNN {ece:.3f}" in line
+    assert "run high" in line and f"Custom CNN T = 0.61, ECE {ece:.3f}" in line
     assert pd.read_csv(io.BytesIO(downloads["predict_csv"]))["probabilities"].tolist() == [line]
     assert "temperature-scaled" in " ".join(_pdf_text(downloads["predict_pdf_0"]).split())
 

@@ -673,3 +673,80 @@ def test_a_card_s_heatmaps_share_the_screen_of_its_answer_at_1280x720(server: st
     assert "in this run's training split" in cards[0]["fold"]
     for card in cards:
         assert card["bottom"] <= 720, cards  # the heatmaps on the answer's screen
+
+
+# Each caption starting with `prefix`: how many lines the browser set it on (its text's line
+# boxes, told apart by their tops) and its width in px.
+_CAPTION_LINES = """prefix => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
+    .filter(c => c.innerText.trim().startsWith(prefix)).map(c => {
+        const walk = document.createTreeWalker(c, NodeFilter.SHOW_TEXT);
+        const rects = [];
+        for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+            const r = document.createRange(); r.selectNodeContents(t);
+            rects.push(...[...r.getClientRects()].filter(x => x.width > 0));
+        }
+        const tops = [];
+        for (const x of rects.sort((a, b) => a.top - b.top)) {
+            if (!tops.length || x.top - tops[tops.length - 1] > x.height / 2) tops.push(x.top);
+        }
+        return [tops.length, Math.round(c.getBoundingClientRect().width)];
+    })"""
+CALIBRATION_MAX_LINES = 2  # under the probability table, at 1280 px (three before)
+
+
+def test_the_calibration_line_and_a_quoted_name_at_1280x720(smoke_run: Path, tmp_path: Path):
+    """The line under each probability table took three lines at 1280 px (a review): it fits
+    in two, for an official-Testing run's longer wording too. And a file named with a '"',
+    which Chromium sends as "%22", is listed and titled with its quote."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from dashboard.flags import calibration_note
+
+    _need_chromium()
+    adir = tmp_path / "artifacts"
+    run = adir / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    (adir / "latest").write_text(smoke_run.name + "\n")
+    temps = {"custom_cnn": {"temperature": 0.61}, "mobilenetv2": {"temperature": 0.63}}
+    (run / "calibration.json").write_text(json.dumps({"models": temps}))
+    manifest = json.loads((run / "manifest.json").read_text())
+    # the longer wording: ECE measured on the dataset's own Testing/ folder
+    manifest["splits"]["official_test"] = {"n": manifest["splits"].get("test")}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    metrics = {m: json.loads((run / m / "metrics.json").read_text()) for m in temps}
+    line = calibration_note({m: t["temperature"] for m, t in temps.items()}, metrics, True)
+    assert "Testing/" in line, line
+    name = 'scan "quoted" 1.jpg'
+    log = tmp_path / "streamlit.log"
+    port = free_port()
+    proc = start_streamlit(port, {**os.environ, "BRAIN_MRI_ARTIFACTS": str(adir)}, log)
+    try:
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc, time.perf_counter() + 90, log)
+        except BenchError as exc:
+            pytest.fail(str(exc))
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 720})
+                _open_predict(page, f"http://127.0.0.1:{port}", log)
+                page.locator("input[type=file]").set_input_files(
+                    [{"name": name, "mimeType": "image/jpeg",
+                      "buffer": _test_image(smoke_run).read_bytes()}])
+                _overlays_when_drawn(page, 2, log)
+                lines = page.evaluate(_CAPTION_LINES, line[:30])
+                listed = page.locator("[data-testid=stText]").filter(has_text=f"1. {name}")
+                expect(listed).to_be_visible(timeout=30_000)
+                title = page.locator("code").filter(has_text=re.compile(f"^{re.escape(name)}$"))
+                expect(title).to_be_visible(timeout=30_000)
+                shown = page.locator("[data-testid=stCaptionContainer]").filter(
+                    has_text=line[:30]).first.inner_text()
+                page.screenshot(path=str(tmp_path / "calibration-1280x720.png"))
+            finally:
+                browser.close()
+    finally:
+        stop_streamlit(proc)
+    assert " ".join(shown.split()) == line  # the line the card shows is the one measured
+    assert len(lines) == 1 and lines[0][0] <= CALIBRATION_MAX_LINES, (lines, line, len(line))
