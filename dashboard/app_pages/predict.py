@@ -245,9 +245,9 @@ if results is not None and results.probs:
             st.session_state[SORT_KEY] = summary_table.UPLOAD_ORDER
         order_by = st.selectbox("Sort the table by", list(orders), key=SORT_KEY,
                                 format_func=orders.__getitem__, width=views.SELECT_WIDTH["sort"])
-        frame = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags)
+        summary = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags)
         summary_table.draw_summary(
-            frame.iloc[summary_table.sort_order(order_by, names, results.probs, flags)],
+            summary.iloc[summary_table.sort_order(order_by, names, results.probs, flags)],
             "file", label=f"Summary of the analysed images, sorted by {orders[order_by]}")
         if st.toggle("Show only images with flags or disagreement", key="predict_only_flagged"):
             # files that could not be read keep their cards: each says why
