@@ -635,24 +635,6 @@ def test_audit_says_which_folders_it_ignored(tmp_path: Path):
     assert clean.exit_code == 0 and "ignored folders" not in clean.stdout
 
 
-def test_size_cue_is_a_leave_one_out_vote():
-    from pipeline.data.auditing import size_cue
-
-    # Two tumour types share one size, no-tumour images have another.
-    labels = ["glioma"] * 4 + ["meningioma"] * 4 + ["no_tumor"] * 4
-    cue = size_cue(labels, ["512x512"] * 8 + ["200x200"] * 4)
-    # glioma's 3 other glioma lose to 4 meningioma (and the other way round): only no_tumor hits
-    assert cue["classes"] == {"accuracy": 0.3333, "balanced_accuracy": 0.3333,
-                              "majority_accuracy": 0.3333, "chance": 0.3333, "warn": False}
-    assert cue["tumour_vs_no_tumour"] == {"accuracy": 1.0, "balanced_accuracy": 1.0,
-                                          "majority_accuracy": 0.6667, "chance": 0.5,
-                                          "warn": True}
-    # A size no other image has: the commonest label among the others (never its own vote).
-    lone = size_cue(["a", "a", "a", "b"], ["1", "2", "3", "4"])
-    assert lone["classes"]["balanced_accuracy"] == 0.5 and not lone["classes"]["warn"]
-    assert lone["tumour_vs_no_tumour"] is None
-
-
 def test_audit_warns_when_image_size_separates_the_classes(tmp_path: Path):
     from typer.testing import CliRunner
 
