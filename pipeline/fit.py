@@ -323,7 +323,9 @@ def _fit_plain(job: FitJob) -> None:
                 if not isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = True
         _compile(model, mc, lr, job.num_classes)
-        model.fit(ds_tr, validation_data=ds_va, epochs=epochs,
+        # shuffle=False: ds_tr shuffles itself; Keras's default True is ignored for a
+        # tf.data.Dataset with a UserWarning (printed on every resumed run)
+        model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=epochs,
                   initial_epoch=state.start_epoch(phase), class_weight=cw,
                   callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule, lr, epochs,
                                                   ema=mc.ema > 0, refresh=bn_refresh(job)),

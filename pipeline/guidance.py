@@ -274,7 +274,8 @@ def fit_guided(job: Any) -> None:
     ds_tr = guided_dataset(job.train.x, allowed, y_tr, cfg.batch_size, cfg.seed, part)
     ds_va = data.make_tf_dataset(job.val.x, y_va, cfg.batch_size)
     _compile(trainer, mc, mc.learning_rate, job.num_classes)
-    trainer.fit(ds_tr, validation_data=ds_va, epochs=mc.epochs,
+    trainer.fit(ds_tr, shuffle=False,  # ds_tr shuffles itself (Keras warns on True)
+                validation_data=ds_va, epochs=mc.epochs,
                 initial_epoch=state.start_epoch("train"),
                 class_weight=class_weights(job.train.y, job.num_classes)
                 if cfg.class_weights else None,

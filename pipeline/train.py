@@ -34,6 +34,14 @@ from pipeline.weights import check_weights
 log = logging.getLogger(__name__)
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a resumable run: which run, so the command can say how to resume it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 @dataclass
 class ModelResult:
     info: dict[str, Any]
@@ -273,6 +281,10 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         hook = finish_hook(progress, say, evaluate) if cluster.is_chief else None
         return _train_and_finalize(cfg, ds, splits, writer, state, models, cache, progress, say,
                                    hook, cluster, commit)
+    except KeyboardInterrupt:
+        if (writer.tmp / "run.json").is_file():  # resumable: the command says how
+            raise RunInterrupted(writer.run_id) from None
+        raise
     except OSError as exc:  # disk full, permissions, ...: say what is safe and how to go on
         where = f" ({exc.filename})" if exc.filename else ""
         if writer.final.is_dir():

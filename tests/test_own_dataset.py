@@ -3,9 +3,29 @@ classes, the dataset's own test folder, the size cue on balanced data and an int
 
 from __future__ import annotations
 
-import numpy as np
+import warnings
+from pathlib import Path
 
+import cv2
+import numpy as np
+import pytest
+from test_data import save, shapes
+from typer.testing import CliRunner
+
+from pipeline import data, train
+from pipeline.cli import app
+from pipeline.config import profile
 from pipeline.data.auditing import size_cue
+
+
+def _flat(root: Path, classes: dict[str, int], seed: int = 0) -> Path:
+    n = 2000 + seed * 100
+    for cls, count in classes.items():
+        for i in range(count):
+            n += 1
+            save(root / cls / f"img{i:03d}.jpg", shapes(n))
+    return root
+
 
 # --------------------------------------------------------------------------- the size cue
 
@@ -41,3 +61,49 @@ def test_the_size_cue_still_finds_a_size_that_tells_classes_apart():
     lone = size_cue(["a", "a", "a", "b"], ["1", "2", "3", "4"])
     assert lone["classes"]["balanced_accuracy"] == 0.5 and not lone["classes"]["warn"]
     assert lone["tumour_vs_no_tumour"] is None
+
+
+# --------------------------------------------------------------------------- interruption
+
+
+def test_an_interrupted_train_names_the_run_and_how_to_resume(tmp_path: Path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_train_and_finalize", interrupt)
+    root, out = _flat(tmp_path / "d", {"glioma": 6, "no_tumor": 6}), tmp_path / "my runs"
+    result = CliRunner().invoke(app, ["train", "--data", str(root), "--out", str(out),
+                                      "--model", "custom_cnn", "--profile", "smoke"])
+    assert result.exit_code == 130, result.output
+    run_id = next((out / "runs").glob(".tmp-*")).name[len(".tmp-"):]
+    last = [ln for ln in result.stderr.splitlines() if ln.strip()][-1]
+    assert last == (f"interrupted: run {run_id} is kept; resume it with `python -m pipeline "
+                    f"train --resume {run_id} --out '{out}'`")
+
+
+def test_an_interrupt_before_the_run_is_resumable_says_only_interrupted(tmp_path: Path,
+                                                                       monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "make_splits", interrupt)  # still hashing: no run yet
+    with pytest.raises(KeyboardInterrupt) as caught:
+        train.train_run(profile("smoke"), _flat(tmp_path / "d", {"glioma": 3, "no_tumor": 3}),
+                        tmp_path / "art", ["custom_cnn"])
+    assert not isinstance(caught.value, train.RunInterrupted)
+
+
+@pytest.mark.slow
+def test_training_prints_no_keras_shuffle_warning(tmp_path: Path):
+    """Keras warned `shuffle=True ... will be ignored` (seen on a resumed run): our datasets shuffle
+    themselves, and fit is told so."""
+    root = _flat(tmp_path / "d", {"glioma": 8, "no_tumor": 8})
+    for path in list(root.glob("no_tumor/*.jpg"))[:2]:  # another size: balancing has work
+        save(path, cv2.resize(shapes(7), (72, 72)))
+    cfg = profile("smoke")
+    cfg.models["custom_cnn"].epochs = 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train.train_run(cfg, root, tmp_path / "art", ["custom_cnn"], say=lambda _: None)
+    shuffle = [str(w.message) for w in caught if "shuffle" in str(w.message)]
+    assert shuffle == []

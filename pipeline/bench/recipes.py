@@ -231,7 +231,8 @@ def _train_naive(name: str, cfg: Any, mc: Any, classes: list[str], splits: Any,
                                float(logs.get("val_accuracy", math.nan))):
                 self.model.stop_training = True
 
-    model.fit(ds_train, validation_data=ds_val, epochs=int(spec["naive_max_epochs"]),
+    model.fit(ds_train, shuffle=False,  # ds_train shuffles itself (Keras warns on True)
+              validation_data=ds_val, epochs=int(spec["naive_max_epochs"]),
               callbacks=[Hook()], verbose=0)
     return {"description": how, "crop_head": False, "weights": built.weights.label,
             "decode_s": None, "feature_cache_s": None, "failed_images": None,

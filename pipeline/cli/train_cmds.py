@@ -121,17 +121,27 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
     """`train_run` with a progress bar (expected errors fail in one line); with `evaluate`, the
     test split is evaluated inside the run before it becomes final. Returns the run folder
     (None on a multi-worker run's non-chief workers, which write no run)."""
+    import shlex
+
     from pipeline.artifacts import ArtifactError
     from pipeline.data import DatasetError
-    from pipeline.train import train_run
+    from pipeline.train import RunInterrupted, train_run
     from pipeline.weights import WeightsError
 
+    interrupted = None
     with progress_bar() as update:
         try:
             run_dir = train_run(cfg, data, out, models, resume=resume, progress=update, say=say,
                                 evaluate=evaluate, strategy=strategy)
         except (DatasetError, WeightsError, ArtifactError, ValueError) as exc:
             fail(str(exc))
+        except RunInterrupted as exc:
+            interrupted = exc.run_id
+    if interrupted:  # the run id was many screens up: repeat it, with the way on (bar closed)
+        err.print(f"interrupted: run {interrupted} is kept; resume it with `python -m pipeline "
+                  f"train --resume {interrupted} --out {shlex.quote(str(out))}`",
+                  highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130)
     if run_dir is None:
         err.print("[green]worker finished:[/] the chief wrote the run")
         return None
