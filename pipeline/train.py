@@ -256,6 +256,8 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         check_recipe(name, cfg.models.get(name) or ModelConfig(), cfg)
     check_weights(cfg.weights, models)  # so does a missing weights file (WeightsError)
     ds = data.discover(data_dir)
+    if why := data.untrainable(ds):  # before any hashing, and before a run folder exists
+        raise data.DatasetError(why)
     if resume:
         splits = data.splits_from_json(artifacts.read_json(writer.tmp / run_files.SPLITS), ds.root)
     else:

@@ -3,6 +3,7 @@ classes, the dataset's own test folder, the size cue on balanced data and an int
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,47 @@ def _flat(root: Path, classes: dict[str, int], seed: int = 0) -> Path:
             n += 1
             save(root / cls / f"img{i:03d}.jpg", shapes(n))
     return root
+
+
+# --------------------------------------------------------------------------- too few classes
+
+
+def _one_known_class(root: Path) -> Path:
+    return _flat(root, {"Glioblastoma": 3, "Metastasis": 3, "Normal": 3})
+
+
+def test_one_known_class_is_refused_before_any_work(tmp_path: Path):
+    root, out = _one_known_class(tmp_path / "unknown"), tmp_path / "art"
+    ds = data.discover(root)
+    why = data.untrainable(ds)
+    assert why == ("training needs at least 2 classes with images, unknown has 1: Normal/ -> "
+                   "no_tumor; ignored (no known class name): Glioblastoma/, Metastasis/. Known "
+                   "classes: glioma, meningioma, no_tumor, pituitary")
+    result = CliRunner().invoke(app, ["train", "--data", str(root), "--out", str(out),
+                                      "--model", "custom_cnn", "--profile", "smoke"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()  # the profile line, then the refusal: nothing between
+    assert len(lines) == 2 and lines[0].startswith("profile smoke"), lines
+    assert lines[1] == f"error: {why}"
+    assert not (out / "runs").exists()  # no runs/.tmp-... left behind
+    with pytest.raises(data.DatasetError, match="at least 2 classes"):  # the library too
+        train.train_run(profile("smoke"), root, out, ["custom_cnn"])
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+
+
+def test_print_config_and_audit_say_it_cannot_be_trained(tmp_path: Path):
+    root = _one_known_class(tmp_path / "unknown")
+    shown = CliRunner().invoke(app, ["train", "--print-config", "--data", str(root)])
+    assert shown.exit_code == 2
+    assert json.loads(shown.stdout)["profile"] == "full"  # the config is still shown
+    assert "error: training needs at least 2 classes" in shown.stderr
+    audit = CliRunner().invoke(app, ["audit", str(root)])
+    assert audit.exit_code == 0, audit.output
+    assert "train would refuse it: training needs at least 2 classes" in " ".join(
+        audit.stdout.split())
+    fine = CliRunner().invoke(app, ["train", "--print-config", "--data",
+                                    str(_flat(tmp_path / "two", {"glioma": 2, "no_tumor": 2}))])
+    assert fine.exit_code == 0 and fine.stderr == ""
 
 
 # --------------------------------------------------------------------------- the size cue

@@ -52,6 +52,8 @@ def _print_audit(r: dict, given: Path) -> None:
               f"classes {', '.join(r['classes'])}")
     if note := ignored_note(r.get("ignored_folders") or []):
         out.print(f"[yellow]{shown(note)}[/]", soft_wrap=True)
+    if r.get("untrainable"):
+        out.print(f"[yellow]train would refuse it:[/] {shown(r['untrainable'])}", soft_wrap=True)
     counts = Table(title="Images per split and class")
     counts.add_column("split")
     for c in r["classes"]:

@@ -115,6 +115,20 @@ def _check_weights(cfg: TrainConfig, models: list[str]) -> None:
         fail(str(exc))
 
 
+def _check_trainable(data: Path) -> None:
+    """Fail in one line, before any hashing, when `data` has no class folders or fewer than two
+    classes (`data.untrainable`): a one-class dataset was refused only after its split, and
+    left a temporary run folder behind."""
+    from pipeline.data import DatasetError, discover, untrainable
+
+    try:
+        why = untrainable(discover(data))
+    except DatasetError as exc:
+        fail(str(exc))
+    if why:
+        fail(why)
+
+
 def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: list[str],
                         resume: str | None, evaluate: bool, strategy: str = "default"
                         ) -> Path | None:
@@ -217,9 +231,11 @@ def train(
             fail("--official-test and --split-test (the old name of --own-test-split) ask "
                  "for two test splits: give one")
         official_test = False
-    if print_config:  # cheap: no data, no TensorFlow
+    if print_config:  # cheap: no hashing, no TensorFlow
         print_json(_build_config(profile_name, config, image_size, epochs, weights,
                                  official_test, models).to_dict())
+        if data is not None:  # the config is fine; say too if the data cannot be trained on
+            _check_trainable(_existing_dir(data, "data folder"))
         return
     if resume is None:
         if data is None:
@@ -228,6 +244,7 @@ def train(
     cfg = _build_config(profile_name, config, image_size, epochs, weights, official_test, models)
     if resume is None:  # a resumed run trains on with its saved config, whatever is given
         _start(cfg, config, out, models, strategy)
+        _check_trainable(data)
     _train_and_evaluate(cfg, data, out, models, resume, evaluate, strategy)
 
 

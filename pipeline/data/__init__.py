@@ -27,6 +27,7 @@ from pipeline.data.discovery import (
     canonical_split,
     discover,
     ignored_note,
+    untrainable,
 )
 from pipeline.data.duplicates import (
     NEAR_DUPLICATE_METHOD,
@@ -91,4 +92,5 @@ __all__ = [
     "perceptual_hash",
     "splits_from_json",
     "splits_to_json",
+    "untrainable",
 ]

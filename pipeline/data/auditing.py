@@ -9,7 +9,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from pipeline.data.discovery import Dataset, ImageRecord
+from pipeline.data.discovery import Dataset, ImageRecord, untrainable
 from pipeline.data.duplicates import (
     NEAR_DUPLICATE_METHOD,
     NEAR_DUPLICATE_THRESHOLD,
@@ -41,8 +41,9 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
     `duplicate_groups` (all components of size >= 2), `images_in_duplicate_groups`,
     `largest_duplicate_group`, `cross_split_near_duplicates` (test images with an exact or near
     copy in training), `cross_class_near_duplicate_groups`, `near_duplicate_method`,
-    `near_duplicate_threshold`, `size_cue` (see `size_cue`), `examples` and `seconds`. Unreadable
-    files are listed, never fatal.
+    `near_duplicate_threshold`, `size_cue` (see `size_cue`), `untrainable` (why train would
+    refuse the dataset, or None), `examples` and `seconds`. Unreadable files are listed, never
+    fatal.
     """
     t0 = time.perf_counter()
     infos = hash_files(ds.records, progress)
@@ -62,6 +63,7 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
         "n_readable": len(good),
         "counts": ds.counts(),
         "ignored_folders": list(ds.ignored),
+        "untrainable": untrainable(ds),
         "unreadable": [r.rel for r in bad],
         "unreadable_reasons": {r.rel: infos[r.rel].error for r in bad},
         **_image_stats(good, infos),

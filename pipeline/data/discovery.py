@@ -119,6 +119,7 @@ class Dataset:
     ignored: list[str] = field(default_factory=list)  # folders that did not map to a class
     # NIfTI volumes in the class folders: never one image, so never a record (`SERIES_NOTE`)
     volumes: list[ImageRecord] = field(default_factory=list)
+    folders: dict[str, str] = field(default_factory=dict)  # class folder (rel) -> its label
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{split or "all": {class: n}} with every class present in every split."""
@@ -278,5 +279,25 @@ def discover(root: str | Path) -> Dataset:
         )
     records, volumes = _records(given, root, groups)
     classes = sorted({r.label for r in records})
+    folders = {c.relative_to(root).as_posix(): label for c, label, _ in groups}
     return Dataset(root=root, layout=layout, classes=classes, records=records, binary=binary,
-                   ignored=sorted(ignored), volumes=volumes)
+                   ignored=sorted(ignored), volumes=volumes,
+                   folders=dict(sorted(folders.items())))
+
+
+def untrainable(ds: Dataset) -> str | None:
+    """Why `ds` cannot be trained on, or None: a classifier needs two classes with images.
+
+    The one message `train` refuses with (before any work), and `train --print-config` and
+    `audit` print: which folders mapped to which class and which were ignored, so a dataset of
+    other classes (Glioblastoma/, Metastasis/, Normal/) is told why, not "got 1".
+    """
+    if len(ds.classes) >= 2:
+        return None
+    mapped = ", ".join(f"{folder}/ -> {label}" for folder, label in ds.folders.items())
+    ignored = f"; ignored (no known class name): {', '.join(f'{d}/' for d in ds.ignored)}" \
+        if ds.ignored else ""
+    known = "tumour, no tumour (yes/, no/)" if ds.binary else ", ".join(CANONICAL)
+    return (f"training needs at least 2 classes with images, {ds.root.name} has "
+            f"{len(ds.classes)}: {mapped or 'no class folder'}{ignored}. Known classes: "
+            f"{known}")
