@@ -277,6 +277,8 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         f"{len(splits.test)} test images, classes {', '.join(ds.classes)}")
     if note := data.ignored_note(ds.ignored):  # a misspelt class folder is not trained on
         say(note)
+    if not resume:
+        _say_split_notes(cfg, ds, splits, say)
     cache = Path(cache_dir) if cache_dir else artifacts_dir / "cache"
     try:
         # the chief alone finishes the run: calibration, evaluation, OOD score
@@ -297,6 +299,32 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
             f"run {writer.run_id} could not be written: {exc.strerror or exc}{where}. Earlier "
             f"runs and `latest` are untouched; once fixed, continue it with "
             f"`python -m pipeline train --resume {writer.run_id}`") from exc
+
+
+def _say_split_notes(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits, say: Say
+                     ) -> None:
+    """One line each for what the split did with the data beyond the counts: unreadable files
+    skipped, label conflicts dropped, patient folders kept whole, the dataset's own test folder
+    pooled. `audit` reported them, and `train` had said nothing."""
+    info = splits.info
+    if n := info.get("unreadable_excluded"):
+        names = list(info.get("unreadable") or [])[:3]
+        more = f" and {n - len(names)} more" if n > len(names) else ""
+        say(f"skipped {n} unreadable file{'s' if n > 1 else ''}: {', '.join(names)}{more} "
+            "(run audit for each reason)")
+    if n := info.get("label_conflicts_dropped"):
+        names = list(info.get("label_conflicts") or [])[:3]
+        more = f" and {n - len(names)} more" if n > len(names) else ""
+        say(f"left out {n} images whose bytes sit under two classes (label conflicts: "
+            f"{', '.join(names)}{more}); they are in no split (audit lists them)")
+    if n := info.get("patient_folders"):
+        say(data.patient_note(n, ds.patients()[0]))
+    tests = [r for r in ds.records if r.split == "test"]
+    if tests and not cfg.official_test:
+        folder = tests[0].rel.split("/", 1)[0]
+        say(f"your {folder}/ folder ({len(tests)} images) is pooled with the other images "
+            f"and split like them (own {'deduplicated ' if cfg.dedupe else ''}split); "
+            "--official-test tests on it")
 
 
 def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,

@@ -4,7 +4,9 @@ classes, the dataset's own test folder, the size cue on balanced data and an int
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
+from collections import defaultdict
 from pathlib import Path
 
 import cv2
@@ -17,6 +19,18 @@ from pipeline import data, train
 from pipeline.cli import app
 from pipeline.config import profile
 from pipeline.data.auditing import size_cue
+from pipeline.data.splits import with_patients
+
+
+def _patients(root: Path, classes: dict[str, int], slices: int = 4) -> Path:
+    """`<Class>/patient_NNN/slice_k.jpg`: `classes` {folder: patients}, each image distinct."""
+    n = 500
+    for cls, patients in classes.items():
+        for p in range(patients):
+            for k in range(slices):
+                n += 1
+                save(root / cls / f"patient_{p:03d}" / f"slice_{k}.jpg", shapes(n))
+    return root
 
 
 def _flat(root: Path, classes: dict[str, int], seed: int = 0) -> Path:
@@ -26,6 +40,114 @@ def _flat(root: Path, classes: dict[str, int], seed: int = 0) -> Path:
             n += 1
             save(root / cls / f"img{i:03d}.jpg", shapes(n))
     return root
+
+
+# --------------------------------------------------------------------------- patient folders
+
+
+def test_each_patient_folder_lies_in_one_split(tmp_path: Path):
+    ds = data.discover(_patients(tmp_path / "nested", {"Glioma": 8, "No Tumour": 8}))
+    assert len(ds.patients()) == 16 and ds.records[0].patient == "Glioma/patient_000"
+    splits = data.make_splits(ds, seed=42)
+    where: dict[str, set[str]] = defaultdict(set)
+    for name in data.SPLIT_NAMES:
+        for r in getattr(splits, name):
+            where[r.patient].add(name)
+    assert len(where) == 16 and all(len(s) == 1 for s in where.values()), dict(where)
+    assert {n for s in where.values() for n in s} == {"train", "val", "test"}
+    assert splits.info["patient_folders"] == 16
+    assert "patient/series folder" in splits.info["grouping"]
+    # without dedupe the patients are kept whole all the same
+    plain = data.make_splits(ds, seed=42, dedupe=False)
+    for name in data.SPLIT_NAMES:
+        others = {r.patient for s in data.SPLIT_NAMES if s != name for r in getattr(plain, s)}
+        assert not {r.patient for r in getattr(plain, name)} & others
+
+
+def test_a_dataset_without_patient_folders_is_split_as_before(tmp_path: Path):
+    ds = data.discover(_flat(tmp_path / "flat", {"glioma": 12, "no_tumor": 12}))
+    assert ds.patients() == [] and all(r.patient is None for r in ds.records)
+    comps = [[i] for i in range(len(ds.records))]
+    assert with_patients(ds.records, comps) == (comps, 0)
+    info = data.make_splits(ds, seed=42).info
+    assert "patient_folders" not in info and "patient" not in info["grouping"]
+
+
+def test_audit_counts_patient_folders(tmp_path: Path):
+    root = _patients(tmp_path / "nested", {"Glioma": 3, "Meningioma": 2}, slices=2)
+    report = data.audit(data.discover(root))
+    assert report["patient_folders"] == 5 and report["patient_examples"][0] == "Glioma/patient_000"
+    out = CliRunner().invoke(app, ["audit", str(root)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.stdout.split())
+    assert ("patient/series folders: 5 (folders between the class folders and the images, e.g. "
+            "Glioma/patient_000/): train keeps each folder's images in one split") in text
+
+
+# --------------------------------------------------------------------------- what train leaves out
+
+
+def _dirty(root: Path) -> Path:
+    """Two classes in Training/ and Testing/, two unreadable files and one label conflict."""
+    n = 3000
+    for split, count in (("Training", 10), ("Testing", 4)):
+        for cls in ("glioma", "no_tumor"):
+            for i in range(count):
+                n += 1
+                save(root / split / cls / f"img{i:02d}.jpg", shapes(n))
+    (root / "Training" / "glioma" / "empty.jpg").write_bytes(b"")
+    (root / "Training" / "no_tumor" / "notes.jpg").write_text("not an image")
+    shutil.copyfile(root / "Training" / "glioma" / "img03.jpg",
+                    root / "Training" / "no_tumor" / "conflict.jpg")
+    return root
+
+
+def test_label_conflicts_are_in_no_split(tmp_path: Path):
+    ds = data.discover(_dirty(tmp_path / "d"))
+    splits = data.make_splits(ds, seed=42)
+    kept = {r.rel for s in data.SPLIT_NAMES for r in getattr(splits, s)}
+    pair = {"Training/glioma/img03.jpg", "Training/no_tumor/conflict.jpg"}
+    assert not pair & kept
+    assert splits.info["label_conflicts_dropped"] == 2
+    assert set(splits.info["label_conflicts"]) == pair
+    assert len(kept) == 29 - 2  # 28 images and the copy readable, the conflicting pair out
+
+
+def _train_notes(monkeypatch, tmp_path: Path, root: Path, official: bool) -> list[str]:
+    """What train_run says before training (the fit itself replaced: the notes come first)."""
+    monkeypatch.setattr(train, "_train_and_finalize", lambda *a, **k: tmp_path / "done")
+    cfg = profile("smoke")
+    cfg.official_test = official
+    said: list[str] = []
+    train.train_run(cfg, root, tmp_path / ("art-o" if official else "art"), ["custom_cnn"],
+                    say=said.append)
+    return said
+
+
+def test_train_says_what_its_split_left_out_and_pooled(tmp_path: Path, monkeypatch):
+    root = _dirty(tmp_path / "d")
+    said = _train_notes(monkeypatch, tmp_path, root, official=False)
+    assert ("skipped 2 unreadable files: Training/glioma/empty.jpg, Training/no_tumor/notes.jpg "
+            "(run audit for each reason)") in said, said
+    assert ("left out 2 images whose bytes sit under two classes (label conflicts: "
+            "Training/glioma/img03.jpg, Training/no_tumor/conflict.jpg); they are in no split "
+            "(audit lists them)") in said, said
+    assert ("your Testing/ folder (8 images) is pooled with the other images and split like "
+            "them (own deduplicated split); --official-test tests on it") in said, said
+    official = _train_notes(monkeypatch, tmp_path, root, official=True)
+    assert not [s for s in official if "pooled" in s], official
+    plain = _train_notes(monkeypatch, tmp_path, _flat(tmp_path / "clean", {"glioma": 6,
+                                                                           "no_tumor": 6}),
+                         official=False)
+    assert not [s for s in plain if "unreadable" in s or "conflict" in s or "pooled" in s]
+
+
+def test_train_says_patient_folders_are_kept_whole(tmp_path: Path, monkeypatch):
+    root = _patients(tmp_path / "nested", {"Glioma": 4, "Meningioma": 4}, slices=3)
+    said = _train_notes(monkeypatch, tmp_path, root, official=False)
+    assert data.patient_note(8, "Glioma/patient_000") in said, said
+    splits = json.loads(next((tmp_path / "art" / "runs").glob(".tmp-*/splits.json")).read_text())
+    assert splits["info"]["patient_folders"] == 8
 
 
 # --------------------------------------------------------------------------- too few classes

@@ -45,7 +45,7 @@ def _print_audit(r: dict, given: Path) -> None:
     gave it (`given`: the report's root is this machine's absolute path)."""
     from rich.table import Table
 
-    from pipeline.data import ignored_note
+    from pipeline.data import ignored_note, patient_note
 
     out = Console(highlight=False)
     out.print(f"[bold]{shown(as_given(given))}[/]: layout {r['layout']}, {r['n_images']} images, "
@@ -54,6 +54,9 @@ def _print_audit(r: dict, given: Path) -> None:
         out.print(f"[yellow]{shown(note)}[/]", soft_wrap=True)
     if r.get("untrainable"):
         out.print(f"[yellow]train would refuse it:[/] {shown(r['untrainable'])}", soft_wrap=True)
+    if r.get("patient_folders"):
+        out.print(shown(patient_note(r["patient_folders"], r["patient_examples"][0])),
+                  soft_wrap=True)
     counts = Table(title="Images per split and class")
     counts.add_column("split")
     for c in r["classes"]:

@@ -27,6 +27,7 @@ from pipeline.data.discovery import (
     canonical_split,
     discover,
     ignored_note,
+    patient_note,
     untrainable,
 )
 from pipeline.data.duplicates import (
@@ -89,6 +90,7 @@ __all__ = [
     "make_splits",
     "make_tf_dataset",
     "near_pairs",
+    "patient_note",
     "perceptual_hash",
     "splits_from_json",
     "splits_to_json",

@@ -41,9 +41,10 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
     `duplicate_groups` (all components of size >= 2), `images_in_duplicate_groups`,
     `largest_duplicate_group`, `cross_split_near_duplicates` (test images with an exact or near
     copy in training), `cross_class_near_duplicate_groups`, `near_duplicate_method`,
-    `near_duplicate_threshold`, `size_cue` (see `size_cue`), `untrainable` (why train would
-    refuse the dataset, or None), `examples` and `seconds`. Unreadable files are listed, never
-    fatal.
+    `near_duplicate_threshold`, `size_cue` (see `size_cue`), `patient_folders` (folders between
+    a class folder and its images, which train keeps whole: `ImageRecord.patient`),
+    `patient_examples`, `untrainable` (why train would refuse the dataset, or None), `examples`
+    and `seconds`. Unreadable files are listed, never fatal.
     """
     t0 = time.perf_counter()
     infos = hash_files(ds.records, progress)
@@ -64,6 +65,8 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
         "counts": ds.counts(),
         "ignored_folders": list(ds.ignored),
         "untrainable": untrainable(ds),
+        "patient_folders": len(ds.patients()),
+        "patient_examples": ds.patients()[:examples],
         "unreadable": [r.rel for r in bad],
         "unreadable_reasons": {r.rel: infos[r.rel].error for r in bad},
         **_image_stats(good, infos),

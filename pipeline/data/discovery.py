@@ -8,6 +8,10 @@ Layouts found by `discover` (folder names matched case- and separator-insensitiv
   ``pituitary`` (Nickparvar's "Brain Tumor MRI Dataset").
 - ``flat``: class folders directly under the root, no split.
 - ``binary``: ``yes/`` (tumour) and ``no/`` (no tumour), with or without split folders.
+
+Images may sit in folders below their class folder (``Glioma/patient_007/slice_3.jpg``): the
+first such level is read as a patient or series (`ImageRecord.patient`), and the splits keep each
+one whole.
 """
 
 from __future__ import annotations
@@ -94,6 +98,12 @@ def ignored_note(folders: Iterable[str]) -> str | None:
     return f"{IGNORED_NOTE}: {', '.join(names)}" if names else None
 
 
+def patient_note(n: int, example: str) -> str:
+    """The line audit and train print for a dataset with patient/series folders."""
+    return (f"patient/series folders: {n} (folders between the class folders and the images, "
+            f"e.g. {example}/): train keeps each folder's images in one split")
+
+
 # ----------------------------------------------------------------------------- records
 
 
@@ -105,6 +115,10 @@ class ImageRecord:
     rel: str  # posix path relative to the dataset root
     label: str  # canonical label
     split: str | None  # "train"/"test" (or "val") from the dataset's own folders; None if flat
+    # the patient or series folder: the first folder between the class folder and the file
+    # ("Glioma/patient_007"), None for a file directly in its class folder. make_splits keeps
+    # each one in one split: slices of one patient in train and test leak the patient.
+    patient: str | None = None
 
 
 @dataclass
@@ -120,6 +134,10 @@ class Dataset:
     # NIfTI volumes in the class folders: never one image, so never a record (`SERIES_NOTE`)
     volumes: list[ImageRecord] = field(default_factory=list)
     folders: dict[str, str] = field(default_factory=dict)  # class folder (rel) -> its label
+
+    def patients(self) -> list[str]:
+        """The patient/series folders (`ImageRecord.patient`) holding images, sorted."""
+        return sorted({r.patient for r in self.records if r.patient})
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{split or "all": {class: n}} with every class present in every split."""
@@ -241,7 +259,10 @@ def _records(given: Path, root: Path, groups: list[_ClassFolder]
         images, found_volumes = _image_files(folder)
         for path, into in [*((p, records) for p in images), *((p, volumes) for p in found_volumes)]:
             rel = path.relative_to(root).as_posix()
-            into.append(ImageRecord(path=path, rel=rel, label=label, split=split))
+            below = path.relative_to(folder).parts
+            patient = (folder / below[0]).relative_to(root).as_posix() if len(below) > 1 else None
+            into.append(ImageRecord(path=path, rel=rel, label=label, split=split,
+                                    patient=patient))
     if not records:
         found = ", ".join(sorted({c.relative_to(root).as_posix() + "/" for c, _, _ in groups}))
         only = (f", only {len(volumes)} NIfTI volume{'s' * (len(volumes) > 1)}: {SERIES_NOTE}"

@@ -1,4 +1,5 @@
-"""Train/val/test splits that keep every duplicate group in one split, and splits.json.
+"""Train/val/test splits that keep every duplicate group and every patient folder in one split,
+and splits.json.
 
 The assignment is deterministic for a seed and stratified by class; see `make_splits`.
 """
@@ -19,6 +20,7 @@ from pipeline.data.duplicates import (
     NEAR_DUPLICATE_METHOD,
     NEAR_DUPLICATE_THRESHOLD,
     DuplicateGroups,
+    connected_groups,
     group_duplicates,
 )
 from pipeline.data.hashing import HashInfo, hash_files
@@ -104,7 +106,11 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
     """Deterministic stratified train/val/test split of the readable images.
 
     dedupe: every exact/near duplicate group (`pipeline.data.duplicates`) lies in one split, so no
-    test image has a copy in train or val. official_test: test = the dataset's own Testing/ images;
+    test image has a copy in train or val. Every patient/series folder (`ImageRecord.patient`)
+    lies in one split too, with or without dedupe (`info["patient_folders"]` counts them).
+    Images whose bytes sit under two classes (a label conflict) are dropped from every split
+    (`info["label_conflicts_dropped"]`): in test such a pair is a guaranteed error, in
+    training a contradiction. official_test: test = the dataset's own Testing/ images;
     `info["official_test_leaking"]` counts those with an exact or near copy in the training pool,
     and with dedupe those copies are dropped from train/val (`dropped_duplicates_of_test`); val is
     then `val_fraction` of what remains. max_per_class: keep at most that many images per class
@@ -113,7 +119,8 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
     _check_arguments(val_fraction, test_fraction, official_test, max_per_class)
     infos = hash_files(ds.records, progress)
     unreadable = [r.rel for r in ds.records if infos[r.rel].error]
-    records = [r for r in ds.records if not infos[r.rel].error]
+    records, conflicts = _without_label_conflicts(
+        [r for r in ds.records if not infos[r.rel].error], infos)
     n_readable = len(records)
     if max_per_class is not None:
         records = _cap(records, max_per_class, seed)
@@ -124,6 +131,7 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
     # near pairs also measure official-test leakage, so they are found even without dedupe
     groups = group_duplicates(records, infos, near=True)
     comps = groups.components if dedupe else [[i] for i in range(len(records))]
+    comps, n_patients = with_patients(records, comps)
     info: dict[str, Any] = {
         "strategy": ("official-test" if official_test else "stratified")
         + ("+dedup" if dedupe else ""),
@@ -139,6 +147,13 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
         "near_duplicate_method": NEAR_DUPLICATE_METHOD,
         "near_duplicate_threshold": NEAR_DUPLICATE_THRESHOLD,
     }
+    # only when there are some: a dataset without either keeps the splits.json it always had
+    if n_patients:
+        info["patient_folders"] = n_patients
+        info["grouping"] += "; every patient/series folder in one split"
+    if conflicts:
+        info["label_conflicts_dropped"] = len(conflicts)
+        info["label_conflicts"] = conflicts[:20]
     if official_test:
         assigned, official_info = _official_test_assignment(
             records, infos, groups, comps, ds.classes, val_fraction, dedupe, rng)
@@ -148,6 +163,34 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
                                   {"train": 1 - val_fraction - test_fraction,
                                    "val": val_fraction, "test": test_fraction}, rng)
     return _collect(records, assigned, info)
+
+
+def _without_label_conflicts(records: list[ImageRecord], infos: dict[str, HashInfo]
+                             ) -> tuple[list[ImageRecord], list[str]]:
+    """The records without label conflicts (the same bytes under two classes), and those
+    dropped (rel paths): such an image has no one true label."""
+    labels_of: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        labels_of[infos[r.rel].sha1].add(r.label)
+    clash = {sha for sha, labels in labels_of.items() if len(labels) > 1}
+    return ([r for r in records if infos[r.rel].sha1 not in clash],
+            [r.rel for r in records if infos[r.rel].sha1 in clash])
+
+
+def with_patients(records: list[ImageRecord], comps: list[list[int]]
+                  ) -> tuple[list[list[int]], int]:
+    """`comps` (groups of record indices) joined so that each patient/series folder lies in one
+    group, and the number of such folders. Without patient folders `comps` comes back as it is,
+    so a dataset without them is split exactly as before they were known."""
+    by_patient: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        if r.patient:
+            by_patient[r.patient].append(i)
+    if not by_patient:
+        return comps, 0
+    edges = [(c[0], j) for c in comps for j in c[1:]]
+    edges += [(g[0], j) for g in by_patient.values() for j in g[1:]]
+    return connected_groups(len(records), edges)[0], len(by_patient)
 
 
 def _check_arguments(val_fraction: float, test_fraction: float, official_test: bool,
