@@ -73,6 +73,22 @@ def test_a_dataset_without_patient_folders_is_split_as_before(tmp_path: Path):
     assert "patient_folders" not in info and "patient" not in info["grouping"]
 
 
+def test_cross_validation_folds_keep_each_patient_folder_whole(tmp_path: Path):
+    from pipeline.evaluate.cv import _pool_and_groups, cv_folds
+
+    ds = data.discover(_patients(tmp_path / "nested", {"Glioma": 5, "No Tumour": 5}, slices=3))
+    for dedupe in (True, False):
+        cfg = profile("smoke")
+        cfg.dedupe = dedupe
+        records, groups = _pool_and_groups(ds, cfg, lambda *a: None)
+        assert len(set(groups)) == 10  # one group per patient (the slices are all distinct)
+        folds = cv_folds([r.label for r in records], groups, k=5, seed=1)
+        for fold in folds:
+            parts = {s: {records[i].patient for i in fold[s]} for s in ("train", "val", "test")}
+            assert not (parts["train"] & parts["test"] or parts["val"] & parts["test"]
+                        or parts["train"] & parts["val"])
+
+
 def test_audit_counts_patient_folders(tmp_path: Path):
     root = _patients(tmp_path / "nested", {"Glioma": 3, "Meningioma": 2}, slices=2)
     report = data.audit(data.discover(root))

@@ -1,8 +1,9 @@
 """Cross-validation: retrain a run's models K times on group-stratified folds and evaluate each.
 
-Folds come from scikit-learn's StratifiedGroupKFold over the data layer's duplicate groups, every
-fold is trained by `pipeline.train.train_one` (the code `train` uses) into a complete run folder
-and evaluated by `evaluate_run`. The cv.json format is in docs/architecture.md.
+Folds come from scikit-learn's StratifiedGroupKFold over the data layer's duplicate groups (each
+patient/series folder joined into one, as in the splits), every fold is trained by
+`pipeline.train.train_one` (the code `train` uses) into a complete run folder and evaluated by
+`evaluate_run`. The cv.json format is in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -102,17 +103,28 @@ def _open_for_cv(run_dir: str | Path, data_root: str | Path | None,
 
 
 def _pool_and_groups(ds: Any, cfg: Any, progress: Progress) -> tuple[list[Any], list[int]]:
-    """All readable images (capped like the run) and their duplicate-group ids."""
+    """All readable images (capped like the run) and their group ids: duplicate groups (with
+    dedupe) joined so that each patient/series folder lies in one group, as in the splits."""
     from pipeline import data
+    from pipeline.data.splits import with_patients
 
     pool = data.make_splits(ds, seed=cfg.seed, val_fraction=0.0, test_fraction=0.0,
                             dedupe=cfg.dedupe, max_per_class=cfg.max_images, progress=progress)
     records = pool.train
-    if not cfg.dedupe:
-        return records, list(range(len(records)))
     # The grouping make_splits uses (exact SHA-1 + near pHash pairs), so CV folds and the run's
     # own splits agree on what a duplicate is. Hashes are cached: make_splits just computed them.
-    return records, data.duplicate_components(records)
+    ids = data.duplicate_components(records) if cfg.dedupe else list(range(len(records)))
+    if not any(r.patient for r in records):
+        return records, ids
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(ids):
+        members.setdefault(g, []).append(i)
+    joined, _ = with_patients(records, list(members.values()))
+    out = [0] * len(records)
+    for g, idx in enumerate(joined):
+        for i in idx:
+            out[i] = g
+    return records, out
 
 
 def _train_fold(k: int, folds: int, splits: Any, runs_root: Path, run: Any, ds: Any, cfg: Any,
