@@ -160,6 +160,8 @@ def tune(
     check_weights(cfg.weights, [model])
 
     ds = data.discover(data_dir)
+    if why := data.untrainable(ds):  # before the data pass, as train_run does
+        raise data.DatasetError(why)
     splits = data.make_splits(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,
                               test_fraction=cfg.test_fraction, dedupe=cfg.dedupe,
                               official_test=cfg.official_test, max_per_class=cfg.max_images,

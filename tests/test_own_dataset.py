@@ -192,6 +192,19 @@ def test_one_known_class_is_refused_before_any_work(tmp_path: Path):
     assert not (out / "runs").exists() or not any((out / "runs").iterdir())
 
 
+def test_tune_refuses_it_before_any_work_too(tmp_path: Path):
+    from pipeline.tune import tune
+
+    root, out = _one_known_class(tmp_path / "unknown"), tmp_path / "art"
+    result = CliRunner().invoke(app, ["tune", "--data", str(root), "--model", "custom_cnn",
+                                      "--budget", "1", "--profile", "smoke", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1].startswith("error: training needs at least 2 classes")
+    assert not (out / "tune").exists()
+    with pytest.raises(data.DatasetError, match="at least 2 classes"):  # the library too
+        tune(root, "custom_cnn", 1, out, cfg=profile("smoke"))
+
+
 def test_print_config_and_audit_say_it_cannot_be_trained(tmp_path: Path):
     root = _one_known_class(tmp_path / "unknown")
     shown = CliRunner().invoke(app, ["train", "--print-config", "--data", str(root)])

@@ -347,6 +347,7 @@ def tune(
         fail(f"--budget must be at least 1 trial, got {budget}")
     cfg = _build_config(profile_name, config, None, epochs, weights, None, [model])
     _start(cfg, config, out, [model])
+    _check_trainable(data)
     try:
         with progress_bar() as update:
             result = run_tune(data, model, budget, out, cfg=cfg, algorithm=algorithm, seed=seed,
