@@ -132,9 +132,18 @@ class Upload:
                       photo=looks_like_photo(img), radiological=self.radiological)
 
 
-CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually called "
-           "\"no tumour\", confidently. A card says when a slice may be CT, but that check is "
-           "rough: it can miss CT.")
+# under the Predict page's uploader: said of any run (`ct_note`: the Sartaj data's words)
+CT_NOTE = ("The models were made for MRI: an answer on a CT slice says nothing of it. A card says "
+           "when a slice may be CT, but that check is rough: it can miss CT.")
+SARTAJ_CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually "
+                  "called \"no tumour\", confidently. A card says when a slice may be CT, but "
+                  "that check is rough: it can miss CT.")
+
+
+def ct_note(sartaj: bool = False) -> str:
+    """`CT_NOTE`, or what a run trained on the Sartaj data does with CT (its no-tumour folder
+    holds CT slices): said of another run, that was a claim about data it never saw."""
+    return SARTAJ_CT_NOTE if sartaj else CT_NOTE
 
 
 def demote_headings(markdown: str) -> str:

@@ -17,7 +17,8 @@ from pipeline.data.membership import seen_tag
 from pipeline.evaluate.flags import (
     FLAG_LABELS,
     FLAG_MEANINGS,
-    NO_TUMOUR_CAUTION,
+    flag_meaning,
+    no_tumour_caution,
     no_tumour_record,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
@@ -218,7 +219,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None,
                  colour: bool = False,
                  tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None,
-                 ct: bool = False, photo: bool = False) -> list[str]:
+                 ct: bool = False, photo: bool = False, sartaj: bool = False) -> list[str]:
     """Plain-words warnings about image i's answers: a tinted photo of a screen or film
     (`photo`, `modality.looks_like_photo`; it says what the colour warning would, which it
     replaces), a colour image (`colour`: MRI slices are
@@ -233,14 +234,16 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     disagreement between the models. `flag_accuracy` (flags.json's "models", when measured)
     adds how often the weak test answers were right. For images unlike the training data it
     does not: the flagged test images were real MRI of another source, right about as often as
-    the others, and said beside a photo or noise that read as reassurance."""
+    the others, and said beside a photo or noise that read as reassurance. `sartaj`: the run
+    was trained on the Sartaj data (`known_data.trained_on_sartaj`), so the CT and "no tumour"
+    warnings may say what its no-tumour folder holds."""
     # In order of what should change a reader's mind most (a clinician's review, 2026-12-05:
     # warnings of equal weight on nearly every card stop being read): not an MRI, "no tumour"
     # is no rule-out, the models disagree, then per model unlike the training data and weak.
     flags = ([Flag(PHOTO_WARNING, "photo")] if photo  # `evaluate.flags.SAID_BY`
              else [Flag(COLOUR_WARNING, "colour")] if colour else [])
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
-        flags.append(Flag(CT_WARNING, "ct"))
+        flags.append(Flag(ct_warning(sartaj), "ct"))
     unlikes: list[str] = []
     weaks: list[str] = []
     measured = flag_accuracy or {}
@@ -293,7 +296,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                                 "unlike", [model]))
     if none_said:
         say = "says" if len(none_said) == 1 else "say"
-        flags.append(Flag(f"{' and '.join(none_said)} {say} no tumour: {NO_TUMOUR_CAUTION}."
+        flags.append(Flag(f"{' and '.join(none_said)} {say} no tumour: "
+                          f"{no_tumour_caution(sartaj)}."
                           + none_record, "no_tumour", none_models))
     labels = {int(np.argmax(p[i])) for p in probs.values()}
     if len(probs) > 1 and len(labels) > 1:
@@ -304,6 +308,13 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
 
 # the CLI's legend line for "[may be CT, not MRI]", as one sentence beside an answer
 CT_WARNING = f"This slice {FLAG_LABELS['ct']}: {FLAG_MEANINGS['ct']}."
+
+
+def ct_warning(sartaj: bool = False) -> str:
+    """`CT_WARNING`, in the Sartaj data's words for a run trained on it."""
+    return f"This slice {FLAG_LABELS['ct']}: {flag_meaning('ct', sartaj)}."
+
+
 # and for "[looks like a photo of a screen or film]"
 PHOTO_WARNING = f"This image {FLAG_LABELS['photo']}: {FLAG_MEANINGS['photo']}."
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from dashboard import core, loader, state
 from pipeline.artifacts import Run
+from pipeline.known_data import trained_on_sartaj
 from pipeline.names import HEATMAP_ALPHA, class_index, size_label
 
 
@@ -97,6 +98,9 @@ class Results:
     # what the percentages are (temperature-scaled) and how far off they ran on the run's test
     # images: `flags.calibration_note`, under every probability table and in the reports
     calibration_note: str = ""
+    # the run was trained on the Sartaj data (`known_data.trained_on_sartaj`): the CT and "no
+    # tumour" warnings may say what its no-tumour folder holds
+    sartaj: bool = False
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -167,7 +171,8 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    photo=[u.photo for u in good],
                    seen_split=[u.seen_split if u.seen_exact else "" for u in good],
                    tumour_records=state.tumour_records(run),
-                   calibration_note=state.calibration_note(run, predictor))
+                   calibration_note=state.calibration_note(run, predictor),
+                   sartaj=trained_on_sartaj(run.manifest))
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

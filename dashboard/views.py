@@ -190,7 +190,8 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
                                  results.by_size, results.flag_accuracy, colour,
                                  results.tumour_records,
                                  ct=j < len(results.ct) and results.ct[j],
-                                 photo=j < len(results.photo) and results.photo[j])
+                                 photo=j < len(results.photo) and results.photo[j],
+                                 sartaj=results.sartaj)
     shortcuts = [flags.Flag(f"{F.model_label(m)}: {OUTSIDE_HEAD_MESSAGE} "
                             f"({outside_share_words(rs[j].outside_head)}).", "outside_head", [m])
                  for m, rs in results.per_model.items() if rs[j].outside_head_flag]

@@ -1142,7 +1142,37 @@ def test_about_page_shows_the_model_card(smoke_run, tmp_path, monkeypatch):
     assert "classes glioma, meningioma, no tumour, pituitary" in shown
     # the CT limit said once (About said "A card says when a slice may be CT" twice)
     assert shown.count("may be CT") == 1
-    # and the count the model card gives (About said 60, counting only the no-tumour folder's)
+    # the smoke run is trained on phantoms, not the Sartaj data: none of that data's facts
+    # (a yes/no run's page said "four labels" and "73 CT slices": a review, 2026-12-06), its
+    # labels from its own class names
+    assert "CT slices" not in shown and "512×512" not in shown
+    assert "one of four labels: glioma, meningioma, no tumour, pituitary." in shown
+
+
+def test_about_page_states_the_sartaj_facts_only_for_a_run_trained_on_it(
+        smoke_run, tmp_path, monkeypatch):
+    """About said "four labels", "512×512 from one collection" and "73 CT slices" of every run,
+    a student's yes/no run too; a run names its dataset by the manifest's fingerprint."""
+    from pipeline.known_data import SARTAJ_FINGERPRINTS
+
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["class_names"] = ["no_tumor", "tumor"]  # read as written: the page loads no model
+    path.write_text(json.dumps(manifest))
+    at = _app("about")
+    _ok(at)
+    shown = _shown(at)
+    assert "one of two labels: no tumour, tumour." in shown
+    assert "four labels" not in shown and "CT slices" not in shown and "512×512" not in shown
+    manifest["data"]["fingerprint"] = next(iter(SARTAJ_FINGERPRINTS))
+    manifest["class_names"] = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    path.write_text(json.dumps(manifest))
+    at = _app("about")
+    _ok(at)
+    shown = _shown(at)
+    assert "512×512 from one\n  collection" in shown and shown.count("may be CT") == 1
+    # the count the model card gives (About said 60, counting only the no-tumour folder's)
     count = re.search(r"holds (\d+) CT slices", shown)
     card = (Path(__file__).parents[1] / "artifacts" / "MODEL_CARD.md").read_text()
     assert count and f"the dataset holds {count.group(1)} CT slices" in card

@@ -607,9 +607,9 @@ def test_every_no_tumour_answer_says_it_cannot_rule_a_tumour_out():
     record = {"tp": 386, "fn": 29, "tn": 71, "fp": 4, "n_tumor": 415, "n_no_tumor": 75}
     says_none = {"custom_cnn": np.array([[0.05, 0.05, 0.85, 0.05]])}
 
-    def flags(probs, size, groups, rec=record):
+    def flags(probs, size, groups, rec=record, sartaj=True):  # the shipped runs' data
         return dflags.answer_flags(probs, 0, {}, {}, {}, classes, size, {"custom_cnn": groups},
-                                   tumour_records={"custom_cnn": rec})
+                                   tumour_records={"custom_cnn": rec}, sartaj=sartaj)
 
     caution = ("Custom CNN says no tumour: a 'no tumour' answer cannot rule a tumour out: it "
                "means the slice looks most like the training data's no-tumour images (a "
@@ -627,12 +627,17 @@ def test_every_no_tumour_answer_says_it_cannot_rule_a_tumour_out():
     assert flags(says_none, "256x256", small_gap) == [caution + measured]
     # a run evaluated before the breakdowns: the caution alone
     assert flags(says_none, "256x256", None, rec=None) == [caution]
+    # a run on other data is told nothing of the Sartaj no-tumour folder's CT slices (a
+    # review, 2026-12-06: a student's yes/no run said it)
+    assert flags(says_none, "256x256", None, rec=None, sartaj=False) == [
+        caution.replace(" (a folder that includes CT slices)", "")]
     assert dflags.size_gap(by_size) == (1.0, 0.611) and dflags.size_gap(small_gap) is None
     # both models say it: one caution, each model's record in it, before the disagreement
     both = dflags.answer_flags(
         {"custom_cnn": says_none["custom_cnn"], "mobilenetv2": np.array([[.1, .1, .7, .1]])},
         0, {}, {}, {}, classes, "512x512", None,
-        tumour_records={"custom_cnn": record, "mobilenetv2": {**record, "fn": 3, "tn": 73}})
+        tumour_records={"custom_cnn": record, "mobilenetv2": {**record, "fn": 3, "tn": 73}},
+        sartaj=True)
     assert both == [caution.replace("Custom CNN says", "Custom CNN and MobileNetV2 say")
                     + measured + " On this run's test images, 96% of MobileNetV2's 'no tumour' "
                     "answers were right, and it called 3 of 415 tumours 'no tumour'."]

@@ -328,3 +328,40 @@ def test_the_probability_note_takes_its_figures_from_the_run_s_files() -> None:
     # no test figures: the temperatures alone, and no word of an ECE
     assert calibration_note({"custom_cnn": 0.5}, {"custom_cnn": None}).endswith(
         "run high on other sources. Custom CNN T = 0.50.")
+
+
+def test_the_ct_and_no_tumour_warnings_state_the_sartaj_data_s_facts_only_on_its_runs(
+        capsys) -> None:
+    """"their no-tumour class holds CT slices" was said beside every CT-looking upload and in
+    predict's legend, on a student's yes/no run too (a review, 2026-12-06): a fact of the
+    shipped runs' data, said now only for a run whose manifest names that data."""
+    from dashboard.flags import CT_WARNING, answer_flags, ct_warning
+    from pipeline.cli.common import warning_legend
+    from pipeline.evaluate.flags import SARTAJ_MEANINGS, SARTAJ_NO_TUMOUR_CAUTION
+    from pipeline.known_data import SARTAJ_FINGERPRINTS, trained_on_sartaj
+
+    classes = ["no_tumor", "tumor"]
+    probs = {"custom_cnn": np.array([[0.9, 0.1]])}
+    own = answer_flags(probs, 0, {}, {}, {}, classes, ct=True)
+    shipped = answer_flags(probs, 0, {}, {}, {}, classes, ct=True, sartaj=True)
+    assert own[0] == CT_WARNING and "CT slices" not in " ".join(own)
+    assert shipped[0] == ct_warning(True) and SARTAJ_MEANINGS["ct"] in shipped[0]
+    assert SARTAJ_NO_TUMOUR_CAUTION in shipped[1]
+    warning_legend({"ct", "no_tumor"}, answered=True)
+    own_legend = capsys.readouterr().err
+    warning_legend({"ct", "no_tumor"}, answered=True, sartaj=True)
+    shipped_legend = capsys.readouterr().err
+    assert "CT slices" not in own_legend and "CT slices" in shipped_legend
+    # a run names its dataset by content (the manifest's fingerprint), not by folder name
+    fingerprint = next(iter(SARTAJ_FINGERPRINTS))
+    assert trained_on_sartaj({"data": {"fingerprint": fingerprint}})
+    assert trained_on_sartaj({"fingerprint": fingerprint})  # the manifest's "data" alone
+    assert not trained_on_sartaj({"data": {"dir": "/x/brain-tumor-mri-sartaj", "layout":
+                                           "sartaj", "fingerprint": "0" * 64}})
+    assert not trained_on_sartaj(None) and not trained_on_sartaj({"data": None})
+    # the shipped runs are named so (their pages read as before)
+    import json
+    from pathlib import Path
+
+    for manifest in (Path(__file__).parents[1] / "artifacts" / "runs").glob("*/manifest.json"):
+        assert trained_on_sartaj(json.loads(manifest.read_text())), manifest.parent.name

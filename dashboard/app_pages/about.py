@@ -4,9 +4,10 @@ import json
 
 import streamlit as st
 
-from dashboard import core, runinfo, state
+from dashboard import about_text, core, runinfo, state
 from dashboard import figures as F
 from pipeline.artifacts import shown_path
+from pipeline.known_data import trained_on_sartaj
 
 st.title("About & model card")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
@@ -18,37 +19,12 @@ and MobileNetV2 adapted from ImageNet by transfer learning — and tools that sh
 
 **Intended use.** Teaching and research: comparing architectures, exploring failure modes,
 discussing explainability. **Not** screening, triage, diagnosis or any clinical decision.
-
-**Known limits.**
-- Trained on a public dataset of single 2-D slices of unknown scanners and protocols; real
-  clinical scans (3-D volumes, other sequences, other hospitals) look different.
-- The models see one slice as a picture: they are not told the sequence, contrast, plane or
-  the neighbouring slices.
-- They always choose one of four labels: glioma, meningioma, pituitary tumour, no tumour. Any
-  other finding (metastasis, abscess, lymphoma, demyelination, infarct, haemorrhage,
-  post-operative change) is forced into one of them. A label is the dataset's folder, not a
-  histological or radiological diagnosis.
-- Most of the dataset's tumour images are T1 contrast slices exported at 512×512 from one
-  collection; its no-tumour images, and many tumour images from other sources, are not. Tumours
-  from other scanners or sequences are missed far more often (the model card below has the
-  figures). A "no tumour" answer never rules a tumour out, and is least reliable on slices from
-  other scanners or sequences.
-- The dataset holds 73 CT slices among its MRI (counted by eye: 60 of the no-tumour folder's
-  500 images, 13 in the tumour folders), so a CT slice is usually called "no tumour",
-  confidently; and "no tumour" means "looks most like that folder", not "normal". A card says
-  when a slice may be CT, but that check is rough: it can miss CT.
-- Labels were not verified by a radiologist: the Error analysis page marks answers against the
-  dataset's folders, and some of its "errors" may be label errors.
-- The public dataset contains duplicate and near-duplicate images (the data audit counts them)
-  and its labels were not verified by this project; even with de-duplicated splits, accuracy on
-  it is likely to overstate performance on new scans.
-- A heatmap shows where a model's evidence came from, not where a tumour is; each is stretched
-  to its own brightest spot. A confident prediction with a heatmap on the skull or the image
-  border is a warning sign (the shortcut alarm flags only heat outside the head, not on the
-  skull or scalp).
-- Probabilities can be over-confident: see the reliability diagram on the Overview page.
 """
 )
+# the limits of the run shown: the Sartaj data's facts only for a run trained on it
+run, problem = state.current_run()
+st.markdown(about_text.known_limits(run.class_names if run is not None else [],
+                                    run is not None and trained_on_sartaj(run.manifest)))
 
 card = state.artifacts_dir() / "MODEL_CARD.md"
 if card.is_file():
@@ -61,7 +37,6 @@ if card.is_file():
             st.warning(f"The model card {core.literal(shown_path(card))} could not be read "
                        f"({type(exc).__name__}).")
 
-run, problem = state.current_run()
 if run is None:
     st.warning(problem, icon=":material/warning:")
     st.stop()

@@ -7,6 +7,7 @@ from dashboard import figures as F
 from pipeline import run_files
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out
+from pipeline.known_data import trained_on_sartaj
 from pipeline.names import NO_TUMOR, SHIFT_VALIDATION_NOTE
 
 CONFUSION_WIDTH = 400  # px: each confusion matrix; two a row from a main column of 800 px
@@ -177,9 +178,13 @@ with tabs[5]:
         if sizes is not None:
             st.subheader("By pixel size (a hint of the image's source)")
             st.dataframe(sizes, hide_index=True, key="size_groups", height="content")
+            # the Sartaj data's fact only for a run trained on it (a review, 2026-12-06)
             st.caption("Test images of the training split's commonest pixel size against all "
-                       "others. In the public dataset nearly every tumour image is a 512×512 "
-                       "export of one collection, so size marks the source.")
+                       + ("others. In the public dataset nearly every tumour image is a 512×512 "
+                          "export of one collection, so size marks the source."
+                          if trained_on_sartaj(run.manifest) else
+                          "others. Where a dataset gathers images from several sources, pixel "
+                          "size often marks the source, and a model can learn it as a cue."))
             for gap in F.size_gaps(metrics):
                 st.warning(gap, icon=":material/warning:")
         else:

@@ -25,6 +25,7 @@ from dashboard.report_pdf import report_pdf
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError
 from pipeline.data.membership import seen_note
+from pipeline.known_data import trained_on_sartaj
 
 SAMPLES_KEY = "predict_samples"
 PAGE_KEY = "predict_page"  # the page selector: which page of cards is shown
@@ -59,9 +60,10 @@ with upload_col:
     st.caption(f"At most {core.MAX_UPLOADS} files of up to "
                f"{st.get_option('server.maxUploadSize')} MB each: a larger file is refused by "
                "the uploader and not analysed.")
-    # CT gets the tool's most reassuring output (a clinician's review, 2026-12-05): the
-    # training data's no-tumour class holds CT slices, and nothing here tells CT from MRI
-    st.caption(f"For brain MRI slices only. {core.CT_NOTE}")
+    # CT gets the tool's most reassuring output on the shipped runs (a clinician's review,
+    # 2026-12-05): the Sartaj data's no-tumour class holds CT slices, and nothing here tells CT
+    # from MRI; on another run only the generic part is known to hold
+    st.caption(f"For brain MRI slices only. {core.ct_note(trained_on_sartaj(run.manifest))}")
     # Leaving the page empties the uploader (Streamlit drops its state): its last files are
     # kept in the session and come back with the page (dashboard/uploads.py).
     files, restored = uploads.current_files(files, new_uploader)

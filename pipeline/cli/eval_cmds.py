@@ -38,6 +38,7 @@ from pipeline.cli.common import (
     warning_tags,
 )
 from pipeline.intervals import N_BOOT
+from pipeline.known_data import trained_on_sartaj
 
 
 def predict(
@@ -102,7 +103,8 @@ def predict(
                                if blank_failure(r) != "slice"],
                     "blank_slices": blank})
     else:
-        warning_legend(seen, splits, answered=bool(results))
+        warning_legend(seen, splits, answered=bool(results),
+                       sartaj=trained_on_sartaj(run.manifest))
     if unanswered(failures):
         raise typer.Exit(1)
 

@@ -39,6 +39,7 @@ from pipeline.explain.render import (
     CAPTION_TEXT_PX,
     OUTLINE_FLOOR,
 )
+from pipeline.known_data import trained_on_sartaj
 from pipeline.names import HEATMAP_ALPHA
 
 if TYPE_CHECKING:
@@ -129,7 +130,8 @@ def explain(
              code=1)
     errors = _listed_errors(out) if summary.errors else []
     _print_explained(summary, len(names), out, shard if shard else None, len(paths),
-                     targeted=target_idx is not None, errors=errors)
+                     targeted=target_idx is not None, errors=errors,
+                     sartaj=trained_on_sartaj(run.manifest))
     # as before resuming existed: exit 1 whenever explain.json lists errors, but for a series'
     # blank slices, left out as predict leaves them out (`common.unanswered`)
     if unanswered(errors):
@@ -195,14 +197,15 @@ def _explain_with_progress(run: Run, explainers: dict[str, Explainer], paths: li
 
 def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: str | None,
                      n_files: int, *, targeted: bool = False,
-                     errors: list[tuple[str, str]] | None = None) -> None:
+                     errors: list[tuple[str, str]] | None = None, sartaj: bool = False) -> None:
     """One tab-separated line per image explained now (each model's prediction with the
     warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
     the prediction printed beside it), and the shortcut alarm when it fires, then in a last
     field the image's own tags as `predict` prints them: the models disagree, the run's split
     it is in), then a total with the files skipped as done; a legend of the answer warnings
-    shown goes to stderr. `errors`: explain.json's (path, reason), whose blank slices are
-    counted apart from the files that could not be read."""
+    shown goes to stderr (in the Sartaj data's words for a run trained on it, `sartaj`).
+    `errors`: explain.json's (path, reason), whose blank slices are counted apart from the files
+    that could not be read."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
     from pipeline.explain.methods import target_words
@@ -247,4 +250,4 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     sys.stdout.write(f"wrote {len(summary.rows) * n_models} overlay(s) and explain.json to "
                      f"{one_line(out)} ({where}{summary.already_done} already done, skipped; "
                      f"explain.json: {summary.images} image(s){unreadable})\n")
-    warning_legend(seen, splits, answered=bool(summary.rows))
+    warning_legend(seen, splits, answered=bool(summary.rows), sartaj=sartaj)

@@ -54,11 +54,25 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
     "disagree": "the two models give different answers, so at least one of them is wrong",
     # per image, not per model: `predict` tags the image (`modality.looks_like_ct`, a hint)
     # (the dashboard's card warning is this sentence too: `dashboard.flags.CT_WARNING`)
+    # (said of any run; `SARTAJ_MEANINGS` for a run trained on the Sartaj data: `flag_meaning`)
+    "ct": "a thick white skull ring right against the brain, as on CT; the models were made "
+          "for MRI, so an answer on a CT slice says nothing of it (a rough check: it can miss "
+          "CT, and now and then flag an MRI slice)",
+}
+# What a warning means on a run trained on the Sartaj data (`known_data.trained_on_sartaj`),
+# whose no-tumour folder holds CT slices; on any other run that would be a claim about data we
+# never saw (a review, 2026-12-06)
+SARTAJ_MEANINGS = {
     "ct": "a thick white skull ring right against the brain, as on CT; the models were trained "
           "on MRI, and their no-tumour class holds CT slices, so a CT slice is usually called "
           "\"no tumour\" whatever it shows (a rough check: it can miss CT, and now and then "
           "flag an MRI slice)",
 }
+
+
+def flag_meaning(kind: str, sartaj: bool = False) -> str:
+    """`FLAG_MEANINGS[kind]`, or its Sartaj wording for a run trained on that data."""
+    return (SARTAJ_MEANINGS.get(kind) if sartaj else None) or FLAG_MEANINGS[kind]
 
 # What a warning still says when the answers it marks are right at least as often as the rest
 # (the OOD flag on the reference runs: 100% of 9 flagged against 89%): worded per warning
@@ -74,8 +88,17 @@ FLAG_NOT_WRONG = {
 # 2026-12-05: a missed tumour read as reassurance is the dangerous error, and the custom CNN's
 # commonest one): the class is "looks like this dataset's no-tumour folder", not "normal".
 NO_TUMOUR_CAUTION = ("a 'no tumour' answer cannot rule a tumour out: it means the slice looks "
-                     "most like the training data's no-tumour images (a folder that includes CT "
-                     "slices), not that the brain is normal")
+                     "most like the training data's no-tumour images, not that the brain is "
+                     "normal")
+# the same on a run trained on the Sartaj data, whose no-tumour folder holds CT slices
+SARTAJ_NO_TUMOUR_CAUTION = ("a 'no tumour' answer cannot rule a tumour out: it means the slice "
+                            "looks most like the training data's no-tumour images (a folder that "
+                            "includes CT slices), not that the brain is normal")
+
+
+def no_tumour_caution(sartaj: bool = False) -> str:
+    """The caution beside every "no tumour" answer: the Sartaj wording for a run trained on it."""
+    return SARTAJ_NO_TUMOUR_CAUTION if sartaj else NO_TUMOUR_CAUTION
 
 
 def no_tumour_record(record: dict | None, name: str) -> str:

@@ -1,0 +1,77 @@
+"""The About page's known limits, for the run shown, without Streamlit: what was measured on the
+Sartaj data (its CT slices, its 512x512 collection, its unverified duplicates) only for a run
+trained on it (`known_data.trained_on_sartaj`), and the labels from the run's own class names;
+a yes/no run's page said "four labels" and "73 CT slices" (a review, 2026-12-06).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.known_data import SARTAJ_CT_SLICES
+from pipeline.names import class_label
+
+_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def labels_sentence(class_names: Sequence[str]) -> str:
+    """"They always choose one of three labels: glioma, meningioma, no tumour." from the run's
+    class names (the one home of the class list); the generic sentence without a run."""
+    if not class_names:
+        return "They always choose one of the labels they were trained on."
+    names = [class_label(c) for c in class_names]
+    count = _COUNT_WORDS.get(len(names), str(len(names)))
+    return f"They always choose one of {count} labels: {', '.join(names)}."
+
+
+def known_limits(class_names: Sequence[str], sartaj: bool) -> str:
+    """The "Known limits" list (Markdown) for a run with `class_names`, trained on the Sartaj
+    data or not (`sartaj`): only what holds for that run's data."""
+    if sartaj:
+        source = ("- Trained on a public dataset of single 2-D slices of unknown scanners and "
+                  "protocols; real\n  clinical scans (3-D volumes, other sequences, other "
+                  "hospitals) look different.\n")
+        data = f"""
+- Most of the dataset's tumour images are T1 contrast slices exported at 512×512 from one
+  collection; its no-tumour images, and many tumour images from other sources, are not. Tumours
+  from other scanners or sequences are missed far more often (the model card below has the
+  figures). A "no tumour" answer never rules a tumour out, and is least reliable on slices from
+  other scanners or sequences.
+- The dataset holds {SARTAJ_CT_SLICES} CT slices among its MRI (counted by eye: 60 of the
+  no-tumour folder's 500 images, 13 in the tumour folders), so a CT slice is usually called
+  "no tumour", confidently; and "no tumour" means "looks most like that folder", not
+  "normal". A card says when a slice may be CT, but that check is rough: it can miss CT.
+- Labels were not verified by a radiologist: the Error analysis page marks answers against the
+  dataset's folders, and some of its "errors" may be label errors.
+- The public dataset contains duplicate and near-duplicate images (the data audit counts them)
+  and its labels were not verified by this project; even with de-duplicated splits, accuracy on
+  it is likely to overstate performance on new scans.
+"""
+    else:
+        source = ("- Trained on single 2-D slices of this run's dataset; scans from other "
+                  "scanners, sequences or\n  hospitals (and 3-D volumes) can look different.\n")
+        data = """
+- Images from other scanners, sequences or sources than the training data's can be answered
+  far less accurately than the test figures say. A "no tumour" answer never rules a tumour out:
+  it means "looks most like the training data's no-tumour images", not "normal".
+- The models were made for MRI: an answer on a CT slice says nothing of it. A card says when a
+  slice may be CT, but that check is rough: it can miss CT.
+- The Error analysis page marks answers against the dataset's folders: where a folder holds a
+  wrongly filed image, some of its "errors" are label errors.
+- Datasets often hold duplicate and near-duplicate images (`python -m pipeline audit` counts
+  them); even with de-duplicated splits, accuracy on one dataset is likely to overstate
+  performance on new scans.
+"""
+    return f"""**Known limits.**
+{source}- The models see one slice as a picture: they are not told the sequence, contrast, plane or
+  the neighbouring slices.
+- {labels_sentence(class_names)} Any
+  other finding (metastasis, abscess, lymphoma, demyelination, infarct, haemorrhage,
+  post-operative change) is forced into one of them. A label is the dataset's folder, not a
+  histological or radiological diagnosis.
+{data.lstrip()}- A heatmap shows where a model's evidence came from, not where a tumour is;
+  each is stretched to its own brightest spot. A confident prediction with a heatmap on the
+  skull or the image border is a warning sign (the shortcut alarm flags only heat outside the
+  head, not on the skull or scalp).
+- Probabilities can be over-confident: see the reliability diagram on the Overview page.
+"""
