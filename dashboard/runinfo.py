@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +18,7 @@ import pandas as pd
 from dashboard.core import literal
 from pipeline import run_files
 from pipeline.artifacts import Run
+from pipeline.data.discovery import canonical_split
 from pipeline.names import display_name
 
 
@@ -54,6 +55,27 @@ TRANSFER_HINTS = ("mobilenet", "efficientnet", "resnet", "vgg", "densenet", "inc
 # the Error analysis page say why, for a run whose test split is drawn from the whole dataset
 TEST_PATHS_NOTE = ("Test images keep the dataset's own folder names: a split of the whole dataset "
                    "draws its test images from `Training/` and `Testing/` alike.")
+
+
+def test_paths_note(paths: Iterable[str]) -> str:
+    """`TEST_PATHS_NOTE` in the words of the dataset's own split folders that the test images'
+    paths begin with ("`train/` and `test/`"); "" when they begin with none: on a flat or
+    yes/no dataset the note named folders it does not have (a review, 2026-12-06)."""
+    order = {"train": 0, "val": 1, "test": 2}
+    folders: dict[str, str] = {}
+    for path in paths:
+        top, sep, _ = str(path).partition("/")
+        if sep and (split := canonical_split(top)):
+            folders.setdefault(top, split)
+    named = [f"`{f}/`" for f in sorted(folders, key=lambda f: (order[folders[f]], f))]
+    if not named:
+        return ""
+    if len(named) == 1:
+        return ("Test images keep the dataset's own folder names: this run drew its test "
+                f"images from {named[0]}.")
+    where = ", ".join(named[:-1]) + f" and {named[-1]}"
+    return ("Test images keep the dataset's own folder names: a split of the whole dataset "
+            f"draws its test images from {where} alike.")
 
 
 def weights_status(model: str, info: Mapping[str, Any]) -> str | None:

@@ -1058,6 +1058,30 @@ def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypa
     assert summary.loc["empty heatmaps (no evidence shown)", "Custom CNN"] == "3"
 
 
+def test_quality_page_names_the_sartaj_boxes_only_for_a_run_trained_on_them(
+        smoke_run, tmp_path, monkeypatch):
+    """A student's 3-class run without masks was told "for the Sartaj images pass the tumour
+    boxes: ... brain-tumor-mri-sartaj-boxes/masks" (a review, 2026-12-06)."""
+    from pipeline.known_data import SARTAJ_FINGERPRINTS
+
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    for m in ("custom_cnn", "mobilenetv2"):
+        path = run / m / "explanations.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "pointing_game": None,
+                                    "localisation_reason": "no masks found"}))
+    at = _app("quality")
+    _ok(at)
+    said = _texts(at.info)
+    assert "Localisation cannot be measured for this run: no masks found" in said
+    assert "Sartaj" not in said and "explain-eval --masks MASKS" in said
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["data"]["fingerprint"] = next(iter(SARTAJ_FINGERPRINTS))
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    at = _app("quality")
+    _ok(at)
+    assert "brain-tumor-mri-sartaj-boxes/masks" in _texts(at.info)
+
+
 def test_quality_page_lists_explain_eval_on_your_own_folders(smoke_run, tmp_path, monkeypatch):
     from dashboard.figures.external import POINTING
 

@@ -879,3 +879,16 @@ def test_the_original_shows_the_part_the_models_see_dashed():
     full = np.full((120, 120, 3), 140, np.uint8)
     shown, framed = views.original_for_display(full, crop=True)
     assert not framed and np.array_equal(shown, core.square_for_display(full, views.DISPLAY_SIDE))
+
+
+def test_the_test_paths_note_names_the_data_s_own_split_folders_or_nothing():
+    """Predict and Error analysis said test images come "from `Training/` and `Testing/`
+    alike" on a flat yes/no run and a train/test run, which have no such folders (a review,
+    2026-12-06)."""
+    sartaj = ["Testing/no_tumor/a.jpg", "Training/glioma_tumor/b.jpg"]
+    assert runinfo.test_paths_note(sartaj) == runinfo.TEST_PATHS_NOTE  # as before
+    assert runinfo.test_paths_note(["yes/a.jpg", "no/b.jpg"]) == ""
+    assert runinfo.test_paths_note(["Glioma/patient_001/s1.jpg"]) == ""
+    own = runinfo.test_paths_note(["test/Healthy/a.jpg", "train/Glioma/b.jpg"])
+    assert "from `train/` and `test/` alike" in own and "Training" not in own
+    assert runinfo.test_paths_note(["Training/glioma/a.jpg"]).endswith("from `Training/`.")

@@ -635,6 +635,25 @@ def test_audit_says_which_folders_it_ignored(tmp_path: Path):
     assert clean.exit_code == 0 and "ignored folders" not in clean.stdout
 
 
+def test_audit_prints_the_split_rows_only_for_data_with_split_folders(tmp_path: Path,
+                                                                       sartaj: Path):
+    """On flat yes/no data `audit` printed "of which span Training/Testing" and "test images
+    with an exact copy in training: 0", for splits the data does not have (a review,
+    2026-12-06)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    rows = ("span Training/Testing", "test images with an exact copy in training",
+            "test images with an exact or near copy in training")
+    flat = CliRunner().invoke(app, ["audit", str(build(tmp_path / "f", {"yes": 3, "no": 3}))])
+    assert flat.exit_code == 0, flat.output
+    assert "exact duplicate groups" in flat.stdout and not any(r in flat.stdout for r in rows)
+    split = CliRunner().invoke(app, ["audit", str(sartaj)])
+    assert split.exit_code == 0, split.output
+    assert all(r in split.stdout for r in rows)
+
+
 def test_audit_warns_when_image_size_separates_the_classes(tmp_path: Path):
     from typer.testing import CliRunner
 

@@ -58,8 +58,9 @@ with st.container(horizontal=True, wrap=True, key="err_filters"):
                               placeholder="all classes", format_func=F.class_name,
                               width=views.SELECT_WIDTH["classes"])
 rows = error_frames.filter_errors(merged, models, wrong_by, true_sel, pred_sel)
-if not runinfo.run_facts(run.manifest).splits.get("official_test"):  # else all from Testing/
-    st.caption(runinfo.TEST_PATHS_NOTE)
+if (not runinfo.run_facts(run.manifest).splits.get("official_test")  # else all from Testing/
+        and (note := runinfo.test_paths_note(merged["path"]))):
+    st.caption(note)
 # Drawn before any early stop, so their widget state is never dropped (see the Predict page).
 settings = views.controls({}, class_names, prefix="err", show_layers=False,
                          defaults=state.default_methods(run))

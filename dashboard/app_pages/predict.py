@@ -103,7 +103,8 @@ with sample_col:
                 st.info(f"The test split has no '{F.class_name(choice)}' image.")
         if st.session_state.get(SAMPLES_KEY) and b2.button("Clear", key="sample_clear"):
             st.session_state[SAMPLES_KEY] = []
-        st.caption(f"Images this run's models never trained on. {runinfo.TEST_PATHS_NOTE}")
+        note = runinfo.test_paths_note(e["path"] for e in entries)
+        st.caption(f"Images this run's models never trained on. {note}".strip())
     else:
         st.caption(f"Sample picker unavailable: {why or 'splits.json lists no test images'}.")
 

@@ -8,6 +8,7 @@ from dashboard.figures import quality_text as T
 from dashboard.figures.external import external_table
 from pipeline import run_files
 from pipeline.explain.alarm import OUTSIDE_HEAD_BLIND, OUTSIDE_HEAD_MESSAGE
+from pipeline.known_data import trained_on_sartaj
 
 CHART_FIX = "Re-run `python -m pipeline explain-eval`."
 
@@ -68,8 +69,12 @@ else:
     reasons = {e.get("localisation_reason") for e in expl.values() if e.get("localisation_reason")}
     st.info("Localisation cannot be measured for this run: "
             + ("; ".join(sorted(reasons)) if reasons else "the dataset has no tumour masks")
-            + ". (The synthetic phantoms come with masks; for the Sartaj images pass the tumour "
-              "boxes: `explain-eval --masks ../shared/data/brain-tumor-mri-sartaj-boxes/masks`.)",
+            # the Sartaj boxes named only for a run trained on that data (a review, 2026-12-06)
+            + (". (The synthetic phantoms come with masks; for the Sartaj images pass the tumour "
+               "boxes: `explain-eval --masks ../shared/data/brain-tumor-mri-sartaj-boxes/masks`.)"
+               if trained_on_sartaj(run.manifest) else
+               ". (Tumour masks make it measurable: one per image at the same relative path, "
+               "non-zero = tumour, passed as `explain-eval --masks MASKS`.)"),
             icon=":material/info:")
 
 st.header("Shortcut alarm: evidence outside the head")

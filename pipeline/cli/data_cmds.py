@@ -79,14 +79,20 @@ def _print_audit(r: dict, given: Path) -> None:
     dup = Table(title="Duplicates")
     dup.add_column("check")
     dup.add_column("found", justify="right")
+    # the split rows only for data with its own training and test folders: on a flat or
+    # yes/no folder they counted 0 copies across splits it does not have (a review, 2026-12-06)
+    split = {"train", "test"} <= set(r["counts"])
     dup.add_row("exact duplicate groups (same bytes)", str(r["exact_duplicate_groups"]))
-    dup.add_row("  of which span Training/Testing", str(r["cross_split_duplicate_groups"]))
-    dup.add_row("test images with an exact copy in training", str(r["cross_split_duplicates"]))
+    if split:
+        dup.add_row("  of which span Training/Testing", str(r["cross_split_duplicate_groups"]))
+        dup.add_row("test images with an exact copy in training",
+                    str(r["cross_split_duplicates"]))
     dup.add_row("exact groups spanning classes (label conflicts)",
                 str(r["cross_class_duplicates"]))
     dup.add_row("near-duplicate groups", str(r["near_duplicate_groups"]))
-    dup.add_row("test images with an exact or near copy in training",
-                str(r["cross_split_near_duplicates"]))
+    if split:
+        dup.add_row("test images with an exact or near copy in training",
+                    str(r["cross_split_near_duplicates"]))
     dup.add_row("near-duplicate groups spanning classes",
                 str(r["cross_class_near_duplicate_groups"]))
     dup.add_row("largest duplicate group", str(r["largest_duplicate_group"]))
