@@ -18,8 +18,8 @@ import pandas as pd
 from dashboard.core import literal
 from pipeline import run_files
 from pipeline.artifacts import Run
-from pipeline.data.discovery import canonical_split
-from pipeline.names import display_name
+from pipeline.data.discovery import canonical_split, layout_name, renamed_folders
+from pipeline.names import class_label, display_name
 
 
 @dataclass
@@ -46,6 +46,8 @@ class RunFacts:
     profile: str | None = None
     title: str | None = None  # readable run name from the manifest (older runs have none)
     data_shown: str = "?"  # the data folder as shown to viewers: never this machine's full path
+    # (folder, class) of the class folders not named as their class: ("Healthy", "no_tumor")
+    class_folders: list[tuple[str, str]] = field(default_factory=list)
 
 
 TRANSFER_HINTS = ("mobilenet", "efficientnet", "resnet", "vgg", "densenet", "inception")
@@ -107,12 +109,26 @@ def run_facts(manifest: Mapping[str, Any]) -> RunFacts:
     config = manifest.get("config") or {}
     return RunFacts(
         run_id=str(manifest.get("run_id", "?")), created=str(manifest.get("created", "?")),
-        data_dir=str(data.get("dir", "?")), data_layout=str(data.get("layout", "?")),
+        data_dir=str(data.get("dir", "?")),
+        data_layout=layout_name(str(data.get("layout", "?"))),  # "nickparvar" of older runs
         n_images=data.get("n_images", "?"), binary=bool(data.get("binary", False)),
         class_names=list(manifest.get("class_names") or []), splits=dict(splits),
         models=models, weights_warnings=warnings, profile=config.get("profile"),
         title=manifest.get("title"), data_shown=shown_data_dir(data),
+        class_folders=renamed_folders(data.get("class_folders")),
     )
+
+
+def classes_words(facts: RunFacts) -> str:
+    """The run's classes as the Overview's and About's data lines list them (Markdown), each
+    class folder not named as its class beside it: "glioma, meningioma, no tumour (folder
+    `Healthy` → no tumour)". The student's folder names had disappeared (a review, 2026-12-06);
+    a run recorded before the mapping was lists its classes alone."""
+    words = ", ".join(class_label(c) for c in facts.class_names)
+    if not facts.class_folders:
+        return words
+    pairs = ", ".join(f"{literal(f)} → {class_label(c)}" for f, c in facts.class_folders)
+    return f"{words} (folder{'s' if len(facts.class_folders) > 1 else ''} {pairs})"
 
 
 def shown_data_dir(data: Mapping[str, Any]) -> str:

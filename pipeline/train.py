@@ -277,6 +277,8 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
         f"{len(splits.test)} test images, classes {', '.join(ds.classes)}")
     if note := data.ignored_note(ds.ignored):  # a misspelt class folder is not trained on
         say(note)
+    if note := data.class_folders_note(ds.folders):  # "Healthy → no_tumor": the user's
+        say(note)
     if not resume:
         _say_split_notes(cfg, ds, splits, say)
     cache = Path(cache_dir) if cache_dir else artifacts_dir / "cache"
@@ -375,7 +377,8 @@ def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
         "git_commit": commit or now, **moved,
         "data": {"dir": str(ds.root), "dir_relative": artifacts.relative_to_project(ds.root),
                  "layout": ds.layout, "fingerprint": data.fingerprint(ds),
-                 "n_images": len(ds.records), "binary": ds.binary},
+                 "n_images": len(ds.records), "binary": ds.binary,
+                 "class_folders": ds.folders},
         "splits": split_info,
         "class_names": ds.classes,
         "config": cfg.to_dict(),

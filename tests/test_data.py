@@ -173,7 +173,10 @@ def test_discover_sartaj(sartaj: Path):
 def test_discover_nickparvar_with_and_without_splits(tmp_path: Path):
     classes = {"glioma": 3, "meningioma": 3, "notumor": 3, "pituitary": 3}
     ds = data.discover(build(tmp_path / "a", classes, splits={"Training": 0.67, "Testing": 0.33}))
-    assert ds.layout == "nickparvar" and ds.classes == list(data.CANONICAL)
+    # named for what it is, not for one public dataset: a student's own train/Healthy was
+    # reported as "nickparvar" (a review, 2026-12-06); that recorded name still reads
+    assert ds.layout == "split" and ds.classes == list(data.CANONICAL)
+    assert data.layout_name("nickparvar") == "split" and data.layout_name("flat") == "flat"
     assert {r.split for r in ds.records} == {"train", "test"}
     flat = data.discover(build(tmp_path / "b", classes))
     assert flat.layout == "flat" and flat.classes == list(data.CANONICAL)
@@ -194,6 +197,37 @@ def test_discover_binary(tmp_path: Path):
     split = data.discover(build(tmp_path / "b", {"yes": 4, "no": 4},
                                 splits={"train": 0.5, "test": 0.5}))
     assert split.layout == "binary" and {r.split for r in split.records} == {"train", "test"}
+
+
+def test_discover_keeps_each_class_folder_s_own_name(tmp_path: Path, sartaj: Path):
+    """"Healthy" became no_tumor and yes/no became tumor/no_tumor with the mapping recorded
+    nowhere (a review, 2026-12-06): discovery keeps it, audit and train say the folders not
+    named as their class, and a run's manifest records it (`data.class_folders`)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    own = build(tmp_path / "own", {"Glioma": 2, "Healthy": 2, "No Tumour": 2},
+                splits={"train": 0.5, "test": 0.5})
+    ds = data.discover(own)
+    assert ds.folders == {"test/Glioma": "glioma", "test/Healthy": "no_tumor",
+                          "test/No Tumour": "no_tumor", "train/Glioma": "glioma",
+                          "train/Healthy": "no_tumor", "train/No Tumour": "no_tumor"}
+    assert data.class_folders_note(ds.folders) == "class folders: Healthy → no_tumor"
+    yes_no = data.discover(build(tmp_path / "yn", {"yes": 2, "no": 2}))
+    assert data.class_folders_note(yes_no.folders) == (
+        "class folders: no → no_tumor, yes → tumor")
+    # the Sartaj names say their class: nothing to add; nor for a run recorded before
+    assert data.class_folders_note(data.discover(sartaj).folders) is None
+    assert data.class_folders_note(None) is None
+    said = CliRunner().invoke(app, ["audit", str(own)])
+    assert said.exit_code == 0, said.output
+    assert "class folders: Healthy → no_tumor" in said.stdout
+    from pipeline.config import TrainConfig
+    from pipeline.train import run_manifest
+
+    manifest = run_manifest(TrainConfig(), ds, {}, {}, commit="x")
+    assert manifest["data"]["class_folders"] == ds.folders
 
 
 def test_discover_merges_aliases_and_ignores_noise(tmp_path: Path):

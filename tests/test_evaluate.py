@@ -518,7 +518,8 @@ def test_external_nickparvar_layout_reproduces_test_predictions(run_copy, tmp_pa
             "no_tumor": "Testing/notumor", "pituitary": "Testing/pituitary"}
     pairs = _folder_from_test_split(run_copy, data, nick)
     summary = ev.evaluate_run(run_copy, data_dir=data, name="nick", n_boot=200)
-    assert summary["source"]["layout"] == "nickparvar" and summary["source"]["mode"] == "direct"
+    # "split", not another dataset's name ("nickparvar" before 2026-12-06)
+    assert summary["source"]["layout"] == "split" and summary["source"]["mode"] == "direct"
     assert summary["n"] == len(pairs)
     # the test images were not training images: all found in the run's test split, all new
     overlap = summary["source"]["overlap_with_training"]

@@ -192,3 +192,28 @@ def test_results_download_is_the_file_figures_writes(overview, run_id, monkeypat
     assert offered["results_md"] == results_markdown(open_run(copy)).encode()
     text = offered["results_md"].decode()
     assert f"`{run_id}`" in text and "## Do the warnings catch the errors?" in text
+
+
+def test_the_data_line_keeps_the_user_s_folder_names_and_a_neutral_layout(overview):
+    """A student's `train/Healthy` run read "(nickparvar layout) · classes: glioma, meningioma,
+    no tumour": another dataset's name, and their folder name gone (a review, 2026-12-06). The
+    shipped runs read as before, the Sartaj data's 512x512 fact with them."""
+    at, run = overview(MAIN)
+    said = _captions(at)
+    assert "(`sartaj` layout) · classes: glioma, meningioma, no tumour, pituitary" in said
+    assert "512×512 export of one collection" in said
+    path = run / "manifest.json"
+    manifest = _json(path)
+    manifest["data"].update(layout="nickparvar", fingerprint="0" * 64,  # an older own run
+                            class_folders={"train/Glioma": "glioma", "test/Healthy": "no_tumor",
+                                           "train/Healthy": "no_tumor",
+                                           "train/meningioma": "meningioma",
+                                           "train/pituitary": "pituitary"})
+    path.write_text(json.dumps(manifest))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = _captions(at)
+    assert ("(`split` layout) · classes: glioma, meningioma, no tumour, pituitary (folder "
+            "`Healthy` → no tumour)") in said
+    assert "nickparvar" not in said and "512×512" not in said

@@ -269,10 +269,15 @@ def test_a_run_with_size_balancing_says_so_and_records_it(tmp_path):
     # a folder whose name is no class was dropped without a word (evaluate alone said so)
     (data_dir / "metastasis").mkdir()
     Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(data_dir / "metastasis" / "m.png")
+    # a student's own folder name: said beside the class it became, and recorded
+    (data_dir / "no_tumor").rename(data_dir / "Healthy")
     run_dir = train_run(cfg, data_dir, tmp_path / "a", ["custom_cnn"], say=said.append)
     assert any("pixel sizes balanced against" in s for s in said), said
     assert "ignored folders (no known class name): metastasis" in said, said
-    assert open_run(run_dir).manifest["config"]["models"]["custom_cnn"]["balance_sizes"] == 3
+    assert "class folders: Healthy → no_tumor" in said, said
+    manifest = open_run(run_dir).manifest
+    assert manifest["config"]["models"]["custom_cnn"]["balance_sizes"] == 3
+    assert manifest["data"]["class_folders"] == {"Healthy": "no_tumor", "glioma": "glioma"}
 
 
 def _fit_tiny(ema: float) -> tuple[list[np.ndarray], list[np.ndarray], Any, dict]:

@@ -50,8 +50,7 @@ for warning in facts.weights_warnings:
 data_shown = runinfo.shown_data_dir(run.manifest.get("data") or {})  # no absolute machine path
 st.markdown(
     f"- **Data**: {core.literal(data_shown)} ({core.literal(facts.data_layout)}), "
-    f"{facts.n_images} images, classes "
-    f"{', '.join(F.class_name(c) for c in facts.class_names)}\n"
+    f"{facts.n_images} images, classes {runinfo.classes_words(facts)}\n"
     f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in runinfo.split_sizes(facts).items())
     + f" (strategy {core.literal(facts.splits.get('strategy', '?'))}, seed "
       f"{core.literal(facts.splits.get('seed', '?'))})\n"

@@ -57,8 +57,7 @@ cols[0].metric("Images in dataset", facts.n_images)
 for col, (name, n) in zip(cols[1:], sizes.items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
 st.caption(f"Data: {core.literal(facts.data_shown)} ({core.literal(facts.data_layout)} layout) "
-           "· classes: "
-           + ", ".join(F.class_name(c) for c in facts.class_names))
+           f"· classes: {runinfo.classes_words(facts)}")
 dropped = runinfo.dropped_copies_sentence(facts)  # why the splits add up to fewer images
 if dropped:
     st.caption(dropped)

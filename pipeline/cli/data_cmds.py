@@ -45,11 +45,13 @@ def _print_audit(r: dict, given: Path) -> None:
     gave it (`given`: the report's root is this machine's absolute path)."""
     from rich.table import Table
 
-    from pipeline.data import ignored_note, patient_note
+    from pipeline.data import class_folders_note, ignored_note, patient_note
 
     out = Console(highlight=False)
     out.print(f"[bold]{shown(as_given(given))}[/]: layout {r['layout']}, {r['n_images']} images, "
               f"classes {', '.join(r['classes'])}")
+    if note := class_folders_note(r.get("class_folders")):  # the user's folder names, not lost
+        out.print(shown(note), soft_wrap=True)
     if note := ignored_note(r.get("ignored_folders") or []):
         out.print(f"[yellow]{shown(note)}[/]", soft_wrap=True)
     if r.get("untrainable"):

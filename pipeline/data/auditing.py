@@ -60,6 +60,7 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
         "layout": ds.layout,
         "binary": ds.binary,
         "classes": list(ds.classes),
+        "class_folders": dict(ds.folders),  # "train/Healthy" -> "no_tumor"
         "n_images": len(ds.records),
         "n_readable": len(good),
         "counts": ds.counts(),

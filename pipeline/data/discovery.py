@@ -4,21 +4,26 @@ Layouts found by `discover` (folder names matched case- and separator-insensitiv
 
 - ``sartaj``: ``Training/`` and ``Testing/`` holding ``glioma_tumor``, ``meningioma_tumor``,
   ``no_tumor``, ``pituitary_tumor`` (Bhuvaji et al., the Kaggle "Brain Tumor Classification").
-- ``nickparvar``: ``Training/`` and ``Testing/`` holding ``glioma``, ``meningioma``, ``notumor``,
-  ``pituitary`` (Nickparvar's "Brain Tumor MRI Dataset").
+- ``split``: split folders (``Training/`` and ``Testing/``, ``train/`` and ``test/``...) holding
+  class folders of any other accepted names (``glioma``, ``notumor``, ``Healthy``...), as
+  Nickparvar's "Brain Tumor MRI Dataset" does. Runs before 2026-12-06 recorded it as
+  ``nickparvar``, another dataset's name for a student's own folders (`layout_name` reads it).
 - ``flat``: class folders directly under the root, no split.
 - ``binary``: ``yes/`` (tumour) and ``no/`` (no tumour), with or without split folders.
 
 Images may sit in folders below their class folder (``Glioma/patient_007/slice_3.jpg``): the
 first such level is read as a patient or series (`ImageRecord.patient`), and the splits keep each
 one whole.
+
+Each class folder's own name is kept beside its class (`Dataset.folders`, the manifest's
+``data.class_folders``): "Healthy" becomes ``no_tumor``, and `class_folders_note` says so.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +38,8 @@ IGNORED_NOTE = "ignored folders (no known class name)"
 SERIES_NOTE = ("a folder's label applies to a whole volume, not to each of its slices (most "
                "slices of a tumour volume show no tumour), so their slices are not scored with "
                "it; predict reads them slice by slice")
+# recorded layout names of older runs -> the name used now (a run's manifest keeps what it wrote)
+LAYOUT_ALIASES = {"nickparvar": "split"}
 
 
 class DatasetError(ValueError):
@@ -89,6 +96,40 @@ def canonical_split(name: str) -> str | None:
     return _SPLITS.get(_norm(name))
 
 
+def layout_name(recorded: str) -> str:
+    """A layout as shown now: an older run's recorded name read as today's (`LAYOUT_ALIASES`)."""
+    return LAYOUT_ALIASES.get(recorded, recorded)
+
+
+def _same_name(folder: str, label: str) -> bool:
+    """Whether a folder's name says its class already ("Glioma", "glioma_tumor", "No Tumour")."""
+    def key(name: str) -> str:
+        return _norm(name).replace("tumour", "tumor")
+
+    return key(folder) in (key(label), key(label) + "tumor")
+
+
+def class_folders_note(class_folders: Mapping[str, str] | None) -> str | None:
+    """"class folders: Healthy → no_tumor, yes → tumor", the folders whose names are not their
+    class's (`Dataset.folders`, the manifest's `data.class_folders`), for audit and train;
+    None when every name says its class, or for a run recorded before the mapping was. The
+    user's folder names had disappeared behind ours (a review, 2026-12-06)."""
+    renamed = [f"{f} → {c}" for f, c in renamed_folders(class_folders)]
+    return f"class folders: {', '.join(renamed)}" if renamed else None
+
+
+def renamed_folders(class_folders: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """The (folder name, class) pairs of `class_folders` (class folder's path -> class, as
+    `Dataset.folders`) whose name is not its class's ("Healthy", "no_tumor"; not "Glioma" or
+    "glioma_tumor"), each name once (train/Healthy and test/Healthy are one), sorted: what
+    audit, train and the dashboard's data lines show. A damaged entry is skipped."""
+    if not isinstance(class_folders, Mapping):
+        return []
+    pairs = {(f.rsplit("/", 1)[-1], c) for f, c in class_folders.items()
+             if isinstance(f, str) and isinstance(c, str)}
+    return sorted((f, c) for f, c in pairs if not _same_name(f, c))
+
+
 def ignored_note(folders: Iterable[str]) -> str | None:
     """The one line every command (audit, train, evaluate, explain-eval) prints for the folders
     `discover` left out because their names map to no class ("ignored folders (no known class
@@ -126,7 +167,7 @@ class Dataset:
     """What `discover` found: the layout, the classes present and every image, sorted by path."""
 
     root: Path
-    layout: str  # "sartaj" | "nickparvar" | "flat" | "binary"
+    layout: str  # "sartaj" | "split" | "flat" | "binary"
     classes: list[str]  # sorted canonical labels present
     records: list[ImageRecord]  # sorted by rel
     binary: bool
@@ -223,7 +264,7 @@ _ClassFolder = tuple[Path, str, str | None]  # (folder, canonical label, split o
 
 def _split_layout(split_dirs: list[tuple[Path, str]], top: list[Path]
                   ) -> tuple[list[_ClassFolder], list[str], bool, str]:
-    """Class folders inside split folders (Training/, Testing/...): sartaj, nickparvar or binary."""
+    """Class folders inside split folders (Training/, Testing/...): sartaj, split or binary."""
     inner_names = [c.name for d, _ in split_dirs for c in _visible_dirs(d)]
     binary = _is_binary(inner_names)
     groups: list[_ClassFolder] = []
@@ -237,8 +278,8 @@ def _split_layout(split_dirs: list[tuple[Path, str]], top: list[Path]
         layout = "binary"
     elif any(_SARTAJ_NAME.search(c.name.lower()) for c, _, _ in groups):
         layout = "sartaj"
-    else:
-        layout = "nickparvar"
+    else:  # not "nickparvar" (before 2026-12-06): a student's own train/Healthy is no one's
+        layout = "split"
     return groups, ignored, binary, layout
 
 
