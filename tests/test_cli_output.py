@@ -3,6 +3,7 @@ named twice."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -174,3 +175,39 @@ def test_a_missing_weights_file_fails_before_any_work(command: str, tmp_path: Pa
         assert result.exit_code != 0  # the empty folder, once data is read
         assert result.stderr.splitlines()[0] == (
             "profile smoke: 25 images a class, 2-3 epochs (tests); others: --profile quick | full")
+
+
+def test_evaluate_s_warnings_are_words_not_reprs(capsys) -> None:
+    """`evaluate --data` said "skipped 9 unreadable image(s)" naming none (predict names each),
+    "skipped classes the run does not know: {'pituitary': 20}" and "1 of them changed copies"
+    (a review, 2026-12-06)."""
+    from rich.console import Console
+
+    from pipeline.cli import common
+    from pipeline.cli.eval_cmds import unreadable_line
+
+    def plain(markup: str) -> str:
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(markup, highlight=False, soft_wrap=True)
+        return console.export_text().strip()
+
+    bad = [f"glioma/bad{k}.png" for k in range(9)]
+    assert plain(unreadable_line({"n_unreadable": 9, "unreadable": bad})) == (
+        "skipped 9 unreadable images: glioma/bad0.png, glioma/bad1.png, glioma/bad2.png and 6 "
+        "more")
+    assert plain(unreadable_line({"n_unreadable": 1, "unreadable": ["x/[b].png"]})) == (
+        "skipped 1 unreadable image: x/[b].png")  # a file's name is printed, not parsed
+    assert unreadable_line({"n_unreadable": 0}) is None
+    # more than the 20 names a summary keeps: the count is the total
+    assert plain(unreadable_line({"n_unreadable": 25, "unreadable": bad[:2]})).endswith(
+        "glioma/bad0.png, glioma/bad1.png and 23 more")
+    common.report_source({"skipped_classes": {"pituitary": 20, "glioma": 1}})
+    err = capsys.readouterr().err
+    assert "skipped classes the run does not know: pituitary (20 images), glioma (1 image)" in (
+        " ".join(err.split())) and "{" not in err
+    overlap = {"checked": True, "n_seen": 3, "n_new": 5,
+               "splits": {"train": {"exact": 2, "near": 1}, "val": {"exact": 0, "near": 0}}}
+    said = " ".join(common.overlap_lines(overlap))
+    assert "1 of them a changed copy" in said and "changed copies" not in said
+    overlap["splits"]["train"] = {"exact": 1, "near": 2}
+    assert "2 of them changed copies" in " ".join(common.overlap_lines(overlap))

@@ -136,6 +136,22 @@ def report_gaps(gaps: Sequence[object]) -> None:
         err.print(f"note: {gap}", highlight=False, markup=False, soft_wrap=True)
 
 
+def some_named(names: Sequence[str], total: int | None = None, shown_n: int = 3) -> str:
+    """"a.png, b.png, c.png and 6 more": the first few of `names` (escaped for rich), and how
+    many of `total` (default: all of them) are left unsaid."""
+    names = [shown(n) for n in names]
+    total = len(names) if total is None else max(total, len(names))
+    listed = names[:shown_n] if total > shown_n + 1 else names
+    more = total - len(listed)
+    parts = [*listed, f"{more} more"] if more else listed
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """"1 image", "9 images": `n` and the word in its number (`words`: an irregular plural)."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 def report_source(src: dict) -> None:
     """The warnings about an external data folder, on stderr, said alike by evaluate and
     explain-eval (their JSON's `source`), before their figures: images the run trained or
@@ -148,9 +164,10 @@ def report_source(src: dict) -> None:
 
     for line in overlap_lines(src.get("overlap_with_training") or {}):
         err.print(line, highlight=False, soft_wrap=True)
-    if src.get("skipped_classes"):
-        err.print(f"[yellow]skipped classes the run does not know:[/] "
-                  f"{shown(src['skipped_classes'])}", highlight=False)
+    if skipped := src.get("skipped_classes"):  # "pituitary (20 images)", not a dict's repr
+        words = ", ".join(f"{shown(c)} ({plural(n, 'image')})" if isinstance(n, int)
+                          else shown(c) for c, n in dict(skipped).items())
+        err.print(f"[yellow]skipped classes the run does not know:[/] {words}", highlight=False)
     if note := ignored_note(src.get("ignored_folders") or []):
         err.print(f"[yellow]{shown(note)}[/]", highlight=False, soft_wrap=True)
     if line := series_line(src.get("skipped_series")):
@@ -170,7 +187,8 @@ def overlap_lines(overlap: dict) -> list[str]:
         parts = [f"{sum(splits[s].values())} {word}" for s, word in
                  (("train", "training"), ("val", "validation")) if sum(splits[s].values())]
         near = sum(splits[s]["near"] for s in ("train", "val"))
-        how = f"; {near} of them changed copies (re-encoded, resized or mirrored)" if near else ""
+        copies = "a changed copy" if near == 1 else "changed copies"
+        how = f"; {near} of them {copies} (re-encoded, resized or mirrored)" if near else ""
         lines.append(f"[yellow]warning:[/] {n_seen} of these {n_seen + overlap['n_new']} images "
                      f"are in the run's training or validation split ({', '.join(parts)}{how}): "
                      "the models met them, so their scores are not independent")

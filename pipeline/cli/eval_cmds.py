@@ -23,6 +23,7 @@ from pipeline.cli.common import (
     fail,
     keep_larger,
     one_line,
+    plural,
     print_json,
     progress_bar,
     renamed,
@@ -32,6 +33,7 @@ from pipeline.cli.common import (
     run_ref,
     say,
     shown,
+    some_named,
     unanswered,
     unreadable_report,
     warning_legend,
@@ -174,6 +176,18 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
         raise typer.Exit(1)
 
 
+def unreadable_line(src: dict) -> str | None:
+    """"skipped 9 unreadable images: a.png, b.png, c.png and 6 more" (rich markup) from an
+    evaluation's `source`: named, as predict names them ("skipped 9 unreadable image(s)"
+    named none, a review of 2026-12-06); None when every image was read."""
+    n_bad = src.get("n_unreadable")
+    if not n_bad:
+        return None
+    named = some_named(src.get("unreadable") or [], n_bad)
+    return (f"[yellow]skipped {plural(n_bad, 'unreadable image')}[/]"
+            + (f": {named}" if named else ""))
+
+
 def _print_eval_summary(summary: dict, data: Path | None = None) -> None:
     """evaluate's warnings on stderr first (images the run has met, unreadable files), then its
     table (one row per model), accuracy CIs and the verdict. On a folder holding some of the
@@ -185,8 +199,8 @@ def _print_eval_summary(summary: dict, data: Path | None = None) -> None:
     from pipeline.evaluate.external import MODE_WORDS
 
     src = summary["source"]
-    if src.get("n_unreadable"):
-        err.print(f"[yellow]skipped {src['n_unreadable']} unreadable image(s)[/]")
+    if line := unreadable_line(src):
+        err.print(line, highlight=False, soft_wrap=True)
     report_source(src)  # before the figures: a warning on the last line was read too late
     folder = shown(as_given(data)) if data is not None else src.get("data_dir")
     where = ("test split" if src["kind"] == "test"
