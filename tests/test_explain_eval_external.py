@@ -197,6 +197,29 @@ def test_explain_eval_on_an_own_folder_says_what_a_researcher_needs(smoke_run: P
     assert not (ext / "suffixed.json").exists()
 
 
+def test_the_masks_folder_is_named_by_one_rule_whether_given_or_the_run_s_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --data the run's own masks/ was named relative to the project (or by its name
+    alone), while README says the folder is named as given, absolute when it climbs out: the
+    rule is the same for both now, more than one level out, and README says so (a review,
+    2026-12-06)."""
+    import os
+
+    from pipeline.explain.quality import masks_folder_words
+
+    here = tmp_path / "work" / "project"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    beside = tmp_path / "work" / "scratch" / "ds" / "masks"  # ../scratch/ds/masks
+    far = tmp_path / "elsewhere" / "ds" / "masks"  # ../../elsewhere/ds/masks
+    assert masks_folder_words(beside, given=False) == "../scratch/ds/masks"
+    assert masks_folder_words(far, given=False) == str(far)
+    assert masks_folder_words(Path("../scratch/ds/masks"), given=True) == "../scratch/ds/masks"
+    assert masks_folder_words(Path(os.path.relpath(far)), given=True) == str(far)
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "absolute when that climbs more than one level out of the working folder" in readme
+
+
 @pytest.mark.slow
 def test_explain_eval_without_masks_names_the_folder_as_given_and_models_as_evaluate_does(
         smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -228,10 +228,10 @@ def explain_eval(
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_path, out)
         out["written"] = str(out_path.relative_to(run.path))
-        if res["n_localisation"] == 0:  # said to the user: the folder as they named it
+        if res["n_localisation"] == 0:  # said to the user: the folder as they would name it
             out["localisation_reason"] = no_localisation(
-                stats, failed + more_failed, _as_given(masks_root) if data_dir or masks_dir
-                else shown_path(masks_root))
+                stats, failed + more_failed,
+                masks_folder_words(masks_root, given=bool(data_dir or masks_dir)))
             if not (stats["read"] + stats["unreadable"]) and masks_dir is None:
                 out["localisation_reason"] += "; --masks DIR names the folder of tumour masks"
         results[m] = out
@@ -249,10 +249,25 @@ def _sizes_of_boxed(rows: list[dict[str, Any]]) -> dict[str, int]:
 def _as_given(path: Path) -> str:
     """A folder the user named (or one inside it), as messages show it: as given, but
     absolute when it climbs more than one level out of the working folder
-    ("../../../../tmp/x/masks" was a puzzle)."""
+    ("../../../../tmp/x/masks" was a puzzle; "../shared/data/..." stays as it is)."""
     if not path.is_absolute() and path.parts[:2] == ("..", ".."):
         return os.path.abspath(path)
     return str(path)
+
+
+def masks_folder_words(masks_root: Path, given: bool) -> str:
+    """The masks folder explain-eval looked in, as its "no masks found under ..." line says it
+    (README, "Explanations on your own images"): inside a folder the user named (`given`: --data
+    or --masks) as they named it; else (the run's own dataset's masks/) relative to the working
+    folder; either way absolute when that climbs more than one level out (`_as_given`). The
+    run's own was shown relative to the project, or by its name alone outside the project's
+    parent, whatever the working folder (a review, 2026-12-06)."""
+    if given:
+        return _as_given(masks_root)
+    try:
+        return _as_given(Path(os.path.relpath(masks_root)))
+    except ValueError:  # another drive: no relative path
+        return str(masks_root)
 
 
 _shown_path = recorded_path  # its older name here (explain.choice imports it)
