@@ -55,12 +55,20 @@ def _best_epoch(history: list[dict[str, Any]]) -> int | None:
     return int(min(scored, key=lambda h: h["val_loss"])["epoch"])
 
 
+def _size_group_words(n: int, group: str) -> str:
+    """"1 image of another size", "4 images of other sizes", "3 images of the common size":
+    a balanced group in words ("1 other sizes x4" before, a review of 2026-12-06)."""
+    if group == "common_size":
+        return f"{n} image{'s' if n != 1 else ''} of the common size"
+    return "1 image of another size" if n == 1 else f"{n} images of other sizes"
+
+
 def _balance(train: data.LoadedArrays, classes: list[str], most: int, name: str, say: Say
              ) -> data.LoadedArrays:
     from pipeline.data.balance import balance_sizes
 
     train, summary = balance_sizes(train, classes, most)
-    done = "; ".join(f"{c}: {v[v['repeated']]} {v['repeated'].replace('_', ' ')} x{v['copies']}"
+    done = "; ".join(f"{c}: {_size_group_words(v[v['repeated']], v['repeated'])} x{v['copies']}"
                      for c, v in summary["classes"].items()) or "nothing to balance"
     say(f"{name}: pixel sizes balanced against {summary['common_size']} ({done}): "
         f"{summary['n_before']} -> {summary['n_after']} training images")

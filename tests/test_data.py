@@ -475,9 +475,13 @@ def test_official_test_reports_and_removes_leaks(planted: Path):
 
 
 def test_official_test_needs_a_test_folder(tmp_path: Path):
+    """The refusal named the config key (`official_test`), not the flag the user typed, and
+    not the way out (a review, 2026-12-06)."""
     ds = data.discover(build(tmp_path, {"glioma": 4, "notumor": 4}))
-    with pytest.raises(DatasetError, match="Testing"):
+    with pytest.raises(DatasetError, match="Testing") as refused:
         data.make_splits(ds, official_test=True)
+    said = str(refused.value)
+    assert said.startswith("--official-test") and "leave --official-test out" in said
 
 
 def test_splits_are_deterministic_and_seeded(dupes: Path):
@@ -725,6 +729,23 @@ def test_cli_audit_bad_folder_is_one_line(tmp_path: Path, kind: str):
     assert message.startswith("error:") and "\n" not in message
     assert "Traceback" not in result.output
     assert ("does not exist" if kind == "missing" else "cats/") in message
+
+
+def test_a_folder_of_images_and_a_labels_csv_is_told_the_csv_is_not_read(tmp_path: Path):
+    """images/ + labels.csv was refused with "1 file(s) such as labels.csv" and no word that
+    the CSV is never read (a review, 2026-12-06)."""
+    root = tmp_path / "flatcsv"
+    save(root / "images" / "a.jpg", shapes(1))
+    save(root / "images" / "b.jpg", shapes(2))
+    (root / "labels.csv").write_text("file,label\na.jpg,glioma\nb.jpg,no_tumor\n")
+    with pytest.raises(DatasetError) as refused:
+        data.discover(root)
+    said = str(refused.value)
+    assert "found folders images/; 1 file, labels.csv." in said and "file(s)" not in said
+    assert said.endswith("a labels file (labels.csv) is not read: the class is the name of "
+                         "the folder an image is in, so move each image into its class's folder")
+    (root / "labels.csv").unlink()
+    assert "labels file" not in str(pytest.raises(DatasetError, data.discover, root).value)
 
 
 # --------------------------------------------------------------------------- the real data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -273,6 +274,15 @@ def test_a_run_with_size_balancing_says_so_and_records_it(tmp_path):
     (data_dir / "no_tumor").rename(data_dir / "Healthy")
     run_dir = train_run(cfg, data_dir, tmp_path / "a", ["custom_cnn"], say=said.append)
     assert any("pixel sizes balanced against" in s for s in said), said
+    # each group in words: "1 other sizes x4" before (a review, 2026-12-06)
+    from pipeline.train import _size_group_words
+
+    assert _size_group_words(1, "other_sizes") == "1 image of another size"
+    assert _size_group_words(2, "other_sizes") == "2 images of other sizes"
+    assert _size_group_words(1, "common_size") == "1 image of the common size"
+    balanced = next(s for s in said if "pixel sizes balanced against" in s)
+    assert re.search(r"glioma: \d+ images? of (another size|other sizes|the common size) x\d",
+                     balanced), balanced
     assert "ignored folders (no known class name): metastasis" in said, said
     assert "class folders: Healthy → no_tumor" in said, said
     manifest = open_run(run_dir).manifest

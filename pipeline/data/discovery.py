@@ -241,8 +241,27 @@ def _describe(root: Path) -> str:
         shown = ", ".join(f"{d}/" for d in dirs[:12]) + (" …" if len(dirs) > 12 else "")
         parts.append(f"folders {shown}")
     if files:
-        parts.append(f"{len(files)} file(s) such as {files[0]}")
+        parts.append(f"1 file, {files[0]}" if len(files) == 1
+                     else f"{len(files)} files such as {files[0]}")
     return "; ".join(parts) or "nothing"
+
+
+LABEL_FILE_EXTS = (".csv", ".tsv")
+
+
+def _labels_file_note(root: Path) -> str:
+    """"; a labels file (labels.csv) is not read: ..." when the folder holds one: a student's
+    images/ + labels.csv was refused without saying the CSV was never looked at (a review,
+    2026-12-06)."""
+    try:
+        found = sorted(p.name for p in root.iterdir()
+                       if p.is_file() and p.suffix.lower() in LABEL_FILE_EXTS)
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    return (f"; a labels file ({found[0]}) is not read: the class is the name of the folder an "
+            "image is in, so move each image into its class's folder")
 
 
 def _find_root(root: Path, depth: int = 0) -> Path:
@@ -337,7 +356,7 @@ def discover(root: str | Path) -> Dataset:
         raise DatasetError(
             f"no class folders found in {given}: found {_describe(root)}. Expected class folders "
             "named like glioma, meningioma, pituitary, no_tumor (optionally inside Training/ and "
-            "Testing/), or yes/ and no/"
+            f"Testing/), or yes/ and no/{_labels_file_note(root)}"
         )
     records, volumes = _records(given, root, groups)
     classes = sorted({r.label for r in records})

@@ -125,8 +125,11 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
     if max_per_class is not None:
         records = _cap(records, max_per_class, seed)
     if official_test and not any(r.split == "test" for r in records):
-        raise DatasetError(f"official_test needs a Testing/ folder; {ds.root} (layout "
-                           f"{ds.layout}) has none")
+        # the flag people type, not the config key (a review, 2026-12-06), and the way out
+        raise DatasetError(f"--official-test (a config's official_test) needs the dataset's own "
+                           f"test folder (Testing/ or test/); {ds.root} (layout {ds.layout}) "
+                           "has none: leave --official-test out to test on a split of the whole "
+                           "dataset")
     rng = np.random.default_rng(seed)
     # near pairs also measure official-test leakage, so they are found even without dedupe
     groups = group_duplicates(records, infos, near=True)
