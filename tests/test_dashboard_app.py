@@ -2264,6 +2264,15 @@ def test_same_source_figures_say_where_to_see_another_source(smoke_run, tmp_path
     at = _app()
     _ok(at)
     assert pointer not in _texts(at.caption)
+    # the phantoms' own test folder: not told the Sartaj Testing/ folder's story
+    assert "the dataset's own test folder, kept apart from training" in _texts(at.caption)
+    assert "this project's training recipes were chosen" not in _texts(at.caption)
+    from pipeline.known_data import SARTAJ_FINGERPRINTS
+
+    manifest["data"]["fingerprint"] = next(iter(SARTAJ_FINGERPRINTS))  # a run on that data
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    at = _app()
+    _ok(at)
     assert "the dataset's own Testing/ folder: this project's training recipes were chosen" in (
         _texts(at.caption))
 

@@ -217,3 +217,27 @@ def test_the_data_line_keeps_the_user_s_folder_names_and_a_neutral_layout(overvi
     assert ("(`split` layout) · classes: glioma, meningioma, no tumour, pituitary (folder "
             "`Healthy` → no tumour)") in said
     assert "nickparvar" not in said and "512×512" not in said
+
+
+def test_an_official_test_run_of_other_data_is_not_told_the_sartaj_testing_folder_s_story(
+        overview):
+    """"this project's training recipes were chosen on it", "mostly from other sources" and
+    "the model card has the official Testing/ folder's" are facts of the shipped runs' data,
+    said of any run (a review, 2026-12-06)."""
+    from pipeline.names import SHIFT_VALIDATION_NOTE
+
+    at, _ = overview(MAIN)
+    assert "the model card has the official Testing/ folder's" in _captions(at)
+    at, run = overview(OFFICIAL)  # the artifacts folder is this copy's from here on
+    said = " ".join(_captions(at).split())
+    assert SHIFT_VALIDATION_NOTE in said and "mostly from other sources" in said
+    manifest = _json(run / "manifest.json")
+    manifest["data"]["fingerprint"] = "0" * 64  # the same files, as a run on other data
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = " ".join(_captions(at).split())
+    assert SHIFT_VALIDATION_NOTE not in said and "mostly from other sources" not in said
+    assert "the dataset's own test folder, kept apart from training as the dataset came" in said
+    assert "model card" not in said

@@ -34,6 +34,7 @@ st.title("Overview & comparison")
 state.page_disclaimer()
 run = state.require_run()
 facts = runinfo.run_facts(run.manifest)
+sartaj = trained_on_sartaj(run.manifest)  # its data's facts said only of its runs
 fix = state.evaluate_fix(run)
 
 # the manifest's text as code spans (`core.literal`): a run id is the run's, not ours
@@ -90,6 +91,10 @@ if metrics:
         st.caption(f"Values on the test split; brackets: {F.interval_words(comparison)}."
                    + (" This run's test split is the dataset's own Testing/ folder: "
                       f"{SHIFT_VALIDATION_NOTE}."
+                      if facts.splits.get("official_test") and sartaj
+                      # the Sartaj Testing/ folder's story, not another dataset's test folder
+                      else " This run's test split is the dataset's own test folder, kept "
+                      "apart from training as the dataset came."
                       if facts.splits.get("official_test")
                       else
                       " Its images come from the same sources as the training images: for "
@@ -162,12 +167,15 @@ with tabs[5]:
         if all(m.get("tumor_vs_no_tumor") for m in metrics.values()):
             charts.chart(F.tumour_figure, metrics, key="tumour_fig", fix=CHART_FIX)
             # where the test images come from decides what the figures promise
+            # the Sartaj folders' sources and the shipped model card only on a Sartaj run
             source = ("the dataset's own Testing/ folder, mostly from other sources than the "
                       "training images (shift validation)"
-                      if facts.splits.get("official_test") else
+                      if facts.splits.get("official_test") and sartaj else
+                      "the dataset's own test folder" if facts.splits.get("official_test") else
                       "this run's test split, from the same sources as its training images: on "
-                      "slices from another source they can be far lower (the model card has the "
-                      "official Testing/ folder's)")
+                      "slices from another source they can be far lower"
+                      + (" (the model card has the official Testing/ folder's)" if sartaj
+                         else ""))
             st.caption("Tumour vs no tumour: any tumour class counts as 'tumour'. Sensitivity "
                        "= share of tumour slices called a tumour; specificity = share of "
                        f"no-tumour slices called 'no tumour'. Each bar gives its count (k "
@@ -181,7 +189,7 @@ with tabs[5]:
             st.caption("Test images of the training split's commonest pixel size against all "
                        + ("others. In the public dataset nearly every tumour image is a 512×512 "
                           "export of one collection, so size marks the source."
-                          if trained_on_sartaj(run.manifest) else
+                          if sartaj else
                           "others. Where a dataset gathers images from several sources, pixel "
                           "size often marks the source, and a model can learn it as a cue."))
             for gap in F.size_gaps(metrics):
