@@ -808,3 +808,17 @@ def test_discover_keeps_nifti_volumes_apart_and_says_why_a_folder_of_them_has_no
     assert [r.rel for r in ds.records] == ["glioma/a.png"]
     assert [(r.rel, r.label) for r in ds.volumes] == [("glioma/brain.NII", "glioma"),
                                                      ("glioma/brain.nii.gz", "glioma")]
+
+
+@pytest.mark.data
+def test_the_real_dataset_is_known_by_its_fingerprint(real):
+    """A run names the Sartaj data by the manifest's fingerprint (`known_data`): the folder as
+    downloaded must give the recorded one, or the shipped runs' facts would go unsaid; its
+    Sartaj class folder names need no "class folders" line."""
+    from pipeline.known_data import SARTAJ_FINGERPRINTS, trained_on_sartaj
+
+    ds, report = real
+    fingerprint = data.fingerprint(ds)
+    assert fingerprint in SARTAJ_FINGERPRINTS
+    assert trained_on_sartaj({"data": {"fingerprint": fingerprint}})
+    assert data.class_folders_note(report["class_folders"]) is None
