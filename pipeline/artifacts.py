@@ -232,6 +232,8 @@ class RunWriter:
         # Only now: until the rename, a crash must leave a run that can be resumed.
         for name in SCRATCH_FILES:
             (self.final / name).unlink(missing_ok=True)
+        # train's writer lock moved with the folder; its holder would look for it in .tmp-<id>
+        (self.final / run_files.WRITER_LOCK).unlink(missing_ok=True)
         if set_latest:
             set_latest_run(self.artifacts_dir, self.run_id)
         return self.final

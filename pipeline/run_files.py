@@ -24,3 +24,6 @@ EXPLANATIONS = "explanations.json"  # explanation quality on the test split (exp
 # explain-eval --data DIR: one <folder>-<method>.json per folder and method (explain.external)
 EXPLANATIONS_EXTERNAL = "explanations-external"
 OOD_SCORE = "ood.npz"  # the fitted "unlike the training data" score (ood)
+
+# while a command writes into a run folder (`locks.run_writer`); removed when it is done
+WRITER_LOCK = ".writer.lock"

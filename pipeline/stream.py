@@ -238,45 +238,16 @@ def _is_probability(value: str) -> bool:
         return False
 
 
-def lock_or_refuse(fd: int, busy: str) -> None:
-    """An exclusive lock on the open file `fd` (`predict --out`'s lock file, `explain --out`'s
-    folder), or ValueError(`busy`) when another process holds it; nothing where the file
-    system has no locks."""
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise ValueError(busy) from None
-    except OSError:
-        pass  # no locks on this file system
-
-
 @contextlib.contextmanager
 def only_csv_writer(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock for the CSV `out` (ValueError when another command holds it): a
-    lock file `.<name>.lock` beside it, kept (removing it would let a third writer in while a
-    second still holds the old one). Two `predict --out` into one file wrote every row twice.
-    Unguarded where the file system has no locks."""
-    try:
-        import fcntl  # noqa: F401  (present: locks work here)
-    except ImportError:  # no fcntl (Windows): unguarded
+    """Hold an exclusive lock for the CSV `out` (ValueError naming the other process when
+    another command holds it): a lock file `.<name>.lock` beside it while the command runs
+    (`locks.exclusive`). Two `predict --out` into one file wrote every row twice."""
+    from pipeline.locks import HOLDER, exclusive
+
+    with exclusive(out.with_name(f".{out.name}.lock"), f"another predict is writing to {out} "
+                   f"({HOLDER}): one command at a time per --out", "predict --out"):
         yield
-        return
-    lock = out.with_name(f".{out.name}.lock")
-    made = not lock.exists()
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        lock_or_refuse(fd, f"another predict is writing to {out}: one command at a time per "
-                           "--out")
-        try:
-            yield
-        except ValueError:  # `out` refused (not this run's CSV): leave nothing beside it
-            if made:
-                lock.unlink(missing_ok=True)
-            raise
-    finally:
-        os.close(fd)
 
 
 def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, str]],

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import artifacts, data, distribute, provenance, run_files
+from pipeline import artifacts, data, distribute, locks, provenance, run_files
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.config_rules import check_recipe
 from pipeline.fit import FitJob, ModelState, augment_in_model, fit
@@ -244,9 +244,21 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
                models: list[str], resume: str | None, progress: Progress, say: Say,
                cache_dir: str | Path | None, evaluate: bool,
                cluster: distribute.Cluster) -> Path:
+    # One writer per run: the run's lock is taken as soon as its folder is known and held until
+    # it is in place (two `--resume` of one run deleted each other's feature cache).
+    with contextlib.ExitStack() as held:
+        return _train_locked(held, cfg, data_dir, artifacts_dir, models, resume, progress, say,
+                             cache_dir, evaluate, cluster)
+
+
+def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | Path | None,
+                  artifacts_dir: str | Path, models: list[str], resume: str | None,
+                  progress: Progress, say: Say, cache_dir: str | Path | None, evaluate: bool,
+                  cluster: distribute.Cluster) -> Path:
     artifacts_dir = artifacts.ensure_writable(artifacts_dir, "artifacts folder")
     if resume:
         writer = artifacts.RunWriter(artifacts_dir, resume, resume=True)
+        held.enter_context(locks.run_writer(writer.tmp, "train --resume"))
         saved = artifacts.read_json(writer.tmp / "run.json")
         try:
             cfg = TrainConfig.from_dict(saved["config"])
@@ -274,6 +286,7 @@ def _train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str
                                   official_test=cfg.official_test, max_per_class=cfg.max_images,
                                   progress=progress)
         writer = artifacts.RunWriter(artifacts_dir)
+        held.enter_context(locks.run_writer(writer.tmp, "train"))
         # run.json goes last: its presence is what makes the run resumable.
         writer.write_json(run_files.SPLITS, data.splits_to_json(splits, ds.root))
         commit = provenance.git_commit()  # the code that trains, not what HEAD is at the end

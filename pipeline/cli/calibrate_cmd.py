@@ -32,6 +32,7 @@ def calibrate(
     from pipeline.artifacts import ArtifactError, resolve_run
     from pipeline.calibration import FILE, calibrate_run
     from pipeline.data import DatasetError
+    from pipeline.locks import run_writer
     from pipeline.names import display_name
 
     data_root = renamed(run_data, data_root, "--run-data", "--data-root")
@@ -39,7 +40,7 @@ def calibrate(
         _existing_dir(data_root, "--run-data folder")
     try:
         run_dir = resolve_run(artifacts_dir, run_)
-        with progress_bar() as update:
+        with run_writer(run_dir, "calibrate"), progress_bar() as update:
             result = calibrate_run(run_dir, progress=update, data_root=data_root)
     except (ArtifactError, DatasetError) as exc:
         fail(str(exc))

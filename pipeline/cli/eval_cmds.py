@@ -329,6 +329,7 @@ def evaluate(
     from pipeline.artifacts import ArtifactError, resolve_run
     from pipeline.data import DatasetError
     from pipeline.evaluate import EvaluationError, cross_validate, evaluate_run, robustness_run
+    from pipeline.locks import run_writer
 
     data_root = renamed(run_data, data_root, "--run-data", "--data-root")
     _check_evaluate_options(n_boot, data, data_root, folds, name, cv_model)
@@ -338,20 +339,21 @@ def evaluate(
     _check_robustness_options(robustness, max_images, data, name, folds, cv_model)
     try:
         run_dir = resolve_run(artifacts_dir, run_)
-        if robustness and max_images is not None and not replace:
-            keep_larger(run_dir / run_files.ROBUSTNESS, ("n_images",), max_images,
-                        run_files.ROBUSTNESS, "pass --replace to overwrite it")
-        with progress_bar() as update:
-            if robustness:
-                summary = robustness_run(run_dir, progress=update, max_images=max_images,
-                                         data_root=data_root)
-            elif folds is not None:
-                cv_models = _split_models(cv_model) if cv_model else None
-                summary = cross_validate(run_dir, folds, data_root=data_root, progress=update,
-                                         say=say, models=cv_models)
-            else:
-                summary = evaluate_run(run_dir, data_dir=data, name=name, progress=update,
-                                       data_root=data_root, n_boot=n_boot or N_BOOT)
+        with run_writer(run_dir, "evaluate"):  # one writer per run (locks)
+            if robustness and max_images is not None and not replace:
+                keep_larger(run_dir / run_files.ROBUSTNESS, ("n_images",), max_images,
+                            run_files.ROBUSTNESS, "pass --replace to overwrite it")
+            with progress_bar() as update:
+                if robustness:
+                    summary = robustness_run(run_dir, progress=update, max_images=max_images,
+                                             data_root=data_root)
+                elif folds is not None:
+                    cv_models = _split_models(cv_model) if cv_model else None
+                    summary = cross_validate(run_dir, folds, data_root=data_root, progress=update,
+                                             say=say, models=cv_models)
+                else:
+                    summary = evaluate_run(run_dir, data_dir=data, name=name, progress=update,
+                                           data_root=data_root, n_boot=n_boot or N_BOOT)
     except (EvaluationError, DatasetError, ArtifactError) as exc:
         fail(str(exc))
     if as_json:

@@ -49,6 +49,7 @@ def explain_choose_cmd(
     same images (a map always peaking at the head's centre), which a heatmap should beat."""
     from pipeline.artifacts import ArtifactError, open_run, resolve_run
     from pipeline.explain.choice import CHOICE_FILE, choose_defaults
+    from pipeline.locks import run_writer
 
     if max_images < 1:
         fail(f"--max-images must be at least 1, got {max_images}")
@@ -58,20 +59,21 @@ def explain_choose_cmd(
             _existing_dir(folder, what)
     try:
         run_dir = resolve_run(artifacts_dir, run_)
-        run = open_run(run_dir)
-        names = run.model_names if model == "all" else _split_models(model)
-        for name in names:
-            run.model_info(name)  # an unknown name fails before the check below
-        if not replace:
+        with run_writer(run_dir, "explain-choose"):  # one writer per run (locks)
+            run = open_run(run_dir)
+            names = run.model_names if model == "all" else _split_models(model)
             for name in names:
-                keep_larger(run.path / CHOICE_FILE, ("n_images",), max_images,
-                            f"{name}'s default explanation in {CHOICE_FILE}",
-                            "pass --max-images {n} or more, or --replace to overwrite it",
-                            within=("models", name))
-        with progress_bar() as update:
-            result = choose_defaults(run_dir, data_dir=data, masks_dir=masks,
-                                     max_images=max_images, models=names, progress=update,
-                                     say=lambda text: say(shown(text)))  # a path: not markup
+                run.model_info(name)  # an unknown name fails before the check below
+            if not replace:
+                for name in names:
+                    keep_larger(run.path / CHOICE_FILE, ("n_images",), max_images,
+                                f"{name}'s default explanation in {CHOICE_FILE}",
+                                "pass --max-images {n} or more, or --replace to overwrite it",
+                                within=("models", name))
+            with progress_bar() as update:
+                result = choose_defaults(run_dir, data_dir=data, masks_dir=masks,
+                                         max_images=max_images, models=names, progress=update,
+                                         say=lambda text: say(shown(text)))  # a path: not markup
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     for m, r in result["models"].items():

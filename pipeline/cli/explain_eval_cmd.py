@@ -79,6 +79,7 @@ def explain_eval_cmd(
     from pipeline.explain import explain_eval
     from pipeline.explain.defaults import not_the_default
     from pipeline.explain.quality import holds_test_split
+    from pipeline.locks import run_writer
 
     _check_explain_eval_options(method, baseline, max_images, steps)
     if max_localisation is not None and max_localisation < 0:
@@ -97,29 +98,30 @@ def explain_eval_cmd(
         _existing_dir(masks, "masks folder")
     try:
         run_dir = resolve_run(artifacts_dir, run_)
-        names = None if model == "all" else _split_models(model)
-        run = open_run(run_dir)
-        for name in names or []:
-            run.model_info(name)
-        if run_data is not None:  # said, never measured as an external folder instead
-            if not holds_test_split(run, run_data):
-                fail(f"--run-data {shown(str(run_data))} does not hold run {run.run_id}'s test "
-                     "split (not half of its files are there): to measure another folder, "
-                     "use --data")
-            data = run_data
-        # the run's own test split, found by default or given with --data (a checkout where the
-        # recorded path does not resolve): explanations.json, which the guards protect
-        if not replace and (data is None or holds_test_split(run, data)):
-            for name in names or run.model_names:
-                keep_larger(run.path / name / run_files.EXPLANATIONS, ("n_faithfulness", "n"),
-                            max_images, f"{name}/explanations.json",
-                            "pass --max-images {n} or more, or --replace to overwrite it",
-                            instead=not_the_default(run, name, method, layer))
-        with progress_bar() as update:
-            results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
-                                   max_images=max_images, progress=update, models=names,
-                                   steps=steps, baseline=baseline, layer=layer, name=out_name,
-                                   max_localisation=max_localisation, replace=replace)
+        with run_writer(run_dir, "explain-eval"):  # one writer per run (locks)
+            names = None if model == "all" else _split_models(model)
+            run = open_run(run_dir)
+            for name in names or []:
+                run.model_info(name)
+            if run_data is not None:  # said, never measured as an external folder instead
+                if not holds_test_split(run, run_data):
+                    fail(f"--run-data {shown(str(run_data))} does not hold run {run.run_id}'s test "
+                         "split (not half of its files are there): to measure another folder, "
+                         "use --data")
+                data = run_data
+            # the run's own test split, found by default or given with --data (a checkout where the
+            # recorded path does not resolve): explanations.json, which the guards protect
+            if not replace and (data is None or holds_test_split(run, data)):
+                for name in names or run.model_names:
+                    keep_larger(run.path / name / run_files.EXPLANATIONS, ("n_faithfulness", "n"),
+                                max_images, f"{name}/explanations.json",
+                                "pass --max-images {n} or more, or --replace to overwrite it",
+                                instead=not_the_default(run, name, method, layer))
+            with progress_bar() as update:
+                results = explain_eval(run_dir, data_dir=data, masks_dir=masks, method=method,
+                                       max_images=max_images, progress=update, models=names,
+                                       steps=steps, baseline=baseline, layer=layer, name=out_name,
+                                       max_localisation=max_localisation, replace=replace)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     report_gaps([r["layer_note"] for r in results.values() if r.get("layer_note")])

@@ -30,6 +30,7 @@ def ood(
     shifted ones. `train` fits it already: this refits older runs."""
     from pipeline.artifacts import ArtifactError
     from pipeline.evaluate.flags import flag_summary
+    from pipeline.locks import run_writer
     from pipeline.names import display_name
     from pipeline.ood import ood_run
 
@@ -39,7 +40,8 @@ def ood(
     run = _open_run(artifacts_dir, run_)
     with progress_bar() as update:
         try:
-            report = ood_run(run.path, progress=update, data_root=data_root)
+            with run_writer(run.path, "ood"):
+                report = ood_run(run.path, progress=update, data_root=data_root)
         except (ArtifactError, ValueError) as exc:
             fail(str(exc))
     for m, e in report["models"].items():

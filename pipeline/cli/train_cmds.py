@@ -309,10 +309,13 @@ def _explain_quality_after_run(run_dir: Path) -> None:
         from pipeline.explain import explain_eval
     except ImportError:
         return
+    from pipeline.locks import run_writer
+
     with progress_bar() as update:
         try:
             # 32 test images keep the demo's first start short; explain-eval can redo it.
-            explain_eval(run_dir, max_images=32, progress=update)
+            with run_writer(run_dir, "run (explain-eval)"):
+                explain_eval(run_dir, max_images=32, progress=update)
         except Exception as exc:  # explanations are extra; the run stays complete
             err.print(f"[yellow]explanation quality not computed:[/] {exc}")
 

@@ -112,7 +112,7 @@ def only_writer(out: Path) -> Iterator[int | None]:
     except (ImportError, OSError):
         yield None
         return
-    from pipeline.stream import lock_or_refuse
+    from pipeline.locks import lock_or_refuse
 
     try:
         lock_or_refuse(fd, f"another explain is writing to {out}: one run at a time per --out")
