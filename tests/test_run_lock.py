@@ -1,6 +1,7 @@
-"""One writer per run folder (review 4, findings 4 and 8). Real `python -m pipeline`
-subprocesses; the other writer is a real process holding the run's lock (`locks.run_writer`),
-on copies of the smoke run or on a temporary artifacts folder."""
+"""One writer per run folder (review 4, findings 4 and 8), SIGTERM handled as Ctrl-C and
+interrupted runs named and discarded (finding 6). Real `python -m pipeline` subprocesses; the
+other writer is a real process holding the run's lock (`locks.run_writer`), on copies of the
+smoke run or on a temporary artifacts folder."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,7 +102,7 @@ def test_a_second_writer_of_a_run_is_refused_naming_the_other_and_a_dead_one_blo
 def test_a_second_resume_of_a_run_is_refused_and_its_cache_kept(tmp_path: Path):
     """Two `train --resume <id>` at once: the second deleted the first's feature cache as
     stale, and the first then failed blaming the disk. The second is now refused in one line
-    naming the first."""
+    naming the first; `train --discard` is refused too, and removes the run once it is free."""
     art = tmp_path / "art"
     run_id = "20261206-054110-7af918"
     tmp_run = art / "runs" / f".tmp-{run_id}"
@@ -108,10 +111,134 @@ def test_a_second_resume_of_a_run_is_refused_and_its_cache_kept(tmp_path: Path):
     (cache / "view0.f16").write_bytes(b"\0" * 4096)
     holder = _holder(tmp_run, "train --resume")
     try:
-        line = _error_line(_cli("train", "--resume", run_id, "--out", str(art)))
-        assert line.startswith(f"error: run {run_id} is being written by another command "
-                               f"(`train --resume`, pid {holder.pid}, since "), line
-        assert (cache / "view0.f16").is_file()
+        for args in (["--resume", run_id], ["--discard", run_id]):
+            line = _error_line(_cli("train", *args, "--out", str(art)))
+            assert line.startswith(f"error: run {run_id} is being written by another command "
+                                   f"(`train --resume`, pid {holder.pid}, since "), line
+            assert (cache / "view0.f16").is_file()
     finally:
         _release(holder)
     assert not (tmp_run / run_files.WRITER_LOCK).exists()
+    done = _cli("train", "--discard", run_id, "--out", str(art))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (f"removed interrupted run {run_id} "
+                                                    "(0.0 MB freed)")
+    assert not tmp_run.exists()
+    again = _error_line(_cli("train", "--discard", run_id, "--out", str(art)))
+    assert f"no interrupted run '{run_id}'" in again
+
+
+def test_train_names_the_interrupted_runs_when_it_starts(tmp_path: Path):
+    """Interrupted runs sat in hidden runs/.tmp-<id>/ folders forever, unlisted: `train`
+    names them when it starts, with their size and the commands that continue or remove one,
+    leaving out a run another command is training now."""
+    art = tmp_path / "art"
+    old, busy = "20261201-100000-aaaaaa", "20261201-110000-bbbbbb"
+    for run_id in (old, busy):
+        (art / "runs" / f".tmp-{run_id}").mkdir(parents=True)
+    (art / "runs" / f".tmp-{old}" / "run.json").write_text("{}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    holder = _holder(art / "runs" / f".tmp-{busy}", "train")
+    try:  # an empty data folder: train stops at the data, after its start lines
+        done = _cli("train", "--data", str(empty), "--profile", "smoke", "--model",
+                    "custom_cnn", "--out", str(art))
+    finally:
+        _release(holder)
+    assert done.returncode == 2, done.stderr[-2000:]
+    said = [ln for ln in done.stderr.splitlines() if "interrupted run" in ln]
+    out = f" --out {art}"
+    assert said == [f"1 interrupted run in runs: {old} (0.0 MB); continue it with `python -m "
+                    f"pipeline train --resume {old}{out}`, or remove it with `python -m "
+                    f"pipeline train --discard {old}{out}`"], done.stderr[-2000:]
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_sigterm_during_feature_caching_cleans_up_like_ctrl_c(synth_data: Path, tmp_path: Path):
+    """SIGTERM (kill, docker stop, a scheduler's time limit) ended train with no line and left
+    MobileNetV2's cached activations in the hidden run folder. It now runs Ctrl-C's path: the
+    cache removed, one line, exit 143; the run stays resumable, and `train --discard` frees it."""
+    art = tmp_path / "art"
+    cfg = tmp_path / "cfg.json"  # many epochs: the cache lives long on any machine
+    cfg.write_text(json.dumps({"models": {"mobilenetv2": {"epochs": 30, "patience": 30}}}))
+    log = tmp_path / "train.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "train", "--data", str(synth_data), "--model",
+             "mobilenetv2", "--profile", "smoke", "--config", str(cfg), "--out", str(art),
+             "--no-evaluate"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=fh, env=_env())
+        try:
+            caching = _wait_for(lambda: any(art.glob("runs/.tmp-*/.features-mobilenetv2-*")),
+                                proc, 600)
+            assert caching, log.read_text()[-2000:]
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr = log.read_text()
+    assert code == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr.strip().splitlines()[-1]
+    (tmp_run,) = (art / "runs").glob(".tmp-*")
+    assert not list(tmp_run.glob(".features-*")), sorted(p.name for p in tmp_run.iterdir())
+    assert not (tmp_run / run_files.WRITER_LOCK).exists()
+    assert (tmp_run / "run.json").is_file() and not (art / "latest").exists()
+    run_id = tmp_run.name[len(".tmp-"):]
+    done = _cli("train", "--discard", run_id, "--out", str(art))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not tmp_run.exists()
+
+
+def _raising_cli(own_exit: bool):
+    """A two-command typer app whose `work` is stopped by SIGTERM (its handler raises
+    `Terminated`); with `own_exit` it says its own line and exits 130, as predict --out does."""
+    import typer
+
+    from pipeline.cli import Terminated
+
+    tiny = typer.Typer(pretty_exceptions_enable=False)
+
+    @tiny.command()
+    def work() -> None:
+        try:
+            raise Terminated()
+        except KeyboardInterrupt:
+            if not own_exit:
+                raise
+            sys.stderr.write("interrupted: the rows written so far are kept\n")
+            raise typer.Exit(130) from None
+
+    @tiny.command()
+    def other() -> None:
+        pass
+
+    return tiny
+
+
+@pytest.mark.parametrize("own_exit, said", [
+    (False, "interrupted"), (True, "interrupted: the rows written so far are kept")])
+def test_sigterm_exits_143_with_ctrl_c_s_line_in_any_command(monkeypatch, capsys, own_exit,
+                                                             said):
+    """SIGTERM goes Ctrl-C's way in every command (its line, its cleanup), with SIGTERM's exit
+    code; main() puts the caller's SIGTERM handler back when it returns."""
+    from pipeline import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "app", _raising_cli(own_exit))
+    monkeypatch.setattr(sys, "argv", ["pipeline", "work"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 143
+    assert [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()] == [said]
+    assert signal.getsignal(signal.SIGTERM) is before

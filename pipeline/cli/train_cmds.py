@@ -104,6 +104,33 @@ def _start(cfg: TrainConfig, config: Path | None, out: Path, models: list[str],
     _say_profile(cfg, config)
 
 
+def _say_interrupted(out: Path) -> None:
+    """One line when `out` holds interrupted runs (hidden `runs/.tmp-<id>/` folders, kept
+    forever before): their ids and sizes, and how to continue or remove one."""
+    import shlex
+
+    from pipeline.interrupted import interrupted_runs, note
+
+    out_arg = "" if out == Path("artifacts") else f" --out {shlex.quote(str(out))}"
+    line = note(interrupted_runs(out), out_arg)
+    if line:
+        err.print(shown(line), highlight=False, soft_wrap=True)
+
+
+def _discard(out: Path, run_id: str, resume: str | None) -> None:
+    """`train --discard ID`: remove that interrupted run, in one line (or refuse in one)."""
+    from pipeline.artifacts import ArtifactError
+    from pipeline.interrupted import discard, mb_words
+
+    if resume is not None:
+        fail("--discard removes an interrupted run and --resume continues one: give one")
+    try:
+        mb = discard(out, run_id)
+    except ArtifactError as exc:
+        fail(str(exc))
+    err.print(f"removed interrupted run {shown(run_id)} ({mb_words(mb)} freed)", highlight=False)
+
+
 def _check_weights(cfg: TrainConfig, models: list[str]) -> None:
     """Fail in one line, before any work (run: before making its synthetic data), when a
     transfer model's weights file is missing (`weights.check_weights`)."""
@@ -214,6 +241,9 @@ def train(
                                             "every profile)"),
     split_test: bool = typer.Option(False, "--split-test", hidden=True),  # --own-test-split
     resume: str = typer.Option(None, "--resume", help="continue an interrupted run by id"),
+    discard: str = typer.Option(None, "--discard", help="remove an interrupted run by id (its "
+                                "hidden runs/.tmp-<id>/ folder; train names them when it "
+                                "starts) and exit"),
     config: Path = typer.Option(None, "--config",
                                 help="JSON config overriding the profile (see README: Training "
                                      "configuration; --print-config shows every field)"),
@@ -225,6 +255,9 @@ def train(
                                            "as JSON and exit without training"),
 ) -> None:
     """Train models and write a self-describing run folder (evaluated at the end)."""
+    if discard is not None:
+        _discard(out, discard, resume)
+        return
     models = _model_list(model)
     if split_test:  # the old spelling of --own-test-split
         if official_test:
@@ -245,6 +278,7 @@ def train(
     if resume is None:  # a resumed run trains on with its saved config, whatever is given
         _start(cfg, config, out, models, strategy)
         _check_trainable(data)
+        _say_interrupted(out)
     _train_and_evaluate(cfg, data, out, models, resume, evaluate, strategy)
 
 
@@ -268,6 +302,7 @@ def run(
         _existing_dir(data, "data folder")
     cfg = _build_config(profile_name, None, None, None, weights, None, models)
     _start(cfg, None, out, models)  # before the phantoms are made
+    _say_interrupted(out)
     if data is None:
         data = _synthetic_data(synth_dir, per_class)
     run_dir = _train_and_evaluate(cfg, data, out, models, None, True)

@@ -1,0 +1,96 @@
+"""Interrupted runs: the `runs/.tmp-<id>/` folders a stopped `train` leaves behind.
+
+A run is built in a hidden temporary folder (`artifacts.RunWriter`) that `train --resume <id>`
+continues. Nothing listed them, and the run picker skips hidden folders, so an abandoned one
+stayed forever with its checkpoints (and, after a SIGKILL during MobileNetV2's caching, every
+training image's activations). `train` now names them when it starts (`note`), and
+`train --discard <id>` removes one (`discard`). No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import locks, run_files
+from pipeline.artifacts import TMP_PREFIX, ArtifactError, RunWriter, shown_path
+
+SHOWN = 5  # interrupted runs named in `note`; the rest counted
+
+
+@dataclass
+class Interrupted:
+    run_id: str
+    path: Path
+    mb: float  # what removing it frees
+    resumable: bool  # run.json is there (written last when a run starts)
+
+
+def _size_mb(folder: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total / 1e6
+
+
+def _being_written(folder: Path) -> bool:
+    """Whether a live process holds the folder's writer lock (a hint: the lock decides)."""
+    record = locks.holder(folder / run_files.WRITER_LOCK)
+    return record is not None and locks.alive(record["pid"])
+
+
+def interrupted_runs(artifacts_dir: str | Path) -> list[Interrupted]:
+    """The interrupted runs under `artifacts_dir/runs`, oldest first, leaving out those a live
+    command is training or resuming now."""
+    runs_dir = Path(artifacts_dir) / "runs"
+    if not runs_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(runs_dir.glob(f"{TMP_PREFIX}*")):
+        if path.is_dir() and not _being_written(path):
+            found.append(Interrupted(path.name[len(TMP_PREFIX):], path, _size_mb(path),
+                                     (path / "run.json").is_file()))
+    return found
+
+
+def mb_words(mb: float) -> str:
+    """"0.3 MB", "12 MB": a size as `note` and `train --discard` say it."""
+    return f"{mb:.1f} MB" if mb < 10 else f"{mb:.0f} MB"
+
+
+def note(runs: list[Interrupted], out_arg: str = "") -> str | None:
+    """The line `train` says at start about `runs` (None when there are none): each id and its
+    size, and the commands that continue or remove one. `out_arg` (" --out DIR") names the
+    artifacts folder in those commands when it is not the default."""
+    if not runs:
+        return None
+    named = ", ".join(f"{r.run_id} ({mb_words(r.mb)})" for r in runs[:SHOWN])
+    more = f" and {len(runs) - SHOWN} more" if len(runs) > SHOWN else ""
+    one = len(runs) == 1
+    ident = runs[0].run_id if one else "ID"
+    return (f"{len(runs)} interrupted run{'' if one else 's'} in "
+            f"{shown_path(runs[0].path.parent)}: {named}{more}; continue "
+            f"{'it' if one else 'one'} with `python -m pipeline train --resume {ident}{out_arg}`, "
+            f"or remove {'it' if one else 'one'} with `python -m pipeline train --discard "
+            f"{ident}{out_arg}`")
+
+
+def discard(artifacts_dir: str | Path, run_id: str) -> float:
+    """Remove the interrupted run `run_id` (its `runs/.tmp-<id>/` folder); returns the MB
+    freed. ArtifactError when there is no such run (a complete one is never removed here) or
+    a command is training or resuming it now (its lock)."""
+    writer = RunWriter(artifacts_dir, run_id, resume=True)  # checks the id; no folder made
+    mb = _size_mb(writer.tmp)
+    with locks.run_writer(writer.tmp, "train --discard"):
+        try:
+            shutil.rmtree(writer.tmp)
+        except OSError as exc:
+            raise ArtifactError(f"cannot remove interrupted run {run_id}: "
+                                f"{exc.strerror or exc}") from None
+    return mb
