@@ -165,11 +165,12 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
     import shlex
 
     from pipeline.artifacts import ArtifactError
+    from pipeline.cli import _terminated  # here: the package imports this module
     from pipeline.data import DatasetError
     from pipeline.train import RunInterrupted, train_run
     from pipeline.weights import WeightsError
 
-    interrupted = None
+    interrupted, terminated = None, False
     with progress_bar() as update:
         try:
             run_dir = train_run(cfg, data, out, models, resume=resume, progress=update, say=say,
@@ -177,12 +178,12 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
         except (DatasetError, WeightsError, ArtifactError, ValueError) as exc:
             fail(str(exc))
         except RunInterrupted as exc:
-            interrupted = exc.run_id
+            interrupted, terminated = exc.run_id, _terminated(exc)
     if interrupted:  # the run id was many screens up: repeat it, with the way on (bar closed)
         err.print(f"interrupted: run {interrupted} is kept; resume it with `python -m pipeline "
                   f"train --resume {interrupted} --out {shlex.quote(str(out))}`",
                   highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(130)
+        raise typer.Exit(143 if terminated else 130)  # SIGTERM keeps its code (cli.main)
     if run_dir is None:
         err.print("[green]worker finished:[/] the chief wrote the run")
         return None
@@ -277,8 +278,8 @@ def train(
     cfg = _build_config(profile_name, config, image_size, epochs, weights, official_test, models)
     if resume is None:  # a resumed run trains on with its saved config, whatever is given
         _start(cfg, config, out, models, strategy)
+        _say_interrupted(out)  # before the data's refusals: worth knowing either way
         _check_trainable(data)
-        _say_interrupted(out)
     _train_and_evaluate(cfg, data, out, models, resume, evaluate, strategy)
 
 
