@@ -9,6 +9,7 @@ folder (paths taken from the run's artifacts, never from the user).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -392,22 +393,30 @@ def prepare_batch(predictor: Any, model: str, images: Sequence[np.ndarray]) -> n
     return np.stack([predictor.prepare(model, im) for im in images])
 
 
+def _named_path(data_dir: str | Path, rel: str) -> Path | None:
+    """`data_dir`/`rel` as named, made absolute and normalised (no symlink followed); None when
+    `rel` leaves the folder (`../`, an absolute path)."""
+    root = Path(os.path.abspath(data_dir))
+    path = Path(os.path.normpath(root / rel))
+    return path if path.is_relative_to(root) else None
+
+
 def data_file(data_dir: str | Path | None, rel: str) -> Path | None:
     """The dataset file `rel` if it exists inside `data_dir`; None otherwise.
 
-    `rel` comes from the run's own artifacts, but a crafted CSV could still say `../../etc`;
-    resolving and checking containment keeps every read inside the dataset folder.
+    `rel` comes from the run's own artifacts, but a crafted CSV could still say `../../etc`:
+    containment is checked on the path as named, normalised, so every read stays inside the
+    dataset folder. Symlinks are not resolved first: a dataset of links (git-annex, DVC's
+    cache, a hand-made subset) points outside its folder by design, and every image was
+    "not found".
     """
     if not data_dir:
         return None
-    root = Path(data_dir).resolve()
     try:
-        path = (root / rel).resolve()
-    except (OSError, RuntimeError, ValueError):
+        path = _named_path(data_dir, rel)
+        return path if path is not None and path.is_file() else None
+    except (OSError, ValueError):
         return None
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
 
 
 def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[Upload]:
@@ -418,7 +427,9 @@ def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[U
         name = Path(rel).name
         if path is None:
             where = shown_path(data_dir) if data_dir else "(not reachable here)"
-            out.append(Upload(name, "", error=f"{rel}: not found in the dataset folder {where}"))
+            lost = "is outside" if data_dir and _named_path(data_dir, rel) is None else (
+                "not found in")
+            out.append(Upload(name, "", error=f"{rel}: {lost} the dataset folder {where}"))
             continue
         try:
             # messages name the file by `rel`, not by this machine's path; keyed like an

@@ -324,13 +324,38 @@ def test_data_file_stays_inside_the_dataset(tmp_path):
     (data / "glioma").mkdir(parents=True)
     (data / "glioma" / "a.png").write_bytes(_png())
     (tmp_path / "secret.png").write_bytes(_png())
-    assert core.data_file(data, "glioma/a.png") == (data / "glioma" / "a.png").resolve()
+    assert core.data_file(data, "glioma/a.png") == data / "glioma" / "a.png"
+    assert core.data_file(data, "glioma/../glioma/a.png") == data / "glioma" / "a.png"
     assert core.data_file(data, "../secret.png") is None
     assert core.data_file(data, str(tmp_path / "secret.png")) is None  # absolute path
     assert core.data_file(data, "glioma/missing.png") is None
     assert core.data_file(None, "glioma/a.png") is None
     ups = core.load_data_images(data, ["glioma/a.png", "../secret.png"])
-    assert ups[0].ok and not ups[1].ok and "not found" in ups[1].error
+    assert ups[0].ok and not ups[1].ok
+    assert ups[1].error.startswith("../secret.png: is outside the dataset folder")
+
+
+def test_a_dataset_of_symlinks_is_read_and_its_escapes_still_refused(tmp_path):
+    """git-annex, DVC's cache and hand-made subsets give a dataset whose files link elsewhere:
+    every image was "not found in the dataset folder" (the link was resolved, then checked)."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "a.png").write_bytes(_png())
+    (tmp_path / "secret.png").write_bytes(_png())
+    data = tmp_path / "subset"
+    (data / "glioma").mkdir(parents=True)
+    (data / "glioma" / "a.png").symlink_to(store / "a.png")
+    (data / "linked_dir").symlink_to(store, target_is_directory=True)
+    link_root = tmp_path / "data_link"  # the dataset folder itself named through a link
+    link_root.symlink_to(data, target_is_directory=True)
+    for root in (data, link_root):
+        assert core.data_file(root, "glioma/a.png") == root / "glioma" / "a.png"
+        assert core.data_file(root, "linked_dir/a.png") == root / "linked_dir" / "a.png"
+        assert core.data_file(root, "../secret.png") is None
+        assert core.data_file(root, "glioma/../../secret.png") is None
+    ok, escape = core.load_data_images(data, ["glioma/a.png", "glioma/../../secret.png"])
+    assert ok.ok and ok.image is not None
+    assert not escape.ok and "is outside the dataset folder" in escape.error
 
 
 def test_dataset_images_are_named_without_machine_paths(tmp_path):
