@@ -19,6 +19,7 @@ from dashboard.core import literal
 from pipeline import run_files
 from pipeline.artifacts import Run
 from pipeline.data.discovery import canonical_split, layout_name, renamed_folders
+from pipeline.gaps import fix_command
 from pipeline.names import class_label, display_name
 
 
@@ -276,7 +277,7 @@ EVAL_FILES = (run_files.METRICS, run_files.CONFUSION, run_files.CURVES, run_file
 
 def run_problems(run: Run) -> list[Problem]:
     """Missing files of a run (by presence only; damage is reported when a file is read)."""
-    rid = run.run_id
+    evaluate, explain_eval = fix_command(run, "evaluate"), fix_command(run, "explain-eval")
     problems = []
     for m in run.model_names:
         info = run.manifest["models"].get(m) or {}
@@ -290,17 +291,17 @@ def run_problems(run: Run) -> list[Problem]:
         if missing:
             problems.append(Problem(
                 f"{display_name(m)}: no evaluation ({', '.join(missing)} missing)",
-                f"`python -m pipeline evaluate --run {rid}`"))
+                literal(evaluate)))
         if not (run.path / m / run_files.HISTORY).is_file():
             problems.append(Problem(f"{display_name(m)}: history.json (training curves) is missing",
                                     "it is written by training; retrain to get curves"))
         if not (run.path / m / run_files.EXPLANATIONS).is_file():
             problems.append(Problem(
                 f"{display_name(m)}: explanations.json (explanation quality) is missing",
-                f"`python -m pipeline explain-eval --run {rid}`"))
+                literal(explain_eval)))
     if len(run.model_names) > 1 and not (run.path / run_files.COMPARISON).is_file():
         problems.append(Problem("comparison.json (model comparison) is missing",
-                                f"`python -m pipeline evaluate --run {rid}`"))
+                                literal(evaluate)))
     return problems
 
 

@@ -32,6 +32,7 @@ from pipeline.artifacts import (
 from pipeline.data.membership import FILE as MEMBERSHIP_FILE
 from pipeline.data.membership import Membership
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
+from pipeline.gaps import fix_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_KEY = "run_choice"
@@ -194,7 +195,7 @@ def external_explanations(run: Run) -> dict[str, list[dict]]:
     for m in run.model_names:
         folder = run.path / m / run_files.EXPLANATIONS_EXTERNAL
         names = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
-        fix = f"run `python -m pipeline explain-eval --run {run.run_id} --data DIR` again"
+        fix = f"{run_fix(run, 'explain-eval', '--data', 'DIR')} again"
         found = [section_json(run, f"{m}/{run_files.EXPLANATIONS_EXTERNAL}/{n}", fix)
                  for n in names]
         if any(found):
@@ -202,8 +203,14 @@ def external_explanations(run: Run) -> dict[str, list[dict]]:
     return out
 
 
+def run_fix(run: Run, command: str, *options: str) -> str:
+    """"run `python -m pipeline <command> --run <run> …`", the end of a "To fix:" sentence:
+    the run named so that the command finds this folder (`gaps.fix_command`), as code."""
+    return f"run {core.literal(fix_command(run, command, *options))}"
+
+
 def evaluate_fix(run: Run) -> str:
-    return f"run `python -m pipeline evaluate --run {run.run_id}`"
+    return run_fix(run, "evaluate")
 
 
 def per_model_json(run: Run, rel: str, fix: str) -> dict[str, dict]:

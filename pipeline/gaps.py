@@ -8,10 +8,12 @@ answers then lack a warning without saying so: no temperature, no "weak answer" 
 
 from __future__ import annotations
 
+import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.artifacts import Run, shown_path
+from pipeline.artifacts import PROJECT_ROOT, Run, default_artifacts, shown_path
 from pipeline.names import display_name
 
 
@@ -27,6 +29,35 @@ class Gap:
         return f"{self.what}; `{self.command}` adds it"
 
 
+def run_arg(run: Run) -> str:
+    """How a fix command shown to a user names `run` (`--run` of a shell in the project): its
+    folder's name when the default artifacts folder (`artifacts.default_artifacts`) finds this
+    very folder by that name, else its folder's path as messages show it (`shown_path`), quoted
+    for a shell. The manifest's run id named the original of a copied folder, and failed for a
+    run outside the default folder."""
+    default = default_artifacts()
+    if not default.is_absolute():
+        default = PROJECT_ROOT / default  # the commands are shown to be run in the project
+    try:
+        found = os.path.samefile(default / "runs" / run.path.name, run.path)
+    except OSError:
+        found = False
+    return shlex.quote(run.path.name if found else shown_path(run.path))
+
+
+def fix_command(run: Run, command: str, *options: str) -> str:
+    """`python -m pipeline <command> --run <run_arg> <options>`: the command that rebuilds a
+    file of `run`, as every "To fix" names it."""
+    return " ".join(("python -m pipeline", command, "--run", run_arg(run), *options))
+
+
+def to_fix(problem: object, command: str) -> str:
+    """One line: what is wrong with a run's file (`problem`: an ArtifactError's text names
+    the file) and the command that rebuilds it. The dashboard shows the same words, with the
+    command as code."""
+    return f"{problem}. To fix: run {command}"
+
+
 def _models(names: list[str]) -> str:
     return " and ".join(display_name(m) for m in names)
 
@@ -38,16 +69,16 @@ def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
     fix; [] when nothing is missing. `calibrated` False: the caller shows raw probabilities on
     purpose, so a missing temperature is no gap. `knows_splits`: whether the caller has the
     run's split hashes (`data.membership.Membership.of_run` found a readable file); `run_ref`:
-    how the fixes name the run (the CLI's own `--run` and `--artifacts`; default its folder as
-    messages show it, `artifacts.shown_path`); `calibration`: ({model: T}, {model: threshold})
-    when the caller has them already (the `Predictor` caches them: the dashboard asks on every
-    rerun), else read from calibration.json."""
+    how the fixes name the run (the CLI's own `--run` and `--artifacts`; default `run_arg`);
+    `calibration`: ({model: T}, {model: threshold}) when the caller has them already (the
+    `Predictor` caches them: the dashboard asks on every rerun), else read from
+    calibration.json."""
     from pipeline.calibration import FILE as CALIBRATION_FILE
     from pipeline.calibration import read_low_confidence, read_temperatures
     from pipeline.data.membership import FILE as SPLITS_FILE
     from pipeline.ood import MODEL_FILE
 
-    where = run_ref or shown_path(run.path)
+    where = run_ref or run_arg(run)
     calibrate = f"python -m pipeline calibrate --run {where}"
     ood = f"python -m pipeline ood --run {where}"
     temps, below = calibration or (read_temperatures(run.path), read_low_confidence(run.path))

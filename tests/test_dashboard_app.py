@@ -1378,7 +1378,7 @@ def test_a_run_without_some_checks_says_so_where_answers_are_shown(smoke_run, tm
     shown = _texts(at.warning)
     # one line per gap, naming only the model that lacks it
     assert "\n- MobileNetV2: no image is marked unlike the training data (no ood.npz); " \
-        f"`python -m pipeline ood --run runs/{run.name}` adds it" in shown, shown
+        f"`python -m pipeline ood --run {run.name}` adds it" in shown, shown
     at = _app("errors")
     _ok(at)
     assert "no image is marked unlike the training data" in _texts(at.warning)

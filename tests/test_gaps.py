@@ -114,3 +114,35 @@ def test_a_damaged_calibration_file_fails_explain_in_one_line(smoke_run: Path,
     assert result.stderr.strip().splitlines() == [
         line for line in result.stderr.strip().splitlines() if line.startswith("error: ")]
     assert "damaged file" in result.stderr and "calibrate" in result.stderr
+
+
+def test_fix_commands_name_the_run_so_that_they_find_this_folder(smoke_run, tmp_path,
+                                                                 monkeypatch):
+    """The dashboard's "To fix" commands named the manifest's run id: wrong for a copied folder
+    (it named the original) and not found for a run outside `artifacts/` (review 4, finding 9)."""
+    import subprocess
+    import sys
+
+    from dashboard import runinfo
+    from pipeline.gaps import fix_command, run_arg
+
+    artifacts = tmp_path / "ärtéfacts 'q"
+    copy = artifacts / "runs" / "copied run"
+    shutil.copytree(smoke_run, copy, ignore=shutil.ignore_patterns("*.keras", "*.npz"))
+    (copy / "custom_cnn" / "explanations.json").unlink()
+    run = open_run(copy)
+    assert run.run_id != copy.name
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(artifacts))  # the dashboard's folder
+    assert run_arg(run) == "'copied run'"  # the folder's name, as `--run` looks it up
+    fixes = [p.fix for p in runinfo.run_problems(run)]
+    assert any("explain-eval --run 'copied run'" in f for f in fixes), fixes
+    assert not any(run.run_id in f for f in fixes), fixes
+    # the command as shown finds this very folder (not the original) from the project
+    command = fix_command(run, "figures", "--out", str(tmp_path / "o"))
+    done = subprocess.run(command.replace("python", sys.executable, 1), shell=True,
+                          capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert f"from run {run.run_id}" in done.stdout, done.stderr
+    monkeypatch.delenv("BRAIN_MRI_ARTIFACTS")  # not in the default folder: named by its path
+    assert run_arg(run) not in ("'copied run'", run.run_id)
+    assert run_arg(run).endswith("/copied run'")

@@ -201,7 +201,7 @@ with tabs[5]:
 # Robustness (evaluate --robustness): shown only for runs that have it.
 if (run.path / run_files.ROBUSTNESS).is_file():
     st.header("Robustness to image shifts")
-    robust_fix = f"run `python -m pipeline evaluate --robustness --run {run.run_id}`"
+    robust_fix = state.run_fix(run, "evaluate", "--robustness")
     robustness = state.section_json(run, run_files.ROBUSTNESS, robust_fix)
     if robustness:
         n = robustness.get("n_images")
@@ -227,7 +227,7 @@ if (run.path / run_files.ROBUSTNESS).is_file():
 # Do the warnings catch the errors? (flags.json, written by `ood`): shown only where measured.
 if (run.path / FLAGS_FILE).is_file():
     st.header("Do the warnings catch the errors?")
-    flags_fix = f"run `python -m pipeline ood --run {run.run_id}`"
+    flags_fix = state.run_fix(run, "ood")
     flag_report = state.section_json(run, FLAGS_FILE, flags_fix)
     shown = {m: F.model_label(m) for m in run.model_names}
     rows = flag_table(flag_report, shown) if flag_report else []
@@ -245,7 +245,7 @@ if (run.path / FLAGS_FILE).is_file():
 # The "unlike the training data" score (ood.json, written by `train` or `ood`): where it exists.
 if (run.path / run_files.OOD_REPORT).is_file():
     st.header("How well \"unlike the training data\" tells images apart")
-    ood_fix = f"run `python -m pipeline ood --run {run.run_id}`"
+    ood_fix = state.run_fix(run, "ood")
     ood_report = state.section_json(run, run_files.OOD_REPORT, ood_fix)
     try:
         ood_rows = F.ood_table(ood_report) if ood_report else None

@@ -19,7 +19,7 @@ st.caption("A heatmap can look convincing and still be wrong. These tests measur
            "explanations of this run can be trusted, on images of its test split.")
 
 expl = state.per_model_json(run, run_files.EXPLANATIONS,
-                            f"run `python -m pipeline explain-eval --run {run.run_id}`")
+                            state.run_fix(run, "explain-eval"))
 if not expl:
     st.stop()
 
