@@ -13,9 +13,13 @@ from typing import Any
 import numpy as np
 
 from pipeline import run_files
-from pipeline.artifacts import ArtifactError, Run
+from pipeline.artifacts import ArtifactError, Run, shown_path
 from pipeline.evaluate.comparison import verdict_of
+from pipeline.gaps import fix_command, to_fix
 from pipeline.names import SHIFT_VALIDATION_NOTE, class_label, display_name
+
+# what results_table reads from each metrics.json: a missing or non-numeric one is named
+TABLE_KEYS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
 def _plt():
@@ -34,10 +38,61 @@ def _optional(run: Run, rel: str) -> Any | None:
         return None
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _damage(met: Any) -> str | None:
+    """What makes a metrics.json unusable for the table (None: usable)."""
+    if not isinstance(met, dict):
+        return f"expected a JSON object, got {type(met).__name__}"
+    for key in TABLE_KEYS:
+        if key not in met:
+            return f"no '{key}'"
+        if not _number(met[key]):
+            return f"'{key}' is not a number (got {met[key]!r})"
+    if met.get("ece") is not None and not _number(met["ece"]):
+        return f"'ece' is not a number (got {met['ece']!r})"
+    return None
+
+
+def _matrix_damage(cm: Any) -> str | None:
+    """What makes a confusion_matrix.json unusable for the figure (None: usable)."""
+    try:
+        counts = np.asarray(cm["matrix"], dtype=float)
+        labels = list(cm["labels"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"no usable 'matrix' and 'labels' ({type(exc).__name__})"
+    if counts.shape != (len(labels), len(labels)) or not np.isfinite(counts).all():
+        return f"'matrix' is not {len(labels)} x {len(labels)} finite counts"
+    return None
+
+
+def figure_problems(run: Run, run_ref: str | None = None) -> dict[str, str]:
+    """{run-relative file: one line naming it, what is wrong and the command that rebuilds it}
+    for each model's metrics.json and confusion_matrix.json that is missing or damaged: the
+    table and the figure leave such a model out, and say so (`figures` exits non-zero)."""
+    command = (f"python -m pipeline evaluate --run {run_ref}" if run_ref
+               else fix_command(run, "evaluate"))
+    out = {}
+    for m in run.model_names:
+        for rel, check in ((f"{m}/{run_files.METRICS}", _damage),
+                           (f"{m}/{run_files.CONFUSION}", _matrix_damage)):
+            try:
+                why = check(run.read_json(rel))
+            except ArtifactError as exc:
+                out[rel] = to_fix(exc, command)
+                continue
+            if why:
+                out[rel] = to_fix(f"damaged file {shown_path(run.path / rel)}: {why}", command)
+    return out
+
+
 def confusion_figure(run: Run, out: Path) -> Path | None:
-    """Both models' confusion matrices side by side, row-normalised with counts written in."""
-    mats = {m: _optional(run, f"{m}/confusion_matrix.json") for m in run.model_names}
-    mats = {m: v for m, v in mats.items() if v}
+    """Both models' confusion matrices side by side, row-normalised with counts written in;
+    a model whose file is missing or damaged is left out (`figure_problems` says it)."""
+    mats = {m: _optional(run, f"{m}/{run_files.CONFUSION}") for m in run.model_names}
+    mats = {m: v for m, v in mats.items() if v and _matrix_damage(v) is None}
     if not mats:
         return None
     plt = _plt()
@@ -96,36 +151,51 @@ def training_curves_figure(run: Run, out: Path) -> Path | None:
     return path
 
 
-def results_table(run: Run) -> str:
-    """A Markdown table of the headline test metrics with 95 % CIs and the McNemar verdict."""
+def results_table(run: Run, run_ref: str | None = None) -> str:
+    """A Markdown table of the headline test metrics with 95 % CIs and the McNemar verdict.
+    A model whose metrics.json is missing or damaged keeps its row, which says so and how to
+    fix it (`figure_problems`; `run_ref`: how the fix names the run, default `gaps.run_arg`)."""
     comp = _optional(run, run_files.COMPARISON) or {}
+    problems = figure_problems(run, run_ref)
     lines = ["| model | accuracy (95 % CI) | macro-F1 (95 % CI) | balanced acc. | "
              "tumour sensitivity | specificity | ECE | train time |",
              "|---|---|---|---|---|---|---|---|"]
     for model in run.model_names:
-        met = _optional(run, f"{model}/metrics.json")
-        if not met:
+        problem = problems.get(f"{model}/{run_files.METRICS}")
+        if problem:  # in place of the row: a missing row read as a complete table
+            cell = " ".join(problem.split()).replace("|", "\\|")
+            lines.append(f"| {display_name(model)} | {cell} |" + " |" * 6)
             continue
-        ci = comp.get("ci", {}).get(model, {})
-        tvn = met.get("tumor_vs_no_tumor") or {}
+        met = run.read_json(f"{model}/{run_files.METRICS}")
+        ci = comp.get("ci", {}).get(model, {}) if isinstance(comp.get("ci"), dict) else {}
+        tvn = met.get("tumor_vs_no_tumor") if isinstance(met.get("tumor_vs_no_tumor"), dict) \
+            else {}
 
-        def fmt(key: str, met: dict = met, ci: dict = ci) -> str:
-            lo_hi = ci.get(key)
+        def fmt(key: str, met: dict = met, ci: Any = ci) -> str:
+            lo_hi = ci.get(key) if isinstance(ci, dict) else None
             base = f"{met[key]:.3f}"
-            return f"{base} ({lo_hi[0]:.3f}–{lo_hi[1]:.3f})" if lo_hi else base
+            if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(map(_number, lo_hi))):
+                return base  # no interval, or a damaged one: the figure stands without it
+            return f"{base} ({lo_hi[0]:.3f}–{lo_hi[1]:.3f})"
 
-        sens, spec = tvn.get("sensitivity"), tvn.get("specificity")
+        sens, spec = (v if _number(v) else None
+                      for v in (tvn.get("sensitivity"), tvn.get("specificity")))
         secs = run.model_info(model).get("train_seconds")
+        secs = secs if _number(secs) else None
+        ece = met["ece"] if _number(met.get("ece")) else float("nan")
         lines.append(
             f"| {display_name(model)} | {fmt('accuracy')} | {fmt('macro_f1')} | "
             f"{met['balanced_accuracy']:.3f} | {'' if sens is None else f'{sens:.3f}'} | "
-            f"{'' if spec is None else f'{spec:.3f}'} | {met.get('ece', float('nan')):.3f} | "
+            f"{'' if spec is None else f'{spec:.3f}'} | {ece:.3f} | "
             f"{'' if secs is None else f'{secs / 60:.1f} min'} |")
     n = comp.get("n")
     if n:
+        try:
+            verdict = verdict_of(comp) or ""
+        except (TypeError, ValueError, KeyError):  # a damaged comparison.json: no verdict
+            verdict = ""
         lines.append("")
-        lines.append(f"Test images: {n} ({describe_test_set(run)}). "
-                     f"{verdict_of(comp) or ''}")
+        lines.append(f"Test images: {n} ({describe_test_set(run)}). {verdict}")
     return "\n".join(lines) + "\n"
 
 
@@ -148,15 +218,15 @@ def describe_test_set(run: Run) -> str:
     return "a stratified random split (duplicates not grouped)"
 
 
-def make_figures(run: Run, out_dir: str | Path) -> list[Path]:
+def make_figures(run: Run, out_dir: str | Path, run_ref: str | None = None) -> list[Path]:
     """Write confusion_matrices.png, training_curves.png and results.md (`results_markdown`)
-    into out_dir."""
+    into out_dir; `figure_problems` says what they leave out."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [p for p in (confusion_figure(run, out), training_curves_figure(run, out)) if p]
     from pipeline.results_md import results_markdown
 
     table = out / "results.md"
-    table.write_text(results_markdown(run))
+    table.write_text(results_markdown(run, run_ref))
     written.append(table)
     return written

@@ -239,15 +239,11 @@ def _verdict(comp: Mapping[str, Any]) -> str | None:
         return None
 
 
-def results_markdown(run: Run) -> str:
+def results_markdown(run: Run, run_ref: str | None = None) -> str:
     """The whole results.md of a run: header, test table, then robustness, warnings and
-    external folders where the run has them."""
-    try:
-        table = results_table(run)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        # a metrics.json of another version: the other sections stand without it
-        table = (f"The test table cannot be written: a metrics.json lacks or garbles {exc}. "
-                 f"To fix: python -m pipeline evaluate --run {run.run_id}\n")
+    external folders where the run has them. `run_ref`: how a fix names the run (the CLI's
+    `--run`), default `gaps.run_arg`."""
+    table = results_table(run, run_ref)
     parts = [header(run), f"## Test set ({test_set_kind(run)})\n", table]
     parts += [s for s in (robustness_section(run), warnings_section(run),
                           external_section(run)) if s]

@@ -163,10 +163,60 @@ def test_results_md_leaves_out_a_damaged_section_and_says_nothing_false(tmp_path
     del metrics["balanced_accuracy"]  # a file of another version: no traceback, the rest stands
     (path / "mobilenetv2" / "metrics.json").write_text(json.dumps(metrics))
     result = CliRunner().invoke(app, ["figures", "--run", str(path), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # written, but not a citable table
     text = (tmp_path / "o" / "results.md").read_text()
-    assert "The test table cannot be written" in text and "'balanced_accuracy'" in text
+    row = next(line for line in text.splitlines() if line.startswith("| MobileNetV2 |"))
+    assert "mobilenetv2/metrics.json: no 'balanced_accuracy'" in row
+    assert f"To fix: run python -m pipeline evaluate --run {path}" in row
+    assert "| Custom CNN | 0." in text  # the other model's row stands
     assert f"`{OFFICIAL}`" in text
+
+
+def _smoke_copy(smoke_run: Path, tmp_path: Path) -> Path:
+    """A copy of the smoke run, without its models (figures never loads them)."""
+    dst = tmp_path / "artifacts" / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, dst, ignore=shutil.ignore_patterns("*.keras"))
+    return dst
+
+
+@pytest.mark.parametrize("damage", ["missing", "cut short", "not a number"])
+def test_figures_names_a_missing_or_damaged_metrics_file_and_fails(smoke_run, tmp_path, damage):
+    """A model was left out of results.md without a word (exit 0), and a wrong type printed
+    Python's "Unknown format code 'f'" instead of a file name (review 4, finding 1)."""
+    path = _smoke_copy(smoke_run, tmp_path)
+    metrics = path / "custom_cnn" / "metrics.json"
+    if damage == "missing":
+        metrics.unlink()
+    elif damage == "cut short":
+        metrics.write_bytes(metrics.read_bytes()[:300])
+    else:
+        metrics.write_text(json.dumps(json.loads(metrics.read_text()) | {"accuracy": "high"}))
+    out = tmp_path / "figs"
+    result = CliRunner().invoke(app, ["figures", "--run", str(path), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    said = {"missing": "missing file", "cut short": "damaged file",
+            "not a number": "damaged file"}[damage]
+    fix = f"To fix: run python -m pipeline evaluate --run {path}"
+    line = next(x for x in result.output.splitlines() if x.startswith("error: "))
+    assert said in line and "custom_cnn/metrics.json" in line and fix in line, result.output
+    assert "format code" not in result.output
+    text = (out / "results.md").read_text()
+    row = next(x for x in text.splitlines() if x.startswith("| Custom CNN |"))
+    assert said in row and "custom_cnn/metrics.json" in row and fix in row
+    assert "format code" not in text
+    mobilenet = json.loads((path / "mobilenetv2" / "metrics.json").read_text())
+    assert f"| MobileNetV2 | {mobilenet['accuracy']:.3f}" in text
+
+
+def test_figures_names_a_damaged_confusion_matrix(smoke_run, tmp_path):
+    path = _smoke_copy(smoke_run, tmp_path)
+    (path / "mobilenetv2" / "confusion_matrix.json").write_text('{"matrix": [[1, 2]], '
+                                                                '"labels": ["a", "b"]}')
+    result = CliRunner().invoke(app, ["figures", "--run", str(path), "--out",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 1, result.output
+    assert "mobilenetv2/confusion_matrix.json: 'matrix' is not 2 x 2" in result.output
+    assert (tmp_path / "o" / "confusion_matrices.png").is_file()  # Custom CNN's panel drawn
 
 
 def _external_files(path: Path, name: str, model: str, metrics: dict, ci: list | None) -> None:

@@ -440,15 +440,25 @@ def figures(
     results.md names the run, its test set (main split, or the official Testing/ folder: shift
     validation), the date and the interval methods; then the test table and, where the run has
     them, robustness, the warnings' record and each `evaluate --data` folder's figures. The
-    dashboard's Overview offers the same file ("Results as Markdown")."""
+    dashboard's Overview offers the same file ("Results as Markdown"). A model whose
+    metrics.json or confusion_matrix.json is missing or damaged: one error line each, with
+    the fix, its row in results.md says the same, and the exit code is 1 (the files are written,
+    but the table is not citable)."""
     from pipeline.artifacts import ArtifactError, ensure_writable
-    from pipeline.report import make_figures
+    from pipeline.report import figure_problems, make_figures
 
     run = _open_run(artifacts_dir, run_)
     try:
         ensure_writable(out, "output folder")  # a read-only place: one line, not a traceback
     except ArtifactError as exc:
         fail(str(exc))
-    for path in make_figures(run, out):
+    ref = run_ref(artifacts_dir, run_)
+    for path in make_figures(run, out, ref):
         sys.stdout.write(f"{path}\n")
     sys.stdout.write(f"from run {run.run_id}\n")
+    problems = figure_problems(run, ref)
+    for line in problems.values():  # a model left out silently read as a complete table
+        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+    if problems:
+        fail(f"results.md and the figures leave out what the {len(problems)} file(s) above "
+             "hold: fix them and run figures again", 1)
