@@ -32,6 +32,7 @@ from pipeline.artifacts import (
 from pipeline.data.membership import FILE as MEMBERSHIP_FILE
 from pipeline.data.membership import Membership
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
+from pipeline.evaluate.flags import expected_rows
 from pipeline.gaps import fix_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -224,7 +225,8 @@ def per_model_json(run: Run, rel: str, fix: str) -> dict[str, dict]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _read_predictions(path: str, stamp: int, classes: tuple[str, ...]) -> pd.DataFrame:
+def _read_predictions(path: str, stamp: int, classes: tuple[str, ...],
+                      expected: int | None) -> pd.DataFrame:
     shown = shown_path(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -232,7 +234,7 @@ def _read_predictions(path: str, stamp: int, classes: tuple[str, ...]) -> pd.Dat
         raise ArtifactError(f"missing file {shown}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"damaged file {shown}: {exc}") from exc
-    return error_frames.parse_predictions(text, classes, shown)
+    return error_frames.parse_predictions(text, classes, shown, expected)
 
 
 def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
@@ -240,7 +242,10 @@ def predictions(run: Run, fix: str) -> dict[str, pd.DataFrame]:
     for m in run.model_names:
         path = run.path / m / run_files.PREDICTIONS
         try:
-            out[m] = _read_predictions(str(path), _mtime(path), tuple(run.class_names))
+            # the rows a whole file has: a file cut short gave counts over what was left
+            expected = expected_rows(run.path, m)
+            out[m] = _read_predictions(str(path), _mtime(path), tuple(run.class_names),
+                                       expected)
         except ArtifactError as exc:
             st.warning(f"{core.literal(exc)}. To fix: {fix}", icon=":material/warning:")
     return out

@@ -12,6 +12,7 @@ import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.artifacts import PROJECT_ROOT, Run, default_artifacts, shown_path
 from pipeline.names import display_name
@@ -29,23 +30,31 @@ class Gap:
         return f"{self.what}; `{self.command}` adds it"
 
 
-def run_arg(run: Run) -> str:
+def run_arg(run: Run | Path) -> str:
     """How a fix command shown to a user names `run` (`--run` of a shell in the project): its
     folder's name when the default artifacts folder (`artifacts.default_artifacts`) finds this
-    very folder by that name, else its folder's path as messages show it (`shown_path`), quoted
-    for a shell. The manifest's run id named the original of a copied folder, and failed for a
-    run outside the default folder."""
+    very folder by that name, else its folder's path: relative to the project as messages
+    show it (`shown_path`), or in full for a folder elsewhere; quoted for a shell. The
+    manifest's run id named the original of a copied folder, and failed for a run outside the
+    default folder."""
+    folder = Path(run.path if isinstance(run, Run) else run)
     default = default_artifacts()
     if not default.is_absolute():
         default = PROJECT_ROOT / default  # the commands are shown to be run in the project
     try:
-        found = os.path.samefile(default / "runs" / run.path.name, run.path)
+        found = os.path.samefile(default / "runs" / folder.name, folder)
     except OSError:
         found = False
-    return shlex.quote(run.path.name if found else shown_path(run.path))
+    if found:
+        return shlex.quote(folder.name)
+    shown, absolute = shown_path(folder), os.path.abspath(folder)
+    # shown relative to the project it works from there; shown from its `runs` folder on
+    # (a folder elsewhere) it would not: such a command names the folder in full
+    works = shown == Path(os.path.relpath(absolute, PROJECT_ROOT)).as_posix()
+    return shlex.quote(shown if works else absolute)
 
 
-def fix_command(run: Run, command: str, *options: str) -> str:
+def fix_command(run: Run | Path, command: str, *options: str) -> str:
     """`python -m pipeline <command> --run <run_arg> <options>`: the command that rebuilds a
     file of `run`, as every "To fix" names it."""
     return " ".join(("python -m pipeline", command, "--run", run_arg(run), *options))

@@ -2326,3 +2326,18 @@ def test_a_photo_of_a_screen_says_so(artifacts):
     _ok(at)
     warned = [w.value for w in at.warning if w.value == PHOTO_WARNING]
     assert len(warned) == 1  # the photo's card, not the grey slice's
+
+
+def test_error_analysis_names_a_predictions_file_cut_short(smoke_run, tmp_path, monkeypatch):
+    """A predictions.csv cut mid-row gave "errors 2 · both wrong 2" for both models, with no
+    warning (review 4, finding 2): the file is named, with the command that rebuilds it, and
+    the other model's counts are its own file's."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    path = run / "custom_cnn" / "predictions.csv"
+    path.write_bytes(path.read_bytes()[:250])
+    at = _app("errors")
+    _ok(at)
+    warned = _texts(at.warning)
+    assert (f"damaged file runs/{run.name}/custom_cnn/predictions.csv: its last row is cut "
+            "short (no line end)") in warned, warned
+    assert f"To fix: run `python -m pipeline evaluate --run {run.name}`" in warned, warned

@@ -467,8 +467,8 @@ def test_run_problems_lists_missing_files_with_fixes(tmp_path: Path):
     problems = runinfo.run_problems(open_run(run_dir))
     text = "\n".join(f"{p.severity}: {p.what} -> {p.fix}" for p in problems)
     assert "error: MobileNetV2: model file model.keras is missing" in text
-    assert "confusion_matrix.json" in text and "pipeline evaluate --run runs/r1" in text
-    assert "explain-eval --run runs/r1" in text and "comparison.json" in text
+    assert "confusion_matrix.json" in text and f"pipeline evaluate --run {run_dir}" in text
+    assert f"explain-eval --run {run_dir}" in text and "comparison.json" in text
 
 
 def test_core_imports_neither_plotly_nor_streamlit_nor_tensorflow():

@@ -4,6 +4,7 @@ model's test answers, read from real predictions.csv files."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -90,11 +91,48 @@ def test_a_damaged_predictions_file_is_one_clear_error(tmp_path: Path):
 
     path = tmp_path / "predictions.csv"
     path.write_text("path,true,predicted,p_a,p_b,correct\nx.jpg,a,a,0.9,oops,1\n")
-    with pytest.raises(ArtifactError, match=r"damaged at line 2 .*re-run"):
+    with pytest.raises(ArtifactError, match=r"predictions.csv at line 2 .*To fix: run python "
+                       r"-m pipeline evaluate --run"):
         read_predictions(path)
     path.write_text("path,true,p_a,p_b,correct\nx.jpg,a,0.9,0.1,1\n")  # no "predicted"
-    with pytest.raises(ArtifactError, match="damaged at line 2"):
+    with pytest.raises(ArtifactError, match="predictions.csv at line 2"):
         read_predictions(path)
+
+
+@pytest.mark.parametrize("cut", ["torn row", "whole rows"])
+def test_a_predictions_file_cut_short_is_named_not_counted(smoke_run, tmp_path, cut):
+    """A copy or sync stopped mid-file left a header, some rows and a torn one: its counts were
+    used as the run's (review 4, finding 2). Both readers (ood's audit, the dashboard's Error
+    analysis) now name the file and the command that rebuilds it."""
+    from dashboard.error_frames import parse_predictions
+    from pipeline.artifacts import ArtifactError, open_run
+    from pipeline.evaluate.flags import audit_run, expected_rows
+
+    run = tmp_path / "runs" / "copy"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("*.keras", "*.npz"))
+    path = run / "custom_cnn" / "predictions.csv"
+    whole = path.read_bytes()
+    n = expected_rows(run, "custom_cnn")
+    assert n == len(json.loads((run / "splits.json").read_text())["test"]) == (
+        whole.count(b"\n") - 1)
+    assert read_predictions(path, n)  # the whole file reads
+    if cut == "torn row":
+        path.write_bytes(whole[:250])  # header, a row, and a row cut mid-number
+        assert not whole[:250].endswith(b"\n")
+        said = "its last row is cut short (no line end)"
+    else:
+        path.write_bytes(b"".join(whole.splitlines(keepends=True)[:3]))
+        said = f"2 rows where the run's test split has {n} images"
+    fix = f"To fix: run python -m pipeline evaluate --run {run}"
+    with pytest.raises(ArtifactError) as caught:
+        audit_run(run, {})  # what `ood` runs after refitting
+    assert said in str(caught.value) and fix in str(caught.value)
+    assert "custom_cnn/predictions.csv" in str(caught.value)
+    with pytest.raises(ArtifactError, match=re.escape(said)):
+        parse_predictions(path.read_text(), open_run(run).class_names, "p.csv", n)
+    # metrics.json gone: the test split's size in splits.json still tells
+    (run / "custom_cnn" / "metrics.json").unlink()
+    assert expected_rows(run, "custom_cnn") == n
 
 
 def test_flag_table_skips_what_audit_would_not_write():
