@@ -14,6 +14,7 @@ before (`ece_uncalibrated`) and after (`ece`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,42 @@ def read_temperatures(run_dir: str | Path) -> dict[str, float]:
                                 f"pipeline calibrate --run {path.parent.name}`")
         out[str(name)] = float(t)
     return out
+
+
+def _temperature_damage(name: str, entry: Any) -> str | None:
+    t = entry.get("temperature") if isinstance(entry, dict) else None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+        return f"{name} has no positive temperature (got {t!r})"
+    return None
+
+
+def read_calibration(run_dir: str | Path, models: Sequence[str]
+                     ) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+    """({model: T}, {model: weak-answer threshold}, {model: why calibration.json cannot be
+    used for it}) for `models`, never raising: what answers take (`Predictor`, `explain`).
+
+    A damaged file, or a model's bad entry, turns that model's calibration off as a missing
+    one does (raw probabilities, no weak-answer mark), and `gaps.missing_checks` says so with
+    the refit command; only that model is affected. `read_temperatures` refused the whole run.
+    """
+    path = Path(run_dir) / FILE
+    if not path.exists():
+        return {}, {}, {}
+    try:
+        obj = read_json(path)
+    except ArtifactError as exc:  # "damaged file …: not valid JSON (…)": its reason alone
+        why = str(exc).split(": ", 1)[-1]
+        return {}, {}, dict.fromkeys(models, why)
+    entries = obj.get("models") if isinstance(obj, dict) else None
+    if not isinstance(entries, dict):
+        return {}, {}, dict.fromkeys(models, "no 'models' object")
+    damaged = {m: why for m in models if m in entries
+               and (why := _temperature_damage(m, entries[m]))}
+    temps = {m: float(entries[m]["temperature"]) for m in models
+             if m in entries and m not in damaged}
+    below = {m: t for m, t in read_low_confidence(run_dir).items()
+             if m in temps}  # a threshold on probabilities the model no longer gives: off too
+    return temps, below, damaged
 
 
 LOW_CONFIDENCE_ACCURACY = 0.9  # answers are "weak" where validation accuracy falls below this

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,24 +73,30 @@ def _models(names: list[str]) -> str:
 
 def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
                    knows_splits: bool, run_ref: str | None = None,
-                   calibration: tuple[dict, dict] | None = None) -> list[Gap]:
+                   calibration: tuple[dict, dict, dict] | None = None,
+                   ood_damage: Mapping[str, str] | None = None) -> list[Gap]:
     """One `Gap` per check the answers of `models` of `run` go without, each ending with its
     fix; [] when nothing is missing. `calibrated` False: the caller shows raw probabilities on
     purpose, so a missing temperature is no gap. `knows_splits`: whether the caller has the
     run's split hashes (`data.membership.Membership.of_run` found a readable file); `run_ref`:
     how the fixes name the run (the CLI's own `--run` and `--artifacts`; default `run_arg`);
-    `calibration`: ({model: T}, {model: threshold}) when the caller has them already (the
-    `Predictor` caches them: the dashboard asks on every rerun), else read from
-    calibration.json."""
+    `calibration`: `calibration.read_calibration`'s ({model: T}, {model: threshold},
+    {model: damage}) when the caller has them already (the `Predictor` caches them: the
+    dashboard asks on every rerun), else read; `ood_damage`: {model: why its ood.npz cannot
+    be used} (`ood.ood_damage`), else read. A damaged file is a gap like a missing one, said
+    as damaged."""
     from pipeline.calibration import FILE as CALIBRATION_FILE
-    from pipeline.calibration import read_low_confidence, read_temperatures
+    from pipeline.calibration import read_calibration
     from pipeline.data.membership import FILE as SPLITS_FILE
     from pipeline.ood import MODEL_FILE
+    from pipeline.ood import ood_damage as read_ood_damage
 
     where = run_ref or run_arg(run)
     calibrate = f"python -m pipeline calibrate --run {where}"
     ood = f"python -m pipeline ood --run {where}"
-    temps, below = calibration or (read_temperatures(run.path), read_low_confidence(run.path))
+    temps, below, damaged = calibration or read_calibration(run.path, models)
+    if ood_damage is None:
+        ood_damage = {m: why for m in models if (why := read_ood_damage(run.path, m)[1])}
     gaps: list[Gap] = []
     cal_file = (f"not in {CALIBRATION_FILE}" if (run.path / CALIBRATION_FILE).is_file()
                 else f"no {CALIBRATION_FILE}")
@@ -100,13 +106,19 @@ def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
         lacks = (("probabilities not calibrated",) if calibrated and m not in temps else ()) + (
             ("no answer is marked weak",) if m not in below else ())
         if lacks:
-            lacking.setdefault(lacks, []).append(m)
-    for lacks, names in lacking.items():
-        gaps.append(Gap(f"{_models(names)}: {' and '.join(lacks)} ({cal_file})",
-                        calibrate))
-    if unlike := [m for m in models if not (run.path / m / MODEL_FILE).is_file()]:
-        gaps.append(Gap(f"{_models(unlike)}: no image is marked unlike the training data (no "
-                        f"{MODEL_FILE})", ood))
+            why = f"damaged {CALIBRATION_FILE}: {damaged[m]}" if m in damaged else cal_file
+            lacking.setdefault((lacks, why), []).append(m)
+    for (lacks, why), names in lacking.items():
+        gaps.append(Gap(f"{_models(names)}: {' and '.join(lacks)} ({why})", calibrate))
+    unlike: dict[str, list[str]] = {}
+    for m in models:
+        if m in ood_damage:
+            unlike.setdefault(f"damaged {MODEL_FILE}: {ood_damage[m]}", []).append(m)
+        elif not (run.path / m / MODEL_FILE).is_file():
+            unlike.setdefault(f"no {MODEL_FILE}", []).append(m)
+    for why, names in unlike.items():
+        gaps.append(Gap(f"{_models(names)}: no image is marked unlike the training data "
+                        f"({why})", ood))
     if not knows_splits:
         gaps.append(Gap("the run's own training, validation and test images are not "
                         f"recognised (no readable {SPLITS_FILE})", ood))

@@ -274,34 +274,44 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     return report
 
 
-def load_run_ood(run_path: Path, model: str) -> OodModel | None:
-    """The stored OOD score of a run's model, or None for runs made before it existed.
-    ArtifactError, naming the file and its fix, for a damaged one: numpy's own message
-    advised loading it "unsafely" (pickles), and the dashboard showed it as a failed
-    explanation."""
-    from pipeline.artifacts import ArtifactError, shown_path
-
+def ood_damage(run_path: Path, model: str) -> tuple[OodModel | None, str | None]:
+    """(the stored OOD score of a run's model or None, why its file cannot be used or None):
+    (None, None) for runs made before it existed. The reason is ours: numpy's own message
+    advised loading it "unsafely" (pickles)."""
     path = Path(run_path) / model / MODEL_FILE
     if not path.is_file():
-        return None
+        return None, None
     try:
-        return OodModel.load(path)
+        return OodModel.load(path), None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        reason = "not a numpy archive" if isinstance(exc, zipfile.BadZipFile) else (
-            "holds objects, not arrays" if "pickle" in str(exc) else type(exc).__name__)
+        return None, ("not a numpy archive" if isinstance(exc, zipfile.BadZipFile) else (
+            "holds objects, not arrays" if "pickle" in str(exc) else type(exc).__name__))
+
+
+def load_run_ood(run_path: Path, model: str) -> OodModel | None:
+    """The stored OOD score of a run's model, or None for runs made before it existed.
+    ArtifactError, naming the file and its fix, for a damaged one (`ood_damage`'s reason).
+    Those that answer (`Predictor`, `explain`) take `ood_damage` instead: a damaged score
+    turns its check off, as a missing one does, and `gaps.missing_checks` says so."""
+    from pipeline.artifacts import ArtifactError, shown_path
+
+    ood, why = ood_damage(run_path, model)
+    if why:
         # the run's folder, as any command takes it: its id alone needs the right --artifacts
         where = shown_path(Path(run_path))
         raise ArtifactError(f"damaged file {model}/ood.npz of run {Path(run_path).name} "
-                            f"({reason}): fit it again with `python -m pipeline ood --run "
-                            f"{where}`") from None
+                            f"({why}): fit it again with `python -m pipeline ood --run "
+                            f"{where}`")
+    return ood
 
 
 def unlike_scorer(run_path: Path, name: str, model: Any
                   ) -> Callable[[np.ndarray], np.ndarray] | None:
     """A function from a prepared batch (N, S, S, 3) to whether each image is unlike the loaded
     `model`'s training data (the run's stored score over its threshold), built once (one traced
-    graph); None when the run has no OOD score for `name` (`python -m pipeline ood` adds it)."""
-    ood = load_run_ood(run_path, name)
+    graph); None when the run has no usable OOD score for `name` (`python -m pipeline ood`
+    adds it; `gaps.missing_checks` says so)."""
+    ood, _ = ood_damage(run_path, name)
     return None if ood is None else ood_scorer(ood, model)
 
 

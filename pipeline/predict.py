@@ -14,7 +14,7 @@ import numpy as np
 from pipeline import geometry, images
 from pipeline.artifacts import ArtifactError, Run
 from pipeline.calibration import FILE as CALIBRATION_FILE
-from pipeline.calibration import apply_temperature, read_low_confidence, read_temperatures
+from pipeline.calibration import apply_temperature, read_calibration
 from pipeline.data.membership import Membership, Seen
 from pipeline.gaps import Gap, missing_checks
 from pipeline.names import Progress, no_progress
@@ -64,21 +64,28 @@ class Predictor:
             _check_model(run, name, self.models[name], int(self.info[name]["image_size"]))
         self._locks = {name: threading.Lock() for name in names}
         self._forward: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-        # (calibration.json's mtime, {model: T}, {model: low-confidence threshold})
-        self._calibration: tuple[int | None, dict[str, float], dict[str, float]] = (None, {}, {})
-        self.temperatures()  # a damaged calibration.json fails here, before any prediction
+        # (calibration.json's mtime, {model: T}, {model: low-confidence threshold},
+        # {model: why the file cannot be used for it}): a damaged file or entry turns that
+        # model's calibration off, as a missing one does (`missing_checks` says it)
+        self._calibration: tuple[int | None, dict[str, float], dict[str, float],
+                                 dict[str, str]] = (None, {}, {}, {})
         # model -> its "unlike the training data" flags per prepared batch (ood.unlike_scorer)
         self._ood: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {}
-        from pipeline.ood import load_run_ood
+        from pipeline.ood import ood_damage
 
-        # a damaged ood.npz fails here, in one line, before any prediction (not in `ood`, its
-        # fix); kept, so that the scorer does not read it again
-        self._ood_loaded = {name: load_run_ood(run.path, name)
-                            for name in (names if check_ood else ())}
+        # read once, so that the scorer does not read it again; a damaged ood.npz turns that
+        # model's check off, as a missing one does (it refused the whole run)
+        self._ood_loaded = {}
+        self.ood_damage: dict[str, str] = {}  # model -> why its ood.npz cannot be used
+        for name in (names if check_ood else ()):
+            self._ood_loaded[name], why = ood_damage(run.path, name)
+            if why:
+                self.ood_damage[name] = why
         # which of the run's splits a decoded image is in (None: the run cannot tell)
         self.membership = Membership.of_run(run.path)
 
-    def _calibration_now(self) -> tuple[int | None, dict[str, float], dict[str, float]]:
+    def _calibration_now(self) -> tuple[int | None, dict[str, float], dict[str, float],
+                                        dict[str, str]]:
         """The run's calibration.json, read again only when it changed (a dashboard rerun asks
         for it on every image card)."""
         path = self.run.path / CALIBRATION_FILE
@@ -88,8 +95,8 @@ class Predictor:
             stamp = None
         cached = self._calibration
         if stamp != cached[0]:
-            cached = (stamp, *(({}, {}) if stamp is None else (
-                read_temperatures(self.run.path), read_low_confidence(self.run.path))))
+            cached = (stamp, *(({}, {}, {}) if stamp is None else
+                               read_calibration(self.run.path, list(self.models))))
             self._calibration = cached  # one assignment: safe with concurrent readers
         return cached
 
@@ -137,7 +144,8 @@ class Predictor:
         which says what `run_ref` is); [] for a complete run."""
         return missing_checks(self.run, list(self.models), calibrated=self.calibrated,
                               knows_splits=self.membership is not None, run_ref=run_ref,
-                              calibration=self._calibration_now()[1:])
+                              calibration=self._calibration_now()[1:],
+                              ood_damage=self.ood_damage)
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])

@@ -2341,3 +2341,25 @@ def test_error_analysis_names_a_predictions_file_cut_short(smoke_run, tmp_path, 
     assert (f"damaged file runs/{run.name}/custom_cnn/predictions.csv: its last row is cut "
             "short (no line end)") in warned, warned
     assert f"To fix: run `python -m pipeline evaluate --run {run.name}`" in warned, warned
+
+
+def test_a_damaged_check_file_turns_off_that_check_not_the_model(smoke_run, tmp_path,
+                                                                 monkeypatch):
+    """A damaged ood.npz or calibration.json disabled whole models ("cannot be used" … "To fix:
+    retrain the run"), one model's bad temperature both (review 4, finding 7): each model still
+    answers; one warning names the damaged file and the command that refits it."""
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    (run / "calibration.json").write_text(json.dumps(
+        {"models": {"custom_cnn": {"temperature": "x"}, "mobilenetv2": {"temperature": 0.63}}}))
+    ood = run / "mobilenetv2" / "ood.npz"
+    ood.write_bytes(ood.read_bytes()[:300])
+    at = _app("errors")
+    _ok(at)
+    assert "cannot be used" not in _texts(at.error), _texts(at.error)
+    warned = _texts(at.warning)
+    assert ("- Custom CNN: probabilities not calibrated and no answer is marked weak (damaged "
+            "calibration.json: custom_cnn has no positive temperature (got 'x')); "
+            f"`python -m pipeline calibrate --run {run.name}` adds it") in warned, warned
+    assert ("- MobileNetV2: no image is marked unlike the training data (damaged ood.npz: not "
+            f"a numpy archive); `python -m pipeline ood --run {run.name}` adds it") in warned
+    assert "retrain" not in warned + _texts(at.error)

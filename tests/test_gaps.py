@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -98,22 +100,39 @@ def test_the_dashboard_s_rerun_does_not_read_calibration_again(smoke_run: Path, 
     def no_read(*_args, **_kwargs):
         raise AssertionError("calibration.json read again")
 
+    monkeypatch.setattr(cal, "read_calibration", no_read)
     monkeypatch.setattr(cal, "read_temperatures", no_read)
     monkeypatch.setattr(cal, "read_low_confidence", no_read)
     assert predictor.missing_checks() == want
 
 
-def test_a_damaged_calibration_file_fails_explain_in_one_line(smoke_run: Path,
-                                                             synth_data: Path, tmp_path: Path):
+def test_a_damaged_calibration_file_is_a_gap_like_a_missing_one(smoke_run: Path,
+                                                               synth_data: Path, tmp_path: Path):
+    """A damaged calibration.json refused the whole run (explain, predict) and disabled both
+    models in the dashboard, over one model's bad temperature (review 4, finding 7, and the
+    calibration half of 10): the model answers uncalibrated, said once with the refit command,
+    and only that model."""
     run = _copy(smoke_run, tmp_path)
-    (run / CALIBRATION_FILE).write_text('{"models": 3}')
     image = str(next((synth_data / "Testing").rglob("*.png")))
-    result = CliRunner().invoke(app, ["explain", image, "--run", str(run),
-                                      "--out", str(tmp_path / "ex")])
-    assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [
-        line for line in result.stderr.strip().splitlines() if line.startswith("error: ")]
-    assert "damaged file" in result.stderr and "calibrate" in result.stderr
+    cal = json.loads((run / CALIBRATION_FILE).read_text())
+    cal["models"]["custom_cnn"]["temperature"] = "x"
+    (run / CALIBRATION_FILE).write_text(json.dumps(cal))
+    predictor = Predictor(open_run(run))
+    assert predictor.temperature("custom_cnn") is None
+    assert predictor.temperature("mobilenetv2") == cal["models"]["mobilenetv2"]["temperature"]
+    gaps = [str(g) for g in predictor.missing_checks()]
+    assert gaps == ["Custom CNN: probabilities not calibrated and no answer is marked weak "
+                    "(damaged calibration.json: custom_cnn has no positive temperature (got "
+                    f"'x')); `python -m pipeline calibrate --run {shlex.quote(str(run))}` "
+                    "adds it"], gaps
+    (run / CALIBRATION_FILE).write_text('{"models": 3}')
+    for command in (["explain", image, "--out", str(tmp_path / "ex")], ["predict", image]):
+        result = CliRunner().invoke(app, [*command, "--run", str(run)])
+        assert result.exit_code == 0, result.output
+        notes = [" ".join(x.split()) for x in result.stderr.splitlines() if "calibrat" in x]
+        assert notes == ["note: Custom CNN and MobileNetV2: probabilities not calibrated and no "
+                         "answer is marked weak (damaged calibration.json: no 'models' object); "
+                         f"`python -m pipeline calibrate --run {run}` adds it"], result.stderr
 
 
 def test_fix_commands_name_the_run_so_that_they_find_this_folder(smoke_run, tmp_path,

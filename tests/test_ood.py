@@ -306,7 +306,9 @@ def test_ood_table_shows_foreign_and_shifted_aurocs_per_model():
 @pytest.mark.parametrize("damage", ["truncated", "objects"])
 def test_a_damaged_ood_file_is_named_with_its_fix_in_one_line(smoke_run, tmp_path, damage):
     """A cut-off ood.npz gave a BadZipFile traceback, one holding objects numpy's advice to
-    load it "unsafely"; the dashboard showed that as a failed explanation."""
+    load it "unsafely"; the dashboard showed that as a failed explanation. Then predict refused
+    the whole run over it (review 4, finding 7): now it degrades as a missing one does, that
+    model's check off and said once, with the refit command; the other model untouched."""
     import shutil
 
     from typer.testing import CliRunner
@@ -323,11 +325,14 @@ def test_a_damaged_ood_file_is_named_with_its_fix_in_one_line(smoke_run, tmp_pat
     image = next(iter(sorted(Path(json.loads((run / "manifest.json").read_text())["data"][
         "dir"]).glob("*/*/*.png"))))
     done = CliRunner().invoke(app, ["predict", "--run", str(run), str(image)])
-    assert done.exit_code == 2, done.output
-    err = done.stderr.strip().splitlines()
-    assert len(err) == 1 and "damaged file custom_cnn/ood.npz" in err[0], err
-    assert f"python -m pipeline ood --run {run.name}" in " ".join(err[0].split())
+    assert done.exit_code == 0, done.output
+    err = [" ".join(x.split()) for x in done.stderr.strip().splitlines()]
+    why = {"truncated": "not a numpy archive", "objects": "holds objects, not arrays"}[damage]
+    said = [x for x in err if "ood.npz" in x]
+    assert said == [f"note: Custom CNN: no image is marked unlike the training data (damaged "
+                    f"ood.npz: {why}); `python -m pipeline ood --run {run}` adds it"], err
     assert "unsafely" not in done.output and "Traceback" not in done.output
+    assert image.name in done.stdout  # both models answered
     # and the fix it names works: `ood` fits the score again (it failed with the same error)
     if damage == "objects":
         fixed = CliRunner().invoke(app, ["ood", "--run", str(run)])

@@ -62,10 +62,12 @@ class Warners:
 def answer_warners(run: Run, explainers: dict[str, Explainer]) -> Warners:
     """The `Warners` of `run` for these models. Built once per command: each scorer traces a
     graph, and the split hashes are read once."""
-    from pipeline.calibration import read_low_confidence
+    from pipeline.calibration import read_calibration
     from pipeline.ood import unlike_scorer
 
-    below = read_low_confidence(run.path)
+    # a damaged calibration.json or ood.npz turns that model's check off, as a missing one
+    # does; explain says so before any answer (gaps.missing_checks)
+    below = read_calibration(run.path, list(explainers))[1]
     return Warners({name: (below.get(name), unlike_scorer(run.path, name, ex.model))
                     for name, ex in explainers.items()}, Membership.of_run(run.path))
 
@@ -96,11 +98,12 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     `series.SliceReader.radiological`): its row's `radiological` is true and its caption's
     small print says so (`overlay_note`), where others say the sides are the picture's.
     """
-    from pipeline.calibration import apply_temperature, read_temperatures
+    from pipeline.calibration import apply_temperature, read_calibration
     from pipeline.evaluate.flags import answer_flags, is_colour
     from pipeline.modality import looks_like_ct, looks_like_photo
 
-    temperatures = read_temperatures(run.path)  # probabilities shown as everywhere else
+    # probabilities shown as everywhere else (a damaged entry: raw, as predict shows them)
+    temperatures = read_calibration(run.path, list(explainers))[0]
     warners = warners if warners is not None else answer_warners(run, explainers)
     bases = bases if bases is not None else overlay_bases([p for p, _ in decoded])
     found = [warners.membership.find(img) if warners.membership else None
