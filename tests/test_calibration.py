@@ -214,3 +214,31 @@ def test_low_confidence_threshold_marks_where_validation_accuracy_drops():
     # a model right everywhere gets no threshold; one never that good flags everything
     assert low_confidence(probs, np.zeros(4000, int))["low_confidence_below"] == 0.0
     assert low_confidence(probs, np.ones(4000, int))["low_confidence_below"] == 1.0
+
+
+@pytest.mark.slow
+def test_evaluate_says_when_a_model_s_figures_are_uncalibrated(calibrated_run: Path,
+                                                              tmp_path: Path) -> None:
+    """A damaged or missing temperature makes evaluate score raw probabilities (metrics.json:
+    temperature null), as answers do; the command said nothing of it (a review, 2026-12-06)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    run = tmp_path / "runs" / calibrated_run.name
+    shutil.copytree(calibrated_run, run)
+    args = ["evaluate", "--run", str(run), "--n-boot", "100"]
+    calibrated = CliRunner().invoke(app, args)
+    assert calibrated.exit_code == 0, calibrated.output
+    assert "uncalibrated probabilities" not in calibrated.output
+    obj = json.loads((run / cal.FILE).read_text())
+    obj["models"]["custom_cnn"]["temperature"] = "x"
+    (run / cal.FILE).write_text(json.dumps(obj))
+    damaged = CliRunner().invoke(app, args)
+    assert damaged.exit_code == 0, damaged.output
+    note = next(line for line in damaged.stderr.splitlines() if "uncalibrated" in line)
+    assert "Custom CNN" in note and "MobileNetV2" not in note
+    assert f"`python -m pipeline calibrate --run {run}`" in note  # the folder, as given
+    assert json.loads((run / "custom_cnn" / "metrics.json").read_text())["temperature"] is None
+    assert json.loads((run / "mobilenetv2" / "metrics.json").read_text())["temperature"] == \
+        obj["models"]["mobilenetv2"]["temperature"]

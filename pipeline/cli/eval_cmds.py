@@ -202,6 +202,8 @@ def _print_eval_summary(summary: dict, data: Path | None = None) -> None:
     if line := unreadable_line(src):
         err.print(line, highlight=False, soft_wrap=True)
     report_source(src)  # before the figures: a warning on the last line was read too late
+    if note := summary.get("uncalibrated"):
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
     folder = shown(as_given(data)) if data is not None else src.get("data_dir")
     where = ("test split" if src["kind"] == "test"
              else f"{folder} ({MODE_WORDS.get(src['mode'], src['mode'])})")

@@ -333,6 +333,7 @@ def evaluate_run(
             comp if len(sub) == len(keep) else None)
     write_json(target.comparison_path, comp)
     return {"run_id": run.run_id, "source": source, "n": int(len(y)), "models": summaries,
+            "uncalibrated": _uncalibrated_note(run, predictor),
             "verdict": comp["verdict"], "mcnemar": comp["mcnemar"], "ci": comp["ci"],
             "new_to_run": None if fresh is None else {
                 "n": fresh["n"], **({} if not fresh["n"] else {
@@ -341,6 +342,24 @@ def evaluate_run(
                     "ci": fresh["ci"]})},
             "files": {m: str(d) for m, d in target.out_dirs.items()},
             "comparison": str(target.comparison_path)}
+
+
+def _uncalibrated_note(run: Any, predictor: Any) -> str | None:
+    """The line `evaluate` says when a model's figures are on raw probabilities because its
+    temperature is missing or damaged (None when every model is calibrated): metrics.json
+    records `temperature` null, but the command said nothing, and the ECE printed was then not
+    the calibrated one the dashboard would show for a calibrated run (a review, 2026-12-06)."""
+    from pipeline.calibration import read_calibration
+    from pipeline.gaps import fix_command
+
+    raw = [m for m in run.model_names if predictor.temperature(m) is None]
+    if not raw:
+        return None
+    damaged = read_calibration(run.path, raw)[2]
+    why = "; ".join(f"{display_name(m)}: {damaged.get(m, 'no temperature fitted')}"
+                    for m in raw)
+    return (f"note: figures on uncalibrated probabilities ({why}); "
+            f"`{fix_command(run, 'calibrate')}` fits the temperature, then evaluate again")
 
 
 def _new_metrics(y: np.ndarray, probs: np.ndarray, preds: np.ndarray, copies: np.ndarray | None,
