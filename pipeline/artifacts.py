@@ -312,6 +312,12 @@ class Run:
         return str(self.manifest.get("run_id", self.path.name))
 
     @property
+    def report_name(self) -> str:
+        """"<title> (<run id>)": how reports and pictures that travel without the page name the
+        run (the dashboard's PDF, CSV and overlay downloads, explain's captioned overlays)."""
+        return f"{self.manifest.get('title') or 'Run'} ({self.run_id})"
+
+    @property
     def class_names(self) -> list[str]:
         return list(self.manifest["class_names"])
 

@@ -208,8 +208,8 @@ def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
 
 def test_the_dashboard_s_overlay_names_the_run_its_split_note_is_about():
     """A downloaded overlay travels without the page: its "in this run's training split" named
-    no run. The card's download names it as the PDF does, "<title> (<run id>)"; `explain`'s
-    own overlays, written beside their explain.json, keep "this run's"."""
+    no run. The card's download names it as the PDF does, "<title> (<run id>)" (`explain`'s
+    overlays too: the next test)."""
     from helpers import one_card
 
     from dashboard import views
@@ -234,6 +234,28 @@ def test_the_dashboard_s_overlay_names_the_run_its_split_note_is_about():
                    "the model)"
     assert overlay_caption("custom_cnn", entry, "train", True)[-1].startswith(
         "Note: in this run's training split")  # no run given: as before
+
+
+@pytest.mark.slow
+def test_explain_s_overlays_name_the_run_their_split_note_is_about(
+        smoke_run: Path, tmp_path: Path, monkeypatch):
+    """`explain`'s captioned overlays said "in this run's training split" after the dashboard's
+    download had learnt to name the run: the picture travels without its explain.json too."""
+    import json
+
+    from pipeline.artifacts import open_run
+    from pipeline.explain import overlays
+
+    run = open_run(smoke_run)
+    train = json.loads((smoke_run / "splits.json").read_text())["train"][0]["path"]
+    captions: list[list[str]] = []
+    real = overlays.overlay_caption
+    monkeypatch.setattr(overlays, "overlay_caption",
+                        lambda *a, **k: captions.append(real(*a, **k)) or captions[-1])
+    done = _explain(smoke_run, tmp_path / "out", [run.data_dir / train])
+    assert done.exit_code == 0, done.output
+    assert captions and captions[0][-1].startswith(
+        f"Note: in the training split of run {run.report_name}"), captions
 
 
 def test_one_image_s_captioned_overlays_are_of_one_height():
@@ -279,6 +301,7 @@ def test_explain_size_writes_slide_sized_panels_and_keeps_a_folder_to_one_size(
         smoke_run: Path, inputs: list[Path], tmp_path: Path):
     import json
 
+    from pipeline.artifacts import open_run
     from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
     from pipeline.explain.render import caption_strip
 
@@ -292,7 +315,7 @@ def test_explain_size_writes_slide_sized_panels_and_keeps_a_folder_to_one_size(
     picture = _read_png(out / entry["overlay"])
     assert picture.shape[1] == 700
     lines = overlay_caption(MODEL, entry, row["in_run_split"], row["in_run_exact"],
-                            may_be_ct=row["may_be_ct"])
+                            may_be_ct=row["may_be_ct"], run=open_run(smoke_run).report_name)
     strip = caption_strip(700, lines, OVERLAY_NOTE)
     assert np.array_equal(picture[700:700 + strip.shape[0]], strip)
     # another size into the same folder is refused, as any other setting

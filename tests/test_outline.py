@@ -128,6 +128,7 @@ def test_explain_outline_captions_say_what_the_line_is(smoke_run: Path, synth_da
     from PIL import Image
     from typer.testing import CliRunner
 
+    from pipeline.artifacts import open_run
     from pipeline.cli import app
     from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
 
@@ -140,7 +141,8 @@ def test_explain_outline_captions_say_what_the_line_is(smoke_run: Path, synth_da
     entry = row["models"]["custom_cnn"]
     picture = np.asarray(Image.open(tmp_path / entry["overlay"]).convert("RGB"))
     lines = overlay_caption("custom_cnn", entry, row["in_run_split"], row["in_run_exact"],
-                            may_be_ct=row["may_be_ct"], outline=10.0)
+                            may_be_ct=row["may_be_ct"], outline=10.0,
+                            run=open_run(smoke_run).report_name)
     assert outline_words(10.0) in lines
     strip = caption_strip(picture.shape[1], lines, OVERLAY_NOTE)
     assert np.array_equal(picture[-strip.shape[0]:], strip)

@@ -172,7 +172,7 @@ if not items:
     if explainers is None:
         loader.wait_for_models(run)  # ends with a rerun once they are ready
     st.stop()
-run_title = f"{run.manifest.get('title') or 'Run'} ({run.run_id})"
+run_title = run.report_name
 hashes = loader.model_hashes(run)  # hashed once per run, not per image
 notes = runinfo.report_notes(run_title, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                              hashes, PLAIN_DISCLAIMER)

@@ -161,7 +161,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             if caption:  # after the warnings: the caption carries them
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
                                         disagree=row["agree"] is False,
-                                        may_be_ct=row["may_be_ct"], outline=outline)
+                                        may_be_ct=row["may_be_ct"], outline=outline,
+                                        run=run.report_name)
                 pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines,
                                                    overlay_note(row["radiological"]),
                                                    alpha=alpha, outline_top_percent=outline,
