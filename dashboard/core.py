@@ -9,26 +9,21 @@ folder (paths taken from the run's artifacts, never from the user).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.artifacts import ArtifactError, shown_path
 from pipeline.csv_safe import to_csv
 from pipeline.evaluate.flags import is_colour
 from pipeline.images import (
     MAX_DECODE_SIDE,
     ImageError,
-    decode_image,
     decode_slices,
-    read_file,
 )
 from pipeline.modality import looks_like_ct, looks_like_photo
 from pipeline.names import class_label, display_name, percent
@@ -391,64 +386,3 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
 def prepare_batch(predictor: Any, model: str, images: Sequence[np.ndarray]) -> np.ndarray:
     """(N, S, S, 3) uint8: each image cropped and resized exactly as that model was trained."""
     return np.stack([predictor.prepare(model, im) for im in images])
-
-
-def _named_path(data_dir: str | Path, rel: str) -> Path | None:
-    """`data_dir`/`rel` as named, made absolute and normalised (no symlink followed); None when
-    `rel` leaves the folder (`../`, an absolute path)."""
-    root = Path(os.path.abspath(data_dir))
-    path = Path(os.path.normpath(root / rel))
-    return path if path.is_relative_to(root) else None
-
-
-def data_file(data_dir: str | Path | None, rel: str) -> Path | None:
-    """The dataset file `rel` if it exists inside `data_dir`; None otherwise.
-
-    `rel` comes from the run's own artifacts, but a crafted CSV could still say `../../etc`:
-    containment is checked on the path as named, normalised, so every read stays inside the
-    dataset folder. Symlinks are not resolved first: a dataset of links (git-annex, DVC's
-    cache, a hand-made subset) points outside its folder by design, and every image was
-    "not found".
-    """
-    if not data_dir:
-        return None
-    try:
-        path = _named_path(data_dir, rel)
-        return path if path is not None and path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[Upload]:
-    """Read dataset images as Uploads (error message in place of an unreadable file)."""
-    out = []
-    for rel in rels:
-        path = data_file(data_dir, rel)
-        name = Path(rel).name
-        if path is None:
-            where = shown_path(data_dir) if data_dir else "(not reachable here)"
-            lost = "is outside" if data_dir and _named_path(data_dir, rel) is None else (
-                "not found in")
-            out.append(Upload(name, "", error=f"{rel}: {lost} the dataset folder {where}"))
-            continue
-        try:
-            # messages name the file by `rel`, not by this machine's path; keyed like an
-            # upload, by the SHA-256 of its bytes (which its report quotes)
-            data = read_file(path, rel)
-            image = decode_image(data, rel)
-            out.append(Upload(name, hashlib.sha256(data).hexdigest(), image=image,
-                              colour=is_colour(image), ct=looks_like_ct(image),
-                              photo=looks_like_photo(image)))
-        except ImageError as exc:
-            out.append(Upload(name, "", error=str(exc)))
-    return out
-
-
-def test_entries(splits: Any) -> list[dict[str, str]]:
-    """The test entries of splits.json ({"path", "label"}), validated."""
-    if not isinstance(splits, Mapping):
-        raise ArtifactError("damaged splits.json: not a JSON object")
-    test = splits.get("test")
-    if not isinstance(test, list):
-        raise ArtifactError("damaged splits.json: no 'test' list")
-    return [e for e in test if isinstance(e, Mapping) and isinstance(e.get("path"), str)]

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import core, error_frames, flags, runinfo
+from dashboard import core, dataset_files, error_frames, flags, runinfo
 from pipeline import names, run_files
 from pipeline.artifacts import (
     ARTIFACTS_ENV,
@@ -351,7 +351,7 @@ def decode_cached(name: str, digest: str, _data: bytes) -> core.Upload:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def data_images(data_dir: str, rels: tuple[str, ...]) -> list[core.Upload]:
-    return core.load_data_images(data_dir, rels)
+    return dataset_files.load_data_images(data_dir, rels)
 
 
 # --------------------------------------------------------------------------- chrome

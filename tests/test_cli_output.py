@@ -184,7 +184,7 @@ def test_evaluate_s_warnings_are_words_not_reprs(capsys) -> None:
     from rich.console import Console
 
     from pipeline.cli import common
-    from pipeline.cli.eval_cmds import unreadable_line
+    from pipeline.cli.eval_output import unreadable_line
 
     def plain(markup: str) -> str:
         console = Console(width=200, record=True, file=io.StringIO())

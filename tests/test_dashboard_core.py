@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dashboard import core, error_frames, paging, runinfo, summary_table
+from dashboard import core, dataset_files, error_frames, paging, runinfo, summary_table
 from dashboard import flags as dflags
 from pipeline.artifacts import ArtifactError, open_run
 
@@ -324,13 +324,13 @@ def test_data_file_stays_inside_the_dataset(tmp_path):
     (data / "glioma").mkdir(parents=True)
     (data / "glioma" / "a.png").write_bytes(_png())
     (tmp_path / "secret.png").write_bytes(_png())
-    assert core.data_file(data, "glioma/a.png") == data / "glioma" / "a.png"
-    assert core.data_file(data, "glioma/../glioma/a.png") == data / "glioma" / "a.png"
-    assert core.data_file(data, "../secret.png") is None
-    assert core.data_file(data, str(tmp_path / "secret.png")) is None  # absolute path
-    assert core.data_file(data, "glioma/missing.png") is None
-    assert core.data_file(None, "glioma/a.png") is None
-    ups = core.load_data_images(data, ["glioma/a.png", "../secret.png"])
+    assert dataset_files.data_file(data, "glioma/a.png") == data / "glioma" / "a.png"
+    assert dataset_files.data_file(data, "glioma/../glioma/a.png") == data / "glioma" / "a.png"
+    assert dataset_files.data_file(data, "../secret.png") is None
+    assert dataset_files.data_file(data, str(tmp_path / "secret.png")) is None  # absolute path
+    assert dataset_files.data_file(data, "glioma/missing.png") is None
+    assert dataset_files.data_file(None, "glioma/a.png") is None
+    ups = dataset_files.load_data_images(data, ["glioma/a.png", "../secret.png"])
     assert ups[0].ok and not ups[1].ok
     assert ups[1].error.startswith("../secret.png: is outside the dataset folder")
 
@@ -349,11 +349,11 @@ def test_a_dataset_of_symlinks_is_read_and_its_escapes_still_refused(tmp_path):
     link_root = tmp_path / "data_link"  # the dataset folder itself named through a link
     link_root.symlink_to(data, target_is_directory=True)
     for root in (data, link_root):
-        assert core.data_file(root, "glioma/a.png") == root / "glioma" / "a.png"
-        assert core.data_file(root, "linked_dir/a.png") == root / "linked_dir" / "a.png"
-        assert core.data_file(root, "../secret.png") is None
-        assert core.data_file(root, "glioma/../../secret.png") is None
-    ok, escape = core.load_data_images(data, ["glioma/a.png", "glioma/../../secret.png"])
+        assert dataset_files.data_file(root, "glioma/a.png") == root / "glioma" / "a.png"
+        assert dataset_files.data_file(root, "linked_dir/a.png") == root / "linked_dir" / "a.png"
+        assert dataset_files.data_file(root, "../secret.png") is None
+        assert dataset_files.data_file(root, "glioma/../../secret.png") is None
+    ok, escape = dataset_files.load_data_images(data, ["glioma/a.png", "glioma/../../secret.png"])
     assert ok.ok and ok.image is not None
     assert not escape.ok and "is outside the dataset folder" in escape.error
 
@@ -365,7 +365,7 @@ def test_dataset_images_are_named_without_machine_paths(tmp_path):
     (data / "glioma").mkdir(parents=True)
     (data / "glioma" / "a.png").write_bytes(_png())
     (data / "glioma" / "bad.png").write_bytes(b"not an image")
-    ok, missing, bad = core.load_data_images(data, ["glioma/a.png", "glioma/gone.png",
+    ok, missing, bad = dataset_files.load_data_images(data, ["glioma/a.png", "glioma/gone.png",
                                                     "glioma/bad.png"])
     # keyed and reported by the SHA-256 of the file's bytes, like an upload
     assert ok.digest == hashlib.sha256((data / "glioma" / "a.png").read_bytes()).hexdigest()
@@ -373,7 +373,7 @@ def test_dataset_images_are_named_without_machine_paths(tmp_path):
     assert bad.error.startswith("glioma/bad.png: ")
     for up in (missing, bad):
         assert str(tmp_path) not in up.error, up.error
-    assert "(not reachable here)" in core.load_data_images(None, ["glioma/a.png"])[0].error
+    assert "(not reachable here)" in dataset_files.load_data_images(None, ["glioma/a.png"])[0].error
 
 
 def test_shown_paths_are_relative_to_the_project_or_the_artifacts_folder(tmp_path):
@@ -449,12 +449,12 @@ def test_a_long_series_names_each_slice_by_its_place_in_the_file():
 
 
 def test_test_entries():
-    entries = core.test_entries({"test": [{"path": "a.jpg", "label": "glioma"}, {"x": 1}]})
+    entries = dataset_files.test_entries({"test": [{"path": "a.jpg", "label": "glioma"}, {"x": 1}]})
     assert entries == [{"path": "a.jpg", "label": "glioma"}]
     with pytest.raises(ArtifactError, match="test"):
-        core.test_entries({"train": []})
+        dataset_files.test_entries({"train": []})
     with pytest.raises(ArtifactError, match="object"):
-        core.test_entries([1, 2])
+        dataset_files.test_entries([1, 2])
 
 
 def test_run_problems_lists_missing_files_with_fixes(tmp_path: Path):

@@ -295,7 +295,7 @@ def test_a_series_whose_slices_all_fail_is_one_line_on_the_command_line(tmp_path
     from typer.testing import CliRunner
 
     from pipeline.cli import app
-    from pipeline.cli.common import unreadable_report
+    from pipeline.cli.unreadable import unreadable_report
 
     scan = tmp_path / "scan.dcm"
     scan.write_bytes(_jpeg2000_junk(frames=70))

@@ -67,7 +67,7 @@ def _copies(run: Path, out: Path) -> dict[str, list[str]]:
 
 def _printed(summary: dict) -> str:
     """evaluate's printout of `summary`, stdout and stderr in the order they were written."""
-    from pipeline.cli.eval_cmds import _print_eval_summary
+    from pipeline.cli.eval_output import _print_eval_summary
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):

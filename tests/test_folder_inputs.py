@@ -97,7 +97,7 @@ def test_scanner_named_dicom_files_in_a_folder_are_read_by_their_magic(tmp_path:
 
 
 def test_skipped_files_are_counted_and_said_once(tmp_path: Path, capsys):
-    from pipeline.cli.common import report_inputs
+    from pipeline.cli.unreadable import report_inputs
 
     (tmp_path / "a.png").write_bytes(_encode(np.asarray(_slice(8), np.uint8), "PNG"))
     odd = "[red]new\nline.txt"
@@ -132,7 +132,7 @@ def test_a_file_given_twice_is_read_once_where_it_first_appears(tmp_path: Path, 
     # b.png again in the folder, the link to a.png there, then a.png twice
     assert [(f.name, kept.name) for f, kept in inputs.repeated] == [
         ("b.png", "b.png"), ("link.png", "a.png"), ("a.png", "a.png"), ("a.png", "a.png")]
-    from pipeline.cli.common import report_inputs
+    from pipeline.cli.unreadable import report_inputs
 
     report_inputs(inputs)  # the link's answer stands under a.png: say so
     assert "(b.png, link.png as a.png, a.png, …): each is read once" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import (
     core,
+    dataset_files,
     inference,
     loader,
     paging,
@@ -76,7 +77,7 @@ with upload_col:
 with sample_col:
     data_dir = run.data_dir
     try:
-        entries = core.test_entries(state.run_json(run, run_files.SPLITS))
+        entries = dataset_files.test_entries(state.run_json(run, run_files.SPLITS))
     except ArtifactError as exc:
         entries, why = [], str(exc)
     else:

@@ -24,14 +24,12 @@ from pipeline.cli.common import (
     one_line,
     progress_bar,
     report_gaps,
-    report_inputs,
     run_ref,
     shown,
-    unanswered,
-    unreadable_report,
     warning_legend,
     warning_tags,
 )
+from pipeline.cli.unreadable import report_inputs, unanswered, unreadable_report
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, outside_share_words
 from pipeline.explain.render import (
     CAPTION_MAX_SIDE,
@@ -133,7 +131,7 @@ def explain(
                      targeted=target_idx is not None, errors=errors,
                      sartaj=trained_on_sartaj(run.manifest))
     # as before resuming existed: exit 1 whenever explain.json lists errors, but for a series'
-    # blank slices, left out as predict leaves them out (`common.unanswered`)
+    # blank slices, left out as predict leaves them out (`unreadable.unanswered`)
     if unanswered(errors):
         raise typer.Exit(1)
 
