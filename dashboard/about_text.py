@@ -6,12 +6,52 @@ a yes/no run's page said "four labels" and "73 CT slices" (a review, 2026-12-06)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pipeline.known_data import SARTAJ_CT_SLICES
-from pipeline.names import class_label
+from pipeline.names import class_label, display_name
 
 _COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def _why(one: bool) -> str:
+    return (f"and tools that show *why* {'it decides' if one else 'they decide'} (Grad-CAM "
+            "family heatmaps) and *how far* those explanations can be trusted.")
+
+
+def model_words(model: str, info: Mapping[str, Any]) -> str:
+    """How "What this is" describes one model of the run: how it started, from the manifest's
+    `weights` (`runinfo.weights_status`): a transfer model trained without ImageNet weights
+    is not "adapted from ImageNet"."""
+    from dashboard.runinfo import weights_status
+
+    status = weights_status(model, info)
+    if status is None:
+        return ("a small CNN trained from scratch" if model == "custom_cnn"
+                else f"{display_name(model)} trained from scratch")
+    return {"imagenet": f"{display_name(model)} adapted from ImageNet by transfer learning",
+            "none": f"{display_name(model)} trained from random weights (no ImageNet)",
+            "file": f"{display_name(model)} adapted from a weights file by transfer learning",
+            }[status]
+
+
+def what_this_is(models: Mapping[str, Mapping[str, Any]] | None) -> str:
+    """About's "What this is" (Markdown) for the run's models (the manifest's `models`): it
+    named the custom CNN and MobileNetV2 whatever the run had, so a run of MobileNetV2 alone
+    read as two models. Without a run: the project's two default models, said as a project."""
+    if not models:
+        return ("**What this is.** Image classifiers for brain MRI slices — by default a small "
+                "CNN trained from scratch and MobileNetV2 adapted from ImageNet by transfer "
+                f"learning — {_why(False)}")
+    parts = [model_words(m, info or {}) for m, info in models.items()]
+    if len(parts) == 1:
+        return (f"**What this is.** An image classifier for brain MRI slices — {parts[0]} — "
+                + _why(True))
+    count = _COUNT_WORDS.get(len(parts), str(len(parts))).capitalize()
+    listed = ", ".join(parts[:-1]) + f" and {parts[-1]}"
+    return (f"**What this is.** {count} image classifiers for brain MRI slices — {listed} — "
+            + _why(False))
 
 
 def labels_sentence(class_names: Sequence[str]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,6 +20,7 @@ from pipeline import run_files
 from pipeline.artifacts import Run
 from pipeline.data.discovery import canonical_split, layout_name, renamed_folders
 from pipeline.gaps import fix_command
+from pipeline.interrupted import Interrupted
 from pipeline.names import class_label, display_name
 
 
@@ -247,29 +248,26 @@ def split_sizes(facts: RunFacts) -> dict[str, Any]:
     return out
 
 
-def dropped_copies_sentence(facts: RunFacts) -> str | None:
-    """For a run tested on the official test folder: how many training-folder images were left
-    out as exact or near copies of test images, and how many test images had one, from the
-    manifest's split record; None for other runs."""
-    official = facts.splits.get("official_test")
-    if not isinstance(official, Mapping):
+def interrupted_words(runs: Sequence[Interrupted], out_arg: str = "") -> str | None:
+    """Markdown for the run picker: the interrupted runs (`pipeline.interrupted`: hidden
+    `runs/.tmp-<id>/` folders, in no list of runs), and the commands that continue or remove
+    one, `out_arg` naming the artifacts folder (`gaps.out_arg`); None when there are none. A
+    run stopped before its settings were saved cannot be continued, and is said so."""
+    from pipeline.interrupted import SHOWN, commands, mb_words
+
+    if not runs:
         return None
-    dropped, leaking, exact, n = (official.get(k) for k in (
-        "dropped_duplicates_of_test", "leaking", "leaking_exact", "n"))
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dropped, leaking, n)):
-        return None
-    exact_part = f", {exact} of them exact" if isinstance(exact, int) and exact else ""
-    said = (f"{leaking} of the {n} official test images (the dataset's own test folder) have an "
-            f"exact or near copy among its training-folder images{exact_part}.")
-    if not dropped:
-        return said + (" Those copies were not left out of training (a run without dedupe): "
-                       "its test figures are not a clean test." if leaking else "")
-    sizes = [facts.splits.get(k) for k in ("train", "val", "test")]
-    held = sum(sizes) if all(isinstance(v, int) for v in sizes) else None
-    held_part = (f" (the splits hold {held} of the dataset's {facts.n_images} images)"
-                 if held is not None and isinstance(facts.n_images, int) else "")
-    return (said + f" The {dropped} training-folder images that are such copies were left out "
-            f"of training and validation{held_part}: no copy of a test image was trained on.")
+    one = len(runs) == 1
+    named = ", ".join(f"{literal(r.run_id)} ({mb_words(r.mb)}"
+                      + ("" if r.resumable else ", cannot be continued") + ")"
+                      for r in runs[:SHOWN])
+    more = f" and {len(runs) - SHOWN} more" if len(runs) > SHOWN else ""
+    resume, remove = commands(runs[0].run_id if one else "ID", out_arg)
+    it = "it" if one else "one"
+    cont = (f"Continue {it} in a terminal with {literal(resume)}, or remove {it} with "
+            if any(r.resumable for r in runs) else f"Remove {it} in a terminal with ")
+    return (f"{len(runs)} interrupted run{'' if one else 's'} not in this list: {named}{more}. "
+            f"{cont}{literal(remove)}.")
 
 
 EVAL_FILES = (run_files.METRICS, run_files.CONFUSION, run_files.CURVES, run_files.PREDICTIONS)

@@ -61,6 +61,17 @@ def discover_runs(artifacts: str) -> list[RunInfo]:
     return list_runs(artifacts)
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def interrupted_note(artifacts: str) -> str | None:
+    """`runinfo.interrupted_words` for the artifacts folder's interrupted runs (re-scanned at
+    most every 10 s, as `discover_runs`): the run picker skips them, and nothing said they
+    were there. The dashboard only names the commands; it never trains or removes."""
+    from pipeline.gaps import out_arg
+    from pipeline.interrupted import interrupted_runs
+
+    return runinfo.interrupted_words(interrupted_runs(artifacts), out_arg(artifacts))
+
+
 def latest_id(artifacts: Path) -> str | None:
     try:
         return (artifacts / "latest").read_text().strip() or None
@@ -424,6 +435,9 @@ def sidebar() -> None:
                 for warning in facts.weights_warnings:
                     st.badge("no ImageNet weights", icon=":material/warning:", color="orange")
                     st.caption(warning)
+        stopped = interrupted_note(str(adir))  # where a user choosing a run looks
+        if stopped:
+            st.caption(f":material/pending: {stopped}")
         st.divider()
         st.caption(":material/info: " + DISCLAIMER)
 

@@ -38,20 +38,38 @@ def run_arg(run: Run | Path) -> str:
     manifest's run id named the original of a copied folder, and failed for a run outside the
     default folder."""
     folder = Path(run.path if isinstance(run, Run) else run)
+    if _is_default(folder, "runs", folder.name):
+        return shlex.quote(folder.name)
+    return _shell_path(folder)
+
+
+def _is_default(folder: Path, *below: str) -> bool:
+    """Whether `folder` is the default artifacts folder's `below` (`default_artifacts`,
+    relative to the project, where the commands are shown to be run)."""
     default = default_artifacts()
     if not default.is_absolute():
-        default = PROJECT_ROOT / default  # the commands are shown to be run in the project
+        default = PROJECT_ROOT / default
     try:
-        found = os.path.samefile(default / "runs" / folder.name, folder)
+        return os.path.samefile(default.joinpath(*below), folder)
     except OSError:
-        found = False
-    if found:
-        return shlex.quote(folder.name)
+        return False
+
+
+def _shell_path(folder: Path) -> str:
+    """`folder` for a shell in the project, quoted: relative to the project as messages show it
+    (`shown_path`), or in full for a folder elsewhere (shown from its `runs` folder on, such a
+    path would not work from the project)."""
     shown, absolute = shown_path(folder), os.path.abspath(folder)
-    # shown relative to the project it works from there; shown from its `runs` folder on
-    # (a folder elsewhere) it would not: such a command names the folder in full
     works = shown == Path(os.path.relpath(absolute, PROJECT_ROOT)).as_posix()
     return shlex.quote(shown if works else absolute)
+
+
+def out_arg(artifacts_dir: str | Path) -> str:
+    """" --out <folder>" naming `artifacts_dir` in a `train` command shown to a user (as
+    `run_arg` names a run: its path relative to the project, or in full when elsewhere); ""
+    when it is the default artifacts folder, which the command finds by itself."""
+    folder = Path(artifacts_dir)
+    return "" if _is_default(folder) else f" --out {_shell_path(folder)}"
 
 
 def fix_command(run: Run | Path, command: str, *options: str) -> str:

@@ -64,6 +64,14 @@ def mb_words(mb: float) -> str:
     return f"{mb:.1f} MB" if mb < 10 else f"{mb:.0f} MB"
 
 
+def commands(run_id: str, out_arg: str = "") -> tuple[str, str]:
+    """The commands that continue (`train --resume`) and remove (`train --discard`) the
+    interrupted run `run_id` ("ID" for any), `out_arg` (" --out DIR") naming a folder other
+    than the default (`gaps.out_arg`): `note`'s and the dashboard's."""
+    return (f"python -m pipeline train --resume {run_id}{out_arg}",
+            f"python -m pipeline train --discard {run_id}{out_arg}")
+
+
 def note(runs: list[Interrupted], out_arg: str = "") -> str | None:
     """The line `train` says at start about `runs` (None when there are none): each id and its
     size, and the commands that continue or remove one. `out_arg` (" --out DIR") names the
@@ -73,12 +81,11 @@ def note(runs: list[Interrupted], out_arg: str = "") -> str | None:
     named = ", ".join(f"{r.run_id} ({mb_words(r.mb)})" for r in runs[:SHOWN])
     more = f" and {len(runs) - SHOWN} more" if len(runs) > SHOWN else ""
     one = len(runs) == 1
-    ident = runs[0].run_id if one else "ID"
+    resume, remove = commands(runs[0].run_id if one else "ID", out_arg)
     return (f"{len(runs)} interrupted run{'' if one else 's'} in "
             f"{shown_path(runs[0].path.parent)}: {named}{more}; continue "
-            f"{'it' if one else 'one'} with `python -m pipeline train --resume {ident}{out_arg}`, "
-            f"or remove {'it' if one else 'one'} with `python -m pipeline train --discard "
-            f"{ident}{out_arg}`")
+            f"{'it' if one else 'one'} with `{resume}`, "
+            f"or remove {'it' if one else 'one'} with `{remove}`")
 
 
 def discard(artifacts_dir: str | Path, run_id: str) -> float:

@@ -13,7 +13,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dashboard import core, dataset_files, error_frames, paging, runinfo, summary_table
+from dashboard import (
+    core,
+    dataset_files,
+    error_frames,
+    image_counts,
+    paging,
+    runinfo,
+    summary_table,
+)
 from dashboard import flags as dflags
 from pipeline.artifacts import ArtifactError, open_run
 
@@ -253,18 +261,18 @@ def test_an_official_test_split_is_one_tile_and_its_left_out_copies_are_said():
                           "dropped_duplicates_of_test": 256}}})
     assert runinfo.split_sizes(facts) == {"train": 2220, "val": 394, "official test": 394}
     # 3264 - 2220 - 394 - 394 = 256: the left-out copies account for the rest
-    assert runinfo.dropped_copies_sentence(facts) == (
+    assert image_counts.dropped_copies_sentence(facts) == (
         "259 of the 394 official test images (the dataset's own test folder) have an exact or "
         "near copy among its training-folder images, 88 of them exact. The 256 training-folder "
-        "images that are such copies were left out of training and validation (the splits "
-        "hold 3008 of the dataset's 3264 images): no copy of a test image was trained on.")
+        "images that are such copies were left out of training and validation: no copy of a "
+        "test image was trained on.")
     kept = runinfo.run_facts({"splits": {"test": 394, "official_test": {
         "n": 394, "leaking": 259, "leaking_exact": 0, "dropped_duplicates_of_test": 0}}})
-    assert runinfo.dropped_copies_sentence(kept).endswith(
+    assert image_counts.dropped_copies_sentence(kept).endswith(
         "Those copies were not left out of training (a run without dedupe): its test figures "
         "are not a clean test.")
-    assert runinfo.dropped_copies_sentence(runinfo.run_facts(MANIFEST)) is None  # no counts
-    assert runinfo.dropped_copies_sentence(runinfo.run_facts({"splits": {"test": 9}})) is None
+    assert image_counts.dropped_copies_sentence(runinfo.run_facts(MANIFEST)) is None  # no counts
+    assert image_counts.dropped_copies_sentence(runinfo.run_facts({"splits": {"test": 9}})) is None
 
 
 def _pred_csv(rows):

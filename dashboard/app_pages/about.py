@@ -4,25 +4,20 @@ import json
 
 import streamlit as st
 
-from dashboard import about_text, core, runinfo, state
+from dashboard import about_text, core, image_counts, runinfo, state
 from dashboard import figures as F
 from pipeline.artifacts import shown_path
 from pipeline.known_data import trained_on_sartaj
 
 st.title("About & model card")
 st.warning(state.DISCLAIMER, icon=":material/medical_information:")
-st.markdown(
-    """
-**What this is.** Two image classifiers for brain MRI slices — a small CNN trained from scratch
-and MobileNetV2 adapted from ImageNet by transfer learning — and tools that show *why* they decide
-(Grad-CAM family heatmaps) and *how far* those explanations can be trusted.
-
-**Intended use.** Teaching and research: comparing architectures, exploring failure modes,
-discussing explainability. **Not** screening, triage, diagnosis or any clinical decision.
-"""
-)
-# the limits of the run shown: the Sartaj data's facts only for a run trained on it
+# the run shown's models, as the manifest records them (a MobileNetV2-only run read "Two")
 run, problem = state.current_run()
+st.markdown(about_text.what_this_is(run.manifest.get("models") if run is not None else None))
+st.markdown("**Intended use.** Teaching and research: comparing architectures, exploring failure "
+            "modes, discussing explainability. **Not** screening, triage, diagnosis or any "
+            "clinical decision.")
+# the limits of the run shown: the Sartaj data's facts only for a run trained on it
 st.markdown(about_text.known_limits(run.class_names if run is not None else [],
                                     run is not None and trained_on_sartaj(run.manifest)))
 
@@ -50,12 +45,15 @@ for warning in facts.weights_warnings:
 data_shown = runinfo.shown_data_dir(run.manifest.get("data") or {})  # no absolute machine path
 st.markdown(
     f"- **Data**: {core.literal(data_shown)} ({core.literal(facts.data_layout)}), "
-    f"{facts.n_images} images, classes {runinfo.classes_words(facts)}\n"
+    f"{image_counts.used_words(facts)}, classes {runinfo.classes_words(facts)}\n"
     f"- **Splits**: " + ", ".join(f"{k} {v}" for k, v in runinfo.split_sizes(facts).items())
     + f" (strategy {core.literal(facts.splits.get('strategy', '?'))}, seed "
       f"{core.literal(facts.splits.get('seed', '?'))})\n"
     f"- **Created**: {runinfo.readable_time(facts.created)} · code commit "
     f"{core.literal(run.manifest.get('git_commit') or '?')}")
+left_out = image_counts.left_out_sentence(facts)  # what the splits left out, and why
+if left_out:
+    st.caption(left_out)
 st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="about_models")
 
 problems = runinfo.run_problems(run)

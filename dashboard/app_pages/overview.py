@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, core, runinfo, state
+from dashboard import charts, core, image_counts, runinfo, state
 from dashboard import figures as F
 from pipeline import run_files
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
@@ -52,16 +52,26 @@ if problems:
             st.markdown(f"- **{p.what}** — to fix: {p.fix}")
 
 sizes = runinfo.split_sizes(facts)
-# one column per figure: a spare empty column cut "Images in dataset" at 800 px
+# the images the run used, which the split tiles add up to; the dataset folder's count beside
+# them did not, with nothing said of the rest (unreadable files, label conflicts, copies of
+# test images): `image_counts` says what the run left out and why
+used = image_counts.images_used(facts)
+# one column per figure: a spare empty column cut the first label at 800 px
 cols = st.columns(1 + len(sizes))
-cols[0].metric("Images in dataset", facts.n_images)
+if used is None:  # a manifest without the split counts: the folder's count, named so
+    cols[0].metric("Images in dataset", facts.n_images)
+else:
+    cols[0].metric("Images used", used,
+                   help=f"The images in this run's splits, of the {facts.n_images} image files "
+                        "in its dataset folder.")
 for col, (name, n) in zip(cols[1:], sizes.items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
 st.caption(f"Data: {core.literal(facts.data_shown)} ({core.literal(facts.data_layout)} layout) "
            f"· classes: {runinfo.classes_words(facts)}")
-dropped = runinfo.dropped_copies_sentence(facts)  # why the splits add up to fewer images
-if dropped:
-    st.caption(dropped)
+for sentence in (image_counts.left_out_sentence(facts),
+                 image_counts.dropped_copies_sentence(facts)):  # the copies' leakage story
+    if sentence:
+        st.caption(sentence)
 st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="model_facts",
              height="content")
 
