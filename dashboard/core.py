@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.csv_safe import to_csv
+from pipeline.data.membership import Seen, seen_note
 from pipeline.evaluate.flags import is_colour
 from pipeline.images import (
     MAX_DECODE_SIDE,
@@ -108,6 +109,15 @@ class Upload:
     @property
     def ok(self) -> bool:
         return self.image is not None
+
+    def mark_seen(self, seen: Seen | None, advice: Mapping[str, str]) -> None:
+        """Say where the run met this image (`seen`: `Membership.find`'s answer, None when not
+        found or not looked up), with `advice` per split (`flags.seen_advice`): a single
+        upload's and each slice of a series the same way."""
+        self.seen = seen_note(seen.split, seen.distance, seen.exact) if seen else ""
+        self.seen_split = seen.split if seen else ""
+        self.seen_exact = bool(seen and seen.exact)
+        self.seen_advice = advice.get(seen.split, "") if seen else ""
 
     def slice_numbers(self) -> list[int]:
         """Each analysed slice's number in its file, 1-based: 1..n, or the evenly spaced places

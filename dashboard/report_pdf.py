@@ -43,9 +43,13 @@ class Page:
     true_label: str | None = None
     # under the probabilities: what they are and how far off they ran (`flags.calibration_note`)
     probability_note: str = ""
+    # the patient's right is on the picture's left, as the file says (`core.Upload.radiological`:
+    # a NIfTI or DICOM series with its orientation): beside the colour scale, as on the card
+    radiological: bool = False
 
 
 PDF_TITLE = "Brain MRI XAI - teaching printout, not a medical report"
+SIDES_CHARS = 36  # the sides note's line, right of the colour strip (6.5 pt, to the margin)
 
 
 def _fit_right(fig, text, full: str, tail: str, right: float = 0.94) -> None:  # noqa: ANN001
@@ -97,8 +101,10 @@ def _images(fig, page: Page) -> None:  # noqa: ANN001
         ax.axis("off")
 
 
-def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
-    """The colour strip with the numbers the cards' legend shows (`figures.colour_legend`)."""
+def _colour_bar(fig, colour_scale: np.ndarray, radiological: bool = False) -> None:  # noqa: ANN001
+    """The colour strip with the numbers the cards' legend shows (`figures.colour_legend`), and
+    right of it which side is whose (`names.sides_words`), as the card's legend says it: the
+    PDF said nothing, though a NIfTI's or DICOM's file tells the patient's right."""
     ax = fig.add_axes((0.30, 0.525, 0.40, 0.015))
     ax.imshow(colour_scale, aspect="auto")
     end = colour_scale.shape[1] - 1
@@ -107,6 +113,8 @@ def _colour_bar(fig, colour_scale: np.ndarray) -> None:  # noqa: ANN001
     fig.text(0.29, 0.532, "Heatmap colour: relevance for the\nexplained class, 0 low to 1 high,\n"
              "normalised per image (always a\nbrightest spot: not a lesion map)", ha="right",
              va="center", fontsize=6.5, color="#334155")
+    fig.text(0.71, 0.532, textwrap.fill(names.sides_words(radiological), SIDES_CHARS),
+             ha="left", va="center", fontsize=6.5, color="#334155")
 
 
 def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
@@ -206,7 +214,7 @@ def report_pdf(pages: Sequence[Page], run_title: str, colour_scale: np.ndarray,
             try:
                 _text_page(fig, page, run_title, created)
                 _images(fig, page)
-                _colour_bar(fig, colour_scale)
+                _colour_bar(fig, colour_scale, page.radiological)
                 _flags(fig, page, _probabilities(fig, page))
                 _model_files(fig, model_hashes or {})
                 fig.text(0.06, 0.03, DISCLAIMER, fontsize=7, color="#92400e")

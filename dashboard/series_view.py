@@ -11,7 +11,7 @@ the DICOM file but its pixels ever gets this far. Inference is `dashboard.infere
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,25 @@ from dashboard import core, inference, summary_table, views
 from dashboard.flags import image_warnings
 from dashboard.inference import Settings
 from pipeline.artifacts import Run
+from pipeline.data.membership import FILE as MEMBERSHIP_FILE
+from pipeline.data.membership import Membership, Seen
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _find(run_path: str, stamp: int, digest: str, _membership: Membership,
+          _image: np.ndarray) -> Seen | None:
+    return _membership.find(_image)
+
+
+def seen_in_run(run: Run, membership: Membership, upload: core.Upload) -> Seen | None:
+    """`membership.find` for `upload`'s image, kept per run, split_hashes.json version and
+    pixel digest: 31 ms a 512-px image, and a series' table looks up every slice (64 at most)
+    on every rerun."""
+    try:
+        stamp = (run.path / MEMBERSHIP_FILE).stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _find(str(run.path), stamp, upload.digest, membership, upload.image)
 
 
 def slice_names(upload: core.Upload) -> list[str]:
@@ -58,12 +77,23 @@ def chosen_slice(upload: core.Upload, prefix: str) -> int:
     return k + 1
 
 
+def sort_key(upload: core.Upload, prefix: str) -> str:
+    """The slice table's "Sort the slices by" box: one per series, as `slider_key`; kept
+    across pages and dropped on a switch of run (`state.KEPT_PREFIXES`, `RUN_CHOICES`)."""
+    return f"{prefix}_slice_sort_{upload.digest[:16]}"
+
+
 def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                  explainers: dict[str, Any], settings: Settings, class_names: Sequence[str],
-                 prefix: str, notes: Mapping[str, str] | None = None) -> None:
+                 prefix: str, notes: Mapping[str, str] | None = None,
+                 note_seen: Callable[[core.Upload], None] | None = None) -> None:
     """The slider and per-slice answers of series upload `i`, drawn above its card.
 
     `notes`: the slices' CSV's provenance columns (run, time, model-file hashes, disclaimer).
+    `note_seen`: marks a slice found in the run's splits (`core.Upload.mark_seen`), as the page
+    marks a single upload: the table's flags and the CSV's warnings then carry a training or
+    validation slice's note, as the summary's do for an image. The table sorts as the summary
+    does (`summary_table.sort_choices`), by its own keyed box.
     The slider's state was read by `chosen_slice` earlier in this run; moving it reruns the page,
     which then explains and draws the newly chosen slice."""
     assert upload.slices is not None
@@ -84,14 +114,27 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                          help="Every slice listed is analysed; the table gives each one's "
                               "answers, the card below shows the chosen slice's heatmaps.")
         slices = [upload.slice_view(s) for s in range(n)]
+        for s in slices if note_seen else ():
+            note_seen(s)
         results = inference.explain(run, predictor, explainers, slices, settings)
         if results.probs:
             names = slice_names(upload)
-            flags = [image_warnings(*views.image_flags(results, j)) for j in range(n)]
+            flags = [image_warnings(*views.image_flags(results, j), s.seen, s.seen_split,
+                                    s.seen_exact) for j, s in enumerate(slices)]
             thumbs = [summary_table.thumbnail_url(s.image) for s in slices]
             frame = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags)
-            summary_table.draw_summary(frame.rename(columns={"file": "slice"}), "slice",
-                                       label=f"Every analysed slice of {upload.name}")
+            orders = summary_table.sort_choices(list(results.probs), series=True)
+            key = sort_key(upload, prefix)
+            if st.session_state.get(key) not in orders:  # a model this run lacks, or unset
+                st.session_state[key] = summary_table.UPLOAD_ORDER
+            order_by = st.selectbox("Sort the slices by", list(orders), key=key,
+                                    format_func=orders.__getitem__,
+                                    width=views.SELECT_WIDTH["sort"])
+            summary_table.draw_summary(
+                frame.rename(columns={"file": "slice"}).iloc[
+                    summary_table.sort_order(order_by, names, results.probs, flags)],
+                "slice", label=f"Every analysed slice of {upload.name}, sorted by "
+                               f"{orders[order_by]}")
             csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,
                                                            warnings=flags),
                                     {**(notes or {}), "probabilities": results.calibration_note}

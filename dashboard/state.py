@@ -376,11 +376,11 @@ KEPT_CHOICES = ("predict_method", "predict_target", "predict_alpha", "predict_ou
                 "predict_only_flagged", "predict_page", "predict_summary_sort", "sample_class",
                 "sample_count", "err_by", "err_true", "err_pred", "err_page_size", "err_page",
                 "err_grid", "quality_rows")
-KEPT_PREFIXES = ("predict_layer_",)
+KEPT_PREFIXES = ("predict_layer_", "predict_slice_sort_")
 # the kept choices whose options come from the run (its classes, models, layers): another run
 # starts them afresh rather than offer a class or layer it does not have
 RUN_CHOICES = ("predict_target", "err_true", "err_pred", "quality_rows", "predict_layer_",
-               "predict_summary_sort")
+               "predict_summary_sort", "predict_slice_sort_")
 _KEPT_FOR = "kept_choices_run"
 
 

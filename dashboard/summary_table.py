@@ -65,15 +65,18 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
     return pd.DataFrame(rows)
 
 
-def sort_choices(models: Sequence[str]) -> dict[str, str]:
+def sort_choices(models: Sequence[str], series: bool = False) -> dict[str, str]:
     """The summary's orders, value -> label, upload order first. The grid sorted by any column,
-    but its answer cells are text ("Glioma (87%)"): these sort by what a reader looks for."""
-    choices = {UPLOAD_ORDER: "upload order", "flags": "most flags first",
-               "disagree": "disagreements first"}
+    but its answer cells are text ("Glioma (87%)"): these sort by what a reader looks for.
+    `series`: a series' table of slices, whose first order is the slices' and has no file
+    name (its slices' names are their order)."""
+    choices = {UPLOAD_ORDER: "slice order" if series else "upload order",
+               "flags": "most flags first", "disagree": "disagreements first"}
     for m in models:
         choices[f"confidence:{m}"] = f"{display_name(m)}: least confident first"
         choices[f"answer:{m}"] = f"{display_name(m)}: by answer"
-    choices["name"] = "file name"
+    if not series:
+        choices["name"] = "file name"
     return choices
 
 

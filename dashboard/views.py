@@ -278,7 +278,7 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
     # the split note travels with the page: a training image's PDF is no test either
     notes = [upload.seen] if upload.seen else []
     return Page(upload.digest, upload.image, models, notes + answers + shortcuts,
-                upload.true_label, results.calibration_note)
+                upload.true_label, results.calibration_note, upload.radiological)
 
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,

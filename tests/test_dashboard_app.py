@@ -1718,13 +1718,60 @@ def test_a_series_slice_from_the_run_s_own_splits_says_which(artifacts: Path, sm
     assert len(notes) == 1 and notes[0].startswith("This image is in this run's test split"), notes
 
 
-def test_a_nifti_volume_upload_gets_the_series_slider(artifacts: Path, smoke_run: Path):
+def test_a_series_table_notes_the_run_s_own_slices_and_sorts(
+        artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
+    """A series' slice table had no split note (the summary of single uploads counts a
+    training image's among its flags, and the Predictions CSV says it) and could not be
+    sorted like the summary: each slice is looked up now, its note counted and in the Slices
+    CSV, and the table has its own "Sort the slices by" box."""
+    import hashlib
+
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    root = Path(manifest["data"]["dir"])
+    pages = [Image.open(root / splits[split][k]["path"]).convert("L")
+             for split, k in (("test", 0), ("train", 0), ("test", 1))]
+    assert len({p.size for p in pages}) == 1, [p.size for p in pages]  # one stack, one size
+    stack = _encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    digest = hashlib.sha256(stack).hexdigest()[:16]
+    csvs: list[bytes] = []
+    _tap_downloads(monkeypatch, lambda data, kw: csvs.append(data)
+                   if kw.get("key") == "predict_series_csv_0" else None)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([("stack.tif", stack, "image/tiff")]).run()
+    _ok(at)
+    rows = pd.read_csv(io.BytesIO(csvs[-1]))
+    assert list(rows["image"].str.extract(r"(slice \d+)")[0]) == ["slice 1", "slice 2", "slice 3"]
+    said = ["in this run's training split" in str(w) for w in rows["warnings"]]
+    assert said == [False, True, False], list(rows["warnings"])  # the training slice only
+    table = _frame(at, "slice")
+    sort = at.selectbox(key=f"predict_slice_sort_{digest}")
+    labels = list(sort.options)  # as shown
+    assert sort.value == summary_table.UPLOAD_ORDER
+    assert labels[0] == "slice order" and "file name" not in labels
+    assert list(table["flags"]) == list(rows["n_warnings"])  # the note counted in the table
+    sort.set_value("flags").run()
+    _ok(at)
+    table = _frame(at, "slice")
+    assert list(table["flags"]) == sorted(rows["n_warnings"], reverse=True)
+    assert sorted(table["slice"]) == ["slice 1", "slice 2", "slice 3"]
+
+
+def test_a_nifti_volume_upload_gets_the_series_slider(artifacts: Path, smoke_run: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
     """A researcher's .nii.gz is a series like a multi-frame DICOM: its axial slices behind a
-    slider, each named by its place in the volume; its blank top slice left out, said so."""
+    slider, each named by its place in the volume; its blank top slice left out, said so. Its
+    card's PDF says whose right is where, as the card does (it said nothing)."""
     import gzip
     import hashlib
 
     import nibabel as nib
+
+    from pipeline.names import RADIOLOGICAL_SIDES
+
+    pdfs: list = []
+    _tap_downloads(monkeypatch, lambda data, kw: pdfs.append(data)
+                   if kw.get("key") == "predict_pdf_0" else None)
 
     grey = [np.asarray(Image.open(io.BytesIO(_test_image(smoke_run, k)[1])).convert("L")
                        .resize((96, 96)), np.int16) for k in range(3)]
@@ -1744,6 +1791,8 @@ def test_a_nifti_volume_upload_gets_the_series_slider(artifacts: Path, smoke_run
     from dashboard import figures as F
 
     assert F.legend_caption(radiological=True) in shown and F.LEGEND_CAPTION not in shown
+    pdf = _pdf_text(pdfs[-1]() if callable(pdfs[-1]) else pdfs[-1])
+    assert RADIOLOGICAL_SIDES in " ".join(w for w in pdf.split() if w not in ("0", "0.5", "1"))
 
 
 def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(

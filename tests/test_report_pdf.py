@@ -201,3 +201,29 @@ def test_the_probabilities_are_said_to_be_temperature_scaled_under_their_table()
     assert "Percentages temperature-scaled (Custom CNN T = 0.61)" in flat
     assert "CNN 0.124 (0.068 unscaled)." in flat
     assert flat.index("pituitary") < flat.index("Percentages") < flat.index("Flags")
+
+
+def test_a_page_says_whose_right_is_where_as_the_card_does():
+    """The card's colour scale says "the patient's right is on the picture's left" when a NIfTI
+    or DICOM file's orientation says so (else that left and right are the picture's); the PDF
+    said neither, so a printed heatmap "hottest at the image's upper left" was read as the
+    patient's left."""
+    import subprocess
+    from dataclasses import replace
+
+    import pytest
+
+    from pipeline.names import PICTURE_SIDES, RADIOLOGICAL_SIDES
+
+    scale = np.zeros((14, 256, 3), np.uint8)
+    pdf = report_pdf([replace(_page(1), radiological=True), _page(2)], "Run (r1)", scale)
+    try:
+        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
+                              check=True).stdout.decode()
+    except FileNotFoundError:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    # the colour strip's tick numbers sit on the note's lines: read around them
+    radiological, plain = (" ".join(w for w in page.split() if w not in ("0", "0.5", "1"))
+                           for page in text.split("\f")[:2])
+    assert RADIOLOGICAL_SIDES in radiological and PICTURE_SIDES not in radiological
+    assert PICTURE_SIDES in plain and RADIOLOGICAL_SIDES not in plain

@@ -84,6 +84,11 @@ def test_each_order_sorts_by_what_its_label_says_and_ties_keep_the_upload_order(
     choices = summary_table.sort_choices(list(probs))
     assert next(iter(choices)) == summary_table.UPLOAD_ORDER  # the first, so the default
     assert choices["confidence:mobilenetv2"] == "MobileNetV2: least confident first"
+    # a series' slices: their own order first, and no file name (a slice's name is its order)
+    slices = summary_table.sort_choices(list(probs), series=True)
+    assert slices[summary_table.UPLOAD_ORDER] == "slice order" and "name" not in slices
+    assert {k: v for k, v in slices.items() if k != summary_table.UPLOAD_ORDER} == {
+        k: v for k, v in choices.items() if k not in (summary_table.UPLOAD_ORDER, "name")}
 
     def order(choice: str) -> list[int]:
         return summary_table.sort_order(choice, names, probs, flags)

@@ -25,7 +25,6 @@ from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError
-from pipeline.data.membership import seen_note
 from pipeline.known_data import trained_on_sartaj
 
 SAMPLES_KEY = "predict_samples"
@@ -142,13 +141,10 @@ advice = {s: seen_advice(s, bool(entries and not why),
 def note_seen(upload: core.Upload) -> None:
     """A file from the dataset's Testing/ folder may be a training image of this run (271 of
     394 are, on the main split): say so, or its answer reads as a fair test. A single image
-    when decoded, a series' slice once its slider has chosen it (a series was never looked up,
-    though `predict` looks up each slice)."""
-    seen = seen_in.find(upload.image) if seen_in and upload.ok and not upload.slices else None
-    upload.seen = seen_note(seen.split, seen.distance, seen.exact) if seen else ""
-    upload.seen_split = seen.split if seen else ""
-    upload.seen_exact = bool(seen and seen.exact)
-    upload.seen_advice = advice.get(seen.split, "") if seen else ""
+    when decoded, a series' chosen slice for its card, and every slice of its table (a series
+    was never looked up, though `predict` looks up each slice; its table had no split note)."""
+    upload.mark_seen(series_view.seen_in_run(run, seen_in, upload)
+                     if seen_in and upload.ok and not upload.slices else None, advice)
 
 
 for k, (name, data) in enumerate(files):
@@ -273,6 +269,6 @@ if len(cards) > paging.CARDS_PER_PAGE:
 for i, upload, j in paging.page_items(cards, page):
     if i in series:
         series_view.series_panel(i, series[i], run, predictor, explainers, settings, class_names,
-                                 "predict", notes)
+                                 "predict", notes, note_seen)
     views.image_card(i, upload, j, results, class_names, settings, prefix="predict", box=boxes[i],
                      run_title=run_title, model_hashes=hashes)
