@@ -20,6 +20,13 @@ from pipeline.names import SHIFT_VALIDATION_NOTE, class_label, display_name
 
 # what results_table reads from each metrics.json: a missing or non-numeric one is named
 TABLE_KEYS = ("accuracy", "macro_f1", "balanced_accuracy")
+# what the training curves read from each epoch of a history.json
+CURVE_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+# the files `make_figures` writes into its folder, all from one run
+CONFUSION_PNG, CURVES_PNG = "confusion_matrices.png", "training_curves.png"
+RESULTS_MD = "results.md"
+FIGURE_FILES = (CONFUSION_PNG, CURVES_PNG, RESULTS_MD)
+PNG_RUN_KEY = "Run"  # the PNG text chunk naming the run a figure was drawn from
 
 
 def _plt():
@@ -68,6 +75,43 @@ def _matrix_damage(cm: Any) -> str | None:
     return None
 
 
+def _history_damage(hist: Any) -> str | None:
+    """What makes a history.json unusable for the training curves (None: usable)."""
+    rows = hist.get("epochs") if isinstance(hist, dict) else None
+    if not isinstance(rows, list) or not rows:
+        return "no 'epochs' list" if isinstance(hist, dict) else \
+            f"expected a JSON object, got {type(hist).__name__}"
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            return f"epoch entry {i} is not a JSON object"
+        bad = next((k for k in CURVE_KEYS if not _number(row.get(k))), None)
+        if bad:
+            return f"epoch entry {i} has no number '{bad}'"
+    return None
+
+
+def history_problems(run: Run) -> dict[str, str]:
+    """{run-relative file: one line} for each model's missing or damaged history.json, which
+    the training curves leave out (the figure says so under its panels). Only training writes
+    the file, since the first version of `train`, in the same atomic step as the model: no
+    finished run lacks it by age, and no command rebuilds it, so `figures` warns and goes on
+    (the citable table does not read it)."""
+    out = {}
+    for m in run.model_names:
+        rel = f"{m}/{run_files.HISTORY}"
+        try:
+            why = _history_damage(run.read_json(rel))
+        except ArtifactError as exc:
+            why, problem = None, str(exc)
+        else:
+            problem = f"damaged file {shown_path(run.path / rel)}: {why}" if why else ""
+        if problem:
+            out[rel] = (f"{problem}; {display_name(m)} is left out of the training curves. "
+                        "Only training writes it: restore it from a copy of the run, or "
+                        "train a new run")
+    return out
+
+
 def figure_problems(run: Run, run_ref: str | None = None) -> dict[str, str]:
     """{run-relative file: one line naming it, what is wrong and the command that rebuilds it}
     for each model's metrics.json and confusion_matrix.json that is missing or damaged: the
@@ -86,6 +130,60 @@ def figure_problems(run: Run, run_ref: str | None = None) -> dict[str, str]:
             if why:
                 out[rel] = to_fix(f"damaged file {shown_path(run.path / rel)}: {why}", command)
     return out
+
+
+def _save(fig: Any, path: Path, run: Run) -> None:
+    """The PNG, with the run it was drawn from in a text chunk (`figures_in` reads it)."""
+    fig.savefig(path, dpi=110, metadata={PNG_RUN_KEY: run.run_id})
+
+
+def _png_run(path: Path) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            run_id = getattr(img, "text", {}).get(PNG_RUN_KEY)
+    except (OSError, ValueError):
+        return None
+    return run_id if isinstance(run_id, str) else None
+
+
+def figures_in(out: Path) -> dict[str, str | None]:
+    """{file name: the run it was made from, None when unknown} for each of `FIGURE_FILES`
+    already in `out`. A PNG names its run in a text chunk; one drawn before it did goes with
+    the run its folder's results.md names (`results_md.run_of`)."""
+    from pipeline.results_md import run_of
+
+    try:
+        md_run = run_of((out / RESULTS_MD).read_text(errors="replace"))
+    except OSError:
+        md_run = None
+    found: dict[str, str | None] = {}
+    for name in FIGURE_FILES:
+        path = out / name
+        if path.exists():
+            found[name] = md_run if name == RESULTS_MD else (_png_run(path) or md_run)
+    return found
+
+
+def other_runs_figures(run: Run, out: Path) -> str | None:
+    """Why `make_figures` must not write `run`'s figures into `out` without `replace`: the
+    folder already holds figures of another run, or files it cannot tie to one (None: it
+    holds none, or only `run`'s). Two `figures` runs into one folder, for two runs, silently
+    left the second run's files in place of the first's."""
+    from pipeline.results_md import run_of, title_line
+
+    own = {run.run_id, run_of(title_line(run.run_id))}  # as results.md can spell it
+    others = {name: r for name, r in figures_in(out).items() if r not in own}
+    if not others:
+        return None
+    by_run: dict[str | None, list[str]] = {}
+    for name, r in others.items():
+        by_run.setdefault(r, []).append(name)
+    held = "; ".join(", ".join(names) + (f" of run {r}" if r else " of an unknown run")
+                     for r, names in by_run.items())
+    return (f"{out} already holds {held}; this is run {run.run_id}: pass "
+            "--replace to overwrite them, or choose another --out")
 
 
 def confusion_figure(run: Run, out: Path) -> Path | None:
@@ -113,20 +211,23 @@ def confusion_figure(run: Run, out: Path) -> Path | None:
                 ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
                         color="white" if norm[i, j] > 0.5 else "black", fontsize=10)
     fig.tight_layout()
-    path = out / "confusion_matrices.png"
-    fig.savefig(path, dpi=110)
+    path = out / CONFUSION_PNG
+    _save(fig, path, run)
     plt.close(fig)
     return path
 
 
 def training_curves_figure(run: Run, out: Path) -> Path | None:
-    """Loss and accuracy per epoch, train vs validation, both models; phases marked."""
-    hists = {m: _optional(run, f"{m}/history.json") for m in run.model_names}
-    hists = {m: h["epochs"] for m, h in hists.items() if h and h.get("epochs")}
+    """Loss and accuracy per epoch, train vs validation, both models; phases marked. A model
+    whose history.json is missing or damaged is left out, and a line under the panels names
+    it (`history_problems` says why); None when no model has a usable one."""
+    hists = {m: _optional(run, f"{m}/{run_files.HISTORY}") for m in run.model_names}
+    left_out = [m for m, h in hists.items() if _history_damage(h) is not None]
+    hists = {m: h["epochs"] for m, h in hists.items() if m not in left_out}
     if not hists:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4 if left_out else 4))
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
     for colour, (model, rows) in zip(colours, hists.items(), strict=False):
         ep = [r["epoch"] for r in rows]
@@ -135,7 +236,7 @@ def training_curves_figure(run: Run, out: Path) -> Path | None:
                     label=f"{display_name(model)} train")
             ax.plot(ep, [r[f"val_{key}"] for r in rows], color=colour,
                     label=f"{display_name(model)} validation")
-        switch = next((r["epoch"] for r in rows if r["phase"] == "finetune"), None)
+        switch = next((r["epoch"] for r in rows if r.get("phase") == "finetune"), None)
         if switch:
             for ax in axes:
                 ax.axvline(switch - 0.5, color=colour, lw=0.8, ls=":")
@@ -144,9 +245,14 @@ def training_curves_figure(run: Run, out: Path) -> Path | None:
         ax.set_title(key)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path = out / "training_curves.png"
-    fig.savefig(path, dpi=110)
+    if left_out:  # the picture itself says it is not the whole run
+        fig.text(0.5, 0.01, "Not drawn: " + ", ".join(display_name(m) for m in left_out)
+                 + f" ({run_files.HISTORY} missing or damaged)", ha="center", fontsize=9)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+    else:
+        fig.tight_layout()
+    path = out / CURVES_PNG
+    _save(fig, path, run)
     plt.close(fig)
     return path
 
@@ -218,15 +324,23 @@ def describe_test_set(run: Run) -> str:
     return "a stratified random split (duplicates not grouped)"
 
 
-def make_figures(run: Run, out_dir: str | Path, run_ref: str | None = None) -> list[Path]:
+def make_figures(run: Run, out_dir: str | Path, run_ref: str | None = None,
+                 replace: bool = False) -> list[Path]:
     """Write confusion_matrices.png, training_curves.png and results.md (`results_markdown`)
-    into out_dir; `figure_problems` says what they leave out."""
+    into out_dir; `figure_problems` and `history_problems` say what they leave out. A folder
+    holding another run's figures is refused (ValueError, `other_runs_figures`) unless
+    `replace`; `run`'s own are overwritten. Every file of `FIGURE_FILES` not written this time
+    (a figure with nothing to draw) is removed: the folder never mixes two runs' files."""
     out = Path(out_dir)
+    if not replace and (refusal := other_runs_figures(run, out)):
+        raise ValueError(refusal)
     out.mkdir(parents=True, exist_ok=True)
     written = [p for p in (confusion_figure(run, out), training_curves_figure(run, out)) if p]
     from pipeline.results_md import results_markdown
 
-    table = out / "results.md"
+    table = out / RESULTS_MD
     table.write_text(results_markdown(run, run_ref))
     written.append(table)
+    for name in set(FIGURE_FILES) - {p.name for p in written}:
+        (out / name).unlink(missing_ok=True)
     return written

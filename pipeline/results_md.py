@@ -11,6 +11,7 @@ a missing or damaged section is left out, a missing figure shown as "–", never
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -69,6 +70,18 @@ def test_set_kind(run: Run) -> str:
     return "official Testing/ folder" if isinstance(official, Mapping) else "main split"
 
 
+def title_line(run_id: str) -> str:
+    """results.md's first line, naming its run (`run_of` reads it back)."""
+    return f"# Results of run {_code(run_id)}"
+
+
+def run_of(text: str) -> str | None:
+    """The run a results.md names in its first line (`title_line`); None for any other text.
+    `figures` reads it so as not to overwrite another run's figures."""
+    found = re.fullmatch(r"# Results of run `([^`\n]+)`", text.split("\n", 1)[0].rstrip())
+    return found.group(1) if found else None
+
+
 def header(run: Run) -> str:
     """The lines that make the file citable: run, test set, date, interval methods."""
     title = run.manifest.get("title")
@@ -79,7 +92,7 @@ def header(run: Run) -> str:
                  "training images")
     created = _date(run.manifest.get("created"))
     method = comp.get("ci_method")
-    lines = [f"# Results of run {_code(run.run_id)}", "",
+    lines = [title_line(run.run_id), "",
              f"- Run: {_code(run.run_id)}" + (f" ({_code(title)})" if title else ""),
              f"- Test set: {kind}; {note}",
              f"- Date: run created {created or 'at an unrecorded time'}",

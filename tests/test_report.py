@@ -289,3 +289,118 @@ def test_figures_reads_a_real_evaluate_data_result(smoke_run, tmp_path):
     # the verdict on the images new to the run before the one on all images
     if comp["new_to_run"].get("verdict"):
         assert text.index("- mine (images new to the run): ") < text.index("- mine: ")
+
+
+def _second_run(smoke_run: Path, tmp_path: Path, run_id: str) -> Path:
+    """Another run: the smoke run's copy under another id (figures never loads the models)."""
+    dst = tmp_path / "artifacts" / "runs" / run_id
+    shutil.copytree(smoke_run, dst, ignore=shutil.ignore_patterns("*.keras"))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    (dst / "manifest.json").write_text(json.dumps(manifest | {"run_id": run_id}))
+    return dst
+
+
+def _png_run(path: Path) -> str | None:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.text.get("Run")
+
+
+def test_figures_for_two_runs_into_one_folder_refuses_unless_replace(smoke_run, tmp_path):
+    """Two `figures` runs into one --out, for two runs, overwrote each other's files without a
+    word: the second is refused in one line naming the first run, its files untouched; the
+    same run again overwrites its own; --replace writes the other run's, every file its."""
+    first = _smoke_copy(smoke_run, tmp_path)
+    other = _second_run(smoke_run, tmp_path, "20990101-000000-other")
+    out = tmp_path / "figs"
+    fig = ["figures", "--out", str(out), "--run"]
+    done = CliRunner().invoke(app, [*fig, str(first)])
+    assert done.exit_code == 0, done.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"confusion_matrices.png", "training_curves.png", "results.md"}
+    refused = CliRunner().invoke(app, [*fig, str(other)])
+    assert refused.exit_code == 2, refused.output
+    errors = [x for x in refused.output.splitlines() if x.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in refused.output
+    assert f"already holds confusion_matrices.png, training_curves.png, results.md of run " \
+           f"{smoke_run.name}; this is run 20990101-000000-other: pass --replace" in errors[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert CliRunner().invoke(app, [*fig, str(first)]).exit_code == 0  # its own: overwritten
+    done = CliRunner().invoke(app, [*fig, str(other), "--replace"])
+    assert done.exit_code == 0, done.output
+    assert (out / "results.md").read_text().startswith("# Results of run "
+                                                       "`20990101-000000-other`")
+    assert {_png_run(out / n) for n in ("confusion_matrices.png", "training_curves.png")} == {
+        "20990101-000000-other"}
+
+
+def test_figures_refuses_files_it_cannot_tie_to_a_run(smoke_run, tmp_path):
+    """A results.md of the user's own in --out is not figures' to overwrite."""
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "results.md").write_text("# My notes\n")
+    done = CliRunner().invoke(app, ["figures", "--run", str(_smoke_copy(smoke_run, tmp_path)),
+                                    "--out", str(out)])
+    assert done.exit_code == 2, done.output
+    assert "already holds results.md of an unknown run" in done.output
+    assert (out / "results.md").read_text() == "# My notes\n"
+
+
+def test_a_figure_with_nothing_to_draw_leaves_no_older_file_behind(smoke_run, tmp_path):
+    """With --replace, a figure the new run cannot draw (no usable history.json) would have
+    left the other run's PNG beside the new run's files."""
+    out = tmp_path / "figs"
+    first = _smoke_copy(smoke_run, tmp_path)
+    assert CliRunner().invoke(app, ["figures", "--run", str(first), "--out",
+                                    str(out)]).exit_code == 0
+    other = _second_run(smoke_run, tmp_path, "20990101-000000-other")
+    for m in ("custom_cnn", "mobilenetv2"):
+        (other / m / "history.json").unlink()
+    done = CliRunner().invoke(app, ["figures", "--run", str(other), "--out", str(out),
+                                    "--replace"])
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrices.png", "results.md"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "cut short", "no loss"])
+def test_figures_names_a_missing_or_damaged_history_and_the_curves_say_so(
+        smoke_run, tmp_path, monkeypatch, damage):
+    """A model without a usable history.json was left out of the training curves without a
+    word (a row without 'val_loss' was a KeyError traceback). Only training writes the file,
+    and every version of train has (the first commit of train.py wrote it), so it is a
+    warning naming the file: the curves say which model they leave out, the table stands."""
+    import matplotlib.pyplot as plt
+
+    path = _smoke_copy(smoke_run, tmp_path)
+    history = path / "custom_cnn" / "history.json"
+    if damage == "missing":
+        history.unlink()
+    elif damage == "cut short":
+        history.write_bytes(history.read_bytes()[:100])
+    else:
+        hist = json.loads(history.read_text())
+        del hist["epochs"][-1]["loss"]
+        history.write_text(json.dumps(hist))
+    texts: list[str] = []
+    close = plt.close
+
+    def keep_texts(fig=None):  # the figure's own words, read before it is closed
+        if fig is not None:
+            texts.extend(t.get_text() for t in fig.texts)
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", keep_texts)
+    out = tmp_path / "figs"
+    result = CliRunner().invoke(app, ["figures", "--run", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    warnings = [x for x in result.output.splitlines() if x.startswith("warning: ")]
+    said = {"missing": "missing file", "cut short": "damaged file",
+            "no loss": "damaged file"}[damage]
+    assert len(warnings) == 1, result.output
+    assert said in warnings[0] and "custom_cnn/history.json" in warnings[0]
+    assert "Custom CNN is left out of the training curves" in warnings[0]
+    assert "restore it from a copy of the run, or train a new run" in warnings[0]
+    assert "Not drawn: Custom CNN (history.json missing or damaged)" in texts
+    assert (out / "training_curves.png").is_file()  # MobileNetV2's curves drawn
+    assert "| Custom CNN | 0." in (out / "results.md").read_text()

@@ -280,6 +280,8 @@ def figures(
     run_: str = typer.Option("latest", "--run", help="run id, run folder or 'latest'"),
     artifacts_dir: Path = artifacts_option(),
     out: Path = typer.Option(Path("docs/figures"), "--out", help="where the PNGs and table go"),
+    replace: bool = typer.Option(False, "--replace", help="overwrite another run's figures in "
+                                 "--out (refused without it)"),
 ) -> None:
     """Render the README's confusion matrices, training curves and results.md from a run.
 
@@ -289,9 +291,13 @@ def figures(
     dashboard's Overview offers the same file ("Results as Markdown"). A model whose
     metrics.json or confusion_matrix.json is missing or damaged: one error line each, with
     the fix, its row in results.md says the same, and the exit code is 1 (the files are written,
-    but the table is not citable)."""
+    but the table is not citable). A missing or damaged history.json: a warning line naming it,
+    and the training curves say which model they leave out (only training writes the file).
+
+    --out holds one run's figures: a folder holding another run's is refused in one line
+    unless --replace (running figures again for the same run overwrites them)."""
     from pipeline.artifacts import ArtifactError, ensure_writable
-    from pipeline.report import figure_problems, make_figures
+    from pipeline.report import figure_problems, history_problems, make_figures
 
     run = _open_run(artifacts_dir, run_)
     try:
@@ -299,9 +305,15 @@ def figures(
     except ArtifactError as exc:
         fail(str(exc))
     ref = run_ref(artifacts_dir, run_)
-    for path in make_figures(run, out, ref):
+    try:
+        written = make_figures(run, out, ref, replace=replace)
+    except ValueError as exc:  # another run's figures there
+        fail(str(exc))
+    for path in written:
         sys.stdout.write(f"{path}\n")
     sys.stdout.write(f"from run {run.run_id}\n")
+    for line in history_problems(run).values():  # curves without a model, said
+        err.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
     problems = figure_problems(run, ref)
     for line in problems.values():  # a model left out silently read as a complete table
         err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
