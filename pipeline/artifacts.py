@@ -28,6 +28,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # the CLI ignored it, so `predict --run latest` answered with another folder's latest run.
 ARTIFACTS_ENV = "BRAIN_MRI_ARTIFACTS"
 DEFAULT_ARTIFACTS = Path("artifacts")  # without it: relative to the working folder
+BENCH_DIR = "bench"  # `bench`'s reports, in the artifacts folder (its --out default)
 
 
 def default_artifacts() -> Path:

@@ -391,6 +391,49 @@ def test_cli_rejects_bad_input_with_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_bench_writes_its_reports_into_the_artifacts_folder_the_environment_names(
+        tmp_path, monkeypatch, smoke_run):
+    """`bench` wrote to ./artifacts/bench whatever $BRAIN_MRI_ARTIFACTS said, while every other
+    command (and bench's own --run) used that folder: the reports now go to its bench/
+    folder, or --artifacts's, unless --out names another; --explain-only's too."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import pipeline.bench
+    import pipeline.bench.methods_latency as methods_latency
+    from pipeline.artifacts import ARTIFACTS_ENV
+    from pipeline.cli import app
+
+    outs: list[Path] = []
+
+    def fake_bench(opts, progress, say):  # where the reports would go; nothing measured
+        outs.append(Path(opts.out_dir))
+        return SimpleNamespace(report={"goals_check": {}}, json_path=opts.out_dir / "r.json",
+                               md_path=opts.out_dir / "r.md")
+
+    def fake_methods(run_dir, out_dir, repeats, say):
+        outs.append(Path(out_dir))
+        return out_dir / "m.json", out_dir / "m.png", {
+            "explain_methods": {"slowest_method": "gradcam", "slowest_ms": 1.0},
+            "target_ms": 2.0, "met": True}
+
+    monkeypatch.setattr(pipeline.bench, "run_bench", fake_bench)
+    monkeypatch.setattr(methods_latency, "explain_methods_bench", fake_methods)
+    env_art, given = smoke_run.parent.parent, tmp_path / "given"
+    (given / "runs").mkdir(parents=True)
+    runner = CliRunner(env={ARTIFACTS_ENV: str(env_art)})
+    for args, expected in ((["--quick"], env_art / "bench"),
+                           (["--quick", "--artifacts", str(given)], given / "bench"),
+                           (["--quick", "--out", str(tmp_path / "mine")], tmp_path / "mine"),
+                           (["--explain-only"], env_art / "bench")):
+        done = runner.invoke(app, ["bench", *args])
+        assert done.exit_code == 0, (args, done.output)
+        assert outs.pop() == expected, args
+    assert CliRunner(env={ARTIFACTS_ENV: ""}).invoke(app, ["bench", "--quick"]).exit_code == 0
+    assert outs.pop() == Path("artifacts") / "bench"  # unset or empty: ./artifacts, as before
+
+
 @pytest.mark.slow
 def test_bench_quick_writes_a_complete_report(tmp_path):
     repo_bench = ROOT / "artifacts" / "bench"

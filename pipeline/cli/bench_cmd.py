@@ -25,11 +25,14 @@ def bench(
                                "no goal"),
     data: Path = typer.Option(None, "--data", help="dataset folder (required without --quick; "
                               "--quick defaults to synthetic phantoms)"),
-    out: Path = typer.Option(Path("artifacts/bench"), "--out",
-                             help="folder for <UTC date>[-quick].json and .md"),
+    out: Path = typer.Option(None, "--out", show_default=False,
+                             help="folder for <UTC date>[-quick].json and .md; default: "
+                             "bench/ in the artifacts folder (--artifacts)"),
     run_: str = typer.Option(None, "--run", help="existing run (id, folder or latest) for the "
                              "latency and dashboard parts; default: a short run trained here"),
-    artifacts_dir: Path = artifacts_option(help="artifacts folder --run is looked up in"),
+    artifacts_dir: Path = artifacts_option(help="artifacts folder: --run is looked up in "
+                                           "it, and the reports go to its bench/ folder "
+                                           "without --out"),
     model: str = typer.Option("all", "--model", help=f"{', '.join(DEFAULT_MODELS)} or all"),
     # the example with a space after its comma: one long word was cut to "…" in the help
     target: str = typer.Option(None, "--target", help="val accuracy targets, e.g. "
@@ -55,9 +58,11 @@ def bench(
 ) -> None:
     """Training speed vs the naive recipe, explanation latency vs the floor, prediction,
     dashboard and memory, in one run; writes a JSON and a Markdown report."""
-    from pipeline.artifacts import ArtifactError, resolve_run
+    from pipeline.artifacts import BENCH_DIR, ArtifactError, resolve_run
     from pipeline.bench import MODELS, BenchError, BenchOptions, parse_targets, run_bench
 
+    if out is None:  # $BRAIN_MRI_ARTIFACTS, as every command's artifacts folder (it was ignored)
+        out = artifacts_dir / BENCH_DIR
     if dashboard_only and run_ is None:
         run_ = "latest"
     if explain_only:
