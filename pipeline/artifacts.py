@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -36,6 +36,18 @@ def default_artifacts() -> Path:
     and not empty (as click reads an option's variable), else `artifacts`."""
     raw = os.environ.get(ARTIFACTS_ENV)
     return Path(raw).expanduser() if raw else DEFAULT_ARTIFACTS
+
+
+def crop_head(info: Mapping[str, Any]) -> bool:
+    """Whether a model's images are cropped to the head before resizing, from its manifest
+    entry `info`: the one reading of `crop_head` (predict, evaluate, explain, bench; the
+    fallback was True in evaluate and the dashboard, False in predict, explain and bench).
+    Every run records it (train has since its first version); a manifest without it, written
+    by hand or another tool, gets training's default, `config.ModelConfig.crop_head`."""
+    from pipeline.config import ModelConfig
+
+    value = info.get("crop_head")
+    return ModelConfig.crop_head if value is None else bool(value)
 
 
 def relative_to_project(path: str | Path) -> str | None:

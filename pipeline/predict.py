@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import geometry, images
-from pipeline.artifacts import ArtifactError, Run
+from pipeline.artifacts import ArtifactError, Run, crop_head
 from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_calibration
 from pipeline.data.membership import Membership, Seen
@@ -154,7 +154,7 @@ class Predictor:
         """Crop (if the model was trained so) and resize one H×W×3 uint8 image."""
         info = self.info[model_name]
         return geometry.prepare_image(img, int(info["image_size"]),
-                                      crop=bool(info.get("crop_head")))
+                                      crop=crop_head(info))
 
     def predict_arrays(self, model_name: str, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probabilities (N, C) for a batch of prepared images (N, S, S, 3), raw 0-255 pixels;
@@ -191,7 +191,7 @@ class Predictor:
 
     def prepare_specs(self) -> list[tuple[int, bool]]:
         """(image_size, crop_head) per model, in `self.models` order (`geometry.prepare_for`)."""
-        return [(self.image_size(m), bool(self.info[m].get("crop_head"))) for m in self.models]
+        return [(self.image_size(m), crop_head(self.info[m])) for m in self.models]
 
     def describe(self, probs: np.ndarray, model_name: str) -> Prediction:
         return Prediction(model_name, self.class_names[int(np.argmax(probs))],

@@ -221,3 +221,38 @@ def test_the_cli_finds_runs_where_brain_mri_artifacts_points_as_the_dashboard_do
     assert result.exit_code == 2 and f"{tmp_path / 'none' / 'latest'} does not exist" in \
         result.stderr
     assert artifacts.ARTIFACTS_ENV in CliRunner().invoke(app, ["predict", "--help"]).stdout
+
+
+def test_a_manifest_without_crop_head_is_read_alike_by_every_command(smoke_run, tmp_path):
+    """The fallback for a model entry without `crop_head` was True in evaluate (and the
+    dashboard), False in predict, explain and bench, so one run's images were prepared two
+    ways; `artifacts.crop_head` is its one reading: training's default."""
+    import re
+    import shutil
+
+    from pipeline import geometry
+    from pipeline.artifacts import crop_head
+    from pipeline.predict import Predictor
+
+    assert crop_head({}) is ModelConfig().crop_head is True
+    assert crop_head({"crop_head": None}) is True and crop_head({"crop_head": False}) is False
+    # no other module reads the key of a manifest entry itself
+    readers = [f"{p.name}:{i}" for p in sorted(Path("pipeline").rglob("*.py"))
+               if p.name != "artifacts.py"
+               for i, line in enumerate(p.read_text().splitlines(), 1)
+               if re.search(r"""(\.get\(|\[)\s*["']crop_head["']""", line)]
+    assert readers == []
+    run = tmp_path / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    for info in manifest["models"].values():
+        assert info.pop("crop_head") is True  # the smoke run was trained cropping
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    predictor = Predictor(open_run(run), check_ood=False)
+    image = np.zeros((96, 128, 3), np.uint8)
+    image[20:80, 30:100] = 150  # a "head" with black around it: cropping changes the input
+    for name, (size, crop) in zip(predictor.models, predictor.prepare_specs(), strict=True):
+        assert crop is True
+        cropped = geometry.prepare_image(image, size, crop=True)
+        assert not np.array_equal(cropped, geometry.prepare_image(image, size, crop=False))
+        assert np.array_equal(predictor.prepare(name, image), cropped)

@@ -130,7 +130,7 @@ def _one_error_line(result) -> str:
 @pytest.mark.slow
 def test_bare_writes_todays_overlay_and_a_folder_never_mixes_the_two(
         smoke_run: Path, inputs: list[Path], tmp_path: Path):
-    from pipeline.artifacts import open_run
+    from pipeline.artifacts import crop_head, open_run
     from pipeline.explain import Explainer
 
     bare, captioned = tmp_path / "bare", tmp_path / "captioned"
@@ -146,7 +146,7 @@ def test_bare_writes_todays_overlay_and_a_folder_never_mixes_the_two(
     # --bare: exactly render_overlay of the model's input and heatmap, as explain wrote before
     run = open_run(smoke_run)
     info = run.model_info(MODEL)
-    size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+    size, crop = int(info["image_size"]), crop_head(info)
     explainer = Explainer(run.load_model(MODEL), info["gradcam_layer"])
     x = np.stack([prepare_image(np.asarray(Image.open(p).convert("RGB")), size, crop=crop)
                   for p in inputs])

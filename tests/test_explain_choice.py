@@ -113,6 +113,7 @@ def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path
     # the centre-of-head baseline on the same images, as explain-eval records it; shown as a
     # baseline line, never a candidate of the table
     from pipeline import images as images_
+    from pipeline.artifacts import crop_head
     from pipeline.explain.masks import (
         default_masks_dir,
         find_mask,
@@ -123,7 +124,7 @@ def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path
     from pipeline.explain.metrics import head_centre_hit
 
     info = run.model_info("custom_cnn")
-    size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+    size, crop = int(info["image_size"]), crop_head(info)
     hits = []
     for rel in entry["images"]:
         img = images_.read_image(run.data_dir / rel)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import run_files
-from pipeline.artifacts import write_json_atomic
+from pipeline.artifacts import crop_head, write_json_atomic
 from pipeline.bench.errors import BenchError
 from pipeline.bench.options import BenchOptions, SayFn, train_config
 
@@ -152,5 +152,5 @@ def prepare(raw: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     """A raw image prepared for one model of the run exactly as its training prepared images."""
     from pipeline import geometry
 
-    return geometry.prepare_image(raw, int(info["image_size"]), crop=bool(info.get("crop_head")))
+    return geometry.prepare_image(raw, int(info["image_size"]), crop=crop_head(info))
 

@@ -65,10 +65,11 @@ def predict_all(predictor: Any, models: Sequence[str], records: Sequence[Any],
     way: a look-up of its own decoded each file again (12-16 % of evaluating 299 images), and
     so did each model and the copy groups. `hashes`: keep each file's hashes for
     `evaluate`'s copy groups."""
+    from pipeline.artifacts import crop_head
     from pipeline.data.hashing import parallel_map
 
     shape_of = {m: (int(predictor.info[m]["image_size"]),
-                    bool(predictor.info[m].get("crop_head", True))) for m in models}
+                    crop_head(predictor.info[m])) for m in models}
     shapes = list(dict.fromkeys(shape_of.values()))
     out: dict[str, list[np.ndarray]] = {m: [] for m in models}
     rels: dict[str, list[str]] = {m: [] for m in models}

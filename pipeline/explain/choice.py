@@ -30,6 +30,7 @@ import numpy as np
 from pipeline import run_files
 from pipeline.artifacts import (
     ArtifactError,
+    crop_head,
     ensure_writable,
     open_run,
     read_json,
@@ -220,7 +221,7 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
     for name in names:
         t0 = time.perf_counter()
         info = run.model_info(name)
-        size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+        size, crop = int(info["image_size"]), crop_head(info)
         keep = [(rec, img, prepare_mask(mask, img, size, crop)) for rec, img, mask in decoded]
         keep = [k for k in keep if k[2].any()]  # a box cropped away scores nothing
         x = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in keep])

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import Run
+from pipeline.artifacts import Run, crop_head
 from pipeline.data.membership import Membership
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.masks import head_mask_in_frame
@@ -125,7 +125,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     for k, (name, explainer) in enumerate(explainers.items()):
         progress("explain", k, len(explainers))
         info = run.model_info(name)
-        size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+        size, crop = int(info["image_size"]), crop_head(info)
         x = np.stack([prepare_image(img, size, crop=crop) for _, img in decoded])
         try:
             ex = explainer(x, method=method, target=target)

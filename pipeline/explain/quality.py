@@ -19,6 +19,7 @@ import numpy as np
 from pipeline import geometry, run_files
 from pipeline.artifacts import (
     Run,
+    crop_head,
     ensure_writable,
     open_run,
     read_json,
@@ -356,7 +357,7 @@ def _explain_run_model(
     cannot be prepared are appended to `failed` (`more`'s failures to its own list). Rows
     also get `image_size`, the decoded image's "WxH" before preparation."""
     info = run.model_info(name)
-    size, crop = int(info["image_size"]), bool(info.get("crop_head", False))
+    size, crop = int(info["image_size"]), crop_head(info)
     x = np.stack([geometry.prepare_image(img, size, crop=crop) for _, img, _ in decoded])
     heads = [head_mask_in_frame(img, size, crop) for _, img, _ in decoded]
     masks: list[np.ndarray | None] = []
