@@ -310,3 +310,57 @@ def test_explain_eval_reads_a_moved_dataset_through_run_data_as_evaluate_does(
         saved = json.loads((run_dir / "custom_cnn" / "explanations.json").read_text())
         assert saved["source"]["kind"] == "test" and saved.get("n_faithfulness", saved["n"]) == 2
     assert not (run_dir / "custom_cnn" / "explanations-external").exists()
+
+
+def test_explain_eval_decodes_each_image_of_a_folder_once_with_the_same_results(
+        smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """explain-eval --data decoded every image to look for copies of the run's images, then
+    each image it explains again (evaluate --data decodes once since session 38): now the
+    look-up hands those over, and the results are those of decoding them again."""
+    from pipeline import images
+    from pipeline.explain import quality
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)  # explain-eval writes into the run
+    data, masks = _own_folder(run_dir, tmp_path / "own", n=3)
+    broken = data / "glioma" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    decoded: list[str] = []
+    real = images.decode_image
+
+    def spy(data_: bytes, name: str = "", *args, **kwargs):
+        if Path(name).is_relative_to(data):  # the images, not their masks
+            decoded.append(Path(name).name)
+        return real(data_, name, *args, **kwargs)
+
+    monkeypatch.setattr(images, "decode_image", spy)
+
+    def measure(name: str) -> dict:
+        return quality.explain_eval(run_dir, data_dir=data, masks_dir=masks, method="gradcam",
+                                    max_images=64, models=["custom_cnn"], steps=2,
+                                    name=name)["custom_cnn"]
+
+    once = measure("once")
+    readable = sorted(p.name for p in data.rglob("*") if p.is_file() and p != broken
+                      and p.parent.name != "astrocytoma")  # not a run class: never read
+    assert len(readable) == 6 and once["n"] == 6
+    # each readable image once; the unreadable one is worded by the explaining pass again
+    assert sorted(decoded) == sorted([*readable, "broken.png", "broken.png"])
+    assert once["n_failed"] == 1 and once["failed"][0]["path"] == "glioma/broken.png"
+    assert once["source"]["overlap_with_training"]["n_seen"] == 6
+
+    decoded.clear()
+    real_overlap = quality.with_overlap
+
+    def hand_nothing_over(*args, **kwargs):  # as before: every chosen image read again
+        real_overlap(*args, **kwargs)
+        return {}
+
+    monkeypatch.setattr(quality, "with_overlap", hand_nothing_over)
+    again = measure("again")
+    assert sorted(decoded) == sorted([*readable, *readable, "broken.png", "broken.png"])
+    varying = {"created", "seconds", "source", "written"}
+    assert {k: v for k, v in once.items() if k not in varying} == {
+        k: v for k, v in again.items() if k not in varying}
+    assert {k: v for k, v in once["source"].items() if k != "name"} == {
+        k: v for k, v in again["source"].items() if k != "name"}

@@ -9,6 +9,7 @@ scored for localisation (`no_localisation`) and how many masks look inverted.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +22,24 @@ from pipeline.explain.masks import MOSTLY_MASK, find_mask, fit_mask, read_mask
 Decoded = tuple[dict[str, str], np.ndarray, np.ndarray | None]
 
 
-def decode(chosen: list[dict[str, str]], data: Path, masks_root: Path, stats: Counter[str]
+def decode(chosen: list[dict[str, str]], data: Path, masks_root: Path, stats: Counter[str],
+           read: Mapping[str, np.ndarray] | None = None
            ) -> tuple[list[Decoded], list[dict[str, str]]]:
     """(decoded images with their masks, failures as {path, error}). `stats` counts the mask
     files "read" and "unreadable", those "resized" to their image, "refused" (unreadable, or of
     another aspect ratio) and "mostly" mask (over MOSTLY_MASK of the image: probably inverted,
-    tumour 0 and background 255)."""
+    tumour 0 and background 255). `read`: images already decoded ({record path: image},
+    `external.with_overlap`), not read again."""
     decoded: list[Decoded] = []
     failed: list[dict[str, str]] = []
     for rec in chosen:
-        try:
-            img = images.read_image(data / rec["path"])
-        except (images.ImageError, OSError) as exc:
-            failed.append({"path": rec["path"], "error": str(exc)})
-            continue
+        img = (read or {}).get(rec["path"])
+        if img is None:
+            try:
+                img = images.read_image(data / rec["path"])
+            except (images.ImageError, OSError) as exc:
+                failed.append({"path": rec["path"], "error": str(exc)})
+                continue
         mask = None
         mpath = find_mask(masks_root, rec["path"]) if masks_root.is_dir() else None
         if mpath is not None:

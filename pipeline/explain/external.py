@@ -12,8 +12,11 @@ given, and a file there measured with another method or layer is not replaced wi
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pipeline import run_files
 from pipeline.artifacts import Run, read_json
@@ -111,12 +114,40 @@ def refuse_replacing(run: Run, path: Path, method: str, layer: str | None, max_i
                          f"pass --max-images {n} or more, --replace, or another --name")
 
 
-def with_overlap(run: Run, source: dict[str, Any], progress: Any = None) -> None:
+def with_overlap(run: Run, source: dict[str, Any], data: Path, progress: Any = None,
+                 keep: Collection[str] = ()) -> dict[str, np.ndarray]:
     """Add `overlap_with_training` to the source info, as `evaluate --data` does: the images
-    that are the run's own images or copies of them, per split, exact or near
-    (`evaluate.external.training_overlap`); those of its training or validation split are not
-    held-out results."""
-    from pipeline.evaluate.external import training_overlap
+    that are the run's own images or copies of them, per split, exact or near (the look-up of
+    `evaluate.external.training_overlap`); those of its training or validation split are not
+    held-out results. Each image is decoded once here, and those whose record path is in
+    `keep` (the images explained in full) are returned, {path: image}, for `decode` to use:
+    explain-eval decoded each of them a second time. An unreadable one is left to `decode`,
+    which words its failure; a run without split hashes decodes nothing here."""
+    from pipeline import images
+    from pipeline.data.hashing import parallel_map
+    from pipeline.evaluate.external import CopyCheck
 
-    source["info"]["overlap_with_training"] = training_overlap(
-        run, source["image_records"], progress).report
+    check = CopyCheck.of_run(run)
+    records, memberships = source["records"], check.memberships
+    if not memberships:
+        source["info"]["overlap_with_training"] = check.overlap(
+            source["image_records"], [None] * len(records)).report
+        return {}
+
+    def look(pair: tuple[dict[str, str], Any]) -> tuple[list[Any] | None, Any]:
+        rec, image_record = pair
+        # kept only when `decode` would read this very file (a symlink's record may differ)
+        kept = rec["path"] in keep and \
+            Path(image_record.path).resolve() == (data / rec["path"]).resolve()
+        try:
+            image = images.read_image(image_record.path)
+        except (images.ImageError, OSError):
+            return None, None
+        return [m.find(image) for m in memberships], image if kept else None
+
+    looked = parallel_map(look, list(zip(records, source["image_records"], strict=True)),
+                          "looking for copies of the run's images", progress)
+    source["info"]["overlap_with_training"] = check.overlap(
+        source["image_records"], [found for found, _ in looked]).report
+    return {rec["path"]: got for rec, (_, got) in zip(records, looked, strict=True)
+            if got is not None}

@@ -168,12 +168,14 @@ def explain_eval(
                        source["records"][0])
         raise ValueError(no_mask_message(Path(masks_dir), example["path"],
                                          len(source["records"])))
-    if source["plan"] is not None:
-        with_overlap(run, source, progress)
     chosen = _pick(source["records"], max_images, seed, has_mask)
-    # Decode each image and mask once; every model prepares them at its own size.
+    # Decode each image and mask once (the chosen images while looking for copies of the
+    # run's, in an external folder); every model prepares them at its own size.
+    read = (with_overlap(run, source, data, progress, keep={r["path"] for r in chosen})
+            if source["plan"] is not None else {})
     mask_stats: Counter[str] = Counter()
-    decoded, failed = decode(chosen, data, masks_root, mask_stats)
+    decoded, failed = decode(chosen, data, masks_root, mask_stats, read)
+    del read  # the decoded list holds the images from here
     if not decoded:
         raise ValueError(f"none of the {len(chosen)} {source['what']} could be read from {data}")
     if masks_dir is not None and mask_stats["refused"] and not usable_masks(mask_stats):
