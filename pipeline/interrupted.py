@@ -40,8 +40,13 @@ def _size_mb(folder: Path) -> float:
 
 
 def _being_written(folder: Path) -> bool:
-    """Whether a live process holds the folder's writer lock (a hint: the lock decides)."""
-    record = locks.holder(folder / run_files.WRITER_LOCK)
+    """Whether a process holds the folder's writer lock (`locks.held`; where locks cannot be
+    asked, whether the pid its file names is alive, a hint)."""
+    lock = folder / run_files.WRITER_LOCK
+    now = locks.held(lock)
+    if now is not None:
+        return now
+    record = locks.holder(lock)
     return record is not None and locks.alive(record["pid"])
 
 

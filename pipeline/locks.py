@@ -3,9 +3,12 @@
 `exclusive` is the one mechanism: an `fcntl.flock` on a lock file, whose content names the
 holder (pid, command, start time) so a refused command can say who holds it. The kernel drops
 the lock when its process ends, however it ends, so a lock file left by a killed process (a
-dead pid) never blocks anyone: the next command takes it. The holder removes the file when it
-is done; a command that opened the old file just before it was removed notices (the path no
-longer names the file it locked) and tries again, so two writers never both hold a lock.
+dead pid) never blocks anyone: the next command takes it, and removes it when it is done, as
+every holder does; removing it sooner, without holding its lock, could let two writers in
+(another may take the old file between the look and the unlink, a third then locks a new
+one). Whether a lock is held is asked of the lock (`held`), never of the pid it names. A
+command that opened the old file just before it was removed notices (the path no longer names
+the file it locked) and tries again, so two writers never both hold a lock.
 
 Used by `predict --out` (`stream.only_csv_writer`), `explain --out` (`explain.journal`, a lock on
 the folder itself) and every command that writes into a run folder (`run_writer`: train and
@@ -27,6 +30,7 @@ from typing import Any
 from pipeline import run_files
 
 HOLDER = "{holder}"  # in a refusal's words: replaced by who holds the lock (`holder_words`)
+PROBE_GRACE_S = 0.1  # how long `acquire` tries again before refusing (`held` probes briefly)
 
 
 def lock_or_refuse(fd: int, busy: str) -> None:
@@ -61,6 +65,33 @@ def holder_words(record: dict[str, Any] | None) -> str:
     return f"{command}pid {record['pid']}{since}"
 
 
+def held(lock: Path) -> bool | None:
+    """Whether a process holds the lock on the file `lock` now, asked of the lock itself (a
+    shared, non-blocking `flock`, let go at once); None where that cannot be told (no file
+    system locks, an unreadable file). The pid a lock file names is no answer: a killed
+    holder's file stays, and its pid may since be another process's (PID 1 in every
+    container), which hid an interrupted run from `train`'s note."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing lets the probe's shared lock go
+    return False
+
+
 def alive(pid: int) -> bool:
     """Whether a process `pid` exists here (a display hint only: the lock itself decides)."""
     try:
@@ -80,6 +111,20 @@ def _same_file(fd: int, path: Path) -> bool:
     return (here.st_ino, here.st_dev) == (there.st_ino, there.st_dev)
 
 
+def _lock_or_refuse_soon(fd: int) -> None:
+    """`lock_or_refuse`, tried again for up to `PROBE_GRACE_S`: a `held` probe keeps the lock
+    for microseconds, a writer for the length of a command."""
+    deadline = time.monotonic() + PROBE_GRACE_S
+    while True:
+        try:
+            lock_or_refuse(fd, "")
+            return
+        except ValueError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 def acquire(lock: Path, busy: str, command: str = "") -> int | None:
     """Take the exclusive lock on the file `lock` (created), writing this process's pid,
     `command` and start time into it; returns its descriptor for `release` (None where there
@@ -97,7 +142,7 @@ def acquire(lock: Path, busy: str, command: str = "") -> int | None:
         except OSError:  # a read-only or full place: the command's own write check says so
             return None
         try:
-            lock_or_refuse(fd, "")
+            _lock_or_refuse_soon(fd)
         except ValueError:
             os.close(fd)
             raise ValueError(busy.replace(HOLDER, holder_words(holder(lock)))) from None
