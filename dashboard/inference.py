@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dashboard import core, loader, state
-from pipeline.artifacts import Run
+from pipeline.artifacts import Run, crop_head
 from pipeline.known_data import trained_on_sartaj
 from pipeline.names import HEATMAP_ALPHA, class_index, size_label
 
@@ -182,7 +182,7 @@ def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndar
     start = time.perf_counter()
     batch = core.prepare_batch(predictor, m, images)
     e = ex(batch, method=method, target=target, layer=layer)
-    crop = bool(run.model_info(m).get("crop_head", True))
+    crop = crop_head(run.model_info(m))
     unlike = predictor.unlike_training(m, batch)
     results = [ImageResult(batch[j], e.heatmaps[j], e.probs[j], int(e.targets[j]), e.method,
                            e.layer, crop, _outside_head(image, e.heatmaps[j], crop),

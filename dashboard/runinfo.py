@@ -17,7 +17,7 @@ import pandas as pd
 
 from dashboard.core import literal
 from pipeline import run_files
-from pipeline.artifacts import Run
+from pipeline.artifacts import Run, crop_head
 from pipeline.data.discovery import canonical_split, layout_name, renamed_folders
 from pipeline.gaps import fix_command
 from pipeline.interrupted import Interrupted
@@ -199,7 +199,7 @@ def model_facts_frame(facts: RunFacts) -> pd.DataFrame:
         rows.append({
             "model": display_name(m),
             "image size": f"{info.get('image_size', '?')} px",
-            "crop to head": "yes" if info.get("crop_head") else "no",
+            "crop to head": "yes" if crop_head(info) else "no",
             "started from": {"imagenet": "ImageNet weights", "none": "random (no ImageNet)",
                              "file": f"weights file {info.get('weights')}",
                              None: "from scratch (by design)"}[
