@@ -54,4 +54,4 @@ lint: setup
 	$(BIN)/ruff check pipeline dashboard tests
 
 figures: setup
-	$(BIN)/python -m pipeline figures --run latest --out docs/figures
+	$(BIN)/python -m pipeline figures --run latest --out docs/figures --replace
