@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import artifacts, data, distribute, locks, provenance, run_files
+from pipeline import artifacts, data, distribute, locks, provenance, run_files, signals
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.config_rules import check_recipe
 from pipeline.fit import FitJob, ModelState, augment_in_model, fit
@@ -312,7 +312,14 @@ def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | 
         if (writer.tmp / "run.json").is_file():  # resumable: the command says how
             raise RunInterrupted(writer.run_id) from None
         raise
-    except OSError as exc:  # disk full, permissions, ...: say what is safe and how to go on
+    except Exception as exc:
+        if signals.interrupted(exc):  # an interrupt TensorFlow turned into its own error
+            if (writer.tmp / "run.json").is_file():
+                raise RunInterrupted(writer.run_id) from exc
+            raise KeyboardInterrupt() from exc
+        if not isinstance(exc, OSError):
+            raise
+        # disk full, permissions, ...: say what is safe and how to go on
         where = f" ({exc.filename})" if exc.filename else ""
         if writer.final.is_dir():
             raise artifacts.ArtifactError(

@@ -5,6 +5,7 @@ smoke run or on a temporary artifacts folder."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -242,3 +243,81 @@ def test_sigterm_exits_143_with_ctrl_c_s_line_in_any_command(monkeypatch, capsys
     assert ended.value.code == 143
     assert [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()] == [said]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _wrapping_cli():
+    """A typer app whose `work` is hit by SIGTERM inside a library that turns the interrupt into
+    its own error, with no chain back to it (seen once: a SIGTERM during TensorFlow's tracing
+    ended train as a TypeError, exit 1)."""
+    import typer
+
+    from pipeline import signals
+
+    tiny = typer.Typer(pretty_exceptions_enable=False)
+
+    @tiny.command()
+    def work() -> None:
+        with contextlib.suppress(KeyboardInterrupt):  # the library swallows it ...
+            signals.terminate(signal.SIGTERM, None)
+        raise TypeError("a library's own error")  # ... and raises its own, unchained
+
+    @tiny.command()
+    def other() -> None:
+        pass
+
+    return tiny
+
+
+def test_sigterm_that_a_library_turns_into_another_error_still_exits_143(monkeypatch, capsys):
+    from pipeline import cli, signals
+
+    monkeypatch.setattr(cli, "app", _wrapping_cli())
+    monkeypatch.setattr(sys, "argv", ["pipeline", "work"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 143
+    assert [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()] == ["interrupted"]
+    assert not signals.terminated(ValueError())  # main() forgot the signal when it returned
+    # without a signal the same error is the error it is
+    monkeypatch.setattr(cli, "app", _raising_other_cli())
+    with pytest.raises(TypeError, match="plain bug"):
+        cli.main()
+
+
+def _raising_other_cli():
+    import typer
+
+    tiny = typer.Typer(pretty_exceptions_enable=False)
+
+    @tiny.command()
+    def work() -> None:
+        raise TypeError("a plain bug")
+
+    @tiny.command()
+    def other() -> None:
+        pass
+
+    return tiny
+
+
+def test_train_keeps_a_run_interrupted_through_another_error_resumable(
+        synth_data: Path, tmp_path: Path, monkeypatch):
+    """train_run's interrupt path (RunInterrupted: the run kept, the resume command said) also
+    runs when the interrupt reached it as another error."""
+    from pipeline import signals, train
+    from pipeline.config import profile
+
+    def hit(*args, **kwargs):
+        with contextlib.suppress(KeyboardInterrupt):
+            signals.terminate(signal.SIGTERM, None)
+        raise TypeError("wrapped by a library")
+
+    monkeypatch.setattr(train, "_train_and_finalize", hit)
+    cfg = profile("smoke")
+    cfg.weights = "none"
+    try:
+        with pytest.raises(train.RunInterrupted) as stopped:
+            train.train_run(cfg, synth_data, tmp_path / "art", ["custom_cnn"])
+    finally:
+        signals.reset()
+    assert (tmp_path / "art" / "runs" / f".tmp-{stopped.value.run_id}" / "run.json").is_file()

@@ -24,6 +24,7 @@ from pipeline.cli.explain_cmd import explain
 from pipeline.cli.explain_eval_cmd import explain_eval_cmd
 from pipeline.cli.ood_cmd import ood
 from pipeline.cli.train_cmds import run, train, tune
+from pipeline.signals import Terminated, interrupted, reset, terminate, terminated
 
 __all__ = [
     "Terminated", "app", "err", "fail", "main", "one_line", "print_json",
@@ -48,26 +49,6 @@ for _name, _fn in [("audit", audit), ("synth", synth), ("train", train), ("run",
     app.command(_name, help=flowed(_fn.__doc__))(_fn)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, `docker stop`, a scheduler's time limit), raised where Ctrl-C raises
-    KeyboardInterrupt, so both run the same cleanup (train's feature cache, predict's and
-    explain's kept rows) and say the same line; the exit code is still SIGTERM's, 143."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
-def _terminated(exc: BaseException) -> bool:
-    """Whether `exc` comes from a SIGTERM (`Terminated` anywhere in its chain)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, Terminated):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def main() -> None:
     """Entry point of `python -m pipeline`: Ctrl-C prints one line and exits with 130 (SIGTERM
     the same, exit 143); a write the system refuses (a full disk, a read-only folder) is one
@@ -76,22 +57,27 @@ def main() -> None:
     # SIGTERM killed train silently, leaving its feature cache behind (review 4, #6); outside
     # the main thread signals cannot be set (ValueError): left alone
     with contextlib.suppress(ValueError):
-        previous, installed = signal.signal(signal.SIGTERM, _terminate), True
+        previous, installed = signal.signal(signal.SIGTERM, terminate), True
     try:
         app()
     except KeyboardInterrupt as exc:
         err.print("interrupted")
-        sys.exit(143 if _terminated(exc) else 130)
+        sys.exit(143 if terminated(exc) else 130)
     except SystemExit as exc:
         # typer turns Ctrl-C into a silent exit 130; a command that said more (explain: how to
         # continue) raised its own exit, not from the interrupt
         cause = exc.__context__.__cause__ if exc.__context__ is not None else None
         if exc.code == 130 and isinstance(cause, KeyboardInterrupt):
             err.print("interrupted")
-        if exc.code == 130 and _terminated(exc):
+        if exc.code == 130 and terminated(exc):
             sys.exit(143)
         raise
-    except OSError as exc:
+    except Exception as exc:
+        if interrupted(exc):  # an interrupt a library turned into its own error (signals.py)
+            err.print("interrupted")
+            sys.exit(143 if terminated(exc) else 130)
+        if not isinstance(exc, OSError):
+            raise
         where = f" ({one_line(exc.filename)})" if exc.filename else ""
         err.print(f"[bold red]error:[/] {shown(exc.strerror or str(exc))}{shown(where)}",
                   highlight=False, soft_wrap=True)
@@ -99,3 +85,4 @@ def main() -> None:
     finally:  # a caller's own handler back (tests call main() in-process)
         if installed:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        reset()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pipeline import run_files
+from pipeline import run_files, signals
 from pipeline.cli.common import (
     MODEL_HELP,
     _existing_dir,
@@ -165,7 +165,6 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
     import shlex
 
     from pipeline.artifacts import ArtifactError
-    from pipeline.cli import _terminated  # here: the package imports this module
     from pipeline.data import DatasetError
     from pipeline.train import RunInterrupted, train_run
     from pipeline.weights import WeightsError
@@ -178,7 +177,7 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
         except (DatasetError, WeightsError, ArtifactError, ValueError) as exc:
             fail(str(exc))
         except RunInterrupted as exc:
-            interrupted, terminated = exc.run_id, _terminated(exc)
+            interrupted, terminated = exc.run_id, signals.terminated(exc)
     if interrupted:  # the run id was many screens up: repeat it, with the way on (bar closed)
         err.print(f"interrupted: run {interrupted} is kept; resume it with `python -m pipeline "
                   f"train --resume {interrupted} --out {shlex.quote(str(out))}`",
