@@ -84,6 +84,10 @@ class ModelConfig:
     segment: float = 0.0  # guided from-scratch models: weight of an auxiliary loss asking the
     # Grad-CAM layer's features to draw the tumour box (an empty map for no-tumour images) through
     # a 1 x 1 convolution the saved model does not keep (pipeline/tumour_mask.py); 0 = off
+    mixstyle: float = 0.0  # chance per training batch that mid-level features swap part of
+    # their per-channel mean and spread with a batch partner's (layers.MixStyle, Beta(0.1, 0.1)):
+    # the custom CNN after its first two blocks, transfer models on the cached activations at
+    # the fine-tuning cut (styles the pixel augmentation of the cached views cannot add); 0 = off
 
     def __post_init__(self) -> None:
         # every field's type and range (config_rules), so a bad value fails at load, not

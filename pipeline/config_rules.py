@@ -133,6 +133,7 @@ _MODEL_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "erase": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "mixup": (lambda v: 0 <= v <= 1, "a Beta parameter in [0, 1]"),
     "segment": (lambda v: v >= 0, ">= 0 (0 = off)"),
+    "mixstyle": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
 }
 _TRAIN_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: 0 <= v <= MAX_SEED, f"in [0, {MAX_SEED}]"),

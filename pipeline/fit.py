@@ -27,6 +27,7 @@ from pipeline import aug_views, data, feature_cache, guidance, schedules
 from pipeline.backbones import BACKBONES
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.config_rules import OPTIMIZERS, check_recipe
+from pipeline.layers import MixStyle
 from pipeline.models import BuiltModel, compiled, split_point
 from pipeline.names import Progress, no_progress
 
@@ -282,8 +283,10 @@ def _fit_transfer_cached(job: FitJob) -> None:
         for layer in top.layers:
             if not isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = True
-        trainer = top if small is None else guidance.GuidedTrainer(
-            top, built.gradcam_layer, mc.guidance, augment=[],  # views are augmented already
+        # views are augmented already; MixStyle (mc.mixstyle) adds styles on the activations
+        style = [MixStyle(mc.mixstyle, seed=cfg.seed + 2)] if mc.mixstyle > 0 else []
+        trainer = _styled(top, style) if small is None else guidance.GuidedTrainer(
+            top, built.gradcam_layer, mc.guidance, augment=[(s, False) for s in style],
             features=keras.Model(model.get_layer(cut).input,
                                  [model.get_layer(built.gradcam_layer).output, model.output]),
             score=mc.guidance_score)
@@ -299,6 +302,17 @@ def _fit_transfer_cached(job: FitJob) -> None:
                                batches.keeper()],
                     verbose=0)
         state.phase_done.append("finetune")
+
+
+def _styled(top: keras.Model, style: list[keras.Layer]) -> keras.Model:
+    """`top` behind the training-only layers in `style` (none: `top` itself); it shares
+    `top`'s weights, so training it trains the saved model."""
+    if not style:
+        return top
+    x = inputs = keras.Input(top.input.shape[1:])
+    for layer in style:
+        x = layer(x)
+    return keras.Model(inputs, top(x), name=f"{top.name}_styled")
 
 
 def _fit_plain(job: FitJob) -> None:

@@ -19,11 +19,13 @@ import numpy as np
 from pipeline.augment import augmentation_block
 from pipeline.backbones import BACKBONES
 from pipeline.config import ModelConfig
-from pipeline.layers import HeadEqualization, HeadStandardization, InputBlur
+from pipeline.layers import HeadEqualization, HeadStandardization, InputBlur, MixStyle
 from pipeline.names import MODEL_NAMES, display_name
 from pipeline.weights import WeightsChoice, WeightsError, resolve_weights
 
 GRADCAM_LAYER_CUSTOM = "gradcam_target"
+MIXSTYLE_BLOCKS = 2  # the custom CNN's blocks followed by MixStyle (cfg.mixstyle): the paper's
+# choice, the early stages, where features hold style more than content
 
 
 @dataclass
@@ -134,6 +136,8 @@ def build_custom_cnn(num_classes: int, cfg: ModelConfig, seed: int = 42,
                 "relu", name=GRADCAM_LAYER_CUSTOM if last else f"block{block + 1}_relu{c + 1}")(x)
         if block < cfg.depth - 1:
             x = keras.layers.MaxPooling2D(name=f"block{block + 1}_pool")(x)
+            if cfg.mixstyle > 0 and block < MIXSTYLE_BLOCKS:  # identity in use
+                x = MixStyle(cfg.mixstyle, seed=seed + block, name=f"block{block + 1}_mixstyle")(x)
             rate = min(0.1 * block, 0.2)  # light dropout that grows with depth
             x = keras.layers.SpatialDropout2D(rate, name=f"block{block + 1}_drop")(x)
     # Average and max pooling side by side: the average alone dilutes a small lesion over the

@@ -107,6 +107,7 @@ MODEL_RANGES = {
     "finetune_epochs": (-1, 0), "finetune_layers": (0, 1), "finetune_learning_rate": (0.0, 1e-9),
     "aug_views": (0, 1), "label_smoothing": (1.0, 0.0), "input_blur": (-0.5, 0.0),
     "guidance": (-1.0, 0.0), "balance_sizes": (-1, 0), "segment": (-1.0, 0.0),
+    "mixstyle": (1.5, 1.0),
 }
 TRAIN_RANGES = {"seed": (-1, 0), "val_fraction": (1.0, 0.0), "test_fraction": (-0.1, 0.0),
                 "batch_size": (0, 1), "max_images": (0, 1), "weights": ("", "none")}
