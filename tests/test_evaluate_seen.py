@@ -215,6 +215,58 @@ def test_series_files_are_skipped_and_said_not_scored_with_the_folder_label(
         evaluate_run(run, data_dir=only.parent, name="only", n_boot=50)
 
 
+def test_dicom_slices_of_one_series_are_left_out_as_a_multi_frame_file_is(
+        artifacts: Path, tmp_path: Path):
+    """Three single-frame .dcm files of one series in glioma/ were scored as three glioma
+    images, while the same slices in one multi-frame file were left out: a folder's label is
+    the volume's. They are left out now, counted in one line; a DICOM alone in its series is
+    scored, and a folder whose series are spread over several labels (sorted slice by slice)
+    keeps every slice."""
+    from helpers import make_dicom
+    from pydicom.uid import generate_uid
+
+    from pipeline.evaluate import evaluate_run
+    from pipeline.evaluate.external import series_line
+
+    run = next((artifacts / "runs").iterdir())
+    folder = tmp_path / "slices"
+    for item in _split(run, "test")[:4]:
+        (folder / item["label"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(_source(run, item), folder / item["label"])
+    rng = np.random.default_rng(1)
+    (folder / "glioma").mkdir(exist_ok=True)
+    uid = generate_uid()
+    for k in range(3):  # one series, one file per slice
+        (folder / "glioma" / f"IM{k}.dcm").write_bytes(make_dicom(
+            rng.integers(0, 4096, (64, 64)), SeriesInstanceUID=uid, InstanceNumber=k + 1))
+    (folder / "glioma" / "key.dcm").write_bytes(make_dicom(  # alone in its series: an image
+        rng.integers(0, 4096, (64, 64)), SeriesInstanceUID=generate_uid()))
+
+    summary = evaluate_run(run, data_dir=folder, name="slices", n_boot=50)
+    assert summary["n"] == 5  # the four images and the key slice
+    skipped = summary["source"]["skipped_series"]
+    assert skipped["n"] == 3 and skipped["n_slice_files"] == 3, skipped
+    assert skipped["n_slice_series"] == 1
+    assert skipped["examples"] == ["glioma/IM0.dcm", "glioma/IM1.dcm", "glioma/IM2.dcm"]
+    rows = (run / "custom_cnn" / "external" / "slices" / "predictions.csv").read_text()
+    assert "key.dcm" in rows and "IM0.dcm" not in rows
+    line = series_line(skipped)
+    assert line.startswith("skipped 3 DICOM slice files of 1 series (one file per slice): "
+                           "a folder's label applies to a whole volume"), line
+    assert _printed(summary).count(line) == 1
+    # beside a multi-frame file: both counted in the one line
+    assert series_line({**skipped, "n": 4}).startswith(
+        "skipped 1 series file (NIfTI volumes, multi-frame DICOM or TIFF stacks) and 3 DICOM "
+        "slice files of 1 series")
+
+    # sorted slice by slice: the series is in two class folders, so each label is a slice's
+    (folder / "no_tumor").mkdir(exist_ok=True)
+    (folder / "no_tumor" / "IM3.dcm").write_bytes(make_dicom(
+        rng.integers(0, 4096, (64, 64)), SeriesInstanceUID=uid, InstanceNumber=4))
+    summary = evaluate_run(run, data_dir=folder, name="sorted", n_boot=50)
+    assert summary["n"] == 9 and summary["source"]["skipped_series"] == {"n": 0}
+
+
 def test_a_folder_of_training_copies_gets_no_headline_and_the_official_run_is_named(
         artifacts: Path, tmp_path: Path):
     from pipeline.evaluate import evaluate_run

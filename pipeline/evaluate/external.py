@@ -83,39 +83,118 @@ def collapse_to_binary(probs: np.ndarray, class_names: Sequence[str]) -> tuple[n
 
 
 def series_files(records: Sequence[Any]) -> list[Any]:
-    """The records that hold more than one slice: a multi-frame DICOM or a TIFF stack, counted
-    from its header as `predict` counts it (`series.expand_series`); a folder's label is not
-    each slice's (`data.discovery.SERIES_NOTE`), and the first slice is all a record is read as.
-    """
+    """The records that are a series or part of one, left out of a folder's scores: a folder's
+    label is not each slice's (`data.discovery.SERIES_NOTE`). A multi-frame DICOM or a TIFF
+    stack (more than one slice, counted from its header as `predict` counts it,
+    `series.expand_series`: the first slice is all a record is read as), and single-frame DICOM
+    files of a series held as one file per slice (`series_slices`, as `SeriesSlice`s): a
+    multi-frame file was left out while the same slices saved one per file were each scored
+    with the folder's label (a review, 2026-12-06)."""
     from pipeline.series import Slice, expand_series
 
     multi = {s.path for s in expand_series([str(r.path) for r in records])
              if isinstance(s, Slice)}
-    return [r for r in records if str(r.path) in multi]
+    files = [r for r in records if str(r.path) in multi]
+    return [*files, *series_slices([r for r in records if str(r.path) not in multi])]
+
+
+@dataclass(frozen=True)
+class SeriesSlice:
+    """A single-frame DICOM file of a series whose other slices are files of the same folder's
+    data (`series_slices`); `rel`, `path` and `label` are its record's."""
+
+    record: Any  # data.discovery.ImageRecord
+    uid: str  # its SeriesInstanceUID
+
+    @property
+    def rel(self) -> str:
+        return self.record.rel
+
+    @property
+    def path(self) -> Any:
+        return self.record.path
+
+    @property
+    def label(self) -> str:
+        return self.record.label
+
+
+def _series_uid(path: Any) -> str | None:
+    """The SeriesInstanceUID in a DICOM file's header (pixels are not read), None for a file
+    without one or that cannot be read (its read reports it later)."""
+    import pydicom
+
+    from pipeline import images
+
+    try:
+        with images.open_regular(path) as fh:
+            ds = pydicom.dcmread(fh, force=True, stop_before_pixels=True,
+                                 specific_tags=["SeriesInstanceUID"])
+        uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+    except Exception:  # noqa: BLE001 - any damage: not a series slice; predicting says why
+        return None
+    return uid or None
+
+
+def series_slices(records: Sequence[Any]) -> list[SeriesSlice]:
+    """The single-frame .dcm records that are slices of a series held one file per slice:
+    two or more files with the same SeriesInstanceUID, all under one label (the folder's
+    label is the volume's, as for a multi-frame file). When any series' slices are spread over
+    several labels, the folder was labelled slice by slice (someone sorted each slice), so
+    none is left out. A DICOM alone in its series (a key slice) is an image like any other."""
+    from pipeline.names import file_ext
+
+    by_uid: dict[str, list[Any]] = {}
+    for rec in records:
+        if file_ext(str(rec.path)) == ".dcm" and (uid := _series_uid(rec.path)) is not None:
+            by_uid.setdefault(uid, []).append(rec)
+    groups = {uid: recs for uid, recs in by_uid.items() if len(recs) > 1}
+    if any(len({r.label for r in recs}) > 1 for recs in groups.values()):
+        return []  # labelled per slice: each slice's label is its own
+    return [SeriesSlice(r, uid) for uid, recs in groups.items() for r in recs]
 
 
 def skipped_series(series: Sequence[Any]) -> dict[str, Any]:
-    """The JSON's `skipped_series`: how many series files a folder's scored classes hold, and,
-    when there are some, a few of them and why they are not scored."""
+    """The JSON's `skipped_series`: how many files left out a folder's scored classes hold
+    (`n`: series files and `SeriesSlice` files; `n_slice_files` of them slices of
+    `n_slice_series` series held one file per slice), and, when there are some, a few of them
+    and why they are not scored."""
     from pipeline.data.discovery import SERIES_NOTE
 
     if not series:
         return {"n": 0}
-    return {"n": len(series), "reason": SERIES_NOTE,
-            "examples": sorted(r.rel for r in series)[:EXAMPLES]}
+    out: dict[str, Any] = {"n": len(series), "reason": SERIES_NOTE,
+                           "examples": sorted(r.rel for r in series)[:EXAMPLES]}
+    if slices := [r for r in series if isinstance(r, SeriesSlice)]:
+        out |= {"n_slice_files": len(slices), "n_slice_series": len({s.uid for s in slices})}
+    return out
+
+
+def _count(value: Any) -> int:
+    """A count read from a JSON file: a non-negative int, else 0 (a damaged file)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def series_line(skipped: Any) -> str | None:
     """The one line evaluate prints and results.md writes for a folder's `skipped_series`
-    ("skipped 2 series files (NIfTI volumes, multi-frame DICOM or TIFF stacks): ..."); None
-    when there are none or the file is damaged."""
+    ("skipped 2 series files (NIfTI volumes, multi-frame DICOM or TIFF stacks) and 12 DICOM
+    slice files of 1 series (one file per slice): ..."); None when there are none or the file
+    is damaged."""
     from pipeline.data.discovery import SERIES_NOTE
 
-    n = skipped.get("n") if isinstance(skipped, dict) else None
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    n = _count(skipped.get("n")) if isinstance(skipped, dict) else 0
+    if not n:
         return None
-    return (f"skipped {n} series file{'s' * (n > 1)} (NIfTI volumes, multi-frame DICOM or TIFF "
-            f"stacks): {SERIES_NOTE}")
+    slices = min(_count(skipped.get("n_slice_files")), n)
+    parts = []
+    if n - slices:
+        parts.append(f"{n - slices} series file{'s' * (n - slices > 1)} (NIfTI volumes, "
+                     "multi-frame DICOM or TIFF stacks)")
+    if slices:
+        k = max(_count(skipped.get("n_slice_series")), 1)
+        parts.append(f"{slices} DICOM slice file{'s' * (slices > 1)} of {k} series (one file "
+                     "per slice)")
+    return f"skipped {' and '.join(parts)}: {SERIES_NOTE}"
 
 
 SEEN_SPLITS = ("train", "val")  # an image in these is not new to the run: it shaped the models
