@@ -47,25 +47,35 @@ def left_out(facts: RunFacts) -> list[tuple[int, str]]:
         out.append((n, "over the training profile's cap of "
                        + (f"{cap} images a class" if cap else "images a class")
                        + " (max_per_class)"))
-    if n := _count(splits.get("dropped_duplicates_of_test")):
-        out.append((n, "training-folder images that are exact or near copies of official test "
-                       "images"))
+    official = splits.get("official_test")  # the same count, also kept there
+    if n := _count(splits.get("dropped_duplicates_of_test",
+                              official.get("dropped_duplicates_of_test")
+                              if isinstance(official, Mapping) else None)):
+        out.append((n, COPIES_REASON))
     return out
+
+
+COPIES_REASON = "training-folder images that are exact or near copies of official test images"
+# what leaving them out means, said beside them in the Overview's one caption
+COPIES_CONSEQUENCE = ", so no copy of a test image was trained or validated on"
 
 
 def _images(n: int) -> str:
     return f"{n} image{'' if n == 1 else 's'}"
 
 
-def left_out_sentence(facts: RunFacts) -> str | None:
+def left_out_sentence(facts: RunFacts, consequence: bool = False) -> str | None:
     """Markdown: the dataset folder's image count, how many the splits hold, and each recorded
     reason for the difference; a difference the reasons do not cover is called unrecorded.
-    None when the splits hold every image, or the manifest lacks the counts."""
+    None when the splits hold every image, or the manifest lacks the counts. `consequence`:
+    the copies of official test images left out are followed by what that means
+    (`COPIES_CONSEQUENCE`: `overview_caption`)."""
     found, used = _count(facts.n_images), images_used(facts)
     if found is None or used is None or used >= found:
         return None
     reasons = left_out(facts)
-    parts = [f"{n} {why}" for n, why in reasons]
+    parts = [f"{n} {why}" + (COPIES_CONSEQUENCE if consequence and why == COPIES_REASON else "")
+             for n, why in reasons]
     said = (f"The dataset folder holds {found} image file{'' if found == 1 else 's'}; this "
             f"run's splits hold {used} of them.")
     if parts:
@@ -86,10 +96,9 @@ def used_words(facts: RunFacts) -> str:
     return f"{found} image files, {used} of them in the splits"
 
 
-def dropped_copies_sentence(facts: RunFacts) -> str | None:
-    """For a run tested on the official test folder: how many training-folder images were left
-    out as exact or near copies of test images, and how many test images had one, from the
-    manifest's split record; None for other runs."""
+def _official_counts(facts: RunFacts) -> tuple[int, int, Any, int] | None:
+    """(copies dropped, test images with a copy, of them exact, test images) of a run tested on
+    the official test folder, from the manifest's split record; None for other runs."""
     official = facts.splits.get("official_test")
     if not isinstance(official, Mapping):
         return None
@@ -97,12 +106,40 @@ def dropped_copies_sentence(facts: RunFacts) -> str | None:
         "dropped_duplicates_of_test", "leaking", "leaking_exact", "n"))
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dropped, leaking, n)):
         return None
+    return dropped, leaking, exact, n
+
+
+def _leak_sentence(leaking: int, exact: Any, n: int) -> str:
     exact_part = f", {exact} of them exact" if isinstance(exact, int) and exact else ""
-    said = (f"{leaking} of the {n} official test images (the dataset's own test folder) have an "
+    return (f"{leaking} of the {n} official test images (the dataset's own test folder) have an "
             f"exact or near copy among its training-folder images{exact_part}.")
+
+
+def dropped_copies_sentence(facts: RunFacts) -> str | None:
+    """For a run tested on the official test folder: how many training-folder images were left
+    out as exact or near copies of test images, and how many test images had one, from the
+    manifest's split record; None for other runs."""
+    if (counts := _official_counts(facts)) is None:
+        return None
+    dropped, leaking, exact, n = counts
+    said = _leak_sentence(leaking, exact, n)
     if not dropped:
         return said + (" Those copies were not left out of training (a run without dedupe): "
                        "its test figures are not a clean test." if leaking else "")
     # how many the splits hold of the folder's images: `left_out_sentence`
     return (said + f" The {dropped} training-folder images that are such copies were left out "
             "of training and validation: no copy of a test image was trained on.")
+
+
+def overview_caption(facts: RunFacts) -> str | None:
+    """The Overview's one caption under the split tiles: the images the run used and what it
+    left out, and why (`left_out_sentence`), and for a run tested on the official test folder
+    how many test images have a copy among the training-folder images. The Overview had two
+    captions both saying the 256 copies were left out (a review, 2026-12-06): when the first
+    counts them, the copies are said once there, with what leaving them out means. None when
+    there is nothing to say."""
+    left = left_out_sentence(facts, consequence=True)
+    counts = _official_counts(facts)
+    if left is not None and counts is not None and counts[0] and COPIES_REASON in left:
+        return f"{left} {_leak_sentence(*counts[1:])}"
+    return " ".join(s for s in (left, dropped_copies_sentence(facts)) if s) or None

@@ -272,6 +272,16 @@ def test_an_official_test_split_is_one_tile_and_its_left_out_copies_are_said():
         "Those copies were not left out of training (a run without dedupe): its test figures "
         "are not a clean test.")
     assert image_counts.dropped_copies_sentence(runinfo.run_facts(MANIFEST)) is None  # no counts
+    # the Overview's one caption: the copies said once, where the image count accounts for
+    # them; a run without dedupe keeps its own sentence
+    assert image_counts.overview_caption(facts) == (
+        "The dataset folder holds 3264 image files; this run's splits hold 3008 of them. Left "
+        "out of every split: 256 training-folder images that are exact or near copies of "
+        "official test images, so no copy of a test image was trained or validated on. 259 of "
+        "the 394 official test images (the dataset's own test folder) have an exact or near "
+        "copy among its training-folder images, 88 of them exact.")
+    assert image_counts.overview_caption(kept) == image_counts.dropped_copies_sentence(kept)
+    assert image_counts.overview_caption(runinfo.run_facts({"splits": {"test": 9}})) is None
     assert image_counts.dropped_copies_sentence(runinfo.run_facts({"splits": {"test": 9}})) is None
 
 

@@ -158,9 +158,21 @@ def test_the_official_run_shows_its_test_images_once_and_says_where_the_rest_wen
     tiles = {m.label: m.value for m in at.metric}
     assert "Test images" not in tiles
     assert tiles["Official test images"] == str(splits["official_test"]["n"])
-    dropped = splits["official_test"]["dropped_duplicates_of_test"]
-    assert f"The {dropped} training-folder images that are such copies were left out" in \
-        _captions(at)
+    official = splits["official_test"]
+    dropped, n_images = official["dropped_duplicates_of_test"], _json(run / "manifest.json")[
+        "data"]["n_images"]
+    # one caption, each fact once: two captions both said the copies were left out (a review,
+    # 2026-12-06)
+    said = [c.value for c in at.caption if f"{dropped} training-folder images" in c.value]
+    assert len(said) == 1 and said[0].count(str(dropped)) == 1, said
+    used = splits["train"] + splits["val"] + splits["test"]
+    assert said[0] == (
+        f"The dataset folder holds {n_images} image files; this run's splits hold {used} of "
+        f"them. Left out of every split: {dropped} training-folder images that are exact or "
+        "near copies of official test images, so no copy of a test image was trained or "
+        f"validated on. {official['leaking']} of the {official['n']} official test images "
+        "(the dataset's own test folder) have an exact or near copy among its training-folder "
+        f"images, {official['leaking_exact']} of them exact.")
     at, _ = overview(MAIN)  # a run tested on its own split: its test tile, no such sentence
     assert "Test images" in {m.label for m in at.metric}
     assert "training-folder images" not in _captions(at)

@@ -68,10 +68,8 @@ for col, (name, n) in zip(cols[1:], sizes.items(), strict=False):
     col.metric(f"{name.capitalize()} images", n)
 st.caption(f"Data: {core.literal(facts.data_shown)} ({core.literal(facts.data_layout)} layout) "
            f"· classes: {runinfo.classes_words(facts)}")
-for sentence in (image_counts.left_out_sentence(facts),
-                 image_counts.dropped_copies_sentence(facts)):  # the copies' leakage story
-    if sentence:
-        st.caption(sentence)
+if counted := image_counts.overview_caption(facts):  # left out, and the copies' leakage story
+    st.caption(counted)
 st.dataframe(runinfo.model_facts_table(facts), hide_index=True, key="model_facts",
              height="content")
 
