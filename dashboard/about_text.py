@@ -54,19 +54,27 @@ def what_this_is(models: Mapping[str, Mapping[str, Any]] | None) -> str:
             + _why(False))
 
 
-def labels_sentence(class_names: Sequence[str]) -> str:
+def labels_sentence(class_names: Sequence[str], n_models: int = 2) -> str:
     """"They always choose one of three labels: glioma, meningioma, no tumour." from the run's
-    class names (the one home of the class list); the generic sentence without a run."""
+    class names (the one home of the class list), "It always chooses" for a run of one model
+    (`n_models`); the generic sentence without a run."""
+    they = "It always chooses" if n_models == 1 else "They always choose"
     if not class_names:
-        return "They always choose one of the labels they were trained on."
+        return (f"{they} one of the labels {'it was' if n_models == 1 else 'they were'} "
+                "trained on.")
     names = [class_label(c) for c in class_names]
     count = _COUNT_WORDS.get(len(names), str(len(names)))
-    return f"They always choose one of {count} labels: {', '.join(names)}."
+    return f"{they} one of {count} labels: {', '.join(names)}."
 
 
-def known_limits(class_names: Sequence[str], sartaj: bool) -> str:
-    """The "Known limits" list (Markdown) for a run with `class_names`, trained on the Sartaj
-    data or not (`sartaj`): only what holds for that run's data."""
+def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) -> str:
+    """The "Known limits" list (Markdown) for a run with `class_names` and `n_models` models
+    (one: "The model sees", as "What this is" says "An image classifier"; a one-model run read
+    "The models see… They always choose…", a review of 2026-12-06), trained on the Sartaj data
+    or not (`sartaj`): only what holds for that run's data. Without a run, the project's
+    models: plural."""
+    one = n_models == 1
+    models = "The model was" if one else "The models were"
     if sartaj:
         source = ("- Trained on a public dataset of single 2-D slices of unknown scanners and "
                   "protocols; real\n  clinical scans (3-D volumes, other sequences, other "
@@ -90,11 +98,11 @@ def known_limits(class_names: Sequence[str], sartaj: bool) -> str:
     else:
         source = ("- Trained on single 2-D slices of this run's dataset; scans from other "
                   "scanners, sequences or\n  hospitals (and 3-D volumes) can look different.\n")
-        data = """
+        data = f"""
 - Images from other scanners, sequences or sources than the training data's can be answered
   far less accurately than the test figures say. A "no tumour" answer never rules a tumour out:
   it means "looks most like the training data's no-tumour images", not "normal".
-- The models were made for MRI: an answer on a CT slice says nothing of it. A card says when a
+- {models} made for MRI: an answer on a CT slice says nothing of it. A card says when a
   slice may be CT, but that check is rough: it can miss CT.
 - The Error analysis page marks answers against the dataset's folders: where a folder holds a
   wrongly filed image, some of its "errors" are label errors.
@@ -103,9 +111,10 @@ def known_limits(class_names: Sequence[str], sartaj: bool) -> str:
   performance on new scans.
 """
     return f"""**Known limits.**
-{source}- The models see one slice as a picture: they are not told the sequence, contrast, plane or
+{source}- {"The model sees" if one else "The models see"} one slice as a picture: \
+{"it is" if one else "they are"} not told the sequence, contrast, plane or
   the neighbouring slices.
-- {labels_sentence(class_names)} Any
+- {labels_sentence(class_names, n_models)} Any
   other finding (metastasis, abscess, lymphoma, demyelination, infarct, haemorrhage,
   post-operative change) is forced into one of them. A label is the dataset's folder, not a
   histological or radiological diagnosis.

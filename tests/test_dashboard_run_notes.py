@@ -76,6 +76,24 @@ def test_what_this_is_names_the_models_the_run_has():
     assert "by default" in about_text.what_this_is(None)  # no run: the project's defaults
 
 
+def test_known_limits_follow_the_run_s_model_count():
+    """A MobileNetV2-only run's About said "The models see…" and "They always choose…" under
+    "An image classifier": the limits now speak of the run's one model."""
+    classes = ["glioma", "no_tumor"]
+    for sartaj in (True, False):
+        one = about_text.known_limits(classes, sartaj, n_models=1)
+        assert "- The model sees one slice as a picture: it is not told the sequence" in one
+        assert "- It always chooses one of two labels: glioma, no tumour." in one
+        assert "The models" not in one and "They " not in one and " they " not in one
+        two = about_text.known_limits(classes, sartaj, n_models=2)
+        assert "- The models see one slice as a picture: they are not told" in two
+        assert "- They always choose one of two labels" in two
+        assert about_text.known_limits(classes, sartaj) == two  # no run: the project's models
+    assert "- The model was made for MRI" in about_text.known_limits(classes, False, 1)
+    assert about_text.labels_sentence([], 1) == (
+        "It always chooses one of the labels it was trained on.")
+
+
 def test_interrupted_runs_are_named_with_the_commands_for_this_folder(tmp_path, monkeypatch):
     """The picker skips `runs/.tmp-<id>/` folders and nothing said they were there."""
     monkeypatch.delenv("BRAIN_MRI_ARTIFACTS", raising=False)
@@ -148,6 +166,7 @@ def test_overview_and_about_say_what_the_run_used_and_left_out(one_model_run, mo
     text = "\n".join(m.value for m in about.markdown)
     assert "An image classifier for brain MRI slices — MobileNetV2" in text
     assert "small CNN" not in text and "Two image classifiers" not in text
+    assert "The model sees one slice" in text and "The models see" not in text  # one model
     assert f"{manifest['data']['n_images']} image files, {used} of them in the splits" in text
 
 

@@ -19,7 +19,8 @@ st.markdown("**Intended use.** Teaching and research: comparing architectures, e
             "clinical decision.")
 # the limits of the run shown: the Sartaj data's facts only for a run trained on it
 st.markdown(about_text.known_limits(run.class_names if run is not None else [],
-                                    run is not None and trained_on_sartaj(run.manifest)))
+                                    run is not None and trained_on_sartaj(run.manifest),
+                                    len(run.model_names) if run is not None else 2))
 
 card = state.artifacts_dir() / "MODEL_CARD.md"
 if card.is_file():
