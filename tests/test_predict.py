@@ -236,9 +236,9 @@ def test_predict_prints_each_chunk_s_answers_as_it_is_done(smoke_run, synth_data
             yield out
             printed_before.append(sum(printed))
 
-    def counted(rows, seen, splits):
+    def counted(rows, seen, splits, *rest):
         printed.append(len(rows))
-        real_print(rows, seen, splits)
+        real_print(rows, seen, splits, *rest)
 
     monkeypatch.setattr(predict_mod, "iter_predictions", watched)
     monkeypatch.setattr(eval_cmds, "_print_answers", counted)
@@ -275,3 +275,74 @@ def test_predict_takes_the_models_explain_takes(smoke_run, synth_data, tmp_path)
     again = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--out", str(out),
                                      *files])
     assert again.exit_code != 0 and "other columns" in again.stderr
+
+
+def test_a_run_of_renamed_class_folders_says_each_answer_s_folder(smoke_run, synth_data,
+                                                                   tmp_path):
+    """A run trained on `Healthy/` answered "no_tumor" in predict's and explain's lines, and its
+    user could not tell which of their folders that meant: each answer now names its class
+    folder beside the class, with one legend line; the CSV's columns stay the class names,
+    --json adds the mapping. A run whose folders are named as their classes (the smoke run's
+    Kaggle names, the Sartaj data's) prints as before."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.cli.class_folders import folder_names
+
+    run = tmp_path / "artifacts" / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    own = {"glioma": "Glioom", "meningioma": "Meningeoom", "pituitary": "Hypofyse",
+           "no_tumor": "Gezond"}
+    manifest["data"]["class_folders"] = {
+        **{f"train/{f}": c for c, f in own.items()}, **{f"test/{f}": c for c, f in own.items()},
+        "test/Healthy": "no_tumor", "train/no_tumor": "no_tumor"}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    files = [str(p) for p in sorted(synth_data.glob("Testing/*/*.png"))[::10][:4]]
+
+    said = CliRunner().invoke(app, ["predict", "--run", str(run), *files])
+    assert said.exit_code == 0, said.output
+    answers = [part.split(": ", 1)[1] for line in said.stdout.splitlines()
+               for part in line.split("\t")[1:] if part.startswith(("custom_cnn", "mobilenetv2"))]
+    assert len(answers) == 8, said.stdout
+    for answer in answers:  # "glioma (class folder: Glioom) (61%)"
+        label = answer.split(" ", 1)[0]
+        named = ("Gezond, Healthy" if label == "no_tumor" else own[label])
+        plural = "s" if label == "no_tumor" else ""
+        assert answer.startswith(f"{label} (class folder{plural}: {named}) ("), answer
+    legend = [line for line in said.stderr.splitlines() if line.startswith("(class folder")]
+    assert len(legend) == 1 and "the class was learnt from (" in legend[0], said.stderr
+    for label in {a.split(" ", 1)[0] for a in answers}:
+        assert f"{own[label]} → {label}" in legend[0]
+    assert "no_tumor → no_tumor" not in legend[0]  # a folder named as its class: not said
+
+    doc = json.loads(CliRunner().invoke(app, ["predict", "--run", str(run), "--json",
+                                              *files]).stdout)
+    assert doc["class_folder_names"]["no_tumor"] == ["Gezond", "Healthy"]
+    assert {v["label"] for r in doc["results"] for v in r["models"].values()} <= set(own)
+    out = tmp_path / "answers.csv"
+    assert CliRunner().invoke(app, ["predict", "--run", str(run), "--out", str(out),
+                                    *files]).exit_code == 0
+    plain = tmp_path / "plain.csv"
+    assert CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--out", str(plain),
+                                    *files]).exit_code == 0
+    assert out.read_text().splitlines()[0] == plain.read_text().splitlines()[0]  # same columns
+
+    shown = CliRunner().invoke(app, ["explain", "--run", str(run), "--model", "custom_cnn",
+                                     "--bare", "--out", str(tmp_path / "ex"), files[0]])
+    assert shown.exit_code == 0, shown.output
+    line = shown.stdout.splitlines()[0]
+    label = line.split("\tcustom_cnn: ", 1)[1].split(" ", 1)[0]
+    assert f"custom_cnn: {label} (class folder" in line and " -> " in line
+    assert sum(x.startswith("(class folder") for x in shown.stderr.splitlines()) == 1
+
+    # folders named as their classes: the lines and the legend as before
+    assert folder_names(json.loads((smoke_run / "manifest.json").read_text())) == {}
+    assert folder_names({"data": {"class_folders": {"Training/glioma_tumor": "glioma",
+                                                    "Testing/no_tumor": "no_tumor"}}}) == {}
+    assert folder_names({"data": {}}) == {} and folder_names({}) == {}
+    before = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), *files])
+    assert "class folder" not in before.stdout + before.stderr

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from pipeline import run_files
+from pipeline.cli.class_folders import answer_words, folder_names, legend_line
 from pipeline.cli.common import (
     RUN_DATA_HELP,
     _existing_dir,
@@ -82,12 +84,13 @@ def predict(
         return
     seen: set[str] = set()  # the warnings and splits printed, for the legend
     splits: set[str] = set()
+    folders = folder_names(run.manifest)  # "Healthy" for no_tumor: said beside it
 
     def each(rows: list[dict], bad: list[tuple[str, str]]) -> None:
         for path, reason in bad:
             report(path, reason)
         if not as_json:  # the answers as they come, not after the last file
-            _print_answers(rows, seen, splits)
+            _print_answers(rows, seen, splits, folders)
             sys.stdout.flush()
 
     # a bar where someone watches: the answers themselves stream to stdout
@@ -101,18 +104,25 @@ def predict(
         print_json({"run": predictor.run.run_id, "results": results,
                     "errors": [{"path": p, "error": r} for p, r in failures
                                if blank_failure(r) != "slice"],
-                    "blank_slices": blank})
+                    "blank_slices": blank,
+                    # the run's class folders of other names: {"no_tumor": ["Healthy"]}
+                    **({"class_folder_names": folders} if folders else {})})
     else:
+        if line := legend_line(folders, seen):
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
         warning_legend(seen, splits, answered=bool(results),
                        sartaj=trained_on_sartaj(run.manifest))
     if unanswered(failures):
         raise typer.Exit(1)
 
 
-def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> None:
+def _print_answers(results: list[dict], seen: set[str], splits: set[str],
+                   folders: Mapping[str, list[str]] | None = None) -> None:
     """One line per image: each model's answer with its warnings in brackets (the dashboard's
-    words); the warnings and the run's splits tagged are added to `seen` and `splits`, for the
-    legend printed once at the end (`warning_legend`)."""
+    words), and its class folder when the run's has another name (`folders`,
+    `class_folders.folder_names`: "no_tumor (class folder: Healthy)"); the warnings, classes
+    and the run's splits tagged are added to `seen` and `splits`, for the legend printed once
+    at the end (`legend_line`, `warning_legend`)."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
     from pipeline.names import NO_TUMOR, percent
@@ -123,7 +133,8 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str]) -> Non
         # the training data", whatever the score says (the JSON and CSV keep the score's flag);
         # the tag says why. A changed copy keeps the warning (`membership.hides_unlike`).
         own = hides_unlike(split, row.get("in_run_exact"))
-        parts = [f"{m}: {v['label']} ({percent(max(v['probs'].values()))})"
+        parts = [f"{m}: {answer_words(v['label'], folders or {}, seen)} "
+                 f"({percent(max(v['probs'].values()))})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  for m, v in row["models"].items()]
         # the image's own tags in a last field: after the last model's answer they read as

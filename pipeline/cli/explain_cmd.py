@@ -8,11 +8,13 @@ per module, like `calibrate_cmd` and `ood_cmd`; the work itself lives in `pipeli
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from pipeline.cli.class_folders import answer_words, folder_names, legend_line
 from pipeline.cli.common import (
     METHOD_HELP,
     _model_list,
@@ -129,7 +131,7 @@ def explain(
     errors = _listed_errors(out) if summary.errors else []
     _print_explained(summary, len(names), out, shard if shard else None, len(paths),
                      targeted=target_idx is not None, errors=errors,
-                     sartaj=trained_on_sartaj(run.manifest))
+                     sartaj=trained_on_sartaj(run.manifest), folders=folder_names(run.manifest))
     # as before resuming existed: exit 1 whenever explain.json lists errors, but for a series'
     # blank slices, left out as predict leaves them out (`unreadable.unanswered`)
     if unanswered(errors):
@@ -195,13 +197,16 @@ def _explain_with_progress(run: Run, explainers: dict[str, Explainer], paths: li
 
 def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: str | None,
                      n_files: int, *, targeted: bool = False,
-                     errors: list[tuple[str, str]] | None = None, sartaj: bool = False) -> None:
+                     errors: list[tuple[str, str]] | None = None, sartaj: bool = False,
+                     folders: Mapping[str, list[str]] | None = None) -> None:
     """One tab-separated line per image explained now (each model's prediction with the
     warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
     the prediction printed beside it), and the shortcut alarm when it fires, then in a last
     field the image's own tags as `predict` prints them: the models disagree, the run's split
     it is in), then a total with the files skipped as done; a legend of the answer warnings
-    shown goes to stderr (in the Sartaj data's words for a run trained on it, `sartaj`).
+    shown goes to stderr (in the Sartaj data's words for a run trained on it, `sartaj`). A
+    class whose training folder had another name is said with it (`folders`,
+    `class_folders.folder_names`: "no_tumor (class folder: Healthy)"), with a legend line.
     `errors`: explain.json's (path, reason), whose blank slices are counted apart from the files
     that could not be read."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
@@ -214,7 +219,8 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     for row in summary.rows:
         split = row.get("in_run_split")
         own = hides_unlike(split, row.get("in_run_exact"))  # predict's rule
-        parts = [f"{m}: {v['predicted']} ({percent(max(v['probs'].values()))})"
+        parts = [f"{m}: {answer_words(v['predicted'], folders or {}, seen)} "
+                 f"({percent(max(v['probs'].values()))})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  + f" -> {v['overlay']}"
                  + (f" (heatmap {target_words(v.get('method', ''), v['target'])})"
@@ -248,4 +254,6 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     sys.stdout.write(f"wrote {len(summary.rows) * n_models} overlay(s) and explain.json to "
                      f"{one_line(out)} ({where}{summary.already_done} already done, skipped; "
                      f"explain.json: {summary.images} image(s){unreadable})\n")
+    if line := legend_line(folders or {}, seen):
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
     warning_legend(seen, splits, answered=bool(summary.rows), sartaj=sartaj)

@@ -1,0 +1,57 @@
+"""The class folders behind a run's answers, for `predict` and `explain`'s printed lines.
+
+A run trained on class folders of other names (`Healthy`, `yes`) answers in the run's class
+names (`no_tumor`, `tumor`): the user who named the folder could not tell which of theirs an
+answer meant (a review, 2026-12-06). Their lines now say it beside the class, "no_tumor (class
+folder: Healthy)", with one legend line; the manifest's mapping is read as train and the
+dashboard read it (`data.discovery.renamed_folders`). A run whose folders are named as their
+classes (the Sartaj data: `glioma_tumor`, `no_tumor`) prints as before, and the CSV and JSON
+answers keep the class names (predict --json adds `class_folder_names`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.cli.common import one_line
+
+SEEN_PREFIX = "folder:"  # a class answered, in the legend's `seen` set
+
+
+def folder_names(manifest: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """Class -> the names of its training data's class folders not named as it ({"no_tumor":
+    ["Healthy"]}), from the manifest's `data.class_folders`; {} when every folder is named as
+    its class, or for a run recorded before the mapping was."""
+    from pipeline.data.discovery import renamed_folders
+
+    data = (manifest or {}).get("data") if isinstance(manifest, Mapping) else None
+    out: dict[str, list[str]] = {}
+    for folder, label in renamed_folders((data or {}).get("class_folders")
+                                         if isinstance(data, Mapping) else None):
+        out.setdefault(label, []).append(folder)
+    return out
+
+
+def answer_words(label: str, folders: Mapping[str, list[str]], seen: set[str]) -> str:
+    """"no_tumor (class folder: Healthy)", or the label alone for a class whose folders are
+    named as it; a class said with its folder is added to `seen` for `legend_line`. Folder
+    names are the user's: one line each, as paths are printed."""
+    names = folders.get(label)
+    if not names:
+        return label
+    seen.add(SEEN_PREFIX + label)
+    shown = ", ".join(one_line(n) for n in names)
+    return f"{label} (class folder{'s' * (len(names) > 1)}: {shown})"
+
+
+def legend_line(folders: Mapping[str, list[str]], seen: set[str]) -> str | None:
+    """The legend's line for the answers said with their class folder (`answer_words`), None
+    when none was: which folder each class was learnt from, and that the machine-readable
+    outputs name the class."""
+    pairs = [f"{one_line(n)} → {label}" for label, names in folders.items()
+             if SEEN_PREFIX + label in seen for n in names]
+    if not pairs:
+        return None
+    return ("(class folder: …): the folder of the run's training data the class was learnt "
+            f"from ({', '.join(pairs)}); CSV and JSON outputs name the class alone.")
