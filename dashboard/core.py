@@ -110,11 +110,12 @@ class Upload:
     def ok(self) -> bool:
         return self.image is not None
 
-    def mark_seen(self, seen: Seen | None, advice: Mapping[str, str]) -> None:
+    def mark_seen(self, seen: Seen | None, advice: Mapping[str, str], n_models: int = 2) -> None:
         """Say where the run met this image (`seen`: `Membership.find`'s answer, None when not
         found or not looked up), with `advice` per split (`flags.seen_advice`): a single
-        upload's and each slice of a series the same way."""
-        self.seen = seen_note(seen.split, seen.distance, seen.exact) if seen else ""
+        upload's and each slice of a series the same way; of the run's `n_models` models ("the
+        model learnt from this image" for a run of one)."""
+        self.seen = seen_note(seen.split, seen.distance, seen.exact, n_models) if seen else ""
         self.seen_split = seen.split if seen else ""
         self.seen_exact = bool(seen and seen.exact)
         self.seen_advice = advice.get(seen.split, "") if seen else ""

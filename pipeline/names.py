@@ -150,3 +150,16 @@ def percent(p: float) -> str:
 def display_name(model: str) -> str:
     """Human name of a registry model ("mobilenetv2" -> "MobileNetV2"); unknown names unchanged."""
     return DISPLAY_NAMES.get(model, model)
+
+
+def model_words(n_models: int) -> dict[str, str]:
+    """The words a sentence about a run's models takes for `n_models` of them, as
+    `str.format` fields: "the {models} {were} made for MRI, so {their} answer…" reads "the
+    models were … their" for two and "the model was … its" for one (a MobileNetV2-only run's
+    legend said "the models learnt… their answer", a review of 2026-12-06). The templates are
+    the one home of each text; two models (and no run) read as they always did."""
+    one = n_models == 1
+    return {"models": "model" if one else "models", "their": "its" if one else "their",
+            "they": "it" if one else "they", "were": "was" if one else "were",
+            "see": "sees" if one else "see", "do": "does" if one else "do"}
+

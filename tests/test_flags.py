@@ -403,3 +403,68 @@ def test_the_ct_and_no_tumour_warnings_state_the_sartaj_data_s_facts_only_on_its
 
     for manifest in (Path(__file__).parents[1] / "artifacts" / "runs").glob("*/manifest.json"):
         assert trained_on_sartaj(json.loads(manifest.read_text())), manifest.parent.name
+
+
+# "they", "their", "the models": the plural a one-model run's sentences must not have
+PLURAL = re.compile(r"\b(the models|their|they)\b", re.IGNORECASE)
+
+
+def test_a_one_model_run_s_warnings_and_split_notes_speak_of_one_model(capsys) -> None:
+    """A MobileNetV2-only run's legend said "the models learnt from this image…, so their
+    answer shows what they learnt" and "the models were made for MRI" (a review, 2026-12-06):
+    the sentences now follow the number of models answering, from one template each; two
+    models (and every caller that does not say) read as before."""
+    from dashboard.core import Upload
+    from pipeline.cli.common import warning_legend
+    from pipeline.data.membership import SEEN_MEANINGS, Seen, seen_meaning, seen_note
+    from pipeline.evaluate.flags import FLAG_MEANINGS, SARTAJ_MEANINGS, flag_meaning
+
+    # two models: the sentences of before, word for word
+    assert SEEN_MEANINGS["train"] == (
+        "the models learnt from this image (or a copy of it), so their answer shows what they "
+        "learnt, not how they do on new images")
+    assert "the models were made for MRI" in FLAG_MEANINGS["ct"]
+    assert "the models were trained on MRI, and their no-tumour class" in SARTAJ_MEANINGS["ct"]
+    for kind in FLAG_MEANINGS:
+        assert flag_meaning(kind) == flag_meaning(kind, n_models=2) == FLAG_MEANINGS[kind]
+    # one model: none of the plural ("disagree" is only ever said of two)
+    for sartaj in (False, True):
+        for kind in set(FLAG_MEANINGS) - {"disagree"}:
+            assert not PLURAL.search(flag_meaning(kind, sartaj, 1)), (kind, sartaj)
+    assert "the model was made for MRI" in flag_meaning("ct", n_models=1)
+    assert "the model was trained on MRI, and its no-tumour class" in flag_meaning("ct", True, 1)
+    assert "what the model sees" in flag_meaning("photo", n_models=1)
+    assert seen_meaning("train", 1) == ("the model learnt from this image (or a copy of it), so "
+                                        "its answer shows what it learnt, not how it does on new "
+                                        "images")
+    assert seen_note("val", 0, True, n_models=1) == (
+        "This image is in this run's validation split: the model did not learn from it, but its "
+        "training was stopped and calibrated on it, so its answer is not a clean test.")
+    assert seen_note("train", 3, False, 1).startswith("A near copy of this image is in this run's "
+                                                      "training split: the model learnt from "
+                                                      "that copy, so its answer")
+    # the legend predict and explain print, every line at once
+    every = set(FLAG_MEANINGS) - {"disagree"} | {"no_tumor"}
+    warning_legend(every, {"train", "val", "test"}, n_models=1)
+    one = capsys.readouterr().err
+    assert "the model learnt from this image" in one and not PLURAL.search(one), one
+    warning_legend(every, {"train", "val", "test"})
+    two = capsys.readouterr().err
+    assert all(SEEN_MEANINGS[s] in two for s in SEEN_MEANINGS)
+    # the dashboard's split note on an upload (the Predict page passes the run's model count)
+    upload = Upload("a.png", "0" * 64)
+    upload.mark_seen(Seen("train", 0, True), {}, n_models=1)
+    assert upload.seen == seen_note("train", 0, True, 1) and not PLURAL.search(upload.seen)
+    upload.mark_seen(Seen("train", 0, True), {})
+    assert upload.seen == seen_note("train", 0, True) and "the models learnt" in upload.seen
+
+
+def test_a_one_model_run_s_overview_says_what_its_warnings_say_of_one_model() -> None:
+    """"Together they say something about the image or the models" under a one-model run's
+    table of warnings: the sentence now follows the models of the run's flags.json."""
+    row = {"n": 10, "flagged": 2, "accuracy_flagged": 1.0, "accuracy_unflagged": 0.5}
+    one = not_singling_out({"models": {"cnn": {"any": row}}}, {"cnn": "Custom CNN"})
+    assert len(one) == 1 and one[0].endswith("about the image or the model, not that the "
+                                             "answer is wrong.")
+    two = not_singling_out({"models": {"cnn": {"any": row}, "mnv2": {"any": row}}})
+    assert two[0].endswith("about the image or the models, not that the answer is wrong.")

@@ -165,6 +165,39 @@ def test_explain_says_which_overlays_are_of_the_run_s_own_images(smoke_run: Path
     assert changed[-1].startswith(f"Note: a near copy: {SEEN_TAGS['train']}")
 
 
+def test_a_one_model_run_s_legend_speaks_of_its_one_model(smoke_run: Path, tmp_path: Path):
+    """A run trained with `--model custom_cnn` (here: the smoke run with its MobileNetV2 taken
+    out, as such a run's files are) had predict and explain say "the models learnt from this
+    image…, so their answer shows what they learnt": now "the model… its answer"."""
+    import re
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.data.membership import SEEN_TAGS, seen_meaning
+
+    run = tmp_path / "artifacts" / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["models"]["mobilenetv2"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(run / "mobilenetv2")
+    splits = json.loads((run / "splits.json").read_text())
+    root = Path(manifest["data"]["dir"])
+    images = [str(root / splits[s][0]["path"]) for s in ("train", "val", "test")]
+    for args in (["predict"], ["explain", "--bare", "--out", str(tmp_path / "ex")]):
+        printed = CliRunner().invoke(app, [*args, "--run", str(run), *images])
+        assert printed.exit_code == 0, printed.output[-2000:]
+        assert [ln.split("\t")[-1] for ln in printed.stdout.splitlines()[:3]] == [
+            f"[{SEEN_TAGS[s]}]" for s in ("train", "val", "test")]
+        for split in ("train", "val", "test"):
+            assert printed.stderr.count(f"[{SEEN_TAGS[split]}]: {seen_meaning(split, 1)}.") == 1
+        assert "the model learnt from this image (or a copy of it), so its answer" in (
+            printed.stderr)
+        assert not re.search(r"\b(the models|their|they)\b", printed.stderr), printed.stderr
+
+
 def test_a_mirrored_copy_is_found_as_a_copy_never_as_the_image():
     """A left-right mirror of a training image got no note at all (a clinician's review): the
     pHash is not mirror-invariant, and the models trained on mirrored copies."""

@@ -144,7 +144,8 @@ def note_seen(upload: core.Upload) -> None:
     when decoded, a series' chosen slice for its card, and every slice of its table (a series
     was never looked up, though `predict` looks up each slice; its table had no split note)."""
     upload.mark_seen(series_view.seen_in_run(run, seen_in, upload)
-                     if seen_in and upload.ok and not upload.slices else None, advice)
+                     if seen_in and upload.ok and not upload.slices else None, advice,
+                     len(run.model_names))
 
 
 for k, (name, data) in enumerate(files):

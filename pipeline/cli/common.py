@@ -109,21 +109,24 @@ def warning_tags(answer: dict, seen: set[str]) -> str:
 
 
 def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset(),
-                   answered: bool = True, sartaj: bool = False) -> None:
+                   answered: bool = True, sartaj: bool = False, n_models: int = 2) -> None:
     """One line on stderr per warning in `seen` saying what it means, in a fixed order, one
     for "no tumour" answers when `seen` holds `names.NO_TUMOR` (never a rule-out), one per
     split of the run that answered images were found in (`splits`, `data.membership`), then
     the disclaimer every answer comes with (the dashboard's and the PDF's; none without an
     answer, `answered` False). `sartaj`: the run was trained on the Sartaj data
-    (`known_data.trained_on_sartaj`), whose facts the lines may then state."""
-    from pipeline.data.membership import SEEN_MEANINGS, SEEN_TAGS
+    (`known_data.trained_on_sartaj`), whose facts the lines may then state. `n_models`: how
+    many models the run has, the lines' number as About's ("the model learnt…, so its answer"
+    for a run of one)."""
+    from pipeline.data.membership import SEEN_TAGS, seen_meaning
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS, flag_meaning, no_tumour_caution
     from pipeline.names import DISCLAIMER, NO_TUMOR
 
-    lines = [f"[{FLAG_LABELS[k]}]: {flag_meaning(k, sartaj)}." for k in FLAG_MEANINGS if k in seen]
+    lines = [f"[{FLAG_LABELS[k]}]: {flag_meaning(k, sartaj, n_models)}." for k in FLAG_MEANINGS
+             if k in seen]
     if NO_TUMOR in seen:  # any answer was "no tumour": never a rule-out
         lines.append(f"{NO_TUMOR}: {no_tumour_caution(sartaj)}.")
-    lines += [f"[{SEEN_TAGS[k]}]: {SEEN_MEANINGS[k]}." for k in SEEN_TAGS if k in splits]
+    lines += [f"[{SEEN_TAGS[k]}]: {seen_meaning(k, n_models)}." for k in SEEN_TAGS if k in splits]
     for line in [*lines, DISCLAIMER] if answered else lines:
         err.print(line, highlight=False, markup=False, soft_wrap=True)
 

@@ -111,7 +111,8 @@ def predict(
         if line := legend_line(folders, seen):
             err.print(line, highlight=False, markup=False, soft_wrap=True)
         warning_legend(seen, splits, answered=bool(results),
-                       sartaj=trained_on_sartaj(run.manifest))
+                       sartaj=trained_on_sartaj(run.manifest),
+                       n_models=len(run.model_names))  # the run's, as About's
     if unanswered(failures):
         raise typer.Exit(1)
 

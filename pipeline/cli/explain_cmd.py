@@ -131,7 +131,8 @@ def explain(
     errors = _listed_errors(out) if summary.errors else []
     _print_explained(summary, len(names), out, shard if shard else None, len(paths),
                      targeted=target_idx is not None, errors=errors,
-                     sartaj=trained_on_sartaj(run.manifest), folders=folder_names(run.manifest))
+                     sartaj=trained_on_sartaj(run.manifest), folders=folder_names(run.manifest),
+                     run_models=len(run.model_names))
     # as before resuming existed: exit 1 whenever explain.json lists errors, but for a series'
     # blank slices, left out as predict leaves them out (`unreadable.unanswered`)
     if unanswered(errors):
@@ -198,7 +199,8 @@ def _explain_with_progress(run: Run, explainers: dict[str, Explainer], paths: li
 def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: str | None,
                      n_files: int, *, targeted: bool = False,
                      errors: list[tuple[str, str]] | None = None, sartaj: bool = False,
-                     folders: Mapping[str, list[str]] | None = None) -> None:
+                     folders: Mapping[str, list[str]] | None = None,
+                     run_models: int = 2) -> None:
     """One tab-separated line per image explained now (each model's prediction with the
     warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
     the prediction printed beside it), and the shortcut alarm when it fires, then in a last
@@ -207,6 +209,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     shown goes to stderr (in the Sartaj data's words for a run trained on it, `sartaj`). A
     class whose training folder had another name is said with it (`folders`,
     `class_folders.folder_names`: "no_tumor (class folder: Healthy)"), with a legend line.
+    `run_models`: how many models the run has, the legend's number (About's too).
     `errors`: explain.json's (path, reason), whose blank slices are counted apart from the files
     that could not be read."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
@@ -256,4 +259,5 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
                      f"explain.json: {summary.images} image(s){unreadable})\n")
     if line := legend_line(folders or {}, seen):
         err.print(line, highlight=False, markup=False, soft_wrap=True)
-    warning_legend(seen, splits, answered=bool(summary.rows), sartaj=sartaj)
+    warning_legend(seen, splits, answered=bool(summary.rows), sartaj=sartaj,
+                   n_models=run_models)

@@ -36,23 +36,34 @@ from pipeline.data.hashing import (
     pixel_digest,
 )
 from pipeline.data.splits import SPLIT_NAMES, Splits
-from pipeline.names import Progress
+from pipeline.names import Progress, model_words
 
 FILE = run_files.SPLIT_HASHES
 SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
 # what `predict` prints beside an answer for an image of the run's own splits (its CSV and JSON
 # say `in_run_split`); the dashboard says `seen_note`
 SEEN_TAGS = {s: f"in this run's {w} split" for s, w in SPLIT_WORDS.items()}
-SEEN_MEANINGS = {
-    "train": "the models learnt from this image (or a copy of it), so their answer shows what "
-             "they learnt, not how they do on new images",
-    "val": "the models did not learn from it, but their training was stopped and calibrated on "
-           "it, so their answer is not a clean test",
+# what each tag means, in `names.model_words`' fields: "the models…their" for a run of two,
+# "the model…its" for a run of one (`seen_meaning`)
+_SEEN_TEMPLATES = {
+    "train": "the {models} learnt from this image (or a copy of it), so {their} answer shows "
+             "what {they} learnt, not how {they} {do} on new images",
+    "val": "the {models} did not learn from it, but {their} training was stopped and "
+           "calibrated on it, so {their} answer is not a clean test",
     # not "a fair test": other slices of the same patient may be in training (a clinician's
     # review, 2026-12-05); the split keeps only copies of one image together
-    "test": "the models did not train on it or on its copies, though other slices of the same "
-            "patient may have been in training",
+    "test": "the {models} did not train on it or on its copies, though other slices of the "
+            "same patient may have been in training",
 }
+
+
+def seen_meaning(split: str, n_models: int = 2) -> str:
+    """What `SEEN_TAGS[split]` means, for a run answering with `n_models` models: "the model
+    learnt from this image…, so its answer…" for one; "" for an unknown split."""
+    return _SEEN_TEMPLATES.get(split, "").format(**model_words(n_models))
+
+
+SEEN_MEANINGS = {s: seen_meaning(s) for s in _SEEN_TEMPLATES}  # two models: the default pair
 
 
 def split_hashes(splits: Splits, progress: Progress | None = None) -> dict[str, Any]:
@@ -161,14 +172,15 @@ def seen_tag(split: str, exact: bool | None) -> str:
     return f"[{near}{SEEN_TAGS[split]}]"
 
 
-def seen_note(split: str, distance: int, exact: bool | None = None) -> str:
+def seen_note(split: str, distance: int, exact: bool | None = None, n_models: int = 2) -> str:
     """The sentence for an image found in `split` at `distance` bits: "This image is in this
-    run's training split: the models learnt ..."; a copy that is not the image itself
-    (`exact` False, or a distance above 0) says "A near copy of this image is ...", and what
-    the models learnt from is that copy."""
+    run's training split: the models learnt ..." ("the model learnt ..., its answer" for a run
+    of one, `n_models`); a copy that is not the image itself (`exact` False, or a distance
+    above 0) says "A near copy of this image is ...", and what the models learnt from is that
+    copy."""
     same = exact if exact is not None else distance == 0
     what = "This image is" if same else "A near copy of this image is"
-    meaning = SEEN_MEANINGS.get(split, "").replace(" (or a copy of it)", "")
+    meaning = seen_meaning(split, n_models).replace(" (or a copy of it)", "")
     if not same:
         meaning = meaning.replace("from this image", "from that copy").replace(
             "trained on it", "trained on that copy").replace("from it", "from that copy")

@@ -25,6 +25,7 @@ from pipeline import artifacts, run_files
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.csv_safe import restore_cell
 from pipeline.gaps import fix_command, to_fix
+from pipeline.names import model_words
 
 FILE = run_files.FLAGS
 FLAGS = ("weak", "unlike", "disagree", "any")  # the order tables show them in
@@ -40,13 +41,15 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "no_tumour": "\"no tumour\" is no rule-out",
     "any": "any of these",
 }
-FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answers
+# One sentence each, for the CLI's legend below flagged answers, in `names.model_words`' fields
+# ("the {models} {were}"): `flag_meaning` says them of a run's one model or two
+_FLAG_TEMPLATES = {
     # the dashboard's card warning is this sentence too (`dashboard.flags.PHOTO_WARNING`)
     "photo": "the image has a colour tint, as a phone photo of a monitor or of a film on a "
              "lightbox has, where an MRI export is grey; answers on photographs are unreliable "
-             "(glare, moire, perspective and the frame change what the models see): export "
+             "(glare, moire, perspective and the frame change what the {models} {see}): export "
              "the image from the viewer instead, in greyscale (an export through a colour map "
-             "is tinted too, and the models saw only grey slices)",
+             "is tinted too, and the {models} saw only grey slices)",
     "colour": "MRI slices are greyscale, so this may not be an MRI slice at all, and then no "
               "answer means anything",
     "weak": "the model is so unsure that, on validation images, its answers this unsure were "
@@ -57,32 +60,40 @@ FLAG_MEANINGS = {  # one sentence each, for the CLI's legend below flagged answe
     # per image, not per model: `predict` tags the image (`modality.looks_like_ct`, a hint)
     # (the dashboard's card warning is this sentence too: `dashboard.flags.CT_WARNING`)
     # (said of any run; `SARTAJ_MEANINGS` for a run trained on the Sartaj data: `flag_meaning`)
-    "ct": "a thick white skull ring right against the brain, as on CT; the models were made "
+    "ct": "a thick white skull ring right against the brain, as on CT; the {models} {were} made "
           "for MRI, so an answer on a CT slice says nothing of it (a rough check: it can miss "
           "CT, and now and then flag an MRI slice)",
 }
 # What a warning means on a run trained on the Sartaj data (`known_data.trained_on_sartaj`),
 # whose no-tumour folder holds CT slices; on any other run that would be a claim about data we
 # never saw (a review, 2026-12-06)
-SARTAJ_MEANINGS = {
-    "ct": "a thick white skull ring right against the brain, as on CT; the models were trained "
-          "on MRI, and their no-tumour class holds CT slices, so a CT slice is usually called "
-          "\"no tumour\" whatever it shows (a rough check: it can miss CT, and now and then "
-          "flag an MRI slice)",
+_SARTAJ_TEMPLATES = {
+    "ct": "a thick white skull ring right against the brain, as on CT; the {models} {were} "
+          "trained on MRI, and {their} no-tumour class holds CT slices, so a CT slice is "
+          "usually called \"no tumour\" whatever it shows (a rough check: it can miss CT, and "
+          "now and then flag an MRI slice)",
 }
 
 
-def flag_meaning(kind: str, sartaj: bool = False) -> str:
-    """`FLAG_MEANINGS[kind]`, or its Sartaj wording for a run trained on that data."""
-    return (SARTAJ_MEANINGS.get(kind) if sartaj else None) or FLAG_MEANINGS[kind]
+def flag_meaning(kind: str, sartaj: bool = False, n_models: int = 2) -> str:
+    """What warning `kind` means (`FLAG_MEANINGS`' keys), in its Sartaj wording for a run
+    trained on that data, said of `n_models` models ("the model was made for MRI" for one)."""
+    text = (_SARTAJ_TEMPLATES.get(kind) if sartaj else None) or _FLAG_TEMPLATES[kind]
+    return text.format(**model_words(n_models))
+
+
+# the sentences for two models, the default pair (the dashboard's card warnings quote them)
+FLAG_MEANINGS = {k: flag_meaning(k) for k in _FLAG_TEMPLATES}
+SARTAJ_MEANINGS = {k: flag_meaning(k, sartaj=True) for k in _SARTAJ_TEMPLATES}
 
 # What a warning still says when the answers it marks are right at least as often as the rest
-# (the OOD flag on the reference runs: 100% of 9 flagged against 89%): worded per warning
+# (the OOD flag on the reference runs: 100% of 9 flagged against 89%): worded per warning, in
+# `names.model_words`' fields (`not_singling_out` fills them for the report's models)
 FLAG_NOT_WRONG = {
     "weak": "It says the model is unsure, not that the answer is wrong.",
     "unlike": "It says the image is unusual, not that the answer is wrong.",
     "disagree": "It says the models differ, not which answer is wrong.",
-    "any": "Together they say something about the image or the models, not that the answer "
+    "any": "Together they say something about the image or the {models}, not that the answer "
            "is wrong.",
 }
 
@@ -357,8 +368,10 @@ def not_singling_out(report: Mapping[str, Any], display: Mapping[str, str] | Non
                      ) -> list[str]:
     """A sentence per warning whose flagged answers were right at least as often as the others,
     for some model: such a warning does not single out wrong answers on these images, with each
-    such model's figures and what the warning does say (`FLAG_NOT_WRONG`)."""
+    such model's figures and what the warning does say (`FLAG_NOT_WRONG`, of the report's one
+    model or several)."""
     found: dict[str, list[str]] = {}
+    words = model_words(len({m for m, _, _ in _rows(report)}))
     for m, k, r in _rows(report):
         # with `display`, only the run's own models: a name from a foreign file is not text
         # for a caption (Markdown)
@@ -371,4 +384,4 @@ def not_singling_out(report: Mapping[str, Any], display: Mapping[str, str] | Non
                 f"answers right, {_pct(rest)} of the others")
     return [f"The warning \"{FLAG_LABELS[k]}\" does not single out wrong answers here: flagged "
             f"answers were right at least as often as the rest ({'; '.join(found[k])}). "
-            + FLAG_NOT_WRONG[k] for k in FLAGS if k in found]
+            + FLAG_NOT_WRONG[k].format(**words) for k in FLAGS if k in found]
