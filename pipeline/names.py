@@ -163,3 +163,10 @@ def model_words(n_models: int) -> dict[str, str]:
             "they": "it" if one else "they", "were": "was" if one else "were",
             "see": "sees" if one else "see", "do": "does" if one else "do"}
 
+
+def class_folder_words(folders: Sequence[str]) -> str:
+    """"class folder: Healthy" ("class folders: Gezond, Healthy"): the words beside a class of
+    a run trained on class folders of other names (`data.discovery.folders_by_class`), in
+    `predict`'s and `explain`'s lines and explain's captioned overlays. The names are the
+    user's: callers make them safe for where they are shown."""
+    return f"class folder{'s' * (len(folders) > 1)}: {', '.join(folders)}"

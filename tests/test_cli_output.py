@@ -211,3 +211,28 @@ def test_evaluate_s_warnings_are_words_not_reprs(capsys) -> None:
     assert "1 of them a changed copy" in said and "changed copies" not in said
     overlap["splits"]["train"] = {"exact": 1, "near": 2}
     assert "2 of them changed copies" in " ".join(common.overlap_lines(overlap))
+
+
+def test_target_takes_a_class_folder_of_the_run_and_refuses_an_ambiguous_one(capsys) -> None:
+    """`explain --target Healthy` on a run trained on `Healthy/` for no_tumor: the folder's
+    name is the class's name to its user (`common._target_index`)."""
+    import typer
+
+    from pipeline.cli.common import _target_index
+
+    classes = ["glioma", "no_tumor"]
+    folders = {"no_tumor": ["Healthy"], "glioma": ["Glioom"]}
+    assert _target_index("Healthy", classes, folders) == 1
+    assert _target_index("GLIOOM", classes, folders) == 0
+    assert _target_index("no tumour", classes, folders) == 1  # the class names as before
+    assert _target_index(None, classes, folders) is None
+    with pytest.raises(typer.Exit):
+        _target_index("Gezond", classes, folders)
+    said = capsys.readouterr().err
+    assert "unknown --target 'Gezond'" in said and "Healthy for no_tumor" in said
+    # the folder's own spelling first; one name for two classes in any case: no guess
+    assert _target_index("Data", classes, {"no_tumor": ["Data"], "glioma": ["data"]}) == 1
+    with pytest.raises(typer.Exit):
+        _target_index("dAta", classes, {"no_tumor": ["Data"], "glioma": ["data"]})
+    assert "--target 'dAta' names class folders of no_tumor and glioma" in (
+        capsys.readouterr().err)

@@ -179,6 +179,24 @@ def test_bare_writes_todays_overlay_and_a_folder_never_mixes_the_two(
     assert again.exit_code == 0 and "2 already done, skipped" in again.stdout, again.output
 
 
+def test_the_caption_names_the_class_folder_of_a_run_whose_folders_had_other_names():
+    """"answers 'no tumour'" on a run trained on `Healthy/`: the caption says the folder, as
+    explain's lines do; a run whose folders are named as its classes is captioned as before."""
+    from pipeline.explain.overlay_text import overlay_caption
+
+    entry = {"predicted": "no_tumor", "target": "glioma", "method": "gradcam",
+             "probs": {"glioma": 0.3, "no_tumor": 0.7}}
+    before = overlay_caption("custom_cnn", entry)
+    assert overlay_caption("custom_cnn", entry, folders={}) == before
+    assert overlay_caption("custom_cnn", entry, folders={"pituitary": ["Hypofyse"]}) == before
+    renamed = overlay_caption("custom_cnn", entry, folders={"no_tumor": ["Gezond", "Healthy"],
+                                                            "glioma": ["Glioom\n"]})
+    assert renamed[:2] == [
+        "Custom CNN answers 'no tumour' (class folders: Gezond, Healthy) (70%)",
+        "Heatmap: Grad-CAM for 'glioma' (class folder: Glioom_)"]  # one line, as names are
+    assert renamed[2:] == before[2:]
+
+
 def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
     """The card's "Overlay PNG" was the bare 320 px overlay: no model, answer, colour scale or
     disclaimer, while `explain`'s picture of the same image carried them all (a lecturer's

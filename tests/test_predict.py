@@ -346,3 +346,67 @@ def test_a_run_of_renamed_class_folders_says_each_answer_s_folder(smoke_run, syn
     assert folder_names({"data": {}}) == {} and folder_names({}) == {}
     before = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), *files])
     assert "class folder" not in before.stdout + before.stderr
+
+
+def test_explain_s_target_and_caption_take_the_run_s_class_folder_names(smoke_run, synth_data,
+                                                                        tmp_path, monkeypatch):
+    """On a run trained on `Healthy/` for no_tumor, `explain --target Healthy` was refused
+    ("unknown --target 'Healthy'") though predict says "no_tumor (class folder: Healthy)"; the
+    captioned overlay said "answers 'no tumour'" without the folder. Both take it now; a run
+    whose folders are named as their classes captions as before."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import pipeline.explain.overlays as overlays
+    from pipeline.cli import app
+    from pipeline.explain.overlay_text import overlay_caption
+    from pipeline.names import class_label
+
+    run = tmp_path / "artifacts" / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["data"]["class_folders"] = {"train/Healthy": "no_tumor", "test/Healthy": "no_tumor",
+                                         "train/Glioom": "glioma", "train/meningioma": "meningioma",
+                                         "train/pituitary": "pituitary"}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    image = str(sorted(synth_data.glob("Testing/*/*.png"))[0])
+    captions: list[list[str]] = []
+
+    def kept(*args, **kwargs):  # the caption drawn on each overlay, as explain made it
+        captions.append(overlay_caption(*args, **kwargs))
+        return captions[-1]
+
+    monkeypatch.setattr(overlays, "overlay_caption", kept)
+    for target in ("Healthy", "healthy"):  # the folder's name, in any case
+        out = tmp_path / f"ex-{target}"
+        done = CliRunner().invoke(app, ["explain", "--run", str(run), "--model", "custom_cnn",
+                                        "--method", "gradcam", "--target", target, "--out",
+                                        str(out), image])
+        assert done.exit_code == 0, done.output
+        (row,) = json.loads((out / "explain.json").read_text())["images"]
+        assert row["models"]["custom_cnn"]["target"] == "no_tumor"
+        assert captions[-1][1].startswith(
+            "Heatmap: Grad-CAM for 'no tumour' (class folder: Healthy)"), captions[-1][1]
+        said = row["models"]["custom_cnn"]["predicted"]
+        named = {"no_tumor": " (class folder: Healthy)", "glioma": " (class folder: Glioom)"}
+        assert captions[-1][0].startswith(f"Custom CNN answers '{class_label(said)}'"
+                                          f"{named.get(said, '')} ("), captions[-1][0]
+    bad = CliRunner().invoke(app, ["explain", "--run", str(run), "--target", "Gezond",
+                                   "--out", str(tmp_path / "bad"), image])
+    assert bad.exit_code == 2 and "unknown --target 'Gezond'" in bad.stderr
+    assert "a class folder of this run (Glioom for glioma, Healthy for no_tumor)" in bad.stderr
+
+    # folders named as their classes (the smoke run, the Sartaj data): the caption of before
+    captions.clear()
+    plain = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                     "custom_cnn", "--method", "gradcam", "--target",
+                                     "no_tumor", "--out",
+                                     str(tmp_path / "plain"), image])
+    assert plain.exit_code == 0, plain.output
+    assert "class folder" not in " ".join(captions[-1]) and captions[-1][1].startswith(
+        "Heatmap: Grad-CAM for 'no tumour'")
+    refused = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--target",
+                                       "Healthy", "--out", str(tmp_path / "no"), image])
+    assert refused.exit_code == 2 and "class folder" not in refused.stderr

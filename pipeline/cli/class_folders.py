@@ -15,22 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.cli.common import one_line
+from pipeline.names import class_folder_words
 
 SEEN_PREFIX = "folder:"  # a class answered, in the legend's `seen` set
 
 
 def folder_names(manifest: Mapping[str, Any] | None) -> dict[str, list[str]]:
     """Class -> the names of its training data's class folders not named as it ({"no_tumor":
-    ["Healthy"]}), from the manifest's `data.class_folders`; {} when every folder is named as
-    its class, or for a run recorded before the mapping was."""
-    from pipeline.data.discovery import renamed_folders
+    ["Healthy"]}), from the manifest's `data.class_folders` (`discovery.folders_by_class`);
+    {} when every folder is named as its class, or for a run recorded before the mapping was."""
+    from pipeline.data.discovery import folders_by_class
 
-    data = (manifest or {}).get("data") if isinstance(manifest, Mapping) else None
-    out: dict[str, list[str]] = {}
-    for folder, label in renamed_folders((data or {}).get("class_folders")
-                                         if isinstance(data, Mapping) else None):
-        out.setdefault(label, []).append(folder)
-    return out
+    return folders_by_class(manifest)
 
 
 def answer_words(label: str, folders: Mapping[str, list[str]], seen: set[str]) -> str:
@@ -41,8 +37,18 @@ def answer_words(label: str, folders: Mapping[str, list[str]], seen: set[str]) -
     if not names:
         return label
     seen.add(SEEN_PREFIX + label)
-    shown = ", ".join(one_line(n) for n in names)
-    return f"{label} (class folder{'s' * (len(names) > 1)}: {shown})"
+    return f"{label} ({class_folder_words([one_line(n) for n in names])})"
+
+
+def folder_class(choice: str, folders: Mapping[str, list[str]]) -> list[str]:
+    """The classes whose class folder is named `choice` (`explain --target Healthy` on a run
+    trained on `Healthy/` for no_tumor): its exact name first, else in any case; [] when no
+    folder is; two classes only for a run whose folders of one name held two classes."""
+    for same in (str.__eq__, lambda a, b: a.casefold() == b.casefold()):
+        hits = [c for c, names in folders.items() if any(same(n, choice) for n in names)]
+        if hits:
+            return hits
+    return []
 
 
 def legend_line(folders: Mapping[str, list[str]], seen: set[str]) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -337,11 +337,25 @@ def _model_list(model: str, known: Sequence[str] | None = None,
     return names
 
 
-def _target_index(target: str | None, class_names: list[str]) -> int | None:
-    """A --target given as a class name or index -> index (None = each image's prediction)."""
+def _target_index(target: str | None, class_names: list[str],
+                  folders: Mapping[str, list[str]] | None = None) -> int | None:
+    """A --target given as a class name or index -> index (None = each image's prediction);
+    on a run trained on class folders of other names (`folders`, `class_folders.folder_names`),
+    a folder's name too: `--target Healthy` for no_tumor, the name its user gave the class."""
+    from pipeline.cli.class_folders import folder_class
     from pipeline.names import class_index
 
     try:
         return class_index(target, class_names)
     except ValueError as exc:  # same message, named after the option the user typed
-        fail(str(exc).replace("unknown class", "unknown --target", 1))
+        message = str(exc).replace("unknown class", "unknown --target", 1)
+    hits = [c for c in folder_class(str(target), folders or {}) if c in class_names]
+    if len(hits) == 1:
+        return class_names.index(hits[0])
+    if hits:  # one folder name for two classes: say which, never pick one
+        fail(f"--target {target!r} names class folders of {' and '.join(hits)}: give the class "
+             "name instead")
+    if folders:  # the choices said include the run's own folder names
+        named = ", ".join(f"{n} for {c}" for c, ns in folders.items() for n in ns)
+        message += f", or a class folder of this run ({named})"
+    fail(message)

@@ -108,7 +108,7 @@ def explain(
                         hint=f"run {run.run_id} has {', '.join(run.model_names)} (or all)")
     if layer is not None and len(names) != 1:
         fail("--layer names a layer of one model; pick that model with --model")
-    target_idx = _target_index(target, run.class_names)
+    target_idx = _target_index(target, run.class_names, folder_names(run.manifest))
     inputs = scan_inputs(images_)
     report_inputs(inputs)
     paths = inputs.files

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.names import IMAGE_EXTS, NIFTI_EXTS, file_ext
 
@@ -128,6 +129,19 @@ def renamed_folders(class_folders: Mapping[str, str] | None) -> list[tuple[str, 
     pairs = {(f.rsplit("/", 1)[-1], c) for f, c in class_folders.items()
              if isinstance(f, str) and isinstance(c, str)}
     return sorted((f, c) for f, c in pairs if not _same_name(f, c))
+
+
+def folders_by_class(manifest: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """Class -> the names of a run's class folders not named as it ({"no_tumor": ["Healthy"]}),
+    from its manifest's `data.class_folders` (`renamed_folders`); {} when every folder is named
+    as its class, or for a run recorded before the mapping was. What `predict` and `explain`
+    say beside an answer (`cli.class_folders`), and explain's captioned overlays."""
+    data = manifest.get("data") if isinstance(manifest, Mapping) else None
+    out: dict[str, list[str]] = {}
+    for folder, label in renamed_folders(data.get("class_folders")
+                                         if isinstance(data, Mapping) else None):
+        out.setdefault(label, []).append(folder)
+    return out
 
 
 def ignored_note(folders: Iterable[str]) -> str | None:

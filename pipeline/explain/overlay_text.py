@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from pipeline.explain.render import heatmap_stats, outline_words
 from pipeline.names import (
     DISCLAIMER,
     NO_TUMOR,
+    class_folder_words,
     class_label,
     display_name,
     heatmap_reading,
@@ -46,6 +48,12 @@ def overlay_note(radiological: bool = False) -> str:
 OVERLAY_NOTE = overlay_note()  # where the patient's sides are not known
 
 
+def _printable(text: str) -> str:
+    """The user's text (a folder's name) with control characters as "_": a picture's caption
+    draws one line each, as overlay names are made."""
+    return "".join(ch if ch.isprintable() else "_" for ch in text)
+
+
 def overlay_bases(paths: list[Path | Slice]) -> list[str]:
     """One distinct, stable base name per input for its overlay files (same order as `paths`).
 
@@ -58,7 +66,7 @@ def overlay_bases(paths: list[Path | Slice]) -> list[str]:
     """
     def clean(item: Path | Slice) -> str:
         path = Path(item.path) if isinstance(item, Slice) else Path(item)
-        name = "".join(ch if ch.isprintable() else "_" for ch in path.name) or "image"
+        name = _printable(path.name) or "image"
         name = name.encode()[:OVERLAY_NAME_BYTES].decode(errors="ignore")
         return f"{name}.slice-{item.number}" if isinstance(item, Slice) else name
 
@@ -98,7 +106,8 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
 def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
                     in_run_exact: bool | None = None, *, disagree: bool = False,
                     may_be_ct: bool = False, outline: float | None = None,
-                    run: str | None = None) -> list[str]:
+                    run: str | None = None,
+                    folders: Mapping[str, Sequence[str]] | None = None) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
     heatmap explains, which may not be the answer (--target); what the white line is when the
@@ -110,6 +119,9 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     (`in_run_exact`), is not called "unlike the training data", as in `predict`. `run`: the
     run's name as the dashboard's reports give it, "<title> (<run id>)": the split note names
     it, not "this run's" (a downloaded overlay travels without the page that says which run).
+    `folders`: class -> the run's class folders of other names (`discovery.folders_by_class`),
+    said beside the answer and the heatmap's class as `explain` prints them, "answers 'no
+    tumour' (class folder: Healthy)"; a run whose folders are named as its classes: nothing.
 
     >>> overlay_caption("custom_cnn", {"predicted": "no_tumor", "target": "glioma",
     ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
@@ -123,10 +135,16 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     # "Score-CAM (slower)": the dashboard's menu says how long it takes; a picture need not
     method = METHOD_LABELS.get(entry["method"], entry["method"]).replace(" (slower)", "")
     peak = f", hottest at the image's {entry['peak']}" if entry.get("peak") else ""
-    lines = [f"{display_name(model)} answers '{class_label(entry['predicted'])}' "
+    def named(label: str) -> str:  # "'no tumour' (class folder: Healthy)"
+        own = [_printable(n) for n in (folders or {}).get(label) or ()]
+        return f"'{class_label(label)}'" + (f" ({class_folder_words(own)})" if own else "")
+
+    target = target_words(entry["method"], class_label(entry["target"]))
+    if (folders or {}).get(entry["target"]):  # the folder after the quoted class
+        target = target.replace(f"'{class_label(entry['target'])}'", named(entry["target"]), 1)
+    lines = [f"{display_name(model)} answers {named(entry['predicted'])} "
              f"({percent(entry['probs'][entry['predicted']])})",
-             f"Heatmap: {method} {target_words(entry['method'], class_label(entry['target']))}"
-             f"{peak}"]
+             f"Heatmap: {method} {target}{peak}"]
     if outline is not None:  # the line travels with the picture: say what it is
         lines.append(outline_words(outline))
     hidden = hides_unlike(in_run_split, in_run_exact)

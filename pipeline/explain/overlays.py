@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import Run, crop_head
+from pipeline.data.discovery import folders_by_class
 from pipeline.data.membership import Membership
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.masks import head_mask_in_frame
@@ -151,6 +152,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry["colour"], entry["photo"] = warned["colour"][i], warned["photo"][i]
             rows[i]["models"][name] = entry
         drawn[name] = (x, ex)
+    folders = folders_by_class(run.manifest)  # "Healthy" for no_tumor: said in the caption
     for i, row in enumerate(rows):  # every model's answer known: captions say if they differ
         # None with one model explained: agreement is not known (true claimed it)
         row["agree"] = (len({e["predicted"] for e in row["models"].values()}) == 1
@@ -162,7 +164,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
                                         disagree=row["agree"] is False,
                                         may_be_ct=row["may_be_ct"], outline=outline,
-                                        run=run.report_name)
+                                        run=run.report_name, folders=folders)
                 pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines,
                                                    overlay_note(row["radiological"]),
                                                    alpha=alpha, outline_top_percent=outline,
