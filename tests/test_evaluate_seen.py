@@ -37,6 +37,13 @@ def _source(run: Path, item: dict) -> Path:
     return Path(data_dir) / item["path"]
 
 
+def _test_images(run: Path, folder: Path, n: int = 4) -> None:
+    """The run's first `n` test images copied into class folders under `folder`."""
+    for item in _split(run, "test")[:n]:
+        (folder / item["label"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(_source(run, item), folder / item["label"])
+
+
 def _copies(run: Path, out: Path) -> dict[str, list[str]]:
     """A folder of the run's images as a user might hold them: training images re-saved as
     PNG (the same pixels, other bytes), re-encoded as JPEG and shrunk (changed copies), a
@@ -178,9 +185,7 @@ def test_series_files_are_skipped_and_said_not_scored_with_the_folder_label(
 
     run = next((artifacts / "runs").iterdir())
     folder = tmp_path / "volumes"
-    for item in _split(run, "test")[:4]:
-        (folder / item["label"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(_source(run, item), folder / item["label"])
+    _test_images(run, folder)
     rng = np.random.default_rng(0)
     pages = [Image.fromarray(rng.integers(0, 256, (64, 64), np.uint8)) for _ in range(3)]
     glioma = folder / "glioma"
@@ -230,9 +235,7 @@ def test_dicom_slices_of_one_series_are_left_out_as_a_multi_frame_file_is(
 
     run = next((artifacts / "runs").iterdir())
     folder = tmp_path / "slices"
-    for item in _split(run, "test")[:4]:
-        (folder / item["label"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(_source(run, item), folder / item["label"])
+    _test_images(run, folder)
     rng = np.random.default_rng(1)
     (folder / "glioma").mkdir(exist_ok=True)
     uid = generate_uid()
