@@ -240,10 +240,11 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     # In order of what should change a reader's mind most (a clinician's review, 2026-12-05:
     # warnings of equal weight on nearly every card stop being read): not an MRI, "no tumour"
     # is no rule-out, the models disagree, then per model unlike the training data and weak.
-    flags = ([Flag(PHOTO_WARNING, "photo")] if photo  # `evaluate.flags.SAID_BY`
+    n_models = len(probs) or 2  # the card's models: "the model" for a one-model run
+    flags = ([Flag(photo_warning(n_models), "photo")] if photo  # `evaluate.flags.SAID_BY`
              else [Flag(COLOUR_WARNING, "colour")] if colour else [])
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
-        flags.append(Flag(ct_warning(sartaj), "ct"))
+        flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
     unlikes: list[str] = []
     weaks: list[str] = []
     measured = flag_accuracy or {}
@@ -310,13 +311,18 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
 CT_WARNING = f"This slice {FLAG_LABELS['ct']}: {FLAG_MEANINGS['ct']}."
 
 
-def ct_warning(sartaj: bool = False) -> str:
-    """`CT_WARNING`, in the Sartaj data's words for a run trained on it."""
-    return f"This slice {FLAG_LABELS['ct']}: {flag_meaning('ct', sartaj)}."
+def ct_warning(sartaj: bool = False, n_models: int = 2) -> str:
+    """`CT_WARNING`, in the Sartaj data's words for a run trained on it, said of `n_models`."""
+    return f"This slice {FLAG_LABELS['ct']}: {flag_meaning('ct', sartaj, n_models)}."
 
 
 # and for "[looks like a photo of a screen or film]"
 PHOTO_WARNING = f"This image {FLAG_LABELS['photo']}: {FLAG_MEANINGS['photo']}."
+
+
+def photo_warning(n_models: int = 2) -> str:
+    """`PHOTO_WARNING` said of `n_models` models ("what the model sees" for one)."""
+    return f"This image {FLAG_LABELS['photo']}: {flag_meaning('photo', n_models=n_models)}."
 
 COLOUR_WARNING = ("This is a colour image, and MRI slices are greyscale: it may not be an MRI "
                   "slice at all. If it is not, no answer or heatmap here means anything.")

@@ -379,7 +379,7 @@ def test_the_ct_and_no_tumour_warnings_state_the_sartaj_data_s_facts_only_on_its
     from pipeline.known_data import SARTAJ_FINGERPRINTS, trained_on_sartaj
 
     classes = ["no_tumor", "tumor"]
-    probs = {"custom_cnn": np.array([[0.9, 0.1]])}
+    probs = {"custom_cnn": np.array([[0.9, 0.1]]), "mobilenetv2": np.array([[0.8, 0.2]])}
     own = answer_flags(probs, 0, {}, {}, {}, classes, ct=True)
     shipped = answer_flags(probs, 0, {}, {}, {}, classes, ct=True, sartaj=True)
     assert own[0] == CT_WARNING and "CT slices" not in " ".join(own)
@@ -468,3 +468,24 @@ def test_a_one_model_run_s_overview_says_what_its_warnings_say_of_one_model() ->
                                              "answer is wrong.")
     two = not_singling_out({"models": {"cnn": {"any": row}, "mnv2": {"any": row}}})
     assert two[0].endswith("about the image or the models, not that the answer is wrong.")
+
+
+def test_the_cards_ct_and_photo_warnings_speak_of_the_run_s_one_model() -> None:
+    """On a one-model run the card's CT and photo warnings said "the models were made for MRI"
+    and "what the models see" (helper-81 noticed); they follow the card's model count now, and
+    two models' cards read exactly as before."""
+    from dashboard.flags import CT_WARNING, PHOTO_WARNING, answer_flags
+
+    classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    p = np.array([[0.7, 0.1, 0.1, 0.1]])
+    one = {"mobilenetv2": p}
+    two = {"custom_cnn": p, "mobilenetv2": p}
+    for probs, said_of in ((one, "the model "), (two, "the models ")):
+        ct = answer_flags(probs, 0, {}, {}, {}, classes, ct=True)[0]
+        photo = answer_flags(probs, 0, {}, {}, {}, classes, photo=True, colour=True)[0]
+        assert f"{said_of}was made for MRI" in ct or f"{said_of}were made for MRI" in ct
+        assert f"what {said_of}" in photo
+    assert answer_flags(two, 0, {}, {}, {}, classes, ct=True)[0] == CT_WARNING
+    assert answer_flags(two, 0, {}, {}, {}, classes, photo=True)[0] == PHOTO_WARNING
+    one_ct = answer_flags(one, 0, {}, {}, {}, classes, ct=True)[0]
+    assert "the models" not in one_ct and "the model was made for MRI" in one_ct

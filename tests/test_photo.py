@@ -62,7 +62,7 @@ def test_a_synthetic_screen_photo_is_found_unless_turned_grey():
 def test_the_photo_warning_replaces_the_colour_one_where_both_are_raised():
     probs = {"custom_cnn": np.array([[0.85, 0.05, 0.05, 0.05]])}
     said = dflags.answer_flags(probs, 0, {}, {}, {}, CLASSES, colour=True, photo=True)
-    assert said[0] == dflags.PHOTO_WARNING and dflags.COLOUR_WARNING not in said
+    assert said[0] == dflags.photo_warning(n_models=1) and dflags.COLOUR_WARNING not in said
     assert said[0].startswith("This image looks like a photo of a screen or film: the image "
                               "has a colour tint")
     assert "export the image from the viewer instead" in said[0]
@@ -70,7 +70,8 @@ def test_the_photo_warning_replaces_the_colour_one_where_both_are_raised():
     assert "in greyscale (an export through a colour map is tinted too" in said[0]
     assert dflags.answer_flags(probs, 0, {}, {}, {}, CLASSES, colour=True)[0] == (
         dflags.COLOUR_WARNING)
-    assert dflags.PHOTO_WARNING not in dflags.answer_flags(probs, 0, {}, {}, {}, CLASSES)
+    assert dflags.photo_warning(n_models=1) not in dflags.answer_flags(probs, 0, {}, {}, {},
+                                                                        CLASSES)
     assert SAID_BY == {"colour": "photo"}
     assert raised_flags({"colour": True, "photo": True, "weak": True}) == ["photo", "weak"]
     assert raised_flags({"colour": True, "photo": False}) == ["colour"]
