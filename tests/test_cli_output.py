@@ -209,6 +209,11 @@ def test_evaluate_s_warnings_are_words_not_reprs(capsys) -> None:
                "splits": {"train": {"exact": 2, "near": 1}, "val": {"exact": 0, "near": 0}}}
     said = " ".join(common.overlap_lines(overlap))
     assert "1 of them a changed copy" in said and "changed copies" not in said
+    assert "the models met them, so their scores" in said
+    # a one-model run's evaluate said "the models met them" (a review of 2026-12-06)
+    one = " ".join(common.overlap_lines(overlap, n_models=1))
+    assert "the model met them, so its scores are not independent" in one
+    assert "models" not in one
     overlap["splits"]["train"] = {"exact": 1, "near": 2}
     assert "2 of them changed copies" in " ".join(common.overlap_lines(overlap))
 

@@ -137,7 +137,7 @@ def test_explain_eval_on_an_own_folder_says_what_a_researcher_needs(smoke_run: P
     assert res.exit_code == 0, res.output
     # A1: copies of training images are said, as evaluate says them, and recorded
     assert ("warning: 4 of these 4 images are in the run's training or validation split (4 "
-            "training): the models met them") in res.stderr
+            "training): the model met them") in res.stderr  # --model: one
     saved = json.loads((ext / "data-gradcam.json").read_text())
     assert saved["source"]["overlap_with_training"]["n_seen"] == 4
     # A8: the unknown folder is said

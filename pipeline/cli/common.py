@@ -15,7 +15,7 @@ from rich import progress as rich_progress
 from rich.console import Console
 
 from pipeline.explain import METHODS
-from pipeline.names import DEFAULT_MODELS, MODEL_NAMES, Progress, no_progress
+from pipeline.names import DEFAULT_MODELS, MODEL_NAMES, Progress, model_words, no_progress
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
@@ -154,17 +154,18 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else words or word + 's'}"
 
 
-def report_source(src: dict) -> None:
+def report_source(src: dict, n_models: int = 2) -> None:
     """The warnings about an external data folder, on stderr, said alike by evaluate and
     explain-eval (their JSON's `source`), before their figures: images the run trained or
     was validated on, or copies of them (`evaluate.external.training_overlap`), or that this
     could not be checked, and the official-`Testing/` run to use instead; classes the run does
     not know, folders with no known class name (`data.ignored_note`), series files not scored
-    (`evaluate.external.series_line`)."""
+    (`evaluate.external.series_line`). `n_models`: the models evaluated ("the model met
+    them" for one)."""
     from pipeline.data.discovery import ignored_note
     from pipeline.evaluate.external import series_line
 
-    for line in overlap_lines(src.get("overlap_with_training") or {}):
+    for line in overlap_lines(src.get("overlap_with_training") or {}, n_models):
         err.print(line, highlight=False, soft_wrap=True)
     if skipped := src.get("skipped_classes"):  # "pituitary (20 images)", not a dict's repr
         words = ", ".join(f"{shown(c)} ({plural(n, 'image')})" if isinstance(n, int)
@@ -176,8 +177,9 @@ def report_source(src: dict) -> None:
         err.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
 
 
-def overlap_lines(overlap: dict) -> list[str]:
-    """`report_source`'s lines (rich markup, user text escaped) for an `overlap_with_training`."""
+def overlap_lines(overlap: dict, n_models: int = 2) -> list[str]:
+    """`report_source`'s lines (rich markup, user text escaped) for an `overlap_with_training`,
+    said of `n_models` models (`names.model_words`)."""
     if not overlap:
         return []
     if not overlap.get("checked"):
@@ -193,7 +195,8 @@ def overlap_lines(overlap: dict) -> list[str]:
         how = f"; {near} of them {copies} (re-encoded, resized or mirrored)" if near else ""
         lines.append(f"[yellow]warning:[/] {n_seen} of these {n_seen + overlap['n_new']} images "
                      f"are in the run's training or validation split ({', '.join(parts)}{how}): "
-                     "the models met them, so their scores are not independent")
+                     "the {models} met them, so {their} scores are not independent"
+                     .format(**model_words(n_models)))
     if overlap.get("n_new"):
         from pipeline.evaluate.external import NOT_FOUND_NOTE
 

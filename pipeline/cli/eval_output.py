@@ -44,7 +44,7 @@ def _print_eval_summary(summary: dict, data: Path | None = None) -> None:
     src = summary["source"]
     if line := unreadable_line(src):
         err.print(line, highlight=False, soft_wrap=True)
-    report_source(src)  # before the figures: a warning on the last line was read too late
+    report_source(src, len(summary["models"]))  # before the figures: a last line is read too late
     if note := summary.get("uncalibrated"):
         err.print(note, highlight=False, markup=False, soft_wrap=True)
     folder = shown(as_given(data)) if data is not None else src.get("data_dir")

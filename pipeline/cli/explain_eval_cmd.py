@@ -127,7 +127,7 @@ def explain_eval_cmd(
     report_gaps([r["layer_note"] for r in results.values() if r.get("layer_note")])
     first = next(iter(results.values()))
     if first["source"].get("kind") == "external":  # copies of training images, ignored folders
-        report_source(first["source"])
+        report_source(first["source"], len(results))
     _report_masks(results)
     if as_json:
         print_json({m: {k: v for k, v in r.items() if k != "rows"} for m, r in results.items()})
