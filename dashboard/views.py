@@ -7,7 +7,7 @@ its `Results` with the `Settings` that `controls` returns.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -224,13 +224,15 @@ def frame_box(box: np.ndarray | None, upload: core.Upload, r: ImageResult) -> np
 
 def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Results,
                       class_names: Sequence[str], m: str, outline: bool = False,
-                      run_title: str = "") -> np.ndarray:
+                      run_title: str = "",
+                      folders: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
     """Model m's overlay `img` of good image j as the card's download: a picture that travels
     alone, so with `explain`'s caption (answer, heatmap, warnings, the split note) and small
     print (how to read it, the disclaimer); the bare overlay went without any of them. `outline`:
     `img` has the white line of the outline toggle, which the caption then names. `run_title`:
     the run as the PDF names it, which the split note names too (alone, "this run's" said
-    nothing of which run)."""
+    nothing of which run). `folders`: the run's class folders of other names, named beside
+    the class ("'no tumour' (class folder: Healthy)"), as `explain`'s captions name them."""
     r = results.per_model[m][j]
     probs = results.probs[m][j]
     k = int(np.argmax(probs))
@@ -246,7 +248,7 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
                             disagree=len(answers) > 1,
                             may_be_ct=j < len(results.ct) and results.ct[j],
                             outline=OUTLINE_PERCENT if outline else None,
-                            run=run_title or None)
+                            run=run_title or None, folders=folders)
     scale = CAPTION_MIN_SIDE / min(img.shape[:2])
     if scale > 1:  # as large as explain's, so its caption reads at the same size
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
@@ -284,7 +286,8 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,
                class_names: Sequence[str], settings: Settings, prefix: str,
                box: np.ndarray | None = None, run_title: str = "",
-               model_hashes: dict[str, str] | None = None, compact: bool = False) -> Page | None:
+               model_hashes: dict[str, str] | None = None, compact: bool = False,
+               folders: Mapping[str, Sequence[str]] | None = None) -> Page | None:
     """One file: its error message, or probabilities, agreement and both models' heatmaps.
 
     The original and the overlays are drawn DISPLAY_SIDE square, side by side in equal columns,
@@ -298,6 +301,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
     badge (`flags.leading_flags`); an image that may be no MRI has its answers and heatmaps
     folded behind "Show the answers anyway". `compact`: a card half the page wide (the Error
     page's grid): probabilities one row per class, the colour scale on a row of its own.
+    `folders`: class -> the run's class folders of other names (`discovery.folders_by_class`),
+    which the overlay's download names beside the class as `explain`'s captions do.
     Returns the image's report page (`report_page`, with the overlays drawn here; None for a
     file that could not be explained), and offers it as a PDF (with `model_hashes`: display
     name -> SHA-256 of the model file)."""
@@ -419,7 +424,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 st.download_button(  # captioned and encoded only when clicked, not per rerun
                     "Overlay PNG", lambda img=img, m=m: to_png(
                         captioned_picture(img, upload, j, results, class_names, m,
-                                          settings.outline, run_title)),
+                                          settings.outline, run_title, folders)),
                     file_name=f"{stem}_{m}_{r.method}.png", mime="image/png",
                     key=f"{prefix}_png_{i}_{m}", on_click="ignore", icon=":material/download:")
         page = report_page(upload, j, results, class_names, settings, box, drawn)

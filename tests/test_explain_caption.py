@@ -224,6 +224,32 @@ def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
     assert DISCLAIMER in OVERLAY_NOTE and "not a lesion map" in OVERLAY_NOTE
 
 
+def test_the_dashboard_s_overlay_download_names_a_renamed_class_folder():
+    """`explain`'s captioned overlays named a run's class folder of another name ("'no
+    tumour' (class folder: Healthy)"), the card's "Overlay PNG" did not (a review of
+    2026-12-06): it now says what `explain` says of the same answer."""
+    from helpers import one_card
+
+    from dashboard import views
+    from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
+    from pipeline.explain.render import caption_strip
+
+    classes = ["glioma", "no_tumor"]
+    folders = {"no_tumor": ["Healthy"]}
+    results, upload = one_card([0.3, 0.7])
+    card = np.full((320, 320, 3), 128, np.uint8)
+    picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn",
+                                      folders=folders)
+    entry = {"predicted": "no_tumor", "target": "glioma", "method": "gradcam",
+             "probs": {"glioma": 0.3, "no_tumor": 0.7}, "peak": "upper left"}
+    lines = overlay_caption("custom_cnn", entry, folders=folders)
+    assert lines[0] == "Custom CNN answers 'no tumour' (class folder: Healthy) (70%)"
+    assert np.array_equal(picture[CAPTION_MIN_SIDE:],
+                          caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE))
+    plain = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
+    assert not np.array_equal(plain, picture)  # without the folders: the class alone
+
+
 def test_the_dashboard_s_overlay_names_the_run_its_split_note_is_about():
     """A downloaded overlay travels without the page: its "in this run's training split" named
     no run. The card's download names it as the PDF does, "<title> (<run id>)" (`explain`'s

@@ -389,6 +389,8 @@ def test_explain_s_target_and_caption_take_the_run_s_class_folder_names(smoke_ru
         assert row["models"]["custom_cnn"]["target"] == "no_tumor"
         assert captions[-1][1].startswith(
             "Heatmap: Grad-CAM for 'no tumour' (class folder: Healthy)"), captions[-1][1]
+        # the printed line too: it said "(heatmap for 'no_tumor')" (a review of 2026-12-06)
+        assert "(heatmap for 'no_tumor' (class folder: Healthy))" in done.stdout, done.stdout
         said = row["models"]["custom_cnn"]["predicted"]
         named = {"no_tumor": " (class folder: Healthy)", "glioma": " (class folder: Glioom)"}
         assert captions[-1][0].startswith(f"Custom CNN answers '{class_label(said)}'"
@@ -407,6 +409,7 @@ def test_explain_s_target_and_caption_take_the_run_s_class_folder_names(smoke_ru
     assert plain.exit_code == 0, plain.output
     assert "class folder" not in " ".join(captions[-1]) and captions[-1][1].startswith(
         "Heatmap: Grad-CAM for 'no tumour'")
+    assert "(heatmap for 'no_tumor')" in plain.stdout, plain.stdout
     refused = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--target",
                                        "Healthy", "--out", str(tmp_path / "no"), image])
     assert refused.exit_code == 2 and "class folder" not in refused.stderr

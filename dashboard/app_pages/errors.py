@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import error_frames, inference, loader, paging, runinfo, state, views
 from dashboard import figures as F
+from pipeline.data.discovery import folders_by_class
 
 # Cards per page: the choices and the first one shown. Two cards to a row (a grid), four to a
 # page: six cards one under another made a page about 6,000 pixels tall.
@@ -111,5 +112,6 @@ for i, up in enumerate(uploads):
         grid = st.columns(grid_n)
     with grid[i % grid_n]:
         views.image_card(i, up, j if up.ok else None, results, class_names, settings,
-                         prefix="err", box=boxes[i], compact=grid_n > 1)
+                         prefix="err", box=boxes[i], compact=grid_n > 1,
+                         folders=folders_by_class(run.manifest))
     j += int(up.ok)

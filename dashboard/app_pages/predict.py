@@ -25,6 +25,7 @@ from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError
+from pipeline.data.discovery import folders_by_class
 from pipeline.known_data import trained_on_sartaj
 
 SAMPLES_KEY = "predict_samples"
@@ -171,6 +172,7 @@ if not items:
         loader.wait_for_models(run)  # ends with a rerun once they are ready
     st.stop()
 run_title = run.report_name
+folders = folders_by_class(run.manifest)  # a download names a renamed class folder
 hashes = loader.model_hashes(run)  # hashed once per run, not per image
 notes = runinfo.report_notes(run_title, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                              hashes, PLAIN_DISCLAIMER)
@@ -272,4 +274,4 @@ for i, upload, j in paging.page_items(cards, page):
         series_view.series_panel(i, series[i], run, predictor, explainers, settings, class_names,
                                  "predict", notes, note_seen)
     views.image_card(i, upload, j, results, class_names, settings, prefix="predict", box=boxes[i],
-                     run_title=run_title, model_hashes=hashes)
+                     run_title=run_title, model_hashes=hashes, folders=folders)

@@ -33,11 +33,18 @@ def answer_words(label: str, folders: Mapping[str, list[str]], seen: set[str]) -
     """"no_tumor (class folder: Healthy)", or the label alone for a class whose folders are
     named as it; a class said with its folder is added to `seen` for `legend_line`. Folder
     names are the user's: one line each, as paths are printed."""
+    words = folder_words(label, folders, seen)
+    return f"{label} ({words})" if words else label
+
+
+def folder_words(label: str, folders: Mapping[str, list[str]], seen: set[str]) -> str:
+    """"class folder: Healthy" for a class whose training folders had other names, "" for one
+    named as its folders; like `answer_words`, a class said with its folder joins `seen`."""
     names = folders.get(label)
     if not names:
-        return label
+        return ""
     seen.add(SEEN_PREFIX + label)
-    return f"{label} ({class_folder_words([one_line(n) for n in names])})"
+    return class_folder_words([one_line(n) for n in names])
 
 
 def folder_class(choice: str, folders: Mapping[str, list[str]]) -> list[str]:

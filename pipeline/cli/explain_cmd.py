@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pipeline.cli.class_folders import answer_words, folder_names, legend_line
+from pipeline.cli.class_folders import answer_words, folder_names, folder_words, legend_line
 from pipeline.cli.common import (
     METHOD_HELP,
     _model_list,
@@ -226,8 +226,9 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
                  f"({percent(max(v['probs'].values()))})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  + f" -> {v['overlay']}"
-                 + (f" (heatmap {target_words(v.get('method', ''), v['target'])})"
-                    if targeted else "")
+                 + (" (heatmap " + target_words(v.get("method", ""), v["target"],
+                                                 folder_words(v["target"], folders or {}, seen))
+                    + ")" if targeted else "")
                  + (f" [WARNING: {OUTSIDE_HEAD_MESSAGE}: "
                     f"{outside_share_words(v['top_outside_head'])}]"
                     if v.get("outside_head_flag") else "")

@@ -52,15 +52,17 @@ def methods_in_words() -> str:
     return "; ".join(f"{m.label}: {m.summary}" for m in REGISTRY.values())
 
 
-def target_words(method: str, target: str) -> str:
+def target_words(method: str, target: str, folder: str = "") -> str:
     """What a heatmap of `method` explains, after the method's name in a caption: "for 'glioma'"
     (`target`: the class as people read it), or, for a class-agnostic method, that its map is the
     same for every class (naming a class would claim it explains that one). An unknown method
-    (an older run's) is taken as class-specific, as every method was."""
+    (an older run's) is taken as class-specific, as every method was. `folder`: the class's
+    training folder of another name in words (`names.class_folder_words`), after the class:
+    "for 'no tumour' (class folder: Healthy)"."""
     m = REGISTRY.get(method)
     if m is not None and not m.class_specific:
         return "(class-agnostic: the same map for every class)"
-    return f"for '{target}'"
+    return f"for '{target}'" + (f" ({folder})" if folder else "")
 
 
 def get_method(name: str) -> Method:

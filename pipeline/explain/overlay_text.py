@@ -135,13 +135,14 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     # "Score-CAM (slower)": the dashboard's menu says how long it takes; a picture need not
     method = METHOD_LABELS.get(entry["method"], entry["method"]).replace(" (slower)", "")
     peak = f", hottest at the image's {entry['peak']}" if entry.get("peak") else ""
-    def named(label: str) -> str:  # "'no tumour' (class folder: Healthy)"
-        own = [_printable(n) for n in (folders or {}).get(label) or ()]
-        return f"'{class_label(label)}'" + (f" ({class_folder_words(own)})" if own else "")
+    def own(label: str) -> str:  # "class folder: Healthy", or ""
+        names = [_printable(n) for n in (folders or {}).get(label) or ()]
+        return class_folder_words(names) if names else ""
 
-    target = target_words(entry["method"], class_label(entry["target"]))
-    if (folders or {}).get(entry["target"]):  # the folder after the quoted class
-        target = target.replace(f"'{class_label(entry['target'])}'", named(entry["target"]), 1)
+    def named(label: str) -> str:  # "'no tumour' (class folder: Healthy)"
+        return f"'{class_label(label)}'" + (f" ({own(label)})" if own(label) else "")
+
+    target = target_words(entry["method"], class_label(entry["target"]), own(entry["target"]))
     lines = [f"{display_name(model)} answers {named(entry['predicted'])} "
              f"({percent(entry['probs'][entry['predicted']])})",
              f"Heatmap: {method} {target}{peak}"]
