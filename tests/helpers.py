@@ -98,6 +98,32 @@ def one_card(probs: list[float], **results: object) -> tuple:
     return inference.Results({"custom_cnn": [result]}, {}, 0.1, **fields), upload
 
 
+def card_download(probs: list[float], **kwargs: object) -> tuple[np.ndarray, dict]:
+    """The card's "Overlay PNG" of `one_card(probs)` (its overlay a grey 320 px square),
+    captioned by `views.captioned_picture` with `kwargs` (`outline`, `run_title`, `folders`),
+    and the explain.json entry (`overlay_caption`'s) of the same answer and heatmap."""
+    from dashboard import views
+
+    classes = ["glioma", "no_tumor"]
+    results, upload = one_card(probs)
+    card = np.full((320, 320, 3), 128, np.uint8)
+    picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn", **kwargs)
+    entry = {"predicted": classes[int(np.argmax(probs))], "target": "glioma",
+             "method": "gradcam", "probs": dict(zip(classes, probs, strict=True)),
+             "peak": "upper left"}
+    return picture, entry
+
+
+def captioned_with(picture: np.ndarray, lines: list[str]) -> bool:
+    """Whether `picture` carries exactly `lines` and the overlays' small print under its
+    picture, as `explain` draws them (`render.caption_strip`)."""
+    from pipeline.explain.overlay_text import OVERLAY_NOTE
+    from pipeline.explain.render import CAPTION_MIN_SIDE, caption_strip
+
+    return np.array_equal(picture[CAPTION_MIN_SIDE:],
+                          caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE))
+
+
 def with_disc(frame: np.ndarray) -> np.ndarray:
     """`frame` (H×W, or N×H×W: each frame) with a centred disc half the grey range away from
     its corner's level: content, so a series' slice is not blank (blank slices are left out,

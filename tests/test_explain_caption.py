@@ -228,26 +228,18 @@ def test_the_dashboard_s_overlay_download_names_a_renamed_class_folder():
     """`explain`'s captioned overlays named a run's class folder of another name ("'no
     tumour' (class folder: Healthy)"), the card's "Overlay PNG" did not (a review of
     2026-12-06): it now says what `explain` says of the same answer."""
-    from helpers import one_card
+    from helpers import captioned_with, card_download
 
-    from dashboard import views
-    from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
-    from pipeline.explain.render import caption_strip
+    from pipeline.explain.overlay_text import overlay_caption
 
-    classes = ["glioma", "no_tumor"]
     folders = {"no_tumor": ["Healthy"]}
-    results, upload = one_card([0.3, 0.7])
-    card = np.full((320, 320, 3), 128, np.uint8)
-    picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn",
-                                      folders=folders)
-    entry = {"predicted": "no_tumor", "target": "glioma", "method": "gradcam",
-             "probs": {"glioma": 0.3, "no_tumor": 0.7}, "peak": "upper left"}
+    picture, entry = card_download([0.3, 0.7], folders=folders)
     lines = overlay_caption("custom_cnn", entry, folders=folders)
     assert lines[0] == "Custom CNN answers 'no tumour' (class folder: Healthy) (70%)"
-    assert np.array_equal(picture[CAPTION_MIN_SIDE:],
-                          caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE))
-    plain = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
-    assert not np.array_equal(plain, picture)  # without the folders: the class alone
+    assert captioned_with(picture, lines)
+    plain, _ = card_download([0.3, 0.7])  # without the folders: the class alone
+    assert not np.array_equal(plain, picture)
+    assert captioned_with(plain, overlay_caption("custom_cnn", entry))
 
 
 def test_the_dashboard_s_overlay_names_the_run_its_split_note_is_about():

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from pipeline.explain.render import (
-    CAPTION_MIN_SIDE,
     OUTLINE_FLOOR,
     caption_strip,
     outline_words,
@@ -100,22 +99,15 @@ def test_the_caption_names_the_white_line():
 
 def test_the_dashboard_s_download_and_legend_name_the_white_line():
     """The card's "Overlay PNG" with the toggle on says what the line is, as explain's does."""
-    from helpers import one_card
+    from helpers import captioned_with, card_download
 
     from dashboard import views
-    from pipeline.explain.overlay_text import OVERLAY_NOTE, overlay_caption
+    from pipeline.explain.overlay_text import overlay_caption
 
-    classes = ["glioma", "no_tumor"]
-    results, upload = one_card([0.8, 0.2])
-    card = np.full((320, 320, 3), 128, np.uint8)
-    picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn",
-                                      outline=True)
-    entry = {"predicted": "glioma", "target": "glioma", "method": "gradcam",
-             "probs": {"glioma": 0.8, "no_tumor": 0.2}, "peak": "upper left"}
+    picture, entry = card_download([0.8, 0.2], outline=True)
     lines = overlay_caption("custom_cnn", entry, outline=views.OUTLINE_PERCENT)
     assert outline_words(views.OUTLINE_PERCENT) in lines
-    assert np.array_equal(picture[CAPTION_MIN_SIDE:],
-                          caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE))
+    assert captioned_with(picture, lines)
 
 
 @pytest.mark.slow
