@@ -269,6 +269,13 @@ def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
+# the head's box the models crop to, dashed on the card's "Original": a presenter pointing from
+# the original to a heatmap was off, as the overlays show only that box (a review, 2026-12-06)
+FRAME_COLOUR = (230, 230, 230)
+# (no " · " in it: that separates a model's caption from its method, and tests find them so)
+ORIGINAL_FRAMED = "Original (dashed: the part the models see)"
+
+
 def square_for_display(image: np.ndarray, side: int) -> np.ndarray:
     """`image` centred on a black square (its whole content, aspect kept), resized to
     `side`×`side`: every picture of an image card gets the same displayed size, so the
@@ -283,6 +290,34 @@ def square_for_display(image: np.ndarray, side: int) -> np.ndarray:
         return image
     return cv2.resize(image, (side, side),
                       interpolation=cv2.INTER_AREA if n > side else cv2.INTER_CUBIC)
+
+
+def original_for_display(image: np.ndarray, crop: bool, side: int) -> tuple[np.ndarray, bool]:
+    """The card's "Original" (`square_for_display`, `side` square) and whether the head's box
+    the models crop to (`geometry.crop_box`) is dashed on it: when they crop (`crop`) and the
+    box is not the whole image. The overlays show only that box, so the two are told apart at a
+    glance."""
+    from pipeline.geometry import crop_box
+
+    out = square_for_display(image, side)
+    h, w = image.shape[:2]
+    box = crop_box(image)
+    if not crop or box == (0, 0, w, h):
+        return out, False
+    n = max(h, w)
+    scale, top, left = side / n, (n - h) // 2, (n - w) // 2
+    x0, y0, x1, y1 = (round((v + o) * scale)
+                      for v, o in zip(box, (left, top, left, top), strict=True))
+    x1, y1 = min(x1, side - 1), min(y1, side - 1)
+    out = out.copy()
+    dash = 6
+    for a, b, fixed, along_x in ((x0, x1, y0, True), (x0, x1, y1, True), (y0, y1, x0, False),
+                                 (y0, y1, x1, False)):
+        for start in range(a, b, 2 * dash):
+            end = min(start + dash, b)
+            p, q = ((start, fixed), (end, fixed)) if along_x else ((fixed, start), (fixed, end))
+            cv2.line(out, p, q, FRAME_COLOUR, 1)
+    return out, True
 
 
 def decode_uploads(files: Iterable[tuple[str, bytes]]) -> list[Upload]:

@@ -45,11 +45,6 @@ from pipeline.names import HEATMAP_ALPHA
 # (its middle is green, the box's colour before)
 BOX_COLOUR = (255, 0, 255)
 BOX_COLOUR_NAME = "magenta"
-# the head's box the models crop to, dashed on the card's "Original": a presenter pointing from
-# the original to a heatmap was off, as the overlays show only that box (a review, 2026-12-06)
-FRAME_COLOUR = (230, 230, 230)
-# (no " · " in it: that separates a model's caption from its method, and tests find them so)
-ORIGINAL_FRAMED = "Original (dashed: the part the models see)"
 
 # the method box's first choice: each model's own default method and layer (Settings.method None)
 DEFAULT_METHOD = "default"
@@ -146,33 +141,6 @@ def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
         contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, BOX_COLOUR, max(1, round(out.shape[0] / 160)))
     return out
-
-
-def original_for_display(image: np.ndarray, crop: bool) -> tuple[np.ndarray, bool]:
-    """The card's "Original" (`core.square_for_display`) and whether the head's box the models
-    crop to (`geometry.crop_box`) is dashed on it: when they crop (`crop`) and the box is not
-    the whole image. The overlays show only that box, so the two are told apart at a glance."""
-    from pipeline.geometry import crop_box
-
-    out = core.square_for_display(image, DISPLAY_SIDE)
-    h, w = image.shape[:2]
-    box = crop_box(image)
-    if not crop or box == (0, 0, w, h):
-        return out, False
-    n = max(h, w)
-    scale, top, left = DISPLAY_SIDE / n, (n - h) // 2, (n - w) // 2
-    x0, y0, x1, y1 = (round((v + o) * scale)
-                      for v, o in zip(box, (left, top, left, top), strict=True))
-    x1, y1 = min(x1, DISPLAY_SIDE - 1), min(y1, DISPLAY_SIDE - 1)
-    out = out.copy()
-    dash = 6
-    for a, b, fixed, along_x in ((x0, x1, y0, True), (x0, x1, y1, True), (y0, y1, x0, False),
-                                 (y0, y1, x1, False)):
-        for start in range(a, b, 2 * dash):
-            end = min(start + dash, b)
-            p, q = ((start, fixed), (end, fixed)) if along_x else ((fixed, start), (fixed, end))
-            cv2.line(out, p, q, FRAME_COLOUR, 1)
-    return out, True
 
 
 def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
@@ -377,9 +345,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
             st.caption(results.calibration_note)
         cols = st.columns(1 + len(models))
         with cols[0]:
-            shown, framed = original_for_display(
-                upload.image, any(rs[j].crop for rs in results.per_model.values()))
-            st.image(shown, width="stretch", caption=ORIGINAL_FRAMED if framed else "Original")
+            shown, framed = core.original_for_display(
+                upload.image, any(rs[j].crop for rs in results.per_model.values()), DISPLAY_SIDE)
+            st.image(shown, width="stretch",
+                     caption=core.ORIGINAL_FRAMED if framed else "Original")
         # named by the image's hash like its PDF, never by the upload's name (it can identify a
         # patient, and a saved overlay travels further than the page)
         stem = f"overlay-{upload.digest[:12]}"

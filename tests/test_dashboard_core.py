@@ -905,22 +905,22 @@ def test_the_original_shows_the_part_the_models_see_dashed():
 
     image = np.zeros((200, 300, 3), np.uint8)
     cv2.circle(image, (100, 100), 60, (140, 140, 140), -1)  # a head left of centre
-    shown, framed = views.original_for_display(image, crop=True)
+    shown, framed = core.original_for_display(image, True, views.DISPLAY_SIDE)
     assert framed and shown.shape == (views.DISPLAY_SIDE, views.DISPLAY_SIDE, 3)
     plain = core.square_for_display(image, views.DISPLAY_SIDE)
     changed = np.argwhere(np.any(shown != plain, axis=-1))
-    assert len(changed) and np.all(shown[tuple(changed.T)] == views.FRAME_COLOUR)
+    assert len(changed) and np.all(shown[tuple(changed.T)] == core.FRAME_COLOUR)
     # the dashes sit on the box, brought into the displayed square (300 px wide: 50 px padded)
     x0, y0, x1, y1 = crop_box(image)
     scale = views.DISPLAY_SIDE / 300
     assert changed[:, 1].min() == round(x0 * scale) and changed[:, 0].min() == round(
         (y0 + 50) * scale)
     dashed_top = shown[round((y0 + 50) * scale), round(x0 * scale):round(x1 * scale)]
-    assert 0 < np.mean(np.all(dashed_top == views.FRAME_COLOUR, axis=-1)) < 0.8  # dashes
+    assert 0 < np.mean(np.all(dashed_top == core.FRAME_COLOUR, axis=-1)) < 0.8  # dashes
     # models that see the whole picture, or a head that fills it: no box, the plain original
-    assert not views.original_for_display(image, crop=False)[1]
+    assert not core.original_for_display(image, False, views.DISPLAY_SIDE)[1]
     full = np.full((120, 120, 3), 140, np.uint8)
-    shown, framed = views.original_for_display(full, crop=True)
+    shown, framed = core.original_for_display(full, True, views.DISPLAY_SIDE)
     assert not framed and np.array_equal(shown, core.square_for_display(full, views.DISPLAY_SIDE))
 
 
