@@ -324,6 +324,7 @@ def photo_warning(n_models: int = 2) -> str:
     """`PHOTO_WARNING` said of `n_models` models ("what the model sees" for one)."""
     return f"This image {FLAG_LABELS['photo']}: {flag_meaning('photo', n_models=n_models)}."
 
+
 COLOUR_WARNING = ("This is a colour image, and MRI slices are greyscale: it may not be an MRI "
                   "slice at all. If it is not, no answer or heatmap here means anything.")
 
