@@ -290,7 +290,7 @@ def test_a_run_of_renamed_class_folders_says_each_answer_s_folder(smoke_run, syn
     from typer.testing import CliRunner
 
     from pipeline.cli import app
-    from pipeline.cli.class_folders import folder_names
+    from pipeline.data.discovery import folders_by_class as folder_names
 
     run = tmp_path / "artifacts" / "runs" / smoke_run.name
     shutil.copytree(smoke_run, run)

@@ -12,21 +12,11 @@ answers keep the class names (predict --json adds `class_folder_names`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pipeline.cli.common import one_line
 from pipeline.names import class_folder_words
 
 SEEN_PREFIX = "folder:"  # a class answered, in the legend's `seen` set
-
-
-def folder_names(manifest: Mapping[str, Any] | None) -> dict[str, list[str]]:
-    """Class -> the names of its training data's class folders not named as it ({"no_tumor":
-    ["Healthy"]}), from the manifest's `data.class_folders` (`discovery.folders_by_class`);
-    {} when every folder is named as its class, or for a run recorded before the mapping was."""
-    from pipeline.data.discovery import folders_by_class
-
-    return folders_by_class(manifest)
 
 
 def answer_words(label: str, folders: Mapping[str, list[str]], seen: set[str]) -> str:

@@ -343,7 +343,7 @@ def _model_list(model: str, known: Sequence[str] | None = None,
 def _target_index(target: str | None, class_names: list[str],
                   folders: Mapping[str, list[str]] | None = None) -> int | None:
     """A --target given as a class name or index -> index (None = each image's prediction);
-    on a run trained on class folders of other names (`folders`, `class_folders.folder_names`),
+    on a run trained on class folders of other names (`folders`, `discovery.folders_by_class`),
     a folder's name too: `--target Healthy` for no_tumor, the name its user gave the class."""
     from pipeline.cli.class_folders import folder_class
     from pipeline.names import class_index

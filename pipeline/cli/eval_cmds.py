@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from pipeline import run_files
-from pipeline.cli.class_folders import answer_words, folder_names, legend_line
+from pipeline.cli.class_folders import answer_words, legend_line
 from pipeline.cli.common import (
     RUN_DATA_HELP,
     _existing_dir,
@@ -84,7 +84,9 @@ def predict(
         return
     seen: set[str] = set()  # the warnings and splits printed, for the legend
     splits: set[str] = set()
-    folders = folder_names(run.manifest)  # "Healthy" for no_tumor: said beside it
+    from pipeline.data.discovery import folders_by_class
+
+    folders = folders_by_class(run.manifest)  # "Healthy" for no_tumor: said beside it
 
     def each(rows: list[dict], bad: list[tuple[str, str]]) -> None:
         for path, reason in bad:
@@ -121,7 +123,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
                    folders: Mapping[str, list[str]] | None = None) -> None:
     """One line per image: each model's answer with its warnings in brackets (the dashboard's
     words), and its class folder when the run's has another name (`folders`,
-    `class_folders.folder_names`: "no_tumor (class folder: Healthy)"); the warnings, classes
+    `discovery.folders_by_class`: "no_tumor (class folder: Healthy)"); the warnings, classes
     and the run's splits tagged are added to `seen` and `splits`, for the legend printed once
     at the end (`legend_line`, `warning_legend`)."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pipeline.cli.class_folders import answer_words, folder_names, folder_words, legend_line
+from pipeline.cli.class_folders import answer_words, folder_words, legend_line
 from pipeline.cli.common import (
     METHOD_HELP,
     _model_list,
@@ -108,7 +108,10 @@ def explain(
                         hint=f"run {run.run_id} has {', '.join(run.model_names)} (or all)")
     if layer is not None and len(names) != 1:
         fail("--layer names a layer of one model; pick that model with --model")
-    target_idx = _target_index(target, run.class_names, folder_names(run.manifest))
+    from pipeline.data.discovery import folders_by_class
+
+    folders = folders_by_class(run.manifest)  # "Healthy" for no_tumor: said beside it
+    target_idx = _target_index(target, run.class_names, folders)
     inputs = scan_inputs(images_)
     report_inputs(inputs)
     paths = inputs.files
@@ -131,7 +134,7 @@ def explain(
     errors = _listed_errors(out) if summary.errors else []
     _print_explained(summary, len(names), out, shard if shard else None, len(paths),
                      targeted=target_idx is not None, errors=errors,
-                     sartaj=trained_on_sartaj(run.manifest), folders=folder_names(run.manifest),
+                     sartaj=trained_on_sartaj(run.manifest), folders=folders,
                      run_models=len(run.model_names))
     # as before resuming existed: exit 1 whenever explain.json lists errors, but for a series'
     # blank slices, left out as predict leaves them out (`unreadable.unanswered`)
@@ -208,7 +211,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     it is in), then a total with the files skipped as done; a legend of the answer warnings
     shown goes to stderr (in the Sartaj data's words for a run trained on it, `sartaj`). A
     class whose training folder had another name is said with it (`folders`,
-    `class_folders.folder_names`: "no_tumor (class folder: Healthy)"), with a legend line.
+    `discovery.folders_by_class`: "no_tumor (class folder: Healthy)"), with a legend line.
     `run_models`: how many models the run has, the legend's number (About's too).
     `errors`: explain.json's (path, reason), whose blank slices are counted apart from the files
     that could not be read."""
