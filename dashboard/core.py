@@ -388,6 +388,15 @@ def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None])
     return note
 
 
+def agreement_note(agree: Sequence[bool], n_models: int) -> str:
+    """How many of the good images the models answer alike, for the caption over the cards:
+    "the models agree on 3 of 4"; "" for a one-model run, which has no one to agree with (its
+    agreement column is all True, and "4 agreement(s)" read as a claim)."""
+    if n_models < 2:
+        return ""
+    return f"the models agree on {int(sum(bool(a) for a in agree))} of {len(agree)}"
+
+
 # The downloads' encoding: UTF-8 with a byte-order mark. Excel opens a CSV without one in the
 # machine's legacy code page, so a run title or a dataset path with "é" showed as "Ã©";
 # `pandas.read_csv` drops the mark by itself, and Python's csv module reads it with

@@ -424,6 +424,8 @@ def test_predict_upload_explains_with_both_models(artifacts: Path, smoke_run: Pa
     assert sum("Custom CNN ·" in c for c in captions) == 1
     assert sum("MobileNetV2 ·" in c for c in captions) == 1
     assert "notes.jpg" in _texts(at.warning)
+    # the caption over the cards counts the one readable image, never the unreadable one
+    assert re.search(r"the models agree on [01] of 1 · model files", _texts(at.caption))
     tables = [m.value for m in at.markdown if m.value.startswith("| probability |")]
     assert len(tables) == 1  # one card (the unreadable file gets a warning), both models:
     assert "| Custom CNN |" in tables[0] and "| MobileNetV2 |" in tables[0]

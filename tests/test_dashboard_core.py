@@ -778,6 +778,14 @@ def test_layer_words_and_readable_time_for_people():
     assert runinfo.readable_time("?") == "?"
 
 
+def test_agreement_note_counts_images_and_says_nothing_for_one_model():
+    """The caption over the cards said "0 agreement(s)", and "1 agreement(s)" on a one-model run
+    (whose agreement column is all True): a claim with nothing to agree with."""
+    assert core.agreement_note([True, False, True], 2) == "the models agree on 2 of 3"
+    assert core.agreement_note([False], 2) == "the models agree on 0 of 1"
+    assert core.agreement_note([True, True], 1) == ""
+
+
 def test_restored_results_say_when_they_were_analysed_not_0_seconds():
     """A restored upload (its results from the result store) said "analysed in 0.00 s"."""
     assert core.analysis_note(2, 1.234, [None]) == "1 of 2 file(s) analysed in 1.23 s"

@@ -208,9 +208,11 @@ if good:
     c2 = c3 = st.container(horizontal=True, wrap=True, key="predict_downloads")
     # results from the store (a restored upload, a rerun) say when they were analysed, not
     # "in 0.00 s"
-    c1.caption(f"{core.analysis_note(len(items), results.seconds, results.earlier)} · "
-               f"{int(frame['models_agree'].sum())} agreement(s) · model files (SHA-256): "
-               + ", ".join(f"{m} {runinfo.short_hash(h)}" for m, h in hashes.items()))
+    agree = core.agreement_note(frame["models_agree"].tolist(), len(results.probs))
+    c1.caption(" · ".join(filter(None, [
+        core.analysis_note(len(items), results.seconds, results.earlier), agree,
+        "model files (SHA-256): " + ", ".join(f"{m} {runinfo.short_hash(h)}"
+                                              for m, h in hashes.items())])))
     c2.download_button("Predictions CSV", core.to_csv_bytes(
                            frame, {**notes, "probabilities": results.calibration_note}
                            if results.calibration_note else notes),
