@@ -202,6 +202,8 @@ def _default_models() -> dict[str, ModelConfig]:
         # 0.685 / 0.789 at seeds 42 / 7 against 0.734 / 0.772, gamma -5.1 at seed 7: not kept.
         # Fine-tuning from block_10 (finetune_layers 60): 0.784 / 0.751, gamma -6.6 at seed 42,
         # best sensitivity at specificity >= 0.90 0.87 / 0.87 against 0.91 / 0.92: not kept.
+        # balance_sizes 4 again on that machine: 0.761 / 0.739, low resolution -6.3 at seed 7,
+        # best sensitivity at specificity >= 0.90 0.92 / 0.84: not kept.
         "mobilenetv2": ModelConfig(image_size=224, epochs=15, patience=4, finetune_layers=100,
                                    aug_views=6, guidance=2.0),
     }
