@@ -78,6 +78,9 @@ class ModelConfig:
     erase: float = 0.0  # guided from-scratch models: chance that a boxed tumour image of a batch
     # also yields a copy with its box filled from the other hemisphere, labelled no tumour
     # (transplant.erase: the tumour's source stops telling the class); 0 = off
+    smooth_lesion: float = 0.0  # guided from-scratch models: chance that a boxed tumour image
+    # of a batch has the ellipse inside its box turned, in place, into a smooth bright blob (as
+    # FLAIR and T2 show gliomas; transplant.smooth_lesion: a rim stops telling glioma); 0 = off
     mixup: float = 0.0  # guided from-scratch models: each augmented image blended with a random
     # partner of its batch at a Beta(mixup, mixup) weight, labels alike (keras.layers.MixUp;
     # evidence region: the pair's union); 0 = off

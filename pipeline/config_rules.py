@@ -131,6 +131,7 @@ _MODEL_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "guidance_score": _one_of(GUIDANCE_SCORES),
     "transplant": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "erase": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    "smooth_lesion": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "mixup": (lambda v: 0 <= v <= 1, "a Beta parameter in [0, 1]"),
     "segment": (lambda v: v >= 0, ">= 0 (0 = off)"),
     "mixstyle": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
@@ -168,7 +169,7 @@ def check_model(mc: Any) -> None:
     if mc.segment > 0 and (mc.guidance <= 0 or mc.mixup > 0):
         raise ConfigError("segment", "needs guidance > 0 (it runs in the guided trainer, on its "
                                      "tumour boxes) and no mixup (a blend has no one tumour map)")
-    for name in ("transplant", "erase", "mixup"):
+    for name in ("transplant", "erase", "smooth_lesion", "mixup"):
         if getattr(mc, name) > 0 and mc.guidance <= 0:  # it needs the boxes guidance loads
             why = "it runs in the guided trainer" if name == "mixup" else "it uses the tumour boxes"
             raise ConfigError(name, f"needs guidance > 0 ({why})")
@@ -231,7 +232,7 @@ def check_recipe(name: str, mc: Any, cfg: Any) -> None:
                           f"needs cached features (cache_features true), or set {name}'s "
                           "guidance to 0")
     # views are cached before any batch exists
-    for option in ("transplant", "erase", "mixup", "segment"):
+    for option in ("transplant", "erase", "smooth_lesion", "mixup", "segment"):
         if getattr(mc, option) > 0:
             raise ConfigError(f"models.{name}.{option}",
                               f"must be 0: {option} is for from-scratch models; set {name}'s "

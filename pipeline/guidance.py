@@ -103,7 +103,8 @@ class GuidedTrainer(keras.Model):
                  augment: list[tuple[keras.Layer, bool]],
                  features: keras.Model | None = None, score: str = "log_prob",
                  transplant: float = 0.0, seed: int = 0, erase: float = 0.0,
-                 no_tumor: int = -1, mixup: float = 0.0, segment: float = 0.0) -> None:
+                 no_tumor: int = -1, mixup: float = 0.0, segment: float = 0.0,
+                 smooth_lesion: float = 0.0) -> None:
         """`features` maps the core's input to (feature map, probabilities); by default it is
         cut from `core` (give it for a core that was itself cut from a bigger graph).
         `transplant` > 0 expects batches with per-image roles (`guided_dataset(roles=...)`)
@@ -111,7 +112,8 @@ class GuidedTrainer(keras.Model):
         `erase` > 0, whose tumour-free copies are labelled class index `no_tumor`. `mixup` > 0
         blends the augmented batch in pairs (`transplant.mixup`, Beta(mixup, mixup)). `segment`
         > 0 adds the tumour-mask task (pipeline/tumour_mask.py) at that weight; it expects
-        roles in the batches, as transplants do."""
+        roles in the batches, as transplants do; so does `smooth_lesion` > 0, which turns boxed
+        tumours into smooth blobs in place first (`transplant.smooth_lesion`)."""
         super().__init__(name=f"{core.name}_guided")
         self.core = core
         self.features = features or keras.Model(
@@ -123,7 +125,9 @@ class GuidedTrainer(keras.Model):
         self.erase, self.no_tumor = float(erase), int(no_tumor)
         if self.erase > 0 and self.no_tumor < 0:
             raise ValueError("erase needs the no-tumour class index")
-        self.seed = keras.random.SeedGenerator(seed) if transplant > 0 or erase > 0 else None
+        self.smooth_lesion = float(smooth_lesion)
+        self.seed = (keras.random.SeedGenerator(seed)
+                     if transplant > 0 or erase > 0 or smooth_lesion > 0 else None)
         self.mix = keras.layers.MixUp(alpha=float(mixup), seed=seed + 1) if mixup > 0 else None
         self.head = core.get_layer("predictions")
         self.outside = keras.metrics.Mean(name="outside_share")
@@ -157,6 +161,10 @@ class GuidedTrainer(keras.Model):
         inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, allowed = ops.cast(inputs[0], "float32"), inputs[1]
         n_in = ops.shape(x)[0]
+        if self.smooth_lesion > 0:  # in place, before transplants take a tumour elsewhere
+            from pipeline.transplant import smooth_lesion
+
+            x = smooth_lesion(x, allowed, inputs[2], self.smooth_lesion, self.seed)
         if self.transplant > 0 or self.erase > 0:
             from pipeline.transplant import erase, transplant
 
@@ -237,7 +245,8 @@ def prepare(job: Any) -> tuple[np.ndarray, np.ndarray]:
                           "form": f"Grad-CAM of {_FORMS[mc.guidance_score]}",
                           "phases": ["finetune"] if built.transfer else ["train"],
                           "transplant": mc.transplant, "erase": mc.erase,
-                          "mixup": mc.mixup, "segment": mc.segment}
+                          "mixup": mc.mixup, "segment": mc.segment,
+                          "smooth_lesion": mc.smooth_lesion}
     job.say(f"{built.name}: guidance {mc.guidance} with {int(boxed.sum())} tumour boxes among "
             f"{len(boxed)} training images (the rest: head region)")
     return allowed, boxed
@@ -261,9 +270,10 @@ def fit_guided(job: Any) -> None:
     trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment,
                             score=mc.guidance_score, transplant=mc.transplant, seed=cfg.seed,
                             erase=mc.erase, no_tumor=no_tumor, mixup=mc.mixup,
-                            segment=mc.segment)
+                            segment=mc.segment, smooth_lesion=mc.smooth_lesion)
     part = None
-    if mc.transplant > 0 or mc.erase > 0 or mc.segment > 0:  # who has a tumour box, who none
+    if mc.transplant > 0 or mc.erase > 0 or mc.segment > 0 or mc.smooth_lesion > 0:  # who has
+        # a tumour box, who none
         from pipeline.transplant import roles
 
         part = roles(boxed, [r.label for r in job.train.records], NO_TUMOR)

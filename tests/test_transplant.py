@@ -256,3 +256,79 @@ def test_mixup_is_refused_without_guidance_out_of_range_or_for_a_transfer_model(
     cfg.models["mobilenetv2"].mixup = 0.2
     with pytest.raises(ValueError, match="mixup is for from-scratch models"):
         train_run(cfg, tmp_path / "no-such-data", tmp_path / "out", ["mobilenetv2"])
+
+
+def _ring_batch() -> tuple[np.ndarray, ...]:
+    """A boxed tumour image (head 60, a bright rim around a dark core in its box) and a
+    no-tumour image, 64 px."""
+    x = np.zeros((2, 64, 64, 3), "float32")
+    x[:, 8:56, 8:56] = 60.0
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    x[0][(r >= 7) & (r < 10)] = 200.0  # the rim
+    x[0][r < 7] = 20.0  # the necrotic core
+    allowed = np.zeros((2, 64, 64), "float32")
+    allowed[0, 21:43, 21:43] = 1.0  # the box
+    allowed[1, 8:56, 8:56] = 1.0  # the head
+    return x, allowed, np.array([DONOR, RECIPIENT], "int32")
+
+
+def test_a_smoothed_lesion_is_a_bright_blob_without_its_rim_and_the_rest_unchanged():
+    from pipeline.transplant import LESION_LEVEL, _box_ellipse, smooth_lesion
+
+    x, allowed, role = _ring_batch()
+    out = np.asarray(smooth_lesion(x, allowed, role, 1.0, keras.random.SeedGenerator(0)))
+    assert out.shape == x.shape
+    np.testing.assert_array_equal(out[1], x[1])  # no box: untouched
+    far = np.ones((64, 64), bool)
+    far[16:48, 16:48] = False  # beyond the box and its blended edge
+    np.testing.assert_array_equal(out[0][far], x[0][far])
+    core, rim = out[0, 30:35, 30:35, 0], out[0, 32, 23, 0]
+    assert x[0, 32, 32, 0] == 20.0 and core.min() > 60.0  # the dark core is gone: brighter
+    # than the head, as a FLAIR lesion
+    assert core.std() < 0.1 * x[0, 25:40, 25:40, 0].std()  # and smooth: no rim inside it
+    assert abs(float(rim) - float(core.mean())) < 0.5 * (200.0 - 20.0)
+    head = float(x[0][x[0].mean(-1) > 8].mean())
+    assert LESION_LEVEL[0] * head * 0.6 < core.mean() < min(255.0, LESION_LEVEL[1] * head * 1.6)
+    ellipse = np.asarray(_box_ellipse(allowed))
+    assert ellipse[0, 32, 32] == 1 and ellipse[0, 21, 21] == 0  # inscribed: no box corners
+    assert ellipse[0, 21, 32] == 1 and ellipse[0, 20, 32] == 0
+    assert not np.asarray(_box_ellipse(np.zeros((1, 64, 64), "float32"))).any()  # no box
+
+
+def test_no_smoothed_lesion_without_rate_or_box():
+    from pipeline.transplant import smooth_lesion
+
+    x, allowed, role = _ring_batch()
+    out = smooth_lesion(x, allowed, role, 0.0, keras.random.SeedGenerator(0))
+    np.testing.assert_array_equal(np.asarray(out), x)
+    out = smooth_lesion(x, allowed, np.array([NEITHER, RECIPIENT], "int32"), 1.0,
+                        keras.random.SeedGenerator(0))
+    np.testing.assert_array_equal(np.asarray(out), x)
+
+
+def test_a_guided_step_trains_on_smoothed_lesions_and_refuses_them_without_guidance(tmp_path):
+    from pipeline.config import profile
+    from pipeline.fit import _compile
+    from pipeline.guidance import GuidedTrainer, guided_dataset
+    from pipeline.models import build_model
+    from pipeline.train import train_run
+
+    mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, smooth_lesion=1.0)
+    built = build_model("custom_cnn", 3, mc, augment=False)
+    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment=[],
+                            seed=0, smooth_lesion=mc.smooth_lesion)
+    _compile(trainer, mc, mc.learning_rate, 3)
+    x, allowed, y, role, _ = _batch()
+    ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0, role)
+    labels, logs = _one_eager_epoch(trainer, ds)
+    assert labels.shape[0] == 3  # in place: no image appended
+    assert np.isfinite(logs["loss"][0])
+    with pytest.raises(ValueError, match="smooth_lesion needs guidance"):
+        ModelConfig(smooth_lesion=0.5)
+    with pytest.raises(ValueError, match="smooth_lesion must be a probability"):
+        ModelConfig(guidance=1.0, smooth_lesion=2.0)
+    cfg = profile("smoke")
+    cfg.models["mobilenetv2"].smooth_lesion = 0.5
+    with pytest.raises(ValueError, match="smooth_lesion is for from-scratch models"):
+        train_run(cfg, tmp_path / "no-such-data", tmp_path / "out", ["mobilenetv2"])
