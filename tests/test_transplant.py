@@ -224,16 +224,24 @@ def test_mixup_blends_pairs_with_their_labels_weights_and_united_regions():
     assert blended >= 2  # a permutation of three moves at least two images
 
 
-def test_a_guided_step_trains_on_mixed_images():
+def _guided_trainer(**option: float) -> keras.Model:
+    """A compiled GuidedTrainer of a tiny custom CNN (32 px, 3 classes) with one option on."""
     from pipeline.fit import _compile
-    from pipeline.guidance import GuidedTrainer, guided_dataset
+    from pipeline.guidance import GuidedTrainer
     from pipeline.models import build_model
 
-    mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, mixup=0.4)
+    mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, **option)
     built = build_model("custom_cnn", 3, mc, augment=False)
     trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment=[],
-                            seed=0, mixup=mc.mixup)
+                            seed=0, **option)
     _compile(trainer, mc, mc.learning_rate, 3)
+    return trainer
+
+
+def test_a_guided_step_trains_on_mixed_images():
+    from pipeline.guidance import guided_dataset
+
+    trainer = _guided_trainer(mixup=0.4)
     x, allowed, y, _, _ = _batch()
     ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0)
     labels, logs = _one_eager_epoch(trainer, ds)
@@ -244,17 +252,20 @@ def test_a_guided_step_trains_on_mixed_images():
     assert np.isfinite(trainer.fit(ds, epochs=1, verbose=0).history["loss"][0])
 
 
-def test_mixup_is_refused_without_guidance_out_of_range_or_for_a_transfer_model(tmp_path):
+@pytest.mark.parametrize("option,bad,why", [("mixup", 1.5, "a Beta parameter"),
+                                            ("smooth_lesion", 2.0, "a probability")])
+def test_option_is_refused_without_guidance_out_of_range_or_for_a_transfer_model(
+        tmp_path, option, bad, why):
     from pipeline.config import profile
     from pipeline.train import train_run
 
-    with pytest.raises(ValueError, match="mixup needs guidance"):
-        ModelConfig(mixup=0.2)
-    with pytest.raises(ValueError, match="mixup must be a Beta parameter"):
-        ModelConfig(guidance=1.0, mixup=1.5)
+    with pytest.raises(ValueError, match=f"{option} needs guidance"):
+        ModelConfig(**{option: 0.2})
+    with pytest.raises(ValueError, match=f"{option} must be {why}"):
+        ModelConfig(guidance=1.0, **{option: bad})
     cfg = profile("smoke")
-    cfg.models["mobilenetv2"].mixup = 0.2
-    with pytest.raises(ValueError, match="mixup is for from-scratch models"):
+    setattr(cfg.models["mobilenetv2"], option, 0.2)
+    with pytest.raises(ValueError, match=f"{option} is for from-scratch models"):
         train_run(cfg, tmp_path / "no-such-data", tmp_path / "out", ["mobilenetv2"])
 
 
@@ -307,28 +318,27 @@ def test_no_smoothed_lesion_without_rate_or_box():
     np.testing.assert_array_equal(np.asarray(out), x)
 
 
-def test_a_guided_step_trains_on_smoothed_lesions_and_refuses_them_without_guidance(tmp_path):
-    from pipeline.config import profile
-    from pipeline.fit import _compile
-    from pipeline.guidance import GuidedTrainer, guided_dataset
-    from pipeline.models import build_model
-    from pipeline.train import train_run
+def test_a_guided_step_trains_on_smoothed_lesions():
+    from pipeline.guidance import guided_dataset
 
-    mc = ModelConfig(image_size=32, width=4, depth=3, guidance=1.0, smooth_lesion=1.0)
-    built = build_model("custom_cnn", 3, mc, augment=False)
-    trainer = GuidedTrainer(built.model, built.gradcam_layer, mc.guidance, augment=[],
-                            seed=0, smooth_lesion=mc.smooth_lesion)
-    _compile(trainer, mc, mc.learning_rate, 3)
+    trainer = _guided_trainer(smooth_lesion=1.0)
     x, allowed, y, role, _ = _batch()
+    x[0, 15:17, 15:17] = 0.0  # a dark core in the donor's tumour
     ds = guided_dataset(x.astype("uint8"), allowed.astype("uint8"), y, 3, 0, role)
+    seen: list[np.ndarray] = []
+    real = trainer.compute_loss
+
+    def spy(x=None, **kw):
+        seen.append(np.asarray(x))
+        return real(x=x, **kw)
+
+    trainer.compute_loss = spy
     labels, logs = _one_eager_epoch(trainer, ds)
     assert labels.shape[0] == 3  # in place: no image appended
     assert np.isfinite(logs["loss"][0])
-    with pytest.raises(ValueError, match="smooth_lesion needs guidance"):
-        ModelConfig(smooth_lesion=0.5)
-    with pytest.raises(ValueError, match="smooth_lesion must be a probability"):
-        ModelConfig(guidance=1.0, smooth_lesion=2.0)
-    cfg = profile("smoke")
-    cfg.models["mobilenetv2"].smooth_lesion = 0.5
-    with pytest.raises(ValueError, match="smooth_lesion is for from-scratch models"):
-        train_run(cfg, tmp_path / "no-such-data", tmp_path / "out", ["mobilenetv2"])
+    (trained,) = seen
+    donor = int(np.argmin(trained[:, 5, 5, 0]))  # the batch is shuffled: the donor's head is 60
+    assert trained[donor, 5, 5, 0] == 60.0
+    assert trained[donor, 16, 16, 0] > 60.0  # its dark core is now part of a bright blob
+    for i in {0, 1, 2} - {donor}:  # the rest as they were (each known by its head's level)
+        np.testing.assert_array_equal(trained[i], x[1 if trained[i, 5, 5, 0] == 120.0 else 2])
