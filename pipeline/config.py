@@ -163,7 +163,9 @@ def _default_models() -> dict[str, ModelConfig]:
         # AMD EPYC), seed 42: Testing 0.728 (main split 0.876), and the unchanged MobileNetV2
         # 0.734 against 0.749: the CPU alone moves a training by as much as transplants
         # gained; on that machine the recipe without them scored 0.736 (transplants -0.8
-        # points there). Not kept.
+        # points there). Not kept. Smoothed lesions (smooth_lesion 0.5, 2026-12-06, an Intel
+        # Xeon): Testing 0.731 / 0.711 at seeds 42 / 7, 26 / 32 gliomas called "no tumour"
+        # (shipped 13), though filled gliomas stopped reading as meningioma: not kept.
         "custom_cnn": ModelConfig(image_size=128, width=16, learning_rate=1e-3, epochs=60,
                                   patience=20, guidance=3.0, clip_norm=1.0,
                                   augment_strength="mri-match-sharp", erase=0.5,
