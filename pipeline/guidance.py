@@ -271,9 +271,8 @@ def fit_guided(job: Any) -> None:
                             score=mc.guidance_score, transplant=mc.transplant, seed=cfg.seed,
                             erase=mc.erase, no_tumor=no_tumor, mixup=mc.mixup,
                             segment=mc.segment, smooth_lesion=mc.smooth_lesion)
-    part = None
-    if mc.transplant > 0 or mc.erase > 0 or mc.segment > 0 or mc.smooth_lesion > 0:  # who has
-        # a tumour box, who none
+    part = None  # per image: who has a tumour box, who none (the options that need it)
+    if mc.transplant > 0 or mc.erase > 0 or mc.segment > 0 or mc.smooth_lesion > 0:
         from pipeline.transplant import roles
 
         part = roles(boxed, [r.label for r in job.train.records], NO_TUMOR)
