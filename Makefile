@@ -7,6 +7,9 @@ ARTIFACTS ?= artifacts
 SHARED_WEIGHTS ?= ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 KERAS_CACHE := $(if $(KERAS_HOME),$(KERAS_HOME),$(HOME)/.keras)/models
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core, at most 4, since each trains small models and
+# holds TensorFlow (about 2 GB at its peak). TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= auto
 PORT ?= 8501
 
 .PHONY: setup demo test lint lock train-demo dashboard weights clean-runs figures
@@ -48,7 +51,7 @@ dashboard: setup
 	BRAIN_MRI_ARTIFACTS=$(ARTIFACTS) $(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check pipeline dashboard tests
