@@ -231,7 +231,9 @@ def fused_stages(ex: Any, name: str | None, method: str) -> int:
     from pipeline.explain.layers import stage_layers
     from pipeline.explain.methods import REGISTRY
 
-    if name is None or not isinstance(REGISTRY.get(method), GradCamFusion):
+    spec = REGISTRY.get(method)
+    spec = getattr(spec, "base", spec)  # a mirror-averaged fusion fuses as its base does
+    if name is None or not isinstance(spec, GradCamFusion):
         return 0
     return len(stage_layers(ex.model, name, FUSION_STAGES))
 

@@ -253,10 +253,11 @@ def test_tf_function_gradient_flows() -> None:
 
 
 def test_method_registry_names_labels_and_derived_lists() -> None:
-    assert E.METHODS == ("gradcam", "hirescam", "layercam", "fusion", "layercam-fusion",
-                         "gradcam++", "scorecam", "smoothgrad")
-    assert E.LAYER_METHODS == ("gradcam", "hirescam", "layercam", "fusion", "layercam-fusion",
-                               "gradcam++", "scorecam")
+    mirrors = ("hirescam-mirror", "layercam-mirror", "layercam-fusion-mirror")
+    layer_methods = ("gradcam", "hirescam", "layercam", "fusion", "layercam-fusion",
+                     "gradcam++", *mirrors, "scorecam")
+    assert (*layer_methods, "smoothgrad") == E.METHODS
+    assert layer_methods == E.LAYER_METHODS
     assert E.METHOD_LABELS == {
         "gradcam": "Grad-CAM",
         "hirescam": "HiResCAM",
@@ -264,6 +265,9 @@ def test_method_registry_names_labels_and_derived_lists() -> None:
         "fusion": "Multi-layer Grad-CAM (fusion)",
         "layercam-fusion": "Multi-layer LayerCAM (fusion)",
         "gradcam++": "Grad-CAM++",
+        "hirescam-mirror": "HiResCAM, mirror-averaged",
+        "layercam-mirror": "LayerCAM, mirror-averaged",
+        "layercam-fusion-mirror": "Multi-layer LayerCAM (fusion), mirror-averaged",
         "scorecam": "Score-CAM (slower)",
         "smoothgrad": "SmoothGrad (pixel saliency)",
     }

@@ -1,7 +1,8 @@
 """The explanation methods: one small class each, found by name in `REGISTRY`.
 
 Where they live: the gradient CAMs (Grad-CAM, HiResCAM, LayerCAM, Grad-CAM++, multi-layer
-fusion) in `cams.py` with the compiled Score-CAM, the compiled SmoothGrad in `smoothgrad.py`;
+fusion) in `cams.py` with the compiled Score-CAM, three of them mirror-averaged in `mirror.py`,
+the compiled SmoothGrad in `smoothgrad.py`;
 `base.Method` is the interface. tf-keras-vis computed Grad-CAM++, Score-CAM and SmoothGrad
 before; each was replaced by a compiled one that the tests check against it (and `bench`
 times beside it).
@@ -30,6 +31,7 @@ from pipeline.explain.cams import (
     LayerCamFusion,
     ScoreCam,
 )
+from pipeline.explain.mirror import HiResCamMirror, LayerCamFusionMirror, LayerCamMirror
 from pipeline.explain.smoothgrad import SmoothGrad
 
 __all__ = ["REGISTRY", "METHODS", "LAYER_METHODS", "METHOD_LABELS", "Method", "Result",
@@ -38,7 +40,8 @@ __all__ = ["REGISTRY", "METHODS", "LAYER_METHODS", "METHOD_LABELS", "Method", "R
 # The registry: name -> method, in the order the CLI and the dashboard list them.
 REGISTRY: dict[str, Method] = {
     m.name: m for m in (GradCam(), HiResCam(), LayerCam(), GradCamFusion(), LayerCamFusion(),
-                        GradCamPlusPlus(), ScoreCam(), SmoothGrad())
+                        GradCamPlusPlus(), HiResCamMirror(), LayerCamMirror(),
+                        LayerCamFusionMirror(), ScoreCam(), SmoothGrad())
 }
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 # Methods that read a convolutional feature map (SmoothGrad works on input pixels).
