@@ -5,11 +5,13 @@ horizontal flip).
 
 Why: a 4x4 to 8x8 feature map samples the image on a coarse grid, so where its peak lands
 depends on how the tumour sits against that grid; the mirrored image meets the grid from the
-other side. Averaging the two keeps what both see. Measured on the shipped runs' 352
-validation images with a box (main split, 2026-12-06): the custom CNN's HiResCAM pointed at the
-box for 0.810 of them, 0.824 mirror-averaged (energy in box 0.536 / 0.535; hottest box-sized
-region in the box 0.542 / 0.587); multi-layer LayerCAM 0.830 / 0.841; MobileNetV2's multi-layer
-LayerCAM 0.895 / 0.906. Plain Grad-CAM did not gain (0.599 / 0.577), so it has no mirrored twin.
+other side. Averaging the two keeps what both see. Measured on the shipped main-split run's 352
+validation images with a box (2026-12-06): the custom CNN's HiResCAM pointed at the box for
+0.810 of them, 0.824 mirror-averaged (energy in box 0.536 / 0.535; hottest box-sized region in
+the box 0.542 / 0.587); multi-layer LayerCAM 0.830 / 0.841; MobileNetV2's multi-layer LayerCAM
+0.895 / 0.906. On the official run's 345: 0.855 / 0.867 (custom CNN) and 0.884 / 0.884
+(MobileNetV2), multi-layer LayerCAM. Plain Grad-CAM did not gain (0.599 / 0.577, main split),
+so it has no mirrored twin. None of these gains is significant alone (McNemar p >= 0.38).
 
 Each mirrored method is one tiny class naming its base; the class explained is the one resolved
 on the original image (a "predicted class" target would otherwise be the mirror's prediction),
