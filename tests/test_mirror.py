@@ -9,7 +9,8 @@ import pytest
 from test_explain import random_images, tiny_cnn
 
 from pipeline import explain as E
-from pipeline.explain.mirror import Mirrored, minmax
+from pipeline.explain.base import minmax_per_sample
+from pipeline.explain.mirror import Mirrored
 
 MIRRORED = [n for n, m in E.REGISTRY.items() if isinstance(m, Mirrored)]
 S = 64
@@ -69,7 +70,7 @@ def test_a_mirrored_map_is_its_base_s_two_maps_averaged(name: str) -> None:
     res = ex(x, method=name)
     np.testing.assert_array_equal(res.targets, plain.targets)
     np.testing.assert_allclose(res.probs, plain.probs, atol=1e-6)  # the original image's
-    expected = minmax((plain.heatmaps + twin.heatmaps[:, :, ::-1]) / 2)
+    expected = minmax_per_sample((plain.heatmaps + twin.heatmaps[:, :, ::-1]) / 2).numpy()
     np.testing.assert_allclose(res.heatmaps, expected, atol=1e-5)
     assert res.method == name and res.layer == ex.layer
 
@@ -88,13 +89,6 @@ def test_mirroring_the_image_mirrors_the_map(name: str) -> None:
     plain = ex(x, method=base, target=target).heatmaps
     plain_flipped = ex(x[:, :, ::-1], method=base, target=target).heatmaps
     assert np.abs(plain_flipped - plain[:, :, ::-1]).max() > 0.05
-
-
-def test_minmax_stretches_each_map_and_leaves_a_flat_one_zero() -> None:
-    maps = np.stack([np.array([[1.0, 3.0], [2.0, 5.0]]), np.full((2, 2), 0.7)]).astype(np.float32)
-    out = minmax(maps)
-    np.testing.assert_allclose(out[0], [[0.0, 0.5], [0.25, 1.0]])
-    assert not out[1].any() and out.dtype == np.float32
 
 
 def test_the_dashboard_names_the_layers_a_mirrored_fusion_fuses() -> None:

@@ -3,15 +3,16 @@ mirrored image, flipped back ("aug smooth" in jacobgil/pytorch-grad-cam, which a
 brightness; we only mirror, the one change both models were trained on: `augment.py`'s
 horizontal flip).
 
-Why: a 4x4 to 8x8 feature map samples the image on a coarse grid, so where its peak lands
-depends on how the tumour sits against that grid; the mirrored image meets the grid from the
-other side. Averaging the two keeps what both see. Measured on the shipped main-split run's 352
-validation images with a box (2026-12-06): the custom CNN's HiResCAM pointed at the box for
-0.810 of them, 0.824 mirror-averaged (energy in box 0.536 / 0.535; hottest box-sized region in
-the box 0.542 / 0.587); multi-layer LayerCAM 0.830 / 0.841; MobileNetV2's multi-layer LayerCAM
-0.895 / 0.906. On the official run's 345: 0.855 / 0.867 (custom CNN) and 0.884 / 0.884
-(MobileNetV2), multi-layer LayerCAM. Plain Grad-CAM did not gain (0.599 / 0.577, main split),
-so it has no mirrored twin. None of these gains is significant alone (McNemar p >= 0.38).
+Why: a 16x16 (custom CNN) or 7x7 (MobileNetV2) feature map samples the image on a coarse grid,
+so where its peak lands depends on how the tumour sits against that grid; the mirrored image
+meets the grid from the other side. Averaging the two keeps what both see. Measured on the
+shipped main-split run's 352 validation images with a box (2026-12-06): the custom CNN's
+HiResCAM pointed at the box for 0.810 of them, 0.824 mirror-averaged (energy in box 0.536 /
+0.535; hottest box-sized region in the box 0.542 / 0.587); multi-layer LayerCAM 0.830 / 0.841;
+MobileNetV2's multi-layer LayerCAM 0.895 / 0.906. On the official run's 345: 0.855 / 0.867
+(custom CNN) and 0.884 / 0.884 (MobileNetV2), multi-layer LayerCAM. Plain Grad-CAM did not gain
+(0.599 / 0.577, main split), so it has no mirrored twin. None of these gains is significant
+alone (McNemar p >= 0.38).
 
 Each mirrored method is one tiny class naming its base; the class explained is the one resolved
 on the original image (a "predicted class" target would otherwise be the mirror's prediction),
@@ -24,19 +25,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from pipeline.explain.base import Method, Result
+from pipeline.explain.base import Method, Result, minmax_per_sample
 from pipeline.explain.cams import HiResCam, LayerCam, LayerCamFusion
 
 if TYPE_CHECKING:
     from pipeline.explain.explainer import Explainer
-
-
-def minmax(maps: np.ndarray) -> np.ndarray:
-    """Each (N, H, W) map stretched to [0, 1] (NumPy, as `base.minmax_per_sample`); a flat map
-    becomes all 0."""
-    lo = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - lo
-    return np.divide(maps - lo, span, out=np.zeros_like(maps), where=span > 0)
 
 
 class Mirrored(Method):
@@ -52,21 +45,21 @@ class Mirrored(Method):
         twin, _, _ = self.base(explainer, np.ascontiguousarray(x[:, :, ::-1]),
                                np.asarray(chosen, dtype=np.int32), layer)
         both = (heat + twin[:, :, ::-1]) / 2.0
-        return minmax(both.astype(np.float32)), probs, chosen
+        return minmax_per_sample(both.astype(np.float32)).numpy(), probs, chosen
 
 
 class HiResCamMirror(Mirrored):
     base = HiResCam()
     name = "hirescam-mirror"
     label = "HiResCAM, mirror-averaged"
-    summary = "HiResCAM averaged with its map of the mirrored image: a steadier peak"
+    summary = "HiResCAM averaged with its map of the mirrored image: alike for either side"
 
 
 class LayerCamMirror(Mirrored):
     base = LayerCam()
     name = "layercam-mirror"
     label = "LayerCAM, mirror-averaged"
-    summary = "LayerCAM averaged with its map of the mirrored image: a steadier peak"
+    summary = "LayerCAM averaged with its map of the mirrored image: alike for either side"
 
 
 class LayerCamFusionMirror(Mirrored):
