@@ -1023,6 +1023,11 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     assert "rule of thumb" in captions
     # the centre-of-head baseline, in words under the localisation figure
     assert "centre of the head would hit the box on" in captions
+    # and the pointing game per true class, counted from the file's rows
+    hits = [r for r in expl["rows"] if isinstance(r.get("pointing_hit"), bool)
+            and r["label"] == "glioma"]
+    assert (f"Custom CNN: glioma {sum(r['pointing_hit'] for r in hits)} of {len(hits)} ("
+            in captions)
     summary = _frame(at, "MobileNetV2")
     assert summary is not None and "method" in summary.index
     assert "evidence mostly outside the head" in summary.index

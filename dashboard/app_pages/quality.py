@@ -44,6 +44,9 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
     centre = T.centre_sentence(expl)
     if centre:
         st.caption(centre)
+    by_class = T.class_pointing_sentence(expl)
+    if by_class:
+        st.caption(by_class)
     coverage = boxes and T.box_coverage_sentence(expl, boxes.tumour_test, boxes.source,
                                                  boxes.train_boxed)
     if coverage:
