@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dashboard.figures.common import model_label
+from dashboard.figures.common import class_name, model_label
 from dashboard.figures.quality import RANDOM_WORDS, SANITY_READING_LIMIT
 
 # What deletion / insertion put in place of a removed pixel, per explanations.json `baseline`
@@ -137,8 +137,6 @@ def class_pointing_sentence(explanations: Mapping[str, Mapping[str, Any]]) -> st
     with a mask only): where a model's heatmaps can be trusted less. On the shipped main-split
     run the custom CNN's default hit 75 of 124 boxed gliomas against 95 of 101 meningiomas, a gap
     the overall figure hides. None when no file has such rows (files written before them)."""
-    from dashboard.figures.common import class_name
-
     parts = []
     for m, e in explanations.items():
         counts: dict[str, list[int]] = {}
