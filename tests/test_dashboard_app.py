@@ -1023,7 +1023,9 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     assert "rule of thumb" in captions
     # the centre-of-head baseline, in words under the localisation figure
     assert "centre of the head would hit the box on" in captions
-    # and the pointing game per true class, counted from the file's rows
+    # and the pointing game per true class, counted from the file's rows, in the phantoms'
+    # word for their drawn tumours (the real runs' boxes: test_quality_page)
+    assert "Heatmap peak in the mask, by the image's true class" in captions
     hits = [r for r in expl["rows"] if isinstance(r.get("pointing_hit"), bool)
             and r["label"] == "glioma"]
     assert (f"Custom CNN: glioma {sum(r['pointing_hit'] for r in hits)} of {len(hits)} ("

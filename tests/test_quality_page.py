@@ -127,8 +127,11 @@ def test_class_pointing_sentence_counts_each_true_class_s_hits():
             + [{"label": "no_tumor", "pointing_hit": None}])  # no box: not scored
     text = T.class_pointing_sentence({"custom_cnn": _expl(rows=rows),
                                       "mobilenetv2": _expl(rows=rows[3:])})
+    assert text.startswith("Heatmap peak in the box, by the image's true class: ")
     assert ("Custom CNN: glioma 1 of 3 (33%), meningioma 1 of 1 (100%); "
             "MobileNetV2: meningioma 1 of 1 (100%)") in text
+    drawn = T.class_pointing_sentence({"custom_cnn": _expl(rows=rows)}, "mask")  # phantoms
+    assert drawn.startswith("Heatmap peak in the mask, by the image's true class: ")
     assert "no tumour" not in text
     assert T.class_pointing_sentence({"custom_cnn": _expl()}) is None  # an older file: no rows
     assert T.class_pointing_sentence({"custom_cnn": _expl(rows=rows[4:])}) is None

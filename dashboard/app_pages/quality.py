@@ -44,7 +44,8 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
     centre = T.centre_sentence(expl)
     if centre:
         st.caption(centre)
-    by_class = T.class_pointing_sentence(expl)
+    by_class = T.class_pointing_sentence(
+        expl, "box" if all(r == "box" for r in region.values()) else "mask")
     if by_class:
         st.caption(by_class)
     coverage = boxes and T.box_coverage_sentence(expl, boxes.tumour_test, boxes.source,

@@ -132,11 +132,14 @@ def centre_sentence(explanations: Mapping[str, Mapping[str, Any]]) -> str | None
             "heatmap's pointing game means something only well above both.")
 
 
-def class_pointing_sentence(explanations: Mapping[str, Mapping[str, Any]]) -> str | None:
+def class_pointing_sentence(explanations: Mapping[str, Mapping[str, Any]],
+                            region: str = "box") -> str | None:
     """The pointing game per true class, in counts, from each file's per-image `rows` (images
-    with a mask only): where a model's heatmaps can be trusted less. On the shipped main-split
-    run the custom CNN's default hit 75 of 124 boxed gliomas against 95 of 101 meningiomas, a gap
-    the overall figure hides. None when no file has such rows (files written before them)."""
+    with a mask only): where a model's heatmaps can be trusted less. `region`: what the masks
+    are, "box" for tumour boxes, "mask" for drawn tumours (the phantoms), as the page says it.
+    On the shipped main-split run the custom CNN's default hit 75 of 124 boxed gliomas against
+    95 of 101 meningiomas, a gap the overall figure hides. None when no file has such rows
+    (files written before them)."""
     parts = []
     for m, e in explanations.items():
         counts: dict[str, list[int]] = {}
@@ -152,7 +155,7 @@ def class_pointing_sentence(explanations: Mapping[str, Mapping[str, Any]]) -> st
             parts.append(f"{model_label(m)}: {shown}")
     if not parts:
         return None
-    return ("Heatmap peak in the box, by the image's true class: " + "; ".join(parts) + ". "
+    return (f"Heatmap peak in the {region}, by the image's true class: " + "; ".join(parts) + ". "
             "Where one class's share is well below the others', read that class's heatmaps "
             "with more care.")
 

@@ -66,4 +66,4 @@ class LayerCamFusionMirror(Mirrored):
     base = LayerCamFusion()
     name = "layercam-fusion-mirror"
     label = "Multi-layer LayerCAM (fusion), mirror-averaged"
-    summary = "multi-layer LayerCAM averaged with its map of the mirrored image"
+    summary = "multi-layer LayerCAM averaged with its mirrored map: alike for either side"
