@@ -21,6 +21,7 @@ from pipeline.evaluate.flags import (
     no_tumour_caution,
     no_tumour_record,
 )
+from pipeline.explain.agreement import APART_MESSAGE
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
 from pipeline.names import NO_TUMOR, class_label, display_name
 
@@ -129,7 +130,8 @@ class Flag(str):
 # the summary's words per kind: the CLI's tags, shorter where the models follow in brackets;
 # and the kinds that are no answer's: the split note, the heatmaps' flags
 SUMMARY_LABELS = {**FLAG_LABELS, "weak": "weak answer",
-                  "outside_head": "evidence outside the head", "empty": "empty heatmap"}
+                  "outside_head": "evidence outside the head", "empty": "empty heatmap",
+                  "apart": APART_MESSAGE}
 # the splits whose note is a warning: the models learnt from, or were tuned on, the image (a
 # test image's note is none: it flagged every image drawn from the test split)
 WARNING_SPLITS = ("train", "val")

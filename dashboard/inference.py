@@ -101,6 +101,9 @@ class Results:
     # the run was trained on the Sartaj data (`known_data.trained_on_sartaj`): the CT and "no
     # tumour" warnings may say what its no-tumour folder holds
     sartaj: bool = False
+    # the run's record for the two-heatmap rule (`agreement.apart_record`): how often peaks far
+    # apart meant a miss on its boxed test images; None when not measured
+    apart_record: dict[str, int] | None = None
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -172,7 +175,8 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    seen_split=[u.seen_split if u.seen_exact else "" for u in good],
                    tumour_records=state.tumour_records(run),
                    calibration_note=state.calibration_note(run, predictor),
-                   sartaj=trained_on_sartaj(run.manifest))
+                   sartaj=trained_on_sartaj(run.manifest),
+                   apart_record=state.apart_record(run))
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

@@ -24,6 +24,7 @@ from pipeline.artifacts import (
     ArtifactError,
     Run,
     RunInfo,
+    crop_head,
     list_runs,
     open_run,
     read_json,
@@ -33,6 +34,8 @@ from pipeline.data.membership import FILE as MEMBERSHIP_FILE
 from pipeline.data.membership import Membership
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import expected_rows
+from pipeline.explain import agreement
+from pipeline.explain.defaults import is_default
 from pipeline.gaps import fix_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -326,6 +329,25 @@ def tumour_records(run: Run) -> dict[str, dict | None]:
     """Per model, its test split's tumour-vs-no-tumour counts (metrics.json
     `tumor_vs_no_tumor`); None where not evaluated or unreadable."""
     return _metrics_entry(run, "tumor_vs_no_tumor")
+
+
+def apart_record(run: Run) -> dict[str, int] | None:
+    """The two-heatmap rule's record on the run's boxed test images (`agreement.apart_record`
+    over both models' explanations.json), when both files measure their model's default and
+    both models crop the head alike (the rule's conditions); else None, and nothing is said."""
+    expl = {}
+    for m in run.model_names:
+        try:
+            obj = run_json(run, f"{m}/{run_files.EXPLANATIONS}")
+        except ArtifactError:
+            return None
+        if not isinstance(obj, dict) or not is_default(run, m, obj.get("method"),
+                                                       obj.get("layer")):
+            return None
+        expl[m] = obj
+    if len({crop_head(run.model_info(m)) for m in expl}) != 1:
+        return None
+    return agreement.apart_record(expl)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -30,6 +30,7 @@ from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
     METHODS,
+    agreement,
     heatmap_to_rgb,
     methods_in_words,
     render_overlay,
@@ -38,7 +39,13 @@ from pipeline.explain import (
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, OUTSIDE_HEAD_MESSAGE, outside_share_words
 from pipeline.explain.overlay_text import overlay_caption, overlay_note
-from pipeline.explain.render import CAPTION_MIN_SIDE, caption_strip, outline_words, peak_words
+from pipeline.explain.render import (
+    CAPTION_MIN_SIDE,
+    caption_strip,
+    heatmap_stats,
+    outline_words,
+    peak_words,
+)
 from pipeline.names import HEATMAP_ALPHA
 
 # tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
@@ -146,7 +153,7 @@ def overlay(prepared: np.ndarray, heatmap: np.ndarray, settings: Settings,
 def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     """Good image j's flags in plain words: about its answers (a colour image, weak, unlike the
     training data, disagreement) and about its heatmaps (evidence mostly outside the head, or
-    none at all)."""
+    none at all, or the two models' maps far apart)."""
     size = results.image_sizes[j] if j < len(results.image_sizes) else None
     colour = j < len(results.colour) and results.colour[j]
     # an image the models trained (or were validated) on, pixel for pixel, is not "unlike the
@@ -166,7 +173,22 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
     shortcuts += [flags.Flag(f"{F.model_label(m)}: the heatmap is empty (no positive evidence "
                              "for the explained class).", "empty", [m])
                   for m, rs in results.per_model.items() if rs[j].empty]
+    apart = heatmaps_apart(results, j)
+    if apart is not None:
+        shortcuts.append(flags.Flag(agreement.apart_sentence(apart, results.apart_record),
+                                    "apart", list(results.per_model)))
     return answers, shortcuts
+
+
+def heatmaps_apart(results: Results, j: int) -> float | None:
+    """How far apart good image j's two heatmaps peak, when the two-heatmap rule applies and
+    finds them apart (`agreement.maps_apart`), else None."""
+    return agreement.maps_apart([
+        agreement.MapFacts(heatmap_stats(rs[j].heatmap)["peak"],
+                           results.class_names[rs[j].target]
+                           if rs[j].target < len(results.class_names) else "",
+                           rs[j].default, rs[j].crop)
+        for rs in results.per_model.values()])
 
 
 def _outside_alarm() -> float:
@@ -214,6 +236,7 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
     answers = {int(np.argmax(p[j])) for p in results.probs.values()}
     lines = overlay_caption(m, entry, upload.seen_split or None, upload.seen_exact,
                             disagree=len(answers) > 1,
+                            apart=heatmaps_apart(results, j) is not None,
                             may_be_ct=j < len(results.ct) and results.ct[j],
                             outline=OUTLINE_PERCENT if outline else None,
                             run=run_title or None, folders=folders)

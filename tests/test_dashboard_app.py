@@ -1030,6 +1030,11 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
             and r["label"] == "glioma"]
     assert (f"Custom CNN: glioma {sum(r['pointing_hit'] for r in hits)} of {len(hits)} ("
             in captions)
+    # and how often the two models' peaks lay apart, and what that meant (`agreement`)
+    from pipeline.explain.agreement import apart_record, record_sentence
+
+    record = apart_record({"custom_cnn": expl, "mobilenetv2": other})
+    assert record is not None and record_sentence(record, "mask") in captions
     summary = _frame(at, "MobileNetV2")
     assert summary is not None and "method" in summary.index
     assert "evidence mostly outside the head" in summary.index

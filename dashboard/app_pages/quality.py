@@ -7,6 +7,7 @@ from dashboard import figures as F
 from dashboard.figures import quality_text as T
 from dashboard.figures.external import external_table
 from pipeline import run_files
+from pipeline.explain.agreement import record_sentence
 from pipeline.explain.alarm import OUTSIDE_HEAD_BLIND, OUTSIDE_HEAD_MESSAGE
 from pipeline.known_data import trained_on_sartaj
 
@@ -44,10 +45,13 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
     centre = T.centre_sentence(expl)
     if centre:
         st.caption(centre)
-    by_class = T.class_pointing_sentence(
-        expl, "box" if all(r == "box" for r in region.values()) else "mask")
+    word = "box" if all(r == "box" for r in region.values()) else "mask"
+    by_class = T.class_pointing_sentence(expl, word)
     if by_class:
         st.caption(by_class)
+    apart = state.apart_record(run)  # do the two models' peaks agree, and what it meant
+    if apart:
+        st.caption(record_sentence(apart, word))
     coverage = boxes and T.box_coverage_sentence(expl, boxes.tumour_test, boxes.source,
                                                  boxes.train_boxed)
     if coverage:

@@ -109,7 +109,8 @@ def warning_tags(answer: dict, seen: set[str]) -> str:
 
 
 def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset(),
-                   answered: bool = True, sartaj: bool = False, n_models: int = 2) -> None:
+                   answered: bool = True, sartaj: bool = False, n_models: int = 2,
+                   extra: Sequence[str] = ()) -> None:
     """One line on stderr per warning in `seen` saying what it means, in a fixed order, one
     for "no tumour" answers when `seen` holds `names.NO_TUMOR` (never a rule-out), one per
     split of the run that answered images were found in (`splits`, `data.membership`), then
@@ -117,7 +118,7 @@ def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset
     answer, `answered` False). `sartaj`: the run was trained on the Sartaj data
     (`known_data.trained_on_sartaj`), whose facts the lines may then state. `n_models`: how
     many models the run has, the lines' number as About's ("the model learnt…, so its answer"
-    for a run of one)."""
+    for a run of one). `extra`: lines of the command's own tags, said before the disclaimer."""
     from pipeline.data.membership import SEEN_TAGS, seen_meaning
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS, flag_meaning, no_tumour_caution
     from pipeline.names import DISCLAIMER, NO_TUMOR
@@ -127,6 +128,7 @@ def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset
     if NO_TUMOR in seen:  # any answer was "no tumour": never a rule-out
         lines.append(f"{NO_TUMOR}: {no_tumour_caution(sartaj)}.")
     lines += [f"[{SEEN_TAGS[k]}]: {seen_meaning(k, n_models)}." for k in SEEN_TAGS if k in splits]
+    lines += extra
     for line in [*lines, DISCLAIMER] if answered else lines:
         err.print(line, highlight=False, markup=False, soft_wrap=True)
 

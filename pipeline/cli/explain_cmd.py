@@ -207,16 +207,17 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     """One tab-separated line per image explained now (each model's prediction with the
     warnings `predict` prints, its overlay, the class it explains when `targeted` (--target: not
     the prediction printed beside it), and the shortcut alarm when it fires, then in a last
-    field the image's own tags as `predict` prints them: the models disagree, the run's split
-    it is in), then a total with the files skipped as done; a legend of the answer warnings
-    shown goes to stderr (in the Sartaj data's words for a run trained on it, `sartaj`). A
-    class whose training folder had another name is said with it (`folders`,
+    field the image's own tags: the models disagree, their default heatmaps point at different
+    places, the run's split it is in), then a total with the files skipped as done; a legend
+    of the warnings shown goes to stderr (in the Sartaj data's words for a run trained on it,
+    `sartaj`). A class whose training folder had another name is said with it (`folders`,
     `discovery.folders_by_class`: "no_tumor (class folder: Healthy)"), with a legend line.
     `run_models`: how many models the run has, the legend's number (About's too).
     `errors`: explain.json's (path, reason), whose blank slices are counted apart from the files
     that could not be read."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.explain.agreement import APART_MEANING, APART_MESSAGE
     from pipeline.explain.methods import target_words
     from pipeline.names import NO_TUMOR, percent
 
@@ -245,6 +246,9 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
         if row.get("agree") is False:
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")
+        if row.get("peaks_apart") is not None:
+            tags.append(f"[{APART_MESSAGE}]")
+            seen.add("apart")
         if split in SEEN_TAGS:
             tags.append(seen_tag(split, row.get("in_run_exact")))
             splits.add(split)
@@ -264,4 +268,5 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     if line := legend_line(folders or {}, seen):
         err.print(line, highlight=False, markup=False, soft_wrap=True)
     warning_legend(seen, splits, answered=bool(summary.rows), sartaj=sartaj,
-                   n_models=run_models)
+                   n_models=run_models,
+                   extra=[f"[{APART_MESSAGE}]: {APART_MEANING}."] if "apart" in seen else [])

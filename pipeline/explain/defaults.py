@@ -86,14 +86,21 @@ def not_the_default(run: Run, name: str, method: str | None, layer: str | None
     dashboard's quality page shows it as the default's); None when it measures the default.
     The layer as explain_eval picks it: the chosen one for the default method, else the
     manifest's."""
-    default, default_layer = resolve_explanation(run, name)
     use, use_layer = resolve_explanation(run, name, method, layer)
-    if use == default and (use not in LAYER_METHODS or use_layer == default_layer):
+    if is_default(run, name, use, use_layer):
         return None
+    default, default_layer = resolve_explanation(run, name)
     asked = " ".join(f"{opt} {v}" for opt, v in (("--method", method), ("--layer", layer)) if v)
     return (f"{name}/explanations.json measures {name}'s default "
             f"({method_at(default, default_layer)}); {asked} would replace it with "
             f"{method_at(use, use_layer)}: pass --replace, or measure on a copy of the run")
+
+
+def is_default(run: Run, name: str, method: str, layer: str | None) -> bool:
+    """Whether `method` at `layer` is model `name`'s default explanation (`resolve_explanation`
+    without a choice; the layer matters only for a method that reads one)."""
+    default, default_layer = resolve_explanation(run, name)
+    return method == default and (method not in LAYER_METHODS or layer == default_layer)
 
 
 def method_at(method: str, layer: str | None) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.data.membership import SEEN_TAGS, SPLIT_WORDS, hides_unlike
+from pipeline.explain.agreement import APART_MESSAGE
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 from pipeline.explain.render import heatmap_stats, outline_words
 from pipeline.names import (
@@ -105,6 +106,7 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
 
 def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
                     in_run_exact: bool | None = None, *, disagree: bool = False,
+                    apart: bool = False,
                     may_be_ct: bool = False, outline: float | None = None,
                     run: str | None = None,
                     folders: Mapping[str, Sequence[str]] | None = None) -> list[str]:
@@ -112,7 +114,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     answer with its (calibrated) probability as explain prints it, and the method and class the
     heatmap explains, which may not be the answer (--target); what the white line is when the
     overlay outlines its hottest `outline` % (`render.outline_words`); then the answer's
-    warnings, the shortcut alarm and whether the models disagree (`disagree`), as explain
+    warnings, the shortcut alarm, whether the models disagree (`disagree`) and whether their
+    default heatmaps point at different places (`apart`, `agreement.maps_apart`), as explain
     prints them (an overlay travels without the console's lines; an image that may be CT,
     `may_be_ct`, first), and the run's split the image is in
     (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
@@ -160,6 +163,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
         warnings.append(OUTSIDE_HEAD_MESSAGE)
     if disagree:
         warnings.append(FLAG_LABELS["disagree"])
+    if apart:
+        warnings.append(APART_MESSAGE)
     if warnings:
         lines.append("Warning: " + "; ".join(warnings))
     if in_run_split in SEEN_TAGS:

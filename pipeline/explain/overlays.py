@@ -24,6 +24,8 @@ import numpy as np
 from pipeline.artifacts import Run, crop_head
 from pipeline.data.discovery import folders_by_class
 from pipeline.data.membership import Membership
+from pipeline.explain.agreement import MapFacts, maps_apart
+from pipeline.explain.defaults import is_default
 from pipeline.explain.explainer import Explainer, Explanation
 from pipeline.explain.masks import head_mask_in_frame
 from pipeline.explain.metrics import (
@@ -123,6 +125,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     photo = [looks_like_photo(img) for _, img in decoded]
     drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
+    facts: dict[str, tuple[bool, bool]] = {}  # per model: (its default explanation, cropped)
     for k, (name, explainer) in enumerate(explainers.items()):
         progress("explain", k, len(explainers))
         info = run.model_info(name)
@@ -152,17 +155,22 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry["colour"], entry["photo"] = warned["colour"][i], warned["photo"][i]
             rows[i]["models"][name] = entry
         drawn[name] = (x, ex)
+        facts[name] = (is_default(run, name, ex.method, ex.layer), crop)
     folders = folders_by_class(run.manifest)  # "Healthy" for no_tumor: said in the caption
     for i, row in enumerate(rows):  # every model's answer known: captions say if they differ
         # None with one model explained: agreement is not known (true claimed it)
         row["agree"] = (len({e["predicted"] for e in row["models"].values()}) == 1
                         if len(row["models"]) > 1 else None)
+        # the two default heatmaps' peaks this far apart (None: close, or the rule not applied)
+        row["peaks_apart"] = maps_apart([MapFacts(e["heatmap"]["peak"], e["target"], *facts[m])
+                                         for m, e in row["models"].items()])
         pictures = {}
         for name, (x, ex) in drawn.items():
             entry = row["models"][name]
             if caption:  # after the warnings: the caption carries them
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
                                         disagree=row["agree"] is False,
+                                        apart=row["peaks_apart"] is not None,
                                         may_be_ct=row["may_be_ct"], outline=outline,
                                         run=run.report_name, folders=folders)
                 pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines,
