@@ -161,7 +161,10 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
         per_model[m] = [replace(found[k], probs=predictor.apply_calibration(m, found[k].probs),
                                 layer_words=words[found[k].layer, found[k].method][0],
                                 fused=words[found[k].layer, found[k].method][1],
-                                default=settings.method is None) for k in keys]
+                                # the default is its method at its layer: another layer
+                                # picked in "Layers (advanced)" is no longer the default
+                                default=settings.method is None and layer in (None, ex.layer))
+                    for k in keys]
     earlier = [None if fresh[i] or not per_model else sum(rs[i].seconds
                                                            for rs in per_model.values())
                for i in range(len(good))]

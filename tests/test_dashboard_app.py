@@ -2049,6 +2049,19 @@ def test_each_model_uses_its_own_default_method_until_one_is_picked(smoke_run, t
     _ok(at)
     captions = _captions(at)
     assert all(" · Grad-CAM for" in c and "default" not in c for c in captions), captions
+    # back to the defaults, but another layer for one model: that map is no longer its default
+    # (the caption said so, and the two-heatmap rule took it for one)
+    at.selectbox(key="predict_method").set_value("default").run()
+    box = at.selectbox(key="predict_layer_custom_cnn")
+    chosen = box.index
+    box.select_index(0 if chosen else 1).run()
+    _ok(at)
+    assert at.selectbox(key="predict_layer_custom_cnn").index != chosen
+    captions = _captions(at)
+    cnn = next(c for c in captions if c.startswith("Custom CNN ·"))
+    mnv2 = next(c for c in captions if c.startswith("MobileNetV2 ·"))
+    assert "LayerCAM for" in cnn and "default" not in cnn, captions
+    assert "· this model's default" in mnv2, captions
 
 
 def test_uploads_survive_a_visit_to_another_page(artifacts: Path, smoke_run: Path):
