@@ -104,6 +104,9 @@ class Results:
     # the run's record for the two-heatmap rule (`agreement.apart_record`): how often peaks far
     # apart meant a miss on its boxed test images; None when not measured
     apart_record: dict[str, int] | None = None
+    # per model, its default heatmaps' pointing game per true class on the run's test images
+    # (`flags.PointingRecord`), said under each default heatmap of a class it has
+    pointing_records: dict[str, Any] = field(default_factory=dict)
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -179,7 +182,8 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    tumour_records=state.tumour_records(run),
                    calibration_note=state.calibration_note(run, predictor),
                    sartaj=trained_on_sartaj(run.manifest),
-                   apart_record=state.apart_record(run))
+                   apart_record=state.apart_record(run),
+                   pointing_records=state.pointing_records(run))
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

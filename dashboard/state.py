@@ -331,6 +331,29 @@ def tumour_records(run: Run) -> dict[str, dict | None]:
     return _metrics_entry(run, "tumor_vs_no_tumor")
 
 
+def pointing_records(run: Run) -> dict[str, flags.PointingRecord]:
+    """Per model whose explanations.json measures its default, that default's pointing game
+    on the run's test images per true class (`flags.PointingRecord`); models without one are
+    left out, and nothing is said of them."""
+    from dashboard.figures.quality_text import class_pointing_counts
+
+    out = {}
+    for m in run.model_names:
+        try:
+            obj = run_json(run, f"{m}/{run_files.EXPLANATIONS}")
+        except ArtifactError:
+            continue
+        if not isinstance(obj, dict) or not is_default(run, m, obj.get("method"),
+                                                       obj.get("layer")):
+            continue
+        counts = class_pointing_counts(obj.get("rows"))
+        if counts:
+            region = ("box" if runinfo.masks_are_boxes(obj.get("masks_dir"), obj.get("data_dir"))
+                      else "mask")
+            out[m] = flags.PointingRecord(counts, region)
+    return out
+
+
 def apart_record(run: Run) -> dict[str, int] | None:
     """The two-heatmap rule's record on the run's boxed test images (`agreement.apart_record`
     over both models' explanations.json), when both files measure their model's default and

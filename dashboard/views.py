@@ -408,6 +408,11 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     st.markdown(flags.box_hit_words(
                         peak_in_box(r, in_frame), class_names[r.target], upload.true_label,
                         f"the tumour box ({BOX_COLOUR_NAME})"))
+                # how often this model's default maps of this class found the tumour on test
+                record = r.default and flags.pointing_record_words(
+                    results.pointing_records.get(m), class_names[r.target])
+                if record:
+                    st.caption(record[0], help=record[1])
                 if r.outside_head_flag and r.outside_head is not None:
                     outside[m] = r.outside_head
                     st.caption(f":orange[:material/warning: "

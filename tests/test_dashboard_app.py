@@ -2064,6 +2064,33 @@ def test_each_model_uses_its_own_default_method_until_one_is_picked(smoke_run, t
     assert "· this model's default" in mnv2, captions
 
 
+def test_a_default_heatmap_says_its_test_record_for_the_class_it_explains(artifacts: Path,
+                                                                          smoke_run: Path):
+    """Under each default heatmap, how often that model's default maps of the class found the
+    tumour on the run's test images, counted from its explanations.json (the phantoms' masks
+    are drawn tumours: "mask"); gone once another method is picked."""
+    from dashboard import figures as F
+    from dashboard.figures.quality_text import class_pointing_counts
+
+    counts = {m: class_pointing_counts(json.loads(
+        (smoke_run / m / "explanations.json").read_text())["rows"])
+        for m in ("custom_cnn", "mobilenetv2")}
+    both = sorted(set(counts["custom_cnn"]) & set(counts["mobilenetv2"]))
+    assert both, counts  # the smoke run scores its tumour phantoms' masks
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
+    at.selectbox(key="predict_target").set_value(both[0]).run()
+    _ok(at)
+    records = [c.value for c in at.caption if c.value.startswith("Test record of these")]
+    shown = F.class_name(both[0])
+    assert records == [f"Test record of these heatmaps for '{shown}': peak in the mask {h} of "
+                       f"{n} times ({h / n:.0%})"
+                       for h, n in (counts[m][both[0]] for m in ("custom_cnn", "mobilenetv2"))]
+    at.selectbox(key="predict_method").set_value("layercam").run()
+    _ok(at)
+    assert not [c for c in at.caption if c.value.startswith("Test record of these")]
+
+
 def test_uploads_survive_a_visit_to_another_page(artifacts: Path, smoke_run: Path):
     """Issue: leaving Predict and coming back lost the uploads (Streamlit drops the state of a
     widget a run does not draw)."""

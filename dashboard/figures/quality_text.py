@@ -132,6 +132,18 @@ def centre_sentence(explanations: Mapping[str, Mapping[str, Any]]) -> str | None
             "heatmap's pointing game means something only well above both.")
 
 
+def class_pointing_counts(rows: Any) -> dict[str, tuple[int, int]]:
+    """Per true class, (peaks in the mask, images with a mask) from explanations.json's
+    per-image `rows`; {} without such rows (a file written before them)."""
+    counts: dict[str, tuple[int, int]] = {}
+    for r in rows or []:
+        hit = r.get("pointing_hit") if isinstance(r, Mapping) else None
+        if isinstance(hit, bool) and isinstance(r.get("label"), str):
+            h, n = counts.get(r["label"], (0, 0))
+            counts[r["label"]] = (h + hit, n + 1)
+    return counts
+
+
 def class_pointing_sentence(explanations: Mapping[str, Mapping[str, Any]],
                             region: str = "box") -> str | None:
     """The pointing game per true class, in counts, from each file's per-image `rows` (images
@@ -142,13 +154,7 @@ def class_pointing_sentence(explanations: Mapping[str, Mapping[str, Any]],
     (files written before them)."""
     parts = []
     for m, e in explanations.items():
-        counts: dict[str, list[int]] = {}
-        for r in e.get("rows") or []:
-            hit = r.get("pointing_hit") if isinstance(r, Mapping) else None
-            if isinstance(hit, bool) and isinstance(r.get("label"), str):
-                c = counts.setdefault(r["label"], [0, 0])
-                c[0] += hit
-                c[1] += 1
+        counts = class_pointing_counts(e.get("rows"))
         if counts:
             shown = ", ".join(f"{class_name(k)} {h} of {n} ({h / n:.0%})"
                               for k, (h, n) in sorted(counts.items()))
