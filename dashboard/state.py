@@ -24,7 +24,6 @@ from pipeline.artifacts import (
     ArtifactError,
     Run,
     RunInfo,
-    crop_head,
     list_runs,
     open_run,
     read_json,
@@ -354,23 +353,34 @@ def pointing_records(run: Run) -> dict[str, flags.PointingRecord]:
     return out
 
 
+def external_apart_records(run: Run) -> dict[str, dict[str, int]]:
+    """Per folder measured by `explain-eval --data` with both models' defaults, the
+    two-heatmap rule's record there (`agreement.default_apart_record`); folders without such a
+    pair are left out."""
+    from dashboard.figures.external import by_folder
+
+    out = {}
+    for folder, files in by_folder(external_explanations(run)).items():
+        pair = {m: next((r for r in rs if is_default(run, m, r.get("method"), r.get("layer"))),
+                        None) for m, rs in files.items()}
+        pair = {m: r for m, r in pair.items() if r is not None}
+        record = agreement.default_apart_record(run, pair)
+        if record:
+            out[folder] = record
+    return out
+
+
 def apart_record(run: Run) -> dict[str, int] | None:
-    """The two-heatmap rule's record on the run's boxed test images (`agreement.apart_record`
-    over both models' explanations.json), when both files measure their model's default and
-    both models crop the head alike (the rule's conditions); else None, and nothing is said."""
+    """The two-heatmap rule's record on the run's boxed test images
+    (`agreement.default_apart_record` over both models' explanations.json); None when a file
+    is missing or the rule does not apply to them, and nothing is said."""
     expl = {}
     for m in run.model_names:
         try:
-            obj = run_json(run, f"{m}/{run_files.EXPLANATIONS}")
+            expl[m] = run_json(run, f"{m}/{run_files.EXPLANATIONS}")
         except ArtifactError:
             return None
-        if not isinstance(obj, dict) or not is_default(run, m, obj.get("method"),
-                                                       obj.get("layer")):
-            return None
-        expl[m] = obj
-    if len({crop_head(run.model_info(m)) for m in expl}) != 1:
-        return None
-    return agreement.apart_record(expl)
+    return agreement.default_apart_record(run, expl)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

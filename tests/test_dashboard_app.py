@@ -1128,6 +1128,22 @@ def test_quality_page_lists_explain_eval_on_your_own_folders(smoke_run, tmp_path
     assert [t for t in at.table if "Folder" in t.value.columns]
     assert not [d for d in at.dataframe if "Folder" in d.value.columns]
     assert "torn.json" in _texts(at.warning)
+    # with the other model's default measured on that folder too, the two-heatmap rule's record
+    # there (`agreement`): how often peaks far apart meant a miss on the folder's masks
+    from dashboard.core import literal
+    from pipeline.explain.agreement import apart_record, record_line
+
+    assert f"{literal('hospital-b')}: " not in _texts(at.caption)  # one model: no record
+    other = run / "mobilenetv2" / "explanations-external"
+    other.mkdir()
+    mnv2 = {**json.loads((run / "mobilenetv2" / "explanations.json").read_text()),
+            "source": {"kind": "external", "folder": "hospital-b"}}
+    (other / "hospital-b-gradcam.json").write_text(json.dumps(mnv2))
+    at = _app("quality")
+    _ok(at)
+    record = apart_record({"custom_cnn": result, "mobilenetv2": mnv2})
+    assert record is not None
+    assert f"{literal('hospital-b')}: {record_line(record)}." in _texts(at.caption)
 
 
 def test_quality_page_s_per_image_table_says_box_for_tumour_boxes(smoke_run, tmp_path,

@@ -197,6 +197,37 @@ def test_explain_eval_on_an_own_folder_says_what_a_researcher_needs(smoke_run: P
     assert not (ext / "suffixed.json").exists()
 
 
+def test_explain_eval_of_both_defaults_gives_the_two_heatmap_record(smoke_run: Path,
+                                                                   tmp_path: Path) -> None:
+    """Both models' defaults measured on a folder: the line saying how often their peaks lay
+    far apart there and what that meant, read from the two files written; a method picked
+    by hand is not the default the dashboard's warning applies to, so no line."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.explain.agreement import apart_record, record_line
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    data, masks = _own_folder(run_dir, tmp_path / "own")
+
+    def explain_eval(*args: str):
+        res = CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir), "--data",
+                                       str(data), "--masks", str(masks), "--max-images", "4",
+                                       "--steps", "2", *args])
+        assert res.exit_code == 0, res.output
+        return res
+
+    res = explain_eval()
+    written = {m: json.loads(next((run_dir / m / "explanations-external").glob("*.json"))
+                             .read_text()) for m in ("custom_cnn", "mobilenetv2")}
+    record = apart_record(written)
+    assert record is not None and record["n_apart"] + record["n_together"] == 2
+    assert record_line(record) in " ".join(res.stdout.split())
+    picked = explain_eval("--method", "hirescam")
+    assert "point at different places" not in picked.stdout
+
+
 def test_the_masks_folder_is_named_by_one_rule_whether_given_or_the_run_s_own(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --data the run's own masks/ was named relative to the project (or by its name

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from dashboard import charts, runinfo, state
+from dashboard import charts, core, runinfo, state
 from dashboard import figures as F
 from dashboard.figures import quality_text as T
 from dashboard.figures.external import external_table
 from pipeline import run_files
-from pipeline.explain.agreement import record_sentence
+from pipeline.explain.agreement import record_line, record_sentence
 from pipeline.explain.alarm import OUTSIDE_HEAD_BLIND, OUTSIDE_HEAD_MESSAGE
 from pipeline.known_data import trained_on_sartaj
 
@@ -152,3 +152,6 @@ else:
                "interval, beside a map always at the head's centre and chance (the masks' mean "
                "area). Images that are copies of the run's training or validation images are "
                "not held out: there the figures show what the model learnt.")
+    # the Predict page's two-heatmap warning, measured on each folder both defaults explained
+    for folder, record in state.external_apart_records(run).items():
+        st.caption(f"{core.literal(folder)}: {record_line(record)}.")

@@ -56,10 +56,9 @@ def external_table(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.Dat
     rows = []
     for model, files in results.items():
         for r in files:
-            source = r.get("source") or {}
             rows.append({
                 "Model": model_label(model),
-                "Folder": str(source.get("folder") or source.get("name") or "?"),
+                "Folder": _folder(r),
                 "Method": METHOD_LABELS.get(str(r.get("method")), str(r.get("method"))),
                 "Images (with a mask)": _images(r),
                 POINTING: _pointing(r),
@@ -71,3 +70,19 @@ def external_table(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.Dat
                 "Measured": str(r.get("created") or "")[:10],
             })
     return pd.DataFrame(rows) if rows else None
+
+
+def _folder(result: Mapping[str, Any]) -> str:
+    source = result.get("source") or {}
+    return str(source.get("folder") or source.get("name") or "?")
+
+
+def by_folder(results: Mapping[str, Sequence[Mapping[str, Any]]]
+              ) -> dict[str, dict[str, list[Mapping[str, Any]]]]:
+    """folder -> model -> its results for that folder (one per method measured there): the
+    two-heatmap record per folder takes each model's default among them."""
+    out: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    for model, files in results.items():
+        for r in files:
+            out.setdefault(_folder(r), {}).setdefault(model, []).append(r)
+    return out

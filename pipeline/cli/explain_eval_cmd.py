@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -31,6 +32,9 @@ from pipeline.cli.common import (
     shown,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Run
 
 
 def explain_eval_cmd(
@@ -132,7 +136,7 @@ def explain_eval_cmd(
     if as_json:
         print_json({m: {k: v for k, v in r.items() if k != "rows"} for m, r in results.items()})
     else:
-        _print_explain_quality(results, run_dir)
+        _print_explain_quality(results, run_dir, run)
 
 
 def _check_explain_eval_options(method: str | None, baseline: str, max_images: int,
@@ -155,9 +159,10 @@ def _fmt(value: object, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
-    """explain-eval's table (one column per model, named as evaluate's rows are), then where
-    the files were written."""
+def _print_explain_quality(results: dict[str, dict], run_dir: Path, run: Run) -> None:
+    """explain-eval's table (one column per model, named as evaluate's rows are), the two
+    default heatmaps' record when both models were measured (`agreement.record_line`), then
+    where the files were written."""
     from rich.table import Table
 
     from pipeline.names import display_name
@@ -210,6 +215,13 @@ def _print_explain_quality(results: dict[str, dict], run_dir: Path) -> None:
         if r["n_outside_head_flagged"]:
             sys.stdout.write(f"{m}: {r['n_outside_head_flagged']} of {r['n']} heatmaps flagged: "
                              f"{OUTSIDE_HEAD_MESSAGE} ({r['outside_head_rule']})\n")
+    from pipeline.explain.agreement import default_apart_record, record_line
+
+    # do the two default maps peak far apart, and what did that mean here (the Predict page's
+    # and explain's warning, measured on these images)
+    record = default_apart_record(run, results)
+    if record:
+        sys.stdout.write(f"{record_line(record)}\n")
     modes = {r["target_mode"] for r in results.values()}
     sys.stdout.write("explained class: " + ", ".join(sorted(
         _TARGET_WORDS.get(mode, mode) for mode in modes)) + "\n")

@@ -116,6 +116,33 @@ def apart_record(explanations: Mapping[str, Mapping[str, Any]]) -> dict[str, int
     return record if record["n_apart"] + record["n_together"] else None
 
 
+def default_apart_record(run: Any, explanations: Mapping[str, Mapping[str, Any]]
+                         ) -> dict[str, int] | None:
+    """`apart_record` of a run's two models' explain-eval results (explanations.json, or one
+    external folder's), when the rule applies to them: each measures its model's default
+    method and layer, and both models crop the head alike. None otherwise."""
+    from pipeline.artifacts import crop_head
+    from pipeline.explain.defaults import is_default
+
+    if len(explanations) != 2 or not all(
+            isinstance(e, Mapping) and is_default(run, m, e.get("method"), e.get("layer"))
+            for m, e in explanations.items()):
+        return None
+    if len({crop_head(run.model_info(m)) for m in explanations}) != 1:
+        return None
+    return apart_record(explanations)
+
+
+def record_line(record: Mapping[str, int], region: str = "mask") -> str:
+    """explain-eval's line: the rule's record on the images it measured."""
+    n = record["n_apart"] + record["n_together"]
+    return (f"{APART_MESSAGE} (peaks more than {PEAKS_APART:.0%} of the frame apart, both "
+            f"models' defaults explaining one class) on {record['n_apart']} of {n} images with "
+            f"a {region}: at least one peak missed the {region} {record['apart_missed']} of "
+            f"{record['n_apart']} times there, {record['together_missed']} of "
+            f"{record['n_together']} elsewhere")
+
+
 def record_sentence(record: Mapping[str, int], region: str = "box") -> str:
     """The quality page's line: the rule's record on the run's boxed test images."""
     n = record["n_apart"] + record["n_together"]
