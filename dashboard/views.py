@@ -264,9 +264,13 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
             img = overlay(r.prepared, r.heatmap, settings, frame_box(box, upload, r))
         method, target, layer = explained(r, class_names)
         where = peak_words(r.heatmap)
+        # the default map's test record for its class travels with the page, as on the card
+        record = r.default and flags.pointing_record_words(
+            results.pointing_records.get(m), class_names[r.target])
         models.append(PageModel(
             F.model_label(m), img, f"{method} {target}{layer}"
-            + (f"; hottest at the image's {where}" if where else ""),
+            + (f"; hottest at the image's {where}" if where else "")
+            + (f". {record[0]}" if record else ""),
             {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
     # the split note travels with the page: a training image's PDF is no test either
     notes = [upload.seen] if upload.seen else []

@@ -191,3 +191,19 @@ def test_shipped_runs_give_a_record_per_tumour_class(run: Path):
     for record in records.values():  # `Testing/`'s boxes: gliomas and pituitary tumours only
         assert record.region == "box" and {"glioma", "pituitary"} <= set(record.counts) <= {
             "glioma", "meningioma", "pituitary"}
+
+
+def test_the_report_page_carries_the_record_and_the_warning():
+    """The PDF page travels without the card: the default map's record for its class and the
+    two-heatmap warning go with it."""
+    from dashboard import core, flags, inference, views
+
+    results = _results([(16, 2), (16, 30)])
+    results.pointing_records = {"custom_cnn": flags.PointingRecord({"glioma": (75, 124)})}
+    upload = core.Upload("x.png", "d" * 64, image=np.zeros((64, 64, 3), np.uint8))
+    page = views.report_page(upload, 0, results, ["glioma", "no_tumor"], inference.Settings())
+    cnn, mnv2 = page.models
+    assert cnn.caption.endswith("Test record of these heatmaps for 'glioma': peak in the box 75 of "
+                             "124 times (60%)")
+    assert "Test record" not in mnv2.caption  # no record for that model
+    assert any(getattr(f, "kind", "") == "apart" for f in page.flags)
