@@ -49,7 +49,8 @@ def test_sentences_quote_the_distance_and_the_record():
     assert "37 of 41" in card and "45 of 301" in card
     assert "37 of 41" not in A.apart_sentence(0.31)  # no record: the rule alone
     page = A.record_sentence(record, "box")
-    assert "41 of 342" in page and "37 times" in page and "45 of 301" in page
+    assert "41 of 342 test images" in page and "37 of 41 times" in page and "45 of 301" in page
+    assert page.startswith("The two heatmaps") and "Predict page warns" in page
     assert f"{A.PEAKS_APART:.0%}" in page
 
 

@@ -133,22 +133,22 @@ def default_apart_record(run: Any, explanations: Mapping[str, Mapping[str, Any]]
     return apart_record(explanations)
 
 
-def record_line(record: Mapping[str, int], region: str = "mask") -> str:
-    """explain-eval's line: the rule's record on the images it measured."""
+def record_line(record: Mapping[str, int], region: str = "mask",
+                images: str = "images") -> str:
+    """The rule's record in one line (explain-eval's; the quality page's `record_sentence`):
+    how many of the `images` with a `region` had their peaks apart, and the misses there and
+    elsewhere."""
     n = record["n_apart"] + record["n_together"]
-    return (f"{APART_MESSAGE} (peaks more than {PEAKS_APART:.0%} of the frame apart, both "
-            f"models' defaults explaining one class) on {record['n_apart']} of {n} images with "
-            f"a {region}: at least one peak missed the {region} {record['apart_missed']} of "
-            f"{record['n_apart']} times there, {record['together_missed']} of "
-            f"{record['n_together']} elsewhere")
+    return (f"{APART_MESSAGE} (hottest points more than {PEAKS_APART:.0%} of the picture's "
+            f"side apart, both models' defaults explaining one class) on {record['n_apart']} of "
+            f"{n} {images} with a {region}: at least one peak missed the {region} "
+            f"{record['apart_missed']} of {record['n_apart']} times there, "
+            f"{record['together_missed']} of {record['n_together']} elsewhere")
 
 
 def record_sentence(record: Mapping[str, int], region: str = "box") -> str:
-    """The quality page's line: the rule's record on the run's boxed test images."""
-    n = record["n_apart"] + record["n_together"]
-    return (f"Heatmaps that point at different places (hottest points more than "
-            f"{PEAKS_APART:.0%} of the picture's side apart) on {record['n_apart']} of {n} test "
-            f"images with a {region}: there at least one peak missed the {region} "
-            f"{record['apart_missed']} times, against {record['together_missed']} of "
-            f"{record['n_together']} elsewhere. The Predict page warns when an upload's two "
-            "default heatmaps explain one tumour class this far apart.")
+    """The quality page's line: the rule's record on the run's boxed test images, and where
+    the warning is given."""
+    line = record_line(record, region, "test images")
+    return (f"{line[0].upper()}{line[1:]}. The Predict page warns when an upload's two default "
+            "heatmaps explain one tumour class this far apart.")
