@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dashboard import core, loader, state
+from dashboard import core, loader, records
 from pipeline.artifacts import Run, crop_head
 from pipeline.known_data import trained_on_sartaj
 from pipeline.names import HEATMAP_ALPHA, class_index, size_label
@@ -173,17 +173,17 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                for i in range(len(good))]
     return Results(per_model, errors, time.perf_counter() - start,
                    {m: predictor.low_confidence_below(m) for m in per_model},
-                   state.shifted_accuracy(run),
+                   records.shifted_accuracy(run),
                    [size_label(u.image.shape[1], u.image.shape[0]) for u in good],
-                   state.size_groups(run), list(run.class_names), state.flag_accuracy(run),
+                   records.size_groups(run), list(run.class_names), records.flag_accuracy(run),
                    earlier, colour=[u.colour for u in good], ct=[u.ct for u in good],
                    photo=[u.photo for u in good],
                    seen_split=[u.seen_split if u.seen_exact else "" for u in good],
-                   tumour_records=state.tumour_records(run),
-                   calibration_note=state.calibration_note(run, predictor),
+                   tumour_records=records.tumour_records(run),
+                   calibration_note=records.calibration_note(run, predictor),
                    sartaj=trained_on_sartaj(run.manifest),
-                   apart_record=state.apart_record(run),
-                   pointing_records=state.pointing_records(run))
+                   apart_record=records.apart_record(run),
+                   pointing_records=records.pointing_records(run))
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dashboard import core, inference, summary_table, views
+from dashboard import card_flags, core, inference, summary_table, views
 from dashboard.flags import image_warnings
 from dashboard.inference import Settings
 from pipeline.artifacts import Run
@@ -119,7 +119,7 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
         results = inference.explain(run, predictor, explainers, slices, settings)
         if results.probs:
             names = slice_names(upload)
-            flags = [image_warnings(*views.image_flags(results, j), s.seen, s.seen_split,
+            flags = [image_warnings(*card_flags.image_flags(results, j), s.seen, s.seen_split,
                                     s.seen_exact) for j, s in enumerate(slices)]
             thumbs = [summary_table.thumbnail_url(s.image) for s in slices]
             frame = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags)

@@ -1,5 +1,5 @@
 """The two-heatmap rule (`pipeline.explain.agreement`): peaks far apart, its record on a run's
-boxed test images, and the warning it puts on a Predict card (`views.heatmaps_apart`)."""
+boxed test images, and the warning it puts on a Predict card (`card_flags.heatmaps_apart`)."""
 
 from __future__ import annotations
 
@@ -84,17 +84,17 @@ def _results(peaks: list[tuple[int, int]], targets=(0, 0), default=(True, True),
 
 
 def test_a_card_warns_when_the_default_maps_of_one_tumour_class_peak_apart():
-    from dashboard import flags, views
+    from dashboard import card_flags, flags
 
     far = _results([(16, 2), (16, 30)])  # 28 of 32 pixels apart: 0.875 of the frame
-    assert views.heatmaps_apart(far, 0) == pytest.approx(28 / 32)
-    _, heatmaps = views.image_flags(far, 0)
+    assert card_flags.heatmaps_apart(far, 0) == pytest.approx(28 / 32)
+    _, heatmaps = card_flags.image_flags(far, 0)
     flag = next(f for f in heatmaps if f.kind == "apart")
     assert "88%" in flag and "3 of 4" in flag and set(flag.models) == {"custom_cnn", "mobilenetv2"}
     assert A.APART_MESSAGE in flags.summary_line([flag])
     near = _results([(16, 14), (16, 16)])
-    assert views.heatmaps_apart(near, 0) is None
-    assert not [f for f in views.image_flags(near, 0)[1] if f.kind == "apart"]
+    assert card_flags.heatmaps_apart(near, 0) is None
+    assert not [f for f in card_flags.image_flags(near, 0)[1] if f.kind == "apart"]
 
 
 @pytest.mark.parametrize("case", [
@@ -104,15 +104,15 @@ def test_a_card_warns_when_the_default_maps_of_one_tumour_class_peak_apart():
     {"crop": (True, False)},  # frames that show different parts of the image
 ])
 def test_no_warning_where_the_rule_was_not_measured(case: dict):
-    from dashboard import views
+    from dashboard import card_flags
 
-    assert views.heatmaps_apart(_results([(16, 2), (16, 30)], **case), 0) is None
+    assert card_flags.heatmaps_apart(_results([(16, 2), (16, 30)], **case), 0) is None
 
 
 def test_one_model_gets_no_warning():
-    from dashboard import views
+    from dashboard import card_flags
 
-    assert views.heatmaps_apart(_results([(16, 2)]), 0) is None
+    assert card_flags.heatmaps_apart(_results([(16, 2)]), 0) is None
 
 
 @pytest.mark.slow
@@ -184,12 +184,12 @@ def test_a_default_heatmap_s_test_record_for_its_class():
 
 @pytest.mark.parametrize("run", SHIPPED, ids=lambda p: p.name)
 def test_shipped_runs_give_a_record_per_tumour_class(run: Path):
-    from dashboard import state
+    from dashboard import records
     from pipeline.artifacts import open_run
 
-    records = state.pointing_records(open_run(run))
-    assert set(records) == {"custom_cnn", "mobilenetv2"}
-    for record in records.values():  # `Testing/`'s boxes: gliomas and pituitary tumours only
+    found = records.pointing_records(open_run(run))
+    assert set(found) == {"custom_cnn", "mobilenetv2"}
+    for record in found.values():  # `Testing/`'s boxes: gliomas and pituitary tumours only
         assert record.region == "box" and {"glioma", "pituitary"} <= set(record.counts) <= {
             "glioma", "meningioma", "pituitary"}
 

@@ -288,7 +288,7 @@ def test_dashboard_box_outline_and_peak_in_box() -> None:
 def test_a_training_image_is_not_called_unlike_the_training_data_and_its_page_says_why():
     """A reviewer saw "This image is in this run's training split" and, two lines below, "This
     image is unlike MobileNetV2's training data"; the PDF page did not carry the split note."""
-    from dashboard import core, inference, views
+    from dashboard import card_flags, core, inference, views
     from pipeline.data.membership import seen_note
 
     heat = np.zeros((32, 32), np.float32)
@@ -302,7 +302,7 @@ def test_a_training_image_is_not_called_unlike_the_training_data_and_its_page_sa
     def flags_for(split: str) -> list[str]:
         results = inference.Results({"custom_cnn": [result()]}, {}, 0.1,
                                     class_names=["glioma", "no_tumor"], seen_split=[split])
-        answers, _ = views.image_flags(results, 0)
+        answers, _ = card_flags.image_flags(results, 0)
         return answers
 
     assert any("unlike" in a for a in flags_for(""))  # found nowhere: the score's flag stands

@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import (
+    card_flags,
     core,
     dataset_files,
     inference,
@@ -197,7 +198,7 @@ if good:
     # of a series has its pixels' digest, as on its PDF page.
     # each image's warnings as its card counts them (a training or validation image's split
     # note, the answers', the heatmaps'): the summary, the CSV and the flag filter
-    flags = [image_warnings(*views.image_flags(results, k), u.seen, u.seen_split, u.seen_exact)
+    flags = [image_warnings(*card_flags.image_flags(results, k), u.seen, u.seen_split, u.seen_exact)
              for k, u in enumerate(good)]
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, core, runinfo, state
+from dashboard import charts, core, records, runinfo, state
 from dashboard import figures as F
 from dashboard.figures import quality_text as T
 from dashboard.figures.external import external_table
@@ -49,7 +49,7 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
     by_class = T.class_pointing_sentence(expl, word)
     if by_class:
         st.caption(by_class)
-    apart = state.apart_record(run)  # do the two models' peaks agree, and what it meant
+    apart = records.apart_record(run)  # do the two models' peaks agree, and what it meant
     if apart:
         st.caption(record_sentence(apart, word))
     coverage = boxes and T.box_coverage_sentence(expl, boxes.tumour_test, boxes.source,
@@ -153,5 +153,5 @@ else:
                "area). Images that are copies of the run's training or validation images are "
                "not held out: there the figures show what the model learnt.")
     # the Predict page's two-heatmap warning, measured on each folder both defaults explained
-    for folder, record in state.external_apart_records(run).items():
+    for folder, record in records.external_apart_records(run).items():
         st.caption(f"{core.literal(folder)}: {record_line(record)}.")
