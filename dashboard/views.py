@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard import core, flags
+from dashboard import card_flags, core, flags
 from dashboard import figures as F
-from dashboard.card_flags import heatmaps_apart, image_flags
 from dashboard.inference import (
     ImageResult,
     Results,
@@ -193,7 +192,7 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
     answers = {int(np.argmax(p[j])) for p in results.probs.values()}
     lines = overlay_caption(m, entry, upload.seen_split or None, upload.seen_exact,
                             disagree=len(answers) > 1,
-                            apart=heatmaps_apart(results, j) is not None,
+                            apart=card_flags.heatmaps_apart(results, j) is not None,
                             may_be_ct=j < len(results.ct) and results.ct[j],
                             outline=OUTLINE_PERCENT if outline else None,
                             run=run_title or None, folders=folders)
@@ -212,7 +211,7 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
     (rendered here with `settings` and `box`, unless its card already drew it: `overlays`,
     model -> picture), probabilities and every flag. The Predict page's "Report PDF, all" builds
     one per analysed image with it, whichever page of cards is shown."""
-    answers, shortcuts = image_flags(results, j)
+    answers, shortcuts = card_flags.image_flags(results, j)
     models: list[PageModel] = []
     for m, rs in results.per_model.items():
         r = rs[j]
@@ -282,7 +281,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                      icon=":material/error:")
             return None
         agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
-        answers, shortcuts = image_flags(results, j)
+        answers, shortcuts = card_flags.image_flags(results, j)
         # what the summary table counts for this image: the boxes the card leads with and its
         # fold's label below say the same number together
         warnings = flags.image_warnings(answers, shortcuts, upload.seen, upload.seen_split,

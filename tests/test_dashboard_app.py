@@ -24,7 +24,7 @@ from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard import paging, runinfo, summary_table, views
+from dashboard import card_flags, paging, runinfo, summary_table, views
 from pipeline.explain import METHOD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ def test_an_upload_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_r
     # no answer warnings (the smoke models' vary): the summary counts the split notes alone;
     # which images may not be called "unlike the training data" is recorded
     hidden: list[list[str]] = []
-    monkeypatch.setattr(views, "image_flags",
+    monkeypatch.setattr(card_flags, "image_flags",
                         lambda results, j: (hidden.append(list(results.seen_split)), [], [])[1:])
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     splits = json.loads((smoke_run / "splits.json").read_text())
@@ -320,7 +320,7 @@ def test_a_card_and_the_summary_count_the_same_warnings(artifacts: Path, smoke_r
 
     # one answer warning and one heatmap flag for the first image, none for the second (the
     # smoke models' own flags vary from run to run)
-    monkeypatch.setattr(views, "image_flags", lambda results, j: (
+    monkeypatch.setattr(card_flags, "image_flags", lambda results, j: (
         [Flag("Weak answer from Custom CNN.", "weak", ["custom_cnn"])] if j == 0 else [],
         [Flag("MobileNetV2: outside.", "outside_head", ["mobilenetv2"])] if j == 0 else []))
     manifest = json.loads((smoke_run / "manifest.json").read_text())
@@ -721,7 +721,7 @@ def test_the_flag_filter_pages_over_the_flagged_images(artifacts: Path, smoke_ru
     filter changes becomes the last one there is."""
     # which images have flags, decided here (the smoke models' own flags vary from run to run):
     # every image but each third one
-    monkeypatch.setattr(views, "image_flags",
+    monkeypatch.setattr(card_flags, "image_flags",
                         lambda results, j: ([f"test flag {j}"] if j % 3 else [], []))
     per_page = paging.CARDS_PER_PAGE
     n = 2 * per_page + 1  # three pages of cards

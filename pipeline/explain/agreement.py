@@ -1,6 +1,6 @@
 """Do the two models' heatmaps point at the same place? The rule, its words and its record on a
-run's boxed test images, in one home that imports no TensorFlow (the dashboard's cards and the
-quality page use it).
+run's boxed test images, in one home that imports no TensorFlow (the dashboard, `explain` and
+`explain-eval` use it).
 
 Why: a heatmap that misses the tumour looks as confident as one that hits it, and one model's
 map cannot tell which it is. Two models that learnt differently rarely miss in the same place,
@@ -31,7 +31,8 @@ from pipeline.names import NO_TUMOR
 # of the two maps is probably off the tumour (chosen on validation boxes, see above)
 PEAKS_APART = 0.15
 APART_MESSAGE = "the two heatmaps point at different places"
-# what it means, after the tag in explain's legend and in the dashboard's card warning
+# what it means, after the tag in explain's legend (the card's warning, `apart_sentence`, says
+# it of the image in hand)
 APART_MEANING = (f"the two models' default heatmaps explain the same tumour class, but their "
                  f"hottest points are more than {PEAKS_APART:.0%} of the picture's side apart, "
                  "so at least one of them is probably not on the tumour: read both, and trust "
