@@ -110,6 +110,11 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
   them); even with de-duplicated splits, accuracy on one dataset is likely to overstate
   performance on new scans.
 """
+    # two models' maps far apart: at least one is off the tumour (`explain.agreement`)
+    apart = "" if one else (
+        "- When the two models' default heatmaps point at different places, at least one of "
+        "them is\n  probably off the tumour, and a card says so; when they agree, both can "
+        "still miss.\n")
     return f"""**Known limits.**
 {source}- {"The model sees" if one else "The models see"} one slice as a picture: \
 {"it is" if one else "they are"} not told the sequence, contrast, plane or
@@ -122,5 +127,5 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
   each is stretched to its own brightest spot. A confident prediction with a heatmap on the
   skull or the image border is a warning sign (the shortcut alarm flags only heat outside the
   head, not on the skull or scalp).
-- Probabilities can be over-confident: see the reliability diagram on the Overview page.
+{apart}- Probabilities can be over-confident: see the reliability diagram on the Overview page.
 """

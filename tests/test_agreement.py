@@ -208,3 +208,11 @@ def test_the_report_page_carries_the_record_and_the_warning():
                              "124 times (60%)")
     assert "Test record" not in mnv2.caption  # no record for that model
     assert any(getattr(f, "kind", "") == "apart" for f in page.flags)
+
+
+def test_about_s_known_limits_say_it_for_two_models_only():
+    from dashboard.about_text import known_limits
+
+    two = known_limits(["glioma", "no_tumor"], False, 2)
+    assert "default heatmaps point at different places" in two and "both can still miss" in two
+    assert "different places" not in known_limits(["glioma", "no_tumor"], False, 1)
