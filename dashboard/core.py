@@ -27,7 +27,7 @@ from pipeline.images import (
     decode_slices,
 )
 from pipeline.modality import looks_like_ct, looks_like_photo
-from pipeline.names import class_label, display_name, percent
+from pipeline.names import TOGETHER_LABEL, class_label, display_name, percent
 from pipeline.series import blank_note
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -416,10 +416,12 @@ def to_csv_bytes(frame: pd.DataFrame, notes: Mapping[str, str] | None = None) ->
 
 
 def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str],
-                 true_label: str | None = None) -> str:
-    """Short text: what each model says about image i, marked right/wrong if the truth is known."""
+                 true_label: str | None = None, together: np.ndarray | None = None) -> str:
+    """Short text: what each model says about image i, marked right/wrong if the truth is known;
+    with `together` ((N, C), `evaluate.together`), the models' pooled answer last."""
     parts = []
-    for model, p in probs.items():
+    named = {**probs, **({TOGETHER_LABEL: together} if together is not None else {})}
+    for model, p in named.items():
         k = int(np.argmax(p[i]))
         mark = ""
         if true_label:

@@ -107,6 +107,10 @@ class Results:
     # per model, its default heatmaps' pointing game per true class on the run's test images
     # (`flags.PointingRecord`), said under each default heatmap of a class it has
     pointing_records: dict[str, Any] = field(default_factory=dict)
+    # (N, C): every model's probabilities pooled into one answer (`Predictor.together`,
+    # `evaluate.together`); None for one model, or when only one model answered
+    together: np.ndarray | None = None
+    together_note: str = ""  # how often the pooled answer was right on the run's test images
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -183,7 +187,17 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    calibration_note=records.calibration_note(run, predictor),
                    sartaj=trained_on_sartaj(run.manifest),
                    apart_record=records.apart_record(run),
-                   pointing_records=records.pointing_records(run))
+                   pointing_records=records.pointing_records(run),
+                   together=_together(predictor, per_model),
+                   together_note=records.together_note(run))
+
+
+def _together(predictor: Any, per_model: dict[str, list[ImageResult]]) -> np.ndarray | None:
+    """The models' calibrated probabilities pooled (`Predictor.together`), when at least two
+    answered for every image; None otherwise (a stand-in predictor without the pool too)."""
+    probs = {m: np.stack([r.probs for r in rs]) for m, rs in per_model.items() if rs}
+    pool = getattr(predictor, "together", None)
+    return pool(probs) if pool is not None and len(probs) > 1 else None
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

@@ -1,6 +1,7 @@
 """What a run measured that the dashboard quotes beside answers and heatmaps: robustness
 (`robustness.json`), how often flagged answers were right (`flags.json`), metrics.json's
-records (by pixel size, tumour against no tumour, the test ECE under every probability table)
+records (by pixel size, tumour against no tumour, the test ECE under every probability table,
+the models' pooled answer's accuracy from comparison.json)
 and the explanations' records (each default heatmap's pointing game per class, and the
 two-heatmap rule's record on the test boxes and on each external folder). Read through
 `state.run_json` (cached until a file changes); a missing or damaged file leaves its record
@@ -72,6 +73,20 @@ def calibration_note(run: Run, predictor: Any) -> str:
     return flags.calibration_note({m: predictor.temperature(m) if applied else None
                                    for m in run.model_names},
                                   tests, official)
+
+
+def together_note(run: Run) -> str:
+    """How often the models' pooled answer (`evaluate.together`) was right on the run's test
+    images, beside each model's alone (comparison.json's "together"); "" when not measured."""
+    from pipeline.evaluate import together  # scipy and scikit-learn: not on the first page
+
+    try:
+        record = run_json(run, run_files.COMPARISON).get(together.KEY)
+    except (ArtifactError, AttributeError):
+        return ""
+    official = bool(runinfo.run_facts(run.manifest).splits.get("official_test"))
+    return together.words(record if isinstance(record, dict) else None,
+                          "official test images" if official else "test images")
 
 
 def size_groups(run: Run) -> dict[str, dict | None]:

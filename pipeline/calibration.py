@@ -132,6 +132,23 @@ def read_calibration(run_dir: str | Path, models: Sequence[str]
     return temps, below, damaged
 
 
+def _pool_fit(fitted: dict[str, tuple[list[str], np.ndarray, np.ndarray]]
+              ) -> tuple[str, dict[str, Any]] | None:
+    """("together", the two-model pool's temperature fit, `evaluate.together.fit`) on the
+    validation images every model read; None for one model."""
+    from pipeline.evaluate import together
+
+    if len(fitted) < 2:
+        return None
+    common = set.intersection(*(set(rels) for rels, _, _ in fitted.values()))
+    probs, y = {}, None
+    for m, (rels, p, yy) in fitted.items():
+        keep = [i for i, rel in enumerate(rels) if rel in common]
+        order = sorted(keep, key=lambda i: rels[i])  # one order of images for every model
+        probs[m], y = p[order], yy[order]
+    return (together.KEY, together.fit(probs, y)) if y is not None and len(y) else None
+
+
 LOW_CONFIDENCE_ACCURACY = 0.9  # answers are "weak" where validation accuracy falls below this
 
 
@@ -209,6 +226,7 @@ def calibrate_run(run_dir: str | Path, progress: Progress | None = None,
     predictor = Predictor(run, calibrated=False)
     models: dict[str, Any] = {}
     unreadable: set[str] = set()
+    fitted: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}  # calibrated, for the pool
     for m in run.model_names:
         probs, rels, failed = predict_records(predictor, m, val, progress)
         unreadable.update(rel for rel, _ in failed)
@@ -226,8 +244,11 @@ def calibrate_run(run_dir: str | Path, progress: Progress | None = None,
                      "ece_before": ece_before, "ece_after": ece_after,
                      "at_bound": bool(min(t / T_MIN, T_MAX / t) < 1.001),
                      **low_confidence(apply_temperature(p, t), y)}
+        fitted[m] = (list(rels), apply_temperature(p, t), y)
     result = {"method": METHOD, "split": "val", "created": utc_now(), "run_id": run.run_id,
               "n": len(val) - len(unreadable), "n_unreadable": len(unreadable),
               "bounds": [T_MIN, T_MAX], "ece_bins": 10, "models": models}
+    if pool := _pool_fit(fitted):
+        result[pool[0]] = pool[1]
     artifacts.write_json_atomic(run.path / FILE, result, allow_nan=False)
     return result

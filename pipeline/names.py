@@ -18,6 +18,8 @@ DISPLAY_NAMES: dict[str, str] = {
     "mobilenetv2": "MobileNetV2",
     "efficientnetb0": "EfficientNetB0",
 }
+# The models' answers pooled (`evaluate.together`), as a probability table's row names it
+TOGETHER_LABEL = "Both, averaged"
 # Every model the registry builds (models.build_model: our CNN, then backbones.BACKBONES, kept in
 # step by a test): what a config's "models" may name, without importing Keras.
 MODEL_NAMES: tuple[str, ...] = ("custom_cnn", "mobilenetv2", "efficientnetb0")

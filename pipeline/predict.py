@@ -116,6 +116,17 @@ class Predictor:
             return probs
         return apply_temperature(probs, t).astype("float32")
 
+    def together(self, probs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The models' (calibrated) probabilities pooled into one answer
+        (`evaluate.together.combine`, with the pool's validation temperature when this Predictor
+        is calibrated and the run has one); None for fewer than two models."""
+        if len(probs) < 2:
+            return None
+        from pipeline.evaluate import together
+
+        t = together.read_temperature(self.run.path) if self.calibrated else None
+        return together.combine(probs, t).astype("float32")
+
     def low_confidence_below(self, model_name: str) -> float | None:
         """Confidence under which this model's validation answers were right less than 90 % of
         the time (`calibration.low_confidence`); None for runs calibrated before it existed."""
@@ -275,6 +286,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 probs[name] = predictor.predict_arrays(name, x)
                 flags[name] = answer_flags(predictor, name, x, probs[name],
                                            [colour[i] for i in ok], [photo[i] for i in ok])
+            pooled = predictor.together(probs)  # both models' answer together, or None
             for j, i in enumerate(ok):
                 # the run's split holding the image or a copy (`data.membership`), else None;
                 # whether it is that split's image pixel for pixel (None: the run cannot tell)
@@ -288,6 +300,9 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                     row["models"][name] = {"label": d.label, "probs": d.probs,
                                            **{k: v[j] for k, v in flags[name].items()}}
                 row["agree"] = len({m["label"] for m in row["models"].values()}) == 1
+                if pooled is not None:  # `evaluate.together`: the models' answers pooled
+                    d = predictor.describe(pooled[j], "together")
+                    row["together"] = {"label": d.label, "probs": d.probs}
                 results.append(row)
         yield part, results, failures
 

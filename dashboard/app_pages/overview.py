@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, core, image_counts, runinfo, state
+from dashboard import charts, core, image_counts, records, runinfo, state
 from dashboard import figures as F
 from pipeline import run_files
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
@@ -88,6 +88,8 @@ if comparison:
     if isinstance(mc, dict) and mc and len(pair) == 2:
         gap = F.difference_sentence(comparison)  # by how much, with its interval
         st.caption(F.mcnemar_sentence(comparison, pair) + (f" {gap}" if gap else ""))
+    if pooled := records.together_note(run):  # the models' answers pooled, on the same images
+        st.caption(pooled + " The Predict page shows this pooled answer under the models' own.")
 if metrics:
     # The table, then the chart below it: side by side (3:2) they were clipped from 1024 px
     # with the sidebar open, the headline a presenter shows first.

@@ -125,7 +125,8 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
     words), and its class folder when the run's has another name (`folders`,
     `discovery.folders_by_class`: "no_tumor (class folder: Healthy)"); the warnings, classes
     and the run's splits tagged are added to `seen` and `splits`, for the legend printed once
-    at the end (`legend_line`, `warning_legend`)."""
+    at the end (`legend_line`, `warning_legend`). After the models', the answer they give
+    together ("averaged: ...", `evaluate.together`), for two models or more."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
     from pipeline.names import NO_TUMOR, percent
@@ -140,6 +141,9 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
                  f"({percent(max(v['probs'].values()))})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  for m, v in row["models"].items()]
+        if pooled := row.get("together"):  # `evaluate.together`: the models' answers pooled
+            parts.append(f"averaged: {answer_words(pooled['label'], folders or {}, seen)} "
+                         f"({percent(max(pooled['probs'].values()))})")
         # the image's own tags in a last field: after the last model's answer they read as
         # that model's warnings
         if any(v["label"] == NO_TUMOR for v in row["models"].values()):

@@ -95,7 +95,8 @@ def _eval_table(title: str, models: dict, beside: tuple[int, dict] | None = None
 
 def _print_eval_lines(summary: dict) -> None:
     """The lines under evaluate's table, from `summary` (the evaluation's or its `new_to_run`):
-    accuracy CIs, distinct-image accuracies, ECE floors and the verdict."""
+    accuracy CIs, distinct-image accuracies, ECE floors, the verdict and, for two models or
+    more, their answers pooled (`evaluate.together.line`)."""
     from pipeline.names import display_name
 
     for m, ci in summary["ci"].items():
@@ -113,6 +114,10 @@ def _print_eval_lines(summary: dict) -> None:
         sys.stdout.write("ECE a perfectly calibrated model would show on these images: "
                          + ", ".join(f"{m} {v:.3f}" for m, v in floors.items()) + "\n")
     sys.stdout.write(summary["verdict"] + "\n")
+    if pooled := summary.get("together"):  # the models' answers pooled (`evaluate.together`)
+        from pipeline.evaluate.together import line
+
+        sys.stdout.write(line(pooled) + "\n")
 
 
 def _print_cv_summary(result: dict) -> None:

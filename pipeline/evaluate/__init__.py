@@ -10,6 +10,7 @@ import X` works for every X below (each loaded from its module on first use).
 - `decoding`: `predict_all` (every model's answers, each file decoded once, looked up on the way).
 - `cv`: `cross_validate` (retrain on group-stratified folds, evaluate each, pool the results).
 - `robustness`: `robustness_run` (the test split under MRI-realistic shifts; shift validation).
+- `together`: both models' answer pooled (mean log-probability, one validation temperature).
 
 Decision rule used everywhere: a model's prediction is the arg-max class. "Tumour" means any class
 other than `no_tumor`, so a four-class prediction counts as a tumour call when its predicted label

@@ -18,6 +18,7 @@ import numpy as np
 from pipeline import run_files
 from pipeline.artifacts import recorded_path, write_json_atomic, write_text_atomic
 from pipeline.csv_safe import to_csv
+from pipeline.evaluate import together
 from pipeline.evaluate.comparison import N_BOOT, accuracy_interval, compare
 from pipeline.evaluate.decoding import predict_all
 from pipeline.evaluate.external import (
@@ -326,20 +327,27 @@ def evaluate_run(
     comp = compare(y, probs_eval, plan.class_names, paths=keep, y_pred=preds_eval, n_boot=n_boot,
                    seed=seed)
     comp["source"] = source
+    pool_t = together.read_temperature(run.path)  # the two models' answer pooled, if any
+    if pooled := together.summary(y, probs_eval, plan.class_names, pool_t):
+        comp[together.KEY] = pooled
     fresh = None
     if new is not None:
         comp["new_to_run"] = fresh = _new_comparison(
             y, probs_eval, preds_eval, sub, keep, plan.class_names, n_boot, seed,
             comp if len(sub) == len(keep) else None)
+        if len(sub) > 1 and len(sub) < len(keep) and (pooled := together.summary(
+                y[sub], {m: p[sub] for m, p in probs_eval.items()}, plan.class_names, pool_t)):
+            fresh[together.KEY] = pooled
     write_json(target.comparison_path, comp)
     return {"run_id": run.run_id, "source": source, "n": int(len(y)), "models": summaries,
             "uncalibrated": _uncalibrated_note(run, predictor),
             "verdict": comp["verdict"], "mcnemar": comp["mcnemar"], "ci": comp["ci"],
+            together.KEY: comp.get(together.KEY),
             "new_to_run": None if fresh is None else {
                 "n": fresh["n"], **({} if not fresh["n"] else {
                     "models": {m: metrics_summary(new_met[m]) for m in run.model_names},
                     "verdict": fresh["verdict"], "mcnemar": fresh["mcnemar"],
-                    "ci": fresh["ci"]})},
+                    "ci": fresh["ci"], together.KEY: fresh.get(together.KEY)})},
             "files": {m: str(d) for m, d in target.out_dirs.items()},
             "comparison": str(target.comparison_path)}
 

@@ -1,0 +1,151 @@
+"""Both models' answer together: their calibrated log-probabilities averaged, then one
+temperature fitted on validation (a geometric pool of the two answers).
+
+The two models err on different images. On the official `Testing/` folder (shift validation:
+the run trained on `Training/` without copies of those images) each of the shipped models got
+32 images right that the other got wrong, and the pooled answer was right on 0.779 of the 394
+images against 0.749 for each alone. Over 32 pairs of `Testing/`-run trainings kept from
+earlier recipe trials (four custom CNNs, eight MobileNetV2s) the pool beat the better model of
+its pair by 1.9 points on average (-0.8 to +4.1). Equal weights, chosen before measuring: a
+weight fitted to `Testing/` would be tuned on it. Geometric, not the plain mean of the
+probabilities: on both shipped runs' validation splits the two pools were equally accurate
+(0.927 / 0.927, 0.954 / 0.957), but the mean was under-confident (ECE 0.056 / 0.060 against
+0.037 / 0.015) and its temperature fitted further from 1 (0.82 / 0.59 against 0.93 / 0.82).
+
+The models stay separate (each is explained by its own heatmap); only their answers are pooled.
+`calibration.calibrate_run` stores the pool's temperature in calibration.json ("together"),
+`evaluate` its test record in comparison.json ("together"); `Predictor.together` gives it per
+image to `predict` and the dashboard's Predict card.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import run_files
+from pipeline.artifacts import ArtifactError, read_json
+from pipeline.calibration import apply_temperature, fit_temperature
+from pipeline.evaluate.comparison import accuracy_interval, mcnemar_exact
+from pipeline.evaluate.metrics import calibration, check_inputs, tumor_vs_no_tumor
+from pipeline.names import NO_TUMOR, TOGETHER_LABEL, display_name
+
+KEY = "together"  # its entry in calibration.json and comparison.json
+LABEL = TOGETHER_LABEL  # a probability table's row, beside the models' display names
+RULE = ("the models' calibrated log-probabilities averaged, then a temperature fitted on "
+        "validation; answer = its arg-max")
+MIN_SPECIFICITY = 0.90  # issue #16's screening target: sensitivity at specificity >= this
+_TINY = 1e-12  # log(0) guard: a float32 softmax can underflow to 0
+
+
+def combine(probs: Mapping[str, np.ndarray], temperature: float | None = None) -> np.ndarray:
+    """The models' probabilities (each (N, C), or one (C,) row each) pooled: the softmax of
+    their mean log-probability, divided by `temperature` when given. ValueError for fewer than
+    two models or shapes that differ."""
+    arrays = [np.asarray(p, dtype=np.float64) for p in probs.values()]
+    if len(arrays) < 2:
+        raise ValueError(f"pooling needs two models or more, got {len(arrays)}")
+    if any(a.shape != arrays[0].shape for a in arrays):
+        raise ValueError(f"the models' probabilities differ in shape: "
+                         f"{[a.shape for a in arrays]}")
+    z = np.mean([np.log(np.clip(a, _TINY, 1.0)) for a in arrays], axis=0)
+    z = z / (temperature or 1.0)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fit(probs: Mapping[str, np.ndarray], y_true: np.ndarray) -> dict[str, Any]:
+    """calibration.json's "together": the pool's temperature fitted on these (validation)
+    images' calibrated probabilities, with its ECE before and after."""
+    pooled = combine(probs)
+    t = fit_temperature(pooled, np.asarray(y_true))
+    return {"rule": RULE, "models": list(probs), "temperature": t, "n": int(len(pooled)),
+            "ece_before": calibration(pooled, y_true)[0],
+            "ece_after": calibration(apply_temperature(pooled, t), y_true)[0]}
+
+
+def read_temperature(run_dir: str | Path) -> float | None:
+    """The pool's temperature from `<run>/calibration.json`; None when the file, the entry or a
+    positive number is missing (the pool is then left uncalibrated, never refused)."""
+    path = Path(run_dir) / run_files.CALIBRATION
+    if not path.is_file():
+        return None
+    try:
+        entry = read_json(path).get(KEY)
+    except (ArtifactError, AttributeError):
+        return None
+    t = entry.get("temperature") if isinstance(entry, dict) else None
+    ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
+    return float(t) if ok else None
+
+
+def best_sensitivity(is_tumour: np.ndarray, p_tumour: np.ndarray,
+                     min_specificity: float = MIN_SPECIFICITY) -> float | None:
+    """The highest tumour sensitivity any threshold on P(tumour) reaches while keeping
+    specificity at least `min_specificity`; None without both kinds of image."""
+    pos = np.asarray(is_tumour, dtype=bool)
+    score = np.asarray(p_tumour, dtype=np.float64)
+    if pos.all() or not pos.any():
+        return None
+    best = 0.0
+    for t in np.unique(score):  # every distinct score is a threshold worth trying
+        called = score >= t
+        if float(np.mean(~called[~pos])) >= min_specificity:
+            best = max(best, float(np.mean(called[pos])))
+    return best
+
+
+def summary(y_true: Sequence[int] | np.ndarray, probs: Mapping[str, np.ndarray],
+            class_names: Sequence[str], temperature: float | None = None
+            ) -> dict[str, Any] | None:
+    """comparison.json's "together": the averaged answer's accuracy (with its Wilson interval),
+    each model's alone on the same images, McNemar's p against each, its ECE, tumour sensitivity
+    and specificity, and the best sensitivity at specificity >= 0.90. None for one model."""
+    if len(probs) < 2:
+        return None
+    y, p = check_inputs(y_true, combine(probs, temperature), class_names)
+    pred = p.argmax(axis=1)
+    right = pred == y
+    alone = {m: np.asarray(q).argmax(axis=1) == y for m, q in probs.items()}
+    screen = tumor_vs_no_tumor(y, p, class_names) or {}
+    nt = list(class_names).index(NO_TUMOR) if NO_TUMOR in class_names else None
+    return {
+        "rule": RULE, "models": list(probs), "temperature": temperature, "n": int(len(y)),
+        "accuracy": float(right.mean()), "accuracy_interval": accuracy_interval(right),
+        "alone": {m: float(r.mean()) for m, r in alone.items()},
+        "mcnemar_p": {m: mcnemar_exact(right, r)["p_value"] for m, r in alone.items()},
+        "ece": calibration(p, y)[0],
+        "sensitivity": screen.get("sensitivity"), "specificity": screen.get("specificity"),
+        "tumour_auc": screen.get("auc"),
+        "sensitivity_at_specificity": None if nt is None else {
+            "min_specificity": MIN_SPECIFICITY,
+            "sensitivity": best_sensitivity(y != nt, 1.0 - p[:, nt])},
+    }
+
+
+def words(record: Mapping[str, Any] | None, where: str = "test images") -> str:
+    """One sentence of a stored `summary`: "Averaged, the two models' answers were right on
+    78% of the 394 test images (Custom CNN alone 75%, MobileNetV2 75%)." "" without one."""
+    if not record or not record.get("alone"):
+        return ""
+    alone = ", ".join(f"{display_name(m)} {a:.0%}" for m, a in record["alone"].items())
+    return (f"Averaged, the {len(record['alone'])} models' answers were right on "
+            f"{record['accuracy']:.0%} of the {record['n']} {where} (alone: {alone}).")
+
+
+def line(record: Mapping[str, Any]) -> str:
+    """`evaluate`'s line under its verdict: "Both models averaged: accuracy 0.779 [0.736,
+    0.817] (alone: Custom CNN 0.749, MobileNetV2 0.749); tumour sensitivity 0.93 at
+    specificity >= 0.90"."""
+    lo, hi = record["accuracy_interval"]
+    alone = ", ".join(f"{display_name(m)} {a:.3f}" for m, a in record["alone"].items())
+    best = (record.get("sensitivity_at_specificity") or {}).get("sensitivity")
+    screen = (f"; tumour sensitivity {best:.2f} at specificity >= {MIN_SPECIFICITY:.2f}"
+              if best is not None else "")
+    return (f"Both models averaged: accuracy {record['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] "
+            f"(alone: {alone}){screen}")

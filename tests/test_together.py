@@ -1,0 +1,230 @@
+"""Both models' answer together (`pipeline.evaluate.together`): the pool, its temperature, its
+record, and where it shows (predict, evaluate, the dashboard's card and Overview)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.calibration import apply_temperature
+from pipeline.evaluate import together
+
+CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- unit
+
+
+def test_combine_is_the_softmax_of_the_mean_log_probability() -> None:
+    a = np.array([[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.4, 0.1]])
+    b = np.array([[0.2, 0.6, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])
+    pooled = together.combine({"custom_cnn": a, "mobilenetv2": b})
+    want = np.sqrt(a * b) / np.sqrt(a * b).sum(axis=1, keepdims=True)  # geometric mean
+    np.testing.assert_allclose(pooled, want, atol=1e-12)
+    # a temperature scales the pool as it scales one model's answer, and keeps its arg-max
+    sharp = together.combine({"custom_cnn": a, "mobilenetv2": b}, temperature=0.5)
+    np.testing.assert_allclose(sharp, apply_temperature(want, 0.5), atol=1e-9)
+    assert (sharp.argmax(axis=1) == pooled.argmax(axis=1)).all()
+    assert sharp.max(axis=1).min() > pooled.max(axis=1).min()
+    # one row each, as a card has it
+    np.testing.assert_allclose(together.combine({"x": a[0], "y": b[0]}), want[0], atol=1e-12)
+    # a probability of 0 (float32 underflow) is no NaN
+    assert np.isfinite(together.combine({"x": np.eye(4)[:1], "y": np.eye(4)[1:2]})).all()
+
+
+def test_combine_needs_two_models_of_one_shape() -> None:
+    with pytest.raises(ValueError, match="two models"):
+        together.combine({"custom_cnn": np.full((1, 4), 0.25)})
+    with pytest.raises(ValueError, match="differ in shape"):
+        together.combine({"a": np.full((1, 4), 0.25), "b": np.full((2, 4), 0.25)})
+
+
+@pytest.mark.parametrize("t0", [0.5, 2.0])
+def test_fit_recovers_the_pool_s_temperature(t0: float) -> None:
+    """Labels drawn from softmax(z) while both models say softmax(z / t0): the pool is off by
+    t0, and the fitted temperature undoes it."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2.5, size=(6000, 4))
+    y = np.array([rng.choice(4, p=p) for p in _softmax(z)])
+    off = _softmax(z / t0)
+    fit = together.fit({"custom_cnn": off, "mobilenetv2": off}, y)
+    assert fit["temperature"] == pytest.approx(1 / t0, rel=0.08)
+    assert fit["n"] == 6000 and fit["ece_after"] < fit["ece_before"]
+    assert fit["models"] == ["custom_cnn", "mobilenetv2"]
+
+
+def test_best_sensitivity_at_a_specificity() -> None:
+    # tumours score 0.9, 0.8, 0.3; tumour-free images 0.7, 0.2, 0.1, 0.05 ... (10 of them)
+    pos = np.array([1, 1, 1] + [0] * 10, dtype=bool)
+    score = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.1, 0.05, 0.04, 0.03, 0.02, 0.01, 0.005, 0.001])
+    # at >= 0.3 one tumour-free image (0.7) is called: specificity 0.9, every tumour found
+    assert together.best_sensitivity(pos, score, 0.90) == 1.0
+    # specificity 1.0 allows only thresholds above 0.7: two of three tumours
+    assert together.best_sensitivity(pos, score, 1.0) == pytest.approx(2 / 3)
+    assert together.best_sensitivity(pos[:3], score[:3]) is None  # no tumour-free image
+
+
+def test_summary_counts_the_pooled_answers() -> None:
+    y = np.array([0, 1, 2, 3])
+    a = np.array([[0.8, 0.1, 0.05, 0.05], [0.6, 0.3, 0.05, 0.05],  # right, wrong
+                  [0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.1, 0.7]])      # right, right
+    b = np.array([[0.4, 0.5, 0.05, 0.05], [0.05, 0.9, 0.03, 0.02],  # wrong, right (sure)
+                  [0.1, 0.1, 0.7, 0.1], [0.1, 0.6, 0.1, 0.2]])      # right, wrong
+    rec = together.summary(y, {"custom_cnn": a, "mobilenetv2": b}, CLASSES)
+    pooled = together.combine({"custom_cnn": a, "mobilenetv2": b})
+    assert pooled.argmax(axis=1).tolist() == [0, 1, 2, 3]  # every one right together
+    assert rec["accuracy"] == 1.0 and rec["n"] == 4
+    assert rec["alone"] == {"custom_cnn": 0.75, "mobilenetv2": 0.5}
+    assert rec["mcnemar_p"]["mobilenetv2"] == 0.5  # 2 discordant pairs, both the pool's
+    lo, hi = rec["accuracy_interval"]
+    assert lo < 1.0 == hi
+    assert rec["sensitivity"] == 1.0 and rec["specificity"] == 1.0
+    assert rec["temperature"] is None and rec["models"] == ["custom_cnn", "mobilenetv2"]
+    assert together.summary(y, {"custom_cnn": a}, CLASSES) is None
+    said = together.words(rec)
+    assert said == ("Averaged, the 2 models' answers were right on 100% of the 4 test images "
+                    "(alone: Custom CNN 75%, MobileNetV2 50%).")
+    assert together.words(None) == "" and together.words({}) == ""
+    assert together.line(rec).startswith("Both models averaged: accuracy 1.000 [")
+    assert "(alone: Custom CNN 0.750, MobileNetV2 0.500)" in together.line(rec)
+
+
+def test_read_temperature(tmp_path: Path) -> None:
+    assert together.read_temperature(tmp_path) is None  # no calibration.json
+    path = tmp_path / "calibration.json"
+    for entry, want in [({"temperature": 0.82}, 0.82), ({"temperature": -1}, None),
+                        ({"temperature": True}, None), ({"temperature": "0.8"}, None),
+                        ("broken", None)]:
+        path.write_text(json.dumps({"models": {}, "together": entry}))
+        assert together.read_temperature(tmp_path) == want, entry
+    path.write_text(json.dumps({"models": {}}))  # calibrated before the pool existed
+    assert together.read_temperature(tmp_path) is None
+    path.write_text("{not json")
+    assert together.read_temperature(tmp_path) is None
+
+
+def test_the_shipped_runs_record_the_pool_they_were_measured_with() -> None:
+    """Each shipped run's comparison.json "together" is what its own predictions.csv files
+    and calibration.json's pool temperature give (the figures README and model card quote)."""
+    import csv
+
+    runs = sorted(p for p in (Path(__file__).parent.parent / "artifacts" / "runs").iterdir()
+                  if (p / "comparison.json").is_file())
+    assert runs
+    for run in runs:
+        stored = json.loads((run / "comparison.json").read_text())[together.KEY]
+        t = together.read_temperature(run)
+        assert t is not None and stored["temperature"] == t
+        probs, y = {}, None
+        for m in stored["models"]:
+            rows = list(csv.DictReader((run / m / "predictions.csv").open(newline="")))
+            classes = [k[2:] for k in rows[0] if k.startswith("p_")]
+            y = np.array([classes.index(r["true"]) for r in rows])
+            probs[m] = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+        again = together.summary(y, probs, classes, t)
+        assert again["accuracy"] == pytest.approx(stored["accuracy"])
+        assert again["alone"] == pytest.approx(stored["alone"])
+        for m in stored["models"]:  # each alone is its metrics.json's accuracy
+            met = json.loads((run / m / "metrics.json").read_text())
+            assert stored["alone"][m] == pytest.approx(met["accuracy"])
+
+
+# --------------------------------------------------------------------------- on a trained run
+
+
+@pytest.fixture(scope="module")
+def pooled_run(smoke_run: Path, tmp_path_factory) -> Path:
+    """A private, calibrated and re-evaluated copy of the session's smoke run."""
+    from pipeline.calibration import calibrate_run
+    from pipeline.evaluate import evaluate_run
+
+    dst = tmp_path_factory.mktemp("pool") / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, dst)
+    calibrate_run(dst)
+    evaluate_run(dst, n_boot=200)
+    return dst
+
+
+@pytest.mark.slow
+def test_calibrate_fits_the_pool_and_evaluate_records_it(pooled_run: Path) -> None:
+    import csv
+
+    cal = json.loads((pooled_run / "calibration.json").read_text())
+    splits = json.loads((pooled_run / "splits.json").read_text())
+    fit = cal[together.KEY]
+    assert fit["n"] == len(splits["val"]) and fit["models"] == list(cal["models"])
+    assert together.read_temperature(pooled_run) == fit["temperature"] > 0
+    comp = json.loads((pooled_run / "comparison.json").read_text())
+    rec = comp[together.KEY]
+    assert rec["temperature"] == fit["temperature"]
+    probs, y = {}, None
+    for m in rec["models"]:
+        rows = list(csv.DictReader((pooled_run / m / "predictions.csv").open(newline="")))
+        y = np.array([CLASSES.index(r["true"]) for r in rows])
+        probs[m] = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows])
+        met = json.loads((pooled_run / m / "metrics.json").read_text())
+        assert rec["alone"][m] == pytest.approx(met["accuracy"])
+    pooled = together.combine(probs, fit["temperature"])
+    assert rec["accuracy"] == pytest.approx(float(np.mean(pooled.argmax(axis=1) == y)))
+    assert rec["n"] == len(y) == comp["n"]
+
+
+@pytest.mark.slow
+def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_path: Path
+                                                          ) -> None:
+    """`predict` (lines and --json) and the Predict card's results pool the same calibrated
+    probabilities they show per model, with the run's pool temperature."""
+    from typer.testing import CliRunner
+
+    from dashboard import core, inference
+    from pipeline.artifacts import open_run
+    from pipeline.cli import app
+    from pipeline.explain import Explainer
+    from pipeline.images import read_image
+    from pipeline.predict import Predictor
+
+    manifest = json.loads((pooled_run / "manifest.json").read_text())
+    items = json.loads((pooled_run / "splits.json").read_text())["test"][:3]
+    paths = [Path(manifest["data"]["dir"]) / it["path"] for it in items]
+    res = CliRunner().invoke(app, ["predict", "--json", "--run", str(pooled_run),
+                                   *map(str, paths)])
+    assert res.exit_code == 0, res.output[-2000:]
+    rows = json.loads(res.stdout)["results"]
+    t = together.read_temperature(pooled_run)
+    for row in rows:
+        each = {m: np.array([v["probs"][c] for c in CLASSES]) for m, v in row["models"].items()}
+        want = together.combine(each, t)
+        got = np.array([row["together"]["probs"][c] for c in CLASSES])
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert row["together"]["label"] == CLASSES[int(want.argmax())]
+    res = CliRunner().invoke(app, ["predict", "--run", str(pooled_run), *map(str, paths)])
+    assert res.exit_code == 0, res.output[-2000:]
+    lines = [ln.split("\t") for ln in res.stdout.splitlines() if "\t" in ln]
+    assert len(lines) == len(paths)
+    for fields, row in zip(lines, rows, strict=True):
+        pooled = next(f for f in fields if f.startswith("averaged: "))
+        assert pooled.startswith(f"averaged: {row['together']['label']}")
+
+    run = open_run(pooled_run)
+    predictor = Predictor(run)
+    explainers = {m: Explainer(model) for m, model in predictor.models.items()}
+    uploads = [core.Upload(p.name, f"pool-{p.name}", read_image(p)) for p in paths]
+    results = inference.explain(run, predictor, explainers, uploads, inference.Settings())
+    assert results.together is not None and results.together.shape == (len(paths), 4)
+    np.testing.assert_allclose(results.together, together.combine(results.probs, t), atol=1e-5)
+    assert results.together_note.startswith("Averaged, the 2 models' answers were right on ")
+    line = core.verdict_line(results.probs, 0, CLASSES, together=results.together)
+    assert line.count(" · ") == 2 and "Both, averaged: **" in line
+    # a one-model predictor has nothing to pool
+    one = Predictor(run, models=[run.model_names[0]])
+    assert one.together({m: p for m, p in results.probs.items()
+                         if m == run.model_names[0]}) is None
