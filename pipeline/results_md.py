@@ -4,7 +4,8 @@ Overview offers it for download; both call `results_markdown`, so the two are th
 A header names the run, what its test set is (main split, or the official Testing/ folder:
 shift validation), when the run was made and how the intervals were computed; then the test
 table (`report.results_table`, which README and MODEL_CARD quote line for line), and, when the
-run has them, robustness (`robustness.json`), the warnings' record (`flags.json`) and every
+run has them, both models' pooled answer (comparison.json's "together"), robustness
+(`robustness.json`), the warnings' record (`flags.json`) and every
 `evaluate --data NAME` result (`<run>/<model>/external/NAME/`). Every file is read defensively:
 a missing or damaged section is left out, a missing figure shown as "–", never a traceback.
 """
@@ -152,6 +153,19 @@ def robustness_section(run: Run) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def together_section(run: Run) -> str | None:
+    """The models' pooled answer on the test images (comparison.json's "together", in
+    `evaluate`'s words, `evaluate.together.line`)."""
+    from pipeline.evaluate import together  # scipy: only where there is a record
+
+    record = _dict(_dict(_optional(run, run_files.COMPARISON)).get(together.KEY))
+    try:
+        text = together.line(record)
+    except (KeyError, TypeError, ValueError):  # none, or a damaged one: left out
+        return None
+    return f"## Both models together\n\n{_cell(text)} ({together.RULE}).\n"
+
+
 def warnings_section(run: Run) -> str | None:
     """How often each warning marks the test answers' errors (flags.json, `flag_table`)."""
     report = _dict(_optional(run, FLAGS_FILE))
@@ -258,7 +272,7 @@ def results_markdown(run: Run, run_ref: str | None = None) -> str:
     `--run`), default `gaps.run_arg`."""
     table = results_table(run, run_ref)
     parts = [header(run), f"## Test set ({test_set_kind(run)})\n", table]
-    parts += [s for s in (robustness_section(run), warnings_section(run),
-                          external_section(run)) if s]
+    parts += [s for s in (together_section(run), robustness_section(run),
+                          warnings_section(run), external_section(run)) if s]
     return "\n".join(parts)
 

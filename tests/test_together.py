@@ -228,3 +228,44 @@ def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_
     one = Predictor(run, models=[run.model_names[0]])
     assert one.together({m: p for m, p in results.probs.items()
                          if m == run.model_names[0]}) is None
+
+
+def test_results_md_quotes_the_pooled_answer(tmp_path: Path) -> None:
+    """results.md (and so docs/figures/results.md) says the pooled answer in `evaluate`'s line;
+    a damaged record is left out, never a traceback."""
+    from pipeline.artifacts import open_run
+    from pipeline.results_md import results_markdown
+
+    shipped = Path(__file__).parent.parent / "artifacts" / "runs" / "20261204-234901-1f09da"
+    run = tmp_path / "runs" / shipped.name
+    shutil.copytree(shipped, run, ignore=shutil.ignore_patterns("*.keras", "*.npz"))
+    record = json.loads((run / "comparison.json").read_text())[together.KEY]
+    text = results_markdown(open_run(run))
+    assert f"## Both models together\n\n{together.line(record)} (" in text
+    comp = json.loads((run / "comparison.json").read_text())
+    comp[together.KEY] = {"accuracy": "high"}
+    (run / "comparison.json").write_text(json.dumps(comp))
+    assert "Both models together" not in results_markdown(open_run(run))
+
+
+@pytest.mark.slow
+def test_robustness_scores_the_pooled_answer(pooled_run: Path, tmp_path: Path) -> None:
+    """robustness.json's "together": the pooled answer under every shift; unshifted, it is the
+    answer comparison.json scored on the same test images."""
+    from pipeline.evaluate import robustness_run
+
+    run = tmp_path / "runs" / pooled_run.name
+    shutil.copytree(pooled_run, run)
+    result = robustness_run(run)
+    pooled = result[together.KEY]
+    comp = json.loads((run / "comparison.json").read_text())[together.KEY]
+    assert result["n_images"] == comp["n"]
+    assert pooled["clean"]["accuracy"] == pytest.approx(comp["accuracy"])
+    assert pooled["temperature"] == together.read_temperature(run)
+    assert pooled["display_name"] == together.LABEL and pooled["models"] == comp["models"]
+    assert set(pooled["shifts"]) == set(result["shifts"])
+    for rows in pooled["shifts"].values():
+        assert [r["severity"] for r in rows] == result["severities"]
+        for r in rows:
+            assert r["accuracy_drop"] == pytest.approx(pooled["clean"]["accuracy"] - r["accuracy"])
+    assert json.loads((run / "robustness.json").read_text())[together.KEY] == pooled

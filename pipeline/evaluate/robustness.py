@@ -202,6 +202,20 @@ def _predict_conditions(predictor: Any, records: list, keys: list[int], seed: in
     return np.asarray(y, dtype=np.int64), probs, failed
 
 
+def _together_summary(run: Any, y: np.ndarray, probs: dict) -> dict[str, Any] | None:
+    """The models' pooled answer (`evaluate.together`, with the run's pool temperature) scored
+    as a model is, per condition; None for one model."""
+    from pipeline.evaluate import together
+
+    if len(probs) < 2:
+        return None
+    t = together.read_temperature(run.path)
+    pooled = {c: [together.combine({m: np.concatenate(p[c]) for m, p in probs.items()}, t)]
+              for c in next(iter(probs.values()))}
+    return {**_model_summary(together.KEY, y, pooled, run.class_names),
+            "display_name": together.LABEL, "models": list(probs), "temperature": t}
+
+
 def robustness_run(run_dir: str | Path, progress: Progress | None = None,
                    max_images: int | None = None, seed: int = 0,
                    data_root: str | Path | None = None) -> dict[str, Any]:
@@ -232,6 +246,7 @@ def robustness_run(run_dir: str | Path, progress: Progress | None = None,
     if not len(y):
         raise EvaluationError(f"none of the {len(keys)} test images could be read")
     models = {m: _model_summary(m, y, probs[m], run.class_names) for m in run.model_names}
+    pooled = _together_summary(run, y, probs)
     result = {
         "schema_version": 1, "run_id": run.run_id, "created": artifacts.utc_now(),
         "note": "shift validation: shifted copies of the test split; robustness, not a clean test",
@@ -246,6 +261,7 @@ def robustness_run(run_dir: str | Path, progress: Progress | None = None,
             n: round(rows[1]["accuracy_drop"], 9) <= TARGET_DROP for n, rows in v["shifts"].items()}
             for m, v in models.items()}},
         "seconds": round(time.monotonic() - started, 1),
+        **({} if pooled is None else {"together": pooled}),
     }
     artifacts.write_json_atomic(run.path / run_files.ROBUSTNESS, result, allow_nan=False)
     return result
