@@ -437,6 +437,19 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
     return " · ".join(parts)
 
 
+TOGETHER_HELP = (f"{TOGETHER_LABEL}: the models' answers pooled, their calibrated "
+                 "log-probabilities averaged and scaled by one temperature fitted on validation "
+                 "images. Two models that err on different images can be right together where "
+                 "one alone is wrong; when they disagree it is still one side of a "
+                 "disagreement, and each heatmap explains only its own model.")
+
+
+def together_help(record_words: str = "") -> str:
+    """The verdict line's tooltip for the pooled answer: what it is, then the run's test record
+    (`records.together_note`) when measured."""
+    return TOGETHER_HELP + (f"\n\n{record_words}" if record_words else "")
+
+
 # --------------------------------------------------------------------------- explanations
 
 

@@ -43,7 +43,7 @@ from pipeline.explain.render import (
     outline_words,
     peak_words,
 )
-from pipeline.names import HEATMAP_ALPHA, TOGETHER_LABEL
+from pipeline.names import HEATMAP_ALPHA
 
 # tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
 # (its middle is green, the box's colour before)
@@ -303,8 +303,12 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
             st.badge("models agree" if agree else "models disagree",
                      icon=":material/check:" if agree else ":material/call_split:",
                      color=("gray" if answers else "green") if agree else "orange")
-        pooled = results.together  # the models' answers pooled (`evaluate.together`)
-        st.markdown(core.verdict_line(probs, j, class_names, upload.true_label, pooled))
+        # the models' answers pooled (`evaluate.together`) last on the line, what that is and
+        # its test record in the line's tooltip: a table row and a caption more pushed the
+        # heatmaps below a 1280x720 screen (tests/test_dashboard_browser.py)
+        pooled = results.together
+        st.markdown(core.verdict_line(probs, j, class_names, upload.true_label, pooled),
+                    help=None if pooled is None else core.together_help(results.together_note))
         # Every other warning (a training image's split note, the answers', the heatmaps') in
         # one expander labelled with their count and kinds (`summary_line`): two to five
         # full-width boxes put the heatmaps a screen below the answer at 1280×720 (a lecturer's
@@ -323,14 +327,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                     st.warning(flag, icon=":material/report:")
         drawn: dict[str, np.ndarray] = {}  # model -> its overlay, for the report page
         models = [*results.per_model, *results.errors]
-        rows = {m: p[j] for m, p in probs.items()}
-        if pooled is not None:
-            rows[TOGETHER_LABEL] = pooled[j]
-        st.markdown(F.probability_table(rows, class_names, by_class=compact))
+        st.markdown(F.probability_table({m: p[j] for m, p in probs.items()}, class_names,
+                                        by_class=compact))
         if results.calibration_note:  # what the percentages are, and how far off they ran
             st.caption(results.calibration_note)
-        if pooled is not None and results.together_note:  # the pooled answer's test record
-            st.caption(results.together_note)
         cols = st.columns(1 + len(models))
         with cols[0]:
             shown, framed = core.original_for_display(

@@ -2482,3 +2482,36 @@ def test_a_damaged_check_file_turns_off_that_check_not_the_model(smoke_run, tmp_
     assert ("- MobileNetV2: no image is marked unlike the training data (damaged ood.npz: not "
             f"a numpy archive); `python -m pipeline ood --run {run.name}` adds it") in warned
     assert "retrain" not in warned + _texts(at.error)
+
+
+def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch):
+    """The models' answers pooled (`evaluate.together`), with the pool's temperature from
+    calibration.json: the verdict line's last part, with what it is and the run's record in the
+    line's tooltip. Not a table row: that and a caption pushed the heatmaps below 720 px."""
+    from dashboard.core import TOGETHER_HELP
+    from pipeline.artifacts import open_run
+    from pipeline.evaluate import together
+    from pipeline.images import decode_image
+    from pipeline.names import class_label, percent
+    from pipeline.predict import Predictor
+
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    cal = {"models": {"custom_cnn": {"temperature": 0.61}, "mobilenetv2": {"temperature": 0.63}},
+           "together": {"temperature": 0.5}}
+    (run / "calibration.json").write_text(json.dumps(cal))
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/png")]).run()
+    _ok(at)
+    card = at.get_by_key("predict_card_0")
+    predictor = Predictor(open_run(run))  # the probabilities the card shows, unrounded
+    probs = predictor.predict_images([decode_image(_test_image(smoke_run)[1])])
+    want = together.combine(probs, 0.5)[0]
+    top = class_label(open_run(run).class_names[int(want.argmax())])
+    verdict = next(m for m in card.markdown if m.value.startswith("Custom CNN: **"))
+    # the answer in bold, then its percentage (", tied with ..." where another rounds alike)
+    assert f" · {together.LABEL}: **{top}** ({percent(want.max())}" in verdict.value, verdict.value
+    record = json.loads((run / "comparison.json").read_text())[together.KEY]
+    assert verdict.proto.help == f"{TOGETHER_HELP}\n\n{together.words(record)}"
+    table = next(m.value for m in card.markdown if m.value.startswith("| probability |"))
+    assert together.LABEL not in table and table.count("**") == 4  # the models' rows only

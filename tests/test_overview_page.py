@@ -253,3 +253,21 @@ def test_an_official_test_run_of_other_data_is_not_told_the_sartaj_testing_folde
     assert SHIFT_VALIDATION_NOTE not in said and "mostly from other sources" not in said
     assert "the dataset's own test folder, kept apart from training as the dataset came" in said
     assert "model card" not in said
+
+
+@pytest.mark.parametrize("run_id", [MAIN, OFFICIAL])
+def test_the_overview_quotes_both_models_together(overview, run_id: str):
+    """The models' pooled answer on the same test images, from comparison.json's "together"
+    (`evaluate.together`), under the comparison; nothing for a file without it."""
+    at, run = overview(run_id)
+    record = _json(run / "comparison.json")["together"]
+    where = "official test images" if run_id == OFFICIAL else "test images"
+    said = (f"Averaged, the 2 models' answers were right on {record['accuracy']:.0%} of the "
+            f"{record['n']} {where} (alone: Custom CNN {record['alone']['custom_cnn']:.0%}, "
+            f"MobileNetV2 {record['alone']['mobilenetv2']:.0%}).")
+    assert said in _captions(at), _captions(at)
+    comp = _json(run / "comparison.json")
+    del comp["together"]
+    (run / "comparison.json").write_text(json.dumps(comp))
+    at.run()
+    assert not at.exception and "Averaged, the" not in _captions(at)
