@@ -262,7 +262,7 @@ def test_the_overview_quotes_both_models_together(overview, run_id: str):
     at, run = overview(run_id)
     record = _json(run / "comparison.json")["together"]
     where = "official test images" if run_id == OFFICIAL else "test images"
-    said = (f"Averaged, the 2 models' answers were right on {record['accuracy']:.0%} of the "
+    said = (f"Averaged, the two models' answers were right on {record['accuracy']:.0%} of the "
             f"{record['n']} {where} (alone: Custom CNN {record['alone']['custom_cnn']:.0%}, "
             f"MobileNetV2 {record['alone']['mobilenetv2']:.0%}).")
     assert said in _captions(at), _captions(at)

@@ -91,7 +91,7 @@ def test_summary_counts_the_pooled_answers() -> None:
     assert rec["temperature"] is None and rec["models"] == ["custom_cnn", "mobilenetv2"]
     assert together.summary(y, {"custom_cnn": a}, CLASSES) is None
     said = together.words(rec)
-    assert said == ("Averaged, the 2 models' answers were right on 100% of the 4 test images "
+    assert said == ("Averaged, the two models' answers were right on 100% of the 4 test images "
                     "(alone: Custom CNN 75%, MobileNetV2 50%).")
     assert together.words(None) == "" and together.words({}) == ""
     assert together.line(rec).startswith("Both models averaged: accuracy 1.000 [")
@@ -221,7 +221,7 @@ def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_
     results = inference.explain(run, predictor, explainers, uploads, inference.Settings())
     assert results.together is not None and results.together.shape == (len(paths), 4)
     np.testing.assert_allclose(results.together, together.combine(results.probs, t), atol=1e-5)
-    assert results.together_note.startswith("Averaged, the 2 models' answers were right on ")
+    assert results.together_note.startswith("Averaged, the two models' answers were right on ")
     line = core.verdict_line(results.probs, 0, CLASSES, together=results.together)
     assert line.count(" · ") == 2 and "Both, averaged: **" in line
     # a one-model predictor has nothing to pool

@@ -89,7 +89,7 @@ if comparison:
         gap = F.difference_sentence(comparison)  # by how much, with its interval
         st.caption(F.mcnemar_sentence(comparison, pair) + (f" {gap}" if gap else ""))
     if pooled := records.together_note(run):  # the models' answers pooled, on the same images
-        st.caption(pooled + " The Predict page shows this pooled answer under the models' own.")
+        st.caption(pooled + " Each Predict card ends its answer line with this pooled answer.")
 if metrics:
     # The table, then the chart below it: side by side (3:2) they were clipped from 1024 px
     # with the sidebar open, the headline a presenter shows first.

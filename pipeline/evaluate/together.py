@@ -39,6 +39,7 @@ LABEL = TOGETHER_LABEL  # a probability table's row, beside the models' display 
 RULE = ("the models' calibrated log-probabilities averaged, then a temperature fitted on "
         "validation; answer = its arg-max")
 MIN_SPECIFICITY = 0.90  # issue #16's screening target: sensitivity at specificity >= this
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}  # "the two models'", as a sentence says it
 _TINY = 1e-12  # log(0) guard: a float32 softmax can underflow to 0
 
 
@@ -130,11 +131,12 @@ def summary(y_true: Sequence[int] | np.ndarray, probs: Mapping[str, np.ndarray],
 
 def words(record: Mapping[str, Any] | None, where: str = "test images") -> str:
     """One sentence of a stored `summary`: "Averaged, the two models' answers were right on
-    78% of the 394 test images (Custom CNN alone 75%, MobileNetV2 75%)." "" without one."""
+    78% of the 394 test images (alone: Custom CNN 75%, MobileNetV2 75%)." "" without one."""
     if not record or not record.get("alone"):
         return ""
     alone = ", ".join(f"{display_name(m)} {a:.0%}" for m, a in record["alone"].items())
-    return (f"Averaged, the {len(record['alone'])} models' answers were right on "
+    k = len(record["alone"])
+    return (f"Averaged, the {NUMBER_WORDS.get(k, k)} models' answers were right on "
             f"{record['accuracy']:.0%} of the {record['n']} {where} (alone: {alone}).")
 
 
