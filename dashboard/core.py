@@ -336,12 +336,18 @@ def agreement(probs: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.all([p == preds[0] for p in preds], axis=0)
 
 
+POOLED_COLUMN = "averaged"  # the pooled answer's columns: averaged_predicted, ... (as `predict`)
+
+
 def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
                       class_names: Sequence[str],
                       true_labels: Sequence[str | None] | None = None,
                       digests: Sequence[str] | None = None,
-                      warnings: Sequence[Sequence[str]] | None = None) -> pd.DataFrame:
-    """One row per image: each model's predicted class, confidence and probabilities, and with
+                      warnings: Sequence[Sequence[str]] | None = None,
+                      together: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per image: each model's predicted class, confidence and probabilities (with
+    `together`, (N, C) from `evaluate.together`, the models' pooled answer as "averaged_*"
+    columns after them), and with
     `warnings` (per image, the sentences shown beside its answers and heatmaps) their count and
     text, so that a table read away from the page keeps them.
 
@@ -357,7 +363,8 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
             row["sha256"] = digests[i]
         if true_labels is not None:
             row["true"] = true_labels[i] or ""
-        for model, p in probs.items():
+        named = {**probs, **({POOLED_COLUMN: together} if together is not None else {})}
+        for model, p in named.items():
             k = int(np.argmax(p[i]))
             row[f"{model}_predicted"] = class_names[k]
             row[f"{model}_confidence"] = round(float(p[i][k]), 4)

@@ -136,7 +136,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                 "slice", label=f"Every analysed slice of {upload.name}, sorted by "
                                f"{orders[order_by]}")
             csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,
-                                                           warnings=flags),
+                                                           warnings=flags,
+                                                           together=results.together),
                                     {**(notes or {}), "probabilities": results.calibration_note}
                                     if results.calibration_note else notes)
             st.download_button("Slices CSV", csv, file_name=f"slices-{upload.digest[:12]}.csv",

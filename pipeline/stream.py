@@ -145,11 +145,16 @@ def whole_lines(path: Path) -> bytes:
     return data
 
 
+POOLED = "averaged"  # with two models or more, their pooled answer's columns (`evaluate.together`)
+
+
 def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     cols = ["path"]
     for m in models:
         cols += [f"{m}_predicted", *[f"{m}_p_{c}" for c in class_names],
                  *[f"{m}_{k}" for k in ANSWER_FLAGS]]
+    if len(models) > 1:  # the models' answers pooled: no warnings of its own
+        cols += [f"{POOLED}_predicted", *[f"{POOLED}_p_{c}" for c in class_names]]
     # `run`: which run's models answered (a resumed file must not mix two runs' answers);
     # `in_run_split`: the run's split holding the image or a copy (`data.membership`), if any
     return [*cols, "models_agree", "error", "run", "in_run_split"]
@@ -260,8 +265,12 @@ def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, 
             v = r["models"][m]
             row += [v["label"], *[f"{v['probs'][c]:.6f}" for c in class_names],
                     *["" if v.get(k) is None else int(v[k]) for k in ANSWER_FLAGS]]
+        if len(models) > 1:
+            pooled = r["together"]
+            row += [pooled["label"], *[f"{pooled['probs'][c]:.6f}" for c in class_names]]
         by_path[r["path"]] = [*row, int(r["agree"]), "", run_id, r.get("in_run_split") or ""]
-    blank = [""] * (len(models) * (1 + len(class_names) + len(ANSWER_FLAGS)))
+    blank = [""] * (len(models) * (1 + len(class_names) + len(ANSWER_FLAGS))
+                    + (1 + len(class_names) if len(models) > 1 else 0))
     for p, reason in failures:
         by_path[p] = [p, *blank, "", reason, run_id, ""]
     return [by_path[str(p)] for p in paths if str(p) in by_path]

@@ -2489,6 +2489,8 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     """The models' answers pooled (`evaluate.together`), with the pool's temperature from
     calibration.json: the verdict line's last part, with what it is and the run's record in the
     line's tooltip. Not a table row: that and a caption pushed the heatmaps below 720 px."""
+    import pandas as pd
+
     from dashboard.core import TOGETHER_HELP
     from pipeline.artifacts import open_run
     from pipeline.evaluate import together
@@ -2496,6 +2498,10 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     from pipeline.names import class_label, percent
     from pipeline.predict import Predictor
 
+    downloads: dict[str, bytes] = {}
+    _tap_downloads(monkeypatch, lambda data, kw: downloads.__setitem__(
+        kw.get("key"), data() if callable(data) else data)
+        if kw.get("key") == "predict_csv" else None)
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     cal = {"models": {"custom_cnn": {"temperature": 0.61}, "mobilenetv2": {"temperature": 0.63}},
            "together": {"temperature": 0.5}}
@@ -2515,3 +2521,8 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     assert verdict.proto.help == f"{TOGETHER_HELP}\n\n{together.words(record)}"
     table = next(m.value for m in card.markdown if m.value.startswith("| probability |"))
     assert together.LABEL not in table and table.count("**") == 4  # the models' rows only
+    # the CSV download has it as `predict --out` would: averaged_* after the models' columns
+    frame = pd.read_csv(io.BytesIO(downloads["predict_csv"]))
+    classes = open_run(run).class_names
+    assert frame["averaged_predicted"].tolist() == [classes[int(want.argmax())]]
+    np.testing.assert_allclose([frame[f"averaged_p_{c}"][0] for c in classes], want, atol=6e-5)

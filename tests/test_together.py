@@ -181,8 +181,10 @@ def test_calibrate_fits_the_pool_and_evaluate_records_it(pooled_run: Path) -> No
 @pytest.mark.slow
 def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_path: Path
                                                           ) -> None:
-    """`predict` (lines and --json) and the Predict card's results pool the same calibrated
-    probabilities they show per model, with the run's pool temperature."""
+    """`predict` (lines, --json and --out) and the Predict card's results pool the same
+    calibrated probabilities they show per model, with the run's pool temperature."""
+    import csv
+
     from typer.testing import CliRunner
 
     from dashboard import core, inference
@@ -206,6 +208,16 @@ def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_
         got = np.array([row["together"]["probs"][c] for c in CLASSES])
         np.testing.assert_allclose(got, want, atol=1e-5)
         assert row["together"]["label"] == CLASSES[int(want.argmax())]
+    out = tmp_path / "answers.csv"  # --out: the pooled answer's columns after the models'
+    res = CliRunner().invoke(app, ["predict", "--run", str(pooled_run), "--out", str(out),
+                                   *map(str, paths)])
+    assert res.exit_code == 0, res.output[-2000:]
+    with out.open(newline="") as fh:
+        table = list(csv.DictReader(fh))
+    for line, row in zip(table, rows, strict=True):
+        assert line["averaged_predicted"] == row["together"]["label"]
+        np.testing.assert_allclose([float(line[f"averaged_p_{c}"]) for c in CLASSES],
+                                   [row["together"]["probs"][c] for c in CLASSES], atol=2e-6)
     res = CliRunner().invoke(app, ["predict", "--run", str(pooled_run), *map(str, paths)])
     assert res.exit_code == 0, res.output[-2000:]
     lines = [ln.split("\t") for ln in res.stdout.splitlines() if "\t" in ln]

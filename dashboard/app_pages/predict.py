@@ -202,7 +202,8 @@ if good:
              for k, u in enumerate(good)]
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
-                                   [runinfo.short_hash(u.digest) for u in good], flags)
+                                   [runinfo.short_hash(u.digest) for u in good], flags,
+                                   together=results.together)
     # the caption over the downloads, and the downloads in a row that wraps: in columns of
     # 3:1:1 the two buttons overlapped at a projector's size (a lecturer's review, 911 px)
     c1 = st.container()
