@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from pipeline import names
-from pipeline.names import class_label, percent
+from pipeline.names import TOGETHER_LABEL, class_label, percent
 
 DISCLAIMER = names.DISCLAIMER.replace(": not a diagnostic", " - NOT a diagnostic")
 
@@ -46,6 +46,10 @@ class Page:
     # the patient's right is on the picture's left, as the file says (`core.Upload.radiological`:
     # a NIfTI or DICOM series with its orientation): beside the colour scale, as on the card
     radiological: bool = False
+    # the models' answers pooled (`evaluate.together`): a last column of the probability table,
+    # and the run's record for it after `probability_note`; None / "" for one model
+    pooled: Mapping[str, float] | None = None
+    pooled_note: str = ""
 
 
 PDF_TITLE = "Brain MRI XAI - teaching printout, not a medical report"
@@ -121,14 +125,17 @@ def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
     """The probability table; returns its lower edge as a fraction of the page's height."""
     classes = list(page.models[0].probs) if page.models else []
     # each model's answer marked in its column (a reader took the explained class for it)
-    answered = [_answered(m) for m in page.models]
-    rows = [[class_label(c), *[percent(m.probs[c]) + (" (answer)" if c == a else "")
-                               for m, a in zip(page.models, answered, strict=True)]]
+    columns = {m.label: m.probs for m in page.models}
+    if page.pooled and page.models:
+        columns[TOGETHER_LABEL] = page.pooled
+    answered = [max(p, key=lambda c: p[c]) for p in columns.values()]
+    rows = [[class_label(c), *[percent(p[c]) + (" (answer)" if c == a else "")
+                               for p, a in zip(columns.values(), answered, strict=True)]]
             for c in classes]
     ax = fig.add_axes((0.06, 0.30, 0.88, 0.19))
     ax.axis("off")
     if rows:
-        table = ax.table(cellText=rows, colLabels=["class", *[m.label for m in page.models]],
+        table = ax.table(cellText=rows, colLabels=["class", *columns],
                          loc="upper center", cellLoc="center")
         table.auto_set_font_size(False)
         table.set_fontsize(8.5)
@@ -142,9 +149,11 @@ def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
         return FLAGS_TITLE + FLAGS_GAP
     # the table's real extent (laid out for the renderer): the flags start right below it
     bottom = float(table.get_window_extent(fig.canvas.get_renderer()).y0 / fig.bbox.height)
-    if not page.probability_note:
+    note = " ".join(n for n in (page.probability_note, page.pooled_note if page.pooled else "")
+                    if n)
+    if not note:
         return bottom
-    lines = textwrap.wrap(page.probability_note, FLAG_CHARS + 10)
+    lines = textwrap.wrap(note, FLAG_CHARS + 10)
     fig.text(0.06, bottom - 0.006, "\n".join(lines), fontsize=FLAG_SIZE - 1, va="top",
              style="italic", linespacing=1.2)
     return bottom - 0.006 - FLAG_LINE * len(lines)

@@ -209,8 +209,9 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
                 overlays: dict[str, np.ndarray] | None = None) -> Page:
     """Good image j's report page, without drawing anything: the original, each model's overlay
     (rendered here with `settings` and `box`, unless its card already drew it: `overlays`,
-    model -> picture), probabilities and every flag. The Predict page's "Report PDF, all" builds
-    one per analysed image with it, whichever page of cards is shown."""
+    model -> picture), probabilities (the models' pooled answer's too) and every flag. The
+    Predict page's "Report PDF, all" builds one per analysed image with it, whichever page of
+    cards is shown."""
     answers, shortcuts = card_flags.image_flags(results, j)
     models: list[PageModel] = []
     for m, rs in results.per_model.items():
@@ -230,8 +231,11 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
             {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
     # the split note travels with the page: a training image's PDF is no test either
     notes = [upload.seen] if upload.seen else []
+    pooled = None if results.together is None else {  # the models' answers pooled
+        c: float(p) for c, p in zip(class_names, results.together[j], strict=True)}
     return Page(upload.digest, upload.image, models, notes + answers + shortcuts,
-                upload.true_label, results.calibration_note, upload.radiological)
+                upload.true_label, results.calibration_note, upload.radiological, pooled,
+                results.together_note)
 
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,

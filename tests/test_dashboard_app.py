@@ -2501,7 +2501,7 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     downloads: dict[str, bytes] = {}
     _tap_downloads(monkeypatch, lambda data, kw: downloads.__setitem__(
         kw.get("key"), data() if callable(data) else data)
-        if kw.get("key") == "predict_csv" else None)
+        if kw.get("key") in ("predict_csv", "predict_pdf_0") else None)
     run = _copy_run(smoke_run, tmp_path, monkeypatch)
     cal = {"models": {"custom_cnn": {"temperature": 0.61}, "mobilenetv2": {"temperature": 0.63}},
            "together": {"temperature": 0.5}}
@@ -2526,3 +2526,7 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     classes = open_run(run).class_names
     assert frame["averaged_predicted"].tolist() == [classes[int(want.argmax())]]
     np.testing.assert_allclose([frame[f"averaged_p_{c}"][0] for c in classes], want, atol=6e-5)
+    # and the PDF page: a last column of the probability table, the record under it
+    pdf = " ".join(_pdf_text(downloads["predict_pdf_0"]).split())
+    assert together.LABEL in pdf and f"{percent(want.max())} (answer)" in pdf
+    assert " ".join(together.words(record).split()) in pdf
