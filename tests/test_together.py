@@ -281,3 +281,15 @@ def test_robustness_scores_the_pooled_answer(pooled_run: Path, tmp_path: Path) -
         for r in rows:
             assert r["accuracy_drop"] == pytest.approx(pooled["clean"]["accuracy"] - r["accuracy"])
     assert json.loads((run / "robustness.json").read_text())[together.KEY] == pooled
+
+
+def test_about_and_the_glossary_say_what_the_pooled_answer_is() -> None:
+    """About's known limits (two-model runs only) and the Overview's glossary, under the card's
+    own label for it."""
+    from dashboard.about_text import known_limits
+    from dashboard.figures.glossary import GLOSSARY
+
+    two = " ".join(known_limits(["glioma", "no_tumor"], False, 2).split())
+    assert "both models averaged" in two and "no third model" in two
+    assert "averaged" not in known_limits(["glioma", "no_tumor"], False, 1)
+    assert dict(GLOSSARY)[together.LABEL].startswith("the two models' answers pooled")

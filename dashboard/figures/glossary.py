@@ -32,6 +32,9 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ("Wilson score interval", "the 95% interval of a share (k of n right) in closed form; "
      "unlike a bootstrap it stays wide where n is small and does not collapse to one value "
      "at 0 or n right."),
+    ("Both, averaged", "the two models' answers pooled: their calibrated log-probabilities "
+     "averaged, then divided by one temperature fitted on the run's validation images. Two "
+     "models that err on different images can be right together where one alone is wrong."),
     ("McNemar exact test", "compares two models on the same images using only those exactly "
      "one of them got right; p is the chance of a split at least this uneven if the two "
      "were equally good."),
