@@ -28,12 +28,13 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json", help="print calibration.json"),
 ) -> None:
     """Temperature scaling: one T per model fitted on the run's validation split, stored in
-    <run>/calibration.json and applied to every probability shown. Re-run `evaluate` after."""
+    <run>/calibration.json and applied to every probability shown (with two models, one more
+    for their pooled answer). Re-run `evaluate` after."""
     from pipeline.artifacts import ArtifactError, resolve_run
     from pipeline.calibration import FILE, calibrate_run
     from pipeline.data import DatasetError
     from pipeline.locks import run_writer
-    from pipeline.names import display_name
+    from pipeline.names import TOGETHER_LABEL, display_name
 
     data_root = renamed(run_data, data_root, "--run-data", "--data-root")
     if data_root is not None:
@@ -53,6 +54,10 @@ def calibrate(
                          f"{r['ece_before']:.3f} -> {r['ece_after']:.3f}, NLL "
                          f"{r['nll_before']:.3f} -> {r['nll_after']:.3f} "
                          f"({r['n']} images){bound}\n")
+    if pool := result.get("together"):  # the models' answers pooled (`evaluate.together`)
+        sys.stdout.write(f"{TOGETHER_LABEL}: T = {pool['temperature']:.3f}; validation ECE "
+                         f"{pool['ece_before']:.3f} -> {pool['ece_after']:.3f} "
+                         f"({pool['n']} images)\n")
     # the run's folder, not its id: an id alone is looked up in ./artifacts, which is another
     # run when --artifacts or --run named one elsewhere (a reviewer evaluated the wrong copy)
     sys.stdout.write(f"wrote {one_line(run_dir / FILE)}; run `python -m pipeline evaluate "
