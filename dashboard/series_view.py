@@ -122,7 +122,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
             flags = [image_warnings(*card_flags.image_flags(results, j), s.seen, s.seen_split,
                                     s.seen_exact) for j, s in enumerate(slices)]
             thumbs = [summary_table.thumbnail_url(s.image) for s in slices]
-            frame = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags)
+            frame = summary_table.summary_frame(thumbs, names, results.probs, class_names,
+                                                flags, results.together)
             orders = summary_table.sort_choices(list(results.probs), series=True)
             key = sort_key(upload, prefix)
             if st.session_state.get(key) not in orders:  # a model this run lacks, or unset

@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.core import agreement
-from pipeline.names import class_label, display_name, percent
+from pipeline.names import TOGETHER_LABEL, class_label, display_name, percent
 
 # Thumbnails are drawn this tall (px), at most; `thumbnail_url` makes them 72 px on their
 # longer side, so they stay sharp on a 1.5x screen
@@ -47,15 +47,18 @@ def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
 
 def summary_frame(thumbs: Sequence[str], names: Sequence[str],
                   probs: Mapping[str, np.ndarray], class_names: Sequence[str],
-                  flags: Sequence[Sequence[str]]) -> pd.DataFrame:
+                  flags: Sequence[Sequence[str]],
+                  together: np.ndarray | None = None) -> pd.DataFrame:
     """One row per analysed image for the many-uploads summary: thumbnail, each model's answer
-    with its confidence, agreement, how many flags it raised, and the file name last (a long
-    name first pushed the answers off a narrow window)."""
+    with its confidence (with `together`, (N, C) from `evaluate.together`, the models' pooled
+    answer after them, as the card's answer line has it), agreement, how many flags it raised,
+    and the file name last (a long name first pushed the answers off a narrow window)."""
     agree = agreement(probs)
+    named = {**probs, **({TOGETHER_LABEL: together} if together is not None else {})}
     rows = []
     for i, name in enumerate(names):
         row: dict[str, Any] = {"image": thumbs[i]}
-        for model, p in probs.items():
+        for model, p in named.items():
             k = int(np.argmax(p[i]))
             row[display_name(model)] = f"{class_label(class_names[k])} ({percent(p[i][k])})"
         row["models agree"] = bool(agree[i])

@@ -293,3 +293,20 @@ def test_about_and_the_glossary_say_what_the_pooled_answer_is() -> None:
     assert "both models averaged" in two and "no third model" in two
     assert "averaged" not in known_limits(["glioma", "no_tumor"], False, 1)
     assert dict(GLOSSARY)[together.LABEL].startswith("the two models' answers pooled")
+
+
+def test_the_summary_table_has_the_pooled_answer_after_the_models() -> None:
+    """The many-uploads summary and a series' slice table: a "Both, averaged" column after the
+    models' answers, in the card's words; none without a pool."""
+    from dashboard import summary_table
+
+    a = np.array([[0.7, 0.1, 0.1, 0.1], [0.2, 0.2, 0.5, 0.1]])
+    b = np.array([[0.2, 0.6, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1]])
+    probs = {"custom_cnn": a, "mobilenetv2": b}
+    pooled = together.combine(probs)
+    frame = summary_table.summary_frame(["t1", "t2"], ["a.png", "b.png"], probs, CLASSES,
+                                        [[], []], pooled)
+    assert list(frame.columns)[:4] == ["image", "Custom CNN", "MobileNetV2", together.LABEL]
+    assert frame[together.LABEL].tolist()[1] == f"no tumour ({pooled[1, 2]:.0%})"
+    bare = summary_table.summary_frame(["t1", "t2"], ["a.png", "b.png"], probs, CLASSES, [[], []])
+    assert together.LABEL not in bare.columns

@@ -252,7 +252,8 @@ if results is not None and results.probs:
             st.session_state[SORT_KEY] = summary_table.UPLOAD_ORDER
         order_by = st.selectbox("Sort the table by", list(orders), key=SORT_KEY,
                                 format_func=orders.__getitem__, width=views.SELECT_WIDTH["sort"])
-        summary = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags)
+        summary = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags,
+                                             results.together)
         summary_table.draw_summary(
             summary.iloc[summary_table.sort_order(order_by, names, results.probs, flags)],
             "file", label=f"Summary of the analysed images, sorted by {orders[order_by]}")
