@@ -310,3 +310,17 @@ def test_the_summary_table_has_the_pooled_answer_after_the_models() -> None:
     assert frame[together.LABEL].tolist()[1] == f"no tumour ({pooled[1, 2]:.0%})"
     bare = summary_table.summary_frame(["t1", "t2"], ["a.png", "b.png"], probs, CLASSES, [[], []])
     assert together.LABEL not in bare.columns
+
+
+@pytest.mark.slow
+def test_evaluate_prints_the_pooled_answer_last(pooled_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    run = tmp_path / "runs" / pooled_run.name
+    shutil.copytree(pooled_run, run)
+    res = CliRunner().invoke(app, ["evaluate", "--run", str(run)])
+    assert res.exit_code == 0, res.output[-2000:]
+    record = json.loads((run / "comparison.json").read_text())[together.KEY]
+    assert res.stdout.splitlines()[-1] == together.line(record)
