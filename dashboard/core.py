@@ -27,7 +27,7 @@ from pipeline.images import (
     decode_slices,
 )
 from pipeline.modality import looks_like_ct, looks_like_photo
-from pipeline.names import TOGETHER_LABEL, class_label, display_name, percent
+from pipeline.names import TOGETHER_COLUMN, TOGETHER_LABEL, class_label, display_name, percent
 from pipeline.series import blank_note
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -336,9 +336,6 @@ def agreement(probs: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.all([p == preds[0] for p in preds], axis=0)
 
 
-POOLED_COLUMN = "averaged"  # the pooled answer's columns: averaged_predicted, ... (as `predict`)
-
-
 def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
                       class_names: Sequence[str],
                       true_labels: Sequence[str | None] | None = None,
@@ -363,7 +360,7 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
             row["sha256"] = digests[i]
         if true_labels is not None:
             row["true"] = true_labels[i] or ""
-        named = {**probs, **({POOLED_COLUMN: together} if together is not None else {})}
+        named = {**probs, **({TOGETHER_COLUMN: together} if together is not None else {})}
         for model, p in named.items():
             k = int(np.argmax(p[i]))
             row[f"{model}_predicted"] = class_names[k]
@@ -442,19 +439,6 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
         parts.append(f"{display_name(model)}: **{class_label(class_names[k])}** "
                      f"({percent(p[i][k])}{tie}){mark}")
     return " · ".join(parts)
-
-
-TOGETHER_HELP = (f"{TOGETHER_LABEL}: the models' answers pooled, their calibrated "
-                 "log-probabilities averaged and scaled by one temperature fitted on validation "
-                 "images. Two models that err on different images can be right together where "
-                 "one alone is wrong; when they disagree it is still one side of a "
-                 "disagreement, and each heatmap explains only its own model.")
-
-
-def together_help(record_words: str = "") -> str:
-    """The verdict line's tooltip for the pooled answer: what it is, then the run's test record
-    (`records.together_note`) when measured."""
-    return TOGETHER_HELP + (f"\n\n{record_words}" if record_words else "")
 
 
 # --------------------------------------------------------------------------- explanations

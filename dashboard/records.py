@@ -19,6 +19,7 @@ from pipeline.artifacts import ArtifactError, Run
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.explain import agreement
 from pipeline.explain.defaults import is_default
+from pipeline.names import TOGETHER_LABEL, TOGETHER_MEANING
 
 
 def shifted_accuracy(run: Run) -> dict[str, flags.ShiftedAccuracy | None]:
@@ -87,6 +88,17 @@ def together_note(run: Run) -> str:
     official = bool(runinfo.run_facts(run.manifest).splits.get("official_test"))
     return together.words(record if isinstance(record, dict) else None,
                           "official test images" if official else "test images")
+
+
+# the card's tooltip on the pooled answer: what it is, and what it is not
+TOGETHER_HELP = (f"{TOGETHER_LABEL}: {TOGETHER_MEANING} When the models disagree it is still "
+                 "one side of that disagreement, and each heatmap explains only its own model.")
+
+
+def together_help(record_words: str = "") -> str:
+    """The answer line's tooltip for the pooled answer: `TOGETHER_HELP`, then the run's test
+    record (`together_note`) when measured."""
+    return TOGETHER_HELP + (f"\n\n{record_words}" if record_words else "")
 
 
 def size_groups(run: Run) -> dict[str, dict | None]:

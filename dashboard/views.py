@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard import card_flags, core, flags
+from dashboard import card_flags, core, flags, records
 from dashboard import figures as F
 from dashboard.inference import (
     ImageResult,
@@ -312,7 +312,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # heatmaps below a 1280x720 screen (tests/test_dashboard_browser.py)
         pooled = results.together
         st.markdown(core.verdict_line(probs, j, class_names, upload.true_label, pooled),
-                    help=None if pooled is None else core.together_help(results.together_note))
+                    help=None if pooled is None else records.together_help(results.together_note))
         # Every other warning (a training image's split note, the answers', the heatmaps') in
         # one expander labelled with their count and kinds (`summary_line`): two to five
         # full-width boxes put the heatmaps a screen below the answer at 1280×720 (a lecturer's

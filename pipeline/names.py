@@ -18,8 +18,15 @@ DISPLAY_NAMES: dict[str, str] = {
     "mobilenetv2": "MobileNetV2",
     "efficientnetb0": "EfficientNetB0",
 }
-# The models' answers pooled (`evaluate.together`), as a probability table's row names it
+# The models' answers pooled (`evaluate.together`): its name on a card, the glossary and the
+# PDF; the prefix of its columns and of `predict`'s field ("averaged_predicted", "averaged: ...");
+# and what it is, in the glossary's and the card tooltip's words
 TOGETHER_LABEL = "Both, averaged"
+TOGETHER_COLUMN = "averaged"
+TOGETHER_MEANING = ("the two models' answers pooled: their calibrated log-probabilities "
+                    "averaged, then divided by one temperature fitted on the run's validation "
+                    "images. Two models that err on different images can be right together "
+                    "where one alone is wrong.")
 # Every model the registry builds (models.build_model: our CNN, then backbones.BACKBONES, kept in
 # step by a test): what a config's "models" may name, without importing Keras.
 MODEL_NAMES: tuple[str, ...] = ("custom_cnn", "mobilenetv2", "efficientnetb0")

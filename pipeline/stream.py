@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.csv_safe import restore_cell, to_csv, utf8_text
-from pipeline.names import DECODED_EXTS, NIFTI_EXTS, Progress, file_ext, no_progress
+from pipeline.names import (
+    DECODED_EXTS,
+    NIFTI_EXTS,
+    TOGETHER_COLUMN,
+    Progress,
+    file_ext,
+    no_progress,
+)
 
 CHUNK = 64  # rows written between two fsyncs
 # Each answer's warnings (predict.answer_flags): 1, 0, or empty where the run does not measure it
@@ -145,7 +152,6 @@ def whole_lines(path: Path) -> bytes:
     return data
 
 
-POOLED = "averaged"  # with two models or more, their pooled answer's columns (`evaluate.together`)
 
 
 def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
@@ -154,7 +160,8 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
         cols += [f"{m}_predicted", *[f"{m}_p_{c}" for c in class_names],
                  *[f"{m}_{k}" for k in ANSWER_FLAGS]]
     if len(models) > 1:  # the models' answers pooled: no warnings of its own
-        cols += [f"{POOLED}_predicted", *[f"{POOLED}_p_{c}" for c in class_names]]
+        cols += [f"{TOGETHER_COLUMN}_predicted",
+                 *[f"{TOGETHER_COLUMN}_p_{c}" for c in class_names]]
     # `run`: which run's models answered (a resumed file must not mix two runs' answers);
     # `in_run_split`: the run's split holding the image or a copy (`data.membership`), if any
     return [*cols, "models_agree", "error", "run", "in_run_split"]

@@ -2491,7 +2491,7 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     line's tooltip. Not a table row: that and a caption pushed the heatmaps below 720 px."""
     import pandas as pd
 
-    from dashboard.core import TOGETHER_HELP
+    from dashboard.records import TOGETHER_HELP
     from pipeline.artifacts import open_run
     from pipeline.evaluate import together
     from pipeline.images import decode_image

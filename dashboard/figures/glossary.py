@@ -4,6 +4,8 @@ Each definition says what the project computes (`pipeline.evaluate.metrics`, `.c
 
 from __future__ import annotations
 
+from pipeline.names import TOGETHER_LABEL, TOGETHER_MEANING
+
 GLOSSARY: tuple[tuple[str, str], ...] = (
     ("Accuracy", "the share of test images whose predicted class is their label."),
     ("Balanced accuracy", "the mean over classes of the share of each class's images answered "
@@ -32,9 +34,7 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ("Wilson score interval", "the 95% interval of a share (k of n right) in closed form; "
      "unlike a bootstrap it stays wide where n is small and does not collapse to one value "
      "at 0 or n right."),
-    ("Both, averaged", "the two models' answers pooled: their calibrated log-probabilities "
-     "averaged, then divided by one temperature fitted on the run's validation images. Two "
-     "models that err on different images can be right together where one alone is wrong."),
+    (TOGETHER_LABEL, TOGETHER_MEANING),
     ("McNemar exact test", "compares two models on the same images using only those exactly "
      "one of them got right; p is the chance of a split at least this uneven if the two "
      "were equally good."),

@@ -129,7 +129,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
     together ("averaged: ...", `evaluate.together`), for two models or more."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
-    from pipeline.names import NO_TUMOR, percent
+    from pipeline.names import NO_TUMOR, TOGETHER_COLUMN, percent
 
     for row in results:
         split = row.get("in_run_split")
@@ -142,7 +142,8 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  for m, v in row["models"].items()]
         if pooled := row.get("together"):  # `evaluate.together`: the models' answers pooled
-            parts.append(f"averaged: {answer_words(pooled['label'], folders or {}, seen)} "
+            parts.append(f"{TOGETHER_COLUMN}: "
+                         f"{answer_words(pooled['label'], folders or {}, seen)} "
                          f"({percent(max(pooled['probs'].values()))})")
         # the image's own tags in a last field: after the last model's answer they read as
         # that model's warnings
