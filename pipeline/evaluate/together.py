@@ -36,7 +36,7 @@ from pipeline.evaluate.metrics import calibration, check_inputs, tumor_vs_no_tum
 from pipeline.names import NO_TUMOR, TOGETHER_LABEL, display_name
 
 KEY = "together"  # its entry in calibration.json and comparison.json
-LABEL = TOGETHER_LABEL  # a probability table's row, beside the models' display names
+LABEL = TOGETHER_LABEL  # its name beside the models' display names (cards, tables, the PDF)
 RULE = ("the models' calibrated log-probabilities averaged, then a temperature fitted on "
         "validation; answer = its arg-max")
 MIN_SPECIFICITY = 0.90  # issue #16's screening target: sensitivity at specificity >= this
@@ -90,16 +90,14 @@ def best_sensitivity(is_tumour: np.ndarray, p_tumour: np.ndarray,
                      min_specificity: float = MIN_SPECIFICITY) -> float | None:
     """The highest tumour sensitivity any threshold on P(tumour) reaches while keeping
     specificity at least `min_specificity`; None without both kinds of image."""
+    from sklearn.metrics import roc_curve
+
     pos = np.asarray(is_tumour, dtype=bool)
-    score = np.asarray(p_tumour, dtype=np.float64)
     if pos.all() or not pos.any():
         return None
-    best = 0.0
-    for t in np.unique(score):  # every distinct score is a threshold worth trying
-        called = score >= t
-        if float(np.mean(~called[~pos])) >= min_specificity:
-            best = max(best, float(np.mean(called[pos])))
-    return best
+    # every threshold "tumour if P >= t" at once (an external folder can hold thousands)
+    fpr, tpr, _ = roc_curve(pos, np.asarray(p_tumour, dtype=np.float64))
+    return float(tpr[fpr <= 1.0 - min_specificity + 1e-12].max())
 
 
 def summary(y_true: Sequence[int] | np.ndarray, probs: Mapping[str, np.ndarray],
