@@ -208,7 +208,8 @@ def _default_models() -> dict[str, ModelConfig]:
         # Fine-tuning from block_10 (finetune_layers 60): 0.784 / 0.751, gamma -6.6 at seed 42,
         # best sensitivity at specificity >= 0.90 0.87 / 0.87 against 0.91 / 0.92: not kept.
         # balance_sizes 4 again on that machine: 0.761 / 0.739, low resolution -6.3 at seed 7,
-        # best sensitivity at specificity >= 0.90 0.92 / 0.84: not kept.
+        # best sensitivity at specificity >= 0.90 0.92 / 0.84: not kept. 288 px input
+        # (image_size 288, 2026-12-07, that machine): 0.728 / 0.731 at seeds 42 / 7: not kept.
         "mobilenetv2": ModelConfig(image_size=224, epochs=15, patience=4, finetune_layers=100,
                                    aug_views=6, guidance=2.0),
     }
