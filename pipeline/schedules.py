@@ -9,6 +9,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from pipeline import signals
 from pipeline.config_rules import LR_SCHEDULES
 
 
@@ -52,6 +53,14 @@ def recompute_batchnorm(model: keras.Model, images: np.ndarray, batches: int, ba
     return len(layers)
 
 
+class LostInterrupts(keras.callbacks.Callback):
+    """After each training batch, raises an interrupt that was dropped on its way
+    (`signals.check`): a SIGTERM as feature caching started once let training run to its end."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        signals.check()
+
+
 class BeforeValidation(keras.callbacks.Callback):
     """Calls `fn` at the start of every validation pass (after the averaged weights are in)."""
 
@@ -66,7 +75,8 @@ class BeforeValidation(keras.callbacks.Callback):
 def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs: int = 1,
               ema: bool = False, refresh: Callable[[], object] | None = None
               ) -> list[keras.callbacks.Callback]:
-    """Early stopping on val_loss (best weights restored), the step's steering and a NaN stop.
+    """Early stopping on val_loss (best weights restored), the step's steering, a NaN stop and
+    the check for a swallowed interrupt (`LostInterrupts`).
     `schedule` "plateau" halves the step when val_loss stalls; "cosine" follows `cosine_lr`
     from `lr` over `epochs`. `ema` (an optimizer with `use_ema`): the weights' moving average
     is swapped in for validation and at each epoch's end, so early stopping, the checkpoints
@@ -89,4 +99,5 @@ def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs
                                       restore_best_weights=True),
         steer,
         keras.callbacks.TerminateOnNaN(),
+        LostInterrupts(),
     ]

@@ -9,9 +9,7 @@ imported inside the commands.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import signal
 import sys
 
 from pipeline.cli.bench_cmd import bench
@@ -24,7 +22,7 @@ from pipeline.cli.explain_cmd import explain
 from pipeline.cli.explain_eval_cmd import explain_eval_cmd
 from pipeline.cli.ood_cmd import ood
 from pipeline.cli.train_cmds import run, train, tune
-from pipeline.signals import Terminated, interrupted, reset, terminate, terminated
+from pipeline.signals import Terminated, installed, interrupted, terminated
 
 __all__ = [
     "Terminated", "app", "err", "fail", "main", "one_line", "print_json",
@@ -53,36 +51,30 @@ def main() -> None:
     """Entry point of `python -m pipeline`: Ctrl-C prints one line and exits with 130 (SIGTERM
     the same, exit 143); a write the system refuses (a full disk, a read-only folder) is one
     `error:` line and exit 1, wherever a command did not say it better itself."""
-    installed, previous = False, None
-    # SIGTERM killed train silently, leaving its feature cache behind (review 4, #6); outside
-    # the main thread signals cannot be set (ValueError): left alone
-    with contextlib.suppress(ValueError):
-        previous, installed = signal.signal(signal.SIGTERM, terminate), True
-    try:
-        app()
-    except KeyboardInterrupt as exc:
-        err.print("interrupted")
-        sys.exit(143 if terminated(exc) else 130)
-    except SystemExit as exc:
-        # typer turns Ctrl-C into a silent exit 130; a command that said more (explain: how to
-        # continue) raised its own exit, not from the interrupt
-        cause = exc.__context__.__cause__ if exc.__context__ is not None else None
-        if exc.code == 130 and isinstance(cause, KeyboardInterrupt):
-            err.print("interrupted")
-        if exc.code == 130 and terminated(exc):
-            sys.exit(143)
-        raise
-    except Exception as exc:
-        if interrupted(exc):  # an interrupt a library turned into its own error (signals.py)
+    # SIGTERM killed train silently, leaving its feature cache behind (review 4, #6); the
+    # caller's own handler is back afterwards (tests call main() in-process)
+    with installed():
+        try:
+            app()
+        except KeyboardInterrupt as exc:
             err.print("interrupted")
             sys.exit(143 if terminated(exc) else 130)
-        if not isinstance(exc, OSError):
+        except SystemExit as exc:
+            # typer turns Ctrl-C into a silent exit 130; a command that said more (explain: how to
+            # continue) raised its own exit, not from the interrupt
+            cause = exc.__context__.__cause__ if exc.__context__ is not None else None
+            if exc.code == 130 and isinstance(cause, KeyboardInterrupt):
+                err.print("interrupted")
+            if exc.code == 130 and terminated(exc):
+                sys.exit(143)
             raise
-        where = f" ({one_line(exc.filename)})" if exc.filename else ""
-        err.print(f"[bold red]error:[/] {shown(exc.strerror or str(exc))}{shown(where)}",
-                  highlight=False, soft_wrap=True)
-        sys.exit(1)
-    finally:  # a caller's own handler back (tests call main() in-process)
-        if installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-        reset()
+        except Exception as exc:
+            if interrupted(exc):  # an interrupt a library turned into its own error (signals.py)
+                err.print("interrupted")
+                sys.exit(143 if terminated(exc) else 130)
+            if not isinstance(exc, OSError):
+                raise
+            where = f" ({one_line(exc.filename)})" if exc.filename else ""
+            err.print(f"[bold red]error:[/] {shown(exc.strerror or str(exc))}{shown(where)}",
+                      highlight=False, soft_wrap=True)
+            sys.exit(1)

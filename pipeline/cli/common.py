@@ -14,8 +14,9 @@ import typer
 from rich import progress as rich_progress
 from rich.console import Console
 
+from pipeline import signals
 from pipeline.explain import METHODS
-from pipeline.names import DEFAULT_MODELS, MODEL_NAMES, Progress, model_words, no_progress
+from pipeline.names import DEFAULT_MODELS, MODEL_NAMES, Progress, model_words
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
@@ -60,15 +61,18 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
     """Yield a callback `update(description, done, total)` drawing a rich progress bar on stderr.
 
     The bar starts with its first update: started at once, a command that failed before any
-    (an empty data folder) printed a blank line above its one-line error."""
+    (an empty data folder) printed a blank line above its one-line error. Each update also
+    raises an interrupt a finaliser swallowed (`signals.check`), bar or not: every long loop
+    reports progress."""
     if not enabled:
-        yield no_progress
+        yield lambda desc, done, total: signals.check()
         return
     prog: rich_progress.Progress | None = None
     tasks: dict[str, int] = {}
 
     def update(desc: str, done: int, total: int) -> None:
         nonlocal prog
+        signals.check()
         if prog is None:
             prog = rich_progress.Progress(
                 rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
