@@ -69,6 +69,8 @@ class Predictor:
         # model's calibration off, as a missing one does (`missing_checks` says it)
         self._calibration: tuple[int | None, dict[str, float], dict[str, float],
                                  dict[str, str]] = (None, {}, {}, {})
+        # (calibration.json's mtime, the pooled answer's T): read with the file, not per batch
+        self._pool: tuple[int | None, float | None] | None = None
         # model -> its "unlike the training data" flags per prepared batch (ood.unlike_scorer)
         self._ood: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {}
         from pipeline.ood import ood_damage
@@ -124,8 +126,21 @@ class Predictor:
             return None
         from pipeline.evaluate import together
 
-        t = together.read_temperature(self.run.path) if self.calibrated else None
+        t = self.pool_temperature() if self.calibrated else None
         return together.combine(probs, t).astype("float32")
+
+    def pool_temperature(self) -> float | None:
+        """The pooled answer's temperature in the run's calibration.json as it is now (None
+        without one: a run calibrated before `evaluate.together` existed), read again only
+        when the file changed."""
+        from pipeline.evaluate import together
+
+        stamp = self._calibration_now()[0]
+        cached = self._pool
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, None if stamp is None else together.read_temperature(self.run.path))
+            self._pool = cached  # one assignment: safe with concurrent readers
+        return cached[1]
 
     def low_confidence_below(self, model_name: str) -> float | None:
         """Confidence under which this model's validation answers were right less than 90 % of
@@ -153,10 +168,12 @@ class Predictor:
     def missing_checks(self, run_ref: str | None = None) -> list[Gap]:
         """The checks this run's answers go without, each with its fix (`gaps.missing_checks`,
         which says what `run_ref` is); [] for a complete run."""
+        pooled = len(self.models) > 1 and self.calibrated  # its answers include the pool's
         return missing_checks(self.run, list(self.models), calibrated=self.calibrated,
                               knows_splits=self.membership is not None, run_ref=run_ref,
                               calibration=self._calibration_now()[1:],
-                              ood_damage=self.ood_damage)
+                              ood_damage=self.ood_damage,
+                              pool=(self.pool_temperature(),) if pooled else None)
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])

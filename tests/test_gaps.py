@@ -8,6 +8,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -133,6 +134,45 @@ def test_a_damaged_calibration_file_is_a_gap_like_a_missing_one(smoke_run: Path,
         assert notes == ["note: Custom CNN and MobileNetV2: probabilities not calibrated and no "
                          "answer is marked weak (damaged calibration.json: no 'models' object); "
                          f"`python -m pipeline calibrate --run {run}` adds it"], result.stderr
+
+
+def test_a_run_calibrated_before_the_pooled_answer_says_so_and_calibrate_fixes_it(
+        smoke_run: Path, synth_data: Path, tmp_path: Path):
+    """Runs calibrated before `evaluate.together` existed have each model's temperature but
+    none for the pooled answer: `predict` and the dashboard showed it unscaled, silently."""
+    from pipeline.evaluate import together
+
+    run = _copy(smoke_run, tmp_path)
+    cal = json.loads((run / CALIBRATION_FILE).read_text())
+    pool_t = cal.pop(together.KEY)["temperature"]
+    (run / CALIBRATION_FILE).write_text(json.dumps(cal))
+    open_before = Predictor(open_run(run))
+    assert open_before.pool_temperature() is None
+    gaps = [str(g) for g in open_before.missing_checks()]
+    assert gaps == [f"Both, averaged: its confidence is not calibrated (no temperature of its "
+                    f"own in {CALIBRATION_FILE}: calibrated before it existed); `python -m "
+                    f"pipeline calibrate --run {shlex.quote(str(run))}` adds it"], gaps
+    # one model shows no pooled answer, and raw probabilities are asked for on purpose
+    assert Predictor(open_run(run), models=["custom_cnn"]).missing_checks() == []
+    assert Predictor(open_run(run), calibrated=False).missing_checks() == []
+    image = str(next((synth_data / "Testing").rglob("*.png")))
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", image, "--run", str(run)])
+    assert result.exit_code == 0, result.output
+    assert [n for n in _notes(result) if "Both, averaged" in n] != [], result.stderr
+    explained = runner.invoke(app, ["explain", image, "--run", str(run), "--out",
+                                    str(tmp_path / "ex")])
+    assert explained.exit_code == 0, explained.output
+    assert _notes(explained) == []  # explain shows no pooled answer: nothing is missing there
+
+    fix = runner.invoke(app, ["calibrate", "--run", str(run)])
+    assert fix.exit_code == 0, fix.output
+    assert open_before.missing_checks() == []  # the open Predictor follows the file
+    assert open_before.pool_temperature() == pytest.approx(pool_t)
+    probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1]], "float32"),
+             "mobilenetv2": np.array([[0.4, 0.4, 0.1, 0.1]], "float32")}
+    np.testing.assert_allclose(open_before.together(probs),
+                               together.combine(probs, pool_t), rtol=1e-6)
 
 
 def test_fix_commands_name_the_run_so_that_they_find_this_folder(smoke_run, tmp_path,
