@@ -41,6 +41,22 @@ def test_combine_is_the_softmax_of_the_mean_log_probability() -> None:
     assert np.isfinite(together.combine({"x": np.eye(4)[:1], "y": np.eye(4)[1:2]})).all()
 
 
+def test_pooling_an_answer_costs_no_scipy_or_scikit_learn_import(tmp_path: Path) -> None:
+    """`predict` and every dashboard card pool their answers: importing scipy.stats and
+    scikit-learn for it cost them about 1 s (only `fit` and `summary` need them)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "calibration.json").write_text(json.dumps({"together": {"temperature": 0.8}}))
+    code = ("import sys, numpy as np, pipeline.evaluate.together as t; "
+            f"assert t.read_temperature({str(tmp_path)!r}) == 0.8; "
+            "t.combine({'a': np.full((1, 4), 0.25), 'b': np.full((1, 4), 0.25)}, 0.8); "
+            "print('scipy.stats' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False False"
+
+
 def test_combine_needs_two_models_of_one_shape() -> None:
     with pytest.raises(ValueError, match="two models"):
         together.combine({"custom_cnn": np.full((1, 4), 0.25)})

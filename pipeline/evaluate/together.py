@@ -31,9 +31,10 @@ import numpy as np
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError, read_json
 from pipeline.calibration import apply_temperature, fit_temperature
-from pipeline.evaluate.comparison import accuracy_interval, mcnemar_exact
-from pipeline.evaluate.metrics import calibration, check_inputs, tumor_vs_no_tumor
 from pipeline.names import NO_TUMOR, TOGETHER_LABEL, display_name
+
+# scipy and scikit-learn are imported by `fit` and `summary` only: `predict` and the dashboard's
+# cards pool every answer (`combine`, `read_temperature`), and those imports cost them about 1 s
 
 KEY = "together"  # its entry in calibration.json and comparison.json
 LABEL = TOGETHER_LABEL  # its name beside the models' display names (cards, tables, the PDF)
@@ -64,6 +65,8 @@ def combine(probs: Mapping[str, np.ndarray], temperature: float | None = None) -
 def fit(probs: Mapping[str, np.ndarray], y_true: np.ndarray) -> dict[str, Any]:
     """calibration.json's "together": the pool's temperature fitted on these (validation)
     images' calibrated probabilities, with its ECE before and after."""
+    from pipeline.evaluate.metrics import calibration
+
     pooled = combine(probs)
     t = fit_temperature(pooled, np.asarray(y_true))
     return {"rule": RULE, "models": list(probs), "temperature": t, "n": int(len(pooled)),
@@ -106,6 +109,9 @@ def summary(y_true: Sequence[int] | np.ndarray, probs: Mapping[str, np.ndarray],
     """comparison.json's "together": the averaged answer's accuracy (with its Wilson interval),
     each model's alone on the same images, McNemar's p against each, its ECE, tumour sensitivity
     and specificity, and the best sensitivity at specificity >= 0.90. None for one model."""
+    from pipeline.evaluate.comparison import accuracy_interval, mcnemar_exact
+    from pipeline.evaluate.metrics import calibration, check_inputs, tumor_vs_no_tumor
+
     if len(probs) < 2:
         return None
     y, p = check_inputs(y_true, combine(probs, temperature), class_names)
