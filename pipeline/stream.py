@@ -190,6 +190,10 @@ def _done_paths(out: Path, cols: list[str], run_id: str,
     if not rows:
         return set()
     if rows[0] != cols:
+        if rows[0] == [c for c in cols if not c.startswith(f"{TOGETHER_COLUMN}_")]:
+            raise ValueError(f"{out} was written by an earlier predict, without the models' "
+                             f"pooled answer ({TOGETHER_COLUMN}_* columns), and cannot be "
+                             "continued: choose another --out")
         raise ValueError(f"{out} holds other columns (another run or model set, or not a "
                          "predictions CSV): choose another --out")
     body = [r for r in rows[1:] if r]

@@ -232,6 +232,27 @@ def test_an_out_file_that_is_no_predictions_csv_is_refused_untouched(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "scan.jpg"]  # no lock
 
 
+def test_a_file_from_before_the_pooled_answer_is_refused_for_what_it_is(tmp_path: Path):
+    """A predictions CSV of the same run and models written before the `averaged_*` columns
+    was refused as "another run or model set, or not a predictions CSV": wrong on all counts."""
+    from pipeline.csv_safe import to_csv
+
+    cols = header(["glioma", "no_tumor"], ["custom_cnn", "mobilenetv2"])
+    older = [c for c in cols if not c.startswith("averaged_")]
+    assert len(older) == len(cols) - 3  # averaged_predicted and one probability per class
+    out = tmp_path / "preds.csv"
+    out.write_text(to_csv(older, []), encoding="utf-8", newline="")
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="written by an earlier predict, without the models' "
+                                         r"pooled answer \(averaged_\* columns\)"):
+        _done_paths(out, cols, "run-a")
+    assert out.read_bytes() == before
+    # one model has no pooled answer: its header is today's, and resumes
+    one = header(["glioma", "no_tumor"], ["custom_cnn"])
+    out.write_text(to_csv(one, []), encoding="utf-8", newline="")
+    assert _done_paths(out, one, "run-a") == set()
+
+
 def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path):
     """A kill mid-row can leave a short last row (a quoted name with a newline cut inside its
     quotes): a rerun raised IndexError. Such a last row is dropped; a short row before the
