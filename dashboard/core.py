@@ -420,13 +420,18 @@ def to_csv_bytes(frame: pd.DataFrame, notes: Mapping[str, str] | None = None) ->
 
 
 def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[str],
-                 true_label: str | None = None, together: np.ndarray | None = None) -> str:
+                 true_label: str | None = None, together: np.ndarray | None = None,
+                 together_weak_below: float | None = None) -> str:
     """Short text: what each model says about image i, marked right/wrong if the truth is known;
-    with `together` ((N, C), `evaluate.together`), the models' pooled answer last."""
+    with `together` ((N, C), `evaluate.together`), the models' pooled answer last, said weak
+    below `together_weak_below` (its validation threshold; each model's weak answers have
+    their own warning under the line)."""
     parts = []
     named = {**probs, **({TOGETHER_LABEL: together} if together is not None else {})}
     for model, p in named.items():
         k = int(np.argmax(p[i]))
+        weak = (model == TOGETHER_LABEL and together_weak_below is not None
+                and float(p[i][k]) < together_weak_below)
         mark = ""
         if true_label:
             mark = " :green[✓ right]" if class_names[k] == true_label else " :red[✗ wrong]"
@@ -437,7 +442,7 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
                 and round(100 * float(p[i][j])) == round(100 * float(p[i][k]))]
         tie = f", tied with {' and '.join(f'**{c}**' for c in ties)}" if ties else ""
         parts.append(f"{display_name(model)}: **{class_label(class_names[k])}** "
-                     f"({percent(p[i][k])}{tie}){mark}")
+                     f"({percent(p[i][k])}{tie}{', weak' if weak else ''}){mark}")
     return " · ".join(parts)
 
 

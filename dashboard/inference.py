@@ -111,6 +111,9 @@ class Results:
     # `evaluate.together`); None for one model, or when only one model answered
     together: np.ndarray | None = None
     together_note: str = ""  # how often the pooled answer was right on the run's test images
+    # confidence below which the pooled answer is weak (`Predictor.pool_weak_below`); None when
+    # the run's calibration.json has none
+    together_weak_below: float | None = None
 
     def unlike(self, j: int) -> dict[str, bool | None]:
         """Per model, whether good image j is unlike its training data (None: not measured)."""
@@ -189,7 +192,8 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    apart_record=records.apart_record(run),
                    pointing_records=records.pointing_records(run),
                    together=_together(predictor, per_model),
-                   together_note=records.together_note(run))
+                   together_note=records.together_note(run),
+                   together_weak_below=_pool_weak_below(predictor))
 
 
 def _together(predictor: Any, per_model: dict[str, list[ImageResult]]) -> np.ndarray | None:
@@ -198,6 +202,12 @@ def _together(predictor: Any, per_model: dict[str, list[ImageResult]]) -> np.nda
     probs = {m: np.stack([r.probs for r in rs]) for m, rs in per_model.items() if rs}
     pool = getattr(predictor, "together", None)
     return pool(probs) if pool is not None and len(probs) > 1 else None
+
+
+def _pool_weak_below(predictor: Any) -> float | None:
+    """`Predictor.pool_weak_below`; None for a stand-in predictor without it."""
+    below = getattr(predictor, "pool_weak_below", None)
+    return below() if below is not None else None
 
 
 def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndarray],

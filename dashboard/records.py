@@ -16,10 +16,11 @@ from dashboard import flags, runinfo
 from dashboard.state import external_explanations, run_json
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError, Run
+from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.explain import agreement
 from pipeline.explain.defaults import is_default
-from pipeline.names import TOGETHER_LABEL, TOGETHER_MEANING
+from pipeline.names import TOGETHER_LABEL, TOGETHER_MEANING, percent
 
 
 def shifted_accuracy(run: Run) -> dict[str, flags.ShiftedAccuracy | None]:
@@ -95,10 +96,14 @@ TOGETHER_HELP = (f"{TOGETHER_LABEL}: {TOGETHER_MEANING} When the models disagree
                  "one side of that disagreement, and each heatmap explains only its own model.")
 
 
-def together_help(record_words: str = "") -> str:
-    """The answer line's tooltip for the pooled answer: `TOGETHER_HELP`, then the run's test
-    record (`together_note`) when measured."""
-    return TOGETHER_HELP + (f"\n\n{record_words}" if record_words else "")
+def together_help(record_words: str = "", weak_below: float | None = None) -> str:
+    """The answer line's tooltip for the pooled answer: `TOGETHER_HELP`, when it is called weak
+    (`weak_below`, its validation threshold), then the run's test record (`together_note`)
+    when measured."""
+    weak = ("" if weak_below is None else
+            f"\n\nSaid weak below {percent(weak_below)}: on validation images its answers "
+            f"that unsure were right less than {LOW_CONFIDENCE_ACCURACY:.0%} of the time.")
+    return TOGETHER_HELP + weak + (f"\n\n{record_words}" if record_words else "")
 
 
 def size_groups(run: Run) -> dict[str, dict | None]:

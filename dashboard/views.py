@@ -311,8 +311,10 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # its test record in the line's tooltip: a table row and a caption more pushed the
         # heatmaps below a 1280x720 screen (tests/test_dashboard_browser.py)
         pooled = results.together
-        st.markdown(core.verdict_line(probs, j, class_names, upload.true_label, pooled),
-                    help=None if pooled is None else records.together_help(results.together_note))
+        below = results.together_weak_below
+        st.markdown(core.verdict_line(probs, j, class_names, upload.true_label, pooled, below),
+                    help=None if pooled is None else records.together_help(
+                        results.together_note, below))
         # Every other warning (a training image's split note, the answers', the heatmaps') in
         # one expander labelled with their count and kinds (`summary_line`): two to five
         # full-width boxes put the heatmaps a screen below the answer at 1280×720 (a lecturer's

@@ -69,8 +69,9 @@ class Predictor:
         # model's calibration off, as a missing one does (`missing_checks` says it)
         self._calibration: tuple[int | None, dict[str, float], dict[str, float],
                                  dict[str, str]] = (None, {}, {}, {})
-        # (calibration.json's mtime, the pooled answer's T): read with the file, not per batch
-        self._pool: tuple[int | None, float | None] | None = None
+        # (calibration.json's mtime, the pooled answer's T and weak threshold): read with the
+        # file, not per batch
+        self._pool: tuple[int | None, float | None, float | None] | None = None
         # model -> its "unlike the training data" flags per prepared batch (ood.unlike_scorer)
         self._ood: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {}
         from pipeline.ood import ood_damage
@@ -129,18 +130,29 @@ class Predictor:
         t = self.pool_temperature() if self.calibrated else None
         return together.combine(probs, t).astype("float32")
 
-    def pool_temperature(self) -> float | None:
-        """The pooled answer's temperature in the run's calibration.json as it is now (None
-        without one: a run calibrated before `evaluate.together` existed), read again only
-        when the file changed."""
+    def _pool_now(self) -> tuple[int | None, float | None, float | None]:
         from pipeline.evaluate import together
 
         stamp = self._calibration_now()[0]
         cached = self._pool
         if cached is None or cached[0] != stamp:
-            cached = (stamp, None if stamp is None else together.read_temperature(self.run.path))
+            cached = (stamp, *((None, None) if stamp is None else
+                               together.read_pool(self.run.path)))
             self._pool = cached  # one assignment: safe with concurrent readers
-        return cached[1]
+        return cached
+
+    def pool_temperature(self) -> float | None:
+        """The pooled answer's temperature in the run's calibration.json as it is now (None
+        without one: a run calibrated before `evaluate.together` existed), read again only
+        when the file changed."""
+        return self._pool_now()[1]
+
+    def pool_weak_below(self) -> float | None:
+        """Confidence under which the pooled answer's validation answers were right less than
+        90 % of the time (`calibration.low_confidence`); None where not fitted (runs calibrated
+        before it existed, or a Predictor of raw probabilities: the threshold is for the
+        calibrated pool)."""
+        return self._pool_now()[2] if self.calibrated else None
 
     def low_confidence_below(self, model_name: str) -> float | None:
         """Confidence under which this model's validation answers were right less than 90 % of
@@ -304,6 +316,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 flags[name] = answer_flags(predictor, name, x, probs[name],
                                            [colour[i] for i in ok], [photo[i] for i in ok])
             pooled = predictor.together(probs)  # both models' answer together, or None
+            pool_below = predictor.pool_weak_below() if pooled is not None else None
             for j, i in enumerate(ok):
                 # the run's split holding the image or a copy (`data.membership`), else None;
                 # whether it is that split's image pixel for pixel (None: the run cannot tell)
@@ -319,7 +332,9 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 row["agree"] = len({m["label"] for m in row["models"].values()}) == 1
                 if pooled is not None:  # `evaluate.together`: the models' answers pooled
                     d = predictor.describe(pooled[j], "together")
-                    row["together"] = {"label": d.label, "probs": d.probs}
+                    # weak as each model's answer is (None: no threshold in calibration.json)
+                    weak = None if pool_below is None else bool(pooled[j].max() < pool_below)
+                    row["together"] = {"label": d.label, "probs": d.probs, "weak": weak}
                 results.append(row)
         yield part, results, failures
 

@@ -2506,19 +2506,27 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     cal = {"models": {"custom_cnn": {"temperature": 0.61}, "mobilenetv2": {"temperature": 0.63}},
            "together": {"temperature": 0.5}}
     (run / "calibration.json").write_text(json.dumps(cal))
+    predictor = Predictor(open_run(run))  # the probabilities the card shows, unrounded
+    probs = predictor.predict_images([decode_image(_test_image(smoke_run)[1])])
+    want = together.combine(probs, 0.5)[0]
+    # the pool's weak threshold just above its answer: said weak on the line
+    below = float(want.max()) + 0.005
+    cal["together"]["low_confidence_below"] = below
+    (run / "calibration.json").write_text(json.dumps(cal))
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/png")]).run()
     _ok(at)
     card = at.get_by_key("predict_card_0")
-    predictor = Predictor(open_run(run))  # the probabilities the card shows, unrounded
-    probs = predictor.predict_images([decode_image(_test_image(smoke_run)[1])])
-    want = together.combine(probs, 0.5)[0]
     top = class_label(open_run(run).class_names[int(want.argmax())])
     verdict = next(m for m in card.markdown if m.value.startswith("Custom CNN: **"))
     # the answer in bold, then its percentage (", tied with ..." where another rounds alike)
     assert f" · {together.LABEL}: **{top}** ({percent(want.max())}" in verdict.value, verdict.value
+    assert verdict.value.endswith(", weak)"), verdict.value
     record = json.loads((run / "comparison.json").read_text())[together.KEY]
-    assert verdict.proto.help == f"{TOGETHER_HELP}\n\n{together.words(record)}"
+    assert verdict.proto.help == (
+        f"{TOGETHER_HELP}\n\nSaid weak below {percent(below)}: on validation images its "
+        f"answers that unsure were right less than 90% of the time.\n\n"
+        f"{together.words(record)}")
     table = next(m.value for m in card.markdown if m.value.startswith("| probability |"))
     assert together.LABEL not in table and table.count("**") == 4  # the models' rows only
     # the CSV download has it as `predict --out` would: averaged_* after the models' columns

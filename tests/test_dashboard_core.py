@@ -106,6 +106,14 @@ def test_predictions_frame_and_agreement():
     # a tie at the precision shown is said, not passed off as an answer
     tie = {"custom_cnn": np.array([[0.441, 0.05, 0.4394, 0.0696]])}
     assert "**glioma** (44%, tied with **no tumour**)" in core.verdict_line(tie, 0, CLASSES)
+    # the pooled answer is said weak below its own threshold; each model's weak answer has its
+    # own warning under the line, not this mark
+    pooled = np.array([[0.55, 0.2, 0.15, 0.1]])
+    line = core.verdict_line(probs, 0, CLASSES, together=pooled, together_weak_below=0.6)
+    assert line.endswith("Both, averaged: **glioma** (55%, weak)") and line.count("weak") == 1
+    assert "weak" not in core.verdict_line(probs, 0, CLASSES, together=pooled,
+                                           together_weak_below=0.55)
+    assert "weak" not in core.verdict_line(probs, 0, CLASSES, together=pooled)
 
 
 def test_a_predictions_csv_with_its_provenance_opens_as_it_is():

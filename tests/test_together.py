@@ -112,6 +112,51 @@ def test_summary_counts_the_pooled_answers() -> None:
     assert together.words(None) == "" and together.words({}) == ""
     assert together.line(rec).startswith("Both models averaged: accuracy 1.000 [")
     assert "(alone: Custom CNN 0.750, MobileNetV2 0.500)" in together.line(rec)
+    assert rec["weak"] is None and "weak" not in together.line(rec)
+    # with the pool's weak threshold: how the answers under it and the rest fared; the least
+    # sure two are the first (right) and the last, which a label "meningioma" makes wrong
+    conf = pooled.max(axis=1)
+    assert np.argsort(conf)[:2].tolist() == [3, 0]
+    below = float(np.sort(conf)[1]) + 1e-9
+    weak = together.summary(np.array([0, 1, 2, 1]), {"custom_cnn": a, "mobilenetv2": b},
+                            CLASSES, None, below)
+    assert weak["weak"] == {"below": below, "n": 2, "accuracy": 0.5, "accuracy_rest": 1.0}
+    assert together.words(weak).endswith(
+        " 2 of those answers were weak: right on 50% of them, and on 100% of the rest.")
+    assert together.line(weak).endswith(
+        f"; 2 answers weak (below {below:.2f}): accuracy 0.500 on those, 1.000 on the rest")
+
+
+def test_fit_sets_the_weak_threshold_as_each_model_s() -> None:
+    """The pool is said weak as each model is (`calibration.low_confidence`): below the
+    confidence where its validation answers fall under 90 % right."""
+    from pipeline.calibration import apply_temperature, low_confidence
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 400)
+    logits = rng.normal(size=(400, 4)) + 2.0 * np.eye(4)[y] * rng.uniform(0, 2, (400, 1))
+    a = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    b = np.roll(a, 1, axis=0) * 0.3 + a * 0.7
+    fit = together.fit({"custom_cnn": a, "mobilenetv2": b}, y)
+    pooled = apply_temperature(together.combine({"custom_cnn": a, "mobilenetv2": b}),
+                               fit["temperature"])
+    assert {k: fit[k] for k in ("low_confidence_below", "low_confidence_n")} == \
+        {k: low_confidence(pooled, y)[k] for k in ("low_confidence_below", "low_confidence_n")}
+    assert 0 < fit["low_confidence_below"] < 1 and fit["low_confidence_n"] > 0
+    below = pooled.max(1) < fit["low_confidence_below"]
+    assert (pooled.argmax(1) == y)[below].mean() < 0.9 <= (pooled.argmax(1) == y)[~below].mean()
+
+
+def test_read_pool(tmp_path: Path) -> None:
+    assert together.read_pool(tmp_path) == (None, None)
+    path = tmp_path / "calibration.json"
+    for entry, want in [({"temperature": 0.82, "low_confidence_below": 0.9}, (0.82, 0.9)),
+                        ({"temperature": 0.82}, (0.82, None)),  # fitted before the threshold
+                        ({"temperature": 0.8, "low_confidence_below": 1.5}, (0.8, None)),
+                        ({"temperature": 0.8, "low_confidence_below": "0.9"}, (0.8, None)),
+                        ({"low_confidence_below": 0.0}, (None, 0.0)), ("broken", (None, None))]:
+        path.write_text(json.dumps({"models": {}, "together": entry}))
+        assert together.read_pool(tmp_path) == want, entry
 
 
 def test_read_temperature(tmp_path: Path) -> None:
@@ -138,16 +183,18 @@ def test_the_shipped_runs_record_the_pool_they_were_measured_with() -> None:
     assert runs
     for run in runs:
         stored = json.loads((run / "comparison.json").read_text())[together.KEY]
-        t = together.read_temperature(run)
+        t, below = together.read_pool(run)
         assert t is not None and stored["temperature"] == t
+        assert below is not None  # its answers can be said weak, as each model's
         probs, y = {}, None
         for m in stored["models"]:
             rows = list(csv.DictReader((run / m / "predictions.csv").open(newline="")))
             classes = [k[2:] for k in rows[0] if k.startswith("p_")]
             y = np.array([classes.index(r["true"]) for r in rows])
             probs[m] = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
-        again = together.summary(y, probs, classes, t)
+        again = together.summary(y, probs, classes, t, below)
         assert again["accuracy"] == pytest.approx(stored["accuracy"])
+        assert again["weak"] == pytest.approx(stored["weak"])
         assert again["alone"] == pytest.approx(stored["alone"])
         for m in stored["models"]:  # each alone is its metrics.json's accuracy
             met = json.loads((run / m / "metrics.json").read_text())
@@ -192,6 +239,9 @@ def test_calibrate_fits_the_pool_and_evaluate_records_it(pooled_run: Path) -> No
     pooled = together.combine(probs, fit["temperature"])
     assert rec["accuracy"] == pytest.approx(float(np.mean(pooled.argmax(axis=1) == y)))
     assert rec["n"] == len(y) == comp["n"]
+    # said weak by the threshold calibrate fitted for it
+    assert rec["weak"]["below"] == fit["low_confidence_below"]
+    assert rec["weak"]["n"] == int((pooled.max(axis=1) < fit["low_confidence_below"]).sum())
 
 
 @pytest.mark.slow
@@ -241,6 +291,12 @@ def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_
     for fields, row in zip(lines, rows, strict=True):
         pooled = next(f for f in fields if f.startswith("averaged: "))
         assert pooled.startswith(f"averaged: {row['together']['label']}")
+        # weak as the models' answers are, by the pool's own validation threshold
+        below = json.loads((pooled_run / "calibration.json").read_text())[together.KEY][
+            "low_confidence_below"]
+        weak = max(row["together"]["probs"].values()) < below
+        assert row["together"]["weak"] is weak
+        assert pooled.endswith(" [weak answer (low confidence)]") is weak, pooled
 
     run = open_run(pooled_run)
     predictor = Predictor(run)

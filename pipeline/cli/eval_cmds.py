@@ -144,7 +144,8 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
         if pooled := row.get("together"):  # `evaluate.together`: the models' answers pooled
             parts.append(f"{TOGETHER_COLUMN}: "
                          f"{answer_words(pooled['label'], folders or {}, seen)} "
-                         f"({percent(max(pooled['probs'].values()))})")
+                         f"({percent(max(pooled['probs'].values()))})"
+                         + warning_tags({"weak": pooled.get("weak")}, seen))
         # the image's own tags in a last field: after the last model's answer they read as
         # that model's warnings
         if any(v["label"] == NO_TUMOR for v in row["models"].values()):

@@ -327,8 +327,9 @@ def evaluate_run(
     comp = compare(y, probs_eval, plan.class_names, paths=keep, y_pred=preds_eval, n_boot=n_boot,
                    seed=seed)
     comp["source"] = source
-    pool_t = together.read_temperature(run.path)  # the two models' answer pooled, if any
-    if pooled := together.summary(y, probs_eval, plan.class_names, pool_t):
+    # the models' answer pooled, if any, scaled and said weak as calibration.json says
+    pool_t, pool_below = together.read_pool(run.path)
+    if pooled := together.summary(y, probs_eval, plan.class_names, pool_t, pool_below):
         comp[together.KEY] = pooled
     fresh = None
     if new is not None:
@@ -336,7 +337,8 @@ def evaluate_run(
             y, probs_eval, preds_eval, sub, keep, plan.class_names, n_boot, seed,
             comp if len(sub) == len(keep) else None)
         if len(sub) > 1 and len(sub) < len(keep) and (pooled := together.summary(
-                y[sub], {m: p[sub] for m, p in probs_eval.items()}, plan.class_names, pool_t)):
+                y[sub], {m: p[sub] for m, p in probs_eval.items()}, plan.class_names, pool_t,
+                pool_below)):
             fresh[together.KEY] = pooled
     write_json(target.comparison_path, comp)
     return {"run_id": run.run_id, "source": source, "n": int(len(y)), "models": summaries,

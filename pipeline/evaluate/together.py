@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError, read_json
-from pipeline.calibration import apply_temperature, fit_temperature
+from pipeline.calibration import apply_temperature, fit_temperature, low_confidence
 from pipeline.names import NO_TUMOR, TOGETHER_LABEL, display_name
 
 # scipy and scikit-learn are imported by `fit` and `summary` only: `predict` and the dashboard's
@@ -64,29 +64,44 @@ def combine(probs: Mapping[str, np.ndarray], temperature: float | None = None) -
 
 def fit(probs: Mapping[str, np.ndarray], y_true: np.ndarray) -> dict[str, Any]:
     """calibration.json's "together": the pool's temperature fitted on these (validation)
-    images' calibrated probabilities, with its ECE before and after."""
+    images' calibrated probabilities, with its ECE before and after, and the confidence below
+    which its answers are weak (`calibration.low_confidence`, as each model's)."""
     from pipeline.evaluate.metrics import calibration
 
     pooled = combine(probs)
     t = fit_temperature(pooled, np.asarray(y_true))
+    scaled = apply_temperature(pooled, t)
     return {"rule": RULE, "models": list(probs), "temperature": t, "n": int(len(pooled)),
             "ece_before": calibration(pooled, y_true)[0],
-            "ece_after": calibration(apply_temperature(pooled, t), y_true)[0]}
+            "ece_after": calibration(scaled, y_true)[0],
+            **low_confidence(scaled, np.asarray(y_true))}
 
 
-def read_temperature(run_dir: str | Path) -> float | None:
-    """The pool's temperature from `<run>/calibration.json`; None when the file, the entry or a
-    positive number is missing (the pool is then left uncalibrated, never refused)."""
+def read_pool(run_dir: str | Path) -> tuple[float | None, float | None]:
+    """(the pool's temperature, the confidence below which its answers are weak) from
+    `<run>/calibration.json`; None for what the file, the entry or a valid number lacks (the
+    pool is then left uncalibrated or unflagged, never refused)."""
     path = Path(run_dir) / run_files.CALIBRATION
     if not path.is_file():
-        return None
+        return None, None
     try:
         entry = read_json(path).get(KEY)
     except (ArtifactError, AttributeError):
-        return None
-    t = entry.get("temperature") if isinstance(entry, dict) else None
-    ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
-    return float(t) if ok else None
+        return None, None
+    if not isinstance(entry, dict):
+        return None, None
+    t, below = entry.get("temperature"), entry.get("low_confidence_below")
+    return (float(t) if _number(t) and t > 0 else None,
+            float(below) if _number(below) and 0 <= below <= 1 else None)
+
+
+def read_temperature(run_dir: str | Path) -> float | None:
+    """The pool's temperature from `<run>/calibration.json` (`read_pool`)."""
+    return read_pool(run_dir)[0]
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def best_sensitivity(is_tumour: np.ndarray, p_tumour: np.ndarray,
@@ -104,11 +119,13 @@ def best_sensitivity(is_tumour: np.ndarray, p_tumour: np.ndarray,
 
 
 def summary(y_true: Sequence[int] | np.ndarray, probs: Mapping[str, np.ndarray],
-            class_names: Sequence[str], temperature: float | None = None
-            ) -> dict[str, Any] | None:
+            class_names: Sequence[str], temperature: float | None = None,
+            weak_below: float | None = None) -> dict[str, Any] | None:
     """comparison.json's "together": the averaged answer's accuracy (with its Wilson interval),
     each model's alone on the same images, McNemar's p against each, its ECE, tumour sensitivity
-    and specificity, and the best sensitivity at specificity >= 0.90. None for one model."""
+    and specificity, the best sensitivity at specificity >= 0.90, and with `weak_below` (its
+    validation threshold) how many answers were weak and how often those and the rest were
+    right. None for one model."""
     from pipeline.evaluate.comparison import accuracy_interval, mcnemar_exact
     from pipeline.evaluate.metrics import calibration, check_inputs, tumor_vs_no_tumor
 
@@ -131,28 +148,48 @@ def summary(y_true: Sequence[int] | np.ndarray, probs: Mapping[str, np.ndarray],
         "sensitivity_at_specificity": None if nt is None else {
             "min_specificity": MIN_SPECIFICITY,
             "sensitivity": best_sensitivity(y != nt, 1.0 - p[:, nt])},
+        "weak": None if weak_below is None else _weak(right, p.max(axis=1) < weak_below,
+                                                       weak_below),
     }
 
 
+def _weak(right: np.ndarray, weak: np.ndarray, below: float) -> dict[str, Any]:
+    """How the answers said weak (confidence under `below`) and the rest fared."""
+    return {"below": below, "n": int(weak.sum()),
+            "accuracy": float(right[weak].mean()) if weak.any() else None,
+            "accuracy_rest": float(right[~weak].mean()) if (~weak).any() else None}
+
+
 def words(record: Mapping[str, Any] | None, where: str = "test images") -> str:
-    """One sentence of a stored `summary`: "Averaged, the two models' answers were right on
-    78% of the 394 test images (alone: Custom CNN 75%, MobileNetV2 75%)." "" without one."""
+    """A stored `summary` in words: "Averaged, the two models' answers were right on 78% of
+    the 394 test images (alone: Custom CNN 75%, MobileNetV2 75%)." and, where weak answers
+    were counted, how they fared; "" without a record."""
     if not record or not record.get("alone"):
         return ""
     alone = ", ".join(f"{display_name(m)} {a:.0%}" for m, a in record["alone"].items())
     k = len(record["alone"])
-    return (f"Averaged, the {NUMBER_WORDS.get(k, k)} models' answers were right on "
+    said = (f"Averaged, the {NUMBER_WORDS.get(k, k)} models' answers were right on "
             f"{record['accuracy']:.0%} of the {record['n']} {where} (alone: {alone}).")
+    weak = record.get("weak")
+    if isinstance(weak, dict) and weak.get("n") and weak.get("accuracy_rest") is not None:
+        said += (f" {weak['n']} of those answers were weak: right on {weak['accuracy']:.0%} "
+                 f"of them, and on {weak['accuracy_rest']:.0%} of the rest.")
+    return said
 
 
 def line(record: Mapping[str, Any]) -> str:
     """`evaluate`'s line under its verdict: "Both models averaged: accuracy 0.779 [0.736,
     0.817] (alone: Custom CNN 0.749, MobileNetV2 0.749); tumour sensitivity 0.93 at
-    specificity >= 0.90"."""
+    specificity >= 0.90; 110 answers weak (below 0.93): accuracy 0.491 on those, 0.891 on the
+    rest"."""
     lo, hi = record["accuracy_interval"]
     alone = ", ".join(f"{display_name(m)} {a:.3f}" for m, a in record["alone"].items())
     best = (record.get("sensitivity_at_specificity") or {}).get("sensitivity")
     screen = (f"; tumour sensitivity {best:.2f} at specificity >= {MIN_SPECIFICITY:.2f}"
               if best is not None else "")
+    weak = record.get("weak")
+    if isinstance(weak, dict) and weak.get("n") and weak.get("accuracy_rest") is not None:
+        screen += (f"; {weak['n']} answers weak (below {weak['below']:.2f}): accuracy "
+                   f"{weak['accuracy']:.3f} on those, {weak['accuracy_rest']:.3f} on the rest")
     return (f"Both models averaged: accuracy {record['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] "
             f"(alone: {alone}){screen}")
