@@ -50,6 +50,7 @@ class Page:
     # and the run's record for it after `probability_note`; None / "" for one model
     pooled: Mapping[str, float] | None = None
     pooled_note: str = ""
+    pooled_weak: bool = False  # under its validation threshold: "(answer, weak)", as the card
 
 
 PDF_TITLE = "Brain MRI XAI - teaching printout, not a medical report"
@@ -129,8 +130,10 @@ def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
     if page.pooled and page.models:
         columns[TOGETHER_LABEL] = page.pooled
     answered = [max(p, key=lambda c: p[c]) for p in columns.values()]
-    rows = [[class_label(c), *[percent(p[c]) + (" (answer)" if c == a else "")
-                               for p, a in zip(columns.values(), answered, strict=True)]]
+    said = [" (answer, weak)" if name == TOGETHER_LABEL and page.pooled_weak else " (answer)"
+            for name in columns]
+    rows = [[class_label(c), *[percent(p[c]) + (w if c == a else "")
+                               for p, a, w in zip(columns.values(), answered, said, strict=True)]]
             for c in classes]
     ax = fig.add_axes((0.06, 0.30, 0.88, 0.19))
     ax.axis("off")

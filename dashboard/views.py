@@ -233,9 +233,11 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
     notes = [upload.seen] if upload.seen else []
     pooled = None if results.together is None else {  # the models' answers pooled
         c: float(p) for c, p in zip(class_names, results.together[j], strict=True)}
+    below = results.together_weak_below
     return Page(upload.digest, upload.image, models, notes + answers + shortcuts,
                 upload.true_label, results.calibration_note, upload.radiological, pooled,
-                results.together_note)
+                results.together_note,
+                pooled_weak=bool(pooled and below is not None and max(pooled.values()) < below))
 
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,

@@ -1918,8 +1918,8 @@ def test_model_file_hashes_are_hashed_once_and_reported(artifacts: Path, smoke_r
     original = DeltaGenerator.download_button
 
     def capture(self, label, data, *args, **kwargs):  # noqa: ANN001
-        if kwargs.get("key") == "predict_csv":
-            csvs.append(data)
+        if kwargs.get("key") == "predict_csv":  # built when clicked: a callable
+            csvs.append(data() if callable(data) else data)
         return original(self, label, data, *args, **kwargs)
 
     monkeypatch.setattr(DeltaGenerator, "download_button", capture)
@@ -2271,7 +2271,8 @@ def test_a_pure_noise_upload_is_flagged_unlike_the_training_data(
 
     assert all(load_run_ood(smoke_run, m) for m in ("custom_cnn", "mobilenetv2"))
     downloads: dict[str, bytes] = {}
-    _tap_downloads(monkeypatch, lambda data, kw: downloads.__setitem__(kw.get("key"), data))
+    _tap_downloads(monkeypatch, lambda data, kw: downloads.__setitem__(
+        kw.get("key"), data() if callable(data) else data))
     noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     at = _app("predict")
     at.file_uploader(key="uploads").set_value(
@@ -2536,5 +2537,5 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     np.testing.assert_allclose([frame[f"averaged_p_{c}"][0] for c in classes], want, atol=6e-5)
     # and the PDF page: a last column of the probability table, the record under it
     pdf = " ".join(_pdf_text(downloads["predict_pdf_0"]).split())
-    assert together.LABEL in pdf and f"{percent(want.max())} (answer)" in pdf
+    assert together.LABEL in pdf and f"{percent(want.max())} (answer, weak)" in pdf
     assert " ".join(together.words(record).split()) in pdf
