@@ -445,10 +445,3 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
                      f"({percent(p[i][k])}{tie}{', weak' if weak else ''}){mark}")
     return " · ".join(parts)
 
-
-# --------------------------------------------------------------------------- explanations
-
-
-def prepare_batch(predictor: Any, model: str, images: Sequence[np.ndarray]) -> np.ndarray:
-    """(N, S, S, 3) uint8: each image cropped and resized exactly as that model was trained."""
-    return np.stack([predictor.prepare(model, im) for im in images])

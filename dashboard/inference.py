@@ -9,7 +9,8 @@ models are loaded.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,8 @@ def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndar
     """Model `m`'s results for decoded images, in one batch (raw probabilities); each carries
     its share of the batch's time."""
     start = time.perf_counter()
-    batch = core.prepare_batch(predictor, m, images)
+    # (N, S, S, 3) uint8: each image cropped and resized exactly as that model was trained
+    batch = np.stack([predictor.prepare(m, im) for im in images])
     e = ex(batch, method=method, target=target, layer=layer)
     crop = crop_head(run.model_info(m))
     unlike = predictor.unlike_training(m, batch)
@@ -247,12 +249,34 @@ def warm_up(run: Run, predictor: Any, explainers: dict[str, Any]) -> None:
         layer_text(ex, results[0].layer)
 
 
+# Per explainer, what `layer_text` and `fused_stages` said, keyed by their other arguments: a
+# model's layers never change, and every rerun asked again (the layer menu's ~190 options
+# through Keras' `get_layer`, the fusion's stages through a walk of the model: 0.08 s a rerun
+# of the Predict page, measured with yappi on 2026-12-07). Weak keys: a dropped run's explainer
+# takes its words with it.
+_SAID: weakref.WeakKeyDictionary[Any, dict[tuple, Any]] = weakref.WeakKeyDictionary()
+
+
+def _said(ex: Any, key: tuple, compute: Callable[[], Any]) -> Any:
+    try:
+        memo = _SAID.setdefault(ex, {})
+    except TypeError:  # a stand-in explainer that cannot be weakly referenced
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 def layer_text(ex: Any, name: str | None, fused: int = 0) -> str:
     """Plain words for a layer of explainer `ex`'s model ("last conv block, 7×7"); for a
     fusion method's `fused` layers, "3 stages fused; deepest: last conv block, 7×7" (the
     caption named the deepest layer alone, as if the map were that layer's: h64's review)."""
     if name is None:
         return "input pixels"
+    return _said(ex, ("text", name, fused), lambda: _layer_text(ex, name, fused))
+
+
+def _layer_text(ex: Any, name: str, fused: int) -> str:
     shape = ex.model.get_layer(name).output.shape
     words = core.layer_label(name, (shape[1], shape[2]), last=name == ex.valid_layers[0])
     return f"{fused} stages fused; deepest: {words}" if fused > 1 else words
@@ -270,7 +294,7 @@ def fused_stages(ex: Any, name: str | None, method: str) -> int:
     spec = getattr(spec, "base", spec)  # a mirror-averaged fusion fuses as its base does
     if name is None or not isinstance(spec, GradCamFusion):
         return 0
-    return len(stage_layers(ex.model, name, FUSION_STAGES))
+    return _said(ex, ("stages", name), lambda: len(stage_layers(ex.model, name, FUSION_STAGES)))
 
 
 def _outside_head(image: np.ndarray, heatmap: np.ndarray, crop: bool) -> float | None:

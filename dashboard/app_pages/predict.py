@@ -215,9 +215,12 @@ if good:
         core.analysis_note(len(items), results.seconds, results.earlier), agree,
         "model files (SHA-256): " + ", ".join(f"{m} {runinfo.short_hash(h)}"
                                               for m, h in hashes.items())])))
-    c2.download_button("Predictions CSV", core.to_csv_bytes(
-                           frame, {**notes, "probabilities": results.calibration_note}
-                           if results.calibration_note else notes),
+    # built when clicked, not on every rerun (what it holds is bound now)
+    csv_notes = ({**notes, "probabilities": results.calibration_note}
+                 if results.calibration_note else notes)
+    c2.download_button("Predictions CSV",
+                       lambda frame=frame, csv_notes=csv_notes: core.to_csv_bytes(frame,
+                                                                                  csv_notes),
                        file_name="predictions.csv",
                        mime="text/csv", key="predict_csv", on_click="ignore",
                        icon=":material/download:")
