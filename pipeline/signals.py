@@ -28,9 +28,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-# terminated: set by SIGTERM's handler, the one record that survives a wrapping; pending: the
-# kind of interrupt a handler raised, until `check` sees it raised or raises it again
-_state: dict[str, Any] = {"terminated": False, "pending": None}
+# terminated / interrupted: set by SIGTERM's / Ctrl-C's handler, the one record that survives
+# a wrapping; pending: the kind of interrupt a handler raised, until `check` raises it again
+_state: dict[str, Any] = {"terminated": False, "interrupted": False, "pending": None}
 
 
 class Terminated(KeyboardInterrupt):
@@ -45,7 +45,9 @@ def terminate(signum: int, frame: object) -> None:
 
 
 def interrupt(signum: int, frame: object) -> None:
-    """The Ctrl-C handler while `installed()`: Python's own (KeyboardInterrupt), noted."""
+    """The Ctrl-C handler while `installed()`: Python's own (KeyboardInterrupt), noted (a
+    Ctrl-C landing in TensorFlow's `Flatten` ended train as a TypeError, exit 1, in a test)."""
+    _state["interrupted"] = True
     _state["pending"] = KeyboardInterrupt
     raise KeyboardInterrupt()
 
@@ -53,7 +55,7 @@ def interrupt(signum: int, frame: object) -> None:
 def reset() -> None:
     """Forget a signal seen (`installed()` does on its way out: tests call `cli.main`
     in-process)."""
-    _state["terminated"] = False
+    _state["terminated"] = _state["interrupted"] = False
     _state["pending"] = None
 
 
@@ -119,5 +121,6 @@ def terminated(exc: BaseException) -> bool:
 
 
 def interrupted(exc: BaseException) -> bool:
-    """Whether `exc` comes from Ctrl-C or SIGTERM, whatever its own type."""
-    return terminated(exc) or _in_chain(exc, KeyboardInterrupt)
+    """Whether `exc` comes from Ctrl-C or SIGTERM, whatever its own type: an interrupt in its
+    chain, or a handler ran."""
+    return terminated(exc) or _state["interrupted"] or _in_chain(exc, KeyboardInterrupt)

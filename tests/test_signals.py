@@ -62,6 +62,18 @@ def test_ctrl_c_swallowed_by_a_finaliser_comes_back_as_ctrl_c():
         signal.signal(signal.SIGINT, before)
 
 
+def test_a_ctrl_c_a_library_turned_into_another_error_is_still_an_interrupt():
+    """A Ctrl-C landing in TensorFlow's `Flatten` ended train as a TypeError with no chain
+    back to it (exit 1 and a traceback, in a test): the handler's note says it was one."""
+    with signals.installed():
+        assert not signals.interrupted(TypeError("a plain bug"))
+        with contextlib.suppress(KeyboardInterrupt):
+            signals.interrupt(signal.SIGINT, None)
+        assert signals.interrupted(TypeError("wrapped"))
+        assert not signals.terminated(TypeError("wrapped"))  # exit 130, not SIGTERM's 143
+    assert not signals.interrupted(TypeError("a plain bug"))  # forgotten on the way out
+
+
 def test_an_ignored_ctrl_c_stays_ignored():
     """A background job started with SIGINT ignored (`cmd &` in a script) keeps ignoring it."""
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
