@@ -80,7 +80,7 @@ def calibration_note(run: Run, predictor: Any) -> str:
 def together_note(run: Run) -> str:
     """How often the models' pooled answer (`evaluate.together`) was right on the run's test
     images, beside each model's alone (comparison.json's "together"); "" when not measured."""
-    from pipeline.evaluate import together  # scipy and scikit-learn: not on the first page
+    from pipeline.evaluate import together
 
     try:
         record = run_json(run, run_files.COMPARISON).get(together.KEY)

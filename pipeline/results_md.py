@@ -156,7 +156,7 @@ def robustness_section(run: Run) -> str | None:
 def together_section(run: Run) -> str | None:
     """The models' pooled answer on the test images (comparison.json's "together", in
     `evaluate`'s words, `evaluate.together.line`)."""
-    from pipeline.evaluate import together  # scipy: only where there is a record
+    from pipeline.evaluate import together
 
     record = _dict(_dict(_optional(run, run_files.COMPARISON)).get(together.KEY))
     try:
