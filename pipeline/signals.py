@@ -12,8 +12,9 @@ A signal can also land where what the handler raises is dropped: in a finaliser 
 a weakref callback; Python prints "Exception ignored" and goes on), or in library code that
 clears it (Keras' TensorFlow `shape` wraps each dynamic dimension in `except: pass`, and runs
 for every op traced with an unknown batch size, as `models.compiled` does when feature caching
-starts: 6 of 16 SIGTERMs sent then landed in that tracing). A SIGTERM at that moment was lost
-in three test runs under load (2026-12), and training ran to its end, exit 0. So the handlers
+starts: 6 of 20 SIGTERMs sent then landed in that tracing, 14 while Keras built the models).
+A SIGTERM at that moment was lost in three test runs under load (2026-12), and training ran to
+its end, exit 0; a Ctrl-C in TensorFlow's `Flatten` became a TypeError. So the handlers
 (`installed()`: SIGTERM's, and Ctrl-C's where Python's own was in place) also note the
 interrupt as pending, and `check()`, which training calls after each batch and the command
 line at each progress update, raises it once more unless it is already on its way out.
