@@ -76,7 +76,7 @@ def callbacks(patience: int, schedule: str = "plateau", lr: float = 1e-3, epochs
               ema: bool = False, refresh: Callable[[], object] | None = None
               ) -> list[keras.callbacks.Callback]:
     """Early stopping on val_loss (best weights restored), the step's steering, a NaN stop and
-    the check for a swallowed interrupt (`LostInterrupts`).
+    the check for an interrupt dropped on its way (`LostInterrupts`).
     `schedule` "plateau" halves the step when val_loss stalls; "cosine" follows `cosine_lr`
     from `lr` over `epochs`. `ema` (an optimizer with `use_ema`): the weights' moving average
     is swapped in for validation and at each epoch's end, so early stopping, the checkpoints

@@ -62,8 +62,8 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
 
     The bar starts with its first update: started at once, a command that failed before any
     (an empty data folder) printed a blank line above its one-line error. Each update also
-    raises an interrupt a finaliser swallowed (`signals.check`), bar or not: every long loop
-    reports progress."""
+    raises an interrupt that was dropped on its way (`signals.check`), bar or not: every long
+    loop reports progress."""
     if not enabled:
         yield lambda desc, done, total: signals.check()
         return
