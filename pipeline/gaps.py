@@ -93,7 +93,7 @@ def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
                    knows_splits: bool, run_ref: str | None = None,
                    calibration: tuple[dict, dict, dict] | None = None,
                    ood_damage: Mapping[str, str] | None = None,
-                   pool: tuple[float | None] | None = None) -> list[Gap]:
+                   pool_unscaled: bool = False) -> list[Gap]:
     """One `Gap` per check the answers of `models` of `run` go without, each ending with its
     fix; [] when nothing is missing. `calibrated` False: the caller shows raw probabilities on
     purpose, so a missing temperature is no gap. `knows_splits`: whether the caller has the
@@ -102,9 +102,9 @@ def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
     `calibration`: `calibration.read_calibration`'s ({model: T}, {model: threshold},
     {model: damage}) when the caller has them already (the `Predictor` caches them: the
     dashboard asks on every rerun), else read; `ood_damage`: {model: why its ood.npz cannot
-    be used} (`ood.ood_damage`), else read; `pool`: (the pooled answer's temperature or None,)
-    when the caller shows the models' answers pooled (`evaluate.together`): every model
-    calibrated but not the pool is a gap (a run calibrated before the pool existed). A damaged
+    be used} (`ood.ood_damage`), else read; `pool_unscaled`: the caller shows the models'
+    answers pooled (`evaluate.together`) and calibration.json has no temperature for the pool:
+    a gap when every model is calibrated (a run calibrated before the pool existed). A damaged
     file is a gap like a missing one, said as damaged."""
     from pipeline.calibration import FILE as CALIBRATION_FILE
     from pipeline.calibration import read_calibration
@@ -131,7 +131,7 @@ def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
             lacking.setdefault((lacks, why), []).append(m)
     for (lacks, why), names in lacking.items():
         gaps.append(Gap(f"{_models(names)}: {' and '.join(lacks)} ({why})", calibrate))
-    if pool is not None and pool[0] is None and all(m in temps for m in models):
+    if pool_unscaled and all(m in temps for m in models):
         # the models' own gap above already sends a run without temperatures to `calibrate`
         gaps.append(Gap(f"{TOGETHER_LABEL}: its confidence is not calibrated (no temperature of "
                         f"its own in {CALIBRATION_FILE}: calibrated before it existed)",

@@ -185,7 +185,7 @@ class Predictor:
                               knows_splits=self.membership is not None, run_ref=run_ref,
                               calibration=self._calibration_now()[1:],
                               ood_damage=self.ood_damage,
-                              pool=(self.pool_temperature(),) if pooled else None)
+                              pool_unscaled=pooled and self.pool_temperature() is None)
 
     def image_size(self, model_name: str) -> int:
         return int(self.info[model_name]["image_size"])

@@ -94,18 +94,22 @@ def test_an_interrupt_a_library_cleared_is_raised_by_the_next_check():
 def test_an_interrupt_on_its_way_out_is_not_raised_again():
     """Cleanup that reports progress (an `except` or `finally` the interrupt reached) is not
     cut short by a second one."""
+    checked: list[str] = []  # where check() returned instead of raising a second one
     with signals.installed():
         with pytest.raises(signals.Terminated):
             try:
                 signals.terminate(signal.SIGTERM, None)
             finally:
                 signals.check()  # the interrupt is being handled here: nothing raised
+                checked.append("finally")
         with pytest.raises(signals.Terminated):
             try:
                 signals.terminate(signal.SIGTERM, None)
             except KeyboardInterrupt:
                 signals.check()
+                checked.append("except")
                 raise
+    assert checked == ["finally", "except"]
 
 
 def test_other_unraisable_errors_still_reach_the_previous_hook(monkeypatch):

@@ -34,7 +34,7 @@ from pipeline.calibration import apply_temperature, fit_temperature, low_confide
 from pipeline.names import NO_TUMOR, TOGETHER_LABEL, display_name
 
 # scipy and scikit-learn are imported by `fit` and `summary` only: `predict` and the dashboard's
-# cards pool every answer (`combine`, `read_temperature`), and those imports cost them about 1 s
+# cards pool every answer (`combine`, `read_pool`), and those imports cost them about 1 s
 
 KEY = "together"  # its entry in calibration.json and comparison.json
 LABEL = TOGETHER_LABEL  # its name beside the models' display names (cards, tables, the PDF)
@@ -160,6 +160,14 @@ def _weak(right: np.ndarray, weak: np.ndarray, below: float) -> dict[str, Any]:
             "accuracy_rest": float(right[~weak].mean()) if (~weak).any() else None}
 
 
+def _weak_counted(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A record's `weak` counts when some answers were weak and some not (both accuracies
+    known), else None: nothing to say."""
+    weak = record.get("weak")
+    ok = isinstance(weak, dict) and weak.get("n") and weak.get("accuracy_rest") is not None
+    return weak if ok else None
+
+
 def words(record: Mapping[str, Any] | None, where: str = "test images") -> str:
     """A stored `summary` in words: "Averaged, the two models' answers were right on 78% of
     the 394 test images (alone: Custom CNN 75%, MobileNetV2 75%)." and, where weak answers
@@ -170,8 +178,7 @@ def words(record: Mapping[str, Any] | None, where: str = "test images") -> str:
     k = len(record["alone"])
     said = (f"Averaged, the {NUMBER_WORDS.get(k, k)} models' answers were right on "
             f"{record['accuracy']:.0%} of the {record['n']} {where} (alone: {alone}).")
-    weak = record.get("weak")
-    if isinstance(weak, dict) and weak.get("n") and weak.get("accuracy_rest") is not None:
+    if weak := _weak_counted(record):
         said += (f" {weak['n']} of those answers were weak: right on {weak['accuracy']:.0%} "
                  f"of them, and on {weak['accuracy_rest']:.0%} of the rest.")
     return said
@@ -187,8 +194,7 @@ def line(record: Mapping[str, Any]) -> str:
     best = (record.get("sensitivity_at_specificity") or {}).get("sensitivity")
     screen = (f"; tumour sensitivity {best:.2f} at specificity >= {MIN_SPECIFICITY:.2f}"
               if best is not None else "")
-    weak = record.get("weak")
-    if isinstance(weak, dict) and weak.get("n") and weak.get("accuracy_rest") is not None:
+    if weak := _weak_counted(record):
         screen += (f"; {weak['n']} answers weak (below {weak['below']:.2f}): accuracy "
                    f"{weak['accuracy']:.3f} on those, {weak['accuracy_rest']:.3f} on the rest")
     return (f"Both models averaged: accuracy {record['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] "
