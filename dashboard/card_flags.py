@@ -32,6 +32,7 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
                                  results.tumour_records,
                                  ct=j < len(results.ct) and results.ct[j],
                                  photo=j < len(results.photo) and results.photo[j],
+                                 t2=j < len(results.t2) and bool(results.t2[j]),
                                  sartaj=results.sartaj)
     shortcuts = [flags.Flag(f"{F.model_label(m)}: {OUTSIDE_HEAD_MESSAGE} "
                             f"({outside_share_words(rs[j].outside_head)}).", "outside_head", [m])

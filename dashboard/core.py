@@ -28,6 +28,7 @@ from pipeline.images import (
 )
 from pipeline.modality import looks_like_ct, looks_like_photo
 from pipeline.names import TOGETHER_COLUMN, TOGETHER_LABEL, class_label, display_name, percent
+from pipeline.sequence import may_be_t2
 from pipeline.series import blank_note
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -94,6 +95,8 @@ class Upload:
     ct: bool = False
     # a tinted photo of a screen or film (`modality.looks_like_photo`, on the decoded file)
     photo: bool = False
+    # may be T2 or FLAIR, not T1 (`pipeline.sequence`, a learnt hint; None: it cannot run here)
+    t2: bool | None = None
     # where the run met it before (`flags.seen_note`: training, validation or test split), set by
     # the Predict page for uploads; "" when not found or the run cannot tell
     seen: str = ""
@@ -136,7 +139,8 @@ class Upload:
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
                       colour=is_colour(img), ct=looks_like_ct(img),
-                      photo=looks_like_photo(img), radiological=self.radiological)
+                      photo=looks_like_photo(img), t2=may_be_t2(img),
+                      radiological=self.radiological)
 
 
 # under the Predict page's uploader: said of any run (`ct_note`: the Sartaj data's words)
@@ -191,10 +195,11 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
                       positions=[int(i) + 1 for i in indices] if indices else None,
                       total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]),
                       ct=looks_like_ct(slices[0]), photo=looks_like_photo(slices[0]),
-                      radiological=bool(info.get("radiological")))
+                      t2=may_be_t2(slices[0]), radiological=bool(info.get("radiological")))
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
                   note=decode_note(info), colour=is_colour(slices[0]), ct=looks_like_ct(slices[0]),
-                  photo=looks_like_photo(slices[0]), radiological=bool(info.get("radiological")))
+                  photo=looks_like_photo(slices[0]), t2=may_be_t2(slices[0]),
+                  radiological=bool(info.get("radiological")))
 
 
 def decode_note(info: dict[str, Any]) -> str | None:

@@ -16,6 +16,7 @@ from pipeline.artifacts import ArtifactError, shown_path
 from pipeline.evaluate.flags import is_colour
 from pipeline.images import ImageError, decode_image, read_file
 from pipeline.modality import looks_like_ct, looks_like_photo
+from pipeline.sequence import may_be_t2
 
 
 def _named_path(data_dir: str | Path, rel: str) -> Path | None:
@@ -63,7 +64,7 @@ def load_data_images(data_dir: str | Path | None, rels: Sequence[str]) -> list[U
             image = decode_image(data, rel)
             out.append(Upload(name, hashlib.sha256(data).hexdigest(), image=image,
                               colour=is_colour(image), ct=looks_like_ct(image),
-                              photo=looks_like_photo(image)))
+                              photo=looks_like_photo(image), t2=may_be_t2(image)))
         except ImageError as exc:
             out.append(Upload(name, "", error=str(exc)))
     return out

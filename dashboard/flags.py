@@ -20,6 +20,7 @@ from pipeline.evaluate.flags import (
     flag_meaning,
     no_tumour_caution,
     no_tumour_record,
+    t2_tumours,
 )
 from pipeline.explain.agreement import APART_MESSAGE
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
@@ -221,12 +222,14 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None,
                  colour: bool = False,
                  tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None,
-                 ct: bool = False, photo: bool = False, sartaj: bool = False) -> list[str]:
+                 ct: bool = False, photo: bool = False, sartaj: bool = False,
+                 t2: bool = False) -> list[str]:
     """Plain-words warnings about image i's answers: a tinted photo of a screen or film
     (`photo`, `modality.looks_like_photo`; it says what the colour warning would, which it
     replaces), a colour image (`colour`: MRI slices are
     greyscale, `evaluate.flags.is_colour`), a slice that may be CT (`ct`,
-    `modality.looks_like_ct`), weak confidence (below the model's
+    `modality.looks_like_ct`), one that may be T2 or FLAIR (`t2`, `pipeline.sequence`; with
+    how its test answers fared, from `flag_accuracy`), weak confidence (below the model's
     validation threshold), an image unlike the model's training data (with the model's accuracy
     on shifted copies of its test split, when measured), every "no tumour" answer (it cannot
     rule a tumour out; with how often the model's test answers "no tumour" were right, from
@@ -247,9 +250,11 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
              else [Flag(COLOUR_WARNING, "colour")] if colour else [])
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
         flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
+    measured = flag_accuracy or {}
+    if t2:  # `pipeline.sequence`: a learnt hint, worded as one
+        flags.append(Flag(t2_warning(sartaj, n_models) + t2_record(measured), "t2"))
     unlikes: list[str] = []
     weaks: list[str] = []
-    measured = flag_accuracy or {}
 
     def on_test(model: str, flag: str, what: str) -> str:
         acc = _measured(measured, model, flag, "accuracy_flagged")
@@ -316,6 +321,19 @@ CT_WARNING = f"This slice {FLAG_LABELS['ct']}: {FLAG_MEANINGS['ct']}."
 def ct_warning(sartaj: bool = False, n_models: int = 2) -> str:
     """`CT_WARNING`, in the Sartaj data's words for a run trained on it, said of `n_models`."""
     return f"This slice {FLAG_LABELS['ct']}: {flag_meaning('ct', sartaj, n_models)}."
+
+
+def t2_warning(sartaj: bool = False, n_models: int = 2) -> str:
+    """The CLI's legend line for "[may be T2 or FLAIR, not T1]" as a card's sentence."""
+    return f"This slice {FLAG_LABELS['t2']}: {flag_meaning('t2', sartaj, n_models)}."
+
+
+def t2_record(measured: Mapping[str, Mapping[str, Any]]) -> str:
+    """" On this run's test images 44 tumours lay on slices that may be T2 or FLAIR, not T1:
+    Custom CNN named 43% of them right (77% of the other tumours), …" (`evaluate.flags.t2_tumours`,
+    from flags.json's "models"); "" where not measured."""
+    words = t2_tumours(measured, {m: display_name(m) for m in measured})
+    return f" On this run's test images {words}." if words else ""
 
 
 # and for "[looks like a photo of a screen or film]"

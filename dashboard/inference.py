@@ -89,6 +89,7 @@ class Results:
     colour: list[bool] = field(default_factory=list)  # per good image: `core.Upload.colour`
     ct: list[bool] = field(default_factory=list)  # per good image: `core.Upload.ct`
     photo: list[bool] = field(default_factory=list)  # per good image: `core.Upload.photo`
+    t2: list[bool | None] = field(default_factory=list)  # per good image: `core.Upload.t2`
     # per good image: the split holding it pixel for pixel (`Upload.seen_split` when
     # `Upload.seen_exact`), whose "unlike the training data" warning is not shown
     # (`membership.hides_unlike`); "" for anything else, a changed copy included
@@ -185,7 +186,7 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    [size_label(u.image.shape[1], u.image.shape[0]) for u in good],
                    records.size_groups(run), list(run.class_names), records.flag_accuracy(run),
                    earlier, colour=[u.colour for u in good], ct=[u.ct for u in good],
-                   photo=[u.photo for u in good],
+                   photo=[u.photo for u in good], t2=[u.t2 for u in good],
                    seen_split=[u.seen_split if u.seen_exact else "" for u in good],
                    tumour_records=records.tumour_records(run),
                    calibration_note=records.calibration_note(run, predictor),

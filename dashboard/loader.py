@@ -28,8 +28,9 @@ import streamlit as st
 
 from dashboard import core, runinfo
 from dashboard.state import _mtime, _open_run, selected_run_path
-from pipeline import run_files
+from pipeline import run_files, sequence
 from pipeline.artifacts import ArtifactError, Run, open_run
+from pipeline.evaluate.flags import FLAG_LABELS
 from pipeline.names import display_name
 
 log = logging.getLogger("dashboard.loader")
@@ -276,6 +277,9 @@ def models(run: Run, wait: bool = True) -> tuple[Any, dict[str, Any] | None]:
             st.warning("This run's answers go without some checks:\n"
                        + "\n".join(f"- {g.what}; {core.literal(g.command)} adds it"
                                     for g in gaps), icon=":material/warning:")
+        if why := sequence.unavailable():  # its silence must not read as "T1"
+            st.warning(f"No card says \"{FLAG_LABELS['t2']}\": {core.literal(why)}.",
+                       icon=":material/warning:")
     return predictor, explainers
 
 

@@ -194,6 +194,7 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
                             disagree=len(answers) > 1,
                             apart=card_flags.heatmaps_apart(results, j) is not None,
                             may_be_ct=j < len(results.ct) and results.ct[j],
+                            may_be_t2=j < len(results.t2) and bool(results.t2[j]),
                             outline=OUTLINE_PERCENT if outline else None,
                             run=run_title or None, folders=folders)
     scale = CAPTION_MIN_SIDE / min(img.shape[:2])

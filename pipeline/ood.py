@@ -270,7 +270,8 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     report["seconds"] = round(time.monotonic() - started, 1)
     artifacts.write_json_atomic(run.path / run_files.OOD_REPORT, report)
     if any((run.path / m / run_files.PREDICTIONS).is_file() for m in run.model_names):
-        report["flags"] = flags.audit_run(run.path, unlike)  # written to flags.json
+        t2 = flags.t2_flags(root, [r.rel for r in splits.test], progress)
+        report["flags"] = flags.audit_run(run.path, unlike, t2)  # written to flags.json
     return report
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import geometry, images
+from pipeline import geometry, images, sequence
 from pipeline.artifacts import ArtifactError, Run, crop_head
 from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_calibration
@@ -303,6 +303,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
     paths = [str(p) for p in items]
     names = list(predictor.models)
     for start, err, colour, ct, seen, xs in _prepared_batches(predictor, items, batch, workers):
+        *xs, x_seq = xs  # the last: as `sequence.prepare` makes it
         colour, photo = [c[0] for c in colour], [c[1] for c in colour]
         part = paths[start:start + len(err)]
         ok = [i for i, e in enumerate(err) if not e]
@@ -315,6 +316,8 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 probs[name] = predictor.predict_arrays(name, x)
                 flags[name] = answer_flags(predictor, name, x, probs[name],
                                            [colour[i] for i in ok], [photo[i] for i in ok])
+            # `pipeline.sequence`: may be T2 or FLAIR (a learnt hint; None: cannot run here)
+            t2 = sequence.flags_prepared(x_seq[ok]) or [None] * len(ok)
             pooled = predictor.together(probs)  # both models' answer together, or None
             pool_below = predictor.pool_weak_below() if pooled is not None else None
             for j, i in enumerate(ok):
@@ -324,7 +327,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                                        "in_run_split": seen[i].split if seen[i] else None,
                                        "in_run_exact": seen[i].exact if seen[i] else None,
                                        # `modality.looks_like_ct`: a hint, as the dashboard's
-                                       "may_be_ct": ct[i]}
+                                       "may_be_ct": ct[i], "may_be_t2": t2[j]}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
                     row["models"][name] = {"label": d.label, "probs": d.probs,
@@ -363,7 +366,8 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     screen (`modality.looks_like_photo`), as a pair, and whether it may be CT
     (`modality.looks_like_ct`), per file the run's split
     holding it or a copy (`membership.Seen`; None: none, or the run cannot tell), per model
-    the prepared (n, S, S, 3) uint8 batch, zeros where unusable), batch after batch."""
+    the prepared (n, S, S, 3) uint8 batch, zeros where unusable, and last the batch as
+    `sequence.prepare` makes it), batch after batch."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if not paths:
@@ -373,7 +377,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     from pipeline.evaluate.flags import is_colour
     from pipeline.modality import looks_like_ct, looks_like_photo
 
-    specs = predictor.prepare_specs()
+    specs = [*predictor.prepare_specs(), (sequence.SIDE, True)]
     blanks = [np.zeros((s, s, 3), np.uint8) for s, _ in specs]
     raised: dict[int, BaseException] = {}  # errors other than ImageError, raised in order
     read = SliceReader()  # a series is decoded once for all its slices

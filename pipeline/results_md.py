@@ -21,7 +21,7 @@ from pipeline import run_files
 from pipeline.artifacts import Run
 from pipeline.evaluate.external import NOT_FOUND_NOTE, series_line
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
-from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out
+from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out, t2_tumours
 from pipeline.intervals import share_interval
 from pipeline.names import DISCLAIMER, SHIFT_VALIDATION_NOTE, display_name
 from pipeline.report import _optional, results_table
@@ -179,6 +179,8 @@ def warnings_section(run: Run) -> str | None:
              "| " + " | ".join(FLAG_COLUMNS) + " |", "|" + "---|" * len(FLAG_COLUMNS)]
     lines += ["| " + " | ".join(_cell(r[c]) for c in FLAG_COLUMNS) + " |" for r in rows]
     extra = not_singling_out(report, shown)
+    if words := t2_tumours(report.get("models"), shown):  # what that hint warns of
+        extra.append(f"On these test images {words}.")
     return "\n".join(lines + ([""] + extra if extra else [])) + "\n"
 
 

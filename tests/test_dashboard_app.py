@@ -2418,6 +2418,23 @@ def test_a_slice_that_looks_like_ct_says_so(artifacts):
     assert len(warned) == 1  # the CT phantom's card, not the MRI one's
 
 
+@pytest.mark.data
+def test_a_slice_that_looks_like_t2_or_flair_says_so(artifacts, real_data):
+    """The shipped models called most of Testing/'s T2 and FLAIR gliomas "no tumour" or
+    meningioma with no warning: the card of such a slice now says it may be T2 or FLAIR."""
+    from test_sequence import _two_slices, _weights
+
+    from dashboard.flags import t2_warning
+
+    _weights()
+    files = [(p.name, p.read_bytes(), "image/jpeg") for p in _two_slices(real_data)]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    warned = [w.value for w in at.warning if w.value.startswith(t2_warning())]
+    assert len(warned) == 1  # the T2 slice's card, not the T1 one's
+
+
 def test_the_overview_defines_its_figures(artifacts):
     at = _app()
     _ok(at)

@@ -141,8 +141,10 @@ def test_explain_says_which_overlays_are_of_the_run_s_own_images(smoke_run: Path
                                        "custom_cnn", str(train), str(test), "--out", str(out)])
     assert printed.exit_code == 0, printed.output[-2000:]
     lines = printed.stdout.splitlines()
-    assert lines[0].split("\t")[-1] == f"[{SEEN_TAGS['train']}]"
-    assert lines[1].split("\t")[-1] == f"[{SEEN_TAGS['test']}]"
+    # the image's own tags close the line, the split's last (a phantom may also be tagged "may be
+    # T2 or FLAIR": the hint fires on 11 of 160 of them, which are no MRI)
+    assert lines[0].split("\t")[-1].endswith(f"[{SEEN_TAGS['train']}]")
+    assert lines[1].split("\t")[-1].endswith(f"[{SEEN_TAGS['test']}]")
     assert printed.stderr.count(SEEN_MEANINGS["train"]) == 1
     # a "no tumour" answer gets predict's legend line: never a rule-out (said once)
     from pipeline.evaluate.flags import NO_TUMOUR_CAUTION
@@ -189,8 +191,9 @@ def test_a_one_model_run_s_legend_speaks_of_its_one_model(smoke_run: Path, tmp_p
     for args in (["predict"], ["explain", "--bare", "--out", str(tmp_path / "ex")]):
         printed = CliRunner().invoke(app, [*args, "--run", str(run), *images])
         assert printed.exit_code == 0, printed.output[-2000:]
-        assert [ln.split("\t")[-1] for ln in printed.stdout.splitlines()[:3]] == [
-            f"[{SEEN_TAGS[s]}]" for s in ("train", "val", "test")]
+        last = [ln.split("\t")[-1] for ln in printed.stdout.splitlines()[:3]]
+        assert all(field.endswith(f"[{SEEN_TAGS[s]}]")  # after any "may be T2 or FLAIR"
+                   for field, s in zip(last, ("train", "val", "test"), strict=True)), last
         for split in ("train", "val", "test"):
             assert printed.stderr.count(f"[{SEEN_TAGS[split]}]: {seen_meaning(split, 1)}.") == 1
         assert "the model learnt from this image (or a copy of it), so its answer" in (

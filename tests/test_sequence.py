@@ -109,3 +109,132 @@ def test_either_weights_file_gives_the_same_features(real_data: Path, monkeypatc
         np.testing.assert_allclose(sequence.features(x), first, rtol=1e-4, atol=1e-5)
     finally:
         sequence._extractor.cache_clear()
+
+
+def _two_slices(real_data: Path) -> list[Path]:
+    """A Testing/ glioma we read as T2 that the probe flags, and a T1 one it leaves alone."""
+    from pipeline.images import read_image
+
+    labels = seqfit.read_labels()
+    t2 = [real_data / r for r, s in sorted(labels.items())
+          if s == "T2" and r.startswith("Testing/glioma")]
+    t1 = [real_data / r for r, s in sorted(labels.items())
+          if s == "T1" and r.startswith("Testing/glioma")]
+    flagged = sequence.looks_like_t2([read_image(p) for p in t2[:4]])
+    kept = sequence.looks_like_t2([read_image(p) for p in t1[:4]])
+    return [t2[flagged.index(True)], t1[kept.index(False)]]
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_predict_and_explain_tag_a_slice_that_may_be_t2_or_flair(smoke_run: Path,
+                                                                  real_data: Path,
+                                                                  tmp_path: Path):
+    """The shipped models called most of Testing/'s T2 and FLAIR gliomas "no tumour" or
+    meningioma with nothing said of it: predict and explain now tag such a slice, say once
+    what the tag means, and carry `may_be_t2` in their JSON; the overlay's caption says it."""
+    _weights()
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.evaluate.flags import FLAG_LABELS, flag_meaning
+    from pipeline.explain.overlay_text import overlay_caption
+
+    files = [str(p) for p in _two_slices(real_data)]
+    tag, meaning = f"[{FLAG_LABELS['t2']}]", flag_meaning("t2")
+    printed = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), *files])
+    assert printed.exit_code == 0, printed.output
+    lines = [ln for ln in printed.stdout.splitlines() if "\t" in ln]
+    assert [tag in ln for ln in lines] == [True, False]
+    assert printed.stderr.count(meaning) == 1  # a phantom run: the wording for any data
+    rows = json.loads(CliRunner().invoke(app, ["predict", "--run", str(smoke_run), *files,
+                                               "--json"]).stdout)["results"]
+    assert [r["may_be_t2"] for r in rows] == [True, False]
+    out = tmp_path / "out"
+    printed = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                       "custom_cnn", *files, "--out", str(out)])
+    assert printed.exit_code == 0, printed.output
+    lines = [ln for ln in printed.stdout.splitlines() if "\t" in ln]
+    assert [tag in ln for ln in lines] == [True, False]
+    assert printed.stderr.count(meaning) == 1
+    rows = json.loads((out / "explain.json").read_text())["images"]
+    assert [r["may_be_t2"] for r in rows] == [True, False]
+    caption = overlay_caption("custom_cnn", rows[0]["models"]["custom_cnn"], may_be_t2=True)
+    assert any(ln.startswith("Warning: ") and FLAG_LABELS["t2"] in ln for ln in caption)
+
+
+@pytest.mark.slow
+def test_predict_says_when_the_hint_cannot_run(smoke_run: Path, tmp_path: Path):
+    """Without ImageNet weights no slice can be marked: predict says so in one note instead of
+    leaving its silence to be read as "T1", and still answers."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from pipeline.evaluate.flags import FLAG_LABELS
+
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(img)
+    env = {k: v for k, v in os.environ.items() if k != "BRAIN_MRI_WEIGHTS"}
+    env["KERAS_HOME"] = str(tmp_path / "empty")
+    done = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--run", str(smoke_run),
+                           str(img), "--json"], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    notes = [ln for ln in done.stderr.splitlines() if ln.startswith("note: ")]
+    assert any(f"\"{FLAG_LABELS['t2']}\"" in n and "ImageNet weights" in n for n in notes), notes
+    assert json.loads(done.stdout)["results"][0]["may_be_t2"] is None
+
+
+def test_the_card_says_it_with_how_such_test_answers_fared():
+    """The card's sentence is the legend's, then the run's record on its test images
+    (flags.json's `t2` rows), after a CT hint and before everything else."""
+    from dashboard.flags import CT_WARNING, answer_flags, t2_record, t2_warning
+    from pipeline.evaluate.flags import flag_meaning
+
+    probs = {"custom_cnn": np.array([[0.1, 0.7, 0.1, 0.1]]),
+             "mobilenetv2": np.array([[0.1, 0.1, 0.7, 0.1]])}
+    classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    row = {"n": 394, "flagged": 90, "accuracy_flagged": 0.6778, "accuracy_unflagged": 0.7697,
+           "tumours": {"n": 289, "flagged": 44, "accuracy_flagged": 0.4318,
+                       "accuracy_unflagged": 0.7714}}
+    measured = {"custom_cnn": {"t2": row},
+                "mobilenetv2": {"t2": {**row, "tumours": {**row["tumours"],
+                                                          "accuracy_flagged": 0.4091}}}}
+    said = answer_flags(probs, 0, {}, {}, {}, classes, flag_accuracy=measured, ct=True, t2=True,
+                        sartaj=True)
+    assert said[0] == CT_WARNING.replace(flag_meaning("ct"), flag_meaning("ct", True))
+    assert said[1] == t2_warning(True) + t2_record(measured)
+    assert t2_record(measured) == (" On this run's test images 44 tumours lay on slices that "
+                                   "may be T2 or FLAIR, not T1: Custom CNN named 43% of them "
+                                   "right (77% of the other tumours), MobileNetV2 41% (77%).")
+    assert t2_record({}) == t2_record({"custom_cnn": {"t2": {"n": 3}}}) == ""  # unmeasured
+    assert "T1 slices" in t2_warning(True)
+    assert not any("T2" in f for f in answer_flags(probs, 0, {}, {}, {}, classes))
+
+
+def test_flags_json_measures_the_hint_apart_and_on_the_tumours():
+    """flags.json's `t2` row: how the answers on slices it marks fared, all of them and the
+    tumours' (what it warns of); "any" stays the three answer warnings."""
+    from pipeline.evaluate.flags import FLAGS, audit, flag_table
+
+    def row(true: str, predicted: str) -> dict:
+        return {"true": true, "predicted": predicted, "confidence": 0.9,
+                "correct": true == predicted}
+
+    preds = {"custom_cnn": {"a": row("glioma", "no_tumor"), "b": row("glioma", "glioma"),
+                            "c": row("no_tumor", "no_tumor"), "d": row("glioma", "glioma")}}
+    t2 = {"a": True, "b": False, "c": True, "d": False}
+    got = audit(preds, {"custom_cnn": 0.95}, {}, t2)["custom_cnn"]
+    assert got["t2"]["flagged"] == 2 and got["t2"]["accuracy_flagged"] == 0.5
+    assert got["t2"]["tumours"] == {"n": 3, "flagged": 1, "share_flagged": 0.3333,
+                                    "accuracy_flagged": 0.0, "accuracy_unflagged": 1.0,
+                                    "errors_flagged": 1.0}
+    assert got["any"] == got["weak"]  # one model, no OOD score: "any" is the weak flag alone
+    assert "t2" not in audit(preds, {}, {}, None)["custom_cnn"]  # the hint could not run
+    assert "t2" not in audit(preds, {}, {}, {"a": True})["custom_cnn"]  # not every image
+    table = flag_table({"models": {"custom_cnn": got}})
+    assert [r["warning"] for r in table][-1] == "may be T2 or FLAIR, not T1"
+    assert FLAGS.index("t2") == len(FLAGS) - 1

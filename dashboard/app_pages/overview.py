@@ -6,7 +6,7 @@ from dashboard import charts, core, image_counts, records, runinfo, state
 from dashboard import figures as F
 from pipeline import run_files
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
-from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out
+from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out, t2_tumours
 from pipeline.known_data import trained_on_sartaj
 from pipeline.names import NO_TUMOR, SHIFT_VALIDATION_NOTE
 
@@ -248,6 +248,8 @@ if (run.path / FLAGS_FILE).is_file():
         st.caption(audit_caption(flag_report))
         for sentence in not_singling_out(flag_report, shown):  # from the table's own numbers
             st.info(sentence, icon=":material/info:")
+        if words := t2_tumours(flag_report.get("models"), shown):  # what that hint warns of
+            st.caption(f"On these test images {words}.")
     elif flag_report is not None:
         st.warning(f"{FLAGS_FILE} holds no flag measurements. To fix: {flags_fix}",
                    icon=":material/warning:")

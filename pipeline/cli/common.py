@@ -144,6 +144,17 @@ def report_gaps(gaps: Sequence[object]) -> None:
         err.print(f"note: {gap}", highlight=False, markup=False, soft_wrap=True)
 
 
+def report_unavailable_hints() -> None:
+    """A "note:" line on stderr when the T2/FLAIR hint cannot run here
+    (`sequence.unavailable`: no ImageNet weights), so that its silence is not read as "T1"."""
+    from pipeline import sequence
+    from pipeline.evaluate.flags import FLAG_LABELS
+
+    if why := sequence.unavailable():
+        err.print(f"note: no image is marked \"{FLAG_LABELS['t2']}\": {why}",
+                  highlight=False, markup=False, soft_wrap=True)
+
+
 def some_named(names: Sequence[str], total: int | None = None, shown_n: int = 3) -> str:
     """"a.png, b.png, c.png and 6 more": the first few of `names` (escaped for rich), and how
     many of `total` (default: all of them) are left unsaid."""

@@ -27,6 +27,7 @@ from pipeline.cli.common import (
     progress_bar,
     renamed,
     report_gaps,
+    report_unavailable_hints,
     run_ref,
     say,
     shown,
@@ -79,6 +80,7 @@ def predict(
     except ArtifactError as exc:
         fail(str(exc))
     report_gaps(predictor.missing_checks(run_ref(artifacts_dir, run_)))
+    report_unavailable_hints()
     if out is not None:
         _predict_to_csv(predictor, paths, out)
         return
@@ -154,6 +156,9 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
         if row.get("may_be_ct"):  # first: it makes every answer on the line moot
             tags.append(f"[{FLAG_LABELS['ct']}]")
             seen.add("ct")
+        if row.get("may_be_t2"):  # `pipeline.sequence`: a learnt hint
+            tags.append(f"[{FLAG_LABELS['t2']}]")
+            seen.add("t2")
         if not row["agree"] and len(row["models"]) > 1:
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")

@@ -26,6 +26,7 @@ from pipeline.cli.common import (
     one_line,
     progress_bar,
     report_gaps,
+    report_unavailable_hints,
     run_ref,
     shown,
     warning_legend,
@@ -125,6 +126,7 @@ def explain(
                                    knows_splits=Membership.of_run(run.path) is not None))
     except ValueError as exc:
         fail(str(exc))
+    report_unavailable_hints()
     summary = _explain_with_progress(run, explainers, paths, out, method=method,
                                      target=target_idx, alpha=alpha, outline=outline,
                                      caption=not bare, size=size, shard=shard_)
@@ -243,6 +245,9 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
         if row.get("may_be_ct"):
             tags.append(f"[{FLAG_LABELS['ct']}]")
             seen.add("ct")
+        if row.get("may_be_t2"):  # `pipeline.sequence`: a learnt hint
+            tags.append(f"[{FLAG_LABELS['t2']}]")
+            seen.add("t2")
         if row.get("agree") is False:
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")

@@ -25,10 +25,12 @@ from pipeline import artifacts, run_files
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.csv_safe import restore_cell
 from pipeline.gaps import fix_command, to_fix
-from pipeline.names import model_words
+from pipeline.names import NO_TUMOR, Progress, model_words, no_progress
 
 FILE = run_files.FLAGS
-FLAGS = ("weak", "unlike", "disagree", "any")  # the order tables show them in
+# the order tables show them in; "any" is the three answer warnings above it, "t2" the per-image
+# hint (`pipeline.sequence`), measured apart
+FLAGS = ("weak", "unlike", "disagree", "any", "t2")
 FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside an answer
     # per image (`modality.looks_like_photo`); said instead of "colour" when both are raised
     "photo": "looks like a photo of a screen or film",
@@ -37,6 +39,7 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "unlike": "unlike the training data",
     "disagree": "the models disagree",
     "ct": "may be CT, not MRI",
+    "t2": "may be T2 or FLAIR, not T1",  # per image (`pipeline.sequence`, a learnt hint)
     # every "no tumour" answer: never a rule-out (the caution itself: NO_TUMOUR_CAUTION)
     "no_tumour": "\"no tumour\" is no rule-out",
     "any": "any of these",
@@ -63,6 +66,10 @@ _FLAG_TEMPLATES = {
     "ct": "a thick white skull ring right against the brain, as on CT; the {models} {were} made "
           "for MRI, so an answer on a CT slice says nothing of it (a rough check: it can miss "
           "CT, and now and then flag an MRI slice)",
+    # per image: `predict` tags the image (`pipeline.sequence.looks_like_t2`, a learnt hint)
+    "t2": "the slice looks like T2 or FLAIR (bright fluid, or FLAIR's grey contrast), not T1; "
+          "a model's answers hold only on the kinds of slice it learnt from (a learnt check: "
+          "it can miss such a slice, and now and then flag a T1 one)",
 }
 # What a warning means on a run trained on the Sartaj data (`known_data.trained_on_sartaj`),
 # whose no-tumour folder holds CT slices; on any other run that would be a claim about data we
@@ -72,6 +79,13 @@ _SARTAJ_TEMPLATES = {
           "trained on MRI, and {their} no-tumour class holds CT slices, so a CT slice is "
           "usually called \"no tumour\" whatever it shows (a rough check: it can miss CT, and "
           "now and then flag an MRI slice)",
+    # labels.csv: 18 of Training/'s 2475 tumour slices are T2 or FLAIR by our eye, none a glioma,
+    # against 161 of its 395 no-tumour slices; Testing/: README, "T2 and FLAIR slices"
+    "t2": "the slice looks like T2 or FLAIR (bright fluid, or FLAIR's grey contrast), not T1; "
+          "the {models} learnt tumours from T1 slices (in {their} training data nearly every "
+          "T2 or FLAIR slice is \"no tumour\"), so on such a slice a tumour is often called "
+          "\"no tumour\" or meningioma (a learnt check: it can miss such a slice, and now and "
+          "then flag a T1 one)",
 }
 
 
@@ -95,6 +109,8 @@ FLAG_NOT_WRONG = {
     "disagree": "It says the models differ, not which answer is wrong.",
     "any": "Together they say something about the image or the {models}, not that the answer "
            "is wrong.",
+    "t2": "It says the slice is not of the kind the tumour classes were learnt from, not that "
+          "the answer is wrong.",
 }
 
 # Said beside every "no tumour" answer, whatever its confidence (a clinician's review,
@@ -239,7 +255,8 @@ def predictions_fix(path: Path) -> str:
 
 
 def read_predictions(path: Path, expected: int | None = None) -> dict[str, dict[str, Any]]:
-    """predictions.csv as {path: {"predicted": label, "confidence": max p, "correct": bool}};
+    """predictions.csv as {path: {"true": label, "predicted": label, "confidence": max p,
+    "correct": bool}};
     ArtifactError (one line, with the fix) for a file that is not one, or one cut short
     (`predictions_damage` against `expected` rows)."""
     shown = artifacts.shown_path(path)
@@ -251,7 +268,7 @@ def read_predictions(path: Path, expected: int | None = None) -> dict[str, dict[
     for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
         try:
             probs = [float(v) for k, v in row.items() if k.startswith("p_")]
-            out[restore_cell(row["path"])] = {"predicted": row["predicted"],
+            out[restore_cell(row["path"])] = {"true": row["true"], "predicted": row["predicted"],
                                               "confidence": max(probs),
                                               "correct": row["correct"] == "1"}
         except (KeyError, TypeError, ValueError) as exc:
@@ -263,12 +280,14 @@ def read_predictions(path: Path, expected: int | None = None) -> dict[str, dict[
 
 def audit(predictions: Mapping[str, Mapping[str, Mapping[str, Any]]],
           low_below: Mapping[str, float],
-          unlike: Mapping[str, Mapping[str, bool]]) -> dict[str, dict[str, Any]]:
+          unlike: Mapping[str, Mapping[str, bool]],
+          t2: Mapping[str, bool] | None = None) -> dict[str, dict[str, Any]]:
     """Per model, `flag_split` of each flag over the test images every input covers.
 
     `predictions`: per model, `read_predictions`; `low_below`: per model, the weak-answer
-    threshold; `unlike`: per model, {path: flagged by the OOD score}. A model without a
-    threshold or an OOD score simply has no row for that flag; "disagree" needs two models.
+    threshold; `unlike`: per model, {path: flagged by the OOD score}; `t2`: {path: may be T2 or
+    FLAIR} (`t2_flags`), None where the hint cannot run. A model without a threshold or an OOD
+    score simply has no row for that flag; "disagree" needs two models.
     """
     models = list(predictions)
     common = set.intersection(*(set(p) for p in predictions.values())) if models else set()
@@ -287,13 +306,38 @@ def audit(predictions: Mapping[str, Mapping[str, Mapping[str, Any]]],
                 [len({predictions[o][p]["predicted"] for o in models}) > 1 for p in paths], bool)
         if flags:
             flags["any"] = np.any(np.stack(list(flags.values())), axis=0)
+        if t2 is not None and all(p in t2 for p in paths):
+            flags["t2"] = np.array([bool(t2[p]) for p in paths], bool)
         out[m] = {k: flag_split(correct, f) for k, f in flags.items()}
+        if "t2" in flags:  # what the hint warns of: tumours on such slices go unrecognised
+            tumour = np.array([r["true"] != NO_TUMOR for r in rows], bool)
+            out[m]["t2"]["tumours"] = flag_split(correct[tumour], flags["t2"][tumour])
     return out
 
 
-def audit_run(run_dir: str | Path, unlike: Mapping[str, Mapping[str, bool]]) -> dict[str, Any]:
-    """`audit` of a run's test split from its files and the given OOD flags; writes
-    `flags.json` and returns it. Models without `predictions.csv` are left out."""
+def t2_flags(root: Path, rels: Sequence[str], progress: Progress = no_progress
+             ) -> dict[str, bool] | None:
+    """{rel: may be T2 or FLAIR} (`sequence.looks_like_t2`) for the dataset images at `root`
+    / rel, read a chunk at a time; None when the hint cannot run here."""
+    from pipeline import sequence
+    from pipeline.images import read_image
+
+    if sequence.unavailable():
+        return None
+    out: dict[str, bool] = {}
+    for start in range(0, len(rels), 64):
+        part = list(rels[start:start + 64])
+        found = sequence.looks_like_t2([read_image(Path(root) / r) for r in part]) or []
+        out.update(zip(part, found, strict=True))
+        progress("T2/FLAIR hint", len(out), len(rels))
+    return out
+
+
+def audit_run(run_dir: str | Path, unlike: Mapping[str, Mapping[str, bool]],
+              t2: Mapping[str, bool] | None = None) -> dict[str, Any]:
+    """`audit` of a run's test split from its files and the given OOD flags and T2/FLAIR hints
+    (`t2_flags`); writes `flags.json` and returns it. Models without `predictions.csv` are
+    left out."""
     run = artifacts.open_run(run_dir)
     preds = {m: read_predictions(run.path / m / run_files.PREDICTIONS,
                                  expected_rows(run.path, m)) for m in run.model_names
@@ -307,8 +351,9 @@ def audit_run(run_dir: str | Path, unlike: Mapping[str, Mapping[str, bool]]) -> 
         "shift_validation": official,  # tested on another source: the official Testing folder
         "rule": "weak: calibrated confidence below the model's validation threshold "
                 "(calibration.json); unlike: OOD score above its validation threshold "
-                "(ood.json); disagree: the models' answers differ",
-        "models": audit(preds, read_low_confidence(run.path), unlike),
+                "(ood.json); disagree: the models' answers differ; any: one of these three; "
+                "t2: the image may be T2 or FLAIR, not T1 (pipeline.sequence)",
+        "models": audit(preds, read_low_confidence(run.path), unlike, t2),
     }
     artifacts.write_json_atomic(run.path / FILE, report)
     return report
@@ -348,7 +393,32 @@ def audit_caption(report: Mapping[str, Any]) -> str:
     return ("The warnings shown beside each answer on the Predict page, applied to the test "
             f"answers ({where}). A useful warning marks answers that are right far less often "
             "than the rest; \"errors flagged\" is the share of the model's wrong answers that "
-            "carried it.")
+            "carried it. \"Any of these\" is the three answer warnings; \"may be T2 or FLAIR\" "
+            "is a hint about the image, measured apart.")
+
+def t2_tumours(models: Mapping[str, Any], display: Mapping[str, str]) -> str:
+    """"44 tumours lay on slices that may be T2 or FLAIR, not T1: Custom CNN named 43% of them right
+    (77% of the other tumours), MobileNetV2 41% (77%)": what the hint warns of, from
+    flags.json's "models" (`audit`'s `t2` rows), for the models in `display` (name -> shown);
+    "" where not measured."""
+    said, n = [], None
+    for m, name in display.items():
+        entry = models.get(m) if isinstance(models, Mapping) else None
+        row = entry.get("t2") if isinstance(entry, Mapping) else None
+        r = row.get("tumours") if isinstance(row, Mapping) else None
+        if not isinstance(r, Mapping) or not isinstance(r.get("flagged"), int):
+            continue
+        hit, rest = r.get("accuracy_flagged"), r.get("accuracy_unflagged")
+        if not all(isinstance(v, int | float) for v in (hit, rest)):
+            continue
+        n = r["flagged"]
+        said.append(f"{name} named {hit:.0%} of them right ({rest:.0%} of the other tumours)"
+                    if not said else f"{name} {hit:.0%} ({rest:.0%})")
+    if not said:
+        return ""
+    return (f"{n} tumour{'s' * (n != 1)} lay on slices that {FLAG_LABELS['t2']}: "
+            f"{', '.join(said)}")
+
 
 def _rows(report: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
     """(model, flag, row) for every row `audit` would write, flags in `FLAGS` order within a

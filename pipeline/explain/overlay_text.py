@@ -107,7 +107,8 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
 def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
                     in_run_exact: bool | None = None, *, disagree: bool = False,
                     apart: bool = False,
-                    may_be_ct: bool = False, outline: float | None = None,
+                    may_be_ct: bool = False, may_be_t2: bool = False,
+                    outline: float | None = None,
                     run: str | None = None,
                     folders: Mapping[str, Sequence[str]] | None = None) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
@@ -117,7 +118,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     warnings, the shortcut alarm, whether the models disagree (`disagree`) and whether their
     default heatmaps point at different places (`apart`, `agreement.maps_apart`), as explain
     prints them (an overlay travels without the console's lines; an image that may be CT,
-    `may_be_ct`, first), and the run's split the image is in
+    `may_be_ct`, first, then one that may be T2 or FLAIR, `may_be_t2`), and the run's split the
+    image is in
     (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
     (`in_run_exact`), is not called "unlike the training data", as in `predict`. `run`: the
     run's name as the dashboard's reports give it, "<title> (<run id>)": the split note names
@@ -153,6 +155,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
         lines.append(outline_words(outline))
     hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
+    warnings += [FLAG_LABELS["t2"]] if may_be_t2 else []  # the answer is off its ground
     # a tinted photo is a colour image too: its warning says both (`flags.SAID_BY`)
     warnings += [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
     if entry["predicted"] == NO_TUMOR:  # as the dashboard's cards order them

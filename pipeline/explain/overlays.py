@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import sequence
 from pipeline.artifacts import Run, crop_head
 from pipeline.data.discovery import folders_by_class
 from pipeline.data.membership import Membership
@@ -111,6 +112,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     bases = bases if bases is not None else overlay_bases([p for p, _ in decoded])
     found = [warners.membership.find(img) if warners.membership else None
              for _, img in decoded]
+    # `pipeline.sequence`: may be T2 or FLAIR (a learnt hint, as predict's; None: cannot run)
+    t2 = sequence.looks_like_t2([img for _, img in decoded]) or [None] * len(decoded)
     # `in_run_split`: the run's split holding the image or a copy (as predict's), else None;
     # `in_run_exact`: whether it is that split's image pixel for pixel (None: cannot tell)
     rows: list[dict[str, Any]] = [
@@ -118,10 +121,10 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
          "in_run_split": seen.split if seen else None,
          "in_run_exact": seen.exact if seen else None,
          "may_be_ct": looks_like_ct(img),  # `modality`: a hint, as predict's
-         "radiological": bool(side)}
-        for (p, img), base, seen, side in zip(decoded, bases, found,
-                                              radiological or [False] * len(decoded),
-                                              strict=True)]
+         "may_be_t2": may_be_t2, "radiological": bool(side)}
+        for (p, img), base, seen, side, may_be_t2 in zip(decoded, bases, found,
+                                                         radiological or [False] * len(decoded),
+                                                         t2, strict=True)]
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     photo = [looks_like_photo(img) for _, img in decoded]
     drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
@@ -171,7 +174,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
                                         disagree=row["agree"] is False,
                                         apart=row["peaks_apart"] is not None,
-                                        may_be_ct=row["may_be_ct"], outline=outline,
+                                        may_be_ct=row["may_be_ct"],
+                                        may_be_t2=bool(row["may_be_t2"]), outline=outline,
                                         run=run.report_name, folders=folders)
                 pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines,
                                                    overlay_note(row["radiological"]),
