@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 
 # a MobileNetV2 weights file to use when the Keras cache has none (`make weights` fills the cache)
 WEIGHTS_ENV = "BRAIN_MRI_WEIGHTS"
+# SHA-256 of MobileNetV2's ImageNet no-top weights as Keras caches them (.h5) and as Keras 3
+# saves them (.weights.h5): the same weights (`tests/test_sequence.py`). What is fitted on their
+# features (`pipeline.sequence`) holds only for these files, not for any .h5 a path names.
+IMAGENET_SHA256 = frozenset({
+    "71e4c4ec4aa24c9c951b9265d6de42e1336dcf614c2214fa6a989208615e232c",
+    "6714965a05ee6d8568343664bb9cda7456c6eb1fa190a6f5eb39bf087068b100",
+})
 
 
 class WeightsError(ValueError):

@@ -54,11 +54,18 @@ def test_without_imagenet_weights_the_hint_is_unavailable_and_says_why(monkeypat
         assert why and "ImageNet weights" in why
         assert sequence.looks_like_t2([np.zeros((64, 64, 3), np.uint8)]) is None
         assert sequence.flags_prepared(np.zeros((1, 128, 128, 3), np.uint8)) is None
+        other = tmp_path / "mine.weights.h5"  # weights of someone's own, not ImageNet's
+        other.write_bytes(b"not the ImageNet file")
+        monkeypatch.setenv("BRAIN_MRI_WEIGHTS", str(other))
+        sequence._extractor.cache_clear()
+        assert "are not the ImageNet file it was fitted with" in sequence.unavailable()
+        assert sequence.may_be_t2(np.zeros((64, 64, 3), np.uint8)) is None
     finally:
         sequence._extractor.cache_clear()
 
 
 def _weights() -> None:
+    sequence._extractor.cache_clear()  # another test may have left it built without weights
     if sequence.unavailable():
         pytest.skip(f"the hint cannot run here: {sequence.unavailable()}")
 

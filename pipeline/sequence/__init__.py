@@ -69,7 +69,13 @@ def _extractor() -> tuple[object | None, str | None]:
     """(MobileNetV2's ImageNet features at `SIDE` px, pooled; None) or (None, why not), built
     once per process."""
     from pipeline.backbones import BACKBONES
-    from pipeline.weights import WEIGHTS_ENV, WeightsError, keras_cache_dir, resolve_weights
+    from pipeline.weights import (
+        IMAGENET_SHA256,
+        WEIGHTS_ENV,
+        WeightsError,
+        keras_cache_dir,
+        resolve_weights,
+    )
 
     try:
         choice = resolve_weights("auto", "mobilenetv2", warn=False)
@@ -81,6 +87,9 @@ def _extractor() -> tuple[object | None, str | None]:
         return None, (f"it needs MobileNetV2's ImageNet weights, not found on this machine: run "
                       f"`make weights`, copy {name} into {folder}, or set ${WEIGHTS_ENV} to "
                       "the weights file")
+    if choice.sha256 not in IMAGENET_SHA256:  # another file: the fitted rule means nothing on it
+        return None, (f"the MobileNetV2 weights found ({choice.label}) are not the ImageNet file "
+                      "it was fitted with")
     import keras
 
     base = keras.applications.MobileNetV2(include_top=False, weights=choice.keras_arg,
