@@ -202,7 +202,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     (`ood_eval`); for an evaluated run also `flags.json`, how often the test answers each
     warning marks were right (`evaluate.flags`); and `split_hashes.json`, which split each image
     of the run is in (`data.membership`). `train` calls it on every new run."""
-    from pipeline import artifacts, data, ood_eval
+    from pipeline import artifacts, data, ood_eval, sequence
     from pipeline.data import membership
     from pipeline.evaluate import flags
     from pipeline.predict import Predictor
@@ -270,7 +270,7 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
     report["seconds"] = round(time.monotonic() - started, 1)
     artifacts.write_json_atomic(run.path / run_files.OOD_REPORT, report)
     if any((run.path / m / run_files.PREDICTIONS).is_file() for m in run.model_names):
-        t2 = flags.t2_flags(root, [r.rel for r in splits.test], progress)
+        t2 = sequence.files_flags(root, [r.rel for r in splits.test], progress)
         report["flags"] = flags.audit_run(run.path, unlike, t2)  # written to flags.json
     return report
 

@@ -124,6 +124,7 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         assert 0.0 <= e["val_flagged"] <= 0.2  # the threshold is the validation 95th percentile
         assert load_run_ood(run, m) is not None
         assert "AUROC vs test" in proc.stdout and "AUROC test vs shifted (moderate)" in proc.stdout
+    from pipeline import sequence
     from pipeline.calibration import read_low_confidence
 
     # flags.json: the same test flags, set against the answers in predictions.csv
@@ -134,7 +135,14 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         assert unlike["share_flagged"] == pytest.approx(report["models"][m]["test_flagged"],
                                                         abs=1e-4)
         weak = {"weak"} if m in read_low_confidence(run) else set()  # only where calibrated
-        assert set(flags["models"][m]) == {"unlike", "disagree", "any"} | weak
+        t2 = {"t2"} if sequence.unavailable() is None else set()  # where the hint can run
+        assert set(flags["models"][m]) == {"unlike", "disagree", "any"} | weak | t2
+        if t2:  # the hint on the test images, as `sequence` gives it file by file
+            split = json.loads((run / "splits.json").read_text())["test"]
+            root = Path(json.loads((run / "manifest.json").read_text())["data"]["dir"])
+            said = sequence.files_flags(root, [e["path"] for e in split])
+            assert flags["models"][m]["t2"]["flagged"] == sum(said.values())
+            assert flags["models"][m]["t2"]["n"] == len(split)
     assert "test answers right when flagged / not" in proc.stdout
     # the Predictor (CLI, dashboard) flags images from the stored score, at its layer
     noise = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)

@@ -396,3 +396,38 @@ def test_evaluate_prints_the_pooled_answer_last(pooled_run: Path, tmp_path: Path
     assert res.exit_code == 0, res.output[-2000:]
     record = json.loads((run / "comparison.json").read_text())[together.KEY]
     assert res.stdout.splitlines()[-1] == together.line(record)
+
+
+@pytest.mark.slow
+def test_explain_shows_the_pooled_answer_as_predict_does(pooled_run: Path, tmp_path: Path
+                                                         ) -> None:
+    """`explain` printed each model's answer but not the two pooled, which predict and the
+    card show: its lines and explain.json now carry predict's "averaged" field; one model
+    explained has none."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    manifest = json.loads((pooled_run / "manifest.json").read_text())
+    items = json.loads((pooled_run / "splits.json").read_text())["test"][:3]
+    paths = [str(Path(manifest["data"]["dir"]) / it["path"]) for it in items]
+    said = CliRunner().invoke(app, ["predict", "--json", "--run", str(pooled_run), *paths])
+    want = [r["together"] for r in json.loads(said.stdout)["results"]]
+    printed = CliRunner().invoke(app, ["predict", "--run", str(pooled_run), *paths])
+    fields = [next(f for f in ln.split("\t") if f.startswith("averaged: "))
+              for ln in printed.stdout.splitlines() if "\t" in ln]
+    out = tmp_path / "ex"
+    res = CliRunner().invoke(app, ["explain", "--run", str(pooled_run), "--bare", *paths,
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output[-2000:]
+    got = [next(f for f in ln.split("\t") if f.startswith("averaged: "))
+           for ln in res.stdout.splitlines() if "\t" in ln]
+    assert got == fields and len(got) == len(paths)
+    rows = json.loads((out / "explain.json").read_text())["images"]
+    for row, w in zip(rows, want, strict=True):
+        assert row["together"]["label"] == w["label"] and row["together"]["weak"] == w["weak"]
+        np.testing.assert_allclose([row["together"]["probs"][c] for c in CLASSES],
+                                   [w["probs"][c] for c in CLASSES], atol=1e-5)
+    one = CliRunner().invoke(app, ["explain", "--run", str(pooled_run), "--bare", "--model",
+                                   "custom_cnn", *paths, "--out", str(tmp_path / "one")])
+    assert one.exit_code == 0 and "averaged: " not in one.stdout

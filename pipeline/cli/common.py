@@ -112,6 +112,22 @@ def warning_tags(answer: dict, seen: set[str]) -> str:
     return "".join(f" [{FLAG_LABELS[k]}]" for k in raised)
 
 
+def pooled_part(row: Mapping[str, Any], folders: Mapping[str, list[str]] | None,
+                seen: set[str]) -> list[str]:
+    """["averaged: glioma (84%) [weak answer (low confidence)]"]: the models' answer together
+    (`evaluate.together`, a row's "together"), the field `predict` and `explain` print after
+    the models'; [] for a row without one (one model)."""
+    from pipeline.cli.class_folders import answer_words
+    from pipeline.names import TOGETHER_COLUMN, percent
+
+    pooled = row.get("together")
+    if not pooled:
+        return []
+    return [f"{TOGETHER_COLUMN}: {answer_words(pooled['label'], folders or {}, seen)} "
+            f"({percent(max(pooled['probs'].values()))})"
+            + warning_tags({"weak": pooled.get("weak")}, seen)]
+
+
 def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset(),
                    answered: bool = True, sartaj: bool = False, n_models: int = 2,
                    extra: Sequence[str] = ()) -> None:

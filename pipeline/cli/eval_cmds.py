@@ -23,6 +23,7 @@ from pipeline.cli.common import (
     fail,
     keep_larger,
     one_line,
+    pooled_part,
     print_json,
     progress_bar,
     renamed,
@@ -131,7 +132,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
     together ("averaged: ...", `evaluate.together`), for two models or more."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS
-    from pipeline.names import NO_TUMOR, TOGETHER_COLUMN, percent
+    from pipeline.names import NO_TUMOR, percent
 
     for row in results:
         split = row.get("in_run_split")
@@ -143,11 +144,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
                  f"({percent(max(v['probs'].values()))})"
                  + warning_tags({**v, "unlike": False} if own else v, seen)
                  for m, v in row["models"].items()]
-        if pooled := row.get("together"):  # `evaluate.together`: the models' answers pooled
-            parts.append(f"{TOGETHER_COLUMN}: "
-                         f"{answer_words(pooled['label'], folders or {}, seen)} "
-                         f"({percent(max(pooled['probs'].values()))})"
-                         + warning_tags({"weak": pooled.get("weak")}, seen))
+        parts += pooled_part(row, folders, seen)  # `evaluate.together`: the answers pooled
         # the image's own tags in a last field: after the last model's answer they read as
         # that model's warnings
         if any(v["label"] == NO_TUMOR for v in row["models"].values()):

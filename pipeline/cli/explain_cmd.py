@@ -24,6 +24,7 @@ from pipeline.cli.common import (
     err,
     fail,
     one_line,
+    pooled_part,
     progress_bar,
     report_gaps,
     report_unavailable_hints,
@@ -239,6 +240,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
                     f"{outside_share_words(v['top_outside_head'])}]"
                     if v.get("outside_head_flag") else "")
                  for m, v in row["models"].items()]
+        parts += pooled_part(row, folders, seen)  # both models' answer together, as predict's
         if any(v["predicted"] == NO_TUMOR for v in row["models"].values()):
             seen.add(NO_TUMOR)  # predict's legend line: "no tumour" rules nothing out
         tags = []  # the image's own, in a last field as predict prints them

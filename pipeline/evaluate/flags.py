@@ -25,7 +25,7 @@ from pipeline import artifacts, run_files
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.csv_safe import restore_cell
 from pipeline.gaps import fix_command, to_fix
-from pipeline.names import NO_TUMOR, Progress, model_words, no_progress
+from pipeline.names import NO_TUMOR, model_words
 
 FILE = run_files.FLAGS
 # the order tables show them in; "any" is the three answer warnings above it, "t2" the per-image
@@ -286,8 +286,8 @@ def audit(predictions: Mapping[str, Mapping[str, Mapping[str, Any]]],
 
     `predictions`: per model, `read_predictions`; `low_below`: per model, the weak-answer
     threshold; `unlike`: per model, {path: flagged by the OOD score}; `t2`: {path: may be T2 or
-    FLAIR} (`t2_flags`), None where the hint cannot run. A model without a threshold or an OOD
-    score simply has no row for that flag; "disagree" needs two models.
+    FLAIR} (`sequence.files_flags`), None where the hint cannot run. A model without a
+    threshold or an OOD score simply has no row for that flag; "disagree" needs two models.
     """
     models = list(predictions)
     common = set.intersection(*(set(p) for p in predictions.values())) if models else set()
@@ -315,29 +315,11 @@ def audit(predictions: Mapping[str, Mapping[str, Mapping[str, Any]]],
     return out
 
 
-def t2_flags(root: Path, rels: Sequence[str], progress: Progress = no_progress
-             ) -> dict[str, bool] | None:
-    """{rel: may be T2 or FLAIR} (`sequence.looks_like_t2`) for the dataset images at `root`
-    / rel, read a chunk at a time; None when the hint cannot run here."""
-    from pipeline import sequence
-    from pipeline.images import read_image
-
-    if sequence.unavailable():
-        return None
-    out: dict[str, bool] = {}
-    for start in range(0, len(rels), 64):
-        part = list(rels[start:start + 64])
-        found = sequence.looks_like_t2([read_image(Path(root) / r) for r in part]) or []
-        out.update(zip(part, found, strict=True))
-        progress("T2/FLAIR hint", len(out), len(rels))
-    return out
-
-
 def audit_run(run_dir: str | Path, unlike: Mapping[str, Mapping[str, bool]],
               t2: Mapping[str, bool] | None = None) -> dict[str, Any]:
     """`audit` of a run's test split from its files and the given OOD flags and T2/FLAIR hints
-    (`t2_flags`); writes `flags.json` and returns it. Models without `predictions.csv` are
-    left out."""
+    (`sequence.files_flags`); writes `flags.json` and returns it. Models without
+    `predictions.csv` are left out."""
     run = artifacts.open_run(run_dir)
     preds = {m: read_predictions(run.path / m / run_files.PREDICTIONS,
                                  expected_rows(run.path, m)) for m in run.model_names

@@ -76,6 +76,23 @@ def answer_warners(run: Run, explainers: dict[str, Explainer]) -> Warners:
                     for name, ex in explainers.items()}, Membership.of_run(run.path))
 
 
+def _pooled(run: Run, shown: dict[str, np.ndarray]) -> list[dict[str, Any]] | None:
+    """Per image, the models' answer together as `predict` gives it (`evaluate.together`: their
+    shown probabilities pooled with the run's pool temperature, weak under its threshold);
+    None for one model explained."""
+    if len(shown) < 2:
+        return None
+    from pipeline.evaluate import together
+
+    t, below = together.read_pool(run.path)
+    out = []
+    for p in together.combine(shown, t):
+        weak = None if below is None else bool(p.max() < below)
+        out.append({"label": run.class_names[int(np.argmax(p))], "weak": weak,
+                    "probs": dict(zip(run.class_names, (float(v) for v in p), strict=True))})
+    return out
+
+
 def write_overlays(run: Run, explainers: dict[str, Explainer],
                    decoded: list[tuple[Path, np.ndarray]], out: Path, *, method: str | None,
                    target: int | None, alpha: float, outline: float | None,
@@ -128,6 +145,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     photo = [looks_like_photo(img) for _, img in decoded]
     drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
+    shown: dict[str, np.ndarray] = {}  # per model: the probabilities shown (calibrated)
     facts: dict[str, tuple[bool, bool]] = {}  # per model: (its default explanation, cropped)
     for k, (name, explainer) in enumerate(explainers.items()):
         progress("explain", k, len(explainers))
@@ -141,6 +159,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         probs_all = np.asarray(ex.probs)
         if name in temperatures:
             probs_all = apply_temperature(probs_all, temperatures[name])
+        shown[name] = probs_all
         below, unlike = warners.models[name]
         warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), colour,
                               photo)
@@ -159,12 +178,15 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             rows[i]["models"][name] = entry
         drawn[name] = (x, ex)
         facts[name] = (is_default(run, name, ex.method, ex.layer), crop)
+    pooled = _pooled(run, shown)
     folders = folders_by_class(run.manifest)  # "Healthy" for no_tumor: said in the caption
     for i, row in enumerate(rows):  # every model's answer known: captions say if they differ
         # None with one model explained: agreement is not known (true claimed it)
         row["agree"] = (len({e["predicted"] for e in row["models"].values()}) == 1
                         if len(row["models"]) > 1 else None)
         # the two default heatmaps' peaks this far apart (None: close, or the rule not applied)
+        if pooled is not None:
+            row["together"] = pooled[i]
         row["peaks_apart"] = maps_apart([MapFacts(e["heatmap"]["peak"], e["target"], *facts[m])
                                          for m, e in row["models"].items()])
         pictures = {}

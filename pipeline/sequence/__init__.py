@@ -8,7 +8,7 @@ models recognised few of the tumours on such slices (README, "T2 and FLAIR slice
 
 How: ImageNet MobileNetV2 (its frozen weights, not a run's model: the hint is the same for every
 run) on the head-cropped slice at `SIDE` px, three of its stages (`LAYERS`) global-average-pooled
-to 2000 numbers, and a logistic regression on them (`probe.json`, fitted by
+to 2048 numbers, and a logistic regression on them (`probe.json`, fitted by
 `pipeline.sequence.fit` on our labels of Training/ images only; its threshold gives 2 % false
 alarms on Training/'s other-source T1 slices, out of fold). A hint ("may be T2 or FLAIR"), never
 a verdict, never a reason to change an answer.
@@ -27,11 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.names import Progress, no_progress
+
 PROBE_FILE = Path(__file__).with_name("probe.json")
 LABELS_FILE = Path(__file__).with_name("labels.csv")
 SIDE = 128  # the slice's side for the features: 8 ms an image here, as good as 224 px was
-# MobileNetV2's stages pooled for the features (144 + 576 + 1280 numbers): with the early ones,
+# MobileNetV2's stages pooled for the features (192 + 576 + 1280 numbers): with the earlier two,
 # cross-validated AUC on Training/'s labelled slices 0.982 against 0.978 for `out_relu` alone
+# (2026-12-07, fitted beside 500 of the figshare slices; 224 px: 0.978)
 LAYERS = ("block_6_expand_relu", "block_13_expand_relu", "out_relu")
 BATCH = 32
 _LOCK = threading.Lock()
@@ -41,13 +44,13 @@ _LOCK = threading.Lock()
 class Probe:
     """The fitted linear rule: score = sigmoid(features @ coef + intercept) >= threshold."""
 
-    coef: np.ndarray  # (2000,), on the raw pooled features (the scaler folded in)
+    coef: np.ndarray  # (2048,), on the raw pooled features (the scaler folded in)
     intercept: float
     threshold: float
     side: int
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """The probability of "T2 or FLAIR" for each row of `features` (n, 2000)."""
+        """The probability of "T2 or FLAIR" for each row of `features` (n, 2048)."""
         z = np.asarray(features, np.float64) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
 
@@ -111,7 +114,7 @@ def prepare(image: np.ndarray) -> np.ndarray:
 
 
 def features(prepared: np.ndarray) -> np.ndarray | None:
-    """Pooled ImageNet features (n, 2000) of `prepare`d slices (n, SIDE, SIDE, 3); None when the
+    """Pooled ImageNet features (n, 2048) of `prepare`d slices (n, SIDE, SIDE, 3); None when the
     weights are missing (`unavailable`)."""
     model = _extractor()[0]
     if model is None:
@@ -122,7 +125,7 @@ def features(prepared: np.ndarray) -> np.ndarray | None:
     with _LOCK:
         out = [np.asarray(model.predict_on_batch(x[i:i + BATCH]))
                for i in range(0, len(x), BATCH)]
-    return np.concatenate(out) if out else np.zeros((0, 2000), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, 2048), np.float32)
 
 
 def scores_prepared(prepared: np.ndarray) -> np.ndarray | None:
@@ -150,3 +153,20 @@ def flags_prepared(prepared: np.ndarray) -> list[bool] | None:
     models' inputs)."""
     s = scores_prepared(prepared)
     return None if s is None else [bool(v >= _probe().threshold) for v in s]
+
+
+def files_flags(root: Path, rels: Sequence[str], progress: Progress = no_progress
+                ) -> dict[str, bool] | None:
+    """{rel: may be T2 or FLAIR} for the image files `root` / rel, decoded a chunk at a time
+    (a run's test split: flags.json's `t2` row); None when the hint cannot run here."""
+    from pipeline.images import read_image
+
+    if unavailable():
+        return None
+    out: dict[str, bool] = {}
+    for start in range(0, len(rels), 64):
+        part = list(rels[start:start + 64])
+        found = looks_like_t2([read_image(Path(root) / r) for r in part]) or []
+        out.update(zip(part, found, strict=True))
+        progress("T2/FLAIR hint", len(out), len(rels))
+    return out
