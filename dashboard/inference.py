@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dashboard import core, loader, records
+from pipeline import sequence
 from pipeline.artifacts import Run, crop_head
 from pipeline.known_data import trained_on_sartaj
 from pipeline.names import HEATMAP_ALPHA, class_index, size_label
@@ -241,8 +242,10 @@ def warm_up(run: Run, predictor: Any, explainers: dict[str, Any]) -> None:
     """Every model explains one synthetic image with its own default method and layer, exactly
     as `explain` does for an upload (nothing is stored): the first call of a compiled graph
     traces and optimises it (about a second for MobileNetV2's LayerCAM), which an upload
-    would otherwise wait for. Also reads the thresholds every upload reads."""
+    would otherwise wait for. Also reads the thresholds every upload reads, and builds the
+    T2/FLAIR hint's network (`sequence.may_be_t2`: 1.5 s on the first upload otherwise)."""
     image = warm_image()
+    sequence.may_be_t2(image)
     for m, ex in explainers.items():
         results = _compute(run, predictor, m, ex, [image], ex.method, None, None)
         predictor.apply_calibration(m, results[0].probs)
