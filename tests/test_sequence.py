@@ -245,3 +245,33 @@ def test_flags_json_measures_the_hint_apart_and_on_the_tumours():
     table = flag_table({"models": {"custom_cnn": got}})
     assert [r["warning"] for r in table][-1] == "may be T2 or FLAIR, not T1"
     assert FLAGS.index("t2") == len(FLAGS) - 1
+
+
+SHIPPED = ("20261204-234844-8cf044", "20261204-234901-1f09da")
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.parametrize("run_id", SHIPPED)
+def test_the_shipped_runs_t2_rows_are_what_the_hint_does(run_id: str, real_data: Path):
+    """The shipped flags.json's `t2` rows (added on 2026-12-07 beside the OOD rows measured
+    before) recomputed from the runs' predictions.csv and the test images; results.md and the
+    Overview say the tumours' record in these words."""
+    _weights()
+    from pipeline import run_files
+    from pipeline.artifacts import open_run
+    from pipeline.evaluate import flags
+    from pipeline.names import display_name
+    from pipeline.results_md import warnings_section
+
+    run = open_run(Path(__file__).resolve().parents[1] / "artifacts" / "runs" / run_id)
+    preds = {m: flags.read_predictions(run.path / m / run_files.PREDICTIONS,
+                                       flags.expected_rows(run.path, m))
+             for m in run.model_names}
+    rels = sorted(next(iter(preds.values())))
+    rows = flags.audit(preds, {}, {}, sequence.files_flags(real_data, rels))
+    stored = json.loads((run.path / flags.FILE).read_text())["models"]
+    assert {m: stored[m]["t2"] for m in stored} == {m: rows[m]["t2"] for m in rows}
+    words = flags.t2_tumours(stored, {m: display_name(m) for m in run.model_names})
+    assert words.startswith(f"{stored['custom_cnn']['t2']['tumours']['flagged']} tumours lay")
+    assert f"On these test images {words}." in warnings_section(run)
