@@ -56,10 +56,14 @@ class Probe:
 
 
 def read_probe(path: str | Path = PROBE_FILE) -> Probe:
-    """The probe stored in `path` (`fit.write_probe` writes it)."""
+    """The probe stored in `path` (`python -m pipeline.sequence.fit` writes it); ValueError for
+    one fitted on features of another size than `features` makes."""
     obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    return Probe(np.asarray(obj["coef"], np.float64), float(obj["intercept"]),
-                 float(obj["threshold"]), int(obj["side"]))
+    probe = Probe(np.asarray(obj["coef"], np.float64), float(obj["intercept"]),
+                  float(obj["threshold"]), int(obj["side"]))
+    if probe.side != SIDE:
+        raise ValueError(f"{path}: fitted at {probe.side} px, the features are taken at {SIDE}")
+    return probe
 
 
 @functools.lru_cache(maxsize=1)
