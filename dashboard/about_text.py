@@ -6,6 +6,7 @@ a yes/no run's page said "four labels" and "73 CT slices" (a review, 2026-12-06)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -136,3 +137,16 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
   head, not on the skull or scalp).
 {apart}- Probabilities can be over-confident: see the reliability diagram on the Overview page.
 """
+
+
+def demote_headings(markdown: str) -> str:
+    """Markdown with every ATX heading one level lower ("# A" -> "## A"), fenced code left
+    alone: a document shown inside a page, under the page's own title."""
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,5} ", line):
+            line = "#" + line
+        out.append(line)
+    return "\n".join(out)

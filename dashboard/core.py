@@ -157,19 +157,6 @@ def ct_note(sartaj: bool = False) -> str:
     return SARTAJ_CT_NOTE if sartaj else CT_NOTE
 
 
-def demote_headings(markdown: str) -> str:
-    """Markdown with every ATX heading one level lower ("# A" -> "## A"), fenced code left
-    alone: a document shown inside a page, under the page's own title."""
-    out, fenced = [], False
-    for line in markdown.splitlines():
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        elif not fenced and re.match(r"#{1,5} ", line):
-            line = "#" + line
-        out.append(line)
-    return "\n".join(out)
-
-
 def pixel_digest(image: np.ndarray) -> str:
     """SHA-256 of an array's shape and pixels: the cache key of a slice (never a name)."""
     h = hashlib.sha256(str(image.shape).encode())

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from dashboard import (
+    about_text,
     core,
     dataset_files,
     error_frames,
@@ -859,7 +860,7 @@ def test_predict_cards_are_paged_and_a_page_past_the_end_is_the_last_one():
 def test_the_model_card_s_headings_sit_under_the_page_s_title():
     """The About page showed the model card's "# Model card" as a second h1."""
     card = "# Model card\n\ntext # not a heading\n\n## Data\n```\n# a comment in code\n```\n"
-    assert core.demote_headings(card).splitlines() == [
+    assert about_text.demote_headings(card).splitlines() == [
         "## Model card", "", "text # not a heading", "", "### Data", "```",
         "# a comment in code", "```"]
 

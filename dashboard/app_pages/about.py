@@ -27,7 +27,7 @@ if card.is_file():
     with st.expander("Model card of the shipped reference models", icon=":material/description:"):
         try:
             # one level down: the card's own title would be a second h1 on the page
-            st.markdown(core.demote_headings(card.read_text(encoding="utf-8")))
+            st.markdown(about_text.demote_headings(card.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as exc:
             # OSError's text quotes the absolute path: only the kind of failure is shown
             st.warning(f"The model card {core.literal(shown_path(card))} could not be read "
