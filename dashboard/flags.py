@@ -252,7 +252,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
         flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
     measured = flag_accuracy or {}
     if t2:  # `pipeline.sequence`: a learnt hint, worded as one
-        flags.append(Flag(t2_warning(sartaj, n_models) + t2_record(measured), "t2"))
+        flags.append(Flag(t2_warning(sartaj, n_models, measured), "t2"))
     unlikes: list[str] = []
     weaks: list[str] = []
 
@@ -323,17 +323,15 @@ def ct_warning(sartaj: bool = False, n_models: int = 2) -> str:
     return f"This slice {FLAG_LABELS['ct']}: {flag_meaning('ct', sartaj, n_models)}."
 
 
-def t2_warning(sartaj: bool = False, n_models: int = 2) -> str:
-    """The CLI's legend line for "[may be T2 or FLAIR, not T1]" as a card's sentence."""
-    return f"This slice {FLAG_LABELS['t2']}: {flag_meaning('t2', sartaj, n_models)}."
-
-
-def t2_record(measured: Mapping[str, Mapping[str, Any]]) -> str:
-    """" On this run's test images 44 tumours lay on slices that may be T2 or FLAIR, not T1:
-    Custom CNN named 43% of them right (77% of the other tumours), …" (`evaluate.flags.t2_tumours`,
-    from flags.json's "models"); "" where not measured."""
-    words = t2_tumours(measured, {m: display_name(m) for m in measured})
-    return f" On this run's test images {words}." if words else ""
+def t2_warning(sartaj: bool = False, n_models: int = 2,
+               measured: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The CLI's legend line for "[may be T2 or FLAIR, not T1]" as a card's sentence, then what
+    the run measured (flags.json's "models", `measured`: " On this run's test images 44 tumours
+    lay on slices that may be T2 or FLAIR, not T1: Custom CNN named 43% of them right …",
+    `evaluate.flags.t2_tumours`), where it did."""
+    words = t2_tumours(measured or {}, {m: display_name(m) for m in measured or {}})
+    return (f"This slice {FLAG_LABELS['t2']}: {flag_meaning('t2', sartaj, n_models)}."
+            + (f" On this run's test images {words}." if words else ""))
 
 
 # and for "[looks like a photo of a screen or film]"

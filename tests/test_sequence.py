@@ -198,7 +198,7 @@ def test_predict_says_when_the_hint_cannot_run(smoke_run: Path, tmp_path: Path):
 def test_the_card_says_it_with_how_such_test_answers_fared():
     """The card's sentence is the legend's, then the run's record on its test images
     (flags.json's `t2` rows), after a CT hint and before everything else."""
-    from dashboard.flags import CT_WARNING, answer_flags, t2_record, t2_warning
+    from dashboard.flags import CT_WARNING, answer_flags, t2_warning
     from pipeline.evaluate.flags import flag_meaning
 
     probs = {"custom_cnn": np.array([[0.1, 0.7, 0.1, 0.1]]),
@@ -213,11 +213,11 @@ def test_the_card_says_it_with_how_such_test_answers_fared():
     said = answer_flags(probs, 0, {}, {}, {}, classes, flag_accuracy=measured, ct=True, t2=True,
                         sartaj=True)
     assert said[0] == CT_WARNING.replace(flag_meaning("ct"), flag_meaning("ct", True))
-    assert said[1] == t2_warning(True) + t2_record(measured)
-    assert t2_record(measured) == (" On this run's test images 44 tumours lay on slices that "
-                                   "may be T2 or FLAIR, not T1: Custom CNN named 43% of them "
-                                   "right (77% of the other tumours), MobileNetV2 41% (77%).")
-    assert t2_record({}) == t2_record({"custom_cnn": {"t2": {"n": 3}}}) == ""  # unmeasured
+    assert said[1] == t2_warning(True, 2, measured) == t2_warning(True) + (
+        " On this run's test images 44 tumours lay on slices that may be T2 or FLAIR, not T1: "
+        "Custom CNN named 43% of them right (77% of the other tumours), MobileNetV2 41% (77%).")
+    # unmeasured: the sentence alone
+    assert t2_warning(measured={"custom_cnn": {"t2": {"n": 3}}}) == t2_warning()
     assert "T1 slices" in t2_warning(True)
     assert not any("T2" in f for f in answer_flags(probs, 0, {}, {}, {}, classes))
 
