@@ -76,11 +76,15 @@ def check() -> None:
 
 def _quiet(previous: Any) -> Any:
     """An unraisable hook that drops the interrupt a finaliser swallowed (`check` raises it
-    again; printed, it was a traceback on a kill) and passes anything else on."""
+    again; printed, it was a traceback on a kill), and the error Python made of it where it
+    landed in a builtin that C code called (TensorFlow's `Flatten` reports it as unraisable: a
+    bare "SystemError: <built-in function __import__> returned a result with an exception set"
+    traceback on a SIGTERM during feature caching, in a CI rehearsal), and passes anything else
+    on."""
     def hook(unraisable: Any) -> None:
-        kind = unraisable.exc_type
-        if not (isinstance(kind, type) and issubclass(kind, KeyboardInterrupt)
-                and _state["pending"] is not None):
+        noted = _state["pending"] is not None or _state["terminated"] or _state["interrupted"]
+        exc = unraisable.exc_value
+        if not (noted and isinstance(exc, BaseException) and _in_chain(exc, KeyboardInterrupt)):
             previous(unraisable)
     return hook
 

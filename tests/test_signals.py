@@ -126,6 +126,37 @@ def test_other_unraisable_errors_still_reach_the_previous_hook(monkeypatch):
     assert seen == [ValueError]
 
 
+def test_an_interrupt_python_made_a_system_error_of_is_not_printed(monkeypatch):
+    """A SIGTERM landing in a builtin that C code called became "SystemError: ... returned a
+    result with an exception set" (its cause: the interrupt), which TensorFlow's `Flatten`
+    reported as unraisable: a bare traceback on a kill. It is dropped; the interrupt stays
+    pending for `check`. A SystemError of its own still reaches the previous hook."""
+    seen: list[type] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_type))
+
+    class Made:
+        def __init__(self, cause: BaseException | None) -> None:
+            self.cause = cause
+
+        def __del__(self) -> None:
+            if self.cause is None:
+                raise SystemError("a library's own")
+            raise SystemError("returned a result with an exception set") from self.cause
+
+    with signals.installed():
+        Made(None)  # nothing noted: reported
+        with contextlib.suppress(signals.Terminated):
+            signals.terminate(signal.SIGTERM, None)  # the handler ran
+        with contextlib.suppress(signals.Terminated):
+            try:
+                signals.check()
+            except signals.Terminated as exc:
+                Made(exc)  # dropped
+                raise
+        Made(None)  # no interrupt in its chain: reported
+    assert seen == [SystemError, SystemError]
+
+
 def test_check_outside_the_main_thread_leaves_the_interrupt_for_the_main_thread():
     with signals.installed():
         _dropped_by_a_library()
