@@ -28,7 +28,7 @@ from pipeline.images import (
 )
 from pipeline.modality import looks_like_ct, looks_like_photo
 from pipeline.names import TOGETHER_COLUMN, TOGETHER_LABEL, class_label, display_name, percent
-from pipeline.sequence import may_be_t2
+from pipeline.sequence import looks_like_t2, may_be_t2
 from pipeline.series import blank_note
 
 MAX_UPLOADS = 24  # one batch; more would make a presenter wait and the page unreadable
@@ -95,8 +95,11 @@ class Upload:
     ct: bool = False
     # a tinted photo of a screen or film (`modality.looks_like_photo`, on the decoded file)
     photo: bool = False
-    # may be T2 or FLAIR, not T1 (`pipeline.sequence`, a learnt hint; None: it cannot run here)
+    # may be T2 or FLAIR, not T1 (`pipeline.sequence`, a learnt hint; None: it cannot run here);
+    # a series' for every slice, found once when decoded (in one batch: 12 ms a slice alone, and
+    # `slice_view` runs for every slice on every rerun)
     t2: bool | None = None
+    slice_t2: list[bool | None] | None = None
     # where the run met it before (`flags.seen_note`: training, validation or test split), set by
     # the Predict page for uploads; "" when not found or the run cannot tell
     seen: str = ""
@@ -139,7 +142,8 @@ class Upload:
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
                       colour=is_colour(img), ct=looks_like_ct(img),
-                      photo=looks_like_photo(img), t2=may_be_t2(img),
+                      photo=looks_like_photo(img),
+                      t2=self.slice_t2[k] if self.slice_t2 else None,
                       radiological=self.radiological)
 
 
@@ -177,12 +181,13 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
     if len(slices) > 1:
         slices = [limit_size(im, SERIES_MAX_SIDE) for im in slices]
         indices = info.get("indices")
+        t2 = looks_like_t2(slices) or [None] * len(slices)
         return Upload(name, digest, image=slices[0], true_label=true_label,
                       note=decode_note(info), slices=slices,
                       positions=[int(i) + 1 for i in indices] if indices else None,
                       total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]),
                       ct=looks_like_ct(slices[0]), photo=looks_like_photo(slices[0]),
-                      t2=may_be_t2(slices[0]), radiological=bool(info.get("radiological")))
+                      t2=t2[0], slice_t2=t2, radiological=bool(info.get("radiological")))
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
                   note=decode_note(info), colour=is_colour(slices[0]), ct=looks_like_ct(slices[0]),
                   photo=looks_like_photo(slices[0]), t2=may_be_t2(slices[0]),

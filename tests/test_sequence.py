@@ -275,3 +275,30 @@ def test_the_shipped_runs_t2_rows_are_what_the_hint_does(run_id: str, real_data:
     words = flags.t2_tumours(stored, {m: display_name(m) for m in run.model_names})
     assert words.startswith(f"{stored['custom_cnn']['t2']['tumours']['flagged']} tumours lay")
     assert f"On these test images {words}." in warnings_section(run)
+
+
+def test_a_series_is_checked_once_when_decoded_not_on_every_rerun(monkeypatch):
+    """The Predict page makes every slice of a series a `slice_view` on every rerun: the hint
+    (12 ms a slice alone) is found for all slices in one batch when the file is decoded, and a
+    slice view reads it."""
+    import io
+
+    from PIL import Image
+
+    from dashboard import core
+
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (64, 64), np.uint8)) for _ in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:])
+    upload = core.decode_upload("stack.tif", buf.getvalue())
+    assert upload.slices is not None and len(upload.slices) == 3
+    want = sequence.looks_like_t2(upload.slices) or [None] * 3
+    assert upload.slice_t2 == want and upload.t2 == want[0]
+
+    def no_network(*_: object) -> None:
+        raise AssertionError("the hint ran again on a rerun")
+
+    monkeypatch.setattr(core, "looks_like_t2", no_network)
+    monkeypatch.setattr(core, "may_be_t2", no_network)
+    assert [upload.slice_view(k).t2 for k in range(3)] == want
