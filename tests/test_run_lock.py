@@ -164,6 +164,32 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float) -> bool:
 
 
 @pytest.mark.slow
+def test_an_interrupt_as_the_feature_cache_is_made_leaves_no_cache(synth_data: Path,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch):
+    """An interrupt landing after mkdtemp made the cache folder but before training named it
+    (the moment the caching test sends its signal at) left the folder behind: it is removed."""
+    import tempfile as real_tempfile
+
+    from pipeline import train
+    from pipeline.config import profile
+
+    made = real_tempfile.mkdtemp
+
+    def then_interrupted(*args, **kwargs):
+        made(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.tempfile, "mkdtemp", then_interrupted)
+    art = tmp_path / "art"
+    with pytest.raises(KeyboardInterrupt):
+        train.train_run(profile("smoke"), synth_data, art, ["mobilenetv2"])
+    tmp_runs = list((art / "runs").glob(".tmp-*"))
+    assert tmp_runs and not list(tmp_runs[0].glob(".features-*")), sorted(
+        p.name for p in tmp_runs[0].iterdir())
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, want", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_or_ctrl_c_during_feature_caching_cleans_up(synth_data: Path, tmp_path: Path,
                                                             signum: int, want: int):
