@@ -48,7 +48,7 @@ def test_the_labels_file_reads_every_row(tmp_path: Path):
 def test_without_imagenet_weights_the_hint_is_unavailable_and_says_why(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache
     monkeypatch.delenv("BRAIN_MRI_WEIGHTS", raising=False)
-    sequence._extractor.cache_clear()
+    sequence._build.cache_clear()
     try:
         why = sequence.unavailable()
         assert why and "ImageNet weights" in why
@@ -57,18 +57,49 @@ def test_without_imagenet_weights_the_hint_is_unavailable_and_says_why(monkeypat
         other = tmp_path / "mine.weights.h5"  # weights of someone's own, not ImageNet's
         other.write_bytes(b"not the ImageNet file")
         monkeypatch.setenv("BRAIN_MRI_WEIGHTS", str(other))
-        sequence._extractor.cache_clear()
+        sequence._build.cache_clear()
         assert "are not the ImageNet file it was fitted with" in sequence.unavailable()
         assert sequence.may_be_t2(np.zeros((64, 64, 3), np.uint8)) is None
     finally:
-        sequence._extractor.cache_clear()
+        sequence._build.cache_clear()
 
 
 def _weights() -> None:
-    sequence._extractor.cache_clear()  # another test may have left it built without weights
+    sequence._build.cache_clear()  # another test may have left it built without weights
     if sequence.unavailable():
         pytest.skip(f"the hint cannot run here: {sequence.unavailable()}")
 
+
+
+def test_two_threads_asking_at_once_build_the_network_once(monkeypatch):
+    """The dashboard's warm-up thread builds the hint while a page asks `unavailable()`: with
+    lru_cache alone both built it (0.8 s each, twice the memory for a moment)."""
+    _weights()
+    import threading
+    import time
+
+    import keras
+
+    real, built = keras.applications.MobileNetV2, []
+
+    def slow_build(*args, **kwargs):
+        built.append(1)
+        time.sleep(0.5)  # the window in which the other thread asks
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", slow_build)
+    sequence._build.cache_clear()
+    try:
+        answers: list = []
+        threads = [threading.Thread(target=lambda: answers.append(sequence.unavailable()))
+                   for _ in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert answers == [None, None] and len(built) == 1
+    finally:
+        sequence._build.cache_clear()
 
 @pytest.mark.slow
 @pytest.mark.data
@@ -111,11 +142,11 @@ def test_either_weights_file_gives_the_same_features(real_data: Path, monkeypatc
                   sorted((real_data / "Testing" / "no_tumor").glob("*.jpg"))[:4]])
     first = sequence.features(x)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # only $BRAIN_MRI_WEIGHTS left
-    sequence._extractor.cache_clear()
+    sequence._build.cache_clear()
     try:
         np.testing.assert_allclose(sequence.features(x), first, rtol=1e-4, atol=1e-5)
     finally:
-        sequence._extractor.cache_clear()
+        sequence._build.cache_clear()
 
 
 def _two_slices(real_data: Path) -> list[Path]:

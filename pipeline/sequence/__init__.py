@@ -37,7 +37,9 @@ SIDE = 128  # the slice's side for the features: 8 ms an image here, as good as 
 # (2026-12-07, fitted beside 500 of the figshare slices; 224 px: 0.978)
 LAYERS = ("block_6_expand_relu", "block_13_expand_relu", "out_relu")
 BATCH = 32
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # one predict at a time (the dashboard serves from several threads)
+_BUILD_LOCK = threading.Lock()  # one build: the dashboard's warm-up thread and a page's
+# `unavailable()` ask at once, and lru_cache alone lets both build (0.8 s each)
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,15 @@ def _probe() -> Probe:
     return read_probe()
 
 
-@functools.lru_cache(maxsize=1)
 def _extractor() -> tuple[object | None, str | None]:
     """(MobileNetV2's ImageNet features at `SIDE` px, pooled; None) or (None, why not), built
-    once per process."""
+    once per process, whichever threads ask."""
+    with _BUILD_LOCK:
+        return _build()
+
+
+@functools.lru_cache(maxsize=1)
+def _build() -> tuple[object | None, str | None]:
     from pipeline.backbones import BACKBONES
     from pipeline.weights import (
         IMAGENET_SHA256,
