@@ -35,6 +35,10 @@ from pipeline.names import (
 CHUNK = 64  # rows written between two fsyncs
 # Each answer's warnings (predict.answer_flags): 1, 0, or empty where the run does not measure it
 ANSWER_FLAGS = ("colour", "weak", "unlike")
+# Each image's hints (predict.iter_predictions): `modality.looks_like_ct`, `pipeline.sequence`
+IMAGE_FLAGS = ("may_be_ct", "may_be_t2")
+# Columns added since files were first resumable: a file without them is continued with its own
+LATER_COLUMNS = (f"{TOGETHER_COLUMN}_weak", *IMAGE_FLAGS)
 BATCH = 32  # files per forward pass (predict.iter_predictions)
 
 T = TypeVar("T")
@@ -159,12 +163,32 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     for m in models:
         cols += [f"{m}_predicted", *[f"{m}_p_{c}" for c in class_names],
                  *[f"{m}_{k}" for k in ANSWER_FLAGS]]
-    if len(models) > 1:  # the models' answers pooled: no warnings of its own
+    if len(models) > 1:  # the models' answers pooled, weak as each model's answer is
         cols += [f"{TOGETHER_COLUMN}_predicted",
-                 *[f"{TOGETHER_COLUMN}_p_{c}" for c in class_names]]
+                 *[f"{TOGETHER_COLUMN}_p_{c}" for c in class_names], f"{TOGETHER_COLUMN}_weak"]
     # `run`: which run's models answered (a resumed file must not mix two runs' answers);
-    # `in_run_split`: the run's split holding the image or a copy (`data.membership`), if any
-    return [*cols, "models_agree", "error", "run", "in_run_split"]
+    # `in_run_split`: the run's split holding the image or a copy (`data.membership`), if any;
+    # the image's own hints, as predict's lines tag them (1, 0, empty: cannot run here)
+    return [*cols, "models_agree", "error", "run", "in_run_split", *IMAGE_FLAGS]
+
+
+def file_columns(out: Path, cols: list[str]) -> list[str]:
+    """The columns to write into `out`: `cols`, or the fewer columns of an earlier predict's
+    file being continued (the same columns in the same order, less some this version added:
+    the pooled answer's weak flag and the image hints), so that its resume goes on working.
+    Anything else is `_done_paths`' to judge."""
+    if not out.is_file():
+        return cols
+    with open(out, "rb") as fh:
+        first = fh.readline()
+    try:
+        head = next(csv.reader([first.decode("utf-8").rstrip("\r\n")]), [])
+    except UnicodeDecodeError:
+        return cols
+    dropped = [c for c in cols if c not in head]
+    if head == [c for c in cols if c in head] and set(dropped) <= set(LATER_COLUMNS):
+        return head
+    return cols
 
 
 def _done_paths(out: Path, cols: list[str], run_id: str,
@@ -190,7 +214,9 @@ def _done_paths(out: Path, cols: list[str], run_id: str,
     if not rows:
         return set()
     if rows[0] != cols:
-        if rows[0] == [c for c in cols if not c.startswith(f"{TOGETHER_COLUMN}_")]:
+        missing = [c for c in cols if c not in rows[0]]
+        if (rows[0] == [c for c in cols if c in rows[0]]
+                and f"{TOGETHER_COLUMN}_predicted" in missing):
             raise ValueError(f"{out} was written by an earlier predict, without the models' "
                              f"pooled answer ({TOGETHER_COLUMN}_* columns), and cannot be "
                              "continued: choose another --out")
@@ -238,7 +264,7 @@ def _bad_value(cols: list[str], row: list[str]) -> str | None:
             ok = value == "" if err else _is_probability(value)
         elif col == "models_agree":
             ok = value == "" if err else value in ("0", "1")
-        elif col.endswith(flags):
+        elif col.endswith(flags) or col in IMAGE_FLAGS or col == f"{TOGETHER_COLUMN}_weak":
             ok = value in ("", "0", "1")  # blank: not measured (a run without its OOD score)
         else:
             continue
@@ -275,16 +301,23 @@ def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, 
         for m in models:
             v = r["models"][m]
             row += [v["label"], *[f"{v['probs'][c]:.6f}" for c in class_names],
-                    *["" if v.get(k) is None else int(v[k]) for k in ANSWER_FLAGS]]
+                    *[_flag(v.get(k)) for k in ANSWER_FLAGS]]
         if len(models) > 1:
             pooled = r["together"]
-            row += [pooled["label"], *[f"{pooled['probs'][c]:.6f}" for c in class_names]]
-        by_path[r["path"]] = [*row, int(r["agree"]), "", run_id, r.get("in_run_split") or ""]
+            row += [pooled["label"], *[f"{pooled['probs'][c]:.6f}" for c in class_names],
+                    _flag(pooled.get("weak"))]
+        by_path[r["path"]] = [*row, int(r["agree"]), "", run_id, r.get("in_run_split") or "",
+                              *[_flag(r.get(k)) for k in IMAGE_FLAGS]]
     blank = [""] * (len(models) * (1 + len(class_names) + len(ANSWER_FLAGS))
-                    + (1 + len(class_names) if len(models) > 1 else 0))
+                    + (2 + len(class_names) if len(models) > 1 else 0))
     for p, reason in failures:
-        by_path[p] = [p, *blank, "", reason, run_id, ""]
+        by_path[p] = [p, *blank, "", reason, run_id, "", *[""] * len(IMAGE_FLAGS)]
     return [by_path[str(p)] for p in paths if str(p) in by_path]
+
+
+def _flag(value: bool | None) -> int | str:
+    """A warning's cell: 1 or 0, empty where it is not measured or cannot run here."""
+    return "" if value is None else int(value)
 
 
 def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int = CHUNK,
@@ -298,17 +331,18 @@ def stream_to_csv(predictor: Any, paths: Sequence[Path], out: Path, chunk: int =
     from pipeline.series import expand_series
 
     models, classes = list(predictor.models), list(predictor.class_names)
-    cols = header(classes, models)
+    full = header(classes, models)
     run_id = predictor.run.run_id
     items = expand_series(paths)  # a series file: a row per slice, each resumable
     names = [utf8_text(str(p)) for p in items]  # as the CSV holds them
     out.parent.mkdir(parents=True, exist_ok=True)
     with only_csv_writer(out):
+        cols = file_columns(out, full)
         done = _done_paths(out, cols, run_id, retry=set(names))
         todo = [p for p, name in zip(items, names, strict=True) if name not in done]
         written, failed = _append_rows(predictor, todo, out, cols, chunk, batch, progress)
     return {"written": written, "already_done": len(items) - len(todo), "failed": failed,
-            "out": str(out)}
+            "out": str(out), "columns_left_out": [c for c in full if c not in cols]}
 
 
 def _append_rows(predictor: Any, todo: list[Any], out: Path, cols: list[str], chunk: int,
@@ -318,12 +352,15 @@ def _append_rows(predictor: Any, todo: list[Any], out: Path, cols: list[str], ch
 
     models, classes = list(predictor.models), list(predictor.class_names)
     run_id = predictor.run.run_id
+    full = header(classes, models)
+    keep = [full.index(c) for c in cols]  # an earlier predict's file: its own columns
     written, failed, unsynced = 0, [], 0
     with open(out, "a", encoding="utf-8", newline="") as fh:
         if fh.tell() == 0:
             fh.write(to_csv(cols, []))
         for part, results, bad in iter_predictions(predictor, todo, batch=min(batch, chunk)):
-            fh.write(to_csv(None, _rows(part, results, bad, classes, models, run_id)))
+            rows = _rows(part, results, bad, classes, models, run_id)
+            fh.write(to_csv(None, [[r[i] for i in keep] for r in rows]))
             written += len(part)
             failed += bad
             unsynced += len(part)

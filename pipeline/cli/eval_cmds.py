@@ -190,6 +190,10 @@ def _predict_to_csv(predictor: Any, paths: list[Path], out: Path) -> None:
     with unreadable_report() as report:
         for path, reason in summary["failed"]:
             report(path, reason)
+    if summary["columns_left_out"]:  # continued as begun, so its rows stay one table
+        err.print(f"note: {shown(str(out))} was begun by an earlier predict: its rows go on "
+                  f"without the columns {', '.join(summary['columns_left_out'])} (a new "
+                  "--out file has them)", highlight=False, soft_wrap=True)
     sys.stdout.write(f"wrote {summary['written']} row(s) to {one_line(out)}"
                      f" ({summary['already_done']} already there)\n")
     if unanswered(summary["failed"]):
