@@ -214,9 +214,12 @@ def _done_paths(out: Path, cols: list[str], run_id: str,
     if not rows:
         return set()
     if rows[0] != cols:
-        missing = [c for c in cols if c not in rows[0]]
+        missing = [c for c in cols if c not in rows[0]]  # before the pooled answer, and so
+        # before the columns added after it too
         if (rows[0] == [c for c in cols if c in rows[0]]
-                and f"{TOGETHER_COLUMN}_predicted" in missing):
+                and f"{TOGETHER_COLUMN}_predicted" in missing
+                and all(c.startswith(f"{TOGETHER_COLUMN}_") or c in LATER_COLUMNS
+                        for c in missing)):
             raise ValueError(f"{out} was written by an earlier predict, without the models' "
                              f"pooled answer ({TOGETHER_COLUMN}_* columns), and cannot be "
                              "continued: choose another --out")
