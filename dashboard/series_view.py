@@ -79,7 +79,7 @@ def chosen_slice(upload: core.Upload, prefix: str) -> int:
 
 def sort_key(upload: core.Upload, prefix: str) -> str:
     """The slice table's "Sort the slices by" box: one per series, as `slider_key`; kept
-    across pages and dropped on a switch of run (`state.KEPT_PREFIXES`, `RUN_CHOICES`)."""
+    across pages (`state.KEPT_PREFIXES`); an order the run does not offer starts afresh."""
     return f"{prefix}_slice_sort_{upload.digest[:16]}"
 
 

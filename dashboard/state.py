@@ -10,6 +10,7 @@ sessions); the Predict page's uploads across pages in `dashboard.uploads`.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -310,27 +311,51 @@ KEPT_CHOICES = ("predict_method", "predict_target", "predict_alpha", "predict_ou
                 "sample_count", "err_by", "err_true", "err_pred", "err_page_size", "err_page",
                 "err_grid", "quality_rows")
 KEPT_PREFIXES = ("predict_layer_", "predict_slice_sort_")
-# the kept choices whose options come from the run (its classes, models, layers): another run
-# starts them afresh rather than offer a class or layer it does not have
-RUN_CHOICES = ("predict_target", "err_true", "err_pred", "quality_rows", "predict_layer_",
-               "predict_summary_sort", "predict_slice_sort_")
+# Kept choices that are each run's own: the layer box starts on the run's chosen layer, so
+# another run starts it afresh (`offered`). A choice of a class, model or order is kept while
+# the run offers it.
+RESET_ON_SWITCH = ("predict_layer_",)
 _KEPT_FOR = "kept_choices_run"
+_TO_RESET = "choices_to_reset"  # run-bound keys a switch of run left to reset where drawn
 
 
 def keep_choices() -> None:
     """Carry the kept widgets' values into this script run (Streamlit's documented way: assign
-    each key to itself before any widget is drawn), dropping the run-bound ones after a switch
-    of run. Call on every run, after the run picker."""
+    each key to itself before any widget is drawn), marking the run's own ones
+    (`RESET_ON_SWITCH`) for a reset by `offered` after a switch of run. Call on every run,
+    after the run picker."""
     run = st.session_state.get(RUN_KEY)
     switched = st.session_state.get(_KEPT_FOR, run) != run
     st.session_state[_KEPT_FOR] = run
+    reset = set(st.session_state.get(_TO_RESET, ()))
     for key in list(st.session_state.keys()):
         if not (key in KEPT_CHOICES or key.startswith(KEPT_PREFIXES)):
             continue
-        if switched and key.startswith(RUN_CHOICES):
-            del st.session_state[key]
-        else:
-            st.session_state[key] = st.session_state[key]
+        if switched and key.startswith(RESET_ON_SWITCH):
+            reset.add(key)
+        st.session_state[key] = st.session_state[key]
+    st.session_state[_TO_RESET] = reset
+
+
+def offered(key: str, options: Sequence[Any], default: Any) -> None:
+    """Before drawing the kept select box or multiselect `key`: its value becomes `default`
+    when the run does not offer it (a multiselect drops what is not offered), or after a switch
+    of run for a run's own choice (`keep_choices`). By assignment: deleting the key, as this
+    did before, left the browser showing the old choice while the page used the default
+    (Streamlit #16388: a review found "glioma" in the box over heatmaps for the predicted
+    class after a switch of run)."""
+    reset = st.session_state.get(_TO_RESET, set())
+    if key in reset:
+        reset.discard(key)
+        st.session_state[key] = default
+    elif key not in st.session_state:
+        return
+    value = st.session_state[key]
+    if isinstance(value, list):
+        if any(v not in options for v in value):
+            st.session_state[key] = [v for v in value if v in options]
+    elif value not in options:
+        st.session_state[key] = default
 
 
 def sidebar() -> None:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard import card_flags, core, flags, records
+from dashboard import card_flags, core, flags, records, state
 from dashboard import figures as F
 from dashboard.inference import (
     ImageResult,
@@ -96,7 +96,9 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                                # from the registry: a new method is described with the others
                                + methods_in_words() + ".")
     method = None if choice == DEFAULT_METHOD else choice
-    target = c2.selectbox("Explain which class", ["predicted class", *class_names],
+    targets = ["predicted class", *class_names]
+    state.offered(f"{prefix}_target", targets, "predicted class")  # kept if this run has it
+    target = c2.selectbox("Explain which class", targets,
                           key=f"{prefix}_target", format_func=F.class_name,
                           help="'predicted class' explains each model's own answer; choose a "
                                "class to ask 'what would make this look like X?'.")
@@ -112,6 +114,8 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
             for m, ex in explainers.items():
                 options = list(ex.valid_layers)
                 index = options.index(ex.layer) if ex.layer in options else len(options) - 1
+                # the run's chosen layer again after a switch of run (`state.RESET_ON_SWITCH`)
+                state.offered(f"{prefix}_layer_{m}", options, options[index])
                 layers[m] = st.selectbox(
                     f"{F.model_label(m)} layer", options, index=index, key=f"{prefix}_layer_{m}",
                     width=SELECT_WIDTH["layer"],

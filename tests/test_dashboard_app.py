@@ -1471,18 +1471,24 @@ def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
     assert f"Deduplicated split · run `{older.name}`" in _texts(at.sidebar.caption)
 
 
-def test_choices_survive_a_visit_to_another_page_but_not_a_switch_of_run(
+def test_choices_survive_a_visit_to_another_page_and_a_switch_of_run(
         smoke_run, tmp_path, monkeypatch):
     """A reviewer set the method, the class and the opacity on Predict and the filters on Error
     analysis, looked at About, came back: every choice was reset (Streamlit drops a widget's
-    state in a run that does not draw it). They are kept now; a run with other classes or
-    layers starts its run-bound choices afresh instead of offering ones it lacks."""
+    state in a run that does not draw it). They are kept now, and across a switch of run
+    while that run offers them; the layer box, each run's own choice, starts on the new run's
+    chosen layer (`test_a_choice_the_run_does_not_offer_gives_way_to_its_default` for the
+    rest, and the browser test for what the box shows)."""
     run, older = _two_runs(smoke_run, tmp_path, monkeypatch)
     at = _app("predict")
     at.file_uploader(key="uploads").set_value([(*_test_image(smoke_run), "image/jpeg")]).run()
     at.selectbox(key="predict_method").set_value("layercam").run()
     at.selectbox(key="predict_target").set_value("meningioma").run()
     at.slider(key="predict_alpha").set_value(0.7).run()
+    layer = at.selectbox(key="predict_layer_custom_cnn")
+    default_layer = layer.value
+    layer.select_index(0 if layer.index else 1).run()
+    assert at.selectbox(key="predict_layer_custom_cnn").value != default_layer
     at.switch_page(PAGES["errors"][0]).run()
     at.selectbox(key="err_by").set_value("all").run()
     at.multiselect(key="err_true").set_value(["glioma"]).run()
@@ -1502,7 +1508,40 @@ def test_choices_survive_a_visit_to_another_page_but_not_a_switch_of_run(
     at.switch_page(PAGES["predict"][0]).run()
     _ok(at)
     assert at.selectbox(key="predict_method").value == "layercam"  # not bound to a run
-    assert at.selectbox(key="predict_target").value == "predicted class"  # bound: afresh
+    assert at.selectbox(key="predict_target").value == "meningioma"  # the older run has it
+    assert at.selectbox(key="predict_layer_custom_cnn").value == default_layer  # the run's own
+    assert all("LayerCAM for 'meningioma'" in c for c in _captions(at)), _captions(at)
+    at.switch_page(PAGES["errors"][0]).run()
+    _ok(at)
+    assert at.multiselect(key="err_true").value == ["glioma"]
+
+
+def test_a_choice_the_run_does_not_offer_gives_way_to_its_default():
+    """`state.offered`: a kept value the run does not offer becomes the default (a
+    multiselect keeps what is offered), assigned so that the browser shows it too."""
+
+    def script() -> None:
+        import streamlit as st
+
+        from dashboard import state
+
+        opts = st.session_state.get("opts", ["a", "b", "c"])
+        state.offered("one", opts, "a")
+        st.selectbox("One", opts, key="one")
+        state.offered("many", opts, [])
+        st.multiselect("Many", opts, key="many")
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT)
+    at.run()
+    at.selectbox(key="one").set_value("c").run()
+    at.multiselect(key="many").set_value(["b", "c"]).run()
+    at.session_state["opts"] = ["a", "b", "d"]
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="one").value == "a"
+    assert at.multiselect(key="many").value == ["b"]
+    at.selectbox(key="one").set_value("d").run()  # an offered choice stays
+    assert at.selectbox(key="one").value == "d" and at.multiselect(key="many").value == ["b"]
 
 
 def _machine_paths(tmp_path: Path) -> list[str]:

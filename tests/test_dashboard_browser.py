@@ -750,3 +750,59 @@ def test_the_calibration_line_and_a_quoted_name_at_1280x720(smoke_run: Path, tmp
         stop_streamlit(proc)
     assert " ".join(shown.split()) == line  # the line the card shows is the one measured
     assert len(lines) == 1 and lines[0][0] <= CALIBRATION_MAX_LINES, (lines, line, len(line))
+
+
+def test_a_chosen_class_outlives_a_switch_of_run_on_screen_and_in_the_heatmaps(
+        smoke_run: Path, tmp_path: Path):
+    """A review chose "Explain which class", switched the run in the sidebar, and saw the box
+    still on that class over heatmaps captioned for each model's own answer: the page had
+    deleted the choice, Streamlit's browser side kept showing it (Streamlit #16388). A choice
+    the other run offers is kept now, in the box and in the captions alike."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    _need_chromium()
+    adir = tmp_path / "artifacts"
+    run = adir / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    (adir / "latest").write_text(smoke_run.name + "\n")
+    older = run.parent / "20000101-000000-aaaaaa"
+    shutil.copytree(run, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    manifest.update(run_id=older.name, created="2000-01-01T00:00:00+00:00", title="Older copy")
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    log = tmp_path / "streamlit.log"
+    port = free_port()
+    proc = start_streamlit(port, {**os.environ, "BRAIN_MRI_ARTIFACTS": str(adir)}, log)
+    try:
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc, time.perf_counter() + 90, log)
+        except BenchError as exc:
+            pytest.fail(str(exc))
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1700})
+                _open_predict(page, f"http://127.0.0.1:{port}", log)
+                before = _upload_and_wait(page, [_test_image(smoke_run)], log)
+                answers = {c.split("'")[1] for c, _ in before}
+                shown = [class_label(c) for c in manifest["class_names"]]
+                target = next(c for c in reversed(shown) if c not in answers)
+                _pick(page, "Explain which class", target)
+                _overlays_when_drawn(page, 2, log, until=lambda drawn: all(
+                    f" for '{target}'" in c for c, _ in drawn))
+                runs = page.locator("[data-testid=stSidebar]").get_by_role("combobox",
+                                                                          name="Run")
+                runs.click()
+                page.get_by_role("option", name=re.compile("^Older copy")).click()
+                _wait_idle(page)
+                box = page.get_by_role("combobox", name="Explain which class").input_value()
+                drawn = _overlays_when_drawn(page, 2, log)
+                page.screenshot(path=str(tmp_path / "switched.png"))
+            finally:
+                browser.close()
+    finally:
+        stop_streamlit(proc)
+    assert box == target, (box, target)
+    assert all(f" for '{target}'" in c for c, _ in drawn), (box, drawn)

@@ -49,6 +49,10 @@ labels = {"any": "wrong by any model", "all": "wrong by every model", "disagree"
           "models disagree", **{m: f"wrong by {F.model_label(m)}" for m in models}}
 # a row where they fit, wrapping where not: in three columns the box showed "wrong by any mo"
 # at 819 and 911 px (a lecturer's projector)
+# a choice another run does not offer (a model, "disagree", a class) is dropped where drawn
+state.offered("err_by", views_options, "any")
+for key in ("err_true", "err_pred"):
+    state.offered(key, class_names, [])
 with st.container(horizontal=True, wrap=True, key="err_filters"):
     wrong_by = st.selectbox("Show images", views_options, format_func=labels.get, key="err_by",
                             width=views.SELECT_WIDTH["filter"])

@@ -89,6 +89,7 @@ with sample_col:
         # side by side where the column has room, else one under the other: in two columns
         # the box showed "any cl" at 819 px and "any c" at 911 px (a lecturer's projector)
         with st.container(horizontal=True, wrap=True, key="sample_choices"):
+            state.offered("sample_class", ["any class", *class_names], "any class")
             choice = st.selectbox("Class to draw", ["any class", *class_names],
                                   key="sample_class", format_func=F.class_name,
                                   width=views.SELECT_WIDTH["class"])

@@ -132,6 +132,7 @@ if charts.chart(F.sanity_figure, expl, key="quality_sanity", fix=CHART_FIX,
 rows = {m: e.get("rows") for m, e in expl.items() if isinstance(e.get("rows"), list)}
 if rows:
     with st.expander("Per-image results"):
+        state.offered("quality_rows", list(rows), next(iter(rows)))
         model = st.selectbox("Model", list(rows), format_func=F.model_label, key="quality_rows")
         st.dataframe(F.per_image_table(rows[model], run.class_names, region[model]),
                      hide_index=True,
