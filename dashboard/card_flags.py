@@ -7,10 +7,13 @@ them from here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dashboard import figures as F
 from dashboard import flags
 from dashboard.inference import Results
 from pipeline.data.membership import hides_unlike
+from pipeline.evaluate.flags import FLAG_LABELS
 from pipeline.explain import agreement
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, outside_share_words
 from pipeline.explain.render import heatmap_stats
@@ -56,3 +59,16 @@ def heatmaps_apart(results: Results, j: int) -> float | None:
                            if rs[j].target < len(results.class_names) else "",
                            rs[j].default, rs[j].crop)
         for rs in results.per_model.values()])
+
+
+def withheld(warnings: Sequence[object]) -> str:
+    """The label of the first of an image's warnings that says it may be no brain MRI
+    (`flags.NOT_MRI_KINDS`: "may be CT, not MRI"), whose card folds the answers behind "Show
+    the answers anyway"; "" for an image without one. The summary table and the PDF page say it
+    where they show (or hide) those answers: both printed a CT slice's confident "no tumour"
+    that its card hid (a review)."""
+    for f in warnings:
+        kind = getattr(f, "kind", "")
+        if kind in flags.NOT_MRI_KINDS:
+            return FLAG_LABELS[kind]
+    return ""

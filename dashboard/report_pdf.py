@@ -51,9 +51,13 @@ class Page:
     pooled: Mapping[str, float] | None = None
     pooled_note: str = ""
     pooled_weak: bool = False  # under its validation threshold: "(answer, weak)", as the card
+    # why the card hides the answers (`card_flags.withheld`: "may be CT, not MRI"), or "": the
+    # page then says so over each answer it shows anyway
+    withheld: str = ""
 
 
 PDF_TITLE = "Brain MRI XAI - teaching printout, not a medical report"
+WITHHELD_COLOUR = "#b91c1c"  # the titles of answers a card hides (may be no MRI): red
 SIDES_CHARS = 36  # the sides note's line, right of the colour strip (6.5 pt, to the margin)
 
 
@@ -91,8 +95,10 @@ def answer(model: PageModel) -> str:
 
 
 def _images(fig, page: Page) -> None:  # noqa: ANN001
+    anyway = f"{page.withheld[:1].upper()}{page.withheld[1:]}: shown anyway\n" * bool(
+        page.withheld)  # the card hides these answers: the page may not headline them
     panels = [("Original", page.original),
-              *[(f"{m.label} answers {answer(m)}\n{m.caption}", m.overlay)
+              *[(f"{anyway}{m.label} answers {answer(m)}\n{m.caption}", m.overlay)
                 for m in page.models]]
     width = 0.88 / len(panels)
     # each title line wrapped to its panel: one model's long layer name ran over the next
@@ -102,7 +108,7 @@ def _images(fig, page: Page) -> None:  # noqa: ANN001
         ax = fig.add_axes((0.06 + k * width, 0.56, width * 0.94, 0.29))
         ax.imshow(img)
         ax.set_title("\n".join(textwrap.fill(line, chars) for line in title.splitlines()),
-                     fontsize=7.5)
+                     fontsize=7.5, color=WITHHELD_COLOUR if k and page.withheld else "black")
         ax.axis("off")
 
 
@@ -146,8 +152,10 @@ def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
              else "")
     # "calibrated" overclaimed: the temperature is fitted on this run's validation images and
     # does not make other sources' probabilities calibrated (model card)
-    ax.set_title("Probabilities (temperature-scaled on this run's validation images)"
-                 + (f" · {truth}" if truth else ""), fontsize=9)
+    ax.set_title(("Shown anyway (" + page.withheld + "): " if page.withheld else "")
+                 + "Probabilities (temperature-scaled on this run's validation images)"
+                 + (f" · {truth}" if truth else ""), fontsize=9,
+                 color=WITHHELD_COLOUR if page.withheld else "black")
     if not rows:
         return FLAGS_TITLE + FLAGS_GAP
     # the table's real extent (laid out for the renderer): the flags start right below it

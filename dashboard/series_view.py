@@ -123,7 +123,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                                     s.seen_exact) for j, s in enumerate(slices)]
             thumbs = [summary_table.thumbnail_url(s.image) for s in slices]
             frame = summary_table.summary_frame(thumbs, names, results.probs, class_names,
-                                                flags, results.together)
+                                                flags, results.together,
+                                                [card_flags.withheld(f) for f in flags])
             orders = summary_table.sort_choices(list(results.probs), series=True)
             key = sort_key(upload, prefix)
             if st.session_state.get(key) not in orders:  # a model this run lacks, or unset

@@ -48,20 +48,25 @@ def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
 def summary_frame(thumbs: Sequence[str], names: Sequence[str],
                   probs: Mapping[str, np.ndarray], class_names: Sequence[str],
                   flags: Sequence[Sequence[str]],
-                  together: np.ndarray | None = None) -> pd.DataFrame:
+                  together: np.ndarray | None = None,
+                  hidden: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per analysed image for the many-uploads summary: thumbnail, each model's answer
     with its confidence (with `together`, (N, C) from `evaluate.together`, the models' pooled
     answer after them, as the card's answer line has it), agreement, how many flags it raised,
-    and the file name last (a long name first pushed the answers off a narrow window)."""
+    and the file name last (a long name first pushed the answers off a narrow window).
+    `hidden`: per image, why its card hides the answers (`card_flags.withheld`: "may be CT,
+    not MRI"), or "": such a row says that in place of its answers and agreement."""
     agree = agreement(probs)
     named = {**probs, **({TOGETHER_LABEL: together} if together is not None else {})}
     rows = []
     for i, name in enumerate(names):
         row: dict[str, Any] = {"image": thumbs[i]}
+        why = hidden[i] if hidden else ""
         for model, p in named.items():
             k = int(np.argmax(p[i]))
-            row[display_name(model)] = f"{class_label(class_names[k])} ({percent(p[i][k])})"
-        row["models agree"] = bool(agree[i])
+            row[display_name(model)] = (f"hidden: {why}" if why else
+                                        f"{class_label(class_names[k])} ({percent(p[i][k])})")
+        row["models agree"] = "–" if why else bool(agree[i])
         row["flags"] = len(flags[i])
         row["file"] = name
         rows.append(row)

@@ -242,7 +242,8 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
     return Page(upload.digest, upload.image, models, notes + answers + shortcuts,
                 upload.true_label, results.calibration_note, upload.radiological, pooled,
                 results.together_note,
-                pooled_weak=bool(pooled and below is not None and max(pooled.values()) < below))
+                pooled_weak=bool(pooled and below is not None and max(pooled.values()) < below),
+                withheld=card_flags.withheld(answers))
 
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,

@@ -227,3 +227,30 @@ def test_a_page_says_whose_right_is_where_as_the_card_does():
                            for page in text.split("\f")[:2])
     assert RADIOLOGICAL_SIDES in radiological and PICTURE_SIDES not in radiological
     assert PICTURE_SIDES in plain and RADIOLOGICAL_SIDES not in plain
+
+
+def test_a_page_whose_card_hides_the_answers_says_so_over_each():
+    """The card of a slice that may be CT folds its answers behind "Show the answers anyway";
+    its PDF page headlined "Custom CNN answers no tumour (97%)", the warning far below under
+    Flags (a review). The page says over each answer, and over the table, that it is shown
+    anyway, and why."""
+    import dataclasses
+    import subprocess
+
+    import pytest
+
+    page = dataclasses.replace(_page(1), withheld="may be CT, not MRI")
+    pdf = report_pdf([page], "Run (r1)", np.zeros((14, 256, 3), np.uint8))
+    try:
+        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
+                              check=True).stdout.decode()
+    except FileNotFoundError:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    flat = " ".join(text.split())
+    assert flat.count("May be CT, not MRI: shown anyway") == 2, flat
+    assert "Shown anyway (may be CT, not MRI): Probabilities" in flat, flat
+    assert "Custom CNN answers glioma (70%)" in flat  # shown, as the card's fold shows it
+    plain = " ".join(subprocess.run(["pdftotext", "-", "-"], input=report_pdf(
+        [_page(1)], "Run (r1)", np.zeros((14, 256, 3), np.uint8)), capture_output=True,
+        check=True).stdout.decode().split())
+    assert "shown anyway" not in plain.lower()

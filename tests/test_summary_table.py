@@ -115,3 +115,28 @@ def test_a_sorted_table_keeps_each_thumbnail_with_its_own_row():
     cells = [t for t in page.text if t.endswith(".png")]
     assert [a["alt"] for a in images] == cells == ["second.png", "first.png"]
     assert [a["src"] for a in images] == list(frame["image"])[::-1]  # each its own picture
+
+
+def test_a_row_whose_card_hides_its_answers_hides_them_too():
+    """A review uploaded CT slices: each card hid its answers behind "Show the answers anyway",
+    and the summary above the cards printed them in full ("no tumour (>99%)", "models agree:
+    yes"). Such a row now says why in place of the answers and the agreement."""
+    from dashboard.card_flags import withheld
+    from dashboard.flags import CT_WARNING, Flag
+
+    ct = [Flag(CT_WARNING, "ct"), Flag("The models disagree.", "disagree")]
+    assert withheld(ct) == "may be CT, not MRI"
+    assert withheld([Flag("The models disagree.", "disagree")]) == "" == withheld([])
+    probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
+             "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
+    thumbs = [summary_table.thumbnail_url(np.zeros((20, 20, 3), np.uint8))] * 2
+    frame = summary_table.summary_frame(thumbs, ["ct.jpg", "mri.jpg"], probs, CLASSES,
+                                        [ct, []], np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
+                                        [withheld(ct), withheld([])])
+    hidden, shown = frame.iloc[0], frame.iloc[1]
+    assert [hidden[c] for c in ("Custom CNN", "MobileNetV2", "Both, averaged")] == [
+        "hidden: may be CT, not MRI"] * 3
+    assert hidden["models agree"] == "–" and hidden["flags"] == 2
+    assert shown["Custom CNN"] == "pituitary (40%)" and shown["models agree"] is False
+    text = "".join(_read(summary_html(frame, "file")).text)
+    assert "glioma (70%)" not in text and "hidden: may be CT, not MRI" in text
