@@ -369,11 +369,17 @@ def sidebar() -> None:
         else:
             ids = list(choices)
             latest = latest_id(adir)
-            if st.session_state.get(RUN_KEY) not in ids:
-                st.session_state[RUN_KEY] = default
             titles = {r.run_id: r.title for r in discover_runs(str(adir))}
+            if st.session_state.get(RUN_KEY) not in ids:
+                # a reload keeps the run shown: the URL names it by its label (`bind` below),
+                # and a presenter's reload had silently gone back to the default run (a review)
+                asked = st.query_params.get(RUN_KEY)
+                named = {runinfo.run_label(r, titles.get(r)): r for r in ids}
+                st.session_state[RUN_KEY] = named.get(asked, default)
             chosen = st.selectbox(
-                "Run", ids, key=RUN_KEY,
+                "Run", ids, key=RUN_KEY, bind="query-params",
+                # the URL leaves out the default run (Streamlit drops a default's parameter)
+                index=ids.index(default) if default in ids else 0,
                 format_func=lambda r: runinfo.run_label(r, titles.get(r)),
                 help="Runs found in the artifacts folder, newest first: each run's title and "
                      "the end of its id. The caption below names the selected run in full and "

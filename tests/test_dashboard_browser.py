@@ -752,7 +752,7 @@ def test_the_calibration_line_and_a_quoted_name_at_1280x720(smoke_run: Path, tmp
     assert len(lines) == 1 and lines[0][0] <= CALIBRATION_MAX_LINES, (lines, line, len(line))
 
 
-def test_a_chosen_class_outlives_a_switch_of_run_on_screen_and_in_the_heatmaps(
+def test_a_chosen_class_outlives_a_switch_of_run_and_the_run_a_reload(
         smoke_run: Path, tmp_path: Path):
     """A review chose "Explain which class", switched the run in the sidebar, and saw the box
     still on that class over heatmaps captioned for each model's own answer: the page had
@@ -800,9 +800,19 @@ def test_a_chosen_class_outlives_a_switch_of_run_on_screen_and_in_the_heatmaps(
                 box = page.get_by_role("combobox", name="Explain which class").input_value()
                 drawn = _overlays_when_drawn(page, 2, log)
                 page.screenshot(path=str(tmp_path / "switched.png"))
+                # a presenter's reload went back to the default run without a word: the URL
+                # names the run now, and a reload keeps it
+                assert "run_choice=Older" in page.url, page.url
+                page.reload(wait_until="domcontentloaded")
+                runs = page.locator("[data-testid=stSidebar]").get_by_role("combobox",
+                                                                          name="Run")
+                runs.wait_for(state="visible", timeout=120_000)
+                _wait_idle(page)
+                reloaded = runs.input_value()
             finally:
                 browser.close()
     finally:
         stop_streamlit(proc)
     assert box == target, (box, target)
     assert all(f" for '{target}'" in c for c, _ in drawn), (box, drawn)
+    assert reloaded.startswith("Older copy"), reloaded

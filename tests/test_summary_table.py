@@ -130,9 +130,9 @@ def test_a_row_whose_card_hides_its_answers_hides_them_too():
     probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
              "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
     thumbs = [summary_table.thumbnail_url(np.zeros((20, 20, 3), np.uint8))] * 2
+    pooled = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]])
     frame = summary_table.summary_frame(thumbs, ["ct.jpg", "mri.jpg"], probs, CLASSES,
-                                        [ct, []], np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
-                                        [withheld(ct), withheld([])])
+                                        [ct, []], pooled, [withheld(ct), withheld([])])
     hidden, shown = frame.iloc[0], frame.iloc[1]
     assert [hidden[c] for c in ("Custom CNN", "MobileNetV2", "Both, averaged")] == [
         "hidden: may be CT, not MRI"] * 3
