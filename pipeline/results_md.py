@@ -268,13 +268,50 @@ def _verdict(comp: Mapping[str, Any]) -> str | None:
         return None
 
 
+def section_problems(run: Run, run_ref: str | None = None) -> dict[str, str]:
+    """{file: one line naming it, what is wrong, what results.md leaves out and the command
+    that rebuilds it} for each of comparison.json, robustness.json and flags.json that is
+    there but unusable. Such a file's section was dropped as if the run had none, without a
+    word (a review): `figures` warns with these lines and results.md ends with them."""
+    from pipeline.artifacts import ArtifactError, shown_path
+    from pipeline.gaps import fix_command, to_fix
+
+    checks = (  # file, what results.md leaves out without it, its usable test, its command
+        (run_files.COMPARISON, "the intervals, the paired test and the pooled answer",
+         lambda: isinstance(_dict(run.read_json(run_files.COMPARISON)).get("models"), list),
+         ("evaluate",)),
+        (run_files.ROBUSTNESS, "the robustness section", lambda: robustness_section(run),
+         ("evaluate", "--robustness")),
+        (FLAGS_FILE, "the warnings' section", lambda: flag_table(
+            _dict(run.read_json(FLAGS_FILE))), ("ood",)),
+    )
+    out = {}
+    for rel, lost, usable, command in checks:
+        if not (run.path / rel).is_file():
+            continue  # not measured: nothing to say
+        fix = (f"python -m pipeline {command[0]} --run {run_ref} {' '.join(command[1:])}".strip()
+               if run_ref else fix_command(run, *command))
+        try:
+            ok = usable()
+            problem = f"damaged file {shown_path(run.path / rel)}: not what it should hold"
+        except ArtifactError as exc:
+            ok, problem = False, str(exc)
+        if not ok:
+            out[rel] = to_fix(f"{problem}; results.md leaves out {lost}", fix)
+    return out
+
+
 def results_markdown(run: Run, run_ref: str | None = None) -> str:
     """The whole results.md of a run: header, test table, then robustness, warnings and
-    external folders where the run has them. `run_ref`: how a fix names the run (the CLI's
-    `--run`), default `gaps.run_arg`."""
+    external folders where the run has them, and last what a damaged file left out
+    (`section_problems`). `run_ref`: how a fix names the run (the CLI's `--run`), default
+    `gaps.run_arg`."""
     table = results_table(run, run_ref)
     parts = [header(run), f"## Test set ({test_set_kind(run)})\n", table]
     parts += [s for s in (together_section(run), robustness_section(run),
                           warnings_section(run), external_section(run)) if s]
+    if problems := section_problems(run, run_ref):
+        parts.append("## Left out\n\n" + "\n".join(f"- {_cell(line)}"
+                                                     for line in problems.values()) + "\n")
     return "\n".join(parts)
 

@@ -159,11 +159,22 @@ def test_results_md_leaves_out_a_damaged_section_and_says_nothing_false(tmp_path
     assert "## Robustness" not in text and "## Do the warnings" not in text
     assert "Intervals: 95 %; methods not recorded" in text
     assert results_table(open_run(path)) in text
+    # ... and says what it left out, and why: the sections went as if never measured (a review)
+    left = _section(text, "Left out")
+    assert "robustness.json: not what it should hold; results.md leaves out the robustness " \
+           f"section. To fix: run python -m pipeline evaluate --run {path} --robustness" in left
+    assert "flags.json" in left and "the warnings' section" in left and "ood --run" in left
+    assert "comparison.json" not in left  # an older file without ci_method is still usable
     metrics = json.loads((path / "mobilenetv2" / "metrics.json").read_text())
     del metrics["balanced_accuracy"]  # a file of another version: no traceback, the rest stands
     (path / "mobilenetv2" / "metrics.json").write_text(json.dumps(metrics))
+    (path / "comparison.json").write_text("{}")
     result = CliRunner().invoke(app, ["figures", "--run", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1, result.output  # written, but not a citable table
+    warned = [x for x in " ".join(result.stderr.split()).split("warning: ") if "damaged" in x]
+    assert [w.split(":")[0].rsplit("/", 1)[-1] for w in warned] == [
+        "comparison.json", "robustness.json", "flags.json"], result.stderr
+    assert "the intervals, the paired test and the pooled answer" in warned[0]
     text = (tmp_path / "o" / "results.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| MobileNetV2 |"))
     assert "mobilenetv2/metrics.json: no 'balanced_accuracy'" in row

@@ -316,14 +316,18 @@ def figures(
     them, robustness, the warnings' record and each `evaluate --data` folder's figures. The
     dashboard's Overview offers the same file ("Results as Markdown"). A model whose
     metrics.json or confusion_matrix.json is missing or damaged: one error line each, with
-    the fix, its row in results.md says the same, and the exit code is 1 (the files are written,
-    but the table is not citable). A missing or damaged history.json: a warning line naming it,
-    and the training curves say which model they leave out (only training writes the file).
+    the fix, and the exit code is 1 (the files are written, but not citable); its row in
+    results.md says so for metrics.json, the confusion figure leaves it out for
+    confusion_matrix.json. A missing or damaged history.json: a warning line naming it,
+    and the training curves say which model they leave out (only training writes the file). A
+    damaged comparison.json, robustness.json or flags.json: a warning line naming it and its
+    fix, which results.md's last section repeats.
 
     --out holds one run's figures: a folder holding another run's is refused in one line
     unless --replace (running figures again for the same run overwrites them)."""
     from pipeline.artifacts import ArtifactError, ensure_writable
     from pipeline.report import figure_problems, history_problems, make_figures
+    from pipeline.results_md import section_problems
 
     run = _open_run(artifacts_dir, run_)
     try:
@@ -339,6 +343,8 @@ def figures(
         sys.stdout.write(f"{path}\n")
     sys.stdout.write(f"from run {run.run_id}\n")
     for line in history_problems(run).values():  # curves without a model, said
+        err.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
+    for line in section_problems(run, ref).values():  # a section dropped, said
         err.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
     problems = figure_problems(run, ref)
     for line in problems.values():  # a model left out silently read as a complete table
