@@ -276,10 +276,19 @@ def test_choosing_again_for_one_model_keeps_the_others_choice(smoke_run: Path, t
                 "overwrite it") in " ".join(refused.output.split())
         assert (run_dir / CHOICE_FILE).read_bytes() == before
 
+    # explanations.json measures the earlier default (layercam): a new choice makes it stale,
+    # which explain-choose did not say (a review)
+    saved = run_dir / "custom_cnn" / "explanations.json"
+    saved.write_text(json.dumps(json.loads(saved.read_text()) | {"method": "layercam",
+                                                                  "layer": None}))
     res = choose("--model", "custom_cnn", "--replace")
     assert res.exit_code == 0, res.output
     assert ("mobilenetv2: layercam-fusion at out_relu: kept, chosen earlier on 352 validation "
             "images") in res.stdout
+    assert (f"note: custom_cnn/explanations.json measures layercam, no longer custom_cnn's "
+            f"default: run python -m pipeline explain-eval --run {run_dir} --model custom_cnn "
+            "to measure the new default") in " ".join(res.stderr.split())
+    assert "mobilenetv2/explanations.json" not in res.stderr  # not chosen now: not said
     data = json.loads((run_dir / CHOICE_FILE).read_text())
     assert list(data["models"]) == ["custom_cnn", "mobilenetv2"]
     kept = data["models"]["mobilenetv2"]
@@ -319,9 +328,12 @@ def test_explain_eval_refuses_to_measure_another_than_the_default_unless_replace
     (run_dir / CHOICE_FILE).write_text(json.dumps(
         {"models": {"custom_cnn": {"method": "layercam", "layer": None}}}))
     saved = run_dir / "custom_cnn" / "explanations.json"
+    held = json.loads(saved.read_text())
+    stale = held["method"], held.get("layer")  # the smoke run's default when measured
+    assert stale[0] != "layercam"
+    saved.write_text(json.dumps(held | {"method": "layercam", "layer": layer}))  # the default's
     before = saved.read_bytes()
-    n = json.loads(before)
-    n = n.get("n_faithfulness", n["n"])  # as many images: only the method is in question
+    n = held.get("n_faithfulness", held["n"])  # as many images: only the method is in question
 
     def evaluate(*args: str, images: int = n):
         return CliRunner().invoke(app, ["explain-eval", "--run", str(run_dir), "--model",
@@ -347,6 +359,26 @@ def test_explain_eval_refuses_to_measure_another_than_the_default_unless_replace
 
     for method, at in ((None, None), ("layercam", None), ("layercam", layer), (None, layer)):
         assert not_the_default(run, "custom_cnn", method, at) is None, (method, at)
+
+    # A review chose another default with explain-choose: the file then held the earlier
+    # default, yet the refusal said it measured the new one, and a plain explain-eval replaced
+    # it without a word. The refusal says what it holds; the replacement is said.
+    from pipeline.explain.defaults import method_at, stale_measurement
+
+    saved.write_text(json.dumps(held))
+    assert stale_measurement(run, "custom_cnn") == method_at(*stale)
+    refused = evaluate("--method", stale[0])
+    assert refused.exit_code == 2, refused.output
+    assert (f"error: custom_cnn/explanations.json holds {method_at(*stale)}, no longer "
+            f"custom_cnn's default (layercam at {layer}, explain_choice.json)") in " ".join(
+        refused.output.split())
+    done = evaluate()
+    assert done.exit_code == 0, done.output
+    assert (f"note: custom_cnn/explanations.json held {method_at(*stale)}, no longer the "
+            f"default: replaced by this measurement of layercam at {layer}") in " ".join(
+        done.stderr.split())
+    assert json.loads(saved.read_text())["method"] == "layercam"
+    assert stale_measurement(run, "custom_cnn") is None
 
     res = evaluate("--method", "gradcam", "--replace", images=2)
     assert res.exit_code == 0, res.output

@@ -90,3 +90,12 @@ def explain_choose_cmd(
             sys.stdout.write(f"{m}: {CENTRE_BASELINE}: pointing {centre:.2f} on the same "
                              "images\n")
     sys.stdout.write(f"written: {CHOICE_FILE} in {as_given(run_dir)}\n")
+    from pipeline.artifacts import open_run
+    from pipeline.explain.defaults import stale_measurement
+
+    run = open_run(run_dir)
+    for m in names:  # the quality page shows explanations.json as the default's measurement
+        if held := stale_measurement(run, m):
+            say(f"note: {m}/explanations.json measures {held}, no longer {m}'s default: run "
+                f"python -m pipeline explain-eval --run {as_given(run_dir)} --model {m} to "
+                "measure the new default")

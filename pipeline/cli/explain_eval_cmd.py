@@ -29,6 +29,7 @@ from pipeline.cli.common import (
     progress_bar,
     report_gaps,
     report_source,
+    say,
     shown,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
@@ -81,7 +82,7 @@ def explain_eval_cmd(
     or --name)."""
     from pipeline.artifacts import ArtifactError, open_run, resolve_run
     from pipeline.explain import explain_eval
-    from pipeline.explain.defaults import not_the_default
+    from pipeline.explain.defaults import method_at, not_the_default, stale_measurement
     from pipeline.explain.quality import holds_test_split
     from pipeline.locks import run_writer
 
@@ -115,6 +116,10 @@ def explain_eval_cmd(
                 data = run_data
             # the run's own test split, found by default or given with --data (a checkout where the
             # recorded path does not resolve): explanations.json, which the guards protect
+            stale: dict[str, str] = {}  # explanations.json of an earlier default, replaced
+            if data is None or holds_test_split(run, data):
+                stale = {n: held for n in names or run.model_names
+                         if (held := stale_measurement(run, n))}
             if not replace and (data is None or holds_test_split(run, data)):
                 for name in names or run.model_names:
                     keep_larger(run.path / name / run_files.EXPLANATIONS, ("n_faithfulness", "n"),
@@ -129,6 +134,11 @@ def explain_eval_cmd(
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     report_gaps([r["layer_note"] for r in results.values() if r.get("layer_note")])
+    for name, held in stale.items():  # what was thrown away, said (a review)
+        if name in results:
+            now = method_at(results[name]["method"], results[name].get("layer"))
+            say(f"note: {name}/explanations.json held {held}, no longer the default: "
+                f"replaced by this measurement of {now}")
     first = next(iter(results.values()))
     if first["source"].get("kind") == "external":  # copies of training images, ignored folders
         report_source(first["source"], len(results))

@@ -91,9 +91,34 @@ def not_the_default(run: Run, name: str, method: str | None, layer: str | None
         return None
     default, default_layer = resolve_explanation(run, name)
     asked = " ".join(f"{opt} {v}" for opt, v in (("--method", method), ("--layer", layer)) if v)
+    held = stale_measurement(run, name)
+    if held is not None:  # explain-choose changed the default since the file was measured
+        return (f"{name}/explanations.json holds {held}, no longer {name}'s default "
+                f"({method_at(default, default_layer)}, explain_choice.json), which the file "
+                "is meant to measure: run explain-eval without --method and --layer to measure "
+                f"the default, or pass --replace to measure {method_at(use, use_layer)} in it "
+                "anyway")
     return (f"{name}/explanations.json measures {name}'s default "
             f"({method_at(default, default_layer)}); {asked} would replace it with "
             f"{method_at(use, use_layer)}: pass --replace, or measure on a copy of the run")
+
+
+def stale_measurement(run: Run, name: str) -> str | None:
+    """"hirescam-mirror at gradcam_target" when model `name`'s explanations.json measures
+    another method or layer than its default (explain-choose chose another since; the
+    dashboard's quality page shows the file as the default's), else None (the default, or no
+    readable file)."""
+    from pipeline import run_files
+
+    try:
+        held = run.read_json(f"{name}/{run_files.EXPLANATIONS}")
+    except ArtifactError:
+        return None
+    method = held.get("method") if isinstance(held, dict) else None
+    if not isinstance(method, str):
+        return None
+    layer = held.get("layer") if isinstance(held.get("layer"), str) else None
+    return None if is_default(run, name, method, layer) else method_at(method, layer)
 
 
 def is_default(run: Run, name: str, method: str, layer: str | None) -> bool:
