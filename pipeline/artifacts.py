@@ -307,8 +307,11 @@ def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
     if candidate.is_dir() and (candidate / run_files.MANIFEST).exists():
         return candidate
     by_id = artifacts_dir / "runs" / str(run)
-    if by_id.is_dir():
+    if by_id.is_dir() and not candidate.is_absolute():  # "/tmp" joined as itself
         return by_id
+    if candidate.is_dir():  # was "missing file manifest.json", naming no folder (a review)
+        raise ArtifactError(f"{run} is not a run folder (it has no {run_files.MANIFEST}): give "
+                            "a run folder, a run id or 'latest'")
     known = ", ".join(r.run_id for r in list_runs(artifacts_dir)[:5]) or "none"
     raise ArtifactError(f"run {run!r} not found in {artifacts_dir / 'runs'} (recent runs: {known})")
 

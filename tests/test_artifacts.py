@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,19 @@ def test_unknown_run_lists_known_ones(tmp_path):
     run_dir = _finished_run(tmp_path)
     with pytest.raises(ArtifactError, match=run_dir.name):
         resolve_run(tmp_path, "nope")
+
+
+def test_a_folder_that_is_no_run_is_named_as_such(tmp_path):
+    """`--run /tmp` said "missing file manifest.json", naming no folder (an absolute path was
+    joined under runs/ as itself, and opened as a run)."""
+    run_dir = _finished_run(tmp_path)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    for given in (str(other), str(tmp_path / "runs")):
+        with pytest.raises(ArtifactError, match=rf"^{re.escape(given)} is not a run folder \(it "
+                                                r"has no manifest.json\): give a run folder"):
+            resolve_run(tmp_path, given)
+    assert resolve_run(tmp_path, str(run_dir)) == run_dir  # a run folder by its path still
 
 
 def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):

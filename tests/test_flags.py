@@ -451,6 +451,16 @@ def test_a_one_model_run_s_warnings_and_split_notes_speak_of_one_model(capsys) -
     warning_legend(every, {"train", "val", "test"})
     two = capsys.readouterr().err
     assert all(SEEN_MEANINGS[s] in two for s in SEEN_MEANINGS)
+    # the tags as printed: a near copy's tag had no line of its own (a review)
+    from pipeline.data.membership import seen_tag
+
+    warning_legend(set(), {seen_tag("val", False)}, answered=False)
+    near = capsys.readouterr().err
+    assert near == f"[a near copy in this run's validation split]: {SEEN_MEANINGS['val']}.\n"
+    warning_legend(set(), {seen_tag("val", True), seen_tag("val", False)}, answered=False)
+    assert capsys.readouterr().err == (
+        "[in this run's validation split], [a near copy in this run's validation split]: "
+        f"{SEEN_MEANINGS['val']}.\n")
     # the dashboard's split note on an upload (the Predict page passes the run's model count)
     upload = Upload("a.png", "0" * 64)
     upload.mark_seen(Seen("train", 0, True), {}, n_models=1)

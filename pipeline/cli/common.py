@@ -135,11 +135,13 @@ def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset
     for "no tumour" answers when `seen` holds `names.NO_TUMOR` (never a rule-out), one per
     split of the run that answered images were found in (`splits`, `data.membership`), then
     the disclaimer every answer comes with (the dashboard's and the PDF's; none without an
-    answer, `answered` False). `sartaj`: the run was trained on the Sartaj data
-    (`known_data.trained_on_sartaj`), whose facts the lines may then state. `n_models`: how
-    many models the run has, the lines' number as About's ("the model learnt…, so its answer"
-    for a run of one). `extra`: lines of the command's own tags, said before the disclaimer."""
-    from pipeline.data.membership import SEEN_TAGS, seen_meaning
+    answer, `answered` False). `splits`: the split tags printed (`membership.seen_tag`: the
+    image itself or a near copy), or bare split names. `sartaj`: the run was trained on the
+    Sartaj data (`known_data.trained_on_sartaj`), whose facts the lines may then state.
+    `n_models`: how many models the run has, the lines' number as About's ("the model
+    learnt…, so its answer" for a run of one). `extra`: lines of the command's own tags, said
+    before the disclaimer."""
+    from pipeline.data.membership import SEEN_TAGS, seen_meaning, seen_tag
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS, flag_meaning, no_tumour_caution
     from pipeline.names import DISCLAIMER, NO_TUMOR
 
@@ -147,7 +149,11 @@ def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset
              if k in seen]
     if NO_TUMOR in seen:  # any answer was "no tumour": never a rule-out
         lines.append(f"{NO_TUMOR}: {no_tumour_caution(sartaj)}.")
-    lines += [f"[{SEEN_TAGS[k]}]: {seen_meaning(k, n_models)}." for k in SEEN_TAGS if k in splits]
+    for k in SEEN_TAGS:  # a split's tags (the image, a near copy) printed: what they mean
+        tags = [t for t in (seen_tag(k, None), seen_tag(k, False)) if t in splits or k in splits]
+        if tags:  # "a near copy" had no line of its own (a review)
+            lines.append(f"{', '.join(tags) if len(tags) > 1 else tags[0]}: "
+                         f"{seen_meaning(k, n_models)}.")
     lines += extra
     for line in [*lines, DISCLAIMER] if answered else lines:
         err.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -160,8 +160,8 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
             tags.append(f"[{FLAG_LABELS['disagree']}]")
             seen.add("disagree")
         if split in SEEN_TAGS:  # one of the run's own images: its answer may be no test
-            tags.append(seen_tag(split, row.get("in_run_exact")))
-            splits.add(split)
+            tags.append(tag := seen_tag(split, row.get("in_run_exact")))
+            splits.add(tag)  # the legend explains each tag printed
         sys.stdout.write("\t".join([one_line(row["path"]), *parts, *([" ".join(tags)] if tags
                                                                     else [])]) + "\n")
 

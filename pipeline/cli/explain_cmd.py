@@ -257,8 +257,8 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
             tags.append(f"[{APART_MESSAGE}]")
             seen.add("apart")
         if split in SEEN_TAGS:
-            tags.append(seen_tag(split, row.get("in_run_exact")))
-            splits.add(split)
+            tags.append(tag := seen_tag(split, row.get("in_run_exact")))
+            splits.add(tag)  # the legend explains each tag printed
         if tags:
             parts.append(" ".join(tags))
         sys.stdout.write(f"{one_line(row['path'])}\t" + "\t".join(parts) + "\n")
