@@ -96,7 +96,7 @@ def header(run: Run) -> str:
     lines = [title_line(run.run_id), "",
              f"- Run: {_code(run.run_id)}" + (f" ({_code(title)})" if title else ""),
              f"- Test set: {kind}; {note}",
-             f"- Date: run created {created or 'at an unrecorded time'}",
+             f"- Date: run finished {created or 'at an unrecorded time'}",
              "- Intervals: 95 %; " + (_cell(method) if isinstance(method, str) else
                                      "methods not recorded (comparison.json has no ci_method)"),
              f"- Written by `python -m pipeline figures --run {run.run_id}` (brain-mri-xai)",

@@ -117,7 +117,7 @@ def test_results_md_is_citable_and_holds_every_table_the_run_has(run_id, tmp_pat
     comp = json.loads((path / "comparison.json").read_text())
     head = text[:text.index("\n## ")]
     assert f"`{run_id}`" in head.splitlines()[0]
-    assert f"Date: run created {manifest['created'][:10]} {manifest['created'][11:16]} UTC" in head
+    assert f"Date: run finished {manifest['created'][:10]} {manifest['created'][11:16]} UTC" in head
     assert comp["ci_method"] in head
     official = run_id == OFFICIAL
     kind = "official Testing/ folder" if official else "main split"
