@@ -380,12 +380,14 @@ def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None])
     n = len(earlier)
     done = f"{n} of {n_files} file(s)"
     again = [s for s in earlier if s is not None]
+    # "on this server": the store is shared, and a new session's first upload of an image
+    # someone had analysed read as an analysis the reader never made (a review)
     if n and len(again) == n:
-        return (f"{done} analysed earlier (it took {sum(again):.2f} s then) and shown again "
-                "from memory")
+        return (f"{done} analysed earlier on this server (it took {sum(again):.2f} s then) and "
+                "shown again from memory")
     note = f"{done} analysed in {seconds:.2f} s"
     if again:
-        note += f" ({len(again)} of them analysed earlier, shown again from memory)"
+        note += f" ({len(again)} of them analysed earlier on this server, shown again from memory)"
     return note
 
 

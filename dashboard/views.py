@@ -29,6 +29,7 @@ from pipeline.explain import (
     LAYER_METHODS,
     METHOD_LABELS,
     METHODS,
+    get_method,
     heatmap_to_rgb,
     methods_in_words,
     render_overlay,
@@ -52,7 +53,11 @@ BOX_COLOUR_NAME = "magenta"
 
 # the method box's first choice: each model's own default method and layer (Settings.method None)
 DEFAULT_METHOD = "default"
-CHOICE_LABELS = {DEFAULT_METHOD: "Each model's default", **METHOD_LABELS}
+# the menu says which methods take longer (the registry's `cost`); captions and tables name the
+# method alone (the menu's "Score-CAM (slower)" had reached every caption: a review)
+CHOICE_LABELS = {DEFAULT_METHOD: "Each model's default",
+                 **{m: f"{label} · slower" if get_method(m).cost == "slow" else label
+                    for m, label in METHOD_LABELS.items()}}
 
 # every picture of a card (original, overlays) is drawn this size, square, so that they show
 # at one height and their captions line up; small model inputs are enlarged to stay readable

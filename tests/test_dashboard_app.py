@@ -2161,7 +2161,7 @@ def test_uploads_survive_a_visit_to_another_page(artifacts: Path, smoke_run: Pat
     assert "kept from your earlier visit" in _texts(at.caption)
     assert not any("uploads are gone" in w.value for w in at.warning)
     # its results come from the result store: it was analysed earlier, not "in 0.00 s"
-    assert "1 of 1 file(s) analysed earlier (it took " in _texts(at.caption)
+    assert "1 of 1 file(s) analysed earlier on this server (it took " in _texts(at.caption)
     assert "analysed in 0.00 s" not in _texts(at.caption)
     # a rerun that keeps the uploader empty keeps showing them
     at.slider(key="predict_alpha").set_value(0.7).run()

@@ -799,12 +799,14 @@ def test_restored_results_say_when_they_were_analysed_not_0_seconds():
     """A restored upload (its results from the result store) said "analysed in 0.00 s"."""
     assert core.analysis_note(2, 1.234, [None]) == "1 of 2 file(s) analysed in 1.23 s"
     again = core.analysis_note(2, 0.001, [0.8, 0.45])
-    assert again == ("2 of 2 file(s) analysed earlier (it took 1.25 s then) and shown again "
-                     "from memory")
+    # "on this server": the store is shared by sessions (a new one's first upload said
+    # "analysed earlier" of an analysis its reader never made: a review)
+    assert again == ("2 of 2 file(s) analysed earlier on this server (it took 1.25 s then) and "
+                     "shown again from memory")
     assert "0.00 s" not in again
     mixed = core.analysis_note(3, 0.9, [None, 0.4, None])
-    assert mixed == ("3 of 3 file(s) analysed in 0.90 s (1 of them analysed earlier, shown "
-                     "again from memory)")
+    assert mixed == ("3 of 3 file(s) analysed in 0.90 s (1 of them analysed earlier on this "
+                     "server, shown again from memory)")
     # the benchmark reads "analysed in X s" from the page (pipeline.bench.browser)
     import re
 
@@ -952,3 +954,17 @@ def test_the_test_paths_note_names_the_data_s_own_split_folders_or_nothing():
     own = runinfo.test_paths_note(["test/Healthy/a.jpg", "train/Glioma/b.jpg"])
     assert "from `train/` and `test/` alike" in own and "Training" not in own
     assert runinfo.test_paths_note(["Training/glioma/a.jpg"]).endswith("from `Training/`.")
+
+
+def test_the_method_menu_says_which_are_slower_and_the_captions_do_not():
+    """The menu's "Score-CAM (slower)" was the method's own label, so every caption and table
+    said "Score-CAM (slower) for 'pituitary'" (a review): the menu alone says it now, from the
+    registry's `cost`."""
+    from dashboard.views import CHOICE_LABELS
+    from pipeline.explain import METHOD_LABELS, REGISTRY
+
+    slow = {m for m, method in REGISTRY.items() if method.cost == "slow"}
+    assert {"scorecam", "smoothgrad"} <= slow
+    assert CHOICE_LABELS["scorecam"] == "Score-CAM · slower"
+    assert all(CHOICE_LABELS[m].endswith(" · slower") == (m in slow) for m in METHOD_LABELS)
+    assert not any("slower" in label for label in METHOD_LABELS.values())

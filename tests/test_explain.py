@@ -268,7 +268,7 @@ def test_method_registry_names_labels_and_derived_lists() -> None:
         "hirescam-mirror": "HiResCAM, mirror-averaged",
         "layercam-mirror": "LayerCAM, mirror-averaged",
         "layercam-fusion-mirror": "Multi-layer LayerCAM (fusion), mirror-averaged",
-        "scorecam": "Score-CAM (slower)",
+        "scorecam": "Score-CAM",
         "smoothgrad": "SmoothGrad (pixel saliency)",
     }
     for name, method in E.REGISTRY.items():

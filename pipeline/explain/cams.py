@@ -297,7 +297,7 @@ class ScoreCam(Method):
     Python loop (about 5x faster on MobileNetV2)."""
 
     name = "scorecam"
-    label = "Score-CAM (slower)"
+    label = "Score-CAM"
     summary = "no gradients: how much each channel's map alone raises the class score"
     cost = "slow"
 

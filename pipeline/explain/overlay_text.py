@@ -137,8 +137,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     from pipeline.evaluate.flags import FLAG_LABELS, raised_flags
     from pipeline.explain.methods import METHOD_LABELS, target_words
 
-    # "Score-CAM (slower)": the dashboard's menu says how long it takes; a picture need not
-    method = METHOD_LABELS.get(entry["method"], entry["method"]).replace(" (slower)", "")
+    method = METHOD_LABELS.get(entry["method"], entry["method"])
     peak = f", hottest at the image's {entry['peak']}" if entry.get("peak") else ""
     def own(label: str) -> str:  # "class folder: Healthy", or ""
         names = [_printable(n) for n in (folders or {}).get(label) or ()]
