@@ -86,9 +86,10 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
   from other scanners or sequences are missed far more often (the model card below has the
   figures). A "no tumour" answer never rules a tumour out, and is least reliable on slices from
   other scanners or sequences.
-- Almost no T2 or FLAIR tumour slice was among the training images (18, not one glioma, by our
-  reading) while 161 of the 395 no-tumour ones are T2 or FLAIR: on such slices tumours are
-  mostly called "no tumour" or meningioma. A card says when a slice may be T2 or FLAIR, but
+- The dataset holds few T2 or FLAIR tumour slices (by our reading 18 of its `Training/` folder's
+  2475 tumour images, not one a glioma; its `Testing/` folder 33, 18 of them gliomas) while 161
+  of `Training/`'s 395 no-tumour images are T2 or FLAIR: on such slices tumours are mostly
+  called "no tumour" or meningioma. A card says when a slice may be T2 or FLAIR, but
   that check is learnt: it can miss such a slice, and now and then flag a T1 one.
 - The dataset holds {SARTAJ_CT_SLICES} CT slices among its MRI (counted by eye: 60 of the
   no-tumour folder's 500 images, 13 in the tumour folders), so a CT slice is usually called
