@@ -25,6 +25,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from dashboard import card_flags, paging, runinfo, summary_table, views
+from dashboard.figures.quality import ACCURACY_ROW
 from pipeline.explain import METHOD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1048,9 +1049,9 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
         column = "Custom CNN" if m == "custom_cnn" else "MobileNetV2"
         assert summary.loc["images", column] == str(e["n"])
         assert summary.loc["faithfulness and sanity on", column] == str(e["n_faithfulness"])
-        # the accuracy of these images, said not to be the test accuracy
-        assert summary.loc["accuracy on these explained images (not the headline test "
-                           "accuracy)", column].endswith(f" of {e['n']}")
+        # the accuracy of these images (the caption under the table: not the test accuracy)
+        assert summary.loc[ACCURACY_ROW, column].endswith(f" of {e['n']}")
+    assert any("their accuracy is not the run's test accuracy" in c.value for c in at.caption)
 
 
 def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypatch):
