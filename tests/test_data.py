@@ -644,6 +644,12 @@ def test_cli_audit_json_and_summary(planted: Path):
     result = runner.invoke(app, ["audit", str(planted), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    # the folder as given (a review found this machine's absolute path for a relative one)
+    import os
+
+    rel = os.path.relpath(planted)
+    relative = json.loads(runner.invoke(app, ["audit", rel, "--json"]).stdout)
+    assert relative["root"] == rel and report["root"] == str(planted)
     for key in ("classes", "counts", "unreadable", "exact_duplicate_groups",
                 "near_duplicate_groups", "cross_split_duplicates", "cross_class_duplicates",
                 "n_images"):

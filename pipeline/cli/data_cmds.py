@@ -33,8 +33,8 @@ def audit(
             report = run_audit(ds, progress=update)
     except DatasetError as exc:
         fail(str(exc))
-    if as_json:
-        print_json(report)
+    if as_json:  # the folder as given, as the tables head it: not this machine's absolute path
+        print_json({**report, "root": str(data_dir)})
     else:
         _print_audit(report, data_dir)
 
