@@ -974,6 +974,32 @@ def _folds_count_what_they_hold(at: AppTest) -> None:
                for w in answer_warnings)
 
 
+def test_error_analysis_cards_name_the_run_in_their_downloads(artifacts: Path, smoke_run: Path,
+                                                             monkeypatch):
+    """An Error analysis card's PDF named neither the run nor the model files, and its overlay
+    PNG no run (a review): the page gave its cards no run title or model hashes, as the
+    Predict page does."""
+    from pipeline.artifacts import open_run
+    from pipeline.names import display_name
+
+    passed: list[dict] = []
+    real = views.image_card
+
+    def recording(*args, **kwargs):
+        passed.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(views, "image_card", recording)
+    at = _app("errors")
+    _ok(at)
+    if not passed:
+        pytest.skip("the smoke models made no error to show")
+    run = open_run(smoke_run)
+    assert {k["run_title"] for k in passed} == {run.report_name}
+    assert all(set(k["model_hashes"]) == {display_name(m) for m in run.model_names}
+               for k in passed), passed[0]["model_hashes"]
+
+
 def test_error_analysis_pages_through_the_cards_in_a_grid(artifacts: Path, smoke_run: Path):
     """Fewer, smaller cards per page, every widget keyed: the page size and the page number
     are widget state, and a page number past the last page becomes the last page."""
@@ -997,6 +1023,14 @@ def test_error_analysis_pages_through_the_cards_in_a_grid(artifacts: Path, smoke
     assert at.number_input(key="err_page").value == last
     assert len(_captions(at)) == 2 * (errors - 8 * (last - 1))
     assert sum(_cards_in_rows(at, "err")) == errors - 8 * (last - 1)
+    # another filter starts on its first page: a review stayed on page 2 of the new filter, its
+    # first matches unseen
+    at.selectbox(key="err_page_size").set_value(2).run()
+    at.number_input(key="err_page").set_value(2).run()
+    assert at.number_input(key="err_page").value == 2
+    at.selectbox(key="err_by").set_value("all").run()
+    _ok(at)
+    assert at.number_input(key="err_page").value == 1
 
 
 def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_run: Path):

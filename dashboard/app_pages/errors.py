@@ -93,8 +93,14 @@ per_page = p1.selectbox("Cards per page", PAGE_SIZES, index=PAGE_SIZES.index(PAG
 grid_n = p3.selectbox("Cards per row", GRIDS, key="err_grid",
                       help="Two per row for a wide screen; one for a laptop or a projector.")
 n_pages = paging.page_count(len(rows), per_page)
-# fewer pages than the page shown (a filter, more cards per page): the last one; set before the
-# widget is drawn, so the box shows the page the cards are from
+# other filters (or another run): the first page of what they match, not the page number the
+# old ones were on (a review landed on page 2 of a new filter, its first matches unseen)
+asked = (run.run_id, wrong_by, tuple(true_sel), tuple(pred_sel))
+if st.session_state.get("err_page_for", asked) != asked:
+    st.session_state["err_page"] = 1
+st.session_state["err_page_for"] = asked
+# fewer pages than the page shown (more cards per page): the last one; set before the widget is
+# drawn, so the box shows the page the cards are from
 st.session_state["err_page"] = paging.clamp_page(st.session_state.get("err_page", 1), len(rows),
                                                  per_page)
 page = p2.number_input(f"Page (of {n_pages})", 1, n_pages, key="err_page")
@@ -115,7 +121,10 @@ for i, up in enumerate(uploads):
     if i % grid_n == 0:  # a new row of the grid: cards of one row start at one height
         grid = st.columns(grid_n)
     with grid[i % grid_n]:
+        # its PDF names the run and the model files, as the Predict page's (it said neither:
+        # a review)
         views.image_card(i, up, j if up.ok else None, results, class_names, settings,
                          prefix="err", box=boxes[i], compact=grid_n > 1,
-                         folders=folders_by_class(run.manifest))
+                         folders=folders_by_class(run.manifest), run_title=run.report_name,
+                         model_hashes=loader.model_hashes(run))
     j += int(up.ok)
