@@ -205,7 +205,8 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
                             may_be_ct=j < len(results.ct) and results.ct[j],
                             may_be_t2=j < len(results.t2) and bool(results.t2[j]),
                             outline=OUTLINE_PERCENT if outline else None,
-                            run=run_title or None, folders=folders)
+                            run=run_title or None, folders=folders,
+                            true_label=upload.true_label)
     scale = CAPTION_MIN_SIDE / min(img.shape[:2])
     if scale > 1:  # as large as explain's, so its caption reads at the same size
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),

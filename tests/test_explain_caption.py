@@ -371,3 +371,31 @@ def test_explain_size_writes_slide_sized_panels_and_keeps_a_folder_to_one_size(
                        (["--size", "5000"], "--size must be between 448 and 4096 px, got 5000"),
                        (["--bare", "--size", "700"], "--size sizes captioned overlays; --bare")):
         assert words in _one_error_line(_explain(smoke_run, tmp_path / "x", inputs, *bad))
+
+
+def test_a_test_image_s_overlay_says_its_true_class_and_whether_the_answer_is_right():
+    """The Error analysis page's "Overlay PNG" said "MobileNetV2 answers 'meningioma' (89%)"
+    of a glioma, with nothing to show it was wrong; its card and PDF say the true class (a
+    review). A test image's overlay says it now, and whether the answer is right."""
+    from helpers import one_card
+
+    from dashboard import views
+    from pipeline.explain.overlay_text import OVERLAY_NOTE
+    from pipeline.explain.render import caption_strip
+
+    classes = ["glioma", "no_tumor"]
+    results, upload = one_card([0.3, 0.7])
+    card = np.full((320, 320, 3), 128, np.uint8)
+    for true, verdict in (("glioma", "wrong"), ("no_tumor", "right")):
+        upload.true_label = true
+        picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
+        lines = ["Custom CNN answers 'no tumour' (70%)",
+                 f"True class (test split): '{'glioma' if true == 'glioma' else 'no tumour'}'; "
+                 f"the answer is {verdict}",
+                 "Heatmap: Grad-CAM for 'glioma', hottest at the image's upper left",
+                 'Warning: "no tumour" is no rule-out']
+        assert np.array_equal(picture[picture.shape[1]:],
+                              caption_strip(CAPTION_MIN_SIDE, lines, OVERLAY_NOTE))
+    upload.true_label = None  # an upload: no such line
+    plain = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
+    assert plain.shape[0] < picture.shape[0] or not np.array_equal(plain, picture)

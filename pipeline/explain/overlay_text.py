@@ -110,7 +110,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
                     may_be_ct: bool = False, may_be_t2: bool = False,
                     outline: float | None = None,
                     run: str | None = None,
-                    folders: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+                    folders: Mapping[str, Sequence[str]] | None = None,
+                    true_label: str | None = None) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
     heatmap explains, which may not be the answer (--target); what the white line is when the
@@ -127,6 +128,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     `folders`: class -> the run's class folders of other names (`discovery.folders_by_class`),
     said beside the answer and the heatmap's class as `explain` prints them, "answers 'no
     tumour' (class folder: Healthy)"; a run whose folders are named as its classes: nothing.
+    `true_label`: a test image's known class, said under the answer with whether it is right
+    (the Error analysis page's overlays travelled without it, unlike its cards and PDFs).
 
     >>> overlay_caption("custom_cnn", {"predicted": "no_tumor", "target": "glioma",
     ...                 "probs": {"glioma": 0.3, "no_tumor": 0.7}, "method": "gradcam",
@@ -150,6 +153,9 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     lines = [f"{display_name(model)} answers {named(entry['predicted'])} "
              f"({percent(entry['probs'][entry['predicted']])})",
              f"Heatmap: {method} {target}{peak}"]
+    if true_label is not None:
+        lines.insert(1, f"True class (test split): {named(true_label)}; the answer is "
+                        + ("right" if entry["predicted"] == true_label else "wrong"))
     if outline is not None:  # the line travels with the picture: say what it is
         lines.append(outline_words(outline))
     hidden = hides_unlike(in_run_split, in_run_exact)
