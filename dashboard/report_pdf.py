@@ -54,6 +54,9 @@ class Page:
     # why the card hides the answers (`card_flags.withheld`: "may be CT, not MRI"), or "": the
     # page then says so over each answer it shows anyway
     withheld: str = ""
+    # how the page's row names the image (`core.Upload.ref`: "upload 1 · slice 3 of 5", never a
+    # file name): the pages of a series' slices were told apart by their hashes alone
+    ref: str = ""
 
 
 PDF_TITLE = "Brain MRI XAI - teaching printout, not a medical report"
@@ -97,7 +100,7 @@ def answer(model: PageModel) -> str:
 def _images(fig, page: Page) -> None:  # noqa: ANN001
     anyway = f"{page.withheld[:1].upper()}{page.withheld[1:]}: shown anyway\n" * bool(
         page.withheld)  # the card hides these answers: the page may not headline them
-    panels = [("Original", page.original),
+    panels = [("Original" + (f"\n{page.ref}" if page.ref else ""), page.original),
               *[(f"{anyway}{m.label} answers {answer(m)}\n{m.caption}", m.overlay)
                 for m in page.models]]
     width = 0.88 / len(panels)

@@ -249,7 +249,7 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
                 upload.true_label, results.calibration_note, upload.radiological, pooled,
                 results.together_note,
                 pooled_weak=bool(pooled and below is not None and max(pooled.values()) < below),
-                withheld=card_flags.withheld(answers))
+                withheld=card_flags.withheld(answers), ref=upload.ref)
 
 
 def image_card(i: int, upload: core.Upload, j: int | None, results: Results | None,

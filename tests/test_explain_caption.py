@@ -399,3 +399,19 @@ def test_a_test_image_s_overlay_says_its_true_class_and_whether_the_answer_is_ri
     upload.true_label = None  # an upload: no such line
     plain = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
     assert plain.shape[0] < picture.shape[0] or not np.array_equal(plain, picture)
+
+
+def test_a_card_s_report_page_names_its_image_as_the_table_does():
+    """A series slice's PDF page said nothing of which slice it was (a review): the page
+    carries the upload's ref, as the predictions table names the row, and the CT gate's
+    reason where the card hides the answers."""
+    from helpers import one_card
+
+    from dashboard import views
+    from dashboard.inference import Settings
+
+    results, upload = one_card([0.3, 0.7], ct=[True])
+    upload.ref = "upload 1 · slice 3 of 5"
+    page = views.report_page(upload, 0, results, ["glioma", "no_tumor"], Settings())
+    assert page.ref == "upload 1 · slice 3 of 5"
+    assert page.withheld == "may be CT, not MRI"

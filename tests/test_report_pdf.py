@@ -254,3 +254,22 @@ def test_a_page_whose_card_hides_the_answers_says_so_over_each():
         [_page(1)], "Run (r1)", np.zeros((14, 256, 3), np.uint8)), capture_output=True,
         check=True).stdout.decode().split())
     assert "shown anyway" not in plain.lower()
+
+
+def test_a_page_names_its_image_as_the_table_does():
+    """The PDF pages of a series' slices were told apart by their hashes alone (a review): a
+    page names its image as the predictions table does ("upload 1 · slice 3 of 5"), never by
+    its file name."""
+    import dataclasses
+    import subprocess
+
+    import pytest
+
+    page = dataclasses.replace(_page(1), ref="upload 1 · slice 3 of 5")
+    try:
+        text = subprocess.run(["pdftotext", "-", "-"], input=report_pdf(
+            [page], "Run (r1)", np.zeros((14, 256, 3), np.uint8)), capture_output=True,
+            check=True).stdout.decode()
+    except FileNotFoundError:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    assert "upload 1 · slice 3 of 5" in text, text
