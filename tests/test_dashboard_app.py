@@ -1107,6 +1107,35 @@ def test_quality_page_says_when_heatmaps_are_empty(smoke_run, tmp_path, monkeypa
     assert summary.loc["empty heatmaps (no evidence shown)", "Custom CNN"] == "3"
 
 
+def test_quality_page_shows_what_each_default_was_chosen_from(smoke_run, tmp_path, monkeypatch):
+    """The page named the chosen default of each model but never the candidates behind it,
+    which explain_choice.json keeps (a review): a table per model, best first, the chosen one
+    marked, with the rule and the baselines."""
+    from dashboard.figures.choice import CHOSEN
+    from pipeline.explain.choice import RULE
+
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    layer = json.loads((run / "manifest.json").read_text())["models"]["custom_cnn"][
+        "gradcam_layer"]
+    table = [{"method": "gradcam", "layer": layer, "pointing_game": 0.5, "energy_in_mask": 0.3,
+              "tied_with_best": False},
+             {"method": "layercam", "layer": layer, "pointing_game": 0.75,
+              "energy_in_mask": 0.45, "tied_with_best": True}]
+    (run / "explain_choice.json").write_text(json.dumps({"models": {"custom_cnn": {
+        "method": "layercam", "layer": layer, "pointing_game": 0.75, "n_images": 8,
+        "chance": 0.04, "pointing_game_centre": 0.25, "rule": RULE, "table": table}}}))
+    at = _app("quality")
+    _ok(at)
+    shown = _frame(at, "tied with the best")
+    assert shown is not None, "no table of the candidates"
+    assert list(shown["method"]) == ["LayerCAM", "Grad-CAM"]  # best first
+    assert list(shown["pointing game"]) == ["75.0%", "50.0%"]
+    assert list(shown[""]) == [CHOSEN, ""]
+    said = _texts(at.caption)
+    assert ("Chosen on 8 validation images with a tumour box (never test images): highest "
+            "pointing game") in said and "Chance 4%; a heatmap that always peaks" in said
+
+
 def test_quality_page_names_the_sartaj_boxes_only_for_a_run_trained_on_them(
         smoke_run, tmp_path, monkeypatch):
     """A student's 3-class run without masks was told "for the Sartaj images pass the tumour

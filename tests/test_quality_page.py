@@ -366,3 +366,26 @@ def test_masks_are_boxes_on_the_real_runs_and_the_tumour_itself_on_the_phantoms(
     assert runinfo.masks_are_boxes("/anywhere/masks", "data/sartaj", facts)
     assert not runinfo.masks_are_boxes("data/synth/masks", "data/synth",
                                        runinfo.BoxFacts(tumour_test=2))
+
+
+def test_the_choice_table_of_a_shipped_run_marks_its_default_best_first():
+    """explain_choice.json's candidates as the quality page shows them: every scored row,
+    best pointing game first, the recorded choice marked once with its own figure."""
+    import json
+    from pathlib import Path
+
+    from dashboard.figures.choice import CHOSEN, choice_caption, choice_table
+
+    root = Path(__file__).resolve().parents[1] / "artifacts" / "runs" / "20261204-234844-8cf044"
+    choices = json.loads((root / "explain_choice.json").read_text())["models"]
+    for entry in choices.values():
+        table = choice_table(entry, "gradcam_target")
+        assert table is not None and len(table) == len(entry["table"])
+        shown = [float(x.rstrip("%")) for x in table["pointing game"]]
+        assert shown == sorted(shown, reverse=True)
+        chosen = table[table[""] == CHOSEN]
+        assert len(chosen) == 1
+        assert chosen["pointing game"].iloc[0] == f"{entry['pointing_game']:.1%}"
+        assert f"Chosen on {entry['n_images']} validation images" in choice_caption(entry)
+    assert choice_table({"method": "gradcam"}) is None  # chosen before tables were kept
+    assert choice_table({"table": [{"method": "gradcam", "pointing_game": "x"}]}) is None

@@ -9,6 +9,7 @@ from dashboard.figures.external import external_table
 from pipeline import run_files
 from pipeline.explain.agreement import record_line, record_sentence
 from pipeline.explain.alarm import OUTSIDE_HEAD_BLIND, OUTSIDE_HEAD_MESSAGE
+from pipeline.explain.choice import recorded_choices
 from pipeline.known_data import trained_on_sartaj
 
 CHART_FIX = "Re-run `python -m pipeline explain-eval`."
@@ -67,6 +68,18 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
                + "A default method and layer chosen by pointing game on validation boxes "
                "(explain-choose) is chosen for this score too: a high score is not independent "
                "proof that an answer rests on the tumour.")
+    # what each default was chosen from (explain_choice.json's table; a review missed it)
+    chosen = {m: e for m, e in recorded_choices(run.path)[0].items() if m in run.model_names}
+    tables = {m: F.choice_table(e, run.model_info(m).get("gradcam_layer"))
+              for m, e in chosen.items()}
+    if any(t is not None for t in tables.values()):
+        with st.expander("How each model's default method and layer were chosen",
+                         icon=":material/rule:"):
+            for m, table in tables.items():
+                if table is not None:
+                    st.markdown(f"**{F.model_label(m)}**")
+                    st.dataframe(table, hide_index=True, key=f"quality_choice_{m}")
+                    st.caption(F.choice_caption(chosen[m]))
     for m, e in expl.items():
         if e.get("n_empty_heatmaps"):
             st.warning(f"{F.model_label(m)}: {e['n_empty_heatmaps']} of {e.get('n', '?')} test "

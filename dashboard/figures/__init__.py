@@ -11,7 +11,8 @@ ROC/PR curves), `training` (Overview: training curves), `calibration` (Overview:
 diagram, ECE against a calibrated model's floor), `robustness` (Overview: accuracy under image
 shifts), `ood` (Overview: how well the "unlike the training data" score tells images apart),
 `predictions` (one image's class probabilities), `legend` (the heatmaps' colour scale with
-numbers, a picture) and `quality` (Explanation quality);
+numbers, a picture), `quality` (Explanation quality) and `choice` (what each default
+explanation was chosen from);
 `common` holds the shared colours, names and checks. Import them from here (`from dashboard
 import figures as F`).
 """
@@ -22,6 +23,7 @@ from dashboard.figures.calibration import (
     reliability_points,
     scaling_worse_sentences,
 )
+from dashboard.figures.choice import choice_caption, choice_table
 from dashboard.figures.common import (
     CLASS_PALETTE,
     FONT_SIZE,
@@ -90,6 +92,8 @@ from dashboard.figures.training import (
 )
 
 __all__ = [
+    "choice_caption",
+    "choice_table",
     "GLOSSARY", "glossary_markdown",
     "CLASS_PALETTE",
     "FONT_SIZE", "HEADLINE_METRICS", "LEGEND_CAPTION", "LEGEND_WIDTH", "legend_caption",
