@@ -29,10 +29,11 @@ def _number(x: Any) -> float | None:
 
 def choice_table(entry: Mapping[str, Any], recorded_layer: str | None = None
                  ) -> pd.DataFrame | None:
-    """One model's candidates (method, layer, pointing game, energy in box, tied with the best
-    by the rule's test), best pointing game first, the chosen one marked; None for an entry
-    without a usable table (a choice made before tables were kept, or a damaged file).
-    `recorded_layer`: the manifest's Grad-CAM layer, named "last conv block" as on Predict."""
+    """One model's candidates (a first column marking the chosen one, then method, layer,
+    pointing game, energy in box, tied with the best by the rule's test), best pointing game
+    first; None for an entry without a usable table (a choice made before tables were kept,
+    or a damaged file). `recorded_layer`: the manifest's Grad-CAM layer, named "last conv
+    block" as on Predict."""
     rows = entry.get("table")
     if not isinstance(rows, list):
         return None
@@ -45,13 +46,15 @@ def choice_table(entry: Mapping[str, Any], recorded_layer: str | None = None
         layer = r.get("layer")
         chosen = r.get("method") == entry.get("method") and layer == entry.get("layer")
         out.append({
+            # first: a last column was cut off at 1280 px
+            "": CHOSEN if chosen else "",
             "method": method_label(str(r.get("method"))),
             "layer": layer_option(layer_words(str(layer), recorded_layer), str(layer))
             if isinstance(layer, str) and layer else "input pixels",
             "pointing game": f"{pointing:.1%}",
             "energy in box": "–" if energy is None else f"{energy:.2f}",
-            "tied with the best": "yes" if r.get("tied_with_best") else "no",
-            "": CHOSEN if chosen else "", "_sort": -pointing})
+            "tied": "yes" if r.get("tied_with_best") else "no",  # with the best, by the rule
+            "_sort": -pointing})
     if not out:
         return None
     frame = pd.DataFrame(out).sort_values("_sort", kind="stable").drop(columns="_sort")
