@@ -23,11 +23,13 @@ from pipeline.artifacts import Run, crop_head
 from pipeline.known_data import trained_on_sartaj
 from pipeline.names import HEATMAP_ALPHA, class_index, size_label
 
+TRUE_CLASS = "true class"  # Settings.target: each test image's own class (Error analysis)
+
 
 @dataclass
 class Settings:
     method: str | None = None  # None = each model's own default (Explainer.method)
-    target: str | None = None  # None = each image's predicted class
+    target: str | None = None  # None = each image's predicted class; TRUE_CLASS: its true class
     alpha: float = HEATMAP_ALPHA  # `explain --alpha`'s default too
     outline: bool = False
     layers: dict[str, str | None] = field(default_factory=dict)
@@ -143,7 +145,11 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
     good = [u for u in uploads if u.ok]
     store = loader.result_store()
     run_key = loader.run_key(run)
-    target = class_index(settings.target, run.class_names)
+    # per image: the class asked for, each image's true class (where it is known; else its
+    # predicted class), or None for each image's predicted class
+    targets = ([class_index(u.true_label, run.class_names) if u.true_label else None
+                for u in good] if settings.target == TRUE_CLASS
+               else [class_index(settings.target, run.class_names)] * len(good))
     start = time.perf_counter()
     per_model: dict[str, list[ImageResult]] = {}
     errors: dict[str, str] = {}
@@ -151,14 +157,16 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
     for m, ex in explainers.items():
         method = settings.method or ex.method
         layer = settings.layers.get(m)
-        keys = [(run_key, m, u.digest, method, target, layer) for u in good]
+        keys = [(run_key, m, u.digest, method, t, layer) for u, t in zip(good, targets,
+                                                                          strict=True)]
         found = {k: store.get(k) for k in keys}
         missing = [i for i, k in enumerate(keys) if found[k] is None]
         try:
-            if missing:
-                computed = _compute(run, predictor, m, ex, [good[i].image for i in missing],
+            for target in dict.fromkeys(targets[i] for i in missing):  # a batch per class
+                part = [i for i in missing if targets[i] == target]
+                computed = _compute(run, predictor, m, ex, [good[i].image for i in part],
                                     method, target, layer)
-                for i, result in zip(missing, computed, strict=True):
+                for i, result in zip(part, computed, strict=True):
                     found[keys[i]] = result
                     store.put(keys[i], result)
                     fresh[i] = True

@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard import card_flags, core, flags, records, state
 from dashboard import figures as F
 from dashboard.inference import (
+    TRUE_CLASS,
     ImageResult,
     Results,
     Settings,
@@ -73,8 +74,11 @@ OUTLINE_PERCENT = 10.0
 
 
 def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str,
-             show_layers: bool = True, defaults: dict[str, str] | None = None) -> Settings:
+             show_layers: bool = True, defaults: dict[str, str] | None = None,
+             true_class: bool = False) -> Settings:
     """Method, target class, opacity, outline and (in an expander) the layer of each model.
+    `true_class`: the class box also offers each image's true class (`inference.TRUE_CLASS`:
+    the Error analysis page, whose images all have one).
 
     The method box starts on "Each model's default" (`Settings.method` None): every model is
     explained with its own default method, named in the box's help from `defaults` (model ->
@@ -101,12 +105,14 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                                # from the registry: a new method is described with the others
                                + methods_in_words() + ".")
     method = None if choice == DEFAULT_METHOD else choice
-    targets = ["predicted class", *class_names]
+    targets = ["predicted class", *([TRUE_CLASS] if true_class else []), *class_names]
     state.offered(f"{prefix}_target", targets, "predicted class")  # kept if this run has it
     target = c2.selectbox("Explain which class", targets,
                           key=f"{prefix}_target", format_func=F.class_name,
-                          help="'predicted class' explains each model's own answer; choose a "
-                               "class to ask 'what would make this look like X?'.")
+                          help="'predicted class' explains each model's own answer; "
+                               + ("'true class' each image's real class (where is the "
+                                  "evidence for what it is?); " if true_class else "")
+                               + "choose a class to ask 'what would make this look like X?'.")
     alpha = c3.slider("Heatmap opacity", 0.0, 1.0, HEATMAP_ALPHA, 0.05, key=f"{prefix}_alpha")
     outline = c4.toggle(f"Outline the hottest {OUTLINE_PERCENT:g}%", key=f"{prefix}_outline",
                         help=outline_words(OUTLINE_PERCENT))

@@ -1000,6 +1000,28 @@ def test_error_analysis_cards_name_the_run_in_their_downloads(artifacts: Path, s
                for k in passed), passed[0]["model_hashes"]
 
 
+def test_error_analysis_explains_each_image_s_true_class_when_asked(artifacts: Path,
+                                                                    smoke_run: Path):
+    """A student could not ask, in one view of errors of mixed true classes, where the
+    evidence for each image's real class lies (a review): the class box offers "true class",
+    and each card's heatmaps then explain its own true class."""
+    at = _app("errors")
+    _ok(at)
+    table = _frame(at, "True class")
+    if table is None or table.empty:
+        pytest.skip("the smoke models made no error to show")
+    box = at.selectbox(key="err_target")
+    assert "true class" in box.options and box.value == "predicted class"
+    box.set_value("true class").run()
+    _ok(at)
+    captions = _captions(at)
+    n_cards = len(captions) // 2
+    assert n_cards >= 1
+    wanted = list(table["True class"][:n_cards])  # the cards are the table's first rows
+    for k, true in enumerate(wanted):
+        assert all(f" for '{true}'" in c for c in captions[2 * k: 2 * k + 2]), (true, captions)
+
+
 def test_error_analysis_pages_through_the_cards_in_a_grid(artifacts: Path, smoke_run: Path):
     """Fewer, smaller cards per page, every widget keyed: the page size and the page number
     are widget state, and a page number past the last page becomes the last page."""

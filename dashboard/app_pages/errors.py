@@ -68,7 +68,7 @@ if (not runinfo.run_facts(run.manifest).splits.get("official_test")  # else all 
     st.caption(note)
 # Drawn before any early stop, so their widget state is never dropped (see the Predict page).
 settings = views.controls({}, class_names, prefix="err", show_layers=False,
-                         defaults=state.default_methods(run))
+                         defaults=state.default_methods(run), true_class=True)
 
 if rows.empty:
     st.success("No test image matches these filters.", icon=":material/check_circle:")
