@@ -7,6 +7,7 @@ test-artifacts/ for a human to look at.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,21 +40,44 @@ def _need_chromium() -> None:
     pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); CI installs it")
 
 
-@pytest.fixture
-def server(smoke_run: Path, tmp_path: Path) -> Iterator[str]:
-    _need_chromium()
+@contextlib.contextmanager
+def _served(artifacts: Path, log: Path) -> Iterator[str]:
+    """A Streamlit server on a free port over the artifacts folder `artifacts`, its log in
+    `log`: its URL once it answers; stopped after."""
     port = free_port()
-    env = {**os.environ, "BRAIN_MRI_ARTIFACTS": str(smoke_run.parent.parent)}
-    proc = start_streamlit(port, env, tmp_path / "streamlit.log")
+    proc = start_streamlit(port, {**os.environ, "BRAIN_MRI_ARTIFACTS": str(artifacts)}, log)
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_healthy(url, proc, time.perf_counter() + 90, tmp_path / "streamlit.log")
+            wait_healthy(url, proc, time.perf_counter() + 90, log)
         except BenchError as exc:
             pytest.fail(str(exc))
         yield url
     finally:
         stop_streamlit(proc)
+
+
+@contextlib.contextmanager
+def _predict_page(artifacts: Path, log: Path, width: int, height: int) -> Iterator[object]:
+    """The Predict page in chromium, `width` x `height`, on a server of its own over the
+    artifacts folder `artifacts` (`_served`), its models loaded: the Playwright page."""
+    from playwright.sync_api import sync_playwright
+
+    with _served(artifacts, log) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            _open_predict(page, url, log)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def server(smoke_run: Path, tmp_path: Path) -> Iterator[str]:
+    _need_chromium()
+    with _served(smoke_run.parent.parent, tmp_path / "streamlit.log") as url:
+        yield url
 
 
 def _test_image(smoke_run: Path) -> Path:
@@ -700,7 +724,7 @@ def test_the_calibration_line_and_a_quoted_name_at_1280x720(smoke_run: Path, tmp
     which Chromium sends as "%22", is listed and titled with its quote."""
     import shutil
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from dashboard.flags import calibration_note
 
@@ -720,34 +744,19 @@ def test_the_calibration_line_and_a_quoted_name_at_1280x720(smoke_run: Path, tmp
     assert "Testing/" in line, line
     name = 'scan "quoted" 1.jpg'
     log = tmp_path / "streamlit.log"
-    port = free_port()
-    proc = start_streamlit(port, {**os.environ, "BRAIN_MRI_ARTIFACTS": str(adir)}, log)
-    try:
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}", proc, time.perf_counter() + 90, log)
-        except BenchError as exc:
-            pytest.fail(str(exc))
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 720})
-                _open_predict(page, f"http://127.0.0.1:{port}", log)
-                page.locator("input[type=file]").set_input_files(
-                    [{"name": name, "mimeType": "image/jpeg",
-                      "buffer": _test_image(smoke_run).read_bytes()}])
-                _overlays_when_drawn(page, 2, log)
-                lines = page.evaluate(_CAPTION_LINES, line[:30])
-                listed = page.locator("[data-testid=stText]").filter(has_text=f"1. {name}")
-                expect(listed).to_be_visible(timeout=30_000)
-                title = page.locator("code").filter(has_text=re.compile(f"^{re.escape(name)}$"))
-                expect(title).to_be_visible(timeout=30_000)
-                shown = page.locator("[data-testid=stCaptionContainer]").filter(
-                    has_text=line[:30]).first.inner_text()
-                page.screenshot(path=str(tmp_path / "calibration-1280x720.png"))
-            finally:
-                browser.close()
-    finally:
-        stop_streamlit(proc)
+    with _predict_page(adir, log, 1280, 720) as page:
+        page.locator("input[type=file]").set_input_files(
+            [{"name": name, "mimeType": "image/jpeg",
+              "buffer": _test_image(smoke_run).read_bytes()}])
+        _overlays_when_drawn(page, 2, log)
+        lines = page.evaluate(_CAPTION_LINES, line[:30])
+        listed = page.locator("[data-testid=stText]").filter(has_text=f"1. {name}")
+        expect(listed).to_be_visible(timeout=30_000)
+        title = page.locator("code").filter(has_text=re.compile(f"^{re.escape(name)}$"))
+        expect(title).to_be_visible(timeout=30_000)
+        shown = page.locator("[data-testid=stCaptionContainer]").filter(
+            has_text=line[:30]).first.inner_text()
+        page.screenshot(path=str(tmp_path / "calibration-1280x720.png"))
     assert " ".join(shown.split()) == line  # the line the card shows is the one measured
     assert len(lines) == 1 and lines[0][0] <= CALIBRATION_MAX_LINES, (lines, line, len(line))
 
@@ -760,8 +769,6 @@ def test_a_chosen_class_outlives_a_switch_of_run_and_the_run_a_reload(
     the other run offers is kept now, in the box and in the captions alike."""
     import shutil
 
-    from playwright.sync_api import sync_playwright
-
     _need_chromium()
     adir = tmp_path / "artifacts"
     run = adir / "runs" / smoke_run.name
@@ -773,46 +780,29 @@ def test_a_chosen_class_outlives_a_switch_of_run_and_the_run_a_reload(
     manifest.update(run_id=older.name, created="2000-01-01T00:00:00+00:00", title="Older copy")
     (older / "manifest.json").write_text(json.dumps(manifest))
     log = tmp_path / "streamlit.log"
-    port = free_port()
-    proc = start_streamlit(port, {**os.environ, "BRAIN_MRI_ARTIFACTS": str(adir)}, log)
-    try:
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}", proc, time.perf_counter() + 90, log)
-        except BenchError as exc:
-            pytest.fail(str(exc))
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1700})
-                _open_predict(page, f"http://127.0.0.1:{port}", log)
-                before = _upload_and_wait(page, [_test_image(smoke_run)], log)
-                answers = {c.split("'")[1] for c, _ in before}
-                shown = [class_label(c) for c in manifest["class_names"]]
-                target = next(c for c in reversed(shown) if c not in answers)
-                _pick(page, "Explain which class", target)
-                _overlays_when_drawn(page, 2, log, until=lambda drawn: all(
-                    f" for '{target}'" in c for c, _ in drawn))
-                runs = page.locator("[data-testid=stSidebar]").get_by_role("combobox",
-                                                                          name="Run")
-                runs.click()
-                page.get_by_role("option", name=re.compile("^Older copy")).click()
-                _wait_idle(page)
-                box = page.get_by_role("combobox", name="Explain which class").input_value()
-                drawn = _overlays_when_drawn(page, 2, log)
-                page.screenshot(path=str(tmp_path / "switched.png"))
-                # a presenter's reload went back to the default run without a word: the URL
-                # names the run now, and a reload keeps it
-                assert "run_choice=Older" in page.url, page.url
-                page.reload(wait_until="domcontentloaded")
-                runs = page.locator("[data-testid=stSidebar]").get_by_role("combobox",
-                                                                          name="Run")
-                runs.wait_for(state="visible", timeout=120_000)
-                _wait_idle(page)
-                reloaded = runs.input_value()
-            finally:
-                browser.close()
-    finally:
-        stop_streamlit(proc)
+    with _predict_page(adir, log, 1400, 1700) as page:
+        before = _upload_and_wait(page, [_test_image(smoke_run)], log)
+        answers = {c.split("'")[1] for c, _ in before}
+        shown = [class_label(c) for c in manifest["class_names"]]
+        target = next(c for c in reversed(shown) if c not in answers)
+        _pick(page, "Explain which class", target)
+        _overlays_when_drawn(page, 2, log, until=lambda drawn: all(
+            f" for '{target}'" in c for c, _ in drawn))
+        runs = page.locator("[data-testid=stSidebar]").get_by_role("combobox", name="Run")
+        runs.click()
+        page.get_by_role("option", name=re.compile("^Older copy")).click()
+        _wait_idle(page)
+        box = page.get_by_role("combobox", name="Explain which class").input_value()
+        drawn = _overlays_when_drawn(page, 2, log)
+        page.screenshot(path=str(tmp_path / "switched.png"))
+        # a presenter's reload went back to the default run without a word: the URL
+        # names the run now, and a reload keeps it
+        assert "run_choice=Older" in page.url, page.url
+        page.reload(wait_until="domcontentloaded")
+        runs = page.locator("[data-testid=stSidebar]").get_by_role("combobox", name="Run")
+        runs.wait_for(state="visible", timeout=120_000)
+        _wait_idle(page)
+        reloaded = runs.input_value()
     assert box == target, (box, target)
     assert all(f" for '{target}'" in c for c, _ in drawn), (box, drawn)
     assert reloaded.startswith("Older copy"), reloaded

@@ -24,6 +24,19 @@ def _page(k: int) -> Page:
                 true_label="glioma" if k else None)
 
 
+def _text(pdf: bytes) -> str:
+    """The PDF's text by pdftotext (poppler-utils); the test is skipped where it is missing."""
+    import subprocess
+
+    import pytest
+
+    try:
+        return subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
+                              check=True).stdout.decode()
+    except FileNotFoundError:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+
+
 def test_one_page_per_image_with_the_disclaimer():
     scale = np.zeros((14, 256, 3), np.uint8)
     when = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -182,9 +195,7 @@ def test_the_probabilities_are_said_to_be_temperature_scaled_under_their_table()
     """h64's review: the PDF's percentages are temperature-sharpened and ran high on another
     source, and the page said nothing; `Page.probability_note` is printed under the table,
     above the flags, none of it overlapping."""
-    import subprocess
 
-    import pytest
 
     page = _page(1)
     page.probability_note = ("Percentages temperature-scaled (Custom CNN T = 0.61) on validation "
@@ -192,11 +203,7 @@ def test_the_probabilities_are_said_to_be_temperature_scaled_under_their_table()
                              "run high. Calibration error (ECE) on this run's test images: Custom "
                              "CNN 0.124 (0.068 unscaled).")
     pdf = report_pdf([page], "Run (r1)", np.zeros((14, 256, 3), np.uint8))
-    try:
-        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
-                              check=True).stdout.decode()
-    except FileNotFoundError:
-        pytest.skip("pdftotext (poppler-utils) is not installed")
+    text = _text(pdf)
     flat = " ".join(text.split())
     assert "Percentages temperature-scaled (Custom CNN T = 0.61)" in flat
     assert "CNN 0.124 (0.068 unscaled)." in flat
@@ -208,20 +215,13 @@ def test_a_page_says_whose_right_is_where_as_the_card_does():
     or DICOM file's orientation says so (else that left and right are the picture's); the PDF
     said neither, so a printed heatmap "hottest at the image's upper left" was read as the
     patient's left."""
-    import subprocess
     from dataclasses import replace
-
-    import pytest
 
     from pipeline.names import PICTURE_SIDES, RADIOLOGICAL_SIDES
 
     scale = np.zeros((14, 256, 3), np.uint8)
     pdf = report_pdf([replace(_page(1), radiological=True), _page(2)], "Run (r1)", scale)
-    try:
-        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
-                              check=True).stdout.decode()
-    except FileNotFoundError:
-        pytest.skip("pdftotext (poppler-utils) is not installed")
+    text = _text(pdf)
     # the colour strip's tick numbers sit on the note's lines: read around them
     radiological, plain = (" ".join(w for w in page.split() if w not in ("0", "0.5", "1"))
                            for page in text.split("\f")[:2])
@@ -235,24 +235,17 @@ def test_a_page_whose_card_hides_the_answers_says_so_over_each():
     Flags (a review). The page says over each answer, and over the table, that it is shown
     anyway, and why."""
     import dataclasses
-    import subprocess
 
-    import pytest
 
     page = dataclasses.replace(_page(1), withheld="may be CT, not MRI")
     pdf = report_pdf([page], "Run (r1)", np.zeros((14, 256, 3), np.uint8))
-    try:
-        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
-                              check=True).stdout.decode()
-    except FileNotFoundError:
-        pytest.skip("pdftotext (poppler-utils) is not installed")
+    text = _text(pdf)
     flat = " ".join(text.split())
     assert flat.count("May be CT, not MRI: shown anyway") == 2, flat
     assert "Shown anyway (may be CT, not MRI): Probabilities" in flat, flat
     assert "Custom CNN answers glioma (70%)" in flat  # shown, as the card's fold shows it
-    plain = " ".join(subprocess.run(["pdftotext", "-", "-"], input=report_pdf(
-        [_page(1)], "Run (r1)", np.zeros((14, 256, 3), np.uint8)), capture_output=True,
-        check=True).stdout.decode().split())
+    plain = " ".join(_text(report_pdf([_page(1)], "Run (r1)",
+                                      np.zeros((14, 256, 3), np.uint8))).split())
     assert "shown anyway" not in plain.lower()
 
 
@@ -261,15 +254,8 @@ def test_a_page_names_its_image_as_the_table_does():
     page names its image as the predictions table does ("upload 1 · slice 3 of 5"), never by
     its file name."""
     import dataclasses
-    import subprocess
 
-    import pytest
 
     page = dataclasses.replace(_page(1), ref="upload 1 · slice 3 of 5")
-    try:
-        text = subprocess.run(["pdftotext", "-", "-"], input=report_pdf(
-            [page], "Run (r1)", np.zeros((14, 256, 3), np.uint8)), capture_output=True,
-            check=True).stdout.decode()
-    except FileNotFoundError:
-        pytest.skip("pdftotext (poppler-utils) is not installed")
+    text = _text(report_pdf([page], "Run (r1)", np.zeros((14, 256, 3), np.uint8)))
     assert "upload 1 · slice 3 of 5" in text, text
