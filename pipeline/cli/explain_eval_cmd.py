@@ -116,11 +116,11 @@ def explain_eval_cmd(
                 data = run_data
             # the run's own test split, found by default or given with --data (a checkout where the
             # recorded path does not resolve): explanations.json, which the guards protect
-            stale: dict[str, str] = {}  # explanations.json of an earlier default, replaced
-            if data is None or holds_test_split(run, data):
-                stale = {n: held for n in names or run.model_names
-                         if (held := stale_measurement(run, n))}
-            if not replace and (data is None or holds_test_split(run, data)):
+            own = data is None or holds_test_split(run, data)  # (a file look-up per image)
+            # explanations.json of an earlier default, which this measurement replaces
+            stale = {n: held for n in names or run.model_names
+                     if own and (held := stale_measurement(run, n))}
+            if not replace and own:
                 for name in names or run.model_names:
                     keep_larger(run.path / name / run_files.EXPLANATIONS, ("n_faithfulness", "n"),
                                 max_images, f"{name}/explanations.json",
