@@ -20,6 +20,7 @@ import streamlit as st
 from dashboard import card_flags, core, inference, summary_table, views
 from dashboard.flags import image_warnings
 from dashboard.inference import Settings
+from dashboard.report_pdf import report_pdf
 from pipeline.artifacts import Run
 from pipeline.data.membership import FILE as MEMBERSHIP_FILE
 from pipeline.data.membership import Membership, Seen
@@ -86,7 +87,8 @@ def sort_key(upload: core.Upload, prefix: str) -> str:
 def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                  explainers: dict[str, Any], settings: Settings, class_names: Sequence[str],
                  prefix: str, notes: Mapping[str, str] | None = None,
-                 note_seen: Callable[[core.Upload], None] | None = None) -> None:
+                 note_seen: Callable[[core.Upload], None] | None = None,
+                 run_title: str = "", model_hashes: Mapping[str, str] | None = None) -> None:
     """The slider and per-slice answers of series upload `i`, drawn above its card.
 
     `notes`: the slices' CSV's provenance columns (run, time, model-file hashes, disclaimer).
@@ -95,7 +97,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
     validation slice's note, as the summary's do for an image. The table sorts as the summary
     does (`summary_table.sort_choices`), by its own keyed box.
     The slider's state was read by `chosen_slice` earlier in this run; moving it reruns the page,
-    which then explains and draws the newly chosen slice."""
+    which then explains and draws the newly chosen slice.
+    `run_title`, `model_hashes`: the Slices PDF's heading and model files, as on every report."""
     assert upload.slices is not None
     n = len(upload.slices)
     key = slider_key(upload, prefix)
@@ -142,6 +145,19 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                                                            together=results.together),
                                     {**(notes or {}), "probabilities": results.calibration_note}
                                     if results.calibration_note else notes)
-            st.download_button("Slices CSV", csv, file_name=f"slices-{upload.digest[:12]}.csv",
-                               mime="text/csv", key=f"{prefix}_series_csv_{i}",
-                               on_click="ignore", icon=":material/download:")
+            row = st.container(horizontal=True, wrap=True, key=f"{prefix}_series_downloads_{i}")
+            row.download_button("Slices CSV", csv, file_name=f"slices-{upload.digest[:12]}.csv",
+                                mime="text/csv", key=f"{prefix}_series_csv_{i}",
+                                on_click="ignore", icon=":material/download:")
+            # every slice's page: its heatmaps are computed above already (the table's answers
+            # come from the same pass), so the PDF costs only drawing, done when clicked
+            row.download_button(
+                "Slices PDF",
+                lambda: report_pdf([views.report_page(s, j, results, class_names, settings)
+                                    for j, s in enumerate(slices)], run_title,
+                                   views.colour_scale(), model_hashes=model_hashes),
+                file_name=f"slices-{upload.digest[:12]}.pdf", mime="application/pdf",
+                key=f"{prefix}_series_pdf_{i}", on_click="ignore",
+                icon=":material/picture_as_pdf:",
+                help="One page per analysed slice of this series, each with both models' "
+                     "heatmaps (the card's settings).")

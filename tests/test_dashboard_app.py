@@ -1912,6 +1912,33 @@ def test_a_series_table_notes_the_run_s_own_slices_and_sorts(
     assert sorted(table["slice"]) == ["slice 1", "slice 2", "slice 3"]
 
 
+def test_a_series_slices_pdf_has_a_page_per_slice(artifacts: Path, smoke_run: Path,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    """A series' PDF held only the slice its card showed ("Report PDF, all" and the card's own
+    report): the series panel's Slices PDF has a page for every analysed slice, each naming
+    its slice as the table does, with the run and model files of every report."""
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    root = Path(manifest["data"]["dir"])
+    pages = [Image.open(root / splits["test"][k]["path"]).convert("L") for k in range(3)]
+    assert len({p.size for p in pages}) == 1, [p.size for p in pages]  # one stack, one size
+    stack = _encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    pdfs: dict[str, bytes] = {}
+    _tap_downloads(monkeypatch, lambda data, kw: pdfs.__setitem__(kw["key"], data())
+                   if kw.get("mime") == "application/pdf" and callable(data) else None)
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value([("stack.tif", stack, "image/tiff")]).run()
+    _ok(at)
+    pdf = pdfs["predict_series_pdf_0"]
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 3  # /Pages does not match
+    text = _pdf_text(pdf)
+    for k in (1, 2, 3):
+        assert f"slice {k} of 3" in text, text[:2000]
+    assert "Model files (SHA-256)" in text and "NOT a diagnostic" in text, text[:2000]
+    # the card's own report still has the shown slice alone
+    assert len(re.findall(rb"/Type\s*/Page\b", pdfs["predict_pdf_0"])) == 1
+
+
 def test_a_nifti_volume_upload_gets_the_series_slider(artifacts: Path, smoke_run: Path,
                                                       monkeypatch: pytest.MonkeyPatch):
     """A researcher's .nii.gz is a series like a multi-frame DICOM: its axial slices behind a

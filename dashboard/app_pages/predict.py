@@ -243,8 +243,9 @@ if results is not None and results.probs:
              for i, u, j in analysed], run_title, views.colour_scale(), model_hashes=hashes),
         file_name="reports.pdf", mime="application/pdf", key="predict_pdf_all",
         on_click="ignore", icon=":material/picture_as_pdf:",
-        help="One page per analysed image, every page of cards (file names left out: they can "
-             "identify a patient).")
+        help="One page per analysed image, every page of cards; a series gives the page of "
+             "the slice its card shows (its Slices PDF has a page for every slice). File names "
+             "are left out: they can identify a patient.")
     if len(good) >= 2:  # many uploads: a compact summary first, then the cards
         # an HTML table: a thumbnail in a grid cell was read out as its data URL
         thumbs = [summary_table.thumbnail_url(u.image) for u in good]
@@ -282,6 +283,6 @@ if len(cards) > paging.CARDS_PER_PAGE:
 for i, upload, j in paging.page_items(cards, page):
     if i in series:
         series_view.series_panel(i, series[i], run, predictor, explainers, settings, class_names,
-                                 "predict", notes, note_seen)
+                                 "predict", notes, note_seen, run_title, hashes)
     views.image_card(i, upload, j, results, class_names, settings, prefix="predict", box=boxes[i],
                      run_title=run_title, model_hashes=hashes, folders=folders)
