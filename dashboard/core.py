@@ -256,6 +256,21 @@ def layer_words(layer: str, recorded: str | None) -> str:
     return "last conv block" if layer == recorded else layer.replace("_", " ")
 
 
+# before a fusion method's layer in the tables that name it without loading the model (their
+# stage count needs the model): the card says "3 stages fused; deepest: ..." (inference.py)
+FUSED_FROM = "stages fused; deepest: "
+
+
+def method_layer_option(method: str, layer: str, recorded: str | None) -> str:
+    """A method's layer as the quality page's tables name it: `layer_option` of its plain
+    words, after `FUSED_FROM` for a fusion method, whose map is not that layer's alone (the
+    table said "last conv block" where the card said "3 stages fused")."""
+    from pipeline.explain.methods import fuses_layers
+
+    option = layer_option(layer_words(layer, recorded), layer)
+    return FUSED_FROM + option if fuses_layers(method) else option
+
+
 def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     """Shrink (area interpolation) so the longer side is at most `max_side`; else unchanged."""
     h, w = image.shape[:2]

@@ -298,13 +298,11 @@ def fused_stages(ex: Any, name: str | None, method: str) -> int:
     """How many layers `method` fuses from layer `name` of `ex`'s model (the registry's fusion
     methods, `cams.GradCamFusion`: up to `FUSION_STAGES` resolution stages,
     `layers.stage_layers`); 0 for any other method."""
-    from pipeline.explain.cams import FUSION_STAGES, GradCamFusion
+    from pipeline.explain.cams import FUSION_STAGES
     from pipeline.explain.layers import stage_layers
-    from pipeline.explain.methods import REGISTRY
+    from pipeline.explain.methods import fuses_layers
 
-    spec = REGISTRY.get(method)
-    spec = getattr(spec, "base", spec)  # a mirror-averaged fusion fuses as its base does
-    if name is None or not isinstance(spec, GradCamFusion):
+    if name is None or not fuses_layers(method):
         return 0
     return _said(ex, ("stages", name), lambda: len(stage_layers(ex.model, name, FUSION_STAGES)))
 

@@ -24,7 +24,7 @@ from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard import card_flags, paging, runinfo, summary_table, views
+from dashboard import card_flags, core, paging, runinfo, summary_table, views
 from dashboard.figures.quality import ACCURACY_ROW
 from pipeline.explain import METHOD_LABELS
 
@@ -1096,7 +1096,8 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     assert summary is not None and "method" in summary.index
     assert "evidence mostly outside the head" in summary.index
     # the method as Predict names it; the layer in plain words, its technical name in brackets
-    assert summary.loc["layer", summary.columns[0]] in (
+    # (after "stages fused; deepest: " for a fusion method)
+    assert summary.loc["layer", summary.columns[0]].removeprefix(core.FUSED_FROM) in (
         "last conv block (gradcam_target)", "last conv block (out_relu)")
     assert set(summary.loc["method"]) <= set(METHOD_LABELS.values()), summary.loc["method"]
     # localisation on every boxed test image, faithfulness on a sample: the table says both

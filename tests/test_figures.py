@@ -601,8 +601,9 @@ def test_quality_summary_names_method_and_layer_like_the_predict_page():
     assert table.loc["method"].tolist() == ["Grad-CAM++", "Multi-layer LayerCAM (fusion)"]
     # plain words first, the technical name (what --layer takes) in brackets; a name that
     # has no plain words but its own spaced out, once
+    # a fusion method's layer is the deepest it fuses, as the card says ("3 stages fused")
     assert table.loc["layer"].tolist() == ["last conv block (gradcam_target)",
-                                           "block_13_expand_relu"]
+                                           "stages fused; deepest: block_13_expand_relu"]
     assert "layer (technical name)" not in table.index
     # a rate of exactly 0 is stored as the integer 0: measured, not "not measured"
     assert table.loc["evidence mostly outside the head"].tolist() == ["0 (0%)", "not measured"]

@@ -387,5 +387,10 @@ def test_the_choice_table_of_a_shipped_run_marks_its_default_best_first():
         assert len(chosen) == 1
         assert chosen["pointing game"].iloc[0] == f"{entry['pointing_game']:.1%}"
         assert f"Chosen on {entry['n_images']} validation images" in choice_caption(entry)
+        # a fusion row names its layer as the deepest of those fused, as the card does
+        for row, (_, shown_row) in zip(sorted(entry["table"], key=lambda r: -r["pointing_game"]),
+                                       table.iterrows(), strict=True):
+            assert shown_row["layer"].startswith("stages fused; deepest: ") == (
+                "fusion" in row["method"]), (row, shown_row["layer"])
     assert choice_table({"method": "gradcam"}) is None  # chosen before tables were kept
     assert choice_table({"table": [{"method": "gradcam", "pointing_game": "x"}]}) is None

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from dashboard.core import layer_option, layer_words
+from dashboard.core import method_layer_option
 from dashboard.figures.quality import method_label
 
 CHOSEN = "chosen"  # the chosen row's mark in the last column
@@ -49,7 +49,7 @@ def choice_table(entry: Mapping[str, Any], recorded_layer: str | None = None
             # first: a last column was cut off at 1280 px
             "": CHOSEN if chosen else "",
             "method": method_label(str(r.get("method"))),
-            "layer": layer_option(layer_words(str(layer), recorded_layer), str(layer))
+            "layer": method_layer_option(str(r.get("method")), layer, recorded_layer)
             if isinstance(layer, str) and layer else "input pixels",
             "pointing game": f"{pointing:.1%}",
             "energy in box": "–" if energy is None else f"{energy:.2f}",

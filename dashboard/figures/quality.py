@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.core import layer_option, layer_words
+from dashboard.core import method_layer_option
 from dashboard.figures.common import (
     FigureDataError,
     _fmt,
@@ -85,7 +85,7 @@ def quality_summary(explanations: Mapping[str, Mapping[str, Any]],
         raw = e.get("layer")
         if not raw:
             return "-"
-        return layer_option(layer_words(str(raw), recorded_layers.get(name)), str(raw))
+        return method_layer_option(str(e.get("method", "")), str(raw), recorded_layers.get(name))
 
     return pd.DataFrame({model_label(m): {
         "method": method_label(str(e.get("method", "?"))),

@@ -35,7 +35,7 @@ from pipeline.explain.mirror import HiResCamMirror, LayerCamFusionMirror, LayerC
 from pipeline.explain.smoothgrad import SmoothGrad
 
 __all__ = ["REGISTRY", "METHODS", "LAYER_METHODS", "METHOD_LABELS", "Method", "Result",
-           "get_method", "methods_in_words", "target_words"]
+           "fuses_layers", "get_method", "methods_in_words", "target_words"]
 
 # The registry: name -> method, in the order the CLI and the dashboard list them.
 REGISTRY: dict[str, Method] = {
@@ -66,6 +66,15 @@ def target_words(method: str, target: str, folder: str = "") -> str:
     if m is not None and not m.class_specific:
         return "(class-agnostic: the same map for every class)"
     return f"for '{target}'" + (f" ({folder})" if folder else "")
+
+
+def fuses_layers(name: str) -> bool:
+    """Whether method `name` fuses several resolution stages from the layer it is given
+    (`cams.GradCamFusion` and its mirror-averaged form), so that the layer is only the deepest
+    of those it reads; False for an unknown name."""
+    method = REGISTRY.get(name)
+    method = getattr(method, "base", method)  # a mirror-averaged fusion fuses as its base does
+    return isinstance(method, GradCamFusion)
 
 
 def get_method(name: str) -> Method:
