@@ -48,13 +48,50 @@ def _as_rgb_uint8(img: Any) -> np.ndarray:
 HEAD_MIN_AREA = 0.02
 
 
-def _head_contour(img: np.ndarray) -> np.ndarray | None:
+# A bright line along an edge, within this share of the image from it and bright over at least
+# `FRAME_FILL` of its length, with such a line along all four edges, is a frame drawn round the
+# slice (a viewer's export, a screenshot), not head: a 2-3 px white border made the whole image
+# "the head" for the shortcut alarm (an explanation review), so a heatmap on the border read as
+# inside it. Only `head_mask` drops it: the crop stays the one the shipped models were trained
+# with (dropping frames there too changed the crop of 27 of the 3264 Sartaj images, 2026-12-07).
+FRAME_DEPTH = 0.08
+FRAME_FILL = 0.95
+
+
+def _edge_lines(fill: np.ndarray, depth: int) -> int:
+    """How many lines from the start of `fill` (each line's bright share) are frame lines."""
+    n = 0
+    while n < min(depth, len(fill)) and fill[n] >= FRAME_FILL:
+        n += 1
+    return n
+
+
+def _drop_frame(mask: np.ndarray) -> np.ndarray:
+    """`mask` (H×W uint8, 0/255) without the frame lines along its edges: from each edge inwards,
+    the lines bright over `FRAME_FILL` of their length, up to `FRAME_DEPTH` of the image."""
+    h, w = mask.shape
+    rows, cols = (mask > 0).mean(axis=1), (mask > 0).mean(axis=0)
+    dh, dw = max(1, int(h * FRAME_DEPTH)), max(1, int(w * FRAME_DEPTH))
+    top, bottom = _edge_lines(rows, dh), _edge_lines(rows[::-1], dh)
+    left, right = _edge_lines(cols, dw), _edge_lines(cols[::-1], dw)
+    if not (top and bottom and left and right):  # a frame goes round; a head touches edges
+        return mask
+    out = mask.copy()
+    out[:top] = 0
+    out[h - bottom:] = 0
+    out[:, :left] = 0
+    out[:, w - right:] = 0
+    return out
+
+
+def _head_contour(img: np.ndarray, drop_frame: bool = False) -> np.ndarray | None:
     """The head's outline in `img` (H×W×3 uint8): the largest bright blob's external contour, or
     None when nothing sensible is found (tiny, blank or flat image, or a blob whose box covers
-    under `HEAD_MIN_AREA` of it).
+    under `HEAD_MIN_AREA` of it); `drop_frame`: without a frame round the image.
 
     Method: gray, 5×5 Gaussian blur, Otsu threshold (at least 10 so near-black noise never counts),
-    a morphological close to join the skull ring, then the largest external contour.
+    frame lines along the edges dropped if asked (`_drop_frame`), a morphological close to join
+    the skull ring, then the largest external contour.
     """
     h, w = img.shape[:2]
     if h < MIN_SIDE or w < MIN_SIDE:
@@ -65,6 +102,8 @@ def _head_contour(img: np.ndarray) -> np.ndarray | None:
     blur = cv2.GaussianBlur(gray, (5, 5), 0)
     otsu, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     _, mask = cv2.threshold(blur, max(float(otsu) * 0.5, 10.0), 255, cv2.THRESH_BINARY)
+    if drop_frame:
+        mask = _drop_frame(mask)
     k = max(3, (min(h, w) // 64) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -97,7 +136,8 @@ def crop_box(img: np.ndarray, margin: float = 0.02) -> tuple[int, int, int, int]
 
 
 def head_mask(img: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the head's silhouette in `img` (the filled outline `crop_box` boxes).
+    """(H, W) bool: the head's silhouette in `img` (the filled outline `crop_box` boxes, but
+    without a frame drawn round the image: `FRAME_DEPTH`).
 
     Pass the *prepared* image (`prepare_image`'s output) to get the head region in the model's
     input frame, after the crop and resize the model sees. Where no head is found (blank or flat
@@ -106,7 +146,7 @@ def head_mask(img: np.ndarray) -> np.ndarray:
     """
     img = _as_rgb_uint8(img)
     h, w = img.shape[:2]
-    contour = _head_contour(img)
+    contour = _head_contour(img, drop_frame=True)
     if contour is None:
         return np.ones((h, w), bool)
     out = np.zeros((h, w), np.uint8)

@@ -1031,6 +1031,19 @@ def test_stage_layers_one_per_resolution_and_fusion_is_the_geometric_mean() -> N
     # the two fusions differ on this model: each really fuses its own method's maps
     assert np.abs(ex2(x, method="fusion", target=[0, 1]).heatmaps
                   - ex2(x, method="layercam-fusion", target=[0, 1]).heatmaps).max() > 0.05
+    # no evidence for a class at the deepest layer: the fused map is empty, as that layer's is
+    # (a flat deepest map counted as ones, and the finer layer alone drew a full map)
+    dense = two.layers[-1]
+    kernel, bias = dense.get_weights()
+    kernel[:, 2] = -np.abs(kernel[:, 2]) - 0.1  # every channel of "c" speaks against class 2
+    dense.set_weights([kernel, bias])
+    ex3 = E.Explainer(two, "c")
+    for fusion, single in (("fusion", "gradcam"), ("layercam-fusion", "layercam"),
+                           ("layercam-fusion-mirror", "layercam")):
+        assert not ex3(x, method=single, target=2, layer="c").heatmaps.any()
+        assert ex3(x, method=single, target=2, layer="b").heatmaps.max() > 0  # "b" is not flat
+        assert not ex3(x, method=fusion, target=2).heatmaps.any(), fusion
+        assert ex3(x, method=fusion, target=0).heatmaps.max() > 0  # another class keeps its map
 
 
 def test_noisy_linear_imputation_solves_the_neighbour_average_equations() -> None:

@@ -97,6 +97,30 @@ def test_head_mask_is_the_crop_blob_and_whole_image_without_a_head() -> None:
     assert frame.shape == (64, 64) and frame.dtype == bool and not frame[0, 0] and frame[32, 32]
 
 
+def test_a_frame_round_the_slice_is_not_head_and_a_map_on_it_is_flagged() -> None:
+    """A 3 px white border round a slice (a viewer's export) made the head mask the whole image,
+    so a heatmap on the border read as all inside the head (an explanation review). The frame is
+    left out of the mask now; the crop is the one the models were trained with, unchanged."""
+    from pipeline.synth import render_phantom
+
+    img, _ = render_phantom("no_tumor", 128, np.random.default_rng(0))
+    rgb = np.repeat(img[..., None], 3, axis=2)
+    framed = rgb.copy()
+    framed[:3], framed[-3:], framed[:, :3], framed[:, -3:] = 255, 255, 255, 255
+    mask = geometry.head_mask(framed)
+    assert not mask[:3].any() and not mask[-3:].any() and not mask[:, :3].any()
+    assert (mask == geometry.head_mask(rgb)).mean() > 0.98  # the same head (the blur may differ)
+    assert geometry.crop_box(framed) == (0, 0, 128, 128)  # as before: the crop keeps the frame
+    on_frame = np.zeros((128, 128), np.float32)
+    on_frame[:3] = 1.0
+    assert E.outside_head_flag(E.top_outside_head(on_frame, geometry.head_mask(framed)))
+    # a head that touches edges but has no frame round it keeps its outline
+    tight = rgb[20:108, 10:118]
+    ys, xs = np.nonzero(geometry.head_mask(tight))
+    assert xs.min() == 0 or ys.min() == 0 or xs.max() == 107 or ys.max() == 87
+    assert geometry.head_mask(tight).mean() > 0.5
+
+
 def test_marker_is_outside_the_head_inside_the_crop_and_class_specific() -> None:
     from pipeline.synth import CLASSES, render_phantom
 

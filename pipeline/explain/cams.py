@@ -175,15 +175,22 @@ def _fusion_graph(feature_model: keras.Model, n_maps: int,
         grads = tape.gradient(total, fmaps)
         size = tf.shape(x)[1:3]
         log_sum = tf.zeros(tf.shape(x)[:3])
+        evidence = None  # per image: the deepest layer's map is not flat
         for fmap, grad in zip(fmaps, grads, strict=True):
             cam = tf.image.resize(combine(fmap, grad), size, method="bilinear")[..., 0]
             cam = minmax_per_sample(cam)
-            # A layer whose map is flat (all zero after the ReLU) carries no "where": it counts
-            # as all ones, so it cannot wipe out the other layers' product.
+            # A finer layer whose map is flat (all zero after the ReLU) carries no "where": it
+            # counts as all ones, so it cannot wipe out the other layers' product.
             flat = tf.reduce_max(cam, axis=(1, 2), keepdims=True) <= 0
+            evidence = tf.logical_not(flat) if evidence is None else evidence
             cam = tf.where(flat, tf.ones_like(cam), cam)
             log_sum += tf.math.log(cam + 1e-6)
         fused = tf.exp(log_sum / float(n_maps))  # geometric mean of the normalised maps
+        # The deepest layer (the first) says whether there is evidence for the class at all:
+        # where it has none the fused map is empty too, as that layer's own map is. Counted as
+        # ones, it left the finer, less class-specific layers to draw a full map of "no
+        # evidence" (an explanation review: 2 of 25 misread test images' true class).
+        fused = tf.where(evidence, fused, tf.zeros_like(fused))
         return minmax_per_sample(fused), probs, chosen
 
     fusion.get_concrete_function()
