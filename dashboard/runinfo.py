@@ -350,6 +350,9 @@ class BoxFacts:
     tumour_test: int
     source: str | None = None
     train_boxed: tuple[int, int] | None = None
+    # image path -> its class in the boxes' source where that differs from its folder's
+    # (`masks.box_source_classes`: the dataset's label noise the boxes reveal)
+    relabelled: dict[str, str] = field(default_factory=dict)
 
 
 def masks_are_boxes(masks_dir: str | None, data_dir: str | None,
@@ -394,7 +397,7 @@ def box_facts(splits: Mapping[str, Any], masks_dir: Path | None) -> BoxFacts:
     figshare original (`figshare_class`; the boxes' README: every box is a figshare match).
     Folders without that file give no source: the page then claims nothing about one.
     """
-    from pipeline.explain.masks import find_mask  # cv2, no TensorFlow
+    from pipeline.explain.masks import box_source_classes, find_mask  # cv2, no TensorFlow
     from pipeline.names import NO_TUMOR
 
     def tumours(split: str) -> list[dict]:
@@ -409,6 +412,7 @@ def box_facts(splits: Mapping[str, Any], masks_dir: Path | None) -> BoxFacts:
         with table.open(encoding="utf-8") as fh:
             if "figshare_class" in fh.readline().strip().split(","):
                 facts.source = "figshare"
+        facts.relabelled = box_source_classes(masks_dir)
     train = tumours("train")
     if facts.source and train:
         boxed = sum(find_mask(masks_dir, r["path"]) is not None for r in train)

@@ -315,3 +315,47 @@ def test_a_training_image_is_not_called_unlike_the_training_data_and_its_page_sa
                                 class_names=["glioma", "no_tumor"], seen_split=["train"])
     page = views.report_page(upload, 0, results, ["glioma", "no_tumor"], inference.Settings())
     assert page.flags[0] == seen_note("train", 0)
+
+
+def test_boxes_whose_source_files_them_under_another_class_are_said_on_the_quality_page(
+        tmp_path: Path, real_data: Path) -> None:
+    """All 10 boxed "pituitary" images of the official Testing/ run are figshare meningiomas
+    (the boxes' README; an explanation review): the page's per-class pointing game for
+    pituitary was measured on meningiomas and said nothing. `box_source_classes` reads
+    boxes.csv, and the quality page says which boxed test images another class's."""
+    import json
+
+    from dashboard import runinfo
+    from dashboard.figures.quality_text import relabelled_sentence
+
+    masks = tmp_path / "ds-boxes" / "masks"
+    masks.mkdir(parents=True)
+    (masks.parent / "boxes.csv").write_text(
+        "path,figshare_class,folder_class,x_center\n"
+        "Testing/pituitary_tumor/a.jpg,meningioma_tumor,pituitary_tumor,0.5\n"
+        "Testing/pituitary_tumor/b.jpg,pituitary_tumor,pituitary_tumor,0.5\n"
+        "Testing/glioma_tumor/c.jpg,glioma_tumor,glioma_tumor,0.5\n")
+    assert E.box_source_classes(masks) == {"Testing/pituitary_tumor/a.jpg": "meningioma"}
+    assert E.box_source_classes(tmp_path) == {}  # no table: nothing claimed
+    rows = [{"path": f"Testing/pituitary_tumor/{n}.jpg", "label": "pituitary",
+             "pointing_hit": True} for n in "ab"]
+    rows.append({"path": "Testing/glioma_tumor/c.jpg", "label": "glioma", "pointing_hit": False})
+    said = relabelled_sentence({"m": {"rows": rows}}, E.box_source_classes(masks), "figshare")
+    assert said is not None and said.startswith(
+        "In the boxes' source (figshare), 1 of the 2 boxed test images filed as pituitary are "
+        "meningioma slices"), said
+    assert "partly measured" in said
+    assert relabelled_sentence({"m": {"rows": rows[1:]}}, E.box_source_classes(masks),
+                               "figshare") is None  # none of them among the explained images
+
+    # the shipped official-Testing/ run on the real boxes: every boxed pituitary image
+    boxes = E.boxes_dir(real_data)
+    if boxes is None:
+        pytest.skip("the dataset's boxes folder is not beside it")
+    run = Path(__file__).resolve().parents[1] / "artifacts" / "runs" / "20261204-234901-1f09da"
+    expl = {m: json.loads((run / m / "explanations.json").read_text())
+            for m in ("custom_cnn", "mobilenetv2")}
+    facts = runinfo.box_facts(json.loads((run / "splits.json").read_text()), boxes)
+    said = relabelled_sentence(expl, facts.relabelled, facts.source)
+    assert said is not None and "10 of the 10 boxed test images filed as pituitary are " \
+        "meningioma slices" in said and "partly" not in said, said

@@ -50,6 +50,9 @@ if any(e.get("pointing_game") is not None for e in expl.values()):
     by_class = T.class_pointing_sentence(expl, word)
     if by_class:
         st.caption(by_class)
+    relabelled = boxes and T.relabelled_sentence(expl, boxes.relabelled, boxes.source)
+    if relabelled:
+        st.caption(relabelled)
     apart = records.apart_record(run)  # do the two models' peaks agree, and what it meant
     if apart:
         st.caption(record_sentence(apart, word))

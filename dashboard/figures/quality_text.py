@@ -166,6 +166,37 @@ def class_pointing_sentence(explanations: Mapping[str, Mapping[str, Any]],
             "with more care.")
 
 
+def relabelled_sentence(explanations: Mapping[str, Mapping[str, Any]],
+                        relabelled: Mapping[str, str], source: str | None) -> str | None:
+    """What the per-class figures mean where the boxes' source files a boxed test image under
+    another class than the dataset's folder does (`BoxFacts.relabelled`): on the official
+    `Testing/` run all 10 boxed "pituitary" images are figshare meningiomas (an explanation
+    review), so that class's pointing game was measured on meningiomas, explaining "pituitary".
+    None when no localised image of any model is such an image."""
+    groups: dict[tuple[str, str], set[str]] = {}
+    boxed: dict[str, set[str]] = {}
+    for e in explanations.values():
+        for r in e.get("rows") or []:
+            if not (isinstance(r, Mapping) and isinstance(r.get("pointing_hit"), bool)
+                    and isinstance(r.get("path"), str) and isinstance(r.get("label"), str)):
+                continue
+            boxed.setdefault(r["label"], set()).add(r["path"])
+            other = relabelled.get(r["path"])
+            if other and other != r["label"]:
+                groups.setdefault((r["label"], other), set()).add(r["path"])
+    if not groups:
+        return None
+    where = f"the boxes' source ({source})" if source else "the boxes' source"
+    parts = [f"{len(paths)} of the {len(boxed[label])} boxed test images filed as "
+             f"{class_name(label)} are {class_name(other)} slices"
+             for (label, other), paths in sorted(groups.items())]
+    whole = all(len(paths) == len(boxed[label]) for (label, _), paths in groups.items())
+    figure = "that class's figure above is" if len(groups) == 1 else "those figures above are"
+    return (f"In {where}, " + "; ".join(parts) + ": the dataset's label noise. Their heatmaps "
+            f"explain the folder's class, so {figure} {'' if whole else 'partly '}measured on "
+            "another tumour type.")
+
+
 def _share(value: Any) -> str:
     return f"{value:.0%}" if isinstance(value, (int, float)) else "?"
 

@@ -53,7 +53,7 @@ _EXPORTS = {
     "ROAD_FRACTIONS": "metrics", "noisy_linear_impute": "imputation",
     "stage_layers": "layers",
     "explain_eval": "quality", "explain_model": "scoring", "boxes_dir": "masks",
-    "default_masks_dir": "masks",
+    "default_masks_dir": "masks", "box_source_classes": "masks",
     "heatmap_stats": "render", "heatmap_to_rgb": "render", "render_overlay": "render",
     "to_png": "render", "top_region": "render",
 }

@@ -140,6 +140,34 @@ def read_mask(path: Path) -> np.ndarray:
     return images.read_image(path).max(axis=2)
 
 
+# beside a boxes folder's masks/: one row per box, with the class of the collection the box came
+# from (the Sartaj boxes: `figshare_class`) next to the dataset folder's (`folder_class`)
+BOX_TABLE = "boxes.csv"
+SOURCE_CLASS, FOLDER_CLASS = "figshare_class", "folder_class"
+
+
+def box_source_classes(masks_dir: Path) -> dict[str, str]:
+    """Image path (relative to the dataset) -> its class in the boxes' source collection, for
+    the boxed images whose source class differs from their dataset folder's (the Sartaj data's
+    label noise: 14 "pituitary" images are figshare meningiomas, the boxes' README). Classes as
+    the runs name them (`canonical_label`); {} without a `BOX_TABLE` that names both classes."""
+    import csv
+
+    from pipeline.data.discovery import canonical_label
+
+    try:
+        with (masks_dir.parent / BOX_TABLE).open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    out = {}
+    for r in rows:
+        source, folder = r.get(SOURCE_CLASS), r.get(FOLDER_CLASS)
+        if source and folder and r.get("path") and source != folder:
+            out[r["path"]] = canonical_label(source) or source
+    return out
+
+
 BOXES_ENV = "BRAIN_MRI_BOXES"
 # a dataset's tumour boxes live in `<dataset><BOXES_SUFFIX>/masks` beside it (`boxes_dir`)
 BOXES_SUFFIX = "-boxes"
