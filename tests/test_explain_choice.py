@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.explain import METHODS, REGISTRY
@@ -60,6 +61,30 @@ def test_a_pointing_game_within_noise_of_the_best_is_a_tie_won_by_energy_in_box(
     # an exact tie in pointing goes to energy, then to a fast method
     twins = [row("slow", best, 0.3), row("fast", best, 0.3)]
     assert select(twins, [False, True])["method"] == "fast"
+
+
+def test_an_empty_map_scores_nothing_in_the_box_when_choosing_as_in_explain_eval() -> None:
+    """The choice averaged energy in box over the non-empty maps only (explain-eval counts an
+    empty map as 0), so a candidate with mostly empty maps could win the energy tie-break on
+    its few others (an explanation review)."""
+    from types import SimpleNamespace
+
+    from pipeline.explain.choice import _score
+
+    box = np.zeros((8, 8), np.float32)
+    box[2:4, 2:4] = 1
+    full = np.zeros((8, 8), np.float32)
+    full[2:4, 2:4] = 1.0  # all its heat in the box
+    maps = np.stack([full, np.zeros((8, 8), np.float32)])  # the second: no evidence at all
+
+    def ex(x, method, layer, target):  # noqa: ANN001, ANN202
+        return SimpleNamespace(heatmaps=maps[: len(x)])
+
+    got = _score(ex, None, "gradcam", np.zeros((2, 8, 8, 3), np.float32), np.array([0, 0]),
+                 [box, box])
+    assert got["hits"] == [True, False]
+    assert got["energy_in_mask"] == pytest.approx(0.5)  # (1 + 0) / 2, not 1
+    assert got["top_in_mask"] == pytest.approx(0.5)
 
 
 @pytest.mark.slow

@@ -119,14 +119,17 @@ def _score(ex: Any, layer: str | None, method: str, x: np.ndarray, targets: np.n
     """Pointing game, energy in box and hottest box-sized region in box (`top_in_mask`) of one
     (method, layer) on prepared images, through the model's one `Explainer` (its compiled
     graphs are reused across the table)."""
-    from pipeline.explain.metrics import energy_in_mask, pointing_game, top_in_mask
+    from pipeline.explain.metrics import energy_in_mask, is_empty, pointing_game, top_in_mask
 
     heat = np.concatenate([ex(x[i : i + batch], method=method, layer=layer,
                               target=[int(t) for t in targets[i : i + batch]]).heatmaps
                            for i in range(0, len(x), batch)])
     hits = [pointing_game(h, m) for h, m in zip(heat, masks, strict=True)]
-    energy = [energy_in_mask(h, m) for h, m in zip(heat, masks, strict=True)]
-    top = [top_in_mask(h, m) for h, m in zip(heat, masks, strict=True)]
+    # an empty map puts nothing in the box: 0, as explain-eval scores it (`scoring`), not left
+    # out of the mean, or a candidate whose maps are mostly empty would win on the few others
+    energy = [0.0 if is_empty(h) else energy_in_mask(h, m) for h, m in zip(heat, masks,
+                                                                             strict=True)]
+    top = [0.0 if is_empty(h) else top_in_mask(h, m) for h, m in zip(heat, masks, strict=True)]
     return {"method": method, "layer": layer, "n": len(x),
             "pointing_game": float(np.mean(hits)),
             "energy_in_mask": float(np.nanmean(energy)) if np.isfinite(energy).any() else None,
