@@ -290,6 +290,8 @@ def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | 
                                   test_fraction=cfg.test_fraction, dedupe=cfg.dedupe,
                                   official_test=cfg.official_test, max_per_class=cfg.max_images,
                                   progress=progress)
+        if why := data.split_gaps(splits, ds.classes):  # before a run folder exists
+            raise data.DatasetError(why)
         writer = artifacts.RunWriter(artifacts_dir)
         held.enter_context(locks.run_writer(writer.tmp, "train"))
         # run.json goes last: its presence is what makes the run resumable.

@@ -192,6 +192,24 @@ def test_one_known_class_is_refused_before_any_work(tmp_path: Path):
     assert not (out / "runs").exists() or not any((out / "runs").iterdir())
 
 
+def test_a_class_without_training_or_validation_images_is_refused_before_any_run(
+        tmp_path: Path):
+    """One glioma among 24 no-tumour images: the glioma went to the test split, and the run
+    trained without the class, "tested" it and exited 0 (a review). Refused now, naming the
+    class and its counts, before any run folder exists."""
+    root, out = _flat(tmp_path / "skew", {"Glioma": 1, "Healthy": 24}), tmp_path / "art"
+    result = CliRunner().invoke(app, ["train", "--data", str(root), "--out", str(out),
+                                      "--model", "custom_cnn", "--profile", "smoke"])
+    assert result.exit_code == 2, result.output
+    said = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert said.startswith("error: every class needs images in training and in validation, "
+                           "and glioma (train "), said
+    assert "has too few" in said and "no_tumor" not in said, said
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+    ds = data.discover(_flat(tmp_path / "fine", {"Glioma": 12, "Healthy": 12}))
+    assert data.split_gaps(data.make_splits(ds, seed=0), ds.classes) is None
+
+
 def test_tune_refuses_it_before_any_work_too(tmp_path: Path):
     from pipeline.tune import tune
 

@@ -54,6 +54,7 @@ from pipeline.data.splits import (
     SPLIT_NAMES,
     Splits,
     make_splits,
+    split_gaps,
     splits_from_json,
     splits_to_json,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "near_pairs",
     "patient_note",
     "perceptual_hash",
+    "split_gaps",
     "splits_from_json",
     "splits_to_json",
     "untrainable",

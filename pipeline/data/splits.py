@@ -168,6 +168,24 @@ def make_splits(ds: Dataset, seed: int = 42, val_fraction: float = 0.15,
     return _collect(records, assigned, info)
 
 
+def split_gaps(splits: Splits, classes: list[str]) -> str | None:
+    """Why `splits` cannot train a classifier of `classes`, or None: every class needs images in
+    training and in validation. A class of one image went to the test split alone, and the run
+    trained without it and "tested" it (a review); `train` refuses before any run folder
+    exists."""
+    counts = splits.counts()
+    short = [c for c in classes
+             if not counts["train"].get(c, 0) or not counts["val"].get(c, 0)]
+    if not short:
+        return None
+    parts = [f"{c} (train {counts['train'].get(c, 0)}, val {counts['val'].get(c, 0)}, test "
+             f"{counts['test'].get(c, 0)})" for c in short]
+    return ("every class needs images in training and in validation, and "
+            + ", ".join(parts) + (" has" if len(short) == 1 else " have") + " too few: add "
+            "images to its folder, or move the folder out of the data folder to train without "
+            "that class")
+
+
 def _without_label_conflicts(records: list[ImageRecord], infos: dict[str, HashInfo]
                              ) -> tuple[list[ImageRecord], list[str]]:
     """The records without label conflicts (the same bytes under two classes), and those
