@@ -914,6 +914,34 @@ def test_sample_picker_draws_test_images(artifacts: Path):
     assert "true class" not in _shown(at)
 
 
+def test_drawn_test_images_are_put_away_when_another_run_trained_on_them(
+        smoke_run, tmp_path, monkeypatch):
+    """Test images drawn on one run stayed after a switch to a run that trained on them, still
+    captioned "in this run's test split" and judged right or wrong (a presenter's review). Those
+    not in the new run's test split are put away, and the page says so."""
+    run, older = _two_runs(smoke_run, tmp_path, monkeypatch)
+    at = _app("predict")
+    at.number_input(key="sample_count").set_value(2).run()
+    at.button(key="sample_draw").click().run()
+    _ok(at)
+    drawn = [e["path"] for e in at.session_state["predict_samples"]]
+    assert len(drawn) == 2
+    # the older run trained on the first of them
+    splits = json.loads((older / "splits.json").read_text())
+    moved = next(e for e in splits["test"] if e["path"] == drawn[0])
+    splits["test"].remove(moved)
+    splits["train"].append(moved)
+    (older / "splits.json").write_text(json.dumps(splits))
+    at.switch_page(PAGES["overview"][0]).run()
+    at.sidebar.selectbox(key="run_choice").set_value(older.name).run()
+    at.switch_page(PAGES["predict"][0]).run()
+    _ok(at)
+    assert [e["path"] for e in at.session_state["predict_samples"]] == drawn[1:]
+    assert any("1 drawn image put away" in i.value for i in at.info), _texts(at.info)
+    shown = _shown(at)
+    assert drawn[0] not in shown and drawn[1] in shown
+
+
 def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
     at = _app("errors")
     _ok(at)
