@@ -406,13 +406,24 @@ def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None])
     return note
 
 
-def agreement_note(agree: Sequence[bool], n_models: int) -> str:
+def agreement_note(agree: Sequence[bool], n_models: int,
+                   hidden: Sequence[bool] | None = None) -> str:
     """How many of the good images the models answer alike, for the caption over the cards:
     "the models agree on 3 of 4"; "" for a one-model run, which has no one to agree with (its
-    agreement column is all True, and "4 agreement(s)" read as a claim)."""
+    agreement column is all True, and "4 agreement(s)" read as a claim). `hidden`: per image,
+    its answers are folded away (`card_flags.withheld`: it may be no MRI); those are not
+    counted, and said apart (colour noise counted among "the models agree on 6 of 6", a
+    presenter's review)."""
     if n_models < 2:
         return ""
-    return f"the models agree on {int(sum(bool(a) for a in agree))} of {len(agree)}"
+    hidden = list(hidden) if hidden is not None else [False] * len(agree)
+    shown = [bool(a) for a, h in zip(agree, hidden, strict=True) if not h]
+    n_hidden = len(agree) - len(shown)
+    note = f"the models agree on {sum(shown)} of {len(shown)}"
+    if n_hidden:
+        note += (f" shown ({n_hidden} image{'s' if n_hidden > 1 else ''}' answers hidden: "
+                 "may not be brain MRI)")
+    return note
 
 
 # The downloads' encoding: UTF-8 with a byte-order mark. Excel opens a CSV without one in the

@@ -183,24 +183,39 @@ FLAGS_TITLE, FLAGS_BOTTOM = 0.27, 0.105
 FLAGS_GAP = 0.02  # between the table and the flags' title, and that title and the first flag
 
 
+# smaller type for a page whose flags do not all fit at FLAG_SIZE, before any is left out:
+# (font size, characters per line); the line height scales with the size
+FLAG_FALLBACK = ((7.5, 125), (6.5, 145))
+
+
+def _flag_lines(flags: Sequence[str], chars: int) -> list[list[str]]:
+    return [textwrap.wrap("- " + f, chars, subsequent_indent="  ") for f in flags]
+
+
 def _flags(fig, page: Page, below: float = FLAGS_TITLE + FLAGS_GAP) -> None:  # noqa: ANN001
-    """The card's flags, each wrapped and placed below the last; those that do not fit are
-    counted in a last line (the first six were drawn at fixed steps: a long one ran into the
-    next, and a seventh was dropped without a word)."""
+    """The card's flags, each wrapped and placed below the last, in smaller type when they do
+    not all fit (`FLAG_FALLBACK`); those that still do not fit are counted in a last line (the
+    first six were drawn at fixed steps: a long one ran into the next, and a seventh was
+    dropped without a word; a review found a page's most important flags counted away)."""
     flags = list(page.flags) or ["No flags: confident answers that agree, on an image like the "
                                  "training data. That is still not a diagnosis."]
     title = max(min(below - FLAGS_GAP, 0.38), FLAGS_TITLE)  # `below`: the table's lower edge
     fig.text(0.06, title, "Flags", fontsize=9, weight="bold")
     y = title - FLAGS_GAP
-    for k, flag in enumerate(flags):
-        lines = textwrap.wrap("- " + flag, FLAG_CHARS, subsequent_indent="  ")
+    for size, chars in ((FLAG_SIZE, FLAG_CHARS), *FLAG_FALLBACK):
+        line = FLAG_LINE * size / FLAG_SIZE
+        wrapped = _flag_lines(flags, chars)
+        if y - sum(line * len(ls) + 0.006 for ls in wrapped) >= FLAGS_BOTTOM:
+            break
+    for k, lines in enumerate(wrapped):
         rest = len(flags) - k
-        if y - FLAG_LINE * (len(lines) + (rest > 1)) < FLAGS_BOTTOM:
-            fig.text(0.06, y, f"+ {rest} more flag{'s' if rest > 1 else ''}: see the "
-                     "dashboard's card for this image.", fontsize=FLAG_SIZE, style="italic")
+        if y - line * (len(lines) + (rest > 1)) < FLAGS_BOTTOM:
+            fig.text(0.06, y, f"+ {rest} more flag{'s' if rest > 1 else ''} not printed: the "
+                     "dashboard's card for this image lists every one.", fontsize=size,
+                     style="italic")
             return
-        fig.text(0.06, y, "\n".join(lines), fontsize=FLAG_SIZE, va="top", linespacing=1.25)
-        y -= FLAG_LINE * len(lines) + 0.006
+        fig.text(0.06, y, "\n".join(lines), fontsize=size, va="top", linespacing=1.25)
+        y -= line * len(lines) + 0.006
 
 
 def _model_files(fig, hashes: Mapping[str, str]) -> None:  # noqa: ANN001

@@ -246,12 +246,17 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
             + (f"; hottest at the image's {where}" if where else "")
             + (f". {record[0]}" if record else ""),
             {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
-    # the split note travels with the page: a training image's PDF is no test either
+    # the split note travels with the page: a training image's PDF is no test either. What
+    # the card leads with (may be no MRI, unlike every model's training data) leads the page's
+    # flags too: the PDF draws them in order until the page is full (a review found those cut
+    # and "may be T2 or FLAIR" kept)
     notes = [upload.seen] if upload.seen else []
+    lead = flags.leading_flags(answers, list(results.per_model))
+    rest = [f for f in answers if not any(f is g for g in lead)]
     pooled = None if results.together is None else {  # the models' answers pooled
         c: float(p) for c, p in zip(class_names, results.together[j], strict=True)}
     below = results.together_weak_below
-    return Page(upload.digest, upload.image, models, notes + answers + shortcuts,
+    return Page(upload.digest, upload.image, models, [*lead, *notes, *rest, *shortcuts],
                 upload.true_label, results.calibration_note, upload.radiological, pooled,
                 results.together_note,
                 pooled_weak=bool(pooled and below is not None and max(pooled.values()) < below),
@@ -323,10 +328,12 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
             fold.enter_context(st.expander("Show the answers anyway", key=f"{prefix}_anyway_{i}",
                                            icon=":material/visibility:"))
         elif not lead:
-            # agreement is no comfort beside a warning (two models agree on noise, too)
+            # agreement is no comfort beside a warning (two models agree on noise, too): green
+            # only when the card has none, a split note included (a presenter's review found it
+            # green over "in this run's validation split")
             st.badge("models agree" if agree else "models disagree",
                      icon=":material/check:" if agree else ":material/call_split:",
-                     color=("gray" if answers else "green") if agree else "orange")
+                     color=("gray" if folded else "green") if agree else "orange")
         # the models' answers pooled (`evaluate.together`) last on the line, what that is and
         # its test record in the line's tooltip: a table row and a caption more pushed the
         # heatmaps below a 1280x720 screen (tests/test_dashboard_browser.py)

@@ -389,14 +389,23 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
     return writer.finalize(manifest, before_rename=before_rename)
 
 
-def run_title(split_info: dict[str, Any]) -> str:
-    """A readable name for a run, from how its test split was made (the picker shows it)."""
+# before a run title when the data are `synth` phantoms: `make demo` on a machine without the
+# shipped run trains on them, and its "Deduplicated split" with the custom CNN far ahead could
+# be shown to a room as the real result (a presenter's review)
+SYNTHETIC_TITLE = "Synthetic phantoms, "
+
+
+def run_title(split_info: dict[str, Any], synthetic: bool = False) -> str:
+    """A readable name for a run, from how its test split was made (the picker shows it);
+    `synthetic`: trained on drawn phantoms, which the title says first."""
     strategy = str(split_info.get("strategy", ""))
     if strategy.startswith("official-test"):  # "official-test+dedup" too: it read "Deduplicated"
-        return "Official Testing split"
-    if strategy.startswith("cv-fold"):
-        return f"Cross-validation {strategy[len('cv-fold '):].split(' ')[0]}"
-    return "Deduplicated split" if "dedup" in strategy else "Random split"
+        title = "Official Testing split"
+    elif strategy.startswith("cv-fold"):
+        title = f"Cross-validation {strategy[len('cv-fold '):].split(' ')[0]}"
+    else:
+        title = "Deduplicated split" if "dedup" in strategy else "Random split"
+    return SYNTHETIC_TITLE + title[0].lower() + title[1:] if synthetic else title
 
 
 def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
@@ -404,16 +413,19 @@ def run_manifest(cfg: TrainConfig, ds: data.Dataset, split_info: dict[str, Any],
     """The manifest of a run trained with `cfg` on `ds` (`RunWriter.finalize` adds its id).
     `commit`: the git commit when training started (default: now); if HEAD moved while the run
     trained, `git_commit_at_end` says so."""
+    from pipeline.synth import is_synthetic
+
     now = provenance.git_commit()
     moved = {"git_commit_at_end": now} if commit and now != commit else {}
+    synthetic = is_synthetic(ds.root)
     return {
-        "title": cfg.title or run_title(split_info),
+        "title": cfg.title or run_title(split_info, synthetic),
         "created": artifacts.utc_now(),
         "git_commit": commit or now, **moved,
         "data": {"dir": str(ds.root), "dir_relative": artifacts.relative_to_project(ds.root),
                  "layout": ds.layout, "fingerprint": data.fingerprint(ds),
                  "n_images": len(ds.records), "binary": ds.binary,
-                 "class_folders": ds.folders},
+                 "class_folders": ds.folders, "synthetic": synthetic},
         "splits": split_info,
         "class_names": ds.classes,
         "config": cfg.to_dict(),

@@ -31,6 +31,7 @@ from pipeline.explain import METHOD_LABELS
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 240  # first model load + tracing on a busy 2-core machine
+SMOKE_TITLE = "Synthetic phantoms, deduplicated split"  # the smoke run's (trained on phantoms)
 PAGES = {
     "overview": ("app_pages/overview.py", "Overview & comparison"),
     "predict": ("app_pages/predict.py", "Predict & explain"),
@@ -362,8 +363,9 @@ def test_sidebar_run_picker_and_disclaimer(artifacts: Path, smoke_run: Path):
     assert picker.value == smoke_run.name
     # the box: the run's title from its manifest, then the end of its id (a longer label was
     # cut off); under it, the full id and that it is the latest run
-    assert picker.options == [f"Deduplicated split · {smoke_run.name.rsplit('-', 1)[1]}"]
-    assert f"Deduplicated split · latest run `{smoke_run.name}`" in _texts(at.sidebar.caption)
+    # (the smoke run is trained on phantoms: its title says so)
+    assert picker.options == [f"{SMOKE_TITLE} · {smoke_run.name.rsplit('-', 1)[1]}"]
+    assert f"{SMOKE_TITLE} · latest run `{smoke_run.name}`" in _texts(at.sidebar.caption)
     assert "not a diagnostic device" in _texts(at.sidebar.caption)
     assert "train " in _texts(at.sidebar.caption)  # split sizes of the selected run
     from dashboard.runinfo import readable_time
@@ -1576,14 +1578,14 @@ def test_run_picker_switches_between_runs(smoke_run, tmp_path, monkeypatch):
     run, older = _two_runs(smoke_run, tmp_path, monkeypatch)
     at = _app()
     picker = at.sidebar.selectbox(key="run_choice")
-    assert picker.options == [f"Deduplicated split · {run.name.rsplit('-', 1)[1]}",
-                              "Deduplicated split · aaaaaa"]  # newest first
+    assert picker.options == [f"{SMOKE_TITLE} · {run.name.rsplit('-', 1)[1]}",
+                              f"{SMOKE_TITLE} · aaaaaa"]  # newest first
     assert f"latest run `{run.name}`" in _texts(at.sidebar.caption)
     assert run.name in _texts(at.caption)
     picker.set_value(older.name).run()
     _ok(at)
     assert older.name in _texts(at.caption) and run.name not in _texts(at.caption)
-    assert f"Deduplicated split · run `{older.name}`" in _texts(at.sidebar.caption)
+    assert f"{SMOKE_TITLE} · run `{older.name}`" in _texts(at.sidebar.caption)
 
 
 def test_choices_survive_a_visit_to_another_page_and_a_switch_of_run(
@@ -2477,9 +2479,38 @@ def test_a_pure_noise_upload_is_flagged_unlike_the_training_data(
     assert [c for img in anyway[0].image for c in img.captions if " · " in c]  # the heatmaps
     assert any("Custom CNN: **" in m.value for m in anyway[0].markdown)  # the answers
     assert [m.value for m in at.get_by_key("predict_card_1").markdown if "-badge[" in m.value]
+    # its report leads its flags with the colour warning, as the card does: the page is drawn
+    # until full, and a review found "may not be MRI" counted away under "+ 5 more flags"
+    text = " ".join(_pdf_text(downloads["predict_pdf_0"]).split())
+    flags_at = text.find("Flags - ")
+    assert flags_at >= 0 and text[flags_at + len("Flags - "):].startswith(
+        "This is a colour image, and MRI slices are greyscale"), text[flags_at:flags_at + 300]
     frame = pd.read_csv(io.BytesIO(downloads["predict_csv"]))
     assert frame["n_warnings"].iloc[0] >= 3 and COLOUR_WARNING in frame["warnings"].iloc[0]
     assert COLOUR_WARNING not in str(frame["warnings"].iloc[1])
+
+
+def test_models_agree_is_green_only_on_a_card_without_any_warning(
+        artifacts: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch):
+    """A validation image both models answered alike got a green "models agree" over its
+    "in this run's validation split" note (a presenter's review; README: green only without a
+    warning). Agreement and the answers' flags are fixed here; the split note is the run's."""
+    monkeypatch.setattr(core, "agreement",
+                        lambda probs: np.ones(len(next(iter(probs.values()))), bool))
+    monkeypatch.setattr(card_flags, "image_flags", lambda results, j: ([], []))
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    val = Path(manifest["data"]["dir"]) / splits["val"][0]["path"]
+    at = _app("predict")
+    at.file_uploader(key="uploads").set_value(
+        [("val.png", val.read_bytes(), "image/png"), (*_test_image(smoke_run), "image/png")]
+    ).run()
+    _ok(at)
+    badges = [[m.value for m in at.get_by_key(f"predict_card_{i}").markdown
+               if "-badge[" in m.value] for i in (0, 1)]
+    assert any("in this run's validation split" in i.value for i in at.info)
+    assert len(badges[0]) == 1 and ":gray-badge[" in badges[0][0], badges
+    assert len(badges[1]) == 1 and ":green-badge[" in badges[1][0], badges  # a test image
 
 
 def test_overview_shows_the_ood_score_against_foreign_and_shifted_images(artifacts: Path,

@@ -793,6 +793,10 @@ def test_agreement_note_counts_images_and_says_nothing_for_one_model():
     assert core.agreement_note([True, False, True], 2) == "the models agree on 2 of 3"
     assert core.agreement_note([False], 2) == "the models agree on 0 of 1"
     assert core.agreement_note([True, True], 1) == ""
+    # an image whose answers are hidden (it may be no MRI) is not counted, and said apart
+    assert core.agreement_note([True, True, True], 2, [False, True, True]) == (
+        "the models agree on 1 of 1 shown (2 images' answers hidden: may not be brain MRI)")
+    assert core.agreement_note([True, False], 2, [False, False]) == "the models agree on 1 of 2"
 
 
 def test_restored_results_say_when_they_were_analysed_not_0_seconds():

@@ -161,7 +161,7 @@ def test_flags_are_stacked_without_overlap_and_none_is_dropped_unsaid():
             "includes CT slices), not that the brain is normal. On this run's test images, "
             "71% of its 'no tumour' answers were right, and it called 29 of 415 tumours 'no "
             "tumour'.")
-    for n, dropped in ((2, 0), (9, None)):
+    for n, dropped in ((2, 0), (5, 0), (12, None)):
         page = _page(0)
         page = R.Page(page.digest, page.original, page.models, [long] * n, page.true_label)
         fig = plt.figure(figsize=(8.27, 11.69))
@@ -181,12 +181,14 @@ def test_flags_are_stacked_without_overlap_and_none_is_dropped_unsaid():
             assert all(b.y0 >= R.FLAGS_BOTTOM * height - 1 for b in boxes)  # above the files
             assert all(b.x1 <= fig.bbox.width for b in boxes)
             more = [t for t in texts if t.startswith("+ ")]
-            if dropped == 0:
+            sizes = {t.get_fontsize() for t in fig.texts[1:]}
+            if dropped == 0:  # five fit in smaller type (four were counted away before)
                 assert len(texts) == n and not more
+                assert sizes == ({R.FLAG_SIZE} if n == 2 else {R.FLAG_FALLBACK[0][0]}), sizes
             else:
                 shown = len(texts) - 1
-                assert more == [f"+ {n - shown} more flags: see the dashboard's card for this "
-                                "image."] and shown >= 3
+                assert more == [f"+ {n - shown} more flags not printed: the dashboard's card "
+                                "for this image lists every one."] and shown >= 5
         finally:
             plt.close(fig)
 

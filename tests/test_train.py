@@ -148,7 +148,8 @@ def test_smoke_run_tree_and_manifest(smoke_run):
             "splits", "data"} <= set(m)
     splits = json.loads((smoke_run / "splits.json").read_text())
     assert len(splits["test"]) == m["splits"]["test"]
-    assert m["title"] == "Deduplicated split"  # the picker's name, from how the split was made
+    # the picker's name, from how the split was made, and that the data are drawn phantoms
+    assert m["title"] == "Synthetic phantoms, deduplicated split" and m["data"]["synthetic"]
     assert m["machine"]["cpu_model"]  # training repeats on one processor, not across them
 
 
@@ -162,6 +163,9 @@ def test_run_titles_name_the_split():
     assert run_title({"strategy": "stratified+dedup"}) == "Deduplicated split"
     assert run_title({"strategy": "stratified"}) == "Random split"
     assert run_title({"strategy": "cv-fold 2/5 (StratifiedGroupKFold)"}) == "Cross-validation 2/5"
+    # `make demo` without the shipped run trains on phantoms: the title says so first
+    assert run_title({"strategy": "official-test"}, synthetic=True) == (
+        "Synthetic phantoms, official Testing split")
 
 
 def _wait_for(predicate, timeout: float) -> bool:

@@ -222,7 +222,8 @@ if good:
     c2 = c3 = st.container(horizontal=True, wrap=True, key="predict_downloads")
     # results from the store (a restored upload, a rerun) say when they were analysed, not
     # "in 0.00 s"
-    agree = core.agreement_note(frame["models_agree"].tolist(), len(results.probs))
+    agree = core.agreement_note(frame["models_agree"].tolist(), len(results.probs),
+                                [card_flags.withheld(f) for f in flags])
     c1.caption(" · ".join(filter(None, [
         core.analysis_note(len(items), results.seconds, results.earlier), agree,
         "model files (SHA-256): " + ", ".join(f"{m} {runinfo.short_hash(h)}"

@@ -19,10 +19,18 @@ three tumour drawers and `render_phantom`), `dataset` (argument checks, output f
 `generate`). This package re-exports their public API: `from pipeline.synth import X`.
 """
 
-from pipeline.synth.dataset import GENERATOR, MAX_SIZE, MIN_SIZE, SPLITS, VERSION, generate
+from pipeline.synth.dataset import (
+    GENERATOR,
+    MAX_SIZE,
+    MIN_SIZE,
+    SPLITS,
+    VERSION,
+    generate,
+    is_synthetic,
+)
 from pipeline.synth.tumours import CLASSES, SynthError, render_phantom
 
 __all__ = [
     "CLASSES", "GENERATOR", "MAX_SIZE", "MIN_SIZE", "SPLITS", "VERSION",
-    "SynthError", "generate", "render_phantom",
+    "SynthError", "generate", "is_synthetic", "render_phantom",
 ]

@@ -42,6 +42,12 @@ def _check_args(per_class: int, size: int, seed: int, test_fraction: float) -> N
         raise SynthError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
 
 
+def is_synthetic(out: str | Path) -> bool:
+    """Whether folder `out` holds a synth.json from this generator (complete or interrupted):
+    a dataset of drawn phantoms, not MRI (a run trained on one says so in its title)."""
+    return _is_synth_output(Path(out))
+
+
 def _is_synth_output(out: Path) -> bool:
     """Whether `out` holds a synth.json from this generator (complete or interrupted)."""
     try:
@@ -199,9 +205,16 @@ def _render_all(jobs: list[_Job], seed: int, size: int, progress: Progress | Non
     if progress:
         progress("synth phantoms", 0, total)
     n_workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=n_workers)
+    try:
         futures = [pool.submit(_write_phantom, job, seed, size, marker) for job in jobs]
         for done, fut in enumerate(as_completed(futures), start=1):
             fut.result()
             if progress:
                 progress("synth phantoms", done, total)
+    except BaseException:
+        # Ctrl-C or a failed job: the queued jobs are dropped (a `with` block waited for every
+        # one: a review's Ctrl-C at 241 of 2400 phantoms returned after all 2400 were written)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
