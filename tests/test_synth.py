@@ -326,3 +326,17 @@ def test_run_makes_an_interrupted_phantom_set_again(tmp_path: Path) -> None:
     stamp = (out / "synth.json").stat().st_mtime_ns
     _synthetic_data(out, per_class=3)
     assert (out / "synth.json").stat().st_mtime_ns == stamp
+
+
+def test_an_interrupt_drops_the_phantoms_still_queued(tmp_path: Path) -> None:
+    """Ctrl-C at 241 of 2400 phantoms returned only once all 2400 were written (the pool's
+    `with` waited for every queued job): the queued ones are dropped now."""
+    def interrupt(stage: str, done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path / "big", per_class=100, size=64, seed=0, progress=interrupt,
+                 workers=1)
+    written = list((tmp_path / "big").rglob("*.png"))
+    assert 0 < len(written) < 2 * 400 // 4, len(written)  # of 800 images and masks: a few
