@@ -629,6 +629,26 @@ def test_evaluate_cli_errors(tmp_path) -> None:
     assert r.exit_code == 2 and "--folds must be at least 2" in r.output
 
 
+def test_evaluate_data_of_unreadable_files_says_which_in_one_plain_line(run_copy, tmp_path
+                                                                        ) -> None:
+    """It printed a Python tuple holding the file's absolute path: ('glioma/x1.jpg',
+    '/abs/.../glioma/x1.jpg: not an image (text?)') (a review)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    data = tmp_path / "notimg"
+    for label in ("glioma", "no_tumor"):
+        for k in range(2):
+            (data / label).mkdir(parents=True, exist_ok=True)
+            (data / label / f"x{k}.jpg").write_text("these are notes, not an image\n" * 4)
+    r = CliRunner().invoke(app, ["evaluate", "--run", str(run_copy), "--data", str(data)])
+    assert r.exit_code == 2, r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("error:"))
+    assert line.startswith("error: none of the 4 images could be read, e.g. glioma/x0.jpg: "), line
+    assert str(tmp_path) not in line and "('" not in line, line
+
+
 @pytest.mark.slow
 def test_evaluate_cli_external_and_bad_name(run_copy, tmp_path) -> None:
     from typer.testing import CliRunner

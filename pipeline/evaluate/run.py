@@ -279,8 +279,12 @@ def evaluate_run(
     # An unreadable file fails for every model; keep the images every model scored, in order.
     keep = [r.rel for r in records if r.rel not in failed]
     if not keep:
-        raise EvaluationError(f"none of the {len(records)} images could be read, e.g. "
-                              f"{next(iter(failed.items()), ('', ''))}")
+        rel, why = next(iter(failed.items()))
+        # the reader's message begins with the file's full path: the folder's path stands for it
+        head, sep, tail = why.partition(": ")
+        why = tail if sep and head.endswith(Path(rel).name) else why
+        raise EvaluationError(f"none of the {len(records)} images could be read, e.g. {rel}: "
+                              f"{why}")
     if len(keep) < 2:  # the intervals resample images: one was a ValueError traceback
         raise EvaluationError(f"only 1 image could be scored ({keep[0]}): an evaluation needs "
                               "at least 2; use predict for one image")
