@@ -179,3 +179,16 @@ def class_folder_words(folders: Sequence[str]) -> str:
     `predict`'s and `explain`'s lines and explain's captioned overlays. The names are the
     user's: callers make them safe for where they are shown."""
     return f"class folder{'s' * (len(folders) > 1)}: {', '.join(folders)}"
+
+
+def one_line(text: object) -> str:
+    """User-controlled text (file names, decoder messages, run titles) as one printable line.
+
+    Control characters (a newline or a terminal escape sequence in a file name) are shown as
+    Python escapes, so one message stays one line and cannot drive the terminal (the CLI's
+    messages, results.md).
+    """
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)

@@ -23,7 +23,7 @@ from pipeline.evaluate.external import NOT_FOUND_NOTE, series_line
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.evaluate.flags import audit_caption, flag_table, not_singling_out, t2_tumours
 from pipeline.intervals import share_interval
-from pipeline.names import DISCLAIMER, SHIFT_VALIDATION_NOTE, display_name
+from pipeline.names import DISCLAIMER, SHIFT_VALIDATION_NOTE, display_name, one_line
 from pipeline.report import _optional, results_table
 
 DASH = "–"  # a figure the files do not have
@@ -44,13 +44,15 @@ def _count(value: Any) -> int | None:
 
 
 def _cell(text: Any) -> str:
-    """Text from a file as a table cell: one line, no column break (a "|" split the row)."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """Text from a file as a table cell: one line, no column break (a "|" split the row), no
+    control character (`one_line`)."""
+    return one_line(" ".join(str(text).split())).replace("|", "\\|")
 
 
 def _code(text: Any) -> str:
-    """User-given text (a run title) as a code span: never read as Markdown."""
-    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+    """User-given text (a run title) as a code span: never read as Markdown, and no control
+    character (`one_line`: a title's terminal escape turned `cat results.md` red, a review)."""
+    return "`" + one_line(" ".join(str(text).split())).replace("`", "'") + "`"
 
 
 def _date(stamp: Any) -> str | None:

@@ -146,6 +146,20 @@ def test_results_md_is_citable_and_holds_every_table_the_run_has(run_id, tmp_pat
     assert ("shift validation" in warn) is official
 
 
+def test_results_md_writes_a_title_s_control_characters_as_escapes(tmp_path):
+    """A run title holding a terminal escape went raw into results.md: `cat` turned the
+    terminal red (a review). Shown as a Python escape, as the CLI shows such text."""
+    from pipeline.results_md import results_markdown
+
+    path = _shipped(MAIN, tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["title"] = "ev\x1b[31mil | `tick`\x07"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    text = results_markdown(open_run(path))
+    assert not any(ord(ch) < 32 and ch not in "\n\t" for ch in text)
+    assert "ev\\x1b[31mil" in text and "\\x07" in text
+
+
 def test_results_md_leaves_out_a_damaged_section_and_says_nothing_false(tmp_path):
     from pipeline.results_md import results_markdown
 

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from pipeline import signals
 from pipeline.explain import METHODS
-from pipeline.names import DEFAULT_MODELS, MODEL_NAMES, Progress, model_words
+from pipeline.names import DEFAULT_MODELS, MODEL_NAMES, Progress, model_words, one_line
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
@@ -31,16 +31,6 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 
-def one_line(text: object) -> str:
-    """User-controlled text (file names, decoder messages) as one printable line.
-
-    Control characters (a newline or a terminal escape sequence in a file name) are shown as
-    Python escapes, so one message stays one line and cannot drive the terminal.
-    """
-    s = str(text)
-    if s.isprintable():
-        return s
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
 
 
 def shown(text: object) -> str:
