@@ -117,6 +117,9 @@ class ModelState:
     phase_epoch: int = 0  # epochs finished in that phase
     phase_done: list[str] = field(default_factory=list)
     checkpoint: str | None = None  # weights file named by the last checkpoint
+    # phase -> weights file of its best epoch so far (lowest val_loss), for a resume's early
+    # stopping (`schedules.Resumed`)
+    best_checkpoints: dict[str, str] = field(default_factory=dict)
     seconds_before_resume: float = 0.0  # training time before an interruption
     feature_seconds: float | None = None  # transfer models: time spent caching activations
     guidance: dict[str, Any] | None = None  # guided training: weight, boxes used, layer
@@ -159,6 +162,30 @@ class FitJob:
     # transfer models: where the cached activations go (files read a batch at a time, see
     # pipeline.feature_cache); None keeps them in memory
     scratch: Path | None = None
+    checkpoint_dir: Path | None = None  # where `state`'s checkpoint files are (a resume's)
+
+
+def resume_steering(job: FitJob, phase: str) -> dict[str, Any]:
+    """`schedules.callbacks`' resume arguments for `phase`: its finished epochs' rows when it
+    resumes part-way, and a reader of the fitted model's weights at its best epoch (the full
+    model's best checkpoint loaded, the fitted sub-model's weights read, the weights put back)."""
+    state = job.state
+    rows = [h for h in state.history if h["phase"] == phase] if state.start_epoch(phase) else []
+    name = state.best_checkpoints.get(phase)
+    path = job.checkpoint_dir / name if name and job.checkpoint_dir else None
+
+    def best_weights(fitted: keras.Model) -> list | None:
+        if path is None or not path.is_file():
+            return None
+        full = job.built.model
+        now = full.get_weights()
+        try:
+            full.load_weights(path)
+            return fitted.get_weights()
+        finally:
+            full.set_weights(now)
+
+    return {"resume_rows": rows, "best_weights": best_weights}
 
 
 def augment_in_model(name: str, mc: ModelConfig, cfg: TrainConfig) -> bool:
@@ -271,7 +298,8 @@ def _fit_transfer_cached(job: FitJob) -> None:
                  validation_data=(pooled_va, y_va), epochs=mc.epochs,
                  initial_epoch=state.start_epoch("head"),
                  callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule,
-                                                 mc.learning_rate, mc.epochs, ema=mc.ema > 0),
+                                                 mc.learning_rate, mc.epochs, ema=mc.ema > 0,
+                                                 **resume_steering(job, "head")),
                             _epoch_log(job, "head", mc.epochs),
                             batches.keeper()],
                  verbose=0)
@@ -297,7 +325,8 @@ def _fit_transfer_cached(job: FitJob) -> None:
                     epochs=mc.finetune_epochs, initial_epoch=state.start_epoch("finetune"),
                     callbacks=[*schedules.callbacks(max(2, mc.patience), mc.lr_schedule,
                                                     mc.finetune_learning_rate,
-                                                    mc.finetune_epochs, ema=mc.ema > 0),
+                                                    mc.finetune_epochs, ema=mc.ema > 0,
+                                                    **resume_steering(job, "finetune")),
                                _epoch_log(job, "finetune", mc.finetune_epochs),
                                batches.keeper()],
                     verbose=0)
@@ -342,7 +371,8 @@ def _fit_plain(job: FitJob) -> None:
         model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=epochs,
                   initial_epoch=state.start_epoch(phase), class_weight=cw,
                   callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule, lr, epochs,
-                                                  ema=mc.ema > 0, refresh=bn_refresh(job)),
+                                                  ema=mc.ema > 0, refresh=bn_refresh(job),
+                                                  **resume_steering(job, phase)),
                              _epoch_log(job, phase, epochs)],
                   verbose=0)
         state.phase_done.append(phase)

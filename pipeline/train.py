@@ -158,13 +158,21 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
         # checkpoint and the state describing it intact. Older files go after the switch.
         path = mdir / f"checkpoint-{len(hist):04d}-{phase}.weights.h5"
         built.model.save_weights(path)
+        # the phase's best epoch so far (lowest val_loss, the first of equals) keeps its weights
+        # too: a resume's early stopping restores them at the end, as an uninterrupted run does
+        losses = [h["val_loss"] for h in hist if h["phase"] == phase]
+        if losses and hist[-1]["phase"] == phase and all(losses[-1] < x for x in losses[:-1]):
+            best = mdir / f"checkpoint-best-{phase}-{len(hist):04d}.weights.h5"
+            shutil.copyfile(path, best)
+            ms.best_checkpoints = {**ms.best_checkpoints, phase: best.name}
         ms.checkpoint, ms.history = path.name, hist
         ms.phase = phase
         ms.phase_epoch = sum(1 for h in hist if h["phase"] == phase)
         ms.seconds_before_resume = seconds_before + time.perf_counter() - t_start
         save_state()
+        keep = {path.name, *ms.best_checkpoints.values()}
         for old in mdir.glob("checkpoint*.weights.h5"):
-            if old.name != path.name:
+            if old.name not in keep:
                 old.unlink(missing_ok=True)
 
     # Transfer models cache activations in files inside the run's temporary folder (bounded
@@ -181,7 +189,7 @@ def train_one(name: str, cfg: TrainConfig, classes: list[str], splits: data.Spli
         with scope():
             fit(FitJob(built, mc, cfg, train, val, len(classes), ms, checkpoint, progress, say,
                        masks_dir=masks_dir(cfg, splits) if mc.guidance > 0 else None,
-                       scratch=scratch))
+                       scratch=scratch, checkpoint_dir=mdir))
     finally:
         # every cache folder of this model, also one mkdtemp made as an interrupt came, before
         # `scratch` named it (a SIGTERM test left one, once in 16 runs)
@@ -224,7 +232,8 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
     """Train `models` on `data_dir` and write a complete run; returns the run folder.
 
     With `resume`, continues the interrupted run of that id from its last checkpoint (its saved
-    config, data and splits win over the arguments). With `evaluate`, the test split is
+    config, models and splits win over the arguments; `data_dir`, if given, is where its data
+    folder is now). With `evaluate`, the test split is
     evaluated before the run folder is renamed into place, so the run is final only with its
     metrics (a failed evaluation is reported and the run kept without them). Every new run
     also gets its "unlike the training data" score (`train_hooks.fit_ood`: ood.npz, ood.json;
@@ -271,7 +280,12 @@ def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | 
             raise artifacts.ArtifactError(
                 f"run {resume} cannot be resumed: its saved config is invalid ({exc}); delete "
                 f"{writer.tmp} and train again with a corrected config") from exc
-        data_dir, models = saved["data_dir"], saved["models"]
+        # `data_dir` given: where the run's data folder is now (moved since; splits.json's
+        # relative paths are checked against it), else where it was
+        data_dir, models = data_dir or saved["data_dir"], saved["models"]
+        if not Path(data_dir).is_dir():
+            raise data.DatasetError(f"run {resume} was trained on {data_dir}, which is not "
+                                    "there now: if it moved, give --data with where it is")
         commit = saved.get("git_commit", provenance.git_commit())
         state = artifacts.read_json(writer.tmp / "state.json") \
             if (writer.tmp / "state.json").is_file() else {}

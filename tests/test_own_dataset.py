@@ -292,6 +292,36 @@ def test_an_interrupted_train_names_the_run_and_how_to_resume(tmp_path: Path, mo
                     f"train --resume {run_id} --out '{out}'`")
 
 
+def test_a_resume_says_which_options_it_does_not_use_and_finds_moved_data(tmp_path: Path,
+                                                                          monkeypatch):
+    """`--resume ID --epochs 5` trained on silently with the saved 40 epochs, and a data folder
+    moved since could not be given: the resume failed with the old absolute path, no way out
+    (a review). The unused options are named; --data says where the data is now."""
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_train_and_finalize", interrupt)
+    root, out = _flat(tmp_path / "d", {"glioma": 6, "no_tumor": 6}), tmp_path / "runs"
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--data", str(root), "--out", str(out),
+                                 "--model", "custom_cnn", "--profile", "smoke"])
+    assert result.exit_code == 130, result.output
+    run_id = next((out / "runs").glob(".tmp-*")).name[len(".tmp-"):]
+    moved = root.rename(tmp_path / "moved")
+    result = runner.invoke(app, ["train", "--resume", run_id, "--out", str(out),
+                                 "--epochs", "5"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert ("note: --epochs not used: a resumed run trains on with its saved config and models "
+            "(--data may say where its data folder is now)") in lines, lines
+    assert lines[-1] == (f"error: run {run_id} was trained on {root}, which is not there now: "
+                         "if it moved, give --data with where it is"), lines
+    result = runner.invoke(app, ["train", "--resume", run_id, "--out", str(out),
+                                 "--data", str(moved)])
+    assert result.exit_code == 130, result.output  # on to training (interrupted here again)
+    assert not any(ln.startswith("note:") for ln in result.stderr.splitlines())
+
+
 def test_an_interrupt_before_the_run_is_resumable_says_only_interrupted(tmp_path: Path,
                                                                        monkeypatch):
     def interrupt(*args, **kwargs):

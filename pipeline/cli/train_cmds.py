@@ -221,7 +221,8 @@ def _print_test_results(run_dir: Path) -> None:
 def train(
     data: Path = typer.Option(None, "--data",
                               help="the dataset to train on (any supported layout); required "
-                                   "unless --resume or --print-config"),
+                                   "unless --resume or --print-config (with --resume: where "
+                                   "the run's data folder is now, if it moved)"),
     model: str = typer.Option("all", "--model", help=MODEL_HELP),
     # --artifacts too: every command that reads runs calls the folder so (a review trained with
     # --out X, then needed predict --artifacts X)
@@ -275,6 +276,16 @@ def train(
             fail("--data is required (or --resume RUN_ID)")
         _existing_dir(data, "data folder")
     cfg = _build_config(profile_name, config, image_size, epochs, weights, official_test, models)
+    if resume is not None:  # it trains on with its saved config: say what is not used
+        ignored = [flag for flag, given in (
+            ("--model", model != "all"), ("--profile", profile_name != "full"),
+            ("--image-size", image_size is not None), ("--epochs", epochs is not None),
+            ("--weights", weights is not None), ("--config", config is not None),
+            ("--official-test/--own-test-split", official_test is not None)) if given]
+        if ignored:
+            err.print(f"note: {', '.join(ignored)} not used: a resumed run trains on with its "
+                      "saved config and models (--data may say where its data folder is now)",
+                      markup=False, highlight=False, soft_wrap=True)
     if resume is None:  # a resumed run trains on with its saved config, whatever is given
         _start(cfg, config, out, models, strategy)
         _say_interrupted(out)  # before the data's refusals: worth knowing either way
