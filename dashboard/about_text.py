@@ -121,9 +121,9 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
         "- When the two models' default heatmaps point at different places, at least one of "
         "them is\n  probably off the tumour, and a card says so; when they agree, both can "
         "still miss.\n"
-        "- The answer of both models averaged (last on each card's answer line) is no third "
+        "- The answer of both models pooled (last on each card's answer line) is no third "
         "model: when\n  the two disagree it is one side of that disagreement, and no heatmap "
-        "explains it.\n")
+        "explains it;\n  its confidence is not the mean of theirs and can be above both.\n")
     return f"""**Known limits.**
 {source}- {"The model sees" if one else "The models see"} one slice as a picture: \
 {"it is" if one else "they are"} not told the sequence, contrast, plane or

@@ -21,11 +21,14 @@ DISPLAY_NAMES: dict[str, str] = {
 # The models' answers pooled (`evaluate.together`): its name on a card, the glossary and the
 # PDF; the prefix of its columns and of `predict`'s field ("averaged_predicted", "averaged: ...");
 # and what it is, in the glossary's and the card tooltip's words
-TOGETHER_LABEL = "Both, averaged"
+# ("Both, averaged" read as the mean of the two percentages, and a reviewer found it above
+# both models' own: "pooled", and the meaning says why it can be)
+TOGETHER_LABEL = "Both, pooled"
 TOGETHER_COLUMN = "averaged"
 TOGETHER_MEANING = ("the two models' answers pooled: their calibrated log-probabilities "
                     "averaged, then divided by one temperature fitted on the run's validation "
-                    "images. Two models that err on different images can be right together "
+                    "images, so its confidence is not the mean of the two and can be above "
+                    "both. Two models that err on different images can be right together "
                     "where one alone is wrong.")
 # Every model the registry builds (models.build_model: our CNN, then backbones.BACKBONES, kept in
 # step by a test): what a config's "models" may name, without importing Keras.

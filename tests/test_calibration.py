@@ -192,7 +192,7 @@ def test_calibrate_cli(calibrated_run: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "T = " in res.stdout and (run / cal.FILE).is_file()
     pool = json.loads((run / cal.FILE).read_text())["together"]  # the models' pooled answer
-    assert f"Both, averaged: T = {pool['temperature']:.3f}; validation ECE" in res.stdout
+    assert f"Both, pooled: T = {pool['temperature']:.3f}; validation ECE" in res.stdout
     # the follow-up names this run's folder: its id alone would be looked up in ./artifacts,
     # where a reviewer's pasted command evaluated another copy of the run
     assert f"evaluate --run {run}`" in res.stdout, res.stdout

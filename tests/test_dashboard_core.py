@@ -111,7 +111,7 @@ def test_predictions_frame_and_agreement():
     # own warning under the line, not this mark
     pooled = np.array([[0.55, 0.2, 0.15, 0.1]])
     line = core.verdict_line(probs, 0, CLASSES, together=pooled, together_weak_below=0.6)
-    assert line.endswith("Both, averaged: **glioma** (55%, weak)") and line.count("weak") == 1
+    assert line.endswith("Both, pooled: **glioma** (55%, weak)") and line.count("weak") == 1
     assert "weak" not in core.verdict_line(probs, 0, CLASSES, together=pooled,
                                            together_weak_below=0.55)
     assert "weak" not in core.verdict_line(probs, 0, CLASSES, together=pooled)

@@ -149,7 +149,7 @@ def test_a_run_calibrated_before_the_pooled_answer_says_so_and_calibrate_fixes_i
     open_before = Predictor(open_run(run))
     assert open_before.pool_temperature() is None
     gaps = [str(g) for g in open_before.missing_checks()]
-    assert gaps == [f"Both, averaged: its confidence is not calibrated (no temperature of its "
+    assert gaps == [f"Both, pooled: its confidence is not calibrated (no temperature of its "
                     f"own in {CALIBRATION_FILE}: calibrated before it existed); `python -m "
                     f"pipeline calibrate --run {shlex.quote(str(run))}` adds it"], gaps
     # one model shows no pooled answer, and raw probabilities are asked for on purpose
@@ -159,7 +159,7 @@ def test_a_run_calibrated_before_the_pooled_answer_says_so_and_calibrate_fixes_i
     runner = CliRunner()
     result = runner.invoke(app, ["predict", image, "--run", str(run)])
     assert result.exit_code == 0, result.output
-    assert [n for n in _notes(result) if "Both, averaged" in n] != [], result.stderr
+    assert [n for n in _notes(result) if "Both, pooled" in n] != [], result.stderr
     explained = runner.invoke(app, ["explain", image, "--run", str(run), "--out",
                                     str(tmp_path / "ex")])
     assert explained.exit_code == 0, explained.output

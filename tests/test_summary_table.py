@@ -134,7 +134,7 @@ def test_a_row_whose_card_hides_its_answers_hides_them_too():
     frame = summary_table.summary_frame(thumbs, ["ct.jpg", "mri.jpg"], probs, CLASSES,
                                         [ct, []], pooled, [withheld(ct), withheld([])])
     hidden, shown = frame.iloc[0], frame.iloc[1]
-    assert [hidden[c] for c in ("Custom CNN", "MobileNetV2", "Both, averaged")] == [
+    assert [hidden[c] for c in ("Custom CNN", "MobileNetV2", "Both, pooled")] == [
         "hidden: may be CT, not MRI"] * 3
     assert hidden["models agree"] == "–" and hidden["flags"] == 2
     assert shown["Custom CNN"] == "pituitary (40%)" and shown["models agree"] is False

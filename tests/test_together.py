@@ -307,7 +307,7 @@ def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_
     np.testing.assert_allclose(results.together, together.combine(results.probs, t), atol=1e-5)
     assert results.together_note.startswith("Averaged, the two models' answers were right on ")
     line = core.verdict_line(results.probs, 0, CLASSES, together=results.together)
-    assert line.count(" · ") == 2 and "Both, averaged: **" in line
+    assert line.count(" · ") == 2 and "Both, pooled: **" in line
     # a one-model predictor has nothing to pool
     one = Predictor(run, models=[run.model_names[0]])
     assert one.together({m: p for m, p in results.probs.items()
@@ -368,7 +368,7 @@ def test_about_and_the_glossary_say_what_the_pooled_answer_is() -> None:
 
 
 def test_the_summary_table_has_the_pooled_answer_after_the_models() -> None:
-    """The many-uploads summary and a series' slice table: a "Both, averaged" column after the
+    """The many-uploads summary and a series' slice table: a "Both, pooled" column after the
     models' answers, in the card's words; none without a pool."""
     from dashboard import summary_table
 
