@@ -362,8 +362,9 @@ def test_about_and_the_glossary_say_what_the_pooled_answer_is() -> None:
     from dashboard.figures.glossary import GLOSSARY
 
     two = " ".join(known_limits(["glioma", "no_tumor"], False, 2).split())
-    assert "both models averaged" in two and "no third model" in two
-    assert "averaged" not in known_limits(["glioma", "no_tumor"], False, 1)
+    assert "both models pooled" in two and "no third model" in two
+    assert "can be above both" in two  # not the mean of the two (a review read it so)
+    assert "pooled" not in known_limits(["glioma", "no_tumor"], False, 1)
     assert dict(GLOSSARY)[together.LABEL].startswith("the two models' answers pooled")
 
 
