@@ -251,7 +251,9 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
         flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
     measured = flag_accuracy or {}
-    if t2:  # `pipeline.sequence`: a learnt hint, worded as one
+    # `pipeline.sequence`: a learnt hint, worded as one; about MRI sequences, so not said of a
+    # colour image or a photo, which may be no MRI at all (it fired on colour noise, a review)
+    if t2 and not (photo or colour):
         flags.append(Flag(t2_warning(sartaj, n_models, measured), "t2"))
     unlikes: list[str] = []
     weaks: list[str] = []

@@ -68,6 +68,14 @@ def test_the_photo_warning_replaces_the_colour_one_where_both_are_raised():
     assert "export the image from the viewer instead" in said[0]
     # a colour-mapped export trips the check too (a review's "hot" map): the advice fits it
     assert "in greyscale (an export through a colour map is tinted too" in said[0]
+    # it replaces the colour warning, so it keeps its point: a rainbow gradient tripped it
+    assert said[0].endswith("if it is not an MRI slice at all, no answer means anything."), said
+    # and the T2/FLAIR hint is about MRI sequences: not said of a colour image or a photo (it
+    # fired on colour noise and a gradient)
+    for kind in ({"colour": True}, {"photo": True}, {"colour": True, "photo": True}):
+        with_t2 = dflags.answer_flags(probs, 0, {}, {}, {}, CLASSES, t2=True, **kind)
+        assert not any("T2" in f for f in with_t2), (kind, with_t2)
+    assert any("T2" in f for f in dflags.answer_flags(probs, 0, {}, {}, {}, CLASSES, t2=True))
     assert dflags.answer_flags(probs, 0, {}, {}, {}, CLASSES, colour=True)[0] == (
         dflags.COLOUR_WARNING)
     assert dflags.photo_warning(n_models=1) not in dflags.answer_flags(probs, 0, {}, {}, {},

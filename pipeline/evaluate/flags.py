@@ -52,7 +52,8 @@ _FLAG_TEMPLATES = {
              "lightbox has, where an MRI export is grey; answers on photographs are unreliable "
              "(glare, moire, perspective and the frame change what the {models} {see}): export "
              "the image from the viewer instead, in greyscale (an export through a colour map "
-             "is tinted too, and the {models} saw only grey slices)",
+             "is tinted too, and the {models} saw only grey slices); and if it is not an MRI "
+             "slice at all, no answer means anything",
     "colour": "MRI slices are greyscale, so this may not be an MRI slice at all, and then no "
               "answer means anything",
     "weak": "the model is so unsure that, on validation images, its answers this unsure were "
