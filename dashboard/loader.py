@@ -226,9 +226,11 @@ LOAD_TIME_WORDS = "usually 10-30 s on a 2-core machine"
 LOADING_NOTE = f"Loading the models in the background ({LOAD_TIME_WORDS}, once per run)…"
 
 
-def wait_for_models(run: Run) -> None:
+def wait_for_models(run: Run, note: Any = None) -> None:
     """Last thing on a page with nothing to explain yet: a caption while `run`'s models load
-    (started here if needed), then one rerun so the layer choices appear.
+    (started here if needed), then one rerun so the layer choices appear. `note`: where the
+    caption goes, a placeholder (`st.empty()`) near the page's top; at the page's end it sat
+    below a laptop's screen (a presenter's review: 20 s with no visible sign at 1366×768).
 
     Everything above is already drawn and usable while this waits: an upload or a click stops
     the wait, because every caption written here is a point where Streamlit ends the run for the
@@ -239,10 +241,10 @@ def wait_for_models(run: Run) -> None:
     from concurrent.futures import TimeoutError as FutureTimeout
 
     future = model_loader().request(str(run.path), models_stamp(run))
-    note = st.empty()
+    note = note if note is not None else st.empty()
     while not future.done():
-        note.caption(LOADING_NOTE, help="Upload now: the page waits for them only when there "
-                     "is something to explain.")
+        note.caption(":material/hourglass_top: " + LOADING_NOTE, help="Upload now: the page "
+                     "waits for them only when there is something to explain.")
         try:
             future.result(timeout=0.5)
         except FutureTimeout:

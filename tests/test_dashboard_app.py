@@ -2400,6 +2400,34 @@ def test_the_model_load_spinner_says_how_long_and_counts_the_seconds(
     assert loader.LOAD_TIME_WORDS in loader.LOADING_NOTE  # the background note says it alike
 
 
+def test_the_loading_note_is_drawn_above_the_uploader(smoke_run, tmp_path, monkeypatch):
+    """It was the page's last element: at 1366×768 it sat below the screen, and a presenter saw
+    no sign of the 20 s load (a review). Its place is kept near the top and filled there."""
+    from dashboard import loader
+
+    def note_only(run, note=None):  # noqa: ANN001, ANN202 (the note, without the wait)
+        (note if note is not None else st.empty()).caption(loader.LOADING_NOTE)
+
+    import streamlit as st
+
+    monkeypatch.setattr(loader, "wait_for_models", note_only)
+    monkeypatch.setattr(loader, "models", lambda run, wait=True: (None, None))
+    _copy_run(smoke_run, tmp_path, monkeypatch)
+    at = _app("predict")
+    _ok(at)
+    def walk(node):  # noqa: ANN001, ANN202 (the page's elements in the order drawn)
+        for child in getattr(node, "children", {}).values():
+            yield child
+            yield from walk(child)
+
+    drawn = list(walk(at.main))
+    uploader = at.get_by_key("uploads")
+    note = next(k for k, e in enumerate(drawn)
+                if loader.LOADING_NOTE in str(getattr(e, "value", "")))
+    assert note < next(k for k, e in enumerate(drawn) if e is uploader), [
+        type(e).__name__ for e in drawn]
+
+
 def test_first_visit_to_predict_loads_the_models_without_a_timer_fragment(
         smoke_run, tmp_path, monkeypatch):
     """The page draws the uploader, then waits for the models at its end and reruns once; no

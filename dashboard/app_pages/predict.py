@@ -43,6 +43,8 @@ predictor, explainers = loader.models(run, wait=False)
 if explainers is not None and predictor is None:
     st.stop()  # no model of this run can be used (the errors are shown)
 class_names = run.class_names
+# the loading note's place, above the uploader (at the page's end it was below a laptop's screen)
+loading_note = st.empty() if explainers is None else None
 
 upload_col, sample_col = st.columns([3, 2])
 with upload_col:
@@ -182,7 +184,7 @@ if not items:
             + (", or draw test images," if entries and not why else "")
             + " to see both models' predictions and heatmaps.", icon=":material/upload:")
     if explainers is None:
-        loader.wait_for_models(run)  # ends with a rerun once they are ready
+        loader.wait_for_models(run, loading_note)  # ends with a rerun once they are ready
     st.stop()
 run_title = run.report_name
 folders = folders_by_class(run.manifest)  # a download names a renamed class folder
