@@ -171,7 +171,7 @@ def _shown(at: AppTest) -> str:
                                   "success", "text") for e in at.get(kind)]
     parts += [c for img in at.image for c in img.captions]
     parts += [o for box in [*at.selectbox, *at.multiselect] for o in box.options]
-    parts += [df.value.to_string() for df in at.dataframe]
+    parts += [df.value.to_string() for df in [*at.dataframe, *at.table]]
     return "\n".join(str(p) for p in parts)
 
 

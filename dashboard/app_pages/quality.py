@@ -33,7 +33,9 @@ region = {m: "box" if runinfo.masks_are_boxes(e.get("masks_dir"), e.get("data_di
 
 summary = F.quality_summary(expl, {m: run.model_info(m).get("gradcam_layer")
                                    for m in expl})
-st.dataframe(summary, key="quality_summary")
+# a table that wraps its cells: in a grid "Multi-layer LayerCAM (fusion)" and the masks folder
+# were cut at a projector's 1024 px (a presenter's review)
+st.table(summary)
 st.caption("The explained images are a sample of the test split, those with a tumour box "
            "first: their accuracy is not the run's test accuracy (Overview).")
 
