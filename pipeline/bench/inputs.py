@@ -35,7 +35,11 @@ def data_and_splits(opts: BenchOptions, work: Path, say: SayFn, report: dict[str
     splits_file = work / run_files.SPLITS
     write_json_atomic(splits_file, data.splits_to_json(splits, ds.root))
     report["data"] = {
-        "dir": str(ds.root), "synthetic": opts.data_dir is None, "layout": ds.layout,
+        # phantoms made in a temporary folder, gone once the benchmark ends: not named by a
+        # path that no longer exists (a review)
+        "dir": str(ds.root) if opts.data_dir is not None else
+        "synthetic phantoms in a temporary folder (removed afterwards)",
+        "synthetic": opts.data_dir is None, "layout": ds.layout,
         "classes": ds.classes, "n_images": len(ds.records), "train": len(splits.train),
         "val": len(splits.val), "test": len(splits.test),
         "split": f"make_splits seed {cfg.seed}, val {cfg.val_fraction}, test "

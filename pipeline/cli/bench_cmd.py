@@ -150,5 +150,8 @@ def _goal_line(key: str, goal: dict) -> str:
     value = goal["value"] if goal["value"] is not None else (
         f">= {goal['lower_bound']} (lower bound)" if goal.get("lower_bound") is not None
         else "-")
-    met = {True: "yes", False: "NO"}.get(goal["met"], "not measured")  # "met: None" read oddly
+    # "met: None" read oddly; a measured figure of a --quick run is not judged (tiny models on
+    # phantoms), and "not measured" beside its value was wrong (a review)
+    met = {True: "yes", False: "NO"}.get(
+        goal["met"], "not measured" if goal["value"] is None else "not judged (--quick)")
     return f"{key}: {value} (goal {goal['goal']}, met: {met})"
