@@ -2567,13 +2567,20 @@ def test_the_overview_tables_show_every_row_without_an_inner_scroll_box(
     import streamlit
 
     calls: list[tuple[str, int, object]] = []
-    real = streamlit.dataframe
+    real, real_table = streamlit.dataframe, streamlit.table
 
     def recording(data=None, *args, **kwargs):
         calls.append((kwargs.get("key"), len(data), kwargs.get("height", "auto")))
         return real(data, *args, **kwargs)
 
+    def recording_table(data=None, *args, **kwargs):
+        columns = list(getattr(data, "columns", []))
+        calls.append(("ood_table" if "Custom CNN AUROC" in columns else "table", len(data),
+                      kwargs.get("height", "content")))  # st.table: its content's height
+        return real_table(data, *args, **kwargs)
+
     monkeypatch.setattr(streamlit, "dataframe", recording)
+    monkeypatch.setattr(streamlit, "table", recording_table)
     at = _app("overview")
     _ok(at)
     by_key = {key: (n, height) for key, n, height in calls}
