@@ -340,16 +340,21 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
     """Load a JSON config file; its keys override `base` (default: the full profile)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ValueError(f"config file not found: {path}") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:  # it named neither the file nor what was wrong with it
+        raise ValueError(f"config file {path} is not UTF-8 text (byte {exc.start}): save it "
+                         "as UTF-8 JSON") from exc
+    except OSError as exc:  # a folder (it exited 1 with "Is a directory"), no permission
+        raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
     merged = (base or TrainConfig()).to_dict()
     models = merged.pop("models")
-    given = data.pop("models", None) or {}
+    given = data.pop("models", {})  # [] and null were taken for "no models given"
     if not isinstance(given, dict):
         raise ConfigError("models", 'must be an object: {"MODEL": {...}, ...}')
     for name, mc in given.items():

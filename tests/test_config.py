@@ -311,3 +311,20 @@ def test_check_recipes_checks_only_the_models_trained():
 
 def test_every_profile_says_what_it_is_for():
     assert list(PROFILE_NOTES) == list(PROFILES)
+
+
+def test_a_config_file_that_cannot_be_read_is_named_in_one_line(tmp_path: Path) -> None:
+    """A non-UTF-8 file said only "'utf-8' codec can't decode byte 0xff ..."; a folder exited 1
+    with "Is a directory"; {"models": []} and {"models": null} were taken for no models (a
+    review). Each is refused naming the file, as ValueError (the CLI's exit 2)."""
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"title": "r\xe9sum\xe9"}')
+    with pytest.raises(ValueError, match=r"latin.json is not UTF-8 text \(byte 12\)"):
+        load_config(latin)
+    with pytest.raises(ValueError, match=r"cannot read config file .*: Is a directory"):
+        load_config(tmp_path)
+    for models in ("[]", "null"):
+        path = tmp_path / "m.json"
+        path.write_text(f'{{"models": {models}}}')
+        with pytest.raises(ValueError, match="must be an object"):
+            load_config(path)
