@@ -88,6 +88,10 @@ def test_cli_option_errors(tmp_path):
         (["--n-boot", "50"], "--n-boot must be at least 100, got 50"),
         (["--robustness", "--data", str(tmp_path)], "cannot be combined"),
         (["--robustness"], "no runs yet"),
+        # taken and ignored before (a review)
+        (["--name", "x"], "--name names an external evaluation: give it with --data"),
+        (["--replace"], "it goes with --robustness --max-images"),
+        (["--robustness", "--replace"], "it goes with --robustness --max-images"),
     ]:
         r = runner.invoke(app, base + args)
         assert r.exit_code == 2, (args, r.output)

@@ -241,6 +241,9 @@ def evaluate(
         fail("--n-boot sets the bootstrap of the metrics' intervals; --robustness and --folds "
              "do not bootstrap")
     _check_robustness_options(robustness, max_images, data, name, folds, cv_model)
+    if replace and not (robustness and max_images is not None):
+        fail("--replace overwrites a robustness.json measured on more images: it goes with "
+             "--robustness --max-images")
     try:
         run_dir = resolve_run(artifacts_dir, run_)
         with run_writer(run_dir, "evaluate"):  # one writer per run (locks)
@@ -294,6 +297,9 @@ def _check_robustness_options(robustness: bool, max_images: int | None, data: Pa
     with --data/--name/--folds/--model (it shifts the run's own test split)."""
     if max_images is not None and not robustness:
         fail("--max-images only applies to the robustness benchmark (--robustness)")
+    # options that were taken and ignored (a review): refused as --max-images is
+    if name is not None and data is None:
+        fail("--name names an external evaluation: give it with --data")
     if max_images is not None and max_images < 1:
         fail(f"--max-images must be at least 1, got {max_images}")
     if robustness and (data is not None or name is not None or folds is not None
