@@ -257,7 +257,7 @@ def fit_guided(job: Any) -> None:
     Transfer models are guided in their fine-tuning phase instead (`fit._fit_transfer_cached`)."""
     from pipeline import schedules
     from pipeline.augment import augmentation_layers
-    from pipeline.fit import _compile, _epoch_log, bn_refresh, class_weights
+    from pipeline.fit import _compile, _epoch_log, bn_refresh, class_weights, resume_steering
     from pipeline.names import NO_TUMOR
 
     built, mc, cfg, state = job.built, job.mc, job.cfg, job.state
@@ -290,7 +290,8 @@ def fit_guided(job: Any) -> None:
                 if cfg.class_weights else None,
                 callbacks=[*schedules.callbacks(mc.patience, mc.lr_schedule,
                                                 mc.learning_rate, mc.epochs, ema=mc.ema > 0,
-                                                refresh=bn_refresh(job)),
+                                                refresh=bn_refresh(job),
+                                                **resume_steering(job, "train")),
                            _epoch_log(job, "train", mc.epochs)],
                 verbose=0)
     state.phase_done.append("train")

@@ -46,16 +46,21 @@ def test_the_callbacks_resume_with_the_phase_s_best_wait_and_step() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("guidance", [0.0, 1.0])
 def test_an_interrupted_training_resumes_with_its_best_epoch_kept(
-        synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        guidance: float) -> None:
     """Interrupted after its third epoch and resumed: the best epoch's weights were kept in a
     checkpoint of their own, the model saved is the best of the whole history, and the run
-    says how many epochs it ran in all."""
+    says how many epochs it ran in all. Guided training too: the shipped custom CNN's recipe
+    (guidance 3.0) fits through its own path, which the first version of this fix missed (a
+    review of it)."""
     from pipeline import train
     from pipeline.config import profile
 
     cfg = profile("smoke")
     cfg.models["custom_cnn"].epochs, cfg.models["custom_cnn"].patience = 5, 5
+    cfg.models["custom_cnn"].guidance = guidance
     said: list[str] = []
 
     def interrupt_after_third(line: str) -> None:
