@@ -106,3 +106,32 @@ def discard(artifacts_dir: str | Path, run_id: str) -> float:
             raise ArtifactError(f"cannot remove interrupted run {run_id}: "
                                 f"{exc.strerror or exc}") from None
     return mb
+
+
+def resume_data_dir(run_id: str, saved: dict, given: str | Path | None) -> str:
+    """The data folder an interrupted run resumes on: `given` (`train --resume --data`: where
+    it is now) or the one its run.json names. DatasetError, one line, when that folder is gone;
+    `check_moved_data` then compares what it holds."""
+    from pipeline.data import DatasetError
+
+    data_dir = str(given or saved["data_dir"])
+    if not Path(data_dir).is_dir():
+        raise DatasetError(f"run {run_id} was trained on {data_dir}, which is not there now: "
+                           "if it moved, give --data with where it is")
+    return data_dir
+
+
+def check_moved_data(run_id: str, saved: dict, ds, writer: RunWriter) -> None:  # noqa: ANN001
+    """A data folder given to a resume (`ds`, not where run.json says) must hold the images the
+    run began on: the same fingerprint (every file's path, label and content), or the rest of
+    the training would see other images under the same names (a review: regenerated phantoms
+    resumed silently). Where it does, run.json names the new place, so a later resume needs no
+    --data. Runs begun before run.json kept a fingerprint are taken as they are."""
+    from pipeline.data import DatasetError, fingerprint
+
+    if str(ds.root) == str(saved["data_dir"]) or not saved.get("fingerprint"):
+        return
+    if fingerprint(ds) != saved["fingerprint"]:
+        raise DatasetError(f"{ds.root} does not hold the images run {run_id} was trained on "
+                           "(another file, label or content): give the folder it began on")
+    writer.write_json("run.json", {**saved, "data_dir": str(ds.root)})

@@ -24,6 +24,7 @@ from pipeline import artifacts, data, distribute, locks, provenance, run_files, 
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.config_rules import check_recipe
 from pipeline.fit import FitJob, ModelState, augment_in_model, fit
+from pipeline.interrupted import check_moved_data, resume_data_dir
 from pipeline.memory import peak_rss_mb
 from pipeline.models import BuiltModel, build_model, count_params
 from pipeline.names import Progress, display_name, no_progress
@@ -280,12 +281,8 @@ def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | 
             raise artifacts.ArtifactError(
                 f"run {resume} cannot be resumed: its saved config is invalid ({exc}); delete "
                 f"{writer.tmp} and train again with a corrected config") from exc
-        # `data_dir` given: where the run's data folder is now (moved since; splits.json's
-        # relative paths are checked against it), else where it was
-        data_dir, models = data_dir or saved["data_dir"], saved["models"]
-        if not Path(data_dir).is_dir():
-            raise data.DatasetError(f"run {resume} was trained on {data_dir}, which is not "
-                                    "there now: if it moved, give --data with where it is")
+        # `data_dir` given: where the run's data folder is now (it moved; checked below)
+        data_dir, models = resume_data_dir(resume, saved, data_dir), saved["models"]
         commit = saved.get("git_commit", provenance.git_commit())
         state = artifacts.read_json(writer.tmp / "state.json") \
             if (writer.tmp / "state.json").is_file() else {}
@@ -298,6 +295,7 @@ def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | 
     if why := data.untrainable(ds):  # before any hashing, and before a run folder exists
         raise data.DatasetError(why)
     if resume:
+        check_moved_data(resume, saved, ds, writer)
         splits = data.splits_from_json(artifacts.read_json(writer.tmp / run_files.SPLITS), ds.root)
     else:
         splits = data.make_splits(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,
@@ -312,6 +310,7 @@ def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | 
         writer.write_json(run_files.SPLITS, data.splits_to_json(splits, ds.root))
         commit = provenance.git_commit()  # the code that trains, not what HEAD is at the end
         writer.write_json("run.json", {"config": cfg.to_dict(), "data_dir": str(ds.root),
+                                       "fingerprint": data.fingerprint(ds),  # a resume's check
                                        "models": models, "started": artifacts.utc_now(),
                                        "git_commit": commit})
         state = {}

@@ -316,10 +316,27 @@ def test_a_resume_says_which_options_it_does_not_use_and_finds_moved_data(tmp_pa
             "(--data may say where its data folder is now)") in lines, lines
     assert lines[-1] == (f"error: run {run_id} was trained on {root}, which is not there now: "
                          "if it moved, give --data with where it is"), lines
+    # a folder of the same file names holding other images is not the run's data (a review of
+    # this fix: regenerated phantoms resumed silently)
+    other = tmp_path / "other"
+    shutil.copytree(moved, other)
+    first = sorted(other.rglob("*.jpg"))[0]
+    save(first, shapes(999))
+    result = runner.invoke(app, ["train", "--resume", run_id, "--out", str(out),
+                                 "--data", str(other)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {other} does not hold the images run {run_id} was trained on (another file, "
+        "label or content): give the folder it began on"), result.stderr
     result = runner.invoke(app, ["train", "--resume", run_id, "--out", str(out),
                                  "--data", str(moved)])
     assert result.exit_code == 130, result.output  # on to training (interrupted here again)
     assert not any(ln.startswith("note:") for ln in result.stderr.splitlines())
+    # run.json names the new place: a later resume needs no --data
+    saved = json.loads(next((out / "runs").glob(".tmp-*/run.json")).read_text())
+    assert saved["data_dir"] == str(moved)
+    result = runner.invoke(app, ["train", "--resume", run_id, "--out", str(out)])
+    assert result.exit_code == 130, result.output
 
 
 def test_an_interrupt_before_the_run_is_resumable_says_only_interrupted(tmp_path: Path,
