@@ -166,6 +166,8 @@ def tune(
                               test_fraction=cfg.test_fraction, dedupe=cfg.dedupe,
                               official_test=cfg.official_test, max_per_class=cfg.max_images,
                               progress=progress)
+    if why := data.split_gaps(splits, ds.classes):  # as train_run: no class left untrained
+        raise data.DatasetError(why)
     classes = ds.classes
     train = data.load_arrays(splits.train, classes, base.image_size, crop=base.crop_head,
                              progress=progress)

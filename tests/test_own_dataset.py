@@ -208,6 +208,21 @@ def test_a_class_without_training_or_validation_images_is_refused_before_any_run
     assert not (out / "runs").exists() or not any((out / "runs").iterdir())
     ds = data.discover(_flat(tmp_path / "fine", {"Glioma": 12, "Healthy": 12}))
     assert data.split_gaps(data.make_splits(ds, seed=0), ds.classes) is None
+    # a large class kept whole by its groups (patient folders): the message says why and what
+    # to try, not only "add images" (a review: 200 gliomas in 2 patient folders)
+    from pipeline.data.discovery import ImageRecord
+
+    def recs(label: str, n: int) -> list:
+        return [ImageRecord(Path(f"{label}{k}.jpg"), f"{label}{k}.jpg", label, None)
+                for k in range(n)]
+
+    grouped = data.Splits(recs("glioma", 100) + recs("no_tumor", 80), recs("no_tumor", 20),
+                          recs("glioma", 100))
+    said = data.split_gaps(grouped, ["glioma", "no_tumor"])
+    assert said is not None and "glioma (train 100, val 0, test 100) has too few" in said
+    assert "another seed" in said
+    assert "another seed" not in data.split_gaps(
+        data.Splits(recs("glioma", 1), recs("no_tumor", 2), []), ["glioma", "no_tumor"])
 
 
 def test_tune_refuses_it_before_any_work_too(tmp_path: Path):

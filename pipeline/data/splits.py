@@ -180,10 +180,15 @@ def split_gaps(splits: Splits, classes: list[str]) -> str | None:
         return None
     parts = [f"{c} (train {counts['train'].get(c, 0)}, val {counts['val'].get(c, 0)}, test "
              f"{counts['test'].get(c, 0)})" for c in short]
+    # a class of few patient folders or duplicate groups is kept whole in one split each, so a
+    # large class can miss a split (a review: 200 gliomas in 2 patient folders, none in val)
+    grouped = (" (its images are kept in groups, patient folders or copies, each whole in one "
+               "split: another seed, the config's \"seed\", may spread them)"
+               if any(sum(counts[k].get(c, 0) for k in counts) >= 10 for c in short) else "")
     return ("every class needs images in training and in validation, and "
             + ", ".join(parts) + (" has" if len(short) == 1 else " have") + " too few: add "
             "images to its folder, or move the folder out of the data folder to train without "
-            "that class")
+            "that class" + grouped)
 
 
 def _without_label_conflicts(records: list[ImageRecord], infos: dict[str, HashInfo]
