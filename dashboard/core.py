@@ -419,11 +419,12 @@ def agreement_note(agree: Sequence[bool], n_models: int,
     hidden = list(hidden) if hidden is not None else [False] * len(agree)
     shown = [bool(a) for a, h in zip(agree, hidden, strict=True) if not h]
     n_hidden = len(agree) - len(shown)
+    why = f"{n_hidden} image{'s' if n_hidden > 1 else ''}' answers" if n_hidden > 1 else \
+        "1 image's answers"
+    if n_hidden and not shown:
+        return f"no agreement counted ({why} hidden: may not be brain MRI)"
     note = f"the models agree on {sum(shown)} of {len(shown)}"
-    if n_hidden:
-        note += (f" shown ({n_hidden} image{'s' if n_hidden > 1 else ''}' answers hidden: "
-                 "may not be brain MRI)")
-    return note
+    return note + (f" shown ({why} hidden: may not be brain MRI)" if n_hidden else "")
 
 
 # The downloads' encoding: UTF-8 with a byte-order mark. Excel opens a CSV without one in the

@@ -334,7 +334,8 @@ def test_boxes_whose_source_files_them_under_another_class_are_said_on_the_quali
         "path,figshare_class,folder_class,x_center\n"
         "Testing/pituitary_tumor/a.jpg,meningioma_tumor,pituitary_tumor,0.5\n"
         "Testing/pituitary_tumor/b.jpg,pituitary_tumor,pituitary_tumor,0.5\n"
-        "Testing/glioma_tumor/c.jpg,glioma_tumor,glioma_tumor,0.5\n")
+        "Testing/glioma_tumor/c.jpg,glioma_tumor,glioma_tumor,0.5\n"
+        "Testing/glioma_tumor/d.jpg,glioma,glioma_tumor,0.5\n")  # one class, two spellings
     assert E.box_source_classes(masks) == {"Testing/pituitary_tumor/a.jpg": "meningioma"}
     assert E.box_source_classes(tmp_path) == {}  # no table: nothing claimed
     rows = [{"path": f"Testing/pituitary_tumor/{n}.jpg", "label": "pituitary",

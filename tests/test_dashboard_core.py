@@ -797,6 +797,10 @@ def test_agreement_note_counts_images_and_says_nothing_for_one_model():
     assert core.agreement_note([True, True, True], 2, [False, True, True]) == (
         "the models agree on 1 of 1 shown (2 images' answers hidden: may not be brain MRI)")
     assert core.agreement_note([True, False], 2, [False, False]) == "the models agree on 1 of 2"
+    assert core.agreement_note([True, True], 2, [True, False]) == (
+        "the models agree on 1 of 1 shown (1 image's answers hidden: may not be brain MRI)")
+    assert core.agreement_note([True], 2, [True]) == (
+        "no agreement counted (1 image's answers hidden: may not be brain MRI)")
 
 
 def test_restored_results_say_when_they_were_analysed_not_0_seconds():

@@ -119,7 +119,7 @@ samples = st.session_state.get(SAMPLES_KEY) or []
 # Drawn from the test split of the run shown then: after a switch of run, one that is not in
 # this run's test split (it may be a training image here) was still captioned "in this run's
 # test split" and judged right or wrong as a fair test (a presenter's review). Put away.
-in_test = {e.get("path") for e in entries} if not why else set()
+in_test = {e.get("path") for e in entries}
 if any(e.get("path") not in in_test for e in samples):
     gone = sum(e.get("path") not in in_test for e in samples)
     samples = [e for e in samples if e.get("path") in in_test]
@@ -127,6 +127,8 @@ if any(e.get("path") not in in_test for e in samples):
     st.info(f"{gone} drawn image{'s' if gone > 1 else ''} put away: drawn from another run's "
             "test split, not in this run's. Draw test images again for this run.",
             icon=":material/swap_horiz:")
+if why:  # the data folder is not reachable here: the samples cannot be read (the picker says)
+    samples = []
 if samples and data_dir:
     loaded = state.data_images(str(data_dir), tuple(e["path"] for e in samples))
     boxes_dir = inference.boxes_folder(data_dir)

@@ -163,8 +163,12 @@ def box_source_classes(masks_dir: Path) -> dict[str, str]:
     out = {}
     for r in rows:
         source, folder = r.get(SOURCE_CLASS), r.get(FOLDER_CLASS)
-        if source and folder and r.get("path") and source != folder:
-            out[r["path"]] = canonical_label(source) or source
+        if not (source and folder and r.get("path")):
+            continue
+        # as classes, not spellings: "pituitary" and "pituitary_tumor" are one class
+        source, folder = canonical_label(source) or source, canonical_label(folder) or folder
+        if source != folder:
+            out[r["path"]] = source
     return out
 
 
