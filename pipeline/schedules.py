@@ -98,6 +98,10 @@ class Resumed(keras.callbacks.Callback):
             self.early.best, self.early.best_epoch = losses[best], best
             self.early.wait = len(losses) - 1 - best
             self.early.best_weights = weights
+            # patience ran out as the run was stopped (its phase not yet marked done): stop at
+            # once, after one batch (Keras checks no sooner), and end on the best epoch's weights
+            if self.early.wait >= self.early.patience:
+                self.model.stop_training = True
         if isinstance(self.steer, keras.callbacks.ReduceLROnPlateau):
             plateau_best, wait, step = None, 0, None
             for row, loss in zip(self.rows, losses, strict=True):

@@ -37,6 +37,11 @@ def test_the_callbacks_resume_with_the_phase_s_best_wait_and_step() -> None:
     # the plateau: best 0.8, one stalled epoch, then the step was cut (after epoch 4): wait 0
     assert (steer.best, steer.wait) == (0.8, 0)
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(5e-4)
+    assert not model.stop_training  # two epochs waited of four
+    short = schedules.callbacks(2, resume_rows=rows, best_weights=lambda fitted: zeros)
+    keras.callbacks.CallbackList(short, model=model).on_train_begin()
+    assert model.stop_training  # patience 2 ran out as the run stopped: stop at once
+    model.stop_training = False
     # without the best weights early stopping starts afresh (it would keep the wrong epoch's)
     fresh = schedules.callbacks(4, resume_rows=rows, best_weights=lambda fitted: None)
     keras.callbacks.CallbackList(fresh, model=model).on_train_begin()
