@@ -251,9 +251,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
         flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
     measured = flag_accuracy or {}
-    # `pipeline.sequence`: a learnt hint, worded as one; about MRI sequences, so not said of a
-    # colour image or a photo, which may be no MRI at all (it fired on colour noise, a review)
-    if t2 and not (photo or colour):
+    if t2 and not (photo or colour):  # `pipeline.sequence`'s learnt hint: none on no MRI
         flags.append(Flag(t2_warning(sartaj, n_models, measured), "t2"))
     unlikes: list[str] = []
     weaks: list[str] = []

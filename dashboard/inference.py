@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dashboard import core, loader, records
+from dashboard import core, layer_names, loader, records
 from pipeline import sequence
 from pipeline.artifacts import Run, crop_head
 from pipeline.known_data import trained_on_sartaj
@@ -290,7 +290,7 @@ def layer_text(ex: Any, name: str | None, fused: int = 0) -> str:
 
 def _layer_text(ex: Any, name: str, fused: int) -> str:
     shape = ex.model.get_layer(name).output.shape
-    words = core.layer_label(name, (shape[1], shape[2]), last=name == ex.valid_layers[0])
+    words = layer_names.layer_label(name, (shape[1], shape[2]), last=name == ex.valid_layers[0])
     return f"{fused} stages fused; deepest: {words}" if fused > 1 else words
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard import card_flags, core, flags, records, state
+from dashboard import card_flags, core, flags, layer_names, records, state
 from dashboard import figures as F
 from dashboard.inference import (
     TRUE_CLASS,
@@ -131,7 +131,8 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
                     f"{F.model_label(m)} layer", options, index=index, key=f"{prefix}_layer_{m}",
                     width=SELECT_WIDTH["layer"],
                     disabled=(method or ex.method) not in LAYER_METHODS,
-                    format_func=lambda name, ex=ex: core.layer_option(layer_text(ex, name), name),
+                    format_func=lambda name, ex=ex: layer_names.layer_option(
+                        layer_text(ex, name), name),
                     help="Deeper layers: coarser maps about whole structures; earlier layers: "
                          "finer, more edge-like maps. Not used by SmoothGrad. Each layer is "
                          "named in plain words, then by its technical name in brackets (the "

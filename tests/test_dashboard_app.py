@@ -24,7 +24,7 @@ from helpers import make_dicom
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard import card_flags, core, paging, runinfo, summary_table, views
+from dashboard import card_flags, core, layer_names, paging, runinfo, summary_table, views
 from dashboard.figures.quality import ACCURACY_ROW
 from pipeline.explain import METHOD_LABELS
 
@@ -1127,7 +1127,7 @@ def test_quality_page_shows_each_figure_with_its_meaning(artifacts: Path, smoke_
     assert "evidence mostly outside the head" in summary.index
     # the method as Predict names it; the layer in plain words, its technical name in brackets
     # (after "stages fused; deepest: " for a fusion method)
-    assert summary.loc["layer", summary.columns[0]].removeprefix(core.FUSED_FROM) in (
+    assert summary.loc["layer", summary.columns[0]].removeprefix(layer_names.FUSED_FROM) in (
         "last conv block (gradcam_target)", "last conv block (out_relu)")
     assert set(summary.loc["method"]) <= set(METHOD_LABELS.values()), summary.loc["method"]
     # localisation on every boxed test image, faithfulness on a sample: the table says both

@@ -19,6 +19,7 @@ from dashboard import (
     dataset_files,
     error_frames,
     image_counts,
+    layer_names,
     paging,
     runinfo,
     summary_table,
@@ -718,17 +719,17 @@ def test_decode_notes_and_plain_layer_names():
     assert core.decode_upload("plain.png", _png()).note is None
     assert core.decode_note({"mode": "L", "frames": 3}) == (
         "This file was adapted: only the first of its 3 frames is shown and analysed.")
-    assert core.layer_label("out_relu", (7, 7), last=True) == "last conv block, 7×7"
-    assert core.layer_label("block_13_expand_relu", (14, 14), last=False) == (
+    assert layer_names.layer_label("out_relu", (7, 7), last=True) == "last conv block, 7×7"
+    assert layer_names.layer_label("block_13_expand_relu", (14, 14), last=False) == (
         "block 13 expand relu, 14×14")
     # every option of the layer picker carries its technical name, not only the first few
-    assert core.layer_option("last conv block, 7×7", "out_relu") == (
+    assert layer_names.layer_option("last conv block, 7×7", "out_relu") == (
         "last conv block, 7×7 (out_relu)")
     # a name in words that is only the technical one with spaces: said once (twice, the box
     # cut it at 911 px)
-    assert core.layer_option("block 13 expand relu, 14×14", "block_13_expand_relu") == (
+    assert layer_names.layer_option("block 13 expand relu, 14×14", "block_13_expand_relu") == (
         "block_13_expand_relu, 14×14")
-    assert core.layer_option("block 13 expand relu", "block_13_expand_relu") == (
+    assert layer_names.layer_option("block 13 expand relu", "block_13_expand_relu") == (
         "block_13_expand_relu")
 
 
@@ -777,8 +778,8 @@ def test_pdf_report_carries_the_model_file_hashes(tmp_path):
 
 
 def test_layer_words_and_readable_time_for_people():
-    assert core.layer_words("gradcam_target", "gradcam_target") == "last conv block"
-    assert core.layer_words("block_13_expand_relu", "out_relu") == "block 13 expand relu"
+    assert layer_names.layer_words("gradcam_target", "gradcam_target") == "last conv block"
+    assert layer_names.layer_words("block_13_expand_relu", "out_relu") == "block 13 expand relu"
     # the About page showed "2026-12-02T09:53:34+00:00"
     assert runinfo.readable_time("2026-12-02T09:53:34+00:00") == "2 Dec 2026, 09:53 UTC"
     assert runinfo.readable_time("2026-12-01T17:02:43+02:00") == "1 Dec 2026, 15:02 UTC"

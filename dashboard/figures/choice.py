@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from dashboard.core import method_layer_option
 from dashboard.figures.quality import method_label
+from dashboard.layer_names import method_layer_option
 
 CHOSEN = "chosen"  # the chosen row's mark in the last column
 

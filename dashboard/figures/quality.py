@@ -14,7 +14,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.core import method_layer_option
 from dashboard.figures.common import (
     FigureDataError,
     _fmt,
@@ -25,6 +24,7 @@ from dashboard.figures.common import (
     model_label,
     text_color_on,
 )
+from dashboard.layer_names import method_layer_option
 from pipeline.explain import METHOD_LABELS  # the registry's labels; no TensorFlow import
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
 
