@@ -72,6 +72,19 @@ def test_robustness_run_refuses_bad_input_before_work(tmp_path):
         rb.robustness_run(tmp_path)
 
 
+def test_a_subset_of_the_test_split_is_spread_over_the_classes():
+    """`--max-images 8` took a plain random subset, which held no no-tumour image (a review)."""
+    labels = ["glioma"] * 50 + ["no_tumor"] * 5 + ["pituitary"] * 45
+    keys = rb.stratified_keys(labels, 8, seed=0)
+    assert len(keys) == 8 == len(set(keys)) and keys == sorted(keys)
+    counts = {c: sum(labels[k] == c for k in keys) for c in set(labels)}
+    assert counts == {"glioma": 3, "no_tumor": 3, "pituitary": 2}, counts  # one of each in turn
+    assert rb.stratified_keys(labels, 8, seed=0) == keys  # seeded
+    assert rb.stratified_keys(labels, 8, seed=1) != keys
+    few = rb.stratified_keys(["a", "b", "b"], 3, seed=0)
+    assert few == [0, 1, 2]  # every image when the subset asks for them all
+
+
 def test_cli_option_errors(tmp_path):
     from typer.testing import CliRunner
 

@@ -216,13 +216,31 @@ def _together_summary(run: Any, y: np.ndarray, probs: dict) -> dict[str, Any] | 
             "display_name": together.LABEL, "models": list(probs), "temperature": t}
 
 
+def stratified_keys(labels: list[str], n: int, seed: int) -> list[int]:
+    """`n` of the indices of `labels`, seeded, as evenly over the labels as they allow (each
+    label's own order shuffled, then one of each in turn), sorted. A plain random subset of 8
+    held no no-tumour image, so its "unshifted" tumour figures were all there was (a review)."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for k, label in enumerate(labels):
+        by_label.setdefault(label, []).append(k)
+    queues = [list(rng.permutation(v)) for _, v in sorted(by_label.items())]
+    picked: list[int] = []
+    while len(picked) < min(n, len(labels)):
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(int(q.pop(0)))
+    return sorted(picked)
+
+
 def robustness_run(run_dir: str | Path, progress: Progress | None = None,
                    max_images: int | None = None, seed: int = 0,
                    data_root: str | Path | None = None) -> dict[str, Any]:
     """Predict the run's test split clean and under every shift × severity with every model;
     write `<run>/robustness.json` (docs/architecture.md) and return its content.
 
-    `max_images` takes a seeded random subset (the same images for every condition);
+    `max_images` takes a seeded subset spread over the classes (`stratified_keys`; the same
+    images for every condition);
     `data_root` is where the run's dataset is now, if it moved.
     """
     from pipeline.predict import Predictor  # Keras only once a model is loaded
@@ -238,8 +256,7 @@ def robustness_run(run_dir: str | Path, progress: Progress | None = None,
     target = _test_split_target(run, data_root)
     keys = list(range(len(target.records)))  # an image's number in the split seeds its shifts
     if max_images is not None and max_images < len(keys):
-        keys = sorted(int(k) for k in np.random.default_rng(seed).choice(
-            keys, max_images, replace=False))
+        keys = stratified_keys([r.label for r in target.records], max_images, seed)
     predictor = Predictor(run)
     y, probs, failed = _predict_conditions(predictor, target.records, keys, seed,
                                            progress or no_progress)
