@@ -532,3 +532,18 @@ def test_a_goal_line_says_met_in_words():
     # wrong (a review)
     assert _goal_line("x", {"value": 1.255, "goal": "<= 1.5", "met": None}) == \
         "x: 1.255 (goal <= 1.5, met: not judged (--quick))"
+
+
+def test_prediction_latency_times_only_the_models_asked_for(smoke_run: Path) -> None:
+    """`bench --model custom_cnn` timed MobileNetV2's prediction too (a review): the Predictor
+    loaded every model of the run. Only those asked for now, and no "both models" row for one."""
+    from pipeline.artifacts import open_run
+    from pipeline.bench.latency import predict_benchmark
+
+    raw = [np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)]
+    out = predict_benchmark(open_run(smoke_run), raw, 2, True, lambda what: None,
+                            ["custom_cnn"])
+    assert "custom_cnn" in out and "mobilenetv2" not in out, list(out)
+    assert "both_models_one_image_ms" not in out
+    both = predict_benchmark(open_run(smoke_run), raw, 2, True, lambda what: None)
+    assert {"custom_cnn", "mobilenetv2", "both_models_one_image_ms"} <= set(both)

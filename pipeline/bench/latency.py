@@ -159,12 +159,15 @@ def _tf_keras_vis_per_request(model: Any, layer: str, x: np.ndarray, target: int
 
 
 def predict_benchmark(run: Any, raw_images: list[np.ndarray], repeats: int, quick: bool,
-                      tick: Callable[[str], None]) -> dict[str, Any]:
-    """One raw image -> probabilities (prepare + model) per model and for both; batch rate."""
+                      tick: Callable[[str], None],
+                      models: list[str] | None = None) -> dict[str, Any]:
+    """One raw image -> probabilities (prepare + model) per model and for both; batch rate.
+    `models`: the ones `bench --model` asked for (default: the run's; it timed every model of
+    the run whatever was asked, a review)."""
     from pipeline.predict import Predictor
 
     tick("prediction latency")
-    predictor = Predictor(run)
+    predictor = Predictor(run, [m for m in models if m in run.model_names] if models else None)
     img = raw_images[0]
     batch = 32
     out: dict[str, Any] = {"batch_size": batch}
@@ -178,7 +181,8 @@ def predict_benchmark(run: Any, raw_images: list[np.ndarray], repeats: int, quic
         out[name] = {"one_image_ms": one,
                      "batch_ms": rate,
                      "batch_images_per_s": round(batch / (rate["p50"] / 1000.0), 1)}
-    out["both_models_one_image_ms"] = time_calls(lambda: predictor.predict_images([img]),
-                                                 repeats, warmup=1)
+    if len(predictor.models) > 1:
+        out["both_models_one_image_ms"] = time_calls(lambda: predictor.predict_images([img]),
+                                                     repeats, warmup=1)
     return out
 

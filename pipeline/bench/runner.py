@@ -125,7 +125,8 @@ def _measure(opts: BenchOptions, work: Path, say: SayFn, tick: Callable[[str], N
         report["explain"] = explain_benchmark(run, per_model, opts.repeats, tick)
         report["explain_methods"] = both_models(report["explain"])
     with _section(sections, "predict"):
-        report["predict"] = predict_benchmark(run, raw, opts.repeats, opts.quick, tick)
+        report["predict"] = predict_benchmark(run, raw, opts.repeats, opts.quick, tick,
+                                              list(opts.models))
     with _section(sections, "streaming"):
         report["streaming"] = _streaming_section(opts, run.path, raw, work, tick)
     with _section(sections, "dashboard"):
