@@ -340,3 +340,16 @@ def test_an_interrupt_drops_the_phantoms_still_queued(tmp_path: Path) -> None:
                  workers=1)
     written = list((tmp_path / "big").rglob("*.png"))
     assert 0 < len(written) < 2 * 400 // 4, len(written)  # of 800 images and masks: a few
+
+
+def test_synth_and_run_make_as_many_phantoms_unless_told() -> None:
+    """`synth --per-class` was required while `run` made 150 a class (a review): one default."""
+    import typer.main
+
+    from pipeline.cli import app
+    from pipeline.synth import PER_CLASS
+
+    commands = typer.main.get_command(app).commands
+    for name in ("synth", "run"):
+        option = next(p for p in commands[name].params if p.name == "per_class")
+        assert option.default == PER_CLASS and not option.required, name

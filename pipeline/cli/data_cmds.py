@@ -16,6 +16,7 @@ from pipeline.cli.common import (
     progress_bar,
     shown,
 )
+from pipeline.synth.dataset import PER_CLASS
 
 
 def audit(
@@ -136,7 +137,9 @@ def _reason_without_name(rel: str, reason: str) -> str:
 
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to create (Training/, Testing/, masks/)."),
-    per_class: int = typer.Option(..., "--per-class", help="Images per class (train + test)."),
+    # as `run`'s (one home: synth.PER_CLASS); it was required here and 150 there (a review)
+    per_class: int = typer.Option(PER_CLASS, "--per-class",
+                                  help="Images per class (train + test)."),
     size: int = typer.Option(256, "--size", help="Image side in pixels (>= 64)."),
     seed: int = typer.Option(0, "--seed", help="Same seed -> byte-identical images."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share put in Testing/."),

@@ -24,6 +24,7 @@ from pipeline.cli.common import (
 from pipeline.config import PROFILE_NOTES
 from pipeline.config_rules import IMAGE_SIZE_HELP
 from pipeline.names import DEFAULT_MODELS, MODEL_NAMES
+from pipeline.synth.dataset import PER_CLASS
 
 if TYPE_CHECKING:
     from pipeline.config import TrainConfig
@@ -304,7 +305,7 @@ def run(
                                      "--profile full trains as train does."),
     synth_dir: Path = typer.Option(Path("data/synthetic"), "--synth-dir",
                                    help="where the synthetic default dataset is generated"),
-    per_class: int = typer.Option(150, "--per-class", help="synthetic images per class"),
+    per_class: int = typer.Option(PER_CLASS, "--per-class", help="synthetic images per class"),
     weights: str = typer.Option(None, "--weights", help=WEIGHTS_HELP),
 ) -> None:
     """Synthesise data when none is given, train both models, evaluate: make demo's first half."""

@@ -23,6 +23,7 @@ from pipeline.synth.dataset import (
     GENERATOR,
     MAX_SIZE,
     MIN_SIZE,
+    PER_CLASS,
     SPLITS,
     VERSION,
     generate,
@@ -31,6 +32,6 @@ from pipeline.synth.dataset import (
 from pipeline.synth.tumours import CLASSES, SynthError, render_phantom
 
 __all__ = [
-    "CLASSES", "GENERATOR", "MAX_SIZE", "MIN_SIZE", "SPLITS", "VERSION",
+    "CLASSES", "GENERATOR", "MAX_SIZE", "MIN_SIZE", "PER_CLASS", "SPLITS", "VERSION",
     "SynthError", "generate", "is_synthetic", "render_phantom",
 ]

@@ -24,6 +24,7 @@ from pipeline.synth.tumours import CLASSES, SynthError, render_phantom
 GENERATOR = "brain-mri-xai synth"
 VERSION = "1.0"
 SPLITS: tuple[str, ...] = ("Training", "Testing")
+PER_CLASS = 150  # `synth`'s and `run`'s phantoms per class unless told (the demo's: minutes)
 MIN_SIZE = 64
 MAX_SIZE = 2048
 # The compression level changes the PNG bytes (not the pixels): part of the byte-identical promise.
