@@ -119,6 +119,8 @@ def explain_model(
     for xb, tb, mb, hb in more:
         rows.extend(_localisation_rows(explainer, xb, tb, mb, hb, method, batch))
         tick(len(xb))
+    if progress and done != 3 * n + n_more:  # `n_more` was an estimate: the bar ends full
+        progress(label, done, done)  # (it stopped at 141/156 when fewer masks were usable)
     del_curves, ins_curves, del_rand, ins_rand, morf, lerf = zip(*curves, strict=True)
     return {
         "method": method,
