@@ -391,19 +391,22 @@ class Run:
         import pipeline.layers  # noqa: F401  (registers our layers for deserialisation)
 
         info = self.model_info(name)
-        path = self.path / info.get("file", f"{name}/model.keras")
+        file = str(info.get("file", f"{name}/model.keras"))
+        path = self.path / file
+        shown = shown_path(path)
+        if "/" not in shown:  # a run outside the project and any runs/ folder: name it
+            shown = f"{file} of run {self.path.name}"
         if not path.is_file():
-            raise ArtifactError(f"model file missing: {shown_path(path)}")
+            raise ArtifactError(f"model file missing: {shown}")
         import zipfile
 
         if not zipfile.is_zipfile(path):  # cut short or overwritten: Keras said "File not found"
-            raise ArtifactError(f"cannot load model {shown_path(path)}: not a Keras archive "
+            raise ArtifactError(f"cannot load model {shown}: not a Keras archive "
                                 "(the file is damaged or cut short): copy the run again, or "
                                 "train it again")
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # keras raises many types for damaged or unsafe files
-            shown = shown_path(path)
             # Keras may quote the file's full path; the message is shown on dashboard pages
             detail = (str(exc).splitlines() or [""])[0].replace(str(path), shown)
             raise ArtifactError(f"cannot load model {shown}: {type(exc).__name__}: "
@@ -411,7 +414,9 @@ class Run:
 
 
 def open_run(path: str | Path) -> Run:
-    """Open and validate a run folder (complete, known schema, models listed and present)."""
+    """Open and validate a run folder: complete, of a known schema, its classes and models
+    listed. A model's file is checked when it is loaded (`Run.load_model`), so a run missing one
+    model still serves the others."""
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"run folder {shown_path(path)} does not exist")

@@ -15,10 +15,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.images import MIN_SIDE, ImageError
+from pipeline.images import MIN_SIDE, ImageError, array_to_uint8
 
 
-def _as_rgb_uint8(img: Any) -> np.ndarray:
+def as_rgb_uint8(img: Any) -> np.ndarray:
+    """`img` as H×W×3 uint8: grey repeated, alpha dropped, other dtypes `images.array_to_uint8`;
+    ImageError for anything that is no image array."""
     if not isinstance(img, np.ndarray):
         raise ImageError(f"expected a numpy array, got {type(img).__name__}")
     shape = img.shape
@@ -35,7 +37,7 @@ def _as_rgb_uint8(img: Any) -> np.ndarray:
     if img.dtype != np.uint8:
         if not np.issubdtype(img.dtype, np.number) or np.issubdtype(img.dtype, np.complexfloating):
             raise ImageError(f"expected a numeric image array, got dtype {img.dtype}")
-        img = np.clip(np.nan_to_num(img.astype(np.float64)), 0, 255).round().astype(np.uint8)
+        img = array_to_uint8(img)
     return np.ascontiguousarray(img)
 
 
@@ -130,7 +132,7 @@ def crop_box(img: np.ndarray, margin: float = 0.02) -> tuple[int, int, int, int]
     found (blank or flat image, or the contour's box covers less than `HEAD_MIN_AREA` of the
     image) the box is the whole image.
     """
-    img = _as_rgb_uint8(img)
+    img = as_rgb_uint8(img)
     h, w = img.shape[:2]
     contour = _head_contour(img)
     if contour is None:
@@ -149,7 +151,7 @@ def head_mask(img: np.ndarray) -> np.ndarray:
     image) the whole image counts as head, as `crop_box` keeps the whole image there, so nothing
     is ever called "outside the head" on an image without a recognisable head.
     """
-    img = _as_rgb_uint8(img)
+    img = as_rgb_uint8(img)
     h, w = img.shape[:2]
     contour = _head_contour(img, drop_frame=True)
     if contour is None:
@@ -164,7 +166,7 @@ def crop_to_head(img: np.ndarray, margin: float = 0.02) -> np.ndarray:
 
     An image where no head is found comes back unchanged (as H×W×3 uint8).
     """
-    img = _as_rgb_uint8(img)
+    img = as_rgb_uint8(img)
     x0, y0, x1, y1 = crop_box(img, margin)
     if (x0, y0, x1, y1) == (0, 0, img.shape[1], img.shape[0]):
         return img
@@ -190,7 +192,7 @@ def prepare_image(img: np.ndarray, size: int, crop: bool = True) -> np.ndarray:
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIDE:
         raise ImageError(f"size must be an integer >= {MIN_SIDE}, got {size!r}")
-    img = _as_rgb_uint8(img)
+    img = as_rgb_uint8(img)
     if crop:
         img = crop_to_head(img)
     img = pad_to_square(img)
@@ -203,6 +205,6 @@ def prepare_image(img: np.ndarray, size: int, crop: bool = True) -> np.ndarray:
 def prepare_for(img: np.ndarray, specs: Sequence[tuple[int, bool]]) -> list[np.ndarray]:
     """`[prepare_image(img, size, crop) for size, crop in specs]`, pixel for pixel, with the head
     found once for all the cropped ones (a run's two models both crop: half the work)."""
-    img = _as_rgb_uint8(img)
+    img = as_rgb_uint8(img)
     head = crop_to_head(img) if any(crop for _, crop in specs) else None
     return [prepare_image(head if crop else img, size, crop=False) for size, crop in specs]

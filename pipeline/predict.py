@@ -12,12 +12,20 @@ from typing import Any
 import numpy as np
 
 from pipeline import geometry, images, sequence
-from pipeline.artifacts import ArtifactError, Run, crop_head
+from pipeline.artifacts import Run, crop_head
 from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_calibration
 from pipeline.data.membership import Membership, Seen
 from pipeline.gaps import Gap, missing_checks
 from pipeline.names import Progress, no_progress
+from pipeline.predict_checks import (
+    check_info,
+    check_model,
+    checked_batch,
+    checked_image,
+    one_image,
+    opened,
+)
 from pipeline.series import Slice, SliceReader, expand_series
 
 
@@ -50,18 +58,19 @@ class Predictor:
     models' raw softmax outputs (evaluation's "before", fitting the temperature).
     """
 
-    def __init__(self, run: Run, models: Sequence[str] | None = None,
+    def __init__(self, run: Run | str | Path, models: Sequence[str] | str | None = None,
                  calibrated: bool = True, check_ood: bool = True) -> None:
+        run, models = opened(run, models)
         self.run = run
         self.calibrated = calibrated
         self.class_names = run.class_names
         names = list(models) if models else run.model_names
         self.info = {name: run.model_info(name) for name in names}
         for name in names:
-            _check_info(run, name, self.info[name])
+            check_info(run, name, self.info[name])
         self.models = {name: run.load_model(name) for name in names}
         for name in names:
-            _check_model(run, name, self.models[name], int(self.info[name]["image_size"]))
+            check_model(run, name, self.models[name], int(self.info[name]["image_size"]))
         self._locks = {name: threading.Lock() for name in names}
         self._forward: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         # (calibration.json's mtime, {model: T}, {model: low-confidence threshold},
@@ -188,21 +197,26 @@ class Predictor:
                               pool_unscaled=pooled and self.pool_temperature() is None)
 
     def image_size(self, model_name: str) -> int:
-        return int(self.info[model_name]["image_size"])
+        """The side in pixels of `model_name`'s input (its manifest's `image_size`)."""
+        return int(self._info_of(model_name)["image_size"])
+
+    def _info_of(self, model_name: str) -> dict:
+        if model_name not in self.info:  # a bare KeyError('CustomCNN') said nothing
+            raise ValueError(f"no model {model_name!r} in this Predictor; it has "
+                             + ", ".join(self.info))
+        return self.info[model_name]
 
     def prepare(self, model_name: str, img: np.ndarray) -> np.ndarray:
-        """Crop (if the model was trained so) and resize one H×W×3 uint8 image."""
-        info = self.info[model_name]
+        """Crop (if the model was trained so) and resize one image (H×W×3 or H×W, pixels as
+        `predict_images` takes them) to the model's input: uint8, (S, S, 3)."""
+        info = self._info_of(model_name)
         return geometry.prepare_image(img, int(info["image_size"]),
                                       crop=crop_head(info))
 
     def predict_arrays(self, model_name: str, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probabilities (N, C) for a batch of prepared images (N, S, S, 3), raw 0-255 pixels;
         calibrated (see the class docstring)."""
-        size = self.image_size(model_name)
-        if x.ndim != 4 or x.shape[1:] != (size, size, 3):
-            raise ValueError(f"{model_name} expects a batch of shape (N, {size}, {size}, 3), "
-                             f"got {tuple(x.shape)}")
+        x = checked_batch(model_name, x, self.image_size(model_name))
         forward = self._forward_fn(model_name)
         out = [forward(np.asarray(x[i:i + batch_size], dtype="float32"))
                for i in range(0, len(x), batch_size)]
@@ -219,8 +233,16 @@ class Predictor:
                     self._forward[model_name] = compiled(self.models[model_name])
         return self._forward[model_name]
 
-    def predict_images(self, imgs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Per model, probabilities (N, C) for decoded images of any size."""
+    def predict_images(self, imgs: Sequence[np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """Per model, calibrated probabilities (N, C) for decoded images of any size: a list of
+        H×W×3 or H×W arrays, one such array, or a stacked (N, H, W, 3) batch. Pixels are 0-255
+        (uint8, or any number type); 0-1 floats and high-bit ranges are mapped as
+        `images.array_to_uint8` says. ImageError (naming the image by its place, from 1) for an
+        array that is no image, smaller than `images.MIN_SIDE` a side, or blank (one flat grey
+        level), as the CLI refuses such files."""
+        if isinstance(imgs, np.ndarray):
+            imgs = list(imgs) if imgs.ndim == 4 else [imgs]
+        imgs = [checked_image(im, k) for k, im in enumerate(imgs)]
         prepared = [geometry.prepare_for(im, self.prepare_specs()) for im in imgs]
         result = {}
         for k, name in enumerate(self.models):
@@ -234,28 +256,12 @@ class Predictor:
         return [(self.image_size(m), crop_head(self.info[m])) for m in self.models]
 
     def describe(self, probs: np.ndarray, model_name: str) -> Prediction:
+        """One image's probabilities (C,) for `model_name` (a row of `predict_images`' (N, C),
+        or that array when N is 1) as a `Prediction`: the most probable class and each class's
+        probability."""
+        probs = one_image(probs, len(self.class_names))
         return Prediction(model_name, self.class_names[int(np.argmax(probs))],
                           {c: float(p) for c, p in zip(self.class_names, probs, strict=True)})
-
-
-def _check_info(run: Run, name: str, info: dict) -> None:
-    size = info.get("image_size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < images.MIN_SIDE:
-        raise ArtifactError(f"damaged manifest of run {run.run_id}: {name} has no valid "
-                            f"image_size (got {size!r})")
-
-
-def _check_model(run: Run, name: str, model, size: int) -> None:
-    """Refuse a model that does not fit its manifest entry, before it can mislabel anything."""
-    in_shape = tuple(model.inputs[0].shape)[1:]
-    if len(in_shape) != 3 or in_shape[2] != 3 or any(
-            s is not None and s != size for s in in_shape[:2]):
-        raise ArtifactError(f"run {run.run_id}: {name} takes inputs of shape {in_shape} but its "
-                            f"manifest says image_size {size}")
-    n_out = model.outputs[0].shape[-1]
-    if n_out != len(run.class_names):
-        raise ArtifactError(f"run {run.run_id}: {name} predicts {n_out} classes but the manifest "
-                            f"lists {len(run.class_names)} class_names ({run.class_names})")
 
 
 def predict_files(predictor: Predictor, paths: Sequence[str | Path], chunk: int = FILE_CHUNK,
@@ -327,7 +333,8 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                                        "in_run_split": seen[i].split if seen[i] else None,
                                        "in_run_exact": seen[i].exact if seen[i] else None,
                                        # `modality.looks_like_ct`: a hint, as the dashboard's
-                                       "may_be_ct": ct[i], "may_be_t2": t2[j]}
+                                       "may_be_ct": ct[i],  # no T2 hint on CT or no MRI:
+                                       "may_be_t2": t2[j] and not (ct[i] or colour[i] or photo[i])}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
                     row["models"][name] = {"label": d.label, "probs": d.probs,

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from pipeline.explain.layers import conv_layers, default_layer, logits_tensor
 from pipeline.explain.methods import get_method
+from pipeline.images import ZERO_TO_ONE, zero_to_one
 
 
 @dataclass
@@ -29,7 +30,10 @@ class Explanation:
     """Heatmaps for a batch: (N, H, W) float32 in [0, 1] at the model's input size."""
 
     heatmaps: np.ndarray
-    probs: np.ndarray  # (N, C) class probabilities of the explained model
+    # (N, C) the explained model's raw softmax, before the run's temperature: the CLI and the
+    # dashboard show `Predictor.apply_calibration(model, probs)` (a review read 0.56 here
+    # beside 0.65 from predict_images, which calibrates)
+    probs: np.ndarray
     targets: np.ndarray  # (N,) int class explained per image
     method: str
     layer: str | None
@@ -95,6 +99,8 @@ class Explainer:
             raise ValueError(f"expected image batch {expected}, got {arr.shape}")
         if arr.shape[0] == 0:
             raise ValueError("empty image batch")
+        if zero_to_one(arr):  # read as black before: every heatmap of a black image
+            raise ValueError(f"the explainer {ZERO_TO_ONE}")
         return arr.astype(np.float32, copy=False)
 
     def _targets(self, target: int | Sequence[int] | None, n: int) -> np.ndarray:
