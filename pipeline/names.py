@@ -41,6 +41,11 @@ TRANSFER_MODELS: tuple[str, ...] = MODEL_NAMES[1:]
 
 # The label of scans without a tumour; every other label is a tumour type (tumour vs no tumour).
 NO_TUMOR = "no_tumor"
+
+# explain-eval's defaults (`explain.quality.explain_eval` and its CLI command, one home): test
+# images per model scored in full, and the deletion / insertion curves' steps
+EXPLAIN_EVAL_IMAGES = 64
+DELETION_STEPS = 20
 # Class label -> the words people read (the dashboard's tables, captions, menus, reports), in the
 # spelling of the project's prose ("says no tumour"); labels not listed lose their underscores.
 CLASS_LABELS: dict[str, str] = {NO_TUMOR: "no tumour", "tumor": "tumour"}

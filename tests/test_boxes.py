@@ -230,7 +230,8 @@ def test_explain_eval_locates_every_boxed_image_beyond_the_fully_scored_sample(
     broken.write_bytes(b"not a png")  # an unreadable mask: reported, not fatal
 
     def evaluate(**kw: object) -> dict:
-        E.explain_eval(smoke_run, masks_dir=masks, steps=2, models=["custom_cnn"], **kw)
+        E.explain_eval(smoke_run, masks_dir=masks, steps=2, models=["custom_cnn"], replace=True,
+                       **kw)
         return json.loads((smoke_run / "custom_cnn" / "explanations.json").read_text())
 
     part = evaluate(max_images=3)

@@ -721,7 +721,7 @@ def _check_explanations_json(data: dict, n_max: int) -> None:
 
 @pytest.mark.slow
 def test_explain_eval_on_the_smoke_run(smoke_run: Path) -> None:
-    results = E.explain_eval(smoke_run, max_images=8, steps=5)
+    results = E.explain_eval(smoke_run, max_images=8, steps=5, replace=True)
     from pipeline.artifacts import open_run
 
     run = open_run(smoke_run)
@@ -738,7 +738,7 @@ def test_explain_eval_without_masks_reports_why(smoke_run: Path, tmp_path: Path)
     # saying where it looked
     with pytest.raises(ValueError, match="no mask in .* it looked for"):
         E.explain_eval(smoke_run, masks_dir=tmp_path, max_images=4, steps=4,
-                       models=["custom_cnn"])
+                       models=["custom_cnn"], replace=True)
     # no masks where they are looked for by default: scored without localisation, and said
     from pipeline.artifacts import open_run
 
@@ -747,7 +747,7 @@ def test_explain_eval_without_masks_reports_why(smoke_run: Path, tmp_path: Path)
     shutil.copytree(open_run(smoke_run).data_dir, data,
                     ignore=shutil.ignore_patterns("masks"))
     res = E.explain_eval(tmp_path / "run", data_dir=data, max_images=4, steps=4,
-                         models=["custom_cnn"])["custom_cnn"]
+                         models=["custom_cnn"], replace=True)["custom_cnn"]
     assert res["pointing_game"] is None and res["energy_in_mask"] is None
     assert res["pointing_game_ci"] is None
     assert "no masks found" in res["localisation_reason"]

@@ -135,6 +135,15 @@ def test_choose_on_validation_boxes_then_explain_uses_the_choice(smoke_run: Path
     assert all("no_tumor" not in p for p in entry["images"])
     again = choose_defaults(run_dir, max_images=6, models=["custom_cnn"])
     assert again["models"]["custom_cnn"]["table"] == entry["table"]  # deterministic
+    # a choice on fewer images replaces it only when told, through the library as through the
+    # CLI (a review replaced a shipped run's choice from a notebook)
+    kept = (run_dir / CHOICE_FILE).read_text()
+    assert entry["n_images"] >= 2
+    with pytest.raises(ValueError, match=rf"^custom_cnn's default explanation in {CHOICE_FILE} "
+                                         rf"was measured on {entry['n_images']} images, this "
+                                         "would use 1"):
+        choose_defaults(run_dir, max_images=1, models=["custom_cnn"])
+    assert (run_dir / CHOICE_FILE).read_text() == kept
     # the centre-of-head baseline on the same images, as explain-eval records it; shown as a
     # baseline line, never a candidate of the table
     from pipeline import images as images_
@@ -194,15 +203,26 @@ def test_explain_eval_measures_each_models_default_unless_told(smoke_run: Path,
     layer = open_run(run_dir).model_info("custom_cnn")["gradcam_layer"]
     (run_dir / CHOICE_FILE).write_text(json.dumps(
         {"models": {"custom_cnn": {"method": "layercam", "layer": None}}}))
-    got = explain_eval(run_dir, max_images=2, steps=2, models=["custom_cnn"])["custom_cnn"]
+    # the smoke run's file was measured on 8 images: 2 replace it only when told (a review
+    # replaced a shipped run's 358-image file with 2 through the library)
+    with pytest.raises(ValueError, match=r"^custom_cnn/explanations.json was measured on 8 "
+                                         r"images, this would use 2: pass max_images=8 or more"):
+        explain_eval(run_dir, max_images=2, steps=2, models=["custom_cnn"])
+    got = explain_eval(run_dir, max_images=2, steps=2, models=["custom_cnn"],
+                       replace=True)["custom_cnn"]
     assert (got["method"], got["layer"]) == ("layercam", layer)
     saved = json.loads((run_dir / "custom_cnn" / "explanations.json").read_text())
     assert saved["method"] == "layercam"
+    # another method than the default would take the default's file: refused unless told
+    with pytest.raises(ValueError, match="would replace it with hirescam.*pass replace=True"):
+        explain_eval(run_dir, method="hirescam", max_images=2, steps=2, models=["custom_cnn"])
+    assert json.loads((run_dir / "custom_cnn" / "explanations.json").read_text()) == saved
     told = explain_eval(run_dir, method="hirescam", max_images=2, steps=2,
-                        models=["custom_cnn"])["custom_cnn"]
+                        models=["custom_cnn"], replace=True)["custom_cnn"]
     assert told["method"] == "hirescam"
     (run_dir / CHOICE_FILE).unlink()  # no choice: Grad-CAM, as before explain-choose existed
-    plain = explain_eval(run_dir, max_images=2, steps=2, models=["custom_cnn"])["custom_cnn"]
+    plain = explain_eval(run_dir, max_images=2, steps=2, models=["custom_cnn"],
+                         replace=True)["custom_cnn"]
     assert plain["method"] == "gradcam"
 
 

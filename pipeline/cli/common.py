@@ -248,20 +248,14 @@ def keep_larger(path: Path, keys: tuple[str, ...], asked: int, what: str, fix: s
     measure something else than the file's measurement stands for (another method than the
     default), said whatever the counts. A missing or damaged file, or one without the entry,
     is no measurement to keep."""
-    from pipeline.artifacts import ArtifactError, read_json
+    from pipeline.measured import held_measurement, images_measured
 
-    try:
-        done = read_json(path) if path.is_file() else {}
-    except ArtifactError:
-        return
-    for key in within:
-        done = done.get(key) if isinstance(done, dict) else None
-    if not isinstance(done, dict) or not done:
+    if held_measurement(path, within) is None:
         return
     if instead is not None:
         fail(instead)
-    n = next((done[k] for k in keys if k in done), None)
-    if isinstance(n, int) and n > asked:
+    n = images_measured(path, keys, within)
+    if n is not None and n > asked:
         fail(f"{what} was measured on {n} images, this would use {asked}: "
              + fix.format(n=n))
 

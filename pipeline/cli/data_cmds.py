@@ -16,7 +16,7 @@ from pipeline.cli.common import (
     progress_bar,
     shown,
 )
-from pipeline.synth.dataset import PER_CLASS
+from pipeline.synth.dataset import MAX_SIZE, MIN_SIZE, PER_CLASS
 
 
 def audit(
@@ -140,7 +140,8 @@ def synth(
     # as `run`'s (one home: synth.PER_CLASS); it was required here and 150 there (a review)
     per_class: int = typer.Option(PER_CLASS, "--per-class",
                                   help="Images per class (train + test)."),
-    size: int = typer.Option(256, "--size", help="Image side in pixels (>= 64)."),
+    size: int = typer.Option(256, "--size", help=f"Image side in pixels ({MIN_SIZE} to "
+                             f"{MAX_SIZE})."),
     seed: int = typer.Option(0, "--seed", help="Same seed -> byte-identical images."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share put in Testing/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous synth output."),
@@ -153,8 +154,8 @@ def synth(
 
     if per_class < 1:
         fail(f"--per-class must be >= 1, got {per_class}")
-    if size < 64:
-        fail(f"--size must be >= 64, got {size}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        fail(f"--size must be {MIN_SIZE} to {MAX_SIZE}, got {size}")
     if not 0 <= test_fraction < 1:  # the library's message names its Python argument
         fail(f"--test-fraction must be at least 0 and below 1, got {test_fraction}")
     from pipeline.artifacts import ArtifactError, ensure_writable

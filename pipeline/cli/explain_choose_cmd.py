@@ -73,7 +73,8 @@ def explain_choose_cmd(
             with progress_bar() as update:
                 result = choose_defaults(run_dir, data_dir=data, masks_dir=masks,
                                          max_images=max_images, models=names, progress=update,
-                                         say=lambda text: say(shown(text)))  # a path: not markup
+                                         say=lambda text: say(shown(text)),  # a path: not markup
+                                         replace=replace)
     except (ArtifactError, ValueError) as exc:
         fail(str(exc))
     for m, r in result["models"].items():

@@ -33,6 +33,7 @@ from pipeline.cli.common import (
     shown,
 )
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE
+from pipeline.names import DELETION_STEPS, EXPLAIN_EVAL_IMAGES
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Run
@@ -59,13 +60,14 @@ def explain_eval_cmd(
                              "<folder>-<method>, so each method's result is kept)"),
     method: str = typer.Option(None, "--method", help=METHOD_HELP + " (default: "
                                "each model's default from explain-choose, else gradcam)"),
-    max_images: int = typer.Option(64, "--max-images", help="images per model scored in "
-                                   "full (balanced over labels, images with a mask first)"),
+    max_images: int = typer.Option(EXPLAIN_EVAL_IMAGES, "--max-images", help="images per "
+                                   "model scored in full (balanced over labels, images with a "
+                                   "mask first)"),
     max_localisation: int = typer.Option(None, "--max-localisation", help="further images "
                                          "with a mask, scored for localisation and the "
                                          "shortcut alarm only (default: all; 0: none)"),
     model: str = typer.Option("all", "--model", help="model of the run, comma list, or all"),
-    steps: int = typer.Option(20, "--steps", help="deletion/insertion steps"),
+    steps: int = typer.Option(DELETION_STEPS, "--steps", help="deletion/insertion steps"),
     baseline: str = typer.Option("blur", "--baseline", help="removed pixels become: blur | black"),
     layer: str = typer.Option(None, "--layer", help="conv layer to explain (default: each "
                               "model's layer from explain-choose, else its gradcam_layer from "

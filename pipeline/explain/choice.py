@@ -174,12 +174,14 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
                     masks_dir: str | Path | None = None, max_images: int = CHOOSE_MAX_IMAGES,
                     models: Sequence[str] | None = None, seed: int = 0,
                     progress: Progress | None = None,
-                    say: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    say: Callable[[str], None] | None = None,
+                    replace: bool = False) -> dict[str, Any]:
     """Score every method x candidate layer per model on validation images with a box, write
     `<run>/explain_choice.json` (atomically) and return it. Models not scored now keep their
     recorded entries; a damaged file is replaced (`say` tells). Masks default to the dataset's
     boxes folder (`masks.boxes_dir`), else `<data>/masks`; paths are recorded relative to the
-    project."""
+    project. `replace`: else a model's choice made on more images than `max_images` is
+    refused (ValueError), as the CLI refuses it (`pipeline.measured`)."""
     from pipeline import geometry, images
     from pipeline.explain.explainer import Explainer
     from pipeline.explain.layers import default_layer, stage_layers
@@ -193,6 +195,7 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
     )
     from pipeline.explain.methods import REGISTRY
     from pipeline.explain.quality import _shown_path
+    from pipeline.measured import refuse_smaller
 
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
@@ -210,6 +213,9 @@ def choose_defaults(run_dir: str | Path, data_dir: str | Path | None = None,
     names = list(models) if models else run.model_names
     for m in names:
         run.model_info(m)  # unknown names fail before any work
+        if not replace:
+            refuse_smaller(run.path / CHOICE_FILE, ("n_images",), max_images,
+                           f"{m}'s default explanation in {CHOICE_FILE}", within=("models", m))
     recs = _val_records(run, masks_root, max_images, seed)
     decoded = []
     for r in recs:

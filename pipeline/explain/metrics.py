@@ -21,6 +21,7 @@ from pipeline.explain.alarm import OUTSIDE_HEAD_ALARM, SHORTCUT_TOP
 from pipeline.explain.imputation import NOISE, noisy_linear_impute
 from pipeline.explain.masks import mask_like
 from pipeline.explain.render import check_heatmap, resize_heatmap
+from pipeline.names import DELETION_STEPS
 
 BASELINES = ("blur", "black")
 # ROAD's removal shares. The paper steps 10 % to 90 % by 10; every other level halves the cost
@@ -176,7 +177,7 @@ def deletion_insertion(
     image: np.ndarray,
     heatmap: np.ndarray,
     target: int,
-    steps: int = 20,
+    steps: int = DELETION_STEPS,
     baseline: str = "blur",
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Deletion and insertion curves (Petsiuk et al., 2018) for one image.

@@ -29,7 +29,7 @@ from pipeline.artifacts import (
     write_json_atomic,
 )
 from pipeline.explain.decoding import Decoded, decode, no_localisation, usable_masks
-from pipeline.explain.defaults import resolve_explanation, usable_layer
+from pipeline.explain.defaults import not_the_default, resolve_explanation, usable_layer
 from pipeline.explain.explainer import Explainer
 from pipeline.explain.external import (
     external_file,
@@ -48,7 +48,8 @@ from pipeline.explain.masks import (
 from pipeline.explain.methods import get_method
 from pipeline.explain.metrics import BASELINES
 from pipeline.explain.scoring import Chunk, explain_model
-from pipeline.names import Progress, size_label
+from pipeline.measured import held_measurement, refuse_smaller
+from pipeline.names import DELETION_STEPS, EXPLAIN_EVAL_IMAGES, Progress, size_label
 
 # Which class each image is explained for (explanations.json `target_mode`, per row
 # `target_rule`): its true class, or, for images labelled only "tumor" (yes/no folders), the
@@ -92,10 +93,10 @@ def explain_eval(
     data_dir: str | Path | None = None,
     masks_dir: str | Path | None = None,
     method: str | None = None,
-    max_images: int = 64,
+    max_images: int = EXPLAIN_EVAL_IMAGES,
     progress: Progress | None = None,
     models: Sequence[str] | None = None,
-    steps: int = 20,
+    steps: int = DELETION_STEPS,
     baseline: str = "blur",
     seed: int = 0,
     layer: str | None = None,
@@ -133,7 +134,9 @@ def explain_eval(
     localisation is null with a reason when none had. `masks_dir` and `data_dir` are recorded
     relative to the project root. `method` None: each model's default (`explain_choice.json`,
     the method and layer the dashboard and `explain` use; Grad-CAM without one). `layer`
-    overrides the default layer (it must exist in every selected model).
+    overrides the default layer (it must exist in every selected model). `replace`: else an
+    `explanations.json` measured on more images, or of the default when another method is
+    asked, is refused (ValueError), as the CLI refuses it.
     """
     if method is not None:
         get_method(method)  # unknown names fail here, before any work
@@ -158,6 +161,12 @@ def explain_eval(
                                   layer is not None))
         if source["plan"] is not None and not replace:
             refuse_replacing(run, files[m], use_method, use_layer, max_images)
+        elif not replace:  # explanations.json, which the dashboard shows (`pipeline.measured`)
+            instead = not_the_default(run, m, method, layer)
+            if instead is not None and held_measurement(files[m]) is not None:
+                raise ValueError(instead.replace("--replace", "replace=True"))
+            refuse_smaller(files[m], ("n_faithfulness", "n"), max_images,
+                           f"{m}/{run_files.EXPLANATIONS}")
 
     def has_mask(rec: dict[str, str]) -> bool:
         return masks_root.is_dir() and find_mask(masks_root, rec["path"]) is not None

@@ -42,7 +42,7 @@ from pipeline.explain.metrics import (
 )
 from pipeline.explain.render import heatmap_stats
 from pipeline.intervals import share_interval
-from pipeline.names import Progress
+from pipeline.names import DELETION_STEPS, Progress
 
 # one chunk of `more` images: (images (k, S, S, 3), targets (k,), masks (k x (S, S) or None),
 # head masks (k x (S, S)))
@@ -66,7 +66,7 @@ def explain_model(
     masks: Sequence[np.ndarray | None],
     method: str = "gradcam",
     layer: str | None = None,
-    steps: int = 20,
+    steps: int = DELETION_STEPS,
     baseline: str = "blur",
     seed: int = 0,
     batch: int = 16,
