@@ -136,7 +136,11 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
   each is stretched to its own brightest spot. A confident prediction with a heatmap on the
   skull or the image border is a warning sign (the shortcut alarm flags only heat outside the
   head, not on the skull or scalp).
-{apart}- Probabilities can be over-confident: see the reliability diagram on the Overview page.
+{apart}- A percentage is a model's score for a class, not the chance that this patient has a
+  tumour: it depends on this dataset's mix of classes, and can be over-confident (the
+  reliability diagram on the Overview page).
+- Nothing here was checked on children's scans or on operated or treated brains: the
+  training collections do not record patients' ages or treatment.
 """
 
 

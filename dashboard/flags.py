@@ -37,10 +37,10 @@ class ShiftedAccuracy(NamedTuple):
     worst: float
 
     def words(self) -> str:
-        """"averaged 73% (unshifted 75%, worst shift 70%)": "kept 73%" read as a share of the
-        accuracy kept, and a mean hid the worst shift (a lecturer's review, 2026-12-06)."""
+        """"at moderate strength averaged 73% (unshifted 75%, worst 70%)": "kept 73%" read as a
+        share kept, a mean hid the worst shift (reviews, 2026-12-06), the severity went unsaid."""
         clean = f"unshifted {self.clean:.0%}, " if self.clean is not None else ""
-        return f"averaged {self.mean:.0%} ({clean}worst shift {self.worst:.0%})"
+        return f"at moderate strength averaged {self.mean:.0%} ({clean}worst {self.worst:.0%})"
 
 
 def middle_severity_accuracy(report: Mapping[str, Any]) -> dict[str, ShiftedAccuracy | None]:
@@ -251,7 +251,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
         flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
     measured = flag_accuracy or {}
-    if t2 and not (photo or colour):  # `pipeline.sequence`'s learnt hint: none on no MRI
+    if t2 and not (photo or colour or ct):  # `pipeline.sequence`'s hint: none on no MRI
         flags.append(Flag(t2_warning(sartaj, n_models, measured), "t2"))
     unlikes: list[str] = []
     weaks: list[str] = []
@@ -293,8 +293,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
             said = (acc.words() if isinstance(acc, ShiftedAccuracy)
                     else f"averaged {acc:.0%}" if acc is not None else "")
             where = (" Its accuracy on copies of its own test images made blurrier, noisier or "
-                     f"otherwise shifted {said}, but images of another kind or source can fare "
-                     "far worse." if said else "")
+                     f"otherwise shifted {said}, but stronger shifts and images of another kind "
+                     "or source can fare far worse." if said else "")
             # Not "treat with caution": on the shipped runs the flagged test answers were as
             # often right as the others. What holds is that validation does not cover it.
             # "brain MRI slice", not "axial": the training data hold coronal and sagittal ones.
@@ -421,8 +421,7 @@ def pointing_record_words(record: PointingRecord | None, explained: str
     """(caption, tooltip) under a default heatmap of class `explained`: how often this model's
     default heatmaps of that class peaked in the tumour's {region} on the run's test images.
     The overall pointing game hid that the custom CNN's glioma maps miss far more often (75 of
-    124 on the main split, against 95 of 101 meningiomas). None without a record for the
-    class."""
+    124 on the main split, against 95 of 101 meningiomas). None without a record."""
     if record is None or explained not in record.counts:
         return None
     hits, n = record.counts[explained]
@@ -431,9 +430,10 @@ def pointing_record_words(record: PointingRecord | None, explained: str
             f"{hits} of {n} times ({hits / n:.0%})",
             f"How often this model's default heatmap of '{shown}' peaked inside the tumour "
             f"{record.region} on this run's test images of that class with a known "
-            f"{record.region} (the Explanation quality page gives every class). Where the "
-            "share is low, read this heatmap with more care: it may sit beside the tumour or on "
-            "another structure.")
+            f"{record.region} (the Explanation quality page says which; on the Sartaj data "
+            "figshare T1-contrast slices): a record of other images, nothing about this one. "
+            "Where it is low, read this map with more care; where it is high, this map can "
+            "still miss.")
 
 
 def box_hit_words(hit: bool, explained: str, true_label: str | None,

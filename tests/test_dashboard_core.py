@@ -607,7 +607,8 @@ def test_answer_flags_in_plain_words():
     assert "unlike MobileNetV2's training data" in flags[1]
     # "kept 81%" read as a share of the accuracy kept (a lecturer's review)
     assert ("Its accuracy on copies of its own test images made blurrier, noisier or otherwise "
-            "shifted averaged 81% (unshifted 86%, worst shift 70%)") in flags[1]
+            "shifted at moderate strength averaged 81% (unshifted 86%, worst 70%), but "
+            "stronger shifts") in flags[1]
     assert flags[2].startswith("Weak answer from Custom CNN: 40% confidence")
     calm = dflags.answer_flags({"custom_cnn": np.array([[0.9, 0.1]])}, 0, {"custom_cnn": 0.6},
                                {"custom_cnn": False}, {})
@@ -638,7 +639,8 @@ def test_flags_say_how_often_test_answers_with_the_same_warning_were_right():
     # 88% accurate" read as reassurance
     shifted = dflags.answer_flags(probs, 0, {}, {"custom_cnn": True}, {"custom_cnn": 0.88})
     assert ("Its accuracy on copies of its own test images made blurrier, noisier or otherwise "
-            "shifted averaged 88%, but images of another kind or source can fare far worse."
+            "shifted averaged 88%, but stronger shifts and images of another kind or source "
+            "can fare far worse."
             ) in shifted[1]
     assert "axial" not in shifted[1]  # the training data hold coronal and sagittal slices too
     unmeasured = dflags.answer_flags(probs, 0, {"custom_cnn": 0.6}, {}, {})
@@ -703,7 +705,7 @@ def test_middle_severity_accuracy_of_a_robustness_report():
     assert dflags.middle_severity_accuracy(report)["m"] == pytest.approx((0.7, None, 0.6))
     report["models"]["m"]["clean"] = {"accuracy": 0.95}
     assert dflags.middle_severity_accuracy(report)["m"].words() == (
-        "averaged 70% (unshifted 95%, worst shift 60%)")
+        "at moderate strength averaged 70% (unshifted 95%, worst 60%)")
     assert dflags.middle_severity_accuracy({"models": {"m": {"shifts": {}}}}) == {"m": None}
 
 

@@ -114,7 +114,7 @@ def ece_floor_sentences(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
         mean = _num(floor["mean"], f"{name} ece_if_calibrated mean")
         p95 = _num(floor["p95"], f"{name} ece_if_calibrated p95")
         verdict = ("more than chance explains: the model is miscalibrated" if ece > p95 else
-                   "within what chance alone gives, so these images show no miscalibration")
+                   "within what chance alone gives: no miscalibration detectable beyond chance")
         out.append(f"{model_label(name)}: ECE {_fmt(ece)}. A perfectly calibrated model with the "
                    f"same confidences would show about {_fmt(mean)} on {m.get('n', '?')} images "
                    f"(above {_fmt(p95)} only 5% of the time); {_fmt(ece)} is {verdict}.")

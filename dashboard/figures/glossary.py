@@ -12,7 +12,8 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
      "right: every class counts the same, however many images it has."),
     ("Macro F1 / weighted F1", "F1 is the harmonic mean of a class's precision (of the images "
      "called that class, the share that are) and recall (of that class's images, the share "
-     "found); macro averages it over the classes equally, weighted by their sizes."),
+     "found); macro F1 averages it over the classes equally, weighted F1 weights each class "
+     "by its number of images."),
     ("ROC AUC (macro)", "per class, the chance that an image of the class gets a higher "
      "probability for it than an image of another class (0.5 = guessing, 1 = perfect), "
      "averaged over the classes."),
@@ -21,6 +22,12 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ("Sensitivity / specificity", "tumour against no tumour, any tumour class counting as "
      "'tumour': the share of tumour slices called a tumour, and of no-tumour slices called "
      "'no tumour'."),
+    # a clinician's review (2026-12-07): "65%" read as the chance that the patient has the
+    # disease, and "confidence" was used on cards but defined nowhere
+    ("Probability / confidence", "the percentage a model gives a class (its confidence: the "
+     "answer's), temperature-scaled on the run's validation images. A score of the model, not "
+     "the chance that this patient has a tumour: it depends on the training data's mix of "
+     "classes, and runs high on images of other sources."),
     ("ECE (expected calibration error)", "the answers' confidences are put in 10 equal bins; "
      "ECE is the mean gap between a bin's confidence and its accuracy, weighted by the bin's "
      "size (0 = a model right 90% of the time when it says 90%). On a finite test set even a "

@@ -68,7 +68,7 @@ _FLAG_TEMPLATES = {
           "for MRI, so an answer on a CT slice says nothing of it (a rough check: it can miss "
           "CT, and now and then flag an MRI slice)",
     # per image: `predict` tags the image (`pipeline.sequence.looks_like_t2`, a learnt hint)
-    "t2": "it shows bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
+    "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
           "a model's answers hold only on the kinds of slice it learnt from (a learnt check: "
           "it can miss such a slice, and now and then flag a T1 one)",
 }
@@ -82,11 +82,12 @@ _SARTAJ_TEMPLATES = {
           "now and then flag an MRI slice)",
     # labels.csv: 18 of Training/'s 2475 tumour slices are T2 or FLAIR by our eye, none a glioma,
     # against 161 of its 395 no-tumour slices; Testing/: README, "T2 and FLAIR slices"
-    "t2": "it shows bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
-          "the {models} learnt tumours from T1 slices (in {their} training data nearly every "
-          "T2 or FLAIR slice is \"no tumour\"), so on such a slice a tumour is often called "
-          "\"no tumour\" or meningioma (a learnt check: it can miss such a slice, and now and "
-          "then flag a T1 one)",
+    "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
+          "the {models} learnt tumours from contrast-enhanced T1 slices (in {their} training "
+          "data nearly every T2 or FLAIR slice is \"no tumour\"), so on such a slice a tumour "
+          "is often called \"no tumour\" or meningioma; T1 without contrast and other "
+          "sequences are outside what {they} learnt too (a learnt check: it can miss such a "
+          "slice, and now and then flag a T1 one)",
 }
 
 

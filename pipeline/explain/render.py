@@ -120,7 +120,7 @@ def outline_words(top_percent: float) -> str:
     """What the white line of `render_overlay(outline_top_percent=...)` is, for a caption or a
     legend beside it (the one home of that wording)."""
     return (f"White line: around the map's hottest {top_percent:g}% of pixels, leaving out "
-            f"any under {OUTLINE_FLOOR:g} on the colour scale.")
+            f"any under {OUTLINE_FLOOR:g} on the colour scale; not the tumour's outline.")
 
 
 def render_overlay(
