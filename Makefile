@@ -11,6 +11,9 @@ PYTEST_ARGS ?=
 # holds TensorFlow (2.6 GB at the peak measured on 2026-12-06). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= auto
 PORT ?= 8501
+# Where the dashboard listens: this machine only, so a demo on a conference network is not open
+# to the room (Streamlit's default is every interface). ADDRESS=0.0.0.0 to show it to others.
+ADDRESS ?= localhost
 
 .PHONY: setup demo test lint lock train-demo dashboard weights clean-runs figures
 
@@ -33,10 +36,17 @@ lock: $(STAMP)
 		--quiet --custom-compile-command "make lock" -o requirements.lock
 
 # ImageNet weights cannot be downloaded here: put the shared copy where Keras looks first.
+# Without the shared copy it says so (it printed nothing, and the dashboard's advice to run it
+# looked wrong on a laptop).
 weights:
-	@if [ -f "$(SHARED_WEIGHTS)" ] && [ ! -f "$(KERAS_CACHE)/$(notdir $(SHARED_WEIGHTS))" ]; then \
+	@if [ -f "$(KERAS_CACHE)/$(notdir $(SHARED_WEIGHTS))" ]; then :; \
+	elif [ -f "$(SHARED_WEIGHTS)" ]; then \
 		mkdir -p "$(KERAS_CACHE)" && cp "$(SHARED_WEIGHTS)" "$(KERAS_CACHE)/" && \
-		echo "Copied ImageNet MobileNetV2 weights into $(KERAS_CACHE)"; fi
+		echo "Copied ImageNet MobileNetV2 weights into $(KERAS_CACHE)"; \
+	else echo "No ImageNet MobileNetV2 weights here: $(SHARED_WEIGHTS) is missing. The shipped runs \
+	work without them; training MobileNetV2 and the T2/FLAIR hint need the file \
+	$(notdir $(SHARED_WEIGHTS)) in $(KERAS_CACHE) (Keras' own download name), or \
+	BRAIN_MRI_WEIGHTS=<file>."; fi
 
 # Train on the embedded synthetic default only when no complete run exists yet.
 train-demo: setup
@@ -44,11 +54,13 @@ train-demo: setup
 	else $(BIN)/python -m pipeline run --out $(ARTIFACTS) --profile quick; fi
 
 demo: train-demo
-	BRAIN_MRI_ARTIFACTS=$(ARTIFACTS) $(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
+	BRAIN_MRI_ARTIFACTS=$(ARTIFACTS) $(BIN)/streamlit run dashboard/app.py --server.port $(PORT) \
+		--server.address $(ADDRESS)
 
 # The dashboard on the runs already in $(ARTIFACTS) (make dashboard ARTIFACTS=myruns): never trains.
 dashboard: setup
-	BRAIN_MRI_ARTIFACTS=$(ARTIFACTS) $(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
+	BRAIN_MRI_ARTIFACTS=$(ARTIFACTS) $(BIN)/streamlit run dashboard/app.py --server.port $(PORT) \
+		--server.address $(ADDRESS)
 
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)

@@ -369,8 +369,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         with cols[0]:
             shown, framed = core.original_for_display(
                 upload.image, any(rs[j].crop for rs in results.per_model.values()), DISPLAY_SIDE)
-            st.image(shown, width="stretch",
-                     caption=core.ORIGINAL_FRAMED if framed else "Original")
+            said = core.ORIGINAL_FRAMED if framed else "Original"
+            st.image(shown, width="stretch", caption=said, alt=said)  # alt: an accessibility review
         # named by the image's hash like its PDF, never by the upload's name (it can identify a
         # patient, and a saved overlay travels further than the page)
         stem = f"overlay-{upload.digest[:12]}"
@@ -392,8 +392,8 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                 # the hottest place in words: the picture's text for a screen reader, and its
                 # meaning for anyone who cannot tell the colours apart
                 peak = f" · hottest at the image's {where}" if where else ""
-                st.image(img, width="stretch",
-                         caption=f"{F.model_label(m)} · {method} {target}{default}{peak}")
+                said = f"{F.model_label(m)} · {method} {target}{default}{peak}"
+                st.image(img, width="stretch", caption=said, alt=f"Heatmap: {said}")
                 if r.layer:  # st.image's caption takes no tooltip: the layer gets its own line
                     st.caption(f"Layer{'s' if r.fused > 1 else ''}: {r.layer_words or r.layer}",
                                help=f"Technical name: `{r.layer}`")
@@ -428,9 +428,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # were outsized); in a compact card, whose pictures are narrow, under both overlays
         below = st.columns([1, max(len(models), 1)] if compact else [1] * (1 + len(models)))
         with below[1 if len(below) > 1 else 0]:
-            st.image(F.colour_legend(), width="stretch", caption=F.legend_caption(
-                upload.radiological) + (
-                f" {outline_words(OUTLINE_PERCENT)}" if settings.outline else ""))
+            st.image(F.colour_legend(), width="stretch", alt="Heatmap colour scale",
+                     caption=F.legend_caption(upload.radiological) + (
+                         f" {outline_words(OUTLINE_PERCENT)}" if settings.outline else ""))
         with below[0]:
             # data as a callable: the PDF is drawn only when clicked, never on a rerun
             st.download_button(

@@ -159,6 +159,11 @@ def test_upload_shows_both_heatmaps_in_a_real_browser(server: str, smoke_run: Pa
             )
             for i in range(4):
                 assert images.nth(i).evaluate("img => img.naturalWidth") > 0
+            # a screen reader hears what each picture is, not "image" (an accessibility review)
+            alts = [images.nth(i).get_attribute("alt") or "" for i in range(4)]
+            assert "Original" in alts[0] and "Heatmap colour scale" in alts, alts
+            assert sum(a.startswith("Heatmap: Custom CNN · Grad-CAM for") or a.startswith(
+                "Heatmap: MobileNetV2 · Grad-CAM for") for a in alts) == 2, alts
             page.get_by_text("models agree", exact=False).or_(
                 page.get_by_text("models disagree", exact=False)).first.wait_for()
             page.screenshot(path=str(SHOTS / "dashboard_predict.png"))
