@@ -101,3 +101,54 @@ def test_the_bias_field_level_is_its_largest_log_gain():
     for seed in range(5):
         out = bias_field(img, 0.3, np.random.default_rng(seed)).astype(float)
         assert abs(float(np.abs(np.log(out / 100.0)).max()) - 0.3) < 0.01
+
+
+def _brightness(x: np.ndarray) -> np.ndarray:
+    """A "model" whose class-0 probability is the batch images' mean brightness."""
+    p = np.asarray(x, float).mean(axis=(1, 2, 3)) / 255.0
+    return np.stack([p, 1 - p], axis=1)
+
+
+def test_deletion_and_insertion_areas_are_trapezoids_over_the_whole_fraction_range():
+    """Caught: the step 1 / (steps + 1), which shrank both areas (and the random baseline's
+    alike, so every ordering test still held)."""
+    from pipeline.explain.metrics import deletion_insertion
+
+    white = np.full((10, 10, 3), 255.0)
+    heat = np.random.default_rng(0).random((10, 10))
+    dele, ins, d_auc, i_auc = deletion_insertion(_brightness, white, heat, 0, steps=4,
+                                                 baseline="black")
+    np.testing.assert_allclose(dele, [1, 0.75, 0.5, 0.25, 0])  # 25 of 100 pixels a step
+    np.testing.assert_allclose(ins, [0, 0.25, 0.5, 0.75, 1])
+    assert (round(d_auc, 6), round(i_auc, 6)) == (0.5, 0.5)
+
+
+def test_road_areas_are_mean_probabilities():
+    """Caught: the areas not divided by the fractions' range (ROAD's are mean probabilities,
+    comparable across fraction grids)."""
+    from pipeline.explain.metrics import road
+
+    def constant(x: np.ndarray) -> np.ndarray:
+        return np.tile([0.3, 0.7], (len(x), 1))
+
+    got = road(constant, np.full((16, 16, 3), 128.0), np.ones((16, 16)), 1)
+    assert (round(got["morf_auc"], 6), round(got["lerf_auc"], 6)) == (0.7, 0.7)
+
+
+def test_the_pointing_game_of_right_answers_counts_only_those():
+    """Caught: `pointing_game_correct` over every boxed image, right or wrong."""
+    from pipeline.explain.scoring import _summary
+
+    def row(hit: bool | None, correct: bool) -> dict:
+        return {"pointing_hit": hit, "correct": correct, "mask_fraction": 0.1,
+                "centre_hit": False, "energy_in_mask": 0.5, "top_in_mask": 0.5,
+                "deletion_auc": 0.3, "deletion_auc_random": 0.5, "insertion_auc": 0.7,
+                "insertion_auc_random": 0.5, "road_morf_auc": 0.3, "road_lerf_auc": 0.6,
+                "sanity_rank_correlation": 0.1, "empty_heatmap": False,
+                "energy_outside_head": 0.0, "top_outside_head": 0.0, "outside_head_flag": False}
+
+    rows = [row(True, True), row(False, True), row(True, False), row(True, False),
+            row(None, True)]  # the last has no box
+    got = _summary(rows)
+    assert (got["n_localisation"], got["pointing_game"]) == (4, 0.75)
+    assert (got["n_localisation_correct"], got["pointing_game_correct"]) == (2, 0.5)
