@@ -250,3 +250,39 @@ def test_cli_synth_marker_flag_plants_the_marker_and_says_so(tmp_path: Path) -> 
     readme = (tmp_path / "m" / "README.txt").read_text()
     assert "pipeline/synth/ " in readme and "pipeline/synth.py" not in readme
     assert "--seed 1 --test-fraction 0.2 --marker" in readme
+
+
+@pytest.mark.slow
+def test_the_dashboards_alarm_reads_the_head_in_the_frame_the_model_saw(smoke_run: Path,
+                                                                         synth_data: Path) -> None:
+    """A card's "outside the head" share is measured on the head as cropped for the model
+    (`crop_head`), as explain-eval measures it: a review passed crop=False at the call and no
+    test noticed (on 10 `Testing/` images the share moved by 17 points on average)."""
+    from dashboard import core, inference
+    from pipeline.artifacts import crop_head, open_run
+    from pipeline.explain import Explainer
+    from pipeline.images import read_image
+    from pipeline.predict import Predictor
+
+    run = open_run(smoke_run)
+    predictor = Predictor(run)
+    explainers = {m: Explainer(model) for m, model in predictor.models.items()}
+    # a wide black border: the crop drops it, so the head fills the frame the model sees
+    files = sorted((synth_data / "Testing").rglob("*.png"))[:3]
+    images = [np.pad(read_image(p), ((80, 80), (120, 120), (0, 0))) for p in files]
+    uploads = [core.Upload(p.name, f"alarm-{p.name}", im)
+               for p, im in zip(files, images, strict=True)]
+    results = inference.explain(run, predictor, explainers, uploads,
+                                inference.Settings(method="gradcam"))
+    assert not results.errors
+    checked = 0
+    for m, rs in results.per_model.items():
+        assert crop_head(run.model_info(m))  # the smoke models crop, or nothing is tested
+        for r, image in zip(rs, images, strict=True):
+            head = E.head_mask_in_frame(image, r.heatmap.shape[0], True)
+            uncropped = E.head_mask_in_frame(image, r.heatmap.shape[0], False)
+            if float(r.heatmap.max()) > 0 and E.top_outside_head(r.heatmap, head) != \
+                    E.top_outside_head(r.heatmap, uncropped):
+                assert r.outside_head == pytest.approx(E.top_outside_head(r.heatmap, head))
+                checked += 1
+    assert checked  # at least one map where the two frames give different shares
