@@ -45,8 +45,8 @@ weights:
 		echo "Copied ImageNet MobileNetV2 weights into $(KERAS_CACHE)"; \
 	else echo "No ImageNet MobileNetV2 weights here: $(SHARED_WEIGHTS) is missing. The shipped runs \
 	work without them; training MobileNetV2 and the T2/FLAIR hint need the file \
-	$(notdir $(SHARED_WEIGHTS)) in $(KERAS_CACHE) (Keras' own download name), or \
-	BRAIN_MRI_WEIGHTS=<file>."; fi
+	$(notdir $(SHARED_WEIGHTS)) in $(KERAS_CACHE) (Keras' own download name: with internet, \
+	python -m pipeline train --weights imagenet downloads it there), or BRAIN_MRI_WEIGHTS=<file>."; fi
 
 # Train on the embedded synthetic default only when no complete run exists yet.
 train-demo: setup

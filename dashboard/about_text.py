@@ -124,6 +124,8 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
         "- The answer of both models pooled (last on each card's answer line) is no third "
         "model: when\n  the two disagree it is one side of that disagreement, and no heatmap "
         "explains it;\n  its confidence is not the mean of theirs and can be above both.\n")
+    untested = (": the Sartaj collections do not record patients' ages or treatment" if sartaj
+                else "")
     return f"""**Known limits.**
 {source}- {"The model sees" if one else "The models see"} one slice as a picture: \
 {"it is" if one else "they are"} not told the sequence, contrast, plane or
@@ -139,8 +141,7 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
 {apart}- A percentage is a model's score for a class, not the chance that this patient has a
   tumour: it depends on this dataset's mix of classes, and can be over-confident (the
   reliability diagram on the Overview page).
-- Nothing here was checked on children's scans or on operated or treated brains: the
-  training collections do not record patients' ages or treatment.
+- Nothing here was checked on children's scans or on operated or treated brains{untested}.
 """
 
 

@@ -25,6 +25,7 @@ from pipeline.evaluate.flags import (
 from pipeline.explain.agreement import APART_MESSAGE
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
 from pipeline.names import NO_TUMOR, class_label, display_name
+from pipeline.sequence import hint_said
 
 
 class ShiftedAccuracy(NamedTuple):
@@ -239,9 +240,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     disagreement between the models. `flag_accuracy` (flags.json's "models", when measured)
     adds how often the weak test answers were right. For images unlike the training data it
     does not: the flagged test images were real MRI of another source, right about as often as
-    the others, and said beside a photo or noise that read as reassurance. `sartaj`: the run
-    was trained on the Sartaj data (`known_data.trained_on_sartaj`), so the CT and "no tumour"
-    warnings may say what its no-tumour folder holds."""
+    the others, and said beside a photo or noise that read as reassurance. `sartaj`: a run
+    trained on the Sartaj data (`known_data.trained_on_sartaj`): warnings may say its facts."""
     # In order of what should change a reader's mind most (a clinician's review, 2026-12-05:
     # warnings of equal weight on nearly every card stop being read): not an MRI, "no tumour"
     # is no rule-out, the models disagree, then per model unlike the training data and weak.
@@ -251,7 +251,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
         flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
     measured = flag_accuracy or {}
-    if t2 and not (photo or colour or ct):  # `pipeline.sequence`'s hint: none on no MRI
+    if hint_said(t2, ct=ct, colour=colour, photo=photo):  # `pipeline.sequence`'s hint
         flags.append(Flag(t2_warning(sartaj, n_models, measured), "t2"))
     unlikes: list[str] = []
     weaks: list[str] = []

@@ -15,11 +15,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.images import MIN_SIDE, ImageError, array_to_uint8
+from pipeline.images import MIN_SIDE, ImageError
+from pipeline.pixels import array_to_uint8
 
 
 def as_rgb_uint8(img: Any) -> np.ndarray:
-    """`img` as H×W×3 uint8: grey repeated, alpha dropped, other dtypes `images.array_to_uint8`;
+    """`img` as H×W×3 uint8: grey repeated, alpha dropped, other dtypes `pixels.array_to_uint8`;
     ImageError for anything that is no image array."""
     if not isinstance(img, np.ndarray):
         raise ImageError(f"expected a numpy array, got {type(img).__name__}")

@@ -132,45 +132,6 @@ def _scale_to_uint8(arr: np.ndarray, quantile: float = 99.9, outlier: float = 2.
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-# What the library says of a prepared batch of 0-1 floats (the models take raw 0-255 pixels)
-ZERO_TO_ONE = ("takes raw 0-255 pixels, got values within 0-1 (multiply by 255, or pass the "
-               "images to Predictor.predict_images, which maps them)")
-
-
-def zero_to_one(arr: np.ndarray) -> bool:
-    """Whether `arr` is floats within 0-1 with something lit: pixels on a 0-1 scale, which a
-    model of raw 0-255 pixels reads as black (a slice prepared from 0-255 pixels is never that
-    dark; an all-black batch is not flagged)."""
-    return bool(np.issubdtype(arr.dtype, np.floating) and arr.size
-                and 0 < float(np.nanmax(arr)) <= 1)
-
-
-def array_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """A numeric image array's pixels as uint8 0-255, for arrays handed to the library
-    (`geometry.prepare_image`, `Predictor.predict_images`) rather than read from a file.
-
-    uint8 stays as it is; values already within 0-255 are rounded; floats within 0-1 (the
-    convention of scikit-image and of many notebooks) are multiplied by 255; any other range
-    (a 12-bit slice in uint16, CT in signed Hounsfield units, z-scores) is mapped from its own
-    range as high-bit files are (`_scale_to_uint8`). Non-finite values count as the lowest.
-    Clipping to 0-255, as before 2026-12-07, made a 0-1 float slice black and a 12-bit one
-    white (a review: MobileNetV2 said glioma 0.92 for a 16-bit file and no tumour 0.80 for the
-    same pixels as an array). ImageError when no value is finite."""
-    if arr.dtype == np.uint8:
-        return arr
-    values = arr[np.isfinite(arr)] if np.issubdtype(arr.dtype, np.floating) else arr
-    if values.size == 0:
-        raise ImageError("the image array has no finite pixel value (all NaN or infinite)")
-    lo, hi = float(values.min()), float(values.max())
-    if lo >= 0 and hi <= 1 and np.issubdtype(arr.dtype, np.floating):
-        return np.rint(np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0) * 255.0).astype(
-            np.uint8)
-    if lo >= 0 and hi <= 255:
-        return np.rint(np.nan_to_num(arr.astype(np.float64), nan=lo, posinf=lo, neginf=lo)
-                       ).astype(np.uint8)
-    return _scale_to_uint8(arr)
-
-
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
     """Any Pillow mode -> H×W×3 uint8; alpha is composited on black."""
     mode = im.mode

@@ -203,7 +203,7 @@ class Predictor:
     def _info_of(self, model_name: str) -> dict:
         if model_name not in self.info:  # a bare KeyError('CustomCNN') said nothing
             raise ValueError(f"no model {model_name!r} in this Predictor; it has "
-                             + ", ".join(self.info))
+                             f"{', '.join(self.info)}")
         return self.info[model_name]
 
     def prepare(self, model_name: str, img: np.ndarray) -> np.ndarray:
@@ -237,7 +237,7 @@ class Predictor:
         """Per model, calibrated probabilities (N, C) for decoded images of any size: a list of
         H×W×3 or H×W arrays, one such array, or a stacked (N, H, W, 3) batch. Pixels are 0-255
         (uint8, or any number type); 0-1 floats and high-bit ranges are mapped as
-        `images.array_to_uint8` says. ImageError (naming the image by its place, from 1) for an
+        `pixels.array_to_uint8` says. ImageError (naming the image by its place, from 1) for an
         array that is no image, smaller than `images.MIN_SIDE` a side, or blank (one flat grey
         level), as the CLI refuses such files."""
         if isinstance(imgs, np.ndarray):
@@ -257,8 +257,7 @@ class Predictor:
 
     def describe(self, probs: np.ndarray, model_name: str) -> Prediction:
         """One image's probabilities (C,) for `model_name` (a row of `predict_images`' (N, C),
-        or that array when N is 1) as a `Prediction`: the most probable class and each class's
-        probability."""
+        or that array when N is 1) as a `Prediction`: its most probable class, each class's."""
         probs = one_image(probs, len(self.class_names))
         return Prediction(model_name, self.class_names[int(np.argmax(probs))],
                           {c: float(p) for c, p in zip(self.class_names, probs, strict=True)})
@@ -333,8 +332,8 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                                        "in_run_split": seen[i].split if seen[i] else None,
                                        "in_run_exact": seen[i].exact if seen[i] else None,
                                        # `modality.looks_like_ct`: a hint, as the dashboard's
-                                       "may_be_ct": ct[i],  # no T2 hint on CT or no MRI:
-                                       "may_be_t2": t2[j] and not (ct[i] or colour[i] or photo[i])}
+                                       "may_be_ct": ct[i], "may_be_t2": sequence.hint_said(
+                                           t2[j], ct=ct[i], colour=colour[i], photo=photo[i])}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
                     row["models"][name] = {"label": d.label, "probs": d.probs,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import geometry, images
+from pipeline import geometry, images, pixels
 from pipeline.artifacts import ArtifactError, Run
 
 
@@ -68,8 +68,8 @@ def checked_batch(model_name: str, x: Any, size: int) -> np.ndarray:
     if x.ndim != 4 or x.shape[1:] != (size, size, 3):
         raise ValueError(f"{model_name} expects a batch of shape (N, {size}, {size}, 3), "
                          f"got {tuple(x.shape)}")
-    if images.zero_to_one(x):
-        raise ValueError(f"{model_name} {images.ZERO_TO_ONE}")
+    if pixels.zero_to_one(x):
+        raise ValueError(f"{model_name} {pixels.ZERO_TO_ONE}")
     return x
 
 

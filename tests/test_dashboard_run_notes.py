@@ -90,6 +90,13 @@ def test_known_limits_follow_the_run_s_model_count():
         assert "- They always choose one of two labels" in two
         assert about_text.known_limits(classes, sartaj) == two  # no run: the project's models
     assert "- The model was made for MRI" in about_text.known_limits(classes, False, 1)
+    # what a percentage is, and the patients nothing was checked on (a clinician's review);
+    # why, only where the run's data are known (a phantom or user's run: no Sartaj facts)
+    for sartaj in (True, False):
+        said = " ".join(about_text.known_limits(classes, sartaj).split())
+        assert "not the chance that this patient has a tumour" in said
+        assert "checked on children's scans or on operated or treated brains" in said
+        assert ("Sartaj collections do not record" in said) is sartaj
     assert about_text.labels_sentence([], 1) == (
         "It always chooses one of the labels it was trained on.")
 

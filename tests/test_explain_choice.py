@@ -214,7 +214,7 @@ def test_explain_eval_measures_each_models_default_unless_told(smoke_run: Path,
     saved = json.loads((run_dir / "custom_cnn" / "explanations.json").read_text())
     assert saved["method"] == "layercam"
     # another method than the default would take the default's file: refused unless told
-    with pytest.raises(ValueError, match="would replace it with hirescam.*pass replace=True"):
+    with pytest.raises(ValueError, match="hirescam at .* would replace it: pass replace=True"):
         explain_eval(run_dir, method="hirescam", max_images=2, steps=2, models=["custom_cnn"])
     assert json.loads((run_dir / "custom_cnn" / "explanations.json").read_text()) == saved
     told = explain_eval(run_dir, method="hirescam", max_images=2, steps=2,

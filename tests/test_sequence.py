@@ -254,7 +254,7 @@ def test_the_card_says_it_with_how_such_test_answers_fared():
         "Custom CNN named 43% of them right (77% of the other tumours), MobileNetV2 41% (77%).")
     # unmeasured: the sentence alone
     assert t2_warning(measured={"custom_cnn": {"t2": {"n": 3}}}) == t2_warning()
-    assert "contrast-enhanced T1 slices" in t2_warning(True)
+    assert "mostly from contrast-enhanced T1 slices" in t2_warning(True)
     assert not any("T2" in f for f in answer_flags(probs, 0, {}, {}, {}, classes))
 
 
@@ -342,7 +342,7 @@ def test_a_series_is_checked_once_when_decoded_not_on_every_rerun(monkeypatch):
 
 @pytest.mark.slow
 def test_predict_gives_no_t2_hint_on_a_slice_that_may_be_ct(smoke_run: Path, synth_data: Path,
-                                                            monkeypatch):
+                                                            monkeypatch, tmp_path: Path):
     """"may be T2 or FLAIR, not T1" beside "may be CT, not MRI" contradicted it (a clinician's
     review, 2026-12-07): predict's answers, JSON and CSV leave the hint out there, as the
     dashboard's card does."""
@@ -359,3 +359,23 @@ def test_predict_gives_no_t2_hint_on_a_slice_that_may_be_ct(smoke_run: Path, syn
     monkeypatch.setattr(modality, "looks_like_ct", lambda image: True)
     rows, _ = predict_files(predictor, files)
     assert [(r["may_be_ct"], r["may_be_t2"]) for r in rows] == [(True, False), (True, False)]
+    # explain's rows (its JSON, console line) and its captioned overlays, the dashboard's
+    # overlay downloads too (a review of the first fix found them still saying both)
+    from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.explain import Explainer
+    from pipeline.explain.overlay_text import overlay_caption
+    from pipeline.explain.overlays import write_overlays
+    from pipeline.images import read_image
+
+    monkeypatch.setattr(sequence, "looks_like_t2", lambda images: [True] * len(images))
+    run = open_run(smoke_run)
+    explainers = {"custom_cnn": Explainer(run.load_model("custom_cnn"))}
+    rows = write_overlays(run, explainers, [(p, read_image(p)) for p in files],
+                          tmp_path, method=None, target=None, alpha=0.5, outline=None)
+    assert [(r["may_be_ct"], r["may_be_t2"]) for r in rows] == [(True, False), (True, False)]
+    entry = rows[0]["models"]["custom_cnn"]
+    both = overlay_caption("custom_cnn", entry, may_be_ct=True, may_be_t2=True)
+    assert any(FLAG_LABELS["ct"] in ln for ln in both)
+    assert not any(FLAG_LABELS["t2"] in ln for ln in both)
+    assert any(FLAG_LABELS["t2"] in ln for ln in overlay_caption("custom_cnn", entry,
+                                                                   may_be_t2=True))

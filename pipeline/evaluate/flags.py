@@ -83,11 +83,10 @@ _SARTAJ_TEMPLATES = {
     # labels.csv: 18 of Training/'s 2475 tumour slices are T2 or FLAIR by our eye, none a glioma,
     # against 161 of its 395 no-tumour slices; Testing/: README, "T2 and FLAIR slices"
     "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
-          "the {models} learnt tumours from contrast-enhanced T1 slices (in {their} training "
-          "data nearly every T2 or FLAIR slice is \"no tumour\"), so on such a slice a tumour "
-          "is often called \"no tumour\" or meningioma; T1 without contrast and other "
-          "sequences are outside what {they} learnt too (a learnt check: it can miss such a "
-          "slice, and now and then flag a T1 one)",
+          "the {models} learnt tumours mostly from contrast-enhanced T1 slices (in {their} "
+          "training data nearly every T2 or FLAIR slice is \"no tumour\"), so on such a slice "
+          "a tumour is often called \"no tumour\" or meningioma (a learnt check: it can miss "
+          "such a slice, and now and then flag a T1 one)",
 }
 
 

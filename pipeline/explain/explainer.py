@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from pipeline.explain.layers import conv_layers, default_layer, logits_tensor
 from pipeline.explain.methods import get_method
-from pipeline.images import ZERO_TO_ONE, zero_to_one
+from pipeline.pixels import ZERO_TO_ONE, zero_to_one
 
 
 @dataclass

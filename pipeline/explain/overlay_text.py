@@ -30,6 +30,7 @@ from pipeline.names import (
     heatmap_reading,
     percent,
 )
+from pipeline.sequence import hint_said
 from pipeline.series import Slice
 
 if TYPE_CHECKING:
@@ -160,7 +161,10 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
         lines.append(outline_words(outline))
     hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
-    warnings += [FLAG_LABELS["t2"]] if may_be_t2 else []  # the answer is off its ground
+    # the answer is off its ground; not said on CT, colour or a photo (`sequence.hint_said`)
+    warnings += [FLAG_LABELS["t2"]] if hint_said(may_be_t2, ct=may_be_ct,
+                                                 colour=bool(entry.get("colour")),
+                                                 photo=bool(entry.get("photo"))) else []
     # a tinted photo is a colour image too: its warning says both (`flags.SAID_BY`)
     warnings += [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
     if entry["predicted"] == NO_TUMOR:  # as the dashboard's cards order them

@@ -133,17 +133,17 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     t2 = sequence.looks_like_t2([img for _, img in decoded]) or [None] * len(decoded)
     # `in_run_split`: the run's split holding the image or a copy (as predict's), else None;
     # `in_run_exact`: whether it is that split's image pixel for pixel (None: cannot tell)
+    colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
+    photo = [looks_like_photo(img) for _, img in decoded]
+    ct = [looks_like_ct(img) for _, img in decoded]  # `modality`: a hint, as predict's
     rows: list[dict[str, Any]] = [
         {"path": str(p), "overlay_base": base, "models": {},
          "in_run_split": seen.split if seen else None,
-         "in_run_exact": seen.exact if seen else None,
-         "may_be_ct": looks_like_ct(img),  # `modality`: a hint, as predict's
-         "may_be_t2": may_be_t2, "radiological": bool(side)}
-        for (p, img), base, seen, side, may_be_t2 in zip(decoded, bases, found,
-                                                         radiological or [False] * len(decoded),
-                                                         t2, strict=True)]
-    colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
-    photo = [looks_like_photo(img) for _, img in decoded]
+         "in_run_exact": seen.exact if seen else None, "may_be_ct": ct[i],
+         "may_be_t2": sequence.hint_said(t2[i], ct=ct[i], colour=colour[i], photo=photo[i]),
+         "radiological": bool(side)}
+        for i, ((p, img), base, seen, side) in enumerate(zip(
+            decoded, bases, found, radiological or [False] * len(decoded), strict=True))]
     drawn: dict[str, tuple[np.ndarray, Explanation]] = {}  # per model: its inputs, heatmaps
     shown: dict[str, np.ndarray] = {}  # per model: the probabilities shown (calibrated)
     facts: dict[str, tuple[bool, bool]] = {}  # per model: (its default explanation, cropped)

@@ -29,7 +29,7 @@ from pipeline.artifacts import (
     write_json_atomic,
 )
 from pipeline.explain.decoding import Decoded, decode, no_localisation, usable_masks
-from pipeline.explain.defaults import not_the_default, resolve_explanation, usable_layer
+from pipeline.explain.defaults import method_at, not_the_default, resolve_explanation, usable_layer
 from pipeline.explain.explainer import Explainer
 from pipeline.explain.external import (
     external_file,
@@ -162,9 +162,10 @@ def explain_eval(
         if source["plan"] is not None and not replace:
             refuse_replacing(run, files[m], use_method, use_layer, max_images)
         elif not replace:  # explanations.json, which the dashboard shows (`pipeline.measured`)
-            instead = not_the_default(run, m, method, layer)
-            if instead is not None and held_measurement(files[m]) is not None:
-                raise ValueError(instead.replace("--replace", "replace=True"))
+            if not_the_default(run, m, method, layer) and held_measurement(files[m]):
+                raise ValueError(f"{m}/{run_files.EXPLANATIONS} measures {m}'s default; "
+                                 f"{method_at(use_method, use_layer)} would replace it: pass "
+                                 "replace=True, or measure on a copy of the run")
             refuse_smaller(files[m], ("n_faithfulness", "n"), max_images,
                            f"{m}/{run_files.EXPLANATIONS}")
 

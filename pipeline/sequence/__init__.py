@@ -57,6 +57,15 @@ class Probe:
         return 1.0 / (1.0 + np.exp(-z))
 
 
+
+def hint_said(t2: bool | None, *, ct: bool = False, colour: bool = False,
+              photo: bool = False) -> bool | None:
+    """The hint as every output gives it (predict, explain, captions, the dashboard's card):
+    never on a slice that may be CT, or on a colour image or a photo, which are no MRI for it
+    to be a sequence of (beside "may be CT" it contradicted it: a clinician's review,
+    2026-12-07); None where it cannot run."""
+    return None if t2 is None else bool(t2) and not (ct or colour or photo)
+
 def read_probe(path: str | Path = PROBE_FILE) -> Probe:
     """The probe stored in `path` (`python -m pipeline.sequence.fit` writes it); ValueError for
     one fitted on features of another size than `features` makes."""
