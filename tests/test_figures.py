@@ -428,7 +428,7 @@ def test_ece_floor_sentences():
     assert first.startswith("Custom CNN: ECE 0.049. A perfectly calibrated model")
     assert "about 0.028 on 46 images (above 0.043 only 5% of the time)" in first
     assert first.endswith("the model is miscalibrated.")  # 0.049 > p95
-    assert second.endswith("no miscalibration.")  # 0.030 < p95
+    assert second.endswith("no miscalibration detectable beyond chance.")  # 0.030 < p95
     # runs evaluated before the floor existed (or on no images): no sentence, no error
     assert F.ece_floor_sentences(METRICS) == []
     empty = {**cnn, "ece_if_calibrated": {"mean": None, "p95": None, "draws": 0}}
