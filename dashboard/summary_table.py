@@ -45,6 +45,18 @@ def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode() if ok else ""
 
 
+# what a model's flags add to its answer in the table, as the card's answer line says them: a
+# clinician's review (2026-12-07) read "glioma (84%)" where the card said "84%, weak"
+QUALIFIERS = {"weak": "weak", "unlike": "unlike its training data"}
+
+
+def qualifiers(flags: Sequence[str], model: str) -> str:
+    """", weak, unlike its training data": `QUALIFIERS` of the flags (`dashboard.flags.Flag`,
+    which know their kind and models) about `model`, in `QUALIFIERS`' order; "" for none."""
+    kinds = {getattr(f, "kind", None) for f in flags if model in getattr(f, "models", ())}
+    return "".join(f", {words}" for kind, words in QUALIFIERS.items() if kind in kinds)
+
+
 def summary_frame(thumbs: Sequence[str], names: Sequence[str],
                   probs: Mapping[str, np.ndarray], class_names: Sequence[str],
                   flags: Sequence[Sequence[str]],
@@ -52,7 +64,8 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
                   hidden: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per analysed image for the many-uploads summary: thumbnail, each model's answer
     with its confidence (with `together`, (N, C) from `evaluate.together`, the models' pooled
-    answer after them, as the card's answer line has it), agreement, how many flags it raised,
+    answer after them, as the card's answer line has it; a model's weak or unlike flag said
+    beside its confidence, `qualifiers`), agreement, how many flags it raised,
     and the file name last (a long name first pushed the answers off a narrow window).
     `hidden`: per image, why its card hides the answers (`card_flags.withheld`: "may be CT,
     not MRI"), or "": such a row says that in place of its answers and agreement."""
@@ -65,7 +78,8 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
         for model, p in named.items():
             k = int(np.argmax(p[i]))
             row[display_name(model)] = (f"hidden: {why}" if why else
-                                        f"{class_label(class_names[k])} ({percent(p[i][k])})")
+                                        f"{class_label(class_names[k])} ({percent(p[i][k])}"
+                                        f"{qualifiers(flags[i], model)})")
         row["models agree"] = "–" if why else bool(agree[i])
         row["flags"] = len(flags[i])
         row["file"] = name

@@ -582,8 +582,9 @@ def test_many_uploads_get_a_summary_and_a_flag_filter(artifacts: Path, smoke_run
 
 
 def _percent(cell: str) -> float:
-    """The confidence in a summary cell ("Glioma (87%)", ">99%", "<1%") as a number."""
-    shown = cell.rsplit("(", 1)[1].rstrip(")%")
+    """The confidence in a summary cell ("Glioma (87%)", ">99%", "<1%", "Glioma (87%, weak)")
+    as a number."""
+    shown = cell.rsplit("(", 1)[1].split("%")[0]
     return float(shown.strip("<>")) + (0.5 if shown[0] == ">" else -0.5 if shown[0] == "<" else 0)
 
 

@@ -140,3 +140,23 @@ def test_a_row_whose_card_hides_its_answers_hides_them_too():
     assert shown["Custom CNN"] == "pituitary (40%)" and shown["models agree"] is False
     text = "".join(_read(summary_html(frame, "file")).text)
     assert "glioma (70%)" not in text and "hidden: may be CT, not MRI" in text
+
+
+def test_a_models_weak_or_unlike_flag_is_said_beside_its_answer():
+    """The table said "glioma (84%)" where the card said "84%, weak" (a clinician's review):
+    each model's weak and unlike flags go beside its confidence, and only its own."""
+    from dashboard.flags import Flag
+
+    probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1]]),
+             "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1]])}
+    thumbs = [summary_table.thumbnail_url(np.zeros((20, 20, 3), np.uint8))]
+    flags = [Flag("Weak answer from Custom CNN ...", "weak", ["custom_cnn"]),
+             Flag("This image is unlike Custom CNN's training data ...", "unlike",
+                  ["custom_cnn"]),
+             Flag("This image is unlike MobileNetV2's training data ...", "unlike",
+                  ["mobilenetv2"]),
+             Flag("The models disagree.", "disagree")]
+    row = summary_table.summary_frame(thumbs, ["a.png"], probs, CLASSES, [flags]).iloc[0]
+    assert row["Custom CNN"] == "glioma (70%, weak, unlike its training data)"
+    assert row["MobileNetV2"] == "glioma (60%, unlike its training data)"
+    assert row["flags"] == 4
