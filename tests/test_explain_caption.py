@@ -91,6 +91,13 @@ def test_the_caption_states_the_answer_and_the_explained_class():
         "Heatmap: Score-CAM for 'glioma'",
         "Warning: a colour image, not a greyscale MRI; \"no tumour\" is no rule-out; unlike the "
         "training data; evidence mostly outside the head"]
+    # an image that may be no MRI: its answer is "shown anyway", as on the PDF page, whose card
+    # hides it (a clinician's review found a CT slice's confident answer leading an overlay)
+    assert overlay_caption("mobilenetv2", warned)[0] == (
+        "Shown anyway (a colour image, not a greyscale MRI): MobileNetV2 answers 'no tumour' "
+        "(70%)")
+    assert overlay_caption("mobilenetv2", entry, may_be_ct=True)[0] == (
+        "Shown anyway (may be CT, not MRI): MobileNetV2 answers 'no tumour' (70%)")
     # where the heat peaks, as the dashboard's cards say it (explain.json "peak")
     assert overlay_caption("mobilenetv2", {**entry, "peak": "upper left"})[1] == (
         "Heatmap: Multi-layer LayerCAM (fusion) for 'glioma', hottest at the image's upper left")
@@ -213,7 +220,7 @@ def test_the_dashboard_s_overlay_download_carries_the_caption_and_small_print():
     card = np.full((320, 320, 3), 128, np.uint8)  # the card's overlay, box and all
     picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
     assert picture.shape[1] == CAPTION_MIN_SIDE and picture.shape[0] > CAPTION_MIN_SIDE
-    lines = ["Custom CNN answers 'no tumour' (70%)",
+    lines = ["Shown anyway (may be CT, not MRI): Custom CNN answers 'no tumour' (70%)",
              "Heatmap: Grad-CAM for 'glioma', hottest at the image's upper left",
              'Warning: may be CT, not MRI; "no tumour" is no rule-out; weak answer (low '
              'confidence)',

@@ -151,7 +151,13 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
         return f"'{class_label(label)}'" + (f" ({own(label)})" if own(label) else "")
 
     target = target_words(entry["method"], class_label(entry["target"]), own(entry["target"]))
-    lines = [f"{display_name(model)} answers {named(entry['predicted'])} "
+    # an image that may be no MRI: the dashboard's card hides its answers and the PDF page says
+    # "Shown anyway (...)" over them; a captioned overlay travels as far (a clinician's review
+    # found a CT slice's "answers 'glioma' (99%)" on one, the warning on a later line)
+    not_mri = [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
+    not_mri += [FLAG_LABELS["ct"]] if may_be_ct else []
+    lines = [("Shown anyway (" + not_mri[0] + "): " if not_mri else "")
+             + f"{display_name(model)} answers {named(entry['predicted'])} "
              f"({percent(entry['probs'][entry['predicted']])})",
              f"Heatmap: {method} {target}{peak}"]
     if true_label is not None:
