@@ -25,6 +25,7 @@ from pipeline.evaluate.flags import (
 from pipeline.explain.agreement import APART_MESSAGE
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
 from pipeline.names import NO_TUMOR, class_label, display_name
+from pipeline.ood import FAR
 from pipeline.sequence import hint_said
 
 
@@ -60,40 +61,6 @@ def middle_severity_accuracy(report: Mapping[str, Any]) -> dict[str, ShiftedAccu
             clean, bool) else None
         out[model] = ShiftedAccuracy(float(np.mean(accs)), clean, min(accs)) if accs else None
     return out
-
-
-def calibration_note(temperatures: Mapping[str, float | None],
-                     tests: Mapping[str, Mapping[str, Any] | None],
-                     other_source: bool = False) -> str:
-    """The line under a card's probabilities (and in the CSV and PDF): they are temperature-
-    scaled (`temperatures`: per model, the T the run applies, `Predictor.temperature`) on
-    validation images like the training data, and run high on images of other sources; with
-    each model's test ECE scaled and unscaled (`tests`: per model, metrics.json), said of the
-    run's test split, of the same source or (`other_source`) the dataset's official Testing/
-    folder. "" when no model is scaled. A T below 1 sharpens: on the official Testing/ folder
-    it took the ECE from 0.07-0.08 to 0.12-0.15 (h64's review), and the cards said nothing of
-    it."""
-    scaled = {m: t for m, t in temperatures.items() if isinstance(t, (int, float))}
-    if not scaled:
-        return ""
-    # each model's facts together, named once: said apart ("T = …" then "ECE …" per model) the
-    # line took three lines under a card at 1280 px (336 characters), two now (259, measured in
-    # Chromium by tests/test_dashboard_browser.py)
-    parts, measured = [], False
-    for m, t in scaled.items():
-        test = tests.get(m) or {}
-        after, before = test.get("ece"), test.get("ece_uncalibrated")
-        part = f"{display_name(m)} T = {t:.2f}"
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (after, before)):
-            part += f", ECE {after:.3f} ({before:.3f} unscaled)"
-            measured = True
-        parts.append(part)
-    line = ("Percentages temperature-scaled on validation images like the training data: they "
-            f"run high on other sources. {'; '.join(parts)}.")
-    if measured:
-        line += (" ECE on the official Testing/ folder, another source." if other_source
-                 else " ECE on test images of the same source.")
-    return line
 
 
 # Tumour sensitivity this much lower on test images of other pixel sizes than on the training
@@ -175,8 +142,9 @@ def image_warnings(answers: Sequence[str], heatmaps: Sequence[str] = (), seen_no
 # the kinds that say the image may be no brain MRI at all (or, a photo of a screen or film, no
 # MRI export): its card has no agreement badge, and its answers and heatmaps are folded behind
 # "Show the answers anyway". "photo" replaces "colour" on a tinted photo, which led the card
-# as a colour image before the photo check existed
-NOT_MRI_KINDS = ("colour", "ct", "photo")
+# as a colour image before the photo check existed. "far": a model finds it far unlike its
+# training data (`ood.FAR`), as pure noise is: it got "no tumour (78%)" beside a mere "unlike"
+NOT_MRI_KINDS = ("colour", "ct", "photo", "far")
 
 
 def leading_flags(answers: Sequence[str], models: Sequence[str]) -> list[str]:
@@ -216,7 +184,7 @@ def summary_line(flags: Sequence[str]) -> str:
 
 
 def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str, float | None],
-                 unlike: Mapping[str, bool | None],
+                 unlike: Mapping[str, int | None],
                  shifted_accuracy: Mapping[str, ShiftedAccuracy | float | None],
                  class_names: Sequence[str] = (), image_size: str | None = None,
                  by_size: Mapping[str, Mapping[str, Any] | None] | None = None,
@@ -231,8 +199,9 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     greyscale, `evaluate.flags.is_colour`), a slice that may be CT (`ct`,
     `modality.looks_like_ct`), one that may be T2 or FLAIR (`t2`, `pipeline.sequence`; with
     how its test answers fared, from `flag_accuracy`), weak confidence (below the model's
-    validation threshold), an image unlike the model's training data (with the model's accuracy
-    on shifted copies of its test split, when measured), every "no tumour" answer (it cannot
+    validation threshold), an image unlike the model's training data (`unlike`: per model its
+    `ood.OodModel.levels` level; with the model's accuracy on shifted copies of its test split,
+    when measured) or far unlike it (`ood.FAR`), every "no tumour" answer (it cannot
     rule a tumour out; with how often the model's test answers "no tumour" were right, from
     `tumour_records`: per model, metrics.json's `tumor_vs_no_tumor`; and, for an image whose
     pixel size (`image_size`, "WxH") is not the training split's commonest, how many fewer
@@ -286,7 +255,10 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                               f"validation images its answers below {t:.0%} were right less "
                               f"than {LOW_CONFIDENCE_ACCURACY:.0%} of the time."
                               + on_test(model, "weak", "this weak"), "weak", [model]))
-        if unlike.get(model):
+        if (unlike.get(model) or 0) >= FAR:  # `ood.FAR`: said instead of "unlike"
+            unlikes.append(Flag(f"This image is far unlike {name}'s training data: "
+                                f"{flag_meaning('far', sartaj, 1)}.", "far", [model]))
+        elif unlike.get(model):
             acc = shifted_accuracy.get(model)
             # the shifted copies' accuracy as a best case, not as comfort: beside a chest
             # X-ray, "it was 88% accurate" read as reassurance (a review, 2026-12-05)

@@ -50,8 +50,9 @@ class ImageResult:
     # outside the head
     # (head region found on the full image, brought into the model's frame)
     outside_head: float | None = None
-    # out-of-distribution flag of the model's features (None: the run has no OOD score)
-    unlike_training: bool | None = None
+    # how unlike the training data the model's features are (`ood.OodModel.levels`: 0 / False,
+    # 1 / True unlike, `ood.FAR` far unlike; None: the run has no OOD score)
+    unlike_training: int | None = None
     layer_words: str | None = None  # the layer in plain words ("last conv block, 7×7")
     fused: int = 0  # how many layers a fusion method fused (`layer_words` says so), else 0
     default: bool = False  # the method is the model's own default (no method was picked)
@@ -101,7 +102,7 @@ class Results:
     # test answers "no tumour" were right, said beside each "no tumour" answer
     tumour_records: dict[str, dict | None] = field(default_factory=dict)
     # what the percentages are (temperature-scaled) and how far off they ran on the run's test
-    # images: `flags.calibration_note`, under every probability table and in the reports
+    # images: `calibration_line.calibration_note`, under every probability table and in the reports
     calibration_note: str = ""
     # the run was trained on the Sartaj data (`known_data.trained_on_sartaj`): the CT and "no
     # tumour" warnings may say what its no-tumour folder holds
@@ -120,9 +121,16 @@ class Results:
     # the run's calibration.json has none
     together_weak_below: float | None = None
 
-    def unlike(self, j: int) -> dict[str, bool | None]:
-        """Per model, whether good image j is unlike its training data (None: not measured)."""
+    def unlike(self, j: int) -> dict[str, int | None]:
+        """Per model, how unlike its training data good image j is (`ImageResult`'s
+        `unlike_training`: truthy is unlike, `ood.FAR` far unlike; None: not measured)."""
         return {m: rs[j].unlike_training for m, rs in self.per_model.items() if rs}
+
+    def far(self, j: int) -> dict[str, bool | None]:
+        """Per model, whether good image j is far unlike its training data (`ood.FAR`)."""
+        from pipeline.ood import FAR
+
+        return {m: None if u is None else u >= FAR for m, u in self.unlike(j).items()}
 
     @property
     def probs(self) -> dict[str, np.ndarray]:
@@ -233,7 +241,7 @@ def _compute(run: Run, predictor: Any, m: str, ex: Any, images: Sequence[np.ndar
     unlike = predictor.unlike_training(m, batch)
     results = [ImageResult(batch[j], e.heatmaps[j], e.probs[j], int(e.targets[j]), e.method,
                            e.layer, crop, _outside_head(image, e.heatmaps[j], crop),
-                           None if unlike is None else bool(unlike[j]))
+                           None if unlike is None else int(unlike[j]))
                for j, image in enumerate(images)]
     share = (time.perf_counter() - start) / max(len(results), 1)
     return [replace(r, seconds=share) for r in results]

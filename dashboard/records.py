@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboard import flags, runinfo
+from dashboard.calibration_line import calibration_note as calibration_line
 from dashboard.state import external_explanations, run_json
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError, Run
@@ -61,8 +62,9 @@ def _metrics_entry(run: Run, key: str) -> dict[str, dict | None]:
 
 
 def calibration_note(run: Run, predictor: Any) -> str:
-    """`flags.calibration_note` for `run`: the temperatures `predictor` applies, each model's
-    test ECE from its metrics.json, and whether the test split is the official test folder."""
+    """`calibration_line.calibration_note` for `run`: the temperatures `predictor` applies, each
+    model's test ECE from its metrics.json, and whether the test split is the official test
+    folder."""
     tests: dict[str, dict | None] = {}
     for m in run.model_names:
         try:
@@ -72,7 +74,7 @@ def calibration_note(run: Run, predictor: Any) -> str:
         tests[m] = entry if isinstance(entry, dict) else None
     official = bool(runinfo.run_facts(run.manifest).splits.get("official_test"))
     applied = getattr(predictor, "calibrated", True)  # a Predictor made with calibrated=False
-    return flags.calibration_note({m: predictor.temperature(m) if applied else None
+    return calibration_line({m: predictor.temperature(m) if applied else None
                                    for m in run.model_names},
                                   tests, official)
 

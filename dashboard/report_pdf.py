@@ -41,7 +41,8 @@ class Page:
     models: Sequence[PageModel]
     flags: Sequence[str]
     true_label: str | None = None
-    # under the probabilities: what they are and how far off they ran (`flags.calibration_note`)
+    # under the probabilities: what they are and how far off they ran
+    # (`calibration_line.calibration_note`)
     probability_note: str = ""
     # the patient's right is on the picture's left, as the file says (`core.Upload.radiological`:
     # a NIfTI or DICOM series with its orientation): beside the colour scale, as on the card

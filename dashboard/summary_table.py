@@ -47,7 +47,8 @@ def thumbnail_url(image: np.ndarray, side: int = 72) -> str:
 
 # what a model's flags add to its answer in the table, as the card's answer line says them: a
 # clinician's review (2026-12-07) read "glioma (84%)" where the card said "84%, weak"
-QUALIFIERS = {"weak": "weak", "unlike": "unlike its training data"}
+QUALIFIERS = {"weak": "weak", "far": "far unlike its training data",
+              "unlike": "unlike its training data"}
 
 
 def qualifiers(flags: Sequence[str], model: str) -> str:

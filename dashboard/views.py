@@ -195,16 +195,15 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
     the run as the PDF names it, which the split note names too (alone, "this run's" said
     nothing of which run). `folders`: the run's class folders of other names, named beside
     the class ("'no tumour' (class folder: Healthy)"), as `explain`'s captions name them."""
-    r = results.per_model[m][j]
-    probs = results.probs[m][j]
+    r, probs, low = results.per_model[m][j], results.probs[m][j], results.low_below.get(m)
     k = int(np.argmax(probs))
-    low = results.low_below.get(m)
     entry = {"predicted": class_names[k], "target": class_names[r.target], "method": r.method,
              "probs": dict(zip(class_names, (float(p) for p in probs), strict=True)),
              "peak": peak_words(r.heatmap), "weak": low is not None and probs[k] < low,
              "colour": j < len(results.colour) and results.colour[j],
              "photo": j < len(results.photo) and results.photo[j],
-             "unlike": results.unlike(j).get(m), "outside_head_flag": r.outside_head_flag}
+             "unlike": results.unlike(j).get(m), "far": results.far(j).get(m),
+             "outside_head_flag": r.outside_head_flag}
     answers = {int(np.argmax(p[j])) for p in results.probs.values()}
     lines = overlay_caption(m, entry, upload.seen_split or None, upload.seen_exact,
                             disagree=len(answers) > 1,

@@ -137,14 +137,21 @@ def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
                         f"its own in {CALIBRATION_FILE}: calibrated before it existed)",
                         calibrate))
     unlike: dict[str, list[str]] = {}
+    before_far: list[str] = []  # scores fitted before the far threshold (`ood.FAR`) existed
     for m in models:
         if m in ood_damage:
             unlike.setdefault(f"damaged {MODEL_FILE}: {ood_damage[m]}", []).append(m)
         elif not (run.path / m / MODEL_FILE).is_file():
             unlike.setdefault(f"no {MODEL_FILE}", []).append(m)
+        elif (score := read_ood_damage(run.path, m)[0]) is not None and score.far is None:
+            before_far.append(m)
     for why, names in unlike.items():
         gaps.append(Gap(f"{_models(names)}: no image is marked unlike the training data "
                         f"({why})", ood))
+    if before_far:
+        gaps.append(Gap(f"{_models(before_far)}: no image is marked far unlike the training "
+                        f"data, its answers folded away ({MODEL_FILE} fitted before that "
+                        "existed)", ood))
     if not knows_splits:
         gaps.append(Gap("the run's own training, validation and test images are not "
                         f"recognised (no readable {SPLITS_FILE})", ood))

@@ -17,6 +17,12 @@ best tells the VALIDATION split from foreign images of one seed (`SELECT_SEED`),
 how the chosen score tells the TEST split from foreign images of another seed (noise, gradients,
 photos, phantoms) and from shifted copies of itself (the robustness shifts), in `<run>/ood.json`
 with the table behind the choice. The images it is measured on come from `pipeline.ood_eval`.
+
+Two levels (`OodModel.levels`): "unlike" over the threshold, which marked half of the official
+Testing/ folder's real MRI, and "far unlike" beyond `FAR_MARGIN` times the highest validation
+score, where pure noise lies and no real slice of ours did: the CLI and the dashboard fold a far
+image's answers away as they do a CT slice's (a review: pure noise was answered "no tumour
+(78%)" beside a mere "unlike").
 `train` fits it at the end of every run; `python -m pipeline ood` refits older runs.
 """
 
@@ -40,6 +46,13 @@ SELECT_SEED = 1  # foreign images that choose the layer; the report's are made w
 DIMS = 32  # PCA components: a full covariance of 1280 MobileNetV2 features is ill-conditioned
 QUANTILE = 0.95  # of validation scores: the flag threshold (about 5 % false alarms in-distribution)
 SHRINK = 1e-3  # ridge added to the covariance, relative to its mean variance
+# An image scoring this many times the most unusual validation image's score is "far unlike the
+# training data": likely no brain MRI at all, and its answers are folded away as a CT slice's
+# are. Chosen on validation images, their shifted copies and foreign images of seed SELECT_SEED
+# (README, "Far unlike the training data"): at 1.5 no validation image and no copy at the
+# moderate severity reached it on the shipped runs, while all pure noise and gradients did.
+FAR_MARGIN = 1.5
+LIKE, UNLIKE, FAR = 0, 1, 2  # `OodModel.levels`: how unlike the training data an image is
 MODEL_FILE = run_files.OOD_SCORE  # in each model's folder of a run: the fitted score
 
 
@@ -53,6 +66,9 @@ class OodModel:
     precision: np.ndarray  # (k, k)
     threshold: float
     layer: str = FEATURE_LAYER  # whose globally average-pooled output is scored
+    # the score from which an image is far unlike the training data (FAR_MARGIN times the
+    # highest validation score); None for scores fitted before it existed: never "far"
+    far: float | None = None
 
     def score(self, feats: np.ndarray) -> np.ndarray:
         """Distance to the nearest class mean (N,); larger = less like the training data."""
@@ -64,13 +80,22 @@ class OodModel:
     def flags(self, feats: np.ndarray) -> np.ndarray:
         return self.score(feats) > self.threshold
 
+    def levels(self, feats: np.ndarray) -> np.ndarray:
+        """Per image (N,): LIKE, UNLIKE (over the threshold) or FAR (over `far`)."""
+        score = self.score(feats)
+        out = (score > self.threshold).astype(np.int8)
+        if self.far is not None:
+            out[score > self.far] = FAR
+        return out
+
     def save(self, path: Path) -> None:
         """Write to `path` atomically; a failed write (a full disk) leaves no temporary file."""
         tmp = path.with_name(f".{path.name}.tmp.npz")
         try:
             np.savez(tmp, mean=self.mean, components=self.components,
                      class_means=self.class_means, precision=self.precision,
-                     threshold=np.array(self.threshold), layer=np.array(self.layer))
+                     threshold=np.array(self.threshold), layer=np.array(self.layer),
+                     **({} if self.far is None else {"far": np.array(self.far)}))
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -80,13 +105,15 @@ class OodModel:
     def load(cls, path: Path) -> OodModel:
         with np.load(path) as z:
             layer = str(z["layer"]) if "layer" in z.files else FEATURE_LAYER  # older runs
+            far = float(z["far"]) if "far" in z.files else None  # fitted before it existed
             return cls(z["mean"], z["components"], z["class_means"], z["precision"],
-                       float(z["threshold"]), layer)
+                       float(z["threshold"]), layer, far)
 
 
 def fit(train_feats: np.ndarray, train_y: np.ndarray, val_feats: np.ndarray,
         dims: int = DIMS, quantile: float = QUANTILE, layer: str = FEATURE_LAYER) -> OodModel:
-    """Fit on training features and labels; the threshold comes from the validation features."""
+    """Fit on training features and labels; the threshold and the far threshold (`FAR_MARGIN`)
+    come from the validation features."""
     x = np.asarray(train_feats, np.float64)
     mean = x.mean(axis=0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
@@ -98,7 +125,9 @@ def fit(train_feats: np.ndarray, train_y: np.ndarray, val_feats: np.ndarray,
     cov = centred.T @ centred / max(len(z) - len(classes), 1)
     cov += np.eye(len(cov)) * SHRINK * float(np.trace(cov)) / len(cov)
     model = OodModel(mean, components, class_means, np.linalg.inv(cov), 0.0, layer)
-    model.threshold = float(np.quantile(model.score(val_feats), quantile))
+    val = model.score(val_feats)
+    model.threshold = float(np.quantile(val, quantile))
+    model.far = FAR_MARGIN * float(val.max())
     return model
 
 
@@ -220,7 +249,12 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
                   "pooled features of one layer (Lee et al., 2018); the layer chosen per model "
                   f"on validation images against foreign images of seed {SELECT_SEED}, the "
                   "AUROCs reported on test images against foreign images of seed 0",
-        "dims": DIMS, "quantile": QUANTILE, "created": artifacts.utc_now(),
+        "dims": DIMS, "quantile": QUANTILE, "far_margin": FAR_MARGIN,
+        "far": f"far_threshold: {FAR_MARGIN} times the highest validation score; beyond it an "
+               "image is far unlike the training data and its answers are folded away; "
+               "test_far, far and shift_far: the shares of the test images, the foreign "
+               "images and the shifted copies beyond it",
+        "created": artifacts.utc_now(),
         "foreign": {k: len(v) for k, v in foreign.items()},
         "shifts": ood_eval.shift_info(),
         "models": {}}
@@ -245,22 +279,24 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
         unlike[m] = dict(zip(te_rels, (te > model.threshold).tolist(), strict=True))
         entry: dict[str, Any] = {
             "layer": model.layer, "threshold": round(model.threshold, 4),
-            "n_train": int(len(tr_y)),
-            "val_flagged": round(float(np.mean(model.score(va_f[i]) > model.threshold)), 4),
-            "test_flagged": round(float(np.mean(te > model.threshold)), 4),
-            "auroc": {}, "flagged": {}, "layer_choice": table}
+            "far_threshold": round(float(model.far or 0.0), 4), "n_train": int(len(tr_y)),
+            "val_flagged": _share(model.score(va_f[i]), model.threshold),
+            "test_flagged": _share(te, model.threshold), "test_far": _share(te, model.far),
+            "auroc": {}, "flagged": {}, "far": {}, "layer_choice": table}
         for kind, imgs in foreign.items():
             out = model.score(features(m, extract, imgs)[i])
             entry["auroc"][kind] = round(auroc(te, out), 4)
-            entry["flagged"][kind] = round(float(np.mean(out > model.threshold)), 4)
+            entry["flagged"][kind] = _share(out, model.threshold)
+            entry["far"][kind] = _share(out, model.far)
         report["models"][m] = entry
     for m, per_shift in ood_eval.shifted_features(predictor, splits.test, chosen, progress).items():
         model, te = fitted[m]
         scores = {s: model.score(f) for s, f in per_shift.items()}
         report["models"][m]["shift_auroc"] = {s: round(auroc(te, v), 4)
                                               for s, v in scores.items()}
-        report["models"][m]["shift_flagged"] = {
-            s: round(float(np.mean(v > model.threshold)), 4) for s, v in scores.items()}
+        report["models"][m]["shift_flagged"] = {s: _share(v, model.threshold)
+                                                for s, v in scores.items()}
+        report["models"][m]["shift_far"] = {s: _share(v, model.far) for s, v in scores.items()}
     # Saved together at the end: a failure part-way writes nothing (an older fit stays whole).
     for m, (model, _) in fitted.items():
         model.save(run.path / m / MODEL_FILE)
@@ -273,6 +309,11 @@ def ood_run(run_dir: str | Path, progress: Progress = no_progress,
         t2 = sequence.files_flags(root, [r.rel for r in splits.test], progress)
         report["flags"] = flags.audit_run(run.path, unlike, t2)  # written to flags.json
     return report
+
+
+def _share(scores: np.ndarray, threshold: float | None) -> float:
+    """The share of `scores` over `threshold`, to 4 places (0.0 without one)."""
+    return 0.0 if threshold is None else round(float(np.mean(scores > threshold)), 4)
 
 
 def ood_damage(run_path: Path, model: str) -> tuple[OodModel | None, str | None]:
@@ -308,8 +349,9 @@ def load_run_ood(run_path: Path, model: str) -> OodModel | None:
 
 def unlike_scorer(run_path: Path, name: str, model: Any
                   ) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A function from a prepared batch (N, S, S, 3) to whether each image is unlike the loaded
-    `model`'s training data (the run's stored score over its threshold), built once (one traced
+    """A function from a prepared batch (N, S, S, 3) to how unlike the loaded `model`'s training
+    data each image is (`OodModel.levels`: LIKE, UNLIKE over the run's stored threshold, FAR
+    over its far threshold; a truthy level is "unlike"), built once (one traced
     graph); None when the run has no usable OOD score for `name` (`python -m pipeline ood`
     adds it; `gaps.missing_checks` says so)."""
     ood, _ = ood_damage(run_path, name)
@@ -319,4 +361,4 @@ def unlike_scorer(run_path: Path, name: str, model: Any
 def ood_scorer(ood: OodModel, model: Any) -> Callable[[np.ndarray], np.ndarray]:
     """`unlike_scorer` for an OOD score already loaded (`Predictor` loads it once, to check it)."""
     extract = FeatureExtractor(model, ood.layer)
-    return lambda x: ood.flags(extract(np.asarray(x, "float32")))
+    return lambda x: ood.levels(extract(np.asarray(x, "float32")))

@@ -169,9 +169,9 @@ class Predictor:
         return self._calibration_now()[2].get(model_name)
 
     def unlike_training(self, model_name: str, x: np.ndarray) -> np.ndarray | None:
-        """Per prepared image (N, S, S, 3): whether it is unlike the model's training data (the
-        run's out-of-distribution score over its validation threshold, `pipeline.ood`); None
-        when the run has no OOD score for this model (`python -m pipeline ood` adds it)."""
+        """Per prepared image (N, S, S, 3): how unlike the model's training data it is
+        (`ood.OodModel.levels`: truthy over the run's validation threshold, `ood.FAR` far);
+        None when the run has no OOD score for this model (`python -m pipeline ood` adds it)."""
         if model_name not in self._ood:
             from pipeline.ood import ood_scorer, unlike_scorer
 
@@ -352,8 +352,8 @@ def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarr
                  colour: list[bool], photo: list[bool] | None = None
                  ) -> dict[str, list[bool | None]]:
     """Per image of the prepared batch `x` with its (calibrated) `probs`: "weak" (confidence
-    below the model's validation threshold, `calibration.low_confidence`), "unlike" (the
-    run's "unlike the training data" score over its threshold, `pipeline.ood`), None where the
+    below the model's validation threshold, `calibration.low_confidence`), "unlike" and "far"
+    (the run's "unlike the training data" score over its thresholds, `pipeline.ood`), None where the
     run does not measure it (no calibration.json threshold, no OOD score), and "colour" (each
     file's `evaluate.flags.is_colour` verdict: not a greyscale image, as MRI slices are) and
     "photo" (`modality.looks_like_photo`: a tinted photo of a screen or film)."""

@@ -340,7 +340,7 @@ def test_the_probability_note_takes_its_figures_from_the_run_s_files() -> None:
     """The cards showed temperature-sharpened percentages (T 0.61-0.63 on the official-testing
     run, whose test ECE they raised from 0.07-0.08 to 0.12-0.15) without a word (h64's review):
     one line says what they are, with the figures of the shipped runs' own files."""
-    from dashboard.flags import calibration_note
+    from dashboard.calibration_line import calibration_note
     from pipeline.names import display_name
 
     root = Path(__file__).resolve().parents[1] / "artifacts" / "runs"

@@ -108,6 +108,7 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         for k in ("auroc", "flagged", "shift_auroc", "shift_flagged"):
             assert got[k] == pytest.approx(e[k], abs=1e-3), k
     from pipeline.artifacts import open_run
+    from pipeline.names import display_name
     from pipeline.ood import candidate_layers
     from pipeline.predict import Predictor
 
@@ -124,6 +125,7 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
         assert 0.0 <= e["val_flagged"] <= 0.2  # the threshold is the validation 95th percentile
         assert load_run_ood(run, m) is not None
         assert "AUROC vs test" in proc.stdout and "AUROC test vs shifted (moderate)" in proc.stdout
+        assert f"{display_name(m)}: far unlike (threshold {e['far_threshold']:.2f}" in proc.stdout
     from pipeline import sequence
     from pipeline.calibration import read_low_confidence
 
@@ -148,8 +150,9 @@ def test_ood_command_on_a_trained_run(smoke_run: Path, tmp_path: Path):
     noise = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
     for m in predictor.models:
         x = np.stack([predictor.prepare(m, im) for im in noise])
-        flags = predictor.unlike_training(m, x)
-        assert flags is not None and flags.dtype == bool and flags.shape == (3,)
+        levels = predictor.unlike_training(m, x)  # `OodModel.levels`: 0, 1 or 2 (far)
+        assert levels is not None and levels.dtype == np.int8 and levels.shape == (3,)
+        assert set(levels.tolist()) <= {0, 1, 2}
     bare = tmp_path / "bare"  # a run made before the score existed
     shutil.copytree(smoke_run, bare, ignore=shutil.ignore_patterns("ood.npz"))
     x = np.stack([predictor.prepare("custom_cnn", im) for im in noise])

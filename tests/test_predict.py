@@ -66,6 +66,7 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
     from pipeline.cli import app
     from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS
     from pipeline.images import read_image
+    from pipeline.ood import FAR
 
     files = sorted((synth_data / "Testing").rglob("*.png"))[:3]
     run, paths, bad = warning_inputs(smoke_run, tmp_path, files)
@@ -83,7 +84,8 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
             conf = float(predictor.predict_arrays(m, x).max())
             v = row["models"][m]
             assert v["weak"] is (conf < below)
-            assert v["unlike"] is bool(predictor.unlike_training(m, x)[0])
+            level = predictor.unlike_training(m, x)[0]
+            assert v["unlike"] is bool(level) and v["far"] is bool(level == FAR)
             shown["weak"] += v["weak"]
             shown["unlike"] += v["unlike"]
             # the noise images are colour noise, the phantoms greyscale like MRI
@@ -104,13 +106,16 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
                 assert part.startswith(f"averaged: {row['together']['label']} ("), part
                 continue
             m = part.split(":")[0]
-            for k in ("colour", "weak", "unlike"):
-                # not "unlike the training data" for one of the run's own training images
-                shown_ = row["models"][m][k] and not (
-                    k == "unlike" and row["in_run_split"] in ("train", "val"))
+            v = row["models"][m]
+            for k in ("colour", "weak", "far", "unlike"):
+                # not "unlike the training data" for one of the run's own training images;
+                # "far unlike" says it and more (`flags.SAID_BY`)
+                shown_ = v[k] and not (k in ("far", "unlike") and row["in_run_split"] in (
+                    "train", "val")) and not (k == "unlike" and v["far"])
                 assert (f"[{FLAG_LABELS[k]}]" in part) is shown_, part
-    for k in ("colour", "weak", "unlike"):  # each warning shown is explained once, on stderr
-        assert printed.stderr.count(FLAG_MEANINGS[k]) == 1
+    for k in ("colour", "weak", "far", "unlike"):  # each warning shown is explained once
+        assert printed.stderr.count(FLAG_MEANINGS[k]) == (f"[{FLAG_LABELS[k]}]" in printed.stdout)
+    assert f"[{FLAG_LABELS['far']}]" in printed.stdout  # colour noise: far from any MRI
     as_json = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
     assert as_json["results"] == json.loads(json.dumps(rows))
     out = tmp_path / "preds.csv"

@@ -142,7 +142,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
         own = hides_unlike(split, row.get("in_run_exact"))
         parts = [f"{m}: {answer_words(v['label'], folders or {}, seen)} "
                  f"({percent(max(v['probs'].values()))})"
-                 + warning_tags({**v, "unlike": False} if own else v, seen)
+                 + warning_tags({**v, "unlike": False, "far": False} if own else v, seen)
                  for m, v in row["models"].items()]
         parts += pooled_part(row, folders, seen)  # `evaluate.together`: the answers pooled
         # the image's own tags in a last field: after the last model's answer they read as

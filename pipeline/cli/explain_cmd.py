@@ -231,7 +231,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
         own = hides_unlike(split, row.get("in_run_exact"))  # predict's rule
         parts = [f"{m}: {answer_words(v['predicted'], folders or {}, seen)} "
                  f"({percent(max(v['probs'].values()))})"
-                 + warning_tags({**v, "unlike": False} if own else v, seen)
+                 + warning_tags({**v, "unlike": False, "far": False} if own else v, seen)
                  + f" -> {v['overlay']}"
                  + (" (heatmap " + target_words(v.get("method", ""), v["target"],
                                                  folder_words(v["target"], folders or {}, seen))

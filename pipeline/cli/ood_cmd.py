@@ -52,6 +52,9 @@ def ood(
         shifted = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in e["shift_auroc"].items())
         sys.stdout.write(f"{display_name(m)}: AUROC test vs shifted "
                          f"({report['shifts']['severity']}): {shifted}\n")
+        far = ", ".join(f"{k} {v:.0%}" for k, v in e["far"].items())
+        sys.stdout.write(f"{display_name(m)}: far unlike (threshold {e['far_threshold']:.2f}, "
+                         f"answers folded away): test images {e['test_far']:.1%}; {far}\n")
     for m, rows in report.get("flags", {}).get("models", {}).items():
         sys.stdout.write(f"{display_name(m)}, test answers right when flagged / not: "
                          f"{flag_summary(rows)}\n")

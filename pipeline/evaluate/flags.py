@@ -26,6 +26,7 @@ from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.csv_safe import restore_cell
 from pipeline.gaps import fix_command, to_fix
 from pipeline.names import NO_TUMOR, model_words
+from pipeline.ood import FAR, FAR_MARGIN
 
 FILE = run_files.FLAGS
 # the order tables show them in; "any" is the three answer warnings above it, "t2" the per-image
@@ -36,6 +37,7 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "photo": "looks like a photo of a screen or film",
     "colour": "a colour image, not a greyscale MRI",  # per image; not audited in flags.json
     "weak": "weak answer (low confidence)",
+    "far": "far unlike the training data",  # `ood.FAR`: said instead of "unlike" (SAID_BY)
     "unlike": "unlike the training data",
     "disagree": "the models disagree",
     "ct": "may be CT, not MRI",
@@ -58,6 +60,11 @@ _FLAG_TEMPLATES = {
               "answer means anything",
     "weak": "the model is so unsure that, on validation images, its answers this unsure were "
             f"right less than {LOW_CONFIDENCE_ACCURACY:.0%} of the time",
+    # (the dashboard's card warning says it too: `dashboard.flags.far_warning`)
+    "far": f"the model's out-of-distribution score is over {FAR_MARGIN:g} times the most unusual "
+           "validation image's, as pure noise scores and no validation MRI slice did, even "
+           "made noisier or blurrier: it may not be a brain MRI slice at all, and then no "
+           "answer means anything",
     "unlike": "the model's out-of-distribution score is above its validation threshold, so its "
               "validation accuracy does not vouch for the answer",
     "disagree": "the two models give different answers, so at least one of them is wrong",
@@ -146,7 +153,7 @@ def no_tumour_record(record: dict | None, name: str) -> str:
 
 
 # A warning not said beside another that says it and more: a tinted photo is a colour image too
-SAID_BY = {"colour": "photo"}
+SAID_BY = {"colour": "photo", "unlike": "far"}
 
 
 def raised_flags(answer: Mapping[str, Any]) -> list[str]:
@@ -187,8 +194,9 @@ def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray
                  colour: Sequence[bool] | None = None,
                  photo: Sequence[bool] | None = None) -> dict[str, list[bool | None]]:
     """The per-answer warnings for a batch of (calibrated) `probs` (N, classes): "weak" (the top
-    probability below `weak_below`, `calibration.low_confidence`), "unlike" (the OOD flags
-    `unlike`, one per image) and, given each file's `is_colour` verdict, "colour" (and its
+    probability below `weak_below`, `calibration.low_confidence`), "unlike" and "far" (from
+    `unlike`, one OOD level per image, `ood.OodModel.levels`: truthy is unlike, `ood.FAR` far;
+    a bool works as LIKE / UNLIKE) and, given each file's `is_colour` verdict, "colour" (and its
     `modality.looks_like_photo` verdict, "photo"); None where
     the run does not measure it (`weak_below` or `unlike` None). `predict` and `explain` both
     use it, so their warnings cannot drift apart."""
@@ -196,7 +204,8 @@ def answer_flags(probs: np.ndarray, weak_below: float | None, unlike: np.ndarray
     n = len(probs)
     out = {"weak": [None] * n if weak_below is None
            else [bool(c < weak_below) for c in probs.max(axis=1)],
-           "unlike": [None] * n if unlike is None else [bool(u) for u in unlike]}
+           "unlike": [None] * n if unlike is None else [bool(u) for u in unlike],
+           "far": [None] * n if unlike is None else [int(u) >= FAR for u in unlike]}
     if colour is not None:
         out["colour"] = [bool(c) for c in colour]
     if photo is not None:

@@ -154,7 +154,9 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     # an image that may be no MRI: the dashboard's card hides its answers and the PDF page says
     # "Shown anyway (...)" over them; a captioned overlay travels as far (a clinician's review
     # found a CT slice's "answers 'glioma' (99%)" on one, the warning on a later line)
-    not_mri = [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
+    hidden = hides_unlike(in_run_split, in_run_exact)  # the run's own image: never "unlike"
+    not_mri = [FLAG_LABELS[k] for k in raised_flags(entry)
+               if k in ("photo", "colour") or (k == "far" and not hidden)]
     not_mri += [FLAG_LABELS["ct"]] if may_be_ct else []
     lines = [("Shown anyway (" + not_mri[0] + "): " if not_mri else "")
              + f"{display_name(model)} answers {named(entry['predicted'])} "
@@ -165,7 +167,6 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
                         + ("right" if entry["predicted"] == true_label else "wrong"))
     if outline is not None:  # the line travels with the picture: say what it is
         lines.append(outline_words(outline))
-    hidden = hides_unlike(in_run_split, in_run_exact)
     warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
     # the answer is off its ground; not said on CT, colour or a photo (`sequence.hint_said`)
     warnings += [FLAG_LABELS["t2"]] if hint_said(may_be_t2, ct=may_be_ct,
@@ -175,8 +176,9 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     warnings += [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
     if entry["predicted"] == NO_TUMOR:  # as the dashboard's cards order them
         warnings.append(FLAG_LABELS["no_tumour"])
-    warnings += [FLAG_LABELS[k] for k in ("weak", "unlike")
-                 if entry.get(k) and not (hidden and k == "unlike")]
+    # "far" says "unlike" and more (`flags.SAID_BY`); neither is said of the run's own image
+    warnings += [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("weak", "far", "unlike")
+                 and not (hidden and k in ("far", "unlike"))]
     if entry.get("outside_head_flag"):
         warnings.append(OUTSIDE_HEAD_MESSAGE)
     if disagree:

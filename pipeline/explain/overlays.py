@@ -174,6 +174,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             entry["top_outside_head"] = float(top) if np.isfinite(top) else None
             entry["outside_head_flag"] = outside_head_flag(entry["top_outside_head"])
             entry["weak"], entry["unlike"] = warned["weak"][i], warned["unlike"][i]
+            entry["far"] = warned["far"][i]
             entry["colour"], entry["photo"] = warned["colour"][i], warned["photo"][i]
             rows[i]["models"][name] = entry
         drawn[name] = (x, ex)

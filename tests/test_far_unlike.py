@@ -1,0 +1,190 @@
+"""Far unlike the training data (`ood.FAR`): an image whose out-of-distribution score lies
+beyond `ood.FAR_MARGIN` times the most unusual validation image's gets its answers folded away,
+as a CT slice's are. A review found pure noise answered "no tumour (78%)" with only the
+"unlike the training data" warning beside it, which half of the official Testing/ folder's
+real MRI also carries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.evaluate.flags import FLAG_LABELS, FLAG_MEANINGS, answer_flags, raised_flags
+from pipeline.ood import FAR, FAR_MARGIN, LIKE, UNLIKE, OodModel, fit
+
+CENTRES = np.random.default_rng(42).normal(0, 4, (3, 40))  # three classes, one "scanner"
+
+
+def _clusters(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return CENTRES[y] + rng.normal(0, 1, (n, 40)), y
+
+
+def test_the_far_threshold_is_a_margin_over_the_most_unusual_validation_image(tmp_path: Path):
+    train, ty = _clusters(0, 2000)
+    val, _ = _clusters(1, 500)
+    test, _ = _clusters(2, 500)
+    model = fit(train, ty, val, dims=16)
+    assert model.far == pytest.approx(FAR_MARGIN * float(model.score(val).max()))
+    assert model.far > model.threshold
+    levels = model.levels(test)
+    assert levels.dtype == np.int8 and set(levels.tolist()) <= {LIKE, UNLIKE}
+    assert np.array_equal(levels >= UNLIKE, model.flags(test))  # "unlike" as it always was
+    noise = np.random.default_rng(3).normal(0, 1, (50, 40)) * 6 + 15  # another "scanner"
+    assert (model.levels(noise) == FAR).all()
+    # stored with the score; a score saved before it existed is never "far", only "unlike"
+    model.save(tmp_path / "ood.npz")
+    back = OodModel.load(tmp_path / "ood.npz")
+    assert back.far == pytest.approx(model.far)
+    assert np.array_equal(back.levels(noise), model.levels(noise))
+    with np.load(tmp_path / "ood.npz") as z:
+        np.savez(tmp_path / "old.npz", **{k: z[k] for k in z.files if k != "far"})
+    old = OodModel.load(tmp_path / "old.npz")
+    assert old.far is None and (old.levels(noise) == UNLIKE).all()
+
+
+def test_a_far_level_raises_far_in_place_of_unlike():
+    probs = np.full((4, 4), 0.25)
+    out = answer_flags(probs, None, np.array([LIKE, UNLIKE, FAR, FAR], np.int8))
+    assert out["unlike"] == [False, True, True, True]
+    assert out["far"] == [False, False, True, True]
+    assert answer_flags(probs[:2], None, np.array([False, True]))["far"] == [False, False]
+    assert answer_flags(probs[:1], None, None)["far"] == [None]
+    # the CLI's tags: "far" says "unlike" and more, so "unlike" is not said beside it
+    assert raised_flags({"unlike": True, "far": True}) == ["far"]
+    assert raised_flags({"unlike": True, "far": False}) == ["unlike"]
+    assert f"{FAR_MARGIN:g} times" in FLAG_MEANINGS["far"]
+
+
+def test_the_card_folds_a_far_image_and_names_why():
+    """The dashboard's warning, the card's lead (its answers folded: `NOT_MRI_KINDS`), the
+    summary table's "hidden: ..." and the PDF page's "Shown anyway" all take its label."""
+    from dashboard import flags
+    from dashboard.card_flags import withheld
+    from dashboard.summary_table import qualifiers
+
+    probs = {"custom_cnn": np.array([[0.1, 0.1, 0.7, 0.1]]),
+             "mobilenetv2": np.array([[0.1, 0.1, 0.7, 0.1]])}
+    said = flags.answer_flags(probs, 0, {}, {"custom_cnn": FAR, "mobilenetv2": UNLIKE}, {})
+    kinds = {f.kind: f for f in said}
+    assert kinds["far"].models == ("custom_cnn",) and kinds["unlike"].models == ("mobilenetv2",)
+    assert kinds["far"].startswith("This image is far unlike Custom CNN's training data: ")
+    assert "may not be a brain MRI slice at all" in kinds["far"]
+    assert "far" in flags.NOT_MRI_KINDS
+    assert kinds["far"] in flags.leading_flags(said, list(probs))
+    assert withheld(said) == FLAG_LABELS["far"]
+    assert qualifiers(said, "custom_cnn") == ", far unlike its training data"
+    assert qualifiers(said, "mobilenetv2") == ", unlike its training data"
+    # a bare "unlike" (True, level 1) folds nothing, as before
+    plain = flags.answer_flags(probs, 0, {}, {"custom_cnn": True, "mobilenetv2": None}, {})
+    assert withheld(plain) == "" and [f.kind for f in plain].count("unlike") == 1
+
+
+def test_a_captioned_overlay_of_a_far_image_says_shown_anyway():
+    from pipeline.explain.overlay_text import overlay_caption
+
+    entry = {"predicted": "no_tumor", "target": "no_tumor", "method": "gradcam",
+             "probs": {"glioma": 0.22, "no_tumor": 0.78}, "unlike": True, "far": True}
+    lines = overlay_caption("custom_cnn", entry)
+    assert lines[0].startswith(f"Shown anyway ({FLAG_LABELS['far']}): Custom CNN answers")
+    warning = next(ln for ln in lines if ln.startswith("Warning: "))
+    assert FLAG_LABELS["far"] in warning
+    assert warning.count(FLAG_LABELS["unlike"]) == 1  # inside "far unlike ...", not again
+    # the run's own training image: neither is said (`membership.hides_unlike`)
+    own = overlay_caption("custom_cnn", entry, "train", True)
+    assert not own[0].startswith("Shown anyway") and FLAG_LABELS["unlike"] not in "".join(own)
+
+
+def test_the_ood_table_has_far_columns_only_for_scores_that_have_them():
+    from dashboard.figures import ood_caption, ood_table
+    from dashboard.figures.ood import FAR_NOTE
+
+    entry = {"test_flagged": 0.05, "auroc": {"noise": 1.0}, "flagged": {"noise": 1.0},
+             "shift_auroc": {"gamma": 0.6}, "shift_flagged": {"gamma": 0.1}}
+    new = {**entry, "test_far": 0.0, "far": {"noise": 0.875}, "shift_far": {"gamma": 0.0102}}
+    table = ood_table({"models": {"custom_cnn": new, "mobilenetv2": entry}}).set_index("images")
+    assert list(table.columns) == ["Custom CNN AUROC", "Custom CNN flagged", "Custom CNN far",
+                                   "MobileNetV2 AUROC", "MobileNetV2 flagged"]
+    assert table.loc["foreign: noise", "Custom CNN far"] == "88%"
+    assert table.loc["shifted: gamma", "Custom CNN far"] == "1%"
+    assert table.loc["test images (the reference)", "Custom CNN far"] == "0%"
+    assert FAR_NOTE in ood_caption(table.reset_index())
+    old = ood_table({"models": {"custom_cnn": entry}})
+    assert not [c for c in old.columns if c.endswith(" far")]
+    assert FAR_NOTE not in ood_caption(old)
+
+
+def _far_run(smoke_run: Path, dest: Path, far: float | None) -> Path:
+    """A copy of the smoke run whose stored scores call every image far (`far` 0.0) or none
+    (None: a score fitted before the far threshold existed)."""
+    run = dest / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    (dest / "latest").write_text(smoke_run.name)
+    for m in ("custom_cnn", "mobilenetv2"):
+        ood = OodModel.load(run / m / "ood.npz")
+        ood.far = far
+        ood.save(run / m / "ood.npz")
+    return run
+
+
+def test_a_trained_run_records_its_far_threshold(smoke_run: Path):
+    report = json.loads((smoke_run / "ood.json").read_text())
+    assert report["far_margin"] == FAR_MARGIN
+    for m in ("custom_cnn", "mobilenetv2"):
+        e, ood = report["models"][m], OodModel.load(smoke_run / m / "ood.npz")
+        assert ood.far is not None and e["far_threshold"] == pytest.approx(ood.far, abs=1e-4)
+        assert ood.far > ood.threshold
+        assert set(e["far"]) == set(e["flagged"]) and set(e["shift_far"]) == set(
+            e["shift_flagged"])
+        # a share far is a share of those flagged unlike, which it can never exceed
+        assert all(e["far"][k] <= e["flagged"][k] for k in e["far"])
+        assert e["test_far"] <= e["test_flagged"]
+
+
+def test_predict_and_explain_tag_a_far_image(smoke_run: Path, tmp_path: Path):
+    """The CLI tags the answer "[far unlike the training data]" in place of "[unlike ...]",
+    says once what it means, and its JSON and explain.json carry `far`; a run whose score has
+    no far threshold tags nothing far."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    entry = json.loads((smoke_run / "splits.json").read_text())["test"][0]
+    image = tmp_path / "slice.png"
+    Image.open(Path(manifest["data"]["dir"]) / entry["path"]).save(image)
+    far_run = _far_run(smoke_run, tmp_path / "far", 0.0)
+    old_run = _far_run(smoke_run, tmp_path / "old", None)
+    printed = CliRunner().invoke(app, ["predict", "--run", str(far_run), str(image)])
+    assert printed.exit_code == 0, printed.output
+    line = next(ln for ln in printed.stdout.splitlines() if "\t" in ln)
+    assert line.count(f"[{FLAG_LABELS['far']}]") == 2  # both models
+    assert f"[{FLAG_LABELS['unlike']}]" not in line
+    assert printed.stderr.count(FLAG_MEANINGS["far"]) == 1
+    rows = json.loads(CliRunner().invoke(
+        app, ["predict", "--run", str(far_run), "--json", str(image)]).stdout)["results"]
+    assert all(v["far"] is True and v["unlike"] is True for v in rows[0]["models"].values())
+    rows = json.loads(CliRunner().invoke(
+        app, ["predict", "--run", str(old_run), "--json", str(image)]).stdout)["results"]
+    assert not any(v["far"] for v in rows[0]["models"].values())
+    # and says why, with its fix, where the run's missing checks are listed
+    from pipeline.artifacts import open_run
+    from pipeline.predict import Predictor
+
+    gaps = [str(g) for g in Predictor(open_run(old_run)).missing_checks()]
+    assert [g for g in gaps if "far unlike" in g and "pipeline ood" in g], gaps
+    assert not [str(g) for g in Predictor(open_run(far_run)).missing_checks()
+                if "far unlike" in str(g)]
+    out = tmp_path / "out"
+    printed = CliRunner().invoke(app, ["explain", "--run", str(far_run), "--model",
+                                       "custom_cnn", str(image), "--out", str(out)])
+    assert printed.exit_code == 0, printed.output
+    assert f"[{FLAG_LABELS['far']}]" in printed.stdout
+    row = json.loads((out / "explain.json").read_text())["images"][0]
+    assert row["models"]["custom_cnn"]["far"] is True
