@@ -27,6 +27,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import card_flags, core, layer_names, paging, runinfo, summary_table, views
 from dashboard.figures.quality import ACCURACY_ROW
 from pipeline.explain import METHOD_LABELS
+from pipeline.names import class_label
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -945,7 +946,52 @@ def test_drawn_test_images_are_put_away_when_another_run_trained_on_them(
     assert drawn[0] not in shown and drawn[1] in shown
 
 
-def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
+# The errors the Error analysis tests page through: the copy's predictions.csv files say these
+# (five: more than a page of two, and one of every class in the first four); written by the test,
+# because how many errors the smoke models make varies by machine and seed (none on some).
+N_ERRORS = 5
+WRONG_CONFIDENCE = 0.7  # the wrong answer's probability; the other classes share the rest
+
+
+def _run_with_errors(smoke_run: Path, tmp_path: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[str]]:
+    """A copy of the smoke run whose predictions.csv files hold exactly `N_ERRORS` errors.
+
+    Wrong are each class's first test row (so the page's first cards are of different
+    classes) and the last rows up to `N_ERRORS`: the custom CNN answers the class after the
+    true one, and MobileNetV2 the same, except for the last row, which it answers right (so
+    "wrong by every model" and "the models disagree" each match a known subset). Every other
+    row is right. Returns the run and the wrong rows' true classes in the page's order.
+    """
+    run = _copy_run(smoke_run, tmp_path, monkeypatch)
+    classes = json.loads((run / "manifest.json").read_text())["class_names"]
+    rows = list(csv.DictReader((run / "custom_cnn" / "predictions.csv").open()))
+    firsts = sorted(next(i for i, r in enumerate(rows) if r["true"] == c) for c in classes)
+    lasts = [i for i in range(len(rows)) if i not in firsts][len(classes) - N_ERRORS:]
+    wrong = firsts + lasts
+    assert len(set(wrong)) == N_ERRORS and wrong == sorted(wrong), (wrong, len(rows))
+    for m in ("custom_cnn", "mobilenetv2"):
+        path = run / m / "predictions.csv"
+        fields = list(csv.DictReader(path.open()).fieldnames or [])
+        out = []
+        for i, row in enumerate(rows):
+            true = row["true"]
+            wrong_here = i in wrong and not (m == "mobilenetv2" and i == wrong[-1])
+            answer = classes[(classes.index(true) + 1) % len(classes)] if wrong_here else true
+            rest = (1 - WRONG_CONFIDENCE) / (len(classes) - 1)
+            probs = {f"p_{c}": f"{WRONG_CONFIDENCE if c == answer else rest:.6f}"
+                     for c in classes}
+            out.append({**row, "predicted": answer, **probs, "correct": "0" if wrong_here
+                        else "1"})
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(out)
+    return run, [rows[i]["true"] for i in wrong]
+
+
+def test_error_analysis_filters(smoke_run: Path, tmp_path: Path, monkeypatch):
+    run, wrong_true = _run_with_errors(smoke_run, tmp_path, monkeypatch)
     at = _app("errors")
     _ok(at)
     assert "not a diagnostic device" in _texts(at.main.caption)
@@ -953,40 +999,49 @@ def test_error_analysis_filters(artifacts: Path, smoke_run: Path):
     from dashboard.runinfo import TEST_PATHS_NOTE
 
     assert (TEST_PATHS_NOTE in _texts(at.main.caption)) != bool(
-        json.loads((smoke_run / "manifest.json").read_text())["splits"].get("official_test"))
+        json.loads((run / "manifest.json").read_text())["splits"].get("official_test"))
     for key in ("err_by", "err_true", "err_pred", "err_page_size"):
         assert at.get_by_key(key) is not None
+    counts = {m.label: m.value for m in at.metric}
+    assert counts == {"Custom CNN errors": str(N_ERRORS), "MobileNetV2 errors": str(N_ERRORS - 1),
+                      "Both wrong": str(N_ERRORS - 1), "Models disagree": "1"}, counts
     table = _frame(at, "Custom CNN answer")
-    errors = len(table) if table is not None else 0
-    if errors:  # a smoke model is rarely perfect; if it were, there would be nothing to show
-        captions = _captions(at)
-        # two cards to a page at first, one to a row: two to a row squeezed the heatmaps at
-        # 1280 px with the sidebar open, and broke the cards at a projector's size (reviews)
-        assert at.selectbox(key="err_page_size").value == 2
-        assert sum("Custom CNN ·" in c for c in captions) == min(errors, 2)
-        assert sum("MobileNetV2 ·" in c for c in captions) == min(errors, 2)
-        shown = min(errors, 2)
-        assert _cards_in_rows(at, "err") == [1] * shown
-        # a full card folds its warnings too (a lecturer's review: boxes before the heatmaps)
-        _folds_count_what_they_hold(at)
-        # classes named as on every page
-        assert set(table["True class"]) <= {"glioma", "meningioma", "no tumour", "pituitary"}
-        # a wide screen: two to a row, each half-width card folding its warnings (wrapped in
-        # half the width, they made one card of a row far taller than its neighbour)
-        at.selectbox(key="err_grid").set_value(2).run()
+    assert table is not None and len(table) == N_ERRORS  # "wrong by any model" at first
+    # classes named as on every page
+    assert list(table["True class"]) == [class_label(c) for c in wrong_true]
+    captions = _captions(at)
+    # two cards to a page at first, one to a row: two to a row squeezed the heatmaps at
+    # 1280 px with the sidebar open, and broke the cards at a projector's size (reviews)
+    assert at.selectbox(key="err_page_size").value == 2
+    assert sum("Custom CNN ·" in c for c in captions) == 2
+    assert sum("MobileNetV2 ·" in c for c in captions) == 2
+    assert _cards_in_rows(at, "err") == [1, 1]
+    # a full card folds its warnings too (a lecturer's review: boxes before the heatmaps)
+    _folds_count_what_they_hold(at)
+    # a wide screen: two to a row, each half-width card folding its warnings (wrapped in
+    # half the width, they made one card of a row far taller than its neighbour)
+    at.selectbox(key="err_grid").set_value(2).run()
+    _ok(at)
+    assert _cards_in_rows(at, "err") == [2]
+    assert len(_captions(at)) == 4
+    _folds_count_what_they_hold(at)
+    # each view of the errors selects its own rows
+    for wrong_by, n in (("all", N_ERRORS - 1), ("disagree", 1), ("mobilenetv2", N_ERRORS - 1)):
+        at.selectbox(key="err_by").set_value(wrong_by).run()
         _ok(at)
-        assert _cards_in_rows(at, "err") == [2] * (shown // 2) + [1] * (shown % 2)
-        assert len(_captions(at)) == 2 * shown
-        _folds_count_what_they_hold(at)
-    else:
-        assert "No test image matches" in _texts(at.success)
+        assert len(_frame(at, "Custom CNN answer")) == n, wrong_by
+    at.selectbox(key="err_by").set_value("any").run()
     assert "no tumour" in at.multiselect(key="err_true").options
     at.multiselect(key="err_true").set_value(["no_tumor"]).run()
     _ok(at)
     table = _frame(at, "Custom CNN answer")
-    if table is not None:
-        assert set(table["True class"]) == {"no tumour"}
+    assert list(table["True class"]) == ["no tumour"] * wrong_true.count("no_tumor")
     assert not RAW_LABEL.search(_shown(at)), RAW_LABEL.findall(_shown(at))
+    # filters that match nothing say so (a no-tumour image answered "glioma" by neither model)
+    at.multiselect(key="err_pred").set_value(["glioma"]).run()
+    _ok(at)
+    assert _frame(at, "Custom CNN answer") is None
+    assert "No test image matches" in _texts(at.success)
 
 
 def _folds_count_what_they_hold(at: AppTest) -> None:
@@ -1005,7 +1060,7 @@ def _folds_count_what_they_hold(at: AppTest) -> None:
                for w in answer_warnings)
 
 
-def test_error_analysis_cards_name_the_run_in_their_downloads(artifacts: Path, smoke_run: Path,
+def test_error_analysis_cards_name_the_run_in_their_downloads(smoke_run: Path, tmp_path: Path,
                                                              monkeypatch):
     """An Error analysis card's PDF named neither the run nor the model files, and its overlay
     PNG no run (a review): the page gave its cards no run title or model hashes, as the
@@ -1013,6 +1068,7 @@ def test_error_analysis_cards_name_the_run_in_their_downloads(artifacts: Path, s
     from pipeline.artifacts import open_run
     from pipeline.names import display_name
 
+    run_dir, _ = _run_with_errors(smoke_run, tmp_path, monkeypatch)
     passed: list[dict] = []
     real = views.image_card
 
@@ -1023,45 +1079,40 @@ def test_error_analysis_cards_name_the_run_in_their_downloads(artifacts: Path, s
     monkeypatch.setattr(views, "image_card", recording)
     at = _app("errors")
     _ok(at)
-    if not passed:
-        pytest.skip("the smoke models made no error to show")
-    run = open_run(smoke_run)
+    assert len(passed) == 2  # the first page's two cards
+    run = open_run(run_dir)
     assert {k["run_title"] for k in passed} == {run.report_name}
     assert all(set(k["model_hashes"]) == {display_name(m) for m in run.model_names}
                for k in passed), passed[0]["model_hashes"]
 
 
-def test_error_analysis_explains_each_image_s_true_class_when_asked(artifacts: Path,
-                                                                    smoke_run: Path):
+def test_error_analysis_explains_each_image_s_true_class_when_asked(smoke_run: Path,
+                                                                    tmp_path: Path, monkeypatch):
     """A student could not ask, in one view of errors of mixed true classes, where the
     evidence for each image's real class lies (a review): the class box offers "true class",
     and each card's heatmaps then explain its own true class."""
+    _, wrong_true = _run_with_errors(smoke_run, tmp_path, monkeypatch)
     at = _app("errors")
     _ok(at)
-    table = _frame(at, "True class")
-    if table is None or table.empty:
-        pytest.skip("the smoke models made no error to show")
     box = at.selectbox(key="err_target")
     assert "true class" in box.options and box.value == "predicted class"
     box.set_value("true class").run()
     _ok(at)
     captions = _captions(at)
-    n_cards = len(captions) // 2
-    assert n_cards >= 1
-    wanted = list(table["True class"][:n_cards])  # the cards are the table's first rows
+    wanted = [class_label(c) for c in wrong_true[:2]]  # the first page's cards
+    assert len(captions) == 4 and len(set(wanted)) == 2  # two cards, of two true classes
     for k, true in enumerate(wanted):
         assert all(f" for '{true}'" in c for c in captions[2 * k: 2 * k + 2]), (true, captions)
 
 
-def test_error_analysis_pages_through_the_cards_in_a_grid(artifacts: Path, smoke_run: Path):
+def test_error_analysis_pages_through_the_cards_in_a_grid(smoke_run: Path, tmp_path: Path,
+                                                          monkeypatch):
     """Fewer, smaller cards per page, every widget keyed: the page size and the page number
     are widget state, and a page number past the last page becomes the last page."""
+    _run_with_errors(smoke_run, tmp_path, monkeypatch)
+    errors = N_ERRORS
     at = _app("errors")
     _ok(at)
-    table = _frame(at, "Custom CNN answer")
-    errors = len(table) if table is not None else 0
-    if errors < 3:
-        pytest.skip(f"the smoke models made {errors} errors: too few to page through")
     at.selectbox(key="err_page_size").set_value(2).run()
     _ok(at)
     pages = -(-errors // 2)
