@@ -2812,7 +2812,7 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     from pipeline.artifacts import open_run
     from pipeline.evaluate import together
     from pipeline.images import decode_image
-    from pipeline.names import class_label, percent
+    from pipeline.names import percent
     from pipeline.predict import Predictor
 
     downloads: dict[str, bytes] = {}
