@@ -28,7 +28,8 @@ def chart_config(key: str) -> dict[str, Any]:
 def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
           caption: str | None = None, width: int | str = "stretch", **kwargs: Any) -> bool:
     """Draw `build(*args, **kwargs)` under widget `key`, then `caption` if given, with the
-    dashboard's text sizes (`figures.readable`), a strip at its top left empty for the modebar
+    dashboard's text sizes and, in the viewer's theme (`st.context.theme.type`), text colour
+    (`figures.readable`), a strip at its top left empty for the modebar
     (`figures.modebar_room`); `width` in pixels, or "stretch".
 
     On `FigureDataError` a warning ending in `fix` stands in place of the chart (and the caption,
@@ -39,7 +40,11 @@ def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
     except F.FigureDataError as exc:
         st.warning(f"Cannot draw this chart: {exc}. {fix}", icon=":material/warning:")
         return False
-    st.plotly_chart(F.modebar_room(F.readable(fig)), key=key, width=width, config=chart_config(key))
+    # the theme is the browser's as it sent this rerun (None where unknown: AppTest without a
+    # context, where Streamlit's theme colours stay)
+    fig = F.modebar_room(F.readable(fig, st.context.theme.type))
+    st.plotly_chart(fig, key=key, width=width, config=chart_config(key))
     if caption:
         st.caption(caption)
     return True
+

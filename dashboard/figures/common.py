@@ -27,17 +27,28 @@ THEME_BACKGROUNDS = {"light": "#ffffff", "dark": "#0e1117"}
 FONT_SIZE = 15
 TITLE_FONT_SIZE = 17
 
+# Chart text (ticks, axis, legend and colour-bar titles, panel titles and labels, bar values
+# outside their bars) per theme of the viewer, whose theme type the page is drawn for
+# (`charts.chart`). Streamlit's own is its theme's grey: #808495 on the light theme, 3.72:1 on
+# white, under WCAG AA's 4.5:1 for text (an accessibility review); the dark theme's is light
+# (15:1 on its background) and follows a switch of theme at once, so it is kept. A mid grey, not
+# the theme's near-black ink: switching the theme in the app menu does not redraw the page, and
+# until the next rerun the light theme's chart text stands on the dark background, where this
+# grey still reads (3.9:1) and near-black would vanish.
+CHART_TEXT = {"light": "#6b7280"}
+
 # Top margin of a figure with panel titles and `legend_above`: the legend (its title on a line of
 # its own), then the panels' titles of up to two lines, at `FONT_SIZE`
 TOP_WITH_LEGEND = 115
 
 
-def readable(fig: Any) -> Any:
+def readable(fig: Any, theme: str | None = None) -> Any:
     """`fig` (a plotly Figure, changed in place and returned) with the dashboard's text sizes:
     `FONT_SIZE` for ticks, axis titles, legends, bar and cell labels and hover labels,
     `TITLE_FONT_SIZE` for the figure's title; annotations (panel titles, labels) at least
     `FONT_SIZE`. Streamlit's theme sets each of these itself, so the base font alone is not
-    enough."""
+    enough. `theme`: the viewer's theme type ("light", "dark", None if unknown), whose
+    `CHART_TEXT` colour the chart's text takes (`_text_color`)."""
     fig.update_layout(font_size=FONT_SIZE, legend_font_size=FONT_SIZE,
                       legend_title_font_size=FONT_SIZE, hoverlabel_font_size=FONT_SIZE,
                       title_font_size=TITLE_FONT_SIZE)
@@ -50,6 +61,28 @@ def readable(fig: Any) -> Any:
             trace.colorbar.tickfont.size = FONT_SIZE
         if trace.type == "heatmap":  # the cells' numbers (a confusion matrix's counts)
             trace.textfont.size = FONT_SIZE
+    color = CHART_TEXT.get(theme or "")
+    return _text_color(fig, color) if color else fig
+
+
+def _text_color(fig: Any, color: str) -> Any:
+    """`fig` (changed in place and returned) with its text on the page's background in `color`:
+    every place Streamlit's theme colours itself, so the base font's colour is not enough. Text
+    a builder coloured keeps its colour, and so does text on a mark (inside a bar, in a
+    heatmap's cell), whose colour plotly picks against the mark's."""
+    fig.update_xaxes(tickfont_color=color, title_font_color=color)
+    fig.update_yaxes(tickfont_color=color, title_font_color=color)
+    fig.update_layout(legend_title_font_color=color)
+    for note in fig.layout.annotations:
+        if note.font.color is None:
+            note.font.color = color
+    for trace in fig.data:
+        if "colorbar" in trace:
+            trace.colorbar.tickfont.color = color
+            trace.colorbar.title.font.color = color
+        if (trace.type == "bar" and trace.outsidetextfont.color is None
+                and trace.textfont.color is None):
+            trace.outsidetextfont.color = color
     return fig
 
 

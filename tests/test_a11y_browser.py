@@ -1,0 +1,92 @@
+"""Accessibility review's findings, measured in chromium on the shipped runs (artifacts/runs):
+chart text contrast in the light and dark themes. Server and browser as in
+test_dashboard_browser.py (skipped locally without /usr/bin/chromium, failing under CI).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_dashboard_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    _need_chromium,
+    _served,
+    _wait_idle,
+)
+
+from dashboard import figures as F
+from dashboard.figures.common import THEME_BACKGROUNDS
+
+ROOT = Path(__file__).resolve().parents[1]
+AA_TEXT = 4.5  # WCAG AA's contrast for text
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+# Every chart text of the page that stands on the page's background (not text inside a bar or a
+# heatmap's cell, coloured against its mark), with its fill, and the page's background colour.
+_CHART_TEXTS = """() => {
+  const texts = [];
+  document.querySelectorAll('.js-plotly-plot svg text').forEach(t => {
+    if (!t.textContent.trim() || t.closest('.hm') || t.classList.contains('bartext-inside')) return;
+    texts.push([t.textContent.slice(0, 30), getComputedStyle(t).fill]);
+  });
+  const bg = getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor;
+  return [texts, bg];
+}"""
+
+def _hex(css: str) -> str:
+    """"#rrggbb" of a computed CSS colour "rgb(r, g, b)"."""
+    r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server over the shipped runs (the latest one shown)."""
+    _need_chromium()
+    log = tmp_path_factory.mktemp("a11y") / "streamlit.log"
+    with _served(ROOT / "artifacts", log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    _need_chromium()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, url: str, scheme: str = "light", width: int = 1280):
+    """A new page of `width` px in the `scheme` colour scheme (the theme menu's "System", the
+    default, follows it) at `url`, once its charts are drawn and the page is idle."""
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page.goto(url, wait_until="domcontentloaded")
+    page.locator("[data-testid=stMain] h1").wait_for(timeout=120_000)
+    _wait_idle(page)
+    return page
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("path", ["", "quality"], ids=["overview", "quality"])
+def test_chart_text_reads_at_aa_contrast_in_both_themes(shipped, browser, scheme, path):
+    """Every tick, axis title, panel title, label, bar value and legend entry of the page's
+    charts has at least 4.5:1 against the page's background. The light theme's were
+    Streamlit's grey, #808495, at 3.72:1 on white (an accessibility review)."""
+    page = _open(browser, f"{shipped}/{path}", scheme)
+    try:
+        page.locator(".js-plotly-plot svg text").first.wait_for(timeout=60_000)
+        texts, bg = page.evaluate(_CHART_TEXTS)
+    finally:
+        page.close()
+    assert (_hex(bg) == THEME_BACKGROUNDS["light"]) == (scheme == "light"), bg  # its theme
+    low = {(text, fill, round(F.contrast(_hex(fill), _hex(bg)), 2)) for text, fill in texts
+           if F.contrast(_hex(fill), _hex(bg)) < AA_TEXT}
+    assert len(texts) > 20 and not low, sorted(low)[:10]
