@@ -1,10 +1,12 @@
 """Accessibility review's findings, measured in chromium on the shipped runs (artifacts/runs):
-chart text contrast in the light and dark themes. Server and browser as in
+chart text contrast in the light and dark themes, the faithfulness curves' chance label clear of
+the curves at 1280 px. Server and browser as in
 test_dashboard_browser.py (skipped locally without /usr/bin/chromium, failing under CI).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,25 @@ _CHART_TEXTS = """() => {
   });
   const bg = getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor;
   return [texts, bg];
+}"""
+
+# The chart's curve points (sampled along each drawn line, 1 px apart) that fall in the box of a
+# text containing `label`, in screen pixels
+_POINTS_IN_LABEL = """([key, label]) => {
+  const chart = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+  const boxes = [...chart.querySelectorAll('.annotation-text')]
+    .filter(t => t.textContent.includes(label)).map(t => t.getBoundingClientRect());
+  const hits = [];
+  chart.querySelectorAll('.scatterlayer path.js-line').forEach(path => {
+    const m = path.getScreenCTM();
+    for (let s = 0; s <= path.getTotalLength(); s += 1) {
+      const p = path.getPointAtLength(s);
+      const x = m.a * p.x + m.c * p.y + m.e, y = m.b * p.x + m.d * p.y + m.f;
+      if (boxes.some(b => x > b.left && x < b.right && y > b.top && y < b.bottom))
+        hits.push([Math.round(x), Math.round(y)]);
+    }
+  });
+  return [boxes.length, hits];
 }"""
 
 def _hex(css: str) -> str:
@@ -90,3 +111,19 @@ def test_chart_text_reads_at_aa_contrast_in_both_themes(shipped, browser, scheme
     low = {(text, fill, round(F.contrast(_hex(fill), _hex(bg)), 2)) for text, fill in texts
            if F.contrast(_hex(fill), _hex(bg)) < AA_TEXT}
     assert len(texts) > 20 and not low, sorted(low)[:10]
+
+
+def test_the_chance_label_is_clear_of_the_curves_at_1280_px(shipped, browser):
+    """On the quality page's deletion and insertion curves, no curve passes through either
+    panel's "chance (1/4)": at the top right of the deletion panel the curves falling to chance
+    ran through it (an accessibility review's screenshot at 1280 px)."""
+    page = _open(browser, f"{shipped}/quality")
+    try:
+        chart = page.locator(".st-key-quality_faith .js-plotly-plot")
+        chart.scroll_into_view_if_needed(timeout=60_000)
+        n, hits = page.evaluate(_POINTS_IN_LABEL, ["quality_faith", "chance ("])
+        if hits and os.environ.get("A11Y_SHOTS"):
+            chart.screenshot(path=os.environ["A11Y_SHOTS"])
+    finally:
+        page.close()
+    assert n == 2 and not hits, hits[:10]

@@ -1,5 +1,6 @@
 """Accessibility of the dashboard's charts without a browser: their text's colour in the
-viewer's theme (`figures.readable`, `charts.chart`). The browser measures it in
+viewer's theme (`figures.readable`, `charts.chart`) and the faithfulness curves' chance label
+placed clear of the curves (`figures.label_corner`). The browser measures both in
 test_a11y_browser.py.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -15,7 +17,10 @@ from streamlit.testing.v1 import AppTest
 from dashboard import figures as F
 from dashboard.figures.common import (
     CHART_TEXT,
+    LINE_LABEL_GAP,
+    LINE_LABEL_SPAN,
     THEME_BACKGROUNDS,
+    label_corner,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,3 +107,40 @@ def test_a_page_s_chart_takes_the_viewer_s_theme(theme):
     assert not at.exception
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["yaxis"]["tickfont"].get("color") == CHART_TEXT.get(theme)
+
+
+def _in_label(curves: list, y: float, corner: str) -> int:
+    """How many of the curves' points (each curve sampled at 101 x) lie in the label's box at
+    `corner` of the line at `y`, beyond the strip along the line that its letters leave free."""
+    width, height = LINE_LABEL_SPAN
+    side, end = corner.split()
+    x0 = 1 - width if end == "right" else 0.0
+    low, high = ((y + LINE_LABEL_GAP, y + height) if side == "top"
+                 else (y - height, y - LINE_LABEL_GAP))
+    xs = [k / 100 for k in range(101)]
+    return sum(x0 < x < x0 + width and low < yy < high
+               for cx, cy in curves for x, yy in zip(xs, np.interp(xs, cx, cy), strict=True))
+
+
+@pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)
+def test_the_chance_label_stays_clear_of_the_shipped_curves(run: Path):
+    """Each panel's "chance (1/4)" sits where no curve passes; on the deletion panel that is
+    not the top right, where the curves falling to chance ran through it (seen at 1280 px)."""
+    expl = _explanations(run)
+    fig = F.faithfulness_curves_figure(expl, 4)
+    labels = [a for a in fig.layout.annotations if a.text == "chance (1/4)"]
+    assert len(labels) == 2
+    for label, kind in zip(labels, ("deletion", "insertion"), strict=True):
+        curves = [(e["curve_fractions"], e[f"{kind}_curve{s}"])
+                  for e in expl.values() for s in ("", "_random")]
+        corner = f"{'top' if label.yanchor == 'bottom' else 'bottom'} {label.xanchor}"
+        assert _in_label(curves, 0.25, corner) == 0, (kind, corner)
+    assert _in_label([(e["curve_fractions"], e["deletion_curve"]) for e in expl.values()],
+                     0.25, "top right") > 0  # where it was: crossed
+
+
+def test_the_chance_label_keeps_the_top_right_when_it_is_free():
+    high = [([0.0, 1.0], [0.9, 0.9])]
+    assert label_corner(high, 0.25) == "top right"
+    along = [([0.0, 1.0], [0.3, 0.3])]  # a curve just above the line, all along: below it
+    assert label_corner(along, 0.25) == "bottom left"

@@ -124,6 +124,36 @@ def legend_below() -> dict[str, Any]:
     return dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0)
 
 
+# A short label on a line across a panel of x 0-1, y 0-1 (the faithfulness curves' "chance
+# (1/4)"), in data units: its 12 characters at `FONT_SIZE` take about a quarter of a half-page
+# panel's width at 1280 px and a third at 911 px, and a tenth of its height.
+LINE_LABEL_SPAN = (0.35, 0.1)
+# and the strip along the line where a curve passes between the line and the label's letters
+# (the box's padding and the ascent above them: about 4 px of a half-page panel's 230)
+LINE_LABEL_GAP = 0.02
+# where it may go along its line, the first free one taken: top right is where it always was
+LABEL_CORNERS = ("top right", "top left", "bottom left", "bottom right")
+
+
+def label_corner(curves: list[tuple[list[float], list[float]]], y: float) -> str:
+    """Where a horizontal line at `y` keeps its label (`LINE_LABEL_SPAN`) clear of `curves`
+    ((xs, ys) each, x in 0-1), as plotly's `annotation_position`: the first of `LABEL_CORNERS`
+    that no curve passes through, else the one the fewest curve points fall in. At "top right"
+    the deletion curves, which fall to chance as pixels go, ran through "chance (1/4)" (a
+    review at 1280 px)."""
+    width, height = LINE_LABEL_SPAN
+
+    def hits(corner: str) -> int:
+        side, end = corner.split()
+        xs = np.linspace(1 - width, 1, 50) if end == "right" else np.linspace(0, width, 50)
+        low, high = ((y + LINE_LABEL_GAP, y + height) if side == "top"
+                     else (y - height, y - LINE_LABEL_GAP))
+        return sum(int(np.sum((ys > low) & (ys < high)))
+                   for ys in (np.interp(xs, cx, cy) for cx, cy in curves))
+
+    return min(LABEL_CORNERS, key=hits)  # the first of equals: top right when all are free
+
+
 class FigureDataError(ValueError):
     """An artifact dict does not have the shape a figure needs."""
 

@@ -19,6 +19,7 @@ from dashboard.figures.common import (
     _fmt,
     _num,
     class_name,
+    label_corner,
     legend_below,
     model_color,
     model_label,
@@ -348,10 +349,12 @@ def faithfulness_curves_figure(explanations: Mapping[str, Mapping[str, Any]],
                 ), row=1, col=col)
     if n_classes:
         chance = 1.0 / n_classes
-        for col in (1, 2):
+        for col, kind in ((1, "deletion"), (2, "insertion")):
+            curves = [(e["curve_fractions"], [_num(y, kind) for y in e[f"{kind}_curve{suffix}"]])
+                      for e in explanations.values() for suffix in ("", "_random")]
             fig.add_hline(y=chance, line=dict(color=INTERVAL_COLOR, dash="dash", width=1),
                           annotation_text=f"chance (1/{n_classes})",
-                          annotation_position="top right", row=1, col=col)
+                          annotation_position=label_corner(curves, chance), row=1, col=col)
     # a short title per panel: one long one for both overprinted its neighbour at 911 px
     fig.update_xaxes(tickformat=".0%", range=[0, 1])
     fig.update_xaxes(title="share of pixels removed", col=1)
