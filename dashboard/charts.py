@@ -1,4 +1,5 @@
-"""One way for a page to draw a chart from an artifact: a figure, or a warning in its place.
+"""One way for a page to draw a chart from an artifact: a figure, or a warning in its place; and
+a heading only a screen reader reads (`hidden_heading`).
 
 Figures come from the pure builders of `dashboard.figures`; when the artifact data does not have
 the shape a builder needs (`FigureDataError`), the page shows why and how to fix it instead.
@@ -7,6 +8,7 @@ Kept apart from `dashboard.views`, which imports TensorFlow: pages without model
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -48,3 +50,22 @@ def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
         st.caption(caption)
     return True
 
+
+# The usual "visually hidden" rules: out of the layout and clipped to nothing, but in the page's
+# outline, which screen readers read and jump through
+_HIDDEN = ("position:absolute;width:1px;height:1px;margin:-1px;padding:0;border:0;"
+           "overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap")
+# and its element's box out of the flow too: in it, the box took a gap of the page's column
+# (16 px) above the next element
+_HIDDEN_CLASS = "hidden-heading"
+_OUT_OF_FLOW = (f'<style>[data-testid="stElementContainer"]:has(.{_HIDDEN_CLASS})'
+                "{position:absolute}</style>")
+
+
+def hidden_heading(text: str, level: int = 2) -> None:
+    """A heading of `level` reading `text` (plain text, escaped) that takes a level the page's
+    outline would otherwise skip, drawing nothing: the image cards' titles are h3
+    (`views.image_card`) and came straight after the page's h1 on Predict and Error analysis,
+    so a screen reader's list of headings jumped a level (an accessibility review)."""
+    st.markdown(f'{_OUT_OF_FLOW}<h{level} class="{_HIDDEN_CLASS}" style="{_HIDDEN}">'
+                f"{html.escape(text)}</h{level}>", unsafe_allow_html=True)

@@ -1,6 +1,6 @@
 """Accessibility review's findings, measured in chromium on the shipped runs (artifacts/runs):
 chart text contrast in the light and dark themes, the faithfulness curves' chance label clear of
-the curves at 1280 px. Server and browser as in
+the curves at 1280 px, and heading levels that never skip. Server and browser as in
 test_dashboard_browser.py (skipped locally without /usr/bin/chromium, failing under CI).
 """
 
@@ -15,7 +15,9 @@ import pytest
 from test_dashboard_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    SHOTS,
     _need_chromium,
+    _open_predict,
     _served,
     _wait_idle,
 )
@@ -58,6 +60,11 @@ _POINTS_IN_LABEL = """([key, label]) => {
   });
   return [boxes.length, hits];
 }"""
+
+_HEADINGS = """() => [...document.querySelectorAll(
+  '[data-testid=stMain] :is(h1, h2, h3, h4, h5, h6)')].map(
+  h => [Number(h.tagName[1]), h.textContent.trim().slice(0, 50)])"""
+
 
 def _hex(css: str) -> str:
     """"#rrggbb" of a computed CSS colour "rgb(r, g, b)"."""
@@ -122,8 +129,53 @@ def test_the_chance_label_is_clear_of_the_curves_at_1280_px(shipped, browser):
         chart = page.locator(".st-key-quality_faith .js-plotly-plot")
         chart.scroll_into_view_if_needed(timeout=60_000)
         n, hits = page.evaluate(_POINTS_IN_LABEL, ["quality_faith", "chance ("])
-        if hits and os.environ.get("A11Y_SHOTS"):
-            chart.screenshot(path=os.environ["A11Y_SHOTS"])
+        if hits:  # for a human to look at
+            SHOTS.mkdir(exist_ok=True)
+            chart.screenshot(path=str(SHOTS / "a11y_chance_label.png"))
     finally:
         page.close()
     assert n == 2 and not hits, hits[:10]
+
+
+def _levels_ok(levels: list[int]) -> bool:
+    """One h1 first, and each heading at most one level below the one before it."""
+    return bool(levels) and levels[0] == 1 and all(
+        b <= a + 1 for a, b in zip(levels, levels[1:], strict=False))
+
+
+@pytest.mark.parametrize("path", ["", "errors", "quality", "about"],
+                         ids=["overview", "errors", "quality", "about"])
+def test_heading_levels_never_skip(shipped, browser, path):
+    """A screen reader's user moves through a page by its headings: none may skip a level. The
+    Error-analysis page's image cards (h3) came straight after its h1."""
+    page = _open(browser, f"{shipped}/{path}")
+    try:
+        if path == "errors":  # its cards, once the models have explained them
+            page.locator("[class*=st-key-err_card_] h3").first.wait_for(timeout=300_000)
+            _wait_idle(page)
+        headings = page.evaluate(_HEADINGS)
+    finally:
+        page.close()
+    assert _levels_ok([level for level, _ in headings]), headings
+    if path == "errors":
+        assert [level for level, _ in headings][:3] == [1, 2, 3], headings
+
+
+def test_predict_heading_levels_never_skip_with_cards(shipped, browser, tmp_path: Path):
+    """Predict with an uploaded slice: its card's title (h3) under a heading of level 2, not
+    straight under the page's h1 (an accessibility review)."""
+    data = Path(os.environ.get("BRAIN_MRI_DATA", "/work/shared/data/brain-tumor-mri-sartaj"))
+    image = next(iter(sorted(data.glob("Testing/*/*.jpg"))), None)
+    if image is None:
+        pytest.skip(f"no test image under {data}")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        _open_predict(page, shipped, tmp_path / "none.log")
+        page.locator("input[type=file]").set_input_files(str(image))
+        page.locator("[class*=st-key-predict_card_] h3").first.wait_for(timeout=300_000)
+        _wait_idle(page)
+        headings = page.evaluate(_HEADINGS)
+    finally:
+        page.close()
+    levels = [level for level, _ in headings]
+    assert _levels_ok(levels) and levels[:3] == [1, 2, 3], headings

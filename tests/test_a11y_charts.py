@@ -1,7 +1,7 @@
 """Accessibility of the dashboard's charts without a browser: their text's colour in the
-viewer's theme (`figures.readable`, `charts.chart`) and the faithfulness curves' chance label
-placed clear of the curves (`figures.label_corner`). The browser measures both in
-test_a11y_browser.py.
+viewer's theme (`figures.readable`, `charts.chart`), the faithfulness curves' chance label
+placed clear of the curves (`figures.label_corner`), and the heading a page's outline would
+skip (`charts.hidden_heading`). The browser measures them in test_a11y_browser.py.
 """
 
 from __future__ import annotations
@@ -144,3 +144,15 @@ def test_the_chance_label_keeps_the_top_right_when_it_is_free():
     assert label_corner(high, 0.25) == "top right"
     along = [([0.0, 1.0], [0.3, 0.3])]  # a curve just above the line, all along: below it
     assert label_corner(along, 0.25) == "bottom left"
+
+
+def test_a_hidden_heading_is_a_heading_of_its_level_with_its_text_escaped():
+    def page() -> None:
+        from dashboard import charts
+        charts.hidden_heading("Results <b>")
+
+    at = AppTest.from_function(page, default_timeout=30)
+    at.run()
+    body = at.markdown[0].value
+    assert "<h2 " in body and body.endswith(">Results &lt;b&gt;</h2>")
+    assert "clip:rect(0 0 0 0)" in body  # drawn as nothing

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import error_frames, inference, loader, paging, runinfo, state, views
+from dashboard import charts, error_frames, inference, loader, paging, runinfo, state, views
 from dashboard import figures as F
 from pipeline.data.discovery import folders_by_class
 
@@ -116,6 +116,8 @@ results = None
 if good:
     with st.spinner(f"Explaining {len(good)} image(s)…"):
         results = inference.explain(run, predictor, explainers, uploads, settings)
+# the cards' section in the page's outline: their h3 titles otherwise followed the page's h1
+charts.hidden_heading("Matching images")
 j = 0
 for i, up in enumerate(uploads):
     if i % grid_n == 0:  # a new row of the grid: cards of one row start at one height

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import (
     card_flags,
+    charts,
     core,
     dataset_files,
     inference,
@@ -188,6 +189,9 @@ if not items:
     if explainers is None:
         loader.wait_for_models(run, loading_note)  # ends with a rerun once they are ready
     st.stop()
+# the results' section (downloads, summary, cards) in the page's outline: the cards' h3 titles
+# otherwise followed the page's h1 directly
+charts.hidden_heading("Results")
 run_title = run.report_name
 folders = folders_by_class(run.manifest)  # a download names a renamed class folder
 hashes = loader.model_hashes(run)  # hashed once per run, not per image
