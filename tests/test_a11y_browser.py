@@ -175,7 +175,14 @@ def test_predict_heading_levels_never_skip_with_cards(shipped, browser, tmp_path
         page.locator("[class*=st-key-predict_card_] h3").first.wait_for(timeout=300_000)
         _wait_idle(page)
         headings = page.evaluate(_HEADINGS)
+        # the title's file name (code) at the heading's size, not Streamlit's 0.75em (12 px)
+        sizes = page.evaluate("""() => {
+            const h = document.querySelector('[class*=st-key-predict_card_] h3');
+            const c = h && h.querySelector('code');
+            return c ? [getComputedStyle(h).fontSize, getComputedStyle(c).fontSize] : null;
+        }""")
     finally:
         page.close()
     levels = [level for level, _ in headings]
     assert _levels_ok(levels) and levels[:3] == [1, 2, 3], headings
+    assert sizes is not None and sizes[0] == sizes[1], sizes

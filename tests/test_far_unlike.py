@@ -80,6 +80,13 @@ def test_the_card_folds_a_far_image_and_names_why():
     assert withheld(said) == FLAG_LABELS["far"]
     assert qualifiers(said, "custom_cnn") == ", far unlike its training data"
     assert qualifiers(said, "mobilenetv2") == ", unlike its training data"
+    # About's known limits say what it hides and what it cannot see, for any run
+    from dashboard.about_text import known_limits
+
+    for sartaj in (True, False):
+        said = " ".join(known_limits(["glioma", "no_tumor"], sartaj).split())
+        assert "hides the answers on an image far unlike the training data" in said
+        assert "noise inside a head outline) is at most \"unlike the training data\"" in said
     # a bare "unlike" (True, level 1) folds nothing, as before
     plain = flags.answer_flags(probs, 0, {}, {"custom_cnn": True, "mobilenetv2": None}, {})
     assert withheld(plain) == "" and [f.kind for f in plain].count("unlike") == 1
