@@ -46,6 +46,8 @@ NO_TUMOR = "no_tumor"
 # images per model scored in full, and the deletion / insertion curves' steps
 EXPLAIN_EVAL_IMAGES = 64
 DELETION_STEPS = 20
+# files per forward pass of `predict.iter_predictions` (predict's lines, its CSV, the benchmark)
+PREDICT_BATCH = 32
 # Class label -> the words people read (the dashboard's tables, captions, menus, reports), in the
 # spelling of the project's prose ("says no tumour"); labels not listed lose their underscores.
 CLASS_LABELS: dict[str, str] = {NO_TUMOR: "no tumour", "tumor": "tumour"}

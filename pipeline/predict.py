@@ -17,7 +17,7 @@ from pipeline.calibration import FILE as CALIBRATION_FILE
 from pipeline.calibration import apply_temperature, read_calibration
 from pipeline.data.membership import Membership, Seen
 from pipeline.gaps import Gap, missing_checks
-from pipeline.names import Progress, no_progress
+from pipeline.names import PREDICT_BATCH, Progress, no_progress
 from pipeline.predict_checks import (
     check_info,
     check_model,
@@ -40,7 +40,7 @@ class Prediction:
 
 # Files decoded and predicted at a time by `predict_files`: memory stays bounded on any folder.
 FILE_CHUNK = 64
-BATCH = 32  # files per batch of `iter_predictions`: the forward pass's batch
+BATCH = PREDICT_BATCH  # files per batch of `iter_predictions`: the forward pass's batch
 
 
 class Predictor:

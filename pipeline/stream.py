@@ -26,6 +26,7 @@ from pipeline.csv_safe import restore_cell, to_csv, utf8_text
 from pipeline.names import (
     DECODED_EXTS,
     NIFTI_EXTS,
+    PREDICT_BATCH,
     TOGETHER_COLUMN,
     Progress,
     file_ext,
@@ -34,12 +35,14 @@ from pipeline.names import (
 
 CHUNK = 64  # rows written between two fsyncs
 # Each answer's warnings (predict.answer_flags): 1, 0, or empty where the run does not measure it
-ANSWER_FLAGS = ("colour", "weak", "unlike")
+# ("far": far unlike the training data, `ood.FAR`, whose answer the other outputs withhold)
+ANSWER_FLAGS = ("colour", "weak", "unlike", "far")
 # Each image's hints (predict.iter_predictions): `modality.looks_like_ct`, `pipeline.sequence`
 IMAGE_FLAGS = ("may_be_ct", "may_be_t2")
 # Columns added since files were first resumable: a file without them is continued with its own
+# (and each model's `<model>_far`: `later_columns`)
 LATER_COLUMNS = (f"{TOGETHER_COLUMN}_weak", *IMAGE_FLAGS)
-BATCH = 32  # files per forward pass (predict.iter_predictions)
+BATCH = PREDICT_BATCH  # files per forward pass (predict.iter_predictions)
 
 T = TypeVar("T")
 
@@ -172,6 +175,13 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     return [*cols, "models_agree", "error", "run", "in_run_split", *IMAGE_FLAGS]
 
 
+def later_columns(cols: Sequence[str]) -> set[str]:
+    """The columns of `cols` added since files were first resumable: `LATER_COLUMNS` and each
+    model's far flag (a model's columns begin with `<model>_predicted`)."""
+    models = [c.removesuffix("_predicted") for c in cols if c.endswith("_predicted")]
+    return {*LATER_COLUMNS, *(f"{m}_far" for m in models if m != TOGETHER_COLUMN)}
+
+
 def file_columns(out: Path, cols: list[str]) -> list[str]:
     """The columns to write into `out`: `cols`, or the fewer columns of an earlier predict's
     file being continued (the same columns in the same order, less some this version added:
@@ -186,7 +196,7 @@ def file_columns(out: Path, cols: list[str]) -> list[str]:
     except UnicodeDecodeError:
         return cols
     dropped = [c for c in cols if c not in head]
-    if head == [c for c in cols if c in head] and set(dropped) <= set(LATER_COLUMNS):
+    if head == [c for c in cols if c in head] and set(dropped) <= later_columns(cols):
         return head
     return cols
 
@@ -218,7 +228,7 @@ def _done_paths(out: Path, cols: list[str], run_id: str,
         # before the columns added after it too
         if (rows[0] == [c for c in cols if c in rows[0]]
                 and f"{TOGETHER_COLUMN}_predicted" in missing
-                and all(c.startswith(f"{TOGETHER_COLUMN}_") or c in LATER_COLUMNS
+                and all(c.startswith(f"{TOGETHER_COLUMN}_") or c in later_columns(cols)
                         for c in missing)):
             raise ValueError(f"{out} was written by an earlier predict, without the models' "
                              f"pooled answer ({TOGETHER_COLUMN}_* columns), and cannot be "

@@ -124,7 +124,7 @@ def test_predict_warns_beside_each_answer_as_the_dashboard_does(smoke_run: Path,
     by_path = {r["path"]: r for r in table}
     for row in rows:
         for m, v in row["models"].items():
-            for k in ("colour", "weak", "unlike"):
+            for k in ("colour", "weak", "unlike", "far"):
                 assert by_path[row["path"]][f"{m}_{k}"] == str(int(v[k]))
     assert by_path[str(bad)]["error"] and by_path[str(bad)][f"{m}_weak"] == ""
 

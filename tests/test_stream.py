@@ -116,19 +116,22 @@ def test_stream_resumes_after_a_crash_without_redoing_rows(smoke_run: Path, synt
 def test_a_file_begun_before_the_hint_columns_goes_on_with_its_own(smoke_run: Path,
                                                                    synth_data: Path,
                                                                    tmp_path: Path):
-    """The CSV had no `may_be_ct`, `may_be_t2` or `averaged_weak`, which predict's lines and
-    --json give: a new file has them, as --json fills them; a file an earlier predict began
-    without them goes on with its own columns (its resume kept working), and predict says so."""
+    """The CSV had no `may_be_ct`, `may_be_t2`, `averaged_weak` or `<model>_far`, which
+    predict's lines and --json give: a new file has them, as --json fills them; a file an
+    earlier predict began without them goes on with its own columns (its resume kept working),
+    and predict says so."""
     from typer.testing import CliRunner
 
     from pipeline.cli import app
     from pipeline.csv_safe import to_csv
-    from pipeline.stream import LATER_COLUMNS
+    from pipeline.stream import LATER_COLUMNS, later_columns
 
     files = expand_inputs([synth_data / "Testing"])[:4]
     predictor = Predictor(open_run(smoke_run))
     full = header(list(predictor.class_names), list(predictor.models))
+    later = [c for c in full if c in later_columns(full)]
     assert len(predictor.models) == 2 and set(LATER_COLUMNS) <= set(full)
+    assert later == ["custom_cnn_far", "mobilenetv2_far", *LATER_COLUMNS]
     new = tmp_path / "new.csv"
     assert stream_to_csv(predictor, files, new)["columns_left_out"] == []
     rows = _rows(new)
@@ -142,7 +145,9 @@ def test_a_file_begun_before_the_hint_columns_goes_on_with_its_own(smoke_run: Pa
         assert row["may_be_ct"] == flag[answer["may_be_ct"]]
         assert row["may_be_t2"] == flag[answer["may_be_t2"]]
         assert row["averaged_weak"] == flag[answer["together"]["weak"]]
-    older = [c for c in full if c not in LATER_COLUMNS]
+        for m, v in answer["models"].items():
+            assert row[f"{m}_far"] == flag[v["far"]] and row[f"{m}_unlike"] == flag[v["unlike"]]
+    older = [c for c in full if c not in later]
     old = tmp_path / "old.csv"
     old.write_text(to_csv(older, [[r[c] for c in older] for r in rows[:2]]), encoding="utf-8",
                    newline="")
@@ -151,7 +156,7 @@ def test_a_file_begun_before_the_hint_columns_goes_on_with_its_own(smoke_run: Pa
     assert printed.exit_code == 0, printed.output[-2000:]
     assert "wrote 2 row(s)" in printed.stdout and "(2 already there)" in printed.stdout
     assert (f"was begun by an earlier predict: its rows go on without the columns "
-            f"{', '.join(LATER_COLUMNS)}") in " ".join(printed.stderr.split())
+            f"{', '.join(later)}") in " ".join(printed.stderr.split())
     assert _rows(old) == [{c: r[c] for c in older} for r in rows]  # one table, as begun
     # a header of other columns is still refused, untouched
     other = tmp_path / "other.csv"
@@ -310,7 +315,7 @@ def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path
     from pipeline.csv_safe import to_csv
 
     cols = header(["glioma", "no_tumor"], ["custom_cnn"])
-    good = ["a.png", "glioma", "0.9", "0.1", "0", "0", "", "1", "", "run-a", "", "0", ""]
+    good = ["a.png", "glioma", "0.9", "0.1", "0", "0", "", "", "1", "", "run-a", "", "0", ""]
     assert len(good) == len(cols)
     out = tmp_path / "p.csv"
     torn = 'a\nb.png",glioma'  # the start of a row whose quoted name holds a newline
@@ -319,13 +324,13 @@ def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path
     assert _rows(out) == [dict(zip(cols, good, strict=True))]  # the torn row is gone
     out.write_text(to_csv(cols, [good[:5], good]), encoding="utf-8", newline="")
     before = out.read_bytes()
-    with pytest.raises(ValueError, match="row 2 has 5 fields, not 13: the file is damaged"):
+    with pytest.raises(ValueError, match="row 2 has 5 fields, not 14: the file is damaged"):
         _done_paths(out, cols, "run-a")
     assert out.read_bytes() == before
     # the right number of fields, but values predict never writes: refused, not counted done
-    error_row = ["c.png", "", "", "", "", "", "", "", "cannot read", "run-a", "", "", ""]
-    for k, value in ((1, "glioma, probably"), (2, "1.7"), (3, "nan?"), (4, "yes"), (7, ""),
-                     (11, "maybe")):
+    error_row = ["c.png", "", "", "", "", "", "", "", "", "cannot read", "run-a", "", "", ""]
+    for k, value in ((1, "glioma, probably"), (2, "1.7"), (3, "nan?"), (4, "yes"), (7, "2"),
+                     (8, ""), (12, "maybe")):
         damaged = list(good)
         damaged[k] = value
         out.write_text(to_csv(cols, [damaged, good, error_row]), encoding="utf-8", newline="")
