@@ -323,6 +323,10 @@ class Run:
         self.path = path
         self.manifest = manifest
 
+    def __repr__(self) -> str:  # a notebook's cell output: which run, its models and classes
+        return (f"<Run {self.run_id}: models {', '.join(self.model_names)}; classes "
+                f"{', '.join(self.class_names)}>")
+
     @property
     def run_id(self) -> str:
         return str(self.manifest.get("run_id", self.path.name))

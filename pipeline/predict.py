@@ -73,28 +73,28 @@ class Predictor:
             check_model(run, name, self.models[name], int(self.info[name]["image_size"]))
         self._locks = {name: threading.Lock() for name in names}
         self._forward: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-        # (calibration.json's mtime, {model: T}, {model: low-confidence threshold},
-        # {model: why the file cannot be used for it}): a damaged file or entry turns that
-        # model's calibration off, as a missing one does (`missing_checks` says it)
+        # (calibration.json's mtime, {model: T}, {model: low-confidence threshold}, {model: why
+        # its entry is unusable}): a damaged one turns calibration off (`missing_checks`)
         self._calibration: tuple[int | None, dict[str, float], dict[str, float],
                                  dict[str, str]] = (None, {}, {}, {})
-        # (calibration.json's mtime, the pooled answer's T and weak threshold): read with the
-        # file, not per batch
+        # (calibration.json's mtime, the pooled answer's T and weak threshold), read with it
         self._pool: tuple[int | None, float | None, float | None] | None = None
-        # model -> its "unlike the training data" flags per prepared batch (ood.unlike_scorer)
+        # model -> its "unlike the training data" levels per prepared batch (ood.unlike_scorer)
         self._ood: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {}
         from pipeline.ood import ood_damage
 
-        # read once, so that the scorer does not read it again; a damaged ood.npz turns that
-        # model's check off, as a missing one does (it refused the whole run)
+        # read once, for the scorer; a damaged ood.npz turns that model's check off (not the run)
         self._ood_loaded = {}
         self.ood_damage: dict[str, str] = {}  # model -> why its ood.npz cannot be used
         for name in (names if check_ood else ()):
             self._ood_loaded[name], why = ood_damage(run.path, name)
             if why:
                 self.ood_damage[name] = why
-        # which of the run's splits a decoded image is in (None: the run cannot tell)
-        self.membership = Membership.of_run(run.path)
+        self.membership = Membership.of_run(run.path)  # a decoded image's split (None: unknown)
+
+    def __repr__(self) -> str:  # a notebook's cell output
+        raw = "" if self.calibrated else ", raw softmax"
+        return f"<Predictor of run {self.run.run_id}: {', '.join(self.models)}{raw}>"
 
     def _calibration_now(self) -> tuple[int | None, dict[str, float], dict[str, float],
                                         dict[str, str]]:

@@ -116,3 +116,21 @@ def test_a_missing_model_of_a_run_outside_the_project_is_named(smoke_run: Path,
     with pytest.raises(ArtifactError, match=r"^model file missing: custom_cnn/model.keras of "
                                             r"run copied-run$"):
         run.load_model("custom_cnn")
+
+
+def test_runs_predictors_and_explainers_say_what_they_are_in_a_notebook(smoke_run: Path):
+    """A notebook printed `<pipeline.predict.Predictor object at 0x7f...>` (a review): each now
+    names its run, models and, for an explainer, its default method and layer."""
+    from pipeline.explain.defaults import explainer_for
+    from pipeline.predict import Predictor
+
+    run = open_run(smoke_run)
+    assert repr(run) == (f"<Run {run.run_id}: models custom_cnn, mobilenetv2; classes "
+                         f"{', '.join(run.class_names)}>")
+    assert repr(Predictor(run, "mobilenetv2")) == (
+        f"<Predictor of run {run.run_id}: mobilenetv2>")
+    raw = Predictor(run, "custom_cnn", calibrated=False)
+    assert repr(raw) == f"<Predictor of run {run.run_id}: custom_cnn, raw softmax>"
+    ex = explainer_for(run, "custom_cnn", raw.models["custom_cnn"])
+    assert repr(ex) == (f"<Explainer of {raw.models['custom_cnn'].name}: {ex.method} at "
+                        f"{ex.layer}>")

@@ -51,6 +51,9 @@ class Explainer:
     slow methods: `scorecam_max_channels`, `smooth_samples`, `smooth_noise`.
     """
 
+    def __repr__(self) -> str:  # a notebook's cell output: what a call explains by default
+        return f"<Explainer of {self.model.name}: {self.method} at {self.layer}>"
+
     def __init__(self, model: keras.Model, layer: str | None = None,
                  method: str | None = None) -> None:
         self.model = model
