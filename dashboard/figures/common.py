@@ -17,9 +17,11 @@ CLASS_PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00
 _FALLBACK_MODEL_COLORS = ["#16a34a", "#9333ea", "#dc2626", "#0891b2"]
 
 
-# Streamlit's two themes' page backgrounds, light and dark: what a figure's marks must contrast
-# with (WCAG's 3:1 for graphics), whichever theme the viewer has
-THEME_BACKGROUNDS = {"light": "#ffffff", "dark": "#0e1117"}
+# The dashboard's two themes' page backgrounds (.streamlit/config.toml's [theme.light] and
+# [theme.dark] backgroundColor; a test holds them equal): what a figure's marks must contrast
+# with (WCAG's 3:1 for graphics), whichever theme the viewer has. The dark one was Streamlit's
+# default (#0e1117), not the theme the dashboard sets.
+THEME_BACKGROUNDS = {"light": "#ffffff", "dark": "#0b1220"}
 
 # Text sizes of every figure (px). Streamlit's theme draws plotly's ticks, legends, bar labels
 # and hover labels at 12 px: too small on a projector (a lecturer's review). `readable` sets
