@@ -195,3 +195,41 @@ def test_predict_and_explain_tag_a_far_image(smoke_run: Path, tmp_path: Path):
     assert f"[{FLAG_LABELS['far']}]" in printed.stdout
     row = json.loads((out / "explain.json").read_text())["images"][0]
     assert row["models"]["custom_cnn"]["far"] is True
+
+
+@pytest.mark.slow
+def test_the_predict_page_folds_a_far_image_s_answers(smoke_run: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """On a run whose scores call every image far, an uploaded greyscale slice (no colour, CT
+    or photo warning of its own) leads its card with the far warning, has no agreement badge,
+    folds its answers behind "Show the answers anyway", and its row in the summary table of
+    several uploads says "hidden" in their place."""
+    import io
+
+    from PIL import Image
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    far_run = _far_run(smoke_run, tmp_path / "far", 0.0)
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(far_run.parent.parent))
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    tests = json.loads((smoke_run / "splits.json").read_text())["test"][:2]
+    uploads = []
+    for k, entry in enumerate(tests):
+        buf = io.BytesIO()
+        Image.open(Path(manifest["data"]["dir"]) / entry["path"]).convert("L").save(buf, "PNG")
+        uploads.append((f"slice{k}.png", buf.getvalue(), "image/png"))
+    at = AppTest.from_file(str(root / "dashboard" / "app.py"), default_timeout=240)
+    at.run()
+    at.switch_page("app_pages/predict.py").run()
+    at.file_uploader(key="uploads").set_value(uploads).run()
+    assert not at.exception, [e.value for e in at.exception]
+    card = at.get_by_key("predict_card_0")
+    lead = card.warning[0].value
+    assert lead.startswith("This image is far unlike ") and "training data: " in lead, lead
+    assert not [m.value for m in card.markdown if "-badge[" in m.value]  # no "models agree"
+    assert [e for e in card.expander if e.label == "Show the answers anyway"]
+    from dashboard.summary_table import CSS_CLASS
+
+    tables = [el.proto.body for el in at.get("html") if f'class="{CSS_CLASS}"' in el.proto.body]
+    assert len(tables) == 1 and tables[0].count(f"hidden: {FLAG_LABELS['far']}") == 6, tables
