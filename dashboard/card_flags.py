@@ -13,7 +13,7 @@ from dashboard import figures as F
 from dashboard import flags
 from dashboard.inference import Results
 from pipeline.data.membership import hides_unlike
-from pipeline.evaluate.flags import FLAG_LABELS
+from pipeline.evaluate.flags import FLAG_LABELS, far_label
 from pipeline.explain import agreement
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, outside_share_words
 from pipeline.explain.render import heatmap_stats
@@ -69,6 +69,9 @@ def withheld(warnings: Sequence[object]) -> str:
     that its card hid (a review)."""
     for f in warnings:
         kind = getattr(f, "kind", "")
+        if kind == "far":  # per model: whose verdict folds every answer (`far_label`)
+            return far_label([m for g in warnings if getattr(g, "kind", "") == "far"
+                              for m in g.models])
         if kind in flags.NOT_MRI_KINDS:
             return FLAG_LABELS[kind]
     return ""

@@ -220,7 +220,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
         flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
     measured = flag_accuracy or {}
-    if hint_said(t2, ct=ct, colour=colour, photo=photo):  # `pipeline.sequence`'s hint
+    far = any((u or 0) >= FAR for u in unlike.values())  # `ood.FAR`: no MRI to have a sequence
+    if hint_said(t2, ct=ct, colour=colour, photo=photo, far=far):  # `pipeline.sequence`'s
         flags.append(Flag(t2_warning(sartaj, n_models, measured), "t2"))
     unlikes: list[str] = []
     weaks: list[str] = []

@@ -63,11 +63,14 @@ def keep_keras_session() -> None:
 
 
 def models_stamp(run: Run) -> int:
-    """Changes whenever the run's manifest or one of its model files changes."""
+    """Changes whenever the run's manifest, one of its model files or one of their OOD scores
+    changes: a refit (`python -m pipeline ood`) kept serving the old score until a restart,
+    while the page's missing-check warning, read afresh, said it was fixed (a review)."""
     stamps = [_mtime(run.path / run_files.MANIFEST)]
     for m in run.model_names:
         info = run.manifest["models"].get(m) or {}
         stamps.append(_mtime(run.path / str(info.get("file", f"{m}/model.keras"))))
+        stamps.append(_mtime(run.path / m / run_files.OOD_SCORE))
     return hash(tuple(stamps))
 
 

@@ -211,6 +211,7 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
                             may_be_ct=j < len(results.ct) and results.ct[j],
                             may_be_t2=j < len(results.t2) and bool(results.t2[j]),
                             outline=OUTLINE_PERCENT if outline else None,
+                            far_models=[n for n, v in results.far(j).items() if v],
                             run=run_title or None, folders=folders,
                             true_label=upload.true_label)
     scale = CAPTION_MIN_SIDE / min(img.shape[:2])

@@ -150,8 +150,8 @@ def missing_checks(run: Run, models: Sequence[str], *, calibrated: bool = True,
                         f"({why})", ood))
     if before_far:
         gaps.append(Gap(f"{_models(before_far)}: no image is marked far unlike the training "
-                        f"data, its answers folded away ({MODEL_FILE} fitted before that "
-                        "existed)", ood))
+                        f"data, so no answer is withheld as likely no MRI ({MODEL_FILE} "
+                        "fitted before that existed)", ood))
     if not knows_splits:
         gaps.append(Gap("the run's own training, validation and test images are not "
                         f"recognised (no readable {SPLITS_FILE})", ood))

@@ -331,9 +331,9 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 row: dict[str, Any] = {"path": part[i], "models": {},
                                        "in_run_split": seen[i].split if seen[i] else None,
                                        "in_run_exact": seen[i].exact if seen[i] else None,
-                                       # `modality.looks_like_ct`: a hint, as the dashboard's
                                        "may_be_ct": ct[i], "may_be_t2": sequence.hint_said(
-                                           t2[j], ct=ct[i], colour=colour[i], photo=photo[i])}
+                                           t2[j], ct=ct[i], colour=colour[i], photo=photo[i],
+                                           far=any(f["far"][j] for f in flags.values()))}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
                     row["models"][name] = {"label": d.label, "probs": d.probs,

@@ -77,7 +77,22 @@ def test_the_card_folds_a_far_image_and_names_why():
     assert "may not be a brain MRI slice at all" in kinds["far"]
     assert "far" in flags.NOT_MRI_KINDS
     assert kinds["far"] in flags.leading_flags(said, list(probs))
-    assert withheld(said) == FLAG_LABELS["far"]
+    # one model's verdict folds every answer: the table and the PDF say whose it was
+    assert withheld(said) == "far unlike Custom CNN's training data"
+    both = flags.answer_flags(probs, 0, {}, {"custom_cnn": FAR, "mobilenetv2": FAR}, {})
+    assert withheld(both) == "far unlike Custom CNN's and MobileNetV2's training data"
+    from dashboard.summary_table import summary_frame, thumbnail_url
+
+    frame = summary_frame([thumbnail_url(np.zeros((8, 8, 3), np.uint8))], ["x.png"], probs,
+                          ["glioma", "meningioma", "no_tumor", "pituitary"], [said],
+                          np.array([[0.1, 0.1, 0.7, 0.1]]), [withheld(said)])
+    assert [frame.iloc[0][c] for c in ("Custom CNN", "MobileNetV2", "Both, pooled")] == [
+        "hidden: far unlike Custom CNN's training data"] * 3
+    # no T2 hint beside "may not be a brain MRI slice at all" (as none beside "may be CT")
+    assert not [f for f in flags.answer_flags(probs, 0, {}, {"custom_cnn": FAR}, {}, t2=True)
+                if f.kind == "t2"]
+    assert [f for f in flags.answer_flags(probs, 0, {}, {"custom_cnn": UNLIKE}, {}, t2=True)
+            if f.kind == "t2"]
     assert qualifiers(said, "custom_cnn") == ", far unlike its training data"
     assert qualifiers(said, "mobilenetv2") == ", unlike its training data"
     # About's known limits say what it hides and what it cannot see, for any run
@@ -98,10 +113,24 @@ def test_a_captioned_overlay_of_a_far_image_says_shown_anyway():
     entry = {"predicted": "no_tumor", "target": "no_tumor", "method": "gradcam",
              "probs": {"glioma": 0.22, "no_tumor": 0.78}, "unlike": True, "far": True}
     lines = overlay_caption("custom_cnn", entry)
-    assert lines[0].startswith(f"Shown anyway ({FLAG_LABELS['far']}): Custom CNN answers")
+    assert lines[0].startswith("Shown anyway (far unlike Custom CNN's training data): Custom "
+                               "CNN answers")
     warning = next(ln for ln in lines if ln.startswith("Warning: "))
     assert FLAG_LABELS["far"] in warning
     assert warning.count(FLAG_LABELS["unlike"]) == 1  # inside "far unlike ...", not again
+    # the other model's overlay: its answer is withheld too, by the far model's verdict
+    other = {**entry, "unlike": False, "far": False}
+    lines = overlay_caption("mobilenetv2", other, far_models=["custom_cnn"])
+    assert lines[0].startswith("Shown anyway (far unlike Custom CNN's training data): "
+                               "MobileNetV2 answers"), lines[0]
+    assert overlay_caption("mobilenetv2", other)[0].startswith("MobileNetV2 answers")
+    # and no T2 hint on a far image, whoever found it far
+    assert FLAG_LABELS["t2"] not in " ".join(overlay_caption(
+        "mobilenetv2", other, may_be_t2=True, far_models=["custom_cnn"]))
+    assert FLAG_LABELS["t2"] in " ".join(overlay_caption("mobilenetv2", other, may_be_t2=True))
+    from pipeline.sequence import hint_said
+
+    assert hint_said(True, far=True) is False and hint_said(None, far=True) is None
     # the run's own training image: neither is said (`membership.hides_unlike`)
     own = overlay_caption("custom_cnn", entry, "train", True)
     assert not own[0].startswith("Shown anyway") and FLAG_LABELS["unlike"] not in "".join(own)
@@ -119,6 +148,9 @@ def test_the_ood_table_has_far_columns_only_for_scores_that_have_them():
                                    "MobileNetV2 AUROC", "MobileNetV2 flagged"]
     assert table.loc["foreign: noise", "Custom CNN far"] == "88%"
     assert table.loc["shifted: gamma", "Custom CNN far"] == "1%"
+    one_in_394 = ood_table({"models": {"custom_cnn": {
+        **new, "shift_far": {"gamma": 0.0025}}}}).set_index("images")
+    assert one_in_394.loc["shifted: gamma", "Custom CNN far"] == "<1%"  # not "0%"
     assert table.loc["test images (the reference)", "Custom CNN far"] == "0%"
     assert FAR_NOTE in ood_caption(table.reset_index())
     old = ood_table({"models": {"custom_cnn": entry}})
@@ -229,7 +261,53 @@ def test_the_predict_page_folds_a_far_image_s_answers(smoke_run: Path, tmp_path:
     assert lead.startswith("This image is far unlike ") and "training data: " in lead, lead
     assert not [m.value for m in card.markdown if "-badge[" in m.value]  # no "models agree"
     assert [e for e in card.expander if e.label == "Show the answers anyway"]
-    from dashboard.summary_table import CSS_CLASS
+    from html import escape
 
+    from dashboard.summary_table import CSS_CLASS
+    from pipeline.evaluate.flags import far_label
+
+    why = escape(f"hidden: {far_label(['custom_cnn', 'mobilenetv2'])}")  # as the cell says it
     tables = [el.proto.body for el in at.get("html") if f'class="{CSS_CLASS}"' in el.proto.body]
-    assert len(tables) == 1 and tables[0].count(f"hidden: {FLAG_LABELS['far']}") == 6, tables
+    assert len(tables) == 1 and tables[0].count(why) == 6, tables
+
+
+def test_the_card_s_overlay_download_names_the_far_models(monkeypatch: pytest.MonkeyPatch):
+    """The card folds MobileNetV2's answer when the custom CNN finds the image far: its overlay
+    download said plainly "MobileNetV2 answers 'meningioma' (98%)" (a review)."""
+    from dataclasses import replace
+
+    from helpers import one_card
+
+    from dashboard import views
+
+    results, upload = one_card([0.3, 0.7])
+    base = results.per_model["custom_cnn"][0]  # unlike_training False: like the training data
+    results.per_model = {"custom_cnn": [replace(base, unlike_training=FAR)],
+                         "mobilenetv2": [base]}
+    seen: dict = {}
+    real = views.overlay_caption
+
+    def caption(*args, **kwargs):  # noqa: ANN002, ANN003
+        seen[args[0]] = kwargs.get("far_models")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(views, "overlay_caption", caption)
+    card = np.full((320, 320, 3), 128, np.uint8)
+    for m in ("custom_cnn", "mobilenetv2"):
+        views.captioned_picture(card, upload, 0, results, ["glioma", "no_tumor"], m)
+    assert seen == {"custom_cnn": ["custom_cnn"], "mobilenetv2": ["custom_cnn"]}
+
+
+def test_a_refitted_score_reloads_the_dashboard_s_models(smoke_run: Path, tmp_path: Path):
+    """`loader.models_stamp` keys the shared Predictor: a refit (`python -m pipeline ood`)
+    kept the old score until a restart, while the missing-check warning said it was fixed."""
+    import os
+
+    from dashboard.loader import models_stamp
+    from pipeline.artifacts import open_run
+
+    run = _far_run(smoke_run, tmp_path / "old", None)
+    before = models_stamp(open_run(run))
+    score = run / "custom_cnn" / "ood.npz"
+    os.utime(score, ns=(score.stat().st_atime_ns, score.stat().st_mtime_ns + 10**9))
+    assert models_stamp(open_run(run)) != before

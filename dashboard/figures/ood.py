@@ -19,7 +19,10 @@ GROUPS = (("auroc", "flagged", "far", "foreign: {}"),
 
 
 def _pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.0%}"
+    """"25%"; "<1%" for a share above 0 that rounds to 0 (1 of 394 read "0%": a review)."""
+    if math.isnan(value):
+        return "n/a"
+    return "<1%" if 0 < value < 0.005 else f"{value:.0%}"
 
 
 def _model_rows(name: str, e: Mapping[str, Any]) -> dict[str, tuple[str, str, str | None]]:

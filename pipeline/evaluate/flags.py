@@ -25,7 +25,7 @@ from pipeline import artifacts, run_files
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.csv_safe import restore_cell
 from pipeline.gaps import fix_command, to_fix
-from pipeline.names import NO_TUMOR, model_words
+from pipeline.names import NO_TUMOR, display_name, model_words
 from pipeline.ood import FAR, FAR_MARGIN
 
 FILE = run_files.FLAGS
@@ -60,7 +60,7 @@ _FLAG_TEMPLATES = {
               "answer means anything",
     "weak": "the model is so unsure that, on validation images, its answers this unsure were "
             f"right less than {LOW_CONFIDENCE_ACCURACY:.0%} of the time",
-    # (the dashboard's card warning says it too: `dashboard.flags.far_warning`)
+    # (the dashboard's card warning says it too: `dashboard.flags.answer_flags`)
     "far": f"the model's out-of-distribution score is over {FAR_MARGIN:g} times the most unusual "
            "validation image's, as pure noise scores and no validation MRI slice did, even "
            "made noisier or blurrier: it may not be a brain MRI slice at all, and then no "
@@ -150,6 +150,15 @@ def no_tumour_record(record: dict | None, name: str) -> str:
     right = (f"{tn / said:.0%} of {name}'s 'no tumour' answers were right, and it"
              if said else name)
     return f" On this run's test images, {right} called {fn} of {n_tumour} tumours 'no tumour'."
+
+
+def far_label(models: Sequence[str]) -> str:
+    """"far unlike Custom CNN's training data": why an image's answers are withheld when these
+    models find it far unlike theirs (`ood.FAR`). A card folds every answer when one model
+    does, so the table, the PDF and each overlay say whose verdict it was (a review: one
+    model's far verdict read as both's)."""
+    names = " and ".join(f"{display_name(m)}'s" for m in models)
+    return f"far unlike {names} training data" if names else FLAG_LABELS["far"]
 
 
 # A warning not said beside another that says it and more: a tinted photo is a colour image too

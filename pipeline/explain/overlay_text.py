@@ -112,7 +112,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
                     outline: float | None = None,
                     run: str | None = None,
                     folders: Mapping[str, Sequence[str]] | None = None,
-                    true_label: str | None = None) -> list[str]:
+                    true_label: str | None = None,
+                    far_models: Sequence[str] | None = None) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
     heatmap explains, which may not be the answer (--target); what the white line is when the
@@ -138,7 +139,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     ["Custom CNN answers 'no tumour' (70%)", "Heatmap: Grad-CAM for 'glioma'",
      'Warning: "no tumour" is no rule-out; weak answer (low confidence)']
     """
-    from pipeline.evaluate.flags import FLAG_LABELS, raised_flags
+    from pipeline.evaluate.flags import FLAG_LABELS, far_label, raised_flags
     from pipeline.explain.methods import METHOD_LABELS, target_words
 
     method = METHOD_LABELS.get(entry["method"], entry["method"])
@@ -155,8 +156,12 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     # "Shown anyway (...)" over them; a captioned overlay travels as far (a clinician's review
     # found a CT slice's "answers 'glioma' (99%)" on one, the warning on a later line)
     hidden = hides_unlike(in_run_split, in_run_exact)  # the run's own image: never "unlike"
-    not_mri = [FLAG_LABELS[k] for k in raised_flags(entry)
-               if k in ("photo", "colour") or (k == "far" and not hidden)]
+    # the models finding the image far unlike theirs: every model's answer is withheld then
+    # (`far_models`, the image's; None: this model's own verdict alone)
+    far = [] if hidden else list(far_models if far_models is not None
+                                 else [model] if entry.get("far") else [])
+    not_mri = [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
+    not_mri += [far_label(far)] if far else []
     not_mri += [FLAG_LABELS["ct"]] if may_be_ct else []
     lines = [("Shown anyway (" + not_mri[0] + "): " if not_mri else "")
              + f"{display_name(model)} answers {named(entry['predicted'])} "
@@ -171,7 +176,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     # the answer is off its ground; not said on CT, colour or a photo (`sequence.hint_said`)
     warnings += [FLAG_LABELS["t2"]] if hint_said(may_be_t2, ct=may_be_ct,
                                                  colour=bool(entry.get("colour")),
-                                                 photo=bool(entry.get("photo"))) else []
+                                                 photo=bool(entry.get("photo")),
+                                                 far=bool(far)) else []
     # a tinted photo is a colour image too: its warning says both (`flags.SAID_BY`)
     warnings += [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
     if entry["predicted"] == NO_TUMOR:  # as the dashboard's cards order them

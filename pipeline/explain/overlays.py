@@ -190,6 +190,11 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
             row["together"] = pooled[i]
         row["peaks_apart"] = maps_apart([MapFacts(e["heatmap"]["peak"], e["target"], *facts[m])
                                          for m, e in row["models"].items()])
+        # a model finds it far unlike its training data (`ood.FAR`): every answer is withheld,
+        # and the T2 hint unsaid (`sequence.hint_said`), as on the dashboard's card
+        far = [m for m, e in row["models"].items() if e.get("far")]
+        if far and row["may_be_t2"] is not None:
+            row["may_be_t2"] = False
         pictures = {}
         for name, (x, ex) in drawn.items():
             entry = row["models"][name]
@@ -199,7 +204,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                                         apart=row["peaks_apart"] is not None,
                                         may_be_ct=row["may_be_ct"],
                                         may_be_t2=bool(row["may_be_t2"]), outline=outline,
-                                        run=run.report_name, folders=folders)
+                                        run=run.report_name, folders=folders,
+                                        far_models=far)
                 pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines,
                                                    overlay_note(row["radiological"]),
                                                    alpha=alpha, outline_top_percent=outline,

@@ -59,12 +59,14 @@ class Probe:
 
 
 def hint_said(t2: bool | None, *, ct: bool = False, colour: bool = False,
-              photo: bool = False) -> bool | None:
+              photo: bool = False, far: bool = False) -> bool | None:
     """The hint as every output gives it (predict, explain, captions, the dashboard's card):
-    never on a slice that may be CT, or on a colour image or a photo, which are no MRI for it
-    to be a sequence of (beside "may be CT" it contradicted it: a clinician's review,
-    2026-12-07); None where it cannot run."""
-    return None if t2 is None else bool(t2) and not (ct or colour or photo)
+    never on a slice that may be CT, on a colour image or a photo, or on an image a model finds
+    far unlike its training data (`ood.FAR`), which are no MRI for it to be a sequence of
+    (beside "may be CT" it contradicted it: a clinician's review, 2026-12-07; beside "may not
+    be a brain MRI slice at all", grey noise's: a review of the far level); None where it
+    cannot run."""
+    return None if t2 is None else bool(t2) and not (ct or colour or photo or far)
 
 def read_probe(path: str | Path = PROBE_FILE) -> Probe:
     """The probe stored in `path` (`python -m pipeline.sequence.fit` writes it); ValueError for
