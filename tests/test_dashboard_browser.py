@@ -731,7 +731,7 @@ def test_the_calibration_line_and_a_quoted_name_at_1280x720(smoke_run: Path, tmp
 
     from playwright.sync_api import expect
 
-    from dashboard.flags import calibration_note
+    from dashboard.calibration_line import calibration_note
 
     _need_chromium()
     adir = tmp_path / "artifacts"

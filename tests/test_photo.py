@@ -80,7 +80,7 @@ def test_the_photo_warning_replaces_the_colour_one_where_both_are_raised():
         dflags.COLOUR_WARNING)
     assert dflags.photo_warning(n_models=1) not in dflags.answer_flags(probs, 0, {}, {}, {},
                                                                         CLASSES)
-    assert SAID_BY == {"colour": "photo"}
+    assert SAID_BY == {"colour": "photo", "unlike": "far"}
     assert raised_flags({"colour": True, "photo": True, "weak": True}) == ["photo", "weak"]
     assert raised_flags({"colour": True, "photo": False}) == ["colour"]
     from pipeline.explain.overlay_text import overlay_caption  # explain's captioned overlays
