@@ -61,6 +61,9 @@ class Page:
 
 
 PDF_TITLE = "Brain MRI XAI - teaching printout, not a medical report"
+PANEL_TITLE_LINES = 3  # lines of a picture's title that fit under the disclaimer
+PANEL_TITLE_LINE = 0.012  # a 7.5 pt title line, as a share of the page's height
+TABLE_TITLE_CHARS = 110  # characters of the table's title a line: 9 pt across the page's 88 %
 WITHHELD_COLOUR = "#b91c1c"  # the titles of answers a card hides (may be no MRI): red
 SIDES_CHARS = 36  # the sides note's line, right of the colour strip (6.5 pt, to the margin)
 
@@ -99,20 +102,29 @@ def answer(model: PageModel) -> str:
 
 
 def _images(fig, page: Page) -> None:  # noqa: ANN001
-    anyway = f"{page.withheld[:1].upper()}{page.withheld[1:]}: shown anyway\n" * bool(
-        page.withheld)  # the card hides these answers: the page may not headline them
+    # each title line wrapped to its panel: one model's long layer name ran over the next
+    # panel's title (about 40 characters of 7.5 pt fit a third of the page)
+    chars = max(20, 120 // (1 + len(page.models)))  # the original, then each model's
+    # the card hides these answers: the page may not headline them. A reason longer than a
+    # line ("far unlike Custom CNN's and MobileNetV2's training data") is said once, in the
+    # table's title: on two lines over each picture it ran up under the disclaimer (a review)
+    anyway = f"{page.withheld[:1].upper()}{page.withheld[1:]}: shown anyway"
+    anyway = (anyway if len(anyway) <= chars else "Shown anyway (why: under the pictures)"
+              ) + "\n" if page.withheld else ""
     panels = [("Original" + (f"\n{page.ref}" if page.ref else ""), page.original),
               *[(f"{anyway}{m.label} answers {answer(m)}\n{m.caption}", m.overlay)
                 for m in page.models]]
     width = 0.88 / len(panels)
-    # each title line wrapped to its panel: one model's long layer name ran over the next
-    # panel's title (about 40 characters of 7.5 pt fit a third of the page)
-    chars = max(20, 120 // len(panels))
-    for k, (title, img) in enumerate(panels):
-        ax = fig.add_axes((0.06 + k * width, 0.56, width * 0.94, 0.29))
+    titles = ["\n".join(textwrap.fill(line, chars) for line in t.splitlines()) for t, _ in panels]
+    # the pictures' tops lowered for titles of more than PANEL_TITLE_LINES lines: a withheld
+    # answer's fourth line ran up under the disclaimer (a review)
+    extra = max(0, max(t.count("\n") + 1 for t in titles) - PANEL_TITLE_LINES)
+    height = 0.29 - extra * PANEL_TITLE_LINE
+    for k, ((_, img), title) in enumerate(zip(panels, titles, strict=True)):
+        ax = fig.add_axes((0.06 + k * width, 0.56, width * 0.94, height))
         ax.imshow(img)
-        ax.set_title("\n".join(textwrap.fill(line, chars) for line in title.splitlines()),
-                     fontsize=7.5, color=WITHHELD_COLOUR if k and page.withheld else "black")
+        ax.set_title(title, fontsize=7.5, color=WITHHELD_COLOUR if k and page.withheld
+                     else "black")
         ax.axis("off")
 
 
@@ -145,20 +157,24 @@ def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
     rows = [[class_label(c), *[percent(p[c]) + (w if c == a else "")
                                for p, a, w in zip(columns.values(), answered, said, strict=True)]]
             for c in classes]
-    ax = fig.add_axes((0.06, 0.30, 0.88, 0.19))
+    truth = (f"True class (test split): {class_label(page.true_label)}" if page.true_label
+             else "")
+    # "calibrated" overclaimed: the temperature is fitted on this run's validation images and
+    # does not make other sources' probabilities calibrated (model card)
+    title = (("Shown anyway (" + page.withheld + "): " if page.withheld else "")
+             + "Probabilities (temperature-scaled on this run's validation images)"
+             + (f" · {truth}" if truth else ""))
+    # wrapped to the page: a long reason with a true class ran off both edges (a review); the
+    # table lowered by the lines beyond one, which ran up into the colour strip
+    lines = textwrap.wrap(title, TABLE_TITLE_CHARS)
+    ax = fig.add_axes((0.06, 0.30 - (len(lines) - 1) * PANEL_TITLE_LINE, 0.88, 0.19))
     ax.axis("off")
     if rows:
         table = ax.table(cellText=rows, colLabels=["class", *columns],
                          loc="upper center", cellLoc="center")
         table.auto_set_font_size(False)
         table.set_fontsize(8.5)
-    truth = (f"True class (test split): {class_label(page.true_label)}" if page.true_label
-             else "")
-    # "calibrated" overclaimed: the temperature is fitted on this run's validation images and
-    # does not make other sources' probabilities calibrated (model card)
-    ax.set_title(("Shown anyway (" + page.withheld + "): " if page.withheld else "")
-                 + "Probabilities (temperature-scaled on this run's validation images)"
-                 + (f" · {truth}" if truth else ""), fontsize=9,
+    ax.set_title("\n".join(lines), fontsize=9 if len(lines) == 1 else 8,
                  color=WITHHELD_COLOUR if page.withheld else "black")
     if not rows:
         return FLAGS_TITLE + FLAGS_GAP

@@ -261,3 +261,41 @@ def test_a_page_names_its_image_as_the_table_does():
     page = dataclasses.replace(_page(1), ref="upload 1 · slice 3 of 5")
     text = _text(report_pdf([page], "Run (r1)", np.zeros((14, 256, 3), np.uint8)))
     assert "upload 1 · slice 3 of 5" in text, text
+
+
+def test_a_long_reason_to_withhold_stays_on_the_page_and_off_the_disclaimer():
+    """A far verdict of both models ("far unlike Custom CNN's and MobileNetV2's training data")
+    ran the table's title off both edges of the page, and over each picture two red lines ran
+    up under the disclaimer (a review)."""
+    import dataclasses
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import dashboard.report_pdf as R
+
+    page = dataclasses.replace(_page(1), withheld="far unlike Custom CNN's and MobileNetV2's "
+                               "training data", true_label="meningioma")
+    fig = plt.figure(figsize=(8.27, 11.69))
+    try:
+        R._text_page(fig, page, "Run (r1)", "2 Dec 2026, 09:53 UTC")
+        disclaimer = next(t for t in fig.texts if t.get_text() == R.DISCLAIMER)
+        R._images(fig, page)
+        R._colour_bar(fig, np.zeros((14, 256, 3), np.uint8))
+        strip = fig.axes[-1]
+        R._probabilities(fig, page)
+        renderer = fig.canvas.get_renderer()
+        below = disclaimer.get_window_extent(renderer).y0
+        panels = [ax for ax in fig.axes if ax.get_title()][:3]
+        assert all(ax.title.get_window_extent(renderer).y1 < below for ax in panels)
+        table = fig.axes[-1].title
+        box = table.get_window_extent(renderer)
+        assert box.y1 < strip.get_window_extent(renderer).y0  # under the colour strip
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width, table.get_text()
+        said = " ".join(table.get_text().split())
+        assert said.startswith("Shown anyway (far unlike Custom CNN's and MobileNetV2's "
+                               "training data): Probabilities") and "meningioma" in said
+    finally:
+        plt.close(fig)

@@ -102,6 +102,17 @@ def warning_tags(answer: dict, seen: set[str]) -> str:
     return "".join(f" [{FLAG_LABELS[k]}]" for k in raised)
 
 
+def far_tag(row: Mapping[str, Any], own: bool) -> list[str]:
+    """["[far unlike Custom CNN's training data]"]: the image's tag when a model finds it far
+    unlike its training data (`ood.FAR`, `evaluate.flags.far_label`), as the dashboard's card
+    withholds every answer then; the other model's and the pooled answer went untagged (a
+    review). [] without one, or for the run's own image (`own`, `membership.hides_unlike`)."""
+    from pipeline.evaluate.flags import far_label
+
+    far = [m for m, v in row["models"].items() if v.get("far")]
+    return [f"[{far_label(far)}]"] if far and not own else []
+
+
 def pooled_part(row: Mapping[str, Any], folders: Mapping[str, list[str]] | None,
                 seen: set[str]) -> list[str]:
     """["averaged: glioma (84%) [weak answer (low confidence)]"]: the models' answer together

@@ -21,6 +21,7 @@ from pipeline.cli.common import (
     artifacts_option,
     err,
     fail,
+    far_tag,
     keep_larger,
     one_line,
     pooled_part,
@@ -153,6 +154,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
         if row.get("may_be_ct"):  # first: it makes every answer on the line moot
             tags.append(f"[{FLAG_LABELS['ct']}]")
             seen.add("ct")
+        tags += far_tag(row, own)  # so does one model's far verdict (the card withholds all)
         if row.get("may_be_t2"):  # `pipeline.sequence`: a learnt hint
             tags.append(f"[{FLAG_LABELS['t2']}]")
             seen.add("t2")

@@ -23,6 +23,7 @@ from pipeline.cli.common import (
     artifacts_option,
     err,
     fail,
+    far_tag,
     one_line,
     pooled_part,
     progress_bar,
@@ -247,6 +248,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
         if row.get("may_be_ct"):
             tags.append(f"[{FLAG_LABELS['ct']}]")
             seen.add("ct")
+        tags += far_tag(row, own)  # predict's: one model's far verdict, said of the line
         if row.get("may_be_t2"):  # `pipeline.sequence`: a learnt hint
             tags.append(f"[{FLAG_LABELS['t2']}]")
             seen.add("t2")

@@ -161,8 +161,9 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     far = [] if hidden else list(far_models if far_models is not None
                                  else [model] if entry.get("far") else [])
     not_mri = [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
-    not_mri += [far_label(far)] if far else []
+    # in the card's order (`card_flags.withheld`): colour or photo, CT, then far
     not_mri += [FLAG_LABELS["ct"]] if may_be_ct else []
+    not_mri += [far_label(far)] if far else []
     lines = [("Shown anyway (" + not_mri[0] + "): " if not_mri else "")
              + f"{display_name(model)} answers {named(entry['predicted'])} "
              f"({percent(entry['probs'][entry['predicted']])})",
