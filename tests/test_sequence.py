@@ -149,6 +149,23 @@ def test_either_weights_file_gives_the_same_features(real_data: Path, monkeypatc
         sequence._build.cache_clear()
 
 
+def run_without_far(smoke_run: Path, artifacts: Path) -> Path:
+    """A copy of the smoke run in the artifacts folder `artifacts` (its `latest`) whose OOD
+    scores have no far level: real MRI may be far unlike the phantoms the smoke run learnt
+    (`ood.FAR`), and no T2 hint is given on a far image, so the hint's tests use this copy."""
+    import shutil
+
+    from pipeline.ood import OodModel
+
+    run = Path(shutil.copytree(smoke_run, artifacts / "runs" / smoke_run.name))
+    (artifacts / "latest").write_text(smoke_run.name)
+    for m in ("custom_cnn", "mobilenetv2"):
+        score = OodModel.load(run / m / "ood.npz")
+        score.far = None
+        score.save(run / m / "ood.npz")
+    return run
+
+
 def _two_slices(real_data: Path) -> list[Path]:
     """A Testing/ glioma we read as T2 that the probe flags, and a T1 one it leaves alone."""
     from pipeline.images import read_image
@@ -172,22 +189,13 @@ def test_predict_and_explain_tag_a_slice_that_may_be_t2_or_flair(smoke_run: Path
     meningioma with nothing said of it: predict and explain now tag such a slice, say once
     what the tag means, and carry `may_be_t2` in their JSON; the overlay's caption says it."""
     _weights()
-    import shutil
-
     from typer.testing import CliRunner
 
     from pipeline.cli import app
     from pipeline.evaluate.flags import FLAG_LABELS, flag_meaning
     from pipeline.explain.overlay_text import overlay_caption
-    from pipeline.ood import OodModel
 
-    # Real MRI may be far unlike the phantoms the smoke run learnt (`ood.FAR`), and the hint is
-    # not given on a far image: a copy whose scores have no far level shows the hint alone.
-    smoke_run = Path(shutil.copytree(smoke_run, tmp_path / "run"))
-    for m in ("custom_cnn", "mobilenetv2"):
-        score = OodModel.load(smoke_run / m / "ood.npz")
-        score.far = None
-        score.save(smoke_run / m / "ood.npz")
+    smoke_run = run_without_far(smoke_run, tmp_path / "artifacts")
     files = [str(p) for p in _two_slices(real_data)]
     tag, meaning = f"[{FLAG_LABELS['t2']}]", flag_meaning("t2")
     printed = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), *files])
