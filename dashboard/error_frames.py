@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.artifacts import ArtifactError
 from pipeline.csv_safe import restore_cell
-from pipeline.evaluate.flags import predictions_damage
+from pipeline.evaluate.predictions_file import predictions_damage
 from pipeline.names import class_label, display_name
 
 PREDICTION_COLUMNS = ("path", "true", "predicted", "correct")
@@ -25,7 +25,7 @@ PREDICTION_COLUMNS = ("path", "true", "predicted", "correct")
 def parse_predictions(text: str, class_names: Sequence[str], where: str,
                       expected: int | None = None) -> pd.DataFrame:
     """Validated predictions.csv as a frame (`correct` as bool); ArtifactError if damaged,
-    or cut short (`flags.predictions_damage`: a torn last row, not `expected` rows)."""
+    or cut short (`predictions_file.predictions_damage`: a torn last row, not `expected` rows)."""
     if why := predictions_damage(text, expected):
         raise ArtifactError(f"damaged file {where}: {why}")
     try:

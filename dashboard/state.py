@@ -32,7 +32,7 @@ from pipeline.artifacts import (
 )
 from pipeline.data.membership import FILE as MEMBERSHIP_FILE
 from pipeline.data.membership import Membership
-from pipeline.evaluate.flags import expected_rows
+from pipeline.evaluate.predictions_file import expected_rows
 from pipeline.gaps import fix_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
