@@ -313,12 +313,18 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
                       true_labels: Sequence[str | None] | None = None,
                       digests: Sequence[str] | None = None,
                       warnings: Sequence[Sequence[str]] | None = None,
-                      together: np.ndarray | None = None) -> pd.DataFrame:
+                      together: np.ndarray | None = None,
+                      withheld: Sequence[str] | None = None,
+                      failed: Sequence[tuple[str, str, str]] = ()) -> pd.DataFrame:
     """One row per image: each model's predicted class, confidence and probabilities (with
     `together`, (N, C) from `evaluate.together`, the models' pooled answer as "averaged_*"
     columns after them), and with
     `warnings` (per image, the sentences shown beside its answers and heatmaps) their count and
-    text, so that a table read away from the page keeps them.
+    text, so that a table read away from the page keeps them. `withheld`: per image, why its
+    card hides the answers (`card_flags.withheld`, "" for none), as an `answers_withheld`
+    column before them (a review's spreadsheet read noise's "no_tumor 0.81" as an answer).
+    `failed`: (ref, digest, error) of each file that could not be read, a row each with only
+    its `error` (a review's 5 uploads left 3 rows and no trace of the other two).
 
     The `image` column holds `refs` (`Upload.ref`: "upload 3", a slice's number), never a file
     name: this frame is the downloadable CSV, and names can identify a patient. `digests`: a
@@ -332,6 +338,8 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
             row["sha256"] = digests[i]
         if true_labels is not None:
             row["true"] = true_labels[i] or ""
+        if withheld is not None:
+            row["answers_withheld"] = withheld[i]
         named = {**probs, **({TOGETHER_COLUMN: together} if together is not None else {})}
         for model, p in named.items():
             k = int(np.argmax(p[i]))
@@ -344,6 +352,8 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
             row["n_warnings"] = len(warnings[i])
             row["warnings"] = " | ".join(warnings[i])
         rows.append(row)
+    rows += [{"image": ref, **({"sha256": digest} if digests is not None else {}),
+              "error": error} for ref, digest, error in failed]
     return pd.DataFrame(rows)
 
 

@@ -212,17 +212,20 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     the others, and said beside a photo or noise that read as reassurance. `sartaj`: a run
     trained on the Sartaj data (`known_data.trained_on_sartaj`): warnings may say its facts."""
     # In order of what should change a reader's mind most (a clinician's review, 2026-12-05:
-    # warnings of equal weight on nearly every card stop being read): not an MRI, "no tumour"
-    # is no rule-out, the models disagree, then per model unlike the training data and weak.
+    # warnings of equal weight on nearly every card stop being read): not an MRI (a model's
+    # "far unlike" among them), "no tumour" is no rule-out, the models disagree, then per model
+    # unlike the training data and weak.
     n_models = len(probs) or 2  # the card's models: "the model" for a one-model run
     flags = ([Flag(photo_warning(n_models), "photo")] if photo  # `evaluate.flags.SAID_BY`
              else [Flag(COLOUR_WARNING, "colour")] if colour else [])
     if ct:  # `modality.looks_like_ct`: a hint, worded as one
         flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
+    lead = len(flags)  # a model's "far unlike" goes here, with the other "may be no MRI" ones
     measured = flag_accuracy or {}
     far = any((u or 0) >= FAR for u in unlike.values())  # `ood.FAR`: no MRI to have a sequence
     if hint_said(t2, ct=ct, colour=colour, photo=photo, far=far):  # `pipeline.sequence`'s
         flags.append(Flag(t2_warning(sartaj, n_models, measured), "t2"))
+    fars: list[str] = []
     unlikes: list[str] = []
     weaks: list[str] = []
 
@@ -257,8 +260,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                               f"than {LOW_CONFIDENCE_ACCURACY:.0%} of the time."
                               + on_test(model, "weak", "this weak"), "weak", [model]))
         if (unlike.get(model) or 0) >= FAR:  # `ood.FAR`: said instead of "unlike"
-            unlikes.append(Flag(f"This image is far unlike {name}'s training data: "
-                                f"{flag_meaning('far', sartaj, 1)}.", "far", [model]))
+            fars.append(Flag(f"This image is far unlike {name}'s training data: "
+                             f"{flag_meaning('far', sartaj, 1)}.", "far", [model]))
         elif unlike.get(model):
             acc = shifted_accuracy.get(model)
             # the shifted copies' accuracy as a best case, not as comfort: beside a chest
@@ -284,7 +287,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     if len(probs) > 1 and len(labels) > 1:
         flags.append(Flag("The models disagree: at least one of them is wrong."
                           + _disagreement_record(probs, measured), "disagree"))
-    return flags + unlikes + weaks
+    # far before "no tumour is no rule-out" too: the CSV's warnings put the caution first
+    return flags[:lead] + fars + flags[lead:] + unlikes + weaks
 
 
 # the CLI's legend line for "[may be CT, not MRI]", as one sentence beside an answer

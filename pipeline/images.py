@@ -155,7 +155,9 @@ def _explain_pillow_error(exc: Exception, fmt: str | None, label: str) -> ImageE
     text = str(exc)
     kind = fmt or "image"
     if "truncated" in text.lower() or isinstance(exc, EOFError):
-        return ImageError(f"{label}: truncated {kind} ({text})")
+        # not Pillow's words: "(7 bytes not processed)" read as if almost nothing were missing
+        return ImageError(f"{label}: truncated {kind}: the file is cut short or damaged; copy "
+                          "or export it again")
     if isinstance(exc, MemoryError):
         return ImageError(f"{label}: not enough memory to decode this {kind}")
     return ImageError(f"{label}: corrupt {kind} ({type(exc).__name__}: {text})")

@@ -239,11 +239,25 @@ def test_the_predict_page_folds_a_far_image_s_answers(smoke_run: Path, tmp_path:
     """On a run whose scores call every image far, an uploaded greyscale slice (no colour, CT
     or photo warning of its own) leads its card with the far warning, has no agreement badge,
     folds its answers behind "Show the answers anyway", and its row in the summary table of
-    several uploads says "hidden" in their place."""
+    several uploads says "hidden" in their place. Its Predictions CSV says so too, leads the
+    warnings with it, and keeps a row for a file that could not be read (a review's CSV
+    gave noise's "no_tumor 0.81" as an answer and had no trace of two refused files)."""
     import io
 
+    import pandas as pd
     from PIL import Image
+    from streamlit.delta_generator import DeltaGenerator
     from streamlit.testing.v1 import AppTest
+
+    csvs: list[bytes] = []
+    original = DeltaGenerator.download_button
+
+    def capture(self, label, data, *args, **kwargs):  # noqa: ANN001
+        if kwargs.get("key") == "predict_csv":  # built when clicked: a callable
+            csvs.append(data() if callable(data) else data)
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", capture)
 
     root = Path(__file__).resolve().parents[1]
     far_run = _far_run(smoke_run, tmp_path / "far", 0.0)
@@ -255,6 +269,7 @@ def test_the_predict_page_folds_a_far_image_s_answers(smoke_run: Path, tmp_path:
         buf = io.BytesIO()
         Image.open(Path(manifest["data"]["dir"]) / entry["path"]).convert("L").save(buf, "PNG")
         uploads.append((f"slice{k}.png", buf.getvalue(), "image/png"))
+    uploads.append(("Doe notes.png", b"not an image at all", "image/png"))
     at = AppTest.from_file(str(root / "dashboard" / "app.py"), default_timeout=240)
     at.run()
     at.switch_page("app_pages/predict.py").run()
@@ -273,6 +288,15 @@ def test_the_predict_page_folds_a_far_image_s_answers(smoke_run: Path, tmp_path:
     why = escape(f"hidden: {far_label(['custom_cnn', 'mobilenetv2'])}")  # as the cell says it
     tables = [el.proto.body for el in at.get("html") if f'class="{CSS_CLASS}"' in el.proto.body]
     assert len(tables) == 1 and tables[0].count(why) == 6, tables
+    frame = pd.read_csv(io.BytesIO(csvs[-1]), keep_default_na=False)
+    hidden = far_label(["custom_cnn", "mobilenetv2"])
+    assert frame["answers_withheld"].tolist() == [hidden, hidden, ""]
+    assert frame["image"].tolist() == ["upload 1", "upload 2", "upload 3"]
+    for warnings in frame["warnings"][:2]:  # the reason first, before "no tumour ..." and the rest
+        assert warnings.startswith("This image is far unlike "), warnings
+    assert frame["error"].tolist() == ["", "", frame["error"].iloc[2]]
+    assert frame["error"].iloc[2] and "Doe" not in frame["error"].iloc[2]  # no file name
+    assert frame["custom_cnn_predicted"].iloc[2] == ""  # no answer for it
 
 
 def test_the_card_s_overlay_download_names_the_far_models(monkeypatch: pytest.MonkeyPatch):

@@ -220,18 +220,23 @@ if good:
     # note, the answers', the heatmaps'): the summary, the CSV and the flag filter
     flags = [image_warnings(*card_flags.image_flags(results, k), u.seen, u.seen_split, u.seen_exact)
              for k, u in enumerate(good)]
+    hidden = [card_flags.withheld(f) for f in flags]  # why a card folds its answers, or ""
+    # an unreadable file's row holds its reason without its name (the CSV never names files)
+    failed = [(u.ref, runinfo.short_hash(u.digest),
+               (u.error or "could not be read").removeprefix(f"{u.name}: "))
+              for u in items if not u.ok]
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good], flags,
-                                   together=results.together)
+                                   together=results.together, withheld=hidden, failed=failed)
     # the caption over the downloads, and the downloads in a row that wraps: in columns of
     # 3:1:1 the two buttons overlapped at a projector's size (a lecturer's review, 911 px)
     c1 = st.container()
     c2 = c3 = st.container(horizontal=True, wrap=True, key="predict_downloads")
     # results from the store (a restored upload, a rerun) say when they were analysed, not
     # "in 0.00 s"
-    agree = core.agreement_note(frame["models_agree"].tolist(), len(results.probs),
-                                [card_flags.withheld(f) for f in flags])
+    agree = core.agreement_note(frame["models_agree"].tolist()[:len(good)], len(results.probs),
+                                hidden)
     c1.caption(" · ".join(filter(None, [
         core.analysis_note(len(items), results.seconds, results.earlier), agree,
         "model files (SHA-256): " + ", ".join(f"{m} {runinfo.short_hash(h)}"
