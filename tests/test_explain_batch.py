@@ -411,3 +411,30 @@ def test_explain_says_which_class_each_heatmap_explains_when_targeted(smoke_run:
     assert [r["models"][MODEL]["overlay"] for r in plain_rows] == \
         [r["models"][MODEL]["overlay"] for r in rows]
     assert not any("heatmap for" in ln for ln in plain_lines)
+
+
+@pytest.mark.slow
+def test_a_rerun_over_a_folder_holding_its_own_out_never_reads_its_overlays(
+        smoke_run: Path, synth_data: Path, tmp_path: Path):
+    """explain's way to resume is to run the same command again. With --out inside (or equal
+    to) an input folder, the second run read its own overlays as scans and explained them (a
+    review: "glioma (99%) [looks like a photo of a screen or film]" for an overlay)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    src = sorted(synth_data.glob("Testing/*/*.png"))[0]
+    for out_of in ("inside", "same"):
+        scans = tmp_path / out_of
+        scans.mkdir()
+        (scans / "a.png").write_bytes(src.read_bytes())
+        out = scans / "overlays" if out_of == "inside" else scans
+        for attempt in range(2):
+            res = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model", MODEL,
+                                           "--method", "gradcam", "--out", str(out), str(scans)])
+            assert res.exit_code == 0, res.output
+            report = _report(out)
+            assert [Path(r["path"]).name for r in report["images"]] == ["a.png"], out_of
+            assert len(list(out.glob(f"*.{MODEL}.*.png"))) == 1, out_of
+            said = "left out 1 overlay(s) this command wrote into"
+            assert (said in res.stderr) == (attempt == 1), (out_of, res.stderr)

@@ -98,6 +98,7 @@ def explain(
     refused)."""
     from pipeline.data.membership import Membership
     from pipeline.explain.defaults import load_explainers
+    from pipeline.explain.overlay_text import own_overlays
     from pipeline.gaps import missing_checks
     from pipeline.stream import parse_shard, scan_inputs
 
@@ -118,6 +119,10 @@ def explain(
     inputs = scan_inputs(images_)
     report_inputs(inputs)
     paths = inputs.files
+    if own := own_overlays(paths, out):  # a rerun over a folder holding --out: never inputs
+        err.print(f"left out {len(own)} overlay(s) this command wrote into {shown(out)}",
+                  highlight=False, soft_wrap=True)
+        paths = [p for p in paths if p not in set(own)]
     try:  # a model that cannot be loaded, or lacks --layer, fails in one line
         explainers = load_explainers(run, names, layer, method)
     except ValueError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,6 +55,26 @@ def _printable(text: str) -> str:
     """The user's text (a folder's name) with control characters as "_": a picture's caption
     draws one line each, as overlay names are made."""
     return "".join(ch if ch.isprintable() else "_" for ch in text)
+
+
+def overlay_name(base: str, model: str, method: str) -> str:
+    """An overlay's file name in `explain`'s folder: "<base>.<model>.<method>.png" ("+" as
+    "p": Grad-CAM++ as "gradcampp"), `base` from `overlay_bases`."""
+    return f"{base}.{model}.{method.replace('+', 'p')}.png"
+
+
+def own_overlays(files: Sequence[Path], out: Path) -> list[Path]:
+    """The files among `files` that sit in `out` and are named as `explain`'s overlays are
+    (`overlay_name`, for any of `names.MODEL_NAMES`): rerun over a folder holding its own
+    `--out` (its way to resume), explain read its overlays as scans ("glioma (99%) [looks like
+    a photo of a screen or film]", a review)."""
+    from pipeline.names import MODEL_NAMES
+
+    models = "|".join(map(re.escape, MODEL_NAMES))
+    named = re.compile(rf".+\.(?:{models})\.[^./]+\.png", re.IGNORECASE)
+    root = os.path.realpath(out)
+    return [f for f in files
+            if named.fullmatch(f.name) and os.path.dirname(os.path.realpath(f)) == root]
 
 
 def overlay_bases(paths: list[Path | Slice]) -> list[str]:

@@ -38,6 +38,7 @@ from pipeline.explain.overlay_text import (
     overlay_bases,
     overlay_caption,
     overlay_entry,
+    overlay_name,
     overlay_note,
 )
 from pipeline.explain.render import (
@@ -164,7 +165,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         warned = answer_flags(probs_all, below, None if unlike is None else unlike(x), colour,
                               photo)
         for i in range(len(decoded)):
-            png = out / f"{bases[i]}.{name}.{ex.method.replace('+', 'p')}.png"
+            png = out / overlay_name(bases[i], name, ex.method)
             entry = overlay_entry(run.class_names, ex, i, png.name, probs_all[i])
             head = head_mask_in_frame(decoded[i][1], size, crop)
             share = energy_outside_head(ex.heatmaps[i], head)
