@@ -23,6 +23,46 @@ def test_a_progress_bar_draws_nothing_until_its_first_update(capsys) -> None:
     assert "reading" in capsys.readouterr().err
 
 
+def test_a_log_file_gets_a_plain_progress_line_every_half_minute(capsys) -> None:
+    """Where stderr is no terminal (a log file, a Slurm job) rich draws its bar only when the
+    work ends, and `predict` none at all: a review's log stayed empty for minutes. A plain line
+    says how far the work is, at most every `PLAIN_PROGRESS_EVERY_S` seconds."""
+    from pipeline.cli.common import PLAIN_PROGRESS_EVERY_S
+
+    assert PLAIN_PROGRESS_EVERY_S == 30
+    now = [1000.0]
+
+    def at(t: float, done: int) -> None:
+        now[0] = 1000.0 + t
+        update("predict", done, 400)
+
+    with progress_bar(bar=False, clock=lambda: now[0]) as update:
+        for t, done in ((0, 0), (29, 100), (31, 120), (40, 200), (61, 300), (62, 400)):
+            at(t, done)
+    assert capsys.readouterr().err.splitlines() == [
+        "predict: 120/400 (30%), 0:00:31 elapsed", "predict: 300/400 (75%), 0:01:01 elapsed"]
+    with progress_bar(clock=lambda: now[0]) as update:  # beside the bar drawn at the end
+        at(0, 0)
+        at(45, 10)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "predict: 10/400 (2%), 0:00:45 elapsed" and len(lines) == 2, lines
+
+
+@pytest.mark.slow
+def test_predict_into_a_log_says_how_far_it_is(smoke_run: Path, monkeypatch) -> None:
+    """`predict 2>log`: its progress in plain lines (every line here: the period set to 0)."""
+    from pipeline.cli import common
+
+    monkeypatch.setattr(common, "PLAIN_PROGRESS_EVERY_S", 0.0)
+    split = json.loads((smoke_run / "splits.json").read_text())["test"][:3]
+    data = Path(json.loads((smoke_run / "manifest.json").read_text())["data"]["dir"])
+    result = CliRunner().invoke(app, ["predict", "--run", str(smoke_run),
+                                      *(str(data / e["path"]) for e in split)])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if line.startswith("predict: ")]
+    assert said and said[-1].startswith("predict: 3/3 (100%), "), result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["explain-eval", "evaluate"])
 def test_an_empty_data_folder_is_one_line_naming_it_once(command: str, smoke_run: Path,

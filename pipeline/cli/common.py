@@ -4,9 +4,11 @@ bars, JSON output, and the checks of folders, model lists and `--target`."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -46,23 +48,47 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+# Where stderr is no terminal (a log file, Slurm, nohup), rich draws its bar only when the work
+# ends: a plain line says how far the work is at most this often (the first after as long)
+PLAIN_PROGRESS_EVERY_S = 30.0
+
+
 @contextlib.contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[Progress]:
-    """Yield a callback `update(description, done, total)` drawing a rich progress bar on stderr.
+def progress_bar(enabled: bool = True, bar: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> Iterator[Progress]:
+    """Yield a callback `update(description, done, total)` drawing a rich progress bar on stderr
+    (`bar` False: none; `predict` and `audit` draw one only on a terminal).
 
     The bar starts with its first update: started at once, a command that failed before any
     (an empty data folder) printed a blank line above its one-line error. Each update also
     raises an interrupt that was dropped on its way (`signals.check`), bar or not: every long
-    loop reports progress."""
+    loop reports progress. Where stderr is no terminal, a plain line ("explain: 120/2870 (4%),
+    0:01:02 elapsed") every `PLAIN_PROGRESS_EVERY_S` seconds (`clock`) says how far the work
+    is: rich draws its bar only at the end there, and a review's log (`predict 2>log`, as a
+    Slurm job's) stayed empty for minutes."""
     if not enabled:
         yield lambda desc, done, total: signals.check()
         return
     prog: rich_progress.Progress | None = None
     tasks: dict[str, int] = {}
+    started: float | None = None
+    said = 0.0
 
     def update(desc: str, done: int, total: int) -> None:
-        nonlocal prog
+        nonlocal prog, started, said
         signals.check()
+        if not err.is_terminal:
+            now = clock()
+            if started is None:
+                started = said = now
+            if now - said >= PLAIN_PROGRESS_EVERY_S:
+                said = now
+                share = f" ({done / total:.0%})" if total else ""
+                spent = datetime.timedelta(seconds=round(now - started))
+                err.print(f"{desc}: {done}/{total}{share}, {spent} elapsed", highlight=False,
+                          markup=False, soft_wrap=True)
+        if not bar:
+            return
         if prog is None:
             prog = rich_progress.Progress(
                 rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),

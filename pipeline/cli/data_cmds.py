@@ -30,7 +30,7 @@ def audit(
     _existing_dir(data_dir, "data folder")
     try:
         ds = discover(data_dir)
-        with progress_bar(enabled=err.is_terminal) as update:
+        with progress_bar(bar=err.is_terminal) as update:
             report = run_audit(ds, progress=update)
     except DatasetError as exc:
         fail(str(exc))

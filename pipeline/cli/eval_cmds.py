@@ -100,7 +100,7 @@ def predict(
             sys.stdout.flush()
 
     # a bar where someone watches: the answers themselves stream to stdout
-    with progress_bar(enabled=err.is_terminal) as update, unreadable_report() as report:
+    with progress_bar(bar=err.is_terminal) as update, unreadable_report() as report:
         results, failures = predict_files(predictor, paths, progress=update, each=each)
     if as_json:
         from pipeline.images import blank_failure
