@@ -1,4 +1,5 @@
-"""Run folders: atomic writing, the self-describing manifest, and safe loading.
+"""Run folders: the self-describing manifest, safe loading, and finding a run by id or "latest"
+(atomic writing: `pipeline.atomic`).
 
 A run is built in `runs/.tmp-<run_id>/` and renamed to `runs/<run_id>/` only when complete, then
 `latest` is replaced atomically, so a crash never leaves a half-written run that looks complete.
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import run_files
+from pipeline.atomic import write_json_atomic, write_text_atomic  # noqa: F401  (their old home)
 
 SCHEMA_VERSION = 1
 TMP_PREFIX = ".tmp-"
@@ -124,55 +126,6 @@ def new_run_id() -> str:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, obj: Any, allow_nan: bool = True) -> None:
-    """Write JSON via a temporary file and os.replace, so readers never see half a file.
-
-    allow_nan=False refuses NaN/inf (ValueError) instead of writing the non-standard `NaN`,
-    for files whose numbers must all be defined (evaluation results, tuning results).
-    """
-    text = json.dumps(obj, indent=2, default=_json_default, allow_nan=allow_nan)
-    write_text_atomic(path, text + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary file in the same folder, fsync, then os.replace into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); run files are meant to be read by others
-        # (a shared artifacts folder, a dashboard under another user): use the umask's mode.
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read_umask() -> int:
-    # The only portable way to read it is to set it and put it back: done once, at import, as
-    # a process-wide change would race with files created by other threads (the dashboard's).
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def read_json(path: Path) -> Any:
@@ -292,6 +245,7 @@ def list_runs(artifacts_dir: str | Path) -> list[RunInfo]:
 def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
     """Find a run folder from None/"latest", a run id, or a path to a run folder."""
     artifacts_dir = Path(artifacts_dir)
+    said = ""  # where the id came from, when not from the caller
     if run in (None, "", "latest"):
         latest = artifacts_dir / "latest"
         if not latest.is_file():
@@ -303,6 +257,7 @@ def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
             raise ArtifactError(f"{latest} is damaged ({exc}); it should hold a run id") from exc
         if not run:
             raise ArtifactError(f"{latest} is empty")
+        said = f" (named by {shown_path(latest)})"  # a deleted run's id read as one typed
     candidate = Path(run)
     if candidate.is_dir() and (candidate / run_files.MANIFEST).exists():
         return candidate
@@ -313,7 +268,8 @@ def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
         raise ArtifactError(f"{run} is not a run folder (it has no {run_files.MANIFEST}): give "
                             "a run folder, a run id or 'latest'")
     known = ", ".join(r.run_id for r in list_runs(artifacts_dir)[:5]) or "none"
-    raise ArtifactError(f"run {run!r} not found in {artifacts_dir / 'runs'} (recent runs: {known})")
+    raise ArtifactError(f"run {run!r}{said} not found in {artifacts_dir / 'runs'} (recent runs: "
+                        f"{known})")
 
 
 class Run:
@@ -417,13 +373,23 @@ class Run:
                                 f"{detail}") from exc
 
 
-def open_run(path: str | Path) -> Run:
+def open_run(path: str | Path, artifacts_dir: str | Path | None = None) -> Run:
     """Open and validate a run folder: complete, of a known schema, its classes and models
     listed. A model's file is checked when it is loaded (`Run.load_model`), so a run missing one
-    model still serves the others."""
+    model still serves the others. As the CLI's --run, `path` may also be "latest" or a run id
+    of `artifacts_dir` (default: `default_artifacts()`, relative to the working folder)."""
+    if not isinstance(path, (str, Path)):  # None gave a bare TypeError (a notebook's review)
+        raise ArtifactError(f"open_run takes a run folder, a run id or 'latest', got "
+                            f"{type(path).__name__}")
+    given = Path(path)
+    if not given.is_dir() and len(given.parts) == 1 and (path == "latest" or not given.exists()):
+        # a notebook's open_run("latest") said "run folder latest does not exist" (a review)
+        path = resolve_run(artifacts_dir if artifacts_dir is not None else default_artifacts(),
+                           str(path))
     path = Path(path)
     if not path.is_dir():
-        raise ArtifactError(f"run folder {shown_path(path)} does not exist")
+        what = "is a file, not a run folder" if path.exists() else "does not exist"
+        raise ArtifactError(f"run folder {shown_path(path)} {what}")
     manifest = read_json(path / run_files.MANIFEST)
     damaged = f"damaged manifest {shown_path(path / run_files.MANIFEST)}"
     if not isinstance(manifest, dict):

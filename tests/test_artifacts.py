@@ -117,6 +117,26 @@ def test_unknown_run_lists_known_ones(tmp_path):
         resolve_run(tmp_path, "nope")
 
 
+def test_open_run_takes_latest_and_a_run_id_as_the_cli_does(tmp_path, monkeypatch):
+    """A notebook's open_run("latest") said "run folder latest does not exist", a run id the
+    same, a file "does not exist" and None a bare TypeError (a review of the Python API)."""
+    run_dir = _finished_run(tmp_path)
+    assert open_run("latest", tmp_path).path == run_dir
+    assert open_run(run_dir.name, tmp_path).path == run_dir
+    monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(tmp_path))  # the CLI's default folder
+    assert open_run("latest").path == run_dir and open_run(run_dir.name).path == run_dir
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.md").write_text("x")
+    for given, said in (("nope", rf"run 'nope' not found in .*recent runs: {run_dir.name}"),
+                        ("notes.md", r"run folder .*notes.md is a file, not a run folder"),
+                        (None, r"open_run takes a run folder, a run id or 'latest', got NoneType")):
+        with pytest.raises(ArtifactError, match=f"^{said}"):
+            open_run(given)
+    (tmp_path / "latest").write_text("gone-run\n")  # a deleted run: say where its id came from
+    with pytest.raises(ArtifactError, match=r"run 'gone-run' \(named by .*latest\) not found"):
+        open_run("latest")
+
+
 def test_a_folder_that_is_no_run_is_named_as_such(tmp_path):
     """`--run /tmp` said "missing file manifest.json", naming no folder (an absolute path was
     joined under runs/ as itself, and opened as a run)."""
@@ -137,7 +157,7 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("pipeline.artifacts.os.fsync", disk_full)
+    monkeypatch.setattr("pipeline.atomic.os.fsync", disk_full)
     with pytest.raises(OSError, match="No space"):
         write_json_atomic(target, {"v": 2})
     assert read_json(target) == {"v": 1}
@@ -145,12 +165,12 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
 
 
 def test_atomic_writes_get_the_umask_mode_not_private(tmp_path):
-    from pipeline import artifacts
+    from pipeline import atomic
 
     path = tmp_path / "x.json"
-    artifacts.write_json_atomic(path, {"a": 1})
+    atomic.write_json_atomic(path, {"a": 1})
     # mkstemp alone gives 0600; run files must be readable by the dashboard's user too
-    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~artifacts._UMASK)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~atomic._UMASK)
 
 
 def test_cpu_facts_name_the_processor_and_its_vector_instructions():
