@@ -542,9 +542,15 @@ def test_splits_json_roundtrip_and_validation(planted: Path):
     with pytest.raises(DatasetError, match="bad entry"):
         data.splits_from_json({"train": ["x"], "val": [], "test": []}, ds.root)
     os.remove(s.test[0].path)
-    with pytest.raises(DatasetError, match="1 image.*missing"):
+    with pytest.raises(DatasetError, match="1 image.*missing") as info:
         data.splits_from_json(obj, ds.root)
+    assert str(ds.root.resolve()) not in str(info.value)  # never this machine's absolute path
     assert len(data.splits_from_json(obj, ds.root, check_exists=False).test) == len(s.test)
+    empty = ds.root.parent / "moved-here"  # `--run-data` naming an empty folder: said so
+    empty.mkdir()
+    with pytest.raises(DatasetError, match=r"^the data folder \S*moved-here is empty: none of "
+                                           rf"the {len(s.train) + len(s.val) + len(s.test)} "):
+        data.splits_from_json(obj, empty)
 
 
 def test_fingerprint_tracks_content_and_labels(sartaj: Path):

@@ -318,7 +318,14 @@ def splits_from_json(obj: dict[str, Any], root: str | Path, check_exists: bool =
             recs.append(ImageRecord(path=path, rel=pure.as_posix(), label=label, split=split))
         parts[s] = recs
     if missing:
-        raise DatasetError(f"{len(missing)} image(s) of splits.json are missing under {root}, "
+        from pipeline.artifacts import shown_path
+
+        # never this machine's absolute path (a review); an empty folder said as such
+        where = shown_path(root)
+        if len(missing) == sum(len(v) for v in parts.values()) and not any(root.iterdir()):
+            raise DatasetError(f"the data folder {where} is empty: none of the "
+                               f"{len(missing)} image(s) of splits.json is there")
+        raise DatasetError(f"{len(missing)} image(s) of splits.json are missing under {where}, "
                            f"e.g. {', '.join(missing[:3])}")
     info = obj.get("info") if isinstance(obj.get("info"), dict) else {}
     return Splits(train=parts["train"], val=parts["val"], test=parts["test"], info=dict(info))
