@@ -281,3 +281,23 @@ def test_target_takes_a_class_folder_of_the_run_and_refuses_an_ambiguous_one(cap
         _target_index("dAta", classes, {"no_tumor": ["Data"], "glioma": ["data"]})
     assert "--target 'dAta' names class folders of no_tumor and glioma" in (
         capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_an_interrupted_predict_json_says_nothing_was_printed_and_what_keeps_rows(
+        smoke_run: Path, monkeypatch) -> None:
+    """`predict --json` prints once every file is done: a review's SIGTERM after 25 s left an
+    empty stdout beside a bare "interrupted". It now says so, and names --out; exit 130."""
+    from pipeline import predict
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "predict_files", interrupted)
+    split = json.loads((smoke_run / "splits.json").read_text())["test"][:1]
+    data = Path(json.loads((smoke_run / "manifest.json").read_text())["data"]["dir"])
+    result = CliRunner().invoke(app, ["predict", "--json", "--run", str(smoke_run),
+                                      str(data / split[0]["path"])])
+    assert result.exit_code == 130 and result.stdout == ""
+    assert "--json prints the answers once every file is done, so none were printed; --out " \
+        "FILE.csv keeps each row" in result.stderr, result.stderr

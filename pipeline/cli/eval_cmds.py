@@ -100,8 +100,17 @@ def predict(
             sys.stdout.flush()
 
     # a bar where someone watches: the answers themselves stream to stdout
-    with progress_bar(bar=err.is_terminal) as update, unreadable_report() as report:
-        results, failures = predict_files(predictor, paths, progress=update, each=each)
+    try:
+        with progress_bar(bar=err.is_terminal) as update, unreadable_report() as report:
+            results, failures = predict_files(predictor, paths, progress=update, each=each)
+    except KeyboardInterrupt:
+        if not as_json:  # the lines printed so far are the answers so far
+            raise
+        # a review's SIGTERM after 25 s left an empty stdout and "interrupted" alone
+        err.print("interrupted: --json prints the answers once every file is done, so none "
+                  "were printed; --out FILE.csv keeps each row as it is done, and the same "
+                  "command continues it", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     if as_json:
         from pipeline.images import blank_failure
 
