@@ -233,8 +233,8 @@ def train_run(cfg: TrainConfig, data_dir: str | Path | None, artifacts_dir: str 
     """Train `models` on `data_dir` and write a complete run; returns the run folder.
 
     With `resume`, continues the interrupted run of that id from its last checkpoint (its saved
-    config, models and splits win over the arguments; `data_dir`, if given, is where its data
-    folder is now). With `evaluate`, the test split is
+    config, models, splits and `evaluate` win over the arguments; `data_dir`, if given, is
+    where its data folder is now). With `evaluate`, the test split is
     evaluated before the run folder is renamed into place, so the run is final only with its
     metrics (a failed evaluation is reported and the run kept without them). Every new run
     also gets its "unlike the training data" score (`train_hooks.fit_ood`: ood.npz, ood.json;
@@ -283,6 +283,8 @@ def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | 
                 f"{writer.tmp} and train again with a corrected config") from exc
         # `data_dir` given: where the run's data folder is now (it moved; checked below)
         data_dir, models = resume_data_dir(resume, saved, data_dir), saved["models"]
+        # as begun: a run begun with --no-evaluate was evaluated when resumed (a review)
+        evaluate = bool(saved.get("evaluate", evaluate))
         commit = saved.get("git_commit", provenance.git_commit())
         state = artifacts.read_json(writer.tmp / "state.json") \
             if (writer.tmp / "state.json").is_file() else {}
@@ -312,7 +314,7 @@ def _train_locked(held: contextlib.ExitStack, cfg: TrainConfig, data_dir: str | 
         writer.write_json("run.json", {"config": cfg.to_dict(), "data_dir": str(ds.root),
                                        "fingerprint": data.fingerprint(ds),  # a resume's check
                                        "models": models, "started": artifacts.utc_now(),
-                                       "git_commit": commit})
+                                       "git_commit": commit, "evaluate": evaluate})
         state = {}
     say(f"run {writer.run_id}: {len(splits.train)} train / {len(splits.val)} val / "
         f"{len(splits.test)} test images, classes {', '.join(ds.classes)}")

@@ -189,7 +189,7 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
         return None
     evaluated = evaluate and (run_dir / run_files.COMPARISON).is_file()
     err.print(f"[green]run complete{' and evaluated' if evaluated else ''}:[/] {run_dir}")
-    if evaluate:
+    if evaluated:
         _print_test_results(run_dir)
     return run_dir
 
@@ -249,7 +249,8 @@ def train(
     config: Path = typer.Option(None, "--config",
                                 help="JSON config overriding the profile (see README: Training "
                                      "configuration; --print-config shows every field)"),
-    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate at the end"),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate at the end "
+                                  "(a resumed run keeps the choice it began with)"),
     strategy: str = typer.Option("default", "--strategy",
                                  help="default | mirrored (local GPUs) | multiworker (TF_CONFIG)"),
     print_config: bool = typer.Option(False, "--print-config",
