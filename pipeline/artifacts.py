@@ -109,6 +109,8 @@ def ensure_writable(folder: str | Path, what: str = "folder") -> Path:
     otherwise: an evaluation must not predict for minutes and then fail on its first write.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():  # was "cannot write to ...: File exists"
+        raise ArtifactError(f"the {what} {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
@@ -259,6 +261,8 @@ def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
             raise ArtifactError(f"{latest} is empty")
         said = f" (named by {shown_path(latest)})"  # a deleted run's id read as one typed
     candidate = Path(run)
+    if candidate.name == run_files.MANIFEST and candidate.is_file():  # a run's manifest given
+        candidate = candidate.parent
     if candidate.is_dir() and (candidate / run_files.MANIFEST).exists():
         return candidate
     by_id = artifacts_dir / "runs" / str(run)

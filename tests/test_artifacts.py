@@ -137,6 +137,20 @@ def test_open_run_takes_latest_and_a_run_id_as_the_cli_does(tmp_path, monkeypatc
         open_run("latest")
 
 
+def test_a_file_for_a_folder_and_a_run_s_manifest_for_its_run(tmp_path):
+    """`explain --out README.md` said "cannot write to ... README.md: File exists", and
+    `--run <run>/manifest.json` "not found" (a review of the CLI)."""
+    from pipeline.artifacts import ensure_writable
+
+    run_dir = _finished_run(tmp_path)
+    note = tmp_path / "README.md"
+    note.write_text("x")
+    with pytest.raises(ArtifactError, match=r"^the output folder .*README.md is a file, not a "
+                                           r"folder$"):
+        ensure_writable(note, "output folder")
+    assert resolve_run(tmp_path, str(run_dir / "manifest.json")) == run_dir
+
+
 def test_a_folder_that_is_no_run_is_named_as_such(tmp_path):
     """`--run /tmp` said "missing file manifest.json", naming no folder (an absolute path was
     joined under runs/ as itself, and opened as a run)."""
