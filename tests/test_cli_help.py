@@ -150,3 +150,17 @@ def test_a_commands_description_wraps_at_the_terminal(command: str) -> None:
     text = [ln.rstrip() for ln in lines[usage + 1:end]]
     assert any(text), (command, result.output)
     assert not _breaks_early(text, 78), (command, text)  # 80 columns less a space each side
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--quick"], "--quick"), (["--data", "."], "--data"), (["--model", "custom_cnn"], "--model"),
+    (["--stream", "10", "--no-dashboard"], "--stream, --no-dashboard"),
+    (["--dashboard-only"], "--dashboard-only")])
+def test_bench_explain_only_refuses_the_options_it_would_ignore(args: list[str],
+                                                                named: str) -> None:
+    """`bench --explain-only --quick` (and --data, --model, ...) ran, ignoring them (a review)."""
+    result = CliRunner().invoke(app, ["bench", "--explain-only", *args])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: --explain-only measures only the explanation methods of --run (both models); "
+        f"it takes no {named}"], result.stderr

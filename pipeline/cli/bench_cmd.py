@@ -66,6 +66,15 @@ def bench(
     if dashboard_only and run_ is None:
         run_ = "latest"
     if explain_only:
+        # each of these was silently ignored (a review): say so before any work
+        ignored = [flag for flag, given in (
+            ("--quick", quick), ("--dashboard-only", dashboard_only), ("--data", data),
+            ("--model", model != "all"), ("--target", target), ("--max-minutes", max_minutes),
+            ("--uploads", uploads), ("--stream", stream), ("--no-dashboard", not dashboard))
+            if given is not None and given is not False]
+        if ignored:
+            fail(f"--explain-only measures only the explanation methods of --run (both "
+                 f"models); it takes no {', '.join(ignored)}")
         _explain_only(artifacts_dir, run_ or "latest", out, repeats)
         return
     if data is not None:
