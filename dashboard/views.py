@@ -45,6 +45,7 @@ from pipeline.explain.render import (
     outline_words,
     peak_words,
 )
+from pipeline.modality import is_small
 from pipeline.names import HEATMAP_ALPHA
 
 # tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
@@ -87,8 +88,7 @@ def controls(explainers: dict[str, Any], class_names: Sequence[str], prefix: str
     Call it on every run of a page, before any `st.stop()`: widget state is the one truth about
     what the user asked for, and Streamlit drops the state of a widget left out of a run.
     """
-    # Two rows of two: four in one row cut their labels and values ("Each mode…", "O") from
-    # 1024 px with the sidebar open.
+    # Two rows of two: four in one row cut labels and values ("Each mode…", "O") at 1024 px
     c1, c2 = st.columns(2, vertical_alignment="bottom")
     c3, c4 = st.columns(2, vertical_alignment="bottom")
     # First shown: each model's own default (the run's recorded choice per model,
@@ -213,7 +213,7 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
                             outline=OUTLINE_PERCENT if outline else None,
                             far_models=[n for n, v in results.far(j).items() if v],
                             run=run_title or None, folders=folders,
-                            true_label=upload.true_label)
+                            true_label=upload.true_label, small=is_small(upload.image))
     scale = CAPTION_MIN_SIDE / min(img.shape[:2])
     if scale > 1:  # as large as explain's, so its caption reads at the same size
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),

@@ -294,8 +294,7 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                      batch: int = BATCH, workers: int | None = None
                      ) -> Iterator[tuple[list[str], list[dict], list[tuple[str, str]]]]:
     """Per batch of `batch` files, in order: (the batch's paths, results, failures). An item may
-    be a `series.Slice` (from `series.expand_series`); its path is its name, "<file> · slice k
-    of n".
+    be a `series.Slice` (`series.expand_series`); its path is "<file> · slice k of n".
 
     The files stream through a `tf.data` pipeline: `workers` threads (default: half the
     cores, 1 to 4) read, decode and prepare them (`images.read_image`, `geometry.prepare_for`:
@@ -331,8 +330,9 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                 row: dict[str, Any] = {"path": part[i], "models": {},
                                        "in_run_split": seen[i].split if seen[i] else None,
                                        "in_run_exact": seen[i].exact if seen[i] else None,
-                                       "may_be_ct": ct[i], "may_be_t2": sequence.hint_said(
-                                           t2[j], ct=ct[i], colour=colour[i], photo=photo[i],
+                                       "may_be_ct": ct[i][0], "small_image": ct[i][1],
+                                       "may_be_t2": sequence.hint_said(
+                                           t2[j], ct=ct[i][0], colour=colour[i], photo=photo[i],
                                            far=any(f["far"][j] for f in flags.values()))}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
@@ -365,15 +365,15 @@ def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarr
 
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,
                       workers: int | None
-                      ) -> Iterator[tuple[int, list[str], list[tuple[bool, bool]], list[bool],
-                                          list[Seen | None], list[np.ndarray]]]:
-    """(index of the batch's first file, per file "" or why it is unusable, per file whether
-    the decoded image is a colour one (`evaluate.flags.is_colour`) and a tinted photo of a
-    screen (`modality.looks_like_photo`), as a pair, and whether it may be CT
-    (`modality.looks_like_ct`), per file the run's split
-    holding it or a copy (`membership.Seen`; None: none, or the run cannot tell), per model
-    the prepared (n, S, S, 3) uint8 batch, zeros where unusable, and last the batch as
-    `sequence.prepare` makes it), batch after batch."""
+                      ) -> Iterator[tuple[int, list[str], list[tuple[bool, bool]],
+                                          list[tuple[bool, bool]], list[Seen | None],
+                                          list[np.ndarray]]]:
+    """(index of the batch's first file, per file "" or why it is unusable, per file two
+    pairs: a colour image and a tinted photo of a screen (`evaluate.flags.is_colour`,
+    `modality.looks_like_photo`), may be CT and small (`looks_like_ct`, `is_small`); per file
+    the run's split holding it or a copy (`membership.Seen`; None: none, or the run cannot
+    tell), per model the prepared (n, S, S, 3) uint8 batch, zeros where unusable, and last the
+    batch as `sequence.prepare` makes it), batch after batch."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if not paths:
@@ -381,7 +381,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     import tensorflow as tf
 
     from pipeline.evaluate.flags import is_colour
-    from pipeline.modality import looks_like_ct, looks_like_photo
+    from pipeline.modality import is_small, looks_like_ct, looks_like_photo
 
     specs = [*predictor.prepare_specs(), (sequence.SIDE, True)]
     blanks = [np.zeros((s, s, 3), np.uint8) for s, _ in specs]
@@ -395,21 +395,21 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             prepared = geometry.prepare_for(image, specs)
             found = predictor.membership.find(image) if predictor.membership else None
             return (b"", np.array([is_colour(image), looks_like_photo(image)]),
-                    np.bool_(looks_like_ct(image)),
+                    np.array([looks_like_ct(image), is_small(image)]),
                     _seen_bytes(found), *prepared)
         except images.ImageError as exc:
-            return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.bool_(False), b"",
+            return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.zeros(2, bool), b"",
                     *blanks)
         except Exception as exc:  # not the file's fault: the caller gets it, not a CSV row
             raised[i] = exc
-            return (b"", np.zeros(2, bool), np.bool_(False), b"", *blanks)
+            return (b"", np.zeros(2, bool), np.zeros(2, bool), b"", *blanks)
 
     def load_tf(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
         out = tf.numpy_function(load, [index],
                                 [tf.string, tf.bool, tf.bool, tf.string]
                                 + [tf.uint8] * len(specs))
         for t in out[:4]:
-            t.set_shape((2,) if t is out[1] else ())
+            t.set_shape((2,) if t is out[1] or t is out[2] else ())
         for t, (s, _) in zip(out[4:], specs, strict=True):
             t.set_shape((s, s, 3))
         return tuple(out)
@@ -432,7 +432,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             if start + k in raised:
                 raise raised[start + k]
         yield (start, err, [(bool(c), bool(p)) for c, p in colour_t.numpy()],
-               [bool(c) for c in ct_t.numpy()],
+               [(bool(c), bool(s)) for c, s in ct_t.numpy()],
                [_seen_from(v) for v in seen_t.numpy()], [x.numpy() for x in xs_t])
         start += len(err)
 

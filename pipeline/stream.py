@@ -37,8 +37,9 @@ CHUNK = 64  # rows written between two fsyncs
 # Each answer's warnings (predict.answer_flags): 1, 0, or empty where the run does not measure it
 # ("far": far unlike the training data, `ood.FAR`, whose answer the other outputs withhold)
 ANSWER_FLAGS = ("colour", "weak", "unlike", "far")
-# Each image's hints (predict.iter_predictions): `modality.looks_like_ct`, `pipeline.sequence`
-IMAGE_FLAGS = ("may_be_ct", "may_be_t2")
+# Each image's hints (predict.iter_predictions): `modality.looks_like_ct`, `pipeline.sequence`,
+# `modality.is_small`
+IMAGE_FLAGS = ("may_be_ct", "may_be_t2", "small_image")
 # Columns added since files were first resumable: a file without them is continued with its own
 # (and each model's `<model>_far`: `later_columns`)
 LATER_COLUMNS = (f"{TOGETHER_COLUMN}_weak", *IMAGE_FLAGS)

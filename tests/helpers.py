@@ -93,7 +93,7 @@ def one_card(probs: list[float], **results: object) -> tuple:
     fields = {"class_names": ["glioma", "no_tumor"], "colour": [False], "ct": [False],
               "seen_split": [""], **results}
     split = fields["seen_split"][0]
-    upload = core.Upload("x.png", "d" * 64, image=np.zeros((64, 64, 3), np.uint8),
+    upload = core.Upload("x.png", "d" * 64, image=np.zeros((128, 128, 3), np.uint8),
                          **({"seen_split": split, "seen_exact": True} if split else {}))
     return inference.Results({"custom_cnn": [result]}, {}, 0.1, **fields), upload
 

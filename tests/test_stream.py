@@ -144,6 +144,7 @@ def test_a_file_begun_before_the_hint_columns_goes_on_with_its_own(smoke_run: Pa
         assert row["path"] == answer["path"]
         assert row["may_be_ct"] == flag[answer["may_be_ct"]]
         assert row["may_be_t2"] == flag[answer["may_be_t2"]]
+        assert row["small_image"] == flag[answer["small_image"]] == "0"  # 128 px phantoms
         assert row["averaged_weak"] == flag[answer["together"]["weak"]]
         for m, v in answer["models"].items():
             assert row[f"{m}_far"] == flag[v["far"]] and row[f"{m}_unlike"] == flag[v["unlike"]]
@@ -315,7 +316,8 @@ def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path
     from pipeline.csv_safe import to_csv
 
     cols = header(["glioma", "no_tumor"], ["custom_cnn"])
-    good = ["a.png", "glioma", "0.9", "0.1", "0", "0", "", "", "1", "", "run-a", "", "0", ""]
+    good = ["a.png", "glioma", "0.9", "0.1", "0", "0", "", "", "1", "", "run-a", "", "0", "",
+            "0"]
     assert len(good) == len(cols)
     out = tmp_path / "p.csv"
     torn = 'a\nb.png",glioma'  # the start of a row whose quoted name holds a newline
@@ -324,11 +326,12 @@ def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path
     assert _rows(out) == [dict(zip(cols, good, strict=True))]  # the torn row is gone
     out.write_text(to_csv(cols, [good[:5], good]), encoding="utf-8", newline="")
     before = out.read_bytes()
-    with pytest.raises(ValueError, match="row 2 has 5 fields, not 14: the file is damaged"):
+    with pytest.raises(ValueError, match="row 2 has 5 fields, not 15: the file is damaged"):
         _done_paths(out, cols, "run-a")
     assert out.read_bytes() == before
     # the right number of fields, but values predict never writes: refused, not counted done
-    error_row = ["c.png", "", "", "", "", "", "", "", "", "cannot read", "run-a", "", "", ""]
+    error_row = ["c.png", "", "", "", "", "", "", "", "", "cannot read", "run-a", "", "", "",
+                 ""]
     for k, value in ((1, "glioma, probably"), (2, "1.7"), (3, "nan?"), (4, "yes"), (7, "2"),
                      (8, ""), (12, "maybe")):
         damaged = list(good)

@@ -164,6 +164,9 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
             tags.append(f"[{FLAG_LABELS['ct']}]")
             seen.add("ct")
         tags += far_tag(row, own)  # so does one model's far verdict (the card withholds all)
+        if row.get("small_image"):  # `modality.is_small`: the models saw it enlarged
+            tags.append(f"[{FLAG_LABELS['small']}]")
+            seen.add("small")
         if row.get("may_be_t2"):  # `pipeline.sequence`: a learnt hint
             tags.append(f"[{FLAG_LABELS['t2']}]")
             seen.add("t2")

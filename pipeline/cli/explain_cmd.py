@@ -254,6 +254,9 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
             tags.append(f"[{FLAG_LABELS['ct']}]")
             seen.add("ct")
         tags += far_tag(row, own)  # predict's: one model's far verdict, said of the line
+        if row.get("small_image"):  # `modality.is_small`: the models saw it enlarged
+            tags.append(f"[{FLAG_LABELS['small']}]")
+            seen.add("small")
         if row.get("may_be_t2"):  # `pipeline.sequence`: a learnt hint
             tags.append(f"[{FLAG_LABELS['t2']}]")
             seen.add("t2")

@@ -22,6 +22,7 @@ import numpy as np
 from pipeline import artifacts, run_files
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.evaluate.predictions_file import expected_rows, read_predictions
+from pipeline.modality import SMALL_SIDE
 from pipeline.names import NO_TUMOR, display_name, model_words
 from pipeline.ood import FAR, FAR_MARGIN
 
@@ -39,6 +40,7 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "disagree": "the models disagree",
     "ct": "may be CT, not MRI",
     "t2": "may be T2 or FLAIR, not T1",  # per image (`pipeline.sequence`, a learnt hint)
+    "small": f"small image (under {SMALL_SIDE} px)",  # per image (`modality.is_small`)
     # every "no tumour" answer: never a rule-out (the caution itself: NO_TUMOUR_CAUTION)
     "no_tumour": "\"no tumour\" is no rule-out",
     "any": "any of these",
@@ -71,6 +73,11 @@ _FLAG_TEMPLATES = {
     "ct": "a thick white skull ring right against the brain, as on CT; the {models} {were} made "
           "for MRI, so an answer on a CT slice says nothing of it (a rough check: it can miss "
           "CT, and now and then flag an MRI slice)",
+    # per image: `predict` tags the image (`modality.is_small`); the dashboard's card says it
+    "small": f"the image is under {SMALL_SIDE} pixels on its shorter side, so the {{models}} "
+             "{see} it enlarged, with less detail than {they} learnt from: an answer may be "
+             "wrong while sounding as sure as on a full-size slice; export the slice at its "
+             "full size",
     # per image: `predict` tags the image (`pipeline.sequence.looks_like_t2`, a learnt hint)
     "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
           "a model's answers hold only on the kinds of slice it learnt from (a learnt check: "

@@ -134,7 +134,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
                     run: str | None = None,
                     folders: Mapping[str, Sequence[str]] | None = None,
                     true_label: str | None = None,
-                    far_models: Sequence[str] | None = None) -> list[str]:
+                    far_models: Sequence[str] | None = None,
+                    small: bool = False) -> list[str]:
     """A captioned overlay's lines from its explain.json record (`overlay_entry`): the model's
     answer with its (calibrated) probability as explain prints it, and the method and class the
     heatmap explains, which may not be the answer (--target); what the white line is when the
@@ -142,7 +143,8 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     warnings, the shortcut alarm, whether the models disagree (`disagree`) and whether their
     default heatmaps point at different places (`apart`, `agreement.maps_apart`), as explain
     prints them (an overlay travels without the console's lines; an image that may be CT,
-    `may_be_ct`, first, then one that may be T2 or FLAIR, `may_be_t2`), and the run's split the
+    `may_be_ct`, first, then one under `modality.SMALL_SIDE` px, `small`, then one that may be
+    T2 or FLAIR, `may_be_t2`), and the run's split the
     image is in
     (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
     (`in_run_exact`), is not called "unlike the training data", as in `predict`. `run`: the
@@ -195,6 +197,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     if outline is not None:  # the line travels with the picture: say what it is
         lines.append(outline_words(outline))
     warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
+    warnings += [FLAG_LABELS["small"]] if small else []  # seen enlarged (`modality.is_small`)
     # the answer is off its ground; not said on CT, colour or a photo (`sequence.hint_said`)
     warnings += [FLAG_LABELS["t2"]] if hint_said(may_be_t2, ct=may_be_ct,
                                                  colour=bool(entry.get("colour")),

@@ -122,7 +122,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     """
     from pipeline.calibration import apply_temperature, read_calibration
     from pipeline.evaluate.flags import answer_flags, is_colour
-    from pipeline.modality import looks_like_ct, looks_like_photo
+    from pipeline.modality import is_small, looks_like_ct, looks_like_photo
 
     # probabilities shown as everywhere else (a damaged entry: raw, as predict shows them)
     temperatures = read_calibration(run.path, list(explainers))[0]
@@ -141,6 +141,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         {"path": str(p), "overlay_base": base, "models": {},
          "in_run_split": seen.split if seen else None,
          "in_run_exact": seen.exact if seen else None, "may_be_ct": ct[i],
+         "small_image": is_small(img),  # `modality.is_small`: the models saw it enlarged
          "may_be_t2": sequence.hint_said(t2[i], ct=ct[i], colour=colour[i], photo=photo[i]),
          "radiological": bool(side)}
         for i, ((p, img), base, seen, side) in enumerate(zip(
@@ -205,6 +206,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                                         apart=row["peaks_apart"] is not None,
                                         may_be_ct=row["may_be_ct"],
                                         may_be_t2=bool(row["may_be_t2"]), outline=outline,
+                                        small=row["small_image"],
                                         run=run.report_name, folders=folders,
                                         far_models=far)
                 pictures[name] = captioned_overlay(x[i], ex.heatmaps[i], lines,

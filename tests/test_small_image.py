@@ -1,0 +1,95 @@
+"""A small image (under `modality.SMALL_SIDE` px on its shorter side) is seen enlarged: a
+presenter's review uploaded a 32 x 32 thumbnail and got "glioma 94%" from each model with no word
+of its size. On the official run's Testing/ images shrunk to 32 px accuracy fell 13-14 points
+while the confidence shown barely moved (README, "Small images"). Every surface now says so."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.evaluate.flags import FLAG_LABELS, flag_meaning
+from pipeline.modality import SMALL_SIDE, is_small
+
+
+def test_small_is_the_shorter_side_under_the_limit():
+    assert SMALL_SIDE == 96
+    assert is_small(np.zeros((95, 400, 3), np.uint8)) and is_small(np.zeros((400, 95)))
+    assert not is_small(np.zeros((96, 96, 3), np.uint8))
+    assert FLAG_LABELS["small"] == "small image (under 96 px)"
+    assert "the model sees it enlarged, with less detail than it learnt from" in flag_meaning(
+        "small", n_models=1)
+
+
+def test_the_card_says_the_size_after_the_no_mri_warnings_and_before_the_rest():
+    from dashboard import flags
+    from dashboard.card_flags import withheld
+
+    probs = {"custom_cnn": np.array([[0.1, 0.1, 0.7, 0.1]]),
+             "mobilenetv2": np.array([[0.1, 0.7, 0.1, 0.1]])}
+    classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    said = flags.answer_flags(probs, 0, {}, {}, {}, classes, "40x32", ct=True, t2=False)
+    kinds = [f.kind for f in said]
+    assert kinds[:2] == ["ct", "small"] and kinds.index("small") < kinds.index("disagree")
+    small = said[1]
+    assert small.startswith("Small image (40 × 32 pixels): the image is under 96 pixels on "
+                            "its shorter side, so the models see it enlarged"), small
+    assert withheld(said) == flags.FLAG_LABELS["ct"]  # a caution: it hides no answer itself
+    assert "small image (under 96 px)" in flags.summary_line(said)
+    for size in ("96x96", "512x512", None, "odd"):
+        assert "small" not in [f.kind for f in flags.answer_flags(probs, 0, {}, {}, {}, classes,
+                                                                   size)], size
+
+
+def test_an_overlay_caption_says_it_second_to_ct():
+    from pipeline.explain.overlay_text import overlay_caption
+
+    entry = {"predicted": "glioma", "target": "glioma", "method": "gradcam",
+             "probs": {"glioma": 0.9, "no_tumor": 0.1}, "peak": "centre"}
+    lines = overlay_caption("custom_cnn", entry, may_be_ct=True, small=True)
+    said = " ".join(lines)
+    assert said.index(FLAG_LABELS["ct"]) < said.index(FLAG_LABELS["small"])
+    assert FLAG_LABELS["small"] not in " ".join(overlay_caption("custom_cnn", entry))
+
+
+@pytest.mark.slow
+def test_predict_and_explain_tag_a_small_image(smoke_run: Path, tmp_path: Path):
+    """predict's line (the image's own last field), its JSON and CSV, explain's line,
+    explain.json and the captioned overlay; a 128 px phantom is not small."""
+    import csv
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    entry = json.loads((smoke_run / "splits.json").read_text())["test"][0]
+    source = Image.open(Path(manifest["data"]["dir"]) / entry["path"])
+    small, full = tmp_path / "thumb.png", tmp_path / "full.png"
+    source.resize((48, 48)).save(small)
+    source.save(full)
+    tag = f"[{FLAG_LABELS['small']}]"
+    printed = CliRunner().invoke(app, ["predict", "--run", str(smoke_run), str(small), str(full)])
+    assert printed.exit_code == 0, printed.output
+    lines = [ln for ln in printed.stdout.splitlines() if "\t" in ln]
+    assert tag in lines[0].split("\t")[-1] and tag not in lines[1], lines
+    assert printed.stderr.count(flag_meaning("small")) == 1  # the legend, once
+    rows = json.loads(CliRunner().invoke(
+        app, ["predict", "--run", str(smoke_run), "--json", str(small), str(full)]).stdout)
+    assert [r["small_image"] for r in rows["results"]] == [True, False]
+    out = tmp_path / "answers.csv"
+    assert CliRunner().invoke(app, ["predict", "--run", str(smoke_run), "--out", str(out),
+                                    str(small), str(full)]).exit_code == 0
+    with out.open(encoding="utf-8-sig") as fh:
+        assert [r["small_image"] for r in csv.DictReader(fh)] == ["1", "0"]
+    folder = tmp_path / "overlays"
+    printed = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                       "custom_cnn", str(small), "--out", str(folder)])
+    assert printed.exit_code == 0, printed.output
+    assert tag in printed.stdout
+    row = json.loads((folder / "explain.json").read_text())["images"][0]
+    assert row["small_image"] is True
