@@ -75,9 +75,23 @@ def _predict_page(artifacts: Path, log: Path, width: int, height: int) -> Iterat
 
 @pytest.fixture
 def server(smoke_run: Path, tmp_path: Path) -> Iterator[str]:
+    """A fresh server of the test's own: for tests of a first visit (the models loading in
+    the background) or of sessions racing for models and results no test computed before."""
     _need_chromium()
     with _served(smoke_run.parent.parent, tmp_path / "streamlit.log") as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def warm_server(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[str, Path]]:
+    """One server, its URL and log, shared by this file's tests that check pages and controls
+    in a session of their own, not a fresh server: a fresh one loads both models on its first
+    visit (about 15 s on a busy 2-core machine), once per test before."""
+    _need_chromium()
+    log = tmp_path_factory.mktemp("warm-server") / "streamlit.log"
+    with _served(smoke_run.parent.parent, log) as url:
+        yield url, log
 
 
 def _test_image(smoke_run: Path) -> Path:
@@ -386,13 +400,13 @@ def _flip_outline(page) -> None:
 
 
 def test_controls_and_heatmaps_agree_after_the_uploads_are_removed_in_a_browser(
-        server: str, smoke_run: Path, tmp_path: Path):
+        warm_server: tuple[str, Path], smoke_run: Path):
     """Issue 18's stale controls, replayed in chromium: set the method, the class and the
     outline; remove the file with its chip's remove button; upload another. The overlays were
     captioned and drawn with the old settings while the controls showed their defaults."""
     from playwright.sync_api import expect, sync_playwright
 
-    log = tmp_path / "streamlit.log"
+    server, log = warm_server
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     test = json.loads((smoke_run / "splits.json").read_text())["test"]
     first, second = (Path(manifest["data"]["dir"]) / e["path"] for e in test[:2])
@@ -467,10 +481,17 @@ PAGE_TITLES = ["Overview & comparison", "Predict & explain", "Error analysis",
                "Explanation quality", "About & model card"]  # dashboard/app.py's PAGES
 
 
+# How long the browser gets to lay a page out again before its height is measured: a resize
+# reruns no script (Streamlit's layout is the browser's), so `_wait_idle`'s two seconds for a
+# rerun to show were 4 s of every screenshot's 5; a height still growing is measured again.
+_SETTLE_MS = 500
+
+
 def _shot(page, path: Path) -> None:
     """A screenshot of the whole page: the main area scrolls inside the window (stMain), so
     the window is made as tall as its content first (at most 16000 px, chromium's limit), until
-    the content stops growing (tables and charts are drawn after the run ends)."""
+    the content stops growing (tables and charts are drawn after the run ends). The caller
+    leaves the page idle (`_check_page`, `_overlays_when_drawn`)."""
     size = page.viewport_size
     tall = """() => Math.max(...['stMain', 'stSidebarContent'].map(t => {
         const e = document.querySelector(`[data-testid=${t}]`); return e ? e.scrollHeight : 0;
@@ -478,7 +499,8 @@ def _shot(page, path: Path) -> None:
     try:
         height = size["height"]
         for _ in range(10):
-            _wait_idle(page)  # charts redraw at the new size
+            page.wait_for_timeout(_SETTLE_MS)  # charts redraw at the new size
+            page.wait_for_function(_RUNNING, timeout=240_000)
             want = min(max(page.evaluate(tall), size["height"]), 16_000)
             if want == height:
                 break
@@ -536,13 +558,13 @@ def _visit_other_pages(page, log: Path, shots: Path, suffix: str) -> None:
 
 
 def test_every_page_with_one_and_with_eight_uploads_renders_and_is_photographed(
-        server: str, smoke_run: Path, tmp_path: Path):
+        warm_server: tuple[str, Path], smoke_run: Path, tmp_path: Path):
     """Issue 18's "done when": every page, and Predict with one and with eight uploads, drawn
     without an exception or an error box; full-page screenshots go to $BRAIN_MRI_SCREENSHOTS
     (else this test's tmp_path) for a human to look at."""
     from playwright.sync_api import sync_playwright
 
-    log = tmp_path / "streamlit.log"
+    server, log = warm_server
     shots = Path(os.environ.get("BRAIN_MRI_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((smoke_run / "manifest.json").read_text())
@@ -588,13 +610,13 @@ _FOCUSED = """() => { const e = document.activeElement; const s = getComputedSty
             e.getBoundingClientRect().x, s.outlineStyle, parseFloat(s.outlineWidth)]; }"""
 
 
-def test_keyboard_focus_stays_on_screen_and_is_drawn(server: str, tmp_path: Path):
+def test_keyboard_focus_stays_on_screen_and_is_drawn(warm_server: tuple[str, Path]):
     """An accessibility review: in a narrow window the collapsed sidebar kept its page links
     and run picker in the Tab order, off-screen (x = -284), and a focused page link was
     drawn at 1.1:1 against the sidebar. Hidden controls take no focus; focus has a ring."""
     from playwright.sync_api import expect, sync_playwright
 
-    log = tmp_path / "streamlit.log"
+    server, log = warm_server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -671,9 +693,8 @@ _CARD_LAYOUT = """() => [...document.querySelectorAll('[class*="st-key-predict_c
 })"""
 
 
-def test_a_card_s_heatmaps_share_the_screen_of_its_answer_at_1280x720(server: str,
-                                                                      smoke_run: Path,
-                                                                      tmp_path: Path):
+def test_a_card_s_heatmaps_share_the_screen_of_its_answer_at_1280x720(
+        warm_server: tuple[str, Path], smoke_run: Path):
     """A lecturer's review at 1280×720: two to five full-width warning boxes put a card's
     heatmaps a screen below its answer. The warnings fold into one expander labelled with their
     count, so with a card's top at the window's top its overlays end on that screen."""
@@ -682,7 +703,7 @@ def test_a_card_s_heatmaps_share_the_screen_of_its_answer_at_1280x720(server: st
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     splits = json.loads((smoke_run / "splits.json").read_text())
     train = Path(manifest["data"]["dir"]) / splits["train"][0]["path"]  # a warning: its split
-    log = tmp_path / "streamlit.log"
+    server, log = warm_server
     SHOTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
