@@ -25,10 +25,13 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 50_000_000  # refuse larger images from their header, before decoding (bomb guard)
 # A 50-megapixel 16-bit RGB TIFF is 300 MB uncompressed; nothing usable is larger than this.
 MAX_FILE_BYTES = 512 * 1024 * 1024
-# A folder reaches the reader only when `stream.expand_inputs` found nothing in it to read
-# ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong)
+# A folder reaches the CLI's reader only when `stream.expand_inputs` found nothing in it to read
+# ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong);
+# said only after the same search (`_folder_reason`): read_image(folder) claimed it unsearched
 FOLDER_MESSAGE = ("a folder with no image in it (JPEG, PNG, BMP, TIFF, GIF, WebP, PPM or DICOM "
                   "files, .zip series of .dcm slices or NIfTI volumes, searched recursively)")
+FOLDER_NOT_FILE = ("is a folder, not one image file (pipeline.stream.expand_inputs lists the "
+                   "images in a folder, as predict and explain search the folders they are given)")
 MIN_SIDE = 8  # smaller images carry no usable anatomy
 # Larger images are shrunk *while* decoding (JPEG's DCT scaling, then Pillow's reduce) before any
 # conversion: a 190 KB zero-filled 7000×7000 PNG peaked at 1.31 GB when converted at full size.
@@ -357,6 +360,21 @@ def decode_image(data: bytes, name: str = "", max_pixels: int | None = None) -> 
     return decode_image_info(data, name, max_pixels)[0]
 
 
+def _folder_reason(folder: Path) -> str:
+    """Why `folder` is not read: FOLDER_MESSAGE when the search `stream.scan_inputs` makes
+    (hidden files and folders left out) finds nothing in it, as when the CLI hands one on, else
+    FOLDER_NOT_FILE. The search stops at the first file it would read."""
+    from pipeline.names import file_ext
+    from pipeline.stream import FOLDER_EXTS, may_be_dicom_export  # it imports this module
+
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(not f.startswith(".") and (file_ext(f) in FOLDER_EXTS or may_be_dicom_export(
+                Path(root, f))) for f in files):
+            return FOLDER_NOT_FILE
+    return FOLDER_MESSAGE
+
+
 @contextlib.contextmanager
 def open_regular(path: str | Path, label: str | None = None) -> Iterator[BinaryIO]:
     """The open file at `path` if it is a regular file of at most MAX_FILE_BYTES, else
@@ -367,6 +385,8 @@ def open_regular(path: str | Path, label: str | None = None) -> Iterator[BinaryI
     non-blocking and checked with fstat on the open descriptor: it cannot be swapped for a pipe
     between the check and the read.
     """
+    if not os.fspath(path):  # Path("") is ".", the working folder
+        raise ImageError(f"{label}: no file name given" if label else "no file name given")
     path = Path(path)
     label = str(path) if label is None else label
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
@@ -375,13 +395,13 @@ def open_regular(path: str | Path, label: str | None = None) -> Iterator[BinaryI
     except FileNotFoundError:
         raise ImageError(f"{label}: file not found") from None
     except IsADirectoryError:
-        raise ImageError(f"{label}: {FOLDER_MESSAGE}") from None
+        raise ImageError(f"{label}: {_folder_reason(path)}") from None
     except OSError as exc:
         raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise ImageError(f"{label}: {FOLDER_MESSAGE}")
+            raise ImageError(f"{label}: {_folder_reason(path)}")
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(f"{label}: not a regular file (a device, pipe or socket)")
         if st.st_size > MAX_FILE_BYTES:

@@ -4,6 +4,7 @@ geometry.py: the head crop and prepare_image."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -393,6 +394,29 @@ def test_read_image(tmp_path: Path):
     (tmp_path / "zero.jpg").write_bytes(b"")
     with pytest.raises(ImageError, match="zero.jpg: empty file"):
         read_image(tmp_path / "zero.jpg")
+
+
+def test_a_folder_or_no_name_given_to_read_image_is_called_what_it_is(tmp_path: Path):
+    """read_image(folder) said "a folder with no image in it (... searched recursively)" of a
+    folder of images it never searched, and read_image("") read the working folder."""
+    png = encode(Image.fromarray(pattern()), "PNG")
+    (tmp_path / "scans" / "sub").mkdir(parents=True)
+    (tmp_path / "scans" / "sub" / "a.png").write_bytes(png)
+    with pytest.raises(ImageError, match=r"^\S+scans: is a folder, not one image file \("
+                                         r"pipeline\.stream\.expand_inputs lists"):
+        read_image(tmp_path / "scans")
+    # nothing the CLI's search reads in it (hidden files are not searched): as the CLI says of
+    # a folder it found nothing in, the search now made
+    (tmp_path / "none" / ".hidden").mkdir(parents=True)
+    (tmp_path / "none" / ".hidden" / "b.png").write_bytes(png)
+    (tmp_path / "none" / "notes.txt").write_text("not a scan")
+    from pipeline.stream import expand_inputs
+
+    assert expand_inputs([tmp_path / "none"]) == [tmp_path / "none"]  # the CLI hands it on
+    with pytest.raises(ImageError, match=f"none: {re.escape(images.FOLDER_MESSAGE)}$"):
+        read_image(tmp_path / "none")
+    with pytest.raises(ImageError, match="^no file name given$"):
+        read_image("")
 
 
 # --------------------------------------------------------------------------- fuzzing
