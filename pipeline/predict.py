@@ -278,7 +278,7 @@ def predict_files(predictor: Predictor, paths: Sequence[str | Path], chunk: int 
     """
     results: list[dict] = []
     failures: list[tuple[str, str]] = []
-    items = expand_series(paths)
+    items = expand_series([paths] if isinstance(paths, (str, Path)) else paths)  # a str: one file
     done = 0
     for part, rows, bad in iter_predictions(predictor, items, batch=chunk):
         results.extend(rows)
