@@ -60,16 +60,35 @@ def opened(run: Run | str | Path, models: Sequence[str] | str | None
     return run, [models] if isinstance(models, str) else models
 
 
+def pixel_problem(x: np.ndarray, slack: float = 0.0) -> str | None:
+    """What a batch of prepared images cannot be for models of raw 0-255 pixels, said after
+    the model's name (`checked_batch`, the explainer's), or None. Refused: NaN and infinite
+    values, 0-1 floats (a prepared slice that dark is black, so those are 0-1 pixels, which the
+    models read as black), values more than `slack` outside 0-255 (a review: all-NaN, inf and
+    300s got confident answers and heatmaps peaking at 1.0). A blank batch passes: deletion
+    curves end on one, and `predict_images` refuses blank images before preparing them."""
+    if x.dtype.kind not in "biuf" or not x.size:
+        return None
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        return "takes finite pixel values, got NaN or infinite ones"
+    if pixels.zero_to_one(x):
+        return pixels.ZERO_TO_ONE
+    lo, hi = x.min(), x.max()
+    if lo < -slack or hi > 255 + slack:
+        return f"takes raw 0-255 pixels, got values from {lo:g} to {hi:g}"
+    return None
+
+
 def checked_batch(model_name: str, x: Any, size: int) -> np.ndarray:
-    """`x` as a batch of prepared images (N, size, size, 3) of raw 0-255 pixels, or ValueError.
-    A float batch within 0-1 is refused: a prepared slice that dark is black, so those are
-    0-1 pixels, which the models read as black."""
+    """`x` as a batch of prepared images (N, size, size, 3) of raw 0-255 pixels, or ValueError
+    (`pixel_problem`)."""
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1:] != (size, size, 3):
         raise ValueError(f"{model_name} expects a batch of shape (N, {size}, {size}, 3), "
                          f"got {tuple(x.shape)}")
-    if pixels.zero_to_one(x):
-        raise ValueError(f"{model_name} {pixels.ZERO_TO_ONE}")
+    problem = pixel_problem(x)
+    if problem:
+        raise ValueError(f"{model_name} {problem}")
     return x
 
 

@@ -1136,3 +1136,35 @@ def test_compiled_scorecam_matches_tf_keras_vis() -> None:
         ref = (ref - ref.min()) / (ref.max() - ref.min())
         assert np.corrcoef(ref.ravel(), got.heatmaps[i].ravel())[0, 1] > 0.95
         assert np.abs(ref - got.heatmaps[i]).mean() < 0.05
+
+
+@pytest.mark.parametrize(("bad", "why"), [
+    (lambda x: np.full_like(x, np.nan), "takes finite pixel values, got NaN or infinite ones$"),
+    (lambda x: np.where(x > 200, np.inf, x), "takes finite pixel values"),
+    (lambda x: x + 300, r"takes raw 0-255 pixels, got values from 300 to \d+$"),
+    (lambda x: x - 50, r"takes raw 0-255 pixels, got values from -50 to \d+$"),
+])
+def test_the_explainer_refuses_pixels_no_image_has(bad, why: str) -> None:
+    """All-NaN, infinite and out-of-range batches got heatmaps peaking at 1.0 and answers."""
+    ex = E.Explainer(tiny_cnn())
+    x = random_images(1).astype(np.float32)
+    assert x.min() == 0
+    for call in (ex, ex.predict):
+        with pytest.raises(ValueError, match=f"^tiny's explainer {why}"):
+            call(bad(x))
+
+
+def test_the_explainer_takes_road_s_imputed_images_and_a_blank_one() -> None:
+    """ROAD's noisy imputation leaves pixels a few levels outside 0-255 in the batches it
+    scores through `Explainer.predict`; a deletion curve ends on a blank image."""
+    from pipeline.explain.imputation import noisy_linear_impute
+
+    img = np.zeros((S, S, 3), np.float32)
+    img[16:48, 16:48] = 255
+    removed = np.zeros((S, S), bool)
+    removed[10:54, 10:54] = True
+    road = noisy_linear_impute(img, removed, seed=0)[None]
+    assert road.min() < 0  # what the slack is for
+    ex = E.Explainer(tiny_cnn())
+    for x in (road, np.zeros((1, S, S, 3), np.float32)):
+        assert ex.predict(x).shape == (1, 3) and ex(x).heatmaps.shape == (1, S, S)

@@ -20,9 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline.explain.imputation import NOISE
 from pipeline.explain.layers import conv_layers, default_layer, logits_tensor
 from pipeline.explain.methods import get_method
-from pipeline.pixels import ZERO_TO_ONE, zero_to_one
+from pipeline.predict_checks import pixel_problem
+
+# How far outside 0-255 an explained batch may reach: ROAD's noisy imputation (`imputation`)
+# leaves filled pixels a few levels outside it; 10 of its standard deviations, at most 25.5
+PIXEL_SLACK = 10 * NOISE * 255
 
 
 @dataclass
@@ -102,8 +107,9 @@ class Explainer:
             raise ValueError(f"expected image batch {expected}, got {arr.shape}")
         if arr.shape[0] == 0:
             raise ValueError("empty image batch")
-        if zero_to_one(arr):  # read as black before: every heatmap of a black image
-            raise ValueError(f"the explainer {ZERO_TO_ONE}")
+        problem = pixel_problem(arr, PIXEL_SLACK)  # NaN, inf and 300s gave heatmaps too
+        if problem:
+            raise ValueError(f"{self.model.name}'s explainer {problem}")
         return arr.astype(np.float32, copy=False)
 
     def _targets(self, target: int | Sequence[int] | None, n: int) -> np.ndarray:
