@@ -10,20 +10,26 @@ from `pipeline.images` (decoding); bad arrays raise its `ImageError`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
-from pipeline.images import MIN_SIDE, ImageError
+from pipeline.images import MIN_SIDE, ImageError, on_black, pil_to_rgb
 from pipeline.pixels import array_to_uint8
 
 
 def as_rgb_uint8(img: Any) -> np.ndarray:
-    """`img` as H×W×3 uint8: grey repeated, alpha dropped, other dtypes `pixels.array_to_uint8`;
-    ImageError for anything that is no image array."""
+    """`img` as H×W×3 uint8: grey repeated, other dtypes `pixels.array_to_uint8`, RGBA
+    composited on black and a Pillow image converted, as decoding reads a file (a review: an
+    RGBA PNG's array, its alpha dropped, got another answer than the file); ImageError for
+    anything that is no image."""
+    if isinstance(img, Image.Image):
+        return pil_to_rgb(img)
     if not isinstance(img, np.ndarray):
-        raise ImageError(f"expected a numpy array, got {type(img).__name__}")
+        raise ImageError(_not_an_image(img))
     shape = img.shape
     if img.ndim == 3 and shape[2] == 1:
         img = img[:, :, 0]
@@ -31,15 +37,24 @@ def as_rgb_uint8(img: Any) -> np.ndarray:
         img = np.repeat(img[:, :, None], 3, axis=2)
     if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise ImageError(f"expected an H×W×3 image array, got shape {shape}")
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
     if img.shape[0] < 1 or img.shape[1] < 1:
         raise ImageError(f"expected a non-empty image array, got shape {shape}")
     if img.dtype != np.uint8:
         if not np.issubdtype(img.dtype, np.number) or np.issubdtype(img.dtype, np.complexfloating):
             raise ImageError(f"expected a numeric image array, got dtype {img.dtype}")
         img = array_to_uint8(img)
+    if img.shape[2] == 4:
+        img = on_black(img)
     return np.ascontiguousarray(img)
+
+
+def _not_an_image(obj: Any) -> str:
+    """Why `obj`, handed over as an image, is none, in one line (a file's name: how to read it)."""
+    want = "expected a numpy array or a Pillow image"
+    if isinstance(obj, (str, Path)):
+        return (f"{want}, got the file name {str(obj)!r}: read the file with "
+                "pipeline.images.read_image(path)")
+    return f"{want}, got {'None' if obj is None else type(obj).__name__}"
 
 
 # A bright blob whose box covers less of the image is no head (a label, a speck): the image is

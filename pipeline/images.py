@@ -145,13 +145,34 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
         mode == "P" and "transparency" in im.info
     )
     if has_alpha:
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint16)
-        rgb = (rgba[:, :, :3] * rgba[:, :, 3:4] + 127) // 255
-        return rgb.astype(np.uint8)
+        return on_black(np.asarray(im.convert("RGBA")))
     if mode in ("1", "L", "P;L"):
         gray = np.asarray(im.convert("L"), dtype=np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def on_black(rgba: np.ndarray) -> np.ndarray:
+    """An H×W×4 uint8 RGBA array's colour composited on black (multiplied by alpha, rounded):
+    how transparency is read, in a file or an array (`geometry.as_rgb_uint8`)."""
+    wide = rgba.astype(np.uint16)
+    return ((wide[:, :, :3] * wide[:, :, 3:4] + 127) // 255).astype(np.uint8)
+
+
+def _oriented(im: Image.Image) -> Image.Image:
+    """`im` turned as its EXIF orientation says (a copy), or `im` itself when a malformed EXIF
+    block makes that fail: it must not make a good image unreadable."""
+    try:
+        oriented = ImageOps.exif_transpose(im)
+    except Exception:
+        return im
+    return im if oriented is None else oriented
+
+
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """A Pillow image opened by the caller as H×W×3 uint8, as decoding reads its file: EXIF
+    orientation applied, then any mode converted (`_to_rgb_array`). Not shrunk or size-checked."""
+    return _to_rgb_array(_oriented(im))
 
 
 def _explain_pillow_error(exc: Exception, fmt: str | None, label: str) -> ImageError:
@@ -215,13 +236,7 @@ def _decode_pillow(data: bytes, label: str, max_pixels: int
             im.seek(0)  # animated GIF / multi-page TIFF: first frame
         info = {"format": fmt, "mode": im.mode, "width": width, "height": height,
                 "frames": n_frames}
-        im = _load_reduced(im, info)
-        try:
-            oriented = ImageOps.exif_transpose(im)
-            if oriented is not None:
-                im = oriented
-        except Exception:  # a malformed EXIF block must not make a good image unreadable
-            pass
+        im = _oriented(_load_reduced(im, info))
         arr = _to_rgb_array(im)
     except ImageError:
         raise

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.artifacts import open_run
-from pipeline.images import read_image
+from pipeline.images import ImageError, read_image
 from pipeline.predict import Predictor, predict_files
 
 pytestmark = pytest.mark.slow  # uses the trained smoke run
@@ -57,3 +59,26 @@ def test_a_blank_prepared_batch_is_still_answered(predictor: Predictor):
     for level in (0, 255):
         probs = predictor.predict_arrays("custom_cnn", np.full((1, size, size, 3), level))
         assert probs.shape == (1, len(predictor.class_names)) and np.isfinite(probs).all()
+
+
+def test_predict_images_takes_a_pillow_image_as_read_image_reads_its_file(
+        predictor: Predictor, synth_data: Path):
+    """A Pillow image in the list was refused: "expected a numpy array, got PngImageFile"."""
+    scan = _scan(synth_data)
+    want = predictor.predict_images([read_image(scan)])["custom_cnn"]
+    with Image.open(scan) as im:
+        np.testing.assert_allclose(predictor.predict_images([im])["custom_cnn"], want,
+                                   atol=1e-6)
+
+
+def test_what_is_no_image_is_refused_by_its_place_saying_what_it_is(predictor: Predictor,
+                                                                     synth_data: Path):
+    scan = _scan(synth_data)
+    image = read_image(scan)
+    with pytest.raises(ImageError, match=r"^image 2: expected a numpy array or a Pillow "
+                                         r"image, got None$"):
+        predictor.predict_images([image, None])
+    with pytest.raises(ImageError, match=rf"^image 1: .* got the file name "
+                                         rf"'{re.escape(str(scan))}': read the file with "
+                                         r"pipeline\.images\.read_image\(path\)$"):
+        predictor.predict_images([scan, image])
