@@ -26,8 +26,8 @@ MAX_PIXELS = 50_000_000  # refuse larger images from their header, before decodi
 # A 50-megapixel 16-bit RGB TIFF is 300 MB uncompressed; nothing usable is larger than this.
 MAX_FILE_BYTES = 512 * 1024 * 1024
 # A folder reaches the CLI's reader only when `stream.expand_inputs` found nothing in it to read
-# ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong);
-# said only after the same search (`_folder_reason`): read_image(folder) claimed it unsearched
+# ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong):
+# said after the same search (`_folder_reason`); read_image(folder) said it unsearched
 FOLDER_MESSAGE = ("a folder with no image in it (JPEG, PNG, BMP, TIFF, GIF, WebP, PPM or DICOM "
                   "files, .zip series of .dcm slices or NIfTI volumes, searched recursively)")
 FOLDER_NOT_FILE = ("is a folder, not one image file (pipeline.stream.expand_inputs lists the "
@@ -159,20 +159,14 @@ def on_black(rgba: np.ndarray) -> np.ndarray:
     return ((wide[:, :, :3] * wide[:, :, 3:4] + 127) // 255).astype(np.uint8)
 
 
-def _oriented(im: Image.Image) -> Image.Image:
-    """`im` turned as its EXIF orientation says (a copy), or `im` itself when a malformed EXIF
-    block makes that fail: it must not make a good image unreadable."""
-    try:
-        oriented = ImageOps.exif_transpose(im)
-    except Exception:
-        return im
-    return im if oriented is None else oriented
-
-
 def pil_to_rgb(im: Image.Image) -> np.ndarray:
-    """A Pillow image opened by the caller as H×W×3 uint8, as decoding reads its file: EXIF
-    orientation applied, then any mode converted (`_to_rgb_array`). Not shrunk or size-checked."""
-    return _to_rgb_array(_oriented(im))
+    """A loaded Pillow image as H×W×3 uint8, as decoding reads a file: turned as its EXIF
+    orientation says, then any mode converted (`_to_rgb_array`). Not shrunk or size-checked."""
+    try:
+        oriented = ImageOps.exif_transpose(im)  # a copy: the caller's image stays as it is
+    except Exception:  # a malformed EXIF block must not make a good image unreadable
+        oriented = None
+    return _to_rgb_array(im if oriented is None else oriented)
 
 
 def _explain_pillow_error(exc: Exception, fmt: str | None, label: str) -> ImageError:
@@ -236,8 +230,8 @@ def _decode_pillow(data: bytes, label: str, max_pixels: int
             im.seek(0)  # animated GIF / multi-page TIFF: first frame
         info = {"format": fmt, "mode": im.mode, "width": width, "height": height,
                 "frames": n_frames}
-        im = _oriented(_load_reduced(im, info))
-        arr = _to_rgb_array(im)
+        im = _load_reduced(im, info)
+        arr = pil_to_rgb(im)
     except ImageError:
         raise
     except Exception as exc:
