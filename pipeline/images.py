@@ -26,8 +26,7 @@ MAX_PIXELS = 50_000_000  # refuse larger images from their header, before decodi
 # A 50-megapixel 16-bit RGB TIFF is 300 MB uncompressed; nothing usable is larger than this.
 MAX_FILE_BYTES = 512 * 1024 * 1024
 # A folder reaches the CLI's reader only when `stream.expand_inputs` found nothing in it to read
-# ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong):
-# said after the same search (`_folder_reason`); read_image(folder) said it unsearched
+# ("is a folder, not an image" told a user who had passed a folder, as the help invites, wrong)
 FOLDER_MESSAGE = ("a folder with no image in it (JPEG, PNG, BMP, TIFF, GIF, WebP, PPM or DICOM "
                   "files, .zip series of .dcm slices or NIfTI volumes, searched recursively)")
 FOLDER_NOT_FILE = ("is a folder, not one image file (pipeline.stream.expand_inputs lists the "
@@ -370,11 +369,9 @@ def decode_image(data: bytes, name: str = "", max_pixels: int | None = None) -> 
 
 
 def _folder_reason(folder: Path) -> str:
-    """Why `folder` is not read: FOLDER_MESSAGE when the search `stream.scan_inputs` makes
-    (hidden files and folders left out) finds nothing in it, as when the CLI hands one on, else
-    FOLDER_NOT_FILE. The search stops at the first file it would read."""
-    from pipeline.names import file_ext
-    from pipeline.stream import FOLDER_EXTS, may_be_dicom_export  # it imports this module
+    """Why `folder` is not read: FOLDER_MESSAGE when `stream.scan_inputs`' search (not hidden
+    files) finds nothing in it, as when the CLI hands it on, else FOLDER_NOT_FILE."""
+    from pipeline.stream import FOLDER_EXTS, file_ext, may_be_dicom_export  # it imports us
 
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -439,5 +436,15 @@ def read_file(path: str | Path, label: str | None = None) -> bytes:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read and decode a file (see `decode_image`); a missing or unreadable file -> ImageError."""
-    return decode_image(read_file(path), str(path))
+    """One image file decoded (`decode_image`: a multi-frame file's first frame), or ImageError."""
+    from pipeline import dicom_zip, nifti  # they import this module
+
+    data, name = read_file(path), str(path)
+    try:
+        return decode_image(data, name)
+    except ImageError:
+        if dicom_zip.is_zip(data, name) or nifti.is_nifti(data, name):
+            raise ImageError(f"{name}: a series (a NIfTI volume or a zip of DICOM slices), not "
+                             "one image: read its slices with pipeline.images.decode_slices("
+                             "read_file(path), str(path))") from None
+        raise

@@ -419,6 +419,30 @@ def test_a_folder_or_no_name_given_to_read_image_is_called_what_it_is(tmp_path: 
         read_image("")
 
 
+def test_read_image_names_the_series_reader_for_a_series_file(tmp_path: Path):
+    """read_image("vol.nii.gz") said "not an image (unrecognised format; accepted: JPEG, ...,
+    DICOM)" of a volume the CLI reads; it now names the function that reads its slices."""
+    import gzip
+
+    import nibabel as nib
+
+    vox = np.random.default_rng(0).integers(0, 1000, (24, 24, 3)).astype(np.int16)
+    volume = nib.Nifti1Image(vox, np.eye(4)).to_bytes()
+    frames = [make_dicom(with_disc(np.full((24, 24), 100 * k, np.uint16))) for k in (1, 2)]
+    files = {"vol.nii.gz": gzip.compress(volume), "vol.nii": volume, "named.img": volume,
+             "s.zip": _zip({"a.dcm": frames[0], "b.dcm": frames[1]})}
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ImageError, match=rf"^{re.escape(str(path))}: a series \(a NIfTI "
+                                             r"volume or a zip of DICOM slices\), not one image: "
+                                             r"read its slices with pipeline\.images\."
+                                             r"decode_slices\(read_file\(path\), str\(path\)\)$"):
+            read_image(path)
+        slices, _ = images.decode_slices(images.read_file(path), str(path))  # as it says
+        assert len(slices) >= 2, name
+
+
 # --------------------------------------------------------------------------- fuzzing
 
 SEEDS = {
