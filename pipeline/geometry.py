@@ -27,7 +27,12 @@ def as_rgb_uint8(img: Any) -> np.ndarray:
     RGBA PNG's array, its alpha dropped, got another answer than the file); ImageError for
     anything that is no image."""
     if isinstance(img, Image.Image):
-        return pil_to_rgb(img)
+        try:
+            return pil_to_rgb(img)
+        except Exception as exc:  # its file closed before it was loaded: a bare AssertionError
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise ImageError(f"cannot read the Pillow image ({why}); an image whose file is "
+                             "closed must be loaded first (img.load() inside the with)") from None
     if not isinstance(img, np.ndarray):
         raise ImageError(_not_an_image(img))
     shape = img.shape

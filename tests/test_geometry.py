@@ -72,3 +72,16 @@ def test_what_is_no_image_is_refused_in_one_line_saying_what_it_is():
             as_rgb_uint8(name)
     with pytest.raises(ImageError, match=r"got dict$"):
         as_rgb_uint8({})
+
+
+def test_a_pillow_image_whose_file_is_closed_is_refused_in_one_line(tmp_path: Path):
+    """Read after its `with Image.open(...)` closed the file: a bare AssertionError before."""
+    path = _saved(tmp_path, "slice.png", Image.fromarray(_rgba(), "RGBA"))
+    with Image.open(path) as im:
+        pass
+    with pytest.raises(ImageError, match=r"^cannot read the Pillow image \(AssertionError\); "
+                                         r"an image whose file is closed must be loaded first"):
+        as_rgb_uint8(im)
+    with Image.open(path) as im:
+        im.load()
+    np.testing.assert_array_equal(as_rgb_uint8(im), read_image(path))
