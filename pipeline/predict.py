@@ -23,6 +23,7 @@ from pipeline.predict_checks import (
     check_model,
     checked_batch,
     checked_image,
+    image_list,
     one_image,
     opened,
 )
@@ -235,14 +236,12 @@ class Predictor:
 
     def predict_images(self, imgs: Sequence[np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Per model, calibrated probabilities (N, C) for decoded images of any size: a list of
-        H×W×3 or H×W arrays, one such array, or a stacked (N, H, W, 3) batch. Pixels are 0-255
-        (uint8, or any number type); 0-1 floats and high-bit ranges are mapped as
+        H×W×3 or H×W arrays or Pillow images, one of them, or an (N, H, W, 3) batch. Pixels
+        are 0-255 (uint8, or any number type); 0-1 floats and high-bit ranges are mapped as
         `pixels.array_to_uint8` says. ImageError (naming the image by its place, from 1) for an
         array that is no image, smaller than `images.MIN_SIDE` a side, or blank (one flat grey
         level), as the CLI refuses such files."""
-        if isinstance(imgs, np.ndarray):
-            imgs = list(imgs) if imgs.ndim == 4 else [imgs]
-        imgs = [checked_image(im, k) for k, im in enumerate(imgs)]
+        imgs = [checked_image(im, k) for k, im in enumerate(image_list(imgs))]
         prepared = [geometry.prepare_for(im, self.prepare_specs()) for im in imgs]
         result = {}
         for k, name in enumerate(self.models):

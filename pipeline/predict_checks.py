@@ -3,7 +3,7 @@ entry and each loaded model, so a bad input fails in one line before it can misl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,19 @@ import numpy as np
 
 from pipeline import geometry, images, pixels
 from pipeline.artifacts import ArtifactError, Run
+
+
+def image_list(imgs: Any) -> list:
+    """What `predict_images` is handed, as a list of images: a stacked (N, H, W, 3) batch
+    split, one array or Pillow image a list of one. So is anything else that is no list (a
+    file's name, None), for `checked_image` to refuse in one line: a Pillow image, a Path or
+    None raised a bare TypeError ("'PngImageFile' object is not iterable"), a str was read as
+    its letters."""
+    if isinstance(imgs, np.ndarray):
+        return list(imgs) if imgs.ndim == 4 else [imgs]
+    if isinstance(imgs, (str, bytes)) or not isinstance(imgs, Iterable):
+        return [imgs]
+    return list(imgs)
 
 
 def checked_image(img: Any, k: int) -> np.ndarray:

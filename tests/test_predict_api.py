@@ -82,3 +82,19 @@ def test_what_is_no_image_is_refused_by_its_place_saying_what_it_is(predictor: P
                                          rf"'{re.escape(str(scan))}': read the file with "
                                          r"pipeline\.images\.read_image\(path\)$"):
         predictor.predict_images([scan, image])
+
+
+def test_one_pillow_image_alone_is_one_image_and_a_file_name_or_none_is_refused_in_one_line(
+        predictor: Predictor, synth_data: Path):
+    """A Pillow image, a Path or None alone raised a bare TypeError ("'PngImageFile' object is
+    not iterable"), and a str was read as its letters ("image 1: ... got str" of its first)."""
+    scan = _scan(synth_data)
+    want = predictor.predict_images([read_image(scan)])["custom_cnn"]
+    with Image.open(scan) as im:
+        np.testing.assert_allclose(predictor.predict_images(im)["custom_cnn"], want, atol=1e-6)
+    for name in (scan, str(scan)):
+        with pytest.raises(ImageError, match=rf"^image 1: .* got the file name "
+                                             rf"'{re.escape(str(scan))}': read the file"):
+            predictor.predict_images(name)
+    with pytest.raises(ImageError, match=r"^image 1: .* got None$"):
+        predictor.predict_images(None)
