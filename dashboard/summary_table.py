@@ -62,14 +62,18 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
                   probs: Mapping[str, np.ndarray], class_names: Sequence[str],
                   flags: Sequence[Sequence[str]],
                   together: np.ndarray | None = None,
-                  hidden: Sequence[str] | None = None) -> pd.DataFrame:
+                  hidden: Sequence[str] | None = None,
+                  refs: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per analysed image for the many-uploads summary: thumbnail, each model's answer
     with its confidence (with `together`, (N, C) from `evaluate.together`, the models' pooled
     answer after them, as the card's answer line has it; a model's weak or unlike flag said
     beside its confidence, `qualifiers`), agreement, how many flags it raised,
     and the file name last (a long name first pushed the answers off a narrow window).
     `hidden`: per image, why its card hides the answers (`card_flags.withheld`: "may be CT,
-    not MRI"), or "": such a row says that in place of its answers and agreement."""
+    not MRI"), or "": such a row says that in place of its answers and agreement. `refs`: how
+    the CSV and the PDF name each image (`Upload.ref`): an "upload" column before the file's
+    name gives an upload's number ("3" for "upload 3"; the dataset's folders share names, and
+    a review could not match rows to the CSV's)."""
     agree = agreement(probs)
     named = {**probs, **({TOGETHER_LABEL: together} if together is not None else {})}
     rows = []
@@ -83,6 +87,9 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
                                         f"{qualifiers(flags[i], model)})")
         row["models agree"] = "–" if why else bool(agree[i])
         row["flags"] = len(flags[i])
+        if refs is not None:
+            row["upload"] = refs[i].removeprefix("upload ") if refs[i].startswith("upload ") \
+                else ""
         row["file"] = name
         rows.append(row)
     return pd.DataFrame(rows)

@@ -247,10 +247,8 @@ def report_page(upload: core.Upload, j: int, results: Results, class_names: Sequ
             + (f"; hottest at the image's {where}" if where else "")
             + (f". {record[0]}" if record else ""),
             {c: float(p) for c, p in zip(class_names, r.probs, strict=True)}))
-    # the split note travels with the page: a training image's PDF is no test either. What
-    # the card leads with (may be no MRI, unlike every model's training data) leads the page's
-    # flags too: the PDF draws them in order until the page is full (a review found those cut
-    # and "may be T2 or FLAIR" kept)
+    # the split note travels with the page (a training image's PDF is no test either); what the
+    # card leads with leads its flags: the PDF draws them until the page is full (a review)
     notes = [upload.seen] if upload.seen else []
     lead = flags.leading_flags(answers, list(results.per_model))
     rest = [f for f in answers if not any(f is g for g in lead)]
@@ -289,7 +287,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
     name -> SHA-256 of the model file)."""
     # `fold`: what is drawn after an image that may be no MRI goes into its expander
     with st.container(border=True, key=f"{prefix}_card_{i}"), contextlib.ExitStack() as fold:
-        title = f"**{core.literal(upload.name)}**"
+        # "· upload 3", as the CSV and the PDF name it: the dataset's folders share names
+        title = f"**{core.literal(upload.name)}**" + (
+            f" · {upload.ref}" if upload.ref.startswith("upload ") else "")
         if upload.true_label:
             title += f" · true class: **{F.class_name(upload.true_label)}**"
         # a heading (h3, drawn small by static/layout.css): a screen reader's user jumps from

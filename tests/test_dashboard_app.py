@@ -590,6 +590,11 @@ def test_many_uploads_get_a_summary_and_a_flag_filter(artifacts: Path, smoke_run
     assert len(summary) == 3 and list(summary["file"]) == [name for name, _, _ in files]
     # each thumbnail named by its file (in a grid its accessible name was its data URL)
     assert list(summary["image"]) == list(summary["file"])
+    # each row and card says its number, as the CSV and the PDF name the image ("upload 2"):
+    # the dataset's class folders share file names (a review could not match them)
+    assert list(summary["upload"].astype(str)) == ["1", "2", "3"]
+    titles = _texts(at.subheader)
+    assert all(f"** · upload {k + 1}" in titles for k in range(3)), titles
     assert len(_captions(at)) == 3 * 2  # every card: one overlay per model
     assert _pager(at) is None  # three cards fit on one page: no page selector
     n_flagged = int(((summary["flags"] > 0) | ~summary["models agree"]).sum())

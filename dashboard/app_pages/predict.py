@@ -283,8 +283,8 @@ if results is not None and results.probs:
         order_by = st.selectbox("Sort the table by", list(orders), key=SORT_KEY,
                                 format_func=orders.__getitem__, width=views.SELECT_WIDTH["sort"])
         summary = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags,
-                                             results.together,
-                                             [card_flags.withheld(f) for f in flags])
+                                             results.together, hidden,
+                                             refs=[u.ref for u in good])
         summary_table.draw_summary(
             summary.iloc[summary_table.sort_order(order_by, names, results.probs, flags)],
             "file", label=f"Summary of the analysed images, sorted by {orders[order_by]}")
