@@ -26,6 +26,7 @@ from pipeline.images import (
     ImageError,
     decode_slices,
 )
+from pipeline.known_data import SARTAJ_NO_TUMOUR_CT
 from pipeline.modality import looks_like_ct, looks_like_photo
 from pipeline.names import TOGETHER_COLUMN, TOGETHER_LABEL, class_label, display_name, percent
 from pipeline.sequence import looks_like_t2, may_be_t2
@@ -153,6 +154,12 @@ CT_NOTE = ("The models were made for MRI: an answer on a CT slice says nothing o
 SARTAJ_CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually "
                   "called \"no tumour\", confidently. A card says when a slice may be CT, but "
                   "that check is rough: it can miss CT.")
+
+# beside "Draw test images" on a Sartaj run: about one draw in four was hidden as CT (a review)
+_ALL_CT, _TESTING_CT = SARTAJ_NO_TUMOUR_CT["all"], SARTAJ_NO_TUMOUR_CT["Testing"]
+SARTAJ_DRAW_NOTE = (f"Some of its no-tumour images are CT slices ({_ALL_CT[0]} of the dataset's "
+                    f"{_ALL_CT[1]}, {_TESTING_CT[0]} of `Testing/`'s {_TESTING_CT[1]}, by our "
+                    "eye): a card flags such a slice \"may be CT, not MRI\" and hides its answers.")
 
 
 def ct_note(sartaj: bool = False) -> str:

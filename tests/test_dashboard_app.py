@@ -2880,3 +2880,31 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     pdf = " ".join(_pdf_text(downloads["predict_pdf_0"]).split())
     assert together.LABEL in pdf and f"{percent(want.max())} (answer, weak)" in pdf
     assert " ".join(together.words(record).split()) in pdf
+
+
+def test_the_draw_note_says_a_sartaj_run_s_no_tumour_images_include_ct(smoke_run: Path,
+                                                                        tmp_path: Path,
+                                                                        monkeypatch):
+    """A presenter drew no-tumour slices whose answers were hidden as "may be CT" about one
+    draw in four, with no word of why: on a run trained on the Sartaj data the picker says so;
+    on any other run (the phantoms') it says nothing of that data."""
+    import shutil
+
+    from dashboard.core import SARTAJ_DRAW_NOTE
+    from pipeline.known_data import SARTAJ_FINGERPRINTS
+
+    for sartaj in (False, True):
+        adir = tmp_path / f"art-{sartaj}"
+        run = adir / "runs" / smoke_run.name
+        shutil.copytree(smoke_run, run)
+        (adir / "latest").write_text(smoke_run.name + "\n")
+        if sartaj:
+            manifest = json.loads((run / "manifest.json").read_text())
+            manifest["data"]["fingerprint"] = next(iter(SARTAJ_FINGERPRINTS))
+            (run / "manifest.json").write_text(json.dumps(manifest))
+        monkeypatch.setenv("BRAIN_MRI_ARTIFACTS", str(adir))
+        at = _app("predict")
+        _ok(at)
+        said = _texts(at.caption)
+        assert "Images this run's models never trained on." in said
+        assert (SARTAJ_DRAW_NOTE in said) == sartaj, said

@@ -63,6 +63,22 @@ def test_a_ct_hint_comes_first_after_the_colour_warning():
     assert dflags.CT_WARNING not in dflags.answer_flags(probs, 0, {}, {}, {}, classes)
 
 
+def test_the_draw_note_s_counts_are_the_ct_list_s_and_the_dataset_s(real_data: Path):
+    """The Predict page's note beside "Draw test images" (a Sartaj run) counts the CT slices
+    among the no-tumour images: from the list, over the dataset's folders."""
+    from dashboard.core import SARTAJ_DRAW_NOTE
+    from pipeline.known_data import SARTAJ_NO_TUMOUR_CT
+
+    ct = [line.strip() for line in CT_LIST.read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
+    folders = {"all": ["Training/no_tumor", "Testing/no_tumor"], "Testing": ["Testing/no_tumor"]}
+    for key, names in folders.items():
+        n_ct = sum(any(c.startswith(f + "/") for f in names) for c in ct)
+        n_all = sum(len(list((real_data / f).glob("*.jpg"))) for f in names)
+        assert SARTAJ_NO_TUMOUR_CT[key] == (n_ct, n_all), key
+    assert "(60 of the dataset's 500, 29 of `Testing/`'s 105, by our eye)" in SARTAJ_DRAW_NOTE
+
+
 @pytest.mark.slow
 def test_the_dataset_s_ct_slices_are_found_and_its_mri_slices_left_alone(real_data: Path):
     """Measured 2026-12-05 (thresholds chosen on Training/ only): Training/ 32 of 36 CT, no

@@ -110,7 +110,8 @@ with sample_col:
         if st.session_state.get(SAMPLES_KEY) and b2.button("Clear", key="sample_clear"):
             st.session_state[SAMPLES_KEY] = []
         note = runinfo.test_paths_note(e["path"] for e in entries)
-        st.caption(f"Images this run's models never trained on. {note}".strip())
+        st.caption(f"Images this run's models never trained on. {note}".strip()
+                   + (f" {core.SARTAJ_DRAW_NOTE}" if trained_on_sartaj(run.manifest) else ""))
     else:
         st.caption(f"Sample picker unavailable: {why or 'splits.json lists no test images'}.")
 
