@@ -14,7 +14,6 @@ import re
 import shutil
 import struct
 import zlib
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -46,21 +45,6 @@ pytestmark = pytest.mark.slow
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _component_scan_once() -> Iterator[None]:
-    """Each new AppTest scans every installed package's metadata for Streamlit components
-    (0.13 s of a 0.135 s AppTest of a one-line app, measured; this file makes about 130):
-    the packages installed do not change while the tests run, so the scan runs once here and
-    every AppTest gets its result."""
-    from streamlit.components.v2 import manifest_scanner
-
-    found = manifest_scanner.scan_component_manifests()
-    patch = pytest.MonkeyPatch()
-    patch.setattr(manifest_scanner, "scan_component_manifests", lambda max_workers=None: found)
-    yield
-    patch.undo()
 
 
 @pytest.fixture
