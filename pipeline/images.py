@@ -204,13 +204,13 @@ def _load_reduced(im: Image.Image, info: dict[str, Any]) -> Image.Image:
     return im
 
 
-def _decode_pillow(data: bytes, label: str, max_pixels: int
-                   ) -> tuple[np.ndarray, dict[str, Any]]:
+def _decode_pillow(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         # The caller silences Pillow's DecompressionBombWarning: our own, lower cap follows.
         im = Image.open(io.BytesIO(data), formats=_pil_formats())
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{label}: image too large: {exc}") from None
+    except Image.DecompressionBombError:  # not Pillow's "... decompression bomb DOS attack"
+        raise ImageError(f"{label}: image too large: over {_megapixels(max_pixels)} "
+                         "megapixels") from None
     except UnidentifiedImageError:
         if _looks_like_text(data):
             raise ImageError(f"{label}: not an image (text?)") from None

@@ -360,6 +360,8 @@ def test_bomb_header_refused_before_decoding():
     with pytest.raises(ImageError, match="image too large") as info:
         decode_image(data, "bomb.png")
     assert "bomb.png" in str(info.value)
+    # in our words, not Pillow's "... could be decompression bomb DOS attack" (a review)
+    assert "DOS" not in str(info.value) and "megapixels" in str(info.value), info.value
 
 
 def test_pixel_cap_uses_header(monkeypatch):
