@@ -98,3 +98,17 @@ def test_one_pillow_image_alone_is_one_image_and_a_file_name_or_none_is_refused_
             predictor.predict_images(name)
     with pytest.raises(ImageError, match=r"^image 1: .* got None$"):
         predictor.predict_images(None)
+
+
+def test_explainer_for_refuses_another_model_of_the_run(smoke_run: Path):
+    """`explainer_for(run, "mobilenetv2", <the custom CNN>)` built an explainer with
+    MobileNetV2's method and layer without a word (a review of the Python API)."""
+    from pipeline.artifacts import ArtifactError
+    from pipeline.explain.defaults import explainer_for
+
+    run = open_run(smoke_run)
+    cnn = run.load_model("custom_cnn")
+    with pytest.raises(ArtifactError, match=r"mobilenetv2 takes inputs of shape \(\d+, \d+, 3\) "
+                                            r"but its manifest says image_size \d+"):
+        explainer_for(run, "mobilenetv2", cnn)
+    assert explainer_for(run, "custom_cnn", cnn).model is cnn

@@ -57,7 +57,10 @@ def explainer_for(run: Run, name: str, model: Any, method: str | None = None,
     """An Explainer of `model` (the run's model `name`) by `resolve_explanation`, its
     `layer_note` set when a recorded layer was missing (`usable_layer`)."""
     from pipeline.explain import Explainer
+    from pipeline.predict_checks import check_model
 
+    # another model of the run was explained with this one's method, silently (a review)
+    check_model(run, name, model, int(run.model_info(name)["image_size"]))
     use, use_layer = resolve_explanation(run, name, method, layer)
     use_layer, note = usable_layer(model, name, use, use_layer, asked=layer is not None)
     explainer = Explainer(model, use_layer, use)
