@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.known_data import SARTAJ_CT_SLICES
+from pipeline.modality import SMALL_SIDE
 from pipeline.names import class_label, display_name
 
 _COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
@@ -145,6 +146,8 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
 - A card hides the answers on an image far unlike the training data (noise, a photograph),
   but something shaped like a head scan that is no MRI (a drawing, noise inside a head
   outline) is at most "unlike the training data", and its answer is shown.
+- An image under {SMALL_SIDE} pixels on its shorter side (a thumbnail) is seen enlarged: its
+  answers are less often right while sounding as sure, and a card says its size.
 """
 
 

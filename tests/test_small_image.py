@@ -44,6 +44,15 @@ def test_the_card_says_the_size_after_the_no_mri_warnings_and_before_the_rest():
                                                                    size)], size
 
 
+def test_about_s_known_limits_say_it():
+    from dashboard.about_text import known_limits
+
+    for sartaj in (True, False):
+        said = " ".join(known_limits(["glioma", "no_tumor"], sartaj).split())
+        assert "An image under 96 pixels on its shorter side (a thumbnail) is seen enlarged" \
+            in said
+
+
 def test_an_overlay_caption_says_it_second_to_ct():
     from pipeline.explain.overlay_text import overlay_caption
 
