@@ -10,11 +10,18 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.known_data import SARTAJ_CT_SLICES
+from pipeline.known_data import SARTAJ_CT_SLICES, SARTAJ_NO_TUMOUR_CT
 from pipeline.modality import SMALL_SIDE
 from pipeline.names import class_label, display_name
 
 _COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+# beside "Draw test images" on a Sartaj run: about one draw in four was hidden as CT (a review)
+_ALL_CT, _TESTING_CT = SARTAJ_NO_TUMOUR_CT["all"], SARTAJ_NO_TUMOUR_CT["Testing"]
+SARTAJ_DRAW_NOTE = (f"Some of its no-tumour images are CT ({_ALL_CT[0]} of the dataset's "
+                    f"{_ALL_CT[1]}, {_TESTING_CT[0]} of `Testing/`'s {_TESTING_CT[1]}, by our "
+                    "eye): a card flags most as \"may be CT, not MRI\" and hides their answers.")
 
 
 def _why(one: bool) -> str:
@@ -146,8 +153,8 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
 - A card hides the answers on an image far unlike the training data (noise, a photograph),
   but something shaped like a head scan that is no MRI (a drawing, noise inside a head
   outline) is at most "unlike the training data", and its answer is shown.
-- An image under {SMALL_SIDE} pixels on its shorter side (a thumbnail) is seen enlarged: its
-  answers are less often right while sounding as sure, and a card says its size.
+- An image under {SMALL_SIDE} pixels a side (a thumbnail) is seen enlarged: on the reference
+  runs' tests such answers were less often right while sounding as sure; a card says its size.
 """
 
 

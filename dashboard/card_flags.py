@@ -36,7 +36,7 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
                                  ct=j < len(results.ct) and results.ct[j],
                                  photo=j < len(results.photo) and results.photo[j],
                                  t2=j < len(results.t2) and bool(results.t2[j]),
-                                 sartaj=results.sartaj)
+                                 sartaj=results.sartaj, input_sides=input_sides(results, j))
     shortcuts = [flags.Flag(f"{F.model_label(m)}: {OUTSIDE_HEAD_MESSAGE} "
                             f"({outside_share_words(rs[j].outside_head)}).", "outside_head", [m])
                  for m, rs in results.per_model.items() if rs[j].outside_head_flag]
@@ -48,6 +48,11 @@ def image_flags(results: Results, j: int) -> tuple[list[str], list[str]]:
         shortcuts.append(flags.Flag(agreement.apart_sentence(apart, results.apart_record),
                                     "apart", list(results.per_model)))
     return answers, shortcuts
+
+
+def input_sides(results: Results, j: int) -> list[int]:
+    """Each model's input side, from good image j's prepared input (`modality.is_small`)."""
+    return [int(rs[j].prepared.shape[0]) for rs in results.per_model.values() if j < len(rs)]
 
 
 def heatmaps_apart(results: Results, j: int) -> float | None:

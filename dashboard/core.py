@@ -26,7 +26,6 @@ from pipeline.images import (
     ImageError,
     decode_slices,
 )
-from pipeline.known_data import SARTAJ_NO_TUMOUR_CT
 from pipeline.modality import looks_like_ct, looks_like_photo
 from pipeline.names import TOGETHER_COLUMN, TOGETHER_LABEL, class_label, display_name, percent
 from pipeline.sequence import looks_like_t2, may_be_t2
@@ -154,13 +153,6 @@ CT_NOTE = ("The models were made for MRI: an answer on a CT slice says nothing o
 SARTAJ_CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually "
                   "called \"no tumour\", confidently. A card says when a slice may be CT, but "
                   "that check is rough: it can miss CT.")
-
-# beside "Draw test images" on a Sartaj run: about one draw in four was hidden as CT (a review)
-_ALL_CT, _TESTING_CT = SARTAJ_NO_TUMOUR_CT["all"], SARTAJ_NO_TUMOUR_CT["Testing"]
-SARTAJ_DRAW_NOTE = (f"Some of its no-tumour images are CT slices ({_ALL_CT[0]} of the dataset's "
-                    f"{_ALL_CT[1]}, {_TESTING_CT[0]} of `Testing/`'s {_TESTING_CT[1]}, by our "
-                    "eye): a card flags such a slice \"may be CT, not MRI\" and hides its answers.")
-
 
 def ct_note(sartaj: bool = False) -> str:
     """`CT_NOTE`, or what a run trained on the Sartaj data does with CT (its no-tumour folder
@@ -322,16 +314,16 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
                       warnings: Sequence[Sequence[str]] | None = None,
                       together: np.ndarray | None = None,
                       withheld: Sequence[str] | None = None,
-                      failed: Sequence[tuple[str, str, str]] = ()) -> pd.DataFrame:
+                      failed: Sequence[tuple[int, str, str, str]] = ()) -> pd.DataFrame:
     """One row per image: each model's predicted class, confidence and probabilities (with
     `together`, (N, C) from `evaluate.together`, the models' pooled answer as "averaged_*"
-    columns after them), and with
-    `warnings` (per image, the sentences shown beside its answers and heatmaps) their count and
-    text, so that a table read away from the page keeps them. `withheld`: per image, why its
-    card hides the answers (`card_flags.withheld`, "" for none), as an `answers_withheld`
-    column before them (a review's spreadsheet read noise's "no_tumor 0.81" as an answer).
-    `failed`: (ref, digest, error) of each file that could not be read, a row each with only
-    its `error` (a review's 5 uploads left 3 rows and no trace of the other two).
+    columns after them), and with `warnings` (per image, the sentences shown beside its answers
+    and heatmaps) their count and text, so that a table read away from the page keeps them.
+    `withheld`: per image, why its card hides the answers (`card_flags.withheld`), an
+    `answers_withheld` column before them (a review's spreadsheet read noise's "no_tumor 0.81"
+    as an answer). `failed`: (good images before it, ref, digest, error) per unreadable file:
+    a row in its place with only its `error` (a review's 5 uploads left 3 rows, no trace of
+    the others).
 
     The `image` column holds `refs` (`Upload.ref`: "upload 3", a slice's number), never a file
     name: this frame is the downloadable CSV, and names can identify a patient. `digests`: a
@@ -359,9 +351,11 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
             row["n_warnings"] = len(warnings[i])
             row["warnings"] = " | ".join(warnings[i])
         rows.append(row)
-    rows += [{"image": ref, **({"sha256": digest} if digests is not None else {}),
-              "error": error} for ref, digest, error in failed]
-    return pd.DataFrame(rows)
+    for before, ref, digest, error in sorted(failed, key=lambda f: f[0], reverse=True):
+        rows.insert(before, {"image": ref, **({"sha256": digest} if digests is not None else {}),
+                             "error": error})  # in upload order
+    # counts stay whole numbers where an error row leaves them blank (not "5.0")
+    return pd.DataFrame(rows).astype({"n_warnings": "Int64"} if warnings and failed else {})
 
 
 def analysis_note(n_files: int, seconds: float, earlier: Sequence[float | None]) -> str:

@@ -24,7 +24,7 @@ from pipeline.evaluate.flags import (
 )
 from pipeline.explain.agreement import APART_MESSAGE
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
-from pipeline.modality import SMALL_SIDE
+from pipeline.modality import is_small
 from pipeline.names import NO_TUMOR, class_label, display_name
 from pipeline.ood import FAR
 from pipeline.sequence import hint_said
@@ -193,7 +193,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  colour: bool = False,
                  tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None,
                  ct: bool = False, photo: bool = False, sartaj: bool = False,
-                 t2: bool = False) -> list[str]:
+                 t2: bool = False, input_sides: Sequence[int] = ()) -> list[str]:
     """Plain-words warnings about image i's answers: a tinted photo of a screen or film
     (`photo`, `modality.looks_like_photo`; it says what the colour warning would, which it
     replaces), a colour image (`colour`: MRI slices are
@@ -224,7 +224,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     lead = len(flags)  # a model's "far unlike" goes here, with the other "may be no MRI" ones
     measured = flag_accuracy or {}
     far = any((u or 0) >= FAR for u in unlike.values())  # `ood.FAR`: no MRI to have a sequence
-    if (small := small_warning(image_size, n_models)) is not None:  # seen enlarged
+    if (small := small_warning(image_size, n_models, input_sides)) is not None:  # enlarged
         flags.append(Flag(small, "small"))
     if hint_said(t2, ct=ct, colour=colour, photo=photo, far=far):  # `pipeline.sequence`'s
         flags.append(Flag(t2_warning(sartaj, n_models, measured), "t2"))
@@ -303,16 +303,17 @@ def ct_warning(sartaj: bool = False, n_models: int = 2) -> str:
     return f"This slice {FLAG_LABELS['ct']}: {flag_meaning('ct', sartaj, n_models)}."
 
 
-def small_warning(image_size: str | None, n_models: int = 2) -> str | None:
+def small_warning(image_size: str | None, n_models: int = 2,
+                  input_sides: Sequence[int] = ()) -> str | None:
     """"Small image (32 × 32 pixels): …", the CLI's "[small image …]" legend as a card's
-    sentence, for an image ("WxH", `names.size_label`) under `modality.SMALL_SIDE` px on its
-    shorter side; None otherwise. A 32 px thumbnail got "glioma 94%" with no word of its size
-    (a presenter's review)."""
+    sentence, for an image ("WxH", `names.size_label`) that `modality.is_small` calls small
+    beside the models' `input_sides`; None otherwise. A 32 px thumbnail got "glioma 94%" with
+    no word of its size (a presenter's review)."""
     try:
         w, h = (int(v) for v in str(image_size).split("x"))
     except ValueError:
         return None
-    if min(w, h) >= SMALL_SIDE:
+    if not is_small(np.zeros((h, w, 0)), input_sides):
         return None
     return f"Small image ({w} × {h} pixels): {flag_meaning('small', n_models=n_models)}."
 

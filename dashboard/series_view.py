@@ -125,9 +125,9 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
             flags = [image_warnings(*card_flags.image_flags(results, j), s.seen, s.seen_split,
                                     s.seen_exact) for j, s in enumerate(slices)]
             thumbs = [summary_table.thumbnail_url(s.image) for s in slices]
+            hidden = [card_flags.withheld(f) for f in flags]  # why a slice's answers fold
             frame = summary_table.summary_frame(thumbs, names, results.probs, class_names,
-                                                flags, results.together,
-                                                [card_flags.withheld(f) for f in flags])
+                                                flags, results.together, hidden)
             orders = summary_table.sort_choices(list(results.probs), series=True)
             key = sort_key(upload, prefix)
             if st.session_state.get(key) not in orders:  # a model this run lacks, or unset
@@ -142,7 +142,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                                f"{orders[order_by]}")
             csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,
                                                            warnings=flags,
-                                                           together=results.together),
+                                                           together=results.together,
+                                                           withheld=hidden),
                                     {**(notes or {}), "probabilities": results.calibration_note}
                                     if results.calibration_note else notes)
             row = st.container(horizontal=True, wrap=True, key=f"{prefix}_series_downloads_{i}")

@@ -48,8 +48,7 @@ from pipeline.explain.render import (
 from pipeline.modality import is_small
 from pipeline.names import HEATMAP_ALPHA
 
-# tumour box outline on overlays (RGB): magenta, a colour the heatmaps' viridis never takes
-# (its middle is green, the box's colour before)
+# tumour box outline on overlays (RGB): magenta, which viridis never takes (green was its middle)
 BOX_COLOUR = (255, 0, 255)
 BOX_COLOUR_NAME = "magenta"
 
@@ -213,7 +212,8 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
                             outline=OUTLINE_PERCENT if outline else None,
                             far_models=[n for n, v in results.far(j).items() if v],
                             run=run_title or None, folders=folders,
-                            true_label=upload.true_label, small=is_small(upload.image))
+                            true_label=upload.true_label,
+                            small=is_small(upload.image, card_flags.input_sides(results, j)))
     scale = CAPTION_MIN_SIDE / min(img.shape[:2])
     if scale > 1:  # as large as explain's, so its caption reads at the same size
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),

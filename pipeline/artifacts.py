@@ -391,6 +391,8 @@ def open_run(path: str | Path, artifacts_dir: str | Path | None = None) -> Run:
         path = resolve_run(artifacts_dir if artifacts_dir is not None else default_artifacts(),
                            str(path))
     path = Path(path)
+    if path.name == run_files.MANIFEST and path.is_file():  # a run's manifest, as --run takes
+        path = path.parent
     if not path.is_dir():
         what = "is a file, not a run folder" if path.exists() else "does not exist"
         raise ArtifactError(f"run folder {shown_path(path)} {what}")

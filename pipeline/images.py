@@ -437,13 +437,13 @@ def read_file(path: str | Path, label: str | None = None) -> bytes:
 
 def read_image(path: str | Path) -> np.ndarray:
     """One image file decoded (`decode_image`: a multi-frame file's first frame), or ImageError."""
-    from pipeline import dicom_zip, nifti  # they import this module
+    from pipeline import nifti  # it imports this module
 
     data, name = read_file(path), str(path)
     try:
         return decode_image(data, name)
     except ImageError:
-        if dicom_zip.is_zip(data, name) or nifti.is_nifti(data, name):
+        if name.lower().endswith(".zip") or nifti.is_nifti(data, name):  # a zip.jpg: no image
             raise ImageError(f"{name}: a series (a NIfTI volume or a zip of DICOM slices), not "
                              "one image: read its slices with pipeline.images.decode_slices("
                              "read_file(path), str(path))") from None

@@ -39,6 +39,8 @@ close-ups).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -57,11 +59,12 @@ _NAN = {k: float("nan") for k in RULE}
 PHOTO_LIT = 24  # a pixel counts for the tint from this grey level: a dark one has no colour
 PHOTO_TINT = 2.5  # grey levels between the channels' medians from which an image is tinted
 PHOTO_SIDE = 256  # measured on every pixel up to this many a side (a stride beyond: <10 ms)
-# Under this many pixels on its shorter side an image is "small": the models see it enlarged,
-# with less detail than they learnt from. The official run's 394 `Testing/` images shrunk to a
-# shorter side of 96 px kept their accuracy (custom CNN / MobileNetV2 0.736 / 0.749 against
-# 0.749 / 0.749); at 64 px it fell to 0.701 / 0.726, at 32 px to 0.609 / 0.622, while their mean
-# confidence fell only from 0.86 / 0.89 to 0.81 / 0.80 (2026-12-07; README, "Small images").
+# Under this many pixels on its longer side (and under every model's input side, `is_small`)
+# an image is "small": the models see it enlarged, with less detail than they learnt from. The
+# official run's 394 `Testing/` images shrunk to a shorter side of 96 px kept their accuracy
+# (custom CNN / MobileNetV2 0.736 / 0.749 against 0.749 / 0.749); at 64 px it fell to 0.701 /
+# 0.726, at 32 px to 0.609 / 0.622, while their mean confidence fell only from 0.86 / 0.89 to
+# 0.81 / 0.80 (2026-12-07; README, "Small images").
 # No image of the Sartaj dataset is under 167 px.
 SMALL_SIDE = 96
 
@@ -165,9 +168,12 @@ def photo_tint(image: np.ndarray) -> float:
     return float(np.max(np.abs(gaps)))
 
 
-def is_small(image: np.ndarray) -> bool:
-    """Whether `image` (H × W, any channels) is under `SMALL_SIDE` pixels on its shorter side."""
-    return min(np.shape(image)[:2]) < SMALL_SIDE
+def is_small(image: np.ndarray, sides: Sequence[int] = ()) -> bool:
+    """Whether `image` (H × W, any channels) is under `SMALL_SIDE` pixels on its longer side and
+    under every model input side in `sides` (their `image_size`): every model then sees it
+    enlarged. A run whose models read 64 px does not call an 80 px image small, nor does any
+    run a 95 × 400 strip, which is padded to a square and shrunk (a review)."""
+    return max(np.shape(image)[:2]) < min((SMALL_SIDE, *sides))
 
 
 def looks_like_photo(image: np.ndarray) -> bool:

@@ -394,7 +394,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             prepared = geometry.prepare_for(image, specs)
             found = predictor.membership.find(image) if predictor.membership else None
             return (b"", np.array([is_colour(image), looks_like_photo(image)]),
-                    np.array([looks_like_ct(image), is_small(image)]),
+                    np.array([looks_like_ct(image), is_small(image, [s for s, _ in specs[:-1]])]),
                     _seen_bytes(found), *prepared)
         except images.ImageError as exc:
             return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.zeros(2, bool), b"",

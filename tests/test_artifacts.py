@@ -149,6 +149,7 @@ def test_a_file_for_a_folder_and_a_run_s_manifest_for_its_run(tmp_path):
                                            r"folder$"):
         ensure_writable(note, "output folder")
     assert resolve_run(tmp_path, str(run_dir / "manifest.json")) == run_dir
+    assert open_run(run_dir / "manifest.json").path == run_dir  # as --run takes it
 
 
 def test_a_folder_that_is_no_run_is_named_as_such(tmp_path):

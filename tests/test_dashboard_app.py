@@ -1987,6 +1987,8 @@ def test_a_series_table_notes_the_run_s_own_slices_and_sorts(
     assert list(rows["image"].str.extract(r"(slice \d+)")[0]) == ["slice 1", "slice 2", "slice 3"]
     said = ["in this run's training split" in str(w) for w in rows["warnings"]]
     assert said == [False, True, False], list(rows["warnings"])  # the training slice only
+    # why a slice's answers are folded away, as the Predictions CSV says it (a review)
+    assert "answers_withheld" in rows.columns
     table = _frame(at, "slice")
     sort = at.selectbox(key=f"predict_slice_sort_{digest}")
     labels = list(sort.options)  # as shown
@@ -2874,7 +2876,7 @@ def test_the_draw_note_says_a_sartaj_run_s_no_tumour_images_include_ct(smoke_run
     on any other run (the phantoms') it says nothing of that data."""
     import shutil
 
-    from dashboard.core import SARTAJ_DRAW_NOTE
+    from dashboard.about_text import SARTAJ_DRAW_NOTE
     from pipeline.known_data import SARTAJ_FINGERPRINTS
 
     for sartaj in (False, True):

@@ -3,6 +3,7 @@ uploads, prediction tables, run facts, error filtering, paths, paging."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -979,3 +980,19 @@ def test_the_method_menu_says_which_are_slower_and_the_captions_do_not():
     assert CHOICE_LABELS["scorecam"] == "Score-CAM · slower"
     assert all(CHOICE_LABELS[m].endswith(" · slower") == (m in slow) for m in METHOD_LABELS)
     assert not any("slower" in label for label in METHOD_LABELS.values())
+
+
+def test_an_unreadable_upload_s_csv_row_sits_in_upload_order_and_counts_stay_whole():
+    """The Predictions CSV's row for a file that could not be read came last, whatever its
+    place, and its blank count turned every other into "5.0" (a review)."""
+    probs = {"custom_cnn": np.array([[0.9, 0.1], [0.2, 0.8]])}
+    frame = core.predictions_frame(["upload 1", "upload 3"], probs, ["glioma", "no_tumor"],
+                                   digests=["a" * 12, "c" * 12], warnings=[["w"] * 5, []],
+                                   withheld=["", "may be CT, not MRI"],
+                                   failed=[(1, "upload 2", "b" * 12, "not an image")])
+    assert list(frame["image"]) == ["upload 1", "upload 2", "upload 3"]
+    text = core.to_csv_bytes(frame).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["n_warnings"] for r in rows] == ["5", "", "0"]
+    assert [r["error"] for r in rows] == ["", "not an image", ""]
+    assert [r["answers_withheld"] for r in rows] == ["", "", "may be CT, not MRI"]

@@ -297,6 +297,8 @@ def test_the_predict_page_folds_a_far_image_s_answers(smoke_run: Path, tmp_path:
     assert frame["error"].tolist() == ["", "", frame["error"].iloc[2]]
     assert frame["error"].iloc[2] and "Doe" not in frame["error"].iloc[2]  # no file name
     assert frame["custom_cnn_predicted"].iloc[2] == ""  # no answer for it
+    assert [str(n) for n in frame["n_warnings"][:2]] == [str(int(n)) for n in
+                                                         frame["n_warnings"][:2]]  # not "5.0"
 
 
 def test_the_card_s_overlay_download_names_the_far_models(monkeypatch: pytest.MonkeyPatch):

@@ -66,7 +66,7 @@ def test_a_ct_hint_comes_first_after_the_colour_warning():
 def test_the_draw_note_s_counts_are_the_ct_list_s_and_the_dataset_s(real_data: Path):
     """The Predict page's note beside "Draw test images" (a Sartaj run) counts the CT slices
     among the no-tumour images: from the list, over the dataset's folders."""
-    from dashboard.core import SARTAJ_DRAW_NOTE
+    from dashboard.about_text import SARTAJ_DRAW_NOTE
     from pipeline.known_data import SARTAJ_NO_TUMOUR_CT
 
     ct = [line.strip() for line in CT_LIST.read_text().splitlines()

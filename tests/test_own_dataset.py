@@ -327,8 +327,9 @@ def test_a_resume_says_which_options_it_does_not_use_and_finds_moved_data(tmp_pa
                                  "--epochs", "5"])
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
-    assert ("note: --epochs not used: a resumed run trains on with its saved config and models "
-            "(--data may say where its data folder is now)") in lines, lines
+    assert ("note: --epochs not used: a resumed run trains on with its saved config, models and "
+            "evaluation choice (--data may say where its data folder is now)") in " ".join(
+                result.stderr.split()), lines
     assert lines[-1] == (f"error: run {run_id} was trained on {root}, which is not there now: "
                          "if it moved, give --data with where it is"), lines
     # a folder of the same file names holding other images is not the run's data (a review of

@@ -207,14 +207,18 @@ def test_killed_run_is_never_latest_and_resumes(synth_data, tmp_path):
     assert len(tmp_runs) == 1
     run_id = tmp_runs[0].name[len(".tmp-"):]
     before = json.loads((tmp_runs[0] / "state.json").read_text())["models"]["custom_cnn"]
-    # --artifacts, as predict and explain call the folder, names the same one as --out; no
-    # --no-evaluate: the run keeps the choice it began with (it was evaluated, a review)
+    # --artifacts, as predict and explain call the folder, names the same one as --out;
+    # --evaluate: the run keeps the choice it began with (it was evaluated, a review), and
+    # says the flag is not used
     resumed = subprocess.run([sys.executable, "-m", "pipeline", "train", "--resume", run_id,
-                              "--artifacts", str(out)],
+                              "--artifacts", str(out), "--evaluate"],
                              cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from epoch" in resumed.stderr
-    assert "run complete:" in resumed.stderr and "evaluated" not in resumed.stderr
+    said = " ".join(resumed.stderr.split())
+    assert "note: --evaluate/--no-evaluate not used: a resumed run trains on with its saved " \
+        "config, models and evaluation choice" in said, said
+    assert "run complete:" in resumed.stderr and " and evaluated" not in resumed.stderr
     assert not (out / "runs" / run_id / "comparison.json").exists()
     run = open_run(out / "runs" / run_id)
     hist = run.read_json("custom_cnn/history.json")["epochs"]

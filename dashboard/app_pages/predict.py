@@ -22,6 +22,7 @@ from dashboard import (
     views,
 )
 from dashboard import figures as F
+from dashboard.about_text import SARTAJ_DRAW_NOTE
 from dashboard.flags import WARNING_SPLITS, image_warnings, seen_advice
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
@@ -111,7 +112,7 @@ with sample_col:
             st.session_state[SAMPLES_KEY] = []
         note = runinfo.test_paths_note(e["path"] for e in entries)
         st.caption(f"Images this run's models never trained on. {note}".strip()
-                   + (f" {core.SARTAJ_DRAW_NOTE}" if trained_on_sartaj(run.manifest) else ""))
+                   + (f" {SARTAJ_DRAW_NOTE}" if trained_on_sartaj(run.manifest) else ""))
     else:
         st.caption(f"Sample picker unavailable: {why or 'splits.json lists no test images'}.")
 
@@ -223,9 +224,9 @@ if good:
              for k, u in enumerate(good)]
     hidden = [card_flags.withheld(f) for f in flags]  # why a card folds its answers, or ""
     # an unreadable file's row holds its reason without its name (the CSV never names files)
-    failed = [(u.ref, runinfo.short_hash(u.digest),
+    failed = [(sum(v.ok for v in items[:k]), u.ref, runinfo.short_hash(u.digest),
                (u.error or "could not be read").removeprefix(f"{u.name}: "))
-              for u in items if not u.ok]
+              for k, u in enumerate(items) if not u.ok]
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good], flags,

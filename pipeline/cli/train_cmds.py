@@ -187,7 +187,8 @@ def _train_and_evaluate(cfg: TrainConfig, data: Path | None, out: Path, models: 
     if run_dir is None:
         err.print("[green]worker finished:[/] the chief wrote the run")
         return None
-    evaluated = evaluate and (run_dir / run_files.COMPARISON).is_file()
+    # the run's own choice on a resume (run.json's), whatever the command said
+    evaluated = (run_dir / run_files.COMPARISON).is_file()
     err.print(f"[green]run complete{' and evaluated' if evaluated else ''}:[/] {run_dir}")
     if evaluated:
         _print_test_results(run_dir)
@@ -249,8 +250,9 @@ def train(
     config: Path = typer.Option(None, "--config",
                                 help="JSON config overriding the profile (see README: Training "
                                      "configuration; --print-config shows every field)"),
-    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate at the end "
-                                  "(a resumed run keeps the choice it began with)"),
+    evaluate: bool | None = typer.Option(None, "--evaluate/--no-evaluate", show_default=False,
+                                  help="evaluate at the end (default: evaluate; a resumed run "
+                                  "keeps the choice it began with)"),
     strategy: str = typer.Option("default", "--strategy",
                                  help="default | mirrored (local GPUs) | multiworker (TF_CONFIG)"),
     print_config: bool = typer.Option(False, "--print-config",
@@ -283,16 +285,18 @@ def train(
             ("--model", model != "all"), ("--profile", profile_name != "full"),
             ("--image-size", image_size is not None), ("--epochs", epochs is not None),
             ("--weights", weights is not None), ("--config", config is not None),
-            ("--official-test/--own-test-split", official_test is not None)) if given]
+            ("--official-test/--own-test-split", official_test is not None),
+            ("--evaluate/--no-evaluate", evaluate is not None)) if given]
         if ignored:
             err.print(f"note: {', '.join(ignored)} not used: a resumed run trains on with its "
-                      "saved config and models (--data may say where its data folder is now)",
+                      "saved config, models and evaluation choice (--data may say where its "
+                      "data folder is now)",
                       markup=False, highlight=False, soft_wrap=True)
     if resume is None:  # a resumed run trains on with its saved config, whatever is given
         _start(cfg, config, out, models, strategy)
         _say_interrupted(out)  # before the data's refusals: worth knowing either way
         _check_trainable(data)
-    _train_and_evaluate(cfg, data, out, models, resume, evaluate, strategy)
+    _train_and_evaluate(cfg, data, out, models, resume, evaluate is not False, strategy)
 
 
 def run(

@@ -74,10 +74,10 @@ _FLAG_TEMPLATES = {
           "for MRI, so an answer on a CT slice says nothing of it (a rough check: it can miss "
           "CT, and now and then flag an MRI slice)",
     # per image: `predict` tags the image (`modality.is_small`); the dashboard's card says it
-    "small": f"the image is under {SMALL_SIDE} pixels on its shorter side, so the {{models}} "
+    "small": f"the image is under {SMALL_SIDE} pixels on its longer side, so the {{models}} "
              "{see} it enlarged, with less detail than {they} learnt from: an answer may be "
-             "wrong while sounding as sure as on a full-size slice; export the slice at its "
-             "full size",
+             "wrong while sounding as sure as on a full-size slice; if it is a reduced copy "
+             "(a thumbnail, a screenshot), export the slice at its full size",
     # per image: `predict` tags the image (`pipeline.sequence.looks_like_t2`, a learnt hint)
     "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
           "a model's answers hold only on the kinds of slice it learnt from (a learnt check: "

@@ -141,7 +141,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
         {"path": str(p), "overlay_base": base, "models": {},
          "in_run_split": seen.split if seen else None,
          "in_run_exact": seen.exact if seen else None, "may_be_ct": ct[i],
-         "small_image": is_small(img),  # `modality.is_small`: the models saw it enlarged
+         # `modality.is_small`: the models explained saw it enlarged
+         "small_image": is_small(img, [int(run.model_info(m)["image_size"]) for m in explainers]),
          "may_be_t2": sequence.hint_said(t2[i], ct=ct[i], colour=colour[i], photo=photo[i]),
          "radiological": bool(side)}
         for i, ((p, img), base, seen, side) in enumerate(zip(
