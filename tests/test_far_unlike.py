@@ -246,18 +246,12 @@ def test_the_predict_page_folds_a_far_image_s_answers(smoke_run: Path, tmp_path:
 
     import pandas as pd
     from PIL import Image
-    from streamlit.delta_generator import DeltaGenerator
     from streamlit.testing.v1 import AppTest
+    from test_dashboard_app import _tap_downloads
 
-    csvs: list[bytes] = []
-    original = DeltaGenerator.download_button
-
-    def capture(self, label, data, *args, **kwargs):  # noqa: ANN001
-        if kwargs.get("key") == "predict_csv":  # built when clicked: a callable
-            csvs.append(data() if callable(data) else data)
-        return original(self, label, data, *args, **kwargs)
-
-    monkeypatch.setattr(DeltaGenerator, "download_button", capture)
+    csvs: list[bytes] = []  # the CSV is built when clicked: a callable
+    _tap_downloads(monkeypatch, lambda data, kw: csvs.append(data() if callable(data) else data)
+                   if kw.get("key") == "predict_csv" else None)
 
     root = Path(__file__).resolve().parents[1]
     far_run = _far_run(smoke_run, tmp_path / "far", 0.0)
