@@ -102,7 +102,8 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
 - The dataset holds {SARTAJ_CT_SLICES} CT slices among its MRI (counted by eye: 60 of the
   no-tumour folder's 500 images, 13 in the tumour folders), so a CT slice is usually called
   "no tumour", confidently; and "no tumour" means "looks most like that folder", not
-  "normal". A card says when a slice may be CT, but that check is rough: it can miss CT.
+  "normal". A card says when a slice may be CT, but that check is rough: it can miss CT
+  (a DICOM file whose header names CT or MR is judged by its header instead).
 - Labels were not verified by a radiologist: the Error analysis page marks answers against the
   dataset's folders, and some of its "errors" may be label errors.
 - The public dataset contains duplicate and near-duplicate images (the data audit counts them)
@@ -117,7 +118,8 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
   far less accurately than the test figures say. A "no tumour" answer never rules a tumour out:
   it means "looks most like the training data's no-tumour images", not "normal".
 - {models} made for MRI: an answer on a CT slice says nothing of it. A card says when a
-  slice may be CT, but that check is rough: it can miss CT.
+  slice may be CT, but that check is rough: it can miss CT (a DICOM file whose header names
+  CT or MR is judged by its header instead).
 - The Error analysis page marks answers against the dataset's folders: where a folder holds a
   wrongly filed image, some of its "errors" are label errors.
 - Datasets often hold duplicate and near-duplicate images (`python -m pipeline audit` counts

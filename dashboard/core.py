@@ -26,7 +26,7 @@ from pipeline.images import (
     ImageError,
     decode_slices,
 )
-from pipeline.modality import looks_like_ct, looks_like_photo
+from pipeline.modality import looks_like_photo, may_be_ct
 from pipeline.names import TOGETHER_COLUMN, TOGETHER_LABEL, class_label, display_name, percent
 from pipeline.sequence import looks_like_t2, may_be_t2
 from pipeline.series import blank_note
@@ -91,7 +91,8 @@ class Upload:
     # a colour image (`evaluate.flags.is_colour`), judged on the file as decoded, before any
     # shrinking for display (averaging greys colour noise): one verdict for both models
     colour: bool = False
-    # a slice that may be CT, not MRI (`modality.looks_like_ct`, on the decoded file): a hint
+    # a slice that may be CT, not MRI (`modality.may_be_ct`, on the decoded file; a DICOM
+    # header naming CT or MR, `modality`, settles it): a hint
     ct: bool = False
     # a tinted photo of a screen or film (`modality.looks_like_photo`, on the decoded file)
     photo: bool = False
@@ -111,6 +112,7 @@ class Upload:
     # the patient's right is on the picture's left, as the file says (a NIfTI volume's slices,
     # `images.decode_slices`' info["radiological"]): the card's reading notes say so
     radiological: bool = False
+    modality: str = ""  # a DICOM file's Modality code (`dicom.modality`), every slice's
 
     @property
     def ok(self) -> bool:
@@ -141,18 +143,19 @@ class Upload:
         where = f"slice {self.slice_numbers()[k]} of {max(self.total, len(self.slices))}"
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
-                      colour=is_colour(img), ct=looks_like_ct(img),
+                      colour=is_colour(img), ct=may_be_ct(img, self.modality),
                       photo=looks_like_photo(img),
                       t2=self.slice_t2[k] if self.slice_t2 else None,
-                      radiological=self.radiological)
+                      radiological=self.radiological, modality=self.modality)
 
 
 # under the Predict page's uploader: said of any run (`ct_note`: the Sartaj data's words)
+CT_HEADER_NOTE = "A DICOM file whose header names CT or MR is judged by its header instead."
 CT_NOTE = ("The models were made for MRI: an answer on a CT slice says nothing of it. A card says "
-           "when a slice may be CT, but that check is rough: it can miss CT.")
+           "when a slice may be CT, but that check is rough: it can miss CT. " + CT_HEADER_NOTE)
 SARTAJ_CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually "
                   "called \"no tumour\", confidently. A card says when a slice may be CT, but "
-                  "that check is rough: it can miss CT.")
+                  "that check is rough: it can miss CT. " + CT_HEADER_NOTE)
 
 def ct_note(sartaj: bool = False) -> str:
     """`CT_NOTE`, or what a run trained on the Sartaj data does with CT (its no-tumour folder
@@ -177,6 +180,7 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
     except Exception as exc:  # a decoder bug must cost one file, never the page
         return Upload(name, digest, true_label=true_label,
                       error=f"{name}: could not be read as an image ({type(exc).__name__})")
+    code = str(info.get("modality") or "")  # a DICOM header's CT or MR settles "may be CT"
     if len(slices) > 1:
         slices = [limit_size(im, SERIES_MAX_SIDE) for im in slices]
         indices = info.get("indices")
@@ -185,12 +189,14 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
                       note=decode_note(info), slices=slices,
                       positions=[int(i) + 1 for i in indices] if indices else None,
                       total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]),
-                      ct=looks_like_ct(slices[0]), photo=looks_like_photo(slices[0]),
-                      t2=t2[0], slice_t2=t2, radiological=bool(info.get("radiological")))
+                      ct=may_be_ct(slices[0], code), photo=looks_like_photo(slices[0]),
+                      t2=t2[0], slice_t2=t2, radiological=bool(info.get("radiological")),
+                      modality=code)
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
-                  note=decode_note(info), colour=is_colour(slices[0]), ct=looks_like_ct(slices[0]),
-                  photo=looks_like_photo(slices[0]), t2=may_be_t2(slices[0]),
-                  radiological=bool(info.get("radiological")))
+                  note=decode_note(info), colour=is_colour(slices[0]),
+                  ct=may_be_ct(slices[0], code), photo=looks_like_photo(slices[0]),
+                  t2=may_be_t2(slices[0]), radiological=bool(info.get("radiological")),
+                  modality=code)
 
 
 def decode_note(info: dict[str, Any]) -> str | None:

@@ -1,8 +1,9 @@
 """DICOM decoding for `pipeline.images`: single and multi-frame files (zipped series:
 `pipeline.dicom_zip`).
 
-Only pixels and geometry leave this module: no DICOM attribute (patient, institution, dates,
-UIDs) is returned or put in a message, and member names of a zip are never reported.
+Only pixels, geometry and the Modality code leave this module: no other DICOM attribute
+(patient, institution, dates, UIDs) is returned or put in a message, and member names of a zip
+are never reported.
 """
 
 from __future__ import annotations
@@ -222,8 +223,16 @@ def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
         raise first
     info = {"format": "DICOM", "mode": photometric, "width": cols, "height": rows,
             "frames": n_frames, "slices": len(out), "indices": kept, "unreadable": unreadable,
-            "radiological": radiological(ds)}
+            "radiological": radiological(ds), "modality": modality(ds)}
     return out, info
+
+
+def modality(ds: Any) -> str:
+    """The file's Modality code ("MR", "CT", ...; `pipeline.modality.may_be_ct` trusts "MR"
+    and "CT"), upper-case; "" when the tag is absent or no code (a code names the kind of
+    scanner, never the patient, so it may leave this module)."""
+    code = str(ds.get("Modality", "") or "").strip().upper()
+    return code if code.isalnum() and len(code) <= 16 else ""  # DICOM's CS: at most 16
 
 
 def radiological(ds: Any) -> bool:

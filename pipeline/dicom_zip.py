@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.dicom import MAX_SLICES, _frames, _open, radiological, slice_indices
+from pipeline.dicom import MAX_SLICES, _frames, _open, modality, radiological, slice_indices
 from pipeline.images import ImageError
 
 MAX_ZIP_MEMBERS = 2000  # files in a zipped series
@@ -56,6 +56,7 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     # (position, member, its frames, or one `_Unreadable` per frame)
     found: list[tuple[float | None, int, list[np.ndarray | _Unreadable]]] = []
     sides: list[bool] = []  # per slice file read: shown radiologically (`dicom.radiological`)
+    codes: set[str] = set()  # the slice files' Modality codes (`dicom.modality`)
     not_dicom = 0
     for k, member in enumerate(members):
         where = f"{label}: slice file {k + 1}"
@@ -76,7 +77,7 @@ def decode_zip(data: bytes, label: str, max_pixels: int
         if blob[128:132] != b"DICM" and not member.filename.lower().endswith(".dcm"):
             not_dicom += 1
             continue
-        found.append(_zipped_slice(blob, k, where, max_pixels, sides))
+        found.append(_zipped_slice(blob, k, where, max_pixels, sides, codes))
         del blob
     if not_dicom:
         raise ImageError(f"{label}: {not_dicom} of the {len(members)} files in the zip are not "
@@ -96,7 +97,9 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     info = {"format": "DICOM series", "mode": "", "width": slices[0].shape[1],
             "height": slices[0].shape[0], "frames": total, "slices": len(slices),
             "indices": indices, "unreadable": unreadable,
-            "radiological": bool(sides) and all(sides)}
+            "radiological": bool(sides) and all(sides),
+            # the series' one code, when every slice file read names the same one
+            "modality": next(iter(codes)) if len(codes) == 1 else ""}
     return slices, info
 
 
@@ -109,18 +112,20 @@ class _Unreadable:
     reason: str
 
 
-def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int, sides: list[bool]
-                  ) -> tuple[float | None, int, list[np.ndarray | _Unreadable]]:
+def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int, sides: list[bool],
+                  codes: set[str]) -> tuple[float | None, int, list[np.ndarray | _Unreadable]]:
     """Zip member `k` (a DICOM file's bytes) as (position along the axis, k, its frames); a
     file that cannot be decoded gives one `_Unreadable` per frame its header names (one when
     the header cannot be read), placed by its position when the header has one. `sides`
-    gets the file's `dicom.radiological` verdict when its header is read."""
+    gets the file's `dicom.radiological` verdict when its header is read, `codes` its
+    `dicom.modality` (a file without the tag adds "")."""
     try:
         ds = _open(blob, where)
     except ImageError as exc:
         return None, k, [_Unreadable(where, str(exc).removeprefix(f"{where}: "))]
     position = _slice_position(ds)
     sides.append(radiological(ds))  # every file's, for the series' one verdict
+    codes.add(modality(ds))
     try:
         frames, info = _frames(ds, where, max_pixels, first_only=False)
         decoded = dict(zip(info["indices"], frames, strict=True))

@@ -55,6 +55,8 @@ BLANK_REASON = f"a blank image {BLANK_WHY}"
 SIDE = 256  # the long side features are measured at: thresholds are in this frame's pixels
 WHITE = 250  # grey level counted as clipped white
 RULE = {"rim_saturation": 0.40, "rim_thickness": 0.040, "inside_ratio": 0.90}
+# DICOM Modality codes that settle `may_be_ct` without the pixels (DICOM PS3.3 C.7.3.1.1.1)
+DICOM_CT, DICOM_MR = "CT", "MR"
 _NAN = {k: float("nan") for k in RULE}
 PHOTO_LIT = 24  # a pixel counts for the tint from this grey level: a dark one has no colour
 PHOTO_TINT = 2.5  # grey levels between the channels' medians from which an image is tinted
@@ -136,6 +138,16 @@ def looks_like_ct(image: np.ndarray) -> bool:
     never raises it)."""
     f = ct_features(image)
     return all(f[k] >= v for k, v in RULE.items())
+
+
+def may_be_ct(image: np.ndarray, dicom_modality: str = "") -> bool:
+    """The "may be CT, not MRI" verdict on a slice: a DICOM file's header decides when it names
+    CT or MR (`dicom.modality`, `DICOM_CT` / `DICOM_MR`): the scanner wrote it, where the pixel
+    check (`looks_like_ct`) misses CT shown at a wide window and now and then flags an MRI
+    slice; any other file, or a header naming neither, is judged by its pixels."""
+    if dicom_modality in (DICOM_CT, DICOM_MR):
+        return dicom_modality == DICOM_CT
+    return looks_like_ct(image)
 
 
 def is_blank(image: np.ndarray) -> bool:

@@ -368,11 +368,11 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
                                           list[tuple[bool, bool]], list[Seen | None],
                                           list[np.ndarray]]]:
     """(index of the batch's first file, per file "" or why it is unusable, per file two
-    pairs: a colour image and a tinted photo of a screen (`evaluate.flags.is_colour`,
-    `modality.looks_like_photo`), may be CT and small (`looks_like_ct`, `is_small`); per file
-    the run's split holding it or a copy (`membership.Seen`; None: none, or the run cannot
-    tell), per model the prepared (n, S, S, 3) uint8 batch, zeros where unusable, and last the
-    batch as `sequence.prepare` makes it), batch after batch."""
+    pairs: colour and a tinted photo (`evaluate.flags.is_colour`, `modality.looks_like_photo`),
+    may be CT (by a DICOM's header too) and small (`may_be_ct`, `is_small`); per file the
+    run's split holding it or a copy (`membership.Seen`; None: none, or the run cannot tell),
+    per model the prepared (n, S, S, 3) uint8 batch, zeros where unusable, and last the batch
+    as `sequence.prepare` makes it), batch after batch."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if not paths:
@@ -380,7 +380,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     import tensorflow as tf
 
     from pipeline.evaluate.flags import is_colour
-    from pipeline.modality import is_small, looks_like_ct, looks_like_photo
+    from pipeline.modality import is_small, looks_like_photo, may_be_ct
 
     specs = [*predictor.prepare_specs(), (sequence.SIDE, True)]
     blanks = [np.zeros((s, s, 3), np.uint8) for s, _ in specs]
@@ -394,7 +394,8 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             prepared = geometry.prepare_for(image, specs)
             found = predictor.membership.find(image) if predictor.membership else None
             return (b"", np.array([is_colour(image), looks_like_photo(image)]),
-                    np.array([looks_like_ct(image), is_small(image, [s for s, _ in specs[:-1]])]),
+                    np.array([may_be_ct(image, read.modality(paths[i])),
+                              is_small(image, [s for s, _ in specs[:-1]])]),
                     _seen_bytes(found), *prepared)
         except images.ImageError as exc:
             return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.zeros(2, bool), b"",

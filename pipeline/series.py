@@ -157,7 +157,8 @@ class SliceReader:
         self._lock = threading.Lock()
         # a series' decoded slices, or why it cannot be decoded (not decoded again per slice)
         self._series: OrderedDict[str, _Decoded | images.ImageError] = OrderedDict()
-        self._radiological: set[str] = set()  # one-item reads of a volume shown radiologically
+        # one-item reads of a volume: its info's "radiological" and "modality" (`_facts`)
+        self._read_facts: dict[str, dict] = {}
 
     def __call__(self, item: str | Path | Slice) -> np.ndarray:
         if isinstance(item, Slice):
@@ -169,8 +170,7 @@ class SliceReader:
             return decoded.slice(item)
         if file_ext(str(item)) in VOLUME_ONLY:  # one slice, or a reason from the series decoder
             slices, info = images.decode_slices(images.read_file(item), str(item))
-            if info.get("radiological"):
-                self._radiological.add(str(item))
+            self._read_facts[str(item)] = {k: info.get(k) for k in ("radiological", "modality")}
             return slices[0]
         return images.refuse_blank(images.read_image(item), str(item))  # nothing to answer
 
@@ -178,18 +178,28 @@ class SliceReader:
         """Whether `item`, just read, is shown with the patient's right on the picture's left
         as its file says (a NIfTI volume with a usable affine, a DICOM whose orientation
         says so: `names.sides_words`); False where the file does not say."""
+        return bool(self._facts(item).get("radiological"))
+
+    def modality(self, item: str | Path | Slice) -> str:
+        """The DICOM Modality code of `item`, just read (`dicom.modality`: "MR", "CT", ...;
+        a zipped series' when its slice files agree); "" for any other file."""
+        return str(self._facts(item).get("modality") or "")
+
+    def _facts(self, item: str | Path | Slice) -> dict:
+        """What the file of `item`, just read, says of itself: its series' decoding info, or a
+        single DICOM's header ({"radiological", "modality"}); {} where it says nothing."""
         if isinstance(item, Slice):
             decoded = self._series.get(item.path)
-            return isinstance(decoded, _Decoded) and bool(decoded.info.get("radiological"))
+            return decoded.info if isinstance(decoded, _Decoded) else {}
         path = str(item)
         if file_ext(path) == ".dcm" or may_be_dicom_export(path):  # its header says
             import pydicom
 
             with contextlib.suppress(Exception), images.open_regular(path) as fh:
-                return dicom.radiological(pydicom.dcmread(fh, force=True,
-                                                          stop_before_pixels=True))
-            return False
-        return path in self._radiological
+                ds = pydicom.dcmread(fh, force=True, stop_before_pixels=True)
+                return {"radiological": dicom.radiological(ds), "modality": dicom.modality(ds)}
+            return {}
+        return self._read_facts.get(path, {})
 
     def _slices(self, path: str) -> _Decoded | images.ImageError:
         with self._lock:  # one decode per series, even with several threads asking

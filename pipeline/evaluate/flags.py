@@ -70,9 +70,10 @@ _FLAG_TEMPLATES = {
     # per image, not per model: `predict` tags the image (`modality.looks_like_ct`, a hint)
     # (the dashboard's card warning is this sentence too: `dashboard.flags.CT_WARNING`)
     # (said of any run; `SARTAJ_MEANINGS` for a run trained on the Sartaj data: `flag_meaning`)
-    "ct": "a thick white skull ring right against the brain, as on CT; the {models} {were} made "
-          "for MRI, so an answer on a CT slice says nothing of it (a rough check: it can miss "
-          "CT, and now and then flag an MRI slice)",
+    "ct": "a thick white skull ring right against the brain, as on CT, or a DICOM header that "
+          "says CT; the {models} {were} made for MRI, so an answer on a CT slice says nothing "
+          "of it (the ring is a rough check: it can miss CT, and now and then flag an MRI "
+          "slice; a DICOM header that names CT or MR decides instead)",
     # per image: `predict` tags the image (`modality.is_small`); the dashboard's card says it
     "small": f"the image is under {SMALL_SIDE} pixels on its longer side, so the {{models}} "
              "{see} it enlarged, with less detail than {they} learnt from: an answer may be "
@@ -87,10 +88,11 @@ _FLAG_TEMPLATES = {
 # whose no-tumour folder holds CT slices; on any other run that would be a claim about data we
 # never saw (a review, 2026-12-06)
 _SARTAJ_TEMPLATES = {
-    "ct": "a thick white skull ring right against the brain, as on CT; the {models} {were} "
-          "trained on MRI, and {their} no-tumour class holds CT slices, so a CT slice is "
-          "usually called \"no tumour\" whatever it shows (a rough check: it can miss CT, and "
-          "now and then flag an MRI slice)",
+    "ct": "a thick white skull ring right against the brain, as on CT, or a DICOM header "
+          "that says CT; the {models} {were} trained on MRI, and {their} no-tumour class holds "
+          "CT slices, so a CT slice is usually called \"no tumour\" whatever it shows (the "
+          "ring is a rough check: it can miss CT, and now and then flag an MRI slice; a DICOM "
+          "header that names CT or MR decides instead)",
     # labels.csv: 18 of Training/'s 2475 tumour slices are T2 or FLAIR by our eye, none a glioma,
     # against 161 of its 395 no-tumour slices; Testing/: README, "T2 and FLAIR slices"
     "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "

@@ -107,18 +107,19 @@ def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[
     from pipeline import images
 
     read = SliceReader()  # a series is decoded once for its slices in this chunk
-    decoded, names, bad, sides = [], [], [], []
+    decoded, names, bad, sides, codes = [], [], [], [], []
     for path, base in part:
         try:
             decoded.append((path, read(path)))
             names.append(base)
             sides.append(read.radiological(path))  # the caption says whose right is where
+            codes.append(read.modality(path))  # a DICOM header's CT or MR settles "may be CT"
         except images.ImageError as exc:
             bad.append({"path": str(path), "error": str(exc)})
             if on_unreadable:
                 on_unreadable(str(path), str(exc))
     rows = (write_overlays(run, explainers, decoded, out, **options, bases=names,
-                           radiological=sides) if decoded else [])
+                           radiological=sides, modalities=codes) if decoded else [])
     return rows, bad
 
 

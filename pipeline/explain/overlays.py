@@ -101,7 +101,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                    progress: Progress = no_progress,
                    bases: list[str] | None = None,
                    warners: Warners | None = None,
-                   radiological: list[bool] | None = None) -> list[dict[str, Any]]:
+                   radiological: list[bool] | None = None,
+                   modalities: list[str] | None = None) -> list[dict[str, Any]]:
     """Explain every image with every model, write one overlay PNG each into `out`: captioned
     (`overlay_caption`, `captioned_overlay`, at least `side` px on the shorter side, its caption
     scaled with it), or with `caption` False the bare `render_overlay` at the model's
@@ -119,10 +120,13 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     image): the file says the patient's right is on the picture's left (a NIfTI slice,
     `series.SliceReader.radiological`): its row's `radiological` is true and its caption's
     small print says so (`overlay_note`), where others say the sides are the picture's.
+    `modalities` (one per image): its DICOM Modality code, "" for other files
+    (`series.SliceReader.modality`): a header naming CT or MR settles "may be CT"
+    (`modality.may_be_ct`).
     """
     from pipeline.calibration import apply_temperature, read_calibration
     from pipeline.evaluate.flags import answer_flags, is_colour
-    from pipeline.modality import is_small, looks_like_ct, looks_like_photo
+    from pipeline.modality import is_small, looks_like_photo, may_be_ct
 
     # probabilities shown as everywhere else (a damaged entry: raw, as predict shows them)
     temperatures = read_calibration(run.path, list(explainers))[0]
@@ -136,7 +140,8 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     # `in_run_exact`: whether it is that split's image pixel for pixel (None: cannot tell)
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     photo = [looks_like_photo(img) for _, img in decoded]
-    ct = [looks_like_ct(img) for _, img in decoded]  # `modality`: a hint, as predict's
+    ct = [may_be_ct(img, code) for (_, img), code in zip(  # as predict's
+        decoded, modalities or [""] * len(decoded), strict=True)]
     rows: list[dict[str, Any]] = [
         {"path": str(p), "overlay_base": base, "models": {},
          "in_run_split": seen.split if seen else None,

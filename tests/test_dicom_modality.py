@@ -1,0 +1,130 @@
+"""A DICOM file's header names its modality: "may be CT, not MRI" follows it where it says CT
+or MR. The pixel check (`modality.looks_like_ct`) misses CT shown at a wide window and now and
+then flags an MRI slice; the scanner's own word does neither. Every other file, and a header
+naming another modality or none, is judged by its pixels as before."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_dicom
+from test_modality import _head
+
+from pipeline import images
+from pipeline.evaluate.flags import FLAG_LABELS, flag_meaning
+from pipeline.modality import looks_like_ct, may_be_ct
+
+# pixels that look like CT (a thick white skull against the brain) and like MRI (a dark bone
+# band inside the bright scalp): `test_modality`'s phantoms, 12-bit as a scanner stores them
+CT_PIXELS = _head(rim=255, rim_width=12, band=110, band_width=0, white=115).astype(np.uint16) * 16
+MR_PIXELS = _head(rim=255, rim_width=12, band=45, band_width=6).astype(np.uint16) * 16
+
+
+def _decoded(data: bytes, name: str = "x.dcm") -> tuple[np.ndarray, dict]:
+    slices, info = images.decode_slices(data, name)
+    return slices[0], info
+
+
+def _zipped(codes: list[str | None]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, code in enumerate(codes):
+            extra = {"Modality": code} if code is not None else {}
+            data = make_dicom(MR_PIXELS, InstanceNumber=k + 1, **extra)
+            if code is None:  # make_dicom writes MR: take the tag away
+                import pydicom
+
+                ds = pydicom.dcmread(io.BytesIO(data))
+                del ds.Modality
+                out = io.BytesIO()
+                ds.save_as(out)
+                data = out.getvalue()
+            zf.writestr(f"IM{k}.dcm", data)
+    return buf.getvalue()
+
+
+def test_the_header_s_ct_or_mr_settles_it_and_anything_else_leaves_it_to_the_pixels():
+    ct_image, info = _decoded(make_dicom(CT_PIXELS, Modality="OT"))
+    mr_image, _ = _decoded(make_dicom(MR_PIXELS, Modality="OT"))
+    assert info["modality"] == "OT"
+    assert looks_like_ct(ct_image) and not looks_like_ct(mr_image)  # the phantoms survive DICOM
+    assert may_be_ct(mr_image, "CT") and not may_be_ct(ct_image, "MR")
+    for code in ("", "OT", "PT", "SC"):  # no word on CT or MR: the pixels decide
+        assert may_be_ct(ct_image, code) and not may_be_ct(mr_image, code), code
+    # the code as the header has it: padded, lower-case, absent, or no code at all
+    with warnings.catch_warnings():  # pydicom warns of a code outside DICOM's rules
+        warnings.simplefilter("ignore", UserWarning)
+        assert _decoded(make_dicom(MR_PIXELS, Modality="ct "))[1]["modality"] == "CT"
+        assert _decoded(make_dicom(MR_PIXELS, Modality="M/R"))[1]["modality"] == ""
+    assert _decoded(make_dicom(MR_PIXELS[None].repeat(2, 0), Modality="CT"))[1][
+        "modality"] == "CT"  # a multi-frame file
+    # a zipped series has one code when its slice files agree
+    assert _decoded(_zipped(["CT", "CT"]), "s.zip")[1]["modality"] == "CT"
+    assert _decoded(_zipped(["CT", "MR"]), "s.zip")[1]["modality"] == ""
+    assert _decoded(_zipped(["CT", None]), "s.zip")[1]["modality"] == ""
+    assert _decoded(_png(), "x.png")[1].get("modality", "") == ""  # not DICOM: nothing to say
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((MR_PIXELS // 16).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_an_upload_and_each_of_its_slices_follow_the_header():
+    from dashboard.core import decode_upload
+
+    said_mr = decode_upload("ct.dcm", make_dicom(CT_PIXELS, Modality="MR"))
+    said_ct = decode_upload("mr.dcm", make_dicom(MR_PIXELS, Modality="CT"))
+    untold = decode_upload("ct.dcm", make_dicom(CT_PIXELS, Modality="OT"))
+    assert (said_mr.ct, said_ct.ct, untold.ct) == (False, True, True)
+    assert said_ct.modality == "CT"
+    series = decode_upload("s.dcm", make_dicom(np.stack([MR_PIXELS, MR_PIXELS]), Modality="CT"))
+    assert series.ct and all(series.slice_view(k).ct for k in range(2))
+    series = decode_upload("s.dcm", make_dicom(np.stack([CT_PIXELS, CT_PIXELS]), Modality="MR"))
+    assert not series.ct and not any(series.slice_view(k).ct for k in range(2))
+
+
+def test_the_warning_says_a_header_can_say_it():
+    assert "or a DICOM header that says CT" in flag_meaning("ct")
+    assert "a DICOM header that names CT or MR decides instead" in flag_meaning("ct", sartaj=True)
+
+
+@pytest.mark.slow
+def test_predict_and_explain_follow_the_header(smoke_run: Path, tmp_path: Path):
+    """predict's line and JSON, a zipped series' slices, and explain.json."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    files = {"mr_pixels_said_ct.dcm": make_dicom(MR_PIXELS, Modality="CT"),
+             "ct_pixels_said_mr.dcm": make_dicom(CT_PIXELS, Modality="MR"),
+             "ct_pixels_untold.dcm": make_dicom(CT_PIXELS, Modality="OT"),
+             "series_said_ct.zip": _zipped(["CT", "CT"])}
+    paths = []
+    for name, data in files.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(data)
+    args = ["predict", "--run", str(smoke_run), *map(str, paths)]
+    printed = CliRunner().invoke(app, args)
+    assert printed.exit_code == 0, printed.output
+    tag = f"[{FLAG_LABELS['ct']}]"
+    lines = [ln for ln in printed.stdout.splitlines() if "\t" in ln]
+    assert [tag in ln.split("\t")[-1] for ln in lines] == [True, False, True, True, True], lines
+    assert printed.stderr.count(flag_meaning("ct")) == 1  # the legend, once
+    rows = json.loads(CliRunner().invoke(app, [*args[:3], "--json", *args[3:]]).stdout)
+    assert [r["may_be_ct"] for r in rows["results"]] == [True, False, True, True, True]
+    out = tmp_path / "overlays"
+    explained = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
+                                         "custom_cnn", "--out", str(out), *map(str, paths)])
+    assert explained.exit_code == 0, explained.output
+    rows = json.loads((out / "explain.json").read_text())["images"]
+    assert [r["may_be_ct"] for r in rows] == [True, False, True, True, True]
