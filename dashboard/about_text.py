@@ -24,6 +24,21 @@ SARTAJ_DRAW_NOTE = (f"Some of its no-tumour images are CT ({_ALL_CT[0]} of the d
                     "eye): a card flags most as \"may be CT, not MRI\" and hides their answers.")
 
 
+# under the Predict page's uploader: said of any run (`ct_note`: the Sartaj data's words)
+CT_HEADER_NOTE = "A DICOM file whose header names CT or MR is judged by its header instead."
+CT_NOTE = ("The models were made for MRI: an answer on a CT slice says nothing of it. A card says "
+           "when a slice may be CT, but that check is rough: it can miss CT. " + CT_HEADER_NOTE)
+SARTAJ_CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually "
+                  "called \"no tumour\", confidently. A card says when a slice may be CT, but "
+                  "that check is rough: it can miss CT. " + CT_HEADER_NOTE)
+
+
+def ct_note(sartaj: bool = False) -> str:
+    """`CT_NOTE`, or what a run trained on the Sartaj data does with CT (its no-tumour folder
+    holds CT slices): said of another run, that was a claim about data it never saw."""
+    return SARTAJ_CT_NOTE if sartaj else CT_NOTE
+
+
 def _why(one: bool) -> str:
     return (f"and tools that show *why* {'it decides' if one else 'they decide'} (Grad-CAM "
             "family heatmaps) and *how far* those explanations can be trusted.")
@@ -102,8 +117,8 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
 - The dataset holds {SARTAJ_CT_SLICES} CT slices among its MRI (counted by eye: 60 of the
   no-tumour folder's 500 images, 13 in the tumour folders), so a CT slice is usually called
   "no tumour", confidently; and "no tumour" means "looks most like that folder", not
-  "normal". A card says when a slice may be CT, but that check is rough: it can miss CT
-  (a DICOM file whose header names CT or MR is judged by its header instead).
+  "normal". A card says when a slice may be CT, but that check is rough: it can miss CT.
+  {CT_HEADER_NOTE}
 - Labels were not verified by a radiologist: the Error analysis page marks answers against the
   dataset's folders, and some of its "errors" may be label errors.
 - The public dataset contains duplicate and near-duplicate images (the data audit counts them)
@@ -118,8 +133,7 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
   far less accurately than the test figures say. A "no tumour" answer never rules a tumour out:
   it means "looks most like the training data's no-tumour images", not "normal".
 - {models} made for MRI: an answer on a CT slice says nothing of it. A card says when a
-  slice may be CT, but that check is rough: it can miss CT (a DICOM file whose header names
-  CT or MR is judged by its header instead).
+  slice may be CT, but that check is rough: it can miss CT. {CT_HEADER_NOTE}
 - The Error analysis page marks answers against the dataset's folders: where a folder holds a
   wrongly filed image, some of its "errors" are label errors.
 - Datasets often hold duplicate and near-duplicate images (`python -m pipeline audit` counts

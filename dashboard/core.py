@@ -149,20 +149,6 @@ class Upload:
                       radiological=self.radiological, modality=self.modality)
 
 
-# under the Predict page's uploader: said of any run (`ct_note`: the Sartaj data's words)
-CT_HEADER_NOTE = "A DICOM file whose header names CT or MR is judged by its header instead."
-CT_NOTE = ("The models were made for MRI: an answer on a CT slice says nothing of it. A card says "
-           "when a slice may be CT, but that check is rough: it can miss CT. " + CT_HEADER_NOTE)
-SARTAJ_CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually "
-                  "called \"no tumour\", confidently. A card says when a slice may be CT, but "
-                  "that check is rough: it can miss CT. " + CT_HEADER_NOTE)
-
-def ct_note(sartaj: bool = False) -> str:
-    """`CT_NOTE`, or what a run trained on the Sartaj data does with CT (its no-tumour folder
-    holds CT slices): said of another run, that was a claim about data it never saw."""
-    return SARTAJ_CT_NOTE if sartaj else CT_NOTE
-
-
 def pixel_digest(image: np.ndarray) -> str:
     """SHA-256 of an array's shape and pixels: the cache key of a slice (never a name)."""
     h = hashlib.sha256(str(image.shape).encode())
@@ -215,6 +201,9 @@ def decode_note(info: dict[str, Any]) -> str | None:
         kept = f"{slices} of its {frames} slices{spaced}" if frames > slices else (
             f"its {slices} slices")
         notes.append(f"{kept} are analysed; choose the slice to show with its slider")
+    if int(info.get("series") or 1) > 1:  # a study's export: T1, T2, a localiser ...
+        notes.append(f"it holds {info['series']} series, shown one after another, each in "
+                     "slice order (each slice's answers are its own)")
     elif frames > 1:
         notes.append(f"only the first of its {frames} frames is shown and analysed"
                      if not unreadable and not blank else

@@ -1,8 +1,9 @@
 """Zipped DICOM series for `pipeline.images`: every slice of a zip of .dcm files, sorted along
 the series' axis (split from `pipeline.dicom`, which decodes each file's frames).
 
-Only pixels leave this module: no DICOM attribute is returned or put in a message, and member
-names of a zip are never reported (folders in a PACS export are often named after the patient).
+Only pixels, the Modality code and counts leave this module: no other DICOM attribute is
+returned or put in a message, and member names of a zip are never reported (folders in a PACS
+export are often named after the patient).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def is_zip(data: bytes, name: str) -> bool:
 
 def decode_zip(data: bytes, label: str, max_pixels: int
                ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """A series uploaded as a zip of DICOM files: every slice, sorted along the series' axis.
+    """A series uploaded as a zip of DICOM files: every slice, sorted along the series' axis;
+    a zip of several series (a study's export) series after series, in the zip's order
+    (`info["series"]`: how many, by SeriesInstanceUID).
 
     A slice file that cannot be unpacked or decoded is left out, its place and reason in
     `info["unreadable"]` (`indices` keeps the slices returned), as a multi-page TIFF's damaged
@@ -55,8 +58,9 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     budget = MAX_ZIP_BYTES
     # (position, member, its frames, or one `_Unreadable` per frame)
     found: list[tuple[float | None, int, list[np.ndarray | _Unreadable]]] = []
-    sides: list[bool] = []  # per slice file read: shown radiologically (`dicom.radiological`)
-    codes: set[str] = set()  # the slice files' Modality codes (`dicom.modality`)
+    # per slice file whose header was read, by its place in the zip: what the header says
+    # (`_Header`: shown radiologically, Modality code, series)
+    headers: dict[int, _Header] = {}
     not_dicom = 0
     for k, member in enumerate(members):
         where = f"{label}: slice file {k + 1}"
@@ -77,14 +81,20 @@ def decode_zip(data: bytes, label: str, max_pixels: int
         if blob[128:132] != b"DICM" and not member.filename.lower().endswith(".dcm"):
             not_dicom += 1
             continue
-        found.append(_zipped_slice(blob, k, where, max_pixels, sides, codes))
+        found.append(_zipped_slice(blob, k, where, max_pixels, headers))
         del blob
     if not_dicom:
         raise ImageError(f"{label}: {not_dicom} of the {len(members)} files in the zip are not "
                          "DICOM; upload a zip of .dcm slices only")
-    if all(pos is not None for pos, _, frames in found
-           if not isinstance(frames[0], _Unreadable)):  # the damaged without one: after them
-        found.sort(key=lambda t: (t[0] is None, t[0] or 0.0, t[1]))
+    # A study's export holds several series (T1, T2, a localiser): each series stays
+    # together, in the zip's order of series, its slices along the axis; sorted by position
+    # alone their slices interleaved, a T1 and a T2 slice at each place
+    series = list(dict.fromkeys(h.series for h in headers.values()))
+    rank = {k: series.index(h.series) for k, h in headers.items()}
+    by_place = all(pos is not None for pos, _, frames in found
+                   if not isinstance(frames[0], _Unreadable))
+    found.sort(key=lambda t: (rank.get(t[1], len(series)),  # a file without a header: last
+                              *((t[0] is None, t[0] or 0.0) if by_place else ()), t[1]))
     every = [f for _, _, frames in found for f in frames]
     total = len(every)
     indices = [i for i in slice_indices(total) if not isinstance(every[i], _Unreadable)]
@@ -94,12 +104,14 @@ def decode_zip(data: bytes, label: str, max_pixels: int
         bad = next(f for f in every if isinstance(f, _Unreadable))
         raise ImageError(f"{bad.where}: {bad.reason}")
     slices = [f for i in indices if isinstance(f := every[i], np.ndarray)]
+    codes = sorted({h.modality for h in headers.values()})
     info = {"format": "DICOM series", "mode": "", "width": slices[0].shape[1],
             "height": slices[0].shape[0], "frames": total, "slices": len(slices),
             "indices": indices, "unreadable": unreadable,
-            "radiological": bool(sides) and all(sides),
-            # the series' one code, when every slice file read names the same one
-            "modality": next(iter(codes)) if len(codes) == 1 else ""}
+            "radiological": bool(headers) and all(h.radiological for h in headers.values()),
+            # the one code, when every slice file read names the same one
+            "modality": codes[0] if len(codes) == 1 else "",
+            "series": max(1, len(series))}  # how many series (SeriesInstanceUID) it holds
     return slices, info
 
 
@@ -112,20 +124,29 @@ class _Unreadable:
     reason: str
 
 
-def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int, sides: list[bool],
-                  codes: set[str]) -> tuple[float | None, int, list[np.ndarray | _Unreadable]]:
+@dataclass(frozen=True)
+class _Header:
+    """What a slice file's header says: `dicom.radiological`, `dicom.modality` and its
+    SeriesInstanceUID ("" without one), which only groups slices and never leaves."""
+
+    radiological: bool
+    modality: str
+    series: str
+
+
+def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int, headers: dict[int, _Header]
+                  ) -> tuple[float | None, int, list[np.ndarray | _Unreadable]]:
     """Zip member `k` (a DICOM file's bytes) as (position along the axis, k, its frames); a
     file that cannot be decoded gives one `_Unreadable` per frame its header names (one when
-    the header cannot be read), placed by its position when the header has one. `sides`
-    gets the file's `dicom.radiological` verdict when its header is read, `codes` its
-    `dicom.modality` (a file without the tag adds "")."""
+    the header cannot be read), placed by its position when the header has one. `headers[k]`
+    gets what its header says, when it can be read."""
     try:
         ds = _open(blob, where)
     except ImageError as exc:
         return None, k, [_Unreadable(where, str(exc).removeprefix(f"{where}: "))]
     position = _slice_position(ds)
-    sides.append(radiological(ds))  # every file's, for the series' one verdict
-    codes.add(modality(ds))
+    headers[k] = _Header(radiological(ds), modality(ds),
+                         str(ds.get("SeriesInstanceUID", "") or "").strip())
     try:
         frames, info = _frames(ds, where, max_pixels, first_only=False)
         decoded = dict(zip(info["indices"], frames, strict=True))

@@ -128,3 +128,30 @@ def test_predict_and_explain_follow_the_header(smoke_run: Path, tmp_path: Path):
     assert explained.exit_code == 0, explained.output
     rows = json.loads((out / "explain.json").read_text())["images"]
     assert [r["may_be_ct"] for r in rows] == [True, False, True, True, True]
+
+
+def test_a_zip_of_several_series_keeps_each_series_together():
+    """A study's export (T1, T2, a localiser) zipped: sorted by position alone, a T1 and a T2
+    slice alternated at each place. Each series now stays together, in the zip's order of
+    series, its slices along the axis; the card's note says how many series it holds."""
+    from test_dicom_inputs import _banded, _which
+
+    from dashboard.core import decode_note, decode_upload
+
+    frames = _banded(6)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:  # members interleaved, positions out of order
+        for k, (uid, z) in enumerate([("1.2.3", 10.0), ("1.2.4", 0.0), ("1.2.3", 0.0),
+                                      ("1.2.4", 10.0), ("1.2.3", 5.0), ("1.2.4", 5.0)]):
+            zf.writestr(f"IM{k}.dcm", make_dicom(
+                frames[k], SeriesInstanceUID=uid, ImagePositionPatient=[0.0, 0.0, z],
+                ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+    slices, info = images.decode_slices(buf.getvalue(), "study.zip")
+    # series 1.2.3 (met first): members 2, 4, 0 by position; then 1.2.4: members 1, 5, 3
+    assert [_which(s) for s in slices] == [2, 4, 0, 1, 5, 3]
+    assert info["series"] == 2
+    assert "it holds 2 series, shown one after another" in decode_note(info)
+    assert "it holds 2 series" in (decode_upload("study.zip", buf.getvalue()).note or "")
+    one = _zipped(["MR", "MR"])  # one series (no SeriesInstanceUID at all): no such note
+    assert images.decode_slices(one, "s.zip")[1]["series"] == 1
+    assert "series, shown" not in (decode_note(images.decode_slices(one, "s.zip")[1]) or "")

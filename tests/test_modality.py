@@ -225,6 +225,6 @@ def test_explain_tags_and_captions_a_slice_that_may_be_ct(smoke_run: Path, tmp_p
 def test_the_pages_do_not_say_ct_goes_unwarned():
     """The uploader's caption and About still said a CT slice is called "no tumour" "with no
     warning" after the cards began to say it may be CT."""
-    from dashboard.core import CT_NOTE
+    from dashboard.about_text import CT_NOTE
 
     assert "no warning" not in CT_NOTE and "may be CT" in CT_NOTE

@@ -22,7 +22,7 @@ from dashboard import (
     views,
 )
 from dashboard import figures as F
-from dashboard.about_text import SARTAJ_DRAW_NOTE
+from dashboard.about_text import SARTAJ_DRAW_NOTE, ct_note
 from dashboard.flags import WARNING_SPLITS, image_warnings, seen_advice
 from dashboard.report_pdf import DISCLAIMER as PLAIN_DISCLAIMER
 from dashboard.report_pdf import report_pdf
@@ -69,7 +69,7 @@ with upload_col:
     # CT gets the tool's most reassuring output on the shipped runs (a clinician's review,
     # 2026-12-05): the Sartaj data's no-tumour class holds CT slices, and nothing here tells CT
     # from MRI; on another run only the generic part is known to hold
-    st.caption(f"For brain MRI slices only. {core.ct_note(trained_on_sartaj(run.manifest))}")
+    st.caption(f"For brain MRI slices only. {ct_note(trained_on_sartaj(run.manifest))}")
     # Leaving the page empties the uploader (Streamlit drops its state): its last files are
     # kept in the session and come back with the page (dashboard/uploads.py).
     files, restored = uploads.current_files(files, new_uploader)
