@@ -170,7 +170,9 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
     if len(slices) > 1:
         slices = [limit_size(im, SERIES_MAX_SIDE) for im in slices]
         indices = info.get("indices")
-        t2 = looks_like_t2(slices) or [None] * len(slices)
+        # a DICOM header's echo or inversion time says T2 or FLAIR: first (`dicom.t2_header`)
+        t2 = [True] * len(slices) if info.get("t2_header") else (
+            looks_like_t2(slices) or [None] * len(slices))
         return Upload(name, digest, image=slices[0], true_label=true_label,
                       note=decode_note(info), slices=slices,
                       positions=[int(i) + 1 for i in indices] if indices else None,
@@ -181,7 +183,8 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
                   note=decode_note(info), colour=is_colour(slices[0]),
                   ct=may_be_ct(slices[0], code), photo=looks_like_photo(slices[0]),
-                  t2=may_be_t2(slices[0]), radiological=bool(info.get("radiological")),
+                  t2=True if info.get("t2_header") else may_be_t2(slices[0]),
+                  radiological=bool(info.get("radiological")),
                   modality=code)
 
 

@@ -1,13 +1,14 @@
 """DICOM decoding for `pipeline.images`: single and multi-frame files (zipped series:
 `pipeline.dicom_zip`).
 
-Only pixels, geometry and the Modality code leave this module: no other DICOM attribute
-(patient, institution, dates, UIDs) is returned or put in a message, and member names of a zip
-are never reported.
+Only pixels, geometry, the Modality code and verdicts drawn from the header (`radiological`,
+`t2_header`) leave this module: no other DICOM attribute (patient, institution, dates, UIDs) is
+returned or put in a message, and member names of a zip are never reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 from typing import Any, BinaryIO
@@ -223,8 +224,36 @@ def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
         raise first
     info = {"format": "DICOM", "mode": photometric, "width": cols, "height": rows,
             "frames": n_frames, "slices": len(out), "indices": kept, "unreadable": unreadable,
-            "radiological": radiological(ds), "modality": modality(ds)}
+            "radiological": radiological(ds), "modality": modality(ds),
+            "t2_header": t2_header(ds)}
     return out, info
+
+
+def t2_header(ds: Any) -> bool:
+    """Whether an MR file's echo or inversion time says T2-weighted or FLAIR
+    (`modality.t2_by_times`): EchoTime and InversionTime, or an enhanced file's shared
+    EffectiveEchoTime; False for another modality or where the header does not say."""
+    from pipeline.modality import DICOM_MR, t2_by_times
+
+    if modality(ds) not in ("", DICOM_MR):
+        return False
+
+    echo = _number(ds.get("EchoTime"))
+    if echo is None:
+        with contextlib.suppress(Exception):
+            echo = _number(
+                ds.SharedFunctionalGroupsSequence[0].MREchoSequence[0].EffectiveEchoTime)
+    return t2_by_times(echo, _number(ds.get("InversionTime")))
+
+
+def _number(value: Any) -> float | None:
+    """A header's number (a multi-valued one: its first), None where there is none."""
+    from pydicom.multival import MultiValue
+
+    try:
+        return float(value[0] if isinstance(value, MultiValue) else value)
+    except Exception:
+        return None
 
 
 def modality(ds: Any) -> str:

@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.dicom import MAX_SLICES, _frames, _open, modality, radiological, slice_indices
+from pipeline.dicom import (
+    MAX_SLICES,
+    _frames,
+    _open,
+    modality,
+    radiological,
+    slice_indices,
+    t2_header,
+)
 from pipeline.images import ImageError
 
 MAX_ZIP_MEMBERS = 2000  # files in a zipped series
@@ -111,6 +119,8 @@ def decode_zip(data: bytes, label: str, max_pixels: int
             "radiological": bool(headers) and all(h.radiological for h in headers.values()),
             # the one code, when every slice file read names the same one
             "modality": codes[0] if len(codes) == 1 else "",
+            # T2 or FLAIR by the times in every slice file's header (`dicom.t2_header`)
+            "t2_header": bool(headers) and all(h.t2 for h in headers.values()),
             "series": max(1, len(series))}  # how many series (SeriesInstanceUID) it holds
     return slices, info
 
@@ -126,12 +136,14 @@ class _Unreadable:
 
 @dataclass(frozen=True)
 class _Header:
-    """What a slice file's header says: `dicom.radiological`, `dicom.modality` and its
-    SeriesInstanceUID ("" without one), which only groups slices and never leaves."""
+    """What a slice file's header says: `dicom.radiological`, `dicom.modality`,
+    `dicom.t2_header` and its SeriesInstanceUID ("" without one), which only groups slices and
+    never leaves."""
 
     radiological: bool
     modality: str
     series: str
+    t2: bool
 
 
 def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int, headers: dict[int, _Header]
@@ -146,7 +158,7 @@ def _zipped_slice(blob: bytes, k: int, where: str, max_pixels: int, headers: dic
         return None, k, [_Unreadable(where, str(exc).removeprefix(f"{where}: "))]
     position = _slice_position(ds)
     headers[k] = _Header(radiological(ds), modality(ds),
-                         str(ds.get("SeriesInstanceUID", "") or "").strip())
+                         str(ds.get("SeriesInstanceUID", "") or "").strip(), t2_header(ds))
     try:
         frames, info = _frames(ds, where, max_pixels, first_only=False)
         decoded = dict(zip(info["indices"], frames, strict=True))

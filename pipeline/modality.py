@@ -57,6 +57,11 @@ WHITE = 250  # grey level counted as clipped white
 RULE = {"rim_saturation": 0.40, "rim_thickness": 0.040, "inside_ratio": 0.90}
 # DICOM Modality codes that settle `may_be_ct` without the pixels (DICOM PS3.3 C.7.3.1.1.1)
 DICOM_CT, DICOM_MR = "CT", "MR"
+# An MR header's echo or inversion time from which the slice is T2-weighted or FLAIR, not T1
+# (`t2_by_times`): T1-weighted spin echo uses an echo time of about 10-20 ms and MPRAGE 2-4 ms,
+# T2 80-120 ms; FLAIR nulls fluid with an inversion time of about 2000-2800 ms, where T1-FLAIR
+# uses 700-1000 ms and STIR about 150 ms (textbook values, e.g. Bitar et al., RadioGraphics 2006)
+T2_ECHO_MS, FLAIR_INVERSION_MS = 80.0, 1500.0
 _NAN = {k: float("nan") for k in RULE}
 PHOTO_LIT = 24  # a pixel counts for the tint from this grey level: a dark one has no colour
 PHOTO_TINT = 2.5  # grey levels between the channels' medians from which an image is tinted
@@ -148,6 +153,14 @@ def may_be_ct(image: np.ndarray, dicom_modality: str = "") -> bool:
     if dicom_modality in (DICOM_CT, DICOM_MR):
         return dicom_modality == DICOM_CT
     return looks_like_ct(image)
+
+
+def t2_by_times(echo_ms: float | None, inversion_ms: float | None) -> bool:
+    """Whether an MR header's times say T2-weighted or FLAIR: an echo time of `T2_ECHO_MS` or
+    more, or an inversion time of `FLAIR_INVERSION_MS` or more. Never the other way: a short
+    echo is T1's, but also proton density's and T2*'s, so it leaves the slice to the learnt
+    hint (`pipeline.sequence`)."""
+    return bool((echo_ms or 0.0) >= T2_ECHO_MS or (inversion_ms or 0.0) >= FLAIR_INVERSION_MS)
 
 
 def is_blank(image: np.ndarray) -> bool:

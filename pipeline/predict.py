@@ -330,8 +330,9 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                                        "in_run_split": seen[i].split if seen[i] else None,
                                        "in_run_exact": seen[i].exact if seen[i] else None,
                                        "may_be_ct": ct[i][0], "small_image": ct[i][1],
-                                       "may_be_t2": sequence.hint_said(
-                                           t2[j], ct=ct[i][0], colour=colour[i], photo=photo[i],
+                                       "may_be_t2": sequence.hint_said(  # a header's first
+                                           ct[i][2] or t2[j], ct=ct[i][0], colour=colour[i],
+                                           photo=photo[i],
                                            far=any(f["far"][j] for f in flags.values()))}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
@@ -365,11 +366,12 @@ def answer_flags(predictor: Predictor, name: str, x: np.ndarray, probs: np.ndarr
 def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], batch: int,
                       workers: int | None
                       ) -> Iterator[tuple[int, list[str], list[tuple[bool, bool]],
-                                          list[tuple[bool, bool]], list[Seen | None],
+                                          list[tuple[bool, bool, bool]], list[Seen | None],
                                           list[np.ndarray]]]:
-    """(index of the batch's first file, per file "" or why it is unusable, per file two
-    pairs: colour and a tinted photo (`evaluate.flags.is_colour`, `modality.looks_like_photo`),
-    may be CT (by a DICOM's header too) and small (`may_be_ct`, `is_small`); per file the
+    """(index of the batch's first file, per file "" or why it is unusable, per file a pair:
+    colour and a tinted photo (`evaluate.flags.is_colour`, `modality.looks_like_photo`), and a
+    triple: may be CT (by a DICOM's header too), small, and T2 or FLAIR by a DICOM's header
+    (`may_be_ct`, `is_small`, `SliceReader.t2_header`); per file the
     run's split holding it or a copy (`membership.Seen`; None: none, or the run cannot tell),
     per model the prepared (n, S, S, 3) uint8 batch, zeros where unusable, and last the batch
     as `sequence.prepare` makes it), batch after batch."""
@@ -395,21 +397,22 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             found = predictor.membership.find(image) if predictor.membership else None
             return (b"", np.array([is_colour(image), looks_like_photo(image)]),
                     np.array([may_be_ct(image, read.modality(paths[i])),
-                              is_small(image, [s for s, _ in specs[:-1]])]),
-                    _seen_bytes(found), *prepared)
+                              is_small(image, [s for s, _ in specs[:-1]]),
+                              read.t2_header(paths[i])]),
+                    found.to_bytes() if found else b"", *prepared)
         except images.ImageError as exc:
-            return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.zeros(2, bool), b"",
+            return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.zeros(3, bool), b"",
                     *blanks)
         except Exception as exc:  # not the file's fault: the caller gets it, not a CSV row
             raised[i] = exc
-            return (b"", np.zeros(2, bool), np.zeros(2, bool), b"", *blanks)
+            return (b"", np.zeros(2, bool), np.zeros(3, bool), b"", *blanks)
 
     def load_tf(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
         out = tf.numpy_function(load, [index],
                                 [tf.string, tf.bool, tf.bool, tf.string]
                                 + [tf.uint8] * len(specs))
         for t in out[:4]:
-            t.set_shape((2,) if t is out[1] or t is out[2] else ())
+            t.set_shape((2,) if t is out[1] else (3,) if t is out[2] else ())
         for t, (s, _) in zip(out[4:], specs, strict=True):
             t.set_shape((s, s, 3))
         return tuple(out)
@@ -432,19 +435,6 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             if start + k in raised:
                 raise raised[start + k]
         yield (start, err, [(bool(c), bool(p)) for c, p in colour_t.numpy()],
-               [(bool(c), bool(s)) for c, s in ct_t.numpy()],
-               [_seen_from(v) for v in seen_t.numpy()], [x.numpy() for x in xs_t])
+               [(bool(c), bool(s), bool(t)) for c, s, t in ct_t.numpy()],
+               [Seen.from_bytes(v) for v in seen_t.numpy()], [x.numpy() for x in xs_t])
         start += len(err)
-
-
-def _seen_bytes(seen: Seen | None) -> bytes:
-    """A `Seen` through tf.data's string tensor: b"split distance exact" (b"" for None)."""
-    return f"{seen.split} {seen.distance} {seen.exact}".encode() if seen else b""
-
-
-def _seen_from(data: bytes) -> Seen | None:
-    """`_seen_bytes` read back."""
-    if not data:
-        return None
-    split, distance, exact = data.decode().split(" ")
-    return Seen(split, int(distance), None if exact == "None" else exact == "True")

@@ -148,6 +148,10 @@ def _slice_count(path: str) -> tuple[int, str, int]:
     return int(images.decode_slices(data, path)[1]["frames"]), "slice", 1
 
 
+# what a file says of itself, in `images.decode_slices`' info (`SliceReader.facts`)
+HEADER_FACTS = ("radiological", "modality", "t2_header")
+
+
 class SliceReader:
     """Decodes items of `expand_series` for reading threads: a slice from its series, decoded
     once for all its slices (the last `CACHED_SERIES` series are kept), a .zip through the
@@ -170,7 +174,7 @@ class SliceReader:
             return decoded.slice(item)
         if file_ext(str(item)) in VOLUME_ONLY:  # one slice, or a reason from the series decoder
             slices, info = images.decode_slices(images.read_file(item), str(item))
-            self._read_facts[str(item)] = {k: info.get(k) for k in ("radiological", "modality")}
+            self._read_facts[str(item)] = {k: info.get(k) for k in HEADER_FACTS}
             return slices[0]
         return images.refuse_blank(images.read_image(item), str(item))  # nothing to answer
 
@@ -178,16 +182,21 @@ class SliceReader:
         """Whether `item`, just read, is shown with the patient's right on the picture's left
         as its file says (a NIfTI volume with a usable affine, a DICOM whose orientation
         says so: `names.sides_words`); False where the file does not say."""
-        return bool(self._facts(item).get("radiological"))
+        return bool(self.facts(item).get("radiological"))
 
     def modality(self, item: str | Path | Slice) -> str:
         """The DICOM Modality code of `item`, just read (`dicom.modality`: "MR", "CT", ...;
         a zipped series' when its slice files agree); "" for any other file."""
-        return str(self._facts(item).get("modality") or "")
+        return str(self.facts(item).get("modality") or "")
 
-    def _facts(self, item: str | Path | Slice) -> dict:
-        """What the file of `item`, just read, says of itself: its series' decoding info, or a
-        single DICOM's header ({"radiological", "modality"}); {} where it says nothing."""
+    def t2_header(self, item: str | Path | Slice) -> bool:
+        """Whether the DICOM header of `item`, just read, says T2 or FLAIR by its echo or
+        inversion time (`dicom.t2_header`; a zipped series' when every slice file says so)."""
+        return bool(self.facts(item).get("t2_header"))
+
+    def facts(self, item: str | Path | Slice) -> dict:
+        """What the file of `item`, just read, says of itself (`HEADER_FACTS`): its series'
+        decoding info, or a single DICOM's header; {} where it says nothing."""
         if isinstance(item, Slice):
             decoded = self._series.get(item.path)
             return decoded.info if isinstance(decoded, _Decoded) else {}
@@ -197,7 +206,8 @@ class SliceReader:
 
             with contextlib.suppress(Exception), images.open_regular(path) as fh:
                 ds = pydicom.dcmread(fh, force=True, stop_before_pixels=True)
-                return {"radiological": dicom.radiological(ds), "modality": dicom.modality(ds)}
+                return {"radiological": dicom.radiological(ds), "modality": dicom.modality(ds),
+                        "t2_header": dicom.t2_header(ds)}
             return {}
         return self._read_facts.get(path, {})
 

@@ -1,7 +1,8 @@
 """A DICOM file's header names its modality: "may be CT, not MRI" follows it where it says CT
 or MR. The pixel check (`modality.looks_like_ct`) misses CT shown at a wide window and now and
 then flags an MRI slice; the scanner's own word does neither. Every other file, and a header
-naming another modality or none, is judged by its pixels as before."""
+naming another modality or none, is judged by its pixels as before. Likewise an MR header's echo
+or inversion time raises "may be T2 or FLAIR" where the learnt hint missed it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from test_modality import _head
 
 from pipeline import images
 from pipeline.evaluate.flags import FLAG_LABELS, flag_meaning
-from pipeline.modality import looks_like_ct, may_be_ct
+from pipeline.modality import FLAIR_INVERSION_MS, T2_ECHO_MS, looks_like_ct, may_be_ct, t2_by_times
 
 # pixels that look like CT (a thick white skull against the brain) and like MRI (a dark bone
 # band inside the bright scalp): `test_modality`'s phantoms, 12-bit as a scanner stores them
@@ -98,6 +99,50 @@ def test_the_warning_says_a_header_can_say_it():
     assert "a DICOM header that names CT or MR decides instead" in flag_meaning("ct", sartaj=True)
 
 
+def test_an_mr_header_s_echo_or_inversion_time_says_t2_or_flair():
+    from dashboard.core import decode_upload
+    from pipeline.sequence import may_be_t2
+
+    assert (T2_ECHO_MS, FLAIR_INVERSION_MS) == (80.0, 1500.0)
+    assert t2_by_times(80.0, None) and t2_by_times(None, 1500.0) and t2_by_times(100.0, 2500.0)
+    assert not t2_by_times(79.9, 1499.0) and not t2_by_times(None, None)
+
+    def said(**tags) -> bool:  # noqa: ANN003
+        return _decoded(make_dicom(MR_PIXELS, **tags))[1]["t2_header"]
+
+    assert said(EchoTime=100) and said(EchoTime=12, InversionTime=2500)  # T2; FLAIR
+    assert not said(EchoTime=12) and not said(EchoTime=3, InversionTime=900)  # T1; MPRAGE
+    assert not said() and not said(Modality="CT", EchoTime=100)  # no time; not MR
+    assert said(EchoTime=[100, 20])  # a multi-echo file: its first
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    echo, shared = Dataset(), Dataset()  # an enhanced file keeps it in its functional groups
+    echo.EffectiveEchoTime = 95
+    shared.MREchoSequence = Sequence([echo])
+    assert said(SharedFunctionalGroupsSequence=Sequence([shared]))
+    assert _decoded(_zipped(["MR", "MR"]), "s.zip")[1]["t2_header"] is False
+    # the learnt hint calls the phantom T1; the header's times say T2, and the card says so
+    image, _ = _decoded(make_dicom(MR_PIXELS))
+    assert may_be_t2(image) is False
+    assert decode_upload("t2.dcm", make_dicom(MR_PIXELS, EchoTime=100)).t2 is True
+    assert decode_upload("t1.dcm", make_dicom(MR_PIXELS, EchoTime=12)).t2 is False
+    series = decode_upload("s.dcm", make_dicom(np.stack([MR_PIXELS] * 2), EchoTime=100))
+    assert series.t2 and all(series.slice_view(k).t2 for k in range(2))
+
+
+def _run_image(run: Path) -> np.ndarray:
+    """A test image of `run` the learnt T2 hint calls T1, grey and 12-bit, as a DICOM holds it."""
+    from pipeline.sequence import may_be_t2
+
+    folder = Path(json.loads((run / "manifest.json").read_text())["data"]["dir"])
+    for entry in json.loads((run / "splits.json").read_text())["test"]:
+        image = images.read_image(folder / entry["path"])
+        if may_be_t2(image) is False:
+            return image[..., 0].astype(np.uint16) * 16
+    raise AssertionError("every test image of the run looks like T2 to the learnt hint")
+
+
 @pytest.mark.slow
 def test_predict_and_explain_follow_the_header(smoke_run: Path, tmp_path: Path):
     """predict's line and JSON, a zipped series' slices, and explain.json."""
@@ -108,7 +153,10 @@ def test_predict_and_explain_follow_the_header(smoke_run: Path, tmp_path: Path):
     files = {"mr_pixels_said_ct.dcm": make_dicom(MR_PIXELS, Modality="CT"),
              "ct_pixels_said_mr.dcm": make_dicom(CT_PIXELS, Modality="MR"),
              "ct_pixels_untold.dcm": make_dicom(CT_PIXELS, Modality="OT"),
-             "series_said_ct.zip": _zipped(["CT", "CT"])}
+             "series_said_ct.zip": _zipped(["CT", "CT"]),
+             # the run's own kind of image: the T2 hint is left unsaid on a far unlike one
+             "t2_times.dcm": make_dicom(_run_image(smoke_run), EchoTime=100),
+             "t1_times.dcm": make_dicom(_run_image(smoke_run), EchoTime=12)}
     paths = []
     for name, data in files.items():
         paths.append(tmp_path / name)
@@ -118,16 +166,22 @@ def test_predict_and_explain_follow_the_header(smoke_run: Path, tmp_path: Path):
     assert printed.exit_code == 0, printed.output
     tag = f"[{FLAG_LABELS['ct']}]"
     lines = [ln for ln in printed.stdout.splitlines() if "\t" in ln]
-    assert [tag in ln.split("\t")[-1] for ln in lines] == [True, False, True, True, True], lines
+    assert [tag in ln.split("\t")[-1] for ln in lines] == [True, False, True, True, True,
+                                                          False, False], lines
     assert printed.stderr.count(flag_meaning("ct")) == 1  # the legend, once
+    t2_tag = f"[{FLAG_LABELS['t2']}]"
+    assert [t2_tag in ln.split("\t")[-1] for ln in lines][-2:] == [True, False], lines
     rows = json.loads(CliRunner().invoke(app, [*args[:3], "--json", *args[3:]]).stdout)
-    assert [r["may_be_ct"] for r in rows["results"]] == [True, False, True, True, True]
+    assert [r["may_be_ct"] for r in rows["results"]] == [True, False, True, True, True,
+                                                         False, False]
+    assert [r["may_be_t2"] for r in rows["results"]][-2:] == [True, False]
     out = tmp_path / "overlays"
     explained = CliRunner().invoke(app, ["explain", "--run", str(smoke_run), "--model",
                                          "custom_cnn", "--out", str(out), *map(str, paths)])
     assert explained.exit_code == 0, explained.output
     rows = json.loads((out / "explain.json").read_text())["images"]
-    assert [r["may_be_ct"] for r in rows] == [True, False, True, True, True]
+    assert [r["may_be_ct"] for r in rows] == [True, False, True, True, True, False, False]
+    assert [r["may_be_t2"] for r in rows][-2:] == [True, False]
 
 
 def test_a_zip_of_several_series_keeps_each_series_together():

@@ -94,6 +94,18 @@ class Seen:
     distance: int
     exact: bool | None = None
 
+    def to_bytes(self) -> bytes:
+        """b"split distance exact": a `Seen` through tf.data's string tensor (`predict`)."""
+        return f"{self.split} {self.distance} {self.exact}".encode()
+
+    @staticmethod
+    def from_bytes(data: bytes) -> Seen | None:
+        """`to_bytes` read back; None for b"" (not found)."""
+        if not data:
+            return None
+        split, distance, exact = data.decode().split(" ")
+        return Seen(split, int(distance), None if exact == "None" else exact == "True")
+
 
 def hides_unlike(split: str | None, exact: bool | None) -> bool:
     """Whether an image's "unlike the training data" warning is left unsaid: only for a training

@@ -80,9 +80,10 @@ _FLAG_TEMPLATES = {
              "wrong while sounding as sure as on a full-size slice; if it is a reduced copy "
              "(a thumbnail, a screenshot), export the slice at its full size",
     # per image: `predict` tags the image (`pipeline.sequence.looks_like_t2`, a learnt hint)
-    "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
-          "a model's answers hold only on the kinds of slice it learnt from (a learnt check: "
-          "it can miss such a slice, and now and then flag a T1 one)",
+    "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do, "
+          "or its DICOM header's echo or inversion time is theirs; a model's answers hold only "
+          "on the kinds of slice it learnt from (the look is a learnt check: it can miss such "
+          "a slice, and now and then flag a T1 one)",
 }
 # What a warning means on a run trained on the Sartaj data (`known_data.trained_on_sartaj`),
 # whose no-tumour folder holds CT slices; on any other run that would be a claim about data we
@@ -95,11 +96,12 @@ _SARTAJ_TEMPLATES = {
           "header that names CT or MR decides instead)",
     # labels.csv: 18 of Training/'s 2475 tumour slices are T2 or FLAIR by our eye, none a glioma,
     # against 161 of its 395 no-tumour slices; Testing/: README, "T2 and FLAIR slices"
-    "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do; "
-          "the {models} learnt tumours mostly from contrast-enhanced T1 slices (in {their} "
-          "training data nearly every T2 or FLAIR slice is \"no tumour\"), so on such a slice "
-          "a tumour is often called \"no tumour\" or meningioma (a learnt check: it can miss "
-          "such a slice, and now and then flag a T1 one)",
+    "t2": "it seems to show bright fluid, or FLAIR's grey contrast, as T2 and FLAIR slices do, "
+          "or its DICOM header's echo or inversion time is theirs; the {models} learnt tumours "
+          "mostly from contrast-enhanced T1 slices (in {their} training data nearly every T2 or "
+          "FLAIR slice is \"no tumour\"), so on such a slice a tumour is often called \"no "
+          "tumour\" or meningioma (the look is a learnt check: it can miss such a slice, and "
+          "now and then flag a T1 one)",
 }
 
 

@@ -107,19 +107,19 @@ def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[
     from pipeline import images
 
     read = SliceReader()  # a series is decoded once for its slices in this chunk
-    decoded, names, bad, sides, codes = [], [], [], [], []
+    decoded, names, bad, sides, headers = [], [], [], [], []
     for path, base in part:
         try:
             decoded.append((path, read(path)))
             names.append(base)
-            sides.append(read.radiological(path))  # the caption says whose right is where
-            codes.append(read.modality(path))  # a DICOM header's CT or MR settles "may be CT"
+            headers.append(read.facts(path))  # a DICOM header's modality, T2 or FLAIR times
+            sides.append(bool(headers[-1].get("radiological")))  # whose right is where
         except images.ImageError as exc:
             bad.append({"path": str(path), "error": str(exc)})
             if on_unreadable:
                 on_unreadable(str(path), str(exc))
     rows = (write_overlays(run, explainers, decoded, out, **options, bases=names,
-                           radiological=sides, modalities=codes) if decoded else [])
+                           radiological=sides, headers=headers) if decoded else [])
     return rows, bad
 
 

@@ -14,7 +14,7 @@ for further processing. The file names are the same either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                    bases: list[str] | None = None,
                    warners: Warners | None = None,
                    radiological: list[bool] | None = None,
-                   modalities: list[str] | None = None) -> list[dict[str, Any]]:
+                   headers: list[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Explain every image with every model, write one overlay PNG each into `out`: captioned
     (`overlay_caption`, `captioned_overlay`, at least `side` px on the shorter side, its caption
     scaled with it), or with `caption` False the bare `render_overlay` at the model's
@@ -120,9 +120,9 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     image): the file says the patient's right is on the picture's left (a NIfTI slice,
     `series.SliceReader.radiological`): its row's `radiological` is true and its caption's
     small print says so (`overlay_note`), where others say the sides are the picture's.
-    `modalities` (one per image): its DICOM Modality code, "" for other files
-    (`series.SliceReader.modality`): a header naming CT or MR settles "may be CT"
-    (`modality.may_be_ct`).
+    `headers` (one per image): what its file says of itself (`series.HEADER_FACTS`: a DICOM
+    header's "modality" settles "may be CT", `modality.may_be_ct`; its "t2_header" raises
+    "may be T2 or FLAIR" whatever the learnt hint says).
     """
     from pipeline.calibration import apply_temperature, read_calibration
     from pipeline.evaluate.flags import answer_flags, is_colour
@@ -136,12 +136,14 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
              for _, img in decoded]
     # `pipeline.sequence`: may be T2 or FLAIR (a learnt hint, as predict's; None: cannot run)
     t2 = sequence.looks_like_t2([img for _, img in decoded]) or [None] * len(decoded)
+    headers = headers or [{}] * len(decoded)
+    t2 = [h.get("t2_header") or t for h, t in zip(headers, t2, strict=True)]  # a header's first
     # `in_run_split`: the run's split holding the image or a copy (as predict's), else None;
     # `in_run_exact`: whether it is that split's image pixel for pixel (None: cannot tell)
     colour = [is_colour(img) for _, img in decoded]  # one verdict per file, on what it holds
     photo = [looks_like_photo(img) for _, img in decoded]
-    ct = [may_be_ct(img, code) for (_, img), code in zip(  # as predict's
-        decoded, modalities or [""] * len(decoded), strict=True)]
+    ct = [may_be_ct(img, str(h.get("modality") or ""))  # as predict's
+          for (_, img), h in zip(decoded, headers, strict=True)]
     rows: list[dict[str, Any]] = [
         {"path": str(p), "overlay_base": base, "models": {},
          "in_run_split": seen.split if seen else None,
