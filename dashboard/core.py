@@ -113,6 +113,7 @@ class Upload:
     # `images.decode_slices`' info["radiological"]): the card's reading notes say so
     radiological: bool = False
     modality: str = ""  # a DICOM file's Modality code (`dicom.modality`), every slice's
+    slice_modality: list[str] | None = None  # each slice's, a zip of several series' own
 
     @property
     def ok(self) -> bool:
@@ -141,12 +142,13 @@ class Upload:
         assert self.slices is not None
         img = self.slices[k]
         where = f"slice {self.slice_numbers()[k]} of {max(self.total, len(self.slices))}"
+        code = self.slice_modality[k] if self.slice_modality else self.modality
         return Upload(f"{self.name} · {where}", pixel_digest(img), image=img,
                       true_label=self.true_label, ref=f"{self.ref} · {where}" if self.ref else "",
-                      colour=is_colour(img), ct=may_be_ct(img, self.modality),
+                      colour=is_colour(img), ct=may_be_ct(img, code),
                       photo=looks_like_photo(img),
                       t2=self.slice_t2[k] if self.slice_t2 else None,
-                      radiological=self.radiological, modality=self.modality)
+                      radiological=self.radiological, modality=code)
 
 
 def pixel_digest(image: np.ndarray) -> str:
@@ -170,16 +172,19 @@ def decode_upload(name: str, data: bytes, true_label: str | None = None) -> Uplo
     if len(slices) > 1:
         slices = [limit_size(im, SERIES_MAX_SIDE) for im in slices]
         indices = info.get("indices")
-        # a DICOM header's echo or inversion time says T2 or FLAIR: first (`dicom.t2_header`)
-        t2 = [True] * len(slices) if info.get("t2_header") else (
-            looks_like_t2(slices) or [None] * len(slices))
+        # each slice's own header (a zip of several series), else the file's: its modality,
+        # and T2 or FLAIR by its echo or inversion time first (`dicom.t2_header`)
+        codes = info.get("slice_modality") or [code] * len(slices)
+        by_times = info.get("slice_t2_header") or [bool(info.get("t2_header"))] * len(slices)
+        t2 = [True if h else t for h, t in zip(
+            by_times, looks_like_t2(slices) or [None] * len(slices), strict=True)]
         return Upload(name, digest, image=slices[0], true_label=true_label,
                       note=decode_note(info), slices=slices,
                       positions=[int(i) + 1 for i in indices] if indices else None,
                       total=int(info.get("frames") or len(slices)), colour=is_colour(slices[0]),
-                      ct=may_be_ct(slices[0], code), photo=looks_like_photo(slices[0]),
+                      ct=may_be_ct(slices[0], codes[0]), photo=looks_like_photo(slices[0]),
                       t2=t2[0], slice_t2=t2, radiological=bool(info.get("radiological")),
-                      modality=code)
+                      modality=code, slice_modality=codes)
     return Upload(name, digest, image=limit_size(slices[0]), true_label=true_label,
                   note=decode_note(info), colour=is_colour(slices[0]),
                   ct=may_be_ct(slices[0], code), photo=looks_like_photo(slices[0]),

@@ -104,6 +104,7 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     found.sort(key=lambda t: (rank.get(t[1], len(series)),  # a file without a header: last
                               *((t[0] is None, t[0] or 0.0) if by_place else ()), t[1]))
     every = [f for _, _, frames in found for f in frames]
+    member = [k for _, k, frames in found for _ in frames]  # each slice's file in the zip
     total = len(every)
     indices = [i for i in slice_indices(total) if not isinstance(every[i], _Unreadable)]
     unreadable = [(i + 1, bad.reason) for i in slice_indices(total)
@@ -113,6 +114,7 @@ def decode_zip(data: bytes, label: str, max_pixels: int
         raise ImageError(f"{bad.where}: {bad.reason}")
     slices = [f for i in indices if isinstance(f := every[i], np.ndarray)]
     codes = sorted({h.modality for h in headers.values()})
+    own = [headers.get(member[i]) for i in indices]  # each slice's file's header (None: unread)
     info = {"format": "DICOM series", "mode": "", "width": slices[0].shape[1],
             "height": slices[0].shape[0], "frames": total, "slices": len(slices),
             "indices": indices, "unreadable": unreadable,
@@ -121,7 +123,10 @@ def decode_zip(data: bytes, label: str, max_pixels: int
             "modality": codes[0] if len(codes) == 1 else "",
             # T2 or FLAIR by the times in every slice file's header (`dicom.t2_header`)
             "t2_header": bool(headers) and all(h.t2 for h in headers.values()),
-            "series": max(1, len(series))}  # how many series (SeriesInstanceUID) it holds
+            "series": max(1, len(series)),  # how many series (SeriesInstanceUID) it holds
+            # each slice's own, for a zip of several series (`series.SliceReader.facts`)
+            "slice_modality": [h.modality if h else "" for h in own],
+            "slice_t2_header": [bool(h and h.t2) for h in own]}
     return slices, info
 
 

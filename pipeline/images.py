@@ -305,9 +305,8 @@ def without_blank(slices: list[np.ndarray], info: dict[str, Any], label: str
                   ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """A decoded series without its blank slices (`modality.is_blank`: the padding slices
     outside the head at a series' ends were answered "no tumour"): their places in the file,
-    1-based, in `info["blank"]`, `indices` and `slices` keeping the others, as a slice that
-    cannot be decoded is left out. ImageError, in one line, when no slice is left. Every
-    pixel is read (about 1 ms a 512 px slice, `modality.is_blank`)."""
+    1-based, in `info["blank"]`, `indices`, `slices` and per-slice lists ("slice_...") keeping
+    the others. ImageError, in one line, when no slice is left. Every pixel is read."""
     from pipeline.modality import BLANK_REASON, BLANK_WHY, is_blank
 
     places = list(info.get("indices") or range(len(slices)))
@@ -326,9 +325,10 @@ def without_blank(slices: list[np.ndarray], info: dict[str, Any], label: str
             what += "are blank"
         raise ImageError(f"{label}: {what} {BLANK_WHY}")
     keep = [k for k in range(n) if k not in blank]
-    return [slices[k] for k in keep], {
-        **info, "slices": len(keep), "indices": [places[k] for k in keep],
-        "blank": [places[k] + 1 for k in blank]}
+    own = {key: [v[k] for k in keep] for key, v in info.items()  # per slice: "slice_modality"
+           if key.startswith("slice_") and isinstance(v, list) and len(v) == n}
+    return [slices[k] for k in keep], {**info, **own, "slices": len(keep), "indices": [
+        places[k] for k in keep], "blank": [places[k] + 1 for k in blank]}
 
 
 def decode_image_info(data: bytes, name: str = "", max_pixels: int | None = None

@@ -199,7 +199,7 @@ class SliceReader:
         decoding info, or a single DICOM's header; {} where it says nothing."""
         if isinstance(item, Slice):
             decoded = self._series.get(item.path)
-            return decoded.info if isinstance(decoded, _Decoded) else {}
+            return decoded.facts(item) if isinstance(decoded, _Decoded) else {}
         path = str(item)
         if file_ext(path) == ".dcm" or may_be_dicom_export(path):  # its header says
             import pydicom
@@ -234,10 +234,25 @@ class _Decoded:
     slices: list[np.ndarray]
     info: dict
 
+    def facts(self, item: Slice) -> dict:
+        """What the file says of `item` (`HEADER_FACTS`): the series' own, or, where a zip of
+        several series gives each slice its own modality and T2 verdict, that slice's."""
+        facts = {k: self.info.get(k) for k in HEADER_FACTS}
+        own = {"modality": self.info.get("slice_modality"),
+               "t2_header": self.info.get("slice_t2_header")}
+        with contextlib.suppress(images.ImageError):
+            k = self._index(item)
+            facts.update({key: v[k] for key, v in own.items() if v and k < len(v)})
+        return facts
+
     def slice(self, item: Slice) -> np.ndarray:
         """`item`'s pixels, found by its place in the file (a TIFF page that could not be
         decoded, or a blank slice, is left out, so positions shift); ImageError with that
         page's own reason."""
+        return self.slices[self._index(item)]
+
+    def _index(self, item: Slice) -> int:
+        """Where `item` lies in `slices`, or ImageError (`slice`)."""
         place = item.number - 1
         for page, reason in self.info.get("unreadable") or ():
             if page == place + 1:
@@ -251,4 +266,4 @@ class _Decoded:
             k = indices.index(place) if place in indices else len(self.slices)
         if k >= len(self.slices):
             raise images.ImageError(f"{item}: the file changed while it was read")
-        return self.slices[k]
+        return k

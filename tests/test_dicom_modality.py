@@ -209,3 +209,41 @@ def test_a_zip_of_several_series_keeps_each_series_together():
     one = _zipped(["MR", "MR"])  # one series (no SeriesInstanceUID at all): no such note
     assert images.decode_slices(one, "s.zip")[1]["series"] == 1
     assert "series, shown" not in (decode_note(images.decode_slices(one, "s.zip")[1]) or "")
+
+
+def test_each_series_of_a_study_zip_keeps_its_own_modality_and_times(tmp_path: Path):
+    """A study's export mixing a CT series and a T2 MR series: each slice is judged by its own
+    file's header (the series-wide verdicts need every file to agree), a blank slice left out
+    without shifting the others' verdicts; on the card, in predict's reader and explain's."""
+    from dashboard.core import decode_upload
+    from pipeline.series import SliceReader, expand_series
+
+    blank = np.zeros_like(MR_PIXELS)
+    files = [("1.2.3", "CT", {}, MR_PIXELS), ("1.2.3", "CT", {}, blank),
+             ("1.2.3", "CT", {}, MR_PIXELS), ("1.2.4", "MR", {"EchoTime": 100}, MR_PIXELS),
+             ("1.2.4", "MR", {"EchoTime": 100}, MR_PIXELS)]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, (uid, code, times, pixels) in enumerate(files):
+            zf.writestr(f"IM{k}.dcm", make_dicom(pixels, SeriesInstanceUID=uid, Modality=code,
+                                                 InstanceNumber=k + 1, **times))
+    data = buf.getvalue()
+    slices, info = images.decode_slices(data, "study.zip")
+    assert len(slices) == 4 and info["blank"] == [2]
+    assert (info["modality"], info["t2_header"]) == ("", False)  # the files disagree
+    assert info["slice_modality"] == ["CT", "CT", "MR", "MR"]
+    assert info["slice_t2_header"] == [False, False, True, True]
+    upload = decode_upload("study.zip", data)
+    assert [upload.slice_view(k).ct for k in range(4)] == [True, True, False, False]
+    assert [upload.slice_view(k).t2 for k in range(4)][2:] == [True, True]
+    assert upload.ct and not upload.slice_view(2).ct
+    study = tmp_path / "study.zip"
+    study.write_bytes(data)
+    read, said = SliceReader(), []
+    for item in expand_series([study]):
+        try:
+            read(item)
+        except images.ImageError:  # the blank slice
+            continue
+        said.append((read.modality(item), read.t2_header(item)))
+    assert said == [("CT", False), ("CT", False), ("MR", True), ("MR", True)]
