@@ -278,7 +278,8 @@ def _collect(records: list[ImageRecord], assigned: dict[int, str], info: dict[st
 def splits_to_json(splits: Splits, root: str | Path) -> dict[str, Any]:
     """The `splits.json` object: {"train"|"val"|"test": [{"path": rel, "label"}], "info": {...}}.
 
-    With an official test set, "official_test" lists its images with a `leaking` flag.
+    "info" is `splits.info` (how the split was made); with an official test set,
+    `info["official_test"]` summarises it: {n, leaking, leaking_exact, dropped_duplicates_of_test}.
     """
     root = Path(root).resolve()
 
