@@ -394,9 +394,8 @@ def _train_and_finalize(cfg: TrainConfig, ds: data.Dataset, splits: data.Splits,
             continue
         infos[name] = train_one(name, cfg, ds.classes, splits, writer, state, cache, progress,
                                 say, cluster.strategy.scope).info
-    split_info = {"strategy": "official-test" if cfg.official_test else
-                  ("dedup-stratified" if cfg.dedupe else "stratified"),
-                  "seed": cfg.seed, "train": len(splits.train), "val": len(splits.val),
+    # splits.info carries "strategy" ("stratified+dedup", "official-test+dedup", ...)
+    split_info = {"seed": cfg.seed, "train": len(splits.train), "val": len(splits.val),
                   "test": len(splits.test), **{k: v for k, v in splits.info.items()
                                                if k not in ("train", "val", "test")}}
     manifest = run_manifest(cfg, ds, split_info, infos, commit)
