@@ -227,7 +227,7 @@ def test_class_index_by_name_or_index():
 MANIFEST = {
     "run_id": "r1", "created": "2026-11-22T22:15:00+00:00",
     "data": {"dir": "/data/x", "layout": "sartaj", "n_images": 3264, "binary": False},
-    "splits": {"strategy": "dedup-stratified", "seed": 42, "train": 2200, "val": 400, "test": 500,
+    "splits": {"strategy": "stratified+dedup", "seed": 42, "train": 2200, "val": 400, "test": 500,
                "official_test": {"n": 394, "leaking": 64}},
     "class_names": CLASSES, "config": {"profile": "full"},
     "models": {

@@ -148,6 +148,7 @@ def test_smoke_run_tree_and_manifest(smoke_run):
             "splits", "data"} <= set(m)
     splits = json.loads((smoke_run / "splits.json").read_text())
     assert len(splits["test"]) == m["splits"]["test"]
+    assert m["splits"]["strategy"] == splits["info"]["strategy"] == "stratified+dedup"
     # the picker's name, from how the split was made, and that the data are drawn phantoms
     assert m["title"] == "Synthetic phantoms, deduplicated split" and m["data"]["synthetic"]
     assert m["machine"]["cpu_model"]  # training repeats on one processor, not across them
