@@ -278,6 +278,14 @@ def test_an_upload_from_the_run_s_own_splits_says_which(artifacts: Path, smoke_r
                                "train on it")
     assert notes[2].startswith("A near copy of this image is in this run's training split: the "
                                "models learnt from that copy")
+    # the run's own images, pixel for pixel, show their dataset label as drawn ones do (a
+    # student's upload of a Testing/ file showed none); a changed copy and noise show none
+    from dashboard.figures import class_name
+
+    titles = [str(t.value) for t in at.subheader if "upload " in str(t.value)]
+    labels = [class_name(splits[s][k]["label"]) for s, k in (("train", 0), ("test", -1))]
+    assert [t.split("true class: ")[-1] if "true class" in t else None for t in titles] == [
+        f"**{labels[0]}**", f"**{labels[1]}**", None, None], titles
     # the training images' notes are warnings in the summary and the CSV; the test image's not
     assert list(_frame(at, "flags")["flags"]) == [1, 0, 0, 1]
     # only the training image itself may leave "unlike the training data" unsaid; a changed

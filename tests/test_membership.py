@@ -221,3 +221,25 @@ def test_a_mirrored_copy_is_found_as_a_copy_never_as_the_image():
     seen = found.find(mirror)
     assert seen is not None and (seen.split, seen.distance, seen.exact) == ("train", 0, False)
     assert found.find(image).exact is True  # the image itself still is the image
+    assert seen.index is None and found.find(image).index == 0  # a copy has no place
+
+
+def test_the_run_s_own_image_gives_its_label_where_the_lists_line_up(smoke_run: Path):
+    """An exact image of a split gives its place, and splits.json its dataset label (the
+    Predict card's true class); a list that may not line up (an image left out of
+    split_hashes.json) or a near copy gives none."""
+    from pipeline import images
+
+    membership = Membership.of_run(smoke_run)
+    splits = json.loads((smoke_run / "splits.json").read_text())
+    folder = Path(json.loads((smoke_run / "manifest.json").read_text())["data"]["dir"])
+    for split, k in (("train", 3), ("val", 1), ("test", -1)):
+        image = images.read_image(folder / splits[split][k]["path"])
+        seen = membership.find(image)
+        assert seen.exact and splits[split][seen.index]["path"] == splits[split][k]["path"]
+        assert membership.label(seen, splits) == splits[split][k]["label"]
+        shorter = {**splits, split: splits[split][:-1]}  # one image fewer than hashed
+        assert membership.label(seen, shorter) is None
+        brighter = np.clip(image.astype(int) + 1, 0, 255).astype(np.uint8)
+        assert membership.label(membership.find(brighter), splits) is None
+    assert membership.label(None, splits) is None

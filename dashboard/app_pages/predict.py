@@ -82,9 +82,10 @@ with upload_col:
 with sample_col:
     data_dir = run.data_dir
     try:
-        entries = dataset_files.test_entries(state.run_json(run, run_files.SPLITS))
+        splits_doc = state.run_json(run, run_files.SPLITS)
+        entries = dataset_files.test_entries(splits_doc)
     except ArtifactError as exc:
-        entries, why = [], str(exc)
+        splits_doc, entries, why = None, [], str(exc)
     else:
         why = "" if data_dir and data_dir.is_dir() else runinfo.data_unreachable(
             run.manifest.get("data") or {})
@@ -163,10 +164,13 @@ def note_seen(upload: core.Upload) -> None:
     """A file from the dataset's Testing/ folder may be a training image of this run (271 of
     394 are, on the main split): say so, or its answer reads as a fair test. A single image
     when decoded, a series' chosen slice for its card, and every slice of its table (a series
-    was never looked up, though `predict` looks up each slice; its table had no split note)."""
-    upload.mark_seen(series_view.seen_in_run(run, seen_in, upload)
-                     if seen_in and upload.ok and not upload.slices else None, advice,
-                     len(run.model_names))
+    was never looked up, though `predict` looks up each slice; its table had no split note).
+    The run's own image, pixel for pixel, gets its dataset label as a drawn one does (a
+    student's upload of a `Testing/` file showed no true class)."""
+    seen = (series_view.seen_in_run(run, seen_in, upload)
+            if seen_in and upload.ok and not upload.slices else None)
+    upload.mark_seen(seen, advice, len(run.model_names))
+    upload.true_label = upload.true_label or (seen_in.label(seen, splits_doc) if seen else None)
 
 
 for k, (name, data) in enumerate(files):

@@ -88,11 +88,14 @@ def split_hashes(splits: Splits, progress: Progress | None = None) -> dict[str, 
 @dataclass(frozen=True)
 class Seen:
     """An image's nearest copy in a run: the split, the distance in bits, and whether it is
-    that split's image pixel for pixel (None: the run's file cannot tell, an older one)."""
+    that split's image pixel for pixel (None: the run's file cannot tell, an older one); for
+    such an exact match, its place among the split's readable images (`index`, as
+    split_hashes.json lists them: `Membership.label`)."""
 
     split: str
     distance: int
     exact: bool | None = None
+    index: int | None = None
 
     def to_bytes(self) -> bytes:
         """b"split distance exact": a `Seen` through tf.data's string tensor (`predict`)."""
@@ -131,9 +134,10 @@ class Membership:
         self._hashes = np.stack(rows) if rows else np.zeros((0, PHASH_BITS // 8), np.uint8)
         pixels = report.get("pixels")
         # per split, the pixel digests of its images; None for a file written before them
-        self._pixels: dict[str, set[str]] | None = (
-            {str(k): set(map(str, v)) for k, v in pixels.items()}
-            if isinstance(pixels, dict) else None)
+        self._pixels: dict[str, dict[str, int]] | None = (  # digest -> its first place
+            {str(k): {d: i for i, d in reversed(list(enumerate(map(str, v))))}
+             for k, v in pixels.items()} if isinstance(pixels, dict) else None)
+        self._sizes = {str(k): len(v) for k, v in (report.get("splits") or {}).items()}
 
     @classmethod
     def of_run(cls, run_path: Path) -> Membership | None:
@@ -171,10 +175,24 @@ class Membership:
             return None
         split = str(self._splits[best])
         digest = hashed.pixels if hashed is not None and hashed.pixels else pixel_digest(image)
-        exact = (digest in self._pixels.get(split, set())
-                 if self._pixels is not None else None)
+        places = self._pixels.get(split, {}) if self._pixels is not None else None
+        exact = digest in places if places is not None else None
         # a mirror image is a copy, not the image (a symmetric one matches itself first)
-        return Seen(split, distance, False if mirrored and exact is not None else exact)
+        if mirrored and exact is not None:
+            return Seen(split, distance, False)
+        return Seen(split, distance, exact, places.get(digest) if places else None)
+
+    def label(self, seen: Seen | None, splits: Any) -> str | None:
+        """The dataset's label of the run's own image `seen` found (exact, with its place),
+        from the run's splits.json object `splits`; None when it is no exact match or the
+        lists may not line up (an unreadable image left out of split_hashes.json)."""
+        if seen is None or not seen.exact or seen.index is None or not isinstance(splits, dict):
+            return None
+        entries = splits.get(seen.split)
+        if not isinstance(entries, list) or len(entries) != self._sizes.get(seen.split):
+            return None
+        label = entries[seen.index].get("label") if isinstance(entries[seen.index], dict) else None
+        return label if isinstance(label, str) else None
 
 
 def seen_tag(split: str, exact: bool | None) -> str:
