@@ -1,5 +1,6 @@
-"""One way for a page to draw a chart from an artifact: a figure, or a warning in its place; and
-a heading only a screen reader reads (`hidden_heading`).
+"""One way for a page to draw a chart from an artifact: a figure, or a warning in its place, and
+its numbers as a table under it (`numbers`); and a heading only a screen reader reads
+(`hidden_heading`).
 
 Figures come from the pure builders of `dashboard.figures`; when the artifact data does not have
 the shape a builder needs (`FigureDataError`), the page shows why and how to fix it instead.
@@ -48,7 +49,26 @@ def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
     st.plotly_chart(fig, key=key, width=width, config=chart_config(key))
     if caption:
         st.caption(caption)
+    numbers(fig, key)
     return True
+
+
+NUMBERS_ROWS = 30  # a chart's table of more rows than this scrolls in its own box
+
+
+def numbers(fig: Any, key: str) -> None:
+    """The chart's numbers (`figures.figure_table`) in a closed expander under it, named after
+    the chart: a screen reader reads nothing of the picture, and a student wants the values."""
+    table = F.figure_table(fig)
+    if table.empty:
+        return
+    name = F.chart_name(fig)
+    with st.expander(f"Numbers of the chart{': ' + name if name else ''}",
+                     icon=":material/table:", key=f"{key}_numbers"):
+        # every row at once, as the pages' other tables, up to a screenful; a curve's hundreds
+        # of points scroll in their box
+        st.dataframe(table, hide_index=True, key=f"{key}_numbers_table",
+                     height="content" if len(table) <= NUMBERS_ROWS else "auto")
 
 
 # The usual "visually hidden" rules: out of the layout and clipped to nothing, but in the page's

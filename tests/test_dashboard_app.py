@@ -2653,7 +2653,12 @@ def test_the_overview_tables_show_every_row_without_an_inner_scroll_box(
     by_key = {key: (n, height) for key, n, height in calls}
     assert by_key["ood_table"][0] > 10, by_key  # the table that once scrolled
     assert {"model_facts", "metrics_table", "ood_table"} <= set(by_key), by_key
-    assert all(height == "content" for _, height in by_key.values()), by_key
+    # a chart's numbers (`charts.numbers`) scroll only where they are a curve's hundreds of points
+    from dashboard.charts import NUMBERS_ROWS
+
+    assert all(height == "content" for key, (n, height) in by_key.items()
+               if not str(key).endswith("_numbers_table") or n <= NUMBERS_ROWS), by_key
+    assert by_key["ci_fig_numbers_table"] == (6, "content"), by_key
 
 
 def test_a_run_s_manifest_text_is_shown_as_text(smoke_run: Path, tmp_path: Path,
@@ -2857,7 +2862,8 @@ def test_a_card_shows_both_models_together(smoke_run: Path, tmp_path: Path,
     verdict = next(m for m in card.markdown if m.value.startswith("Custom CNN: **"))
     # the answer in bold, then its percentage (", tied with ..." where another rounds alike)
     assert f" · {together.LABEL}: **{top}** ({percent(want.max())}" in verdict.value, verdict.value
-    assert verdict.value.endswith(", weak)"), verdict.value
+    # said weak (the upload is the run's own test image: each answer is marked right or wrong)
+    assert ", weak)" in verdict.value.split(together.LABEL)[1], verdict.value
     record = json.loads((run / "comparison.json").read_text())[together.KEY]
     assert verdict.proto.help == (
         f"{TOGETHER_HELP}\n\nSaid weak below {percent(below)}: on validation images its "

@@ -84,6 +84,7 @@ from dashboard.figures.robustness import (
     robustness_figure,
     severe_drops_sentence,
 )
+from dashboard.figures.table import chart_name, figure_table, plain
 from dashboard.figures.training import (
     last_epoch_sentences,
     loss_gap_sentences,
@@ -92,6 +93,7 @@ from dashboard.figures.training import (
 )
 
 __all__ = [
+    "chart_name", "figure_table", "plain",
     "choice_caption",
     "choice_table",
     "GLOSSARY", "glossary_markdown",

@@ -1,0 +1,92 @@
+"""Every chart's numbers as a table under it (`figures.figure_table`, `charts.numbers`): a screen
+reader reads nothing of a plotly picture, so an accessibility review found the charts had no text
+alternative, and a student had no exact values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+from plotly.subplots import make_subplots
+from streamlit.testing.v1 import AppTest
+
+from dashboard import figures as F
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "artifacts" / "runs" / "20261204-234844-8cf044"
+
+
+def test_bars_with_intervals_lines_and_a_hidden_trace():
+    fig = go.Figure([
+        go.Bar(name="Custom CNN", x=["Accuracy", "Balanced acc."], y=[0.9, 0.8],
+               error_y={"array": [0.02, 0.0], "arrayminus": [0.03, 0.0]}),
+        go.Scatter(name="<b>MobileNetV2</b> (T = 0.80)", x=["Accuracy"], y=[0.95]),
+        go.Scatter(name="hidden", x=[1], y=[2], visible=False)])
+    fig.update_layout(yaxis_title="score (95% CI)")
+    table = F.figure_table(fig)
+    assert list(table.columns) == ["series", "x", "score (95% CI)", "interval low",
+                                   "interval high"]
+    assert table["series"].tolist() == ["Custom CNN", "Custom CNN", "MobileNetV2 (T = 0.80)"]
+    assert table.iloc[0][["interval low", "interval high"]].tolist() == [0.87, 0.92]
+    # a point drawn without a bar has no interval; a trace without error bars neither
+    assert table.iloc[1][["interval low", "interval high"]].isna().all()
+    assert table.iloc[2][["interval low", "interval high"]].isna().all()
+    assert F.chart_name(fig) == "score (95% CI)"
+
+
+def test_panels_are_named_by_their_titles_and_a_heatmap_by_its_cells():
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Precision", "Recall<br>(test)"])
+    for col, ys in ((1, [0.5, 0.6]), (2, [0.7, 0.8])):
+        fig.add_trace(go.Bar(name="Custom CNN", x=["glioma", "pituitary"], y=ys), 1, col)
+    table = F.figure_table(fig)
+    assert list(table.columns) == ["panel", "x", "y"]  # one series: not a column
+    assert table["panel"].tolist() == ["Precision"] * 2 + ["Recall (test)"] * 2
+    assert table["y"].tolist() == [0.5, 0.6, 0.7, 0.8]
+    assert F.chart_name(fig) == "Precision, Recall (test)"
+    cm = go.Figure(go.Heatmap(z=[[5, 1], [2, 7]], x=["glioma", "no tumour"],
+                              y=["glioma", "no tumour"]))
+    cm.update_layout(title="Custom CNN", xaxis_title="predicted", yaxis_title="true")
+    cells = F.figure_table(cm)
+    assert list(cells.columns) == ["true", "predicted", "value"]
+    assert cells.values.tolist() == [["glioma", "glioma", 5], ["glioma", "no tumour", 1],
+                                     ["no tumour", "glioma", 2], ["no tumour", "no tumour", 7]]
+    assert F.chart_name(cm) == "Custom CNN"
+    assert F.figure_table(go.Figure()).empty
+
+
+@pytest.mark.skipif(not RUN.is_dir(), reason="the shipped main-split run is not here")
+def test_the_shipped_charts_tables_hold_their_numbers():
+    """Read against the run's own files: a confusion matrix's counts, the robustness chart's
+    accuracies per model panel (its legend's line sample left out of the panel's name)."""
+    cm = json.loads((RUN / "custom_cnn" / "confusion_matrix.json").read_text())
+    cells = F.figure_table(F.confusion_figure(cm))
+    assert cells["value"].sum() == sum(map(sum, cm["matrix"]))
+    rob = json.loads((RUN / "robustness.json").read_text())
+    table = F.figure_table(F.robustness_figure(rob))
+    assert table["panel"].str.startswith(("Custom CNN (unshifted", "MobileNetV2 (unshifted")).all()
+    assert set(table["series"]) == {"mild", "moderate", "severe"}
+    assert len(table) == 2 * 3 * 9  # two models, three severities, nine shifts
+
+
+def test_a_page_s_chart_has_its_numbers_in_a_closed_expander_named_after_it():
+    def page() -> None:
+        import plotly.graph_objects as go
+
+        from dashboard import charts
+
+        def build() -> go.Figure:
+            fig = go.Figure(go.Bar(name="a", x=["glioma"], y=[0.5]))
+            fig.update_layout(title="Recall", yaxis_title="recall")
+            return fig
+
+        charts.chart(build, key="recall_fig", fix="")
+        charts.chart(go.Figure, key="empty_fig", fix="")  # nothing drawn: no table
+
+    at = AppTest.from_function(page, default_timeout=60)
+    at.run()
+    assert not at.exception
+    [expander] = at.expander
+    assert expander.label == "Numbers of the chart: Recall" and not expander.proto.expanded
+    assert at.dataframe[0].value.to_dict("records") == [{"x": "glioma", "recall": 0.5}]
