@@ -166,7 +166,7 @@ def test_explain_latency_times_every_method_on_a_real_model():
     x = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.uint8)
     r = explain_latency(built.model, x, None, repeats=3)
     assert r["layer"] == "gradcam_target" and r["input_shape"] == [32, 32, 3]
-    assert set(r["ours_ms"]) == set(METHODS)
+    assert set(r["ours_ms"]) == set(METHODS)  # the default, as the full benchmark times them
     for s in [*r["ours_ms"].values(), r["floor_ms"], r["forward_ms"],
               r["tf_keras_vis_gradcam_per_request_ms"]]:
         assert 0 < s["p50"] <= s["p95"] and s["n"] >= 2
@@ -436,6 +436,8 @@ def test_bench_writes_its_reports_into_the_artifacts_folder_the_environment_name
 
 @pytest.mark.slow
 def test_bench_quick_writes_a_complete_report(tmp_path):
+    from pipeline.bench.options import QUICK_METHODS
+
     repo_bench = ROOT / "artifacts" / "bench"
     before = sorted(p.name for p in repo_bench.iterdir()) if repo_bench.is_dir() else []
     out = tmp_path / "bench"
@@ -470,6 +472,7 @@ def test_bench_quick_writes_a_complete_report(tmp_path):
         assert r["memory"][f"train_{name}_mb"] == t["ours"]["peak_rss_mb"]
 
         e = r["explain"][name]
+        assert set(e["ours_ms"]) == set(QUICK_METHODS)  # the full run's every method: below
         assert e["gradcam_ratio_to_floor"] > 0 and math.isfinite(e["gradcam_ratio_to_floor"])
         assert e["floor_ms"]["p50"] > 0 and e["tf_keras_vis_gradcam_per_request_ms"]["p50"] > 0
         p = r["predict"][name]

@@ -9,7 +9,8 @@ and `.md`):
    files to a target validation accuracy, and images/second per epoch;
 2. explanation latency on one image per method and model: our `Explainer`, tf-keras-vis `Gradcam`
    constructed per request, and the floor (one forward + backward pass of the same model, the
-   gradient taken w.r.t. the Grad-CAM layer's output: `latency.floor_fn`);
+   gradient taken w.r.t. the Grad-CAM layer's output: `latency.floor_fn`); a quick run times
+   only the methods in `options.QUICK_METHODS`;
 3. prediction latency on one image and throughput on a batch;
 4. the dashboard in a real browser: cold start to first render, upload -> both heatmaps shown;
 5. peak RSS of each training and of the dashboard process.

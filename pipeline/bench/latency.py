@@ -11,7 +11,7 @@ Grad-CAM / p50 of the floor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,20 +42,22 @@ def floor_fn(model: Any, layer: str) -> Callable[[Any], Any]:
 
 
 def explain_benchmark(run: Any, images_by_model: dict[str, np.ndarray], repeats: int,
-                      tick: Callable[[str], None]) -> dict[str, Any]:
+                      tick: Callable[[str], None], methods: Sequence[str] | None = None
+                      ) -> dict[str, Any]:
     """Single-image latency per method and model (see `explain_latency`)."""
     out: dict[str, Any] = {}
     for name, x in images_by_model.items():
         tick(f"explanation latency: {name}")
         out[name] = explain_latency(run.load_model(name), x,
-                                    run.model_info(name).get("gradcam_layer"), repeats)
+                                    run.model_info(name).get("gradcam_layer"), repeats, methods)
     return out
 
 
-def explain_latency(model: Any, x: np.ndarray, layer: str | None, repeats: int
-                    ) -> dict[str, Any]:
-    """One prepared image x (H, W, 3): our Explainer per method, tf-keras-vis Gradcam built per
-    request, the floor (forward + backward to the layer) and the bare forward pass, in ms."""
+def explain_latency(model: Any, x: np.ndarray, layer: str | None, repeats: int,
+                    methods_timed: Sequence[str] | None = None) -> dict[str, Any]:
+    """One prepared image x (H, W, 3): our Explainer per method (`methods_timed`, default every
+    method; Grad-CAM and SmoothGrad always), tf-keras-vis Gradcam built per request, the floor
+    (forward + backward to the layer) and the bare forward pass, in ms."""
     import tensorflow as tf
 
     from pipeline.explain import METHODS, REGISTRY, Explainer
@@ -74,8 +76,9 @@ def explain_latency(model: Any, x: np.ndarray, layer: str | None, repeats: int
     }, repeats=repeats)
     methods = {"gradcam": core["gradcam"]}
     slow_repeats = max(2, repeats // 4)  # Score-CAM / SmoothGrad cost 10-30 passes each
+    timed = set(METHODS if methods_timed is None else methods_timed) | {"smoothgrad"}
     for method in METHODS:
-        if method != "gradcam":
+        if method != "gradcam" and method in timed:
             n = slow_repeats if REGISTRY[method].cost == "slow" else max(3, repeats // 2)
             methods[method] = time_calls(lambda m=method: explainer(xn, method=m), n)
     target = int(np.argmax(explainer.predict(xn)[0]))

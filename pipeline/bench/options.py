@@ -18,6 +18,12 @@ SayFn = Callable[[str], None]  # say(message): one line about what the benchmark
 # trains for 1-3 epochs on a few dozen phantoms, where only a low bar is reachable at all.
 TARGETS_FULL = {"custom_cnn": 0.70, "mobilenetv2": 0.80}
 TARGETS_QUICK = {"custom_cnn": 0.35, "mobilenetv2": 0.35}
+# Explanation methods a quick run times: one fast and one slow (the two ways `explain_latency`
+# repeats them), and SmoothGrad is the one compared with tf-keras-vis. Tracing each method's
+# graph is most of the cost (about 1.3 s per method for the smoke MobileNetV2, measured), and
+# every method runs on a real model in tests/test_bench.py's latency test; the full
+# benchmark times every method.
+QUICK_METHODS = ("gradcam", "smoothgrad")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pipeline.bench.errors import BenchError
 from pipeline.bench.inputs import data_and_splits, latency_inputs, prepare
 from pipeline.bench.latency import both_models, explain_benchmark, predict_benchmark
 from pipeline.bench.machine import load_average, machine_facts
-from pipeline.bench.options import BenchOptions, SayFn, check_options
+from pipeline.bench.options import QUICK_METHODS, BenchOptions, SayFn, check_options
 from pipeline.bench.report import goal_texts, goals_check, to_markdown
 from pipeline.bench.streaming import stream_benchmark
 from pipeline.bench.training import training_benchmark
@@ -122,7 +122,8 @@ def _measure(opts: BenchOptions, work: Path, say: SayFn, tick: Callable[[str], N
         run, picks, raw = latency_inputs(opts, cfg, ds.root, splits, work, say, report)
     with _section(sections, "explain"):
         per_model = {name: prepare(raw[0], run.model_info(name)) for name in opts.models}
-        report["explain"] = explain_benchmark(run, per_model, opts.repeats, tick)
+        report["explain"] = explain_benchmark(run, per_model, opts.repeats, tick,
+                                              QUICK_METHODS if opts.quick else None)
         report["explain_methods"] = both_models(report["explain"])
     with _section(sections, "predict"):
         report["predict"] = predict_benchmark(run, raw, opts.repeats, opts.quick, tick,
