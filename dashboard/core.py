@@ -209,9 +209,9 @@ def decode_note(info: dict[str, Any]) -> str | None:
         kept = f"{slices} of its {frames} slices{spaced}" if frames > slices else (
             f"its {slices} slices")
         notes.append(f"{kept} are analysed; choose the slice to show with its slider")
-    if int(info.get("series") or 1) > 1:  # a study's export: T1, T2, a localiser ...
-        notes.append(f"it holds {info['series']} series, shown one after another, each in "
-                     "slice order (each slice's answers are its own)")
+        if int(info.get("series") or 1) > 1:  # a study's export: T1, T2, a localiser ...
+            notes.append(f"it holds {info['series']} series, shown one after another, each "
+                         "in slice order (each slice's answers are its own)")
     elif frames > 1:
         notes.append(f"only the first of its {frames} frames is shown and analysed"
                      if not unreadable and not blank else

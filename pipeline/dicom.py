@@ -231,19 +231,23 @@ def _frames(ds: Any, label: str, max_pixels: int, first_only: bool
 
 def t2_header(ds: Any) -> bool:
     """Whether an MR file's echo or inversion time says T2-weighted or FLAIR
-    (`modality.t2_by_times`): EchoTime and InversionTime, or an enhanced file's shared
-    EffectiveEchoTime; False for another modality or where the header does not say."""
+    (`modality.t2_by_times`): EchoTime and InversionTime, or an enhanced file's
+    EffectiveEchoTime and InversionTimes in its shared functional groups or its first frame's
+    (a review found the per-frame ones missed); False for another modality or where the
+    header does not say."""
     from pipeline.modality import DICOM_MR, t2_by_times
 
     if modality(ds) not in ("", DICOM_MR):
         return False
-
-    echo = _number(ds.get("EchoTime"))
-    if echo is None:
+    echo, inversion = _number(ds.get("EchoTime")), _number(ds.get("InversionTime"))
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
         with contextlib.suppress(Exception):
-            echo = _number(
-                ds.SharedFunctionalGroupsSequence[0].MREchoSequence[0].EffectiveEchoTime)
-    return t2_by_times(echo, _number(ds.get("InversionTime")))
+            echo = echo if echo is not None else _number(
+                ds.get(groups)[0].MREchoSequence[0].EffectiveEchoTime)
+        with contextlib.suppress(Exception):
+            inversion = inversion if inversion is not None else _number(
+                ds.get(groups)[0].MRModifierSequence[0].InversionTimes)
+    return t2_by_times(echo, inversion)
 
 
 def _number(value: Any) -> float | None:

@@ -53,9 +53,11 @@ def decode_zip(data: bytes, label: str, max_pixels: int
 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
+        # a PACS export's DICOMDIR indexes the files and holds no image: not a slice
         members = [m for m in zf.infolist() if not m.is_dir()
                    and not m.filename.startswith("__MACOSX/")
-                   and not Path(m.filename).name.startswith(".")]
+                   and not Path(m.filename).name.startswith(".")
+                   and Path(m.filename).name.upper() != "DICOMDIR"]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError):
         raise ImageError(f"{label}: not a readable zip file") from None
     if not members:
@@ -97,6 +99,9 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     # A study's export holds several series (T1, T2, a localiser): each series stays
     # together, in the zip's order of series, its slices along the axis; sorted by position
     # alone their slices interleaved, a T1 and a T2 slice at each place
+    # only files that gave a slice count (a header without pixels is no series of its own)
+    headers = {k: headers[k] for _, k, frames in found if k in headers
+               and any(not isinstance(f, _Unreadable) for f in frames)}
     series = list(dict.fromkeys(h.series for h in headers.values()))
     rank = {k: series.index(h.series) for k, h in headers.items()}
     by_place = all(pos is not None for pos, _, frames in found

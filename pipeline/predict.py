@@ -371,7 +371,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     """(index of the batch's first file, per file "" or why it is unusable, per file a pair:
     colour and a tinted photo (`evaluate.flags.is_colour`, `modality.looks_like_photo`), and a
     triple: may be CT (by a DICOM's header too), small, and T2 or FLAIR by a DICOM's header
-    (`may_be_ct`, `is_small`, `SliceReader.t2_header`); per file the
+    (`may_be_ct`, `is_small`, `SliceReader.with_facts`); per file the
     run's split holding it or a copy (`membership.Seen`; None: none, or the run cannot tell),
     per model the prepared (n, S, S, 3) uint8 batch, zeros where unusable, and last the batch
     as `sequence.prepare` makes it), batch after batch."""
@@ -392,13 +392,13 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     def load(index: np.int64) -> tuple[Any, ...]:
         i = int(index)
         try:
-            image = read(paths[i])
+            image, facts = read.with_facts(paths[i])  # together: threads share `read`
             prepared = geometry.prepare_for(image, specs)
             found = predictor.membership.find(image) if predictor.membership else None
             return (b"", np.array([is_colour(image), looks_like_photo(image)]),
-                    np.array([may_be_ct(image, read.modality(paths[i])),
+                    np.array([may_be_ct(image, str(facts.get("modality") or "")),
                               is_small(image, [s for s, _ in specs[:-1]]),
-                              read.t2_header(paths[i])]),
+                              bool(facts.get("t2_header"))]),
                     found.to_bytes() if found else b"", *prepared)
         except images.ImageError as exc:
             return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.zeros(3, bool), b"",

@@ -166,17 +166,31 @@ class SliceReader:
 
     def __call__(self, item: str | Path | Slice) -> np.ndarray:
         if isinstance(item, Slice):
-            decoded = self._slices(item.path)
-            if isinstance(decoded, images.ImageError):
-                # the slice's name already holds the path: "<slice>: <reason>", path once
-                reason = str(decoded).removeprefix(f"{item.path}: ")
-                raise images.ImageError(f"{item}: {reason}")
-            return decoded.slice(item)
+            return self._series_of(item).slice(item)
         if file_ext(str(item)) in VOLUME_ONLY:  # one slice, or a reason from the series decoder
             slices, info = images.decode_slices(images.read_file(item), str(item))
             self._read_facts[str(item)] = {k: info.get(k) for k in HEADER_FACTS}
             return slices[0]
         return images.refuse_blank(images.read_image(item), str(item))  # nothing to answer
+
+    def with_facts(self, item: str | Path | Slice) -> tuple[np.ndarray, dict]:
+        """`self(item)` and `facts(item)` in one step: a series slice's both from the one
+        decoded series (asked for apart, another thread's reads could push that series out
+        of the cache in between, and its file's verdicts were lost: a review, at 4 threads)."""
+        if isinstance(item, Slice):
+            decoded = self._series_of(item)
+            return decoded.slice(item), decoded.facts(item)
+        image = self(item)
+        return image, self.facts(item)
+
+    def _series_of(self, item: Slice) -> _Decoded:
+        """The decoded series of `item`, or ImageError naming the slice."""
+        decoded = self._slices(item.path)
+        if isinstance(decoded, images.ImageError):
+            # the slice's name already holds the path: "<slice>: <reason>", path once
+            reason = str(decoded).removeprefix(f"{item.path}: ")
+            raise images.ImageError(f"{item}: {reason}")
+        return decoded
 
     def radiological(self, item: str | Path | Slice) -> bool:
         """Whether `item`, just read, is shown with the patient's right on the picture's left
@@ -196,7 +210,8 @@ class SliceReader:
 
     def facts(self, item: str | Path | Slice) -> dict:
         """What the file of `item`, just read, says of itself (`HEADER_FACTS`): its series'
-        decoding info, or a single DICOM's header; {} where it says nothing."""
+        decoding info, or a single DICOM's header; {} where it says nothing (a series pushed
+        out of the cache since: read with `with_facts` where threads share the reader)."""
         if isinstance(item, Slice):
             decoded = self._series.get(item.path)
             return decoded.facts(item) if isinstance(decoded, _Decoded) else {}

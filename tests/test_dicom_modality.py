@@ -32,21 +32,24 @@ def _decoded(data: bytes, name: str = "x.dcm") -> tuple[np.ndarray, dict]:
     return slices[0], info
 
 
+def _without_modality(data: bytes) -> bytes:
+    """`data` (make_dicom's, which writes MR) without its Modality tag."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    del ds.Modality
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
 def _zipped(codes: list[str | None]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for k, code in enumerate(codes):
             extra = {"Modality": code} if code is not None else {}
             data = make_dicom(MR_PIXELS, InstanceNumber=k + 1, **extra)
-            if code is None:  # make_dicom writes MR: take the tag away
-                import pydicom
-
-                ds = pydicom.dcmread(io.BytesIO(data))
-                del ds.Modality
-                out = io.BytesIO()
-                ds.save_as(out)
-                data = out.getvalue()
-            zf.writestr(f"IM{k}.dcm", data)
+            zf.writestr(f"IM{k}.dcm", _without_modality(data) if code is None else data)
     return buf.getvalue()
 
 
@@ -114,6 +117,7 @@ def test_an_mr_header_s_echo_or_inversion_time_says_t2_or_flair():
     assert not said(EchoTime=12) and not said(EchoTime=3, InversionTime=900)  # T1; MPRAGE
     assert not said() and not said(Modality="CT", EchoTime=100)  # no time; not MR
     assert said(EchoTime=[100, 20])  # a multi-echo file: its first
+    assert _decoded(_without_modality(make_dicom(MR_PIXELS, EchoTime=100)))[1]["t2_header"]
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -121,6 +125,13 @@ def test_an_mr_header_s_echo_or_inversion_time_says_t2_or_flair():
     echo.EffectiveEchoTime = 95
     shared.MREchoSequence = Sequence([echo])
     assert said(SharedFunctionalGroupsSequence=Sequence([shared]))
+    assert said(PerFrameFunctionalGroupsSequence=Sequence([shared]))  # or per frame (a review)
+    modifier, flair = Dataset(), Dataset()  # an enhanced FLAIR's inversion time
+    modifier.InversionTimes = [2500]
+    flair.MRModifierSequence = Sequence([modifier])
+    assert said(SharedFunctionalGroupsSequence=Sequence([flair]))
+    modifier.InversionTimes = [900]  # T1-FLAIR
+    assert not said(PerFrameFunctionalGroupsSequence=Sequence([flair]))
     assert _decoded(_zipped(["MR", "MR"]), "s.zip")[1]["t2_header"] is False
     # the learnt hint calls the phantom T1; the header's times say T2, and the card says so
     image, _ = _decoded(make_dicom(MR_PIXELS))
@@ -247,3 +258,65 @@ def test_each_series_of_a_study_zip_keeps_its_own_modality_and_times(tmp_path: P
             continue
         said.append((read.modality(item), read.t2_header(item)))
     assert said == [("CT", False), ("CT", False), ("MR", True), ("MR", True)]
+
+
+def test_a_study_zip_s_dicomdir_is_no_slice_nor_series_and_a_long_one_stays_aligned():
+    """A PACS export's DICOMDIR (a header, no pixels) made a second series and an unreadable
+    slice; a mixed zip thinned past 64 slices keeps each slice's own verdict (a review)."""
+    from test_dicom_inputs import _banded, _which
+
+    from dashboard.core import decode_note
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k in range(3):
+            zf.writestr(f"IM{k}.dcm", make_dicom(MR_PIXELS, InstanceNumber=k + 1, EchoTime=100,
+                                                 SeriesInstanceUID="1.2.3"))
+        zf.writestr("DICOMDIR", make_dicom(None))  # as a DICOMDIR: a header, no pixel data
+    _, info = images.decode_slices(buf.getvalue(), "export.zip")
+    assert (info["series"], info["modality"], info["t2_header"]) == (1, "MR", True)
+    assert info["unreadable"] == [] and info["frames"] == 3
+    with zipfile.ZipFile(buf, "a") as zf:  # another file without pixels: unreadable, no series
+        zf.writestr("IM9.dcm", make_dicom(None, Modality="SR"))
+    _, info = images.decode_slices(buf.getvalue(), "export.zip")
+    assert (info["series"], info["modality"], info["t2_header"]) == (1, "MR", True)
+    assert len(info["unreadable"]) == 1
+    # 40 CT then 40 T2 MR slice files: 64 of 80 analysed, each with its own file's verdict
+    frames = _banded(80)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k in range(80):
+            ct = k < 40
+            zf.writestr(f"IM{k}.dcm", make_dicom(
+                frames[k], InstanceNumber=k + 1, SeriesInstanceUID="1.1" if ct else "1.2",
+                Modality="CT" if ct else "MR", **({} if ct else {"EchoTime": 100})))
+    slices, info = images.decode_slices(buf.getvalue(), "study.zip")
+    assert len(slices) == 64 and info["frames"] == 80
+    assert info["slice_modality"] == ["CT" if _which(s) < 40 else "MR" for s in slices]
+    assert info["slice_t2_header"] == [_which(s) >= 40 for s in slices]
+    # the card's note for a series of one file still says what it did (a review found the
+    # series line had taken the frames' line's place: "only the first of its 5 frames ...")
+    note = decode_note(images.decode_slices(make_dicom(np.stack([MR_PIXELS] * 5)), "m.dcm")[1])
+    assert note == ("A series: its 5 slices are analysed; choose the slice to show with its "
+                    "slider."), note
+    assert "2 series" in decode_note({**info, "series": 2})
+
+
+def test_predict_reads_a_slice_and_its_file_s_verdicts_together(tmp_path: Path, smoke_run: Path,
+                                                                 monkeypatch):
+    """With several reading threads another thread's reads could push a series out of the
+    reader's cache between a slice's pixels and its file's verdicts, which were then lost (4 of
+    24 CT slices called MR-looking, a review). The verdicts now come with the pixels: a reader
+    that has forgotten every series by the time it is asked loses nothing."""
+    from pipeline.artifacts import open_run
+    from pipeline.predict import Predictor, predict_files
+    from pipeline.series import Slice, SliceReader, expand_series
+
+    real = SliceReader.facts
+    monkeypatch.setattr(SliceReader, "facts", lambda self, item: {} if isinstance(
+        item, Slice) else real(self, item))  # as after an eviction
+    study = tmp_path / "study.zip"
+    study.write_bytes(_zipped(["CT", "CT"]))
+    assert all(isinstance(i, Slice) for i in expand_series([study]))  # read as a series
+    results, failures = predict_files(Predictor(open_run(smoke_run)), [study])
+    assert not failures and [r["may_be_ct"] for r in results] == [True, True]

@@ -110,9 +110,10 @@ def _explain_chunk(run: Run, explainers: dict[str, Explainer], part: list[tuple[
     decoded, names, bad, sides, headers = [], [], [], [], []
     for path, base in part:
         try:
-            decoded.append((path, read(path)))
+            image, facts = read.with_facts(path)
+            decoded.append((path, image))
             names.append(base)
-            headers.append(read.facts(path))  # a DICOM header's modality, T2 or FLAIR times
+            headers.append(facts)  # a DICOM header's modality, T2 or FLAIR times
             sides.append(bool(headers[-1].get("radiological")))  # whose right is where
         except images.ImageError as exc:
             bad.append({"path": str(path), "error": str(exc)})
