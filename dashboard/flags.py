@@ -17,6 +17,7 @@ from pipeline.data.membership import seen_tag
 from pipeline.evaluate.flags import (
     FLAG_LABELS,
     FLAG_MEANINGS,
+    ct_header_meaning,
     flag_meaning,
     no_tumour_caution,
     no_tumour_record,
@@ -192,7 +193,7 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  flag_accuracy: Mapping[str, Mapping[str, Any]] | None = None,
                  colour: bool = False,
                  tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None,
-                 ct: bool = False, photo: bool = False, sartaj: bool = False,
+                 ct: bool | str = False, photo: bool = False, sartaj: bool = False,
                  t2: bool = False, input_sides: Sequence[int] = ()) -> list[str]:
     """Plain-words warnings about image i's answers: a tinted photo of a screen or film
     (`photo`, `modality.looks_like_photo`; it says what the colour warning would, which it
@@ -219,8 +220,8 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     n_models = len(probs) or 2  # the card's models: "the model" for a one-model run
     flags = ([Flag(photo_warning(n_models), "photo")] if photo  # `evaluate.flags.SAID_BY`
              else [Flag(COLOUR_WARNING, "colour")] if colour else [])
-    if ct:  # `modality.looks_like_ct`: a hint, worded as one
-        flags.append(Flag(ct_warning(sartaj, n_models), "ct"))
+    if ct:  # `modality.may_be_ct`: a hint, worded as one, or ("header") the file's own word
+        flags.append(Flag(ct_warning(sartaj, n_models, header=ct == "header"), "ct"))
     lead = len(flags)  # a model's "far unlike" goes here, with the other "may be no MRI" ones
     measured = flag_accuracy or {}
     far = any((u or 0) >= FAR for u in unlike.values())  # `ood.FAR`: no MRI to have a sequence
@@ -298,8 +299,11 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
 CT_WARNING = f"This slice {FLAG_LABELS['ct']}: {FLAG_MEANINGS['ct']}."
 
 
-def ct_warning(sartaj: bool = False, n_models: int = 2) -> str:
-    """`CT_WARNING`, in the Sartaj data's words for a run trained on it, said of `n_models`."""
+def ct_warning(sartaj: bool = False, n_models: int = 2, header: bool = False) -> str:
+    """`CT_WARNING`, in the Sartaj data's words for a run trained on it, said of `n_models`;
+    where the file's DICOM header said CT (`header`), as a fact (`ct_header_meaning`)."""
+    if header:
+        return f"This slice is CT, not MRI: {ct_header_meaning(sartaj, n_models)}."
     return f"This slice {FLAG_LABELS['ct']}: {flag_meaning('ct', sartaj, n_models)}."
 
 

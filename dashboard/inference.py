@@ -21,6 +21,7 @@ from dashboard import core, layer_names, loader, records
 from pipeline import sequence
 from pipeline.artifacts import Run, crop_head
 from pipeline.known_data import trained_on_sartaj
+from pipeline.modality import DICOM_CT
 from pipeline.names import HEATMAP_ALPHA, class_index, size_label
 
 TRUE_CLASS = "true class"  # Settings.target: each test image's own class (Error analysis)
@@ -91,7 +92,8 @@ class Results:
     # model took for it when it was computed before (all its results came from the store)
     earlier: list[float | None] = field(default_factory=list)
     colour: list[bool] = field(default_factory=list)  # per good image: `core.Upload.colour`
-    ct: list[bool] = field(default_factory=list)  # per good image: `core.Upload.ct`
+    # per good image: `core.Upload.ct`, "header" where its DICOM header said CT
+    ct: list[bool | str] = field(default_factory=list)
     photo: list[bool] = field(default_factory=list)  # per good image: `core.Upload.photo`
     t2: list[bool | None] = field(default_factory=list)  # per good image: `core.Upload.t2`
     # per good image: the split holding it pixel for pixel (`Upload.seen_split` when
@@ -202,7 +204,7 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    records.shifted_accuracy(run),
                    [size_label(u.image.shape[1], u.image.shape[0]) for u in good],
                    records.size_groups(run), list(run.class_names), records.flag_accuracy(run),
-                   earlier, colour=[u.colour for u in good], ct=[u.ct for u in good],
+                   earlier, colour=[u.colour for u in good], ct=[ct_said(u) for u in good],
                    photo=[u.photo for u in good], t2=[u.t2 for u in good],
                    seen_split=[u.seen_split if u.seen_exact else "" for u in good],
                    tumour_records=records.tumour_records(run),
@@ -213,6 +215,12 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
                    together=_together(predictor, per_model),
                    together_note=records.together_note(run),
                    together_weak_below=_pool_weak_below(predictor))
+
+
+def ct_said(upload: core.Upload) -> bool | str:
+    """Whether `upload` may be CT: "header" where its DICOM header says so (the card then says
+    it as a fact, not a look), else `Upload.ct`."""
+    return "header" if upload.ct and upload.modality == DICOM_CT else upload.ct
 
 
 def _together(predictor: Any, per_model: dict[str, list[ImageResult]]) -> np.ndarray | None:

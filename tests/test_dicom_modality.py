@@ -320,3 +320,32 @@ def test_predict_reads_a_slice_and_its_file_s_verdicts_together(tmp_path: Path, 
     assert all(isinstance(i, Slice) for i in expand_series([study]))  # read as a series
     results, failures = predict_files(Predictor(open_run(smoke_run)), [study])
     assert not failures and [r["may_be_ct"] for r in results] == [True, True]
+
+
+def test_the_card_says_a_header_s_ct_as_a_fact_and_a_look_as_a_hint():
+    """A review read "This slice may be CT, not MRI: a thick white skull ring ..." on a file
+    whose header said CT and whose pixels looked like MRI: the card now gives the reason it
+    has."""
+    import numpy as np
+
+    from dashboard import flags as dflags
+    from dashboard.core import decode_upload
+    from dashboard.inference import ct_said
+
+    said_ct = decode_upload("mr.dcm", make_dicom(MR_PIXELS, Modality="CT"))
+    looks_ct = decode_upload("ct.dcm", make_dicom(CT_PIXELS, Modality="OT"))
+    mr = decode_upload("mr.dcm", make_dicom(MR_PIXELS))
+    assert [ct_said(u) for u in (said_ct, looks_ct, mr)] == ["header", True, False]
+    series = decode_upload("s.zip", _zipped(["CT", "CT"]))
+    assert ct_said(series.slice_view(1)) == "header"
+    probs = {"custom_cnn": np.array([[0.1, 0.1, 0.7, 0.1]])}
+    classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
+
+    def first(ct, sartaj=False) -> str:  # noqa: ANN001
+        return dflags.answer_flags(probs, 0, {}, {}, {}, classes, ct=ct, sartaj=sartaj)[0]
+
+    assert first("header") == ("This slice is CT, not MRI: its DICOM header names the scanner "
+                               "CT; the model was made for MRI, so an answer on a CT slice "
+                               "says nothing of it.")
+    assert "no-tumour class holds CT slices" in first("header", sartaj=True)
+    assert first(True).startswith("This slice may be CT, not MRI: a thick white skull ring")

@@ -112,6 +112,17 @@ def flag_meaning(kind: str, sartaj: bool = False, n_models: int = 2) -> str:
     return text.format(**model_words(n_models))
 
 
+def ct_header_meaning(sartaj: bool = False, n_models: int = 2) -> str:
+    """What the "ct" warning means where a DICOM header said CT (`modality.may_be_ct`): the
+    scanner's word, not a look, so said as a fact (the card's `dashboard.flags.ct_warning`);
+    in the Sartaj data's words for a run trained on it."""
+    why = ("trained on MRI, and {their} no-tumour class holds CT slices, so a CT slice is "
+           "usually called \"no tumour\" whatever it shows" if sartaj else
+           "made for MRI, so an answer on a CT slice says nothing of it")
+    return ("its DICOM header names the scanner CT; the {models} {were} " + why).format(
+        **model_words(n_models))
+
+
 # the sentences for two models, the default pair (the dashboard's card warnings quote them)
 FLAG_MEANINGS = {k: flag_meaning(k) for k in _FLAG_TEMPLATES}
 SARTAJ_MEANINGS = {k: flag_meaning(k, sartaj=True) for k in _SARTAJ_TEMPLATES}
