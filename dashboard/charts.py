@@ -53,7 +53,7 @@ def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
     return True
 
 
-NUMBERS_ROWS = 30  # a chart's table of more rows than this scrolls in its own box
+NUMBERS_ROWS = 30  # a chart's numbers up to this many rows: an HTML table, else a grid
 
 
 def numbers(fig: Any, key: str) -> None:
@@ -65,10 +65,14 @@ def numbers(fig: Any, key: str) -> None:
     name = F.chart_name(fig)
     with st.expander(f"Numbers of the chart{': ' + name if name else ''}",
                      icon=":material/table:", key=f"{key}_numbers"):
-        # every row at once, as the pages' other tables, up to a screenful; a curve's hundreds
-        # of points scroll in their box
-        st.dataframe(table, hide_index=True, key=f"{key}_numbers_table",
-                     height="content" if len(table) <= NUMBERS_ROWS else "auto")
+        # a short table as an HTML table, which a screen reader reads cell by cell (it reads
+        # nothing of st.dataframe's grid but its toolbar: checked in Chromium's accessibility
+        # tree); a curve's hundreds of points in the grid, whose toolbar downloads them as CSV
+        if len(table) <= NUMBERS_ROWS:
+            st.table(table.style.format(na_rep="", precision=4), hide_index=True)
+        else:
+            st.dataframe(table, hide_index=True, key=f"{key}_numbers_table")
+            st.caption(f"{len(table)} rows: the table's toolbar downloads them as CSV.")
 
 
 # The usual "visually hidden" rules: out of the layout and clipped to nothing, but in the page's

@@ -81,12 +81,31 @@ def test_a_page_s_chart_has_its_numbers_in_a_closed_expander_named_after_it():
             fig.update_layout(title="Recall", yaxis_title="recall")
             return fig
 
+        def curve() -> go.Figure:
+            fig = go.Figure(go.Scatter(name="ROC", x=list(range(40)), y=list(range(40))))
+            fig.update_layout(xaxis_title="false positive rate", yaxis_title="recall")
+            return fig
+
         charts.chart(build, key="recall_fig", fix="")
         charts.chart(go.Figure, key="empty_fig", fix="")  # nothing drawn: no table
+        charts.chart(curve, key="curve_fig", fix="")
 
     at = AppTest.from_function(page, default_timeout=60)
     at.run()
     assert not at.exception
-    [expander] = at.expander
-    assert expander.label == "Numbers of the chart: Recall" and not expander.proto.expanded
-    assert at.dataframe[0].value.to_dict("records") == [{"x": "glioma", "recall": 0.5}]
+    assert [e.label for e in at.expander] == ["Numbers of the chart: Recall",
+                                              "Numbers of the chart: recall by false positive rate"]
+    assert not any(e.proto.expanded for e in at.expander)
+    # a short table is an HTML table, which a screen reader reads cell by cell (st.dataframe's
+    # grid shows it nothing but a toolbar); a curve's 40 points a grid, downloadable as CSV
+    [short] = at.table
+    assert short.value.to_dict("records") == [{"x": "glioma", "recall": 0.5}]
+    [long] = at.dataframe
+    assert len(long.value) == 40 > charts_rows()
+    assert "40 rows: the table's toolbar downloads them as CSV." in [c.value for c in at.caption]
+
+
+def charts_rows() -> int:
+    from dashboard.charts import NUMBERS_ROWS
+
+    return NUMBERS_ROWS
