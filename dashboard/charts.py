@@ -29,11 +29,13 @@ def chart_config(key: str) -> dict[str, Any]:
 
 
 def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
-          caption: str | None = None, width: int | str = "stretch", **kwargs: Any) -> bool:
+          caption: str | None = None, width: int | str = "stretch", name: str = "",
+          **kwargs: Any) -> bool:
     """Draw `build(*args, **kwargs)` under widget `key`, then `caption` if given, with the
     dashboard's text sizes and, in the viewer's theme (`st.context.theme.type`), text colour
     (`figures.readable`), a strip at its top left empty for the modebar
-    (`figures.modebar_room`); `width` in pixels, or "stretch".
+    (`figures.modebar_room`); `width` in pixels, or "stretch"; `name` names its numbers'
+    table (`numbers`) where the figure's own words would not tell it from another's.
 
     On `FigureDataError` a warning ending in `fix` stands in place of the chart (and the caption,
     which explains a chart that is not there). Returns whether the chart was drawn.
@@ -49,27 +51,34 @@ def chart(build: Callable[..., Any], *args: Any, key: str, fix: str,
     st.plotly_chart(fig, key=key, width=width, config=chart_config(key))
     if caption:
         st.caption(caption)
-    numbers(fig, key)
+    numbers(fig, key, name)
     return True
 
 
 NUMBERS_ROWS = 30  # a chart's numbers up to this many rows: an HTML table, else a grid
 
 
-def numbers(fig: Any, key: str) -> None:
+def styled(table: Any) -> Any:
+    """`table` as shown: 4 decimals, whole-number columns (counts) without any ("110", not
+    "110.0000": a review), a missing value blank."""
+    whole = [c for c in table.select_dtypes("number") if (table[c].dropna() % 1 == 0).all()]
+    return table.style.format(na_rep="", precision=4).format("{:.0f}", subset=whole, na_rep="")
+
+
+def numbers(fig: Any, key: str, name: str = "") -> None:
     """The chart's numbers (`figures.figure_table`) in a closed expander under it, named after
     the chart: a screen reader reads nothing of the picture, and a student wants the values."""
     table = F.figure_table(fig)
     if table.empty:
         return
-    name = F.chart_name(fig)
+    name = name or F.chart_name(fig)
     with st.expander(f"Numbers of the chart{': ' + name if name else ''}",
                      icon=":material/table:", key=f"{key}_numbers"):
         # a short table as an HTML table, which a screen reader reads cell by cell (it reads
         # nothing of st.dataframe's grid but its toolbar: checked in Chromium's accessibility
         # tree); a curve's hundreds of points in the grid, whose toolbar downloads them as CSV
         if len(table) <= NUMBERS_ROWS:
-            st.table(table.style.format(na_rep="", precision=4), hide_index=True)
+            st.table(styled(table), hide_index=True)
         else:
             st.dataframe(table, hide_index=True, key=f"{key}_numbers_table")
             st.caption(f"{len(table)} rows: the table's toolbar downloads them as CSV.")

@@ -77,7 +77,7 @@ class Upload:
     digest: str  # sha256 of the bytes (of the pixels, for a slice): keys caches
     image: np.ndarray | None = None
     error: str | None = None
-    true_label: str | None = None  # known for samples drawn from the test split
+    true_label: str | None = None  # the dataset's label: a drawn test image's, an own upload's
     note: str | None = None  # what decoding changed: transparency flattened, frames dropped
     slices: list[np.ndarray] | None = None  # a series' slices (None: a single image)
     # How reports name it instead of its file name, which can identify a patient: "upload 3"

@@ -157,7 +157,7 @@ def _probabilities(fig, page: Page) -> float:  # noqa: ANN001
     rows = [[class_label(c), *[percent(p[c]) + (w if c == a else "")
                                for p, a, w in zip(columns.values(), answered, said, strict=True)]]
             for c in classes]
-    truth = (f"True class (test split): {class_label(page.true_label)}" if page.true_label
+    truth = (f"True class (dataset label): {class_label(page.true_label)}" if page.true_label
              else "")
     # "calibrated" overclaimed: the temperature is fitted on this run's validation images and
     # does not make other sources' probabilities calibrated (model card)

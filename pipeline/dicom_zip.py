@@ -99,11 +99,13 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     # A study's export holds several series (T1, T2, a localiser): each series stays
     # together, in the zip's order of series, its slices along the axis; sorted by position
     # alone their slices interleaved, a T1 and a T2 slice at each place
-    # only files that gave a slice count (a header without pixels is no series of its own)
-    headers = {k: headers[k] for _, k, frames in found if k in headers
-               and any(not isinstance(f, _Unreadable) for f in frames)}
-    series = list(dict.fromkeys(h.series for h in headers.values()))
-    rank = {k: series.index(h.series) for k, h in headers.items()}
+    # only files that gave a slice count for the series and the zip's verdicts (a header
+    # without pixels, a DICOMDIR's like, is no series of its own); a damaged file of a series
+    # keeps its place in it
+    kept = {k: headers[k] for _, k, frames in found if k in headers
+            and any(not isinstance(f, _Unreadable) for f in frames)}
+    series = list(dict.fromkeys(h.series for h in kept.values()))
+    rank = {k: series.index(h.series) for k, h in headers.items() if h.series in series}
     by_place = all(pos is not None for pos, _, frames in found
                    if not isinstance(frames[0], _Unreadable))
     found.sort(key=lambda t: (rank.get(t[1], len(series)),  # a file without a header: last
@@ -118,16 +120,16 @@ def decode_zip(data: bytes, label: str, max_pixels: int
         bad = next(f for f in every if isinstance(f, _Unreadable))
         raise ImageError(f"{bad.where}: {bad.reason}")
     slices = [f for i in indices if isinstance(f := every[i], np.ndarray)]
-    codes = sorted({h.modality for h in headers.values()})
+    codes = sorted({h.modality for h in kept.values()})
     own = [headers.get(member[i]) for i in indices]  # each slice's file's header (None: unread)
     info = {"format": "DICOM series", "mode": "", "width": slices[0].shape[1],
             "height": slices[0].shape[0], "frames": total, "slices": len(slices),
             "indices": indices, "unreadable": unreadable,
-            "radiological": bool(headers) and all(h.radiological for h in headers.values()),
+            "radiological": bool(kept) and all(h.radiological for h in kept.values()),
             # the one code, when every slice file read names the same one
             "modality": codes[0] if len(codes) == 1 else "",
             # T2 or FLAIR by the times in every slice file's header (`dicom.t2_header`)
-            "t2_header": bool(headers) and all(h.t2 for h in headers.values()),
+            "t2_header": bool(kept) and all(h.t2 for h in kept.values()),
             "series": max(1, len(series)),  # how many series (SeriesInstanceUID) it holds
             # each slice's own, for a zip of several series (`series.SliceReader.facts`)
             "slice_modality": [h.modality if h else "" for h in own],

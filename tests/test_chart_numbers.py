@@ -109,3 +109,71 @@ def charts_rows() -> int:
     from dashboard.charts import NUMBERS_ROWS
 
     return NUMBERS_ROWS
+
+
+def test_review_fixes_measures_tags_whiskers_references_and_counts():
+    """A review of the tables: accuracies sat under "loss" (panels with their own y titles),
+    "<br>" was read aloud, an invisible whisker trace made duplicate rows "series 7", chance
+    lines made rows, and counts read "110.0000"."""
+    import pandas as pd
+
+    from dashboard.charts import styled
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Loss", "Accuracy"])
+    fig.add_trace(go.Scatter(name="train", x=[1, 2], y=[3.9, 3.6]), 1, 1)
+    fig.add_trace(go.Scatter(name="train", x=[1, 2], y=[0.25, 0.5]), 1, 2)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], hoverinfo="skip"), 1, 2)  # a reference line
+    fig.update_yaxes(title="loss", col=1)
+    fig.update_yaxes(title="accuracy", col=2)
+    fig.update_xaxes(title="epoch")
+    table = F.figure_table(fig)
+    assert list(table.columns) == ["panel", "measure", "epoch", "value"]
+    assert table.values.tolist() == [["Loss", "loss", 1, 3.9], ["Loss", "loss", 2, 3.6],
+                                     ["Accuracy", "accuracy", 1, 0.25],
+                                     ["Accuracy", "accuracy", 2, 0.5]]
+    bars = go.Figure([go.Bar(x=["Custom CNN<br>heatmap", "Custom CNN<br>random"], y=[0.8, 0.03]),
+                      go.Scatter(x=["Custom CNN<br>heatmap"], y=[0.8], mode="markers",
+                                 marker={"opacity": 0},
+                                 error_y={"array": [0.04], "arrayminus": [0.05]})])
+    rows = F.figure_table(bars)
+    assert rows["x"].tolist() == ["Custom CNN heatmap", "Custom CNN random"]  # one row each
+    assert "series" not in rows  # only generated names: no column
+    assert rows.iloc[0][["interval low", "interval high"]].tolist() == [0.75, 0.84]
+    assert rows.iloc[1][["interval low", "interval high"]].isna().all()
+    counts = pd.DataFrame({"true": ["glioma"], "value": [110.0], "share": [0.25]})
+    html = styled(counts).to_html()
+    assert ">110<" in html and "110.0" not in html and ">0.2500<" in html
+
+
+def test_a_chart_named_by_its_page_and_a_label_disputed_by_a_copy():
+    """ROC and PR had the same table name (their panels'); an exact image whose copy in the
+    run is labelled otherwise (the dataset holds the same slice as a glioma and a meningioma)
+    gets no true class, so no answer is marked wrong for the dataset's doing."""
+    import numpy as np
+
+    from pipeline.data.membership import Membership, perceptual_hash, pixel_digest
+
+    def page() -> None:
+        import plotly.graph_objects as go
+
+        from dashboard import charts
+
+        charts.chart(lambda: go.Figure(go.Scatter(x=[0, 1], y=[0, 1])), key="roc", fix="",
+                     name="ROC curves")
+
+    at = AppTest.from_function(page, default_timeout=60)
+    at.run()
+    assert [e.label for e in at.expander] == ["Numbers of the chart: ROC curves"]
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    b = np.clip(a.astype(int) + 1, 0, 255).astype(np.uint8)  # the same slice, re-exported
+    c = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    report = {"splits": {"train": [perceptual_hash(x).hex() for x in (a, c)],
+                         "test": [perceptual_hash(b).hex()]},
+              "pixels": {"train": [pixel_digest(a), pixel_digest(c)], "test": [pixel_digest(b)]}}
+    splits = {"train": [{"label": "glioma"}, {"label": "pituitary"}],
+              "test": [{"label": "meningioma"}]}
+    found = Membership(report)
+    assert found.label(found.find(a), splits) is None  # its copy is a meningioma
+    assert found.label(found.find(c), splits) == "pituitary"
+    assert found.label(found.find(a), {**splits, "test": [{"label": "glioma"}]}) == "glioma"

@@ -397,7 +397,7 @@ def test_a_test_image_s_overlay_says_its_true_class_and_whether_the_answer_is_ri
         upload.true_label = true
         picture = views.captioned_picture(card, upload, 0, results, classes, "custom_cnn")
         lines = ["Custom CNN answers 'no tumour' (70%)",
-                 f"True class (test split): '{'glioma' if true == 'glioma' else 'no tumour'}'; "
+                 f"True class (dataset label): '{'glioma' if true == 'glioma' else 'no tumour'}'; "
                  f"the answer is {verdict}",
                  "Heatmap: Grad-CAM for 'glioma', hottest at the image's upper left",
                  'Warning: "no tumour" is no rule-out']

@@ -154,8 +154,9 @@ with tabs[2]:
 with tabs[3]:
     curves = state.per_model_json(run, run_files.CURVES, fix)
     if curves:
-        charts.chart(F.roc_figure, curves, key="roc_fig", fix=CHART_FIX)
-        charts.chart(F.pr_figure, curves, metrics, key="pr_fig", fix=CHART_FIX)
+        charts.chart(F.roc_figure, curves, key="roc_fig", fix=CHART_FIX, name="ROC curves")
+        charts.chart(F.pr_figure, curves, metrics, key="pr_fig", fix=CHART_FIX,
+                     name="precision-recall curves")
         st.caption("One class against the rest. Curves hugging the top-left (ROC) or top-right "
                    "(PR) corner separate that class well. Dotted: chance, the diagonal (ROC) "
                    "and, in PR, each class's share of the test images, the precision of "

@@ -60,11 +60,22 @@ def _panel(fig: go.Figure, trace: Any) -> str:
 
 
 def _values(seq: Any, n: int) -> list[Any]:
-    """`seq` as a list of `n` values (None where it has none)."""
+    """`seq` as a list of `n` values (None where it has none), labels as plain words (a
+    category "Custom CNN<br>heatmap" was read aloud with its tag: a review)."""
     if seq is None:
         return [None] * n
     out = list(np.asarray(seq, dtype=object).ravel()) if not isinstance(seq, str) else [seq]
+    out = [plain(v) if isinstance(v, str) else v for v in out]
     return (out + [None] * n)[:n]
+
+
+def _trace_axis(fig: go.Figure, trace: Any, axis: str) -> str:
+    """The title of `trace`'s own `axis` ("x" or "y"), as plain words ("" without one)."""
+    ref = str(getattr(trace, f"{axis}axis", None) or axis)
+    try:
+        return plain(getattr(fig.layout[f"{axis}axis{ref[1:]}"].title, "text", None))
+    except (KeyError, ValueError):
+        return ""
 
 
 def _points(trace: Any, x_name: str, y_name: str) -> list[dict[str, Any]]:
@@ -95,6 +106,13 @@ def _cells(trace: Any, x_name: str, y_name: str) -> list[dict[str, Any]]:
              "value": z[i, j]} for i in range(z.shape[0]) for j in range(z.shape[1])]
 
 
+def _whisker(trace: Any) -> bool:
+    """An invisible marker that only carries error bars over another trace's bar."""
+    marker = getattr(trace, "marker", None)
+    return (getattr(trace, "error_y", None) is not None and trace.error_y.array is not None
+            and marker is not None and marker.opacity == 0)
+
+
 def chart_name(fig: go.Figure) -> str:
     """A few words naming `fig` for its table's label: its title, else its panels' titles,
     else "<y axis> by <x axis>" ("" when it has none of them)."""
@@ -111,25 +129,51 @@ def chart_name(fig: go.Figure) -> str:
 def figure_table(fig: go.Figure) -> pd.DataFrame:
     """The numbers `fig` draws: a row per point (x, y, and an interval where it has error bars)
     or heatmap cell, with its panel and series where the figure has more than one; columns
-    named by the axes' titles where they have one. Hidden traces are left out; an empty frame
-    for a figure with no data."""
-    x_name, y_name = _axis_title(fig, "x") or "x", _axis_title(fig, "y") or "y"
+    named by the axes' titles where every panel shares them, else "value" beside a "measure"
+    column naming each row's axis (a review found accuracies under "loss"). Hidden traces and
+    reference lines without hover (chance, perfect calibration) are left out; a whisker
+    trace's interval joins the bar it stands on. An empty frame for a figure with no data."""
+    shown = [t for t in fig.data if getattr(t, "visible", True) is not False
+             and getattr(t, "hoverinfo", None) != "skip"]
+    names = {a: {_trace_axis(fig, t, a) for t in shown} for a in ("x", "y")}
+    x_name = next(iter(names["x"])) if len(names["x"]) == 1 else ""
+    y_name = next(iter(names["y"])) if len(names["y"]) == 1 else ""
+    measure = not y_name and len(names["y"]) > 1
+    x_name, y_name = x_name or "x", y_name or ("value" if measure else "y")
     if x_name == y_name:
         x_name, y_name = f"{x_name} (x)", f"{y_name} (y)"
     rows: list[dict[str, Any]] = []
-    for k, trace in enumerate(fig.data):
-        if getattr(trace, "visible", True) is False:
-            continue
+    for k, trace in enumerate(shown):
         where = {"panel": _panel(fig, trace), "series": plain(trace.name) or f"series {k + 1}"}
+        if measure:
+            where["measure"] = _trace_axis(fig, trace, "y")
         if trace.type == "heatmap":
             found = _cells(trace, x_name, y_name)
+        elif _whisker(trace):
+            found = _merge(rows, _points(trace, x_name, y_name), where["panel"], x_name)
         elif getattr(trace, "x", None) is not None or getattr(trace, "y", None) is not None:
             found = _points(trace, x_name, y_name)
         else:
             found = []
         rows += [{**where, **row} for row in found]
     table = pd.DataFrame(rows)
-    for column in ("panel", "series"):  # said only where it tells rows apart
+    if "series" in table and table["series"].str.fullmatch(r"series \d+").all():
+        table = table.drop(columns="series")  # unnamed traces: numbers, not names
+    for column in ("panel", "series", "measure"):  # said only where it tells rows apart
         if column in table and table[column].nunique() <= 1:
             table = table.drop(columns=column)
     return table.round(4)  # as the charts' hover labels show them, not 16 digits
+
+
+def _merge(rows: list[dict[str, Any]], points: list[dict[str, Any]], panel: str,
+           x_name: str) -> list[dict[str, Any]]:
+    """A whisker's points' intervals put on the rows of its panel at the same x; the points
+    with no such row, to be added as rows of their own."""
+    alone = []
+    for point in points:
+        match = [r for r in rows if r.get("panel") == panel and r.get(x_name) == point[x_name]]
+        for row in match:
+            row.update({k: point.get(k) for k in ("interval low", "interval high")})
+        if not match:
+            alone.append(point)
+    return alone

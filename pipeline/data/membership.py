@@ -184,15 +184,26 @@ class Membership:
 
     def label(self, seen: Seen | None, splits: Any) -> str | None:
         """The dataset's label of the run's own image `seen` found (exact, with its place),
-        from the run's splits.json object `splits`; None when it is no exact match or the
-        lists may not line up (an unreadable image left out of split_hashes.json)."""
+        from the run's splits.json object `splits`; None when it is no exact match, the
+        lists may not line up (an unreadable image left out of split_hashes.json), or a copy
+        of it in the run is labelled otherwise (the dataset holds the same slice as a glioma
+        and as a meningioma: a review found 8 such pairs; a "wrong" mark would be the
+        dataset's doing)."""
         if seen is None or not seen.exact or seen.index is None or not isinstance(splits, dict):
             return None
-        entries = splits.get(seen.split)
-        if not isinstance(entries, list) or len(entries) != self._sizes.get(seen.split):
-            return None
-        label = entries[seen.index].get("label") if isinstance(entries[seen.index], dict) else None
-        return label if isinstance(label, str) else None
+        labels = []  # per hashed image, in `_hashes`' order: its label, where known
+        for split, size in self._sizes.items():
+            entries = splits.get(split)
+            if not isinstance(entries, list) or len(entries) != size:
+                if split == seen.split:
+                    return None
+                entries = [None] * size
+            labels += [e.get("label") if isinstance(e, dict) else None for e in entries]
+        at = int(np.flatnonzero(self._splits == seen.split)[seen.index])
+        near = np.unpackbits(self._hashes ^ self._hashes[at], axis=1).sum(axis=1)
+        found = {labels[i] for i in np.flatnonzero(near <= self.threshold)} - {None}
+        label = labels[at]
+        return label if isinstance(label, str) and found == {label} else None
 
 
 def seen_tag(split: str, exact: bool | None) -> str:

@@ -192,7 +192,7 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
              f"({percent(entry['probs'][entry['predicted']])})",
              f"Heatmap: {method} {target}{peak}"]
     if true_label is not None:
-        lines.insert(1, f"True class (test split): {named(true_label)}; the answer is "
+        lines.insert(1, f"True class (dataset label): {named(true_label)}; the answer is "
                         + ("right" if entry["predicted"] == true_label else "wrong"))
     if outline is not None:  # the line travels with the picture: say what it is
         lines.append(outline_words(outline))
