@@ -386,8 +386,12 @@ def _pick(page, label: str, option: str) -> None:
     from playwright.sync_api import expect
 
     box = page.get_by_role("combobox", name=label)
+    # a rerun can show a widget's stale copy beside it for a moment (seen on a loaded machine:
+    # two "Explanation method" boxes, both already showing the choice): wait for the one
+    expect(box).to_have_count(1, timeout=30_000)
     box.click()
     page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_count(1, timeout=30_000)
     expect(box).to_have_value(option, timeout=30_000)
 
 
