@@ -97,11 +97,10 @@ def decode_zip(data: bytes, label: str, max_pixels: int
         raise ImageError(f"{label}: {not_dicom} of the {len(members)} files in the zip are not "
                          "DICOM; upload a zip of .dcm slices only")
     # A study's export holds several series (T1, T2, a localiser): each series stays
-    # together, in the zip's order of series, its slices along the axis; sorted by position
-    # alone their slices interleaved, a T1 and a T2 slice at each place
-    # only files that gave a slice count for the series and the zip's verdicts (a header
-    # without pixels, a DICOMDIR's like, is no series of its own); a damaged file of a series
-    # keeps its place in it
+    # together, in the zip's order of series, its slices along the axis (sorted by position
+    # alone, a T1 and a T2 slice alternated). Only files that gave a slice make a series or
+    # the zip's verdicts (a header without pixels is no series); a damaged file of a series
+    # keeps its place in it.
     kept = {k: headers[k] for _, k, frames in found if k in headers
             and any(not isinstance(f, _Unreadable) for f in frames)}
     series = list(dict.fromkeys(h.series for h in kept.values()))

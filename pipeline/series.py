@@ -161,7 +161,7 @@ class SliceReader:
         self._lock = threading.Lock()
         # a series' decoded slices, or why it cannot be decoded (not decoded again per slice)
         self._series: OrderedDict[str, _Decoded | images.ImageError] = OrderedDict()
-        # one-item reads of a volume: its info's "radiological" and "modality" (`_facts`)
+        # one-item reads of a volume: its info's `HEADER_FACTS` (`facts`)
         self._read_facts: dict[str, dict] = {}
 
     def __call__(self, item: str | Path | Slice) -> np.ndarray:
