@@ -177,3 +177,41 @@ def test_a_chart_named_by_its_page_and_a_label_disputed_by_a_copy():
     assert found.label(found.find(a), splits) is None  # its copy is a meningioma
     assert found.label(found.find(c), splits) == "pituitary"
     assert found.label(found.find(a), {**splits, "test": [{"label": "glioma"}]}) == "glioma"
+
+
+def test_numbers_only_a_hover_shows_and_untitled_axes_get_names():
+    """A review: per-class support, images per reliability bin, "k of n", the robustness
+    chart's strength and tumour sensitivity and the training phase were in hover labels only;
+    untitled axes made columns "x" and "y"; a shared axis titled on its first panel only left
+    the second panel's rows an empty "measure"."""
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=["A", "B"])
+    for col in (1, 2):
+        fig.add_trace(go.Bar(name="m", x=["glioma", "pituitary"], y=[0.5, 0.25 * col],
+                             meta=F.table_meta(support=[139, 135])), 1, col)
+    fig.update_yaxes(title="accuracy (shifted)", col=1)
+    table = F.figure_table(fig)
+    assert list(table.columns) == ["panel", "x", "accuracy (shifted)", "support"]
+    assert table["support"].tolist() == [139, 135, 139, 135]
+    fig.update_layout(meta=F.table_meta(x="class", y="score"))  # the builder's names win
+    assert list(F.figure_table(fig).columns) == ["panel", "class", "score", "support"]
+
+
+@pytest.mark.skipif(not RUN.is_dir(), reason="the shipped main-split run is not here")
+def test_the_shipped_charts_hover_numbers_match_the_run_files():
+    metrics = {m: json.loads((RUN / m / "metrics.json").read_text())
+               for m in ("custom_cnn", "mobilenetv2")}
+    cnn = metrics["custom_cnn"]
+    per_class = F.figure_table(F.per_class_figure(metrics))
+    assert list(per_class.columns) == ["panel", "series", "class", "score", "support"]
+    assert per_class["support"].sum() == 2 * 3 * cnn["n"]  # two models, three panels
+    tumour = F.figure_table(F.tumour_figure(metrics)).set_index(["series", "metric"])
+    row = tumour.loc[("Custom CNN", "Sensitivity: tumours found")]
+    tvn = cnn["tumor_vs_no_tumor"]
+    assert (row["images right"], row["of"]) == (tvn["tp"], tvn["n_tumor"])
+    bins = F.figure_table(F.reliability_figure({"custom_cnn": cnn}))
+    # before and after calibration, every test image in one bin of each
+    assert bins.groupby("series")["images"].sum().tolist() == [cnn["n"]] * 2
+    rob = F.figure_table(F.robustness_figure(json.loads((RUN / "robustness.json").read_text())))
+    assert {"shift", "strength", "tumour sensitivity"} <= set(rob.columns)
+    assert "measure" not in rob  # both panels share the first's axis title
+    assert rob["strength"].astype(bool).all() and rob["tumour sensitivity"].astype(bool).all()

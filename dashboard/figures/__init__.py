@@ -43,22 +43,26 @@ from dashboard.figures.comparison import (
     difference_sentence,
     mcnemar_sentence,
 )
+from dashboard.figures.curves import class_prevalence, curve_areas, pr_figure, roc_figure
 from dashboard.figures.evaluation import (
     HEADLINE_METRICS,
     ci_figure,
-    class_prevalence,
     confusion_figure,
     confusion_values,
     copies_sentence,
-    curve_areas,
     interval_words,
     metrics_table,
     per_class_figure,
-    pr_figure,
-    roc_figure,
     size_gaps,
     size_group_table,
     tumour_figure,
+)
+from dashboard.figures.faithfulness import (
+    faithfulness_curves_figure,
+    faithfulness_figure,
+    has_curves,
+    has_road,
+    road_figure,
 )
 from dashboard.figures.glossary import GLOSSARY, glossary_markdown
 from dashboard.figures.legend import LEGEND_CAPTION, LEGEND_WIDTH, colour_legend, legend_caption
@@ -66,15 +70,10 @@ from dashboard.figures.ood import ood_caption, ood_table
 from dashboard.figures.predictions import probability_table
 from dashboard.figures.quality import (
     LOCALISATION_CAPTION,
-    faithfulness_curves_figure,
-    faithfulness_figure,
-    has_curves,
-    has_road,
     localisation_figure,
     method_label,
     per_image_table,
     quality_summary,
-    road_figure,
     sanity_figure,
     shortcut_figure,
 )
@@ -84,7 +83,7 @@ from dashboard.figures.robustness import (
     robustness_figure,
     severe_drops_sentence,
 )
-from dashboard.figures.table import chart_name, figure_table, plain
+from dashboard.figures.table import chart_name, figure_table, plain, table_meta
 from dashboard.figures.training import (
     last_epoch_sentences,
     loss_gap_sentences,
@@ -93,7 +92,7 @@ from dashboard.figures.training import (
 )
 
 __all__ = [
-    "chart_name", "figure_table", "plain",
+    "chart_name", "figure_table", "plain", "table_meta",
     "choice_caption",
     "choice_table",
     "GLOSSARY", "glossary_markdown",

@@ -18,6 +18,7 @@ from dashboard.figures.common import (
     model_color,
     model_label,
 )
+from dashboard.figures.table import table_meta
 
 # A curve before calibration: dashed with open markers, at full strength. At opacity 0.55 the
 # MobileNetV2 blue sank into the dark theme's background (about 1.9:1); told apart by its dash
@@ -95,7 +96,7 @@ def _reliability_trace(fig: go.Figure, name: str, index: int, reliability: Any, 
         x=[p["confidence"] for p in pts], y=[p["accuracy"] for p in pts],
         mode="lines+markers", name=f"{label} ({details})",
         line=dict(color=color, dash=BEFORE_DASH if before else None), marker=marker,
-        customdata=counts,
+        customdata=counts, meta=table_meta(images=counts),
         hovertemplate=f"{label}<br>confidence %{{x:.2f}}<br>accuracy %{{y:.2f}}"
                       "<br>%{customdata:.0f} images<extra></extra>",
     ))

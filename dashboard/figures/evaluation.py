@@ -1,6 +1,6 @@
 """Figures and tables of a run's test-split evaluation (the Overview page): confusion matrices,
-metrics with confidence intervals, ROC/PR curves (training curves: `training`; calibration:
-`calibration`).
+metrics with confidence intervals (ROC/PR curves: `curves`; training curves: `training`;
+calibration: `calibration`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from dashboard.figures.common import (
     FigureDataError,
     _fmt,
     _num,
-    class_color,
     class_name,
     legend_above,
     legend_below,
     model_color,
     model_label,
 )
+from dashboard.figures.table import table_meta
 from dashboard.flags import size_gap
 from pipeline.intervals import WILSON, share_interval
 
@@ -98,11 +98,13 @@ def per_class_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
                 x=[class_name(c) for c in classes], y=values, name=model_label(name),
                 legendgroup=name,
                 showlegend=col == 1, marker_color=model_color(name, i), customdata=support,
+                meta=table_meta(support=support),
                 hovertemplate=f"{model_label(name)}<br>%{{x}}: %{{y:.3f}}"
                               "<br>support %{customdata}<extra></extra>",
             ), row=1, col=col)
     ticks = _support_ticks(metrics)
     fig.update_xaxes(tickvals=list(ticks), ticktext=list(ticks.values()))
+    fig.update_layout(meta=table_meta(x="class", y="score"))
     fig.update_yaxes(range=[0, 1.05])
     fig.update_layout(barmode="group", height=380,
                       margin=dict(l=10, r=10, t=TOP_WITH_LEGEND, b=10), legend=legend_above())
@@ -229,7 +231,8 @@ def ci_figure(metrics: Mapping[str, Mapping[str, Any]],
             hovertemplate=f"{model_label(name)}<br>%{{x}} %{{y:.3f}}<extra></extra>",
         ))
     fig.update_layout(scattermode="group", height=320, yaxis_title="score (95% CI)",
-                      margin=dict(l=10, r=10, t=30, b=10), legend=legend_below())
+                      margin=dict(l=10, r=10, t=30, b=10), legend=legend_below(),
+                      meta=table_meta(x="metric"))
     if ends:  # zoomed to the intervals: on a 0-1 axis narrow intervals were invisible
         lo, hi = min(ends), max(ends)
         pad = max(0.01, 0.15 * (hi - lo))
@@ -254,6 +257,8 @@ def tumour_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         if not isinstance(tvn, Mapping):
             raise FigureDataError(f"metrics of {name!r} have no 'tumor_vs_no_tumor' block")
         ys, plus, minus, text, hover = [], [], [], [], []
+        hits: list[int | None] = []  # "k of n" in the table (`table_meta`)
+        of_n: list[int | None] = []
         for key, _, counts in TUMOUR_ROWS:
             y = _num(tvn.get(key), f"{name} {key}")
             k_n = _hits(tvn, *counts)
@@ -262,12 +267,15 @@ def tumour_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
             plus.append(max(ci[1] - y, 0.0) if ci and not math.isnan(y) else 0.0)
             minus.append(max(y - ci[0], 0.0) if ci and not math.isnan(y) else 0.0)
             of = f"{k_n[0]} of {k_n[1]}" if k_n else ""
+            hits.append(k_n[0] if k_n else None)
+            of_n.append(k_n[1] if k_n else None)
             text.append(_fmt(y) + (f"<br>{of}" if of else ""))
             hover.append(f" ({of})<br>95% interval {ci[0]:.3f}–{ci[1]:.3f}" if ci else "")
         fig.add_trace(go.Bar(
             x=[label for _, label, _ in TUMOUR_ROWS], y=ys,
             name=model_label(name), marker_color=model_color(name, i),
             text=text, textposition="inside", insidetextanchor="middle", customdata=hover,
+            meta=table_meta(**{"images right": hits, "of": of_n}),
             error_y=dict(type="data", array=plus, arrayminus=minus, visible=True, thickness=2,
                          color="#333"),
             hovertemplate=f"{model_label(name)}<br>%{{x}}: %{{y:.3f}}%{{customdata}}"
@@ -275,117 +283,9 @@ def tumour_figure(metrics: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         ))
     fig.update_layout(barmode="group", height=320, yaxis=dict(range=[0, 1.05]),
                       yaxis_title="share (95% interval)",
-                      margin=dict(l=10, r=10, t=30, b=10), legend=legend_below())
+                      margin=dict(l=10, r=10, t=30, b=10), legend=legend_below(),
+                      meta=table_meta(x="metric"))
     return fig
-
-
-# --------------------------------------------------------------------------- ROC / PR
-
-
-# one line style per class besides its colour: classes told apart by colour alone were 18 ΔE
-# apart with deuteranopia ("no tumour" and "pituitary"); "dot" is the chance line's
-CLASS_DASHES = ["solid", "dash", "dashdot", "longdash", "longdashdot"]
-
-
-def _curve_figure(curves: Mapping[str, Mapping[str, Any]], kind: str) -> go.Figure:
-    names = list(curves)
-    if not names:
-        raise FigureDataError("no curves to draw")
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[model_label(n) for n in names],
-                        shared_yaxes=True, horizontal_spacing=0.05)
-    x_key, y_key, score = (("fpr", "tpr", "auc") if kind == "roc"
-                           else ("recall", "precision", "ap"))
-    class_order: list[str] = []
-    for col, name in enumerate(names, start=1):
-        block = curves[name].get(kind) if isinstance(curves[name], Mapping) else None
-        if not isinstance(block, Mapping) or not block:
-            raise FigureDataError(f"curves of {name!r} have no {kind!r} block")
-        for cls, c in block.items():
-            if cls not in class_order:
-                class_order.append(cls)
-            xs, ys = c.get(x_key), c.get(y_key)
-            if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
-                raise FigureDataError(
-                    f"{name} {kind} curve of {cls!r}: '{x_key}' and '{y_key}' must be lists of "
-                    f"equal length")
-            area = _num(c.get(score), f"{name} {cls} {score}")
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines", name=class_name(cls), legendgroup=cls,
-                showlegend=col == 1,
-                line=dict(color=class_color(class_order.index(cls)),
-                          dash=CLASS_DASHES[class_order.index(cls) % len(CLASS_DASHES)],
-                          shape="hv" if kind == "pr" else "linear"),
-                hovertemplate=f"{model_label(name)} {class_name(cls)} ({score.upper()} "
-                              f"{_fmt(area)})"
-                              f"<br>{x_key} %{{x:.3f}}<br>{y_key} %{{y:.3f}}<extra></extra>",
-            ), row=1, col=col)
-        if kind == "roc":
-            fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
-                                     legendgroup="chance", showlegend=col == 1,
-                                     line=dict(color="gray", dash="dot"), hoverinfo="skip"),
-                          row=1, col=col)
-    fig.update_xaxes(title="false positive rate" if kind == "roc" else "recall", range=[0, 1])
-    fig.update_yaxes(range=[0, 1.02])
-    fig.update_yaxes(title="true positive rate" if kind == "roc" else "precision", col=1)
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=legend_below())
-    return fig
-
-
-def curve_areas(curves: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame | None:
-    """Each class's ROC AUC and average precision, a column per model: the curves' numbers as
-    text (they were only in the charts' hover labels, out of reach of a keyboard or a screen
-    reader). None when no model has them."""
-    table: dict[str, dict[str, str]] = {}
-    for name, c in curves.items():
-        for kind, score, what in (("roc", "auc", "ROC AUC"), ("pr", "ap", "average precision")):
-            block = c.get(kind) if isinstance(c, Mapping) else None
-            for cls, curve in (block.items() if isinstance(block, Mapping) else ()):
-                value = curve.get(score) if isinstance(curve, Mapping) else None
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    table.setdefault(f"{class_name(cls)}: {what}", {})[model_label(name)] = (
-                        f"{value:.3f}")
-    return pd.DataFrame.from_dict(table, orient="index").fillna("n/a") if table else None
-
-
-def roc_figure(curves: Mapping[str, Mapping[str, Any]]) -> go.Figure:
-    """One-vs-rest ROC curves per class, one panel per model, with the chance diagonal."""
-    return _curve_figure(curves, "roc")
-
-
-def pr_figure(curves: Mapping[str, Mapping[str, Any]],
-              metrics: Mapping[str, Mapping[str, Any]] | None = None) -> go.Figure:
-    """One-vs-rest precision-recall curves per class, one panel per model; with `metrics`, a
-    dotted line per class at its share of the test images (`class_prevalence`), the precision
-    of answering at random: a PR curve's chance level, unlike ROC's not the same for all."""
-    fig = _curve_figure(curves, "pr")
-    shares = class_prevalence(metrics or {})
-    order = [t.legendgroup for t in fig.data if t.showlegend]  # class order, for its colour
-    for col, _ in enumerate(curves, start=1):
-        for cls, (k, n) in shares.items():
-            j = order.index(cls) if cls in order else len(order)
-            fig.add_trace(go.Scatter(
-                x=[0, 1], y=[k / n] * 2, mode="lines", legendgroup=cls, showlegend=False,
-                line=dict(color=class_color(j), dash="dot", width=1),
-                hovertemplate=f"{class_name(cls)}: chance level, precision {k / n:.3f} "
-                              f"({k} of {n} test images)<extra></extra>",
-            ), row=1, col=col)
-    return fig
-
-
-def class_prevalence(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
-    """Each class's test images and all test images, (k, n), from the first model's
-    `per_class` supports (every model is tested on the same images); {} where unknown."""
-    for m in metrics.values():
-        per_class = m.get("per_class") if isinstance(m, Mapping) else None
-        if not isinstance(per_class, Mapping):
-            continue
-        support = {c: r.get("support") for c, r in per_class.items() if isinstance(r, Mapping)}
-        if support and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                           for v in support.values()):
-            n = sum(support.values())
-            return {c: (k, n) for c, k in support.items()} if n else {}
-    return {}
 
 
 def size_group_table(metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame | None:

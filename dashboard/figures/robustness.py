@@ -21,6 +21,7 @@ from dashboard.figures.common import (
     model_color,
     model_label,
 )
+from dashboard.figures.table import table_meta
 from pipeline.intervals import share_interval
 
 # mild → severe: cyan, pink, olive, each darker on white, every one at least 3:1 against both
@@ -137,6 +138,8 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
             fig.add_trace(go.Bar(
                 x=labels, y=ys, name=str(sev), legendgroup=str(sev), showlegend=col == 1,
                 marker_color=SEVERITY_COLORS[k % len(SEVERITY_COLORS)], customdata=custom,
+                meta=table_meta(**{"strength": [c[0] for c in custom],
+                                   "tumour sensitivity": [c[1] for c in custom]}),
                 hovertemplate=(f"{model_label(name)} · %{{x}} ({sev}: %{{customdata[0]}})"
                                f"<br>accuracy %{{y:.3f}} (unshifted {clean:.3f})"
                                "<br>tumour sensitivity %{customdata[1]}<extra></extra>"),
@@ -151,6 +154,7 @@ def robustness_figure(robustness: Mapping[str, Any]) -> go.Figure:
     fig.update_yaxes(range=_zoomed_range(shown))  # never narrower than MIN_SPAN
     # short: "accuracy on shifted test images" was cut to "uracy on…" at every window size
     fig.update_yaxes(title="accuracy (shifted)", col=1)
+    fig.update_layout(meta=table_meta(x="shift"))
     return fig
 
 

@@ -18,6 +18,22 @@ import pandas as pd
 import plotly.graph_objects as go
 
 _TAG = re.compile(r"<[^>]+>")
+TABLE_META = "table"  # the key of a figure's or trace's `meta` the table reads (`table_meta`)
+
+
+def table_meta(**columns: Any) -> dict[str, Any]:
+    """A plotly `meta` for the chart's numbers: on a trace, columns of per-point values shown
+    only in its hover or bar text (`support=[...]`: a review found per-class support, images
+    per reliability bin and "k of n" missing from the tables); on the layout, names for its
+    untitled axes (`x="class"`), whose columns were "x" and "y"."""
+    return {TABLE_META: columns}
+
+
+def _meta(obj: Any) -> dict[str, Any]:
+    """The `table_meta` columns of a trace or layout ({} without them)."""
+    meta = getattr(obj, "meta", None)
+    found = meta.get(TABLE_META) if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else {}
 
 
 def plain(text: Any) -> str:
@@ -70,16 +86,29 @@ def _values(seq: Any, n: int) -> list[Any]:
 
 
 def _trace_axis(fig: go.Figure, trace: Any, axis: str) -> str:
-    """The title of `trace`'s own `axis` ("x" or "y"), as plain words ("" without one)."""
+    """The name of `trace`'s `axis` ("x" or "y") in the table: the layout's `table_meta` name
+    for it, else the axis title as plain words, a shared axis's (`matches`: the robustness
+    chart titles only its first panel's, and the second panel's rows had an empty "measure")
+    where its own has none ("" without any)."""
+    if named := _meta(fig.layout).get(axis):  # the builder's name for the table wins
+        return str(named)
     ref = str(getattr(trace, f"{axis}axis", None) or axis)
-    try:
-        return plain(getattr(fig.layout[f"{axis}axis{ref[1:]}"].title, "text", None))
-    except (KeyError, ValueError):
-        return ""
+    title = ""
+    for _ in range(2):  # its own axis, then the axis it matches
+        try:
+            layout_axis = fig.layout[f"{axis}axis{ref[1:]}"]
+        except (KeyError, ValueError):
+            break
+        title = plain(getattr(layout_axis.title, "text", None))
+        if title or not getattr(layout_axis, "matches", None):
+            break
+        ref = str(layout_axis.matches)
+    return title
 
 
 def _points(trace: Any, x_name: str, y_name: str) -> list[dict[str, Any]]:
-    """One row per point of a line, marker or bar trace; its error bars as an interval."""
+    """One row per point of a line, marker or bar trace; its error bars as an interval, and
+    its `table_meta` columns."""
     n = max(len(trace.x) if trace.x is not None else 0, len(trace.y) if trace.y is not None else 0)
     xs, ys = _values(trace.x, n), _values(trace.y, n)
     rows = [{x_name: x, y_name: y} for x, y in zip(xs, ys, strict=True)]
@@ -93,6 +122,9 @@ def _points(trace: Any, x_name: str, y_name: str) -> list[dict[str, Any]]:
             ok = all(isinstance(v, (int, float)) for v in (y, p, m)) and (p or m)
             row["interval low"] = y - m if ok else None
             row["interval high"] = y + p if ok else None
+    for column, values in _meta(trace).items():  # numbers only its hover or text shows
+        for row, value in zip(rows, _values(values, n), strict=True):
+            row[column] = value
     return rows
 
 

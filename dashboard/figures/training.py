@@ -18,6 +18,7 @@ from dashboard.figures.common import (
     model_color,
     model_label,
 )
+from dashboard.figures.table import table_meta
 
 
 def _history_series(history: Mapping[str, Any], name: str) -> dict[str, list]:
@@ -55,7 +56,7 @@ def training_curves_figure(histories: Mapping[str, Mapping[str, Any]]) -> go.Fig
                     name=f"{label} {'validation' if split else 'train'}",
                     legendgroup=f"{name}{split}", showlegend=col == 1,
                     line=dict(color=color, dash=dash), marker=dict(size=4),
-                    customdata=s["phase"],
+                    customdata=s["phase"], meta=table_meta(phase=s["phase"]),
                     hovertemplate=f"{label} {'val' if split else 'train'} {key}"
                                   "<br>epoch %{x} (%{customdata}): %{y:.3f}<extra></extra>",
                 ), row=1, col=col)
