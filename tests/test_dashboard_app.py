@@ -573,6 +573,34 @@ def test_uploads_lost_by_a_server_restart_are_noticed(artifacts: Path, smoke_run
     assert len(_captions(at)) == 2
 
 
+def test_a_reload_of_the_tab_brings_the_uploads_back(artifacts: Path, smoke_run: Path):
+    """A presenter's reload emptied the Predict page: a reload is a new session. The server
+    keeps the tab's files by the token in its URL; "Forget these files" drops them there too."""
+    at = _app("predict")
+    files = [(*_test_image(smoke_run, k), "image/jpeg") for k in range(2)]
+    at.file_uploader(key="uploads").set_value(files).run()
+    _ok(at)
+    token = at.query_params["uploads"]
+    token = token[0] if isinstance(token, list) else token
+    assert len(token) >= 20  # a random token, not the file count
+
+    def reload() -> AppTest:
+        again = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        again.query_params["uploads"] = token  # the tab's URL, reloaded
+        again.run()
+        again.switch_page(PAGES["predict"][0]).run()
+        _ok(again)
+        return again
+
+    again = reload()
+    assert not any("uploads are gone" in w.value for w in again.warning)
+    kept = "\n".join(t.value for t in again.text)
+    assert all(f"{k + 1}. {name}" in kept for k, (name, _, _) in enumerate(files)), kept
+    assert len(_captions(again)) == 2 * 2  # both images explained again, by both models
+    again.button(key="predict_forget_uploads").click().run()
+    assert any("uploads are gone" in w.value for w in reload().warning)  # dropped everywhere
+
+
 def test_many_uploads_get_a_summary_and_a_flag_filter(artifacts: Path, smoke_run: Path):
     at = _app("predict")
     files = [(*_test_image(smoke_run, k), "image/jpeg") for k in range(3)]

@@ -50,6 +50,7 @@ loading_note = st.empty() if explainers is None else None
 
 upload_col, sample_col = st.columns([3, 2])
 with upload_col:
+    uploads.restore_after_reload()  # a reloaded tab's files, kept by the server for its URL
     uploader = uploads.uploader_key()
     new_uploader = uploads.uploader_is_new(uploader)  # first visit, or back from another page
     files = st.file_uploader(
@@ -59,7 +60,8 @@ with upload_col:
         key=uploader,
         help="JPEG, PNG, BMP, TIFF, GIF, WebP or DICOM (.dcm; a series as one multi-frame "
              "file or a .zip of .dcm slices), or a NIfTI volume (.nii, .nii.gz: its axial "
-             "slices). Files stay in memory and are never stored. Up to "
+             "slices). Files stay in the server's memory and are never written to disk; "
+             "they are kept for an hour so that reloading the tab brings them back. Up to "
              f"{core.MAX_UPLOADS} files at once.")
     # The browser refuses a file over the server's limit before the page sees it: its only trace
     # was a red chip below the uploader's scroll area, so the limit is said here, always.
@@ -146,8 +148,8 @@ if samples and data_dir:
         boxes.append(inference.load_box(boxes_dir, entry["path"]))
 uploads.note_uploads(len(files))
 if uploads.uploads_lost() and not files:
-    st.warning("Your earlier uploads are gone: the server restarted or the page was reloaded, "
-               "and uploads are only ever kept in memory. Upload them again.",
+    st.warning("Your earlier uploads are gone: the server restarted or let them go (it keeps "
+               "a tab's files for an hour, in memory only). Upload them again.",
                icon=":material/cloud_off:")
 if len(files) > core.MAX_UPLOADS:
     st.warning(f"{len(files)} files uploaded; only the first {core.MAX_UPLOADS} are analysed.")
