@@ -835,6 +835,11 @@ def test_a_chosen_class_outlives_a_switch_of_run_and_the_run_a_reload(
         runs.wait_for(state="visible", timeout=120_000)
         _wait_idle(page)
         reloaded = runs.input_value()
+        # and the reload kept the upload (a new session: the server keeps a tab's files by
+        # the URL's token), explained again
+        restored = _overlays_when_drawn(page, 2, log)
+        kept = page.get_by_text("kept from your earlier visit").count()
     assert box == target, (box, target)
     assert all(f" for '{target}'" in c for c, _ in drawn), (box, drawn)
     assert reloaded.startswith("Older copy"), reloaded
+    assert kept == 1 and len(restored) == 2, (kept, restored)
