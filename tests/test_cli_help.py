@@ -30,6 +30,16 @@ def test_every_option_help_is_printed_whole(command: str) -> None:
             assert _words(text) in shown, (command, param.name, text)
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_flag_shows_no_value_type(command: str) -> None:
+    """`--json <bool>` read as an option taking a value (`--json true` is refused): a flag has
+    no type in the help; an option with a value keeps its own."""
+    output = _help(command)
+    assert "<bool>" not in output, output
+    if command == "predict":
+        assert "--json print JSON" in output and "--out <path>" in output, output
+
+
 def _help(command: str) -> str:
     result = CliRunner().invoke(app, [command, "--help"], terminal_width=80)
     assert result.exit_code == 0, result.output

@@ -31,6 +31,16 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 T = TypeVar("T")
+_option_type = typer.core.TyperOption.display_type_rich
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """An option's type in `--help`, none for a flag: typer showed `--json <bool>`, read as an
+    option taking a value (`--json true` is refused as an extra argument)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_type  # every command's help, `--help` too
 
 
 
