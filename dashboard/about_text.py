@@ -146,8 +146,10 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
         "them is\n  probably off the tumour, and a card says so; when they agree, both can "
         "still miss.\n"
         "- The answer of both models pooled (last on each card's answer line) is no third "
-        "model: when\n  the two disagree it is one side of that disagreement, and no heatmap "
-        "explains it;\n  its confidence is not the mean of theirs and can be above both.\n")
+        "model: when\n  the two disagree it is almost always one side of that disagreement "
+        "(pooling can pick a class\n  neither answered, and the line then says so), and no "
+        "heatmap explains it;\n  its confidence is not the mean of theirs and can be above "
+        "both.\n")
     untested = (": the Sartaj collections do not record patients' ages or treatment" if sartaj
                 else "")
     return f"""**Known limits.**

@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.csv_safe import to_csv
 from pipeline.data.membership import Seen, seen_note
 from pipeline.evaluate.flags import is_colour
+from pipeline.evaluate.together import qualifiers as pooled_words
 from pipeline.images import (
     MAX_DECODE_SIDE,
     ImageError,
@@ -317,16 +318,17 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
                       warnings: Sequence[Sequence[str]] | None = None,
                       together: np.ndarray | None = None,
                       withheld: Sequence[str] | None = None,
-                      failed: Sequence[tuple[int, str, str, str]] = ()) -> pd.DataFrame:
+                      failed: Sequence[tuple[int, str, str, str]] = (),
+                      together_weak_below: float | None = None) -> pd.DataFrame:
     """One row per image: each model's predicted class, confidence and probabilities (with
     `together`, (N, C) from `evaluate.together`, the models' pooled answer as "averaged_*"
-    columns after them), and with `warnings` (per image, the sentences shown beside its answers
-    and heatmaps) their count and text, so that a table read away from the page keeps them.
-    `withheld`: per image, why its card hides the answers (`card_flags.withheld`), an
-    `answers_withheld` column before them (a review's spreadsheet read noise's "no_tumor 0.81"
-    as an answer). `failed`: (good images before it, ref, digest, error) per unreadable file:
-    a row in its place with only its `error` (a review's 5 uploads left 3 rows, no trace of
-    the others).
+    columns after them, "averaged_weak" below `together_weak_below`, as `predict`'s), and with
+    `warnings` (per image, the sentences beside its answers and heatmaps) their count and text,
+    so that a table read away from the page keeps them. `withheld`: per image, why its card
+    hides the answers (`card_flags.withheld`), an `answers_withheld` column before them (a
+    review's spreadsheet read noise's "no_tumor 0.81" as an answer). `failed`: (good images
+    before it, ref, digest, error) per unreadable file: a row in its place with only its
+    `error` (a review's 5 uploads left 3 rows, no trace of the others).
 
     The `image` column holds `refs` (`Upload.ref`: "upload 3", a slice's number), never a file
     name: this frame is the downloadable CSV, and names can identify a patient. `digests`: a
@@ -349,6 +351,8 @@ def predictions_frame(refs: Sequence[str], probs: Mapping[str, np.ndarray],
             row[f"{model}_confidence"] = round(float(p[i][k]), 4)
             for c, v in zip(class_names, p[i], strict=True):
                 row[f"{model}_p_{c}"] = round(float(v), 4)
+        if together is not None and together_weak_below is not None:
+            row[f"{TOGETHER_COLUMN}_weak"] = bool(together[i].max() < together_weak_below)
         row["models_agree"] = bool(agree[i])
         if warnings is not None:
             row["n_warnings"] = len(warnings[i])
@@ -425,23 +429,21 @@ def verdict_line(probs: Mapping[str, np.ndarray], i: int, class_names: Sequence[
     """Short text: what each model says about image i, marked right/wrong if the truth is known;
     with `together` ((N, C), `evaluate.together`), the models' pooled answer last, said weak
     below `together_weak_below` (its validation threshold; each model's weak answers have
-    their own warning under the line)."""
+    their own warning under the line) and when it is neither model's answer."""
     parts = []
     named = {**probs, **({TOGETHER_LABEL: together} if together is not None else {})}
     for model, p in named.items():
         k = int(np.argmax(p[i]))
-        weak = (model == TOGETHER_LABEL and together_weak_below is not None
-                and float(p[i][k]) < together_weak_below)
-        mark = ""
-        if true_label:
-            mark = " :green[✓ right]" if class_names[k] == true_label else " :red[✗ wrong]"
+        said = (pooled_words(probs, p, i, together_weak_below)  # weak, neither model's answer
+                if model == TOGETHER_LABEL else "")
+        mark = (" :green[✓ right]" if class_names[k] == true_label else " :red[✗ wrong]"
+                ) if true_label else ""
         # Classes as likely as the answer at the precision shown: the arg-max picked one of
-        # them, which a reader must not take for a decision (a 44% / 44% tie was shown as an
-        # answer).
+        # them, which a reader must not take for a decision (a 44% / 44% tie was an answer).
         ties = [class_label(class_names[j]) for j in np.argsort(-p[i]) if j != k
                 and round(100 * float(p[i][j])) == round(100 * float(p[i][k]))]
         tie = f", tied with {' and '.join(f'**{c}**' for c in ties)}" if ties else ""
         parts.append(f"{display_name(model)}: **{class_label(class_names[k])}** "
-                     f"({percent(p[i][k])}{tie}{', weak' if weak else ''}){mark}")
+                     f"({percent(p[i][k])}{tie}{said}){mark}")
     return " · ".join(parts)
 

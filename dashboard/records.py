@@ -21,7 +21,7 @@ from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
 from pipeline.evaluate.flags import FILE as FLAGS_FILE
 from pipeline.explain import agreement
 from pipeline.explain.defaults import is_default
-from pipeline.names import TOGETHER_LABEL, TOGETHER_MEANING, percent
+from pipeline.names import NEITHER_WORDS, TOGETHER_LABEL, TOGETHER_MEANING, percent
 
 
 def shifted_accuracy(run: Run) -> dict[str, flags.ShiftedAccuracy | None]:
@@ -94,8 +94,10 @@ def together_note(run: Run) -> str:
 
 
 # the card's tooltip on the pooled answer: what it is, and what it is not
-TOGETHER_HELP = (f"{TOGETHER_LABEL}: {TOGETHER_MEANING} When the models disagree it is still "
-                 "one side of that disagreement, and each heatmap explains only its own model.")
+TOGETHER_HELP = (f"{TOGETHER_LABEL}: {TOGETHER_MEANING} When the models disagree it is almost "
+                 "always one side of that disagreement, but pooling can pick a class neither "
+                 f"answered (the line then says \"{NEITHER_WORDS}\"); each heatmap explains only "
+                 "its own model, none the pooled answer.")
 
 
 def together_help(record_words: str = "", weak_below: float | None = None) -> str:

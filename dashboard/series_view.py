@@ -127,7 +127,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
             thumbs = [summary_table.thumbnail_url(s.image) for s in slices]
             hidden = [card_flags.withheld(f) for f in flags]  # why a slice's answers fold
             frame = summary_table.summary_frame(thumbs, names, results.probs, class_names,
-                                                flags, results.together, hidden)
+                                                flags, results.together, hidden,
+                                                together_weak_below=results.together_weak_below)
             orders = summary_table.sort_choices(list(results.probs), series=True)
             key = sort_key(upload, prefix)
             if st.session_state.get(key) not in orders:  # a model this run lacks, or unset
@@ -143,7 +144,8 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
             csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,
                                                            warnings=flags,
                                                            together=results.together,
-                                                           withheld=hidden),
+                                                           withheld=hidden, together_weak_below=(
+                                                               results.together_weak_below)),
                                     {**(notes or {}), "probabilities": results.calibration_note}
                                     if results.calibration_note else notes)
             row = st.container(horizontal=True, wrap=True, key=f"{prefix}_series_downloads_{i}")

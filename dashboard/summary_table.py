@@ -22,6 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.core import agreement
+from pipeline.evaluate.together import qualifiers as pooled_words
 from pipeline.names import TOGETHER_LABEL, class_label, display_name, percent
 
 # Thumbnails are drawn this tall (px), at most; `thumbnail_url` makes them 72 px on their
@@ -63,10 +64,12 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
                   flags: Sequence[Sequence[str]],
                   together: np.ndarray | None = None,
                   hidden: Sequence[str] | None = None,
-                  refs: Sequence[str] | None = None) -> pd.DataFrame:
+                  refs: Sequence[str] | None = None,
+                  together_weak_below: float | None = None) -> pd.DataFrame:
     """One row per analysed image for the many-uploads summary: thumbnail, each model's answer
     with its confidence (with `together`, (N, C) from `evaluate.together`, the models' pooled
-    answer after them, as the card's answer line has it; a model's weak or unlike flag said
+    answer after them, as the card's answer line has it: weak below `together_weak_below`,
+    or neither model's answer, `together.qualifiers`; a model's weak or unlike flag said
     beside its confidence, `qualifiers`), agreement, how many flags it raised,
     and the file name last (a long name first pushed the answers off a narrow window).
     `hidden`: per image, why its card hides the answers (`card_flags.withheld`: "may be CT,
@@ -82,9 +85,11 @@ def summary_frame(thumbs: Sequence[str], names: Sequence[str],
         why = hidden[i] if hidden else ""
         for model, p in named.items():
             k = int(np.argmax(p[i]))
+            said = (pooled_words(probs, p, i, together_weak_below) if model == TOGETHER_LABEL
+                    else qualifiers(flags[i], model))  # the summary dropped the pool's "weak"
             row[display_name(model)] = (f"hidden: {why}" if why else
                                         f"{class_label(class_names[k])} ({percent(p[i][k])}"
-                                        f"{qualifiers(flags[i], model)})")
+                                        f"{said})")
         row["models agree"] = "–" if why else bool(agree[i])
         row["flags"] = len(flags[i])
         if refs is not None:

@@ -24,6 +24,10 @@ DISPLAY_NAMES: dict[str, str] = {
 # ("Both, averaged" read as the mean of the two percentages, and a reviewer found it above
 # both models' own: "pooled", and the meaning says why it can be)
 TOGETHER_LABEL = "Both, pooled"
+# said beside a pooled answer that is a class no model answered (`together.neither`): pooling can
+# land there (2 of the main run's 490 test images, both wrong; a review read "one side of the
+# disagreement" on every card and found one that was not)
+NEITHER_WORDS = "neither model's answer"
 TOGETHER_COLUMN = "averaged"
 TOGETHER_MEANING = ("the two models' answers pooled: their calibrated log-probabilities "
                     "averaged, then divided by one temperature fitted on the run's validation "

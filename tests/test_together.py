@@ -296,7 +296,9 @@ def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_
             "low_confidence_below"]
         weak = max(row["together"]["probs"].values()) < below
         assert row["together"]["weak"] is weak
-        assert pooled.endswith(" [weak answer (low confidence)]") is weak, pooled
+        assert ("[weak answer (low confidence)]" in pooled) is weak, pooled
+        third = all(m["label"] != row["together"]["label"] for m in row["models"].values())
+        assert pooled.endswith(" [neither model's answer]") is third, pooled
 
     run = open_run(pooled_run)
     predictor = Predictor(run)
@@ -432,3 +434,37 @@ def test_explain_shows_the_pooled_answer_as_predict_does(pooled_run: Path, tmp_p
     one = CliRunner().invoke(app, ["explain", "--run", str(pooled_run), "--bare", "--model",
                                    "custom_cnn", *paths, "--out", str(tmp_path / "one")])
     assert one.exit_code == 0 and "averaged: " not in one.stdout
+
+
+def test_a_pooled_answer_neither_model_gave_is_said_so_everywhere() -> None:
+    """A review found "Both, pooled: glioma" beside "no tumour" and "meningioma" (2 of the main
+    run's 490 test images) while the tooltip said the pool is always one side of the
+    disagreement; the summary table also dropped the pool's "weak"."""
+    from dashboard import core, summary_table
+    from pipeline.cli.common import pooled_part
+    from pipeline.names import NEITHER_WORDS
+
+    # each model puts glioma second, close behind its own answer: the pool favours glioma
+    a = np.array([[0.40, 0.05, 0.50, 0.05], [0.7, 0.1, 0.1, 0.1]])
+    b = np.array([[0.40, 0.50, 0.05, 0.05], [0.7, 0.1, 0.1, 0.1]])
+    probs = {"custom_cnn": a, "mobilenetv2": b}
+    pooled = together.combine(probs)
+    assert pooled[0].argmax() == 0 and together.neither(probs, pooled).tolist() == [True, False]
+    assert together.qualifiers(probs, pooled, 0) == f", {NEITHER_WORDS}"
+    assert together.qualifiers(probs, pooled, 0, weak_below=0.99) == f", weak, {NEITHER_WORDS}"
+    assert together.qualifiers(probs, pooled, 1) == ""
+    line = core.verdict_line(probs, 0, CLASSES, together=pooled)
+    assert line.endswith(f"Both, pooled: **glioma** ({pooled[0, 0]:.0%}, {NEITHER_WORDS})"), line
+    assert NEITHER_WORDS not in core.verdict_line(probs, 1, CLASSES, together=pooled)
+    frame = summary_table.summary_frame(["t1", "t2"], ["a.png", "b.png"], probs, CLASSES,
+                                        [[], []], pooled, together_weak_below=0.99)
+    assert frame[together.LABEL].tolist() == [
+        f"glioma ({pooled[0, 0]:.0%}, weak, {NEITHER_WORDS})", f"glioma ({pooled[1, 0]:.0%}, weak)"]
+    csv = core.predictions_frame(["upload 1", "upload 2"], probs, CLASSES, together=pooled,
+                                 together_weak_below=pooled[1].max())
+    assert csv["averaged_weak"].tolist() == [True, False]  # as predict's CSV has it
+    row = {"models": {"custom_cnn": {"label": "no_tumor"}, "mobilenetv2": {"label": "meningioma"}},
+           "together": {"label": "glioma", "probs": {"glioma": 0.45, "no_tumor": 0.3}}}
+    assert pooled_part(row, None, set())[0].endswith(f"(45%) [{NEITHER_WORDS}]")
+    row["models"]["mobilenetv2"]["label"] = "glioma"
+    assert NEITHER_WORDS not in pooled_part(row, None, set())[0]

@@ -236,7 +236,8 @@ if good:
     frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good], flags,
-                                   together=results.together, withheld=hidden, failed=failed)
+                                   together=results.together, withheld=hidden, failed=failed,
+                                   together_weak_below=results.together_weak_below)
     # the caption over the downloads, and the downloads in a row that wraps: in columns of
     # 3:1:1 the two buttons overlapped at a projector's size (a lecturer's review, 911 px)
     c1 = st.container()
@@ -292,7 +293,8 @@ if results is not None and results.probs:
                                 format_func=orders.__getitem__, width=views.SELECT_WIDTH["sort"])
         summary = summary_table.summary_frame(thumbs, names, results.probs, class_names, flags,
                                              results.together, hidden,
-                                             refs=[u.ref for u in good])
+                                             refs=[u.ref for u in good],
+                                             together_weak_below=results.together_weak_below)
         summary_table.draw_summary(
             summary.iloc[summary_table.sort_order(order_by, names, results.probs, flags)],
             "file", label=f"Summary of the analysed images, sorted by {orders[order_by]}")

@@ -153,16 +153,21 @@ def pooled_part(row: Mapping[str, Any], folders: Mapping[str, list[str]] | None,
                 seen: set[str]) -> list[str]:
     """["averaged: glioma (84%) [weak answer (low confidence)]"]: the models' answer together
     (`evaluate.together`, a row's "together"), the field `predict` and `explain` print after
-    the models'; [] for a row without one (one model)."""
+    the models', "[neither model's answer]" where it is a class no model answered
+    (`together.neither`); [] for a row without one (one model)."""
     from pipeline.cli.class_folders import answer_words
-    from pipeline.names import TOGETHER_COLUMN, percent
+    from pipeline.names import NEITHER_WORDS, TOGETHER_COLUMN, percent
 
     pooled = row.get("together")
     if not pooled:
         return []
+    # a model's answer: predict's "label", explain's "predicted"
+    third = all(m.get("label", m.get("predicted")) != pooled["label"]
+                for m in (row.get("models") or {}).values())
     return [f"{TOGETHER_COLUMN}: {answer_words(pooled['label'], folders or {}, seen)} "
             f"({percent(max(pooled['probs'].values()))})"
-            + warning_tags({"weak": pooled.get("weak")}, seen)]
+            + warning_tags({"weak": pooled.get("weak")}, seen)
+            + (f" [{NEITHER_WORDS}]" if third else "")]
 
 
 def warning_legend(seen: set[str], splits: set[str] | frozenset[str] = frozenset(),

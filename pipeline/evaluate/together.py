@@ -31,7 +31,7 @@ import numpy as np
 from pipeline import run_files
 from pipeline.artifacts import ArtifactError, read_json
 from pipeline.calibration import apply_temperature, fit_temperature, low_confidence
-from pipeline.names import NO_TUMOR, TOGETHER_LABEL, display_name
+from pipeline.names import NEITHER_WORDS, NO_TUMOR, TOGETHER_LABEL, display_name
 
 # scipy and scikit-learn are imported by `fit` and `summary` only: `predict` and the dashboard's
 # cards pool every answer (`combine`, `read_pool`), and those imports cost them about 1 s
@@ -60,6 +60,25 @@ def combine(probs: Mapping[str, np.ndarray], temperature: float | None = None) -
     z -= z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def neither(probs: Mapping[str, np.ndarray], pooled: np.ndarray) -> np.ndarray:
+    """Per image ((N,) bool), whether the pooled answer is a class none of the models answered:
+    averaging can favour a class every model put second (on the main run's test split, 2 of the
+    66 images the models disagree on; none of the official run's 79)."""
+    k = np.asarray(pooled).argmax(axis=-1)
+    return np.all([np.asarray(p).argmax(axis=-1) != k for p in probs.values()], axis=0)
+
+
+def qualifiers(probs: Mapping[str, np.ndarray], pooled: np.ndarray, i: int,
+               weak_below: float | None = None) -> str:
+    """What is said beside image `i`'s pooled answer, after its confidence: ", weak" below
+    `weak_below` (its validation threshold; None: not measured), ", neither model's answer"
+    (`neither`); "" for none. The card's answer line, the summary table and the slices'."""
+    p = np.asarray(pooled)[i]
+    weak = weak_below is not None and float(p.max()) < weak_below
+    third = bool(neither({m: np.asarray(a)[i:i + 1] for m, a in probs.items()}, p[None])[0])
+    return (", weak" if weak else "") + (f", {NEITHER_WORDS}" if third else "")
 
 
 def fit(probs: Mapping[str, np.ndarray], y_true: np.ndarray) -> dict[str, Any]:
