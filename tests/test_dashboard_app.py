@@ -985,6 +985,11 @@ def test_drawn_test_images_are_put_away_when_another_run_trained_on_them(
     assert any("1 drawn image put away" in i.value for i in at.info), _texts(at.info)
     shown = _shown(at)
     assert drawn[0] not in shown and drawn[1] in shown
+    # the rerun once the new run's models have loaded took the note away after a few seconds
+    at.run()
+    assert any("1 drawn image put away" in i.value for i in at.info), _texts(at.info)
+    at.button(key="sample_draw").click().run()  # drawn again: the note is done
+    assert not any("put away" in i.value for i in at.info), _texts(at.info)
 
 
 # The errors the Error analysis tests page through: the copy's predictions.csv files say these

@@ -32,6 +32,7 @@ from pipeline.data.discovery import folders_by_class
 from pipeline.known_data import trained_on_sartaj
 
 SAMPLES_KEY = "predict_samples"
+PUT_AWAY_KEY = "predict_samples_put_away"  # the note on drawn images a switch of run put away
 PAGE_KEY = "predict_page"  # the page selector: which page of cards is shown
 SORT_KEY = "predict_summary_sort"  # the summary's order (`summary_table.sort_choices`)
 
@@ -109,10 +110,12 @@ with sample_col:
                 picks = np.random.default_rng().choice(len(pool), min(count, len(pool)),
                                                        replace=False)
                 st.session_state[SAMPLES_KEY] = [pool[int(k)] for k in picks]
+                st.session_state.pop(PUT_AWAY_KEY, None)  # drawn again: the note is done
             else:
                 st.info(f"The test split has no '{F.class_name(choice)}' image.")
         if st.session_state.get(SAMPLES_KEY) and b2.button("Clear", key="sample_clear"):
             st.session_state[SAMPLES_KEY] = []
+            st.session_state.pop(PUT_AWAY_KEY, None)
         note = runinfo.test_paths_note(e["path"] for e in entries)
         st.caption(f"Images this run's models never trained on. {note}".strip()
                    + (f" {SARTAJ_DRAW_NOTE}" if trained_on_sartaj(run.manifest) else ""))
@@ -130,9 +133,13 @@ if any(e.get("path") not in in_test for e in samples):
     gone = sum(e.get("path") not in in_test for e in samples)
     samples = [e for e in samples if e.get("path") in in_test]
     st.session_state[SAMPLES_KEY] = samples
-    st.info(f"{gone} drawn image{'s' if gone > 1 else ''} put away: drawn from another run's "
-            "test split, not in this run's. Draw test images again for this run.",
-            icon=":material/swap_horiz:")
+    # said until images are drawn again: the rerun once the new run's models have loaded
+    # (about 16 s after the switch) took it away, and a presenter saw the images just gone
+    st.session_state[PUT_AWAY_KEY] = (
+        f"{gone} drawn image{'s' if gone > 1 else ''} put away: drawn from another run's test "
+        "split, not in this run's. Draw test images again for this run.")
+if put_away := st.session_state.get(PUT_AWAY_KEY):
+    st.info(put_away, icon=":material/swap_horiz:")
 if why:  # the data folder is not reachable here: the samples cannot be read (the picker says)
     samples = []
 if samples and data_dir:
