@@ -287,9 +287,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
     name -> SHA-256 of the model file)."""
     # `fold`: what is drawn after an image that may be no MRI goes into its expander
     with st.container(border=True, key=f"{prefix}_card_{i}"), contextlib.ExitStack() as fold:
-        # "· upload 3", as the CSV and the PDF name it: the dataset's folders share names
+        # "· upload 3", as the CSV and PDF name it (folders share names); a slice's place once
         title = f"**{core.literal(upload.name)}**" + (
-            f" · {upload.ref}" if upload.ref.startswith("upload ") else "")
+            f" · {upload.ref.partition(' · ')[0]}" if upload.ref.startswith("upload ") else "")
         if upload.true_label:
             title += f" · true class: **{F.class_name(upload.true_label)}**"
         # a heading (h3, drawn small by static/layout.css): a screen reader's user jumps from

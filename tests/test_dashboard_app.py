@@ -1935,6 +1935,9 @@ def test_a_series_slider_is_drawn_with_its_card_and_keeps_its_slice_across_pages
     at.select_slider(key=key).set_value(3).run()
     _ok(at)
     assert "scan.dcm · slice 3 of 3" in _shown(at)
+    # the card's title says the slice once ("… · slice 3 of 3 · upload 6 · slice 3 of 3")
+    title = next(str(t.value) for t in at.subheader if "scan.dcm" in str(t.value))
+    assert title.count("slice 3 of 3") == 1 and f"upload {per_page + 2}" in title, title
     at.radio(key="predict_page").set_value(1).run()  # away: the slider is not drawn...
     _ok(at)
     with pytest.raises(KeyError):
