@@ -286,7 +286,7 @@ def refuse_blank(image: np.ndarray, label: str) -> np.ndarray:
 
 
 # why a blank slice of a series has no answer ("scan.dcm · slice 3 of 20: <this>")
-BLANK_SLICE = "blank (one flat grey level), not analysed"
+BLANK_SLICE = "blank (almost all one grey level), not analysed"
 
 
 def blank_failure(reason: str) -> str | None:

@@ -50,7 +50,7 @@ import numpy as np
 BLANK_SPREAD = 8
 # the end of every "nothing to classify" refusal: a blank file, a series of blank slices
 # (`images.blank_failure` tells them from unreadable files by it)
-BLANK_WHY = "(one flat grey level): nothing in it to classify"
+BLANK_WHY = "(almost all one grey level): nothing in it to classify"
 BLANK_REASON = f"a blank image {BLANK_WHY}"
 SIDE = 256  # the long side features are measured at: thresholds are in this frame's pixels
 WHITE = 250  # grey level counted as clipped white
@@ -164,8 +164,10 @@ def t2_by_times(echo_ms: float | None, inversion_ms: float | None) -> bool:
 
 
 def is_blank(image: np.ndarray) -> bool:
-    """Whether `image` (grey or RGB, uint8) is one flat grey level, up to `BLANK_SPREAD`: no
-    anatomy to classify (an empty padding slice of a series, a white or black square)."""
+    """Whether `image` (grey or RGB, uint8) is almost all one grey level: its 0.5th to 99.5th
+    percentiles at most `BLANK_SPREAD` apart (a review's black square with a small grey patch
+    was called "one flat grey level", untrue of it), so no anatomy to classify (an empty
+    padding slice of a series, a white or black square)."""
     g = np.asarray(image)
     if g.ndim == 3:  # structure in any channel counts
         g = np.maximum(np.maximum(g[..., 0], g[..., 1]), g[..., 2]) if g.shape[2] >= 3 else (

@@ -239,8 +239,8 @@ class Predictor:
         H×W×3 or H×W arrays or Pillow images, one of them, or an (N, H, W, 3) batch. Pixels
         are 0-255 (uint8, or any number type); 0-1 floats and high-bit ranges are mapped as
         `pixels.array_to_uint8` says. ImageError (naming the image by its place, from 1) for an
-        array that is no image, smaller than `images.MIN_SIDE` a side, or blank (one flat grey
-        level), as the CLI refuses such files."""
+        array that is no image, smaller than `images.MIN_SIDE` a side, or blank (almost all one
+        grey level), as the CLI refuses such files."""
         imgs = [checked_image(im, k) for k, im in enumerate(image_list(imgs))]
         prepared = [geometry.prepare_for(im, self.prepare_specs()) for im in imgs]
         result = {}

@@ -99,8 +99,8 @@ def parse_slice_name(name: str) -> SliceName | None:
 
 
 def blank_note(unit: str, places: Sequence[int], total: int) -> str:
-    """A series' blank slices, left out, in one clause: "slices 1 and 5 of 5 are blank (one
-    flat grey level), not analysed" (the dashboard's series note, `predict`'s and `explain`'s
+    """A series' blank slices, left out, in one clause: "slices 1 and 5 of 5 are blank (almost
+    all one grey level), not analysed" (the dashboard's series note, `predict`'s and `explain`'s
     line per series)."""
     verb = "are" if len(places) > 1 else "is"
     return f"{places_words(unit, places)} of {total} {verb} {images.BLANK_SLICE}"

@@ -2101,7 +2101,7 @@ def test_a_nifti_volume_upload_gets_the_series_slider(artifacts: Path, smoke_run
     assert (list(map(int, slider.options)), int(slider.value)) == ([1, 2, 3], 2)
     shown = _shown(at)
     assert "scan.nii.gz · slice 2 of 4" in shown
-    assert "slice 4 of 4 is blank (one flat grey level), not analysed" in shown
+    assert "slice 4 of 4 is blank (almost all one grey level), not analysed" in shown
     assert list(_frame(at, "slice")["slice"]) == ["slice 1", "slice 2", "slice 3"]
     # the volume's affine says whose right is where: the colour scale's caption says so too
     from dashboard import figures as F

@@ -112,6 +112,10 @@ def test_a_flat_image_is_blank_and_a_phantom_slice_is_not():
     line[:, 7] = 250  # one bright column in an odd place: 1 % of the pixels
     assert not is_blank(line)
     assert not is_blank(_head(rim=255, rim_width=12, band=45, band_width=6))
+    # a small patch is blank too, and the reason does not call it one flat level (a review)
+    patch = np.zeros((512, 512), np.uint8)
+    patch[:10, :10] = 30
+    assert is_blank(patch) and "almost all one grey level" in BLANK_REASON
 
 
 def test_blank_percentiles_from_the_histogram_are_numpys():

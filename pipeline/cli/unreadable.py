@@ -64,8 +64,8 @@ class UnreadableReport:
     them. Each line is printed when the next failure or `close` shows its group has ended.
     A series whose slices all fail as blank is one line naming the file ("flat.dcm: all 3
     slices are blank ..."). A series' blank slices left out beside answered ones are one note
-    per series, printed by `finish` ("scan.dcm: slices 1 and 5 of 5 are blank (one flat grey
-    level), not analysed"), as the dashboard says it (`series.blank_note`): they were a
+    per series, printed by `finish` ("scan.dcm: slices 1 and 5 of 5 are blank (almost all one
+    grey level), not analysed"), as the dashboard says it (`series.blank_note`): they were a
     "cannot read" line each, and made the command exit 1."""
 
     def __init__(self) -> None:
