@@ -12,20 +12,25 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from dashboard.slice_warnings import (  # the card's warnings about the image itself
+    COLOUR_WARNING,
+    ct_warning,
+    photo_warning,
+    small_warning,
+    t2_warning,
+)
+from dashboard.slice_warnings import CT_WARNING as CT_WARNING  # re-exported, as before
+from dashboard.slice_warnings import PHOTO_WARNING as PHOTO_WARNING
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY
 from pipeline.data.membership import seen_tag
 from pipeline.evaluate.flags import (
     FLAG_LABELS,
-    FLAG_MEANINGS,
-    ct_header_meaning,
     flag_meaning,
     no_tumour_caution,
     no_tumour_record,
-    t2_tumours,
 )
 from pipeline.explain.agreement import APART_MESSAGE
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
-from pipeline.modality import is_small
 from pipeline.names import NO_TUMOR, class_label, display_name
 from pipeline.ood import FAR
 from pipeline.sequence import hint_said
@@ -293,57 +298,6 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                           + _disagreement_record(probs, measured), "disagree"))
     # far before "no tumour is no rule-out" too: the CSV's warnings put the caution first
     return flags[:lead] + fars + flags[lead:] + unlikes + weaks
-
-
-# the CLI's legend line for "[may be CT, not MRI]", as one sentence beside an answer
-CT_WARNING = f"This slice {FLAG_LABELS['ct']}: {FLAG_MEANINGS['ct']}."
-
-
-def ct_warning(sartaj: bool = False, n_models: int = 2, header: bool = False) -> str:
-    """`CT_WARNING`, in the Sartaj data's words for a run trained on it, said of `n_models`;
-    where the file's DICOM header said CT (`header`), as a fact (`ct_header_meaning`)."""
-    if header:
-        return f"This slice is CT, not MRI: {ct_header_meaning(sartaj, n_models)}."
-    return f"This slice {FLAG_LABELS['ct']}: {flag_meaning('ct', sartaj, n_models)}."
-
-
-def small_warning(image_size: str | None, n_models: int = 2,
-                  input_sides: Sequence[int] = ()) -> str | None:
-    """"Small image (32 × 32 pixels): …", the CLI's "[small image …]" legend as a card's
-    sentence, for an image ("WxH", `names.size_label`) that `modality.is_small` calls small
-    beside the models' `input_sides`; None otherwise. A 32 px thumbnail got "glioma 94%" with
-    no word of its size (a presenter's review)."""
-    try:
-        w, h = (int(v) for v in str(image_size).split("x"))
-    except ValueError:
-        return None
-    if not is_small(np.zeros((h, w, 0)), input_sides):
-        return None
-    return f"Small image ({w} × {h} pixels): {flag_meaning('small', n_models=n_models)}."
-
-
-def t2_warning(sartaj: bool = False, n_models: int = 2,
-               measured: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """The CLI's legend line for "[may be T2 or FLAIR, not T1]" as a card's sentence, then what
-    the run measured (flags.json's "models", `measured`: " On this run's test images 44 tumours
-    lay on slices that may be T2 or FLAIR, not T1: Custom CNN named 43% of them right …",
-    `evaluate.flags.t2_tumours`), where it did."""
-    words = t2_tumours(measured or {}, {m: display_name(m) for m in measured or {}})
-    return (f"This slice {FLAG_LABELS['t2']}: {flag_meaning('t2', sartaj, n_models)}."
-            + (f" On this run's test images {words}." if words else ""))
-
-
-# and for "[looks like a photo of a screen or film]"
-PHOTO_WARNING = f"This image {FLAG_LABELS['photo']}: {FLAG_MEANINGS['photo']}."
-
-
-def photo_warning(n_models: int = 2) -> str:
-    """`PHOTO_WARNING` said of `n_models` models ("what the model sees" for one)."""
-    return f"This image {FLAG_LABELS['photo']}: {flag_meaning('photo', n_models=n_models)}."
-
-
-COLOUR_WARNING = ("This is a colour image, and MRI slices are greyscale: it may not be an MRI "
-                  "slice at all. If it is not, no answer or heatmap here means anything.")
 
 
 def _disagreement_record(probs: Mapping[str, np.ndarray],
