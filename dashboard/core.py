@@ -93,7 +93,7 @@ class Upload:
     # shrinking for display (averaging greys colour noise): one verdict for both models
     colour: bool = False
     # a slice that may be CT, not MRI (`modality.may_be_ct`, on the decoded file; a DICOM
-    # header naming CT or MR, `modality`, settles it): a hint
+    # header naming CT, MR or another modality, `modality`, settles it): a hint
     ct: bool = False
     # a tinted photo of a screen or film (`modality.looks_like_photo`, on the decoded file)
     photo: bool = False

@@ -15,6 +15,7 @@ import numpy as np
 from dashboard.slice_warnings import (  # the card's warnings about the image itself
     COLOUR_WARNING,
     ct_warning,
+    modality_warning,
     photo_warning,
     small_warning,
     t2_warning,
@@ -28,6 +29,7 @@ from pipeline.evaluate.flags import (
     flag_meaning,
     no_tumour_caution,
     no_tumour_record,
+    not_mri_kind,
 )
 from pipeline.explain.agreement import APART_MESSAGE
 from pipeline.explain.alarm import OUTSIDE_HEAD_MESSAGE, SHORTCUT_TOP, outside_share_words
@@ -147,11 +149,12 @@ def image_warnings(answers: Sequence[str], heatmaps: Sequence[str] = (), seen_no
 
 
 # the kinds that say the image may be no brain MRI at all (or, a photo of a screen or film, no
-# MRI export): its card has no agreement badge, and its answers and heatmaps are folded behind
+# MRI export; "modality": its DICOM header names another kind of imaging, `modality_warning`):
+# its card has no agreement badge, and its answers and heatmaps are folded behind
 # "Show the answers anyway". "photo" replaces "colour" on a tinted photo, which led the card
 # as a colour image before the photo check existed. "far": a model finds it far unlike its
 # training data (`ood.FAR`), as pure noise is: it got "no tumour (78%)" beside a mere "unlike"
-NOT_MRI_KINDS = ("colour", "ct", "photo", "far")
+NOT_MRI_KINDS = ("modality", "colour", "ct", "photo", "far")
 
 
 def leading_flags(answers: Sequence[str], models: Sequence[str]) -> list[str]:
@@ -200,21 +203,22 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
                  tumour_records: Mapping[str, Mapping[str, Any] | None] | None = None,
                  ct: bool | str = False, photo: bool = False, sartaj: bool = False,
                  t2: bool = False, input_sides: Sequence[int] = ()) -> list[str]:
-    """Plain-words warnings about image i's answers: a tinted photo of a screen or film
-    (`photo`, `modality.looks_like_photo`; it says what the colour warning would, which it
-    replaces), a colour image (`colour`: MRI slices are
-    greyscale, `evaluate.flags.is_colour`), a slice that may be CT (`ct`,
-    `modality.looks_like_ct`), one that may be T2 or FLAIR (`t2`, `pipeline.sequence`; with
-    how its test answers fared, from `flag_accuracy`), weak confidence (below the model's
-    validation threshold), an image unlike the model's training data (`unlike`: per model its
+    """Plain-words warnings about image i's answers: a DICOM header naming another kind of
+    imaging than MRI (`ct` its code, `inference.ct_said`; the file's own word, first), a tinted
+    photo of a screen or film (`photo`, `modality.looks_like_photo`; it says what the colour
+    warning would, which it replaces), a colour image (`colour`: MRI slices are greyscale,
+    `evaluate.flags.is_colour`), a slice that may be CT (`ct`, `modality.may_be_ct`; "header":
+    its DICOM header says so), one that may be T2 or FLAIR (`t2`, `pipeline.sequence`; with how
+    its test answers fared, from `flag_accuracy`), weak confidence (below the model's validation
+    threshold), an image unlike the model's training data (`unlike`: per model its
     `ood.OodModel.levels` level; with the model's accuracy on shifted copies of its test split,
-    when measured) or far unlike it (`ood.FAR`), every "no tumour" answer (it cannot
-    rule a tumour out; with how often the model's test answers "no tumour" were right, from
+    when measured) or far unlike it (`ood.FAR`), every "no tumour" answer (it cannot rule a
+    tumour out; with how often the model's test answers "no tumour" were right, from
     `tumour_records`: per model, metrics.json's `tumor_vs_no_tumor`; and, for an image whose
     pixel size (`image_size`, "WxH") is not the training split's commonest, how many fewer
     tumours the model found at other sizes when that is clearly fewer, `by_size`), and
-    disagreement between the models. `flag_accuracy` (flags.json's "models", when measured)
-    adds how often the weak test answers were right. For images unlike the training data it
+    disagreement between the models. `flag_accuracy` (flags.json's "models", when measured) adds
+    how often the weak test answers were right. For images unlike the training data it
     does not: the flagged test images were real MRI of another source, right about as often as
     the others, and said beside a photo or noise that read as reassurance. `sartaj`: a run
     trained on the Sartaj data (`known_data.trained_on_sartaj`): warnings may say its facts."""
@@ -223,9 +227,12 @@ def answer_flags(probs: Mapping[str, np.ndarray], i: int, low_below: Mapping[str
     # "far unlike" among them), "no tumour" is no rule-out, the models disagree, then per model
     # unlike the training data and weak.
     n_models = len(probs) or 2  # the card's models: "the model" for a one-model run
-    flags = ([Flag(photo_warning(n_models), "photo")] if photo  # `evaluate.flags.SAID_BY`
-             else [Flag(COLOUR_WARNING, "colour")] if colour else [])
-    if ct:  # `modality.may_be_ct`: a hint, worded as one, or ("header") the file's own word
+    # first, a DICOM header naming another modality than MRI (`ct` its code): the file's word
+    flags = ([Flag(modality_warning(ct, n_models), "modality")]
+             if not_mri_kind(ct) == "modality" else [])
+    flags += ([Flag(photo_warning(n_models), "photo")] if photo  # `evaluate.flags.SAID_BY`
+              else [Flag(COLOUR_WARNING, "colour")] if colour else [])
+    if not_mri_kind(ct) == "ct":  # `may_be_ct`: a hint, worded as one, or ("header") a fact
         flags.append(Flag(ct_warning(sartaj, n_models, header=ct == "header"), "ct"))
     lead = len(flags)  # a model's "far unlike" goes here, with the other "may be no MRI" ones
     measured = flag_accuracy or {}

@@ -21,7 +21,7 @@ from dashboard import core, layer_names, loader, records
 from pipeline import sequence
 from pipeline.artifacts import Run, crop_head
 from pipeline.known_data import trained_on_sartaj
-from pipeline.modality import DICOM_CT
+from pipeline.modality import DICOM_CT, not_mri_words
 from pipeline.names import HEATMAP_ALPHA, class_index, size_label
 
 TRUE_CLASS = "true class"  # Settings.target: each test image's own class (Error analysis)
@@ -92,7 +92,8 @@ class Results:
     # model took for it when it was computed before (all its results came from the store)
     earlier: list[float | None] = field(default_factory=list)
     colour: list[bool] = field(default_factory=list)  # per good image: `core.Upload.colour`
-    # per good image: `core.Upload.ct`, "header" where its DICOM header said CT
+    # per good image: `core.Upload.ct`, "header" where its DICOM header said CT, or the code of
+    # another kind of imaging its header names (`ct_said`)
     ct: list[bool | str] = field(default_factory=list)
     photo: list[bool] = field(default_factory=list)  # per good image: `core.Upload.photo`
     t2: list[bool | None] = field(default_factory=list)  # per good image: `core.Upload.t2`
@@ -219,7 +220,10 @@ def explain(run: Run, predictor: Any, explainers: dict[str, Any], uploads: Seque
 
 def ct_said(upload: core.Upload) -> bool | str:
     """Whether `upload` may be CT: "header" where its DICOM header says so (the card then says
-    it as a fact, not a look), else `Upload.ct`."""
+    it as a fact, not a look), else `Upload.ct`; or, where its header names another kind of
+    imaging than MRI (`modality.not_mri_words`), that code ("US"): the card says so first."""
+    if not_mri_words(upload.modality):
+        return upload.modality
     return "header" if upload.ct and upload.modality == DICOM_CT else upload.ct
 
 

@@ -1,5 +1,5 @@
 """The card's warnings about the image itself, not its answers, in plain words: that it is no
-MRI (CT, a photo of a screen or film, a colour image),
+MRI (a DICOM header naming another modality, CT, a photo of a screen or film, a colour image),
 that it is small, that it may be T2 or FLAIR. Each is the CLI's legend line for its tag as one
 sentence (`evaluate.flags.flag_meaning`), said of the card's one model or two. Pure functions;
 `dashboard.flags.answer_flags` puts them on the card (and re-exports them).
@@ -17,10 +17,21 @@ from pipeline.evaluate.flags import (
     FLAG_MEANINGS,
     ct_header_meaning,
     flag_meaning,
+    modality_header_meaning,
     t2_tumours,
 )
 from pipeline.modality import is_small
 from pipeline.names import display_name
+
+
+def modality_warning(dicom_modality: str, n_models: int = 2) -> str:
+    """"This file is not MRI: its DICOM header names the modality ultrasound (US); …": the
+    file's own word where its header names an acquisition other than MRI or CT
+    (`modality.not_mri_words`, `evaluate.flags.modality_header_meaning`), as a fact, as
+    `ct_warning` says a header's CT; "" for any other code."""
+    said = modality_header_meaning(dicom_modality, n_models)
+    return f"This file is not MRI: {said}." if said else ""
+
 
 # the CLI's legend line for "[may be CT, not MRI]", as one sentence beside an answer
 CT_WARNING = f"This slice {FLAG_LABELS['ct']}: {FLAG_MEANINGS['ct']}."

@@ -207,7 +207,7 @@ def captioned_picture(img: np.ndarray, upload: core.Upload, j: int, results: Res
     lines = overlay_caption(m, entry, upload.seen_split or None, upload.seen_exact,
                             disagree=len(answers) > 1,
                             apart=card_flags.heatmaps_apart(results, j) is not None,
-                            may_be_ct=j < len(results.ct) and bool(results.ct[j]),
+                            may_be_ct=j < len(results.ct) and results.ct[j],
                             may_be_t2=j < len(results.t2) and bool(results.t2[j]),
                             outline=OUTLINE_PERCENT if outline else None,
                             far_models=[n for n, v in results.far(j).items() if v],

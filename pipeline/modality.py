@@ -57,6 +57,22 @@ WHITE = 250  # grey level counted as clipped white
 RULE = {"rim_saturation": 0.40, "rim_thickness": 0.040, "inside_ratio": 0.90}
 # DICOM Modality codes that settle `may_be_ct` without the pixels (DICOM PS3.3 C.7.3.1.1.1)
 DICOM_CT, DICOM_MR = "CT", "MR"
+# The other codes of that list whose file holds an acquired image of another kind than MRI or
+# CT, in plain words (`not_mri_words`): the header says the file is no MRI, and the models
+# answer whatever they are shown. Left out on purpose, so that they warn of nothing: OT (other)
+# and SC (secondary capture), which exports, screenshots and conversions of MRI often carry;
+# codes of objects that are no image (SR, PR, KO, SEG, REG, RTSTRUCT, ...); retired codes (MA
+# and MS were MR); and any code not listed.
+NOT_MRI_MODALITIES = {
+    "PT": "PET", "NM": "nuclear medicine", "CR": "computed radiography X-ray",
+    "DX": "digital radiography X-ray", "RG": "radiographic X-ray", "MG": "mammography",
+    "BMD": "bone densitometry X-ray", "XA": "X-ray angiography", "RF": "X-ray fluoroscopy",
+    "IO": "intra-oral dental X-ray", "PX": "panoramic dental X-ray",
+    "RTIMAGE": "radiotherapy X-ray image", "US": "ultrasound", "IVUS": "intravascular ultrasound",
+    "OP": "eye photograph", "OPT": "eye tomography", "IVOCT": "intravascular optical tomography",
+    "XC": "external camera photograph", "ES": "endoscopy", "GM": "microscopy",
+    "SM": "slide microscopy", "DG": "diaphanography", "TG": "thermography",
+}
 # An MR header's echo or inversion time from which the slice is T2-weighted or FLAIR, not T1
 # (`t2_by_times`): T1-weighted spin echo uses an echo time of about 10-20 ms and MPRAGE 2-4 ms,
 # T2 80-120 ms; FLAIR nulls fluid with an inversion time of about 2000-2800 ms, where T1-FLAIR
@@ -147,12 +163,22 @@ def looks_like_ct(image: np.ndarray) -> bool:
 
 def may_be_ct(image: np.ndarray, dicom_modality: str = "") -> bool:
     """The "may be CT, not MRI" verdict on a slice: a DICOM file's header decides when it names
-    CT or MR (`dicom.modality`, `DICOM_CT` / `DICOM_MR`): the scanner wrote it, where the pixel
-    check (`looks_like_ct`) misses CT shown at a wide window and now and then flags an MRI
-    slice; any other file, or a header naming neither, is judged by its pixels."""
-    if dicom_modality in (DICOM_CT, DICOM_MR):
+    CT, MR or another acquisition (`dicom.modality`, `DICOM_CT` / `DICOM_MR`,
+    `NOT_MRI_MODALITIES`, whose own warning then speaks, `not_mri_words`): the scanner wrote
+    it, where the pixel check (`looks_like_ct`) misses CT shown at a wide window and now and
+    then flags an MRI slice; any other file, or a header naming none of them (OT, SC, none), is
+    judged by its pixels."""
+    if dicom_modality in (DICOM_CT, DICOM_MR) or not_mri_words(dicom_modality):
         return dicom_modality == DICOM_CT
     return looks_like_ct(image)
+
+
+def not_mri_words(dicom_modality: str) -> str:
+    """"ultrasound (US)": a DICOM Modality code (`dicom.modality`) naming an acquisition other
+    than MRI or CT (`NOT_MRI_MODALITIES`) in plain words, its code after them; "" for any other
+    code (MR, CT, OT, SC, an object that is no image, an unknown code) or none."""
+    name = NOT_MRI_MODALITIES.get(dicom_modality or "")
+    return f"{name} ({dicom_modality})" if name else ""
 
 
 def t2_by_times(echo_ms: float | None, inversion_ms: float | None) -> bool:

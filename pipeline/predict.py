@@ -305,7 +305,8 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
     items = list(paths)
     paths = [str(p) for p in items]
     names = list(predictor.models)
-    for start, err, colour, ct, seen, xs in _prepared_batches(predictor, items, batch, workers):
+    for start, err, colour, ct, seen, codes, xs in _prepared_batches(predictor, items, batch,
+                                                                     workers):
         *xs, x_seq = xs  # the last: as `sequence.prepare` makes it
         colour, photo = [c[0] for c in colour], [c[1] for c in colour]
         part = paths[start:start + len(err)]
@@ -330,9 +331,11 @@ def iter_predictions(predictor: Predictor, paths: Sequence[str | Path | Slice],
                                        "in_run_split": seen[i].split if seen[i] else None,
                                        "in_run_exact": seen[i].exact if seen[i] else None,
                                        "may_be_ct": ct[i][0], "small_image": ct[i][1],
+                                       # a header naming another acquisition than MRI or CT
+                                       "not_mri_modality": codes[i],  # (`not_mri_words`)
                                        "may_be_t2": sequence.hint_said(  # a header's first
-                                           ct[i][2] or t2[j], ct=ct[i][0], colour=colour[i],
-                                           photo=photo[i],
+                                           ct[i][2] or t2[j], ct=ct[i][0] or bool(codes[i]),
+                                           colour=colour[i], photo=photo[i],
                                            far=any(f["far"][j] for f in flags.values()))}
                 for name, pr in probs.items():
                     d = predictor.describe(pr[j], name)
@@ -367,12 +370,13 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
                       workers: int | None
                       ) -> Iterator[tuple[int, list[str], list[tuple[bool, bool]],
                                           list[tuple[bool, bool, bool]], list[Seen | None],
-                                          list[np.ndarray]]]:
+                                          list[str], list[np.ndarray]]]:
     """(index of the batch's first file, per file "" or why it is unusable, per file a pair:
     colour and a tinted photo (`evaluate.flags.is_colour`, `modality.looks_like_photo`), and a
     triple: may be CT (by a DICOM's header too), small, and T2 or FLAIR by a DICOM's header
     (`may_be_ct`, `is_small`, `SliceReader.with_facts`); per file the
     run's split holding it or a copy (`membership.Seen`; None: none, or the run cannot tell),
+    the DICOM code of an acquisition other than MRI or CT (`modality.not_mri_words`, else ""),
     per model the prepared (n, S, S, 3) uint8 batch, zeros where unusable, and last the batch
     as `sequence.prepare` makes it), batch after batch."""
     if batch < 1:
@@ -382,7 +386,7 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     import tensorflow as tf
 
     from pipeline.evaluate.flags import is_colour
-    from pipeline.modality import is_small, looks_like_photo, may_be_ct
+    from pipeline.modality import is_small, looks_like_photo, may_be_ct, not_mri_words
 
     specs = [*predictor.prepare_specs(), (sequence.SIDE, True)]
     blanks = [np.zeros((s, s, 3), np.uint8) for s, _ in specs]
@@ -395,25 +399,26 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
             image, facts = read.with_facts(paths[i])  # together: threads share `read`
             prepared = geometry.prepare_for(image, specs)
             found = predictor.membership.find(image) if predictor.membership else None
+            code = str(facts.get("modality") or "")
             return (b"", np.array([is_colour(image), looks_like_photo(image)]),
-                    np.array([may_be_ct(image, str(facts.get("modality") or "")),
-                              is_small(image, [s for s, _ in specs[:-1]]),
+                    np.array([may_be_ct(image, code), is_small(image, [s for s, _ in specs[:-1]]),
                               bool(facts.get("t2_header"))]),
-                    found.to_bytes() if found else b"", *prepared)
+                    found.to_bytes() if found else b"",
+                    code.encode() if not_mri_words(code) else b"", *prepared)
         except images.ImageError as exc:
             return (str(exc).encode("utf-8", "replace"), np.zeros(2, bool), np.zeros(3, bool), b"",
-                    *blanks)
+                    b"", *blanks)
         except Exception as exc:  # not the file's fault: the caller gets it, not a CSV row
             raised[i] = exc
-            return (b"", np.zeros(2, bool), np.zeros(3, bool), b"", *blanks)
+            return (b"", np.zeros(2, bool), np.zeros(3, bool), b"", b"", *blanks)
 
     def load_tf(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
         out = tf.numpy_function(load, [index],
-                                [tf.string, tf.bool, tf.bool, tf.string]
+                                [tf.string, tf.bool, tf.bool, tf.string, tf.string]
                                 + [tf.uint8] * len(specs))
-        for t in out[:4]:
+        for t in out[:5]:
             t.set_shape((2,) if t is out[1] else (3,) if t is out[2] else ())
-        for t, (s, _) in zip(out[4:], specs, strict=True):
+        for t, (s, _) in zip(out[5:], specs, strict=True):
             t.set_shape((s, s, 3))
         return tuple(out)
 
@@ -429,12 +434,13 @@ def _prepared_batches(predictor: Predictor, paths: list[str | Path | Slice], bat
     options.autotune.enabled = False
     ds = ds.with_options(options)
     start = 0
-    for err_t, colour_t, ct_t, seen_t, *xs_t in ds:
+    for err_t, colour_t, ct_t, seen_t, code_t, *xs_t in ds:
         err = [e.decode("utf-8", "replace") for e in err_t.numpy()]
         for k in range(len(err)):
             if start + k in raised:
                 raise raised[start + k]
         yield (start, err, [(bool(c), bool(p)) for c, p in colour_t.numpy()],
                [(bool(c), bool(s), bool(t)) for c, s, t in ct_t.numpy()],
-               [Seen.from_bytes(v) for v in seen_t.numpy()], [x.numpy() for x in xs_t])
+               [Seen.from_bytes(v) for v in seen_t.numpy()],
+               [c.decode() for c in code_t.numpy()], [x.numpy() for x in xs_t])
         start += len(err)

@@ -40,9 +40,12 @@ ANSWER_FLAGS = ("colour", "weak", "unlike", "far")
 # Each image's hints (predict.iter_predictions): `modality.looks_like_ct`, `pipeline.sequence`,
 # `modality.is_small`
 IMAGE_FLAGS = ("may_be_ct", "may_be_t2", "small_image")
+# Each image's DICOM code naming an acquisition other than MRI or CT ("US": predict's
+# `not_mri_modality`, `modality.not_mri_words`), empty for any other file; after the flags
+MODALITY_COLUMN = "not_mri_modality"
 # Columns added since files were first resumable: a file without them is continued with its own
 # (and each model's `<model>_far`: `later_columns`)
-LATER_COLUMNS = (f"{TOGETHER_COLUMN}_weak", *IMAGE_FLAGS)
+LATER_COLUMNS = (f"{TOGETHER_COLUMN}_weak", *IMAGE_FLAGS, MODALITY_COLUMN)
 BATCH = PREDICT_BATCH  # files per forward pass (predict.iter_predictions)
 
 T = TypeVar("T")
@@ -173,7 +176,7 @@ def header(class_names: Sequence[str], models: Sequence[str]) -> list[str]:
     # `run`: which run's models answered (a resumed file must not mix two runs' answers);
     # `in_run_split`: the run's split holding the image or a copy (`data.membership`), if any;
     # the image's own hints, as predict's lines tag them (1, 0, empty: cannot run here)
-    return [*cols, "models_agree", "error", "run", "in_run_split", *IMAGE_FLAGS]
+    return [*cols, "models_agree", "error", "run", "in_run_split", *IMAGE_FLAGS, MODALITY_COLUMN]
 
 
 def later_columns(cols: Sequence[str]) -> set[str]:
@@ -280,6 +283,8 @@ def _bad_value(cols: list[str], row: list[str]) -> str | None:
             ok = value == "" if err else value in ("0", "1")
         elif col.endswith(flags) or col in IMAGE_FLAGS or col == f"{TOGETHER_COLUMN}_weak":
             ok = value in ("", "0", "1")  # blank: not measured (a run without its OOD score)
+        elif col == MODALITY_COLUMN:  # a code as `dicom.modality` gives them ("US"), or none
+            ok = value == "" or (value.isalnum() and value == value.upper() and len(value) <= 16)
         else:
             continue
         if not ok:
@@ -321,11 +326,12 @@ def _rows(paths: Sequence[Path], results: list[dict], failures: list[tuple[str, 
             row += [pooled["label"], *[f"{pooled['probs'][c]:.6f}" for c in class_names],
                     _flag(pooled.get("weak"))]
         by_path[r["path"]] = [*row, int(r["agree"]), "", run_id, r.get("in_run_split") or "",
-                              *[_flag(r.get(k)) for k in IMAGE_FLAGS]]
+                              *[_flag(r.get(k)) for k in IMAGE_FLAGS],
+                              r.get(MODALITY_COLUMN) or ""]
     blank = [""] * (len(models) * (1 + len(class_names) + len(ANSWER_FLAGS))
                     + (2 + len(class_names) if len(models) > 1 else 0))
     for p, reason in failures:
-        by_path[p] = [p, *blank, "", reason, run_id, "", *[""] * len(IMAGE_FLAGS)]
+        by_path[p] = [p, *blank, "", reason, run_id, "", *[""] * len(IMAGE_FLAGS), ""]
     return [by_path[str(p)] for p in paths if str(p) in by_path]
 
 

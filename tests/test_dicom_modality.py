@@ -1,8 +1,10 @@
 """A DICOM file's header names its modality: "may be CT, not MRI" follows it where it says CT
 or MR. The pixel check (`modality.looks_like_ct`) misses CT shown at a wide window and now and
-then flags an MRI slice; the scanner's own word does neither. Every other file, and a header
-naming another modality or none, is judged by its pixels as before. Likewise an MR header's echo
-or inversion time raises "may be T2 or FLAIR" where the learnt hint missed it."""
+then flags an MRI slice; the scanner's own word does neither. A header naming another
+acquisition (PET, ultrasound, ...) has its own warning (`test_not_mri_modality`); every other
+file, and a header naming no acquisition (OT, SC) or none, is judged by its pixels as before.
+Likewise an MR header's echo or inversion time raises "may be T2 or FLAIR" where the learnt
+hint missed it."""
 
 from __future__ import annotations
 
@@ -59,8 +61,10 @@ def test_the_header_s_ct_or_mr_settles_it_and_anything_else_leaves_it_to_the_pix
     assert info["modality"] == "OT"
     assert looks_like_ct(ct_image) and not looks_like_ct(mr_image)  # the phantoms survive DICOM
     assert may_be_ct(mr_image, "CT") and not may_be_ct(ct_image, "MR")
-    for code in ("", "OT", "PT", "SC"):  # no word on CT or MR: the pixels decide
+    for code in ("", "OT", "SC"):  # no word on CT or MR: the pixels decide
         assert may_be_ct(ct_image, code) and not may_be_ct(mr_image, code), code
+    # another acquisition (PET): not CT, its own warning speaks (`test_not_mri_modality`)
+    assert not may_be_ct(ct_image, "PT") and not may_be_ct(mr_image, "PT")
     # the code as the header has it: padded, lower-case, absent, or no code at all
     with warnings.catch_warnings():  # pydicom warns of a code outside DICOM's rules
         warnings.simplefilter("ignore", UserWarning)

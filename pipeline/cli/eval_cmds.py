@@ -141,7 +141,7 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
     at the end (`legend_line`, `warning_legend`). After the models', the answer they give
     together ("averaged: ...", `evaluate.together`), for two models or more."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
-    from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.evaluate.flags import FLAG_LABELS, not_mri_kind, not_mri_label
     from pipeline.names import NO_TUMOR, percent
 
     for row in results:
@@ -160,9 +160,11 @@ def _print_answers(results: list[dict], seen: set[str], splits: set[str],
         if any(v["label"] == NO_TUMOR for v in row["models"].values()):
             seen.add(NO_TUMOR)  # the legend says once that it rules nothing out
         tags = []
-        if row.get("may_be_ct"):  # first: it makes every answer on the line moot
-            tags.append(f"[{FLAG_LABELS['ct']}]")
-            seen.add("ct")
+        # first: it makes every answer on the line moot (a header naming another modality
+        # than MRI, `evaluate.flags.not_mri_label`, else "may be CT")
+        if kind := not_mri_kind(not_mri := row.get("not_mri_modality") or row.get("may_be_ct")):
+            tags.append(f"[{not_mri_label(not_mri)}]")
+            seen.add(kind)
         tags += far_tag(row, own)  # so does one model's far verdict (the card withholds all)
         if row.get("small_image"):  # `modality.is_small`: the models saw it enlarged
             tags.append(f"[{FLAG_LABELS['small']}]")

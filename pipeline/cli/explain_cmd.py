@@ -225,7 +225,7 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
     `errors`: explain.json's (path, reason), whose blank slices are counted apart from the files
     that could not be read."""
     from pipeline.data.membership import SEEN_TAGS, hides_unlike, seen_tag
-    from pipeline.evaluate.flags import FLAG_LABELS
+    from pipeline.evaluate.flags import FLAG_LABELS, not_mri_kind, not_mri_label
     from pipeline.explain.agreement import APART_MEANING, APART_MESSAGE
     from pipeline.explain.methods import target_words
     from pipeline.names import NO_TUMOR, percent
@@ -250,9 +250,10 @@ def _print_explained(summary: ExplainSummary, n_models: int, out: Path, shard: s
         if any(v["predicted"] == NO_TUMOR for v in row["models"].values()):
             seen.add(NO_TUMOR)  # predict's legend line: "no tumour" rules nothing out
         tags = []  # the image's own, in a last field as predict prints them
-        if row.get("may_be_ct"):
-            tags.append(f"[{FLAG_LABELS['ct']}]")
-            seen.add("ct")
+        # as predict's: a header naming another modality than MRI, else "may be CT"
+        if kind := not_mri_kind(not_mri := row.get("not_mri_modality") or row.get("may_be_ct")):
+            tags.append(f"[{not_mri_label(not_mri)}]")
+            seen.add(kind)
         tags += far_tag(row, own)  # predict's: one model's far verdict, said of the line
         if row.get("small_image"):  # `modality.is_small`: the models saw it enlarged
             tags.append(f"[{FLAG_LABELS['small']}]")

@@ -22,7 +22,7 @@ import numpy as np
 from pipeline import artifacts, run_files
 from pipeline.calibration import LOW_CONFIDENCE_ACCURACY, read_low_confidence
 from pipeline.evaluate.predictions_file import expected_rows, read_predictions
-from pipeline.modality import SMALL_SIDE
+from pipeline.modality import SMALL_SIDE, not_mri_words
 from pipeline.names import NO_TUMOR, display_name, model_words
 from pipeline.ood import FAR, FAR_MARGIN
 
@@ -39,6 +39,7 @@ FLAG_LABELS = {  # what the warnings say, in the words the dashboard uses beside
     "unlike": "unlike the training data",
     "disagree": "the models disagree",
     "ct": "may be CT, not MRI",
+    "modality": "not MRI by its DICOM header",  # per image; a tag names it: `not_mri_label`
     "t2": "may be T2 or FLAIR, not T1",  # per image (`pipeline.sequence`, a learnt hint)
     "small": f"small image (under {SMALL_SIDE} px)",  # per image (`modality.is_small`)
     # every "no tumour" answer: never a rule-out (the caution itself: NO_TUMOUR_CAUTION)
@@ -67,6 +68,9 @@ _FLAG_TEMPLATES = {
     "unlike": "the model's out-of-distribution score is above its validation threshold, so its "
               "validation accuracy does not vouch for the answer",
     "disagree": "the two models give different answers, so at least one of them is wrong",
+    # per image: `predict` tags the image (`not_mri_label`); the card: `modality_header_meaning`
+    "modality": "its DICOM header names another kind of imaging than MRI (the tag names it); "
+                "the {models} {were} made for brain MRI, so {their} answers say nothing of it",
     # per image, not per model: `predict` tags the image (`modality.looks_like_ct`, a hint)
     # (the dashboard's card warning is this sentence too: `dashboard.flags.CT_WARNING`)
     # (said of any run; `SARTAJ_MEANINGS` for a run trained on the Sartaj data: `flag_meaning`)
@@ -121,6 +125,30 @@ def ct_header_meaning(sartaj: bool = False, n_models: int = 2) -> str:
            "made for MRI, so an answer on a CT slice says nothing of it")
     return ("its DICOM header names the scanner CT; the {models} {were} " + why).format(
         **model_words(n_models))
+
+
+def modality_header_meaning(dicom_modality: str, n_models: int = 2) -> str:
+    """"its DICOM header names the modality ultrasound (US); the models are made for brain MRI,
+    so their answers say nothing of it": a header naming another acquisition than MRI or CT
+    (`modality.not_mri_words`) as the file's own fact (the card's warning); "" otherwise."""
+    return ("its DICOM header names the modality {words}; the {models} {are} made for brain "
+            "MRI, so {their} answers say nothing of it").format(
+        words=words, are="is" if n_models == 1 else "are", **model_words(n_models)) if (
+        words := not_mri_words(dicom_modality)) else ""
+
+
+def not_mri_kind(ct: bool | str) -> str:
+    """An image's "not MRI" kind from `may_be_ct` or a code naming another acquisition
+    (`inference.ct_said`, rows' `not_mri_modality`): "modality", "ct" (truthy), or ""."""
+    return "modality" if isinstance(ct, str) and not_mri_words(ct) else "ct" if ct else ""
+
+
+def not_mri_label(ct: bool | str) -> str:
+    """The tag of `not_mri_kind(ct)`, which predict's and explain's lines and captions say
+    first: "not MRI: ultrasound (US) by its DICOM header", "may be CT, not MRI", or ""."""
+    if not_mri_kind(ct) == "modality":
+        return f"not MRI: {not_mri_words(str(ct))} by its DICOM header"
+    return FLAG_LABELS["ct"] if ct else ""
 
 
 # the sentences for two models, the default pair (the dashboard's card warnings quote them)

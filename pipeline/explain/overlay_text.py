@@ -129,7 +129,7 @@ def overlay_entry(class_names: list[str], ex: Explanation, i: int, overlay: str,
 def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None = None,
                     in_run_exact: bool | None = None, *, disagree: bool = False,
                     apart: bool = False,
-                    may_be_ct: bool = False, may_be_t2: bool = False,
+                    may_be_ct: bool | str = False, may_be_t2: bool = False,
                     outline: float | None = None,
                     run: str | None = None,
                     folders: Mapping[str, Sequence[str]] | None = None,
@@ -143,13 +143,14 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     warnings, the shortcut alarm, whether the models disagree (`disagree`) and whether their
     default heatmaps point at different places (`apart`, `agreement.maps_apart`), as explain
     prints them (an overlay travels without the console's lines; an image that may be CT,
-    `may_be_ct`, first, then one under `modality.SMALL_SIDE` px, `small`, then one that may be
-    T2 or FLAIR, `may_be_t2`), and the run's split the
-    image is in
-    (`in_run_split`, `data.membership`): a training or validation image itself, pixel for pixel
-    (`in_run_exact`), is not called "unlike the training data", as in `predict`. `run`: the
-    run's name as the dashboard's reports give it, "<title> (<run id>)": the split note names
-    it, not "this run's" (a downloaded overlay travels without the page that says which run).
+    `may_be_ct`, first (a str: a DICOM code naming another modality than MRI, said in its
+    words, `evaluate.flags.not_mri_label`; "header": CT by the header), then one under
+    `modality.SMALL_SIDE` px, `small`, then one that may be T2 or FLAIR, `may_be_t2`), and the
+    run's split the image is in (`in_run_split`, `data.membership`): a training or validation
+    image itself, pixel for pixel (`in_run_exact`), is not called "unlike the training data",
+    as in `predict`. `run`: the run's name as the dashboard's reports give it, "<title> (<run
+    id>)": the split note names it, not "this run's" (a downloaded overlay travels without the
+    page that says which run).
     `folders`: class -> the run's class folders of other names (`discovery.folders_by_class`),
     said beside the answer and the heatmap's class as `explain` prints them, "answers 'no
     tumour' (class folder: Healthy)"; a run whose folders are named as its classes: nothing.
@@ -162,7 +163,13 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     ["Custom CNN answers 'no tumour' (70%)", "Heatmap: Grad-CAM for 'glioma'",
      'Warning: "no tumour" is no rule-out; weak answer (low confidence)']
     """
-    from pipeline.evaluate.flags import FLAG_LABELS, far_label, raised_flags
+    from pipeline.evaluate.flags import (
+        FLAG_LABELS,
+        far_label,
+        not_mri_kind,
+        not_mri_label,
+        raised_flags,
+    )
     from pipeline.explain.methods import METHOD_LABELS, target_words
 
     method = METHOD_LABELS.get(entry["method"], entry["method"])
@@ -183,9 +190,11 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
     # (`far_models`, the image's; None: this model's own verdict alone)
     far = [] if hidden else list(far_models if far_models is not None
                                  else [model] if entry.get("far") else [])
-    not_mri = [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
-    # in the card's order (`card_flags.withheld`): colour or photo, CT, then far
-    not_mri += [FLAG_LABELS["ct"]] if may_be_ct else []
+    # in the card's order (`card_flags.withheld`): a header naming another modality than MRI
+    # (the file's own word), colour or photo, CT, then far
+    said = [not_mri_label(may_be_ct)] if may_be_ct else []
+    looks = [FLAG_LABELS[k] for k in raised_flags(entry) if k in ("photo", "colour")]
+    not_mri = said + looks if not_mri_kind(may_be_ct) == "modality" else looks + said
     not_mri += [far_label(far)] if far else []
     lines = [("Shown anyway (" + not_mri[0] + "): " if not_mri else "")
              + f"{display_name(model)} answers {named(entry['predicted'])} "
@@ -196,10 +205,10 @@ def overlay_caption(model: str, entry: dict[str, Any], in_run_split: str | None 
                         + ("right" if entry["predicted"] == true_label else "wrong"))
     if outline is not None:  # the line travels with the picture: say what it is
         lines.append(outline_words(outline))
-    warnings = [FLAG_LABELS["ct"]] if may_be_ct else []  # first: every answer is moot then
+    warnings = [not_mri_label(may_be_ct)] if may_be_ct else []  # first: every answer is moot
     warnings += [FLAG_LABELS["small"]] if small else []  # seen enlarged (`modality.is_small`)
     # the answer is off its ground; not said on CT, colour or a photo (`sequence.hint_said`)
-    warnings += [FLAG_LABELS["t2"]] if hint_said(may_be_t2, ct=may_be_ct,
+    warnings += [FLAG_LABELS["t2"]] if hint_said(may_be_t2, ct=bool(may_be_ct),
                                                  colour=bool(entry.get("colour")),
                                                  photo=bool(entry.get("photo")),
                                                  far=bool(far)) else []

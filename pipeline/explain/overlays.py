@@ -121,12 +121,13 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     `series.SliceReader.radiological`): its row's `radiological` is true and its caption's
     small print says so (`overlay_note`), where others say the sides are the picture's.
     `headers` (one per image): what its file says of itself (`series.HEADER_FACTS`: a DICOM
-    header's "modality" settles "may be CT", `modality.may_be_ct`; its "t2_header" raises
-    "may be T2 or FLAIR" whatever the learnt hint says).
+    header's "modality" settles "may be CT", `modality.may_be_ct`, or names another modality,
+    `not_mri_modality`; its "t2_header" raises "may be T2 or FLAIR" whatever the learnt hint
+    says).
     """
     from pipeline.calibration import apply_temperature, read_calibration
     from pipeline.evaluate.flags import answer_flags, is_colour
-    from pipeline.modality import is_small, looks_like_photo, may_be_ct
+    from pipeline.modality import is_small, looks_like_photo, may_be_ct, not_mri_words
 
     # probabilities shown as everywhere else (a damaged entry: raw, as predict shows them)
     temperatures = read_calibration(run.path, list(explainers))[0]
@@ -144,13 +145,17 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
     photo = [looks_like_photo(img) for _, img in decoded]
     ct = [may_be_ct(img, str(h.get("modality") or ""))  # as predict's
           for (_, img), h in zip(decoded, headers, strict=True)]
+    # a header naming another acquisition than MRI or CT: its code (`not_mri_words`), as predict's
+    codes = [c if not_mri_words(c := str(h.get("modality") or "")) else "" for h in headers]
     rows: list[dict[str, Any]] = [
         {"path": str(p), "overlay_base": base, "models": {},
          "in_run_split": seen.split if seen else None,
          "in_run_exact": seen.exact if seen else None, "may_be_ct": ct[i],
+         "not_mri_modality": codes[i],
          # `modality.is_small`: the models explained saw it enlarged
          "small_image": is_small(img, [int(run.model_info(m)["image_size"]) for m in explainers]),
-         "may_be_t2": sequence.hint_said(t2[i], ct=ct[i], colour=colour[i], photo=photo[i]),
+         "may_be_t2": sequence.hint_said(t2[i], ct=ct[i] or bool(codes[i]), colour=colour[i],
+                                         photo=photo[i]),
          "radiological": bool(side)}
         for i, ((p, img), base, seen, side) in enumerate(zip(
             decoded, bases, found, radiological or [False] * len(decoded), strict=True))]
@@ -212,7 +217,7 @@ def write_overlays(run: Run, explainers: dict[str, Explainer],
                 lines = overlay_caption(name, entry, row["in_run_split"], row["in_run_exact"],
                                         disagree=row["agree"] is False,
                                         apart=row["peaks_apart"] is not None,
-                                        may_be_ct=row["may_be_ct"],
+                                        may_be_ct=row["not_mri_modality"] or row["may_be_ct"],
                                         may_be_t2=bool(row["may_be_t2"]), outline=outline,
                                         small=row["small_image"],
                                         run=run.report_name, folders=folders,
