@@ -90,7 +90,8 @@ def test_one_slice_left_beside_blank_ones_is_analysed_alone():
     upload = decode_upload("scan.dcm", make_dicom(_phantoms(3, blank=(0, 2))))
     assert upload.ok and upload.slices is None and upload.image is not None
     assert upload.note == ("This file was adapted: only one of its 3 slices could be analysed; "
-                           "slices 1 and 3 of 3 are blank (almost all one grey level), not analysed.")
+                           "slices 1 and 3 of 3 are blank (almost all one grey level), not "
+                           "analysed.")
     many = decode_note({"frames": 20, "slices": 11, "blank": list(range(1, 10))})
     assert "slices 1 to 9 of 20 are blank" in many
     five = decode_note({"frames": 20, "slices": 15, "blank": [1, 2, 3, 4, 20]})
@@ -105,8 +106,8 @@ def test_a_series_of_blank_slices_is_refused_in_one_line(name, build):
     data = build(_phantoms(4, blank=(0, 1, 2, 3)))
     with pytest.raises(ImageError) as err:
         images.decode_slices(data, name)
-    assert str(err.value) == (f"{name}: all 4 slices are blank (almost all one grey level): nothing "
-                              "in it to classify")
+    assert str(err.value) == (f"{name}: all 4 slices are blank (almost all one grey level): "
+                              "nothing in it to classify")
     upload = decode_upload(name, data)
     assert not upload.ok and upload.error == str(err.value)
     # one blank frame alone is a blank file, as a blank PNG is
@@ -205,9 +206,10 @@ def test_predict_says_a_blank_file_is_blank_and_exits_1(tmp_path: Path, smoke_ru
         str(white), *(f"{flat} · slice {k} of 3" for k in (1, 2, 3))]
     assert "cannot read" not in result.stderr
     lines = [ln for ln in result.stderr.splitlines() if "blank" in ln]
-    assert lines == [f"{white}: a blank image (almost all one grey level): nothing in it to classify",
-                     f"{flat}: all 3 slices are blank (almost all one grey level): nothing in it to "
+    assert lines == [f"{white}: a blank image (almost all one grey level): nothing in it to "
                      "classify",
+                     f"{flat}: all 3 slices are blank (almost all one grey level): nothing in "
+                     "it to classify",
                      f"{scan}: slice 3 of 3 is {BLANK_SLICE}"]
     # a file that cannot be read still says so
     bad = tmp_path / "bad.png"

@@ -317,7 +317,7 @@ def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path
 
     cols = header(["glioma", "no_tumor"], ["custom_cnn"])
     good = ["a.png", "glioma", "0.9", "0.1", "0", "0", "", "", "1", "", "run-a", "", "0", "",
-            "0"]
+            "0", ""]
     assert len(good) == len(cols)
     out = tmp_path / "p.csv"
     torn = 'a\nb.png",glioma'  # the start of a row whose quoted name holds a newline
@@ -326,12 +326,12 @@ def test_a_torn_or_short_row_is_dropped_and_a_damaged_one_refused(tmp_path: Path
     assert _rows(out) == [dict(zip(cols, good, strict=True))]  # the torn row is gone
     out.write_text(to_csv(cols, [good[:5], good]), encoding="utf-8", newline="")
     before = out.read_bytes()
-    with pytest.raises(ValueError, match="row 2 has 5 fields, not 15: the file is damaged"):
+    with pytest.raises(ValueError, match="row 2 has 5 fields, not 16: the file is damaged"):
         _done_paths(out, cols, "run-a")
     assert out.read_bytes() == before
     # the right number of fields, but values predict never writes: refused, not counted done
     error_row = ["c.png", "", "", "", "", "", "", "", "", "cannot read", "run-a", "", "", "",
-                 ""]
+                 "", ""]
     for k, value in ((1, "glioma, probably"), (2, "1.7"), (3, "nan?"), (4, "yes"), (7, "2"),
                      (8, ""), (12, "maybe")):
         damaged = list(good)
