@@ -25,7 +25,9 @@ SARTAJ_DRAW_NOTE = (f"Some of its no-tumour images are CT ({_ALL_CT[0]} of the d
 
 
 # under the Predict page's uploader: said of any run (`ct_note`: the Sartaj data's words)
-CT_HEADER_NOTE = "A DICOM file whose header names CT or MR is judged by its header instead."
+CT_HEADER_NOTE = ("A DICOM file whose header names CT or MR is judged by its header instead; "
+                  "one naming another kind of imaging (X-ray, ultrasound, PET ...) is said "
+                  "not to be MRI.")
 CT_NOTE = ("The models were made for MRI: an answer on a CT slice says nothing of it. A card says "
            "when a slice may be CT, but that check is rough: it can miss CT. " + CT_HEADER_NOTE)
 SARTAJ_CT_NOTE = ("The training data's no-tumour class holds CT slices, so a CT slice is usually "
