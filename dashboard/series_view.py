@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dashboard import card_flags, core, inference, summary_table, views
+from dashboard import answers, card_flags, core, inference, summary_table, views
 from dashboard.flags import image_warnings
 from dashboard.inference import Settings
 from dashboard.report_pdf import report_pdf
@@ -141,7 +141,7 @@ def series_panel(i: int, upload: core.Upload, run: Run, predictor: Any,
                     summary_table.sort_order(order_by, names, results.probs, flags)],
                 "slice", label=f"Every analysed slice of {upload.name}, sorted by "
                                f"{orders[order_by]}")
-            csv = core.to_csv_bytes(core.predictions_frame(names, results.probs, class_names,
+            csv = answers.to_csv_bytes(answers.predictions_frame(names, results.probs, class_names,
                                                            warnings=flags,
                                                            together=results.together,
                                                            withheld=hidden, together_weak_below=(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.core import agreement
+from dashboard.answers import agreement
 from pipeline.evaluate.together import qualifiers as pooled_words
 from pipeline.names import TOGETHER_LABEL, class_label, display_name, percent
 

@@ -16,6 +16,7 @@ import streamlit as st
 
 from dashboard import card_flags, core, flags, layer_names, records, state
 from dashboard import figures as F
+from dashboard.answers import agreement, verdict_line
 from dashboard.inference import (
     TRUE_CLASS,
     ImageResult,
@@ -310,10 +311,9 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
                                  for m, e in results.errors.items()),
                      icon=":material/error:")
             return None
-        agree = bool(core.agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
+        agree = bool(agreement({m: p[j:j + 1] for m, p in probs.items()})[0])
         answers, shortcuts = card_flags.image_flags(results, j)
-        # what the summary table counts for this image: the boxes the card leads with and its
-        # fold's label below say the same number together
+        # what the summary counts for it: the boxes the card leads with and its fold's label
         warnings = flags.image_warnings(answers, shortcuts, upload.seen, upload.seen_split,
                                         upload.seen_exact)
         # An image that may be no brain MRI, or that every model finds unlike its training
@@ -340,7 +340,7 @@ def image_card(i: int, upload: core.Upload, j: int | None, results: Results | No
         # heatmaps below a 1280x720 screen (tests/test_dashboard_browser.py)
         pooled = results.together
         below = results.together_weak_below
-        st.markdown(core.verdict_line(probs, j, class_names, upload.true_label, pooled, below),
+        st.markdown(verdict_line(probs, j, class_names, upload.true_label, pooled, below),
                     help=None if pooled is None else records.together_help(
                         results.together_note, below))
         # Every other warning (a training image's split note, the answers', the heatmaps') in

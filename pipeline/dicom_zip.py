@@ -41,7 +41,9 @@ def decode_zip(data: bytes, label: str, max_pixels: int
     a zip of several series (a study's export) series after series, in the zip's order
     (`info["series"]`: how many, by SeriesInstanceUID).
 
-    A slice file that cannot be unpacked or decoded is left out, its place and reason in
+    Files that are not DICOM (no "DICM" marker, no .dcm name) are skipped, counted in
+    `info["not_dicom"]`; ImageError when no file is. A slice file that cannot be unpacked or
+    decoded is left out, its place and reason in
     `info["unreadable"]` (`indices` keeps the slices returned), as a multi-page TIFF's damaged
     page is: one damaged file cost the whole series. Its place is its position along the axis
     when its header can be read, else after the others. ImageError, naming the first failure,
@@ -93,9 +95,9 @@ def decode_zip(data: bytes, label: str, max_pixels: int
             continue
         found.append(_zipped_slice(blob, k, where, max_pixels, headers))
         del blob
-    if not_dicom:
-        raise ImageError(f"{label}: {not_dicom} of the {len(members)} files in the zip are not "
-                         "DICOM; upload a zip of .dcm slices only")
+    if not_dicom == len(members):  # a zip of JPEGs, say: no series in it
+        raise ImageError(f"{label}: none of the {len(members)} files in the zip is DICOM; "
+                         "upload a zip of .dcm slices")
     # A study's export holds several series (T1, T2, a localiser): each series stays
     # together, in the zip's order of series, its slices along the axis (sorted by position
     # alone, a T1 and a T2 slice alternated). Only files that gave a slice make a series or
@@ -130,6 +132,9 @@ def decode_zip(data: bytes, label: str, max_pixels: int
             # T2 or FLAIR by the times in every slice file's header (`dicom.t2_header`)
             "t2_header": bool(kept) and all(h.t2 for h in kept.values()),
             "series": max(1, len(series)),  # how many series (SeriesInstanceUID) it holds
+            # other files skipped: a PACS or CD export's README.TXT, INDEX.HTM, AUTORUN.INF
+            # (one of them refused the whole zip: a review)
+            "not_dicom": not_dicom,
             # each slice's own, for a zip of several series (`series.SliceReader.facts`)
             "slice_modality": [h.modality if h else "" for h in own],
             "slice_t2_header": [bool(h and h.t2) for h in own]}

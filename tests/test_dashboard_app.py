@@ -2149,15 +2149,17 @@ def test_dicom_series_gets_a_slice_slider_and_never_shows_identifiers(
         ("mixed.zip", mixed.getvalue(), "application/zip")]).run()
     _ok(at)
     warnings = _texts(at.warning)
-    # bad zips and non-DICOM members: one line each, in the file's card
+    # a bad zip: one line in the file's card; a zip's other files (a PACS export's README.TXT)
+    # are skipped and said so, where one refused the whole zip (a review)
     assert "broken.zip: not a readable zip file" in warnings
-    assert "mixed.zip: 1 of the 2 files in the zip are not DICOM" in warnings
+    assert "1 other file in the zip, not DICOM, was skipped" in _shown(at)
     # each series: a keyed slider over its slices, the middle one shown by default
     slider = at.select_slider(key=f"predict_slice_{hashlib.sha256(multi).hexdigest()[:16]}")
     assert (list(map(int, slider.options)), slider.value) == ([1, 2, 3], 2)
     md = _shown(at)
     assert "scan.dcm · slice 2 of 3" in md and "series.zip · slice 2 of 3" in md
-    assert len(_captions(at)) == 2 * 2  # the chosen slice of each series: both overlays
+    # the chosen slice of each series and the mixed zip's one slice: both overlays
+    assert len(_captions(at)) == 3 * 2
     slices = _frame(at, "slice")  # every slice's answers
     assert list(slices["slice"]) == ["slice 1", "slice 2", "slice 3"]
     slider.set_value(1).run()

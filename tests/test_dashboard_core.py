@@ -16,6 +16,7 @@ from PIL import Image
 
 from dashboard import (
     about_text,
+    answers,
     core,
     dataset_files,
     error_frames,
@@ -91,32 +92,32 @@ def test_uploads_have_a_lower_pixel_cap_with_a_clear_message():
 def test_predictions_frame_and_agreement():
     probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]]),
              "mobilenetv2": np.array([[0.6, 0.2, 0.1, 0.1], [0.5, 0.2, 0.2, 0.1]])}
-    assert core.agreement(probs).tolist() == [True, False]
-    frame = core.predictions_frame(["upload 1", "upload 2"], probs, CLASSES, ["glioma", None])
+    assert answers.agreement(probs).tolist() == [True, False]
+    frame = answers.predictions_frame(["upload 1", "upload 2"], probs, CLASSES, ["glioma", None])
     assert frame["custom_cnn_predicted"].tolist() == ["glioma", "pituitary"]
     assert frame["mobilenetv2_confidence"].tolist() == [0.6, 0.5]
     assert frame["models_agree"].tolist() == [True, False]
     assert frame["true"].tolist() == ["glioma", ""]
-    csv = core.to_csv_bytes(frame).decode(core.CSV_ENCODING)
+    csv = answers.to_csv_bytes(frame).decode(answers.CSV_ENCODING)
     assert csv.splitlines()[0].startswith("image,true,custom_cnn_predicted")
     back = pd.read_csv(io.StringIO(csv))
     assert back["custom_cnn_p_pituitary"].tolist() == [0.1, 0.4]
-    assert "**glioma** (70%)" in core.verdict_line(probs, 0, CLASSES)
-    marked = core.verdict_line(probs, 1, CLASSES, true_label="pituitary")
+    assert "**glioma** (70%)" in answers.verdict_line(probs, 0, CLASSES)
+    marked = answers.verdict_line(probs, 1, CLASSES, true_label="pituitary")
     assert marked.count("✓ right") == 1 and marked.count("✗ wrong") == 1
     assert marked.index("✓") < marked.index("MobileNetV2")  # the CNN is the right one
-    assert "tied" not in core.verdict_line(probs, 0, CLASSES)
+    assert "tied" not in answers.verdict_line(probs, 0, CLASSES)
     # a tie at the precision shown is said, not passed off as an answer
     tie = {"custom_cnn": np.array([[0.441, 0.05, 0.4394, 0.0696]])}
-    assert "**glioma** (44%, tied with **no tumour**)" in core.verdict_line(tie, 0, CLASSES)
+    assert "**glioma** (44%, tied with **no tumour**)" in answers.verdict_line(tie, 0, CLASSES)
     # the pooled answer is said weak below its own threshold; each model's weak answer has its
     # own warning under the line, not this mark
     pooled = np.array([[0.55, 0.2, 0.15, 0.1]])
-    line = core.verdict_line(probs, 0, CLASSES, together=pooled, together_weak_below=0.6)
+    line = answers.verdict_line(probs, 0, CLASSES, together=pooled, together_weak_below=0.6)
     assert line.endswith("Both, pooled: **glioma** (55%, weak)") and line.count("weak") == 1
-    assert "weak" not in core.verdict_line(probs, 0, CLASSES, together=pooled,
+    assert "weak" not in answers.verdict_line(probs, 0, CLASSES, together=pooled,
                                            together_weak_below=0.55)
-    assert "weak" not in core.verdict_line(probs, 0, CLASSES, together=pooled)
+    assert "weak" not in answers.verdict_line(probs, 0, CLASSES, together=pooled)
 
 
 def test_a_predictions_csv_with_its_provenance_opens_as_it_is():
@@ -127,11 +128,11 @@ def test_a_predictions_csv_with_its_provenance_opens_as_it_is():
     from dashboard import runinfo
 
     probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]])}
-    frame = core.predictions_frame(["upload 1", "upload 2"], probs, CLASSES,
+    frame = answers.predictions_frame(["upload 1", "upload 2"], probs, CLASSES,
                                    warnings=[["=a, \"quoted\"\nwarning"], []])
     notes = runinfo.report_notes("Run, v2 (r1)", "2026-12-06 03:00 UTC",
                                  {"Custom CNN": "ab" * 32}, "Not a diagnostic\ndevice.")
-    data = core.to_csv_bytes(frame, notes)
+    data = answers.to_csv_bytes(frame, notes)
     back = pd.read_csv(io.BytesIO(data))
     assert len(back) == 2 and list(back.columns[-4:]) == [
         "run", "created", "model_sha256_custom_cnn", "disclaimer"]
@@ -139,7 +140,7 @@ def test_a_predictions_csv_with_its_provenance_opens_as_it_is():
     assert back["model_sha256_custom_cnn"].tolist() == ["ab" * 32] * 2
     assert back["disclaimer"].iloc[0] == "Not a diagnostic device."  # one line per row
     assert back["custom_cnn_p_pituitary"].tolist() == [0.1, 0.4]
-    rows = list(csvlib.reader(io.StringIO(data.decode(core.CSV_ENCODING))))
+    rows = list(csvlib.reader(io.StringIO(data.decode(answers.CSV_ENCODING))))
     assert rows[0][0] == "image" and len({len(r) for r in rows}) == 1  # the header first
 
 
@@ -153,10 +154,10 @@ def test_a_download_has_a_byte_order_mark_for_excel_and_still_opens_in_pandas():
     from dashboard import runinfo
 
     probs = {"custom_cnn": np.array([[0.7, 0.1, 0.1, 0.1]])}
-    frame = core.predictions_frame(["test split Training/glioma/gliome-é.jpg"], probs, CLASSES)
+    frame = answers.predictions_frame(["test split Training/glioma/gliome-é.jpg"], probs, CLASSES)
     notes = runinfo.report_notes("Référence · Ünterschied (r1)", "2026-12-06 03:00 UTC", {},
                                  "Not a diagnostic device.")
-    data = core.to_csv_bytes(frame, notes)
+    data = answers.to_csv_bytes(frame, notes)
     assert data.startswith(codecs.BOM_UTF8) and data.count(codecs.BOM_UTF8) == 1
     for back in (pd.read_csv(io.BytesIO(data)),
                  pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")):
@@ -175,8 +176,8 @@ def test_class_labels_have_one_display_form():
     assert [class_label(c) for c in CLASSES] == ["glioma", "meningioma", "no tumour", "pituitary"]
     assert class_label("tumor") == "tumour" and class_label("some_new_class") == "some new class"
     says_none = {"custom_cnn": np.array([[0.1, 0.1, 0.7, 0.1]])}
-    assert core.verdict_line(says_none, 0, CLASSES) == "Custom CNN: **no tumour** (70%)"
-    marked = core.verdict_line(says_none, 0, CLASSES, true_label="no_tumor")
+    assert answers.verdict_line(says_none, 0, CLASSES) == "Custom CNN: **no tumour** (70%)"
+    marked = answers.verdict_line(says_none, 0, CLASSES, true_label="no_tumor")
     assert "✓ right" in marked  # compared as labels, shown as words
     summary = summary_table.summary_frame(["t"], ["a.png"], says_none, CLASSES, [[]])
     assert summary["Custom CNN"].tolist() == ["no tumour (70%)"]
@@ -186,16 +187,16 @@ def test_class_labels_have_one_display_form():
     assert shown.iloc[0].tolist() == ["no_tumor/a.jpg", "no tumour", "no tumour", "60%"]
     assert table["true"].tolist() == ["no_tumor"]  # the data itself is left alone
     # the predictions CSV keeps the labels: it is read by code, not only by people
-    csv = core.to_csv_bytes(core.predictions_frame(["upload 1"], says_none, CLASSES)).decode(
-        core.CSV_ENCODING)
+    csv = answers.to_csv_bytes(answers.predictions_frame(["upload 1"], says_none, CLASSES)).decode(
+        answers.CSV_ENCODING)
     assert "no_tumor" in csv and "no tumour" not in csv
 
 
 def test_csv_download_and_predictions_csv_neutralise_formula_file_names():
     names = ["=HYPERLINK(\"http://x\").png", "@SUM(1+1).png", "+cmd.png", "ok.png"]
     probs = {"custom_cnn": np.tile([0.7, 0.1, 0.1, 0.1], (4, 1))}
-    csv_text = core.to_csv_bytes(core.predictions_frame(names, probs, CLASSES)).decode(
-        core.CSV_ENCODING)
+    csv_text = answers.to_csv_bytes(answers.predictions_frame(names, probs, CLASSES)).decode(
+        answers.CSV_ENCODING)
     first_cells = [line.split(",")[0] for line in csv_text.splitlines()[1:]]
     assert not any(c.lstrip('"')[:1] in "=+-@" for c in first_cells), first_cells
     # predictions.csv of a run: written safe, read back exactly by the dashboard
@@ -452,7 +453,7 @@ def test_an_unreachable_dataset_is_named_from_the_manifest():
 
 def test_report_rows_carry_a_number_and_a_hash_never_a_file_name():
     probs = {"custom_cnn": np.tile([0.7, 0.1, 0.1, 0.1], (2, 1))}
-    frame = core.predictions_frame(["upload 1", "upload 2 · slice 2 of 3"], probs, CLASSES,
+    frame = answers.predictions_frame(["upload 1", "upload 2 · slice 2 of 3"], probs, CLASSES,
                                    digests=["0123456789ab", "ba9876543210"])
     assert list(frame.columns[:2]) == ["image", "sha256"] and "file" not in frame.columns
     assert frame["sha256"].tolist() == ["0123456789ab", "ba9876543210"]
@@ -794,29 +795,29 @@ def test_layer_words_and_readable_time_for_people():
 def test_agreement_note_counts_images_and_says_nothing_for_one_model():
     """The caption over the cards said "0 agreement(s)", and "1 agreement(s)" on a one-model run
     (whose agreement column is all True): a claim with nothing to agree with."""
-    assert core.agreement_note([True, False, True], 2) == "the models agree on 2 of 3"
-    assert core.agreement_note([False], 2) == "the models agree on 0 of 1"
-    assert core.agreement_note([True, True], 1) == ""
+    assert answers.agreement_note([True, False, True], 2) == "the models agree on 2 of 3"
+    assert answers.agreement_note([False], 2) == "the models agree on 0 of 1"
+    assert answers.agreement_note([True, True], 1) == ""
     # an image whose answers are hidden (it may be no MRI) is not counted, and said apart
-    assert core.agreement_note([True, True, True], 2, [False, True, True]) == (
+    assert answers.agreement_note([True, True, True], 2, [False, True, True]) == (
         "the models agree on 1 of 1 shown (2 images' answers hidden: may not be brain MRI)")
-    assert core.agreement_note([True, False], 2, [False, False]) == "the models agree on 1 of 2"
-    assert core.agreement_note([True, True], 2, [True, False]) == (
+    assert answers.agreement_note([True, False], 2, [False, False]) == "the models agree on 1 of 2"
+    assert answers.agreement_note([True, True], 2, [True, False]) == (
         "the models agree on 1 of 1 shown (1 image's answers hidden: may not be brain MRI)")
-    assert core.agreement_note([True], 2, [True]) == (
+    assert answers.agreement_note([True], 2, [True]) == (
         "no agreement counted (1 image's answers hidden: may not be brain MRI)")
 
 
 def test_restored_results_say_when_they_were_analysed_not_0_seconds():
     """A restored upload (its results from the result store) said "analysed in 0.00 s"."""
-    assert core.analysis_note(2, 1.234, [None]) == "1 of 2 file(s) analysed in 1.23 s"
-    again = core.analysis_note(2, 0.001, [0.8, 0.45])
+    assert answers.analysis_note(2, 1.234, [None]) == "1 of 2 file(s) analysed in 1.23 s"
+    again = answers.analysis_note(2, 0.001, [0.8, 0.45])
     # "on this server": the store is shared by sessions (a new one's first upload said
     # "analysed earlier" of an analysis its reader never made: a review)
     assert again == ("2 of 2 file(s) analysed earlier on this server (it took 1.25 s then) and "
                      "shown again from memory")
     assert "0.00 s" not in again
-    mixed = core.analysis_note(3, 0.9, [None, 0.4, None])
+    mixed = answers.analysis_note(3, 0.9, [None, 0.4, None])
     assert mixed == ("3 of 3 file(s) analysed in 0.90 s (1 of them analysed earlier on this "
                      "server, shown again from memory)")
     # the benchmark reads "analysed in X s" from the page (pipeline.bench.browser)
@@ -905,7 +906,7 @@ def test_probabilities_never_read_as_certainty():
     assert [percent(p) for p in (0.9951, 0.994, 0.73, 0.0051, 0.0049, 0.0)] == [
         ">99%", "99%", "73%", "1%", "<1%", "<1%"]
     probs = {"custom_cnn": np.array([[0.998, 0.001, 0.001, 0.0]])}
-    assert "**glioma** (>99%)" in core.verdict_line(probs, 0, CLASSES)
+    assert "**glioma** (>99%)" in answers.verdict_line(probs, 0, CLASSES)
     table = probability_table({"custom_cnn": probs["custom_cnn"][0]}, CLASSES)
     assert "**>99%**" in table and "<1%" in table and "100%" not in table
     page = PageModel("Custom CNN", np.zeros((4, 4, 3), np.uint8), "",
@@ -986,12 +987,12 @@ def test_an_unreadable_upload_s_csv_row_sits_in_upload_order_and_counts_stay_who
     """The Predictions CSV's row for a file that could not be read came last, whatever its
     place, and its blank count turned every other into "5.0" (a review)."""
     probs = {"custom_cnn": np.array([[0.9, 0.1], [0.2, 0.8]])}
-    frame = core.predictions_frame(["upload 1", "upload 3"], probs, ["glioma", "no_tumor"],
+    frame = answers.predictions_frame(["upload 1", "upload 3"], probs, ["glioma", "no_tumor"],
                                    digests=["a" * 12, "c" * 12], warnings=[["w"] * 5, []],
                                    withheld=["", "may be CT, not MRI"],
                                    failed=[(1, "upload 2", "b" * 12, "not an image")])
     assert list(frame["image"]) == ["upload 1", "upload 2", "upload 3"]
-    text = core.to_csv_bytes(frame).decode("utf-8-sig")
+    text = answers.to_csv_bytes(frame).decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["n_warnings"] for r in rows] == ["5", "", "0"]
     assert [r["error"] for r in rows] == ["", "not an image", ""]

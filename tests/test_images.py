@@ -684,13 +684,23 @@ def test_long_series_are_thinned_evenly():
 @pytest.mark.parametrize(("data", "match"), [
     (b"PK\x03\x04 not a zip", "s.zip: not a readable zip file"),
     (_zip({}), "the zip holds no files"),
-    (_zip({"a.dcm": make_dicom(np.zeros((16, 16), np.uint16)), "b.txt": b"notes"}),
-     r"^s.zip: 1 of the 2 files in the zip are not DICOM; upload a zip of .dcm slices only$"),
+    (_zip({"a.jpg": b"\xff\xd8 not dicom", "b.txt": b"notes"}),
+     r"^s.zip: none of the 2 files in the zip is DICOM; upload a zip of .dcm slices$"),
 ])
 def test_bad_series_zips_get_one_line(data, match):
     with pytest.raises(ImageError, match=match) as err:
         images.decode_slices(data, "s.zip")
     assert "\n" not in str(err.value)
+
+
+def test_a_zip_s_other_files_are_skipped_and_counted():
+    """A PACS or CD export holds a README.TXT, INDEX.HTM or AUTORUN.INF beside its slices: one
+    such file refused the whole zip (a review); it is skipped now, and counted for the note."""
+    ramp = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (64, 1))
+    data = _zip({"IM1.dcm": make_dicom(ramp), "IM2.dcm": make_dicom(ramp.T.copy()),
+                 "README.TXT": b"Burned by a PACS", "AUTORUN.INF": b"[autorun]"})
+    slices, info = images.decode_slices(data, "s.zip")
+    assert len(slices) == 2 and info["not_dicom"] == 2
 
 
 def test_a_dicom_frame_count_comes_from_its_header_as_decode_frames_would_return(

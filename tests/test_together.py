@@ -253,7 +253,7 @@ def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_
 
     from typer.testing import CliRunner
 
-    from dashboard import core, inference
+    from dashboard import answers, core, inference
     from pipeline.artifacts import open_run
     from pipeline.cli import app
     from pipeline.explain import Explainer
@@ -308,7 +308,7 @@ def test_predict_and_the_dashboard_show_the_pooled_answer(pooled_run: Path, tmp_
     assert results.together is not None and results.together.shape == (len(paths), 4)
     np.testing.assert_allclose(results.together, together.combine(results.probs, t), atol=1e-5)
     assert results.together_note.startswith("Averaged, the two models' answers were right on ")
-    line = core.verdict_line(results.probs, 0, CLASSES, together=results.together)
+    line = answers.verdict_line(results.probs, 0, CLASSES, together=results.together)
     assert line.count(" · ") == 2 and "Both, pooled: **" in line
     # a one-model predictor has nothing to pool
     one = Predictor(run, models=[run.model_names[0]])
@@ -440,7 +440,7 @@ def test_a_pooled_answer_neither_model_gave_is_said_so_everywhere() -> None:
     """A review found "Both, pooled: glioma" beside "no tumour" and "meningioma" (2 of the main
     run's 490 test images) while the tooltip said the pool is always one side of the
     disagreement; the summary table also dropped the pool's "weak"."""
-    from dashboard import core, summary_table
+    from dashboard import answers, summary_table
     from pipeline.cli.common import pooled_part
     from pipeline.names import NEITHER_WORDS
 
@@ -453,14 +453,14 @@ def test_a_pooled_answer_neither_model_gave_is_said_so_everywhere() -> None:
     assert together.qualifiers(probs, pooled, 0) == f", {NEITHER_WORDS}"
     assert together.qualifiers(probs, pooled, 0, weak_below=0.99) == f", weak, {NEITHER_WORDS}"
     assert together.qualifiers(probs, pooled, 1) == ""
-    line = core.verdict_line(probs, 0, CLASSES, together=pooled)
+    line = answers.verdict_line(probs, 0, CLASSES, together=pooled)
     assert line.endswith(f"Both, pooled: **glioma** ({pooled[0, 0]:.0%}, {NEITHER_WORDS})"), line
-    assert NEITHER_WORDS not in core.verdict_line(probs, 1, CLASSES, together=pooled)
+    assert NEITHER_WORDS not in answers.verdict_line(probs, 1, CLASSES, together=pooled)
     frame = summary_table.summary_frame(["t1", "t2"], ["a.png", "b.png"], probs, CLASSES,
                                         [[], []], pooled, together_weak_below=0.99)
     assert frame[together.LABEL].tolist() == [
         f"glioma ({pooled[0, 0]:.0%}, weak, {NEITHER_WORDS})", f"glioma ({pooled[1, 0]:.0%}, weak)"]
-    csv = core.predictions_frame(["upload 1", "upload 2"], probs, CLASSES, together=pooled,
+    csv = answers.predictions_frame(["upload 1", "upload 2"], probs, CLASSES, together=pooled,
                                  together_weak_below=pooled[1].max())
     assert csv["averaged_weak"].tolist() == [True, False]  # as predict's CSV has it
     row = {"models": {"custom_cnn": {"label": "no_tumor"}, "mobilenetv2": {"label": "meningioma"}},

@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import (
+    answers,
     card_flags,
     charts,
     core,
@@ -240,7 +241,7 @@ if good:
     failed = [(sum(v.ok for v in items[:k]), u.ref, runinfo.short_hash(u.digest),
                (u.error or "could not be read").removeprefix(f"{u.name}: "))
               for k, u in enumerate(items) if not u.ok]
-    frame = core.predictions_frame([u.ref for u in good], results.probs, class_names,
+    frame = answers.predictions_frame([u.ref for u in good], results.probs, class_names,
                                    [u.true_label for u in good],
                                    [runinfo.short_hash(u.digest) for u in good], flags,
                                    together=results.together, withheld=hidden, failed=failed,
@@ -251,17 +252,17 @@ if good:
     c2 = c3 = st.container(horizontal=True, wrap=True, key="predict_downloads")
     # results from the store (a restored upload, a rerun) say when they were analysed, not
     # "in 0.00 s"
-    agree = core.agreement_note(frame["models_agree"].tolist()[:len(good)], len(results.probs),
+    agree = answers.agreement_note(frame["models_agree"].tolist()[:len(good)], len(results.probs),
                                 hidden)
     c1.caption(" · ".join(filter(None, [
-        core.analysis_note(len(items), results.seconds, results.earlier), agree,
+        answers.analysis_note(len(items), results.seconds, results.earlier), agree,
         "model files (SHA-256): " + ", ".join(f"{m} {runinfo.short_hash(h)}"
                                               for m, h in hashes.items())])))
     # built when clicked, not on every rerun (what it holds is bound now)
     csv_notes = ({**notes, "probabilities": results.calibration_note}
                  if results.calibration_note else notes)
     c2.download_button("Predictions CSV",
-                       lambda frame=frame, csv_notes=csv_notes: core.to_csv_bytes(frame,
+                       lambda frame=frame, csv_notes=csv_notes: answers.to_csv_bytes(frame,
                                                                                   csv_notes),
                        file_name="predictions.csv",
                        mime="text/csv", key="predict_csv", on_click="ignore",
