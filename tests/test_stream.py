@@ -226,6 +226,13 @@ def test_cli_shards_split_a_folder_and_concatenate(smoke_run: Path, synth_data: 
     bad = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--shard", "2/2",
                           str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    # a shard with no file of the list said so (it printed nothing and exited 0: a review)
+    one = sorted(folder.rglob("*.png"))[0]
+    empty = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--run", str(smoke_run),
+                            "--shard", "1/2", str(one)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert empty.returncode == 0 and not empty.stdout.strip(), empty.stdout
+    assert "note: shard 1/2 holds none of the 1 file(s)" in empty.stderr, empty.stderr
 
 
 @pytest.mark.slow

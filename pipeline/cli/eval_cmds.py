@@ -74,6 +74,9 @@ def predict(
     inputs = scan_inputs(images_)
     report_inputs(inputs)
     paths = select_shard(inputs.files, (i, n))
+    if shard and inputs.files and not paths:  # it printed nothing and exited 0 (a review)
+        err.print(f"note: shard {shown(shard)} holds none of the {len(inputs.files)} file(s)",
+                  highlight=False, soft_wrap=True)
     run = _open_run(artifacts_dir, run_)
     names = _model_list(model, run.model_names, run.model_names, what="--model",
                         hint=f"run {run.run_id} has {', '.join(run.model_names)} (or all)")
