@@ -90,6 +90,9 @@ def bench(
         run_dir = resolve_run(artifacts_dir, run_) if run_ is not None else None
     except (BenchError, ArtifactError) as exc:
         fail(str(exc))
+    # --dashboard-only without the folder fails at once on its missing report: not created here
+    if not (dashboard_only and not out.exists()):
+        _writable_out(out)
     opts = BenchOptions(out_dir=out, quick=quick, data_dir=data, run_dir=run_dir, models=models,
                         targets=targets, max_minutes=max_minutes, repeats=repeats,
                         uploads=uploads, dashboard=dashboard, dashboard_only=dashboard_only,
@@ -112,8 +115,13 @@ def _explain_only(artifacts_dir: Path, run_: str, out: Path, repeats: int | None
 
     _check_bench_limits(None, repeats, None)
     try:
-        json_path, png_path, report = explain_methods_bench(
-            resolve_run(artifacts_dir, run_), out, repeats or 10, say=_say_dim)
+        run_dir = resolve_run(artifacts_dir, run_)
+    except ArtifactError as exc:
+        fail(str(exc))
+    _writable_out(out)
+    try:
+        json_path, png_path, report = explain_methods_bench(run_dir, out, repeats or 10,
+                                                            say=_say_dim)
     except (ArtifactError, ValueError, OSError) as exc:
         fail(str(exc))
     both = report["explain_methods"]
@@ -121,6 +129,17 @@ def _explain_only(artifacts_dir: Path, run_: str, out: Path, repeats: int | None
               f"{both['slowest_ms']:.0f} ms (target <= {report['target_ms']:.0f} ms: "
               f"{'met' if report['met'] else 'NOT met'})", highlight=False)
     sys.stdout.write(f"{json_path}\n{png_path}\n")
+
+
+def _writable_out(out: Path) -> None:
+    """Fail in one line unless --out can take the reports: checked before any measuring (a
+    read-only --out failed on the first write, after all of it: minutes to hours lost)."""
+    from pipeline.artifacts import ArtifactError, ensure_writable
+
+    try:
+        ensure_writable(out, "output folder")
+    except ArtifactError as exc:
+        fail(str(exc))
 
 
 def _check_bench_limits(max_minutes: float | None, repeats: int | None,
