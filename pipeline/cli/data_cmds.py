@@ -16,7 +16,7 @@ from pipeline.cli.common import (
     progress_bar,
     shown,
 )
-from pipeline.synth.dataset import MAX_SIZE, MIN_SIZE, PER_CLASS
+from pipeline.synth.dataset import MAX_PER_CLASS, MAX_SIZE, MIN_SIZE, PER_CLASS
 
 
 def audit(
@@ -139,7 +139,8 @@ def synth(
     out_dir: Path = typer.Argument(..., help="Folder to create (Training/, Testing/, masks/)."),
     # as `run`'s (one home: synth.PER_CLASS); it was required here and 150 there (a review)
     per_class: int = typer.Option(PER_CLASS, "--per-class",
-                                  help="Images per class (train + test)."),
+                                  help=f"Images per class (train + test), 1 to "
+                                  f"{MAX_PER_CLASS}."),
     size: int = typer.Option(256, "--size", help=f"Image side in pixels ({MIN_SIZE} to "
                              f"{MAX_SIZE})."),
     seed: int = typer.Option(0, "--seed", help="Same seed -> byte-identical images."),
@@ -152,8 +153,8 @@ def synth(
     """Write synthetic axial MRI phantoms (4 classes) with a ground-truth tumour mask per image."""
     from pipeline.synth import SynthError, generate
 
-    if per_class < 1:
-        fail(f"--per-class must be >= 1, got {per_class}")
+    if not 1 <= per_class <= MAX_PER_CLASS:  # a billion grew memory for minutes, silently
+        fail(f"--per-class must be 1 to {MAX_PER_CLASS}, got {per_class}")
     if not MIN_SIZE <= size <= MAX_SIZE:
         fail(f"--size must be {MIN_SIZE} to {MAX_SIZE}, got {size}")
     if not 0 <= test_fraction < 1:  # the library's message names its Python argument

@@ -21,6 +21,7 @@ three tumour drawers and `render_phantom`), `dataset` (argument checks, output f
 
 from pipeline.synth.dataset import (
     GENERATOR,
+    MAX_PER_CLASS,
     MAX_SIZE,
     MIN_SIZE,
     PER_CLASS,
@@ -32,6 +33,6 @@ from pipeline.synth.dataset import (
 from pipeline.synth.tumours import CLASSES, SynthError, render_phantom
 
 __all__ = [
-    "CLASSES", "GENERATOR", "MAX_SIZE", "MIN_SIZE", "PER_CLASS", "SPLITS", "VERSION",
-    "SynthError", "generate", "is_synthetic", "render_phantom",
+    "CLASSES", "GENERATOR", "MAX_PER_CLASS", "MAX_SIZE", "MIN_SIZE", "PER_CLASS", "SPLITS",
+    "VERSION", "SynthError", "generate", "is_synthetic", "render_phantom",
 ]
