@@ -32,8 +32,11 @@ def audit(
         ds = discover(data_dir)
         with progress_bar(bar=err.is_terminal) as update:
             report = run_audit(ds, progress=update)
-    except DatasetError as exc:
-        fail(str(exc))
+    except DatasetError as exc:  # e.g. no images yet: an interrupted synth says why
+        from pipeline.synth import interrupted_note
+
+        note = interrupted_note(data_dir)
+        fail(f"{exc}; the folder holds {note}" if note else str(exc))
     if as_json:  # the folder as given, as the tables head it: not this machine's absolute path
         print_json({**report, "root": str(data_dir)})
     else:
@@ -55,6 +58,9 @@ def _print_audit(r: dict, given: Path) -> None:
         out.print(shown(note), soft_wrap=True)
     if note := ignored_note(r.get("ignored_folders") or []):
         out.print(f"[yellow]{shown(note)}[/]", soft_wrap=True)
+    if r.get("interrupted_synth"):
+        out.print(f"[yellow]warning:[/] the folder holds {shown(r['interrupted_synth'])}",
+                  soft_wrap=True)
     if r.get("untrainable"):
         out.print(f"[yellow]train would refuse it:[/] {shown(r['untrainable'])}", soft_wrap=True)
     if r.get("patient_folders"):

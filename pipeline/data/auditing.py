@@ -43,9 +43,12 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
     copy in training), `cross_class_near_duplicate_groups`, `near_duplicate_method`,
     `near_duplicate_threshold`, `size_cue` (see `size_cue`), `patient_folders` (folders between
     a class folder and its images, which train keeps whole: `ImageRecord.patient`),
-    `patient_examples`, `untrainable` (why train would refuse the dataset, or None), `examples`
-    and `seconds`. Unreadable files are listed, never fatal.
+    `patient_examples`, `untrainable` (why train would refuse the dataset, or None),
+    `interrupted_synth` (`synth.interrupted_note`: an interrupted synth's partial output, or None),
+    `examples` and `seconds`. Unreadable files are listed, never fatal.
     """
+    from pipeline.synth import interrupted_note
+
     t0 = time.perf_counter()
     infos = hash_files(ds.records, progress)
     bad = [r for r in ds.records if infos[r.rel].error]
@@ -66,6 +69,7 @@ def audit(ds: Dataset, progress: Progress | None = None, examples: int = 5) -> d
         "counts": ds.counts(),
         "ignored_folders": list(ds.ignored),
         "untrainable": untrainable(ds),
+        "interrupted_synth": interrupted_note(ds.root),
         "patient_folders": len(ds.patients()),
         "patient_examples": ds.patients()[:examples],
         "unreadable": [r.rel for r in bad],

@@ -28,11 +28,12 @@ from pipeline.synth.dataset import (
     SPLITS,
     VERSION,
     generate,
+    interrupted_note,
     is_synthetic,
 )
 from pipeline.synth.tumours import CLASSES, SynthError, render_phantom
 
 __all__ = [
     "CLASSES", "GENERATOR", "MAX_PER_CLASS", "MAX_SIZE", "MIN_SIZE", "PER_CLASS", "SPLITS",
-    "VERSION", "SynthError", "generate", "is_synthetic", "render_phantom",
+    "VERSION", "SynthError", "generate", "interrupted_note", "is_synthetic", "render_phantom",
 ]

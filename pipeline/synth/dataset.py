@@ -56,11 +56,27 @@ def is_synthetic(out: str | Path) -> bool:
 
 def _is_synth_output(out: Path) -> bool:
     """Whether `out` holds a synth.json from this generator (complete or interrupted)."""
+    return _synth_meta(out) is not None
+
+
+def _synth_meta(out: Path) -> dict[str, Any] | None:
+    """`out`'s synth.json when this generator wrote it, else None."""
     try:
         meta = json.loads((out / "synth.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("generator") == GENERATOR
+        return None
+    return meta if isinstance(meta, dict) and meta.get("generator") == GENERATOR else None
+
+
+def interrupted_note(out: str | Path) -> str | None:
+    """What a folder holding an interrupted synth's partial output holds (synth.json, written
+    first, still says `"complete": false`), else None: said by `synth` and `audit` alike."""
+    meta = _synth_meta(Path(out))
+    if meta is None or meta.get("complete") is not False:
+        return None
+    return ("the partial output of an interrupted synth: not every phantom was written, so "
+            "classes may be missing or unbalanced; rerun synth with --overwrite to make the "
+            "whole set")
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
@@ -74,9 +90,10 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
         if not _is_synth_output(out):
             raise SynthError(f"refusing to write into {out}: the folder is not empty and is not "
                              "a previous synth output (no synth.json from this generator)")
-        if not overwrite:
-            raise SynthError(f"{out} already holds synthetic phantoms; pass overwrite=True "
-                             "(--overwrite) to replace them")
+        if not overwrite:  # the CLI's wording: the library's callers pass overwrite=True
+            note = interrupted_note(out)
+            raise SynthError(f"{out} holds {note}" if note else f"{out} already holds "
+                             "synthetic phantoms; rerun with --overwrite to replace them")
         # Remove only what a previous synth run writes; anything else the user put there stays.
         for name in (*SPLITS, "masks"):
             if (out / name).is_dir():
