@@ -153,6 +153,14 @@ def _check_ranges(obj: Any, ranges: dict[str, tuple[Callable[[Any], bool], str]]
             raise ConfigError(name, f"must be {allowed}, got {shown(value)}")
 
 
+def check_seed(seed: int, field: str = "seed") -> None:
+    """A seed given outside a config (`tune --seed`, named `field` in the message) under the
+    config's own rule: KerasTuner failed every trial on -1 with a traceback each (a review)."""
+    ok, allowed = _TRAIN_RANGES["seed"]
+    if not ok(seed):
+        raise ConfigError(field, f"must be {allowed}, got {shown(seed)}")
+
+
 def check_model(mc: Any) -> None:
     """A ModelConfig's types, ranges and the rules between its fields (any model)."""
     check_types(mc)

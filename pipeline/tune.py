@@ -140,7 +140,7 @@ def tune(
     import keras_tuner as kt
 
     from pipeline import data
-    from pipeline.config_rules import check_recipe
+    from pipeline.config_rules import check_recipe, check_seed
     from pipeline.fit import FitJob, fit
     from pipeline.models import build_model
     from pipeline.names import display_name
@@ -152,6 +152,8 @@ def tune(
         raise TuneError(f"unknown algorithm {algorithm!r}; choose {' or '.join(ALGORITHMS)}")
     space = search_space(model)
     cfg = cfg or TrainConfig()
+    if seed is not None:  # before any folder is made (TrainConfig checked its own)
+        check_seed(seed, "--seed")
     seed = cfg.seed if seed is None else seed
     progress = progress or (lambda d, i, n: None)
     say = say or log.info

@@ -389,7 +389,7 @@ def tune(
     as_json: bool = typer.Option(False, "--json", help="print results.json"),
 ) -> None:
     """Bounded hyper-parameter search, selected on validation accuracy (never the test split)."""
-    from pipeline.config_rules import ConfigError
+    from pipeline.config_rules import ConfigError, check_seed
     from pipeline.data import DatasetError
     from pipeline.tune import TuneError, results_markdown
     from pipeline.tune import tune as run_tune
@@ -400,6 +400,11 @@ def tune(
         fail(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     if budget < 1:
         fail(f"--budget must be at least 1 trial, got {budget}")
+    if seed is not None:  # before the profile line, as --budget (run_tune checks it too)
+        try:
+            check_seed(seed, "--seed")
+        except ConfigError as exc:
+            fail(str(exc))
     cfg = _build_config(profile_name, config, None, epochs, weights, None, [model])
     _start(cfg, config, out, [model])
     _check_trainable(data)
