@@ -244,6 +244,17 @@ def list_runs(artifacts_dir: str | Path) -> list[RunInfo]:
     return out
 
 
+def _refuse_interrupted(folder: Path) -> None:
+    """ArtifactError when `folder` is a run's temporary folder (`runs/.tmp-<id>`: no run for
+    --run, even with a manifest, which a kill during the evaluation leaves; the training's own
+    evaluation opens it with `open_run`), naming the commands that continue or remove it."""
+    if folder.name.startswith(TMP_PREFIX) and folder.is_dir():
+        from pipeline.interrupted import refusal  # it imports this module
+
+        artifacts_dir = folder.absolute().parent.parent  # "." for a bare ".tmp-<id>" in runs/
+        raise ArtifactError(refusal(artifacts_dir, folder.name[len(TMP_PREFIX):]))
+
+
 def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
     """Find a run folder from None/"latest", a run id, or a path to a run folder."""
     artifacts_dir = Path(artifacts_dir)
@@ -263,11 +274,14 @@ def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
     candidate = Path(run)
     if candidate.name == run_files.MANIFEST and candidate.is_file():  # a run's manifest given
         candidate = candidate.parent
+    _refuse_interrupted(candidate)
     if candidate.is_dir() and (candidate / run_files.MANIFEST).exists():
         return candidate
     by_id = artifacts_dir / "runs" / str(run)
     if by_id.is_dir() and not candidate.is_absolute():  # "/tmp" joined as itself
+        _refuse_interrupted(by_id)  # --run .tmp-<id>
         return by_id
+    _refuse_interrupted(artifacts_dir / "runs" / f"{TMP_PREFIX}{run}")  # said "not found"
     if candidate.is_dir():  # was "missing file manifest.json", naming no folder (a review)
         raise ArtifactError(f"{run} is not a run folder (it has no {run_files.MANIFEST}): give "
                             "a run folder, a run id or 'latest'")
@@ -408,8 +422,11 @@ def open_run(path: str | Path, artifacts_dir: str | Path | None = None) -> Run:
                             f"version of brain-mri-xai reads schema_version {SCHEMA_VERSION}"
                             + ("; update brain-mri-xai to read it" if newer else ""))
     if not manifest.get("complete"):
-        raise ArtifactError(f"run {path.name} is incomplete (interrupted?); resume it with "
-                            f"`python -m pipeline train --resume {path.name}`")
+        # `train --resume` said "already complete" to the command this named (a review)
+        raise ArtifactError(f"run {path.name} is incomplete: its manifest lacks \"complete\": "
+                            "true, which training writes last; copy the whole run again or "
+                            "train a new one (`train --resume` continues only interrupted "
+                            f"runs, kept as runs/{TMP_PREFIX}<id>)")
     for key in ("class_names", "models"):
         if not manifest.get(key):
             raise ArtifactError(f"{damaged}: no {key!r}")

@@ -77,6 +77,21 @@ def commands(run_id: str, out_arg: str = "") -> tuple[str, str]:
             f"python -m pipeline train --discard {run_id}{out_arg}")
 
 
+def refusal(artifacts_dir: str | Path, run_id: str) -> str:
+    """What opening the interrupted run `run_id` of `artifacts_dir` says (`predict --run <id>`
+    said "not found", `--run .tmp-<id>` "missing file"): the commands that continue or remove
+    it, with `--out` when the folder is not the default (`gaps.out_arg`)."""
+    from pipeline.gaps import out_arg  # gaps imports artifacts, which asks this lazily
+
+    tmp = Path(artifacts_dir) / "runs" / f"{TMP_PREFIX}{run_id}"
+    if _being_written(tmp):  # not interrupted: a live `train` builds it now
+        return (f"run {run_id!r} is being trained now (in {shown_path(tmp)}); open it once "
+                "its training has finished")
+    resume, remove = commands(run_id, out_arg(artifacts_dir))
+    return (f"run {run_id!r} is an interrupted run (its training stopped before the end): "
+            f"continue it with `{resume}`, or remove it with `{remove}`")
+
+
 def note(runs: list[Interrupted], out_arg: str = "") -> str | None:
     """The line `train` says at start about `runs` (None when there are none): each id and its
     size, and the commands that continue or remove one. `out_arg` (" --out DIR") names the
