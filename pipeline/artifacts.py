@@ -259,7 +259,10 @@ def resolve_run(artifacts_dir: str | Path, run: str | None = None) -> Path:
     """Find a run folder from None/"latest", a run id, or a path to a run folder."""
     artifacts_dir = Path(artifacts_dir)
     said = ""  # where the id came from, when not from the caller
-    if run in (None, "", "latest"):
+    if run == "":  # `--run ""` silently meant the latest run
+        raise ArtifactError("the run's name is empty: give a run folder, a run id or "
+                            "'latest'")
+    if run in (None, "latest"):
         latest = artifacts_dir / "latest"
         if not latest.is_file():
             raise ArtifactError(f"no runs yet: {latest} does not exist. Train one with "

@@ -98,3 +98,20 @@ def test_an_incomplete_manifest_names_no_resume_that_train_refuses(tmp_path) -> 
         f'run {ID} is incomplete: its manifest lacks "complete": true, which training writes '
         "last; copy the whole run again or train a new one (`train --resume` continues only "
         "interrupted runs, kept as runs/.tmp-<id>)")
+
+
+def test_an_empty_run_is_refused_not_read_as_latest(tmp_path) -> None:
+    """`--run ""` silently meant the latest run (a review of the CLI)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    art = tmp_path / "art"
+    (art / "runs" / ID).mkdir(parents=True)
+    (art / "latest").write_text(ID + "\n")
+    said = "the run's name is empty: give a run folder, a run id or 'latest'"
+    with pytest.raises(ArtifactError, match=f"^{re.escape(said)}$"):
+        resolve_run(art, "")
+    assert resolve_run(art, "latest") == resolve_run(art) == art / "runs" / ID
+    r = CliRunner().invoke(app, ["calibrate", "--run", "", "--artifacts", str(art)])
+    assert r.exit_code == 2 and r.stderr == f"error: {said}\n", r.output
