@@ -171,9 +171,9 @@ def known_limits(class_names: Sequence[str], sartaj: bool, n_models: int = 2) ->
   reliability diagram on the Overview page).
 - Nothing here was checked on children's scans or on operated or treated brains{untested}.
 - A card hides the answers on an image far unlike the training data (noise; many photographs,
-  not all: the Overview's table says how many), but a photograph that is not that far, or
-  something shaped like a head scan that is no MRI (a drawing, noise inside a head outline),
-  is at most "unlike the training data", and its answer is shown.
+  not all: the Overview's table says how many), but something shaped like a head scan that is
+  no MRI (a drawing, noise inside a head outline) is at most "unlike the training data", as is
+  a photograph that is not that far, and its answer is shown.
 - An image under {SMALL_SIDE} pixels a side (a thumbnail) is seen enlarged: on the reference
   runs' tests such answers were less often right while sounding as sure; a card says its size.
 """
